@@ -1,0 +1,4 @@
+"""LightningStor: an S3-compatible object store on Twisted."""
+
+__version__ = "0.1.0"
+

@@ -1,0 +1,101 @@
+"""Typed values the core hands to protocol layers (SPEC §3).
+
+These are plain data: no I/O, no wire format.  Records are serialized to the
+metadata store by :mod:`lightningstor.core.records`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Versioning(enum.Enum):
+    DISABLED = "Disabled"  # never configured: S3 omits <Status>
+    ENABLED = "Enabled"
+    SUSPENDED = "Suspended"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an access key resolved to its owner."""
+
+    principal_id: str
+    org_id: str
+    project_id: str | None = None
+    access_key_id: str | None = None
+    display_name: str = ""
+
+
+@dataclass
+class Bucket:
+    name: str
+    bucket_id: str  # internal id; object keys live under it (unambiguous scoping)
+    org_id: str
+    project_id: str | None
+    created_at: int  # Unix ms
+    updated_at: int
+    created_by: str
+    versioning: Versioning = Versioning.DISABLED
+    storage_class: str = "STANDARD"
+    region: str = "us-east-1"
+    tags: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    chunk_id: str
+    offset: int  # offset of this chunk in the object
+    size: int
+    checksum: int  # CRC32C of the chunk's bytes
+
+
+@dataclass
+class ObjectRecord:
+    """One version of an object (or a delete marker)."""
+
+    key: str
+    size: int
+    etag: str  # unquoted hex MD5, or "hex-N" for multipart
+    created_at: int  # Unix ms (Last-Modified)
+    version_id: str | None = None  # None: unversioned ("null" version)
+    content_type: str = "binary/octet-stream"
+    # Content-Encoding, Content-Disposition, Content-Language, Cache-Control,
+    # Expires: stored as sent, keyed by canonical header name.
+    system_headers: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* (lower-case names, no prefix)
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64
+    storage_class: str = "STANDARD"
+    delete_marker: bool = False
+    chunks: list[ChunkRef] = field(default_factory=list)
+    inline: bytes | None = None  # small objects: data lives in the record
+    tags: dict[str, str] = field(default_factory=dict)
+    owner: str = ""  # principal id of the writer
+
+    @property
+    def quoted_etag(self) -> str:
+        return f'"{self.etag}"'
+
+
+@dataclass
+class ListEntry:
+    """An object as a listing shows it."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: int  # Unix ms
+    storage_class: str = "STANDARD"
+    owner: str = ""
+    version_id: str | None = None
+    is_latest: bool = True
+    delete_marker: bool = False
+
+
+@dataclass
+class ListResult:
+    entries: list[ListEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_marker: str | None = None  # last key or prefix returned, when truncated

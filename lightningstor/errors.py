@@ -1,0 +1,179 @@
+"""The one set of error types every layer shares.
+
+The core raises :class:`S3Error` subclasses carrying an S3 error code; each
+protocol layer maps them to its wire form in exactly one place (the S3 layer
+to an XML error document plus HTTP status, the gRPC layer to a status code).
+Keeping code, status and default message in one table means the S3 layer can
+never answer a ``NoSuchKey`` with a 500 because somebody forgot a mapping.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+# code -> (HTTP status, default message).  The codes of SPEC Appendix A plus
+# the standard AWS codes the supported operations need.
+ERROR_TABLE: dict[str, tuple[int, str]] = {
+    "AccessDenied": (403, "Access Denied"),
+    "AccountProblem": (403, "There is a problem with your account."),
+    "BadDigest": (400, "The Content-MD5 or checksum you specified did not match what we received."),
+    "BucketAlreadyExists": (409, "The requested bucket name is not available."),
+    "BucketAlreadyOwnedByYou": (409, "Your previous request to create the named bucket succeeded and you already own it."),
+    "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
+    "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed object size."),
+    "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
+    "ExpiredToken": (400, "The provided token has expired."),
+    "IllegalLocationConstraintException": (400, "The specified location constraint is not valid."),
+    "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
+    "InternalError": (500, "We encountered an internal error. Please try again."),
+    "InvalidAccessKeyId": (403, "The AWS access key ID you provided does not exist in our records."),
+    "InvalidArgument": (400, "Invalid Argument"),
+    "InvalidBucketName": (400, "The specified bucket is not valid."),
+    "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
+    "InvalidLocationConstraint": (400, "The specified location constraint is not valid."),
+    "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
+    "InvalidPart": (400, "One or more of the specified parts could not be found."),
+    "InvalidPartOrder": (400, "The list of parts was not in ascending order."),
+    "InvalidRange": (416, "The requested range is not satisfiable"),
+    "InvalidRequest": (400, "Invalid Request"),
+    "InvalidStorageClass": (400, "The storage class you specified is not valid."),
+    "InvalidTag": (400, "The tag provided was not a valid tag."),
+    "InvalidURI": (400, "Couldn't parse the specified URI."),
+    "KeyTooLongError": (400, "Your key is too long."),
+    "MalformedXML": (400, "The XML you provided was not well-formed or did not validate against our published schema."),
+    "MetadataTooLarge": (400, "Your metadata headers exceed the maximum allowed metadata size."),
+    "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
+    "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
+    "MissingSecurityHeader": (400, "Your request is missing a required header."),
+    "NoSuchBucket": (404, "The specified bucket does not exist."),
+    "NoSuchKey": (404, "The specified key does not exist."),
+    "NoSuchTagSet": (404, "The TagSet does not exist."),
+    "NoSuchUpload": (404, "The specified multipart upload does not exist."),
+    "NoSuchVersion": (404, "The specified version does not exist."),
+    "NotImplemented": (501, "A header or query you provided implies functionality that is not implemented."),
+    "NotModified": (304, "Not Modified"),
+    "PreconditionFailed": (412, "At least one of the preconditions you specified did not hold."),
+    "QuotaExceeded": (403, "Storage quota exceeded."),
+    "RequestTimeTooSkewed": (403, "The difference between the request time and the server's time is too large."),
+    "RequestTimeout": (400, "Your socket connection to the server was not read from or written to within the timeout period."),
+    "ServiceUnavailable": (503, "Please reduce your request rate."),
+    "SignatureDoesNotMatch": (403, "The request signature we calculated does not match the signature you provided."),
+    "SlowDown": (503, "Please reduce your request rate."),
+    "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
+    "InvalidEncryptionAlgorithmError": (400, "The encryption request you specified is not valid."),
+    "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
+    "AuthorizationQueryParametersError": (400, "Error parsing the X-Amz-Credential parameter."),
+    "UnexpectedContent": (400, "This request does not support content."),
+    "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
+    "NoSuchBucketPolicy": (404, "The bucket policy does not exist."),
+    "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
+    "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
+    "NoSuchWebsiteConfiguration": (404, "The specified bucket does not have a website configuration."),
+    "ServerSideEncryptionConfigurationNotFoundError": (404, "The server side encryption configuration was not found."),
+    "ObjectLockConfigurationNotFoundError": (404, "Object Lock configuration does not exist for this bucket."),
+    "OwnershipControlsNotFoundError": (404, "The bucket ownership controls were not found."),
+    "NoSuchPublicAccessBlockConfiguration": (404, "The public access block configuration was not found."),
+    "ReplicationConfigurationNotFoundError": (404, "The replication configuration was not found."),
+}
+
+
+class S3Error(Exception):
+    """An error with an S3 error code; the status comes from :data:`ERROR_TABLE`.
+
+    ``headers`` are extra response headers the S3 layer must send with the
+    error (for example ``x-amz-delete-marker`` on a 404 for a delete marker),
+    ``fields`` extra XML elements of the error document (``Key``,
+    ``BucketName``, ``ArgumentName``...).
+    """
+
+    code: ClassVar[str] = "InternalError"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        resource: str | None = None,
+        headers: dict[str, str] | None = None,
+        **fields: str,
+    ) -> None:
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        status, default = ERROR_TABLE[self.code]
+        self.status: int = status
+        self.message: str = message or default
+        self.resource = resource
+        self.headers: dict[str, str] = dict(headers or {})
+        self.fields: dict[str, str] = dict(fields)
+        super().__init__(f"{self.code}: {self.message}")
+
+
+def _make(code: str) -> type[S3Error]:
+    return type(code if code != "NotImplemented" else "NotImplementedS3", (S3Error,), {"code": code})
+
+
+# One subclass per code so callers can ``raise NoSuchKey(...)`` and tests can
+# ``pytest.raises(NoSuchKey)``.  Generated from the table so the two never
+# disagree.
+AccessDenied = _make("AccessDenied")
+BadDigest = _make("BadDigest")
+BucketAlreadyExists = _make("BucketAlreadyExists")
+BucketAlreadyOwnedByYou = _make("BucketAlreadyOwnedByYou")
+BucketNotEmpty = _make("BucketNotEmpty")
+EntityTooLarge = _make("EntityTooLarge")
+EntityTooSmall = _make("EntityTooSmall")
+IncompleteBody = _make("IncompleteBody")
+InternalError = _make("InternalError")
+InvalidAccessKeyId = _make("InvalidAccessKeyId")
+InvalidArgument = _make("InvalidArgument")
+InvalidBucketName = _make("InvalidBucketName")
+InvalidDigest = _make("InvalidDigest")
+InvalidPart = _make("InvalidPart")
+InvalidPartOrder = _make("InvalidPartOrder")
+InvalidRange = _make("InvalidRange")
+InvalidRequest = _make("InvalidRequest")
+InvalidTag = _make("InvalidTag")
+KeyTooLongError = _make("KeyTooLongError")
+MalformedXML = _make("MalformedXML")
+MetadataTooLarge = _make("MetadataTooLarge")
+MethodNotAllowed = _make("MethodNotAllowed")
+MissingContentLength = _make("MissingContentLength")
+NoSuchBucket = _make("NoSuchBucket")
+NoSuchKey = _make("NoSuchKey")
+NoSuchUpload = _make("NoSuchUpload")
+NoSuchVersion = _make("NoSuchVersion")
+NotImplementedS3 = _make("NotImplemented")
+NotModified = _make("NotModified")
+PreconditionFailed = _make("PreconditionFailed")
+QuotaExceeded = _make("QuotaExceeded")
+RequestTimeTooSkewed = _make("RequestTimeTooSkewed")
+ServiceUnavailable = _make("ServiceUnavailable")
+SignatureDoesNotMatch = _make("SignatureDoesNotMatch")
+SlowDown = _make("SlowDown")
+XAmzContentSHA256Mismatch = _make("XAmzContentSHA256Mismatch")
+AuthorizationHeaderMalformed = _make("AuthorizationHeaderMalformed")
+AuthorizationQueryParametersError = _make("AuthorizationQueryParametersError")
+
+
+class StorageError(Exception):
+    """A storage backend failed (I/O error, node unreachable).
+
+    Protocol layers answer it with a 503 ``ServiceUnavailable`` (retryable) rather
+    than a 500, because SDKs retry 503s with backoff.
+    """
+
+
+class ChunkCorrupted(StorageError):
+    """A chunk's bytes do not match its recorded checksum: never serve them."""
+
+
+class ChunkNotFound(StorageError):
+    """A chunk that metadata references is missing from the backend."""
+
+
+class MetadataUnavailable(Exception):
+    """The metadata store cannot be reached; answered as 503."""
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or invalid; names the key."""

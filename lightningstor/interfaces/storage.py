@@ -1,0 +1,132 @@
+"""The storage-backend plugin contract (SPEC §5.1 plus what streaming needs).
+
+A backend stores opaque *chunks* named by id.  It knows nothing of buckets,
+keys or S3: the :class:`~lightningstor.storage.chunks.ChunkManager` splits
+objects into chunks and keeps the per-chunk checksums in object metadata.
+
+Every method that touches the medium returns a ``Deferred`` and must not block
+the reactor thread (use a thread pool for file or socket I/O).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from zope.interface import Attribute, Interface
+
+
+class DurabilityLevel(enum.Enum):
+    LOCAL = "local"
+    REPLICATED = "replicated"
+    ERASURE_CODED = "erasure_coded"
+
+
+@dataclass(frozen=True)
+class BackendCapabilities:
+    """What a backend can do; ``replicas`` is N for ``REPLICATED``."""
+
+    max_chunk_size: int
+    supports_range_reads: bool = True
+    supports_streaming: bool = True
+    durability: DurabilityLevel = DurabilityLevel.LOCAL
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One stored chunk as listed by :meth:`IStorageBackend.list_chunks`."""
+
+    chunk_id: str
+    size: int
+    created_at: float  # Unix seconds
+
+
+@dataclass
+class PluginContext:
+    """What the server hands a plugin factory besides its own config section.
+
+    ``reactor`` is the running reactor, ``io_pool`` a started
+    ``twisted.python.threadpool.ThreadPool`` for blocking I/O, ``data_dir`` the
+    server's data directory, ``settings`` the whole validated configuration
+    (read-only) for plugins that need global values.
+    """
+
+    reactor: Any
+    io_pool: Any
+    data_dir: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class IChunkWriter(Interface):
+    """Streams one chunk into the backend.
+
+    Bytes written are not visible (``get_chunk`` fails) until ``commit``'s
+    Deferred fires; after that they are durable.  ``abort`` discards
+    everything.  Calls are made one at a time: the caller waits for each
+    Deferred before the next call.
+    """
+
+    def write(data: bytes) -> Any:
+        """Append ``data``; returns a Deferred firing with None."""
+
+    def commit() -> Any:
+        """Make the chunk durable and visible; Deferred firing with None."""
+
+    def abort() -> Any:
+        """Discard the partial chunk; Deferred firing with None; never fails."""
+
+
+class IStorageBackend(Interface):
+    """A place to keep chunks (local disk, storage nodes, RADOS...)."""
+
+    name = Attribute("The plugin name this backend was created from (str).")
+
+    def put_chunk(chunk_id: str, data: bytes) -> Any:
+        """Store a whole chunk durably; Deferred[None].  Overwrites."""
+
+    def open_chunk(chunk_id: str) -> IChunkWriter:
+        """Begin streaming a chunk; see :class:`IChunkWriter`."""
+
+    def get_chunk(chunk_id: str) -> Any:
+        """Deferred[bytes]: the whole chunk.
+
+        Fails with ``ChunkNotFound`` if missing and ``ChunkCorrupted`` if the
+        backend's own integrity check fails.
+        """
+
+    def get_chunk_range(chunk_id: str, offset: int, length: int) -> Any:
+        """Deferred[bytes]: ``length`` bytes from ``offset`` (clipped at end)."""
+
+    def delete_chunk(chunk_id: str) -> Any:
+        """Deferred[bool]: True if it existed.  Idempotent."""
+
+    def chunk_exists(chunk_id: str) -> Any:
+        """Deferred[bool]."""
+
+    def list_chunks() -> Any:
+        """Deferred[list[ChunkInfo]] of every stored chunk (for collection and scrub)."""
+
+    def capabilities() -> BackendCapabilities:
+        """Static facts about this backend (no I/O)."""
+
+    def check() -> Any:
+        """Deferred[None] if the backend is reachable and writable; fails otherwise."""
+
+    def close() -> Any:
+        """Deferred[None]: release resources at shutdown."""
+
+
+class IStorageBackendFactory(Interface):
+    """A plugin that makes storage backends; found with ``getPlugins``."""
+
+    name = Attribute("The name the config's ``[storage] backend`` selects (str).")
+    description = Attribute("One line for humans (str).")
+
+    def create(options: Mapping[str, Any], context: PluginContext) -> IStorageBackend:
+        """Build a backend from its config section (``[storage]`` as a dict,
+        including the sub-table named like the plugin, e.g. ``options['local']``).
+
+        Raise ``lightningstor.errors.ConfigError`` naming the key for bad options.
+        """
