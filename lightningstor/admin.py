@@ -1,0 +1,195 @@
+"""``lightningstor-admin``: operator commands that do not need a running server.
+
+Subcommands live in :data:`SUBCOMMANDS`, a table of name -> :class:`Subcommand`
+(help text, an argument-parser hook and a handler), so adding one (for
+example ``credentials``) is one function pair and one table entry; ``main``
+never changes.  Handlers write to the streams they are given rather than to
+``sys.stdout`` directly, which keeps them testable without capturing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from lightningstor import __version__
+from lightningstor.config import ConfigProblems, Settings, load_settings
+from lightningstor.errors import ConfigError
+
+Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``lightningstor-admin`` subcommand.
+
+    ``configure`` adds the subcommand's arguments to its parser; ``run``
+    gets the parsed arguments and the output and error streams and returns
+    the process exit status.
+    """
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Handler
+
+
+# --------------------------------------------------------------------------
+# check-config
+# --------------------------------------------------------------------------
+
+
+def _configure_check_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the TOML configuration file to check")
+    parser.add_argument(
+        "--ignore-env",
+        action="store_true",
+        help="check the file alone, without the LIGHTNINGSTOR_* environment overrides",
+    )
+
+
+def _toml_value(value: Any) -> str:
+    """Show a value the way it would be written in the config file."""
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _flatten(prefix: str, node: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping):
+            yield from _flatten(path, value)
+        else:
+            yield path, value
+
+
+def effective_values(settings: Settings) -> list[tuple[str, Any]]:
+    """Every effective setting as ``(dotted key, value)``, in file order.
+
+    The ``options`` copies are left out except for plugin sub-tables
+    (``storage.distributed.*``, ``metadata.sqlite.*``...), which appear
+    nowhere else.
+    """
+    tree = settings.to_dict()
+    rows: list[tuple[str, Any]] = []
+    for section, value in tree.items():
+        if not isinstance(value, Mapping):
+            rows.append((section, value))
+            continue
+        for key, item in value.items():
+            path = f"{section}.{key}"
+            if key == "options" and isinstance(item, Mapping):
+                for name, sub in item.items():
+                    if isinstance(sub, Mapping):
+                        rows.extend(_flatten(f"{section}.{name}", sub))
+            elif isinstance(item, Mapping):
+                rows.extend(_flatten(path, item))
+            else:
+                rows.append((path, item))
+    return rows
+
+
+def _missing_files(settings: Settings) -> list[str]:
+    """Files the server would have to read at start-up that are not readable
+    here.  The master key is left out: the server creates it on first run."""
+    problems = []
+    tls = settings.server.tls
+    candidates = [
+        ("server.tls.cert_file", tls.cert_file if tls else None),
+        ("server.tls.key_file", tls.key_file if tls else None),
+        ("server.tls.ca_file", tls.ca_file if tls else None),
+    ]
+    for key, path in candidates:
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            problems.append(f"{key}: {path}: no such file")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{key}: {path}: not readable")
+    return problems
+
+
+def check_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Validate a config file exactly as the server would, without starting
+    anything or touching the data directory.  Exit status 0 when valid, 1
+    with every problem on stderr otherwise."""
+    env: Mapping[str, str] = {} if args.ignore_env else os.environ
+    try:
+        settings = load_settings(env=env, cli={"config": args.file})
+    except ConfigProblems as exc:
+        problems = list(exc.problems)
+    except ConfigError as exc:
+        problems = [str(exc)]
+    else:
+        problems = _missing_files(settings)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=err)
+        count = len(problems)
+        print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=err)
+        return 1
+    print(f"OK: {args.file}", file=out)
+    for key, value in effective_values(settings):
+        print(f"  {key} = {_toml_value(value)}", file=out)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "check-config": Subcommand(
+        help="validate a configuration file and print the effective settings",
+        configure=_configure_check_config,
+        run=check_config,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-parser per :data:`SUBCOMMANDS` entry."""
+    parser = argparse.ArgumentParser(
+        prog="lightningstor-admin", description="LightningStor administration commands."
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in SUBCOMMANDS.items():
+        command.configure(commands.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lightningstor-admin`` console script.
+
+    Returns the exit status instead of exiting (argparse's own exits for
+    ``--help`` and usage errors are turned into return values too), so
+    tests and other Python callers can invoke it directly.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print("lightningstor-admin: error: a command is required", file=sys.stderr)
+        return 2
+    return SUBCOMMANDS[args.command].run(args, sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

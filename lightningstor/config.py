@@ -1,0 +1,897 @@
+"""Server configuration: TOML file, environment and command line (SPEC §8).
+
+Three layers are merged, highest first: command-line options, the
+``LIGHTNINGSTOR_*`` environment variables of SPEC §8.2, the TOML file of
+SPEC §8.1, then built-in defaults.  The result is one immutable
+:class:`Settings` tree that the rest of the server reads; nothing else looks
+at the environment or the file.
+
+Validation happens here, once, before anything starts, and reports *every*
+problem it finds (not just the first) with the dotted key it is about, so an
+operator fixing a config file does not need one restart per typo.  Unknown
+keys are errors, because a misspelt key silently falling back to a default is
+the worst kind of configuration bug.  The one exception is plugin
+sub-tables: ``[storage.<name>]`` and ``[metadata.<name>]`` belong to the
+backend plugin of that name (possibly third-party) and are handed to its
+factory untouched in ``options``; the factory validates them itself
+(``IStorageBackendFactory.create`` raises :class:`ConfigError`).
+Sub-tables of built-in plugins whose keys SPEC §8.1 defines (today
+``[storage.distributed]``) are validated here.
+
+Reading the file is the only I/O this module does: it never looks at the
+data directory, TLS files or plugins, so ``lightningstor-admin check-config``
+can run anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from lightningstor.errors import ConfigError
+
+__all__ = [
+    "ConfigProblems",
+    "IamSettings",
+    "LimitsSettings",
+    "LoggingSettings",
+    "MetadataSettings",
+    "S3Settings",
+    "SecuritySettings",
+    "ServerSettings",
+    "Settings",
+    "StorageSettings",
+    "TlsSettings",
+    "endpoint_description",
+    "format_address",
+    "load_settings",
+    "parse_address",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+DEFAULT_DATA_DIR = "/var/lib/lightningstor"
+ENV_CONFIG = "LIGHTNINGSTOR_CONFIG"
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+SIGNATURE_VERSIONS = ("v4", "v2", "both")
+PLACEMENT_STRATEGIES = ("random", "consistent_hash", "zone_aware")
+
+
+@dataclass(frozen=True)
+class _Override:
+    """One setting that the environment and the command line may override."""
+
+    cli_key: str
+    env_var: str
+    path: tuple[str, ...]
+    flag: str
+
+
+# SPEC §8.2 / §8.3.  ``--data-dir`` has no flag in the spec but the
+# environment variable exists, and the twistd plugin wants the same knob.
+_OVERRIDES = (
+    _Override("grpc_addr", "LIGHTNINGSTOR_GRPC_ADDR", ("server", "grpc_addr"), "--grpc-addr"),
+    _Override("s3_addr", "LIGHTNINGSTOR_S3_ADDR", ("server", "s3_addr"), "--s3-addr"),
+    _Override("log_level", "LIGHTNINGSTOR_LOG_LEVEL", ("logging", "level"), "--log-level"),
+    _Override("data_dir", "LIGHTNINGSTOR_DATA_DIR", ("data_dir",), "--data-dir"),
+)
+_CLI_KEYS = frozenset({"config"} | {o.cli_key for o in _OVERRIDES})
+
+
+class ConfigProblems(ConfigError):
+    """Several configuration problems at once.
+
+    ``str()`` is the problems joined by newlines (just the one message when
+    there is only one), so callers that only catch :class:`ConfigError` still
+    show everything; ``problems`` lets a CLI print them one per line.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# --------------------------------------------------------------------------
+# The settings tree
+# --------------------------------------------------------------------------
+
+
+def _empty_options() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """``[server.tls]``: present means the S3 and gRPC listeners speak TLS 1.3.
+
+    ``ca_file`` set means client certificates are requested and verified
+    against it (mTLS for service-to-service gRPC, SPEC §9.1).
+    """
+
+    cert_file: str
+    key_file: str
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: listeners and process shape.  Addresses are canonical
+    ``host:port`` strings (IPv6 in brackets); use :func:`parse_address`."""
+
+    s3_addr: str = "0.0.0.0:9000"
+    grpc_addr: str = "0.0.0.0:9001"
+    metrics_addr: str | None = None
+    workers: int = 1
+    shutdown_timeout_seconds: float = 30.0
+    tls: TlsSettings | None = None
+    grpc_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class MetadataSettings:
+    """``[metadata]``.  ``options`` is the whole table (plugin sub-tables such
+    as ``[metadata.sqlite]`` included, read-only) with the validated values of
+    the keys above filled in, for the metadata-store plugin's factory."""
+
+    backend: str = "sqlite"
+    chainfire_endpoints: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=_empty_options, hash=False)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """``[storage]``.  ``options`` as for :class:`MetadataSettings`, including
+    the normalised ``distributed`` sub-table when one is given."""
+
+    backend: str = "local"
+    data_dir: str = f"{DEFAULT_DATA_DIR}/data"
+    chunk_size_bytes: int = 8 * MiB
+    shard_depth: int = 2
+    fsync: bool = True
+    inline_threshold_bytes: int = 64 * KiB
+    options: Mapping[str, Any] = field(default_factory=_empty_options, hash=False)
+
+
+@dataclass(frozen=True)
+class IamSettings:
+    """``[iam]``: which ``IAuthorizer`` plugin decides access, and how to
+    reach the aegis IAM service when that is the one."""
+
+    authorizer: str = "local"
+    endpoint: str | None = None
+    service_account: str | None = None
+    token_path: str | None = None
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """``[s3]``: S3 protocol behaviour.  ``domain`` enables virtual-hosted
+    style (``bucket.<domain>``) next to path style."""
+
+    region: str = "us-east-1"
+    signature_version: str = "v4"
+    presigned_url_ttl_seconds: int = 3600
+    domain: str | None = None
+    max_clock_skew_seconds: int = 900
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """``[limits]``: sizes and counts enforced by the core and the S3 layer."""
+
+    max_object_size_bytes: int = 5 * TiB
+    max_multipart_parts: int = 10000
+    multipart_upload_timeout_hours: int = 168
+    max_keys_per_list: int = 1000
+    max_xml_body_bytes: int = 2 * MiB
+    max_metadata_bytes: int = 2048
+    max_header_bytes: int = 16384
+    max_delete_keys: int = 1000
+    idle_timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """``[logging]``.  ``level`` is lower-cased on load."""
+
+    level: str = "info"
+    format: str = "text"
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """``[security]``: the key that encrypts stored secrets (credentials)."""
+
+    master_key_file: str = f"{DEFAULT_DATA_DIR}/master.key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated, merged configuration.  Build it with :func:`load_settings`."""
+
+    data_dir: str = DEFAULT_DATA_DIR
+    config_file: str | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    iam: IamSettings = field(default_factory=IamSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-friendly copy (dicts, lists, scalars) for plugins
+        (``PluginContext.settings``) and diagnostics.  Holds no secrets: the
+        config only names files that contain them."""
+        result = _thaw(self)
+        assert isinstance(result, dict)
+        return result
+
+
+def _thaw(value: Any) -> Any:
+    """Dataclasses and read-only mappings to dicts, tuples to lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _thaw(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    """Dicts to read-only mappings, lists to tuples, recursively: ``options``
+    is shared with plugins, which must not be able to change the settings
+    every other component sees."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+# --------------------------------------------------------------------------
+# Addresses
+# --------------------------------------------------------------------------
+
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+class _Invalid(Exception):
+    """A value failed a check; the message does not include the key (the
+    caller adds it, with where the value came from)."""
+
+
+def _split_address(value: object) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string 'host:port', got {_describe(value)}")
+    text = value.strip()
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise _Invalid(f"invalid address {value!r}: missing ']' after the IPv6 address")
+        host, rest = text[1:close], text[close + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _Invalid(f"invalid address {value!r}: {host!r} is not an IPv6 address") from None
+        if not rest.startswith(":"):
+            raise _Invalid(f"invalid address {value!r}: expected '[ipv6]:port'")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise _Invalid(f"invalid address {value!r}: expected 'host:port', e.g. '0.0.0.0:9000'")
+        if ":" in host:
+            raise _Invalid(
+                f"invalid address {value!r}: write IPv6 addresses in brackets, e.g. '[::1]:9000'"
+            )
+        if not host:
+            host = "0.0.0.0"
+        elif re.fullmatch(r"[0-9.]+", host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise _Invalid(f"invalid address {value!r}: {host!r} is not an IPv4 address") from None
+        elif len(host) > 253 or not _HOSTNAME.fullmatch(host):
+            raise _Invalid(f"invalid address {value!r}: {host!r} is not a valid host name")
+    if not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+        raise _Invalid(f"invalid address {value!r}: port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def parse_address(value: str, *, key: str) -> tuple[str, int]:
+    """Split a listen address into ``(host, port)``.
+
+    Accepts ``'0.0.0.0:9000'``, ``'127.0.0.1:0'`` (any free port),
+    ``'[::1]:9000'``, ``'localhost:9000'`` and ``':9000'`` (all IPv4
+    interfaces, returned as ``'0.0.0.0'``).  Unbracketed IPv6 is refused
+    because ``::1:9000`` is ambiguous.  Raises :class:`ConfigError` whose
+    message starts with ``key``.
+    """
+    try:
+        return _split_address(value)
+    except _Invalid as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def format_address(host: str, port: int) -> str:
+    """The inverse of :func:`parse_address`: ``'[::1]:9000'`` for IPv6."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _escape_endpoint(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def endpoint_description(host: str, port: int) -> str:
+    """A Twisted server endpoint string for ``serverFromString``.
+
+    ``tcp:port=9000:interface=0.0.0.0``; colons in IPv6 interfaces are
+    escaped (``interface=\\:\\:1``) because ``:`` separates endpoint
+    arguments.  Twisted's TCP port notices an IPv6 interface by itself.
+    """
+    if not host:
+        return f"tcp:port={port}"
+    return f"tcp:port={port}:interface={_escape_endpoint(host)}"
+
+
+def _same_listener(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Would binding both collide?  Port 0 never does; a wildcard host
+    collides with every host on the same port."""
+    (host_a, port_a), (host_b, port_b) = a, b
+    if port_a != port_b or port_a == 0:
+        return False
+    return host_a == host_b or host_a in _WILDCARDS or host_b in _WILDCARDS
+
+
+# --------------------------------------------------------------------------
+# Value checks (each returns the normalised value or raises _Invalid)
+# --------------------------------------------------------------------------
+
+T = TypeVar("T")
+Check = Callable[[Any], T]
+
+
+def _describe(value: object) -> str:
+    """How a wrong value is shown in an error: its TOML type and the value."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a float ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__} ({value})"
+
+
+def _range_text(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"must be between {lo} and {hi}"
+    if lo is not None:
+        return f"must be at least {lo}"
+    return f"must be at most {hi}"
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Check[int]:
+    def check(value: Any) -> int:
+        # bool is a subclass of int in Python; ``workers = true`` is a mistake.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"expected an integer, got {_describe(value)}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise _Invalid(f"{_range_text(lo, hi)}, got {value}")
+        return value
+
+    return check
+
+
+def _float(lo: float | None = None, hi: float | None = None) -> Check[float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(f"expected a number, got {_describe(value)}")
+        if math.isnan(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise _Invalid(f"{_range_text(lo, hi)}, got {value}")
+        return float(value)
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected a boolean (true or false), got {_describe(value)}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_describe(value)}")
+    if not value.strip():
+        raise _Invalid("must not be empty")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Check[str]:
+    def check(value: Any) -> str:
+        text = _str(value).strip().lower()
+        if text not in choices:
+            options = ", ".join(repr(c) for c in choices)
+            raise _Invalid(f"must be one of {options}, got {value!r}")
+        return text
+
+    return check
+
+
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _plugin_name(value: Any) -> str:
+    """A plugin name: whether it is installed is checked at start-up, where
+    the installed names can be listed; here only its shape."""
+    text = _str(value)
+    if not _PLUGIN_NAME.fullmatch(text):
+        raise _Invalid(f"invalid plugin name {value!r} (letters, digits, '_', '-', '.')")
+    return text
+
+
+def _path(value: Any) -> str:
+    """A filesystem path, made absolute against the current directory now,
+    so a later ``chdir`` (twistd ``--rundir``, daemonising) cannot change
+    what it means."""
+    text = _str(value)
+    if "\0" in text:
+        raise _Invalid("must not contain a NUL character")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def _address(value: Any) -> str:
+    return format_address(*_split_address(value))
+
+
+def _url(value: Any) -> str:
+    text = _str(value).strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise _Invalid(f"invalid URL {value!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Invalid(f"expected an http:// or https:// URL like 'http://host:port', got {value!r}")
+    return text
+
+
+def _list_of(item: Check[T], *, unique: bool = False) -> Check[tuple[T, ...]]:
+    def check(value: Any) -> tuple[T, ...]:
+        if not isinstance(value, list):
+            raise _Invalid(f"expected an array, got {_describe(value)}")
+        result: list[T] = []
+        for index, element in enumerate(value):
+            try:
+                result.append(item(element))
+            except _Invalid as exc:
+                raise _Invalid(f"item {index}: {exc}") from None
+        if unique and len(set(result)) != len(result):
+            duplicates = sorted({str(x) for x in result if result.count(x) > 1})
+            raise _Invalid(f"duplicate entries: {', '.join(duplicates)}")
+        return tuple(result)
+
+    return check
+
+
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def _region(value: Any) -> str:
+    """Regions appear in SigV4 credential scopes (``.../us-east-1/s3/...``),
+    so they cannot contain '/' or spaces."""
+    text = _str(value)
+    if not _REGION.fullmatch(text):
+        raise _Invalid(f"must be a region name like 'us-east-1' (letters, digits, '-', '_'), got {value!r}")
+    return text
+
+
+def _domain(value: Any) -> str:
+    text = _str(value).strip().lower().rstrip(".")
+    if "://" in text or "/" in text or ":" in text or not _HOSTNAME.fullmatch(text):
+        raise _Invalid(f"expected a bare DNS name like 's3.example.com', got {value!r}")
+    return text
+
+
+# --------------------------------------------------------------------------
+# Reading tables
+# --------------------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+class _Table:
+    """One TOML table being validated.
+
+    Every key read is remembered, so whatever is left over afterwards is an
+    unknown key, and the keys read are the candidates for "did you mean".
+    Problems are collected, not raised, so all of them are reported together;
+    a bad value is replaced by its default to let validation carry on.
+    """
+
+    def __init__(
+        self, path: str, raw: Mapping[str, Any], problems: list[str], sources: Mapping[str, str]
+    ) -> None:
+        self.path = path
+        self.raw = raw
+        self.problems = problems
+        self.sources = sources
+        self.known: list[str] = []
+        self.failed: set[str] = set()
+
+    def key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def label(self, key: str) -> str:
+        """The key as errors show it, with the override that set it, if any."""
+        full = self.key_path(key)
+        source = self.sources.get(full)
+        return f"{full} (from {source})" if source else full
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.label(key)}: {message}")
+
+    def given(self, key: str) -> bool:
+        return key in self.raw
+
+    def valid(self, *keys: str) -> bool:
+        """True if none of ``keys`` failed its check: cross-key checks must
+        not complain about the default that stands in for a rejected value."""
+        return not self.failed.intersection(keys)
+
+    def get(self, key: str, default: T, check: Check[T]) -> T:
+        self.known.append(key)
+        if key not in self.raw:
+            return default
+        try:
+            return check(self.raw[key])
+        except _Invalid as exc:
+            self.problem(key, str(exc))
+            self.failed.add(key)
+            return default
+
+    def optional(self, key: str, check: Check[T]) -> T | None:
+        return self.get(key, None, check)
+
+    def required(self, key: str, check: Check[T], why: str) -> T | None:
+        if key not in self.raw:
+            self.known.append(key)
+            self.problem(key, f"required {why}")
+            return None
+        return self.optional(key, check)
+
+    def table(self, key: str) -> _Table | None:
+        """The sub-table ``key``, or None when absent (or not a table)."""
+        self.known.append(key)
+        value = self.raw.get(key, _MISSING)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a table, got {_describe(value)}")
+            return None
+        return _Table(self.key_path(key), value, self.problems, self.sources)
+
+    def section(self, key: str) -> _Table:
+        """Like :meth:`table` but an absent table reads as empty (all defaults)."""
+        return self.table(key) or _Table(self.key_path(key), {}, self.problems, self.sources)
+
+    def finish(self, *, plugin_tables: bool = False) -> None:
+        """Report keys nobody read.  With ``plugin_tables``, unknown keys whose
+        value is a table are plugin sub-tables and are let through."""
+        for key, value in self.raw.items():
+            if key in self.known or (plugin_tables and isinstance(value, dict)):
+                continue
+            self.problems.append(_unknown_key(self.key_path(key), key, self.known))
+
+
+def _unknown_key(full: str, key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key '{full}' (did you mean '{close[0]}'?)"
+    return f"unknown key '{full}' (known keys: {', '.join(sorted(set(known)))})"
+
+
+# --------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------
+
+
+def _read_tls(server: _Table) -> TlsSettings | None:
+    table = server.table("tls")
+    if table is None:
+        return None
+    why = "when [server.tls] is present"
+    cert = table.required("cert_file", _path, why)
+    key = table.required("key_file", _path, why)
+    ca = table.optional("ca_file", _path)
+    table.finish()
+    if cert is None or key is None:
+        return None
+    return TlsSettings(cert_file=cert, key_file=key, ca_file=ca)
+
+
+def _read_server(t: _Table) -> ServerSettings:
+    d = ServerSettings()
+    s3_addr = t.get("s3_addr", d.s3_addr, _address)
+    grpc_addr = t.get("grpc_addr", d.grpc_addr, _address)
+    metrics_addr = t.optional("metrics_addr", _address)
+    grpc_enabled = t.get("grpc_enabled", d.grpc_enabled, _bool)
+    settings = ServerSettings(
+        s3_addr=s3_addr,
+        grpc_addr=grpc_addr,
+        metrics_addr=metrics_addr,
+        workers=t.get("workers", d.workers, _int(1, 1024)),
+        shutdown_timeout_seconds=t.get(
+            "shutdown_timeout_seconds", d.shutdown_timeout_seconds, _float(0, 3600)
+        ),
+        tls=_read_tls(t),
+        grpc_enabled=grpc_enabled,
+    )
+    listeners = [("s3_addr", s3_addr)]
+    if grpc_enabled:
+        listeners.append(("grpc_addr", grpc_addr))
+    if metrics_addr is not None:
+        listeners.append(("metrics_addr", metrics_addr))
+    for index, (key, addr) in enumerate(listeners):
+        for other_key, other in listeners[:index]:
+            if t.valid(key, other_key) and _same_listener(_split_address(addr), _split_address(other)):
+                t.problem(key, f"{addr} collides with server.{other_key} ({other})")
+    t.finish()
+    return settings
+
+
+def _read_metadata(t: _Table) -> MetadataSettings:
+    d = MetadataSettings()
+    backend = t.get("backend", d.backend, _plugin_name)
+    endpoints = t.get("chainfire_endpoints", d.chainfire_endpoints, _list_of(_url, unique=True))
+    t.finish(plugin_tables=True)
+    options = {**t.raw, "backend": backend, "chainfire_endpoints": endpoints}
+    return MetadataSettings(backend=backend, chainfire_endpoints=endpoints, options=_freeze(options))
+
+
+def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:
+    """``[storage.distributed]`` (SPEC §8.1): the only built-in plugin
+    sub-table whose keys the spec fixes, so the only one validated here."""
+    table = storage.table("distributed")
+    if table is None:
+        if backend == "distributed":
+            storage.problem("distributed.nodes", "required when storage.backend is 'distributed'")
+        return None
+    if backend == "distributed":
+        nodes = table.required("nodes", _list_of(_url, unique=True), "when storage.backend is 'distributed'")
+    else:
+        nodes = table.optional("nodes", _list_of(_url, unique=True))
+    nodes = nodes or ()
+    replication = table.get("replication_factor", 3, _int(1))
+    strategy = table.get("placement_strategy", "consistent_hash", _choice(PLACEMENT_STRATEGIES))
+    if nodes and table.valid("replication_factor") and replication > len(nodes):
+        table.problem(
+            "replication_factor", f"{replication} is more than the number of nodes ({len(nodes)})"
+        )
+    if backend == "distributed" and table.given("nodes") and not nodes:
+        table.problem("nodes", "must list at least one node when storage.backend is 'distributed'")
+    table.finish()
+    return {"nodes": nodes, "replication_factor": replication, "placement_strategy": strategy}
+
+
+def _read_storage(t: _Table, data_dir: str) -> StorageSettings:
+    d = StorageSettings()
+    backend = t.get("backend", d.backend, _plugin_name)
+    values: dict[str, Any] = {
+        "backend": backend,
+        "data_dir": t.get("data_dir", os.path.join(data_dir, "data"), _path),
+        "chunk_size_bytes": t.get("chunk_size_bytes", d.chunk_size_bytes, _int(1 * MiB, 64 * MiB)),
+        "shard_depth": t.get("shard_depth", d.shard_depth, _int(0, 4)),
+        "fsync": t.get("fsync", d.fsync, _bool),
+        "inline_threshold_bytes": t.get(
+            "inline_threshold_bytes", d.inline_threshold_bytes, _int(0, 1 * MiB)
+        ),
+    }
+    distributed = _read_distributed(t, backend)
+    t.finish(plugin_tables=True)
+    options = {**t.raw, **values}
+    if distributed is not None:
+        options["distributed"] = distributed
+    return StorageSettings(**values, options=_freeze(options))
+
+
+def _read_iam(t: _Table) -> IamSettings:
+    d = IamSettings()
+    authorizer = t.get("authorizer", d.authorizer, _plugin_name)
+    if authorizer == "aegis":
+        endpoint = t.required("endpoint", _url, "when iam.authorizer is 'aegis'")
+    else:
+        endpoint = t.optional("endpoint", _url)
+    settings = IamSettings(
+        authorizer=authorizer,
+        endpoint=endpoint,
+        service_account=t.optional("service_account", _str),
+        token_path=t.optional("token_path", _path),
+    )
+    t.finish()
+    return settings
+
+
+def _read_s3(t: _Table) -> S3Settings:
+    d = S3Settings()
+    settings = S3Settings(
+        region=t.get("region", d.region, _region),
+        signature_version=t.get("signature_version", d.signature_version, _choice(SIGNATURE_VERSIONS)),
+        presigned_url_ttl_seconds=t.get(
+            "presigned_url_ttl_seconds", d.presigned_url_ttl_seconds, _int(1, 604800)
+        ),
+        domain=t.optional("domain", _domain),
+        max_clock_skew_seconds=t.get("max_clock_skew_seconds", d.max_clock_skew_seconds, _int(1, 86400)),
+    )
+    t.finish()
+    return settings
+
+
+def _read_limits(t: _Table) -> LimitsSettings:
+    d = LimitsSettings()
+    settings = LimitsSettings(
+        max_object_size_bytes=t.get("max_object_size_bytes", d.max_object_size_bytes, _int(1)),
+        # S3 part numbers are 1..10000; clients cannot send more.
+        max_multipart_parts=t.get("max_multipart_parts", d.max_multipart_parts, _int(1, 10000)),
+        multipart_upload_timeout_hours=t.get(
+            "multipart_upload_timeout_hours", d.multipart_upload_timeout_hours, _int(1)
+        ),
+        max_keys_per_list=t.get("max_keys_per_list", d.max_keys_per_list, _int(1, 100000)),
+        max_xml_body_bytes=t.get("max_xml_body_bytes", d.max_xml_body_bytes, _int(1 * KiB, 64 * MiB)),
+        max_metadata_bytes=t.get("max_metadata_bytes", d.max_metadata_bytes, _int(0, 1 * MiB)),
+        max_header_bytes=t.get("max_header_bytes", d.max_header_bytes, _int(1 * KiB, 1 * MiB)),
+        max_delete_keys=t.get("max_delete_keys", d.max_delete_keys, _int(1, 100000)),
+        idle_timeout_seconds=t.get("idle_timeout_seconds", d.idle_timeout_seconds, _int(1, 86400)),
+    )
+    t.finish()
+    return settings
+
+
+def _read_logging(t: _Table) -> LoggingSettings:
+    d = LoggingSettings()
+    settings = LoggingSettings(
+        level=t.get("level", d.level, _choice(LOG_LEVELS)),
+        format=t.get("format", d.format, _choice(LOG_FORMATS)),
+        access_log=t.get("access_log", d.access_log, _bool),
+    )
+    t.finish()
+    return settings
+
+
+def _read_security(t: _Table, data_dir: str) -> SecuritySettings:
+    settings = SecuritySettings(
+        master_key_file=t.get("master_key_file", os.path.join(data_dir, "master.key"), _path)
+    )
+    t.finish()
+    return settings
+
+
+def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
+    problems: list[str] = []
+    root = _Table("", raw, problems, sources)
+    data_dir = root.get("data_dir", DEFAULT_DATA_DIR, _path)
+    settings = Settings(
+        data_dir=data_dir,
+        config_file=config_file,
+        server=_read_server(root.section("server")),
+        metadata=_read_metadata(root.section("metadata")),
+        storage=_read_storage(root.section("storage"), data_dir),
+        iam=_read_iam(root.section("iam")),
+        s3=_read_s3(root.section("s3")),
+        limits=_read_limits(root.section("limits")),
+        logging=_read_logging(root.section("logging")),
+        security=_read_security(root.section("security"), data_dir),
+    )
+    root.finish()
+    if problems:
+        raise ConfigProblems(problems)
+    return settings
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def _read_toml(path: str, label: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{label}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        # The message ends with "(at line N, column M)".
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+
+
+def _set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Put an override into the raw tree; if the file has a non-table where a
+    table belongs, leave it: validation reports that anyway."""
+    node = raw
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return
+        node = child
+    node[path[-1]] = value
+
+
+def load_settings(
+    config_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge command line > environment > config file > defaults and validate.
+
+    ``env`` defaults to ``os.environ``; an empty environment variable counts
+    as unset (as container runtimes often pass them).  ``cli`` keys are
+    ``config``, ``grpc_addr``, ``s3_addr``, ``log_level`` and ``data_dir``;
+    None means "not given".  The config file is ``cli['config']``, else
+    ``config_file``, else ``$LIGHTNINGSTOR_CONFIG``; with none of them, only
+    defaults and overrides apply.
+
+    Raises :class:`ConfigError` (:class:`ConfigProblems` when validation
+    found problems, one message per problem, each naming its dotted key and,
+    for overrides, the variable or flag that set it).
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    given = {k: v for k, v in (cli or {}).items() if v is not None}
+    unknown = sorted(set(given) - _CLI_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown command-line setting(s): {', '.join(unknown)}")
+
+    path: str | None = None
+    label = ""
+    if "config" in given:
+        path = str(given["config"])
+        label = f"config file {path}"
+    elif config_file is not None:
+        path = config_file
+        label = f"config file {path}"
+    elif environ.get(ENV_CONFIG):
+        path = environ[ENV_CONFIG]
+        label = f"config file {path} (from {ENV_CONFIG})"
+
+    raw: dict[str, Any] = _read_toml(path, label) if path is not None else {}
+    sources: dict[str, str] = {}
+    for override in _OVERRIDES:
+        value: Any = None
+        source = ""
+        if environ.get(override.env_var):
+            value, source = environ[override.env_var], override.env_var
+        if override.cli_key in given:
+            value, source = given[override.cli_key], override.flag
+        if source:
+            _set_path(raw, override.path, value)
+            sources[".".join(override.path)] = source
+
+    return _build(raw, sources, os.path.abspath(path) if path is not None else None)
