@@ -1,0 +1,138 @@
+"""Buckets: naming, scoping and lifecycle (SPEC §3.1, §7.1-7.2).
+
+A bucket belongs to an org and optionally a project; its name is unique within
+that scope.  A caller's bucket name resolves in the caller's scope: the
+project's buckets first, then the org's.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Callable
+
+from twisted.internet.defer import inlineCallbacks
+
+from lightningstor import errors
+from lightningstor.core import keys, records
+from lightningstor.core.types import Bucket, Principal, Versioning
+from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# Paths the S3 port answers itself (GET /health ...): a bucket of that name
+# could never be listed path-style, so the names are refused up front.
+RESERVED_NAMES = frozenset({"health", "ready", "metrics"})
+
+
+def validate_bucket_name(name: str) -> None:
+    """SPEC §3.1: 3-63 characters of lower-case letters, digits and hyphens,
+    starting (and, as AWS requires, ending) with a letter or digit."""
+    if not _NAME.match(name) or name in RESERVED_NAMES:
+        raise errors.InvalidBucketName(resource=name, BucketName=name)
+
+
+class BucketManager:
+    """Create, find, list and delete buckets in a principal's scope."""
+
+    def __init__(self, store: IMetadataStore, clock: Callable[[], float], region: str) -> None:
+        self._store = store
+        self._clock = clock
+        self._region = region
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @inlineCallbacks
+    def create(
+        self, principal: Principal, name: str, *, location: str | None = None
+    ) -> Any:
+        """Deferred[Bucket].  BucketAlreadyOwnedByYou if the caller's scope has it."""
+        validate_bucket_name(name)
+        if location not in (None, "", self._region):
+            raise errors.S3Error(
+                f"The specified location-constraint is not valid: {location}",
+                code="InvalidLocationConstraint",
+                LocationConstraint=str(location),
+            )
+        now = self._now_ms()
+        bucket = Bucket(
+            name=name,
+            bucket_id=uuid.uuid4().hex,
+            org_id=principal.org_id,
+            project_id=principal.project_id,
+            created_at=now,
+            updated_at=now,
+            created_by=principal.principal_id,
+            region=self._region,
+        )
+        bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
+        # Unique within the caller's own scope (a project bucket may share its
+        # name with an org bucket; the project's one then resolves first).
+        result = yield self._store.txn([Compare(bkey, 0)], [Put(bkey, records.encode_bucket(bucket))])
+        if not result.succeeded:
+            kv = yield self._store.get(bkey)
+            owner = records.decode_bucket(kv.value).created_by if kv is not None else None
+            if owner == principal.principal_id:
+                raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name)
+            raise errors.BucketAlreadyExists(resource=name, BucketName=name)
+        return bucket
+
+    @inlineCallbacks
+    def find(self, principal: Principal, name: str) -> Any:
+        """Deferred[Bucket | None]: resolve ``name`` in the caller's scope."""
+        candidates = []
+        if principal.project_id:
+            candidates.append(keys.bucket_key(principal.org_id, principal.project_id, name))
+        candidates.append(keys.bucket_key(principal.org_id, None, name))
+        for k in candidates:
+            kv = yield self._store.get(k)
+            if kv is not None:
+                return records.decode_bucket(kv.value)
+        return None
+
+    @inlineCallbacks
+    def get(self, principal: Principal, name: str) -> Any:
+        """Deferred[Bucket]; NoSuchBucket if it is not in the caller's scope."""
+        bucket = yield self.find(principal, name)
+        if bucket is None:
+            raise errors.NoSuchBucket(resource=name, BucketName=name)
+        return bucket
+
+    @inlineCallbacks
+    def list(self, principal: Principal) -> Any:
+        """Deferred[list[Bucket]] visible to the caller, sorted by name."""
+        prefix = keys.org_buckets_prefix(principal.org_id)
+        rows = yield self._store.scan(prefix, prefix_end(prefix))
+        out = []
+        for kv in rows:
+            parts = kv.key[len(prefix):].split(b"/")
+            if len(parts) == 1 or (principal.project_id and parts[0] == principal.project_id.encode()):
+                out.append(records.decode_bucket(kv.value))
+        out.sort(key=lambda b: b.name)
+        return out
+
+    @inlineCallbacks
+    def delete(self, principal: Principal, name: str) -> Any:
+        """Deferred[None]; BucketNotEmpty unless the bucket holds no object."""
+        bucket = yield self.get(principal, name)
+        prefix = keys.objects_prefix(bucket.bucket_id)
+        rows = yield self._store.scan(prefix, prefix_end(prefix), 1)
+        if rows:
+            raise errors.BucketNotEmpty(resource=name, BucketName=name)
+        bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
+        kv = yield self._store.get(bkey)
+        if kv is None:
+            raise errors.NoSuchBucket(resource=name, BucketName=name)
+        # Guard on the bucket record's revision; a PUT racing the delete may
+        # still land an object under the old id, which the collector reclaims.
+        yield self._store.txn([Compare(bkey, kv.mod_revision)], [Delete(bkey)])
+        return None
+
+    @inlineCallbacks
+    def set_versioning(self, bucket: Bucket, status: Versioning) -> Any:
+        """Deferred[Bucket] with the new versioning state stored."""
+        bkey = keys.bucket_key(bucket.org_id, bucket.project_id, bucket.name)
+        bucket.versioning = status
+        bucket.updated_at = self._now_ms()
+        yield self._store.txn([], [Put(bkey, records.encode_bucket(bucket))])
+        return bucket

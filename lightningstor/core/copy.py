@@ -1,0 +1,87 @@
+"""CopyObject: a new object from an existing one's bytes.
+
+Data is copied chunk by chunk through the ChunkManager (read piece -> write
+piece), so memory stays bounded and the copy gets its own chunks: deleting
+either object never affects the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+
+from lightningstor.core.objects import PutAttrs, verify_digests
+from lightningstor.core.types import Bucket, ObjectRecord
+
+
+@inlineCallbacks
+def copy_data(core: Any, source: ObjectRecord, algorithms: tuple[str, ...]) -> Any:
+    """Deferred[WriteResult] holding a fresh copy of ``source``'s bytes."""
+    writer = core.chunks.new_writer(algorithms)
+    reader = core.chunks.read(source.chunks, source.inline, 0, source.size)
+    try:
+        while True:
+            piece = yield reader.next_piece()
+            if piece is None:
+                break
+            writer.write(piece)
+            if writer.should_pause:
+                yield writer.when_drained()
+        result = yield writer.finish()
+    except BaseException:
+        yield writer.abort()
+        raise
+    return result
+
+
+@inlineCallbacks
+def copy_object(
+    core: Any,
+    source: ObjectRecord,
+    dest_bucket: Bucket,
+    dest_key: str,
+    *,
+    replace_metadata: PutAttrs | None,
+    tags: dict[str, str] | None,
+    owner: str,
+    conditions: PutAttrs | None = None,
+) -> Any:
+    """Deferred[ObjectRecord] of the new object.
+
+    ``replace_metadata`` None means x-amz-metadata-directive COPY (take the
+    source's content type, system headers and user metadata); ``tags`` None
+    means copy the source's tags.
+    """
+    keep = tuple(sorted(source.checksums))
+    if replace_metadata is not None:
+        keep = tuple(sorted(set(keep) | set(replace_metadata.store_checksums)))
+    result = yield copy_data(core, source, keep)
+    checksums = verify_digests(PutAttrs(store_checksums=keep), result.md5_hex, result.digests)
+    meta_from = source
+    record = ObjectRecord(
+        key=dest_key,
+        size=result.size,
+        etag=result.md5_hex,
+        created_at=core.objects.now_ms(),
+        content_type=meta_from.content_type,
+        system_headers=dict(meta_from.system_headers),
+        metadata=dict(meta_from.metadata),
+        checksums=checksums,
+        storage_class=meta_from.storage_class,
+        chunks=list(result.chunks),
+        inline=result.inline,
+        tags=dict(source.tags) if tags is None else tags,
+        owner=owner,
+    )
+    if replace_metadata is not None:
+        record.content_type = replace_metadata.content_type
+        record.system_headers = dict(replace_metadata.system_headers)
+        record.metadata = dict(replace_metadata.metadata)
+        record.storage_class = replace_metadata.storage_class
+    try:
+        committed = yield core.objects.commit(dest_bucket, record, conditions)
+    except BaseException:
+        core.chunks.delete_chunks(result.chunks)
+        raise
+    return committed

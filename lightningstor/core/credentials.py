@@ -1,0 +1,219 @@
+"""S3 credentials (SPEC §4.3): access keys mapped to principals.
+
+Secrets are stored encrypted at rest (Fernet: AES-128-CBC + HMAC-SHA256 from
+``cryptography``) with a master key that lives outside the metadata store, so
+a copy of the database alone does not reveal any secret.  SigV4 needs the
+plain secret to recompute signatures, hence encryption rather than hashing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cryptography.fernet import Fernet, InvalidToken
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+
+from lightningstor.core import keys
+from lightningstor.core.types import Principal
+from lightningstor.interfaces.metadata import Compare, IMetadataStore, Put, prefix_end
+
+_ACCESS_ALPHABET = string.ascii_uppercase + string.digits
+_SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
+
+DEFAULT_ORG = "default"
+ROOT_PRINCIPAL = "admin"
+
+
+def load_or_create_master_key(path: str) -> bytes:
+    """Read the Fernet master key, creating it (mode 0600) on first start."""
+    try:
+        with open(path, "rb") as f:
+            key = f.read().strip()
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        key = Fernet.generate_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return key
+    Fernet(key)  # validates the format: raises ValueError on a damaged file
+    return key
+
+
+def new_access_key() -> str:
+    return "LS" + "".join(secrets.choice(_ACCESS_ALPHABET) for _ in range(18))
+
+
+def new_secret_key() -> str:
+    return "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(40))
+
+
+@dataclass(frozen=True)
+class Credential:
+    access_key_id: str
+    principal: Principal
+    secret: str
+    created_at: int
+    expires_at: int | None = None  # Unix ms
+    disabled: bool = False
+
+    def usable(self, now_ms: int) -> bool:
+        return not self.disabled and (self.expires_at is None or now_ms < self.expires_at)
+
+
+class CredentialStore:
+    """Creates and looks up credentials; lookups are cached briefly.
+
+    The cache keeps SigV4 verification off the metadata store's hot path; its
+    short TTL bounds how long a disabled key keeps working on this server.
+    """
+
+    def __init__(
+        self,
+        store: IMetadataStore,
+        master_key: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_ttl: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._fernet = Fernet(master_key)
+        self._clock = clock
+        self._ttl = cache_ttl
+        self._cache: dict[str, tuple[float, Credential | None]] = {}
+
+    def _encode(self, cred: Credential) -> bytes:
+        d: dict[str, Any] = {
+            "v": 1,
+            "ak": cred.access_key_id,
+            "principal": cred.principal.principal_id,
+            "org": cred.principal.org_id,
+            "project": cred.principal.project_id,
+            "name": cred.principal.display_name,
+            "secret": self._fernet.encrypt(cred.secret.encode()).decode("ascii"),
+            "created": cred.created_at,
+            "expires": cred.expires_at,
+            "disabled": cred.disabled,
+        }
+        return json.dumps(d, separators=(",", ":")).encode()
+
+    def _decode(self, data: bytes) -> Credential:
+        d = json.loads(data)
+        try:
+            secret = self._fernet.decrypt(d["secret"].encode()).decode()
+        except InvalidToken as e:
+            raise RuntimeError(
+                f"credential {d['ak']}: secret cannot be decrypted with this master key"
+            ) from e
+        principal = Principal(
+            principal_id=d["principal"],
+            org_id=d["org"],
+            project_id=d.get("project"),
+            access_key_id=d["ak"],
+            display_name=d.get("name", ""),
+        )
+        return Credential(
+            access_key_id=d["ak"],
+            principal=principal,
+            secret=secret,
+            created_at=d["created"],
+            expires_at=d.get("expires"),
+            disabled=d.get("disabled", False),
+        )
+
+    @inlineCallbacks
+    def create(
+        self,
+        principal: Principal,
+        access_key_id: str | None = None,
+        secret: str | None = None,
+        expires_at: int | None = None,
+    ) -> Any:
+        """Store a new credential; Deferred[Credential].  Fails if the key exists."""
+        cred = Credential(
+            access_key_id=access_key_id or new_access_key(),
+            principal=principal,
+            secret=secret or new_secret_key(),
+            created_at=int(self._clock() * 1000),
+            expires_at=expires_at,
+        )
+        result = yield self._store.txn(
+            [Compare(keys.credential_key(cred.access_key_id), 0)],
+            [
+                Put(keys.credential_key(cred.access_key_id), self._encode(cred)),
+                Put(
+                    keys.credential_by_principal_key(principal.principal_id, cred.access_key_id),
+                    b"",
+                ),
+            ],
+        )
+        if not result.succeeded:
+            raise ValueError(f"access key {cred.access_key_id} already exists")
+        self._cache.pop(cred.access_key_id, None)
+        return cred
+
+    @inlineCallbacks
+    def ensure(self, principal: Principal, access_key_id: str, secret: str) -> Any:
+        """Make ``access_key_id`` exist with exactly ``secret`` (root key from the
+        environment); Deferred[bool] True if it was created or changed."""
+        kv = yield self._store.get(keys.credential_key(access_key_id))
+        if kv is not None:
+            current = self._decode(kv.value)
+            if current.secret == secret and current.principal == principal and current.usable(
+                int(self._clock() * 1000)
+            ):
+                return False
+        cred = Credential(
+            access_key_id=access_key_id,
+            principal=principal,
+            secret=secret,
+            created_at=int(self._clock() * 1000),
+        )
+        yield self._store.txn(
+            [],
+            [
+                Put(keys.credential_key(access_key_id), self._encode(cred)),
+                Put(keys.credential_by_principal_key(principal.principal_id, access_key_id), b""),
+            ],
+        )
+        self._cache.pop(access_key_id, None)
+        return True
+
+    def lookup(self, access_key_id: str) -> Deferred[Credential | None]:
+        """The usable credential for a key, or None (unknown, disabled, expired)."""
+        now = self._clock()
+        hit = self._cache.get(access_key_id)
+        if hit is not None and hit[0] > now:
+            return succeed(_usable(hit[1], now))
+        d: Deferred[Any] = self._store.get(keys.credential_key(access_key_id))
+
+        def found(kv: Any) -> Credential | None:
+            cred = self._decode(kv.value) if kv is not None else None
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[access_key_id] = (now + self._ttl, cred)
+            return cred
+
+        d.addCallback(found)
+        d.addCallback(_usable, now)
+        return d
+
+    @inlineCallbacks
+    def any_exist(self) -> Any:
+        """Deferred[bool]: whether any credential is stored (first-start detection)."""
+        rows = yield self._store.scan(keys.CREDENTIALS, prefix_end(keys.CREDENTIALS), 1)
+        return bool(rows)
+
+
+def _usable(cred: Credential | None, now: float) -> Credential | None:
+    if cred is None or not cred.usable(int(now * 1000)):
+        return None
+    return cred

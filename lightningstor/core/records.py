@@ -1,0 +1,113 @@
+"""Serialization of core records to metadata-store values.
+
+Compact JSON: readable with any etcd/SQLite tool when debugging, stable
+across Python versions, and cheap enough (records are small; inline object
+data is base64).  Each record carries a format version ``v`` so later
+releases can migrate lazily.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
+
+_FORMAT = 1
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_bucket(b: Bucket) -> bytes:
+    return _dumps(
+        {
+            "v": _FORMAT,
+            "name": b.name,
+            "id": b.bucket_id,
+            "org": b.org_id,
+            "project": b.project_id,
+            "created": b.created_at,
+            "updated": b.updated_at,
+            "by": b.created_by,
+            "versioning": b.versioning.value,
+            "class": b.storage_class,
+            "region": b.region,
+            "tags": b.tags,
+            "meta": b.metadata,
+        }
+    )
+
+
+def decode_bucket(data: bytes) -> Bucket:
+    d = json.loads(data)
+    return Bucket(
+        name=d["name"],
+        bucket_id=d["id"],
+        org_id=d["org"],
+        project_id=d.get("project"),
+        created_at=d["created"],
+        updated_at=d["updated"],
+        created_by=d.get("by", ""),
+        versioning=Versioning(d.get("versioning", "Disabled")),
+        storage_class=d.get("class", "STANDARD"),
+        region=d.get("region", "us-east-1"),
+        tags=d.get("tags", {}),
+        metadata=d.get("meta", {}),
+    )
+
+
+def encode_object(o: ObjectRecord) -> bytes:
+    d: dict[str, Any] = {
+        "v": _FORMAT,
+        "key": o.key,
+        "size": o.size,
+        "etag": o.etag,
+        "ts": o.created_at,
+        "ct": o.content_type,
+    }
+    if o.version_id is not None:
+        d["vid"] = o.version_id
+    if o.system_headers:
+        d["sys"] = o.system_headers
+    if o.metadata:
+        d["meta"] = o.metadata
+    if o.checksums:
+        d["ck"] = o.checksums
+    if o.storage_class != "STANDARD":
+        d["class"] = o.storage_class
+    if o.delete_marker:
+        d["dm"] = True
+    if o.chunks:
+        d["chunks"] = [[c.chunk_id, c.offset, c.size, c.checksum] for c in o.chunks]
+    if o.inline is not None:
+        d["inline"] = base64.b64encode(o.inline).decode("ascii")
+    if o.tags:
+        d["tags"] = o.tags
+    if o.owner:
+        d["owner"] = o.owner
+    return _dumps(d)
+
+
+def decode_object(data: bytes) -> ObjectRecord:
+    d = json.loads(data)
+    inline = d.get("inline")
+    return ObjectRecord(
+        key=d["key"],
+        size=d["size"],
+        etag=d["etag"],
+        created_at=d["ts"],
+        version_id=d.get("vid"),
+        content_type=d.get("ct", "binary/octet-stream"),
+        system_headers=d.get("sys", {}),
+        metadata=d.get("meta", {}),
+        checksums=d.get("ck", {}),
+        storage_class=d.get("class", "STANDARD"),
+        delete_marker=d.get("dm", False),
+        chunks=[ChunkRef(c[0], c[1], c[2], c[3]) for c in d.get("chunks", ())],
+        inline=base64.b64decode(inline) if inline is not None else None,
+        tags=d.get("tags", {}),
+        owner=d.get("owner", ""),
+    )

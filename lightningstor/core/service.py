@@ -1,0 +1,66 @@
+"""The core: every business rule, no wire format.
+
+Protocol layers (S3 HTTP, gRPC) call this object; it owns the metadata store,
+the chunk manager and the credential store that plugins provide.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import DeferredList, inlineCallbacks
+
+from lightningstor.core.buckets import BucketManager
+from lightningstor.core.copy import copy_object
+from lightningstor.core.credentials import CredentialStore
+from lightningstor.core.listing import list_objects
+from lightningstor.core.objects import ObjectManager
+from lightningstor.interfaces.metadata import IMetadataStore
+from lightningstor.interfaces.storage import IStorageBackend
+
+
+class Core:
+    """Facade over buckets, objects, listing and credentials."""
+
+    def __init__(
+        self,
+        *,
+        store: IMetadataStore,
+        backend: IStorageBackend,
+        chunks: Any,  # storage.chunks.ChunkManager
+        credentials: CredentialStore,
+        clock: Callable[[], float],
+        region: str = "us-east-1",
+        max_metadata_bytes: int = 2048,
+        max_keys_per_list: int = 1000,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.chunks = chunks
+        self.credentials = credentials
+        self.clock = clock
+        self.region = region
+        self.max_keys_per_list = max_keys_per_list
+        self.buckets = BucketManager(store, clock, region)
+        self.objects = ObjectManager(
+            store, chunks.delete_chunks, clock, max_metadata_bytes=max_metadata_bytes
+        )
+
+    def list_objects(self, bucket: Any, **kwargs: Any) -> Any:
+        """Deferred[ListResult]; see :func:`lightningstor.core.listing.list_objects`."""
+        kwargs["max_keys"] = max(0, min(kwargs.get("max_keys", 1000), self.max_keys_per_list))
+        return list_objects(self.store, bucket.bucket_id, **kwargs)
+
+    def copy_object(self, *args: Any, **kwargs: Any) -> Any:
+        return copy_object(self, *args, **kwargs)
+
+    @inlineCallbacks
+    def readiness(self) -> Any:
+        """Deferred[dict[str, str | None]]: component -> None if OK else the error."""
+        results = yield DeferredList(
+            [self.store.check(), self.backend.check()], consumeErrors=True
+        )
+        out: dict[str, str | None] = {}
+        for name, (ok, value) in zip(("metadata", "storage"), results):
+            out[name] = None if ok else str(value.value) or value.type.__name__
+        return out

@@ -1,0 +1,433 @@
+"""The embedded metadata store: :class:`IMetadataStore` on one SQLite file.
+
+Why it looks like this:
+
+* Keys are BLOBs, and SQLite orders BLOBs with ``memcmp`` (shorter first on a
+  tie), which is exactly S3's UTF-8 byte order, so ``scan`` needs no collation.
+* The database runs in WAL mode with ``synchronous=FULL``: readers never wait
+  for the writer, and a committed transaction survives power loss.
+* An fsync per transaction would cap us near the disk's sync rate, so ONE
+  writer thread does *group commit*: it takes every transaction already
+  queued (up to ``batch_max``), runs them in one ``BEGIN IMMEDIATE ... COMMIT``
+  with a SAVEPOINT each, and only fires their Deferreds after the COMMIT
+  returned.  Durability is unchanged; the fsync is shared.
+* Reads run on a small pool of their own (one connection per thread) so they
+  never queue behind writes, and see committed data only.
+* Several processes may open the same file: the store revision lives in the
+  ``meta`` table and is read inside each write transaction, after the write
+  lock is held, so revisions stay one sequence across processes.
+
+Nothing here touches SQLite on the reactor thread.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.plugin import IPlugin
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from lightningstor.errors import ConfigError, MetadataUnavailable
+from lightningstor.interfaces.metadata import (
+    Compare,
+    Delete,
+    DeleteRange,
+    IMetadataStore,
+    IMetadataStoreFactory,
+    KeyValue,
+    Operation,
+    Put,
+    TxnResult,
+)
+from lightningstor.interfaces.storage import PluginContext
+
+_T = TypeVar("_T")
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# etcd's convention (see ``prefix_end``): an end key of b"\0" means "no upper bound".
+_UNBOUNDED = b"\x00"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key BLOB PRIMARY KEY,
+    value BLOB NOT NULL,
+    mod_revision INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0);
+"""
+
+_PUT = (
+    "INSERT INTO kv (key, value, mod_revision) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision"
+)
+
+
+@dataclass
+class _PendingTxn:
+    compares: Sequence[Compare]
+    operations: Sequence[Operation]
+    deferred: Deferred[TxnResult] = field(default_factory=Deferred)
+
+
+_STOP = object()  # queued by close(): the writer drains what is ahead of it, then stops
+
+
+def _key(value: Any, what: str = "key") -> bytes:
+    """Keys must be bytes: a ``str`` would be stored as TEXT and sort apart."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"metadata {what} must be bytes, not {type(value).__name__}")
+
+
+def _normalize(operations: Sequence[Operation]) -> list[Operation]:
+    out: list[Operation] = []
+    for op in operations:
+        if isinstance(op, Put):
+            out.append(Put(_key(op.key), _key(op.value, "value")))
+        elif isinstance(op, Delete):
+            out.append(Delete(_key(op.key)))
+        elif isinstance(op, DeleteRange):
+            out.append(DeleteRange(_key(op.start), _key(op.end)))
+        else:
+            raise TypeError(f"unknown metadata operation {op!r}")
+    return out
+
+
+def _range_sql(start: bytes, end: bytes) -> tuple[str, tuple[bytes, ...]]:
+    if end == _UNBOUNDED:
+        return "key >= ?", (start,)
+    return "key >= ? AND key < ?", (start, end)
+
+
+@implementer(IMetadataStore)
+class SqliteMetadataStore:
+    """Ordered, transactional metadata in a SQLite file (see the module doc).
+
+    ``commit_count`` counts COMMITs the writer has made, so tests and metrics
+    can see how well group commit batches.
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str,
+        reactor: Any,
+        *,
+        synchronous: str = "FULL",
+        batch_max: int = 256,
+        busy_timeout: float = 10.0,
+        readers: int = 2,
+    ) -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
+        if batch_max < 1 or readers < 1:
+            raise ValueError("batch_max and readers must be at least 1")
+        self.path = path
+        self.commit_count = 0
+        self._reactor = reactor
+        self._synchronous = synchronous.upper()
+        self._batch_max = batch_max
+        self._busy_timeout = busy_timeout
+        self._closed = False
+        self._close_waiters: list[Deferred[None]] | None = []
+        self._ready = threading.Event()
+        self._startup_error: str | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._readers = ThreadPool(0, readers, name="lightningstor-sqlite-read")
+        self._readers.start()
+        # Daemon: a store nobody closed must not keep the process alive; the
+        # shutdown trigger below still drains it when the reactor stops.
+        self._writer = threading.Thread(
+            target=self._write_loop, name="lightningstor-sqlite-write", daemon=True
+        )
+        self._writer.start()
+        self._trigger: Any = reactor.addSystemEventTrigger("before", "shutdown", self._close_on_shutdown)
+
+    # -- IMetadataStore ------------------------------------------------------
+
+    def get(self, key: bytes) -> Deferred[KeyValue | None]:
+        try:
+            k = _key(key)
+        except TypeError:
+            return fail()
+        return self._read(self._get, k)
+
+    def scan(self, start: bytes, end: bytes, limit: int = 0) -> Deferred[list[KeyValue]]:
+        try:
+            s, e = _key(start), _key(end, "end")
+        except TypeError:
+            return fail()
+        return self._read(self._scan, s, e, limit)
+
+    def txn(self, compares: Sequence[Compare], operations: Sequence[Operation]) -> Deferred[TxnResult]:
+        if self._closed:
+            return fail(MetadataUnavailable("metadata store is closed"))
+        try:
+            pending = _PendingTxn(
+                [Compare(_key(c.key), c.mod_revision) for c in compares], _normalize(operations)
+            )
+        except TypeError:
+            return fail()
+        self._queue.put(pending)
+        return pending.deferred
+
+    def check(self) -> Deferred[None]:
+        return self._read(self._ping)
+
+    def close(self) -> Deferred[None]:
+        """Drain queued writes, stop the threads, close every connection."""
+        if self._trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._trigger)
+            self._trigger = None
+        if self._close_waiters is None:  # already closed
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._close_waiters.append(d)
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+        return d
+
+    def _close_on_shutdown(self) -> Deferred[None]:
+        self._trigger = None  # it is firing now; removing it would warn
+        return self.close()
+
+    def _closed_in_writer(self) -> None:
+        """Reactor thread: the writer has stopped; release everyone waiting in close()."""
+        waiters, self._close_waiters = self._close_waiters or [], None
+        for d in waiters:
+            d.callback(None)
+
+    # -- reads (reader pool) -------------------------------------------------
+
+    def _read(self, fn: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        if self._closed:
+            return fail(MetadataUnavailable("metadata store is closed"))
+        return deferToThreadPool(self._reactor, self._readers, self._in_reader, fn, *args)
+
+    def _in_reader(self, fn: Callable[..., _T], *args: Any) -> _T:
+        self._ready.wait()  # the writer creates the schema first
+        if self._startup_error is not None:
+            raise MetadataUnavailable(self._startup_error)
+        try:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._connect()
+                conn.execute("PRAGMA query_only = 1")
+                self._local.conn = conn
+                with self._reader_lock:
+                    self._reader_conns.append(conn)
+            return fn(conn, *args)
+        except sqlite3.Error as e:
+            raise MetadataUnavailable(f"sqlite read failed: {e}") from e
+
+    @staticmethod
+    def _ping(conn: sqlite3.Connection) -> None:
+        conn.execute("SELECT value FROM meta WHERE name = 'revision'").fetchone()
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, key: bytes) -> KeyValue | None:
+        row = conn.execute("SELECT value, mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else KeyValue(key, row[0], row[1])
+
+    @staticmethod
+    def _scan(conn: sqlite3.Connection, start: bytes, end: bytes, limit: int) -> list[KeyValue]:
+        where, params = _range_sql(start, end)
+        rows = conn.execute(
+            f"SELECT key, value, mod_revision FROM kv WHERE {where} ORDER BY key LIMIT ?",
+            (*params, limit if limit > 0 else -1),
+        )
+        return [KeyValue(k, v, r) for k, v, r in rows]
+
+    # -- writes (the writer thread) ------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.  check_same_thread
+        # is off only so close can release a reader's connection after its
+        # thread has exited; each connection is used by one thread.
+        return sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+
+    def _open_writer(self) -> sqlite3.Connection:
+        # Switching a fresh file to WAL can fail with SQLITE_BUSY at once, without
+        # the busy handler, when another process is doing the same: retry it here.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return self._init_writer()
+            except sqlite3.OperationalError as e:
+                busy = getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _init_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot enable WAL (journal_mode is {mode})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            # One script: executescript would COMMIT a transaction begun outside it.
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _write_loop(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._open_writer()
+        except sqlite3.Error as e:
+            self._startup_error = f"cannot open metadata database {self.path!r}: {e}"
+        finally:
+            self._ready.set()
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            batch: list[_PendingTxn] = []
+            while item is not _STOP:
+                batch.append(item)
+                if len(batch) >= self._batch_max:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            stopping = item is _STOP
+            if batch:
+                outcomes = self._commit_batch(conn, batch)
+                self._reactor.callFromThread(self._fire, batch, outcomes)
+        self._readers.stop()  # joins the reader threads once their queued reads are done
+        for c in [*self._reader_conns, *([conn] if conn else [])]:
+            c.close()
+        self._reactor.callFromThread(self._closed_in_writer)
+
+    def _commit_batch(
+        self, conn: sqlite3.Connection | None, batch: list[_PendingTxn]
+    ) -> list[TxnResult | BaseException]:
+        """Run ``batch`` in one write transaction; one outcome per txn.
+
+        A txn that raises is rolled back to its savepoint and fails alone; a
+        failure of the transaction as a whole (BEGIN, COMMIT, SQLite having
+        rolled everything back) fails every txn of the batch.
+        """
+        if conn is None:
+            return [MetadataUnavailable(self._startup_error or "no database")] * len(batch)
+        outcomes: list[TxnResult | BaseException] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            # Read under the write lock: another process may have committed.
+            start = revision = conn.execute("SELECT value FROM meta WHERE name = 'revision'").fetchone()[0]
+            for pending in batch:
+                conn.execute("SAVEPOINT txn")
+                try:
+                    result = self._apply_txn(conn, pending, revision)
+                except Exception as e:
+                    if not conn.in_transaction:
+                        raise  # SQLite rolled the whole transaction back
+                    conn.execute("ROLLBACK TO txn")
+                    conn.execute("RELEASE txn")
+                    outcomes.append(
+                        MetadataUnavailable(f"sqlite txn failed: {e}") if isinstance(e, sqlite3.Error) else e
+                    )
+                else:
+                    conn.execute("RELEASE txn")
+                    revision = result.revision
+                    outcomes.append(result)
+            if revision != start:
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (revision,))
+            conn.execute("COMMIT")
+            self.commit_count += 1
+            return outcomes
+        except Exception as e:  # whatever broke, every caller must hear back
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            return [MetadataUnavailable(f"sqlite commit failed: {e}")] * len(batch)
+
+    def _apply_txn(self, conn: sqlite3.Connection, pending: _PendingTxn, revision: int) -> TxnResult:
+        """Compare, then apply; the result carries the (possibly bumped) revision."""
+        for c in pending.compares:
+            row = conn.execute("SELECT mod_revision FROM kv WHERE key = ?", (c.key,)).fetchone()
+            if (row[0] if row else 0) != c.mod_revision:
+                return TxnResult(False, revision)
+        new = revision + 1
+        changed = False
+        for op in pending.operations:
+            if isinstance(op, Put):
+                conn.execute(_PUT, (op.key, op.value, new))
+                changed = True
+            elif isinstance(op, Delete):
+                changed |= conn.execute("DELETE FROM kv WHERE key = ?", (op.key,)).rowcount > 0
+            else:
+                where, params = _range_sql(op.start, op.end)
+                changed |= conn.execute(f"DELETE FROM kv WHERE {where}", params).rowcount > 0
+        return TxnResult(True, new if changed else revision)
+
+    @staticmethod
+    def _fire(batch: list[_PendingTxn], outcomes: list[TxnResult | BaseException]) -> None:
+        """Reactor thread, after COMMIT returned: tell each caller its outcome."""
+        for pending, outcome in zip(batch, outcomes):
+            if isinstance(outcome, BaseException):
+                pending.deferred.errback(outcome)
+            else:
+                pending.deferred.callback(outcome)
+
+
+@implementer(IPlugin, IMetadataStoreFactory)
+class SqliteStoreFactory:
+    """Makes the embedded store from the ``[metadata]`` section.
+
+    Options: ``path`` (default ``<data_dir>/metadata.db``), ``synchronous``
+    (``FULL``), ``batch_max`` (256), ``busy_timeout`` seconds (10).
+    """
+
+    name = "sqlite"
+    description = "Embedded SQLite metadata (WAL, durable group commit); single host"
+
+    def create(self, options: Mapping[str, Any], context: PluginContext) -> SqliteMetadataStore:
+        path = options.get("path") or os.path.join(context.data_dir, "metadata.db")
+        synchronous = str(options.get("synchronous", "FULL"))
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ConfigError(f"metadata.synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        try:
+            batch_max = int(options.get("batch_max", 256))
+            busy_timeout = float(options.get("busy_timeout", 10.0))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"metadata.batch_max / metadata.busy_timeout: {e}") from e
+        if batch_max < 1:
+            raise ConfigError("metadata.batch_max must be at least 1")
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)  # start-up, before the reactor serves anything
+        return SqliteMetadataStore(
+            path, context.reactor, synchronous=synchronous, batch_max=batch_max, busy_timeout=busy_timeout
+        )
+
+
+sqliteStoreFactory = SqliteStoreFactory()

@@ -1,0 +1,77 @@
+"""Which bucket and key a request names: path-style and virtual-hosted-style.
+
+Keys are taken from the raw request path exactly as sent (after %-decoding):
+``//``, ``..`` and trailing slashes are part of the key, never normalized,
+because S3 keys are opaque strings, not paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from lightningstor import errors
+
+
+@dataclass
+class Target:
+    bucket: str | None
+    key: str | None
+    raw_path: str
+    raw_query: str
+    query: dict[str, str] = field(default_factory=dict)  # first value of each name
+    vhost: bool = False  # bucket came from the Host header
+
+    @property
+    def resource(self) -> str:
+        if self.bucket is None:
+            return "/"
+        if self.key is None:
+            return f"/{self.bucket}"
+        return f"/{self.bucket}/{self.key}"
+
+
+def _decode(raw: str) -> str:
+    """%-decode to bytes first, then UTF-8: raw non-ASCII bytes and escapes
+    both come out as the key the client meant."""
+    try:
+        return unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise errors.S3Error("The path is not valid UTF-8", code="InvalidURI") from e
+
+
+def parse_target(uri: bytes, host: str | None, domain: str | None) -> Target:
+    """Split ``uri`` (path + query, as on the wire) into bucket, key, query.
+
+    With ``domain`` configured, ``Host: bucket.domain`` selects the bucket
+    (virtual-hosted style) and the whole path is the key.
+    """
+    # latin-1 keeps every wire byte as one character: the signature is
+    # computed over exactly what was sent.
+    text = uri.decode("latin-1")
+    raw_path, _, raw_query = text.partition("?")
+    if not raw_path.startswith("/"):
+        # absolute-form request targets (http://host/path)
+        if "://" in raw_path:
+            raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+        else:
+            raw_path = "/" + raw_path
+    path = _decode(raw_path)
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True, encoding="utf-8", errors="replace"):
+        query.setdefault(name, value)
+
+    vhost_bucket = None
+    if domain and host:
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        hostname = hostname.lower().rstrip(".")
+        if hostname.endswith("." + domain):
+            vhost_bucket = hostname[: -len(domain) - 1]
+    if vhost_bucket:
+        key = path[1:]
+        return Target(vhost_bucket, key or None, raw_path, raw_query, query, vhost=True)
+    rest = path[1:]
+    if not rest:
+        return Target(None, None, raw_path, raw_query, query)
+    bucket, slash, key = rest.partition("/")
+    return Target(bucket, key if slash and key else None, raw_path, raw_query, query)

@@ -1,0 +1,331 @@
+"""The S3 HTTP layer: a Klein app on a streaming ``twisted.web`` Site.
+
+This module holds the plumbing every operation shares: classification and
+authentication as soon as the headers arrive, the per-request
+:class:`S3Call`, the one place errors become S3 XML, and the Klein routes.
+The operations themselves live in :mod:`lightningstor.s3.handlers`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+
+from lightningstor import errors
+from lightningstor.auth.request import RequestView, parse_auth, verify
+from lightningstor.core.service import Core
+from lightningstor.core.types import Principal
+from lightningstor.s3 import operations, xmlio
+from lightningstor.s3.addressing import Target, parse_target
+from lightningstor.s3.body import BufferedBody, ObjectBody
+from lightningstor.s3.request import S3Request
+from lightningstor.s3.wire import header_value
+
+log = Logger()
+
+
+@dataclass
+class S3Options:
+    """The settings the S3 layer reads (a slice of the configuration)."""
+
+    region: str = "us-east-1"
+    domain: str | None = None
+    max_clock_skew_seconds: int = 900
+    max_presign_seconds: int = 7 * 24 * 3600
+    max_xml_body_bytes: int = 2 << 20
+    max_metadata_bytes: int = 2048
+    max_object_size_bytes: int = 5 * 1024**4
+    max_delete_keys: int = 1000
+    server_name: str = "LightningStor"
+
+
+@dataclass
+class S3Call:
+    """One S3 request as the handlers see it."""
+
+    request: Any
+    op: str
+    target: Target
+    headers: dict[str, str]  # lower-case name -> value (repeats joined by ',')
+    header_lists: dict[str, list[str]]
+    request_id: str
+    method: str
+    auth: Shared | None = None  # .get() fires (Principal, VerifiedAuth)
+    sink: Any = None
+    started: float = field(default_factory=time.monotonic)
+    principal: Principal | None = None
+
+    @property
+    def bucket(self) -> str:
+        assert self.target.bucket is not None
+        return self.target.bucket
+
+    @property
+    def key(self) -> str:
+        assert self.target.key is not None
+        return self.target.key
+
+
+def _headers_of(request: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
+    lists: dict[str, list[str]] = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        lists.setdefault(name.decode("latin-1").lower(), []).extend(
+            v.decode("latin-1") for v in values
+        )
+    return {k: ",".join(v) for k, v in lists.items()}, lists
+
+
+class S3Site(server.Site):
+    """A Site whose requests stream their bodies into the S3 layer."""
+
+    requestFactory = S3Request
+
+    def __init__(self, api: S3Api, **kwargs: Any) -> None:
+        super().__init__(api.app.resource(), **kwargs)
+        self.api = api
+
+    def begin_request(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
+        self.api.begin(request, command, path, length)
+
+
+class S3Api:
+    """Routes S3 requests to handlers; owns error mapping and authentication."""
+
+    def __init__(self, core: Core, options: S3Options, *, clock: Callable[[], float] = time.time) -> None:
+        from lightningstor.s3.handlers import HANDLERS
+
+        self.core = core
+        self.options = options
+        self.clock = clock
+        self.handlers = HANDLERS
+        self.inflight: set[Any] = set()
+        self.app = Klein()
+        self.app.url_map.merge_slashes = False
+        self.app.url_map.strict_slashes = False
+        self.app.route("/health", methods=["GET", "HEAD"])(self._health)
+        self.app.route("/ready", methods=["GET", "HEAD"])(self._ready)
+        self.app.route("/", branch=True, strict_slashes=False)(self._s3)
+
+    # -- request set-up (called from S3Request.gotLength) -----------------
+    def begin(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
+        headers, header_lists = _headers_of(request)
+        method = command.decode("ascii", "replace").upper()
+        request_id = secrets.token_hex(8).upper()
+        request.setHeader(b"x-amz-request-id", request_id.encode())
+        request.setHeader(b"x-amz-id-2", request_id.encode())
+        request.setHeader(b"server", self.options.server_name.encode())
+        self.inflight.add(request)
+        request.notifyFinish().addBoth(lambda _: self.inflight.discard(request))
+        try:
+            target = parse_target(path, headers.get("host"), self.options.domain)
+            op = operations.classify(method, target, "x-amz-copy-source" in headers)
+        except errors.S3Error as e:
+            # An unparseable request line: every stage reports the same error.
+            error = e
+            target = Target(None, None, "/", "")
+            call = S3Call(request, "Invalid", target, headers, header_lists, request_id, method)
+            call.auth = Shared(_failed(error))
+            request.s3call = call
+            request.body_sink = call.sink = BufferedBody(0, lambda: error)
+            return
+        call = S3Call(request, op, target, headers, header_lists, request_id, method)
+        request.s3call = call
+        if target.raw_path in ("/health", "/ready") and method in ("GET", "HEAD"):
+            return
+        call.auth = Shared(self.authenticate(call))
+        if op in operations.STREAMING and op in self.handlers:
+            call.sink = ObjectBody(
+                request.channel.transport, lambda: self._prepare_upload(call, length)
+            )
+        else:
+            call.sink = BufferedBody(
+                self.options.max_xml_body_bytes,
+                lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
+            )
+        request.body_sink = call.sink
+
+    def _prepare_upload(self, call: S3Call, length: int | None) -> Deferred[Any]:
+        from lightningstor.s3.handlers.objects import prepare_upload
+
+        return maybeDeferred(prepare_upload, self, call, length)
+
+    @inlineCallbacks
+    def authenticate(self, call: S3Call) -> Any:
+        """Deferred[(Principal, VerifiedAuth)]; fails with the S3 auth error."""
+        view = RequestView(
+            method=call.method,
+            raw_path=call.target.raw_path,
+            raw_query=call.target.raw_query,
+            headers=call.header_lists,
+        )
+        parsed = parse_auth(view)
+        if parsed.scheme == "anonymous":
+            raise errors.AccessDenied("Anonymous access is not allowed")
+        cred = yield self.core.credentials.lookup(parsed.access_key)
+        if cred is None:
+            raise errors.InvalidAccessKeyId(AWSAccessKeyId=parsed.access_key)
+        verified = verify(
+            parsed,
+            cred.secret,
+            view,
+            now=self.clock(),
+            region=self.options.region,
+            max_skew_seconds=self.options.max_clock_skew_seconds,
+            max_presign_seconds=self.options.max_presign_seconds,
+            virtual_host_bucket=call.target.bucket if call.target.vhost else None,
+        )
+        call.principal = cred.principal
+        return cred.principal, verified
+
+    # -- routes -----------------------------------------------------------
+    def _health(self, request: Any) -> Any:
+        request.setHeader(b"content-type", b"application/json")
+        return b'{"status":"ok"}\n'
+
+    @inlineCallbacks
+    def _ready(self, request: Any) -> Any:
+        import json
+
+        status = yield self.core.readiness()
+        ok = all(v is None for v in status.values())
+        request.setResponseCode(200 if ok else 503)
+        request.setHeader(b"content-type", b"application/json")
+        body = {"status": "ready" if ok else "unavailable", "checks": {
+            k: ("ok" if v is None else v) for k, v in status.items()}}
+        return json.dumps(body).encode() + b"\n"
+
+    def _s3(self, request: Any) -> Any:
+        call: S3Call | None = getattr(request, "s3call", None)
+        if call is None:
+            # Request set-up failed in gotLength; answer rather than hang.
+            call = S3Call(request, "Invalid", Target(None, None, "/", ""), {}, {}, "0", "GET")
+            return self.send_error(call, errors.InternalError())
+        d = maybeDeferred(self._dispatch, call)
+        d.addErrback(self._on_failure, call)
+        return d
+
+    def _dispatch(self, call: S3Call) -> Any:
+        handler = self.handlers.get(call.op)
+        if handler is None:
+            return self._unsupported(call)
+        return handler(self, call)
+
+    @inlineCallbacks
+    def _unsupported(self, call: S3Call) -> Any:
+        yield call.auth.get()  # type: ignore[union-attr]
+        from lightningstor.s3.handlers.misc import unsupported
+
+        result = yield unsupported(self, call)
+        return result
+
+    # -- responses --------------------------------------------------------
+    def send(
+        self,
+        call: S3Call,
+        status: int = 200,
+        body: bytes = b"",
+        *,
+        headers: list[tuple[str, str]] | tuple[()] = (),
+        content_type: str | None = "application/xml",
+    ) -> bytes:
+        request = call.request
+        request.setResponseCode(status)
+        for name, value in headers:
+            request.setHeader(name.encode("latin-1"), header_value(value))
+        if body or status not in (204, 304):
+            if content_type is not None:
+                request.setHeader(b"content-type", content_type.encode())
+        request.setHeader(b"content-length", str(len(body)).encode())
+        if call.method == "HEAD":
+            return b""
+        return body
+
+    def send_xml(self, call: S3Call, body: bytes, status: int = 200, headers: list[tuple[str, str]] | tuple[()] = ()) -> bytes:
+        return self.send(call, status, body, headers=headers)
+
+    def send_error(self, call: S3Call, error: errors.S3Error) -> bytes:
+        body = b""
+        if call.method != "HEAD" and error.status != 304:
+            body = xmlio.error_xml(
+                error.code,
+                error.message,
+                resource=error.resource or call.target.resource,
+                request_id=call.request_id,
+                fields=error.fields,
+            )
+        return self.send(call, error.status, body, headers=list(error.headers.items()))
+
+    def _on_failure(self, failure: Failure, call: S3Call) -> Any:
+        request = call.request
+        if request.finished or request.startedWriting:
+            # Too late for an error document (a streamed body broke): cut the
+            # connection so the client sees a short body, never wrong data.
+            if not failure.check(errors.S3Error):
+                log.failure("S3 {op} failed mid-response", failure, op=call.op)
+            if not request.finished and request.channel is not None:
+                request.channel.transport.abortConnection()
+            return None
+        err = failure.value
+        if isinstance(err, errors.S3Error):
+            return self.send_error(call, err)
+        if isinstance(err, errors.MetadataUnavailable):
+            log.error("metadata store unavailable: {err}", err=err)
+            return self.send_error(call, errors.ServiceUnavailable("The metadata store is unavailable"))
+        if isinstance(err, (errors.ChunkCorrupted, errors.ChunkNotFound)):
+            log.error("object data unreadable for {op} {res}: {err}", op=call.op, res=call.target.resource, err=err)
+            return self.send_error(call, errors.InternalError("The object's stored data failed its integrity check"))
+        if isinstance(err, errors.StorageError):
+            log.error("storage backend error: {err}", err=err)
+            return self.send_error(call, errors.ServiceUnavailable("The storage backend is unavailable"))
+        log.failure("Unhandled error in S3 {op}", failure, op=call.op)
+        return self.send_error(call, errors.InternalError())
+
+
+def _failed(error: Exception) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(Failure(error))
+    return d
+
+
+class Shared:
+    """One Deferred's outcome, handed to any number of waiters.
+
+    A Deferred's result is consumed by its callbacks (yielding it twice gives
+    None the second time), but authentication is awaited by both the body
+    sink and the handler.
+    """
+
+    def __init__(self, d: Deferred[Any]) -> None:
+        self._done = False
+        self._result: Any = None
+        self._waiters: list[Deferred[Any]] = []
+        d.addBoth(self._fire)
+
+    def _fire(self, result: Any) -> None:
+        self._done, self._result = True, result
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            self._deliver(w)
+
+    def _deliver(self, d: Deferred[Any]) -> None:
+        if isinstance(self._result, Failure):
+            d.errback(self._result)
+        else:
+            d.callback(self._result)
+
+    def get(self) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        if self._done:
+            self._deliver(d)
+        else:
+            self._waiters.append(d)
+        return d

@@ -1,0 +1,33 @@
+"""S3 operation name -> handler.  Names come from :mod:`lightningstor.s3.operations`.
+
+Operations without an entry are answered by :func:`misc.unsupported`
+(501 NotImplemented, or the 404 AWS gives for an absent configuration).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from lightningstor.s3.handlers import buckets, listing, objects
+
+HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "GetBucketAcl": buckets.get_bucket_acl,
+    "PutBucketAcl": buckets.put_acl,
+    "PutObjectAcl": buckets.put_acl,
+    "ListObjects": listing.list_objects,
+    "ListObjectsV2": listing.list_objects,
+    "PutObject": objects.put_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.get_object,
+    "DeleteObject": objects.delete_object,
+    "DeleteObjects": objects.delete_objects,
+    "CopyObject": objects.copy_object,
+    "GetObjectAcl": objects.get_object_acl,
+    "GetObjectTagging": objects.get_object_tagging,
+}

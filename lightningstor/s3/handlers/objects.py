@@ -1,0 +1,347 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.internet.defer import inlineCallbacks
+
+from lightningstor import errors
+from lightningstor.auth.chunked import AwsChunkedDecoder
+from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, PutAttrs, validate_key, verify_digests
+from lightningstor.core.types import Bucket, ObjectRecord, Principal
+from lightningstor.s3 import conditions, ranges, xmlio
+from lightningstor.s3.headers import (
+    RESPONSE_OVERRIDES,
+    checksum_algorithms,
+    object_headers,
+    parse_tagging_header,
+    put_attrs,
+)
+from lightningstor.s3.streaming import ObjectProducer
+from lightningstor.s3.wire import header_value
+
+STREAMING_PAYLOADS = {
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": (True, False),
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER": (True, True),
+    "STREAMING-UNSIGNED-PAYLOAD-TRAILER": (False, True),
+}
+
+
+@dataclass
+class UploadContext:
+    """What ``prepare_upload`` learned before the first body byte is stored."""
+
+    principal: Principal
+    verified: Any
+    bucket: Bucket
+    attrs: PutAttrs
+    writer: Any
+    decoder: AwsChunkedDecoder | None
+    trailer_algorithm: str | None
+    decoded_length: int | None
+
+
+def _decoded_length(call: Any, length: int | None) -> int | None:
+    raw = call.headers.get("x-amz-decoded-content-length")
+    if raw is None:
+        return None if _is_streaming(call) else length
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidArgument("x-amz-decoded-content-length is not a number") from None
+    if value < 0:
+        raise errors.InvalidArgument("x-amz-decoded-content-length must not be negative")
+    return value
+
+
+def _is_streaming(call: Any) -> bool:
+    return call.headers.get("x-amz-content-sha256", "") in STREAMING_PAYLOADS
+
+
+@inlineCallbacks
+def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
+    """Authenticate, resolve the bucket and validate headers before storing.
+
+    Runs as soon as the headers arrive; the body waits (transport paused)
+    until this fires, so nothing is stored for a request that would fail.
+    """
+    principal, verified = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    validate_key(call.key)
+    decoded_length = _decoded_length(call, length)
+    if decoded_length is not None and decoded_length > MAX_SINGLE_PUT_BYTES:
+        raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
+    if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
+        raise errors.MissingContentLength()
+    attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
+    encoding = attrs.system_headers.get("Content-Encoding")
+    if encoding is not None:
+        rest = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
+        if rest:
+            attrs.system_headers["Content-Encoding"] = ",".join(rest)
+        else:
+            del attrs.system_headers["Content-Encoding"]
+    attrs.owner = principal.principal_id
+    expected, keep, trailer = checksum_algorithms(call.headers)
+    algorithms = set(keep) | set(expected)
+    if verified.payload == "SIGNED":
+        algorithms.add("sha256")
+    decoder = None
+    payload_mode = call.headers.get("x-amz-content-sha256", "")
+    if payload_mode in STREAMING_PAYLOADS:
+        signed, has_trailer = STREAMING_PAYLOADS[payload_mode]
+        decoder = AwsChunkedDecoder(
+            signing=verified.streaming if signed else None,
+            trailer_expected=has_trailer,
+            trailer_signed=signed and has_trailer,
+            decoded_content_length=decoded_length,
+            trailer_names=[f"x-amz-checksum-{trailer}"] if trailer else None,
+        )
+    elif trailer is not None:
+        raise errors.InvalidRequest("x-amz-trailer requires a STREAMING-* x-amz-content-sha256")
+    writer = api.core.chunks.new_writer(tuple(sorted(algorithms)))
+    return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
+
+
+@inlineCallbacks
+def receive_upload(api: Any, call: Any) -> Any:
+    """Wait for the streamed body; verify lengths, hashes and checksums.
+
+    Deferred[(UploadContext, WriteResult, stored checksums)].  On any error
+    the chunks written so far are deleted.
+    """
+    ctx, body = yield call.sink.finish()
+    result = body.write
+    try:
+        if ctx.decoded_length is not None and result.size != ctx.decoded_length:
+            raise errors.IncompleteBody(
+                "The decoded body length does not match x-amz-decoded-content-length"
+            )
+        if ctx.verified.payload == "SIGNED":
+            got = result.digests["sha256"].hex()
+            if not hmac.compare_digest(got, ctx.verified.payload_sha256.lower()):
+                raise errors.XAmzContentSHA256Mismatch(
+                    ClientComputedContentSHA256=ctx.verified.payload_sha256,
+                    S3ComputedContentSHA256=got,
+                )
+        if ctx.trailer_algorithm is not None:
+            value = body.trailers.get(f"x-amz-checksum-{ctx.trailer_algorithm}")
+            if value is None:
+                raise errors.InvalidRequest("The trailing checksum was not received")
+            ctx.attrs.expected_checksums[ctx.trailer_algorithm] = value
+        checksums = verify_digests(ctx.attrs, result.md5_hex, result.digests)
+    except BaseException:
+        call.sink.abort()
+        raise
+    return ctx, result, checksums
+
+
+@inlineCallbacks
+def put_object(api: Any, call: Any) -> Any:
+    ctx, result, checksums = yield receive_upload(api, call)
+    attrs = ctx.attrs
+    record = ObjectRecord(
+        key=call.key,
+        size=result.size,
+        etag=result.md5_hex,
+        created_at=api.core.objects.now_ms(),
+        content_type=attrs.content_type,
+        system_headers=attrs.system_headers,
+        metadata=attrs.metadata,
+        checksums=checksums,
+        storage_class=attrs.storage_class,
+        chunks=list(result.chunks),
+        inline=result.inline,
+        tags=attrs.tags,
+        owner=attrs.owner,
+    )
+    try:
+        yield api.core.objects.commit(ctx.bucket, record, attrs)
+    except BaseException:
+        call.sink.abort()
+        raise
+    headers = [("ETag", record.quoted_etag)]
+    headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
+    if record.version_id is not None:
+        headers.append(("x-amz-version-id", record.version_id))
+    return api.send(call, 200, headers=headers, content_type=None)
+
+
+def _check_version(call: Any) -> None:
+    """Unversioned buckets hold only the ``null`` version (rclone asks for it)."""
+    version = call.target.query.get("versionId")
+    if version is not None and version != "null":
+        raise errors.S3Error("Invalid version id specified", code="InvalidArgument", ArgumentName="versionId", ArgumentValue=version)
+
+
+@inlineCallbacks
+def _lookup(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    _check_version(call)
+    record = yield api.core.objects.head(bucket, call.key)
+    return principal, bucket, record
+
+
+@inlineCallbacks
+def get_object(api: Any, call: Any) -> Any:
+    principal, bucket, record = yield _lookup(api, call)
+    if "partNumber" in call.target.query:
+        raise errors.NotImplementedS3("partNumber is not supported yet")
+    conditions.check_read_conditions(call.headers, record.etag, record.created_at)
+    overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
+    headers = object_headers(record, checksum_mode=call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    if overrides:
+        override_names = {n.lower() for n, _ in overrides}
+        headers = [(n, v) for n, v in headers if n.lower() not in override_names] + overrides
+    span = ranges.parse_range(call.headers.get("range"), record.size)
+    request = call.request
+    if span is None:
+        start, length, status = 0, record.size, 200
+    else:
+        start, end = span
+        length, status = end - start + 1, 206
+        headers.append(("Content-Range", ranges.content_range(start, end, record.size)))
+        # A whole-object checksum does not describe a part of the object.
+        headers = [(n, v) for n, v in headers if not n.startswith("x-amz-checksum-")]
+    request.setResponseCode(status)
+    for name, value in headers:
+        request.setHeader(name.encode("latin-1"), header_value(value))
+    request.setHeader(b"content-length", str(length).encode())
+    if call.method == "HEAD" or length == 0:
+        return b""
+    reader = api.core.chunks.read(record.chunks, record.inline, start, length)
+    yield ObjectProducer(request, reader).start()
+    return None
+
+
+@inlineCallbacks
+def delete_object(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    _check_version(call)
+    yield api.core.objects.delete(bucket, call.key)
+    return api.send(call, 204, content_type=None)
+
+
+@inlineCallbacks
+def delete_objects(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    body = call.sink.content()
+    _check_body_digest(call, body)
+    quiet, items = xmlio.parse_delete_objects(body)
+    if len(items) > api.options.max_delete_keys:
+        raise errors.MalformedXML(f"At most {api.options.max_delete_keys} keys may be deleted at once")
+    deleted: list[tuple[str, str | None, bool, str | None]] = []
+    failed: list[tuple[str, str | None, str, str]] = []
+    for key, version in items:
+        try:
+            if version is not None and version != "null":
+                raise errors.NoSuchVersion()
+            validate_key(key)
+            yield api.core.objects.delete(bucket, key)
+            deleted.append((key, version, False, None))
+        except errors.S3Error as e:
+            if isinstance(e, errors.NoSuchVersion):
+                # AWS reports deleting a missing version as success.
+                deleted.append((key, version, False, None))
+            else:
+                failed.append((key, version, e.code, e.message))
+    return api.send_xml(call, xmlio.delete_result_xml(deleted, failed, quiet))
+
+
+def _check_body_digest(call: Any, body: bytes) -> None:
+    """DeleteObjects needs an integrity check: Content-MD5 (older SDKs) or an
+    x-amz-checksum-* header (newer SDKs send only that)."""
+    attrs = PutAttrs(content_md5=call.headers.get("content-md5"))
+    expected, _keep, _trailer = checksum_algorithms(call.headers)
+    attrs.expected_checksums = expected
+    if attrs.content_md5 is None and not expected:
+        raise errors.S3Error("Missing required header for this request: Content-MD5", code="InvalidRequest")
+    import hashlib
+
+    from lightningstor.checksums import new_hasher
+
+    digests = {}
+    for algorithm in expected:
+        h = new_hasher(algorithm)
+        h.update(body)
+        digests[algorithm] = h.digest()
+    verify_digests(attrs, hashlib.md5(body).hexdigest(), digests)
+
+
+def _parse_copy_source(value: str) -> tuple[str, str, str | None]:
+    """``/bucket/key?versionId=x`` (leading slash optional, URL-encoded)."""
+    raw, _, query = value.partition("?")
+    source = unquote(raw)
+    if source.startswith("/"):
+        source = source[1:]
+    bucket, slash, key = source.partition("/")
+    if not bucket or not slash or not key:
+        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey", ArgumentName="x-amz-copy-source")
+    version = None
+    if query.startswith("versionId="):
+        version = unquote(query[len("versionId="):])
+    return bucket, key, version
+
+
+@inlineCallbacks
+def copy_object(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    dest_bucket = yield api.core.buckets.get(principal, call.bucket)
+    validate_key(call.key)
+    src_bucket_name, src_key, src_version = _parse_copy_source(call.headers["x-amz-copy-source"])
+    src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
+    if src_version is not None and src_version != "null":
+        raise errors.NoSuchVersion(Key=src_key, VersionId=src_version)
+    source = yield api.core.objects.head(src_bucket, src_key)
+    conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
+    directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument("Unknown metadata directive.", ArgumentName="x-amz-metadata-directive", ArgumentValue=directive)
+    tag_directive = call.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tag_directive not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tag_directive)
+    same = src_bucket.bucket_id == dest_bucket.bucket_id and src_key == call.key
+    if same and directive == "COPY" and "x-amz-storage-class" not in call.headers:
+        raise errors.InvalidRequest(
+            "This copy request is illegal because it is trying to copy an object to itself without "
+            "changing the object's metadata, storage class, website redirect location or encryption attributes."
+        )
+    replace = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes) if directive == "REPLACE" else None
+    tags = None
+    if tag_directive == "REPLACE":
+        tags = parse_tagging_header(call.headers.get("x-amz-tagging", ""))
+    write_conditions = PutAttrs(
+        if_none_match_any=call.headers.get("if-none-match", "").strip() == "*",
+    )
+    record = yield api.core.copy_object(
+        source,
+        dest_bucket,
+        call.key,
+        replace_metadata=replace,
+        tags=tags,
+        owner=principal.principal_id,
+        conditions=write_conditions,
+    )
+    headers = []
+    if record.version_id is not None:
+        headers.append(("x-amz-version-id", record.version_id))
+    return api.send_xml(call, xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums), headers=headers)
+
+
+@inlineCallbacks
+def get_object_acl(api: Any, call: Any) -> Any:
+    principal, _bucket, _record = yield _lookup(api, call)
+    return api.send_xml(call, xmlio.acl_xml(principal.principal_id, principal.display_name or principal.principal_id))
+
+
+@inlineCallbacks
+def get_object_tagging(api: Any, call: Any) -> Any:
+    _principal, _bucket, record = yield _lookup(api, call)
+    return api.send_xml(call, xmlio.tagging_xml(record.tags))

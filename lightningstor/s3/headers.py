@@ -1,0 +1,150 @@
+"""Object headers on the wire <-> core values.
+
+Which request headers become stored attributes (Content-Type, the
+``SYSTEM_HEADERS``, x-amz-meta-*, checksums, tagging), and which response
+headers an object record produces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from lightningstor import errors
+from lightningstor.checksums import ALGORITHMS
+from lightningstor.core.objects import PutAttrs
+from lightningstor.core.types import ObjectRecord
+from lightningstor.s3.dates import http_date
+
+# Stored as sent and returned on GET/HEAD.  Canonical spelling is the key.
+SYSTEM_HEADERS = (
+    "Content-Encoding",
+    "Content-Disposition",
+    "Content-Language",
+    "Cache-Control",
+    "Expires",
+)
+META_PREFIX = "x-amz-meta-"
+STORAGE_CLASSES = frozenset({"STANDARD"})
+
+# response-* query parameters that override a GET's response headers.
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...], str | None]:
+    """(expected values from x-amz-checksum-* headers, algorithms to compute
+    and keep, the algorithm whose value arrives in a trailer or None)."""
+    expected: dict[str, str] = {}
+    for algorithm in ALGORITHMS:
+        value = headers.get(f"x-amz-checksum-{algorithm}")
+        if value is not None:
+            expected[algorithm] = value.strip()
+    if len(expected) > 1:
+        raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    trailer = None
+    declared = headers.get("x-amz-trailer")
+    if declared:
+        name = declared.strip().lower()
+        if not name.startswith("x-amz-checksum-") or name[len("x-amz-checksum-"):] not in ALGORITHMS:
+            raise errors.InvalidRequest(f"The value specified in the x-amz-trailer header is not supported: {declared}")
+        trailer = name[len("x-amz-checksum-"):]
+    keep = set(expected)
+    sdk = headers.get("x-amz-sdk-checksum-algorithm") or headers.get("x-amz-checksum-algorithm")
+    if sdk:
+        alg = sdk.strip().lower()
+        if alg not in ALGORITHMS:
+            raise errors.InvalidRequest(f"Checksum algorithm provided is unsupported: {sdk}")
+        keep.add(alg)
+    if trailer:
+        keep.add(trailer)
+    return expected, tuple(sorted(keep)), trailer
+
+
+def parse_tagging_header(value: str) -> dict[str, str]:
+    """x-amz-tagging: a URL-encoded query string of tags."""
+    tags: dict[str, str] = {}
+    for k, v in parse_qsl(value, keep_blank_values=True):
+        if k in tags:
+            raise errors.InvalidTag("Cannot provide multiple Tags with the same key")
+        tags[k] = v
+    validate_tags(tags, limit=10)
+    return tags
+
+
+def validate_tags(tags: Mapping[str, str], limit: int) -> None:
+    """AWS limits: ``limit`` tags, keys 1-128 and values 0-256 characters."""
+    if len(tags) > limit:
+        raise errors.InvalidTag(f"Object tags cannot be greater than {limit}")
+    for k, v in tags.items():
+        if not 1 <= len(k) <= 128:
+            raise errors.InvalidTag("The TagKey you have provided is invalid")
+        if len(v) > 256:
+            raise errors.InvalidTag("The TagValue you have provided is invalid")
+
+
+def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttrs:
+    """PutAttrs from PutObject-style request headers (lower-case names)."""
+    from lightningstor.core.objects import validate_metadata
+
+    attrs = PutAttrs()
+    ctype = headers.get("content-type")
+    if ctype:
+        attrs.content_type = ctype
+    for name in SYSTEM_HEADERS:
+        value = headers.get(name.lower())
+        if value is not None:
+            attrs.system_headers[name] = value
+    for name, value in headers.items():
+        if name.startswith(META_PREFIX):
+            attrs.metadata[name[len(META_PREFIX):]] = value
+    validate_metadata(attrs.metadata, max_metadata_bytes)
+    attrs.content_md5 = headers.get("content-md5")
+    expected, keep, _trailer = checksum_algorithms(headers)
+    attrs.expected_checksums = expected
+    attrs.store_checksums = keep
+    storage_class = headers.get("x-amz-storage-class")
+    if storage_class:
+        if storage_class not in STORAGE_CLASSES:
+            raise errors.S3Error(code="InvalidStorageClass")
+        attrs.storage_class = storage_class
+    tagging = headers.get("x-amz-tagging")
+    if tagging:
+        attrs.tags = parse_tagging_header(tagging)
+    if headers.get("if-none-match", "").strip() == "*":
+        attrs.if_none_match_any = True
+    elif "if-none-match" in headers:
+        raise errors.NotImplementedS3("If-None-Match on PutObject supports only '*'")
+    if "if-match" in headers:
+        attrs.if_match = headers["if-match"]
+    return attrs
+
+
+def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[str, str]]:
+    """Headers describing ``record`` on GET/HEAD (not Content-Length/Range)."""
+    out = [
+        ("ETag", record.quoted_etag),
+        ("Last-Modified", http_date(record.created_at)),
+        ("Content-Type", record.content_type),
+        ("Accept-Ranges", "bytes"),
+    ]
+    for name, value in record.system_headers.items():
+        out.append((name, value))
+    for name, value in record.metadata.items():
+        out.append((META_PREFIX + name, value))
+    if record.storage_class != "STANDARD":
+        out.append(("x-amz-storage-class", record.storage_class))
+    if record.version_id is not None:
+        out.append(("x-amz-version-id", record.version_id))
+    if record.tags:
+        out.append(("x-amz-tagging-count", str(len(record.tags))))
+    if checksum_mode:
+        for algorithm, value in record.checksums.items():
+            out.append((f"x-amz-checksum-{algorithm}", value))
+    return out

@@ -1,0 +1,94 @@
+"""Which S3 operation a request is: (method, level, sub-resource) -> name.
+
+A table, not an if-chain (STYLE.md): the handler map in ``app.py`` is keyed
+by the names returned here, and the request class uses the same
+classification before the body arrives to decide whether to stream it.
+"""
+
+from __future__ import annotations
+
+from lightningstor.s3.addressing import Target
+
+# Query names that select a sub-resource (the rest are plain parameters).
+SUBRESOURCES = (
+    "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption",
+    "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "location", "logging",
+    "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
+    "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
+    "tagging", "torrent", "uploadId", "uploads", "versioning", "versions", "website",
+)  # fmt: skip
+
+_SERVICE = {("GET", None): "ListBuckets"}
+
+_BUCKET = {
+    ("PUT", None): "CreateBucket",
+    ("HEAD", None): "HeadBucket",
+    ("DELETE", None): "DeleteBucket",
+    ("GET", None): "ListObjects",
+    ("POST", "delete"): "DeleteObjects",
+    ("GET", "location"): "GetBucketLocation",
+    ("GET", "acl"): "GetBucketAcl",
+    ("PUT", "acl"): "PutBucketAcl",
+    ("GET", "versioning"): "GetBucketVersioning",
+    ("PUT", "versioning"): "PutBucketVersioning",
+    ("GET", "versions"): "ListObjectVersions",
+    ("GET", "uploads"): "ListMultipartUploads",
+    ("GET", "tagging"): "GetBucketTagging",
+    ("PUT", "tagging"): "PutBucketTagging",
+    ("DELETE", "tagging"): "DeleteBucketTagging",
+}
+
+_OBJECT = {
+    ("PUT", None): "PutObject",
+    ("GET", None): "GetObject",
+    ("HEAD", None): "HeadObject",
+    ("DELETE", None): "DeleteObject",
+    ("GET", "acl"): "GetObjectAcl",
+    ("PUT", "acl"): "PutObjectAcl",
+    ("GET", "tagging"): "GetObjectTagging",
+    ("PUT", "tagging"): "PutObjectTagging",
+    ("DELETE", "tagging"): "DeleteObjectTagging",
+    ("POST", "uploads"): "CreateMultipartUpload",
+    ("PUT", "uploadId"): "UploadPart",
+    ("POST", "uploadId"): "CompleteMultipartUpload",
+    ("DELETE", "uploadId"): "AbortMultipartUpload",
+    ("GET", "uploadId"): "ListParts",
+    ("GET", "attributes"): "GetObjectAttributes",
+    ("POST", "restore"): "RestoreObject",
+    ("POST", "select"): "SelectObjectContent",
+}
+
+# Operations whose request body is object data, streamed into chunks as it
+# arrives; every other body is small and buffered (bounded).
+STREAMING = frozenset({"PutObject", "UploadPart"})
+
+
+def subresource(target: Target) -> str | None:
+    for name in SUBRESOURCES:
+        if name in target.query:
+            return name
+    return None
+
+
+def classify(method: str, target: Target, has_copy_source: bool = False) -> str:
+    """The operation name; ``Unsupported:<METHOD>:<sub>`` for known S3 calls we
+    do not serve and ``MethodNotAllowed`` for nonsense."""
+    sub = subresource(target)
+    if target.bucket is None:
+        return _SERVICE.get((method, None), "MethodNotAllowed")
+    if target.key is None:
+        table = _BUCKET
+    else:
+        table = _OBJECT
+    name = table.get((method, sub))
+    if name is None:
+        if sub is not None:
+            return f"Unsupported:{method}:{sub}"
+        return "MethodNotAllowed"
+    if name == "ListObjects" and target.query.get("list-type") == "2":
+        return "ListObjectsV2"
+    if name == "PutObject" and has_copy_source:
+        return "CopyObject"
+    if name == "UploadPart" and has_copy_source:
+        return "UploadPartCopy"
+    return name

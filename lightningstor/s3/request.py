@@ -1,0 +1,106 @@
+"""A ``twisted.web`` Request that streams its body instead of spooling it.
+
+``HTTPChannel`` calls ``gotLength`` as soon as the headers are parsed; that
+is where we classify the S3 operation, start authentication and choose a body
+sink (see :mod:`lightningstor.s3.body`).  ``handleContentChunk`` then feeds
+the sink piece by piece, and the resource sees the request (``process``) only
+when the body has ended, with the sink's result waiting for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.http_headers import Headers
+
+log = Logger()
+
+
+class _NoContent:
+    """Stands in for ``request.content``: the body went to the sink.
+
+    ``Request.requestReceived`` calls ``tell``/``seek`` on it; handlers never
+    read it (they ask the sink).
+    """
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def tell(self) -> int:
+        return self.received
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        return None
+
+
+class S3ResponseHeaders(Headers):
+    """Response headers that keep ``x-amz-*`` names in lower case.
+
+    Twisted title-cases every header name; S3 sends ``x-amz-meta-*`` in lower
+    case and SDKs take the user-metadata key from the name as received
+    (botocore would turn ``mtime`` into ``Mtime``).
+    """
+
+    def setRawHeaders(self, name: Any, values: Any) -> None:
+        raw = name.encode("latin-1") if isinstance(name, str) else name
+        if raw[:6].lower() == b"x-amz-":
+            self._rawHeaders[raw.lower()] = [
+                v.encode("latin-1") if isinstance(v, str) else v for v in values
+            ]
+            return
+        super().setRawHeaders(name, values)
+
+
+class S3Request(server.Request):
+    """Request whose body streams into ``self.body_sink``.
+
+    ``self.s3call`` is the :class:`~lightningstor.s3.app.S3Call` built from
+    the headers (operation, target, authentication in flight).
+    """
+
+    _parsePOSTFormSubmission = False  # S3 POST bodies are XML, never forms
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.responseHeaders = S3ResponseHeaders()
+        self.s3call: Any = None
+        self.body_sink: Any = None
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = _NoContent()  # type: ignore[assignment]
+        begin = getattr(self.channel.site, "begin_request", None)
+        command = getattr(self.channel, "_command", None)
+        path = getattr(self.channel, "_path", None)
+        if begin is None or command is None or path is None:
+            return
+        try:
+            begin(self, command, path, length)
+        except Exception:
+            log.failure("Could not set up request handling")
+            self.s3call = None
+            self.body_sink = None
+
+    def render(self, resrc: Any) -> None:
+        # Request.process stamps Twisted's own Server header just before this.
+        self.setHeader(b"server", b"LightningStor")
+        super().render(resrc)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.content.received += len(data)  # type: ignore[attr-defined]
+        sink = self.body_sink
+        if sink is not None:
+            sink.receive(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        sink = self.body_sink
+        if sink is not None and not self.finished:
+            sink.connection_lost()
+        super().connectionLost(reason)

@@ -1,0 +1,223 @@
+"""Assembling one LightningStor process from its settings.
+
+``build`` creates the plugins (metadata store, storage backend), the core and
+the protocol services and returns the ``MultiService`` twistd runs.  Start-up
+problems that can be detected synchronously (bad plugin name, port in use)
+raise before the reactor runs, so ``twistd`` exits with the message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lightningstor import plugins
+from lightningstor.config import Settings, endpoint_description, parse_address
+from lightningstor.core.collector import CollectorService
+from lightningstor.core.credentials import (
+    DEFAULT_ORG,
+    ROOT_PRINCIPAL,
+    CredentialStore,
+    load_or_create_master_key,
+)
+from lightningstor.core.service import Core
+from lightningstor.core.types import Principal
+from lightningstor.interfaces.storage import PluginContext
+from lightningstor.s3.app import S3Api, S3Options, S3Site
+from lightningstor.storage.chunks import ChunkManager
+from lightningstor.threads import ThreadPools
+
+log = Logger()
+
+ROOT = Principal(principal_id=ROOT_PRINCIPAL, org_id=DEFAULT_ORG, display_name="admin")
+
+
+class S3Service(Service):
+    """Listens for S3 HTTP; on stop, refuses new connections and waits
+    (bounded) for requests in flight before the stores close."""
+
+    def __init__(self, site: S3Site, description: str, reactor: Any, drain_timeout: float) -> None:
+        self.site = site
+        self.description = description
+        self.reactor = reactor
+        self.drain_timeout = drain_timeout
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        endpoint = serverFromString(self.reactor, self.description)
+        d = endpoint.listen(self.site)
+        result: list[Any] = []
+        d.addBoth(result.append)
+        if result and isinstance(result[0], Failure):
+            result[0].raiseException()  # port in use etc.: fail start-up loudly
+        self.port = result[0] if result else None
+        if self.port is not None:
+            addr = self.port.getHost()
+            log.info("S3 API listening on {host}:{port}", host=addr.host, port=addr.port)
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            yield self.port.stopListening()
+        deadline = time.monotonic() + self.drain_timeout
+        while self.site.api.inflight and time.monotonic() < deadline:
+            d: Deferred[None] = Deferred()
+            self.reactor.callLater(0.05, d.callback, None)
+            yield d
+        if self.site.api.inflight:
+            log.warn("{n} requests still in flight at shutdown", n=len(self.site.api.inflight))
+
+
+class CoreService(Service):
+    """Owns the stores: bootstraps the root credential, closes them last."""
+
+    def __init__(self, core: Core, settings: Settings, reactor: Any, env: dict[str, str]) -> None:
+        self.core = core
+        self.settings = settings
+        self.reactor = reactor
+        self.env = env
+
+    def startService(self) -> None:
+        super().startService()
+        self.reactor.callWhenRunning(self._bootstrap)
+
+    def _bootstrap(self) -> None:
+        d = bootstrap_root(self.core, self.env)
+
+        def failed(f: Failure) -> None:
+            log.failure("Start-up failed", f)
+            # twistd has no exit-status API; make the failure visible to
+            # supervisors as a non-zero status once the reactor has stopped.
+            self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+            self.reactor.stop()
+
+        d.addErrback(failed)
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        try:
+            yield self.core.backend.close()
+        finally:
+            yield self.core.store.close()
+
+
+@inlineCallbacks
+def bootstrap_root(core: Core, env: dict[str, str]) -> Any:
+    """Ensure the admin credential: from LIGHTNINGSTOR_ROOT_ACCESS_KEY /
+    LIGHTNINGSTOR_ROOT_SECRET_KEY if set, else created once and printed once."""
+    access = env.get("LIGHTNINGSTOR_ROOT_ACCESS_KEY")
+    secret = env.get("LIGHTNINGSTOR_ROOT_SECRET_KEY")
+    if bool(access) != bool(secret):
+        raise RuntimeError(
+            "set both LIGHTNINGSTOR_ROOT_ACCESS_KEY and LIGHTNINGSTOR_ROOT_SECRET_KEY, or neither"
+        )
+    if access and secret:
+        root = Principal(ROOT.principal_id, ROOT.org_id, None, access, ROOT.display_name)
+        yield core.credentials.ensure(root, access, secret)
+        log.info("Root access key {ak} configured from the environment", ak=access)
+        return
+    exists = yield core.credentials.any_exist()
+    if exists:
+        return
+    cred = yield core.credentials.create(ROOT)
+    # Printed once, on first start: the secret is stored only encrypted.
+    print(
+        "\n=== LightningStor first start: admin credential (shown once) ===\n"
+        f"  access key: {cred.access_key_id}\n"
+        f"  secret key: {cred.secret}\n"
+        "================================================================\n",
+        flush=True,
+    )
+
+
+def _plugin_options(section: Any, name: str) -> dict[str, Any]:
+    """A plugin's options: its section with its own sub-table (``[storage.local]``)
+    merged on top, so plugin-specific keys need not sit beside the generic ones."""
+    options = dict(section)
+    own = options.get(name)
+    if isinstance(own, dict) or hasattr(own, "items"):
+        options.update(dict(own))
+    return options
+
+
+def build(settings: Settings, reactor: Any, env: dict[str, str] | None = None) -> MultiService:
+    """The whole server as one MultiService."""
+    env = dict(os.environ if env is None else env)
+    os.makedirs(settings.data_dir, exist_ok=True)
+    store_factory = plugins.find_metadata_factory(settings.metadata.backend)
+    backend_factory = plugins.find_storage_factory(settings.storage.backend)
+    top = MultiService()
+    pools = ThreadPools(reactor)
+    pools.setServiceParent(top)
+    try:
+        _assemble(top, pools, settings, reactor, env, store_factory, backend_factory)
+    except BaseException:
+        # Pool threads are not daemons: without this a failed start hangs.
+        pools.stopService()
+        raise
+    return top
+
+
+def _assemble(
+    top: MultiService,
+    pools: ThreadPools,
+    settings: Settings,
+    reactor: Any,
+    env: dict[str, str],
+    store_factory: Any,
+    backend_factory: Any,
+) -> None:
+    context = PluginContext(
+        reactor=reactor, io_pool=pools.io, data_dir=settings.data_dir, settings=settings.to_dict()
+    )
+    store = store_factory.create(
+        _plugin_options(settings.metadata.options, store_factory.name), context
+    )
+    storage_options = _plugin_options(settings.storage.options, backend_factory.name)
+    storage_options.setdefault("data_dir", settings.storage.data_dir)
+    backend = backend_factory.create(storage_options, context)
+    chunks = ChunkManager(
+        backend,
+        reactor,
+        pools.cpu,
+        chunk_size=settings.storage.chunk_size_bytes,
+        inline_threshold=settings.storage.inline_threshold_bytes,
+    )
+    master_key = load_or_create_master_key(settings.security.master_key_file)
+    core = Core(
+        store=store,
+        backend=backend,
+        chunks=chunks,
+        credentials=CredentialStore(store, master_key),
+        clock=time.time,
+        region=settings.s3.region,
+        max_metadata_bytes=settings.limits.max_metadata_bytes,
+        max_keys_per_list=settings.limits.max_keys_per_list,
+    )
+    CoreService(core, settings, reactor, env).setServiceParent(top)
+    CollectorService(store, backend, time.time, reactor).setServiceParent(top)
+    options = S3Options(
+        region=settings.s3.region,
+        domain=settings.s3.domain,
+        max_clock_skew_seconds=settings.s3.max_clock_skew_seconds,
+        max_xml_body_bytes=settings.limits.max_xml_body_bytes,
+        max_metadata_bytes=settings.limits.max_metadata_bytes,
+        max_object_size_bytes=settings.limits.max_object_size_bytes,
+        max_delete_keys=settings.limits.max_delete_keys,
+    )
+    api = S3Api(core, options)
+    site = S3Site(api, timeout=settings.limits.idle_timeout_seconds)
+    host, port = parse_address(settings.server.s3_addr, key="server.s3_addr")
+    S3Service(
+        site, endpoint_description(host, port), reactor, settings.server.shutdown_timeout_seconds
+    ).setServiceParent(top)

@@ -1,0 +1,65 @@
+"""``twistd lightningstor``: command-line options and the service maker.
+
+Options follow SPEC §8.3; validation and merging with the environment and
+the config file happen in :mod:`lightningstor.config` so that
+``lightningstor-admin check-config`` reports exactly what start-up would.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from lightningstor import __version__
+from lightningstor.config import load_settings
+from lightningstor.errors import ConfigError
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the LightningStor S3-compatible object store. With no options it "
+        "serves S3 on 0.0.0.0:9000 with SQLite metadata and local chunk storage "
+        "under the data directory."
+    )
+    optParameters = [
+        ["config", "c", None, "Config file path (TOML)."],
+        ["grpc-addr", None, None, "gRPC listen address (default 0.0.0.0:9001)."],
+        ["s3-addr", None, None, "S3 HTTP listen address (default 0.0.0.0:9000)."],
+        ["log-level", "l", None, "Log level: trace, debug, info, warn, error."],
+        ["data-dir", None, None, "Data directory (default /var/lib/lightningstor)."],
+    ]
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"lightningstor {__version__}")
+        raise SystemExit(0)
+
+    opt_V = opt_version
+
+    def postOptions(self) -> None:
+        cli = {
+            "config": self["config"],
+            "grpc_addr": self["grpc-addr"],
+            "s3_addr": self["s3-addr"],
+            "log_level": self["log-level"],
+            "data_dir": self["data-dir"],
+        }
+        try:
+            self["settings"] = load_settings(env=os.environ, cli=cli)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Any) -> IService:
+    from twisted.internet import reactor
+
+    from lightningstor.server import build
+
+    try:
+        return build(options["settings"], reactor)
+    except ConfigError as e:
+        raise usage.UsageError(str(e)) from None

@@ -1,0 +1,278 @@
+"""The conformance suite every :class:`IMetadataStore` implementation must pass.
+
+Use it through a thin pytest class that says how to build a store::
+
+    class TestMyStore(MetadataStoreContract):
+        def make_store(self, tmp_path):
+            return MyStore(...)
+
+``make_store`` may return the store, a Deferred or a coroutine of it, and must
+hand back an *empty* store that nothing else writes to while the test runs
+(the revision tests count bumps exactly).  The suite closes every store it
+made when the test ends.
+
+Tests are written against the interface only, so they hold for etcd as well:
+they never assume where the revision starts, and never put two operations on
+the same key in one transaction (etcd rejects that).
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import DeferredList, gatherResults
+from zope.interface.verify import verifyObject
+
+from lightningstor.errors import MetadataUnavailable
+from lightningstor.interfaces.metadata import (
+    Compare,
+    Delete,
+    DeleteRange,
+    IMetadataStore,
+    KeyValue,
+    Put,
+    TxnResult,
+    prefix_end,
+)
+
+# Keys whose byte order differs from naive string or length order: NUL and '/'
+# sort before letters, UTF-8 multibyte (é = c3 a9) after ASCII, 0xff last, and
+# a key sorts before every longer key it prefixes.
+ORDERED_KEYS = [b"a", b"a\x00", b"a\x00\x00", b"a/", b"a/b", b"ab", b"b", b"\xc3\xa9", b"\xff", b"\xff\x00"]
+
+
+class MetadataStoreContract:
+    """Mixin of contract tests; subclasses implement :meth:`make_store`."""
+
+    def make_store(self, tmp_path: Path) -> Any:
+        """Return an empty IMetadataStore (or a Deferred/awaitable of one)."""
+        raise NotImplementedError
+
+    @pytest.fixture(autouse=True)
+    def _close_stores(self) -> Iterator[None]:
+        self._stores: list[Any] = []
+        yield
+        for store in self._stores:
+            pytest_twisted.blockon(store.close())
+
+    async def open_store(self, tmp_path: Path) -> Any:
+        store = self.make_store(tmp_path)
+        if inspect.isawaitable(store):
+            store = await store
+        self._stores.append(store)
+        return store
+
+    async def put(self, store: Any, key: bytes, value: bytes = b"v") -> TxnResult:
+        result: TxnResult = await store.txn([], [Put(key, value)])
+        assert result.succeeded
+        return result
+
+    async def all_keys(self, store: Any) -> list[bytes]:
+        return [kv.key for kv in await store.scan(b"", prefix_end(b""))]
+
+    # -- basics --------------------------------------------------------------
+
+    @pytest_twisted.ensureDeferred
+    async def test_provides_interface(self, tmp_path: Path) -> None:
+        """The store provides every IMetadataStore method and a string name."""
+        store = await self.open_store(tmp_path)
+        assert verifyObject(IMetadataStore, store)
+        assert isinstance(store.name, str) and store.name
+
+    @pytest_twisted.ensureDeferred
+    async def test_check(self, tmp_path: Path) -> None:
+        """check() fires with None on a healthy store."""
+        store = await self.open_store(tmp_path)
+        assert await store.check() is None
+
+    @pytest_twisted.ensureDeferred
+    async def test_get_missing(self, tmp_path: Path) -> None:
+        """get() of an absent key fires with None, not an error."""
+        store = await self.open_store(tmp_path)
+        assert await store.get(b"nope") is None
+
+    @pytest_twisted.ensureDeferred
+    async def test_put_then_get(self, tmp_path: Path) -> None:
+        """A committed Put is readable at once, stamped with the txn's revision."""
+        store = await self.open_store(tmp_path)
+        result = await self.put(store, b"k", b"value")
+        assert await store.get(b"k") == KeyValue(b"k", b"value", result.revision)
+
+    @pytest_twisted.ensureDeferred
+    async def test_values_are_opaque_bytes(self, tmp_path: Path) -> None:
+        """Values of every byte, and the empty value, round-trip unchanged."""
+        store = await self.open_store(tmp_path)
+        blob = bytes(range(256)) * 4
+        await store.txn([], [Put(b"blob", blob), Put(b"empty", b"")])
+        assert (await store.get(b"blob")).value == blob
+        assert (await store.get(b"empty")).value == b""
+
+    @pytest_twisted.ensureDeferred
+    async def test_overwrite_bumps_revision(self, tmp_path: Path) -> None:
+        """Each changing txn bumps the revision by exactly one; overwrites restamp the key."""
+        store = await self.open_store(tmp_path)
+        first = await self.put(store, b"k", b"1")
+        second = await self.put(store, b"k", b"2")
+        assert second.revision == first.revision + 1
+        assert await store.get(b"k") == KeyValue(b"k", b"2", second.revision)
+
+    @pytest_twisted.ensureDeferred
+    async def test_one_revision_per_txn(self, tmp_path: Path) -> None:
+        """All keys written by one txn share its single new revision."""
+        store = await self.open_store(tmp_path)
+        before = await self.put(store, b"x")
+        result = await store.txn([], [Put(b"a", b"1"), Put(b"b", b"2"), Delete(b"x")])
+        assert result == TxnResult(True, before.revision + 1)
+        assert (await store.get(b"a")).mod_revision == result.revision
+        assert (await store.get(b"b")).mod_revision == result.revision
+        assert await store.get(b"x") is None
+
+    @pytest_twisted.ensureDeferred
+    async def test_txn_that_changes_nothing_keeps_revision(self, tmp_path: Path) -> None:
+        """Deleting absent keys succeeds without bumping the revision."""
+        store = await self.open_store(tmp_path)
+        before = await self.put(store, b"k")
+        result = await store.txn([], [Delete(b"absent"), DeleteRange(b"q", b"r")])
+        assert result == TxnResult(True, before.revision)
+
+    # -- scans ---------------------------------------------------------------
+
+    async def _store_with_ordered_keys(self, tmp_path: Path) -> Any:
+        store = await self.open_store(tmp_path)
+        shuffled = ORDERED_KEYS[:]
+        random.Random(7).shuffle(shuffled)
+        await store.txn([], [Put(k, b"v:" + k) for k in shuffled])
+        return store
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_orders_keys_as_bytes(self, tmp_path: Path) -> None:
+        """A full scan returns keys in unsigned byte order (S3's UTF-8 order)."""
+        store = await self._store_with_ordered_keys(tmp_path)
+        rows = await store.scan(b"", prefix_end(b""))
+        assert [kv.key for kv in rows] == ORDERED_KEYS
+        assert all(kv.value == b"v:" + kv.key for kv in rows)
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_is_half_open(self, tmp_path: Path) -> None:
+        """scan(start, end) includes start and excludes end."""
+        store = await self._store_with_ordered_keys(tmp_path)
+        rows = await store.scan(b"a\x00", b"ab")
+        assert [kv.key for kv in rows] == [b"a\x00", b"a\x00\x00", b"a/", b"a/b"]
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_prefix(self, tmp_path: Path) -> None:
+        """scan(p, prefix_end(p)) lists exactly the keys starting with p, even for 0xff."""
+        store = await self._store_with_ordered_keys(tmp_path)
+        keys = [kv.key for kv in await store.scan(b"a", prefix_end(b"a"))]
+        assert keys == [b"a", b"a\x00", b"a\x00\x00", b"a/", b"a/b", b"ab"]
+        keys = [kv.key for kv in await store.scan(b"a/", prefix_end(b"a/"))]
+        assert keys == [b"a/", b"a/b"]
+        keys = [kv.key for kv in await store.scan(b"\xff", prefix_end(b"\xff"))]
+        assert keys == [b"\xff", b"\xff\x00"]
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_limit(self, tmp_path: Path) -> None:
+        """limit > 0 returns the first keys of the range; 0 means no limit."""
+        store = await self._store_with_ordered_keys(tmp_path)
+        assert [kv.key for kv in await store.scan(b"a", b"b", 2)] == [b"a", b"a\x00"]
+        assert len(await store.scan(b"", prefix_end(b""), 0)) == len(ORDERED_KEYS)
+        assert len(await store.scan(b"", prefix_end(b""), 1000)) == len(ORDERED_KEYS)
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_empty_ranges(self, tmp_path: Path) -> None:
+        """A range with no keys, or with start >= end, is empty."""
+        store = await self._store_with_ordered_keys(tmp_path)
+        assert await store.scan(b"c", b"d") == []
+        assert await store.scan(b"b", b"a") == []
+        assert await store.scan(b"b", b"b") == []
+
+    # -- transactions --------------------------------------------------------
+
+    @pytest_twisted.ensureDeferred
+    async def test_create_if_absent(self, tmp_path: Path) -> None:
+        """Compare(key, 0) holds only while the key does not exist."""
+        store = await self.open_store(tmp_path)
+        created = await store.txn([Compare(b"k", 0)], [Put(b"k", b"first")])
+        assert created.succeeded
+        again = await store.txn([Compare(b"k", 0)], [Put(b"k", b"second")])
+        assert again == TxnResult(False, created.revision)
+        assert (await store.get(b"k")).value == b"first"
+
+    @pytest_twisted.ensureDeferred
+    async def test_compare_mod_revision(self, tmp_path: Path) -> None:
+        """A txn guarded by the key's current mod_revision wins; a stale guard loses."""
+        store = await self.open_store(tmp_path)
+        old = await self.put(store, b"k", b"1")
+        new = await store.txn([Compare(b"k", old.revision)], [Put(b"k", b"2")])
+        assert new.succeeded
+        stale = await store.txn([Compare(b"k", old.revision)], [Put(b"k", b"3")])
+        assert stale == TxnResult(False, new.revision)
+        assert (await store.get(b"k")).value == b"2"
+
+    @pytest_twisted.ensureDeferred
+    async def test_failed_compare_applies_nothing(self, tmp_path: Path) -> None:
+        """If any compare fails, none of the operations happen (atomicity)."""
+        store = await self.open_store(tmp_path)
+        a = await self.put(store, b"a", b"1")
+        await self.put(store, b"b", b"1")
+        result = await store.txn(
+            [Compare(b"a", a.revision), Compare(b"b", 0)],  # the second one is false
+            [Put(b"a", b"2"), Put(b"new", b"x"), Delete(b"b"), DeleteRange(b"c", b"d")],
+        )
+        assert not result.succeeded
+        assert await self.all_keys(store) == [b"a", b"b"]
+        assert (await store.get(b"a")) == KeyValue(b"a", b"1", a.revision)
+
+    @pytest_twisted.ensureDeferred
+    async def test_delete_and_delete_range(self, tmp_path: Path) -> None:
+        """Delete removes one key; DeleteRange removes exactly [start, end)."""
+        store = await self._store_with_ordered_keys(tmp_path)
+        result = await store.txn([], [Delete(b"b"), DeleteRange(b"a/", prefix_end(b"a/"))])
+        assert result.succeeded
+        keys = await self.all_keys(store)
+        assert keys == [k for k in ORDERED_KEYS if k not in (b"b", b"a/", b"a/b")]
+        await store.txn([], [DeleteRange(b"\xc3", prefix_end(b"\xc3"))])
+        assert b"\xc3\xa9" not in await self.all_keys(store)
+
+    @pytest_twisted.ensureDeferred
+    async def test_racing_creates_have_one_winner(self, tmp_path: Path) -> None:
+        """Of many concurrent create-if-absent txns on one key, exactly one succeeds."""
+        store = await self.open_store(tmp_path)
+        results = await gatherResults(
+            [store.txn([Compare(b"k", 0)], [Put(b"k", b"%d" % i)]) for i in range(20)]
+        )
+        winners = [i for i, r in enumerate(results) if r.succeeded]
+        assert len(winners) == 1
+        assert (await store.get(b"k")).value == b"%d" % winners[0]
+
+    @pytest_twisted.ensureDeferred
+    async def test_racing_compare_and_swap_has_one_winner(self, tmp_path: Path) -> None:
+        """Concurrent CAS txns guarded by the same revision: exactly one applies."""
+        store = await self.open_store(tmp_path)
+        base = await self.put(store, b"counter", b"0")
+        results = await gatherResults(
+            [store.txn([Compare(b"counter", base.revision)], [Put(b"counter", b"%d" % i)]) for i in range(10)]
+        )
+        assert sum(r.succeeded for r in results) == 1
+
+    # -- shutdown ------------------------------------------------------------
+
+    @pytest_twisted.ensureDeferred
+    async def test_close(self, tmp_path: Path) -> None:
+        """After close, calls fail with MetadataUnavailable; close is idempotent."""
+        store = await self.open_store(tmp_path)
+        await self.put(store, b"k")
+        await store.close()
+        await store.close()
+        outcomes = await DeferredList(
+            [store.get(b"k"), store.scan(b"", b"z"), store.txn([], [Put(b"k", b"v")]), store.check()],
+            consumeErrors=True,
+        )
+        for ok, value in outcomes:
+            assert not ok and value.check(MetadataUnavailable), value

@@ -1,0 +1,103 @@
+"""Running the real ``twistd -n lightningstor`` process for integration tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT_ACCESS_KEY = "LSTESTROOTACCESSKEY1"
+ROOT_SECRET_KEY = "test/Secret+Key/For/LightningStor/123456"
+_LISTENING = re.compile(r"S3 API listening on ([0-9.:a-f\[\]]+):(\d+)")
+
+
+class ServerProcess:
+    """One server process on a loopback port with its own data dir.
+
+    The port is read from the server's own log line, so tests never race for
+    a "free" port.  Output is kept for diagnosis (``self.output``).
+    """
+
+    def __init__(self, data_dir: Path, *, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None, config: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.config = config
+        self.proc: subprocess.Popen[str] | None = None
+        self.port: int | None = None
+        self.output: list[str] = []
+        self._ready = threading.Event()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        args = [twistd, "-n", "--pidfile=", "lightningstor",
+                "--data-dir", str(self.data_dir), "--s3-addr", "127.0.0.1:0"]
+        if self.config:
+            args += ["--config", self.config]
+        args += self.extra_args
+        env = dict(os.environ)
+        env.update({
+            "LIGHTNINGSTOR_ROOT_ACCESS_KEY": ROOT_ACCESS_KEY,
+            "LIGHTNINGSTOR_ROOT_SECRET_KEY": ROOT_SECRET_KEY,
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.env)
+        self._ready.clear()
+        self.port = None
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=env, cwd=str(self.data_dir.parent))
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        if not self._ready.wait(timeout) or self.port is None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.output[-50:]))
+        self._wait_root_credential()
+        return self
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line)
+            m = _LISTENING.search(line)
+            if m and self.port is None:
+                self.port = int(m.group(2))
+                self._ready.set()
+        self._ready.set()
+
+    def _wait_root_credential(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any("Root access key" in line for line in self.output):
+                return
+            time.sleep(0.02)
+        raise RuntimeError("root credential not configured:\n" + "".join(self.output[-50:]))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()

@@ -1,0 +1,111 @@
+"""Authentication against the real server: SigV4/V2 headers, presigned URLs, failures."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from lightningstor.auth.presign import presign_v4
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+
+
+def _client(server, *, key=ROOT_ACCESS_KEY, secret=ROOT_SECRET_KEY, sig="s3v4", region="us-east-1"):
+    return boto3.client(
+        "s3", endpoint_url=server.endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
+        region_name=region, config=Config(signature_version=sig, s3={"addressing_style": "path"},
+                                          retries={"max_attempts": 1}))
+
+
+def _fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, method=method, data=data)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_wrong_secret_is_signature_mismatch(server, s3, bucket):
+    """A request signed with the wrong secret is 403 SignatureDoesNotMatch."""
+    bad = _client(server, secret="wrong-secret")
+    with pytest.raises(ClientError) as e:
+        bad.list_objects_v2(Bucket=bucket)
+    assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+
+
+def test_unknown_key_is_invalid_access_key(server):
+    """An unknown access key is 403 InvalidAccessKeyId."""
+    with pytest.raises(ClientError) as e:
+        _client(server, key="NOSUCHKEY").list_buckets()
+    assert e.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+
+
+def test_wrong_region_refused(server):
+    """A credential scope for another region is refused (AuthorizationHeaderMalformed)."""
+    with pytest.raises(ClientError) as e:
+        _client(server, region="eu-central-1").list_buckets()
+    assert e.value.response["Error"]["Code"] == "AuthorizationHeaderMalformed"
+
+
+def test_sigv2_client_works(server, bucket, s3):
+    """Old-style SigV2 header signing (s3 signature_version) is accepted."""
+    v2 = _client(server, sig="s3")
+    v2.put_object(Bucket=bucket, Key="v2", Body=b"old")
+    assert v2.get_object(Bucket=bucket, Key="v2")["Body"].read() == b"old"
+
+
+def test_presigned_get_and_put_v4(server, s3, bucket):
+    """boto3 SigV4 presigned GET and PUT URLs work without any other credentials."""
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "p"}, ExpiresIn=300)
+    status, _ = _fetch(put_url, "PUT", b"presigned body")
+    assert status == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p"}, ExpiresIn=300)
+    assert _fetch(get_url) == (200, b"presigned body")
+
+
+def test_presigned_v2_from_default_boto3(server, bucket, s3):
+    """boto3's default presigner for us-east-1 emits SigV2 query auth; it works."""
+    s3.put_object(Bucket=bucket, Key="p2", Body=b"v2 url")
+    v2 = _client(server, sig="s3")
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p2"}, ExpiresIn=300)
+    assert "Signature=" in url and "AWSAccessKeyId=" in url
+    assert _fetch(url) == (200, b"v2 url")
+
+
+def test_presigned_tampered_and_expired(server, s3, bucket):
+    """A presigned URL with a changed parameter or past its expiry is refused with 403."""
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="u", Body=b"y")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "t"}, ExpiresIn=300)
+    status, body = _fetch(url.replace("/t?", "/u?"))
+    assert status == 403 and b"SignatureDoesNotMatch" in body
+    old = presign_v4("GET", f"{server.endpoint}/{bucket}/t", ROOT_ACCESS_KEY, ROOT_SECRET_KEY,
+                     expires=60, now=time.time() - 3600)
+    status, body = _fetch(old)
+    assert status == 403 and b"AccessDenied" in body
+    fresh = presign_v4("GET", f"{server.endpoint}/{bucket}/t", ROOT_ACCESS_KEY, ROOT_SECRET_KEY, expires=60)
+    assert _fetch(fresh) == (200, b"x")
+
+
+def test_presign_over_seven_days_refused(server, s3, bucket):
+    """X-Amz-Expires beyond 7 days is refused by the server (and by our presign helper)."""
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x")
+    with pytest.raises(ValueError):
+        presign_v4("GET", f"{server.endpoint}/{bucket}/t", ROOT_ACCESS_KEY, ROOT_SECRET_KEY,
+                   expires=8 * 24 * 3600)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "t"},
+                                    ExpiresIn=8 * 24 * 3600)
+    status, body = _fetch(url)
+    assert status in (400, 403) and b"<Error>" in body
+
+
+def test_anonymous_denied(server, bucket):
+    """Unsigned requests are AccessDenied with an S3 XML error."""
+    status, body = _fetch(f"{server.endpoint}/{bucket}")
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body and b"<RequestId>" in body

@@ -1,0 +1,101 @@
+"""Bucket operations through boto3 against the real server process."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return exc.value.response["Error"]["Code"]
+
+
+def test_create_head_list_delete_bucket(s3):
+    """A created bucket is listed and HEAD-able; after delete it is gone."""
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    s3.head_bucket(Bucket=name)
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert name in names
+    s3.delete_bucket(Bucket=name)
+    with pytest.raises(ClientError) as e:
+        s3.head_bucket(Bucket=name)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+@pytest.mark.parametrize("name", ["ab", "UPPER", "-lead", "trail-", "has_underscore", "a" * 64, "dots.not.allowed", "health"])
+def test_invalid_bucket_names(s3, name):
+    """SPEC §3.1 naming rules answer InvalidBucketName and create nothing."""
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=name)
+    assert _code(e) == "InvalidBucketName"
+
+
+def test_create_twice_is_already_owned(s3, bucket):
+    """Re-creating one's own bucket is BucketAlreadyOwnedByYou (409)."""
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=bucket)
+    assert _code(e) == "BucketAlreadyOwnedByYou"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+
+
+def test_delete_non_empty_bucket(s3, bucket):
+    """DeleteBucket on a bucket with objects is BucketNotEmpty and keeps them."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket=bucket)
+    assert _code(e) == "BucketNotEmpty"
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+
+
+def test_missing_bucket_errors(s3):
+    """Operations on a missing bucket answer NoSuchBucket with the XML fields."""
+    with pytest.raises(ClientError) as e:
+        s3.list_objects_v2(Bucket="no-such-bucket-here")
+    assert _code(e) == "NoSuchBucket"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert e.value.response["ResponseMetadata"]["RequestId"]
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket="no-such-bucket-here")
+    assert _code(e) == "NoSuchBucket"
+
+
+def test_location_and_versioning_and_acl(s3, bucket):
+    """GetBucketLocation (us-east-1 is empty), versioning never set, owner ACL."""
+    assert s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") in (None, "")
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    acl = s3.get_bucket_acl(Bucket=bucket)
+    assert acl["Grants"][0]["Permission"] == "FULL_CONTROL"
+
+
+def test_create_with_location_constraint(s3):
+    """A LocationConstraint other than the server's region is refused."""
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=f"b-{uuid.uuid4().hex[:12]}",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert _code(e) == "InvalidLocationConstraint"
+
+
+@pytest.mark.parametrize("call,code", [
+    ("get_bucket_policy", "NoSuchBucketPolicy"),
+    ("get_bucket_cors", "NoSuchCORSConfiguration"),
+    ("get_bucket_lifecycle_configuration", "NoSuchLifecycleConfiguration"),
+    ("get_bucket_website", "NoSuchWebsiteConfiguration"),
+    ("get_bucket_encryption", "ServerSideEncryptionConfigurationNotFoundError"),
+])
+def test_absent_configurations(s3, bucket, call, code):
+    """Reading configurations we never hold answers AWS's 'not found' code."""
+    with pytest.raises(ClientError) as e:
+        getattr(s3, call)(Bucket=bucket)
+    assert _code(e) == code
+
+
+def test_unsupported_writes_are_not_implemented(s3, bucket):
+    """Changing an unsupported configuration is 501 NotImplemented, never a silent OK."""
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=bucket, Policy='{"Version":"2012-10-17","Statement":[]}')
+    assert _code(e) == "NotImplemented"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501

@@ -1,0 +1,268 @@
+"""Object operations through boto3 against the real server process."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import os
+from urllib.parse import unquote_plus
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lightningstor.checksums import compute
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return exc.value.response["Error"]["Code"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 65536, 65537, 3 * 1024 * 1024 + 17, 20 * 1024 * 1024 + 5])
+def test_put_get_roundtrip(s3, bucket, size):
+    """Bytes, ETag (hex MD5) and length round-trip for inline, single- and multi-chunk sizes."""
+    data = os.urandom(size)
+    put = s3.put_object(Bucket=bucket, Key="obj", Body=data)
+    assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket=bucket, Key="obj")
+    assert got["Body"].read() == data
+    assert got["ContentLength"] == size
+    assert got["ETag"] == put["ETag"]
+
+
+def test_metadata_and_system_headers(s3, bucket):
+    """x-amz-meta-*, Content-Type and the stored system headers come back on GET and HEAD."""
+    expires = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    s3.put_object(
+        Bucket=bucket, Key="m", Body=b"hello",
+        ContentType="text/plain", ContentEncoding="identity", ContentDisposition="attachment",
+        ContentLanguage="en", CacheControl="no-cache", Expires=expires,
+        Metadata={"color": "blue", "mtime": "1700000000.5"},
+    )
+    for resp in (s3.head_object(Bucket=bucket, Key="m"), s3.get_object(Bucket=bucket, Key="m")):
+        assert resp["ContentType"] == "text/plain"
+        assert resp["ContentEncoding"] == "identity"
+        assert resp["ContentDisposition"] == "attachment"
+        assert resp["ContentLanguage"] == "en"
+        assert resp["CacheControl"] == "no-cache"
+        assert resp["Metadata"] == {"color": "blue", "mtime": "1700000000.5"}
+        assert resp["ContentLength"] == 5
+
+
+def test_metadata_too_large(s3, bucket):
+    """More than 2 KiB of user metadata is MetadataTooLarge and stores nothing."""
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="big-meta", Body=b"x", Metadata={"a": "b" * 3000})
+    assert _code(e) == "MetadataTooLarge"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="big-meta")
+
+
+def test_content_md5(s3, bucket):
+    """A correct Content-MD5 is accepted; a wrong one is BadDigest, a malformed one InvalidDigest."""
+    data = b"payload"
+    good = base64.b64encode(hashlib.md5(data).digest()).decode()
+    s3.put_object(Bucket=bucket, Key="md5", Body=data, ContentMD5=good)
+    bad = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="md5-bad", Body=data, ContentMD5=bad)
+    assert _code(e) == "BadDigest"
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="md5-bad", Body=data, ContentMD5="notbase64!!")
+    assert _code(e) == "InvalidDigest"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="md5-bad")
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])
+def test_checksums_validated_and_returned(s3, bucket, algorithm):
+    """x-amz-checksum-* is validated, stored and returned with ChecksumMode=ENABLED."""
+    data = os.urandom(100_000)
+    s3.put_object(Bucket=bucket, Key="ck", Body=data, ChecksumAlgorithm=algorithm)
+    head = s3.head_object(Bucket=bucket, Key="ck", ChecksumMode="ENABLED")
+    assert head[f"Checksum{algorithm}"] == compute(algorithm.lower(), data)
+
+
+def test_wrong_checksum_is_bad_digest(s3, bucket):
+    """A checksum header that does not match the body is BadDigest; nothing is stored."""
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="ck-bad", Body=b"abc", ChecksumCRC32=compute("crc32", b"abd"))
+    assert _code(e) == "BadDigest"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="ck-bad")
+
+
+def test_ranges(s3, bucket):
+    """bytes=a-b, a-, -n give 206 with Content-Range; across chunk boundaries too."""
+    data = os.urandom(9 * 1024 * 1024)
+    s3.put_object(Bucket=bucket, Key="r", Body=data)
+    cases = {"bytes=0-9": data[0:10], "bytes=8388600-8388700": data[8388600:8388701],
+             f"bytes={len(data) - 5}-": data[-5:], "bytes=-7": data[-7:],
+             "bytes=100-99999999999": data[100:]}
+    for header, want in cases.items():
+        resp = s3.get_object(Bucket=bucket, Key="r", Range=header)
+        assert resp["ResponseMetadata"]["HTTPStatusCode"] == 206, header
+        assert resp["Body"].read() == want, header
+        assert resp["ContentRange"].endswith(f"/{len(data)}")
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="r", Range=f"bytes={len(data)}-")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+
+
+def test_conditional_get(s3, bucket):
+    """If-Match/If-None-Match/If-Modified-Since/If-Unmodified-Since give 412/304 as AWS."""
+    put = s3.put_object(Bucket=bucket, Key="c", Body=b"cond")
+    etag = put["ETag"]
+    assert s3.get_object(Bucket=bucket, Key="c", IfMatch=etag)["Body"].read() == b"cond"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c", IfMatch='"0000"')
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c", IfNoneMatch=etag)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    future = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    past = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=future)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c", IfUnmodifiedSince=past)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+
+
+def test_conditional_put_if_none_match(s3, bucket):
+    """PutObject with If-None-Match: * creates once, then answers 412 and keeps the first."""
+    s3.put_object(Bucket=bucket, Key="once", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first"
+
+
+def test_response_overrides(s3, bucket):
+    """response-content-* query parameters override the GET response headers."""
+    s3.put_object(Bucket=bucket, Key="o", Body=b"x", ContentType="text/plain")
+    resp = s3.get_object(Bucket=bucket, Key="o", ResponseContentType="application/json",
+                         ResponseContentDisposition="inline", ResponseCacheControl="max-age=5")
+    assert resp["ContentType"] == "application/json"
+    assert resp["ContentDisposition"] == "inline"
+    assert resp["CacheControl"] == "max-age=5"
+
+
+def test_missing_key_and_delete(s3, bucket):
+    """GET/HEAD of a missing key is 404 NoSuchKey; DELETE of anything answers 204."""
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="nope")
+    assert _code(e) == "NoSuchKey"
+    s3.put_object(Bucket=bucket, Key="d", Body=b"x")
+    assert s3.delete_object(Bucket=bucket, Key="d")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert s3.delete_object(Bucket=bucket, Key="d")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="d")
+
+
+def test_overwrite_replaces(s3, bucket):
+    """Overwriting a key replaces bytes and metadata entirely."""
+    s3.put_object(Bucket=bucket, Key="ow", Body=os.urandom(200_000), Metadata={"a": "1"})
+    s3.put_object(Bucket=bucket, Key="ow", Body=b"small")
+    got = s3.get_object(Bucket=bucket, Key="ow")
+    assert got["Body"].read() == b"small"
+    assert got["Metadata"] == {}
+
+
+@pytest.mark.parametrize("key", [
+    "a b", "plus+sign", "uni\u00e9\u4e2d", "per%cent", "q?mark", "hash#", "amp&lt", "../../etc/passwd",
+    "dir//double", "trailing/", "semi;colon", "tab\tkey", "ctrl\x01char", "~tilde", "quote\"s", "a" * 1024,
+])
+def test_odd_keys_roundtrip(s3, bucket, key):
+    """Keys with spaces, '+', unicode, '%', '..', '//' and control characters round-trip and list."""
+    s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    # botocore asks for encoding-type=url itself and decodes the answer...
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
+    assert [o["Key"] for o in s3.list_objects(Bucket=bucket)["Contents"]] == [key]
+    # ...but leaves the decoding to the caller when the caller asks explicitly.
+    raw = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, EncodingType="url")["Contents"]]
+    assert [unquote_plus(k) for k in raw] == [key]
+
+
+def test_key_too_long(s3, bucket):
+    """A key over 1024 bytes is KeyTooLongError."""
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="k" * 1025, Body=b"x")
+    assert _code(e) == "KeyTooLongError"
+
+
+def test_delete_objects(s3, bucket):
+    """DeleteObjects removes the listed keys (missing ones count as deleted); Quiet lists only errors."""
+    for i in range(5):
+        s3.put_object(Bucket=bucket, Key=f"del/{i}", Body=b"x")
+    resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"del/{i}"} for i in range(3)] + [{"Key": "missing"}]})
+    assert sorted(d["Key"] for d in resp["Deleted"]) == ["del/0", "del/1", "del/2", "missing"]
+    resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "del/3"}], "Quiet": True})
+    assert "Deleted" not in resp and "Errors" not in resp
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert left == ["del/4"]
+
+
+def test_delete_objects_too_many(s3, bucket):
+    """More than 1000 keys in one DeleteObjects is MalformedXML."""
+    with pytest.raises(ClientError) as e:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": str(i)} for i in range(1001)]})
+    assert _code(e) == "MalformedXML"
+
+
+def test_copy_object_copy_and_replace(s3, bucket):
+    """CopyObject COPY keeps metadata; REPLACE takes new metadata; bytes equal."""
+    data = os.urandom(300_000)
+    s3.put_object(Bucket=bucket, Key="src", Body=data, Metadata={"k": "v"}, ContentType="text/x")
+    s3.copy_object(Bucket=bucket, Key="dst1", CopySource={"Bucket": bucket, "Key": "src"})
+    d1 = s3.get_object(Bucket=bucket, Key="dst1")
+    assert d1["Body"].read() == data and d1["Metadata"] == {"k": "v"} and d1["ContentType"] == "text/x"
+    s3.copy_object(Bucket=bucket, Key="dst2", CopySource=f"{bucket}/src", MetadataDirective="REPLACE",
+                   Metadata={"n": "2"}, ContentType="text/y")
+    d2 = s3.get_object(Bucket=bucket, Key="dst2")
+    assert d2["Body"].read() == data and d2["Metadata"] == {"n": "2"} and d2["ContentType"] == "text/y"
+    s3.delete_object(Bucket=bucket, Key="src")
+    assert s3.get_object(Bucket=bucket, Key="dst1")["Body"].read() == data
+
+
+def test_copy_onto_itself(s3, bucket):
+    """Copy onto itself needs REPLACE (rclone's mtime update); COPY is InvalidRequest."""
+    s3.put_object(Bucket=bucket, Key="self", Body=b"same", Metadata={"mtime": "1"})
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="self", CopySource={"Bucket": bucket, "Key": "self"})
+    assert _code(e) == "InvalidRequest"
+    s3.copy_object(Bucket=bucket, Key="self", CopySource={"Bucket": bucket, "Key": "self"},
+                   MetadataDirective="REPLACE", Metadata={"mtime": "2"})
+    got = s3.get_object(Bucket=bucket, Key="self")
+    assert got["Body"].read() == b"same" and got["Metadata"] == {"mtime": "2"}
+
+
+def test_copy_conditions_and_cross_bucket(s3, bucket):
+    """x-amz-copy-source-if-match failing is 412; copying into another bucket of the tenant works."""
+    put = s3.put_object(Bucket=bucket, Key="s", Body=b"data")
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="t", CopySource={"Bucket": bucket, "Key": "s"}, CopySourceIfMatch='"nope"')
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    other = bucket + "-2"
+    s3.create_bucket(Bucket=other)
+    try:
+        s3.copy_object(Bucket=other, Key="t", CopySource={"Bucket": bucket, "Key": "s"}, CopySourceIfMatch=put["ETag"])
+        assert s3.get_object(Bucket=other, Key="t")["Body"].read() == b"data"
+    finally:
+        s3.delete_object(Bucket=other, Key="t")
+        s3.delete_bucket(Bucket=other)
+
+
+def test_object_acl_and_canned_acl_header(s3, bucket):
+    """x-amz-acl: private is accepted (and ignored); GetObjectAcl shows the owner."""
+    s3.put_object(Bucket=bucket, Key="acl", Body=b"x", ACL="private")
+    acl = s3.get_object_acl(Bucket=bucket, Key="acl")
+    assert acl["Grants"][0]["Permission"] == "FULL_CONTROL"
+
+
+def test_version_id_null_on_unversioned(s3, bucket):
+    """HEAD with versionId=null (rclone) finds the object in an unversioned bucket."""
+    s3.put_object(Bucket=bucket, Key="v", Body=b"x")
+    assert s3.head_object(Bucket=bucket, Key="v", VersionId="null")["ContentLength"] == 1

@@ -1,0 +1,167 @@
+"""Plugins found like a third party's, start-up errors, and restart durability."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import make_client
+from tests.integration.server import ServerProcess
+
+THIRD_PARTY = textwrap.dedent('''
+    """A third-party storage backend: chunks as plain files in a directory."""
+    import os
+    from twisted.internet.defer import succeed, fail
+    from twisted.plugin import IPlugin
+    from zope.interface import implementer
+    from lightningstor.errors import ChunkNotFound
+    from lightningstor.interfaces import (
+        BackendCapabilities, ChunkInfo, IChunkWriter, IStorageBackend, IStorageBackendFactory)
+
+    @implementer(IChunkWriter)
+    class Writer:
+        def __init__(self, backend, chunk_id):
+            self.backend, self.chunk_id, self.parts = backend, chunk_id, []
+        def write(self, data):
+            self.parts.append(bytes(data)); return succeed(None)
+        def commit(self):
+            return self.backend.put_chunk(self.chunk_id, b"".join(self.parts))
+        def abort(self):
+            self.parts = []; return succeed(None)
+
+    @implementer(IStorageBackend)
+    class DirBackend:
+        name = "thirdparty-dir"
+        def __init__(self, root):
+            self.root = root; os.makedirs(root, exist_ok=True)
+        def _p(self, cid): return os.path.join(self.root, cid)
+        def put_chunk(self, cid, data):
+            with open(self._p(cid), "wb") as f: f.write(data)
+            return succeed(None)
+        def open_chunk(self, cid): return Writer(self, cid)
+        def get_chunk(self, cid):
+            try:
+                with open(self._p(cid), "rb") as f: return succeed(f.read())
+            except FileNotFoundError: return fail(ChunkNotFound(cid))
+        def get_chunk_range(self, cid, offset, length):
+            d = self.get_chunk(cid); d.addCallback(lambda b: b[offset:offset + length]); return d
+        def delete_chunk(self, cid):
+            try: os.remove(self._p(cid)); return succeed(True)
+            except FileNotFoundError: return succeed(False)
+        def chunk_exists(self, cid): return succeed(os.path.exists(self._p(cid)))
+        def list_chunks(self):
+            return succeed([ChunkInfo(n, os.path.getsize(self._p(n)), os.path.getmtime(self._p(n)))
+                            for n in os.listdir(self.root)])
+        def capabilities(self): return BackendCapabilities(max_chunk_size=64 << 20)
+        def check(self): return succeed(None)
+        def close(self): return succeed(None)
+
+    @implementer(IPlugin, IStorageBackendFactory)
+    class Factory:
+        name = "thirdparty-dir"
+        description = "test plugin"
+        def create(self, options, context):
+            return DirBackend(options["root"])
+
+    factory = Factory()
+''')
+
+
+def test_third_party_storage_plugin(tmp_path: Path) -> None:
+    """A backend module dropped into a twisted/plugins dir on sys.path is selectable by name
+    and really stores the chunks."""
+    plugdir = tmp_path / "plug" / "twisted" / "plugins"
+    plugdir.mkdir(parents=True)
+    (plugdir / "lightningstor_thirdparty_test.py").write_text(THIRD_PARTY)
+    chunks = tmp_path / "chunks"
+    cfg = tmp_path / "server.toml"
+    cfg.write_text(f'[storage]\nbackend = "thirdparty-dir"\n[storage.thirdparty-dir]\nroot = "{chunks}"\n')
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "plug"), os.environ.get("PYTHONPATH", "")])}
+    server = ServerProcess(data, config=str(cfg), env=env).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="plugged")
+        body = os.urandom(300_000)
+        s3.put_object(Bucket="plugged", Key="k", Body=body)
+        assert s3.get_object(Bucket="plugged", Key="k")["Body"].read() == body
+        stored = list(chunks.iterdir())
+        assert len(stored) == 1 and stored[0].read_bytes() == body
+    finally:
+        server.stop()
+
+
+def test_unknown_backend_name_fails_startup(tmp_path: Path) -> None:
+    """An unknown storage.backend stops start-up with a message listing installed backends."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[storage]\nbackend = "nosuch"\n')
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    proc = subprocess.run(
+        [twistd, "-n", "--pidfile=", "lightningstor", "--data-dir", str(tmp_path / "d"), "--config", str(cfg),
+         "--s3-addr", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "nosuch" in out and "local" in out
+
+
+def test_bad_config_value_fails_startup(tmp_path: Path) -> None:
+    """A bad config value fails start-up naming the key."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[storage]\nchunk_size_bytes = 5\n")
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    proc = subprocess.run(
+        [twistd, "-n", "--pidfile=", "lightningstor", "--data-dir", str(tmp_path / "d"), "--config", str(cfg)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "storage.chunk_size_bytes" in proc.stdout + proc.stderr
+
+
+def test_restart_keeps_everything(tmp_data: Path) -> None:
+    """Objects written before a graceful restart (SIGTERM) and a SIGKILL are all there, byte-identical."""
+    server = ServerProcess(tmp_data).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="durable")
+        written = {}
+        for i, size in enumerate([0, 10, 70_000, 9 * 1024 * 1024 + 3]):
+            body = os.urandom(size)
+            s3.put_object(Bucket="durable", Key=f"obj-{i}", Body=body)
+            written[f"obj-{i}"] = hashlib.md5(body).hexdigest()
+        for how in ("restart", "kill"):
+            if how == "restart":
+                server.restart()
+            else:
+                server.kill()
+                server.start()
+            s3 = make_client(server.endpoint)
+            for key, md5 in written.items():
+                got = s3.get_object(Bucket="durable", Key=key)["Body"].read()
+                assert hashlib.md5(got).hexdigest() == md5, (how, key)
+    finally:
+        server.stop()
+
+
+def test_health_and_ready_without_auth(server) -> None:
+    """/health and /ready answer without credentials; other paths need them."""
+    import urllib.error
+    import urllib.request
+
+    with urllib.request.urlopen(server.endpoint + "/health") as r:
+        assert r.status == 200
+    with urllib.request.urlopen(server.endpoint + "/ready") as r:
+        assert r.status == 200
+        assert b"ready" in r.read()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server.endpoint + "/")
+    assert e.value.code == 403
+    assert b"<Code>AccessDenied</Code>" in e.value.read()
