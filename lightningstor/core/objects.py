@@ -13,7 +13,7 @@ import base64
 import binascii
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
@@ -140,14 +140,27 @@ class ObjectManager:
         return None if kv is None else records.decode_object(kv.value)
 
     @inlineCallbacks
-    def commit(self, bucket: Bucket, record: ObjectRecord, attrs: PutAttrs | None = None) -> Any:
+    def commit(
+        self,
+        bucket: Bucket,
+        record: ObjectRecord,
+        attrs: PutAttrs | None = None,
+        *,
+        extra_compares: Sequence[Compare] = (),
+        extra_ops: Sequence[Operation] = (),
+    ) -> Any:
         """Atomically make ``record`` the current object; Deferred[ObjectRecord].
 
-        Retries on a lost compare (a concurrent writer of the same key): the
-        last committer wins, as in S3.  Conditional writes (If-None-Match: *,
-        If-Match) are checked against the record the transaction guards, so
-        they hold even under races.  Superseded chunks are deleted after the
-        commit.
+        Retries on a lost compare of the object key (a concurrent writer of
+        the same key): the last committer wins, as in S3.  Conditional writes
+        (If-None-Match: *, If-Match) are checked against the record the
+        transaction guards, so they hold even under races.  Superseded chunks
+        are deleted after the commit.
+
+        ``extra_compares``/``extra_ops`` join the same transaction (multipart
+        completion removes its upload records atomically with the commit).  If
+        one of the extra compares fails, :class:`ConflictError` is raised and
+        nothing is written.
         """
         okey = keys.object_key(bucket.bucket_id, record.key)
         owner = okey
@@ -160,12 +173,19 @@ class ObjectManager:
             ops += _chunk_ops(current, owner, put=False)
             ops.append(Put(okey, records.encode_object(record)))
             ops += _chunk_ops(record, owner, put=True)
-            result = yield self._store.txn([Compare(okey, kv.mod_revision if kv else 0)], ops)
+            ops += list(extra_ops)
+            guard = Compare(okey, kv.mod_revision if kv else 0)
+            result = yield self._store.txn([guard, *extra_compares], ops)
             if result.succeeded:
                 if current is not None and current.chunks:
                     keep = {c.chunk_id for c in record.chunks}
                     self._delete_chunks([c for c in current.chunks if c.chunk_id not in keep])
                 return record
+            if extra_compares:
+                # Was it our key or one of the caller's guards that moved?
+                now = yield self._store.get(okey)
+                if (now.mod_revision if now else 0) == guard.mod_revision:
+                    raise ConflictError("a guarded record changed during the commit")
         raise errors.SlowDown("Too many concurrent writes to this key")
 
     @inlineCallbacks
@@ -186,6 +206,11 @@ class ObjectManager:
                     self._delete_chunks(current.chunks)
                 return True
         raise errors.SlowDown("Too many concurrent writes to this key")
+
+
+class ConflictError(Exception):
+    """An ``extra_compares`` guard of :meth:`ObjectManager.commit` failed; the
+    caller maps it to its own S3 error (e.g. NoSuchUpload)."""
 
 
 def _check_write_conditions(attrs: PutAttrs, current: ObjectRecord | None, key: str) -> None:

@@ -110,6 +110,11 @@ def _normalize(operations: Sequence[Operation]) -> list[Operation]:
     return out
 
 
+def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Run a query to completion: a half-read statement would hold its snapshot."""
+    return conn.execute(sql, params).fetchall()
+
+
 def _range_sql(start: bytes, end: bytes) -> tuple[str, tuple[bytes, ...]]:
     if end == _UNBOUNDED:
         return "key >= ?", (start,)
@@ -244,21 +249,18 @@ class SqliteMetadataStore:
 
     @staticmethod
     def _ping(conn: sqlite3.Connection) -> None:
-        conn.execute("SELECT value FROM meta WHERE name = 'revision'").fetchone()
+        _rows(conn, "SELECT value FROM meta WHERE name = 'revision'")
 
     @staticmethod
     def _get(conn: sqlite3.Connection, key: bytes) -> KeyValue | None:
-        row = conn.execute("SELECT value, mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else KeyValue(key, row[0], row[1])
+        rows = _rows(conn, "SELECT value, mod_revision FROM kv WHERE key = ?", (key,))
+        return KeyValue(key, *rows[0]) if rows else None
 
     @staticmethod
     def _scan(conn: sqlite3.Connection, start: bytes, end: bytes, limit: int) -> list[KeyValue]:
         where, params = _range_sql(start, end)
-        rows = conn.execute(
-            f"SELECT key, value, mod_revision FROM kv WHERE {where} ORDER BY key LIMIT ?",
-            (*params, limit if limit > 0 else -1),
-        )
-        return [KeyValue(k, v, r) for k, v, r in rows]
+        sql = f"SELECT key, value, mod_revision FROM kv WHERE {where} ORDER BY key LIMIT ?"
+        return [KeyValue(*row) for row in _rows(conn, sql, (*params, limit if limit > 0 else -1))]
 
     # -- writes (the writer thread) ------------------------------------------
 
@@ -286,7 +288,7 @@ class SqliteMetadataStore:
     def _init_writer(self) -> sqlite3.Connection:
         conn = self._connect()
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _rows(conn, "PRAGMA journal_mode = WAL")[0][0]
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot enable WAL (journal_mode is {mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -305,8 +307,17 @@ class SqliteMetadataStore:
             self._startup_error = f"cannot open metadata database {self.path!r}: {e}"
         finally:
             self._ready.set()
-        stopping = False
-        while not stopping:
+        try:
+            self._serve_writes(conn)
+        finally:
+            self._readers.stop()  # joins the reader threads once their queued reads are done
+            for c in [*self._reader_conns, *([conn] if conn else [])]:
+                c.close()
+            self._reactor.callFromThread(self._closed_in_writer)
+
+    def _serve_writes(self, conn: sqlite3.Connection | None) -> None:
+        """Commit whatever is queued, batch by batch, until close() queues _STOP."""
+        while True:
             item = self._queue.get()
             batch: list[_PendingTxn] = []
             while item is not _STOP:
@@ -317,14 +328,11 @@ class SqliteMetadataStore:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            stopping = item is _STOP
             if batch:
                 outcomes = self._commit_batch(conn, batch)
                 self._reactor.callFromThread(self._fire, batch, outcomes)
-        self._readers.stop()  # joins the reader threads once their queued reads are done
-        for c in [*self._reader_conns, *([conn] if conn else [])]:
-            c.close()
-        self._reactor.callFromThread(self._closed_in_writer)
+            if item is _STOP:
+                return
 
     def _commit_batch(
         self, conn: sqlite3.Connection | None, batch: list[_PendingTxn]
@@ -341,7 +349,7 @@ class SqliteMetadataStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             # Read under the write lock: another process may have committed.
-            start = revision = conn.execute("SELECT value FROM meta WHERE name = 'revision'").fetchone()[0]
+            start = revision = _rows(conn, "SELECT value FROM meta WHERE name = 'revision'")[0][0]
             for pending in batch:
                 conn.execute("SAVEPOINT txn")
                 try:
@@ -374,8 +382,8 @@ class SqliteMetadataStore:
     def _apply_txn(self, conn: sqlite3.Connection, pending: _PendingTxn, revision: int) -> TxnResult:
         """Compare, then apply; the result carries the (possibly bumped) revision."""
         for c in pending.compares:
-            row = conn.execute("SELECT mod_revision FROM kv WHERE key = ?", (c.key,)).fetchone()
-            if (row[0] if row else 0) != c.mod_revision:
+            rows = _rows(conn, "SELECT mod_revision FROM kv WHERE key = ?", (c.key,))
+            if (rows[0][0] if rows else 0) != c.mod_revision:
                 return TxnResult(False, revision)
         new = revision + 1
         changed = False
