@@ -151,7 +151,48 @@ def check_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # Dispatch
 # --------------------------------------------------------------------------
 
+def _configure_presign(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="object URL, e.g. http://127.0.0.1:9000/bucket/key")
+    parser.add_argument("--method", default="GET", choices=["GET", "PUT", "HEAD", "DELETE"])
+    parser.add_argument("--expires", type=int, default=3600, help="seconds, 1..604800 (default 3600)")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument(
+        "--access-key",
+        default=os.environ.get("LIGHTNINGSTOR_ACCESS_KEY") or os.environ.get("LIGHTNINGSTOR_ROOT_ACCESS_KEY"),
+        help="default: $LIGHTNINGSTOR_ACCESS_KEY or $LIGHTNINGSTOR_ROOT_ACCESS_KEY",
+    )
+    parser.add_argument(
+        "--secret-key-env",
+        default=None,
+        help="name of the environment variable holding the secret (default: "
+        "LIGHTNINGSTOR_SECRET_KEY, then LIGHTNINGSTOR_ROOT_SECRET_KEY); never pass secrets as arguments",
+    )
+
+
+def presign(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print a SigV4 presigned URL for a credential taken from the environment."""
+    from lightningstor.auth.presign import presign_v4
+
+    names = [args.secret_key_env] if args.secret_key_env else ["LIGHTNINGSTOR_SECRET_KEY", "LIGHTNINGSTOR_ROOT_SECRET_KEY"]
+    secret = next((os.environ[n] for n in names if os.environ.get(n)), None)
+    if not args.access_key or not secret:
+        print("presign: no credential: set LIGHTNINGSTOR_ACCESS_KEY and LIGHTNINGSTOR_SECRET_KEY", file=err)
+        return 1
+    try:
+        url = presign_v4(args.method, args.url, args.access_key, secret, region=args.region, expires=args.expires)
+    except ValueError as e:
+        print(f"presign: {e}", file=err)
+        return 1
+    print(url, file=out)
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
+    "presign": Subcommand(
+        help="print a presigned URL (SigV4 query auth) for an object",
+        configure=_configure_presign,
+        run=presign,
+    ),
     "check-config": Subcommand(
         help="validate a configuration file and print the effective settings",
         configure=_configure_check_config,

@@ -18,7 +18,7 @@ from klein import Klein
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import resource, server
 
 from lightningstor import errors
 from lightningstor.auth.request import RequestView, parse_auth, verify
@@ -95,6 +95,35 @@ class S3Site(server.Site):
 
     def begin_request(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
         self.api.begin(request, command, path, length)
+
+    def getResourceFor(self, request: Any) -> Any:
+        call = getattr(request, "s3call", None)
+        if call is not None and call.op == "Invalid":
+            # Klein/werkzeug cannot route a path that is not UTF-8 (it answers
+            # plain text); such a request still gets its S3 XML error.
+            return _ErrorResource(self.api)
+        return super().getResourceFor(request)
+
+
+class _ErrorResource(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, api: S3Api) -> None:
+        super().__init__()
+        self.api = api
+
+    def render(self, request: Any) -> Any:
+        d = maybeDeferred(self.api._s3, request)
+
+        def write(body: Any) -> None:
+            if not request.finished:
+                if body:
+                    request.write(body)
+                request.finish()
+
+        d.addCallback(write)
+        d.addErrback(lambda f: log.failure("Answering an invalid request failed", f))
+        return server.NOT_DONE_YET
 
 
 class S3Api:

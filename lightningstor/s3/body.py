@@ -121,7 +121,7 @@ class ObjectBody:
         return context
 
     def _on_prepare_failed(self, failure: Failure) -> None:
-        self._fail(failure.value)
+        self._fail(failure.value or errors.InternalError())
 
     # -- data -------------------------------------------------------------
     def receive(self, data: bytes) -> None:

@@ -76,7 +76,7 @@ class S3Request(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         self.content = _NoContent()  # type: ignore[assignment]
-        begin = getattr(self.channel.site, "begin_request", None)
+        begin = getattr(getattr(self.channel, "site", None), "begin_request", None)
         command = getattr(self.channel, "_command", None)
         path = getattr(self.channel, "_path", None)
         if begin is None or command is None or path is None:
@@ -94,7 +94,7 @@ class S3Request(server.Request):
         super().render(resrc)
 
     def handleContentChunk(self, data: bytes) -> None:
-        self.content.received += len(data)  # type: ignore[attr-defined]
+        self.content.received += len(data)  # type: ignore[union-attr,attr-defined]
         sink = self.body_sink
         if sink is not None:
             sink.receive(data)

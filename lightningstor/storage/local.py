@@ -609,7 +609,7 @@ class LocalStorageFactory:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ConfigError(f"storage.chunk_size_bytes: must be 1..{MAX_CHUNK_SIZE} for the local backend")
 
-        return LocalFsBackend(
+        backend = LocalFsBackend(
             data_dir,
             context.reactor,
             context.io_pool,
@@ -617,6 +617,10 @@ class LocalStorageFactory:
             fsync=fsync,
             max_chunk_size=MAX_CHUNK_SIZE,
         )
+        # Temp files of writes interrupted by a crash: nothing references
+        # them, and no live writer is older than an hour.
+        context.reactor.callWhenRunning(backend.cleanup_tmp, 3600.0)
+        return backend
 
 
 localStorageFactory = LocalStorageFactory()

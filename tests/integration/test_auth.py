@@ -109,3 +109,20 @@ def test_anonymous_denied(server, bucket):
     """Unsigned requests are AccessDenied with an S3 XML error."""
     status, body = _fetch(f"{server.endpoint}/{bucket}")
     assert status == 403 and b"<Code>AccessDenied</Code>" in body and b"<RequestId>" in body
+
+
+def test_admin_presign_command(server, s3, bucket):
+    """`lightningstor-admin presign` prints a URL the server accepts (credential from the environment)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    s3.put_object(Bucket=bucket, Key="cmd", Body=b"from the command")
+    admin = str(Path(sys.executable).with_name("lightningstor-admin"))
+    env = {**os.environ, "LIGHTNINGSTOR_ACCESS_KEY": ROOT_ACCESS_KEY, "LIGHTNINGSTOR_SECRET_KEY": ROOT_SECRET_KEY}
+    out = subprocess.run([admin, "presign", f"{server.endpoint}/{bucket}/cmd", "--expires", "120"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert ROOT_SECRET_KEY not in out.stdout
+    assert _fetch(out.stdout.strip()) == (200, b"from the command")

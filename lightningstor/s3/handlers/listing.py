@@ -39,10 +39,14 @@ def encode_token(key: str) -> str:
 
 
 def decode_token(token: str) -> str:
+    """The key a continuation token stands for; garbage is InvalidArgument."""
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        key = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
-        raise errors.InvalidArgument("The continuation token provided is incorrect", ArgumentName="continuation-token") from None
+        key = ""
+    if not key:
+        raise errors.InvalidArgument("The continuation token provided is incorrect", ArgumentName="continuation-token")
+    return key
 
 
 @inlineCallbacks
