@@ -25,6 +25,7 @@ from lightningstor.auth.request import RequestView, parse_auth, verify
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.s3 import operations, xmlio
+from lightningstor.s3.accesslog import access_log_formatter
 from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.request import S3Request
@@ -90,6 +91,7 @@ class S3Site(server.Site):
     requestFactory = S3Request
 
     def __init__(self, api: S3Api, **kwargs: Any) -> None:
+        kwargs.setdefault("logFormatter", access_log_formatter)
         super().__init__(api.app.resource(), **kwargs)
         self.api = api
 

@@ -126,3 +126,17 @@ def test_admin_presign_command(server, s3, bucket):
     assert out.returncode == 0, out.stderr
     assert ROOT_SECRET_KEY not in out.stdout
     assert _fetch(out.stdout.strip()) == (200, b"from the command")
+
+
+def test_signatures_and_secrets_never_logged(server, s3, bucket):
+    """The server's log holds neither presigned signatures nor credentials nor the secret."""
+    s3.put_object(Bucket=bucket, Key="logged", Body=b"x")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "logged"}, ExpiresIn=60)
+    assert _fetch(url)[0] == 200
+    signature = url.rsplit("X-Amz-Signature=", 1)[1].split("&")[0]
+    time.sleep(0.2)
+    log = "".join(server.output)
+    assert f"/{bucket}/logged?" in log  # the request is logged...
+    assert signature not in log  # ...without its signature
+    assert ROOT_SECRET_KEY not in log
+    assert "X-Amz-Credential=" not in log
