@@ -16,6 +16,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from lightningstor import plugins
@@ -27,24 +28,53 @@ from lightningstor.core.credentials import (
     CredentialStore,
     load_or_create_master_key,
 )
+from lightningstor.core.expiry import UploadExpiryService
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.interfaces.storage import PluginContext
+from lightningstor.metrics import attach_metrics
+from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.app import S3Api, S3Options, S3Site
 from lightningstor.storage.chunks import ChunkManager
 from lightningstor.threads import ThreadPools
+from lightningstor.tls import ReloadableServerTls, attach_tls
 
 log = Logger()
 
 ROOT = Principal(principal_id=ROOT_PRINCIPAL, org_id=DEFAULT_ORG, display_name="admin")
 
 
+class SequentialMultiService(MultiService):
+    """Stops children one at a time, last started first, waiting for each.
+
+    ``MultiService`` stops all children at once, so the stores would close
+    while the S3 service is still draining requests in flight.
+    """
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        for child in reversed(list(self)):
+            try:
+                yield child.stopService()
+            except Exception:
+                log.failure("Stopping {svc} failed", svc=child)
+
+
 class S3Service(Service):
     """Listens for S3 HTTP; on stop, refuses new connections and waits
     (bounded) for requests in flight before the stores close."""
 
-    def __init__(self, site: S3Site, description: str, reactor: Any, drain_timeout: float) -> None:
+    def __init__(
+        self,
+        site: S3Site,
+        description: str,
+        reactor: Any,
+        drain_timeout: float,
+        tls: ReloadableServerTls | None = None,
+    ) -> None:
         self.site = site
+        self.tls = tls  # TLS 1.3 only, certificate reloaded on SIGHUP (lightningstor.tls)
         self.description = description
         self.reactor = reactor
         self.drain_timeout = drain_timeout
@@ -53,7 +83,10 @@ class S3Service(Service):
     def startService(self) -> None:
         super().startService()
         endpoint = serverFromString(self.reactor, self.description)
-        d = endpoint.listen(self.site)
+        factory: Any = self.site
+        if self.tls is not None:
+            factory = TLSMemoryBIOFactory(self.tls, False, self.site, clock=self.reactor)
+        d = endpoint.listen(factory)
         result: list[Any] = []
         d.addBoth(result.append)
         if result and isinstance(result[0], Failure):
@@ -61,7 +94,12 @@ class S3Service(Service):
         self.port = result[0] if result else None
         if self.port is not None:
             addr = self.port.getHost()
-            log.info("S3 API listening on {host}:{port}", host=addr.host, port=addr.port)
+            log.info(
+                "S3 API listening on {host}:{port} ({scheme})",
+                host=addr.host,
+                port=addr.port,
+                scheme="https" if self.tls is not None else "http",
+            )
 
     @inlineCallbacks
     def stopService(self) -> Any:
@@ -145,8 +183,8 @@ def _plugin_options(section: Any, name: str) -> dict[str, Any]:
     merged on top, so plugin-specific keys need not sit beside the generic ones."""
     options = dict(section)
     own = options.get(name)
-    if isinstance(own, dict) or hasattr(own, "items"):
-        options.update(dict(own))
+    if own is not None and hasattr(own, "items"):
+        options.update(dict(own.items()))
     return options
 
 
@@ -156,7 +194,7 @@ def build(settings: Settings, reactor: Any, env: dict[str, str] | None = None) -
     os.makedirs(settings.data_dir, exist_ok=True)
     store_factory = plugins.find_metadata_factory(settings.metadata.backend)
     backend_factory = plugins.find_storage_factory(settings.storage.backend)
-    top = MultiService()
+    top = SequentialMultiService()
     pools = ThreadPools(reactor)
     pools.setServiceParent(top)
     try:
@@ -203,9 +241,14 @@ def _assemble(
         region=settings.s3.region,
         max_metadata_bytes=settings.limits.max_metadata_bytes,
         max_keys_per_list=settings.limits.max_keys_per_list,
+        max_multipart_parts=settings.limits.max_multipart_parts,
+        max_object_size=settings.limits.max_object_size_bytes,
     )
     CoreService(core, settings, reactor, env).setServiceParent(top)
     CollectorService(store, backend, time.time, reactor).setServiceParent(top)
+    UploadExpiryService(
+        core.multipart, reactor, max_age_seconds=settings.limits.multipart_upload_timeout_hours * 3600.0
+    ).setServiceParent(top)
     options = S3Options(
         region=settings.s3.region,
         domain=settings.s3.domain,
@@ -216,8 +259,12 @@ def _assemble(
         max_delete_keys=settings.limits.max_delete_keys,
     )
     api = S3Api(core, options)
+    attach_metrics(top, api, store, metrics_addr=settings.server.metrics_addr, reactor=reactor, pool=pools.cpu)
+    if settings.logging.access_log:
+        api.finish_hooks.append(AccessLog().emit)
+    tls = attach_tls(top, settings.server.tls, reactor, pools.io)
     site = S3Site(api, timeout=settings.limits.idle_timeout_seconds)
     host, port = parse_address(settings.server.s3_addr, key="server.s3_addr")
     S3Service(
-        site, endpoint_description(host, port), reactor, settings.server.shutdown_timeout_seconds
+        site, endpoint_description(host, port), reactor, settings.server.shutdown_timeout_seconds, tls
     ).setServiceParent(top)

@@ -57,9 +57,17 @@ class Options(usage.Options):
 def makeService(options: Any) -> IService:
     from twisted.internet import reactor
 
+    from lightningstor.logs import LoggingRoot, twistd_observer_factory
     from lightningstor.server import build
 
+    settings = options["settings"]
+    # [logging] format/level: twistd picks its log observer after this
+    # returns; LoggingRoot hands it ours (see lightningstor.logs).  No
+    # twistd options (makeService called directly): leave logging alone.
+    parent = getattr(options, "parent", None)
+    observer = None if parent is None else twistd_observer_factory(settings.logging, parent, reactor)
     try:
-        return build(options["settings"], reactor)
+        service = build(settings, reactor)
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None
+    return service if observer is None else LoggingRoot(service, observer)

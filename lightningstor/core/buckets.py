@@ -111,9 +111,16 @@ class BucketManager:
         out.sort(key=lambda b: b.name)
         return out
 
+    # Set by the Core: Deferred-returning "abort every upload of this bucket".
+    abort_uploads: Callable[[Bucket], Any] | None = None
+
     @inlineCallbacks
     def delete(self, principal: Principal, name: str) -> Any:
-        """Deferred[None]; BucketNotEmpty unless the bucket holds no object."""
+        """Deferred[None]; BucketNotEmpty unless the bucket holds no object.
+
+        In-progress multipart uploads do not keep a bucket alive (AWS deletes
+        the bucket and drops them): they are aborted once the bucket is gone.
+        """
         bucket = yield self.get(principal, name)
         prefix = keys.objects_prefix(bucket.bucket_id)
         rows = yield self._store.scan(prefix, prefix_end(prefix), 1)
@@ -125,7 +132,9 @@ class BucketManager:
             raise errors.NoSuchBucket(resource=name, BucketName=name)
         # Guard on the bucket record's revision; a PUT racing the delete may
         # still land an object under the old id, which the collector reclaims.
-        yield self._store.txn([Compare(bkey, kv.mod_revision)], [Delete(bkey)])
+        result = yield self._store.txn([Compare(bkey, kv.mod_revision)], [Delete(bkey)])
+        if result.succeeded and self.abort_uploads is not None:
+            yield self.abort_uploads(bucket)
         return None
 
     @inlineCallbacks

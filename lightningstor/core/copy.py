@@ -2,7 +2,9 @@
 
 Data is copied chunk by chunk through the ChunkManager (read piece -> write
 piece), so memory stays bounded and the copy gets its own chunks: deleting
-either object never affects the other.
+either object never affects the other.  The destination follows its bucket's
+versioning like any write (``core.objects.commit``); restoring an old version
+is a copy of that version onto its own key.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
+from lightningstor import errors
 from lightningstor.core.objects import PutAttrs, verify_digests
 from lightningstor.core.types import Bucket, ObjectRecord
 
@@ -33,6 +36,25 @@ def copy_data(core: Any, source: ObjectRecord, algorithms: tuple[str, ...]) -> A
         yield writer.abort()
         raise
     return result
+
+
+@inlineCallbacks
+def resolve_copy_source(core: Any, bucket: Bucket, key: str, version_id: str | None) -> Any:
+    """Deferred[ObjectRecord]: the version a copy (or UploadPartCopy) reads.
+
+    Without a version id a current delete marker makes the key absent
+    (NoSuchKey); naming a delete marker's version id is InvalidRequest, as
+    AWS answers, since a marker has no data to copy.
+    """
+    if version_id is None:
+        record = yield core.objects.head(bucket, key)
+        return record
+    record = yield core.objects.get_version(bucket, key, version_id)
+    if record.delete_marker:
+        raise errors.InvalidRequest(
+            "The source of a copy request may not specifically refer to a delete marker by version id."
+        )
+    return record
 
 
 @inlineCallbacks

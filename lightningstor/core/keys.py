@@ -19,6 +19,9 @@ CHUNKS = ROOT + b"chunks/"
 CREDENTIALS = ROOT + b"credentials/"
 CREDENTIALS_BY_PRINCIPAL = ROOT + b"credentials-by-principal/"
 PRINCIPALS = ROOT + b"principals/"
+VERSIONS = ROOT + b"versions/"
+UPLOADS = ROOT + b"uploads/"
+PARTS = ROOT + b"parts/"
 
 
 def bucket_key(org_id: str, project_id: str | None, name: str) -> bytes:
@@ -59,3 +62,52 @@ def credential_by_principal_key(principal_id: str, access_key_id: str) -> bytes:
 
 def principal_key(principal_id: str) -> bytes:
     return PRINCIPALS + principal_id.encode()
+
+
+def uploads_prefix(bucket_id: str) -> bytes:
+    """In-progress multipart uploads of one bucket, ordered by object key."""
+    return UPLOADS + bucket_id.encode() + b"/"
+
+
+def upload_key(bucket_id: str, key: str, upload_id: str) -> bytes:
+    """``uploads/{bucket_id}/{key}\\x00{upload_id}``.
+
+    Object keys never contain NUL, so the NUL ends the key unambiguously and
+    a scan lists uploads by key (UTF-8 bytes), then by upload id (which
+    starts with the initiation time: AWS lists a key's uploads oldest first).
+    """
+    return uploads_prefix(bucket_id) + key.encode("utf-8") + b"\x00" + upload_id.encode()
+
+
+def parts_prefix(upload_id: str) -> bytes:
+    return PARTS + upload_id.encode() + b"/"
+
+
+def part_key(upload_id: str, part_number: int) -> bytes:
+    """``parts/{upload_id}/{part_number:05d}``: zero-padded so scans are in part order."""
+    return parts_prefix(upload_id) + f"{part_number:05d}".encode()
+
+
+# Version sequence numbers are unsigned 64-bit (see version_key).
+MAX_SEQUENCE = 2**64 - 1
+
+
+def versions_prefix(bucket_id: str) -> bytes:
+    """Noncurrent object versions of one bucket (current ones stay in ``objects/``)."""
+    return VERSIONS + bucket_id.encode() + b"/"
+
+
+def key_versions_prefix(bucket_id: str, key: str) -> bytes:
+    """Every noncurrent version of one object key: ``versions/{bucket_id}/{key}\\x00``."""
+    return versions_prefix(bucket_id) + key.encode("utf-8") + b"\x00"
+
+
+def version_key(bucket_id: str, key: str, sequence: int) -> bytes:
+    """``versions/{bucket_id}/{key}\\x00{2**64-1-sequence:016x}``.
+
+    The NUL ends the key (object keys never contain one), so a scan yields
+    keys in UTF-8 byte order; the inverted sequence number then puts each
+    key's versions newest first, the order ListObjectVersions returns.
+    """
+    return key_versions_prefix(bucket_id, key) + b"%016x" % (MAX_SEQUENCE - sequence)
+

@@ -3,17 +3,26 @@
 Keys are scanned in UTF-8 byte order.  With a delimiter, each common prefix
 is reported once and the scan *seeks* past it (``prefix_end``), so a
 "directory" with a million keys costs one small read, not a million.
+
+ListObjects reads only the current versions (``objects/``): old versions
+live in their own key space and never slow it down.  A key whose current
+version is a delete marker is skipped, and so is a common prefix holding
+nothing but delete markers (S3 shows neither).  ListObjectVersions merges
+the two key spaces: per key, the current version, then the noncurrent ones
+newest first.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor.core import keys, records
 from lightningstor.core.types import ListEntry, ListResult
-from lightningstor.interfaces.metadata import IMetadataStore, prefix_end
+from lightningstor.core.versions import parse_version_id, wire_version_id
+from lightningstor.interfaces.metadata import IMetadataStore, KeyValue, prefix_end
 
 _MAX_BATCH = 1000
 _MIN_DELIMITED_BATCH = 32
@@ -26,6 +35,67 @@ def _common_prefix(key: str, prefix: str, delimiter: str | None) -> str | None:
     if i < 0:
         return None
     return key[: i + len(delimiter)]
+
+
+class _Cursor:
+    """A forward scan of ``[start, end)`` in growing batches that can seek.
+
+    Batches start small when the caller expects to seek often (delimiter
+    listings) and double while rows are consumed one by one, so reading a
+    large flat range costs few round trips and a seek wastes little.
+    """
+
+    def __init__(self, store: IMetadataStore, start: bytes, end: bytes, batch: int) -> None:
+        self._store = store
+        self._next = start  # where the next scan starts
+        self._end = end
+        self._first_batch = batch
+        self._batch = batch
+        self._rows: list[KeyValue] = []
+        self._index = 0
+        self._exhausted = False
+
+    @inlineCallbacks
+    def peek(self) -> Any:
+        """Deferred[KeyValue | None]: the next row, without consuming it."""
+        if self._index >= len(self._rows):
+            if self._exhausted or self._next >= self._end:
+                return None
+            rows = yield self._store.scan(self._next, self._end, self._batch)
+            self._rows, self._index = rows, 0
+            if len(rows) < self._batch:
+                self._exhausted = True
+            if rows:
+                self._next = rows[-1].key + b"\x00"
+            self._batch = min(self._batch * 2, _MAX_BATCH)
+            if not rows:
+                return None
+        return self._rows[self._index]
+
+    def advance(self) -> None:
+        self._index += 1
+
+    def seek(self, position: bytes) -> None:
+        """Skip every row below ``position`` (forward only)."""
+        while self._index < len(self._rows) and self._rows[self._index].key < position:
+            self._index += 1
+        if self._index >= len(self._rows) and position > self._next:
+            self._next = position
+        self._batch = self._first_batch
+
+
+def _entry(key: str, record: Any, *, is_latest: bool = True) -> ListEntry:
+    return ListEntry(
+        key=key,
+        size=record.size,
+        etag=record.etag,
+        last_modified=record.created_at,
+        storage_class=record.storage_class,
+        owner=record.owner,
+        version_id=record.version_id,
+        is_latest=is_latest,
+        delete_marker=record.delete_marker,
+    )
 
 
 @inlineCallbacks
@@ -53,45 +123,127 @@ def list_objects(
             pos = prefix_end(base + after.encode("utf-8"))
         else:
             pos = base + after.encode("utf-8") + b"\x00"
+    batch = _MIN_DELIMITED_BATCH if delimiter else min(max_keys + 1, _MAX_BATCH)
+    cursor = _Cursor(store, pos, end, batch)
     entries: list[ListEntry] = []
     prefixes: list[str] = []
     last: str | None = None
-    batch = _MIN_DELIMITED_BATCH if delimiter else _MAX_BATCH
-    while len(entries) + len(prefixes) < max_keys:
-        want = min(max_keys - len(entries) - len(prefixes) + 1, batch)
-        rows = yield store.scan(pos, end, want)
-        if not rows:
+    while True:
+        kv = yield cursor.peek()
+        if kv is None:
             return ListResult(entries, prefixes, False, None)
-        seeked = False
-        for kv in rows:
-            key = kv.key[len(base):].decode("utf-8")
-            cp = _common_prefix(key, prefix, delimiter)
-            if len(entries) + len(prefixes) >= max_keys:
-                return ListResult(entries, prefixes, True, last)
-            if cp is not None:
-                prefixes.append(cp)
-                last = cp
-                pos = prefix_end(base + cp.encode("utf-8"))
-                seeked = True
-                break
-            rec = records.decode_object(kv.value)
-            entries.append(
-                ListEntry(
-                    key=key,
-                    size=rec.size,
-                    etag=rec.etag,
-                    last_modified=rec.created_at,
-                    storage_class=rec.storage_class,
-                    owner=rec.owner,
-                )
-            )
-            last = key
-            pos = kv.key + b"\x00"
-        if seeked:
-            batch = _MIN_DELIMITED_BATCH
+        record = records.decode_object(kv.value)
+        if record.delete_marker:
+            cursor.advance()
+            continue
+        if len(entries) + len(prefixes) >= max_keys:
+            return ListResult(entries, prefixes, True, last)
+        key = kv.key[len(base):].decode("utf-8")
+        cp = _common_prefix(key, prefix, delimiter)
+        if cp is not None:
+            prefixes.append(cp)
+            last = cp
+            cursor.seek(prefix_end(base + cp.encode("utf-8")))
         else:
-            if len(rows) < want:
-                return ListResult(entries, prefixes, False, None)
-            batch = min(batch * 2, _MAX_BATCH)
-    more = yield store.scan(pos, end, 1)
-    return ListResult(entries, prefixes, bool(more), last if more else None)
+            entries.append(_entry(key, record))
+            last = key
+            cursor.advance()
+
+
+@dataclass
+class VersionListResult(ListResult):
+    """A ListObjectVersions page; ``next_marker`` is the NextKeyMarker."""
+
+    next_version_id_marker: str | None = None
+
+
+@inlineCallbacks
+def _marker_sequence(store: IMetadataStore, bucket_id: str, key: str, version_id: str) -> Any:
+    """Deferred[int | None]: the sequence a version-id-marker stands for.
+
+    Real ids carry it; ``null`` is looked up (None if the key has no null
+    version any more: the listing then resumes after the key).
+    """
+    ref = parse_version_id(version_id)
+    if not ref.is_null:
+        return ref.sequence
+    kv = yield store.get(keys.object_key(bucket_id, key))
+    if kv is None:
+        return None
+    current = records.decode_object(kv.value)
+    return current.sequence if current.version_id is None else current.null_sequence
+
+
+@inlineCallbacks
+def list_object_versions(
+    store: IMetadataStore,
+    bucket_id: str,
+    *,
+    prefix: str = "",
+    delimiter: str | None = None,
+    key_marker: str | None = None,
+    version_id_marker: str | None = None,
+    max_keys: int = 1000,
+) -> Any:
+    """Deferred[VersionListResult]: every version and delete marker under ``prefix``.
+
+    Order is S3's: keys in UTF-8 byte order, each key's versions newest
+    first (the current one, marked latest, then the noncurrent ones).
+    Paging resumes after ``key_marker`` (all of its versions) or, with
+    ``version_id_marker``, after that version of ``key_marker``.
+    """
+    obase = keys.objects_prefix(bucket_id)
+    vbase = keys.versions_prefix(bucket_id)
+    pb = prefix.encode("utf-8")
+    ostart, vstart = obase + pb, vbase + pb
+    if key_marker and key_marker.encode("utf-8") >= pb:
+        kb = key_marker.encode("utf-8")
+        marker_cp = _common_prefix(key_marker, prefix, delimiter)
+        if version_id_marker is None and marker_cp is not None and marker_cp == key_marker:
+            ostart, vstart = prefix_end(obase + kb), prefix_end(vbase + kb)
+        else:
+            ostart = obase + kb + b"\x00"
+            vstart = prefix_end(keys.key_versions_prefix(bucket_id, key_marker))
+            if version_id_marker is not None:
+                sequence = yield _marker_sequence(store, bucket_id, key_marker, version_id_marker)
+                if sequence is not None:
+                    vstart = keys.version_key(bucket_id, key_marker, sequence) + b"\x00"
+    batch = _MIN_DELIMITED_BATCH if delimiter else min(max_keys + 1, _MAX_BATCH)
+    current = _Cursor(store, ostart, prefix_end(obase + pb), batch)
+    noncurrent = _Cursor(store, vstart, prefix_end(vbase + pb), batch)
+    entries: list[ListEntry] = []
+    prefixes: list[str] = []
+    last: tuple[str, str | None] | None = None
+    truncated = False
+    while True:
+        okv = yield current.peek()
+        vkv = yield noncurrent.peek()
+        if okv is None and vkv is None:
+            break
+        oname = okv.key[len(obase):] if okv is not None else None
+        vname = vkv.key[len(vbase):].partition(b"\x00")[0] if vkv is not None else None
+        # For one key the current version is the newest, so it comes first.
+        take_current = vname is None or (oname is not None and oname <= vname)
+        name = oname if take_current else vname
+        assert name is not None
+        key = name.decode("utf-8")
+        if len(entries) + len(prefixes) >= max_keys:
+            truncated = True
+            break
+        cp = _common_prefix(key, prefix, delimiter)
+        if cp is not None:
+            prefixes.append(cp)
+            last = (cp, None)
+            cpb = cp.encode("utf-8")
+            current.seek(prefix_end(obase + cpb))
+            noncurrent.seek(prefix_end(vbase + cpb))
+            continue
+        kv = okv if take_current else vkv
+        assert kv is not None
+        record = records.decode_object(kv.value)
+        entries.append(_entry(key, record, is_latest=take_current))
+        last = (key, wire_version_id(record.version_id))
+        (current if take_current else noncurrent).advance()
+    if not truncated or last is None:
+        return VersionListResult(entries, prefixes, truncated, None)
+    return VersionListResult(entries, prefixes, True, last[0], last[1])

@@ -5,6 +5,10 @@ metadata committed atomically (record + chunk index entries in one
 transaction) -> success returned -> superseded chunks deleted.  A crash at
 any point leaves the old or the new object visible, never a mix; chunks no
 committed record references are reclaimed by the collector.
+
+Versioning (S3 semantics: Enabled, Suspended, the ``null`` version, delete
+markers) is decided here too; see :class:`ObjectManager` for the key spaces
+and the invariants every transaction keeps.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from typing import Any, Callable, Iterable, Sequence
 
 from twisted.internet.defer import inlineCallbacks
@@ -21,8 +26,16 @@ from twisted.logger import Logger
 from lightningstor import errors
 from lightningstor.checksums import b64
 from lightningstor.core import keys, records
-from lightningstor.core.types import Bucket, ObjectRecord
-from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put
+from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
+from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
+from lightningstor.interfaces.metadata import (
+    Compare,
+    Delete,
+    IMetadataStore,
+    Operation,
+    Put,
+    prefix_end,
+)
 
 MAX_KEY_BYTES = 1024
 MAX_SINGLE_PUT_BYTES = 5 * 1024**3  # AWS: larger objects need multipart
@@ -97,16 +110,134 @@ def verify_digests(attrs: PutAttrs, md5_hex: str, digests: dict[str, bytes]) -> 
     return stored
 
 
-def _chunk_ops(record: ObjectRecord | None, owner: bytes, put: bool) -> list[Operation]:
+def _index_put(record: ObjectRecord | None, owner: bytes) -> list[Operation]:
+    """Chunk-index entries naming the record key that now holds ``record``."""
     if record is None:
         return []
-    if put:
-        return [Put(keys.chunk_key(c.chunk_id), owner) for c in record.chunks]
+    return [Put(keys.chunk_key(c.chunk_id), owner) for c in record.chunks]
+
+
+def _index_delete(record: ObjectRecord | None) -> list[Operation]:
+    if record is None:
+        return []
     return [Delete(keys.chunk_key(c.chunk_id)) for c in record.chunks]
 
 
+def _dedupe(ops: Sequence[Operation]) -> list[Operation]:
+    """Keep only the last operation on each key, in order.
+
+    A chunk shared by the old and the new record is first unindexed, then
+    indexed again; the store applies operations in order so the put wins,
+    but etcd refuses a transaction naming one key twice.
+    """
+    seen: set[bytes] = set()
+    out: list[Operation] = []
+    for op in reversed(ops):
+        key = op.key if isinstance(op, (Put, Delete)) else None
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(op)
+    out.reverse()
+    return out
+
+
+def _has_history(record: ObjectRecord | None) -> bool:
+    """True if ``record`` was written with versioning configured."""
+    return record is not None and (
+        record.sequence != 0 or record.version_id is not None or record.null_sequence is not None
+    )
+
+
+def effective_versioning(bucket: Bucket, current: ObjectRecord | None) -> Versioning:
+    """The versioning rules a write to a key follows.
+
+    A bucket never returns to Disabled once configured, so a current record
+    with version history under a bucket the caller saw as Disabled means the
+    caller's copy of the bucket is stale (versioning was enabled while the
+    request ran).  Following the null-version rules then keeps every version
+    and never breaks the key's history, where unversioned rules would drop it.
+    """
+    if bucket.versioning is Versioning.DISABLED and _has_history(current):
+        return Versioning.SUSPENDED
+    return bucket.versioning
+
+
+def _http_date(ms: int) -> str:
+    return formatdate(ms / 1000, usegmt=True)
+
+
+def unreadable(record: ObjectRecord, *, explicit_version: bool) -> errors.S3Error:
+    """The error for reading a delete marker.
+
+    As the current version it makes the key look absent: 404 NoSuchKey;
+    named by its version id it is 405 MethodNotAllowed (a marker has no
+    data).  Both carry ``x-amz-delete-marker`` and the marker's version id.
+    """
+    headers = {
+        "x-amz-delete-marker": "true",
+        "x-amz-version-id": wire_version_id(record.version_id),
+    }
+    if not explicit_version:
+        return errors.NoSuchKey(resource=record.key, headers=headers, Key=record.key)
+    headers["Last-Modified"] = _http_date(record.created_at)
+    return errors.MethodNotAllowed(
+        "The specified method is not allowed against this resource.",
+        headers=headers,
+        ResourceType="DeleteMarker",
+    )
+
+
+@dataclass
+class DeleteOutcome:
+    """What a DeleteObject did, for the response headers / DeleteResult."""
+
+    version_id: str | None  # x-amz-version-id to report (None: unversioned delete)
+    delete_marker: bool  # a delete marker was created, or the deleted version was one
+
+
+@dataclass
+class _Located:
+    """A version found by id: where its record lives and the key's current record."""
+
+    record: ObjectRecord
+    storage_key: bytes  # the object key (current) or a version key (noncurrent)
+    revision: int
+    current: ObjectRecord
+    current_revision: int
+
+    @property
+    def is_current(self) -> bool:
+        return self.record is self.current
+
+
+@dataclass
+class _Plan:
+    """The writes that make a new record current, beyond the object key's own guard."""
+
+    ops: list[Operation] = field(default_factory=list)
+    compares: list[Compare] = field(default_factory=list)
+    freed: list[ChunkRef] = field(default_factory=list)  # chunks of versions gone for good
+    kept: set[str] = field(default_factory=set)  # chunk ids still referenced afterwards
+
+
 class ObjectManager:
-    """Commits, finds and deletes object records."""
+    """Commits, finds and deletes object records and their versions.
+
+    Key spaces: the *current* version of every key lives at
+    :func:`keys.object_key`, so GET, HEAD and ListObjects read exactly what
+    they read without versioning; *noncurrent* versions live at
+    :func:`keys.version_key` (newest first per key).  Invariants, each kept
+    by transactions that compare the object key's revision:
+
+    * a key has noncurrent versions only while it has a current record;
+    * the current record's ``sequence`` is greater than every noncurrent
+      one's, and its ``null_sequence`` names the noncurrent null version;
+    * every chunk of every existing version has a chunk-index entry naming
+      the record key that holds the version; chunks are deleted only after
+      the transaction that permanently removed their version.
+    """
 
     def __init__(
         self,
@@ -124,21 +255,79 @@ class ObjectManager:
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    # -- reading ---------------------------------------------------------
     @inlineCallbacks
-    def head(self, bucket: Bucket, key: str) -> Any:
-        """Deferred[ObjectRecord]; NoSuchKey if absent."""
-        validate_key(key)
-        kv = yield self._store.get(keys.object_key(bucket.bucket_id, key))
-        if kv is None:
-            raise errors.NoSuchKey(resource=key, Key=key)
-        return records.decode_object(kv.value)
+    def head(self, bucket: Bucket, key: str, version_id: str | None = None) -> Any:
+        """Deferred[ObjectRecord] whose data can be read.
+
+        NoSuchKey if absent or if the current version is a delete marker;
+        NoSuchVersion / InvalidArgument for an unknown / malformed
+        ``version_id``; MethodNotAllowed if it names a delete marker.
+        """
+        record = yield self.get_version(bucket, key, version_id)
+        if record.delete_marker:
+            raise unreadable(record, explicit_version=version_id is not None)
+        return record
 
     @inlineCallbacks
     def find(self, bucket: Bucket, key: str) -> Any:
-        """Deferred[ObjectRecord | None]."""
+        """Deferred[ObjectRecord | None]: the current version (maybe a delete marker)."""
         kv = yield self._store.get(keys.object_key(bucket.bucket_id, key))
         return None if kv is None else records.decode_object(kv.value)
 
+    @inlineCallbacks
+    def get_version(self, bucket: Bucket, key: str, version_id: str | None = None) -> Any:
+        """Deferred[ObjectRecord]: the current version or the one named, delete
+        markers included.  NoSuchKey / NoSuchVersion if there is none."""
+        validate_key(key)
+        if version_id is None:
+            kv = yield self._store.get(keys.object_key(bucket.bucket_id, key))
+            if kv is None:
+                raise errors.NoSuchKey(resource=key, Key=key)
+            return records.decode_object(kv.value)
+        ref = parse_version_id(version_id)
+        located = yield self._locate(bucket, key, ref)
+        if located is None:
+            raise errors.NoSuchVersion(resource=key, Key=key, VersionId=version_id)
+        return located.record
+
+    @inlineCallbacks
+    def _locate(self, bucket: Bucket, key: str, ref: VersionRef) -> Any:
+        """Deferred[_Located | None] for the version ``ref`` names.
+
+        The current record is read first (a GET by the id a PUT returned is
+        the common case); a noncurrent version is then one more read.  If the
+        version was not where the current record said and the key changed in
+        between (a delete promoted it), the lookup is repeated.
+        """
+        okey = keys.object_key(bucket.bucket_id, key)
+        for _attempt in range(10):
+            kv = yield self._store.get(okey)
+            if kv is None:
+                return None
+            current = records.decode_object(kv.value)
+            if ref.is_null:
+                if current.version_id is None:
+                    return _Located(current, okey, kv.mod_revision, current, kv.mod_revision)
+                sequence = current.null_sequence
+            else:
+                if current.version_id == ref.text:
+                    return _Located(current, okey, kv.mod_revision, current, kv.mod_revision)
+                sequence = ref.sequence
+            if sequence is None:
+                return None
+            vkey = keys.version_key(bucket.bucket_id, key, sequence)
+            vkv = yield self._store.get(vkey)
+            if vkv is not None:
+                record = records.decode_object(vkv.value)
+                if record.version_id == (None if ref.is_null else ref.text):
+                    return _Located(record, vkey, vkv.mod_revision, current, kv.mod_revision)
+            again = yield self._store.get(okey)
+            if again is not None and again.mod_revision == kv.mod_revision:
+                return None
+        return None
+
+    # -- writing ---------------------------------------------------------
     @inlineCallbacks
     def commit(
         self,
@@ -151,11 +340,17 @@ class ObjectManager:
     ) -> Any:
         """Atomically make ``record`` the current object; Deferred[ObjectRecord].
 
+        With versioning Enabled the record gets a fresh version id and the
+        previous current version becomes noncurrent; Suspended (and records
+        written before versioning was enabled) use the ``null`` version,
+        which replaces any earlier null version.  Without versioning the old
+        object is replaced.  ``record.version_id``/``sequence`` are set here.
+
         Retries on a lost compare of the object key (a concurrent writer of
         the same key): the last committer wins, as in S3.  Conditional writes
         (If-None-Match: *, If-Match) are checked against the record the
-        transaction guards, so they hold even under races.  Superseded chunks
-        are deleted after the commit.
+        transaction guards, so they hold even under races.  Chunks of
+        versions that are gone for good are deleted after the commit.
 
         ``extra_compares``/``extra_ops`` join the same transaction (multipart
         completion removes its upload records atomically with the commit).  If
@@ -163,48 +358,194 @@ class ObjectManager:
         nothing is written.
         """
         okey = keys.object_key(bucket.bucket_id, record.key)
-        owner = okey
         for _attempt in range(100):
             kv = yield self._store.get(okey)
             current = None if kv is None else records.decode_object(kv.value)
             if attrs is not None:
                 _check_write_conditions(attrs, current, record.key)
-            ops: list[Operation] = []
-            ops += _chunk_ops(current, owner, put=False)
-            ops.append(Put(okey, records.encode_object(record)))
-            ops += _chunk_ops(record, owner, put=True)
-            ops += list(extra_ops)
-            guard = Compare(okey, kv.mod_revision if kv else 0)
-            result = yield self._store.txn([guard, *extra_compares], ops)
+            plan = yield self._plan_replace(bucket, okey, current, record)
+            guards = [Compare(okey, kv.mod_revision if kv else 0), *plan.compares]
+            result = yield self._store.txn([*guards, *extra_compares], _dedupe([*plan.ops, *extra_ops]))
             if result.succeeded:
-                if current is not None and current.chunks:
-                    keep = {c.chunk_id for c in record.chunks}
-                    self._delete_chunks([c for c in current.chunks if c.chunk_id not in keep])
+                self._free(plan.freed, plan.kept | {c.chunk_id for c in record.chunks})
                 return record
             if extra_compares:
-                # Was it our key or one of the caller's guards that moved?
-                now = yield self._store.get(okey)
-                if (now.mod_revision if now else 0) == guard.mod_revision:
+                # Was it one of our keys or one of the caller's guards that moved?
+                moved = yield self._any_moved(guards)
+                if not moved:
                     raise ConflictError("a guarded record changed during the commit")
         raise errors.SlowDown("Too many concurrent writes to this key")
 
     @inlineCallbacks
-    def delete(self, bucket: Bucket, key: str) -> Any:
-        """Deferred[bool]: True if an object was removed.  Deleting a missing
-        key succeeds (S3 answers 204 either way)."""
+    def _plan_replace(
+        self, bucket: Bucket, okey: bytes, current: ObjectRecord | None, record: ObjectRecord
+    ) -> Any:
+        """Deferred[_Plan] that puts ``record`` at ``okey`` in place of ``current``."""
+        mode = effective_versioning(bucket, current)
+        plan = _Plan()
+        record.null_sequence = None
+        if mode is Versioning.DISABLED:
+            # Unversioned: exactly the old behaviour (no history is kept).
+            record.version_id = None
+            record.sequence = 0
+            plan.ops += _index_delete(current)
+            plan.freed += current.chunks if current is not None else []
+        else:
+            record.sequence = (current.sequence if current is not None else 0) + 1
+            if mode is Versioning.ENABLED:
+                record.version_id = new_version_id(record.sequence)
+                if current is not None:
+                    plan.ops += self._demote(bucket, current)
+                    plan.kept |= {c.chunk_id for c in current.chunks}
+                    record.null_sequence = (
+                        current.sequence if current.version_id is None else current.null_sequence
+                    )
+            else:  # SUSPENDED: the new record is the null version
+                record.version_id = None
+                if current is not None and current.version_id is None:
+                    plan.ops += _index_delete(current)
+                    plan.freed += current.chunks
+                elif current is not None:
+                    plan.ops += self._demote(bucket, current)
+                    plan.kept |= {c.chunk_id for c in current.chunks}
+                    if current.null_sequence is not None:
+                        nkey = keys.version_key(bucket.bucket_id, record.key, current.null_sequence)
+                        nkv = yield self._store.get(nkey)
+                        old_null = None if nkv is None else records.decode_object(nkv.value)
+                        if old_null is not None and old_null.version_id is None:
+                            plan.ops += [Delete(nkey), *_index_delete(old_null)]
+                            plan.compares.append(Compare(nkey, nkv.mod_revision))
+                            plan.freed += old_null.chunks
+        plan.ops.append(Put(okey, records.encode_object(record)))
+        plan.ops += _index_put(record, okey)
+        return plan
+
+    def _demote(self, bucket: Bucket, current: ObjectRecord) -> list[Operation]:
+        """Operations moving the current record to the noncurrent key space."""
+        vkey = keys.version_key(bucket.bucket_id, current.key, current.sequence)
+        noncurrent = replace(current, null_sequence=None)
+        return [Put(vkey, records.encode_object(noncurrent)), *_index_put(noncurrent, vkey)]
+
+    @inlineCallbacks
+    def _any_moved(self, guards: Sequence[Compare]) -> Any:
+        for guard in guards:
+            kv = yield self._store.get(guard.key)
+            if (kv.mod_revision if kv else 0) != guard.mod_revision:
+                return True
+        return False
+
+    def _free(self, chunks: Iterable[ChunkRef], keep: set[str]) -> None:
+        doomed = [c for c in chunks if c.chunk_id not in keep]
+        if doomed:
+            self._delete_chunks(doomed)
+
+    # -- deleting --------------------------------------------------------
+    @inlineCallbacks
+    def delete(
+        self, bucket: Bucket, key: str, version_id: str | None = None, *, owner: str = ""
+    ) -> Any:
+        """Deferred[DeleteOutcome].
+
+        Without ``version_id``: an unversioned bucket removes the object;
+        a versioned one writes a delete marker (Enabled: a new version;
+        Suspended: the null version, replacing an earlier one), even if the
+        key has no version yet, as S3 does.  With ``version_id`` that version
+        is removed for good; removing the current one makes the next newest
+        current again (so deleting a delete marker restores the object).
+        Deleting what does not exist succeeds (S3 answers 204 either way).
+        """
         validate_key(key)
+        if version_id is not None:
+            outcome = yield self._delete_version(bucket, key, parse_version_id(version_id))
+            return outcome
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
             kv = yield self._store.get(okey)
-            if kv is None:
-                return False
-            current = records.decode_object(kv.value)
-            ops: list[Operation] = [Delete(okey)] + _chunk_ops(current, okey, put=False)
-            result = yield self._store.txn([Compare(okey, kv.mod_revision)], ops)
+            current = None if kv is None else records.decode_object(kv.value)
+            mode = effective_versioning(bucket, current)
+            if mode is not Versioning.DISABLED:
+                marker = ObjectRecord(
+                    key=key, size=0, etag="", created_at=self.now_ms(), delete_marker=True, owner=owner
+                )
+                yield self.commit(replace(bucket, versioning=mode), marker)
+                return DeleteOutcome(wire_version_id(marker.version_id), True)
+            if kv is None or current is None:
+                return DeleteOutcome(None, False)
+            ops: list[Operation] = [Delete(okey), *_index_delete(current)]
+            result = yield self._store.txn([Compare(okey, kv.mod_revision)], _dedupe(ops))
             if result.succeeded:
-                if current.chunks:
-                    self._delete_chunks(current.chunks)
-                return True
+                self._free(current.chunks, set())
+                return DeleteOutcome(None, False)
+        raise errors.SlowDown("Too many concurrent writes to this key")
+
+    @inlineCallbacks
+    def _delete_version(self, bucket: Bucket, key: str, ref: VersionRef) -> Any:
+        okey = keys.object_key(bucket.bucket_id, key)
+        for _attempt in range(100):
+            located = yield self._locate(bucket, key, ref)
+            if located is None:
+                return DeleteOutcome(ref.text, False)
+            gone = located.record
+            compares = [Compare(located.storage_key, located.revision)]
+            ops: list[Operation] = _index_delete(gone)
+            kept: set[str] = set()
+            if located.is_current:
+                prefix = keys.key_versions_prefix(bucket.bucket_id, key)
+                rows = yield self._store.scan(prefix, prefix_end(prefix), 1)
+                if rows:
+                    # The newest noncurrent version becomes current again.
+                    promoted = records.decode_object(rows[0].value)
+                    promoted.null_sequence = None if promoted.version_id is None else gone.null_sequence
+                    compares.append(Compare(rows[0].key, rows[0].mod_revision))
+                    ops += [Delete(rows[0].key), Put(okey, records.encode_object(promoted))]
+                    ops += _index_put(promoted, okey)
+                    kept = {c.chunk_id for c in promoted.chunks}
+                else:
+                    ops.append(Delete(okey))
+            else:
+                ops.append(Delete(located.storage_key))
+                if gone.version_id is None:
+                    # The current record points at the null version: unlink it.
+                    current = replace(located.current, null_sequence=None)
+                    compares.append(Compare(okey, located.current_revision))
+                    ops.append(Put(okey, records.encode_object(current)))
+            result = yield self._store.txn(compares, _dedupe(ops))
+            if result.succeeded:
+                self._free(gone.chunks, kept)
+                return DeleteOutcome(ref.text, gone.delete_marker)
+        raise errors.SlowDown("Too many concurrent writes to this key")
+
+    # -- tagging ---------------------------------------------------------
+    @inlineCallbacks
+    def set_tags(
+        self, bucket: Bucket, key: str, version_id: str | None, tags: dict[str, str]
+    ) -> Any:
+        """Deferred[ObjectRecord]: replace one version's tag set.
+
+        Only the metadata record is rewritten (guarded by its revision); the
+        object's data, ETag and Last-Modified stay as they are.  A delete
+        marker cannot be tagged (NoSuchKey / MethodNotAllowed as for GET).
+        """
+        validate_key(key)
+        okey = keys.object_key(bucket.bucket_id, key)
+        for _attempt in range(100):
+            if version_id is None:
+                kv = yield self._store.get(okey)
+                if kv is None:
+                    raise errors.NoSuchKey(resource=key, Key=key)
+                record = records.decode_object(kv.value)
+                where, revision = okey, kv.mod_revision
+            else:
+                located = yield self._locate(bucket, key, parse_version_id(version_id))
+                if located is None:
+                    raise errors.NoSuchVersion(resource=key, Key=key, VersionId=version_id)
+                record, where, revision = located.record, located.storage_key, located.revision
+            if record.delete_marker:
+                raise unreadable(record, explicit_version=version_id is not None)
+            record.tags = dict(tags)
+            result = yield self._store.txn([Compare(where, revision)], [Put(where, records.encode_object(record))])
+            if result.succeeded:
+                return record
         raise errors.SlowDown("Too many concurrent writes to this key")
 
 

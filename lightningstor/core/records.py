@@ -88,6 +88,12 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["tags"] = o.tags
     if o.owner:
         d["owner"] = o.owner
+    if o.part_sizes:
+        d["parts"] = o.part_sizes
+    if o.sequence:
+        d["seq"] = o.sequence
+    if o.null_sequence is not None:
+        d["nseq"] = o.null_sequence
     return _dumps(d)
 
 
@@ -110,4 +116,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         inline=base64.b64decode(inline) if inline is not None else None,
         tags=d.get("tags", {}),
         owner=d.get("owner", ""),
+        part_sizes=d.get("parts", []),
+        sequence=d.get("seq", 0),
+        null_sequence=d.get("nseq"),
     )

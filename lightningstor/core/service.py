@@ -13,8 +13,11 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from lightningstor.core.buckets import BucketManager
 from lightningstor.core.copy import copy_object
 from lightningstor.core.credentials import CredentialStore
-from lightningstor.core.listing import list_objects
+from lightningstor.core.listing import list_object_versions, list_objects
+from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, MultipartManager
 from lightningstor.core.objects import ObjectManager
+from lightningstor.core.types import Bucket
+from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IStorageBackend
 
@@ -33,6 +36,8 @@ class Core:
         region: str = "us-east-1",
         max_metadata_bytes: int = 2048,
         max_keys_per_list: int = 1000,
+        max_multipart_parts: int = MAX_PART_NUMBER,
+        max_object_size: int = MAX_OBJECT_SIZE,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -45,11 +50,37 @@ class Core:
         self.objects = ObjectManager(
             store, chunks.delete_chunks, clock, max_metadata_bytes=max_metadata_bytes
         )
+        self.multipart = MultipartManager(
+            store, chunks, self.objects, clock, max_parts=max_multipart_parts, max_object_size=max_object_size
+        )
+        # Deleting a bucket aborts its in-progress uploads, as AWS does.
+        self.buckets.abort_uploads = self.multipart.abort_bucket
 
     def list_objects(self, bucket: Any, **kwargs: Any) -> Any:
         """Deferred[ListResult]; see :func:`lightningstor.core.listing.list_objects`."""
         kwargs["max_keys"] = max(0, min(kwargs.get("max_keys", 1000), self.max_keys_per_list))
         return list_objects(self.store, bucket.bucket_id, **kwargs)
+
+    def list_object_versions(self, bucket: Any, **kwargs: Any) -> Any:
+        """Deferred[VersionListResult]; see :func:`lightningstor.core.listing.list_object_versions`."""
+        kwargs["max_keys"] = max(0, min(kwargs.get("max_keys", 1000), self.max_keys_per_list))
+        return list_object_versions(self.store, bucket.bucket_id, **kwargs)
+
+    def set_bucket_versioning(self, bucket: Bucket, status: str) -> Any:
+        """Deferred[Bucket]: PutBucketVersioning (``Enabled`` or ``Suspended``)."""
+
+        def change(stored: Bucket) -> None:
+            stored.versioning = next_versioning(stored.versioning, status)
+
+        return update_bucket(self.store, bucket, change, self.objects.now_ms())
+
+    def set_bucket_tags(self, bucket: Bucket, tags: dict[str, str]) -> Any:
+        """Deferred[Bucket] with its tag set replaced ({} removes it)."""
+
+        def change(stored: Bucket) -> None:
+            stored.tags = dict(tags)
+
+        return update_bucket(self.store, bucket, change, self.objects.now_ms())
 
     def copy_object(self, *args: Any, **kwargs: Any) -> Any:
         return copy_object(self, *args, **kwargs)

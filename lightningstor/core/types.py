@@ -72,6 +72,15 @@ class ObjectRecord:
     inline: bytes | None = None  # small objects: data lives in the record
     tags: dict[str, str] = field(default_factory=dict)
     owner: str = ""  # principal id of the writer
+    # Multipart objects: the size of each part, in order (GetObject
+    # partNumber, x-amz-mp-parts-count).  Empty for single-request objects.
+    part_sizes: list[int] = field(default_factory=list)
+    # Versioning bookkeeping, assigned by ObjectManager.commit: the version's
+    # place in its key's history (commit order; orders noncurrent versions
+    # newest first), and on a *current* record the sequence of the key's
+    # noncurrent ``null`` version, if one exists (so it is found in one read).
+    sequence: int = 0
+    null_sequence: int | None = None
 
     @property
     def quoted_etag(self) -> str:

@@ -167,7 +167,9 @@ class SqliteMetadataStore:
             target=self._write_loop, name="lightningstor-sqlite-write", daemon=True
         )
         self._writer.start()
-        self._trigger: Any = reactor.addSystemEventTrigger("before", "shutdown", self._close_on_shutdown)
+        # "during", not "before": services stop in the "before" phase and may
+        # still be finishing requests that write metadata.
+        self._trigger: Any = reactor.addSystemEventTrigger("during", "shutdown", self._close_on_shutdown)
 
     # -- IMetadataStore ------------------------------------------------------
 
@@ -344,7 +346,7 @@ class SqliteMetadataStore:
         rolled everything back) fails every txn of the batch.
         """
         if conn is None:
-            return [MetadataUnavailable(self._startup_error or "no database")] * len(batch)
+            return [MetadataUnavailable(self._startup_error or "no database") for _ in batch]
         outcomes: list[TxnResult | BaseException] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -377,7 +379,7 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            return [MetadataUnavailable(f"sqlite commit failed: {e}")] * len(batch)
+            return [MetadataUnavailable(f"sqlite commit failed: {e}") for _ in batch]
 
     def _apply_txn(self, conn: sqlite3.Connection, pending: _PendingTxn, revision: int) -> TxnResult:
         """Compare, then apply; the result carries the (possibly bumped) revision."""

@@ -1,37 +1,53 @@
-"""The access log line, without credentials.
+"""The access log: one structured event per S3 request, without credentials.
 
-Twisted's combined log format prints the whole request URI, which for a
-presigned URL includes ``X-Amz-Signature``/``Signature`` and the credential.
-This formatter keeps the path and the query parameter *names* only, and
-adds the S3 request id so a log line can be matched to an error document.
+Twisted's own access log (``Site.log``, the combined log format) prints the
+whole request URI, which for a presigned URL includes ``X-Amz-Signature``
+and the credential, is written only for requests that finished (not for
+those whose client went away), and is a flat string.  Instead, the S3 layer
+emits one ``twisted.logger`` event per request from its finish hook
+(:class:`~lightningstor.s3.summary.RequestSummary`): the text log shows a
+combined-log-like line, and the JSON log (``[logging] format = "json"``) gets
+every field separately.
+
+The event's namespace is ``lightningstor.access`` so log pipelines can route
+access lines apart from the server's own messages.
 """
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qsl
+from twisted.logger import Logger
 
-from twisted.web.http import combinedLogFormatter
+from lightningstor.s3.summary import RequestSummary
 
+__all__ = ["ACCESS_FORMAT", "AccessLog"]
 
-class _Redacted:
-    """A request proxy whose ``uri`` has its query values removed."""
-
-    def __init__(self, request: Any) -> None:
-        self._request = request
-        path, _, query = request.uri.partition(b"?")
-        if query:
-            names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
-            path += b"?" + "&".join(names).encode("latin-1", "replace")
-        self.uri = path
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
+ACCESS_FORMAT = (
+    '{remote} {principal} "{method} {uri}" {status} {bytes_in} {bytes_out} '
+    "{duration:.3f}s {request_id} {operation}"
+)
 
 
-def access_log_formatter(timestamp: str, request: Any) -> str:
-    line = combinedLogFormatter(timestamp, _Redacted(request))
-    call = getattr(request, "s3call", None)
-    if call is not None:
-        line += f" {call.request_id} {call.op}"
-    return line
+class AccessLog:
+    """Emits the access event; register :meth:`emit` as an S3Api finish hook."""
+
+    def __init__(self, logger: Logger | None = None) -> None:
+        self.log = logger or Logger(namespace="lightningstor.access")
+
+    def emit(self, summary: RequestSummary) -> None:
+        self.log.info(
+            ACCESS_FORMAT,
+            request_id=summary.request_id,
+            principal=summary.principal,
+            operation=summary.operation,
+            method=summary.method,
+            uri=summary.uri,
+            bucket=summary.bucket,
+            key=summary.key,
+            status=summary.status,
+            completed=summary.completed,
+            error_code=summary.error_code,
+            bytes_in=summary.bytes_in,
+            bytes_out=summary.bytes_out,
+            duration=round(summary.duration, 6),
+            remote=summary.remote,
+        )

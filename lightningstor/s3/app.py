@@ -25,13 +25,19 @@ from lightningstor.auth.request import RequestView, parse_auth, verify
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.s3 import operations, xmlio
-from lightningstor.s3.accesslog import access_log_formatter
 from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.request import S3Request
+from lightningstor.s3.summary import RequestSummary, summarize
 from lightningstor.s3.wire import header_value
 
 log = Logger()
+
+# Paths answered without credentials (GET/HEAD), and the operation name they
+# are counted and logged under.
+_PROBES = {"/health": "Health", "/ready": "Ready"}
+# Query parameters that make a request a presigned (signed) S3 request.
+_SIGNATURE_QUERY = frozenset({"X-Amz-Signature", "X-Amz-Credential", "Signature", "AWSAccessKeyId"})
 
 
 @dataclass
@@ -64,6 +70,8 @@ class S3Call:
     sink: Any = None
     started: float = field(default_factory=time.monotonic)
     principal: Principal | None = None
+    error_code: str | None = None  # the S3 error sent, if any (metrics, access log)
+    object_size: int | None = None  # size written, for handlers whose request does not state it
 
     @property
     def bucket(self) -> str:
@@ -91,9 +99,13 @@ class S3Site(server.Site):
     requestFactory = S3Request
 
     def __init__(self, api: S3Api, **kwargs: Any) -> None:
-        kwargs.setdefault("logFormatter", access_log_formatter)
         super().__init__(api.app.resource(), **kwargs)
         self.api = api
+
+    def log(self, request: Any) -> None:
+        """No combined-log line: the access log is a structured event from
+        the API's finish hooks (lightningstor.s3.accesslog), which also
+        covers requests whose client went away."""
 
     def begin_request(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
         self.api.begin(request, command, path, length)
@@ -104,6 +116,8 @@ class S3Site(server.Site):
             # Klein/werkzeug cannot route a path that is not UTF-8 (it answers
             # plain text); such a request still gets its S3 XML error.
             return _ErrorResource(self.api)
+        if call is not None and call.op == "Metrics" and self.api.metrics_resource is not None:
+            return self.api.metrics_resource
         return super().getResourceFor(request)
 
 
@@ -139,6 +153,11 @@ class S3Api:
         self.clock = clock
         self.handlers = HANDLERS
         self.inflight: set[Any] = set()
+        # Called once per request when it ends (lightningstor.s3.summary):
+        # metrics and the access log register here.
+        self.finish_hooks: list[Callable[[RequestSummary], None]] = []
+        # Served at GET /metrics on this port when set (lightningstor.metrics).
+        self.metrics_resource: resource.IResource | None = None
         self.app = Klein()
         self.app.url_map.merge_slashes = False
         self.app.url_map.strict_slashes = False
@@ -155,7 +174,9 @@ class S3Api:
         request.setHeader(b"x-amz-id-2", request_id.encode())
         request.setHeader(b"server", self.options.server_name.encode())
         self.inflight.add(request)
-        request.notifyFinish().addBoth(lambda _: self.inflight.discard(request))
+        # twisted.web drops request.content (the body byte count) before
+        # notifyFinish fires, so the hook keeps it.
+        request.notifyFinish().addBoth(self._finished, request, getattr(request, "content", None))
         try:
             target = parse_target(path, headers.get("host"), self.options.domain)
             op = operations.classify(method, target, "x-amz-copy-source" in headers)
@@ -170,7 +191,9 @@ class S3Api:
             return
         call = S3Call(request, op, target, headers, header_lists, request_id, method)
         request.s3call = call
-        if target.raw_path in ("/health", "/ready") and method in ("GET", "HEAD"):
+        probe = self._probe(call)
+        if probe is not None:
+            call.op = probe
             return
         call.auth = Shared(self.authenticate(call))
         if op in operations.STREAMING and op in self.handlers:
@@ -184,10 +207,53 @@ class S3Api:
             )
         request.body_sink = call.sink
 
+    def _probe(self, call: S3Call) -> str | None:
+        """The name of a request answered without credentials, else None.
+
+        ``/metrics`` is the Prometheus scrape only when this port serves it
+        and the request is not signed: a signed ``GET /metrics`` is S3
+        ListObjects on a bucket called "metrics".
+        """
+        if call.method not in ("GET", "HEAD"):
+            return None
+        path = call.target.raw_path
+        if path in _PROBES:
+            return _PROBES[path]
+        if (
+            path == "/metrics"
+            and self.metrics_resource is not None
+            and not call.target.vhost
+            and "authorization" not in call.headers
+            and not _SIGNATURE_QUERY.intersection(call.target.query)
+        ):
+            return "Metrics"
+        return None
+
+    def _finished(self, result: Any, request: Any, content: Any) -> None:
+        """``notifyFinish`` fired (response sent, or connection lost): run
+        the finish hooks once.  Hook errors are logged, never raised."""
+        self.inflight.discard(request)
+        if not self.finish_hooks:
+            return
+        try:
+            summary = summarize(
+                request, not isinstance(result, Failure), int(getattr(content, "received", 0))
+            )
+        except Exception:
+            log.failure("Summarizing a finished request failed")
+            return
+        for hook in self.finish_hooks:
+            try:
+                hook(summary)
+            except Exception:
+                log.failure("Request finish hook {hook} failed", hook=hook)
+
     def _prepare_upload(self, call: S3Call, length: int | None) -> Deferred[Any]:
+        from lightningstor.s3.handlers.multipart import prepare_part_upload
         from lightningstor.s3.handlers.objects import prepare_upload
 
-        return maybeDeferred(prepare_upload, self, call, length)
+        prepare = prepare_part_upload if call.op == "UploadPart" else prepare_upload
+        return maybeDeferred(prepare, self, call, length)
 
     @inlineCallbacks
     def authenticate(self, call: S3Call) -> Any:
@@ -284,6 +350,7 @@ class S3Api:
         return self.send(call, status, body, headers=headers)
 
     def send_error(self, call: S3Call, error: errors.S3Error) -> bytes:
+        call.error_code = error.code
         body = b""
         if call.method != "HEAD" and error.status != 304:
             body = xmlio.error_xml(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lightningstor.s3.handlers import buckets, listing, objects
+from lightningstor.s3.handlers import buckets, listing, multipart, objects
 
 HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "ListBuckets": buckets.list_buckets,
@@ -30,4 +30,18 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "CopyObject": objects.copy_object,
     "GetObjectAcl": objects.get_object_acl,
     "GetObjectTagging": objects.get_object_tagging,
+    "PutObjectTagging": objects.put_object_tagging,
+    "DeleteObjectTagging": objects.delete_object_tagging,
+    "PutBucketVersioning": buckets.put_bucket_versioning,
+    "ListObjectVersions": listing.list_object_versions,
+    "GetBucketTagging": buckets.get_bucket_tagging,
+    "PutBucketTagging": buckets.put_bucket_tagging,
+    "DeleteBucketTagging": buckets.delete_bucket_tagging,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
+    "ListParts": multipart.list_parts,
 }

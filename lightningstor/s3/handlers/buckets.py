@@ -1,4 +1,4 @@
-"""Bucket operations: create, head, delete, list buckets, location, versioning."""
+"""Bucket operations: create, head, delete, list buckets, location, versioning, tagging."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
+from lightningstor.core.types import Versioning
 from lightningstor.s3 import xmlio
+from lightningstor.s3.handlers.objects import check_tags
+
+MAX_BUCKET_TAGS = 50  # AWS: at most 50 tags per bucket
 
 
 @inlineCallbacks
@@ -58,10 +62,56 @@ def get_bucket_location(api: Any, call: Any) -> Any:
 def get_bucket_versioning(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.core.buckets.get(principal, call.bucket)
-    from lightningstor.core.types import Versioning
-
     status = None if bucket.versioning is Versioning.DISABLED else bucket.versioning.value
     return api.send_xml(call, xmlio.versioning_xml(status))
+
+
+@inlineCallbacks
+def put_bucket_versioning(api: Any, call: Any) -> Any:
+    """Enabled or Suspended; a bucket never goes back to "never versioned"
+    (``Disabled`` is not a status S3 accepts: MalformedXML).  MFA delete is
+    not supported, so asking for it is NotImplemented, never ignored."""
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    body = call.sink.content()
+    status = xmlio.parse_versioning_configuration(body)
+    mfa = xmlio.parse_xml(body).find("MfaDelete")
+    mfa_status = (mfa.text or "").strip() if mfa is not None else "Disabled"
+    if mfa_status not in ("Enabled", "Disabled"):
+        raise errors.MalformedXML()
+    if mfa_status == "Enabled" or "x-amz-mfa" in call.headers:
+        raise errors.NotImplementedS3("MFA delete is not supported")
+    yield api.core.set_bucket_versioning(bucket, status)
+    return api.send(call, 200, content_type=None)
+
+
+@inlineCallbacks
+def get_bucket_tagging(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    if not bucket.tags:
+        raise errors.S3Error(code="NoSuchTagSet", BucketName=bucket.name)
+    return api.send_xml(call, xmlio.tagging_xml(bucket.tags))
+
+
+@inlineCallbacks
+def put_bucket_tagging(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    tags = xmlio.parse_tagging(call.sink.content())
+    if len(tags) > MAX_BUCKET_TAGS:
+        raise errors.InvalidTag(f"Bucket tag count cannot be greater than {MAX_BUCKET_TAGS}")
+    check_tags(tags, MAX_BUCKET_TAGS)
+    yield api.core.set_bucket_tags(bucket, tags)
+    return api.send(call, 204, content_type=None)
+
+
+@inlineCallbacks
+def delete_bucket_tagging(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    yield api.core.set_bucket_tags(bucket, {})
+    return api.send(call, 204, content_type=None)
 
 
 @inlineCallbacks

@@ -1,4 +1,4 @@
-"""ListObjects (v1) and ListObjectsV2."""
+"""ListObjects (v1), ListObjectsV2 and ListObjectVersions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
+from lightningstor.core.versions import parse_version_id
 from lightningstor.s3 import xmlio
 
 
@@ -83,5 +84,51 @@ def list_objects(api: Any, call: Any) -> Any:
         next_continuation_token=next_token,
         start_after=start_after,
         fetch_owner=q.get("fetch-owner", "").lower() == "true",
+    )
+    return api.send_xml(call, body)
+
+
+@inlineCallbacks
+def list_object_versions(api: Any, call: Any) -> Any:
+    """Every version and delete marker, paged by key-marker + version-id-marker."""
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    q = call.target.query
+    prefix = q.get("prefix", "")
+    delimiter = q.get("delimiter") or None
+    max_keys = _max_keys(q)
+    encoding = _encoding(q)
+    key_marker = q.get("key-marker", "")
+    version_id_marker = q.get("version-id-marker", "")
+    if version_id_marker:
+        if not key_marker:
+            raise errors.InvalidArgument(
+                "A version-id marker cannot be specified without a key marker.",
+                ArgumentName="version-id-marker", ArgumentValue=version_id_marker,
+            )
+        try:
+            parse_version_id(version_id_marker)
+        except errors.S3Error:
+            raise errors.InvalidArgument(
+                "Invalid version id specified", ArgumentName="version-id-marker", ArgumentValue=version_id_marker
+            ) from None
+    result = yield api.core.list_object_versions(
+        bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker or None,
+        version_id_marker=version_id_marker or None,
+        max_keys=max_keys,
+    )
+    body = xmlio.list_object_versions_xml(
+        result,
+        bucket=bucket.name,
+        prefix=prefix,
+        delimiter=delimiter,
+        max_keys=max_keys,
+        encoding_type=encoding,
+        key_marker=key_marker,
+        version_id_marker=version_id_marker,
+        next_version_id_marker=result.next_version_id_marker,
     )
     return api.send_xml(call, body)

@@ -1,4 +1,11 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject."""
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject,
+object tagging.
+
+Versioning rules live in the core; here they only become headers:
+``x-amz-version-id`` (``null`` for the null version of a bucket with
+versioning configured, nothing for a bucket never versioned, as AWS) and
+``x-amz-delete-marker``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,9 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
+from lightningstor.core.copy import resolve_copy_source
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, PutAttrs, validate_key, verify_digests
-from lightningstor.core.types import Bucket, ObjectRecord, Principal
+from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
 from lightningstor.s3 import conditions, ranges, xmlio
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
@@ -20,6 +28,7 @@ from lightningstor.s3.headers import (
     object_headers,
     parse_tagging_header,
     put_attrs,
+    validate_tags,
 )
 from lightningstor.s3.streaming import ObjectProducer
 from lightningstor.s3.wire import header_value
@@ -78,6 +87,7 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
     if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
         raise errors.MissingContentLength()
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
+    check_tags(attrs.tags, MAX_OBJECT_TAGS)
     encoding = attrs.system_headers.get("Content-Encoding")
     if encoding is not None:
         rest = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
@@ -166,39 +176,53 @@ def put_object(api: Any, call: Any) -> Any:
         raise
     headers = [("ETag", record.quoted_etag)]
     headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
-    if record.version_id is not None:
-        headers.append(("x-amz-version-id", record.version_id))
+    headers += version_header(ctx.bucket, record.version_id)
     return api.send(call, 200, headers=headers, content_type=None)
 
 
-def _check_version(call: Any) -> None:
-    """Unversioned buckets hold only the ``null`` version (rclone asks for it)."""
-    version = call.target.query.get("versionId")
-    if version is not None and version != "null":
-        raise errors.S3Error("Invalid version id specified", code="InvalidArgument", ArgumentName="versionId", ArgumentValue=version)
+def version_header(bucket: Bucket, version_id: str | None) -> list[tuple[str, str]]:
+    """``x-amz-version-id`` for a version of an object in ``bucket``.
+
+    A real id always; the null version's ``null`` only once the bucket has
+    versioning configured (a bucket never versioned sends none, as AWS).
+    """
+    if version_id is not None:
+        return [("x-amz-version-id", version_id)]
+    if bucket.versioning is not Versioning.DISABLED:
+        return [("x-amz-version-id", "null")]
+    return []
+
+
+def _version_param(call: Any) -> str | None:
+    """The ``versionId`` query parameter (the core parses and checks it)."""
+    version: str | None = call.target.query.get("versionId")
+    return version
 
 
 @inlineCallbacks
 def _lookup(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.core.buckets.get(principal, call.bucket)
-    _check_version(call)
-    record = yield api.core.objects.head(bucket, call.key)
+    record = yield api.core.objects.head(bucket, call.key, _version_param(call))
     return principal, bucket, record
 
 
 @inlineCallbacks
 def get_object(api: Any, call: Any) -> Any:
+    from lightningstor.s3.handlers.multipart import requested_part
+
     principal, bucket, record = yield _lookup(api, call)
-    if "partNumber" in call.target.query:
-        raise errors.NotImplementedS3("partNumber is not supported yet")
+    part = requested_part(call, record)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
     overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
     headers = object_headers(record, checksum_mode=call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    if record.version_id is None:
+        headers += version_header(bucket, None)
     if overrides:
         override_names = {n.lower() for n, _ in overrides}
         headers = [(n, v) for n, v in headers if n.lower() not in override_names] + overrides
-    span = ranges.parse_range(call.headers.get("range"), record.size)
+    span = ranges.parse_range(call.headers.get("range"), record.size) if part is None else part[0]
+    headers += part[1] if part is not None else []
     request = call.request
     if span is None:
         start, length, status = 0, record.size, 200
@@ -223,9 +247,15 @@ def get_object(api: Any, call: Any) -> Any:
 def delete_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.core.buckets.get(principal, call.bucket)
-    _check_version(call)
-    yield api.core.objects.delete(bucket, call.key)
-    return api.send(call, 204, content_type=None)
+    outcome = yield api.core.objects.delete(
+        bucket, call.key, _version_param(call), owner=principal.principal_id
+    )
+    headers = []
+    if outcome.delete_marker:
+        headers.append(("x-amz-delete-marker", "true"))
+    if outcome.version_id is not None:
+        headers.append(("x-amz-version-id", outcome.version_id))
+    return api.send(call, 204, headers=headers, content_type=None)
 
 
 @inlineCallbacks
@@ -241,17 +271,18 @@ def delete_objects(api: Any, call: Any) -> Any:
     failed: list[tuple[str, str | None, str, str]] = []
     for key, version in items:
         try:
-            if version is not None and version != "null":
-                raise errors.NoSuchVersion()
             validate_key(key)
-            yield api.core.objects.delete(bucket, key)
-            deleted.append((key, version, False, None))
+            outcome = yield api.core.objects.delete(bucket, key, version, owner=principal.principal_id)
         except errors.S3Error as e:
-            if isinstance(e, errors.NoSuchVersion):
-                # AWS reports deleting a missing version as success.
-                deleted.append((key, version, False, None))
-            else:
-                failed.append((key, version, e.code, e.message))
+            if version is not None and e.code == "InvalidArgument" and e.fields.get("ArgumentName") == "versionId":
+                # A malformed id names no version: AWS reports NoSuchVersion per entry.
+                e = errors.NoSuchVersion()
+            failed.append((key, version, e.code, e.message))
+            continue
+        # DeleteMarkerVersionId: the marker created, or the marker removed
+        # when the version named was one.  A missing version is success.
+        marker_id = outcome.version_id if outcome.delete_marker else None
+        deleted.append((key, version, outcome.delete_marker, marker_id))
     return api.send_xml(call, xmlio.delete_result_xml(deleted, failed, quiet))
 
 
@@ -297,9 +328,7 @@ def copy_object(api: Any, call: Any) -> Any:
     validate_key(call.key)
     src_bucket_name, src_key, src_version = _parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
-    if src_version is not None and src_version != "null":
-        raise errors.NoSuchVersion(Key=src_key, VersionId=src_version)
-    source = yield api.core.objects.head(src_bucket, src_key)
+    source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
@@ -307,7 +336,9 @@ def copy_object(api: Any, call: Any) -> Any:
     tag_directive = call.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tag_directive not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tag_directive)
-    same = src_bucket.bucket_id == dest_bucket.bucket_id and src_key == call.key
+    # Copying a named version onto its own key is how an old version is
+    # restored, so only an unversioned self-copy must change something.
+    same = src_bucket.bucket_id == dest_bucket.bucket_id and src_key == call.key and src_version is None
     if same and directive == "COPY" and "x-amz-storage-class" not in call.headers:
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without "
@@ -317,6 +348,7 @@ def copy_object(api: Any, call: Any) -> Any:
     tags = None
     if tag_directive == "REPLACE":
         tags = parse_tagging_header(call.headers.get("x-amz-tagging", ""))
+        check_tags(tags, MAX_OBJECT_TAGS)
     write_conditions = PutAttrs(
         if_none_match_any=call.headers.get("if-none-match", "").strip() == "*",
     )
@@ -329,9 +361,8 @@ def copy_object(api: Any, call: Any) -> Any:
         owner=principal.principal_id,
         conditions=write_conditions,
     )
-    headers = []
-    if record.version_id is not None:
-        headers.append(("x-amz-version-id", record.version_id))
+    headers = version_header(dest_bucket, record.version_id)
+    headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     return api.send_xml(call, xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums), headers=headers)
 
 
@@ -341,7 +372,37 @@ def get_object_acl(api: Any, call: Any) -> Any:
     return api.send_xml(call, xmlio.acl_xml(principal.principal_id, principal.display_name or principal.principal_id))
 
 
+MAX_OBJECT_TAGS = 10  # AWS: at most 10 tags per object version
+
+
+def check_tags(tags: dict[str, str], limit: int) -> None:
+    """AWS's tag rules: count, key/value lengths, and no ``aws:`` keys
+    (that prefix is reserved for tags AWS itself sets)."""
+    validate_tags(tags, limit)
+    if any(k.lower().startswith("aws:") for k in tags):
+        raise errors.InvalidTag("System tags cannot be added/updated by requester")
+
+
 @inlineCallbacks
 def get_object_tagging(api: Any, call: Any) -> Any:
-    _principal, _bucket, record = yield _lookup(api, call)
-    return api.send_xml(call, xmlio.tagging_xml(record.tags))
+    _principal, bucket, record = yield _lookup(api, call)
+    return api.send_xml(call, xmlio.tagging_xml(record.tags), headers=version_header(bucket, record.version_id))
+
+
+@inlineCallbacks
+def put_object_tagging(api: Any, call: Any) -> Any:
+    """Replace one version's tags: a metadata-only change (data untouched)."""
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    tags = xmlio.parse_tagging(call.sink.content())
+    check_tags(tags, MAX_OBJECT_TAGS)
+    record = yield api.core.objects.set_tags(bucket, call.key, _version_param(call), tags)
+    return api.send(call, 200, headers=version_header(bucket, record.version_id), content_type=None)
+
+
+@inlineCallbacks
+def delete_object_tagging(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    record = yield api.core.objects.set_tags(bucket, call.key, _version_param(call), {})
+    return api.send(call, 204, headers=version_header(bucket, record.version_id), content_type=None)

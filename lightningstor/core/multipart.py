@@ -1,0 +1,788 @@
+"""Multipart uploads (SPEC §3.4): create, parts, complete, abort, listings.
+
+Records live in their own key spaces (:mod:`lightningstor.core.keys`):
+
+* ``uploads/{bucket_id}/{key}\\x00{upload_id}``: one per in-progress upload,
+  ordered by object key, then by upload id (whose prefix is the initiation
+  time, so a key's uploads list oldest first, as AWS lists them);
+* ``parts/{upload_id}/{part_number:05d}``: one per stored part.
+
+Consistency rests on one rule: *every* change to an upload's parts rewrites
+the upload record in the same transaction, guarded by the revision it read.
+The upload record's revision is therefore a version number for the whole
+upload, and completion/abort, which guard on it, can never miss a part that
+was stored (or replaced) after they scanned the parts.  Concurrent part
+uploads of one upload retry their (small, metadata-only) commit when another
+part wins the race.
+
+Data is never copied at completion: a part's bytes are written as chunks of
+their own (inlining disabled) and indexed in the part's transaction (chunk
+index owner = the part record key), so the orphan collector leaves them
+alone.  Completion commits an object record whose chunk list is the
+concatenation of the listed parts' chunks, through
+:meth:`ObjectManager.commit`, which re-points their index entries at the
+object; the same transaction deletes the upload, its part records and the
+index entries of parts that were uploaded but not listed.  A crash therefore
+leaves either the upload (complete can be retried, or the upload aborted) or
+the whole object, never a mix.  Chunks of unlisted parts are deleted after
+the commit (or by the collector, if the process dies first).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from awscrt import checksums as _crt
+from twisted.internet.defer import inlineCallbacks
+from twisted.logger import Logger
+
+from lightningstor import errors
+from lightningstor.checksums import ALGORITHMS, b64, new_hasher
+from lightningstor.core import keys
+from lightningstor.core.objects import ConflictError, ObjectManager, PutAttrs, validate_key
+from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Principal
+from lightningstor.interfaces.metadata import (
+    Compare,
+    Delete,
+    DeleteRange,
+    IMetadataStore,
+    KeyValue,
+    Operation,
+    Put,
+    prefix_end,
+)
+
+log = Logger()
+
+MiB = 1 << 20
+MIN_PART_SIZE = 5 * MiB  # every part but the last (AWS)
+MAX_PART_SIZE = 5 * 1024**3
+MAX_PART_NUMBER = 10000
+MAX_OBJECT_SIZE = 5 * 1024**4
+MAX_LISTED = 1000  # ListParts max-parts / ListMultipartUploads max-uploads cap
+
+COMPOSITE = "COMPOSITE"
+FULL_OBJECT = "FULL_OBJECT"
+
+# Full-object CRCs of a multipart object are combined from the parts' CRCs
+# without re-reading data: crc(A || B) = combine(crc(A), crc(B), len(B)).
+_COMBINE: dict[str, tuple[Callable[[int, int, int], int], int]] = {
+    "crc32": (_crt.combine_crc32, 4),
+    "crc32c": (_crt.combine_crc32c, 4),
+    "crc64nvme": (_crt.combine_crc64nvme, 8),
+}
+# AWS: CRC64NVME supports only FULL_OBJECT; SHA-1/SHA-256 only COMPOSITE.
+_COMPOSITE_ALGORITHMS = frozenset({"crc32", "crc32c", "sha1", "sha256"})
+_DEFAULT_TYPE = {"crc32": COMPOSITE, "crc32c": COMPOSITE, "sha1": COMPOSITE, "sha256": COMPOSITE,
+                 "crc64nvme": FULL_OBJECT}  # fmt: skip
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{12}[A-Za-z0-9_-]{16,64}", re.ASCII)
+_RETRIES = 100
+_SCAN_BATCH = 1000
+_FORMAT = 1
+
+
+# -- values ------------------------------------------------------------------
+
+
+@dataclass
+class Upload:
+    """An in-progress multipart upload: what CreateMultipartUpload fixed."""
+
+    upload_id: str
+    bucket_id: str
+    key: str
+    initiated_at: int  # Unix ms
+    initiator: str  # principal id
+    initiator_name: str = ""
+    owner: str = ""
+    content_type: str = "binary/octet-stream"
+    system_headers: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    storage_class: str = "STANDARD"
+    checksum_algorithm: str | None = None  # lower case, e.g. "crc32"
+    checksum_type: str | None = None  # COMPOSITE | FULL_OBJECT (with an algorithm)
+
+
+@dataclass
+class Part:
+    """One stored part."""
+
+    part_number: int
+    size: int
+    etag: str  # hex MD5 of the part's bytes
+    created_at: int  # Unix ms
+    chunks: list[ChunkRef] = field(default_factory=list)
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """A part as CompleteMultipartUpload names it."""
+
+    part_number: int
+    etag: str  # unquoted
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PartListing:
+    upload: Upload
+    parts: list[Part]
+    is_truncated: bool
+    next_marker: int  # last part number listed (0 if none)
+
+
+@dataclass
+class UploadListing:
+    uploads: list[Upload]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str = ""
+    next_upload_id_marker: str = ""
+
+
+@dataclass
+class Completed:
+    record: ObjectRecord  # as committed (version id set if versioned)
+    checksum_type: str | None  # COMPOSITE | FULL_OBJECT when the object has a checksum
+
+
+# -- pure rules ----------------------------------------------------------------
+
+
+def validate_part_number(number: int) -> None:
+    if not 1 <= number <= MAX_PART_NUMBER:
+        raise errors.InvalidArgument(
+            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=str(number),
+        )
+
+
+def parse_part_number(raw: str | None) -> int:
+    """The ``partNumber`` query parameter (ASCII digits only)."""
+    if raw is None or not raw.isascii() or not raw.isdigit():
+        raise errors.InvalidArgument(
+            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=str(raw),
+        )
+    number = int(raw)
+    validate_part_number(number)
+    return number
+
+
+def resolve_checksum(algorithm: str | None, checksum_type: str | None) -> tuple[str | None, str | None]:
+    """CreateMultipartUpload's x-amz-checksum-algorithm / -type -> (algorithm, type).
+
+    The type defaults by algorithm as in AWS (CRC64NVME: FULL_OBJECT, the
+    others COMPOSITE); combinations AWS refuses are InvalidRequest.
+    """
+    if not algorithm:
+        if checksum_type:
+            raise errors.InvalidRequest(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            )
+        return None, None
+    name = algorithm.strip().lower()
+    if name not in ALGORITHMS:
+        raise errors.InvalidRequest(f"Checksum algorithm provided is unsupported: {algorithm}")
+    kind = checksum_type.strip().upper() if checksum_type else _DEFAULT_TYPE[name]
+    if kind not in (COMPOSITE, FULL_OBJECT):
+        raise errors.InvalidRequest(f"Value for x-amz-checksum-type header is invalid: {checksum_type}")
+    if kind == FULL_OBJECT and name not in _COMBINE:
+        raise errors.InvalidRequest(f"The {kind} checksum type cannot be used with the {name} checksum algorithm.")
+    if kind == COMPOSITE and name not in _COMPOSITE_ALGORITHMS:
+        raise errors.InvalidRequest(f"The {kind} checksum type cannot be used with the {name} checksum algorithm.")
+    return name, kind
+
+
+def multipart_etag(part_etags: Sequence[str]) -> str:
+    """S3's multipart ETag: MD5 of the concatenated binary part MD5s, ``-N``."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in part_etags)).hexdigest()
+    return f"{digest}-{len(part_etags)}"
+
+
+def composite_checksum(algorithm: str, part_values: Sequence[str]) -> str:
+    """Checksum of the concatenated raw part checksums, base64, with ``-N``."""
+    hasher = new_hasher(algorithm)
+    for value in part_values:
+        hasher.update(base64.b64decode(value))
+    return f"{b64(hasher.digest())}-{len(part_values)}"
+
+
+def full_object_crc(algorithm: str, parts: Sequence[tuple[str, int]]) -> str:
+    """The whole object's CRC from ``(base64 part CRC, part size)`` pairs."""
+    combine, width = _COMBINE[algorithm]
+    crc = 0
+    for value, size in parts:
+        crc = combine(crc, int.from_bytes(base64.b64decode(value), "big"), size)
+    return b64(crc.to_bytes(width, "big"))
+
+
+def part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
+    """``(first, last)`` byte offsets (inclusive) of part ``part_number``.
+
+    Objects written in one request have one part, the whole object (AWS
+    answers ``partNumber=1`` for them).  A number past the object's parts is
+    416 (AWS's code is InvalidPartNumber; the shared table has InvalidRange).
+    An empty part gives ``last == first - 1``.
+    """
+    validate_part_number(part_number)
+    sizes = record.part_sizes or [record.size]
+    if part_number > len(sizes):
+        raise errors.InvalidRange(
+            "The requested partnumber is not satisfiable",
+            PartNumberRequested=str(part_number),
+            ActualPartCount=str(len(sizes)),
+        )
+    start = sum(sizes[: part_number - 1])
+    return start, start + sizes[part_number - 1] - 1
+
+
+def new_upload_id(now: float) -> str:
+    """Random and URL-safe; the hex millisecond prefix orders a key's uploads
+    by initiation time, as ListMultipartUploads must."""
+    return f"{int(now * 1000) & (1 << 48) - 1:012x}" + secrets.token_urlsafe(24)
+
+
+def _concat_chunks(parts: Sequence[Part]) -> list[ChunkRef]:
+    """The parts' chunks in order, offsets recomputed for the object."""
+    out: list[ChunkRef] = []
+    offset = 0
+    for part in parts:
+        for c in part.chunks:
+            out.append(ChunkRef(c.chunk_id, offset, c.size, c.checksum))
+            offset += c.size
+    return out
+
+
+def _checksum_matches(got: str, want: str) -> bool:
+    return hmac.compare_digest(got.encode(), want.strip().encode())
+
+
+# -- records ---------------------------------------------------------------------
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_upload(u: Upload) -> bytes:
+    d: dict[str, Any] = {"v": _FORMAT, "id": u.upload_id, "bucket": u.bucket_id, "key": u.key,
+                         "ts": u.initiated_at, "by": u.initiator, "ct": u.content_type}  # fmt: skip
+    if u.initiator_name:
+        d["by_name"] = u.initiator_name
+    if u.owner:
+        d["owner"] = u.owner
+    if u.system_headers:
+        d["sys"] = u.system_headers
+    if u.metadata:
+        d["meta"] = u.metadata
+    if u.tags:
+        d["tags"] = u.tags
+    if u.storage_class != "STANDARD":
+        d["class"] = u.storage_class
+    if u.checksum_algorithm:
+        d["ck"] = [u.checksum_algorithm, u.checksum_type]
+    return _dumps(d)
+
+
+def decode_upload(data: bytes) -> Upload:
+    d = json.loads(data)
+    algorithm, kind = d.get("ck", (None, None))
+    return Upload(
+        upload_id=d["id"], bucket_id=d["bucket"], key=d["key"], initiated_at=d["ts"],
+        initiator=d.get("by", ""), initiator_name=d.get("by_name", ""), owner=d.get("owner", ""),
+        content_type=d.get("ct", "binary/octet-stream"), system_headers=d.get("sys", {}),
+        metadata=d.get("meta", {}), tags=d.get("tags", {}), storage_class=d.get("class", "STANDARD"),
+        checksum_algorithm=algorithm, checksum_type=kind,
+    )  # fmt: skip
+
+
+def encode_part(p: Part) -> bytes:
+    d: dict[str, Any] = {"v": _FORMAT, "n": p.part_number, "size": p.size, "etag": p.etag, "ts": p.created_at}
+    if p.chunks:
+        d["chunks"] = [[c.chunk_id, c.offset, c.size, c.checksum] for c in p.chunks]
+    if p.checksums:
+        d["ck"] = p.checksums
+    return _dumps(d)
+
+
+def decode_part(data: bytes) -> Part:
+    d = json.loads(data)
+    return Part(
+        part_number=d["n"], size=d["size"], etag=d["etag"], created_at=d["ts"],
+        chunks=[ChunkRef(c[0], c[1], c[2], c[3]) for c in d.get("chunks", ())],
+        checksums=d.get("ck", {}),
+    )  # fmt: skip
+
+
+def _common_prefix(key: str, prefix: str, delimiter: str | None) -> str | None:
+    if not delimiter:
+        return None
+    i = key.find(delimiter, len(prefix))
+    return None if i < 0 else key[: i + len(delimiter)]
+
+
+# -- the manager -----------------------------------------------------------------
+
+
+class MultipartManager:
+    """Every multipart rule; the S3 layer only translates the wire format.
+
+    ``chunks`` is the :class:`~lightningstor.storage.chunks.ChunkManager`;
+    the limits default to AWS's and come from ``[limits]`` in a server.
+    """
+
+    def __init__(
+        self,
+        store: IMetadataStore,
+        chunks: Any,
+        objects: ObjectManager,
+        clock: Callable[[], float],
+        *,
+        min_part_size: int = MIN_PART_SIZE,
+        max_part_size: int = MAX_PART_SIZE,
+        max_parts: int = MAX_PART_NUMBER,
+        max_object_size: int = MAX_OBJECT_SIZE,
+    ) -> None:
+        self._store = store
+        self._chunks = chunks
+        self._objects = objects
+        self._clock = clock
+        self.min_part_size = min_part_size
+        self.max_part_size = max_part_size
+        self.max_parts = max_parts
+        self.max_object_size = max_object_size
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- uploads -------------------------------------------------------------
+
+    @inlineCallbacks
+    def create(
+        self,
+        bucket: Bucket,
+        key: str,
+        attrs: PutAttrs,
+        *,
+        initiator: Principal,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> Any:
+        """Deferred[Upload]: a new upload; ``attrs`` become the object's attributes."""
+        validate_key(key)
+        algorithm, kind = resolve_checksum(checksum_algorithm, checksum_type)
+        for _attempt in range(_RETRIES):
+            now = self._clock()
+            upload = Upload(
+                upload_id=new_upload_id(now),
+                bucket_id=bucket.bucket_id,
+                key=key,
+                initiated_at=int(now * 1000),
+                initiator=initiator.principal_id,
+                initiator_name=initiator.display_name,
+                owner=attrs.owner or initiator.principal_id,
+                content_type=attrs.content_type,
+                system_headers=dict(attrs.system_headers),
+                metadata=dict(attrs.metadata),
+                tags=dict(attrs.tags),
+                storage_class=attrs.storage_class,
+                checksum_algorithm=algorithm,
+                checksum_type=kind,
+            )
+            ukey = keys.upload_key(bucket.bucket_id, key, upload.upload_id)
+            result = yield self._store.txn([Compare(ukey, 0)], [Put(ukey, encode_upload(upload))])
+            if result.succeeded:
+                return upload
+        raise errors.SlowDown("Could not allocate an upload id")
+
+    @inlineCallbacks
+    def _load(self, bucket: Bucket, key: str, upload_id: str) -> Any:
+        """Deferred[(upload key, KeyValue, Upload)]; NoSuchUpload if absent."""
+        if not _UPLOAD_ID.fullmatch(upload_id or ""):
+            raise errors.NoSuchUpload(UploadId=str(upload_id))
+        validate_key(key)
+        ukey = keys.upload_key(bucket.bucket_id, key, upload_id)
+        kv = yield self._store.get(ukey)
+        if kv is None:
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        return ukey, kv, decode_upload(kv.value)
+
+    @inlineCallbacks
+    def get(self, bucket: Bucket, key: str, upload_id: str) -> Any:
+        """Deferred[Upload]; NoSuchUpload unless ``upload_id`` is in progress for this key."""
+        _ukey, _kv, upload = yield self._load(bucket, key, upload_id)
+        return upload
+
+    @inlineCallbacks
+    def _scan_parts(self, upload_id: str) -> Any:
+        """Deferred[list[(KeyValue, Part)]] of every stored part, in order."""
+        prefix = keys.parts_prefix(upload_id)
+        rows = yield self._store.scan(prefix, prefix_end(prefix))
+        return [(kv, decode_part(kv.value)) for kv in rows]
+
+    # -- parts ---------------------------------------------------------------
+
+    def new_part_writer(self, upload: Upload, algorithms: Sequence[str] = ()) -> Any:
+        """A ChunkManager writer for one part: never inline (a part's bytes
+        become the object's chunks), hashing the upload's checksum too."""
+        wanted = {a.lower() for a in algorithms}
+        if upload.checksum_algorithm:
+            wanted.add(upload.checksum_algorithm)
+        return self._chunks.new_writer(tuple(sorted(wanted)), inline_threshold=-1)
+
+    @inlineCallbacks
+    def commit_part(
+        self, upload: Upload, part_number: int, result: Any, checksums: Mapping[str, str]
+    ) -> Any:
+        """Deferred[Part]: store a written part (a ChunkManager WriteResult).
+
+        Replaces a part of the same number (its chunks are deleted after the
+        commit).  Fails with NoSuchUpload if the upload was completed or
+        aborted meanwhile; on any failure the caller still owns (and must
+        delete) the written chunks.
+        """
+        validate_part_number(part_number)
+        if result.size > self.max_part_size:
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(result.size))
+        if result.inline is not None:
+            raise ValueError("a part must be written with inlining disabled")
+        part = Part(part_number, result.size, result.md5_hex, self._now_ms(), list(result.chunks), dict(checksums))
+        if upload.checksum_algorithm and upload.checksum_algorithm not in part.checksums:
+            digest = result.digests.get(upload.checksum_algorithm)
+            if digest is None:
+                raise ValueError("the part writer did not compute the upload's checksum")
+            part.checksums[upload.checksum_algorithm] = b64(digest)
+        ukey = keys.upload_key(upload.bucket_id, upload.key, upload.upload_id)
+        pkey = keys.part_key(upload.upload_id, part_number)
+        encoded = encode_part(part)
+        for _attempt in range(_RETRIES):
+            ukv = yield self._store.get(ukey)
+            if ukv is None:
+                raise errors.NoSuchUpload(UploadId=upload.upload_id)
+            pkv = yield self._store.get(pkey)
+            old = decode_part(pkv.value) if pkv is not None else None
+            ops: list[Operation] = [Put(ukey, ukv.value), Put(pkey, encoded)]  # bump the upload's revision
+            if old is not None:
+                ops += [Delete(keys.chunk_key(c.chunk_id)) for c in old.chunks]
+            ops += [Put(keys.chunk_key(c.chunk_id), pkey) for c in part.chunks]
+            compares = [Compare(ukey, ukv.mod_revision), Compare(pkey, pkv.mod_revision if pkv else 0)]
+            outcome = yield self._store.txn(compares, ops)
+            if outcome.succeeded:
+                if old is not None and old.chunks:
+                    self._chunks.delete_chunks(old.chunks)
+                return part
+        raise errors.SlowDown("Too many concurrent writes to this upload")
+
+    @inlineCallbacks
+    def copy_part(
+        self, upload: Upload, part_number: int, source: ObjectRecord, start: int, length: int
+    ) -> Any:
+        """Deferred[Part]: UploadPartCopy of ``source`` bytes ``[start, start + length)``.
+
+        Streams piece by piece (bounded memory) into new chunks of the part.
+        """
+        validate_part_number(part_number)
+        if length > self.max_part_size:
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(length))
+        writer = self.new_part_writer(upload)
+        reader = self._chunks.read(source.chunks, source.inline, start, length)
+        try:
+            while True:
+                piece = yield reader.next_piece()
+                if piece is None:
+                    break
+                writer.write(piece)
+                if writer.should_pause:
+                    yield writer.when_drained()
+            result = yield writer.finish()
+            part = yield self.commit_part(upload, part_number, result, {})
+        except BaseException:
+            yield writer.abort()
+            raise
+        return part
+
+    @inlineCallbacks
+    def list_parts(self, bucket: Bucket, key: str, upload_id: str, *, marker: int = 0,
+                   max_parts: int = MAX_LISTED) -> Any:  # fmt: skip
+        """Deferred[PartListing]: parts numbered above ``marker``, at most ``max_parts``."""
+        _ukey, _kv, upload = yield self._load(bucket, key, upload_id)
+        max_parts = max(0, min(max_parts, MAX_LISTED))
+        prefix = keys.parts_prefix(upload_id)
+        start = keys.part_key(upload_id, marker + 1) if marker < MAX_PART_NUMBER else prefix_end(prefix)
+        rows = yield self._store.scan(start, prefix_end(prefix), max_parts + 1)
+        parts = [decode_part(kv.value) for kv in rows[:max_parts]]
+        truncated = len(rows) > max_parts
+        return PartListing(upload, parts, truncated, parts[-1].part_number if parts else 0)
+
+    # -- listing uploads -------------------------------------------------------
+
+    @inlineCallbacks
+    def list_uploads(
+        self,
+        bucket: Bucket,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = MAX_LISTED,
+    ) -> Any:
+        """Deferred[UploadListing], in AWS's order: key, then initiation.
+
+        ``upload_id_marker`` counts only with ``key_marker`` (then uploads of
+        that key after that id follow); a ``key_marker`` that is one of the
+        common prefixes skips the whole prefix.  Like object listing, each
+        common prefix costs one seek, not a read of every upload under it.
+        """
+        max_uploads = max(0, min(max_uploads, MAX_LISTED))
+        base = keys.uploads_prefix(bucket.bucket_id)
+        lower = base + prefix.encode("utf-8")
+        end = prefix_end(lower)
+        pos = lower
+        if key_marker:
+            marker = base + key_marker.encode("utf-8")
+            if upload_id_marker:
+                after = marker + b"\x00" + upload_id_marker.encode("utf-8") + b"\x00"
+            elif _common_prefix(key_marker, prefix, delimiter) == key_marker:
+                after = prefix_end(marker)
+            else:
+                after = marker + b"\x01"  # past every "key\x00id" of the marker key
+            pos = max(pos, after)
+        uploads: list[Upload] = []
+        prefixes: list[str] = []
+        last: tuple[str, str] = ("", "")
+        while True:
+            room = max_uploads - len(uploads) - len(prefixes)
+            rows: list[KeyValue] = yield self._store.scan(pos, end, min(room + 1, _SCAN_BATCH))
+            if not rows:
+                return UploadListing(uploads, prefixes, False)
+            for kv in rows:
+                if len(uploads) + len(prefixes) >= max_uploads:
+                    return UploadListing(uploads, prefixes, True, *last)
+                key = kv.key[len(base) :].split(b"\x00", 1)[0].decode("utf-8")
+                cp = _common_prefix(key, prefix, delimiter)
+                if cp is not None:
+                    prefixes.append(cp)
+                    last = (cp, "")
+                    pos = prefix_end(base + cp.encode("utf-8"))
+                    break
+                upload = decode_upload(kv.value)
+                uploads.append(upload)
+                last = (upload.key, upload.upload_id)
+                pos = kv.key + b"\x00"
+            else:
+                if len(rows) < min(room + 1, _SCAN_BATCH):
+                    return UploadListing(uploads, prefixes, False)
+
+    # -- completing and aborting -------------------------------------------------
+
+    @inlineCallbacks
+    def complete(
+        self,
+        bucket: Bucket,
+        key: str,
+        upload_id: str,
+        listed: Sequence[PartRef],
+        *,
+        conditions: PutAttrs | None = None,
+        expected_checksums: Mapping[str, str] | None = None,
+        checksum_type: str | None = None,
+        object_size: int | None = None,
+    ) -> Any:
+        """Deferred[Completed]: commit the object made of the ``listed`` parts.
+
+        ``expected_checksums`` are whole-object x-amz-checksum-* values the
+        client sent (BadDigest if they differ), ``checksum_type`` its
+        x-amz-checksum-type and ``object_size`` its x-amz-mp-object-size.
+        Exactly one of concurrent completes/aborts of an upload wins; the
+        others get NoSuchUpload.
+        """
+        _check_order(listed, self.max_parts)
+        for _attempt in range(_RETRIES):
+            ukey, ukv, upload = yield self._load(bucket, key, upload_id)
+            stored = yield self._scan_parts(upload_id)
+            by_number = {part.part_number: part for _kv, part in stored}
+            parts = self._listed_parts(upload, listed, by_number)
+            record, kind = self._build_record(upload, parts, expected_checksums or {}, checksum_type, object_size)
+            listed_numbers = {p.part_number for p in parts}
+            unlisted = [p for p in by_number.values() if p.part_number not in listed_numbers]
+            pprefix = keys.parts_prefix(upload_id)
+            extra_ops: list[Operation] = [Delete(ukey), DeleteRange(pprefix, prefix_end(pprefix))]
+            extra_ops += [Delete(keys.chunk_key(c.chunk_id)) for p in unlisted for c in p.chunks]
+            try:
+                committed = yield self._objects.commit(
+                    bucket, record, conditions, extra_compares=[Compare(ukey, ukv.mod_revision)], extra_ops=extra_ops
+                )
+            except ConflictError:
+                continue  # a part changed, or another complete/abort won: look again
+            garbage = [c for p in unlisted for c in p.chunks]
+            if garbage:
+                self._chunks.delete_chunks(garbage)
+            return Completed(committed if committed is not None else record, kind)
+        raise errors.SlowDown("Too many concurrent changes to this upload")
+
+    def _listed_parts(self, upload: Upload, listed: Sequence[PartRef], stored: Mapping[int, Part]) -> list[Part]:
+        parts: list[Part] = []
+        for ref in listed:
+            part = stored.get(ref.part_number)
+            if part is None or part.etag != ref.etag.strip().strip('"'):
+                raise errors.InvalidPart(
+                    UploadId=upload.upload_id, PartNumber=str(ref.part_number), ETag=ref.etag
+                )
+            for algorithm, value in ref.checksums.items():
+                have = part.checksums.get(algorithm.lower())
+                if have is None or not _checksum_matches(have, value):
+                    raise errors.InvalidPart(
+                        f"The {algorithm.upper()} checksum of part {ref.part_number} does not match the stored part.",
+                        UploadId=upload.upload_id, PartNumber=str(ref.part_number), ETag=ref.etag,
+                    )  # fmt: skip
+            parts.append(part)
+        # Sizes only once every part is known to exist: an unknown part is
+        # InvalidPart even when an earlier one is also too small.
+        for ref, part in zip(listed[:-1], parts[:-1]):
+            if part.size < self.min_part_size:
+                raise errors.EntityTooSmall(
+                    UploadId=upload.upload_id, PartNumber=str(ref.part_number), ETag=ref.etag,
+                    ProposedSize=str(part.size), MinSizeAllowed=str(self.min_part_size),
+                )  # fmt: skip
+        return parts
+
+    def _build_record(
+        self,
+        upload: Upload,
+        parts: Sequence[Part],
+        expected: Mapping[str, str],
+        checksum_type: str | None,
+        object_size: int | None,
+    ) -> tuple[ObjectRecord, str | None]:
+        size = sum(p.size for p in parts)
+        if size > self.max_object_size:
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_object_size), ProposedSize=str(size))
+        if object_size is not None and object_size != size:
+            raise errors.InvalidRequest(
+                f"The provided x-amz-mp-object-size ({object_size}) does not match the object's size ({size})."
+            )
+        algorithm, kind = upload.checksum_algorithm, upload.checksum_type
+        if checksum_type and checksum_type.strip().upper() != (kind or ""):
+            raise errors.InvalidRequest(
+                f"The upload was created using the {kind or 'null'} checksum mode. "
+                f"The complete request must use the same checksum mode."
+            )
+        checksums: dict[str, str] = {}
+        if algorithm:
+            values = [p.checksums[algorithm] for p in parts]
+            if kind == FULL_OBJECT:
+                checksums[algorithm] = full_object_crc(algorithm, [(v, p.size) for v, p in zip(values, parts)])
+            else:
+                checksums[algorithm] = composite_checksum(algorithm, values)
+        for name, value in expected.items():
+            have = checksums.get(name.lower())
+            if have is None:
+                raise errors.InvalidRequest(
+                    f"The upload was created using the {algorithm or 'null'} checksum algorithm; "
+                    f"x-amz-checksum-{name} cannot be checked."
+                )
+            want = value.strip()
+            if kind == COMPOSITE and "-" not in want:
+                have = have.rsplit("-", 1)[0]
+            if not _checksum_matches(have, want):
+                raise errors.BadDigest(f"The {name.upper()} you specified did not match the calculated checksum.")
+        record = ObjectRecord(
+            key=upload.key,
+            size=size,
+            etag=multipart_etag([p.etag for p in parts]),
+            created_at=self._now_ms(),
+            content_type=upload.content_type,
+            system_headers=dict(upload.system_headers),
+            metadata=dict(upload.metadata),
+            checksums=checksums,
+            storage_class=upload.storage_class,
+            chunks=_concat_chunks(parts),
+            tags=dict(upload.tags),
+            owner=upload.owner,
+            part_sizes=[p.size for p in parts],
+        )
+        return record, kind if algorithm else None
+
+    @inlineCallbacks
+    def abort(self, bucket: Bucket, key: str, upload_id: str) -> Any:
+        """Deferred[None]: drop the upload and free its parts' chunks."""
+        ukey, _kv, _upload = yield self._load(bucket, key, upload_id)
+        done = yield self._abort_key(ukey, upload_id)
+        if not done:
+            raise errors.NoSuchUpload(UploadId=upload_id)
+
+    @inlineCallbacks
+    def _abort_key(self, ukey: bytes, upload_id: str) -> Any:
+        """Deferred[bool]: False if the upload was already gone."""
+        for _attempt in range(_RETRIES):
+            ukv = yield self._store.get(ukey)
+            if ukv is None:
+                return False
+            stored = yield self._scan_parts(upload_id)
+            chunks = [c for _kv, p in stored for c in p.chunks]
+            pprefix = keys.parts_prefix(upload_id)
+            ops: list[Operation] = [Delete(ukey), DeleteRange(pprefix, prefix_end(pprefix))]
+            ops += [Delete(keys.chunk_key(c.chunk_id)) for c in chunks]
+            outcome = yield self._store.txn([Compare(ukey, ukv.mod_revision)], ops)
+            if outcome.succeeded:
+                if chunks:
+                    self._chunks.delete_chunks(chunks)
+                return True
+        raise errors.SlowDown("Too many concurrent changes to this upload")
+
+    @inlineCallbacks
+    def _abort_matching(self, start: bytes, end: bytes, keep: Callable[[Upload], bool]) -> Any:
+        """Deferred[int]: abort every upload in ``[start, end)`` that ``keep`` rejects."""
+        aborted = 0
+        pos = start
+        while True:
+            rows = yield self._store.scan(pos, end, _SCAN_BATCH)
+            for kv in rows:
+                upload = decode_upload(kv.value)
+                if not keep(upload):
+                    done = yield self._abort_key(kv.key, upload.upload_id)
+                    aborted += int(done)
+            if len(rows) < _SCAN_BATCH:
+                return aborted
+            pos = rows[-1].key + b"\x00"
+
+    def abort_bucket(self, bucket: Bucket) -> Any:
+        """Deferred[int]: abort every upload of a bucket being deleted (as AWS does)."""
+        prefix = keys.uploads_prefix(bucket.bucket_id)
+        return self._abort_matching(prefix, prefix_end(prefix), lambda _u: False)
+
+    def expire(self, max_age_seconds: float) -> Any:
+        """Deferred[int]: abort uploads initiated more than ``max_age_seconds`` ago."""
+        cutoff = int((self._clock() - max_age_seconds) * 1000)
+        return self._abort_matching(keys.UPLOADS, prefix_end(keys.UPLOADS), lambda u: u.initiated_at >= cutoff)
+
+
+def _check_order(listed: Sequence[PartRef], max_parts: int) -> None:
+    if not listed:
+        raise errors.MalformedXML()
+    if len(listed) > max_parts:
+        raise errors.InvalidArgument(
+            f"Part count must not exceed {max_parts}", ArgumentName="Part", ArgumentValue=str(len(listed))
+        )
+    previous = 0
+    for ref in listed:
+        validate_part_number(ref.part_number)
+        if ref.part_number <= previous:
+            raise errors.InvalidPartOrder()
+        previous = ref.part_number
+

@@ -1,0 +1,194 @@
+"""Server logging: ``[logging] level`` and ``format`` under twistd.
+
+Everything logs through ``twisted.logger``.  twistd chooses its log observer
+*after* the plugin's ``makeService`` has run (``AppLogger.start``): it takes
+the ``--logger`` option if given, else the Application's ``ILogObserver``
+component, else its own text observer for ``--logfile``/``--syslog``/``-n``.
+The Application is created by twistd, not by the plugin, so the plugin
+cannot set that component directly; ``makeService`` wraps the service it
+returns in :class:`LoggingRoot`, which sets the
+component when twistd adds it to the Application.  twistd then installs our
+observer exactly as it would its own (with standard-output redirection and
+its "starting up" lines), and an explicit ``--logger`` still wins.
+
+The observer writes where twistd would have written (stdout under ``-n``,
+else ``--logfile`` or ``twistd.log``, rotated on SIGUSR1; syslog with
+``--syslog``), filters by level (``FilteringLogObserver`` +
+``LogLevelFilterPredicate``), and formats as:
+
+* ``text``: twistd's usual lines (``textFileLogObserver``);
+* ``json``: one JSON object per line, ``{"time", "level", "namespace",
+  "message", ...fields}`` (:func:`format_json_event`).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from twisted.application.service import IService, MultiService
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogObserver,
+    LegacyLogObserverWrapper,
+    LogEvent,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    textFileLogObserver,
+)
+from twisted.python import logfile, usage
+from twisted.python.components import Componentized
+
+from lightningstor.config import LoggingSettings
+
+__all__ = [
+    "LEVELS",
+    "LoggingRoot",
+    "format_json_event",
+    "log_level",
+    "make_observer",
+    "twistd_observer_factory",
+]
+
+LEVELS: dict[str, LogLevel] = {
+    "trace": LogLevel.debug,  # twisted.logger has no level below debug
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "warning": LogLevel.warn,
+    "error": LogLevel.error,
+    "critical": LogLevel.critical,
+}
+
+# Keys of legacy ``twisted.python.log`` events that duplicate what the JSON
+# line already says (``message`` is a tuple there) or hold objects.
+_SKIP_KEYS = frozenset({"message", "isError", "system", "time", "format", "why", "failure", "printed"})
+_RESERVED = ("time", "level", "namespace", "message")
+
+
+def log_level(name: str) -> LogLevel:
+    """The ``twisted.logger`` level for a ``[logging] level`` value."""
+    return LEVELS[name.lower()]
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def format_json_event(event: LogEvent) -> str:
+    """One event as one line of JSON.
+
+    ``message`` is the event's text as the text log would show it; the
+    event's own fields follow (an access event's ``status``, ``bucket``...),
+    with non-JSON values as their ``str``; a failure adds ``traceback``.
+    """
+    level = event.get("log_level")
+    record: dict[str, Any] = {
+        "time": datetime.fromtimestamp(event.get("log_time", 0.0), UTC).isoformat(
+            timespec="milliseconds"
+        ),
+        "level": getattr(level, "name", "info"),  # LogLevel constants are not LogLevel instances
+        "namespace": event.get("log_namespace", "-"),
+        "message": formatEvent(event),
+    }
+    for name, value in event.items():
+        if name.startswith("log_") or name in _SKIP_KEYS:
+            continue
+        record[f"field_{name}" if name in _RESERVED else name] = _jsonable(value)
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            record["traceback"] = failure.getTraceback()
+        except Exception:
+            record["traceback"] = repr(failure)
+    return json.dumps(record) + "\n"
+
+
+def make_observer(settings: LoggingSettings, out: IO[Any]) -> ILogObserver:
+    """Level-filtered observer writing ``settings.format`` lines to ``out``."""
+    base: ILogObserver
+    if settings.format == "json":
+        base = FileLogObserver(out, format_json_event)
+    else:
+        base = textFileLogObserver(out)
+    return _filtered(base, settings)
+
+
+def _filtered(base: ILogObserver, settings: LoggingSettings) -> ILogObserver:
+    predicate = LogLevelFilterPredicate(defaultLogLevel=log_level(settings.level))
+    return FilteringLogObserver(base, [predicate])
+
+
+def _rotate_on_sigusr1(log_file: logfile.LogFile, reactor: Any) -> None:
+    """What twistd does for its own log file: SIGUSR1 rotates it, unless
+    something else already handles that signal."""
+    if signal.getsignal(signal.SIGUSR1) in (None, signal.SIG_DFL):
+
+        def rotate(signum: int, frame: Any) -> None:
+            reactor.callFromThread(log_file.rotate)
+
+        signal.signal(signal.SIGUSR1, rotate)
+
+
+def twistd_observer_factory(
+    settings: LoggingSettings, server_options: Any, reactor: Any
+) -> Callable[[], ILogObserver]:
+    """A factory for the observer twistd should use, given twistd's own
+    options (``--logfile``, ``--syslog``, ``--prefix``, ``-n``): the same
+    destination twistd would pick, our format and level.
+
+    Raises ``UsageError`` for ``--logfile=-`` without ``-n`` (twistd's rule:
+    a daemon has no standard output).
+    """
+    logfile_name = server_options.get("logfile") or ""
+    nodaemon = bool(server_options.get("nodaemon") or server_options.get("debug"))
+    if logfile_name == "-" and not nodaemon:
+        raise usage.UsageError("Daemons cannot log to stdout (use -n or --logfile)")
+
+    def factory() -> ILogObserver:
+        if server_options.get("syslog"):
+            from twisted.python import syslog
+
+            # syslog formats lines itself; [logging] format does not apply.
+            emit = syslog.SyslogObserver(server_options.get("prefix") or "twisted").emit
+            return _filtered(LegacyLogObserverWrapper(emit), settings)  # type: ignore[arg-type]
+        out: IO[Any]
+        if logfile_name == "-" or (nodaemon and not logfile_name):
+            out = sys.stdout
+        else:
+            log_file = logfile.LogFile.fromFullPath(logfile_name or "twistd.log")
+            _rotate_on_sigusr1(log_file, reactor)
+            out = log_file
+        return make_observer(settings, out)
+
+    return factory
+
+
+class LoggingRoot(MultiService):
+    """The service handed to twistd: holds the server and, when twistd adds
+    it to its Application, gives the Application our log observer (unless
+    one is already set).  Starting and stopping pass through to the server.
+    """
+
+    def __init__(self, service: IService, observer_factory: Callable[[], ILogObserver]) -> None:
+        super().__init__()
+        self.observer_factory = observer_factory
+        service.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        if isinstance(parent, Componentized) and parent.getComponent(ILogObserver, None) is None:
+            parent.setComponent(ILogObserver, self.observer_factory())
+        super().setServiceParent(parent)
+

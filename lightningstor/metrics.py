@@ -1,0 +1,328 @@
+"""Prometheus metrics (SPEC §10.2) and where they are served.
+
+The names and types are the spec's:
+
+=========================================  =========  ======================
+name                                       type       labels
+=========================================  =========  ======================
+lightningstor_requests_total               Counter    operation, status
+lightningstor_request_duration_seconds     Histogram  operation
+lightningstor_object_size_bytes            Histogram  operation
+lightningstor_objects_total                Gauge
+lightningstor_storage_bytes                Gauge
+lightningstor_multipart_uploads_active     Gauge
+lightningstor_s3_errors_total              Counter    code, status
+=========================================  =========  ======================
+
+Every metric lives in a private ``CollectorRegistry`` owned by
+:class:`S3Metrics` (never the process-global one), and every consumer takes
+the registry as a parameter: the request counters are fed by one S3 finish
+hook (:meth:`S3Metrics.request_finished`), the gauges by
+:class:`StoreGauges`, and exposition (:class:`MetricsResource`) renders
+whatever registry it is given.  Running several worker processes later
+needs only a different registry for exposition (prometheus-client's
+``MultiProcessCollector``) and a multiprocess mode on the gauges.
+
+The three gauges describe the whole store, so they are not computed per
+scrape: :class:`StoreGauges` recounts them every ``interval`` seconds by
+scanning the metadata store's object, version and upload key spaces, page by
+page, decoding records in the CPU thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from twisted.application.service import Service
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from lightningstor.core import keys
+from lightningstor.interfaces.metadata import prefix_end
+from lightningstor.s3.summary import RequestSummary
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "SIZE_BUCKETS",
+    "MetricsResource",
+    "MetricsService",
+    "S3Metrics",
+    "StoreGauges",
+    "StoreTotals",
+    "attach_metrics",
+    "count_store",
+]
+
+log = Logger()
+
+# Seconds: small-object calls take milliseconds, multi-GiB uploads minutes.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Bytes: 1 KiB .. 5 GiB (the largest single PUT), roughly x4 per step.
+SIZE_BUCKETS = tuple(float(1 << n) for n in range(10, 33, 2)) + (5.0 * (1 << 30),)
+
+
+class S3Metrics:
+    """The server's metrics, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "lightningstor_requests_total",
+            "S3 requests by operation and HTTP status.",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "lightningstor_request_duration_seconds",
+            "Time from the request's headers to the end of its response.",
+            ["operation"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.object_size = Histogram(
+            "lightningstor_object_size_bytes",
+            "Sizes of objects (and parts) written, by operation.",
+            ["operation"],
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.objects = Gauge(
+            "lightningstor_objects_total", "Current objects (delete markers excluded).", registry=r
+        )
+        self.storage_bytes = Gauge(
+            "lightningstor_storage_bytes",
+            "Bytes of stored object versions, current and noncurrent (parts of unfinished "
+            "multipart uploads excluded).",
+            registry=r,
+        )
+        self.multipart_uploads_active = Gauge(
+            "lightningstor_multipart_uploads_active",
+            "Multipart uploads initiated and not yet completed or aborted.",
+            registry=r,
+        )
+        self.s3_errors = Counter(
+            "lightningstor_s3_errors_total",
+            "S3 error responses by error code and HTTP status.",
+            ["code", "status"],
+            registry=r,
+        )
+
+    def request_finished(self, summary: RequestSummary) -> None:
+        """The S3 finish hook: count and time one request, exactly once."""
+        operation = summary.operation
+        status = str(summary.status)
+        self.requests.labels(operation, status).inc()
+        self.request_duration.labels(operation).observe(summary.duration)
+        if summary.error_code is not None and summary.status >= 400:
+            self.s3_errors.labels(summary.error_code, status).inc()
+        if summary.object_size is not None:
+            self.object_size.labels(operation).observe(summary.object_size)
+
+    def set_store_totals(self, totals: StoreTotals) -> None:
+        self.objects.set(totals.objects)
+        self.storage_bytes.set(totals.bytes)
+        self.multipart_uploads_active.set(totals.uploads)
+
+
+class _WithoutCreated:
+    """A registry view without prometheus-client's ``*_created`` samples.
+
+    The client library adds a creation timestamp to every counter and
+    histogram, which the text format exposes as extra ``*_created`` gauge
+    families: clutter that is not among the spec's metrics.  Dropping them
+    here keeps the registry itself untouched (its global switch,
+    ``disable_created_metrics``, would change every registry in the process).
+    """
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self.registry.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
+class MetricsResource(resource.Resource):
+    """``GET /metrics``: the registry in Prometheus text format (or
+    OpenMetrics when the scraper asks for it)."""
+
+    isLeaf = True
+
+    def __init__(self, registry: Any) -> None:
+        super().__init__()
+        self.registry = registry
+        self._view = _WithoutCreated(registry)
+
+    def render_GET(self, request: Any) -> bytes:
+        accept = request.getHeader(b"accept")
+        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        request.setHeader(b"cache-control", b"no-store")
+        body: bytes = encoder(self._view)
+        return body
+
+
+class _MetricsSite(server.Site):
+    """The metrics listener's site: no access-log line per scrape."""
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        return None
+
+
+class MetricsService(Service):
+    """Serves ``/metrics`` on its own listener (``server.metrics_addr``), so
+    scrapes need not share the S3 port or be exposed where S3 is."""
+
+    def __init__(self, registry: CollectorRegistry, description: str, reactor: Any) -> None:
+        self.description = description
+        self.reactor = reactor
+        root = resource.Resource()
+        root.putChild(b"metrics", MetricsResource(registry))
+        self.site = _MetricsSite(root)
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        d = serverFromString(self.reactor, self.description).listen(self.site)
+        result: list[Any] = []
+        d.addBoth(result.append)
+        if result and hasattr(result[0], "raiseException"):
+            result[0].raiseException()  # address in use: fail start-up loudly
+        self.port = result[0] if result else None
+        if self.port is not None:
+            addr = self.port.getHost()
+            log.info("Metrics listening on {host}:{port}", host=addr.host, port=addr.port)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
+
+
+@dataclass(frozen=True)
+class StoreTotals:
+    objects: int = 0
+    bytes: int = 0
+    uploads: int = 0
+
+
+def _tally(values: Iterable[bytes]) -> tuple[int, int]:
+    """(objects, bytes) of encoded object records, delete markers skipped.
+
+    Reads only the two fields it needs: a full ``decode_object`` would also
+    decode chunk lists and inline data for nothing.
+    """
+    count = size = 0
+    for value in values:
+        record = json.loads(value)
+        if record.get("dm"):
+            continue
+        count += 1
+        size += int(record.get("size", 0))
+    return count, size
+
+
+@inlineCallbacks
+def count_store(store: Any, reactor: Any, pool: Any, *, page: int = 1000) -> Any:
+    """Deferred[StoreTotals]: current objects, bytes of all object versions
+    and in-progress multipart uploads, by paged scans of the metadata store.
+
+    Pages are decoded in ``pool`` so a large store does not hold the reactor
+    thread; between pages the reactor serves requests.
+    """
+    objects = total_bytes = uploads = 0
+    for prefix in (keys.OBJECTS, keys.VERSIONS, keys.UPLOADS):
+        start, end = prefix, prefix_end(prefix)
+        while True:
+            rows = yield store.scan(start, end, page)
+            if not rows:
+                break
+            if prefix == keys.UPLOADS:
+                uploads += len(rows)
+            else:
+                n, b = yield deferToThreadPool(reactor, pool, _tally, [kv.value for kv in rows])
+                total_bytes += b
+                if prefix == keys.OBJECTS:
+                    objects += n
+            if len(rows) < page:
+                break
+            start = rows[-1].key + b"\x00"
+    return StoreTotals(objects=objects, bytes=total_bytes, uploads=uploads)
+
+
+class StoreGauges(Service):
+    """Refreshes the object, byte and upload gauges every ``interval``
+    seconds (first at start).  A failed count is logged and the gauges keep
+    their last values; runs never overlap."""
+
+    def __init__(
+        self, metrics: S3Metrics, store: Any, reactor: Any, pool: Any, *, interval: float = 60.0
+    ) -> None:
+        self.metrics = metrics
+        self.store = store
+        self.reactor = reactor
+        self.pool = pool
+        self.interval = interval
+        self._loop = LoopingCall(self.refresh)
+        self._loop.clock = reactor
+        self._done: Any = None
+
+    def refresh(self) -> Any:
+        d = count_store(self.store, self.reactor, self.pool)
+        d.addCallback(self.metrics.set_store_totals)
+        d.addErrback(lambda f: log.failure("Counting objects for the metrics failed", f))
+        return d
+
+    def startService(self) -> None:
+        super().startService()
+        self._done = self._loop.start(self.interval, now=True)
+
+    def stopService(self) -> Any:
+        """Deferred that fires once a count in flight has ended: it must not
+        scan a store that the services stopped after this one close."""
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        return self._done
+
+
+def attach_metrics(
+    parent: Any,
+    api: Any,
+    store: Any,
+    *,
+    metrics_addr: str | None,
+    reactor: Any,
+    pool: Any,
+    registry: CollectorRegistry | None = None,
+) -> S3Metrics:
+    """Wire the metrics into a server: count every S3 request (a finish hook
+    on ``api``), refresh the store gauges, and serve ``/metrics`` on its own
+    listener when ``metrics_addr`` is set, else on the S3 port."""
+    from lightningstor.config import endpoint_description, parse_address
+
+    metrics = S3Metrics(registry)
+    api.finish_hooks.append(metrics.request_finished)
+    StoreGauges(metrics, store, reactor, pool).setServiceParent(parent)
+    if metrics_addr is None:
+        api.metrics_resource = MetricsResource(metrics.registry)
+    else:
+        host, port = parse_address(metrics_addr, key="server.metrics_addr")
+        MetricsService(metrics.registry, endpoint_description(host, port), reactor).setServiceParent(parent)
+    return metrics

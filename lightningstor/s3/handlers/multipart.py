@@ -1,0 +1,405 @@
+"""Multipart upload operations: the wire side of :mod:`lightningstor.core.multipart`.
+
+CreateMultipartUpload, UploadPart (streamed like PutObject: the body goes
+through :func:`prepare_part_upload` and the shared ``receive_upload``, so
+Content-MD5, x-amz-checksum-*, signed payloads and aws-chunked framing are
+verified exactly as for PutObject), UploadPartCopy, CompleteMultipartUpload,
+AbortMultipartUpload, ListMultipartUploads and ListParts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from twisted.internet.defer import inlineCallbacks
+
+from lightningstor import errors
+from lightningstor.auth.chunked import AwsChunkedDecoder
+from lightningstor.core.multipart import MAX_LISTED, PartRef, Upload, parse_part_number, part_range
+from lightningstor.core.objects import PutAttrs, validate_key
+from lightningstor.core.types import Bucket, ObjectRecord, Principal
+from lightningstor.s3 import conditions, xmlio
+from lightningstor.s3.handlers.objects import (
+    STREAMING_PAYLOADS,
+    _decoded_length,
+    _parse_copy_source,
+    receive_upload,
+)
+from lightningstor.s3.headers import checksum_algorithms, put_attrs
+
+
+@dataclass
+class PartUploadContext:
+    """What ``receive_upload`` needs (the fields of objects.UploadContext),
+    plus the upload and part number the body belongs to."""
+
+    principal: Principal
+    verified: Any
+    bucket: Bucket
+    attrs: PutAttrs
+    writer: Any
+    decoder: AwsChunkedDecoder | None
+    trailer_algorithm: str | None
+    decoded_length: int | None
+    upload: Upload
+    part_number: int
+
+
+def _encoding(query: dict[str, str]) -> str | None:
+    value = query.get("encoding-type") or None
+    if value is not None and value.lower() != "url":
+        raise errors.InvalidArgument(
+            "Invalid Encoding Method specified in Request", ArgumentName="encoding-type", ArgumentValue=value
+        )
+    return value
+
+
+def _upload_id(call: Any) -> str:
+    return str(call.target.query.get("uploadId", ""))
+
+
+def _int_param(query: dict[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise errors.InvalidArgument(
+            f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
+        )
+    return int(raw)
+
+
+def _owner(upload: Upload) -> tuple[str, str]:
+    return upload.initiator, upload.initiator_name or upload.initiator
+
+
+def _algorithm_header(upload: Upload) -> list[tuple[str, str]]:
+    if not upload.checksum_algorithm:
+        return []
+    return [
+        ("x-amz-checksum-algorithm", upload.checksum_algorithm.upper()),
+        ("x-amz-checksum-type", upload.checksum_type or ""),
+    ]
+
+
+@inlineCallbacks
+def _resolve(api: Any, call: Any) -> Any:
+    principal, verified = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    validate_key(call.key)
+    return principal, verified, bucket
+
+
+# -- CreateMultipartUpload -----------------------------------------------------
+
+
+@inlineCallbacks
+def create_multipart_upload(api: Any, call: Any) -> Any:
+    principal, _verified, bucket = yield _resolve(api, call)
+    attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
+    attrs.owner = principal.principal_id
+    algorithm = call.headers.get("x-amz-checksum-algorithm") or call.headers.get("x-amz-sdk-checksum-algorithm")
+    upload = yield api.core.multipart.create(
+        bucket,
+        call.key,
+        attrs,
+        initiator=principal,
+        checksum_algorithm=algorithm,
+        checksum_type=call.headers.get("x-amz-checksum-type"),
+    )
+    body = xmlio.initiate_multipart_xml(bucket.name, call.key, upload.upload_id)
+    return api.send_xml(call, body, headers=_algorithm_header(upload))
+
+
+# -- UploadPart ----------------------------------------------------------------
+
+
+@inlineCallbacks
+def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
+    """UploadPart's counterpart of ``objects.prepare_upload``: runs when the
+    headers arrive, so nothing is stored for a part of an unknown upload, an
+    invalid part number or a part over 5 GiB."""
+    principal, verified, bucket = yield _resolve(api, call)
+    part_number = parse_part_number(call.target.query.get("partNumber"))
+    upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
+    decoded_length = _decoded_length(call, length)
+    limit = api.core.multipart.max_part_size
+    if decoded_length is not None and decoded_length > limit:
+        raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(decoded_length))
+    if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
+        raise errors.MissingContentLength()
+    expected, keep, trailer = checksum_algorithms(call.headers)
+    wanted = upload.checksum_algorithm
+    if wanted is not None:
+        for sent in [*expected, *([trailer] if trailer else [])]:
+            if sent != wanted:
+                raise errors.InvalidRequest(
+                    f"Checksum Type mismatch occurred, expected checksum Type: {wanted}, actual checksum Type: {sent}"
+                )
+        keep = tuple(sorted({*keep, wanted}))
+    attrs = PutAttrs(
+        content_md5=call.headers.get("content-md5"),
+        expected_checksums=expected,
+        store_checksums=keep,
+        owner=principal.principal_id,
+    )
+    algorithms = set(keep) | set(expected)
+    if verified.payload == "SIGNED":
+        algorithms.add("sha256")
+    decoder = None
+    payload_mode = call.headers.get("x-amz-content-sha256", "")
+    if payload_mode in STREAMING_PAYLOADS:
+        signed, has_trailer = STREAMING_PAYLOADS[payload_mode]
+        decoder = AwsChunkedDecoder(
+            signing=verified.streaming if signed else None,
+            trailer_expected=has_trailer,
+            trailer_signed=signed and has_trailer,
+            decoded_content_length=decoded_length,
+            trailer_names=[f"x-amz-checksum-{trailer}"] if trailer else None,
+        )
+    elif trailer is not None:
+        raise errors.InvalidRequest("x-amz-trailer requires a STREAMING-* x-amz-content-sha256")
+    writer = api.core.multipart.new_part_writer(upload, tuple(sorted(algorithms)))
+    return PartUploadContext(
+        principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length, upload, part_number
+    )
+
+
+@inlineCallbacks
+def upload_part(api: Any, call: Any) -> Any:
+    ctx, result, checksums = yield receive_upload(api, call)
+    try:
+        part = yield api.core.multipart.commit_part(ctx.upload, ctx.part_number, result, checksums)
+    except BaseException:
+        call.sink.abort()
+        raise
+    headers = [("ETag", f'"{part.etag}"')]
+    headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
+    return api.send(call, 200, headers=headers, content_type=None)
+
+
+# -- UploadPartCopy --------------------------------------------------------------
+
+_COPY_RANGE = re.compile(r"bytes=([0-9]+)-([0-9]+)", re.ASCII)
+
+
+def parse_copy_source_range(value: str | None, size: int) -> tuple[int, int]:
+    """x-amz-copy-source-range ``bytes=first-last`` -> (start, length).
+
+    Only that one form is allowed (no suffix or open ranges, no lists):
+    anything else is InvalidArgument; a range past the source's end is
+    InvalidRange.  No header means the whole source.
+    """
+    if value is None:
+        return 0, size
+    m = _COPY_RANGE.fullmatch(value.strip())
+    if m is None:
+        raise errors.InvalidArgument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last "
+            "are the zero-based offsets of the first and last bytes to copy",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=value,
+        )
+    first, last = int(m.group(1)), int(m.group(2))
+    if last < first:
+        raise errors.InvalidArgument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first <= last",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=value,
+        )
+    if last >= size:
+        raise errors.InvalidRange(
+            f"Range specified is not valid for source object of size: {size}",
+            RangeRequested=value,
+            ActualObjectSize=str(size),
+        )
+    return first, last - first + 1
+
+
+@inlineCallbacks
+def upload_part_copy(api: Any, call: Any) -> Any:
+    principal, _verified, bucket = yield _resolve(api, call)
+    part_number = parse_part_number(call.target.query.get("partNumber"))
+    upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
+    src_bucket_name, src_key, src_version = _parse_copy_source(call.headers["x-amz-copy-source"])
+    src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
+    if src_version is not None and src_version != "null":
+        raise errors.NoSuchVersion(Key=src_key, VersionId=src_version)
+    source = yield api.core.objects.head(src_bucket, src_key)
+    conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
+    start, length = parse_copy_source_range(call.headers.get("x-amz-copy-source-range"), source.size)
+    limit = api.core.multipart.max_part_size
+    if length > limit:
+        raise errors.InvalidRequest(
+            f"The specified copy source is larger than the maximum allowable size for a copy source: {limit}"
+        )
+    part = yield api.core.multipart.copy_part(upload, part_number, source, start, length)
+    headers = [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
+    if source.version_id is not None:
+        headers.append(("x-amz-copy-source-version-id", source.version_id))
+    return api.send_xml(call, xmlio.copy_part_result_xml(part.etag, part.created_at), headers=headers)
+
+
+# -- CompleteMultipartUpload / AbortMultipartUpload ---------------------------------
+
+
+def _expected_object_checksums(headers: dict[str, str]) -> dict[str, str]:
+    from lightningstor.checksums import ALGORITHMS
+
+    return {a: headers[f"x-amz-checksum-{a}"] for a in ALGORITHMS if f"x-amz-checksum-{a}" in headers}
+
+
+def _location(call: Any, bucket: str, key: str) -> str:
+    scheme = "https" if call.request.isSecure() else "http"
+    host = call.headers.get("host", "")
+    return f"{scheme}://{host}/{quote(bucket)}/{quote(key, safe='/')}"
+
+
+@inlineCallbacks
+def complete_multipart_upload(api: Any, call: Any) -> Any:
+    _principal, _verified, bucket = yield _resolve(api, call)
+    listed = [
+        PartRef(p.part_number, p.etag, dict(p.checksums))
+        for p in xmlio.parse_complete_multipart(call.sink.content())
+    ]
+    if_none_match = call.headers.get("if-none-match", "").strip()
+    if if_none_match and if_none_match != "*":
+        raise errors.NotImplementedS3("If-None-Match on CompleteMultipartUpload supports only '*'")
+    write_conditions = PutAttrs(if_none_match_any=if_none_match == "*", if_match=call.headers.get("if-match"))
+    raw_size = call.headers.get("x-amz-mp-object-size")
+    object_size = None
+    if raw_size is not None:
+        if not raw_size.isascii() or not raw_size.isdigit():
+            raise errors.InvalidArgument("x-amz-mp-object-size must be a number", ArgumentName="x-amz-mp-object-size")
+        object_size = int(raw_size)
+    done = yield api.core.multipart.complete(
+        bucket,
+        call.key,
+        _upload_id(call),
+        listed,
+        conditions=write_conditions,
+        expected_checksums=_expected_object_checksums(call.headers),
+        checksum_type=call.headers.get("x-amz-checksum-type"),
+        object_size=object_size,
+    )
+    record = done.record
+    body = xmlio.complete_multipart_xml(
+        _location(call, bucket.name, call.key),
+        bucket.name,
+        call.key,
+        record.etag,
+        record.checksums,
+        checksum_type=done.checksum_type,
+    )
+    headers = []
+    if record.version_id is not None:
+        headers.append(("x-amz-version-id", record.version_id))
+    return api.send_xml(call, body, headers=headers)
+
+
+@inlineCallbacks
+def abort_multipart_upload(api: Any, call: Any) -> Any:
+    _principal, _verified, bucket = yield _resolve(api, call)
+    yield api.core.multipart.abort(bucket, call.key, _upload_id(call))
+    return api.send(call, 204, content_type=None)
+
+
+# -- listings --------------------------------------------------------------------
+
+
+@inlineCallbacks
+def list_parts(api: Any, call: Any) -> Any:
+    _principal, _verified, bucket = yield _resolve(api, call)
+    query = call.target.query
+    marker = _int_param(query, "part-number-marker", 0)
+    max_parts = min(_int_param(query, "max-parts", MAX_LISTED), MAX_LISTED)
+    listing = yield api.core.multipart.list_parts(
+        bucket, call.key, _upload_id(call), marker=marker, max_parts=max_parts
+    )
+    upload = listing.upload
+    body = xmlio.list_parts_xml(
+        bucket=bucket.name,
+        key=call.key,
+        upload_id=upload.upload_id,
+        parts=[xmlio.ListedPart(p.part_number, p.created_at, p.etag, p.size, p.checksums) for p in listing.parts],
+        part_number_marker=marker,
+        next_part_number_marker=listing.next_marker,
+        max_parts=max_parts,
+        is_truncated=listing.is_truncated,
+        initiator=_owner(upload),
+        owner=_owner(upload),
+        storage_class=upload.storage_class,
+        checksum_algorithm=upload.checksum_algorithm.upper() if upload.checksum_algorithm else None,
+    )
+    return api.send_xml(call, body, headers=_algorithm_header(upload))
+
+
+@inlineCallbacks
+def list_multipart_uploads(api: Any, call: Any) -> Any:
+    principal, _verified = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    query = call.target.query
+    prefix = query.get("prefix", "")
+    delimiter = query.get("delimiter") or None
+    key_marker = query.get("key-marker", "")
+    upload_id_marker = query.get("upload-id-marker", "") if key_marker else ""
+    max_uploads = min(_int_param(query, "max-uploads", MAX_LISTED), MAX_LISTED)
+    encoding = _encoding(query)
+    listing = yield api.core.multipart.list_uploads(
+        bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        upload_id_marker=upload_id_marker,
+        max_uploads=max_uploads,
+    )
+    uploads = [
+        xmlio.ListedUpload(
+            key=u.key,
+            upload_id=u.upload_id,
+            initiated_ms=u.initiated_at,
+            initiator=_owner(u),
+            owner=_owner(u),
+            storage_class=u.storage_class,
+            checksum_algorithm=u.checksum_algorithm.upper() if u.checksum_algorithm else None,
+        )
+        for u in listing.uploads
+    ]
+    body = xmlio.list_multipart_uploads_xml(
+        bucket=bucket.name,
+        uploads=uploads,
+        common_prefixes=listing.common_prefixes,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        upload_id_marker=upload_id_marker,
+        next_key_marker=listing.next_key_marker,
+        next_upload_id_marker=listing.next_upload_id_marker,
+        max_uploads=max_uploads,
+        is_truncated=listing.is_truncated,
+        encoding_type=encoding,
+    )
+    return api.send_xml(call, body)
+
+
+# -- GetObject / HeadObject ?partNumber= ------------------------------------------
+
+
+def requested_part(call: Any, record: ObjectRecord) -> tuple[tuple[int, int] | None, list[tuple[str, str]]] | None:
+    """For GetObject/HeadObject: None without ``partNumber``; else the byte
+    span of that part (None for an empty one: a 200 with no body) and the
+    headers that go with it (``x-amz-mp-parts-count`` for multipart objects).
+
+    A Range header together with partNumber is InvalidRequest, as in AWS.
+    """
+    raw = call.target.query.get("partNumber")
+    if raw is None:
+        return None
+    if "range" in call.headers:
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    start, end = part_range(record, parse_part_number(raw))
+    headers = [("x-amz-mp-parts-count", str(len(record.part_sizes)))] if record.part_sizes else []
+    return ((start, end) if end >= start else None), headers

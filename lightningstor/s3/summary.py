@@ -1,0 +1,135 @@
+"""What one finished S3 request was, for the access log and the metrics.
+
+:class:`~lightningstor.s3.app.S3Api` builds one :class:`RequestSummary`
+when a request ends (its ``notifyFinish`` fires: the response was sent or
+the connection was lost) and hands it to every finish hook, so each request
+is counted and logged exactly once, including requests whose client went
+away.
+
+Nothing here may carry a credential: the URI keeps query parameter *names*
+only (a presigned URL's ``X-Amz-Signature`` and ``X-Amz-Credential`` values
+are dropped), the principal is the access key id (public, like a user
+name), and no header is copied.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+__all__ = ["CLIENT_CLOSED", "RequestSummary", "redacted_uri", "summarize"]
+
+# The status recorded for a request whose connection closed before any
+# response was sent (nginx's "client closed request").
+CLIENT_CLOSED = 499
+
+# Requests answered without credentials (S3Api._probe): their path is not a bucket.
+_PROBES = frozenset({"Health", "Ready", "Metrics"})
+
+# Operations whose request body is the object written: its decoded length
+# is the object (or part) size.
+_BODY_IS_OBJECT = frozenset({"PutObject", "UploadPart"})
+
+
+@dataclass(frozen=True)
+class RequestSummary:
+    """One request, after the fact.  ``status`` is the HTTP status sent; for
+    a request that ended early it is the status already on the wire, or
+    :data:`CLIENT_CLOSED` when nothing was sent (``completed`` is then
+    False).  ``object_size`` is set for successful writes whose size is
+    known; ``duration`` is in seconds."""
+
+    request_id: str
+    principal: str
+    operation: str
+    method: str
+    uri: str
+    bucket: str | None
+    key: str | None
+    status: int
+    completed: bool
+    error_code: str | None
+    bytes_in: int
+    bytes_out: int
+    duration: float
+    remote: str
+    object_size: int | None
+
+
+def redacted_uri(uri: bytes) -> str:
+    """The request path with query *values* removed (``/b/k?uploadId&partNumber``)."""
+    path, _, query = uri.partition(b"?")
+    text = path.decode("latin-1")
+    if query:
+        names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+        text += "?" + "&".join(names)
+    return text
+
+
+def _int_header(headers: dict[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+def _object_size(call: Any, status: int) -> int | None:
+    if not 200 <= status < 300:
+        return None
+    size: int | None = getattr(call, "object_size", None)
+    if size is None and call.op in _BODY_IS_OBJECT:
+        size = _int_header(call.headers, "x-amz-decoded-content-length")
+        if size is None:
+            size = _int_header(call.headers, "content-length")
+    return size
+
+
+def _uri(request: Any, call: Any) -> str:
+    """From the call's target when there is one: ``request.uri`` is only set
+    once the whole body has arrived, so an upload cut short would show
+    twisted's placeholder."""
+    if call is not None and call.op != "Invalid":
+        raw = call.target.raw_path
+        if call.target.raw_query:
+            raw += "?" + call.target.raw_query
+        return redacted_uri(raw.encode("latin-1"))
+    return redacted_uri(request.uri)
+
+
+def summarize(request: Any, completed: bool, bytes_in: int, now: float | None = None) -> RequestSummary:
+    """Describe ``request`` (an :class:`~lightningstor.s3.request.S3Request`).
+
+    ``bytes_in`` is the request body size as received (twisted.web drops
+    ``request.content``, which counts it, before ``notifyFinish`` fires, so
+    the caller keeps the counter).  ``now`` is a ``time.monotonic()``
+    reading (the clock ``S3Call.started`` uses); it defaults to the current
+    one.
+    """
+    now = time.monotonic() if now is None else now
+    call = getattr(request, "s3call", None)
+    if completed or request.startedWriting:
+        status = int(request.code)
+    else:
+        status = CLIENT_CLOSED
+    address = request.getClientAddress()
+    principal = getattr(call, "principal", None)
+    target = call.target if call is not None and call.op not in _PROBES else None
+    return RequestSummary(
+        request_id=call.request_id if call is not None else "-",
+        principal=getattr(principal, "access_key_id", None) or "-",
+        operation=call.op if call is not None else "Invalid",
+        method=call.method if call is not None else request.method.decode("latin-1"),
+        uri=_uri(request, call),
+        bucket=target.bucket if target is not None else None,
+        key=target.key if target is not None else None,
+        status=status,
+        completed=completed,
+        error_code=getattr(call, "error_code", None),
+        bytes_in=bytes_in,
+        bytes_out=int(request.sentLength),
+        duration=max(0.0, now - call.started) if call is not None else 0.0,
+        remote=str(getattr(address, "host", "-")),
+        object_size=_object_size(call, status) if call is not None else None,
+    )

@@ -1,0 +1,153 @@
+"""Prometheus metrics of a real server: names, types, exact counts after scripted S3 calls."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.conftest import make_client
+from tests.integration.server import ServerProcess
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+SPEC_METRICS = {  # SPEC §10.2: family name -> (type, label names)
+    "lightningstor_requests": ("counter", {"operation", "status"}),
+    "lightningstor_request_duration_seconds": ("histogram", {"operation"}),
+    "lightningstor_object_size_bytes": ("histogram", {"operation"}),
+    "lightningstor_objects_total": ("gauge", set()),
+    "lightningstor_storage_bytes": ("gauge", set()),
+    "lightningstor_multipart_uploads_active": ("gauge", set()),
+    "lightningstor_s3_errors": ("counter", {"code", "status"}),
+}
+
+
+def _scrape_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        assert reply.status == 200
+        assert reply.headers["Content-Type"].startswith("text/plain")
+        return reply.read().decode()
+
+
+def _samples(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metric_names_and_types_are_the_specs(server: ServerProcess) -> None:
+    """/metrics on the S3 port (no credentials) exposes exactly SPEC §10.2's families with
+    their types and label names, once each has been touched."""
+    s3 = make_client(server.endpoint)
+    bucket = f"m-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=bucket, Key="missing")
+    families = {f.name: f for f in text_string_to_metric_families(_scrape_text(f"{server.endpoint}/metrics"))}
+    for name, (kind, labels) in SPEC_METRICS.items():
+        assert name in families, name
+        assert families[name].type == kind, name
+        seen = {k for s in families[name].samples for k in s.labels if k != "le"}
+        assert seen == labels, name
+    assert set(families) == set(SPEC_METRICS)
+
+
+def test_scripted_calls_give_exact_counter_deltas(server: ServerProcess) -> None:
+    """Three PutObject, one CreateBucket, one GetObject of a missing key and one HEAD of
+    one add exactly those counts by operation and status, the NoSuchKey errors by code,
+    three duration observations and the three object sizes."""
+    url = f"{server.endpoint}/metrics"
+    s3 = make_client(server.endpoint, request_checksum_calculation="when_required")
+    before = _samples(_scrape_text(url))
+    bucket = f"m-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    sizes = [10, 1000, 200_000]
+    for n, size in enumerate(sizes):
+        s3.put_object(Bucket=bucket, Key=f"k{n}", Body=b"a" * size)
+    with pytest.raises(ClientError) as missing:
+        s3.get_object(Bucket=bucket, Key="nope")
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="nope")
+    after = _samples(_scrape_text(url))
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    total = "lightningstor_requests_total"
+    assert delta(total, operation="CreateBucket", status="200") == 1
+    assert delta(total, operation="PutObject", status="200") == 3
+    assert delta(total, operation="GetObject", status="404") == 1
+    assert delta(total, operation="HeadObject", status="404") == 1
+    assert delta(total, operation="GetObject", status="200") == 0
+    assert delta("lightningstor_s3_errors_total", code="NoSuchKey", status="404") == 2
+    assert delta("lightningstor_request_duration_seconds_count", operation="PutObject") == 3
+    assert delta("lightningstor_object_size_bytes_count", operation="PutObject") == 3
+    assert delta("lightningstor_object_size_bytes_sum", operation="PutObject") == sum(sizes)
+    # The scrape before this one is counted too, under its own name.
+    assert delta(total, operation="Metrics", status="200") == 1
+
+
+def test_signed_get_of_metrics_path_is_s3_not_the_scrape(server: ServerProcess) -> None:
+    """A signed GET /metrics is ListObjects on a bucket named "metrics", not the scrape."""
+    s3 = make_client(server.endpoint)
+    with pytest.raises(ClientError) as info:
+        s3.list_objects_v2(Bucket="metrics")
+    assert info.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def _metrics_port(server: ServerProcess, since: int = 0, timeout: float = 10.0) -> int:
+    """The metrics port from the first "Metrics listening" line after ``server.output[since]``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in server.output[since:]:
+            m = re.search(r"Metrics listening on [0-9.]+:(\d+)", line)
+            if m:
+                return int(m.group(1))
+        time.sleep(0.02)
+    raise AssertionError("no metrics listener:\n" + "".join(server.output[-30:]))
+
+
+def test_metrics_addr_listener_and_store_gauges(tmp_data: Path) -> None:
+    """With server.metrics_addr, /metrics is served there and not on the S3 port; after a
+    restart the gauges count the stored objects, their bytes and the open multipart uploads."""
+    config = tmp_data.parent / "metrics.toml"
+    config.write_text('[server]\nmetrics_addr = "127.0.0.1:0"\n')
+    server = ServerProcess(tmp_data, config=str(config)).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="gauges")
+        s3.put_object(Bucket="gauges", Key="a", Body=b"x" * 1000)
+        s3.put_object(Bucket="gauges", Key="b", Body=b"y" * 234)
+        s3.create_multipart_upload(Bucket="gauges", Key="pending")
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=5)
+        assert denied.value.code == 403  # S3 (anonymous ListObjects), not the scrape
+        since = len(server.output)
+        server.restart()
+        port = _metrics_port(server, since)
+        # The first count runs in the background right after start-up.
+        deadline = time.monotonic() + 10
+        samples = _samples(_scrape_text(f"http://127.0.0.1:{port}/metrics"))
+        while _value(samples, "lightningstor_objects_total") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            samples = _samples(_scrape_text(f"http://127.0.0.1:{port}/metrics"))
+        assert _value(samples, "lightningstor_objects_total") == 2
+        assert _value(samples, "lightningstor_storage_bytes") == 1234
+        assert _value(samples, "lightningstor_multipart_uploads_active") == 1
+    finally:
+        server.stop()

@@ -1,0 +1,545 @@
+"""Multipart uploads against the real server: boto3, aws cli, rclone, s3cmd,
+the error cases, UploadPartCopy, GetObject partNumber, and crash safety
+(SIGKILL during part uploads and during CompleteMultipartUpload).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from tests.integration.conftest import make_client
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.test_cli_tools import _environ, _tool
+
+MiB = 1 << 20
+CREDS = Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _random_file(path: Path, size: int) -> str:
+    """Write ``size`` random bytes to ``path`` in pieces; return their MD5."""
+    md5 = hashlib.md5()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            piece = os.urandom(min(left, 8 * MiB))
+            md5.update(piece)
+            f.write(piece)
+            left -= len(piece)
+    return md5.hexdigest()
+
+
+def _md5_file(path: Path) -> str:
+    md5 = hashlib.md5()
+    with open(path, "rb") as f:
+        while piece := f.read(8 * MiB):
+            md5.update(piece)
+    return md5.hexdigest()
+
+
+def _code(e: pytest.ExceptionInfo[ClientError]) -> str:
+    return e.value.response["Error"]["Code"]
+
+
+def _signed_request(port: int, method: str, path: str, body: bytes = b"",
+                    headers: dict[str, str] | None = None) -> http.client.HTTPConnection:
+    """Send a SigV4-signed raw request; return the connection (response unread)."""
+    req = AWSRequest(method, f"http://127.0.0.1:{port}{path}", data=body, headers=dict(headers or {}))
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for k, v in req.headers.items():
+        conn.putheader(k, v)
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    return conn
+
+
+def _signed(port: int, method: str, path: str, body: bytes = b"",
+            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = _signed_request(port, method, path, body, headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def _complete_xml(parts: list[tuple[int, str]]) -> bytes:
+    inner = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>" for n, e in parts)
+    return f"<CompleteMultipartUpload>{inner}</CompleteMultipartUpload>".encode()
+
+
+def _chunk_files(data: Path) -> set[str]:
+    return {p.name for p in (data / "data" / "chunks").rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Any:
+    """One boto3 client (default checksum settings) for tests that need not run twice."""
+    return make_client(server.endpoint)
+
+
+@pytest.fixture
+def mpbucket(client: Any) -> Any:
+    name = f"mp-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    yield name
+    uploads = client.list_multipart_uploads(Bucket=name).get("Uploads", [])
+    for u in uploads:
+        client.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+    for o in client.list_objects_v2(Bucket=name).get("Contents", []):
+        client.delete_object(Bucket=name, Key=o["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+# -- real clients ------------------------------------------------------------------
+
+
+def test_boto3_upload_and_download_file(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """boto3's transfer manager uploads a 100 MiB file in 13 concurrent 8 MiB parts and reads it back
+    (ranged, concurrent) byte-identically, under both checksum settings; the ETag has the -N form."""
+    src = tmp_path / "big.bin"
+    md5 = _random_file(src, 100 * MiB + 12345)
+    cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=4)
+    s3.upload_file(str(src), bucket, "big.bin", Config=cfg)
+    head = s3.head_object(Bucket=bucket, Key="big.bin", ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"').endswith("-13")
+    assert head["ContentLength"] == 100 * MiB + 12345
+    if s3.meta.config.request_checksum_calculation == "when_supported":
+        assert head["ChecksumCRC32"].endswith("-13")  # composite, as boto3 asked for CRC32
+    dst = tmp_path / "back.bin"
+    s3.download_file(bucket, "big.bin", str(dst), Config=cfg)
+    assert _md5_file(dst) == md5
+    s3.delete_object(Bucket=bucket, Key="big.bin")
+
+
+def test_aws_cli_cp_200_mib(server: ServerProcess, tmp_path: Path) -> None:
+    """aws s3 cp uploads a 200 MiB file as a multipart upload and downloads it byte-identically."""
+    aws = _tool("aws")
+    env = _environ({"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                    "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
+    ep = ["--endpoint-url", server.endpoint]
+    bucket = f"awsmp-{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "big.bin"
+    md5 = _random_file(src, 200 * MiB)
+
+    def run(*args: str) -> bytes:
+        proc = subprocess.run([aws, *ep, *args], env=env, capture_output=True, timeout=300)
+        assert proc.returncode == 0, (args, proc.stderr[-2000:])
+        return proc.stdout
+
+    run("s3", "mb", f"s3://{bucket}")
+    run("s3", "cp", str(src), f"s3://{bucket}/big.bin")
+    head = make_client(server.endpoint).head_object(Bucket=bucket, Key="big.bin")
+    assert "-" in head["ETag"]
+    dst = tmp_path / "back.bin"
+    run("s3", "cp", f"s3://{bucket}/big.bin", str(dst))
+    assert _md5_file(dst) == md5
+    run("s3", "rb", "--force", f"s3://{bucket}")
+
+
+def test_rclone_multipart_copy_and_check(server: ServerProcess, tmp_path: Path) -> None:
+    """rclone copy + check of a tree with a 60 MiB file sent as 5 MiB parts (upload cutoff 10M)."""
+    rclone = _tool("rclone")
+    env = _environ({
+        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+        "RCLONE_CONFIG_LS_TYPE": "s3",
+        "RCLONE_CONFIG_LS_PROVIDER": "Other",
+        "RCLONE_CONFIG_LS_ACCESS_KEY_ID": ROOT_ACCESS_KEY,
+        "RCLONE_CONFIG_LS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+        "RCLONE_CONFIG_LS_ENDPOINT": server.endpoint,
+        "RCLONE_CONFIG_LS_REGION": "us-east-1",
+        "RCLONE_CONFIG_LS_FORCE_PATH_STYLE": "true",
+    })
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    _random_file(src / "sub" / "big.bin", 60 * MiB + 7)
+    (src / "small.txt").write_bytes(b"small\n")
+    bucket = f"rcmp-{uuid.uuid4().hex[:8]}"
+    opts = ["--s3-upload-cutoff", "10M", "--s3-chunk-size", "5M"]
+
+    def run(*args: str) -> None:
+        proc = subprocess.run([rclone, *args], env=env, capture_output=True, timeout=300)
+        assert proc.returncode == 0, (args, proc.stderr[-2000:])
+
+    run("mkdir", f"ls:{bucket}")
+    run("copy", *opts, str(src), f"ls:{bucket}/tree")
+    run("check", str(src), f"ls:{bucket}/tree")
+    head = make_client(server.endpoint).head_object(Bucket=bucket, Key="tree/sub/big.bin")
+    assert head["ETag"].strip('"').endswith("-13")  # 60 MiB in 5 MiB parts
+    run("purge", f"ls:{bucket}")
+
+
+def test_s3cmd_multipart_put(server: ServerProcess, tmp_path: Path) -> None:
+    """s3cmd put with --multipart-chunk-size-mb=5 sends 4 parts; get returns the same bytes."""
+    s3cmd = _tool("s3cmd")
+    host = server.endpoint.removeprefix("http://")
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text(
+        "[default]\n"
+        f"access_key = {ROOT_ACCESS_KEY}\nsecret_key = {ROOT_SECRET_KEY}\n"
+        f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
+        "signature_v2 = False\nbucket_location = us-east-1\n"
+    )
+    base = [s3cmd, "-c", str(cfg)]
+    bucket = f"s3cmdmp-{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "file.bin"
+    md5 = _random_file(src, 20 * MiB)
+
+    def run(*args: str) -> None:
+        proc = subprocess.run([*base, *args], env=_environ(None), capture_output=True, timeout=300)
+        assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
+
+    run("mb", f"s3://{bucket}")
+    run("put", "--multipart-chunk-size-mb=5", str(src), f"s3://{bucket}/file.bin")
+    head = make_client(server.endpoint).head_object(Bucket=bucket, Key="file.bin")
+    assert head["ETag"].strip('"').endswith("-4")
+    dst = tmp_path / "back.bin"
+    run("get", f"s3://{bucket}/file.bin", str(dst))
+    assert _md5_file(dst) == md5
+    run("del", f"s3://{bucket}/file.bin")
+    run("rb", f"s3://{bucket}")
+
+
+# -- the API, case by case -------------------------------------------------------------
+
+
+def test_list_parts_and_uploads_paginate(client: Any, mpbucket: str) -> None:
+    """ListParts and ListMultipartUploads page with their markers (boto3 paginators) and a delimiter."""
+    ids = {}
+    for key in ["a/1", "a/2", "b", "b", "c"]:
+        ids.setdefault(key, []).append(client.create_multipart_upload(Bucket=mpbucket, Key=key)["UploadId"])
+    pages = client.get_paginator("list_multipart_uploads").paginate(
+        Bucket=mpbucket, PaginationConfig={"PageSize": 2})
+    listed = [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", [])]
+    assert [k for k, _ in listed] == ["a/1", "a/2", "b", "b", "c"]
+    assert {u for _, u in listed} == {u for v in ids.values() for u in v}
+    grouped = client.list_multipart_uploads(Bucket=mpbucket, Delimiter="/")
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["a/"]
+    assert [u["Key"] for u in grouped["Uploads"]] == ["b", "b", "c"]
+    assert [u["Key"] for u in client.list_multipart_uploads(Bucket=mpbucket, Prefix="a/")["Uploads"]] == ["a/1", "a/2"]
+
+    uid = ids["c"][0]
+    etags = {}
+    for n in range(1, 8):
+        etags[n] = client.upload_part(Bucket=mpbucket, Key="c", UploadId=uid, PartNumber=n, Body=bytes([n]) * 100)["ETag"]
+    pages = client.get_paginator("list_parts").paginate(
+        Bucket=mpbucket, Key="c", UploadId=uid, PaginationConfig={"PageSize": 3})
+    got = [(p["PartNumber"], p["ETag"], p["Size"]) for page in pages for p in page.get("Parts", [])]
+    assert got == [(n, etags[n], 100) for n in range(1, 8)]
+    page = client.list_parts(Bucket=mpbucket, Key="c", UploadId=uid, MaxParts=2, PartNumberMarker=5)
+    assert [p["PartNumber"] for p in page["Parts"]] == [6, 7] and not page["IsTruncated"]
+
+
+def test_complete_errors(client: Any, mpbucket: str, server: ServerProcess) -> None:
+    """InvalidPartOrder, InvalidPart (unknown part, wrong ETag), EntityTooSmall, MalformedXML,
+    bad part numbers and NoSuchUpload are answered as AWS does, and leave the upload usable."""
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="k")["UploadId"]
+    e1 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=b"1" * MiB)["ETag"]
+    e2 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=2, Body=b"2" * 100)["ETag"]
+
+    def complete(parts: list[dict[str, Any]], upload_id: str = uid) -> Any:
+        return client.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=upload_id,
+                                                MultipartUpload={"Parts": parts})
+
+    with pytest.raises(ClientError) as e:
+        complete([{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}])
+    assert _code(e) == "InvalidPartOrder"
+    with pytest.raises(ClientError) as e:
+        complete([{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e2}])
+    assert _code(e) == "InvalidPart"
+    with pytest.raises(ClientError) as e:
+        complete([{"PartNumber": 1, "ETag": e2}])
+    assert _code(e) == "InvalidPart"
+    with pytest.raises(ClientError) as e:
+        complete([{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}])
+    assert _code(e) == "EntityTooSmall"
+    assert e.value.response["Error"].get("MinSizeAllowed") == str(5 * MiB)
+    for bad in (0, 10001):
+        with pytest.raises(ClientError) as e:
+            client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=bad, Body=b"x")
+        assert _code(e) == "InvalidArgument"
+    status, body = _signed(server.port, "POST", f"/{mpbucket}/k?uploadId={uid}", b"<Complete><oops")
+    assert status == 400 and b"<Code>MalformedXML</Code>" in body
+    status, body = _signed(server.port, "POST", f"/{mpbucket}/k?uploadId={uid}", b"<CompleteMultipartUpload/>")
+    assert status == 400 and b"<Code>MalformedXML</Code>" in body
+    # A single small part is a valid (last) part.
+    done = complete([{"PartNumber": 2, "ETag": e2}])
+    assert done["ETag"].strip('"').endswith("-1")
+    assert client.get_object(Bucket=mpbucket, Key="k")["Body"].read() == b"2" * 100
+    with pytest.raises(ClientError) as e:
+        complete([{"PartNumber": 2, "ETag": e2}])
+    assert _code(e) == "NoSuchUpload"
+    for call in (lambda: client.abort_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid),
+                 lambda: client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid),
+                 lambda: client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=b"x"),
+                 lambda: client.upload_part(Bucket=mpbucket, Key="k", UploadId="not-an-id", PartNumber=1, Body=b"x")):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert _code(e) == "NoSuchUpload"
+
+
+def test_reupload_replaces_part_and_get_part_number(client: Any, mpbucket: str) -> None:
+    """Uploading a part number again replaces it; GetObject/HeadObject partNumber=N answer 206 with
+    that part's bytes, Content-Range and the parts count; checksums and metadata carry over."""
+    uid = client.create_multipart_upload(
+        Bucket=mpbucket, Key="obj", ContentType="text/x-test", Metadata={"color": "blue"},
+        ChecksumAlgorithm="SHA256")["UploadId"]
+    first = os.urandom(5 * MiB)
+    client.upload_part(Bucket=mpbucket, Key="obj", UploadId=uid, PartNumber=1, Body=os.urandom(5 * MiB),
+                       ChecksumAlgorithm="SHA256")
+    r1 = client.upload_part(Bucket=mpbucket, Key="obj", UploadId=uid, PartNumber=1, Body=first,
+                            ChecksumAlgorithm="SHA256")
+    assert r1["ETag"] == f'"{hashlib.md5(first).hexdigest()}"'
+    second = os.urandom(1000)
+    r2 = client.upload_part(Bucket=mpbucket, Key="obj", UploadId=uid, PartNumber=2, Body=second,
+                            ChecksumAlgorithm="SHA256")
+    parts = client.list_parts(Bucket=mpbucket, Key="obj", UploadId=uid)
+    assert [(p["PartNumber"], p["ETag"]) for p in parts["Parts"]] == [(1, r1["ETag"]), (2, r2["ETag"])]
+    assert parts["ChecksumAlgorithm"] == "SHA256"
+    done = client.complete_multipart_upload(
+        Bucket=mpbucket, Key="obj", UploadId=uid,
+        MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": r1["ETag"], "ChecksumSHA256": r1["ChecksumSHA256"]},
+            {"PartNumber": 2, "ETag": r2["ETag"], "ChecksumSHA256": r2["ChecksumSHA256"]}]})
+    assert done["ChecksumSHA256"].endswith("-2") and done.get("ChecksumType") == "COMPOSITE"
+    whole = client.get_object(Bucket=mpbucket, Key="obj")
+    assert whole["Body"].read() == first + second
+    assert whole["ContentType"] == "text/x-test" and whole["Metadata"] == {"color": "blue"}
+    p2 = client.get_object(Bucket=mpbucket, Key="obj", PartNumber=2)
+    assert p2["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert p2["ContentRange"] == f"bytes {5 * MiB}-{5 * MiB + 999}/{5 * MiB + 1000}"
+    assert p2["PartsCount"] == 2 and p2["Body"].read() == second
+    h1 = client.head_object(Bucket=mpbucket, Key="obj", PartNumber=1)
+    assert h1["ContentLength"] == 5 * MiB and h1["PartsCount"] == 2
+    with pytest.raises(ClientError) as e:
+        client.head_object(Bucket=mpbucket, Key="obj", PartNumber=3)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+
+
+def test_upload_part_copy_with_range(client: Any, mpbucket: str) -> None:
+    """UploadPartCopy copies a byte range of another object into a part; copy-source conditions hold."""
+    source = os.urandom(7 * MiB)
+    src = client.put_object(Bucket=mpbucket, Key="src", Body=source)
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="dst")["UploadId"]
+    c1 = client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=1,
+                                 CopySource={"Bucket": mpbucket, "Key": "src"},
+                                 CopySourceRange=f"bytes=0-{5 * MiB - 1}", CopySourceIfMatch=src["ETag"])
+    c2 = client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=2,
+                                 CopySource={"Bucket": mpbucket, "Key": "src"}, CopySourceRange="bytes=100-199")
+    assert c2["CopyPartResult"]["ETag"] == f'"{hashlib.md5(source[100:200]).hexdigest()}"'
+    with pytest.raises(ClientError) as e:
+        client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=3,
+                                CopySource={"Bucket": mpbucket, "Key": "src"}, CopySourceIfNoneMatch=src["ETag"])
+    assert _code(e) == "PreconditionFailed"
+    with pytest.raises(ClientError) as e:
+        client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=3,
+                                CopySource={"Bucket": mpbucket, "Key": "src"}, CopySourceRange="bytes=5-4")
+    assert _code(e) == "InvalidArgument"
+    with pytest.raises(ClientError) as e:
+        client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=3,
+                                CopySource={"Bucket": mpbucket, "Key": "src"},
+                                CopySourceRange=f"bytes=0-{7 * MiB}")
+    assert _code(e) == "InvalidRange"
+    client.complete_multipart_upload(
+        Bucket=mpbucket, Key="dst", UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": c1["CopyPartResult"]["ETag"]},
+                                   {"PartNumber": 2, "ETag": c2["CopyPartResult"]["ETag"]}]})
+    got = client.get_object(Bucket=mpbucket, Key="dst")["Body"].read()
+    assert got == source[: 5 * MiB] + source[100:200]
+
+
+def test_part_checksums_are_verified(client: Any, mpbucket: str) -> None:
+    """A part whose x-amz-checksum-* or Content-MD5 does not match its bytes is refused and not stored."""
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="k", ChecksumAlgorithm="CRC32")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=b"data",
+                           ChecksumCRC32="AAAAAA==")
+    assert _code(e) == "BadDigest"
+    with pytest.raises(ClientError) as e:
+        client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=b"data",
+                           ContentMD5="1B2M2Y8AsgTpgAmY7PhCfg==")
+    assert _code(e) == "BadDigest"
+    with pytest.raises(ClientError) as e:
+        client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=b"data",
+                           ChecksumSHA256="n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=")
+    assert _code(e) == "InvalidRequest"  # not the upload's algorithm
+    assert client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid).get("Parts", []) == []
+
+
+def test_complete_full_object_checksum(client: Any, mpbucket: str) -> None:
+    """An upload created with x-amz-checksum-type FULL_OBJECT gets the CRC of the whole object."""
+    import base64
+    import zlib
+
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="k", ChecksumAlgorithm="CRC32",
+                                         ChecksumType="FULL_OBJECT")["UploadId"]
+    a, b = os.urandom(5 * MiB), os.urandom(777)
+    r1 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=a, ChecksumAlgorithm="CRC32")
+    r2 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=2, Body=b, ChecksumAlgorithm="CRC32")
+    want = base64.b64encode(zlib.crc32(a + b).to_bytes(4, "big")).decode()
+    done = client.complete_multipart_upload(
+        Bucket=mpbucket, Key="k", UploadId=uid, ChecksumCRC32=want, ChecksumType="FULL_OBJECT",
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]})
+    assert done["ChecksumCRC32"] == want and done["ChecksumType"] == "FULL_OBJECT"
+    head = client.head_object(Bucket=mpbucket, Key="k", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == want
+
+
+# -- space and crashes -------------------------------------------------------------------
+
+
+def test_abort_frees_space(tmp_path: Path) -> None:
+    """Aborting an upload deletes its parts' chunk files (and so does deleting the bucket)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = ServerProcess(data).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="space")
+        before = _chunk_files(data)
+        uid = s3.create_multipart_upload(Bucket="space", Key="k")["UploadId"]
+        for n in (1, 2, 3):
+            s3.upload_part(Bucket="space", Key="k", UploadId=uid, PartNumber=n, Body=os.urandom(3 * MiB))
+        assert len(_chunk_files(data) - before) >= 3
+        s3.abort_multipart_upload(Bucket="space", Key="k", UploadId=uid)
+        _wait_for(lambda: _chunk_files(data) == before)
+        uid = s3.create_multipart_upload(Bucket="space", Key="k2")["UploadId"]
+        s3.upload_part(Bucket="space", Key="k2", UploadId=uid, PartNumber=1, Body=os.urandom(MiB))
+        assert _chunk_files(data) != before
+        s3.delete_bucket(Bucket="space")
+        _wait_for(lambda: _chunk_files(data) == before)
+    finally:
+        server.stop()
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def _slow_part(port: int, path: str, size: int, started: threading.Event, release: threading.Event) -> None:
+    """Send a part's headers and half its body, then stall until ``release`` (the server gets killed)."""
+    body = b"z" * size
+    req = AWSRequest("PUT", f"http://127.0.0.1:{port}{path}", data=body)
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("PUT", path, skip_accept_encoding=True)
+        for k, v in req.headers.items():
+            conn.putheader(k, v)
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        conn.send(body[: size // 2])
+        started.set()
+        release.wait(30)
+        conn.send(body[size // 2 :])
+        conn.getresponse().read()
+    except OSError:
+        pass
+    finally:
+        started.set()
+        conn.close()
+
+
+def test_kill_during_part_upload_then_complete_and_abort(tmp_path: Path) -> None:
+    """SIGKILL while a part is streaming: after restart the stored parts are intact, the upload can
+    be completed into a byte-identical object, and another upload can be aborted."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = ServerProcess(data).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="crash")
+        p1 = os.urandom(5 * MiB)
+        uid = s3.create_multipart_upload(Bucket="crash", Key="k")["UploadId"]
+        e1 = s3.upload_part(Bucket="crash", Key="k", UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+        other = s3.create_multipart_upload(Bucket="crash", Key="other")["UploadId"]
+        s3.upload_part(Bucket="crash", Key="other", UploadId=other, PartNumber=1, Body=os.urandom(MiB))
+        started, release = threading.Event(), threading.Event()
+        sender = threading.Thread(target=_slow_part, args=(
+            server.port, f"/crash/k?partNumber=2&uploadId={uid}", 12 * MiB, started, release))
+        sender.start()
+        assert started.wait(30)
+        time.sleep(0.3)  # let the server store some of the part's chunks
+        server.kill()
+        release.set()
+        sender.join(30)
+        server.start()
+        s3 = make_client(server.endpoint)
+        parts = s3.list_parts(Bucket="crash", Key="k", UploadId=uid)["Parts"]
+        assert [(p["PartNumber"], p["ETag"]) for p in parts] == [(1, e1)]
+        p2 = os.urandom(3 * MiB)
+        e2 = s3.upload_part(Bucket="crash", Key="k", UploadId=uid, PartNumber=2, Body=p2)["ETag"]
+        s3.complete_multipart_upload(Bucket="crash", Key="k", UploadId=uid, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+        assert s3.get_object(Bucket="crash", Key="k")["Body"].read() == p1 + p2
+        s3.abort_multipart_upload(Bucket="crash", Key="other", UploadId=other)
+        assert s3.list_multipart_uploads(Bucket="crash").get("Uploads", []) == []
+    finally:
+        server.stop()
+
+
+def test_kill_during_complete_leaves_all_or_nothing(tmp_path: Path) -> None:
+    """SIGKILL right after a CompleteMultipartUpload request is sent, at several moments: after
+    restart the object is absent (and the upload can still be completed) or whole and identical
+    (and the upload is gone) - never partial."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = ServerProcess(data).start()
+    outcomes = set()
+    try:
+        for attempt, delay in enumerate([0.0, 0.002, 0.01, 0.03]):
+            s3 = make_client(server.endpoint)
+            bucket = f"crash-{attempt}"
+            s3.create_bucket(Bucket=bucket)
+            blobs = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1234)]
+            uid = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+            etags = [s3.upload_part(Bucket=bucket, Key="k", UploadId=uid, PartNumber=n, Body=b)["ETag"]
+                     for n, b in enumerate(blobs, 1)]
+            listed = list(enumerate(etags, 1))
+            conn = _signed_request(server.port, "POST", f"/{bucket}/k?uploadId={uid}", _complete_xml(listed))
+            if delay:
+                time.sleep(delay)
+            server.kill()
+            conn.close()
+            server.start()
+            s3 = make_client(server.endpoint)
+            try:
+                got = s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+            except ClientError as missing:
+                assert missing.response["Error"]["Code"] == "NoSuchKey"
+                outcomes.add("absent")
+                s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in listed]})
+                got = s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+            else:
+                outcomes.add("whole")
+                with pytest.raises(ClientError) as e:
+                    s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=uid)
+                assert _code(e) == "NoSuchUpload"
+            assert got == b"".join(blobs)
+            assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    finally:
+        server.stop()
+    print("outcomes of the kill during complete:", sorted(outcomes))

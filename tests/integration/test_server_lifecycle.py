@@ -1,0 +1,92 @@
+"""Graceful shutdown and virtual-hosted-style addressing on dedicated server processes."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests.integration.conftest import make_client
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+
+CREDS = Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY)
+
+
+def test_sigterm_finishes_inflight_upload(tmp_data: Path) -> None:
+    """SIGTERM stops accepting connections but lets an upload in flight complete and persist."""
+    server = ServerProcess(tmp_data).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="drain")
+        data = os.urandom(4 * 1024 * 1024)
+        url = f"{server.endpoint}/drain/inflight"
+        req = AWSRequest("PUT", url, data=data, headers={"Content-Length": str(len(data))})
+        S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        head = [f"PUT {urlsplit(url).path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+        head += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host"]
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data[: len(data) // 2])
+        time.sleep(0.3)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # New connections are refused while the old one is still being served.
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+            refused = False
+        except OSError:
+            refused = True
+        assert refused
+        sock.sendall(data[len(data) // 2:])
+        reply = sock.recv(4096)
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        # twistd re-raises the terminating signal on itself after a clean stop.
+        assert server.proc.wait(30) in (0, -signal.SIGTERM)
+        server.proc = None
+        assert any("Server Shut Down" in line for line in server.output)
+        server.start()
+        s3 = make_client(server.endpoint)
+        assert s3.get_object(Bucket="drain", Key="inflight")["Body"].read() == data
+    finally:
+        server.stop()
+
+
+def test_virtual_hosted_style(tmp_path: Path) -> None:
+    """With [s3] domain set, Host: bucket.domain addresses the bucket (SigV4 and SigV2)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg = tmp_path / "vhost.toml"
+    cfg.write_text('[s3]\ndomain = "s3.test"\n')
+    server = ServerProcess(data, config=str(cfg)).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="vbucket")
+        for auth_cls, key in ((S3SigV4Auth, "via-v4"),):
+            url = f"http://vbucket.s3.test:{server.port}/{key}"
+            req = AWSRequest("PUT", url, data=b"virtual", headers={})
+            auth_cls(CREDS, "s3", "us-east-1").add_auth(req)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.putrequest("PUT", f"/{key}", skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", f"vbucket.s3.test:{server.port}")
+            for k, v in req.headers.items():
+                if k.lower() != "host":
+                    conn.putheader(k, v)
+            conn.putheader("Content-Length", "7")
+            conn.endheaders(b"virtual")
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.read()
+            conn.close()
+            assert s3.get_object(Bucket="vbucket", Key=key)["Body"].read() == b"virtual"
+        # A path-style request keeps working beside virtual-hosted ones.
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket="vbucket")["Contents"]] == ["via-v4"]
+    finally:
+        server.stop()

@@ -1,0 +1,220 @@
+"""The S3 endpoint over TLS 1.3 on a real server process, with real clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from cryptography import x509
+
+from tests.integration.certs import Pki, issue, make_pki
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+
+
+def _start(tmp_path: Path, pki: Pki, extra: str = "") -> ServerProcess:
+    config = tmp_path / "tls.toml"
+    config.write_text(pki.config() + extra)
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    return ServerProcess(data, config=str(config)).start()
+
+
+def _https(server: ServerProcess) -> str:
+    return f"https://127.0.0.1:{server.port}"
+
+
+def _peer_serial(server: ServerProcess, pki: Pki) -> int:
+    """Serial of the certificate a fresh TLS connection is shown."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Pki]]:
+    base = tmp_path_factory.mktemp("tls")
+    pki = make_pki(base / "pki")
+    server = _start(base, pki)
+    yield server, pki
+    server.stop()
+
+
+def test_listening_line_keeps_its_shape_over_tls(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """The start-up line tools parse for the port still reads "S3 API listening on HOST:PORT", marked https."""
+    server, _ = tls_server
+    line = next(line for line in server.output if "S3 API listening on" in line)
+    assert f"127.0.0.1:{server.port} (https)" in line
+
+
+def test_boto3_over_https_round_trips_10_mib(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """boto3 over HTTPS (aws-chunked bodies with a CRC32 trailer) creates a bucket and
+    puts and gets a 10 MiB object byte-identically, verifying the server against the CA."""
+    server, pki = tls_server
+    s3 = _client(server, pki)
+    bucket = f"tls-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    data = os.urandom(10 * 1024 * 1024)
+    put = s3.put_object(Bucket=bucket, Key="big.bin", Body=data)
+    assert "ChecksumCRC32" in put  # the trailer was sent and checked
+    got = s3.get_object(Bucket=bucket, Key="big.bin")["Body"].read()
+    assert got == data
+
+
+def _client(server: ServerProcess, pki: Pki) -> Any:
+    """boto3 over HTTPS, verifying the server against the test CA, with its
+    default checksum behaviour (aws-chunked uploads with a CRC32 trailer)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=_https(server),
+        aws_access_key_id=ROOT_ACCESS_KEY,
+        aws_secret_access_key=ROOT_SECRET_KEY,
+        region_name="us-east-1",
+        verify=str(pki.ca_file),
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                      retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def test_aws_cli_with_ca_bundle_copies_up_and_down(
+    tls_server: tuple[ServerProcess, Pki], tmp_path: Path
+) -> None:
+    """aws cli with --ca-bundle copies a file up and back down over HTTPS unchanged."""
+    server, pki = tls_server
+    local = Path(sys.executable).with_name("aws")
+    aws = str(local) if local.exists() else shutil.which("aws")
+    if aws is None:
+        pytest.skip("aws cli not installed")
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env.update({"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
+    common = ["--endpoint-url", _https(server), "--ca-bundle", str(pki.ca_file)]
+    bucket = f"tlscli-{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "up.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    for args in (["s3", "mb", f"s3://{bucket}"],
+                 ["s3", "cp", str(src), f"s3://{bucket}/up.bin"],
+                 ["s3", "cp", f"s3://{bucket}/up.bin", str(tmp_path / "down.bin")]):
+        proc = subprocess.run([aws, *common, *args], env=env, capture_output=True, timeout=60)
+        assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert (tmp_path / "down.bin").read_bytes() == src.read_bytes()
+
+
+def test_tls_1_2_client_is_refused(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """A client limited to TLS 1.2 fails the handshake: the endpoint speaks TLS 1.3 only."""
+    server, pki = tls_server
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError):
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1"):
+                pass
+
+
+def test_tls_1_3_client_is_served_with_or_without_client_certificate(
+    tls_server: tuple[ServerProcess, Pki],
+) -> None:
+    """TLS 1.3 clients get /health whether or not they hold a client certificate:
+    ca_file does not turn on mTLS for S3 (AWS clients cannot present one)."""
+    server, pki = tls_server
+    for with_cert in (False, True):
+        ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+        if with_cert:
+            ctx.load_cert_chain(str(pki.client_cert_file), str(pki.client_key_file))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.version() == "TLSv1.3"
+                tls.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                reply = b""
+                while chunk := tls.recv(4096):
+                    reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
+
+
+def _wait_for_serial(server: ServerProcess, pki: Pki, serial: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    seen = _peer_serial(server, pki)
+    while seen != serial and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = _peer_serial(server, pki)
+    return seen
+
+
+def test_sighup_reloads_the_certificate_without_restart(tmp_path: Path) -> None:
+    """After the cert and key files are replaced and SIGHUP is sent, new connections
+    present the new certificate, a connection opened before keeps working, and the
+    process is the same one throughout."""
+    pki = make_pki(tmp_path / "pki")
+    server = _start(tmp_path, pki)
+    try:
+        assert server.proc is not None
+        pid = server.proc.pid
+        old = pki.server.serial
+        assert _peer_serial(server, pki) == old
+        ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+        before = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=5),
+                                 server_hostname="127.0.0.1")
+        new = issue(pki.ca, "localhost", server=True)
+        pki.install_server(new)
+        os.kill(pid, signal.SIGHUP)
+        assert _wait_for_serial(server, pki, new.serial) == new.serial
+        assert server.proc.poll() is None and server.proc.pid == pid
+        # The connection made before the reload still has the old certificate and still works.
+        peer = before.getpeercert(binary_form=True)
+        assert peer is not None and x509.load_der_x509_certificate(peer).serial_number == old
+        before.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert before.recv(4096).startswith(b"HTTP/1.1 200")
+        before.close()
+        s3 = _client(server, pki)
+        s3.create_bucket(Bucket="after-reload")
+        assert any("TLS certificate reloaded" in line for line in server.output)
+    finally:
+        server.stop()
+
+
+def test_sighup_with_a_broken_certificate_keeps_the_old_one(tmp_path: Path) -> None:
+    """A SIGHUP while the cert file is broken logs an error and keeps serving the
+    previous certificate; the server stays up."""
+    pki = make_pki(tmp_path / "pki")
+    server = _start(tmp_path, pki)
+    try:
+        assert server.proc is not None
+        old = pki.server.serial
+        pki.cert_file.write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not any("TLS reload failed" in line for line in server.output):
+            assert time.monotonic() < deadline, "".join(server.output[-20:])
+            time.sleep(0.05)
+        assert "server.tls.cert_file" in next(line for line in server.output if "TLS reload failed" in line)
+        assert _peer_serial(server, pki) == old
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
+
+
+def test_key_not_matching_the_certificate_stops_start_up(tmp_path: Path) -> None:
+    """Start-up with a key that does not belong to the certificate fails, naming the key."""
+    pki = make_pki(tmp_path / "pki")
+    other = issue(pki.ca, "localhost", server=True)
+    pki.key_file.write_bytes(other.key_pem())
+    with pytest.raises(RuntimeError) as info:
+        _start(tmp_path, pki)
+    assert "server.tls.key_file" in str(info.value)
+    assert "does not match" in str(info.value)

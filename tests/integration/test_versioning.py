@@ -1,0 +1,278 @@
+"""Object versioning through boto3 (and rclone) against the real server process.
+
+Every test runs in both checksum modes of the ``s3`` fixture.  Buckets made
+here are versioned, so their clean-up deletes every version and marker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return exc.value.response["Error"]["Code"]
+
+
+def _headers(exc: pytest.ExceptionInfo[ClientError]) -> dict[str, str]:
+    return exc.value.response["ResponseMetadata"]["HTTPHeaders"]
+
+
+def purge(s3: Any, name: str) -> None:
+    """Delete every version and delete marker, then the bucket."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
+    s3.delete_bucket(Bucket=name)
+
+
+def enable(s3: Any, name: str, status: str = "Enabled") -> None:
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
+
+
+@pytest.fixture
+def vbucket(s3: Any) -> Iterator[str]:
+    """A bucket with versioning Enabled, emptied of every version afterwards."""
+    name = f"v-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    enable(s3, name)
+    yield name
+    purge(s3, name)
+
+
+@pytest.fixture
+def plain(s3: Any) -> Iterator[str]:
+    """A bucket created without versioning (tests may enable it), purged of all versions."""
+    name = f"p-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    purge(s3, name)
+
+
+def _versions(s3: Any, bucket: str, **kw: Any) -> list[tuple[str, str, bool, bool]]:
+    """(key, version id, is latest, is delete marker) in listing order."""
+    resp = s3.list_object_versions(Bucket=bucket, **kw)
+    # boto3 splits the server's interleaved listing into Versions (each in
+    # server order) and DeleteMarkers; this keeps that split: versions first.
+    items = [(v, False) for v in resp.get("Versions", [])] + [(m, True) for m in resp.get("DeleteMarkers", [])]
+    return [(i["Key"], i["VersionId"], i["IsLatest"], dm) for i, dm in items]
+
+
+def test_bucket_versioning_configuration(s3, plain):
+    """No Status until configured; Enabled and Suspended round-trip; Disabled and MFA delete are refused."""
+    assert "Status" not in s3.get_bucket_versioning(Bucket=plain)
+    enable(s3, plain, "Suspended")
+    assert s3.get_bucket_versioning(Bucket=plain)["Status"] == "Suspended"
+    s3.put_bucket_versioning(Bucket=plain, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Disabled"})
+    assert s3.get_bucket_versioning(Bucket=plain)["Status"] == "Enabled"
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_versioning(Bucket=plain, VersioningConfiguration={"Status": "Disabled"})
+    assert _code(e) == "MalformedXML"
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_versioning(Bucket=plain, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"})
+    assert _code(e) == "NotImplemented"
+    assert s3.get_bucket_versioning(Bucket=plain)["Status"] == "Enabled"
+
+
+def test_backups_scenario(s3, vbucket):
+    """Overwrite, delete, list versions, then restore: by copying an old version and by deleting the marker."""
+    v1 = s3.put_object(Bucket=vbucket, Key="db.dump", Body=b"monday")["VersionId"]
+    v2 = s3.put_object(Bucket=vbucket, Key="db.dump", Body=b"tuesday")["VersionId"]
+    assert v1 != v2
+    gone = s3.delete_object(Bucket=vbucket, Key="db.dump")
+    assert gone["DeleteMarker"] is True
+    marker = gone["VersionId"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=vbucket)
+    assert "Contents" not in s3.list_objects(Bucket=vbucket)
+    assert _versions(s3, vbucket) == [
+        ("db.dump", v2, False, False), ("db.dump", v1, False, False), ("db.dump", marker, True, True)]
+    resp = s3.list_object_versions(Bucket=vbucket)
+    assert [m["VersionId"] for m in resp["DeleteMarkers"]] == [marker]
+    old = s3.get_object(Bucket=vbucket, Key="db.dump", VersionId=v1)
+    assert old["Body"].read() == b"monday" and old["VersionId"] == v1
+
+    # Restore Monday's dump by copying that version onto the key.
+    copied = s3.copy_object(Bucket=vbucket, Key="db.dump",
+                            CopySource={"Bucket": vbucket, "Key": "db.dump", "VersionId": v1})
+    assert copied["CopySourceVersionId"] == v1
+    v3 = copied["VersionId"]
+    assert v3 not in (v1, v2, marker)
+    got = s3.get_object(Bucket=vbucket, Key="db.dump")
+    assert got["Body"].read() == b"monday" and got["VersionId"] == v3
+    assert len(_versions(s3, vbucket)) == 4
+
+    # Or undo a delete by removing the delete marker.
+    s3.put_object(Bucket=vbucket, Key="notes.txt", Body=b"keep")
+    marker2 = s3.delete_object(Bucket=vbucket, Key="notes.txt")["VersionId"]
+    undone = s3.delete_object(Bucket=vbucket, Key="notes.txt", VersionId=marker2)
+    assert undone["DeleteMarker"] is True and undone["VersionId"] == marker2
+    assert s3.get_object(Bucket=vbucket, Key="notes.txt")["Body"].read() == b"keep"
+
+
+def test_delete_marker_answers_404_and_405_with_headers(s3, vbucket):
+    """GET/HEAD of a marked key: 404 NoSuchKey + marker headers; GET/HEAD of the marker's id: 405."""
+    s3.put_object(Bucket=vbucket, Key="k", Body=b"x")
+    marker = s3.delete_object(Bucket=vbucket, Key="k")["VersionId"]
+    for call in (s3.get_object, s3.head_object):
+        with pytest.raises(ClientError) as e:
+            call(Bucket=vbucket, Key="k")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        assert _headers(e)["x-amz-delete-marker"] == "true"
+        assert _headers(e)["x-amz-version-id"] == marker
+        with pytest.raises(ClientError) as e:
+            call(Bucket=vbucket, Key="k", VersionId=marker)
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 405
+        assert _headers(e)["x-amz-delete-marker"] == "true"
+        assert "last-modified" in _headers(e)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=vbucket, Key="k")
+    assert _code(e) == "NoSuchKey"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=vbucket, Key="k", VersionId=marker)
+    assert _code(e) == "MethodNotAllowed"
+
+
+def test_version_ids_on_every_write_and_read(s3, vbucket):
+    """PUT, COPY, GET, HEAD and DELETE all report the version they touched."""
+    put = s3.put_object(Bucket=vbucket, Key="a", Body=b"1")
+    head = s3.head_object(Bucket=vbucket, Key="a", VersionId=put["VersionId"])
+    assert head["VersionId"] == put["VersionId"]
+    copy = s3.copy_object(Bucket=vbucket, Key="b", CopySource={"Bucket": vbucket, "Key": "a"})
+    assert copy["VersionId"] != put["VersionId"] and copy["CopySourceVersionId"] == put["VersionId"]
+    deleted = s3.delete_object(Bucket=vbucket, Key="b", VersionId=copy["VersionId"])
+    assert deleted["VersionId"] == copy["VersionId"] and "DeleteMarker" not in deleted
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=vbucket, Key="b")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_unknown_and_malformed_version_ids(s3, vbucket):
+    """A well-formed unknown id is 404 NoSuchVersion; garbage is 400 InvalidArgument; deleting either is safe."""
+    vid = s3.put_object(Bucket=vbucket, Key="k", Body=b"x")["VersionId"]
+    other = vid[:-1] + ("A" if vid[-1] != "A" else "B")
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=vbucket, Key="k", VersionId=other)
+    assert _code(e) == "NoSuchVersion"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=vbucket, Key="k", VersionId="nonsense")
+    assert _code(e) == "InvalidArgument"
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=vbucket, Key="k", VersionId="nonsense")
+    assert _code(e) == "InvalidArgument"
+    s3.delete_object(Bucket=vbucket, Key="k", VersionId=other)  # idempotent: 204
+    assert s3.get_object(Bucket=vbucket, Key="k")["Body"].read() == b"x"
+
+
+def test_suspended_and_null_version_semantics(s3, plain):
+    """Objects from before versioning are 'null'; Suspended writes replace the null version and delete writes a null marker."""
+    s3.put_object(Bucket=plain, Key="k", Body=b"original")
+    assert "VersionId" not in s3.head_object(Bucket=plain, Key="k")  # never versioned: no header
+    assert s3.head_object(Bucket=plain, Key="k", VersionId="null")["ContentLength"] == 8
+    enable(s3, plain)
+    assert s3.head_object(Bucket=plain, Key="k")["VersionId"] == "null"
+    v1 = s3.put_object(Bucket=plain, Key="k", Body=b"versioned")["VersionId"]
+    enable(s3, plain, "Suspended")
+    put = s3.put_object(Bucket=plain, Key="k", Body=b"suspended-1")
+    assert put["VersionId"] == "null"
+    s3.put_object(Bucket=plain, Key="k", Body=b"suspended-2")
+    listed = _versions(s3, plain)
+    assert sorted(v for _k, v, _l, _d in listed) == sorted(["null", v1])  # old null replaced, v1 kept
+    assert s3.get_object(Bucket=plain, Key="k", VersionId="null")["Body"].read() == b"suspended-2"
+    deleted = s3.delete_object(Bucket=plain, Key="k")
+    assert deleted["DeleteMarker"] is True and deleted["VersionId"] == "null"
+    listed = _versions(s3, plain)
+    assert ("k", "null", True, True) in listed and len(listed) == 2
+    s3.delete_object(Bucket=plain, Key="k", VersionId="null")  # remove the null marker
+    got = s3.get_object(Bucket=plain, Key="k")
+    assert got["Body"].read() == b"versioned" and got["VersionId"] == v1
+
+
+def test_delete_objects_with_versions(s3, vbucket):
+    """DeleteObjects removes named versions, creates markers for bare keys, and reports DeleteMarker fields."""
+    v = [s3.put_object(Bucket=vbucket, Key="k", Body=str(i).encode())["VersionId"] for i in range(3)]
+    marker = s3.delete_object(Bucket=vbucket, Key="k")["VersionId"]
+    resp = s3.delete_objects(Bucket=vbucket, Delete={"Objects": [
+        {"Key": "k", "VersionId": v[0]},
+        {"Key": "k", "VersionId": marker},
+        {"Key": "fresh"},
+        {"Key": "k", "VersionId": "garbage"},
+    ]})
+    by = {(d["Key"], d.get("VersionId")): d for d in resp["Deleted"]}
+    assert "DeleteMarker" not in by[("k", v[0])]
+    assert by[("k", marker)]["DeleteMarker"] is True and by[("k", marker)]["DeleteMarkerVersionId"] == marker
+    fresh = by[("fresh", None)]
+    assert fresh["DeleteMarker"] is True and fresh["DeleteMarkerVersionId"]
+    assert [(e["Key"], e["Code"]) for e in resp["Errors"]] == [("k", "NoSuchVersion")]
+    assert s3.get_object(Bucket=vbucket, Key="k")["VersionId"] == v[2]  # marker gone: v2 current again
+    listed = _versions(s3, vbucket)
+    assert {(k, vid) for k, vid, _l, _d in listed} == {("k", v[2]), ("k", v[1]), ("fresh", fresh["DeleteMarkerVersionId"])}
+    again = s3.delete_objects(Bucket=vbucket, Delete={"Objects": [{"Key": "k", "VersionId": v[0]}]})
+    assert [d["Key"] for d in again["Deleted"]] == ["k"] and not again.get("Errors")
+
+
+def test_version_listing_paginates_with_key_and_version_markers(s3, vbucket):
+    """The paginator with tiny pages (key-marker + version-id-marker) yields exactly the one-page listing."""
+    keys = ["a", "a", "a", "b c", "d/x", "d/x", "d/y", "\u00e9t\u00e9", "z"]
+    for k in keys:
+        s3.put_object(Bucket=vbucket, Key=k, Body=b"x")
+    s3.delete_object(Bucket=vbucket, Key="b c")
+    full = s3.list_object_versions(Bucket=vbucket)
+    ordered = sorted(full["Versions"] + full["DeleteMarkers"], key=lambda i: i["Key"].encode())
+    assert len(ordered) == len(keys) + 1
+    for kw in ({}, {"Prefix": "d/"}, {"Delimiter": "/"}):
+        pages = list(s3.get_paginator("list_object_versions").paginate(
+            Bucket=vbucket, PaginationConfig={"PageSize": 2}, **kw))
+        assert len(pages) > 1
+        got = [(i["Key"], i["VersionId"]) for p in pages for i in p.get("Versions", []) + p.get("DeleteMarkers", [])]
+        want = [(i["Key"], i["VersionId"]) for i in ordered if i["Key"].startswith(kw.get("Prefix", ""))]
+        if "Delimiter" in kw:
+            want = [w for w in want if "/" not in w[0]]
+            assert [cp["Prefix"] for p in pages for cp in p.get("CommonPrefixes", [])] == ["d/"]
+        assert sorted(got) == sorted(want) and len(got) == len(set(got))
+    encoded = s3.list_object_versions(Bucket=vbucket, Prefix="\u00e9", EncodingType="url")
+    assert [v["Key"] for v in encoded["Versions"]] == ["%C3%A9t%C3%A9"]
+    page = s3.list_object_versions(Bucket=vbucket, MaxKeys=2)
+    assert page["IsTruncated"] is True and page["NextKeyMarker"] == "a" and page["NextVersionIdMarker"]
+    with pytest.raises(ClientError) as e:
+        s3.list_object_versions(Bucket=vbucket, VersionIdMarker=page["NextVersionIdMarker"])
+    assert _code(e) == "InvalidArgument"
+
+
+def test_rclone_with_a_versioned_bucket(server, s3, vbucket, tmp_path):
+    """rclone copy/lsf work on a versioned bucket; --s3-versions also lists the old versions."""
+    from tests.integration.test_cli_tools import _run, _tool
+
+    rclone = _tool("rclone")
+    env = {
+        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+        "RCLONE_CONFIG_LS_TYPE": "s3",
+        "RCLONE_CONFIG_LS_PROVIDER": "Other",
+        "RCLONE_CONFIG_LS_ACCESS_KEY_ID": ROOT_ACCESS_KEY,
+        "RCLONE_CONFIG_LS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+        "RCLONE_CONFIG_LS_ENDPOINT": server.endpoint,
+        "RCLONE_CONFIG_LS_REGION": "us-east-1",
+        "RCLONE_CONFIG_LS_FORCE_PATH_STYLE": "true",
+    }
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"first")
+    (src / "b.txt").write_bytes(b"bee")
+    _run([rclone, "copy", str(src), f"ls:{vbucket}"], env)
+    (src / "a.txt").write_bytes(b"second, longer")
+    _run([rclone, "copy", str(src), f"ls:{vbucket}"], env)
+    listed = _run([rclone, "lsf", f"ls:{vbucket}"], env).decode().split()
+    assert sorted(listed) == ["a.txt", "b.txt"]
+    with_versions = _run([rclone, "lsf", "--s3-versions", f"ls:{vbucket}"], env).decode().split()
+    assert len(with_versions) == 3 and "a.txt" in with_versions
+    old = [name for name in with_versions if name.startswith("a-v")]
+    assert len(old) == 1 and old[0].endswith(".txt")
+    out = _run([rclone, "cat", "--s3-versions", f"ls:{vbucket}/{old[0]}"], env)
+    assert out == b"first"
+    _run([rclone, "delete", f"ls:{vbucket}/b.txt"], env)
+    assert _run([rclone, "lsf", f"ls:{vbucket}"], env).decode().split() == ["a.txt"]
+    assert len(_versions(s3, vbucket)) == 4  # a x2, b, b's delete marker

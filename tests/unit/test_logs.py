@@ -1,0 +1,136 @@
+"""Log formats, level filtering and how the observer reaches twistd, in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.application.service import Application, MultiService
+from twisted.logger import ILogObserver, Logger, LogLevel, globalLogPublisher
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from lightningstor.config import LoggingSettings
+from lightningstor.logs import (
+    LEVELS,
+    LoggingRoot,
+    format_json_event,
+    make_observer,
+    twistd_observer_factory,
+)
+from lightningstor.s3.accesslog import AccessLog
+from lightningstor.s3.summary import RequestSummary
+
+
+def _emit(observer: Any, level: LogLevel, text: str = "hello {who}", **fields: Any) -> None:
+    Logger(namespace="test.ns", observer=observer).emit(level, text, **fields)
+
+
+def test_json_lines_carry_time_level_namespace_message_and_fields() -> None:
+    """format = "json": one JSON object per line with time, level, namespace, the formatted
+    message and the event's own fields; non-JSON values become strings."""
+    out = io.StringIO()
+    observer = make_observer(LoggingSettings(level="info", format="json"), out)
+    _emit(observer, LogLevel.warn, who="world", count=3, thing=object(), namespace="mine")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["level"] == "warn" and record["namespace"] == "test.ns"
+    assert record["message"] == "hello world"
+    assert record["who"] == "world" and record["count"] == 3
+    assert record["thing"].startswith("<object object")
+    assert record["time"].endswith("+00:00")
+    assert record["field_namespace"] == "mine"  # an event field may not overwrite the envelope
+
+
+def test_json_failure_events_include_the_traceback() -> None:
+    """A logged failure's JSON line has the traceback as a field, still on one line."""
+    failure = Failure(ZeroDivisionError("division by zero"))
+    line = format_json_event({"log_format": "boom", "log_level": LogLevel.critical,
+                              "log_namespace": "x", "log_time": 0.0, "log_failure": failure})
+    assert line.count("\n") == 1
+    assert "ZeroDivisionError" in json.loads(line)["traceback"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_level_filter_drops_events_below_the_configured_level(fmt: str) -> None:
+    """level = "warn" keeps warn, error and critical events and drops debug and info,
+    in both formats; trace means debug (twisted.logger's lowest level)."""
+    out = io.StringIO()
+    observer = make_observer(LoggingSettings(level="warn", format=fmt), out)
+    for level in (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical):
+        _emit(observer, level, f"at-{level.name}")
+    text = out.getvalue()
+    assert "at-debug" not in text and "at-info" not in text
+    assert all(f"at-{name}" in text for name in ("warn", "error", "critical"))
+    assert LEVELS["trace"] is LogLevel.debug
+
+
+def test_text_format_is_twistds_line_format() -> None:
+    """format = "text" writes twistd's usual "time [namespace#level] message" lines."""
+    out = io.StringIO()
+    _emit(make_observer(LoggingSettings(level="debug", format="text"), out), LogLevel.debug, who="x")
+    assert "[test.ns#debug] hello x" in out.getvalue()
+
+
+def test_access_event_text_and_fields() -> None:
+    """The access event's text line reads like a combined log line with the request id and
+    operation, and its fields are the summary's."""
+    events: list[dict[str, Any]] = []
+    summary = RequestSummary(
+        request_id="R", principal="AK", operation="PutObject", method="PUT", uri="/b/k",
+        bucket="b", key="k", status=200, completed=True, error_code=None, bytes_in=5,
+        bytes_out=0, duration=0.25, remote="127.0.0.1", object_size=5,
+    )  # fmt: skip
+    AccessLog(Logger(namespace="lightningstor.access", observer=events.append)).emit(summary)
+    from twisted.logger import formatEvent
+
+    assert formatEvent(events[0]) == '127.0.0.1 AK "PUT /b/k" 200 5 0 0.250s R PutObject'
+    assert (events[0]["bucket"], events[0]["key"], events[0]["status"]) == ("b", "k", 200)
+
+
+def test_logging_root_gives_twistd_its_observer_once() -> None:
+    """Added to twistd's Application, LoggingRoot sets the Application's ILogObserver
+    component (what twistd uses when no --logger is given), keeps one already set, and
+    holds the server service as its child."""
+    made: list[Any] = []
+
+    def factory() -> Any:
+        made.append(lambda event: None)
+        return made[-1]
+
+    server = MultiService()
+    app = Application("test")
+    LoggingRoot(server, factory).setServiceParent(app)
+    assert app.getComponent(ILogObserver) is made[0]
+    assert server.parent is not None
+    other = Application("other")
+    preset = lambda event: None  # noqa: E731
+    other.setComponent(ILogObserver, preset)
+    LoggingRoot(MultiService(), factory).setServiceParent(other)
+    assert other.getComponent(ILogObserver) is preset and len(made) == 1
+
+
+def test_observer_writes_where_twistd_would(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-n without --logfile logs to stdout; --logfile=PATH to that file; --logfile=- without
+    -n is refused as twistd refuses it."""
+    settings = LoggingSettings(level="info", format="json")
+    observer = twistd_observer_factory(settings, {"nodaemon": True, "logfile": None}, None)()
+    _emit(observer, LogLevel.info, "to-stdout")
+    assert json.loads(capsys.readouterr().out)["message"] == "to-stdout"
+    path = tmp_path / "server.log"
+    observer = twistd_observer_factory(settings, {"nodaemon": True, "logfile": str(path)}, None)()
+    _emit(observer, LogLevel.info, "to-file")
+    assert json.loads(path.read_text())["message"] == "to-file"
+    with pytest.raises(usage.UsageError):
+        twistd_observer_factory(settings, {"nodaemon": False, "logfile": "-"}, None)
+
+
+def test_global_publisher_untouched() -> None:
+    """Building observers does not register them anywhere: only twistd installs them."""
+    before = list(globalLogPublisher._observers)
+    make_observer(LoggingSettings(), io.StringIO())
+    assert list(globalLogPublisher._observers) == before
