@@ -117,13 +117,20 @@ class S3Metrics:
             ["code", "status"],
             registry=r,
         )
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def request_finished(self, summary: RequestSummary) -> None:
         """The S3 finish hook: count and time one request, exactly once."""
         operation = summary.operation
         status = str(summary.status)
-        self.requests.labels(operation, status).inc()
-        self.request_duration.labels(operation).observe(summary.duration)
+        # ``labels()`` validates and locks on every call; the label sets are
+        # few (operations x statuses), so their children are kept.
+        children = self._children.get((operation, status))
+        if children is None:
+            children = (self.requests.labels(operation, status), self.request_duration.labels(operation))
+            self._children[(operation, status)] = children
+        children[0].inc()
+        children[1].observe(summary.duration)
         if summary.error_code is not None and summary.status >= 400:
             self.s3_errors.labels(summary.error_code, status).inc()
         if summary.object_size is not None:

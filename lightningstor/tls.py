@@ -262,7 +262,11 @@ class SignalReloadService(Service):
 
     def run_hooks(self) -> Deferred[list[Any]]:
         """Run every hook; one failing does not stop the others."""
-        log.info("Received {signal}: reloading", signal=signal.Signals(self.signum).name)
+        name = signal.Signals(self.signum).name
+        if not self.hooks:
+            log.info("Received {signal}: nothing to reload", signal=name)
+        else:
+            log.info("Received {signal}: reloading", signal=name)
         results = []
         for hook in self.hooks:
             d = maybeDeferred(hook)
@@ -275,15 +279,16 @@ def attach_tls(parent: Any, settings: TlsSettings | None, reactor: Any, pool: An
     """Load ``[server.tls]`` for a listener and reload it on SIGHUP.
 
     Returns None when TLS is not configured.  Loads synchronously (start-up:
-    a bad file fails ``build`` with a :class:`ConfigError`) and adds a
-    :class:`SignalReloadService` to ``parent`` that re-reads the files in
-    ``pool`` on SIGHUP.
+    a bad file fails ``build`` with a :class:`ConfigError`).  Adds a
+    :class:`SignalReloadService` to ``parent`` either way: SIGHUP's default
+    action kills the process, and ``systemctl reload`` must never do that,
+    TLS or not.
     """
+    reloader = SignalReloadService(reactor)
+    reloader.setServiceParent(parent)
     if settings is None:
         return None
     tls = ReloadableServerTls.load(settings, reactor=reactor, pool=pool)
     log.info("TLS 1.3 certificate: {certificate}", certificate=tls.material.describe())
-    reloader = SignalReloadService(reactor)
     reloader.add_hook(tls.reload)
-    reloader.setServiceParent(parent)
     return tls

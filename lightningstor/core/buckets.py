@@ -15,6 +15,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.core import keys, records
+from lightningstor.core.attributes import check_bucket_tags, validate_storage_class
 from lightningstor.core.types import Bucket, Principal, Versioning
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
 
@@ -31,6 +32,17 @@ def validate_bucket_name(name: str) -> None:
         raise errors.InvalidBucketName(resource=name, BucketName=name)
 
 
+def check_scope(principal: Principal, org_id: str | None, project_id: str | None) -> None:
+    """AccessDenied unless ``org_id``/``project_id`` (None: the caller's own)
+    are the caller's scope: a principal can only resolve buckets there."""
+    if org_id is not None and org_id != principal.org_id:
+        raise errors.AccessDenied(f"Principal {principal.principal_id} cannot create buckets in org {org_id}")
+    if project_id is not None and project_id != (principal.project_id or ""):
+        raise errors.AccessDenied(
+            f"Principal {principal.principal_id} cannot create buckets in project {project_id}"
+        )
+
+
 class BucketManager:
     """Create, find, list and delete buckets in a principal's scope."""
 
@@ -44,10 +56,33 @@ class BucketManager:
 
     @inlineCallbacks
     def create(
-        self, principal: Principal, name: str, *, location: str | None = None
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        location: str | None = None,
+        org_id: str | None = None,
+        project_id: str | None = None,
+        versioning: Versioning = Versioning.DISABLED,
+        tags: dict[str, str] | None = None,
+        storage_class: str = "STANDARD",
     ) -> Any:
-        """Deferred[Bucket].  BucketAlreadyOwnedByYou if the caller's scope has it."""
+        """Deferred[Bucket].  BucketAlreadyOwnedByYou if the caller's scope has it.
+
+        ``org_id``/``project_id`` name the scope the caller asks for (None:
+        its own); a principal creates buckets only in its own scope, since
+        those are the only buckets it can resolve (AccessDenied otherwise).
+        ``versioning`` and ``tags`` are stored with the bucket record in the
+        same write, so a bucket never exists without them.
+        """
         validate_bucket_name(name)
+        check_scope(principal, org_id, project_id)
+        check_bucket_tags(tags or {})
+        validate_storage_class(storage_class)
+        if versioning is Versioning.SUSPENDED:
+            raise errors.InvalidArgument(
+                "A new bucket's versioning is Enabled or never configured", ArgumentName="versioning"
+            )
         if location not in (None, "", self._region):
             raise errors.S3Error(
                 f"The specified location-constraint is not valid: {location}",
@@ -63,7 +98,10 @@ class BucketManager:
             created_at=now,
             updated_at=now,
             created_by=principal.principal_id,
+            versioning=versioning,
+            storage_class=storage_class,
             region=self._region,
+            tags=dict(tags or {}),
         )
         bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
         # Unique within the caller's own scope (a project bucket may share its

@@ -57,6 +57,34 @@ def resolve_copy_source(core: Any, bucket: Bucket, key: str, version_id: str | N
     return record
 
 
+def check_copy_changes(
+    source_bucket: Bucket,
+    source_key: str,
+    source_version_id: str | None,
+    dest_bucket: Bucket,
+    dest_key: str,
+    *,
+    replaces_metadata: bool,
+    sets_storage_class: bool,
+) -> None:
+    """InvalidRequest for a copy of an object onto itself that changes nothing.
+
+    Copying a named version onto its own key is how an old version is
+    restored, so only an unversioned self-copy must change something (its
+    metadata or storage class), as AWS requires.
+    """
+    same = (
+        source_bucket.bucket_id == dest_bucket.bucket_id
+        and source_key == dest_key
+        and source_version_id is None
+    )
+    if same and not replaces_metadata and not sets_storage_class:
+        raise errors.InvalidRequest(
+            "This copy request is illegal because it is trying to copy an object to itself without "
+            "changing the object's metadata, storage class, website redirect location or encryption attributes."
+        )
+
+
 @inlineCallbacks
 def copy_object(
     core: Any,

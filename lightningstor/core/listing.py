@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
+from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.types import ListEntry, ListResult
 from lightningstor.core.versions import parse_version_id, wire_version_id
@@ -172,6 +173,24 @@ def _marker_sequence(store: IMetadataStore, bucket_id: str, key: str, version_id
         return None
     current = records.decode_object(kv.value)
     return current.sequence if current.version_id is None else current.null_sequence
+
+
+def check_version_id_marker(key_marker: str | None, version_id_marker: str | None) -> None:
+    """ListObjectVersions paging input: a version-id marker only with a key
+    marker, and only a well-formed id (InvalidArgument otherwise, as AWS)."""
+    if not version_id_marker:
+        return
+    if not key_marker:
+        raise errors.InvalidArgument(
+            "A version-id marker cannot be specified without a key marker.",
+            ArgumentName="version-id-marker", ArgumentValue=version_id_marker,
+        )  # fmt: skip
+    try:
+        parse_version_id(version_id_marker)
+    except errors.S3Error:
+        raise errors.InvalidArgument(
+            "Invalid version id specified", ArgumentName="version-id-marker", ArgumentValue=version_id_marker
+        ) from None
 
 
 @inlineCallbacks

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from lightningstor import errors
 from lightningstor.checksums import b64
 from lightningstor.core import keys, records
+from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
 from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
 from lightningstor.interfaces.metadata import (
@@ -254,6 +255,29 @@ class ObjectManager:
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    def new_record(self, key: str, result: Any, attrs: PutAttrs, checksums: dict[str, str]) -> ObjectRecord:
+        """The record of a body just written (a ChunkManager ``WriteResult``)
+        with the writer's attributes, ready for :meth:`commit`.
+
+        ``checksums`` are the values :func:`verify_digests` returned.  One
+        place for this mapping keeps objects written over S3 and gRPC alike.
+        """
+        return ObjectRecord(
+            key=key,
+            size=result.size,
+            etag=result.md5_hex,
+            created_at=self.now_ms(),
+            content_type=attrs.content_type,
+            system_headers=attrs.system_headers,
+            metadata=attrs.metadata,
+            checksums=checksums,
+            storage_class=attrs.storage_class,
+            chunks=list(result.chunks),
+            inline=result.inline,
+            tags=attrs.tags,
+            owner=attrs.owner,
+        )
 
     # -- reading ---------------------------------------------------------
     @inlineCallbacks
@@ -525,8 +549,10 @@ class ObjectManager:
         Only the metadata record is rewritten (guarded by its revision); the
         object's data, ETag and Last-Modified stay as they are.  A delete
         marker cannot be tagged (NoSuchKey / MethodNotAllowed as for GET).
+        A tag set AWS would refuse is InvalidTag.
         """
         validate_key(key)
+        check_object_tags(tags)
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
             if version_id is None:

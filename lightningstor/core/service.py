@@ -10,10 +10,12 @@ from typing import Any, Callable
 
 from twisted.internet.defer import DeferredList, inlineCallbacks
 
+from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.buckets import BucketManager
+from lightningstor.core.bulk import delete_objects
 from lightningstor.core.copy import copy_object
 from lightningstor.core.credentials import CredentialStore
-from lightningstor.core.listing import list_object_versions, list_objects
+from lightningstor.core.listing import check_version_id_marker, list_object_versions, list_objects
 from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, MultipartManager
 from lightningstor.core.objects import ObjectManager
 from lightningstor.core.types import Bucket
@@ -62,7 +64,12 @@ class Core:
         return list_objects(self.store, bucket.bucket_id, **kwargs)
 
     def list_object_versions(self, bucket: Any, **kwargs: Any) -> Any:
-        """Deferred[VersionListResult]; see :func:`lightningstor.core.listing.list_object_versions`."""
+        """Deferred[VersionListResult]; see :func:`lightningstor.core.listing.list_object_versions`.
+
+        A ``version_id_marker`` needs a ``key_marker`` and must be a valid
+        id (InvalidArgument naming ``version-id-marker`` otherwise, as AWS).
+        """
+        check_version_id_marker(kwargs.get("key_marker"), kwargs.get("version_id_marker"))
         kwargs["max_keys"] = max(0, min(kwargs.get("max_keys", 1000), self.max_keys_per_list))
         return list_object_versions(self.store, bucket.bucket_id, **kwargs)
 
@@ -75,7 +82,9 @@ class Core:
         return update_bucket(self.store, bucket, change, self.objects.now_ms())
 
     def set_bucket_tags(self, bucket: Bucket, tags: dict[str, str]) -> Any:
-        """Deferred[Bucket] with its tag set replaced ({} removes it)."""
+        """Deferred[Bucket] with its tag set replaced ({} removes it); InvalidTag
+        for a set AWS would refuse."""
+        check_bucket_tags(tags)
 
         def change(stored: Bucket) -> None:
             stored.tags = dict(tags)
@@ -84,6 +93,10 @@ class Core:
 
     def copy_object(self, *args: Any, **kwargs: Any) -> Any:
         return copy_object(self, *args, **kwargs)
+
+    def delete_objects(self, bucket: Bucket, items: Any, *, owner: str) -> Any:
+        """Deferred[BulkDeleteResult]; see :func:`lightningstor.core.bulk.delete_objects`."""
+        return delete_objects(self.objects, bucket, items, owner=owner)
 
     @inlineCallbacks
     def readiness(self) -> Any:

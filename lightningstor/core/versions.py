@@ -81,6 +81,19 @@ def wire_version_id(version_id: str | None) -> str:
     return NULL_VERSION if version_id is None else version_id
 
 
+def reported_version_id(bucket: Bucket, version_id: str | None) -> str | None:
+    """The version id a response reports for a version of an object in ``bucket``.
+
+    A real id always; the null version's ``null`` only once the bucket has
+    versioning configured (for a bucket never versioned AWS reports none).
+    """
+    if version_id is not None:
+        return version_id
+    if bucket.versioning is not Versioning.DISABLED:
+        return NULL_VERSION
+    return None
+
+
 def next_versioning(current: Versioning, requested: str) -> Versioning:
     """The state PutBucketVersioning moves a bucket to.
 

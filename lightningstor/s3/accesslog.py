@@ -19,12 +19,21 @@ from twisted.logger import Logger
 
 from lightningstor.s3.summary import RequestSummary
 
-__all__ = ["ACCESS_FORMAT", "AccessLog"]
+__all__ = ["ACCESS_FORMAT", "AccessLog", "access_line"]
 
 ACCESS_FORMAT = (
     '{remote} {principal} "{method} {uri}" {status} {bytes_in} {bytes_out} '
     "{duration:.3f}s {request_id} {operation}"
 )
+
+
+def access_line(summary: RequestSummary) -> str:
+    """The text of the access event (:data:`ACCESS_FORMAT` applied)."""
+    s = summary
+    return (
+        f'{s.remote} {s.principal} "{s.method} {s.uri}" {s.status} {s.bytes_in} {s.bytes_out} '
+        f"{s.duration:.3f}s {s.request_id} {s.operation}"
+    )
 
 
 class AccessLog:
@@ -34,8 +43,13 @@ class AccessLog:
         self.log = logger or Logger(namespace="lightningstor.access")
 
     def emit(self, summary: RequestSummary) -> None:
+        # The line is formatted here and handed over as a format string with
+        # no replacement fields (braces escaped): twisted.logger's
+        # string.Formatter would otherwise look up ten fields per request in
+        # pure Python, a third of the event's cost.
+        text = access_line(summary).replace("{", "{{").replace("}", "}}")
         self.log.info(
-            ACCESS_FORMAT,
+            text,
             request_id=summary.request_id,
             principal=summary.principal,
             operation=summary.operation,

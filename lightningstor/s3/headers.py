@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS
+from lightningstor.core.attributes import validate_storage_class, validate_tags
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.types import ObjectRecord
 from lightningstor.s3.dates import http_date
@@ -25,7 +26,6 @@ SYSTEM_HEADERS = (
     "Expires",
 )
 META_PREFIX = "x-amz-meta-"
-STORAGE_CLASSES = frozenset({"STANDARD"})
 
 # response-* query parameters that override a GET's response headers.
 RESPONSE_OVERRIDES = {
@@ -78,17 +78,6 @@ def parse_tagging_header(value: str) -> dict[str, str]:
     return tags
 
 
-def validate_tags(tags: Mapping[str, str], limit: int) -> None:
-    """AWS limits: ``limit`` tags, keys 1-128 and values 0-256 characters."""
-    if len(tags) > limit:
-        raise errors.InvalidTag(f"Object tags cannot be greater than {limit}")
-    for k, v in tags.items():
-        if not 1 <= len(k) <= 128:
-            raise errors.InvalidTag("The TagKey you have provided is invalid")
-        if len(v) > 256:
-            raise errors.InvalidTag("The TagValue you have provided is invalid")
-
-
 def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttrs:
     """PutAttrs from PutObject-style request headers (lower-case names)."""
     from lightningstor.core.objects import validate_metadata
@@ -111,8 +100,7 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
     attrs.store_checksums = keep
     storage_class = headers.get("x-amz-storage-class")
     if storage_class:
-        if storage_class not in STORAGE_CLASSES:
-            raise errors.S3Error(code="InvalidStorageClass")
+        validate_storage_class(storage_class)
         attrs.storage_class = storage_class
     tagging = headers.get("x-amz-tagging")
     if tagging:

@@ -543,3 +543,22 @@ def test_kill_during_complete_leaves_all_or_nothing(tmp_path: Path) -> None:
     finally:
         server.stop()
     print("outcomes of the kill during complete:", sorted(outcomes))
+
+
+def test_versioned_bucket_complete_and_copy_from_version(client: Any, mpbucket: str) -> None:
+    """In a versioned bucket CompleteMultipartUpload returns the new version id, and UploadPartCopy
+    can read a noncurrent version named in x-amz-copy-source."""
+    client.put_bucket_versioning(Bucket=mpbucket, VersioningConfiguration={"Status": "Enabled"})
+    old = client.put_object(Bucket=mpbucket, Key="src", Body=b"old bytes")
+    client.put_object(Bucket=mpbucket, Key="src", Body=b"new bytes")
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="dst")["UploadId"]
+    copied = client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=1,
+                                     CopySource={"Bucket": mpbucket, "Key": "src", "VersionId": old["VersionId"]})
+    assert copied["CopySourceVersionId"] == old["VersionId"]
+    done = client.complete_multipart_upload(Bucket=mpbucket, Key="dst", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]}]})
+    assert done["VersionId"] and done["VersionId"] != "null"
+    got = client.get_object(Bucket=mpbucket, Key="dst", VersionId=done["VersionId"])
+    assert got["Body"].read() == b"old bytes"
+    for v in client.list_object_versions(Bucket=mpbucket).get("Versions", []):
+        client.delete_object(Bucket=mpbucket, Key=v["Key"], VersionId=v["VersionId"])

@@ -21,6 +21,7 @@ from botocore.config import Config
 from cryptography import x509
 
 from tests.integration.certs import Pki, issue, make_pki
+from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 
 
@@ -218,3 +219,20 @@ def test_key_not_matching_the_certificate_stops_start_up(tmp_path: Path) -> None
         _start(tmp_path, pki)
     assert "server.tls.key_file" in str(info.value)
     assert "does not match" in str(info.value)
+
+
+def test_sighup_without_tls_is_harmless(tmp_data: Path) -> None:
+    """SIGHUP to a plain-HTTP server (systemctl reload) logs that there is nothing to
+    reload instead of killing the process (SIGHUP's default action)."""
+    server = ServerProcess(tmp_data).start()
+    try:
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not any("nothing to reload" in line for line in server.output):
+            assert server.proc.poll() is None, "".join(server.output[-20:])
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        make_client(server.endpoint).create_bucket(Bucket="still-up")
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 from twisted.application.service import Application, MultiService
-from twisted.logger import ILogObserver, Logger, LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
 
@@ -21,7 +22,7 @@ from lightningstor.logs import (
     make_observer,
     twistd_observer_factory,
 )
-from lightningstor.s3.accesslog import AccessLog
+from lightningstor.s3.accesslog import ACCESS_FORMAT, AccessLog
 from lightningstor.s3.summary import RequestSummary
 
 
@@ -78,18 +79,18 @@ def test_text_format_is_twistds_line_format() -> None:
 
 def test_access_event_text_and_fields() -> None:
     """The access event's text line reads like a combined log line with the request id and
-    operation, and its fields are the summary's."""
+    operation (ACCESS_FORMAT), braces in a key are printed as sent, and the event's fields
+    are the summary's."""
     events: list[dict[str, Any]] = []
     summary = RequestSummary(
-        request_id="R", principal="AK", operation="PutObject", method="PUT", uri="/b/k",
-        bucket="b", key="k", status=200, completed=True, error_code=None, bytes_in=5,
+        request_id="R", principal="AK", operation="PutObject", method="PUT", uri="/b/{k}",
+        bucket="b", key="{k}", status=200, completed=True, error_code=None, bytes_in=5,
         bytes_out=0, duration=0.25, remote="127.0.0.1", object_size=5,
     )  # fmt: skip
     AccessLog(Logger(namespace="lightningstor.access", observer=events.append)).emit(summary)
-    from twisted.logger import formatEvent
-
-    assert formatEvent(events[0]) == '127.0.0.1 AK "PUT /b/k" 200 5 0 0.250s R PutObject'
-    assert (events[0]["bucket"], events[0]["key"], events[0]["status"]) == ("b", "k", 200)
+    assert formatEvent(events[0]) == '127.0.0.1 AK "PUT /b/{k}" 200 5 0 0.250s R PutObject'
+    assert formatEvent(events[0]) == ACCESS_FORMAT.format(**dataclasses.asdict(summary))
+    assert (events[0]["bucket"], events[0]["key"], events[0]["status"]) == ("b", "{k}", 200)
 
 
 def test_logging_root_gives_twistd_its_observer_once() -> None:

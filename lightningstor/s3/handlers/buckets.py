@@ -7,11 +7,9 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
+from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.types import Versioning
 from lightningstor.s3 import xmlio
-from lightningstor.s3.handlers.objects import check_tags
-
-MAX_BUCKET_TAGS = 50  # AWS: at most 50 tags per bucket
 
 
 @inlineCallbacks
@@ -99,9 +97,7 @@ def put_bucket_tagging(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.core.buckets.get(principal, call.bucket)
     tags = xmlio.parse_tagging(call.sink.content())
-    if len(tags) > MAX_BUCKET_TAGS:
-        raise errors.InvalidTag(f"Bucket tag count cannot be greater than {MAX_BUCKET_TAGS}")
-    check_tags(tags, MAX_BUCKET_TAGS)
+    check_bucket_tags(tags)
     yield api.core.set_bucket_tags(bucket, tags)
     return api.send(call, 204, content_type=None)
 

@@ -9,7 +9,6 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
-from lightningstor.core.versions import parse_version_id
 from lightningstor.s3 import xmlio
 
 
@@ -100,18 +99,6 @@ def list_object_versions(api: Any, call: Any) -> Any:
     encoding = _encoding(q)
     key_marker = q.get("key-marker", "")
     version_id_marker = q.get("version-id-marker", "")
-    if version_id_marker:
-        if not key_marker:
-            raise errors.InvalidArgument(
-                "A version-id marker cannot be specified without a key marker.",
-                ArgumentName="version-id-marker", ArgumentValue=version_id_marker,
-            )
-        try:
-            parse_version_id(version_id_marker)
-        except errors.S3Error:
-            raise errors.InvalidArgument(
-                "Invalid version id specified", ArgumentName="version-id-marker", ArgumentValue=version_id_marker
-            ) from None
     result = yield api.core.list_object_versions(
         bucket,
         prefix=prefix,

@@ -18,6 +18,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
+from lightningstor.core.copy import resolve_copy_source
 from lightningstor.core.multipart import MAX_LISTED, PartRef, Upload, parse_part_number, part_range
 from lightningstor.core.objects import PutAttrs, validate_key
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
@@ -27,6 +28,7 @@ from lightningstor.s3.handlers.objects import (
     _decoded_length,
     _parse_copy_source,
     receive_upload,
+    version_header,
 )
 from lightningstor.s3.headers import checksum_algorithms, put_attrs
 
@@ -226,9 +228,7 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
     src_bucket_name, src_key, src_version = _parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
-    if src_version is not None and src_version != "null":
-        raise errors.NoSuchVersion(Key=src_key, VersionId=src_version)
-    source = yield api.core.objects.head(src_bucket, src_key)
+    source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     start, length = parse_copy_source_range(call.headers.get("x-amz-copy-source-range"), source.size)
     limit = api.core.multipart.max_part_size
@@ -238,8 +238,7 @@ def upload_part_copy(api: Any, call: Any) -> Any:
         )
     part = yield api.core.multipart.copy_part(upload, part_number, source, start, length)
     headers = [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
-    if source.version_id is not None:
-        headers.append(("x-amz-copy-source-version-id", source.version_id))
+    headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     return api.send_xml(call, xmlio.copy_part_result_xml(part.etag, part.created_at), headers=headers)
 
 
@@ -294,10 +293,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         record.checksums,
         checksum_type=done.checksum_type,
     )
-    headers = []
-    if record.version_id is not None:
-        headers.append(("x-amz-version-id", record.version_id))
-    return api.send_xml(call, body, headers=headers)
+    return api.send_xml(call, body, headers=version_header(bucket, record.version_id))
 
 
 @inlineCallbacks

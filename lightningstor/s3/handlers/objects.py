@@ -18,9 +18,11 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
-from lightningstor.core.copy import resolve_copy_source
+from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
+from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, PutAttrs, validate_key, verify_digests
-from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
+from lightningstor.core.types import Bucket, Principal
+from lightningstor.core.versions import reported_version_id
 from lightningstor.s3 import conditions, ranges, xmlio
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
@@ -28,7 +30,6 @@ from lightningstor.s3.headers import (
     object_headers,
     parse_tagging_header,
     put_attrs,
-    validate_tags,
 )
 from lightningstor.s3.streaming import ObjectProducer
 from lightningstor.s3.wire import header_value
@@ -154,21 +155,7 @@ def receive_upload(api: Any, call: Any) -> Any:
 def put_object(api: Any, call: Any) -> Any:
     ctx, result, checksums = yield receive_upload(api, call)
     attrs = ctx.attrs
-    record = ObjectRecord(
-        key=call.key,
-        size=result.size,
-        etag=result.md5_hex,
-        created_at=api.core.objects.now_ms(),
-        content_type=attrs.content_type,
-        system_headers=attrs.system_headers,
-        metadata=attrs.metadata,
-        checksums=checksums,
-        storage_class=attrs.storage_class,
-        chunks=list(result.chunks),
-        inline=result.inline,
-        tags=attrs.tags,
-        owner=attrs.owner,
-    )
+    record = api.core.objects.new_record(call.key, result, attrs, checksums)
     try:
         yield api.core.objects.commit(ctx.bucket, record, attrs)
     except BaseException:
@@ -186,11 +173,8 @@ def version_header(bucket: Bucket, version_id: str | None) -> list[tuple[str, st
     A real id always; the null version's ``null`` only once the bucket has
     versioning configured (a bucket never versioned sends none, as AWS).
     """
-    if version_id is not None:
-        return [("x-amz-version-id", version_id)]
-    if bucket.versioning is not Versioning.DISABLED:
-        return [("x-amz-version-id", "null")]
-    return []
+    reported = reported_version_id(bucket, version_id)
+    return [] if reported is None else [("x-amz-version-id", reported)]
 
 
 def _version_param(call: Any) -> str | None:
@@ -267,22 +251,9 @@ def delete_objects(api: Any, call: Any) -> Any:
     quiet, items = xmlio.parse_delete_objects(body)
     if len(items) > api.options.max_delete_keys:
         raise errors.MalformedXML(f"At most {api.options.max_delete_keys} keys may be deleted at once")
-    deleted: list[tuple[str, str | None, bool, str | None]] = []
-    failed: list[tuple[str, str | None, str, str]] = []
-    for key, version in items:
-        try:
-            validate_key(key)
-            outcome = yield api.core.objects.delete(bucket, key, version, owner=principal.principal_id)
-        except errors.S3Error as e:
-            if version is not None and e.code == "InvalidArgument" and e.fields.get("ArgumentName") == "versionId":
-                # A malformed id names no version: AWS reports NoSuchVersion per entry.
-                e = errors.NoSuchVersion()
-            failed.append((key, version, e.code, e.message))
-            continue
-        # DeleteMarkerVersionId: the marker created, or the marker removed
-        # when the version named was one.  A missing version is success.
-        marker_id = outcome.version_id if outcome.delete_marker else None
-        deleted.append((key, version, outcome.delete_marker, marker_id))
+    result = yield api.core.delete_objects(bucket, items, owner=principal.principal_id)
+    deleted = [(d.key, d.version_id, d.delete_marker, d.delete_marker_version_id) for d in result.deleted]
+    failed = [(f.key, f.version_id, f.code, f.message) for f in result.failed]
     return api.send_xml(call, xmlio.delete_result_xml(deleted, failed, quiet))
 
 
@@ -336,14 +307,15 @@ def copy_object(api: Any, call: Any) -> Any:
     tag_directive = call.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tag_directive not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tag_directive)
-    # Copying a named version onto its own key is how an old version is
-    # restored, so only an unversioned self-copy must change something.
-    same = src_bucket.bucket_id == dest_bucket.bucket_id and src_key == call.key and src_version is None
-    if same and directive == "COPY" and "x-amz-storage-class" not in call.headers:
-        raise errors.InvalidRequest(
-            "This copy request is illegal because it is trying to copy an object to itself without "
-            "changing the object's metadata, storage class, website redirect location or encryption attributes."
-        )
+    check_copy_changes(
+        src_bucket,
+        src_key,
+        src_version,
+        dest_bucket,
+        call.key,
+        replaces_metadata=directive == "REPLACE",
+        sets_storage_class="x-amz-storage-class" in call.headers,
+    )
     replace = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes) if directive == "REPLACE" else None
     tags = None
     if tag_directive == "REPLACE":
@@ -370,17 +342,6 @@ def copy_object(api: Any, call: Any) -> Any:
 def get_object_acl(api: Any, call: Any) -> Any:
     principal, _bucket, _record = yield _lookup(api, call)
     return api.send_xml(call, xmlio.acl_xml(principal.principal_id, principal.display_name or principal.principal_id))
-
-
-MAX_OBJECT_TAGS = 10  # AWS: at most 10 tags per object version
-
-
-def check_tags(tags: dict[str, str], limit: int) -> None:
-    """AWS's tag rules: count, key/value lengths, and no ``aws:`` keys
-    (that prefix is reserved for tags AWS itself sets)."""
-    validate_tags(tags, limit)
-    if any(k.lower().startswith("aws:") for k in tags):
-        raise errors.InvalidTag("System tags cannot be added/updated by requester")
 
 
 @inlineCallbacks

@@ -1,0 +1,54 @@
+"""Rules on what a writer may say about an object or bucket besides its bytes.
+
+Shared by every protocol layer, so S3 and gRPC refuse the same tag sets and
+storage classes with the same errors (AWS's limits and messages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lightningstor import errors
+
+# Storage classes this release stores; SPEC §3.1 lists more for the future.
+STORAGE_CLASSES = frozenset({"STANDARD"})
+
+MAX_OBJECT_TAGS = 10  # AWS: at most 10 tags per object version
+MAX_BUCKET_TAGS = 50  # AWS: at most 50 tags per bucket
+
+
+def validate_storage_class(storage_class: str) -> None:
+    """InvalidStorageClass unless this release offers ``storage_class``."""
+    if storage_class not in STORAGE_CLASSES:
+        raise errors.S3Error(code="InvalidStorageClass")
+
+
+def validate_tags(tags: Mapping[str, str], limit: int) -> None:
+    """AWS limits: ``limit`` tags, keys 1-128 and values 0-256 characters."""
+    if len(tags) > limit:
+        raise errors.InvalidTag(f"Object tags cannot be greater than {limit}")
+    for k, v in tags.items():
+        if not 1 <= len(k) <= 128:
+            raise errors.InvalidTag("The TagKey you have provided is invalid")
+        if len(v) > 256:
+            raise errors.InvalidTag("The TagValue you have provided is invalid")
+
+
+def check_tags(tags: Mapping[str, str], limit: int) -> None:
+    """AWS's tag rules: count, key/value lengths, and no ``aws:`` keys
+    (that prefix is reserved for tags AWS itself sets)."""
+    validate_tags(tags, limit)
+    if any(k.lower().startswith("aws:") for k in tags):
+        raise errors.InvalidTag("System tags cannot be added/updated by requester")
+
+
+def check_object_tags(tags: Mapping[str, str]) -> None:
+    """The tag set of one object version."""
+    check_tags(tags, MAX_OBJECT_TAGS)
+
+
+def check_bucket_tags(tags: Mapping[str, str]) -> None:
+    """A bucket's tag set (AWS words the count error differently for buckets)."""
+    if len(tags) > MAX_BUCKET_TAGS:
+        raise errors.InvalidTag(f"Bucket tag count cannot be greater than {MAX_BUCKET_TAGS}")
+    check_tags(tags, MAX_BUCKET_TAGS)

@@ -1,0 +1,65 @@
+"""DeleteObjects: many deletions in one request, each succeeding or failing alone.
+
+Shared by the S3 (``POST ?delete``) and gRPC (``DeleteObjects``) layers so
+both report the same per-key outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+
+from lightningstor import errors
+from lightningstor.core.objects import validate_key
+from lightningstor.core.types import Bucket
+
+
+@dataclass(frozen=True)
+class Deleted:
+    key: str
+    version_id: str | None  # as the request named it
+    delete_marker: bool
+    # The marker created, or the marker removed when the version named was one.
+    delete_marker_version_id: str | None
+
+
+@dataclass(frozen=True)
+class DeleteFailure:
+    key: str
+    version_id: str | None
+    code: str
+    message: str
+
+
+@dataclass
+class BulkDeleteResult:
+    deleted: list[Deleted] = field(default_factory=list)
+    failed: list[DeleteFailure] = field(default_factory=list)
+
+
+@inlineCallbacks
+def delete_objects(
+    objects: Any, bucket: Bucket, items: Iterable[tuple[str, str | None]], *, owner: str
+) -> Any:
+    """Deferred[BulkDeleteResult] for ``(key, version_id)`` pairs, in order.
+
+    A missing key or version is success (as for DeleteObject).  A malformed
+    version id names no version: AWS reports it per entry as NoSuchVersion,
+    not as the InvalidArgument a single DeleteObject gets.
+    """
+    result = BulkDeleteResult()
+    for key, version in items:
+        try:
+            validate_key(key)
+            outcome = yield objects.delete(bucket, key, version, owner=owner)
+        except errors.S3Error as e:
+            if version is not None and e.code == "InvalidArgument" and e.fields.get("ArgumentName") == "versionId":
+                e = errors.NoSuchVersion()
+            result.failed.append(DeleteFailure(key, version, e.code, e.message))
+            continue
+        marker_id = outcome.version_id if outcome.delete_marker else None
+        result.deleted.append(Deleted(key, version, outcome.delete_marker, marker_id))
+    return result
