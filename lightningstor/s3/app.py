@@ -93,6 +93,14 @@ def _headers_of(request: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
     return {k: ",".join(v) for k, v in lists.items()}, lists
 
 
+# Legal bodies that can exceed the general XML limit: 1000 maximal keys to
+# delete, 10000 parts each with a checksum.
+_LARGE_BODIES = {
+    "DeleteObjects": xmlio.MAX_DELETE_BODY,
+    "CompleteMultipartUpload": xmlio.MAX_COMPLETE_MULTIPART_BODY,
+}
+
+
 class S3Site(server.Site):
     """A Site whose requests stream their bodies into the S3 layer."""
 
@@ -202,7 +210,7 @@ class S3Api:
             )
         else:
             call.sink = BufferedBody(
-                self.options.max_xml_body_bytes,
+                max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0)),
                 lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
             )
         request.body_sink = call.sink
