@@ -11,18 +11,13 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
-from twisted.python.threadpool import ThreadPool
 
 from lightningstor import errors
 from lightningstor.core import keys
 from lightningstor.core.collector import collect_orphans
-from lightningstor.core.credentials import CredentialStore
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
-from lightningstor.metadata.sqlite import SqliteMetadataStore
-from lightningstor.storage.chunks import ChunkManager
-from lightningstor.storage.local import LocalFsBackend
 
 ALICE = Principal("alice", "org-a")
 BOB = Principal("bob", "org-b")
@@ -52,26 +47,8 @@ class CountingStore:
 
 
 @pytest.fixture
-def pools():
-    io = ThreadPool(1, 4, "test-io")
-    cpu = ThreadPool(1, 2, "test-cpu")
-    io.start()
-    cpu.start()
-    yield io, cpu
-    io.stop()
-    cpu.stop()
-
-
-@pytest.fixture
-def core(tmp_path, pools):
-    io, cpu = pools
-    store = SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
-    backend = LocalFsBackend(str(tmp_path / "chunks"), reactor, io)
-    chunks = ChunkManager(backend, reactor, cpu, chunk_size=1 << 20, inline_threshold=1024)
-    c = Core(store=store, backend=backend, chunks=chunks,
-             credentials=CredentialStore(store, b"x" * 43 + b"="), clock=time.time)
-    yield c
-    pytest_twisted.blockon(store.close())
+def core(make_core):
+    return make_core(chunk_size=1 << 20, inline_threshold=1024)
 
 
 @inlineCallbacks

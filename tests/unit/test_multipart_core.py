@@ -18,13 +18,11 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import Clock
-from twisted.python.threadpool import ThreadPool
 
 from lightningstor import errors
 from lightningstor.checksums import compute
 from lightningstor.core import keys
 from lightningstor.core.collector import collect_orphans
-from lightningstor.core.credentials import CredentialStore
 from lightningstor.core.expiry import UploadExpiryService
 from lightningstor.core.multipart import (
     MultipartManager,
@@ -39,36 +37,16 @@ from lightningstor.core.multipart import (
 from lightningstor.core.objects import ObjectManager, PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
-from lightningstor.metadata.sqlite import SqliteMetadataStore
-from lightningstor.storage.chunks import ChunkManager
-from lightningstor.storage.local import LocalFsBackend
 
 ALICE = Principal("alice", "org-a", display_name="Alice")
 MIN_PART = 1000  # the manager's minimum part size in these tests (AWS: 5 MiB)
 
 
 @pytest.fixture
-def pools():
-    io = ThreadPool(1, 4, "test-io")
-    cpu = ThreadPool(1, 2, "test-cpu")
-    io.start()
-    cpu.start()
-    yield io, cpu
-    io.stop()
-    cpu.stop()
-
-
-@pytest.fixture
-def core(tmp_path, pools):
-    io, cpu = pools
-    store = SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
-    backend = LocalFsBackend(str(tmp_path / "chunks"), reactor, io, fsync=False)
-    chunks = ChunkManager(backend, reactor, cpu, chunk_size=4096, piece_size=1024, inline_threshold=1024)
-    c = Core(store=store, backend=backend, chunks=chunks,
-             credentials=CredentialStore(store, b"x" * 43 + b"="), clock=time.time)
+def core(make_core):
+    c = make_core(fsync=False, chunk_size=4096, piece_size=1024, inline_threshold=1024)
     c.multipart.min_part_size = MIN_PART
-    yield c
-    pytest_twisted.blockon(store.close())
+    return c
 
 
 @inlineCallbacks

@@ -8,7 +8,6 @@ bookkeeping is checked on every path that keeps or frees a version.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import pytest
@@ -16,45 +15,22 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
-from twisted.python.threadpool import ThreadPool
 
 from lightningstor import errors
 from lightningstor.core import keys, records
-from lightningstor.core.credentials import CredentialStore
 from lightningstor.core.listing import list_object_versions, list_objects
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
 from lightningstor.core.versions import new_version_id, parse_version_id
 from lightningstor.interfaces.metadata import prefix_end
-from lightningstor.metadata.sqlite import SqliteMetadataStore
-from lightningstor.storage.chunks import ChunkManager
-from lightningstor.storage.local import LocalFsBackend
 
 ALICE = Principal("alice", "org-a")
 
 
 @pytest.fixture
-def pools():
-    io = ThreadPool(1, 4, "test-io")
-    cpu = ThreadPool(1, 2, "test-cpu")
-    io.start()
-    cpu.start()
-    yield io, cpu
-    io.stop()
-    cpu.stop()
-
-
-@pytest.fixture
-def core(tmp_path, pools):
-    io, cpu = pools
-    store = SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
-    backend = LocalFsBackend(str(tmp_path / "chunks"), reactor, io, fsync=False)
-    chunks = ChunkManager(backend, reactor, cpu, chunk_size=4096, piece_size=1024, inline_threshold=512)
-    c = Core(store=store, backend=backend, chunks=chunks,
-             credentials=CredentialStore(store, b"x" * 43 + b"="), clock=time.time)
-    yield c
-    pytest_twisted.blockon(store.close())
+def core(make_core):
+    return make_core(fsync=False, chunk_size=4096, piece_size=1024, inline_threshold=512)
 
 
 class CountingStore:
