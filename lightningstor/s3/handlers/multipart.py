@@ -24,9 +24,9 @@ from lightningstor.core.objects import PutAttrs, validate_key
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.s3 import conditions, xmlio
 from lightningstor.s3.handlers.objects import (
-    STREAMING_PAYLOADS,
-    _decoded_length,
-    _parse_copy_source,
+    body_plan,
+    decoded_length_of,
+    parse_copy_source,
     receive_upload,
     version_header,
 )
@@ -127,7 +127,7 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     principal, verified, bucket = yield _resolve(api, call)
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
-    decoded_length = _decoded_length(call, length)
+    decoded_length = decoded_length_of(call, length)
     limit = api.core.multipart.max_part_size
     if decoded_length is not None and decoded_length > limit:
         raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(decoded_length))
@@ -148,23 +148,8 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
         store_checksums=keep,
         owner=principal.principal_id,
     )
-    algorithms = set(keep) | set(expected)
-    if verified.payload == "SIGNED":
-        algorithms.add("sha256")
-    decoder = None
-    payload_mode = call.headers.get("x-amz-content-sha256", "")
-    if payload_mode in STREAMING_PAYLOADS:
-        signed, has_trailer = STREAMING_PAYLOADS[payload_mode]
-        decoder = AwsChunkedDecoder(
-            signing=verified.streaming if signed else None,
-            trailer_expected=has_trailer,
-            trailer_signed=signed and has_trailer,
-            decoded_content_length=decoded_length,
-            trailer_names=[f"x-amz-checksum-{trailer}"] if trailer else None,
-        )
-    elif trailer is not None:
-        raise errors.InvalidRequest("x-amz-trailer requires a STREAMING-* x-amz-content-sha256")
-    writer = api.core.multipart.new_part_writer(upload, tuple(sorted(algorithms)))
+    algorithms, decoder = body_plan(call, verified, decoded_length, keep, expected, trailer)
+    writer = api.core.multipart.new_part_writer(upload, algorithms)
     return PartUploadContext(
         principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length, upload, part_number
     )
@@ -226,7 +211,7 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     principal, _verified, bucket = yield _resolve(api, call)
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
-    src_bucket_name, src_key, src_version = _parse_copy_source(call.headers["x-amz-copy-source"])
+    src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)

@@ -10,6 +10,7 @@ versioning configured, nothing for a bucket never versioned, as AWS) and
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -55,7 +56,7 @@ class UploadContext:
     decoded_length: int | None
 
 
-def _decoded_length(call: Any, length: int | None) -> int | None:
+def decoded_length_of(call: Any, length: int | None) -> int | None:
     raw = call.headers.get("x-amz-decoded-content-length")
     if raw is None:
         return None if _is_streaming(call) else length
@@ -72,32 +73,18 @@ def _is_streaming(call: Any) -> bool:
     return call.headers.get("x-amz-content-sha256", "") in STREAMING_PAYLOADS
 
 
-@inlineCallbacks
-def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
-    """Authenticate, resolve the bucket and validate headers before storing.
+def body_plan(
+    call: Any,
+    verified: Any,
+    decoded_length: int | None,
+    keep: Iterable[str],
+    expected: Iterable[str],
+    trailer: str | None,
+) -> tuple[tuple[str, ...], AwsChunkedDecoder | None]:
+    """The hashes a streamed body needs and its aws-chunked decoder (or None).
 
-    Runs as soon as the headers arrive; the body waits (transport paused)
-    until this fires, so nothing is stored for a request that would fail.
+    Shared by PutObject and UploadPart: both verify the same payload modes.
     """
-    principal, verified = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
-    validate_key(call.key)
-    decoded_length = _decoded_length(call, length)
-    if decoded_length is not None and decoded_length > MAX_SINGLE_PUT_BYTES:
-        raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
-    if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
-        raise errors.MissingContentLength()
-    attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
-    check_tags(attrs.tags, MAX_OBJECT_TAGS)
-    encoding = attrs.system_headers.get("Content-Encoding")
-    if encoding is not None:
-        rest = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
-        if rest:
-            attrs.system_headers["Content-Encoding"] = ",".join(rest)
-        else:
-            del attrs.system_headers["Content-Encoding"]
-    attrs.owner = principal.principal_id
-    expected, keep, trailer = checksum_algorithms(call.headers)
     algorithms = set(keep) | set(expected)
     if verified.payload == "SIGNED":
         algorithms.add("sha256")
@@ -114,7 +101,37 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
         )
     elif trailer is not None:
         raise errors.InvalidRequest("x-amz-trailer requires a STREAMING-* x-amz-content-sha256")
-    writer = api.core.chunks.new_writer(tuple(sorted(algorithms)))
+    return tuple(sorted(algorithms)), decoder
+
+
+@inlineCallbacks
+def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
+    """Authenticate, resolve the bucket and validate headers before storing.
+
+    Runs as soon as the headers arrive; the body waits (transport paused)
+    until this fires, so nothing is stored for a request that would fail.
+    """
+    principal, verified = yield call.auth.get()
+    bucket = yield api.core.buckets.get(principal, call.bucket)
+    validate_key(call.key)
+    decoded_length = decoded_length_of(call, length)
+    if decoded_length is not None and decoded_length > MAX_SINGLE_PUT_BYTES:
+        raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
+    if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
+        raise errors.MissingContentLength()
+    attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
+    check_tags(attrs.tags, MAX_OBJECT_TAGS)
+    encoding = attrs.system_headers.get("Content-Encoding")
+    if encoding is not None:
+        rest = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
+        if rest:
+            attrs.system_headers["Content-Encoding"] = ",".join(rest)
+        else:
+            del attrs.system_headers["Content-Encoding"]
+    attrs.owner = principal.principal_id
+    expected, keep, trailer = checksum_algorithms(call.headers)
+    algorithms, decoder = body_plan(call, verified, decoded_length, keep, expected, trailer)
+    writer = api.core.chunks.new_writer(algorithms)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
 
 
@@ -277,7 +294,7 @@ def _check_body_digest(call: Any, body: bytes) -> None:
     verify_digests(attrs, hashlib.md5(body).hexdigest(), digests)
 
 
-def _parse_copy_source(value: str) -> tuple[str, str, str | None]:
+def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     """``/bucket/key?versionId=x`` (leading slash optional, URL-encoded)."""
     raw, _, query = value.partition("?")
     source = unquote(raw)
@@ -297,7 +314,7 @@ def copy_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     dest_bucket = yield api.core.buckets.get(principal, call.bucket)
     validate_key(call.key)
-    src_bucket_name, src_key, src_version = _parse_copy_source(call.headers["x-amz-copy-source"])
+    src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
