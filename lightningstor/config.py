@@ -202,6 +202,9 @@ class LimitsSettings:
     max_header_bytes: int = 16384
     max_delete_keys: int = 1000
     idle_timeout_seconds: int = 60
+    # gRPC PutObject carries the whole object in one message; larger objects
+    # go through multipart upload (UploadPart streams).
+    max_grpc_put_object_bytes: int = 5 * MiB
 
 
 @dataclass(frozen=True)
@@ -769,6 +772,9 @@ def _read_limits(t: _Table) -> LimitsSettings:
         max_header_bytes=t.get("max_header_bytes", d.max_header_bytes, _int(1 * KiB, 1 * MiB)),
         max_delete_keys=t.get("max_delete_keys", d.max_delete_keys, _int(1, 100000)),
         idle_timeout_seconds=t.get("idle_timeout_seconds", d.idle_timeout_seconds, _int(1, 86400)),
+        max_grpc_put_object_bytes=t.get(
+            "max_grpc_put_object_bytes", d.max_grpc_put_object_bytes, _int(1 * KiB, 64 * MiB)
+        ),
     )
     t.finish()
     return settings

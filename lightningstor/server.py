@@ -51,6 +51,20 @@ class SequentialMultiService(MultiService):
     while the S3 service is still draining requests in flight.
     """
 
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except BaseException:
+            # A listener that cannot bind fails start-up; the thread pools
+            # already started are not daemons and would keep the process alive.
+            for child in reversed(list(self)):
+                if child.running:
+                    try:
+                        child.stopService()
+                    except Exception:
+                        log.failure("Stopping {svc} after a failed start failed", svc=child)
+            raise
+
     @inlineCallbacks
     def stopService(self) -> Any:
         Service.stopService(self)
@@ -268,3 +282,8 @@ def _assemble(
     S3Service(
         site, endpoint_description(host, port), reactor, settings.server.shutdown_timeout_seconds, tls
     ).setServiceParent(top)
+    if settings.server.grpc_enabled:
+        # Imported here: a server with the gRPC API off never loads grpcio.
+        from lightningstor.grpc.service import grpc_service_from_settings
+
+        grpc_service_from_settings(core, settings, reactor, tls).setServiceParent(top)

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
-from lightningstor.core.objects import PutAttrs, verify_digests
+from lightningstor.core.objects import PutAttrs, may_have_committed, verify_digests
 from lightningstor.core.types import Bucket, ObjectRecord
 
 
@@ -131,7 +131,8 @@ def copy_object(
         record.storage_class = replace_metadata.storage_class
     try:
         committed = yield core.objects.commit(dest_bucket, record, conditions)
-    except BaseException:
-        core.chunks.delete_chunks(result.chunks)
+    except BaseException as e:
+        if not may_have_committed(e):
+            core.chunks.delete_chunks(result.chunks)
         raise
     return committed

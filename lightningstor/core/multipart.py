@@ -47,7 +47,13 @@ from twisted.logger import Logger
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS, b64, new_hasher
 from lightningstor.core import keys
-from lightningstor.core.objects import ConflictError, ObjectManager, PutAttrs, validate_key
+from lightningstor.core.objects import (
+    ConflictError,
+    ObjectManager,
+    PutAttrs,
+    may_have_committed,
+    validate_key,
+)
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Principal
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -510,8 +516,9 @@ class MultipartManager:
                     yield writer.when_drained()
             result = yield writer.finish()
             part = yield self.commit_part(upload, part_number, result, {})
-        except BaseException:
-            yield writer.abort()
+        except BaseException as e:
+            if not may_have_committed(e):
+                yield writer.abort()
             raise
         return part
 

@@ -575,6 +575,17 @@ class ObjectManager:
         raise errors.SlowDown("Too many concurrent writes to this key")
 
 
+def may_have_committed(exc: BaseException) -> bool:
+    """Whether a failed metadata commit might nevertheless have been applied.
+
+    A store that lost its connection mid-transaction (etcd failover) cannot
+    always tell; deleting the new chunks then could leave a committed record
+    pointing at nothing.  Such chunks are left to the orphan collector, which
+    deletes them only if no chunk-index entry references them.
+    """
+    return isinstance(exc, errors.MetadataUnavailable)
+
+
 class ConflictError(Exception):
     """An ``extra_compares`` guard of :meth:`ObjectManager.commit` failed; the
     caller maps it to its own S3 error (e.g. NoSuchUpload)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT_ACCESS_KEY = "LSTESTROOTACCESSKEY1"
 ROOT_SECRET_KEY = "test/Secret+Key/For/LightningStor/123456"
 _LISTENING = re.compile(r"S3 API listening on ([0-9.:a-f\[\]]+):(\d+)")
+_GRPC_LISTENING = re.compile(r"gRPC API listening on ([0-9.:a-f\[\]]+):(\d+)")
 
 
 class ServerProcess:
@@ -31,17 +32,27 @@ class ServerProcess:
         self.config = config
         self.proc: subprocess.Popen[str] | None = None
         self.port: int | None = None
+        self.grpc_port: int | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
+        self._grpc_ready = threading.Event()
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def grpc_endpoint(self) -> str:
+        """``127.0.0.1:PORT`` of the gRPC API (waits briefly for its log line,
+        which follows the S3 one)."""
+        if not self._grpc_ready.wait(10.0) or self.grpc_port is None:
+            raise RuntimeError("the gRPC API did not start:\n" + "".join(self.output[-50:]))
+        return f"127.0.0.1:{self.grpc_port}"
+
     def start(self, timeout: float = 30.0) -> ServerProcess:
         twistd = str(Path(sys.executable).with_name("twistd"))
         args = [twistd, "-n", "--pidfile=", "lightningstor",
-                "--data-dir", str(self.data_dir), "--s3-addr", "127.0.0.1:0"]
+                "--data-dir", str(self.data_dir), "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"]
         if self.config:
             args += ["--config", self.config]
         args += self.extra_args
@@ -53,7 +64,9 @@ class ServerProcess:
         })
         env.update(self.env)
         self._ready.clear()
+        self._grpc_ready.clear()
         self.port = None
+        self.grpc_port = None
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env, cwd=str(self.data_dir.parent))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
@@ -71,7 +84,12 @@ class ServerProcess:
             if m and self.port is None:
                 self.port = int(m.group(2))
                 self._ready.set()
+            g = _GRPC_LISTENING.search(line)
+            if g and self.grpc_port is None:
+                self.grpc_port = int(g.group(2))
+                self._grpc_ready.set()
         self._ready.set()
+        self._grpc_ready.set()
 
     def _wait_root_credential(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -165,3 +165,24 @@ def test_health_and_ready_without_auth(server) -> None:
         urllib.request.urlopen(server.endpoint + "/")
     assert e.value.code == 403
     assert b"<Code>AccessDenied</Code>" in e.value.read()
+
+
+def test_port_in_use_fails_startup(tmp_path: Path) -> None:
+    """A busy S3 port ends start-up with an error instead of a process that hangs."""
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        proc = subprocess.run(
+            [twistd, "-n", "--pidfile=", "lightningstor", "--data-dir", str(tmp_path / "d"),
+             "--s3-addr", f"127.0.0.1:{port}", "--grpc-addr", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        busy.close()
+    assert proc.returncode != 0
+    assert "Address already in use" in proc.stdout + proc.stderr or "CannotListenError" in proc.stdout + proc.stderr

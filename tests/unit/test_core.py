@@ -202,7 +202,35 @@ def test_expired_credentials_unusable(core):
     assert (yield core.credentials.lookup("AKOLD")) is None
 
 
+def _failing(exc: Exception) -> Any:
+    from twisted.internet.defer import fail
+
+    return lambda *args, **kwargs: fail(exc)
+
+
 def _sleep(seconds: float) -> Any:
     from twisted.internet.task import deferLater
 
     return deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_copy_keeps_chunks_when_commit_outcome_unknown(core, monkeypatch):
+    """If the store cannot say whether a commit landed, the new chunks are kept for the collector."""
+    bucket = yield core.buckets.create(ALICE, "unknown")
+    src = yield _put(core, bucket, "src", os.urandom(3 << 20))
+    before = {i.chunk_id for i in (yield core.backend.list_chunks())}
+
+    monkeypatch.setattr(core.objects, "commit", _failing(errors.MetadataUnavailable("lost mid-commit")))
+    with pytest.raises(errors.MetadataUnavailable):
+        yield core.copy_object(src, bucket, "dst", replace_metadata=None, tags=None, owner="alice")
+    yield _sleep(0.1)
+    after = {i.chunk_id for i in (yield core.backend.list_chunks())}
+    assert after > before  # the copy's chunks are still there for the collector to judge
+
+    monkeypatch.setattr(core.objects, "commit", _failing(errors.PreconditionFailed()))
+    with pytest.raises(errors.PreconditionFailed):
+        yield core.copy_object(src, bucket, "dst2", replace_metadata=None, tags=None, owner="alice")
+    yield _sleep(0.2)
+    final = {i.chunk_id for i in (yield core.backend.list_chunks())}
+    assert final == after  # a definite failure deletes its own chunks

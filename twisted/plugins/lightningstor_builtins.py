@@ -1,7 +1,8 @@
-"""The built-in storage backend and metadata store, registered exactly the
+"""The built-in storage backend and metadata stores, registered exactly the
 way a third party registers its own plugins."""
 
+from lightningstor.metadata.etcd import etcdStoreFactory
 from lightningstor.metadata.sqlite import sqliteStoreFactory
 from lightningstor.storage.local import localStorageFactory
 
-__all__ = ["localStorageFactory", "sqliteStoreFactory"]
+__all__ = ["etcdStoreFactory", "localStorageFactory", "sqliteStoreFactory"]

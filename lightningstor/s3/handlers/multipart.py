@@ -20,7 +20,7 @@ from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core.copy import resolve_copy_source
 from lightningstor.core.multipart import MAX_LISTED, PartRef, Upload, parse_part_number, part_range
-from lightningstor.core.objects import PutAttrs, validate_key
+from lightningstor.core.objects import PutAttrs, may_have_committed, validate_key
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.s3 import conditions, xmlio
 from lightningstor.s3.handlers.objects import (
@@ -160,8 +160,9 @@ def upload_part(api: Any, call: Any) -> Any:
     ctx, result, checksums = yield receive_upload(api, call)
     try:
         part = yield api.core.multipart.commit_part(ctx.upload, ctx.part_number, result, checksums)
-    except BaseException:
-        call.sink.abort()
+    except BaseException as e:
+        if not may_have_committed(e):
+            call.sink.abort()
         raise
     headers = [("ETag", f'"{part.etag}"')]
     headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]

@@ -21,7 +21,13 @@ from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
-from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, PutAttrs, validate_key, verify_digests
+from lightningstor.core.objects import (
+    MAX_SINGLE_PUT_BYTES,
+    PutAttrs,
+    may_have_committed,
+    validate_key,
+    verify_digests,
+)
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.s3 import conditions, ranges, xmlio
@@ -175,8 +181,9 @@ def put_object(api: Any, call: Any) -> Any:
     record = api.core.objects.new_record(call.key, result, attrs, checksums)
     try:
         yield api.core.objects.commit(ctx.bucket, record, attrs)
-    except BaseException:
-        call.sink.abort()
+    except BaseException as e:
+        if not may_have_committed(e):
+            call.sink.abort()
         raise
     headers = [("ETag", record.quoted_etag)]
     headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]

@@ -1,0 +1,506 @@
+"""``lightningstor``: a command line over the gRPC client library.
+
+    lightningstor mb s3://photos
+    lightningstor cp -r ./album s3://photos/2026/
+    lightningstor ls -r s3://photos
+    lightningstor cat s3://photos/2026/cat.jpg > cat.jpg
+    lightningstor presign s3://photos/2026/cat.jpg --expires 600
+
+Connection and credentials come from options or the environment
+(``LIGHTNINGSTOR_ENDPOINT``, ``LIGHTNINGSTOR_TOKEN``,
+``LIGHTNINGSTOR_ACCESS_KEY``/``LIGHTNINGSTOR_SECRET_KEY`` or
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``LIGHTNINGSTOR_S3_ENDPOINT``).
+
+Exit codes (stable, for scripts): see :data:`EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import posixpath
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TextIO
+
+import grpc
+
+from lightningstor.client import errors
+from lightningstor.client.client import LightningStorClient
+from lightningstor.client.progress import ProgressBar, human
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # any other failure (server error, local I/O)
+EXIT_USAGE = 2  # bad command line (argparse uses 2 too)
+EXIT_NOT_FOUND = 3  # no such bucket / key / version / upload
+EXIT_AUTH = 4  # no or bad credentials, or access denied
+EXIT_CONFLICT = 5  # exists already, not empty, precondition failed
+EXIT_UNAVAILABLE = 6  # server unreachable or overloaded: worth retrying
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_ERROR: "other error (server error, local file problem)",
+    EXIT_USAGE: "invalid command line",
+    EXIT_NOT_FOUND: "bucket, key, version or upload not found",
+    EXIT_AUTH: "not authenticated, or access denied",
+    EXIT_CONFLICT: "conflict: already exists, bucket not empty, precondition failed",
+    EXIT_UNAVAILABLE: "server unreachable or unavailable (retry later)",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+_STATUS_EXIT = {
+    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_AUTH,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_AUTH,
+    grpc.StatusCode.ALREADY_EXISTS: EXIT_CONFLICT,
+    grpc.StatusCode.FAILED_PRECONDITION: EXIT_CONFLICT,
+    grpc.StatusCode.ABORTED: EXIT_CONFLICT,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+}
+
+SCHEMES = ("s3://", "ls://")
+
+
+class UsageError(Exception):
+    """A problem with the command line: exit status 2."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    bucket: str
+    key: str  # may be "" (the bucket) or end with "/" (a prefix)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_remote(text: str) -> Remote | None:
+    """``s3://bucket/key`` (or ``ls://``) -> Remote; a local path -> None."""
+    for scheme in SCHEMES:
+        if text.startswith(scheme):
+            bucket, _, key = text[len(scheme) :].partition("/")
+            if not bucket:
+                raise UsageError(f"no bucket in {text!r}")
+            return Remote(bucket, key)
+    return None
+
+
+def _remote(text: str, what: str = "location") -> Remote:
+    remote = parse_remote(text)
+    if remote is None:
+        raise UsageError(f"expected an s3://bucket/key {what}, got {text!r}")
+    return remote
+
+
+# -- output --------------------------------------------------------------------
+
+
+class Ui:
+    def __init__(self, *, quiet: bool, progress: bool, out: TextIO, err: TextIO) -> None:
+        self.quiet = quiet
+        self.progress = progress
+        self.out = out
+        self.err = err
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.out, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(f"lightningstor: {text}", file=self.err, flush=True)
+
+    def bar(self, label: str, total: int | None) -> ProgressBar:
+        return ProgressBar(label, total, enabled=self.progress and not self.quiet, stream=self.err)
+
+
+def _date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def cmd_mb(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    target = _remote(args.bucket, "bucket")
+    client.create_bucket(target.bucket, versioning=args.versioning)
+    ui.say(f"make_bucket: {target.bucket}")
+    return EXIT_OK
+
+
+def cmd_rb(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    target = _remote(args.bucket, "bucket")
+    if args.force:
+        _delete_everything(client, target.bucket, ui)
+    client.delete_bucket(target.bucket)
+    ui.say(f"remove_bucket: {target.bucket}")
+    return EXIT_OK
+
+
+def _delete_everything(client: LightningStorClient, bucket: str, ui: Ui) -> None:
+    """Every version and delete marker (a versioned bucket is empty only then),
+    and every unfinished multipart upload."""
+    batch: list[tuple[str, str | None]] = []
+    for version in client.iter_object_versions(bucket):
+        batch.append((version.key, version.version_id))
+        if len(batch) == 1000:
+            _delete_batch(client, bucket, batch, ui)
+    if batch:
+        _delete_batch(client, bucket, batch, ui)
+    uploads = client.list_multipart_uploads(bucket)
+    for upload in uploads.uploads:
+        client.abort_multipart_upload(bucket, upload.key, upload.upload_id)
+
+
+def _delete_batch(client: LightningStorClient, bucket: str, batch: list[tuple[str, str | None]], ui: Ui) -> None:
+    result = client.delete_objects(bucket, batch, quiet=True)
+    for failure in result.errors:
+        ui.warn(f"delete failed: s3://{bucket}/{failure.key}: {failure.code}: {failure.message}")
+    if result.errors:
+        raise errors.LightningStorError("some objects could not be deleted", code=result.errors[0].code)
+    batch.clear()
+
+
+def cmd_ls(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    if args.path is None:
+        for bucket in client.list_buckets():
+            ui.say(f"{_date(bucket.created_at)}  {bucket.name}")
+        return EXIT_OK
+    target = _remote(args.path)
+    if args.versions:
+        for v in client.iter_object_versions(target.bucket, prefix=target.key):
+            flags = ("latest " if v.is_latest else "") + ("delete-marker" if v.delete_marker else "")
+            ui.say(f"{_date(v.last_modified)} {v.size:>12}  {v.version_id:<32}  {flags:<20} {v.key}")
+        return EXIT_OK
+    delimiter = None if args.recursive else "/"
+    for item in client.iter_objects(target.bucket, prefix=target.key, delimiter=delimiter):
+        if isinstance(item, str):
+            ui.say(f"{'PRE':>32} {item}")
+        else:
+            ui.say(f"{_date(item.last_modified)} {item.size:>12} {item.key}")
+    return EXIT_OK
+
+
+def _local_destination(path: str, key: str) -> str:
+    """Where ``cp s3://b/key path`` writes: into ``path`` if it is a directory."""
+    if path.endswith(os.sep) or os.path.isdir(path):
+        return os.path.join(path, posixpath.basename(key))
+    return path
+
+
+def _remote_key(target: Remote, filename: str) -> str:
+    """``cp file s3://b/`` or ``s3://b/dir/`` keeps the file's name."""
+    if not target.key or target.key.endswith("/"):
+        return target.key + os.path.basename(filename)
+    return target.key
+
+
+def _upload(client: LightningStorClient, path: str, target: Remote, ui: Ui, args: argparse.Namespace) -> None:
+    size = os.path.getsize(path)
+    bar = ui.bar(f"upload: {path}", size)
+    try:
+        result = client.upload_file(
+            path, target.bucket, target.key, content_type=args.content_type, progress=bar,
+            part_size=args.part_size, concurrency=args.concurrency,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    ui.say(f"upload: {path} to {target} ({human(size)}, etag {result.etag})")
+
+
+def _download(client: LightningStorClient, source: Remote, path: str, ui: Ui, version_id: str | None) -> None:
+    bar = ui.bar(f"download: {source}", None)
+    try:
+        meta = client.download_file(
+            source.bucket, source.key, path, version_id=version_id, progress=bar,
+            on_metadata=lambda m: bar.set_total(m.size),
+        )  # fmt: skip
+    finally:
+        bar.close()
+    ui.say(f"download: {source} to {path} ({human(meta.size)})")
+
+
+def _safe_relative(key: str, prefix: str) -> str | None:
+    """The local relative path for ``key`` under ``prefix``, or None when the
+    key would escape the destination directory (``..``, absolute) or names
+    no file (ends with ``/``)."""
+    rel = key[len(prefix) :]
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or rel.endswith("/") or rel.startswith("/"):
+        return None
+    return os.path.join(*parts)
+
+
+def _walk(directory: str) -> Iterator[tuple[str, str]]:
+    """``(path, posix relative path)`` of every file under ``directory``, sorted."""
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            yield path, os.path.relpath(path, directory).replace(os.sep, "/")
+
+
+def cmd_cp(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    source, dest = parse_remote(args.source), parse_remote(args.dest)
+    if source is None and dest is None:
+        raise UsageError("one of SOURCE and DEST must be an s3://bucket/key location")
+    if source is None:
+        assert dest is not None
+        if os.path.isdir(args.source):
+            if not args.recursive:
+                raise UsageError(f"{args.source} is a directory (use -r)")
+            prefix = dest.key if not dest.key or dest.key.endswith("/") else dest.key + "/"
+            for path, rel in _walk(args.source):
+                _upload(client, path, Remote(dest.bucket, prefix + rel), ui, args)
+            return EXIT_OK
+        _upload(client, args.source, Remote(dest.bucket, _remote_key(dest, args.source)), ui, args)
+        return EXIT_OK
+    if dest is None:
+        if args.recursive:
+            prefix = source.key if not source.key or source.key.endswith("/") else source.key + "/"
+            os.makedirs(args.dest, exist_ok=True)
+            for item in client.iter_objects(source.bucket, prefix=prefix):
+                assert not isinstance(item, str)
+                safe = _safe_relative(item.key, prefix)
+                if safe is None:
+                    ui.warn(f"skipping s3://{source.bucket}/{item.key}: not a safe local file name")
+                    continue
+                path = os.path.join(args.dest, safe)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                _download(client, Remote(source.bucket, item.key), path, ui, None)
+            return EXIT_OK
+        if not source.key:
+            raise UsageError(f"{args.source} names no object (use -r for a whole bucket)")
+        _download(client, source, _local_destination(args.dest, source.key), ui, args.version_id)
+        return EXIT_OK
+    # remote -> remote: a server-side copy
+    if args.recursive:
+        prefix = source.key if not source.key or source.key.endswith("/") else source.key + "/"
+        dest_prefix = dest.key if not dest.key or dest.key.endswith("/") else dest.key + "/"
+        for item in client.iter_objects(source.bucket, prefix=prefix):
+            assert not isinstance(item, str)
+            target = Remote(dest.bucket, dest_prefix + item.key[len(prefix) :])
+            client.copy_object(source.bucket, item.key, target.bucket, target.key)
+            ui.say(f"copy: s3://{source.bucket}/{item.key} to {target}")
+        return EXIT_OK
+    if not source.key:
+        raise UsageError(f"{args.source} names no object (use -r for a whole bucket)")
+    key = _remote_key(dest, posixpath.basename(source.key))
+    client.copy_object(source.bucket, source.key, dest.bucket, key, source_version_id=args.version_id)
+    ui.say(f"copy: {source} to {Remote(dest.bucket, key)}")
+    return EXIT_OK
+
+
+def cmd_rm(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    target = _remote(args.path)
+    if args.recursive:
+        batch: list[tuple[str, str | None]] = []
+        for item in client.iter_objects(target.bucket, prefix=target.key):
+            assert not isinstance(item, str)
+            batch.append((item.key, None))
+            ui.say(f"delete: s3://{target.bucket}/{item.key}")
+            if len(batch) == 1000:
+                _delete_batch(client, target.bucket, batch, ui)
+        if batch:
+            _delete_batch(client, target.bucket, batch, ui)
+        return EXIT_OK
+    if not target.key:
+        raise UsageError(f"{args.path} names no object (use -r to delete everything under a prefix)")
+    client.delete_object(target.bucket, target.key, version_id=args.version_id)
+    ui.say(f"delete: {target}")
+    return EXIT_OK
+
+
+def cmd_cat(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    target = _remote(args.path)
+    if not target.key:
+        raise UsageError(f"{args.path} names no object")
+    out = ui.out.buffer if hasattr(ui.out, "buffer") else None
+    with client.get_object(target.bucket, target.key, version_id=args.version_id, range=args.range) as stream:
+        for chunk in stream:
+            if out is not None:
+                out.write(chunk)
+            else:
+                ui.out.write(chunk.decode("utf-8", "replace"))
+    ui.out.flush()
+    return EXIT_OK
+
+
+def cmd_presign(args: argparse.Namespace, ui: Ui) -> int:
+    from urllib.parse import quote
+
+    from lightningstor.auth.presign import presign_v4
+
+    target = _remote(args.path)
+    access, secret = _keys(args)
+    if not (access and secret):
+        raise UsageError("presign needs an access key and secret (--access-key/--secret-key or the environment)")
+    base = args.s3_endpoint.rstrip("/")
+    url = f"{base}/{quote(target.bucket)}/{quote(target.key, safe='/')}"
+    try:
+        ui.say(presign_v4(args.method, url, access, secret, region=args.region, expires=args.expires))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace, ui: Ui) -> int:
+    from lightningstor.grpc.token import make_token
+
+    access, secret = _keys(args)
+    if not (access and secret):
+        raise UsageError("token needs an access key and secret (--access-key/--secret-key or the environment)")
+    try:
+        ui.say(make_token(access, secret, lifetime=args.lifetime))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return EXIT_OK
+
+
+# -- plumbing -------------------------------------------------------------------
+
+
+def _keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    access = args.access_key or os.environ.get("LIGHTNINGSTOR_ACCESS_KEY") or os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = args.secret_key or os.environ.get("LIGHTNINGSTOR_SECRET_KEY") or os.environ.get("AWS_SECRET_ACCESS_KEY")
+    return access, secret
+
+
+def _connect(args: argparse.Namespace) -> LightningStorClient:
+    token = args.token or os.environ.get("LIGHTNINGSTOR_TOKEN")
+    access, secret = _keys(args)
+    if not token and not (access and secret):
+        raise UsageError(
+            "no credentials: set LIGHTNINGSTOR_TOKEN, or LIGHTNINGSTOR_ACCESS_KEY and LIGHTNINGSTOR_SECRET_KEY"
+        )
+    roots = None
+    if args.ca_file:
+        with open(args.ca_file, "rb") as f:
+            roots = f.read()
+    try:
+        return LightningStorClient.connect(
+            args.endpoint, token=token or None, access_key=access, secret_key=secret, root_certificates=roots
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    factor = units.get(value[-1:], 1)
+    number = value[:-1] if value[-1:] in units else value
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 8MiB)") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    epilog = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+    parser = _Parser(
+        prog="lightningstor",
+        description="LightningStor command line (native gRPC API).",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--endpoint", default=os.environ.get("LIGHTNINGSTOR_ENDPOINT", "grpc://127.0.0.1:9001"),
+                        help="gRPC endpoint, grpc://host:port or grpcs://host:port (env LIGHTNINGSTOR_ENDPOINT)")
+    parser.add_argument("--token", help="bearer token (env LIGHTNINGSTOR_TOKEN)")
+    parser.add_argument("--access-key", help="access key id (env LIGHTNINGSTOR_ACCESS_KEY or AWS_ACCESS_KEY_ID)")
+    parser.add_argument("--secret-key", help="secret key (env LIGHTNINGSTOR_SECRET_KEY or AWS_SECRET_ACCESS_KEY)")
+    parser.add_argument("--ca-file", help="PEM CA certificates to trust for grpcs://")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and cat's data)")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show a progress bar on stderr (default: when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("mb", help="make a bucket")
+    p.add_argument("bucket", metavar="s3://BUCKET")
+    p.add_argument("--versioning", action="store_true", help="create it with versioning enabled")
+
+    p = sub.add_parser("rb", help="remove a bucket")
+    p.add_argument("bucket", metavar="s3://BUCKET")
+    p.add_argument("--force", action="store_true", help="delete every object, version and upload first")
+
+    p = sub.add_parser("ls", help="list buckets, or objects under a prefix")
+    p.add_argument("path", nargs="?", metavar="s3://BUCKET[/PREFIX]")
+    p.add_argument("-r", "--recursive", action="store_true", help="all keys, not one level")
+    p.add_argument("--versions", action="store_true", help="every version and delete marker")
+
+    p = sub.add_parser("cp", help="copy files to, from or between buckets")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("-r", "--recursive", action="store_true", help="a directory or a whole prefix")
+    p.add_argument("--content-type", help="Content-Type of uploaded objects")
+    p.add_argument("--version-id", help="copy this version of the source")
+    p.add_argument("--part-size", type=_size, default=8 << 20, help="multipart part size (default 8MiB)")
+    p.add_argument("--concurrency", type=int, default=4, help="parts uploaded at once (default 4)")
+
+    p = sub.add_parser("rm", help="delete objects")
+    p.add_argument("path", metavar="s3://BUCKET/KEY")
+    p.add_argument("-r", "--recursive", action="store_true", help="everything under the prefix")
+    p.add_argument("--version-id", help="delete this version for good")
+
+    p = sub.add_parser("cat", help="write an object to stdout")
+    p.add_argument("path", metavar="s3://BUCKET/KEY")
+    p.add_argument("--version-id")
+    p.add_argument("--range", help="bytes=first-last")
+
+    p = sub.add_parser("presign", help="print a presigned S3 URL")
+    p.add_argument("path", metavar="s3://BUCKET/KEY")
+    p.add_argument("--expires", type=int, default=3600, help="seconds (1..604800, default 3600)")
+    p.add_argument("--method", default="GET", choices=["GET", "PUT", "HEAD", "DELETE"])
+    p.add_argument("--s3-endpoint", default=os.environ.get("LIGHTNINGSTOR_S3_ENDPOINT", "http://127.0.0.1:9000"),
+                   help="S3 endpoint the URL points at (env LIGHTNINGSTOR_S3_ENDPOINT)")
+    p.add_argument("--region", default="us-east-1")
+
+    p = sub.add_parser("token", help="print a bearer token for the gRPC API")
+    p.add_argument("--lifetime", type=int, default=3600, help="seconds (1..604800, default 3600)")
+    return parser
+
+
+COMMANDS: dict[str, Any] = {
+    "mb": cmd_mb, "rb": cmd_rb, "ls": cmd_ls, "cp": cmd_cp, "rm": cmd_rm, "cat": cmd_cat,
+}  # fmt: skip
+OFFLINE: dict[str, Any] = {"presign": cmd_presign, "token": cmd_token}
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    args = build_parser().parse_args(argv)
+    progress = args.progress if args.progress is not None else err.isatty()
+    ui = Ui(quiet=args.quiet, progress=progress, out=out, err=err)
+    try:
+        if args.command in OFFLINE:
+            return int(OFFLINE[args.command](args, ui))
+        with _connect(args) as client:
+            return int(COMMANDS[args.command](client, args, ui))
+    except UsageError as e:
+        ui.warn(str(e))
+        return EXIT_USAGE
+    except errors.LightningStorError as e:
+        ui.warn(f"{e.code}: {e.message}")
+        return _STATUS_EXIT.get(e.status, EXIT_ERROR)
+    except OSError as e:
+        ui.warn(str(e))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        ui.warn("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

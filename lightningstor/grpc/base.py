@@ -1,0 +1,160 @@
+"""What every servicer shares: reaching the core, authentication, errors.
+
+gRPC handlers run on the server's own thread pool.  The core lives on the
+reactor thread and returns Deferreds, so every core call goes through
+:meth:`Rpc.call` (``blockingCallFromThread``): the handler thread waits, the
+reactor never does.  The decorators authenticate each call and turn any
+exception into a gRPC status with the S3 code in trailing metadata
+(:mod:`lightningstor.grpc.errors` is the one mapping).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lightningstor import errors
+from lightningstor.core.types import Principal
+from lightningstor.grpc import token
+from lightningstor.grpc.errors import as_s3_error, trailing_metadata
+
+log = Logger()
+
+MiB = 1 << 20
+# GetObject content messages carry at most this much (SPEC: 1 MiB chunks).
+MAX_CONTENT_MESSAGE = 1 * MiB
+
+
+@dataclass(frozen=True)
+class GrpcOptions:
+    """Limits the gRPC layer applies at its edge (from ``[limits]``)."""
+
+    max_put_object_bytes: int = 5 * MiB
+    max_metadata_bytes: int = 2048
+    max_delete_keys: int = 1000
+    max_workers: int = 16
+    grace_seconds: float = 10.0
+
+    @property
+    def max_receive_message_bytes(self) -> int:
+        """gRPC's own message limit: a PutObject of the largest allowed
+        content plus room for its other fields, and never below what an
+        UploadPart message may reasonably carry."""
+        return max(self.max_put_object_bytes, 4 * MiB) + 1 * MiB
+
+
+class Rpc:
+    """The servicers' handle on the core and the reactor."""
+
+    def __init__(self, core: Any, reactor: Any, options: GrpcOptions, *, clock: Callable[[], float] = time.time) -> None:
+        self.core = core
+        self.reactor = reactor
+        self.options = options
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._active = 0
+
+    @property
+    def active(self) -> int:
+        """Handlers running now (stopService waits for them to finish)."""
+        return self._active
+
+    def call(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``f`` on the reactor thread; wait for its (Deferred) result."""
+        return blockingCallFromThread(self.reactor, f, *args, **kwargs)
+
+    def authenticate(self, context: grpc.ServicerContext) -> Principal:
+        """The principal of the call's bearer token (see :mod:`lightningstor.grpc.token`)."""
+        value = token.bearer_from_metadata(context.invocation_metadata())
+        parsed = token.parse_token(value)
+        cred = self.call(self.core.credentials.lookup, parsed.access_key_id)
+        if cred is None:
+            raise errors.InvalidAccessKeyId(
+                "The access key of the bearer token does not exist or is disabled",
+                AWSAccessKeyId=parsed.access_key_id,
+            )
+        token.verify_token(parsed, cred.secret, now=self.clock())
+        principal: Principal = cred.principal
+        return principal
+
+    def enter(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    def fail(self, context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
+        """Answer ``exc`` as a gRPC status; never returns (``context.abort`` raises)."""
+        if isinstance(exc, grpc.RpcError) or not context.is_active():
+            raise exc  # the client went away (a broken request stream): nothing to answer
+        err, status = as_s3_error(exc)
+        if not isinstance(exc, errors.S3Error):
+            failure = Failure(exc)
+            self.reactor.callFromThread(log.failure, "gRPC {method} failed", failure, method=method)
+        context.set_trailing_metadata(trailing_metadata(err))
+        context.abort(status, err.message)
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+T = TypeVar("T")
+Handler = Callable[..., Any]
+
+
+def unary(method: Handler) -> Handler:
+    """Decorate ``method(self, principal, request, context)`` as an RPC handler
+    (unary or client-streaming response)."""
+
+    @functools.wraps(method)
+    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        rpc: Rpc = self.rpc
+        rpc.enter()
+        try:
+            principal = rpc.authenticate(context)
+            return method(self, principal, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            rpc.fail(context, exc, method.__name__)
+        finally:
+            rpc.leave()
+
+    return handler
+
+
+def streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
+    """Like :func:`unary` for a server-streaming ``method`` (a generator)."""
+
+    @functools.wraps(method)
+    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
+        rpc: Rpc = self.rpc
+        rpc.enter()
+        try:
+            principal = rpc.authenticate(context)
+            yield from method(self, principal, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            rpc.fail(context, exc, method.__name__)
+        finally:
+            rpc.leave()
+
+    return handler
+
+
+def require(value: str, name: str) -> str:
+    """A required string field: InvalidArgument naming it when empty."""
+    if not value:
+        raise errors.InvalidArgument(f"Missing required field '{name}'", ArgumentName=name)
+    return value
+
+
+def optional(message: Any, name: str) -> Any:
+    """The value of an ``optional`` field, or None when it is not set."""
+    return getattr(message, name) if message.HasField(name) else None

@@ -1,0 +1,231 @@
+"""Protobuf messages <-> core values: the gRPC layer's wire translation.
+
+Only spelling changes here (enums, field names, header-style names); every
+rule about what is allowed lives in the core and is applied there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from lightningstor import errors
+from lightningstor.core.attributes import check_object_tags, validate_storage_class
+from lightningstor.core.multipart import COMPOSITE, FULL_OBJECT, Part, Upload
+from lightningstor.core.objects import PutAttrs, validate_metadata
+from lightningstor.core.types import Bucket, ListEntry, ObjectRecord, Versioning
+from lightningstor.core.versions import reported_version_id, wire_version_id
+from lightningstor.grpc.gen import lightningstor_pb2 as pb
+
+CHECKSUM_NAMES: dict[pb.ChecksumAlgorithm, str] = {
+    pb.CHECKSUM_ALGORITHM_SHA256: "sha256",
+    pb.CHECKSUM_ALGORITHM_SHA1: "sha1",
+    pb.CHECKSUM_ALGORITHM_CRC32: "crc32",
+    pb.CHECKSUM_ALGORITHM_CRC32C: "crc32c",
+    pb.CHECKSUM_ALGORITHM_CRC64NVME: "crc64nvme",
+}
+CHECKSUM_ENUMS: dict[str, pb.ChecksumAlgorithm] = {name: value for value, name in CHECKSUM_NAMES.items()}
+
+CHECKSUM_TYPE_NAMES: dict[pb.ChecksumType, str | None] = {
+    pb.CHECKSUM_TYPE_UNSPECIFIED: None,
+    pb.CHECKSUM_TYPE_COMPOSITE: COMPOSITE,
+    pb.CHECKSUM_TYPE_FULL_OBJECT: FULL_OBJECT,
+}
+CHECKSUM_TYPE_ENUMS: dict[str | None, pb.ChecksumType] = {name: value for value, name in CHECKSUM_TYPE_NAMES.items()}
+
+# Storage class names as S3 spells them; the core decides which are offered.
+STORAGE_CLASS_NAMES: dict[pb.StorageClass, str] = {
+    pb.STORAGE_CLASS_UNSPECIFIED: "STANDARD",
+    pb.STORAGE_CLASS_STANDARD: "STANDARD",
+    pb.STORAGE_CLASS_REDUCED_REDUNDANCY: "REDUCED_REDUNDANCY",
+    pb.STORAGE_CLASS_ARCHIVE: "GLACIER",
+}
+STORAGE_CLASS_ENUMS: dict[str, pb.StorageClass] = {
+    "STANDARD": pb.STORAGE_CLASS_STANDARD,
+    "REDUCED_REDUNDANCY": pb.STORAGE_CLASS_REDUCED_REDUNDANCY,
+    "GLACIER": pb.STORAGE_CLASS_ARCHIVE,
+}
+
+VERSIONING_ENUMS: dict[Versioning, pb.VersioningStatus] = {
+    Versioning.DISABLED: pb.VERSIONING_STATUS_DISABLED,
+    Versioning.ENABLED: pb.VERSIONING_STATUS_ENABLED,
+    Versioning.SUSPENDED: pb.VERSIONING_STATUS_SUSPENDED,
+}
+
+# ObjectAttributes field -> the canonical header name the core stores it under.
+SYSTEM_FIELDS = {
+    "content_encoding": "Content-Encoding",
+    "content_disposition": "Content-Disposition",
+    "content_language": "Content-Language",
+    "cache_control": "Cache-Control",
+    "expires": "Expires",
+}
+
+# User metadata names become HTTP header names on the S3 side (x-amz-meta-*).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def storage_class_enum(name: str) -> pb.StorageClass:
+    return STORAGE_CLASS_ENUMS.get(name, pb.STORAGE_CLASS_UNSPECIFIED)
+
+
+def checksum_name(value: pb.ChecksumAlgorithm, *, allow_md5: bool = False) -> str | None:
+    """The S3 algorithm name for an enum value (None for UNSPECIFIED)."""
+    if value == pb.CHECKSUM_ALGORITHM_UNSPECIFIED:
+        return None
+    if value == pb.CHECKSUM_ALGORITHM_MD5:
+        if allow_md5:
+            return "md5"
+        raise errors.InvalidArgument("MD5 is not a checksum algorithm here; use SHA256, SHA1 or a CRC")
+    name = CHECKSUM_NAMES.get(value)
+    if name is None:
+        raise errors.InvalidArgument(f"Unknown checksum algorithm {value}", ArgumentName="checksum_algorithm")
+    return name
+
+
+def checksums(values: Mapping[str, str]) -> list[pb.ObjectChecksum]:
+    return [
+        pb.ObjectChecksum(algorithm=CHECKSUM_ENUMS[name], value=value)
+        for name, value in sorted(values.items())
+        if name in CHECKSUM_ENUMS
+    ]
+
+
+def user_metadata(metadata: Mapping[str, str], max_bytes: int) -> dict[str, str]:
+    """Lower-cased user metadata, valid as S3 header names and values."""
+    out: dict[str, str] = {}
+    for name, value in metadata.items():
+        lowered = name.lower()
+        if not _TOKEN.fullmatch(lowered):
+            raise errors.InvalidArgument(
+                f"Metadata name {name!r} is not a valid HTTP header name", ArgumentName="metadata"
+            )
+        if _CONTROL.search(value):
+            raise errors.InvalidArgument(
+                f"Metadata value of {name!r} contains control characters", ArgumentName="metadata"
+            )
+        out[lowered] = value
+    validate_metadata(out, max_bytes)
+    return out
+
+
+def put_attrs(
+    attributes: pb.ObjectAttributes | None,
+    *,
+    max_metadata_bytes: int,
+    owner: str,
+    content_type: str = "",
+    metadata: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> PutAttrs:
+    """PutAttrs from an ObjectAttributes message (plus the request's own
+    content_type/metadata fields where a request has them)."""
+    attrs = PutAttrs(owner=owner)
+    given = attributes if attributes is not None else pb.ObjectAttributes()
+    attrs.content_type = content_type or given.content_type or attrs.content_type
+    merged = dict(given.metadata)
+    merged.update(metadata or {})
+    attrs.metadata = user_metadata(merged, max_metadata_bytes)
+    for field_name, header in SYSTEM_FIELDS.items():
+        if given.HasField(field_name):
+            attrs.system_headers[header] = getattr(given, field_name)
+    attrs.storage_class = STORAGE_CLASS_NAMES.get(given.storage_class, "STANDARD")
+    validate_storage_class(attrs.storage_class)
+    attrs.tags = dict(tags or {})
+    check_object_tags(attrs.tags)
+    return attrs
+
+
+def _optional(value: str | None) -> dict[str, Any]:
+    return {} if value is None else {"version_id": value}
+
+
+def object_metadata(bucket: Bucket, record: ObjectRecord) -> pb.ObjectMetadata:
+    msg = pb.ObjectMetadata(
+        bucket=bucket.name,
+        key=record.key,
+        size=record.size,
+        etag=record.etag,
+        content_type=record.content_type,
+        checksums=checksums(record.checksums),
+        storage_class=storage_class_enum(record.storage_class),
+        metadata=record.metadata,
+        last_modified=record.created_at,
+        delete_marker=record.delete_marker,
+        tags=record.tags,
+        parts_count=len(record.part_sizes),
+        owner=record.owner,
+        **_optional(reported_version_id(bucket, record.version_id)),
+    )
+    for field_name, header in SYSTEM_FIELDS.items():
+        value = record.system_headers.get(header)
+        if value is not None:
+            setattr(msg, field_name, value)
+    return msg
+
+
+def bucket_message(bucket: Bucket) -> pb.Bucket:
+    msg = pb.Bucket(
+        name=bucket.name,
+        org_id=bucket.org_id,
+        versioning=pb.VersioningConfig(status=VERSIONING_ENUMS[bucket.versioning]),
+        created_at=bucket.created_at,
+        updated_at=bucket.updated_at,
+        created_by=bucket.created_by,
+        storage_class=storage_class_enum(bucket.storage_class),
+        metadata=bucket.metadata,
+        tags=bucket.tags,
+        region=bucket.region,
+    )
+    if bucket.project_id is not None:
+        msg.project_id = bucket.project_id
+    return msg
+
+
+def object_summary(entry: ListEntry) -> pb.ObjectSummary:
+    return pb.ObjectSummary(
+        key=entry.key,
+        size=entry.size,
+        etag=entry.etag,
+        last_modified=entry.last_modified,
+        storage_class=storage_class_enum(entry.storage_class),
+        owner=entry.owner,
+    )
+
+
+def object_version(entry: ListEntry) -> pb.ObjectVersion:
+    return pb.ObjectVersion(
+        key=entry.key,
+        version_id=wire_version_id(entry.version_id),
+        is_latest=entry.is_latest,
+        delete_marker=entry.delete_marker,
+        size=entry.size,
+        etag=entry.etag,
+        last_modified=entry.last_modified,
+        storage_class=storage_class_enum(entry.storage_class),
+        owner=entry.owner,
+    )
+
+
+def upload_message(upload: Upload) -> pb.MultipartUpload:
+    return pb.MultipartUpload(
+        key=upload.key,
+        upload_id=upload.upload_id,
+        initiated_at=upload.initiated_at,
+        initiator=pb.Owner(id=upload.initiator, display_name=upload.initiator_name or upload.initiator),
+        storage_class=storage_class_enum(upload.storage_class),
+        checksum_algorithm=CHECKSUM_ENUMS.get(upload.checksum_algorithm or "", pb.CHECKSUM_ALGORITHM_UNSPECIFIED),
+        checksum_type=CHECKSUM_TYPE_ENUMS.get(upload.checksum_type, pb.CHECKSUM_TYPE_UNSPECIFIED),
+    )
+
+
+def part_message(part: Part) -> pb.Part:
+    return pb.Part(
+        part_number=part.part_number,
+        etag=part.etag,
+        size=part.size,
+        last_modified=part.created_at,
+        checksums=checksums(part.checksums),
+    )

@@ -1,0 +1,167 @@
+"""The gRPC server as a Twisted service: starts and stops with the process.
+
+grpcio runs its own threads (a ``ThreadPoolExecutor`` for handlers plus the
+C core's I/O threads), so the server object is built in ``startService``,
+after twistd has daemonized (forking a process with live gRPC threads breaks
+them), and stopped in ``stopService`` with a grace period: new calls are
+refused at once, calls in flight get ``grace_seconds`` to finish, and the
+service waits (without blocking the reactor, which those calls still need)
+until every handler has returned, before the stores close after it.
+
+The standard health service (``grpc.health.v1.Health``) reports SERVING
+while the metadata store and storage backend are ready (the same check as
+``GET /ready``), and server reflection lets ``grpcurl`` and friends discover
+the API without the proto file.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from lightningstor.grpc.base import GrpcOptions, Rpc
+from lightningstor.grpc.buckets import BucketServicer
+from lightningstor.grpc.gen import lightningstor_pb2 as pb
+from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
+from lightningstor.grpc.objects import ObjectServicer
+
+log = Logger()
+
+SERVICE_NAMES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
+HEALTH_INTERVAL_SECONDS = 5.0
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class GrpcService(Service):
+    """Serves ``lightningstor.v1`` on ``address`` (``host:port``; port 0 picks one).
+
+    ``credentials`` are ``grpc.ServerCredentials`` for TLS, or None for
+    plain-text HTTP/2.  ``bound_port`` is the port actually listened on.
+    """
+
+    def __init__(
+        self,
+        core: Any,
+        reactor: Any,
+        address: str,
+        options: GrpcOptions | None = None,
+        *,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
+        self.core = core
+        self.reactor = reactor
+        self.address = address
+        self.options = options or GrpcOptions()
+        self.credentials = credentials
+        self.rpc = Rpc(core, reactor, self.options)
+        self.server: grpc.Server | None = None
+        self.health = health.HealthServicer()
+        self.bound_port: int | None = None
+        self._health_loop: LoopingCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        executor = ThreadPoolExecutor(max_workers=self.options.max_workers, thread_name_prefix="lightningstor-grpc")
+        limit = self.options.max_receive_message_bytes
+        server = grpc.server(
+            executor,
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                # grpc sets SO_REUSEPORT by default: a second server on the
+                # same port would then share it silently instead of failing.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_ObjectServiceServicer_to_server(ObjectServicer(self.rpc), server)
+        pb_grpc.add_BucketServiceServicer_to_server(BucketServicer(self.rpc), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            if self.credentials is not None:
+                port = server.add_secure_port(self.address, self.credentials)
+            else:
+                port = server.add_insecure_port(self.address)
+        except RuntimeError as e:  # grpcio raises when it cannot bind
+            executor.shutdown(wait=False)
+            raise RuntimeError(f"gRPC API cannot listen on {self.address}: {e}") from e
+        if not port:
+            executor.shutdown(wait=False)
+            raise RuntimeError(f"gRPC API cannot listen on {self.address}")
+        server.start()
+        self.server = server
+        self.bound_port = port
+        host = self.address.rpartition(":")[0]
+        log.info(
+            "gRPC API listening on {host}:{port} ({scheme})",
+            host=host,
+            port=port,
+            scheme="tls" if self.credentials is not None else "plaintext",
+        )
+        self._set_health(_SERVING)
+        self._health_loop = LoopingCall(self._check_health)
+        self._health_loop.clock = self.reactor
+        self._health_loop.start(HEALTH_INTERVAL_SECONDS, now=True).addErrback(
+            lambda f: log.failure("gRPC health checks stopped", f)
+        )
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+    @inlineCallbacks
+    def _check_health(self) -> Any:
+        status = yield self.core.readiness()
+        ok = all(problem is None for problem in status.values())
+        if self.running:
+            self._set_health(_SERVING if ok else _NOT_SERVING)
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._health_loop is not None and self._health_loop.running:
+            self._health_loop.stop()
+        server, self.server = self.server, None
+        if server is None:
+            return
+        # Health first, so load balancers stop sending new calls.
+        self.health.enter_graceful_shutdown()
+        grace = self.options.grace_seconds
+        stopped = server.stop(grace)
+        deadline = time.monotonic() + grace + 1.0
+        while (not stopped.is_set() or self.rpc.active) and time.monotonic() < deadline:
+            d: Deferred[None] = Deferred()
+            self.reactor.callLater(0.05, d.callback, None)
+            yield d
+        if self.rpc.active:
+            log.warn("{n} gRPC calls still running at shutdown", n=self.rpc.active)
+        log.info("gRPC API stopped")
+
+
+def grpc_service_from_settings(core: Any, settings: Any, reactor: Any, tls: Any = None) -> GrpcService:
+    """The GrpcService a server with ``settings`` runs (``server.grpc_addr``,
+    ``[limits]``, and the S3 listener's certificate when ``[server.tls]`` is
+    set: TLS, or mTLS with ``ca_file``)."""
+    from lightningstor.config import format_address, parse_address
+
+    host, port = parse_address(settings.server.grpc_addr, key="server.grpc_addr")
+    options = GrpcOptions(
+        max_put_object_bytes=settings.limits.max_grpc_put_object_bytes,
+        max_metadata_bytes=settings.limits.max_metadata_bytes,
+        max_delete_keys=settings.limits.max_delete_keys,
+        # The gRPC service drains first, then the S3 listener: half each keeps
+        # the whole stop within server.shutdown_timeout_seconds.
+        grace_seconds=settings.server.shutdown_timeout_seconds / 2,
+    )
+    credentials = tls.material.grpc_server_credentials() if tls is not None else None
+    return GrpcService(core, reactor, format_address(host, port), options, credentials=credentials)

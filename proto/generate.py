@@ -1,0 +1,64 @@
+"""Regenerate ``lightningstor/grpc/gen`` from ``proto/lightningstor.proto``.
+
+Run through ``tox -e proto`` (or ``python proto/generate.py``) after editing
+the proto; the generated files are committed so that ``pip install .`` needs
+no code generator.  protoc writes ``import lightningstor_pb2`` (a top-level
+module) into the gRPC stubs; that line is rewritten to the package path so
+``import lightningstor.grpc.gen.lightningstor_pb2_grpc`` works when installed.
+A unit test regenerates into a temporary directory and compares, so a proto
+edit without regeneration fails the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_DIR = ROOT / "proto"
+PROTO = "lightningstor.proto"
+DEFAULT_OUT = ROOT / "lightningstor" / "grpc" / "gen"
+PACKAGE = "lightningstor.grpc.gen"
+_TOP_LEVEL_IMPORT = re.compile(r"^import lightningstor_pb2 as lightningstor__pb2$", re.MULTILINE)
+
+
+def generate(out: Path) -> list[Path]:
+    """Write the ``_pb2``, ``_pb2_grpc`` and ``.pyi`` files into ``out``; return them."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    out.mkdir(parents=True, exist_ok=True)
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    status = protoc.main([
+        "grpc_tools.protoc",
+        f"-I{PROTO_DIR}",
+        f"-I{well_known}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        str(PROTO_DIR / PROTO),
+    ])
+    if status != 0:
+        raise SystemExit(f"protoc failed with status {status}")
+    stubs = out / "lightningstor_pb2_grpc.py"
+    text = stubs.read_text()
+    fixed, count = _TOP_LEVEL_IMPORT.subn(f"from {PACKAGE} import lightningstor_pb2 as lightningstor__pb2", text)
+    if count != 1:
+        raise SystemExit("generated stubs no longer import lightningstor_pb2 the expected way")
+    stubs.write_text(fixed)
+    return [out / "lightningstor_pb2.py", out / "lightningstor_pb2.pyi", stubs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    args = parser.parse_args(argv)
+    for path in generate(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
