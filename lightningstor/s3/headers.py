@@ -78,10 +78,31 @@ def parse_tagging_header(value: str) -> dict[str, str]:
     return tags
 
 
+# Headers that ask for something we would silently not do: storing an object
+# "encrypted" or "locked" while it is neither is worse than refusing.
+UNSUPPORTED_WRITE_HEADERS = {
+    "x-amz-server-side-encryption": "Server-side encryption",
+    "x-amz-server-side-encryption-customer-algorithm": "Server-side encryption with customer keys",
+    "x-amz-server-side-encryption-aws-kms-key-id": "Server-side encryption with KMS",
+    "x-amz-object-lock-mode": "Object Lock",
+    "x-amz-object-lock-retain-until-date": "Object Lock",
+    "x-amz-object-lock-legal-hold": "Object Lock legal holds",
+    "x-amz-website-redirect-location": "Website redirects",
+}
+
+
+def refuse_unsupported(headers: Mapping[str, str]) -> None:
+    """501 NotImplemented for write headers whose promise we cannot keep."""
+    for name, what in UNSUPPORTED_WRITE_HEADERS.items():
+        if name in headers:
+            raise errors.NotImplementedS3(f"{what} is not supported by LightningStor ({name})")
+
+
 def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttrs:
     """PutAttrs from PutObject-style request headers (lower-case names)."""
     from lightningstor.core.objects import validate_metadata
 
+    refuse_unsupported(headers)
     attrs = PutAttrs()
     ctype = headers.get("content-type")
     if ctype:

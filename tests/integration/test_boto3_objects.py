@@ -266,3 +266,18 @@ def test_version_id_null_on_unversioned(s3, bucket):
     """HEAD with versionId=null (rclone) finds the object in an unversioned bucket."""
     s3.put_object(Bucket=bucket, Key="v", Body=b"x")
     assert s3.head_object(Bucket=bucket, Key="v", VersionId="null")["ContentLength"] == 1
+
+
+@pytest.mark.parametrize("extra", [
+    {"ServerSideEncryption": "AES256"},
+    {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
+    {"ObjectLockMode": "GOVERNANCE",
+     "ObjectLockRetainUntilDate": datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)},
+])
+def test_unkeepable_promises_refused(s3, bucket, extra):
+    """Encryption and Object Lock requests are 501 NotImplemented, never stored unencrypted or unlocked."""
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="sse", Body=b"secret", **extra)
+    assert _code(e) == "NotImplemented"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="sse")

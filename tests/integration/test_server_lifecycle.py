@@ -61,7 +61,7 @@ def test_sigterm_finishes_inflight_upload(tmp_data: Path) -> None:
 
 
 def test_virtual_hosted_style(tmp_path: Path) -> None:
-    """With [s3] domain set, Host: bucket.domain addresses the bucket (SigV4 and SigV2)."""
+    """With [s3] domain set, Host: bucket.domain addresses the bucket (SigV4-signed request)."""
     data = tmp_path / "data"
     data.mkdir()
     cfg = tmp_path / "vhost.toml"

@@ -37,6 +37,7 @@ from lightningstor.s3.headers import (
     object_headers,
     parse_tagging_header,
     put_attrs,
+    refuse_unsupported,
 )
 from lightningstor.s3.streaming import ObjectProducer
 from lightningstor.s3.wire import header_value
@@ -319,6 +320,7 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
 @inlineCallbacks
 def copy_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
+    refuse_unsupported(call.headers)
     dest_bucket = yield api.core.buckets.get(principal, call.bucket)
     validate_key(call.key)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
