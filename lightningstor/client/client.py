@@ -180,11 +180,15 @@ class LightningStorClient:
         access_key: str | None = None,
         secret_key: str | None = None,
         root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
         timeout: float | None = None,
         options: Iterable[tuple[str, Any]] = (),
     ) -> LightningStorClient:
         """Connect to ``url`` (``grpc://host:9001``; ``grpcs://`` for TLS, with
-        ``root_certificates`` as PEM when the server's CA is not a system one).
+        ``root_certificates`` as PEM when the server's CA is not a system one,
+        and ``certificate_chain``/``private_key`` (PEM) as the client
+        certificate when the server requires mTLS).
 
         ``timeout`` (seconds) bounds every unary call; streams are unbounded.
         """
@@ -195,7 +199,11 @@ class LightningStorClient:
             *options,
         ]
         if tls:
-            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=private_key,
+                certificate_chain=certificate_chain,
+            )
             channel = grpc.secure_channel(target, creds, options=channel_options)
         else:
             channel = grpc.insecure_channel(target, options=channel_options)

@@ -236,3 +236,40 @@ def test_sighup_without_tls_is_harmless(tmp_data: Path) -> None:
         make_client(server.endpoint).create_bucket(Bucket="still-up")
     finally:
         server.stop()
+
+
+def _grpc_client(server: ServerProcess, pki: Pki, *, cert: bytes | None, key: bytes | None) -> Any:
+    from lightningstor.client import LightningStorClient
+
+    return LightningStorClient.connect(
+        f"grpcs://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY,
+        root_certificates=pki.ca_file.read_bytes(), certificate_chain=cert, private_key=key, timeout=10,
+    )
+
+
+def test_grpc_mtls_accepts_a_client_certificate_from_the_ca(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """With ca_file set, the gRPC API serves TLS and a client certificate issued by that CA is accepted."""
+    server, pki = tls_server
+    with _grpc_client(server, pki, cert=pki.client_cert_file.read_bytes(),
+                      key=pki.client_key_file.read_bytes()) as client:
+        name = f"mtls-{uuid.uuid4().hex[:8]}"
+        client.create_bucket(name)
+        assert name in [b.name for b in client.list_buckets()]
+
+
+@pytest.mark.parametrize("which", ["missing", "other-ca"])
+def test_grpc_mtls_refuses_missing_or_foreign_client_certificate(
+    tls_server: tuple[ServerProcess, Pki], tmp_path: Path, which: str
+) -> None:
+    """No client certificate, or one from another CA, never gets a gRPC call through."""
+    from lightningstor.client.errors import LightningStorError
+
+    server, pki = tls_server
+    if which == "missing":
+        cert = key = None
+    else:
+        other = make_pki(tmp_path / "other")
+        cert, key = other.client_cert_file.read_bytes(), other.client_key_file.read_bytes()
+    with _grpc_client(server, pki, cert=cert, key=key) as client:
+        with pytest.raises(LightningStorError):
+            client.list_buckets()
