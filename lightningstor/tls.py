@@ -198,6 +198,37 @@ class ReloadableServerTls:
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         return SSL.Connection(self._context, None)
 
+    def grpc_server_credentials(self) -> Any:
+        """``grpc.ServerCredentials`` that follow :meth:`reload`.
+
+        grpcio asks the fetcher for a new configuration at each handshake
+        (from its own threads); it gets one only when the material object
+        changed, so a SIGHUP reaches the gRPC listener too.  Whether client
+        certificates are required (``ca_file`` set) is fixed at start-up.
+        """
+        import grpc
+
+        def configuration(material: TlsMaterial) -> Any:
+            return grpc.ssl_server_certificate_configuration(
+                [(material.private_key, material.certificate_chain)],
+                root_certificates=material.root_certificates,
+            )
+
+        served = [self.material]
+
+        def fetch() -> Any:
+            current = self.material  # one reference read: atomic across threads
+            if current is served[0]:
+                return None
+            served[0] = current
+            return configuration(current)
+
+        return grpc.dynamic_ssl_server_credentials(
+            configuration(self.material),
+            fetch,
+            require_client_authentication=self.material.root_certificates is not None,
+        )
+
     @inlineCallbacks
     def reload(self) -> Any:
         """Deferred[bool]: re-read the files (in the thread pool) and use them

@@ -163,5 +163,5 @@ def grpc_service_from_settings(core: Any, settings: Any, reactor: Any, tls: Any 
         # the whole stop within server.shutdown_timeout_seconds.
         grace_seconds=settings.server.shutdown_timeout_seconds / 2,
     )
-    credentials = tls.material.grpc_server_credentials() if tls is not None else None
+    credentials = tls.grpc_server_credentials() if tls is not None else None
     return GrpcService(core, reactor, format_address(host, port), options, credentials=credentials)

@@ -185,8 +185,26 @@ def test_sighup_reloads_the_certificate_without_restart(tmp_path: Path) -> None:
         s3 = _client(server, pki)
         s3.create_bucket(Bucket="after-reload")
         assert any("TLS certificate reloaded" in line for line in server.output)
+        # The gRPC listener serves the reloaded certificate too.
+        assert _grpc_peer_serial(server, pki) == new.serial
+        with _grpc_client(server, pki, cert=pki.client_cert_file.read_bytes(),
+                          key=pki.client_key_file.read_bytes()) as client:
+            assert "after-reload" in [b.name for b in client.list_buckets()]
     finally:
         server.stop()
+
+
+def _grpc_peer_serial(server: ServerProcess, pki: Pki) -> int:
+    """Serial of the certificate a fresh TLS connection to the gRPC port is shown."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    ctx.load_cert_chain(str(pki.client_cert_file), str(pki.client_key_file))
+    ctx.set_alpn_protocols(["h2"])
+    host, port = server.grpc_endpoint.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
 
 
 def test_sighup_with_a_broken_certificate_keeps_the_old_one(tmp_path: Path) -> None:
