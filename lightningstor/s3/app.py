@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klein import Klein
+from werkzeug.routing import PathConverter
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -101,6 +102,17 @@ _LARGE_BODIES = {
 }
 
 
+class _AnyPath(PathConverter):
+    """Matches the rest of the path, whatever it holds, newlines too.
+
+    ``part_isolating`` must be set explicitly: werkzeug infers True for a
+    regex without "/" and would then match one path segment only.
+    """
+
+    regex = r"[\s\S]*"
+    part_isolating = False
+
+
 class S3Site(server.Site):
     """A Site whose requests stream their bodies into the S3 layer."""
 
@@ -171,7 +183,11 @@ class S3Api:
         self.app.url_map.strict_slashes = False
         self.app.route("/health", methods=["GET", "HEAD"])(self._health)
         self.app.route("/ready", methods=["GET", "HEAD"])(self._ready)
-        self.app.route("/", branch=True, strict_slashes=False)(self._s3)
+        # Object keys may hold any character, newlines included; werkzeug's
+        # own path converter stops at a newline.
+        self.app.url_map.converters["s3key"] = _AnyPath
+        self.app.route("/", strict_slashes=False)(self._s3)
+        self.app.route("/<s3key:rest>", strict_slashes=False)(lambda request, rest: self._s3(request))
 
     # -- request set-up (called from S3Request.gotLength) -----------------
     def begin(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:

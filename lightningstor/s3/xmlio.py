@@ -374,6 +374,16 @@ class _Doc:
         return _finish(self.parts)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _xml_safe(text: str) -> str:
+    """Percent-encode the control characters XML 1.0 cannot carry at all, so an
+    error about a key holding one still parses in every client (error
+    documents have no encoding-type to ask for)."""
+    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
 def error_xml(
     code: str,
     message: str,
@@ -392,9 +402,9 @@ def error_xml(
     doc.text("Code", code)
     doc.text("Message", message)
     for name, value in fields.items():
-        doc.text(name, value)
+        doc.text(name, _xml_safe(value))
     if resource is not None:
-        doc.text("Resource", resource)
+        doc.text("Resource", _xml_safe(resource))
     doc.text("RequestId", request_id)
     if host_id is not None:
         doc.text("HostId", host_id)

@@ -173,6 +173,7 @@ def test_overwrite_replaces(s3, bucket):
 @pytest.mark.parametrize("key", [
     "a b", "plus+sign", "uni\u00e9\u4e2d", "per%cent", "q?mark", "hash#", "amp&lt", "../../etc/passwd",
     "dir//double", "trailing/", "semi;colon", "tab\tkey", "ctrl\x01char", "~tilde", "quote\"s", "a" * 1024,
+    "line\nfeed", "cr\rkey",
 ])
 def test_odd_keys_roundtrip(s3, bucket, key):
     """Keys with spaces, '+', unicode, '%', '..', '//' and control characters round-trip and list."""
