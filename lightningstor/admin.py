@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -187,7 +187,129 @@ def presign(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------
+# collect, scrub: offline maintenance on the server's own data
+# --------------------------------------------------------------------------
+
+
+def _configure_data_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="the server's TOML configuration file")
+    parser.add_argument("--data-dir", default=None, help="the server's data directory (overrides the file)")
+
+
+def _configure_collect(parser: argparse.ArgumentParser) -> None:
+    _configure_data_command(parser)
+    parser.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=24 * 3600.0,
+        help="only delete unreferenced chunks older than this (default 86400). 0 is safe only "
+        "while no server is writing to this data dir",
+    )
+
+
+def _with_stores(
+    args: argparse.Namespace, err: TextIO, work: Callable[[Any, Any], Coroutine[Any, Any, int]]
+) -> int:
+    """Open the metadata store and the storage backend exactly as the server
+    does (``server.open_plugins``: the same paths, the same plugin options),
+    run the coroutine ``work(store, backend)`` on a real reactor (the stores
+    need its thread pools), close everything and return its exit status.
+
+    Runs the global reactor, so it can be used once per process (the
+    console script).
+    """
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred, maybeDeferred
+
+    from lightningstor.server import open_plugins
+    from lightningstor.threads import ThreadPools
+
+    try:
+        settings = load_settings(env=os.environ, cli={"config": args.config, "data_dir": args.data_dir})
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=err)
+        return 1
+    except ConfigError as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    pools = ThreadPools(reactor)
+    status: list[int] = []
+
+    async def run() -> None:
+        try:
+            store, backend = open_plugins(settings, reactor, pools.io)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=err)
+            status.append(1)
+            return
+        try:
+            status.append(await ensureDeferred(work(store, backend)))
+        finally:
+            await maybeDeferred(backend.close)
+            await maybeDeferred(store.close)
+
+    def done(result: object) -> None:
+        if hasattr(result, "getTraceback"):
+            print(result.getTraceback(), file=err)  # type: ignore[attr-defined]
+        pools.stopService()
+        reactor.stop()  # type: ignore[attr-defined]
+
+    reactor.callWhenRunning(lambda: ensureDeferred(run()).addBoth(done))  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return status[0] if status else 1
+
+
+def collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delete chunks that no committed record references (what the server's
+    hourly collector does, with a grace period of your choice)."""
+    import time
+
+    from lightningstor.core.collector import collect_orphans
+
+    async def work(store: Any, backend: Any) -> int:
+        n = await collect_orphans(store, backend, time.time(), args.grace_seconds)
+        print(f"collected {n} orphaned chunks", file=out)
+        # Half-written chunk files a crash left in the backend's tmp/ (the
+        # ``local`` backend removes them at start-up only after an hour).
+        cleanup_tmp = getattr(backend, "cleanup_tmp", None)
+        if cleanup_tmp is not None:
+            removed = await cleanup_tmp(args.grace_seconds)
+            print(f"removed {removed} temporary chunk files", file=out)
+        return 0
+
+    return _with_stores(args, err, work)
+
+
+def scrub_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Verify every referenced chunk and the chunk index; one line per
+    problem, a summary last; exit status 0 when clean, 3 when problems were
+    found."""
+    from lightningstor.core.scrub import iter_problem_lines, scrub
+
+    def report(result: Any) -> int:
+        for line in iter_problem_lines(result):
+            print(line, file=out)
+        return 0 if result.ok else 3
+
+    async def work(store: Any, backend: Any) -> int:
+        return report(await scrub(store, backend))
+
+    return _with_stores(args, err, work)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
+    "collect": Subcommand(
+        help="delete orphaned chunks (no committed record references them)",
+        configure=_configure_collect,
+        run=collect,
+    ),
+    "scrub": Subcommand(
+        help="read and verify every referenced chunk and audit the chunk index",
+        configure=_configure_data_command,
+        run=scrub_command,
+    ),
     "presign": Subcommand(
         help="print a presigned URL (SigV4 query auth) for an object",
         configure=_configure_presign,

@@ -88,7 +88,10 @@ _OVERRIDES = (
     _Override("s3_addr", "LIGHTNINGSTOR_S3_ADDR", ("server", "s3_addr"), "--s3-addr"),
     _Override("log_level", "LIGHTNINGSTOR_LOG_LEVEL", ("logging", "level"), "--log-level"),
     _Override("data_dir", "LIGHTNINGSTOR_DATA_DIR", ("data_dir",), "--data-dir"),
+    _Override("workers", "LIGHTNINGSTOR_WORKERS", ("server", "workers"), "--workers"),
 )
+# Overrides arrive as text; these settings are integers in the file.
+_INTEGER_OVERRIDES = frozenset({("server", "workers")})
 _CLI_KEYS = frozenset({"config"} | {o.cli_key for o in _OVERRIDES})
 
 
@@ -163,6 +166,8 @@ class StorageSettings:
     shard_depth: int = 2
     fsync: bool = True
     inline_threshold_bytes: int = 64 * KiB
+    # 0: no background scrub (``lightningstor-admin scrub`` still works).
+    scrub_interval_seconds: int = 0
     options: Mapping[str, Any] = field(default_factory=_empty_options, hash=False)
 
 
@@ -202,6 +207,11 @@ class LimitsSettings:
     max_header_bytes: int = 16384
     max_delete_keys: int = 1000
     idle_timeout_seconds: int = 60
+    # A request's line and headers must arrive within this many seconds of
+    # its first byte, however steadily they trickle (slowloris).
+    header_timeout_seconds: int = 30
+    # Open S3 connections above this get 503 SlowDown and are closed.
+    max_connections: int = 1024
     # gRPC PutObject carries the whole object in one message; larger objects
     # go through multipart upload (UploadPart streams).
     max_grpc_put_object_bytes: int = 5 * MiB
@@ -700,8 +710,26 @@ def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:
         )
     if backend == "distributed" and table.given("nodes") and not nodes:
         table.problem("nodes", "must list at least one node when storage.backend is 'distributed'")
+    # Beyond the spec's keys: node zones (parallel to ``nodes``), the write
+    # quorum (default: a majority of replication_factor) and the repair
+    # interval.  They appear in the result only when given, so the backend
+    # owns their defaults.
+    extra: dict[str, Any] = {}
+    zones = table.optional("zones", _list_of(_str))
+    if zones is not None:
+        if nodes and len(zones) != len(nodes):
+            table.problem("zones", f"must name one zone per node ({len(nodes)}), got {len(zones)}")
+        extra["zones"] = zones
+    quorum = table.optional("write_quorum", _int(1))
+    if quorum is not None:
+        if table.valid("replication_factor") and quorum > replication:
+            table.problem("write_quorum", f"{quorum} is more than replication_factor ({replication})")
+        extra["write_quorum"] = quorum
+    repair = table.optional("repair_interval_seconds", _float(0, 86400))
+    if repair is not None:
+        extra["repair_interval_seconds"] = repair
     table.finish()
-    return {"nodes": nodes, "replication_factor": replication, "placement_strategy": strategy}
+    return {"nodes": nodes, "replication_factor": replication, "placement_strategy": strategy, **extra}
 
 
 def _read_storage(t: _Table, data_dir: str) -> StorageSettings:
@@ -715,6 +743,9 @@ def _read_storage(t: _Table, data_dir: str) -> StorageSettings:
         "fsync": t.get("fsync", d.fsync, _bool),
         "inline_threshold_bytes": t.get(
             "inline_threshold_bytes", d.inline_threshold_bytes, _int(0, 1 * MiB)
+        ),
+        "scrub_interval_seconds": t.get(
+            "scrub_interval_seconds", d.scrub_interval_seconds, _int(0, 366 * 86400)
         ),
     }
     distributed = _read_distributed(t, backend)
@@ -772,6 +803,8 @@ def _read_limits(t: _Table) -> LimitsSettings:
         max_header_bytes=t.get("max_header_bytes", d.max_header_bytes, _int(1 * KiB, 1 * MiB)),
         max_delete_keys=t.get("max_delete_keys", d.max_delete_keys, _int(1, 100000)),
         idle_timeout_seconds=t.get("idle_timeout_seconds", d.idle_timeout_seconds, _int(1, 86400)),
+        header_timeout_seconds=t.get("header_timeout_seconds", d.header_timeout_seconds, _int(1, 3600)),
+        max_connections=t.get("max_connections", d.max_connections, _int(1, 1_000_000)),
         max_grpc_put_object_bytes=t.get(
             "max_grpc_put_object_bytes", d.max_grpc_put_object_bytes, _int(1 * KiB, 64 * MiB)
         ),
@@ -860,7 +893,8 @@ def load_settings(
 
     ``env`` defaults to ``os.environ``; an empty environment variable counts
     as unset (as container runtimes often pass them).  ``cli`` keys are
-    ``config``, ``grpc_addr``, ``s3_addr``, ``log_level`` and ``data_dir``;
+    ``config``, ``grpc_addr``, ``s3_addr``, ``log_level``, ``data_dir`` and
+    ``workers``;
     None means "not given".  The config file is ``cli['config']``, else
     ``config_file``, else ``$LIGHTNINGSTOR_CONFIG``; with none of them, only
     defaults and overrides apply.
@@ -897,6 +931,8 @@ def load_settings(
         if override.cli_key in given:
             value, source = given[override.cli_key], override.flag
         if source:
+            if override.path in _INTEGER_OVERRIDES and isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
             _set_path(raw, override.path, value)
             sources[".".join(override.path)] = source
 

@@ -12,7 +12,12 @@ lightningstor_objects_total                Gauge
 lightningstor_storage_bytes                Gauge
 lightningstor_multipart_uploads_active     Gauge
 lightningstor_s3_errors_total              Counter    code, status
+lightningstor_scrub_errors_total           Counter    kind
 =========================================  =========  ======================
+
+``lightningstor_scrub_errors_total`` is not in the spec's list: it is
+registered only once the background scrub (``storage.scrub_interval_seconds``)
+has reported, so a server without it exposes exactly the spec's families.
 
 Every metric lives in a private ``CollectorRegistry`` owned by
 :class:`S3Metrics` (never the process-global one), and every consumer takes
@@ -21,7 +26,8 @@ hook (:meth:`S3Metrics.request_finished`), the gauges by
 :class:`StoreGauges`, and exposition (:class:`MetricsResource`) renders
 whatever registry it is given.  Running several worker processes later
 needs only a different registry for exposition (prometheus-client's
-``MultiProcessCollector``) and a multiprocess mode on the gauges.
+``MultiProcessCollector``, :func:`multiprocess_registry`) and a
+multiprocess mode on the gauges: that is what ``[server] workers`` does.
 
 The three gauges describe the whole store, so they are not computed per
 scrape: :class:`StoreGauges` recounts them every ``interval`` seconds by
@@ -34,7 +40,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -61,6 +67,7 @@ __all__ = [
     "StoreTotals",
     "attach_metrics",
     "count_store",
+    "multiprocess_registry",
 ]
 
 log = Logger()
@@ -69,6 +76,10 @@ log = Logger()
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Bytes: 1 KiB .. 5 GiB (the largest single PUT), roughly x4 per step.
 SIZE_BUCKETS = tuple(float(1 << n) for n in range(10, 33, 2)) + (5.0 * (1 << 30),)
+# With several worker processes only the primary sets the store gauges (the
+# others hold zeros stamped at time 0): the most recent value is the truth.
+# Ignored in a single process.
+_GAUGE_MODE: Final = "mostrecent"
 
 
 class S3Metrics:
@@ -98,18 +109,23 @@ class S3Metrics:
             registry=r,
         )
         self.objects = Gauge(
-            "lightningstor_objects_total", "Current objects (delete markers excluded).", registry=r
+            "lightningstor_objects_total",
+            "Current objects (delete markers excluded).",
+            registry=r,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.storage_bytes = Gauge(
             "lightningstor_storage_bytes",
             "Bytes of stored object versions, current and noncurrent (parts of unfinished "
             "multipart uploads excluded).",
             registry=r,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.multipart_uploads_active = Gauge(
             "lightningstor_multipart_uploads_active",
             "Multipart uploads initiated and not yet completed or aborted.",
             registry=r,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.s3_errors = Counter(
             "lightningstor_s3_errors_total",
@@ -117,6 +133,9 @@ class S3Metrics:
             ["code", "status"],
             registry=r,
         )
+        # Registered by the first scrub report, so a server without the
+        # background scrub exposes exactly the spec's families.
+        self.scrub_errors: Counter | None = None
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def request_finished(self, summary: RequestSummary) -> None:
@@ -135,6 +154,23 @@ class S3Metrics:
             self.s3_errors.labels(summary.error_code, status).inc()
         if summary.object_size is not None:
             self.object_size.labels(operation).observe(summary.object_size)
+
+    def scrub_finished(self, report: Any) -> None:
+        """The ScrubService hook: count each problem of a ``ScrubReport``
+        (``lightningstor_scrub_errors_total{kind}``; kinds are ``missing``,
+        ``corrupt`` and ``index``, each exposed from the first report on)."""
+        if self.scrub_errors is None:
+            self.scrub_errors = Counter(
+                "lightningstor_scrub_errors_total",
+                "Problems found by the background scrub: missing or corrupt chunks, and "
+                "chunk-index entries that disagree with the records (index).",
+                ["kind"],
+                registry=self.registry,
+            )
+            for kind in ("missing", "corrupt", "index"):
+                self.scrub_errors.labels(kind)
+        for problem in report.problems:
+            self.scrub_errors.labels(problem.kind).inc()
 
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)
@@ -194,8 +230,11 @@ class MetricsService(Service):
     """Serves ``/metrics`` on its own listener (``server.metrics_addr``), so
     scrapes need not share the S3 port or be exposed where S3 is."""
 
-    def __init__(self, registry: CollectorRegistry, description: str, reactor: Any) -> None:
+    def __init__(
+        self, registry: Any, description: str, reactor: Any, *, adopt_fd: int | None = None
+    ) -> None:
         self.description = description
+        self.adopt_fd = adopt_fd  # a worker listens on its supervisor's socket
         self.reactor = reactor
         root = resource.Resource()
         root.putChild(b"metrics", MetricsResource(registry))
@@ -204,12 +243,18 @@ class MetricsService(Service):
 
     def startService(self) -> None:
         super().startService()
-        d = serverFromString(self.reactor, self.description).listen(self.site)
-        result: list[Any] = []
-        d.addBoth(result.append)
-        if result and hasattr(result[0], "raiseException"):
-            result[0].raiseException()  # address in use: fail start-up loudly
-        self.port = result[0] if result else None
+        if self.adopt_fd is not None:
+            from lightningstor.workers import adopt_port
+
+            fd, self.adopt_fd = self.adopt_fd, None
+            self.port = adopt_port(self.reactor, fd, self.site)
+        else:
+            d = serverFromString(self.reactor, self.description).listen(self.site)
+            result: list[Any] = []
+            d.addBoth(result.append)
+            if result and hasattr(result[0], "raiseException"):
+                result[0].raiseException()  # address in use: fail start-up loudly
+            self.port = result[0] if result else None
         if self.port is not None:
             addr = self.port.getHost()
             log.info("Metrics listening on {host}:{port}", host=addr.host, port=addr.port)
@@ -318,18 +363,46 @@ def attach_metrics(
     reactor: Any,
     pool: Any,
     registry: CollectorRegistry | None = None,
+    gauges: bool = True,
+    multiprocess_dir: str | None = None,
+    adopt_fd: int | None = None,
 ) -> S3Metrics:
     """Wire the metrics into a server: count every S3 request (a finish hook
     on ``api``), refresh the store gauges, and serve ``/metrics`` on its own
-    listener when ``metrics_addr`` is set, else on the S3 port."""
+    listener when ``metrics_addr`` is set, else on the S3 port.
+
+    In a worker process (:mod:`lightningstor.workers`), ``gauges`` is False
+    except in the primary worker, ``multiprocess_dir`` is the directory where
+    every worker's samples are written (prometheus-client multiprocess mode,
+    which needs ``PROMETHEUS_MULTIPROC_DIR`` set before the library is
+    imported): ``/metrics`` then renders the sum over all workers, whichever
+    answers it.  ``adopt_fd`` is the supervisor's metrics socket.
+    """
     from lightningstor.config import endpoint_description, parse_address
 
     metrics = S3Metrics(registry)
     api.finish_hooks.append(metrics.request_finished)
-    StoreGauges(metrics, store, reactor, pool).setServiceParent(parent)
+    if gauges:
+        StoreGauges(metrics, store, reactor, pool).setServiceParent(parent)
+    exposed: Any = metrics.registry
+    if multiprocess_dir is not None:
+        exposed = multiprocess_registry(multiprocess_dir)
     if metrics_addr is None:
-        api.metrics_resource = MetricsResource(metrics.registry)
+        api.metrics_resource = MetricsResource(exposed)
     else:
         host, port = parse_address(metrics_addr, key="server.metrics_addr")
-        MetricsService(metrics.registry, endpoint_description(host, port), reactor).setServiceParent(parent)
+        MetricsService(exposed, endpoint_description(host, port), reactor, adopt_fd=adopt_fd).setServiceParent(
+            parent
+        )
     return metrics
+
+
+def multiprocess_registry(path: str) -> CollectorRegistry:
+    """A registry that, when collected, aggregates the samples every worker
+    process wrote under ``path`` (counters and histograms summed, the store
+    gauges' most recent value)."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return registry

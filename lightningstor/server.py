@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -29,15 +29,18 @@ from lightningstor.core.credentials import (
     load_or_create_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
+from lightningstor.core.scrub import ScrubService
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metrics import attach_metrics
 from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.app import S3Api, S3Options, S3Site
+from lightningstor.s3.limits import ConnectionLimits
 from lightningstor.storage.chunks import ChunkManager
 from lightningstor.threads import ThreadPools
 from lightningstor.tls import ReloadableServerTls, attach_tls
+from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_process
 
 log = Logger()
 
@@ -86,8 +89,16 @@ class S3Service(Service):
         reactor: Any,
         drain_timeout: float,
         tls: ReloadableServerTls | None = None,
+        adopt_fd: int | None = None,
+        limits: Any = None,
     ) -> None:
         self.site = site
+        # Called with the site, returns the factory to listen with
+        # (s3/limits.py: header deadline, connection cap); None: the site.
+        self.limits = limits
+        # A worker process (lightningstor.workers) listens on the socket its
+        # supervisor bound instead of binding ``description``.
+        self.adopt_fd = adopt_fd
         self.tls = tls  # TLS 1.3 only, certificate reloaded on SIGHUP (lightningstor.tls)
         self.description = description
         self.reactor = reactor
@@ -97,15 +108,25 @@ class S3Service(Service):
     def startService(self) -> None:
         super().startService()
         endpoint = serverFromString(self.reactor, self.description)
-        factory: Any = self.site
+        factory: Any = self.site if self.limits is None else self.limits(self.site)
         if self.tls is not None:
-            factory = TLSMemoryBIOFactory(self.tls, False, self.site, clock=self.reactor)
+            factory = TLSMemoryBIOFactory(self.tls, False, factory, clock=self.reactor)
+        if self.adopt_fd is not None:
+            from lightningstor.workers import adopt_port
+
+            fd, self.adopt_fd = self.adopt_fd, None
+            self.port = adopt_port(self.reactor, fd, factory)
+            self._log_listening()
+            return
         d = endpoint.listen(factory)
         result: list[Any] = []
         d.addBoth(result.append)
         if result and isinstance(result[0], Failure):
             result[0].raiseException()  # port in use etc.: fail start-up loudly
         self.port = result[0] if result else None
+        self._log_listening()
+
+    def _log_listening(self) -> None:
         if self.port is not None:
             addr = self.port.getHost()
             log.info(
@@ -129,21 +150,49 @@ class S3Service(Service):
             log.warn("{n} requests still in flight at shutdown", n=len(self.site.api.inflight))
 
 
+class WorkerS3Site(S3Site):
+    """The S3 site of a worker process: every response names the worker's
+    pid (``x-lightningstor-worker``), so load spreading is observable."""
+
+    def __init__(self, api: S3Api, **kwargs: Any) -> None:
+        super().__init__(api, **kwargs)
+        self.worker_tag = str(os.getpid()).encode("ascii")
+
+    def begin_request(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
+        request.setHeader(WORKER_HEADER, self.worker_tag)
+        super().begin_request(request, command, path, length)
+
+
 class CoreService(Service):
     """Owns the stores: bootstraps the root credential, closes them last."""
 
-    def __init__(self, core: Core, settings: Settings, reactor: Any, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        reactor: Any,
+        env: dict[str, str],
+        *,
+        bootstrap: bool = True,
+        on_ready: Any = None,
+    ) -> None:
         self.core = core
         self.settings = settings
         self.reactor = reactor
         self.env = env
+        # Worker processes other than the primary skip the root-credential
+        # bootstrap: the primary did it before they were started.
+        self.bootstrap = bootstrap
+        self.on_ready = on_ready
 
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(self._bootstrap)
 
     def _bootstrap(self) -> None:
-        d = bootstrap_root(self.core, self.env)
+        d = bootstrap_root(self.core, self.env) if self.bootstrap else succeed(None)
+        if self.on_ready is not None:
+            d.addCallback(lambda _: self.on_ready())
 
         def failed(f: Failure) -> None:
             log.failure("Start-up failed", f)
@@ -158,6 +207,8 @@ class CoreService(Service):
     def stopService(self) -> Any:
         super().stopService()
         try:
+            # Requests have drained: nobody reads superseded chunks any more.
+            yield self.core.chunks.flush_retired()
             yield self.core.backend.close()
         finally:
             yield self.core.store.close()
@@ -202,8 +253,11 @@ def _plugin_options(section: Any, name: str) -> dict[str, Any]:
     return options
 
 
-def build(settings: Settings, reactor: Any, env: dict[str, str] | None = None) -> MultiService:
-    """The whole server as one MultiService."""
+def build(
+    settings: Settings, reactor: Any, env: dict[str, str] | None = None, worker: WorkerRole | None = None
+) -> MultiService:
+    """The whole server as one MultiService (one worker of several when
+    ``worker`` is given: see :mod:`lightningstor.workers`)."""
     env = dict(os.environ if env is None else env)
     os.makedirs(settings.data_dir, exist_ok=True)
     store_factory = plugins.find_metadata_factory(settings.metadata.backend)
@@ -212,12 +266,34 @@ def build(settings: Settings, reactor: Any, env: dict[str, str] | None = None) -
     pools = ThreadPools(reactor)
     pools.setServiceParent(top)
     try:
-        _assemble(top, pools, settings, reactor, env, store_factory, backend_factory)
+        if worker is not None:
+            prepare_worker_process(worker)
+        _assemble(top, pools, settings, reactor, env, store_factory, backend_factory, worker)
     except BaseException:
         # Pool threads are not daemons: without this a failed start hangs.
         pools.stopService()
         raise
     return top
+
+
+def open_plugins(
+    settings: Settings, reactor: Any, io_pool: Any, store_factory: Any = None, backend_factory: Any = None
+) -> tuple[Any, Any]:
+    """The configured metadata store and storage backend, created exactly as
+    the server creates them (``lightningstor-admin collect``/``scrub`` open
+    the same data this way, so they can never disagree about where it is)."""
+    store_factory = store_factory or plugins.find_metadata_factory(settings.metadata.backend)
+    backend_factory = backend_factory or plugins.find_storage_factory(settings.storage.backend)
+    context = PluginContext(
+        reactor=reactor, io_pool=io_pool, data_dir=settings.data_dir, settings=settings.to_dict()
+    )
+    store = store_factory.create(
+        _plugin_options(settings.metadata.options, store_factory.name), context
+    )
+    storage_options = _plugin_options(settings.storage.options, backend_factory.name)
+    storage_options.setdefault("data_dir", settings.storage.data_dir)
+    backend = backend_factory.create(storage_options, context)
+    return store, backend
 
 
 def _assemble(
@@ -228,16 +304,9 @@ def _assemble(
     env: dict[str, str],
     store_factory: Any,
     backend_factory: Any,
+    worker: WorkerRole | None = None,
 ) -> None:
-    context = PluginContext(
-        reactor=reactor, io_pool=pools.io, data_dir=settings.data_dir, settings=settings.to_dict()
-    )
-    store = store_factory.create(
-        _plugin_options(settings.metadata.options, store_factory.name), context
-    )
-    storage_options = _plugin_options(settings.storage.options, backend_factory.name)
-    storage_options.setdefault("data_dir", settings.storage.data_dir)
-    backend = backend_factory.create(storage_options, context)
+    store, backend = open_plugins(settings, reactor, pools.io, store_factory, backend_factory)
     chunks = ChunkManager(
         backend,
         reactor,
@@ -258,11 +327,21 @@ def _assemble(
         max_multipart_parts=settings.limits.max_multipart_parts,
         max_object_size=settings.limits.max_object_size_bytes,
     )
-    CoreService(core, settings, reactor, env).setServiceParent(top)
-    CollectorService(store, backend, time.time, reactor).setServiceParent(top)
-    UploadExpiryService(
-        core.multipart, reactor, max_age_seconds=settings.limits.multipart_upload_timeout_hours * 3600.0
+    # Background services run once per server: in the primary worker only.
+    primary = worker is None or worker.primary
+    CoreService(
+        core,
+        settings,
+        reactor,
+        env,
+        bootstrap=primary,
+        on_ready=None if worker is None else worker.report_ready,
     ).setServiceParent(top)
+    if primary:
+        CollectorService(store, backend, time.time, reactor).setServiceParent(top)
+        UploadExpiryService(
+            core.multipart, reactor, max_age_seconds=settings.limits.multipart_upload_timeout_hours * 3600.0
+        ).setServiceParent(top)
     options = S3Options(
         region=settings.s3.region,
         domain=settings.s3.domain,
@@ -273,17 +352,47 @@ def _assemble(
         max_delete_keys=settings.limits.max_delete_keys,
     )
     api = S3Api(core, options)
-    attach_metrics(top, api, store, metrics_addr=settings.server.metrics_addr, reactor=reactor, pool=pools.cpu)
+    metrics = attach_metrics(
+        top,
+        api,
+        store,
+        metrics_addr=settings.server.metrics_addr,
+        reactor=reactor,
+        pool=pools.cpu,
+        gauges=primary,
+        multiprocess_dir=None if worker is None else worker.multiprocess_dir,
+        adopt_fd=None if worker is None else worker.metrics_fd,
+    )
+    if primary and settings.storage.scrub_interval_seconds:
+        ScrubService(
+            store,
+            backend,
+            reactor,
+            interval_seconds=settings.storage.scrub_interval_seconds,
+            on_report=metrics.scrub_finished,
+        ).setServiceParent(top)
     if settings.logging.access_log:
         api.finish_hooks.append(AccessLog().emit)
     tls = attach_tls(top, settings.server.tls, reactor, pools.io)
-    site = S3Site(api, timeout=settings.limits.idle_timeout_seconds)
+    site_class = S3Site if worker is None else WorkerS3Site
+    site = site_class(api, timeout=settings.limits.idle_timeout_seconds)
     host, port = parse_address(settings.server.s3_addr, key="server.s3_addr")
     S3Service(
-        site, endpoint_description(host, port), reactor, settings.server.shutdown_timeout_seconds, tls
+        site,
+        endpoint_description(host, port),
+        reactor,
+        settings.server.shutdown_timeout_seconds,
+        tls,
+        adopt_fd=None if worker is None else worker.s3_fd,
+        limits=lambda site: ConnectionLimits(
+            site,
+            reactor,
+            max_connections=settings.limits.max_connections,
+            header_timeout=settings.limits.header_timeout_seconds,
+        ),
     ).setServiceParent(top)
     if settings.server.grpc_enabled:
         # Imported here: a server with the gRPC API off never loads grpcio.
         from lightningstor.grpc.service import grpc_service_from_settings
 
-        grpc_service_from_settings(core, settings, reactor, tls).setServiceParent(top)
+        grpc_service_from_settings(core, settings, reactor, tls, reuse_port=worker is not None).setServiceParent(top)

@@ -31,6 +31,7 @@ class Options(usage.Options):
         ["s3-addr", None, None, "S3 HTTP listen address (default 0.0.0.0:9000)."],
         ["log-level", "l", None, "Log level: trace, debug, info, warn, error."],
         ["data-dir", None, None, "Data directory (default /var/lib/lightningstor)."],
+        ["workers", "w", None, "Reactor processes sharing the ports (default 1; see [server] workers)."],
     ]
 
     def opt_version(self) -> None:
@@ -47,6 +48,7 @@ class Options(usage.Options):
             "s3_addr": self["s3-addr"],
             "log_level": self["log-level"],
             "data_dir": self["data-dir"],
+            "workers": self["workers"],
         }
         try:
             self["settings"] = load_settings(env=os.environ, cli=cli)
@@ -59,15 +61,27 @@ def makeService(options: Any) -> IService:
 
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
     from lightningstor.server import build
+    from lightningstor.workers import WorkerSupervisor, child_argv, worker_role_from_env
 
     settings = options["settings"]
+    role = worker_role_from_env(os.environ)
     # [logging] format/level: twistd picks its log observer after this
     # returns; LoggingRoot hands it ours (see lightningstor.logs).  No
     # twistd options (makeService called directly): leave logging alone.
     parent = getattr(options, "parent", None)
     observer = None if parent is None else twistd_observer_factory(settings.logging, parent, reactor)
     try:
-        service = build(settings, reactor)
+        if role is None and settings.server.workers > 1:
+            # [server] workers: this process only binds and supervises
+            # (lightningstor.workers); the children run build().
+            supervisor = WorkerSupervisor(settings, reactor, child_argv(options, settings), dict(os.environ))
+            try:
+                supervisor.bind()
+            except OSError as e:
+                raise usage.UsageError(f"cannot listen: {e}") from None
+            service: IService = supervisor
+        else:
+            service = build(settings, reactor, worker=role)
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None
     return service if observer is None else LoggingRoot(service, observer)

@@ -7,6 +7,10 @@ module) into the gRPC stubs; that line is rewritten to the package path so
 ``import lightningstor.grpc.gen.lightningstor_pb2_grpc`` works when installed.
 A unit test regenerates into a temporary directory and compares, so a proto
 edit without regeneration fails the suite.
+
+``proto/lightningstor_node.proto`` (the storage nodes' chunk service) is
+generated the same way into ``lightningstor/node/gen`` by
+:func:`generate_node`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ PROTO = "lightningstor.proto"
 DEFAULT_OUT = ROOT / "lightningstor" / "grpc" / "gen"
 PACKAGE = "lightningstor.grpc.gen"
 _TOP_LEVEL_IMPORT = re.compile(r"^import lightningstor_pb2 as lightningstor__pb2$", re.MULTILINE)
+NODE_PROTO = "lightningstor_node.proto"
+NODE_OUT = ROOT / "lightningstor" / "node" / "gen"
+NODE_PACKAGE = "lightningstor.node.gen"
+_NOQA = "# ruff: noqa\n"
+_NODE_IMPORT = re.compile(r"^import lightningstor_node_pb2 as lightningstor__node__pb2$", re.MULTILINE)
 
 
 def generate(out: Path) -> list[Path]:
@@ -51,11 +60,48 @@ def generate(out: Path) -> list[Path]:
     return [out / "lightningstor_pb2.py", out / "lightningstor_pb2.pyi", stubs]
 
 
+def generate_node(out: Path) -> list[Path]:
+    """Like :func:`generate` for the storage-node proto; return the files written."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    out.mkdir(parents=True, exist_ok=True)
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    status = protoc.main([
+        "grpc_tools.protoc",
+        f"-I{PROTO_DIR}",
+        f"-I{well_known}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        str(PROTO_DIR / NODE_PROTO),
+    ])
+    if status != 0:
+        raise SystemExit(f"protoc failed with status {status}")
+    stubs = out / "lightningstor_node_pb2_grpc.py"
+    text = stubs.read_text()
+    fixed, count = _NODE_IMPORT.subn(
+        f"from {NODE_PACKAGE} import lightningstor_node_pb2 as lightningstor__node__pb2", text
+    )
+    if count != 1:
+        raise SystemExit("generated node stubs no longer import lightningstor_node_pb2 the expected way")
+    stubs.write_text(fixed)
+    files = [out / "lightningstor_node_pb2.py", out / "lightningstor_node_pb2.pyi", stubs]
+    # Generated code follows protoc's style, not ours: keep ruff off it here
+    # rather than in ruff.toml, so the exemption travels with the files.
+    for path in files:
+        path.write_text(_NOQA + path.read_text())
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--node-out", type=Path, default=NODE_OUT, help="output directory of the node stubs")
     args = parser.parse_args(argv)
     for path in generate(args.out):
+        print(f"wrote {path}")
+    for path in generate_node(args.node_out):
         print(f"wrote {path}")
     return 0
 

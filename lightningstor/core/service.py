@@ -40,6 +40,7 @@ class Core:
         max_keys_per_list: int = 1000,
         max_multipart_parts: int = MAX_PART_NUMBER,
         max_object_size: int = MAX_OBJECT_SIZE,
+        superseded_grace_seconds: float = 300.0,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -49,8 +50,13 @@ class Core:
         self.region = region
         self.max_keys_per_list = max_keys_per_list
         self.buckets = BucketManager(store, clock, region)
+        # Superseded and deleted versions' chunks outlive their record by a
+        # grace period, so a GET that read the old record can still stream it.
         self.objects = ObjectManager(
-            store, chunks.delete_chunks, clock, max_metadata_bytes=max_metadata_bytes
+            store,
+            lambda doomed: chunks.retire_chunks(doomed, superseded_grace_seconds),
+            clock,
+            max_metadata_bytes=max_metadata_bytes,
         )
         self.multipart = MultipartManager(
             store, chunks, self.objects, clock, max_parts=max_multipart_parts, max_object_size=max_object_size

@@ -57,8 +57,12 @@ class GrpcService(Service):
         options: GrpcOptions | None = None,
         *,
         credentials: grpc.ServerCredentials | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.core = core
+        # Worker processes (lightningstor.workers) share the port on purpose;
+        # the supervisor holds it so that no other server can take it.
+        self.reuse_port = reuse_port
         self.reactor = reactor
         self.address = address
         self.options = options or GrpcOptions()
@@ -80,7 +84,7 @@ class GrpcService(Service):
                 ("grpc.max_send_message_length", limit),
                 # grpc sets SO_REUSEPORT by default: a second server on the
                 # same port would then share it silently instead of failing.
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ],
         )
         pb_grpc.add_ObjectServiceServicer_to_server(ObjectServicer(self.rpc), server)
@@ -148,7 +152,9 @@ class GrpcService(Service):
         log.info("gRPC API stopped")
 
 
-def grpc_service_from_settings(core: Any, settings: Any, reactor: Any, tls: Any = None) -> GrpcService:
+def grpc_service_from_settings(
+    core: Any, settings: Any, reactor: Any, tls: Any = None, *, reuse_port: bool = False
+) -> GrpcService:
     """The GrpcService a server with ``settings`` runs (``server.grpc_addr``,
     ``[limits]``, and the S3 listener's certificate when ``[server.tls]`` is
     set: TLS, or mTLS with ``ca_file``)."""
@@ -164,4 +170,6 @@ def grpc_service_from_settings(core: Any, settings: Any, reactor: Any, tls: Any 
         grace_seconds=settings.server.shutdown_timeout_seconds / 2,
     )
     credentials = tls.grpc_server_credentials() if tls is not None else None
-    return GrpcService(core, reactor, format_address(host, port), options, credentials=credentials)
+    return GrpcService(
+        core, reactor, format_address(host, port), options, credentials=credentials, reuse_port=reuse_port
+    )

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klein import Klein
-from werkzeug.routing import PathConverter
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
+from werkzeug.routing import PathConverter
 
 from lightningstor import errors
 from lightningstor.auth.request import RequestView, parse_auth, verify
@@ -100,6 +100,19 @@ _LARGE_BODIES = {
     "DeleteObjects": xmlio.MAX_DELETE_BODY,
     "CompleteMultipartUpload": xmlio.MAX_COMPLETE_MULTIPART_BODY,
 }
+
+
+# Headers every response keeps; anything else a handler set before failing
+# (ETag, checksums, Content-Range of the object it was about to send) would
+# describe a body the error document is not.
+_KEPT_ON_ERROR = frozenset({b"x-amz-request-id", b"x-amz-id-2", b"server", b"date", b"x-lightningstor-worker"})
+
+
+def _drop_object_headers(request: Any) -> None:
+    headers = request.responseHeaders
+    for name, _values in list(headers.getAllRawHeaders()):
+        if name.lower() not in _KEPT_ON_ERROR:
+            headers.removeHeader(name)
 
 
 class _AnyPath(PathConverter):
@@ -396,6 +409,7 @@ class S3Api:
             if not request.finished and request.channel is not None:
                 request.channel.transport.abortConnection()
             return None
+        _drop_object_headers(request)
         err = failure.value
         if isinstance(err, errors.S3Error):
             return self.send_error(call, err)

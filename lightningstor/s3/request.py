@@ -15,6 +15,8 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.http_headers import Headers
 
+from lightningstor.s3.limits import connection_of
+
 log = Logger()
 
 
@@ -58,6 +60,13 @@ class S3ResponseHeaders(Headers):
             return
         super().setRawHeaders(name, values)
 
+    def removeHeader(self, name: Any) -> None:
+        raw = name.encode("latin-1") if isinstance(name, str) else name
+        if raw[:6].lower() == b"x-amz-":
+            self._rawHeaders.pop(raw.lower(), None)
+            return
+        super().removeHeader(name)
+
 
 class S3Request(server.Request):
     """Request whose body streams into ``self.body_sink``.
@@ -76,6 +85,9 @@ class S3Request(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         self.content = _NoContent()  # type: ignore[assignment]
+        connection = connection_of(self)
+        if connection is not None:
+            connection.headers_received()  # stops the header deadline (s3/limits.py)
         begin = getattr(getattr(self.channel, "site", None), "begin_request", None)
         command = getattr(self.channel, "_command", None)
         path = getattr(self.channel, "_path", None)
@@ -87,6 +99,14 @@ class S3Request(server.Request):
             log.failure("Could not set up request handling")
             self.s3call = None
             self.body_sink = None
+
+    def finish(self) -> None:
+        # Before Request.finish: that may already parse a pipelined next
+        # request, whose headers must be timed from here (s3/limits.py).
+        connection = connection_of(self)
+        if connection is not None:
+            connection.request_finished()
+        super().finish()
 
     def render(self, resrc: Any) -> None:
         # Request.process stamps Twisted's own Server header just before this.

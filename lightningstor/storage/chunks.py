@@ -115,6 +115,8 @@ class ChunkManager:
         self.inline_threshold = inline_threshold
         self.piece_size = piece_size
         self._reactor = reactor
+        # Chunks of superseded objects waiting out their grace period.
+        self._retired: dict[object, tuple[Any, list[str]]] = {}
         self._cpu_pool = cpu_pool
         self._new_chunk_id = new_chunk_id
 
@@ -140,6 +142,40 @@ class ChunkManager:
         N-1 ends (``ChunkRef.offset`` is informational).
         """
         return ObjectReader(self, list(chunks), inline, offset, length)
+
+    def retire_chunks(self, chunks: Iterable[ChunkRef | str], grace_seconds: float) -> None:
+        """Delete chunks after ``grace_seconds``: readers that looked the old
+        record up just before an overwrite or delete can still finish.
+
+        Deletions still pending at shutdown run in :meth:`flush_retired`; a
+        crash leaves them to the orphan collector.
+        """
+        ids = [c.chunk_id if isinstance(c, ChunkRef) else c for c in chunks]
+        if not ids:
+            return
+        if grace_seconds <= 0:
+            self.delete_chunks(ids)
+            return
+        pending = self._retired
+        token = object()
+
+        def fire() -> None:
+            pending.pop(token, None)
+            self.delete_chunks(ids)
+
+        call = self._reactor.callLater(grace_seconds, fire)  # type: ignore[attr-defined]
+        pending[token] = (call, ids)
+
+    def flush_retired(self) -> Deferred[None]:
+        """Delete every retired chunk now (shutdown, after requests drained)."""
+        pending = self._retired
+        ids: list[str] = []
+        for call, chunk_ids in list(pending.values()):
+            if call.active():
+                call.cancel()
+            ids += chunk_ids
+        pending.clear()
+        return self.delete_chunks(ids)
 
     def delete_chunks(self, chunks: Iterable[ChunkRef | str]) -> Deferred[None]:
         """Delete chunks, best effort: failures are logged, never raised.

@@ -15,6 +15,7 @@ ROOT_ACCESS_KEY = "LSTESTROOTACCESSKEY1"
 ROOT_SECRET_KEY = "test/Secret+Key/For/LightningStor/123456"
 _LISTENING = re.compile(r"S3 API listening on ([0-9.:a-f\[\]]+):(\d+)")
 _GRPC_LISTENING = re.compile(r"gRPC API listening on ([0-9.:a-f\[\]]+):(\d+)")
+_WORKER_READY = re.compile(r"Worker (\d+) ready \(pid (\d+)\)")
 
 
 class ServerProcess:
@@ -112,6 +113,22 @@ class ServerProcess:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    def ready_workers(self, count: int, timeout: float = 30.0) -> dict[int, int]:
+        """``{index: pid}`` of the worker processes (``[server] workers``) once
+        ``count`` distinct workers have logged that they are ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids: dict[int, int] = {}
+            for line in list(self.output):
+                m = _WORKER_READY.search(line)
+                if m:
+                    pids[int(m.group(1))] = int(m.group(2))
+            if len(pids) >= count:
+                return pids
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not start:\n" + "".join(self.output[-50:]))
+            time.sleep(0.05)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

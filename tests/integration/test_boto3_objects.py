@@ -273,7 +273,7 @@ def test_version_id_null_on_unversioned(s3, bucket):
     {"ServerSideEncryption": "AES256"},
     {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
     {"ObjectLockMode": "GOVERNANCE",
-     "ObjectLockRetainUntilDate": datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)},
+     "ObjectLockRetainUntilDate": datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)},
 ])
 def test_unkeepable_promises_refused(s3, bucket, extra):
     """Encryption and Object Lock requests are 501 NotImplemented, never stored unencrypted or unlocked."""

@@ -46,7 +46,8 @@ class CoreFactory:
         backend = LocalFsBackend(str(self.tmp_path / "chunks"), reactor, io, fsync=fsync)
         chunks = ChunkManager(backend, reactor, cpu, **chunk_options)
         return Core(store=store, backend=backend, chunks=chunks,
-                    credentials=CredentialStore(store, b"x" * 43 + b"="), clock=time.time)
+                    credentials=CredentialStore(store, b"x" * 43 + b"="), clock=time.time,
+                    superseded_grace_seconds=0)
 
 
 @pytest.fixture

@@ -234,3 +234,26 @@ def test_copy_keeps_chunks_when_commit_outcome_unknown(core, monkeypatch):
     yield _sleep(0.2)
     final = {i.chunk_id for i in (yield core.backend.list_chunks())}
     assert final == after  # a definite failure deletes its own chunks
+
+
+@pytest_twisted.inlineCallbacks
+def test_reader_of_the_old_record_survives_an_overwrite(make_core):
+    """A GET that looked the object up before an overwrite still streams the old bytes:
+    superseded chunks are retired after a grace period, and flushed at shutdown."""
+    core = make_core(chunk_size=1 << 20, inline_threshold=1024)
+    core.objects._delete_chunks = lambda doomed: core.chunks.retire_chunks(doomed, 60.0)
+    bucket = yield core.buckets.create(ALICE, "racing")
+    old_data = os.urandom(3 << 20)
+    old = yield _put(core, bucket, "k", old_data)
+    reader = core.chunks.read(old.chunks, old.inline, 0, old.size)
+    yield _put(core, bucket, "k", os.urandom(2 << 20))  # overwrite while the "GET" is under way
+    got = b""
+    while True:
+        piece = yield reader.next_piece()
+        if piece is None:
+            break
+        got += piece
+    assert got == old_data
+    yield core.chunks.flush_retired()
+    stored = {i.chunk_id for i in (yield core.backend.list_chunks())}
+    assert not stored & {c.chunk_id for c in old.chunks}

@@ -1,0 +1,180 @@
+"""The servers a bench run talks to, and their memory.
+
+``Target`` is an S3 endpoint plus boto3 client plus, when the bench started
+the server itself, the pids whose resident set is sampled (``RssSampler``):
+LightningStor (the real ``twistd`` process, and its workers with
+``--workers``), moto's server, or any endpoint given on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REGION = "us-east-1"
+
+
+def s3_client(endpoint: str, access: str, secret: str, pool: int = 32) -> Any:
+    """boto3 for set-up, listing and presigning (SigV4, path style)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        region_name=REGION,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1},
+            max_pool_connections=pool,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def rss_bytes(pid: int) -> int:
+    """Current VmRSS of ``pid`` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples the summed RSS of some pids every 50 ms in a thread; ``peak()``
+    returns and resets the peak since the last call (one figure per phase)."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self._peak = max(self._peak, sum(rss_bytes(p) for p in self.pids()))
+
+    def peak(self) -> int:
+        value = max(self._peak, sum(rss_bytes(p) for p in self.pids()))
+        self._peak = 0
+        return value
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class Target:
+    name: str
+    endpoint: str
+    client: Any
+    pids: Callable[[], list[int]] = lambda: []
+    stop: Callable[[], None] = lambda: None
+    sampler: RssSampler | None = field(default=None)
+
+    def peak_rss(self) -> int | None:
+        return None if self.sampler is None else self.sampler.peak()
+
+
+def start_lightningstor(scratch: Path, workers: int, extra_args: list[str] | None = None) -> Target:
+    """The real server (integration-test harness: ``twistd -n lightningstor``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+
+    data = scratch / "lightningstor"
+    data.mkdir()
+    args = list(extra_args or []) + (["--workers", str(workers)] if workers > 1 else [])
+    server = ServerProcess(data, extra_args=args).start()
+    worker_pids: list[int] = []
+    if workers > 1:
+        worker_pids = list(server.ready_workers(workers).values())
+    assert server.proc is not None
+    pids = [server.proc.pid] + worker_pids
+    target = Target(
+        name="LightningStor" + (f" ({workers} workers)" if workers > 1 else ""),
+        endpoint=server.endpoint,
+        client=s3_client(server.endpoint, ROOT_ACCESS_KEY, ROOT_SECRET_KEY),
+        pids=lambda: pids,
+        stop=lambda: (server.stop(), None)[1],
+    )
+    target.sampler = RssSampler(target.pids)
+    return target
+
+
+def start_moto(scratch: Path) -> Target:
+    """moto's standalone server (``pip install 'moto[server]'``), in-memory."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(scratch),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    port = None
+    deadline = time.monotonic() + 30
+    while port is None and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"Running on http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+    if port is None:
+        proc.kill()
+        raise RuntimeError("moto server did not start (pip install 'moto[server]')")
+    threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    target = Target("moto", endpoint, s3_client(endpoint, "testing", "testing"), lambda: [proc.pid], stop)
+    target.sampler = RssSampler(target.pids)
+    return target
+
+
+def start_trivial() -> tuple[str, Callable[[], None]]:
+    """The trivial twisted.web server (bench.trivial): (base URL, stop)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.trivial"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    port = int(line.split()[1])
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def external(endpoint: str, access: str, secret: str) -> Target:
+    """Any S3 endpoint (no memory figures)."""
+    return Target("endpoint", endpoint, s3_client(endpoint, access, secret))

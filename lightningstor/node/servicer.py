@@ -1,0 +1,174 @@
+"""The ``lightningstor.node.v1.ChunkService`` handlers over a local backend.
+
+Handlers run on grpcio's thread pool; the backend (a
+:class:`~lightningstor.storage.local.LocalFsBackend`) lives on the reactor
+thread and does its disk I/O in the io pool, so each backend call is made
+with ``blockingCallFromThread``: the handler thread waits, the reactor never
+does.  Backend errors map to gRPC codes in one place (:func:`_status_of`), so
+the distributed backend can tell "this replica has no such chunk"
+(NOT_FOUND) from "this replica is damaged" (DATA_LOSS) from "try elsewhere".
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.logger import Logger
+
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound
+from lightningstor.node.gen import lightningstor_node_pb2 as pb
+from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
+
+log = Logger()
+
+MiB = 1 << 20
+READ_PIECE = 1 * MiB
+"""Bytes per GetChunk message (and per backend range read)."""
+LIST_PAGE = 1000
+"""ListChunks page size when the request does not set one."""
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who this node says it is in ``Stat`` (for operators and placement)."""
+
+    node_id: str
+    zone: str
+    data_dir: str
+
+
+def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, ChunkNotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, ChunkCorrupted):
+        return grpc.StatusCode.DATA_LOSS, str(exc)
+    if isinstance(exc, ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    return grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
+
+
+def _disk_usage(path: str) -> tuple[int, int, int]:
+    """(free, used, total) bytes of the filesystem holding ``path`` (io pool)."""
+    os.makedirs(path, exist_ok=True)
+    usage = shutil.disk_usage(path)
+    return usage.free, usage.used, usage.total
+
+
+class ChunkServicer(pb_grpc.ChunkServiceServicer):
+    """Serves chunks from ``backend`` (an ``IStorageBackend``, normally local)."""
+
+    def __init__(self, backend: Any, reactor: Any, io_pool: Any, identity: NodeIdentity) -> None:
+        self.backend = backend
+        self.reactor = reactor
+        self.io_pool = io_pool
+        self.identity = identity
+
+    def _call(self, f: Any, *args: Any) -> Any:
+        return blockingCallFromThread(self.reactor, f, *args)
+
+    def _abort(self, context: grpc.ServicerContext, exc: BaseException) -> Any:
+        code, detail = _status_of(exc)
+        if code is grpc.StatusCode.UNAVAILABLE:
+            log.warn("chunk service error: {detail}", detail=detail)
+        context.abort(code, detail)
+
+    def PutChunk(self, request_iterator: Iterator[pb.PutChunkRequest], context: grpc.ServicerContext) -> pb.PutChunkResponse:
+        writer = None
+        size = 0
+        try:
+            for message in request_iterator:
+                if writer is None:
+                    # ValueError for a missing or unsafe id: INVALID_ARGUMENT.
+                    writer = self._call(self.backend.open_chunk, message.chunk_id)
+                if message.data:
+                    self._call(writer.write, message.data)
+                    size += len(message.data)
+            if writer is None:
+                raise ValueError("no chunk id sent")
+            self._call(writer.commit)
+        except Exception as exc:
+            if writer is not None:
+                self._call(writer.abort)  # never fails (IChunkWriter contract)
+            self._abort(context, exc)
+        return pb.PutChunkResponse(size=size)
+
+    def GetChunk(self, request: pb.GetChunkRequest, context: grpc.ServicerContext) -> Iterator[pb.GetChunkResponse]:
+        offset = request.offset
+        remaining = request.length if request.has_length else None
+        first = True
+        while remaining is None or remaining > 0:
+            want = READ_PIECE if remaining is None else min(READ_PIECE, remaining)
+            try:
+                data = self._call(self.backend.get_chunk_range, request.chunk_id, offset, want)
+            except Exception as exc:
+                self._abort(context, exc)
+            if data or first:
+                yield pb.GetChunkResponse(data=data)
+            first = False
+            if len(data) < want:
+                return
+            offset += len(data)
+            if remaining is not None:
+                remaining -= len(data)
+
+    def DeleteChunk(self, request: pb.DeleteChunkRequest, context: grpc.ServicerContext) -> pb.DeleteChunkResponse:
+        try:
+            existed = self._call(self.backend.delete_chunk, request.chunk_id)
+        except Exception as exc:
+            self._abort(context, exc)
+        return pb.DeleteChunkResponse(existed=bool(existed))
+
+    def HasChunk(self, request: pb.HasChunkRequest, context: grpc.ServicerContext) -> pb.HasChunkResponse:
+        try:
+            exists = self._call(self.backend.chunk_exists, request.chunk_id)
+        except Exception as exc:
+            self._abort(context, exc)
+        return pb.HasChunkResponse(exists=bool(exists))
+
+    def ListChunks(self, request: pb.ListChunksRequest, context: grpc.ServicerContext) -> pb.ListChunksResponse:
+        limit = request.limit or LIST_PAGE
+        try:
+            infos = self._call(self.backend.list_chunks)
+        except Exception as exc:
+            self._abort(context, exc)
+        infos.sort(key=lambda info: info.chunk_id)
+        ids = [info.chunk_id for info in infos]
+        start = bisect.bisect_right(ids, request.start_after) if request.start_after else 0
+        page = infos[start : start + limit]
+        more = start + limit < len(infos)
+        return pb.ListChunksResponse(
+            chunks=[pb.ChunkEntry(chunk_id=i.chunk_id, size=i.size, created_at=i.created_at) for i in page],
+            next_start_after=page[-1].chunk_id if more and page else "",
+        )
+
+    def Stat(self, request: pb.StatRequest, context: grpc.ServicerContext) -> pb.StatResponse:
+        try:
+            infos = self._call(self.backend.list_chunks)
+            free, used, total = self._call(
+                deferToThreadPool, self.reactor, self.io_pool, _disk_usage, self.identity.data_dir
+            )
+        except Exception as exc:
+            self._abort(context, exc)
+        return pb.StatResponse(
+            node_id=self.identity.node_id,
+            zone=self.identity.zone,
+            free_bytes=free,
+            used_bytes=used,
+            total_bytes=total,
+            chunk_count=len(infos),
+            chunk_bytes=sum(info.size for info in infos),
+        )
+
+    def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
+        try:
+            self._call(self.backend.check)
+        except Exception as exc:
+            return pb.HealthResponse(serving=False, detail=f"{type(exc).__name__}: {exc}")
+        return pb.HealthResponse(serving=True, detail="ok")

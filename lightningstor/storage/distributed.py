@@ -1,0 +1,390 @@
+"""The ``distributed`` storage backend: chunks replicated over storage nodes.
+
+Each chunk goes to ``replication_factor`` (N) nodes chosen by the placement
+strategy (:mod:`lightningstor.storage.placement`); a write is acknowledged
+once ``write_quorum`` (default: a majority) of them hold it durably, and the
+copies that failed are left to :class:`~lightningstor.storage.repair.Repairer`.
+Reads ask the chunk's placement first and then every other node, moving on
+after a missing, corrupted (the node verifies its block CRCs) or unreachable
+replica; the ChunkManager verifies the chunk's CRC over full reads on top.
+Deletes go to every node (a chunk may sit off its placement after nodes were
+added); an unreachable node keeps its copy until repair/GC.
+
+Node calls are blocking gRPC calls with deadlines, run in the server's
+bounded io pool (``context.io_pool``), so the reactor never waits on the
+network.  ``open_chunk`` buffers one chunk (at most ``max_chunk_size``,
+normally ``[storage] chunk_size_bytes``) in memory and replicates it on
+``commit``: a chunk is small and bounded, and whole-chunk puts keep the
+quorum logic in one place.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError
+from lightningstor.interfaces.storage import (
+    BackendCapabilities,
+    ChunkInfo,
+    DurabilityLevel,
+    IChunkWriter,
+    IStorageBackend,
+    IStorageBackendFactory,
+    PluginContext,
+)
+from lightningstor.storage import placement
+from lightningstor.storage.nodeclient import NodeClient, NodeUnavailable
+from lightningstor.storage.placement import NodeAddress
+from lightningstor.storage.quorum import gather_quorum
+
+log = Logger()
+
+MiB = 1 << 20
+MAX_CHUNK_SIZE = 64 * MiB
+DEFAULT_REPAIR_INTERVAL = 60.0
+# The ids the nodes' local backends accept (they check again): rejecting a
+# bad id here gives the caller a ValueError rather than a failed quorum.
+_CHUNK_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,127}")
+
+
+def _check_id(chunk_id: str) -> None:
+    if not isinstance(chunk_id, str) or not _CHUNK_ID.fullmatch(chunk_id):
+        raise ValueError(f"invalid chunk id {chunk_id!r}: must be [0-9a-f-], 1..128 chars")
+
+
+def parse_node(url: str, zone: str | None = None) -> NodeAddress:
+    """A ``NodeAddress`` from a configured node URL (``http://host:port``).
+
+    Without a zone, each node is its own zone, so ``zone_aware`` still
+    spreads replicas over distinct nodes.
+    """
+    parts = urlsplit(url if "//" in url else f"http://{url}")
+    if not parts.hostname or parts.port is None:
+        raise ConfigError(f"storage.distributed.nodes: {url!r} needs a host and a port")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return NodeAddress(url, f"{host}:{parts.port}", zone if zone else url, parts.scheme == "https")
+
+
+@implementer(IChunkWriter)
+class BufferedChunkWriter:
+    """Collects one chunk, then replicates it with ``put_chunk`` on commit."""
+
+    def __init__(self, backend: DistributedBackend, chunk_id: str) -> None:
+        self._backend = backend
+        self._chunk_id = chunk_id
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._done = False
+
+    def write(self, data: bytes) -> defer.Deferred[None]:
+        if self._done:
+            return defer.fail(RuntimeError(f"chunk {self._chunk_id}: write after commit or abort"))
+        if self._size + len(data) > self._backend.max_chunk_size:
+            return defer.fail(ValueError(f"chunk {self._chunk_id}: exceeds max_chunk_size"))
+        self._parts.append(bytes(data))
+        self._size += len(data)
+        return defer.succeed(None)
+
+    def commit(self) -> defer.Deferred[Any]:
+        if self._done:
+            return defer.fail(RuntimeError(f"chunk {self._chunk_id}: commit after commit or abort"))
+        self._done = True
+        data, self._parts = b"".join(self._parts), []
+        return self._backend.put_chunk(self._chunk_id, data)
+
+    def abort(self) -> defer.Deferred[None]:
+        self._done = True
+        self._parts = []
+        return defer.succeed(None)
+
+
+@implementer(IStorageBackend)
+class DistributedBackend:
+    """Chunks replicated over storage nodes; see the module docstring."""
+
+    name = "distributed"
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeAddress],
+        reactor: Any,
+        pool: Any,
+        *,
+        replication_factor: int = 3,
+        placement_strategy: str = "consistent_hash",
+        write_quorum: int | None = None,
+        max_chunk_size: int = MAX_CHUNK_SIZE,
+        client_factory: Callable[[NodeAddress], Any] = NodeClient,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not nodes:
+            raise ValueError("at least one node is needed")
+        if not 1 <= replication_factor <= len(nodes):
+            raise ValueError("replication_factor must be 1..number of nodes")
+        if placement_strategy not in placement.STRATEGIES:
+            raise ValueError(f"unknown placement strategy {placement_strategy!r}")
+        quorum = placement.majority(replication_factor) if write_quorum is None else write_quorum
+        if not 1 <= quorum <= replication_factor:
+            raise ValueError("write_quorum must be 1..replication_factor")
+        self.nodes = list(nodes)
+        self.replication_factor = replication_factor
+        self.placement_strategy = placement_strategy
+        self.write_quorum = quorum
+        self.max_chunk_size = max_chunk_size
+        self.clients = {node: client_factory(node) for node in self.nodes}
+        self._reactor = reactor
+        self._pool = pool
+        self._rng = rng or random.Random()
+        self._in_flight: set[defer.Deferred[Any]] = set()
+        self._writing: dict[str, defer.Deferred[Any]] = {}
+        self.repairer: Any = None
+
+    # -- helpers ---------------------------------------------------------------
+
+    def call(self, node: NodeAddress, method: str, *args: Any) -> defer.Deferred[Any]:
+        """Run ``NodeClient.<method>(*args)`` for ``node`` in the pool.
+
+        Calls still running after their quorum decided (stragglers) are
+        tracked so that ``close`` waits for them before the pool stops.
+        """
+        d = deferToThreadPool(self._reactor, self._pool, getattr(self.clients[node], method), *args)
+        self._in_flight.add(d)
+
+        def done(result: Any) -> Any:
+            self._in_flight.discard(d)
+            return result
+
+        d.addBoth(done)
+        return d
+
+    def placement(self, chunk_id: str) -> list[NodeAddress]:
+        """Where a new copy of ``chunk_id`` goes (random: a fresh sample)."""
+        return placement.place(chunk_id, self.nodes, self.replication_factor, self.placement_strategy, self._rng)
+
+    def read_order(self, chunk_id: str) -> list[NodeAddress]:
+        return placement.read_order(chunk_id, self.nodes, self.replication_factor, self.placement_strategy)
+
+    @defer.inlineCallbacks
+    def _first_replica(self, chunk_id: str, method: str, *args: Any) -> Any:
+        """The first successful ``method`` answer among the chunk's replicas.
+
+        Missing, corrupted and unreachable replicas are skipped; the error
+        raised when none answers says which kind was seen.
+        """
+        _check_id(chunk_id)
+        corrupted: list[str] = []
+        unavailable: list[str] = []
+        for node in self.read_order(chunk_id):
+            try:
+                value = yield self.call(node, method, chunk_id, *args)
+            except ChunkNotFound:
+                continue
+            except ValueError:
+                raise  # a bad request is bad on every replica
+            except ChunkCorrupted as e:
+                log.warn("Replica of chunk {chunk_id} is corrupted: {error}", chunk_id=chunk_id, error=e)
+                corrupted.append(str(e))
+                continue
+            except Exception as e:
+                unavailable.append(str(e))
+                continue
+            return value
+        if unavailable:
+            raise NodeUnavailable(
+                f"chunk {chunk_id}: no readable replica ({'; '.join(unavailable + corrupted)})"
+            )
+        if corrupted:
+            raise ChunkCorrupted(f"chunk {chunk_id}: every replica is corrupted ({'; '.join(corrupted)})")
+        raise ChunkNotFound(f"chunk {chunk_id} not found on any node")
+
+    # -- IStorageBackend -----------------------------------------------------
+
+    def put_chunk(self, chunk_id: str, data: bytes) -> defer.Deferred[Any]:
+        """Send to every placement node at once; fire at the write quorum."""
+        try:
+            _check_id(chunk_id)
+        except ValueError:
+            return defer.fail()
+        if len(data) > self.max_chunk_size:
+            return defer.fail(ValueError(f"chunk {chunk_id}: exceeds max_chunk_size"))
+        payload = data if isinstance(data, bytes) else bytes(data)
+        previous = self._writing.get(chunk_id)
+        if previous is not None:
+            # An overwrite waits for the previous write's stragglers, which
+            # would otherwise land late and leave the old bytes on a replica.
+            return _settled(previous).addCallback(lambda _: self.put_chunk(chunk_id, payload))
+        calls = [self.call(node, "put", chunk_id, payload) for node in self.placement(chunk_id)]
+        # Every replica write, stragglers included, for delete_chunk to wait on:
+        # a late copy landing after a delete would bring the chunk back.
+        everything = defer.DeferredList(list(calls), consumeErrors=False)
+        self._writing[chunk_id] = everything
+
+        def written(result: Any) -> Any:
+            if self._writing.get(chunk_id) is everything:
+                del self._writing[chunk_id]
+            return result
+
+        everything.addBoth(written)
+        d = gather_quorum(calls, self.write_quorum, f"write of chunk {chunk_id}")
+        d.addCallback(lambda _: None)
+        return d
+
+    def open_chunk(self, chunk_id: str) -> BufferedChunkWriter:
+        _check_id(chunk_id)
+        return BufferedChunkWriter(self, chunk_id)
+
+    def get_chunk(self, chunk_id: str) -> defer.Deferred[bytes]:
+        return self._first_replica(chunk_id, "get")
+
+    def get_chunk_range(self, chunk_id: str, offset: int, length: int) -> defer.Deferred[bytes]:
+        if offset < 0 or length < 0:
+            return defer.fail(ValueError("offset and length must be >= 0"))
+        return self._first_replica(chunk_id, "get", offset, length)
+
+    @defer.inlineCallbacks
+    def delete_chunk(self, chunk_id: str) -> Any:
+        """Delete on every node; True if any had it.
+
+        Unreachable nodes keep their copy (repair or GC meets it later); only
+        when no node answers does the delete fail.
+        """
+        _check_id(chunk_id)
+        writing = self._writing.get(chunk_id)
+        if writing is not None:
+            yield _settled(writing)
+        results = yield defer.DeferredList(
+            [self.call(node, "delete", chunk_id) for node in self.nodes], consumeErrors=True
+        )
+        answered = [value for ok, value in results if ok]
+        for ok, failure in results:
+            if not ok:
+                log.warn("Delete of chunk {chunk_id} skipped a node: {error}", chunk_id=chunk_id, error=failure.value)
+        if not answered:
+            raise NodeUnavailable(f"delete of chunk {chunk_id}: no node answered")
+        return any(answered)
+
+    @defer.inlineCallbacks
+    def chunk_exists(self, chunk_id: str) -> Any:
+        _check_id(chunk_id)
+        answered = False
+        for node in self.read_order(chunk_id):
+            try:
+                exists = yield self.call(node, "has", chunk_id)
+            except Exception:
+                continue
+            if exists:
+                return True
+            answered = True
+        if not answered:
+            raise NodeUnavailable(f"chunk {chunk_id}: no node answered")
+        return False
+
+    @defer.inlineCallbacks
+    def list_chunks_by_node(self) -> Any:
+        """{node: [ChunkInfo]} of the nodes that answered (for repair)."""
+        results = yield defer.DeferredList([self.call(node, "list") for node in self.nodes], consumeErrors=True)
+        found: dict[NodeAddress, list[ChunkInfo]] = {}
+        for node, (ok, value) in zip(self.nodes, results, strict=True):
+            if ok:
+                found[node] = value
+            else:
+                log.warn("Listing chunks skipped node {node}: {error}", node=node.address, error=value.value)
+        return found
+
+    @defer.inlineCallbacks
+    def list_chunks(self) -> Any:
+        """Every chunk any answering node holds, once; fails if none answers."""
+        by_node = yield self.list_chunks_by_node()
+        if not by_node:
+            raise NodeUnavailable("list chunks: no node answered")
+        merged: dict[str, ChunkInfo] = {}
+        for infos in by_node.values():
+            for info in infos:
+                merged.setdefault(info.chunk_id, info)
+        return sorted(merged.values(), key=lambda info: info.chunk_id)
+
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(
+            self.max_chunk_size, True, True, DurabilityLevel.REPLICATED, self.replication_factor
+        )
+
+    def check(self) -> defer.Deferred[Any]:
+        """Healthy when at least a write quorum of nodes serves."""
+        d = gather_quorum([self.call(node, "health") for node in self.nodes], self.write_quorum, "health check")
+        d.addCallback(lambda _: None)
+        return d
+
+    @defer.inlineCallbacks
+    def close(self) -> Any:
+        if self.repairer is not None:
+            yield self.repairer.stop()
+        # Replica writes still finishing after their quorum: let them land.
+        yield defer.DeferredList([_settled(pending) for pending in list(self._in_flight)])
+        for client in self.clients.values():
+            client.close()
+
+
+def _settled(d: defer.Deferred[Any]) -> defer.Deferred[None]:
+    """A Deferred firing (with None) once ``d`` has fired, leaving ``d``'s result alone."""
+    watcher: defer.Deferred[None] = defer.Deferred()
+
+    def fire(result: Any) -> Any:
+        watcher.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return watcher
+
+
+# -- plugin factory --------------------------------------------------------------
+
+
+@implementer(IPlugin, IStorageBackendFactory)
+class DistributedStorageFactory:
+    """Builds :class:`DistributedBackend` from ``[storage.distributed]``
+    (validated by :mod:`lightningstor.config`) and starts its repair loop."""
+
+    name = "distributed"
+    description = "Chunks replicated over storage nodes (twistd lightningstor-node)"
+
+    def create(self, options: Mapping[str, Any], context: PluginContext) -> DistributedBackend:
+        from lightningstor.storage.repair import Repairer
+
+        section = options.get("distributed")
+        if not isinstance(section, Mapping) or not section.get("nodes"):
+            raise ConfigError("storage.distributed.nodes: required when storage.backend is 'distributed'")
+        urls = list(section["nodes"])
+        zones = list(section.get("zones") or [None] * len(urls))
+        if len(zones) != len(urls):
+            raise ConfigError("storage.distributed.zones: must name one zone per node")
+        nodes = [parse_node(url, zone) for url, zone in zip(urls, zones, strict=True)]
+        try:
+            backend = DistributedBackend(
+                nodes,
+                context.reactor,
+                context.io_pool,
+                replication_factor=int(section.get("replication_factor", 3)),
+                placement_strategy=str(section.get("placement_strategy", "consistent_hash")),
+                write_quorum=section.get("write_quorum"),
+                max_chunk_size=MAX_CHUNK_SIZE,
+            )
+        except ValueError as e:
+            raise ConfigError(f"storage.distributed: {e}") from None
+        interval = float(section.get("repair_interval_seconds", DEFAULT_REPAIR_INTERVAL))
+        if interval > 0:
+            backend.repairer = Repairer(backend, context.reactor, interval=interval)
+            context.reactor.callWhenRunning(backend.repairer.start)
+        return backend
+
+
+distributedStorageFactory = DistributedStorageFactory()

@@ -1,0 +1,149 @@
+"""A blocking client for one storage node's ``ChunkService``.
+
+Every method blocks (with a deadline) and is meant to run in a bounded thread
+pool, never on the reactor thread: :mod:`lightningstor.storage.distributed`
+calls them through ``deferToThreadPool``.  The channel is created on first use
+because a gRPC channel does not survive twistd's daemonizing fork.
+
+gRPC status codes become the backend's error types here, in one place:
+NOT_FOUND is ``ChunkNotFound``, DATA_LOSS ``ChunkCorrupted`` (the node's
+block checksums failed), INVALID_ARGUMENT ``ValueError`` (a bad chunk id),
+anything else ``NodeUnavailable``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageError
+from lightningstor.interfaces.storage import ChunkInfo
+from lightningstor.node.gen import lightningstor_node_pb2 as pb
+from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
+from lightningstor.storage.placement import NodeAddress
+
+MiB = 1 << 20
+PIECE = 1 * MiB
+"""Bytes per PutChunk message."""
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 4 * MiB),
+    ("grpc.max_send_message_length", 4 * MiB),
+    # Notice a returning node within seconds, not grpc's default minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+class NodeUnavailable(StorageError):
+    """The node did not answer (down, unreachable, overloaded, timed out)."""
+
+
+def _translate(node: NodeAddress, error: grpc.RpcError) -> Exception:
+    code = error.code() if hasattr(error, "code") else None
+    detail = error.details() if hasattr(error, "details") else str(error)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ChunkNotFound(f"node {node.address}: {detail}")
+    if code == grpc.StatusCode.DATA_LOSS:
+        return ChunkCorrupted(f"node {node.address}: {detail}")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return ValueError(f"node {node.address}: {detail}")
+    return NodeUnavailable(f"node {node.address}: {code.name if code else 'error'}: {detail}")
+
+
+class NodeClient:
+    """Blocking calls to one node; thread-safe (gRPC channels are)."""
+
+    def __init__(self, node: NodeAddress, *, timeout: float = 30.0, small_timeout: float = 5.0) -> None:
+        self.node = node
+        self.timeout = timeout
+        self.small_timeout = small_timeout
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._stub is None:
+                if self.node.secure:
+                    channel = grpc.secure_channel(self.node.address, grpc.ssl_channel_credentials(), _CHANNEL_OPTIONS)
+                else:
+                    channel = grpc.insecure_channel(self.node.address, _CHANNEL_OPTIONS)
+                self._channel = channel
+                self._stub = pb_grpc.ChunkServiceStub(channel)
+            return self._stub
+
+    def close(self) -> None:
+        with self._lock:
+            channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            channel.close()
+
+    def put(self, chunk_id: str, data: bytes) -> None:
+        def messages() -> Iterator[pb.PutChunkRequest]:
+            view = memoryview(data)
+            yield pb.PutChunkRequest(chunk_id=chunk_id, data=bytes(view[:PIECE]))
+            for start in range(PIECE, len(view), PIECE):
+                yield pb.PutChunkRequest(data=bytes(view[start : start + PIECE]))
+
+        try:
+            self._client().PutChunk(messages(), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+
+    def get(self, chunk_id: str, offset: int = 0, length: int | None = None) -> bytes:
+        request = pb.GetChunkRequest(chunk_id=chunk_id, offset=offset)
+        if length is not None:
+            request.length = length
+            request.has_length = True
+        try:
+            return b"".join(m.data for m in self._client().GetChunk(request, timeout=self.timeout))
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+
+    def delete(self, chunk_id: str) -> bool:
+        try:
+            reply = self._client().DeleteChunk(pb.DeleteChunkRequest(chunk_id=chunk_id), timeout=self.small_timeout)
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+        return bool(reply.existed)
+
+    def has(self, chunk_id: str) -> bool:
+        try:
+            reply = self._client().HasChunk(pb.HasChunkRequest(chunk_id=chunk_id), timeout=self.small_timeout)
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+        return bool(reply.exists)
+
+    def list(self, page: int = 1000) -> list[ChunkInfo]:
+        found: list[ChunkInfo] = []
+        after = ""
+        try:
+            while True:
+                reply = self._client().ListChunks(
+                    pb.ListChunksRequest(start_after=after, limit=page), timeout=self.timeout
+                )
+                found.extend(ChunkInfo(c.chunk_id, c.size, c.created_at) for c in reply.chunks)
+                if not reply.next_start_after:
+                    return found
+                after = reply.next_start_after
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+
+    def stat(self) -> pb.StatResponse:
+        try:
+            return self._client().Stat(pb.StatRequest(), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+
+    def health(self) -> None:
+        """Returns if the node serves; raises ``NodeUnavailable`` otherwise."""
+        try:
+            reply = self._client().Health(pb.HealthRequest(), timeout=self.small_timeout)
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+        if not reply.serving:
+            raise NodeUnavailable(f"node {self.node.address}: not serving: {reply.detail}")

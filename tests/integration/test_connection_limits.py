@@ -1,0 +1,130 @@
+"""Connection limits of the real server: slowloris headers are cut off by
+``limits.header_timeout_seconds`` even though every byte resets the idle
+timeout, and connections above ``limits.max_connections`` get 503 SlowDown."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.server import ServerProcess
+
+CONFIG = """\
+[limits]
+idle_timeout_seconds = 3
+header_timeout_seconds = 2
+max_connections = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    base = tmp_path_factory.mktemp("limits")
+    (base / "data").mkdir()
+    (base / "c.toml").write_text(CONFIG)
+    proc = ServerProcess(base / "data", config=str(base / "c.toml")).start()
+    yield proc
+    proc.stop()
+
+
+def _connect(server: ServerProcess) -> socket.socket:
+    assert server.port is not None
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def _response(sock: socket.socket) -> bytes:
+    """Read until the peer closes or a full /health response (tiny) arrived."""
+    data = b""
+    while True:
+        try:
+            piece = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            return data
+        if not piece:
+            return data
+        data += piece
+        if b"\r\n\r\n" in data and data.split(b"\r\n\r\n", 1)[1]:
+            return data
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        sock.setblocking(False)
+        try:
+            return sock.recv(1) == b""
+        except BlockingIOError:
+            return False
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def test_headers_trickled_byte_by_byte_are_cut_off(limited: ServerProcess) -> None:
+    """A client sending its headers one byte every 0.25 s (never idle for the 3 s idle
+    timeout) is disconnected about 2 s after its first byte, long before it finishes."""
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 60 + b"\r\n\r\n"
+    sock = _connect(limited)
+    began = time.monotonic()
+    closed_at = None
+    try:
+        for byte in request:
+            try:
+                sock.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed_at = time.monotonic()
+                break
+            if _closed(sock):
+                closed_at = time.monotonic()
+                break
+            time.sleep(0.25)
+    finally:
+        sock.close()
+    assert closed_at is not None, "the server waited for the whole trickled request"
+    assert 1.5 <= closed_at - began <= 6.0
+
+
+def test_headers_in_a_few_quick_pieces_are_served(limited: ServerProcess) -> None:
+    """The deadline does not hurt a normal client: headers in pieces within the limit,
+    then a second request on the same keep-alive connection, are both answered."""
+    sock = _connect(limited)
+    try:
+        for _ in range(2):
+            sock.sendall(b"GET /health HTTP/1.1\r\n")
+            time.sleep(0.5)
+            sock.sendall(b"Host: x\r\n")
+            time.sleep(0.5)
+            sock.sendall(b"\r\n")
+            assert _response(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(1.0)  # idle between requests: not counted against the next one
+    finally:
+        sock.close()
+
+
+def test_connections_above_the_cap_get_slow_down(limited: ServerProcess) -> None:
+    """With max_connections = 4 and four connections open, a fifth gets 503 SlowDown
+    and is closed; once one of the four closes, a new connection is served again."""
+    held = [_connect(limited) for _ in range(4)]
+    try:
+        time.sleep(0.2)  # the server has accepted all four
+        extra = _connect(limited)
+        try:
+            reply = _response(extra)
+        finally:
+            extra.close()
+        assert reply.startswith(b"HTTP/1.1 503"), reply
+        assert b"<Code>SlowDown</Code>" in reply
+        held.pop().close()
+        time.sleep(0.2)
+        sock = _connect(limited)
+        try:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _response(sock).startswith(b"HTTP/1.1 200")
+        finally:
+            sock.close()
+    finally:
+        for sock in held:
+            sock.close()
