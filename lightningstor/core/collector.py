@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.core import keys
 from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IStorageBackend
+from lightningstor.periodic import PeriodicService
 
 log = Logger()
 
@@ -48,8 +47,10 @@ def collect_orphans(
     return removed
 
 
-class CollectorService(Service):
+class CollectorService(PeriodicService):
     """Runs :func:`collect_orphans` periodically (first run one interval after start)."""
+
+    description = "Orphan chunk collection"
 
     def __init__(
         self,
@@ -61,24 +62,11 @@ class CollectorService(Service):
         interval_seconds: float = 3600.0,
         grace_seconds: float = 24 * 3600.0,
     ) -> None:
+        super().__init__(reactor, interval_seconds)
         self.store = store
         self.backend = backend
         self.clock = clock
         self.grace_seconds = grace_seconds
-        self.interval_seconds = interval_seconds
-        self._loop = LoopingCall(self._run)
-        self._loop.clock = reactor
 
-    def _run(self) -> Any:
-        d = collect_orphans(self.store, self.backend, self.clock(), self.grace_seconds)
-        d.addErrback(lambda f: log.failure("Orphan chunk collection failed", f))
-        return d
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop.start(self.interval_seconds, now=False)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
+    def run_once(self) -> Any:
+        return collect_orphans(self.store, self.backend, self.clock(), self.grace_seconds)

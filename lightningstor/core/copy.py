@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.core.objects import PutAttrs, may_have_committed, verify_digests
 from lightningstor.core.types import Bucket, ObjectRecord
+from lightningstor.storage.chunks import pump
 
 
 @inlineCallbacks
@@ -24,14 +25,7 @@ def copy_data(core: Any, source: ObjectRecord, algorithms: tuple[str, ...]) -> A
     writer = core.chunks.new_writer(algorithms)
     reader = core.chunks.read(source.chunks, source.inline, 0, source.size)
     try:
-        while True:
-            piece = yield reader.next_piece()
-            if piece is None:
-                break
-            writer.write(piece)
-            if writer.should_pause:
-                yield writer.when_drained()
-        result = yield writer.finish()
+        result = yield Deferred.fromCoroutine(pump(reader, writer))
     except BaseException:
         yield writer.abort()
         raise

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.core.multipart import MultipartManager
+from lightningstor.periodic import PeriodicService
 
 log = Logger()
 
 
-class UploadExpiryService(Service):
+class UploadExpiryService(PeriodicService):
     """Runs :meth:`MultipartManager.expire` every ``interval_seconds``.
 
     The first run is one interval after start (start-up stays quick; an
@@ -37,11 +36,9 @@ class UploadExpiryService(Service):
         max_age_seconds: float,
         interval_seconds: float = 3600.0,
     ) -> None:
+        super().__init__(reactor, interval_seconds)
         self.multipart = multipart
         self.max_age_seconds = max_age_seconds
-        self.interval_seconds = interval_seconds
-        self._loop = LoopingCall(self.run_once)
-        self._loop.clock = reactor
 
     def run_once(self) -> Any:
         """Deferred[int | None]: uploads aborted; failures are logged, never raised
@@ -56,12 +53,3 @@ class UploadExpiryService(Service):
         d.addCallback(report)
         d.addErrback(lambda f: log.failure("Multipart upload expiry failed", f))
         return d
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop.start(self.interval_seconds, now=False)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awscrt import checksums as _crt
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor import errors
@@ -65,6 +65,7 @@ from lightningstor.interfaces.metadata import (
     Put,
     prefix_end,
 )
+from lightningstor.storage.chunks import pump
 
 log = Logger()
 
@@ -507,14 +508,7 @@ class MultipartManager:
         writer = self.new_part_writer(upload)
         reader = self._chunks.read(source.chunks, source.inline, start, length)
         try:
-            while True:
-                piece = yield reader.next_piece()
-                if piece is None:
-                    break
-                writer.write(piece)
-                if writer.should_pause:
-                    yield writer.when_drained()
-            result = yield writer.finish()
+            result = yield Deferred.fromCoroutine(pump(reader, writer))
             part = yield self.commit_part(upload, part_number, result, {})
         except BaseException as e:
             if not may_have_committed(e):

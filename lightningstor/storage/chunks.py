@@ -684,3 +684,16 @@ class ObjectReader:
         self._busy = False
         self._error = failure
         return failure
+
+
+async def pump(reader: ObjectReader, writer: ObjectWriter) -> WriteResult:
+    """Copy ``reader``'s pieces into ``writer`` (honouring its backpressure) and
+    finish it.  The caller aborts the writer if this fails."""
+    while True:
+        piece = await reader.next_piece()
+        if piece is None:
+            break
+        writer.write(piece)
+        if writer.should_pause:
+            await writer.when_drained()
+    return await writer.finish()
