@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
-from tests.integration.test_cli_tools import _environ, _tool
+from tests.integration.tools import environ, rclone_env, tool
 
 MiB = 1 << 20
 CREDS = Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY)
@@ -132,8 +132,8 @@ def test_boto3_upload_and_download_file(s3: Any, bucket: str, tmp_path: Path) ->
 
 def test_aws_cli_cp_200_mib(server: ServerProcess, tmp_path: Path) -> None:
     """aws s3 cp uploads a 200 MiB file as a multipart upload and downloads it byte-identically."""
-    aws = _tool("aws")
-    env = _environ({"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+    aws = tool("aws")
+    env = environ({"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
                     "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
     ep = ["--endpoint-url", server.endpoint]
@@ -158,17 +158,8 @@ def test_aws_cli_cp_200_mib(server: ServerProcess, tmp_path: Path) -> None:
 
 def test_rclone_multipart_copy_and_check(server: ServerProcess, tmp_path: Path) -> None:
     """rclone copy + check of a tree with a 60 MiB file sent as 5 MiB parts (upload cutoff 10M)."""
-    rclone = _tool("rclone")
-    env = _environ({
-        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
-        "RCLONE_CONFIG_LS_TYPE": "s3",
-        "RCLONE_CONFIG_LS_PROVIDER": "Other",
-        "RCLONE_CONFIG_LS_ACCESS_KEY_ID": ROOT_ACCESS_KEY,
-        "RCLONE_CONFIG_LS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
-        "RCLONE_CONFIG_LS_ENDPOINT": server.endpoint,
-        "RCLONE_CONFIG_LS_REGION": "us-east-1",
-        "RCLONE_CONFIG_LS_FORCE_PATH_STYLE": "true",
-    })
+    rclone = tool("rclone")
+    env = environ(rclone_env(server.endpoint, tmp_path / "rclone.conf"))
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     _random_file(src / "sub" / "big.bin", 60 * MiB + 7)
@@ -190,7 +181,7 @@ def test_rclone_multipart_copy_and_check(server: ServerProcess, tmp_path: Path) 
 
 def test_s3cmd_multipart_put(server: ServerProcess, tmp_path: Path) -> None:
     """s3cmd put with --multipart-chunk-size-mb=5 sends 4 parts; get returns the same bytes."""
-    s3cmd = _tool("s3cmd")
+    s3cmd = tool("s3cmd")
     host = server.endpoint.removeprefix("http://")
     cfg = tmp_path / "s3cfg"
     cfg.write_text(
@@ -205,7 +196,7 @@ def test_s3cmd_multipart_put(server: ServerProcess, tmp_path: Path) -> None:
     md5 = _random_file(src, 20 * MiB)
 
     def run(*args: str) -> None:
-        proc = subprocess.run([*base, *args], env=_environ(None), capture_output=True, timeout=300)
+        proc = subprocess.run([*base, *args], env=environ(None), capture_output=True, timeout=300)
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
 
     run("mb", f"s3://{bucket}")

@@ -12,8 +12,6 @@ from typing import Any, Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
-
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return exc.value.response["Error"]["Code"]
@@ -245,34 +243,25 @@ def test_version_listing_paginates_with_key_and_version_markers(s3, vbucket):
 
 def test_rclone_with_a_versioned_bucket(server, s3, vbucket, tmp_path):
     """rclone copy/lsf work on a versioned bucket; --s3-versions also lists the old versions."""
-    from tests.integration.test_cli_tools import _run, _tool
+    from tests.integration.tools import rclone_env, run_tool, tool
 
-    rclone = _tool("rclone")
-    env = {
-        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
-        "RCLONE_CONFIG_LS_TYPE": "s3",
-        "RCLONE_CONFIG_LS_PROVIDER": "Other",
-        "RCLONE_CONFIG_LS_ACCESS_KEY_ID": ROOT_ACCESS_KEY,
-        "RCLONE_CONFIG_LS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
-        "RCLONE_CONFIG_LS_ENDPOINT": server.endpoint,
-        "RCLONE_CONFIG_LS_REGION": "us-east-1",
-        "RCLONE_CONFIG_LS_FORCE_PATH_STYLE": "true",
-    }
+    rclone = tool("rclone")
+    env = rclone_env(server.endpoint, tmp_path / "rclone.conf")
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_bytes(b"first")
     (src / "b.txt").write_bytes(b"bee")
-    _run([rclone, "copy", str(src), f"ls:{vbucket}"], env)
+    run_tool([rclone, "copy", str(src), f"ls:{vbucket}"], env)
     (src / "a.txt").write_bytes(b"second, longer")
-    _run([rclone, "copy", str(src), f"ls:{vbucket}"], env)
-    listed = _run([rclone, "lsf", f"ls:{vbucket}"], env).decode().split()
+    run_tool([rclone, "copy", str(src), f"ls:{vbucket}"], env)
+    listed = run_tool([rclone, "lsf", f"ls:{vbucket}"], env).decode().split()
     assert sorted(listed) == ["a.txt", "b.txt"]
-    with_versions = _run([rclone, "lsf", "--s3-versions", f"ls:{vbucket}"], env).decode().split()
+    with_versions = run_tool([rclone, "lsf", "--s3-versions", f"ls:{vbucket}"], env).decode().split()
     assert len(with_versions) == 3 and "a.txt" in with_versions
     old = [name for name in with_versions if name.startswith("a-v")]
     assert len(old) == 1 and old[0].endswith(".txt")
-    out = _run([rclone, "cat", "--s3-versions", f"ls:{vbucket}/{old[0]}"], env)
+    out = run_tool([rclone, "cat", "--s3-versions", f"ls:{vbucket}/{old[0]}"], env)
     assert out == b"first"
-    _run([rclone, "delete", f"ls:{vbucket}/b.txt"], env)
-    assert _run([rclone, "lsf", f"ls:{vbucket}"], env).decode().split() == ["a.txt"]
+    run_tool([rclone, "delete", f"ls:{vbucket}/b.txt"], env)
+    assert run_tool([rclone, "lsf", f"ls:{vbucket}"], env).decode().split() == ["a.txt"]
     assert len(_versions(s3, vbucket)) == 4  # a x2, b, b's delete marker

@@ -1,0 +1,61 @@
+"""Finding and running real S3 command-line tools from the integration tests.
+
+Where a tool is not installed its test is skipped, except when
+LIGHTNINGSTOR_REQUIRE_TOOLS=1 (CI sets it after installing them): then a
+missing tool is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+
+
+def tool(name: str) -> str:
+    """The path of ``name`` (the venv's copy first), or skip/fail the test."""
+    local = Path(sys.executable).with_name(name)
+    path = str(local) if local.exists() else shutil.which(name)
+    if path is None:
+        if os.environ.get("LIGHTNINGSTOR_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{name} is required (LIGHTNINGSTOR_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def environ(extra: dict[str, str] | None) -> dict[str, str]:
+    """The process environment plus ``extra``.
+
+    A CA bundle from the surrounding environment is irrelevant on plain HTTP
+    and makes rclone's AWS SDK refuse to start, so it is dropped.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env.update(extra or {})
+    return env
+
+
+def run_tool(args: list[str], env: dict[str, str] | None = None, input: bytes | None = None) -> bytes:
+    """Run a tool; its stdout, or an assertion error with its output."""
+    proc = subprocess.run(args, env=environ(env), input=input, capture_output=True, timeout=120)
+    assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc.stdout
+
+
+def rclone_env(endpoint: str, config: Path) -> dict[str, str]:
+    """rclone settings for a remote named ``ls`` pointing at ``endpoint`` as root."""
+    return {
+        "RCLONE_CONFIG": str(config),
+        "RCLONE_CONFIG_LS_TYPE": "s3",
+        "RCLONE_CONFIG_LS_PROVIDER": "Other",
+        "RCLONE_CONFIG_LS_ACCESS_KEY_ID": ROOT_ACCESS_KEY,
+        "RCLONE_CONFIG_LS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+        "RCLONE_CONFIG_LS_ENDPOINT": endpoint,
+        "RCLONE_CONFIG_LS_REGION": "us-east-1",
+        "RCLONE_CONFIG_LS_FORCE_PATH_STYLE": "true",
+    }
