@@ -1,5 +1,6 @@
 """Public plugin interfaces: what a third-party backend or store implements."""
 
+from lightningstor.interfaces.chunkwriter import BufferedChunkWriter
 from lightningstor.interfaces.metadata import (
     Compare,
     Delete,
@@ -23,6 +24,7 @@ from lightningstor.interfaces.storage import (
 
 __all__ = [
     "BackendCapabilities",
+    "BufferedChunkWriter",
     "ChunkInfo",
     "Compare",
     "Delete",

@@ -33,11 +33,11 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError
+from lightningstor.interfaces.chunkwriter import BufferedChunkWriter
 from lightningstor.interfaces.storage import (
     BackendCapabilities,
     ChunkInfo,
     DurabilityLevel,
-    IChunkWriter,
     IStorageBackend,
     IStorageBackendFactory,
     PluginContext,
@@ -73,39 +73,6 @@ def parse_node(url: str, zone: str | None = None) -> NodeAddress:
         raise ConfigError(f"storage.distributed.nodes: {url!r} needs a host and a port")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return NodeAddress(url, f"{host}:{parts.port}", zone if zone else url, parts.scheme == "https")
-
-
-@implementer(IChunkWriter)
-class BufferedChunkWriter:
-    """Collects one chunk, then replicates it with ``put_chunk`` on commit."""
-
-    def __init__(self, backend: DistributedBackend, chunk_id: str) -> None:
-        self._backend = backend
-        self._chunk_id = chunk_id
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._done = False
-
-    def write(self, data: bytes) -> defer.Deferred[None]:
-        if self._done:
-            return defer.fail(RuntimeError(f"chunk {self._chunk_id}: write after commit or abort"))
-        if self._size + len(data) > self._backend.max_chunk_size:
-            return defer.fail(ValueError(f"chunk {self._chunk_id}: exceeds max_chunk_size"))
-        self._parts.append(bytes(data))
-        self._size += len(data)
-        return defer.succeed(None)
-
-    def commit(self) -> defer.Deferred[Any]:
-        if self._done:
-            return defer.fail(RuntimeError(f"chunk {self._chunk_id}: commit after commit or abort"))
-        self._done = True
-        data, self._parts = b"".join(self._parts), []
-        return self._backend.put_chunk(self._chunk_id, data)
-
-    def abort(self) -> defer.Deferred[None]:
-        self._done = True
-        self._parts = []
-        return defer.succeed(None)
 
 
 @implementer(IStorageBackend)
@@ -241,7 +208,7 @@ class DistributedBackend:
 
     def open_chunk(self, chunk_id: str) -> BufferedChunkWriter:
         _check_id(chunk_id)
-        return BufferedChunkWriter(self, chunk_id)
+        return BufferedChunkWriter(chunk_id, self.put_chunk, self.max_chunk_size)
 
     def get_chunk(self, chunk_id: str) -> defer.Deferred[bytes]:
         return self._first_replica(chunk_id, "get")

@@ -43,8 +43,8 @@ from awscrt.checksums import crc32c
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageError
 from lightningstor.interfaces import (
     BackendCapabilities,
+    BufferedChunkWriter,
     ChunkInfo,
-    IChunkWriter,
     IStorageBackend,
 )
 from twisted.internet import defer
@@ -204,8 +204,8 @@ class RadosBackend:
             return defer.fail(StorageError(f"chunk {chunk_id}: {len(data)} bytes exceed {MAX_CHUNK_SIZE}"))
         return self._run("write", chunk_id, self._write, chunk_id, bytes(data))
 
-    def open_chunk(self, chunk_id: str) -> RadosChunkWriter:
-        return RadosChunkWriter(self, _validate(chunk_id))
+    def open_chunk(self, chunk_id: str) -> BufferedChunkWriter:
+        return BufferedChunkWriter(_validate(chunk_id), self.put_chunk, MAX_CHUNK_SIZE)
 
     def get_chunk(self, chunk_id: str) -> defer.Deferred[bytes]:
         _validate(chunk_id)
@@ -270,36 +270,3 @@ class RadosBackend:
             self._pool.stop()
 
 
-@implementer(IChunkWriter)
-class RadosChunkWriter:
-    """Buffers one chunk and stores it with a single write at commit (module docstring)."""
-
-    def __init__(self, backend: RadosBackend, chunk_id: str) -> None:
-        self._backend = backend
-        self._chunk_id = chunk_id
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._done = False
-
-    def write(self, data: bytes) -> defer.Deferred[None]:
-        if self._done:
-            return defer.fail(StorageError(f"chunk {self._chunk_id}: writer already finished"))
-        self._size += len(data)
-        if self._size > MAX_CHUNK_SIZE:
-            self._parts = []
-            self._done = True
-            return defer.fail(StorageError(f"chunk {self._chunk_id}: more than {MAX_CHUNK_SIZE} bytes"))
-        self._parts.append(bytes(data))
-        return defer.succeed(None)
-
-    def commit(self) -> defer.Deferred[None]:
-        if self._done:
-            return defer.fail(StorageError(f"chunk {self._chunk_id}: writer already finished"))
-        self._done = True
-        data, self._parts = b"".join(self._parts), []
-        return self._backend.put_chunk(self._chunk_id, data)
-
-    def abort(self) -> defer.Deferred[None]:
-        self._done = True
-        self._parts = []
-        return defer.succeed(None)
