@@ -180,6 +180,11 @@ class IamSettings:
     endpoint: str | None = None
     service_account: str | None = None
     token_path: str | None = None
+    # How long authorization data (local grants, aegis decisions) and
+    # credential lookups may be served from a server's cache.
+    cache_seconds: float = 5.0
+    # aegis: how long one authorization call may take before it fails (closed).
+    timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,10 @@ class LimitsSettings:
     # gRPC PutObject carries the whole object in one message; larger objects
     # go through multipart upload (UploadPart streams).
     max_grpc_put_object_bytes: int = 5 * MiB
+    # Object data received from S3 clients and not yet written to the storage
+    # backend, all uploads of one process together; above it uploads are
+    # paused (backpressure), never refused.
+    max_inflight_upload_bytes: int = 256 * MiB
 
 
 @dataclass(frozen=True)
@@ -768,6 +777,8 @@ def _read_iam(t: _Table) -> IamSettings:
         endpoint=endpoint,
         service_account=t.optional("service_account", _str),
         token_path=t.optional("token_path", _path),
+        cache_seconds=t.get("cache_seconds", d.cache_seconds, _float(0, 3600)),
+        timeout_seconds=t.get("timeout_seconds", d.timeout_seconds, _float(0.1, 300)),
     )
     t.finish()
     return settings
@@ -807,6 +818,9 @@ def _read_limits(t: _Table) -> LimitsSettings:
         max_connections=t.get("max_connections", d.max_connections, _int(1, 1_000_000)),
         max_grpc_put_object_bytes=t.get(
             "max_grpc_put_object_bytes", d.max_grpc_put_object_bytes, _int(1 * KiB, 64 * MiB)
+        ),
+        max_inflight_upload_bytes=t.get(
+            "max_inflight_upload_bytes", d.max_inflight_upload_bytes, _int(1 * MiB, 1024 * GiB)
         ),
     )
     t.finish()

@@ -1,4 +1,4 @@
-"""Finding storage-backend and metadata-store plugins by name.
+"""Finding storage-backend, metadata-store and authorizer plugins by name.
 
 Built-in plugins are registered exactly like a third party's: a module in a
 ``twisted/plugins/`` directory on ``sys.path`` exposing objects that provide
@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from twisted.plugin import getPlugins
 
 from lightningstor.errors import ConfigError
+from lightningstor.interfaces.authorizer import IAuthorizerFactory
 from lightningstor.interfaces.metadata import IMetadataStoreFactory
 from lightningstor.interfaces.storage import IStorageBackendFactory
 
@@ -39,6 +40,15 @@ def available_storage_backends() -> dict[str, Any]:
 
 def available_metadata_stores() -> dict[str, Any]:
     return _plugins(IMetadataStoreFactory)
+
+
+def available_authorizers() -> dict[str, Any]:
+    return _plugins(IAuthorizerFactory)
+
+
+def find_authorizer_factory(name: str) -> Any:
+    """The ``IAuthorizerFactory`` called ``name`` (``[iam] authorizer``)."""
+    return _find(name, available_authorizers(), "iam.authorizer", "authorizer")
 
 
 def find_storage_factory(name: str) -> Any:

@@ -29,9 +29,11 @@ from lightningstor.core.credentials import (
     load_or_create_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
+from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.scrub import ScrubService
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
+from lightningstor.interfaces.authorizer import AuthorizerContext
 from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metrics import attach_metrics
 from lightningstor.s3.accesslog import AccessLog
@@ -209,6 +211,7 @@ class CoreService(Service):
         try:
             # Requests have drained: nobody reads superseded chunks any more.
             yield self.core.chunks.flush_retired()
+            yield self.core.access.authorizer.close()
             yield self.core.backend.close()
         finally:
             yield self.core.store.close()
@@ -224,6 +227,10 @@ def bootstrap_root(core: Core, env: dict[str, str]) -> Any:
         raise RuntimeError(
             "set both LIGHTNINGSTOR_ROOT_ACCESS_KEY and LIGHTNINGSTOR_ROOT_SECRET_KEY, or neither"
         )
+    # The root principal administers its org (role admin, local authorizer).
+    yield core.principals.ensure(
+        PrincipalRecord(ROOT.principal_id, ROOT.org_id, None, ROOT.display_name, ("admin",))
+    )
     if access and secret:
         root = Principal(ROOT.principal_id, ROOT.org_id, None, access, ROOT.display_name)
         yield core.credentials.ensure(root, access, secret)
@@ -296,6 +303,14 @@ def open_plugins(
     return store, backend
 
 
+def open_authorizer(settings: Settings, reactor: Any, store: Any) -> Any:
+    """The configured ``IAuthorizer`` (``[iam] authorizer``), found like any plugin."""
+    factory = plugins.find_authorizer_factory(settings.iam.authorizer)
+    options = _plugin_options(settings.to_dict()["iam"], factory.name)
+    context = AuthorizerContext(reactor=reactor, store=store, clock=time.time, settings=settings.to_dict())
+    return factory.create(options, context)
+
+
 def _assemble(
     top: MultiService,
     pools: ThreadPools,
@@ -319,7 +334,8 @@ def _assemble(
         store=store,
         backend=backend,
         chunks=chunks,
-        credentials=CredentialStore(store, master_key),
+        credentials=CredentialStore(store, master_key, cache_ttl=settings.iam.cache_seconds),
+        authorizer=open_authorizer(settings, reactor, store),
         clock=time.time,
         region=settings.s3.region,
         max_metadata_bytes=settings.limits.max_metadata_bytes,
@@ -350,6 +366,7 @@ def _assemble(
         max_metadata_bytes=settings.limits.max_metadata_bytes,
         max_object_size_bytes=settings.limits.max_object_size_bytes,
         max_delete_keys=settings.limits.max_delete_keys,
+        max_inflight_upload_bytes=settings.limits.max_inflight_upload_bytes,
     )
     api = S3Api(core, options)
     metrics = attach_metrics(

@@ -6,7 +6,7 @@ both report the same per-key outcomes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,18 +42,27 @@ class BulkDeleteResult:
 
 @inlineCallbacks
 def delete_objects(
-    objects: Any, bucket: Bucket, items: Iterable[tuple[str, str | None]], *, owner: str
+    objects: Any,
+    bucket: Bucket,
+    items: Iterable[tuple[str, str | None]],
+    *,
+    owner: str,
+    authorize: Callable[[str], Any] | None = None,
 ) -> Any:
     """Deferred[BulkDeleteResult] for ``(key, version_id)`` pairs, in order.
 
     A missing key or version is success (as for DeleteObject).  A malformed
     version id names no version: AWS reports it per entry as NoSuchVersion,
-    not as the InvalidArgument a single DeleteObject gets.
+    not as the InvalidArgument a single DeleteObject gets.  ``authorize(key)``
+    (Deferred) is asked before each deletion: a key the caller may not
+    delete fails alone with AccessDenied, as in AWS.
     """
     result = BulkDeleteResult()
     for key, version in items:
         try:
             validate_key(key)
+            if authorize is not None:
+                yield authorize(key)
             outcome = yield objects.delete(bucket, key, version, owner=owner)
         except errors.S3Error as e:
             if version is not None and e.code == "InvalidArgument" and e.fields.get("ArgumentName") == "versionId":

@@ -13,13 +13,14 @@ import os
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from cryptography.fernet import Fernet, InvalidToken
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
 from lightningstor.core import keys
+from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.types import Principal
 from lightningstor.interfaces.metadata import Compare, IMetadataStore, Put, prefix_end
 
@@ -193,10 +194,9 @@ class CredentialStore:
         hit = self._cache.get(access_key_id)
         if hit is not None and hit[0] > now:
             return succeed(_usable(hit[1], now))
-        d: Deferred[Any] = self._store.get(keys.credential_key(access_key_id))
+        d: Deferred[Any] = self._load(access_key_id)
 
-        def found(kv: Any) -> Credential | None:
-            cred = self._decode(kv.value) if kv is not None else None
+        def found(cred: Credential | None) -> Credential | None:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[access_key_id] = (now + self._ttl, cred)
@@ -205,6 +205,63 @@ class CredentialStore:
         d.addCallback(found)
         d.addCallback(_usable, now)
         return d
+
+    @inlineCallbacks
+    def _load(self, access_key_id: str) -> Any:
+        """Deferred[Credential | None] joined with its principal's record:
+        the record's roles and scope apply, and a disabled principal
+        disables every key it owns."""
+        kv = yield self._store.get(keys.credential_key(access_key_id))
+        if kv is None:
+            return None
+        cred = self._decode(kv.value)
+        pkv = yield self._store.get(keys.principal_key(cred.principal.principal_id))
+        if pkv is None:
+            return cred
+        record = PrincipalRecord.decode(pkv.value)
+        principal = replace(
+            cred.principal,
+            org_id=record.org_id,
+            project_id=record.project_id,
+            display_name=record.display_name or cred.principal.display_name,
+            roles=record.roles,
+        )
+        return replace(cred, principal=principal, disabled=cred.disabled or record.disabled)
+
+    @inlineCallbacks
+    def get(self, access_key_id: str) -> Any:
+        """Deferred[Credential | None] as stored (usable or not, uncached)."""
+        kv = yield self._store.get(keys.credential_key(access_key_id))
+        return None if kv is None else self._decode(kv.value)
+
+    @inlineCallbacks
+    def list_keys(self, principal_id: str) -> Any:
+        """Deferred[list[Credential]]: every access key of a principal."""
+        prefix = keys.credential_by_principal_key(principal_id, "")
+        rows = yield self._store.scan(prefix, prefix_end(prefix))
+        out = []
+        for row in rows:
+            cred = yield self.get(row.key[len(prefix):].decode())
+            if cred is not None:
+                out.append(cred)
+        return out
+
+    @inlineCallbacks
+    def set_disabled(self, access_key_id: str, disabled: bool = True) -> Any:
+        """Deferred[Credential]: disable (or re-enable) one access key; KeyError if unknown.
+
+        Takes effect on every server within the lookup cache's TTL."""
+        key = keys.credential_key(access_key_id)
+        for _attempt in range(50):
+            kv = yield self._store.get(key)
+            if kv is None:
+                raise KeyError(access_key_id)
+            cred = replace(self._decode(kv.value), disabled=disabled)
+            result = yield self._store.txn([Compare(key, kv.mod_revision)], [Put(key, self._encode(cred))])
+            if result.succeeded:
+                self._cache.pop(access_key_id, None)
+                return cred
+        raise RuntimeError(f"access key {access_key_id} keeps changing; try again")
 
     @inlineCallbacks
     def any_exist(self) -> Any:

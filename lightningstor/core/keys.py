@@ -19,6 +19,7 @@ CHUNKS = ROOT + b"chunks/"
 CREDENTIALS = ROOT + b"credentials/"
 CREDENTIALS_BY_PRINCIPAL = ROOT + b"credentials-by-principal/"
 PRINCIPALS = ROOT + b"principals/"
+GRANTS = ROOT + b"grants/"
 VERSIONS = ROOT + b"versions/"
 UPLOADS = ROOT + b"uploads/"
 PARTS = ROOT + b"parts/"
@@ -62,6 +63,15 @@ def credential_by_principal_key(principal_id: str, access_key_id: str) -> bytes:
 
 def principal_key(principal_id: str) -> bytes:
     return PRINCIPALS + principal_id.encode()
+
+
+def grants_prefix(subject: str) -> bytes:
+    """Grants of one subject (``principal:{id}`` or ``role:{name}``)."""
+    return GRANTS + subject.encode() + b"/"
+
+
+def grant_key(subject: str, grant_id: str) -> bytes:
+    return grants_prefix(subject) + grant_id.encode()
 
 
 def uploads_prefix(bucket_id: str) -> bytes:

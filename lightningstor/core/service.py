@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import DeferredList, inlineCallbacks
 
+from lightningstor.core.access import OBJECTS_DELETE, AccessControl, Trail, bucket_resource
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.buckets import BucketManager
 from lightningstor.core.bulk import delete_objects
@@ -18,14 +19,15 @@ from lightningstor.core.credentials import CredentialStore
 from lightningstor.core.listing import check_version_id_marker, list_object_versions, list_objects
 from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, MultipartManager
 from lightningstor.core.objects import ObjectManager
-from lightningstor.core.types import Bucket
+from lightningstor.core.principals import PrincipalStore
+from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IStorageBackend
 
 
 class Core:
-    """Facade over buckets, objects, listing and credentials."""
+    """Facade over buckets, objects, listing, credentials and access control."""
 
     def __init__(
         self,
@@ -34,6 +36,7 @@ class Core:
         backend: IStorageBackend,
         chunks: Any,  # storage.chunks.ChunkManager
         credentials: CredentialStore,
+        authorizer: Any,  # IAuthorizer
         clock: Callable[[], float],
         region: str = "us-east-1",
         max_metadata_bytes: int = 2048,
@@ -50,6 +53,10 @@ class Core:
         self.region = region
         self.max_keys_per_list = max_keys_per_list
         self.buckets = BucketManager(store, clock, region)
+        self.principals = PrincipalStore(store, clock)
+        # Every protocol-layer operation resolves its bucket through here:
+        # scope first, then the authorizer plugin (core/access.py).
+        self.access = AccessControl(self.buckets, authorizer)
         # Superseded and deleted versions' chunks outlive their record by a
         # grace period, so a GET that read the old record can still stream it.
         self.objects = ObjectManager(
@@ -100,9 +107,17 @@ class Core:
     def copy_object(self, *args: Any, **kwargs: Any) -> Any:
         return copy_object(self, *args, **kwargs)
 
-    def delete_objects(self, bucket: Bucket, items: Any, *, owner: str) -> Any:
-        """Deferred[BulkDeleteResult]; see :func:`lightningstor.core.bulk.delete_objects`."""
-        return delete_objects(self.objects, bucket, items, owner=owner)
+    def delete_objects(
+        self, bucket: Bucket, items: Any, *, owner: str, principal: Principal | None = None, trail: Trail = None
+    ) -> Any:
+        """Deferred[BulkDeleteResult]; see :func:`lightningstor.core.bulk.delete_objects`.
+
+        With ``principal``, each key needs ``objects:delete`` on that object."""
+        authorize = None
+        if principal is not None:
+            def authorize(key: str) -> Any:
+                return self.access.check(principal, OBJECTS_DELETE, bucket_resource(bucket, key), trail)
+        return delete_objects(self.objects, bucket, items, owner=owner, authorize=authorize)
 
     @inlineCallbacks
     def readiness(self) -> Any:

@@ -25,6 +25,9 @@ class Principal:
     project_id: str | None = None
     access_key_id: str | None = None
     display_name: str = ""
+    # Roles from the principal's record (core.principals); the local
+    # authorizer grants by role.  Empty for a credential with no record.
+    roles: tuple[str, ...] = ()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
+from lightningstor.core.access import Decision, action_of
 from lightningstor.core.types import Principal
 from lightningstor.grpc import token
 from lightningstor.grpc.errors import as_s3_error, trailing_metadata
@@ -52,6 +53,31 @@ class GrpcOptions:
         return max(self.max_put_object_bytes, 4 * MiB) + 1 * MiB
 
 
+class Gate:
+    """One call's access to buckets: scope resolution plus authorization of
+    the RPC's action (``core.access.OPERATION_ACTIONS``; the RPC names are
+    the operation names), with every decision kept for the audit record.
+    Its methods run on the reactor thread and return Deferreds."""
+
+    def __init__(self, core: Any, principal: Principal, method: str, decisions: list[Decision]) -> None:
+        self.core = core
+        self.principal = principal
+        self.method = method
+        self.decisions = decisions
+
+    def bucket(self, name: str, key: str | None = None, action: str | None = None) -> Any:
+        """Deferred[Bucket] ``name`` authorized for the action on it (or on ``key``)."""
+        return self.core.access.bucket(
+            self.principal, name, action or action_of(self.method, key is not None), key, self.decisions.append
+        )
+
+    def scope(self, bucket: str | None = None) -> Any:
+        """Deferred[None]: the action on the caller's scope (or a bucket to create)."""
+        return self.core.access.scope(
+            self.principal, action_of(self.method, False), self.decisions.append, bucket
+        )
+
+
 class Rpc:
     """The servicers' handle on the core and the reactor."""
 
@@ -62,6 +88,9 @@ class Rpc:
         self.clock = clock
         self._lock = threading.Lock()
         self._active = 0
+        # The RPC running on this handler thread and its authorization
+        # decisions (set by the unary/streaming decorators).
+        self.local = threading.local()
 
     @property
     def active(self) -> int:
@@ -85,6 +114,23 @@ class Rpc:
         token.verify_token(parsed, cred.secret, now=self.clock())
         principal: Principal = cred.principal
         return principal
+
+    def gate(self, principal: Principal) -> Gate:
+        """The current call's :class:`Gate` (call from the handler thread)."""
+        method = getattr(self.local, "method", "")
+        decisions = getattr(self.local, "decisions", None)
+        if decisions is None:
+            decisions = self.local.decisions = []
+        return Gate(self.core, principal, method, decisions)
+
+    def bucket(self, principal: Principal, name: str, key: str | None = None, action: str | None = None) -> Any:
+        """Bucket ``name`` resolved and authorized (blocking; handler thread)."""
+        return self.call(self.gate(principal).bucket, name, key, action)
+
+    def begin(self, method: str) -> None:
+        """A call starts on this thread: reset the per-call state."""
+        self.local.method = method
+        self.local.decisions = []
 
     def enter(self) -> None:
         with self._lock:
@@ -119,6 +165,7 @@ def unary(method: Handler) -> Handler:
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         rpc: Rpc = self.rpc
         rpc.enter()
+        rpc.begin(method.__name__)
         try:
             principal = rpc.authenticate(context)
             return method(self, principal, request, context)
@@ -137,6 +184,7 @@ def streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
         rpc: Rpc = self.rpc
         rpc.enter()
+        rpc.begin(method.__name__)
         try:
             principal = rpc.authenticate(context)
             yield from method(self, principal, request, context)

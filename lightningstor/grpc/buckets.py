@@ -34,14 +34,17 @@ class BucketServicer(pb_grpc.BucketServiceServicer):
         self.rpc = rpc
 
     def _bucket(self, principal: Principal, name: str, field: str = "bucket") -> Any:
-        return self.rpc.call(self.rpc.core.buckets.get, principal, require(name, field))
+        """The bucket, resolved in the caller's scope and authorized for this RPC."""
+        return self.rpc.bucket(principal, require(name, field))
 
     @unary
     def CreateBucket(self, principal: Principal, request: pb.CreateBucketRequest, context: grpc.ServicerContext) -> pb.Bucket:
+        name = require(request.name, "name")
+        self.rpc.call(self.rpc.gate(principal).scope, name)
         bucket = self.rpc.call(
             self.rpc.core.buckets.create,
             principal,
-            require(request.name, "name"),
+            name,
             org_id=request.org_id or None,
             project_id=optional(request, "project_id"),
             versioning=_CREATE_VERSIONING.get(request.versioning.status, Versioning.DISABLED),
@@ -57,11 +60,13 @@ class BucketServicer(pb_grpc.BucketServiceServicer):
 
     @unary
     def DeleteBucket(self, principal: Principal, request: pb.DeleteBucketRequest, context: grpc.ServicerContext) -> pb.DeleteBucketResponse:
-        self.rpc.call(self.rpc.core.buckets.delete, principal, require(request.name, "name"))
+        self._bucket(principal, request.name, "name")
+        self.rpc.call(self.rpc.core.buckets.delete, principal, request.name)
         return pb.DeleteBucketResponse()
 
     @unary
     def ListBuckets(self, principal: Principal, request: pb.ListBucketsRequest, context: grpc.ServicerContext) -> pb.ListBucketsResponse:
+        self.rpc.call(self.rpc.gate(principal).scope)
         buckets = self.rpc.call(self.rpc.core.buckets.list, principal)
         owner = pb.Owner(id=principal.principal_id, display_name=principal.display_name or principal.principal_id)
         return pb.ListBucketsResponse(buckets=[convert.bucket_message(b) for b in buckets], owner=owner)

@@ -26,6 +26,7 @@ import grpc
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
+from lightningstor.core.access import OBJECTS_GET
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.multipart import PartRef, validate_part_number
@@ -33,7 +34,7 @@ from lightningstor.core.objects import PutAttrs, may_have_committed, validate_ke
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.grpc import convert
-from lightningstor.grpc.base import MAX_CONTENT_MESSAGE, Rpc, optional, require, streaming, unary
+from lightningstor.grpc.base import MAX_CONTENT_MESSAGE, Gate, Rpc, optional, require, streaming, unary
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
 from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
 from lightningstor.s3 import conditions, ranges
@@ -101,13 +102,15 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     # -- shared reactor-side steps ------------------------------------------------
 
     @inlineCallbacks
-    def _lookup(self, principal: Principal, name: str, key: str, version_id: str | None) -> Any:
-        bucket = yield self.core.buckets.get(principal, name)
+    def _lookup(self, gate: Gate, name: str, key: str, version_id: str | None) -> Any:
+        bucket = yield gate.bucket(name, key)
         record = yield self.core.objects.head(bucket, key, version_id)
         return bucket, record
 
-    def _bucket(self, principal: Principal, name: str) -> Bucket:
-        bucket: Bucket = self.rpc.call(self.core.buckets.get, principal, require(name, "bucket"))
+    def _bucket(self, principal: Principal, name: str, key: str | None = None) -> Bucket:
+        """The bucket, resolved in the caller's scope and authorized for this
+        RPC's action on it (or on its object ``key``)."""
+        bucket: Bucket = self.rpc.bucket(principal, require(name, "bucket"), key)
         return bucket
 
     # -- PutObject ----------------------------------------------------------------
@@ -141,7 +144,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             raise errors.InvalidArgument("checksum_value needs checksum_algorithm", ArgumentName="checksum_value")
         attrs.if_none_match_any = _if_none_match_any(optional(request, "if_none_match"))
         attrs.if_match = optional(request, "if_match")
-        bucket, record = self.rpc.call(self._put, principal, name, key, request.content, attrs)
+        bucket, record = self.rpc.call(self._put, self.rpc.gate(principal), name, key, request.content, attrs)
         return pb.PutObjectResponse(
             etag=record.etag,
             checksums=convert.checksums(record.checksums),
@@ -150,8 +153,8 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         )
 
     @inlineCallbacks
-    def _put(self, principal: Principal, name: str, key: str, content: bytes, attrs: PutAttrs) -> Any:
-        bucket = yield self.core.buckets.get(principal, name)
+    def _put(self, gate: Gate, name: str, key: str, content: bytes, attrs: PutAttrs) -> Any:
+        bucket = yield gate.bucket(name, key)
         validate_key(key)
         writer = self.core.chunks.new_writer(tuple(sorted({*attrs.store_checksums, *attrs.expected_checksums})))
         try:
@@ -171,7 +174,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     @streaming
     def GetObject(self, principal: Principal, request: pb.GetObjectRequest, context: grpc.ServicerContext) -> Iterator[pb.GetObjectResponse]:
         bucket, record = self.rpc.call(
-            self._lookup, principal, require(request.bucket, "bucket"), require(request.key, "key"),
+            self._lookup, self.rpc.gate(principal), require(request.bucket, "bucket"), require(request.key, "key"),
             optional(request, "version_id"),
         )  # fmt: skip
         _read_conditions(request, record)
@@ -205,7 +208,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     @unary
     def HeadObject(self, principal: Principal, request: pb.HeadObjectRequest, context: grpc.ServicerContext) -> pb.HeadObjectResponse:
         bucket, record = self.rpc.call(
-            self._lookup, principal, require(request.bucket, "bucket"), require(request.key, "key"),
+            self._lookup, self.rpc.gate(principal), require(request.bucket, "bucket"), require(request.key, "key"),
             optional(request, "version_id"),
         )  # fmt: skip
         _read_conditions(request, record)
@@ -215,9 +218,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
 
     @unary
     def DeleteObject(self, principal: Principal, request: pb.DeleteObjectRequest, context: grpc.ServicerContext) -> pb.DeleteObjectResponse:
-        bucket = self._bucket(principal, request.bucket)
+        bucket = self._bucket(principal, request.bucket, require(request.key, "key"))
         outcome = self.rpc.call(
-            self.core.objects.delete, bucket, require(request.key, "key"), optional(request, "version_id"),
+            self.core.objects.delete, bucket, request.key, optional(request, "version_id"),
             owner=principal.principal_id,
         )  # fmt: skip
         return pb.DeleteObjectResponse(delete_marker=outcome.delete_marker, **_versioned(outcome.version_id))
@@ -229,9 +232,14 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             raise errors.InvalidArgument("objects must name at least one object", ArgumentName="objects")
         if len(request.objects) > limit:
             raise errors.InvalidArgument(f"At most {limit} objects may be deleted at once", ArgumentName="objects")
-        bucket = self._bucket(principal, request.bucket)
+        # Resolved without a bucket-wide check: each key is authorized alone.
+        bucket = self.rpc.call(self.core.buckets.get, principal, require(request.bucket, "bucket"))
         items = [(o.key, optional(o, "version_id")) for o in request.objects]
-        result = self.rpc.call(self.core.delete_objects, bucket, items, owner=principal.principal_id)
+        gate = self.rpc.gate(principal)
+        result = self.rpc.call(
+            self.core.delete_objects, bucket, items, owner=principal.principal_id,
+            principal=principal, trail=gate.decisions.append,
+        )  # fmt: skip
         response = pb.DeleteObjectsResponse()
         if not request.quiet:
             for d in result.deleted:
@@ -249,7 +257,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         replace = request.metadata_directive == pb.METADATA_DIRECTIVE_REPLACE
         src_version = optional(request, "source_version_id")
         src_bucket, dest_bucket, source = self.rpc.call(
-            self._copy_source, principal, request, src_version
+            self._copy_source, self.rpc.gate(principal), request, src_version
         )
         source_conditions = {}
         for field, header in (("source_if_match", "x-amz-copy-source-if-match"),
@@ -289,10 +297,12 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         return response
 
     @inlineCallbacks
-    def _copy_source(self, principal: Principal, request: pb.CopyObjectRequest, version_id: str | None) -> Any:
-        dest_bucket = yield self.core.buckets.get(principal, require(request.bucket, "bucket"))
-        validate_key(require(request.key, "key"))
-        src_bucket = yield self.core.buckets.get(principal, require(request.source_bucket, "source_bucket"))
+    def _copy_source(self, gate: Gate, request: pb.CopyObjectRequest, version_id: str | None) -> Any:
+        dest_bucket = yield gate.bucket(require(request.bucket, "bucket"), require(request.key, "key"))
+        validate_key(request.key)
+        src_bucket = yield gate.bucket(
+            require(request.source_bucket, "source_bucket"), require(request.source_key, "source_key"), OBJECTS_GET
+        )
         source = yield resolve_copy_source(self.core, src_bucket, require(request.source_key, "source_key"), version_id)
         return src_bucket, dest_bucket, source
 
@@ -337,7 +347,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
 
     @unary
     def CreateMultipartUpload(self, principal: Principal, request: pb.CreateMultipartUploadRequest, context: grpc.ServicerContext) -> pb.CreateMultipartUploadResponse:
-        bucket = self._bucket(principal, request.bucket)
+        bucket = self._bucket(principal, request.bucket, require(request.key, "key"))
         attrs = convert.put_attrs(
             request.attributes if request.HasField("attributes") else None,
             max_metadata_bytes=self.rpc.options.max_metadata_bytes,
@@ -361,7 +371,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         if first is None:
             raise errors.InvalidArgument("UploadPart needs at least one message")
         validate_part_number(first.part_number)
-        upload, writer, attrs = self.rpc.call(self._begin_part, principal, first)
+        upload, writer, attrs = self.rpc.call(self._begin_part, self.rpc.gate(principal), first)
         limit = self.core.multipart.max_part_size
         received = 0
         try:
@@ -381,8 +391,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         )
 
     @inlineCallbacks
-    def _begin_part(self, principal: Principal, first: pb.UploadPartRequest) -> Any:
-        bucket = yield self.core.buckets.get(principal, require(first.bucket, "bucket"))
+    def _begin_part(self, gate: Gate, first: pb.UploadPartRequest) -> Any:
+        principal = gate.principal
+        bucket = yield gate.bucket(require(first.bucket, "bucket"), require(first.key, "key"))
         upload = yield self.core.multipart.get(bucket, require(first.key, "key"), require(first.upload_id, "upload_id"))
         algorithm = upload.checksum_algorithm
         value = optional(first, "checksum_value")
@@ -408,7 +419,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     def CompleteMultipartUpload(self, principal: Principal, request: pb.CompleteMultipartUploadRequest, context: grpc.ServicerContext) -> pb.CompleteMultipartUploadResponse:
         if not request.parts:
             raise errors.InvalidArgument("parts must list at least one part", ArgumentName="parts")
-        bucket = self._bucket(principal, request.bucket)
+        bucket = self._bucket(principal, request.bucket, require(request.key, "key"))
         key, upload_id = require(request.key, "key"), require(request.upload_id, "upload_id")
         algorithm = None
         if request.HasField("checksum_value") or any(p.HasField("checksum_value") for p in request.parts):
@@ -448,7 +459,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
 
     @unary
     def AbortMultipartUpload(self, principal: Principal, request: pb.AbortMultipartUploadRequest, context: grpc.ServicerContext) -> pb.AbortMultipartUploadResponse:
-        bucket = self._bucket(principal, request.bucket)
+        bucket = self._bucket(principal, request.bucket, require(request.key, "key"))
         self.rpc.call(
             self.core.multipart.abort, bucket, require(request.key, "key"), require(request.upload_id, "upload_id")
         )
@@ -473,7 +484,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
 
     @unary
     def ListParts(self, principal: Principal, request: pb.ListPartsRequest, context: grpc.ServicerContext) -> pb.ListPartsResponse:
-        bucket = self._bucket(principal, request.bucket)
+        bucket = self._bucket(principal, request.bucket, require(request.key, "key"))
         max_parts = optional(request, "max_parts")
         listing = self.rpc.call(
             self.core.multipart.list_parts, bucket, require(request.key, "key"), require(request.upload_id, "upload_id"),
@@ -491,15 +502,15 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     @unary
     def GetObjectTagging(self, principal: Principal, request: pb.GetObjectTaggingRequest, context: grpc.ServicerContext) -> pb.ObjectTagging:
         bucket, record = self.rpc.call(
-            self._lookup, principal, require(request.bucket, "bucket"), require(request.key, "key"),
+            self._lookup, self.rpc.gate(principal), require(request.bucket, "bucket"), require(request.key, "key"),
             optional(request, "version_id"),
         )  # fmt: skip
         return pb.ObjectTagging(tags=record.tags, **_versioned(reported_version_id(bucket, record.version_id)))
 
     def _set_tags(self, principal: Principal, request: Any, tags: dict[str, str]) -> pb.ObjectTagging:
-        bucket = self._bucket(principal, request.bucket)
+        bucket = self._bucket(principal, request.bucket, require(request.key, "key"))
         record = self.rpc.call(
-            self.core.objects.set_tags, bucket, require(request.key, "key"), optional(request, "version_id"), tags
+            self.core.objects.set_tags, bucket, request.key, optional(request, "version_id"), tags
         )
         return pb.ObjectTagging(tags=record.tags, **_versioned(reported_version_id(bucket, record.version_id)))
 

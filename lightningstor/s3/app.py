@@ -23,11 +23,13 @@ from werkzeug.routing import PathConverter
 
 from lightningstor import errors
 from lightningstor.auth.request import RequestView, parse_auth, verify
+from lightningstor.core.access import Decision, action_of
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.s3 import operations, xmlio
 from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
+from lightningstor.s3.inflight import DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES, InflightBudget
 from lightningstor.s3.request import S3Request
 from lightningstor.s3.summary import RequestSummary, summarize
 from lightningstor.s3.wire import header_value
@@ -54,6 +56,7 @@ class S3Options:
     max_object_size_bytes: int = 5 * 1024**4
     max_delete_keys: int = 1000
     server_name: str = "LightningStor"
+    max_inflight_upload_bytes: int = DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES
 
 
 @dataclass
@@ -73,6 +76,8 @@ class S3Call:
     principal: Principal | None = None
     error_code: str | None = None  # the S3 error sent, if any (metrics, access log)
     object_size: int | None = None  # size written, for handlers whose request does not state it
+    # Every authorization question asked for this request (the audit record).
+    decisions: list[Decision] = field(default_factory=list)
 
     @property
     def bucket(self) -> str:
@@ -186,6 +191,8 @@ class S3Api:
         self.clock = clock
         self.handlers = HANDLERS
         self.inflight: set[Any] = set()
+        # Upload bytes held in memory, all connections together (s3/inflight.py).
+        self.upload_budget = InflightBudget(options.max_inflight_upload_bytes)
         # Called once per request when it ends (lightningstor.s3.summary):
         # metrics and the access log register here.
         self.finish_hooks: list[Callable[[RequestSummary], None]] = []
@@ -235,7 +242,7 @@ class S3Api:
         call.auth = Shared(self.authenticate(call))
         if op in operations.STREAMING and op in self.handlers:
             call.sink = ObjectBody(
-                request.channel.transport, lambda: self._prepare_upload(call, length)
+                request.channel.transport, lambda: self._prepare_upload(call, length), self.upload_budget
             )
         else:
             call.sink = BufferedBody(
@@ -319,6 +326,36 @@ class S3Api:
         )
         call.principal = cred.principal
         return cred.principal, verified
+
+    # -- access -----------------------------------------------------------
+    def bucket(
+        self,
+        call: S3Call,
+        principal: Principal,
+        *,
+        name: str | None = None,
+        key: str | None = None,
+        action: str | None = None,
+    ) -> Deferred[Any]:
+        """Deferred[Bucket]: the request's bucket (or ``name``), resolved in
+        the caller's scope and authorized for the operation's action on the
+        bucket, or on the object ``key`` (default: the request's key)."""
+        if key is None:
+            key = call.target.key
+        if action is None:
+            action = action_of(call.op, key is not None)
+        d: Deferred[Any] = self.core.access.bucket(
+            principal, name if name is not None else call.bucket, action, key, call.decisions.append
+        )
+        return d
+
+    def authorize_scope(self, call: S3Call, principal: Principal, *, bucket: str | None = None) -> Deferred[Any]:
+        """Deferred[None]: the operation's action on the caller's scope
+        (ListBuckets) or on a bucket to be created there (CreateBucket)."""
+        d: Deferred[Any] = self.core.access.scope(
+            principal, action_of(call.op, False), call.decisions.append, bucket
+        )
+        return d
 
     # -- routes -----------------------------------------------------------
     def _health(self, request: Any) -> Any:

@@ -11,6 +11,10 @@ instead hands each piece to one of these sinks the moment it arrives:
   paused).
 * :class:`BufferedBody` keeps small bodies (XML documents) up to a limit.
 
+Every :class:`ObjectBody` also reports the bytes it holds (received, not yet
+stored) to the server-wide :class:`~lightningstor.s3.inflight.InflightBudget`
+(``limits.max_inflight_upload_bytes``), which may pause its transport too.
+
 A sink that failed (bad signature, bad chunk framing, no such bucket) keeps
 swallowing the rest of the body so the connection stays usable, and reports
 the error when the handler asks for the result.
@@ -27,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
+from lightningstor.s3.inflight import BudgetAccount, InflightBudget
 
 log = Logger()
 
@@ -40,20 +45,46 @@ class BodyResult:
 
 
 class _Flow:
-    """Pauses/resumes a transport at most once each way (no unbalanced resumes)."""
+    """Pauses a transport while any reason to hold it applies.
+
+    Three parties pause an upload's transport independently: the pre-auth
+    buffer, the writer's own backlog and the server-wide budget.  The
+    transport is paused once when the first reason appears and resumed once
+    when the last one goes (no unbalanced pause/resume calls).  After
+    :meth:`release_all` (body ended or failed) nothing pauses it any more.
+    """
 
     def __init__(self, transport: Any) -> None:
         self._transport = transport
-        self.paused = False
+        self._reasons: set[str] = set()
+        self._closed = False
 
-    def pause(self) -> None:
-        if not self.paused and self._transport is not None:
-            self.paused = True
+    @property
+    def paused(self) -> bool:
+        return bool(self._reasons)
+
+    def holds(self, reason: str) -> bool:
+        return reason in self._reasons
+
+    def hold(self, reason: str) -> None:
+        if self._closed or self._transport is None or reason in self._reasons:
+            return
+        self._reasons.add(reason)
+        if len(self._reasons) == 1:
             self._transport.pauseProducing()
 
-    def resume(self) -> None:
-        if self.paused and self._transport is not None:
-            self.paused = False
+    def release(self, reason: str) -> None:
+        if reason not in self._reasons:
+            return
+        self._reasons.discard(reason)
+        if not self._reasons:
+            self._transport.resumeProducing()
+
+    def release_all(self) -> None:
+        """Resume for good: the body ended, or the rest is discarded."""
+        self._closed = True
+        if self._reasons:
+            self._reasons.clear()
             self._transport.resumeProducing()
 
 
@@ -96,9 +127,16 @@ class ObjectBody:
     ``prepare`` returns a Deferred firing with an object that has ``writer``
     (a ChunkManager ObjectWriter) and ``decoder`` (an AwsChunkedDecoder or
     None); it fails with an S3Error if the request may not store anything.
+    ``budget`` is the server-wide in-flight limit (none: only the per-upload
+    backpressure applies).
     """
 
-    def __init__(self, transport: Any, prepare: Callable[[], Deferred[Any]]) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        prepare: Callable[[], Deferred[Any]],
+        budget: InflightBudget | None = None,
+    ) -> None:
         self._flow = _Flow(transport)
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -106,22 +144,57 @@ class ObjectBody:
         self._error: BaseException | None = None
         self._ended = False
         self.raw_bytes = 0
+        self._account: BudgetAccount | None = None
+        if budget is not None:
+            self._account = budget.open(self._budget_pause, self._budget_resume)
         self._ready: Deferred[Any] = prepare()
         self._ready.addCallbacks(self._on_ready, self._on_prepare_failed)
 
     # -- set-up -----------------------------------------------------------
     def _on_ready(self, context: Any) -> Any:
         self._context = context
+        if self._error is not None:
+            # The client went away (or the body failed) while authenticating.
+            context.writer.abort()
+            return context
+        context.writer.set_progress_listener(self._report)
         pending, self._pending = self._pending, []
         self._pending_size = 0
         for data in pending:
             self._feed(data)
-        if not self._ended:
-            self._flow.resume()
+        self._report()
+        self._flow.release("auth")
         return context
 
     def _on_prepare_failed(self, failure: Failure) -> None:
         self._fail(failure.value or errors.InternalError())
+
+    # -- the in-flight budget ---------------------------------------------
+    def _report(self) -> None:
+        """Tell the budget what this upload holds now (and whether it drains)."""
+        account = self._account
+        if account is None or account.closed:
+            return
+        if self._error is not None:
+            account.close()
+            return
+        ctx = self._context
+        if ctx is None:
+            # Waiting for the signature check, which will feed these bytes on.
+            account.update(self._pending_size, self._pending_size > 0)
+        else:
+            writer = ctx.writer
+            account.update(writer.buffered_bytes, writer.queued_bytes > 0)
+
+    def _budget_pause(self) -> None:
+        self._flow.hold("budget")
+
+    def _budget_resume(self) -> None:
+        self._flow.release("budget")
+
+    def _close_account(self) -> None:
+        if self._account is not None:
+            self._account.close()
 
     # -- data -------------------------------------------------------------
     def receive(self, data: bytes) -> None:
@@ -132,9 +205,11 @@ class ObjectBody:
             self._pending.append(data)
             self._pending_size += len(data)
             if self._pending_size > _PENDING_LIMIT:
-                self._flow.pause()
+                self._flow.hold("auth")
+            self._report()
             return
         self._feed(data)
+        self._report()
 
     def _feed(self, data: bytes) -> None:
         if self._error is not None:
@@ -149,13 +224,12 @@ class ObjectBody:
         for piece in pieces:
             if piece:
                 writer.write(piece)
-        if writer.should_pause and not self._flow.paused:
-            self._flow.pause()
+        if writer.should_pause and not self._flow.holds("writer"):
+            self._flow.hold("writer")
             writer.when_drained().addBoth(self._drained)
 
     def _drained(self, result: Any) -> Any:
-        if not self._ended:
-            self._flow.resume()
+        self._flow.release("writer")
         return None
 
     def _fail(self, error: BaseException) -> None:
@@ -163,12 +237,14 @@ class ObjectBody:
             return
         self._error = error
         self._pending = []
+        self._pending_size = 0
         ctx = self._context
         if ctx is not None:
             ctx.writer.abort()
+        self._close_account()
         # Keep reading (and discarding) so the error can be answered on a
         # connection that is still in sync.
-        self._flow.resume()
+        self._flow.release_all()
 
     def connection_lost(self) -> None:
         """The client went away mid-body: store nothing.
@@ -184,25 +260,32 @@ class ObjectBody:
     def finish(self) -> Any:
         """Deferred[(context, BodyResult)] once the whole body is stored."""
         self._ended = True
-        self._flow.resume()
-        context = yield self._ready
-        if self._error is not None:
-            raise self._error
-        trailers: dict[str, str] = {}
-        if context.decoder is not None:
-            try:
-                trailers = context.decoder.finish()
-            except errors.S3Error as e:
-                self._fail(e)
-                raise
+        self._flow.release_all()
+        if self._account is not None:
+            # Still holds bytes until they are stored, but reads no more.
+            self._account.stop_reading()
         try:
-            result = yield context.writer.finish()
-        except Exception:
-            context.writer.abort()
-            raise
+            context = yield self._ready
+            if self._error is not None:
+                raise self._error
+            trailers: dict[str, str] = {}
+            if context.decoder is not None:
+                try:
+                    trailers = context.decoder.finish()
+                except errors.S3Error as e:
+                    self._fail(e)
+                    raise
+            try:
+                result = yield context.writer.finish()
+            except Exception:
+                context.writer.abort()
+                raise
+        finally:
+            self._close_account()
         return context, BodyResult(result, trailers)
 
     def abort(self) -> None:
         """Discard whatever was stored (the metadata commit failed)."""
+        self._close_account()
         if self._context is not None:
             self._context.writer.abort()

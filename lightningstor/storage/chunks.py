@@ -304,12 +304,35 @@ class ObjectWriter:
         self._chunks: list[ChunkRef] = []
         self._end_done = False
         self._cleanup: _Signal | None = None
+        self._progress: Callable[[], None] | None = None
 
     # -- feeding -------------------------------------------------------------
 
     @property
     def bytes_received(self) -> int:
         return self._received
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Body bytes taken by ``write()`` and not yet written to the backend
+        (0 once failed or aborted): what this upload holds in memory."""
+        return len(self._buf) + self._backlog
+
+    @property
+    def queued_bytes(self) -> int:
+        """The part of ``buffered_bytes`` in whole pieces, queued or in flight:
+        it drains without further ``write()`` calls."""
+        return self._backlog
+
+    def set_progress_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener()`` (reactor thread) whenever ``buffered_bytes`` drops
+        because bytes reached the backend or the writer stopped
+        (s3/inflight.py keeps a server-wide account with it)."""
+        self._progress = listener
+
+    def _notify_progress(self) -> None:
+        if self._progress is not None:
+            self._progress()
 
     @property
     def should_pause(self) -> bool:
@@ -453,6 +476,7 @@ class ObjectWriter:
         self._chunk_crc = item.crc
         self._backlog -= len(segment.data)
         self._maybe_drained()
+        self._notify_progress()
         if self._chunk_len == self._m.chunk_size:
             await self._commit_chunk()
 
@@ -481,6 +505,7 @@ class ObjectWriter:
         self._buf = bytearray()
         self._backlog = 0
         self._maybe_drained(force=True)
+        self._notify_progress()
 
     def _fail(self, failure: Failure) -> None:
         if self._state is _State.ABORTED:

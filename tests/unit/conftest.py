@@ -13,6 +13,8 @@ from twisted.internet import reactor
 from twisted.python.threadpool import ThreadPool
 
 from lightningstor.core.credentials import CredentialStore
+from lightningstor.authz.grants import GrantStore
+from lightningstor.authz.local import LocalAuthorizer
 from lightningstor.core.service import Core
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from lightningstor.storage.chunks import ChunkManager
@@ -46,7 +48,9 @@ class CoreFactory:
         backend = LocalFsBackend(str(self.tmp_path / "chunks"), reactor, io, fsync=fsync)
         chunks = ChunkManager(backend, reactor, cpu, **chunk_options)
         return Core(store=store, backend=backend, chunks=chunks,
-                    credentials=CredentialStore(store, b"x" * 43 + b"="), clock=time.time,
+                    credentials=CredentialStore(store, b"x" * 43 + b"="),
+                    authorizer=LocalAuthorizer(GrantStore(store, time.time), time.time, 0),
+                    clock=time.time,
                     superseded_grace_seconds=0)
 
 

@@ -1,9 +1,16 @@
-"""The built-in storage backend and metadata stores, registered exactly the
+"""The built-in storage backends, metadata stores and authorizers, registered exactly the
 way a third party registers its own plugins."""
 
+from lightningstor.authz.local import localAuthorizerFactory
 from lightningstor.metadata.etcd import etcdStoreFactory
 from lightningstor.metadata.sqlite import sqliteStoreFactory
 from lightningstor.storage.distributed import distributedStorageFactory
 from lightningstor.storage.local import localStorageFactory
 
-__all__ = ["distributedStorageFactory", "etcdStoreFactory", "localStorageFactory", "sqliteStoreFactory"]
+__all__ = [
+    "distributedStorageFactory",
+    "etcdStoreFactory",
+    "localAuthorizerFactory",
+    "localStorageFactory",
+    "sqliteStoreFactory",
+]

@@ -15,6 +15,7 @@ from lightningstor.s3 import xmlio
 @inlineCallbacks
 def list_buckets(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
+    yield api.authorize_scope(call, principal)
     buckets = yield api.core.buckets.list(principal)
     body = xmlio.list_buckets_xml(
         principal.principal_id,
@@ -31,6 +32,7 @@ def create_bucket(api: Any, call: Any) -> Any:
     location = xmlio.parse_create_bucket_configuration(body) if body.strip() else None
     if call.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         raise errors.NotImplementedS3("Object Lock is not supported")
+    yield api.authorize_scope(call, principal, bucket=call.bucket)
     yield api.core.buckets.create(principal, call.bucket, location=location)
     return api.send(call, 200, headers=[("Location", f"/{call.bucket}")], content_type=None)
 
@@ -38,13 +40,14 @@ def create_bucket(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def head_bucket(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     return api.send(call, 200, headers=[("x-amz-bucket-region", bucket.region)], content_type=None)
 
 
 @inlineCallbacks
 def delete_bucket(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
+    yield api.bucket(call, principal)
     yield api.core.buckets.delete(principal, call.bucket)
     return api.send(call, 204, content_type=None)
 
@@ -52,14 +55,14 @@ def delete_bucket(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def get_bucket_location(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     return api.send_xml(call, xmlio.location_xml(bucket.region))
 
 
 @inlineCallbacks
 def get_bucket_versioning(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     status = None if bucket.versioning is Versioning.DISABLED else bucket.versioning.value
     return api.send_xml(call, xmlio.versioning_xml(status))
 
@@ -70,7 +73,7 @@ def put_bucket_versioning(api: Any, call: Any) -> Any:
     (``Disabled`` is not a status S3 accepts: MalformedXML).  MFA delete is
     not supported, so asking for it is NotImplemented, never ignored."""
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     body = call.sink.content()
     status = xmlio.parse_versioning_configuration(body)
     mfa = xmlio.parse_xml(body).find("MfaDelete")
@@ -86,7 +89,7 @@ def put_bucket_versioning(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def get_bucket_tagging(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     if not bucket.tags:
         raise errors.S3Error(code="NoSuchTagSet", BucketName=bucket.name)
     return api.send_xml(call, xmlio.tagging_xml(bucket.tags))
@@ -95,7 +98,7 @@ def get_bucket_tagging(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def put_bucket_tagging(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     tags = xmlio.parse_tagging(call.sink.content())
     check_bucket_tags(tags)
     yield api.core.set_bucket_tags(bucket, tags)
@@ -105,7 +108,7 @@ def put_bucket_tagging(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def delete_bucket_tagging(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     yield api.core.set_bucket_tags(bucket, {})
     return api.send(call, 204, content_type=None)
 
@@ -115,7 +118,7 @@ def get_bucket_acl(api: Any, call: Any) -> Any:
     """Access is decided by the authorizer, not ACLs; clients that read the
     ACL (s3cmd info) get the truthful answer: the owner has full control."""
     principal, _ = yield call.auth.get()
-    yield api.core.buckets.get(principal, call.bucket)
+    yield api.bucket(call, principal)
     return api.send_xml(call, xmlio.acl_xml(principal.principal_id, principal.display_name or principal.principal_id))
 
 
@@ -124,7 +127,7 @@ def put_acl(api: Any, call: Any) -> Any:
     """Canned ``private`` is what every bucket and object already is; any
     other ACL would be a promise we do not keep, so it is refused."""
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     if call.target.key is not None:
         yield api.core.objects.head(bucket, call.key)
     canned = call.headers.get("x-amz-acl")

@@ -52,7 +52,7 @@ def decode_token(token: str) -> str:
 @inlineCallbacks
 def list_objects(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     q = call.target.query
     v2 = call.op == "ListObjectsV2"
     prefix = q.get("prefix", "")
@@ -91,7 +91,7 @@ def list_objects(api: Any, call: Any) -> Any:
 def list_object_versions(api: Any, call: Any) -> Any:
     """Every version and delete marker, paged by key-marker + version-id-marker."""
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     q = call.target.query
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter") or None

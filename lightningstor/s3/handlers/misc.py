@@ -41,7 +41,7 @@ def unsupported(api: Any, call: Any) -> Any:
     _, method, sub = call.op.split(":", 2) if call.op.startswith("Unsupported:") else ("", call.method, "")
     principal, _ = yield call.auth.get()
     if call.target.bucket is not None:
-        yield api.core.buckets.get(principal, call.bucket)
+        yield api.bucket(call, principal)
     if method == "GET" and call.target.key is None:
         if sub in _ABSENT:
             raise errors.S3Error(code=_ABSENT[sub], BucketName=call.bucket)

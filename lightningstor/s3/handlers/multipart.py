@@ -18,6 +18,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
+from lightningstor.core import access
 from lightningstor.core.copy import resolve_copy_source
 from lightningstor.core.multipart import MAX_LISTED, PartRef, Upload, parse_part_number, part_range
 from lightningstor.core.objects import PutAttrs, may_have_committed, validate_key
@@ -90,7 +91,7 @@ def _algorithm_header(upload: Upload) -> list[tuple[str, str]]:
 @inlineCallbacks
 def _resolve(api: Any, call: Any) -> Any:
     principal, verified = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     validate_key(call.key)
     return principal, verified, bucket
 
@@ -213,7 +214,7 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
-    src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
+    src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     start, length = parse_copy_source_range(call.headers.get("x-amz-copy-source-range"), source.size)
@@ -322,7 +323,7 @@ def list_parts(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def list_multipart_uploads(api: Any, call: Any) -> Any:
     principal, _verified = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     query = call.target.query
     prefix = query.get("prefix", "")
     delimiter = query.get("delimiter") or None

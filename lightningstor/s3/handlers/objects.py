@@ -19,6 +19,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
+from lightningstor.core import access
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.objects import (
@@ -119,7 +120,7 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
     until this fires, so nothing is stored for a request that would fail.
     """
     principal, verified = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     validate_key(call.key)
     decoded_length = decoded_length_of(call, length)
     if decoded_length is not None and decoded_length > MAX_SINGLE_PUT_BYTES:
@@ -211,7 +212,7 @@ def _version_param(call: Any) -> str | None:
 @inlineCallbacks
 def _lookup(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     record = yield api.core.objects.head(bucket, call.key, _version_param(call))
     return principal, bucket, record
 
@@ -255,7 +256,7 @@ def get_object(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def delete_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     outcome = yield api.core.objects.delete(
         bucket, call.key, _version_param(call), owner=principal.principal_id
     )
@@ -270,13 +271,16 @@ def delete_object(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def delete_objects(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
+    # Resolved without a bucket-wide check: each key is authorized alone.
     bucket = yield api.core.buckets.get(principal, call.bucket)
     body = call.sink.content()
     _check_body_digest(call, body)
     quiet, items = xmlio.parse_delete_objects(body)
     if len(items) > api.options.max_delete_keys:
         raise errors.MalformedXML(f"At most {api.options.max_delete_keys} keys may be deleted at once")
-    result = yield api.core.delete_objects(bucket, items, owner=principal.principal_id)
+    result = yield api.core.delete_objects(
+        bucket, items, owner=principal.principal_id, principal=principal, trail=call.decisions.append
+    )
     deleted = [(d.key, d.version_id, d.delete_marker, d.delete_marker_version_id) for d in result.deleted]
     failed = [(f.key, f.version_id, f.code, f.message) for f in result.failed]
     return api.send_xml(call, xmlio.delete_result_xml(deleted, failed, quiet))
@@ -321,10 +325,10 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
 def copy_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     refuse_unsupported(call.headers)
-    dest_bucket = yield api.core.buckets.get(principal, call.bucket)
+    dest_bucket = yield api.bucket(call, principal)
     validate_key(call.key)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
-    src_bucket = yield api.core.buckets.get(principal, src_bucket_name)
+    src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
@@ -380,7 +384,7 @@ def get_object_tagging(api: Any, call: Any) -> Any:
 def put_object_tagging(api: Any, call: Any) -> Any:
     """Replace one version's tags: a metadata-only change (data untouched)."""
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     tags = xmlio.parse_tagging(call.sink.content())
     check_tags(tags, MAX_OBJECT_TAGS)
     record = yield api.core.objects.set_tags(bucket, call.key, _version_param(call), tags)
@@ -390,6 +394,6 @@ def put_object_tagging(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def delete_object_tagging(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.bucket(call, principal)
     record = yield api.core.objects.set_tags(bucket, call.key, _version_param(call), {})
     return api.send(call, 204, headers=version_header(bucket, record.version_id), content_type=None)

@@ -1,0 +1,119 @@
+"""The ``local`` authorizer: roles, grants and the owner rule, from the metadata store.
+
+A request is allowed when, in this order:
+
+1. no **deny** grant of the principal or of one of its roles matches
+   (an explicit deny always wins, as in AWS IAM);
+2. the principal **owns** the bucket (created it): owners control their buckets;
+3. one of the principal's **roles** allows the action on a resource inside
+   the principal's own scope (see :data:`ROLE_ACTIONS`);
+4. an **allow** grant of the principal or of one of its roles matches.
+
+Everything else is denied.  Scope still bounds all of it: the core resolves
+bucket names only in the caller's scope, so no grant reaches another tenant.
+
+Grant lists are cached per subject for ``cache_seconds`` (``[iam]``,
+default 5): a grant or revoke made with ``lightningstor-admin`` takes effect
+on running servers within that time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from lightningstor.authz.grants import Grant, GrantStore, matches, subject_of
+from lightningstor.core import access
+from lightningstor.core.access import ResourceRef
+from lightningstor.core.types import Principal
+from lightningstor.errors import ConfigError
+from lightningstor.interfaces.authorizer import AuthorizerContext, IAuthorizer, IAuthorizerFactory
+
+# What each built-in role may do inside its holder's scope.  Creating and
+# deleting buckets is an administrator's act; read-write covers all object
+# and upload work (as MinIO's ``readwrite`` does for objects).
+ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "admin": ("lightningstor:*",),
+    "read-write": (
+        access.BUCKETS_GET, access.BUCKETS_LIST, "lightningstor:objects:*", "lightningstor:uploads:*",
+    ),
+    "read-only": (access.BUCKETS_GET, access.BUCKETS_LIST, access.OBJECTS_GET, access.OBJECTS_LIST),
+}
+
+
+def in_scope(principal: Principal, resource: ResourceRef) -> bool:
+    """Whether ``resource`` lies in the principal's own scope: its org, and
+    for a project principal its project or the org's shared buckets."""
+    if resource.org_id != principal.org_id:
+        return False
+    if principal.project_id is None:
+        return True
+    return resource.project_id in (None, principal.project_id)
+
+
+@implementer(IAuthorizer)
+class LocalAuthorizer:
+    name = "local"
+
+    def __init__(self, grants: GrantStore, clock: Callable[[], float], cache_seconds: float = 5.0) -> None:
+        self._grants = grants
+        self._clock = clock
+        self._ttl = cache_seconds
+        self._cache: dict[str, tuple[float, list[Grant]]] = {}
+
+    @inlineCallbacks
+    def _grants_of(self, subject: str) -> Any:
+        now = self._clock()
+        hit = self._cache.get(subject)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        grants = yield self._grants.of(subject)
+        if self._ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[subject] = (now + self._ttl, grants)
+        return grants
+
+    @inlineCallbacks
+    def authorize(self, principal: Principal, action: str, resource: ResourceRef) -> Any:
+        subjects = [subject_of(principal_id=principal.principal_id)]
+        subjects += [subject_of(role=r) for r in principal.roles]
+        grants: list[Grant] = []
+        for subject in subjects:
+            found = yield self._grants_of(subject)
+            grants.extend(found)
+        path = resource.path
+        if any(g.effect == "deny" and g.applies(action, path) for g in grants):
+            return False
+        if resource.owner and resource.owner == principal.principal_id and in_scope(principal, resource):
+            return True
+        if in_scope(principal, resource):
+            for role in principal.roles:
+                if any(matches(p, action) for p in ROLE_ACTIONS.get(role, ())):
+                    return True
+        return any(g.effect == "allow" and g.applies(action, path) for g in grants)
+
+    def close(self) -> Any:
+        from twisted.internet.defer import succeed
+
+        self._cache.clear()
+        return succeed(None)
+
+
+@implementer(IPlugin, IAuthorizerFactory)
+class LocalAuthorizerFactory:
+    name = "local"
+    description = "Roles, grants and the owner rule, kept in the metadata store"
+
+    def create(self, options: Mapping[str, Any], context: AuthorizerContext) -> LocalAuthorizer:
+        cache = options.get("cache_seconds", 5.0)
+        if not isinstance(cache, (int, float)) or isinstance(cache, bool) or cache < 0:
+            raise ConfigError("iam.cache_seconds: a number of seconds >= 0")
+        return LocalAuthorizer(GrantStore(context.store, context.clock), context.clock, float(cache))
+
+
+localAuthorizerFactory = LocalAuthorizerFactory()

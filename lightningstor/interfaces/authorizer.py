@@ -1,0 +1,65 @@
+"""The authorizer plugin interface: who may do what to which resource.
+
+Every S3 and gRPC operation names one or more (action, resource) pairs
+(SPEC §7.3; :mod:`lightningstor.core.access` holds the action names and the
+resource path format).  The core asks the configured ``IAuthorizer`` about
+each pair before it touches anything; ``local`` decides from roles and grants
+kept in the metadata store, ``aegis`` asks the platform IAM service.  Third
+parties ship their own exactly like storage plugins: an object providing
+``IAuthorizerFactory`` in a ``twisted/plugins/`` module, selected by
+``[iam] authorizer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zope.interface import Attribute, Interface
+
+
+@dataclass(frozen=True)
+class AuthorizerContext:
+    """What an authorizer plugin may use.
+
+    ``store`` is the server's metadata store (``IMetadataStore``): the local
+    authorizer keeps its grants there, so every API server and the admin
+    command see the same ones.  ``settings`` is the whole configuration as
+    plain data.
+    """
+
+    reactor: Any
+    store: Any
+    clock: Any
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class IAuthorizer(Interface):
+    """Decides single (principal, action, resource) questions."""
+
+    name = Attribute("The plugin name this authorizer was created from (str).")
+
+    def authorize(principal: Any, action: str, resource: Any) -> Any:
+        """Deferred[bool]: may ``principal`` (a ``core.types.Principal``) do
+        ``action`` (one of ``core.access.ACTIONS``) to ``resource`` (a
+        ``core.access.ResourceRef``)?
+
+        Fail (errback) only when no decision can be made (the IAM service is
+        unreachable); the core then refuses the request, since an authorizer
+        that cannot decide must never allow.
+        """
+
+    def close() -> Any:
+        """Deferred[None]: release connections and caches at shutdown."""
+
+
+class IAuthorizerFactory(Interface):
+    """A plugin that makes authorizers; found with ``getPlugins``."""
+
+    name = Attribute("The name ``[iam] authorizer`` selects (str).")
+    description = Attribute("One line for humans (str).")
+
+    def create(options: Mapping[str, Any], context: AuthorizerContext) -> IAuthorizer:
+        """Build an authorizer from the ``[iam]`` section (as a dict, including
+        a sub-table named like the plugin).  Raise ``ConfigError`` for bad options."""
