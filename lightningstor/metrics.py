@@ -158,19 +158,25 @@ class S3Metrics:
     def scrub_finished(self, report: Any) -> None:
         """The ScrubService hook: count each problem of a ``ScrubReport``
         (``lightningstor_scrub_errors_total{kind}``; kinds are ``missing``,
-        ``corrupt`` and ``index``, each exposed from the first report on)."""
+        ``corrupt`` and ``index``, each exposed from the first report on, and
+        ``replica`` for each damaged replica of a replicated backend, found
+        and rewritten from a good copy)."""
         if self.scrub_errors is None:
             self.scrub_errors = Counter(
                 "lightningstor_scrub_errors_total",
-                "Problems found by the background scrub: missing or corrupt chunks, and "
-                "chunk-index entries that disagree with the records (index).",
+                "Problems found by the background scrub: missing or corrupt chunks, "
+                "chunk-index entries that disagree with the records (index), and damaged "
+                "replicas of a replicated backend (replica; rewritten from a good copy).",
                 ["kind"],
                 registry=self.registry,
             )
-            for kind in ("missing", "corrupt", "index"):
+            for kind in ("missing", "corrupt", "index", "replica"):
                 self.scrub_errors.labels(kind)
         for problem in report.problems:
             self.scrub_errors.labels(problem.kind).inc()
+        damaged = sum(len(r.damaged) for r in getattr(report, "replica_repairs", ()))
+        if damaged:
+            self.scrub_errors.labels("replica").inc(damaged)
 
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)

@@ -11,10 +11,13 @@ collector trusts it: a referenced chunk without an index entry would be
 collected, and an index entry without a referencing record keeps an orphan
 forever.
 
-Nothing is repaired here: the single-node ``local`` backend has no second
-copy to repair from.  Problems are reported (logged, counted in
-``lightningstor_scrub_errors_total`` by the :class:`ScrubService` caller)
-so an operator can restore the affected objects.
+A backend that keeps several copies of each chunk (``distributed``,
+providing ``IReplicaScrub``) verifies every replica instead of the first good
+one, and rewrites rotten or lost replicas from a good copy: those are
+reported as repairs, not problems, since the object is whole again.  The
+single-node ``local`` backend has no second copy to repair from: its
+problems are reported (logged, counted in ``lightningstor_scrub_errors_total``
+by the :class:`ScrubService` caller) so an operator can restore the objects.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from lightningstor.core import keys
 from lightningstor.core.types import ChunkRef
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound
 from lightningstor.interfaces.metadata import IMetadataStore, prefix_end
-from lightningstor.interfaces.storage import IStorageBackend
+from lightningstor.interfaces.storage import IReplicaScrub, IStorageBackend, ReplicaCheck
 
 log = Logger()
 
@@ -44,6 +47,8 @@ CHUNK_HOLDERS = (keys.OBJECTS, keys.VERSIONS, keys.PARTS)
 MISSING = "missing"
 CORRUPT = "corrupt"
 INDEX = "index"
+# A damaged replica (missing or corrupt copy) of a chunk that has a good one.
+REPLICA = "replica"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,20 @@ class ScrubProblem:
     detail: str
 
 
+@dataclass(frozen=True)
+class ReplicaRepair:
+    """Damaged replicas of one chunk, found by a replicated backend's scrub."""
+
+    chunk_id: str
+    record_key: bytes
+    damaged: tuple[str, ...]  # node addresses
+    repaired: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return set(self.damaged) <= set(self.repaired)
+
+
 @dataclass
 class ScrubReport:
     """What one :func:`scrub` pass saw."""
@@ -65,6 +84,10 @@ class ScrubReport:
     bytes_checked: int = 0
     index_entries: int = 0
     problems: list[ScrubProblem] = field(default_factory=list)
+    # Replicated backends: chunks with damaged replicas (rewritten when possible).
+    replica_repairs: list[ReplicaRepair] = field(default_factory=list)
+    # Chunks whose every copy was on unreachable nodes: not verified this pass.
+    unverified: int = 0
 
     @property
     def ok(self) -> bool:
@@ -125,12 +148,18 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
     report = ScrubReport()
     referenced: dict[str, bytes] = {}
 
+    replicated = IReplicaScrub.providedBy(backend)
+
     @inlineCallbacks
     def visit_record(key: bytes, value: bytes) -> Any:
         report.records += 1
         for ref in _chunk_refs(value):
             referenced[ref.chunk_id] = key
-            problem = yield verify_chunk(backend, ref)
+            if replicated:
+                check = yield IReplicaScrub(backend).scrub_chunk(ref.chunk_id, ref.size, ref.checksum)
+                problem = _replica_outcome(report, key, ref, check)
+            else:
+                problem = yield verify_chunk(backend, ref)
             report.chunks_checked += 1
             if problem is None:
                 report.bytes_checked += ref.size
@@ -155,6 +184,28 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
     return report
 
 
+def _replica_outcome(report: ScrubReport, key: bytes, ref: ChunkRef, check: ReplicaCheck) -> str | None:
+    """Fold one chunk's :class:`ReplicaCheck` into the report; the problem
+    kind when no good copy was read (``None``: the chunk is readable)."""
+    if check.damaged and check.good:
+        repair = ReplicaRepair(ref.chunk_id, key, check.damaged, check.repaired)
+        report.replica_repairs.append(repair)
+        log_event = log.info if repair.complete else log.error
+        log_event(
+            "Scrub: chunk {chunk_id} had damaged replicas on {damaged}; rewritten on {repaired}",
+            chunk_id=ref.chunk_id, damaged=", ".join(check.damaged), repaired=", ".join(check.repaired) or "none",
+        )  # fmt: skip
+    if check.good:
+        return None
+    if check.corrupt:
+        return CORRUPT
+    if check.unreachable:
+        report.unverified += 1
+        log.warn("Scrub: chunk {chunk_id} not verified: its nodes did not answer", chunk_id=ref.chunk_id)
+        return None
+    return MISSING
+
+
 def _found(report: ScrubReport, problem: ScrubProblem) -> None:
     report.problems.append(problem)
     log.error(
@@ -168,10 +219,15 @@ def iter_problem_lines(report: ScrubReport) -> Iterator[str]:
     for p in report.problems:
         holder = p.record_key.decode("utf-8", "backslashreplace") if p.record_key else "-"
         yield f"{p.kind}\t{p.chunk_id}\t{holder}"
-    yield (
+    for r in report.replica_repairs:
+        yield f"{REPLICA}\t{r.chunk_id}\tdamaged={','.join(r.damaged)}\trepaired={','.join(r.repaired) or '-'}"
+    summary = (
         f"records={report.records} chunks={report.chunks_checked} bytes={report.bytes_checked} "
         f"index_entries={report.index_entries} problems={len(report.problems)}"
     )
+    if report.replica_repairs or report.unverified:
+        summary += f" replica_repairs={len(report.replica_repairs)} unverified={report.unverified}"
+    yield summary
 
 
 class ScrubService(Service):

@@ -118,6 +118,43 @@ class IStorageBackend(Interface):
         """Deferred[None]: release resources at shutdown."""
 
 
+@dataclass(frozen=True)
+class ReplicaCheck:
+    """Every replica of one chunk, read back and verified (size and CRC32C).
+
+    Node fields hold node addresses.  ``missing`` lists only nodes of the
+    chunk's placement that lack it (a copy elsewhere is not expected).
+    ``repaired`` are the missing or corrupt replicas rewritten from a good
+    copy; damaged replicas not in it could not be rewritten (their node
+    failed the write) and are found again by the next scrub.
+    """
+
+    good: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    corrupt: tuple[str, ...] = ()
+    unreachable: tuple[str, ...] = ()
+    repaired: tuple[str, ...] = ()
+
+    @property
+    def damaged(self) -> tuple[str, ...]:
+        return self.missing + self.corrupt
+
+
+class IReplicaScrub(Interface):
+    """Optional, for backends that keep several copies of a chunk.
+
+    The scrub (``core/scrub.py``) normally reads a chunk once through the
+    backend, which on a replicated backend returns the first good copy and
+    so never notices a rotten or lost replica.  A backend providing this
+    interface is asked to verify each replica instead, and to rewrite the
+    damaged ones from a good copy.
+    """
+
+    def scrub_chunk(chunk_id: str, size: int, checksum: int) -> Any:
+        """Deferred[ReplicaCheck] for the chunk expected to hold ``size``
+        bytes with CRC32C ``checksum``."""
+
+
 class IStorageBackendFactory(Interface):
     """A plugin that makes storage backends; found with ``getPlugins``."""
 

@@ -32,15 +32,18 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from lightningstor.checksums import crc32c
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError
 from lightningstor.interfaces.chunkwriter import BufferedChunkWriter
 from lightningstor.interfaces.storage import (
     BackendCapabilities,
     ChunkInfo,
     DurabilityLevel,
+    IReplicaScrub,
     IStorageBackend,
     IStorageBackendFactory,
     PluginContext,
+    ReplicaCheck,
 )
 from lightningstor.storage import placement
 from lightningstor.storage.nodeclient import NodeClient, NodeUnavailable
@@ -75,7 +78,7 @@ def parse_node(url: str, zone: str | None = None) -> NodeAddress:
     return NodeAddress(url, f"{host}:{parts.port}", zone if zone else url, parts.scheme == "https")
 
 
-@implementer(IStorageBackend)
+@implementer(IStorageBackend, IReplicaScrub)
 class DistributedBackend:
     """Chunks replicated over storage nodes; see the module docstring."""
 
@@ -279,6 +282,66 @@ class DistributedBackend:
             for info in infos:
                 merged.setdefault(info.chunk_id, info)
         return sorted(merged.values(), key=lambda info: info.chunk_id)
+
+    # -- IReplicaScrub ---------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def scrub_chunk(self, chunk_id: str, size: int, checksum: int) -> Any:
+        """Read every node's copy of ``chunk_id``, check its size and CRC32C,
+        and rewrite each corrupt copy, and each placement node's missing
+        copy, from a good one.
+
+        Every node is asked, not only the placement: after nodes were added
+        a good copy may sit off its current placement, and a rotten one
+        anywhere would be served by a read that falls back to it.  With
+        ``random`` placement there is no fixed home, so only corrupt copies
+        are rewritten; lost ones are the :class:`Repairer`'s job.
+        """
+        _check_id(chunk_id)
+        home = set() if self.placement_strategy == "random" else set(self.placement(chunk_id))
+        good: list[NodeAddress] = []
+        missing: list[NodeAddress] = []
+        corrupt: list[NodeAddress] = []
+        unreachable: list[NodeAddress] = []
+        data: bytes | None = None
+        for node in self.read_order(chunk_id):
+            try:
+                copy = yield self.call(node, "get", chunk_id)
+            except ChunkNotFound:
+                if node in home:
+                    missing.append(node)
+                continue
+            except ChunkCorrupted:
+                corrupt.append(node)
+                continue
+            except Exception as e:
+                log.warn("Scrub: cannot read chunk {chunk_id} from {node}: {error}",
+                         chunk_id=chunk_id, node=node.address, error=e)
+                unreachable.append(node)
+                continue
+            if len(copy) != size or crc32c(copy) != checksum:
+                corrupt.append(node)
+                continue
+            good.append(node)
+            if data is None:
+                data = copy
+        repaired: list[NodeAddress] = []
+        targets = corrupt + missing
+        if data is not None and targets:
+            results = yield defer.DeferredList(
+                [self.call(node, "put", chunk_id, data) for node in targets], consumeErrors=True
+            )
+            for node, (ok, value) in zip(targets, results, strict=True):
+                if ok:
+                    repaired.append(node)
+                else:
+                    log.warn("Scrub: rewriting chunk {chunk_id} on {node} failed: {error}",
+                             chunk_id=chunk_id, node=node.address, error=value.value)
+
+        def names(found: list[NodeAddress]) -> tuple[str, ...]:
+            return tuple(node.address for node in found)
+
+        return ReplicaCheck(names(good), names(missing), names(corrupt), names(unreachable), names(repaired))
 
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(

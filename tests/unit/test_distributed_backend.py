@@ -333,6 +333,61 @@ async def test_repair_is_bounded_per_run(tmp_path: Path, pool: ThreadPool) -> No
     await backend.close()
 
 
+@pytest_twisted.ensureDeferred
+async def test_scrub_finds_and_rewrites_damaged_replicas(tmp_path: Path, pool: ThreadPool) -> None:
+    """A scrub over the distributed backend verifies each replica, not just
+    the first good one: a flipped byte on one node and a lost copy on
+    another are rewritten from the good copy and reported as repairs; a
+    chunk with no good copy left is a corrupt-chunk problem."""
+    from lightningstor.checksums import crc32c
+    from lightningstor.core import keys
+    from lightningstor.core.records import encode_object
+    from lightningstor.core.scrub import CORRUPT, scrub
+    from lightningstor.core.types import ChunkRef, ObjectRecord
+    from lightningstor.interfaces.metadata import Put
+    from lightningstor.metadata.sqlite import SqliteMetadataStore
+
+    backend = make_backend(tmp_path, reactor_(), pool, write_quorum=3)
+    store = SqliteMetadataStore(str(tmp_path / "meta.db"), reactor_())
+    try:
+        refs = {}
+        for chunk_id, seed in (("aa01", 1), ("bb02", 2)):
+            data = payload(200_000, seed)
+            await backend.put_chunk(chunk_id, data)
+            refs[chunk_id] = ChunkRef(chunk_id, 0, len(data), crc32c(data))
+            okey = keys.object_key("b" * 32, chunk_id)
+            record = ObjectRecord(key=chunk_id, size=len(data), etag="e", created_at=1, chunks=[refs[chunk_id]])
+            await store.txn([], [Put(okey, encode_object(record)), Put(keys.chunk_key(chunk_id), okey)])
+        rotten, lost, healthy = backend.placement("aa01")
+        with open(backend.clients[rotten].backend._locate("aa01")[1], "r+b") as f:
+            f.seek(1000)
+            f.write(b"\x00\x01\x02")
+        await backend.clients[lost].backend.delete_chunk("aa01")
+        # Every copy of bb02 rots: nothing to repair from.
+        for client in backend.clients.values():
+            with open(client.backend._locate("bb02")[1], "r+b") as f:
+                f.seek(500)
+                f.write(b"\xff\xfe")
+
+        report = await scrub(store, backend)
+        assert [(p.kind, p.chunk_id) for p in report.problems] == [(CORRUPT, "bb02")]
+        assert len(report.replica_repairs) == 1
+        repair = report.replica_repairs[0]
+        assert repair.chunk_id == "aa01"
+        assert set(repair.damaged) == {rotten.address, lost.address}
+        assert repair.complete
+        for node in (rotten, lost, healthy):
+            copy = await backend.clients[node].backend.get_chunk("aa01")
+            assert crc32c(copy) == refs["aa01"].checksum
+
+        again = await scrub(store, backend)
+        assert again.replica_repairs == []
+        assert [(p.kind, p.chunk_id) for p in again.problems] == [(CORRUPT, "bb02")]
+    finally:
+        await store.close()
+        await backend.close()
+
+
 def test_factory_builds_from_config_and_rejects_bad_options(pool: ThreadPool) -> None:
     """The plugin reads [storage.distributed] (zones, quorum, repair interval) and
     rejects a quorum above N with a ConfigError."""
