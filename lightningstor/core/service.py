@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import DeferredList, TimeoutError, inlineCallbacks, maybeDeferred
 
 from lightningstor.core.access import OBJECTS_DELETE, AccessControl, Trail, bucket_resource
 from lightningstor.core.attributes import check_bucket_tags
@@ -20,10 +20,14 @@ from lightningstor.core.listing import check_version_id_marker, list_object_vers
 from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, MultipartManager
 from lightningstor.core.objects import ObjectManager
 from lightningstor.core.principals import PrincipalStore
+from lightningstor.core.quotas import QuotaManager
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IStorageBackend
+
+# How long /ready (and the gRPC health check) waits for each component.
+READINESS_TIMEOUT = 5.0
 
 
 class Core:
@@ -52,7 +56,10 @@ class Core:
         self.clock = clock
         self.region = region
         self.max_keys_per_list = max_keys_per_list
-        self.buckets = BucketManager(store, clock, region)
+        # Quotas (SPEC §7.4): limits, usage rows and their checks, shared by
+        # every write path below.
+        self.quotas = QuotaManager(store, clock)
+        self.buckets = BucketManager(store, clock, region, self.quotas)
         self.principals = PrincipalStore(store, clock)
         # Every protocol-layer operation resolves its bucket through here:
         # scope first, then the authorizer plugin (core/access.py).
@@ -64,6 +71,7 @@ class Core:
             lambda doomed: chunks.retire_chunks(doomed, superseded_grace_seconds),
             clock,
             max_metadata_bytes=max_metadata_bytes,
+            quotas=self.quotas,
         )
         self.multipart = MultipartManager(
             store, chunks, self.objects, clock, max_parts=max_multipart_parts, max_object_size=max_object_size
@@ -120,12 +128,26 @@ class Core:
         return delete_objects(self.objects, bucket, items, owner=owner, authorize=authorize)
 
     @inlineCallbacks
-    def readiness(self) -> Any:
-        """Deferred[dict[str, str | None]]: component -> None if OK else the error."""
-        results = yield DeferredList(
-            [self.store.check(), self.backend.check()], consumeErrors=True
-        )
+    def readiness(self, timeout: float = READINESS_TIMEOUT) -> Any:
+        """Deferred[dict[str, str | None]]: component -> None if OK else the error.
+
+        Each check gets ``timeout`` seconds: a hung store (an etcd cluster
+        without quorum, a stuck disk) makes the probe answer "not ready"
+        promptly instead of hanging the orchestrator's probe.
+        """
+        from twisted.internet import reactor
+
+        checks = [
+            maybeDeferred(self.store.check).addTimeout(timeout, reactor),
+            maybeDeferred(self.backend.check).addTimeout(timeout, reactor),
+        ]
+        results = yield DeferredList(checks, consumeErrors=True)
         out: dict[str, str | None] = {}
         for name, (ok, value) in zip(("metadata", "storage"), results):
-            out[name] = None if ok else str(value.value) or value.type.__name__
+            if ok:
+                out[name] = None
+            elif value.check(TimeoutError):
+                out[name] = f"no answer within {timeout:g} s"
+            else:
+                out[name] = str(value.value) or value.type.__name__
         return out
