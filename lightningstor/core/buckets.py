@@ -137,15 +137,19 @@ class BucketManager:
         return bucket
 
     @inlineCallbacks
-    def list(self, principal: Principal) -> Any:
-        """Deferred[list[Bucket]] visible to the caller, sorted by name."""
+    def list(self, principal: Principal, *, name_prefix: str = "", after: str = "") -> Any:
+        """Deferred[list[Bucket]] visible to the caller, sorted by name:
+        those whose name starts with ``name_prefix`` and sorts after ``after``
+        (ListBuckets' ``prefix`` and ``continuation-token``)."""
         prefix = keys.org_buckets_prefix(principal.org_id)
         rows = yield self._store.scan(prefix, prefix_end(prefix))
         out = []
         for kv in rows:
             parts = kv.key[len(prefix):].split(b"/")
             if len(parts) == 1 or (principal.project_id and parts[0] == principal.project_id.encode()):
-                out.append(records.decode_bucket(kv.value))
+                bucket = records.decode_bucket(kv.value)
+                if bucket.name.startswith(name_prefix) and bucket.name > after:
+                    out.append(bucket)
         out.sort(key=lambda b: b.name)
         return out
 

@@ -99,3 +99,36 @@ def test_unsupported_writes_are_not_implemented(s3, bucket):
         s3.put_bucket_policy(Bucket=bucket, Policy='{"Version":"2012-10-17","Statement":[]}')
     assert _code(e) == "NotImplemented"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+
+
+def test_list_buckets_pages_with_max_buckets_and_prefix(s3):
+    """ListBuckets honours max-buckets (with a continuation token to resume)
+    and prefix, as AWS does since 2024; a bad max-buckets is InvalidArgument."""
+    tag = uuid.uuid4().hex[:8]
+    names = sorted(f"page-{tag}-{i}" for i in range(5))
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    try:
+        seen, token, pages = [], None, 0
+        while True:
+            kwargs = {"MaxBuckets": 2, "Prefix": f"page-{tag}-"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            reply = s3.list_buckets(**kwargs)
+            pages += 1
+            assert len(reply["Buckets"]) <= 2
+            assert reply["Prefix"] == f"page-{tag}-"
+            seen += [b["Name"] for b in reply["Buckets"]]
+            token = reply.get("ContinuationToken")
+            if not token:
+                break
+        assert seen == names and pages == 3
+        everything = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        assert set(names) <= set(everything) and "ContinuationToken" not in s3.list_buckets()
+        for bad in (10001, 99999):
+            with pytest.raises(ClientError) as e:
+                s3.list_buckets(MaxBuckets=bad)
+            assert e.value.response["Error"]["Code"] == "InvalidArgument"
+    finally:
+        for name in names:
+            s3.delete_bucket(Bucket=name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
@@ -15,14 +16,52 @@ from lightningstor.s3 import xmlio
 @inlineCallbacks
 def list_buckets(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
+    query = call.target.query
+    limit = _max_buckets(query.get("max-buckets"))
+    token = query.get("continuation-token")
+    prefix = query.get("prefix")
     yield api.authorize_scope(call, principal)
-    buckets = yield api.core.buckets.list(principal)
+    buckets = yield api.core.buckets.list(
+        principal, name_prefix=prefix or "", after=_decode_token(token) if token else ""
+    )
+    next_token = None
+    if limit is not None and len(buckets) > limit:
+        buckets = buckets[:limit]
+        next_token = base64.urlsafe_b64encode(buckets[-1].name.encode()).decode("ascii")
     body = xmlio.list_buckets_xml(
         principal.principal_id,
         principal.display_name or principal.principal_id,
         [(b.name, b.created_at) for b in buckets],
+        continuation_token=next_token,
+        prefix=prefix,
     )
     return api.send_xml(call, body)
+
+
+def _max_buckets(value: str | None) -> int | None:
+    """ListBuckets' ``max-buckets``: 1..10000 (AWS), None when absent."""
+    if value is None:
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 10000:
+        raise errors.InvalidArgument(
+            "max-buckets must be an integer from 1 to 10000", ArgumentName="max-buckets", ArgumentValue=value
+        )
+    return limit
+
+
+def _decode_token(token: str) -> str:
+    """The bucket name a continuation token resumes after (tokens are ours:
+    base64url of the last name returned)."""
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError):
+        raise errors.InvalidArgument(
+            "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        ) from None
 
 
 @inlineCallbacks
