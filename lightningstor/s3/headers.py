@@ -153,7 +153,18 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
         out.append(("x-amz-version-id", record.version_id))
     if record.tags:
         out.append(("x-amz-tagging-count", str(len(record.tags))))
-    if checksum_mode:
+    if checksum_mode and record.checksums:
         for algorithm, value in record.checksums.items():
             out.append((f"x-amz-checksum-{algorithm}", value))
+        out.append(("x-amz-checksum-type", checksum_type_of(record.checksums)))
     return out
+
+
+def checksum_type_of(checksums: dict[str, str]) -> str:
+    """``COMPOSITE`` for a multipart object's checksum of part checksums
+    (its value ends in ``-<part count>``), else ``FULL_OBJECT``."""
+    for value in checksums.values():
+        head, dash, count = value.rpartition("-")
+        if dash and head and count.isdigit():
+            return "COMPOSITE"
+    return "FULL_OBJECT"

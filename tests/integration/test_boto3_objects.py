@@ -81,6 +81,7 @@ def test_checksums_validated_and_returned(s3, bucket, algorithm):
     s3.put_object(Bucket=bucket, Key="ck", Body=data, ChecksumAlgorithm=algorithm)
     head = s3.head_object(Bucket=bucket, Key="ck", ChecksumMode="ENABLED")
     assert head[f"Checksum{algorithm}"] == compute(algorithm.lower(), data)
+    assert head["ChecksumType"] == "FULL_OBJECT"
 
 
 def test_wrong_checksum_is_bad_digest(s3, bucket):

@@ -124,6 +124,7 @@ def test_boto3_upload_and_download_file(s3: Any, bucket: str, tmp_path: Path) ->
     assert head["ContentLength"] == 100 * MiB + 12345
     if s3.meta.config.request_checksum_calculation == "when_supported":
         assert head["ChecksumCRC32"].endswith("-13")  # composite, as boto3 asked for CRC32
+        assert head["ChecksumType"] == "COMPOSITE"
     dst = tmp_path / "back.bin"
     s3.download_file(bucket, "big.bin", str(dst), Config=cfg)
     assert _md5_file(dst) == md5
@@ -392,7 +393,7 @@ def test_complete_full_object_checksum(client: Any, mpbucket: str) -> None:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]})
     assert done["ChecksumCRC32"] == want and done["ChecksumType"] == "FULL_OBJECT"
     head = client.head_object(Bucket=mpbucket, Key="k", ChecksumMode="ENABLED")
-    assert head["ChecksumCRC32"] == want
+    assert head["ChecksumCRC32"] == want and head["ChecksumType"] == "FULL_OBJECT"
 
 
 # -- space and crashes -------------------------------------------------------------------
