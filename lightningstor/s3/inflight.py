@@ -18,8 +18,8 @@ that holds only a partly filled piece can free nothing until more bytes
 arrive, so if every held byte were of that kind, pausing everyone would
 deadlock.  The budget therefore lets exactly one such upload (the *runner*)
 keep reading while nothing drains: it soon completes a piece, which drains.
-The limit is thus soft by at most about one piece plus one socket read per
-upload that is reading at the moment it is reached.
+The limit is thus soft by about one socket read (64 KiB) per upload that is
+reading at the moment it is reached, plus one piece while nothing drains.
 
 The accounting lives in one place (this module, on the reactor thread); the
 body sinks report what they hold and obey pause/resume calls.
