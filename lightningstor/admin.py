@@ -321,6 +321,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         run=check_config,
     ),
 }
+# Identity commands live in their own module (it imports this one's helpers).
+from lightningstor import admin_iam  # noqa: E402
+
+SUBCOMMANDS.update(admin_iam.subcommands())
 
 
 def build_parser() -> argparse.ArgumentParser:

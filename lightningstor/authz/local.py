@@ -45,6 +45,13 @@ ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Bucket administration (creating, deleting, configuring buckets).  A
+# project principal's roles do not carry these onto the org's shared buckets:
+# a project admin administers its project, and the org's buckets belong to
+# the org (an org principal, or a grant, may still allow them).
+_BUCKET_ADMINISTRATION = frozenset({access.BUCKETS_CREATE, access.BUCKETS_DELETE})
+
+
 def in_scope(principal: Principal, resource: ResourceRef) -> bool:
     """Whether ``resource`` lies in the principal's own scope: its org, and
     for a project principal its project or the org's shared buckets."""
@@ -53,6 +60,16 @@ def in_scope(principal: Principal, resource: ResourceRef) -> bool:
     if principal.project_id is None:
         return True
     return resource.project_id in (None, principal.project_id)
+
+
+def role_reaches(principal: Principal, action: str, resource: ResourceRef) -> bool:
+    """Whether the principal's roles apply to ``action`` on ``resource``:
+    inside its scope, except bucket administration of the org's shared
+    buckets by a project principal."""
+    if not in_scope(principal, resource):
+        return False
+    shared = principal.project_id is not None and resource.project_id is None and resource.bucket is not None
+    return not (shared and action in _BUCKET_ADMINISTRATION)
 
 
 @implementer(IAuthorizer)
@@ -91,7 +108,7 @@ class LocalAuthorizer:
             return False
         if resource.owner and resource.owner == principal.principal_id and in_scope(principal, resource):
             return True
-        if in_scope(principal, resource):
+        if role_reaches(principal, action, resource):
             for role in principal.roles:
                 if any(matches(p, action) for p in ROLE_ACTIONS.get(role, ())):
                     return True

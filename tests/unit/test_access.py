@@ -28,6 +28,7 @@ RW = Principal("writer", "acme", roles=("read-write",))
 RO = Principal("reader", "acme", roles=("read-only",))
 NOBODY = Principal("nobody", "acme")
 WEB = Principal("web-dev", "acme", project_id="web", roles=("read-write",))
+WEB_ADMIN = Principal("web-admin", "acme", project_id="web", roles=("admin",))
 OTHER_ORG_ADMIN = Principal("boss", "globex", roles=("admin",))
 
 
@@ -100,6 +101,12 @@ def test_roles_allow_what_they_name_and_nothing_more(authz: Any) -> None:
         (WEB, access.OBJECTS_PUT, _bucket_ref(project="web", key="k"), True),
         (WEB, access.OBJECTS_PUT, _bucket_ref(project=None, key="k"), True),
         (WEB, access.OBJECTS_PUT, _bucket_ref(project="data", key="k"), False),
+        # A project admin administers its project's buckets, not the org's.
+        (WEB_ADMIN, access.BUCKETS_DELETE, _bucket_ref(project="web"), True),
+        (WEB_ADMIN, access.BUCKETS_CREATE, _bucket_ref(project="web"), True),
+        (WEB_ADMIN, access.BUCKETS_DELETE, _bucket_ref(project=None), False),
+        (WEB_ADMIN, access.BUCKETS_CREATE, _bucket_ref(project=None), False),
+        (WEB_ADMIN, access.OBJECTS_DELETE, _bucket_ref(project=None, key="k"), True),
     ]
     for principal, action, resource, expected in cases:
         allowed = yield authorizer.authorize(principal, action, resource)
