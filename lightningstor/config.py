@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from lightningstor.errors import ConfigError
 
 __all__ = [
+    "AuditSettings",
     "ConfigProblems",
     "IamSettings",
     "LimitsSettings",
@@ -69,6 +70,7 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 SIGNATURE_VERSIONS = ("v4", "v2", "both")
 PLACEMENT_STRATEGIES = ("random", "consistent_hash", "zone_aware")
+AUDIT_FSYNC = ("never", "interval", "batch")  # lightningstor.audit.FSYNC_POLICIES
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,20 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """``[audit]``: the JSON-lines audit log of every operation (SPEC §9.4,
+    :mod:`lightningstor.audit`).  ``path`` defaults to ``<data_dir>/audit.log``;
+    ``fsync`` is ``never``, ``interval`` (at most once a second) or ``batch``
+    (after every write); ``max_queued_records`` bounds the records waiting
+    for the writer thread (when full, S3 records are dropped and counted)."""
+
+    enabled: bool = True
+    path: str = f"{DEFAULT_DATA_DIR}/audit.log"
+    fsync: str = "interval"
+    max_queued_records: int = 65536
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated, merged configuration.  Build it with :func:`load_settings`."""
 
@@ -256,6 +272,7 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-friendly copy (dicts, lists, scalars) for plugins
@@ -846,6 +863,18 @@ def _read_security(t: _Table, data_dir: str) -> SecuritySettings:
     return settings
 
 
+def _read_audit(t: _Table, data_dir: str) -> AuditSettings:
+    d = AuditSettings()
+    settings = AuditSettings(
+        enabled=t.get("enabled", d.enabled, _bool),
+        path=t.get("path", os.path.join(data_dir, "audit.log"), _path),
+        fsync=t.get("fsync", d.fsync, _choice(AUDIT_FSYNC)),
+        max_queued_records=t.get("max_queued_records", d.max_queued_records, _int(1, 10_000_000)),
+    )
+    t.finish()
+    return settings
+
+
 def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
     problems: list[str] = []
     root = _Table("", raw, problems, sources)
@@ -861,6 +890,7 @@ def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str 
         limits=_read_limits(root.section("limits")),
         logging=_read_logging(root.section("logging")),
         security=_read_security(root.section("security"), data_dir),
+        audit=_read_audit(root.section("audit"), data_dir),
     )
     root.finish()
     if problems:

@@ -20,6 +20,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from lightningstor import plugins
+from lightningstor.audit import AuditLog, AuditService, s3_record
 from lightningstor.config import Settings, endpoint_description, parse_address
 from lightningstor.core.collector import CollectorService
 from lightningstor.core.credentials import (
@@ -33,6 +34,7 @@ from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.scrub import ScrubService
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
+from lightningstor.errors import ConfigError
 from lightningstor.interfaces.authorizer import AuthorizerContext
 from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metrics import attach_metrics
@@ -41,7 +43,7 @@ from lightningstor.s3.app import S3Api, S3Options, S3Site
 from lightningstor.s3.limits import ConnectionLimits
 from lightningstor.storage.chunks import ChunkManager
 from lightningstor.threads import ThreadPools
-from lightningstor.tls import ReloadableServerTls, attach_tls
+from lightningstor.tls import ReloadableServerTls, SignalReloadService, attach_tls
 from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_process
 
 log = Logger()
@@ -391,6 +393,7 @@ def _assemble(
     if settings.logging.access_log:
         api.finish_hooks.append(AccessLog().emit)
     tls = attach_tls(top, settings.server.tls, reactor, pools.io)
+    audit = _attach_audit(top, settings, reactor, api, metrics.registry)
     site_class = S3Site if worker is None else WorkerS3Site
     site = site_class(api, timeout=settings.limits.idle_timeout_seconds)
     host, port = parse_address(settings.server.s3_addr, key="server.s3_addr")
@@ -412,4 +415,39 @@ def _assemble(
         # Imported here: a server with the gRPC API off never loads grpcio.
         from lightningstor.grpc.service import grpc_service_from_settings
 
-        grpc_service_from_settings(core, settings, reactor, tls, reuse_port=worker is not None).setServiceParent(top)
+        grpc_service_from_settings(
+            core, settings, reactor, tls, reuse_port=worker is not None, audit=audit
+        ).setServiceParent(top)
+
+
+def _attach_audit(top: MultiService, settings: Settings, reactor: Any, api: S3Api, registry: Any) -> AuditLog | None:
+    """The audit log (``[audit]``), or None when disabled: opened now (an
+    unwritable path fails start-up), fed by an S3 finish hook, reopened on
+    SIGHUP, and added to ``top`` before the protocol services so it stops
+    after them, once their last records are queued."""
+    if not settings.audit.enabled:
+        return None
+    audit = AuditLog(
+        settings.audit.path,
+        reactor,
+        fsync=settings.audit.fsync,
+        max_queued_records=settings.audit.max_queued_records,
+        registry=registry,
+    )
+    try:
+        audit.open()
+    except OSError as exc:
+        raise ConfigError(f"audit.path: cannot open {settings.audit.path}: {exc.strerror or exc}") from None
+    AuditService(audit).setServiceParent(top)
+
+    def record(summary: Any, call: Any) -> None:
+        entry = s3_record(summary, call)
+        if entry is not None:
+            audit.submit(entry)
+
+    api.call_hooks.append(record)
+    for service in top:
+        if isinstance(service, SignalReloadService):
+            service.add_hook(audit.reopen)
+    log.info("Audit log: {path}", path=settings.audit.path)
+    return audit

@@ -5,7 +5,10 @@ reactor thread and returns Deferreds, so every core call goes through
 :meth:`Rpc.call` (``blockingCallFromThread``): the handler thread waits, the
 reactor never does.  The decorators authenticate each call and turn any
 exception into a gRPC status with the S3 code in trailing metadata
-(:mod:`lightningstor.grpc.errors` is the one mapping).
+(:mod:`lightningstor.grpc.errors` is the one mapping).  When the call has
+ended they hand its facts (principal, decisions, status) to the audit log
+(:mod:`lightningstor.audit`) and name the call's request id to the client in
+trailing metadata (:data:`REQUEST_ID_KEY`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lightningstor import errors
+from lightningstor import audit, errors
 from lightningstor.core.access import Decision, action_of
 from lightningstor.core.types import Principal
 from lightningstor.grpc import token
@@ -33,6 +36,8 @@ log = Logger()
 MiB = 1 << 20
 # GetObject content messages carry at most this much (SPEC: 1 MiB chunks).
 MAX_CONTENT_MESSAGE = 1 * MiB
+# Trailing metadata naming the call's request id (the audit record's).
+REQUEST_ID_KEY = "lightningstor-request-id"
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ class Rpc:
         # The RPC running on this handler thread and its authorization
         # decisions (set by the unary/streaming decorators).
         self.local = threading.local()
+        # Where finished calls are recorded (an AuditLog), or None.
+        self.audit: Any = None
 
     @property
     def active(self) -> int:
@@ -111,8 +118,10 @@ class Rpc:
                 "The access key of the bearer token does not exist or is disabled",
                 AWSAccessKeyId=parsed.access_key_id,
             )
+        self.local.access_key_id = parsed.access_key_id
         token.verify_token(parsed, cred.secret, now=self.clock())
         principal: Principal = cred.principal
+        self.local.principal = principal
         return principal
 
     def gate(self, principal: Principal) -> Gate:
@@ -131,6 +140,42 @@ class Rpc:
         """A call starts on this thread: reset the per-call state."""
         self.local.method = method
         self.local.decisions = []
+        self.local.principal = None
+        self.local.access_key_id = None
+        self.local.request_id = audit.new_request_id()
+        self.local.started = time.monotonic()
+
+    def succeeded(self, context: grpc.ServicerContext) -> None:
+        """The call on this thread is answering OK: name its request id."""
+        context.set_trailing_metadata(((REQUEST_ID_KEY, self.local.request_id),))
+
+    def finish(self, context: grpc.ServicerContext, request: Any, code: grpc.StatusCode, error_code: str | None) -> None:
+        """The call on this thread has ended with ``code``: record it in the
+        audit log (waiting, if its queue is full, up to
+        ``audit.SUBMIT_WAIT_SECONDS``: backpressure on gRPC clients).
+        Never raises."""
+        if self.audit is None:
+            return
+        try:
+            local = self.local
+            record = audit.grpc_record(
+                method=local.method,
+                request_id=local.request_id,
+                principal=local.principal,
+                access_key_id=local.access_key_id,
+                decisions=local.decisions,
+                code=code.name,
+                error_code=error_code,
+                peer=context.peer(),
+                bucket=getattr(request, "bucket", None),
+                key=getattr(request, "key", None),
+                duration=time.monotonic() - local.started,
+            )
+            self.audit.submit(record, wait=audit.SUBMIT_WAIT_SECONDS)
+        except Exception:
+            failure = Failure()  # captured here: the reactor thread has no current exception
+            method = getattr(self.local, "method", "?")
+            self.reactor.callFromThread(log.failure, "Auditing gRPC {method} failed", failure, method=method)
 
     def enter(self) -> None:
         with self._lock:
@@ -148,7 +193,9 @@ class Rpc:
         if not isinstance(exc, errors.S3Error):
             failure = Failure(exc)
             self.reactor.callFromThread(log.failure, "gRPC {method} failed", failure, method=method)
-        context.set_trailing_metadata(trailing_metadata(err))
+        context.set_trailing_metadata(
+            (*trailing_metadata(err), (REQUEST_ID_KEY, getattr(self.local, "request_id", "")))
+        )
         context.abort(status, err.message)
         raise AssertionError("context.abort returned")  # pragma: no cover
 
@@ -166,12 +213,18 @@ def unary(method: Handler) -> Handler:
         rpc: Rpc = self.rpc
         rpc.enter()
         rpc.begin(method.__name__)
+        outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
         try:
             principal = rpc.authenticate(context)
-            return method(self, principal, request, context)
+            response = method(self, principal, request, context)
+            rpc.succeeded(context)
+            outcome = (grpc.StatusCode.OK, None)
+            return response
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            outcome = _outcome(context, exc)
             rpc.fail(context, exc, method.__name__)
         finally:
+            rpc.finish(context, request, *outcome)
             rpc.leave()
 
     return handler
@@ -185,15 +238,30 @@ def streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
         rpc: Rpc = self.rpc
         rpc.enter()
         rpc.begin(method.__name__)
+        # Stays CANCELLED if the client goes away mid-stream (GeneratorExit).
+        outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
         try:
             principal = rpc.authenticate(context)
             yield from method(self, principal, request, context)
+            rpc.succeeded(context)
+            outcome = (grpc.StatusCode.OK, None)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            outcome = _outcome(context, exc)
             rpc.fail(context, exc, method.__name__)
         finally:
+            rpc.finish(context, request, *outcome)
             rpc.leave()
 
     return handler
+
+
+def _outcome(context: grpc.ServicerContext, exc: BaseException) -> tuple[grpc.StatusCode, str | None]:
+    """The status and S3 code :meth:`Rpc.fail` answers ``exc`` with
+    (CANCELLED when the client already went away: nothing is answered)."""
+    if isinstance(exc, grpc.RpcError) or not context.is_active():
+        return grpc.StatusCode.CANCELLED, None
+    err, status = as_s3_error(exc)
+    return status, err.code
 
 
 def require(value: str, name: str) -> str:

@@ -58,6 +58,7 @@ class GrpcService(Service):
         *,
         credentials: grpc.ServerCredentials | None = None,
         reuse_port: bool = False,
+        audit: Any = None,
     ) -> None:
         self.core = core
         # Worker processes (lightningstor.workers) share the port on purpose;
@@ -68,6 +69,7 @@ class GrpcService(Service):
         self.options = options or GrpcOptions()
         self.credentials = credentials
         self.rpc = Rpc(core, reactor, self.options)
+        self.rpc.audit = audit  # an AuditLog: every call is recorded (lightningstor.audit)
         self.server: grpc.Server | None = None
         self.health = health.HealthServicer()
         self.bound_port: int | None = None
@@ -153,7 +155,7 @@ class GrpcService(Service):
 
 
 def grpc_service_from_settings(
-    core: Any, settings: Any, reactor: Any, tls: Any = None, *, reuse_port: bool = False
+    core: Any, settings: Any, reactor: Any, tls: Any = None, *, reuse_port: bool = False, audit: Any = None
 ) -> GrpcService:
     """The GrpcService a server with ``settings`` runs (``server.grpc_addr``,
     ``[limits]``, and the S3 listener's certificate when ``[server.tls]`` is
@@ -171,5 +173,11 @@ def grpc_service_from_settings(
     )
     credentials = tls.grpc_server_credentials() if tls is not None else None
     return GrpcService(
-        core, reactor, format_address(host, port), options, credentials=credentials, reuse_port=reuse_port
+        core,
+        reactor,
+        format_address(host, port),
+        options,
+        credentials=credentials,
+        reuse_port=reuse_port,
+        audit=audit,
     )

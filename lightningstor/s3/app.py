@@ -74,6 +74,9 @@ class S3Call:
     sink: Any = None
     started: float = field(default_factory=time.monotonic)
     principal: Principal | None = None
+    # The access key id once it is known to exist, even if the signature
+    # then fails (the audit log names the key a failed attempt used).
+    access_key_id: str | None = None
     error_code: str | None = None  # the S3 error sent, if any (metrics, access log)
     object_size: int | None = None  # size written, for handlers whose request does not state it
     # Every authorization question asked for this request (the audit record).
@@ -196,6 +199,10 @@ class S3Api:
         # Called once per request when it ends (lightningstor.s3.summary):
         # metrics and the access log register here.
         self.finish_hooks: list[Callable[[RequestSummary], None]] = []
+        # Like finish_hooks, for hooks that also need the request's S3Call
+        # (None if set-up failed): the audit log reads its principal and
+        # authorization decisions.
+        self.call_hooks: list[Callable[[RequestSummary, S3Call | None], None]] = []
         # Served at GET /metrics on this port when set (lightningstor.metrics).
         self.metrics_resource: resource.IResource | None = None
         self.app = Klein()
@@ -277,7 +284,7 @@ class S3Api:
         """``notifyFinish`` fired (response sent, or connection lost): run
         the finish hooks once.  Hook errors are logged, never raised."""
         self.inflight.discard(request)
-        if not self.finish_hooks:
+        if not self.finish_hooks and not self.call_hooks:
             return
         try:
             summary = summarize(
@@ -291,6 +298,12 @@ class S3Api:
                 hook(summary)
             except Exception:
                 log.failure("Request finish hook {hook} failed", hook=hook)
+        call = getattr(request, "s3call", None)
+        for call_hook in self.call_hooks:
+            try:
+                call_hook(summary, call)
+            except Exception:
+                log.failure("Request finish hook {hook} failed", hook=call_hook)
 
     def _prepare_upload(self, call: S3Call, length: int | None) -> Deferred[Any]:
         from lightningstor.s3.handlers.multipart import prepare_part_upload
@@ -314,6 +327,7 @@ class S3Api:
         cred = yield self.core.credentials.lookup(parsed.access_key)
         if cred is None:
             raise errors.InvalidAccessKeyId(AWSAccessKeyId=parsed.access_key)
+        call.access_key_id = parsed.access_key
         verified = verify(
             parsed,
             cred.secret,

@@ -240,14 +240,14 @@ def test_key_not_matching_the_certificate_stops_start_up(tmp_path: Path) -> None
 
 
 def test_sighup_without_tls_is_harmless(tmp_data: Path) -> None:
-    """SIGHUP to a plain-HTTP server (systemctl reload) logs that there is nothing to
-    reload instead of killing the process (SIGHUP's default action)."""
+    """SIGHUP to a plain-HTTP server (systemctl reload) is logged (and reopens the
+    audit log) instead of killing the process (SIGHUP's default action)."""
     server = ServerProcess(tmp_data).start()
     try:
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while not any("nothing to reload" in line for line in server.output):
+        while not any("Received SIGHUP" in line for line in server.output):
             assert server.proc.poll() is None, "".join(server.output[-20:])
             assert time.monotonic() < deadline
             time.sleep(0.05)
