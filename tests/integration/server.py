@@ -68,19 +68,25 @@ class ServerProcess:
         self._grpc_ready.clear()
         self.port = None
         self.grpc_port = None
+        first_line = len(self.output)
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env, cwd=str(self.data_dir.parent))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         if not self._ready.wait(timeout) or self.port is None:
             self.stop()
             raise RuntimeError("server did not start:\n" + "".join(self.output[-50:]))
-        self._wait_root_credential()
+        self._wait_root_credential(first_line)
         return self
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
+        """Collect ``proc``'s output; announce its ports while it is the
+        current process.  After a restart the previous process's reader may
+        still be draining: it must not mark the new process ready."""
         assert proc.stdout is not None
         for line in proc.stdout:
             self.output.append(line)
+            if proc is not self.proc:
+                continue
             m = _LISTENING.search(line)
             if m and self.port is None:
                 self.port = int(m.group(2))
@@ -89,13 +95,16 @@ class ServerProcess:
             if g and self.grpc_port is None:
                 self.grpc_port = int(g.group(2))
                 self._grpc_ready.set()
-        self._ready.set()
-        self._grpc_ready.set()
+        if proc is self.proc:
+            self._ready.set()
+            self._grpc_ready.set()
 
-    def _wait_root_credential(self, timeout: float = 10.0) -> None:
+    def _wait_root_credential(self, first_line: int = 0, timeout: float = 10.0) -> None:
+        """Wait until this start's output (from ``first_line``) says the root
+        credential is set up."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any("Root access key" in line for line in self.output):
+            if any("Root access key" in line for line in self.output[first_line:]):
                 return
             time.sleep(0.02)
         raise RuntimeError("root credential not configured:\n" + "".join(self.output[-50:]))
