@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import hmac
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -68,6 +69,10 @@ _V4_QUERY_REQUIRED = (
     "X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."
 )
 _V2_QUERY_REQUIRED = "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters"
+# X-Amz-Expires and SigV2's Expires are plain decimal numbers.  int() alone
+# would also take "+60", " 60", "1_000" and non-ASCII digits ("\u0666\u0660"),
+# none of which AWS accepts; the digit cap keeps int() cheap.
+_DECIMAL = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -262,10 +267,9 @@ def _parse_v4_query(view: RequestView, query: list[tuple[str, str]], content_sha
         )
     if credential.date != amz_date[:8]:
         raise malformed("Invalid credential date. Date is not the same as X-Amz-Date.")
-    try:
-        expires = int(params["X-Amz-Expires"])
-    except ValueError:
-        raise errors.AuthorizationQueryParametersError("X-Amz-Expires should be a number") from None
+    expires = _decimal(params["X-Amz-Expires"])
+    if expires is None:
+        raise errors.AuthorizationQueryParametersError("X-Amz-Expires should be a number")
     signed = sigv4.split_signed_headers(params["X-Amz-SignedHeaders"])
     if signed is None:
         raise errors.AuthorizationQueryParametersError("X-Amz-SignedHeaders is malformed")
@@ -289,7 +293,7 @@ def _parse_v4_query(view: RequestView, query: list[tuple[str, str]], content_sha
 def _check_credential(value: str, malformed: Callable[[str], errors.S3Error]) -> sigv4.Credential:
     """Split and check a credential; ``malformed`` builds the scheme's error from a detail."""
     credential = sigv4.split_credential(value)
-    if credential is None or len(credential.date) != 8 or not credential.date.isdigit() or not credential.region:
+    if credential is None or not _is_yyyymmdd(credential.date) or not credential.region:
         raise malformed(f"the Credential is mal-formed; {_CREDENTIAL_FORM}")
     if credential.service != sigv4.SERVICE:
         raise malformed(f'incorrect service "{credential.service}". This endpoint belongs to "{sigv4.SERVICE}".')
@@ -341,10 +345,9 @@ def _parse_v2_query(view: RequestView, query: list[tuple[str, str]], content_sha
             params[name] = value
     if any(not params.get(name) for name in sigv2.QUERY_AUTH_PARAMS):
         raise errors.AccessDenied(_V2_QUERY_REQUIRED)
-    try:
-        expires = int(params["Expires"])
-    except ValueError:
-        raise errors.AccessDenied(f"Invalid date (should be seconds since epoch): {params['Expires']}") from None
+    expires = _decimal(params["Expires"])
+    if expires is None:
+        raise errors.AccessDenied(f"Invalid date (should be seconds since epoch): {params['Expires']}")
     token = next((value for name, value in query if name.lower() == "x-amz-security-token"), None)
     return ParsedAuth(
         scheme=V2_QUERY,
@@ -359,6 +362,16 @@ def _parse_v2_query(view: RequestView, query: list[tuple[str, str]], content_sha
 
 
 # --------------------------------------------------------------------------- dates
+
+
+def _is_yyyymmdd(value: str) -> bool:
+    """Eight ASCII digits (``str.isdigit`` alone also takes other scripts' digits)."""
+    return len(value) == 8 and value.isascii() and value.isdigit()
+
+
+def _decimal(value: str) -> int | None:
+    """An optionally negative ASCII decimal number, or ``None`` for anything else."""
+    return int(value) if _DECIMAL.fullmatch(value) else None
 
 
 def _parse_amz_date(value: str) -> float | None:

@@ -49,7 +49,9 @@ CONTENT_SHA256_LITERALS = frozenset(
 
 _ESCAPED_SLASH = re.compile(rb"%2[fF]")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
+# ASCII digits only: without re.ASCII, \d also matches other scripts' digits
+# ("\u0662\u0660..."), which int() then reads as a valid date.
+_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
 # Already canonical: only unreserved characters and '/', nothing to re-encode.
 _CANONICAL_PATH = re.compile(r"[A-Za-z0-9\-_.~/]*")
 _SIGNED_HEADERS = re.compile(r"[^;\s:,]+(?:;[^;\s:,]+)*")

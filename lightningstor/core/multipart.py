@@ -55,6 +55,7 @@ from lightningstor.core.objects import (
     validate_key,
 )
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Principal
+from lightningstor.digits import clamped_int
 from lightningstor.interfaces.metadata import (
     Compare,
     Delete,
@@ -184,7 +185,7 @@ def parse_part_number(raw: str | None) -> int:
             ArgumentName="partNumber",
             ArgumentValue=str(raw),
         )
-    number = int(raw)
+    number = clamped_int(raw)
     validate_part_number(number)
     return number
 

@@ -23,7 +23,10 @@ any range, size 0           416 InvalidRange: an empty object has no bytes
 
 Empty list elements (``bytes=0-1,``) are dropped before counting ranges, as
 RFC 7230 §7 requires of list-valued headers.  Numbers are ASCII digits only:
-``int()`` would accept ``+5``, ``5_0`` and other Unicode digits.
+``int()`` would accept ``+5``, ``5_0`` and other Unicode digits.  A number of
+any length is read (``int()`` refuses more than 4300 digits, which would be a
+500): beyond 19 significant digits it is larger than any object, which is all
+the range logic needs to know.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import re
 
 from lightningstor import errors
+from lightningstor.digits import clamped_int
 
 # The unit is case-insensitive (RFC 7233 §2); whitespace is allowed only where
 # the list grammar allows it (around the commas), not inside a range.
@@ -60,20 +64,26 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:
-        suffix = int(last)
+        suffix = clamped_int(last)
         if suffix == 0 or size == 0:
             raise _unsatisfiable(header, size)
         return max(0, size - suffix), size - 1
-    start = int(first)
+    start = clamped_int(first)
     if last:
-        end = int(last)
-        if end < start:
+        end = clamped_int(last)
+        if _magnitude(last) < _magnitude(first):
             return None
     else:
         end = size - 1
     if start >= size:
         raise _unsatisfiable(header, size)
     return start, min(end, size - 1)
+
+
+def _magnitude(digits: str) -> tuple[int, str]:
+    """A key ordering ASCII digit strings by value, whatever their length."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
 
 
 def content_range(start: int, end: int, size: int) -> str:

@@ -23,6 +23,7 @@ from lightningstor.core.copy import resolve_copy_source
 from lightningstor.core.multipart import MAX_LISTED, PartRef, Upload, parse_part_number, part_range
 from lightningstor.core.objects import PutAttrs, may_have_committed, validate_key
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
+from lightningstor.digits import clamped_int
 from lightningstor.s3 import conditions, xmlio
 from lightningstor.s3.handlers.objects import (
     body_plan,
@@ -72,7 +73,7 @@ def _int_param(query: dict[str, str], name: str, default: int) -> int:
         raise errors.InvalidArgument(
             f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
         )
-    return int(raw)
+    return clamped_int(raw)
 
 
 def _owner(upload: Upload) -> tuple[str, str]:
@@ -192,7 +193,7 @@ def parse_copy_source_range(value: str | None, size: int) -> tuple[int, int]:
             ArgumentName="x-amz-copy-source-range",
             ArgumentValue=value,
         )
-    first, last = int(m.group(1)), int(m.group(2))
+    first, last = clamped_int(m.group(1)), clamped_int(m.group(2))
     if last < first:
         raise errors.InvalidArgument(
             "The x-amz-copy-source-range value must be of the form bytes=first-last where first <= last",
@@ -260,7 +261,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
     if raw_size is not None:
         if not raw_size.isascii() or not raw_size.isdigit():
             raise errors.InvalidArgument("x-amz-mp-object-size must be a number", ArgumentName="x-amz-mp-object-size")
-        object_size = int(raw_size)
+        object_size = clamped_int(raw_size)
     done = yield api.core.multipart.complete(
         bucket,
         call.key,
