@@ -24,6 +24,7 @@ from werkzeug.routing import PathConverter
 from lightningstor import errors
 from lightningstor.auth.request import RequestView, parse_auth, verify
 from lightningstor.core.access import Decision, action_of
+from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.s3 import operations, xmlio
@@ -35,6 +36,10 @@ from lightningstor.s3.summary import RequestSummary, summarize
 from lightningstor.s3.wire import header_value
 
 log = Logger()
+
+# The largest upload request body that can be valid: a 5 GiB object or part
+# plus aws-chunked framing (under 2% with the smallest legal 8 KiB chunks).
+MAX_UPLOAD_REQUEST_BYTES = MAX_SINGLE_PUT_BYTES + MAX_SINGLE_PUT_BYTES // 50 + (1 << 20)
 
 # Paths answered without credentials (GET/HEAD), and the operation name they
 # are counted and logged under.
@@ -246,6 +251,12 @@ class S3Api:
         if probe is not None:
             call.op = probe
             return
+        if op in operations.STREAMING and length is not None and length > MAX_UPLOAD_REQUEST_BYTES:
+            # No object or part can be this large: answer now rather than
+            # read (and discard) a body that may never end.
+            self._refuse_now(call, errors.EntityTooLarge(
+                MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(length)))
+            return
         call.auth = Shared(self.authenticate(call))
         if op in operations.STREAMING and op in self.handlers:
             call.sink = ObjectBody(
@@ -257,6 +268,30 @@ class S3Api:
                 lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
             )
         request.body_sink = call.sink
+
+    def _refuse_now(self, call: S3Call, error: errors.S3Error) -> None:
+        """Answer ``error`` before the body is read and close the connection.
+
+        The response goes out as soon as the headers are in; the rest of the
+        body is discarded while the connection closes (there is no request
+        boundary to resume at), so the handler never runs.
+        """
+        call.error_code = error.code
+        request = call.request
+        body = xmlio.error_xml(
+            error.code, error.message, resource=call.target.resource, request_id=call.request_id, fields=error.fields
+        )
+        request.setResponseCode(error.status)
+        request.setHeader(b"content-type", b"application/xml")
+        request.setHeader(b"content-length", str(len(body)).encode())
+        request.setHeader(b"connection", b"close")
+        request.channel.persistent = False
+        # Set when the whole request has arrived, which this one never will.
+        request.clientproto = getattr(request.channel, "_version", None) or b"HTTP/1.1"
+        request.body_sink = call.sink = BufferedBody(0, lambda: error)
+        call.auth = Shared(_failed(error))
+        request.write(body if call.method != "HEAD" else b"")
+        request.channel.loseConnection()
 
     def _probe(self, call: S3Call) -> str | None:
         """The name of a request answered without credentials, else None.

@@ -124,3 +124,33 @@ def test_bad_max_keys_and_token(server, s3, clean_bucket):
     assert status == 400 and b"InvalidArgument" in body
     status, body = _signed(server, "GET", f"/{clean_bucket}?list-type=2&continuation-token=%%%")
     assert status == 400 and b"InvalidArgument" in body
+
+
+@pytest.mark.parametrize("declared", [6 * 1024**3, 10**30])
+def test_impossible_content_length_is_refused_before_the_body(server, s3, clean_bucket, declared):
+    """A PutObject or UploadPart declaring more bytes than any object or part
+    may hold is answered at once (400 EntityTooLarge, Connection: close)
+    while the client is still sending; nothing is stored and the server
+    keeps serving."""
+    import socket
+
+    for path in (f"/{clean_bucket}/huge", f"/{clean_bucket}/huge?partNumber=1&uploadId=x"):
+        req = AWSRequest("PUT", f"{server.endpoint}{path}",
+                         headers={"Content-Length": str(declared), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+        head = [f"PUT {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+        head += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host"]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"x" * 65536)
+            reply = b""
+            while b"</Error>" not in reply:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                reply += data
+            status_line, _, rest = reply.partition(b"\r\n")
+            assert status_line == b"HTTP/1.1 400 Bad Request", reply[:300]
+            assert b"<Code>EntityTooLarge</Code>" in rest and b"connection: close" in rest.lower()
+    assert _count(s3, clean_bucket) == 0
+    s3.put_object(Bucket=clean_bucket, Key="after", Body=b"still serving")
+    assert s3.get_object(Bucket=clean_bucket, Key="after")["Body"].read() == b"still serving"
