@@ -754,8 +754,42 @@ def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:
     repair = table.optional("repair_interval_seconds", _float(0, 86400))
     if repair is not None:
         extra["repair_interval_seconds"] = repair
+    extra.update(_read_distributed_tls(table, nodes))
     table.finish()
     return {"nodes": nodes, "replication_factor": replication, "placement_strategy": strategy, **extra}
+
+
+def _read_distributed_tls(table: _Table, nodes: tuple[str, ...]) -> dict[str, str]:
+    """``tls_cert_file``/``tls_key_file``/``tls_ca_file``: the API server's
+    client certificate for the nodes' mutual TLS and the CA that signed the
+    nodes' certificates, used for ``https://`` node URLs.
+
+    Nodes with TLS always require a client certificate, so an ``https://``
+    node needs all three; and TLS files with only ``http://`` nodes would
+    look protected while sending chunks in plaintext, so that is refused
+    too.  Whether the files parse and match is checked when the backend
+    starts (``lightningstor.storage.nodeclient.load_node_tls``).
+    """
+    files = {key: table.optional(key, _path) for key in ("tls_cert_file", "tls_key_file", "tls_ca_file")}
+    given = {key: value for key, value in files.items() if value is not None}
+    secure = [url for url in nodes if urlsplit(url).scheme == "https"]
+    if secure:
+        for key in files:
+            if key not in given and table.valid(key):
+                table.problem(
+                    key, f"required when a node URL is https:// ({secure[0]}): nodes require a client "
+                    "certificate (tls_cert_file, tls_key_file) and are verified against tls_ca_file"
+                )
+    elif given and nodes:
+        table.problem(
+            next(iter(given)), "set, but no node URL is https://: chunks would travel in plaintext; "
+            "use https:// node URLs"
+        )
+    elif "tls_cert_file" in given and "tls_key_file" not in given:
+        table.problem("tls_key_file", "required with tls_cert_file")
+    elif "tls_key_file" in given and "tls_cert_file" not in given:
+        table.problem("tls_cert_file", "required with tls_key_file")
+    return given
 
 
 def _read_storage(t: _Table, data_dir: str) -> StorageSettings:

@@ -28,9 +28,9 @@ API), carried in :attr:`TlsMaterial.root_certificates`.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 from cryptography import x509
@@ -48,6 +48,7 @@ from lightningstor.config import TlsSettings
 from lightningstor.errors import ConfigError
 
 __all__ = [
+    "SERVER_TLS_NAMES",
     "ReloadableServerTls",
     "SignalReloadService",
     "TlsMaterial",
@@ -101,54 +102,64 @@ class TlsMaterial:
         )
 
 
-def _read(path: str, key: str) -> bytes:
+SERVER_TLS_NAMES: Mapping[str, str] = MappingProxyType(
+    {key: f"server.tls.{key}" for key in ("cert_file", "key_file", "ca_file")}
+)
+"""How errors name the three files by default: the ``[server.tls]`` keys.
+Other users of :func:`load_tls_material` (the storage node's ``--tls-*``
+options, ``[storage.distributed]``'s client certificate) pass their own
+names, so an operator is pointed at the option they actually set."""
+
+
+def _read(path: str, name: str) -> bytes:
     try:
         with open(path, "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise ConfigError(f"server.tls.{key}: cannot read {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _certificates(data: bytes, path: str, key: str) -> list[x509.Certificate]:
+def _certificates(data: bytes, path: str, name: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise ConfigError(f"server.tls.{key}: {path} holds no valid PEM certificate ({exc})") from None
+        raise ConfigError(f"{name}: {path} holds no valid PEM certificate ({exc})") from None
     return certs
 
 
-def load_tls_material(tls: TlsSettings) -> TlsMaterial:
+def load_tls_material(tls: TlsSettings, *, names: Mapping[str, str] = SERVER_TLS_NAMES) -> TlsMaterial:
     """Read and check the files ``tls`` names.  Blocking: call it before the
     reactor runs or in a thread pool.
 
     Raises :class:`ConfigError` naming the key and file at fault: unreadable
     file, no certificate, an encrypted or unparseable key, or a key that
-    does not belong to the (first) certificate.
+    does not belong to the (first) certificate.  ``names`` maps
+    ``cert_file``/``key_file``/``ca_file`` to what the messages call them.
     """
-    chain_pem = _read(tls.cert_file, "cert_file")
-    certificates = _certificates(chain_pem, tls.cert_file, "cert_file")
-    key_pem = _read(tls.key_file, "key_file")
+    chain_pem = _read(tls.cert_file, names["cert_file"])
+    certificates = _certificates(chain_pem, tls.cert_file, names["cert_file"])
+    key_pem = _read(tls.key_file, names["key_file"])
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
         raise ConfigError(
-            f"server.tls.key_file: {tls.key_file} is encrypted; give an unencrypted key "
+            f"{names['key_file']}: {tls.key_file} is encrypted; give an unencrypted key "
             "(protect it with file permissions)"
         ) from None
     except (ValueError, crypto.Error) as exc:
-        raise ConfigError(f"server.tls.key_file: {tls.key_file} is not a PEM private key ({exc})") from None
+        raise ConfigError(f"{names['key_file']}: {tls.key_file} is not a PEM private key ({exc})") from None
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER
     if key.public_key().public_bytes(encoding, public) != certificates[0].public_key().public_bytes(
         encoding, public
     ):
         raise ConfigError(
-            f"server.tls.key_file: {tls.key_file} does not match the certificate in {tls.cert_file}"
+            f"{names['key_file']}: {tls.key_file} does not match the certificate in {tls.cert_file}"
         )
     roots: bytes | None = None
     if tls.ca_file is not None:
-        roots = _read(tls.ca_file, "ca_file")
-        _certificates(roots, tls.ca_file, "ca_file")
+        roots = _read(tls.ca_file, names["ca_file"])
+        _certificates(roots, tls.ca_file, names["ca_file"])
     return TlsMaterial(
         private_key=key_pem,
         certificate_chain=chain_pem,
@@ -182,18 +193,29 @@ class ReloadableServerTls:
     the next handshake without closing the listener.
     """
 
-    def __init__(self, settings: TlsSettings, material: TlsMaterial, *, reactor: Any, pool: Any) -> None:
+    def __init__(
+        self,
+        settings: TlsSettings,
+        material: TlsMaterial,
+        *,
+        reactor: Any,
+        pool: Any,
+        names: Mapping[str, str] = SERVER_TLS_NAMES,
+    ) -> None:
         self.settings = settings
         self.reactor = reactor
         self.pool = pool
+        self.names = names  # how reload errors name the files (see load_tls_material)
         self.material = material
         self._context: SSL.Context = server_options(material).getContext()
 
     @classmethod
-    def load(cls, settings: TlsSettings, *, reactor: Any, pool: Any) -> ReloadableServerTls:
+    def load(
+        cls, settings: TlsSettings, *, reactor: Any, pool: Any, names: Mapping[str, str] = SERVER_TLS_NAMES
+    ) -> ReloadableServerTls:
         """Load the files synchronously: for start-up, before the reactor runs,
         so a bad file stops the server with the key and file named."""
-        return cls(settings, load_tls_material(settings), reactor=reactor, pool=pool)
+        return cls(settings, load_tls_material(settings, names=names), reactor=reactor, pool=pool, names=names)
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         return SSL.Connection(self._context, None)
@@ -235,7 +257,9 @@ class ReloadableServerTls:
         for new connections.  A bad file is logged and the old certificate
         stays in use (True only when the new material was installed)."""
         try:
-            material = yield deferToThreadPool(self.reactor, self.pool, load_tls_material, self.settings)
+            material = yield deferToThreadPool(
+                self.reactor, self.pool, lambda: load_tls_material(self.settings, names=self.names)
+            )
             context = server_options(material).getContext()
         except ConfigError as exc:
             log.error("TLS reload failed, keeping the current certificate: {error}", error=str(exc))

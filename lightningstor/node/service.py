@@ -4,6 +4,18 @@ Same shape as :class:`lightningstor.grpc.service.GrpcService`: the grpcio
 server (and its own handler thread pool) is built in ``startService``, after
 twistd has daemonized, and stopped with a grace period in ``stopService``
 without blocking the reactor that in-flight handlers still need.
+
+With ``credentials`` (``grpc.ServerCredentials``, in practice
+:meth:`lightningstor.tls.ReloadableServerTls.grpc_server_credentials`) the
+port speaks TLS with client certificates required; without them it is
+plaintext and unauthenticated, which start-up logs as a warning so that it
+is never a silent default on a network someone else can reach.
+
+grpcio has no setting for the minimum TLS version: ``ssl_server_credentials``
+takes none, and ``GRPC_SSL_CIPHER_SUITES`` cannot leave only TLS 1.3 (a list
+of TLS 1.3 suites alone is rejected as invalid and the port fails to bind).
+So the port accepts TLS 1.2 (grpc's ECDHE + AES-GCM suites only) and 1.3;
+grpc clients, the API servers included, negotiate 1.3.
 """
 
 from __future__ import annotations
@@ -31,8 +43,10 @@ class NodeGrpcService(Service):
     """Serves ``lightningstor.node.v1.ChunkService`` on ``address`` (port 0 picks one)."""
 
     def __init__(self, servicer: ChunkServicer, reactor: Any, address: str, *,
-                 max_workers: int = 16, grace_seconds: float = 5.0) -> None:
+                 max_workers: int = 16, grace_seconds: float = 5.0,
+                 credentials: grpc.ServerCredentials | None = None) -> None:
         self.servicer = servicer
+        self.credentials = credentials
         self.reactor = reactor
         self.address = address
         self.max_workers = max_workers
@@ -54,7 +68,10 @@ class NodeGrpcService(Service):
         )
         pb_grpc.add_ChunkServiceServicer_to_server(self.servicer, server)
         try:
-            port = server.add_insecure_port(self.address)
+            if self.credentials is not None:
+                port = server.add_secure_port(self.address, self.credentials)
+            else:
+                port = server.add_insecure_port(self.address)
         except RuntimeError as e:
             executor.shutdown(wait=False)
             raise RuntimeError(f"chunk service cannot listen on {self.address}: {e}") from e
@@ -64,13 +81,29 @@ class NodeGrpcService(Service):
         server.start()
         self.server = server
         self.bound_port = port
+        # Announced once the reactor runs: the handlers need it (they call
+        # into it), and the SIGHUP handler, installed by an earlier sibling's
+        # callWhenRunning, is in place by then; so the line that tools wait
+        # for means "serving, and safe to reload".
+        self.reactor.callWhenRunning(self._announce, port)
+
+    def _announce(self, port: int) -> None:
         identity = self.servicer.identity
+        # The warning first: whoever waits for the listening line has seen it.
+        if self.credentials is None:
+            log.warn(
+                "Chunk service on port {port} is UNAUTHENTICATED plaintext gRPC: anyone who can reach "
+                "it can read, overwrite and delete chunks. Start the node with --tls-cert, --tls-key "
+                "and --tls-ca (mutual TLS), or firewall the port so that only the API servers reach it.",
+                port=port,
+            )
         log.info(
-            "Chunk service listening on {host}:{port} (node {node_id}, zone {zone})",
+            "Chunk service listening on {host}:{port} (node {node_id}, zone {zone}, {scheme})",
             host=self.address.rpartition(":")[0],
             port=port,
             node_id=identity.node_id,
             zone=identity.zone or "-",
+            scheme="mTLS" if self.credentials is not None else "plaintext",
         )
 
     @inlineCallbacks

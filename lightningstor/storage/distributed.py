@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +47,7 @@ from lightningstor.interfaces.storage import (
     ReplicaCheck,
 )
 from lightningstor.storage import placement
-from lightningstor.storage.nodeclient import NodeClient, NodeUnavailable
+from lightningstor.storage.nodeclient import NodeClient, NodeTls, NodeUnavailable, load_node_tls
 from lightningstor.storage.placement import NodeAddress
 from lightningstor.storage.quorum import gather_quorum
 
@@ -382,7 +383,8 @@ def _settled(d: defer.Deferred[Any]) -> defer.Deferred[None]:
 @implementer(IPlugin, IStorageBackendFactory)
 class DistributedStorageFactory:
     """Builds :class:`DistributedBackend` from ``[storage.distributed]``
-    (validated by :mod:`lightningstor.config`) and starts its repair loop."""
+    (validated by :mod:`lightningstor.config`) and starts its repair loop.
+    ``https://`` nodes get mutual TLS with the ``tls_*_file`` settings."""
 
     name = "distributed"
     description = "Chunks replicated over storage nodes (twistd lightningstor-node)"
@@ -398,6 +400,7 @@ class DistributedStorageFactory:
         if len(zones) != len(urls):
             raise ConfigError("storage.distributed.zones: must name one zone per node")
         nodes = [parse_node(url, zone) for url, zone in zip(urls, zones, strict=True)]
+        tls = _node_tls(section, nodes)
         try:
             backend = DistributedBackend(
                 nodes,
@@ -407,6 +410,7 @@ class DistributedStorageFactory:
                 placement_strategy=str(section.get("placement_strategy", "consistent_hash")),
                 write_quorum=section.get("write_quorum"),
                 max_chunk_size=MAX_CHUNK_SIZE,
+                client_factory=partial(NodeClient, tls=tls),
             )
         except ValueError as e:
             raise ConfigError(f"storage.distributed: {e}") from None
@@ -415,6 +419,30 @@ class DistributedStorageFactory:
             backend.repairer = Repairer(backend, context.reactor, interval=interval)
             context.reactor.callWhenRunning(backend.repairer.start)
         return backend
+
+
+def _node_tls(section: Mapping[str, Any], nodes: Sequence[NodeAddress]) -> NodeTls | None:
+    """The client side of the nodes' mutual TLS, read from the files
+    ``tls_cert_file``/``tls_key_file``/``tls_ca_file`` name, or None when no
+    node URL is ``https://``.
+
+    :mod:`lightningstor.config` already rejects incomplete settings; they
+    are checked again here for callers that build the options themselves.
+    Reads the files (start-up, before the reactor runs) so that a wrong
+    path or a key not matching its certificate stops start-up, naming the
+    key, instead of failing every chunk call later.  The client certificate
+    is not reloaded on SIGHUP: restart the API server after renewing it.
+    """
+    if not any(node.secure for node in nodes):
+        return None
+    files = {key: section.get(key) for key in ("tls_cert_file", "tls_key_file", "tls_ca_file")}
+    missing = [key for key, value in files.items() if not value]
+    if missing:
+        raise ConfigError(
+            f"storage.distributed.{missing[0]}: required when a node URL is https:// "
+            "(nodes require a client certificate and are verified against the CA)"
+        )
+    return load_node_tls(str(files["tls_cert_file"]), str(files["tls_key_file"]), str(files["tls_ca_file"]))
 
 
 distributedStorageFactory = DistributedStorageFactory()

@@ -9,17 +9,24 @@ gRPC status codes become the backend's error types here, in one place:
 NOT_FOUND is ``ChunkNotFound``, DATA_LOSS ``ChunkCorrupted`` (the node's
 block checksums failed), INVALID_ARGUMENT ``ValueError`` (a bad chunk id),
 anything else ``NodeUnavailable``.
+
+``https://`` nodes are reached over TLS with ``tls`` (:class:`NodeTls`, from
+``[storage.distributed]``'s client certificate and the CA of the nodes'
+certificates; the nodes require the client certificate: mutual TLS).  The
+node's certificate must name the host of its URL (IP or DNS SAN): grpc
+checks it like any TLS client.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
-from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageError
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError, StorageError
 from lightningstor.interfaces.storage import ChunkInfo
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
@@ -54,13 +61,68 @@ def _translate(node: NodeAddress, error: grpc.RpcError) -> Exception:
     return NodeUnavailable(f"node {node.address}: {code.name if code else 'error'}: {detail}")
 
 
-class NodeClient:
-    """Blocking calls to one node; thread-safe (gRPC channels are)."""
+@dataclass(frozen=True)
+class NodeTls:
+    """PEM bytes for mTLS to the nodes: the client certificate chain and key
+    the nodes verify, and the CA(s) the nodes' certificates are checked
+    against (never the system store: the nodes' CA is private).
 
-    def __init__(self, node: NodeAddress, *, timeout: float = 30.0, small_timeout: float = 5.0) -> None:
+    Kept as bytes and turned into ``grpc.ChannelCredentials`` only when a
+    channel is made, after twistd's daemonizing fork, like the channel.
+    """
+
+    root_certificates: bytes
+    private_key: bytes = field(repr=False)
+    certificate_chain: bytes
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
+
+
+def load_node_tls(cert_file: str, key_file: str, ca_file: str, *, prefix: str = "storage.distributed.") -> NodeTls:
+    """Read and check the client-side TLS files.  Blocking: for start-up.
+
+    The files are checked the way the server's own are
+    (:func:`lightningstor.tls.load_tls_material`: PEM parses, key matches
+    certificate), so a mistake fails start-up with the ``prefix``-ed key
+    named instead of failing every handshake later.
+    """
+    from lightningstor.config import TlsSettings
+    from lightningstor.tls import load_tls_material
+
+    names = {"cert_file": f"{prefix}tls_cert_file", "key_file": f"{prefix}tls_key_file",
+             "ca_file": f"{prefix}tls_ca_file"}
+    material = load_tls_material(TlsSettings(cert_file, key_file, ca_file), names=names)
+    roots = material.root_certificates
+    if roots is None:  # cannot happen: ca_file is given; keeps the types honest
+        raise ConfigError(f"{names['ca_file']}: required")
+    return NodeTls(roots, material.private_key, material.certificate_chain)
+
+
+class NodeClient:
+    """Blocking calls to one node; thread-safe (gRPC channels are).
+
+    ``tls`` is used for an ``https://`` node; without it such a node is
+    reached with grpc's default TLS (system CAs, no client certificate),
+    which a node running mutual TLS refuses.
+    """
+
+    def __init__(
+        self,
+        node: NodeAddress,
+        *,
+        timeout: float = 30.0,
+        small_timeout: float = 5.0,
+        tls: NodeTls | None = None,
+    ) -> None:
         self.node = node
         self.timeout = timeout
         self.small_timeout = small_timeout
+        self.tls = tls
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
@@ -69,7 +131,9 @@ class NodeClient:
         with self._lock:
             if self._stub is None:
                 if self.node.secure:
-                    channel = grpc.secure_channel(self.node.address, grpc.ssl_channel_credentials(), _CHANNEL_OPTIONS)
+                    tls = self.tls
+                    credentials = tls.channel_credentials() if tls is not None else grpc.ssl_channel_credentials()
+                    channel = grpc.secure_channel(self.node.address, credentials, _CHANNEL_OPTIONS)
                 else:
                     channel = grpc.insecure_channel(self.node.address, _CHANNEL_OPTIONS)
                 self._channel = channel

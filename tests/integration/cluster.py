@@ -30,8 +30,10 @@ def free_port() -> int:
 class NodeProcess:
     """One storage node on a fixed loopback port with its own data dir."""
 
-    def __init__(self, data_dir: Path, port: int, zone: str = "", node_id: str = "node") -> None:
+    def __init__(self, data_dir: Path, port: int, zone: str = "", node_id: str = "node",
+                 extra_args: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        self.extra_args = extra_args or []  # e.g. --tls-cert/--tls-key/--tls-ca
         self.port = port
         self.zone = zone
         self.node_id = node_id
@@ -46,7 +48,8 @@ class NodeProcess:
     def start(self, timeout: float = 30.0) -> NodeProcess:
         twistd = str(Path(sys.executable).with_name("twistd"))
         args = [twistd, "-n", "--pidfile=", "lightningstor-node", "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", str(self.data_dir), "--zone", self.zone, "--node-id", self.node_id, "--no-fsync"]
+                "--data-dir", str(self.data_dir), "--zone", self.zone, "--node-id", self.node_id, "--no-fsync",
+                *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._ready.clear()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
