@@ -112,6 +112,10 @@ def _missing_files(settings: Settings) -> list[str]:
         ("server.tls.key_file", tls.key_file if tls else None),
         ("server.tls.ca_file", tls.ca_file if tls else None),
     ]
+    # The distributed backend's client certificate for the nodes' mutual TLS.
+    distributed = settings.storage.options.get("distributed") or {}
+    for name in ("tls_cert_file", "tls_key_file", "tls_ca_file"):
+        candidates.append((f"storage.distributed.{name}", distributed.get(name)))
     for key, path in candidates:
         if path is None:
             continue

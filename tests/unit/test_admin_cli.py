@@ -76,6 +76,23 @@ def test_check_config_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "line 1" in capsys.readouterr().err
 
 
+def test_check_config_missing_node_tls_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The distributed backend's client certificate files are checked too."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("ca")
+    path = write(
+        tmp_path,
+        '[storage]\nbackend = "distributed"\n[storage.distributed]\n'
+        'nodes = ["https://127.0.0.1:9002"]\nreplication_factor = 1\n'
+        f'tls_cert_file = "{tmp_path}/c.pem"\ntls_key_file = "{tmp_path}/k.pem"\ntls_ca_file = "{ca}"\n',
+    )
+    assert admin.main(["check-config", path]) == 1
+    err = capsys.readouterr().err
+    assert f"error: storage.distributed.tls_cert_file: {tmp_path}/c.pem: no such file" in err
+    assert f"error: storage.distributed.tls_key_file: {tmp_path}/k.pem: no such file" in err
+    assert "tls_ca_file" not in err
+
+
 def test_check_config_missing_tls_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """TLS files named by the config must exist; a missing one fails the check."""
     cert = tmp_path / "server.crt"
