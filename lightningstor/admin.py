@@ -329,6 +329,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 from lightningstor import admin_iam  # noqa: E402
 
 SUBCOMMANDS.update(admin_iam.subcommands())
+# Quota commands, likewise.
+from lightningstor import admin_quotas  # noqa: E402
+
+SUBCOMMANDS.update(admin_quotas.subcommands())
 
 
 def build_parser() -> argparse.ArgumentParser:

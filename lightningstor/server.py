@@ -31,6 +31,7 @@ from lightningstor.core.credentials import (
 )
 from lightningstor.core.expiry import UploadExpiryService
 from lightningstor.core.principals import PrincipalRecord
+from lightningstor.core.quotas import UsageFoldService
 from lightningstor.core.scrub import ScrubService
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
@@ -357,6 +358,8 @@ def _assemble(
     ).setServiceParent(top)
     if primary:
         CollectorService(store, backend, time.time, reactor).setServiceParent(top)
+        # Folds usage deltas (core/quotas.py) so usage reads stay short.
+        UsageFoldService(core.quotas, reactor).setServiceParent(top)
         UploadExpiryService(
             core.multipart, reactor, max_age_seconds=settings.limits.multipart_upload_timeout_hours * 3600.0
         ).setServiceParent(top)

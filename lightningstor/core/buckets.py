@@ -16,6 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.attributes import check_bucket_tags, validate_storage_class
+from lightningstor.core.quotas import BucketScope, QuotaManager
 from lightningstor.core.types import Bucket, Principal, Versioning
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
 
@@ -46,10 +47,15 @@ def check_scope(principal: Principal, org_id: str | None, project_id: str | None
 class BucketManager:
     """Create, find, list and delete buckets in a principal's scope."""
 
-    def __init__(self, store: IMetadataStore, clock: Callable[[], float], region: str) -> None:
+    def __init__(
+        self, store: IMetadataStore, clock: Callable[[], float], region: str, quotas: QuotaManager | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self._region = region
+        # max_buckets is checked in the create transaction; a deleted
+        # bucket's usage rows and bucket quota go with it.
+        self._quotas = quotas if quotas is not None else QuotaManager(store, clock)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -73,7 +79,9 @@ class BucketManager:
         its own); a principal creates buckets only in its own scope, since
         those are the only buckets it can resolve (AccessDenied otherwise).
         ``versioning`` and ``tags`` are stored with the bucket record in the
-        same write, so a bucket never exists without them.
+        same write, so a bucket never exists without them.  QuotaExceeded if
+        the org's or the project's max_buckets is reached (exact under
+        concurrent creates: see :mod:`lightningstor.core.quotas`).
         """
         validate_bucket_name(name)
         check_scope(principal, org_id, project_id)
@@ -106,14 +114,21 @@ class BucketManager:
         bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
         # Unique within the caller's own scope (a project bucket may share its
         # name with an org bucket; the project's one then resolves first).
-        result = yield self._store.txn([Compare(bkey, 0)], [Put(bkey, records.encode_bucket(bucket))])
-        if not result.succeeded:
+        for _attempt in range(100):
+            quota = yield self._quotas.plan_bucket_create(bucket.org_id, bucket.project_id)
+            result = yield self._store.txn(
+                [Compare(bkey, 0), *quota.compares], [Put(bkey, records.encode_bucket(bucket)), *quota.ops]
+            )
+            if result.succeeded:
+                return bucket
             kv = yield self._store.get(bkey)
-            owner = records.decode_bucket(kv.value).created_by if kv is not None else None
+            if kv is None:
+                continue  # a quota guard or limit moved: count again
+            owner = records.decode_bucket(kv.value).created_by
             if owner == principal.principal_id:
                 raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name)
             raise errors.BucketAlreadyExists(resource=name, BucketName=name)
-        return bucket
+        raise errors.SlowDown("Too many concurrent bucket creations")
 
     @inlineCallbacks
     def find(self, principal: Principal, name: str) -> Any:
@@ -175,8 +190,11 @@ class BucketManager:
         # Guard on the bucket record's revision; a PUT racing the delete may
         # still land an object under the old id, which the collector reclaims.
         result = yield self._store.txn([Compare(bkey, kv.mod_revision)], [Delete(bkey)])
-        if result.succeeded and self.abort_uploads is not None:
-            yield self.abort_uploads(bucket)
+        if result.succeeded:
+            if self.abort_uploads is not None:
+                yield self.abort_uploads(bucket)
+            # After the aborts, which release their parts into these rows.
+            yield self._quotas.forget_bucket(BucketScope.of(bucket))
         return None
 
     @inlineCallbacks

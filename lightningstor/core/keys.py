@@ -121,3 +121,70 @@ def version_key(bucket_id: str, key: str, sequence: int) -> bytes:
     """
     return key_versions_prefix(bucket_id, key) + b"%016x" % (MAX_SEQUENCE - sequence)
 
+
+
+# -- quotas (SPEC §7.4; lightningstor.core.quotas) ------------------------------
+QUOTAS = ROOT + b"quotas/"
+USAGE = ROOT + b"usage/"
+QUOTA_GUARDS = ROOT + b"quota-guards/"
+
+
+def org_quota_key(org_id: str) -> bytes:
+    """The limits record of an org (StorageLimits)."""
+    return QUOTAS + f"org/{org_id}".encode()
+
+
+def project_quota_key(org_id: str, project_id: str) -> bytes:
+    """The limits record of one project of an org (StorageLimits)."""
+    return QUOTAS + f"project/{org_id}/{project_id}".encode()
+
+
+def bucket_quota_key(bucket_id: str) -> bytes:
+    """A bucket's BucketQuota, by internal id: a re-created bucket starts without one."""
+    return QUOTAS + f"bucket/{bucket_id}".encode()
+
+
+def usage_scope_prefix(org_id: str, project_id: str | None = None) -> bytes:
+    """Usage rows of every bucket of an org (``project_id`` None) or of one project.
+
+    Rows are ``usage/{org}/{project}/{bucket_id}/...`` with an empty project
+    segment for org-level buckets, so one scan of this prefix reads a whole
+    scope at one revision (a consistent snapshot).
+    """
+    if project_id:
+        return USAGE + f"{org_id}/{project_id}/".encode()
+    return USAGE + f"{org_id}/".encode()
+
+
+def usage_bucket_prefix(org_id: str, project_id: str | None, bucket_id: str) -> bytes:
+    """``usage/{org}/{project or ''}/{bucket_id}/``: one bucket's base and deltas."""
+    return USAGE + f"{org_id}/{project_id or ''}/{bucket_id}/".encode()
+
+
+def usage_base_key(bucket_prefix: bytes) -> bytes:
+    """The folded usage of a bucket (sorts before its deltas)."""
+    return bucket_prefix + b"base"
+
+
+def usage_delta_key(bucket_prefix: bytes, unique: str) -> bytes:
+    """One not-yet-folded usage change of a bucket (unique key, never compared)."""
+    return bucket_prefix + b"d/" + unique.encode()
+
+
+def org_guard_key(org_id: str) -> bytes:
+    """Bumped by every commit that must be serialized against an org limit."""
+    return QUOTA_GUARDS + f"org/{org_id}".encode()
+
+
+def project_guard_key(org_id: str, project_id: str) -> bytes:
+    return QUOTA_GUARDS + f"project/{org_id}/{project_id}".encode()
+
+
+def bucket_guard_key(bucket_id: str) -> bytes:
+    return QUOTA_GUARDS + f"bucket/{bucket_id}".encode()
+
+
+def quota_epoch_key(org_id: str) -> bytes:
+    """Bumped with every change to a limit record of the org (its own, its
+    projects', its buckets'): commits compare this one key instead of three."""
+    return QUOTAS + f"epoch/{org_id}".encode()

@@ -54,6 +54,7 @@ from lightningstor.core.objects import (
     may_have_committed,
     validate_key,
 )
+from lightningstor.core.quotas import ZERO, BucketScope, Usage
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
 from lightningstor.interfaces.metadata import (
@@ -119,6 +120,19 @@ class Upload:
     storage_class: str = "STANDARD"
     checksum_algorithm: str | None = None  # lower case, e.g. "crc32"
     checksum_type: str | None = None  # COMPOSITE | FULL_OBJECT (with an algorithm)
+    # The bucket's org and project, for usage accounting: the parts of an
+    # upload count against byte quotas (core.quotas) until it is completed
+    # or aborted.  Records written before quotas existed have none and their
+    # parts are not counted (so completing or aborting them releases nothing).
+    org_id: str | None = None
+    project_id: str | None = None
+
+    @property
+    def usage_scope(self) -> BucketScope | None:
+        """Where this upload's parts are counted, or None for an untracked upload."""
+        if self.org_id is None:
+            return None
+        return BucketScope(self.org_id, self.project_id, self.bucket_id)
 
 
 @dataclass
@@ -303,18 +317,21 @@ def encode_upload(u: Upload) -> bytes:
         d["class"] = u.storage_class
     if u.checksum_algorithm:
         d["ck"] = [u.checksum_algorithm, u.checksum_type]
+    if u.org_id is not None:
+        d["scope"] = [u.org_id, u.project_id]
     return _dumps(d)
 
 
 def decode_upload(data: bytes) -> Upload:
     d = json.loads(data)
     algorithm, kind = d.get("ck", (None, None))
+    org_id, project_id = d.get("scope", (None, None))
     return Upload(
         upload_id=d["id"], bucket_id=d["bucket"], key=d["key"], initiated_at=d["ts"],
         initiator=d.get("by", ""), initiator_name=d.get("by_name", ""), owner=d.get("owner", ""),
         content_type=d.get("ct", "binary/octet-stream"), system_headers=d.get("sys", {}),
         metadata=d.get("meta", {}), tags=d.get("tags", {}), storage_class=d.get("class", "STANDARD"),
-        checksum_algorithm=algorithm, checksum_type=kind,
+        checksum_algorithm=algorithm, checksum_type=kind, org_id=org_id, project_id=project_id,
     )  # fmt: skip
 
 
@@ -368,6 +385,7 @@ class MultipartManager:
         self._store = store
         self._chunks = chunks
         self._objects = objects
+        self._quotas = objects.quotas
         self._clock = clock
         self.min_part_size = min_part_size
         self.max_part_size = max_part_size
@@ -410,6 +428,8 @@ class MultipartManager:
                 storage_class=attrs.storage_class,
                 checksum_algorithm=algorithm,
                 checksum_type=kind,
+                org_id=bucket.org_id,
+                project_id=bucket.project_id,
             )
             ukey = keys.upload_key(bucket.bucket_id, key, upload.upload_id)
             result = yield self._store.txn([Compare(ukey, 0)], [Put(ukey, encode_upload(upload))])
@@ -460,7 +480,8 @@ class MultipartManager:
 
         Replaces a part of the same number (its chunks are deleted after the
         commit).  Fails with NoSuchUpload if the upload was completed or
-        aborted meanwhile; on any failure the caller still owns (and must
+        aborted meanwhile, QuotaExceeded if the part does not fit its
+        bucket's byte quotas; on any failure the caller still owns (and must
         delete) the written chunks.
         """
         validate_part_number(part_number)
@@ -483,16 +504,22 @@ class MultipartManager:
                 raise errors.NoSuchUpload(UploadId=upload.upload_id)
             pkv = yield self._store.get(pkey)
             old = decode_part(pkv.value) if pkv is not None else None
+            scope = upload.usage_scope
+            delta = Usage(upload_bytes=part.size - (old.size if old is not None else 0))
+            quota = yield self._quotas.plan(scope, delta, object_size=part.size)
             ops: list[Operation] = [Put(ukey, ukv.value), Put(pkey, encoded)]  # bump the upload's revision
             if old is not None:
                 ops += [Delete(keys.chunk_key(c.chunk_id)) for c in old.chunks]
             ops += [Put(keys.chunk_key(c.chunk_id), pkey) for c in part.chunks]
+            ops += quota.ops
             compares = [Compare(ukey, ukv.mod_revision), Compare(pkey, pkv.mod_revision if pkv else 0)]
-            outcome = yield self._store.txn(compares, ops)
+            outcome = yield self._store.txn([*compares, *quota.compares], ops)
             if outcome.succeeded:
+                self._quotas.committed(quota)
                 if old is not None and old.chunks:
                     self._chunks.delete_chunks(old.chunks)
                 return part
+            self._quotas.conflicted(scope)
         raise errors.SlowDown("Too many concurrent writes to this upload")
 
     @inlineCallbacks
@@ -625,10 +652,15 @@ class MultipartManager:
             pprefix = keys.parts_prefix(upload_id)
             extra_ops: list[Operation] = [Delete(ukey), DeleteRange(pprefix, prefix_end(pprefix))]
             extra_ops += [Delete(keys.chunk_key(c.chunk_id)) for p in unlisted for c in p.chunks]
+            # The parts stop counting as upload bytes; the object counts instead.
+            released = ZERO
+            if upload.usage_scope is not None:
+                released = Usage(upload_bytes=-sum(p.size for p in by_number.values()))
             try:
                 committed = yield self._objects.commit(
-                    bucket, record, conditions, extra_compares=[Compare(ukey, ukv.mod_revision)], extra_ops=extra_ops
-                )
+                    bucket, record, conditions, extra_compares=[Compare(ukey, ukv.mod_revision)],
+                    extra_ops=extra_ops, extra_usage=released,
+                )  # fmt: skip
             except ConflictError:
                 continue  # a part changed, or another complete/abort won: look again
             garbage = [c for p in unlisted for c in p.chunks]
@@ -740,8 +772,11 @@ class MultipartManager:
             pprefix = keys.parts_prefix(upload_id)
             ops: list[Operation] = [Delete(ukey), DeleteRange(pprefix, prefix_end(pprefix))]
             ops += [Delete(keys.chunk_key(c.chunk_id)) for c in chunks]
-            outcome = yield self._store.txn([Compare(ukey, ukv.mod_revision)], ops)
+            released = Usage(upload_bytes=-sum(p.size for _kv, p in stored))
+            quota = self._quotas.unguarded(decode_upload(ukv.value).usage_scope, released)
+            outcome = yield self._store.txn([Compare(ukey, ukv.mod_revision)], [*ops, *quota.ops])
             if outcome.succeeded:
+                self._quotas.committed(quota)
                 if chunks:
                     self._chunks.delete_chunks(chunks)
                 return True

@@ -27,6 +27,7 @@ from lightningstor import errors
 from lightningstor.checksums import b64
 from lightningstor.core import keys, records
 from lightningstor.core.attributes import check_object_tags
+from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
 from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
 from lightningstor.interfaces.metadata import (
@@ -221,6 +222,7 @@ class _Plan:
     compares: list[Compare] = field(default_factory=list)
     freed: list[ChunkRef] = field(default_factory=list)  # chunks of versions gone for good
     kept: set[str] = field(default_factory=set)  # chunk ids still referenced afterwards
+    delta: Usage = ZERO  # what the commit changes in the bucket's usage (core.quotas)
 
 
 class ObjectManager:
@@ -247,11 +249,14 @@ class ObjectManager:
         clock: Callable[[], float],
         *,
         max_metadata_bytes: int = 2048,
+        quotas: QuotaManager | None = None,
     ) -> None:
         self._store = store
         self._delete_chunks = delete_chunks
         self._clock = clock
         self.max_metadata_bytes = max_metadata_bytes
+        # Usage rows and limits ride along in every transaction below.
+        self.quotas = quotas if quotas is not None else QuotaManager(store, clock)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -361,6 +366,7 @@ class ObjectManager:
         *,
         extra_compares: Sequence[Compare] = (),
         extra_ops: Sequence[Operation] = (),
+        extra_usage: Usage = ZERO,
     ) -> Any:
         """Atomically make ``record`` the current object; Deferred[ObjectRecord].
 
@@ -379,20 +385,34 @@ class ObjectManager:
         ``extra_compares``/``extra_ops`` join the same transaction (multipart
         completion removes its upload records atomically with the commit).  If
         one of the extra compares fails, :class:`ConflictError` is raised and
-        nothing is written.
+        nothing is written.  ``extra_usage`` is the caller's own change to the
+        bucket's usage (multipart completion releases its parts' bytes).
+
+        Quotas (:mod:`lightningstor.core.quotas`) are checked against fresh
+        usage on every attempt; QuotaExceeded leaves everything as it was.
         """
         okey = keys.object_key(bucket.bucket_id, record.key)
+        scope = BucketScope.of(bucket)
         for _attempt in range(100):
             kv = yield self._store.get(okey)
             current = None if kv is None else records.decode_object(kv.value)
             if attrs is not None:
                 _check_write_conditions(attrs, current, record.key)
             plan = yield self._plan_replace(bucket, okey, current, record)
-            guards = [Compare(okey, kv.mod_revision if kv else 0), *plan.compares]
-            result = yield self._store.txn([*guards, *extra_compares], _dedupe([*plan.ops, *extra_ops]))
+            quota = yield self.quotas.plan(
+                scope,
+                plan.delta + extra_usage,
+                object_size=None if record.delete_marker else record.size,
+            )
+            guards = [Compare(okey, kv.mod_revision if kv else 0), *plan.compares, *quota.compares]
+            result = yield self._store.txn(
+                [*guards, *extra_compares], _dedupe([*plan.ops, *quota.ops, *extra_ops])
+            )
             if result.succeeded:
+                self.quotas.committed(quota)
                 self._free(plan.freed, plan.kept | {c.chunk_id for c in record.chunks})
                 return record
+            self.quotas.conflicted(scope)
             if extra_compares:
                 # Was it one of our keys or one of the caller's guards that moved?
                 moved = yield self._any_moved(guards)
@@ -406,7 +426,7 @@ class ObjectManager:
     ) -> Any:
         """Deferred[_Plan] that puts ``record`` at ``okey`` in place of ``current``."""
         mode = effective_versioning(bucket, current)
-        plan = _Plan()
+        plan = _Plan(delta=record_usage(record))
         record.null_sequence = None
         if mode is Versioning.DISABLED:
             # Unversioned: exactly the old behaviour (no history is kept).
@@ -414,6 +434,7 @@ class ObjectManager:
             record.sequence = 0
             plan.ops += _index_delete(current)
             plan.freed += current.chunks if current is not None else []
+            plan.delta -= record_usage(current)
         else:
             record.sequence = (current.sequence if current is not None else 0) + 1
             if mode is Versioning.ENABLED:
@@ -429,6 +450,7 @@ class ObjectManager:
                 if current is not None and current.version_id is None:
                     plan.ops += _index_delete(current)
                     plan.freed += current.chunks
+                    plan.delta -= record_usage(current)
                 elif current is not None:
                     plan.ops += self._demote(bucket, current)
                     plan.kept |= {c.chunk_id for c in current.chunks}
@@ -440,6 +462,7 @@ class ObjectManager:
                             plan.ops += [Delete(nkey), *_index_delete(old_null)]
                             plan.compares.append(Compare(nkey, nkv.mod_revision))
                             plan.freed += old_null.chunks
+                            plan.delta -= record_usage(old_null)
         plan.ops.append(Put(okey, records.encode_object(record)))
         plan.ops += _index_put(record, okey)
         return plan
@@ -495,9 +518,11 @@ class ObjectManager:
                 return DeleteOutcome(wire_version_id(marker.version_id), True)
             if kv is None or current is None:
                 return DeleteOutcome(None, False)
-            ops: list[Operation] = [Delete(okey), *_index_delete(current)]
+            quota = self.quotas.unguarded(BucketScope.of(bucket), ZERO - record_usage(current))
+            ops: list[Operation] = [Delete(okey), *_index_delete(current), *quota.ops]
             result = yield self._store.txn([Compare(okey, kv.mod_revision)], _dedupe(ops))
             if result.succeeded:
+                self.quotas.committed(quota)
                 self._free(current.chunks, set())
                 return DeleteOutcome(None, False)
         raise errors.SlowDown("Too many concurrent writes to this key")
@@ -533,8 +558,11 @@ class ObjectManager:
                     current = replace(located.current, null_sequence=None)
                     compares.append(Compare(okey, located.current_revision))
                     ops.append(Put(okey, records.encode_object(current)))
-            result = yield self._store.txn(compares, _dedupe(ops))
+            # Promotion only moves a version: the one removed is all that changes.
+            quota = self.quotas.unguarded(BucketScope.of(bucket), ZERO - record_usage(gone))
+            result = yield self._store.txn(compares, _dedupe([*ops, *quota.ops]))
             if result.succeeded:
+                self.quotas.committed(quota)
                 self._free(gone.chunks, kept)
                 return DeleteOutcome(ref.text, gone.delete_marker)
         raise errors.SlowDown("Too many concurrent writes to this key")

@@ -20,6 +20,7 @@ from lightningstor.core.listing import check_version_id_marker, list_object_vers
 from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, MultipartManager
 from lightningstor.core.objects import ObjectManager
 from lightningstor.core.principals import PrincipalStore
+from lightningstor.core.quotas import QuotaManager
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.interfaces.metadata import IMetadataStore
@@ -55,7 +56,10 @@ class Core:
         self.clock = clock
         self.region = region
         self.max_keys_per_list = max_keys_per_list
-        self.buckets = BucketManager(store, clock, region)
+        # Quotas (SPEC §7.4): limits, usage rows and their checks, shared by
+        # every write path below.
+        self.quotas = QuotaManager(store, clock)
+        self.buckets = BucketManager(store, clock, region, self.quotas)
         self.principals = PrincipalStore(store, clock)
         # Every protocol-layer operation resolves its bucket through here:
         # scope first, then the authorizer plugin (core/access.py).
@@ -67,6 +71,7 @@ class Core:
             lambda doomed: chunks.retire_chunks(doomed, superseded_grace_seconds),
             clock,
             max_metadata_bytes=max_metadata_bytes,
+            quotas=self.quotas,
         )
         self.multipart = MultipartManager(
             store, chunks, self.objects, clock, max_parts=max_multipart_parts, max_object_size=max_object_size

@@ -135,6 +135,8 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
         raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(decoded_length))
     if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
         raise errors.MissingContentLength()
+    # A part that can never fit the bucket's quotas is refused before it is stored.
+    yield api.core.quotas.check_part(upload.usage_scope, upload.upload_id, part_number, decoded_length)
     expected, keep, trailer = checksum_algorithms(call.headers)
     wanted = upload.checksum_algorithm
     if wanted is not None:

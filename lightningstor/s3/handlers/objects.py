@@ -127,6 +127,8 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
         raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
     if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
         raise errors.MissingContentLength()
+    # A body that can never fit the bucket's quotas is refused before it is stored.
+    yield api.core.quotas.check_put(bucket, call.key, decoded_length)
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
     check_tags(attrs.tags, MAX_OBJECT_TAGS)
     encoding = attrs.system_headers.get("Content-Encoding")
