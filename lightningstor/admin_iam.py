@@ -324,6 +324,17 @@ async def _set_key_disabled(args: argparse.Namespace, out: TextIO, ctx: IamConte
     return 0
 
 
+async def key_reencrypt(args: argparse.Namespace, out: TextIO, ctx: IamContext) -> int:
+    """Re-encrypt every stored secret with the master key file's first key:
+    after it, older keys can be removed from the file."""
+    count: int = await _wait(ctx.credentials.reencrypt_all())
+    if args.json:
+        _emit_json(out, {"reencrypted": count})
+    else:
+        print(f"re-encrypted {count} access key secrets with the first master key", file=out)
+    return 0
+
+
 async def key_disable(args: argparse.Namespace, out: TextIO, ctx: IamContext) -> int:
     """Disable one access key (the server refuses it within ``cache_seconds``)."""
     return await _set_key_disabled(args, out, ctx, True)
@@ -714,6 +725,8 @@ def _configure_key(parser: argparse.ArgumentParser) -> None:
     _leaf(group, "list", key_list, "list a principal's access keys (never their secrets)", of_principal)
     _leaf(group, "disable", key_disable, "disable an access key", one)
     _leaf(group, "enable", key_enable, "enable a disabled access key", one)
+    _leaf(group, "reencrypt", key_reencrypt,
+          "re-encrypt every stored secret with the master key file's first key (key rotation)", lambda p: None)
 
 
 def _configure_grant(parser: argparse.ArgumentParser) -> None:

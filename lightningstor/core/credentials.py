@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
 from lightningstor.core import keys
@@ -32,10 +32,18 @@ ROOT_PRINCIPAL = "admin"
 
 
 def load_or_create_master_key(path: str) -> bytes:
-    """Read the Fernet master key, creating it (mode 0600) on first start."""
+    """Read the master key file, creating it (one key, mode 0600) on first start.
+
+    The file holds one Fernet key per line.  The first encrypts; every line
+    decrypts.  That is how the key is rotated without downtime: put a new
+    key on the first line (keeping the old one below it), restart the
+    servers, re-encrypt the stored secrets (``lightningstor-admin key
+    reencrypt``), then drop the old line.  Raises ValueError for a damaged
+    file.
+    """
     try:
         with open(path, "rb") as f:
-            key = f.read().strip()
+            content = f.read()
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         key = Fernet.generate_key()
@@ -45,8 +53,19 @@ def load_or_create_master_key(path: str) -> bytes:
             f.flush()
             os.fsync(f.fileno())
         return key
-    Fernet(key)  # validates the format: raises ValueError on a damaged file
-    return key
+    master_keys(content)  # validates every line
+    return content.strip()
+
+
+def master_keys(content: bytes) -> list[bytes]:
+    """The keys of a master key file, first (encrypting) one first; ValueError
+    if there is none or a line is not a Fernet key."""
+    found = [line.strip() for line in content.splitlines() if line.strip() and not line.startswith(b"#")]
+    if not found:
+        raise ValueError("the master key file holds no key")
+    for key in found:
+        Fernet(key)  # raises ValueError for a malformed key
+    return found
 
 
 def new_access_key() -> str:
@@ -86,7 +105,10 @@ class CredentialStore:
         cache_ttl: float = 5.0,
     ) -> None:
         self._store = store
-        self._fernet = Fernet(master_key)
+        # Encrypts with the file's first key, decrypts with any of them.
+        fernets = [Fernet(k) for k in master_keys(master_key)]
+        self._first = fernets[0]
+        self._fernet = MultiFernet(fernets)
         self._clock = clock
         self._ttl = cache_ttl
         self._cache: dict[str, tuple[float, Credential | None]] = {}
@@ -262,6 +284,45 @@ class CredentialStore:
                 self._cache.pop(access_key_id, None)
                 return cred
         raise RuntimeError(f"access key {access_key_id} keeps changing; try again")
+
+    @inlineCallbacks
+    def reencrypt_all(self) -> Any:
+        """Deferred[int]: re-encrypt every stored secret with the first master
+        key (the last step before an old key can leave the key file).
+
+        Each credential is rewritten with a compare on its revision, retried
+        if it changed meanwhile; a secret no key decrypts fails the run
+        (RuntimeError naming it) before anything after it is touched.
+        """
+        rewritten = 0
+        start, end = keys.CREDENTIALS, prefix_end(keys.CREDENTIALS)
+        while True:
+            rows = yield self._store.scan(start, end, 500)
+            for kv in rows:
+                for _attempt in range(50):
+                    cred = self._decode(kv.value)
+                    result = yield self._store.txn([Compare(kv.key, kv.mod_revision)], [Put(kv.key, self._encode(cred))])
+                    if result.succeeded:
+                        rewritten += 1
+                        break
+                    kv = yield self._store.get(kv.key)
+                    if kv is None:
+                        break
+                else:
+                    raise RuntimeError(f"credential {cred.access_key_id} keeps changing; run again")
+            if len(rows) < 500:
+                return rewritten
+            start = rows[-1].key + b"\0"
+
+    def decrypts_with_first_key(self, value: bytes) -> bool:
+        """Whether a stored credential's secret is encrypted with the first key
+        (tests and ``key reencrypt`` reporting)."""
+        token = json.loads(value)["secret"].encode()
+        try:
+            self._first.decrypt(token)
+        except InvalidToken:
+            return False
+        return True
 
     @inlineCallbacks
     def any_exist(self) -> Any:

@@ -440,3 +440,48 @@ def test_batch_answers_each_line(tmp_path: Path) -> None:
     listed = json.loads(answers[4]["stdout"])
     assert [(p["principal_id"], p["display_name"]) for p in listed] == [("alice", "Alice A")]
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_master_key_rotation_through_the_console_script(tmp_path: Path) -> None:
+    """Rotation as docs/access-control.md describes it: a new key on the first
+    line of the master key file, the old one kept below; ``key reencrypt``
+    rewrites every secret with the new key; after that the old line can go,
+    and every key still resolves to its secret.  Before ``reencrypt`` the
+    old key is still needed (the test proves it by removing it too early)."""
+    data = tmp_path / "data"
+    assert _admin(data, "principal", "create", "alice", "--org", "acme").returncode == 0
+    created = [json.loads(_admin(data, "key", "create", "alice", "--json").stdout) for _ in range(3)]
+    key_file = data / "master.key"
+    old = key_file.read_bytes().strip()
+    new = Fernet.generate_key()
+
+    key_file.write_bytes(new + b"\n")  # too early: the stored secrets need the old key
+    listing = _admin(data, "key", "list", "alice", "--json")
+    assert listing.returncode != 0 and "cannot be decrypted" in listing.stderr + listing.stdout
+
+    key_file.write_bytes(new + b"\n" + old + b"\n")
+    done = _admin(data, "key", "reencrypt", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"reencrypted": 3}
+
+    key_file.write_bytes(new + b"\n")
+    listing = _admin(data, "key", "list", "alice", "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert sorted(k["access_key_id"] for k in json.loads(listing.stdout)) == sorted(
+        c["access_key_id"] for c in created
+    )
+
+    async def secrets() -> dict[str, str]:
+        store = SqliteMetadataStore(str(data / "metadata.db"), reactor)
+        try:
+            creds = CredentialStore(store, new, cache_ttl=0)
+            out = {}
+            for c in created:
+                cred = await creds.get(c["access_key_id"])
+                out[c["access_key_id"]] = cred.secret
+            return out
+        finally:
+            await store.close()
+
+    assert await secrets() == {c["access_key_id"]: c["secret_access_key"] for c in created}
