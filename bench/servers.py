@@ -100,7 +100,7 @@ def start_lightningstor(scratch: Path, workers: int, extra_args: list[str] | Non
 
     data = scratch / "lightningstor"
     data.mkdir()
-    args = list(extra_args or []) + (["--workers", str(workers)] if workers > 1 else [])
+    args = list(extra_args or []) + ["--workers", str(workers)]
     server = ServerProcess(data, extra_args=args).start()
     worker_pids: list[int] = []
     if workers > 1:

@@ -132,6 +132,15 @@ class TlsSettings:
     ca_file: str | None = None
 
 
+def default_workers() -> int:
+    """``[server] workers = 0`` (the default): one reactor process per CPU
+    this process may run on, so Python uses every core."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """``[server]``: listeners and process shape.  Addresses are canonical
@@ -140,7 +149,9 @@ class ServerSettings:
     s3_addr: str = "0.0.0.0:9000"
     grpc_addr: str = "0.0.0.0:9001"
     metrics_addr: str | None = None
-    workers: int = 1
+    # Reactor processes; the file's default 0 means one per CPU, resolved
+    # when the settings are loaded (so this always holds the real count).
+    workers: int = field(default_factory=lambda: default_workers())
     shutdown_timeout_seconds: float = 30.0
     tls: TlsSettings | None = None
     grpc_enabled: bool = True
@@ -686,7 +697,7 @@ def _read_server(t: _Table) -> ServerSettings:
         s3_addr=s3_addr,
         grpc_addr=grpc_addr,
         metrics_addr=metrics_addr,
-        workers=t.get("workers", d.workers, _int(1, 1024)),
+        workers=t.get("workers", 0, _int(0, 1024)) or default_workers(),
         shutdown_timeout_seconds=t.get(
             "shutdown_timeout_seconds", d.shutdown_timeout_seconds, _float(0, 3600)
         ),

@@ -31,7 +31,7 @@ class Options(usage.Options):
         ["s3-addr", None, None, "S3 HTTP listen address (default 0.0.0.0:9000)."],
         ["log-level", "l", None, "Log level: trace, debug, info, warn, error."],
         ["data-dir", None, None, "Data directory (default /var/lib/lightningstor)."],
-        ["workers", "w", None, "Reactor processes sharing the ports (default 1; see [server] workers)."],
+        ["workers", "w", None, "Reactor processes sharing the ports (default: one per CPU; see [server] workers)."],
     ]
 
     def opt_version(self) -> None:

@@ -57,6 +57,10 @@ class ServerProcess:
         if self.config:
             args += ["--config", self.config]
         args += self.extra_args
+        if "--workers" not in self.extra_args:
+            # One process unless a test asks for workers: tests signal, kill
+            # and measure the process they started.
+            args += ["--workers", "1"]
         env = dict(os.environ)
         env.update({
             "LIGHTNINGSTOR_ROOT_ACCESS_KEY": ROOT_ACCESS_KEY,

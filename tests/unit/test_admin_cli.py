@@ -49,12 +49,12 @@ def test_check_config_valid_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_check_config_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An invalid file: exit 1, one "error:" line per problem on stderr, a
     count, and no "OK" on stdout."""
-    path = write(tmp_path, "[server]\nworkers = 0\ns3_adr = 'x'\n[storage]\nshard_depth = 9\n")
+    path = write(tmp_path, "[server]\nworkers = -1\ns3_adr = 'x'\n[storage]\nshard_depth = 9\n")
     assert admin.main(["check-config", path]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.splitlines()
-    assert lines[0].startswith("error: server.workers: must be between 1 and 1024")
+    assert lines[0].startswith("error: server.workers: must be between 0 and 1024")
     assert lines[1] == "error: unknown key 'server.s3_adr' (did you mean 's3_addr'?)"
     assert lines[2].startswith("error: storage.shard_depth: must be between 0 and 4")
     assert lines[3] == f"{path}: 3 problems"

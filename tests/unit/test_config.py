@@ -16,6 +16,7 @@ from twisted.internet.testing import MemoryReactor
 from lightningstor.config import (
     ConfigProblems,
     Settings,
+    default_workers,
     endpoint_description,
     format_address,
     load_settings,
@@ -99,7 +100,7 @@ def test_defaults_with_nothing_given() -> None:
     assert s.server.s3_addr == "0.0.0.0:9000"
     assert s.server.grpc_addr == "0.0.0.0:9001"
     assert s.server.metrics_addr is None
-    assert s.server.workers == 1
+    assert s.server.workers == default_workers() >= 1  # one per CPU
     assert s.server.shutdown_timeout_seconds == 30.0
     assert s.server.tls is None
     assert s.server.grpc_enabled is True
@@ -314,7 +315,7 @@ BAD_VALUES = [
     ('[storage]\nbackend = "my backend"', "storage.backend: invalid plugin name"),
     ('[storage]\ndata_dir = 7', "storage.data_dir: expected a string, got an integer (7)"),
     ('[server]\nworkers = true', "server.workers: expected an integer, got a boolean (true)"),
-    ('[server]\nworkers = 0', "server.workers: must be between 1 and 1024, got 0"),
+    ('[server]\nworkers = -1', "server.workers: must be between 0 and 1024, got -1"),
     ('[server]\nworkers = 2.0', "server.workers: expected an integer, got a float"),
     ('[server]\nshutdown_timeout_seconds = -1', "server.shutdown_timeout_seconds: must be between 0 and 3600"),
     ('[server]\nshutdown_timeout_seconds = false', "server.shutdown_timeout_seconds: expected a number"),
@@ -391,7 +392,7 @@ def test_validation_error_names_key(tmp_path: Path, toml_text: str, expected: st
 
 def test_all_problems_are_reported_together(tmp_path: Path) -> None:
     """Validation does not stop at the first problem; str() holds them all."""
-    path = write(tmp_path, "[server]\nworkers = 0\n[s3]\nregion = 'a b'\n[limits]\nmax_delete_keys = 0\n")
+    path = write(tmp_path, "[server]\nworkers = -1\n[s3]\nregion = 'a b'\n[limits]\nmax_delete_keys = 0\n")
     with pytest.raises(ConfigProblems) as excinfo:
         load_settings(path, env={})
     keys = [p.split(":")[0] for p in excinfo.value.problems]
