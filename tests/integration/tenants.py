@@ -35,6 +35,7 @@ import boto3
 from botocore.config import Config
 
 from lightningstor.client import LightningStorClient
+from lightningstor.core import access
 from tests.integration.server import ServerProcess
 
 
@@ -225,3 +226,33 @@ class Tenancy:
         key = json.loads(self.cli(*argv)[1])
         return Identity(principal_id, key["org_id"], key["project_id"], key["access_key_id"],
                         key["secret_access_key"])
+
+
+# The cast both tenancy suites (S3 and gRPC) provision: two orgs, two
+# projects in acme, the built-in roles, and one principal per SPEC §7.3
+# action that holds only an allow grant of it ("only-objects-get") or an
+# admin with a deny grant of it ("deny-objects-get").
+ACME_ALL = ("org/acme", "org/acme/*")
+SHORT = {a: a.split(":", 1)[1].replace(":", "-") for a in access.ACTIONS}  # objects-get ...
+
+
+def standard_specs() -> list[Spec]:
+    specs = [
+        Spec("acme-admin", "acme", roles=("admin",)),
+        Spec("web-admin", "acme", "web", roles=("admin",)),
+        Spec("web-rw", "acme", "web", roles=("read-write",)),
+        Spec("web-ro", "acme", "web", roles=("read-only",)),
+        Spec("data-admin", "acme", "data", roles=("admin",)),
+        Spec("data-rw", "acme", "data", roles=("read-write",)),
+        Spec("globex-admin", "globex", roles=("admin",)),
+        Spec("globex-rw", "globex", roles=("read-write",)),
+        Spec("acme-nobody", "acme"),
+        Spec("acme-temp", "acme", roles=("read-write",)),
+        Spec("acme-creator", "acme", grants=(((access.BUCKETS_CREATE,), ("org/acme/bucket/*",), "allow"),)),
+        Spec("copy-and-get", "acme", grants=(((access.OBJECTS_COPY, access.OBJECTS_GET), ACME_ALL, "allow"),)),
+    ]
+    for action in access.ACTIONS:
+        specs.append(Spec(f"only-{SHORT[action]}", "acme", grants=(((action,), ACME_ALL, "allow"),)))
+        specs.append(Spec(f"deny-{SHORT[action]}", "acme", roles=("admin",),
+                          grants=(((action,), ACME_ALL, "deny"),)))
+    return specs

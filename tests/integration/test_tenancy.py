@@ -29,33 +29,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lightningstor.core import access
-from tests.integration.tenants import Identity, Spec, Tenancy
+from tests.integration.tenants import SHORT, Identity, Tenancy, standard_specs
 
 CACHE_SECONDS = 0.5
-ACME_ALL = ("org/acme", "org/acme/*")
-SHORT = {a: a.split(":", 1)[1].replace(":", "-") for a in access.ACTIONS}  # objects-get ...
-
-
-def _specs() -> list[Spec]:
-    specs = [
-        Spec("acme-admin", "acme", roles=("admin",)),
-        Spec("web-admin", "acme", "web", roles=("admin",)),
-        Spec("web-rw", "acme", "web", roles=("read-write",)),
-        Spec("web-ro", "acme", "web", roles=("read-only",)),
-        Spec("data-admin", "acme", "data", roles=("admin",)),
-        Spec("data-rw", "acme", "data", roles=("read-write",)),
-        Spec("globex-admin", "globex", roles=("admin",)),
-        Spec("globex-rw", "globex", roles=("read-write",)),
-        Spec("acme-nobody", "acme"),
-        Spec("acme-temp", "acme", roles=("read-write",)),
-        Spec("acme-creator", "acme", grants=(((access.BUCKETS_CREATE,), ("org/acme/bucket/*",), "allow"),)),
-        Spec("copy-and-get", "acme", grants=(((access.OBJECTS_COPY, access.OBJECTS_GET), ACME_ALL, "allow"),)),
-    ]
-    for action in access.ACTIONS:
-        specs.append(Spec(f"only-{SHORT[action]}", "acme", grants=(((action,), ACME_ALL, "allow"),)))
-        specs.append(Spec(f"deny-{SHORT[action]}", "acme", roles=("admin",),
-                          grants=(((action,), ACME_ALL, "deny"),)))
-    return specs
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +43,7 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
 
 @pytest.fixture(scope="module")
 def ids(tenancy: Tenancy) -> dict[str, Identity]:
-    return tenancy.provision(_specs())
+    return tenancy.provision(standard_specs())
 
 
 @pytest.fixture(scope="module")
