@@ -199,22 +199,22 @@ async def quota_set(args: argparse.Namespace, out: TextIO, store: IMetadataStore
         await _wait(quotas.set_bucket_quota(bucket, changes))
     else:
         await _wait(quotas.set_limits(org, project, _changes(args, bucket=False)))
-    info = await describe(store, org, project, args.bucket)
+    _report(args, out, await describe(store, org, project, args.bucket))
+    return 0
+
+
+def _report(args: argparse.Namespace, out: TextIO, info: dict[str, Any]) -> None:
+    """A scope's limits and usage, as JSON (``--json``) or text."""
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True), file=out)
     else:
         _print_text(out, info)
-    return 0
 
 
 async def quota_show(args: argparse.Namespace, out: TextIO, store: IMetadataStore) -> int:
     """Print a scope's limits and usage."""
     org, project = _scope(args)
-    info = await describe(store, org, project, args.bucket)
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True), file=out)
-    else:
-        _print_text(out, info)
+    _report(args, out, await describe(store, org, project, args.bucket))
     return 0
 
 
