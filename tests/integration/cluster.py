@@ -40,6 +40,7 @@ class NodeProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
+        self._listening = False
 
     @property
     def url(self) -> str:
@@ -52,10 +53,13 @@ class NodeProcess:
                 *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._ready.clear()
+        self._listening = False
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=env, cwd=str(self.data_dir.parent))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+        # Ready only when the node said it listens: a node that exited
+        # also wakes the wait (its output ended), perhaps before poll() sees it.
+        if not self._ready.wait(timeout) or not self._listening or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("node did not start:\n" + "".join(self.output[-50:]))
         return self
@@ -64,9 +68,11 @@ class NodeProcess:
         assert proc.stdout is not None
         for line in proc.stdout:
             self.output.append(line)
-            if _LISTENING.search(line):
+            if _LISTENING.search(line) and proc is self.proc:
+                self._listening = True
                 self._ready.set()
-        self._ready.set()
+        if proc is self.proc:
+            self._ready.set()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.proc is None:
