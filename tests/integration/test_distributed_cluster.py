@@ -189,10 +189,14 @@ def test_admin_scrub_rewrites_a_rotten_replica_from_a_good_one(cluster: Cluster)
     assert len(new) == 2
     victim = cluster.nodes[1]
     address = victim.url.split("//", 1)[1]
-    [path] = [p for p in victim.data_dir.rglob(new[0]) if p.is_file()]
+    # The object's 1 MiB chunk (its other one holds the last 100 bytes).
+    files = [p for chunk_id in new for p in victim.data_dir.rglob(chunk_id) if p.is_file()]
+    path = max(files, key=lambda p: p.stat().st_size)
+    rotten = path.name
     with open(path, "r+b") as f:
         f.seek(4096)
         original = f.read(3)
+        assert len(original) == 3
         f.seek(4096)
         f.write(bytes(b ^ 0xFF for b in original))
     assert s3.get_object(Bucket=bucket, Key="rotting")["Body"].read() == data
@@ -206,7 +210,7 @@ def test_admin_scrub_rewrites_a_rotten_replica_from_a_good_one(cluster: Cluster)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line.split("\t") for line in result.stdout.splitlines() if line.startswith("replica\t")]
     assert [(line[1], line[2], line[3]) for line in lines] == [
-        (new[0], f"damaged={address}", f"repaired={address}")
+        (rotten, f"damaged={address}", f"repaired={address}")
     ]
     with open(path, "rb") as f:
         f.seek(4096)
