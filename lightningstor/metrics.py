@@ -13,11 +13,13 @@ lightningstor_storage_bytes                Gauge
 lightningstor_multipart_uploads_active     Gauge
 lightningstor_s3_errors_total              Counter    code, status
 lightningstor_scrub_errors_total           Counter    kind
+lightningstor_grpc_requests_total          Counter    method, code
+lightningstor_grpc_request_duration_seconds Histogram method
 =========================================  =========  ======================
 
-``lightningstor_scrub_errors_total`` is not in the spec's list: it is
-registered only once the background scrub (``storage.scrub_interval_seconds``)
-has reported, so a server without it exposes exactly the spec's families.
+The last three are not in the spec's list, which counts S3 requests: each is
+registered only once there is something to count (a scrub report, a gRPC
+call), so a server without them exposes exactly the spec's families.
 
 Every metric lives in a private ``CollectorRegistry`` owned by
 :class:`S3Metrics` (never the process-global one), and every consumer takes
@@ -38,6 +40,7 @@ page, decoding records in the CPU thread pool.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -137,6 +140,33 @@ class S3Metrics:
         # background scrub exposes exactly the spec's families.
         self.scrub_errors: Counter | None = None
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        # The gRPC API's calls, registered at the first one (grpc_finished
+        # runs on gRPC's handler threads; prometheus_client is thread-safe).
+        self._grpc_lock = threading.Lock()
+        self.grpc_requests: Counter | None = None
+        self.grpc_duration: Histogram | None = None
+
+    def grpc_finished(self, method: str, code: str, seconds: float) -> None:
+        """Count and time one gRPC call by method and status code name."""
+        if self.grpc_requests is None or self.grpc_duration is None:
+            with self._grpc_lock:
+                if self.grpc_requests is None:
+                    self.grpc_duration = Histogram(
+                        "lightningstor_grpc_request_duration_seconds",
+                        "Time from a gRPC call's start to its end, by method.",
+                        ["method"],
+                        buckets=DURATION_BUCKETS,
+                        registry=self.registry,
+                    )
+                    self.grpc_requests = Counter(
+                        "lightningstor_grpc_requests_total",
+                        "gRPC calls by method and status code.",
+                        ["method", "code"],
+                        registry=self.registry,
+                    )
+        assert self.grpc_requests is not None and self.grpc_duration is not None
+        self.grpc_requests.labels(method, code).inc()
+        self.grpc_duration.labels(method).observe(seconds)
 
     def request_finished(self, summary: RequestSummary) -> None:
         """The S3 finish hook: count and time one request, exactly once."""

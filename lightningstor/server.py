@@ -419,7 +419,7 @@ def _assemble(
         from lightningstor.grpc.service import grpc_service_from_settings
 
         grpc_service_from_settings(
-            core, settings, reactor, tls, reuse_port=worker is not None, audit=audit
+            core, settings, reactor, tls, reuse_port=worker is not None, audit=audit, metrics=metrics
         ).setServiceParent(top)
 
 

@@ -98,6 +98,8 @@ class Rpc:
         self.local = threading.local()
         # Where finished calls are recorded (an AuditLog), or None.
         self.audit: Any = None
+        # lightningstor.metrics.S3Metrics: every call is counted and timed.
+        self.metrics: Any = None
 
     @property
     def active(self) -> int:
@@ -150,14 +152,20 @@ class Rpc:
         context.set_trailing_metadata(((REQUEST_ID_KEY, self.local.request_id),))
 
     def finish(self, context: grpc.ServicerContext, request: Any, code: grpc.StatusCode, error_code: str | None) -> None:
-        """The call on this thread has ended with ``code``: record it in the
-        audit log (waiting, if its queue is full, up to
-        ``audit.SUBMIT_WAIT_SECONDS``: backpressure on gRPC clients).
-        Never raises."""
+        """The call on this thread has ended with ``code``: count it in the
+        metrics and record it in the audit log (waiting, if its queue is
+        full, up to ``audit.SUBMIT_WAIT_SECONDS``: backpressure on gRPC
+        clients).  Never raises."""
+        local = self.local
+        if self.metrics is not None:
+            try:
+                self.metrics.grpc_finished(local.method, code.name, time.monotonic() - local.started)
+            except Exception:
+                failure = Failure()
+                self.reactor.callFromThread(log.failure, "Counting gRPC {method} failed", failure, method=local.method)
         if self.audit is None:
             return
         try:
-            local = self.local
             record = audit.grpc_record(
                 method=local.method,
                 request_id=local.request_id,

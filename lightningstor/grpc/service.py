@@ -59,6 +59,7 @@ class GrpcService(Service):
         credentials: grpc.ServerCredentials | None = None,
         reuse_port: bool = False,
         audit: Any = None,
+        metrics: Any = None,
     ) -> None:
         self.core = core
         # Worker processes (lightningstor.workers) share the port on purpose;
@@ -70,6 +71,7 @@ class GrpcService(Service):
         self.credentials = credentials
         self.rpc = Rpc(core, reactor, self.options)
         self.rpc.audit = audit  # an AuditLog: every call is recorded (lightningstor.audit)
+        self.rpc.metrics = metrics  # S3Metrics: every call is counted (lightningstor.metrics)
         self.server: grpc.Server | None = None
         self.health = health.HealthServicer()
         self.bound_port: int | None = None
@@ -155,7 +157,14 @@ class GrpcService(Service):
 
 
 def grpc_service_from_settings(
-    core: Any, settings: Any, reactor: Any, tls: Any = None, *, reuse_port: bool = False, audit: Any = None
+    core: Any,
+    settings: Any,
+    reactor: Any,
+    tls: Any = None,
+    *,
+    reuse_port: bool = False,
+    audit: Any = None,
+    metrics: Any = None,
 ) -> GrpcService:
     """The GrpcService a server with ``settings`` runs (``server.grpc_addr``,
     ``[limits]``, and the S3 listener's certificate when ``[server.tls]`` is
@@ -180,4 +189,5 @@ def grpc_service_from_settings(
         credentials=credentials,
         reuse_port=reuse_port,
         audit=audit,
+        metrics=metrics,
     )

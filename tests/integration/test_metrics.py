@@ -29,6 +29,14 @@ SPEC_METRICS = {  # SPEC §10.2: family name -> (type, label names)
 }
 
 
+# Families registered only once there is something to count (metrics.py).
+LAZY_METRICS = {
+    "lightningstor_scrub_errors": ("counter", {"kind"}),
+    "lightningstor_grpc_requests": ("counter", {"method", "code"}),
+    "lightningstor_grpc_request_duration_seconds": ("histogram", {"method"}),
+}
+
+
 def _scrape_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as reply:
         assert reply.status == 200
@@ -63,7 +71,9 @@ def test_metric_names_and_types_are_the_specs(server: ServerProcess) -> None:
         assert families[name].type == kind, name
         seen = {k for s in families[name].samples for k in s.labels if k != "le"}
         assert seen == labels, name
-    assert set(families) == set(SPEC_METRICS)
+    # Anything else is one of the documented families registered on first use
+    # (this session-wide server may have served gRPC calls already).
+    assert set(families) - set(SPEC_METRICS) <= set(LAZY_METRICS)
 
 
 def test_scripted_calls_give_exact_counter_deltas(server: ServerProcess) -> None:
@@ -149,5 +159,46 @@ def test_metrics_addr_listener_and_store_gauges(tmp_data: Path) -> None:
         assert _value(samples, "lightningstor_objects_total") == 2
         assert _value(samples, "lightningstor_storage_bytes") == 1234
         assert _value(samples, "lightningstor_multipart_uploads_active") == 1
+    finally:
+        server.stop()
+
+
+def test_grpc_calls_are_counted_by_method_and_code(tmp_data: Path) -> None:
+    """A fresh server exposes exactly the spec's families; after scripted gRPC
+    calls, lightningstor_grpc_requests_total counts each by method and status
+    code (OK, NOT_FOUND) and the duration histogram has one observation each."""
+    from lightningstor.client import LightningStorClient
+    from lightningstor.client import errors as cerrors
+    from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+
+    server = ServerProcess(tmp_data).start()
+    try:
+        url = f"{server.endpoint}/metrics"
+        families = {f.name for f in text_string_to_metric_families(_scrape_text(url))}
+        assert not families & set(LAZY_METRICS)
+        client = LightningStorClient.connect(
+            f"grpc://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, timeout=30
+        )
+        try:
+            client.create_bucket("grpc-metrics")
+            client.put_object("grpc-metrics", "a", b"1")
+            client.put_object("grpc-metrics", "b", b"2")
+            with pytest.raises(cerrors.NoSuchKey):
+                client.head_object("grpc-metrics", "missing")
+        finally:
+            client.close()
+        after = _samples(_scrape_text(url))
+        families = {f.name: f for f in text_string_to_metric_families(_scrape_text(url))}
+        for name in ("lightningstor_grpc_requests", "lightningstor_grpc_request_duration_seconds"):
+            kind, labels = LAZY_METRICS[name]
+            assert families[name].type == kind
+            assert {k for s in families[name].samples for k in s.labels if k != "le"} == labels
+        total = "lightningstor_grpc_requests_total"
+        assert _value(after, total, method="CreateBucket", code="OK") == 1
+        assert _value(after, total, method="PutObject", code="OK") == 2
+        assert _value(after, total, method="HeadObject", code="NOT_FOUND") == 1
+        assert _value(after, "lightningstor_grpc_request_duration_seconds_count", method="PutObject") == 2
+        # S3 request counters are not touched by gRPC calls.
+        assert _value(after, "lightningstor_requests_total", operation="PutObject", status="200") == 0
     finally:
         server.stop()
