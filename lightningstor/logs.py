@@ -16,9 +16,17 @@ else ``--logfile`` or ``twistd.log``, rotated on SIGUSR1; syslog with
 ``--syslog``), filters by level (``FilteringLogObserver`` +
 ``LogLevelFilterPredicate``), and formats as:
 
-* ``text``: twistd's usual lines (``textFileLogObserver``);
+* ``text``: twistd's usual lines (:func:`format_text_event`, the same text
+  as ``textFileLogObserver``);
 * ``json``: one JSON object per line, ``{"time", "level", "namespace",
   "message", ...fields}`` (:func:`format_json_event`).
+
+Both formatters sit on the request path (one access event per S3 request),
+so they avoid twisted's per-event costs that buy nothing here: the
+timestamp text is computed once per second (twisted's ``formatTime`` builds
+a time zone object and a ``datetime`` per event), and an event that carries
+its own finished text in :data:`TEXT_KEY` (the access log does) is not run
+through ``string.Formatter`` again.
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     formatEvent,
-    textFileLogObserver,
+    formatEventAsClassicLogText,
+    formatTime,
 )
 from twisted.python import logfile, usage
 from twisted.python.components import Componentized
@@ -49,8 +58,10 @@ from lightningstor.config import LoggingSettings
 
 __all__ = [
     "LEVELS",
+    "TEXT_KEY",
     "LoggingRoot",
     "format_json_event",
+    "format_text_event",
     "log_level",
     "make_observer",
     "twistd_observer_factory",
@@ -87,6 +98,80 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+# An event key holding the event's message, already formatted: the same text
+# ``formatEvent`` would produce from its ``log_format``.  A ``log_`` key, so
+# the JSON line does not repeat it as a field.  Observers that do not know it
+# (twisted's own, tests' capture) still format ``log_format`` as usual.
+TEXT_KEY = "log_text"
+
+
+class _SecondCache:
+    """One text per whole second of a timestamp: both log formats print
+    timestamps whose text changes once a second at most (the JSON one adds
+    the milliseconds itself)."""
+
+    __slots__ = ("_cached", "_format")
+
+    def __init__(self, format_second: Callable[[int], str]) -> None:
+        self._format = format_second
+        # One tuple, replaced whole: observers may run on any thread.
+        self._cached: tuple[int | None, str] = (None, "")
+
+    def __call__(self, second: int) -> str:
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, self._format(second))
+            self._cached = cached
+        return cached[1]
+
+
+# twisted's formatTime (RFC 3339, local time zone, whole seconds) of a second.
+_text_second = _SecondCache(lambda second: formatTime(float(second)))
+_json_second = _SecondCache(
+    lambda second: datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+)
+
+
+def _text_time(when: float | None) -> str:
+    """``formatTime(when)``, cached per second (it ignores fractions of a second)."""
+    if when is None:
+        return "-"
+    return _text_second(int(when // 1))
+
+
+def _message(event: LogEvent) -> str:
+    text = event.get(TEXT_KEY)
+    if isinstance(text, str):
+        return text
+    return formatEvent(event)
+
+
+def format_text_event(event: LogEvent) -> str | None:
+    """One event as twistd's text line (``formatEventAsClassicLogText``):
+    ``{time} [{namespace}#{level}] {message}``, continuation lines indented."""
+    text = event.get(TEXT_KEY)
+    if not isinstance(text, str) or "log_failure" in event or "log_system" in event:
+        return formatEventAsClassicLogText(event, formatTime=_text_time)
+    if not text:
+        return None
+    level = event.get("log_level")
+    system = f"{event.get('log_namespace', '-')}#{getattr(level, 'name', '-')}"
+    line = f"{_text_time(event.get('log_time'))} [{system}] {text}"
+    return line.replace("\n", "\n\t") + "\n"
+
+
+def _json_time(when: float) -> str:
+    """``datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")``,
+    with the part up to the second cached."""
+    second = int(when // 1)
+    # datetime.fromtimestamp's own rounding: the fraction (exact in a
+    # double) to microseconds, half to even, carried into the second.
+    micros = round((when - second) * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_json_second(second)}.{micros // 1000:03d}+00:00"
+
+
 def format_json_event(event: LogEvent) -> str:
     """One event as one line of JSON.
 
@@ -96,12 +181,10 @@ def format_json_event(event: LogEvent) -> str:
     """
     level = event.get("log_level")
     record: dict[str, Any] = {
-        "time": datetime.fromtimestamp(event.get("log_time", 0.0), UTC).isoformat(
-            timespec="milliseconds"
-        ),
+        "time": _json_time(event.get("log_time", 0.0)),
         "level": getattr(level, "name", "info"),  # LogLevel constants are not LogLevel instances
         "namespace": event.get("log_namespace", "-"),
-        "message": formatEvent(event),
+        "message": _message(event),
     }
     for name, value in event.items():
         if name.startswith("log_") or name in _SKIP_KEYS:
@@ -122,7 +205,7 @@ def make_observer(settings: LoggingSettings, out: IO[Any]) -> ILogObserver:
     if settings.format == "json":
         base = FileLogObserver(out, format_json_event)
     else:
-        base = textFileLogObserver(out)
+        base = FileLogObserver(out, format_text_event)
     return _filtered(base, settings)
 
 

@@ -28,6 +28,7 @@ import hmac
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -128,15 +129,24 @@ def parse_query(raw_query: str) -> list[tuple[bytes, bytes]]:
     ``+`` decodes to a space (S3's reading); a parameter without ``=`` has an
     empty value; empty segments (``a&&b``) are skipped.
     """
-    pairs: list[tuple[bytes, bytes]] = []
     if not raw_query:
-        return pairs
+        return []
+    return list(_parse_query(raw_query))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_query(raw_query: str) -> tuple[tuple[bytes, bytes], ...]:
+    """:func:`parse_query`, remembered for a few queries: verifying one
+    request decodes its query twice (classifying the credentials, then the
+    canonical query), and a presigned query is mostly escaped credential
+    and signature.  The result depends on the string alone."""
+    pairs = []
     for segment in wire_bytes(raw_query).split(b"&"):
         if not segment:
             continue
         name, _, value = segment.partition(b"=")
         pairs.append((unquote_to_bytes(name.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
-    return pairs
+    return tuple(pairs)
 
 
 def decoded_query(raw_query: str) -> list[tuple[str, str]]:
@@ -215,9 +225,37 @@ def signing_key(secret_key: str, date: str, region: str, service: str = SERVICE)
     return key
 
 
+@functools.lru_cache(maxsize=1024)
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states with HMAC's inner and outer key pads already hashed.
+
+    A signing key signs many strings (every request of a client on one day,
+    every chunk of a streamed upload), so the two pad blocks are hashed once
+    per key instead of per signature.  Bounded like :func:`signing_key`, and
+    holding nothing more secret than it does.
+    """
+    block = key if len(key) <= 64 else hashlib.sha256(key).digest()
+    block = block.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return inner, outer
+
+
 def sign_hex(key: bytes, message: str) -> str:
-    """Hex HMAC-SHA256 of ``message`` under ``key``."""
-    return hmac.digest(key, wire_bytes(message), "sha256").hex()
+    """Hex HMAC-SHA256 of ``message`` under ``key`` (RFC 2104).
+
+    Not ``hmac.digest``: its one-shot C implementation releases the GIL for
+    every call, however small the message, so on the reactor thread each
+    signature check gave the turn away to a waiting pool thread.  Copying
+    the pre-hashed pads (:func:`_hmac_pads`) is also cheaper, and hashlib
+    keeps the GIL for small inputs.
+    """
+    inner_pad, outer_pad = _hmac_pads(key)
+    inner = inner_pad.copy()
+    inner.update(wire_bytes(message))
+    outer = outer_pad.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def chunk_string_to_sign(amz_date: str, scope: str, previous_signature: str, chunk_sha256: str) -> str:

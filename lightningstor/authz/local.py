@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
@@ -95,14 +95,37 @@ class LocalAuthorizer:
             self._cache[subject] = (now + self._ttl, grants)
         return grants
 
-    @inlineCallbacks
-    def authorize(self, principal: Principal, action: str, resource: ResourceRef) -> Any:
+    def authorize(self, principal: Principal, action: str, resource: ResourceRef) -> Deferred[bool]:
+        """Deferred[bool].  When every subject's grants are cached (the
+        usual case: the cache lives ``cache_seconds``), the decision is made
+        at once and returned already fired, without a generator per subject."""
         subjects = [subject_of(principal_id=principal.principal_id)]
         subjects += [subject_of(role=r) for r in principal.roles]
+        now = self._clock()
+        grants: list[Grant] = []
+        for subject in subjects:
+            hit = self._cache.get(subject)
+            if hit is None or hit[0] <= now:
+                d: Deferred[bool] = self._authorize_loading(principal, action, resource, subjects)
+                return d
+            grants.extend(hit[1])
+        try:
+            return succeed(self._decide(principal, action, resource, grants))
+        except Exception:
+            return fail()
+
+    @inlineCallbacks
+    def _authorize_loading(
+        self, principal: Principal, action: str, resource: ResourceRef, subjects: list[str]
+    ) -> Any:
         grants: list[Grant] = []
         for subject in subjects:
             found = yield self._grants_of(subject)
             grants.extend(found)
+        return self._decide(principal, action, resource, grants)
+
+    @staticmethod
+    def _decide(principal: Principal, action: str, resource: ResourceRef, grants: list[Grant]) -> bool:
         path = resource.path
         if any(g.effect == "deny" and g.applies(action, path) for g in grants):
             return False

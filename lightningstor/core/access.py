@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.core.types import Bucket, Principal
@@ -166,8 +167,10 @@ class AccessControl:
         self._buckets = buckets
         self.authorizer = authorizer
 
-    @inlineCallbacks
-    def check(self, principal: Principal, action: str, resource: ResourceRef, trail: Trail = None) -> Any:
+    # check() and bucket() run for every request: plain callbacks rather than
+    # inlineCallbacks generators, since the authorizer's answer is usually
+    # already at hand (LocalAuthorizer's cache) and the chain then runs at once.
+    def check(self, principal: Principal, action: str, resource: ResourceRef, trail: Trail = None) -> Deferred[None]:
         """Deferred[None]; AccessDenied unless the authorizer allows it.
 
         An authorizer failure (IAM unreachable) is logged and answered as
@@ -175,24 +178,42 @@ class AccessControl:
         told to retry rather than that it lacks permission.
         """
         try:
-            allowed = yield self.authorizer.authorize(principal, action, resource)
-        except errors.S3Error:
-            raise
-        except Exception as e:
-            log.error(
-                "authorizer {name} could not decide {action} on {res}: {err}",
-                name=getattr(self.authorizer, "name", "?"), action=action, res=resource.path, err=e,
-            )
-            if trail is not None:
-                trail(Decision(action, resource.path, False))
-            raise errors.ServiceUnavailable("The authorization service is unavailable") from e
+            answer = self.authorizer.authorize(principal, action, resource)
+        except Exception:
+            answer = fail()
+        d: Deferred[Any] = answer if isinstance(answer, Deferred) else succeed(answer)
+        d.addCallbacks(
+            self._decided,
+            self._undecided,
+            callbackArgs=(action, resource, trail),
+            errbackArgs=(action, resource, trail),
+        )
+        return d
+
+    @staticmethod
+    def _decided(allowed: Any, action: str, resource: ResourceRef, trail: Trail) -> None:
         if trail is not None:
             trail(Decision(action, resource.path, bool(allowed)))
         if not allowed:
             raise errors.AccessDenied(resource=_s3_resource(resource))
         return None
 
-    @inlineCallbacks
+    def _undecided(self, failure: Failure, action: str, resource: ResourceRef, trail: Trail) -> Failure:
+        if failure.check(errors.S3Error):
+            return failure
+        e = failure.value
+        if not isinstance(e, Exception):  # BaseException (cancellation by GeneratorExit...) passes through
+            return failure
+        log.error(
+            "authorizer {name} could not decide {action} on {res}: {err}",
+            name=getattr(self.authorizer, "name", "?"), action=action, res=resource.path, err=e,
+        )
+        if trail is not None:
+            trail(Decision(action, resource.path, False))
+        unavailable = errors.ServiceUnavailable("The authorization service is unavailable")
+        unavailable.__cause__ = e
+        return Failure(unavailable)
+
     def bucket(
         self,
         principal: Principal,
@@ -200,16 +221,20 @@ class AccessControl:
         action: str,
         key: str | None = None,
         trail: Trail = None,
-    ) -> Any:
+    ) -> Deferred[Any]:
         """Deferred[Bucket]: resolve ``name`` in the caller's scope, then
         authorize ``action`` on it (or on its object ``key``).
 
         NoSuchBucket if the name does not resolve: a bucket of another
         tenant is indistinguishable from one that does not exist.
         """
-        bucket = yield self._buckets.get(principal, name)
-        yield self.check(principal, action, bucket_resource(bucket, key), trail)
-        return bucket
+        d: Deferred[Any] = self._buckets.get(principal, name)
+
+        def authorize(bucket: Bucket) -> Deferred[Any]:
+            checked = self.check(principal, action, bucket_resource(bucket, key), trail)
+            return checked.addCallback(lambda _: bucket)
+
+        return d.addCallback(authorize)
 
     def scope(
         self,

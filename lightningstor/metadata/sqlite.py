@@ -12,7 +12,13 @@ Why it looks like this:
   with a SAVEPOINT each, and only fires their Deferreds after the COMMIT
   returned.  Durability is unchanged; the fsync is shared.
 * Reads run on a small pool of their own (one connection per thread) so they
-  never queue behind writes, and see committed data only.
+  never queue behind writes, and see committed data only.  The pool is not
+  twisted's ``ThreadPool``: a reader thread takes every read already queued
+  and answers them all with one ``callFromThread`` (:class:`_ReadPool`).
+  Under concurrent requests that is a fraction of a thread wake-up, GIL
+  hand-over and reactor wake-up per read instead of several each, which
+  measured as a large part of a small GET's CPU time (docs/performance.md,
+  "CPU per request").
 * Several processes may open the same file: the store revision lives in the
   ``meta`` table and is read inside each write transaction, after the write
   lock is held, so revisions stay one sequence across processes.
@@ -32,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.threads import deferToThreadPool
 from twisted.plugin import IPlugin
-from twisted.python.threadpool import ThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadable import isInIOThread
 from zope.interface import implementer
 
 from lightningstor.errors import ConfigError, MetadataUnavailable
@@ -85,6 +91,98 @@ class _PendingTxn:
 
 
 _STOP = object()  # queued by close(): the writer drains what is ahead of it, then stops
+
+# The most reads one reader thread runs before answering them.
+_READ_BATCH = 64
+
+
+def _deliver(results: list[tuple[Deferred[Any], bool, Any]]) -> None:
+    """Reactor thread: fire the Deferreds of one batch of reads."""
+    for d, ok, value in results:
+        if ok:
+            d.callback(value)
+        else:
+            d.errback(value)
+
+
+class _ReadPool:
+    """Threads that run reads and answer them in batches.
+
+    ``submit`` collects the calls made during one reactor turn and queues
+    them as one list at the end of it (waking a blocked thread costs a
+    system call, and on a VM an inter-processor interrupt, per queue put).
+    Each thread blocks for the first queued list, then takes whatever else
+    is queued (up to :data:`_READ_BATCH` calls), runs them one after another
+    and hands all the outcomes back in one ``callFromThread``.  A lone read
+    costs about what it did with ``deferToThreadPool``; concurrent reads
+    share the wake-ups.  A slow read (a long scan) delays only the reads
+    batched behind it: the other threads keep taking new ones.  ``stop``
+    lets the threads finish what is queued, then joins them.
+    """
+
+    def __init__(self, reactor: Any, size: int, run: Callable[..., Any], name: str) -> None:
+        self._reactor = reactor
+        self._run = run
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: list[tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        self._threads = [threading.Thread(target=self._loop, name=name, daemon=True) for _ in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        d: Deferred[_T] = Deferred()
+        if not isInIOThread():
+            self._queue.put([(d, fn, args)])  # not the reactor thread: no turn to wait for
+            return d
+        pending = self._pending
+        pending.append((d, fn, args))
+        if len(pending) == 1:
+            self._reactor.callLater(0, self._flush)
+        return d
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            self._queue.put(batch)
+
+    def flush(self) -> None:
+        """Reactor thread: queue the calls of this turn now (before closing)."""
+        self._flush()
+
+    def _loop(self) -> None:
+        q = self._queue
+        run = self._run
+        while True:
+            item = q.get()
+            stop = item is _STOP
+            batch = [] if stop else list(item)
+            while not stop and len(batch) < _READ_BATCH:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True  # exactly one sentinel per thread is taken
+                else:
+                    batch.extend(item)
+            if batch:
+                results: list[tuple[Deferred[Any], bool, Any]] = []
+                for d, fn, args in batch:
+                    try:
+                        results.append((d, True, run(fn, *args)))
+                    except BaseException:
+                        results.append((d, False, Failure()))
+                self._reactor.callFromThread(_deliver, results)
+            if stop:
+                return
+
+    def stop(self) -> None:
+        """Run what is queued, then end and join every thread.  Any thread;
+        calls still collected on the reactor were queued by :meth:`flush`."""
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join()
 
 
 def _key(value: Any, what: str = "key") -> bytes:
@@ -159,8 +257,7 @@ class SqliteMetadataStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._readers = ThreadPool(0, readers, name="lightningstor-sqlite-read")
-        self._readers.start()
+        self._readers = _ReadPool(reactor, readers, self._in_reader, "lightningstor-sqlite-read")
         # Daemon: a store nobody closed must not keep the process alive; the
         # shutdown trigger below still drains it when the reactor stops.
         self._writer = threading.Thread(
@@ -213,6 +310,9 @@ class SqliteMetadataStore:
         self._close_waiters.append(d)
         if not self._closed:
             self._closed = True
+            # Reads of this reactor turn go ahead of the stop (no read is
+            # accepted after it): the writer stops the readers last.
+            self._readers.flush()
             self._queue.put(_STOP)
         return d
 
@@ -231,7 +331,7 @@ class SqliteMetadataStore:
     def _read(self, fn: Callable[..., _T], *args: Any) -> Deferred[_T]:
         if self._closed:
             return fail(MetadataUnavailable("metadata store is closed"))
-        return deferToThreadPool(self._reactor, self._readers, self._in_reader, fn, *args)
+        return self._readers.submit(fn, *args)
 
     def _in_reader(self, fn: Callable[..., _T], *args: Any) -> _T:
         self._ready.wait()  # the writer creates the schema first

@@ -8,14 +8,14 @@ The operations themselves live in :mod:`lightningstor.s3.handlers`.
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -98,6 +98,17 @@ class S3Call:
         return self.target.key
 
 
+def _request_id() -> str:
+    """16 upper-case hex digits, unique in practice (64 random bits).
+
+    An identifier, not a secret: the process-wide Mersenne Twister (seeded
+    from the OS, and reseeded in a forked child) rather than
+    ``secrets.token_hex``, whose ``getrandom`` system call releases the GIL
+    and so hands the reactor thread's turn to a pool thread on every request.
+    """
+    return f"{random.getrandbits(64):016X}"
+
+
 def _headers_of(request: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
     lists: dict[str, list[str]] = {}
     for name, values in request.requestHeaders.getAllRawHeaders():
@@ -147,6 +158,7 @@ class S3Site(server.Site):
     def __init__(self, api: S3Api, **kwargs: Any) -> None:
         super().__init__(api.app.resource(), **kwargs)
         self.api = api
+        self._s3_resource = _S3Resource(api)
 
     def log(self, request: Any) -> None:
         """No combined-log line: the access log is a structured event from
@@ -158,13 +170,96 @@ class S3Site(server.Site):
 
     def getResourceFor(self, request: Any) -> Any:
         call = getattr(request, "s3call", None)
-        if call is not None and call.op == "Invalid":
-            # Klein/werkzeug cannot route a path that is not UTF-8 (it answers
-            # plain text); such a request still gets its S3 XML error.
-            return _ErrorResource(self.api)
-        if call is not None and call.op == "Metrics" and self.api.metrics_resource is not None:
-            return self.api.metrics_resource
+        if call is not None:
+            if call.op == "Invalid":
+                # Klein/werkzeug cannot route a path that is not UTF-8 (it
+                # answers plain text); such a request still gets its S3 XML error.
+                return _ErrorResource(self.api)
+            if call.op == "Metrics" and self.api.metrics_resource is not None:
+                return self.api.metrics_resource
+            if call.op not in _KLEIN_ROUTED:
+                # Every S3 operation: the operation is already known (begin),
+                # so werkzeug's URL matching would only find the catch-all
+                # route again, at the cost of all of twisted.web's own work
+                # (DESIGN.md, "Costs measured").
+                request.site = self
+                request.sitepath = list(request.prepath)
+                return self._s3_resource
         return super().getResourceFor(request)
+
+
+# Operations still routed by Klein: the unauthenticated probes, whose routes
+# are Klein's (``S3Api.__init__``).  Everything else goes to _S3Resource.
+_KLEIN_ROUTED = frozenset(_PROBES.values())
+
+
+class _S3Resource(resource.Resource):
+    """The S3 routes, rendered without Klein.
+
+    Klein's own work per request (werkzeug's ``bind`` and ``match``, URL
+    part extraction, two ``maybeDeferred`` layers) costs about as much as
+    all of twisted.web, and for S3 it can only ever pick ``S3Api._s3``: the
+    operation was classified from the raw request line when the headers
+    arrived.  This resource does what Klein does with that route's result,
+    step for step: the handler's Deferred is cancelled if the connection is
+    lost before it fires; bytes are written and the request finished (unless
+    it already was); a failure that escapes ``S3Api._s3``'s own error
+    mapping becomes twisted's 500 page, or is logged once the request is
+    over.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: S3Api) -> None:
+        super().__init__()
+        self.api = api
+
+    def render(self, request: Any) -> Any:
+        state = _RenderState(request)
+        request.notifyFinish().addBoth(state.finished)
+        d = maybeDeferred(self.api._s3, request)
+        request.notifyFinish().addErrback(_cancel, d)
+        d.addErrback(state.failed)
+        d.addCallback(state.write)
+        d.addErrback(_write_failed)
+        return server.NOT_DONE_YET
+
+
+def _write_failed(failure: Failure) -> None:
+    log.failure("Unhandled Error writing response", failure)
+
+
+def _cancel(_reason: Failure, d: Deferred[Any]) -> None:
+    d.cancel()
+
+
+class _RenderState:
+    """What :class:`_S3Resource` needs to know while a request is rendered."""
+
+    __slots__ = ("done", "request")
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.done = False  # notifyFinish fired: finished, or the connection was lost
+
+    def finished(self, _result: Any) -> None:
+        self.done = True
+
+    def failed(self, failure: Failure) -> None:
+        if self.done:
+            if not failure.check(CancelledError):
+                log.failure("Unhandled Error Processing Request.", failure)
+            return None
+        self.request.processingFailed(failure)
+        return None
+
+    def write(self, body: Any) -> None:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if isinstance(body, bytes):
+            self.request.write(body)
+        if not self.done:
+            self.request.finish()
 
 
 class _ErrorResource(resource.Resource):
@@ -225,7 +320,7 @@ class S3Api:
     def begin(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
         headers, header_lists = _headers_of(request)
         method = command.decode("ascii", "replace").upper()
-        request_id = secrets.token_hex(8).upper()
+        request_id = _request_id()
         request.setHeader(b"x-amz-request-id", request_id.encode())
         request.setHeader(b"x-amz-id-2", request_id.encode())
         request.setHeader(b"server", self.options.server_name.encode())

@@ -29,6 +29,18 @@ class ObjectProducer:
         self.done: Deferred[None] = Deferred()
 
     def start(self) -> Deferred[None]:
+        whole = getattr(self._reader, "whole_inline", None)
+        data = whole() if whole is not None else None
+        if data is not None:
+            # A small object stored inline, already in memory: one write, no
+            # producer to register (a backpressure round trip would buy
+            # nothing for at most one piece).
+            self._stopped = True
+            if data:
+                self._request.write(data)
+            self._request.finish()
+            self.done.callback(None)
+            return self.done
         self._request.registerProducer(self, True)
         self._next()
         return self.done

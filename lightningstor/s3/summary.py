@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 __all__ = ["CLIENT_CLOSED", "RequestSummary", "redacted_uri", "summarize"]
 
@@ -63,9 +63,19 @@ def redacted_uri(uri: bytes) -> str:
     path, _, query = uri.partition(b"?")
     text = path.decode("latin-1")
     if query:
-        names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
-        text += "?" + "&".join(names)
+        text += "?" + "&".join(_query_names(query.decode("latin-1")))
     return text
+
+
+def _query_names(query: str) -> list[str]:
+    """The names ``parse_qsl(query, keep_blank_values=True)`` gives, without
+    decoding the values it would throw away (a presigned URL's credential
+    and signature are most of its query)."""
+    return [
+        unquote(segment.partition("=")[0].replace("+", " "))
+        for segment in query.split("&")
+        if segment
+    ]
 
 
 def _int_header(headers: dict[str, str], name: str) -> int | None:

@@ -674,6 +674,17 @@ class ObjectReader:
         d: Deferred[bytes] = self._m.backend.get_chunk_range(span.ref.chunk_id, span.pos, n)
         return d.addCallbacks(self._got, self._failed, callbackArgs=(span, n))
 
+    def whole_inline(self) -> bytes | None:
+        """The rest of an inline object's range, when it is one piece (what
+        :meth:`next_piece` would give before its ``None``), consumed; None
+        for chunked objects and larger ranges (read those piece by piece).
+        Lets a small GET be answered without a producer and its Deferreds."""
+        if self._inline is None or self._error is not None or self._busy:
+            return None
+        if self._end - self._pos > self._m.piece_size:
+            return None
+        return self._next_inline() or b""
+
     def _next_inline(self) -> bytes | None:
         assert self._inline is not None
         if self._pos >= self._end:
