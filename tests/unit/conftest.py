@@ -12,9 +12,9 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.python.threadpool import ThreadPool
 
-from lightningstor.core.credentials import CredentialStore
 from lightningstor.authz.grants import GrantStore
 from lightningstor.authz.local import LocalAuthorizer
+from lightningstor.core.credentials import CredentialStore
 from lightningstor.core.service import Core
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from lightningstor.storage.chunks import ChunkManager
