@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 from treq import collect
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
@@ -49,6 +49,7 @@ from zope.interface import implementer
 
 from lightningstor.core.access import ResourceRef
 from lightningstor.core.types import Principal
+from lightningstor.deferreds import Shared
 from lightningstor.errors import ConfigError
 from lightningstor.interfaces.authorizer import AuthorizerContext, IAuthorizer, IAuthorizerFactory
 
@@ -159,41 +160,6 @@ def cache_key(body: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 
 
-class _Shared:
-    """One in-flight Deferred that any number of callers may wait on.
-
-    Each caller gets its own Deferred (:meth:`observe`), so one caller's
-    callbacks cannot change what the others receive.  Works whether the
-    source fires before or after the callers arrive.
-    """
-
-    _PENDING = object()
-
-    def __init__(self, source: Deferred[Any]) -> None:
-        self._result: Any = self._PENDING
-        self._waiters: list[Deferred[Any]] = []
-        source.addBoth(self._fire)
-
-    def observe(self) -> Deferred[Any]:
-        if self._result is not self._PENDING:
-            return fail(self._result) if isinstance(self._result, Failure) else succeed(self._result)
-        d: Deferred[Any] = Deferred()
-        self._waiters.append(d)
-        return d
-
-    def _fire(self, result: Any) -> None:
-        self._result = result
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(result, Failure):
-                d.errback(result)
-            else:
-                d.callback(result)
-        # The failure has been handed to every waiter: do not leave it
-        # unhandled in the source chain as well.
-        return None
-
-
 class DecisionCache:
     """Allow and deny decisions for ``ttl`` seconds, at most ``max_entries``.
 
@@ -270,7 +236,7 @@ class ServiceAccountToken:
         self._token: str | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._next_check = 0.0
-        self._refreshing: _Shared | None = None
+        self._refreshing: Shared | None = None
 
     def load_now(self) -> None:
         """Blocking first read, for start-up: a missing token file is a
@@ -291,10 +257,10 @@ class ServiceAccountToken:
         """Deferred[str]: check the file now (re-read it even if its stat
         looks unchanged when ``force``); concurrent callers share one check."""
         if self._refreshing is not None:
-            return self._refreshing.observe()
+            return self._refreshing.get()
         source: Deferred[Any] = Deferred()
-        shared = self._refreshing = _Shared(source)
-        out = shared.observe()
+        shared = self._refreshing = Shared(source)
+        out = shared.get()
         d = self._run_in_thread(_read_token, self.path, None if force else self._stamp)
         d.addBoth(self._loaded, source)
         return out
@@ -361,7 +327,7 @@ class AegisAuthorizer:
         self._service_account = service_account
         self.timeout_seconds = timeout_seconds
         self.cache = DecisionCache(cache_seconds, max_cache_entries)
-        self._inflight: dict[str, _Shared] = {}
+        self._inflight: dict[str, Shared] = {}
         self._pool = pool
 
     def authorize(self, principal: Principal, action: str, resource: ResourceRef) -> Deferred[bool]:
@@ -374,10 +340,10 @@ class AegisAuthorizer:
             return succeed(cached)
         shared = self._inflight.get(key)
         if shared is not None:
-            return shared.observe()
+            return shared.get()
         source: Deferred[Any] = Deferred()
-        shared = self._inflight[key] = _Shared(source)
-        out = shared.observe()
+        shared = self._inflight[key] = Shared(source)
+        out = shared.get()
         ask: Deferred[Any] = self._ask(body)
         # The timer fails the decision itself rather than waiting for the
         # cancelled call to unwind (an aborted connection reports its loss
@@ -386,18 +352,18 @@ class AegisAuthorizer:
         ask.addBoth(self._settle, key, shared, source, timer, action, resource.path)
         return out
 
-    def _forget(self, key: str, shared: _Shared) -> None:
+    def _forget(self, key: str, shared: Shared) -> None:
         # A newer call for the same question may have replaced this one.
         if self._inflight.get(key) is shared:
             del self._inflight[key]
 
-    def _expire(self, key: str, shared: _Shared, source: Deferred[Any], ask: Deferred[Any]) -> None:
+    def _expire(self, key: str, shared: Shared, source: Deferred[Any], ask: Deferred[Any]) -> None:
         self._forget(key, shared)
         source.errback(AegisUnavailable(f"no answer from aegis within {self.timeout_seconds:g}s"))
         ask.cancel()
 
     def _settle(
-        self, result: Any, key: str, shared: _Shared, source: Deferred[Any], timer: Any, action: str, path: str
+        self, result: Any, key: str, shared: Shared, source: Deferred[Any], timer: Any, action: str, path: str
     ) -> None:
         if source.called:
             return None  # timed out; the late result (or its cancellation) is dropped

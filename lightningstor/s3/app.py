@@ -27,6 +27,7 @@ from lightningstor.core.access import Decision, action_of
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
+from lightningstor.deferreds import Shared
 from lightningstor.s3 import operations, xmlio
 from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
@@ -611,38 +612,3 @@ def _failed(error: Exception) -> Deferred[Any]:
     d: Deferred[Any] = Deferred()
     d.errback(Failure(error))
     return d
-
-
-class Shared:
-    """One Deferred's outcome, handed to any number of waiters.
-
-    A Deferred's result is consumed by its callbacks (yielding it twice gives
-    None the second time), but authentication is awaited by both the body
-    sink and the handler.
-    """
-
-    def __init__(self, d: Deferred[Any]) -> None:
-        self._done = False
-        self._result: Any = None
-        self._waiters: list[Deferred[Any]] = []
-        d.addBoth(self._fire)
-
-    def _fire(self, result: Any) -> None:
-        self._done, self._result = True, result
-        waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            self._deliver(w)
-
-    def _deliver(self, d: Deferred[Any]) -> None:
-        if isinstance(self._result, Failure):
-            d.errback(self._result)
-        else:
-            d.callback(self._result)
-
-    def get(self) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        if self._done:
-            self._deliver(d)
-        else:
-            self._waiters.append(d)
-        return d
