@@ -228,6 +228,8 @@ class LimitsSettings:
     # A request's line and headers must arrive within this many seconds of
     # its first byte, however steadily they trickle (slowloris).
     header_timeout_seconds: int = 30
+    # While a body is read, each this-many seconds must bring 1 KiB (slow POST).
+    body_timeout_seconds: int = 60
     # Open S3 connections above this get 503 SlowDown and are closed.
     max_connections: int = 1024
     # gRPC PutObject carries the whole object in one message; larger objects
@@ -877,6 +879,7 @@ def _read_limits(t: _Table) -> LimitsSettings:
         max_delete_keys=t.get("max_delete_keys", d.max_delete_keys, _int(1, 100000)),
         idle_timeout_seconds=t.get("idle_timeout_seconds", d.idle_timeout_seconds, _int(1, 86400)),
         header_timeout_seconds=t.get("header_timeout_seconds", d.header_timeout_seconds, _int(1, 3600)),
+        body_timeout_seconds=t.get("body_timeout_seconds", d.body_timeout_seconds, _int(0, 3600)),
         max_connections=t.get("max_connections", d.max_connections, _int(1, 1_000_000)),
         max_grpc_put_object_bytes=t.get(
             "max_grpc_put_object_bytes", d.max_grpc_put_object_bytes, _int(1 * KiB, 64 * MiB)

@@ -412,6 +412,7 @@ def _assemble(
             reactor,
             max_connections=settings.limits.max_connections,
             header_timeout=settings.limits.header_timeout_seconds,
+            body_timeout=settings.limits.body_timeout_seconds,
         ),
     ).setServiceParent(top)
     if settings.server.grpc_enabled:

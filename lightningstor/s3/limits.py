@@ -1,4 +1,4 @@
-"""Connection limits for the S3 listener: a header deadline and a connection cap.
+"""Connection limits for the S3 listener: header and body deadlines, a connection cap.
 
 twisted.web's ``Site(timeout=...)`` closes a connection only after that many
 seconds *without any byte*: a client that sends its request headers one byte
@@ -15,6 +15,14 @@ connection policy, as ``policies.TimeoutFactory`` does):
   done (:meth:`LimitedConnection.request_finished`), so nothing is parsed
   twice.  A slow *body* is still governed by the idle timeout and by
   backpressure, not by this deadline.
+* **Body progress.** While a request body is coming in *and the server is
+  reading it*, every ``body_timeout`` seconds must bring at least
+  :data:`MIN_BODY_BYTES` (or the rest of the body).  A client that trickles
+  a body a byte at a time (slow POST, "R.U.D.Y.") gets ``400
+  RequestTimeout`` and the connection is closed; nothing is stored.  Periods
+  in which the server itself paused the transport (backpressure: the
+  storage writer or the in-flight byte budget is behind) are never held
+  against the client: :meth:`LimitedConnection.pauseProducing` marks them.
 * **Connection cap.** Above ``max_connections`` open connections, a new one
   gets ``503 SlowDown`` (``Connection: close``) at once and is closed, so
   clients back off and retry instead of queueing on a server that would
@@ -39,6 +47,22 @@ _SLOW_DOWN_BODY = (
     b"<Error><Code>SlowDown</Code><Message>Too many open connections; reduce your request rate."
     b"</Message></Error>"
 )
+# The least a body must bring per ``body_timeout`` while the server reads.
+MIN_BODY_BYTES = 1024
+# While the server holds a body back, the site's idle timer is reset this often.
+IDLE_TOUCH_SECONDS = 5.0
+
+_REQUEST_TIMEOUT_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Error><Code>RequestTimeout</Code><Message>Your socket connection to the server was not read from "
+    b"or written to within the timeout period. Idle connections will be closed.</Message></Error>"
+)
+REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 400 Bad Request\r\n"
+    b"Content-Type: application/xml\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: " + str(len(_REQUEST_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _REQUEST_TIMEOUT_BODY
+)
 SLOW_DOWN_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"Content-Type: application/xml\r\n"
@@ -57,6 +81,15 @@ class LimitedConnection(ProtocolWrapper):
         super().__init__(factory, wrappedProtocol)
         self._between_requests = True
         self._deadline: Any = None
+        # Body progress (see the module docstring).
+        self._body_timer: Any = None
+        self._body_left: int | None = None  # bytes still expected; None: unknown (chunked)
+        self._window_bytes = 0
+        self._paused = False
+        self._paused_in_window = False
+        self._idle_touch: Any = None
+        self._in_body = False
+        self._channel: Any = None
 
     def dataReceived(self, data: bytes) -> None:
         if self._between_requests and data and self._deadline is None and self.factory.header_timeout:
@@ -64,7 +97,90 @@ class LimitedConnection(ProtocolWrapper):
             # and never reports header ends here: no deadline for it.
             if getattr(self.transport, "negotiatedProtocol", None) != b"h2":
                 self._deadline = self.factory.reactor.callLater(self.factory.header_timeout, self._too_slow)
+        if self._body_timer is not None:
+            self._window_bytes += len(data)
         super().dataReceived(data)
+
+    # -- body progress ------------------------------------------------------
+    def body_expected(self, length: int | None, channel: Any = None) -> None:
+        """A request body follows (``length`` bytes; None: chunked) on the
+        HTTP ``channel`` (whose idle timer a server-side pause keeps fresh)."""
+        if length == 0:
+            return
+        self._in_body = True
+        self._channel = channel
+        if not self.factory.body_timeout:
+            return
+        self._body_left = length
+        self._window_bytes = 0
+        self._paused_in_window = self._paused
+        self._cancel_body()
+        self._body_timer = self.factory.reactor.callLater(self.factory.body_timeout, self._check_body)
+
+    def body_received(self) -> None:
+        """The whole body has arrived: no more body deadline."""
+        self._in_body = False
+        self._channel = None
+        self._cancel_body()
+        self._cancel_touch()
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        needed = MIN_BODY_BYTES if self._body_left is None else min(MIN_BODY_BYTES, self._body_left)
+        if self._paused_in_window or self._window_bytes >= needed:
+            if self._body_left is not None:
+                self._body_left = max(0, self._body_left - self._window_bytes)
+            self._window_bytes = 0
+            self._paused_in_window = self._paused
+            self._body_timer = self.factory.reactor.callLater(self.factory.body_timeout, self._check_body)
+            return
+        self.factory.bodies_timed_out += 1
+        log.info(
+            "Closing {peer}: request body brought {n} bytes in {seconds} s",
+            peer=str(self.getPeer()), n=self._window_bytes, seconds=self.factory.body_timeout,
+        )  # fmt: skip
+        transport: Any = self.transport
+        transport.write(REQUEST_TIMEOUT_RESPONSE)
+        transport.loseConnection()
+
+    def pauseProducing(self) -> None:
+        # The server stops reading (backpressure): not the client's delay.
+        self._paused = True
+        self._paused_in_window = True
+        if self._in_body and self._idle_touch is None:
+            # The site's idle timeout counts time without a byte; while the
+            # server itself holds a body back (storage writer or in-flight
+            # budget behind), that time is not the client's: keep it fresh.
+            self._idle_touch = self.factory.reactor.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
+        transport: Any = self.transport
+        transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._cancel_touch()
+        transport: Any = self.transport
+        transport.resumeProducing()
+
+    def _touch_idle(self) -> None:
+        self._idle_touch = None
+        if not self._paused or not self._in_body:
+            return
+        reset = getattr(self._channel, "resetTimeout", None)  # TimeoutMixin
+        if reset is not None:
+            reset()
+        self._idle_touch = self.factory.reactor.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
+
+    def _cancel_touch(self) -> None:
+        if self._idle_touch is not None:
+            if self._idle_touch.active():
+                self._idle_touch.cancel()
+            self._idle_touch = None
+
+    def _cancel_body(self) -> None:
+        if self._body_timer is not None:
+            if self._body_timer.active():
+                self._body_timer.cancel()
+            self._body_timer = None
 
     def headers_received(self) -> None:
         """The parser has every header of the current request."""
@@ -93,6 +209,8 @@ class LimitedConnection(ProtocolWrapper):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel()
+        self._cancel_body()
+        self._cancel_touch()
         super().connectionLost(reason)
 
 
@@ -108,19 +226,24 @@ class _SlowDown(Protocol):
 @implementer(IProtocolNegotiationFactory)
 class ConnectionLimits(WrappingFactory[LimitedConnection]):
     """Wraps the S3 site (inside TLS, so the deadline also covers a slow
-    handshake's aftermath but never decrypts twice).  ``max_connections``
-    0 and ``header_timeout`` 0 switch each limit off.  ``refused`` and
-    ``headers_timed_out`` count what the limits did."""
+    handshake's aftermath but never decrypts twice).  ``max_connections``,
+    ``header_timeout`` and ``body_timeout`` 0 switch each limit off.
+    ``refused``, ``headers_timed_out`` and ``bodies_timed_out`` count what
+    the limits did."""
 
     protocol = LimitedConnection
 
-    def __init__(self, wrapped: Any, reactor: Any, *, max_connections: int, header_timeout: float) -> None:
+    def __init__(
+        self, wrapped: Any, reactor: Any, *, max_connections: int, header_timeout: float, body_timeout: float = 0
+    ) -> None:
         super().__init__(wrapped)
         self.reactor = reactor
         self.max_connections = max_connections
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.refused = 0
         self.headers_timed_out = 0
+        self.bodies_timed_out = 0
 
     def acceptableProtocols(self) -> list[bytes]:
         """The site's ALPN protocols: TLS asks the factory it wraps (this

@@ -88,6 +88,9 @@ class S3Request(server.Request):
         connection = connection_of(self)
         if connection is not None:
             connection.headers_received()  # stops the header deadline (s3/limits.py)
+            chunked = b"chunked" in (self.requestHeaders.getRawHeaders(b"transfer-encoding") or [b""])[0].lower()
+            if length or chunked:
+                connection.body_expected(length if not chunked else None, self.channel)
         begin = getattr(getattr(self.channel, "site", None), "begin_request", None)
         command = getattr(self.channel, "_command", None)
         path = getattr(self.channel, "_path", None)
@@ -99,6 +102,13 @@ class S3Request(server.Request):
             log.failure("Could not set up request handling")
             self.s3call = None
             self.body_sink = None
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # The whole body is in: the body progress deadline ends here.
+        connection = connection_of(self)
+        if connection is not None:
+            connection.body_received()
+        super().requestReceived(command, path, version)
 
     def finish(self) -> None:
         # Before Request.finish: that may already parse a pipelined next

@@ -16,6 +16,7 @@ CONFIG = """\
 [limits]
 idle_timeout_seconds = 3
 header_timeout_seconds = 2
+body_timeout_seconds = 2
 max_connections = 4
 """
 
@@ -128,3 +129,53 @@ def test_connections_above_the_cap_get_slow_down(limited: ServerProcess) -> None
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_trickled_body_gets_request_timeout_and_stores_nothing(limited: ServerProcess) -> None:
+    """A signed PutObject whose body comes 20 bytes every 0.5 s (never idle for
+    the 3 s idle timeout, but under 1 KiB per 2 s body period) is answered 400
+    RequestTimeout and closed; the key does not exist.  A body sent at a
+    normal pace through boto3 is stored."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from botocore.exceptions import ClientError
+
+    from tests.integration.conftest import make_client
+    from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+
+    s3 = make_client(limited.endpoint)
+    s3.create_bucket(Bucket="slowbody")
+    req = AWSRequest("PUT", f"{limited.endpoint}/slowbody/k",
+                     headers={"Content-Length": "100000", "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    S3SigV4Auth(Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY), "s3", "us-east-1").add_auth(req)
+    head = ["PUT /slowbody/k HTTP/1.1", f"Host: 127.0.0.1:{limited.port}"]
+    head += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host"]
+    sock = _connect(limited)
+    began = time.monotonic()
+    reply = b""
+    try:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        sock.settimeout(0.5)
+        while time.monotonic() - began < 15 and b"</Error>" not in reply:
+            try:
+                sock.sendall(b"x" * 20)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            try:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                reply += piece
+            except TimeoutError:
+                continue
+    finally:
+        sock.close()
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert b"<Code>RequestTimeout</Code>" in reply
+    assert 1.5 <= time.monotonic() - began <= 8.0
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="slowbody", Key="k")
+    body = b"y" * (3 * 1024 * 1024)
+    s3.put_object(Bucket="slowbody", Key="fine", Body=body)
+    assert s3.get_object(Bucket="slowbody", Key="fine")["Body"].read() == body

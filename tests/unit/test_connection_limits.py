@@ -20,11 +20,18 @@ class _Hello(resource.Resource):
     def render_GET(self, request: server.Request) -> bytes:
         return b"hello"
 
+    def render_PUT(self, request: server.Request) -> bytes:
+        return b"stored"
 
-def _factory(clock: Clock, *, max_connections: int = 10, header_timeout: float = 30) -> ConnectionLimits:
+
+def _factory(
+    clock: Clock, *, max_connections: int = 10, header_timeout: float = 30, body_timeout: float = 0
+) -> ConnectionLimits:
     site = server.Site(_Hello(), reactor=clock)
     site.requestFactory = S3Request
-    return ConnectionLimits(site, clock, max_connections=max_connections, header_timeout=header_timeout)
+    return ConnectionLimits(
+        site, clock, max_connections=max_connections, header_timeout=header_timeout, body_timeout=body_timeout
+    )
 
 
 def _connect(factory: ConnectionLimits) -> tuple[object, StringTransport]:
@@ -88,3 +95,77 @@ def test_connection_above_the_cap_gets_slow_down_and_is_closed() -> None:
     _, accepted = _connect(factory)
     assert accepted.value() == b""
     assert factory.acceptableProtocols() == [b"http/1.1"]
+
+
+_PUT_HEAD = b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+
+
+def test_a_trickled_body_gets_request_timeout_and_is_closed() -> None:
+    """A body bringing less than 1 KiB per body_timeout while the server reads
+    it: 400 RequestTimeout, connection closed, counted."""
+    clock = Clock()
+    factory = _factory(clock, body_timeout=10)
+    proto, transport = _connect(factory)
+    proto.dataReceived(_PUT_HEAD)  # type: ignore[attr-defined]
+    for _ in range(9):
+        clock.advance(1)
+        proto.dataReceived(b"x" * 50)  # type: ignore[attr-defined]
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+    assert transport.value().startswith(b"HTTP/1.1 400 Bad Request") and b"<Code>RequestTimeout</Code>" in transport.value()
+    assert factory.bodies_timed_out == 1
+
+
+def test_a_steady_body_and_server_pauses_are_not_timed_out() -> None:
+    """1 KiB or more per period keeps the deadline away, however long the
+    body takes; a period in which the server paused reading (backpressure)
+    is never held against the client."""
+    clock = Clock()
+    factory = _factory(clock, body_timeout=10)
+    proto, transport = _connect(factory)
+    proto.dataReceived(_PUT_HEAD)  # type: ignore[attr-defined]
+    for _ in range(5):
+        clock.advance(9)
+        proto.dataReceived(b"x" * 2000)  # type: ignore[attr-defined]
+        clock.advance(1)
+    assert not transport.disconnecting
+    proto.pauseProducing()  # type: ignore[attr-defined]
+    assert transport.producerState == "paused"
+    clock.advance(35)  # the server is not reading: no bytes can come
+    assert not transport.disconnecting
+    proto.resumeProducing()  # type: ignore[attr-defined]
+    clock.advance(5)  # the period the pause ended in is still the server's
+    assert not transport.disconnecting
+    proto.dataReceived(b"x" * 2000)  # type: ignore[attr-defined]
+    clock.advance(10)
+    assert not transport.disconnecting
+    clock.advance(10)  # a whole reading period without a byte
+    assert transport.disconnecting
+    assert factory.bodies_timed_out == 1
+
+
+def test_the_deadline_ends_with_the_body() -> None:
+    """Once the whole body is in, the response may take as long as it takes."""
+    clock = Clock()
+    factory = _factory(clock, body_timeout=10)
+    proto, transport = _connect(factory)
+    proto.dataReceived(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")  # type: ignore[attr-defined]
+    clock.advance(50)  # five body periods, within the site's 60 s idle timeout
+    assert not transport.disconnecting and factory.bodies_timed_out == 0
+
+
+def test_time_the_server_holds_a_body_back_is_not_idle_time() -> None:
+    """While the server has paused reading a body (backpressure), the site's
+    idle timeout (60 s here) does not cut the upload, however long the pause."""
+    clock = Clock()
+    factory = _factory(clock, body_timeout=0)  # the body deadline off: only the idle timer
+    proto, transport = _connect(factory)
+    proto.dataReceived(_PUT_HEAD + b"x" * 2000)  # type: ignore[attr-defined]
+    proto.pauseProducing()  # type: ignore[attr-defined]
+    for _ in range(30):
+        clock.advance(10)
+    assert not transport.disconnecting
+    proto.resumeProducing()  # type: ignore[attr-defined]
+    clock.advance(61)  # the client's own silence still counts
+    assert transport.disconnecting
