@@ -25,73 +25,58 @@ PROTO_DIR = ROOT / "proto"
 PROTO = "lightningstor.proto"
 DEFAULT_OUT = ROOT / "lightningstor" / "grpc" / "gen"
 PACKAGE = "lightningstor.grpc.gen"
-_TOP_LEVEL_IMPORT = re.compile(r"^import lightningstor_pb2 as lightningstor__pb2$", re.MULTILINE)
 NODE_PROTO = "lightningstor_node.proto"
 NODE_OUT = ROOT / "lightningstor" / "node" / "gen"
 NODE_PACKAGE = "lightningstor.node.gen"
 _NOQA = "# ruff: noqa\n"
-_NODE_IMPORT = re.compile(r"^import lightningstor_node_pb2 as lightningstor__node__pb2$", re.MULTILINE)
+
+
+def _generate(out: Path, proto: str, package: str, *, noqa: bool) -> list[Path]:
+    """Run protoc for ``proto`` into ``out``, point the gRPC stubs' import of
+    the messages module at ``package``, and return the three files written.
+
+    ``noqa`` prefixes the files with a ruff exemption (generated code follows
+    protoc's style, not ours; the exemption travels with the files).
+    """
+    import grpc_tools
+    from grpc_tools import protoc
+
+    stem = proto.removesuffix(".proto")  # lightningstor, lightningstor_node
+    out.mkdir(parents=True, exist_ok=True)
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    status = protoc.main([
+        "grpc_tools.protoc",
+        f"-I{PROTO_DIR}",
+        f"-I{well_known}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        str(PROTO_DIR / proto),
+    ])
+    if status != 0:
+        raise SystemExit(f"protoc failed with status {status}")
+    alias = stem.replace("_", "__") + "__pb2"  # protoc's name for the module
+    top_level = re.compile(rf"^import {stem}_pb2 as {alias}$", re.MULTILINE)
+    stubs = out / f"{stem}_pb2_grpc.py"
+    fixed, count = top_level.subn(f"from {package} import {stem}_pb2 as {alias}", stubs.read_text())
+    if count != 1:
+        raise SystemExit(f"generated stubs no longer import {stem}_pb2 the expected way")
+    stubs.write_text(fixed)
+    files = [out / f"{stem}_pb2.py", out / f"{stem}_pb2.pyi", stubs]
+    if noqa:
+        for path in files:
+            path.write_text(_NOQA + path.read_text())
+    return files
 
 
 def generate(out: Path) -> list[Path]:
-    """Write the ``_pb2``, ``_pb2_grpc`` and ``.pyi`` files into ``out``; return them."""
-    import grpc_tools
-    from grpc_tools import protoc
-
-    out.mkdir(parents=True, exist_ok=True)
-    well_known = Path(grpc_tools.__file__).parent / "_proto"
-    status = protoc.main([
-        "grpc_tools.protoc",
-        f"-I{PROTO_DIR}",
-        f"-I{well_known}",
-        f"--python_out={out}",
-        f"--pyi_out={out}",
-        f"--grpc_python_out={out}",
-        str(PROTO_DIR / PROTO),
-    ])
-    if status != 0:
-        raise SystemExit(f"protoc failed with status {status}")
-    stubs = out / "lightningstor_pb2_grpc.py"
-    text = stubs.read_text()
-    fixed, count = _TOP_LEVEL_IMPORT.subn(f"from {PACKAGE} import lightningstor_pb2 as lightningstor__pb2", text)
-    if count != 1:
-        raise SystemExit("generated stubs no longer import lightningstor_pb2 the expected way")
-    stubs.write_text(fixed)
-    return [out / "lightningstor_pb2.py", out / "lightningstor_pb2.pyi", stubs]
+    """The API's ``_pb2``, ``_pb2_grpc`` and ``.pyi`` files, written into ``out``."""
+    return _generate(out, PROTO, PACKAGE, noqa=False)
 
 
 def generate_node(out: Path) -> list[Path]:
-    """Like :func:`generate` for the storage-node proto; return the files written."""
-    import grpc_tools
-    from grpc_tools import protoc
-
-    out.mkdir(parents=True, exist_ok=True)
-    well_known = Path(grpc_tools.__file__).parent / "_proto"
-    status = protoc.main([
-        "grpc_tools.protoc",
-        f"-I{PROTO_DIR}",
-        f"-I{well_known}",
-        f"--python_out={out}",
-        f"--pyi_out={out}",
-        f"--grpc_python_out={out}",
-        str(PROTO_DIR / NODE_PROTO),
-    ])
-    if status != 0:
-        raise SystemExit(f"protoc failed with status {status}")
-    stubs = out / "lightningstor_node_pb2_grpc.py"
-    text = stubs.read_text()
-    fixed, count = _NODE_IMPORT.subn(
-        f"from {NODE_PACKAGE} import lightningstor_node_pb2 as lightningstor__node__pb2", text
-    )
-    if count != 1:
-        raise SystemExit("generated node stubs no longer import lightningstor_node_pb2 the expected way")
-    stubs.write_text(fixed)
-    files = [out / "lightningstor_node_pb2.py", out / "lightningstor_node_pb2.pyi", stubs]
-    # Generated code follows protoc's style, not ours: keep ruff off it here
-    # rather than in ruff.toml, so the exemption travels with the files.
-    for path in files:
-        path.write_text(_NOQA + path.read_text())
-    return files
+    """Like :func:`generate` for the storage-node proto."""
+    return _generate(out, NODE_PROTO, NODE_PACKAGE, noqa=True)
 
 
 def main(argv: list[str] | None = None) -> int:

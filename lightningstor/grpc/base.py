@@ -13,6 +13,7 @@ trailing metadata (:data:`REQUEST_ID_KEY`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -212,28 +213,36 @@ T = TypeVar("T")
 Handler = Callable[..., Any]
 
 
+@contextlib.contextmanager
+def _call(rpc: Rpc, name: str, request: Any, context: grpc.ServicerContext) -> Iterator[Principal]:
+    """One RPC from start to end, for both decorators: count it active, set
+    up its per-thread state, authenticate (the block gets the principal),
+    turn any failure into a gRPC status, and record the outcome (metrics,
+    audit).  A client that goes away mid-stream (GeneratorExit) stays
+    CANCELLED."""
+    rpc.enter()
+    rpc.begin(name)
+    outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
+    try:
+        yield rpc.authenticate(context)
+        rpc.succeeded(context)
+        outcome = (grpc.StatusCode.OK, None)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+        outcome = _outcome(context, exc)
+        rpc.fail(context, exc, name)
+    finally:
+        rpc.finish(context, request, *outcome)
+        rpc.leave()
+
+
 def unary(method: Handler) -> Handler:
     """Decorate ``method(self, principal, request, context)`` as an RPC handler
     (unary or client-streaming response)."""
 
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        rpc: Rpc = self.rpc
-        rpc.enter()
-        rpc.begin(method.__name__)
-        outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
-        try:
-            principal = rpc.authenticate(context)
-            response = method(self, principal, request, context)
-            rpc.succeeded(context)
-            outcome = (grpc.StatusCode.OK, None)
-            return response
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-            outcome = _outcome(context, exc)
-            rpc.fail(context, exc, method.__name__)
-        finally:
-            rpc.finish(context, request, *outcome)
-            rpc.leave()
+        with _call(self.rpc, method.__name__, request, context) as principal:
+            return method(self, principal, request, context)
 
     return handler
 
@@ -243,22 +252,8 @@ def streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
 
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
-        rpc: Rpc = self.rpc
-        rpc.enter()
-        rpc.begin(method.__name__)
-        # Stays CANCELLED if the client goes away mid-stream (GeneratorExit).
-        outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
-        try:
-            principal = rpc.authenticate(context)
+        with _call(self.rpc, method.__name__, request, context) as principal:
             yield from method(self, principal, request, context)
-            rpc.succeeded(context)
-            outcome = (grpc.StatusCode.OK, None)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-            outcome = _outcome(context, exc)
-            rpc.fail(context, exc, method.__name__)
-        finally:
-            rpc.finish(context, request, *outcome)
-            rpc.leave()
 
     return handler
 

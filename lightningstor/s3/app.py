@@ -372,21 +372,14 @@ class S3Api:
         body is discarded while the connection closes (there is no request
         boundary to resume at), so the handler never runs.
         """
-        call.error_code = error.code
         request = call.request
-        body = xmlio.error_xml(
-            error.code, error.message, resource=call.target.resource, request_id=call.request_id, fields=error.fields
-        )
-        request.setResponseCode(error.status)
-        request.setHeader(b"content-type", b"application/xml")
-        request.setHeader(b"content-length", str(len(body)).encode())
         request.setHeader(b"connection", b"close")
         request.channel.persistent = False
         # Set when the whole request has arrived, which this one never will.
         request.clientproto = getattr(request.channel, "_version", None) or b"HTTP/1.1"
         request.body_sink = call.sink = BufferedBody(0, lambda: error)
         call.auth = Shared(_failed(error))
-        request.write(body if call.method != "HEAD" else b"")
+        request.write(self.send_error(call, error))
         request.channel.loseConnection()
 
     def _probe(self, call: S3Call) -> str | None:
