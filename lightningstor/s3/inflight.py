@@ -95,8 +95,6 @@ class InflightBudget:
     def _maybe_pause(self, account: BudgetAccount) -> None:
         if account.draining:
             # It frees memory by itself; let it (and others) drain first.
-            if self._runner is account:
-                self._runner = None
             self._pause(account)
         elif self._draining > 0:
             self._pause(account)  # memory is being freed elsewhere
@@ -106,6 +104,11 @@ class InflightBudget:
             self._pause(account)
 
     def _pause(self, account: BudgetAccount) -> None:
+        # A paused upload cannot be the one that must make progress: keeping
+        # the turn while paused would leave everyone paused once the other
+        # drains end (_wake hands the turn on only when nobody holds it).
+        if self._runner is account:
+            self._runner = None
         account.waiting = True
         self._waiting[account] = None
         account._pause()
