@@ -583,11 +583,24 @@ def chunk_files(storage_dir: Path) -> dict[str, int]:
     return out
 
 
+def _leads_to(entry: bytes, holder: bytes) -> bool:
+    """Whether a chunk-index entry (a JSON hint: bucket id ``b``, key ``k``,
+    and ``u``/``n`` for a part) names the record at ``holder``: the object
+    key or one of its versions, or the part record (decoded here without the
+    server's code)."""
+    hint = json.loads(entry)
+    if holder.startswith(b"lightningstor/parts/"):
+        return "u" in hint and holder == f"lightningstor/parts/{hint['u']}/{hint['n']:05d}".encode()
+    tail = hint["b"].encode() + b"/" + hint["k"].encode("utf-8")
+    return holder == b"lightningstor/objects/" + tail or holder.startswith(b"lightningstor/versions/" + tail + b"\x00")
+
+
 def check_metadata(db: Path) -> dict[str, int]:
     """Read SQLite directly (not through the server's code): every chunk
-    referenced by an object, version or part record has an index entry naming
-    that record, and every index entry names an existing record that
-    references its chunk.  Returns chunk id -> size of the referenced chunks."""
+    referenced by an object, version or part record has an index entry that
+    leads to that record, and after collection every index entry belongs to
+    a chunk some record references.  Returns chunk id -> size of the
+    referenced chunks."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = dict(conn.execute("SELECT key, value FROM kv").fetchall())
@@ -602,7 +615,7 @@ def check_metadata(db: Path) -> dict[str, int]:
                 referenced[chunk_id] = (key, size)
     index = {k[len(b"lightningstor/chunks/"):].decode(): v for k, v in rows.items()
              if k.startswith(b"lightningstor/chunks/")}  # fmt: skip
-    dangling = {c: v for c, v in index.items() if c not in referenced or referenced[c][0] != v}
+    dangling = {c: v for c, v in index.items() if c not in referenced or not _leads_to(v, referenced[c][0])}
     if dangling:
         raise CrashCheckFailed(f"dangling chunk index entries: {list(dangling.items())[:5]}")
     unindexed = set(referenced) - set(index)

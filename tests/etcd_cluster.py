@@ -10,6 +10,7 @@ short.  Where ``/usr/bin/etcd`` (Debian's ``etcd-server``) is missing,
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from lightningstor.interfaces.metadata import prefix_end
 
 ETCD = "/usr/bin/etcd"
 
@@ -64,6 +67,16 @@ def post(
     with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
         answer: dict[str, object] = json.loads(r.read())
         return answer
+
+
+def raw_keys(endpoint: str, prefix: bytes) -> list[bytes]:
+    """Every etcd key under ``prefix``, read past the store."""
+    answer = post(
+        endpoint + "/v3/kv/range",
+        {"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(prefix_end(prefix)).decode(),
+         "keys_only": True},
+    )
+    return [base64.b64decode(kv["key"]) for kv in answer.get("kvs", [])]  # type: ignore[attr-defined]
 
 
 @dataclass

@@ -2,10 +2,13 @@
 
 Chunks are made durable *before* the metadata commit that references them, so
 a crash (or a failed commit whose clean-up also failed) can leave chunks that
-nothing points to.  Every referenced chunk has a chunk-index entry written in
-the same transaction as its object record; the collector deletes chunks that
-have none, once they are older than a grace period long enough that no upload
-still writing them can be running (a single PUT is at most 5 GiB).
+nothing points to.  Every chunk gets a chunk-index entry (core/chunkindex.py)
+before its commit, naming where its holder lives.  The collector deletes a
+chunk older than a grace period (long enough that no upload still writing
+it can be running: a single PUT is at most 5 GiB) when it has no entry, or
+when its entry's hint leads to no record that lists it; the entry goes
+first, then the data.  A second pass removes entries older than the grace
+period whose chunk no longer exists and that no record needs.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from typing import Any, Callable
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from lightningstor.core import keys
-from lightningstor.interfaces.metadata import IMetadataStore
+from lightningstor.core import chunkindex, keys
+from lightningstor.interfaces.metadata import Delete, IMetadataStore, prefix_end
 from lightningstor.interfaces.storage import IStorageBackend
 from lightningstor.periodic import PeriodicService
 
 log = Logger()
+
+_INDEX_PAGE = 500
 
 
 @inlineCallbacks
@@ -30,21 +35,55 @@ def collect_orphans(
     now: float,
     grace_seconds: float,
 ) -> Any:
-    """Deferred[int]: delete unreferenced chunks older than the grace period."""
+    """Deferred[int]: delete unreferenced chunks older than the grace period
+    (and stale index entries of chunks that are gone)."""
     infos = yield backend.list_chunks()
     removed = 0
     for info in infos:
         if now - info.created_at < grace_seconds:
             continue
-        kv = yield store.get(keys.chunk_key(info.chunk_id))
+        ckey = keys.chunk_key(info.chunk_id)
+        kv = yield store.get(ckey)
         if kv is not None:
-            continue
+            needed = yield chunkindex.still_referenced(store, info.chunk_id, kv.value)
+            if needed:
+                continue
+            yield store.txn([], [Delete(ckey)])
         deleted = yield backend.delete_chunk(info.chunk_id)
         if deleted:
             removed += 1
-    if removed:
-        log.info("Collected {n} orphaned chunks", n=removed)
+    stale = yield _drop_stale_entries(store, {info.chunk_id for info in infos}, now, grace_seconds)
+    if removed or stale:
+        log.info("Collected {n} orphaned chunks and {e} stale index entries", n=removed, e=stale)
     return removed
+
+
+@inlineCallbacks
+def _drop_stale_entries(store: IMetadataStore, existing: set[str], now: float, grace_seconds: float) -> Any:
+    """Deferred[int]: remove entries of chunks absent from the backend's
+    listing, written longer than the grace period ago, that no record lists.
+
+    An entry younger than that may belong to a write whose chunks were
+    stored after the listing was taken; a legacy entry has no time and stays.
+    """
+    dropped = 0
+    start, end = keys.CHUNKS, prefix_end(keys.CHUNKS)
+    while True:
+        rows = yield store.scan(start, end, _INDEX_PAGE)
+        for kv in rows:
+            chunk_id = kv.key[len(keys.CHUNKS) :].decode()
+            if chunk_id in existing:
+                continue
+            written = chunkindex.hint_time_ms(kv.value)
+            if written is None or now - written / 1000 < grace_seconds:
+                continue
+            needed = yield chunkindex.still_referenced(store, chunk_id, kv.value)
+            if not needed:
+                yield store.txn([], [Delete(kv.key)])
+                dropped += 1
+        if len(rows) < _INDEX_PAGE:
+            return dropped
+        start = rows[-1].key + b"\0"
 
 
 class CollectorService(PeriodicService):

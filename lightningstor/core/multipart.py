@@ -46,7 +46,7 @@ from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS, b64, new_hasher
-from lightningstor.core import keys
+from lightningstor.core import chunkindex, keys
 from lightningstor.core.objects import (
     ConflictError,
     ObjectManager,
@@ -495,6 +495,19 @@ class MultipartManager:
             if digest is None:
                 raise ValueError("the part writer did not compute the upload's checksum")
             part.checksums[upload.checksum_algorithm] = b64(digest)
+        hint = chunkindex.part_hint(upload.bucket_id, upload.key, upload.upload_id, part_number, self._now_ms())
+        yield chunkindex.index(self._store, part.chunks, hint)
+        try:
+            committed = yield self._commit_part(upload, part)
+        except Exception as e:
+            if not may_have_committed(e):
+                yield chunkindex.forget(self._store, part.chunks)
+            raise
+        return committed
+
+    @inlineCallbacks
+    def _commit_part(self, upload: Upload, part: Part) -> Any:
+        part_number = part.part_number
         ukey = keys.upload_key(upload.bucket_id, upload.key, upload.upload_id)
         pkey = keys.part_key(upload.upload_id, part_number)
         encoded = encode_part(part)
@@ -508,16 +521,13 @@ class MultipartManager:
             delta = Usage(upload_bytes=part.size - (old.size if old is not None else 0))
             quota = yield self._quotas.plan(scope, delta, object_size=part.size)
             ops: list[Operation] = [Put(ukey, ukv.value), Put(pkey, encoded)]  # bump the upload's revision
-            if old is not None:
-                ops += [Delete(keys.chunk_key(c.chunk_id)) for c in old.chunks]
-            ops += [Put(keys.chunk_key(c.chunk_id), pkey) for c in part.chunks]
             ops += quota.ops
             compares = [Compare(ukey, ukv.mod_revision), Compare(pkey, pkv.mod_revision if pkv else 0)]
             outcome = yield self._store.txn([*compares, *quota.compares], ops)
             if outcome.succeeded:
                 self._quotas.committed(quota)
-                if old is not None and old.chunks:
-                    self._chunks.delete_chunks(old.chunks)
+                if old is not None:
+                    yield chunkindex.release(self._store, old.chunks, self._chunks.delete_chunks)
                 return part
             self._quotas.conflicted(scope)
         raise errors.SlowDown("Too many concurrent writes to this upload")
@@ -651,7 +661,6 @@ class MultipartManager:
             unlisted = [p for p in by_number.values() if p.part_number not in listed_numbers]
             pprefix = keys.parts_prefix(upload_id)
             extra_ops: list[Operation] = [Delete(ukey), DeleteRange(pprefix, prefix_end(pprefix))]
-            extra_ops += [Delete(keys.chunk_key(c.chunk_id)) for p in unlisted for c in p.chunks]
             # The parts stop counting as upload bytes; the object counts instead.
             released = ZERO
             if upload.usage_scope is not None:
@@ -659,13 +668,13 @@ class MultipartManager:
             try:
                 committed = yield self._objects.commit(
                     bucket, record, conditions, extra_compares=[Compare(ukey, ukv.mod_revision)],
-                    extra_ops=extra_ops, extra_usage=released,
+                    extra_ops=extra_ops, extra_usage=released, indexed=True,
                 )  # fmt: skip
             except ConflictError:
                 continue  # a part changed, or another complete/abort won: look again
+            # The listed parts' index hints already lead to the object key.
             garbage = [c for p in unlisted for c in p.chunks]
-            if garbage:
-                self._chunks.delete_chunks(garbage)
+            yield chunkindex.release(self._store, garbage, self._chunks.delete_chunks)
             return Completed(committed if committed is not None else record, kind)
         raise errors.SlowDown("Too many concurrent changes to this upload")
 
@@ -771,14 +780,12 @@ class MultipartManager:
             chunks = [c for _kv, p in stored for c in p.chunks]
             pprefix = keys.parts_prefix(upload_id)
             ops: list[Operation] = [Delete(ukey), DeleteRange(pprefix, prefix_end(pprefix))]
-            ops += [Delete(keys.chunk_key(c.chunk_id)) for c in chunks]
             released = Usage(upload_bytes=-sum(p.size for _kv, p in stored))
             quota = self._quotas.unguarded(decode_upload(ukv.value).usage_scope, released)
             outcome = yield self._store.txn([Compare(ukey, ukv.mod_revision)], [*ops, *quota.ops])
             if outcome.succeeded:
                 self._quotas.committed(quota)
-                if chunks:
-                    self._chunks.delete_chunks(chunks)
+                yield chunkindex.release(self._store, chunks, self._chunks.delete_chunks)
                 return True
         raise errors.SlowDown("Too many concurrent changes to this upload")
 

@@ -1,8 +1,8 @@
 """Object records: validation, atomic commit, lookup and deletion.
 
 Write order for every mutation (DESIGN "The data path"): chunks durable ->
-metadata committed atomically (record + chunk index entries in one
-transaction) -> success returned -> superseded chunks deleted.  A crash at
+chunk-index hints written (core/chunkindex.py) -> metadata committed
+atomically -> success returned -> superseded chunks unindexed, then deleted.  A crash at
 any point leaves the old or the new object visible, never a mix; chunks no
 committed record references are reclaimed by the collector.
 
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any, Callable, Iterable, Sequence
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.checksums import b64
-from lightningstor.core import keys, records
+from lightningstor.core import chunkindex, keys, records
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
@@ -112,26 +112,9 @@ def verify_digests(attrs: PutAttrs, md5_hex: str, digests: dict[str, bytes]) -> 
     return stored
 
 
-def _index_put(record: ObjectRecord | None, owner: bytes) -> list[Operation]:
-    """Chunk-index entries naming the record key that now holds ``record``."""
-    if record is None:
-        return []
-    return [Put(keys.chunk_key(c.chunk_id), owner) for c in record.chunks]
-
-
-def _index_delete(record: ObjectRecord | None) -> list[Operation]:
-    if record is None:
-        return []
-    return [Delete(keys.chunk_key(c.chunk_id)) for c in record.chunks]
-
-
 def _dedupe(ops: Sequence[Operation]) -> list[Operation]:
-    """Keep only the last operation on each key, in order.
-
-    A chunk shared by the old and the new record is first unindexed, then
-    indexed again; the store applies operations in order so the put wins,
-    but etcd refuses a transaction naming one key twice.
-    """
+    """Keep only the last operation on each key, in order (etcd refuses a
+    transaction naming one key twice; the interface applies them in order)."""
     seen: set[bytes] = set()
     out: list[Operation] = []
     for op in reversed(ops):
@@ -238,8 +221,10 @@ class ObjectManager:
     * the current record's ``sequence`` is greater than every noncurrent
       one's, and its ``null_sequence`` names the noncurrent null version;
     * every chunk of every existing version has a chunk-index entry naming
-      the record key that holds the version; chunks are deleted only after
-      the transaction that permanently removed their version.
+      the object key (core/chunkindex.py), written before the commit and
+      removed only after the transaction that permanently removed the
+      version; chunks are deleted only after that.  No commit touches the
+      index, so a commit's size does not grow with the object's.
     """
 
     def __init__(
@@ -367,6 +352,7 @@ class ObjectManager:
         extra_compares: Sequence[Compare] = (),
         extra_ops: Sequence[Operation] = (),
         extra_usage: Usage = ZERO,
+        indexed: bool = False,
     ) -> Any:
         """Atomically make ``record`` the current object; Deferred[ObjectRecord].
 
@@ -390,8 +376,36 @@ class ObjectManager:
 
         Quotas (:mod:`lightningstor.core.quotas`) are checked against fresh
         usage on every attempt; QuotaExceeded leaves everything as it was.
+
+        The record's chunks are indexed first (``indexed``: the caller's
+        chunks already are, as a completed upload's parts); if the commit
+        surely failed, those entries are removed again.
         """
         okey = keys.object_key(bucket.bucket_id, record.key)
+        hinted = record.chunks if not indexed else []
+        if hinted:
+            yield chunkindex.index(
+                self._store, hinted, chunkindex.object_hint(bucket.bucket_id, record.key, self.now_ms())
+            )
+        try:
+            committed = yield self._commit(bucket, okey, record, attrs, extra_compares, extra_ops, extra_usage)
+        except Exception as e:
+            if hinted and not may_have_committed(e):
+                yield chunkindex.forget(self._store, hinted)
+            raise
+        return committed
+
+    @inlineCallbacks
+    def _commit(
+        self,
+        bucket: Bucket,
+        okey: bytes,
+        record: ObjectRecord,
+        attrs: PutAttrs | None,
+        extra_compares: Sequence[Compare],
+        extra_ops: Sequence[Operation],
+        extra_usage: Usage,
+    ) -> Any:
         scope = BucketScope.of(bucket)
         for _attempt in range(100):
             kv = yield self._store.get(okey)
@@ -410,7 +424,7 @@ class ObjectManager:
             )
             if result.succeeded:
                 self.quotas.committed(quota)
-                self._free(plan.freed, plan.kept | {c.chunk_id for c in record.chunks})
+                yield self._free(plan.freed, plan.kept | {c.chunk_id for c in record.chunks})
                 return record
             self.quotas.conflicted(scope)
             if extra_compares:
@@ -432,7 +446,6 @@ class ObjectManager:
             # Unversioned: exactly the old behaviour (no history is kept).
             record.version_id = None
             record.sequence = 0
-            plan.ops += _index_delete(current)
             plan.freed += current.chunks if current is not None else []
             plan.delta -= record_usage(current)
         else:
@@ -448,7 +461,6 @@ class ObjectManager:
             else:  # SUSPENDED: the new record is the null version
                 record.version_id = None
                 if current is not None and current.version_id is None:
-                    plan.ops += _index_delete(current)
                     plan.freed += current.chunks
                     plan.delta -= record_usage(current)
                 elif current is not None:
@@ -459,19 +471,18 @@ class ObjectManager:
                         nkv = yield self._store.get(nkey)
                         old_null = None if nkv is None else records.decode_object(nkv.value)
                         if old_null is not None and old_null.version_id is None:
-                            plan.ops += [Delete(nkey), *_index_delete(old_null)]
+                            plan.ops.append(Delete(nkey))
                             plan.compares.append(Compare(nkey, nkv.mod_revision))
                             plan.freed += old_null.chunks
                             plan.delta -= record_usage(old_null)
         plan.ops.append(Put(okey, records.encode_object(record)))
-        plan.ops += _index_put(record, okey)
         return plan
 
     def _demote(self, bucket: Bucket, current: ObjectRecord) -> list[Operation]:
         """Operations moving the current record to the noncurrent key space."""
         vkey = keys.version_key(bucket.bucket_id, current.key, current.sequence)
         noncurrent = replace(current, null_sequence=None)
-        return [Put(vkey, records.encode_object(noncurrent)), *_index_put(noncurrent, vkey)]
+        return [Put(vkey, records.encode_object(noncurrent))]
 
     @inlineCallbacks
     def _any_moved(self, guards: Sequence[Compare]) -> Any:
@@ -481,10 +492,12 @@ class ObjectManager:
                 return True
         return False
 
-    def _free(self, chunks: Iterable[ChunkRef], keep: set[str]) -> None:
+    def _free(self, chunks: Iterable[ChunkRef], keep: set[str]) -> Deferred[None]:
+        """Deferred[None] once the chunks of versions gone for good (but not
+        those in ``keep``) are unindexed; their deletion follows."""
         doomed = [c for c in chunks if c.chunk_id not in keep]
-        if doomed:
-            self._delete_chunks(doomed)
+        d: Deferred[None] = chunkindex.release(self._store, doomed, self._delete_chunks)
+        return d
 
     # -- deleting --------------------------------------------------------
     @inlineCallbacks
@@ -519,11 +532,11 @@ class ObjectManager:
             if kv is None or current is None:
                 return DeleteOutcome(None, False)
             quota = self.quotas.unguarded(BucketScope.of(bucket), ZERO - record_usage(current))
-            ops: list[Operation] = [Delete(okey), *_index_delete(current), *quota.ops]
+            ops: list[Operation] = [Delete(okey), *quota.ops]
             result = yield self._store.txn([Compare(okey, kv.mod_revision)], _dedupe(ops))
             if result.succeeded:
                 self.quotas.committed(quota)
-                self._free(current.chunks, set())
+                yield self._free(current.chunks, set())
                 return DeleteOutcome(None, False)
         raise errors.SlowDown("Too many concurrent writes to this key")
 
@@ -536,7 +549,7 @@ class ObjectManager:
                 return DeleteOutcome(ref.text, False)
             gone = located.record
             compares = [Compare(located.storage_key, located.revision)]
-            ops: list[Operation] = _index_delete(gone)
+            ops: list[Operation] = []
             kept: set[str] = set()
             if located.is_current:
                 prefix = keys.key_versions_prefix(bucket.bucket_id, key)
@@ -547,7 +560,6 @@ class ObjectManager:
                     promoted.null_sequence = None if promoted.version_id is None else gone.null_sequence
                     compares.append(Compare(rows[0].key, rows[0].mod_revision))
                     ops += [Delete(rows[0].key), Put(okey, records.encode_object(promoted))]
-                    ops += _index_put(promoted, okey)
                     kept = {c.chunk_id for c in promoted.chunks}
                 else:
                     ops.append(Delete(okey))
@@ -563,7 +575,7 @@ class ObjectManager:
             result = yield self._store.txn(compares, _dedupe([*ops, *quota.ops]))
             if result.succeeded:
                 self.quotas.committed(quota)
-                self._free(gone.chunks, kept)
+                yield self._free(gone.chunks, kept)
                 return DeleteOutcome(ref.text, gone.delete_marker)
         raise errors.SlowDown("Too many concurrent writes to this key")
 
@@ -608,8 +620,8 @@ def may_have_committed(exc: BaseException) -> bool:
 
     A store that lost its connection mid-transaction (etcd failover) cannot
     always tell; deleting the new chunks then could leave a committed record
-    pointing at nothing.  Such chunks are left to the orphan collector, which
-    deletes them only if no chunk-index entry references them.
+    pointing at nothing.  Such chunks (and their index entries) are left to
+    the orphan collector, which deletes them only if no record lists them.
     """
     return isinstance(exc, errors.MetadataUnavailable)
 

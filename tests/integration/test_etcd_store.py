@@ -14,7 +14,6 @@ Run with ``.venv/bin/python -m pytest tests/integration/test_etcd_store.py``.
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 import uuid
@@ -44,7 +43,7 @@ from lightningstor.metadata.etcd import EtcdMetadataStore, etcdStoreFactory
 from lightningstor.metadata.etcd_gateway import GatewayClient, OutcomeUnknown
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from tests.contract.metadata_contract import MetadataStoreContract
-from tests.etcd_cluster import EtcdCluster, etcd_binary, free_ports, make_tls, post
+from tests.etcd_cluster import EtcdCluster, etcd_binary, free_ports, make_tls, post, raw_keys
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +74,6 @@ async def failure_of(d: Any) -> Any:
     [(ok, value)] = await DeferredList([d], consumeErrors=True)
     assert not ok, f"expected a failure, got {value!r}"
     return value
-
-
-def raw_keys(endpoint: str, prefix: bytes) -> list[bytes]:
-    """Every etcd key under ``prefix``, read past the store."""
-    answer = post(
-        endpoint + "/v3/kv/range",
-        {"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(prefix_end(prefix)).decode(),
-         "keys_only": True},
-    )
-    return [base64.b64decode(kv["key"]) for kv in answer.get("kvs", [])]  # type: ignore[attr-defined]
 
 
 class TestEtcdContract(MetadataStoreContract):

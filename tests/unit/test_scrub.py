@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 
 from lightningstor.checksums import crc32c
-from lightningstor.core import keys
+from lightningstor.core import chunkindex, keys
 from lightningstor.core.records import encode_object
 from lightningstor.core.scrub import CORRUPT, INDEX, MISSING, ScrubReport, ScrubService, scrub
 from lightningstor.core.types import ChunkRef, ObjectRecord
@@ -52,7 +52,8 @@ class Stores:
         okey = keys.object_key("b" * 32, key)
         ops: list[Any] = [Put(okey, encode_object(record))]
         if index:
-            ops += [Put(keys.chunk_key(r.chunk_id), okey) for r in refs]
+            hint = chunkindex.object_hint("b" * 32, key, 1)
+            ops += [Put(keys.chunk_key(r.chunk_id), hint) for r in refs]
         await self.store.txn([], ops)
         return refs
 
@@ -110,15 +111,18 @@ async def test_crc_mismatch_with_metadata_is_corrupt(stores: Stores) -> None:
 @pytest_twisted.ensureDeferred
 async def test_index_is_audited_both_ways(stores: Stores) -> None:
     """A referenced chunk without an index entry (the collector would delete it)
-    and an index entry no record backs (it would keep an orphan forever) are
-    both index problems."""
+    and an entry that leads elsewhere are index problems; an entry no record
+    lists (a commit still to come, or a delete's leftover) is only counted."""
     (unindexed,) = await stores.put_object("k", [100], index=False)
     (kept,) = await stores.put_object("j", [100])
+    (misled,) = await stores.put_object("m", [100])
     await stores.store.txn([], [Delete(keys.object_key("b" * 32, "j"))])
+    await stores.store.txn([], [Put(keys.chunk_key(misled.chunk_id), chunkindex.object_hint("b" * 32, "other", 1))])
     report = await scrub(stores.store, stores.backend)
     assert sorted((p.kind, p.chunk_id) for p in report.problems) == sorted(
-        [(INDEX, unindexed.chunk_id), (INDEX, kept.chunk_id)]
+        [(INDEX, unindexed.chunk_id), (INDEX, misled.chunk_id)]
     )
+    assert report.unreferenced_entries == 1
 
 
 @pytest_twisted.ensureDeferred

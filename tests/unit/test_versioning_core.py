@@ -17,7 +17,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 
 from lightningstor import errors
-from lightningstor.core import keys, records
+from lightningstor.core import chunkindex, keys, records
 from lightningstor.core.listing import list_object_versions, list_objects
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
@@ -269,7 +269,7 @@ def test_markers_are_written_even_for_missing_keys_and_stack(core):
 
 @pytest_twisted.inlineCallbacks
 def test_chunks_freed_exactly_when_a_version_is_permanently_deleted(core):
-    """Every version's chunks stay indexed (owner = the key holding the record) until that version is deleted."""
+    """Every version's chunks stay indexed (hint: the object key) until that version is deleted."""
     bucket = yield _bucket(core, "chunks", "Enabled")
     v = []
     for _ in range(3):
@@ -279,17 +279,21 @@ def test_chunks_freed_exactly_when_a_version_is_permanently_deleted(core):
     assert (yield _stored_chunks(core, _ids(*v))) == _ids(*v)
     index = yield _index(core)
     assert set(index) == _ids(*v)
-    for rec in v:  # all noncurrent now: owned by their version keys
+    for rec in v:  # all noncurrent now: the hints still lead there, unchanged
         owner = keys.version_key(bucket.bucket_id, "k", rec.sequence)
-        assert {index[c.chunk_id] for c in rec.chunks} == {owner}
+        assert all(chunkindex.names_holder(index[c.chunk_id], owner) for c in rec.chunks)
+        for c in rec.chunks:
+            assert (yield chunkindex.still_referenced(core.store, c.chunk_id, index[c.chunk_id]))
     yield core.objects.delete(bucket, "k", v[1].version_id)  # a middle, noncurrent version
     assert (yield _stored_chunks(core, _ids(v[0], v[2]))) == _ids(v[0], v[2])
     assert set((yield _index(core))) == _ids(v[0], v[2])
     listed = yield _versions(core, bucket)
     marker_id = listed[0][1]
-    yield core.objects.delete(bucket, "k", marker_id)  # v2 becomes current: re-owned by the object key
+    yield core.objects.delete(bucket, "k", marker_id)  # v2 becomes current again
     index = yield _index(core)
-    assert {index[c.chunk_id] for c in v[2].chunks} == {keys.object_key(bucket.bucket_id, "k")}
+    assert all(chunkindex.names_holder(index[c.chunk_id], keys.object_key(bucket.bucket_id, "k")) for c in v[2].chunks)
+    for c in v[2].chunks:
+        assert (yield chunkindex.still_referenced(core.store, c.chunk_id, index[c.chunk_id]))
     yield core.objects.delete(bucket, "k", v[2].version_id)
     yield core.objects.delete(bucket, "k", v[0].version_id)
     assert (yield _stored_chunks(core, set())) == set()

@@ -1,0 +1,241 @@
+"""The chunk index: for each chunk, where the record that holds it can be found.
+
+The orphan collector (core/collector.py) must tell a chunk some record still
+needs from one a crash left behind.  Scanning every record for that would
+cost a full pass over the metadata per collection, so each chunk has an
+entry ``chunks/{chunk_id}`` naming where its holder lives:
+
+* ``{"b": bucket_id, "k": key, "t": ms}`` for chunks written by a PUT or a
+  copy: the object key, whose current record or one of whose noncurrent
+  versions lists the chunk;
+* the same plus ``"u": upload_id, "n": part_number`` for chunks of a
+  multipart part: the part record while the upload is open, and the object
+  key once it is completed.
+
+**The entries are hints, written before the commit, and never moved.**  An
+earlier design wrote exact entries (naming the record key) in the commit's
+transaction, which made a commit carry one operation per chunk and every
+version move (demote, promote, multipart completion) rewrite them all: an
+object of more than about 120 chunks then exceeded etcd's default limit of
+128 operations per transaction.  Now the commit carries no index operation
+at all; entries go in before it, in batches of :data:`BATCH`, and since a
+hint names the object key rather than the version's record key, versions
+can move without touching them.
+
+The price is that an entry no longer proves a reference: a hint may outlive
+its holder (a crash between a commit and the unindexing that follows a
+delete) or precede it (the commit has not happened yet).  So the collector
+*resolves* a hint (:func:`still_referenced`): it reads the records the hint
+names and checks that one of them lists the chunk, repeating the reads if
+the object key changed meanwhile (a version promoted from the noncurrent key
+space could otherwise slip between two reads).  A commit that has not
+happened yet is protected as before: the collector only considers chunks
+older than its grace period (24 h by default), far longer than any write
+takes between its first chunk and its commit.
+
+Entries written by releases before this format held the record key itself
+(``lightningstor/...``); they are treated as references (the old meaning)
+until the record's deletion removes them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.logger import Logger
+
+from lightningstor.core import keys
+from lightningstor.core.types import ChunkRef
+from lightningstor.interfaces.metadata import Delete, IMetadataStore, Operation, Put, prefix_end
+
+log = Logger()
+
+# Operations per index transaction: under etcd's default --max-txn-ops (128).
+BATCH = 100
+# Noncurrent versions read per scan while resolving a hint.
+_VERSIONS_PAGE = 200
+# Attempts at a stable answer before keeping the chunk anyway.
+_RESOLVE_ATTEMPTS = 5
+
+
+def object_hint(bucket_id: str, key: str, now_ms: int) -> bytes:
+    """The entry of a chunk written by a PUT or a copy of ``key``."""
+    return _dumps({"b": bucket_id, "k": key, "t": now_ms})
+
+
+def part_hint(bucket_id: str, key: str, upload_id: str, part_number: int, now_ms: int) -> bytes:
+    """The entry of a chunk of part ``part_number`` of a multipart upload."""
+    return _dumps({"b": bucket_id, "k": key, "u": upload_id, "n": part_number, "t": now_ms})
+
+
+def _dumps(d: dict[str, Any]) -> bytes:
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def is_legacy(value: bytes) -> bool:
+    """An entry of the earlier format: the holder's record key itself."""
+    return value.startswith(keys.ROOT)
+
+
+def decode_hint(value: bytes) -> dict[str, Any] | None:
+    """The hint of an entry; None for a legacy entry or one that cannot be read."""
+    if is_legacy(value):
+        return None
+    try:
+        hint = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(hint, dict) or not isinstance(hint.get("b"), str) or not isinstance(hint.get("k"), str):
+        return None
+    return hint
+
+
+def hint_time_ms(value: bytes) -> int | None:
+    """When the entry was written (ms), if it says."""
+    hint = decode_hint(value)
+    t = hint.get("t") if hint is not None else None
+    return t if isinstance(t, int) else None
+
+
+# -- writing and removing entries ---------------------------------------------------
+
+
+@inlineCallbacks
+def index(store: IMetadataStore, chunks: Sequence[ChunkRef], hint: bytes) -> Any:
+    """Deferred[None]: write the entries of ``chunks`` (before their commit).
+
+    Plain puts in batches of :data:`BATCH`, no compares: chunk ids are never
+    reused, so a repeated or concurrent batch writes the same thing.
+    """
+    ops: list[Operation] = [Put(keys.chunk_key(c.chunk_id), hint) for c in chunks]
+    for start in range(0, len(ops), BATCH):
+        yield store.txn([], ops[start : start + BATCH])
+
+
+@inlineCallbacks
+def unindex(store: IMetadataStore, chunk_ids: Iterable[str]) -> Any:
+    """Deferred[None]: remove the entries of chunks that are about to be deleted."""
+    ops: list[Operation] = [Delete(keys.chunk_key(chunk_id)) for chunk_id in chunk_ids]
+    for start in range(0, len(ops), BATCH):
+        yield store.txn([], ops[start : start + BATCH])
+
+
+@inlineCallbacks
+def release(
+    store: IMetadataStore, chunks: Sequence[ChunkRef], delete: Callable[[list[ChunkRef]], Any]
+) -> Any:
+    """Deferred[None] once ``chunks`` whose holder is gone for good are
+    unindexed; ``delete`` is then asked to remove their data.  Never fails.
+
+    In this order a crash in between leaves chunks without entries, which
+    the collector reclaims; the other order could leave entries naming
+    chunks that no longer exist.  If unindexing fails (the metadata store
+    is unavailable) the chunks stay too, for the collector to resolve.
+    """
+    if not chunks:
+        return
+    try:
+        yield unindex(store, [c.chunk_id for c in chunks])
+    except Exception:
+        log.failure("Unindexing {n} released chunks failed; the collector will reclaim them", n=len(chunks))
+        return
+    # Deletion is not waited for (it may be delayed on purpose, so that
+    # readers of the old record can finish); it logs its own failures.
+    try:
+        delete(list(chunks))
+    except Exception:
+        log.failure("Deleting {n} released chunks failed; the collector will reclaim them", n=len(chunks))
+
+
+@inlineCallbacks
+def forget(store: IMetadataStore, chunks: Sequence[ChunkRef]) -> Any:
+    """Deferred[None]: best-effort removal of the entries of chunks that were
+    indexed for a commit that did not happen (the writer deletes the data)."""
+    try:
+        yield unindex(store, [c.chunk_id for c in chunks])
+    except Exception:
+        log.failure("Unindexing {n} chunks of a failed commit failed", n=len(chunks))
+
+
+# -- resolving a hint ---------------------------------------------------------------
+
+
+def _lists(value: bytes, chunk_id: str) -> bool:
+    """Whether an object, version or part record lists ``chunk_id``.
+
+    Those records share the ``chunks`` field's format (core/records.py,
+    core/multipart.py), so it is read without decoding the rest."""
+    try:
+        d = json.loads(value)
+    except ValueError:
+        return True  # unreadable: assume it does, never delete on a guess
+    return any(c[0] == chunk_id for c in d.get("chunks", ()))
+
+
+@inlineCallbacks
+def still_referenced(store: IMetadataStore, chunk_id: str, value: bytes) -> Any:
+    """Deferred[bool]: whether a record the entry ``value`` names lists the chunk.
+
+    Legacy and unreadable entries count as references.  The object key is
+    read before and after the other reads; if its revision moved (a commit,
+    a version promoted or demoted, a multipart completion), the answer could
+    have missed the record on its way between key spaces, so it is asked
+    again.  Without a stable answer after a few tries the chunk is kept.
+    """
+    hint = decode_hint(value)
+    if hint is None:
+        return True
+    bucket_id, key = hint["b"], hint["k"]
+    okey = keys.object_key(bucket_id, key)
+    for _attempt in range(_RESOLVE_ATTEMPTS):
+        first = yield store.get(okey)
+        if first is not None and _lists(first.value, chunk_id):
+            return True
+        upload_id, part_number = hint.get("u"), hint.get("n")
+        if isinstance(upload_id, str) and isinstance(part_number, int):
+            pkv = yield store.get(keys.part_key(upload_id, part_number))
+            if pkv is not None and _lists(pkv.value, chunk_id):
+                return True
+        found = yield _in_versions(store, bucket_id, key, chunk_id)
+        if found:
+            return True
+        again = yield store.get(okey)
+        if (again.mod_revision if again else 0) == (first.mod_revision if first else 0):
+            return False
+    return True
+
+
+@inlineCallbacks
+def _in_versions(store: IMetadataStore, bucket_id: str, key: str, chunk_id: str) -> Any:
+    prefix = keys.key_versions_prefix(bucket_id, key)
+    start, end = prefix, prefix_end(prefix)
+    while True:
+        rows = yield store.scan(start, end, _VERSIONS_PAGE)
+        if any(_lists(kv.value, chunk_id) for kv in rows):
+            return True
+        if len(rows) < _VERSIONS_PAGE:
+            return False
+        start = rows[-1].key + b"\0"
+
+
+def names_holder(value: bytes, holder: bytes) -> bool:
+    """Whether the entry ``value`` leads to the record at ``holder`` (scrub's audit).
+
+    A legacy entry must name the holder itself; a hint must name its object
+    key (any version of it), or its part for a part record.
+    """
+    hint = decode_hint(value)
+    if hint is None:
+        return value == holder
+    if holder.startswith(keys.PARTS):
+        upload_id, part_number = hint.get("u"), hint.get("n")
+        return isinstance(upload_id, str) and isinstance(part_number, int) and (
+            holder == keys.part_key(upload_id, part_number)
+        )
+    bucket_id, key = hint["b"], hint["k"]
+    return holder == keys.object_key(bucket_id, key) or holder.startswith(
+        keys.key_versions_prefix(bucket_id, key)
+    )
