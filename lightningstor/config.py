@@ -165,6 +165,8 @@ class MetadataSettings:
 
     backend: str = "sqlite"
     chainfire_endpoints: tuple[str, ...] = ()
+    # Longer chunk lists are paged out of the object record (core/manifests.py).
+    chunks_per_record: int = 2000
     options: Mapping[str, Any] = field(default_factory=_empty_options, hash=False)
 
 
@@ -723,9 +725,14 @@ def _read_metadata(t: _Table) -> MetadataSettings:
     d = MetadataSettings()
     backend = t.get("backend", d.backend, _plugin_name)
     endpoints = t.get("chainfire_endpoints", d.chainfire_endpoints, _list_of(_url, unique=True))
+    per_record = t.get("chunks_per_record", d.chunks_per_record, _int(1, 20000))
     t.finish(plugin_tables=True)
-    options = {**t.raw, "backend": backend, "chainfire_endpoints": endpoints}
-    return MetadataSettings(backend=backend, chainfire_endpoints=endpoints, options=_freeze(options))
+    # The plugin's options: the table minus what the core itself uses.
+    raw = {k: v for k, v in t.raw.items() if k != "chunks_per_record"}
+    options = {**raw, "backend": backend, "chainfire_endpoints": endpoints}
+    return MetadataSettings(
+        backend=backend, chainfire_endpoints=endpoints, chunks_per_record=per_record, options=_freeze(options)
+    )
 
 
 def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:

@@ -345,6 +345,7 @@ def _assemble(
         max_keys_per_list=settings.limits.max_keys_per_list,
         max_multipart_parts=settings.limits.max_multipart_parts,
         max_object_size=settings.limits.max_object_size_bytes,
+        chunks_per_record=settings.metadata.chunks_per_record,
     )
     # Background services run once per server: in the primary worker only.
     primary = worker is None or worker.primary

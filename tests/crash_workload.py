@@ -62,7 +62,13 @@ CHUNK_SIZE = 1 * MiB
 INLINE_THRESHOLD = 1 * KiB
 PLAIN_BUCKET = "crash-plain"
 VERSIONED_BUCKET = "crash-versioned"
+# Chunk lists longer than two are paged out of their records (manifest
+# pages), so most chunked versions exercise that path too.
+CHUNKS_PER_RECORD = 2
 CONFIG = f"""\
+[metadata]
+chunks_per_record = {CHUNKS_PER_RECORD}
+
 [storage]
 chunk_size_bytes = {CHUNK_SIZE}
 inline_threshold_bytes = {INLINE_THRESHOLD}
@@ -607,12 +613,32 @@ def check_metadata(db: Path) -> dict[str, int]:
     finally:
         conn.close()
     referenced: dict[str, tuple[bytes, int]] = {}
+    named_manifests: dict[str, int] = {}  # manifest id -> chunks, from the records
+    paged_chunks: dict[str, int] = {}  # manifest id -> chunks found in its pages
     for key, value in rows.items():
-        if key.startswith((b"lightningstor/objects/", b"lightningstor/versions/", b"lightningstor/parts/")):
-            for chunk_id, _offset, size, _crc in json.loads(value).get("chunks", ()):
-                if chunk_id in referenced:
-                    raise CrashCheckFailed(f"chunk {chunk_id} is referenced by two records")
-                referenced[chunk_id] = (key, size)
+        holder = key
+        if key.startswith(b"lightningstor/manifests/"):
+            # A page of a paged chunk list: its chunks belong to the object.
+            page = json.loads(value)
+            holder = b"lightningstor/objects/" + page["b"].encode() + b"/" + page["k"].encode("utf-8")
+            manifest_id = key[len(b"lightningstor/manifests/"):].split(b"/")[0].decode()
+            paged_chunks[manifest_id] = paged_chunks.get(manifest_id, 0) + len(page["chunks"])
+        elif not key.startswith((b"lightningstor/objects/", b"lightningstor/versions/", b"lightningstor/parts/")):
+            continue
+        record = json.loads(value)
+        if "mf" in record:
+            if record["mf"]["id"] in named_manifests:
+                raise CrashCheckFailed(f"manifest {record['mf']['id']} is named by two records")
+            named_manifests[record["mf"]["id"]] = record["mf"]["n"]
+        for chunk_id, _offset, size, _crc in record.get("chunks", ()):
+            if chunk_id in referenced:
+                raise CrashCheckFailed(f"chunk {chunk_id} is referenced by two records")
+            referenced[chunk_id] = (holder, size)
+    if paged_chunks != named_manifests:
+        raise CrashCheckFailed(
+            f"manifest pages {sorted(paged_chunks.items())[:5]} differ from what records name "
+            f"{sorted(named_manifests.items())[:5]}"
+        )
     index = {k[len(b"lightningstor/chunks/"):].decode(): v for k, v in rows.items()
              if k.startswith(b"lightningstor/chunks/")}  # fmt: skip
     dangling = {c: v for c, v in index.items() if c not in referenced or not _leads_to(v, referenced[c][0])}

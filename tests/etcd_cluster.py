@@ -30,11 +30,6 @@ from lightningstor.interfaces.metadata import prefix_end
 
 ETCD = "/usr/bin/etcd"
 
-# The etcd limits docs/scaling.md recommends for LightningStor: an object's
-# commit carries one chunk-index operation per chunk, so etcd's defaults
-# (128 operations, 1.5 MiB per transaction) cap objects near 1 GiB.
-RECOMMENDED_FLAGS = ["--max-txn-ops=20000", "--max-request-bytes=10485760"]
-
 
 def etcd_binary() -> str:
     path = ETCD if os.path.exists(ETCD) else shutil.which("etcd")

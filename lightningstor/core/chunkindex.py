@@ -47,8 +47,8 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from lightningstor.core import keys
-from lightningstor.core.types import ChunkRef
+from lightningstor.core import keys, manifests
+from lightningstor.core.types import ChunkRef, Manifest
 from lightningstor.interfaces.metadata import Delete, IMetadataStore, Operation, Put, prefix_end
 
 log = Logger()
@@ -163,20 +163,38 @@ def forget(store: IMetadataStore, chunks: Sequence[ChunkRef]) -> Any:
 # -- resolving a hint ---------------------------------------------------------------
 
 
-def _lists(value: bytes, chunk_id: str) -> bool:
-    """Whether an object, version or part record lists ``chunk_id``.
+@inlineCallbacks
+def _lists(store: IMetadataStore, value: bytes, chunk_id: str, cache: dict[str, frozenset[str]] | None) -> Any:
+    """Deferred[bool]: whether an object, version or part record lists ``chunk_id``.
 
     Those records share the ``chunks`` field's format (core/records.py,
-    core/multipart.py), so it is read without decoding the rest."""
+    core/multipart.py), so it is read without decoding the rest; a record
+    whose list is paged (``mf``, core/manifests.py) is looked up in its
+    pages, read once per ``cache``."""
     try:
         d = json.loads(value)
     except ValueError:
         return True  # unreadable: assume it does, never delete on a guess
+    mf = d.get("mf")
+    if isinstance(mf, dict):
+        ids = cache.get(mf.get("id", "")) if cache is not None else None
+        if ids is None:
+            try:
+                chunks = yield manifests.load(store, Manifest(mf["id"], mf["s"], mf["n"]))
+            except Exception:
+                log.failure("Reading manifest {id} failed; its chunks are kept", id=mf.get("id"))
+                return True
+            ids = frozenset(c.chunk_id for c in chunks)
+            if cache is not None:
+                cache[mf["id"]] = ids
+        return chunk_id in ids
     return any(c[0] == chunk_id for c in d.get("chunks", ()))
 
 
 @inlineCallbacks
-def still_referenced(store: IMetadataStore, chunk_id: str, value: bytes) -> Any:
+def still_referenced(
+    store: IMetadataStore, chunk_id: str, value: bytes, cache: dict[str, frozenset[str]] | None = None
+) -> Any:
     """Deferred[bool]: whether a record the entry ``value`` names lists the chunk.
 
     Legacy and unreadable entries count as references.  The object key is
@@ -184,6 +202,8 @@ def still_referenced(store: IMetadataStore, chunk_id: str, value: bytes) -> Any:
     a version promoted or demoted, a multipart completion), the answer could
     have missed the record on its way between key spaces, so it is asked
     again.  Without a stable answer after a few tries the chunk is kept.
+    ``cache`` keeps the chunk ids of paged lists between calls (one
+    collector pass).
     """
     hint = decode_hint(value)
     if hint is None:
@@ -192,14 +212,14 @@ def still_referenced(store: IMetadataStore, chunk_id: str, value: bytes) -> Any:
     okey = keys.object_key(bucket_id, key)
     for _attempt in range(_RESOLVE_ATTEMPTS):
         first = yield store.get(okey)
-        if first is not None and _lists(first.value, chunk_id):
+        if first is not None and (yield _lists(store, first.value, chunk_id, cache)):
             return True
         upload_id, part_number = hint.get("u"), hint.get("n")
         if isinstance(upload_id, str) and isinstance(part_number, int):
             pkv = yield store.get(keys.part_key(upload_id, part_number))
-            if pkv is not None and _lists(pkv.value, chunk_id):
+            if pkv is not None and (yield _lists(store, pkv.value, chunk_id, cache)):
                 return True
-        found = yield _in_versions(store, bucket_id, key, chunk_id)
+        found = yield _in_versions(store, bucket_id, key, chunk_id, cache)
         if found:
             return True
         again = yield store.get(okey)
@@ -209,13 +229,16 @@ def still_referenced(store: IMetadataStore, chunk_id: str, value: bytes) -> Any:
 
 
 @inlineCallbacks
-def _in_versions(store: IMetadataStore, bucket_id: str, key: str, chunk_id: str) -> Any:
+def _in_versions(
+    store: IMetadataStore, bucket_id: str, key: str, chunk_id: str, cache: dict[str, frozenset[str]] | None
+) -> Any:
     prefix = keys.key_versions_prefix(bucket_id, key)
     start, end = prefix, prefix_end(prefix)
     while True:
         rows = yield store.scan(start, end, _VERSIONS_PAGE)
-        if any(_lists(kv.value, chunk_id) for kv in rows):
-            return True
+        for kv in rows:
+            if (yield _lists(store, kv.value, chunk_id, cache)):
+                return True
         if len(rows) < _VERSIONS_PAGE:
             return False
         start = rows[-1].key + b"\0"
@@ -230,6 +253,8 @@ def names_holder(value: bytes, holder: bytes) -> bool:
     hint = decode_hint(value)
     if hint is None:
         return value == holder
+    if holder.startswith(keys.MANIFESTS):
+        return False  # pages are audited through their object key (core/scrub.py)
     if holder.startswith(keys.PARTS):
         upload_id, part_number = hint.get("u"), hint.get("n")
         return isinstance(upload_id, str) and isinstance(part_number, int) and (

@@ -8,7 +8,8 @@ chunk older than a grace period (long enough that no upload still writing
 it can be running: a single PUT is at most 5 GiB) when it has no entry, or
 when its entry's hint leads to no record that lists it; the entry goes
 first, then the data.  A second pass removes entries older than the grace
-period whose chunk no longer exists and that no record needs.
+period whose chunk no longer exists and that no record needs.  Before both,
+paged chunk lists (core/manifests.py) that no version names are dropped.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any, Callable
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from lightningstor.core import chunkindex, keys
-from lightningstor.interfaces.metadata import Delete, IMetadataStore, prefix_end
+from lightningstor.core import chunkindex, keys, manifests
+from lightningstor.interfaces.metadata import Delete, DeleteRange, IMetadataStore, prefix_end
 from lightningstor.interfaces.storage import IStorageBackend
 from lightningstor.periodic import PeriodicService
 
@@ -37,29 +38,64 @@ def collect_orphans(
 ) -> Any:
     """Deferred[int]: delete unreferenced chunks older than the grace period
     (and stale index entries of chunks that are gone)."""
+    # Pages of commits that never happened first: their chunks are then
+    # unreferenced below in the same pass.
+    pages = yield _drop_orphaned_manifests(store, now, grace_seconds)
     infos = yield backend.list_chunks()
     removed = 0
+    cache: dict[str, frozenset[str]] = {}
     for info in infos:
         if now - info.created_at < grace_seconds:
             continue
         ckey = keys.chunk_key(info.chunk_id)
         kv = yield store.get(ckey)
         if kv is not None:
-            needed = yield chunkindex.still_referenced(store, info.chunk_id, kv.value)
+            needed = yield chunkindex.still_referenced(store, info.chunk_id, kv.value, cache)
             if needed:
                 continue
             yield store.txn([], [Delete(ckey)])
         deleted = yield backend.delete_chunk(info.chunk_id)
         if deleted:
             removed += 1
-    stale = yield _drop_stale_entries(store, {info.chunk_id for info in infos}, now, grace_seconds)
-    if removed or stale:
-        log.info("Collected {n} orphaned chunks and {e} stale index entries", n=removed, e=stale)
+    stale = yield _drop_stale_entries(store, {info.chunk_id for info in infos}, now, grace_seconds, cache)
+    if removed or stale or pages:
+        log.info(
+            "Collected {n} orphaned chunks, {e} stale index entries and {m} orphaned manifests",
+            n=removed, e=stale, m=pages,
+        )  # fmt: skip
     return removed
 
 
 @inlineCallbacks
-def _drop_stale_entries(store: IMetadataStore, existing: set[str], now: float, grace_seconds: float) -> Any:
+def _drop_orphaned_manifests(store: IMetadataStore, now: float, grace_seconds: float) -> Any:
+    """Deferred[int]: remove paged chunk lists (core/manifests.py) that no
+    version names and that are older than the grace period.
+
+    One read per manifest: its first page (which says whose it is and when
+    it was written), then a jump past its other pages.
+    """
+    dropped = 0
+    start, end = keys.MANIFESTS, prefix_end(keys.MANIFESTS)
+    while True:
+        rows = yield store.scan(start, end, 1)
+        if not rows:
+            return dropped
+        (kv,) = rows
+        manifest_id = kv.key[len(keys.MANIFESTS) :].split(b"/", 1)[0].decode()
+        prefix = keys.manifest_prefix(manifest_id)
+        written = manifests.written_ms(kv.value)
+        if written is not None and now - written / 1000 >= grace_seconds:
+            orphan = yield manifests.orphaned(store, manifest_id, kv.value)
+            if orphan:
+                yield store.txn([], [DeleteRange(prefix, prefix_end(prefix))])
+                dropped += 1
+        start = prefix_end(prefix)
+
+
+@inlineCallbacks
+def _drop_stale_entries(
+    store: IMetadataStore, existing: set[str], now: float, grace_seconds: float, cache: dict[str, frozenset[str]]
+) -> Any:
     """Deferred[int]: remove entries of chunks absent from the backend's
     listing, written longer than the grace period ago, that no record lists.
 
@@ -77,7 +113,7 @@ def _drop_stale_entries(store: IMetadataStore, existing: set[str], now: float, g
             written = chunkindex.hint_time_ms(kv.value)
             if written is None or now - written / 1000 < grace_seconds:
                 continue
-            needed = yield chunkindex.still_referenced(store, chunk_id, kv.value)
+            needed = yield chunkindex.still_referenced(store, chunk_id, kv.value, cache)
             if not needed:
                 yield store.txn([], [Delete(kv.key)])
                 dropped += 1

@@ -23,7 +23,7 @@ from lightningstor.storage.chunks import pump
 def copy_data(core: Any, source: ObjectRecord, algorithms: tuple[str, ...]) -> Any:
     """Deferred[WriteResult] holding a fresh copy of ``source``'s bytes."""
     writer = core.chunks.new_writer(algorithms)
-    reader = core.chunks.read(source.chunks, source.inline, 0, source.size)
+    reader = yield core.open_reader(source, 0, source.size)
     try:
         result = yield Deferred.fromCoroutine(pump(reader, writer))
     except BaseException:

@@ -53,6 +53,19 @@ def chunk_key(chunk_id: str) -> bytes:
     return CHUNKS + chunk_id.encode()
 
 
+MANIFESTS = ROOT + b"manifests/"
+
+
+def manifest_prefix(manifest_id: str) -> bytes:
+    """Every page of one paged chunk list (core/manifests.py)."""
+    return MANIFESTS + manifest_id.encode() + b"/"
+
+
+def manifest_page_key(manifest_id: str, page: int) -> bytes:
+    """``manifests/{manifest_id}/{page:06d}``: zero-padded so scans are in page order."""
+    return manifest_prefix(manifest_id) + f"{page:06d}".encode()
+
+
 def credential_key(access_key_id: str) -> bytes:
     return CREDENTIALS + access_key_id.encode()
 

@@ -46,7 +46,7 @@ from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS, b64, new_hasher
-from lightningstor.core import chunkindex, keys
+from lightningstor.core import chunkindex, keys, manifests
 from lightningstor.core.objects import (
     ConflictError,
     ObjectManager,
@@ -544,7 +544,7 @@ class MultipartManager:
         if length > self.max_part_size:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(length))
         writer = self.new_part_writer(upload)
-        reader = self._chunks.read(source.chunks, source.inline, start, length)
+        reader = yield manifests.open_reader(self._store, self._chunks, source, start, length)
         try:
             result = yield Deferred.fromCoroutine(pump(reader, writer))
             part = yield self.commit_part(upload, part_number, result, {})

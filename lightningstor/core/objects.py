@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.checksums import b64
-from lightningstor.core import chunkindex, keys, records
+from lightningstor.core import chunkindex, keys, manifests, records
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
@@ -235,8 +235,11 @@ class ObjectManager:
         *,
         max_metadata_bytes: int = 2048,
         quotas: QuotaManager | None = None,
+        chunks_per_record: int = manifests.DEFAULT_CHUNKS_PER_RECORD,
     ) -> None:
         self._store = store
+        # Longer chunk lists are paged out of the record (core/manifests.py).
+        self.chunks_per_record = chunks_per_record
         self._delete_chunks = delete_chunks
         self._clock = clock
         self.max_metadata_bytes = max_metadata_bytes
@@ -387,11 +390,18 @@ class ObjectManager:
             yield chunkindex.index(
                 self._store, hinted, chunkindex.object_hint(bucket.bucket_id, record.key, self.now_ms())
             )
+        record.manifest = None
         try:
+            if len(record.chunks) > self.chunks_per_record:
+                yield manifests.write(self._store, bucket.bucket_id, record, self.chunks_per_record, self.now_ms())
             committed = yield self._commit(bucket, okey, record, attrs, extra_compares, extra_ops, extra_usage)
         except Exception as e:
-            if hinted and not may_have_committed(e):
-                yield chunkindex.forget(self._store, hinted)
+            if not may_have_committed(e):
+                if record.manifest is not None:
+                    yield manifests.drop(self._store, record.manifest)
+                    record.manifest = None
+                if hinted:
+                    yield chunkindex.forget(self._store, hinted)
             raise
         return committed
 
@@ -435,6 +445,18 @@ class ObjectManager:
         raise errors.SlowDown("Too many concurrent writes to this key")
 
     @inlineCallbacks
+    def _removal(self, record: ObjectRecord | None) -> Any:
+        """Deferred[(chunks, ops)] for removing ``record`` for good: all its
+        chunks (read from its manifest if paged) and the operation that
+        removes the manifest's pages in the same transaction."""
+        if record is None:
+            return [], []
+        if record.manifest is None:
+            return list(record.chunks), []
+        chunks = yield manifests.load(self._store, record.manifest)
+        return chunks, [manifests.drop_op(record.manifest)]
+
+    @inlineCallbacks
     def _plan_replace(
         self, bucket: Bucket, okey: bytes, current: ObjectRecord | None, record: ObjectRecord
     ) -> Any:
@@ -446,7 +468,9 @@ class ObjectManager:
             # Unversioned: exactly the old behaviour (no history is kept).
             record.version_id = None
             record.sequence = 0
-            plan.freed += current.chunks if current is not None else []
+            chunks, ops = yield self._removal(current)
+            plan.freed += chunks
+            plan.ops += ops
             plan.delta -= record_usage(current)
         else:
             record.sequence = (current.sequence if current is not None else 0) + 1
@@ -461,7 +485,9 @@ class ObjectManager:
             else:  # SUSPENDED: the new record is the null version
                 record.version_id = None
                 if current is not None and current.version_id is None:
-                    plan.freed += current.chunks
+                    chunks, ops = yield self._removal(current)
+                    plan.freed += chunks
+                    plan.ops += ops
                     plan.delta -= record_usage(current)
                 elif current is not None:
                     plan.ops += self._demote(bucket, current)
@@ -471,9 +497,10 @@ class ObjectManager:
                         nkv = yield self._store.get(nkey)
                         old_null = None if nkv is None else records.decode_object(nkv.value)
                         if old_null is not None and old_null.version_id is None:
-                            plan.ops.append(Delete(nkey))
+                            chunks, ops = yield self._removal(old_null)
+                            plan.ops += [Delete(nkey), *ops]
                             plan.compares.append(Compare(nkey, nkv.mod_revision))
-                            plan.freed += old_null.chunks
+                            plan.freed += chunks
                             plan.delta -= record_usage(old_null)
         plan.ops.append(Put(okey, records.encode_object(record)))
         return plan
@@ -532,11 +559,12 @@ class ObjectManager:
             if kv is None or current is None:
                 return DeleteOutcome(None, False)
             quota = self.quotas.unguarded(BucketScope.of(bucket), ZERO - record_usage(current))
-            ops: list[Operation] = [Delete(okey), *quota.ops]
+            chunks, pages = yield self._removal(current)
+            ops: list[Operation] = [Delete(okey), *pages, *quota.ops]
             result = yield self._store.txn([Compare(okey, kv.mod_revision)], _dedupe(ops))
             if result.succeeded:
                 self.quotas.committed(quota)
-                yield self._free(current.chunks, set())
+                yield self._free(chunks, set())
                 return DeleteOutcome(None, False)
         raise errors.SlowDown("Too many concurrent writes to this key")
 
@@ -549,7 +577,7 @@ class ObjectManager:
                 return DeleteOutcome(ref.text, False)
             gone = located.record
             compares = [Compare(located.storage_key, located.revision)]
-            ops: list[Operation] = []
+            gone_chunks, ops = yield self._removal(gone)
             kept: set[str] = set()
             if located.is_current:
                 prefix = keys.key_versions_prefix(bucket.bucket_id, key)
@@ -575,7 +603,7 @@ class ObjectManager:
             result = yield self._store.txn(compares, _dedupe([*ops, *quota.ops]))
             if result.succeeded:
                 self.quotas.committed(quota)
-                yield self._free(gone.chunks, kept)
+                yield self._free(gone_chunks, kept)
                 return DeleteOutcome(ref.text, gone.delete_marker)
         raise errors.SlowDown("Too many concurrent writes to this key")
 

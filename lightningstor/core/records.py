@@ -12,7 +12,7 @@ import base64
 import json
 from typing import Any
 
-from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
+from lightningstor.core.types import Bucket, ChunkRef, Manifest, ObjectRecord, Versioning
 
 _FORMAT = 1
 
@@ -80,7 +80,9 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["class"] = o.storage_class
     if o.delete_marker:
         d["dm"] = True
-    if o.chunks:
+    if o.manifest is not None:
+        d["mf"] = {"id": o.manifest.manifest_id, "s": o.manifest.starts, "n": o.manifest.count}
+    elif o.chunks:
         d["chunks"] = [[c.chunk_id, c.offset, c.size, c.checksum] for c in o.chunks]
     if o.inline is not None:
         d["inline"] = base64.b64encode(o.inline).decode("ascii")
@@ -100,6 +102,7 @@ def encode_object(o: ObjectRecord) -> bytes:
 def decode_object(data: bytes) -> ObjectRecord:
     d = json.loads(data)
     inline = d.get("inline")
+    mf = d.get("mf")
     return ObjectRecord(
         key=d["key"],
         size=d["size"],
@@ -119,4 +122,5 @@ def decode_object(data: bytes) -> ObjectRecord:
         part_sizes=d.get("parts", []),
         sequence=d.get("seq", 0),
         null_sequence=d.get("nseq"),
+        manifest=Manifest(mf["id"], mf["s"], mf["n"]) if mf is not None else None,
     )

@@ -41,8 +41,9 @@ from lightningstor.interfaces.storage import IReplicaScrub, IStorageBackend, Rep
 
 log = Logger()
 
-#: Record key spaces whose values carry ``"chunks": [[id, offset, size, crc], ...]``.
-CHUNK_HOLDERS = (keys.OBJECTS, keys.VERSIONS, keys.PARTS)
+#: Record key spaces whose values carry ``"chunks": [[id, offset, size, crc], ...]``
+#: (manifest pages hold the chunk lists of records that are paged).
+CHUNK_HOLDERS = (keys.OBJECTS, keys.VERSIONS, keys.PARTS, keys.MANIFESTS)
 
 MISSING = "missing"
 CORRUPT = "corrupt"
@@ -155,8 +156,13 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
     @inlineCallbacks
     def visit_record(key: bytes, value: bytes) -> Any:
         report.records += 1
+        holder = key
+        if key.startswith(keys.MANIFESTS):
+            # A page's chunks are the object's: audit their entries against it.
+            head = json.loads(value)
+            holder = keys.object_key(head["b"], head["k"])
         for ref in _chunk_refs(value):
-            referenced[ref.chunk_id] = key
+            referenced[ref.chunk_id] = holder
             if replicated:
                 check = yield IReplicaScrub(backend).scrub_chunk(ref.chunk_id, ref.size, ref.checksum)
                 problem = _replica_outcome(report, key, ref, check)
@@ -169,7 +175,8 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
                 _found(report, ScrubProblem(problem, ref.chunk_id, key, f"{problem} chunk of {key!r}"))
 
     for prefix in CHUNK_HOLDERS:
-        yield _scan_all(store, prefix, page, visit_record)
+        # Manifest pages are ~150 KB each: read a few at a time.
+        yield _scan_all(store, prefix, 4 if prefix == keys.MANIFESTS else page, visit_record)
 
     def visit_index(key: bytes, value: bytes) -> None:
         report.index_entries += 1

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import DeferredList, TimeoutError, inlineCallbacks, maybeDeferred
 
+from lightningstor.core import manifests
 from lightningstor.core.access import OBJECTS_DELETE, AccessControl, Trail, bucket_resource
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.buckets import BucketManager
@@ -48,6 +49,7 @@ class Core:
         max_multipart_parts: int = MAX_PART_NUMBER,
         max_object_size: int = MAX_OBJECT_SIZE,
         superseded_grace_seconds: float = 300.0,
+        chunks_per_record: int = manifests.DEFAULT_CHUNKS_PER_RECORD,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -72,12 +74,18 @@ class Core:
             clock,
             max_metadata_bytes=max_metadata_bytes,
             quotas=self.quotas,
+            chunks_per_record=chunks_per_record,
         )
         self.multipart = MultipartManager(
             store, chunks, self.objects, clock, max_parts=max_multipart_parts, max_object_size=max_object_size
         )
         # Deleting a bucket aborts its in-progress uploads, as AWS does.
         self.buckets.abort_uploads = self.multipart.abort_bucket
+
+    def open_reader(self, record: Any, start: int, length: int) -> Any:
+        """Deferred[ObjectReader] of bytes ``[start, start + length)`` of an
+        object version (its manifest pages are read if its chunk list is paged)."""
+        return manifests.open_reader(self.store, self.chunks, record, start, length)
 
     def list_objects(self, bucket: Any, **kwargs: Any) -> Any:
         """Deferred[ListResult]; see :func:`lightningstor.core.listing.list_objects`."""

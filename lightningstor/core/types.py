@@ -55,6 +55,17 @@ class ChunkRef:
 
 
 @dataclass
+class Manifest:
+    """Where a huge object's chunk list lives (core/manifests.py): pages
+    ``manifests/{manifest_id}/{n}``, page n starting at object offset
+    ``starts[n]``; ``count`` chunks in all."""
+
+    manifest_id: str
+    starts: list[int]
+    count: int
+
+
+@dataclass
 class ObjectRecord:
     """One version of an object (or a delete marker)."""
 
@@ -84,6 +95,9 @@ class ObjectRecord:
     # noncurrent ``null`` version, if one exists (so it is found in one read).
     sequence: int = 0
     null_sequence: int | None = None
+    # Set when the chunk list is paged out of the record (core/manifests.py):
+    # ``chunks`` is then empty when read back from the store.
+    manifest: Manifest | None = None
 
     @property
     def quoted_etag(self) -> str:

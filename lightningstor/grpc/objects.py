@@ -189,7 +189,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         yield first
         if length == 0:
             return
-        reader = self.rpc.call(self.core.chunks.read, record.chunks, record.inline, start, length)
+        reader = self.rpc.call(self.core.open_reader, record, start, length)
         # One piece of read-ahead: the next piece is read from storage while
         # this one is being sent (two pieces in memory at most).
         upcoming = self.rpc.call(_prefetch, reader)

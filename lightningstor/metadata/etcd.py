@@ -43,15 +43,14 @@ repeated only when etcd surely did not apply them; otherwise they fail with
 **Value size: refused, not split.**  etcd refuses a request larger than
 ``--max-request-bytes`` (1.5 MiB by default) or with more than
 ``--max-txn-ops`` operations (128).  The core keeps its transactions under
-both: a commit carries a fixed handful of operations whatever the object's
-size (chunk-index entries are written before it, in batches of 100:
-core/chunkindex.py), so the binding limit is the size of one record, whose
-chunk list grows by about 60 bytes per chunk (some 25,000 chunks, 200 GiB
-at 8 MiB chunks, with the default request size).  Splitting a value over
-several keys would not help a single transaction, and pieces written in
-earlier transactions would break atomicity.  A transaction over etcd's
-limits fails with :class:`~lightningstor.errors.EntityTooLarge` naming the
-limit, and docs/scaling.md gives the etcd flags for larger objects.
+both at any object size: a commit carries a fixed handful of operations
+(chunk-index entries are written before it, in batches of 100:
+core/chunkindex.py), and long chunk lists are paged out of the record
+(core/manifests.py).  Splitting one value over several keys here would
+not help a single transaction, and pieces written in earlier transactions
+would break atomicity.  Should a transaction still exceed etcd's limits
+(lowered below the defaults), it fails with
+:class:`~lightningstor.errors.EntityTooLarge` naming the limit.
 
 **Operations are normalised.**  etcd refuses a transaction naming one key
 twice (a put and a delete, or a put inside a deleted range) where the

@@ -27,7 +27,9 @@ from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
 
 
-def config(path: Path, endpoints: list[str], namespace: str, *, storage: str = "", **etcd_options: float) -> str:
+def config(
+    path: Path, endpoints: list[str], namespace: str, *, storage: str = "", metadata: str = "", **etcd_options: float
+) -> str:
     """Servers sharing etcd must share the master key that encrypts credentials."""
     lines = [
         storage,
@@ -36,6 +38,7 @@ def config(path: Path, endpoints: list[str], namespace: str, *, storage: str = "
         "[metadata]",
         'backend = "etcd"',
         "chainfire_endpoints = [" + ", ".join(f'"{e}"' for e in endpoints) + "]",
+        metadata,
         "[metadata.etcd]",
         f'namespace = "{namespace}"',
         *(f"{k} = {v}" for k, v in etcd_options.items()),
@@ -176,17 +179,25 @@ def test_objects_of_many_chunks_fit_etcds_default_limits(tmp_path: Path) -> None
     chunks (single PUT and multipart), a versioned overwrite that demotes one
     and the deletes that promote and remove them all commit on a default etcd,
     read back, and leave no chunk-index entry behind (each commit carries a
-    fixed handful of operations; the index is written in batches before it)."""
+    fixed handful of operations; the index is written in batches before it).
+    With ``chunks_per_record = 50`` their chunk lists are paged (3 pages
+    each), so ranged reads and version moves go through the pages too."""
     etcd_binary()
     etcd = EtcdCluster(tmp_path / "etcd").start()
     storage = "[storage]\nchunk_size_bytes = 1048576"
-    server = start_server(tmp_path, "s", config(tmp_path / "server.toml", etcd.endpoints, "big/", storage=storage))
+    cfg = config(tmp_path / "server.toml", etcd.endpoints, "big/", storage=storage, metadata="chunks_per_record = 50")
+    server = start_server(tmp_path, "s", cfg)
     try:
         s3 = make_client(server.endpoint)
         s3.create_bucket(Bucket="big")
         s3.put_bucket_versioning(Bucket="big", VersioningConfiguration={"Status": "Enabled"})
         body = os.urandom(140 * 1024 * 1024)
         first = s3.put_object(Bucket="big", Key="obj", Body=body)["VersionId"]
+        # The store's data lives under "{namespace}d/".
+        assert len(raw_keys(etcd.endpoints[0], b"big/d/lightningstor/chunks/")) == 140
+        assert len(raw_keys(etcd.endpoints[0], b"big/d/lightningstor/manifests/")) == 3
+        ranged = s3.get_object(Bucket="big", Key="obj", Range="bytes=52428700-104857699")["Body"].read()
+        assert ranged == body[52428700:104857700]
         parts = [body[i * 35 * 1024 * 1024 : (i + 1) * 35 * 1024 * 1024] for i in range(4)]
         upload = s3.create_multipart_upload(Bucket="big", Key="obj")["UploadId"]
         etags = [
@@ -203,8 +214,9 @@ def test_objects_of_many_chunks_fit_etcds_default_limits(tmp_path: Path) -> None
         assert s3.get_object(Bucket="big", Key="obj")["Body"].read() == body
         s3.delete_object(Bucket="big", Key="obj", VersionId=first)
         assert s3.list_object_versions(Bucket="big").get("Versions", []) == []
-        index = raw_keys(etcd.endpoints[0], b"big/lightningstor/chunks/")
+        index = raw_keys(etcd.endpoints[0], b"big/d/lightningstor/chunks/")
         assert index == [], f"{len(index)} chunk-index entries left"
+        assert raw_keys(etcd.endpoints[0], b"big/d/lightningstor/manifests/") == []
     finally:
         server.stop()
         etcd.stop()

@@ -250,7 +250,7 @@ def get_object(api: Any, call: Any) -> Any:
     request.setHeader(b"content-length", str(length).encode())
     if call.method == "HEAD" or length == 0:
         return b""
-    reader = api.core.chunks.read(record.chunks, record.inline, start, length)
+    reader = yield api.core.open_reader(record, start, length)
     yield ObjectProducer(request, reader).start()
     return None
 
