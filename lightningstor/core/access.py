@@ -160,6 +160,11 @@ class Decision:
 Trail = Callable[[Decision], None] | None
 
 
+# Object reads and listings may take their bucket from the read cache
+# (core/buckets.py); every other action reads the bucket record.
+_CACHED_READS = frozenset({OBJECTS_GET, OBJECTS_LIST})
+
+
 class AccessControl:
     """The gate every protocol layer goes through."""
 
@@ -228,7 +233,10 @@ class AccessControl:
         NoSuchBucket if the name does not resolve: a bucket of another
         tenant is indistinguishable from one that does not exist.
         """
-        d: Deferred[Any] = self._buckets.get(principal, name)
+        if action in _CACHED_READS:
+            d: Deferred[Any] = self._buckets.find_for_read(principal, name)
+        else:
+            d = self._buckets.get(principal, name)
 
         def authorize(bucket: Bucket) -> Deferred[Any]:
             checked = self.check(principal, action, bucket_resource(bucket, key), trail)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from typing import Any, Callable
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
 from lightningstor import errors
 from lightningstor.core import keys, records
@@ -44,13 +45,36 @@ def check_scope(principal: Principal, org_id: str | None, project_id: str | None
         )
 
 
+#: How long a resolved bucket serves object reads without a metadata read.
+READ_CACHE_SECONDS = 1.0
+_READ_CACHE_MAX = 4096
+
+
 class BucketManager:
-    """Create, find, list and delete buckets in a principal's scope."""
+    """Create, find, list and delete buckets in a principal's scope.
+
+    **The read cache.**  Every S3 request resolves its bucket: a metadata
+    read (a thread hop with SQLite, a round trip with etcd) and a JSON
+    decode.  Object reads and listings (:meth:`find_for_read`) take the
+    bucket from a small cache for :data:`READ_CACHE_SECONDS` instead (SPEC
+    appendix E, "hot bucket metadata cached").  What they use of it never
+    changes (id, scope, name) or only affects what they report
+    (versioning: whether a version id header is sent), and a bucket must be
+    empty to be deleted, so a cached bucket can only turn a NoSuchBucket
+    into a NoSuchKey or an empty listing for that second, as in S3, whose
+    bucket configuration is eventually consistent.  Writes, bucket
+    configuration reads and everything else always read the record.  A
+    change made through this process clears the cache at once; another
+    worker or server sees it within the second.  Absent buckets are never
+    cached, so a bucket is usable as soon as its creation returns.
+    """
 
     def __init__(
         self, store: IMetadataStore, clock: Callable[[], float], region: str, quotas: QuotaManager | None = None
     ) -> None:
         self._store = store
+        self.read_cache_seconds = READ_CACHE_SECONDS
+        self._read_cache: dict[tuple[str, str | None, str], tuple[float, Bucket]] = {}
         self._clock = clock
         self._region = region
         # max_buckets is checked in the create transaction; a deleted
@@ -120,6 +144,8 @@ class BucketManager:
                 [Compare(bkey, 0), *quota.compares], [Put(bkey, records.encode_bucket(bucket)), *quota.ops]
             )
             if result.succeeded:
+                # A project bucket now hides an org bucket of the same name.
+                self.forget_cached()
                 return bucket
             kv = yield self._store.get(bkey)
             if kv is None:
@@ -142,6 +168,29 @@ class BucketManager:
             if kv is not None:
                 return records.decode_bucket(kv.value)
         return None
+
+    def find_for_read(self, principal: Principal, name: str) -> Deferred[Any]:
+        """Deferred[Bucket]: as :meth:`get`, served from the read cache when
+        the same scope resolved ``name`` less than ``read_cache_seconds`` ago
+        (object reads and listings only; see the class docstring)."""
+        scope = (principal.org_id, principal.project_id, name)
+        now = self._clock()
+        hit = self._read_cache.get(scope)
+        if hit is not None and now - hit[0] < self.read_cache_seconds:
+            return succeed(replace(hit[1]))  # callers may not change the cached one
+        d: Deferred[Any] = self.get(principal, name)
+
+        def remember(bucket: Bucket) -> Bucket:
+            if len(self._read_cache) >= _READ_CACHE_MAX:
+                self._read_cache.clear()
+            self._read_cache[scope] = (now, replace(bucket))
+            return bucket
+
+        return d.addCallback(remember)
+
+    def forget_cached(self) -> None:
+        """Drop the read cache: a bucket changed through this process."""
+        self._read_cache.clear()
 
     @inlineCallbacks
     def get(self, principal: Principal, name: str) -> Any:
@@ -190,6 +239,7 @@ class BucketManager:
         # Guard on the bucket record's revision; a PUT racing the delete may
         # still land an object under the old id, which the collector reclaims.
         result = yield self._store.txn([Compare(bkey, kv.mod_revision)], [Delete(bkey)])
+        self.forget_cached()
         if result.succeeded:
             if self.abort_uploads is not None:
                 yield self.abort_uploads(bucket)
@@ -204,4 +254,5 @@ class BucketManager:
         bucket.versioning = status
         bucket.updated_at = self._now_ms()
         yield self._store.txn([], [Put(bkey, records.encode_bucket(bucket))])
+        self.forget_cached()
         return bucket

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import DeferredList, TimeoutError, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError, inlineCallbacks, maybeDeferred
 
 from lightningstor.core import manifests
 from lightningstor.core.access import OBJECTS_DELETE, AccessControl, Trail, bucket_resource
@@ -108,7 +108,7 @@ class Core:
         def change(stored: Bucket) -> None:
             stored.versioning = next_versioning(stored.versioning, status)
 
-        return update_bucket(self.store, bucket, change, self.objects.now_ms())
+        return self._update_bucket(bucket, change)
 
     def set_bucket_tags(self, bucket: Bucket, tags: dict[str, str]) -> Any:
         """Deferred[Bucket] with its tag set replaced ({} removes it); InvalidTag
@@ -118,7 +118,16 @@ class Core:
         def change(stored: Bucket) -> None:
             stored.tags = dict(tags)
 
-        return update_bucket(self.store, bucket, change, self.objects.now_ms())
+        return self._update_bucket(bucket, change)
+
+    def _update_bucket(self, bucket: Bucket, change: Any) -> Any:
+        d: Deferred[Any] = update_bucket(self.store, bucket, change, self.objects.now_ms())
+
+        def changed(result: Any) -> Any:
+            self.buckets.forget_cached()
+            return result
+
+        return d.addBoth(changed)
 
     def copy_object(self, *args: Any, **kwargs: Any) -> Any:
         return copy_object(self, *args, **kwargs)

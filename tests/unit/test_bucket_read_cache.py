@@ -1,0 +1,93 @@
+"""The bucket read cache (core/buckets.py): object reads and listings skip
+the bucket record's read for a second; everything else reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from lightningstor import errors
+from lightningstor.core.access import OBJECTS_GET, OBJECTS_LIST, OBJECTS_PUT
+from lightningstor.core.service import Core
+from lightningstor.core.types import Principal, Versioning
+
+ALICE = Principal("alice", "org-a")
+BOB = Principal("bob", "org-a", project_id="p1")
+
+
+class CountingStore:
+    """Counts the reads that go to the store."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gets = 0
+
+    def get(self, key: bytes) -> Any:
+        self.gets += 1
+        return self.inner.get(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def core(make_core: Any) -> Core:
+    made: Core = make_core(fsync=False)
+    return made
+
+
+@pytest.fixture
+def clock(core: Core) -> list[float]:
+    now = [1000.0]
+    core.buckets._clock = lambda: now[0]
+    return now
+
+
+@pytest_twisted.inlineCallbacks
+def test_reads_are_served_from_the_cache_for_a_second(core: Core, clock: list[float]) -> None:
+    yield core.buckets.create(ALICE, "hot")
+    counting = CountingStore(core.store)
+    core.buckets._store = counting
+    first = yield core.access.bucket(ALICE, "hot", OBJECTS_GET, "k")
+    assert counting.gets == 1
+    clock[0] += 0.5
+    again = yield core.access.bucket(ALICE, "hot", OBJECTS_LIST)
+    assert counting.gets == 1 and again.bucket_id == first.bucket_id
+    again.versioning = Versioning.ENABLED  # a caller's change stays its own
+    cached = yield core.access.bucket(ALICE, "hot", OBJECTS_GET, "k")
+    assert cached.versioning is Versioning.DISABLED
+    yield core.access.bucket(ALICE, "hot", OBJECTS_PUT, "k")  # writes always read
+    assert counting.gets == 2
+    clock[0] += 1.0
+    yield core.access.bucket(ALICE, "hot", OBJECTS_GET, "k")
+    assert counting.gets == 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_changes_through_this_process_clear_it(core: Core, clock: list[float]) -> None:
+    bucket = yield core.buckets.create(ALICE, "conf")
+    yield core.access.bucket(ALICE, "conf", OBJECTS_GET, "k")
+    yield core.set_bucket_versioning(bucket, "Enabled")
+    seen = yield core.access.bucket(ALICE, "conf", OBJECTS_GET, "k")
+    assert seen.versioning is Versioning.ENABLED
+    yield core.buckets.delete(ALICE, "conf")
+    with pytest.raises(errors.NoSuchBucket):
+        yield core.access.bucket(ALICE, "conf", OBJECTS_GET, "k")
+
+
+@pytest_twisted.inlineCallbacks
+def test_absent_buckets_and_scopes_are_not_mixed_up(core: Core, clock: list[float]) -> None:
+    """A miss is not cached (a bucket is usable as soon as it is created),
+    and each scope resolves its own: a project's bucket hides the org's."""
+    with pytest.raises(errors.NoSuchBucket):
+        yield core.access.bucket(ALICE, "late", OBJECTS_GET, "k")
+    created = yield core.buckets.create(ALICE, "late")
+    found = yield core.access.bucket(ALICE, "late", OBJECTS_GET, "k")
+    assert found.bucket_id == created.bucket_id
+    org_level = yield core.buckets.find_for_read(BOB, "late")
+    assert org_level.bucket_id == created.bucket_id
+    own = yield core.buckets.create(BOB, "late")  # hides the org's from BOB at once
+    assert (yield core.buckets.find_for_read(BOB, "late")).bucket_id == own.bucket_id
+    assert (yield core.buckets.find_for_read(ALICE, "late")).bucket_id == created.bucket_id
