@@ -41,18 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import loadgen, servers  # noqa: E402
+from bench.multipart_memory import _status_kib  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
 PIECE = MiB
-
-
-def _status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 async def _upload(url: str, size: int, stamp: int, template: bytes) -> tuple[int, bytes]:

@@ -30,8 +30,9 @@ from lightningstor.core.collector import collect_orphans
 from lightningstor.core.multipart import PartRef
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
-from lightningstor.core.types import Bucket, ObjectRecord, Principal
+from lightningstor.core.types import Principal
 from lightningstor.interfaces.metadata import Put, prefix_end
+from tests.unit.core_helpers import put_object, put_part
 
 ALICE = Principal("alice", "org-a")
 CHUNK = 4096
@@ -57,29 +58,6 @@ class TxnRecorder:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-def _record(core: Core, bucket_key: str, result: Any) -> ObjectRecord:
-    return ObjectRecord(key=bucket_key, size=result.size, etag=result.md5_hex, created_at=core.objects.now_ms(),
-                        chunks=list(result.chunks), inline=result.inline)  # fmt: skip
-
-
-@inlineCallbacks
-def _put(core: Core, bucket: Bucket, key: str, data: bytes, attrs: PutAttrs | None = None) -> Any:
-    writer = core.chunks.new_writer(())
-    writer.write(data)
-    result = yield writer.finish()
-    committed = yield core.objects.commit(bucket, _record(core, key, result), attrs or PutAttrs())
-    return committed
-
-
-@inlineCallbacks
-def _part(core: Core, upload: Any, number: int, data: bytes) -> Any:
-    writer = core.multipart.new_part_writer(upload)
-    writer.write(data)
-    result = yield writer.finish()
-    part = yield core.multipart.commit_part(upload, number, result, {})
-    return part
 
 
 @inlineCallbacks
@@ -113,14 +91,14 @@ def test_commits_carry_no_index_operations(core: Core) -> None:
     core.objects._store = recorder
     core.multipart._store = recorder
     bucket = yield core.buckets.create(ALICE, "big")
-    first = yield _put(core, bucket, "k", os.urandom(300 * CHUNK))
+    first = yield put_object(core, bucket, "k", os.urandom(300 * CHUNK))
     assert len(first.chunks) == 300
     assert max(recorder.sizes) <= chunkindex.BATCH
     assert len(recorder.sizes) >= 4  # three index batches, then the commit
     recorder.sizes.clear()
-    yield _put(core, bucket, "k", os.urandom(300 * CHUNK))  # overwrite: unindexes the first
+    yield put_object(core, bucket, "k", os.urandom(300 * CHUNK))  # overwrite: unindexes the first
     bucket = yield core.set_bucket_versioning(bucket, "Enabled")
-    v1 = yield _put(core, bucket, "k", os.urandom(300 * CHUNK))  # the null version is demoted
+    v1 = yield put_object(core, bucket, "k", os.urandom(300 * CHUNK))  # the null version is demoted
     yield core.objects.delete(bucket, "k", v1.version_id)  # the null version is promoted back
     yield core.objects.delete(bucket, "k", "null")
     assert max(recorder.sizes) <= chunkindex.BATCH
@@ -139,7 +117,7 @@ def test_multipart_completion_touches_no_entry(core: Core) -> None:
     data = [os.urandom(150 * CHUNK), os.urandom(150 * CHUNK)]
     parts = []
     for n, d in enumerate(data, 1):
-        parts.append((yield _part(core, upload, n, d)))
+        parts.append((yield put_part(core, upload, n, d)))
     before = yield _index(core)
     core.objects._store = recorder
     core.multipart._store = recorder
@@ -158,9 +136,9 @@ def test_failed_commit_takes_its_hints_back(core: Core) -> None:
     """If-None-Match: * on an existing key fails the commit: the new chunks'
     entries are removed (the writer's owner deletes the data)."""
     bucket = yield core.buckets.create(ALICE, "cond")
-    kept = yield _put(core, bucket, "k", os.urandom(3 * CHUNK))
+    kept = yield put_object(core, bucket, "k", os.urandom(3 * CHUNK))
     with pytest.raises(errors.PreconditionFailed):
-        yield _put(core, bucket, "k", os.urandom(3 * CHUNK), PutAttrs(if_none_match_any=True))
+        yield put_object(core, bucket, "k", os.urandom(3 * CHUNK), PutAttrs(if_none_match_any=True))
     assert set((yield _index(core))) == _ids(kept)
 
 
@@ -170,12 +148,12 @@ def test_collector_keeps_every_listed_chunk(core: Core) -> None:
     completed upload's parts all survive a pass that considers every chunk old."""
     bucket = yield core.buckets.create(ALICE, "keep")
     bucket = yield core.set_bucket_versioning(bucket, "Enabled")
-    old = yield _put(core, bucket, "k", os.urandom(3 * CHUNK))
-    new = yield _put(core, bucket, "k", os.urandom(3 * CHUNK))
+    old = yield put_object(core, bucket, "k", os.urandom(3 * CHUNK))
+    new = yield put_object(core, bucket, "k", os.urandom(3 * CHUNK))
     open_upload = yield core.multipart.create(bucket, "open", PutAttrs(), initiator=ALICE)
-    open_part = yield _part(core, open_upload, 3, os.urandom(2 * CHUNK))
+    open_part = yield put_part(core, open_upload, 3, os.urandom(2 * CHUNK))
     done_upload = yield core.multipart.create(bucket, "done", PutAttrs(), initiator=ALICE)
-    done_part = yield _part(core, done_upload, 1, os.urandom(2 * CHUNK))
+    done_part = yield put_part(core, done_upload, 1, os.urandom(2 * CHUNK))
     yield core.multipart.complete(bucket, "done", done_upload.upload_id, [PartRef(1, done_part.etag)])
     assert (yield _collect(core)) == 0
     assert _ids(old, new, open_part, done_part) <= (yield _stored(core))
@@ -188,16 +166,16 @@ def test_collector_reclaims_what_a_crash_left_behind(core: Core) -> None:
     deleted one, a replaced part, an unlisted part of a completed upload.
     The collector deletes those chunks and their entries, and keeps the live ones."""
     bucket = yield core.buckets.create(ALICE, "crash")
-    overwritten = yield _put(core, bucket, "k", os.urandom(2 * CHUNK))
-    deleted = yield _put(core, bucket, "gone", os.urandom(2 * CHUNK))
+    overwritten = yield put_object(core, bucket, "k", os.urandom(2 * CHUNK))
+    deleted = yield put_object(core, bucket, "gone", os.urandom(2 * CHUNK))
     upload = yield core.multipart.create(bucket, "mp", PutAttrs(), initiator=ALICE)
-    replaced = yield _part(core, upload, 1, os.urandom(2 * CHUNK))
-    unlisted = yield _part(core, upload, 2, os.urandom(2 * CHUNK))
+    replaced = yield put_part(core, upload, 1, os.urandom(2 * CHUNK))
+    unlisted = yield put_part(core, upload, 2, os.urandom(2 * CHUNK))
     # Simulate the crash: keep the entries the unindexing would remove.
     saved = yield _index(core)
-    live = yield _put(core, bucket, "k", os.urandom(2 * CHUNK))
+    live = yield put_object(core, bucket, "k", os.urandom(2 * CHUNK))
     yield core.objects.delete(bucket, "gone")
-    kept_part = yield _part(core, upload, 1, os.urandom(2 * CHUNK))
+    kept_part = yield put_part(core, upload, 1, os.urandom(2 * CHUNK))
     done = yield core.multipart.complete(bucket, "mp", upload.upload_id, [PartRef(1, kept_part.etag)])
     garbage = _ids(overwritten, deleted, replaced, unlisted)
     yield core.store.txn([], [Put(keys.chunk_key(c), saved[c]) for c in garbage])
@@ -218,7 +196,7 @@ def test_stale_entries_go_after_the_grace_period_only(core: Core) -> None:
     grace period and unneeded; a young one may belong to a write in progress,
     a legacy one has no time, and one a record needs is a scrub finding: kept."""
     bucket = yield core.buckets.create(ALICE, "stale")
-    live = yield _put(core, bucket, "k", os.urandom(CHUNK))
+    live = yield put_object(core, bucket, "k", os.urandom(CHUNK))
     now_ms = int(time.time() * 1000)
     old_hint = chunkindex.object_hint(bucket.bucket_id, "nothing", now_ms - 7_200_000)
     young_hint = chunkindex.object_hint(bucket.bucket_id, "nothing", now_ms)
@@ -242,8 +220,8 @@ def test_resolution_survives_a_promotion_between_its_reads(core: Core) -> None:
     revision moved, so the resolver looks again and finds it."""
     bucket = yield core.buckets.create(ALICE, "race")
     bucket = yield core.set_bucket_versioning(bucket, "Enabled")
-    held = yield _put(core, bucket, "k", os.urandom(2 * CHUNK))
-    top = yield _put(core, bucket, "k", os.urandom(CHUNK))
+    held = yield put_object(core, bucket, "k", os.urandom(2 * CHUNK))
+    top = yield put_object(core, bucket, "k", os.urandom(CHUNK))
     chunk_id = held.chunks[0].chunk_id
     value = (yield _index(core))[chunk_id]
 

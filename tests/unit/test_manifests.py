@@ -26,6 +26,7 @@ from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.interfaces.metadata import prefix_end
+from tests.unit.core_helpers import put_object, read_object
 
 ALICE = Principal("alice", "org-a")
 CHUNK = 4096
@@ -38,28 +39,6 @@ def core(make_core: Any) -> Core:
     made.objects.chunks_per_record = PER
     made.multipart.min_part_size = 1
     return made
-
-
-@inlineCallbacks
-def _put(core: Core, bucket: Bucket, key: str, data: bytes, attrs: PutAttrs | None = None) -> Any:
-    writer = core.chunks.new_writer(())
-    writer.write(data)
-    result = yield writer.finish()
-    record = ObjectRecord(key=key, size=result.size, etag=result.md5_hex, created_at=core.objects.now_ms(),
-                          chunks=list(result.chunks), inline=result.inline)  # fmt: skip
-    committed = yield core.objects.commit(bucket, record, attrs or PutAttrs())
-    return committed
-
-
-@inlineCallbacks
-def _read(core: Core, record: ObjectRecord, start: int = 0, length: int | None = None) -> Any:
-    reader = yield core.open_reader(record, start, record.size - start if length is None else length)
-    out = b""
-    while True:
-        piece = yield reader.next_piece()
-        if piece is None:
-            return out
-        out += piece
 
 
 @inlineCallbacks
@@ -81,7 +60,7 @@ def test_long_chunk_lists_are_paged_and_read_back(core: Core) -> None:
     byte-identical, and a range loads only the pages it touches."""
     bucket = yield core.buckets.create(ALICE, "paged")
     data = os.urandom(7 * CHUNK - 100)
-    committed = yield _put(core, bucket, "k", data)
+    committed = yield put_object(core, bucket, "k", data)
     stored = yield _stored_record(core, bucket, "k")
     assert "chunks" not in stored and stored["mf"]["n"] == 7
     assert stored["mf"]["s"] == [0, 3 * CHUNK, 6 * CHUNK]
@@ -89,9 +68,9 @@ def test_long_chunk_lists_are_paged_and_read_back(core: Core) -> None:
     record = yield core.objects.head(bucket, "k")
     assert record.chunks == [] and record.manifest is not None
     assert (yield manifests.chunks_of(core.store, record)) == committed.chunks
-    assert hashlib.sha256((yield _read(core, record))).digest() == hashlib.sha256(data).digest()
+    assert hashlib.sha256((yield read_object(core, record))).digest() == hashlib.sha256(data).digest()
     for start, length in [(0, 1), (3 * CHUNK - 10, 20), (CHUNK + 5, 5 * CHUNK), (6 * CHUNK, 900), (len(data) - 1, 1)]:
-        assert (yield _read(core, record, start, length)) == data[start : start + length]
+        assert (yield read_object(core, record, start, length)) == data[start : start + length]
     chunks, base = yield manifests.chunks_for_range(core.store, record, 3 * CHUNK + 1, 10)
     assert base == 3 * CHUNK and [c.chunk_id for c in chunks] == [c.chunk_id for c in committed.chunks[3:6]]
 
@@ -102,18 +81,18 @@ def test_pages_follow_their_version_and_go_with_it(core: Core) -> None:
     (and its chunks' index entries); an unversioned overwrite removes the old ones."""
     bucket = yield core.buckets.create(ALICE, "moves")
     bucket = yield core.set_bucket_versioning(bucket, "Enabled")
-    v1 = yield _put(core, bucket, "k", os.urandom(7 * CHUNK))
-    v2 = yield _put(core, bucket, "k", os.urandom(4 * CHUNK))
+    v1 = yield put_object(core, bucket, "k", os.urandom(7 * CHUNK))
+    v2 = yield put_object(core, bucket, "k", os.urandom(4 * CHUNK))
     assert len((yield _pages(core))) == 3 + 2
     old = yield core.objects.get_version(bucket, "k", v1.version_id)
-    assert (yield _read(core, old))[:10] == (yield _read(core, v1))[:10]
+    assert (yield read_object(core, old))[:10] == (yield read_object(core, v1))[:10]
     yield core.objects.delete(bucket, "k", v1.version_id)
     assert len((yield _pages(core))) == 2
     for c in v1.chunks:
         assert (yield core.store.get(keys.chunk_key(c.chunk_id))) is None
     plain = yield core.buckets.create(ALICE, "plain")
-    yield _put(core, plain, "p", os.urandom(5 * CHUNK))
-    yield _put(core, plain, "p", os.urandom(5 * CHUNK))  # replaces the first, pages and all
+    yield put_object(core, plain, "p", os.urandom(5 * CHUNK))
+    yield put_object(core, plain, "p", os.urandom(5 * CHUNK))  # replaces the first, pages and all
     yield core.objects.delete(bucket, "k", v2.version_id)
     assert len((yield _pages(core))) == 2  # only the plain object's current pages
 
@@ -121,9 +100,9 @@ def test_pages_follow_their_version_and_go_with_it(core: Core) -> None:
 @pytest_twisted.inlineCallbacks
 def test_failed_commit_removes_its_pages(core: Core) -> None:
     bucket = yield core.buckets.create(ALICE, "failed")
-    yield _put(core, bucket, "k", os.urandom(CHUNK))
+    yield put_object(core, bucket, "k", os.urandom(CHUNK))
     with pytest.raises(errors.PreconditionFailed):
-        yield _put(core, bucket, "k", os.urandom(7 * CHUNK), PutAttrs(if_none_match_any=True))
+        yield put_object(core, bucket, "k", os.urandom(7 * CHUNK), PutAttrs(if_none_match_any=True))
     assert (yield _pages(core)) == []
 
 
@@ -145,11 +124,11 @@ def test_multipart_and_part_copy_with_paged_lists(core: Core) -> None:
     whole = b"".join(data)
     record = yield core.objects.head(bucket, "obj")
     assert record.manifest is not None and record.manifest.count == 8
-    assert (yield _read(core, record)) == whole
+    assert (yield read_object(core, record)) == whole
     second = yield mp.create(bucket, "copy", PutAttrs(), initiator=ALICE)
     copied = yield mp.copy_part(second, 1, record, 4 * CHUNK - 7, 2 * CHUNK)
     final = yield mp.complete(bucket, "copy", second.upload_id, [PartRef(1, copied.etag)])
-    assert (yield _read(core, final.record)) == whole[4 * CHUNK - 7 : 6 * CHUNK - 7]
+    assert (yield read_object(core, final.record)) == whole[4 * CHUNK - 7 : 6 * CHUNK - 7]
     assert done.record.size == len(whole)
 
 
@@ -158,7 +137,7 @@ def test_collector_keeps_paged_chunks_and_drops_orphaned_pages(core: Core) -> No
     """Chunks listed only in pages are kept; pages that no record names (a
     crash before the commit) are dropped once old, and their chunks then go."""
     bucket = yield core.buckets.create(ALICE, "collect")
-    live = yield _put(core, bucket, "k", os.urandom(7 * CHUNK))
+    live = yield put_object(core, bucket, "k", os.urandom(7 * CHUNK))
     # The leftovers of a crash between paging and committing another version.
     writer = core.chunks.new_writer(())
     writer.write(os.urandom(5 * CHUNK))

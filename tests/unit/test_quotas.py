@@ -27,8 +27,9 @@ from lightningstor.core.multipart import PartRef
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.quotas import BucketScope, QuotaManager, Usage, UsageFoldService
 from lightningstor.core.service import Core
-from lightningstor.core.types import Bucket, ObjectRecord, Principal
+from lightningstor.core.types import Bucket, Principal
 from lightningstor.interfaces.metadata import prefix_end
+from tests.unit.core_helpers import put_object, put_part
 
 ALICE = Principal("alice", "org-a")
 BOB = Principal("bob", "org-a", project_id="p1")
@@ -43,28 +44,12 @@ def core(make_core: Any) -> Core:
     return c
 
 
-@inlineCallbacks
 def _put(core: Core, bucket: Bucket, key: str, size: int) -> Any:
-    writer = core.chunks.new_writer(())
-    writer.write(b"x" * size)
-    result = yield writer.finish()
-    record = ObjectRecord(key=key, size=result.size, etag=result.md5_hex, created_at=core.objects.now_ms(),
-                          chunks=list(result.chunks), inline=result.inline)  # fmt: skip
-    try:
-        committed = yield core.objects.commit(bucket, record, PutAttrs())
-    except BaseException:
-        yield writer.abort()
-        raise
-    return committed
+    return put_object(core, bucket, key, b"x" * size)
 
 
-@inlineCallbacks
 def _part(core: Core, upload: Any, number: int, size: int) -> Any:
-    writer = core.multipart.new_part_writer(upload)
-    writer.write(b"p" * size)
-    result = yield writer.finish()
-    part = yield core.multipart.commit_part(upload, number, result, {})
-    return part
+    return put_part(core, upload, number, b"p" * size)
 
 
 @inlineCallbacks

@@ -19,11 +19,12 @@ from twisted.internet.task import deferLater
 from lightningstor import errors
 from lightningstor.core import chunkindex, keys, records
 from lightningstor.core.listing import list_object_versions, list_objects
-from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
 from lightningstor.core.versions import new_version_id, parse_version_id
 from lightningstor.interfaces.metadata import prefix_end
+from tests.unit.core_helpers import put_object as _put
+from tests.unit.core_helpers import read_object as _read
 
 ALICE = Principal("alice", "org-a")
 
@@ -52,28 +53,6 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-@inlineCallbacks
-def _put(core: Core, bucket: Bucket, key: str, data: bytes) -> Any:
-    writer = core.chunks.new_writer(())
-    writer.write(data)
-    result = yield writer.finish()
-    record = ObjectRecord(key=key, size=result.size, etag=result.md5_hex, created_at=core.objects.now_ms(),
-                          chunks=list(result.chunks), inline=result.inline)
-    committed = yield core.objects.commit(bucket, record, PutAttrs())
-    return committed
-
-
-@inlineCallbacks
-def _read(core: Core, record: ObjectRecord) -> Any:
-    reader = core.chunks.read(record.chunks, record.inline, 0, record.size)
-    out = b""
-    while True:
-        piece = yield reader.next_piece()
-        if piece is None:
-            return out
-        out += piece
 
 
 @inlineCallbacks
