@@ -218,9 +218,9 @@ def wait_idle(pid: int, limit: float = 180.0) -> float:
     """Wait (at most ``limit`` s) until the server uses < 5% of a CPU over 1 s;
     returns the seconds waited.
 
-    The server counts every object for its metrics gauges at start and every
-    60 s after (``metrics.StoreGauges``): on a 1M-key bucket that count takes
-    many seconds of CPU, so measurements wait for it to end.
+    Any start-up work (and, before the gauges were computed from usage rows,
+    the metrics count of every object every 60 s, many seconds of CPU on a
+    1M-key bucket) must not overlap the measurements.
     """
     tick = os.sysconf("SC_CLK_TCK")
 

@@ -32,14 +32,18 @@ needs only a different registry for exposition (prometheus-client's
 multiprocess mode on the gauges: that is what ``[server] workers`` does.
 
 The three gauges describe the whole store, so they are not computed per
-scrape: :class:`StoreGauges` recounts them every ``interval`` seconds by
-scanning the metadata store's object, version and upload key spaces, page by
-page, decoding records in the CPU thread pool.
+scrape: :class:`StoreGauges` refreshes them every ``interval`` seconds.
+Objects and bytes come from the per-bucket usage rows that
+:mod:`lightningstor.core.quotas` keeps in every write's transaction (a base
+row plus pending deltas per bucket), so a refresh costs O(buckets), not
+O(objects): scanning and decoding every object record once a minute took
+~15 s of CPU per minute on a million objects and slowed requests while it
+ran (docs/performance.md).  Upload records are few, so they are still
+counted row by row.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,6 +61,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from lightningstor.core import keys
+from lightningstor.core.quotas import ZERO, Usage, decode_usage, usage_row_bucket
 from lightningstor.interfaces.metadata import prefix_end
 from lightningstor.s3.summary import RequestSummary
 
@@ -113,7 +118,7 @@ class S3Metrics:
         )
         self.objects = Gauge(
             "lightningstor_objects_total",
-            "Current objects (delete markers excluded).",
+            "Stored object versions, current and noncurrent (delete markers excluded).",
             registry=r,
             multiprocess_mode=_GAUGE_MODE,
         )
@@ -305,53 +310,80 @@ class MetricsService(Service):
 
 @dataclass(frozen=True)
 class StoreTotals:
-    objects: int = 0
-    bytes: int = 0
-    uploads: int = 0
+    objects: int = 0  # stored object versions, delete markers excluded
+    bytes: int = 0  # their logical sizes (parts of unfinished uploads excluded)
+    uploads: int = 0  # multipart upload records
 
 
-def _tally(values: Iterable[bytes]) -> tuple[int, int]:
-    """(objects, bytes) of encoded object records, delete markers skipped.
-
-    Reads only the two fields it needs: a full ``decode_object`` would also
-    decode chunk lists and inline data for nothing.
-    """
-    count = size = 0
+def _sum_usage(values: list[bytes]) -> Usage:
+    """The sum of encoded usage rows (runs in the CPU pool)."""
+    total = ZERO
     for value in values:
-        record = json.loads(value)
-        if record.get("dm"):
-            continue
-        count += 1
-        size += int(record.get("size", 0))
-    return count, size
+        total += decode_usage(value)
+    return total
+
+
+@inlineCallbacks
+def _usage_total(store: Any, reactor: Any, pool: Any, page: int) -> Any:
+    """Deferred[Usage]: every bucket's usage rows summed, by paged scans.
+
+    Each bucket's rows are summed from one scan.  A fold moves deltas into
+    the base row, which sorts first: had a page ended inside a bucket, a fold
+    before the next page would hide the deltas it folded (the base was read
+    before them).  So a page's last bucket is left for the next page, and a
+    bucket whose rows fill a whole page is read alone with one unbounded scan
+    (what :meth:`QuotaManager.read_usage` does for quota checks).
+    """
+    total = ZERO
+    start, end = keys.USAGE, prefix_end(keys.USAGE)
+    while True:
+        rows = yield store.scan(start, end, page)
+        if not rows:
+            return total
+        more = len(rows) >= page
+        complete = rows
+        if more:
+            last = usage_row_bucket(rows[-1].key) or rows[-1].key
+            complete = [kv for kv in rows if not kv.key.startswith(last)]
+            if complete:
+                start = last
+            else:
+                complete = yield store.scan(last, prefix_end(last))
+                start = prefix_end(last)
+        if complete:
+            total += yield deferToThreadPool(reactor, pool, _sum_usage, [kv.value for kv in complete])
+        if not more:
+            return total
+
+
+@inlineCallbacks
+def _count_rows(store: Any, prefix: bytes, page: int) -> Any:
+    """Deferred[int]: keys under ``prefix``, counted ``page`` at a time."""
+    count = 0
+    start, end = prefix, prefix_end(prefix)
+    while True:
+        rows = yield store.scan(start, end, page)
+        count += len(rows)
+        if not rows or len(rows) < page:
+            return count
+        start = rows[-1].key + b"\x00"
 
 
 @inlineCallbacks
 def count_store(store: Any, reactor: Any, pool: Any, *, page: int = 1000) -> Any:
-    """Deferred[StoreTotals]: current objects, bytes of all object versions
-    and in-progress multipart uploads, by paged scans of the metadata store.
+    """Deferred[StoreTotals]: stored object versions, their bytes and the
+    multipart uploads in progress.
 
-    Pages are decoded in ``pool`` so a large store does not hold the reactor
-    thread; between pages the reactor serves requests.
+    Objects and bytes are the sums of the usage rows (O(buckets)); no object
+    or version record is read.  Stored versions count, current and
+    noncurrent (like CloudWatch's NumberOfObjects); delete markers do not.
+    Usage rows are decoded in ``pool`` so that many buckets do not hold the
+    reactor thread; between pages the reactor serves requests.  Objects
+    written by a release older than usage accounting are not counted.
     """
-    objects = total_bytes = uploads = 0
-    for prefix in (keys.OBJECTS, keys.VERSIONS, keys.UPLOADS):
-        start, end = prefix, prefix_end(prefix)
-        while True:
-            rows = yield store.scan(start, end, page)
-            if not rows:
-                break
-            if prefix == keys.UPLOADS:
-                uploads += len(rows)
-            else:
-                n, b = yield deferToThreadPool(reactor, pool, _tally, [kv.value for kv in rows])
-                total_bytes += b
-                if prefix == keys.OBJECTS:
-                    objects += n
-            if len(rows) < page:
-                break
-            start = rows[-1].key + b"\x00"
-    return StoreTotals(objects=objects, bytes=total_bytes, uploads=uploads)
+    usage = yield _usage_total(store, reactor, pool, page)
+    uploads = yield _count_rows(store, keys.UPLOADS, page)
+    return StoreTotals(objects=usage.objects, bytes=usage.bytes, uploads=uploads)
 
 
 class StoreGauges(Service):

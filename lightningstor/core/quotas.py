@@ -257,6 +257,18 @@ def _bucket_prefix_of(key: bytes) -> bytes | None:
     return keys.USAGE + b"/".join(parts[:3]) + b"/"
 
 
+def usage_row_bucket(key: bytes) -> bytes | None:
+    """The bucket prefix (``usage/{org}/{project}/{bucket_id}/``) of a usage
+    row's key, None for a key that is not one.
+
+    Public for readers that sum many buckets page by page
+    (:func:`lightningstor.metrics.count_store`): a fold between two scans
+    moves deltas into a base row already read, so such a reader must read
+    each bucket's rows in one scan, and needs to know where a bucket ends.
+    """
+    return _bucket_prefix_of(key)
+
+
 # -- the manager -------------------------------------------------------------------
 
 

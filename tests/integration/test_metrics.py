@@ -134,7 +134,9 @@ def _metrics_port(server: ServerProcess, since: int = 0, timeout: float = 10.0) 
 
 def test_metrics_addr_listener_and_store_gauges(tmp_data: Path) -> None:
     """With server.metrics_addr, /metrics is served there and not on the S3 port; after a
-    restart the gauges count the stored objects, their bytes and the open multipart uploads."""
+    restart the gauges count the stored object versions (a versioned overwrite is two,
+    delete markers and deleted objects none), their bytes (not those of parts of open
+    uploads) and the open multipart uploads."""
     config = tmp_data.parent / "metrics.toml"
     config.write_text('[server]\nmetrics_addr = "127.0.0.1:0"\n')
     server = ServerProcess(tmp_data, config=str(config)).start()
@@ -143,7 +145,16 @@ def test_metrics_addr_listener_and_store_gauges(tmp_data: Path) -> None:
         s3.create_bucket(Bucket="gauges")
         s3.put_object(Bucket="gauges", Key="a", Body=b"x" * 1000)
         s3.put_object(Bucket="gauges", Key="b", Body=b"y" * 234)
-        s3.create_multipart_upload(Bucket="gauges", Key="pending")
+        s3.put_object(Bucket="gauges", Key="gone", Body=b"z" * 99)
+        s3.delete_object(Bucket="gauges", Key="gone")
+        pending = s3.create_multipart_upload(Bucket="gauges", Key="pending")
+        s3.upload_part(Bucket="gauges", Key="pending", UploadId=pending["UploadId"], PartNumber=1,
+                       Body=b"p" * 77)  # fmt: skip
+        s3.create_bucket(Bucket="gauges-versioned")
+        s3.put_bucket_versioning(Bucket="gauges-versioned", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="gauges-versioned", Key="v", Body=b"1" * 100)
+        s3.put_object(Bucket="gauges-versioned", Key="v", Body=b"2" * 50)  # both versions stay
+        s3.delete_object(Bucket="gauges-versioned", Key="v")  # a delete marker: counts nothing
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=5)
         assert denied.value.code == 403  # S3 (anonymous ListObjects), not the scrape
@@ -156,8 +167,8 @@ def test_metrics_addr_listener_and_store_gauges(tmp_data: Path) -> None:
         while _value(samples, "lightningstor_objects_total") == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
             samples = _samples(_scrape_text(f"http://127.0.0.1:{port}/metrics"))
-        assert _value(samples, "lightningstor_objects_total") == 2
-        assert _value(samples, "lightningstor_storage_bytes") == 1234
+        assert _value(samples, "lightningstor_objects_total") == 2 + 2
+        assert _value(samples, "lightningstor_storage_bytes") == 1234 + 150
         assert _value(samples, "lightningstor_multipart_uploads_active") == 1
     finally:
         server.stop()

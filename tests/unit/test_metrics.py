@@ -9,19 +9,23 @@ import pytest_twisted
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 from twisted.web.test.requesthelper import DummyRequest
 
 from lightningstor.core import keys, records
-from lightningstor.core.types import ObjectRecord
-from lightningstor.interfaces.metadata import KeyValue, Put
+from lightningstor.core.objects import PutAttrs
+from lightningstor.core.quotas import QuotaManager, Usage, encode_usage
+from lightningstor.core.service import Core
+from lightningstor.core.types import Bucket, ObjectRecord, Principal
+from lightningstor.interfaces.metadata import KeyValue, Put, prefix_end
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from lightningstor.metrics import MetricsResource, S3Metrics, StoreGauges, StoreTotals, count_store
 from lightningstor.s3.addressing import Target
 from lightningstor.s3.app import S3Call
 from lightningstor.s3.summary import CLIENT_CLOSED, RequestSummary, redacted_uri, summarize
+from tests.unit.core_helpers import put_object, put_part
 
 
 def _summary(**overrides: Any) -> RequestSummary:
@@ -99,27 +103,174 @@ def _record(key: str, size: int, *, marker: bool = False) -> bytes:
     return records.encode_object(ObjectRecord(key=key, size=size, etag="e", created_at=0, delete_marker=marker))
 
 
+def _usage_prefix(bucket_id: str, project: str | None = None) -> bytes:
+    return keys.usage_bucket_prefix("org", project, bucket_id)
+
+
+def _delta(bucket_id: str, n: int) -> bytes:
+    return keys.usage_delta_key(_usage_prefix(bucket_id), f"{n:04d}")
+
+
 @pytest_twisted.inlineCallbacks
-def test_count_store_pages_through_objects_versions_and_uploads(tmp_path: Any, cpu_pool: Any) -> Any:
-    """count_store counts current objects (not delete markers), bytes of current and
-    noncurrent versions and upload keys, across scan pages smaller than the data."""
+def test_count_store_sums_usage_rows_and_counts_uploads_across_pages(tmp_path: Any, cpu_pool: Any) -> Any:
+    """count_store sums every bucket's base and delta rows (negative deltas included) and
+    counts upload keys, across scan pages smaller than the data: a bucket with more rows
+    than a page, buckets split by a page boundary, a project bucket.  Object and version
+    records are not what it counts: an object record without a usage row adds nothing."""
     store = SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
     try:
-        ops = [Put(keys.object_key("b1", f"k{i}"), _record(f"k{i}", 10 * i)) for i in range(5)]
-        ops.append(Put(keys.object_key("b2", "gone"), _record("gone", 0, marker=True)))
-        ops.append(Put(keys.version_key("b2", "gone", 1), _record("gone", 7)))
+        ops = [Put(keys.usage_base_key(_usage_prefix("b1")), encode_usage(Usage(100, 4, 9)))]
+        ops += [Put(_delta("b1", i), encode_usage(Usage(10, 1))) for i in range(4)]  # 5 rows > page
+        ops.append(Put(_delta("b1", 9), encode_usage(Usage(-30, -2))))
+        ops.append(Put(keys.usage_base_key(_usage_prefix("b2")), encode_usage(Usage(7, 1))))
+        ops.append(Put(keys.usage_base_key(_usage_prefix("b3", "proj")), encode_usage(Usage(1000, 3))))
+        ops.append(Put(keys.usage_delta_key(_usage_prefix("b3", "proj"), "x"), encode_usage(Usage(1, 1))))
         ops += [Put(keys.upload_key("b1", f"u{i}", f"id{i}"), b"{}") for i in range(3)]
+        ops.append(Put(keys.object_key("b9", "untracked"), _record("untracked", 55)))
         ops.append(Put(keys.bucket_key("org", None, "b1"), b"{}"))  # other key spaces are ignored
         result = yield store.txn([], ops)
         assert result.succeeded
-        totals = yield count_store(store, reactor, cpu_pool, page=2)
-        assert totals == StoreTotals(objects=5, bytes=10 * (0 + 1 + 2 + 3 + 4) + 7, uploads=3)
+        for page in (2, 3, 1000):
+            totals = yield count_store(store, reactor, cpu_pool, page=page)
+            assert totals == StoreTotals(objects=4 + 4 - 2 + 1 + 3 + 1, bytes=100 + 40 - 30 + 7 + 1001,
+                                         uploads=3), page  # fmt: skip
     finally:
         yield store.close()
 
 
+class _FoldingStore:
+    """Folds one bucket's usage right after the first scan of the usage rows
+    returns: a fold landing between two pages of a count."""
+
+    def __init__(self, store: Any, fold: Any) -> None:
+        self.store = store
+        self.fold = fold
+        self.folded = False
+
+    @inlineCallbacks
+    def scan(self, start: bytes, end: bytes, limit: int = 0) -> Any:
+        rows = yield self.store.scan(start, end, limit)
+        if start.startswith(keys.USAGE) and not self.folded:
+            self.folded = True
+            yield self.fold()
+        return rows
+
+
+@pytest_twisted.inlineCallbacks
+def test_count_store_reads_each_bucket_in_one_scan(tmp_path: Any, cpu_pool: Any) -> Any:
+    """A fold between two pages does not hide deltas: a page's first rows of a bucket
+    (its base) are never summed without the rest of that bucket's rows from the same
+    scan.  With pages of 3, b1's two rows and b2's base fill the first page; b2 is then
+    folded (deltas moved into the base, which sorts before them) before the next page."""
+    store = SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
+    try:
+        ops = [Put(keys.usage_base_key(_usage_prefix("b1")), encode_usage(Usage(1, 1))),
+               Put(_delta("b1", 0), encode_usage(Usage(2, 1))),
+               Put(keys.usage_base_key(_usage_prefix("b2")), encode_usage(Usage(10, 1))),
+               Put(_delta("b2", 0), encode_usage(Usage(20, 1))),
+               Put(_delta("b2", 1), encode_usage(Usage(40, 1)))]  # fmt: skip
+        result = yield store.txn([], ops)
+        assert result.succeeded
+        quotas = QuotaManager(store, lambda: 0.0)
+        folding = _FoldingStore(store, lambda: quotas.fold_bucket(_usage_prefix("b2")))
+        totals = yield count_store(folding, reactor, cpu_pool, page=3)
+        assert folding.folded
+        rows = yield store.scan(_usage_prefix("b2"), prefix_end(_usage_prefix("b2")))
+        assert [kv.key for kv in rows] == [keys.usage_base_key(_usage_prefix("b2"))]  # it did fold
+        assert totals == StoreTotals(objects=5, bytes=73, uploads=0)
+    finally:
+        yield store.close()
+
+
+_FORBIDDEN = (keys.OBJECTS, keys.VERSIONS, keys.PARTS, keys.MANIFESTS)
+
+
+class _NoRecordReads:
+    """A metadata store that fails the test if an object, version, part or manifest
+    key is read; it records the scans it is asked for."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.scans: list[bytes] = []
+
+    def _check(self, start: bytes, end: bytes) -> None:
+        for prefix in _FORBIDDEN:
+            if start < prefix_end(prefix) and (not end or end > prefix):
+                pytest.fail(f"scan of [{start!r}, {end!r}) reads {prefix!r} records")
+
+    def get(self, key: bytes) -> Any:
+        self._check(key, key + b"\x00")
+        return self.store.get(key)
+
+    def scan(self, start: bytes, end: bytes, limit: int = 0) -> Any:
+        self._check(start, end)
+        self.scans.append(start)
+        return self.store.scan(start, end, limit)
+
+
+ALICE = Principal("alice", "org-a")
+BOB = Principal("bob", "org-a", project_id="p1")
+
+
+@inlineCallbacks
+def _stored_versions(core: Core, bucket: Bucket) -> Any:
+    """(versions, bytes) from a listing of every version (the ground truth)."""
+    count = size = 0
+    marker: dict[str, Any] = {}
+    while True:
+        page = yield core.list_object_versions(bucket, max_keys=1000, **marker)
+        for e in page.entries:
+            if not e.delete_marker:
+                count += 1
+                size += e.size
+        if not page.is_truncated:
+            return count, size
+        marker = {"key_marker": page.next_key_marker, "version_id_marker": page.next_version_id_marker}
+
+
+@pytest_twisted.inlineCallbacks
+def test_count_store_follows_writes_without_reading_object_records(make_core: Any, pools: Any) -> Any:
+    """On the real core: puts, an unversioned overwrite, a versioned overwrite (two
+    versions, both counted), a delete marker (counts nothing), deletes of an object and
+    of a version by id, and multipart uploads in progress (counted as uploads; their
+    parts are not storage bytes).  The totals equal a listing of every stored version,
+    before and after folding, and no object, version, part or manifest key is read."""
+    core = make_core(fsync=False, chunk_size=4096, piece_size=1024, inline_threshold=512)
+    cpu = pools[1]
+    plain = yield core.buckets.create(ALICE, "plain")
+    yield put_object(core, plain, "a", b"x" * 100)
+    yield put_object(core, plain, "b", b"x" * 5000)  # chunked, not inline
+    yield put_object(core, plain, "a", b"x" * 40)  # replaces a
+    yield put_object(core, plain, "c", b"x" * 3)
+    yield core.objects.delete(plain, "c")
+    versioned = yield core.buckets.create(BOB, "versioned")
+    versioned = yield core.set_bucket_versioning(versioned, "Enabled")
+    yield put_object(core, versioned, "k", b"x" * 100)
+    yield put_object(core, versioned, "k", b"x" * 50)  # a second version of k
+    marker = yield core.objects.delete(versioned, "k")
+    assert marker.delete_marker
+    gone = yield put_object(core, versioned, "j", b"x" * 7)
+    yield core.objects.delete(versioned, "j", gone.version_id)
+    upload = yield core.multipart.create(plain, "big", PutAttrs(), initiator=ALICE)
+    yield put_part(core, upload, 1, b"p" * 2000)
+    yield core.multipart.create(versioned, "other", PutAttrs(), initiator=BOB)
+
+    expected = StoreTotals(objects=2 + 2, bytes=40 + 5000 + 100 + 50, uploads=2)
+    in_plain = yield _stored_versions(core, plain)
+    in_versioned = yield _stored_versions(core, versioned)
+    assert (in_plain, in_versioned) == ((2, 5040), (2, 150))
+    assert (in_plain[0] + in_versioned[0], in_plain[1] + in_versioned[1]) == (expected.objects, expected.bytes)
+    guarded = _NoRecordReads(core.store)
+    for page in (1, 1000):
+        totals = yield count_store(guarded, reactor, cpu, page=page)
+        assert totals == expected, page
+    assert any(start.startswith(keys.USAGE) for start in guarded.scans)
+    yield core.quotas.fold_all()
+    assert (yield count_store(guarded, reactor, cpu)) == expected
+
+
 class _FakeStore:
-    """Object scans return ``rows`` (or fail while ``broken``); other key spaces are empty."""
+    """Usage scans return ``rows`` (or fail while ``broken``); other key spaces are empty."""
 
     def __init__(self) -> None:
         self.rows: list[KeyValue] = []
@@ -128,8 +279,8 @@ class _FakeStore:
     def scan(self, start: bytes, end: bytes, limit: int = 0) -> Any:
         if self.broken:
             return fail(RuntimeError("store down"))
-        if start.startswith(keys.OBJECTS):
-            return succeed(list(self.rows))
+        if start.startswith(keys.USAGE):
+            return succeed([kv for kv in self.rows if start <= kv.key < end][: limit or None])
         return succeed([])
 
 
@@ -152,12 +303,12 @@ def test_store_gauges_refresh_at_start_and_every_interval_keep_values_on_failure
     """The gauges are set at start, recounted only once the interval has passed, and keep
     their last values when a count fails."""
     clock, store, metrics = _Reactor(), _FakeStore(), S3Metrics()
-    store.rows = [KeyValue(keys.object_key("b", "a"), _record("a", 3), 1)]
+    store.rows = [KeyValue(keys.usage_base_key(_usage_prefix("b")), encode_usage(Usage(3, 1)), 1)]
     gauges = StoreGauges(metrics, store, clock, _InlinePool(), interval=60)
     gauges.startService()
     assert _value(metrics, "lightningstor_objects_total") == 1
     assert _value(metrics, "lightningstor_storage_bytes") == 3
-    store.rows.append(KeyValue(keys.object_key("b", "b"), _record("b", 4), 2))
+    store.rows.append(KeyValue(_delta("b", 0), encode_usage(Usage(4, 1)), 2))
     clock.advance(59)
     assert _value(metrics, "lightningstor_objects_total") == 1
     clock.advance(1)
