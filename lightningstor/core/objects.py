@@ -384,6 +384,10 @@ class ObjectManager:
         chunks already are, as a completed upload's parts); if the commit
         surely failed, those entries are removed again.
         """
+        if record.manifest is not None and len(record.chunks) != record.manifest.count:
+            # A record read back from the store lists no chunks when paged:
+            # committing it as is would store an object without its data.
+            raise ValueError("a paged record must be committed with its chunks loaded")
         okey = keys.object_key(bucket.bucket_id, record.key)
         hinted = record.chunks if not indexed else []
         if hinted:

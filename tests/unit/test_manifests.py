@@ -158,3 +158,20 @@ def test_collector_keeps_paged_chunks_and_drops_orphaned_pages(core: Core) -> No
     yield manifests.write(core.store, bucket.bucket_id, lost, PER, int(time.time() * 1000))
     yield collect_orphans(core.store, core.backend, time.time(), 3600)
     assert len((yield _pages(core))) == 5
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_paged_record_read_back_cannot_be_committed_without_its_chunks(core: Core) -> None:
+    """Read back, a paged record lists no chunks; committing it again as it
+    is would store an object without data, so it is refused and nothing changes."""
+    bucket = yield core.buckets.create(ALICE, "guard")
+    data = os.urandom(7 * CHUNK)
+    yield put_object(core, bucket, "k", data)
+    stored = yield core.objects.head(bucket, "k")
+    with pytest.raises(ValueError):
+        yield core.objects.commit(bucket, stored)
+    again = yield core.objects.head(bucket, "k")
+    assert (yield read_object(core, again)) == data
+    stored.chunks = yield manifests.chunks_of(core.store, stored)
+    yield core.objects.commit(bucket, stored)  # with its chunks loaded it pages anew
+    assert (yield read_object(core, (yield core.objects.head(bucket, "k")))) == data
