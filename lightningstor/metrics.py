@@ -60,7 +60,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from lightningstor.core import keys
+from lightningstor.core import keys, scans
 from lightningstor.core.quotas import ZERO, Usage, decode_usage, usage_row_bucket
 from lightningstor.interfaces.metadata import prefix_end
 from lightningstor.s3.summary import RequestSummary
@@ -360,13 +360,13 @@ def _usage_total(store: Any, reactor: Any, pool: Any, page: int) -> Any:
 def _count_rows(store: Any, prefix: bytes, page: int) -> Any:
     """Deferred[int]: keys under ``prefix``, counted ``page`` at a time."""
     count = 0
-    start, end = prefix, prefix_end(prefix)
-    while True:
-        rows = yield store.scan(start, end, page)
-        count += len(rows)
-        if not rows or len(rows) < page:
-            return count
-        start = rows[-1].key + b"\x00"
+
+    def visit(_kv: Any) -> None:
+        nonlocal count
+        count += 1
+
+    yield scans.scan_prefix(store, prefix, page, visit)
+    return count
 
 
 @inlineCallbacks

@@ -44,21 +44,17 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from lightningstor.core import keys, manifests
+from lightningstor.core import keys, manifests, scans
 from lightningstor.core.types import ChunkRef, Manifest
-from lightningstor.interfaces.metadata import Delete, IMetadataStore, Operation, Put, prefix_end
+from lightningstor.interfaces.metadata import Delete, IMetadataStore, Operation, Put
 
 log = Logger()
 
 # Operations per index transaction: under etcd's default --max-txn-ops (128).
 BATCH = 100
-# Noncurrent versions read per scan while resolving a hint.
-_VERSIONS_PAGE = 200
-# Attempts at a stable answer before keeping the chunk anyway.
-_RESOLVE_ATTEMPTS = 5
 
 
 def object_hint(bucket_id: str, key: str, now_ms: int) -> bytes:
@@ -191,57 +187,30 @@ def _lists(store: IMetadataStore, value: bytes, chunk_id: str, cache: dict[str, 
     return any(c[0] == chunk_id for c in d.get("chunks", ()))
 
 
-@inlineCallbacks
 def still_referenced(
     store: IMetadataStore, chunk_id: str, value: bytes, cache: dict[str, frozenset[str]] | None = None
-) -> Any:
-    """Deferred[bool]: whether a record the entry ``value`` names lists the chunk.
+) -> Deferred[bool]:
+    """Deferred[bool]: whether a record the entry ``value`` names lists the chunk:
+    a version of its object key, or its part record (:func:`scans.any_version`,
+    which also guards against versions moving while it reads).
 
-    Legacy and unreadable entries count as references.  The object key is
-    read before and after the other reads; if its revision moved (a commit,
-    a version promoted or demoted, a multipart completion), the answer could
-    have missed the record on its way between key spaces, so it is asked
-    again.  Without a stable answer after a few tries the chunk is kept.
-    ``cache`` keeps the chunk ids of paged lists between calls (one
-    collector pass).
+    Legacy and unreadable entries count as references.  ``cache`` keeps the
+    chunk ids of paged lists between calls (one collector pass).
     """
     hint = decode_hint(value)
     if hint is None:
-        return True
-    bucket_id, key = hint["b"], hint["k"]
-    okey = keys.object_key(bucket_id, key)
-    for _attempt in range(_RESOLVE_ATTEMPTS):
-        first = yield store.get(okey)
-        if first is not None and (yield _lists(store, first.value, chunk_id, cache)):
-            return True
-        upload_id, part_number = hint.get("u"), hint.get("n")
-        if isinstance(upload_id, str) and isinstance(part_number, int):
-            pkv = yield store.get(keys.part_key(upload_id, part_number))
-            if pkv is not None and (yield _lists(store, pkv.value, chunk_id, cache)):
-                return True
-        found = yield _in_versions(store, bucket_id, key, chunk_id, cache)
-        if found:
-            return True
-        again = yield store.get(okey)
-        if (again.mod_revision if again else 0) == (first.mod_revision if first else 0):
-            return False
-    return True
+        return succeed(True)
+    upload_id, part_number = hint.get("u"), hint.get("n")
+    also = []
+    if isinstance(upload_id, str) and isinstance(part_number, int):
+        also.append(keys.part_key(upload_id, part_number))
 
+    def lists(record: bytes) -> Deferred[bool]:
+        d: Deferred[bool] = _lists(store, record, chunk_id, cache)
+        return d
 
-@inlineCallbacks
-def _in_versions(
-    store: IMetadataStore, bucket_id: str, key: str, chunk_id: str, cache: dict[str, frozenset[str]] | None
-) -> Any:
-    prefix = keys.key_versions_prefix(bucket_id, key)
-    start, end = prefix, prefix_end(prefix)
-    while True:
-        rows = yield store.scan(start, end, _VERSIONS_PAGE)
-        for kv in rows:
-            if (yield _lists(store, kv.value, chunk_id, cache)):
-                return True
-        if len(rows) < _VERSIONS_PAGE:
-            return False
-        start = rows[-1].key + b"\0"
+    found: Deferred[bool] = scans.any_version(store, hint["b"], hint["k"], lists, also)
+    return found
 
 
 def names_holder(value: bytes, holder: bytes) -> bool:

@@ -19,8 +19,8 @@ from typing import Any, Callable
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from lightningstor.core import chunkindex, keys, manifests
-from lightningstor.interfaces.metadata import Delete, DeleteRange, IMetadataStore, prefix_end
+from lightningstor.core import chunkindex, keys, manifests, scans
+from lightningstor.interfaces.metadata import Delete, DeleteRange, IMetadataStore, KeyValue, prefix_end
 from lightningstor.interfaces.storage import IStorageBackend
 from lightningstor.periodic import PeriodicService
 
@@ -103,23 +103,23 @@ def _drop_stale_entries(
     stored after the listing was taken; a legacy entry has no time and stays.
     """
     dropped = 0
-    start, end = keys.CHUNKS, prefix_end(keys.CHUNKS)
-    while True:
-        rows = yield store.scan(start, end, _INDEX_PAGE)
-        for kv in rows:
-            chunk_id = kv.key[len(keys.CHUNKS) :].decode()
-            if chunk_id in existing:
-                continue
-            written = chunkindex.hint_time_ms(kv.value)
-            if written is None or now - written / 1000 < grace_seconds:
-                continue
-            needed = yield chunkindex.still_referenced(store, chunk_id, kv.value, cache)
-            if not needed:
-                yield store.txn([], [Delete(kv.key)])
-                dropped += 1
-        if len(rows) < _INDEX_PAGE:
-            return dropped
-        start = rows[-1].key + b"\0"
+
+    @inlineCallbacks
+    def visit(kv: KeyValue) -> Any:
+        nonlocal dropped
+        chunk_id = kv.key[len(keys.CHUNKS) :].decode()
+        if chunk_id in existing:
+            return
+        written = chunkindex.hint_time_ms(kv.value)
+        if written is None or now - written / 1000 < grace_seconds:
+            return
+        needed = yield chunkindex.still_referenced(store, chunk_id, kv.value, cache)
+        if not needed:
+            yield store.txn([], [Delete(kv.key)])
+            dropped += 1
+
+    yield scans.scan_prefix(store, keys.CHUNKS, _INDEX_PAGE, visit)
+    return dropped
 
 
 class CollectorService(PeriodicService):

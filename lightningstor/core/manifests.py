@@ -34,7 +34,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from lightningstor.core import keys
+from lightningstor.core import keys, scans
 from lightningstor.core.types import ChunkRef, Manifest, ObjectRecord
 from lightningstor.interfaces.metadata import DeleteRange, IMetadataStore, Operation, Put, prefix_end
 
@@ -42,8 +42,6 @@ log = Logger()
 
 #: Default ``[metadata] chunks_per_record``: ~150 KB per page or record.
 DEFAULT_CHUNKS_PER_RECORD = 2000
-# Attempts at a stable answer in :func:`orphaned` before keeping the pages.
-_RESOLVE_ATTEMPTS = 5
 
 
 def _dumps(d: dict[str, Any]) -> bytes:
@@ -173,34 +171,20 @@ def record_names(value: bytes, manifest_id: str) -> bool:
 
 @inlineCallbacks
 def orphaned(store: IMetadataStore, manifest_id: str, first_page: bytes) -> Any:
-    """Deferred[bool]: no version of the page's object names this manifest.
-
-    As in chunkindex.still_referenced, the object key is read before and
-    after the versions, and the question asked again if it moved meanwhile.
-    """
+    """Deferred[bool]: no version of the page's object names this manifest
+    (:func:`scans.any_version`, which guards against versions moving while
+    it reads)."""
     try:
         head = json.loads(first_page)
         bucket_id, key = head["b"], head["k"]
     except (ValueError, KeyError, TypeError):
         return False
-    okey = keys.object_key(bucket_id, key)
-    for _attempt in range(_RESOLVE_ATTEMPTS):
-        current = yield store.get(okey)
-        if current is not None and record_names(current.value, manifest_id):
-            return False
-        prefix = keys.key_versions_prefix(bucket_id, key)
-        start, end = prefix, prefix_end(prefix)
-        while True:
-            rows = yield store.scan(start, end, 200)
-            if any(record_names(kv.value, manifest_id) for kv in rows):
-                return False
-            if len(rows) < 200:
-                break
-            start = rows[-1].key + b"\0"
-        again = yield store.get(okey)
-        if (again.mod_revision if again else 0) == (current.mod_revision if current else 0):
-            return True
-    return False
+
+    def names(value: bytes) -> bool:
+        return record_names(value, manifest_id)
+
+    kept = yield scans.any_version(store, bucket_id, key, names)
+    return not kept
 
 
 def written_ms(first_page: bytes) -> int | None:

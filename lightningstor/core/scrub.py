@@ -33,10 +33,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.checksums import crc32c
-from lightningstor.core import chunkindex, keys
+from lightningstor.core import chunkindex, keys, scans
 from lightningstor.core.types import ChunkRef
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound
-from lightningstor.interfaces.metadata import IMetadataStore, prefix_end
+from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IReplicaScrub, IStorageBackend, ReplicaCheck
 
 log = Logger()
@@ -110,20 +110,6 @@ def _chunk_refs(value: bytes) -> list[ChunkRef]:
 
 
 @inlineCallbacks
-def _scan_all(store: IMetadataStore, prefix: bytes, page: int, visit: Callable[[bytes, bytes], Any]) -> Any:
-    """Call ``visit(key, value)`` for every key under ``prefix``, page by page
-    (a big store is never held in memory at once)."""
-    start, end = prefix, prefix_end(prefix)
-    while True:
-        rows = yield store.scan(start, end, page)
-        for kv in rows:
-            yield visit(kv.key, kv.value)
-        if len(rows) < page:
-            return
-        start = rows[-1].key + b"\0"
-
-
-@inlineCallbacks
 def verify_chunk(backend: IStorageBackend, ref: ChunkRef) -> Any:
     """Deferred[str | None]: ``None`` if the chunk reads back whole and matches
     ``ref``; otherwise ``"missing"`` or ``"corrupt"`` (the backend's own
@@ -176,7 +162,9 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
 
     for prefix in CHUNK_HOLDERS:
         # Manifest pages are ~150 KB each: read a few at a time.
-        yield _scan_all(store, prefix, 4 if prefix == keys.MANIFESTS else page, visit_record)
+        yield scans.scan_prefix(
+            store, prefix, 4 if prefix == keys.MANIFESTS else page, lambda kv: visit_record(kv.key, kv.value)
+        )
 
     def visit_index(key: bytes, value: bytes) -> None:
         report.index_entries += 1
@@ -189,7 +177,7 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
         elif not chunkindex.names_holder(value, holder):
             _found(report, ScrubProblem(INDEX, chunk_id, value, f"index entry {value!r} does not lead to {holder!r}"))
 
-    yield _scan_all(store, keys.CHUNKS, page, visit_index)
+    yield scans.scan_prefix(store, keys.CHUNKS, page, lambda kv: visit_index(kv.key, kv.value))
     for chunk_id, holder in referenced.items():
         _found(report, ScrubProblem(INDEX, chunk_id, holder, "referenced chunk has no index entry"))
     return report
