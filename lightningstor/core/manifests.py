@@ -34,7 +34,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from lightningstor.core import keys, scans
+from lightningstor.core import keys, records, scans
 from lightningstor.core.types import ChunkRef, Manifest, ObjectRecord
 from lightningstor.interfaces.metadata import DeleteRange, IMetadataStore, Operation, Put, prefix_end
 
@@ -48,15 +48,10 @@ def _dumps(d: dict[str, Any]) -> bytes:
     return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def refs_of(value: Any) -> list[ChunkRef]:
-    """Chunk refs from a decoded ``chunks`` field."""
-    return [ChunkRef(c[0], c[1], c[2], c[3]) for c in value]
-
-
 def _page(bucket_id: str, key: str, now_ms: int, batch: Sequence[ChunkRef]) -> bytes:
     return _dumps({
         "b": bucket_id, "k": key, "t": now_ms,
-        "chunks": [[c.chunk_id, c.offset, c.size, c.checksum] for c in batch],
+        "chunks": records.encode_chunks(batch),
     })  # fmt: skip
 
 
@@ -118,7 +113,7 @@ def load(store: IMetadataStore, manifest: Manifest, first_page: int = 0, last_pa
         if len(rows) != batch:
             raise RuntimeError(f"manifest {manifest.manifest_id} is missing pages {page}..{page + batch - 1}")
         for kv in rows:
-            out.extend(refs_of(json.loads(kv.value)["chunks"]))
+            out.extend(records.decode_chunks(json.loads(kv.value)["chunks"]))
         page += batch
     return out
 

@@ -46,7 +46,7 @@ from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS, b64, new_hasher
-from lightningstor.core import chunkindex, keys, manifests
+from lightningstor.core import chunkindex, keys, manifests, records
 from lightningstor.core.objects import (
     ConflictError,
     ObjectManager,
@@ -338,7 +338,7 @@ def decode_upload(data: bytes) -> Upload:
 def encode_part(p: Part) -> bytes:
     d: dict[str, Any] = {"v": _FORMAT, "n": p.part_number, "size": p.size, "etag": p.etag, "ts": p.created_at}
     if p.chunks:
-        d["chunks"] = [[c.chunk_id, c.offset, c.size, c.checksum] for c in p.chunks]
+        d["chunks"] = records.encode_chunks(p.chunks)
     if p.checksums:
         d["ck"] = p.checksums
     return _dumps(d)
@@ -348,7 +348,7 @@ def decode_part(data: bytes) -> Part:
     d = json.loads(data)
     return Part(
         part_number=d["n"], size=d["size"], etag=d["etag"], created_at=d["ts"],
-        chunks=[ChunkRef(c[0], c[1], c[2], c[3]) for c in d.get("chunks", ())],
+        chunks=records.decode_chunks(d.get("chunks", ())),
         checksums=d.get("ck", {}),
     )  # fmt: skip
 

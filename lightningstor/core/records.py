@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from lightningstor.core.types import Bucket, ChunkRef, ListEntry, Manifest, ObjectRecord, Versioning
@@ -59,6 +60,18 @@ def decode_bucket(data: bytes) -> Bucket:
     )
 
 
+def encode_chunks(chunks: Sequence[ChunkRef]) -> list[list[Any]]:
+    """The ``chunks`` field: ``[[id, offset, size, crc32c], ...]``, the same in
+    object, version and part records and in manifest pages (the scrub, the
+    collector and the crash checks read it without decoding the rest)."""
+    return [[c.chunk_id, c.offset, c.size, c.checksum] for c in chunks]
+
+
+def decode_chunks(raw: Sequence[Sequence[Any]]) -> list[ChunkRef]:
+    """The inverse of :func:`encode_chunks`."""
+    return [ChunkRef(c[0], c[1], c[2], c[3]) for c in raw]
+
+
 def encode_object(o: ObjectRecord) -> bytes:
     d: dict[str, Any] = {
         "v": _FORMAT,
@@ -83,7 +96,7 @@ def encode_object(o: ObjectRecord) -> bytes:
     if o.manifest is not None:
         d["mf"] = {"id": o.manifest.manifest_id, "s": o.manifest.starts, "n": o.manifest.count}
     elif o.chunks:
-        d["chunks"] = [[c.chunk_id, c.offset, c.size, c.checksum] for c in o.chunks]
+        d["chunks"] = encode_chunks(o.chunks)
     if o.inline is not None:
         d["inline"] = base64.b64encode(o.inline).decode("ascii")
     if o.tags:
@@ -115,7 +128,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         checksums=d.get("ck", {}),
         storage_class=d.get("class", "STANDARD"),
         delete_marker=d.get("dm", False),
-        chunks=[ChunkRef(c[0], c[1], c[2], c[3]) for c in d.get("chunks", ())],
+        chunks=decode_chunks(d.get("chunks", ())),
         inline=base64.b64decode(inline) if inline is not None else None,
         tags=d.get("tags", {}),
         owner=d.get("owner", ""),

@@ -33,7 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.checksums import crc32c
-from lightningstor.core import chunkindex, keys, scans
+from lightningstor.core import chunkindex, keys, records, scans
 from lightningstor.core.types import ChunkRef
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound
 from lightningstor.interfaces.metadata import IMetadataStore
@@ -106,7 +106,7 @@ def _chunk_refs(value: bytes) -> list[ChunkRef]:
     Object, version and part records share the ``chunks`` field's format
     (``core/records.py``, ``core/multipart.py``)."""
     d = json.loads(value)
-    return [ChunkRef(c[0], c[1], c[2], c[3]) for c in d.get("chunks", ())]
+    return records.decode_chunks(d.get("chunks", ()))
 
 
 @inlineCallbacks
