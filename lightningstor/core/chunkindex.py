@@ -12,15 +12,15 @@ entry ``chunks/{chunk_id}`` naming where its holder lives:
   multipart part: the part record while the upload is open, and the object
   key once it is completed.
 
-**The entries are hints, written before the commit, and never moved.**  An
-earlier design wrote exact entries (naming the record key) in the commit's
-transaction, which made a commit carry one operation per chunk and every
-version move (demote, promote, multipart completion) rewrite them all: an
-object of more than about 120 chunks then exceeded etcd's default limit of
-128 operations per transaction.  Now the commit carries no index operation
-at all; entries go in before it, in batches of :data:`BATCH`, and since a
-hint names the object key rather than the version's record key, versions
-can move without touching them.
+**The entries are hints, never moved.**  An earlier design wrote exact
+entries (naming the record key) in the commit's transaction, which made a
+commit carry one operation per chunk and every version move (demote,
+promote, multipart completion) rewrite them all: an object of more than
+about 120 chunks then exceeded etcd's default limit of 128 operations per
+transaction.  Now a short list (up to :data:`IN_COMMIT` chunks) rides in
+its commit and a longer one goes in before it, in batches of
+:data:`BATCH`; and since a hint names the object key rather than the
+version's record key, versions move without touching them.
 
 The price is that an entry no longer proves a reference: a hint may outlive
 its holder (a crash between a commit and the unindexing that follows a
@@ -55,6 +55,9 @@ log = Logger()
 
 # Operations per index transaction: under etcd's default --max-txn-ops (128).
 BATCH = 100
+# Lists up to this long ride in their commit's own transaction (one durable
+# write fewer per PUT or part); the commit then stays far under 128 operations.
+IN_COMMIT = 64
 
 
 def object_hint(bucket_id: str, key: str, now_ms: int) -> bytes:
@@ -97,6 +100,18 @@ def hint_time_ms(value: bytes) -> int | None:
 
 
 # -- writing and removing entries ---------------------------------------------------
+
+
+@inlineCallbacks
+def prepare(store: IMetadataStore, chunks: Sequence[ChunkRef], hint: bytes) -> Any:
+    """Deferred[list[Operation]]: the entries of ``chunks`` for the commit's
+    own transaction when the list is short (:data:`IN_COMMIT`), else ``[]``
+    once they have been written ahead in batches (:func:`index`; the caller
+    then takes them back with :func:`forget` if the commit surely failed)."""
+    if len(chunks) <= IN_COMMIT:
+        return [Put(keys.chunk_key(c.chunk_id), hint) for c in chunks]
+    yield index(store, chunks, hint)
+    return []
 
 
 @inlineCallbacks

@@ -496,17 +496,17 @@ class MultipartManager:
                 raise ValueError("the part writer did not compute the upload's checksum")
             part.checksums[upload.checksum_algorithm] = b64(digest)
         hint = chunkindex.part_hint(upload.bucket_id, upload.key, upload.upload_id, part_number, self._now_ms())
-        yield chunkindex.index(self._store, part.chunks, hint)
+        index_ops = yield chunkindex.prepare(self._store, part.chunks, hint)
         try:
-            committed = yield self._commit_part(upload, part)
+            committed = yield self._commit_part(upload, part, index_ops)
         except Exception as e:
-            if not may_have_committed(e):
-                yield chunkindex.forget(self._store, part.chunks)
+            if part.chunks and not index_ops and not may_have_committed(e):
+                yield chunkindex.forget(self._store, part.chunks)  # written ahead
             raise
         return committed
 
     @inlineCallbacks
-    def _commit_part(self, upload: Upload, part: Part) -> Any:
+    def _commit_part(self, upload: Upload, part: Part, index_ops: Sequence[Operation]) -> Any:
         part_number = part.part_number
         ukey = keys.upload_key(upload.bucket_id, upload.key, upload.upload_id)
         pkey = keys.part_key(upload.upload_id, part_number)
@@ -521,7 +521,7 @@ class MultipartManager:
             delta = Usage(upload_bytes=part.size - (old.size if old is not None else 0))
             quota = yield self._quotas.plan(scope, delta, object_size=part.size)
             ops: list[Operation] = [Put(ukey, ukv.value), Put(pkey, encoded)]  # bump the upload's revision
-            ops += quota.ops
+            ops += [*quota.ops, *index_ops]
             compares = [Compare(ukey, ukv.mod_revision), Compare(pkey, pkv.mod_revision if pkv else 0)]
             outcome = yield self._store.txn([*compares, *quota.compares], ops)
             if outcome.succeeded:

@@ -1,8 +1,9 @@
 """Object records: validation, atomic commit, lookup and deletion.
 
 Write order for every mutation (DESIGN "The data path"): chunks durable ->
-chunk-index hints written (core/chunkindex.py) -> metadata committed
-atomically -> success returned -> superseded chunks unindexed, then deleted.  A crash at
+metadata committed atomically, with the chunk-index hints (core/chunkindex.py;
+a long chunk list's hints are written just before) -> success returned ->
+superseded chunks unindexed, then deleted.  A crash at
 any point leaves the old or the new object visible, never a mix; chunks no
 committed record references are reclaimed by the collector.
 
@@ -221,10 +222,11 @@ class ObjectManager:
     * the current record's ``sequence`` is greater than every noncurrent
       one's, and its ``null_sequence`` names the noncurrent null version;
     * every chunk of every existing version has a chunk-index entry naming
-      the object key (core/chunkindex.py), written before the commit and
-      removed only after the transaction that permanently removed the
-      version; chunks are deleted only after that.  No commit touches the
-      index, so a commit's size does not grow with the object's.
+      the object key (core/chunkindex.py), written with the commit (or
+      before it, for long lists) and removed only after the transaction
+      that permanently removed the version; chunks are deleted only after
+      that.  A commit carries at most a few dozen index operations, so its
+      size does not grow with the object's.
     """
 
     def __init__(
@@ -380,9 +382,10 @@ class ObjectManager:
         Quotas (:mod:`lightningstor.core.quotas`) are checked against fresh
         usage on every attempt; QuotaExceeded leaves everything as it was.
 
-        The record's chunks are indexed first (``indexed``: the caller's
-        chunks already are, as a completed upload's parts); if the commit
-        surely failed, those entries are removed again.
+        The record's chunks are indexed in the same transaction, or first
+        for a long list (``indexed``: the caller's chunks already are, as a
+        completed upload's parts); entries written first are removed again
+        if the commit surely failed.
         """
         if record.manifest is not None and len(record.chunks) != record.manifest.count:
             # A record read back from the store lists no chunks when paged:
@@ -390,21 +393,25 @@ class ObjectManager:
             raise ValueError("a paged record must be committed with its chunks loaded")
         okey = keys.object_key(bucket.bucket_id, record.key)
         hinted = record.chunks if not indexed else []
+        index_ops: list[Operation] = []
         if hinted:
-            yield chunkindex.index(
+            index_ops = yield chunkindex.prepare(
                 self._store, hinted, chunkindex.object_hint(bucket.bucket_id, record.key, self.now_ms())
             )
+        written_ahead = bool(hinted) and not index_ops
         record.manifest = None
         try:
             if len(record.chunks) > self.chunks_per_record:
                 yield manifests.write(self._store, bucket.bucket_id, record, self.chunks_per_record, self.now_ms())
-            committed = yield self._commit(bucket, okey, record, attrs, extra_compares, extra_ops, extra_usage)
+            committed = yield self._commit(
+                bucket, okey, record, attrs, extra_compares, [*extra_ops, *index_ops], extra_usage
+            )
         except Exception as e:
             if not may_have_committed(e):
                 if record.manifest is not None:
                     yield manifests.drop(self._store, record.manifest)
                     record.manifest = None
-                if hinted:
+                if written_ahead:
                     yield chunkindex.forget(self._store, hinted)
             raise
         return committed

@@ -8,8 +8,9 @@ and once the node is back, repair restores full replication.  Then the etcd
 leader is SIGKILLed: the service continues; it rejoins.
 
 etcd runs with its default limits (128 operations and 1.5 MiB per
-transaction): the 1 GiB object's 128 chunks are indexed in batches before its
-commit, so no transaction comes near them.  Skipped where etcd is missing, unless LIGHTNINGSTOR_REQUIRE_TOOLS=1.
+transaction): each part's chunks are indexed with the part, and completing
+the 1 GiB object's 128 chunks adds no index operation, so no transaction
+comes near them.  Skipped where etcd is missing, unless LIGHTNINGSTOR_REQUIRE_TOOLS=1.
 """
 
 from __future__ import annotations
