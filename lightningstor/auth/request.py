@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import hmac
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -374,8 +375,12 @@ def _decimal(value: str) -> int | None:
     return int(value) if _DECIMAL.fullmatch(value) else None
 
 
+@functools.lru_cache(maxsize=256)
 def _parse_amz_date(value: str) -> float | None:
-    """``yyyymmddThhmmssZ`` -> epoch seconds (strptime is ten times slower)."""
+    """``yyyymmddThhmmssZ`` -> epoch seconds (strptime is ten times slower).
+
+    Remembered for a few values: concurrent requests signed in the same
+    second carry the same date."""
     if not sigv4.is_amz_date(value):
         return None
     try:

@@ -56,6 +56,9 @@ _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
 # Already canonical: only unreserved characters and '/', nothing to re-encode.
 _CANONICAL_PATH = re.compile(r"[A-Za-z0-9\-_.~/]*")
 _SIGNED_HEADERS = re.compile(r"[^;\s:,]+(?:;[^;\s:,]+)*")
+# Bytes that encode to themselves: AWS's unreserved set, with and without '/'.
+_UNRESERVED = re.compile(rb"[A-Za-z0-9\-_.~]*")
+_UNRESERVED_OR_SLASH = re.compile(rb"[A-Za-z0-9\-_.~/]*")
 
 
 def uri_encode(data: bytes, *, keep_slash: bool = False) -> str:
@@ -63,8 +66,12 @@ def uri_encode(data: bytes, *, keep_slash: bool = False) -> str:
 
     ``keep_slash`` leaves ``/`` alone, as in the canonical URI.  (Python's
     ``quote`` has exactly AWS's unreserved set, ``A-Za-z0-9-_.~``, and a fast
-    path for strings that need no escaping.)
+    path for strings that need no escaping.)  Most names and values of a
+    signed query need none; the regex check spares them ``quote``'s own
+    type checks and safe-set lookups.
     """
+    if (_UNRESERVED_OR_SLASH if keep_slash else _UNRESERVED).fullmatch(data):
+        return data.decode("ascii")
     return quote_from_bytes(data, safe="/" if keep_slash else "")
 
 
@@ -145,15 +152,30 @@ def _parse_query(raw_query: str) -> tuple[tuple[bytes, bytes], ...]:
         if not segment:
             continue
         name, _, value = segment.partition(b"=")
-        pairs.append((unquote_to_bytes(name.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
+        pairs.append((_unescape(name), _unescape(value)))
     return tuple(pairs)
+
+
+def _unescape(part: bytes) -> bytes:
+    """One query name or value decoded: ``+`` is a space, ``%XX`` a byte."""
+    if b"%" in part:
+        return unquote_to_bytes(part.replace(b"+", b" "))
+    return part.replace(b"+", b" ") if b"+" in part else part
 
 
 def decoded_query(raw_query: str) -> list[tuple[str, str]]:
     """:func:`parse_query` as text (UTF-8, undecodable bytes replaced)."""
-    return [
-        (name.decode("utf-8", "replace"), value.decode("utf-8", "replace")) for name, value in parse_query(raw_query)
-    ]
+    return list(_decoded_query(raw_query)) if raw_query else []
+
+
+@functools.lru_cache(maxsize=64)
+def _decoded_query(raw_query: str) -> tuple[tuple[str, str], ...]:
+    """:func:`decoded_query`, remembered like :func:`_parse_query`: the S3
+    layer reads the request's parameters from it, then the credential
+    parsing reads it again."""
+    return tuple(
+        (name.decode("utf-8", "replace"), value.decode("utf-8", "replace")) for name, value in _parse_query(raw_query)
+    )
 
 
 def canonical_query(pairs: list[tuple[bytes, bytes]], *, exclude: frozenset[bytes] = frozenset()) -> str:

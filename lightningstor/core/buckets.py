@@ -156,13 +156,18 @@ class BucketManager:
             raise errors.BucketAlreadyExists(resource=name, BucketName=name)
         raise errors.SlowDown("Too many concurrent bucket creations")
 
+    def find(self, principal: Principal, name: str) -> Deferred[Any]:
+        """Deferred[Bucket | None]: resolve ``name`` in the caller's scope
+        (a project's bucket first, then its org's)."""
+        org_key = keys.bucket_key(principal.org_id, None, name)
+        if not principal.project_id:
+            # One place to look (every org-level caller): one read, no generator.
+            d: Deferred[Any] = self._store.get(org_key)
+            return d.addCallback(_decoded_bucket)
+        return self._find_in(keys.bucket_key(principal.org_id, principal.project_id, name), org_key)
+
     @inlineCallbacks
-    def find(self, principal: Principal, name: str) -> Any:
-        """Deferred[Bucket | None]: resolve ``name`` in the caller's scope."""
-        candidates = []
-        if principal.project_id:
-            candidates.append(keys.bucket_key(principal.org_id, principal.project_id, name))
-        candidates.append(keys.bucket_key(principal.org_id, None, name))
+    def _find_in(self, *candidates: bytes) -> Any:
         for k in candidates:
             kv = yield self._store.get(k)
             if kv is not None:
@@ -192,13 +197,10 @@ class BucketManager:
         """Drop the read cache: a bucket changed through this process."""
         self._read_cache.clear()
 
-    @inlineCallbacks
-    def get(self, principal: Principal, name: str) -> Any:
+    def get(self, principal: Principal, name: str) -> Deferred[Any]:
         """Deferred[Bucket]; NoSuchBucket if it is not in the caller's scope."""
-        bucket = yield self.find(principal, name)
-        if bucket is None:
-            raise errors.NoSuchBucket(resource=name, BucketName=name)
-        return bucket
+        d: Deferred[Any] = self.find(principal, name)
+        return d.addCallback(_existing, name)
 
     @inlineCallbacks
     def list(self, principal: Principal, *, name_prefix: str = "", after: str = "") -> Any:
@@ -256,3 +258,13 @@ class BucketManager:
         yield self._store.txn([], [Put(bkey, records.encode_bucket(bucket))])
         self.forget_cached()
         return bucket
+
+
+def _existing(bucket: Bucket | None, name: str) -> Bucket:
+    if bucket is None:
+        raise errors.NoSuchBucket(resource=name, BucketName=name)
+    return bucket
+
+
+def _decoded_bucket(kv: Any) -> Bucket | None:
+    return None if kv is None else records.decode_bucket(kv.value)

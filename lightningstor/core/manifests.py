@@ -31,7 +31,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from lightningstor.core import keys, records, scans
@@ -142,11 +142,22 @@ def chunks_for_range(store: IMetadataStore, record: ObjectRecord, start: int, le
     return chunks, starts[first]
 
 
-@inlineCallbacks
-def open_reader(store: IMetadataStore, chunk_manager: Any, record: ObjectRecord, start: int, length: int) -> Any:
-    """Deferred[ObjectReader] of bytes ``[start, start + length)`` of ``record``."""
+def open_reader(store: IMetadataStore, chunk_manager: Any, record: ObjectRecord, start: int, length: int) -> Deferred[Any]:
+    """Deferred[ObjectReader] of bytes ``[start, start + length)`` of ``record``.
+
+    Fired at once when the chunk list is in the record (every object but the
+    largest): no generator for the common GET.
+    """
     if record.manifest is None:
-        return chunk_manager.read(record.chunks, record.inline, start, length)
+        try:
+            return succeed(chunk_manager.read(record.chunks, record.inline, start, length))
+        except Exception:
+            return fail()
+    return _open_paged_reader(store, chunk_manager, record, start, length)
+
+
+@inlineCallbacks
+def _open_paged_reader(store: IMetadataStore, chunk_manager: Any, record: ObjectRecord, start: int, length: int) -> Any:
     chunks, base = yield chunks_for_range(store, record, start, length)
     return chunk_manager.read(chunks, None, start - base, length)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any, Callable, Iterable, Sequence
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor import errors
@@ -44,6 +44,22 @@ MAX_KEY_BYTES = 1024
 MAX_SINGLE_PUT_BYTES = 5 * 1024**3  # AWS: larger objects need multipart
 
 log = Logger()
+
+
+def _decoded_or_none(kv: Any) -> ObjectRecord | None:
+    return None if kv is None else records.decode_object(kv.value)
+
+
+def _current_or_missing(kv: Any, key: str) -> ObjectRecord:
+    if kv is None:
+        raise errors.NoSuchKey(resource=key, Key=key)
+    return records.decode_object(kv.value)
+
+
+def _readable(record: ObjectRecord, explicit_version: bool) -> ObjectRecord:
+    if record.delete_marker:
+        raise unreadable(record, explicit_version=explicit_version)
+    return record
 
 
 def validate_key(key: str) -> None:
@@ -275,35 +291,36 @@ class ObjectManager:
         )
 
     # -- reading ---------------------------------------------------------
-    @inlineCallbacks
-    def head(self, bucket: Bucket, key: str, version_id: str | None = None) -> Any:
+    # head/find/get_version are plain callback chains, not inlineCallbacks
+    # generators: they run once for every GET and HEAD, and a generator
+    # frame plus its Deferred bookkeeping cost more than the lookup's own
+    # Python work (docs/performance.md, "CPU per request").
+    def head(self, bucket: Bucket, key: str, version_id: str | None = None) -> Deferred[Any]:
         """Deferred[ObjectRecord] whose data can be read.
 
         NoSuchKey if absent or if the current version is a delete marker;
         NoSuchVersion / InvalidArgument for an unknown / malformed
         ``version_id``; MethodNotAllowed if it names a delete marker.
         """
-        record = yield self.get_version(bucket, key, version_id)
-        if record.delete_marker:
-            raise unreadable(record, explicit_version=version_id is not None)
-        return record
+        return self.get_version(bucket, key, version_id).addCallback(_readable, version_id is not None)
 
-    @inlineCallbacks
-    def find(self, bucket: Bucket, key: str) -> Any:
+    def find(self, bucket: Bucket, key: str) -> Deferred[Any]:
         """Deferred[ObjectRecord | None]: the current version (maybe a delete marker)."""
-        kv = yield self._store.get(keys.object_key(bucket.bucket_id, key))
-        return None if kv is None else records.decode_object(kv.value)
+        return self._store.get(keys.object_key(bucket.bucket_id, key)).addCallback(_decoded_or_none)
 
-    @inlineCallbacks
-    def get_version(self, bucket: Bucket, key: str, version_id: str | None = None) -> Any:
+    def get_version(self, bucket: Bucket, key: str, version_id: str | None = None) -> Deferred[Any]:
         """Deferred[ObjectRecord]: the current version or the one named, delete
         markers included.  NoSuchKey / NoSuchVersion if there is none."""
-        validate_key(key)
+        try:
+            validate_key(key)
+        except errors.S3Error:  # a failed Deferred, as from a generator
+            return fail()
         if version_id is None:
-            kv = yield self._store.get(keys.object_key(bucket.bucket_id, key))
-            if kv is None:
-                raise errors.NoSuchKey(resource=key, Key=key)
-            return records.decode_object(kv.value)
+            return self._store.get(keys.object_key(bucket.bucket_id, key)).addCallback(_current_or_missing, key)
+        return self._get_named_version(bucket, key, version_id)
+
+    @inlineCallbacks
+    def _get_named_version(self, bucket: Bucket, key: str, version_id: str) -> Any:
         ref = parse_version_id(version_id)
         located = yield self._locate(bucket, key, ref)
         if located is None:

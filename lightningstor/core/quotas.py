@@ -57,7 +57,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from lightningstor import errors
@@ -541,18 +541,26 @@ class QuotaManager:
 
     # -- early checks (before a body is stored) ------------------------------------
 
-    @inlineCallbacks
-    def check_put(self, bucket: Bucket, key: str, length: int | None) -> Any:
+    def check_put(self, bucket: Bucket, key: str, length: int | None) -> Deferred[None]:
         """Deferred[None]; QuotaExceeded if a PutObject body of ``length``
         bytes can never be committed.  Advisory: the commit decides exactly.
 
         An overwrite frees what it replaces (the current object of an
         unversioned bucket, the null version otherwise), so that is read
-        only when a byte limit applies.
+        only when a byte limit applies.  A bucket recently found to have no
+        limits at all (the common case) is answered at once, without a
+        generator: this runs for every PutObject.
         """
         if length is None:
-            return None
+            return succeed(None)
         scope = BucketScope.of(bucket)
+        cached = self._cached(scope, self.cache_seconds)
+        if cached is not None and cached.unlimited:
+            return succeed(None)
+        return self._check_put(bucket, scope, key, length)
+
+    @inlineCallbacks
+    def _check_put(self, bucket: Bucket, scope: BucketScope, key: str, length: int) -> Any:
 
         @inlineCallbacks
         def replaced() -> Any:

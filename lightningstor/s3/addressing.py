@@ -8,9 +8,10 @@ because S3 keys are opaque strings, not paths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 from lightningstor import errors
+from lightningstor.auth import sigv4
 
 
 @dataclass
@@ -57,8 +58,10 @@ def parse_target(uri: bytes, host: str | None, domain: str | None) -> Target:
         else:
             raw_path = "/" + raw_path
     path = _decode(raw_path)
+    # Decoded as the signature check reads it (``+`` is a space, %-escapes
+    # and raw bytes are UTF-8), and remembered, so the check decodes it once.
     query: dict[str, str] = {}
-    for name, value in parse_qsl(raw_query, keep_blank_values=True, encoding="utf-8", errors="replace"):
+    for name, value in sigv4.decoded_query(raw_query):
         query.setdefault(name, value)
 
     vhost_bucket = None

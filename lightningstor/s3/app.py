@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -436,19 +436,28 @@ class S3Api:
         prepare = prepare_part_upload if call.op == "UploadPart" else prepare_upload
         return maybeDeferred(prepare, self, call, length)
 
-    @inlineCallbacks
-    def authenticate(self, call: S3Call) -> Any:
-        """Deferred[(Principal, VerifiedAuth)]; fails with the S3 auth error."""
+    def authenticate(self, call: S3Call) -> Deferred[Any]:
+        """Deferred[(Principal, VerifiedAuth)]; fails with the S3 auth error.
+
+        A callback chain, not a generator: it runs for every request, and the
+        credential usually comes from the cache, already fired.
+        """
         view = RequestView(
             method=call.method,
             raw_path=call.target.raw_path,
             raw_query=call.target.raw_query,
             headers=call.header_lists,
         )
-        parsed = parse_auth(view)
-        if parsed.scheme == "anonymous":
-            raise errors.AccessDenied("Anonymous access is not allowed")
-        cred = yield self.core.credentials.lookup(parsed.access_key)
+        try:
+            parsed = parse_auth(view)
+            if parsed.scheme == "anonymous":
+                raise errors.AccessDenied("Anonymous access is not allowed")
+        except Exception:  # as a generator would: the failure travels the chain
+            return fail()
+        d: Deferred[Any] = self.core.credentials.lookup(parsed.access_key)
+        return d.addCallback(self._verify, call, parsed, view)
+
+    def _verify(self, cred: Any, call: S3Call, parsed: Any, view: RequestView) -> tuple[Principal, Any]:
         if cred is None:
             raise errors.InvalidAccessKeyId(AWSAccessKeyId=parsed.access_key)
         call.access_key_id = parsed.access_key

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
@@ -112,23 +113,35 @@ def body_plan(
     return tuple(sorted(algorithms)), decoder
 
 
-@inlineCallbacks
-def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
+def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
     """Authenticate, resolve the bucket and validate headers before storing.
 
     Runs as soon as the headers arrive; the body waits (transport paused)
     until this fires, so nothing is stored for a request that would fail.
     """
-    principal, verified = yield call.auth.get()
-    bucket = yield api.bucket(call, principal)
-    validate_key(call.key)
-    decoded_length = decoded_length_of(call, length)
-    if decoded_length is not None and decoded_length > MAX_SINGLE_PUT_BYTES:
-        raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
-    if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
-        raise errors.MissingContentLength()
-    # A body that can never fit the bucket's quotas is refused before it is stored.
-    yield api.core.quotas.check_put(bucket, call.key, decoded_length)
+
+    def authenticated(auth: Any) -> Deferred[Any]:
+        principal, verified = auth
+        return api.bucket(call, principal).addCallback(resolved, principal, verified)
+
+    def resolved(bucket: Bucket, principal: Principal, verified: Any) -> Deferred[Any]:
+        validate_key(call.key)
+        decoded_length = decoded_length_of(call, length)
+        if decoded_length is not None and decoded_length > MAX_SINGLE_PUT_BYTES:
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
+        if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
+            raise errors.MissingContentLength()
+        # A body that can never fit the bucket's quotas is refused before it is stored.
+        checked: Deferred[Any] = api.core.quotas.check_put(bucket, call.key, decoded_length)
+        return checked.addCallback(lambda _: _upload_context(api, call, principal, verified, bucket, decoded_length))
+
+    d: Deferred[Any] = call.auth.get()
+    return d.addCallback(authenticated)
+
+
+def _upload_context(
+    api: Any, call: Any, principal: Principal, verified: Any, bucket: Bucket, decoded_length: int | None
+) -> UploadContext:
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
     check_tags(attrs.tags, MAX_OBJECT_TAGS)
     encoding = attrs.system_headers.get("Content-Encoding")
@@ -145,14 +158,19 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Any:
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
 
 
-@inlineCallbacks
-def receive_upload(api: Any, call: Any) -> Any:
+def receive_upload(api: Any, call: Any) -> Deferred[Any]:
     """Wait for the streamed body; verify lengths, hashes and checksums.
 
     Deferred[(UploadContext, WriteResult, stored checksums)].  On any error
-    the chunks written so far are deleted.
+    the chunks written so far are deleted.  (Callback chains here and in
+    :func:`put_object`: they run for every PUT and part.)
     """
-    ctx, body = yield call.sink.finish()
+    d: Deferred[Any] = call.sink.finish()
+    return d.addCallback(_verify_upload, call)
+
+
+def _verify_upload(finished: Any, call: Any) -> tuple[Any, Any, dict[str, str]]:
+    ctx, body = finished
     result = body.write
     try:
         if ctx.decoded_length is not None and result.size != ctx.decoded_length:
@@ -178,21 +196,28 @@ def receive_upload(api: Any, call: Any) -> Any:
     return ctx, result, checksums
 
 
-@inlineCallbacks
-def put_object(api: Any, call: Any) -> Any:
-    ctx, result, checksums = yield receive_upload(api, call)
-    attrs = ctx.attrs
-    record = api.core.objects.new_record(call.key, result, attrs, checksums)
-    try:
-        yield api.core.objects.commit(ctx.bucket, record, attrs)
-    except BaseException as e:
-        if not may_have_committed(e):
+def put_object(api: Any, call: Any) -> Deferred[Any]:
+    return receive_upload(api, call).addCallback(_commit_object, api, call)
+
+
+def _commit_object(received: Any, api: Any, call: Any) -> Deferred[Any]:
+    ctx, result, checksums = received
+    record = api.core.objects.new_record(call.key, result, ctx.attrs, checksums)
+
+    def failed(failure: Failure) -> Failure:
+        value = failure.value
+        if not (isinstance(value, BaseException) and may_have_committed(value)):
             call.sink.abort()
-        raise
-    headers = [("ETag", record.quoted_etag)]
-    headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
-    headers += version_header(ctx.bucket, record.version_id)
-    return api.send(call, 200, headers=headers, content_type=None)
+        return failure
+
+    def committed(_: Any) -> bytes:
+        headers = [("ETag", record.quoted_etag)]
+        headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
+        headers += version_header(ctx.bucket, record.version_id)
+        return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
+
+    d: Deferred[Any] = api.core.objects.commit(ctx.bucket, record, ctx.attrs)
+    return d.addCallbacks(committed, failed)
 
 
 def version_header(bucket: Bucket, version_id: str | None) -> list[tuple[str, str]]:
@@ -211,19 +236,36 @@ def _version_param(call: Any) -> str | None:
     return version
 
 
-@inlineCallbacks
-def _lookup(api: Any, call: Any) -> Any:
-    principal, _ = yield call.auth.get()
-    bucket = yield api.bucket(call, principal)
-    record = yield api.core.objects.head(bucket, call.key, _version_param(call))
-    return principal, bucket, record
+def _lookup(api: Any, call: Any) -> Deferred[Any]:
+    """Deferred[(principal, bucket, record)] of the object a GET or HEAD reads.
+
+    A callback chain rather than a generator: GET and HEAD are the most
+    frequent requests, and each generator level costs a frame and its own
+    Deferred bookkeeping (docs/performance.md, "CPU per request").
+    """
+
+    def authenticated(auth: Any) -> Deferred[Any]:
+        principal = auth[0]
+        return api.bucket(call, principal).addCallback(resolved, principal)
+
+    def resolved(bucket: Bucket, principal: Principal) -> Deferred[Any]:
+        return api.core.objects.head(bucket, call.key, _version_param(call)).addCallback(
+            lambda record: (principal, bucket, record)
+        )
+
+    d: Deferred[Any] = call.auth.get()
+    return d.addCallback(authenticated)
 
 
-@inlineCallbacks
-def get_object(api: Any, call: Any) -> Any:
+def get_object(api: Any, call: Any) -> Deferred[Any]:
+    """GetObject and HeadObject: headers from the record, then the body."""
+    return _lookup(api, call).addCallback(_respond, api, call)
+
+
+def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
     from lightningstor.s3.handlers.multipart import requested_part
 
-    principal, bucket, record = yield _lookup(api, call)
+    _principal, bucket, record = found
     part = requested_part(call, record)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
     overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
@@ -250,9 +292,12 @@ def get_object(api: Any, call: Any) -> Any:
     request.setHeader(b"content-length", str(length).encode())
     if call.method == "HEAD" or length == 0:
         return b""
-    reader = yield api.core.open_reader(record, start, length)
-    yield ObjectProducer(request, reader).start()
-    return None
+    d: Deferred[Any] = api.core.open_reader(record, start, length)
+    return d.addCallback(_stream, request)
+
+
+def _stream(reader: Any, request: Any) -> Deferred[None]:
+    return ObjectProducer(request, reader).start()
 
 
 @inlineCallbacks

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lightningstor import errors
 from lightningstor.auth import sigv4
@@ -253,3 +256,31 @@ def test_split_signed_headers() -> None:
     """Signed header lists are lower-cased and sorted; empty names are malformed."""
     assert sigv4.split_signed_headers("X-Amz-Date;host") == ("host", "x-amz-date")
     assert sigv4.split_signed_headers("host;;x-amz-date") is None
+
+
+# --------------------------------------------------------------------------- fast paths
+
+_WIRE_BYTES = st.binary(max_size=24) | st.lists(
+    st.sampled_from([b"a", b"Z", b"0", b"-", b"_", b".", b"~", b"/", b"%", b"+", b" ", b"%2F", b"%41",
+                     b"%zz", b"\xc3\xa9", b"\x00", b"=", b"*"]), max_size=12
+).map(b"".join)
+
+
+@given(_WIRE_BYTES, st.booleans())
+def test_uri_encode_matches_quote(data: bytes, keep_slash: bool) -> None:
+    """The unreserved-only shortcut gives exactly what ``quote`` would."""
+    assert sigv4.uri_encode(data, keep_slash=keep_slash) == quote_from_bytes(data, safe="/" if keep_slash else "")
+
+
+@given(st.lists(st.tuples(_WIRE_BYTES, _WIRE_BYTES), max_size=6))
+def test_parse_query_decodes_as_unquote(pairs: list[tuple[bytes, bytes]]) -> None:
+    """Names and values without escapes skip ``unquote`` and still decode the
+    way S3 reads a query: ``+`` is a space, ``%XX`` a byte."""
+    raw = b"&".join(n.replace(b"&", b"") + b"=" + v.replace(b"&", b"") for n, v in pairs).decode("latin-1")
+    sigv4._parse_query.cache_clear()
+    expected = []
+    for segment in raw.encode("latin-1").split(b"&"):
+        if segment:
+            name, _, value = segment.partition(b"=")
+            expected.append((unquote_to_bytes(name.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
+    assert sigv4.parse_query(raw) == expected
