@@ -76,7 +76,10 @@ _V2_QUERY_REQUIRED = "Query-string authentication requires the Signature, Expire
 _DECIMAL = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 
 
-@dataclass(frozen=True)
+# RequestView, ParsedAuth, StreamingContext and VerifiedAuth are not frozen: a
+# frozen dataclass sets each field through object.__setattr__, six times slower,
+# and these are built for every request.  Treat them as read-only.
+@dataclass(slots=True)
 class RequestView:
     """What auth needs from an HTTP request, independent of Twisted.
 
@@ -97,7 +100,7 @@ class RequestView:
         return values[0] if values else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ParsedAuth:
     """The credentials a request carries, parsed but not yet verified."""
 
@@ -122,7 +125,7 @@ class ParsedAuth:
     v2_dates: tuple[str, ...] = field(default=(), repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StreamingContext:
     """For STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER): everything needed to verify chunk signatures."""
 
@@ -132,7 +135,7 @@ class StreamingContext:
     seed_signature: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class VerifiedAuth:
     """A verified request: who signed it and what its body must satisfy.
 

@@ -354,6 +354,7 @@ class S3Api:
                 MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(length)))
             return
         call.auth = Shared(self.authenticate(call))
+        request.s3_leaf = True
         if op in operations.STREAMING and op in self.handlers:
             call.sink = ObjectBody(
                 request.channel.transport, lambda: self._prepare_upload(call, length), self.upload_budget

@@ -9,12 +9,15 @@ when the body has ended, with the sink's result waiting for it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http_headers import Headers
 
+from lightningstor.s3.dates import http_date
 from lightningstor.s3.limits import connection_of
 
 log = Logger()
@@ -82,6 +85,10 @@ class S3Request(server.Request):
         self.responseHeaders = S3ResponseHeaders()
         self.s3call: Any = None
         self.body_sink: Any = None
+        # Set by S3Api.begin for an S3 operation (not a probe): rendered by
+        # the S3 leaf resource, so requestReceived can skip twisted.web's
+        # query and path parsing.
+        self.s3_leaf = False
 
     def gotLength(self, length: int | None) -> None:
         self.content = _NoContent()  # type: ignore[assignment]
@@ -108,7 +115,26 @@ class S3Request(server.Request):
         connection = connection_of(self)
         if connection is not None:
             connection.body_received()
-        super().requestReceived(command, path, version)
+        if not self.s3_leaf or path == b"*":
+            super().requestReceived(command, path, version)
+            return
+        # An S3 operation: twisted.web's own version would also parse the
+        # query into ``self.args`` (the S3 layer parsed it already, from the
+        # raw request line, and nothing reads ``args``) and, in ``process``,
+        # unquote every path segment into ``postpath`` (the S3 resource is a
+        # leaf that reads its target from the call).  The rest is the same.
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.site = self.channel.site  # type: ignore[attr-defined]
+        self.setHeader(b"date", _now_http_date())
+        self.prepath = []
+        self.postpath = []
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
 
     def finish(self) -> None:
         # Before Request.finish: that may already parse a pipelined next
@@ -134,3 +160,15 @@ class S3Request(server.Request):
         if sink is not None and not self.finished:
             sink.connection_lost()
         super().connectionLost(reason)
+
+
+_date_cache: tuple[int, bytes] = (-1, b"")
+
+
+def _now_http_date() -> bytes:
+    """The ``Date`` header for now, formatted once per second."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, http_date(second * 1000).encode("ascii"))
+    return _date_cache[1]

@@ -30,6 +30,21 @@ def test_put_get_roundtrip(s3, bucket, size):
     assert got["ETag"] == put["ETag"]
 
 
+def test_every_response_has_date_server_and_request_id(s3, bucket):
+    """Date (RFC 7231, now), Server and the request id headers on successes and
+    errors alike: the S3 request path sets them itself, not twisted.web."""
+    s3.put_object(Bucket=bucket, Key="d", Body=b"x")
+    ok = s3.head_object(Bucket=bucket, Key="d")["ResponseMetadata"]
+    with pytest.raises(ClientError) as missing:
+        s3.get_object(Bucket=bucket, Key="absent")
+    for meta in (ok, missing.value.response["ResponseMetadata"]):
+        headers = meta["HTTPHeaders"]
+        sent = datetime.datetime.strptime(headers["date"], "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=datetime.UTC)
+        assert abs((datetime.datetime.now(datetime.UTC) - sent).total_seconds()) < 30
+        assert headers["server"] == "LightningStor"
+        assert headers["x-amz-request-id"] == meta["RequestId"] and len(meta["RequestId"]) == 16
+
+
 def test_metadata_and_system_headers(s3, bucket):
     """x-amz-meta-*, Content-Type and the stored system headers come back on GET and HEAD."""
     expires = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
