@@ -16,12 +16,16 @@ and a trivial twisted.web server, and measures, in one run:
 * each server's peak RSS per phase (supervisor plus workers with --workers).
 
 ``--quick`` shrinks every size (about 2-3 minutes on 2 cores).  ``--doc``
-appends the tables to docs/performance.md.
+appends the tables to docs/performance.md and draws them as a PNG chart,
+docs/performance-chart.png, linked under the tables; ``--chart PATH`` draws
+the chart elsewhere (or without ``--doc``).  The chart needs matplotlib (the
+``bench`` extra); without it the chart is skipped with a message.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -60,6 +64,28 @@ def run_target(target: servers.Target, scale: phases.Scale, results: Results, wh
     print(f"  {target.name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
+def write_chart(results: Results, path: Path) -> bool:
+    """Draw the chart; False (and one line on stderr) if matplotlib is missing."""
+    try:
+        from bench import chart
+    except ImportError as e:
+        if not (e.name or "").startswith("matplotlib"):
+            raise
+        print(
+            f"chart skipped: matplotlib is not installed (pip install -e '.[bench]'); {path} not written",
+            file=sys.stderr,
+        )
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chart.render(results, str(path))
+    except OSError as e:
+        print(f"chart skipped: cannot write {path}: {e}", file=sys.stderr)
+        return False
+    print(f"chart: {path}", file=sys.stderr)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a 2-3 minute run")
@@ -71,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-moto", action="store_true", help="skip the moto reference server")
     parser.add_argument("--phases", default=",".join(_phase_names()), help="comma-separated: small,large,listing")
     parser.add_argument("--doc", action="store_true", help="append the results to docs/performance.md")
+    parser.add_argument(
+        "--chart",
+        metavar="PATH",
+        help="write a PNG chart of the results (default with --doc: docs/performance-chart.png)",
+    )
     args = parser.parse_args(argv)
     scale = phases.QUICK if args.quick else phases.Scale()
     if args.scale is not None:
@@ -111,11 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     if checks:
         print()
         print(checks)
+    docs = ROOT / "docs"
+    chart_path = Path(args.chart) if args.chart else (docs / "performance-chart.png" if args.doc else None)
+    charted = chart_path is not None and write_chart(results, chart_path)
     if args.doc:
-        with open(ROOT / "docs" / "performance.md", "a") as f:
+        image = ""
+        if charted and chart_path is not None:
+            link = Path(os.path.relpath(chart_path.resolve(), docs)).as_posix()
+            image = f"\n![Chart of this run: LightningStor, moto and the box's limits]({link})\n"
+        with open(docs / "performance.md", "a") as f:
             f.write(
                 f"\n### Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
-                f"Command: `{command}`\n\nMachine: {machine()}\n\n{text}\n\n{checks}\n"
+                f"Command: `{command}`\n\nMachine: {machine()}\n\n{text}\n\n{checks}\n{image}"
             )
     return 0
 
