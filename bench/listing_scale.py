@@ -33,7 +33,9 @@ auth) when it is needed, sent over one ``http.client`` connection, and the
 response is scanned for ``<Key>`` and ``NextContinuationToken`` with byte
 searches instead of an XML parser.  The time the client spends presigning
 and scanning is measured and reported, so the server's share can be told
-apart on two shared cores.
+apart on two shared cores.  So is the server process's own CPU time (user +
+system, all threads, from ``/proc``) per listed key during the walks: on a
+box shared with other benchmarks it moves much less than the wall time.
 """
 
 from __future__ import annotations
@@ -222,19 +224,23 @@ def wait_idle(pid: int, limit: float = 180.0) -> float:
     the metrics count of every object every 60 s, many seconds of CPU on a
     1M-key bucket) must not overlap the measurements.
     """
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def cpu() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-
     start = time.monotonic()
     while time.monotonic() - start < limit:
-        before = cpu()
+        before = cpu_seconds(pid)
         time.sleep(1.0)
-        if cpu() - before < 0.05:
+        if cpu_seconds(pid) - before < 0.05:
             break
     return time.monotonic() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far.
+
+    On a shared box the wall time of a walk depends on what else runs; the
+    server's own CPU time per key much less so, so it is reported too.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _loadavg() -> str:
@@ -282,21 +288,26 @@ def measure(size: int, scratch: Path, fill: str, walks: int, profile: bool = Fal
             row["rss_idle"] = target.peak_rss()
             walk_rows = []
             spy = _py_spy(target.pids()[0], scratch / "profile.txt") if profile else None
+            server_pid = target.pids()[0]
             for _ in range(walks):
+                cpu_before = cpu_seconds(server_pid)
                 seen, pages, seconds = lister.walk()
+                cpu = cpu_seconds(server_pid) - cpu_before
                 if seen != size:
                     raise RuntimeError(f"walk saw {seen} keys, expected {size}")
-                walk_rows.append((seconds, lister.client_seconds, pages, statistics.median(lister.page_seconds)))
+                walk_rows.append((seconds, lister.client_seconds, pages, statistics.median(lister.page_seconds), cpu))
             if spy is not None:
                 from bench.profile import summarize
 
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
                 row["profile"] = summarize(str(scratch / "profile.txt"), 30)
-            seconds, client, pages, median_page = sorted(walk_rows)[len(walk_rows) // 2]
+            seconds, client, pages, median_page, _ = sorted(walk_rows)[len(walk_rows) // 2]
+            server_cpu = statistics.median(r[4] for r in walk_rows)
             row.update(walk_s=seconds, walk_client_s=client, pages=pages, walk_keys_s=size / seconds,
                        walk_us_per_key=seconds / size * 1e6, rss_walk=target.peak_rss(),
-                       median_page_ms=median_page * 1000)
+                       median_page_ms=median_page * 1000, walk_server_cpu_s=server_cpu,
+                       walk_server_cpu_us_per_key=server_cpu / size * 1e6)
             row["idle_wait2_s"] = wait_idle(target.pids()[0])
             for name, params in (("delim", {"Delimiter": "/"}), ("prefix", {"Prefix": DEEP_PREFIX}),
                                  ("prefix_delim", {"Prefix": DEEP_PREFIX, "Delimiter": "/"})):
@@ -337,15 +348,17 @@ def _restart(run_dir: Path, data_dir: Path) -> servers.Target:
 def report(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| keys | fill | full walk | keys/s | µs/key | client share | first `/` page (median of 5) "
-        "| `dir-097/` first page | `dir-097/` + `/` | median walk page | peak RSS idle / walk / pages |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| `dir-097/` first page | `dir-097/` + `/` | median walk page | server CPU per key (walk) "
+        "| peak RSS idle / walk / pages |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['keys']:,} | {r['fill']} ({r['fill_rate']:,.0f}/s) | {r['walk_s']:.2f} s ({r['pages']} pages) "
             f"| {r['walk_keys_s']:,.0f} | {r['walk_us_per_key']:.1f} | {r['walk_client_s'] / r['walk_s']:.0%} "
             f"| {r['delim_ms']:.1f} ms ({r['delim_entries']} prefixes) | {r['prefix_ms']:.1f} ms ({r['prefix_entries']} keys) "
-            f"| {r['prefix_delim_ms']:.1f} ms | {r['median_page_ms']:.1f} ms | {r['rss_idle']:.0f} / {r['rss_walk']:.0f} / {r['rss_pages']:.0f} MiB |"
+            f"| {r['prefix_delim_ms']:.1f} ms | {r['median_page_ms']:.1f} ms "
+            f"| {r['walk_server_cpu_us_per_key']:.1f} µs | {r['rss_idle']:.0f} / {r['rss_walk']:.0f} / {r['rss_pages']:.0f} MiB |"
         )
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lightningstor.core.types import Bucket, ChunkRef, ListEntry, Manifest, ObjectRecord, Versioning
@@ -139,6 +139,33 @@ def decode_object(data: bytes) -> ObjectRecord:
     )
 
 
+# The C scanner behind json.loads, called directly: ``loads`` ->
+# ``JSONDecoder.decode`` -> ``raw_decode`` (plus two whitespace regex
+# matches) cost as much again as the parse of a small record, a quarter of a
+# full listing walk (docs/performance.md, "Listing at 10k/100k/1M keys").
+# The scanner holds the GIL for a whole call, so sharing it between threads
+# is as safe as sharing json's default decoder.
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _load_record(value: bytes) -> Any:
+    """``json.loads(value)`` for a stored record, without loads' overhead.
+
+    Records are written by :func:`_dumps` (no whitespace around them); any
+    value the bare scanner does not take whole (leading or trailing bytes,
+    invalid JSON) goes through ``json.loads``, so the result or the error is
+    exactly what ``json.loads`` gives.
+    """
+    text = value.decode("utf-8")  # a str skips json's encoding sniffing
+    try:
+        d, end = _scan_json(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return d
+
+
 def listing_entry(key: str, value: bytes) -> ListEntry | None:
     """The ListObjects entry of a current-version record; None for a delete marker.
 
@@ -148,15 +175,11 @@ def listing_entry(key: str, value: bytes) -> ListEntry | None:
     third of a full walk's CPU (docs/performance.md, "Listing at
     10k/100k/1M keys").  Same field names and defaults as ``decode_object``.
     """
-    d = json.loads(value.decode("utf-8"))  # a str skips json's encoding sniffing
+    d = _load_record(value)
     if d.get("dm", False):
         return None
-    return ListEntry(
-        key=key,
-        size=d["size"],
-        etag=d["etag"],
-        last_modified=d["ts"],
-        storage_class=d.get("class", "STANDARD"),
-        owner=d.get("owner", ""),
-        version_id=d.get("vid"),
-    )
+    # Positional: binding seven keyword arguments cost more than the fields
+    # themselves (ListEntry's fields are key, size, etag, last_modified,
+    # storage_class, owner, version_id, ...; tests/unit/test_records.py
+    # checks each one against the full decode).
+    return ListEntry(key, d["size"], d["etag"], d["ts"], d.get("class", "STANDARD"), d.get("owner", ""), d.get("vid"))

@@ -284,6 +284,20 @@ class SqliteMetadataStore:
             return fail()
         return self._read(self._scan, s, e, limit)
 
+    def scan_items(self, start: bytes, end: bytes, limit: int = 0) -> Deferred[list[tuple[bytes, bytes]]]:
+        """``scan`` as ``(key, value)`` tuples, without a ``KeyValue`` per row.
+
+        Not part of IMetadataStore: listings use it when the store's class
+        has it (core/listing.py).  A full walk reads every row once, and
+        building a frozen dataclass per row was ~8% of the walk's GIL samples,
+        plus its share of garbage collection.
+        """
+        try:
+            s, e = _key(start), _key(end, "end")
+        except TypeError:
+            return fail()
+        return self._read(self._scan_items, s, e, limit)
+
     def txn(self, compares: Sequence[Compare], operations: Sequence[Operation]) -> Deferred[TxnResult]:
         if self._closed:
             return fail(MetadataUnavailable("metadata store is closed"))
@@ -363,6 +377,12 @@ class SqliteMetadataStore:
         where, params = _range_sql(start, end)
         sql = f"SELECT key, value, mod_revision FROM kv WHERE {where} ORDER BY key LIMIT ?"
         return [KeyValue(*row) for row in _rows(conn, sql, (*params, limit if limit > 0 else -1))]
+
+    @staticmethod
+    def _scan_items(conn: sqlite3.Connection, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        where, params = _range_sql(start, end)
+        sql = f"SELECT key, value FROM kv WHERE {where} ORDER BY key LIMIT ?"
+        return _rows(conn, sql, (*params, limit if limit > 0 else -1))
 
     # -- writes (the writer thread) ------------------------------------------
 
