@@ -43,7 +43,7 @@ def encode_bucket(b: Bucket) -> bytes:
 
 
 def decode_bucket(data: bytes) -> Bucket:
-    d = json.loads(data)
+    d = _load_record(data)
     return Bucket(
         name=d["name"],
         bucket_id=d["id"],
@@ -113,7 +113,7 @@ def encode_object(o: ObjectRecord) -> bytes:
 
 
 def decode_object(data: bytes) -> ObjectRecord:
-    d = json.loads(data)
+    d = _load_record(data)  # every GET, HEAD and overwrite decodes one
     inline = d.get("inline")
     mf = d.get("mf")
     return ObjectRecord(
