@@ -32,10 +32,33 @@ from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.s3.inflight import BudgetAccount, InflightBudget
+from lightningstor.s3.streaming import tcp_transport
 
 log = Logger()
 
 _PENDING_LIMIT = 1 << 20  # raw bytes held while authentication is under way
+RECV_SIZE = 1 << 20
+"""Bytes the connection may take from its socket per read while an object
+body streams in (Twisted reads 64 KiB a reactor turn: sixteen turns, and
+sixteen passes through the HTTP parser, per MiB)."""
+
+
+class _LargeReads:
+    """Raises a TCP connection's read size for the length of one body, and
+    puts it back after (the same attribute bounds what the connection
+    buffers for writing before it pauses a response's producer)."""
+
+    def __init__(self, transport: Any, size: int) -> None:
+        self._tcp = tcp_transport(transport)
+        self._saved: int | None = None
+        if self._tcp is not None and self._tcp.bufferSize < size:
+            self._saved = self._tcp.bufferSize
+            self._tcp.bufferSize = size
+
+    def restore(self) -> None:
+        if self._tcp is not None and self._saved is not None:
+            self._tcp.bufferSize = self._saved
+        self._tcp = None
 
 
 @dataclass
@@ -138,6 +161,7 @@ class ObjectBody:
         budget: InflightBudget | None = None,
     ) -> None:
         self._flow = _Flow(transport)
+        self._reads = _LargeReads(transport, RECV_SIZE)
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._context: Any = None
@@ -236,6 +260,7 @@ class ObjectBody:
         if self._error is not None:
             return
         self._error = error
+        self._reads.restore()
         self._pending = []
         self._pending_size = 0
         ctx = self._context
@@ -260,6 +285,7 @@ class ObjectBody:
     def finish(self) -> Any:
         """Deferred[(context, BodyResult)] once the whole body is stored."""
         self._ended = True
+        self._reads.restore()
         self._flow.release_all()
         if self._account is not None:
             # Still holds bytes until they are stored, but reads no more.

@@ -414,6 +414,10 @@ class RecordingBackend:
         self.ranges.append((chunk_id, offset, length))
         return self.inner.get_chunk_range(chunk_id, offset, length)
 
+    def get_chunk_range_crc(self, chunk_id: str, offset: int, length: int, crc: int) -> Deferred[tuple[bytes, int]]:
+        self.ranges.append((chunk_id, offset, length))
+        return self.inner.get_chunk_range_crc(chunk_id, offset, length, crc)
+
 
 @pytest.mark.parametrize(
     ("offset", "length"),
@@ -714,3 +718,203 @@ async def test_failure_before_finish_is_reported_by_finish(backend: LocalFsBacke
     writer.write(b"more")
     (await failure_of(writer.finish())).trap(StorageError)
     assert tmp_files(backend) == []
+
+
+# -- chunk commits in the background ---------------------------------------------------
+
+
+class CommitGatedWriter:
+    def __init__(self, backend: CommitGatedBackend, chunk_id: str) -> None:
+        self.backend, self.chunk_id, self.data = backend, chunk_id, bytearray()
+
+    def write(self, data: bytes) -> Deferred[None]:
+        self.backend.events.append(("write", self.chunk_id))
+        self.data += data
+        return succeed(None)
+
+    def commit(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+
+        def landed(result: Any) -> Any:
+            if not isinstance(result, Failure):
+                self.backend.chunks[self.chunk_id] = bytes(self.data)
+                self.backend.events.append(("durable", self.chunk_id))
+            return result
+
+        self.backend.commits.append(d)
+        self.backend.events.append(("commit", self.chunk_id))
+        return d.addBoth(landed)
+
+    def abort(self) -> Deferred[None]:
+        self.backend.events.append(("abort", self.chunk_id))
+        return succeed(None)
+
+
+class CommitGatedBackend:
+    """In memory; a chunk is durable only when the test fires its commit."""
+
+    name = "commit-gated"
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, bytes] = {}
+        self.commits: list[Deferred[None]] = []
+        self.events: list[tuple[str, str]] = []
+        self.opened: list[str] = []
+
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(max_chunk_size=64 << 20)
+
+    def open_chunk(self, chunk_id: str) -> CommitGatedWriter:
+        self.opened.append(chunk_id)
+        return CommitGatedWriter(self, chunk_id)
+
+    def delete_chunk(self, chunk_id: str) -> Deferred[bool]:
+        self.events.append(("delete", chunk_id))
+        return succeed(self.chunks.pop(chunk_id, None) is not None)
+
+    def written(self, chunk_id: str) -> int:
+        return sum(1 for event in self.events if event == ("write", chunk_id))
+
+    def pending_commits(self) -> list[Deferred[None]]:
+        return [d for d in self.commits if not d.called]
+
+
+async def settle() -> None:
+    """Give the reactor and the pools a moment (for "nothing more happens")."""
+    await deferLater(reactor, 0.05)
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunk_commit_overlaps_next_chunk_and_finish_waits_for_every_commit(make_manager: Any) -> None:
+    """While a full chunk is being committed (fsync), the next chunk is
+    already written; at most ``commits_in_flight`` commits run (the lane
+    waits at the next boundary); finish() delivers a result only after every
+    chunk, the last included, is durable."""
+    gated = CommitGatedBackend()
+    writer = make_manager(gated, commits_in_flight=1).new_writer()
+    data = payload(2 * CHUNK + CHUNK // 2, seed=40)
+    feed(writer, data, slices=[PIECE])
+    await until(lambda: len(gated.opened) == 2 and gated.written(gated.opened[1]) == CHUNK // PIECE)
+    first, second = gated.opened
+    assert gated.events.index(("commit", first)) < gated.events.index(("write", second))
+    assert len(gated.pending_commits()) == 1  # chunk 1 still committing
+    await settle()
+    # Chunk 2 is full but may not start its commit, and chunk 3 waits.
+    assert [e for e in gated.events if e[0] == "commit"] == [("commit", first)]
+    assert len(gated.opened) == 2
+    finished = writer.finish()
+    gated.commits[0].callback(None)
+    await until(lambda: len(gated.commits) == 3)  # chunk 2's commit, then chunk 3 (the end)
+    assert not finished.called
+    gated.commits[1].callback(None)
+    await settle()
+    assert not finished.called  # the last chunk is not durable yet
+    gated.commits[2].callback(None)
+    result = await finished
+    assert layout(result) == expected_chunks(data)
+    assert b"".join(gated.chunks[c.chunk_id] for c in result.chunks) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_commits_in_flight_two(make_manager: Any) -> None:
+    """With two commits allowed, two full chunks commit at once while a third is written."""
+    gated = CommitGatedBackend()
+    writer = make_manager(gated, commits_in_flight=2).new_writer()
+    data = payload(3 * CHUNK + PIECE, seed=41)
+    feed(writer, data, slices=[PIECE])
+    await until(lambda: len(gated.pending_commits()) == 2 and len(gated.opened) == 3)
+    await until(lambda: gated.written(gated.opened[2]) == CHUNK // PIECE)
+    await settle()
+    assert len(gated.commits) == 2 and len(gated.opened) == 3  # the third waits for a slot
+    finished = writer.finish()
+    for n in range(4):
+        await until(lambda: len(gated.commits) > n)  # noqa: B023 (awaited at once)
+        gated.commits[n].callback(None)
+    result = await finished
+    assert layout(result) == expected_chunks(data)
+
+
+@pytest.mark.parametrize("lane_busy", [True, False])
+@pytest_twisted.ensureDeferred
+async def test_failed_background_commit_fails_the_upload(make_manager: Any, lane_busy: bool) -> None:
+    """A commit that fails while later chunks are written (or while the lane
+    waits for more body) fails the writer: finish() reports the error, the
+    open chunk is aborted and every chunk it opened is deleted, so nothing
+    is acknowledged and nothing is left behind."""
+    gated = CommitGatedBackend()
+    writer = make_manager(gated).new_writer()
+    feed(writer, payload(CHUNK + CHUNK // 2, seed=42), slices=[PIECE])
+    await until(lambda: len(gated.opened) == 2 and gated.written(gated.opened[1]) == CHUNK // (2 * PIECE))
+    if lane_busy:
+        writer.write(payload(PIECE, seed=43))  # in the lane as the commit fails
+    gated.commits[0].errback(StorageError("fsync failed"))
+    if not lane_busy:
+        # Nothing else will run the lane: the clean-up starts by itself.
+        await until(lambda: ("delete", gated.opened[1]) in gated.events)
+    writer.write(b"ignored after the failure")
+    failure = await failure_of(writer.finish())
+    failure.trap(StorageError)
+    assert "fsync failed" in str(failure.value)
+    first, second = gated.opened
+    assert ("abort", second) in gated.events
+    assert {("delete", first), ("delete", second)} <= set(gated.events)
+    assert gated.chunks == {}
+    await writer.abort()  # still fine
+
+
+@pytest_twisted.ensureDeferred
+async def test_abort_waits_for_commit_in_flight_before_deleting(make_manager: Any) -> None:
+    """Aborting while a chunk commits deletes that chunk only after its
+    commit landed (a delete first would let the rename resurrect it)."""
+    gated = CommitGatedBackend()
+    writer = make_manager(gated).new_writer()
+    feed(writer, payload(CHUNK + PIECE, seed=44), slices=[PIECE])
+    await until(lambda: len(gated.opened) == 2 and gated.written(gated.opened[1]) == 1)
+    aborted = writer.abort()
+    await settle()
+    first = gated.opened[0]
+    assert ("delete", first) not in gated.events and not aborted.called
+    gated.commits[0].callback(None)
+    await aborted
+    assert gated.events.index(("durable", first)) < gated.events.index(("delete", first))
+    assert gated.chunks == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_writes_are_pieces_without_a_copy(make_manager: Any) -> None:
+    """A write of a quarter piece or more (a network read) reaches the chunk
+    writer as the same bytes object; a small write buffered before it goes
+    first as a short piece; chunk boundaries stay exact."""
+
+    class Recording(CommitGatedBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pieces: list[bytes] = []
+
+        def open_chunk(self, chunk_id: str) -> CommitGatedWriter:
+            chunk = super().open_chunk(chunk_id)
+            original = chunk.write
+
+            def write(data: bytes) -> Deferred[None]:
+                self.pieces.append(data)
+                return original(data)
+
+            def commit() -> Deferred[None]:
+                self.chunks[chunk_id] = bytes(chunk.data)
+                return succeed(None)
+
+            chunk.write = write  # type: ignore[method-assign]
+            chunk.commit = commit  # type: ignore[method-assign]
+            return chunk
+
+    backend = Recording()
+    writer = make_manager(backend, inline_threshold=0).new_writer()
+    small, big = payload(100, seed=45), payload(PIECE - 7, seed=46)
+    writer.write(small)
+    writer.write(big)
+    writer.write(payload(CHUNK, seed=47))  # crosses the chunk boundary: split there
+    result = await writer.finish()
+    pieces = backend.pieces
+    assert pieces[0] == small and pieces[1] is big
+    assert all(len(p) <= PIECE for p in pieces)
+    assert [c.size for c in result.chunks] == [CHUNK, 100 + PIECE - 7]

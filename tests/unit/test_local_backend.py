@@ -18,7 +18,8 @@ from twisted.plugin import IPlugin
 from twisted.python.threadpool import ThreadPool
 from zope.interface.verify import verifyObject
 
-from lightningstor.errors import ChunkCorrupted, ConfigError, StorageError
+from lightningstor.checksums import crc32c
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError, StorageError
 from lightningstor.interfaces.storage import IStorageBackendFactory, PluginContext
 from lightningstor.storage.local import (
     BLOCK_SIZE,
@@ -168,6 +169,82 @@ async def test_streamed_chunk_has_same_file_as_put(make: MakeBackend) -> None:
         await writer.write(data[start : start + 10_007])
     await writer.commit()
     assert chunk_file(backend, one).read_bytes() == chunk_file(backend, two).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [
+        (0, SIZE),  # whole chunk: every CRC from the footer table
+        (0, 2 * BLOCK_SIZE),  # aligned blocks
+        (BLOCK_SIZE, 10 * BLOCK_SIZE),  # clipped at the end: the short last block whole
+        (5, BLOCK_SIZE),  # cuts two blocks
+        (2 * BLOCK_SIZE + 3, 4),  # inside one block
+        (4 * BLOCK_SIZE, 100),  # exactly the short last block
+        (SIZE, 10),  # empty: at the end
+        (7, 0),  # empty
+    ],
+)
+@pytest.mark.parametrize("previous", [0, 0xDEADBEEF])
+@pytest_twisted.ensureDeferred
+async def test_range_read_with_running_crc(make: MakeBackend, offset: int, length: int, previous: int) -> None:
+    """get_chunk_range_crc returns the same bytes as get_chunk_range and
+    crc32c(data, previous), whether the range covers blocks whole (CRCs
+    combined from the footer) or cuts them (computed directly)."""
+    backend = make(fsync=False)
+    chunk_id, data = new_id(), payload(SIZE, seed=offset + length)
+    await backend.put_chunk(chunk_id, data)
+    got, crc = await backend.get_chunk_range_crc(chunk_id, offset, length, previous)
+    assert got == data[offset : offset + length]
+    assert crc == crc32c(got, previous)
+
+
+@pytest_twisted.ensureDeferred
+async def test_range_read_with_crc_chained_equals_whole_chunk_crc(make: MakeBackend) -> None:
+    """Reading a chunk piece by piece, feeding each CRC into the next read,
+    gives the CRC32C of the whole chunk (what a reader checks against the
+    chunk's metadata)."""
+    backend = make(fsync=False)
+    chunk_id, data = new_id(), payload(SIZE, seed=3)
+    await backend.put_chunk(chunk_id, data)
+    crc, pos, step = 0, 0, BLOCK_SIZE + 1000
+    while pos < SIZE:
+        got, crc = await backend.get_chunk_range_crc(chunk_id, pos, step, crc)
+        pos += len(got)
+    assert crc == crc32c(data)
+
+
+@pytest_twisted.ensureDeferred
+async def test_range_read_with_crc_checks_blocks(make: MakeBackend) -> None:
+    """The CRC variant verifies the blocks it reads like get_chunk_range:
+    a flipped bit is ChunkCorrupted (never a CRC of wrong bytes); a missing
+    chunk is ChunkNotFound; bad arguments fail."""
+    backend = make(fsync=False)
+    chunk_id = new_id()
+    await backend.put_chunk(chunk_id, payload(SIZE))
+    flip_bit(chunk_file(backend, chunk_id), BLOCK_SIZE + 9)
+    (await failure_of(backend.get_chunk_range_crc(chunk_id, 0, SIZE, 0))).trap(ChunkCorrupted)
+    (await failure_of(backend.get_chunk_range_crc(chunk_id, BLOCK_SIZE, 1, 0))).trap(ChunkCorrupted)
+    got, _ = await backend.get_chunk_range_crc(chunk_id, 2 * BLOCK_SIZE, BLOCK_SIZE, 0)
+    assert len(got) == BLOCK_SIZE
+    (await failure_of(backend.get_chunk_range_crc(new_id(), 0, 1, 0))).trap(ChunkNotFound)
+    (await failure_of(backend.get_chunk_range_crc(chunk_id, -1, 1, 0))).trap(ValueError)
+    (await failure_of(backend.get_chunk_range_crc("../x", 0, 1, 0))).trap(ValueError)
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK_SIZE, BLOCK_SIZE + 1, SIZE])
+@pytest_twisted.ensureDeferred
+async def test_chunk_writer_reports_crc_of_bytes_written(make: MakeBackend, size: int) -> None:
+    """A chunk writer's crc32c (combined from its block CRCs) is the CRC32C of
+    every byte written so far, however the writes were cut."""
+    backend = make(fsync=False)
+    assert backend.reports_chunk_crc32c
+    data = payload(size, seed=size)
+    writer = backend.open_chunk(new_id())
+    for start in range(0, size, 10_007):
+        await writer.write(data[start : start + 10_007])
+        assert writer.crc32c == crc32c(data[: start + 10_007])
+    assert writer.crc32c == crc32c(data)
+    await writer.commit()
 
 
 # -- chunk ids and layout -------------------------------------------------------

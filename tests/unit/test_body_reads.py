@@ -1,0 +1,116 @@
+"""ObjectBody (s3/body.py) reads an upload's TCP socket in large reads for the
+length of the body, and puts the connection's read size back afterwards."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.tcp import Connection
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+from lightningstor.s3 import body as body_module
+from lightningstor.s3.body import ObjectBody
+
+reactor: Any = global_reactor
+DEFAULT = Connection.bufferSize
+
+
+@pytest.fixture
+def tcp() -> Iterator[Connection]:
+    a, b = socket.socketpair()
+    connection = Connection(a, None, reactor)  # type: ignore[arg-type]
+    try:
+        yield connection
+    finally:
+        a.close()
+        b.close()
+
+
+def wrapped(inner: Any) -> ProtocolWrapper:
+    """As the connection limits wrap every S3 connection."""
+    wrapper = ProtocolWrapper(WrappingFactory(None), None)  # type: ignore[arg-type]
+    wrapper.transport = inner
+    return wrapper
+
+
+class Writer:
+    """Just what ObjectBody asks of a ChunkManager writer."""
+
+    should_pause = False
+    buffered_bytes = 0
+    queued_bytes = 0
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.aborted = False
+
+    def set_progress_listener(self, listener: Any) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def when_drained(self) -> Deferred[None]:
+        return succeed(None)
+
+    def finish(self) -> Deferred[str]:
+        return succeed("stored")
+
+    def abort(self) -> Deferred[None]:
+        self.aborted = True
+        return succeed(None)
+
+
+def upload(transport: Any) -> tuple[ObjectBody, Writer]:
+    writer = Writer()
+    context = SimpleNamespace(writer=writer, decoder=None)
+    return ObjectBody(transport, lambda: succeed(context)), writer
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_reads_for_the_body_then_back(tcp: Connection) -> None:
+    """While the body streams in, the connection reads up to RECV_SIZE per
+    call (through the connection-limit wrapper); once the body has ended
+    it is back to its default, which also bounds what it buffers for the
+    response before pausing a producer."""
+    assert DEFAULT < body_module.RECV_SIZE
+    body, writer = upload(wrapped(tcp))
+    assert tcp.bufferSize == body_module.RECV_SIZE
+    body.receive(b"data")
+    assert writer.received == [b"data"]
+    _, result = await body.finish()
+    assert result.write == "stored"
+    assert tcp.bufferSize == DEFAULT
+    assert Connection.bufferSize == DEFAULT  # the class default was never touched
+
+
+def test_read_size_restored_when_the_client_goes_away(tcp: Connection) -> None:
+    body, writer = upload(wrapped(tcp))
+    assert tcp.bufferSize == body_module.RECV_SIZE
+    body.connection_lost()
+    assert writer.aborted and tcp.bufferSize == DEFAULT
+
+
+def test_read_size_restored_when_the_body_fails_before_authentication(tcp: Connection) -> None:
+    never: Deferred[Any] = Deferred()
+    ObjectBody(wrapped(tcp), lambda: never)
+    assert tcp.bufferSize == body_module.RECV_SIZE
+    never.errback(RuntimeError("signature does not match"))
+    assert tcp.bufferSize == DEFAULT
+
+
+def test_tls_connections_are_left_alone(tcp: Connection) -> None:
+    tls = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
+    tls.transport = tcp
+    body, _ = upload(wrapped(tls))
+    assert tcp.bufferSize == DEFAULT
+    body.connection_lost()
+    assert tcp.bufferSize == DEFAULT
