@@ -8,6 +8,7 @@ raise before the reactor runs, so ``twistd`` exits with the message.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any
@@ -112,6 +113,7 @@ class S3Service(Service):
 
     def startService(self) -> None:
         super().startService()
+        self.reactor.callWhenRunning(freeze_startup_heap)
         endpoint = serverFromString(self.reactor, self.description)
         factory: Any = self.site if self.limits is None else self.limits(self.site)
         if self.tls is not None:
@@ -153,6 +155,20 @@ class S3Service(Service):
             yield d
         if self.site.api.inflight:
             log.warn("{n} requests still in flight at shutdown", n=len(self.site.api.inflight))
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what start-up built from cyclic garbage collection.
+
+    The modules, plugins, caches and services that exist once the server is
+    up (about 75,000 tracked objects) live as long as the process.  Each
+    full collection walked all of them again: ~75 ms each, about half of the
+    collector's time under load.  ``gc.freeze`` moves them to a permanent
+    generation that collections skip; what requests allocate is collected
+    as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class WorkerS3Site(S3Site):

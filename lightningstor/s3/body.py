@@ -217,8 +217,12 @@ class ObjectBody:
         self._flow.release("budget")
 
     def _close_account(self) -> None:
-        if self._account is not None:
-            self._account.close()
+        # Dropped, not just closed: the account holds this sink's bound
+        # methods, and the cycle would otherwise outlive the request until a
+        # cyclic garbage collection.
+        account, self._account = self._account, None
+        if account is not None:
+            account.close()
 
     # -- data -------------------------------------------------------------
     def receive(self, data: bytes) -> None:
@@ -308,6 +312,9 @@ class ObjectBody:
                 raise
         finally:
             self._close_account()
+            if self._context is not None:
+                # The writer reports progress to this sink: a cycle, once done.
+                self._context.writer.set_progress_listener(None)
         return context, BodyResult(result, trailers)
 
     def abort(self) -> None:
