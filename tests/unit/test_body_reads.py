@@ -3,7 +3,6 @@ length of the body, and puts the connection's read size back afterwards."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -13,11 +12,11 @@ import pytest_twisted
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.tcp import Connection
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 from lightningstor.s3 import body as body_module
 from lightningstor.s3.body import ObjectBody
+from tests.unit.transport_helpers import socket_connection, wrapped
 
 reactor: Any = global_reactor
 DEFAULT = Connection.bufferSize
@@ -25,20 +24,8 @@ DEFAULT = Connection.bufferSize
 
 @pytest.fixture
 def tcp() -> Iterator[Connection]:
-    a, b = socket.socketpair()
-    connection = Connection(a, None, reactor)  # type: ignore[arg-type]
-    try:
+    with socket_connection() as connection:
         yield connection
-    finally:
-        a.close()
-        b.close()
-
-
-def wrapped(inner: Any) -> ProtocolWrapper:
-    """As the connection limits wrap every S3 connection."""
-    wrapper = ProtocolWrapper(WrappingFactory(None), None)  # type: ignore[arg-type]
-    wrapper.transport = inner
-    return wrapper
 
 
 class Writer:

@@ -3,7 +3,6 @@ errors mid-stream, and the TCP send size of large responses."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,13 +10,13 @@ import pytest
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.tcp import Connection
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from lightningstor.errors import ChunkCorrupted
 from lightningstor.s3 import streaming
 from lightningstor.s3.streaming import ObjectProducer, tcp_transport
+from tests.unit.transport_helpers import socket_connection, wrapped
 
 reactor: Any = global_reactor
 
@@ -197,19 +196,8 @@ def test_synchronous_reader_streams_whole_object() -> None:
 
 @pytest.fixture
 def tcp() -> Iterator[Connection]:
-    a, b = socket.socketpair()
-    connection = Connection(a, None, reactor)  # type: ignore[arg-type]
-    try:
+    with socket_connection() as connection:
         yield connection
-    finally:
-        a.close()
-        b.close()
-
-
-def wrapped(inner: Any) -> ProtocolWrapper:
-    wrapper = ProtocolWrapper(WrappingFactory(None), None)  # type: ignore[arg-type]
-    wrapper.transport = inner
-    return wrapper
 
 
 def test_tcp_transport_unwraps_protocol_wrappers_but_not_tls(tcp: Connection) -> None:
