@@ -32,6 +32,12 @@ class BackendCapabilities:
     supports_streaming: bool = True
     durability: DurabilityLevel = DurabilityLevel.LOCAL
     replicas: int = 1
+    #: The backend knows its chunks' CRC32C without another pass over the
+    #: bytes: its chunk writers have a ``crc32c`` property (of everything
+    #: written so far) and it has ``get_chunk_range_crc(chunk_id, offset,
+    #: length, crc)`` returning ``(data, crc32c(data, crc))``.  The chunk
+    #: manager then skips its own CRC32C passes on writes and reads.
+    chunk_crc32c: bool = False
 
 
 @dataclass(frozen=True)

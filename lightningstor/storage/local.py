@@ -309,8 +309,6 @@ class LocalFsBackend:
     """
 
     name = "local"
-    reports_chunk_crc32c = True
-    """Chunk writers have a ``crc32c`` property (see :class:`LocalChunkWriter`)."""
 
     def __init__(
         self,
@@ -586,7 +584,8 @@ class LocalFsBackend:
         return self._run(self._list)
 
     def capabilities(self) -> BackendCapabilities:
-        return BackendCapabilities(self.max_chunk_size, True, True, DurabilityLevel.LOCAL, 1)
+        # chunk_crc32c: LocalChunkWriter.crc32c and get_chunk_range_crc.
+        return BackendCapabilities(self.max_chunk_size, True, True, DurabilityLevel.LOCAL, 1, chunk_crc32c=True)
 
     def check(self) -> defer.Deferred[None]:
         """Create the layout if needed and prove the filesystem takes writes."""

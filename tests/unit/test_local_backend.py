@@ -237,7 +237,7 @@ async def test_chunk_writer_reports_crc_of_bytes_written(make: MakeBackend, size
     """A chunk writer's crc32c (combined from its block CRCs) is the CRC32C of
     every byte written so far, however the writes were cut."""
     backend = make(fsync=False)
-    assert backend.reports_chunk_crc32c
+    assert backend.capabilities().chunk_crc32c
     data = payload(size, seed=size)
     writer = backend.open_chunk(new_id())
     for start in range(0, size, 10_007):
