@@ -23,9 +23,9 @@ from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.types import ListEntry, ListResult
 from lightningstor.core.versions import parse_version_id, wire_version_id
-from lightningstor.interfaces.metadata import IMetadataStore, prefix_end
+from lightningstor.interfaces.metadata import IMetadataStore, ItemScan, item_scanner, prefix_end
 
-_Row = tuple[bytes, bytes]  # (key, value): a scanned row (see _scan_items)
+_Row = tuple[bytes, bytes]  # (key, value): a scanned row (see item_scanner)
 
 _MAX_BATCH = 1000
 _MIN_DELIMITED_BATCH = 32
@@ -46,10 +46,11 @@ class _Cursor:
     Batches start small when the caller expects to seek often (delimiter
     listings) and double while rows are consumed one by one, so reading a
     large flat range costs few round trips and a seek wastes little.
+    ``scan`` is the store's :func:`item_scanner`, looked up once per listing.
     """
 
-    def __init__(self, store: IMetadataStore, start: bytes, end: bytes, batch: int) -> None:
-        self._store = store
+    def __init__(self, scan: ItemScan, start: bytes, end: bytes, batch: int) -> None:
+        self._scan = scan
         self._next = start  # where the next scan starts
         self._end = end
         self._first_batch = batch
@@ -78,7 +79,7 @@ class _Cursor:
     @inlineCallbacks
     def fetch(self) -> Any:
         """Deferred[None]: read the next batch into the (used-up) buffer."""
-        rows = yield _scan_items(self._store, self._next, self._end, self._batch)
+        rows = yield self._scan(self._next, self._end, self._batch)
         self._rows, self._index = rows, 0
         if len(rows) < self._batch:
             self._exhausted = True
@@ -149,10 +150,11 @@ def list_objects(
     # One row more than a page, so a full page learns it is truncated
     # without a second scan (which would read another 1,000 rows).
     batch = _MIN_DELIMITED_BATCH if delimiter else min(max_keys + 1, _MAX_BATCH + 1)
+    scan = item_scanner(store)
     if not delimiter:
-        result = yield _list_flat(store, pos, end, batch, len(base), max_keys)
+        result = yield _list_flat(scan, pos, end, batch, len(base), max_keys)
         return result
-    cursor = _Cursor(store, pos, end, batch)
+    cursor = _Cursor(scan, pos, end, batch)
     entries: list[ListEntry] = []
     prefixes: list[str] = []
     last: str | None = None
@@ -182,23 +184,8 @@ def list_objects(
             cursor.advance()
 
 
-def _scan_items(store: IMetadataStore, start: bytes, end: bytes, limit: int) -> Any:
-    """Deferred[list[tuple[bytes, bytes]]]: ``scan`` as ``(key, value)`` rows.
-
-    Straight from the store when its class has ``scan_items``
-    (``SqliteMetadataStore``: no ``KeyValue`` per row, docs/performance.md);
-    looked up on the class, so a wrapper that overrides ``scan`` and
-    forwards other attributes (the tests' counting stores) still has its
-    ``scan`` called.
-    """
-    scan_items = getattr(type(store), "scan_items", None)
-    if scan_items is not None:
-        return scan_items(store, start, end, limit)
-    return store.scan(start, end, limit).addCallback(lambda rows: [(kv.key, kv.value) for kv in rows])
-
-
 @inlineCallbacks
-def _list_flat(store: IMetadataStore, start: bytes, end: bytes, batch: int, skip: int, max_keys: int) -> Any:
+def _list_flat(scan: ItemScan, start: bytes, end: bytes, batch: int, skip: int, max_keys: int) -> Any:
     """Deferred[ListResult]: :func:`list_objects` without a delimiter.
 
     Every row read is listed (or skipped as a delete marker), so there is no
@@ -209,7 +196,7 @@ def _list_flat(store: IMetadataStore, start: bytes, end: bytes, batch: int, skip
     append = entries.append
     entry_of = records.listing_entry
     while start < end:
-        rows = yield _scan_items(store, start, end, batch)
+        rows = yield scan(start, end, batch)
         for key, value in rows:
             entry = entry_of(key[skip:].decode("utf-8"), value)
             if entry is None:  # a delete marker: S3 does not show the key
@@ -301,8 +288,9 @@ def list_object_versions(
                 if sequence is not None:
                     vstart = keys.version_key(bucket_id, key_marker, sequence) + b"\x00"
     batch = _MIN_DELIMITED_BATCH if delimiter else min(max_keys + 1, _MAX_BATCH)
-    current = _Cursor(store, ostart, prefix_end(obase + pb), batch)
-    noncurrent = _Cursor(store, vstart, prefix_end(vbase + pb), batch)
+    scan = item_scanner(store)
+    current = _Cursor(scan, ostart, prefix_end(obase + pb), batch)
+    noncurrent = _Cursor(scan, vstart, prefix_end(vbase + pb), batch)
     entries: list[ListEntry] = []
     prefixes: list[str] = []
     last: tuple[str, str | None] | None = None

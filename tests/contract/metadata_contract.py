@@ -14,6 +14,14 @@ made when the test ends.
 Tests are written against the interface only, so they hold for etcd as well:
 they never assume where the revision starts, and never put two operations on
 the same key in one transaction (etcd rejects that).
+
+The ``scan_items`` tests run only for stores whose class declares the
+optional ``IScanItems`` and are skipped otherwise: a store without it is
+listed through ``scan``, which the other tests cover.  A subclass sets
+``scan_items_expected = True`` (both built-in stores do) to make a missing
+declaration fail instead of silently skipping them.
+They check the same ordering, bounds, limits and empty ranges as the ``scan``
+tests, and that both methods read the same rows.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from lightningstor.interfaces.metadata import (
     Delete,
     DeleteRange,
     IMetadataStore,
+    IScanItems,
     KeyValue,
     Put,
     TxnResult,
@@ -49,6 +58,10 @@ ORDERED_KEYS = [b"a", b"a\x00", b"a\x00\x00", b"a/", b"a/b", b"ab", b"b", b"\xc3
 
 class MetadataStoreContract:
     """Mixin of contract tests; subclasses implement :meth:`make_store`."""
+
+    #: True: the store must declare IScanItems (the scan_items tests fail
+    #: rather than skip without it), so losing the declaration is caught.
+    scan_items_expected = False
 
     def make_store(self, tmp_path: Path) -> Any:
         """Return an empty IMetadataStore (or a Deferred/awaitable of one)."""
@@ -191,6 +204,87 @@ class MetadataStoreContract:
         assert await store.scan(b"c", b"d") == []
         assert await store.scan(b"b", b"a") == []
         assert await store.scan(b"b", b"b") == []
+
+    # -- scan_items (the optional IScanItems) ---------------------------------
+
+    async def _items_store(self, tmp_path: Path) -> Any:
+        """The ordered keys in a store that provides IScanItems (else skip)."""
+        store = await self._store_with_ordered_keys(tmp_path)
+        if not IScanItems.implementedBy(type(store)):
+            if self.scan_items_expected:
+                pytest.fail(f"{type(store).__name__} does not declare IScanItems")
+            pytest.skip("the store does not declare the optional IScanItems")
+        return store
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_declared_and_provided(self, tmp_path: Path) -> None:
+        """A class declaring IScanItems has a ``scan_items`` zope can verify."""
+        store = await self._items_store(tmp_path)
+        assert verifyObject(IScanItems, store)
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_orders_keys_as_bytes(self, tmp_path: Path) -> None:
+        """A full scan_items gives (key, value) tuples in unsigned byte order."""
+        store = await self._items_store(tmp_path)
+        rows = await store.scan_items(b"", prefix_end(b""))
+        assert rows == [(k, b"v:" + k) for k in ORDERED_KEYS]
+        assert all(type(row) is tuple for row in rows)
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_is_half_open(self, tmp_path: Path) -> None:
+        """scan_items(start, end) includes start and excludes end."""
+        store = await self._items_store(tmp_path)
+        rows = await store.scan_items(b"a\x00", b"ab")
+        assert [k for k, _v in rows] == [b"a\x00", b"a\x00\x00", b"a/", b"a/b"]
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_prefix(self, tmp_path: Path) -> None:
+        """scan_items(p, prefix_end(p)) gives exactly the keys starting with p, even for 0xff."""
+        store = await self._items_store(tmp_path)
+        keys = [k for k, _v in await store.scan_items(b"a", prefix_end(b"a"))]
+        assert keys == [b"a", b"a\x00", b"a\x00\x00", b"a/", b"a/b", b"ab"]
+        keys = [k for k, _v in await store.scan_items(b"\xff", prefix_end(b"\xff"))]
+        assert keys == [b"\xff", b"\xff\x00"]
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_limit(self, tmp_path: Path) -> None:
+        """limit > 0 gives the first rows of the range; 0 means no limit."""
+        store = await self._items_store(tmp_path)
+        assert await store.scan_items(b"a", b"b", 2) == [(b"a", b"v:a"), (b"a\x00", b"v:a\x00")]
+        assert len(await store.scan_items(b"", prefix_end(b""), 0)) == len(ORDERED_KEYS)
+        assert len(await store.scan_items(b"", prefix_end(b""), 1000)) == len(ORDERED_KEYS)
+        assert len(await store.scan_items(b"a/", prefix_end(b""), 3)) == 3
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_empty_ranges(self, tmp_path: Path) -> None:
+        """A range with no keys, or with start >= end, is an empty list."""
+        store = await self._items_store(tmp_path)
+        assert await store.scan_items(b"c", b"d") == []
+        assert await store.scan_items(b"b", b"a") == []
+        assert await store.scan_items(b"b", b"b") == []
+        assert await store.scan_items(b"\xff\x01", prefix_end(b"")) == []
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_are_the_scanned_rows(self, tmp_path: Path) -> None:
+        """For every range and limit, scan_items reads what scan reads
+        (empty and binary values included): listings may use either."""
+        store = await self._items_store(tmp_path)
+        await store.txn([], [Put(b"a/empty", b""), Put(b"a/blob", bytes(range(256)))])
+        bounds = [b"", b"a", b"a\x00", b"a/", b"a/blob", b"b", b"\xc3", b"\xff", b"\xff\x00", prefix_end(b"")]
+        for start in bounds:
+            for end in bounds:
+                for limit in (0, 1, 2, 5):
+                    rows = await store.scan(start, end, limit)
+                    items = await store.scan_items(start, end, limit)
+                    assert items == [(kv.key, kv.value) for kv in rows], (start, end, limit)
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_after_close_is_unavailable(self, tmp_path: Path) -> None:
+        """After close, scan_items fails with MetadataUnavailable, as scan does."""
+        store = await self._items_store(tmp_path)
+        await store.close()
+        [(ok, value)] = await DeferredList([store.scan_items(b"", b"z")], consumeErrors=True)
+        assert not ok and value.check(MetadataUnavailable), value
 
     # -- transactions --------------------------------------------------------
 

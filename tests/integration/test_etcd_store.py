@@ -28,6 +28,9 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.task import deferLater
 
 from lightningstor import errors
+from lightningstor.core import listing, records
+from lightningstor.core.keys import object_key
+from lightningstor.core.types import ObjectRecord
 from lightningstor.errors import MetadataUnavailable
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -78,6 +81,8 @@ async def failure_of(d: Any) -> Any:
 
 class TestEtcdContract(MetadataStoreContract):
     """Runs the IMetadataStore contract against a real etcd member."""
+
+    scan_items_expected = True  # listings rely on its IScanItems
 
     @pytest.fixture(autouse=True)
     def _etcd(self, etcd: EtcdCluster) -> None:
@@ -172,6 +177,72 @@ async def test_long_scans_are_paged_on_one_snapshot(
     assert len(pages) == 8 and all("revision" in body for body in pages[1:])
     assert len(await store.scan(b"k", b"l", 23)) == 23
     assert len(await store.scan(b"", prefix_end(b""))) == 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_items_are_paged_on_one_snapshot(
+    etcd: EtcdCluster, stores: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scan_items pages as scan does: pinned to the first page's revision,
+    and a limit spanning pages is honoured exactly (its rows are built per
+    page, so the next page's start comes from the raw answer)."""
+    store = make_store(etcd.endpoints, scan_page=7)
+    writer = make_store(etcd.endpoints, namespace=store.namespace.decode())
+    stores += [store, writer]
+    await store.txn([], [Put(b"k%03d" % i, b"v%d" % i) for i in range(0, 100, 2)])
+    real_call = store._client.call
+    pages: list[dict[str, Any]] = []
+
+    async def call_then_write(path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        answer = await real_call(path, body, **kwargs)
+        if path == "/v3/kv/range" and not pages:  # between the first and second page
+            await writer.txn([], [Put(b"k%03d" % i, b"late") for i in range(1, 100, 2)])
+        pages.append(body)
+        return answer
+
+    monkeypatch.setattr(store._client, "call", call_then_write)
+    rows = await store.scan_items(b"", prefix_end(b""))
+    assert rows == [(b"k%03d" % i, b"v%d" % i) for i in range(0, 100, 2)]
+    assert len(pages) == 8 and all("revision" in body for body in pages[1:])
+    for start, end, limit in [(b"k", b"l", 23), (b"k013", b"k090", 0), (b"k013", b"k090", 15), (b"k1", b"l", 0)]:
+        items = await store.scan_items(start, end, limit)
+        assert items == [(kv.key, kv.value) for kv in await store.scan(start, end, limit)]
+    assert len(await store.scan_items(b"k", b"l", 23)) == 23
+    assert len(await store.scan_items(b"", prefix_end(b""))) == 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_listings_over_etcd_read_scan_items(
+    etcd: EtcdCluster, stores: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ListObjects and ListObjectVersions over etcd read only ``scan_items``
+    (its ``scan`` is made to fail) and page to exactly what SQLite lists,
+    with range pages (scan_page=7) far smaller than the listing batches."""
+    store = make_store(etcd.endpoints, scan_page=7)
+    ref = SqliteMetadataStore(str(tmp_path / "ref.db"), reactor)
+    stores += [store, ref]
+    names = [f"d{i % 4}/k{i:03d}" for i in range(120)] + ["a", "é", "\U0001f600", "z/"]
+    ops = []
+    for i, name in enumerate(names):
+        record = ObjectRecord(key=name, size=i, etag=f"e{i}", created_at=1795675550000 + i,
+                              delete_marker=i % 9 == 4, owner="admin")  # fmt: skip
+        ops.append(Put(object_key("b1", name), records.encode_object(record)))
+    for i in range(0, len(ops), 50):
+        await gatherResults([store.txn([], ops[i : i + 50]), ref.txn([], ops[i : i + 50])])
+
+    def no_scan(*args: Any) -> Any:
+        raise AssertionError("a listing over etcd called scan, not scan_items")
+
+    monkeypatch.setattr(store, "scan", no_scan)
+    cases: list[dict[str, Any]] = [
+        {}, {"max_keys": 10}, {"prefix": "d1/"}, {"delimiter": "/"}, {"delimiter": "/", "max_keys": 2},
+        {"after": "d2/k050", "max_keys": 7}, {"prefix": "d", "delimiter": "/", "after": "d1/"},
+    ]  # fmt: skip
+    for kw in cases:
+        assert await listing.list_objects(store, "b1", **kw) == await listing.list_objects(ref, "b1", **kw), kw
+        vkw = {("key_marker" if k == "after" else k): v for k, v in kw.items()}
+        got = await listing.list_object_versions(store, "b1", **vkw)
+        assert got == await listing.list_object_versions(ref, "b1", **vkw), vkw
 
 
 @pytest_twisted.ensureDeferred

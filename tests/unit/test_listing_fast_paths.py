@@ -25,11 +25,13 @@ import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import succeed
+from twisted.internet.defer import inlineCallbacks, succeed
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from lightningstor.core import keys, listing, records
 from lightningstor.core.types import ChunkRef, ListEntry, ListResult, Manifest, ObjectRecord
-from lightningstor.interfaces.metadata import KeyValue, Put, prefix_end
+from lightningstor.interfaces.metadata import IMetadataStore, IScanItems, KeyValue, Put, prefix_end
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from lightningstor.s3 import xmlio
 from lightningstor.s3.dates import iso8601
@@ -430,3 +432,140 @@ def test_sqlite_scan_items_are_the_scanned_rows(tmp_path: Path) -> Any:
             assert got == want
     finally:
         yield store.close()
+
+
+# -- the optional IScanItems: used when declared, not needed otherwise -----------------------
+
+
+@implementer(IMetadataStore)
+class ScanOnlyStore:
+    """A plugin written before IScanItems: every IMetadataStore method
+    (passed on to a real store) and no ``scan_items``.  Counts scans."""
+
+    name = "scan-only"
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.scans = 0
+
+    def get(self, key: bytes) -> Any:
+        return self._inner.get(key)
+
+    def scan(self, start: bytes, end: bytes, limit: int = 0) -> Any:
+        self.scans += 1
+        return self._inner.scan(start, end, limit)
+
+    def txn(self, compares: Any, operations: Any) -> Any:
+        return self._inner.txn(compares, operations)
+
+    def check(self) -> Any:
+        return self._inner.check()
+
+    def close(self) -> Any:
+        return self._inner.close()
+
+
+def forwarding_store(inner: Any) -> Any:
+    """A layer that overrides ``scan`` and forwards every other attribute,
+    ``scan_items`` included (a third party's metrics or namespace layer).
+    Its scans must not be bypassed.
+
+    The class is made afresh per call: the first ``implementedBy`` of a
+    class stores a declaration on it, after which ``providedBy`` of its
+    instances no longer looks through ``__getattr__``; a shared class would
+    make what this test sees depend on which tests ran before it.
+    """
+
+    class ForwardingStore:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.scans = 0
+
+        def scan(self, start: bytes, end: bytes, limit: int = 0) -> Any:
+            self.scans += 1
+            return self.inner.scan(start, end, limit)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    return ForwardingStore(inner)
+
+
+@implementer(IMetadataStore, IScanItems)
+class ItemsDictStore(DictStore):
+    """A DictStore declaring IScanItems; its ``scan`` fails, so a listing
+    must read through ``scan_items``."""
+
+    def __init__(self, rows: dict[bytes, bytes]) -> None:
+        super().__init__(rows)
+        self.item_scans = 0
+
+    def scan(self, start: bytes, end: bytes, limit: int = 0) -> Any:
+        raise AssertionError("listed through scan, though the store declares IScanItems")
+
+    def scan_items(self, start: bytes, end: bytes, limit: int = 0) -> Any:
+        self.item_scans += 1
+        found = [(k, v) for k, v in self.rows.items() if start <= k < end]
+        return succeed(found[:limit] if limit > 0 else found)
+
+
+_LISTINGS: list[dict[str, Any]] = [
+    {}, {"max_keys": 3}, {"prefix": "d1/"}, {"delimiter": "/"}, {"delimiter": "/", "max_keys": 2},
+    {"after": "d2/k0500", "max_keys": 1000}, {"prefix": "d", "delimiter": "/", "after": "d1/"},
+]  # fmt: skip
+_NAMES = {n: i % 7 == 3 for i, n in enumerate([f"d{i % 4}/k{i:04d}" for i in range(1500)] + ["a", "é", "z/"])}
+
+
+@inlineCallbacks
+def _walk(store: Any, **kw: Any) -> Any:
+    """Every page of a ListObjects walk, and every ListObjectVersions page of ``kw``."""
+    pages, after = [], None
+    while True:
+        page = yield listing.list_objects(store, "b1", after=after, max_keys=1000)
+        pages.append(page)
+        if not page.is_truncated:
+            break
+        after = page.next_marker
+    for case in _LISTINGS:
+        page = yield listing.list_objects(store, "b1", **case)
+        pages.append(page)
+        vcase = {("key_marker" if k == "after" else k): v for k, v in case.items()}
+        page = yield listing.list_object_versions(store, "b1", **vcase)
+        pages.append(page)
+    return pages
+
+
+@pytest.mark.parametrize("wrapper", [ScanOnlyStore, forwarding_store])
+@pytest_twisted.inlineCallbacks
+def test_store_without_scan_items_lists_through_scan(tmp_path: Path, wrapper: Any) -> Any:
+    """A store that does not declare IScanItems (a plugin without it, or a
+    layer that forwards ``scan_items`` by ``__getattr__``) is listed through
+    its own ``scan``, page for page as the SQLite store under it lists
+    through ``scan_items``."""
+    store = SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
+    try:
+        result = yield store.txn([], [Put(k, v) for k, v in _store(_NAMES).rows.items()])
+        assert result.succeeded
+        wrapped = wrapper(store)
+        if wrapper is ScanOnlyStore:
+            assert verifyObject(IMetadataStore, wrapped) and not IScanItems.providedBy(wrapped)
+        else:  # providedBy sees the inner store's interfaces: why item_scanner asks the class
+            assert IScanItems.providedBy(wrapped)
+        got = yield _walk(wrapped)
+        assert wrapped.scans >= len(got)
+        want = yield _walk(store)
+        assert got == want
+        assert len(got[0].entries) == 1000 and got[0].is_truncated
+    finally:
+        yield store.close()
+
+
+def test_declared_scan_items_is_what_listings_read() -> None:
+    """A store declaring IScanItems is listed through ``scan_items`` only
+    (its ``scan`` fails here), with the same pages as a scan-only store."""
+    plain = _store(_NAMES)
+    items = ItemsDictStore(plain.rows)
+    got, want = _walk(items), _walk(plain)
+    assert got.called and want.called
+    assert got.result == want.result
+    assert items.item_scans >= len(got.result)

@@ -31,6 +31,8 @@ from tests.contract.metadata_contract import MetadataStoreContract
 class TestSqlite(MetadataStoreContract):
     """Runs the IMetadataStore contract against SQLite."""
 
+    scan_items_expected = True  # listings rely on its IScanItems
+
     def make_store(self, tmp_path: Path) -> SqliteMetadataStore:
         return SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
 
