@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
@@ -19,7 +19,8 @@ from lightningstor.core import keys, records
 from lightningstor.core.attributes import check_bucket_tags, validate_storage_class
 from lightningstor.core.quotas import BucketScope, QuotaManager
 from lightningstor.core.types import Bucket, Principal, Versioning
-from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
+from lightningstor.core.versions import update_bucket
+from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put, prefix_end
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # Paths the S3 port answers itself (GET /health ...): a bucket of that name
@@ -48,6 +49,76 @@ def check_scope(principal: Principal, org_id: str | None, project_id: str | None
 #: How long a resolved bucket serves object reads without a metadata read.
 READ_CACHE_SECONDS = 1.0
 _READ_CACHE_MAX = 4096
+_DELETE_ATTEMPTS = 100
+
+
+# -- Deleting a bucket ---------------------------------------------------------
+#
+# DeleteBucket must not succeed if an object write succeeds too: S3 lets one
+# of them fail (NoSuchBucket or BucketNotEmpty), never both, since an object
+# acknowledged into a deleted bucket is unreachable (a re-created bucket of
+# the same name gets another internal id).  An emptiness scan followed by the
+# delete cannot promise that alone: a write may land between the two.  So:
+#
+# * every transaction that lands an object record (PutObject, CopyObject,
+#   CompleteMultipartUpload, a delete marker: all go through
+#   ``ObjectManager.commit``) compares the bucket record's mod revision as the
+#   writer read it (:class:`Bucket` ``.revision``; one more compare in the
+#   commit, no extra read).  Deleting the record fails it;
+# * DeleteBucket scans; if empty, marks the record ``deleting`` (a write,
+#   bumping its revision, so every commit holding an older revision fails and
+#   re-reads), scans again, and deletes the record guarded by the marked
+#   revision;
+# * a writer that finds the record marked clears the mark in its own commit
+#   (:func:`read_bucket_guard`): the write wins, its bump fails DeleteBucket's
+#   final compare, and DeleteBucket, retrying, finds the object:
+#   BucketNotEmpty.  A write committed before the mark is seen by the second
+#   scan; one committed after it either cleared the mark or failed.
+#
+# A changed bucket setting (versioning, tags) also moves the revision: a
+# writer then re-reads the record once and retries, so it never fails for
+# that, and a cached or hand-made Bucket (revision unknown) costs one read.
+# A mark left by a server that died mid-delete blocks nothing: the next write
+# clears it and the next DeleteBucket completes it.
+
+
+@dataclass
+class BucketGuard:
+    """What a transaction landing an object carries so that it cannot commit
+    into a bucket deleted, being deleted, or replaced since it was read."""
+
+    compare: Compare
+    # Clearing a pending deletion (the write wins over it); empty otherwise.
+    ops: list[Operation] = field(default_factory=list)
+
+
+def bucket_guard(bucket: Bucket, *, keep_alive: bool = True) -> BucketGuard | None:
+    """The guard from the caller's copy of ``bucket``, without I/O; None if
+    the copy cannot make one and :func:`read_bucket_guard` must (revision
+    unknown, or a pending deletion to clear, which needs the stored record)."""
+    if bucket.revision <= 0 or (keep_alive and bucket.deleting):
+        return None
+    return BucketGuard(Compare(keys.bucket_key(bucket.org_id, bucket.project_id, bucket.name), bucket.revision))
+
+
+@inlineCallbacks
+def read_bucket_guard(store: IMetadataStore, bucket: Bucket, *, keep_alive: bool = True) -> Any:
+    """Deferred[BucketGuard] at the bucket record's current revision.
+
+    NoSuchBucket if the record is gone or now holds another bucket of the
+    same name.  With ``keep_alive`` (the write lands an object) a pending
+    deletion is cleared by the guarded transaction; without (an upload,
+    which does not keep a bucket alive) it is only compared.
+    """
+    bkey = keys.bucket_key(bucket.org_id, bucket.project_id, bucket.name)
+    kv = yield store.get(bkey)
+    stored = None if kv is None else records.decode_bucket(kv.value)
+    if stored is None or stored.bucket_id != bucket.bucket_id:
+        raise errors.NoSuchBucket(resource=bucket.name, BucketName=bucket.name)
+    guard = BucketGuard(Compare(bkey, kv.mod_revision))
+    if keep_alive and stored.deleting:
+        guard.ops.append(Put(bkey, records.encode_bucket(replace(stored, deleting=False))))
+    return guard
 
 
 class BucketManager:
@@ -144,6 +215,7 @@ class BucketManager:
                 [Compare(bkey, 0), *quota.compares], [Put(bkey, records.encode_bucket(bucket)), *quota.ops]
             )
             if result.succeeded:
+                bucket.revision = result.revision
                 # A project bucket now hides an org bucket of the same name.
                 self.forget_cached()
                 return bucket
@@ -171,7 +243,7 @@ class BucketManager:
         for k in candidates:
             kv = yield self._store.get(k)
             if kv is not None:
-                return records.decode_bucket(kv.value)
+                return _decoded_bucket(kv)
         return None
 
     def find_for_read(self, principal: Principal, name: str) -> Deferred[Any]:
@@ -226,38 +298,73 @@ class BucketManager:
     def delete(self, principal: Principal, name: str) -> Any:
         """Deferred[None]; BucketNotEmpty unless the bucket holds no object.
 
+        Never succeeds together with a write landing an object in the bucket
+        (see "Deleting a bucket" above): such a write either committed first
+        (BucketNotEmpty here) or fails with NoSuchBucket.  A non-empty bucket
+        is refused after one scan, without a write.
+
         In-progress multipart uploads do not keep a bucket alive (AWS deletes
         the bucket and drops them): they are aborted once the bucket is gone.
         """
-        bucket = yield self.get(principal, name)
+        bucket_id: str | None = None
+        for _attempt in range(_DELETE_ATTEMPTS):
+            bucket = yield self.get(principal, name)
+            if bucket_id is not None and bucket.bucket_id != bucket_id:
+                # Ours went (another DeleteBucket) and the name was reused.
+                raise errors.NoSuchBucket(resource=name, BucketName=name)
+            bucket_id = bucket.bucket_id
+            bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
+            empty = yield self._is_empty(bucket)
+            if not empty:
+                raise errors.BucketNotEmpty(resource=name, BucketName=name)
+            fence = bucket.revision
+            if not bucket.deleting:
+                # From here every object commit holding an older revision
+                # fails, and one that reads the mark clears it.
+                marked = replace(bucket, deleting=True)
+                result = yield self._store.txn([Compare(bkey, fence)], [Put(bkey, records.encode_bucket(marked))])
+                if not result.succeeded:
+                    continue  # the record changed since we read it: read it again
+                fence = result.revision
+                empty = yield self._is_empty(bucket)
+                if not empty:
+                    # Unmark (as read); if a writer already did, nothing to do.
+                    yield self._store.txn([Compare(bkey, fence)], [Put(bkey, records.encode_bucket(bucket))])
+                    raise errors.BucketNotEmpty(resource=name, BucketName=name)
+            # Else it was marked when read (a DeleteBucket running or one that
+            # died): the scan above came after the mark, as the second one would.
+            result = yield self._store.txn([Compare(bkey, fence)], [Delete(bkey)])
+            self.forget_cached()
+            if result.succeeded:
+                if self.abort_uploads is not None:
+                    yield self.abort_uploads(bucket)
+                # After the aborts, which release their parts into these rows.
+                yield self._quotas.forget_bucket(BucketScope.of(bucket))
+                return None
+            # A writer cleared the mark (so the bucket is no longer empty), a
+            # setting changed, or another DeleteBucket won: look again.
+        raise errors.SlowDown("Too many concurrent changes to this bucket")
+
+    @inlineCallbacks
+    def _is_empty(self, bucket: Bucket) -> Any:
+        """Deferred[bool]: no object record (a key with noncurrent versions
+        always has one: its current version or delete marker)."""
         prefix = keys.objects_prefix(bucket.bucket_id)
         rows = yield self._store.scan(prefix, prefix_end(prefix), 1)
-        if rows:
-            raise errors.BucketNotEmpty(resource=name, BucketName=name)
-        bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
-        kv = yield self._store.get(bkey)
-        if kv is None:
-            raise errors.NoSuchBucket(resource=name, BucketName=name)
-        # Guard on the bucket record's revision; a PUT racing the delete may
-        # still land an object under the old id, which the collector reclaims.
-        result = yield self._store.txn([Compare(bkey, kv.mod_revision)], [Delete(bkey)])
-        self.forget_cached()
-        if result.succeeded:
-            if self.abort_uploads is not None:
-                yield self.abort_uploads(bucket)
-            # After the aborts, which release their parts into these rows.
-            yield self._quotas.forget_bucket(BucketScope.of(bucket))
-        return None
+        return not rows
 
     @inlineCallbacks
     def set_versioning(self, bucket: Bucket, status: Versioning) -> Any:
-        """Deferred[Bucket] with the new versioning state stored."""
-        bkey = keys.bucket_key(bucket.org_id, bucket.project_id, bucket.name)
-        bucket.versioning = status
-        bucket.updated_at = self._now_ms()
-        yield self._store.txn([], [Put(bkey, records.encode_bucket(bucket))])
+        """Deferred[Bucket] with the new versioning state stored (guarded:
+        never resurrects a bucket deleted meanwhile, never loses another
+        change to the record)."""
+
+        def change(stored: Bucket) -> None:
+            stored.versioning = status
+
+        stored = yield update_bucket(self._store, bucket, change, self._now_ms())
         self.forget_cached()
-        return bucket
+        return stored
 
 
 def _existing(bucket: Bucket | None, name: str) -> Bucket:
@@ -267,4 +374,8 @@ def _existing(bucket: Bucket | None, name: str) -> Bucket:
 
 
 def _decoded_bucket(kv: Any) -> Bucket | None:
-    return None if kv is None else records.decode_bucket(kv.value)
+    if kv is None:
+        return None
+    bucket = records.decode_bucket(kv.value)
+    bucket.revision = kv.mod_revision  # what object commits compare
+    return bucket

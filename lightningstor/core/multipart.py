@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS, b64, new_hasher
 from lightningstor.core import chunkindex, keys, manifests, records
+from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.objects import (
     ConflictError,
     ObjectManager,
@@ -408,10 +409,20 @@ class MultipartManager:
         checksum_algorithm: str | None = None,
         checksum_type: str | None = None,
     ) -> Any:
-        """Deferred[Upload]: a new upload; ``attrs`` become the object's attributes."""
+        """Deferred[Upload]: a new upload; ``attrs`` become the object's attributes.
+
+        NoSuchBucket if the bucket was deleted since the caller read it: the
+        creation compares the bucket record's revision, so every upload of a
+        deleted bucket was created before the deletion and is aborted with it
+        (an upload does not keep the bucket alive: it does not clear a
+        pending deletion, see core/buckets.py).
+        """
         validate_key(key)
         algorithm, kind = resolve_checksum(checksum_algorithm, checksum_type)
+        alive = bucket_guard(bucket, keep_alive=False)
         for _attempt in range(_RETRIES):
+            if alive is None:
+                alive = yield read_bucket_guard(self._store, bucket, keep_alive=False)
             now = self._clock()
             upload = Upload(
                 upload_id=new_upload_id(now),
@@ -432,9 +443,10 @@ class MultipartManager:
                 project_id=bucket.project_id,
             )
             ukey = keys.upload_key(bucket.bucket_id, key, upload.upload_id)
-            result = yield self._store.txn([Compare(ukey, 0)], [Put(ukey, encode_upload(upload))])
+            result = yield self._store.txn([Compare(ukey, 0), alive.compare], [Put(ukey, encode_upload(upload))])
             if result.succeeded:
                 return upload
+            alive = None  # the bucket changed (NoSuchBucket if it went), or the id was taken
         raise errors.SlowDown("Could not allocate an upload id")
 
     @inlineCallbacks

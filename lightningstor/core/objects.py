@@ -28,6 +28,7 @@ from lightningstor import errors
 from lightningstor.checksums import b64
 from lightningstor.core import chunkindex, keys, manifests, records
 from lightningstor.core.attributes import check_object_tags
+from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
 from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
@@ -399,6 +400,13 @@ class ObjectManager:
         Quotas (:mod:`lightningstor.core.quotas`) are checked against fresh
         usage on every attempt; QuotaExceeded leaves everything as it was.
 
+        NoSuchBucket if ``bucket`` was deleted (or replaced by another of its
+        name) since the caller read it, and nothing is written: an object
+        acknowledged into a deleted bucket could never be read again.  The
+        transaction compares ``bucket.revision``; a bucket whose settings
+        changed meanwhile only costs a re-read (core/buckets.py, "Deleting a
+        bucket").
+
         The record's chunks are indexed in the same transaction, or first
         for a long list (``indexed``: the caller's chunks already are, as a
         completed upload's parts); entries written first are removed again
@@ -445,7 +453,13 @@ class ObjectManager:
         extra_usage: Usage,
     ) -> Any:
         scope = BucketScope.of(bucket)
+        # The bucket record's revision as the caller read it: the commit
+        # cannot land in a bucket deleted since (core/buckets.py, "Deleting
+        # a bucket").  Read here only if the caller's copy cannot tell.
+        alive = bucket_guard(bucket)
         for _attempt in range(100):
+            if alive is None:
+                alive = yield read_bucket_guard(self._store, bucket)
             kv = yield self._store.get(okey)
             current = None if kv is None else records.decode_object(kv.value)
             if attrs is not None:
@@ -458,13 +472,20 @@ class ObjectManager:
             )
             guards = [Compare(okey, kv.mod_revision if kv else 0), *plan.compares, *quota.compares]
             result = yield self._store.txn(
-                [*guards, *extra_compares], _dedupe([*plan.ops, *quota.ops, *extra_ops])
+                [*guards, alive.compare, *extra_compares],
+                _dedupe([*plan.ops, *quota.ops, *extra_ops, *alive.ops]),
             )
             if result.succeeded:
                 self.quotas.committed(quota)
                 yield self._free(plan.freed, plan.kept | {c.chunk_id for c in record.chunks})
                 return record
             self.quotas.conflicted(scope)
+            # NoSuchBucket if the bucket went; a new revision (a setting
+            # changed, a deletion began) is only retried with.
+            fresh = yield read_bucket_guard(self._store, bucket)
+            if fresh != alive:
+                alive = fresh
+                continue
             if extra_compares:
                 # Was it one of our keys or one of the caller's guards that moved?
                 moved = yield self._any_moved(guards)

@@ -23,23 +23,24 @@ def _dumps(obj: dict[str, Any]) -> bytes:
 
 
 def encode_bucket(b: Bucket) -> bytes:
-    return _dumps(
-        {
-            "v": _FORMAT,
-            "name": b.name,
-            "id": b.bucket_id,
-            "org": b.org_id,
-            "project": b.project_id,
-            "created": b.created_at,
-            "updated": b.updated_at,
-            "by": b.created_by,
-            "versioning": b.versioning.value,
-            "class": b.storage_class,
-            "region": b.region,
-            "tags": b.tags,
-            "meta": b.metadata,
-        }
-    )
+    d: dict[str, Any] = {
+        "v": _FORMAT,
+        "name": b.name,
+        "id": b.bucket_id,
+        "org": b.org_id,
+        "project": b.project_id,
+        "created": b.created_at,
+        "updated": b.updated_at,
+        "by": b.created_by,
+        "versioning": b.versioning.value,
+        "class": b.storage_class,
+        "region": b.region,
+        "tags": b.tags,
+        "meta": b.metadata,
+    }
+    if b.deleting:  # only while a DeleteBucket runs: records stay as they were
+        d["deleting"] = True
+    return _dumps(d)
 
 
 def decode_bucket(data: bytes) -> Bucket:
@@ -57,6 +58,7 @@ def decode_bucket(data: bytes) -> Bucket:
         region=d.get("region", "us-east-1"),
         tags=d.get("tags", {}),
         metadata=d.get("meta", {}),
+        deleting=bool(d.get("deleting", False)),
     )
 
 

@@ -44,6 +44,13 @@ class Bucket:
     region: str = "us-east-1"
     tags: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    # Set while a DeleteBucket is checking that the bucket is empty; a write
+    # that lands an object clears it (core/buckets.py, "Deleting a bucket").
+    deleting: bool = False
+    # The bucket record's mod revision when this copy was read (0: unknown).
+    # Not stored: object commits compare it, so nothing lands in a bucket
+    # deleted (or being deleted) since (core/buckets.py).
+    revision: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -128,5 +128,6 @@ def update_bucket(
         stored.updated_at = now_ms
         result = yield store.txn([Compare(bkey, kv.mod_revision)], [Put(bkey, records.encode_bucket(stored))])
         if result.succeeded:
+            stored.revision = result.revision
             return stored
     raise errors.SlowDown("Too many concurrent changes to this bucket")

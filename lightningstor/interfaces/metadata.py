@@ -62,7 +62,10 @@ Operation = Union[Put, Delete, DeleteRange]
 @dataclass(frozen=True)
 class TxnResult:
     succeeded: bool
-    revision: int  # the store revision after the transaction (or current, on failure)
+    # The store revision after the transaction (or current, on failure).  Every
+    # key a successful transaction put has exactly this mod_revision: the core
+    # compares it later without reading the key back (a bucket's revision).
+    revision: int
 
 
 def prefix_end(prefix: bytes) -> bytes:
