@@ -135,3 +135,96 @@ def test_global_publisher_untouched() -> None:
     before = list(globalLogPublisher._observers)
     make_observer(LoggingSettings(), io.StringIO())
     assert list(globalLogPublisher._observers) == before
+
+
+class _TurnReactor:
+    """Just what BatchingFileLogObserver asks of a reactor: ``running``,
+    ``callLater(0, f)`` (run by :meth:`end_turn`) and a shutdown trigger."""
+
+    def __init__(self) -> None:
+        from twisted.python import threadable
+
+        threadable.registerAsIOThread()  # this thread runs the "reactor", as a real one would register
+        self.running = True
+        self.calls: list[Any] = []
+        self.triggers: list[tuple[str, str, Any]] = []
+
+    def callLater(self, delay: float, f: Any) -> None:
+        assert delay == 0
+        self.calls.append(f)
+
+    def addSystemEventTrigger(self, phase: str, event: str, f: Any) -> None:
+        self.triggers.append((phase, event, f))
+
+    def end_turn(self) -> None:
+        calls, self.calls = self.calls, []
+        for f in calls:
+            f()
+
+
+class _CountingOut(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _batching(reactor: _TurnReactor, out: _CountingOut, **kw: Any) -> Any:
+    from lightningstor.logs import BatchingFileLogObserver, format_text_event
+
+    return BatchingFileLogObserver(out, format_text_event, reactor, **kw)
+
+
+def test_info_lines_of_one_reactor_turn_are_written_together() -> None:
+    """The access log's info lines wait for the end of the reactor turn and
+    go out in one write, in order; nothing is written before the turn ends."""
+    reactor, out = _TurnReactor(), _CountingOut()
+    observer = _batching(reactor, out)
+    for i in range(5):
+        _emit(observer, LogLevel.info, "line {i}", i=i)
+    assert out.getvalue() == "" and len(reactor.calls) == 1  # one flush scheduled, not five
+    reactor.end_turn()
+    assert out.writes == 1
+    assert [line.rsplit(" ", 1)[-1] for line in out.getvalue().splitlines()] == ["0", "1", "2", "3", "4"]
+
+
+def test_warnings_and_lines_outside_the_running_reactor_are_written_at_once() -> None:
+    """A warning goes out at once, after the info lines gathered before it
+    (order kept); so does any line while the reactor is not running, or
+    from another thread; and whatever is pending is written at shutdown."""
+    import threading
+
+    reactor, out = _TurnReactor(), _CountingOut()
+    observer = _batching(reactor, out)
+    _emit(observer, LogLevel.info, "first")
+    _emit(observer, LogLevel.warn, "second")
+    assert out.getvalue().count("\n") == 2 and out.getvalue().index("first") < out.getvalue().index("second")
+    thread = threading.Thread(target=_emit, args=(observer, LogLevel.info, "from a thread"))
+    thread.start()
+    thread.join()
+    assert "from a thread" in out.getvalue()
+    reactor.running = False
+    _emit(observer, LogLevel.info, "stopped")
+    assert "stopped" in out.getvalue()
+    reactor.running = True
+    _emit(observer, LogLevel.info, "last")
+    assert "last" not in out.getvalue()
+    [(phase, event, flush)] = reactor.triggers
+    assert (phase, event) == ("after", "shutdown")
+    flush()
+    assert out.getvalue().endswith("last\n")
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_turn() -> None:
+    """Lines reaching ``max_pending`` characters are written at once (a burst
+    cannot pile up unbounded text within one turn)."""
+    reactor, out = _TurnReactor(), _CountingOut()
+    observer = _batching(reactor, out, max_pending=200)
+    for i in range(10):
+        _emit(observer, LogLevel.info, "x" * 40 + " {i}", i=i)
+    assert out.writes >= 2
+    reactor.end_turn()
+    assert out.getvalue().count("\n") == 10
