@@ -44,6 +44,7 @@ from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.app import S3Api, S3Options, S3Site
 from lightningstor.s3.limits import ConnectionLimits
 from lightningstor.storage.chunks import ChunkManager
+from lightningstor.tcp import send_eagerly
 from lightningstor.threads import ThreadPools
 from lightningstor.tls import ReloadableServerTls, SignalReloadService, attach_tls
 from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_process
@@ -123,6 +124,7 @@ class S3Service(Service):
 
             fd, self.adopt_fd = self.adopt_fd, None
             self.port = adopt_port(self.reactor, fd, factory)
+            send_eagerly(self.port)
             self._log_listening()
             return
         d = endpoint.listen(factory)
@@ -131,6 +133,7 @@ class S3Service(Service):
         if result and isinstance(result[0], Failure):
             result[0].raiseException()  # port in use etc.: fail start-up loudly
         self.port = result[0] if result else None
+        send_eagerly(self.port)
         self._log_listening()
 
     def _log_listening(self) -> None:
@@ -180,7 +183,7 @@ class WorkerS3Site(S3Site):
         self.worker_tag = str(os.getpid()).encode("ascii")
 
     def begin_request(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
-        request.setHeader(WORKER_HEADER, self.worker_tag)
+        request.responseHeaders.put(WORKER_HEADER, self.worker_tag)
         super().begin_request(request, command, path, length)
 
 

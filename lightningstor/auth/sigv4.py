@@ -56,8 +56,7 @@ _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
 # Already canonical: only unreserved characters and '/', nothing to re-encode.
 _CANONICAL_PATH = re.compile(r"[A-Za-z0-9\-_.~/]*")
 _SIGNED_HEADERS = re.compile(r"[^;\s:,]+(?:;[^;\s:,]+)*")
-# Bytes that encode to themselves: AWS's unreserved set, with and without '/'.
-_UNRESERVED = re.compile(rb"[A-Za-z0-9\-_.~]*")
+# AWS's unreserved set (bytes that encode to themselves) and '/'.
 _UNRESERVED_OR_SLASH = re.compile(rb"[A-Za-z0-9\-_.~/]*")
 
 
@@ -70,8 +69,11 @@ def uri_encode(data: bytes, *, keep_slash: bool = False) -> str:
     signed query need none; the regex check spares them ``quote``'s own
     type checks and safe-set lookups.
     """
-    if (_UNRESERVED_OR_SLASH if keep_slash else _UNRESERVED).fullmatch(data):
-        return data.decode("ascii")
+    if _UNRESERVED_OR_SLASH.fullmatch(data):
+        # Also the credential of every presigned URL (``AKID/date/region/
+        # s3/aws4_request``): ``quote`` would escape it a byte at a time.
+        text = data.decode("ascii")
+        return text if keep_slash else text.replace("/", "%2F")
     return quote_from_bytes(data, safe="/" if keep_slash else "")
 
 

@@ -31,10 +31,10 @@ from lightningstor.deferreds import Shared
 from lightningstor.s3 import operations, xmlio
 from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
+from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.inflight import DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES, InflightBudget
 from lightningstor.s3.request import S3Request
 from lightningstor.s3.summary import RequestSummary, summarize
-from lightningstor.s3.wire import header_value
 
 log = Logger()
 
@@ -161,6 +161,15 @@ class S3Site(server.Site):
         self.api = api
         self._s3_resource = _S3Resource(api)
 
+    def protocol(self) -> S3Channel:  # type: ignore[override]
+        """The connection: an HTTP/1.1 :class:`S3Channel`, without the proxy
+        that could switch it to HTTP/2 (``Factory.buildProtocol`` calls this)."""
+        return S3Channel()
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN: HTTP/1.1 only, which is all the S3 layer speaks."""
+        return [b"http/1.1"]
+
     def log(self, request: Any) -> None:
         """No combined-log line: the access log is a structured event from
         the API's finish hooks (lightningstor.s3.accesslog), which also
@@ -217,9 +226,17 @@ class _S3Resource(resource.Resource):
 
     def render(self, request: Any) -> Any:
         state = _RenderState(request)
-        request.notifyFinish().addBoth(state.finished)
+        hooked = getattr(request, "s3_finish_hooked", False)
+        if hooked:
+            # S3Api._finished tells the state (one notification per request
+            # rather than three: each is a Deferred and its callbacks).
+            request.s3_render = state
+        else:
+            request.notifyFinish().addBoth(state.finished)
         d = maybeDeferred(self.api._s3, request)
-        request.notifyFinish().addErrback(_cancel, d)
+        state.handler = d
+        if not hooked:
+            request.notifyFinish().addErrback(_cancel, d)
         d.addErrback(state.failed)
         d.addCallback(state.write)
         d.addErrback(_write_failed)
@@ -237,14 +254,22 @@ def _cancel(_reason: Failure, d: Deferred[Any]) -> None:
 class _RenderState:
     """What :class:`_S3Resource` needs to know while a request is rendered."""
 
-    __slots__ = ("done", "request")
+    __slots__ = ("done", "handler", "request")
 
     def __init__(self, request: Any) -> None:
         self.request = request
         self.done = False  # notifyFinish fired: finished, or the connection was lost
+        self.handler: Deferred[Any] | None = None
 
     def finished(self, _result: Any) -> None:
         self.done = True
+
+    def ended(self, result: Any) -> None:
+        """The request's notifyFinish outcome (from S3Api._finished): done;
+        and if the connection was lost, the handler is cancelled."""
+        self.done = True
+        if isinstance(result, Failure) and self.handler is not None:
+            self.handler.cancel()
 
     def failed(self, failure: Failure) -> None:
         if self.done:
@@ -292,6 +317,7 @@ class S3Api:
 
         self.core = core
         self.options = options
+        self._server_name = options.server_name.encode("latin-1")
         self.clock = clock
         self.handlers = HANDLERS
         self.inflight: set[Any] = set()
@@ -322,13 +348,16 @@ class S3Api:
         headers, header_lists = _headers_of(request)
         method = command.decode("ascii", "replace").upper()
         request_id = _request_id()
-        request.setHeader(b"x-amz-request-id", request_id.encode())
-        request.setHeader(b"x-amz-id-2", request_id.encode())
-        request.setHeader(b"server", self.options.server_name.encode())
+        wire_id = request_id.encode()
+        response_headers = request.responseHeaders
+        response_headers.put(b"x-amz-request-id", wire_id)
+        response_headers.put(b"x-amz-id-2", wire_id)
+        response_headers.put(b"Server", self._server_name)
         self.inflight.add(request)
         # twisted.web drops request.content (the body byte count) before
         # notifyFinish fires, so the hook keeps it.
         request.notifyFinish().addBoth(self._finished, request, getattr(request, "content", None))
+        request.s3_finish_hooked = True
         try:
             target = parse_target(path, headers.get("host"), self.options.domain)
             op = operations.classify(method, target, "x-amz-copy-source" in headers)
@@ -423,6 +452,10 @@ class S3Api:
         finally:
             request.s3call = None
             request.body_sink = None
+            render = getattr(request, "s3_render", None)
+            if render is not None:
+                request.s3_render = None
+                render.ended(result)
 
     def _run_finish_hooks(self, result: Any, request: Any, content: Any) -> None:
         if not self.finish_hooks and not self.call_hooks:
@@ -574,12 +607,13 @@ class S3Api:
     ) -> bytes:
         request = call.request
         request.setResponseCode(status)
-        for name, value in headers:
-            request.setHeader(name.encode("latin-1"), header_value(value))
+        response_headers = request.responseHeaders
+        if headers:
+            response_headers.set_pairs(headers)
         if body or status not in (204, 304):
             if content_type is not None:
-                request.setHeader(b"content-type", content_type.encode())
-        request.setHeader(b"content-length", str(len(body)).encode())
+                response_headers.put(b"Content-Type", content_type.encode())
+        response_headers.put(b"Content-Length", b"%d" % len(body))
         if call.method == "HEAD":
             return b""
         return body

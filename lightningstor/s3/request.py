@@ -15,12 +15,18 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
-from twisted.web.http_headers import Headers
+from twisted.web.http_headers import Headers, _nameEncoder
 
+from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.dates import http_date
 from lightningstor.s3.limits import connection_of
+from lightningstor.s3.wire import header_value
 
 log = Logger()
+
+# A response's first write up to this size goes out with the response head.
+COALESCE_LIMIT = 64 * 1024
+_canonical_name = _nameEncoder.encode
 
 
 class _NoContent:
@@ -52,7 +58,32 @@ class S3ResponseHeaders(Headers):
     Twisted title-cases every header name; S3 sends ``x-amz-meta-*`` in lower
     case and SDKs take the user-metadata key from the name as received
     (botocore would turn ``mtime`` into ``Mtime``).
+
+    :meth:`put` and :meth:`set_pairs` are the S3 layer's own way in: a
+    GET sets about ten headers, and ``Request.setHeader`` costs six calls
+    for each (name encoding and checks, value sanitizing) where a dict
+    store will do.
     """
+
+    def put(self, wire_name: bytes, value: bytes) -> None:
+        """Set one header whose name is already in its wire spelling and
+        whose value the server formatted itself (no line breaks)."""
+        self._rawHeaders[wire_name] = [value]
+
+    def set_pairs(self, pairs: Any) -> None:
+        """Set ``(name, value)`` str pairs: values in latin-1 (or UTF-8, see
+        :func:`~lightningstor.s3.wire.header_value`), line breaks folded into
+        spaces as ``setRawHeaders`` does (a header cannot be split or
+        injected by a stored value)."""
+        raw = self._rawHeaders
+        for name, value in pairs:
+            wire = _WIRE_NAMES.get(name)
+            if wire is None:
+                wire = _wire_name(name)
+            data = header_value(value)
+            if b"\r" in data or b"\n" in data:
+                data = b" ".join(data.splitlines())
+            raw[wire] = [data]
 
     def setRawHeaders(self, name: Any, values: Any) -> None:
         raw = name.encode("latin-1") if isinstance(name, str) else name
@@ -71,6 +102,22 @@ class S3ResponseHeaders(Headers):
         super().removeHeader(name)
 
 
+# Wire spellings of the header names set through ``set_pairs`` (bounded: a
+# stored object's metadata names come from clients).
+_WIRE_NAMES: dict[str, bytes] = {}
+_MAX_WIRE_NAMES = 4096
+
+
+def _wire_name(name: str) -> bytes:
+    """``x-amz-*`` in lower case, any other name in Twisted's canonical
+    case (which also checks that it is a token)."""
+    raw = name.encode("latin-1")
+    wire = raw.lower() if raw[:6].lower() == b"x-amz-" else _canonical_name(raw)
+    if len(_WIRE_NAMES) < _MAX_WIRE_NAMES:
+        _WIRE_NAMES[name] = wire
+    return wire
+
+
 class S3Request(server.Request):
     """Request whose body streams into ``self.body_sink``.
 
@@ -82,13 +129,18 @@ class S3Request(server.Request):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.responseHeaders = S3ResponseHeaders()
+        self.responseHeaders = self.s3_headers = S3ResponseHeaders()
         self.s3call: Any = None
         self.body_sink: Any = None
         # Set by S3Api.begin for an S3 operation (not a probe): rendered by
         # the S3 leaf resource, so requestReceived can skip twisted.web's
         # query and path parsing.
         self.s3_leaf = False
+        # Set by S3Api.begin once its notifyFinish hook is in place: the S3
+        # resource then hands that hook its render state (``s3_render``)
+        # instead of asking for two more notifications.
+        self.s3_finish_hooked = False
+        self.s3_render: Any = None
 
     def gotLength(self, length: int | None) -> None:
         self.content = _NoContent()  # type: ignore[assignment]
@@ -128,7 +180,7 @@ class S3Request(server.Request):
         self.clientproto = version
         self.path = path.split(b"?", 1)[0]
         self.site = self.channel.site  # type: ignore[attr-defined]
-        self.setHeader(b"date", _now_http_date())
+        self.s3_headers.put(b"Date", _now_http_date())
         self.prepath = []
         self.postpath = []
         try:
@@ -145,9 +197,25 @@ class S3Request(server.Request):
         super().finish()
 
     def render(self, resrc: Any) -> None:
-        # Request.process stamps Twisted's own Server header just before this.
-        self.setHeader(b"server", b"LightningStor")
+        if not self.s3_leaf:
+            # Request.process stamped Twisted's own Server header just before
+            # this (an S3 operation skips process; S3Api.begin set it).
+            self.setHeader(b"server", b"LightningStor")
         super().render(resrc)
+
+    def write(self, data: bytes) -> None:
+        channel = getattr(self, "channel", None)  # gone once finished
+        if self.startedWriting or len(data) > COALESCE_LIMIT or not isinstance(channel, S3Channel):
+            super().write(data)
+            return
+        # The first write of a response: its head and these (few) body bytes
+        # leave in one transport write (S3Channel.hold_head).
+        channel.hold_head = True
+        try:
+            super().write(data)
+        finally:
+            channel.hold_head = False
+            channel.release_head()
 
     def handleContentChunk(self, data: bytes) -> None:
         self.content.received += len(data)  # type: ignore[union-attr,attr-defined]

@@ -42,7 +42,6 @@ from lightningstor.s3.headers import (
     refuse_unsupported,
 )
 from lightningstor.s3.streaming import ObjectProducer
-from lightningstor.s3.wire import header_value
 
 STREAMING_PAYLOADS = {
     "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": (True, False),
@@ -287,9 +286,9 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
         # A whole-object checksum does not describe a part of the object.
         headers = [(n, v) for n, v in headers if not n.startswith("x-amz-checksum-")]
     request.setResponseCode(status)
-    for name, value in headers:
-        request.setHeader(name.encode("latin-1"), header_value(value))
-    request.setHeader(b"content-length", str(length).encode())
+    response_headers = request.responseHeaders
+    response_headers.set_pairs(headers)
+    response_headers.put(b"Content-Length", b"%d" % length)
     if call.method == "HEAD" or length == 0:
         return b""
     d: Deferred[Any] = api.core.open_reader(record, start, length)
