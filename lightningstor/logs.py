@@ -242,10 +242,14 @@ class BatchingFileLogObserver:
         self._format = format_event
         self._reactor = reactor
         self._max_pending = max_pending
-        self._lock = threading.Lock()  # other threads log too
+        # Other threads log too.  Re-entrant: a signal handler that logs
+        # (twisted's SIGTERM handler does) runs on the thread that may be
+        # inside this observer already, holding the lock.
+        self._lock = threading.RLock()
         self._pending: list[str] = []
         self._pending_chars = 0
         self._scheduled = False
+        self._writing = False
         reactor.addSystemEventTrigger("after", "shutdown", self.flush)
 
     def __call__(self, event: LogEvent) -> None:
@@ -276,13 +280,22 @@ class BatchingFileLogObserver:
             self._write_pending()
 
     def _write_pending(self) -> None:
-        if not self._pending:
+        """Write the gathered lines (the lock is held).  A line logged while
+        they are being written can only come from a signal handler on this
+        thread; it is left for the loop to write next (writing to the file
+        from inside its own write would fail, or interleave)."""
+        if self._writing:
             return
-        text = "".join(self._pending)
-        self._pending.clear()
-        self._pending_chars = 0
-        self._out.write(text if self._encoding is None else text.encode(self._encoding))
-        self._out.flush()
+        self._writing = True
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, []
+                self._pending_chars = 0
+                text = "".join(pending)
+                self._out.write(text if self._encoding is None else text.encode(self._encoding))
+                self._out.flush()
+        finally:
+            self._writing = False
 
 
 def make_observer(settings: LoggingSettings, out: IO[Any], reactor: Any = None) -> ILogObserver:

@@ -228,3 +228,36 @@ def test_a_full_batch_is_written_without_waiting_for_the_turn() -> None:
     assert out.writes >= 2
     reactor.end_turn()
     assert out.getvalue().count("\n") == 10
+
+
+def test_a_signal_handler_logging_during_a_write_neither_hangs_nor_interleaves() -> None:
+    """Twisted's SIGTERM handler logs, and runs on the reactor thread, which
+    may be inside the observer writing gathered lines (it once deadlocked a
+    worker on its own lock).  The handler's line is written after the lines
+    being written, and the call returns."""
+    import threading
+
+    reactor = _TurnReactor()
+    events: list[str] = []
+
+    class _Interrupted(_CountingOut):
+        def write(self, text: str) -> int:
+            if not events:
+                events.append("interrupted")
+                _emit(observer, LogLevel.info, "Received SIGTERM, shutting down.")
+            return super().write(text)
+
+    out = _Interrupted()
+    observer = _batching(reactor, out)
+    _emit(observer, LogLevel.info, "gathered")
+    done = threading.Event()
+
+    def turn() -> None:
+        reactor.end_turn()
+        done.set()
+
+    worker = threading.Thread(target=turn, daemon=True)
+    worker.start()
+    assert done.wait(10), "the observer deadlocked on its own lock"
+    lines = out.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == ["gathered", "Received SIGTERM, shutting down."]
