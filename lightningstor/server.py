@@ -123,7 +123,7 @@ class S3Service(Service):
             from lightningstor.workers import adopt_port
 
             fd, self.adopt_fd = self.adopt_fd, None
-            self.port = adopt_port(self.reactor, fd, factory)
+            self.port = adopt_port(self.reactor, fd, factory, balance=True)
             send_eagerly(self.port)
             self._log_listening()
             return

@@ -6,8 +6,13 @@ core.  With ``workers > 1`` the process twistd starts becomes a *supervisor*:
 * it binds the listening sockets itself (S3, and the metrics listener when
   ``server.metrics_addr`` is set) and hands them to N child processes, which
   adopt them (``reactor.adoptStreamPort``) and accept from the one shared
-  queue: the kernel spreads connections over whichever worker is idle, TLS
-  included, because each child wraps the adopted port in its own factory;
+  queue, TLS included, because each child wraps the adopted port in its own
+  factory;
+* it creates a table of open connections per worker in shared memory
+  (:mod:`lightningstor.worker_balance`), inherited by every child: a worker
+  holding more than its fair share of the S3 connections leaves the next
+  one to the others, so keep-alive connections spread evenly; the slot of a
+  worker that dies is cleared;
 * grpcio cannot adopt a socket, so the gRPC port is *reserved* by the
   supervisor (bound with ``SO_REUSEPORT``, never listening: a foreign server
   still cannot take it, and port 0 is resolved once) and each child listens
@@ -52,6 +57,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor.config import Settings, format_address, parse_address
+from lightningstor.worker_balance import AcceptBalancer, ConnectionTable
 
 __all__ = [
     "FDS_ENV",
@@ -77,6 +83,7 @@ WORKER_HEADER = b"x-lightningstor-worker"
 _S3_FD = 3
 _STATUS_FD = 4
 _METRICS_FD = 5
+_BALANCE_FD = 6
 _READY = b"ready\n"
 _RESPAWN_DELAY = 1.0
 # ``python -m twisted`` is ``twist``, not ``twistd``; the twistd script may
@@ -94,6 +101,7 @@ class WorkerRole:
     metrics_fd: int | None = None
     multiprocess_dir: str | None = None
     supervisor_pid: int | None = None
+    balance_fd: int | None = None
 
     @property
     def primary(self) -> bool:
@@ -124,6 +132,7 @@ def worker_role_from_env(env: dict[str, str] | os._Environ[str]) -> WorkerRole |
         metrics_fd=int(fds["metrics"]) if "metrics" in fds else None,
         multiprocess_dir=env.get(MULTIPROC_ENV) or None,
         supervisor_pid=int(env[SUPERVISOR_ENV]) if env.get(SUPERVISOR_ENV) else None,
+        balance_fd=int(fds["balance"]) if "balance" in fds else None,
     )
 
 
@@ -164,12 +173,16 @@ def reserve_port(address: str, *, key: str) -> socket.socket:
     return sock
 
 
-def adopt_port(reactor: Any, fd: int, factory: Any) -> Any:
+def adopt_port(reactor: Any, fd: int, factory: Any, *, balance: bool = False) -> Any:
     """Listen with ``factory`` on the inherited listening socket ``fd``.
 
     ``adoptStreamPort`` duplicates the descriptor, so the inherited one is
     closed here; the address family is read from the socket itself.  The
     port accepts one connection per wake-up (:func:`accept_one_at_a_time`).
+    With ``balance`` (the S3 port: keep-alive connections carry the load),
+    a worker above its fair share of open connections leaves pending ones
+    to the other workers (:mod:`lightningstor.worker_balance`); the metrics
+    port, scraped now and then, is not balanced.
     """
     probe = socket.socket(fileno=fd)
     family = probe.family
@@ -177,6 +190,9 @@ def adopt_port(reactor: Any, fd: int, factory: Any) -> Any:
     port = reactor.adoptStreamPort(fd, family, factory)
     os.close(fd)
     accept_one_at_a_time(port)
+    if balance and _connections is not None:
+        table, index = _connections
+        AcceptBalancer(table, index, reactor).install(port)
     return port
 
 
@@ -192,6 +208,8 @@ def accept_one_at_a_time(port: Any) -> None:
     worker did all the work while the other idled.  Taking one at a time
     (nginx's ``multi_accept off``) lets the workers alternate, and a worker
     busy with a long reactor turn leaves the next connection to an idle one.
+    How many each worker ends up holding is evened out by
+    :mod:`lightningstor.worker_balance`.
     """
     read = port.doRead
 
@@ -215,12 +233,23 @@ def _set_parent_death_signal() -> None:
         pass
 
 
+# This worker's view of the supervisor's connection table, and its slot.
+_connections: tuple[ConnectionTable, int] | None = None
+
+
 def prepare_worker_process(role: WorkerRole) -> None:
     """Per-child set-up that must happen before its services start."""
+    global _connections
     _set_parent_death_signal()
     if role.supervisor_pid is not None and os.getppid() != role.supervisor_pid:
         # The supervisor died before prctl took effect.
         raise SystemExit("lightningstor worker: supervisor is gone")
+    if role.balance_fd is not None and _connections is None:
+        try:
+            _connections = (ConnectionTable.attach(role.balance_fd), role.index)
+        except (OSError, ValueError):
+            # Unbalanced accepts still serve every connection.
+            log.failure("Could not map the connection table; connections are not balanced")
 
 
 @dataclass
@@ -277,6 +306,7 @@ class WorkerSupervisor(Service):
         self.grpc_socket: socket.socket | None = None
         self.grpc_addr: str | None = None
         self.multiprocess_dir: str | None = None
+        self.connections: ConnectionTable | None = None
         self.failed = False
         self._stopping = False
         self._previous_sighup: Any = None
@@ -308,6 +338,7 @@ class WorkerSupervisor(Service):
         if self.s3_socket is None:
             self.bind()
         self.multiprocess_dir = tempfile.mkdtemp(prefix="lightningstor-metrics-")
+        self.connections = ConnectionTable.create(self.workers)
         assert self.s3_socket is not None
         host, port = self.s3_socket.getsockname()[:2]
         log.info(
@@ -342,6 +373,9 @@ class WorkerSupervisor(Service):
         if self.metrics_socket is not None:
             child_fds[_METRICS_FD] = self.metrics_socket.fileno()
             fds += f",metrics={_METRICS_FD}"
+        if self.connections is not None:
+            child_fds[_BALANCE_FD] = self.connections.fd
+            fds += f",balance={_BALANCE_FD}"
         env = dict(self.env)
         env.update(
             {
@@ -372,6 +406,10 @@ class WorkerSupervisor(Service):
     def _worker_ended(self, child: _Child, status: int) -> None:
         if self.children.get(child.index) is child:
             del self.children[child.index]
+        if self.connections is not None and child.pid is not None:
+            # Its connections died with it; the others stop leaving new
+            # ones to it until its replacement claims the slot.
+            self.connections.clear(child.index, child.pid)
         if self.multiprocess_dir is not None and child.pid is not None:
             try:
                 from prometheus_client import multiprocess
@@ -447,6 +485,9 @@ class WorkerSupervisor(Service):
                 kill_call.cancel()
             if self.multiprocess_dir is not None:
                 shutil.rmtree(self.multiprocess_dir, ignore_errors=True)
+            if self.connections is not None:
+                self.connections.close()
+                self.connections = None
             if self.failed and not getattr(self, "_exit_registered", False):
                 self._exit_registered = True
                 self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
