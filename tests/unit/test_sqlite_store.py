@@ -327,3 +327,33 @@ def test_factory_rejects_bad_options(tmp_path: Path) -> None:
         sqliteStoreFactory.create({"synchronous": "sometimes"}, context)
     with pytest.raises(ConfigError, match="metadata.batch_max"):
         sqliteStoreFactory.create({"batch_max": 0}, context)
+
+
+@pytest_twisted.ensureDeferred
+async def test_write_transactions_queue_on_the_writer_lock_file(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """Every write transaction runs under an ``flock`` of ``<db>-writer.lock``:
+    how the writers of several worker processes take turns, woken by the
+    kernel instead of SQLite's sleep-and-retry busy handler.  While another
+    holder has the lock nothing commits; once it lets go, the queued
+    transaction does."""
+    import fcntl
+    import os
+
+    store = open_store(stores, tmp_path / "meta.db")
+    await store.check()
+    other = os.open(str(tmp_path / "meta.db-writer.lock"), os.O_RDWR)  # as another process's writer
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        d = store.txn([], [Put(b"k", b"v")])
+        await deferLater(reactor, 0.3, lambda: None)
+        assert not d.called, "the writer committed while another writer held the lock"
+        fcntl.flock(other, fcntl.LOCK_UN)
+        result = await d
+        assert result.succeeded
+        assert (await store.get(b"k")).value == b"v"  # type: ignore[union-attr]
+        # Released after the commit: another writer can take it at once.
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(other)
