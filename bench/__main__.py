@@ -17,7 +17,8 @@ and a trivial twisted.web server, and measures, in one run:
 
 ``--quick`` shrinks every size (about 2-3 minutes on 2 cores).  ``--doc``
 appends the tables to docs/performance.md and draws them as a PNG chart,
-docs/performance-chart.png, linked under the tables; ``--chart PATH`` draws
+docs/performance-chart-<UTC date and time>.png (one per run, so older runs
+keep their own), linked under the tables; ``--chart PATH`` draws
 the chart elsewhere (or without ``--doc``).  The chart needs matplotlib (the
 ``bench`` extra); without it the chart is skipped with a message.
 """
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chart",
         metavar="PATH",
-        help="write a PNG chart of the results (default with --doc: docs/performance-chart.png)",
+        help="write a PNG chart of the results (default with --doc: docs/performance-chart-<time>.png)",
     )
     args = parser.parse_args(argv)
     scale = phases.QUICK if args.quick else phases.Scale()
@@ -143,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(checks)
     docs = ROOT / "docs"
-    chart_path = Path(args.chart) if args.chart else (docs / "performance-chart.png" if args.doc else None)
+    # One chart per run (named by its time), so that a run's link keeps
+    # showing that run's chart after later runs.
+    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
+    chart_path = Path(args.chart) if args.chart else (docs / f"performance-chart-{stamp}.png" if args.doc else None)
     charted = chart_path is not None and write_chart(results, chart_path)
     if args.doc:
         image = ""
