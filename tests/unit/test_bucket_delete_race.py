@@ -22,8 +22,9 @@ from lightningstor.core import keys, records
 from lightningstor.core.multipart import PartRef
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
-from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
+from lightningstor.core.types import Bucket, Principal, Versioning
 from lightningstor.interfaces.metadata import Put, prefix_end
+from tests.unit.core_helpers import put_object
 
 ALICE = Principal("alice", "org-a", display_name="Alice")
 
@@ -78,21 +79,6 @@ def hooked(core: Core) -> HookedStore:
 
 
 @inlineCallbacks
-def _put(core: Core, bucket: Bucket, key: str, data: bytes) -> Any:
-    writer = core.chunks.new_writer(())
-    writer.write(data)
-    result = yield writer.finish()
-    record = ObjectRecord(key=key, size=result.size, etag=result.md5_hex, created_at=core.objects.now_ms(),
-                          chunks=list(result.chunks), inline=result.inline)  # fmt: skip
-    try:
-        committed = yield core.objects.commit(bucket, record, PutAttrs())
-    except BaseException:
-        yield writer.abort()
-        raise
-    return committed
-
-
-@inlineCallbacks
 def _outcome(d: Any) -> Any:
     """("ok", value) or ("error", the S3Error's code)."""
     try:
@@ -140,7 +126,7 @@ def test_put_landing_after_the_emptiness_scan_fails_the_delete(core: Core, hooke
 
     @inlineCallbacks
     def racing_put() -> Any:
-        write.append((yield _outcome(_put(core, bucket, "k", os.urandom(3000)))))
+        write.append((yield _outcome(put_object(core, bucket, "k", os.urandom(3000)))))
 
     hooked.on_scan(keys.objects_prefix(bucket.bucket_id), scan, racing_put)
     delete = yield _outcome(core.buckets.delete(ALICE, "race"))
@@ -155,12 +141,12 @@ def test_put_resolved_before_the_delete_and_committed_after_fails(core: Core) ->
     bucket = yield core.buckets.create(ALICE, "gone")
     resolved = yield core.buckets.get(ALICE, "gone")
     yield core.buckets.delete(ALICE, "gone")
-    write = yield _outcome(_put(core, resolved, "k", os.urandom(3000)))
+    write = yield _outcome(put_object(core, resolved, "k", os.urandom(3000)))
     assert write == ("error", "NoSuchBucket")
     assert (yield _object_rows(core, bucket.bucket_id)) == []
     # Nor once a bucket of the same name exists again: it is another bucket.
     yield core.buckets.create(ALICE, "gone")
-    write = yield _outcome(_put(core, resolved, "k", b"late"))
+    write = yield _outcome(put_object(core, resolved, "k", b"late"))
     assert write == ("error", "NoSuchBucket")
     assert (yield _object_rows(core, bucket.bucket_id)) == []
 
@@ -231,7 +217,7 @@ def test_complete_multipart_after_the_delete_fails(core: Core) -> None:
 def test_copy_into_the_bucket_after_the_scan_fails_the_delete(core: Core, hooked: HookedStore, scan: int) -> None:
     """CopyObject landing its object after DeleteBucket's scan: same rule."""
     source_bucket = yield core.buckets.create(ALICE, "source")
-    source = yield _put(core, source_bucket, "src", os.urandom(3000))
+    source = yield put_object(core, source_bucket, "src", os.urandom(3000))
     bucket = yield core.buckets.create(ALICE, "dest")
     write: list[Any] = []
 
@@ -249,7 +235,7 @@ def test_copy_into_the_bucket_after_the_scan_fails_the_delete(core: Core, hooked
 @pytest_twisted.inlineCallbacks
 def test_copy_after_the_delete_fails(core: Core) -> None:
     source_bucket = yield core.buckets.create(ALICE, "source")
-    source = yield _put(core, source_bucket, "src", os.urandom(3000))
+    source = yield put_object(core, source_bucket, "src", os.urandom(3000))
     bucket = yield core.buckets.create(ALICE, "dest")
     yield core.buckets.delete(ALICE, "dest")
     d = core.copy_object(source, bucket, "copied", replace_metadata=None, tags=None, owner="alice")
@@ -297,9 +283,9 @@ def test_bucket_setting_changes_during_a_put_do_not_fail_it(core: Core) -> None:
     bucket = yield core.buckets.create(ALICE, "settings")
     resolved = yield core.buckets.get(ALICE, "settings")
     yield core.set_bucket_tags(bucket, {"a": "1"})
-    first = yield _put(core, resolved, "k1", b"one")
+    first = yield put_object(core, resolved, "k1", b"one")
     yield core.set_bucket_versioning(bucket, "Enabled")
-    second = yield _put(core, resolved, "k2", b"two")
+    second = yield put_object(core, resolved, "k2", b"two")
     assert (first.key, second.key) == ("k1", "k2")
     assert sorted((yield _object_rows(core, bucket.bucket_id))) == ["k1", "k2"]
 
@@ -337,7 +323,7 @@ def test_a_fresh_bucket_costs_a_put_nothing_more(core: Core) -> None:
         raw = yield core.store.get(bkey)
         assert bucket.revision == raw.mod_revision
         del calls[:]
-        yield _put(core, bucket, f"k{n}", b"x")
+        yield put_object(core, bucket, f"k{n}", b"x")
         assert calls == ["get objects", "txn"], calls
 
 
@@ -348,7 +334,7 @@ def test_a_cached_bucket_still_writes(core: Core) -> None:
     bucket = yield core.buckets.create(ALICE, "cached")
     cached = yield core.buckets.find_for_read(ALICE, "cached")
     yield core.set_bucket_tags(bucket, {"a": "1"})
-    written = yield _put(core, cached, "k", b"x")
+    written = yield put_object(core, cached, "k", b"x")
     assert written.key == "k"
 
 
@@ -359,14 +345,14 @@ def test_a_failed_delete_leaves_the_bucket_writable(core: Core, hooked: HookedSt
     bucket = yield core.buckets.create(ALICE, "kept")
 
     def racing_put() -> Any:
-        return _put(core, bucket, "k", b"x")
+        return put_object(core, bucket, "k", b"x")
 
     hooked.on_scan(keys.objects_prefix(bucket.bucket_id), 1, racing_put)
     with pytest.raises(errors.BucketNotEmpty):
         yield core.buckets.delete(ALICE, "kept")
     raw = yield core.store.get(keys.bucket_key("org-a", None, "kept"))
     assert not records.decode_bucket(raw.value).deleting
-    yield _put(core, bucket, "k2", b"y")
+    yield put_object(core, bucket, "k2", b"y")
 
 
 @pytest_twisted.inlineCallbacks
@@ -380,7 +366,7 @@ def test_a_deletion_left_pending_does_not_block_writers(core: Core) -> None:
     marked = records.decode_bucket(raw.value)
     marked.deleting = True
     yield core.store.txn([], [Put(bkey, records.encode_bucket(marked))])
-    written = yield _put(core, bucket, "k", b"x")
+    written = yield put_object(core, bucket, "k", b"x")
     assert written.key == "k"
     raw = yield core.store.get(bkey)
     assert not records.decode_bucket(raw.value).deleting
@@ -398,7 +384,7 @@ def test_a_deletion_left_pending_is_finished_by_the_next_delete(core: Core) -> N
     yield core.store.txn([], [Put(bkey, records.encode_bucket(marked))])
     yield core.buckets.delete(ALICE, "stuck")
     assert (yield core.store.get(bkey)) is None
-    assert (yield _outcome(_put(core, bucket, "k", b"x"))) == ("error", "NoSuchBucket")
+    assert (yield _outcome(put_object(core, bucket, "k", b"x"))) == ("error", "NoSuchBucket")
 
 
 @pytest_twisted.inlineCallbacks
@@ -417,7 +403,7 @@ def test_concurrent_deletes_of_one_bucket(core: Core) -> None:
 def test_non_empty_bucket_is_refused_without_a_write(core: Core) -> None:
     """The common BucketNotEmpty answer costs no write to the bucket record."""
     bucket = yield core.buckets.create(ALICE, "full")
-    yield _put(core, bucket, "k", b"x")
+    yield put_object(core, bucket, "k", b"x")
     bkey = keys.bucket_key("org-a", None, "full")
     before = yield core.store.get(bkey)
     with pytest.raises(errors.BucketNotEmpty):
@@ -433,7 +419,7 @@ def test_many_racing_puts_and_a_delete(core: Core) -> None:
     from twisted.internet.defer import DeferredList
 
     bucket = yield core.buckets.create(ALICE, "crowd")
-    ops = [_outcome(_put(core, bucket, f"k{i}", os.urandom(100))) for i in range(8)]
+    ops = [_outcome(put_object(core, bucket, f"k{i}", os.urandom(100))) for i in range(8)]
     ops.insert(4, _outcome(core.buckets.delete(ALICE, "crowd")))
     results = yield DeferredList(ops)
     outcomes = [r for _ok, r in results]
