@@ -124,15 +124,13 @@ class S3Service(Service):
 
             fd, self.adopt_fd = self.adopt_fd, None
             self.port = adopt_port(self.reactor, fd, factory, balance=True)
-            send_eagerly(self.port)
-            self._log_listening()
-            return
-        d = endpoint.listen(factory)
-        result: list[Any] = []
-        d.addBoth(result.append)
-        if result and isinstance(result[0], Failure):
-            result[0].raiseException()  # port in use etc.: fail start-up loudly
-        self.port = result[0] if result else None
+        else:
+            d = endpoint.listen(factory)
+            result: list[Any] = []
+            d.addBoth(result.append)
+            if result and isinstance(result[0], Failure):
+                result[0].raiseException()  # port in use etc.: fail start-up loudly
+            self.port = result[0] if result else None
         send_eagerly(self.port)
         self._log_listening()
 

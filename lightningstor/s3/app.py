@@ -225,18 +225,14 @@ class _S3Resource(resource.Resource):
         self.api = api
 
     def render(self, request: Any) -> Any:
+        # Only a request whose S3Api.begin ran gets here (S3Site.getResourceFor
+        # needs its call), so begin's notifyFinish hook, S3Api._finished,
+        # tells the state when the request ends: one notification per
+        # request rather than three, each a Deferred and its callbacks.
         state = _RenderState(request)
-        hooked = getattr(request, "s3_finish_hooked", False)
-        if hooked:
-            # S3Api._finished tells the state (one notification per request
-            # rather than three: each is a Deferred and its callbacks).
-            request.s3_render = state
-        else:
-            request.notifyFinish().addBoth(state.finished)
+        request.s3_render = state
         d = maybeDeferred(self.api._s3, request)
         state.handler = d
-        if not hooked:
-            request.notifyFinish().addErrback(_cancel, d)
         d.addErrback(state.failed)
         d.addCallback(state.write)
         d.addErrback(_write_failed)
@@ -245,10 +241,6 @@ class _S3Resource(resource.Resource):
 
 def _write_failed(failure: Failure) -> None:
     log.failure("Unhandled Error writing response", failure)
-
-
-def _cancel(_reason: Failure, d: Deferred[Any]) -> None:
-    d.cancel()
 
 
 class _RenderState:
@@ -260,9 +252,6 @@ class _RenderState:
         self.request = request
         self.done = False  # notifyFinish fired: finished, or the connection was lost
         self.handler: Deferred[Any] | None = None
-
-    def finished(self, _result: Any) -> None:
-        self.done = True
 
     def ended(self, result: Any) -> None:
         """The request's notifyFinish outcome (from S3Api._finished): done;
@@ -357,7 +346,6 @@ class S3Api:
         # twisted.web drops request.content (the body byte count) before
         # notifyFinish fires, so the hook keeps it.
         request.notifyFinish().addBoth(self._finished, request, getattr(request, "content", None))
-        request.s3_finish_hooked = True
         try:
             target = parse_target(path, headers.get("host"), self.options.domain)
             op = operations.classify(method, target, "x-amz-copy-source" in headers)

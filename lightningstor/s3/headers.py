@@ -48,13 +48,7 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
             expected[algorithm] = value.strip()
     if len(expected) > 1:
         raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
-    trailer = None
-    declared = headers.get("x-amz-trailer")
-    if declared:
-        name = declared.strip().lower()
-        if not name.startswith("x-amz-checksum-") or name[len("x-amz-checksum-"):] not in ALGORITHMS:
-            raise errors.InvalidRequest(f"The value specified in the x-amz-trailer header is not supported: {declared}")
-        trailer = name[len("x-amz-checksum-"):]
+    trailer = checksum_trailer(headers)
     keep = set(expected)
     sdk = headers.get("x-amz-sdk-checksum-algorithm") or headers.get("x-amz-checksum-algorithm")
     if sdk:
@@ -65,6 +59,17 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
     if trailer:
         keep.add(trailer)
     return expected, tuple(sorted(keep)), trailer
+
+
+def checksum_trailer(headers: Mapping[str, str]) -> str | None:
+    """The algorithm whose value arrives in a trailer (``x-amz-trailer``), or None."""
+    declared = headers.get("x-amz-trailer")
+    if not declared:
+        return None
+    name = declared.strip().lower()
+    if not name.startswith("x-amz-checksum-") or name[len("x-amz-checksum-"):] not in ALGORITHMS:
+        raise errors.InvalidRequest(f"The value specified in the x-amz-trailer header is not supported: {declared}")
+    return name[len("x-amz-checksum-"):]
 
 
 def parse_tagging_header(value: str) -> dict[str, str]:

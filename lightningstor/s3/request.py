@@ -136,10 +136,8 @@ class S3Request(server.Request):
         # the S3 leaf resource, so requestReceived can skip twisted.web's
         # query and path parsing.
         self.s3_leaf = False
-        # Set by S3Api.begin once its notifyFinish hook is in place: the S3
-        # resource then hands that hook its render state (``s3_render``)
-        # instead of asking for two more notifications.
-        self.s3_finish_hooked = False
+        # The S3 resource's render state, told by S3Api's notifyFinish hook
+        # when the request ends.
         self.s3_render: Any = None
 
     def gotLength(self, length: int | None) -> None:

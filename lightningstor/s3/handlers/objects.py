@@ -36,6 +36,7 @@ from lightningstor.s3 import conditions, ranges, xmlio
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
     checksum_algorithms,
+    checksum_trailer,
     object_headers,
     parse_tagging_header,
     put_attrs,
@@ -151,8 +152,11 @@ def _upload_context(
         else:
             del attrs.system_headers["Content-Encoding"]
     attrs.owner = principal.principal_id
-    expected, keep, trailer = checksum_algorithms(call.headers)
-    algorithms, decoder = body_plan(call, verified, decoded_length, keep, expected, trailer)
+    # put_attrs checked the checksum headers and kept what they ask for.
+    trailer = checksum_trailer(call.headers)
+    algorithms, decoder = body_plan(
+        call, verified, decoded_length, attrs.store_checksums, attrs.expected_checksums, trailer
+    )
     writer = api.core.chunks.new_writer(algorithms)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
 
