@@ -625,7 +625,7 @@ def check_metadata(db: Path) -> dict[str, int]:
             paged_chunks[manifest_id] = paged_chunks.get(manifest_id, 0) + len(page["chunks"])
         elif not key.startswith((b"lightningstor/objects/", b"lightningstor/versions/", b"lightningstor/parts/")):
             continue
-        record = json.loads(value)
+        record = json.loads(value.partition(b"\x00")[0])  # inline data follows a NUL
         if "mf" in record:
             if record["mf"]["id"] in named_manifests:
                 raise CrashCheckFailed(f"manifest {record['mf']['id']} is named by two records")

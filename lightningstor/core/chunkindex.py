@@ -47,7 +47,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from lightningstor.core import keys, manifests, scans
+from lightningstor.core import keys, manifests, records, scans
 from lightningstor.core.types import ChunkRef, Manifest
 from lightningstor.interfaces.metadata import Delete, IMetadataStore, Operation, Put
 
@@ -183,7 +183,7 @@ def _lists(store: IMetadataStore, value: bytes, chunk_id: str, cache: dict[str, 
     whose list is paged (``mf``, core/manifests.py) is looked up in its
     pages, read once per ``cache``."""
     try:
-        d = json.loads(value)
+        d = records.record_fields(value)
     except ValueError:
         return True  # unreadable: assume it does, never delete on a guess
     mf = d.get("mf")

@@ -1,9 +1,15 @@
 """Serialization of core records to metadata-store values.
 
 Compact JSON: readable with any etcd/SQLite tool when debugging, stable
-across Python versions, and cheap enough (records are small; inline object
-data is base64).  Each record carries a format version ``v`` so later
-releases can migrate lazily.
+across Python versions, and cheap enough (records are small).  Each record
+carries a format version ``v`` so later releases can migrate lazily.
+
+An object record with inline data is its JSON, one NUL byte, then the data
+as it is (:data:`INLINE_SEPARATOR`).  JSON text never holds a raw NUL (the
+encoder escapes every control character), so the first NUL ends the JSON.
+Before, the data was a base64 field of the JSON: encoding and decoding it
+cost about 50 and 70 us per 4 KiB object, more than the rest of the record
+(docs/performance.md, "Fifth round").  Records written that way still read.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from typing import Any
 from lightningstor.core.types import Bucket, ChunkRef, ListEntry, Manifest, ObjectRecord, Versioning
 
 _FORMAT = 1
+
+INLINE_SEPARATOR = b"\x00"
+"""Ends the JSON of an object record whose inline data follows it."""
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
@@ -99,8 +108,6 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["mf"] = {"id": o.manifest.manifest_id, "s": o.manifest.starts, "n": o.manifest.count}
     elif o.chunks:
         d["chunks"] = encode_chunks(o.chunks)
-    if o.inline is not None:
-        d["inline"] = base64.b64encode(o.inline).decode("ascii")
     if o.tags:
         d["tags"] = o.tags
     if o.owner:
@@ -111,12 +118,22 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["seq"] = o.sequence
     if o.null_sequence is not None:
         d["nseq"] = o.null_sequence
+    if o.inline is not None:
+        return b"".join((_dumps(d), INLINE_SEPARATOR, o.inline))
     return _dumps(d)
 
 
 def decode_object(data: bytes) -> ObjectRecord:
-    d = _load_record(data)  # every GET, HEAD and overwrite decodes one
-    inline = d.get("inline")
+    # Every GET, HEAD and overwrite decodes one.
+    end = data.find(INLINE_SEPARATOR)
+    inline: bytes | None
+    if end >= 0:
+        d = _load_record(data[:end])
+        inline = data[end + 1 :]
+    else:
+        d = _load_record(data)
+        legacy = d.get("inline")  # written before the data followed the JSON
+        inline = base64.b64decode(legacy) if legacy is not None else None
     mf = d.get("mf")
     return ObjectRecord(
         key=d["key"],
@@ -131,7 +148,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         storage_class=d.get("class", "STANDARD"),
         delete_marker=d.get("dm", False),
         chunks=decode_chunks(d.get("chunks", ())),
-        inline=base64.b64decode(inline) if inline is not None else None,
+        inline=inline,
         tags=d.get("tags", {}),
         owner=d.get("owner", ""),
         part_sizes=d.get("parts", []),
@@ -148,6 +165,14 @@ def decode_object(data: bytes) -> ObjectRecord:
 # The scanner holds the GIL for a whole call, so sharing it between threads
 # is as safe as sharing json's default decoder.
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def record_fields(value: bytes) -> Any:
+    """The JSON fields of a stored record (``json.loads`` of it), without
+    the inline data an object record may carry after them: for readers of
+    single fields (the scrub's and the chunk index's ``chunks``)."""
+    end = value.find(INLINE_SEPARATOR)
+    return _load_record(value if end < 0 else value[:end])
 
 
 def _load_record(value: bytes) -> Any:
@@ -172,12 +197,12 @@ def listing_entry(key: str, value: bytes) -> ListEntry | None:
     """The ListObjects entry of a current-version record; None for a delete marker.
 
     Reads only the fields a listing shows instead of decoding the whole
-    record (:func:`decode_object` also builds the chunk list and
-    base64-decodes inline data, up to 64 KiB per object): that measured as a
-    third of a full walk's CPU (docs/performance.md, "Listing at
-    10k/100k/1M keys").  Same field names and defaults as ``decode_object``.
+    record (:func:`decode_object` also builds the chunk list and copies
+    inline data, up to 64 KiB per object): that measured as a third of a
+    full walk's CPU (docs/performance.md, "Listing at 10k/100k/1M keys").
+    Same field names and defaults as ``decode_object``.
     """
-    d = _load_record(value)
+    d = record_fields(value)
     if d.get("dm", False):
         return None
     # Positional: binding seven keyword arguments cost more than the fields

@@ -105,7 +105,7 @@ def _chunk_refs(value: bytes) -> list[ChunkRef]:
 
     Object, version and part records share the ``chunks`` field's format
     (``core/records.py``, ``core/multipart.py``)."""
-    d = json.loads(value)
+    d = records.record_fields(value)
     return records.decode_chunks(d.get("chunks", ()))
 
 

@@ -191,6 +191,23 @@ def test_collector_reclaims_what_a_crash_left_behind(core: Core) -> None:
 
 
 @pytest_twisted.inlineCallbacks
+def test_collector_reads_past_inline_data(core: Core) -> None:
+    """An object overwritten by an inline one (its data follows the record's
+    JSON): the old chunks' entries lead to a record that lists no chunk, so
+    the collector reclaims them instead of keeping them as unreadable."""
+    bucket = yield core.buckets.create(ALICE, "inline")
+    chunked = yield put_object(core, bucket, "k", os.urandom(2 * CHUNK))
+    saved = yield _index(core)  # the crash: entries the unindexing would remove
+    small = yield put_object(core, bucket, "k", b"\x00{}" * 10)
+    assert small.inline is not None and not small.chunks
+    yield core.store.txn([], [Put(keys.chunk_key(c), saved[c]) for c in _ids(chunked)])
+    for chunk_id in _ids(chunked) - (yield _stored(core)):
+        yield core.backend.put_chunk(chunk_id, b"x")
+    assert (yield _collect(core)) == len(_ids(chunked))
+    assert not _ids(chunked) & (yield _stored(core))
+
+
+@pytest_twisted.inlineCallbacks
 def test_stale_entries_go_after_the_grace_period_only(core: Core) -> None:
     """An entry whose chunk no longer exists is removed once older than the
     grace period and unneeded; a young one may belong to a write in progress,

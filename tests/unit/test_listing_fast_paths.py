@@ -166,7 +166,7 @@ def ref_list_object_versions_xml(
 
 
 def ref_listing_entry(key: str, value: bytes) -> ListEntry | None:
-    d = json.loads(value)
+    d = json.loads(value.partition(b"\x00")[0])  # inline data follows a NUL
     if d.get("dm", False):
         return None
     return ListEntry(key=key, size=d["size"], etag=d["etag"], last_modified=d["ts"],
@@ -279,7 +279,7 @@ RECORD = st.builds(
 @given(RECORD)
 def test_listing_entry_matches_json_loads(record: ObjectRecord) -> None:
     value = records.encode_object(record)
-    assert records._load_record(value) == json.loads(value)
+    assert records.record_fields(value) == json.loads(value.partition(b"\x00")[0])
     assert records.listing_entry(record.key, value) == ref_listing_entry(record.key, value)
 
 

@@ -39,3 +39,30 @@ def test_paged_records_round_trip() -> None:
     record = RECORDS[3]
     back = records.decode_object(records.encode_object(record))
     assert back.manifest == record.manifest and back.chunks == []
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"abc\x00\x00def", bytes(range(256)) * 20, "ünï".encode()])
+def test_inline_data_round_trips_byte_for_byte(data: bytes) -> None:
+    """Inline data follows the JSON as it is: NULs, non-UTF-8 bytes and an
+    empty body included (empty is not the same as no inline data)."""
+    record = ObjectRecord(key="k", size=len(data), etag="e", created_at=1, inline=data, metadata={"a": "\x00"})
+    value = records.encode_object(record)
+    assert value.endswith(records.INLINE_SEPARATOR + data)
+    back = records.decode_object(value)
+    assert back.inline == data and back.metadata == {"a": "\x00"}
+    assert records.decode_object(records.encode_object(RECORDS[1])).inline is None
+
+
+def test_records_with_base64_inline_data_still_decode() -> None:
+    """Records written before the data followed the JSON (a base64 field)."""
+    value = b'{"v":1,"key":"old","size":5,"etag":"e","ts":1,"ct":"text/plain","inline":"aGVsbG8="}'
+    back = records.decode_object(value)
+    assert back.inline == b"hello" and back.key == "old" and back.content_type == "text/plain"
+    assert records.listing_entry("old", value) is not None
+
+
+def test_record_fields_stop_at_the_inline_data() -> None:
+    value = records.encode_object(ObjectRecord(key="k", size=2, etag="e", created_at=1, inline=b"{}"))
+    fields = records.record_fields(value)
+    assert fields["key"] == "k" and "inline" not in fields
+    assert records.record_fields(records.encode_object(RECORDS[1]))["chunks"] == [["c1", 0, 10, 7]]

@@ -72,6 +72,19 @@ def stores(tmp_path: Path) -> Iterator[Stores]:
 
 
 @pytest_twisted.ensureDeferred
+async def test_inline_objects_are_records_without_chunks(stores: Stores) -> None:
+    """An inline object's data follows its record's JSON; the scrub reads
+    past it (the data may look like JSON, or hold NULs) and checks the rest."""
+    await stores.put_object("chunked", [1000])
+    for i, data in enumerate([b'{"chunks":[["x",0,1,0]]}', b"\x00\xff" * 100]):
+        record = ObjectRecord(key=f"inline{i}", size=len(data), etag="e", created_at=1, inline=data)
+        await stores.store.txn([], [Put(keys.object_key("b" * 32, f"inline{i}"), encode_object(record))])
+    report = await scrub(stores.store, stores.backend)
+    assert report.ok, report.problems
+    assert report.records == 3 and report.chunks_checked == 1
+
+
+@pytest_twisted.ensureDeferred
 async def test_clean_store_has_no_problems(stores: Stores) -> None:
     """Every referenced chunk is read in full and counted; a healthy store reports nothing."""
     await stores.put_object("a", [1000, 2000])
