@@ -302,8 +302,7 @@ def is_amz_date(value: str) -> bool:
     return _AMZ_DATE.fullmatch(value) is not None
 
 
-# Not frozen: a frozen dataclass sets each field through object.__setattr__,
-# six times slower, and these are built for every request.  Treat as read-only.
+# Not frozen, for speed (why: above RequestView in auth/request.py).  Treat as read-only.
 @dataclass(slots=True)
 class Credential:
     """The parts of ``AKID/yyyymmdd/region/service/aws4_request``."""

@@ -151,41 +151,16 @@ async def test_transactions_over_etcd_limits_are_refused_clearly(etcd: EtcdClust
     assert (await store.get(b"big")).value == fits
 
 
+@pytest.mark.parametrize("method", ["scan", "scan_items"])
 @pytest_twisted.ensureDeferred
 async def test_long_scans_are_paged_on_one_snapshot(
-    etcd: EtcdCluster, stores: list[Any], monkeypatch: pytest.MonkeyPatch
+    etcd: EtcdCluster, stores: list[Any], monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    """A scan longer than scan_page reads several pages pinned to the first
-    page's revision: keys written between its pages do not appear in it."""
-    store = make_store(etcd.endpoints, scan_page=7)
-    writer = make_store(etcd.endpoints, namespace=store.namespace.decode())
-    stores += [store, writer]
-    await store.txn([], [Put(b"k%03d" % i, b"v") for i in range(0, 100, 2)])
-    real_call = store._client.call
-    pages: list[dict[str, Any]] = []
-
-    async def call_then_write(path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        answer = await real_call(path, body, **kwargs)
-        if path == "/v3/kv/range" and not pages:  # between the first and second page
-            await writer.txn([], [Put(b"k%03d" % i, b"late") for i in range(1, 100, 2)])
-        pages.append(body)
-        return answer
-
-    monkeypatch.setattr(store._client, "call", call_then_write)
-    rows = await store.scan(b"", prefix_end(b""))
-    assert [kv.key for kv in rows] == [b"k%03d" % i for i in range(0, 100, 2)]
-    assert len(pages) == 8 and all("revision" in body for body in pages[1:])
-    assert len(await store.scan(b"k", b"l", 23)) == 23
-    assert len(await store.scan(b"", prefix_end(b""))) == 100
-
-
-@pytest_twisted.ensureDeferred
-async def test_scan_items_are_paged_on_one_snapshot(
-    etcd: EtcdCluster, stores: list[Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """scan_items pages as scan does: pinned to the first page's revision,
-    and a limit spanning pages is honoured exactly (its rows are built per
-    page, so the next page's start comes from the raw answer)."""
+    """A scan (or scan_items) longer than scan_page reads several pages
+    pinned to the first page's revision: keys written between its pages do
+    not appear in it.  A limit spanning pages is honoured exactly (scan_items
+    builds its rows per page, so the next page's start comes from the raw
+    answer)."""
     store = make_store(etcd.endpoints, scan_page=7)
     writer = make_store(etcd.endpoints, namespace=store.namespace.decode())
     stores += [store, writer]
@@ -200,15 +175,18 @@ async def test_scan_items_are_paged_on_one_snapshot(
         pages.append(body)
         return answer
 
+    async def rows(start: bytes, end: bytes, limit: int = 0) -> list[tuple[bytes, bytes]]:
+        found = await getattr(store, method)(start, end, limit)
+        return found if method == "scan_items" else [(kv.key, kv.value) for kv in found]
+
     monkeypatch.setattr(store._client, "call", call_then_write)
-    rows = await store.scan_items(b"", prefix_end(b""))
-    assert rows == [(b"k%03d" % i, b"v%d" % i) for i in range(0, 100, 2)]
+    assert await rows(b"", prefix_end(b"")) == [(b"k%03d" % i, b"v%d" % i) for i in range(0, 100, 2)]
     assert len(pages) == 8 and all("revision" in body for body in pages[1:])
+    everything = [(b"k%03d" % i, b"v%d" % i if i % 2 == 0 else b"late") for i in range(100)]
     for start, end, limit in [(b"k", b"l", 23), (b"k013", b"k090", 0), (b"k013", b"k090", 15), (b"k1", b"l", 0)]:
-        items = await store.scan_items(start, end, limit)
-        assert items == [(kv.key, kv.value) for kv in await store.scan(start, end, limit)]
-    assert len(await store.scan_items(b"k", b"l", 23)) == 23
-    assert len(await store.scan_items(b"", prefix_end(b""))) == 100
+        wanted = [(k, v) for k, v in everything if start <= k < end]
+        assert await rows(start, end, limit) == (wanted[:limit] if limit else wanted)
+    assert await rows(b"", prefix_end(b"")) == everything
 
 
 @pytest_twisted.ensureDeferred

@@ -112,6 +112,22 @@ def _assert_never_both(core: Core, bucket: Bucket, write: Any, delete: Any, key:
         assert delete[0] == "ok" and stored == []
 
 
+@inlineCallbacks
+def _race_delete(core: Core, hooked: HookedStore, bucket: Bucket, scan: int, write: Callable[[], Any]) -> Any:
+    """(the write's outcome, DeleteBucket's): ``write()`` runs to its end
+    right after DeleteBucket's ``scan``-th emptiness scan of ``bucket``."""
+    outcomes: list[Any] = []
+
+    @inlineCallbacks
+    def racing() -> Any:
+        outcomes.append((yield _outcome(write())))
+
+    hooked.on_scan(keys.objects_prefix(bucket.bucket_id), scan, racing)
+    delete = yield _outcome(core.buckets.delete(ALICE, bucket.name))
+    assert outcomes, "the racing write never ran"
+    return outcomes[0], delete
+
+
 # -- the races ------------------------------------------------------------------------
 
 
@@ -122,16 +138,10 @@ def test_put_landing_after_the_emptiness_scan_fails_the_delete(core: Core, hooke
     first or its second scan) makes the DeleteBucket fail: BucketNotEmpty,
     and the acknowledged object stays readable."""
     bucket = yield core.buckets.create(ALICE, "race")
-    write: list[Any] = []
-
-    @inlineCallbacks
-    def racing_put() -> Any:
-        write.append((yield _outcome(put_object(core, bucket, "k", os.urandom(3000)))))
-
-    hooked.on_scan(keys.objects_prefix(bucket.bucket_id), scan, racing_put)
-    delete = yield _outcome(core.buckets.delete(ALICE, "race"))
-    assert write and write[0][0] == "ok"
-    yield _assert_never_both(core, bucket, write[0], delete, "k")
+    data = os.urandom(3000)
+    write, delete = yield _race_delete(core, hooked, bucket, scan, lambda: put_object(core, bucket, "k", data))
+    assert write[0] == "ok"
+    yield _assert_never_both(core, bucket, write, delete, "k")
 
 
 @pytest_twisted.inlineCallbacks
@@ -157,16 +167,10 @@ def test_delete_marker_landing_after_the_scan_fails_the_delete(core: Core, hooke
     """A versioned DeleteObject writes a delete marker, which is a version
     too: it keeps the bucket from being deleted, as in S3."""
     bucket = yield core.buckets.create(ALICE, "markers", versioning=Versioning.ENABLED)
-    write: list[Any] = []
-
-    @inlineCallbacks
-    def racing_delete_object() -> Any:
-        outcome = yield _outcome(core.objects.delete(bucket, "never-written"))
-        write.append(outcome)
-
-    hooked.on_scan(keys.objects_prefix(bucket.bucket_id), scan, racing_delete_object)
-    delete = yield _outcome(core.buckets.delete(ALICE, "markers"))
-    assert write[0][0] == "ok" and write[0][1].delete_marker
+    write, delete = yield _race_delete(
+        core, hooked, bucket, scan, lambda: core.objects.delete(bucket, "never-written")
+    )
+    assert write[0] == "ok" and write[1].delete_marker
     assert delete == ("error", "BucketNotEmpty")
     assert (yield _object_rows(core, bucket.bucket_id)) == ["never-written"]
 
@@ -182,18 +186,14 @@ def test_complete_multipart_after_the_scan_fails_the_delete(core: Core, hooked: 
     writer.write(os.urandom(2000))
     result = yield writer.finish()
     part = yield core.multipart.commit_part(upload, 1, result, {})
-    write: list[Any] = []
+    refs = [PartRef(part.part_number, part.etag)]
 
-    @inlineCallbacks
-    def racing_complete() -> Any:
-        refs = [PartRef(part.part_number, part.etag)]
-        outcome = yield _outcome(core.multipart.complete(bucket, "big", upload.upload_id, refs))
-        write.append(outcome if outcome[0] != "ok" else ("ok", outcome[1].record))
+    def complete() -> Any:
+        return core.multipart.complete(bucket, "big", upload.upload_id, refs).addCallback(lambda done: done.record)
 
-    hooked.on_scan(keys.objects_prefix(bucket.bucket_id), scan, racing_complete)
-    delete = yield _outcome(core.buckets.delete(ALICE, "mpu"))
-    assert write[0][0] == "ok"
-    yield _assert_never_both(core, bucket, write[0], delete, "big")
+    write, delete = yield _race_delete(core, hooked, bucket, scan, complete)
+    assert write[0] == "ok"
+    yield _assert_never_both(core, bucket, write, delete, "big")
 
 
 @pytest_twisted.inlineCallbacks
@@ -219,17 +219,13 @@ def test_copy_into_the_bucket_after_the_scan_fails_the_delete(core: Core, hooked
     source_bucket = yield core.buckets.create(ALICE, "source")
     source = yield put_object(core, source_bucket, "src", os.urandom(3000))
     bucket = yield core.buckets.create(ALICE, "dest")
-    write: list[Any] = []
 
-    @inlineCallbacks
-    def racing_copy() -> Any:
-        d = core.copy_object(source, bucket, "copied", replace_metadata=None, tags=None, owner="alice")
-        write.append((yield _outcome(d)))
+    def copy() -> Any:
+        return core.copy_object(source, bucket, "copied", replace_metadata=None, tags=None, owner="alice")
 
-    hooked.on_scan(keys.objects_prefix(bucket.bucket_id), scan, racing_copy)
-    delete = yield _outcome(core.buckets.delete(ALICE, "dest"))
-    assert write[0][0] == "ok"
-    yield _assert_never_both(core, bucket, write[0], delete, "copied")
+    write, delete = yield _race_delete(core, hooked, bucket, scan, copy)
+    assert write[0] == "ok"
+    yield _assert_never_both(core, bucket, write, delete, "copied")
 
 
 @pytest_twisted.inlineCallbacks
@@ -260,15 +256,10 @@ def test_upload_created_during_the_delete_is_aborted(core: Core, hooked: HookedS
     """Uploads do not keep a bucket alive (AWS): one created while the bucket
     is being deleted does not stop it, and is aborted with the bucket."""
     bucket = yield core.buckets.create(ALICE, "uploads")
-    made: list[Any] = []
-
-    @inlineCallbacks
-    def racing_create() -> Any:
-        made.append((yield _outcome(core.multipart.create(bucket, "k", PutAttrs(), initiator=ALICE))))
-
-    hooked.on_scan(keys.objects_prefix(bucket.bucket_id), scan, racing_create)
-    yield core.buckets.delete(ALICE, "uploads")
-    assert made[0][0] == "ok"
+    made, delete = yield _race_delete(
+        core, hooked, bucket, scan, lambda: core.multipart.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    )
+    assert made[0] == "ok" and delete[0] == "ok"
     prefix = keys.uploads_prefix(bucket.bucket_id)
     assert (yield core.store.scan(prefix, prefix_end(prefix))) == []
 
