@@ -5,7 +5,8 @@ on) or uses ``--endpoint``, starts moto's server (``pip install -e '.[bench]'``)
 and a trivial twisted.web server, and measures, in one run:
 
 * limits of the box: single-core MD5 and SHA-256, one loopback TCP
-  connection, disk writes with fsync;
+  connection, disk writes with fsync, one durable SQLite commit (the floor
+  of a durable PUT at concurrency 1);
 * 4 KiB PUT/GET/HEAD at concurrency 1 and 16 (presigned SigV4 URLs fired by
   a lean asyncio HTTP/1.1 client, :mod:`bench.loadgen`), and the same client's
   ceiling against the trivial server;

@@ -6,6 +6,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 
+from bench.limits import UNITS
 from bench.phases import Figure
 
 MiB = 1 << 20
@@ -95,9 +96,12 @@ def table(results: Results) -> str:
         "sha256": "SHA-256, one core",
         "loopback": "one loopback TCP connection",
         "disk_fsync": "disk write, 8 MiB + fsync each",
+        "durable_commit": "one durable SQLite commit of a 4 KiB row (median)",
     }
     for key, value in results.limits.items():
-        rows.append(f"| {labels.get(key, key)} | {value:,.0f} MB/s |")
+        unit = UNITS.get(key, "MB/s")
+        shown = f"{value:,.2f}" if unit == "ms" else f"{value:,.0f}"
+        rows.append(f"| {labels.get(key, key)} | {shown} {unit} |")
     if results.rss:
         rows.append("")
         phases = list(next(iter(results.rss.values())))
@@ -133,6 +137,13 @@ def targets(results: Results) -> str:
         f, c = ours.get(f"4 KiB {method} c=16"), results.ceiling.get(f"4 KiB {method} c=16")
         if f and c:
             check(f"4 KiB {method} c=16 / trivial twisted.web", f.value / c.value, goal)
+    commit = limits.get("durable_commit")
+    put1 = ours.get("4 KiB PUT c=1")
+    if commit and put1:
+        lines.append(
+            f"- 4 KiB PUT c=1: {put1.value:,.0f} req/s; one durable commit takes {commit:.2f} ms here, "
+            f"so no durable server exceeds {1000 / commit:,.0f} PUT/s at c=1"
+        )
     walk = next((f for n, f in ours.items() if n.startswith("ListObjectsV2 full walk")), None)
     if walk:
         check("ListObjectsV2 walk keys/s", walk.value, 50_000)

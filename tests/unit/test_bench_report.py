@@ -1,0 +1,33 @@
+"""bench/report.py and bench/limits.py: the limits table and what the
+durable-commit limit says about PUT at concurrency 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import limits
+from bench.phases import Figure
+from bench.report import Results, table, targets
+
+
+def test_durable_commit_is_measured_and_cleaned_up(tmp_path: Path) -> None:
+    ms = limits.durable_commit_ms(str(tmp_path), count=20)
+    assert 0 < ms < 10_000
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_limits_table_shows_each_unit() -> None:
+    results = Results(limits={"md5": 650.4, "durable_commit": 0.4242})
+    results.servers["LightningStor"] = {"4 KiB PUT c=1": Figure("4 KiB PUT c=1", 404, "req/s")}
+    text = table(results)
+    assert "| MD5, one core | 650 MB/s |" in text
+    assert "| one durable SQLite commit of a 4 KiB row (median) | 0.42 ms |" in text
+
+
+def test_put_at_concurrency_one_is_set_against_the_commit_bound() -> None:
+    results = Results(limits={"durable_commit": 2.5})
+    results.servers["LightningStor"] = {"4 KiB PUT c=1": Figure("4 KiB PUT c=1", 350, "req/s")}
+    assert "4 KiB PUT c=1: 350 req/s; one durable commit takes 2.50 ms here, so no durable server exceeds 400 PUT/s" in (
+        targets(results)
+    )
+    assert "durable commit" not in targets(Results(limits={"durable_commit": 2.5}))
