@@ -44,7 +44,7 @@ from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.app import S3Api, S3Options, S3Site
 from lightningstor.s3.limits import ConnectionLimits
 from lightningstor.storage.chunks import ChunkManager
-from lightningstor.tcp import send_eagerly
+from lightningstor.tcp import prepare_s3_port
 from lightningstor.threads import ThreadPools
 from lightningstor.tls import ReloadableServerTls, SignalReloadService, attach_tls
 from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_process
@@ -123,7 +123,7 @@ class S3Service(Service):
             from lightningstor.workers import adopt_port
 
             fd, self.adopt_fd = self.adopt_fd, None
-            self.port = adopt_port(self.reactor, fd, factory, balance=True)
+            self.port = adopt_port(self.reactor, fd, factory, s3=True)
         else:
             d = endpoint.listen(factory)
             result: list[Any] = []
@@ -131,7 +131,8 @@ class S3Service(Service):
             if result and isinstance(result[0], Failure):
                 result[0].raiseException()  # port in use etc.: fail start-up loudly
             self.port = result[0] if result else None
-        send_eagerly(self.port)
+            # Alone on its port: Twisted's accept loop, nobody to balance with.
+            prepare_s3_port(self.port, one_accept=False)
         self._log_listening()
 
     def _log_listening(self) -> None:

@@ -1,12 +1,27 @@
-"""A TCP server transport that sends at once when nothing is queued.
+"""How the S3 port accepts connections, and the TCP connections it makes.
 
-Twisted's TCP transport never sends from ``write``: it queues the data,
-asks the reactor to watch the socket for writability (``epoll_ctl``), sends
-on the reactor's next turn, and stops watching (``epoll_ctl`` again).  For
-a small response, whose bytes fit the socket's send buffer anyway, that is
-three system calls and an extra reactor turn where one ``send`` would do.
-Each of those calls also releases the GIL, and the reactor thread may then
-wait for a pool thread to give it back.
+Everything that changes a listening ``tcp.Port`` of this server, or reaches
+down to the TCP connection under a request, is here, so that the port is
+hooked once, in one order, instead of by several modules each wrapping what
+the previous one left:
+
+* :func:`prepare_s3_port` gives the S3 port its connection class
+  (:class:`EagerServer`) and, for a port shared by worker processes, the
+  accept rule: one connection per wake-up (:func:`accept_one_at_a_time`,
+  also used by the metrics port) and, when the workers balance their
+  connections, the :class:`~lightningstor.worker_balance.AcceptBalancer`'s
+  say on whether to accept at all;
+* :func:`tcp_transport` finds the TCP connection under a request's transport,
+  for the code that tunes its read and send sizes (s3/body.py,
+  s3/streaming.py).
+
+Eager sending: Twisted's TCP transport never sends from ``write``: it queues
+the data, asks the reactor to watch the socket for writability
+(``epoll_ctl``), sends on the reactor's next turn, and stops watching
+(``epoll_ctl`` again).  For a small response, whose bytes fit the socket's
+send buffer anyway, that is three system calls and an extra reactor turn
+where one ``send`` would do.  Each of those calls also releases the GIL, and
+the reactor thread may then wait for a pool thread to give it back.
 
 :class:`EagerServer` sends straight from ``write`` when the transport has
 nothing queued (what asyncio's transports do); whatever the socket does not
@@ -17,14 +32,41 @@ path, which reports the lost connection) are Twisted's own.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import tcp
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+if TYPE_CHECKING:
+    from lightningstor.worker_balance import AcceptBalancer
+
+__all__ = ["EagerServer", "accept_one_at_a_time", "prepare_s3_port", "tcp_transport"]
 
 
 class EagerServer(tcp.Server):
     """A server-side TCP connection whose ``write`` sends at once if it can
-    (see the module docstring)."""
+    (see the module docstring).
+
+    It also reports its opening and closing to the balancer of the port that
+    accepted it, if that port has one (:func:`prepare_s3_port`): the
+    connections a worker holds are what the balancing evens out.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set by prepare_s3_port: None unless the workers balance; absent
+        # on a port it did not prepare.
+        self._balancer: AcceptBalancer | None = getattr(self.server, "balancer", None)
+        if self._balancer is not None:
+            self._balancer.opened()
+
+    def connectionLost(self, reason: Any) -> None:
+        try:
+            super().connectionLost(reason)
+        finally:
+            if self._balancer is not None:
+                self._balancer.closed()
 
     def write(self, data: bytes) -> None:
         if (
@@ -55,8 +97,81 @@ class EagerServer(tcp.Server):
         super().write(data)
 
 
-def send_eagerly(port: Any) -> None:
-    """Make ``port`` (a listening ``tcp.Port``) give its connections
-    :class:`EagerServer` transports."""
-    if isinstance(port, tcp.Port) and port.transport is tcp.Server:
-        port.transport = EagerServer
+def prepare_s3_port(port: tcp.Port, *, one_accept: bool, balancer: AcceptBalancer | None = None) -> None:
+    """Set up the listening S3 port (TLS or not: TLS is a protocol wrapper
+    above the connection, which then writes ciphertext, eagerly too).
+
+    Its connections become :class:`EagerServer`; ``one_accept`` (a port
+    shared by worker processes) takes one connection per wake-up
+    (:func:`accept_one_at_a_time`); ``balancer`` (that worker's share of the
+    connection table) counts the connections, decides whether a wake-up
+    accepts at all, and is stopped when the port closes.  A single process
+    passes neither: it only gets the eager connections.
+    """
+    if not isinstance(port, tcp.Port) or port.transport is not tcp.Server:
+        # Both are set by lightningstor (a TCP endpoint, or an adopted TCP
+        # socket); anything else would lose its own connection class.
+        raise TypeError(f"not a plain TCP port: {port!r}")
+    port.transport = EagerServer
+    port.balancer = balancer  # type: ignore[attr-defined]  # what each EagerServer reports to
+    _hook_accepts(port, one_accept=one_accept, balancer=balancer)
+
+
+def accept_one_at_a_time(port: tcp.Port) -> None:
+    """Make a listening port shared by workers take one connection per wake-up.
+
+    Every worker's reactor is woken when a connection arrives on the shared
+    socket.  Twisted's ``Port.doRead`` then accepts as many as are queued
+    (up to ``numberAccepts``, which it raises under load), so a burst of
+    keep-alive connections (a client's connection pool, a benchmark's
+    sixteen) all went to whichever worker woke first: measured, 16 of 16 in
+    three bursts of five.  A connection stays with its worker, so that
+    worker did all the work while the other idled.  Taking one at a time
+    (nginx's ``multi_accept off``) lets the workers alternate, and a worker
+    busy with a long reactor turn leaves the next connection to an idle one.
+    How many each worker ends up holding is evened out by
+    :mod:`lightningstor.worker_balance` (the S3 port's ``balancer``).
+    """
+    _hook_accepts(port, one_accept=True, balancer=None)
+
+
+def _hook_accepts(port: tcp.Port, *, one_accept: bool, balancer: AcceptBalancer | None) -> None:
+    """Wrap ``port.doRead`` once for both accept rules, and its closing for
+    the balancer; a port with neither rule is left as Twisted made it."""
+    if balancer is not None:
+        balancer.attach(port)
+        close = port.loseConnection
+
+        def stop(*args: Any, **kwargs: Any) -> Any:
+            balancer.stop()
+            return close(*args, **kwargs)
+
+        port.loseConnection = port.stopListening = stop  # type: ignore[method-assign]
+    if not one_accept and balancer is None:
+        return
+    read = port.doRead
+
+    def do_read() -> Any:
+        if balancer is not None and not balancer.before_accept():
+            return None
+        if one_accept:
+            port.numberAccepts = 1
+        result = read()
+        if balancer is not None:
+            balancer.after_accept()
+        return result
+
+    port.doRead = do_read  # type: ignore[method-assign]
+
+
+def tcp_transport(transport: Any) -> tcp.Connection | None:
+    """The plain TCP connection under ``transport``, through wrappers such as
+    the connection limits' (``ProtocolWrapper``); None under TLS (its own
+    buffering decides how the bytes move) or for anything else."""
+    for _ in range(4):
+        if isinstance(transport, tcp.Connection):
+            return transport
+        if isinstance(transport, TLSMemoryBIOProtocol) or not isinstance(transport, ProtocolWrapper):
+            return None
+        transport = transport.transport
+    return None

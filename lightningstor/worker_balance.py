@@ -143,9 +143,11 @@ class AcceptBalancer:
     """Decides, on each wake-up of a worker's listening port, whether this
     worker accepts the pending connection (see the module docstring).
 
-    :meth:`install` hooks it into a Twisted ``tcp.Port``: the port's
-    ``doRead`` asks :meth:`may_accept` first, its connection class counts
-    open connections, and closing the port frees the slot.
+    It does not touch the port's methods itself: the S3 port is hooked once,
+    for all its rules, by :func:`lightningstor.tcp.prepare_s3_port`, which
+    calls :meth:`attach` when the port is set up, :meth:`before_accept` and
+    :meth:`after_accept` around each wake-up and :meth:`stop` when the port
+    closes; the port's connections report :meth:`opened` and :meth:`closed`.
     """
 
     def __init__(
@@ -239,59 +241,29 @@ class AcceptBalancer:
 
     # -- the port ------------------------------------------------------------
 
-    def install(self, port: Any) -> None:
-        """Hook into ``port`` (a listening ``tcp.Port``) and claim the slot."""
+    def attach(self, port: Any) -> None:
+        """``port`` (a listening ``tcp.Port``) is the one this worker accepts
+        from: claim the slot."""
         self.port = port
-        read = port.doRead
-
-        def do_read() -> Any:
-            if self._stopped:
-                return None
-            if not self.may_accept():
-                self._pause()
-                return None
-            self._count_connections()
-            result = read()
-            if self._fallback and not self._pending():
-                self._stall_since = None  # the queue is empty: the stall is over
-            return result
-
-        port.doRead = do_read
-        lose = port.loseConnection
-
-        def lose_connection(*args: Any, **kwargs: Any) -> Any:
-            self.stop()
-            return lose(*args, **kwargs)
-
-        port.loseConnection = port.stopListening = lose_connection
         self.register()
 
-    def _count_connections(self) -> None:
-        """Make the port's connection class count open connections (a
-        subclass of it, made once).  Done when accepting rather than at
-        install, so a class set on the port after install (server.py gives
-        it an eager-sending one) is kept, and counted."""
-        base = self.port.transport
-        if getattr(base, "_counted_by", None) is self:
-            return
-        balancer = self
+    def before_accept(self) -> bool:
+        """Whether this wake-up of the port may accept.  Not after
+        :meth:`stop`; not above the fair share (:meth:`may_accept`), and then
+        the port stops reading for a tick, so the reactor does not wake this
+        worker again and again for a connection left to the others."""
+        if self._stopped:
+            return False
+        if not self.may_accept():
+            self._pause()
+            return False
+        return True
 
-        class CountedServer(base):  # type: ignore[misc, valid-type]
-            """The port's connection class, counting open connections."""
-
-            _counted_by = balancer
-
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                balancer.opened()
-
-            def connectionLost(self, reason: Any) -> None:
-                try:
-                    super().connectionLost(reason)
-                finally:
-                    balancer.closed()
-
-        self.port.transport = CountedServer
+    def after_accept(self) -> None:
+        """The port has accepted: a stall taken over by this worker (the
+        fallback) is over once nothing is left pending."""
+        if self._fallback and not self._pending():
+            self._stall_since = None  # the queue is empty: the stall is over
 
     def _pause(self) -> None:
         if self._resume_call is None:

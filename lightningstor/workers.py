@@ -57,6 +57,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor.config import Settings, format_address, parse_address
+from lightningstor.tcp import accept_one_at_a_time, prepare_s3_port
 from lightningstor.worker_balance import AcceptBalancer, ConnectionTable
 
 __all__ = [
@@ -173,51 +174,33 @@ def reserve_port(address: str, *, key: str) -> socket.socket:
     return sock
 
 
-def adopt_port(reactor: Any, fd: int, factory: Any, *, balance: bool = False) -> Any:
+def adopt_port(reactor: Any, fd: int, factory: Any, *, s3: bool = False) -> Any:
     """Listen with ``factory`` on the inherited listening socket ``fd``.
 
     ``adoptStreamPort`` duplicates the descriptor, so the inherited one is
     closed here; the address family is read from the socket itself.  The
-    port accepts one connection per wake-up (:func:`accept_one_at_a_time`).
-    With ``balance`` (the S3 port: keep-alive connections carry the load),
-    a worker above its fair share of open connections leaves pending ones
-    to the other workers (:mod:`lightningstor.worker_balance`); the metrics
-    port, scraped now and then, is not balanced.
+    port is shared with the other workers, so it accepts one connection per
+    wake-up (:func:`lightningstor.tcp.accept_one_at_a_time`).  The ``s3``
+    port (keep-alive connections carry the load) is also balanced: a worker
+    above its fair share of open connections leaves pending ones to the
+    other workers (:mod:`lightningstor.worker_balance`), and its connections
+    send eagerly (:func:`lightningstor.tcp.prepare_s3_port`); the metrics
+    port, scraped now and then, is neither.
     """
     probe = socket.socket(fileno=fd)
     family = probe.family
     probe.detach()
     port = reactor.adoptStreamPort(fd, family, factory)
     os.close(fd)
-    accept_one_at_a_time(port)
-    if balance and _connections is not None:
+    if not s3:
+        accept_one_at_a_time(port)
+        return port
+    balancer = None
+    if _connections is not None:
         table, index = _connections
-        AcceptBalancer(table, index, reactor).install(port)
+        balancer = AcceptBalancer(table, index, reactor)
+    prepare_s3_port(port, one_accept=True, balancer=balancer)
     return port
-
-
-def accept_one_at_a_time(port: Any) -> None:
-    """Make a listening port shared by workers take one connection per wake-up.
-
-    Every worker's reactor is woken when a connection arrives on the shared
-    socket.  Twisted's ``Port.doRead`` then accepts as many as are queued
-    (up to ``numberAccepts``, which it raises under load), so a burst of
-    keep-alive connections (a client's connection pool, a benchmark's
-    sixteen) all went to whichever worker woke first: measured, 16 of 16 in
-    three bursts of five.  A connection stays with its worker, so that
-    worker did all the work while the other idled.  Taking one at a time
-    (nginx's ``multi_accept off``) lets the workers alternate, and a worker
-    busy with a long reactor turn leaves the next connection to an idle one.
-    How many each worker ends up holding is evened out by
-    :mod:`lightningstor.worker_balance`.
-    """
-    read = port.doRead
-
-    def do_read() -> Any:
-        port.numberAccepts = 1
-        return read()
-
-    port.doRead = do_read
 
 
 def _set_parent_death_signal() -> None:

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.s3.inflight import BudgetAccount, InflightBudget
-from lightningstor.s3.streaming import tcp_transport
+from lightningstor.tcp import tcp_transport
 
 log = Logger()
 

@@ -15,11 +15,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.tcp import Connection
-from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from lightningstor.tcp import tcp_transport
 
 READ_AHEAD = 2
 """Pieces read ahead of the one the transport is sending (1 MiB each by
@@ -28,19 +27,6 @@ default).  Two kept a 256 MiB GET as fast as three did; one was slower."""
 SEND_LIMIT = 1 << 20
 """The most one ``send()`` of the response's TCP transport may take (Twisted's
 default, 128 KiB, costs eight reactor turns per MiB piece)."""
-
-
-def tcp_transport(transport: Any) -> Connection | None:
-    """The plain TCP connection under ``transport``, through wrappers such as
-    the connection limits' (``ProtocolWrapper``); None under TLS (its own
-    buffering decides how the bytes move) or for anything else."""
-    for _ in range(4):
-        if isinstance(transport, Connection):
-            return transport
-        if isinstance(transport, TLSMemoryBIOProtocol) or not isinstance(transport, ProtocolWrapper):
-            return None
-        transport = transport.transport
-    return None
 
 
 def _raise_send_limit(request: Any, limit: int) -> None:

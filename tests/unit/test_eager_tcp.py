@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from twisted.internet import reactor, tcp
+from twisted.internet import reactor
 from twisted.internet.protocol import Protocol
 
-from lightningstor.tcp import EagerServer, send_eagerly
+from lightningstor.tcp import EagerServer
 
 
 class _Port:
@@ -139,12 +139,3 @@ def test_other_writes_take_the_usual_path(pair: tuple[EagerServer, socket.socket
     peer.setblocking(False)
     with pytest.raises(BlockingIOError):
         peer.recv(100)
-
-
-def test_listening_ports_get_the_eager_transport() -> None:
-    """send_eagerly changes a TCP port's transport class and nothing else."""
-    port = tcp.Port(0, None, interface="127.0.0.1", reactor=reactor)  # type: ignore[arg-type]
-    send_eagerly(port)
-    assert port.transport is EagerServer
-    other = object()
-    send_eagerly(other)  # not a TCP port: left alone

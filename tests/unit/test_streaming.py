@@ -10,12 +10,11 @@ import pytest
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.tcp import Connection
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from lightningstor.errors import ChunkCorrupted
 from lightningstor.s3 import streaming
-from lightningstor.s3.streaming import ObjectProducer, tcp_transport
+from lightningstor.s3.streaming import ObjectProducer
 from tests.unit.transport_helpers import socket_connection, wrapped
 
 reactor: Any = global_reactor
@@ -198,17 +197,6 @@ def test_synchronous_reader_streams_whole_object() -> None:
 def tcp() -> Iterator[Connection]:
     with socket_connection() as connection:
         yield connection
-
-
-def test_tcp_transport_unwraps_protocol_wrappers_but_not_tls(tcp: Connection) -> None:
-    assert tcp_transport(tcp) is tcp
-    assert tcp_transport(wrapped(tcp)) is tcp
-    assert tcp_transport(wrapped(wrapped(tcp))) is tcp
-    tls = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)  # no TLS context needed to be one
-    tls.transport = tcp
-    assert tcp_transport(wrapped(tls)) is None
-    assert tcp_transport(None) is None
-    assert tcp_transport(object()) is None
 
 
 def test_large_response_raises_the_send_size(tcp: Connection) -> None:
