@@ -58,12 +58,19 @@ class Options(usage.Options):
 
 def makeService(options: Any) -> IService:
     from twisted.internet import reactor
+    from twisted.logger import Logger
 
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
     from lightningstor.server import build
+    from lightningstor.tls import refuse_tls12_on_grpc
     from lightningstor.workers import WorkerSupervisor, child_argv, worker_role_from_env
 
     settings = options["settings"]
+    # Before grpc is imported (build() imports it): its core reads the
+    # variable once, at import.
+    tls13_grpc = refuse_tls12_on_grpc()
+    if settings.server.tls is not None and not tls13_grpc:
+        Logger().warn("GRPC_SSL_CIPHER_SUITES is set in the environment: the gRPC port may accept TLS 1.2")
     role = worker_role_from_env(os.environ)
     # [logging] format/level: twistd picks its log observer after this
     # returns; LoggingRoot hands it ours (see lightningstor.logs).  No

@@ -16,7 +16,8 @@ Three pieces, kept apart so the gRPC server can reuse the first and third:
 
 TLS 1.3 is the floor *and* the only version (``raiseMinimumTo`` with no
 maximum): the ``ssl:`` endpoint string has no minimum-version option, which
-is why the context is built in code.
+is why the context is built in code.  grpcio has no minimum-version setting
+at all; :func:`refuse_tls12_on_grpc` gets the same floor on the gRPC ports.
 
 ``ca_file`` is **not** used to request client certificates on the S3
 listener: AWS SDKs and S3 tools authenticate with request signatures and
@@ -27,8 +28,9 @@ API), carried in :attr:`TlsMaterial.root_certificates`.
 
 from __future__ import annotations
 
+import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from types import FrameType, MappingProxyType
 from typing import Any
@@ -54,6 +56,7 @@ __all__ = [
     "TlsMaterial",
     "attach_tls",
     "load_tls_material",
+    "refuse_tls12_on_grpc",
     "server_options",
 ]
 
@@ -100,6 +103,33 @@ class TlsMaterial:
             root_certificates=self.root_certificates,
             require_client_auth=self.root_certificates is not None,
         )
+
+
+GRPC_CIPHER_SUITES_VARIABLE = "GRPC_SSL_CIPHER_SUITES"
+GRPC_TLS12_SUITES = "PSK-AES128-CBC-SHA"
+"""The only TLS 1.2 suite grpcio's servers are given: a pre-shared-key
+suite, which a server without a PSK configured never selects, so a TLS 1.2
+handshake ends in ``NO_SHARED_CIPHER`` whatever the certificate's key type.
+TLS 1.3 suites are not configurable in grpc's BoringSSL and stay on."""
+
+
+def refuse_tls12_on_grpc(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Make this process's gRPC TLS 1.2 handshakes fail, so the gRPC ports
+    are TLS 1.3 only like the S3 port (SPEC: TLS 1.3 for all transport).
+
+    grpcio takes no minimum TLS version, and a cipher list of TLS 1.3 suites
+    alone is refused (the port fails to bind); :data:`GRPC_TLS12_SUITES` is a
+    list TLS 1.2 can never use.  grpc reads the variable once, when it is
+    imported, so this runs at the top of ``makeService``, before any import
+    of grpc (worker processes inherit it).  Client channels of the process (to storage
+    nodes) then offer TLS 1.3 only as well; every LightningStor server
+    speaks it.  An operator's own ``GRPC_SSL_CIPHER_SUITES`` is kept:
+    returns False then, True when the variable was set here.
+    """
+    if GRPC_CIPHER_SUITES_VARIABLE in environ:
+        return environ[GRPC_CIPHER_SUITES_VARIABLE] == GRPC_TLS12_SUITES
+    environ[GRPC_CIPHER_SUITES_VARIABLE] = GRPC_TLS12_SUITES
+    return True
 
 
 SERVER_TLS_NAMES: Mapping[str, str] = MappingProxyType(

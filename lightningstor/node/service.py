@@ -11,11 +11,9 @@ port speaks TLS with client certificates required; without them it is
 plaintext and unauthenticated, which start-up logs as a warning so that it
 is never a silent default on a network someone else can reach.
 
-grpcio has no setting for the minimum TLS version: ``ssl_server_credentials``
-takes none, and ``GRPC_SSL_CIPHER_SUITES`` cannot leave only TLS 1.3 (a list
-of TLS 1.3 suites alone is rejected as invalid and the port fails to bind).
-So the port accepts TLS 1.2 (grpc's ECDHE + AES-GCM suites only) and 1.3;
-grpc clients, the API servers included, negotiate 1.3.
+grpcio has no setting for the minimum TLS version; the port is TLS 1.3
+only because ``makeService`` gives grpc a TLS 1.2 cipher list no handshake
+can use (:func:`lightningstor.tls.refuse_tls12_on_grpc`).
 """
 
 from __future__ import annotations

@@ -115,8 +115,15 @@ def tls_settings(options: Any) -> TlsSettings | None:
 
 
 def makeService(options: Any) -> IService:
-    from twisted.internet import reactor as _reactor
     from twisted.logger import Logger
+
+    from lightningstor.tls import refuse_tls12_on_grpc
+
+    # Before grpc is imported: its core reads the variable once, at import.
+    if not refuse_tls12_on_grpc() and options.get("tls") is not None:
+        Logger().warn("GRPC_SSL_CIPHER_SUITES is set in the environment: the node may accept TLS 1.2")
+
+    from twisted.internet import reactor as _reactor
 
     from lightningstor.errors import ConfigError
     from lightningstor.node.service import NodeGrpcService

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,3 +154,16 @@ def make_pki(directory: Path) -> Pki:
     pki.client_cert_file.write_bytes(pki.client.cert_pem())
     pki.client_key_file.write_bytes(pki.client.key_pem())
     return pki
+
+
+def tls_handshake(port: int, pki: Pki, version: ssl.TLSVersion) -> str:
+    """The TLS version a handshake limited to ``version`` gets from a port on
+    loopback, presenting the client certificate and offering ALPN h2 as gRPC
+    clients do; raises ``ssl.SSLError`` when refused."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    ctx.load_cert_chain(str(pki.client_cert_file), str(pki.client_key_file))
+    ctx.set_alpn_protocols(["h2"])
+    ctx.minimum_version = ctx.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            return str(tls.version())

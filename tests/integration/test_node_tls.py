@@ -29,7 +29,7 @@ from cryptography import x509
 
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
-from tests.integration.certs import Issued, Pki, issue, make_pki
+from tests.integration.certs import Issued, Pki, issue, make_pki, tls_handshake
 from tests.integration.cluster import NodeProcess, free_port
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
@@ -227,6 +227,15 @@ def test_clients_without_a_valid_client_certificate_are_refused(
         )
         assert not good.HasChunk(pb.HasChunkRequest(chunk_id=planted), timeout=10).exists
         assert sorted(_list_chunks(good)) == existing
+
+
+def test_nodes_refuse_tls_1_2(cluster: TlsCluster) -> None:
+    """A node is TLS 1.3 only, like the API server's ports (grpcio has no
+    minimum-version setting: lightningstor.tls.refuse_tls12_on_grpc)."""
+    for node in cluster.nodes:
+        with pytest.raises(ssl.SSLError):
+            tls_handshake(node.process.port, cluster.pki, ssl.TLSVersion.TLSv1_2)
+        assert tls_handshake(node.process.port, cluster.pki, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
 
 
 def _peer_serial(node: TlsNode, pki: Pki) -> int:

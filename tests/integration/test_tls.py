@@ -20,17 +20,17 @@ import pytest
 from botocore.config import Config
 from cryptography import x509
 
-from tests.integration.certs import Pki, issue, make_pki
+from tests.integration.certs import Pki, issue, make_pki, tls_handshake
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 
 
-def _start(tmp_path: Path, pki: Pki, extra: str = "") -> ServerProcess:
+def _start(tmp_path: Path, pki: Pki, extra: str = "", *, workers: int = 1) -> ServerProcess:
     config = tmp_path / "tls.toml"
     config.write_text(pki.config() + extra)
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
-    return ServerProcess(data, config=str(config)).start()
+    return ServerProcess(data, config=str(config), extra_args=["--workers", str(workers)]).start()
 
 
 def _https(server: ServerProcess) -> str:
@@ -126,6 +126,38 @@ def test_tls_1_2_client_is_refused(tls_server: tuple[ServerProcess, Pki]) -> Non
         with pytest.raises(ssl.SSLError):
             with ctx.wrap_socket(raw, server_hostname="127.0.0.1"):
                 pass
+
+
+def _grpc_port(server: ServerProcess) -> int:
+    return int(server.grpc_endpoint.rsplit(":", 1)[1])
+
+
+def test_grpc_port_refuses_tls_1_2(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """The gRPC port is TLS 1.3 only too, although grpcio has no
+    minimum-version setting (lightningstor.tls.refuse_tls12_on_grpc)."""
+    server, pki = tls_server
+    with pytest.raises(ssl.SSLError):
+        tls_handshake(_grpc_port(server), pki, ssl.TLSVersion.TLSv1_2)
+    assert tls_handshake(_grpc_port(server), pki, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+
+
+def test_worker_processes_refuse_tls_1_2_on_both_ports(tmp_path: Path) -> None:
+    """Workers inherit the setting from the process that starts them: with
+    two, several handshakes (landing on either worker) are all refused, and
+    the gRPC API still answers a TLS 1.3 client."""
+    pki = make_pki(tmp_path / "pki")
+    server = _start(tmp_path, pki, workers=2)
+    try:
+        server.ready_workers(2)
+        for _ in range(6):
+            for port in (server.port, _grpc_port(server)):
+                with pytest.raises(ssl.SSLError):
+                    tls_handshake(port, pki, ssl.TLSVersion.TLSv1_2)
+        with _grpc_client(server, pki, cert=pki.client_cert_file.read_bytes(),
+                          key=pki.client_key_file.read_bytes()) as client:
+            assert isinstance(client.list_buckets(), list)
+    finally:
+        server.stop()
 
 
 def test_tls_1_3_client_is_served_with_or_without_client_certificate(
