@@ -7,11 +7,13 @@ missing tool is a failure.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,17 @@ def tool(name: str) -> str:
             pytest.fail(f"{name} is required (LIGHTNINGSTOR_REQUIRE_TOOLS=1) but not installed")
         pytest.skip(f"{name} not installed")
     return path
+
+
+def python_tool(module: str) -> Any:
+    """The imported client library ``module``; skipped or failed when it is
+    missing, as :func:`tool` does for a program."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("LIGHTNINGSTOR_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{module} is required (LIGHTNINGSTOR_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{module} not installed")
 
 
 def environ(extra: dict[str, str] | None) -> dict[str, str]:
