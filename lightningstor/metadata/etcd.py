@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, fail, succeed
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
@@ -78,6 +78,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lightningstor import errors
+from lightningstor.deferreds import Running
 from lightningstor.errors import ConfigError, MetadataUnavailable
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -286,7 +287,7 @@ class EtcdMetadataStore:
         self._lease: _Lease | None = None
         self._lease_lock = DeferredLock()
         self._keepalive: LoopingCall | None = None
-        self._inflight: set[Deferred[Any]] = set()
+        self._running = Running()
         self._closed = False
         self._close_waiters: list[Deferred[None]] | None = None
 
@@ -352,15 +353,7 @@ class EtcdMetadataStore:
         if self._closed:
             coro.close()
             return fail(MetadataUnavailable("metadata store is closed"))
-        d = Deferred.fromCoroutine(coro)
-        self._inflight.add(d)
-
-        def done(result: Any) -> Any:
-            self._inflight.discard(d)
-            return result
-
-        d.addBoth(done)
-        return d
+        return self._running.track(Deferred.fromCoroutine(coro))
 
     def _closed_all(self, result: Any) -> None:
         if isinstance(result, Failure):
@@ -372,8 +365,8 @@ class EtcdMetadataStore:
     async def _shutdown(self) -> None:
         if self._keepalive is not None and self._keepalive.running:
             self._keepalive.stop()
-        if self._inflight:
-            await DeferredList(list(self._inflight), consumeErrors=True)
+        if self._running:
+            await self._running.settled()
         lease, self._lease = self._lease, None
         if lease is not None and lease.alive:
             try:

@@ -34,6 +34,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from lightningstor.checksums import crc32c
+from lightningstor.deferreds import Running, settled
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError
 from lightningstor.interfaces.chunkwriter import BufferedChunkWriter
 from lightningstor.interfaces.storage import (
@@ -116,7 +117,7 @@ class DistributedBackend:
         self._reactor = reactor
         self._pool = pool
         self._rng = rng or random.Random()
-        self._in_flight: set[defer.Deferred[Any]] = set()
+        self._running = Running()
         self._writing: dict[str, defer.Deferred[Any]] = {}
         self.repairer: Any = None
 
@@ -128,15 +129,9 @@ class DistributedBackend:
         Calls still running after their quorum decided (stragglers) are
         tracked so that ``close`` waits for them before the pool stops.
         """
-        d = deferToThreadPool(self._reactor, self._pool, getattr(self.clients[node], method), *args)
-        self._in_flight.add(d)
-
-        def done(result: Any) -> Any:
-            self._in_flight.discard(d)
-            return result
-
-        d.addBoth(done)
-        return d
+        return self._running.track(
+            deferToThreadPool(self._reactor, self._pool, getattr(self.clients[node], method), *args)
+        )
 
     def placement(self, chunk_id: str) -> list[NodeAddress]:
         """Where a new copy of ``chunk_id`` goes (random: a fresh sample)."""
@@ -193,7 +188,7 @@ class DistributedBackend:
         if previous is not None:
             # An overwrite waits for the previous write's stragglers, which
             # would otherwise land late and leave the old bytes on a replica.
-            return _settled(previous).addCallback(lambda _: self.put_chunk(chunk_id, payload))
+            return settled(previous).addCallback(lambda _: self.put_chunk(chunk_id, payload))
         calls = [self.call(node, "put", chunk_id, payload) for node in self.placement(chunk_id)]
         # Every replica write, stragglers included, for delete_chunk to wait on:
         # a late copy landing after a delete would bring the chunk back.
@@ -232,7 +227,7 @@ class DistributedBackend:
         _check_id(chunk_id)
         writing = self._writing.get(chunk_id)
         if writing is not None:
-            yield _settled(writing)
+            yield settled(writing)
         results = yield defer.DeferredList(
             [self.call(node, "delete", chunk_id) for node in self.nodes], consumeErrors=True
         )
@@ -360,21 +355,10 @@ class DistributedBackend:
         if self.repairer is not None:
             yield self.repairer.stop()
         # Replica writes still finishing after their quorum: let them land.
-        yield defer.DeferredList([_settled(pending) for pending in list(self._in_flight)])
+        yield self._running.settled()
         for client in self.clients.values():
             client.close()
 
-
-def _settled(d: defer.Deferred[Any]) -> defer.Deferred[None]:
-    """A Deferred firing (with None) once ``d`` has fired, leaving ``d``'s result alone."""
-    watcher: defer.Deferred[None] = defer.Deferred()
-
-    def fire(result: Any) -> Any:
-        watcher.callback(None)
-        return result
-
-    d.addBoth(fire)
-    return watcher
 
 
 # -- plugin factory --------------------------------------------------------------
