@@ -58,17 +58,9 @@ if __package__ in (None, ""):  # run as a script: python bench/cpu_per_request.p
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import loadgen, phases, servers  # noqa: E402
+from bench.servers import cpu_seconds  # noqa: E402
 
-_TICK = os.sysconf("SC_CLK_TCK")
 BODY_SIZE = 4096
-
-
-def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """utime + stime of a process (all its threads) or of one of its threads."""
-    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
-    with open(path) as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 @dataclass(frozen=True)

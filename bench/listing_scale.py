@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import loadgen, servers  # noqa: E402
+from bench.servers import cpu_seconds  # noqa: E402
 
 DIRECTORIES = 100
 BATCH = 1000  # puts per metadata transaction in the direct fill
@@ -231,16 +232,6 @@ def wait_idle(pid: int, limit: float = 180.0) -> float:
         if cpu_seconds(pid) - before < 0.05:
             break
     return time.monotonic() - start
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) the process has used so far.
-
-    On a shared box the wall time of a walk depends on what else runs; the
-    server's own CPU time per key much less so, so it is reported too.
-    """
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _loadavg() -> str:

@@ -48,9 +48,16 @@ def machine() -> str:
     )
 
 
+LOWER_IS_BETTER = frozenset({"ms", "us/req"})
+"""Units of figures where less is better: their ratio column is moto's
+figure over ours, so that above 1 means ahead, as for the others."""
+
+
 def _fmt(value: float, unit: str) -> str:
     if unit == "ms":
         return f"{value:,.1f} ms"
+    if unit == "us/req":
+        return f"{value:,.0f} µs/req"
     return f"{value:,.0f} {unit}"
 
 
@@ -81,7 +88,7 @@ def table(results: Results) -> str:
         if "moto" in names and len(names) > 1:
             ours, moto = results.servers[names[0]].get(name), results.servers["moto"].get(name)
             if ours and moto and moto.value:
-                ratio = ours.value / moto.value if unit != "ms" else moto.value / ours.value
+                ratio = moto.value / ours.value if unit in LOWER_IS_BETTER else ours.value / moto.value
                 cells.append(f"{ratio:.1f}x")
             else:
                 cells.append("")

@@ -44,6 +44,16 @@ def s3_client(endpoint: str, access: str, secret: str, pool: int = 32) -> Any:
     )
 
 
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User plus system CPU seconds a process (all its threads) or one of its
+    threads has used so far.  On a shared box the wall time of a run depends
+    on what else runs; the server's own CPU time per request much less so."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     """Current VmRSS of ``pid`` (0 if it is gone)."""
     try:

@@ -31,3 +31,13 @@ def test_put_at_concurrency_one_is_set_against_the_commit_bound() -> None:
         targets(results)
     )
     assert "durable commit" not in targets(Results(limits={"durable_commit": 2.5}))
+
+
+def test_cpu_per_request_ratio_reads_as_the_others() -> None:
+    """Less CPU per request is better: the ratio column puts moto's over ours,
+    so 3.0x means a third of moto's CPU, as 3.0x means three times its rate."""
+    name = "server CPU per 4 KiB GET c=16"
+    results = Results()
+    results.servers["LightningStor"] = {name: Figure(name, 800, "us/req")}
+    results.servers["moto"] = {name: Figure(name, 2400, "us/req")}
+    assert f"| {name} | 800 µs/req | 2,400 µs/req | 3.0x |" in table(results)
