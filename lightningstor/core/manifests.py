@@ -168,7 +168,7 @@ def _open_paged_reader(store: IMetadataStore, chunk_manager: Any, record: Object
 def record_names(value: bytes, manifest_id: str) -> bool:
     """Whether the record ``value`` keeps its chunk list in ``manifest_id``."""
     try:
-        d = json.loads(value)
+        d = records.record_fields(value)  # an inline object's data follows its JSON
     except ValueError:
         return True  # unreadable: never drop on a guess
     mf = d.get("mf")

@@ -144,6 +144,10 @@ def test_background_scrub_logs_and_counts_problems(corrupted: Any, tmp_path: Pat
             break
         time.sleep(0.3)
     assert value is not None and value >= 1, text
+    # The server's output reaches the test through a pipe read by another
+    # thread: the line may arrive after the metric was seen.
+    while time.monotonic() < deadline and not any("Scrub: corrupt chunk " + ids[1] in line for line in server.output):
+        time.sleep(0.1)
     assert any("Scrub: corrupt chunk " + ids[1] in line for line in server.output)
 
 

@@ -161,6 +161,28 @@ def test_collector_keeps_paged_chunks_and_drops_orphaned_pages(core: Core) -> No
 
 
 @pytest_twisted.inlineCallbacks
+def test_orphaned_pages_of_a_key_now_holding_an_inline_object_are_dropped(core: Core) -> None:
+    """The crash leftovers of a large write, then a small (inline) object
+    at the same key: its record, data after the JSON, names no manifest, so
+    the pages go.  (Read as JSON whole, the record would be "unreadable",
+    and the pages and their chunks kept forever.)"""
+    bucket = yield core.buckets.create(ALICE, "inline")
+    writer = core.chunks.new_writer(())
+    writer.write(os.urandom(5 * CHUNK))
+    result = yield writer.finish()
+    lost = ObjectRecord(key="k", size=result.size, etag=result.md5_hex, created_at=1, chunks=list(result.chunks))
+    from lightningstor.core import chunkindex
+
+    yield chunkindex.index(core.store, lost.chunks, chunkindex.object_hint(bucket.bucket_id, "k", 1))
+    yield manifests.write(core.store, bucket.bucket_id, lost, PER, 1)
+    small = yield put_object(core, bucket, "k", b"\x00{}" * 20)
+    assert small.inline is not None
+    removed = yield collect_orphans(core.store, core.backend, time.time() + 10, 0)
+    assert removed == len(lost.chunks)
+    assert (yield _pages(core)) == []
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_paged_record_read_back_cannot_be_committed_without_its_chunks(core: Core) -> None:
     """Read back, a paged record lists no chunks; committing it again as it
     is would store an object without data, so it is refused and nothing changes."""
