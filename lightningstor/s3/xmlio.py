@@ -550,7 +550,8 @@ def list_objects_xml(
     else:
         if start_after:
             doc.raw("StartAfter", enc(start_after))
-        if continuation_token:
+        if continuation_token is not None:
+            # Echoed whenever sent, even empty (``continuation-token=``), as AWS.
             doc.text("ContinuationToken", continuation_token)
         if result.is_truncated and next_continuation_token:
             doc.text("NextContinuationToken", next_continuation_token)

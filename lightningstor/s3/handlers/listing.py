@@ -6,9 +6,11 @@ import base64
 import binascii
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
 from lightningstor import errors
+from lightningstor.core.listing import VersionListResult
+from lightningstor.core.types import ListResult
 from lightningstor.s3 import xmlio
 
 
@@ -49,6 +51,20 @@ def decode_token(token: str) -> str:
     return key
 
 
+def _list_page(api: Any, bucket: Any, *, max_keys: int, **kwargs: Any) -> Deferred[ListResult]:
+    """Deferred[ListResult]: one page of the bucket's keys.
+
+    ``max-keys=0`` asks for no keys: AWS answers an empty page that is not
+    truncated.  The scan would report a truncated page with nothing to
+    continue from (no marker, no continuation token), which a client that
+    follows ``IsTruncated`` cannot page through.
+    """
+    if max_keys == 0:
+        return succeed(ListResult([], [], False, None))
+    d: Deferred[ListResult] = api.core.list_objects(bucket, max_keys=max_keys, **kwargs)
+    return d
+
+
 @inlineCallbacks
 def list_objects(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
@@ -66,9 +82,7 @@ def list_objects(api: Any, call: Any) -> Any:
         after = decode_token(token) if token else (start_after or None)
     else:
         after = marker or None
-    result = yield api.core.list_objects(
-        bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
-    )
+    result = yield _list_page(api, bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys)
     next_token = encode_token(result.next_marker) if (v2 and result.is_truncated and result.next_marker) else None
     body = xmlio.list_objects_xml(
         result,
@@ -107,6 +121,10 @@ def list_object_versions(api: Any, call: Any) -> Any:
         version_id_marker=version_id_marker or None,
         max_keys=max_keys,
     )
+    if max_keys == 0:
+        # As ListObjects (see _list_page): an empty page, not truncated.  The
+        # core still ran, so a bad version-id-marker is refused as before.
+        result = VersionListResult([], [], False, None)
     body = xmlio.list_object_versions_xml(
         result,
         bucket=bucket.name,

@@ -146,9 +146,9 @@ def _upload_context(
     check_tags(attrs.tags, MAX_OBJECT_TAGS)
     encoding = attrs.system_headers.get("Content-Encoding")
     if encoding is not None:
-        rest = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
-        if rest:
-            attrs.system_headers["Content-Encoding"] = ",".join(rest)
+        stored = stored_content_encoding(encoding)
+        if stored:
+            attrs.system_headers["Content-Encoding"] = stored
         else:
             del attrs.system_headers["Content-Encoding"]
     attrs.owner = principal.principal_id
@@ -159,6 +159,22 @@ def _upload_context(
     )
     writer = api.core.chunks.new_writer(algorithms)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
+
+
+def stored_content_encoding(encoding: str) -> str:
+    """``Content-Encoding`` as stored: the value without its ``aws-chunked``
+    tokens (they describe the upload's framing, not the object).
+
+    A value without such a token is kept exactly as sent, since GET must
+    return it unchanged (``deflate, gzip`` stays ``deflate, gzip``, as AWS);
+    the remaining tokens of one that had it are joined with ``", "``.
+    An empty string means nothing is left to store.
+    """
+    tokens = [token.strip() for token in encoding.split(",")]
+    kept = [token for token in tokens if token.lower() != "aws-chunked"]
+    if len(kept) == len(tokens):
+        return encoding
+    return ", ".join(token for token in kept if token)
 
 
 def receive_upload(api: Any, call: Any) -> Deferred[Any]:
