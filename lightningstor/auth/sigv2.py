@@ -160,6 +160,10 @@ def strings_to_sign(
     normal = canonical_uri(raw_path)
     if normal not in paths:
         paths.append(normal)
+    if not bucket_prefix and len(raw_path) > 1 and raw_path.count("/") == 1:
+        # A bucket-level request sent path-style as ``/bucket``: botocore
+        # signs ``/bucket/`` (its auth path), which names the same bucket.
+        paths.append(raw_path + "/")
     seen: set[str] = set()
     for date, path, subresources, decode in itertools.product(
         date_candidates, paths, (WIDE_SUBRESOURCES, AWS_SUBRESOURCES), (True, False)

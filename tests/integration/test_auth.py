@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import boto3
 import pytest
@@ -58,6 +59,24 @@ def test_sigv2_client_works(server, bucket, s3):
     v2 = _client(server, sig="s3")
     v2.put_object(Bucket=bucket, Key="v2", Body=b"old")
     assert v2.get_object(Bucket=bucket, Key="v2")["Body"].read() == b"old"
+
+
+def test_sigv2_bucket_level_calls_work(server):
+    """SigV2 bucket-level requests (no key): botocore signs the resource
+    ``/bucket/`` while the path it sends is ``/bucket``; both name the
+    bucket.  Create, list (v1 and v2), head, delete, and the bucket's
+    subresources all verify."""
+    v2 = _client(server, sig="s3")
+    name = f"v2-{uuid.uuid4().hex[:8]}"
+    v2.create_bucket(Bucket=name)
+    v2.head_bucket(Bucket=name)
+    v2.put_object(Bucket=name, Key="k", Body=b"x")
+    assert [o["Key"] for o in v2.list_objects(Bucket=name)["Contents"]] == ["k"]
+    assert v2.list_objects_v2(Bucket=name, Prefix="k")["KeyCount"] == 1
+    assert v2.get_bucket_versioning(Bucket=name).get("Status") is None
+    assert name in [b["Name"] for b in v2.list_buckets()["Buckets"]]
+    v2.delete_object(Bucket=name, Key="k")
+    v2.delete_bucket(Bucket=name)
 
 
 def test_presigned_get_and_put_v4(server, s3, bucket):

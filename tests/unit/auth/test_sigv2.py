@@ -85,7 +85,8 @@ def test_canonical_resource_sorts_and_decodes_subresources() -> None:
 
 
 def test_wide_and_narrow_subresource_lists_both_tried() -> None:
-    """A parameter only botocore/MinIO sign (``object-lock``) yields two distinct candidates."""
+    """A parameter only botocore/MinIO sign (``object-lock``) yields two distinct candidates
+    (and the same two for the bucket-level resource botocore signs, ``/b/``)."""
     candidates = list(
         sigv2.strings_to_sign(
             method="GET",
@@ -97,7 +98,24 @@ def test_wide_and_narrow_subresource_lists_both_tried() -> None:
             raw_query="object-lock",
         )
     )
-    assert candidates == ["GET\n\n\nD\n/b?object-lock", "GET\n\n\nD\n/b"]
+    assert candidates == [
+        "GET\n\n\nD\n/b?object-lock", "GET\n\n\nD\n/b", "GET\n\n\nD\n/b/?object-lock", "GET\n\n\nD\n/b/"
+    ]
+
+
+def test_only_a_bucket_level_path_style_request_gets_the_slash_form() -> None:
+    """``/bucket/`` is tried for ``/bucket`` alone: not for an object path,
+    and not for a virtual-hosted request (whose resource already ends in ``/``)."""
+
+    def resources(raw_path: str, bucket_prefix: str = "") -> list[str]:
+        return [c.rsplit("\n", 1)[1] for c in sigv2.strings_to_sign(
+            method="PUT", content_md5="", content_type="", date_candidates=["D"], amz_headers={},
+            raw_path=raw_path, raw_query="", bucket_prefix=bucket_prefix)]  # fmt: skip
+
+    assert resources("/bucket") == ["/bucket", "/bucket/"]
+    assert resources("/bucket/key") == ["/bucket/key"]
+    assert resources("/bucket/") == ["/bucket/"]
+    assert resources("/", "/bucket") == ["/bucket/"]
 
 
 def test_canonical_amz_headers() -> None:
