@@ -176,7 +176,10 @@ def test_suspended_and_null_version_semantics(s3, plain):
     v1 = s3.put_object(Bucket=plain, Key="k", Body=b"versioned")["VersionId"]
     enable(s3, plain, "Suspended")
     put = s3.put_object(Bucket=plain, Key="k", Body=b"suspended-1")
-    assert put["VersionId"] == "null"
+    # The write answers without a version id, as AWS does when suspended;
+    # the version it stored is the null one, and reads say so.
+    assert "VersionId" not in put
+    assert s3.head_object(Bucket=plain, Key="k")["VersionId"] == "null"
     s3.put_object(Bucket=plain, Key="k", Body=b"suspended-2")
     listed = _versions(s3, plain)
     assert sorted(v for _k, v, _l, _d in listed) == sorted(["null", v1])  # old null replaced, v1 kept
@@ -265,3 +268,29 @@ def test_rclone_with_a_versioned_bucket(server, s3, vbucket, tmp_path):
     run_tool([rclone, "delete", f"ls:{vbucket}/b.txt"], env)
     assert run_tool([rclone, "lsf", f"ls:{vbucket}"], env).decode().split() == ["a.txt"]
     assert len(_versions(s3, vbucket)) == 4  # a x2, b, b's delete marker
+
+
+def test_writes_answer_a_version_id_only_when_versioning_is_enabled(s3, plain):
+    """PutObject, CopyObject and CompleteMultipartUpload answer
+    x-amz-version-id with the new version's id when versioning is Enabled,
+    and without the header when it is Suspended (the null version is
+    written, as reads then report), as AWS does."""
+
+    def writes() -> list[dict]:
+        put = s3.put_object(Bucket=plain, Key="w", Body=b"x")
+        copied = s3.copy_object(Bucket=plain, Key="c", CopySource={"Bucket": plain, "Key": "w"})
+        upload = s3.create_multipart_upload(Bucket=plain, Key="m")["UploadId"]
+        part = s3.upload_part(Bucket=plain, Key="m", UploadId=upload, PartNumber=1, Body=b"part")
+        done = s3.complete_multipart_upload(
+            Bucket=plain, Key="m", UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+        )
+        return [put, copied, done]
+
+    enable(s3, plain)
+    ids = [w.get("VersionId") for w in writes()]
+    assert all(ids) and "null" not in ids
+    enable(s3, plain, "Suspended")
+    assert [w.get("VersionId") for w in writes()] == [None, None, None]
+    for key in ("w", "c", "m"):
+        assert s3.head_object(Bucket=plain, Key=key)["VersionId"] == "null"

@@ -31,6 +31,7 @@ from lightningstor.s3.handlers.objects import (
     parse_copy_source,
     receive_upload,
     version_header,
+    written_version_header,
 )
 from lightningstor.s3.headers import checksum_algorithms, put_attrs
 
@@ -283,7 +284,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         record.checksums,
         checksum_type=done.checksum_type,
     )
-    return api.send_xml(call, body, headers=version_header(bucket, record.version_id))
+    return api.send_xml(call, body, headers=written_version_header(record.version_id))
 
 
 @inlineCallbacks

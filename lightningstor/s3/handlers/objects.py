@@ -232,7 +232,7 @@ def _commit_object(received: Any, api: Any, call: Any) -> Deferred[Any]:
     def committed(_: Any) -> bytes:
         headers = [("ETag", record.quoted_etag)]
         headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
-        headers += version_header(ctx.bucket, record.version_id)
+        headers += written_version_header(record.version_id)
         return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
 
     d: Deferred[Any] = api.core.objects.commit(ctx.bucket, record, ctx.attrs)
@@ -247,6 +247,16 @@ def version_header(bucket: Bucket, version_id: str | None) -> list[tuple[str, st
     """
     reported = reported_version_id(bucket, version_id)
     return [] if reported is None else [("x-amz-version-id", reported)]
+
+
+def written_version_header(version_id: str | None) -> list[tuple[str, str]]:
+    """``x-amz-version-id`` of a write's answer (PutObject, CopyObject,
+    CompleteMultipartUpload): a real version id only.  A write to a bucket
+    whose versioning is suspended stores the null version but answers
+    without the header, as AWS does (its PutObject reference's "versioning
+    suspended" example); reads of that version do report ``null``.
+    """
+    return [] if version_id is None else [("x-amz-version-id", version_id)]
 
 
 def _version_param(call: Any) -> str | None:
@@ -429,7 +439,7 @@ def copy_object(api: Any, call: Any) -> Any:
         owner=principal.principal_id,
         conditions=write_conditions,
     )
-    headers = version_header(dest_bucket, record.version_id)
+    headers = written_version_header(record.version_id)
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     return api.send_xml(call, xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums), headers=headers)
 
