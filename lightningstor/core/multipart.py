@@ -660,11 +660,21 @@ class MultipartManager:
         client sent (BadDigest if they differ), ``checksum_type`` its
         x-amz-checksum-type and ``object_size`` its x-amz-mp-object-size.
         Exactly one of concurrent completes/aborts of an upload wins; the
-        others get NoSuchUpload.
+        aborts that lose get NoSuchUpload, and so do completes, except that
+        a complete of an upload that is gone because a complete of the same
+        parts committed it (a client retrying after a lost answer) gets that
+        complete's answer, while the key still holds that object, as AWS
+        answers a repeated complete (:meth:`_completed_before`).
         """
         _check_order(listed, self.max_parts)
         for _attempt in range(_RETRIES):
-            ukey, ukv, upload = yield self._load(bucket, key, upload_id)
+            try:
+                ukey, ukv, upload = yield self._load(bucket, key, upload_id)
+            except errors.NoSuchUpload:
+                done = yield self._completed_before(bucket, key, upload_id, listed)
+                if done is None:
+                    raise
+                return done
             stored = yield self._scan_parts(upload_id)
             by_number = {part.part_number: part for _kv, part in stored}
             parts = self._listed_parts(upload, listed, by_number)
@@ -689,6 +699,26 @@ class MultipartManager:
             yield chunkindex.release(self._store, garbage, self._chunks.delete_chunks)
             return Completed(committed if committed is not None else record, kind)
         raise errors.SlowDown("Too many concurrent changes to this upload")
+
+    @inlineCallbacks
+    def _completed_before(self, bucket: Bucket, key: str, upload_id: str, listed: Sequence[PartRef]) -> Any:
+        """Deferred[Completed | None]: the answer of the complete that already
+        made ``upload_id`` the key's current version from the ``listed``
+        parts (same part ETags, so the same object ETag); None if there was
+        none, or the key has changed since."""
+        current = yield self._objects.find(bucket, key)
+        if current is None or current.delete_marker or current.upload_id != upload_id:
+            return None
+        try:
+            etag = multipart_etag([ref.etag.strip().strip('"') for ref in listed])
+        except ValueError:  # not hex: no part ever had that ETag
+            return None
+        if current.etag != etag:
+            return None
+        kind = None
+        if current.checksums:  # composite values end in -N parts, full-object ones do not
+            kind = COMPOSITE if "-" in next(iter(current.checksums.values())) else FULL_OBJECT
+        return Completed(current, kind)
 
     def _listed_parts(self, upload: Upload, listed: Sequence[PartRef], stored: Mapping[int, Part]) -> list[Part]:
         parts: list[Part] = []
@@ -770,6 +800,7 @@ class MultipartManager:
             tags=dict(upload.tags),
             owner=upload.owner,
             part_sizes=[p.size for p in parts],
+            upload_id=upload.upload_id,
         )
         return record, kind if algorithm else None
 

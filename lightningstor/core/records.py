@@ -118,6 +118,8 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["seq"] = o.sequence
     if o.null_sequence is not None:
         d["nseq"] = o.null_sequence
+    if o.upload_id is not None:
+        d["up"] = o.upload_id
     if o.inline is not None:
         return b"".join((_dumps(d), INLINE_SEPARATOR, o.inline))
     return _dumps(d)
@@ -155,6 +157,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         sequence=d.get("seq", 0),
         null_sequence=d.get("nseq"),
         manifest=Manifest(mf["id"], mf["s"], mf["n"]) if mf is not None else None,
+        upload_id=d.get("up"),
     )
 
 

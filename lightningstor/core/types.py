@@ -105,6 +105,10 @@ class ObjectRecord:
     # Set when the chunk list is paged out of the record (core/manifests.py):
     # ``chunks`` is then empty when read back from the store.
     manifest: Manifest | None = None
+    # Multipart objects: the upload they were completed from, so that a
+    # repeated CompleteMultipartUpload (a client retrying after a lost
+    # answer) gets the first one's answer, as from AWS.
+    upload_id: str | None = None
 
     @property
     def quoted_etag(self) -> str:

@@ -37,6 +37,7 @@ from lightningstor.core.multipart import (
 from lightningstor.core.objects import ObjectManager, PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
+from tests.unit.core_helpers import put_object
 
 ALICE = Principal("alice", "org-a", display_name="Alice")
 MIN_PART = 1000  # the manager's minimum part size in these tests (AWS: 5 MiB)
@@ -286,8 +287,37 @@ def test_full_object_checksum_and_expected_value(core):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_repeated_complete_answers_the_first_while_the_key_holds_its_object(core):
+    """A client that lost the answer and completes again with the same parts
+    gets the same object (as from AWS); other parts, another object at the
+    key since, or an upload that was aborted get NoSuchUpload."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "again")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    p1 = yield _part(mp, upload, 1, os.urandom(2000))
+    p2 = yield _part(mp, upload, 2, os.urandom(100))
+    first = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p2))
+    again = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p2))
+    assert again.record.etag == first.record.etag and again.record.size == 2100
+    assert again.checksum_type == first.checksum_type
+    for refs in (_refs(p1), [PartRef(1, p1.etag), PartRef(2, "zz")]):
+        with pytest.raises(errors.NoSuchUpload):
+            yield mp.complete(bucket, "k", upload.upload_id, refs)
+    yield put_object(core, bucket, "k", b"replaced")
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p2))
+    aborted = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    yield mp.abort(bucket, "k", aborted.upload_id)
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.complete(bucket, "k", aborted.upload_id, _refs(p1, p2))
+
+
+@pytest_twisted.inlineCallbacks
 def test_concurrent_complete_and_abort_exactly_one_wins(core):
-    """Of racing completes and aborts of one upload exactly one succeeds; the rest get NoSuchUpload."""
+    """Of racing completes and aborts of one upload exactly one changes it: an
+    abort, or a complete, and then the other complete of the same parts
+    answers that complete's object (as a repeated complete does); the rest
+    get NoSuchUpload."""
     mp = core.multipart
     bucket = yield core.buckets.create(ALICE, "race")
     for _round in range(3):
@@ -297,8 +327,12 @@ def test_concurrent_complete_and_abort_exactly_one_wins(core):
         attempts = [mp.complete(bucket, "k", uid, _refs(p1)), mp.abort(bucket, "k", uid),
                     mp.complete(bucket, "k", uid, _refs(p1)), mp.abort(bucket, "k", uid)]
         results = yield DeferredList(attempts, consumeErrors=True)
-        wins = [ok for ok, _ in results if ok]
-        assert len(wins) == 1
+        completed = [value.record for ok, value in (results[0], results[2]) if ok]
+        aborted = [ok for ok, _ in (results[1], results[3]) if ok]
+        assert (len(aborted), bool(completed)) in ((1, False), (0, True)), results
+        assert all(r.upload_id == uid and r.etag == completed[0].etag for r in completed)
+        if completed:
+            assert (yield core.objects.head(bucket, "k")).upload_id == uid
         for ok, value in results:
             if not ok:
                 assert value.check(errors.NoSuchUpload), value
