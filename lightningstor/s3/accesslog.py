@@ -16,6 +16,7 @@ access lines apart from the server's own messages.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from twisted.logger import Logger, LogLevel
 
@@ -54,52 +55,35 @@ class AccessLog:
         s = summary
         line = access_line(s)
         logger = self.log
+        event: dict[str, Any] = {
+            "log_text": line,
+            "request_id": s.request_id,
+            "principal": s.principal,
+            "operation": s.operation,
+            "method": s.method,
+            "uri": s.uri,
+            "bucket": s.bucket,
+            "key": s.key,
+            "status": s.status,
+            "completed": s.completed,
+            "error_code": s.error_code,
+            "bytes_in": s.bytes_in,
+            "bytes_out": s.bytes_out,
+            "duration": round(s.duration, 6),
+            "remote": s.remote,
+        }
+        log_format = line.replace("{", "{{").replace("}", "}}")
         if logger.__class__ is not Logger:  # a subclass may log its own way
-            logger.info(
-                line.replace("{", "{{").replace("}", "}}"),
-                log_text=line,
-                request_id=s.request_id,
-                principal=s.principal,
-                operation=s.operation,
-                method=s.method,
-                uri=s.uri,
-                bucket=s.bucket,
-                key=s.key,
-                status=s.status,
-                completed=s.completed,
-                error_code=s.error_code,
-                bytes_in=s.bytes_in,
-                bytes_out=s.bytes_out,
-                duration=round(s.duration, 6),
-                remote=s.remote,
-            )
+            logger.info(log_format, **event)
             return
         # What Logger.info(format, **fields) hands its observer, built here:
         # the same event, key for key and in the same order, without
         # Logger.emit's check that ``info`` is a log level (it sorts the
         # five levels on every call).
-        logger.observer(
-            {
-                "log_text": line,
-                "request_id": s.request_id,
-                "principal": s.principal,
-                "operation": s.operation,
-                "method": s.method,
-                "uri": s.uri,
-                "bucket": s.bucket,
-                "key": s.key,
-                "status": s.status,
-                "completed": s.completed,
-                "error_code": s.error_code,
-                "bytes_in": s.bytes_in,
-                "bytes_out": s.bytes_out,
-                "duration": round(s.duration, 6),
-                "remote": s.remote,
-                "log_logger": logger,
-                "log_level": LogLevel.info,
-                "log_namespace": logger.namespace,
-                "log_source": logger.source,
-                "log_format": line.replace("{", "{{").replace("}", "}}"),
-                "log_time": time.time(),
-            }
-        )
+        event["log_logger"] = logger
+        event["log_level"] = LogLevel.info
+        event["log_namespace"] = logger.namespace
+        event["log_source"] = logger.source
+        event["log_format"] = log_format
+        event["log_time"] = time.time()
+        logger.observer(event)

@@ -48,6 +48,21 @@ def _pages(core: Core) -> Any:
 
 
 @inlineCallbacks
+def _crash_leftovers(core: Core, bucket: Bucket, key: str) -> Any:
+    """Deferred[ObjectRecord]: what a crash between paging a 5-chunk version
+    of ``key`` and committing it leaves (indexed chunks, 2 pages, no record)."""
+    from lightningstor.core import chunkindex
+
+    writer = core.chunks.new_writer(())
+    writer.write(os.urandom(5 * CHUNK))
+    result = yield writer.finish()
+    lost = ObjectRecord(key=key, size=result.size, etag=result.md5_hex, created_at=1, chunks=list(result.chunks))
+    yield chunkindex.index(core.store, lost.chunks, chunkindex.object_hint(bucket.bucket_id, key, 1))
+    yield manifests.write(core.store, bucket.bucket_id, lost, PER, 1)
+    return lost
+
+
+@inlineCallbacks
 def _stored_record(core: Core, bucket: Bucket, key: str) -> Any:
     kv = yield core.store.get(keys.object_key(bucket.bucket_id, key))
     return json.loads(kv.value)
@@ -138,15 +153,7 @@ def test_collector_keeps_paged_chunks_and_drops_orphaned_pages(core: Core) -> No
     crash before the commit) are dropped once old, and their chunks then go."""
     bucket = yield core.buckets.create(ALICE, "collect")
     live = yield put_object(core, bucket, "k", os.urandom(7 * CHUNK))
-    # The leftovers of a crash between paging and committing another version.
-    writer = core.chunks.new_writer(())
-    writer.write(os.urandom(5 * CHUNK))
-    result = yield writer.finish()
-    lost = ObjectRecord(key="k", size=result.size, etag=result.md5_hex, created_at=1, chunks=list(result.chunks))
-    from lightningstor.core import chunkindex
-
-    yield chunkindex.index(core.store, lost.chunks, chunkindex.object_hint(bucket.bucket_id, "k", 1))
-    yield manifests.write(core.store, bucket.bucket_id, lost, PER, 1)
+    lost = yield _crash_leftovers(core, bucket, "k")
     assert len((yield _pages(core))) == 3 + 2
     removed = yield collect_orphans(core.store, core.backend, time.time() + 10, 0)
     assert removed == len(lost.chunks)
@@ -167,14 +174,7 @@ def test_orphaned_pages_of_a_key_now_holding_an_inline_object_are_dropped(core: 
     the pages go.  (Read as JSON whole, the record would be "unreadable",
     and the pages and their chunks kept forever.)"""
     bucket = yield core.buckets.create(ALICE, "inline")
-    writer = core.chunks.new_writer(())
-    writer.write(os.urandom(5 * CHUNK))
-    result = yield writer.finish()
-    lost = ObjectRecord(key="k", size=result.size, etag=result.md5_hex, created_at=1, chunks=list(result.chunks))
-    from lightningstor.core import chunkindex
-
-    yield chunkindex.index(core.store, lost.chunks, chunkindex.object_hint(bucket.bucket_id, "k", 1))
-    yield manifests.write(core.store, bucket.bucket_id, lost, PER, 1)
+    lost = yield _crash_leftovers(core, bucket, "k")
     small = yield put_object(core, bucket, "k", b"\x00{}" * 20)
     assert small.inline is not None
     removed = yield collect_orphans(core.store, core.backend, time.time() + 10, 0)
