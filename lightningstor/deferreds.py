@@ -49,6 +49,10 @@ class Shared:
         else:
             d.callback(self._result)
 
+    def failure(self) -> Failure | None:
+        """The failure ``source`` fired with, if it has fired and failed."""
+        return self._result if self._done and isinstance(self._result, Failure) else None
+
     def get(self) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         if self._done:

@@ -371,6 +371,15 @@ class S3Api:
                 MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(length)))
             return
         call.auth = Shared(self.authenticate(call))
+        refused = call.auth.failure()
+        if refused is not None and headers.get("expect", "").lower() == "100-continue":
+            # The client holds the body back until "100 Continue", which
+            # twisted.web sends once this returns.  Its credentials already
+            # failed (a wrong signature, with the key cached): answer the
+            # error instead, as AWS does, so the body is never sent.
+            error = refused.value if isinstance(refused.value, errors.S3Error) else errors.InternalError()
+            self._refuse_now(call, error)
+            return
         request.s3_leaf = True
         if op in operations.STREAMING and op in self.handlers:
             call.sink = ObjectBody(
@@ -397,6 +406,9 @@ class S3Api:
         request.clientproto = getattr(request.channel, "_version", None) or b"HTTP/1.1"
         request.body_sink = call.sink = BufferedBody(0, lambda: error)
         call.auth = Shared(_failed(error))
+        # The answer is final: no "100 Continue" after it (twisted.web sends
+        # one for this header once the head has been handled).
+        request.requestHeaders.removeHeader(b"expect")
         request.write(self.send_error(call, error))
         request.channel.loseConnection()
 

@@ -226,6 +226,25 @@ def test_put_to_missing_bucket_stores_nothing(server, s3):
     assert e.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
+def test_expect_100_continue_refused_before_the_body(server, s3, raw_bucket):
+    """A request whose signature is already known to be wrong when its head
+    arrives gets the error instead of "100 Continue", as from AWS: the client
+    never sends the body, and the connection closes.  Nothing is stored."""
+    data = os.urandom(50_000)
+    url = f"{server.endpoint}/{raw_bucket}/refused"
+    headers = _signed_headers("PUT", url, {"x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+                                            "Content-Length": str(len(data)), "Expect": "100-continue"})
+    headers["Authorization"] = headers["Authorization"][:-8] + "00000000"  # another signature
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(_raw_head(url, headers).encode() + b"\r\n")
+        reply = b""
+        while chunk := sock.recv(4096):  # until the server closes: no body was sent
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 403 "), reply[:100]
+    assert b"<Code>SignatureDoesNotMatch</Code>" in reply and b"HTTP/1.1 100" not in reply
+    assert "Contents" not in s3.list_objects_v2(Bucket=raw_bucket, Prefix="refused")
+
+
 def test_expect_100_continue(server, s3, raw_bucket):
     """Clients sending Expect: 100-continue get the interim response and their object stored."""
     data = os.urandom(50_000)
