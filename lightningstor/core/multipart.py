@@ -183,6 +183,16 @@ class Completed:
 # -- pure rules ----------------------------------------------------------------
 
 
+def checksum_type_of(checksums: Mapping[str, str]) -> str:
+    """``COMPOSITE`` for a multipart object's checksum of part checksums
+    (its value ends in ``-<part count>``), else ``FULL_OBJECT``."""
+    for value in checksums.values():
+        head, dash, count = value.rpartition("-")
+        if dash and head and count.isdigit():
+            return COMPOSITE
+    return FULL_OBJECT
+
+
 def validate_part_number(number: int) -> None:
     if not 1 <= number <= MAX_PART_NUMBER:
         raise errors.InvalidArgument(
@@ -715,10 +725,7 @@ class MultipartManager:
             return None
         if current.etag != etag:
             return None
-        kind = None
-        if current.checksums:  # composite values end in -N parts, full-object ones do not
-            kind = COMPOSITE if "-" in next(iter(current.checksums.values())) else FULL_OBJECT
-        return Completed(current, kind)
+        return Completed(current, checksum_type_of(current.checksums) if current.checksums else None)
 
     def _listed_parts(self, upload: Upload, listed: Sequence[PartRef], stored: Mapping[int, Part]) -> list[Part]:
         parts: list[Part] = []

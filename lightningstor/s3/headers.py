@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS
 from lightningstor.core.attributes import validate_storage_class, validate_tags
+from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.types import ObjectRecord
 from lightningstor.s3.dates import http_date
@@ -164,12 +165,3 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
         out.append(("x-amz-checksum-type", checksum_type_of(record.checksums)))
     return out
 
-
-def checksum_type_of(checksums: dict[str, str]) -> str:
-    """``COMPOSITE`` for a multipart object's checksum of part checksums
-    (its value ends in ``-<part count>``), else ``FULL_OBJECT``."""
-    for value in checksums.values():
-        head, dash, count = value.rpartition("-")
-        if dash and head and count.isdigit():
-            return "COMPOSITE"
-    return "FULL_OBJECT"
