@@ -39,10 +39,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -256,14 +258,25 @@ class ClientTLS:
 
     def __init__(self, ca_pem: bytes | None = None, cert_pem: bytes | None = None, key_pem: bytes | None = None) -> None:
         self._trust = Certificate.loadPEM(ca_pem) if ca_pem else None
-        self._client = PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem) if cert_pem and key_pem else None
+        # The client certificate as cryptography objects, which pyOpenSSL's
+        # Context takes natively: Twisted's PrivateCertificate would hand it
+        # pyOpenSSL's own X509/PKey wrappers, which it deprecates.  A chain
+        # file's first certificate is the client's, the rest go with it.
+        self._client: dict[str, Any] = {}
+        if cert_pem and key_pem:
+            chain = x509.load_pem_x509_certificates(cert_pem)
+            self._client = {
+                "certificate": chain[0],
+                "privateKey": serialization.load_pem_private_key(key_pem, password=None),
+                "extraCertChain": chain[1:],
+            }
         self._default = BrowserLikePolicyForHTTPS()
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        if self._trust is None and self._client is None:
+        if self._trust is None and not self._client:
             return self._default.creatorForNetloc(hostname, port)
         return optionsForClientTLS(
-            hostname.decode("ascii"), trustRoot=self._trust, clientCertificate=self._client
+            hostname.decode("ascii"), trustRoot=self._trust, extraCertificateOptions=self._client
         )
 
 
