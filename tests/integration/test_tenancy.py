@@ -123,6 +123,18 @@ def test_projects_see_their_own_and_the_orgs_buckets(s3: Callable[[str], Any], w
     assert code_of(lambda: s3("web-admin").get_object(Bucket="data-lake", Key="rows.csv")) == "NoSuchBucket"
 
 
+def test_object_acl_names_the_writer_not_the_reader(s3: Callable[[str], Any], world: dict[str, str]) -> None:
+    """GetObjectAcl answers with the object's owner, as the listing does,
+    whoever of the tenant reads it."""
+    reader = s3("web-rw")
+    acl = reader.get_object_acl(Bucket="acme-shared", Key="shared.txt")
+    assert acl["Owner"]["ID"] == "acme-admin"
+    assert [g["Grantee"]["ID"] for g in acl["Grants"]] == ["acme-admin"]
+    listed = reader.list_objects_v2(Bucket="acme-shared", FetchOwner=True)["Contents"]
+    assert [o["Owner"]["ID"] for o in listed if o["Key"] == "shared.txt"] == ["acme-admin"]
+    assert s3("acme-admin").get_object_acl(Bucket="acme-shared", Key="shared.txt")["Owner"]["ID"] == "acme-admin"
+
+
 # -- isolation: every operation family -----------------------------------------------------
 
 

@@ -446,8 +446,12 @@ def copy_object(api: Any, call: Any) -> Any:
 
 @inlineCallbacks
 def get_object_acl(api: Any, call: Any) -> Any:
-    principal, _bucket, _record = yield _lookup(api, call)
-    return api.send_xml(call, xmlio.acl_xml(principal.principal_id, principal.display_name or principal.principal_id))
+    """The object's owner (who wrote it, as listings name it) has full
+    control; the caller may be another principal allowed to read it."""
+    principal, _bucket, record = yield _lookup(api, call)
+    owner = record.owner or principal.principal_id
+    name = principal.display_name if owner == principal.principal_id and principal.display_name else owner
+    return api.send_xml(call, xmlio.acl_xml(owner, name))
 
 
 @inlineCallbacks
