@@ -10,6 +10,10 @@ version is a delete marker is skipped, and so is a common prefix holding
 nothing but delete markers (S3 shows neither).  ListObjectVersions merges
 the two key spaces: per key, the current version, then the noncurrent ones
 newest first.
+
+A listing asked for no entries (``max_keys`` 0: S3's max-keys=0, a gRPC
+page size set to 0) is an empty page that is *not* truncated, for every
+listing here and for the multipart ones (:func:`asks_nothing`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,21 @@ _Row = tuple[bytes, bytes]  # (key, value): a scanned row (see item_scanner)
 
 _MAX_BATCH = 1000
 _MIN_DELIMITED_BATCH = 32
+
+
+def asks_nothing(limit: int) -> bool:
+    """True when a listing is asked for no entries (a limit of 0 or less).
+
+    The page is then empty and not truncated, with nothing to continue
+    from, and costs no read.  AWS answers max-keys=0 so (ceph/s3-tests
+    test_bucket_list_maxkeys_zero, test_bucket_listv2_maxkeys_zero), and
+    MinIO answers max-uploads=0 and max-parts=0 the same way.  A scan would
+    instead stop at the first row and call the page truncated with no
+    marker to continue from, which a client that follows IsTruncated cannot
+    page through.  This is the one place the rule lives: the object
+    listings below and :mod:`lightningstor.core.multipart` ask it.
+    """
+    return limit <= 0
 
 
 def _common_prefix(key: str, prefix: str, delimiter: str | None) -> str | None:
@@ -136,8 +155,10 @@ def list_objects(
 
     ``after`` is the v1 marker / v2 start-after or continuation key; when it is
     itself a common prefix the whole prefix is skipped (v1 NextMarker may be
-    one).
+    one).  ``max_keys`` 0 is an empty page, not truncated (:func:`asks_nothing`).
     """
+    if asks_nothing(max_keys):
+        return ListResult([], [], False, None)
     base = keys.objects_prefix(bucket_id)
     end = prefix_end(base + prefix.encode("utf-8"))
     pos = base + prefix.encode("utf-8")
@@ -269,8 +290,11 @@ def list_object_versions(
     Order is S3's: keys in UTF-8 byte order, each key's versions newest
     first (the current one, marked latest, then the noncurrent ones).
     Paging resumes after ``key_marker`` (all of its versions) or, with
-    ``version_id_marker``, after that version of ``key_marker``.
+    ``version_id_marker``, after that version of ``key_marker``.  ``max_keys``
+    0 is an empty page, not truncated (:func:`asks_nothing`).
     """
+    if asks_nothing(max_keys):
+        return VersionListResult([], [], False, None)
     obase = keys.objects_prefix(bucket_id)
     vbase = keys.versions_prefix(bucket_id)
     pb = prefix.encode("utf-8")

@@ -48,6 +48,7 @@ from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS, b64, new_hasher
 from lightningstor.core import chunkindex, keys, manifests, records
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
+from lightningstor.core.listing import asks_nothing
 from lightningstor.core.objects import (
     ConflictError,
     ObjectManager,
@@ -579,9 +580,15 @@ class MultipartManager:
     @inlineCallbacks
     def list_parts(self, bucket: Bucket, key: str, upload_id: str, *, marker: int = 0,
                    max_parts: int = MAX_LISTED) -> Any:  # fmt: skip
-        """Deferred[PartListing]: parts numbered above ``marker``, at most ``max_parts``."""
+        """Deferred[PartListing]: parts numbered above ``marker``, at most ``max_parts``.
+
+        ``max_parts`` 0 is an empty page, not truncated (:func:`asks_nothing`);
+        the upload is still looked up (NoSuchUpload, and the page describes it).
+        """
         _ukey, _kv, upload = yield self._load(bucket, key, upload_id)
-        max_parts = max(0, min(max_parts, MAX_LISTED))
+        if asks_nothing(max_parts):
+            return PartListing(upload, [], False, 0)
+        max_parts = min(max_parts, MAX_LISTED)
         prefix = keys.parts_prefix(upload_id)
         start = keys.part_key(upload_id, marker + 1) if marker < MAX_PART_NUMBER else prefix_end(prefix)
         rows = yield self._store.scan(start, prefix_end(prefix), max_parts + 1)
@@ -608,8 +615,11 @@ class MultipartManager:
         that key after that id follow); a ``key_marker`` that is one of the
         common prefixes skips the whole prefix.  Like object listing, each
         common prefix costs one seek, not a read of every upload under it.
+        ``max_uploads`` 0 is an empty page, not truncated (:func:`asks_nothing`).
         """
-        max_uploads = max(0, min(max_uploads, MAX_LISTED))
+        if asks_nothing(max_uploads):
+            return UploadListing([], [], False)
+        max_uploads = min(max_uploads, MAX_LISTED)
         base = keys.uploads_prefix(bucket.bucket_id)
         lower = base + prefix.encode("utf-8")
         end = prefix_end(lower)

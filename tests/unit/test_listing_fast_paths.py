@@ -331,7 +331,13 @@ def _store(names: dict[str, bool], bucket_id: str = "b1") -> DictStore:
 
 def model_list(names: dict[str, bool], prefix: str, delimiter: str | None, after: str | None,
                max_keys: int) -> tuple[list[str], list[str], bool, str | None]:  # fmt: skip
-    """S3's ListObjects over ``names`` (name -> is a delete marker), row by row."""
+    """S3's ListObjects over ``names`` (name -> is a delete marker), row by row.
+
+    A page of zero keys is empty and not truncated whatever the bucket holds
+    (AWS's max-keys=0; :func:`lightningstor.core.listing.asks_nothing`).
+    """
+    if max_keys == 0:
+        return [], [], False, None
     b = lambda s: s.encode("utf-8")  # noqa: E731
     ordered = sorted((n for n in names if n.startswith(prefix)), key=b)
     start = b(prefix)

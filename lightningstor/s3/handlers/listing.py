@@ -1,4 +1,10 @@
-"""ListObjects (v1), ListObjectsV2 and ListObjectVersions."""
+"""ListObjects (v1), ListObjectsV2 and ListObjectVersions.
+
+A page of max-keys=0 needs nothing here: the core answers it (empty, not
+truncated; :func:`lightningstor.core.listing.asks_nothing`), and the echo
+fields (Prefix, Delimiter, MaxKeys, StartAfter, ContinuationToken, ...) come
+from the request as for any page.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,44 @@ import base64
 import binascii
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
-from lightningstor.core.listing import VersionListResult
-from lightningstor.core.types import ListResult
+from lightningstor.digits import clamped_int
 from lightningstor.s3 import xmlio
 
+INT32_MAX = 2**31 - 1
 
-def _max_keys(query: dict[str, str]) -> int:
-    raw = query.get("max-keys")
+
+def page_limit(query: dict[str, str], name: str, default: int, *, label: str | None = None) -> int:
+    """A listing's page size (``max-keys``, ``max-uploads``, ``max-parts``) as AWS parses it.
+
+    Absent or empty is ``default``.  A run of ASCII digits with an optional
+    leading ``-`` that fits a signed 32-bit integer is its value; a negative
+    one is InvalidArgument "Argument <label> must be an integer between 0 and
+    2147483647", anything else (a word, ``+5``, `` 5``, ``1_000``, a number
+    beyond 32 bits) InvalidArgument "Provided <name> not an integer or within
+    integer range" (AWS's messages; ``int()`` would accept the middle three
+    and has no ceiling).  0 is a valid size: the core answers it with an empty
+    page that is not truncated (:func:`lightningstor.core.listing.asks_nothing`).
+    Values above 1000 are the caller's to cap (the core caps what it lists).
+    """
+    raw = query.get(name)
     if raw is None or raw == "":
-        return 1000
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.InvalidArgument("Provided max-keys not an integer or within integer range", ArgumentName="max-keys", ArgumentValue=raw) from None
-    if value < 0:
-        raise errors.InvalidArgument("Argument maxKeys must be an integer between 0 and 2147483647", ArgumentName="max-keys", ArgumentValue=raw)
+        return default
+    negative = raw.startswith("-")
+    digits = raw[1:] if negative else raw
+    value = clamped_int(digits) if digits.isascii() and digits.isdigit() else None
+    if value is None or value > (INT32_MAX + 1 if negative else INT32_MAX):
+        raise errors.InvalidArgument(
+            f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
+        )
+    if negative and value:
+        raise errors.InvalidArgument(
+            f"Argument {label or name} must be an integer between 0 and {INT32_MAX}",
+            ArgumentName=name,
+            ArgumentValue=raw,
+        )
     return value
 
 
@@ -51,20 +77,6 @@ def decode_token(token: str) -> str:
     return key
 
 
-def _list_page(api: Any, bucket: Any, *, max_keys: int, **kwargs: Any) -> Deferred[ListResult]:
-    """Deferred[ListResult]: one page of the bucket's keys.
-
-    ``max-keys=0`` asks for no keys: AWS answers an empty page that is not
-    truncated.  The scan would report a truncated page with nothing to
-    continue from (no marker, no continuation token), which a client that
-    follows ``IsTruncated`` cannot page through.
-    """
-    if max_keys == 0:
-        return succeed(ListResult([], [], False, None))
-    d: Deferred[ListResult] = api.core.list_objects(bucket, max_keys=max_keys, **kwargs)
-    return d
-
-
 @inlineCallbacks
 def list_objects(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
@@ -73,7 +85,7 @@ def list_objects(api: Any, call: Any) -> Any:
     v2 = call.op == "ListObjectsV2"
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter") or None
-    max_keys = _max_keys(q)
+    max_keys = page_limit(q, "max-keys", 1000, label="maxKeys")
     encoding = _encoding(q)
     token = q.get("continuation-token") if v2 else None
     start_after = q.get("start-after") if v2 else None
@@ -82,7 +94,7 @@ def list_objects(api: Any, call: Any) -> Any:
         after = decode_token(token) if token else (start_after or None)
     else:
         after = marker or None
-    result = yield _list_page(api, bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys)
+    result = yield api.core.list_objects(bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys)
     next_token = encode_token(result.next_marker) if (v2 and result.is_truncated and result.next_marker) else None
     body = xmlio.list_objects_xml(
         result,
@@ -109,7 +121,7 @@ def list_object_versions(api: Any, call: Any) -> Any:
     q = call.target.query
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter") or None
-    max_keys = _max_keys(q)
+    max_keys = page_limit(q, "max-keys", 1000, label="maxKeys")
     encoding = _encoding(q)
     key_marker = q.get("key-marker", "")
     version_id_marker = q.get("version-id-marker", "")
@@ -121,10 +133,6 @@ def list_object_versions(api: Any, call: Any) -> Any:
         version_id_marker=version_id_marker or None,
         max_keys=max_keys,
     )
-    if max_keys == 0:
-        # As ListObjects (see _list_page): an empty page, not truncated.  The
-        # core still ran, so a bad version-id-marker is refused as before.
-        result = VersionListResult([], [], False, None)
     body = xmlio.list_object_versions_xml(
         result,
         bucket=bucket.name,

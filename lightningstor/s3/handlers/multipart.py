@@ -25,6 +25,7 @@ from lightningstor.core.objects import PutAttrs, may_have_committed, validate_ke
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
 from lightningstor.s3 import conditions, xmlio
+from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
     body_plan,
     decoded_length_of,
@@ -295,6 +296,11 @@ def abort_multipart_upload(api: Any, call: Any) -> Any:
 
 
 # -- listings --------------------------------------------------------------------
+#
+# max-uploads / max-parts: parsed as max-keys (page_limit), capped at 1000 and
+# echoed capped, as AWS does; 0 is the core's empty page that is not truncated
+# (lightningstor.core.listing.asks_nothing), so a client paging on
+# IsTruncated stops instead of asking again from the same place.
 
 
 @inlineCallbacks
@@ -302,7 +308,7 @@ def list_parts(api: Any, call: Any) -> Any:
     _principal, _verified, bucket = yield _resolve(api, call)
     query = call.target.query
     marker = _int_param(query, "part-number-marker", 0)
-    max_parts = min(_int_param(query, "max-parts", MAX_LISTED), MAX_LISTED)
+    max_parts = min(page_limit(query, "max-parts", MAX_LISTED), MAX_LISTED)
     listing = yield api.core.multipart.list_parts(
         bucket, call.key, _upload_id(call), marker=marker, max_parts=max_parts
     )
@@ -333,7 +339,7 @@ def list_multipart_uploads(api: Any, call: Any) -> Any:
     delimiter = query.get("delimiter") or None
     key_marker = query.get("key-marker", "")
     upload_id_marker = query.get("upload-id-marker", "") if key_marker else ""
-    max_uploads = min(_int_param(query, "max-uploads", MAX_LISTED), MAX_LISTED)
+    max_uploads = min(page_limit(query, "max-uploads", MAX_LISTED), MAX_LISTED)
     encoding = _encoding(query)
     listing = yield api.core.multipart.list_uploads(
         bucket,
