@@ -52,7 +52,7 @@ transaction, reuse a cached answer for ``cache_seconds`` at most.
 from __future__ import annotations
 
 import json
-import secrets
+import random
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
@@ -754,8 +754,15 @@ class QuotaManager:
     # -- helpers -------------------------------------------------------------------
 
     def _unique(self) -> str:
-        """A delta row's key: time-ordered (folds take the oldest first), random."""
-        return f"{int(self._clock() * 1000):013x}{secrets.token_hex(8)}"
+        """A delta row's key: time-ordered (folds take the oldest first), random.
+
+        Unique, not secret: 64 bits of the process-wide Mersenne Twister
+        (seeded from the OS, reseeded in a forked worker) per millisecond.
+        ``secrets`` would make a ``getrandom`` system call on every write,
+        which releases the GIL and hands the reactor's turn to a pool thread
+        (docs/performance.md, "the GIL hand-over after each system call").
+        """
+        return f"{int(self._clock() * 1000):013x}{random.getrandbits(64):016x}"
 
 
 class UsageFoldService(PeriodicService):

@@ -559,3 +559,32 @@ def test_parse_limit() -> None:
     for bad in ("-1", "1.5GiB", "lots"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_limit(bad)
+
+
+def test_delta_keys_are_unique_within_a_millisecond_and_across_a_fork() -> None:
+    """Delta rows of concurrent writers (workers, API servers) never share a
+    key: a shared key would overwrite a delta, and usage would drift.  Many
+    keys in one frozen millisecond are distinct and share its time prefix;
+    a forked worker draws different keys than its parent."""
+    import os
+
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    quotas = QuotaManager(None, clock.seconds)  # type: ignore[arg-type]
+    drawn = [quotas._unique() for _ in range(20_000)]
+    assert len(set(drawn)) == len(drawn)
+    assert {k[:13] for k in drawn} == {f"{1_700_000_000_000:013x}"}
+    assert all(len(k) == 29 and int(k, 16) >= 0 for k in drawn)
+    clock.advance(1)
+    assert quotas._unique() > max(drawn)
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next key and leave at once
+        os.write(write, quotas._unique().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child != quotas._unique()
