@@ -4,6 +4,12 @@ This module holds the plumbing every operation shares: classification and
 authentication as soon as the headers arrive, the per-request
 :class:`S3Call`, the one place errors become S3 XML, and the Klein routes.
 The operations themselves live in :mod:`lightningstor.s3.handlers`.
+
+``Expect: 100-continue`` on an upload (PutObject, UploadPart) is answered as
+AWS does: "100 Continue" only once the checks that come before the first
+stored byte (credentials, bucket, permission, upload id, sizes, quotas)
+have passed; if one fails, its error at once, and the connection closes, so
+the client never sends the body (``S3Api.begin``, ``S3Api._refuse_now``).
 """
 
 from __future__ import annotations
@@ -377,27 +383,50 @@ class S3Api:
             # twisted.web sends once this returns.  Its credentials already
             # failed (a wrong signature, with the key cached): answer the
             # error instead, as AWS does, so the body is never sent.
-            error = refused.value if isinstance(refused.value, errors.S3Error) else errors.InternalError()
-            self._refuse_now(call, error)
+            self._refuse_now(call, self._s3_error(refused, call))
             return
         request.s3_leaf = True
         if op in operations.STREAMING and op in self.handlers:
-            call.sink = ObjectBody(
-                request.channel.transport, lambda: self._prepare_upload(call, length), self.upload_budget
-            )
+            sink = ObjectBody(request.channel.transport, lambda: self._prepare_upload(call, length), self.upload_budget)
+            request.body_sink = call.sink = sink
+            if length != 0 and request.expects_continue():
+                # The 100 waits for the upload's checks, which may need I/O
+                # (twisted.web would send it as soon as this returns).
+                request.hold_continue()
+                sink.when_prepared(lambda error: self._upload_checked(call, error))
+            return
+        request.body_sink = call.sink = BufferedBody(
+            max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0)),
+            lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
+        )
+
+    def _upload_checked(self, call: S3Call, error: BaseException | None) -> None:
+        """The checks of an upload whose "100 Continue" is held are over.
+
+        Passed: the 100 goes out and the body flows.  Failed while the
+        client still waits: its error at once (:meth:`_refuse_now`), and
+        the body is never sent.  Failed after the client started its body
+        anyway (its own wait for the 100 ran out): as without ``Expect``,
+        the sink discards the body and the handler answers the error, on a
+        connection still in sync.
+        """
+        request = call.request
+        if error is not None and request.awaits_continue():
+            self._refuse_now(call, self._s3_error(Failure(error), call))
         else:
-            call.sink = BufferedBody(
-                max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0)),
-                lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
-            )
-        request.body_sink = call.sink
+            request.release_continue(error is None)
 
     def _refuse_now(self, call: S3Call, error: errors.S3Error) -> None:
         """Answer ``error`` before the body is read and close the connection.
 
-        The response goes out as soon as the headers are in; the rest of the
-        body is discarded while the connection closes (there is no request
-        boundary to resume at), so the handler never runs.
+        For a request refused as its headers arrive (from :meth:`begin`), or
+        an upload whose client waits for "100 Continue" and whose checks
+        failed (:meth:`_upload_checked`).  The response goes out at once;
+        the rest of the body, if the client sends it anyway, is discarded
+        while the connection closes (there is no request boundary to resume
+        at), so the handler never runs.  The request ends when the
+        connection is gone: the finish hooks see it once, with this status
+        and error code (and not completed: its body was never read).
         """
         request = call.request
         request.setHeader(b"connection", b"close")
@@ -406,9 +435,9 @@ class S3Api:
         request.clientproto = getattr(request.channel, "_version", None) or b"HTTP/1.1"
         request.body_sink = call.sink = BufferedBody(0, lambda: error)
         call.auth = Shared(_failed(error))
-        # The answer is final: no "100 Continue" after it (twisted.web sends
-        # one for this header once the head has been handled).
-        request.requestHeaders.removeHeader(b"expect")
+        # The answer is final: no "100 Continue", ours or twisted.web's, and
+        # no body deadline.
+        request.refuse_body()
         request.write(self.send_error(call, error))
         request.channel.loseConnection()
 
@@ -645,20 +674,25 @@ class S3Api:
                 request.channel.transport.abortConnection()
             return None
         _drop_object_headers(request)
+        return self.send_error(call, self._s3_error(failure, call))
+
+    def _s3_error(self, failure: Failure, call: S3Call) -> errors.S3Error:
+        """The S3 error that answers ``failure``; the server's own faults
+        are logged."""
         err = failure.value
         if isinstance(err, errors.S3Error):
-            return self.send_error(call, err)
+            return err
         if isinstance(err, errors.MetadataUnavailable):
             log.error("metadata store unavailable: {err}", err=err)
-            return self.send_error(call, errors.ServiceUnavailable("The metadata store is unavailable"))
+            return errors.ServiceUnavailable("The metadata store is unavailable")
         if isinstance(err, (errors.ChunkCorrupted, errors.ChunkNotFound)):
             log.error("object data unreadable for {op} {res}: {err}", op=call.op, res=call.target.resource, err=err)
-            return self.send_error(call, errors.InternalError("The object's stored data failed its integrity check"))
+            return errors.InternalError("The object's stored data failed its integrity check")
         if isinstance(err, errors.StorageError):
             log.error("storage backend error: {err}", err=err)
-            return self.send_error(call, errors.ServiceUnavailable("The storage backend is unavailable"))
+            return errors.ServiceUnavailable("The storage backend is unavailable")
         log.failure("Unhandled error in S3 {op}", failure, op=call.op)
-        return self.send_error(call, errors.InternalError())
+        return errors.InternalError()
 
 
 def _failed(error: Exception) -> Deferred[Any]:

@@ -18,6 +18,10 @@ stored) to the server-wide :class:`~lightningstor.s3.inflight.InflightBudget`
 A sink that failed (bad signature, bad chunk framing, no such bucket) keeps
 swallowing the rest of the body so the connection stays usable, and reports
 the error when the handler asks for the result.
+
+:meth:`ObjectBody.when_prepared` tells when the checks before the first
+stored byte are over: the S3 layer answers ``Expect: 100-continue`` then
+(``S3Api._upload_checked``), with "100 Continue" or with the error.
 """
 
 from __future__ import annotations
@@ -154,6 +158,10 @@ class ObjectBody:
     backpressure applies).
     """
 
+    # Until prepare's Deferred fires: what when_prepared waits for.
+    _prepared = False
+    _on_prepared: Callable[[BaseException | None], None] | None = None
+
     def __init__(
         self,
         transport: Any,
@@ -174,12 +182,32 @@ class ObjectBody:
         self._ready: Deferred[Any] = prepare()
         self._ready.addCallbacks(self._on_ready, self._on_prepare_failed)
 
+    def when_prepared(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback`` once ``prepare`` has fired (at once if it has):
+        with None if the body may now be stored, else with the error that
+        refused it (or that ended the body meanwhile: the client went away).
+
+        One listener (the S3 layer, for ``Expect: 100-continue``); a
+        callback rather than a Deferred, which every upload would pay for.
+        """
+        if self._prepared:
+            callback(self._error)
+        else:
+            self._on_prepared = callback
+
+    def _tell_prepared(self) -> None:
+        self._prepared = True
+        callback, self._on_prepared = self._on_prepared, None
+        if callback is not None:
+            callback(self._error)
+
     # -- set-up -----------------------------------------------------------
     def _on_ready(self, context: Any) -> Any:
         self._context = context
         if self._error is not None:
             # The client went away (or the body failed) while authenticating.
             context.writer.abort()
+            self._tell_prepared()
             return context
         context.writer.set_progress_listener(self._report)
         pending, self._pending = self._pending, []
@@ -188,10 +216,12 @@ class ObjectBody:
             self._feed(data)
         self._report()
         self._flow.release("auth")
+        self._tell_prepared()
         return context
 
     def _on_prepare_failed(self, failure: Failure) -> None:
         self._fail(failure.value or errors.InternalError())
+        self._tell_prepared()
 
     # -- the in-flight budget ---------------------------------------------
     def _report(self) -> None:

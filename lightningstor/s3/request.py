@@ -5,6 +5,15 @@ is where we classify the S3 operation, start authentication and choose a body
 sink (see :mod:`lightningstor.s3.body`).  ``handleContentChunk`` then feeds
 the sink piece by piece, and the resource sees the request (``process``) only
 when the body has ended, with the sink's result waiting for it.
+
+An upload whose client sends ``Expect: 100-continue`` may be *held*
+(:meth:`S3Request.hold_continue`): twisted.web then sends no "100 Continue"
+of its own, and the S3 layer answers when the upload's checks are over,
+with the 100 (:meth:`S3Request.release_continue`) or with the error
+(``S3Api._refuse_now``, :meth:`S3Request.refuse_body`).  While held, the
+body-progress deadline (s3/limits.py) has not started (the client waits for
+the server, not the other way round) and the connection's idle timer is
+kept fresh; the deadline starts, with a full window, when the hold ends.
 """
 
 from __future__ import annotations
@@ -19,13 +28,14 @@ from twisted.web.http_headers import Headers, _nameEncoder
 
 from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.dates import http_date
-from lightningstor.s3.limits import connection_of
+from lightningstor.s3.limits import IDLE_TOUCH_SECONDS, connection_of
 from lightningstor.s3.wire import header_value
 
 log = Logger()
 
 # A response's first write up to this size goes out with the response head.
 COALESCE_LIMIT = 64 * 1024
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _canonical_name = _nameEncoder.encode
 
 
@@ -127,6 +137,17 @@ class S3Request(server.Request):
 
     _parsePOSTFormSubmission = False  # S3 POST bodies are XML, never forms
 
+    # "100 Continue" held back by the S3 layer (hold_continue) and not yet
+    # answered either way.
+    continue_held = False
+    _idle_touch: Any = None
+    # A body-progress deadline is due and not started (gotLength), and the
+    # body's length for it (None: chunked).
+    _body_due = False
+    _body_length: int | None = None
+    # The whole body has arrived (requestReceived ran).
+    _body_in = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.responseHeaders = self.s3_headers = S3ResponseHeaders()
@@ -147,7 +168,18 @@ class S3Request(server.Request):
             connection.headers_received()  # stops the header deadline (s3/limits.py)
             chunked = b"chunked" in (self.requestHeaders.getRawHeaders(b"transfer-encoding") or [b""])[0].lower()
             if length or chunked:
-                connection.body_expected(length if not chunked else None, self.channel)
+                body_length = length if not chunked else None
+                if self.expects_continue():
+                    # S3Api.begin may hold the 100 back: then the deadline
+                    # waits for the hold to end (release_continue).
+                    self._body_due, self._body_length = True, body_length
+                else:
+                    connection.body_expected(body_length, self.channel)
+        self._begin(length)
+        if not self.continue_held:
+            self._start_body_deadline()
+
+    def _begin(self, length: int | None) -> None:
         begin = getattr(getattr(self.channel, "site", None), "begin_request", None)
         command = getattr(self.channel, "_command", None)
         path = getattr(self.channel, "_path", None)
@@ -160,7 +192,88 @@ class S3Request(server.Request):
             self.s3call = None
             self.body_sink = None
 
+    # -- Expect: 100-continue, answered by the S3 layer ---------------------
+    def expects_continue(self) -> bool:
+        """Whether twisted.web would answer "100 Continue" to this request:
+        ``HTTPChannel.allHeadersReceived``'s own test (the first ``Expect``
+        value, HTTP/1.1 only; an HTTP/1.0 client gets no 1xx answer)."""
+        values = self.requestHeaders.getRawHeaders(b"expect")
+        if not values or values[0].lower() != b"100-continue":
+            return False
+        return getattr(self.channel, "_version", None) == b"HTTP/1.1"
+
+    def hold_continue(self) -> None:
+        """Hold "100 Continue" back until :meth:`release_continue` (or
+        :meth:`refuse_body`).  Called from ``gotLength`` (``S3Api.begin``):
+        twisted.web sends its own 100 right after that, for a request that
+        still has the ``Expect`` header then, so the header goes."""
+        self.requestHeaders.removeHeader(b"expect")
+        self.continue_held = True
+        self._touch_idle()
+
+    def awaits_continue(self) -> bool:
+        """The client may still be waiting for "100 Continue": held, still
+        connected, nothing answered, and not one body byte received (a
+        client whose own wait ran out sends its body without the 100)."""
+        return (
+            self.continue_held
+            and getattr(self, "channel", None) is not None
+            and not self.finished
+            and not self.startedWriting
+            and not self._body_in
+            and self.content.received == 0  # type: ignore[union-attr,attr-defined]
+        )
+
+    def release_continue(self, send: bool) -> None:
+        """End the hold: the body may come.  ``send`` (the checks passed):
+        answer "100 Continue" if the client still waits for it.  The
+        body-progress deadline starts now, so its first window is the
+        client's whole."""
+        if not self.continue_held:
+            return
+        if send and self.awaits_continue():
+            self.channel.transport.write(CONTINUE)  # type: ignore[union-attr]
+        self._end_hold()
+        if getattr(self, "channel", None) is not None and not self.finished:
+            self._start_body_deadline()
+
+    def refuse_body(self) -> None:
+        """The request is answered before its body and the connection
+        closes (``S3Api._refuse_now``): no "100 Continue" (twisted.web's
+        neither), no body deadline."""
+        self.requestHeaders.removeHeader(b"expect")
+        self._body_due = False
+        self._end_hold()
+
+    def _end_hold(self) -> None:
+        self.continue_held = False
+        touch, self._idle_touch = self._idle_touch, None
+        if touch is not None and touch.active():
+            touch.cancel()
+
+    def _touch_idle(self) -> None:
+        """While the hold lasts, keep the channel's idle timer fresh: no
+        byte comes because the server has not answered, as twisted.web
+        stops that timer while it processes a request."""
+        self._idle_touch = None
+        channel: Any = getattr(self, "channel", None)
+        if not self.continue_held or channel is None or self.finished:
+            return
+        channel.resetTimeout()
+        self._idle_touch = channel.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
+
+    def _start_body_deadline(self) -> None:
+        """Arm the body-progress deadline (s3/limits.py), once, if a body is
+        due and has not already arrived in full."""
+        if not self._body_due:
+            return
+        self._body_due = False
+        connection = connection_of(self)
+        if connection is not None and not self._body_in:
+            connection.body_expected(self._body_length, self.channel)
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._body_in = True
         # The whole body is in: the body progress deadline ends here.
         connection = connection_of(self)
         if connection is not None:
@@ -222,6 +335,7 @@ class S3Request(server.Request):
             sink.receive(data)
 
     def connectionLost(self, reason: Any) -> None:
+        self._end_hold()
         sink = self.body_sink
         if sink is not None and not self.finished:
             sink.connection_lost()
