@@ -515,3 +515,65 @@ def test_sigterm_lets_a_streaming_get_finish(tmp_data: object) -> None:
             assert any("gRPC API stopped" in line for line in server.output)
     finally:
         server.stop()
+
+
+# -- listings asked for zero entries -----------------------------------------------------
+#
+# The page sizes are ``optional uint32`` (proto/lightningstor.proto): unset is
+# the server default (1000), and a size *set* to 0 asks for no entries.  That
+# page is the core's (:func:`lightningstor.core.listing.asks_nothing`), the same
+# as S3's max-keys=0: empty and not truncated, so a client that pages on
+# ``is_truncated`` (as ``LightningStorClient.iter_objects`` does) stops.  It
+# was truncated with an empty continuation token / markers.
+
+
+ZERO_LIMIT_KEYS = ["a", "b/1", "b/2", "c"]
+
+
+@pytest.fixture
+def zero_limit_bucket(client: LightningStorClient) -> Iterator[tuple[str, str]]:
+    """A bucket holding KEYS and an upload in progress with parts 1-3."""
+    name = f"gz-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(name)
+    for key in ZERO_LIMIT_KEYS:
+        client.put_object(name, key, key.encode())
+    upload_id = client.create_multipart_upload(name, "mp").upload_id
+    for number in (1, 2, 3):
+        client.upload_part(name, "mp", upload_id, number, b"x" * number)
+    yield name, upload_id
+    client.abort_multipart_upload(name, "mp", upload_id)
+    for key in ZERO_LIMIT_KEYS:
+        client.delete_object(name, key)
+    client.delete_bucket(name)
+
+
+@pytest.mark.parametrize("delimiter", [None, "/"])
+def test_list_objects_zero_is_empty_not_truncated(client: LightningStorClient, zero_limit_bucket: tuple[str, str],
+                                                  delimiter: str | None) -> None:  # fmt: skip
+    bucket, _ = zero_limit_bucket
+    page = client.list_objects(bucket, delimiter=delimiter, max_keys=0)
+    assert (list(page.objects), list(page.common_prefixes), page.key_count) == ([], [], 0)
+    assert page.is_truncated is False and page.next_continuation_token == ""
+    default = client.list_objects(bucket)  # unset: the server default, not zero
+    assert [o.key for o in default.objects] == ZERO_LIMIT_KEYS and default.is_truncated is False
+
+
+def test_list_object_versions_zero_is_empty_not_truncated(client: LightningStorClient,
+                                                          zero_limit_bucket: tuple[str, str]) -> None:  # fmt: skip
+    bucket, _ = zero_limit_bucket
+    page = client.list_object_versions(bucket, max_keys=0)
+    assert list(page.versions) == [] and page.is_truncated is False
+    assert (page.next_key_marker, page.next_version_id_marker) == ("", "")
+    assert [v.key for v in client.list_object_versions(bucket).versions] == ZERO_LIMIT_KEYS
+
+
+def test_multipart_listings_zero_are_empty_not_truncated(client: LightningStorClient,
+                                                         zero_limit_bucket: tuple[str, str]) -> None:  # fmt: skip
+    bucket, upload_id = zero_limit_bucket
+    uploads = client.list_multipart_uploads(bucket, max_uploads=0)
+    assert list(uploads.uploads) == [] and uploads.is_truncated is False
+    assert (uploads.next_key_marker, uploads.next_upload_id_marker) == ("", "")
+    parts = client.list_parts(bucket, "mp", upload_id, max_parts=0)
+    assert list(parts.parts) == [] and parts.is_truncated is False and parts.upload.upload_id == upload_id
+    assert [p.part_number for p in client.list_parts(bucket, "mp", upload_id).parts] == [1, 2, 3]
+    assert [u.upload_id for u in client.list_multipart_uploads(bucket).uploads] == [upload_id]
