@@ -184,8 +184,8 @@ def _with_raw_query(client: Any, operation: str, param: str, raw: str) -> None:
     ],
 )
 def test_bad_page_sizes_are_invalid_argument(server: Any, bucket: str, raw: str, message: str) -> None:
-    """A negative or non-integer max-keys, max-uploads or max-parts is a 400
-    InvalidArgument naming the parameter, as AWS."""
+    """A negative or non-integer max-keys, max-uploads, max-parts or
+    part-number-marker is a 400 InvalidArgument naming the parameter, as AWS."""
     setup = make_client(server.endpoint)
     upload_id = _parts(setup, bucket, [1])
     calls: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -194,8 +194,10 @@ def test_bad_page_sizes_are_invalid_argument(server: Any, bucket: str, raw: str,
         ("list_object_versions", "ListObjectVersions", "max-keys", {}),
         ("list_multipart_uploads", "ListMultipartUploads", "max-uploads", {}),
         ("list_parts", "ListParts", "max-parts", {"Key": "parts", "UploadId": upload_id}),
+        ("list_parts", "ListParts", "part-number-marker", {"Key": "parts", "UploadId": upload_id}),
     ]
-    limit = {"max-keys": "MaxKeys", "max-uploads": "MaxUploads", "max-parts": "MaxParts"}
+    limit = {"max-keys": "MaxKeys", "max-uploads": "MaxUploads", "max-parts": "MaxParts",
+             "part-number-marker": "PartNumberMarker"}
     for method, operation, param, extra in calls:
         client = make_client(server.endpoint)
         _with_raw_query(client, operation, param, raw)

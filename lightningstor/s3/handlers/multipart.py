@@ -67,17 +67,6 @@ def _upload_id(call: Any) -> str:
     return str(call.target.query.get("uploadId", ""))
 
 
-def _int_param(query: dict[str, str], name: str, default: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit():
-        raise errors.InvalidArgument(
-            f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
-        )
-    return clamped_int(raw)
-
-
 def _owner(upload: Upload) -> tuple[str, str]:
     return upload.initiator, upload.initiator_name or upload.initiator
 
@@ -298,7 +287,7 @@ def abort_multipart_upload(api: Any, call: Any) -> Any:
 # -- listings --------------------------------------------------------------------
 #
 # max-uploads / max-parts: parsed as max-keys (page_limit), capped at 1000 and
-# echoed capped, as AWS does; 0 is the core's empty page that is not truncated
+# echoed capped, as AWS does (part-number-marker is parsed the same way); 0 is the core's empty page that is not truncated
 # (lightningstor.core.listing.asks_nothing), so a client paging on
 # IsTruncated stops instead of asking again from the same place.
 
@@ -307,7 +296,7 @@ def abort_multipart_upload(api: Any, call: Any) -> Any:
 def list_parts(api: Any, call: Any) -> Any:
     _principal, _verified, bucket = yield _resolve(api, call)
     query = call.target.query
-    marker = _int_param(query, "part-number-marker", 0)
+    marker = page_limit(query, "part-number-marker", 0)
     max_parts = min(page_limit(query, "max-parts", MAX_LISTED), MAX_LISTED)
     listing = yield api.core.multipart.list_parts(
         bucket, call.key, _upload_id(call), marker=marker, max_parts=max_parts
