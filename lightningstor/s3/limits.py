@@ -109,6 +109,11 @@ class LimitedConnection(ProtocolWrapper):
             return
         self._in_body = True
         self._channel = channel
+        if self._paused and self._idle_touch is None:
+            # The server paused reading before this (a held "100 Continue"
+            # whose client sent its body early): keep the idle timer fresh
+            # from now, as pauseProducing does during a body.
+            self._idle_touch = self.factory.reactor.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
         if not self.factory.body_timeout:
             return
         self._body_left = length

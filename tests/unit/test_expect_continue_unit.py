@@ -130,3 +130,22 @@ def test_without_a_hold_twisted_answers_as_before() -> None:
     proto.dataReceived(_head(4, expect=False))
     clock.advance(BODY_TIMEOUT)
     assert b"RequestTimeout" in transport.value()  # the deadline started with the headers
+
+
+def test_a_pause_begun_during_the_hold_keeps_the_client_connected() -> None:
+    """The client sent its body early and the server paused reading it (the
+    upload budget) while the 100 was held: once the hold ends, that pause is
+    still the server's, so the idle timeout must not drop the client."""
+    clock = Clock()
+    proto, transport, site = _connect(clock)
+    proto.dataReceived(_head(5000))
+    proto.dataReceived(b"x" * 100)  # the client's own wait ran out
+    proto.pauseProducing()  # the server holds the rest back
+    site.requests[0].release_continue(True)
+    assert transport.value() == b""  # no 100 once the body has begun
+    clock.pump([5.0] * 40)  # 200 s paused: past the idle timeout
+    assert not transport.disconnecting
+    proto.resumeProducing()
+    proto.dataReceived(b"x" * 4900)
+    assert transport.value().endswith(b"stored")
+
