@@ -61,6 +61,9 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "SignatureDoesNotMatch": (403, "The request signature we calculated does not match the signature you provided."),
     "SlowDown": (503, "Please reduce your request rate."),
     "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
+    # Not an AWS code (AWS never runs out of space): what MinIO and Ceph answer
+    # in spirit, HTTP 507, which SDKs do not retry (a full disk stays full).
+    "InsufficientStorage": (507, "There is not enough storage space left to store this data."),
     "InvalidEncryptionAlgorithmError": (400, "The encryption request you specified is not valid."),
     "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": (400, "Error parsing the X-Amz-Credential parameter."),
@@ -155,6 +158,7 @@ SlowDown = _make("SlowDown")
 XAmzContentSHA256Mismatch = _make("XAmzContentSHA256Mismatch")
 AuthorizationHeaderMalformed = _make("AuthorizationHeaderMalformed")
 AuthorizationQueryParametersError = _make("AuthorizationQueryParametersError")
+InsufficientStorage = _make("InsufficientStorage")
 
 
 class StorageError(Exception):
@@ -162,6 +166,15 @@ class StorageError(Exception):
 
     Protocol layers answer it with a 503 ``ServiceUnavailable`` (retryable) rather
     than a 500, because SDKs retry 503s with backoff.
+    """
+
+
+class StorageFull(StorageError):
+    """The backend has no space left (ENOSPC, or the disk quota, EDQUOT).
+
+    Answered as ``InsufficientStorage`` (507), which clients do not retry:
+    space comes back when objects are deleted (after the superseded-chunk
+    grace period) or capacity is added, not by asking again at once.
     """
 
 
@@ -179,3 +192,20 @@ class MetadataUnavailable(Exception):
 
 class ConfigError(Exception):
     """A configuration value is missing, unknown or invalid; names the key."""
+
+
+def below_core(exc: BaseException) -> S3Error | None:
+    """The S3 error that answers a failure below the core (a storage backend
+    or the metadata store), for both protocol layers; None for anything else
+    (a bug: each layer answers InternalError and logs it)."""
+    if isinstance(exc, S3Error):
+        return exc
+    if isinstance(exc, (ChunkCorrupted, ChunkNotFound)):
+        return InternalError("The object's stored data failed its integrity check")
+    if isinstance(exc, StorageFull):
+        return InsufficientStorage()
+    if isinstance(exc, StorageError):
+        return ServiceUnavailable("The storage backend is unavailable")
+    if isinstance(exc, MetadataUnavailable):
+        return ServiceUnavailable("The metadata store is unavailable")
+    return None

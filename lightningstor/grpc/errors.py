@@ -76,6 +76,7 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "NotModified": S.FAILED_PRECONDITION,
     "PreconditionFailed": S.FAILED_PRECONDITION,
     "QuotaExceeded": S.RESOURCE_EXHAUSTED,
+    "InsufficientStorage": S.RESOURCE_EXHAUSTED,
     "RequestTimeTooSkewed": S.UNAUTHENTICATED,
     "RequestTimeout": S.DEADLINE_EXCEEDED,
     "ServiceUnavailable": S.UNAVAILABLE,
@@ -147,15 +148,12 @@ def as_s3_error(exc: BaseException) -> tuple[errors.S3Error, grpc.StatusCode]:
     (a backend or metadata store that is down: ServiceUnavailable), except
     unreadable stored data, which gRPC can name exactly: DATA_LOSS.
     """
-    if isinstance(exc, errors.S3Error):
-        return exc, status_for(exc.code)
+    answer = errors.below_core(exc)
+    if answer is None:
+        return errors.InternalError(), S.INTERNAL
     if isinstance(exc, (errors.ChunkCorrupted, errors.ChunkNotFound)):
-        err = errors.InternalError("The object's stored data failed its integrity check")
-        return err, S.DATA_LOSS
-    if isinstance(exc, (errors.StorageError, errors.MetadataUnavailable)):
-        what = "storage backend" if isinstance(exc, errors.StorageError) else "metadata store"
-        return errors.ServiceUnavailable(f"The {what} is unavailable"), S.UNAVAILABLE
-    return errors.InternalError(), S.INTERNAL
+        return answer, S.DATA_LOSS
+    return answer, status_for(answer.code)
 
 
 def error_detail(err: errors.S3Error) -> pb.ErrorDetail:

@@ -677,22 +677,25 @@ class S3Api:
         return self.send_error(call, self._s3_error(failure, call))
 
     def _s3_error(self, failure: Failure, call: S3Call) -> errors.S3Error:
-        """The S3 error that answers ``failure``; the server's own faults
-        are logged."""
+        """The S3 error that answers ``failure`` (:func:`errors.below_core`);
+        the server's own faults are logged."""
         err = failure.value
-        if isinstance(err, errors.S3Error):
-            return err
-        if isinstance(err, errors.MetadataUnavailable):
-            log.error("metadata store unavailable: {err}", err=err)
-            return errors.ServiceUnavailable("The metadata store is unavailable")
-        if isinstance(err, (errors.ChunkCorrupted, errors.ChunkNotFound)):
-            log.error("object data unreadable for {op} {res}: {err}", op=call.op, res=call.target.resource, err=err)
-            return errors.InternalError("The object's stored data failed its integrity check")
-        if isinstance(err, errors.StorageError):
-            log.error("storage backend error: {err}", err=err)
-            return errors.ServiceUnavailable("The storage backend is unavailable")
-        log.failure("Unhandled error in S3 {op}", failure, op=call.op)
-        return errors.InternalError()
+        answer = errors.below_core(err) if err is not None else None
+        if answer is None:
+            log.failure("Unhandled error in S3 {op}", failure, op=call.op)
+            return errors.InternalError()
+        if answer is not err:
+            log.error("{what} for {op} {res}: {err}", what=_FAULTS.get(answer.code, answer.code),
+                      op=call.op, res=call.target.resource, err=err)
+        return answer
+
+
+# How the log names a failure below the core, by the S3 error it is answered with.
+_FAULTS = {
+    "ServiceUnavailable": "storage backend or metadata store unavailable",
+    "InternalError": "object data unreadable",
+    "InsufficientStorage": "storage backend full",
+}
 
 
 def _failed(error: Exception) -> Deferred[Any]:

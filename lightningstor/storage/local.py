@@ -34,6 +34,7 @@ a concurrent overwrite or delete never shows a reader a mix of two versions.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -60,6 +61,7 @@ from lightningstor.errors import (
     ChunkNotFound,
     ConfigError,
     StorageError,
+    StorageFull,
 )
 from lightningstor.interfaces.storage import (
     BackendCapabilities,
@@ -607,10 +609,13 @@ class LocalFsBackend:
 
 
 def _storage_errors(f: Callable[..., _T], *args: Any) -> _T:
-    """Call ``f``; OS errors become ``StorageError`` (answered as a retryable 503)."""
+    """Call ``f``; OS errors become ``StorageError`` (answered as a retryable
+    503), a full disk or quota ``StorageFull`` (507, not retried)."""
     try:
         return f(*args)
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"local storage: {e}") from e
         raise StorageError(f"local storage: {e}") from e
 
 

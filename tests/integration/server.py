@@ -26,8 +26,11 @@ class ServerProcess:
     """
 
     def __init__(self, data_dir: Path, *, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, config: str | None = None) -> None:
+                 env: dict[str, str] | None = None, config: str | None = None,
+                 wrapper: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        # A command that runs the server (its argv follows), e.g. in a mount namespace.
+        self.wrapper = wrapper or []
         self.extra_args = extra_args or []
         self.env = env or {}
         self.config = config
@@ -73,7 +76,7 @@ class ServerProcess:
         self.port = None
         self.grpc_port = None
         first_line = len(self.output)
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.wrapper + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env, cwd=str(self.data_dir.parent))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         if not self._ready.wait(timeout) or self.port is None:
