@@ -190,6 +190,11 @@ class MetadataUnavailable(Exception):
     """The metadata store cannot be reached; answered as 503."""
 
 
+class MetadataFull(MetadataUnavailable):
+    """The metadata store has no space left to commit (SQLite's disk is
+    full); answered as 507 ``InsufficientStorage``, like :class:`StorageFull`."""
+
+
 class ConfigError(Exception):
     """A configuration value is missing, unknown or invalid; names the key."""
 
@@ -202,7 +207,7 @@ def below_core(exc: BaseException) -> S3Error | None:
         return exc
     if isinstance(exc, (ChunkCorrupted, ChunkNotFound)):
         return InternalError("The object's stored data failed its integrity check")
-    if isinstance(exc, StorageFull):
+    if isinstance(exc, (StorageFull, MetadataFull)):
         return InsufficientStorage()
     if isinstance(exc, StorageError):
         return ServiceUnavailable("The storage backend is unavailable")

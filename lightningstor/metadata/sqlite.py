@@ -51,7 +51,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadable import isInIOThread
 from zope.interface import implementer
 
-from lightningstor.errors import ConfigError, MetadataUnavailable
+from lightningstor.errors import ConfigError, MetadataFull, MetadataUnavailable
 from lightningstor.interfaces.metadata import (
     Compare,
     Delete,
@@ -192,6 +192,16 @@ class _ReadPool:
             self._queue.put(_STOP)
         for thread in self._threads:
             thread.join()
+
+
+def _unavailable(what: str, e: BaseException) -> MetadataUnavailable:
+    """The error a failed write answers: MetadataFull when the disk (or its
+    quota) is full (SQLITE_FULL, or an I/O error SQLite reports for ENOSPC),
+    so the client hears 507 rather than a 503 it would retry in vain."""
+    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        return MetadataFull(f"{what}: {e}")
+    return MetadataUnavailable(f"{what}: {e}")
 
 
 def _key(value: Any, what: str = "key") -> bytes:
@@ -520,7 +530,7 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK TO txn")
                     conn.execute("RELEASE txn")
                     outcomes.append(
-                        MetadataUnavailable(f"sqlite txn failed: {e}") if isinstance(e, sqlite3.Error) else e
+                        _unavailable("sqlite txn failed", e) if isinstance(e, sqlite3.Error) else e
                     )
                 else:
                     conn.execute("RELEASE txn")
@@ -537,7 +547,7 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            return [MetadataUnavailable(f"sqlite commit failed: {e}") for _ in batch]
+            return [_unavailable("sqlite commit failed", e) for _ in batch]
 
     def _apply_txn(self, conn: sqlite3.Connection, pending: _PendingTxn, revision: int) -> TxnResult:
         """Compare, then apply; the result carries the (possibly bumped) revision."""

@@ -694,7 +694,7 @@ class S3Api:
 _FAULTS = {
     "ServiceUnavailable": "storage backend or metadata store unavailable",
     "InternalError": "object data unreadable",
-    "InsufficientStorage": "storage backend full",
+    "InsufficientStorage": "out of space (storage backend or metadata store)",
 }
 
 

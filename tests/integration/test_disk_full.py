@@ -5,7 +5,8 @@ What a user of a full server must see: an upload that does not fit is
 refused with 507 InsufficientStorage (not retried by SDKs, unlike a 503; the
 gRPC API answers RESOURCE_EXHAUSTED), every object acknowledged before is
 intact, and writes that still fit (small objects live in the metadata
-store) keep working.  The test needs root for the mount; without it the test
+store) keep working until the metadata store has no room either, which is
+the same 507.  The test needs root for the mount; without it the test
 is skipped, or fails under LIGHTNINGSTOR_REQUIRE_TOOLS=1 (CI).
 """
 
@@ -88,3 +89,20 @@ def test_a_full_disk_refuses_what_does_not_fit_and_keeps_what_was_acknowledged(f
     finally:
         client.close()
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="full", Prefix="big/")["Contents"]] == sorted(stored)
+
+    # Small objects until the metadata store itself has no room: the same 507
+    # (SQLite's "database or disk is full"), and what it holds still reads.
+    small: list[str] = []
+    for i in range(2000):
+        try:
+            s3.put_object(Bucket="full", Key=f"small/{i}", Body=b"%04d" % i * 1024)
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+            assert e.response["Error"]["Code"] == "InsufficientStorage"
+            break
+        small.append(f"small/{i}")
+    else:
+        pytest.fail("the metadata store never filled up")
+    assert small
+    for i in (0, len(small) - 1):
+        assert s3.get_object(Bucket="full", Key=f"small/{i}")["Body"].read() == b"%04d" % i * 1024
