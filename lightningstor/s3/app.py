@@ -685,17 +685,9 @@ class S3Api:
             log.failure("Unhandled error in S3 {op}", failure, op=call.op)
             return errors.InternalError()
         if answer is not err:
-            log.error("{what} for {op} {res}: {err}", what=_FAULTS.get(answer.code, answer.code),
-                      op=call.op, res=call.target.resource, err=err)
+            log.error("{op} {res} answered {code}: {err}", op=call.op, res=call.target.resource,
+                      code=answer.code, err=err)
         return answer
-
-
-# How the log names a failure below the core, by the S3 error it is answered with.
-_FAULTS = {
-    "ServiceUnavailable": "storage backend or metadata store unavailable",
-    "InternalError": "object data unreadable",
-    "InsufficientStorage": "out of space (storage backend or metadata store)",
-}
 
 
 def _failed(error: Exception) -> Deferred[Any]:

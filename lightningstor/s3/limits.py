@@ -89,6 +89,7 @@ class LimitedConnection(ProtocolWrapper):
         self._paused_in_window = False
         self._idle_touch: Any = None
         self._in_body = False
+        self._holding = False
         self._channel: Any = None
 
     def dataReceived(self, data: bytes) -> None:
@@ -109,11 +110,7 @@ class LimitedConnection(ProtocolWrapper):
             return
         self._in_body = True
         self._channel = channel
-        if self._paused and self._idle_touch is None:
-            # The server paused reading before this (a held "100 Continue"
-            # whose client sent its body early): keep the idle timer fresh
-            # from now, as pauseProducing does during a body.
-            self._idle_touch = self.factory.reactor.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
+        self._keep_fresh()  # a pause begun before (during a held "100 Continue")
         if not self.factory.body_timeout:
             return
         self._body_left = length
@@ -125,9 +122,8 @@ class LimitedConnection(ProtocolWrapper):
     def body_received(self) -> None:
         """The whole body has arrived: no more body deadline."""
         self._in_body = False
-        self._channel = None
         self._cancel_body()
-        self._cancel_touch()
+        self._keep_fresh()
 
     def _check_body(self) -> None:
         self._body_timer = None
@@ -152,27 +148,50 @@ class LimitedConnection(ProtocolWrapper):
         # The server stops reading (backpressure): not the client's delay.
         self._paused = True
         self._paused_in_window = True
-        if self._in_body and self._idle_touch is None:
-            # The site's idle timeout counts time without a byte; while the
-            # server itself holds a body back (storage writer or in-flight
-            # budget behind), that time is not the client's: keep it fresh.
-            self._idle_touch = self.factory.reactor.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
+        self._keep_fresh()
         transport: Any = self.transport
         transport.pauseProducing()
 
     def resumeProducing(self) -> None:
         self._paused = False
-        self._cancel_touch()
+        self._keep_fresh()
         transport: Any = self.transport
         transport.resumeProducing()
 
-    def _touch_idle(self) -> None:
+    # -- the server, not the client, is the one waiting ----------------------
+    def hold(self, channel: Any) -> None:
+        """The server holds the client back on ``channel`` (a "100 Continue"
+        not answered yet): until :meth:`unhold`, the idle timer stays fresh."""
+        self._holding = True
+        self._channel = channel
+        self._keep_fresh()
+
+    def unhold(self) -> None:
+        self._holding = False
+        self._keep_fresh()
+
+    def _server_waits(self) -> bool:
+        """The site's idle timeout counts time without a byte; while the
+        server itself holds a body back (storage writer or in-flight budget
+        behind) or has not answered "100 Continue" yet, that time is not the
+        client's."""
+        return self._holding or (self._paused and self._in_body)
+
+    def _keep_fresh(self) -> None:
+        """Start or stop keeping the idle timer fresh, as :meth:`_server_waits` says."""
+        if not self._server_waits():
+            self._cancel_touch()
+        elif self._idle_touch is None:
+            self._touch_idle(reset=False)
+
+    def _touch_idle(self, reset: bool = True) -> None:
         self._idle_touch = None
-        if not self._paused or not self._in_body:
+        if not self._server_waits():
             return
-        reset = getattr(self._channel, "resetTimeout", None)  # TimeoutMixin
-        if reset is not None:
-            reset()
+        if reset:
+            channel_reset = getattr(self._channel, "resetTimeout", None)  # TimeoutMixin
+            if channel_reset is not None:
+                channel_reset()
         self._idle_touch = self.factory.reactor.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
 
     def _cancel_touch(self) -> None:

@@ -12,8 +12,8 @@ of its own, and the S3 layer answers when the upload's checks are over,
 with the 100 (:meth:`S3Request.release_continue`) or with the error
 (``S3Api._refuse_now``, :meth:`S3Request.refuse_body`).  While held, the
 body-progress deadline (s3/limits.py) has not started (the client waits for
-the server, not the other way round) and the connection's idle timer is
-kept fresh; the deadline starts, with a full window, when the hold ends.
+the server, not the other way round) and the connection keeps its idle
+timer fresh (``LimitedConnection.hold``); the deadline starts, with a full window, when the hold ends.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from twisted.web.http_headers import Headers, _nameEncoder
 
 from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.dates import http_date
-from lightningstor.s3.limits import IDLE_TOUCH_SECONDS, connection_of
+from lightningstor.s3.limits import connection_of
 from lightningstor.s3.wire import header_value
 
 log = Logger()
@@ -140,7 +140,6 @@ class S3Request(server.Request):
     # "100 Continue" held back by the S3 layer (hold_continue) and not yet
     # answered either way.
     continue_held = False
-    _idle_touch: Any = None
     # A body-progress deadline is due and not started (gotLength), and the
     # body's length for it (None: chunked).
     _body_due = False
@@ -209,7 +208,9 @@ class S3Request(server.Request):
         still has the ``Expect`` header then, so the header goes."""
         self.requestHeaders.removeHeader(b"expect")
         self.continue_held = True
-        self._touch_idle()
+        connection = connection_of(self)
+        if connection is not None:
+            connection.hold(self.channel)  # the client waits for us: not idle
 
     def awaits_continue(self) -> bool:
         """The client may still be waiting for "100 Continue": held, still
@@ -246,21 +247,12 @@ class S3Request(server.Request):
         self._end_hold()
 
     def _end_hold(self) -> None:
-        self.continue_held = False
-        touch, self._idle_touch = self._idle_touch, None
-        if touch is not None and touch.active():
-            touch.cancel()
-
-    def _touch_idle(self) -> None:
-        """While the hold lasts, keep the channel's idle timer fresh: no
-        byte comes because the server has not answered, as twisted.web
-        stops that timer while it processes a request."""
-        self._idle_touch = None
-        channel: Any = getattr(self, "channel", None)
-        if not self.continue_held or channel is None or self.finished:
+        if not self.continue_held:
             return
-        channel.resetTimeout()
-        self._idle_touch = channel.callLater(IDLE_TOUCH_SECONDS, self._touch_idle)
+        self.continue_held = False
+        connection = connection_of(self)
+        if connection is not None:
+            connection.unhold()
 
     def _start_body_deadline(self) -> None:
         """Arm the body-progress deadline (s3/limits.py), once, if a body is
