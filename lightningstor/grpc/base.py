@@ -30,6 +30,7 @@ from lightningstor import audit, errors
 from lightningstor.core.access import Decision, action_of
 from lightningstor.core.types import Principal
 from lightningstor.grpc import token
+from lightningstor.grpc.accesslog import GrpcAccessLog, GrpcCall
 from lightningstor.grpc.errors import as_s3_error, trailing_metadata
 
 log = Logger()
@@ -101,6 +102,8 @@ class Rpc:
         self.audit: Any = None
         # lightningstor.metrics.S3Metrics: every call is counted and timed.
         self.metrics: Any = None
+        # Where finished calls are logged (``[logging] access_log``), or None.
+        self.access_log: GrpcAccessLog | None = None
 
     @property
     def active(self) -> int:
@@ -139,9 +142,11 @@ class Rpc:
         """Bucket ``name`` resolved and authorized (blocking; handler thread)."""
         return self.call(self.gate(principal).bucket, name, key, action)
 
-    def begin(self, method: str) -> None:
+    def begin(self, method: str, path: str = "") -> None:
         """A call starts on this thread: reset the per-call state."""
         self.local.method = method
+        self.local.path = path or method
+        self.local.bytes_out = 0
         self.local.decisions = []
         self.local.principal = None
         self.local.access_key_id = None
@@ -158,12 +163,18 @@ class Rpc:
         full, up to ``audit.SUBMIT_WAIT_SECONDS``: backpressure on gRPC
         clients).  Never raises."""
         local = self.local
+        # A client-streamed call's messages (:class:`_Requests`): the first
+        # one names the bucket and key.
+        subject = request.first if isinstance(request, _Requests) else request
+        bucket, key = _addressed(subject)
         if self.metrics is not None:
             try:
                 self.metrics.grpc_finished(local.method, code.name, time.monotonic() - local.started)
             except Exception:
                 failure = Failure()
                 self.reactor.callFromThread(log.failure, "Counting gRPC {method} failed", failure, method=local.method)
+        if self.access_log is not None:
+            self._log_access(context, request, bucket, key, code, error_code)
         if self.audit is None:
             return
         try:
@@ -176,8 +187,8 @@ class Rpc:
                 code=code.name,
                 error_code=error_code,
                 peer=context.peer(),
-                bucket=getattr(request, "bucket", None),
-                key=getattr(request, "key", None),
+                bucket=bucket,
+                key=key,
                 duration=time.monotonic() - local.started,
             )
             self.audit.submit(record, wait=audit.SUBMIT_WAIT_SECONDS)
@@ -185,6 +196,39 @@ class Rpc:
             failure = Failure()  # captured here: the reactor thread has no current exception
             method = getattr(self.local, "method", "?")
             self.reactor.callFromThread(log.failure, "Auditing gRPC {method} failed", failure, method=method)
+
+    def _log_access(
+        self,
+        context: grpc.ServicerContext,
+        request: Any,
+        bucket: str | None,
+        key: str | None,
+        code: grpc.StatusCode,
+        error_code: str | None,
+    ) -> None:
+        """Emit the call's access event (:mod:`lightningstor.grpc.accesslog`). Never raises."""
+        local = self.local
+        try:
+            bytes_in = request.bytes if isinstance(request, _Requests) else _size(request)
+            assert self.access_log is not None
+            self.access_log.emit(GrpcCall(
+                request_id=local.request_id,
+                access_key_id=local.access_key_id,
+                operation=local.method,
+                path=local.path,
+                status=code.name,
+                completed=code is not grpc.StatusCode.CANCELLED,
+                error_code=error_code,
+                bucket=bucket,
+                key=key,
+                bytes_in=bytes_in,
+                bytes_out=local.bytes_out,
+                duration=time.monotonic() - local.started,
+                peer=context.peer(),
+            ))  # fmt: skip
+        except Exception:
+            failure = Failure()
+            self.reactor.callFromThread(log.failure, "Logging gRPC {method} failed", failure, method=local.method)
 
     def enter(self) -> None:
         with self._lock:
@@ -213,15 +257,63 @@ T = TypeVar("T")
 Handler = Callable[..., Any]
 
 
+class _Requests:
+    """A client-streamed call's messages, as the handler reads them: counted
+    for the access log, and the first one kept (it names the bucket and key
+    for the access log and the audit record)."""
+
+    __slots__ = ("_messages", "first", "bytes")
+
+    def __init__(self, messages: Iterator[Any]) -> None:
+        self._messages = messages
+        self.first: Any = None
+        self.bytes = 0
+
+    def __iter__(self) -> _Requests:
+        return self
+
+    def __next__(self) -> Any:
+        message = next(self._messages)
+        if self.first is None:
+            self.first = message
+        self.bytes += _size(message)
+        return message
+
+
+def _size(message: Any) -> int:
+    """A protobuf message's serialized size (0 for anything else)."""
+    size = getattr(message, "ByteSize", None)
+    return size() if size is not None else 0
+
+
+# Requests that name their bucket ``name`` (the bucket is what they act on).
+_BUCKET_NAMED = frozenset({"CreateBucketRequest", "HeadBucketRequest", "DeleteBucketRequest"})
+
+
+def _addressed(message: Any) -> tuple[str | None, str | None]:
+    """The bucket and key a request message names (None for unset or absent fields)."""
+    if message is None:
+        return None, None
+    bucket = getattr(message, "bucket", None)
+    if bucket is None and type(message).__name__ in _BUCKET_NAMED:
+        bucket = message.name
+    return bucket or None, getattr(message, "key", None) or None
+
+
+def _path(servicer: Any, name: str) -> str:
+    """``/package.Service/Method``: the call's path on the wire."""
+    return f"/{getattr(servicer, 'SERVICE_NAME', type(servicer).__name__)}/{name}"
+
+
 @contextlib.contextmanager
-def _call(rpc: Rpc, name: str, request: Any, context: grpc.ServicerContext) -> Iterator[Principal]:
+def _call(rpc: Rpc, name: str, request: Any, context: grpc.ServicerContext, path: str = "") -> Iterator[Principal]:
     """One RPC from start to end, for both decorators: count it active, set
     up its per-thread state, authenticate (the block gets the principal),
     turn any failure into a gRPC status, and record the outcome (metrics,
     audit).  A client that goes away mid-stream (GeneratorExit) stays
     CANCELLED."""
     rpc.enter()
-    rpc.begin(name)
+    rpc.begin(name, path)
     outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
     try:
         yield rpc.authenticate(context)
@@ -241,8 +333,13 @@ def unary(method: Handler) -> Handler:
 
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        with _call(self.rpc, method.__name__, request, context) as principal:
-            return method(self, principal, request, context)
+        if hasattr(request, "__next__"):  # a client stream
+            request = _Requests(request)
+        name = method.__name__
+        with _call(self.rpc, name, request, context, _path(self, name)) as principal:
+            response = method(self, principal, request, context)
+            self.rpc.local.bytes_out = _size(response)
+            return response
 
     return handler
 
@@ -252,8 +349,18 @@ def streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
 
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
-        with _call(self.rpc, method.__name__, request, context) as principal:
-            yield from method(self, principal, request, context)
+        name = method.__name__
+        with _call(self.rpc, name, request, context, _path(self, name)) as principal:
+            local = self.rpc.local
+            responses = method(self, principal, request, context)
+            try:
+                for response in responses:
+                    local.bytes_out += _size(response)
+                    yield response
+            finally:
+                # As ``yield from`` did: a client that goes away closes the
+                # handler at once (an object reader it holds is released).
+                responses.close()  # type: ignore[attr-defined]
 
     return handler
 

@@ -30,6 +30,8 @@ _PUT_VERSIONING = {
 class BucketServicer(pb_grpc.BucketServiceServicer):
     """Each handler resolves the bucket in the caller's scope through the core."""
 
+    SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BucketService"].full_name  # access log paths
+
     def __init__(self, rpc: Rpc) -> None:
         self.rpc = rpc
 

@@ -95,6 +95,8 @@ def _prefetch(reader: Any) -> Future[bytes | None]:
 
 
 class ObjectServicer(pb_grpc.ObjectServiceServicer):
+    SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ObjectService"].full_name  # access log paths
+
     def __init__(self, rpc: Rpc) -> None:
         self.rpc = rpc
         self.core = rpc.core

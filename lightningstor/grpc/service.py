@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from lightningstor.grpc.accesslog import GrpcAccessLog
 from lightningstor.grpc.base import GrpcOptions, Rpc
 from lightningstor.grpc.buckets import BucketServicer
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
@@ -60,6 +61,7 @@ class GrpcService(Service):
         reuse_port: bool = False,
         audit: Any = None,
         metrics: Any = None,
+        access_log: bool = True,
     ) -> None:
         self.core = core
         # Worker processes (lightningstor.workers) share the port on purpose;
@@ -72,6 +74,8 @@ class GrpcService(Service):
         self.rpc = Rpc(core, reactor, self.options)
         self.rpc.audit = audit  # an AuditLog: every call is recorded (lightningstor.audit)
         self.rpc.metrics = metrics  # S3Metrics: every call is counted (lightningstor.metrics)
+        # One access event per call, as the S3 API logs ([logging] access_log).
+        self.rpc.access_log = GrpcAccessLog() if access_log else None
         self.server: grpc.Server | None = None
         self.health = health.HealthServicer()
         self.bound_port: int | None = None
@@ -190,4 +194,5 @@ def grpc_service_from_settings(
         reuse_port=reuse_port,
         audit=audit,
         metrics=metrics,
+        access_log=settings.logging.access_log,
     )

@@ -57,6 +57,7 @@ class AccessLog:
         logger = self.log
         event: dict[str, Any] = {
             "log_text": line,
+            "protocol": "s3",  # the gRPC API's events say "grpc" (lightningstor.grpc.accesslog)
             "request_id": s.request_id,
             "principal": s.principal,
             "operation": s.operation,

@@ -125,6 +125,7 @@ def test_json_format_one_access_event_per_request_and_no_secrets(json_server: Se
         mine = [e for e in access if e["request_id"] == rid]
         assert len(mine) == 1, rid
         assert ACCESS_FIELDS <= set(mine[0]), mine[0]
+        assert mine[0]["protocol"] == "s3"
     put = next(e for e in access if e["request_id"] == ids[1])
     assert (put["operation"], put["bucket"], put["key"], put["status"]) == ("PutObject", bucket, "a b/c", 200)
     assert put["principal"] == ROOT_ACCESS_KEY and put["bytes_in"] >= 5 and put["duration"] > 0
@@ -188,3 +189,57 @@ def test_access_log_false_disables_access_lines(tmp_path: Path) -> None:
         assert not [line for line in server.output if rid in line]
     finally:
         server.stop()
+
+
+def test_grpc_calls_have_access_events_like_s3(json_server: ServerProcess) -> None:
+    """Every gRPC call gets one access event with the S3 event's fields plus
+    ``protocol``: unary, server-streaming and client-streaming calls, with
+    their byte counts, and a failed call with its status and S3 code.  No
+    bearer token appears in any line."""
+    from lightningstor.client import LightningStorClient, errors
+
+    client = LightningStorClient.connect(
+        f"grpc://{json_server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, timeout=30
+    )
+    bucket = f"glog-{uuid.uuid4().hex[:12]}"
+    body = b"g" * 300_000
+    part = b"p" * 200_000
+    try:
+        client.create_bucket(bucket)
+        client.put_object(bucket, "unary", body)
+        assert client.get_object(bucket, "unary").read() == body
+        upload = client.create_multipart_upload(bucket, "streamed")
+        client.upload_part(bucket, "streamed", upload.upload_id, 1, [part[:100_000], part[100_000:]])
+        with pytest.raises(errors.LightningStorError):
+            client.head_object(bucket, "missing")
+    finally:
+        client.close()
+
+    def mine() -> list[dict[str, Any]]:
+        return [e for e in _access(json_server) if e.get("protocol") == "grpc" and e.get("bucket") == bucket]
+
+    deadline = time.monotonic() + 5
+    while len(mine()) < 6:
+        assert time.monotonic() < deadline, [e for e in _access(json_server) if e.get("protocol") == "grpc"]
+        time.sleep(0.02)
+    events = {e["operation"]: e for e in mine()}
+    assert len(mine()) == 6 and set(events) == {
+        "CreateBucket", "PutObject", "GetObject", "CreateMultipartUpload", "UploadPart", "HeadObject",
+    }  # fmt: skip
+    for event in events.values():
+        assert ACCESS_FIELDS | {"protocol"} <= set(event)
+        assert event["principal"] == ROOT_ACCESS_KEY and event["remote"] == "127.0.0.1"
+        assert event["method"] == "POST" and event["uri"].startswith("/lightningstor.v1.")
+        assert event["request_id"] and event["duration"] >= 0
+    put, get, part_event, head = events["PutObject"], events["GetObject"], events["UploadPart"], events["HeadObject"]
+    assert put["uri"] == "/lightningstor.v1.ObjectService/PutObject"
+    assert events["CreateBucket"]["uri"] == "/lightningstor.v1.BucketService/CreateBucket"
+    assert (put["status"], put["completed"], put["error_code"], put["key"]) == ("OK", True, None, "unary")
+    # Serialized messages: the content plus a few bytes of other fields.
+    assert len(body) < put["bytes_in"] < len(body) + 200 and put["bytes_out"] < 200
+    assert len(body) < get["bytes_out"] < len(body) + 2000 and get["bytes_in"] < 200
+    # A client stream: the bucket and key come from its first message.
+    assert part_event["key"] == "streamed" and len(part) < part_event["bytes_in"] < len(part) + 300
+    assert (head["status"], head["completed"], head["error_code"]) == ("NOT_FOUND", True, "NoSuchKey")
+    text = "\n".join(json_server.output)
+    assert "Bearer" not in text and ROOT_SECRET_KEY not in text

@@ -70,6 +70,7 @@ def reference_access_event(summary: RequestSummary) -> dict[str, Any]:
     Logger(namespace="lightningstor.access", observer=events.append).info(
         line.replace("{", "{{").replace("}", "}}"),
         log_text=line,
+        protocol="s3",
         request_id=s.request_id,
         principal=s.principal,
         operation=s.operation,
