@@ -414,6 +414,10 @@ def _servicer(authenticated: bool = True) -> Any:
             yield 1
             yield 2
 
+        @unary
+        def UploadPart(self, principal: Principal, requests: Any, context: Any) -> str:
+            return f"part {len(list(requests))}"
+
     return Servicer()
 
 
@@ -434,6 +438,20 @@ def test_grpc_ok_call_is_recorded_with_its_request_id() -> None:
     assert (rec["grpc_code"], rec["result"], rec["principal"], rec["source"]) == ("OK", "success", "p-alice", "10.0.0.9")
     assert (rec["bucket"], rec["key"], rec["operation"]) == ("b", "k", "PutObject")
     assert dict(ctx.trailing)[REQUEST_ID_KEY] == rec["request_id"]
+
+
+def test_grpc_client_stream_is_recorded_with_its_first_message_names() -> None:
+    """A client-streamed call (UploadPart) names its bucket and key in its
+    first message only; the record takes them from there."""
+
+    class _Content:
+        bucket = ""
+        key = ""
+
+    s, ctx = _servicer(), _Context()
+    assert s.UploadPart(iter([_Req(), _Content(), _Content()]), ctx) == "part 3"
+    [(rec, _)] = s.rpc.audit.records
+    assert (rec["bucket"], rec["key"], rec["operation"], rec["grpc_code"]) == ("b", "k", "UploadPart", "OK")
 
 
 def test_grpc_denied_and_unauthenticated_calls_are_recorded() -> None:
