@@ -42,6 +42,12 @@ scratch copy::
 
     git worktree add /tmp/before HEAD    # or: copy lightningstor/ and twisted/
     python -m bench.cpu_per_request --ops get,head,put --repeat 6 --baseline /tmp/before
+
+``--trivial`` adds the trivial ``twisted.web`` server of :mod:`bench.trivial`
+to the turns, driven the same way (same generator, same concurrency, 4 KiB
+bodies, plain URLs).  Issue 8's small-object targets are ratios to that
+server's request rate, so its CPU per request says what budget per request
+the targets leave LightningStor on this box.
 """
 
 from __future__ import annotations
@@ -119,6 +125,22 @@ class Server:
         return self.target.pids()[0]
 
 
+def start_trivial(args: argparse.Namespace, ops: list[str]) -> Server:
+    """The trivial twisted.web server, with the same requests on plain URLs."""
+    target = servers.trivial_target()
+    body = os.urandom(BODY_SIZE)
+    requests: dict[str, list[loadgen.Request]] = {}
+    for op in ops:
+        method = op.upper()
+        urls = [f"{target.endpoint}/perf/p/{i}" for i in range(args.keys)]
+        if method == "PUT":
+            requests[method] = [loadgen.build(method, u, body) for u in urls]
+        else:
+            requests[method] = [loadgen.build(method, u) for u in urls] * args.rounds
+        loadgen.run(target.endpoint, requests[method][:200], args.concurrency)  # warm up
+    return Server(target.name, target, requests)
+
+
 def start_server(label: str, tree: str | None, args: argparse.Namespace, ops: list[str]) -> Server:
     """Start a server (from ``tree``'s ``lightningstor`` package when given,
     put in front of ``PYTHONPATH``), fill it and build its requests."""
@@ -163,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also run a server from DIR (a copy of the tree holding another lightningstor "
         "package) and alternate runs between the two; report medians",
     )
+    parser.add_argument(
+        "--trivial", action="store_true", help="also time the trivial twisted.web server (bench.trivial) in turn"
+    )
     parser.add_argument("extra", nargs="*", help="extra twistd lightningstor arguments (after --)")
     args = parser.parse_args(argv)
     ops = [o.strip().lower() for o in args.ops.split(",") if o.strip()]
@@ -176,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.baseline:
             started.append(start_server("baseline", args.baseline, args, ops))
-        started.append(start_server("this tree" if args.baseline else "", None, args, ops))
+        started.append(start_server("this tree" if args.baseline or args.trivial else "", None, args, ops))
+        if args.trivial:
+            started.append(start_trivial(args, ops))
         for round_ in range(args.repeat):
             for op in ops:
                 method = op.upper()

@@ -168,6 +168,13 @@ def start_moto(scratch: Path) -> Target:
 
 def start_trivial() -> tuple[str, Callable[[], None]]:
     """The trivial twisted.web server (bench.trivial): (base URL, stop)."""
+    target = trivial_target()
+    return target.endpoint, target.stop
+
+
+def trivial_target() -> Target:
+    """The trivial twisted.web server as a :class:`Target` (no S3 client:
+    it is driven with plain URLs), with its process id for CPU accounting."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.trivial"],
         stdout=subprocess.PIPE,
@@ -182,7 +189,7 @@ def start_trivial() -> tuple[str, Callable[[], None]]:
         proc.terminate()
         proc.wait(10)
 
-    return f"http://127.0.0.1:{port}", stop
+    return Target("trivial twisted.web", f"http://127.0.0.1:{port}", None, pids=lambda: [proc.pid], stop=stop)
 
 
 def external(endpoint: str, access: str, secret: str) -> Target:
