@@ -284,6 +284,56 @@ def part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
     return start, start + sizes[part_number - 1] - 1
 
 
+@dataclass
+class ObjectPart:
+    """A part of a completed multipart object, as GetObjectAttributes lists it."""
+
+    part_number: int
+    size: int
+    checksums: dict[str, str]  # algorithm -> base64; empty when not kept
+
+
+@dataclass
+class ObjectPartsPage:
+    """One page of a completed object's parts (GetObjectAttributes ObjectParts)."""
+
+    parts_count: int
+    parts: list[ObjectPart]
+    is_truncated: bool
+    next_marker: int  # the last part number listed (the marker when none)
+
+
+def object_parts(record: ObjectRecord, marker: int, max_parts: int) -> ObjectPartsPage | None:
+    """The parts of ``record`` numbered above ``marker``, at most ``max_parts``
+    (capped at :data:`MAX_LISTED`); None for an object not written by
+    multipart upload, which AWS answers without ObjectParts.
+
+    Parts are numbered 1..N in the order they make up the object, as
+    :func:`part_range` (GetObject ``partNumber``) numbers them.  Their
+    checksums are those the record kept (:attr:`ObjectRecord.part_checksums`,
+    empty for objects completed without a checksum algorithm or before the
+    field existed).  ``max_parts`` 0 is an empty page, not truncated
+    (:func:`asks_nothing`), like ListParts.
+    """
+    sizes = record.part_sizes
+    if not sizes:
+        return None
+    count = len(sizes)
+    if asks_nothing(max_parts):
+        return ObjectPartsPage(count, [], False, marker)
+    first = min(max(marker, 0), count)
+    last = min(first + min(max_parts, MAX_LISTED), count)
+    parts = [
+        ObjectPart(
+            number,
+            sizes[number - 1],
+            {a: values[number - 1] for a, values in record.part_checksums.items() if len(values) == count},
+        )
+        for number in range(first + 1, last + 1)
+    ]
+    return ObjectPartsPage(count, parts, last < count, parts[-1].part_number if parts else marker)
+
+
 def new_upload_id(now: float) -> str:
     """Random and URL-safe; the hex millisecond prefix orders a key's uploads
     by initiation time, as ListMultipartUploads must."""
@@ -817,6 +867,8 @@ class MultipartManager:
             tags=dict(upload.tags),
             owner=upload.owner,
             part_sizes=[p.size for p in parts],
+            # Kept for GetObjectAttributes: the part records go with the upload.
+            part_checksums={algorithm: values} if algorithm else {},
             upload_id=upload.upload_id,
         )
         return record, kind if algorithm else None

@@ -114,6 +114,8 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["owner"] = o.owner
     if o.part_sizes:
         d["parts"] = o.part_sizes
+    if o.part_checksums:
+        d["pck"] = o.part_checksums
     if o.sequence:
         d["seq"] = o.sequence
     if o.null_sequence is not None:
@@ -154,6 +156,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         tags=d.get("tags", {}),
         owner=d.get("owner", ""),
         part_sizes=d.get("parts", []),
+        part_checksums=d.get("pck", {}),
         sequence=d.get("seq", 0),
         null_sequence=d.get("nseq"),
         manifest=Manifest(mf["id"], mf["s"], mf["n"]) if mf is not None else None,

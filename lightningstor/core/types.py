@@ -96,6 +96,11 @@ class ObjectRecord:
     # Multipart objects: the size of each part, in order (GetObject
     # partNumber, x-amz-mp-parts-count).  Empty for single-request objects.
     part_sizes: list[int] = field(default_factory=list)
+    # Multipart objects completed from an upload with a checksum algorithm:
+    # each part's checksum of that algorithm, in part order (algorithm ->
+    # base64 values), so GetObjectAttributes can show them after the part
+    # records are gone.  Empty otherwise, and for records written before it.
+    part_checksums: dict[str, list[str]] = field(default_factory=dict)
     # Versioning bookkeeping, assigned by ObjectManager.commit: the version's
     # place in its key's history (commit order; orders noncurrent versions
     # newest first), and on a *current* record the sequence of the key's

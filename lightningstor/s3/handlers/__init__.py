@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lightningstor.s3.handlers import buckets, listing, multipart, objects
+from lightningstor.s3.handlers import attributes, buckets, listing, multipart, objects
 
 HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "ListBuckets": buckets.list_buckets,
@@ -29,6 +29,7 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "DeleteObjects": objects.delete_objects,
     "CopyObject": objects.copy_object,
     "GetObjectAcl": objects.get_object_acl,
+    "GetObjectAttributes": attributes.get_object_attributes,
     "GetObjectTagging": objects.get_object_tagging,
     "PutObjectTagging": objects.put_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
