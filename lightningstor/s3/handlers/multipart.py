@@ -20,7 +20,14 @@ from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core import access
 from lightningstor.core.copy import resolve_copy_source
-from lightningstor.core.multipart import MAX_LISTED, PartRef, Upload, parse_part_number, part_range
+from lightningstor.core.multipart import (
+    MAX_LISTED,
+    PartRef,
+    Upload,
+    checksum_type_of,
+    parse_part_number,
+    part_range,
+)
 from lightningstor.core.objects import PutAttrs, may_have_committed, validate_key
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
@@ -382,6 +389,12 @@ def requested_part(call: Any, record: ObjectRecord) -> tuple[tuple[int, int] | N
         return None
     if "range" in call.headers:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
-    start, end = part_range(record, parse_part_number(raw))
+    number = parse_part_number(raw)
+    start, end = part_range(record, number)
     headers = [("x-amz-mp-parts-count", str(len(record.part_sizes)))] if record.part_sizes else []
+    if call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        sums = {a: v[number - 1] for a, v in record.part_checksums.items() if len(v) == len(record.part_sizes)}
+        headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(sums.items())]
+        if sums:
+            headers.append(("x-amz-checksum-type", checksum_type_of(record.checksums)))
     return ((start, end) if end >= start else None), headers

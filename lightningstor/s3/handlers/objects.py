@@ -305,6 +305,10 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
         override_names = {n.lower() for n, _ in overrides}
         headers = [(n, v) for n, v in headers if n.lower() not in override_names] + overrides
     span = ranges.parse_range(call.headers.get("range"), record.size) if part is None else part[0]
+    if span is not None or (part is not None and record.part_sizes):
+        # A whole-object checksum does not describe a range or a part of a
+        # multipart object (the part's own checksums come with ``part``).
+        headers = [(n, v) for n, v in headers if not n.startswith("x-amz-checksum-")]
     headers += part[1] if part is not None else []
     request = call.request
     if span is None:
@@ -313,8 +317,6 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
         start, end = span
         length, status = end - start + 1, 206
         headers.append(("Content-Range", ranges.content_range(start, end, record.size)))
-        # A whole-object checksum does not describe a part of the object.
-        headers = [(n, v) for n, v in headers if not n.startswith("x-amz-checksum-")]
     request.setResponseCode(status)
     response_headers = request.responseHeaders
     response_headers.set_pairs(headers)
