@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from lightningstor.diskspace import DEFAULT_MIN_FREE_BYTES, MAX_MIN_FREE_BYTES
 from lightningstor.errors import ConfigError
 
 __all__ = [
@@ -183,6 +184,9 @@ class StorageSettings:
     inline_threshold_bytes: int = 64 * KiB
     # 0: no background scrub (``lightningstor-admin scrub`` still works).
     scrub_interval_seconds: int = 0
+    # The free-space reserve (lightningstor/diskspace.py): below it, writes
+    # that add object data are refused so deletes keep working.  0: off.
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
     options: Mapping[str, Any] = field(default_factory=_empty_options, hash=False)
 
 
@@ -827,6 +831,7 @@ def _read_storage(t: _Table, data_dir: str) -> StorageSettings:
         "scrub_interval_seconds": t.get(
             "scrub_interval_seconds", d.scrub_interval_seconds, _int(0, 366 * 86400)
         ),
+        "min_free_bytes": t.get("min_free_bytes", d.min_free_bytes, _int(0, MAX_MIN_FREE_BYTES)),
     }
     distributed = _read_distributed(t, backend)
     t.finish(plugin_tables=True)

@@ -178,6 +178,13 @@ class StorageFull(StorageError):
     """
 
 
+class StorageBelowReserve(StorageFull):
+    """Free space on the backend's volume is below ``min_free_bytes``
+    (lightningstor/diskspace.py): the chunk write is refused before the disk
+    is really full, so deletes still have room.  Answered like StorageFull,
+    with a message that says why."""
+
+
 class ChunkCorrupted(StorageError):
     """A chunk's bytes do not match its recorded checksum: never serve them."""
 
@@ -195,6 +202,20 @@ class MetadataFull(MetadataUnavailable):
     full); answered as 507 ``InsufficientStorage``, like :class:`StorageFull`."""
 
 
+class MetadataBelowReserve(MetadataFull):
+    """Free space on the metadata database's volume is below
+    ``min_free_bytes``: a transaction that would add object data (a small
+    object stored inline) is refused; deletes still commit."""
+
+
+RESERVE_MESSAGE = (
+    "The server's free space is below its configured reserve (min_free_bytes): "
+    "writes that add data are refused until objects are deleted or capacity is added."
+)
+"""What clients hear for a refusal by the free-space reserve (the server's
+paths and figures go to its log, not to clients)."""
+
+
 class ConfigError(Exception):
     """A configuration value is missing, unknown or invalid; names the key."""
 
@@ -207,6 +228,8 @@ def below_core(exc: BaseException) -> S3Error | None:
         return exc
     if isinstance(exc, (ChunkCorrupted, ChunkNotFound)):
         return InternalError("The object's stored data failed its integrity check")
+    if isinstance(exc, (StorageBelowReserve, MetadataBelowReserve)):
+        return InsufficientStorage(RESERVE_MESSAGE)
     if isinstance(exc, (StorageFull, MetadataFull)):
         return InsufficientStorage()
     if isinstance(exc, StorageError):

@@ -30,6 +30,16 @@ Why it looks like this:
   ``flock`` waiter as soon as the holder lets go.  Other programs opening
   the file (no lock file) still meet the busy handler, as before.
 
+* A free-space reserve (``[storage] min_free_bytes``, lightningstor/diskspace.py):
+  while the database's volume has less free than that, a transaction that
+  would add object data (a small object's bytes, inline in its record) is
+  refused with ``MetadataBelowReserve`` (507).  Everything else commits, so
+  a nearly full server can still be emptied: deletes, delete markers, bucket
+  deletion, and moves of data already stored (a version demoted or promoted,
+  a record re-tagged), which are recognised by the same bytes leaving
+  another key of the transaction.  The check is one cached ``statvfs`` per
+  batch, in the writer thread; the old values are read only while short.
+
 Nothing here touches SQLite on the reactor thread.
 """
 
@@ -51,7 +61,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadable import isInIOThread
 from zope.interface import implementer
 
-from lightningstor.errors import ConfigError, MetadataFull, MetadataUnavailable
+from lightningstor.diskspace import FreeSpaceReserve, configured_min_free_bytes, inline_data
+from lightningstor.errors import ConfigError, MetadataBelowReserve, MetadataFull, MetadataUnavailable
 from lightningstor.interfaces.metadata import (
     Compare,
     Delete,
@@ -204,6 +215,40 @@ def _unavailable(what: str, e: BaseException) -> MetadataUnavailable:
     return MetadataUnavailable(f"{what}: {e}")
 
 
+def _put_bytes(batch: Sequence[_PendingTxn]) -> int:
+    """The bytes of the values a batch writes: what the reserve is charged."""
+    return sum(len(op.value) for pending in batch for op in pending.operations if isinstance(op, Put))
+
+
+def _adds_object_data(conn: sqlite3.Connection, operations: Sequence[Operation]) -> bool:
+    """Whether applying ``operations`` would store object data that is not
+    already stored under a key they overwrite or delete.
+
+    A versioned DELETE moves the current record (data included) to a version
+    key, deleting a version may move the next one back, tagging rewrites a
+    record with its data: none of that adds data, and all of it must work
+    while the reserve is short.  A new small object, a copy or an overwrite
+    with other bytes does add data.  Writer thread, inside the transaction,
+    before the operations are applied; only called while the reserve is short.
+    """
+    added = [data for op in operations if isinstance(op, Put) and (data := inline_data(op.value)) is not None]
+    if not added:
+        return False
+    leaving: list[bytes] = []
+    for op in operations:
+        if isinstance(op, (Put, Delete)):
+            rows = _rows(conn, "SELECT value FROM kv WHERE key = ?", (op.key,))
+            old = inline_data(rows[0][0]) if rows else None
+            if old is not None:
+                leaving.append(old)
+    for data in added:
+        if data in leaving:
+            leaving.remove(data)
+        else:
+            return True
+    return False
+
+
 def _key(value: Any, what: str = "key") -> bytes:
     """Keys must be bytes: a ``str`` would be stored as TEXT and sort apart."""
     if isinstance(value, bytes):
@@ -266,13 +311,23 @@ class SqliteMetadataStore:
         batch_max: int = 256,
         busy_timeout: float = 10.0,
         readers: int = 2,
+        min_free_bytes: int = 0,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
         if batch_max < 1 or readers < 1:
             raise ValueError("batch_max and readers must be at least 1")
         self.path = path
+        # The reserve is checked on the database's directory (its volume);
+        # an in-memory database has none.  0 (off) unless configured.
+        in_memory = path == ":memory:" or path.startswith("file:")
+        self.reserve = FreeSpaceReserve(
+            os.path.dirname(os.path.abspath(path)), 0 if in_memory else min_free_bytes
+        )
         self._writer_lock: int | None = None  # fd of <path>-writer.lock (writer thread)
+        # Why the free-space reserve is short, for the batch being committed
+        # (writer thread); None while there is room.
+        self._shortfall: str | None = None
         self.commit_count = 0
         self._reactor = reactor
         self._synchronous = synchronous.upper()
@@ -504,6 +559,11 @@ class SqliteMetadataStore:
         if conn is None:
             return [MetadataUnavailable(self._startup_error or "no database") for _ in batch]
         outcomes: list[TxnResult | BaseException] = []
+        # The free-space reserve, once per batch and before the locks (a
+        # refresh is a statvfs), charged with what the batch writes (an
+        # estimate of its growth); _apply_txn refuses what adds object data.
+        reserve = self.reserve
+        self._shortfall = reserve.shortfall(_put_bytes(batch)) if reserve.enabled else None
         lock = self._writer_lock
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # queue behind other processes' writers
@@ -550,11 +610,19 @@ class SqliteMetadataStore:
             return [_unavailable("sqlite commit failed", e) for _ in batch]
 
     def _apply_txn(self, conn: sqlite3.Connection, pending: _PendingTxn, revision: int) -> TxnResult:
-        """Compare, then apply; the result carries the (possibly bumped) revision."""
+        """Compare, then apply; the result carries the (possibly bumped) revision.
+
+        While the free-space reserve is short (``_shortfall``, set for the
+        batch), a transaction that would add object data is refused with
+        MetadataBelowReserve.
+        """
         for c in pending.compares:
             rows = _rows(conn, "SELECT mod_revision FROM kv WHERE key = ?", (c.key,))
             if (rows[0][0] if rows else 0) != c.mod_revision:
                 return TxnResult(False, revision)
+        shortfall = self._shortfall
+        if shortfall is not None and _adds_object_data(conn, pending.operations):
+            raise MetadataBelowReserve(f"sqlite: {shortfall}")
         new = revision + 1
         changed = False
         for op in pending.operations:
@@ -583,7 +651,10 @@ class SqliteStoreFactory:
     """Makes the embedded store from the ``[metadata]`` section.
 
     Options: ``path`` (default ``<data_dir>/metadata.db``), ``synchronous``
-    (``FULL``), ``batch_max`` (256), ``busy_timeout`` seconds (10).
+    (``FULL``), ``batch_max`` (256), ``busy_timeout`` seconds (10).  The
+    free-space reserve is the storage one (``[storage] min_free_bytes``, or
+    ``[storage.local]``'s with the local backend): one figure for the
+    operator, checked on whichever volume each plugin writes to.
     """
 
     name = "sqlite"
@@ -601,10 +672,16 @@ class SqliteStoreFactory:
             raise ConfigError(f"metadata.batch_max / metadata.busy_timeout: {e}") from e
         if batch_max < 1:
             raise ConfigError("metadata.batch_max must be at least 1")
+        min_free_bytes = configured_min_free_bytes(context.settings)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)  # start-up, before the reactor serves anything
         return SqliteMetadataStore(
-            path, context.reactor, synchronous=synchronous, batch_max=batch_max, busy_timeout=busy_timeout
+            path,
+            context.reactor,
+            synchronous=synchronous,
+            batch_max=batch_max,
+            busy_timeout=busy_timeout,
+            min_free_bytes=min_free_bytes,
         )
 
 

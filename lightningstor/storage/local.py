@@ -23,6 +23,12 @@ created), so after ``commit`` fires the chunk survives a crash and before it
 the chunk is invisible.  ``fsync=False`` skips the fsyncs: faster, but an
 acknowledged write can be lost on power failure (tests, scratch stores).
 
+Free-space reserve: while the volume under ``base_path`` has less than
+``min_free_bytes`` free, chunk writes are refused with ``StorageBelowReserve``
+(507) before the disk is really full, so that the metadata commits of
+deletes still find room (lightningstor/diskspace.py).  Deletes and reads are
+never refused by it.
+
 Chunk ids must be lower-case hex with optional dashes (what ``uuid4().hex``
 and ``str(uuid4())`` produce); anything else is rejected with ``ValueError``
 so that no caller-controlled string ever becomes a path.
@@ -56,10 +62,12 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from lightningstor.checksums import crc32c
+from lightningstor.diskspace import DEFAULT_MIN_FREE_BYTES, FreeSpaceReserve, check_min_free_bytes
 from lightningstor.errors import (
     ChunkCorrupted,
     ChunkNotFound,
     ConfigError,
+    StorageBelowReserve,
     StorageError,
     StorageFull,
 )
@@ -218,10 +226,18 @@ class _ChunkFile:
         with self._lock:
             if self._done:
                 raise RuntimeError(f"chunk {self._chunk_id}: write after commit or abort")
-            if self._crcs.size + len(data) > self._backend.max_chunk_size:
+            backend = self._backend
+            if self._crcs.size + len(data) > backend.max_chunk_size:
                 raise ValueError(
-                    f"chunk {self._chunk_id}: exceeds max_chunk_size {self._backend.max_chunk_size}"
+                    f"chunk {self._chunk_id}: exceeds max_chunk_size {backend.max_chunk_size}"
                 )
+            # Every append, not just the first: a chunk is up to 64 MiB, and
+            # many uploads in flight must not all pass one early check.  Costs
+            # a lock and a clock read between statvfs refreshes.
+            backend._ensure_layout()  # statvfs needs base_path to exist
+            shortfall = backend.reserve.shortfall(len(data))
+            if shortfall is not None:
+                raise StorageBelowReserve(f"local storage: {shortfall}")
             _write_all(self._open(), data)
             self._crcs.update(data)
 
@@ -321,6 +337,7 @@ class LocalFsBackend:
         shard_depth: int = 2,
         fsync: bool = True,
         max_chunk_size: int = MAX_CHUNK_SIZE,
+        min_free_bytes: int = 0,
     ) -> None:
         if not 0 <= shard_depth <= 4:
             raise ValueError("shard_depth must be 0..4")
@@ -330,6 +347,8 @@ class LocalFsBackend:
         self.shard_depth = shard_depth
         self.fsync = fsync
         self.max_chunk_size = max_chunk_size
+        # 0 (off) unless configured: the factory applies the server's default.
+        self.reserve = FreeSpaceReserve(base_path, min_free_bytes)
         self._reactor = reactor
         self._pool = io_pool
         self._chunks_dir = os.path.join(base_path, "chunks")
@@ -625,7 +644,7 @@ def _log_abort_failure(failure: Failure) -> None:
 
 # -- plugin factory --------------------------------------------------------------
 
-_LOCAL_KEYS = frozenset({"data_dir", "shard_depth", "fsync"})
+_LOCAL_KEYS = frozenset({"data_dir", "shard_depth", "fsync", "min_free_bytes"})
 
 
 @implementer(IPlugin, IStorageBackendFactory)
@@ -635,7 +654,8 @@ class LocalStorageFactory:
     Options may sit in ``[storage]`` itself or in its ``[storage.local]``
     sub-table (which wins): ``data_dir`` (default ``<server data_dir>/data``;
     relative paths are relative to the server's data directory),
-    ``shard_depth`` (0..4, default 2), ``fsync`` (default true).
+    ``shard_depth`` (0..4, default 2), ``fsync`` (default true),
+    ``min_free_bytes`` (the free-space reserve, default 64 MiB, 0 off).
     ``chunk_size_bytes`` is checked against the 64 MiB format limit.
     """
 
@@ -671,6 +691,9 @@ class LocalStorageFactory:
         if not isinstance(fsync, bool):
             raise ConfigError(f"{where}: must be true or false")
 
+        where, min_free = option("min_free_bytes", DEFAULT_MIN_FREE_BYTES)
+        min_free = check_min_free_bytes(where, min_free)
+
         chunk_size = options.get("chunk_size_bytes", MAX_CHUNK_SIZE)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ConfigError(f"storage.chunk_size_bytes: must be 1..{MAX_CHUNK_SIZE} for the local backend")
@@ -682,6 +705,7 @@ class LocalStorageFactory:
             shard_depth=shard_depth,
             fsync=fsync,
             max_chunk_size=MAX_CHUNK_SIZE,
+            min_free_bytes=min_free,
         )
         # Temp files of writes interrupted by a crash: nothing references
         # them, and no live writer is older than an hour.

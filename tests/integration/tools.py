@@ -31,6 +31,29 @@ def tool(name: str) -> str:
     return path
 
 
+def require_mount_namespaces() -> None:
+    """Skip (fail under LIGHTNINGSTOR_REQUIRE_TOOLS=1) unless this process may
+    make private mount namespaces (``unshare --mount``: root), which the
+    full-disk tests need for their small tmpfs mounts."""
+    try:
+        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                               capture_output=True, timeout=10)
+        works = probe.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        works = False
+    if not works:
+        if os.environ.get("LIGHTNINGSTOR_REQUIRE_TOOLS") == "1":
+            pytest.fail("a private mount namespace (unshare --mount, as root) is required")
+        pytest.skip("no private mount namespace here (needs root)")
+
+
+def tmpfs_wrapper(mount: Path, size_mib: int) -> list[str]:
+    """A command prefix that runs a command with a ``size_mib`` tmpfs on
+    ``mount``, in a mount namespace of its own that ends with it."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs -o size={size_mib}m tmpfs "$0" && exec "$@"', str(mount)]
+
+
 def python_tool(module: str) -> Any:
     """The imported client library ``module``; skipped or failed when it is
     missing, as :func:`tool` does for a program."""
