@@ -52,6 +52,19 @@ would break atomicity.  Should a transaction still exceed etcd's limits
 (lowered below the defaults), it fails with
 :class:`~lightningstor.errors.EntityTooLarge` naming the limit.
 
+**Out of space: 507, not 503.**  When etcd's database reaches
+``--quota-backend-bytes`` it raises the NOSPACE alarm and refuses, until an
+operator disarms it, every request that puts a key (a put, any transaction
+with a put in either branch, a lease grant) with "mvcc: database space
+exceeded" (gRPC RESOURCE_EXHAUSTED; HTTP 429 from the gateway).  Retrying
+cannot help, so it is :class:`~lightningstor.errors.MetadataFull`, answered
+507 InsufficientStorage like a full SQLite disk.  The one write that
+crosses the quota is applied even though etcd answers it with that error;
+its marker shows it, so it is reported as the success it was.  Reads and lease
+keep-alives still work, and so do transactions that only delete (etcd 3.4,
+checked by tests/integration/test_etcd_quota.py); the core's object deletes
+also write (a record or the chunks' retirement), so most of them are refused.
+
 **Operations are normalised.**  etcd refuses a transaction naming one key
 twice (a put and a delete, or a put inside a deleted range) where the
 interface applies operations in order; :func:`normalize` rewrites them into
@@ -484,6 +497,8 @@ class EtcdMetadataStore:
                     raise OutcomeUnknown(
                         "etcd write outcome unknown: its lease expired while it was being retried"
                     ) from e
+                if e.no_space:
+                    return await self._after_no_space(lease, slot, txn_id, e)
                 lease.give_back(slot)  # refused as a whole: the slot is as it was
                 raise _translate(e) from e
             except CallFailed as e:
@@ -540,6 +555,35 @@ class EtcdMetadataStore:
                     return TxnResult(True, slot.revision)  # the earlier attempt landed meanwhile
             return TxnResult(False, revision)
         raise MetadataUnavailable("etcd marker key keeps changing under this server")
+
+    async def _after_no_space(self, lease: _Lease, slot: _Slot, txn_id: bytes, e: EtcdError) -> TxnResult:
+        """etcd answered NOSPACE.  The transaction that crosses the quota is
+        applied all the same (etcd applies it, then raises the alarm and
+        answers with the error); one that arrives while the alarm is raised
+        is not.  The marker, still readable, tells which."""
+        try:
+            answer = await self._client.call(_RANGE, {"key": _b64(slot.key)})
+        except Exception as read_error:
+            raise OutcomeUnknown(
+                f"etcd write outcome unknown: etcd is out of space and the write's marker "
+                f"could not be read ({read_error})"
+            ) from e
+        value, revision = _marker_of({"responses": [{"response_range": answer}]})
+        if value == txn_id:
+            slot.revision = revision
+            lease.give_back(slot)
+            log.warn("etcd: this write filled etcd's space quota (it was applied); {message}",
+                     message=NO_SPACE_MESSAGE)
+            return TxnResult(True, revision)
+        if e.after_unknown:
+            # An earlier attempt whose answer was lost may still be applied
+            # (once the alarm is disarmed); it cannot be fenced off, since
+            # fencing is a put.  Leave the slot.
+            raise OutcomeUnknown(
+                "etcd write outcome unknown: an earlier attempt's answer was lost and etcd is out of space"
+            ) from e
+        lease.give_back(slot)  # refused as a whole: the slot is as it was
+        raise errors.MetadataFull(NO_SPACE_MESSAGE) from e
 
     async def _fence(self, lease: _Lease, slot: _Slot, txn_id: bytes) -> bool:
         """Move the marker so an earlier attempt still in flight can never
@@ -610,6 +654,14 @@ def _marker_of(answer: Mapping[str, Any]) -> tuple[bytes | None, int]:
     return _unb64(kvs[0].get("value")), int(kvs[0]["mod_revision"])
 
 
+NO_SPACE_MESSAGE = (
+    "etcd's space quota (--quota-backend-bytes) is exhausted and its NOSPACE alarm is raised: "
+    "etcd refuses every write that adds or changes a key until an operator compacts and "
+    "defragments it (or raises the quota) and disarms the alarm (etcdctl alarm disarm; "
+    "see docs/deployment.md)"
+)
+
+
 def _translate(e: EtcdError) -> Exception:
     """etcd's permanent refusals as the errors the core and S3 layer know."""
     if e.too_large:
@@ -619,10 +671,7 @@ def _translate(e: EtcdError) -> Exception:
             "(see docs/scaling.md)"
         )
     if e.no_space:
-        return MetadataUnavailable(
-            "etcd is out of space (NOSPACE alarm): compact and defragment it, or raise "
-            "--quota-backend-bytes, then disarm the alarm (see docs/scaling.md)"
-        )
+        return errors.MetadataFull(NO_SPACE_MESSAGE)
     return MetadataUnavailable(str(e))
 
 

@@ -119,7 +119,10 @@ class EtcdError(Exception):
             _UNAUTHENTICATED,
         ):
             return Attempt.PERMANENT
-        if self.code == _RESOURCE_EXHAUSTED:  # gRPC message size, or the space quota (NOSPACE)
+        if self.code == _RESOURCE_EXHAUSTED:
+            # gRPC message size, or the space quota (NOSPACE alarm: refused
+            # until an operator disarms it, so not retried; the store answers
+            # it as MetadataFull, 507).
             return Attempt.PERMANENT
         if self.http_status == 404 and self.code == 0:
             return Attempt.PERMANENT  # not an etcd v3 gateway at this URL
@@ -144,6 +147,8 @@ class EtcdError(Exception):
 
     @property
     def no_space(self) -> bool:
+        """etcd's NOSPACE alarm is raised ("etcdserver: mvcc: database space
+        exceeded", gRPC RESOURCE_EXHAUSTED, HTTP 429 from the gateway)."""
         return "database space exceeded" in self.message
 
 

@@ -6,7 +6,10 @@ thread and does its disk I/O in the io pool, so each backend call is made
 with ``blockingCallFromThread``: the handler thread waits, the reactor never
 does.  Backend errors map to gRPC codes in one place (:func:`_status_of`), so
 the distributed backend can tell "this replica has no such chunk"
-(NOT_FOUND) from "this replica is damaged" (DATA_LOSS) from "try elsewhere".
+(NOT_FOUND) from "this replica is damaged" (DATA_LOSS) from "this node's
+disk is full" (RESOURCE_EXHAUSTED, marked with the trailing metadata
+``lightningstor-error: storage-full`` so that it cannot be mistaken for
+gRPC's own RESOURCE_EXHAUSTED) from "try elsewhere" (UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import grpc
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.logger import Logger
 
-from lightningstor.errors import ChunkCorrupted, ChunkNotFound
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageFull
+from lightningstor.node import ERROR_KIND_KEY, STORAGE_FULL
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
 
@@ -51,6 +55,8 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.DATA_LOSS, str(exc)
     if isinstance(exc, ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, StorageFull):  # ENOSPC/EDQUOT on this node's disk
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"node out of disk space: {exc}"
     return grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
 
 
@@ -77,6 +83,9 @@ class ChunkServicer(pb_grpc.ChunkServiceServicer):
         code, detail = _status_of(exc)
         if code is grpc.StatusCode.UNAVAILABLE:
             log.warn("chunk service error: {detail}", detail=detail)
+        elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            log.warn("chunk write refused, {detail}", detail=detail)
+            context.set_trailing_metadata(((ERROR_KIND_KEY, STORAGE_FULL),))
         context.abort(code, detail)
 
     def PutChunk(self, request_iterator: Iterator[pb.PutChunkRequest], context: grpc.ServicerContext) -> pb.PutChunkResponse:
@@ -169,6 +178,11 @@ class ChunkServicer(pb_grpc.ChunkServiceServicer):
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
         try:
             self._call(self.backend.check)
+        except StorageFull as exc:
+            # A full disk still serves reads, deletes and listings (and
+            # deleting is how space comes back): not "down".  Writes are
+            # refused one by one with RESOURCE_EXHAUSTED.
+            return pb.HealthResponse(serving=True, detail=f"serving; disk full, writes refused: {exc}")
         except Exception as exc:
             return pb.HealthResponse(serving=False, detail=f"{type(exc).__name__}: {exc}")
         return pb.HealthResponse(serving=True, detail="ok")

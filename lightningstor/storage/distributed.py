@@ -10,6 +10,17 @@ replica; the ChunkManager verifies the chunk's CRC over full reads on top.
 Deletes go to every node (a chunk may sit off its placement after nodes were
 added); an unreachable node keeps its copy until repair/GC.
 
+A node whose disk is full refuses writes with RESOURCE_EXHAUSTED, which the
+node client raises as ``StorageFull`` (:class:`~lightningstor.storage.nodeclient.NodeFull`);
+it still serves reads, deletes and listings, so it is not "down".  A write
+whose quorum is lost because of full nodes fails with ``StorageFull`` (507,
+not retried by clients) only if the full nodes alone cost it the quorum,
+otherwise with a retryable ``StorageError`` (503): the rule and its reasons
+are in :mod:`lightningstor.storage.quorum`.  Placement does not steer around
+a full node: with more nodes than replicas, chunks whose placement includes
+enough full nodes are refused while others still fit, so watch the nodes'
+free space (``Stat``) and add capacity before the first one fills.
+
 Node calls are blocking gRPC calls with deadlines, run in the server's
 bounded io pool (``context.io_pool``), so the reactor never waits on the
 network.  ``open_chunk`` buffers one chunk (at most ``max_chunk_size``,

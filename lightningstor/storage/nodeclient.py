@@ -8,7 +8,10 @@ because a gRPC channel does not survive twistd's daemonizing fork.
 gRPC status codes become the backend's error types here, in one place:
 NOT_FOUND is ``ChunkNotFound``, DATA_LOSS ``ChunkCorrupted`` (the node's
 block checksums failed), INVALID_ARGUMENT ``ValueError`` (a bad chunk id),
-anything else ``NodeUnavailable``.
+RESOURCE_EXHAUSTED marked by the node as ``storage-full`` (its disk is full)
+``StorageFull``, anything else ``NodeUnavailable`` (including gRPC's own
+RESOURCE_EXHAUSTED, such as a concurrency limit: an overloaded node, worth
+another try).
 
 ``https://`` nodes are reached over TLS with ``tls`` (:class:`NodeTls`, from
 ``[storage.distributed]``'s client certificate and the CA of the nodes'
@@ -26,8 +29,9 @@ from typing import Any
 
 import grpc
 
-from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError, StorageError
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError, StorageError, StorageFull
 from lightningstor.interfaces.storage import ChunkInfo
+from lightningstor.node import ERROR_KIND_KEY, STORAGE_FULL
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
 from lightningstor.storage.placement import NodeAddress
@@ -49,9 +53,28 @@ class NodeUnavailable(StorageError):
     """The node did not answer (down, unreachable, overloaded, timed out)."""
 
 
+class NodeFull(StorageFull):
+    """The node refused a write because its disk is full (answered as 507
+    when it costs a write its quorum: see :mod:`lightningstor.storage.quorum`)."""
+
+
+def _error_kind(error: grpc.RpcError) -> str | None:
+    """The node's ``lightningstor-error`` trailing metadata, if any."""
+    try:
+        trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    except Exception:  # not a call object: no metadata
+        return None
+    for key, value in trailing or ():
+        if key == ERROR_KIND_KEY:
+            return value if isinstance(value, str) else value.decode("ascii", "replace")
+    return None
+
+
 def _translate(node: NodeAddress, error: grpc.RpcError) -> Exception:
     code = error.code() if hasattr(error, "code") else None
     detail = error.details() if hasattr(error, "details") else str(error)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _error_kind(error) == STORAGE_FULL:
+        return NodeFull(f"node {node.address}: {detail}")
     if code == grpc.StatusCode.NOT_FOUND:
         return ChunkNotFound(f"node {node.address}: {detail}")
     if code == grpc.StatusCode.DATA_LOSS:

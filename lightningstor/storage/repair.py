@@ -13,6 +13,13 @@ Nodes that do not answer the listing are left alone: they may come back with
 their data.  A run copies at most ``max_copies`` chunks, so one run is
 bounded and the next picks up where this one stopped.  Copies read the whole
 chunk through the source node (which verifies its block CRCs) before writing.
+
+A node whose disk is full answers the listing (it is not down) but refuses
+copies with ``StorageFull``.  After its first refusal the run sends it no
+more copies (each would read the chunk from a source only to be refused);
+those chunks are counted as ``copies_deferred``, outside ``max_copies``, so
+a full node cannot use up a run that other nodes' repairs need.  The next
+run tries the node again, so repair resumes by itself once space is freed.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from lightningstor.errors import StorageFull
 from lightningstor.storage.placement import NodeAddress
 
 log = Logger()
@@ -36,7 +44,9 @@ class RepairReport:
     chunks_seen: int = 0
     copies_made: int = 0
     copies_failed: int = 0
+    copies_deferred: int = 0  # not sent to a node found full earlier in the run
     nodes_skipped: list[str] = field(default_factory=list)
+    nodes_full: list[str] = field(default_factory=list)
     truncated: bool = False
 
 
@@ -86,19 +96,28 @@ class Repairer:
             for info in infos:
                 holders.setdefault(info.chunk_id, set()).add(node)
         report.chunks_seen = len(holders)
+        full: set[NodeAddress] = set()
         for chunk_id in sorted(holders):
             have = holders[chunk_id]
             missing = self._missing(chunk_id, have, set(by_node))
             if not missing:
                 continue
+            targets = [node for node in missing if node not in full]
+            if len(targets) < len(missing):
+                report.copies_deferred += 1  # the next run tries the full node again
+            if not targets:
+                continue
             if report.copies_made + report.copies_failed >= self.max_copies:
                 report.truncated = True
                 break
-            ok = yield self._copy(chunk_id, have, missing)
+            ok = yield self._copy(chunk_id, have, targets, full)
             if ok:
                 report.copies_made += 1
             else:
                 report.copies_failed += 1
+        report.nodes_full = sorted(node.address for node in full)
+        if full:
+            log.warn("Chunk repair: node(s) {nodes} refused copies, disk full", nodes=", ".join(report.nodes_full))
         self.last_report = report
         if report.copies_made or report.copies_failed:
             log.info(
@@ -121,8 +140,11 @@ class Repairer:
         return [node for node in backend.placement(chunk_id) if node in answering and node not in have]
 
     @defer.inlineCallbacks
-    def _copy(self, chunk_id: str, sources: set[NodeAddress], targets: list[NodeAddress]) -> Any:
-        """Read ``chunk_id`` from a good source and write it to ``targets``."""
+    def _copy(
+        self, chunk_id: str, sources: set[NodeAddress], targets: list[NodeAddress], full: set[NodeAddress]
+    ) -> Any:
+        """Read ``chunk_id`` from a good source and write it to ``targets``;
+        targets that refuse for lack of space are added to ``full``."""
         data = None
         for source in sorted(sources, key=lambda node: node.address):
             try:
@@ -136,4 +158,7 @@ class Repairer:
         results = yield defer.DeferredList(
             [self.backend.call(target, "put", chunk_id, data) for target in targets], consumeErrors=True
         )
+        for target, (ok, value) in zip(targets, results, strict=True):
+            if not ok and value.check(StorageFull):
+                full.add(target)
         return all(ok for ok, _ in results)

@@ -31,9 +31,11 @@ class NodeProcess:
     """One storage node on a fixed loopback port with its own data dir."""
 
     def __init__(self, data_dir: Path, port: int, zone: str = "", node_id: str = "node",
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, wrapper: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.extra_args = extra_args or []  # e.g. --tls-cert/--tls-key/--tls-ca
+        # A command that runs the node (its argv follows), e.g. in a mount namespace.
+        self.wrapper = wrapper or []
         self.port = port
         self.zone = zone
         self.node_id = node_id
@@ -54,7 +56,7 @@ class NodeProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._ready.clear()
         self._listening = False
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        self.proc = subprocess.Popen(self.wrapper + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=env, cwd=str(self.data_dir.parent))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         # Ready only when the node said it listens: a node that exited

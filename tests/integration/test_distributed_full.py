@@ -1,0 +1,120 @@
+"""Full storage nodes, for real: three ``twistd lightningstor-node``
+processes whose data dirs are small tmpfs mounts, each in a private mount
+namespace (``unshare --mount``, as tests/integration/test_disk_full.py does
+for the server), behind an API server on the ``distributed`` backend.
+
+What a user must see when the nodes fill up: the PUT that no longer fits is
+refused with 507 InsufficientStorage (gRPC RESOURCE_EXHAUSTED), which SDKs
+do not retry, rather than a 503 they would retry in vain; every object
+acknowledged before reads back whole; deletes still work on the full nodes.
+
+The tests need root for the mounts; without it they are skipped, or fail
+under LIGHTNINGSTOR_REQUIRE_TOOLS=1 (CI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lightningstor.client import LightningStorClient, errors
+from tests.integration.cluster import NodeProcess, free_port
+from tests.integration.conftest import make_client
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.tools import require_mount_namespaces, tmpfs_wrapper
+
+MiB = 1 << 20
+NODE_TMPFS_MIB = 20
+OBJECT_MIB = 3
+
+
+@pytest.fixture
+def full_cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[NodeProcess]]]:
+    require_mount_namespaces()
+    nodes = []
+    for i in range(3):
+        data = tmp_path / f"node-{i}"
+        data.mkdir()
+        nodes.append(NodeProcess(data, free_port(), zone=f"zone-{i}", node_id=f"node-{i}",
+                                 wrapper=tmpfs_wrapper(data, NODE_TMPFS_MIB)))
+    started: list[Any] = []
+    try:
+        for node in nodes:
+            started.append(node.start())
+        config = tmp_path / "api.toml"
+        config.write_text(
+            "[storage]\n"
+            'backend = "distributed"\n'
+            "chunk_size_bytes = 1048576\n"
+            "inline_threshold_bytes = 0\n"
+            "[storage.distributed]\n"
+            "nodes = [" + ", ".join(f'"{n.url}"' for n in nodes) + "]\n"
+            "zones = [" + ", ".join(f'"{n.zone}"' for n in nodes) + "]\n"
+            "replication_factor = 3\n"
+            'placement_strategy = "zone_aware"\n'
+            "repair_interval_seconds = 0\n"
+        )
+        data = tmp_path / "api" / "data"
+        data.mkdir(parents=True)
+        server = ServerProcess(data, config=str(config))
+        started.append(server.start())
+        yield server, nodes
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def test_full_nodes_refuse_with_507_and_keep_what_was_acknowledged(
+    full_cluster: tuple[ServerProcess, list[NodeProcess]],
+) -> None:
+    server, nodes = full_cluster
+    s3: Any = make_client(server.endpoint)
+    s3.create_bucket(Bucket="full")
+    stored: dict[str, bytes] = {}
+    refused: dict[str, Any] | None = None
+    for i in range(2 * NODE_TMPFS_MIB // OBJECT_MIB):
+        body = os.urandom(OBJECT_MIB * MiB)
+        try:
+            s3.put_object(Bucket="full", Key=f"big/{i}", Body=body)
+        except ClientError as e:
+            refused = e.response
+            break
+        stored[f"big/{i}"] = body
+    assert refused is not None, "the nodes never filled up"
+    assert refused["ResponseMetadata"]["HTTPStatusCode"] == 507, refused
+    assert refused["Error"]["Code"] == "InsufficientStorage"
+    assert len(stored) >= NODE_TMPFS_MIB // OBJECT_MIB - 2  # the nodes' disks, not something else, were the limit
+    for node in nodes:  # each node said why it refused
+        assert any("node out of disk space" in line for line in node.output), node.node_id
+        assert node.stat().free_bytes < 2 * MiB
+
+    # Every acknowledged object reads back whole; the refused one does not exist.
+    for key, body in stored.items():
+        assert s3.get_object(Bucket="full", Key=key)["Body"].read() == body
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket="full", Key=f"big/{len(stored)}")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+    # The gRPC API names the same refusal RESOURCE_EXHAUSTED.
+    client = LightningStorClient.connect(f"grpc://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY,
+                                         secret_key=ROOT_SECRET_KEY, timeout=30)
+    try:
+        with pytest.raises(errors.ResourceExhaustedError) as grpc_refused:
+            client.put_object("full", "big/grpc", os.urandom(OBJECT_MIB * MiB))
+        assert grpc_refused.value.code == "InsufficientStorage"
+    finally:
+        client.close()
+
+    # A full node is not down: deletes reach it (the metadata is on the API
+    # server's own disk), and the objects are gone.
+    for key in list(stored)[:2]:
+        s3.delete_object(Bucket="full", Key=key)
+        with pytest.raises(ClientError) as gone:
+            s3.head_object(Bucket="full", Key=key)
+        assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="full")["Contents"]] == sorted(list(stored)[2:])
