@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from lightningstor.client import LightningStorClient, errors
 from lightningstor.errors import RESERVE_MESSAGE
 from tests.integration.conftest import make_client
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.full import assert_grpc_put_refused, assert_insufficient_storage, fill_until_refused
+from tests.integration.server import ServerProcess
 from tests.integration.tools import require_mount_namespaces, tmpfs_wrapper, tool
 
 MiB = 1 << 20
@@ -63,18 +63,8 @@ def test_a_full_disk_refuses_what_does_not_fit_and_keeps_what_was_acknowledged(f
     s3 = make_client(full_server.endpoint)
     s3.create_bucket(Bucket="full")
     body = os.urandom(3 * MiB)
-    stored: list[str] = []
-    refused: dict[str, object] | None = None
-    for i in range(2 * TMPFS_MIB // 3):
-        try:
-            s3.put_object(Bucket="full", Key=f"big/{i}", Body=body)
-        except ClientError as e:
-            refused = e.response
-            break
-        stored.append(f"big/{i}")
-    assert refused is not None, "the tmpfs never filled up"
-    assert refused["ResponseMetadata"]["HTTPStatusCode"] == 507  # type: ignore[index]
-    assert refused["Error"]["Code"] == "InsufficientStorage"  # type: ignore[index]
+    stored, refused = fill_until_refused(s3, "full", ((f"big/{i}", body) for i in range(2 * TMPFS_MIB // 3)))
+    assert_insufficient_storage(refused)
     assert len(stored) >= TMPFS_MIB // 3 - 3  # the disk, not something else, was the limit
 
     # Every acknowledged object reads back whole; the refused one does not exist.
@@ -89,14 +79,7 @@ def test_a_full_disk_refuses_what_does_not_fit_and_keeps_what_was_acknowledged(f
     assert s3.get_object(Bucket="full", Key="small")["Body"].read() == b"s" * 4096
 
     # The gRPC API names the same refusal RESOURCE_EXHAUSTED.
-    client = LightningStorClient.connect(f"grpc://{full_server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY,
-                                         secret_key=ROOT_SECRET_KEY, timeout=30)
-    try:
-        with pytest.raises(errors.ResourceExhaustedError) as grpc_refused:
-            client.put_object("full", "big/grpc", body)
-        assert grpc_refused.value.code == "InsufficientStorage"
-    finally:
-        client.close()
+    assert_grpc_put_refused(full_server.grpc_endpoint, "full", "big/grpc", body)
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="full", Prefix="big/")["Contents"]] == sorted(stored)
 
     # Small objects until the metadata store itself has no room: the same 507
@@ -225,14 +208,7 @@ def test_the_reserve_keeps_a_full_server_deletable(reserve_server: ServerProcess
         with pytest.raises(ClientError) as refused:
             call()
         _refused(refused.value.response)
-    client = LightningStorClient.connect(f"grpc://{reserve_server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY,
-                                         secret_key=ROOT_SECRET_KEY, timeout=30)
-    try:
-        with pytest.raises(errors.ResourceExhaustedError) as grpc_refused:
-            client.put_object("full", "small/grpc", small)
-        assert grpc_refused.value.code == "InsufficientStorage"
-    finally:
-        client.close()
+    assert_grpc_put_refused(reserve_server.grpc_endpoint, "full", "small/grpc", small)
 
     # (2) Every acknowledged object reads back whole; the refused ones do not exist.
     for key in stored:

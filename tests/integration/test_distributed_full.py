@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from lightningstor.client import LightningStorClient, errors
 from tests.integration.cluster import NodeProcess, free_port
 from tests.integration.conftest import make_client
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.full import assert_grpc_put_refused, assert_insufficient_storage, fill_until_refused
+from tests.integration.server import ServerProcess
 from tests.integration.tools import require_mount_namespaces, tmpfs_wrapper
 
 MiB = 1 << 20
@@ -75,19 +75,9 @@ def test_full_nodes_refuse_with_507_and_keep_what_was_acknowledged(
     server, nodes = full_cluster
     s3: Any = make_client(server.endpoint)
     s3.create_bucket(Bucket="full")
-    stored: dict[str, bytes] = {}
-    refused: dict[str, Any] | None = None
-    for i in range(2 * NODE_TMPFS_MIB // OBJECT_MIB):
-        body = os.urandom(OBJECT_MIB * MiB)
-        try:
-            s3.put_object(Bucket="full", Key=f"big/{i}", Body=body)
-        except ClientError as e:
-            refused = e.response
-            break
-        stored[f"big/{i}"] = body
-    assert refused is not None, "the nodes never filled up"
-    assert refused["ResponseMetadata"]["HTTPStatusCode"] == 507, refused
-    assert refused["Error"]["Code"] == "InsufficientStorage"
+    objects = ((f"big/{i}", os.urandom(OBJECT_MIB * MiB)) for i in range(2 * NODE_TMPFS_MIB // OBJECT_MIB))
+    stored, refused = fill_until_refused(s3, "full", objects)
+    assert_insufficient_storage(refused)
     assert len(stored) >= NODE_TMPFS_MIB // OBJECT_MIB - 2  # the nodes' disks, not something else, were the limit
     for node in nodes:  # each node said why it refused
         assert any("node out of disk space" in line for line in node.output), node.node_id
@@ -101,14 +91,7 @@ def test_full_nodes_refuse_with_507_and_keep_what_was_acknowledged(
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
     # The gRPC API names the same refusal RESOURCE_EXHAUSTED.
-    client = LightningStorClient.connect(f"grpc://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY,
-                                         secret_key=ROOT_SECRET_KEY, timeout=30)
-    try:
-        with pytest.raises(errors.ResourceExhaustedError) as grpc_refused:
-            client.put_object("full", "big/grpc", os.urandom(OBJECT_MIB * MiB))
-        assert grpc_refused.value.code == "InsufficientStorage"
-    finally:
-        client.close()
+    assert_grpc_put_refused(server.grpc_endpoint, "full", "big/grpc", os.urandom(OBJECT_MIB * MiB))
 
     # A full node is not down: deletes reach it (the metadata is on the API
     # server's own disk), and the objects are gone.

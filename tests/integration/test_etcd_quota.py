@@ -32,14 +32,14 @@ from twisted.internet.defer import DeferredList
 from twisted.logger import ILogObserver, globalLogPublisher
 from zope.interface import provider
 
-from lightningstor.client import LightningStorClient, errors
 from lightningstor.errors import InsufficientStorage, MetadataFull, below_core
 from lightningstor.interfaces.metadata import Delete, DeleteRange, Put, prefix_end
 from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metadata.etcd import NO_SPACE_MESSAGE, EtcdMetadataStore, etcdStoreFactory
 from tests.etcd_cluster import EtcdCluster, etcd_binary, post
 from tests.integration.conftest import make_client
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.full import assert_grpc_put_refused, assert_insufficient_storage, fill_until_refused
+from tests.integration.server import ServerProcess
 from tests.integration.test_etcd_server import config
 
 MiB = 1 << 20
@@ -219,19 +219,9 @@ def test_a_full_etcd_answers_507_through_s3_and_grpc(full_etcd_server: tuple[Ser
     [endpoint] = etcd.endpoints
     s3: Any = make_client(server.endpoint)
     s3.create_bucket(Bucket="quota")
-    stored: dict[str, bytes] = {}
-    refused: dict[str, Any] | None = None
-    for i in range(2 * QUOTA // VALUE):
-        body = bytes([i % 251]) * VALUE
-        try:
-            s3.put_object(Bucket="quota", Key=f"obj/{i:03d}", Body=body)
-        except ClientError as e:
-            refused = e.response
-            break
-        stored[f"obj/{i:03d}"] = body
-    assert refused is not None, "etcd never filled up"
-    assert refused["ResponseMetadata"]["HTTPStatusCode"] == 507, refused
-    assert refused["Error"]["Code"] == "InsufficientStorage"
+    objects = ((f"obj/{i:03d}", bytes([i % 251]) * VALUE) for i in range(2 * QUOTA // VALUE))
+    stored, refused = fill_until_refused(s3, "quota", objects)
+    assert_insufficient_storage(refused)
     assert len(stored) >= QUOTA // VALUE // 2
     assert [a["alarm"] for a in alarms(endpoint)] == ["NOSPACE"]
     assert any("etcd's space quota" in line for line in server.output)  # the operator's log says why
@@ -251,14 +241,7 @@ def test_a_full_etcd_answers_507_through_s3_and_grpc(full_etcd_server: tuple[Ser
     assert small.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
 
     # The gRPC API answers RESOURCE_EXHAUSTED.
-    client = LightningStorClient.connect(f"grpc://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY,
-                                         secret_key=ROOT_SECRET_KEY, timeout=30)
-    try:
-        with pytest.raises(errors.ResourceExhaustedError) as grpc_refused:
-            client.put_object("quota", "grpc", b"g")
-        assert grpc_refused.value.code == "InsufficientStorage"
-    finally:
-        client.close()
+    assert_grpc_put_refused(server.grpc_endpoint, "quota", "grpc", b"g")
 
     # An S3 delete writes too (the core records the deleted object's chunks
     # or the bucket's state in the same transaction), so under NOSPACE it is
