@@ -24,6 +24,7 @@ from lightningstor.core.principals import PrincipalStore
 from lightningstor.core.quotas import QuotaManager
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import next_versioning, update_bucket
+from lightningstor.errors import MetadataFull, StorageFull
 from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IStorageBackend
 
@@ -151,6 +152,12 @@ class Core:
         Each check gets ``timeout`` seconds: a hung store (an etcd cluster
         without quorum, a stuck disk) makes the probe answer "not ready"
         promptly instead of hanging the orchestrator's probe.
+
+        A component that is full (StorageFull, MetadataFull: a check that
+        writes a probe found no room) counts as ready.  Full is not broken:
+        reads still work and each write gets its own 507, while deleting,
+        which needs a ready server, is how space comes back.  An orchestrator
+        that took a full server out of service would take that away too.
         """
         from twisted.internet import reactor
 
@@ -161,7 +168,7 @@ class Core:
         results = yield DeferredList(checks, consumeErrors=True)
         out: dict[str, str | None] = {}
         for name, (ok, value) in zip(("metadata", "storage"), results):
-            if ok:
+            if ok or value.check(StorageFull, MetadataFull):
                 out[name] = None
             elif value.check(TimeoutError):
                 out[name] = f"no answer within {timeout:g} s"

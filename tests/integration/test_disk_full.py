@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ def test_a_full_disk_refuses_what_does_not_fit_and_keeps_what_was_acknowledged(f
     assert small
     for i in (0, len(small) - 1):
         assert s3.get_object(Bucket="full", Key=f"small/{i}")["Body"].read() == b"%04d" % i * 1024
+
+    # Full is not broken: the server stays ready (an orchestrator that took
+    # it away would take away the deletes that free space), and reads work.
+    with urllib.request.urlopen(f"{full_server.endpoint}/ready", timeout=10) as ready:
+        assert ready.status == 200
 
 
 # -- with a free-space reserve ------------------------------------------------
