@@ -105,3 +105,21 @@ class NodeProcess:
         channel, stub = self.stub()
         with channel:
             return {c for c in chunk_ids if stub.HasChunk(pb.HasChunkRequest(chunk_id=c), timeout=10).exists}
+
+
+def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: float) -> str:
+    """The API server's config for ``nodes``: the distributed backend with 1 MiB
+    chunks, nothing inline (every byte goes to the nodes), three zone-aware
+    copies, and repair every ``repair_interval_seconds`` (0: off)."""
+    return (
+        "[storage]\n"
+        'backend = "distributed"\n'
+        "chunk_size_bytes = 1048576\n"
+        "inline_threshold_bytes = 0\n"
+        "[storage.distributed]\n"
+        "nodes = [" + ", ".join(f'"{n.url}"' for n in nodes) + "]\n"
+        "zones = [" + ", ".join(f'"{n.zone}"' for n in nodes) + "]\n"
+        "replication_factor = 3\n"
+        'placement_strategy = "zone_aware"\n'
+        f"repair_interval_seconds = {repair_interval_seconds}\n"
+    )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
-from tests.integration.cluster import NodeProcess, free_port
+from tests.integration.cluster import NodeProcess, distributed_config, free_port
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
 
@@ -60,18 +60,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             node.data_dir.mkdir()
             started.append(node.start())
         config = base / "api.toml"
-        config.write_text(
-            "[storage]\n"
-            'backend = "distributed"\n'
-            "chunk_size_bytes = 1048576\n"
-            "inline_threshold_bytes = 0\n"
-            "[storage.distributed]\n"
-            f"nodes = [{', '.join(repr(n.url) for n in nodes)}]\n".replace("'", '"')
-            + f"zones = [{', '.join(repr(n.zone) for n in nodes)}]\n".replace("'", '"')
-            + "replication_factor = 3\n"
-            'placement_strategy = "zone_aware"\n'
-            "repair_interval_seconds = 1.0\n"
-        )
+        config.write_text(distributed_config(nodes, repair_interval_seconds=1.0))
         data = base / "api"
         data.mkdir()
         server = ServerProcess(data, config=str(config))

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.cluster import NodeProcess, free_port
+from tests.integration.cluster import NodeProcess, distributed_config, free_port
 from tests.integration.conftest import make_client
 from tests.integration.full import assert_grpc_put_refused, assert_insufficient_storage, fill_until_refused
 from tests.integration.server import ServerProcess
@@ -47,18 +47,7 @@ def full_cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[NodeProce
         for node in nodes:
             started.append(node.start())
         config = tmp_path / "api.toml"
-        config.write_text(
-            "[storage]\n"
-            'backend = "distributed"\n'
-            "chunk_size_bytes = 1048576\n"
-            "inline_threshold_bytes = 0\n"
-            "[storage.distributed]\n"
-            "nodes = [" + ", ".join(f'"{n.url}"' for n in nodes) + "]\n"
-            "zones = [" + ", ".join(f'"{n.zone}"' for n in nodes) + "]\n"
-            "replication_factor = 3\n"
-            'placement_strategy = "zone_aware"\n'
-            "repair_interval_seconds = 0\n"
-        )
+        config.write_text(distributed_config(nodes, repair_interval_seconds=0))
         data = tmp_path / "api" / "data"
         data.mkdir(parents=True)
         server = ServerProcess(data, config=str(config))

@@ -22,6 +22,24 @@ from lightningstor.storage.local import LocalFsBackend
 
 
 @pytest.fixture
+def io_pool() -> Iterator[ThreadPool]:
+    """A started thread pool for a storage backend's file I/O."""
+    pool = ThreadPool(minthreads=1, maxthreads=4, name="test-io")
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def stores() -> Iterator[list[SqliteMetadataStore]]:
+    """SQLite stores a test opens; all closed at teardown even if the test failed."""
+    opened: list[SqliteMetadataStore] = []
+    yield opened
+    for store in opened:
+        pytest_twisted.blockon(store.close())
+
+
+@pytest.fixture
 def pools() -> Iterator[tuple[ThreadPool, ThreadPool]]:
     """Started io and cpu pools, stopped after the test."""
     io = ThreadPool(1, 4, "test-io")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -279,14 +278,6 @@ def test_the_metadata_store_takes_the_storage_reserve(tmp_path: Path) -> None:
 # -- the local backend ----------------------------------------------------------
 
 
-@pytest.fixture
-def io_pool() -> Iterator[ThreadPool]:
-    pool = ThreadPool(minthreads=1, maxthreads=4, name="test-io")
-    pool.start()
-    yield pool
-    pool.stop()
-
-
 def test_local_factory_reads_the_reserve(tmp_path: Path, io_pool: ThreadPool) -> None:
     context = PluginContext(reactor=reactor, io_pool=io_pool, data_dir=str(tmp_path))
     assert localStorageFactory.create({}, context).reserve.min_free_bytes == DEFAULT_MIN_FREE_BYTES
@@ -353,14 +344,6 @@ async def test_local_refuses_a_chunk_when_space_runs_out_mid_write(tmp_path: Pat
 
 
 # -- the SQLite store ------------------------------------------------------------
-
-
-@pytest.fixture
-def stores() -> Iterator[list[SqliteMetadataStore]]:
-    opened: list[SqliteMetadataStore] = []
-    yield opened
-    for store in opened:
-        pytest_twisted.blockon(store.close())
 
 
 def _store(stores: list[SqliteMetadataStore], tmp_path: Path, volume: FakeVolume) -> SqliteMetadataStore:

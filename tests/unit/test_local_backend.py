@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,6 @@ class TestLocalContractFlat(StorageBackendContract):
 
 
 # -- fixtures and helpers --------------------------------------------------------
-
-
-@pytest.fixture
-def io_pool() -> Iterator[ThreadPool]:
-    pool = ThreadPool(minthreads=1, maxthreads=4, name="test-io")
-    pool.start()
-    yield pool
-    pool.stop()
 
 
 MakeBackend = Callable[..., LocalFsBackend]

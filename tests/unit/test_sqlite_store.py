@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,6 @@ class TestSqlite(MetadataStoreContract):
 
     def make_store(self, tmp_path: Path) -> SqliteMetadataStore:
         return SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
-
-
-@pytest.fixture
-def stores() -> Iterator[list[SqliteMetadataStore]]:
-    """Stores a test opens; all closed at teardown even if the test failed."""
-    opened: list[SqliteMetadataStore] = []
-    yield opened
-    for store in opened:
-        pytest_twisted.blockon(store.close())
 
 
 def open_store(stores: list[SqliteMetadataStore], path: Path, **kwargs: Any) -> SqliteMetadataStore:
