@@ -107,10 +107,17 @@ def bucket(s3: Any) -> str:
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
-    """Every line of the file, parsed (a torn line fails json.loads)."""
+    """Every complete line of the file, parsed (a torn line fails json.loads).
+
+    A last line without its newline is left out: the file is read while the
+    writers append, and a reader may see a ``write()`` that is still copying
+    its bytes in.  A line cut or spliced by another write would have its
+    newline, and still fails here.
+    """
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_bytes().splitlines()]
+    data = path.read_bytes()
+    return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
 
 
 def _find(path: Path, match: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
