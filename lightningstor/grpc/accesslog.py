@@ -44,10 +44,12 @@ class GrpcCall:
     peer: str | None  # context.peer(): "ipv4:10.1.2.3:51234"
 
 
-def access_line(call: GrpcCall) -> str:
-    """The text line, in the S3 access line's shape."""
+def access_line(call: GrpcCall, remote: str | None = None) -> str:
+    """The text line, in the S3 access line's shape (``remote``: the peer's
+    address when the caller has it already)."""
     c = call
-    remote = grpc_peer_host(c.peer) or "-"
+    if remote is None:
+        remote = grpc_peer_host(c.peer) or "-"
     return (
         f'{remote} {c.access_key_id or "-"} "POST {c.path}" {c.status} {c.bytes_in} {c.bytes_out} '
         f"{c.duration:.3f}s {c.request_id} {c.operation}"
@@ -66,7 +68,8 @@ class GrpcAccessLog:
         self.log = logger or Logger(namespace="lightningstor.access")
 
     def emit(self, call: GrpcCall) -> None:
-        line = access_line(call)
+        remote = grpc_peer_host(call.peer) or "-"
+        line = access_line(call, remote)
         fields: dict[str, Any] = {
             "log_text": line,  # our observers print it without reformatting
             "protocol": "grpc",
@@ -83,6 +86,6 @@ class GrpcAccessLog:
             "bytes_in": call.bytes_in,
             "bytes_out": call.bytes_out,
             "duration": round(call.duration, 6),
-            "remote": grpc_peer_host(call.peer) or "-",
+            "remote": remote,
         }
         self.log.info(line.replace("{", "{{").replace("}", "}}"), **fields)

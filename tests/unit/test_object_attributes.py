@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.core import records
-from lightningstor.core.multipart import MultipartManager, PartRef, object_parts
+from lightningstor.core.multipart import PartRef, object_parts
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.types import ObjectRecord, Principal
 from lightningstor.s3 import xmlio
 from lightningstor.s3.handlers.attributes import parts_paging, requested_attributes
+from tests.unit.test_multipart_core import MIN_PART, _part
 
 ALICE = Principal("alice", "org-a", display_name="Alice")
 
@@ -25,17 +25,8 @@ ALICE = Principal("alice", "org-a", display_name="Alice")
 @pytest.fixture
 def core(make_core: Any) -> Any:
     c = make_core(fsync=False, chunk_size=4096, piece_size=1024, inline_threshold=1024)
-    c.multipart.min_part_size = 1000
+    c.multipart.min_part_size = MIN_PART
     return c
-
-
-@inlineCallbacks
-def _part(mp: MultipartManager, upload: Any, number: int, data: bytes) -> Any:
-    writer = mp.new_part_writer(upload)
-    writer.write(data)
-    result = yield writer.finish()
-    part = yield mp.commit_part(upload, number, result, {})
-    return part
 
 
 # -- the record keeps each part's checksum ------------------------------------------------

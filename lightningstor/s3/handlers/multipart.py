@@ -377,7 +377,9 @@ def list_multipart_uploads(api: Any, call: Any) -> Any:
 # -- GetObject / HeadObject ?partNumber= ------------------------------------------
 
 
-def requested_part(call: Any, record: ObjectRecord) -> tuple[tuple[int, int] | None, list[tuple[str, str]]] | None:
+def requested_part(
+    call: Any, record: ObjectRecord, *, checksum_mode: bool
+) -> tuple[tuple[int, int] | None, list[tuple[str, str]]] | None:
     """For GetObject/HeadObject: None without ``partNumber``; else the byte
     span of that part (None for an empty one: a 200 with no body) and the
     headers that go with it (``x-amz-mp-parts-count`` for multipart objects).
@@ -392,7 +394,7 @@ def requested_part(call: Any, record: ObjectRecord) -> tuple[tuple[int, int] | N
     number = parse_part_number(raw)
     start, end = part_range(record, number)
     headers = [("x-amz-mp-parts-count", str(len(record.part_sizes)))] if record.part_sizes else []
-    if call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+    if checksum_mode:
         sums = {a: v[number - 1] for a, v in record.part_checksums.items() if len(v) == len(record.part_sizes)}
         headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(sums.items())]
         if sums:

@@ -295,10 +295,11 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
     from lightningstor.s3.handlers.multipart import requested_part
 
     _principal, bucket, record = found
-    part = requested_part(call, record)  # ?partNumber=N: that part's span
+    checksum_mode = call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+    part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
     overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
-    headers = object_headers(record, checksum_mode=call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    headers = object_headers(record, checksum_mode=checksum_mode)
     if record.version_id is None:
         headers += version_header(bucket, None)
     if overrides:
