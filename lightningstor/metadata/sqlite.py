@@ -40,6 +40,14 @@ Why it looks like this:
   another key of the transaction.  The check is one cached ``statvfs`` per
   batch, in the writer thread; the old values are read only while short.
 
+  Deleting small objects frees pages inside the database file, which SQLite
+  reuses but never gives back to the filesystem, so the volume's free space
+  does not show them.  While short, a transaction that adds object data is
+  therefore still let through when the database's free pages can hold it
+  (:func:`_reuse_cost` against ``PRAGMA freelist_count``): the file does not
+  grow, and users who deleted small objects can store small objects again,
+  up to what they deleted.
+
 Nothing here touches SQLite on the reactor thread.
 """
 
@@ -220,6 +228,26 @@ def _put_bytes(batch: Sequence[_PendingTxn]) -> int:
     return sum(len(op.value) for pending in batch for op in pending.operations if isinstance(op, Put))
 
 
+def _free_pages(conn: sqlite3.Connection) -> tuple[int, int]:
+    """``(bytes, page size)`` of the database's free pages: space inside the
+    file that SQLite fills before it grows the file (writer thread, in the
+    transaction)."""
+    count: int = _rows(conn, "PRAGMA freelist_count")[0][0]
+    size: int = _rows(conn, "PRAGMA page_size")[0][0]
+    return count * size, size
+
+
+def _reuse_cost(operations: Sequence[Operation], page_size: int) -> int:
+    """What a transaction's writes are charged against the free pages: the
+    bytes it writes, plus a quarter for page headers, cell overhead and
+    partly filled overflow pages, plus four pages per write for the b-tree
+    pages a new row may split.  Generous on purpose: a write refused here
+    waits for space, one let through wrongly grows a file on a full disk."""
+    puts = [len(op.value) for op in operations if isinstance(op, Put)]
+    written = sum(puts)
+    return written + written // 4 + 4 * page_size * len(puts)
+
+
 def _adds_object_data(conn: sqlite3.Connection, operations: Sequence[Operation]) -> bool:
     """Whether applying ``operations`` would store object data that is not
     already stored under a key they overwrite or delete.
@@ -328,6 +356,10 @@ class SqliteMetadataStore:
         # Why the free-space reserve is short, for the batch being committed
         # (writer thread); None while there is room.
         self._shortfall: str | None = None
+        # While short: the bytes of the database's free pages not yet
+        # promised to a transaction of the batch (writer thread).
+        self._reusable = 0
+        self._page_bytes = 4096
         self.commit_count = 0
         self._reactor = reactor
         self._synchronous = synchronous.upper()
@@ -580,6 +612,8 @@ class SqliteMetadataStore:
             conn.execute("BEGIN IMMEDIATE")
             # Read under the write lock: another process may have committed.
             start = revision = _rows(conn, "SELECT value FROM meta WHERE name = 'revision'")[0][0]
+            if self._shortfall is not None:
+                self._reusable, self._page_bytes = _free_pages(conn)
             for pending in batch:
                 conn.execute("SAVEPOINT txn")
                 try:
@@ -614,7 +648,8 @@ class SqliteMetadataStore:
 
         While the free-space reserve is short (``_shortfall``, set for the
         batch), a transaction that would add object data is refused with
-        MetadataBelowReserve.
+        MetadataBelowReserve, unless the database's free pages not yet
+        promised to the batch's earlier transactions can hold it.
         """
         for c in pending.compares:
             rows = _rows(conn, "SELECT mod_revision FROM kv WHERE key = ?", (c.key,))
@@ -622,7 +657,10 @@ class SqliteMetadataStore:
                 return TxnResult(False, revision)
         shortfall = self._shortfall
         if shortfall is not None and _adds_object_data(conn, pending.operations):
-            raise MetadataBelowReserve(f"sqlite: {shortfall}")
+            cost = _reuse_cost(pending.operations, self._page_bytes)
+            if cost > self._reusable:
+                raise MetadataBelowReserve(f"sqlite: {shortfall}")
+            self._reusable -= cost
         new = revision + 1
         changed = False
         for op in pending.operations:
