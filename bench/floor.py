@@ -26,7 +26,14 @@ The driver starts the floor server in its own process, fires presigned GETs
 at concurrency 16 with the suite's asyncio generator, and reports CPU per
 request from ``/proc`` as ``bench.cpu_per_request`` does.
 
-    .venv/bin/python -m bench.floor [--keys 1500] [--repeat 6]
+``--http-only`` measures the floor under that floor: a Twisted protocol that
+splits the request line and headers and answers every request with the same
+200 and 4 KiB body (no signature, no store).  Beside the trivial
+``twisted.web`` server (``bench.cpu_per_request --trivial``) it tells what
+twisted.web's HTTP machinery costs per request, the most an HTTP layer of
+our own could save.
+
+    .venv/bin/python -m bench.floor [--keys 1500] [--repeat 6] [--http-only]
 """
 
 from __future__ import annotations
@@ -51,6 +58,38 @@ ACCESS_KEY = "LSFLOORACCESSKEY0001"
 SECRET_KEY = "floor/secret/key/for/the/lean/path/only0"
 BUCKET = "floor"
 BODY = b"f" * 4096
+
+
+def serve_http_only() -> None:
+    """The HTTP floor (runs in its own process): parse, answer, print PORT."""
+    from twisted.internet import endpoints, protocol, reactor
+
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: binary/octet-stream\r\nContent-Length: 4096\r\n\r\n" + BODY
+
+    class HttpOnly(protocol.Protocol):
+        def connectionMade(self) -> None:
+            self.buffer = b""
+
+        def dataReceived(self, data: bytes) -> None:
+            self.buffer += data
+            while True:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+                lines = head.split(b"\r\n")
+                _method, _target, _version = lines[0].split(b" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    headers[name.lower()] = value.strip()
+                assert self.transport is not None
+                self.transport.write(answer)
+
+    factory = protocol.Factory.forProtocol(HttpOnly)
+    d = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    d.addCallback(lambda port: print(f"PORT {port.getHost().port}", flush=True))
+    reactor.run()  # type: ignore[attr-defined]
 
 
 def serve(db_path: str, keys: int) -> None:
@@ -148,16 +187,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=3, help="passes over the keys per run")
     parser.add_argument("--repeat", type=int, default=6)
+    parser.add_argument("--http-only", action="store_true", help="the HTTP floor: parse and answer, nothing else")
     parser.add_argument("--serve", nargs=2, metavar=("DB", "KEYS"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-http-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return 0
+    if args.serve_http_only:
+        serve_http_only()
+        return 0
     scratch = tempfile.mkdtemp(prefix="floor-")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.floor", "--serve", os.path.join(scratch, "floor.db"), str(args.keys)],
-        stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).resolve().parent.parent),
-    )
+    command = [sys.executable, "-m", "bench.floor"]
+    command += ["--serve-http-only"] if args.http_only else ["--serve", os.path.join(scratch, "floor.db"), str(args.keys)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).resolve().parent.parent))
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().split()[1])
