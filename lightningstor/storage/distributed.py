@@ -12,14 +12,20 @@ added); an unreachable node keeps its copy until repair/GC.
 
 A node whose disk is full refuses writes with RESOURCE_EXHAUSTED, which the
 node client raises as ``StorageFull`` (:class:`~lightningstor.storage.nodeclient.NodeFull`);
-it still serves reads, deletes and listings, so it is not "down".  A write
-whose quorum is lost because of full nodes fails with ``StorageFull`` (507,
-not retried by clients) only if the full nodes alone cost it the quorum,
-otherwise with a retryable ``StorageError`` (503): the rule and its reasons
-are in :mod:`lightningstor.storage.quorum`.  Placement does not steer around
-a full node: with more nodes than replicas, chunks whose placement includes
-enough full nodes are refused while others still fit, so watch the nodes'
-free space (``Stat``) and add capacity before the first one fills.
+it still serves reads, deletes and listings, so it is not "down".  A copy
+refused by a full node goes to a spare instead: the next node of the chunk's
+rendezvous ranking that is not in its placement and takes it (spares are
+shared by the chunk's copies, so two copies never land on one node).  Reads
+already fall back to the ranking, so they find it, and repair copies the
+chunk to its placement node once that node has room again (the spare's copy
+stays, harmless, as after nodes are added).  With ``zone_aware`` placement a
+spare may share a zone with another copy: space beats zone spread.  So with
+more nodes than replicas a full node no longer refuses the chunks placed on
+it while others have room.  A write whose quorum is lost because of full
+nodes (the node and every spare it tried full) fails with ``StorageFull``
+(507, not retried by clients) only if the full copies alone cost it the
+quorum, otherwise with a retryable ``StorageError`` (503): the rule and its
+reasons are in :mod:`lightningstor.storage.quorum`.
 
 Node calls are blocking gRPC calls with deadlines, run in the server's
 bounded io pool (``context.io_pool``), so the reactor never waits on the
@@ -42,6 +48,7 @@ from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lightningstor.checksums import crc32c
@@ -59,7 +66,7 @@ from lightningstor.interfaces.storage import (
     ReplicaCheck,
 )
 from lightningstor.storage import placement
-from lightningstor.storage.nodeclient import NodeClient, NodeTls, NodeUnavailable, load_node_tls
+from lightningstor.storage.nodeclient import NodeClient, NodeFull, NodeTls, NodeUnavailable, load_node_tls
 from lightningstor.storage.placement import NodeAddress
 from lightningstor.storage.quorum import gather_quorum
 
@@ -76,6 +83,19 @@ _CHUNK_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,127}")
 def _check_id(chunk_id: str) -> None:
     if not isinstance(chunk_id, str) or not _CHUNK_ID.fullmatch(chunk_id):
         raise ValueError(f"invalid chunk id {chunk_id!r}: must be [0-9a-f-], 1..128 chars")
+
+
+class _Spares:
+    """The nodes outside a chunk's placement, best ranked first, handed out
+    once each to the copies of one write whose node was full."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, nodes: list[NodeAddress]) -> None:
+        self._nodes = nodes[::-1]  # popped from the end
+
+    def take(self) -> NodeAddress | None:
+        return self._nodes.pop() if self._nodes else None
 
 
 def parse_node(url: str, zone: str | None = None) -> NodeAddress:
@@ -200,7 +220,9 @@ class DistributedBackend:
             # An overwrite waits for the previous write's stragglers, which
             # would otherwise land late and leave the old bytes on a replica.
             return settled(previous).addCallback(lambda _: self.put_chunk(chunk_id, payload))
-        calls = [self.call(node, "put", chunk_id, payload) for node in self.placement(chunk_id)]
+        home = self.placement(chunk_id)
+        spares = _Spares([node for node in placement.ranking(chunk_id, self.nodes) if node not in home])
+        calls = [self._put_copy(node, chunk_id, payload, spares) for node in home]
         # Every replica write, stragglers included, for delete_chunk to wait on:
         # a late copy landing after a delete would bring the chunk back.
         everything = defer.DeferredList(list(calls), consumeErrors=False)
@@ -215,6 +237,37 @@ class DistributedBackend:
         d = gather_quorum(calls, self.write_quorum, f"write of chunk {chunk_id}")
         d.addCallback(lambda _: None)
         return d
+
+    def _put_copy(self, node: NodeAddress, chunk_id: str, payload: bytes, spares: _Spares) -> defer.Deferred[Any]:
+        """One copy of a chunk: on ``node``, or, if it is full, on the next
+        spare that takes it.  Fails with the node's ``NodeFull`` when every
+        spare tried was full too (or none is left), and with the first other
+        error a spare gave if one did (a spare that is down might have taken
+        the copy: that is not a lack of space)."""
+        d = self.call(node, "put", chunk_id, payload)
+
+        def full(failure: Failure) -> Any:
+            failure.trap(NodeFull)
+            return self._spill(chunk_id, payload, spares, failure, None)
+
+        return d.addErrback(full)
+
+    def _spill(
+        self, chunk_id: str, payload: bytes, spares: _Spares, full: Failure, other: Failure | None
+    ) -> Any:
+        spare = spares.take()
+        if spare is None:
+            return other if other is not None else full
+        log.info("Chunk {chunk_id}: a placement node is full, writing the copy to spare {node}",
+                 chunk_id=chunk_id, node=spare.address)
+        d = self.call(spare, "put", chunk_id, payload)
+
+        def refused(failure: Failure) -> Any:
+            if failure.check(NodeFull):
+                return self._spill(chunk_id, payload, spares, full, other)
+            return self._spill(chunk_id, payload, spares, full, other or failure)
+
+        return d.addErrback(refused)
 
     def open_chunk(self, chunk_id: str) -> BufferedChunkWriter:
         _check_id(chunk_id)

@@ -107,11 +107,12 @@ class NodeProcess:
             return {c for c in chunk_ids if stub.HasChunk(pb.HasChunkRequest(chunk_id=c), timeout=10).exists}
 
 
-def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: float) -> str:
+def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: float, write_quorum: int | None = None) -> str:
     """The API server's config for ``nodes``: the distributed backend with 1 MiB
     chunks, nothing inline (every byte goes to the nodes), three zone-aware
-    copies, and repair every ``repair_interval_seconds`` (0: off)."""
-    return (
+    copies (``write_quorum`` of them required; default a majority), and
+    repair every ``repair_interval_seconds`` (0: off)."""
+    config = (
         "[storage]\n"
         'backend = "distributed"\n'
         "chunk_size_bytes = 1048576\n"
@@ -123,3 +124,6 @@ def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: flo
         'placement_strategy = "zone_aware"\n'
         f"repair_interval_seconds = {repair_interval_seconds}\n"
     )
+    if write_quorum is not None:
+        config += f"write_quorum = {write_quorum}\n"
+    return config

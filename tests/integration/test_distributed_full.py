@@ -90,3 +90,52 @@ def test_full_nodes_refuse_with_507_and_keep_what_was_acknowledged(
             s3.head_object(Bucket="full", Key=key)
         assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="full")["Contents"]] == sorted(list(stored)[2:])
+
+
+@pytest.fixture
+def one_small_node(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[NodeProcess]]]:
+    """Four nodes, three copies of every chunk, all three required (write
+    quorum 3); node-0's disk is a small tmpfs, the others have room."""
+    require_mount_namespaces()
+    nodes = []
+    for i in range(4):
+        data = tmp_path / f"node-{i}"
+        data.mkdir()
+        wrapper = tmpfs_wrapper(data, SMALL_NODE_MIB) if i == 0 else None
+        nodes.append(NodeProcess(data, free_port(), zone=f"zone-{i}", node_id=f"node-{i}", wrapper=wrapper))
+    started: list[Any] = []
+    try:
+        for node in nodes:
+            started.append(node.start())
+        config = tmp_path / "api.toml"
+        config.write_text(distributed_config(nodes, repair_interval_seconds=0, write_quorum=3))
+        data = tmp_path / "api" / "data"
+        data.mkdir(parents=True)
+        server = ServerProcess(data, config=str(config))
+        started.append(server.start())
+        yield server, nodes
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+SMALL_NODE_MIB = 8
+
+
+def test_a_full_node_s_copies_go_to_the_other_nodes(one_small_node: tuple[ServerProcess, list[NodeProcess]]) -> None:
+    """Three times the small node's disk is written: once it is full, the
+    copies placed on it go to the fourth node, so every PUT still gets its
+    three copies and succeeds, and every object reads back whole."""
+    server, nodes = one_small_node
+    s3: Any = make_client(server.endpoint)
+    s3.create_bucket(Bucket="spill")
+    stored = {}
+    for i in range(3 * SMALL_NODE_MIB // OBJECT_MIB):
+        body = os.urandom(OBJECT_MIB * MiB)
+        s3.put_object(Bucket="spill", Key=f"big/{i}", Body=body)
+        stored[f"big/{i}"] = body
+    assert any("node out of disk space" in line for line in nodes[0].output)  # it did fill up
+    assert nodes[0].stat().free_bytes < 2 * MiB
+    assert any("writing the copy to spare" in line for line in server.output)
+    for key, body in stored.items():
+        assert s3.get_object(Bucket="spill", Key=key)["Body"].read() == body

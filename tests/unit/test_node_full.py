@@ -190,6 +190,48 @@ async def test_full_nodes_that_cost_the_quorum_make_the_write_storage_full(clust
         await mixed.close()
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_full_placement_node_s_copy_goes_to_a_spare(tmp_path: Path) -> None:
+    """Four nodes, three copies, every copy required (quorum 3).  With one
+    node full, every chunk still gets its three copies: a copy placed on the
+    full node goes to the next node of the chunk's ranking, and reads find
+    it.  With two full, a chunk placed on both has one spare for two copies:
+    507, since no retry can help until space is freed."""
+    from twisted.internet import reactor
+
+    nodes = [Node(tmp_path, f"s{i}", reactor) for i in range(4)]
+    calls = ThreadPool(1, 8, "node-calls")
+    calls.start()
+    backend = DistributedBackend(
+        [n.address for n in nodes], reactor, calls, replication_factor=3, write_quorum=3,
+        client_factory=lambda address: NodeClient(address, timeout=10, small_timeout=5),
+    )
+    try:
+        nodes[0].fill()
+        chunk_ids = [f"d{i:03d}" for i in range(12)]
+        placed_on_full = [c for c in chunk_ids if nodes[0].address in backend.placement(c)]
+        assert placed_on_full  # three of four nodes: most chunks
+        for chunk_id in chunk_ids:
+            await backend.put_chunk(chunk_id, chunk_id.encode() * 10)
+        for chunk_id in chunk_ids:
+            assert await backend.get_chunk(chunk_id) == chunk_id.encode() * 10
+            holders = [n for n in nodes if await n.backend.chunk_exists(chunk_id)]
+            assert len(holders) == 3 and nodes[0] not in holders, chunk_id
+
+        nodes[1].fill()
+        both = next(f"e{i:03d}" for i in range(100)
+                    if {nodes[0].address, nodes[1].address} <= set(backend.placement(f"e{i:03d}")))
+        failure = await failure_of(backend.put_chunk(both, b"no room for two copies"))
+        assert failure.check(StorageFull), failure
+        assert isinstance(below_core(failure.value), InsufficientStorage)
+    finally:
+        await backend.close()
+        for node in nodes:
+            await node.service.stopService()
+            node.pool.stop()
+        calls.stop()
+
+
 # -- the rule alone ------------------------------------------------------------------
 
 
