@@ -78,6 +78,20 @@ def _stored(core: Core) -> Any:
     return {i.chunk_id for i in (yield core.backend.list_chunks())}
 
 
+@inlineCallbacks
+def _deleted(core: Core, chunk_ids: set[str], timeout: float = 10.0) -> Any:
+    """Wait until none of ``chunk_ids`` is stored.  The chunks an overwrite
+    supersedes are deleted in the background (at once: the tests' grace is
+    0), so a test that puts some back must not race that deletion."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = time.monotonic() + timeout
+    while chunk_ids & (yield _stored(core)):
+        assert time.monotonic() < deadline, "superseded chunks were not deleted"
+        yield deferLater(reactor, 0.01, lambda: None)  # type: ignore[arg-type]
+
+
 def _ids(*holders: Any) -> set[str]:
     return {c.chunk_id for h in holders for c in h.chunks}
 
@@ -178,9 +192,10 @@ def test_collector_reclaims_what_a_crash_left_behind(core: Core) -> None:
     kept_part = yield put_part(core, upload, 1, os.urandom(2 * CHUNK))
     done = yield core.multipart.complete(bucket, "mp", upload.upload_id, [PartRef(1, kept_part.etag)])
     garbage = _ids(overwritten, deleted, replaced, unlisted)
+    yield _deleted(core, garbage)
     yield core.store.txn([], [Put(keys.chunk_key(c), saved[c]) for c in garbage])
     # And the data the delayed deletions would remove (written back).
-    for chunk_id in garbage - (yield _stored(core)):
+    for chunk_id in garbage:
         yield core.backend.put_chunk(chunk_id, b"x")
     removed = yield _collect(core)
     assert removed == len(garbage)
@@ -200,8 +215,9 @@ def test_collector_reads_past_inline_data(core: Core) -> None:
     saved = yield _index(core)  # the crash: entries the unindexing would remove
     small = yield put_object(core, bucket, "k", b"\x00{}" * 10)
     assert small.inline is not None and not small.chunks
+    yield _deleted(core, _ids(chunked))
     yield core.store.txn([], [Put(keys.chunk_key(c), saved[c]) for c in _ids(chunked)])
-    for chunk_id in _ids(chunked) - (yield _stored(core)):
+    for chunk_id in _ids(chunked):
         yield core.backend.put_chunk(chunk_id, b"x")
     assert (yield _collect(core)) == len(_ids(chunked))
     assert not _ids(chunked) & (yield _stored(core))
