@@ -53,11 +53,12 @@ from lightningstor.core.objects import (
     ConflictError,
     ObjectManager,
     PutAttrs,
+    effective_versioning,
     may_have_committed,
     validate_key,
 )
 from lightningstor.core.quotas import ZERO, BucketScope, Usage
-from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Principal
+from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Principal, Versioning
 from lightningstor.digits import clamped_int
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -97,6 +98,11 @@ _DEFAULT_TYPE = {"crc32": COMPOSITE, "crc32c": COMPOSITE, "sha1": COMPOSITE, "sh
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{12}[A-Za-z0-9_-]{16,64}", re.ASCII)
 _RETRIES = 100
+# A repeated complete in a versioned bucket looks for the upload's object
+# among this many of the key's newest noncurrent versions (one bounded scan;
+# see MultipartManager._find_completed).
+RETRY_VERSIONS_SCANNED = 16
+_PARTS_DIGEST_BYTES = 16
 _SCAN_BATCH = 1000
 _FORMAT = 1
 
@@ -181,6 +187,16 @@ class Completed:
     checksum_type: str | None  # COMPOSITE | FULL_OBJECT when the object has a checksum
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What a complete request asks, as a repeated complete is compared by."""
+
+    listed: Sequence[PartRef]
+    expected_checksums: Mapping[str, str]
+    checksum_type: str | None
+    object_size: int | None
+
+
 # -- pure rules ----------------------------------------------------------------
 
 
@@ -245,6 +261,37 @@ def multipart_etag(part_etags: Sequence[str]) -> str:
     """S3's multipart ETag: MD5 of the concatenated binary part MD5s, ``-N``."""
     digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in part_etags)).hexdigest()
     return f"{digest}-{len(part_etags)}"
+
+
+def bare_etag(etag: str) -> str:
+    """A part ETag as a complete request names it, without space or quotes."""
+    return etag.strip().strip('"')
+
+
+def part_list_digest(parts: Sequence[tuple[int, str]]) -> str:
+    """A digest of a completed part list: ``(part number, ETag)`` pairs, in order.
+
+    Kept in the object record (:attr:`ObjectRecord.completed_parts`) to tell
+    a repeated complete of the same list from a different one after the
+    part records went with the upload.  The multipart ETag alone would not
+    do: it covers the parts' bytes and count but not their numbers (parts 1
+    and 3 of equal bytes give the ETag of parts 1 and 2).  Keeping the list
+    itself would cost up to 10,000 entries per record; 16 bytes of SHA-256
+    (22 base64url characters) are a fixed cost, and computing it is O(parts).
+    """
+    hasher = hashlib.sha256()
+    for number, etag in parts:
+        hasher.update(b"%d:%s\n" % (number, etag.encode("utf-8", "surrogatepass")))
+    return base64.urlsafe_b64encode(hasher.digest()[:_PARTS_DIGEST_BYTES]).rstrip(b"=").decode("ascii")
+
+
+def object_checksum_matches(have: str, want: str, checksum_type: str | None) -> bool:
+    """Whether a client's whole-object x-amz-checksum-* value ``want`` is
+    the object's ``have``; a COMPOSITE value may be sent without its ``-N``."""
+    want = want.strip()
+    if checksum_type == COMPOSITE and "-" not in want:
+        have = have.rsplit("-", 1)[0]
+    return _checksum_matches(have, want)
 
 
 def composite_checksum(algorithm: str, part_values: Sequence[str]) -> str:
@@ -353,6 +400,45 @@ def _concat_chunks(parts: Sequence[Part]) -> list[ChunkRef]:
 
 def _checksum_matches(got: str, want: str) -> bool:
     return hmac.compare_digest(got.encode(), want.strip().encode())
+
+
+def _same_completion(record: ObjectRecord, request: _Request) -> bool:
+    """Whether ``request`` is the complete that made ``record``: the same
+    part numbers and ETags, and nothing in it that the first complete would
+    have refused (a checksum, checksum type or size the object does not have).
+
+    Records written before :attr:`ObjectRecord.completed_parts` existed are
+    compared by their multipart ETag (the parts' ETags, not their numbers).
+    Per-part checksums are compared where the record kept them (those of the
+    upload's algorithm); others a part may have had were checked by the
+    first complete and went with the part records, and the part's ETag (an
+    MD5 of the same bytes) already identifies it.
+    """
+    listed = request.listed
+    if record.completed_parts is not None:
+        if part_list_digest([(ref.part_number, bare_etag(ref.etag)) for ref in listed]) != record.completed_parts:
+            return False
+    else:
+        try:
+            if multipart_etag([bare_etag(ref.etag) for ref in listed]) != record.etag:
+                return False
+        except ValueError:  # not hex: no part ever had that ETag
+            return False
+    kind = checksum_type_of(record.checksums) if record.checksums else None
+    if request.checksum_type and request.checksum_type.strip().upper() != (kind or ""):
+        return False
+    if request.object_size is not None and request.object_size != record.size:
+        return False
+    for name, value in request.expected_checksums.items():
+        have = record.checksums.get(name.lower())
+        if have is None or not object_checksum_matches(have, value, kind):
+            return False
+    for index, ref in enumerate(listed):
+        for name, value in ref.checksums.items():
+            kept = record.part_checksums.get(name.lower())
+            if kept is not None and len(kept) == len(listed) and not _checksum_matches(kept[index], value):
+                return False
+    return True
 
 
 # -- records ---------------------------------------------------------------------
@@ -733,15 +819,18 @@ class MultipartManager:
         aborts that lose get NoSuchUpload, and so do completes, except that
         a complete of an upload that is gone because a complete of the same
         parts committed it (a client retrying after a lost answer) gets that
-        complete's answer, while the key still holds that object, as AWS
-        answers a repeated complete (:meth:`_completed_before`).
+        complete's answer while the object it made still exists, as AWS
+        answers a repeated complete (:meth:`_completed_before`).  Nothing is
+        held in memory for it: the object record names its upload and part
+        list, so the answer survives a restart and reaches every worker.
         """
         _check_order(listed, self.max_parts)
         for _attempt in range(_RETRIES):
             try:
                 ukey, ukv, upload = yield self._load(bucket, key, upload_id)
             except errors.NoSuchUpload:
-                done = yield self._completed_before(bucket, key, upload_id, listed)
+                request = _Request(listed, expected_checksums or {}, checksum_type, object_size)
+                done = yield self._completed_before(bucket, key, upload_id, request)
                 if done is None:
                     raise
                 return done
@@ -771,27 +860,70 @@ class MultipartManager:
         raise errors.SlowDown("Too many concurrent changes to this upload")
 
     @inlineCallbacks
-    def _completed_before(self, bucket: Bucket, key: str, upload_id: str, listed: Sequence[PartRef]) -> Any:
+    def _completed_before(self, bucket: Bucket, key: str, upload_id: str, request: _Request) -> Any:
         """Deferred[Completed | None]: the answer of the complete that already
-        made ``upload_id`` the key's current version from the ``listed``
-        parts (same part ETags, so the same object ETag); None if there was
-        none, or the key has changed since."""
+        made ``upload_id`` into an object, when ``request`` is that same
+        complete (:func:`_same_completion`); None if there was none, the
+        object is gone, or the request differs.
+
+        The write conditions (If-Match, If-None-Match) are not checked again:
+        the complete that committed the object met them, and the retry of a
+        conditional complete must not fail on the object it made itself.
+        """
+        record = yield self._find_completed(bucket, key, upload_id)
+        if record is None or not _same_completion(record, request):
+            return None
+        return Completed(record, checksum_type_of(record.checksums) if record.checksums else None)
+
+    @inlineCallbacks
+    def _find_completed(self, bucket: Bucket, key: str, upload_id: str) -> Any:
+        """Deferred[ObjectRecord | None]: the version of ``key`` that
+        ``upload_id`` was completed into, if it is still there.
+
+        The current version first (one read: a retry follows its complete
+        within seconds).  In a bucket with versioning configured the object
+        may have been overwritten or hidden by a delete marker since, yet it
+        still exists: then the key's newest :data:`RETRY_VERSIONS_SCANNED`
+        noncurrent versions are looked at, in one bounded scan (versions are
+        not indexed by upload, and a search of the whole history would cost
+        a read of every version of the key for every unknown upload id).
+        Of those, only the JSON fields are parsed (not the chunk lists into
+        ChunkRefs) until one names the upload.
+        """
         current = yield self._objects.find(bucket, key)
-        if current is None or current.delete_marker or current.upload_id != upload_id:
-            return None
+        if current is not None and current.upload_id == upload_id and not current.delete_marker:
+            return current
+        if effective_versioning(bucket, current) is Versioning.DISABLED:
+            return None  # an unversioned key keeps no older versions
+        prefix = keys.key_versions_prefix(bucket.bucket_id, key)
+        rows = yield self._store.scan(prefix, prefix_end(prefix), RETRY_VERSIONS_SCANNED)
+        for kv in rows:
+            if records.record_fields(kv.value).get("up") == upload_id:
+                return records.decode_object(kv.value)
+        return None
+
+    @inlineCallbacks
+    def checksum_algorithm(self, bucket: Bucket, key: str, upload_id: str) -> Any:
+        """Deferred[str | None]: the algorithm of the checksum values a
+        complete of ``upload_id`` carries (the gRPC API sends values without
+        naming it).  For an upload already completed into an object still
+        there, that of the object, so a repeated complete reads the same;
+        NoSuchUpload otherwise."""
         try:
-            etag = multipart_etag([ref.etag.strip().strip('"') for ref in listed])
-        except ValueError:  # not hex: no part ever had that ETag
-            return None
-        if current.etag != etag:
-            return None
-        return Completed(current, checksum_type_of(current.checksums) if current.checksums else None)
+            upload = yield self.get(bucket, key, upload_id)
+        except errors.NoSuchUpload:
+            record = yield self._find_completed(bucket, key, upload_id)
+            if record is None:
+                raise
+            # A multipart object has one checksum, of its upload's algorithm.
+            return next(iter(record.checksums), None)
+        return upload.checksum_algorithm
 
     def _listed_parts(self, upload: Upload, listed: Sequence[PartRef], stored: Mapping[int, Part]) -> list[Part]:
         parts: list[Part] = []
         for ref in listed:
             part = stored.get(ref.part_number)
-            if part is None or part.etag != ref.etag.strip().strip('"'):
+            if part is None or part.etag != bare_etag(ref.etag):
                 raise errors.InvalidPart(
                     UploadId=upload.upload_id, PartNumber=str(ref.part_number), ETag=ref.etag
                 )
@@ -848,10 +980,7 @@ class MultipartManager:
                     f"The upload was created using the {algorithm or 'null'} checksum algorithm; "
                     f"x-amz-checksum-{name} cannot be checked."
                 )
-            want = value.strip()
-            if kind == COMPOSITE and "-" not in want:
-                have = have.rsplit("-", 1)[0]
-            if not _checksum_matches(have, want):
+            if not object_checksum_matches(have, value, kind):
                 raise errors.BadDigest(f"The {name.upper()} you specified did not match the calculated checksum.")
         record = ObjectRecord(
             key=upload.key,
@@ -870,6 +999,7 @@ class MultipartManager:
             # Kept for GetObjectAttributes: the part records go with the upload.
             part_checksums={algorithm: values} if algorithm else {},
             upload_id=upload.upload_id,
+            completed_parts=part_list_digest([(p.part_number, p.etag) for p in parts]),
         )
         return record, kind if algorithm else None
 

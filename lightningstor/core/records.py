@@ -122,6 +122,8 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["nseq"] = o.null_sequence
     if o.upload_id is not None:
         d["up"] = o.upload_id
+    if o.completed_parts is not None:
+        d["upl"] = o.completed_parts
     if o.inline is not None:
         return b"".join((_dumps(d), INLINE_SEPARATOR, o.inline))
     return _dumps(d)
@@ -161,6 +163,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         null_sequence=d.get("nseq"),
         manifest=Manifest(mf["id"], mf["s"], mf["n"]) if mf is not None else None,
         upload_id=d.get("up"),
+        completed_parts=d.get("upl"),
     )
 
 

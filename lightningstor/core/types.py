@@ -114,6 +114,11 @@ class ObjectRecord:
     # repeated CompleteMultipartUpload (a client retrying after a lost
     # answer) gets the first one's answer, as from AWS.
     upload_id: str | None = None
+    # With ``upload_id``: a digest of the part list that completed it
+    # (numbers and ETags, core.multipart.part_list_digest), so a repeated
+    # complete is recognised as the same request.  None for records written
+    # before it (the multipart ETag then stands in for it).
+    completed_parts: str | None = None
 
     @property
     def quoted_etag(self) -> str:

@@ -425,8 +425,10 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         key, upload_id = require(request.key, "key"), require(request.upload_id, "upload_id")
         algorithm = None
         if request.HasField("checksum_value") or any(p.HasField("checksum_value") for p in request.parts):
-            # Checksum values are of the upload's algorithm: look it up (only then).
-            algorithm = self.rpc.call(self.core.multipart.get, bucket, key, upload_id).checksum_algorithm
+            # Checksum values are of the upload's algorithm: look it up (only
+            # then); the core answers it for an upload already completed too,
+            # so a repeated complete gets the first one's answer.
+            algorithm = self.rpc.call(self.core.multipart.checksum_algorithm, bucket, key, upload_id)
 
         def checksum_of(message: Any) -> dict[str, str]:
             value = optional(message, "checksum_value")

@@ -21,7 +21,8 @@ from twisted.internet.task import Clock
 
 from lightningstor import errors
 from lightningstor.checksums import compute
-from lightningstor.core import chunkindex, keys
+from lightningstor.core import chunkindex, keys, records
+from lightningstor.core import multipart as multipart_module
 from lightningstor.core.collector import collect_orphans
 from lightningstor.core.expiry import UploadExpiryService
 from lightningstor.core.multipart import (
@@ -31,12 +32,14 @@ from lightningstor.core.multipart import (
     full_object_crc,
     multipart_etag,
     parse_part_number,
+    part_list_digest,
     part_range,
     resolve_checksum,
 )
 from lightningstor.core.objects import ObjectManager, PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
+from lightningstor.interfaces.metadata import Put
 from tests.unit.core_helpers import put_object
 
 ALICE = Principal("alice", "org-a", display_name="Alice")
@@ -310,6 +313,131 @@ def test_a_repeated_complete_answers_the_first_while_the_key_holds_its_object(co
     yield mp.abort(bucket, "k", aborted.upload_id)
     with pytest.raises(errors.NoSuchUpload):
         yield mp.complete(bucket, "k", aborted.upload_id, _refs(p1, p2))
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_repeated_complete_must_name_the_same_part_numbers(core):
+    """The completed part list is remembered by numbers and ETags
+    (``completed_parts``), not by the multipart ETag alone: parts 1 and 3
+    of the same bytes as parts 1 and 2 give the same ETag, yet are another
+    request (NoSuchUpload).  An abort of the completed upload stays
+    NoSuchUpload."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "numbers")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    tail = os.urandom(100)
+    p1 = yield _part(mp, upload, 1, os.urandom(2000))
+    p2 = yield _part(mp, upload, 2, tail)
+    p3 = yield _part(mp, upload, 3, tail)
+    assert multipart_etag([p1.etag, p2.etag]) == multipart_etag([p1.etag, p3.etag])
+    first = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p2))
+    assert first.record.upload_id == upload.upload_id
+    assert first.record.completed_parts == part_list_digest([(1, p1.etag), (2, p2.etag)])
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p3))
+    quoted = [PartRef(1, f' "{p1.etag}" '), PartRef(2, f'"{p2.etag}"')]  # as clients send them
+    again = yield mp.complete(bucket, "k", upload.upload_id, quoted)
+    assert again.record == first.record
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.abort(bucket, "k", upload.upload_id)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_repeated_complete_must_ask_what_the_object_has(core):
+    """A repeated complete answers only if nothing in it would have failed
+    the first: the same whole-object checksum (composite with or without
+    "-N"), part checksums, checksum type and object size; write conditions
+    are not checked again (the object is the complete's own).  The gRPC
+    API's checksum algorithm lookup answers for the completed upload too."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "sums")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE, checksum_algorithm="CRC32")
+    a, b = os.urandom(2000), os.urandom(300)
+    p1 = yield _part(mp, upload, 1, a)
+    p2 = yield _part(mp, upload, 2, b)
+    uid = upload.upload_id
+    refs = [PartRef(1, p1.etag, {"crc32": compute("crc32", a)}), PartRef(2, p2.etag, {"crc32": compute("crc32", b)})]
+    first = yield mp.complete(bucket, "k", uid, refs, conditions=PutAttrs(if_none_match_any=True))
+    whole = first.record.checksums["crc32"]
+    assert first.checksum_type == "COMPOSITE" and whole.endswith("-2")
+    same = [
+        {},
+        {"expected_checksums": {"crc32": whole}},
+        {"expected_checksums": {"CRC32": whole.rsplit("-", 1)[0]}, "checksum_type": "composite"},
+        {"object_size": 2300, "conditions": PutAttrs(if_none_match_any=True)},
+    ]
+    for kwargs in same:
+        again = yield mp.complete(bucket, "k", uid, refs, **kwargs)
+        assert (again.record, again.checksum_type) == (first.record, "COMPOSITE"), kwargs
+    other = [
+        {"expected_checksums": {"crc32": "AAAAAA==-2"}},
+        {"expected_checksums": {"sha256": whole}},
+        {"checksum_type": "FULL_OBJECT"},
+        {"object_size": 2299},
+    ]
+    for kwargs in other:
+        with pytest.raises(errors.NoSuchUpload):
+            yield mp.complete(bucket, "k", uid, refs, **kwargs)
+    wrong_part = [refs[0], PartRef(2, p2.etag, {"crc32": compute("crc32", a)})]
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.complete(bucket, "k", uid, wrong_part)
+    assert (yield mp.checksum_algorithm(bucket, "k", uid)) == "crc32"
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.checksum_algorithm(bucket, "other", uid)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_repeated_complete_in_a_versioned_bucket_answers_the_uploads_version(core, monkeypatch):
+    """With versioning, the upload's object outlives an overwrite or a delete
+    marker as a noncurrent version; a repeated complete answers it (its
+    version id) while it is among the newest RETRY_VERSIONS_SCANNED
+    noncurrent versions, and NoSuchUpload once it is deleted for good or
+    further back than that."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "versioned")
+    bucket = yield core.set_bucket_versioning(bucket, "Enabled")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    p1 = yield _part(mp, upload, 1, os.urandom(1500))
+    uid = upload.upload_id
+    first = yield mp.complete(bucket, "k", uid, _refs(p1))
+    vid = first.record.version_id
+    assert vid is not None
+    yield put_object(core, bucket, "k", b"newer")
+    again = yield mp.complete(bucket, "k", uid, _refs(p1))
+    assert (again.record.version_id, again.record.etag) == (vid, first.record.etag)
+    yield core.objects.delete(bucket, "k")  # a delete marker on top
+    again = yield mp.complete(bucket, "k", uid, _refs(p1))
+    assert again.record.version_id == vid
+    monkeypatch.setattr(multipart_module, "RETRY_VERSIONS_SCANNED", 2)
+    yield put_object(core, bucket, "k", b"newest")  # three noncurrent versions above it now
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.complete(bucket, "k", uid, _refs(p1))
+    monkeypatch.undo()
+    assert (yield mp.complete(bucket, "k", uid, _refs(p1))).record.version_id == vid
+    yield core.objects.delete(bucket, "k", vid)
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.complete(bucket, "k", uid, _refs(p1))
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_repeated_complete_of_a_record_without_a_part_list_digest(core):
+    """Records completed before ``completed_parts`` existed (upload id only)
+    are compared by their multipart ETag: the same ETags answer, others
+    get NoSuchUpload."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "legacy")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    p1 = yield _part(mp, upload, 1, os.urandom(1200))
+    first = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1))
+    okey = keys.object_key(bucket.bucket_id, "k")
+    kv = yield core.store.get(okey)
+    old = records.decode_object(kv.value)
+    old.completed_parts = None
+    yield core.store.txn([], [Put(okey, records.encode_object(old))])
+    again = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1))
+    assert again.record.etag == first.record.etag and again.record.completed_parts is None
+    with pytest.raises(errors.NoSuchUpload):
+        yield mp.complete(bucket, "k", upload.upload_id, [PartRef(1, "0" * 32)])
 
 
 @pytest_twisted.inlineCallbacks
