@@ -15,6 +15,9 @@ from typing import ClassVar
 # the standard AWS codes the supported operations need.
 ERROR_TABLE: dict[str, tuple[int, str]] = {
     "AccessDenied": (403, "Access Denied"),
+    # A CORS preflight no rule allows (AWS's code for it, not AccessDenied).
+    "AccessForbidden": (403, "CORSResponse: This CORS request is not allowed."),
+    "BadRequest": (400, "Bad Request"),
     "AccountProblem": (403, "There is a problem with your account."),
     "BadDigest": (400, "The Content-MD5 or checksum you specified did not match what we received."),
     "BucketAlreadyExists": (409, "The requested bucket name is not available."),
@@ -120,6 +123,8 @@ def _make(code: str) -> type[S3Error]:
 # ``pytest.raises(NoSuchKey)``.  Generated from the table so the two never
 # disagree.
 AccessDenied = _make("AccessDenied")
+AccessForbidden = _make("AccessForbidden")
+BadRequest = _make("BadRequest")
 BadDigest = _make("BadDigest")
 BucketAlreadyExists = _make("BucketAlreadyExists")
 BucketAlreadyOwnedByYou = _make("BucketAlreadyOwnedByYou")

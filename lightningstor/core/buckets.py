@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.attributes import check_bucket_tags, validate_storage_class
+from lightningstor.core.cors import validate_rules as validate_cors_rules
 from lightningstor.core.quotas import BucketScope, QuotaManager
-from lightningstor.core.types import Bucket, Principal, Versioning
+from lightningstor.core.scans import scan_prefix
+from lightningstor.core.types import Bucket, CorsRule, Principal, Versioning
 from lightningstor.core.versions import update_bucket
+from lightningstor.deferreds import Shared
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put, prefix_end
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -50,6 +55,12 @@ def check_scope(principal: Principal, org_id: str | None, project_id: str | None
 READ_CACHE_SECONDS = 1.0
 _READ_CACHE_MAX = 4096
 _DELETE_ATTEMPTS = 100
+# Bucket records read per page by BucketManager._bucket_names.
+_SCAN_PAGE = 1000
+NAME_INDEX_SECONDS = 10.0
+"""How long the names of every bucket (unsigned CORS preflights, see
+:meth:`BucketManager.find_unique`) are reused before they are read again."""
+_AMBIGUOUS = b""  # a name held by buckets in several scopes
 
 
 # -- Deleting a bucket ---------------------------------------------------------
@@ -148,6 +159,11 @@ class BucketManager:
         self._read_cache: dict[tuple[str, str | None, str], tuple[float, Bucket]] = {}
         self._clock = clock
         self._region = region
+        # Every bucket name, for find_unique: (read at, names), and the read
+        # in progress, shared by concurrent lookups.
+        self._names: tuple[float, dict[str, bytes]] | None = None
+        self._names_loading: Shared | None = None
+        self._names_generation = 0
         # max_buckets is checked in the create transaction; a deleted
         # bucket's usage rows and bucket quota go with it.
         self._quotas = quotas if quotas is not None else QuotaManager(store, clock)
@@ -266,8 +282,11 @@ class BucketManager:
         return d.addCallback(remember)
 
     def forget_cached(self) -> None:
-        """Drop the read cache: a bucket changed through this process."""
+        """Drop the read cache and the bucket names: a bucket changed
+        (or was created or deleted) through this process."""
         self._read_cache.clear()
+        self._names = None
+        self._names_generation += 1  # a read in progress may predate the change
 
     def get(self, principal: Principal, name: str) -> Deferred[Any]:
         """Deferred[Bucket]; NoSuchBucket if it is not in the caller's scope."""
@@ -365,6 +384,81 @@ class BucketManager:
         stored = yield update_bucket(self._store, bucket, change, self._now_ms())
         self.forget_cached()
         return stored
+
+    @inlineCallbacks
+    def set_cors(self, bucket: Bucket, rules: Sequence[CorsRule]) -> Any:
+        """Deferred[Bucket] with ``rules`` as its CORS configuration (empty:
+        none), validated as AWS does and stored in the bucket record, so it
+        lives and dies with the bucket on every metadata store."""
+        if rules:
+            validate_cors_rules(rules)
+        new = tuple(rules)
+
+        def change(stored: Bucket) -> None:
+            stored.cors = new
+
+        stored = yield update_bucket(self._store, bucket, change, self._now_ms())
+        self.forget_cached()
+        return stored
+
+    def find_unique(self, name: str) -> Deferred[Any]:
+        """Deferred[Bucket | None]: the one bucket called ``name`` in any
+        tenant's scope; None if there is none, or several.
+
+        For a request that names a bucket without naming a tenant (an
+        unsigned CORS preflight).  The bucket key space is ordered by scope,
+        not by name, and no index by name is stored, so the names come from
+        reading every bucket record (:meth:`_bucket_names`).  That costs in
+        proportion to the number of buckets on the whole system, and anyone
+        can send preflights, so one such read serves every lookup for
+        :data:`NAME_INDEX_SECONDS` and concurrent lookups share the read in
+        progress: a stream of preflights, whatever names they carry, costs
+        at most one pass over the bucket records per interval and worker.
+        A bucket created or deleted through this process is seen at once
+        (:meth:`forget_cached`); through another worker or server, within
+        the interval.
+        """
+        d = self._bucket_names()
+
+        def look_up(names: dict[str, bytes]) -> Any:
+            key = names.get(name)
+            if not key:  # none, or several (_AMBIGUOUS)
+                return None
+            found: Deferred[Any] = self._store.get(key)
+            return found.addCallback(_decoded_bucket).addCallback(
+                lambda bucket: bucket if bucket is not None and bucket.name == name else None
+            )
+
+        return d.addCallback(look_up)
+
+    def _bucket_names(self) -> Deferred[Any]:
+        """Deferred[dict]: every bucket name -> its record's key, or
+        :data:`_AMBIGUOUS` for a name in several scopes; at most
+        :data:`NAME_INDEX_SECONDS` old.  Names are read from the keys
+        (``.../{name}``), so no record is decoded."""
+        now = self._clock()
+        if self._names is not None and now - self._names[0] < NAME_INDEX_SECONDS:
+            return succeed(self._names[1])
+        if self._names_loading is None:
+            names: dict[str, bytes] = {}
+            generation = self._names_generation
+
+            def visit(kv: Any) -> bool:
+                name = kv.key.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
+                names[name] = _AMBIGUOUS if name in names else kv.key
+                return False
+
+            def loaded(result: Any) -> Any:
+                self._names_loading = None
+                if isinstance(result, Failure):
+                    return result
+                if generation == self._names_generation:  # else: serve it once, keep none
+                    self._names = (now, names)
+                return names
+
+            scan: Deferred[Any] = scan_prefix(self._store, keys.BUCKETS, _SCAN_PAGE, visit)
+            self._names_loading = Shared(scan.addBoth(loaded))
+        return self._names_loading.get()
 
 
 def _existing(bucket: Bucket | None, name: str) -> Bucket:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lightningstor.core.types import Bucket, ChunkRef, ListEntry, Manifest, ObjectRecord, Versioning
+from lightningstor.core.types import Bucket, ChunkRef, CorsRule, ListEntry, Manifest, ObjectRecord, Versioning
 
 _FORMAT = 1
 
@@ -49,7 +49,34 @@ def encode_bucket(b: Bucket) -> bytes:
     }
     if b.deleting:  # only while a DeleteBucket runs: records stay as they were
         d["deleting"] = True
+    if b.cors:  # only once configured: other records stay as they were
+        d["cors"] = [_encode_cors_rule(r) for r in b.cors]
     return _dumps(d)
+
+
+def _encode_cors_rule(rule: CorsRule) -> dict[str, Any]:
+    """One CORS rule: methods and origins always, the rest when set."""
+    d: dict[str, Any] = {"m": list(rule.allowed_methods), "o": list(rule.allowed_origins)}
+    if rule.allowed_headers:
+        d["h"] = list(rule.allowed_headers)
+    if rule.expose_headers:
+        d["e"] = list(rule.expose_headers)
+    if rule.max_age_seconds is not None:
+        d["age"] = rule.max_age_seconds
+    if rule.rule_id is not None:
+        d["id"] = rule.rule_id
+    return d
+
+
+def _decode_cors_rule(d: dict[str, Any]) -> CorsRule:
+    return CorsRule(
+        allowed_methods=tuple(d["m"]),
+        allowed_origins=tuple(d["o"]),
+        allowed_headers=tuple(d.get("h", ())),
+        expose_headers=tuple(d.get("e", ())),
+        max_age_seconds=d.get("age"),
+        rule_id=d.get("id"),
+    )
 
 
 def decode_bucket(data: bytes) -> Bucket:
@@ -68,7 +95,13 @@ def decode_bucket(data: bytes) -> Bucket:
         tags=d.get("tags", {}),
         metadata=d.get("meta", {}),
         deleting=bool(d.get("deleting", False)),
+        # Every bucket read decodes a record; most have no CORS rules.
+        cors=_decode_cors(d["cors"]) if "cors" in d else (),
     )
+
+
+def _decode_cors(raw: list[dict[str, Any]]) -> tuple[CorsRule, ...]:
+    return tuple(_decode_cors_rule(r) for r in raw)
 
 
 def encode_chunks(chunks: Sequence[ChunkRef]) -> list[list[Any]]:

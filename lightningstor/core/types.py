@@ -30,6 +30,28 @@ class Principal:
     roles: tuple[str, ...] = ()
 
 
+# The methods a CORS rule may allow (AWS's list; anything else is refused
+# when the configuration is stored).
+CORS_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
+
+
+@dataclass(frozen=True)
+class CorsRule:
+    """One rule of a bucket's CORS configuration (PutBucketCors).
+
+    Origins and allowed headers may hold ``*`` wildcards; headers are
+    compared case-insensitively, origins exactly (as AWS does).  Validation
+    and matching live in :mod:`lightningstor.core.cors`.
+    """
+
+    allowed_methods: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    allowed_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_seconds: int | None = None
+    rule_id: str | None = None
+
+
 @dataclass
 class Bucket:
     name: str
@@ -44,6 +66,8 @@ class Bucket:
     region: str = "us-east-1"
     tags: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    # The CORS configuration's rules in order (empty: none configured).
+    cors: tuple[CorsRule, ...] = ()
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False

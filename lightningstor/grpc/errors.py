@@ -36,6 +36,8 @@ S = grpc.StatusCode
 
 GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "AccessDenied": S.PERMISSION_DENIED,
+    "AccessForbidden": S.PERMISSION_DENIED,  # S3 CORS preflights only
+    "BadRequest": S.INVALID_ARGUMENT,  # S3 CORS preflights only
     "AccountProblem": S.PERMISSION_DENIED,
     "BadDigest": S.INVALID_ARGUMENT,
     "BucketAlreadyExists": S.ALREADY_EXISTS,

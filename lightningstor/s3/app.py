@@ -38,6 +38,7 @@ from lightningstor.s3 import operations, xmlio
 from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.channel import S3Channel
+from lightningstor.s3.handlers.cors import add_cors_headers
 from lightningstor.s3.inflight import DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES, InflightBudget
 from lightningstor.s3.request import S3Request
 from lightningstor.s3.summary import RequestSummary, summarize
@@ -136,7 +137,13 @@ _LARGE_BODIES = {
 # Headers every response keeps; anything else a handler set before failing
 # (ETag, checksums, Content-Range of the object it was about to send) would
 # describe a body the error document is not.
-_KEPT_ON_ERROR = frozenset({b"x-amz-request-id", b"x-amz-id-2", b"server", b"date", b"x-lightningstor-worker"})
+_KEPT_ON_ERROR = frozenset({
+    b"x-amz-request-id", b"x-amz-id-2", b"server", b"date", b"x-lightningstor-worker",
+    # CORS headers (S3Api.bucket) describe the bucket and origin, not the
+    # body: an error is readable by the page that asked too, as from AWS.
+    b"access-control-allow-origin", b"access-control-allow-methods", b"access-control-allow-credentials",
+    b"access-control-expose-headers", b"access-control-max-age", b"vary",
+})  # fmt: skip
 
 
 def _drop_object_headers(request: Any) -> None:
@@ -376,6 +383,9 @@ class S3Api:
             self._refuse_now(call, errors.EntityTooLarge(
                 MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(length)))
             return
+        if op == operations.PREFLIGHT:
+            self._begin_preflight(call)
+            return
         call.auth = Shared(self.authenticate(call))
         refused = call.auth.failure()
         if refused is not None and headers.get("expect", "").lower() == "100-continue":
@@ -398,6 +408,17 @@ class S3Api:
         request.body_sink = call.sink = BufferedBody(
             max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0)),
             lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
+        )
+
+    def _begin_preflight(self, call: S3Call) -> None:
+        """A CORS preflight is never signed: no credentials are checked
+        (``call.auth`` stays None; the handler resolves the bucket itself,
+        lightningstor.s3.handlers.cors), and a body, which it should not
+        have, is buffered and ignored within the usual bound."""
+        request = call.request
+        request.s3_leaf = True
+        request.body_sink = call.sink = BufferedBody(
+            self.options.max_xml_body_bytes, lambda: errors.S3Error(code="MaxMessageLengthExceeded")
         )
 
     def _upload_checked(self, call: S3Call, error: BaseException | None) -> None:
@@ -573,6 +594,10 @@ class S3Api:
         d: Deferred[Any] = self.core.access.bucket(
             principal, name if name is not None else call.bucket, action, key, call.decisions.append
         )
+        if name is None and "origin" in call.headers:
+            # A cross-origin request: its bucket's CORS rules may add
+            # headers (handlers/cors.py).  Without an Origin, no extra work.
+            d.addCallback(add_cors_headers, call)
         return d
 
     def authorize_scope(self, call: S3Call, principal: Principal, *, bucket: str | None = None) -> Deferred[Any]:

@@ -36,6 +36,10 @@ _BUCKET = {
     ("GET", "tagging"): "GetBucketTagging",
     ("PUT", "tagging"): "PutBucketTagging",
     ("DELETE", "tagging"): "DeleteBucketTagging",
+    ("GET", "cors"): "GetBucketCors",
+    ("PUT", "cors"): "PutBucketCors",
+    ("DELETE", "cors"): "DeleteBucketCors",
+    ("OPTIONS", None): "PreflightCors",
 }
 
 _OBJECT = {
@@ -56,7 +60,14 @@ _OBJECT = {
     ("GET", "attributes"): "GetObjectAttributes",
     ("POST", "restore"): "RestoreObject",
     ("POST", "select"): "SelectObjectContent",
+    ("OPTIONS", None): "PreflightCors",
 }
+
+# A browser's CORS preflight ("OPTIONS object"): any OPTIONS request on a
+# bucket or an object, whatever its query holds (the preflight of a
+# presigned UploadPart carries ``uploadId``).  Never signed, so it is
+# answered without credentials (S3Api.begin, handlers/cors.py).
+PREFLIGHT = "PreflightCors"
 
 # Operations whose request body is object data, streamed into chunks as it
 # arrives; every other body is small and buffered (bounded).
@@ -82,6 +93,8 @@ def classify(method: str, target: Target, has_copy_source: bool = False) -> str:
         table = _OBJECT
     name = table.get((method, sub))
     if name is None:
+        if method == "OPTIONS":
+            return PREFLIGHT
         if sub is not None:
             return f"Unsupported:{method}:{sub}"
         return "MethodNotAllowed"

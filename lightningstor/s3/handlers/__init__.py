@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lightningstor.s3.handlers import attributes, buckets, listing, multipart, objects
+from lightningstor.s3.handlers import attributes, buckets, cors, listing, multipart, objects
 
 HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "ListBuckets": buckets.list_buckets,
@@ -38,6 +38,10 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "GetBucketTagging": buckets.get_bucket_tagging,
     "PutBucketTagging": buckets.put_bucket_tagging,
     "DeleteBucketTagging": buckets.delete_bucket_tagging,
+    "GetBucketCors": cors.get_bucket_cors,
+    "PutBucketCors": cors.put_bucket_cors,
+    "DeleteBucketCors": cors.delete_bucket_cors,
+    "PreflightCors": cors.preflight,
     "CreateMultipartUpload": multipart.create_multipart_upload,
     "UploadPart": multipart.upload_part,
     "UploadPartCopy": multipart.upload_part_copy,
