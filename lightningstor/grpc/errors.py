@@ -65,6 +65,10 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "KeyTooLongError": S.INVALID_ARGUMENT,
     "MalformedXML": S.INVALID_ARGUMENT,
     "MaxMessageLengthExceeded": S.INVALID_ARGUMENT,
+    # S3 PostObject (browser form uploads) only.
+    "MalformedPOSTRequest": S.INVALID_ARGUMENT,
+    "MaxPostPreDataLengthExceeded": S.INVALID_ARGUMENT,
+    "InvalidPolicyDocument": S.INVALID_ARGUMENT,
     "MetadataTooLarge": S.INVALID_ARGUMENT,
     "MethodNotAllowed": S.FAILED_PRECONDITION,
     "MissingContentLength": S.INVALID_ARGUMENT,

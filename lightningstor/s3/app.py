@@ -386,6 +386,9 @@ class S3Api:
         if op == operations.PREFLIGHT:
             self._begin_preflight(call)
             return
+        if op == operations.POST_OBJECT:
+            self._begin_post_object(call, length)
+            return
         call.auth = Shared(self.authenticate(call))
         refused = call.auth.failure()
         if refused is not None and headers.get("expect", "").lower() == "100-continue":
@@ -420,6 +423,16 @@ class S3Api:
         request.body_sink = call.sink = BufferedBody(
             self.options.max_xml_body_bytes, lambda: errors.S3Error(code="MaxMessageLengthExceeded")
         )
+
+    def _begin_post_object(self, call: S3Call, length: int | None) -> None:
+        """PostObject's credentials are form fields in its body: nothing is
+        authenticated here (``call.auth`` stays None); its sink checks the
+        form once the fields have arrived (handlers/post_object.py)."""
+        from lightningstor.s3.handlers.post_object import begin_post
+
+        refused = begin_post(self, call, length)
+        if refused is not None:
+            self._refuse_now(call, refused)
 
     def _upload_checked(self, call: S3Call, error: BaseException | None) -> None:
         """The checks of an upload whose "100 Continue" is held are over.

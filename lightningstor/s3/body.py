@@ -305,6 +305,13 @@ class ObjectBody:
         # connection that is still in sync.
         self._flow.release_all()
 
+    def refuse(self, error: BaseException) -> None:
+        """Store nothing more: the body's wrapper found it unacceptable (a
+        PostObject file over its policy's size, a malformed form).  What
+        was written is discarded and the rest of the body is swallowed;
+        ``finish`` then fails with ``error``."""
+        self._fail(error)
+
     def connection_lost(self) -> None:
         """The client went away mid-body: store nothing.
 

@@ -26,6 +26,7 @@ _BUCKET = {
     ("DELETE", None): "DeleteBucket",
     ("GET", None): "ListObjects",
     ("POST", "delete"): "DeleteObjects",
+    ("POST", None): "PostObject",  # a browser form upload (handlers/post_object.py)
     ("GET", "location"): "GetBucketLocation",
     ("GET", "acl"): "GetBucketAcl",
     ("PUT", "acl"): "PutBucketAcl",
@@ -68,6 +69,10 @@ _OBJECT = {
 # presigned UploadPart carries ``uploadId``).  Never signed, so it is
 # answered without credentials (S3Api.begin, handlers/cors.py).
 PREFLIGHT = "PreflightCors"
+
+# A browser's form upload: credentials in the body, not the headers, so it
+# gets its own sink (S3Api.begin, handlers/post_object.py).
+POST_OBJECT = "PostObject"
 
 # Operations whose request body is object data, streamed into chunks as it
 # arrives; every other body is small and buffered (bounded).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lightningstor.s3.handlers import attributes, buckets, cors, listing, multipart, objects
+from lightningstor.s3.handlers import attributes, buckets, cors, listing, multipart, objects, post_object
 
 HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "ListBuckets": buckets.list_buckets,
@@ -23,6 +23,7 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "ListObjects": listing.list_objects,
     "ListObjectsV2": listing.list_objects,
     "PutObject": objects.put_object,
+    "PostObject": post_object.post_object,
     "GetObject": objects.get_object,
     "HeadObject": objects.get_object,
     "DeleteObject": objects.delete_object,

@@ -1,0 +1,376 @@
+"""PostObject: a browser's form upload (``POST /bucket``, ``multipart/form-data``).
+
+The request carries no ``Authorization`` header: its credentials are form
+fields (a signed ``policy``), which arrive in the body before the file.  So,
+unlike PutObject, nothing can be checked when the headers arrive.  Instead:
+
+1. ``begin_post`` (from ``S3Api.begin``) installs a :class:`FormBody` sink.
+2. The sink runs the body through :class:`~lightningstor.s3.formdata.FormParser`,
+   keeping the small fields (bounded) until the ``file`` part starts.
+3. Then the form is checked as far as it can be without I/O (key, policy
+   syntax, signature fields: :func:`plan_upload`), and an
+   :class:`~lightningstor.s3.body.ObjectBody` is opened for the file, exactly
+   as for PutObject: its ``prepare`` (:func:`_prepare`) looks the access key
+   up, verifies the policy's signature, expiry and conditions, authorizes
+   ``objects:put`` on the key and opens a chunk writer; file bytes that
+   arrive meanwhile wait (at most 1 MiB, transport paused).  The file then
+   streams into chunks with the usual backpressure and in-flight budget.
+4. When the body has ended, :func:`post_object` verifies it with PutObject's
+   own :func:`~lightningstor.s3.handlers.objects.receive_upload`, checks the
+   policy's minimum size, commits through the core and answers as the form
+   asks (``success_action_redirect``, ``success_action_status``).
+
+Any error before the commit discards what was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lightningstor import errors
+from lightningstor.auth.request import PAYLOAD_UNSIGNED, VerifiedAuth
+from lightningstor.checksums import ALGORITHMS
+from lightningstor.core import access
+from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
+from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, may_have_committed, validate_key
+from lightningstor.core.types import Bucket, Principal
+from lightningstor.s3 import formdata, postpolicy, xmlio
+from lightningstor.s3.body import BufferedBody, ObjectBody
+from lightningstor.s3.formdata import FormEvent, FormParser
+from lightningstor.s3.handlers.objects import (
+    UploadContext,
+    receive_upload,
+    stored_content_encoding,
+    written_version_header,
+)
+from lightningstor.s3.headers import SYSTEM_HEADERS, put_attrs, refuse_unsupported
+
+# Form fields that become object headers, as PutObject's request headers.
+_HEADER_FIELDS = frozenset(
+    {"content-type", "content-md5", "x-amz-storage-class"}
+    | {name.lower() for name in SYSTEM_HEADERS}
+    | {f"x-amz-checksum-{algorithm}" for algorithm in ALGORITHMS}
+)
+log = Logger()
+_NOT_MULTIPART = "Bucket POST must be of the enclosure-type multipart/form-data"
+_POST_SCHEME = "post-policy"  # VerifiedAuth.scheme of a form upload
+
+
+def begin_post(api: Any, call: Any, length: int | None) -> errors.S3Error | None:
+    """Choose the body sink of a PostObject request (``S3Api.begin``).
+
+    Returns an error to answer at once, before the body (a body larger than
+    any object plus its form could be); otherwise the request proceeds and
+    its errors, if any, are answered once the body has been read.
+    """
+    request = call.request
+    request.s3_leaf = True
+    limit = MAX_SINGLE_PUT_BYTES + formdata.DEFAULT_MAX_FIELDS_BYTES + 64 * 1024
+    if length is not None and length > limit:
+        return errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(length))
+    boundary = formdata.boundary_of(call.headers.get("content-type", ""))
+    if boundary is None:
+        # Not a form: the body is discarded and post_object answers 412.
+        request.body_sink = call.sink = BufferedBody(0, _not_a_form)
+        return None
+    request.body_sink = call.sink = FormBody(api, call, boundary)
+    return None
+
+
+def _not_a_form() -> errors.S3Error:
+    return errors.PreconditionFailed(_NOT_MULTIPART, Condition=_NOT_MULTIPART)
+
+
+@dataclass
+class PostPlan:
+    """What the form says, checked as far as is possible without I/O."""
+
+    key: str
+    fields: dict[str, str]  # lower-case name -> value (key substituted)
+    encoded_policy: str
+    policy: postpolicy.PostPolicy
+    credentials: postpolicy.PostCredentials
+    file_content_type: str | None
+
+
+def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, content_type: str | None) -> PostPlan:
+    """The upload the form asks for, or the S3 error that refuses it.
+
+    Order as AWS: the key first (a form without one is malformed whoever
+    sent it), then the policy and the signature fields.  A form without
+    policy and signature is an anonymous upload, which this server never
+    allows.
+    """
+    if "key" not in fields:
+        raise postpolicy.missing_field("key")
+    key = fields["key"].replace("${filename}", filename or "")
+    validate_key(key)
+    values = dict(fields)
+    values["key"] = key
+    if "policy" not in values:
+        if {"x-amz-signature", "signature", "x-amz-credential", "awsaccesskeyid"} & values.keys():
+            raise postpolicy.missing_field("policy")
+        raise errors.AccessDenied("Anonymous access is not allowed")
+    credentials = postpolicy.credentials_of(values, api.options.region)
+    policy = postpolicy.parse_policy(values["policy"])
+    return PostPlan(key, values, values["policy"], policy, credentials, content_type)
+
+
+class FormBody:
+    """The body sink of PostObject: fields kept, the file streamed.
+
+    Answers ``receive``/``connection_lost`` (from the request) and
+    ``finish``/``abort`` (from the handler) like
+    :class:`~lightningstor.s3.body.ObjectBody`, to which it hands the file.
+    After an error it swallows the rest of the body, so the error can be
+    answered on a connection still in sync.
+    """
+
+    def __init__(self, api: Any, call: Any, boundary: bytes) -> None:
+        self._api = api
+        self._call = call
+        self._parser = FormParser(boundary)
+        self._fields: dict[str, str] = {}
+        self._upload: ObjectBody | None = None
+        self._error: BaseException | None = None
+        self._ended = False
+        self.plan: PostPlan | None = None
+        self.file_size = 0
+        self._max_size = MAX_SINGLE_PUT_BYTES
+
+    # -- from the request ---------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        try:
+            for event in self._parser.feed(data):
+                self._on_event(event)
+        except errors.S3Error as e:
+            self._fail(e)
+        except Exception:
+            # Called from twisted.web's data path: never let a fault escape
+            # there; the handler answers 500 once the body has ended.
+            log.failure("PostObject form handling failed")
+            self._fail(errors.InternalError())
+
+    def connection_lost(self) -> None:
+        """The client went away mid-body: nothing is stored."""
+        if not self._ended:
+            self._fail(errors.IncompleteBody())
+
+    def _on_event(self, event: FormEvent) -> None:
+        kind = event.kind
+        if kind == "data":
+            self._file_data(event.data)
+        elif kind == "field":
+            name = event.name.lower()
+            if name in self._fields:
+                raise errors.InvalidArgument(
+                    f"The form field {event.name!r} appears more than once", ArgumentName=event.name
+                )
+            self._fields[name] = event.value
+        elif kind == "file":
+            self._start_file(event)
+
+    def _start_file(self, event: FormEvent) -> None:
+        plan = plan_upload(self._api, self._fields, event.filename, event.content_type)
+        self.plan = plan
+        self._call.target.key = plan.key  # logs and error documents name the object
+        if plan.policy.length_range is not None:
+            self._max_size = min(self._max_size, plan.policy.length_range[1])
+        api, call = self._api, self._call
+        self._upload = ObjectBody(
+            call.request.channel.transport, lambda: _prepare(api, call, plan), api.upload_budget
+        )
+
+    def _file_data(self, data: bytes) -> None:
+        self.file_size += len(data)
+        if self.file_size > self._max_size:
+            assert self.plan is not None
+            if self.plan.policy.length_range is not None:
+                postpolicy.check_length(self.plan.policy, self.file_size)
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES))
+        assert self._upload is not None
+        self._upload.receive(data)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._error is not None:
+            return
+        self._error = error
+        if self._upload is not None:
+            self._upload.refuse(error)
+
+    # -- from the handler ---------------------------------------------------
+    def finish(self) -> Deferred[Any]:
+        """Deferred[(UploadContext, BodyResult)] once the file is stored."""
+        self._ended = True
+        if self._error is None:
+            try:
+                self._parser.finish()
+                if self._upload is None:
+                    if "key" not in self._fields:
+                        raise postpolicy.missing_field("key")
+                    raise postpolicy.missing_field("file")
+            except errors.S3Error as e:
+                self._fail(e)
+        if self._error is not None:
+            failed: Deferred[Any] = Deferred()
+            failed.errback(Failure(self._error))
+            return failed
+        assert self._upload is not None
+        return self._upload.finish()
+
+    def abort(self) -> None:
+        if self._upload is not None:
+            self._upload.abort()
+
+
+# -- before the first stored byte (ObjectBody's prepare) ----------------------
+def _prepare(api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
+    """Deferred[UploadContext]: the policy's signer exists and signed it, the
+    policy allows this form now, the signer may put this key, and the bucket
+    can take it.  The same authorization as PutObject (``objects:put`` on the
+    key, through ``S3Api.bucket``)."""
+    d: Deferred[Any] = api.core.credentials.lookup(plan.credentials.access_key)
+    d.addCallback(_verified, api, call, plan)
+    d.addCallback(_authorized, api, call, plan)
+    return d
+
+
+def _verified(cred: Any, api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
+    if cred is None:
+        raise errors.InvalidAccessKeyId(AWSAccessKeyId=plan.credentials.access_key)
+    call.access_key_id = plan.credentials.access_key
+    postpolicy.verify_signature(plan.credentials, cred.secret, plan.encoded_policy)
+    call.principal = cred.principal
+    postpolicy.check_expiration(plan.policy, api.clock())
+    postpolicy.check_conditions(plan.policy, plan.fields, call.bucket)
+    bucket: Deferred[Any] = api.bucket(call, cred.principal, key=plan.key, action=access.OBJECTS_PUT)
+    return bucket.addCallback(lambda b: (cred.principal, b))
+
+
+def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
+    principal, bucket = found
+    attrs = _attrs(api, plan)
+    attrs.owner = principal.principal_id
+    verified = VerifiedAuth(plan.credentials.access_key, _POST_SCHEME, PAYLOAD_UNSIGNED, None, None)
+    # As PutObject with an unknown length: the commit enforces quotas exactly.
+    checked: Deferred[Any] = api.core.quotas.check_put(bucket, plan.key, None)
+
+    def context(_: Any) -> UploadContext:
+        algorithms = tuple(sorted(set(attrs.store_checksums) | set(attrs.expected_checksums)))
+        writer = api.core.chunks.new_writer(algorithms)
+        return UploadContext(principal, verified, bucket, attrs, writer, None, None, None)
+
+    return checked.addCallback(context)
+
+
+def _attrs(api: Any, plan: PostPlan) -> Any:
+    """PutAttrs from the form: the fields PutObject takes as headers, the
+    file part's Content-Type when the form has none, tags from ``tagging``."""
+    fields = plan.fields
+    refuse_unsupported(fields)  # encryption, object lock...: 501, as for PutObject's headers
+    headers = {name: value for name, value in fields.items() if name in _HEADER_FIELDS or name.startswith("x-amz-meta-")}
+    if "content-type" not in headers and plan.file_content_type:
+        headers["content-type"] = plan.file_content_type
+    attrs = put_attrs(headers, max_metadata_bytes=api.options.max_metadata_bytes)
+    encoding = attrs.system_headers.get("Content-Encoding")
+    if encoding is not None:
+        stored = stored_content_encoding(encoding)
+        if stored:
+            attrs.system_headers["Content-Encoding"] = stored
+        else:
+            del attrs.system_headers["Content-Encoding"]
+    tagging = fields.get("tagging")
+    if tagging:
+        attrs.tags = xmlio.parse_tagging(tagging.encode("utf-8"))
+    check_tags(attrs.tags, MAX_OBJECT_TAGS)
+    return attrs
+
+
+# -- the handler (the body has ended) -----------------------------------------
+def post_object(api: Any, call: Any) -> Deferred[Any]:
+    """Verify the stored file as PutObject does, then commit and answer."""
+    if not isinstance(call.sink, FormBody):
+        raise _not_a_form()
+    d = receive_upload(api, call)
+    d.addCallback(_check_size, call)
+    return d.addCallback(_commit, api, call)
+
+
+def _check_size(received: Any, call: Any) -> Any:
+    _ctx, result, _checksums = received
+    call.object_size = result.size
+    plan = call.sink.plan
+    try:
+        postpolicy.check_length(plan.policy, result.size)
+    except errors.S3Error:
+        call.sink.abort()
+        raise
+    return received
+
+
+def _commit(received: Any, api: Any, call: Any) -> Deferred[Any]:
+    ctx, result, checksums = received
+    plan: PostPlan = call.sink.plan
+    record = api.core.objects.new_record(plan.key, result, ctx.attrs, checksums)
+
+    def failed(failure: Failure) -> Failure:
+        value = failure.value
+        if not (isinstance(value, BaseException) and may_have_committed(value)):
+            call.sink.abort()
+        return failure
+
+    def committed(_: Any) -> bytes:
+        headers = [("ETag", record.quoted_etag)]
+        headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
+        headers += written_version_header(record.version_id)
+        return _answer(api, call, plan, record.quoted_etag, headers)
+
+    d: Deferred[Any] = api.core.objects.commit(ctx.bucket, record, ctx.attrs)
+    return d.addCallbacks(committed, failed)
+
+
+def _answer(api: Any, call: Any, plan: PostPlan, etag: str, headers: list[tuple[str, str]]) -> bytes:
+    """As AWS: a redirect (303) when the form names a valid http(s) URL;
+    else ``success_action_status`` 200, 201 (a PostResponse document) or
+    204, the default (any other value too)."""
+    fields = plan.fields
+    location = object_location(call, plan.key)
+    redirect = fields.get("success_action_redirect") or fields.get("redirect")
+    if redirect and urlsplit(redirect).scheme in ("http", "https") and urlsplit(redirect).netloc:
+        query = urlencode({"bucket": call.bucket, "key": plan.key, "etag": etag})
+        target = redirect + ("&" if "?" in redirect else "?") + query
+        return api.send(call, 303, headers=[*headers, ("Location", target)], content_type=None)  # type: ignore[no-any-return]
+    status = fields.get("success_action_status", "").strip()
+    headers.append(("Location", location))
+    if status == "201":
+        body = post_response_xml(location, call.bucket, plan.key, etag)
+        return api.send(call, 201, body, headers=headers)  # type: ignore[no-any-return]
+    if status == "200":
+        return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
+    return api.send(call, 204, headers=headers, content_type=None)  # type: ignore[no-any-return]
+
+
+def object_location(call: Any, key: str) -> str:
+    """The stored object's URL, as the client addressed this server."""
+    scheme = "https" if call.request.isSecure() else "http"
+    host = call.headers.get("host", "")
+    path = quote(key, safe="/") if call.target.vhost else f"{quote(call.bucket)}/{quote(key, safe='/')}"
+    return f"{scheme}://{host}/{path}"
+
+
+def post_response_xml(location: str, bucket: str, key: str, etag: str) -> bytes:
+    """The ``PostResponse`` document of ``success_action_status=201``."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<PostResponse>'
+        f"<Location>{xmlio.escape(location)}</Location><Bucket>{xmlio.escape(bucket)}</Bucket>"
+        f"<Key>{xmlio.escape(key)}</Key><ETag>{xmlio.escape(etag)}</ETag></PostResponse>"
+    ).encode("utf-8", "xmlcharrefreplace")
