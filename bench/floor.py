@@ -60,6 +60,27 @@ BUCKET = "floor"
 BODY = b"f" * 4096
 
 
+def split_heads(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete request heads at the start of ``buffer`` (no body: the
+    floors serve GETs), and what is left after them."""
+    heads = []
+    while (end := buffer.find(b"\r\n\r\n")) >= 0:
+        heads.append(buffer[:end])
+        buffer = buffer[end + 4 :]
+    return heads, buffer
+
+
+def parse_head(head: bytes) -> tuple[bytes, bytes, dict[str, list[str]]]:
+    """Method, target and headers (lower-case names) of one request head."""
+    lines = head.split(b"\r\n")
+    method, target, _version = lines[0].split(b" ", 2)
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.strip().decode("latin-1"))
+    return method, target, headers
+
+
 def serve_http_only() -> None:
     """The HTTP floor (runs in its own process): parse, answer, print PORT."""
     from twisted.internet import endpoints, protocol, reactor
@@ -71,18 +92,9 @@ def serve_http_only() -> None:
             self.buffer = b""
 
         def dataReceived(self, data: bytes) -> None:
-            self.buffer += data
-            while True:
-                end = self.buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
-                lines = head.split(b"\r\n")
-                _method, _target, _version = lines[0].split(b" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(b":")
-                    headers[name.lower()] = value.strip()
+            heads, self.buffer = split_heads(self.buffer + data)
+            for head in heads:
+                parse_head(head)
                 assert self.transport is not None
                 self.transport.write(answer)
 
@@ -112,12 +124,8 @@ def serve(db_path: str, keys: int) -> None:
             self.buffer = b""
 
         def dataReceived(self, data: bytes) -> None:
-            self.buffer += data
-            while True:
-                end = self.buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+            heads, self.buffer = split_heads(self.buffer + data)
+            for head in heads:
                 self.request(head)
 
         def reply(self, data: bytes) -> None:
@@ -125,12 +133,7 @@ def serve(db_path: str, keys: int) -> None:
             self.transport.write(data)
 
         def request(self, head: bytes) -> None:
-            lines = head.split(b"\r\n")
-            method, target, _version = lines[0].split(b" ", 2)
-            headers: dict[str, list[str]] = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                headers.setdefault(name.decode("latin-1").lower(), []).append(value.strip().decode("latin-1"))
+            method, target, headers = parse_head(head)
             t = parse_target(target, headers.get("host", [""])[0], None)
             view = RequestView(method=method.decode(), raw_path=t.raw_path, raw_query=t.raw_query, headers=headers)
             try:

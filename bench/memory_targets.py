@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import loadgen, servers  # noqa: E402
-from bench.multipart_memory import _status_kib  # noqa: E402
+from bench.multipart_memory import status_kib  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -108,7 +108,7 @@ def run_uploads(
         for n in names
     ]
     assert target.sampler is not None
-    before = _status_kib(pid, "VmRSS") / 1024
+    before = status_kib(pid, "VmRSS") / 1024
     target.sampler.peak()  # reset: the peak below is this run's
     start = time.perf_counter()
     codes = asyncio.run(_uploads(urls, size))
@@ -131,7 +131,7 @@ def run_uploads(
         "mib_s": len(names) * size / MiB / seconds,
         "rss_before": before,
         "rss_peak": peak,
-        "rss_after": _status_kib(pid, "VmRSS") / 1024,
+        "rss_after": status_kib(pid, "VmRSS") / 1024,
         "disk_mib_with_data": disk,
         "disk_mib_after_delete": _du(data_dir) / MiB,
     }
@@ -153,18 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             pid = target.pids()[0]
             target.client.create_bucket(Bucket="memory")
-            idle = _status_kib(pid, "VmRSS") / 1024
+            idle = status_kib(pid, "VmRSS") / 1024
             print(f"server pid {pid}, idle RSS {idle:.1f} MiB", file=sys.stderr)
             if args.single_gib > 0:
                 size = int(args.single_gib * GiB)
                 row = run_uploads(target, "memory", ["single"], size, data_dir, budget)
-                row["hwm"] = _status_kib(pid, "VmHWM") / 1024
+                row["hwm"] = status_kib(pid, "VmHWM") / 1024
                 rows.append((f"1 x {args.single_gib:g} GiB", row))
                 print(rows[-1], file=sys.stderr)
             for run in range(1 + args.repeats):
                 names = [f"run{run}/obj{i:02d}" for i in range(args.count)]
                 row = run_uploads(target, "memory", names, args.each_mib * MiB, data_dir, budget)
-                row["hwm"] = _status_kib(pid, "VmHWM") / 1024
+                row["hwm"] = status_kib(pid, "VmHWM") / 1024
                 rows.append((f"{args.count} x {args.each_mib} MiB, run {run + 1}", row))
                 print(rows[-1], file=sys.stderr)
         finally:

@@ -36,7 +36,8 @@ from tests.integration.server import ServerProcess  # noqa: E402
 MiB = 1 << 20
 
 
-def _status_kib(pid: int, field: str) -> int:
+def status_kib(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` field in KiB (``VmRSS``, ``VmHWM``)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -57,7 +58,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                self.peak_kib = max(self.peak_kib, _status_kib(self.pid, "VmRSS"))
+                self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmRSS"))
             except (OSError, KeyError):
                 return
             self._halt.wait(self.interval)
@@ -86,7 +87,7 @@ def main() -> int:
             pid = server.proc.pid
             s3: Any = make_client(server.endpoint, max_pool_connections=args.concurrency + 2)
             s3.create_bucket(Bucket="bench")
-            base_kib = _status_kib(pid, "VmRSS")
+            base_kib = status_kib(pid, "VmRSS")
             # One random buffer, stamped per part: the client must not eat the
             # CPU (two cores are shared with the server) generating 1 GiB.
             template = bytearray(os.urandom(part_size))
@@ -120,8 +121,8 @@ def main() -> int:
             download_seconds = time.monotonic() - started
             sampler.stop()
             assert received == size, (received, size)
-            hwm_kib = _status_kib(pid, "VmHWM")
-            end_kib = _status_kib(pid, "VmRSS")
+            hwm_kib = status_kib(pid, "VmHWM")
+            end_kib = status_kib(pid, "VmRSS")
         finally:
             server.stop()
 

@@ -31,23 +31,27 @@ from tests.integration.tools import require_mount_namespaces, tmpfs_wrapper
 MiB = 1 << 20
 NODE_TMPFS_MIB = 20
 OBJECT_MIB = 3
+SMALL_NODE_MIB = 8
 
 
-@pytest.fixture
-def full_cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[NodeProcess]]]:
+def _cluster(
+    tmp_path: Path, tmpfs_mib: list[int | None], write_quorum: int | None = None
+) -> Iterator[tuple[ServerProcess, list[NodeProcess]]]:
+    """Storage nodes (node-i on a ``tmpfs_mib[i]`` MiB tmpfs, or on the
+    test's own disk for None) behind an API server on the distributed backend."""
     require_mount_namespaces()
     nodes = []
-    for i in range(3):
+    for i, size in enumerate(tmpfs_mib):
         data = tmp_path / f"node-{i}"
         data.mkdir()
-        nodes.append(NodeProcess(data, free_port(), zone=f"zone-{i}", node_id=f"node-{i}",
-                                 wrapper=tmpfs_wrapper(data, NODE_TMPFS_MIB)))
+        wrapper = tmpfs_wrapper(data, size) if size is not None else None
+        nodes.append(NodeProcess(data, free_port(), zone=f"zone-{i}", node_id=f"node-{i}", wrapper=wrapper))
     started: list[Any] = []
     try:
         for node in nodes:
             started.append(node.start())
         config = tmp_path / "api.toml"
-        config.write_text(distributed_config(nodes, repair_interval_seconds=0))
+        config.write_text(distributed_config(nodes, repair_interval_seconds=0, write_quorum=write_quorum))
         data = tmp_path / "api" / "data"
         data.mkdir(parents=True)
         server = ServerProcess(data, config=str(config))
@@ -56,6 +60,12 @@ def full_cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[NodeProce
     finally:
         for proc in reversed(started):
             proc.stop()
+
+
+@pytest.fixture
+def full_cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[NodeProcess]]]:
+    """Three nodes, each on a small tmpfs."""
+    yield from _cluster(tmp_path, [NODE_TMPFS_MIB] * 3)
 
 
 def test_full_nodes_refuse_with_507_and_keep_what_was_acknowledged(
@@ -96,30 +106,8 @@ def test_full_nodes_refuse_with_507_and_keep_what_was_acknowledged(
 def one_small_node(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[NodeProcess]]]:
     """Four nodes, three copies of every chunk, all three required (write
     quorum 3); node-0's disk is a small tmpfs, the others have room."""
-    require_mount_namespaces()
-    nodes = []
-    for i in range(4):
-        data = tmp_path / f"node-{i}"
-        data.mkdir()
-        wrapper = tmpfs_wrapper(data, SMALL_NODE_MIB) if i == 0 else None
-        nodes.append(NodeProcess(data, free_port(), zone=f"zone-{i}", node_id=f"node-{i}", wrapper=wrapper))
-    started: list[Any] = []
-    try:
-        for node in nodes:
-            started.append(node.start())
-        config = tmp_path / "api.toml"
-        config.write_text(distributed_config(nodes, repair_interval_seconds=0, write_quorum=3))
-        data = tmp_path / "api" / "data"
-        data.mkdir(parents=True)
-        server = ServerProcess(data, config=str(config))
-        started.append(server.start())
-        yield server, nodes
-    finally:
-        for proc in reversed(started):
-            proc.stop()
+    yield from _cluster(tmp_path, [SMALL_NODE_MIB, None, None, None], write_quorum=3)
 
-
-SMALL_NODE_MIB = 8
 
 
 def test_a_full_node_s_copies_go_to_the_other_nodes(one_small_node: tuple[ServerProcess, list[NodeProcess]]) -> None:

@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import socket
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -30,6 +29,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from bench.multipart_memory import RssSampler, status_kib
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 from tests.integration.tenants import Spec, Tenancy
@@ -354,32 +354,6 @@ def test_truncated_form_is_malformed(url: str, s3: Any, bucket: str) -> None:
 
 
 # -- large and broken bodies ------------------------------------------------------
-def _status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-class _RssPeak(threading.Thread):
-    """The server's highest VmRSS while running (sampled every 10 ms)."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak = pid, 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.wait(0.01):
-            self.peak = max(self.peak, _status_kib(self.pid, "VmRSS") * 1024)
-
-    def stop(self) -> int:
-        self._halt.set()
-        self.join(5)
-        return self.peak
-
-
 def test_large_upload_streams_and_reads_back(server: ServerProcess, s3: Any, bucket: str) -> None:
     """A 20 MiB file, sent 1 MiB at a time, reads back byte-identical with
     the right ETag, and the server's RSS grows by less than the file:
@@ -389,11 +363,12 @@ def test_large_upload_streams_and_reads_back(server: ServerProcess, s3: Any, buc
     form = s3.generate_presigned_post(bucket, "big.bin", ExpiresIn=600)
     warm = stream_post(form["url"], form["fields"], blocks[:2])  # allocator warm-up: a small upload first
     assert warm.status == 204
-    base = _status_kib(server.proc.pid, "VmRSS") * 1024
-    sampler = _RssPeak(server.proc.pid)
+    base = status_kib(server.proc.pid, "VmRSS") * 1024
+    sampler = RssSampler(server.proc.pid, interval=0.01)
     sampler.start()
     response = stream_post(form["url"], form["fields"], blocks)
-    growth = sampler.stop() - base
+    sampler.stop()
+    growth = sampler.peak_kib * 1024 - base
     assert response.status == 204, response.body
     whole = b"".join(blocks)
     assert response.getheader("ETag") == quoted_md5(whole)

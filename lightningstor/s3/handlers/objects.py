@@ -10,7 +10,7 @@ versioning configured, nothing for a bucket never versioned, as AWS) and
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -139,11 +139,10 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
     return d.addCallback(authenticated)
 
 
-def _upload_context(
-    api: Any, call: Any, principal: Principal, verified: Any, bucket: Bucket, decoded_length: int | None
-) -> UploadContext:
-    attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
-    check_tags(attrs.tags, MAX_OBJECT_TAGS)
+def keep_stored_encoding(attrs: PutAttrs) -> None:
+    """Keep only the Content-Encoding the object is stored with
+    (:func:`stored_content_encoding`: ``aws-chunked`` is transfer framing,
+    not the object's), dropping the header when nothing is left."""
     encoding = attrs.system_headers.get("Content-Encoding")
     if encoding is not None:
         stored = stored_content_encoding(encoding)
@@ -151,6 +150,14 @@ def _upload_context(
             attrs.system_headers["Content-Encoding"] = stored
         else:
             del attrs.system_headers["Content-Encoding"]
+
+
+def _upload_context(
+    api: Any, call: Any, principal: Principal, verified: Any, bucket: Bucket, decoded_length: int | None
+) -> UploadContext:
+    attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
+    check_tags(attrs.tags, MAX_OBJECT_TAGS)
+    keep_stored_encoding(attrs)
     attrs.owner = principal.principal_id
     # put_attrs checked the checksum headers and kept what they ask for.
     trailer = checksum_trailer(call.headers)
@@ -216,12 +223,22 @@ def _verify_upload(finished: Any, call: Any) -> tuple[Any, Any, dict[str, str]]:
 
 
 def put_object(api: Any, call: Any) -> Deferred[Any]:
-    return receive_upload(api, call).addCallback(_commit_object, api, call)
+    def answer(_record: Any, headers: list[tuple[str, str]]) -> bytes:
+        return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
+
+    return receive_upload(api, call).addCallback(commit_upload, api, call, call.key, answer)
 
 
-def _commit_object(received: Any, api: Any, call: Any) -> Deferred[Any]:
+def commit_upload(
+    received: Any, api: Any, call: Any, key: str, answer: Callable[[Any, list[tuple[str, str]]], bytes]
+) -> Deferred[Any]:
+    """Commit an upload whose body is stored (``receive_upload``'s result)
+    as ``key``, and answer with ``answer(record, headers)``, the headers
+    being the written object's ETag, checksums and version id (PutObject,
+    PostObject).  Unless the commit may have landed, the stored data is
+    discarded on failure."""
     ctx, result, checksums = received
-    record = api.core.objects.new_record(call.key, result, ctx.attrs, checksums)
+    record = api.core.objects.new_record(key, result, ctx.attrs, checksums)
 
     def failed(failure: Failure) -> Failure:
         value = failure.value
@@ -233,7 +250,7 @@ def _commit_object(received: Any, api: Any, call: Any) -> Deferred[Any]:
         headers = [("ETag", record.quoted_etag)]
         headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
         headers += written_version_header(record.version_id)
-        return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
+        return answer(record, headers)
 
     d: Deferred[Any] = api.core.objects.commit(ctx.bucket, record, ctx.attrs)
     return d.addCallbacks(committed, failed)

@@ -39,16 +39,16 @@ from lightningstor.auth.request import PAYLOAD_UNSIGNED, VerifiedAuth
 from lightningstor.checksums import ALGORITHMS
 from lightningstor.core import access
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
-from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, may_have_committed, validate_key
+from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, validate_key
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.s3 import formdata, postpolicy, xmlio
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.formdata import FormEvent, FormParser
 from lightningstor.s3.handlers.objects import (
     UploadContext,
+    commit_upload,
+    keep_stored_encoding,
     receive_upload,
-    stored_content_encoding,
-    written_version_header,
 )
 from lightningstor.s3.headers import SYSTEM_HEADERS, put_attrs, refuse_unsupported
 
@@ -281,13 +281,7 @@ def _attrs(api: Any, plan: PostPlan) -> Any:
     if "content-type" not in headers and plan.file_content_type:
         headers["content-type"] = plan.file_content_type
     attrs = put_attrs(headers, max_metadata_bytes=api.options.max_metadata_bytes)
-    encoding = attrs.system_headers.get("Content-Encoding")
-    if encoding is not None:
-        stored = stored_content_encoding(encoding)
-        if stored:
-            attrs.system_headers["Content-Encoding"] = stored
-        else:
-            del attrs.system_headers["Content-Encoding"]
+    keep_stored_encoding(attrs)
     tagging = fields.get("tagging")
     if tagging:
         attrs.tags = xmlio.parse_tagging(tagging.encode("utf-8"))
@@ -318,24 +312,12 @@ def _check_size(received: Any, call: Any) -> Any:
 
 
 def _commit(received: Any, api: Any, call: Any) -> Deferred[Any]:
-    ctx, result, checksums = received
     plan: PostPlan = call.sink.plan
-    record = api.core.objects.new_record(plan.key, result, ctx.attrs, checksums)
 
-    def failed(failure: Failure) -> Failure:
-        value = failure.value
-        if not (isinstance(value, BaseException) and may_have_committed(value)):
-            call.sink.abort()
-        return failure
-
-    def committed(_: Any) -> bytes:
-        headers = [("ETag", record.quoted_etag)]
-        headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
-        headers += written_version_header(record.version_id)
+    def answer(record: Any, headers: list[tuple[str, str]]) -> bytes:
         return _answer(api, call, plan, record.quoted_etag, headers)
 
-    d: Deferred[Any] = api.core.objects.commit(ctx.bucket, record, ctx.attrs)
-    return d.addCallbacks(committed, failed)
+    return commit_upload(received, api, call, plan.key, answer)
 
 
 def _answer(api: Any, call: Any, plan: PostPlan, etag: str, headers: list[tuple[str, str]]) -> bytes:
