@@ -33,7 +33,7 @@ from lightningstor import errors
 from lightningstor.core.cors import allowed_origin, find_rule, parse_header_list
 from lightningstor.core.types import Bucket, CorsRule
 from lightningstor.s3.corsxml import cors_configuration_xml, parse_cors_configuration
-from lightningstor.s3.handlers.objects import _check_body_digest as check_body_digest
+from lightningstor.s3.handlers.objects import check_body_digest
 
 _NOT_ALLOWED = (
     "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, "

@@ -370,7 +370,7 @@ def delete_objects(api: Any, call: Any) -> Any:
     # Resolved without a bucket-wide check: each key is authorized alone.
     bucket = yield api.core.buckets.get(principal, call.bucket)
     body = call.sink.content()
-    _check_body_digest(call, body)
+    check_body_digest(call, body)
     quiet, items = xmlio.parse_delete_objects(body)
     if len(items) > api.options.max_delete_keys:
         raise errors.MalformedXML(f"At most {api.options.max_delete_keys} keys may be deleted at once")
@@ -382,9 +382,9 @@ def delete_objects(api: Any, call: Any) -> Any:
     return api.send_xml(call, xmlio.delete_result_xml(deleted, failed, quiet))
 
 
-def _check_body_digest(call: Any, body: bytes) -> None:
-    """DeleteObjects needs an integrity check: Content-MD5 (older SDKs) or an
-    x-amz-checksum-* header (newer SDKs send only that)."""
+def check_body_digest(call: Any, body: bytes) -> None:
+    """DeleteObjects and PutBucketCors need an integrity check: Content-MD5
+    (older SDKs) or an x-amz-checksum-* header (newer SDKs send only that)."""
     attrs = PutAttrs(content_md5=call.headers.get("content-md5"))
     expected, _keep, _trailer = checksum_algorithms(call.headers)
     attrs.expected_checksums = expected
