@@ -613,6 +613,13 @@ class S3Api:
             d.addCallback(add_cors_headers, call)
         return d
 
+    def cross_origin(self, call: S3Call, bucket: Any) -> None:
+        """The CORS headers of a cross-origin request whose handler resolved
+        its bucket without :meth:`bucket` (DeleteObjects authorizes each key
+        alone)."""
+        if "origin" in call.headers:
+            add_cors_headers(bucket, call)
+
     def authorize_scope(self, call: S3Call, principal: Principal, *, bucket: str | None = None) -> Deferred[Any]:
         """Deferred[None]: the operation's action on the caller's scope
         (ListBuckets) or on a bucket to be created there (CreateBucket)."""

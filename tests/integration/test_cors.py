@@ -298,6 +298,30 @@ def test_actual_requests_get_cors_headers_only_with_an_origin(server: ServerProc
     assert answer.status == 404 and answer.headers["access-control-allow-origin"] == "https://app.example.com"
 
 
+def test_delete_objects_with_an_origin_gets_cors_headers(server: ServerProcess, s3: Any, bucket: str) -> None:
+    """DeleteObjects authorizes each key alone rather than the bucket, and
+    still answers a cross-origin page that a rule allows (POST) with the
+    rule's headers."""
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedMethods": ["POST"], "AllowedOrigins": ["https://app.example.com"], "ExposeHeaders": ["ETag"]}]})
+    s3.put_object(Bucket=bucket, Key="d", Body=b"x")
+    seen: dict[str, str] = {}
+
+    def add_origin(request: Any, **_: Any) -> None:
+        request.headers["Origin"] = "https://app.example.com"
+
+    def keep_headers(http_response: Any, **_: Any) -> None:
+        seen.update({k.lower(): v for k, v in http_response.headers.items()})
+
+    client: Any = make_client(server.endpoint)
+    client.meta.events.register("before-sign.s3.DeleteObjects", add_origin)
+    client.meta.events.register("after-call.s3.DeleteObjects", keep_headers)
+    result = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d"}]})
+    assert [d["Key"] for d in result["Deleted"]] == ["d"]
+    assert seen.get("access-control-allow-origin") == "https://app.example.com"
+    assert seen.get("access-control-allow-methods") == "POST"
+
+
 def test_a_bucket_without_configuration_sends_no_cors_headers(server: ServerProcess, s3: Any, bucket: str) -> None:
     """Origin on a request to a bucket without CORS: an ordinary answer."""
     assert server.port is not None

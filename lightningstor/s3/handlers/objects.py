@@ -369,6 +369,7 @@ def delete_objects(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     # Resolved without a bucket-wide check: each key is authorized alone.
     bucket = yield api.core.buckets.get(principal, call.bucket)
+    api.cross_origin(call, bucket)
     body = call.sink.content()
     check_body_digest(call, body)
     quiet, items = xmlio.parse_delete_objects(body)
