@@ -61,6 +61,10 @@ NAME_INDEX_SECONDS = 10.0
 """How long the names of every bucket (unsigned CORS preflights, see
 :meth:`BucketManager.find_unique`) are reused before they are read again."""
 _AMBIGUOUS = b""  # a name held by buckets in several scopes
+NAME_INDEX_MAX = 100_000
+"""The most bucket names a worker keeps for :meth:`BucketManager.find_unique`
+(about 10 MiB).  A system with more buckets resolves unsigned preflights
+by credential only: the walk stops there and every name counts as unknown."""
 
 
 # -- Deleting a bucket ---------------------------------------------------------
@@ -164,6 +168,7 @@ class BucketManager:
         self._names: tuple[float, dict[str, bytes]] | None = None
         self._names_loading: Shared | None = None
         self._names_generation = 0
+        self.name_index_max = NAME_INDEX_MAX
         # max_buckets is checked in the create transaction; a deleted
         # bucket's usage rows and bucket quota go with it.
         self._quotas = quotas if quotas is not None else QuotaManager(store, clock)
@@ -434,7 +439,8 @@ class BucketManager:
     def _bucket_names(self) -> Deferred[Any]:
         """Deferred[dict]: every bucket name -> its record's key, or
         :data:`_AMBIGUOUS` for a name in several scopes; at most
-        :data:`NAME_INDEX_SECONDS` old.  Names are read from the keys
+        :data:`NAME_INDEX_SECONDS` old; empty when there are more than
+        ``name_index_max`` buckets.  Names are read from the keys
         (``.../{name}``), so no record is decoded."""
         now = self._clock()
         if self._names is not None and now - self._names[0] < NAME_INDEX_SECONDS:
@@ -444,6 +450,9 @@ class BucketManager:
             generation = self._names_generation
 
             def visit(kv: Any) -> bool:
+                if len(names) >= self.name_index_max:
+                    names.clear()  # too many to keep: no name resolves (NAME_INDEX_MAX)
+                    return True
                 name = kv.key.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
                 names[name] = _AMBIGUOUS if name in names else kv.key
                 return False

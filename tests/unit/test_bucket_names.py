@@ -107,3 +107,23 @@ async def test_lookups_share_one_read_of_the_names_per_interval(
     await reader.create(ACME, "mine")
     mine = await reader.find_unique("mine")
     assert mine is not None and counting.scans == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_past_the_bound_no_name_resolves(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """More buckets than a worker keeps names for: no unsigned name
+    resolves, not even one read before the bound was reached; with the
+    bound raised, the same names resolve."""
+    writer, reader, counting, _clock = _managers(tmp_path, stores)
+    for i in range(12):
+        await writer.create(ACME, f"c{i:02d}")
+    reader.name_index_max = 5
+    assert await reader.find_unique("c00") is None
+    assert await reader.find_unique("c11") is None
+    assert counting.scans == 1
+    reader.name_index_max = 12
+    reader.forget_cached()
+    found = await reader.find_unique("c11")
+    assert found is not None and found.name == "c11"
