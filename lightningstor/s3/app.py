@@ -38,7 +38,7 @@ from lightningstor.s3 import operations, xmlio
 from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.channel import S3Channel
-from lightningstor.s3.handlers.cors import add_cors_headers
+from lightningstor.s3.handlers.cors import add_cors_headers, error_bucket
 from lightningstor.s3.inflight import DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES, InflightBudget
 from lightningstor.s3.request import S3Request
 from lightningstor.s3.summary import RequestSummary, summarize
@@ -94,6 +94,9 @@ class S3Call:
     object_size: int | None = None  # size written, for handlers whose request does not state it
     # Every authorization question asked for this request (the audit record).
     decisions: list[Decision] = field(default_factory=list)
+    # The bucket's CORS rules were applied to the response (add_cors_headers):
+    # an error answer needs no second look (S3Api._on_failure).
+    cors_evaluated: bool = False
 
     @property
     def bucket(self) -> str:
@@ -719,7 +722,16 @@ class S3Api:
                 request.channel.transport.abortConnection()
             return None
         _drop_object_headers(request)
-        return self.send_error(call, self._s3_error(failure, call))
+        error = self._s3_error(failure, call)
+        if "origin" in call.headers and not call.cors_evaluated and call.target.bucket is not None:
+            # A cross-origin request that failed before its bucket's rules
+            # were applied: the page may read the error only with them.
+            d = error_bucket(self.core, call)
+            d.addCallback(_add_cors_if_found, call)
+            d.addErrback(_cors_lookup_failed, call)
+            d.addCallback(lambda _: self.send_error(call, error))
+            return d
+        return self.send_error(call, error)
 
     def _s3_error(self, failure: Failure, call: S3Call) -> errors.S3Error:
         """The S3 error that answers ``failure`` (:func:`errors.below_core`);
@@ -733,6 +745,17 @@ class S3Api:
             log.error("{op} {res} answered {code}: {err}", op=call.op, res=call.target.resource,
                       code=answer.code, err=err)
         return answer
+
+
+def _add_cors_if_found(bucket: Any, call: S3Call) -> None:
+    if bucket is not None:
+        add_cors_headers(bucket, call)
+
+
+def _cors_lookup_failed(failure: Failure, call: S3Call) -> None:
+    """The error is answered without CORS headers, as before the lookup."""
+    if not failure.check(CancelledError):
+        log.failure("Looking up the CORS rules of a failed {op} failed", failure, op=call.op)
 
 
 def _failed(error: Exception) -> Deferred[Any]:

@@ -298,6 +298,54 @@ def test_actual_requests_get_cors_headers_only_with_an_origin(server: ServerProc
     assert answer.status == 404 and answer.headers["access-control-allow-origin"] == "https://app.example.com"
 
 
+def test_errors_before_authorization_get_cors_headers(server: ServerProcess, s3: Any, cors_bucket: str) -> None:
+    """A presigned URL whose signature fails, and a header-signed GET with
+    a wrong secret, are answered 403 with the bucket's CORS headers
+    (the page can read its error, as from AWS); an origin no rule allows,
+    a key that does not exist, and a bucket that does not exist get none."""
+    assert server.port is not None
+    s3.put_object(Bucket=cors_bucket, Key="k", Body=b"data")
+    url = target_of(s3.generate_presigned_url("get_object", Params={"Bucket": cors_bucket, "Key": "k"}))
+    signature = url.index("X-Amz-Signature=") + len("X-Amz-Signature=")
+    tampered = url[:signature] + ("1" if url[signature] == "0" else "0") + url[signature + 1:]
+    origin = {"Origin": "https://app.example.com"}
+    answer = send(server.port, "GET", tampered, origin)
+    assert answer.status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in answer.body
+    assert answer.cors()["access-control-allow-origin"] == "https://app.example.com"
+    assert answer.cors()["access-control-allow-methods"] == "PUT, GET"
+    denied = send(server.port, "GET", tampered, {"Origin": "https://evil.test", "Access-Control-Request-Method": "PUT"})
+    assert (denied.status, denied.cors()) == (403, {})
+    unknown_key = url.replace(f"X-Amz-Credential={ROOT_ACCESS_KEY}", "X-Amz-Credential=NOSUCHKEY")
+    assert unknown_key != url
+    answer = send(server.port, "GET", unknown_key, origin)
+    assert (answer.status, answer.cors()) == (403, {})
+    missing = target_of(s3.generate_presigned_url("get_object", Params={"Bucket": f"missing-{uuid.uuid4().hex[:8]}",
+                                                                        "Key": "k"}))  # fmt: skip
+    answer = send(server.port, "GET", missing, origin)
+    assert (answer.status, answer.cors()) == (404, {})
+
+    seen: dict[str, str] = {}
+
+    def add_origin(request: Any, **_: Any) -> None:
+        request.headers["Origin"] = "https://app.example.com"
+
+    def keep_headers(http_response: Any, **_: Any) -> None:
+        seen.update({k.lower(): v for k, v in http_response.headers.items()})
+
+    wrong: Any = boto3.client(
+        "s3", endpoint_url=server.endpoint, aws_access_key_id=ROOT_ACCESS_KEY, aws_secret_access_key="wrong",
+        region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )  # fmt: skip
+    # A browser never sends "Expect: 100-continue" (boto3's PutObject does,
+    # and is refused before its body, without a bucket lookup): a GET.
+    wrong.meta.events.register("before-sign.s3.GetObject", add_origin)
+    wrong.meta.events.register("after-call.s3.GetObject", keep_headers)
+    with pytest.raises(ClientError) as info:
+        wrong.get_object(Bucket=cors_bucket, Key="k")
+    assert error_code(info)[:2] == (403, "SignatureDoesNotMatch")
+    assert seen.get("access-control-allow-origin") == "https://app.example.com"
+
+
 def test_delete_objects_with_an_origin_gets_cors_headers(server: ServerProcess, s3: Any, bucket: str) -> None:
     """DeleteObjects authorizes each key alone rather than the bucket, and
     still answers a cross-origin page that a rule allows (POST) with the

@@ -84,6 +84,9 @@ def preflight(api: Any, call: Any) -> Deferred[Any]:
     """``OPTIONS /bucket[/key]``: 200 with the first matching rule's headers,
     else 403 ``AccessForbidden``; 400 ``BadRequest`` without ``Origin`` or
     ``Access-Control-Request-Method`` (checked first, as AWS does)."""
+    # Its answer, 403 included, is the evaluation of the rules: an error
+    # gets no second one (S3Api._on_failure), which ignores requested headers.
+    call.cors_evaluated = True
     origin = call.headers.get("origin")
     if not origin:
         raise errors.BadRequest("Insufficient information. Origin request header needed.")
@@ -144,6 +147,27 @@ def _in_scope(cred: Any, core: Any, name: str) -> Any:
     return d
 
 
+def error_bucket(core: Any, call: Any) -> Deferred[Any]:
+    """Deferred[Bucket | None]: the bucket whose CORS rules answer an error
+    that came before the request's bucket was authorized (a bad or expired
+    signature, an unknown key, access denied).
+
+    A browser reads such an answer only if it carries CORS headers: without
+    them the page sees a "CORS error" instead of, say, the 403 of a
+    presigned URL that expired (AWS evaluates the rules for errors too).
+    The bucket is resolved as its preflight resolves it (module docstring):
+    in the scope of the caller if it was authenticated, else of the access
+    key the request names if that key exists, else by a unique name.  What
+    this discloses is what the preflight already does to anyone.
+    """
+    if call.principal is not None:
+        d: Deferred[Any] = core.buckets.find(call.principal, call.bucket)
+        return d
+    if call.access_key_id is not None:  # an existing key whose signature failed
+        return core.credentials.lookup(call.access_key_id).addCallback(_in_scope, core, call.bucket)
+    return preflight_bucket(core, call.bucket, call.target.query)
+
+
 # -- actual requests ------------------------------------------------------------
 
 
@@ -157,6 +181,7 @@ def add_cors_headers(bucket: Bucket, call: Any) -> Bucket:
     this).  Headers a request asks for are not checked here: a browser asked
     in the preflight.
     """
+    call.cors_evaluated = True
     if bucket.cors:
         origin = call.headers["origin"]
         method = call.headers.get("access-control-request-method") or call.method
