@@ -278,6 +278,21 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleSettings:
+    """``[lifecycle]``: the service that applies buckets' lifecycle rules
+    (lightningstor.core.lifecycle_service).  ``interval_seconds`` 0 turns it
+    off (configurations are still stored and served).  ``day_seconds`` is
+    the length of a rule's "day": only for tests and debugging (like Ceph
+    RGW's ``rgw_lc_debug_interval``); with the default, due times are
+    rounded to midnight UTC as AWS does."""
+
+    interval_seconds: float = 3600.0
+    day_seconds: float = 86400.0
+    # Deletions and aborts one run may make; the rest waits for the next run.
+    max_actions_per_run: int = 10000
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated, merged configuration.  Build it with :func:`load_settings`."""
 
@@ -292,6 +307,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-friendly copy (dicts, lists, scalars) for plugins
@@ -935,6 +951,17 @@ def _read_audit(t: _Table, data_dir: str) -> AuditSettings:
     return settings
 
 
+def _read_lifecycle(t: _Table) -> LifecycleSettings:
+    d = LifecycleSettings()
+    settings = LifecycleSettings(
+        interval_seconds=t.get("interval_seconds", d.interval_seconds, _float(0, 366 * 86400)),
+        day_seconds=t.get("day_seconds", d.day_seconds, _float(0.001, 366 * 86400)),
+        max_actions_per_run=t.get("max_actions_per_run", d.max_actions_per_run, _int(1, 10_000_000)),
+    )
+    t.finish()
+    return settings
+
+
 def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
     problems: list[str] = []
     root = _Table("", raw, problems, sources)
@@ -951,6 +978,7 @@ def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str 
         logging=_read_logging(root.section("logging")),
         security=_read_security(root.section("security"), data_dir),
         audit=_read_audit(root.section("audit"), data_dir),
+        lifecycle=_read_lifecycle(root.section("lifecycle")),
     )
     root.finish()
     if problems:

@@ -13,13 +13,14 @@ lightningstor_storage_bytes                Gauge
 lightningstor_multipart_uploads_active     Gauge
 lightningstor_s3_errors_total              Counter    code, status
 lightningstor_scrub_errors_total           Counter    kind
+lightningstor_lifecycle_actions_total      Counter    action
 lightningstor_grpc_requests_total          Counter    method, code
 lightningstor_grpc_request_duration_seconds Histogram method
 =========================================  =========  ======================
 
-The last three are not in the spec's list, which counts S3 requests: each is
-registered only once there is something to count (a scrub report, a gRPC
-call), so a server without them exposes exactly the spec's families.
+The last four are not in the spec's list, which counts S3 requests: each is
+registered only once there is something to count (a scrub report, a
+lifecycle run, a gRPC call), so a server without them exposes exactly the spec's families.
 
 Every metric lives in a private ``CollectorRegistry`` owned by
 :class:`S3Metrics` (never the process-global one), and every consumer takes
@@ -144,6 +145,8 @@ class S3Metrics:
         # Registered by the first scrub report, so a server without the
         # background scrub exposes exactly the spec's families.
         self.scrub_errors: Counter | None = None
+        # Registered by the first lifecycle run (the same reason).
+        self.lifecycle_actions: Counter | None = None
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         # The gRPC API's calls, registered at the first one (grpc_finished
         # runs on gRPC's handler threads; prometheus_client is thread-safe).
@@ -213,10 +216,31 @@ class S3Metrics:
         if damaged:
             self.scrub_errors.labels("replica").inc(damaged)
 
+    def lifecycle_finished(self, counts: Any) -> None:
+        """The LifecycleService hook: count what each run did
+        (``lightningstor_lifecycle_actions_total{action}``: ``expired``,
+        ``noncurrent``, ``markers``, ``aborted``, and ``skipped`` / ``failed``
+        for actions that lost a race or failed), every label exposed from the
+        first run on."""
+        if self.lifecycle_actions is None:
+            self.lifecycle_actions = Counter(
+                "lightningstor_lifecycle_actions_total",
+                "Lifecycle rule actions: current versions expired, noncurrent versions and "
+                "expired delete markers deleted, multipart uploads aborted; skipped (the object "
+                "changed since it was read) and failed.",
+                ["action"],
+                registry=self.registry,
+            )
+        for action in _LIFECYCLE_ACTIONS:
+            self.lifecycle_actions.labels(action).inc(getattr(counts, action))
+
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)
         self.storage_bytes.set(totals.bytes)
         self.multipart_uploads_active.set(totals.uploads)
+
+
+_LIFECYCLE_ACTIONS = ("expired", "noncurrent", "markers", "aborted", "skipped", "failed")
 
 
 class _WithoutCreated:

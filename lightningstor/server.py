@@ -31,6 +31,7 @@ from lightningstor.core.credentials import (
     load_or_create_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
+from lightningstor.core.lifecycle_service import LifecycleService, LifecycleWorker, reactor_pause
 from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.quotas import UsageFoldService
 from lightningstor.core.scrub import ScrubService
@@ -404,6 +405,22 @@ def _assemble(
         multiprocess_dir=None if worker is None else worker.multiprocess_dir,
         adopt_fd=None if worker is None else worker.metrics_fd,
     )
+    if primary and settings.lifecycle.interval_seconds:
+        # Applies buckets' lifecycle rules, next to the upload expiry above.
+        LifecycleService(
+            LifecycleWorker(
+                store,
+                core.objects,
+                core.multipart,
+                time.time,
+                day_seconds=settings.lifecycle.day_seconds,
+                max_actions=settings.lifecycle.max_actions_per_run,
+                pause=reactor_pause(reactor),
+            ),
+            reactor,
+            interval_seconds=settings.lifecycle.interval_seconds,
+            on_run=metrics.lifecycle_finished,
+        ).setServiceParent(top)
     if primary and settings.storage.scrub_interval_seconds:
         ScrubService(
             store,

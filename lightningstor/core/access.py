@@ -56,7 +56,7 @@ ACTIONS = (
 # The SPEC §7.3 action each API operation needs (S3 and gRPC share the
 # operation names), on its bucket (bucket-level operations) or on its object
 # (object-level ones).  Changing a bucket's
-# configuration (versioning, tags) takes the right to create buckets: the
+# configuration (versioning, tags, CORS, lifecycle) takes the right to create buckets: the
 # SPEC names no separate action for it, and it is an administrator's act.
 # CopyObject and UploadPartCopy also need ``objects:get`` on the source;
 # DeleteObjects needs ``objects:delete`` on each key it names.
@@ -69,12 +69,15 @@ OPERATION_ACTIONS = {
     "GetBucketVersioning": BUCKETS_GET,
     "GetBucketTagging": BUCKETS_GET,
     "GetBucketCors": BUCKETS_GET,
+    "GetBucketLifecycleConfiguration": BUCKETS_GET,
     "PutBucketAcl": BUCKETS_CREATE,
     "PutBucketVersioning": BUCKETS_CREATE,
     "PutBucketTagging": BUCKETS_CREATE,
     "DeleteBucketTagging": BUCKETS_CREATE,
     "PutBucketCors": BUCKETS_CREATE,
     "DeleteBucketCors": BUCKETS_CREATE,
+    "PutBucketLifecycleConfiguration": BUCKETS_CREATE,
+    "DeleteBucketLifecycle": BUCKETS_CREATE,
     "DeleteBucket": BUCKETS_DELETE,
     "ListObjects": OBJECTS_LIST,
     "ListObjectsV2": OBJECTS_LIST,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -20,9 +20,10 @@ from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.attributes import check_bucket_tags, validate_storage_class
 from lightningstor.core.cors import validate_rules as validate_cors_rules
+from lightningstor.core.lifecycle import validate_rules as validate_lifecycle_rules
 from lightningstor.core.quotas import BucketScope, QuotaManager
 from lightningstor.core.scans import scan_prefix
-from lightningstor.core.types import Bucket, CorsRule, Principal, Versioning
+from lightningstor.core.types import Bucket, CorsRule, LifecycleRule, Principal, Versioning
 from lightningstor.core.versions import update_bucket
 from lightningstor.deferreds import Shared
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put, prefix_end
@@ -401,6 +402,24 @@ class BucketManager:
 
         def change(stored: Bucket) -> None:
             stored.cors = new
+
+        stored = yield update_bucket(self._store, bucket, change, self._now_ms())
+        self.forget_cached()
+        return stored
+
+    @inlineCallbacks
+    def set_lifecycle(
+        self, bucket: Bucket, rules: Sequence[LifecycleRule], *, transitions: Collection[int] = ()
+    ) -> Any:
+        """Deferred[Bucket] with ``rules`` as its lifecycle configuration
+        (empty: none), validated as AWS does (rules without an ID get one)
+        and stored in the bucket record like the CORS rules, so it lives and
+        dies with the bucket on every metadata store and the lifecycle
+        service finds it where it finds the bucket."""
+        new = validate_lifecycle_rules(rules, transitions=transitions) if rules else ()
+
+        def change(stored: Bucket) -> None:
+            stored.lifecycle = new
 
         stored = yield update_bucket(self._store, bucket, change, self._now_ms())
         self.forget_cached()

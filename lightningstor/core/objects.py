@@ -226,6 +226,14 @@ class _Plan:
     delta: Usage = ZERO  # what the commit changes in the bucket's usage (core.quotas)
 
 
+def _unchanged_bucket(bucket: Bucket) -> Compare:
+    """The compare that holds only while ``bucket``'s record is the one the
+    caller read (its settings unchanged); the caller must know its revision."""
+    if bucket.revision <= 0:
+        raise ValueError("a conditional delete needs the bucket's record revision")
+    return Compare(keys.bucket_key(bucket.org_id, bucket.project_id, bucket.name), bucket.revision)
+
+
 class ObjectManager:
     """Commits, finds and deletes object records and their versions.
 
@@ -578,7 +586,13 @@ class ObjectManager:
     # -- deleting --------------------------------------------------------
     @inlineCallbacks
     def delete(
-        self, bucket: Bucket, key: str, version_id: str | None = None, *, owner: str = ""
+        self,
+        bucket: Bucket,
+        key: str,
+        version_id: str | None = None,
+        *,
+        owner: str = "",
+        if_revision: int | None = None,
     ) -> Any:
         """Deferred[DeleteOutcome].
 
@@ -589,39 +603,60 @@ class ObjectManager:
         is removed for good; removing the current one makes the next newest
         current again (so deleting a delete marker restores the object).
         Deleting what does not exist succeeds (S3 answers 204 either way).
+
+        ``if_revision``: act only if the record the delete removes or
+        supersedes (the current record; with ``version_id``, that version's
+        record) still has this mod revision, else raise
+        :class:`ConflictError` and change nothing: a background deletion
+        (lifecycle expiration) must lose to a write that raced it.
         """
         validate_key(key)
         if version_id is not None:
-            outcome = yield self._delete_version(bucket, key, parse_version_id(version_id))
+            outcome = yield self._delete_version(bucket, key, parse_version_id(version_id), if_revision)
             return outcome
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
             kv = yield self._store.get(okey)
+            if if_revision is not None and (kv.mod_revision if kv else 0) != if_revision:
+                raise ConflictError("the object changed since it was read")
             current = None if kv is None else records.decode_object(kv.value)
             mode = effective_versioning(bucket, current)
             if mode is not Versioning.DISABLED:
                 marker = ObjectRecord(
                     key=key, size=0, etag="", created_at=self.now_ms(), delete_marker=True, owner=owner
                 )
-                yield self.commit(replace(bucket, versioning=mode), marker)
+                guard = [Compare(okey, if_revision)] if if_revision is not None else []
+                yield self.commit(replace(bucket, versioning=mode), marker, extra_compares=guard)
                 return DeleteOutcome(wire_version_id(marker.version_id), True)
             if kv is None or current is None:
                 return DeleteOutcome(None, False)
             quota = self.quotas.unguarded(BucketScope.of(bucket), ZERO - record_usage(current))
             chunks, pages = yield self._removal(current)
             ops: list[Operation] = [Delete(okey), *pages, *quota.ops]
-            result = yield self._store.txn([Compare(okey, kv.mod_revision)], _dedupe(ops))
+            compares = [Compare(okey, kv.mod_revision)]
+            if if_revision is not None:
+                # A background expiry decided "unversioned" from the bucket
+                # as it read it; had versioning been turned on since, this
+                # would destroy what must become a noncurrent version.
+                compares.append(_unchanged_bucket(bucket))
+            result = yield self._store.txn(compares, _dedupe(ops))
             if result.succeeded:
                 self.quotas.committed(quota)
                 yield self._free(chunks, set())
                 return DeleteOutcome(None, False)
+            if if_revision is not None:
+                raise ConflictError("the object or its bucket changed since it was read")
         raise errors.SlowDown("Too many concurrent writes to this key")
 
     @inlineCallbacks
-    def _delete_version(self, bucket: Bucket, key: str, ref: VersionRef) -> Any:
+    def _delete_version(
+        self, bucket: Bucket, key: str, ref: VersionRef, if_revision: int | None = None
+    ) -> Any:
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
             located = yield self._locate(bucket, key, ref)
+            if if_revision is not None and (located is None or located.revision != if_revision):
+                raise ConflictError("the version changed since it was read")
             if located is None:
                 return DeleteOutcome(ref.text, False)
             gone = located.record

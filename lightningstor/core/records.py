@@ -19,7 +19,17 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lightningstor.core.types import Bucket, ChunkRef, CorsRule, ListEntry, Manifest, ObjectRecord, Versioning
+from lightningstor.core.types import (
+    Bucket,
+    ChunkRef,
+    CorsRule,
+    LifecycleFilter,
+    LifecycleRule,
+    ListEntry,
+    Manifest,
+    ObjectRecord,
+    Versioning,
+)
 
 _FORMAT = 1
 
@@ -51,6 +61,8 @@ def encode_bucket(b: Bucket) -> bytes:
         d["deleting"] = True
     if b.cors:  # only once configured: other records stay as they were
         d["cors"] = [_encode_cors_rule(r) for r in b.cors]
+    if b.lifecycle:  # the same: only once configured
+        d["lc"] = [_encode_lifecycle_rule(r) for r in b.lifecycle]
     return _dumps(d)
 
 
@@ -79,6 +91,55 @@ def _decode_cors_rule(d: dict[str, Any]) -> CorsRule:
     )
 
 
+# LifecycleRule fields stored when set: record name -> attribute.
+_LIFECYCLE_FIELDS = (
+    ("ed", "expiration_days"),
+    ("edate", "expiration_date"),
+    ("dm", "expired_object_delete_marker"),
+    ("nd", "noncurrent_days"),
+    ("nn", "newer_noncurrent_versions"),
+    ("ab", "abort_days"),
+)
+
+
+def _encode_lifecycle_rule(rule: LifecycleRule) -> dict[str, Any]:
+    """One lifecycle rule: id, status and form always, the rest when set."""
+    d: dict[str, Any] = {"id": rule.rule_id, "on": rule.enabled, "form": rule.form}
+    f = rule.filter
+    if f.prefix is not None:
+        d["p"] = f.prefix
+    if f.tags:
+        d["t"] = [list(tag) for tag in f.tags]
+    if f.size_greater_than is not None:
+        d["gt"] = f.size_greater_than
+    if f.size_less_than is not None:
+        d["lt"] = f.size_less_than
+    for name, attr in _LIFECYCLE_FIELDS:
+        value = getattr(rule, attr)
+        if value is not None:
+            d[name] = value
+    return d
+
+
+def _decode_lifecycle_rule(d: dict[str, Any]) -> LifecycleRule:
+    return LifecycleRule(
+        rule_id=d["id"],
+        enabled=bool(d["on"]),
+        form=d.get("form", "filter"),
+        filter=LifecycleFilter(
+            prefix=d.get("p"),
+            tags=tuple((k, v) for k, v in d.get("t", ())),
+            size_greater_than=d.get("gt"),
+            size_less_than=d.get("lt"),
+        ),
+        **{attr: d.get(name) for name, attr in _LIFECYCLE_FIELDS},
+    )
+
+
+def _decode_lifecycle(raw: list[dict[str, Any]]) -> tuple[LifecycleRule, ...]:
+    return tuple(_decode_lifecycle_rule(r) for r in raw)
+
+
 def decode_bucket(data: bytes) -> Bucket:
     d = _load_record(data)
     return Bucket(
@@ -97,6 +158,7 @@ def decode_bucket(data: bytes) -> Bucket:
         deleting=bool(d.get("deleting", False)),
         # Every bucket read decodes a record; most have no CORS rules.
         cors=_decode_cors(d["cors"]) if "cors" in d else (),
+        lifecycle=_decode_lifecycle(d["lc"]) if "lc" in d else (),
     )
 
 

@@ -52,6 +52,44 @@ class CorsRule:
     rule_id: str | None = None
 
 
+@dataclass(frozen=True)
+class LifecycleFilter:
+    """Which objects a lifecycle rule applies to: all of its conditions must
+    hold (a key prefix, tags the object must carry with these values, and
+    exclusive size bounds).  ``prefix`` None: not given (matches every key,
+    like the empty prefix, but is written back as it was sent)."""
+
+    prefix: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    size_greater_than: int | None = None
+    size_less_than: int | None = None
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """One rule of a bucket's lifecycle configuration
+    (PutBucketLifecycleConfiguration).  Validation, matching and when an
+    action is due live in :mod:`lightningstor.core.lifecycle`.
+
+    ``form`` is how the rule named its objects, so GetBucketLifecycle
+    answers what was sent: ``prefix`` (the legacy rule-level ``Prefix``),
+    ``filter`` (a ``Filter`` with at most one condition) or ``and``
+    (``Filter/And``).  Days are counted in lifecycle days (``[lifecycle]
+    day_seconds``); ``expiration_date`` is a midnight UTC in Unix seconds.
+    """
+
+    rule_id: str
+    enabled: bool
+    filter: LifecycleFilter = LifecycleFilter()
+    form: str = "filter"
+    expiration_days: int | None = None
+    expiration_date: int | None = None
+    expired_object_delete_marker: bool | None = None
+    noncurrent_days: int | None = None
+    newer_noncurrent_versions: int | None = None
+    abort_days: int | None = None
+
+
 @dataclass
 class Bucket:
     name: str
@@ -68,6 +106,8 @@ class Bucket:
     metadata: dict[str, str] = field(default_factory=dict)
     # The CORS configuration's rules in order (empty: none configured).
     cors: tuple[CorsRule, ...] = ()
+    # The lifecycle configuration's rules in order (empty: none configured).
+    lifecycle: tuple[LifecycleRule, ...] = ()
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False

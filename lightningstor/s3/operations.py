@@ -40,6 +40,9 @@ _BUCKET = {
     ("GET", "cors"): "GetBucketCors",
     ("PUT", "cors"): "PutBucketCors",
     ("DELETE", "cors"): "DeleteBucketCors",
+    ("GET", "lifecycle"): "GetBucketLifecycleConfiguration",
+    ("PUT", "lifecycle"): "PutBucketLifecycleConfiguration",
+    ("DELETE", "lifecycle"): "DeleteBucketLifecycle",
     ("OPTIONS", None): "PreflightCors",
 }
 

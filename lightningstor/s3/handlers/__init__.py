@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lightningstor.s3.handlers import attributes, buckets, cors, listing, multipart, objects, post_object
+from lightningstor.s3.handlers import (
+    attributes,
+    buckets,
+    cors,
+    lifecycle,
+    listing,
+    multipart,
+    objects,
+    post_object,
+)
 
 HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "ListBuckets": buckets.list_buckets,
@@ -43,6 +52,9 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "PutBucketCors": cors.put_bucket_cors,
     "DeleteBucketCors": cors.delete_bucket_cors,
     "PreflightCors": cors.preflight,
+    "GetBucketLifecycleConfiguration": lifecycle.get_bucket_lifecycle,
+    "PutBucketLifecycleConfiguration": lifecycle.put_bucket_lifecycle,
+    "DeleteBucketLifecycle": lifecycle.delete_bucket_lifecycle,
     "CreateMultipartUpload": multipart.create_multipart_upload,
     "UploadPart": multipart.upload_part,
     "UploadPartCopy": multipart.upload_part_copy,

@@ -15,7 +15,6 @@ from lightningstor import errors
 
 _ABSENT = {
     "policy": "NoSuchBucketPolicy",
-    "lifecycle": "NoSuchLifecycleConfiguration",
     "website": "NoSuchWebsiteConfiguration",
     "encryption": "ServerSideEncryptionConfigurationNotFoundError",
     "object-lock": "ObjectLockConfigurationNotFoundError",

@@ -1,0 +1,374 @@
+"""Applying buckets' lifecycle rules in the background (S3 lifecycle expiration).
+
+Every ``[lifecycle] interval_seconds`` the primary worker walks the bucket
+records; for each bucket with an enabled rule it reads, a page at a time,
+
+1. the current records under the rules' prefixes: a current version whose
+   ``Expiration`` is due is deleted through :meth:`ObjectManager.delete`,
+   which follows the bucket's versioning exactly as a DeleteObject does
+   (unversioned: removed; Enabled: a delete marker; Suspended: the null
+   delete marker).  A current delete marker that is its key's only version
+   (an "expired object delete marker") is removed by
+   ``ExpiredObjectDeleteMarker``, or by a Days / Date expiration once due;
+2. the noncurrent versions (``NoncurrentVersionExpiration``): newest first
+   per key, each noncurrent since its successor's creation, the
+   ``NewerNoncurrentVersions`` newest kept; due ones are deleted for good
+   by version id;
+3. the multipart uploads (``AbortIncompleteMultipartUpload``), aborted
+   through :meth:`MultipartManager.abort`.
+
+**Never deleting what a client wrote after the scan.**  Every deletion is
+conditional on the mod revision of the record the scan read
+(``ObjectManager.delete(..., if_revision=...)``): an overwrite, a new
+version, a tag change or a delete that lands in between makes the deletion
+a no-op (counted as ``skipped``); the next run looks again.  Upload ids are
+never reused, so an abort can only hit the upload that was read.
+
+**Bounded work.**  Store reads go to the store's thread pool and a pause
+between pages lets the reactor serve requests; one run makes at most
+``max_actions`` deletions and aborts and then stops; the next run starts
+with the bucket after the one where it stopped (and wraps around to that
+one), so a backlog in one bucket does not starve the others.  A failure on one object is logged and counted, and the
+walk goes on; a failure of the whole run is logged by the periodic service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from lightningstor import errors
+from lightningstor.core import keys, records
+from lightningstor.core.lifecycle import (
+    DAY_SECONDS,
+    abort_rule,
+    expiring_rule,
+    has_expiration,
+    marker_expiring_rule,
+    noncurrent_expiring_rule,
+    scan_prefixes,
+)
+from lightningstor.core.multipart import MultipartManager, decode_upload
+from lightningstor.core.objects import ConflictError, ObjectManager
+from lightningstor.core.types import Bucket, LifecycleRule
+from lightningstor.core.versions import wire_version_id
+from lightningstor.interfaces.metadata import IMetadataStore, KeyValue, prefix_end
+from lightningstor.periodic import PeriodicService
+
+log = Logger()
+
+PAGE = 500  # rows per metadata read
+
+
+@dataclass
+class LifecycleCounts:
+    """What one run did (logged, and counted by the metrics)."""
+
+    buckets: int = 0  # buckets with enabled rules walked
+    expired: int = 0  # current versions expired (removed, or hidden by a delete marker)
+    noncurrent: int = 0  # noncurrent versions deleted for good
+    markers: int = 0  # expired object delete markers removed
+    aborted: int = 0  # incomplete multipart uploads aborted
+    skipped: int = 0  # changed since the scan read them: left alone
+    failed: int = 0  # actions that failed (logged)
+    truncated: bool = False  # stopped at max_actions; the next run goes on
+
+    @property
+    def actions(self) -> int:
+        return self.expired + self.noncurrent + self.markers + self.aborted
+
+
+class LifecycleWorker:
+    """One walk over every bucket with lifecycle rules (:meth:`run`).
+
+    ``clock`` returns Unix seconds (injected: tests move time); ``pause``
+    returns a Deferred that fires when the walk may go on after a page (the
+    server passes :func:`reactor_pause`, a turn of the reactor, so a walk
+    through pages a store answers at once still lets requests in; tests pass
+    none); ``day_seconds`` is the length of a rule's day.
+    """
+
+    def __init__(
+        self,
+        store: IMetadataStore,
+        objects: ObjectManager,
+        multipart: MultipartManager,
+        clock: Callable[[], float],
+        *,
+        day_seconds: float = DAY_SECONDS,
+        max_actions: int = 10000,
+        page: int = PAGE,
+        pause: Callable[[], Deferred[Any]] | None = None,
+    ) -> None:
+        self._store = store
+        self._objects = objects
+        self._multipart = multipart
+        self._clock = clock
+        self.day_seconds = day_seconds
+        self.max_actions = max_actions
+        self._page = page
+        self._pause = pause or (lambda: succeed(None))
+        # Where the next run starts: after the bucket a truncated run stopped in.
+        self._resume: bytes | None = None
+
+    @inlineCallbacks
+    def run(self) -> Any:
+        """Deferred[LifecycleCounts] of one walk over every bucket."""
+        counts = LifecycleCounts()
+        now_ms = int(self._clock() * 1000)
+        end = prefix_end(keys.BUCKETS)
+        start = self._resume if self._resume is not None else keys.BUCKETS
+        self._resume = None
+        for lo, hi in ((start, end), (keys.BUCKETS, start)):
+            pos = lo
+            while pos < hi:
+                rows = yield self._store.scan(pos, hi, self._page)
+                for kv in rows:
+                    yield self._visit_bucket(kv, now_ms, counts)
+                    if counts.truncated:
+                        # The next run starts with the bucket after this one
+                        # and comes back to this one last: a bucket with more
+                        # due work than one run may do cannot starve the rest.
+                        self._resume = kv.key + b"\0"
+                        return counts
+                if len(rows) < self._page:
+                    break
+                pos = rows[-1].key + b"\0"
+                yield self._pause()
+        return counts
+
+    @inlineCallbacks
+    def _visit_bucket(self, kv: KeyValue, now_ms: int, counts: LifecycleCounts) -> Any:
+        try:
+            bucket = records.decode_bucket(kv.value)
+        except Exception:
+            return  # not a bucket record: nothing of ours
+        rules = [r for r in bucket.lifecycle if r.enabled]
+        if not rules:
+            return
+        bucket.revision = kv.mod_revision
+        counts.buckets += 1
+        try:
+            yield self._bucket(bucket, rules, now_ms, counts)
+        except errors.NoSuchBucket:
+            pass  # deleted while walked
+        except Exception:
+            counts.failed += 1
+            log.failure("Lifecycle rules of bucket {bucket} failed", bucket=bucket.name)
+
+    @inlineCallbacks
+    def _bucket(
+        self, bucket: Bucket, rules: list[LifecycleRule], now_ms: int, counts: LifecycleCounts
+    ) -> Any:
+        for prefix in scan_prefixes(rules, has_expiration):
+            yield self._current(bucket, rules, prefix, now_ms, counts)
+        for prefix in scan_prefixes(rules, lambda r: r.noncurrent_days is not None):
+            yield self._noncurrent(bucket, rules, prefix, now_ms, counts)
+        for prefix in scan_prefixes(rules, lambda r: r.abort_days is not None):
+            yield self._uploads(bucket, rules, prefix, now_ms, counts)
+
+    @inlineCallbacks
+    def _walk(self, start: bytes, visit: Callable[[KeyValue], Any], counts: LifecycleCounts) -> Any:
+        """Call ``visit`` (which may return a Deferred) for every row under
+        ``start`` (a key prefix), a page at a time, until the run is
+        truncated."""
+        end = prefix_end(start)
+        pos = start
+        while not counts.truncated:
+            rows = yield self._store.scan(pos, end, self._page)
+            for kv in rows:
+                if counts.truncated:
+                    return
+                yield visit(kv)
+            if len(rows) < self._page:
+                return
+            pos = rows[-1].key + b"\0"
+            yield self._pause()
+
+    # -- current versions --------------------------------------------------------
+
+    def _current(
+        self, bucket: Bucket, rules: list[LifecycleRule], prefix: str, now_ms: int, counts: LifecycleCounts
+    ) -> Any:
+        def visit(kv: KeyValue) -> Any:
+            record = records.decode_object(kv.value)
+            if record.delete_marker:
+                return self._marker(bucket, rules, kv, record, now_ms, counts)
+            rule = expiring_rule(
+                rules, record.key, record.size, record.tags, record.created_at, now_ms, self.day_seconds
+            )
+            if rule is None:
+                return None
+            return self._act(
+                counts,
+                "expired",
+                lambda: self._objects.delete(
+                    bucket, record.key, owner=bucket.created_by, if_revision=kv.mod_revision
+                ),
+            )
+
+        return self._walk(keys.object_key(bucket.bucket_id, prefix), visit, counts)
+
+    @inlineCallbacks
+    def _marker(
+        self,
+        bucket: Bucket,
+        rules: list[LifecycleRule],
+        kv: KeyValue,
+        record: Any,
+        now_ms: int,
+        counts: LifecycleCounts,
+    ) -> Any:
+        rule = marker_expiring_rule(rules, record.key, record.created_at, now_ms, self.day_seconds)
+        if rule is None:
+            return
+        # Only a marker with no noncurrent version left is "expired".  A
+        # version appears only by demoting the current record, which moves
+        # its revision, so the conditional delete below covers the race.
+        vprefix = keys.key_versions_prefix(bucket.bucket_id, record.key)
+        older = yield self._store.scan(vprefix, prefix_end(vprefix), 1)
+        if older:
+            return
+        yield self._act(
+            counts,
+            "markers",
+            lambda: self._objects.delete(
+                bucket, record.key, wire_version_id(record.version_id), if_revision=kv.mod_revision
+            ),
+        )
+
+    # -- noncurrent versions ------------------------------------------------------
+
+    def _noncurrent(
+        self, bucket: Bucket, rules: list[LifecycleRule], prefix: str, now_ms: int, counts: LifecycleCounts
+    ) -> Any:
+        # Versions are stored per key, newest first: each one became
+        # noncurrent when the next newer one (the current record, for the
+        # newest) was created.  State carried across rows and pages:
+        state: dict[str, Any] = {"key": None, "successor": None, "newer": 0}
+
+        @inlineCallbacks
+        def visit(kv: KeyValue) -> Any:
+            version = records.decode_object(kv.value)
+            if version.key != state["key"]:
+                state["key"], state["newer"] = version.key, 0
+                current = yield self._store.get(keys.object_key(bucket.bucket_id, version.key))
+                state["successor"] = (
+                    None if current is None else records.decode_object(current.value).created_at
+                )
+            since, newer = state["successor"], state["newer"]
+            state["successor"], state["newer"] = version.created_at, newer + 1
+            if since is None:
+                return  # no current record: the key is being changed; the next run sees it settled
+            size, tags = (0, {}) if version.delete_marker else (version.size, version.tags)
+            rule = noncurrent_expiring_rule(
+                rules, version.key, size, tags, since, newer, now_ms, self.day_seconds
+            )
+            if rule is None:
+                return
+            yield self._act(
+                counts,
+                "noncurrent",
+                lambda: self._objects.delete(
+                    bucket, version.key, wire_version_id(version.version_id), if_revision=kv.mod_revision
+                ),
+            )
+
+        start = keys.versions_prefix(bucket.bucket_id) + prefix.encode("utf-8")
+        return self._walk(start, visit, counts)
+
+    # -- multipart uploads ------------------------------------------------------------
+
+    def _uploads(
+        self, bucket: Bucket, rules: list[LifecycleRule], prefix: str, now_ms: int, counts: LifecycleCounts
+    ) -> Any:
+        def visit(kv: KeyValue) -> Any:
+            upload = decode_upload(kv.value)
+            if abort_rule(rules, upload.key, upload.initiated_at, now_ms, self.day_seconds) is None:
+                return None
+            return self._act(
+                counts, "aborted", lambda: self._multipart.abort(bucket, upload.key, upload.upload_id)
+            )
+
+        start = keys.uploads_prefix(bucket.bucket_id) + prefix.encode("utf-8")
+        return self._walk(start, visit, counts)
+
+    # -- acting ------------------------------------------------------------------------
+
+    @inlineCallbacks
+    def _act(self, counts: LifecycleCounts, kind: str, action: Callable[[], Any]) -> Any:
+        """Run one deletion or abort and count it.  Lost races are skipped;
+        any other failure of one object is logged and the walk goes on,
+        except NoSuchBucket, which ends the bucket's walk."""
+        try:
+            yield action()
+        except (ConflictError, errors.NoSuchUpload):
+            counts.skipped += 1
+            return
+        except errors.NoSuchBucket:
+            raise
+        except Exception:
+            counts.failed += 1
+            log.failure("A lifecycle action ({kind}) failed", kind=kind)
+            return
+        setattr(counts, kind, getattr(counts, kind) + 1)
+        if counts.actions >= self.max_actions:
+            counts.truncated = True
+
+
+class LifecycleService(PeriodicService):
+    """Runs :meth:`LifecycleWorker.run` every ``interval_seconds`` (first run
+    one interval after start), in the primary worker only; ``on_run`` gets
+    each run's :class:`LifecycleCounts` (the metrics)."""
+
+    description = "lifecycle run"
+
+    def __init__(
+        self,
+        worker: LifecycleWorker,
+        reactor: Any,
+        *,
+        interval_seconds: float = 3600.0,
+        on_run: Callable[[LifecycleCounts], None] | None = None,
+    ) -> None:
+        super().__init__(reactor, interval_seconds)
+        self.worker = worker
+        self.on_run = on_run
+
+    def run_once(self) -> Any:
+        """Deferred[LifecycleCounts | None]; failures are logged, never raised
+        (a raising LoopingCall would stop for good)."""
+
+        def report(counts: LifecycleCounts) -> LifecycleCounts:
+            if counts.actions or counts.failed or counts.truncated:
+                log.info(
+                    "Lifecycle: {expired} expired, {noncurrent} noncurrent versions and {markers} delete "
+                    "markers deleted, {aborted} uploads aborted, {skipped} skipped, {failed} failed "
+                    "in {buckets} buckets{more}",
+                    expired=counts.expired,
+                    noncurrent=counts.noncurrent,
+                    markers=counts.markers,
+                    aborted=counts.aborted,
+                    skipped=counts.skipped,
+                    failed=counts.failed,
+                    buckets=counts.buckets,
+                    more=" (stopped at the limit; the next run goes on)" if counts.truncated else "",
+                )
+            if self.on_run is not None:
+                self.on_run(counts)
+            return counts
+
+        d: Deferred[Any] = self.worker.run()
+        d.addCallback(report)
+        d.addErrback(lambda f: log.failure("Lifecycle run failed", f))
+        return d
+
+
+def reactor_pause(reactor: Any) -> Callable[[], Deferred[Any]]:
+    """A pause of one reactor turn, between pages of a walk."""
+    return lambda: deferLater(reactor, 0, lambda: None)
