@@ -777,9 +777,9 @@ def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:
     if backend == "distributed" and table.given("nodes") and not nodes:
         table.problem("nodes", "must list at least one node when storage.backend is 'distributed'")
     # Beyond the spec's keys: node zones (parallel to ``nodes``), the write
-    # quorum (default: a majority of replication_factor) and the repair
-    # interval.  They appear in the result only when given, so the backend
-    # owns their defaults.
+    # quorum (default: a majority of replication_factor), the repair
+    # interval and whether repair trims extra copies.  They appear in the
+    # result only when given, so the backend owns their defaults.
     extra: dict[str, Any] = {}
     zones = table.optional("zones", _list_of(_str))
     if zones is not None:
@@ -794,6 +794,9 @@ def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:
     repair = table.optional("repair_interval_seconds", _float(0, 86400))
     if repair is not None:
         extra["repair_interval_seconds"] = repair
+    trim = table.optional("trim_extra_copies", _bool)
+    if trim is not None:
+        extra["trim_extra_copies"] = trim
     extra.update(_read_distributed_tls(table, nodes))
     table.finish()
     return {"nodes": nodes, "replication_factor": replication, "placement_strategy": strategy, **extra}

@@ -8,7 +8,8 @@ Reads ask the chunk's placement first and then every other node, moving on
 after a missing, corrupted (the node verifies its block CRCs) or unreachable
 replica; the ChunkManager verifies the chunk's CRC over full reads on top.
 Deletes go to every node (a chunk may sit off its placement after nodes were
-added); an unreachable node keeps its copy until repair/GC.
+added, until repair trims that copy); an unreachable node keeps its copy
+until repair/GC.
 
 A node whose disk is full refuses writes with RESOURCE_EXHAUSTED, which the
 node client raises as ``StorageFull`` (:class:`~lightningstor.storage.nodeclient.NodeFull`);
@@ -17,8 +18,11 @@ refused by a full node goes to a spare instead: the next node of the chunk's
 rendezvous ranking that is not in its placement and takes it (spares are
 shared by the chunk's copies, so two copies never land on one node).  Reads
 already fall back to the ranking, so they find it, and repair copies the
-chunk to its placement node once that node has room again (the spare's copy
-stays, harmless, as after nodes are added).  With ``zone_aware`` placement a
+chunk to its placement node once that node has room again; the spare's copy
+is then extra, like the old copies after nodes are added, and repair
+deletes ("trims") it once every placement node holds the chunk (the rules
+are in :mod:`lightningstor.storage.repair`; ``trim_extra_copies = false``
+keeps extra copies).  With ``zone_aware`` placement a
 spare may share a zone with another copy: space beats zone spread.  So with
 more nodes than replicas a full node no longer refuses the chunks placed on
 it while others have room.  A write whose quorum is lost because of full
@@ -431,7 +435,8 @@ class DistributedBackend:
 @implementer(IPlugin, IStorageBackendFactory)
 class DistributedStorageFactory:
     """Builds :class:`DistributedBackend` from ``[storage.distributed]``
-    (validated by :mod:`lightningstor.config`) and starts its repair loop.
+    (validated by :mod:`lightningstor.config`) and starts its repair loop
+    (which also trims extra copies unless ``trim_extra_copies`` is false).
     ``https://`` nodes get mutual TLS with the ``tls_*_file`` settings."""
 
     name = "distributed"
@@ -463,8 +468,11 @@ class DistributedStorageFactory:
         except ValueError as e:
             raise ConfigError(f"storage.distributed: {e}") from None
         interval = float(section.get("repair_interval_seconds", DEFAULT_REPAIR_INTERVAL))
+        trim = section.get("trim_extra_copies", True)
+        if not isinstance(trim, bool):
+            raise ConfigError(f"storage.distributed.trim_extra_copies: expected true or false, got {trim!r}")
         if interval > 0:
-            backend.repairer = Repairer(backend, context.reactor, interval=interval)
+            backend.repairer = Repairer(backend, context.reactor, interval=interval, trim=trim)
             context.reactor.callWhenRunning(backend.repairer.start)
         return backend
 

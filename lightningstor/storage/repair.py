@@ -1,13 +1,14 @@
-"""Restoring the replica count of the distributed backend's chunks.
+"""Restoring the replica count of the distributed backend's chunks, and
+reclaiming the copies that are no longer needed.
 
 Every ``interval`` seconds (a ``LoopingCall`` on the injected reactor) the
 repairer lists the chunks of every node that answers, and for each chunk
 makes sure every node of its current placement holds a copy, copying from a
 node that has it.  That covers a node that was down during a write, a node
 that came back empty (disk replaced), and nodes added to the cluster (the
-chunk's new placement gets its copy; the old copy stays, harmless, and is
-still found by reads).  With ``random`` placement there is no fixed
-placement, so a chunk with fewer than N copies gets new ones on random nodes.
+chunk's new placement gets its copy).  With ``random`` placement there is no
+fixed placement, so a chunk with fewer than N copies gets new ones on random
+nodes.
 
 Nodes that do not answer the listing are left alone: they may come back with
 their data.  A run copies at most ``max_copies`` chunks, so one run is
@@ -20,10 +21,67 @@ more copies (each would read the chunk from a source only to be refused);
 those chunks are counted as ``copies_deferred``, outside ``max_copies``, so
 a full node cannot use up a run that other nodes' repairs need.  The next
 run tries the node again, so repair resumes by itself once space is freed.
+
+Trimming extra copies
+---------------------
+Two things leave a copy on a node outside the chunk's current placement:
+nodes added to the cluster (the chunk moved to its new placement, the old
+copy is still there) and a full placement node (the write spilled that copy
+to a spare; repair later copied the chunk to the placement node once it had
+room).  Kept forever, such copies use the space twice and the old nodes of
+an expanded cluster never get emptier, so after its copies a run deletes
+them ("trims"), but only when the copy is provably redundant:
+
+* the placement is fixed: never with ``random`` placement (a chunk has no
+  home there, so no copy is "extra");
+* every node of the cluster answered this run's listing: a node that is
+  down may hold, or lack, anything, so a run with one missing trims nothing;
+* every node of the chunk's placement holds the chunk, by this run's
+  listing or because this run copied it there, and those are at least
+  ``replication_factor`` distinct nodes, so at least N copies remain;
+* the same copy was found extra by the previous run as well (two
+  consecutive runs of this process; see below);
+* right before the delete, every placement node confirms, by a ``has``
+  call, that it still holds the chunk (the listing may be minutes old);
+* at most ``max_trims`` deletions per run; the rest waits for the next run.
+
+A run that cannot trim (a node down, trimming off, ``random``) forgets the
+copies it had seen extra, so after an outage two clean runs are needed again.
+The copies awaiting their second run are remembered in memory, at most
+``10 * max_trims`` of them; a copy not remembered is simply seen again later.
+
+Several API servers, different node lists
+-----------------------------------------
+Every API server runs its own repairer, and each judges "extra" by its own
+node list.  During a rolling configuration change (a node added on some
+servers but not yet on others) one server's placement differs from
+another's: server B (with the new node) trims the copy that server A's
+placement wants, A copies it back, B trims it again...  The confirmation
+keeps this from deleting every copy of a chunk as long as every server
+names each node by the *same URL* (the rendezvous score is computed from
+the URL).  Take the node ranked first for the chunk among all the nodes any
+server lists: it is in the placement of every server that lists it (both
+strategies take the top-ranked node first), so none of them ever trims it;
+if one of them trims at all, it first confirmed that node's copy, which
+then survives.  If none of them trims, the same holds for the node ranked
+first among the remaining servers' nodes, and so on.  What disagreement
+still costs is churn (copies made and deleted again every run) and, with
+``zone_aware`` placement or different ``zones``, a chunk may briefly keep
+fewer than N copies (with ``consistent_hash`` it keeps N: no server trims
+a node ranked above its own placement's last node, so the placement of the
+trimming server whose last node ranks highest stays whole).  Two mitigations limit that: a copy is trimmed
+only when seen extra in two consecutive runs (so a server restarted with a
+new node list trims nothing before its second run, two intervals after the
+start: a rolling restart finished within that window causes no churn at
+all), and ``trim_extra_copies = false`` turns trimming off, for a
+configuration change that cannot be rolled out quickly.  The rule remains:
+every API server must list the same nodes, spelled the same, with the same
+zones, ``replication_factor`` and ``placement_strategy``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +93,10 @@ from lightningstor.errors import StorageFull
 from lightningstor.storage.placement import NodeAddress
 
 log = Logger()
+
+# How many copies seen extra (awaiting their second run) are remembered, per
+# allowed trim: bounds the memory after a large expansion.
+_REMEMBER_PER_TRIM = 10
 
 
 @dataclass
@@ -48,17 +110,38 @@ class RepairReport:
     nodes_skipped: list[str] = field(default_factory=list)
     nodes_full: list[str] = field(default_factory=list)
     truncated: bool = False
+    # Trimming (see the module docstring).
+    copies_trimmed: int = 0  # extra copies deleted
+    trims_failed: int = 0  # deletes of extra copies that failed
+    trims_pending: int = 0  # extra copies seen for the first time: trimmed by a later run
+    trims_unconfirmed: int = 0  # chunks not trimmed: a placement node no longer confirmed its copy
+    trims_truncated: bool = False  # max_trims reached
+    trim_skipped: str | None = None  # why this run trimmed nothing at all, if it could not
 
 
 class Repairer:
-    """Periodic re-replication for a :class:`DistributedBackend`."""
+    """Periodic re-replication (and trimming of extra copies) for a
+    :class:`DistributedBackend`; see the module docstring."""
 
-    def __init__(self, backend: Any, reactor: Any, *, interval: float = 60.0, max_copies: int = 1000) -> None:
+    def __init__(
+        self,
+        backend: Any,
+        reactor: Any,
+        *,
+        interval: float = 60.0,
+        max_copies: int = 1000,
+        max_trims: int = 1000,
+        trim: bool = True,
+    ) -> None:
         self.backend = backend
         self.reactor = reactor
         self.interval = interval
         self.max_copies = max_copies
+        self.max_trims = max_trims
+        self.trim = trim
         self.last_report: RepairReport | None = None
+        # Copies found extra by the previous run: (chunk id, node).
+        self._extra_seen: set[tuple[str, NodeAddress]] = set()
         self._loop = LoopingCall(self._tick)
         self._loop.clock = reactor
         self._running: defer.Deferred[Any] | None = None
@@ -97,6 +180,7 @@ class Repairer:
                 holders.setdefault(info.chunk_id, set()).add(node)
         report.chunks_seen = len(holders)
         full: set[NodeAddress] = set()
+        received: dict[str, set[NodeAddress]] = {}
         for chunk_id in sorted(holders):
             have = holders[chunk_id]
             missing = self._missing(chunk_id, have, set(by_node))
@@ -110,14 +194,17 @@ class Repairer:
             if report.copies_made + report.copies_failed >= self.max_copies:
                 report.truncated = True
                 break
-            ok = yield self._copy(chunk_id, have, targets, full)
-            if ok:
+            done = yield self._copy(chunk_id, have, targets, full)
+            if done:
+                received[chunk_id] = done
+            if len(done) == len(targets):
                 report.copies_made += 1
             else:
                 report.copies_failed += 1
         report.nodes_full = sorted(node.address for node in full)
         if full:
             log.warn("Chunk repair: node(s) {nodes} refused copies, disk full", nodes=", ".join(report.nodes_full))
+        yield self._trim(report, holders, received, set(by_node))
         self.last_report = report
         if report.copies_made or report.copies_failed:
             log.info(
@@ -125,6 +212,15 @@ class Repairer:
                 made=report.copies_made,
                 failed=report.copies_failed,
                 seen=report.chunks_seen,
+            )
+        if report.copies_trimmed or report.trims_failed or report.trims_unconfirmed:
+            log.info(
+                "Chunk repair: {trimmed} extra copies trimmed, {failed} failed, {unconfirmed} chunks kept "
+                "(a placement node did not confirm its copy), {pending} more extra copies pending",
+                trimmed=report.copies_trimmed,
+                failed=report.trims_failed,
+                unconfirmed=report.trims_unconfirmed,
+                pending=report.trims_pending,
             )
         return report
 
@@ -144,7 +240,8 @@ class Repairer:
         self, chunk_id: str, sources: set[NodeAddress], targets: list[NodeAddress], full: set[NodeAddress]
     ) -> Any:
         """Read ``chunk_id`` from a good source and write it to ``targets``;
-        targets that refuse for lack of space are added to ``full``."""
+        Deferred[set] of the targets that now hold it.  Targets that refuse
+        for lack of space are added to ``full``."""
         data = None
         for source in sorted(sources, key=lambda node: node.address):
             try:
@@ -154,11 +251,113 @@ class Repairer:
                 log.warn("Repair: cannot read chunk {chunk_id} from {node}: {error}",
                          chunk_id=chunk_id, node=source.address, error=e)
         if data is None:
-            return False
+            return set()
         results = yield defer.DeferredList(
             [self.backend.call(target, "put", chunk_id, data) for target in targets], consumeErrors=True
         )
+        done: set[NodeAddress] = set()
         for target, (ok, value) in zip(targets, results, strict=True):
-            if not ok and value.check(StorageFull):
+            if ok:
+                done.add(target)
+            elif value.check(StorageFull):
                 full.add(target)
-        return all(ok for ok, _ in results)
+        return done
+
+    # -- trimming ----------------------------------------------------------------
+
+    def _why_not_trim(self, report: RepairReport) -> str | None:
+        """Why this run may trim nothing at all, or None if it may."""
+        if not self.trim:
+            return "trimming is off"
+        if self.backend.placement_strategy == "random":
+            return "random placement has no fixed home"
+        if report.nodes_skipped:
+            return "node(s) did not answer the listing: " + ", ".join(report.nodes_skipped)
+        return None
+
+    @defer.inlineCallbacks
+    def _trim(
+        self,
+        report: RepairReport,
+        holders: dict[str, set[NodeAddress]],
+        received: dict[str, set[NodeAddress]],
+        answering: set[NodeAddress],
+    ) -> Any:
+        """Delete the extra copies that are provably redundant (see the
+        module docstring); remember those seen for the first time."""
+        report.trim_skipped = self._why_not_trim(report)
+        if report.trim_skipped is not None:
+            self._extra_seen = set()  # two clean runs in a row are needed again
+            return
+        backend = self.backend
+        previous = self._extra_seen
+        seen: set[tuple[str, NodeAddress]] = set()
+        remember = self.max_trims * _REMEMBER_PER_TRIM
+        deletes = 0  # asked for this run, whatever their outcome
+        for chunk_id in sorted(holders):
+            home = set(backend.placement(chunk_id))
+            extra = holders[chunk_id] - home
+            if not extra:
+                continue
+            have = holders[chunk_id] | received.get(chunk_id, set())
+            if not home <= (have & answering) or len(home) < backend.replication_factor:
+                continue  # not (yet) N copies on the placement: every copy counts
+            due = _by_address(node for node in extra if (chunk_id, node) in previous)
+            for node in _by_address(extra):
+                if (chunk_id, node) not in previous and len(seen) < remember:
+                    seen.add((chunk_id, node))
+                    report.trims_pending += 1
+            if not due:
+                continue
+            if deletes + len(due) > self.max_trims:
+                report.trims_truncated = True
+                seen.update((chunk_id, node) for node in due)  # still due next run
+                continue
+            confirmed = yield self._confirm(chunk_id, home)
+            if not confirmed:
+                report.trims_unconfirmed += 1
+                continue
+            deletes += len(due)
+            yield self._delete_extra(chunk_id, due, report, seen)
+        self._extra_seen = seen
+
+    @defer.inlineCallbacks
+    def _confirm(self, chunk_id: str, home: set[NodeAddress]) -> Any:
+        """Deferred[bool]: every node of ``home`` says, now, that it holds
+        ``chunk_id`` (an error or a "no" from any of them is a no)."""
+        nodes = _by_address(home)
+        results = yield defer.DeferredList(
+            [self.backend.call(node, "has", chunk_id) for node in nodes], consumeErrors=True
+        )
+        for node, (ok, value) in zip(nodes, results, strict=True):
+            if not ok or value is not True:
+                log.info("Repair: not trimming chunk {chunk_id}: placement node {node} did not confirm it ({why})",
+                         chunk_id=chunk_id, node=node.address, why=value.value if not ok else "missing")
+                return False
+        return True
+
+    @defer.inlineCallbacks
+    def _delete_extra(
+        self, chunk_id: str, nodes: list[NodeAddress], report: RepairReport, seen: set[tuple[str, NodeAddress]]
+    ) -> Any:
+        """Delete ``chunk_id`` on ``nodes`` (its confirmed extra copies); a
+        failed delete stays remembered, so the next run may retry it."""
+        results = yield defer.DeferredList(
+            [self.backend.call(node, "delete", chunk_id) for node in nodes], consumeErrors=True
+        )
+        for node, (ok, value) in zip(nodes, results, strict=True):
+            if ok:
+                # False: gone already (its object was deleted meanwhile).
+                report.copies_trimmed += int(value is True)
+                log.debug("Repair: trimmed the extra copy of chunk {chunk_id} on {node}",
+                          chunk_id=chunk_id, node=node.address)
+            else:
+                report.trims_failed += 1
+                seen.add((chunk_id, node))  # still extra: try again next run
+                log.warn("Repair: trimming the extra copy of chunk {chunk_id} on {node} failed: {error}",
+                         chunk_id=chunk_id, node=node.address, error=value.value)
+
+
+def _by_address(nodes: Iterable[NodeAddress]) -> list[NodeAddress]:
+    """``nodes`` in a stable order (runs and logs are reproducible)."""
+    return sorted(nodes, key=lambda node: node.address)

@@ -107,10 +107,12 @@ class NodeProcess:
             return {c for c in chunk_ids if stub.HasChunk(pb.HasChunkRequest(chunk_id=c), timeout=10).exists}
 
 
-def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: float, write_quorum: int | None = None) -> str:
+def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: float, write_quorum: int | None = None,
+                       replication_factor: int = 3, placement_strategy: str = "zone_aware") -> str:
     """The API server's config for ``nodes``: the distributed backend with 1 MiB
     chunks, nothing inline (every byte goes to the nodes), three zone-aware
-    copies (``write_quorum`` of them required; default a majority), and
+    copies (unless ``replication_factor``/``placement_strategy`` say
+    otherwise; ``write_quorum`` of them required, default a majority), and
     repair every ``repair_interval_seconds`` (0: off)."""
     config = (
         "[storage]\n"
@@ -120,8 +122,8 @@ def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: flo
         "[storage.distributed]\n"
         "nodes = [" + ", ".join(f'"{n.url}"' for n in nodes) + "]\n"
         "zones = [" + ", ".join(f'"{n.zone}"' for n in nodes) + "]\n"
-        "replication_factor = 3\n"
-        'placement_strategy = "zone_aware"\n'
+        f"replication_factor = {replication_factor}\n"
+        f'placement_strategy = "{placement_strategy}"\n'
         f"repair_interval_seconds = {repair_interval_seconds}\n"
     )
     if write_quorum is not None:
