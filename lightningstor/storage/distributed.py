@@ -4,7 +4,9 @@ Each chunk goes to ``replication_factor`` (N) nodes chosen by the placement
 strategy (:mod:`lightningstor.storage.placement`); a write is acknowledged
 once ``write_quorum`` (default: a majority) of them hold it durably, and the
 copies that failed are left to :class:`~lightningstor.storage.repair.Repairer`.
-Reads ask the chunk's placement first and then every other node, moving on
+Reads ask the chunk's placement first (while a write of the same id is in
+flight, the nodes it has already reached before the others, so an
+overwrite acknowledged at its quorum is read back) and then every other node, moving on
 after a missing, corrupted (the node verifies its block CRCs) or unreachable
 replica; the ChunkManager verifies the chunk's CRC over full reads on top.
 Deletes go to every node (a chunk may sit off its placement after nodes were
@@ -154,6 +156,9 @@ class DistributedBackend:
         self._rng = rng or random.Random()
         self._running = Running()
         self._writing: dict[str, defer.Deferred[Any]] = {}
+        # For each write in flight, the nodes whose copy is already written:
+        # reads try those first (see _first_replica).
+        self._acked: dict[str, set[NodeAddress]] = {}
         self.repairer: Any = None
 
     # -- helpers ---------------------------------------------------------------
@@ -185,7 +190,15 @@ class DistributedBackend:
         _check_id(chunk_id)
         corrupted: list[str] = []
         unavailable: list[str] = []
-        for node in self.read_order(chunk_id):
+        order = self.read_order(chunk_id)
+        acked = self._acked.get(chunk_id)
+        if acked:
+            # A write of this id is still in flight (acknowledged at its
+            # quorum, stragglers still running): a node it has not reached
+            # yet may hold an older copy under the same id, so the copies
+            # already written are read first (read-your-writes).
+            order = [n for n in order if n in acked] + [n for n in order if n not in acked]
+        for node in order:
             try:
                 value = yield self.call(node, method, chunk_id, *args)
             except ChunkNotFound:
@@ -226,15 +239,18 @@ class DistributedBackend:
             return settled(previous).addCallback(lambda _: self.put_chunk(chunk_id, payload))
         home = self.placement(chunk_id)
         spares = _Spares([node for node in placement.ranking(chunk_id, self.nodes) if node not in home])
-        calls = [self._put_copy(node, chunk_id, payload, spares) for node in home]
+        acked: set[NodeAddress] = set()
+        calls = [self._put_copy(node, chunk_id, payload, spares).addCallback(acked.add) for node in home]
         # Every replica write, stragglers included, for delete_chunk to wait on:
         # a late copy landing after a delete would bring the chunk back.
         everything = defer.DeferredList(list(calls), consumeErrors=False)
         self._writing[chunk_id] = everything
+        self._acked[chunk_id] = acked
 
         def written(result: Any) -> Any:
             if self._writing.get(chunk_id) is everything:
                 del self._writing[chunk_id]
+                del self._acked[chunk_id]
             return result
 
         everything.addBoth(written)
@@ -247,8 +263,9 @@ class DistributedBackend:
         spare that takes it.  Fails with the node's ``NodeFull`` when every
         spare tried was full too (or none is left), and with the first other
         error a spare gave if one did (a spare that is down might have taken
-        the copy: that is not a lack of space)."""
-        d = self.call(node, "put", chunk_id, payload)
+        the copy: that is not a lack of space).  Fires with the node that
+        holds the copy."""
+        d = self.call(node, "put", chunk_id, payload).addCallback(lambda _: node)
 
         def full(failure: Failure) -> Any:
             failure.trap(NodeFull)
@@ -264,7 +281,7 @@ class DistributedBackend:
             return other if other is not None else full
         log.info("Chunk {chunk_id}: a placement node is full, writing the copy to spare {node}",
                  chunk_id=chunk_id, node=spare.address)
-        d = self.call(spare, "put", chunk_id, payload)
+        d = self.call(spare, "put", chunk_id, payload).addCallback(lambda _: spare)
 
         def refused(failure: Failure) -> Any:
             if failure.check(NodeFull):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 from zope.interface.verify import verifyObject
@@ -239,6 +239,31 @@ async def holders(backend: DistributedBackend, chunk_id: str) -> set[NodeAddress
         if await client.backend.chunk_exists(chunk_id):
             found.add(node)
     return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_overwrite_is_read_back_while_a_copy_still_lags(tmp_path: Path, pool: ThreadPool) -> None:
+    """put_chunk fires at its quorum; a read right after must not be served
+    by the replica that has not received the new bytes yet and still holds
+    the old ones under the same id (read-your-writes)."""
+    backend = make_backend(tmp_path, reactor_(), pool)
+    chunk_id = "ab" * 16
+    lagging = backend.read_order(chunk_id)[0]  # the replica a read would ask first
+    await backend.put_chunk(chunk_id, b"old bytes")
+    while len(await holders(backend, chunk_id)) < 3:  # every copy of the first write landed
+        await deferLater(reactor_(), 0.01, lambda: None)
+    client: Any = backend.clients[lagging]
+    gate = threading.Event()
+    put = client.put
+    client.put = lambda cid, data: (gate.wait(30), put(cid, data))[1]
+    try:
+        await backend.put_chunk(chunk_id, b"new bytes")  # the quorum: the two other nodes
+        assert await backend.get_chunk(chunk_id) == b"new bytes"
+        assert await backend.get_chunk_range(chunk_id, 0, 3) == b"new"
+    finally:
+        gate.set()
+    await backend.put_chunk(chunk_id, b"newest")  # waits for the lagging copy first
+    assert await backend.get_chunk(chunk_id) == b"newest"
 
 
 @pytest_twisted.ensureDeferred
