@@ -392,6 +392,7 @@ def _assemble(
         max_object_size_bytes=settings.limits.max_object_size_bytes,
         max_delete_keys=settings.limits.max_delete_keys,
         max_inflight_upload_bytes=settings.limits.max_inflight_upload_bytes,
+        lifecycle_day_seconds=settings.lifecycle.day_seconds,
     )
     api = S3Api(core, options)
     metrics = attach_metrics(

@@ -243,6 +243,28 @@ def expiration_due_ms(rule: LifecycleRule, created_ms: int, day_seconds: float =
     return None
 
 
+def expiration_of(
+    rules: Iterable[LifecycleRule],
+    key: str,
+    size: int,
+    tags: Mapping[str, str],
+    created_ms: int,
+    day_seconds: float = DAY_SECONDS,
+) -> tuple[int, LifecycleRule] | None:
+    """(due time, rule) of the earliest Days / Date expiration that applies
+    to a current version, due or not; None if no rule expires it.  What
+    ``x-amz-expiration`` reports: the service expires the version once any
+    of its rules is due, so the earliest one decides."""
+    earliest: tuple[int, LifecycleRule] | None = None
+    for rule in rules:
+        if not matches(rule, key, size, tags):
+            continue
+        due = expiration_due_ms(rule, created_ms, day_seconds)
+        if due is not None and (earliest is None or due < earliest[0]):
+            earliest = (due, rule)
+    return earliest
+
+
 def expiring_rule(
     rules: Iterable[LifecycleRule],
     key: str,

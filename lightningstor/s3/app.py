@@ -70,6 +70,9 @@ class S3Options:
     max_delete_keys: int = 1000
     server_name: str = "LightningStor"
     max_inflight_upload_bytes: int = DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES
+    # The length of a lifecycle rule's day ([lifecycle] day_seconds), for
+    # the expiry date x-amz-expiration reports.
+    lifecycle_day_seconds: float = 86400.0
 
 
 @dataclass

@@ -10,6 +10,7 @@ Expiry is awaited by polling with a deadline, never by fixed sleeps.
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import http.client
 import json
@@ -323,3 +324,41 @@ def test_rules_and_expiry_on_etcd(tmp_path: Path) -> None:
         if server is not None:
             server.stop()
         etcd.stop()
+
+
+# -- x-amz-expiration ---------------------------------------------------------------
+
+
+def test_expiration_header_on_put_head_and_get(lc_server: ServerProcess, s3: Any, bucket: str) -> None:
+    """PUT, HEAD and GET of a current version a rule expires report when
+    and by which rule (its ID URL-encoded, as AWS sends it); the earliest
+    of two matching rules decides; objects no rule expires, reads of a
+    given version, and buckets without rules get no header."""
+    plain = f"lc-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=plain)
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
+        {"ID": "late", "Filter": {"Prefix": "exp/"}, "Status": "Enabled", "Expiration": {"Days": 2 * FAR}},
+        {"ID": "r 1/x", "Filter": {"Prefix": "exp/"}, "Status": "Enabled", "Expiration": {"Days": FAR}},
+        {"ID": "off", "Filter": {"Prefix": "exp/"}, "Status": "Disabled", "Expiration": {"Days": 1}},
+        {"ID": "date", "Filter": {"Prefix": "date/"}, "Status": "Enabled", "Expiration": {"Date": "2100-01-01T00:00:00Z"}},
+    ]})  # fmt: skip
+
+    def expiration(response: Any) -> str | None:
+        value: str | None = response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-expiration")
+        return value
+
+    before = time.time()
+    put = s3.put_object(Bucket=bucket, Key="exp/k", Body=b"data")
+    after = time.time()
+    header = expiration(put)
+    assert header is not None and header.endswith(', rule-id="r%201%2Fx"'), header
+    due = email.utils.parsedate_to_datetime(header.split('"')[1]).timestamp()
+    assert before + FAR - 1 <= due <= after + FAR + 1  # a day is 1 s on this server
+    assert expiration(s3.head_object(Bucket=bucket, Key="exp/k")) == header
+    assert expiration(s3.get_object(Bucket=bucket, Key="exp/k")) == header
+    assert expiration(s3.head_object(Bucket=bucket, Key="exp/k", VersionId="null")) is None
+    dated = expiration(s3.put_object(Bucket=bucket, Key="date/k", Body=b"x"))
+    assert dated == 'expiry-date="Fri, 01 Jan 2100 00:00:00 GMT", rule-id="date"'
+    assert expiration(s3.put_object(Bucket=bucket, Key="other/k", Body=b"x")) is None
+    assert expiration(s3.head_object(Bucket=bucket, Key="other/k")) is None
+    assert expiration(s3.put_object(Bucket=plain, Key="exp/k", Body=b"x")) is None

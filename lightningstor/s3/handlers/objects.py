@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.python.failure import Failure
@@ -23,6 +23,7 @@ from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core import access
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
+from lightningstor.core.lifecycle import expiration_of
 from lightningstor.core.objects import (
     MAX_SINGLE_PUT_BYTES,
     PutAttrs,
@@ -33,6 +34,7 @@ from lightningstor.core.objects import (
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.s3 import conditions, ranges, xmlio
+from lightningstor.s3.dates import http_date
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
     checksum_algorithms,
@@ -250,6 +252,8 @@ def commit_upload(
         headers = [("ETag", record.quoted_etag)]
         headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
         headers += written_version_header(record.version_id)
+        if ctx.bucket.lifecycle:
+            headers += expiration_header(api, ctx.bucket, record)
         return answer(record, headers)
 
     d: Deferred[Any] = api.core.objects.commit(ctx.bucket, record, ctx.attrs)
@@ -264,6 +268,24 @@ def version_header(bucket: Bucket, version_id: str | None) -> list[tuple[str, st
     """
     reported = reported_version_id(bucket, version_id)
     return [] if reported is None else [("x-amz-version-id", reported)]
+
+
+def expiration_header(api: Any, bucket: Bucket, record: Any) -> list[tuple[str, str]]:
+    """``x-amz-expiration`` of the current version ``record`` in a bucket
+    with lifecycle rules: when the earliest Days / Date expiration that
+    applies to it falls due, and that rule's ID (URL-encoded, as AWS sends
+    it); nothing if no rule expires it.  Only called for buckets that have
+    rules: the others pay one attribute check."""
+    if record.delete_marker:
+        return []
+    found = expiration_of(
+        bucket.lifecycle, record.key, record.size, record.tags, record.created_at,
+        api.options.lifecycle_day_seconds,
+    )  # fmt: skip
+    if found is None:
+        return []
+    due, rule = found
+    return [("x-amz-expiration", f'expiry-date="{http_date(due)}", rule-id="{quote(rule.rule_id, safe="")}"')]
 
 
 def written_version_header(version_id: str | None) -> list[tuple[str, str]]:
@@ -319,6 +341,8 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
     headers = object_headers(record, checksum_mode=checksum_mode)
     if record.version_id is None:
         headers += version_header(bucket, None)
+    if bucket.lifecycle and "versionId" not in call.target.query:
+        headers += expiration_header(api, bucket, record)  # the current version only
     if overrides:
         override_names = {n.lower() for n, _ in overrides}
         headers = [(n, v) for n, v in headers if n.lower() not in override_names] + overrides
