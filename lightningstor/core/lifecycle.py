@@ -274,14 +274,11 @@ def expiring_rule(
     now_ms: int,
     day_seconds: float = DAY_SECONDS,
 ) -> LifecycleRule | None:
-    """The first rule whose Days / Date expiration of the *current* version
-    (not a delete marker) is due at ``now_ms``; None if none is."""
-    for rule in rules:
-        if matches(rule, key, size, tags):
-            due = expiration_due_ms(rule, created_ms, day_seconds)
-            if due is not None and now_ms >= due:
-                return rule
-    return None
+    """The rule whose Days / Date expiration of the *current* version (not
+    a delete marker) fell due first, if one is due at ``now_ms``; None if
+    none is."""
+    found = expiration_of(rules, key, size, tags, created_ms, day_seconds)
+    return found[1] if found is not None and now_ms >= found[0] else None
 
 
 def marker_expiring_rule(
