@@ -743,10 +743,14 @@ def versioning_xml(status: str | None) -> bytes:
 
 
 def tagging_xml(tags: Mapping[str, str]) -> bytes:
-    """Tagging document of GetObjectTagging / GetBucketTagging."""
+    """Tagging document of GetObjectTagging / GetBucketTagging.
+
+    A tag set has no order in S3; it is sent sorted by key, so the answer
+    does not depend on the order a client happened to send (as Ceph RGW
+    and MinIO answer; ceph/s3-tests compares lists)."""
     doc = _Doc("Tagging")
     doc.open("TagSet")
-    for key, value in tags.items():
+    for key, value in sorted(tags.items()):
         doc.parts.append(f"<Tag><Key>{escape(key)}</Key><Value>{escape(value)}</Value></Tag>")
     doc.close("TagSet")
     return doc.finish("Tagging")
