@@ -56,16 +56,19 @@ def check_scope(principal: Principal, org_id: str | None, project_id: str | None
 READ_CACHE_SECONDS = 1.0
 _READ_CACHE_MAX = 4096
 _DELETE_ATTEMPTS = 100
-# Bucket records read per page by BucketManager._bucket_names.
+# Rows read per page by the walks over every bucket record or name entry
+# (BucketManager._bucket_names and index_names).
 _SCAN_PAGE = 1000
+_INDEX_ATTEMPTS = 10
 NAME_INDEX_SECONDS = 10.0
-"""How long the names of every bucket (unsigned CORS preflights, see
-:meth:`BucketManager.find_unique`) are reused before they are read again."""
+"""Only for a store whose name index is not complete yet (see
+:meth:`BucketManager.find_unique`): how long the names read by walking every
+bucket record are reused before they are read again."""
 _AMBIGUOUS = b""  # a name held by buckets in several scopes
 NAME_INDEX_MAX = 100_000
-"""The most bucket names a worker keeps for :meth:`BucketManager.find_unique`
-(about 10 MiB).  A system with more buckets resolves unsigned preflights
-by credential only: the walk stops there and every name counts as unknown."""
+"""Only for a store whose name index is not complete yet: the most bucket
+names a worker keeps from its walk (about 10 MiB).  Past it, until the
+index is complete, unsigned preflights resolve by credential only."""
 
 
 # -- Deleting a bucket ---------------------------------------------------------
@@ -164,8 +167,11 @@ class BucketManager:
         self._read_cache: dict[tuple[str, str | None, str], tuple[float, Bucket]] = {}
         self._clock = clock
         self._region = region
-        # Every bucket name, for find_unique: (read at, names), and the read
-        # in progress, shared by concurrent lookups.
+        # Whether the store's name index is complete (its marker seen: it is
+        # never removed, so once True this is never read again).
+        self._names_indexed = False
+        # Until then, every bucket name, for find_unique: (read at, names),
+        # and the read in progress, shared by concurrent lookups.
         self._names: tuple[float, dict[str, bytes]] | None = None
         self._names_loading: Shared | None = None
         self._names_generation = 0
@@ -229,12 +235,17 @@ class BucketManager:
             tags=dict(tags or {}),
         )
         bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
+        # The name index entry goes in the same transaction, so it exists
+        # exactly when the record does.  It is put, not compared: an entry
+        # left by an older server's delete (see index_names) must not block
+        # the name, and the record's compare already makes this create unique.
+        index = Put(keys.bucket_name_key(bucket.org_id, bucket.project_id, name), bkey)
         # Unique within the caller's own scope (a project bucket may share its
         # name with an org bucket; the project's one then resolves first).
         for _attempt in range(100):
             quota = yield self._quotas.plan_bucket_create(bucket.org_id, bucket.project_id)
             result = yield self._store.txn(
-                [Compare(bkey, 0), *quota.compares], [Put(bkey, records.encode_bucket(bucket)), *quota.ops]
+                [Compare(bkey, 0), *quota.compares], [Put(bkey, records.encode_bucket(bucket)), index, *quota.ops]
             )
             if result.succeeded:
                 bucket.revision = result.revision
@@ -358,7 +369,9 @@ class BucketManager:
                     raise errors.BucketNotEmpty(resource=name, BucketName=name)
             # Else it was marked when read (a DeleteBucket running or one that
             # died): the scan above came after the mark, as the second one would.
-            result = yield self._store.txn([Compare(bkey, fence)], [Delete(bkey)])
+            # The name index entry goes with the record, in one transaction.
+            name_key = keys.bucket_name_key(bucket.org_id, bucket.project_id, name)
+            result = yield self._store.txn([Compare(bkey, fence)], [Delete(bkey), Delete(name_key)])
             self.forget_cached()
             if result.succeeded:
                 if self.abort_uploads is not None:
@@ -425,23 +438,57 @@ class BucketManager:
         self.forget_cached()
         return stored
 
-    def find_unique(self, name: str) -> Deferred[Any]:
+    @inlineCallbacks
+    def find_unique(self, name: str) -> Any:
         """Deferred[Bucket | None]: the one bucket called ``name`` in any
         tenant's scope; None if there is none, or several.
 
         For a request that names a bucket without naming a tenant (an
-        unsigned CORS preflight).  The bucket key space is ordered by scope,
-        not by name, and no index by name is stored, so the names come from
-        reading every bucket record (:meth:`_bucket_names`).  That costs in
-        proportion to the number of buckets on the whole system, and anyone
-        can send preflights, so one such read serves every lookup for
+        unsigned CORS preflight, which anyone can send).  The bucket key
+        space is ordered by scope, not by name, so the name index
+        (``keys.BUCKET_NAMES``) answers: one scan of the name's entries,
+        at most two of them, then one read of the record if there was
+        exactly one.  The entries are written and deleted in the
+        transactions that create and delete the records, so a lookup sees
+        every bucket as soon as its creation returned, through any worker
+        or server, and its cost does not grow with the number of buckets.
+
+        A store written by an older version has buckets without entries
+        until :meth:`index_names` has run to the end and set its marker;
+        until then the answer comes from walking every bucket record
+        (:meth:`_find_unique_by_walk`).
+        """
+        if "\x00" in name:
+            return None  # no bucket name holds one; it would end the prefix
+        if not self._names_indexed:
+            marker = yield self._store.get(keys.BUCKET_NAMES_INDEXED)
+            if marker is None:
+                found = yield self._find_unique_by_walk(name)
+                return found
+            self._names_indexed = True
+        prefix = keys.bucket_name_prefix(name)
+        entries = yield self._store.scan(prefix, prefix_end(prefix), 2)
+        if len(entries) != 1:
+            return None  # none, or several scopes hold the name
+        kv = yield self._store.get(entries[0].value)
+        bucket = _decoded_bucket(kv)
+        # An entry an older server's delete left behind (see index_names)
+        # points at no record: that is no bucket.
+        if bucket is None or bucket.name != name:
+            return None
+        return bucket
+
+    def _find_unique_by_walk(self, name: str) -> Deferred[Any]:
+        """:meth:`find_unique` without the name index (not complete yet): the
+        names come from reading every bucket record (:meth:`_bucket_names`).
+        That costs in proportion to the number of buckets on the whole
+        system, so one such read serves every lookup for
         :data:`NAME_INDEX_SECONDS` and concurrent lookups share the read in
         progress: a stream of preflights, whatever names they carry, costs
         at most one pass over the bucket records per interval and worker.
         A bucket created or deleted through this process is seen at once
         (:meth:`forget_cached`); through another worker or server, within
-        the interval.
-        """
+        the interval."""
         d = self._bucket_names()
 
         def look_up(names: dict[str, bytes]) -> Any:
@@ -487,6 +534,104 @@ class BucketManager:
             scan: Deferred[Any] = scan_prefix(self._store, keys.BUCKETS, _SCAN_PAGE, visit)
             self._names_loading = Shared(scan.addBoth(loaded))
         return self._names_loading.get()
+
+    @inlineCallbacks
+    def index_names(self, should_stop: Callable[[], bool] | None = None) -> Any:
+        """Deferred[NameIndexReport]: bring the name index in line with the
+        bucket records, then set its marker (``keys.BUCKET_NAMES_INDEXED``).
+
+        Run by the primary worker at every start (CoreService), in the
+        background.  Idempotent: a pass over a complete index only reads.
+
+        * Every bucket record without its entry gets one, in a transaction
+          that compares the record's revision as read and the entry's
+          absence: a bucket deleted meanwhile gets no entry (a record gone
+          for good, or re-created, fails the compare), and one created
+          meanwhile by this version already has its own.  A record changed
+          meanwhile (a setting, a deletion mark) is read again.
+        * Every entry whose record is gone is deleted, in a transaction that
+          compares the record's absence and the entry's revision (a bucket
+          re-created meanwhile keeps its new entry).  Only a server of an
+          older version leaves such an entry (its DeleteBucket knows of no
+          index), as one leaves a bucket without an entry when it creates
+          one: see docs/operations.md, "Upgrading", for why one pass at
+          every start is enough.
+
+        ``should_stop`` is asked before each row: True ends the pass early,
+        without the marker (the server is stopping; the next start runs it
+        again).  Rows come ``_SCAN_PAGE`` at a time, so memory stays flat
+        however many buckets there are.
+        """
+        report = NameIndexReport()
+
+        def stopping() -> bool:
+            return should_stop is not None and should_stop()
+
+        @inlineCallbacks
+        def add_entry(kv: Any) -> Any:
+            if stopping():
+                return True
+            scope = keys.bucket_key_scope(kv.key)
+            if scope is None:
+                return False  # not a bucket record's key: nothing to index
+            ikey = keys.bucket_name_key(*scope)
+            revision = kv.mod_revision
+            for _attempt in range(_INDEX_ATTEMPTS):
+                entry = yield self._store.get(ikey)
+                if entry is not None and entry.value == kv.key:
+                    return False
+                result = yield self._store.txn(
+                    [Compare(kv.key, revision), Compare(ikey, entry.mod_revision if entry else 0)],
+                    [Put(ikey, kv.key)],
+                )
+                if result.succeeded:
+                    report.added += 1
+                    return False
+                record = yield self._store.get(kv.key)
+                if record is None:
+                    return False  # deleted meanwhile: no entry for it
+                revision = record.mod_revision
+            report.busy += 1  # changing all the time: the next pass tries again
+            return False
+
+        @inlineCallbacks
+        def drop_stale(kv: Any) -> Any:
+            if stopping():
+                return True
+            scope = keys.bucket_key_scope(kv.value)
+            if scope is not None and keys.bucket_name_key(*scope) == kv.key:
+                record = yield self._store.get(kv.value)
+                if record is not None:
+                    return False
+                compares = [Compare(kv.value, 0), Compare(kv.key, kv.mod_revision)]
+            else:
+                compares = [Compare(kv.key, kv.mod_revision)]  # not ours to keep
+            result = yield self._store.txn(compares, [Delete(kv.key)])
+            if result.succeeded:
+                report.removed += 1
+            return False
+
+        stopped = yield scan_prefix(self._store, keys.BUCKETS, _SCAN_PAGE, add_entry)
+        if not stopped:
+            stopped = yield scan_prefix(self._store, keys.BUCKET_NAMES, _SCAN_PAGE, drop_stale)
+        if stopped or report.busy:
+            return report
+        marker = yield self._store.get(keys.BUCKET_NAMES_INDEXED)
+        if marker is None:
+            yield self._store.txn([], [Put(keys.BUCKET_NAMES_INDEXED, b"1")])
+        self._names_indexed = True
+        report.complete = True
+        return report
+
+
+@dataclass
+class NameIndexReport:
+    """What one :meth:`BucketManager.index_names` pass did."""
+
+    added: int = 0  # entries written for buckets that had none
+    removed: int = 0  # entries deleted whose bucket was gone
+    busy: int = 0  # buckets skipped because their record kept changing
+    complete: bool = False  # the pass reached the end and the marker is set
 
 
 def _existing(bucket: Bucket | None, name: str) -> Bucket:

@@ -40,6 +40,45 @@ def org_buckets_prefix(org_id: str) -> bytes:
     return BUCKETS + f"{org_id}/".encode()
 
 
+def bucket_key_scope(bkey: bytes) -> tuple[str, str | None, str] | None:
+    """``(org, project or None, name)`` of a :func:`bucket_key`; None for a
+    key that is not one (the inverse, by counting segments as that does)."""
+    if not bkey.startswith(BUCKETS):
+        return None
+    parts = bkey[len(BUCKETS):].decode("utf-8", "replace").split("/")
+    if len(parts) == 2 and all(parts):
+        return parts[0], None, parts[1]
+    if len(parts) == 3 and all(parts):
+        return parts[0], parts[1], parts[2]
+    return None
+
+
+# -- buckets by name (unsigned CORS preflights; BucketManager.find_unique) -----
+#
+# Bucket records are ordered by scope, so a name alone (a request naming no
+# tenant) needs this second key space.  It lives outside ``buckets/``
+# (``bucket-names/`` sorts before ``buckets/``, so no scan of bucket records
+# sees an entry), and every transaction that creates or deletes a bucket
+# record writes or deletes its entry too.
+BUCKET_NAMES = ROOT + b"bucket-names/"
+BUCKET_NAMES_INDEXED = ROOT + b"upgrades/bucket-names"
+"""Set once every bucket record had its entry (BucketManager.index_names):
+until then a store written by an older version may hold buckets without
+one, and lookups by name walk the bucket records instead."""
+
+
+def bucket_name_prefix(name: str) -> bytes:
+    """``bucket-names/{name}\\x00``: every scope's entry for ``name``, and
+    only for it (names never contain NUL, so no longer name shares it)."""
+    return BUCKET_NAMES + name.encode("utf-8") + b"\x00"
+
+
+def bucket_name_key(org_id: str, project_id: str | None, name: str) -> bytes:
+    """``bucket-names/{name}\\x00{org}/{project or ''}``, whose value is the
+    bucket record's key (:func:`bucket_key`)."""
+    return bucket_name_prefix(name) + f"{org_id}/{project_id or ''}".encode()
+
+
 def objects_prefix(bucket_id: str) -> bytes:
     return OBJECTS + bucket_id.encode() + b"/"
 

@@ -534,3 +534,48 @@ async def test_leader_kill_then_quorum_loss_then_recovery(cluster: EtcdCluster, 
     assert (await store.txn([], [Put(b"after", b"x")])).succeeded
     rows = {kv.key: kv.mod_revision for kv in await store.scan(b"w", b"x")}
     assert all(rows.get(k) == r for k, r in acknowledged.items())
+
+
+@pytest_twisted.ensureDeferred
+async def test_bucket_name_index_on_etcd(etcd: EtcdCluster, stores: list[Any]) -> None:
+    """The bucket name index on etcd as on SQLite: creates (a lost race
+    included) and deletes keep one entry per bucket in their own
+    transactions; the start-up pass completes a store stripped of its
+    index, drops a stale entry and sets the marker; lookups by name answer
+    before and after."""
+    from lightningstor.core import keys as k
+    from lightningstor.core.buckets import BucketManager
+    from lightningstor.core.types import Principal
+
+    store = make_store(etcd.endpoints)
+    stores.append(store)
+    manager = BucketManager(store, time.time, "us-east-1")
+    other = BucketManager(store, time.time, "us-east-1")
+    acme, globex = Principal("a", "acme"), Principal("g", "globex")
+    outcomes = await DeferredList([manager.create(acme, "race"), other.create(acme, "race")], consumeErrors=True)
+    assert sorted(ok for ok, _ in outcomes) == [False, True]
+    await manager.create(globex, "race")
+    await manager.create(globex, "solo")
+    await manager.create(acme, "gone")
+    await manager.delete(acme, "gone")
+
+    async def entries() -> dict[bytes, bytes]:
+        return {kv.key: kv.value for kv in await store.scan(k.BUCKET_NAMES, prefix_end(k.BUCKET_NAMES))}
+
+    expected = {k.bucket_name_key(o, None, n): k.bucket_key(o, None, n)
+                for o, n in (("acme", "race"), ("globex", "race"), ("globex", "solo"))}
+    assert await entries() == expected
+
+    # A store written by a version without the index, plus a stale entry.
+    await store.txn([], [DeleteRange(k.BUCKET_NAMES, prefix_end(k.BUCKET_NAMES))])
+    await store.txn([], [Put(k.bucket_name_key("initech", None, "solo"), k.bucket_key("initech", None, "solo"))])
+    found = await manager.find_unique("solo")  # no marker: the walk answers
+    assert found is not None and found.org_id == "globex"
+    report = await manager.index_names()
+    assert (report.added, report.removed, report.complete) == (3, 1, True)
+    assert await entries() == expected
+    assert await store.get(k.BUCKET_NAMES_INDEXED) is not None
+    found = await other.find_unique("solo")
+    assert found is not None and found.org_id == "globex"
+    assert await other.find_unique("race") is None  # two tenants
+    assert await other.find_unique("gone") is None

@@ -151,6 +151,76 @@ def test_restart_keeps_everything(tmp_data: Path) -> None:
         server.stop()
 
 
+def _preflight_status(port: int, bucket: str) -> int:
+    """An unsigned CORS preflight naming only ``bucket`` (no tenant, no key)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("OPTIONS", f"/{bucket}/k", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_restart_completes_the_bucket_name_index(tmp_data: Path) -> None:
+    """A data directory written by a version without the bucket name index
+    (entries and marker removed from the SQLite file while the server is
+    stopped, plus a stale entry an older server's delete would leave) gets
+    it at the next start: the primary's pass adds the entries, drops the
+    stale one and marks the index complete; unsigned preflights resolve by
+    name throughout."""
+    import sqlite3
+    import time
+
+    from lightningstor.core import keys
+    from lightningstor.interfaces.metadata import prefix_end
+
+    rules = {"CORSRules": [{"AllowedOrigins": ["https://app.example.com"], "AllowedMethods": ["GET"]}]}
+    server = ServerProcess(tmp_data).start()
+    try:
+        s3 = make_client(server.endpoint)
+        for name in ("idx-alpha", "idx-beta"):
+            s3.create_bucket(Bucket=name)
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration=rules)
+        assert server.port is not None and _preflight_status(server.port, "idx-beta") == 200
+        server.stop()
+
+        db = sqlite3.connect(str(tmp_data / "metadata.db"))
+        with db:
+            names = db.execute("SELECT key, value FROM kv WHERE key >= ? AND key < ?",
+                               (keys.BUCKET_NAMES, prefix_end(keys.BUCKET_NAMES))).fetchall()
+            assert {bytes(v) for _k, v in names} == {
+                keys.bucket_key("default", None, "idx-alpha"), keys.bucket_key("default", None, "idx-beta")}
+            assert db.execute("SELECT 1 FROM kv WHERE key = ?", (keys.BUCKET_NAMES_INDEXED,)).fetchall()
+            db.execute("DELETE FROM kv WHERE key >= ? AND key < ?",
+                       (keys.BUCKET_NAMES, prefix_end(keys.BUCKET_NAMES)))
+            db.execute("DELETE FROM kv WHERE key = ?", (keys.BUCKET_NAMES_INDEXED,))
+            stale = keys.bucket_name_key("gone-org", None, "idx-beta")
+            db.execute("INSERT INTO kv (key, value, mod_revision) VALUES (?, ?, 1)",
+                       (stale, keys.bucket_key("gone-org", None, "idx-beta")))
+        db.close()
+
+        first_line = len(server.output)
+        server.start()
+        assert server.port is not None
+        assert _preflight_status(server.port, "idx-alpha") == 200
+        deadline = time.monotonic() + 20
+        while not any("Bucket name index:" in line for line in server.output[first_line:]):
+            assert time.monotonic() < deadline, "".join(server.output[-30:])
+            time.sleep(0.05)
+        line = next(x for x in server.output[first_line:] if "Bucket name index:" in x)
+        assert "2 entries added, 1 stale removed, complete=True" in line, line
+        for name in ("idx-alpha", "idx-beta"):
+            assert _preflight_status(server.port, name) == 200, name
+        assert _preflight_status(server.port, "idx-none") == 403
+    finally:
+        server.stop()
+
+
 def test_health_and_ready_without_auth(server) -> None:
     """/health and /ready answer without credentials; other paths need them."""
     import urllib.error

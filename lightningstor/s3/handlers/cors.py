@@ -13,9 +13,9 @@ a preflight is never signed, so its bucket is resolved as follows
    the request it signs); an unknown, disabled or expired key resolves
    nothing;
 2. otherwise the name must belong to exactly one bucket across all tenants
-   (:meth:`~lightningstor.core.buckets.BucketManager.find_unique`, which
-   reads every bucket's name at most once per ten seconds and worker,
-   whatever the rate of preflights).
+   (:meth:`~lightningstor.core.buckets.BucketManager.find_unique`: one
+   read of the stored name index and one of the bucket record, whatever
+   the number of buckets).
 
 A name that resolves to no bucket, or to several, is refused like a request
 no rule allows (403 ``AccessForbidden``): a preflight never tells whether a
