@@ -28,7 +28,10 @@ never reused, so an abort can only hit the upload that was read.
 between pages lets the reactor serve requests; one run makes at most
 ``max_actions`` deletions and aborts and then stops; the next run starts
 with the bucket after the one where it stopped (and wraps around to that
-one), so a backlog in one bucket does not starve the others.  A failure on one object is logged and counted, and the
+one), so a backlog in one bucket does not starve the others.  With real days a
+bucket walked completely is skipped until the next midnight UTC
+(:meth:`LifecycleWorker._day_stamp`): hourly runs then cost one read of the
+bucket records, not a walk of every object.  A failure on one object is logged and counted, and the
 walk goes on; a failure of the whole run is logged by the periodic service.
 """
 
@@ -115,6 +118,9 @@ class LifecycleWorker:
         self._pause = pause or (lambda: succeed(None))
         # Where the next run starts: after the bucket a truncated run stopped in.
         self._resume: bytes | None = None
+        # With real days: bucket key -> (UTC day, bucket record revision) of
+        # its last complete walk (see _walked_today).
+        self._walked: dict[bytes, tuple[int, int]] = {}
 
     @inlineCallbacks
     def run(self) -> Any:
@@ -124,11 +130,13 @@ class LifecycleWorker:
         end = prefix_end(keys.BUCKETS)
         start = self._resume if self._resume is not None else keys.BUCKETS
         self._resume = None
+        seen: set[bytes] = set()
         for lo, hi in ((start, end), (keys.BUCKETS, start)):
             pos = lo
             while pos < hi:
                 rows = yield self._store.scan(pos, hi, self._page)
                 for kv in rows:
+                    seen.add(kv.key)
                     yield self._visit_bucket(kv, now_ms, counts)
                     if counts.truncated:
                         # The next run starts with the bucket after this one
@@ -140,6 +148,8 @@ class LifecycleWorker:
                     break
                 pos = rows[-1].key + b"\0"
                 yield self._pause()
+        # Every bucket was visited: forget the walks of buckets gone since.
+        self._walked = {k: v for k, v in self._walked.items() if k in seen}
         return counts
 
     @inlineCallbacks
@@ -150,9 +160,14 @@ class LifecycleWorker:
             return  # not a bucket record: nothing of ours
         rules = [r for r in bucket.lifecycle if r.enabled]
         if not rules:
+            self._walked.pop(kv.key, None)
             return
+        stamp = self._day_stamp(kv, now_ms)
+        if stamp is not None and self._walked.get(kv.key) == stamp:
+            return  # walked completely today, rules unchanged: nothing can have fallen due
         bucket.revision = kv.mod_revision
         counts.buckets += 1
+        before = (counts.skipped, counts.failed)
         try:
             yield self._bucket(bucket, rules, now_ms, counts)
         except errors.NoSuchBucket:
@@ -160,6 +175,28 @@ class LifecycleWorker:
         except Exception:
             counts.failed += 1
             log.failure("Lifecycle rules of bucket {bucket} failed", bucket=bucket.name)
+        if stamp is not None and not counts.truncated and (counts.skipped, counts.failed) == before:
+            self._walked[kv.key] = stamp
+        else:
+            self._walked.pop(kv.key, None)  # to be walked again at the next run
+
+    def _day_stamp(self, kv: KeyValue, now_ms: int) -> tuple[int, int] | None:
+        """With real days, what makes a bucket's walk last the day: the UTC
+        day and the bucket record's revision; None with another day length.
+
+        Every due time of a rule with real days falls on a midnight UTC
+        (Days are rounded up to one, a Date is one), so once a bucket was
+        walked completely after a midnight, nothing in it can fall due
+        before the next one: the hourly runs of that day skip it, as AWS
+        applies lifecycle rules once a day.  A changed bucket record (its
+        rules or any setting), a run cut short by ``max_actions``, a lost
+        race or a failure make the next run walk it again.  Only a lone
+        delete marker under ``ExpiredObjectDeleteMarker``, which is due at
+        once, may wait until the next day's walk.
+        """
+        if self.day_seconds != DAY_SECONDS:
+            return None
+        return now_ms // (DAY_SECONDS * 1000), kv.mod_revision
 
     @inlineCallbacks
     def _bucket(

@@ -557,6 +557,37 @@ class FailingObjects:
 
 
 @pytest_twisted.inlineCallbacks
+def test_with_real_days_a_bucket_is_walked_once_a_day(core: Core) -> None:
+    """Due times fall on midnights UTC, so a bucket walked completely is
+    skipped by the rest of that day's runs, and walked again after the next
+    midnight, after its record changed, or after a run cut short in it."""
+    bucket = yield make_bucket(core, "daily", [LifecycleRule("r", True, expiration_days=1)])
+    first = yield put(core, bucket, "a")
+    due = due_ms(first.created_at, 1)
+    clock = FakeClock()
+    clock.offset = (due - 3_600_000) / 1000 - time.time()  # an hour before it falls due
+    worker = LifecycleWorker(core.store, core.objects, core.multipart, clock, max_actions=1)
+    counts = yield worker.run()
+    assert (counts.buckets, counts.expired) == (1, 0)
+    counts = yield worker.run()
+    assert counts.buckets == 0  # walked today, nothing can have fallen due
+    bucket = yield core.buckets.set_lifecycle(bucket, [LifecycleRule("r", True, expiration_days=1)])
+    counts = yield worker.run()
+    assert counts.buckets == 1  # the record changed: walked again
+    yield put(core, bucket, "b")
+    clock.offset += 2 * 3600  # past midnight: both are due, one action per run
+    counts = yield worker.run()
+    assert (counts.buckets, counts.expired, counts.truncated) == (1, 1, True)
+    counts = yield worker.run()  # cut short in this bucket: walked again the same day
+    assert (counts.buckets, counts.expired) == (1, 1)
+    assert (yield current_keys(core, bucket)) == {}
+    counts = yield worker.run()  # that run reached the limit too: one more walk, now complete
+    assert (counts.buckets, counts.expired, counts.truncated) == (1, 0, False)
+    counts = yield worker.run()
+    assert counts.buckets == 0
+
+
+@pytest_twisted.inlineCallbacks
 def test_one_failure_does_not_stop_the_walk(core: Core) -> None:
     """A failing deletion is counted and logged; the others still happen."""
     bucket = yield make_bucket(core, "failing", [LifecycleRule("r", True, expiration_days=1)])
