@@ -247,6 +247,7 @@ class LifecycleWorker:
                 lambda: self._objects.delete(
                     bucket, record.key, owner=bucket.created_by, if_revision=kv.mod_revision
                 ),
+                (bucket, record.key, record.version_id, rule),
             )
 
         return self._walk(keys.object_key(bucket.bucket_id, prefix), visit, counts)
@@ -277,6 +278,7 @@ class LifecycleWorker:
             lambda: self._objects.delete(
                 bucket, record.key, wire_version_id(record.version_id), if_revision=kv.mod_revision
             ),
+            (bucket, record.key, record.version_id, rule),
         )
 
     # -- noncurrent versions ------------------------------------------------------
@@ -314,6 +316,7 @@ class LifecycleWorker:
                 lambda: self._objects.delete(
                     bucket, version.key, wire_version_id(version.version_id), if_revision=kv.mod_revision
                 ),
+                (bucket, version.key, version.version_id, rule),
             )
 
         start = keys.versions_prefix(bucket.bucket_id) + prefix.encode("utf-8")
@@ -326,10 +329,14 @@ class LifecycleWorker:
     ) -> Any:
         def visit(kv: KeyValue) -> Any:
             upload = decode_upload(kv.value)
-            if abort_rule(rules, upload.key, upload.initiated_at, now_ms, self.day_seconds) is None:
+            rule = abort_rule(rules, upload.key, upload.initiated_at, now_ms, self.day_seconds)
+            if rule is None:
                 return None
             return self._act(
-                counts, "aborted", lambda: self._multipart.abort(bucket, upload.key, upload.upload_id)
+                counts,
+                "aborted",
+                lambda: self._multipart.abort(bucket, upload.key, upload.upload_id),
+                (bucket, upload.key, upload.upload_id, rule),
             )
 
         start = keys.uploads_prefix(bucket.bucket_id) + prefix.encode("utf-8")
@@ -338,10 +345,20 @@ class LifecycleWorker:
     # -- acting ------------------------------------------------------------------------
 
     @inlineCallbacks
-    def _act(self, counts: LifecycleCounts, kind: str, action: Callable[[], Any]) -> Any:
+    def _act(
+        self,
+        counts: LifecycleCounts,
+        kind: str,
+        action: Callable[[], Any],
+        what: tuple[Bucket, str, str | None, LifecycleRule],
+    ) -> Any:
         """Run one deletion or abort and count it.  Lost races are skipped;
         any other failure of one object is logged and the walk goes on,
-        except NoSuchBucket, which ends the bucket's walk."""
+        except NoSuchBucket, which ends the bucket's walk.
+
+        Each action done is logged with its bucket, key, version (or upload
+        id) and rule: an object gone without a request in the access log
+        must be traceable to the rule that removed it."""
         try:
             yield action()
         except (ConflictError, errors.NoSuchUpload):
@@ -354,8 +371,24 @@ class LifecycleWorker:
             log.failure("A lifecycle action ({kind}) failed", kind=kind)
             return
         setattr(counts, kind, getattr(counts, kind) + 1)
+        bucket, key, version, rule = what
+        log.info(
+            "Lifecycle {action}: bucket {bucket} key {key!r} {which} by rule {rule}",
+            action=_ACTION_NAMES[kind], bucket=bucket.name, bucket_id=bucket.bucket_id, key=key,
+            which=f"upload {version}" if kind == "aborted" else f"version {version or 'null'}",
+            rule=rule.rule_id,
+        )  # fmt: skip
         if counts.actions >= self.max_actions:
             counts.truncated = True
+
+
+# What each kind of action did, as its log line says it.
+_ACTION_NAMES = {
+    "expired": "expired the current version",
+    "markers": "removed the expired delete marker",
+    "noncurrent": "deleted the noncurrent version",
+    "aborted": "aborted the multipart upload",
+}
 
 
 class LifecycleService(PeriodicService):

@@ -211,10 +211,11 @@ def test_malformed_xml_and_missing_digest(lc_server: ServerProcess, bucket: str)
 # -- expiration ------------------------------------------------------------------------
 
 
-def test_unversioned_expiry_honours_filters(s3: Any, bucket: str) -> None:
+def test_unversioned_expiry_honours_filters(lc_server: ServerProcess, s3: Any, bucket: str) -> None:
     """Unversioned: matching objects are deleted once a (1 s) day old;
     objects outside the prefix, without the tag or of the wrong size stay,
-    although they are older than the ones that went."""
+    although they are older than the ones that went.  The server logs each
+    deletion with its bucket, key and rule."""
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
         {"ID": "exp", "Filter": {"Prefix": "exp/"}, "Status": "Enabled", "Expiration": {"Days": 1}},
         {"ID": "tag", "Filter": {"Tag": {"Key": "gone", "Value": "yes"}}, "Status": "Enabled", "Expiration": {"Days": 1}},
@@ -231,6 +232,10 @@ def test_unversioned_expiry_honours_filters(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="size/large", Body=b"x" * 101)
     survivors = ["keep/other-tag", "keep/plain", "size/small"]
     assert wait_for("the matching objects to expire", lambda: keys_of(s3, bucket) == survivors)
+    logged = [line for line in list(lc_server.output) if f"bucket {bucket} " in line and "Lifecycle" in line]
+    assert any("expired the current version" in line and "key 'exp/a' version null by rule exp" in line
+               for line in logged), logged
+    assert any("key 'keep/tagged'" in line and "by rule tag" in line for line in logged), logged
 
 
 def test_versioned_expiry(s3: Any, bucket: str) -> None:
