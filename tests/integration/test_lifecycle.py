@@ -362,6 +362,13 @@ def test_expiration_header_on_put_head_and_get(lc_server: ServerProcess, s3: Any
     assert expiration(s3.head_object(Bucket=bucket, Key="exp/k")) == header
     assert expiration(s3.get_object(Bucket=bucket, Key="exp/k")) == header
     assert expiration(s3.head_object(Bucket=bucket, Key="exp/k", VersionId="null")) is None
+    copied = expiration(s3.copy_object(Bucket=bucket, Key="exp/copy", CopySource={"Bucket": bucket, "Key": "exp/k"}))
+    assert copied is not None and copied.endswith(', rule-id="r%201%2Fx"')
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="exp/mp")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="exp/mp", UploadId=upload, PartNumber=1, Body=b"p")
+    completed = s3.complete_multipart_upload(Bucket=bucket, Key="exp/mp", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})  # fmt: skip
+    assert (expiration(completed) or "").endswith(', rule-id="r%201%2Fx"')
     dated = expiration(s3.put_object(Bucket=bucket, Key="date/k", Body=b"x"))
     assert dated == 'expiry-date="Fri, 01 Jan 2100 00:00:00 GMT", rule-id="date"'
     assert expiration(s3.put_object(Bucket=bucket, Key="other/k", Body=b"x")) is None

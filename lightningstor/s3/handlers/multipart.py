@@ -36,6 +36,7 @@ from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
     body_plan,
     decoded_length_of,
+    expiration_header,
     parse_copy_source,
     receive_upload,
     version_header,
@@ -281,7 +282,10 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         record.checksums,
         checksum_type=done.checksum_type,
     )
-    return api.send_xml(call, body, headers=written_version_header(record.version_id))
+    headers = written_version_header(record.version_id)
+    if bucket.lifecycle:
+        headers += expiration_header(api, bucket, record)
+    return api.send_xml(call, body, headers=headers)
 
 
 @inlineCallbacks

@@ -486,6 +486,8 @@ def copy_object(api: Any, call: Any) -> Any:
     )
     headers = written_version_header(record.version_id)
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
+    if dest_bucket.lifecycle:
+        headers += expiration_header(api, dest_bucket, record)
     return api.send_xml(call, xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums), headers=headers)
 
 
