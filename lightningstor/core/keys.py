@@ -60,6 +60,16 @@ def bucket_key_scope(bkey: bytes) -> tuple[str, str | None, str] | None:
 # (``bucket-names/`` sorts before ``buckets/``, so no scan of bucket records
 # sees an entry), and every transaction that creates or deletes a bucket
 # record writes or deletes its entry too.
+LIFECYCLE_WALKS = ROOT + b"lifecycle-walks/"
+"""Per bucket (by id), the lifecycle service's walk of the current UTC day:
+shared by every API server, so one of them walks each bucket once a day
+(lightningstor.core.lifecycle_service)."""
+
+
+def lifecycle_walk_key(bucket_id: str) -> bytes:
+    return LIFECYCLE_WALKS + bucket_id.encode()
+
+
 BUCKET_NAMES = ROOT + b"bucket-names/"
 BUCKET_NAMES_INDEXED = ROOT + b"upgrades/bucket-names"
 """Set once every bucket record had its entry (BucketManager.index_names):

@@ -37,6 +37,7 @@ walk goes on; a failure of the whole run is logged by the periodic service.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,14 +59,19 @@ from lightningstor.core.lifecycle import (
 )
 from lightningstor.core.multipart import MultipartManager, decode_upload
 from lightningstor.core.objects import ConflictError, ObjectManager
+from lightningstor.core.scans import scan_prefix
 from lightningstor.core.types import Bucket, LifecycleRule
 from lightningstor.core.versions import wire_version_id
-from lightningstor.interfaces.metadata import IMetadataStore, KeyValue, prefix_end
+from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, KeyValue, Put, prefix_end
 from lightningstor.periodic import PeriodicService
 
 log = Logger()
 
 PAGE = 500  # rows per metadata read
+CLAIM_SECONDS = 3600.0
+"""How long a walk another server started and has not finished keeps the
+others off that bucket (it may have died; then the next run after this
+walks it)."""
 
 
 @dataclass
@@ -118,9 +124,6 @@ class LifecycleWorker:
         self._pause = pause or (lambda: succeed(None))
         # Where the next run starts: after the bucket a truncated run stopped in.
         self._resume: bytes | None = None
-        # With real days: bucket key -> (UTC day, bucket record revision) of
-        # its last complete walk (see _walked_today).
-        self._walked: dict[bytes, tuple[int, int]] = {}
 
     @inlineCallbacks
     def run(self) -> Any:
@@ -130,14 +133,13 @@ class LifecycleWorker:
         end = prefix_end(keys.BUCKETS)
         start = self._resume if self._resume is not None else keys.BUCKETS
         self._resume = None
-        seen: set[bytes] = set()
+        seen: set[bytes] = set()  # the walk records of the buckets with rules
         for lo, hi in ((start, end), (keys.BUCKETS, start)):
             pos = lo
             while pos < hi:
                 rows = yield self._store.scan(pos, hi, self._page)
                 for kv in rows:
-                    seen.add(kv.key)
-                    yield self._visit_bucket(kv, now_ms, counts)
+                    yield self._visit_bucket(kv, now_ms, counts, seen)
                     if counts.truncated:
                         # The next run starts with the bucket after this one
                         # and comes back to this one last: a bucket with more
@@ -148,23 +150,33 @@ class LifecycleWorker:
                     break
                 pos = rows[-1].key + b"\0"
                 yield self._pause()
-        # Every bucket was visited: forget the walks of buckets gone since.
-        self._walked = {k: v for k, v in self._walked.items() if k in seen}
+        # Every bucket was visited: drop the walk records of buckets that are
+        # gone or have no rules any more.
+        yield scan_prefix(self._store, keys.LIFECYCLE_WALKS, self._page, lambda kv: self._forget(kv, seen))
         return counts
 
+    def _forget(self, kv: KeyValue, seen: set[bytes]) -> Any:
+        if kv.key in seen:
+            return False
+        return self._store.txn([Compare(kv.key, kv.mod_revision)], [Delete(kv.key)]).addCallback(lambda _: False)
+
     @inlineCallbacks
-    def _visit_bucket(self, kv: KeyValue, now_ms: int, counts: LifecycleCounts) -> Any:
+    def _visit_bucket(self, kv: KeyValue, now_ms: int, counts: LifecycleCounts, seen: set[bytes]) -> Any:
         try:
             bucket = records.decode_bucket(kv.value)
         except Exception:
             return  # not a bucket record: nothing of ours
         rules = [r for r in bucket.lifecycle if r.enabled]
         if not rules:
-            self._walked.pop(kv.key, None)
             return
+        walk_key = keys.lifecycle_walk_key(bucket.bucket_id)
+        seen.add(walk_key)
+        claim = None
         stamp = self._day_stamp(kv, now_ms)
-        if stamp is not None and self._walked.get(kv.key) == stamp:
-            return  # walked completely today, rules unchanged: nothing can have fallen due
+        if stamp is not None:
+            claim = yield self._claim(walk_key, stamp, now_ms)
+            if claim is None:
+                return  # walked today, or being walked, by this or another server
         bucket.revision = kv.mod_revision
         counts.buckets += 1
         before = (counts.skipped, counts.failed)
@@ -175,10 +187,33 @@ class LifecycleWorker:
         except Exception:
             counts.failed += 1
             log.failure("Lifecycle rules of bucket {bucket} failed", bucket=bucket.name)
-        if stamp is not None and not counts.truncated and (counts.skipped, counts.failed) == before:
-            self._walked[kv.key] = stamp
-        else:
-            self._walked.pop(kv.key, None)  # to be walked again at the next run
+        if claim is not None and stamp is not None:
+            complete = not counts.truncated and (counts.skipped, counts.failed) == before
+            # Done for the day; or not, and the next run (of any server) walks it again.
+            ops = [Put(walk_key, _walk_record(stamp, now_ms, done=True))] if complete else [Delete(walk_key)]
+            yield self._store.txn([Compare(walk_key, claim)], ops)
+
+    @inlineCallbacks
+    def _claim(self, walk_key: bytes, stamp: tuple[int, int], now_ms: int) -> Any:
+        """Deferred[int | None]: the revision of this run's claim on today's
+        walk of a bucket; None if the bucket was walked completely today
+        (with its record as it is now), or another server's walk of it is
+        under way (started less than :data:`CLAIM_SECONDS` ago), or another
+        server claimed it first."""
+        kv = yield self._store.get(walk_key)
+        if kv is not None:
+            try:
+                day, revision, at, done = _read_walk_record(kv.value)
+            except (ValueError, KeyError, TypeError):
+                day = None  # not ours: claimed over
+            if day is not None and (day, revision) == stamp:
+                if done or now_ms - at < CLAIM_SECONDS * 1000:
+                    return None
+        result = yield self._store.txn(
+            [Compare(walk_key, 0 if kv is None else kv.mod_revision)],
+            [Put(walk_key, _walk_record(stamp, now_ms, done=False))],
+        )
+        return result.revision if result.succeeded else None
 
     def _day_stamp(self, kv: KeyValue, now_ms: int) -> tuple[int, int] | None:
         """With real days, what makes a bucket's walk last the day: the UTC
@@ -193,6 +228,12 @@ class LifecycleWorker:
         race or a failure make the next run walk it again.  Only a lone
         delete marker under ``ExpiredObjectDeleteMarker``, which is due at
         once, may wait until the next day's walk.
+
+        The walk of the day is recorded in the store
+        (``keys.lifecycle_walk_key``), claimed before it starts with a
+        compare on the record: every API server runs this service, and so
+        only one of them walks a bucket each day, and a restart does not
+        walk everything again.
         """
         if self.day_seconds != DAY_SECONDS:
             return None
@@ -389,6 +430,16 @@ _ACTION_NAMES = {
     "noncurrent": "deleted the noncurrent version",
     "aborted": "aborted the multipart upload",
 }
+
+
+def _walk_record(stamp: tuple[int, int], now_ms: int, *, done: bool) -> bytes:
+    day, revision = stamp
+    return json.dumps({"day": day, "rev": revision, "at": now_ms, "done": done}).encode()
+
+
+def _read_walk_record(value: bytes) -> tuple[int, int, int, bool]:
+    d = json.loads(value)
+    return int(d["day"]), int(d["rev"]), int(d["at"]), bool(d["done"])
 
 
 class LifecycleService(PeriodicService):

@@ -6,6 +6,7 @@ in-process core (SQLite store, local backend) with an injected clock.
 from __future__ import annotations
 
 import calendar
+import json
 import time
 from typing import Any
 
@@ -28,7 +29,12 @@ from lightningstor.core.lifecycle import (
     scan_prefixes,
     validate_rules,
 )
-from lightningstor.core.lifecycle_service import LifecycleCounts, LifecycleService, LifecycleWorker
+from lightningstor.core.lifecycle_service import (
+    CLAIM_SECONDS,
+    LifecycleCounts,
+    LifecycleService,
+    LifecycleWorker,
+)
 from lightningstor.core.objects import ConflictError, PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import (
@@ -38,7 +44,7 @@ from lightningstor.core.types import (
     ObjectRecord,
     Principal,
 )
-from lightningstor.interfaces.metadata import prefix_end
+from lightningstor.interfaces.metadata import Put, prefix_end
 from lightningstor.s3 import operations
 from lightningstor.s3.addressing import parse_target
 from lightningstor.s3.lifecyclexml import lifecycle_configuration_xml, parse_lifecycle_configuration
@@ -585,6 +591,41 @@ def test_with_real_days_a_bucket_is_walked_once_a_day(core: Core) -> None:
     assert (counts.buckets, counts.expired, counts.truncated) == (1, 0, False)
     counts = yield worker.run()
     assert counts.buckets == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_walk_of_the_day_is_shared_by_every_server(core: Core) -> None:
+    """The walk of the day is recorded in the store: a second server (or a
+    restarted one) skips a bucket walked today; a walk under way elsewhere
+    keeps others off until CLAIM_SECONDS have passed; the record of a bucket
+    that lost its rules is dropped."""
+    bucket = yield make_bucket(core, "shared", [LifecycleRule("r", True, expiration_days=1)])
+    yield put(core, bucket, "a")
+
+    def server() -> LifecycleWorker:
+        return LifecycleWorker(core.store, core.objects, core.multipart, FakeClock())
+
+    counts = yield server().run()
+    assert counts.buckets == 1
+    counts = yield server().run()
+    assert counts.buckets == 0  # another server, or this one restarted: walked today
+    walk_key = keys.lifecycle_walk_key(bucket.bucket_id)
+    kv = yield core.store.get(walk_key)
+    record = json.loads(kv.value)
+    assert record["done"] is True
+    # A walk another server started a minute ago and has not finished.
+    record.update(done=False, at=int((time.time() - 60) * 1000))
+    yield core.store.txn([], [Put(walk_key, json.dumps(record).encode())])
+    counts = yield server().run()
+    assert counts.buckets == 0
+    # ... or started longer ago than a claim lasts: that server may be gone.
+    record.update(at=int((time.time() - CLAIM_SECONDS - 60) * 1000))
+    yield core.store.txn([], [Put(walk_key, json.dumps(record).encode())])
+    counts = yield server().run()
+    assert counts.buckets == 1
+    yield core.buckets.set_lifecycle(bucket, ())
+    yield server().run()
+    assert (yield core.store.get(walk_key)) is None
 
 
 @pytest_twisted.inlineCallbacks
