@@ -268,7 +268,7 @@ class BucketManager:
         if not principal.project_id:
             # One place to look (every org-level caller): one read, no generator.
             d: Deferred[Any] = self._store.get(org_key)
-            return d.addCallback(_decoded_bucket)
+            return d.addCallback(decoded_bucket)
         return self._find_in(keys.bucket_key(principal.org_id, principal.project_id, name), org_key)
 
     @inlineCallbacks
@@ -276,7 +276,7 @@ class BucketManager:
         for k in candidates:
             kv = yield self._store.get(k)
             if kv is not None:
-                return _decoded_bucket(kv)
+                return decoded_bucket(kv)
         return None
 
     def find_for_read(self, principal: Principal, name: str) -> Deferred[Any]:
@@ -471,7 +471,7 @@ class BucketManager:
         if len(entries) != 1:
             return None  # none, or several scopes hold the name
         kv = yield self._store.get(entries[0].value)
-        bucket = _decoded_bucket(kv)
+        bucket = decoded_bucket(kv)
         # An entry an older server's delete left behind (see index_names)
         # points at no record: that is no bucket.
         if bucket is None or bucket.name != name:
@@ -496,7 +496,7 @@ class BucketManager:
             if not key:  # none, or several (_AMBIGUOUS)
                 return None
             found: Deferred[Any] = self._store.get(key)
-            return found.addCallback(_decoded_bucket).addCallback(
+            return found.addCallback(decoded_bucket).addCallback(
                 lambda bucket: bucket if bucket is not None and bucket.name == name else None
             )
 
@@ -648,7 +648,9 @@ def _copy(bucket: Bucket) -> Bucket:
     return copy
 
 
-def _decoded_bucket(kv: Any) -> Bucket | None:
+def decoded_bucket(kv: Any) -> Bucket | None:
+    """The bucket a store row holds, with the row's revision (what object
+    commits compare); None for no row."""
     if kv is None:
         return None
     bucket = records.decode_bucket(kv.value)

@@ -257,7 +257,9 @@ def expiration_of(
     of its rules is due, so the earliest one decides."""
     earliest: tuple[int, LifecycleRule] | None = None
     for rule in rules:
-        if not matches(rule, key, size, tags):
+        # The cheap test first: many rules expire nothing current (noncurrent
+        # versions, uploads, delete markers only), and PUT/GET/HEAD ask this.
+        if (rule.expiration_days is None and rule.expiration_date is None) or not matches(rule, key, size, tags):
             continue
         due = expiration_due_ms(rule, created_ms, day_seconds)
         if due is not None and (earliest is None or due < earliest[0]):

@@ -42,12 +42,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.core import keys, records
+from lightningstor.core.buckets import decoded_bucket
 from lightningstor.core.lifecycle import (
     DAY_SECONDS,
     abort_rule,
@@ -59,7 +60,7 @@ from lightningstor.core.lifecycle import (
 )
 from lightningstor.core.multipart import MultipartManager, decode_upload
 from lightningstor.core.objects import ConflictError, ObjectManager
-from lightningstor.core.scans import scan_prefix
+from lightningstor.core.scans import scan_all, scan_prefix
 from lightningstor.core.types import Bucket, LifecycleRule
 from lightningstor.core.versions import wire_version_id
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, KeyValue, Put, prefix_end
@@ -134,22 +135,22 @@ class LifecycleWorker:
         start = self._resume if self._resume is not None else keys.BUCKETS
         self._resume = None
         seen: set[bytes] = set()  # the walk records of the buckets with rules
+
+        @inlineCallbacks
+        def visit(kv: KeyValue) -> Any:
+            yield self._visit_bucket(kv, now_ms, counts, seen)
+            if counts.truncated:
+                # The next run starts with the bucket after this one and
+                # comes back to this one last: a bucket with more due work
+                # than one run may do cannot starve the rest.
+                self._resume = kv.key + b"\0"
+            return counts.truncated
+
         for lo, hi in ((start, end), (keys.BUCKETS, start)):
-            pos = lo
-            while pos < hi:
-                rows = yield self._store.scan(pos, hi, self._page)
-                for kv in rows:
-                    yield self._visit_bucket(kv, now_ms, counts, seen)
-                    if counts.truncated:
-                        # The next run starts with the bucket after this one
-                        # and comes back to this one last: a bucket with more
-                        # due work than one run may do cannot starve the rest.
-                        self._resume = kv.key + b"\0"
-                        return counts
-                if len(rows) < self._page:
-                    break
-                pos = rows[-1].key + b"\0"
-                yield self._pause()
+            if lo < hi:
+                stopped = yield scan_all(self._store, lo, hi, self._page, visit, between_pages=self._pause)
+                if stopped:
+                    return counts
         # Every bucket was visited: drop the walk records of buckets that are
         # gone or have no rules any more.
         yield scan_prefix(self._store, keys.LIFECYCLE_WALKS, self._page, lambda kv: self._forget(kv, seen))
@@ -163,9 +164,10 @@ class LifecycleWorker:
     @inlineCallbacks
     def _visit_bucket(self, kv: KeyValue, now_ms: int, counts: LifecycleCounts, seen: set[bytes]) -> Any:
         try:
-            bucket = records.decode_bucket(kv.value)
+            bucket = decoded_bucket(kv)
         except Exception:
             return  # not a bucket record: nothing of ours
+        assert bucket is not None
         rules = [r for r in bucket.lifecycle if r.enabled]
         if not rules:
             return
@@ -177,7 +179,6 @@ class LifecycleWorker:
             claim = yield self._claim(walk_key, stamp, now_ms)
             if claim is None:
                 return  # walked today, or being walked, by this or another server
-        bucket.revision = kv.mod_revision
         counts.buckets += 1
         before = (counts.skipped, counts.failed)
         try:
@@ -250,23 +251,19 @@ class LifecycleWorker:
         for prefix in scan_prefixes(rules, lambda r: r.abort_days is not None):
             yield self._uploads(bucket, rules, prefix, now_ms, counts)
 
-    @inlineCallbacks
     def _walk(self, start: bytes, visit: Callable[[KeyValue], Any], counts: LifecycleCounts) -> Any:
         """Call ``visit`` (which may return a Deferred) for every row under
         ``start`` (a key prefix), a page at a time, until the run is
         truncated."""
-        end = prefix_end(start)
-        pos = start
-        while not counts.truncated:
-            rows = yield self._store.scan(pos, end, self._page)
-            for kv in rows:
-                if counts.truncated:
-                    return
-                yield visit(kv)
-            if len(rows) < self._page:
-                return
-            pos = rows[-1].key + b"\0"
-            yield self._pause()
+        if counts.truncated:
+            return succeed(False)
+        return scan_prefix(
+            self._store,
+            start,
+            self._page,
+            lambda kv: maybeDeferred(visit, kv).addCallback(lambda _: counts.truncated),
+            between_pages=self._pause,
+        )
 
     # -- current versions --------------------------------------------------------
 
@@ -376,7 +373,8 @@ class LifecycleWorker:
             return self._act(
                 counts,
                 "aborted",
-                lambda: self._multipart.abort(bucket, upload.key, upload.upload_id),
+                # The row is at hand: abort it (abort() would look it up again).
+                lambda: self._multipart.abort_row(kv.key, upload.upload_id).addCallback(_gone_is_lost),
                 (bucket, upload.key, upload.upload_id, rule),
             )
 
@@ -432,6 +430,13 @@ _ACTION_NAMES = {
 }
 
 
+def _gone_is_lost(done: bool) -> None:
+    """An upload already gone (completed or aborted since the scan) is a lost
+    race, counted as skipped like any other."""
+    if not done:
+        raise errors.NoSuchUpload()
+
+
 def _walk_record(stamp: tuple[int, int], now_ms: int, *, done: bool) -> bytes:
     day, revision = stamp
     return json.dumps({"day": day, "rev": revision, "at": now_ms, "done": done}).encode()
@@ -462,8 +467,9 @@ class LifecycleService(PeriodicService):
         self.on_run = on_run
 
     def run_once(self) -> Any:
-        """Deferred[LifecycleCounts | None]; failures are logged, never raised
-        (a raising LoopingCall would stop for good)."""
+        """Deferred[LifecycleCounts]: one walk, logged and handed to
+        ``on_run`` (a failed walk is logged by PeriodicService, which keeps
+        the loop going)."""
 
         def report(counts: LifecycleCounts) -> LifecycleCounts:
             if counts.actions or counts.failed or counts.truncated:
@@ -485,9 +491,7 @@ class LifecycleService(PeriodicService):
             return counts
 
         d: Deferred[Any] = self.worker.run()
-        d.addCallback(report)
-        d.addErrback(lambda f: log.failure("Lifecycle run failed", f))
-        return d
+        return d.addCallback(report)
 
 
 def reactor_pause(reactor: Any) -> Callable[[], Deferred[Any]]:

@@ -1007,13 +1007,14 @@ class MultipartManager:
     def abort(self, bucket: Bucket, key: str, upload_id: str) -> Any:
         """Deferred[None]: drop the upload and free its parts' chunks."""
         ukey, _kv, _upload = yield self._load(bucket, key, upload_id)
-        done = yield self._abort_key(ukey, upload_id)
+        done = yield self.abort_row(ukey, upload_id)
         if not done:
             raise errors.NoSuchUpload(UploadId=upload_id)
 
     @inlineCallbacks
-    def _abort_key(self, ukey: bytes, upload_id: str) -> Any:
-        """Deferred[bool]: False if the upload was already gone."""
+    def abort_row(self, ukey: bytes, upload_id: str) -> Any:
+        """Deferred[bool]: abort the upload stored at ``ukey`` (a row a scan
+        of the uploads read); False if it was already gone."""
         for _attempt in range(_RETRIES):
             ukv = yield self._store.get(ukey)
             if ukv is None:
@@ -1041,7 +1042,7 @@ class MultipartManager:
             for kv in rows:
                 upload = decode_upload(kv.value)
                 if not keep(upload):
-                    done = yield self._abort_key(kv.key, upload.upload_id)
+                    done = yield self.abort_row(kv.key, upload.upload_id)
                     aborted += int(done)
             if len(rows) < _SCAN_BATCH:
                 return aborted

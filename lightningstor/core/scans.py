@@ -17,14 +17,23 @@ from lightningstor.interfaces.metadata import IMetadataStore, KeyValue, prefix_e
 
 
 @inlineCallbacks
-def scan_all(store: IMetadataStore, start: bytes, end: bytes, page: int, visit: Callable[[KeyValue], Any]) -> Any:
+def scan_all(
+    store: IMetadataStore,
+    start: bytes,
+    end: bytes,
+    page: int,
+    visit: Callable[[KeyValue], Any],
+    *,
+    between_pages: Callable[[], Any] | None = None,
+) -> Any:
     """Deferred[bool]: call ``visit(kv)`` for every row in ``[start, end)``,
     ``page`` rows per read; ``visit`` may return a Deferred.
 
     Stops at the first row for which ``visit`` returns (or fires with)
     ``True`` and answers True; False once the range is exhausted.  Rows
     ``visit`` deletes do not disturb the walk (it resumes after the last
-    key read).
+    key read).  ``between_pages`` (a Deferred, or None) runs after each
+    full page: a pause that lets the reactor serve requests between reads.
     """
     while True:
         rows = yield store.scan(start, end, page)
@@ -35,11 +44,20 @@ def scan_all(store: IMetadataStore, start: bytes, end: bytes, page: int, visit: 
         if len(rows) < page:
             return False
         start = rows[-1].key + b"\0"
+        if between_pages is not None:
+            yield between_pages()
 
 
-def scan_prefix(store: IMetadataStore, prefix: bytes, page: int, visit: Callable[[KeyValue], Any]) -> Any:
+def scan_prefix(
+    store: IMetadataStore,
+    prefix: bytes,
+    page: int,
+    visit: Callable[[KeyValue], Any],
+    *,
+    between_pages: Callable[[], Any] | None = None,
+) -> Any:
     """:func:`scan_all` over every key that starts with ``prefix``."""
-    return scan_all(store, prefix, prefix_end(prefix), page, visit)
+    return scan_all(store, prefix, prefix_end(prefix), page, visit, between_pages=between_pages)
 
 
 # Attempts at a stable answer in any_version before giving the safe one.

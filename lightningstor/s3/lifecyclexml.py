@@ -21,6 +21,7 @@ from xml.etree.ElementTree import Element
 from lightningstor import errors
 from lightningstor.core.lifecycle import FORM_AND, FORM_FILTER, FORM_PREFIX, midnight_error
 from lightningstor.core.types import LifecycleFilter, LifecycleRule
+from lightningstor.s3.dates import iso8601
 from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, parse_xml
 
 # A configuration of 1000 rules with long prefixes and several tags each
@@ -233,10 +234,6 @@ def _date(text: str) -> int:
     return int(parsed.timestamp())
 
 
-def _format_date(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
 def lifecycle_configuration_xml(rules: Sequence[LifecycleRule]) -> bytes:
     """GetBucketLifecycleConfiguration's document: each rule as it was sent
     (its filter in the form it was written), with its (maybe generated) ID."""
@@ -248,7 +245,7 @@ def lifecycle_configuration_xml(rules: Sequence[LifecycleRule]) -> bytes:
         if rule.expiration_days is not None:
             parts.append(f"<Expiration><Days>{rule.expiration_days}</Days></Expiration>")
         elif rule.expiration_date is not None:
-            parts.append(f"<Expiration><Date>{_format_date(rule.expiration_date)}</Date></Expiration>")
+            parts.append(f"<Expiration><Date>{iso8601(rule.expiration_date * 1000)}</Date></Expiration>")
         elif rule.expired_object_delete_marker is not None:
             flag = "true" if rule.expired_object_delete_marker else "false"
             parts.append(
