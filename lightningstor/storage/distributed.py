@@ -93,15 +93,23 @@ def _check_id(chunk_id: str) -> None:
 
 class _Spares:
     """The nodes outside a chunk's placement, best ranked first, handed out
-    once each to the copies of one write whose node was full."""
+    once each to the copies of one write whose node was full.  Ranked on
+    the first ``take`` only: a node is rarely full, and every chunk write
+    makes one of these."""
 
-    __slots__ = ("_nodes",)
+    __slots__ = ("_chunk_id", "_home", "_left", "_nodes")
 
-    def __init__(self, nodes: list[NodeAddress]) -> None:
-        self._nodes = nodes[::-1]  # popped from the end
+    def __init__(self, chunk_id: str, nodes: list[NodeAddress], home: list[NodeAddress]) -> None:
+        self._chunk_id = chunk_id
+        self._nodes = nodes
+        self._home = home
+        self._left: list[NodeAddress] | None = None
 
     def take(self) -> NodeAddress | None:
-        return self._nodes.pop() if self._nodes else None
+        if self._left is None:
+            ranked = placement.ranking(self._chunk_id, self._nodes)
+            self._left = [node for node in ranked if node not in self._home][::-1]  # popped from the end
+        return self._left.pop() if self._left else None
 
 
 def parse_node(url: str, zone: str | None = None) -> NodeAddress:
@@ -155,10 +163,10 @@ class DistributedBackend:
         self._pool = pool
         self._rng = rng or random.Random()
         self._running = Running()
-        self._writing: dict[str, defer.Deferred[Any]] = {}
-        # For each write in flight, the nodes whose copy is already written:
-        # reads try those first (see _first_replica).
-        self._acked: dict[str, set[NodeAddress]] = {}
+        # Each write in flight: every replica write, stragglers included, and
+        # the nodes whose copy is already written (reads try those first,
+        # see _first_replica).
+        self._writing: dict[str, tuple[defer.Deferred[Any], set[NodeAddress]]] = {}
         self.repairer: Any = None
 
     # -- helpers ---------------------------------------------------------------
@@ -191,7 +199,8 @@ class DistributedBackend:
         corrupted: list[str] = []
         unavailable: list[str] = []
         order = self.read_order(chunk_id)
-        acked = self._acked.get(chunk_id)
+        writing = self._writing.get(chunk_id)
+        acked = writing[1] if writing is not None else None
         if acked:
             # A write of this id is still in flight (acknowledged at its
             # quorum, stragglers still running): a node it has not reached
@@ -236,21 +245,20 @@ class DistributedBackend:
         if previous is not None:
             # An overwrite waits for the previous write's stragglers, which
             # would otherwise land late and leave the old bytes on a replica.
-            return settled(previous).addCallback(lambda _: self.put_chunk(chunk_id, payload))
+            return settled(previous[0]).addCallback(lambda _: self.put_chunk(chunk_id, payload))
         home = self.placement(chunk_id)
-        spares = _Spares([node for node in placement.ranking(chunk_id, self.nodes) if node not in home])
+        spares = _Spares(chunk_id, self.nodes, home)
         acked: set[NodeAddress] = set()
         calls = [self._put_copy(node, chunk_id, payload, spares).addCallback(acked.add) for node in home]
         # Every replica write, stragglers included, for delete_chunk to wait on:
         # a late copy landing after a delete would bring the chunk back.
         everything = defer.DeferredList(list(calls), consumeErrors=False)
-        self._writing[chunk_id] = everything
-        self._acked[chunk_id] = acked
+        entry = (everything, acked)
+        self._writing[chunk_id] = entry
 
         def written(result: Any) -> Any:
-            if self._writing.get(chunk_id) is everything:
+            if self._writing.get(chunk_id) is entry:
                 del self._writing[chunk_id]
-                del self._acked[chunk_id]
             return result
 
         everything.addBoth(written)
@@ -312,7 +320,7 @@ class DistributedBackend:
         _check_id(chunk_id)
         writing = self._writing.get(chunk_id)
         if writing is not None:
-            yield settled(writing)
+            yield settled(writing[0])
         results = yield defer.DeferredList(
             [self.call(node, "delete", chunk_id) for node in self.nodes], consumeErrors=True
         )
