@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import uuid
 
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
-
-CREDS = Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY)
-
-
-def _signed(server, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
-    """Send a SigV4-signed raw request with the path exactly as given."""
-    url = f"{server.endpoint}{path}"
-    req = AWSRequest(method, url, data=body, headers=dict(headers or {}))
-    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)  # signs the path as given (no dot-segment removal)
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.putrequest(method, path, skip_accept_encoding=True)
-    for k, v in req.headers.items():
-        conn.putheader(k, v)
-    conn.putheader("Content-Length", str(len(body)))
-    conn.endheaders(body)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return resp.status, data
+from tests.integration.raw import CREDS, signed
 
 
 @pytest.fixture
@@ -49,21 +28,21 @@ def _count(s3, bucket):
 
 def test_nul_in_key_refused(server, s3, clean_bucket):
     """A NUL byte in a key is InvalidArgument and stores nothing."""
-    status, body = _signed(server, "PUT", f"/{clean_bucket}/a%00b", b"x")
+    status, body = signed(server, "PUT", f"/{clean_bucket}/a%00b", b"x")
     assert status == 400 and b"<Code>InvalidArgument</Code>" in body
     assert _count(s3, clean_bucket) == 0
 
 
 def test_invalid_utf8_path_refused(server, s3, clean_bucket):
     """A key that is not valid UTF-8 is InvalidURI (400)."""
-    status, body = _signed(server, "PUT", f"/{clean_bucket}/bad%ff%fe", b"x")
+    status, body = signed(server, "PUT", f"/{clean_bucket}/bad%ff%fe", b"x")
     assert status == 400 and b"InvalidURI" in body
     assert _count(s3, clean_bucket) == 0
 
 
 def test_dot_dot_key_is_just_a_key(server, s3, clean_bucket, tmp_path):
     """'../..' segments are part of the key, stored by id: nothing outside the data dir is touched."""
-    status, _ = _signed(server, "PUT", f"/{clean_bucket}/../../../../tmp/escape-{uuid.uuid4().hex}", b"x" * 100_000)
+    status, _ = signed(server, "PUT", f"/{clean_bucket}/../../../../tmp/escape-{uuid.uuid4().hex}", b"x" * 100_000)
     assert status == 200
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=clean_bucket)["Contents"]]
     assert len(keys) == 1 and keys[0].startswith("../../../../tmp/escape-")
@@ -86,7 +65,7 @@ def test_malformed_delete_xml(server, s3, clean_bucket):
     ]
     for body in bodies:
         md5 = __import__("base64").b64encode(hashlib.md5(body).digest()).decode()
-        status, resp = _signed(server, "POST", f"/{clean_bucket}?delete", body, {"Content-MD5": md5})
+        status, resp = signed(server, "POST", f"/{clean_bucket}?delete", body, {"Content-MD5": md5})
         assert status == 400 and b"MalformedXML" in resp, body
     assert _count(s3, clean_bucket) == 1
 
@@ -95,7 +74,7 @@ def test_delete_without_integrity_header(server, s3, clean_bucket):
     """DeleteObjects without Content-MD5 or x-amz-checksum-* is refused (InvalidRequest)."""
     s3.put_object(Bucket=clean_bucket, Key="keep", Body=b"x")
     body = b"<Delete><Object><Key>keep</Key></Object></Delete>"
-    status, resp = _signed(server, "POST", f"/{clean_bucket}?delete", body)
+    status, resp = signed(server, "POST", f"/{clean_bucket}?delete", body)
     assert status == 400 and b"InvalidRequest" in resp
     assert _count(s3, clean_bucket) == 1
 
@@ -103,26 +82,26 @@ def test_delete_without_integrity_header(server, s3, clean_bucket):
 def test_oversized_xml_body(server, s3, clean_bucket):
     """An XML body over the configured limit is refused without buffering it all."""
     body = b"<Delete>" + b"<Object><Key>k</Key></Object>" * 350_000 + b"</Delete>"  # > 8 MiB
-    status, resp = _signed(server, "POST", f"/{clean_bucket}?delete", body,
+    status, resp = signed(server, "POST", f"/{clean_bucket}?delete", body,
                            {"Content-MD5": __import__("base64").b64encode(hashlib.md5(body).digest()).decode()})
     assert status == 400 and b"MaxMessageLengthExceeded" in resp
 
 
 def test_unknown_subresource_and_method(server, s3, clean_bucket):
     """Unknown S3 calls answer a quick 4xx/501 S3 error, never a 5xx that SDKs would retry."""
-    status, body = _signed(server, "POST", f"/{clean_bucket}/k?select&select-type=2", b"<x/>")
+    status, body = signed(server, "POST", f"/{clean_bucket}/k?select&select-type=2", b"<x/>")
     assert status == 501 and b"NotImplemented" in body
-    status, body = _signed(server, "PATCH", f"/{clean_bucket}/k", b"")
+    status, body = signed(server, "PATCH", f"/{clean_bucket}/k", b"")
     assert status in (400, 405) and b"<Error>" in body
-    status, body = _signed(server, "GET", "/?Action=GetCallerIdentity", b"")
+    status, body = signed(server, "GET", "/?Action=GetCallerIdentity", b"")
     assert status < 500
 
 
 def test_bad_max_keys_and_token(server, s3, clean_bucket):
     """Non-numeric max-keys and garbage continuation tokens are InvalidArgument."""
-    status, body = _signed(server, "GET", f"/{clean_bucket}?list-type=2&max-keys=abc")
+    status, body = signed(server, "GET", f"/{clean_bucket}?list-type=2&max-keys=abc")
     assert status == 400 and b"InvalidArgument" in body
-    status, body = _signed(server, "GET", f"/{clean_bucket}?list-type=2&continuation-token=%%%")
+    status, body = signed(server, "GET", f"/{clean_bucket}?list-type=2&continuation-token=%%%")
     assert status == 400 and b"InvalidArgument" in body
 
 

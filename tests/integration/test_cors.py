@@ -6,8 +6,6 @@ a restart, and the etcd metadata store.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.client
 import uuid
 from collections.abc import Iterator
@@ -20,11 +18,11 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import make_client
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.raw import CREDS, md5_header
+from tests.integration.server import ROOT_ACCESS_KEY, ServerProcess
 from tests.integration.tenants import Identity, Spec, Tenancy
 
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
@@ -79,13 +77,9 @@ def signed_put_cors(server: ServerProcess, bucket: str, body: bytes, headers: di
     """PutBucketCors signed by root with exactly ``body`` and ``headers``."""
     path = f"/{bucket}?cors"
     req = AWSRequest("PUT", f"{server.endpoint}{path}", data=body, headers=headers)
-    S3SigV4Auth(Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY), "s3", "us-east-1").add_auth(req)
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
     assert server.port is not None
     return send(server.port, "PUT", path, dict(req.headers.items()), body)
-
-
-def md5_header(body: bytes) -> dict[str, str]:
-    return {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
 
 
 def error_code(info: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:

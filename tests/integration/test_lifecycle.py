@@ -9,10 +9,7 @@ Expiry is awaited by polling with a deadline, never by fixed sleeps.
 
 from __future__ import annotations
 
-import base64
 import email.utils
-import hashlib
-import http.client
 import json
 import time
 import uuid
@@ -21,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import make_client
+from tests.integration.raw import md5_header, signed
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 from tests.integration.tools import run_tool, tool
 
@@ -86,24 +81,6 @@ def versions_of(s3: Any, bucket: str, key: str) -> list[tuple[str, bool, bool]]:
     entries += [(m["VersionId"], True, m["IsLatest"], m["LastModified"]) for m in page.get("DeleteMarkers", []) if m["Key"] == key]
     entries.sort(key=lambda e: (not e[2], -e[3].timestamp()))
     return [(vid, marker, latest) for vid, marker, latest, _ in entries]
-
-
-def signed(server: ServerProcess, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    """One request signed by root with exactly ``body`` and ``headers``."""
-    req = AWSRequest(method, f"{server.endpoint}{path}", data=body, headers=headers)
-    S3SigV4Auth(Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY), "s3", "us-east-1").add_auth(req)
-    assert server.port is not None
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=dict(req.headers.items()))
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def md5_header(body: bytes) -> dict[str, str]:
-    return {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
 
 
 # -- the configuration ----------------------------------------------------------------
