@@ -14,29 +14,18 @@ is special, so object keys holding ``[`` or ``?`` need no escaping.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Callable
 
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor.core import keys
 from lightningstor.core.access import ACTIONS
+from lightningstor.core.patterns import matches
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
 
 EFFECTS = ("allow", "deny")
-
-
-@lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
-
-
-def matches(pattern: str, value: str) -> bool:
-    """Whether ``value`` matches ``pattern`` (``*``: any characters)."""
-    return _compiled(pattern).fullmatch(value) is not None
 
 
 def subject_of(principal_id: str | None = None, role: str | None = None) -> str:

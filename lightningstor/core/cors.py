@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from lightningstor import errors
+from lightningstor.core.patterns import matches as wildcard_match
 from lightningstor.core.types import CORS_METHODS, CorsRule
 
 MAX_RULES = 100
@@ -68,28 +69,6 @@ def _validate_rule(rule: CorsRule) -> None:
             )
 
 
-def wildcard_match(pattern: str, value: str) -> bool:
-    """Whether ``value`` matches ``pattern``, where each ``*`` stands for any
-    run of characters (possibly empty) and everything else for itself.
-
-    Written out rather than with ``fnmatch``, which would also give ``?``
-    and ``[...]`` a meaning that S3 origins and header names do not have.
-    """
-    parts = pattern.split("*")
-    if len(parts) == 1:
-        return pattern == value
-    first, last = parts[0], parts[-1]
-    if len(value) < len(first) + len(last) or not value.startswith(first) or not value.endswith(last):
-        return False
-    position, end = len(first), len(value) - len(last)
-    for part in parts[1:-1]:
-        found = value.find(part, position, end)
-        if found < 0:
-            return False
-        position = found + len(part)
-    return True
-
-
 def parse_header_list(value: str | None) -> list[str]:
     """``Access-Control-Request-Headers``: comma-separated names, blanks dropped."""
     if not value:
@@ -108,6 +87,8 @@ def find_rule(
             continue
         if not any(wildcard_match(pattern, origin) for pattern in rule.allowed_origins):
             continue
+        if not wanted:
+            return rule  # an actual request asks for no header (only a preflight does)
         allowed = [h.lower() for h in rule.allowed_headers]
         if all(any(wildcard_match(pattern, h) for pattern in allowed) for h in wanted):
             return rule
