@@ -30,6 +30,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
 from lightningstor import errors
+from lightningstor.auth.sigv4 import split_credential
 from lightningstor.core.cors import allowed_origin, find_rule, parse_header_list
 from lightningstor.core.types import Bucket, CorsRule
 from lightningstor.s3.corsxml import cors_configuration_xml, parse_cors_configuration
@@ -118,10 +119,12 @@ def _answer_preflight(
     return body
 
 
-def preflight_bucket(core: Any, name: str, query: dict[str, str]) -> Deferred[Any]:
+def preflight_bucket(core: Any, name: str, query: dict[str, str], access_key: str | None = None) -> Deferred[Any]:
     """Deferred[Bucket | None]: the bucket a preflight means (module
-    docstring), or None if it names none or is ambiguous."""
-    access_key = query_access_key(query)
+    docstring), or None if it names none or is ambiguous.  ``access_key``:
+    the key a request already named (else the query's, if any)."""
+    if access_key is None:
+        access_key = query_access_key(query)
     if access_key is not None:
         d: Deferred[Any] = core.credentials.lookup(access_key) if access_key else succeed(None)
         return d.addCallback(_in_scope, core, name)
@@ -136,7 +139,9 @@ def query_access_key(query: dict[str, str]) -> str | None:
     empty, None without one."""
     credential = query.get("X-Amz-Credential")
     if credential is not None:
-        return credential.partition("/")[0]
+        # Split as the signature check splits it: a key may contain "/".
+        parts = split_credential(credential)
+        return parts.access_key if parts is not None else ""
     return query.get("AWSAccessKeyId")
 
 
@@ -163,9 +168,8 @@ def error_bucket(core: Any, call: Any) -> Deferred[Any]:
     if call.principal is not None:
         d: Deferred[Any] = core.buckets.find(call.principal, call.bucket)
         return d
-    if call.access_key_id is not None:  # an existing key whose signature failed
-        return core.credentials.lookup(call.access_key_id).addCallback(_in_scope, core, call.bucket)
-    return preflight_bucket(core, call.bucket, call.target.query)
+    # An existing key whose signature failed, else the query's, else by name.
+    return preflight_bucket(core, call.bucket, call.target.query, call.access_key_id)
 
 
 # -- actual requests ------------------------------------------------------------

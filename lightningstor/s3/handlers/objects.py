@@ -225,20 +225,21 @@ def _verify_upload(finished: Any, call: Any) -> tuple[Any, Any, dict[str, str]]:
 
 
 def put_object(api: Any, call: Any) -> Deferred[Any]:
-    def answer(_record: Any, headers: list[tuple[str, str]]) -> bytes:
-        return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
-
-    return receive_upload(api, call).addCallback(commit_upload, api, call, call.key, answer)
+    return receive_upload(api, call).addCallback(commit_upload, api, call, call.key)
 
 
 def commit_upload(
-    received: Any, api: Any, call: Any, key: str, answer: Callable[[Any, list[tuple[str, str]]], bytes]
+    received: Any,
+    api: Any,
+    call: Any,
+    key: str,
+    answer: Callable[[Any, list[tuple[str, str]]], bytes] | None = None,
 ) -> Deferred[Any]:
     """Commit an upload whose body is stored (``receive_upload``'s result)
-    as ``key``, and answer with ``answer(record, headers)``, the headers
-    being the written object's ETag, checksums and version id (PutObject,
-    PostObject).  Unless the commit may have landed, the stored data is
-    discarded on failure."""
+    as ``key``, and answer with ``answer(record, headers)`` (PostObject's
+    own answer; default: PutObject's empty 200), the headers being the
+    written object's ETag, checksums and version id.  Unless the commit may
+    have landed, the stored data is discarded on failure."""
     ctx, result, checksums = received
     record = api.core.objects.new_record(key, result, ctx.attrs, checksums)
 
@@ -254,6 +255,8 @@ def commit_upload(
         headers += written_version_header(record.version_id)
         if ctx.bucket.lifecycle:
             headers += expiration_header(api, ctx.bucket, record)
+        if answer is None:
+            return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
         return answer(record, headers)
 
     d: Deferred[Any] = api.core.objects.commit(ctx.bucket, record, ctx.attrs)
