@@ -181,9 +181,19 @@ class Repairer:
         report.chunks_seen = len(holders)
         full: set[NodeAddress] = set()
         received: dict[str, set[NodeAddress]] = {}
+        answering = set(by_node)
+        fixed = backend.placement_strategy != "random"
+        # Chunks with a copy outside their placement, and that placement:
+        # what _trim looks at (placement is computed once per chunk).
+        extras: list[tuple[str, list[NodeAddress]]] = []
         for chunk_id in sorted(holders):
             have = holders[chunk_id]
-            missing = self._missing(chunk_id, have, set(by_node))
+            home = backend.placement(chunk_id) if fixed else None
+            if home is not None and not have.issubset(home):
+                extras.append((chunk_id, home))
+            if report.truncated:
+                continue  # no more copies this run; the extras are still wanted
+            missing = self._missing(chunk_id, have, answering, home)
             if not missing:
                 continue
             targets = [node for node in missing if node not in full]
@@ -193,7 +203,7 @@ class Repairer:
                 continue
             if report.copies_made + report.copies_failed >= self.max_copies:
                 report.truncated = True
-                break
+                continue
             done = yield self._copy(chunk_id, have, targets, full)
             if done:
                 received[chunk_id] = done
@@ -204,7 +214,7 @@ class Repairer:
         report.nodes_full = sorted(node.address for node in full)
         if full:
             log.warn("Chunk repair: node(s) {nodes} refused copies, disk full", nodes=", ".join(report.nodes_full))
-        yield self._trim(report, holders, received, set(by_node))
+        yield self._trim(report, holders, received, extras)
         self.last_report = report
         if report.copies_made or report.copies_failed:
             log.info(
@@ -224,16 +234,19 @@ class Repairer:
             )
         return report
 
-    def _missing(self, chunk_id: str, have: set[NodeAddress], answering: set[NodeAddress]) -> list[NodeAddress]:
-        """Answering nodes that should get a copy of ``chunk_id``."""
+    def _missing(
+        self, chunk_id: str, have: set[NodeAddress], answering: set[NodeAddress], home: list[NodeAddress] | None
+    ) -> list[NodeAddress]:
+        """Answering nodes that should get a copy of ``chunk_id`` (``home``:
+        its placement, None with ``random`` placement)."""
         backend = self.backend
-        if backend.placement_strategy == "random":
+        if home is None:
             need = backend.replication_factor - len(have)
             if need <= 0:
                 return []
             candidates = [node for node in backend.read_order(chunk_id) if node in answering and node not in have]
             return candidates[:need]
-        return [node for node in backend.placement(chunk_id) if node in answering and node not in have]
+        return [node for node in home if node in answering and node not in have]
 
     @defer.inlineCallbacks
     def _copy(
@@ -281,10 +294,13 @@ class Repairer:
         report: RepairReport,
         holders: dict[str, set[NodeAddress]],
         received: dict[str, set[NodeAddress]],
-        answering: set[NodeAddress],
+        extras: list[tuple[str, list[NodeAddress]]],
     ) -> Any:
         """Delete the extra copies that are provably redundant (see the
-        module docstring); remember those seen for the first time."""
+        module docstring); remember those seen for the first time.
+        ``extras``: the chunks with a copy outside their placement, in
+        order, with that placement.  Every node answered the listing when
+        this gets that far, so the copies listed are every copy."""
         report.trim_skipped = self._why_not_trim(report)
         if report.trim_skipped is not None:
             self._extra_seen = set()  # two clean runs in a row are needed again
@@ -294,13 +310,11 @@ class Repairer:
         seen: set[tuple[str, NodeAddress]] = set()
         remember = self.max_trims * _REMEMBER_PER_TRIM
         deletes = 0  # asked for this run, whatever their outcome
-        for chunk_id in sorted(holders):
-            home = set(backend.placement(chunk_id))
+        for chunk_id, placed in extras:
+            home = set(placed)
             extra = holders[chunk_id] - home
-            if not extra:
-                continue
             have = holders[chunk_id] | received.get(chunk_id, set())
-            if not home <= (have & answering) or len(home) < backend.replication_factor:
+            if not home <= have or len(home) < backend.replication_factor:
                 continue  # not (yet) N copies on the placement: every copy counts
             due = _by_address(node for node in extra if (chunk_id, node) in previous)
             for node in _by_address(extra):
