@@ -101,6 +101,19 @@ class NodeProcess:
         with channel:
             return stub.Stat(pb.StatRequest(), timeout=10)
 
+    def chunk_ids(self, timeout: float = 30) -> set[str]:
+        """Every chunk id this node lists (ListChunks, page after page)."""
+        found: set[str] = set()
+        channel, stub = self.stub()
+        with channel:
+            after = ""
+            while True:
+                reply = stub.ListChunks(pb.ListChunksRequest(start_after=after), timeout=timeout)
+                found.update(c.chunk_id for c in reply.chunks)
+                if not reply.next_start_after:
+                    return found
+                after = reply.next_start_after
+
     def has(self, chunk_ids: list[str]) -> set[str]:
         channel, stub = self.stub()
         with channel:

@@ -39,3 +39,9 @@ def signed(server: Any, method: str, path: str, body: bytes = b"", headers: dict
 def md5_header(body: bytes) -> dict[str, str]:
     """``Content-MD5`` of ``body`` (what S3 asks of configuration uploads)."""
     return {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+
+
+def client_error(info: Any) -> tuple[int, str, str]:
+    """(status, code, message) of the ClientError in ``pytest.raises``' info."""
+    err = info.value.response
+    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"].get("Message", "")

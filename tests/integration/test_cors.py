@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from tests.integration.conftest import make_client
 from tests.integration.raw import CREDS, md5_header
+from tests.integration.raw import client_error as error_code
 from tests.integration.server import ROOT_ACCESS_KEY, ServerProcess
 from tests.integration.tenants import Identity, Spec, Tenancy
 
@@ -80,11 +81,6 @@ def signed_put_cors(server: ServerProcess, bucket: str, body: bytes, headers: di
     S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
     assert server.port is not None
     return send(server.port, "PUT", path, dict(req.headers.items()), body)
-
-
-def error_code(info: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:
-    err = info.value.response
-    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"].get("Message", "")
 
 
 # -- the configuration ----------------------------------------------------------

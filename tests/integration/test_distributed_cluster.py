@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from tests.integration.cluster import NodeProcess, distributed_config, free_port
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
@@ -34,17 +33,8 @@ class Cluster:
         """Every chunk id any live node lists."""
         found: set[str] = set()
         for node in self.nodes:
-            if node.proc is None:
-                continue
-            channel, stub = node.stub()
-            with channel:
-                after = ""
-                while True:
-                    reply = stub.ListChunks(pb.ListChunksRequest(start_after=after), timeout=10)
-                    found.update(c.chunk_id for c in reply.chunks)
-                    if not reply.next_start_after:
-                        break
-                    after = reply.next_start_after
+            if node.proc is not None:
+                found |= node.chunk_ids(timeout=10)
         return found
 
 

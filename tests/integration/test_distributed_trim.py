@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.storage import placement
 from lightningstor.storage.distributed import parse_node
 from tests.integration.cluster import NodeProcess, distributed_config, free_port
@@ -24,16 +23,7 @@ REPLICAS = 2
 
 
 def _listed(node: NodeProcess) -> set[str]:
-    channel, stub = node.stub()
-    found: set[str] = set()
-    with channel:
-        after = ""
-        while True:
-            reply = stub.ListChunks(pb.ListChunksRequest(start_after=after), timeout=10)
-            found.update(c.chunk_id for c in reply.chunks)
-            if not reply.next_start_after:
-                return found
-            after = reply.next_start_after
+    return node.chunk_ids(timeout=10)
 
 
 def _config(nodes: list[NodeProcess]) -> str:

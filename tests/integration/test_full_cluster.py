@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from tests.etcd_cluster import EtcdCluster, etcd_binary
 from tests.integration.cluster import NodeProcess, free_port
 from tests.integration.conftest import make_client
@@ -46,16 +45,7 @@ class Deployment:
         self.clients = [make_client(s.endpoint, max_pool_connections=16) for s in servers]
 
     def chunk_ids(self, node: NodeProcess) -> set[str]:
-        found: set[str] = set()
-        channel, stub = node.stub()
-        with channel:
-            after = ""
-            while True:
-                reply = stub.ListChunks(pb.ListChunksRequest(start_after=after), timeout=30)
-                found.update(c.chunk_id for c in reply.chunks)
-                if not reply.next_start_after:
-                    return found
-                after = reply.next_start_after
+        return node.chunk_ids()
 
 
 @pytest.fixture(scope="module")

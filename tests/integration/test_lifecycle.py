@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import make_client
+from tests.integration.raw import client_error as error_of
 from tests.integration.raw import md5_header, signed
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 from tests.integration.tools import run_tool, tool
@@ -51,11 +52,6 @@ def bucket(s3: Any) -> str:
     name = f"lc-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-def error_of(info: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:
-    err = info.value.response
-    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"].get("Message", "")
 
 
 def wait_for(what: str, check: Callable[[], Any]) -> Any:
