@@ -391,18 +391,26 @@ class BucketManager:
         rows = yield self._store.scan(prefix, prefix_end(prefix), 1)
         return not rows
 
-    @inlineCallbacks
-    def set_versioning(self, bucket: Bucket, status: Versioning) -> Any:
-        """Deferred[Bucket] with the new versioning state stored (guarded:
-        never resurrects a bucket deleted meanwhile, never loses another
-        change to the record)."""
+    def _set(self, bucket: Bucket, **settings: Any) -> Deferred[Any]:
+        """Deferred[Bucket] with ``settings`` (Bucket attributes) stored in
+        its record (guarded: never resurrects a bucket deleted meanwhile,
+        never loses another change to the record); the read cache forgets
+        it at once."""
 
         def change(stored: Bucket) -> None:
-            stored.versioning = status
+            for name, value in settings.items():
+                setattr(stored, name, value)
 
-        stored = yield update_bucket(self._store, bucket, change, self._now_ms())
-        self.forget_cached()
-        return stored
+        def stored(updated: Bucket) -> Bucket:
+            self.forget_cached()
+            return updated
+
+        d: Deferred[Any] = update_bucket(self._store, bucket, change, self._now_ms())
+        return d.addCallback(stored)
+
+    def set_versioning(self, bucket: Bucket, status: Versioning) -> Deferred[Any]:
+        """Deferred[Bucket] with the new versioning state stored."""
+        return self._set(bucket, versioning=status)
 
     @inlineCallbacks
     def set_cors(self, bucket: Bucket, rules: Sequence[CorsRule]) -> Any:
@@ -411,13 +419,7 @@ class BucketManager:
         lives and dies with the bucket on every metadata store."""
         if rules:
             validate_cors_rules(rules)
-        new = tuple(rules)
-
-        def change(stored: Bucket) -> None:
-            stored.cors = new
-
-        stored = yield update_bucket(self._store, bucket, change, self._now_ms())
-        self.forget_cached()
+        stored = yield self._set(bucket, cors=tuple(rules))
         return stored
 
     @inlineCallbacks
@@ -430,12 +432,7 @@ class BucketManager:
         dies with the bucket on every metadata store and the lifecycle
         service finds it where it finds the bucket."""
         new = validate_lifecycle_rules(rules, transitions=transitions) if rules else ()
-
-        def change(stored: Bucket) -> None:
-            stored.lifecycle = new
-
-        stored = yield update_bucket(self._store, bucket, change, self._now_ms())
-        self.forget_cached()
+        stored = yield self._set(bucket, lifecycle=new)
         return stored
 
     @inlineCallbacks
