@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from lightningstor import plugins
 from lightningstor.audit import AuditLog, AuditService, s3_record
 from lightningstor.config import Settings, endpoint_description, parse_address
+from lightningstor.core.buckets import NameIndexService
 from lightningstor.core.collector import CollectorService
 from lightningstor.core.credentials import (
     DEFAULT_ORG,
@@ -205,11 +206,9 @@ class CoreService(Service):
         self.reactor = reactor
         self.env = env
         # Worker processes other than the primary skip the root-credential
-        # bootstrap and the bucket name index pass: the primary does them.
+        # bootstrap: the primary did it before they were started.
         self.bootstrap = bootstrap
         self.on_ready = on_ready
-        # The bucket name index pass in progress (_start_indexing), if any.
-        self.indexing: Deferred[Any] | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -217,8 +216,6 @@ class CoreService(Service):
 
     def _bootstrap(self) -> None:
         d = bootstrap_root(self.core, self.env) if self.bootstrap else succeed(None)
-        if self.bootstrap:
-            d.addCallback(self._start_indexing)
         if self.on_ready is not None:
             d.addCallback(lambda _: self.on_ready())
 
@@ -231,46 +228,9 @@ class CoreService(Service):
 
         d.addErrback(failed)
 
-    def _start_indexing(self, _: object = None) -> None:
-        """Start the bucket name index pass (BucketManager.index_names) in
-        the background, at every start of the primary worker.
-
-        Not awaited by start-up: it reads every bucket record (one metadata
-        read each, more on a store written by an older version), which must
-        not hold readiness back, and lookups by name are correct while it
-        runs (they walk the records until its marker is set).  A failure is
-        logged; the next start runs it again.  At every start, not once,
-        because a server of an older version sharing the store (a rolling
-        upgrade on etcd) creates and deletes buckets without entries: the
-        pass of the last server upgraded completes the index.
-        """
-        started = self.reactor.seconds()
-
-        def done(report: Any) -> None:
-            log.info(
-                "Bucket name index: {added} entries added, {removed} stale removed, "
-                "complete={complete} ({busy} busy buckets left for the next start; {seconds:.1f} s)",
-                added=report.added, removed=report.removed, complete=report.complete, busy=report.busy,
-                seconds=self.reactor.seconds() - started,
-            )
-
-        def failed(f: Failure) -> None:
-            log.failure("Bucket name index pass failed (the next start retries it)", f)
-
-        def finished(_: object) -> None:
-            self.indexing = None
-
-        d: Deferred[Any] = self.core.buckets.index_names(should_stop=lambda: not self.running)
-        self.indexing = d
-        d.addCallbacks(done, failed).addBoth(finished)
-
     @inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
-        if self.indexing is not None:
-            # It stops at its next row (self.running is False); the store
-            # must stay open until then.
-            yield self.indexing
         try:
             # Requests have drained: nobody reads superseded chunks any more.
             yield self.core.chunks.flush_retired()
@@ -424,6 +384,8 @@ def _assemble(
         UploadExpiryService(
             core.multipart, reactor, max_age_seconds=settings.limits.multipart_upload_timeout_hours * 3600.0
         ).setServiceParent(top)
+        # Brings the bucket name index in line with the bucket records.
+        NameIndexService(core.buckets, reactor).setServiceParent(top)
     options = S3Options(
         region=settings.s3.region,
         domain=settings.s3.domain,

@@ -13,7 +13,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
@@ -28,6 +30,7 @@ from lightningstor.core.versions import update_bucket
 from lightningstor.deferreds import Shared
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put, prefix_end
 
+_log = Logger()
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # Paths the S3 port answers itself (GET /health ...): a bucket of that name
 # could never be listed path-style, so the names are refused up front.
@@ -619,6 +622,55 @@ class BucketManager:
         self._names_indexed = True
         report.complete = True
         return report
+
+
+class NameIndexService(Service):
+    """Runs :meth:`BucketManager.index_names` once, in the background, at
+    every start of the primary worker (like the other background services).
+
+    Not awaited by start-up: it reads every bucket record (one metadata
+    read each, more on a store written by an older version), which must not
+    hold readiness back, and lookups by name are correct while it runs
+    (they walk the records until its marker is set).  A failure is logged;
+    the next start runs it again.  At every start, not once, because a
+    server of an older version sharing the store (a rolling upgrade on
+    etcd) creates and deletes buckets without entries: the pass of the last
+    server upgraded completes the index.  Stopping waits for the pass,
+    which ends at its next row: the store is closed by a service stopped
+    after this one.
+    """
+
+    def __init__(self, buckets: BucketManager, reactor: Any) -> None:
+        self.buckets = buckets
+        self.reactor = reactor
+        self._pass: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.reactor.callWhenRunning(self._start)
+
+    def _start(self) -> None:
+        if not self.running:
+            return
+        started = self.reactor.seconds()
+
+        def done(report: NameIndexReport) -> None:
+            _log.info(
+                "Bucket name index: {added} entries added, {removed} stale removed, "
+                "complete={complete} ({busy} busy buckets left for the next start; {seconds:.1f} s)",
+                added=report.added, removed=report.removed, complete=report.complete, busy=report.busy,
+                seconds=self.reactor.seconds() - started,
+            )  # fmt: skip
+
+        def failed(f: Failure) -> None:
+            _log.failure("Bucket name index pass failed (the next start retries it)", f)
+
+        d: Deferred[Any] = self.buckets.index_names(should_stop=lambda: not self.running)
+        self._pass = d.addCallbacks(done, failed)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        return self._pass
 
 
 @dataclass
