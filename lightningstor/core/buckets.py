@@ -540,7 +540,7 @@ class BucketManager:
         """Deferred[NameIndexReport]: bring the name index in line with the
         bucket records, then set its marker (``keys.BUCKET_NAMES_INDEXED``).
 
-        Run by the primary worker at every start (CoreService), in the
+        Run by the primary worker at every start (NameIndexService), in the
         background.  Idempotent: a pass over a complete index only reads.
 
         * Every bucket record without its entry gets one, in a transaction
