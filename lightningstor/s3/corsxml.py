@@ -14,7 +14,7 @@ from xml.etree.ElementTree import Element
 
 from lightningstor import errors
 from lightningstor.core.types import CorsRule
-from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, parse_xml
+from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text
 
 # AWS: "The maximum size of a CORS configuration is 64 KB"; a larger body
 # is refused before it is parsed (400 MaxMessageLengthExceeded).
@@ -31,9 +31,7 @@ _LISTS = {
 
 def parse_cors_configuration(body: bytes) -> list[CorsRule]:
     """PutBucketCors body -> the rules, in document order."""
-    root = parse_xml(body, max_size=MAX_CORS_BODY)
-    if root.tag != "CORSConfiguration":
-        raise errors.MalformedXML()
+    root = expect_root(body, "CORSConfiguration", max_size=MAX_CORS_BODY)
     rules = []
     for child in root:
         if child.tag != "CORSRule":
@@ -69,9 +67,7 @@ def _parse_rule(element: Element) -> CorsRule:
 def _leaf_text(element: Element) -> str:
     """The text of an element that may not have children, trimmed of the
     whitespace pretty-printed documents put around it."""
-    if len(element):
-        raise errors.MalformedXML()
-    return (element.text or "").strip()
+    return leaf_text(element).strip()
 
 
 def _max_age(text: str) -> int:

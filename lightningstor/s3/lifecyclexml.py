@@ -22,7 +22,7 @@ from lightningstor import errors
 from lightningstor.core.lifecycle import FORM_AND, FORM_FILTER, FORM_PREFIX, midnight_error
 from lightningstor.core.types import LifecycleFilter, LifecycleRule
 from lightningstor.s3.dates import iso8601
-from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, parse_xml
+from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text
 
 # A configuration of 1000 rules with long prefixes and several tags each
 # stays well under this; a larger body is refused before it is parsed (400
@@ -49,9 +49,7 @@ class ParsedConfiguration:
 
 def parse_lifecycle_configuration(body: bytes) -> ParsedConfiguration:
     """PutBucketLifecycleConfiguration body -> the rules, in document order."""
-    root = parse_xml(body, max_size=MAX_LIFECYCLE_BODY)
-    if root.tag != "LifecycleConfiguration":
-        raise errors.MalformedXML()
+    root = expect_root(body, "LifecycleConfiguration", max_size=MAX_LIFECYCLE_BODY)
     rules: list[LifecycleRule] = []
     transitions: set[int] = set()
     for child in root:
@@ -204,9 +202,7 @@ def _text(element: Element, *, strip: bool = True) -> str:
     """The text of an element that may not have children.  Prefixes and
     tag values are kept as sent (a key may start with a space); other
     values are trimmed of pretty-printing whitespace."""
-    if len(element):
-        raise errors.MalformedXML()
-    text = element.text or ""
+    text = leaf_text(element)
     return text.strip() if strip else text
 
 

@@ -145,8 +145,9 @@ def _child(parent: Element, tag: str) -> Element | None:
     return parent.find(tag)
 
 
-def _text(element: Element) -> str:
-    """The text of a leaf element; an element with children is malformed."""
+def leaf_text(element: Element) -> str:
+    """The text of a leaf element; an element with children is malformed.
+    (Every request document's parser uses it: xmlio, corsxml, lifecyclexml.)"""
     if len(element):
         raise errors.MalformedXML()
     return element.text or ""
@@ -156,10 +157,11 @@ def _required_text(parent: Element, tag: str) -> str:
     element = _child(parent, tag)
     if element is None:
         raise errors.MalformedXML()
-    return _text(element)
+    return leaf_text(element)
 
 
-def _expect_root(body: bytes, tag: str, *, max_size: int = 1 << 20) -> Element:
+def expect_root(body: bytes, tag: str, *, max_size: int = 1 << 20) -> Element:
+    """The parsed document; MalformedXML unless its root is ``tag``."""
     root = parse_xml(body, max_size=max_size)
     if root.tag != tag:
         raise errors.MalformedXML()
@@ -174,12 +176,12 @@ def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]
     (newer SDKs send ``ETag``/``Size`` conditions for directory buckets) are
     ignored.  The body cap is :data:`MAX_DELETE_BODY`.
     """
-    root = _expect_root(body, "Delete", max_size=MAX_DELETE_BODY)
+    root = expect_root(body, "Delete", max_size=MAX_DELETE_BODY)
     quiet = False
     objects: list[tuple[str, str | None]] = []
     for element in root:
         if element.tag == "Quiet":
-            value = _text(element).strip().lower()
+            value = leaf_text(element).strip().lower()
             if value not in ("true", "false"):
                 raise errors.MalformedXML()
             quiet = value == "true"
@@ -188,7 +190,7 @@ def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]
             if not key:
                 raise errors.MalformedXML()
             version_element = _child(element, "VersionId")
-            version_id = _text(version_element) if version_element is not None else ""
+            version_id = leaf_text(version_element) if version_element is not None else ""
             objects.append((key, version_id or None))
             if len(objects) > MAX_DELETE_OBJECTS:
                 raise errors.MalformedXML()
@@ -205,11 +207,11 @@ def parse_create_bucket_configuration(body: bytes) -> str | None:
     """
     if not body.strip():
         return None
-    root = _expect_root(body, "CreateBucketConfiguration")
+    root = expect_root(body, "CreateBucketConfiguration")
     element = _child(root, "LocationConstraint")
     if element is None:
         return None
-    return _text(element).strip() or None
+    return leaf_text(element).strip() or None
 
 
 def parse_versioning_configuration(body: bytes) -> str:
@@ -218,7 +220,7 @@ def parse_versioning_configuration(body: bytes) -> str:
     ``MfaDelete`` is ignored (MFA delete is not supported); a missing or
     other ``Status`` is MalformedXML, as AWS answers.
     """
-    root = _expect_root(body, "VersioningConfiguration")
+    root = expect_root(body, "VersioningConfiguration")
     status = _required_text(root, "Status").strip()
     if status not in ("Enabled", "Suspended"):
         raise errors.MalformedXML()
@@ -231,7 +233,7 @@ def parse_tagging(body: bytes) -> dict[str, str]:
     Keys and values keep their exact text.  Count and length limits differ
     between objects and buckets, so the caller checks them.
     """
-    root = _expect_root(body, "Tagging")
+    root = expect_root(body, "Tagging")
     tag_set = _child(root, "TagSet")
     if tag_set is None:
         raise errors.MalformedXML()
@@ -268,7 +270,7 @@ def parse_complete_multipart(body: bytes) -> list[CompletedPart]:
     :data:`MAX_COMPLETE_MULTIPART_BODY`: 10,000 parts with checksums run to
     about 2 MiB.
     """
-    root = _expect_root(body, "CompleteMultipartUpload", max_size=MAX_COMPLETE_MULTIPART_BODY)
+    root = expect_root(body, "CompleteMultipartUpload", max_size=MAX_COMPLETE_MULTIPART_BODY)
     parts: list[CompletedPart] = []
     for element in root:
         if element.tag != "Part":
@@ -281,7 +283,7 @@ def parse_complete_multipart(body: bytes) -> list[CompletedPart]:
         for child in element:
             algorithm = _CHECKSUM_ALGORITHMS.get(child.tag)
             if algorithm is not None:
-                checksums[algorithm] = _text(child).strip()
+                checksums[algorithm] = leaf_text(child).strip()
         parts.append(CompletedPart(int(number_text), etag, checksums))
     if not parts:
         raise errors.MalformedXML()
