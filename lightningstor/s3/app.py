@@ -389,21 +389,23 @@ class S3Api:
             self._refuse_now(call, errors.EntityTooLarge(
                 MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(length)))
             return
-        if op == operations.PREFLIGHT:
-            self._begin_preflight(call)
-            return
         if op == operations.POST_OBJECT:
             self._begin_post_object(call, length)
             return
-        call.auth = Shared(self.authenticate(call))
-        refused = call.auth.failure()
-        if refused is not None and headers.get("expect", "").lower() == "100-continue":
-            # The client holds the body back until "100 Continue", which
-            # twisted.web sends once this returns.  Its credentials already
-            # failed (a wrong signature, with the key cached): answer the
-            # error instead, as AWS does, so the body is never sent.
-            self._refuse_now(call, self._s3_error(refused, call))
-            return
+        if op != operations.PREFLIGHT:
+            # A CORS preflight is never signed: no credentials are checked
+            # (call.auth stays None; its handler resolves the bucket itself,
+            # handlers/cors.py), and a body, which it should not have, is
+            # buffered below and ignored.
+            call.auth = Shared(self.authenticate(call))
+            refused = call.auth.failure()
+            if refused is not None and headers.get("expect", "").lower() == "100-continue":
+                # The client holds the body back until "100 Continue", which
+                # twisted.web sends once this returns.  Its credentials already
+                # failed (a wrong signature, with the key cached): answer the
+                # error instead, as AWS does, so the body is never sent.
+                self._refuse_now(call, self._s3_error(refused, call))
+                return
         request.s3_leaf = True
         if op in operations.STREAMING and op in self.handlers:
             sink = ObjectBody(request.channel.transport, lambda: self._prepare_upload(call, length), self.upload_budget)
@@ -417,17 +419,6 @@ class S3Api:
         request.body_sink = call.sink = BufferedBody(
             max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0)),
             lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
-        )
-
-    def _begin_preflight(self, call: S3Call) -> None:
-        """A CORS preflight is never signed: no credentials are checked
-        (``call.auth`` stays None; the handler resolves the bucket itself,
-        lightningstor.s3.handlers.cors), and a body, which it should not
-        have, is buffered and ignored within the usual bound."""
-        request = call.request
-        request.s3_leaf = True
-        request.body_sink = call.sink = BufferedBody(
-            self.options.max_xml_body_bytes, lambda: errors.S3Error(code="MaxMessageLengthExceeded")
         )
 
     def _begin_post_object(self, call: S3Call, length: int | None) -> None:
