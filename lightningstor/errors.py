@@ -16,7 +16,12 @@ from typing import ClassVar
 ERROR_TABLE: dict[str, tuple[int, str]] = {
     "AccessDenied": (403, "Access Denied"),
     # A CORS preflight no rule allows (AWS's code for it, not AccessDenied).
-    "AccessForbidden": (403, "CORSResponse: This CORS request is not allowed."),
+    "AccessForbidden": (
+        403,
+        "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, "
+        "request method / Access-Control-Request-Method or Access-Control-Request-Headers are not "
+        "whitelisted by the resource's CORS spec.",
+    ),
     "BadRequest": (400, "Bad Request"),
     "AccountProblem": (403, "There is a problem with your account."),
     "BadDigest": (400, "The Content-MD5 or checksum you specified did not match what we received."),
@@ -128,6 +133,9 @@ def _make(code: str) -> type[S3Error]:
 # disagree.
 AccessDenied = _make("AccessDenied")
 AccessForbidden = _make("AccessForbidden")
+MalformedPOSTRequest = _make("MalformedPOSTRequest")
+MaxPostPreDataLengthExceeded = _make("MaxPostPreDataLengthExceeded")
+InvalidPolicyDocument = _make("InvalidPolicyDocument")
 BadRequest = _make("BadRequest")
 BadDigest = _make("BadDigest")
 BucketAlreadyExists = _make("BucketAlreadyExists")

@@ -47,11 +47,9 @@ PREAMBLE, AFTER_DELIMITER, HEADERS, FIELD, FILE, SKIP, EPILOGUE = range(7)
 
 def malformed(detail: str | None = None) -> errors.S3Error:
     """AWS's answer to a body that is not well-formed multipart/form-data."""
-    return errors.S3Error(
-        "The body of your POST request is not well-formed multipart/form-data."
-        + (f" ({detail})" if detail else ""),
-        code="MalformedPOSTRequest",
-    )
+    if not detail:
+        return errors.MalformedPOSTRequest()
+    return errors.MalformedPOSTRequest(f"{errors.ERROR_TABLE['MalformedPOSTRequest'][1]} ({detail})")
 
 
 def boundary_of(content_type: str) -> bytes | None:
@@ -254,9 +252,7 @@ class FormParser:
 
 
 def _too_large() -> errors.S3Error:
-    return errors.S3Error(
-        "Your POST request fields preceding the upload file were too large.", code="MaxPostPreDataLengthExceeded"
-    )
+    return errors.MaxPostPreDataLengthExceeded()
 
 
 def _parse_part_headers(block: bytes) -> _Part:

@@ -73,7 +73,7 @@ class PostCredentials:
 
 
 def invalid_policy(detail: str) -> errors.S3Error:
-    return errors.S3Error(f"Invalid Policy: {detail}", code="InvalidPolicyDocument")
+    return errors.InvalidPolicyDocument(f"Invalid Policy: {detail}")
 
 
 def denied(detail: str) -> errors.S3Error:

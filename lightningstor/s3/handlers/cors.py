@@ -36,11 +36,6 @@ from lightningstor.core.types import Bucket, CorsRule
 from lightningstor.s3.corsxml import cors_configuration_xml, parse_cors_configuration
 from lightningstor.s3.handlers.objects import check_body_digest
 
-_NOT_ALLOWED = (
-    "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, "
-    "request method / Access-Control-Request-Method or Access-Control-Request-Headers are not "
-    "whitelisted by the resource's CORS spec."
-)
 # Every CORS answer varies with these request headers (caches must key on them).
 _VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 
@@ -106,9 +101,7 @@ def _answer_preflight(
 ) -> bytes:
     rule = find_rule(bucket.cors, origin, method, requested) if bucket is not None else None
     if rule is None:
-        raise errors.S3Error(
-            _NOT_ALLOWED,
-            code="AccessForbidden",
+        raise errors.AccessForbidden(
             Method=method,
             ResourceType="OBJECT" if call.target.key is not None else "BUCKET",
         )
