@@ -191,13 +191,22 @@ class FakeNode:
 
 
 def make_backend(
-    tmp_path: Path, reactor: Any, pool: ThreadPool, count: int = 3, *, track: bool = True, **kwargs: Any
+    tmp_path: Path,
+    reactor: Any,
+    pool: ThreadPool,
+    count: int = 3,
+    *,
+    track: bool = True,
+    node_class: type[FakeNode] = FakeNode,
+    **kwargs: Any,
 ) -> DistributedBackend:
+    """``count`` fake nodes whose disks live under ``tmp_path`` (a second
+    backend over more nodes sees the first one's chunks: a grown cluster)."""
     backend = DistributedBackend(
         nodes(count),
         reactor,
         pool,
-        client_factory=lambda node: FakeNode(node, tmp_path, reactor, pool),
+        client_factory=lambda node: node_class(node, tmp_path, reactor, pool),
         **kwargs,
     )
     if track:

@@ -30,7 +30,8 @@ from lightningstor.storage.nodeclient import NodeFull
 from lightningstor.storage.placement import NodeAddress
 from lightningstor.storage.repair import Repairer
 from tests.contract.storage_contract import payload
-from tests.unit.test_distributed_backend import FakeNode, nodes
+from tests.unit.test_distributed_backend import _OPEN, FakeNode, make_backend
+from tests.unit.test_distributed_backend import holders as copies
 
 
 class FullableNode(FakeNode):
@@ -46,12 +47,10 @@ class FullableNode(FakeNode):
         super().put(chunk_id, data)
 
 
-_OPEN: list[DistributedBackend] = []
-
-
 @pytest.fixture
 def pool() -> Iterator[ThreadPool]:
-    """A started pool; backends made on it are closed first, even when the test failed."""
+    """A started pool; the backends made on it (make_backend) are closed
+    first, even when the test failed."""
     pool = ThreadPool(minthreads=1, maxthreads=8, name="test-trim")
     pool.start()
     yield pool
@@ -61,25 +60,11 @@ def pool() -> Iterator[ThreadPool]:
 
 
 def backend_over(tmp_path: Path, pool: ThreadPool, count: int, **kwargs: Any) -> DistributedBackend:
-    """``count`` fake nodes whose disks live under ``tmp_path`` (a second
-    backend over more nodes sees the first one's chunks: a grown cluster)."""
+    """``count`` fullable fake nodes, two copies per chunk unless told."""
     from twisted.internet import reactor
 
     kwargs.setdefault("replication_factor", 2)
-    backend = DistributedBackend(
-        nodes(count), reactor, pool, client_factory=lambda node: FullableNode(node, tmp_path, reactor, pool), **kwargs
-    )
-    _OPEN.append(backend)
-    return backend
-
-
-async def copies(backend: DistributedBackend, chunk_id: str) -> set[NodeAddress]:
-    """The nodes holding ``chunk_id``, asked directly (a node's ``down`` flag aside)."""
-    found = set()
-    for node, client in backend.clients.items():
-        if await client.backend.chunk_exists(chunk_id):
-            found.add(node)
-    return found
+    return make_backend(tmp_path, reactor, pool, count, node_class=FullableNode, **kwargs)
 
 
 async def extra_copies(backend: DistributedBackend, ids: list[str]) -> int:
