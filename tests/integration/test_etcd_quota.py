@@ -45,6 +45,7 @@ from tests.integration.test_etcd_server import config
 MiB = 1 << 20
 QUOTA = 16 * MiB  # etcd 3.4 enforces no minimum; its default is 2 GiB
 VALUE = 512 * 1024  # per write: well under --max-request-bytes (1.5 MiB) after base64
+HISTORY = 6  # overwrites of one object before the fill: what compaction frees (3 MiB)
 IN_FLIGHT = 8
 
 
@@ -219,6 +220,13 @@ def test_a_full_etcd_answers_507_through_s3_and_grpc(full_etcd_server: tuple[Ser
     [endpoint] = etcd.endpoints
     s3: Any = make_client(server.endpoint)
     s3.create_bucket(Bucket="quota")
+    # History first, as a real etcd has it: superseded revisions that the
+    # documented maintenance (compaction) reclaims.  Without any, the file is
+    # all live data and compaction frees nothing: docs/deployment.md's other
+    # case (raise the quota), in which a delete may still cross the quota.
+    for _ in range(HISTORY):
+        s3.put_object(Bucket="quota", Key="history", Body=b"h" * VALUE)
+    s3.delete_object(Bucket="quota", Key="history")
     objects = ((f"obj/{i:03d}", bytes([i % 251]) * VALUE) for i in range(2 * QUOTA // VALUE))
     stored, refused = fill_until_refused(s3, "quota", objects)
     assert_insufficient_storage(refused)
