@@ -81,7 +81,10 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "AuthorizationQueryParametersError": (400, "Error parsing the X-Amz-Credential parameter."),
     "UnexpectedContent": (400, "This request does not support content."),
     "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
-    "NoSuchBucketPolicy": (404, "The bucket policy does not exist."),
+    "NoSuchBucketPolicy": (404, "The bucket policy does not exist"),
+    # PutBucketPolicy of a document that does not parse or validate (the
+    # message says what, in AWS's words: lightningstor.core.policy).
+    "MalformedPolicy": (400, "Policies must be valid JSON and the first byte must be '{'"),
     "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
     "NoSuchWebsiteConfiguration": (404, "The specified bucket does not have a website configuration."),
@@ -136,6 +139,8 @@ AccessForbidden = _make("AccessForbidden")
 MalformedPOSTRequest = _make("MalformedPOSTRequest")
 MaxPostPreDataLengthExceeded = _make("MaxPostPreDataLengthExceeded")
 InvalidPolicyDocument = _make("InvalidPolicyDocument")
+MalformedPolicy = _make("MalformedPolicy")
+NoSuchBucketPolicy = _make("NoSuchBucketPolicy")
 BadRequest = _make("BadRequest")
 BadDigest = _make("BadDigest")
 BucketAlreadyExists = _make("BucketAlreadyExists")

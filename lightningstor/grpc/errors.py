@@ -69,6 +69,7 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "MalformedPOSTRequest": S.INVALID_ARGUMENT,
     "MaxPostPreDataLengthExceeded": S.INVALID_ARGUMENT,
     "InvalidPolicyDocument": S.INVALID_ARGUMENT,
+    "MalformedPolicy": S.INVALID_ARGUMENT,
     "MetadataTooLarge": S.INVALID_ARGUMENT,
     "MethodNotAllowed": S.FAILED_PRECONDITION,
     "MissingContentLength": S.INVALID_ARGUMENT,
