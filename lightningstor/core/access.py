@@ -20,18 +20,31 @@ itself (ListBuckets, CreateBucket's target scope) is ``org/{org}`` or
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
+from lightningstor.core.policy import BucketPolicy, RequestFacts, parse_policy
+from lightningstor.core.policy_actions import OWNER_ALWAYS, policy_action
 from lightningstor.core.types import Bucket, Principal
 
 log = Logger()
+
+# Who sends an unsigned request.  No principal id or org: no scope holds a
+# bucket for it and no authorizer is asked about it; only a bucket policy
+# can let it in (AccessControl).
+ANONYMOUS = Principal(principal_id="", org_id="", display_name="anonymous")
+
+
+def is_anonymous(principal: Principal) -> bool:
+    return not principal.principal_id
 
 BUCKETS_CREATE = "lightningstor:buckets:create"
 BUCKETS_GET = "lightningstor:buckets:get"
@@ -56,7 +69,7 @@ ACTIONS = (
 # The SPEC §7.3 action each API operation needs (S3 and gRPC share the
 # operation names), on its bucket (bucket-level operations) or on its object
 # (object-level ones).  Changing a bucket's
-# configuration (versioning, tags, CORS, lifecycle) takes the right to create buckets: the
+# configuration (versioning, tags, CORS, lifecycle, policy) takes the right to create buckets: the
 # SPEC names no separate action for it, and it is an administrator's act.
 # CopyObject and UploadPartCopy also need ``objects:get`` on the source;
 # DeleteObjects needs ``objects:delete`` on each key it names.
@@ -78,6 +91,10 @@ OPERATION_ACTIONS = {
     "DeleteBucketCors": BUCKETS_CREATE,
     "PutBucketLifecycleConfiguration": BUCKETS_CREATE,
     "DeleteBucketLifecycle": BUCKETS_CREATE,
+    "GetBucketPolicy": BUCKETS_GET,
+    "GetBucketPolicyStatus": BUCKETS_GET,
+    "PutBucketPolicy": BUCKETS_CREATE,
+    "DeleteBucketPolicy": BUCKETS_CREATE,
     "DeleteBucket": BUCKETS_DELETE,
     "ListObjects": OBJECTS_LIST,
     "ListObjectsV2": OBJECTS_LIST,
@@ -166,17 +183,125 @@ class Decision:
 Trail = Callable[[Decision], None] | None
 
 
+class PolicyContext(Protocol):
+    """What a protocol layer knows of one request that a bucket policy may
+    ask about.  Only consulted for buckets that have a policy, so a layer
+    computes the condition keys on demand, never for every request."""
+
+    op: str
+
+    def version_named(self) -> bool:
+        """Whether the request names an object version (``versionId``)."""
+        ...
+
+    def condition_keys(self) -> dict[str, tuple[str, ...]]:
+        """The request's condition keys (lower-cased names, e.g.
+        ``aws:sourceip``, ``s3:prefix``): see core/policy.py.  Keys about
+        the caller (``aws:username``...) are added by the gate."""
+        ...
+
+
+class UnreadablePolicy:
+    """Stands in for a stored policy that no longer parses (a later version
+    validating more strictly than the one that stored it).  It denies
+    everything: dropping it would drop its Deny statements too.  The
+    owner's side can still read, replace or delete it (OWNER_ALWAYS)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def evaluate(self, facts: RequestFacts) -> str:
+        return "Deny"
+
+    def condition_keys(self) -> frozenset[str]:
+        return frozenset()
+
+    def is_public(self) -> bool:
+        return False
+
+
+@lru_cache(maxsize=1024)
+def _parsed_policy(text: str, bucket: str) -> BucketPolicy | UnreadablePolicy:
+    try:
+        return parse_policy(text.encode("utf-8"), bucket)
+    except errors.MalformedPolicy as e:
+        log.error(
+            "The stored policy of bucket {bucket} no longer parses ({err}): every request is denied until its "
+            "owner replaces or deletes it", bucket=bucket, err=e.message,
+        )
+        return UnreadablePolicy(text)
+
+
+def bucket_policy(bucket: Bucket) -> BucketPolicy | UnreadablePolicy | None:
+    """The bucket's policy, parsed once per distinct text (a bucket record is
+    decoded on every request that reads it; its policy need not be)."""
+    if not bucket.policy:
+        return None
+    return _parsed_policy(bucket.policy, bucket.name)
+
+
+def in_scope(principal: Principal, bucket: Bucket) -> bool:
+    """Whether ``bucket`` lies in the scope the principal's names resolve
+    in: its org, and for a project principal its project or the org's
+    shared buckets (as BucketManager.find resolves them)."""
+    if bucket.org_id != principal.org_id or is_anonymous(principal):
+        return False
+    return principal.project_id is None or bucket.project_id in (None, principal.project_id)
+
+
+def _caller_keys(principal: Principal, now: float) -> dict[str, tuple[str, ...]]:
+    """The condition keys about the caller and the time, which every
+    protocol layer shares."""
+    keys: dict[str, tuple[str, ...]] = {
+        "aws:currenttime": (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),),
+        "aws:epochtime": (str(int(now)),),
+        "aws:principaltype": ("Anonymous" if is_anonymous(principal) else "User",),
+    }
+    if not is_anonymous(principal):
+        keys["aws:username"] = (principal.principal_id,)
+        keys["aws:userid"] = (principal.principal_id,)
+        keys["aws:principalaccount"] = (principal.org_id,)
+        keys["aws:principalarn"] = (f"arn:aws:iam::{principal.org_id}:user/{principal.principal_id}",)
+    return keys
+
+
 # Object reads and listings may take their bucket from the read cache
 # (core/buckets.py); every other action reads the bucket record.
 _CACHED_READS = frozenset({OBJECTS_GET, OBJECTS_LIST})
 
 
 class AccessControl:
-    """The gate every protocol layer goes through."""
+    """The gate every protocol layer goes through.
 
-    def __init__(self, buckets: Any, authorizer: Any) -> None:
+    **Bucket policies.**  A bucket with a policy (core/policy.py) has it
+    evaluated first, as AWS combines a bucket policy with the caller's own
+    permissions within one account: an explicit Deny refuses, an Allow
+    grants without asking the authorizer, and otherwise the authorizer
+    decides as for any bucket.  A policy is also the only way in from
+    outside the bucket's scope: an anonymous request, or a principal of
+    another tenant whose name does not resolve in its own scope, reaches
+    the one bucket of that name (the name index, BucketManager.get_unique)
+    and gets only what its policy explicitly allows.  Such a caller is never
+    shown a bucket without a policy: a tenant's bucket stays as invisible to
+    another tenant as before (NoSuchBucket), and anonymous requests get
+    AccessDenied for it, as AWS answers.  Buckets without a policy pay one
+    attribute check.
+    """
+
+    def __init__(
+        self,
+        buckets: Any,
+        authorizer: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+        object_tags: Callable[[Bucket, str, str | None], Deferred[Any]] | None = None,
+    ) -> None:
         self._buckets = buckets
         self.authorizer = authorizer
+        self._clock = clock
+        # Deferred[dict | None] of an object's tags, for policies that ask
+        # about s3:ExistingObjectTag (set by the core, which owns objects).
+        self.object_tags = object_tags
 
     # check() and bucket() run for every request: plain callbacks rather than
     # inlineCallbacks generators, since the authorizer's answer is usually
@@ -188,6 +313,10 @@ class AccessControl:
         ``ServiceUnavailable``: the request is refused, but the client is
         told to retry rather than that it lacks permission.
         """
+        if is_anonymous(principal):
+            # No authorizer is asked about nobody: only a bucket policy
+            # lets an anonymous request in (bucket(), allow()).
+            return maybeDeferred(self._decided, False, action, resource, trail)
         try:
             answer = self.authorizer.authorize(principal, action, resource)
         except Exception:
@@ -232,23 +361,111 @@ class AccessControl:
         action: str,
         key: str | None = None,
         trail: Trail = None,
+        request: PolicyContext | None = None,
+        policy_as: tuple[str, str] | None = None,
     ) -> Deferred[Any]:
         """Deferred[Bucket]: resolve ``name`` in the caller's scope, then
         authorize ``action`` on it (or on its object ``key``).
 
         NoSuchBucket if the name does not resolve: a bucket of another
-        tenant is indistinguishable from one that does not exist.
+        tenant is indistinguishable from one that does not exist, unless
+        its policy lets the caller in.  Without ``request`` (callers that
+        describe no request: tools, tests) bucket policies are not
+        consulted, and only the caller's scope is searched.
         """
-        if action in _CACHED_READS:
-            d: Deferred[Any] = self._buckets.find_for_read(principal, name)
-        else:
-            d = self._buckets.get(principal, name)
+        d = self.resolve(principal, name, cached=action in _CACHED_READS, policy_only=request is not None)
 
         def authorize(bucket: Bucket) -> Deferred[Any]:
-            checked = self.check(principal, action, bucket_resource(bucket, key), trail)
+            checked = self.allow(principal, bucket, action, key, trail, request, policy_as)
             return checked.addCallback(lambda _: bucket)
 
         return d.addCallback(authorize)
+
+    def resolve(self, principal: Principal, name: str, *, cached: bool = False, policy_only: bool = True) -> Deferred[Any]:
+        """Deferred[Bucket] called ``name`` for this caller, not authorized
+        yet: in its scope; for an anonymous caller the one bucket of that
+        name anywhere; for a caller whose scope has no such bucket, the one
+        elsewhere if (``policy_only``) a policy may let it in."""
+        if cached:
+            d: Deferred[Any] = self._buckets.find_for_read(principal, name)
+        elif is_anonymous(principal):
+            d = self._buckets.get_unique(name)
+        else:
+            d = self._buckets.get(principal, name)
+        if policy_only and not is_anonymous(principal):
+            d.addErrback(self._elsewhere, name)
+        return d
+
+    def _elsewhere(self, failure: Failure, name: str) -> Any:
+        failure.trap(errors.NoSuchBucket)
+        d: Deferred[Any] = self._buckets.get_unique(name)
+
+        def shared(bucket: Bucket) -> Any:
+            # Another tenant's bucket is only visible through its policy.
+            return bucket if bucket.policy else failure
+
+        return d.addCallbacks(shared, lambda _: failure)
+
+    def allow(
+        self,
+        principal: Principal,
+        bucket: Bucket,
+        action: str,
+        key: str | None = None,
+        trail: Trail = None,
+        request: PolicyContext | None = None,
+        policy_as: tuple[str, str] | None = None,
+    ) -> Deferred[None]:
+        """Deferred[None]: ``action`` on ``bucket`` (or its object ``key``)
+        allowed by its policy or the authorizer (see the class docstring).
+        ``policy_as`` is the (action, versioned action) pair the policy sees
+        when it is not the operation's own (the source of a copy)."""
+        resource = bucket_resource(bucket, key)
+        scoped = in_scope(principal, bucket)
+        policy = bucket_policy(bucket) if request is not None else None
+        if policy is None or (scoped and request is not None and request.op in OWNER_ALWAYS):
+            if not scoped and not is_anonymous(principal):
+                return fail(errors.NoSuchBucket(resource=bucket.name, BucketName=bucket.name))
+            return self.check(principal, action, resource, trail)
+        assert request is not None
+        versioned = request.version_named()
+        s3_action = (policy_as[1] if versioned else policy_as[0]) if policy_as else policy_action(request.op, versioned)
+        arn = f"arn:aws:s3:::{bucket.name}" if key is None else f"arn:aws:s3:::{bucket.name}/{key}"
+        keys = _caller_keys(principal, self._clock())
+        keys.update(request.condition_keys())
+        facts = RequestFacts(
+            action=s3_action,
+            resource=arn,
+            principal_id=principal.principal_id or None,
+            org_id=principal.org_id or None,
+            keys=keys,
+        )
+        if key is not None and self.object_tags is not None and _asks_existing_tags(policy):
+            version = keys.get("s3:versionid", (None,))[0]
+            d: Deferred[Any] = self.object_tags(bucket, key, version)
+            d.addCallback(_with_existing_tags, facts)
+        else:
+            d = succeed(facts)
+        return d.addCallback(self._by_policy, policy, principal, scoped, action, resource, trail)
+
+    def _by_policy(
+        self,
+        facts: RequestFacts,
+        policy: BucketPolicy | UnreadablePolicy,
+        principal: Principal,
+        scoped: bool,
+        action: str,
+        resource: ResourceRef,
+        trail: Trail,
+    ) -> Any:
+        verdict = policy.evaluate(facts)
+        if verdict == "Allow":
+            if trail is not None:
+                trail(Decision(action, resource.path, True))
+            return None
+        if verdict == "Deny" or not scoped:
+            return self._decided(False, action, resource, trail)
+        return self.check(principal, action, resource, trail)
 
     def scope(
         self,
@@ -269,6 +486,21 @@ class AccessControl:
         )
         d: Deferred[Any] = self.check(principal, action, resource, trail)
         return d
+
+
+def _asks_existing_tags(policy: BucketPolicy | UnreadablePolicy) -> bool:
+    return any(k.startswith("s3:existingobjecttag/") for k in policy.condition_keys())
+
+
+def _with_existing_tags(tags: dict[str, str] | None, facts: RequestFacts) -> RequestFacts:
+    """``facts`` with the object's tags as ``s3:ExistingObjectTag/<key>``
+    (none when the object does not exist)."""
+    if not tags:
+        return facts
+    keys = dict(facts.keys)
+    for name, value in tags.items():
+        keys[f"s3:existingobjecttag/{name.lower()}"] = (value,)
+    return RequestFacts(facts.action, facts.resource, facts.principal_id, facts.org_id, keys)
 
 
 def _s3_resource(resource: ResourceRef) -> str:

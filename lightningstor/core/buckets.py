@@ -291,7 +291,7 @@ class BucketManager:
         hit = self._read_cache.get(scope)
         if hit is not None and now - hit[0] < self.read_cache_seconds:
             return succeed(_copy(hit[1]))  # callers may not change the cached one
-        d: Deferred[Any] = self.get(principal, name)
+        d: Deferred[Any] = self.get(principal, name) if principal.principal_id else self.get_unique(name)
 
         def remember(bucket: Bucket) -> Bucket:
             if len(self._read_cache) >= _READ_CACHE_MAX:
@@ -311,6 +311,14 @@ class BucketManager:
     def get(self, principal: Principal, name: str) -> Deferred[Any]:
         """Deferred[Bucket]; NoSuchBucket if it is not in the caller's scope."""
         d: Deferred[Any] = self.find(principal, name)
+        return d.addCallback(_existing, name)
+
+    def get_unique(self, name: str) -> Deferred[Any]:
+        """Deferred[Bucket]: the one bucket called ``name`` in any scope
+        (:meth:`find_unique`), for a request that names no tenant (an
+        anonymous one, or one a bucket policy may let in from another
+        scope: core/access.py); NoSuchBucket if there is none, or several."""
+        d: Deferred[Any] = self.find_unique(name)
         return d.addCallback(_existing, name)
 
     @inlineCallbacks
@@ -437,6 +445,12 @@ class BucketManager:
         new = validate_lifecycle_rules(rules, transitions=transitions) if rules else ()
         stored = yield self._set(bucket, lifecycle=new)
         return stored
+
+    def set_policy(self, bucket: Bucket, text: str) -> Deferred[Any]:
+        """Deferred[Bucket] with ``text`` as its bucket policy (empty: none),
+        already validated by the caller (core/policy.py), stored in the
+        bucket record like the CORS rules."""
+        return self._set(bucket, policy=text)
 
     @inlineCallbacks
     def find_unique(self, name: str) -> Any:

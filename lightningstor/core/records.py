@@ -63,6 +63,8 @@ def encode_bucket(b: Bucket) -> bytes:
         d["cors"] = [_encode_cors_rule(r) for r in b.cors]
     if b.lifecycle:  # the same: only once configured
         d["lc"] = [_encode_lifecycle_rule(r) for r in b.lifecycle]
+    if b.policy:  # the same: only once configured
+        d["pol"] = b.policy
     return _dumps(d)
 
 
@@ -159,6 +161,7 @@ def decode_bucket(data: bytes) -> Bucket:
         # Every bucket read decodes a record; most have no CORS rules.
         cors=_decode_cors(d["cors"]) if "cors" in d else (),
         lifecycle=_decode_lifecycle(d["lc"]) if "lc" in d else (),
+        policy=d.get("pol", ""),
     )
 
 

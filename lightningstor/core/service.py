@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError, inlineCallbacks, maybeDeferred
+from twisted.python.failure import Failure
 
 from lightningstor.core import manifests
-from lightningstor.core.access import OBJECTS_DELETE, AccessControl, Trail, bucket_resource
+from lightningstor.core.access import OBJECTS_DELETE, AccessControl, PolicyContext, Trail
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.buckets import BucketManager
 from lightningstor.core.bulk import delete_objects
@@ -24,7 +25,14 @@ from lightningstor.core.principals import PrincipalStore
 from lightningstor.core.quotas import QuotaManager
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import next_versioning, update_bucket
-from lightningstor.errors import MetadataFull, StorageFull
+from lightningstor.errors import (
+    InvalidArgument,
+    MetadataFull,
+    MethodNotAllowed,
+    NoSuchKey,
+    NoSuchVersion,
+    StorageFull,
+)
 from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IStorageBackend
 
@@ -66,7 +74,7 @@ class Core:
         self.principals = PrincipalStore(store, clock)
         # Every protocol-layer operation resolves its bucket through here:
         # scope first, then the authorizer plugin (core/access.py).
-        self.access = AccessControl(self.buckets, authorizer)
+        self.access = AccessControl(self.buckets, authorizer, clock=clock, object_tags=self._object_tags)
         # Superseded and deleted versions' chunks outlive their record by a
         # grace period, so a GET that read the old record can still stream it.
         self.objects = ObjectManager(
@@ -130,19 +138,41 @@ class Core:
 
         return d.addBoth(changed)
 
+    def _object_tags(self, bucket: Bucket, key: str, version_id: str | None) -> Deferred[Any]:
+        """Deferred[dict | None]: the tags of the object a request names, for
+        bucket policies that ask about them (s3:ExistingObjectTag); None
+        when there is no such object (the request itself will say so)."""
+        d: Deferred[Any] = self.objects.get_version(bucket, key, version_id)
+
+        def absent(failure: Failure) -> None:
+            # Only a missing object counts as one without tags: a store that
+            # cannot answer must not turn a Deny on a tag into no Deny.
+            failure.trap(NoSuchKey, NoSuchVersion, MethodNotAllowed, InvalidArgument)
+            return None
+
+        return d.addCallbacks(lambda record: dict(record.tags), absent)
+
     def copy_object(self, *args: Any, **kwargs: Any) -> Any:
         return copy_object(self, *args, **kwargs)
 
     def delete_objects(
-        self, bucket: Bucket, items: Any, *, owner: str, principal: Principal | None = None, trail: Trail = None
+        self,
+        bucket: Bucket,
+        items: Any,
+        *,
+        owner: str,
+        principal: Principal | None = None,
+        trail: Trail = None,
+        request: PolicyContext | None = None,
     ) -> Any:
         """Deferred[BulkDeleteResult]; see :func:`lightningstor.core.bulk.delete_objects`.
 
-        With ``principal``, each key needs ``objects:delete`` on that object."""
+        With ``principal``, each key needs ``objects:delete`` on that object
+        (from the bucket's policy, given the ``request``, or the authorizer)."""
         authorize = None
         if principal is not None:
             def authorize(key: str) -> Any:
-                return self.access.check(principal, OBJECTS_DELETE, bucket_resource(bucket, key), trail)
+                return self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, request)
         return delete_objects(self.objects, bucket, items, owner=owner, authorize=authorize)
 
     @inlineCallbacks

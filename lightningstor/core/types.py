@@ -108,6 +108,9 @@ class Bucket:
     cors: tuple[CorsRule, ...] = ()
     # The lifecycle configuration's rules in order (empty: none configured).
     lifecycle: tuple[LifecycleRule, ...] = ()
+    # The bucket policy document as its owner sent it (empty: none).  Parsed
+    # once per distinct text (core/policy.py, core/access.py), not per read.
+    policy: str = ""
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False

@@ -27,7 +27,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import audit, errors
-from lightningstor.core.access import Decision, action_of
+from lightningstor.core.access import OBJECTS_GET, Decision, action_of
+from lightningstor.core.policy_actions import COPY_SOURCE
 from lightningstor.core.types import Principal
 from lightningstor.grpc import token
 from lightningstor.grpc.accesslog import GrpcAccessLog, GrpcCall
@@ -66,16 +67,55 @@ class Gate:
     the operation names), with every decision kept for the audit record.
     Its methods run on the reactor thread and return Deferreds."""
 
-    def __init__(self, core: Any, principal: Principal, method: str, decisions: list[Decision]) -> None:
+    def __init__(
+        self,
+        core: Any,
+        principal: Principal,
+        method: str,
+        decisions: list[Decision],
+        *,
+        peer: str = "",
+        secure: bool = False,
+    ) -> None:
         self.core = core
         self.principal = principal
         self.method = method
         self.decisions = decisions
+        self.peer = peer
+        self.secure = secure
+
+    # -- what a bucket policy may ask (core/access.py, PolicyContext) --------
+    @property
+    def op(self) -> str:
+        return self.method
+
+    def version_named(self) -> bool:
+        """A policy sees an RPC as the unversioned action (s3:GetObject
+        rather than s3:GetObjectVersion); docs/access-control.md says so."""
+        return False
+
+    def condition_keys(self) -> dict[str, tuple[str, ...]]:
+        """What an RPC states of the request: the caller's address and
+        whether TLS carries it.  Headers and query parameters (s3:prefix,
+        s3:x-amz-acl...) have no gRPC counterpart and are absent."""
+        keys: dict[str, tuple[str, ...]] = {"aws:securetransport": ("true" if self.secure else "false",)}
+        host = peer_host(self.peer)
+        if host:
+            keys["aws:sourceip"] = (host,)
+        return keys
 
     def bucket(self, name: str, key: str | None = None, action: str | None = None) -> Any:
-        """Deferred[Bucket] ``name`` authorized for the action on it (or on ``key``)."""
+        """Deferred[Bucket] ``name`` authorized for the action on it (or on
+        ``key``).  ``objects:get`` asked by a copy is its source's read."""
+        copying = action == OBJECTS_GET and self.method in ("CopyObject", "UploadPartCopy")
         return self.core.access.bucket(
-            self.principal, name, action or action_of(self.method, key is not None), key, self.decisions.append
+            self.principal,
+            name,
+            action or action_of(self.method, key is not None),
+            key,
+            self.decisions.append,
+            self,
+            COPY_SOURCE if copying else None,
         )
 
     def scope(self, bucket: str | None = None) -> Any:
@@ -83,6 +123,17 @@ class Gate:
         return self.core.access.scope(
             self.principal, action_of(self.method, False), self.decisions.append, bucket
         )
+
+
+def peer_host(peer: str) -> str:
+    """The address of a gRPC peer string (``ipv4:127.0.0.1:5000``,
+    ``ipv6:[::1]:5000``); empty for other kinds (``unix:``)."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return ""
 
 
 class Rpc:
@@ -98,6 +149,8 @@ class Rpc:
         # The RPC running on this handler thread and its authorization
         # decisions (set by the unary/streaming decorators).
         self.local = threading.local()
+        # Whether calls arrive over TLS (aws:SecureTransport in bucket policies).
+        self.secure = False
         # Where finished calls are recorded (an AuditLog), or None.
         self.audit: Any = None
         # lightningstor.metrics.S3Metrics: every call is counted and timed.
@@ -136,7 +189,8 @@ class Rpc:
         decisions = getattr(self.local, "decisions", None)
         if decisions is None:
             decisions = self.local.decisions = []
-        return Gate(self.core, principal, method, decisions)
+        peer = getattr(self.local, "peer", "")
+        return Gate(self.core, principal, method, decisions, peer=peer, secure=self.secure)
 
     def bucket(self, principal: Principal, name: str, key: str | None = None, action: str | None = None) -> Any:
         """Bucket ``name`` resolved and authorized (blocking; handler thread)."""
@@ -314,6 +368,7 @@ def _call(rpc: Rpc, name: str, request: Any, context: grpc.ServicerContext, path
     CANCELLED."""
     rpc.enter()
     rpc.begin(name, path)
+    rpc.local.peer = context.peer()
     outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
     try:
         yield rpc.authenticate(context)

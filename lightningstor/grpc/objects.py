@@ -235,12 +235,12 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         if len(request.objects) > limit:
             raise errors.InvalidArgument(f"At most {limit} objects may be deleted at once", ArgumentName="objects")
         # Resolved without a bucket-wide check: each key is authorized alone.
-        bucket = self.rpc.call(self.core.buckets.get, principal, require(request.bucket, "bucket"))
+        bucket = self.rpc.call(self.core.access.resolve, principal, require(request.bucket, "bucket"))
         items = [(o.key, optional(o, "version_id")) for o in request.objects]
         gate = self.rpc.gate(principal)
         result = self.rpc.call(
             self.core.delete_objects, bucket, items, owner=principal.principal_id,
-            principal=principal, trail=gate.decisions.append,
+            principal=principal, trail=gate.decisions.append, request=gate,
         )  # fmt: skip
         response = pb.DeleteObjectsResponse()
         if not request.quiet:

@@ -72,6 +72,7 @@ class GrpcService(Service):
         self.options = options or GrpcOptions()
         self.credentials = credentials
         self.rpc = Rpc(core, reactor, self.options)
+        self.rpc.secure = credentials is not None
         self.rpc.audit = audit  # an AuditLog: every call is recorded (lightningstor.audit)
         self.rpc.metrics = metrics  # S3Metrics: every call is counted (lightningstor.metrics)
         # One access event per call, as the S3 API logs ([logging] access_log).

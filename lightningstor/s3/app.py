@@ -21,16 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 from werkzeug.routing import PathConverter
 
 from lightningstor import errors
+from lightningstor.auth.request import ANONYMOUS as ANONYMOUS_SCHEME
 from lightningstor.auth.request import RequestView, parse_auth, verify
-from lightningstor.core.access import Decision, action_of
+from lightningstor.core.access import ANONYMOUS, Decision, action_of
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES
+from lightningstor.core.policy_actions import COPY_SOURCE
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.deferreds import Shared
@@ -40,6 +42,7 @@ from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.handlers.cors import add_cors_headers, error_bucket
 from lightningstor.s3.inflight import DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES, InflightBudget
+from lightningstor.s3.policykeys import policy_condition_keys
 from lightningstor.s3.request import S3Request
 from lightningstor.s3.summary import RequestSummary, summarize
 
@@ -105,6 +108,13 @@ class S3Call:
     def bucket(self) -> str:
         assert self.target.bucket is not None
         return self.target.bucket
+
+    # -- what a bucket policy may ask (core/access.py, PolicyContext) --------
+    def version_named(self) -> bool:
+        return "versionId" in self.target.query
+
+    def condition_keys(self) -> dict[str, tuple[str, ...]]:
+        return policy_condition_keys(self)
 
     @property
     def key(self) -> str:
@@ -560,8 +570,11 @@ class S3Api:
         )
         try:
             parsed = parse_auth(view)
-            if parsed.scheme == "anonymous":
-                raise errors.AccessDenied("Anonymous access is not allowed")
+            if parsed.scheme == ANONYMOUS_SCHEME:
+                # An unsigned request: only a bucket policy may let it in
+                # (core/access.py); everything else answers AccessDenied.
+                call.principal = ANONYMOUS
+                return succeed((ANONYMOUS, verify(parsed, "", view, now=0, region="")))
         except Exception:  # as a generator would: the failure travels the chain
             return fail()
         d: Deferred[Any] = self.core.credentials.lookup(parsed.access_key)
@@ -596,13 +609,22 @@ class S3Api:
     ) -> Deferred[Any]:
         """Deferred[Bucket]: the request's bucket (or ``name``), resolved in
         the caller's scope and authorized for the operation's action on the
-        bucket, or on the object ``key`` (default: the request's key)."""
+        bucket, or on the object ``key`` (default: the request's key).
+
+        ``name`` is only ever the source of a copy, which a bucket policy
+        sees as ``s3:GetObject``."""
         if key is None:
             key = call.target.key
         if action is None:
             action = action_of(call.op, key is not None)
         d: Deferred[Any] = self.core.access.bucket(
-            principal, name if name is not None else call.bucket, action, key, call.decisions.append
+            principal,
+            name if name is not None else call.bucket,
+            action,
+            key,
+            call.decisions.append,
+            call,
+            COPY_SOURCE if name is not None else None,
         )
         if name is None and "origin" in call.headers:
             # A cross-origin request: its bucket's CORS rules may add

@@ -43,6 +43,10 @@ _BUCKET = {
     ("GET", "lifecycle"): "GetBucketLifecycleConfiguration",
     ("PUT", "lifecycle"): "PutBucketLifecycleConfiguration",
     ("DELETE", "lifecycle"): "DeleteBucketLifecycle",
+    ("GET", "policy"): "GetBucketPolicy",
+    ("PUT", "policy"): "PutBucketPolicy",
+    ("DELETE", "policy"): "DeleteBucketPolicy",
+    ("GET", "policyStatus"): "GetBucketPolicyStatus",
     ("OPTIONS", None): "PreflightCors",
 }
 

@@ -744,6 +744,13 @@ def versioning_xml(status: str | None) -> bytes:
     return doc.finish("VersioningConfiguration")
 
 
+def policy_status_xml(public: bool) -> bytes:
+    """GetBucketPolicyStatus."""
+    doc = _Doc("PolicyStatus")
+    doc.raw("IsPublic", _bool(public))
+    return doc.finish("PolicyStatus")
+
+
 def tagging_xml(tags: Mapping[str, str]) -> bytes:
     """Tagging document of GetObjectTagging / GetBucketTagging.
 

@@ -313,6 +313,10 @@ def test_errors_before_authorization_get_cors_headers(server: ServerProcess, s3:
                                                                         "Key": "k"}))  # fmt: skip
     answer = send(server.port, "GET", missing, origin)
     assert (answer.status, answer.cors()) == (404, {})
+    # Unsigned (no bucket policy lets it in): the 403 is readable too.
+    answer = send(server.port, "GET", f"/{cors_bucket}/k", origin)
+    assert answer.status == 403 and b"<Code>AccessDenied</Code>" in answer.body
+    assert answer.cors()["access-control-allow-origin"] == "https://app.example.com"
 
     seen: dict[str, str] = {}
 

@@ -157,7 +157,7 @@ def test_metrics_addr_listener_and_store_gauges(tmp_data: Path) -> None:
         s3.delete_object(Bucket="gauges-versioned", Key="v")  # a delete marker: counts nothing
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=5)
-        assert denied.value.code == 403  # S3 (anonymous ListObjects), not the scrape
+        assert denied.value.code == 404  # S3 (an unsigned ListObjects of no bucket), not the scrape
         since = len(server.output)
         server.restart()
         port = _metrics_port(server, since)

@@ -226,6 +226,83 @@ def test_gate_denies_and_fails_closed(make_core: Any) -> None:
 
 
 @pytest_twisted.inlineCallbacks
+def test_anonymous_callers_never_reach_the_authorizer(make_core: Any) -> None:
+    """An authorizer that allows everything (a permissive platform IAM)
+    must not let an unsigned request in: only a bucket policy may."""
+    core = make_core()
+    yield core.buckets.create(OWNER, "data")
+    permissive = _Authorizer(True)
+    gate = AccessControl(core.buckets, permissive)
+    trail: list[Decision] = []
+    with pytest.raises(errors.AccessDenied):
+        yield gate.bucket(access.ANONYMOUS, "data", access.OBJECTS_GET, "k", trail.append)
+    with pytest.raises(errors.AccessDenied):
+        yield gate.scope(access.ANONYMOUS, access.BUCKETS_LIST, trail.append)
+    with pytest.raises(errors.NoSuchBucket):
+        yield gate.bucket(access.ANONYMOUS, "absent", access.OBJECTS_GET, "k", trail.append)
+    assert permissive.asked == []
+    assert [d.allowed for d in trail] == [False, False]
+
+
+class _Request:
+    """A protocol layer's description of one request (PolicyContext)."""
+
+    def __init__(self, op: str, **keys: str) -> None:
+        self.op = op
+        self.keys = {k.replace("_", ":", 1): (v,) for k, v in keys.items()}
+
+    def version_named(self) -> bool:
+        return False
+
+    def condition_keys(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.keys)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stored_policy_that_no_longer_parses_denies_all_but_its_owner(make_core: Any) -> None:
+    """Fail closed: dropping such a policy would drop its Deny statements."""
+    core = make_core()
+    bucket = yield core.buckets.create(OWNER, "data")
+    bucket = yield core.buckets.set_policy(bucket, '{"Version": "2012-10-17", "Statement": "garbage"}')
+    gate = core.access
+    with pytest.raises(errors.AccessDenied):
+        yield gate.bucket(OWNER, "data", access.OBJECTS_GET, "k", None, _Request("GetObject"))
+    # The owner's side can still read and remove it.
+    for op in ("GetBucketPolicy", "DeleteBucketPolicy"):
+        found = yield gate.bucket(OWNER, "data", access.action_of(op, False), None, None, _Request(op))
+        assert found.name == "data"
+    yield core.buckets.set_policy(found, "")
+    found = yield gate.bucket(OWNER, "data", access.OBJECTS_GET, "k", None, _Request("GetObject"))
+    assert found.policy == ""
+
+
+@pytest_twisted.inlineCallbacks
+def test_policy_conditions_see_the_caller_and_the_request(make_core: Any) -> None:
+    core = make_core()
+    bucket = yield core.buckets.create(OWNER, "data")
+    text = (
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",'
+        ' "Resource": "arn:aws:s3:::data/home/${aws:username}/*",'
+        ' "Condition": {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}}]}'
+    )
+    yield core.buckets.set_policy(bucket, text)
+    gate = core.access
+    inside = _Request("GetObject", aws_sourceip="192.0.2.7")
+    found = yield gate.bucket(NOBODY, "data", access.OBJECTS_GET, "home/nobody/x", None, inside)
+    assert found.name == "data"
+    with pytest.raises(errors.AccessDenied):  # another user's home
+        yield gate.bucket(NOBODY, "data", access.OBJECTS_GET, "home/owner/x", None, inside)
+    with pytest.raises(errors.AccessDenied):  # another network
+        yield gate.bucket(NOBODY, "data", access.OBJECTS_GET, "home/nobody/x", None,
+                          _Request("GetObject", aws_sourceip="198.51.100.1"))
+    with pytest.raises(errors.AccessDenied):  # nobody's username for an anonymous caller
+        yield gate.bucket(access.ANONYMOUS, "data", access.OBJECTS_GET, "home/nobody/x", None, inside)
+    # Without a request (tools, tests), no policy is consulted: the role-less principal is refused.
+    with pytest.raises(errors.AccessDenied):
+        yield gate.bucket(NOBODY, "data", access.OBJECTS_GET, "home/nobody/x")
+
+
+@pytest_twisted.inlineCallbacks
 def test_credential_lookup_joins_the_principal_record(make_core: Any) -> None:
     core = make_core()
     principals = PrincipalStore(core.store, time.time)

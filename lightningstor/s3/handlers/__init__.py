@@ -16,6 +16,7 @@ from lightningstor.s3.handlers import (
     listing,
     multipart,
     objects,
+    policy,
     post_object,
 )
 
@@ -55,6 +56,10 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "GetBucketLifecycleConfiguration": lifecycle.get_bucket_lifecycle,
     "PutBucketLifecycleConfiguration": lifecycle.put_bucket_lifecycle,
     "DeleteBucketLifecycle": lifecycle.delete_bucket_lifecycle,
+    "GetBucketPolicy": policy.get_bucket_policy,
+    "PutBucketPolicy": policy.put_bucket_policy,
+    "DeleteBucketPolicy": policy.delete_bucket_policy,
+    "GetBucketPolicyStatus": policy.get_bucket_policy_status,
     "CreateMultipartUpload": multipart.create_multipart_upload,
     "UploadPart": multipart.upload_part,
     "UploadPartCopy": multipart.upload_part_copy,

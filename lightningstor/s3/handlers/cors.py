@@ -31,6 +31,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
 from lightningstor import errors
 from lightningstor.auth.sigv4 import split_credential
+from lightningstor.core.access import is_anonymous
 from lightningstor.core.cors import allowed_origin, find_rule, parse_header_list
 from lightningstor.core.types import Bucket, CorsRule
 from lightningstor.s3.corsxml import cors_configuration_xml, parse_cors_configuration
@@ -158,7 +159,7 @@ def error_bucket(core: Any, call: Any) -> Deferred[Any]:
     key the request names if that key exists, else by a unique name.  What
     this discloses is what the preflight already does to anyone.
     """
-    if call.principal is not None:
+    if call.principal is not None and not is_anonymous(call.principal):
         d: Deferred[Any] = core.buckets.find(call.principal, call.bucket)
         return d
     # An existing key whose signature failed, else the query's, else by name.

@@ -320,12 +320,44 @@ def _lookup(api: Any, call: Any) -> Deferred[Any]:
         return api.bucket(call, principal).addCallback(resolved, principal)
 
     def resolved(bucket: Bucket, principal: Principal) -> Deferred[Any]:
-        return api.core.objects.head(bucket, call.key, _version_param(call)).addCallback(
-            lambda record: (principal, bucket, record)
-        )
+        found: Deferred[Any] = api.core.objects.head(bucket, call.key, _version_param(call))
+        found.addCallbacks(lambda record: (principal, bucket, record), _missing, errbackArgs=(api, call, principal, bucket))
+        return found
 
     d: Deferred[Any] = call.auth.get()
     return d.addCallback(authenticated)
+
+
+def _missing(failure: Failure, api: Any, call: Any, principal: Principal, bucket: Bucket) -> Any:
+    """A missing key is ``404 NoSuchKey`` only for a caller who may list the
+    bucket; anyone else gets ``403 AccessDenied``, as from AWS, so a caller
+    allowed to read some keys (a public "download" policy without
+    ``s3:ListBucket``) cannot probe which other keys exist."""
+    if not failure.check(errors.NoSuchKey):
+        return failure
+    listing = _ListingQuestion(call)
+    d: Deferred[Any] = api.core.access.allow(
+        principal, bucket, access.OBJECTS_LIST, None, call.decisions.append, listing
+    )
+    return d.addCallback(lambda _: failure)
+
+
+class _ListingQuestion:
+    """A GET or HEAD of a missing key asked as the listing AWS checks then
+    (core/access.py, PolicyContext)."""
+
+    op = "ListObjects"
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def version_named(self) -> bool:
+        return False
+
+    def condition_keys(self) -> dict[str, tuple[str, ...]]:
+        keys: dict[str, tuple[str, ...]] = self._call.condition_keys()
+        keys.pop("s3:versionid", None)
+        return keys
 
 
 def get_object(api: Any, call: Any) -> Deferred[Any]:
@@ -395,7 +427,9 @@ def delete_object(api: Any, call: Any) -> Any:
 def delete_objects(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     # Resolved without a bucket-wide check: each key is authorized alone.
-    bucket = yield api.core.buckets.get(principal, call.bucket)
+    bucket = yield api.core.access.resolve(principal, call.bucket)
+    if access.is_anonymous(principal) and not bucket.policy:
+        raise errors.AccessDenied(resource=f"/{bucket.name}")
     api.cross_origin(call, bucket)
     body = call.sink.content()
     check_body_digest(call, body)
@@ -403,7 +437,7 @@ def delete_objects(api: Any, call: Any) -> Any:
     if len(items) > api.options.max_delete_keys:
         raise errors.MalformedXML(f"At most {api.options.max_delete_keys} keys may be deleted at once")
     result = yield api.core.delete_objects(
-        bucket, items, owner=principal.principal_id, principal=principal, trail=call.decisions.append
+        bucket, items, owner=principal.principal_id, principal=principal, trail=call.decisions.append, request=call
     )
     deleted = [(d.key, d.version_id, d.delete_marker, d.delete_marker_version_id) for d in result.deleted]
     failed = [(f.key, f.version_id, f.code, f.message) for f in result.failed]

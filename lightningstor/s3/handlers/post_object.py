@@ -96,7 +96,7 @@ class PostPlan:
     fields: dict[str, str]  # lower-case name -> value (key substituted)
     encoded_policy: str
     policy: postpolicy.PostPolicy
-    credentials: postpolicy.PostCredentials
+    credentials: postpolicy.PostCredentials | None  # None: an anonymous upload
     file_content_type: str | None
 
 
@@ -105,8 +105,8 @@ def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, conte
 
     Order as AWS: the key first (a form without one is malformed whoever
     sent it), then the policy and the signature fields.  A form without
-    policy and signature is an anonymous upload, which this server never
-    allows.
+    policy and signature is an anonymous upload (``credentials`` None),
+    which only a bucket policy allowing ``s3:PutObject`` to everyone admits.
     """
     if "key" not in fields:
         raise postpolicy.missing_field("key")
@@ -117,7 +117,9 @@ def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, conte
     if "policy" not in values:
         if {"x-amz-signature", "signature", "x-amz-credential", "awsaccesskeyid"} & values.keys():
             raise postpolicy.missing_field("policy")
-        raise errors.AccessDenied("Anonymous access is not allowed")
+        # An anonymous upload: no policy bounds it, and only the bucket's
+        # own policy may let it in (_prepare).
+        return PostPlan(key, values, "", postpolicy.PostPolicy(expiration=float("inf")), None, content_type)
     credentials = postpolicy.credentials_of(values, api.options.region)
     policy = postpolicy.parse_policy(values["policy"])
     return PostPlan(key, values, values["policy"], policy, credentials, content_type)
@@ -238,13 +240,19 @@ def _prepare(api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
     policy allows this form now, the signer may put this key, and the bucket
     can take it.  The same authorization as PutObject (``objects:put`` on the
     key, through ``S3Api.bucket``)."""
-    d: Deferred[Any] = api.core.credentials.lookup(plan.credentials.access_key)
-    d.addCallback(_verified, api, call, plan)
+    if plan.credentials is None:
+        call.principal = access.ANONYMOUS
+        d: Deferred[Any] = api.bucket(call, access.ANONYMOUS, key=plan.key, action=access.OBJECTS_PUT)
+        d.addCallback(lambda b: (access.ANONYMOUS, b))
+    else:
+        d = api.core.credentials.lookup(plan.credentials.access_key)
+        d.addCallback(_verified, api, call, plan)
     d.addCallback(_authorized, api, call, plan)
     return d
 
 
 def _verified(cred: Any, api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
+    assert plan.credentials is not None
     if cred is None:
         raise errors.InvalidAccessKeyId(AWSAccessKeyId=plan.credentials.access_key)
     call.access_key_id = plan.credentials.access_key
@@ -260,7 +268,8 @@ def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: Post
     principal, bucket = found
     attrs = _attrs(api, plan)
     attrs.owner = principal.principal_id
-    verified = VerifiedAuth(plan.credentials.access_key, _POST_SCHEME, PAYLOAD_UNSIGNED, None, None)
+    signer = plan.credentials.access_key if plan.credentials is not None else ""
+    verified = VerifiedAuth(signer, _POST_SCHEME, PAYLOAD_UNSIGNED, None, None)
     # As PutObject with an unknown length: the commit enforces quotas exactly.
     checked: Deferred[Any] = api.core.quotas.check_put(bucket, plan.key, None)
 

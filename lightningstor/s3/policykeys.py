@@ -1,0 +1,103 @@
+"""The condition keys of an S3 request, for bucket policies.
+
+A bucket policy's ``Condition`` asks about the request: where it came from
+(``aws:SourceIp``), whether it used TLS (``aws:SecureTransport``), its
+headers (``s3:x-amz-acl``), its listing parameters (``s3:prefix``) and the
+tags it sets (``s3:RequestObjectTag/<key>``).  The gate (core/access.py)
+asks for them only when the bucket has a policy, so ordinary requests never
+compute them.  Names are lower-cased: condition keys are case-insensitive.
+The keys about the caller and the time come from the gate itself.
+
+Only what the request itself states is a key; ``aws:SourceIp`` is the TCP
+peer, never an ``X-Forwarded-For`` header, which any client can write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightningstor import errors
+from lightningstor.s3.headers import parse_tagging_header
+
+# Request headers that are condition keys of the same name (``s3:<header>``).
+_HEADER_KEYS = (
+    "x-amz-acl",
+    "x-amz-grant-read",
+    "x-amz-grant-write",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+    "x-amz-grant-full-control",
+    "x-amz-content-sha256",
+    "x-amz-copy-source",
+    "x-amz-metadata-directive",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-storage-class",
+    "x-amz-website-redirect-location",
+)
+
+# Listing parameters that are condition keys, and the operations that take
+# them (AWS: s3:prefix, s3:delimiter and s3:max-keys apply to ListBucket and
+# ListBucketVersions).
+_LIST_KEYS = ("prefix", "delimiter", "max-keys")
+_LISTINGS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions"})
+
+# Operations whose x-amz-tagging header sets the new object's tags.
+_TAGGING_WRITES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
+
+
+def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
+    """The condition keys ``call`` (an S3Call) states."""
+    request = call.request
+    headers = call.headers
+    keys: dict[str, tuple[str, ...]] = {}
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    if host:
+        keys["aws:sourceip"] = (host,)
+    keys["aws:securetransport"] = ("true" if request.isSecure() else "false",)
+    if "referer" in headers:
+        keys["aws:referer"] = (headers["referer"],)
+    if "user-agent" in headers:
+        keys["aws:useragent"] = (headers["user-agent"],)
+    for name in _HEADER_KEYS:
+        if name in headers:
+            keys[f"s3:{name}"] = (headers[name],)
+    query = call.target.query
+    if "versionId" in query:
+        keys["s3:versionid"] = (query["versionId"],)
+    if call.op in _LISTINGS:
+        for name in _LIST_KEYS:
+            if name in query:
+                keys[f"s3:{name}"] = (query[name],)
+    if call.op in _TAGGING_WRITES and "x-amz-tagging" in headers:
+        _add_request_tags(keys, headers["x-amz-tagging"])
+    keys.update(_auth_keys(call))
+    return keys
+
+
+def _add_request_tags(keys: dict[str, tuple[str, ...]], header: str) -> None:
+    try:
+        tags = parse_tagging_header(header)
+    except errors.S3Error:
+        return  # the handler refuses the header itself
+    for name, value in tags.items():
+        keys[f"s3:requestobjecttag/{name.lower()}"] = (value,)
+    keys["s3:requestobjecttagkeys"] = tuple(tags)
+
+
+def _auth_keys(call: Any) -> dict[str, tuple[str, ...]]:
+    """``s3:authType`` and ``s3:signatureversion`` of a signed request."""
+    authorization = call.headers.get("authorization", "")
+    query = call.target.query
+    if call.op == "PostObject":
+        return {"s3:authtype": ("POST",)}  # the form, not the headers, says how it is signed
+    if authorization.startswith("AWS4-HMAC-SHA256"):
+        return {"s3:authtype": ("REST-HEADER",), "s3:signatureversion": ("AWS4-HMAC-SHA256",)}
+    if authorization.startswith("AWS "):
+        return {"s3:authtype": ("REST-HEADER",), "s3:signatureversion": ("AWS",)}
+    if "X-Amz-Signature" in query:
+        return {"s3:authtype": ("REST-QUERY-STRING",), "s3:signatureversion": ("AWS4-HMAC-SHA256",)}
+    if "Signature" in query:
+        return {"s3:authtype": ("REST-QUERY-STRING",), "s3:signatureversion": ("AWS",)}
+    return {}

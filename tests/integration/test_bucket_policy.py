@@ -1,0 +1,448 @@
+"""Bucket policies end to end: boto3, unsigned requests, MinIO's SDK and the
+gRPC client against one real server with several tenants.
+
+What is pinned:
+
+* Put/Get/DeleteBucketPolicy and GetBucketPolicyStatus, the document
+  returned as sent, a malformed one refused with nothing changed;
+* anonymous requests: AccessDenied without a policy, NoSuchBucket for no
+  bucket, and exactly what a public policy allows (MinIO's "download"
+  policy, a write-only upload prefix);
+* a Deny beats the owner and every role, except on the policy itself, so
+  the owner can always undo it;
+* an Allow reaches a principal without roles, and a principal of another
+  tenant (which without a policy still gets NoSuchBucket);
+* conditions on the source address, the transport, the listing prefix and
+  the object's existing tags;
+* DeleteObjects, CopyObject's source and the gRPC API obey the same policy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from lightningstor.client.errors import PermissionDeniedError
+from tests.integration.tenants import Identity, Spec, Tenancy
+from tests.integration.tools import python_tool
+
+# The server runs one worker, and a policy change clears that worker's
+# bucket cache at once; other workers would see it within the cache's second.
+SETTLE = 0.0
+
+
+@pytest.fixture(scope="module")
+def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
+    t = Tenancy.start(tmp_path_factory.mktemp("policy"), cache_seconds=0.5)
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def ids(tenancy: Tenancy) -> dict[str, Identity]:
+    return tenancy.provision([
+        Spec("acme-admin", "acme", roles=("admin",)),
+        Spec("acme-nobody", "acme"),
+        Spec("web-rw", "acme", "web", roles=("read-write",)),
+        Spec("globex-admin", "globex", roles=("admin",)),
+    ])
+
+
+@pytest.fixture(scope="module")
+def s3(tenancy: Tenancy, ids: dict[str, Identity]) -> Callable[[str], Any]:
+    clients: dict[str, Any] = {}
+
+    def get(principal_id: str) -> Any:
+        if principal_id not in clients:
+            clients[principal_id] = ids[principal_id].s3(tenancy.server.endpoint)
+        return clients[principal_id]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def anonymous(tenancy: Tenancy) -> Any:
+    """boto3 sending unsigned requests, as a browser or curl would."""
+    return boto3.client(
+        "s3", endpoint_url=tenancy.server.endpoint, region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"},
+                      retries={"max_attempts": 1, "mode": "standard"}),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def bucket(s3: Callable[[str], Any]) -> Iterator[str]:
+    """A bucket of acme (org level), owned by acme-admin, holding ``a.txt``."""
+    name = f"pol-{uuid.uuid4().hex[:12]}"
+    admin = s3("acme-admin")
+    admin.create_bucket(Bucket=name)
+    admin.put_object(Bucket=name, Key="a.txt", Body=b"alpha")
+    yield name
+    try:
+        admin.delete_bucket_policy(Bucket=name)
+        for page in admin.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for obj in page.get("Contents", []):
+                admin.delete_object(Bucket=name, Key=obj["Key"])
+        admin.delete_bucket(Bucket=name)
+    except ClientError:
+        pass
+
+
+def policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def statement(effect: str, principal: Any, action: Any, resource: Any, **extra: Any) -> dict[str, Any]:
+    return {"Effect": effect, "Principal": principal, "Action": action, "Resource": resource, **extra}
+
+
+def code_of(call: Callable[[], Any]) -> tuple[int, str]:
+    with pytest.raises(ClientError) as info:
+        call()
+    err = info.value.response
+    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]
+
+
+def fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def put_policy(s3: Callable[[str], Any], bucket: str, text: str) -> None:
+    s3("acme-admin").put_bucket_policy(Bucket=bucket, Policy=text)
+    time.sleep(SETTLE)
+
+
+# -- the configuration -------------------------------------------------------------
+
+
+def test_put_get_delete_policy_and_status(s3: Callable[[str], Any], bucket: str) -> None:
+    admin = s3("acme-admin")
+    assert code_of(lambda: admin.get_bucket_policy(Bucket=bucket)) == (404, "NoSuchBucketPolicy")
+    assert code_of(lambda: admin.get_bucket_policy_status(Bucket=bucket)) == (404, "NoSuchBucketPolicy")
+    # Sent with its own spacing and key order: returned byte for byte.
+    text = ('{ "Statement": [ {"Effect":"Allow", "Principal":"*", "Action":"s3:GetObject",\n'
+            ' "Resource":"arn:aws:s3:::BUCKET/*"} ], "Version":"2012-10-17" }').replace("BUCKET", bucket)
+    put = admin.put_bucket_policy(Bucket=bucket, Policy=text)
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert admin.get_bucket_policy(Bucket=bucket)["Policy"] == text
+    assert admin.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
+    private = policy(statement("Allow", {"AWS": "arn:aws:iam::acme:root"}, "s3:GetObject", f"arn:aws:s3:::{bucket}/*"))
+    admin.put_bucket_policy(Bucket=bucket, Policy=private)
+    assert admin.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is False
+    deleted = admin.delete_bucket_policy(Bucket=bucket)
+    assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert code_of(lambda: admin.get_bucket_policy(Bucket=bucket)) == (404, "NoSuchBucketPolicy")
+    # Deleting an absent policy is no error, as in AWS.
+    assert admin.delete_bucket_policy(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
+
+
+@pytest.mark.parametrize("text", [
+    "not json",
+    "[]",
+    '{"Version":"2012-10-17"}',
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Maybe","Principal":"*","Action":"s3:GetObject",'
+    '"Resource":"arn:aws:s3:::BUCKET/*"}]}',
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:Fly",'
+    '"Resource":"arn:aws:s3:::BUCKET/*"}]}',
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject",'
+    '"Resource":"arn:aws:s3:::some-other-bucket/*"}]}',
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",'
+    '"Resource":"arn:aws:s3:::BUCKET/*"}]}',
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject",'
+    '"Resource":"arn:aws:s3:::BUCKET/*","Condition":{"StringEqualz":{"s3:prefix":"x"}}}]}',
+])  # fmt: skip
+def test_malformed_policy_is_refused_and_changes_nothing(
+    s3: Callable[[str], Any], bucket: str, text: str
+) -> None:
+    admin = s3("acme-admin")
+    kept = policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*"))
+    admin.put_bucket_policy(Bucket=bucket, Policy=kept)
+    assert code_of(lambda: admin.put_bucket_policy(Bucket=bucket, Policy=text.replace("BUCKET", bucket))) == (
+        400, "MalformedPolicy",
+    )
+    assert admin.get_bucket_policy(Bucket=bucket)["Policy"] == kept
+
+
+def test_oversized_policy_is_refused(s3: Callable[[str], Any], bucket: str) -> None:
+    admin = s3("acme-admin")
+    big = policy(*[
+        statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/prefix-{i:05d}-{'x' * 40}/*", Sid=f"s{i}")
+        for i in range(400)
+    ])  # fmt: skip
+    assert len(big) > 20 * 1024
+    status, code = code_of(lambda: admin.put_bucket_policy(Bucket=bucket, Policy=big))
+    assert status == 400
+    assert code_of(lambda: admin.get_bucket_policy(Bucket=bucket)) == (404, "NoSuchBucketPolicy")
+
+
+def test_only_administrators_change_the_policy(s3: Callable[[str], Any], bucket: str) -> None:
+    text = policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*"))
+    assert code_of(lambda: s3("web-rw").put_bucket_policy(Bucket=bucket, Policy=text)) == (403, "AccessDenied")
+    assert code_of(lambda: s3("acme-nobody").get_bucket_policy(Bucket=bucket)) == (403, "AccessDenied")
+    assert code_of(lambda: s3("globex-admin").get_bucket_policy(Bucket=bucket)) == (404, "NoSuchBucket")
+
+
+# -- anonymous requests ------------------------------------------------------------------
+
+
+def test_anonymous_without_policy_is_denied(tenancy: Tenancy, anonymous: Any, bucket: str) -> None:
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.list_objects_v2(Bucket=bucket)) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.put_object(Bucket=bucket, Key="b", Body=b"x")) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.list_buckets()) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.create_bucket(Bucket=f"anon-{uuid.uuid4().hex[:8]}")) == (403, "AccessDenied")
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    assert code_of(lambda: anonymous.get_object(Bucket=missing, Key="a.txt")) == (404, "NoSuchBucket")
+    status, body = fetch(f"{tenancy.server.endpoint}/{bucket}/a.txt")
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body
+
+
+def test_minio_download_policy_opens_reads_only(
+    tenancy: Tenancy, s3: Callable[[str], Any], anonymous: Any, bucket: str
+) -> None:
+    """The document ``mc anonymous set download`` writes."""
+    download = policy(
+        statement("Allow", {"AWS": ["*"]}, ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{bucket}"]),
+        statement("Allow", {"AWS": ["*"]}, ["s3:GetObject"], [f"arn:aws:s3:::{bucket}/*"]),
+    )
+    put_policy(s3, bucket, download)
+    assert anonymous.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    assert anonymous.head_object(Bucket=bucket, Key="a.txt")["ContentLength"] == 5
+    assert [o["Key"] for o in anonymous.list_objects_v2(Bucket=bucket)["Contents"]] == ["a.txt"]
+    status, body = fetch(f"{tenancy.server.endpoint}/{bucket}/a.txt")
+    assert (status, body) == (200, b"alpha")
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="nope")) == (404, "NoSuchKey")
+    assert code_of(lambda: anonymous.put_object(Bucket=bucket, Key="b", Body=b"x")) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.delete_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.get_bucket_policy(Bucket=bucket)) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.list_object_versions(Bucket=bucket)) == (403, "AccessDenied")
+    s3("acme-admin").delete_bucket_policy(Bucket=bucket)
+    time.sleep(SETTLE)
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+
+
+def test_missing_keys_are_404_only_for_callers_who_may_list(
+    s3: Callable[[str], Any], anonymous: Any, bucket: str
+) -> None:
+    """Read-only without s3:ListBucket: a missing key is 403, as from AWS, so
+    the keys that exist cannot be probed one by one."""
+    put_policy(s3, bucket, policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*")))
+    assert anonymous.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="nope")) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.head_object(Bucket=bucket, Key="nope"))[0] == 403
+    # The owner may list: 404.
+    assert code_of(lambda: s3("acme-admin").get_object(Bucket=bucket, Key="nope")) == (404, "NoSuchKey")
+
+
+def test_anonymous_uploads_to_one_prefix(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    put_policy(s3, bucket, policy(statement("Allow", "*", "s3:PutObject", f"arn:aws:s3:::{bucket}/drop/*")))
+    anonymous.put_object(Bucket=bucket, Key="drop/1.txt", Body=b"dropped")
+    assert s3("acme-admin").get_object(Bucket=bucket, Key="drop/1.txt")["Body"].read() == b"dropped"
+    assert code_of(lambda: anonymous.put_object(Bucket=bucket, Key="other.txt", Body=b"x")) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="drop/1.txt")) == (403, "AccessDenied")
+    # A multipart upload is s3:PutObject too.
+    upload = anonymous.create_multipart_upload(Bucket=bucket, Key="drop/big")
+    part = anonymous.upload_part(Bucket=bucket, Key="drop/big", UploadId=upload["UploadId"], PartNumber=1,
+                                 Body=b"p" * 1024)
+    anonymous.complete_multipart_upload(Bucket=bucket, Key="drop/big", UploadId=upload["UploadId"],
+                                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert s3("acme-admin").head_object(Bucket=bucket, Key="drop/big")["ContentLength"] == 1024
+
+
+def test_anonymous_form_upload_needs_a_policy(tenancy: Tenancy, s3: Callable[[str], Any], bucket: str) -> None:
+    """A browser form without policy or signature fields (PostObject)."""
+    url = f"{tenancy.server.endpoint}/{bucket}"
+
+    def form(key: str) -> Any:
+        return requests.post(url, data={"key": key}, files={"file": ("f.txt", b"form")}, timeout=30)
+
+    refused = form("drop/form.txt")
+    assert refused.status_code == 403 and b"<Code>AccessDenied</Code>" in refused.content
+    put_policy(s3, bucket, policy(statement("Allow", "*", "s3:PutObject", f"arn:aws:s3:::{bucket}/drop/*")))
+    assert form("drop/form.txt").status_code == 204
+    assert s3("acme-admin").get_object(Bucket=bucket, Key="drop/form.txt")["Body"].read() == b"form"
+    assert form("elsewhere.txt").status_code == 403
+
+
+def test_anonymous_listing_limited_to_a_prefix(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    s3("acme-admin").put_object(Bucket=bucket, Key="pub/x", Body=b"x")
+    put_policy(s3, bucket, policy(statement(
+        "Allow", "*", "s3:ListBucket", f"arn:aws:s3:::{bucket}", Condition={"StringLike": {"s3:prefix": "pub/*"}},
+    )))  # fmt: skip
+    listed = anonymous.list_objects_v2(Bucket=bucket, Prefix="pub/")
+    assert [o["Key"] for o in listed["Contents"]] == ["pub/x"]
+    assert code_of(lambda: anonymous.list_objects_v2(Bucket=bucket)) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.list_objects_v2(Bucket=bucket, Prefix="a")) == (403, "AccessDenied")
+
+
+# -- principals ------------------------------------------------------------------------
+
+
+def test_deny_beats_the_owner_but_not_on_the_policy_itself(s3: Callable[[str], Any], bucket: str) -> None:
+    admin = s3("acme-admin")
+    put_policy(s3, bucket, policy(statement(
+        "Deny", "*", ["s3:DeleteObject", "s3:*Policy"], [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+    )))  # fmt: skip
+    assert code_of(lambda: admin.delete_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+    assert admin.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    # The owner's side can always read, replace and remove the policy.
+    assert "Deny" in admin.get_bucket_policy(Bucket=bucket)["Policy"]
+    admin.delete_bucket_policy(Bucket=bucket)
+    time.sleep(SETTLE)
+    admin.delete_object(Bucket=bucket, Key="a.txt")
+
+
+def test_allow_reaches_a_principal_without_roles(s3: Callable[[str], Any], bucket: str) -> None:
+    nobody = s3("acme-nobody")
+    assert code_of(lambda: nobody.get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+    put_policy(s3, bucket, policy(statement(
+        "Allow", {"AWS": "arn:aws:iam::acme:user/acme-nobody"}, "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+    )))  # fmt: skip
+    assert nobody.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    assert code_of(lambda: nobody.put_object(Bucket=bucket, Key="n", Body=b"n")) == (403, "AccessDenied")
+    assert code_of(lambda: s3("acme-nobody").list_objects_v2(Bucket=bucket)) == (403, "AccessDenied")
+
+
+def test_another_tenant_only_through_the_policy(s3: Callable[[str], Any], bucket: str) -> None:
+    globex = s3("globex-admin")
+    assert code_of(lambda: globex.get_object(Bucket=bucket, Key="a.txt")) == (404, "NoSuchBucket")
+    put_policy(s3, bucket, policy(statement(
+        "Allow", {"AWS": "arn:aws:iam::globex:root"}, "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+    )))  # fmt: skip
+    assert globex.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    assert code_of(lambda: globex.put_object(Bucket=bucket, Key="g", Body=b"g")) == (403, "AccessDenied")
+    assert code_of(lambda: globex.delete_bucket(Bucket=bucket)) == (403, "AccessDenied")
+    assert code_of(lambda: globex.get_bucket_policy(Bucket=bucket)) == (403, "AccessDenied")
+    assert bucket not in [b["Name"] for b in globex.list_buckets()["Buckets"]]
+
+
+# -- conditions -----------------------------------------------------------------------
+
+
+def test_source_ip_condition(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    put_policy(s3, bucket, policy(statement(
+        "Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+        Condition={"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+    )))  # fmt: skip
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+    put_policy(s3, bucket, policy(statement(
+        "Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+        Condition={"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "127.0.0.0/8"]}},
+    )))  # fmt: skip
+    assert anonymous.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+
+
+def test_deny_without_tls(s3: Callable[[str], Any], bucket: str) -> None:
+    """The usual "TLS only" policy: this server speaks plain HTTP here."""
+    put_policy(s3, bucket, policy(statement(
+        "Deny", "*", "s3:*", [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        Condition={"Bool": {"aws:SecureTransport": "false"}},
+    )))  # fmt: skip
+    admin = s3("acme-admin")
+    assert code_of(lambda: admin.get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+    assert code_of(lambda: admin.list_objects_v2(Bucket=bucket)) == (403, "AccessDenied")
+    admin.delete_bucket_policy(Bucket=bucket)
+
+
+def test_existing_object_tag_condition(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=bucket, Key="tagged", Body=b"t", Tagging="visibility=public")
+    admin.put_object(Bucket=bucket, Key="untagged", Body=b"u")
+    put_policy(s3, bucket, policy(statement(
+        "Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+        Condition={"StringEquals": {"s3:ExistingObjectTag/visibility": "public"}},
+    )))  # fmt: skip
+    assert anonymous.get_object(Bucket=bucket, Key="tagged")["Body"].read() == b"t"
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="untagged")) == (403, "AccessDenied")
+    admin.put_object_tagging(Bucket=bucket, Key="tagged", Tagging={"TagSet": []})
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="tagged")) == (403, "AccessDenied")
+
+
+def test_request_object_tag_condition(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    put_policy(s3, bucket, policy(statement(
+        "Allow", "*", "s3:PutObject", f"arn:aws:s3:::{bucket}/*",
+        Condition={"StringEquals": {"s3:RequestObjectTag/source": "web"}},
+    )))  # fmt: skip
+    anonymous.put_object(Bucket=bucket, Key="w", Body=b"w", Tagging="source=web")
+    assert code_of(lambda: anonymous.put_object(Bucket=bucket, Key="v", Body=b"v", Tagging="source=cli")) == (
+        403, "AccessDenied",
+    )
+    assert code_of(lambda: anonymous.put_object(Bucket=bucket, Key="v", Body=b"v")) == (403, "AccessDenied")
+
+
+# -- other paths through the gate ------------------------------------------------------
+
+
+def test_delete_objects_key_by_key(s3: Callable[[str], Any], bucket: str) -> None:
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=bucket, Key="keep/1", Body=b"1")
+    admin.put_object(Bucket=bucket, Key="tmp/1", Body=b"1")
+    put_policy(s3, bucket, policy(statement("Deny", "*", "s3:DeleteObject", f"arn:aws:s3:::{bucket}/keep/*")))
+    result = admin.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep/1"}, {"Key": "tmp/1"}]})
+    assert [d["Key"] for d in result["Deleted"]] == ["tmp/1"]
+    assert [(e["Key"], e["Code"]) for e in result["Errors"]] == [("keep/1", "AccessDenied")]
+    assert admin.head_object(Bucket=bucket, Key="keep/1")["ContentLength"] == 1
+
+
+def test_copy_source_is_read_through_its_policy(s3: Callable[[str], Any], bucket: str) -> None:
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=bucket, Key="secret", Body=b"s")
+    put_policy(s3, bucket, policy(statement("Deny", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/secret")))
+    source = {"Bucket": bucket, "Key": "secret"}
+    assert code_of(lambda: admin.copy_object(Bucket=bucket, Key="copy", CopySource=source)) == (403, "AccessDenied")
+    admin.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "a.txt"})
+    assert admin.get_object(Bucket=bucket, Key="copy")["Body"].read() == b"alpha"
+
+
+def test_grpc_obeys_the_policy(tenancy: Tenancy, ids: dict[str, Identity], s3: Callable[[str], Any],
+                               bucket: str) -> None:
+    client = ids["acme-admin"].grpc(tenancy.server.grpc_endpoint)
+    try:
+        assert b"".join(client.get_object(bucket, "a.txt")) == b"alpha"
+        put_policy(s3, bucket, policy(statement("Deny", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/a.txt")))
+        with pytest.raises(PermissionDeniedError):
+            b"".join(client.get_object(bucket, "a.txt"))
+        client.put_object(bucket, "g.txt", b"grpc")
+    finally:
+        client.close()
+    nobody = ids["globex-admin"].grpc(tenancy.server.grpc_endpoint)
+    try:
+        put_policy(s3, bucket, policy(statement(
+            "Allow", {"AWS": "arn:aws:iam::globex:root"}, "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+        )))  # fmt: skip
+        assert b"".join(nobody.get_object(bucket, "g.txt")) == b"grpc"
+    finally:
+        nobody.close()
+
+
+def test_minio_sdk_sets_and_reads_a_policy(tenancy: Tenancy, ids: dict[str, Identity], bucket: str) -> None:
+    minio = python_tool("minio")
+    me = ids["acme-admin"]
+    client = minio.Minio(tenancy.server.endpoint.split("://", 1)[1], access_key=me.access_key,
+                         secret_key=me.secret_key, secure=False, region="us-east-1")
+    text = policy(statement("Allow", {"AWS": ["*"]}, ["s3:GetObject"], [f"arn:aws:s3:::{bucket}/*"]))
+    client.set_bucket_policy(bucket, text)
+    assert json.loads(client.get_bucket_policy(bucket)) == json.loads(text)
+    time.sleep(SETTLE)
+    status, body = fetch(f"{tenancy.server.endpoint}/{bucket}/a.txt")
+    assert (status, body) == (200, b"alpha")
+    client.delete_bucket_policy(bucket)
+    time.sleep(SETTLE)
+    assert fetch(f"{tenancy.server.endpoint}/{bucket}/a.txt")[0] == 403
