@@ -41,7 +41,9 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InvalidLocationConstraint": (400, "The specified location constraint is not valid."),
     "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
     "InvalidPart": (400, "One or more of the specified parts could not be found."),
-    "InvalidPartOrder": (400, "The list of parts was not in ascending order."),
+    "InvalidPartOrder": (400, "The list of parts was not in ascending order. Parts must be ordered by part number."),
+    # GetObject/HeadObject ?partNumber= past the object's last part.
+    "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidStorageClass": (400, "The storage class you specified is not valid."),
@@ -156,6 +158,7 @@ InvalidBucketName = _make("InvalidBucketName")
 InvalidDigest = _make("InvalidDigest")
 InvalidPart = _make("InvalidPart")
 InvalidPartOrder = _make("InvalidPartOrder")
+InvalidPartNumber = _make("InvalidPartNumber")
 InvalidRange = _make("InvalidRange")
 InvalidRequest = _make("InvalidRequest")
 InvalidTag = _make("InvalidTag")

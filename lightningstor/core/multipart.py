@@ -316,14 +316,13 @@ def part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
 
     Objects written in one request have one part, the whole object (AWS
     answers ``partNumber=1`` for them).  A number past the object's parts is
-    416 (AWS's code is InvalidPartNumber; the shared table has InvalidRange).
+    AWS's 416 ``InvalidPartNumber``, with the number asked for and the count.
     An empty part gives ``last == first - 1``.
     """
     validate_part_number(part_number)
     sizes = record.part_sizes or [record.size]
     if part_number > len(sizes):
-        raise errors.InvalidRange(
-            "The requested partnumber is not satisfiable",
+        raise errors.InvalidPartNumber(
             PartNumberRequested=str(part_number),
             ActualPartCount=str(len(sizes)),
         )

@@ -57,6 +57,7 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "InvalidObjectState": S.FAILED_PRECONDITION,
     "InvalidPart": S.INVALID_ARGUMENT,
     "InvalidPartOrder": S.INVALID_ARGUMENT,
+    "InvalidPartNumber": S.OUT_OF_RANGE,
     "InvalidRange": S.OUT_OF_RANGE,
     "InvalidRequest": S.INVALID_ARGUMENT,
     "InvalidStorageClass": S.INVALID_ARGUMENT,

@@ -10,7 +10,8 @@ object's ETag / modification time that raises the S3 error to answer with:
   the same four as ``x-amz-copy-source-if-*``, but every failure is 412.
 * PutObject / CompleteMultipartUpload / CopyObject destination
   (:func:`check_write_conditions`): ``If-None-Match`` and ``If-Match`` on
-  the object about to be replaced.
+  the object about to be replaced.  On these writes ``If-None-Match`` may
+  only be ``*`` (:func:`write_if_none_match_any`).
 
 Precedence is RFC 7232 §6, which is also what the S3 documentation spells
 out as its two "quirks": a present ``If-Match`` replaces
@@ -89,6 +90,28 @@ def check_write_conditions(headers: Mapping[str, str], current_etag: str | None)
     if_none_match = headers.get("if-none-match")
     if if_none_match and current_etag is not None and _etag_matches(if_none_match, current_etag):
         raise errors.PreconditionFailed(Condition="If-None-Match")
+
+
+def write_if_none_match_any(headers: Mapping[str, str]) -> bool:
+    """Whether a write (PutObject, CompleteMultipartUpload, CopyObject) asks
+    ``If-None-Match: *``, "create only".
+
+    AWS "Expects the '*' (asterisk) character" on these writes and answers
+    any other value with 501 ``NotImplemented`` naming the header, in the
+    error document AWS sends (``Header`` and ``additionalMessage``), never
+    by ignoring the condition: a client sending an ETag there believes the
+    write is conditional.  An empty header is absent, as on reads.
+    """
+    value = headers.get("if-none-match", "").strip()
+    if not value:
+        return False
+    if value != "*":
+        raise errors.NotImplementedS3(
+            "A header you provided implies functionality that is not implemented",
+            Header="If-None-Match",
+            additionalMessage="We don't accept the provided value of If-None-Match header for this API",
+        )
+    return True
 
 
 def _failed_positive(

@@ -7,6 +7,7 @@ headers an object record produces.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
@@ -16,6 +17,7 @@ from lightningstor.core.attributes import validate_storage_class, validate_tags
 from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.types import ObjectRecord
+from lightningstor.s3.conditions import write_if_none_match_any
 from lightningstor.s3.dates import http_date
 
 # Stored as sent and returned on GET/HEAD.  Canonical spelling is the key.
@@ -119,7 +121,7 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
             attrs.system_headers[name] = value
     for name, value in headers.items():
         if name.startswith(META_PREFIX):
-            attrs.metadata[name[len(META_PREFIX):]] = value
+            attrs.metadata[name[len(META_PREFIX):]] = metadata_text(value)
     validate_metadata(attrs.metadata, max_metadata_bytes)
     attrs.content_md5 = headers.get("content-md5")
     expected, keep, _trailer = checksum_algorithms(headers)
@@ -132,10 +134,7 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
     tagging = headers.get("x-amz-tagging")
     if tagging:
         attrs.tags = parse_tagging_header(tagging)
-    if headers.get("if-none-match", "").strip() == "*":
-        attrs.if_none_match_any = True
-    elif "if-none-match" in headers:
-        raise errors.NotImplementedS3("If-None-Match on PutObject supports only '*'")
+    attrs.if_none_match_any = write_if_none_match_any(headers)
     if "if-match" in headers:
         attrs.if_match = headers["if-match"]
     return attrs
@@ -152,7 +151,7 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
     for name, value in record.system_headers.items():
         out.append((name, value))
     for name, value in record.metadata.items():
-        out.append((META_PREFIX + name, value))
+        out.append((META_PREFIX + name, metadata_header_value(value)))
     if record.storage_class != "STANDARD":
         out.append(("x-amz-storage-class", record.storage_class))
     if record.version_id is not None:
@@ -165,3 +164,38 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
         out.append(("x-amz-checksum-type", checksum_type_of(record.checksums)))
     return out
 
+
+def metadata_text(value: str) -> str:
+    """The text of an ``x-amz-meta-*`` value as the client meant it.
+
+    Request headers reach the handlers decoded as latin-1 (one character per
+    wire byte, which SigV4 needs), but SDKs send non-ASCII metadata as UTF-8
+    bytes: "é" arrives as "Ã©".  AWS stores the characters ("the sum of the
+    number of bytes in the UTF-8 encoding of each key and value" is what the
+    2 KiB limit counts), so the bytes are read as UTF-8 when they are valid
+    UTF-8.  Anything else (real text from a POST form, raw latin-1 bytes) is
+    already its own text.  Records written before this normalisation hold the
+    latin-1 form; reading them through here too gives the same text.
+    """
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def metadata_header_value(value: str) -> str:
+    """A stored metadata value as AWS sends it in a response header.
+
+    AWS: "If the string contains only US-ASCII characters, it is presented
+    as is"; otherwise the value is "encoded as per RFC 2047 to make them
+    mail-safe before returning" (UsingMetadata.html), as one UTF-8 base64
+    encoded-word.  Sending the raw UTF-8 bytes instead is what this replaces:
+    HTTP clients read header bytes as latin-1 (botocore gave "Ã©"), and
+    strict ones (hyper's ``HeaderValue::to_str``) refuse them as text.
+    """
+    text = metadata_text(value)
+    if text.isascii():
+        return text
+    return "=?UTF-8?B?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="

@@ -73,6 +73,49 @@ def test_metadata_too_large(s3, bucket):
         s3.head_object(Bucket=bucket, Key="big-meta")
 
 
+def _put_raw_metadata(s3, bucket, key, metadata):
+    """PutObject with non-ASCII metadata sent as SDKs other than boto3 send
+    it, raw UTF-8 bytes in the header (boto3 itself refuses non-ASCII
+    metadata, so the headers are set after its validation, as s3-tests'
+    test_object_set_get_unicode_metadata does)."""
+
+    def set_headers(params, **_kwargs):
+        for name, value in metadata.items():
+            params["headers"][f"x-amz-meta-{name}"] = value
+
+    s3.meta.events.register("before-call.s3.PutObject", set_headers)
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    finally:
+        s3.meta.events.unregister("before-call.s3.PutObject", set_headers)
+
+
+def test_non_ascii_metadata_is_rfc2047_encoded(s3, bucket):
+    """AWS stores non-ASCII metadata as text and returns it as an RFC 2047
+    encoded-word (``=?UTF-8?B?...?=``); ASCII values come back as they are."""
+    values = {"latin": "Hello World\u00e9", "cjk": "\u65e5\u672c", "emoji": "\U0001f680!", "plain": "=?not encoded"}
+    _put_raw_metadata(s3, bucket, "uni", values)
+    expected = {
+        name: value if value.isascii() else "=?UTF-8?B?" + base64.b64encode(value.encode()).decode() + "?="
+        for name, value in values.items()
+    }
+    for resp in (s3.head_object(Bucket=bucket, Key="uni"), s3.get_object(Bucket=bucket, Key="uni")):
+        assert resp["Metadata"] == expected
+        assert resp["ResponseMetadata"]["HTTPHeaders"]["x-amz-meta-latin"] == "=?UTF-8?B?SGVsbG8gV29ybGTDqQ==?="
+
+
+def test_non_ascii_metadata_counts_utf8_bytes(s3, bucket):
+    """The 2 KiB metadata limit counts the UTF-8 bytes of the text, as AWS:
+    1000 "é" are 2000 bytes and fit (each "é" is not four bytes because it
+    arrived as two)."""
+    _put_raw_metadata(s3, bucket, "fits", {"m": "\u00e9" * 1000})
+    head = s3.head_object(Bucket=bucket, Key="fits")
+    assert head["Metadata"] == {"m": "=?UTF-8?B?" + base64.b64encode(("\u00e9" * 1000).encode()).decode() + "?="}
+    with pytest.raises(ClientError) as e:
+        _put_raw_metadata(s3, bucket, "too-big", {"m": "\u00e9" * 1030})
+    assert _code(e) == "MetadataTooLarge"
+
+
 def test_content_md5(s3, bucket):
     """A correct Content-MD5 is accepted; a wrong one is BadDigest, a malformed one InvalidDigest."""
     data = b"payload"
@@ -153,6 +196,41 @@ def test_conditional_put_if_none_match(s3, bucket):
         s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first"
+
+
+def _assert_if_none_match_refused(e):
+    """AWS's answer to an If-None-Match other than "*" on a write: 501 with
+    the header named (not an ignored condition, not a 412)."""
+    err = e.value.response
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 501
+    assert err["Error"]["Code"] == "NotImplemented"
+    assert err["Error"]["Message"] == "A header you provided implies functionality that is not implemented"
+    assert err["Error"]["Header"] == "If-None-Match"
+    assert err["Error"]["additionalMessage"] == "We don't accept the provided value of If-None-Match header for this API"
+
+
+def test_write_if_none_match_takes_only_star(s3, bucket):
+    """On PutObject and CopyObject (either metadata directive) If-None-Match
+    must be "*": an ETag there is 501 NotImplemented, as AWS answers, and
+    nothing is written."""
+    etag = s3.put_object(Bucket=bucket, Key="src", Body=b"source")["ETag"]
+    for value in (etag, "badetag"):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="new", Body=b"x", IfNoneMatch=value)
+        _assert_if_none_match_refused(e)
+        for directive in ("COPY", "REPLACE"):
+            with pytest.raises(ClientError) as e:
+                s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "src"},
+                               MetadataDirective=directive, IfNoneMatch=value)
+            _assert_if_none_match_refused(e)
+    for key in ("new", "copy"):
+        with pytest.raises(ClientError) as e:
+            s3.head_object(Bucket=bucket, Key=key)
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "src"}, IfNoneMatch="*")
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "src"}, IfNoneMatch="*")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
 
 
 def test_response_overrides(s3, bucket):

@@ -241,6 +241,24 @@ def test_list_parts_and_uploads_paginate(client: Any, mpbucket: str) -> None:
     assert [p["PartNumber"] for p in page["Parts"]] == [6, 7] and not page["IsTruncated"]
 
 
+def test_complete_if_none_match_takes_only_star(client: Any, mpbucket: str) -> None:
+    """CompleteMultipartUpload with If-None-Match other than "*" is AWS's 501
+    naming the header, and the upload stays open to be completed."""
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="inm")["UploadId"]
+    etag = client.upload_part(Bucket=mpbucket, Key="inm", UploadId=uid, PartNumber=1, Body=b"abc")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    with pytest.raises(ClientError) as e:
+        client.complete_multipart_upload(Bucket=mpbucket, Key="inm", UploadId=uid, MultipartUpload=parts,
+                                         IfNoneMatch=etag)
+    err = e.value.response
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 501 and _code(e) == "NotImplemented"
+    assert err["Error"]["Header"] == "If-None-Match"
+    assert err["Error"]["additionalMessage"] == "We don't accept the provided value of If-None-Match header for this API"
+    done = client.complete_multipart_upload(Bucket=mpbucket, Key="inm", UploadId=uid, MultipartUpload=parts,
+                                            IfNoneMatch="*")
+    assert done["ETag"].endswith('-1"')
+
+
 def test_complete_errors(client: Any, mpbucket: str, server: ServerProcess) -> None:
     """InvalidPartOrder, InvalidPart (unknown part, wrong ETag), EntityTooSmall, MalformedXML,
     bad part numbers and NoSuchUpload are answered as AWS does, and leave the upload usable."""
@@ -328,6 +346,12 @@ def test_reupload_replaces_part_and_get_part_number(client: Any, mpbucket: str) 
     with pytest.raises(ClientError) as e:
         client.head_object(Bucket=mpbucket, Key="obj", PartNumber=3)
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    with pytest.raises(ClientError) as e:
+        client.get_object(Bucket=mpbucket, Key="obj", PartNumber=3)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert _code(e) == "InvalidPartNumber"
+    assert e.value.response["Error"]["PartNumberRequested"] == "3"
+    assert e.value.response["Error"]["ActualPartCount"] == "2"
 
 
 def test_upload_part_copy_with_range(client: Any, mpbucket: str) -> None:

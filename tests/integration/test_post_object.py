@@ -216,6 +216,18 @@ def test_content_type_and_metadata_are_stored(s3: Any, bucket: str) -> None:
     assert s3.get_object_tagging(Bucket=bucket, Key="pic.png")["TagSet"] == [{"Key": "kind", "Value": "pic"}]
 
 
+def test_non_ascii_form_metadata_is_returned_rfc2047_encoded(s3: Any, bucket: str) -> None:
+    """A form field is UTF-8 text; its value is returned the way AWS returns
+    any non-ASCII metadata, as an RFC 2047 encoded-word (not as raw bytes)."""
+    fields = {"x-amz-meta-name": "caf\u00e9 \u2615"}
+    conditions: list[Any] = [{"bucket": bucket}, ["eq", "$key", "cafe.txt"], {"x-amz-meta-name": "caf\u00e9 \u2615"}]
+    r = post(f"{s3.meta.endpoint_url}/{bucket}", v4_form(conditions, {"key": "cafe.txt", **fields}))
+    assert r.status_code == 204, r.text
+    head = s3.head_object(Bucket=bucket, Key="cafe.txt")
+    encoded = "=?UTF-8?B?" + base64.b64encode("caf\u00e9 \u2615".encode()).decode() + "?="
+    assert head["Metadata"] == {"name": encoded}
+
+
 def test_sigv2_policy_signature_is_accepted(url: str, s3: Any, bucket: str) -> None:
     """A SigV2 form (``AWSAccessKeyId`` + base64 HMAC-SHA1 ``signature``), as
     the server accepts SigV2 elsewhere."""

@@ -9,6 +9,7 @@ from lightningstor.s3.conditions import (
     check_copy_source_conditions,
     check_read_conditions,
     check_write_conditions,
+    write_if_none_match_any,
 )
 
 ETAG = "d41d8cd98f00b204e9800998ecf8427e"
@@ -243,3 +244,22 @@ def test_if_match_checked_before_if_none_match() -> None:
     with pytest.raises(errors.PreconditionFailed) as info:
         check_write_conditions({"if-match": ETAG, "if-none-match": "*"}, ETAG)
     assert info.value.fields == {"Condition": "If-None-Match"}
+
+
+@pytest.mark.parametrize(("value", "create_only"), [(None, False), ("", False), ("  ", False), ("*", True), (" * ", True)])
+def test_write_if_none_match_star_or_absent(value: str | None, create_only: bool) -> None:
+    headers = {} if value is None else {"if-none-match": value}
+    assert write_if_none_match_any(headers) is create_only
+
+
+@pytest.mark.parametrize("value", [ETAG, f'"{ETAG}"', "badetag", "*, x"])
+def test_write_if_none_match_other_values_are_not_implemented(value: str) -> None:
+    """AWS takes only "*" on writes; anything else is 501 naming the header."""
+    with pytest.raises(errors.NotImplementedS3) as e:
+        write_if_none_match_any({"if-none-match": value})
+    assert e.value.status == 501
+    assert e.value.message == "A header you provided implies functionality that is not implemented"
+    assert e.value.fields == {
+        "Header": "If-None-Match",
+        "additionalMessage": "We don't accept the provided value of If-None-Match header for this API",
+    }

@@ -132,11 +132,11 @@ def test_part_numbers_and_part_ranges():
             parse_part_number(bad)
     record = ObjectRecord("k", 25, "e-3", 0, part_sizes=[10, 10, 5])
     assert [part_range(record, n) for n in (1, 2, 3)] == [(0, 9), (10, 19), (20, 24)]
-    with pytest.raises(errors.InvalidRange):
+    with pytest.raises(errors.InvalidPartNumber):
         part_range(record, 4)
     single = ObjectRecord("k", 7, "e", 0)
     assert part_range(single, 1) == (0, 6)
-    with pytest.raises(errors.InvalidRange):
+    with pytest.raises(errors.InvalidPartNumber):
         part_range(single, 2)
 
 

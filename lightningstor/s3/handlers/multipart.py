@@ -253,10 +253,9 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         PartRef(p.part_number, p.etag, dict(p.checksums))
         for p in xmlio.parse_complete_multipart(call.sink.content())
     ]
-    if_none_match = call.headers.get("if-none-match", "").strip()
-    if if_none_match and if_none_match != "*":
-        raise errors.NotImplementedS3("If-None-Match on CompleteMultipartUpload supports only '*'")
-    write_conditions = PutAttrs(if_none_match_any=if_none_match == "*", if_match=call.headers.get("if-match"))
+    write_conditions = PutAttrs(
+        if_none_match_any=conditions.write_if_none_match_any(call.headers), if_match=call.headers.get("if-match")
+    )
     raw_size = call.headers.get("x-amz-mp-object-size")
     object_size = None
     if raw_size is not None:

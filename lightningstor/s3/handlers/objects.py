@@ -509,9 +509,7 @@ def copy_object(api: Any, call: Any) -> Any:
     if tag_directive == "REPLACE":
         tags = parse_tagging_header(call.headers.get("x-amz-tagging", ""))
         check_tags(tags, MAX_OBJECT_TAGS)
-    write_conditions = PutAttrs(
-        if_none_match_any=call.headers.get("if-none-match", "").strip() == "*",
-    )
+    write_conditions = PutAttrs(if_none_match_any=conditions.write_if_none_match_any(call.headers))
     record = yield api.core.copy_object(
         source,
         dest_bucket,
