@@ -216,6 +216,9 @@ class S3Settings:
     presigned_url_ttl_seconds: int = 3600
     domain: str | None = None
     max_clock_skew_seconds: int = 900
+    # Every bucket blocks public access, whatever its own settings: no public
+    # bucket policy can be put, and none lets outsiders in (core/access.py).
+    block_public_access: bool = False
 
 
 @dataclass(frozen=True)
@@ -889,6 +892,7 @@ def _read_s3(t: _Table) -> S3Settings:
         ),
         domain=t.optional("domain", _domain),
         max_clock_skew_seconds=t.get("max_clock_skew_seconds", d.max_clock_skew_seconds, _int(1, 86400)),
+        block_public_access=t.get("block_public_access", d.block_public_access, _bool),
     )
     t.finish()
     return settings

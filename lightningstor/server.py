@@ -367,6 +367,7 @@ def _assemble(
         max_object_size=settings.limits.max_object_size_bytes,
         chunks_per_record=settings.metadata.chunks_per_record,
     )
+    core.access.block_public_access = settings.s3.block_public_access
     # Background services run once per server: in the primary worker only.
     primary = worker is None or worker.primary
     CoreService(

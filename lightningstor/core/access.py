@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from lightningstor import errors
 from lightningstor.core.policy import BucketPolicy, RequestFacts, parse_policy
 from lightningstor.core.policy_actions import OWNER_ALWAYS, policy_action
-from lightningstor.core.types import Bucket, Principal
+from lightningstor.core.types import Bucket, Principal, PublicAccessBlock
 
 log = Logger()
 
@@ -95,6 +95,9 @@ OPERATION_ACTIONS = {
     "GetBucketPolicyStatus": BUCKETS_GET,
     "PutBucketPolicy": BUCKETS_CREATE,
     "DeleteBucketPolicy": BUCKETS_CREATE,
+    "GetPublicAccessBlock": BUCKETS_GET,
+    "PutPublicAccessBlock": BUCKETS_CREATE,
+    "DeletePublicAccessBlock": BUCKETS_CREATE,
     "DeleteBucket": BUCKETS_DELETE,
     "ListObjects": OBJECTS_LIST,
     "ListObjectsV2": OBJECTS_LIST,
@@ -302,6 +305,15 @@ class AccessControl:
         # Deferred[dict | None] of an object's tags, for policies that ask
         # about s3:ExistingObjectTag (set by the core, which owns objects).
         self.object_tags = object_tags
+        # [s3] block_public_access: every bucket blocks public access.
+        self.block_public_access = False
+
+    def public_access_block(self, bucket: Bucket) -> PublicAccessBlock:
+        """The Block Public Access settings in force for ``bucket``: its own,
+        or all of them when the server blocks public access everywhere."""
+        if self.block_public_access:
+            return PublicAccessBlock.all()
+        return bucket.public_access_block or _NOTHING_BLOCKED
 
     # check() and bucket() run for every request: plain callbacks rather than
     # inlineCallbacks generators, since the authorizer's answer is usually
@@ -446,19 +458,22 @@ class AccessControl:
             d.addCallback(_with_existing_tags, facts)
         else:
             d = succeed(facts)
-        return d.addCallback(self._by_policy, policy, principal, scoped, action, resource, trail)
+        return d.addCallback(self._by_policy, policy, principal, bucket, scoped, action, resource, trail)
 
     def _by_policy(
         self,
         facts: RequestFacts,
         policy: BucketPolicy | UnreadablePolicy,
         principal: Principal,
+        bucket: Bucket,
         scoped: bool,
         action: str,
         resource: ResourceRef,
         trail: Trail,
     ) -> Any:
         verdict = policy.evaluate(facts)
+        if verdict == "Allow" and not scoped and self._restricted(bucket, policy):
+            verdict = None  # RestrictPublicBuckets: a public policy lets no outsider in
         if verdict == "Allow":
             if trail is not None:
                 trail(Decision(action, resource.path, True))
@@ -486,6 +501,13 @@ class AccessControl:
         )
         d: Deferred[Any] = self.check(principal, action, resource, trail)
         return d
+
+
+    def _restricted(self, bucket: Bucket, policy: BucketPolicy | UnreadablePolicy) -> bool:
+        return self.public_access_block(bucket).restrict_public_buckets and policy.is_public()
+
+
+_NOTHING_BLOCKED = PublicAccessBlock()
 
 
 def _asks_existing_tags(policy: BucketPolicy | UnreadablePolicy) -> bool:

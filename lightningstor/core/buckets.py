@@ -25,7 +25,7 @@ from lightningstor.core.cors import validate_rules as validate_cors_rules
 from lightningstor.core.lifecycle import validate_rules as validate_lifecycle_rules
 from lightningstor.core.quotas import BucketScope, QuotaManager
 from lightningstor.core.scans import scan_prefix
-from lightningstor.core.types import Bucket, CorsRule, LifecycleRule, Principal, Versioning
+from lightningstor.core.types import Bucket, CorsRule, LifecycleRule, Principal, PublicAccessBlock, Versioning
 from lightningstor.core.versions import update_bucket
 from lightningstor.deferreds import Shared
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put, prefix_end
@@ -451,6 +451,11 @@ class BucketManager:
         already validated by the caller (core/policy.py), stored in the
         bucket record like the CORS rules."""
         return self._set(bucket, policy=text)
+
+    def set_public_access_block(self, bucket: Bucket, settings: PublicAccessBlock | None) -> Deferred[Any]:
+        """Deferred[Bucket] with its Block Public Access settings (None:
+        none), stored in the bucket record."""
+        return self._set(bucket, public_access_block=settings)
 
     @inlineCallbacks
     def find_unique(self, name: str) -> Any:

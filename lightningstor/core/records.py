@@ -28,6 +28,7 @@ from lightningstor.core.types import (
     ListEntry,
     Manifest,
     ObjectRecord,
+    PublicAccessBlock,
     Versioning,
 )
 
@@ -65,6 +66,9 @@ def encode_bucket(b: Bucket) -> bytes:
         d["lc"] = [_encode_lifecycle_rule(r) for r in b.lifecycle]
     if b.policy:  # the same: only once configured
         d["pol"] = b.policy
+    if b.public_access_block is not None:
+        p = b.public_access_block
+        d["pab"] = [p.block_public_acls, p.ignore_public_acls, p.block_public_policy, p.restrict_public_buckets]
     return _dumps(d)
 
 
@@ -162,6 +166,7 @@ def decode_bucket(data: bytes) -> Bucket:
         cors=_decode_cors(d["cors"]) if "cors" in d else (),
         lifecycle=_decode_lifecycle(d["lc"]) if "lc" in d else (),
         policy=d.get("pol", ""),
+        public_access_block=PublicAccessBlock(*map(bool, d["pab"])) if "pab" in d else None,
     )
 
 

@@ -66,6 +66,28 @@ class LifecycleFilter:
 
 
 @dataclass(frozen=True)
+class PublicAccessBlock:
+    """A bucket's Block Public Access settings (PutPublicAccessBlock).
+
+    ``block_public_policy`` refuses a public bucket policy when it is put;
+    ``restrict_public_buckets`` makes a public policy grant nothing outside
+    the bucket's scope (core/access.py).  The two ACL settings are kept and
+    returned: no ACL here can make anything public, so they have nothing
+    to block.
+    """
+
+    block_public_acls: bool = False
+    ignore_public_acls: bool = False
+    block_public_policy: bool = False
+    restrict_public_buckets: bool = False
+
+    # The server-wide switch ([s3] block_public_access) is all four at once.
+    @classmethod
+    def all(cls) -> PublicAccessBlock:
+        return cls(True, True, True, True)
+
+
+@dataclass(frozen=True)
 class LifecycleRule:
     """One rule of a bucket's lifecycle configuration
     (PutBucketLifecycleConfiguration).  Validation, matching and when an
@@ -111,6 +133,8 @@ class Bucket:
     # The bucket policy document as its owner sent it (empty: none).  Parsed
     # once per distinct text (core/policy.py, core/access.py), not per read.
     policy: str = ""
+    # Block Public Access (None: never configured, nothing blocked).
+    public_access_block: PublicAccessBlock | None = None
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False

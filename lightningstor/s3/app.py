@@ -41,6 +41,7 @@ from lightningstor.s3.addressing import Target, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.handlers.cors import add_cors_headers, error_bucket
+from lightningstor.s3.headers import check_expected_owner
 from lightningstor.s3.inflight import DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES, InflightBudget
 from lightningstor.s3.policykeys import policy_condition_keys
 from lightningstor.s3.request import S3Request
@@ -55,6 +56,11 @@ MAX_UPLOAD_REQUEST_BYTES = MAX_SINGLE_PUT_BYTES + MAX_SINGLE_PUT_BYTES // 50 + (
 # Paths answered without credentials (GET/HEAD), and the operation name they
 # are counted and logged under.
 _PROBES = {"/health": "Health", "/ready": "Ready"}
+# The header naming the account a request expects to own its bucket, and
+# the source bucket of a copy (indexed by "is it the copy's source").
+_EXPECTED_OWNER = ("x-amz-expected-bucket-owner", "x-amz-source-expected-bucket-owner")
+
+
 # Query parameters that make a request a presigned (signed) S3 request.
 _SIGNATURE_QUERY = frozenset({"X-Amz-Signature", "X-Amz-Credential", "Signature", "AWSAccessKeyId"})
 
@@ -630,6 +636,9 @@ class S3Api:
             # A cross-origin request: its bucket's CORS rules may add
             # headers (handlers/cors.py).  Without an Origin, no extra work.
             d.addCallback(add_cors_headers, call)
+        expected = call.headers.get(_EXPECTED_OWNER[name is not None])
+        if expected is not None:
+            d.addCallback(check_expected_owner, expected)
         return d
 
     def cross_origin(self, call: S3Call, bucket: Any) -> None:

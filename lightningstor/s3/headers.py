@@ -16,7 +16,7 @@ from lightningstor.checksums import ALGORITHMS
 from lightningstor.core.attributes import validate_storage_class, validate_tags
 from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
-from lightningstor.core.types import ObjectRecord
+from lightningstor.core.types import Bucket, ObjectRecord
 from lightningstor.s3.conditions import write_if_none_match_any
 from lightningstor.s3.dates import http_date
 
@@ -199,3 +199,13 @@ def metadata_header_value(value: str) -> str:
     if text.isascii():
         return text
     return "=?UTF-8?B?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
+
+
+def check_expected_owner(bucket: Bucket, expected: str) -> Bucket:
+    """``bucket`` if its tenant is the one the request expects
+    (``x-amz-expected-bucket-owner``: an AWS account id, here the org id);
+    ``403 AccessDenied`` otherwise, as from AWS.  It guards a client against
+    writing into a bucket that changed hands or was never the one meant."""
+    if bucket.org_id != expected:
+        raise errors.AccessDenied(resource=f"/{bucket.name}")
+    return bucket

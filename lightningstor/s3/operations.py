@@ -47,6 +47,9 @@ _BUCKET = {
     ("PUT", "policy"): "PutBucketPolicy",
     ("DELETE", "policy"): "DeleteBucketPolicy",
     ("GET", "policyStatus"): "GetBucketPolicyStatus",
+    ("GET", "publicAccessBlock"): "GetPublicAccessBlock",
+    ("PUT", "publicAccessBlock"): "PutPublicAccessBlock",
+    ("DELETE", "publicAccessBlock"): "DeletePublicAccessBlock",
     ("OPTIONS", None): "PreflightCors",
 }
 

@@ -744,6 +744,36 @@ def versioning_xml(status: str | None) -> bytes:
     return doc.finish("VersioningConfiguration")
 
 
+# PublicAccessBlockConfiguration's elements, in AWS's order.
+PUBLIC_ACCESS_BLOCK_ELEMENTS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+
+def parse_public_access_block(body: bytes) -> tuple[bool, bool, bool, bool]:
+    """PutPublicAccessBlock body -> the four settings in
+    :data:`PUBLIC_ACCESS_BLOCK_ELEMENTS` order; an element left out is
+    false, as in AWS.  Anything but ``true``/``false`` (either case), a
+    repeated or unknown element is MalformedXML."""
+    root = expect_root(body, "PublicAccessBlockConfiguration")
+    values: dict[str, bool] = {}
+    for child in root:
+        if child.tag not in PUBLIC_ACCESS_BLOCK_ELEMENTS or child.tag in values:
+            raise errors.MalformedXML()
+        text = leaf_text(child).strip().lower()
+        if text not in ("true", "false"):
+            raise errors.MalformedXML()
+        values[child.tag] = text == "true"
+    a, b, c, d = (values.get(name, False) for name in PUBLIC_ACCESS_BLOCK_ELEMENTS)
+    return a, b, c, d
+
+
+def public_access_block_xml(settings: Sequence[bool]) -> bytes:
+    """GetPublicAccessBlock."""
+    doc = _Doc("PublicAccessBlockConfiguration")
+    for name, value in zip(PUBLIC_ACCESS_BLOCK_ELEMENTS, settings):
+        doc.raw(name, _bool(value))
+    return doc.finish("PublicAccessBlockConfiguration")
+
+
 def policy_status_xml(public: bool) -> bytes:
     """GetBucketPolicyStatus."""
     doc = _Doc("PolicyStatus")

@@ -446,3 +446,115 @@ def test_minio_sdk_sets_and_reads_a_policy(tenancy: Tenancy, ids: dict[str, Iden
     client.delete_bucket_policy(bucket)
     time.sleep(SETTLE)
     assert fetch(f"{tenancy.server.endpoint}/{bucket}/a.txt")[0] == 403
+
+
+# -- Block Public Access --------------------------------------------------------------
+
+
+def test_public_access_block_round_trip(s3: Callable[[str], Any], bucket: str) -> None:
+    admin = s3("acme-admin")
+    assert code_of(lambda: admin.get_public_access_block(Bucket=bucket)) == (
+        404, "NoSuchPublicAccessBlockConfiguration",
+    )
+    settings = {"BlockPublicAcls": True, "IgnorePublicAcls": False, "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": False}
+    admin.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=settings)
+    assert admin.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == settings
+    assert admin.delete_public_access_block(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert code_of(lambda: admin.get_public_access_block(Bucket=bucket))[0] == 404
+    assert code_of(lambda: s3("web-rw").put_public_access_block(
+        Bucket=bucket, PublicAccessBlockConfiguration=settings)) == (403, "AccessDenied")
+
+
+def test_public_access_block_refuses_malformed_documents(tenancy: Tenancy) -> None:
+    from tests.integration.conftest import make_client
+    from tests.integration.raw import signed
+
+    name = f"pab-{uuid.uuid4().hex[:12]}"
+    make_client(tenancy.server.endpoint).create_bucket(Bucket=name)  # the root credential's
+    for body in (b"<PublicAccessBlockConfiguration><BlockPublicAcls>yes</BlockPublicAcls>"
+                 b"</PublicAccessBlockConfiguration>",
+                 b"<PublicAccessBlockConfiguration><Block>true</Block></PublicAccessBlockConfiguration>",
+                 b"<Nope/>", b"not xml"):
+        status, response = signed(tenancy.server, "PUT", f"/{name}?publicAccessBlock", body)
+        assert status == 400 and b"<Code>MalformedXML</Code>" in response, body
+    status, response = signed(tenancy.server, "GET", f"/{name}?publicAccessBlock")
+    assert status == 404 and b"NoSuchPublicAccessBlockConfiguration" in response
+
+
+def test_block_public_policy(s3: Callable[[str], Any], bucket: str) -> None:
+    admin = s3("acme-admin")
+    admin.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={"BlockPublicPolicy": True})
+    public = policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*"))
+    assert code_of(lambda: admin.put_bucket_policy(Bucket=bucket, Policy=public)) == (403, "AccessDenied")
+    assert code_of(lambda: admin.get_bucket_policy(Bucket=bucket)) == (404, "NoSuchBucketPolicy")
+    # Pinned to one network, or to one tenant: not public, so allowed.
+    pinned = policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+                              Condition={"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}))
+    admin.put_bucket_policy(Bucket=bucket, Policy=pinned)
+    assert admin.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is False
+
+
+def test_restrict_public_buckets(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    admin = s3("acme-admin")
+    put_policy(s3, bucket, policy(
+        statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*"),
+        statement("Allow", {"AWS": "arn:aws:iam::globex:root"}, "s3:ListBucket", f"arn:aws:s3:::{bucket}"),
+    ))  # fmt: skip
+    assert anonymous.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    s3("globex-admin").list_objects_v2(Bucket=bucket)
+    admin.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={"RestrictPublicBuckets": True})
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+    # The whole public policy stops letting outsiders in, its non-public statements too.
+    assert code_of(lambda: s3("globex-admin").list_objects_v2(Bucket=bucket)) == (403, "AccessDenied")
+    # Inside the tenant the policy still counts.
+    assert s3("acme-nobody").get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    admin.delete_public_access_block(Bucket=bucket)
+    assert anonymous.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+
+
+def test_server_wide_block_public_access(tmp_path: Any) -> None:
+    """[s3] block_public_access = true: no bucket can be made public."""
+    from tests.integration.conftest import make_client
+    from tests.integration.server import ServerProcess
+
+    data = tmp_path / "data"
+    data.mkdir()
+    config = tmp_path / "server.toml"
+    config.write_text("[s3]\nblock_public_access = true\n")
+    server = ServerProcess(data, config=str(config)).start()
+    try:
+        root = make_client(server.endpoint)
+        root.create_bucket(Bucket="shut")
+        root.put_object(Bucket="shut", Key="k", Body=b"v")
+        public = policy(statement("Allow", "*", "s3:GetObject", "arn:aws:s3:::shut/*"))
+        assert code_of(lambda: root.put_bucket_policy(Bucket="shut", Policy=public)) == (403, "AccessDenied")
+        assert fetch(f"{server.endpoint}/shut/k")[0] == 403
+    finally:
+        server.stop()
+
+
+def test_expected_bucket_owner(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    """x-amz-expected-bucket-owner names the tenant (org) a request means;
+    any other is 403, also for a caller the policy lets in."""
+    admin = s3("acme-admin")
+    assert [o["Key"] for o in admin.list_objects_v2(Bucket=bucket, ExpectedBucketOwner="acme")["Contents"]] == [
+        "a.txt"
+    ]
+    assert code_of(lambda: admin.list_objects_v2(Bucket=bucket, ExpectedBucketOwner="globex")) == (
+        403, "AccessDenied",
+    )
+    assert code_of(lambda: admin.put_object(Bucket=bucket, Key="x", Body=b"x", ExpectedBucketOwner="globex")) == (
+        403, "AccessDenied",
+    )
+    source = {"Bucket": bucket, "Key": "a.txt"}
+    assert code_of(lambda: admin.copy_object(Bucket=bucket, Key="c", CopySource=source,
+                                             ExpectedSourceBucketOwner="globex")) == (403, "AccessDenied")
+    admin.copy_object(Bucket=bucket, Key="c", CopySource=source, ExpectedSourceBucketOwner="acme")
+    assert code_of(lambda: admin.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "c"}]},
+                                                ExpectedBucketOwner="globex")) == (403, "AccessDenied")
+    put_policy(s3, bucket, policy(statement("Allow", "*", "s3:ListBucket", f"arn:aws:s3:::{bucket}")))
+    anonymous.list_objects_v2(Bucket=bucket, ExpectedBucketOwner="acme")
+    assert code_of(lambda: anonymous.list_objects_v2(Bucket=bucket, ExpectedBucketOwner="globex")) == (
+        403, "AccessDenied",
+    )

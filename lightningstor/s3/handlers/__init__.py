@@ -18,6 +18,7 @@ from lightningstor.s3.handlers import (
     objects,
     policy,
     post_object,
+    public_access,
 )
 
 HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
@@ -60,6 +61,9 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "PutBucketPolicy": policy.put_bucket_policy,
     "DeleteBucketPolicy": policy.delete_bucket_policy,
     "GetBucketPolicyStatus": policy.get_bucket_policy_status,
+    "GetPublicAccessBlock": public_access.get_public_access_block,
+    "PutPublicAccessBlock": public_access.put_public_access_block,
+    "DeletePublicAccessBlock": public_access.delete_public_access_block,
     "CreateMultipartUpload": multipart.create_multipart_upload,
     "UploadPart": multipart.upload_part,
     "UploadPartCopy": multipart.upload_part_copy,

@@ -18,7 +18,6 @@ _ABSENT = {
     "encryption": "ServerSideEncryptionConfigurationNotFoundError",
     "object-lock": "ObjectLockConfigurationNotFoundError",
     "ownershipControls": "OwnershipControlsNotFoundError",
-    "publicAccessBlock": "NoSuchPublicAccessBlockConfiguration",
     "replication": "ReplicationConfigurationNotFoundError",
 }
 

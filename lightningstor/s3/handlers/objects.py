@@ -37,6 +37,7 @@ from lightningstor.s3 import conditions, ranges, xmlio
 from lightningstor.s3.dates import http_date
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
+    check_expected_owner,
     checksum_algorithms,
     checksum_trailer,
     object_headers,
@@ -430,6 +431,8 @@ def delete_objects(api: Any, call: Any) -> Any:
     bucket = yield api.core.access.resolve(principal, call.bucket)
     if access.is_anonymous(principal) and not bucket.policy:
         raise errors.AccessDenied(resource=f"/{bucket.name}")
+    if "x-amz-expected-bucket-owner" in call.headers:
+        check_expected_owner(bucket, call.headers["x-amz-expected-bucket-owner"])
     api.cross_origin(call, bucket)
     body = call.sink.content()
     check_body_digest(call, body)

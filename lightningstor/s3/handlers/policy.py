@@ -36,13 +36,22 @@ def put_bucket_policy(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
     body = call.sink.content()
-    if "content-md5" in call.headers or any(h.startswith("x-amz-checksum-") for h in call.headers):
-        check_body_digest(call, body)
+    check_optional_digest(call, body)
     if call.headers.get("x-amz-confirm-remove-self-bucket-access", "").lower() == "true":
         raise errors.NotImplementedS3("x-amz-confirm-remove-self-bucket-access is not implemented")
     policy = parse_policy(body, bucket.name)
+    if policy.is_public() and api.core.access.public_access_block(bucket).block_public_policy:
+        # AWS's answer while BlockPublicPolicy is on (handlers/public_access.py).
+        raise errors.AccessDenied(resource=f"/{bucket.name}")
     yield api.core.buckets.set_policy(bucket, policy.text)
     return api.send(call, 204, content_type=None)
+
+
+def check_optional_digest(call: Any, body: bytes) -> None:
+    """Content-MD5 or an x-amz-checksum-* header, checked when sent; these
+    configurations do not require one (unlike PutBucketCors)."""
+    if "content-md5" in call.headers or any(h.startswith("x-amz-checksum-") for h in call.headers):
+        check_body_digest(call, body)
 
 
 @inlineCallbacks
