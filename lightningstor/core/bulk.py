@@ -47,22 +47,23 @@ def delete_objects(
     items: Iterable[tuple[str, str | None]],
     *,
     owner: str,
-    authorize: Callable[[str], Any] | None = None,
+    authorize: Callable[[str, str | None], Any] | None = None,
 ) -> Any:
     """Deferred[BulkDeleteResult] for ``(key, version_id)`` pairs, in order.
 
     A missing key or version is success (as for DeleteObject).  A malformed
     version id names no version: AWS reports it per entry as NoSuchVersion,
-    not as the InvalidArgument a single DeleteObject gets.  ``authorize(key)``
-    (Deferred) is asked before each deletion: a key the caller may not
-    delete fails alone with AccessDenied, as in AWS.
+    not as the InvalidArgument a single DeleteObject gets.
+    ``authorize(key, version_id)`` (Deferred) is asked before each deletion:
+    a key the caller may not delete fails alone with AccessDenied, as in
+    AWS.
     """
     result = BulkDeleteResult()
     for key, version in items:
         try:
             validate_key(key)
             if authorize is not None:
-                yield authorize(key)
+                yield authorize(key, version)
             outcome = yield objects.delete(bucket, key, version, owner=owner)
         except errors.S3Error as e:
             if version is not None and e.code == "InvalidArgument" and e.fields.get("ArgumentName") == "versionId":

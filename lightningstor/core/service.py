@@ -171,8 +171,9 @@ class Core:
         (from the bucket's policy, given the ``request``, or the authorizer)."""
         authorize = None
         if principal is not None:
-            def authorize(key: str) -> Any:
-                return self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, request)
+            def authorize(key: str, version_id: str | None) -> Any:
+                entry = request if request is None or version_id is None else _VersionedEntry(request, version_id)
+                return self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, entry)
         return delete_objects(self.objects, bucket, items, owner=owner, authorize=authorize)
 
     @inlineCallbacks
@@ -205,3 +206,23 @@ class Core:
             else:
                 out[name] = str(value.value) or value.type.__name__
         return out
+
+
+class _VersionedEntry:
+    """One entry of a DeleteObjects that names a version, as a bucket policy
+    sees it: ``s3:DeleteObjectVersion`` with ``s3:VersionId``, like a
+    DeleteObject with ``versionId`` (a policy that protects versions must
+    not be bypassed by deleting them in bulk)."""
+
+    def __init__(self, request: PolicyContext, version_id: str) -> None:
+        self.op = request.op
+        self._request = request
+        self._version_id = version_id
+
+    def version_named(self) -> bool:
+        return True
+
+    def condition_keys(self) -> dict[str, tuple[str, ...]]:
+        keys = self._request.condition_keys()
+        keys["s3:versionid"] = (self._version_id,)
+        return keys

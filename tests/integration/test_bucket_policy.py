@@ -401,6 +401,28 @@ def test_delete_objects_key_by_key(s3: Callable[[str], Any], bucket: str) -> Non
     assert admin.head_object(Bucket=bucket, Key="keep/1")["ContentLength"] == 1
 
 
+def test_protected_versions_stay_protected_in_bulk(s3: Callable[[str], Any], bucket: str) -> None:
+    """Deny s3:DeleteObjectVersion (keep history): DeleteObject with a
+    versionId and DeleteObjects entries naming a version are both refused;
+    a plain delete still writes a delete marker."""
+    admin = s3("acme-admin")
+    admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = admin.put_object(Bucket=bucket, Key="kept", Body=b"v1")["VersionId"]
+    put_policy(s3, bucket, policy(statement("Deny", "*", "s3:DeleteObjectVersion", f"arn:aws:s3:::{bucket}/*")))
+    assert code_of(lambda: admin.delete_object(Bucket=bucket, Key="kept", VersionId=version)) == (
+        403, "AccessDenied",
+    )
+    result = admin.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "kept", "VersionId": version}]})
+    assert [(e["Key"], e["Code"]) for e in result["Errors"]] == [("kept", "AccessDenied")]
+    marker = admin.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "kept"}]})
+    assert marker["Deleted"][0]["DeleteMarker"] is True
+    assert admin.get_object(Bucket=bucket, Key="kept", VersionId=version)["Body"].read() == b"v1"
+    admin.delete_bucket_policy(Bucket=bucket)
+    for v in admin.list_object_versions(Bucket=bucket).get("Versions", []) + \
+            admin.list_object_versions(Bucket=bucket).get("DeleteMarkers", []):
+        admin.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+
+
 def test_copy_source_is_read_through_its_policy(s3: Callable[[str], Any], bucket: str) -> None:
     admin = s3("acme-admin")
     admin.put_object(Bucket=bucket, Key="secret", Body=b"s")
