@@ -76,6 +76,7 @@ class Gate:
         *,
         peer: str = "",
         secure: bool = False,
+        message: Any = None,
     ) -> None:
         self.core = core
         self.principal = principal
@@ -83,6 +84,9 @@ class Gate:
         self.decisions = decisions
         self.peer = peer
         self.secure = secure
+        # The call's request message: whether it names a version.
+        self.message = message
+        self._version_field = "version_id"
 
     # -- what a bucket policy may ask (core/access.py, PolicyContext) --------
     @property
@@ -90,9 +94,10 @@ class Gate:
         return self.method
 
     def version_named(self) -> bool:
-        """A policy sees an RPC as the unversioned action (s3:GetObject
-        rather than s3:GetObjectVersion); docs/access-control.md says so."""
-        return False
+        """Whether the call names a version of the object being authorized
+        (``version_id``, or ``source_version_id`` for a copy's source), so a
+        policy sees s3:GetObjectVersion rather than s3:GetObject, as for S3."""
+        return _names(self.message, self._version_field)
 
     def condition_keys(self) -> dict[str, tuple[str, ...]]:
         """What an RPC states of the request: the caller's address and
@@ -108,6 +113,7 @@ class Gate:
         """Deferred[Bucket] ``name`` authorized for the action on it (or on
         ``key``).  ``objects:get`` asked by a copy is its source's read."""
         copying = action == OBJECTS_GET and self.method in ("CopyObject", "UploadPartCopy")
+        self._version_field = "source_version_id" if copying else "version_id"
         return self.core.access.bucket(
             self.principal,
             name,
@@ -123,6 +129,15 @@ class Gate:
         return self.core.access.scope(
             self.principal, action_of(self.method, False), self.decisions.append, bucket
         )
+
+
+def _names(message: Any, field: str) -> bool:
+    """Whether a request message sets ``field`` (False for messages without
+    it, and for client streams, whose messages come later)."""
+    try:
+        return bool(message.HasField(field)) and bool(getattr(message, field))
+    except (AttributeError, ValueError):
+        return False
 
 
 def peer_host(peer: str) -> str:
@@ -190,7 +205,8 @@ class Rpc:
         if decisions is None:
             decisions = self.local.decisions = []
         peer = getattr(self.local, "peer", "")
-        return Gate(self.core, principal, method, decisions, peer=peer, secure=self.secure)
+        message = getattr(self.local, "message", None)
+        return Gate(self.core, principal, method, decisions, peer=peer, secure=self.secure, message=message)
 
     def bucket(self, principal: Principal, name: str, key: str | None = None, action: str | None = None) -> Any:
         """Bucket ``name`` resolved and authorized (blocking; handler thread)."""
@@ -369,6 +385,7 @@ def _call(rpc: Rpc, name: str, request: Any, context: grpc.ServicerContext, path
     rpc.enter()
     rpc.begin(name, path)
     rpc.local.peer = context.peer()
+    rpc.local.message = request
     outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
     try:
         yield rpc.authenticate(context)

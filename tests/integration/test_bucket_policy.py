@@ -454,6 +454,23 @@ def test_grpc_obeys_the_policy(tenancy: Tenancy, ids: dict[str, Identity], s3: C
         nobody.close()
 
 
+def test_grpc_version_reads_are_version_actions(tenancy: Tenancy, ids: dict[str, Identity],
+                                                s3: Callable[[str], Any], bucket: str) -> None:
+    """Over gRPC too, reading a named version is s3:GetObjectVersion."""
+    admin = s3("acme-admin")
+    admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = admin.put_object(Bucket=bucket, Key="v.txt", Body=b"first")["VersionId"]
+    put_policy(s3, bucket, policy(statement("Deny", "*", "s3:GetObjectVersion", f"arn:aws:s3:::{bucket}/*")))
+    client = ids["acme-admin"].grpc(tenancy.server.grpc_endpoint)
+    try:
+        assert b"".join(client.get_object(bucket, "v.txt")) == b"first"
+        with pytest.raises(PermissionDeniedError):
+            b"".join(client.get_object(bucket, "v.txt", version_id=version))
+    finally:
+        client.close()
+    assert code_of(lambda: admin.get_object(Bucket=bucket, Key="v.txt", VersionId=version)) == (403, "AccessDenied")
+
+
 def test_minio_sdk_sets_and_reads_a_policy(tenancy: Tenancy, ids: dict[str, Identity], bucket: str) -> None:
     minio = python_tool("minio")
     me = ids["acme-admin"]
