@@ -236,6 +236,19 @@ ACME_ALL = ("org/acme", "org/acme/*")
 SHORT = {a: a.split(":", 1)[1].replace(":", "-") for a in access.ACTIONS}  # objects-get ...
 
 
+def s3_clients(tenancy: Tenancy, ids: dict[str, Identity]) -> Any:
+    """``get(principal_id)``: that principal's boto3 client, made once (the
+    ``s3`` fixture of the tenancy tests)."""
+    clients: dict[str, Any] = {}
+
+    def get(principal_id: str) -> Any:
+        if principal_id not in clients:
+            clients[principal_id] = ids[principal_id].s3(tenancy.server.endpoint)
+        return clients[principal_id]
+
+    return get
+
+
 def standard_specs() -> list[Spec]:
     specs = [
         Spec("acme-admin", "acme", roles=("admin",)),

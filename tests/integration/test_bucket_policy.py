@@ -35,7 +35,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lightningstor.client.errors import PermissionDeniedError
-from tests.integration.tenants import Identity, Spec, Tenancy
+from tests.integration.tenants import Identity, Spec, Tenancy, s3_clients
 from tests.integration.tools import python_tool
 
 # The server runs one worker, and a policy change clears that worker's
@@ -62,14 +62,8 @@ def ids(tenancy: Tenancy) -> dict[str, Identity]:
 
 @pytest.fixture(scope="module")
 def s3(tenancy: Tenancy, ids: dict[str, Identity]) -> Callable[[str], Any]:
-    clients: dict[str, Any] = {}
-
-    def get(principal_id: str) -> Any:
-        if principal_id not in clients:
-            clients[principal_id] = ids[principal_id].s3(tenancy.server.endpoint)
-        return clients[principal_id]
-
-    return get
+    """``s3(principal_id)``: that principal's boto3 client (cached)."""
+    return s3_clients(tenancy, ids)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lightningstor.core import access
-from tests.integration.tenants import SHORT, Identity, Tenancy, standard_specs
+from tests.integration.tenants import SHORT, Identity, Tenancy, s3_clients, standard_specs
 
 CACHE_SECONDS = 0.5
 
@@ -49,14 +49,7 @@ def ids(tenancy: Tenancy) -> dict[str, Identity]:
 @pytest.fixture(scope="module")
 def s3(tenancy: Tenancy, ids: dict[str, Identity]) -> Callable[[str], Any]:
     """``s3(principal_id)``: that principal's boto3 client (cached)."""
-    clients: dict[str, Any] = {}
-
-    def get(principal_id: str) -> Any:
-        if principal_id not in clients:
-            clients[principal_id] = ids[principal_id].s3(tenancy.server.endpoint)
-        return clients[principal_id]
-
-    return get
+    return s3_clients(tenancy, ids)
 
 
 def code_of(call: Callable[[], Any]) -> str | None:
