@@ -91,7 +91,11 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
     "NoSuchWebsiteConfiguration": (404, "The specified bucket does not have a website configuration."),
     "ServerSideEncryptionConfigurationNotFoundError": (404, "The server side encryption configuration was not found."),
-    "ObjectLockConfigurationNotFoundError": (404, "Object Lock configuration does not exist for this bucket."),
+    "ObjectLockConfigurationNotFoundError": (404, "Object Lock configuration does not exist for this bucket"),
+    # GetObjectRetention / GetObjectLegalHold of a version that has none.
+    "NoSuchObjectLockConfiguration": (404, "The specified object does not have a ObjectLock configuration"),
+    # PutObjectLockConfiguration with a period that is not positive.
+    "InvalidRetentionPeriod": (400, "Default retention period must be a positive integer value."),
     "OwnershipControlsNotFoundError": (404, "The bucket ownership controls were not found."),
     "NoSuchPublicAccessBlockConfiguration": (404, "The public access block configuration was not found."),
     "ReplicationConfigurationNotFoundError": (404, "The replication configuration was not found."),

@@ -69,8 +69,10 @@ ACTIONS = (
 # The SPEC §7.3 action each API operation needs (S3 and gRPC share the
 # operation names), on its bucket (bucket-level operations) or on its object
 # (object-level ones).  Changing a bucket's
-# configuration (versioning, tags, CORS, lifecycle, policy) takes the right to create buckets: the
-# SPEC names no separate action for it, and it is an administrator's act.
+# configuration (versioning, tags, CORS, lifecycle, policy, Object Lock) takes the right to create
+# buckets: the SPEC names no separate action for it, and it is an administrator's act.  So does
+# bypassing GOVERNANCE retention (x-amz-bypass-governance-retention, asked on the object:
+# core.service.Core.may_bypass_governance).
 # CopyObject and UploadPartCopy also need ``objects:get`` on the source;
 # DeleteObjects needs ``objects:delete`` on each key it names.
 OPERATION_ACTIONS = {
@@ -98,6 +100,8 @@ OPERATION_ACTIONS = {
     "GetPublicAccessBlock": BUCKETS_GET,
     "PutPublicAccessBlock": BUCKETS_CREATE,
     "DeletePublicAccessBlock": BUCKETS_CREATE,
+    "GetObjectLockConfiguration": BUCKETS_GET,
+    "PutObjectLockConfiguration": BUCKETS_CREATE,
     "DeleteBucket": BUCKETS_DELETE,
     "ListObjects": OBJECTS_LIST,
     "ListObjectsV2": OBJECTS_LIST,
@@ -113,6 +117,10 @@ OPERATION_ACTIONS = {
     "GetObjectAcl": OBJECTS_GET,
     "GetObjectTagging": OBJECTS_GET,
     "GetObjectAttributes": OBJECTS_GET,
+    "GetObjectRetention": OBJECTS_GET,
+    "GetObjectLegalHold": OBJECTS_GET,
+    "PutObjectRetention": OBJECTS_PUT,
+    "PutObjectLegalHold": OBJECTS_PUT,
     "DeleteObject": OBJECTS_DELETE,
     "CopyObject": OBJECTS_COPY,
     "CreateMultipartUpload": UPLOADS_CREATE,

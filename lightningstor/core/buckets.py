@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -23,9 +23,18 @@ from lightningstor.core import keys, records
 from lightningstor.core.attributes import check_bucket_tags, validate_storage_class
 from lightningstor.core.cors import validate_rules as validate_cors_rules
 from lightningstor.core.lifecycle import validate_rules as validate_lifecycle_rules
+from lightningstor.core.objectlock import validate_default_retention
 from lightningstor.core.quotas import BucketScope, QuotaManager
 from lightningstor.core.scans import scan_prefix
-from lightningstor.core.types import Bucket, CorsRule, LifecycleRule, Principal, PublicAccessBlock, Versioning
+from lightningstor.core.types import (
+    Bucket,
+    CorsRule,
+    DefaultRetention,
+    LifecycleRule,
+    Principal,
+    PublicAccessBlock,
+    Versioning,
+)
 from lightningstor.core.versions import update_bucket
 from lightningstor.deferreds import Shared
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put, prefix_end
@@ -198,6 +207,7 @@ class BucketManager:
         versioning: Versioning = Versioning.DISABLED,
         tags: dict[str, str] | None = None,
         storage_class: str = "STANDARD",
+        object_lock: bool = False,
     ) -> Any:
         """Deferred[Bucket].  BucketAlreadyOwnedByYou if the caller's scope has it.
 
@@ -208,8 +218,12 @@ class BucketManager:
         same write, so a bucket never exists without them.  QuotaExceeded if
         the org's or the project's max_buckets is reached (exact under
         concurrent creates: see :mod:`lightningstor.core.quotas`).
+        ``object_lock`` creates it with Object Lock enabled, and so with
+        versioning Enabled (AWS's x-amz-bucket-object-lock-enabled).
         """
         validate_bucket_name(name)
+        if object_lock:
+            versioning = Versioning.ENABLED
         check_scope(principal, org_id, project_id)
         check_bucket_tags(tags or {})
         validate_storage_class(storage_class)
@@ -236,6 +250,7 @@ class BucketManager:
             storage_class=storage_class,
             region=self._region,
             tags=dict(tags or {}),
+            object_lock=object_lock,
         )
         bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
         # The name index entry goes in the same transaction, so it exists
@@ -445,6 +460,38 @@ class BucketManager:
         new = validate_lifecycle_rules(rules, transitions=transitions) if rules else ()
         stored = yield self._set(bucket, lifecycle=new)
         return stored
+
+    def set_object_lock(self, bucket: Bucket, rule: DefaultRetention | None) -> Deferred[Any]:
+        """Deferred[Bucket] with Object Lock enabled and ``rule`` as its
+        default retention (None: no default), as PutObjectLockConfiguration.
+
+        Enabling it on an existing bucket needs versioning Enabled, checked
+        against the stored record in the same guarded update (409
+        InvalidBucketState otherwise, AWS's answer).  Once enabled it stays
+        enabled: the configuration has no "Disabled" state.
+        """
+        if rule is not None:
+            try:
+                validate_default_retention(rule)
+            except errors.S3Error:
+                return fail()
+
+        def change(stored: Bucket) -> None:
+            if not stored.object_lock and stored.versioning is not Versioning.ENABLED:
+                raise errors.S3Error(
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",
+                    code="InvalidBucketState",
+                    BucketName=stored.name,
+                )
+            stored.object_lock = True
+            stored.default_retention = rule
+
+        def stored(updated: Bucket) -> Bucket:
+            self.forget_cached()
+            return updated
+
+        d: Deferred[Any] = update_bucket(self._store, bucket, change, self._now_ms())
+        return d.addCallback(stored)
 
     def set_policy(self, bucket: Bucket, text: str) -> Deferred[Any]:
         """Deferred[Bucket] with ``text`` as its bucket policy (empty: none),

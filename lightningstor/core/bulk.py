@@ -48,6 +48,7 @@ def delete_objects(
     *,
     owner: str,
     authorize: Callable[[str, str | None], Any] | None = None,
+    bypass: Callable[[str], Any] | None = None,
 ) -> Any:
     """Deferred[BulkDeleteResult] for ``(key, version_id)`` pairs, in order.
 
@@ -56,7 +57,9 @@ def delete_objects(
     not as the InvalidArgument a single DeleteObject gets.
     ``authorize(key, version_id)`` (Deferred) is asked before each deletion:
     a key the caller may not delete fails alone with AccessDenied, as in
-    AWS.
+    AWS.  ``bypass(key)`` (Deferred[bool]), when the request asked to bypass
+    GOVERNANCE retention, says whether it may for that key; a locked version
+    fails alone with AccessDenied (core/objectlock.py).
     """
     result = BulkDeleteResult()
     for key, version in items:
@@ -64,7 +67,10 @@ def delete_objects(
             validate_key(key)
             if authorize is not None:
                 yield authorize(key, version)
-            outcome = yield objects.delete(bucket, key, version, owner=owner)
+            may_bypass = False
+            if bypass is not None and version is not None:
+                may_bypass = yield bypass(key)
+            outcome = yield objects.delete(bucket, key, version, owner=owner, bypass_governance=may_bypass)
         except errors.S3Error as e:
             if version is not None and e.code == "InvalidArgument" and e.fields.get("ArgumentName") == "versionId":
                 e = errors.NoSuchVersion()

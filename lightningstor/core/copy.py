@@ -95,7 +95,9 @@ def copy_object(
 
     ``replace_metadata`` None means x-amz-metadata-directive COPY (take the
     source's content type, system headers and user metadata); ``tags`` None
-    means copy the source's tags.
+    means copy the source's tags.  The source's Object Lock settings are
+    never copied (as in AWS): the copy gets those ``conditions`` carries
+    (the request's headers), else its bucket's default retention.
     """
     keep = tuple(sorted(source.checksums))
     if replace_metadata is not None:
@@ -123,6 +125,9 @@ def copy_object(
         record.system_headers = dict(replace_metadata.system_headers)
         record.metadata = dict(replace_metadata.metadata)
         record.storage_class = replace_metadata.storage_class
+    if conditions is not None:
+        record.lock_mode, record.lock_until = conditions.lock_mode, conditions.lock_until
+        record.legal_hold = conditions.legal_hold
     try:
         committed = yield core.objects.commit(dest_bucket, record, conditions)
     except BaseException as e:

@@ -59,6 +59,7 @@ from lightningstor.core.lifecycle import (
     scan_prefixes,
 )
 from lightningstor.core.multipart import MultipartManager, decode_upload
+from lightningstor.core.objectlock import ObjectLocked
 from lightningstor.core.objects import ConflictError, ObjectManager
 from lightningstor.core.scans import scan_all, scan_prefix
 from lightningstor.core.types import Bucket, LifecycleRule
@@ -85,6 +86,7 @@ class LifecycleCounts:
     markers: int = 0  # expired object delete markers removed
     aborted: int = 0  # incomplete multipart uploads aborted
     skipped: int = 0  # changed since the scan read them: left alone
+    locked: int = 0  # under Object Lock retention or legal hold: left alone
     failed: int = 0  # actions that failed (logged)
     truncated: bool = False  # stopped at max_actions; the next run goes on
 
@@ -403,6 +405,11 @@ class LifecycleWorker:
         except (ConflictError, errors.NoSuchUpload):
             counts.skipped += 1
             return
+        except ObjectLocked:
+            # A version under retention or legal hold stays: the core refused
+            # (AWS's lifecycle likewise leaves locked versions alone).
+            counts.locked += 1
+            return
         except errors.NoSuchBucket:
             raise
         except Exception:
@@ -475,13 +482,14 @@ class LifecycleService(PeriodicService):
             if counts.actions or counts.failed or counts.truncated:
                 log.info(
                     "Lifecycle: {expired} expired, {noncurrent} noncurrent versions and {markers} delete "
-                    "markers deleted, {aborted} uploads aborted, {skipped} skipped, {failed} failed "
+                    "markers deleted, {aborted} uploads aborted, {skipped} skipped, {locked} locked, {failed} failed "
                     "in {buckets} buckets{more}",
                     expired=counts.expired,
                     noncurrent=counts.noncurrent,
                     markers=counts.markers,
                     aborted=counts.aborted,
                     skipped=counts.skipped,
+                    locked=counts.locked,
                     failed=counts.failed,
                     buckets=counts.buckets,
                     more=" (stopped at the limit; the next run goes on)" if counts.truncated else "",

@@ -134,6 +134,11 @@ class Upload:
     # parts are not counted (so completing or aborting them releases nothing).
     org_id: str | None = None
     project_id: str | None = None
+    # Object Lock settings CreateMultipartUpload asked for (core/objectlock.py),
+    # given to the object when it is completed.
+    lock_mode: str | None = None
+    lock_until: int | None = None
+    legal_hold: bool | None = None
 
     @property
     def usage_scope(self) -> BucketScope | None:
@@ -466,6 +471,8 @@ def encode_upload(u: Upload) -> bytes:
         d["ck"] = [u.checksum_algorithm, u.checksum_type]
     if u.org_id is not None:
         d["scope"] = [u.org_id, u.project_id]
+    if u.lock_mode is not None or u.legal_hold is not None:
+        d["lock"] = [u.lock_mode, u.lock_until, u.legal_hold]
     return _dumps(d)
 
 
@@ -473,12 +480,14 @@ def decode_upload(data: bytes) -> Upload:
     d = json.loads(data)
     algorithm, kind = d.get("ck", (None, None))
     org_id, project_id = d.get("scope", (None, None))
+    lock_mode, lock_until, legal_hold = d.get("lock", (None, None, None))
     return Upload(
         upload_id=d["id"], bucket_id=d["bucket"], key=d["key"], initiated_at=d["ts"],
         initiator=d.get("by", ""), initiator_name=d.get("by_name", ""), owner=d.get("owner", ""),
         content_type=d.get("ct", "binary/octet-stream"), system_headers=d.get("sys", {}),
         metadata=d.get("meta", {}), tags=d.get("tags", {}), storage_class=d.get("class", "STANDARD"),
         checksum_algorithm=algorithm, checksum_type=kind, org_id=org_id, project_id=project_id,
+        lock_mode=lock_mode, lock_until=lock_until, legal_hold=legal_hold,
     )  # fmt: skip
 
 
@@ -587,6 +596,9 @@ class MultipartManager:
                 checksum_type=kind,
                 org_id=bucket.org_id,
                 project_id=bucket.project_id,
+                lock_mode=attrs.lock_mode,
+                lock_until=attrs.lock_until,
+                legal_hold=attrs.legal_hold,
             )
             ukey = keys.upload_key(bucket.bucket_id, key, upload.upload_id)
             result = yield self._store.txn([Compare(ukey, 0), alive.compare], [Put(ukey, encode_upload(upload))])
@@ -999,6 +1011,9 @@ class MultipartManager:
             part_checksums={algorithm: values} if algorithm else {},
             upload_id=upload.upload_id,
             completed_parts=part_list_digest([(p.part_number, p.etag) for p in parts]),
+            lock_mode=upload.lock_mode,
+            lock_until=upload.lock_until,
+            legal_hold=upload.legal_hold,
         )
         return record, kind if algorithm else None
 

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.checksums import b64
-from lightningstor.core import chunkindex, keys, manifests, records
+from lightningstor.core import chunkindex, keys, manifests, objectlock, records
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
@@ -92,6 +92,10 @@ class PutAttrs:
     owner: str = ""
     if_none_match_any: bool = False  # If-None-Match: *
     if_match: str | None = None
+    # Object Lock settings the writer asked for (core/objectlock.py).
+    lock_mode: str | None = None
+    lock_until: int | None = None  # Unix ms
+    legal_hold: bool | None = None
 
 
 def validate_metadata(metadata: dict[str, str], limit: int) -> None:
@@ -297,6 +301,9 @@ class ObjectManager:
             inline=result.inline,
             tags=attrs.tags,
             owner=attrs.owner,
+            lock_mode=attrs.lock_mode,
+            lock_until=attrs.lock_until,
+            legal_hold=attrs.legal_hold,
         )
 
     # -- reading ---------------------------------------------------------
@@ -424,6 +431,9 @@ class ObjectManager:
             # A record read back from the store lists no chunks when paged:
             # committing it as is would store an object without its data.
             raise ValueError("a paged record must be committed with its chunks loaded")
+        # Every new version passes here, whichever layer wrote it: the
+        # bucket's default retention is applied and stray lock settings refused.
+        objectlock.settle_new_version(bucket, record)
         okey = keys.object_key(bucket.bucket_id, record.key)
         hinted = record.chunks if not indexed else []
         index_ops: list[Operation] = []
@@ -593,6 +603,7 @@ class ObjectManager:
         *,
         owner: str = "",
         if_revision: int | None = None,
+        bypass_governance: bool = False,
     ) -> Any:
         """Deferred[DeleteOutcome].
 
@@ -609,10 +620,17 @@ class ObjectManager:
         record) still has this mod revision, else raise
         :class:`ConflictError` and change nothing: a background deletion
         (lifecycle expiration) must lose to a write that raced it.
+
+        Object Lock: a version under retention or legal hold is not removed
+        (:class:`~lightningstor.core.objectlock.ObjectLocked`, 403);
+        ``bypass_governance`` (the caller asked and may) lets GOVERNANCE
+        retention yield.  A delete marker is always allowed.
         """
         validate_key(key)
         if version_id is not None:
-            outcome = yield self._delete_version(bucket, key, parse_version_id(version_id), if_revision)
+            outcome = yield self._delete_version(
+                bucket, key, parse_version_id(version_id), if_revision, bypass_governance
+            )
             return outcome
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
@@ -650,7 +668,12 @@ class ObjectManager:
 
     @inlineCallbacks
     def _delete_version(
-        self, bucket: Bucket, key: str, ref: VersionRef, if_revision: int | None = None
+        self,
+        bucket: Bucket,
+        key: str,
+        ref: VersionRef,
+        if_revision: int | None = None,
+        bypass_governance: bool = False,
     ) -> Any:
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
@@ -660,6 +683,10 @@ class ObjectManager:
             if located is None:
                 return DeleteOutcome(ref.text, False)
             gone = located.record
+            # Checked against the record the transaction below compares: a
+            # retention or legal hold set meanwhile moves its revision, and
+            # the retry sees it.
+            objectlock.check_delete(gone, self.now_ms(), bypass_governance=bypass_governance)
             compares = [Compare(located.storage_key, located.revision)]
             gone_chunks, ops = yield self._removal(gone)
             kept: set[str] = set()
@@ -691,6 +718,45 @@ class ObjectManager:
                 return DeleteOutcome(ref.text, gone.delete_marker)
         raise errors.SlowDown("Too many concurrent writes to this key")
 
+    # -- object lock -----------------------------------------------------
+    def set_retention(
+        self,
+        bucket: Bucket,
+        key: str,
+        version_id: str | None,
+        mode: str | None,
+        until: int | None,
+        *,
+        bypass_governance: bool = False,
+    ) -> Deferred[Any]:
+        """Deferred[ObjectRecord]: PutObjectRetention on one version
+        (``mode``/``until`` None: remove it), allowed as
+        :func:`objectlock.check_retention_change` says; the check and the
+        write are one guarded step, so a concurrent change is re-checked."""
+        if not bucket.object_lock:
+            return fail(objectlock.missing_configuration())
+        if (mode is None) != (until is None):
+            return fail(errors.MalformedXML())
+
+        def change(record: ObjectRecord) -> None:
+            objectlock.check_retention_change(
+                record, mode, until, self.now_ms(), bypass_governance=bypass_governance
+            )
+            record.lock_mode, record.lock_until = mode, until
+
+        return self._update_version(bucket, key, version_id, change)
+
+    def set_legal_hold(self, bucket: Bucket, key: str, version_id: str | None, on: bool) -> Deferred[Any]:
+        """Deferred[ObjectRecord]: PutObjectLegalHold on one version.  Anyone
+        allowed to call it may place or lift a hold: it has no mode."""
+        if not bucket.object_lock:
+            return fail(objectlock.missing_configuration())
+
+        def change(record: ObjectRecord) -> None:
+            record.legal_hold = on
+
+        return self._update_version(bucket, key, version_id, change)
+
     # -- tagging ---------------------------------------------------------
     @inlineCallbacks
     def set_tags(
@@ -705,6 +771,22 @@ class ObjectManager:
         """
         validate_key(key)
         check_object_tags(tags)
+
+        def change(record: ObjectRecord) -> None:
+            record.tags = dict(tags)
+
+        updated = yield self._update_version(bucket, key, version_id, change)
+        return updated
+
+    @inlineCallbacks
+    def _update_version(
+        self, bucket: Bucket, key: str, version_id: str | None, change: Callable[[ObjectRecord], None]
+    ) -> Any:
+        """Deferred[ObjectRecord]: apply ``change`` (which may refuse by
+        raising) to one version's metadata record and store it, guarded by
+        the record's revision and retried if it moved.  A delete marker
+        cannot be changed (NoSuchKey / MethodNotAllowed as for GET)."""
+        validate_key(key)
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
             if version_id is None:
@@ -720,7 +802,7 @@ class ObjectManager:
                 record, where, revision = located.record, located.storage_key, located.revision
             if record.delete_marker:
                 raise unreadable(record, explicit_version=version_id is not None)
-            record.tags = dict(tags)
+            change(record)
             result = yield self._store.txn([Compare(where, revision)], [Put(where, records.encode_object(record))])
             if result.succeeded:
                 return record

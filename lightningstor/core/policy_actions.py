@@ -37,6 +37,8 @@ POLICY_ACTIONS: dict[str, tuple[str, str]] = {
     "GetPublicAccessBlock": ("s3:GetBucketPublicAccessBlock", "s3:GetBucketPublicAccessBlock"),
     "PutPublicAccessBlock": ("s3:PutBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"),
     "DeletePublicAccessBlock": ("s3:PutBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"),
+    "GetObjectLockConfiguration": ("s3:GetBucketObjectLockConfiguration", "s3:GetBucketObjectLockConfiguration"),
+    "PutObjectLockConfiguration": ("s3:PutBucketObjectLockConfiguration", "s3:PutBucketObjectLockConfiguration"),
     "ListObjects": ("s3:ListBucket", "s3:ListBucket"),
     "ListObjectsV2": ("s3:ListBucket", "s3:ListBucket"),
     "ListObjectVersions": ("s3:ListBucketVersions", "s3:ListBucketVersions"),
@@ -61,6 +63,10 @@ POLICY_ACTIONS: dict[str, tuple[str, str]] = {
     "PutObjectTagging": ("s3:PutObjectTagging", "s3:PutObjectVersionTagging"),
     "DeleteObjectTagging": ("s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"),
     "RestoreObject": ("s3:RestoreObject", "s3:RestoreObject"),
+    "GetObjectRetention": ("s3:GetObjectRetention", "s3:GetObjectRetention"),
+    "PutObjectRetention": ("s3:PutObjectRetention", "s3:PutObjectRetention"),
+    "GetObjectLegalHold": ("s3:GetObjectLegalHold", "s3:GetObjectLegalHold"),
+    "PutObjectLegalHold": ("s3:PutObjectLegalHold", "s3:PutObjectLegalHold"),
     "SelectObjectContent": ("s3:GetObject", "s3:GetObject"),
 }
 

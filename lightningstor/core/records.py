@@ -23,6 +23,7 @@ from lightningstor.core.types import (
     Bucket,
     ChunkRef,
     CorsRule,
+    DefaultRetention,
     LifecycleFilter,
     LifecycleRule,
     ListEntry,
@@ -69,6 +70,11 @@ def encode_bucket(b: Bucket) -> bytes:
     if b.public_access_block is not None:
         p = b.public_access_block
         d["pab"] = [p.block_public_acls, p.ignore_public_acls, p.block_public_policy, p.restrict_public_buckets]
+    if b.object_lock:  # the same: only once enabled
+        d["lock"] = True
+    if b.default_retention is not None:
+        r = b.default_retention
+        d["dret"] = [r.mode, r.days, r.years]
     return _dumps(d)
 
 
@@ -167,6 +173,8 @@ def decode_bucket(data: bytes) -> Bucket:
         lifecycle=_decode_lifecycle(d["lc"]) if "lc" in d else (),
         policy=d.get("pol", ""),
         public_access_block=PublicAccessBlock(*map(bool, d["pab"])) if "pab" in d else None,
+        object_lock=bool(d.get("lock", False)),
+        default_retention=DefaultRetention(*d["dret"]) if "dret" in d else None,
     )
 
 
@@ -227,6 +235,11 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["up"] = o.upload_id
     if o.completed_parts is not None:
         d["upl"] = o.completed_parts
+    if o.lock_mode is not None:
+        d["lm"] = o.lock_mode
+        d["lu"] = o.lock_until
+    if o.legal_hold is not None:
+        d["lh"] = o.legal_hold
     if o.inline is not None:
         return b"".join((_dumps(d), INLINE_SEPARATOR, o.inline))
     return _dumps(d)
@@ -267,6 +280,9 @@ def decode_object(data: bytes) -> ObjectRecord:
         manifest=Manifest(mf["id"], mf["s"], mf["n"]) if mf is not None else None,
         upload_id=d.get("up"),
         completed_parts=d.get("upl"),
+        lock_mode=d.get("lm"),
+        lock_until=d.get("lu"),
+        legal_hold=d.get("lh"),
     )
 
 

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, DeferredList, TimeoutError, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    TimeoutError,
+    inlineCallbacks,
+    maybeDeferred,
+    succeed,
+)
 from twisted.python.failure import Failure
 
 from lightningstor.core import manifests
-from lightningstor.core.access import OBJECTS_DELETE, AccessControl, PolicyContext, Trail
+from lightningstor.core.access import BUCKETS_CREATE, OBJECTS_DELETE, AccessControl, PolicyContext, Trail
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.buckets import BucketManager
 from lightningstor.core.bulk import delete_objects
@@ -23,14 +30,16 @@ from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, Multi
 from lightningstor.core.objects import ObjectManager
 from lightningstor.core.principals import PrincipalStore
 from lightningstor.core.quotas import QuotaManager
-from lightningstor.core.types import Bucket, Principal
+from lightningstor.core.types import Bucket, Principal, Versioning
 from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.errors import (
+    AccessDenied,
     InvalidArgument,
     MetadataFull,
     MethodNotAllowed,
     NoSuchKey,
     NoSuchVersion,
+    S3Error,
     StorageFull,
 )
 from lightningstor.interfaces.metadata import IMetadataStore
@@ -115,7 +124,16 @@ class Core:
         """Deferred[Bucket]: PutBucketVersioning (``Enabled`` or ``Suspended``)."""
 
         def change(stored: Bucket) -> None:
-            stored.versioning = next_versioning(stored.versioning, status)
+            new = next_versioning(stored.versioning, status)
+            if stored.object_lock and new is not Versioning.ENABLED:
+                # Object Lock needs every version kept: AWS refuses this.
+                raise S3Error(
+                    "An Object Lock configuration is present on this bucket, so the versioning state cannot be "
+                    "changed.",
+                    code="InvalidBucketState",
+                    BucketName=stored.name,
+                )
+            stored.versioning = new
 
         return self._update_bucket(bucket, change)
 
@@ -164,17 +182,55 @@ class Core:
         principal: Principal | None = None,
         trail: Trail = None,
         request: PolicyContext | None = None,
+        bypass_governance: bool = False,
     ) -> Any:
         """Deferred[BulkDeleteResult]; see :func:`lightningstor.core.bulk.delete_objects`.
 
         With ``principal``, each key needs ``objects:delete`` on that object
-        (from the bucket's policy, given the ``request``, or the authorizer)."""
+        (from the bucket's policy, given the ``request``, or the authorizer).
+        ``bypass_governance`` (the request asked for it) is granted per key
+        as :meth:`may_bypass_governance` decides; without ``principal`` it
+        is taken as granted (trusted callers: tools, tests)."""
         authorize = None
+        bypass = None
         if principal is not None:
             def authorize(key: str, version_id: str | None) -> Any:
                 entry = request if request is None or version_id is None else _VersionedEntry(request, version_id)
                 return self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, entry)
-        return delete_objects(self.objects, bucket, items, owner=owner, authorize=authorize)
+
+            if bypass_governance:
+                def bypass(key: str) -> Any:
+                    return self.may_bypass_governance(principal, bucket, key, trail, request)
+        elif bypass_governance:
+            def bypass(key: str) -> Any:
+                return succeed(True)
+        return delete_objects(self.objects, bucket, items, owner=owner, authorize=authorize, bypass=bypass)
+
+    def may_bypass_governance(
+        self,
+        principal: Principal,
+        bucket: Bucket,
+        key: str | None,
+        trail: Trail = None,
+        request: PolicyContext | None = None,
+    ) -> Deferred[bool]:
+        """Deferred[bool]: whether the caller may bypass GOVERNANCE retention
+        on ``key`` (it asked to, with ``x-amz-bypass-governance-retention``).
+
+        A bucket policy sees AWS's ``s3:BypassGovernanceRetention``; the
+        authorizer is asked for ``buckets:create`` on the object, the right
+        that changes a bucket's configuration: undoing a retention is an
+        administrator's act, not something every writer may do.  A refusal
+        is not an error here: the deletion then proceeds without the bypass
+        and the lock decides (core/objectlock.py)."""
+        pair = ("s3:BypassGovernanceRetention", "s3:BypassGovernanceRetention")
+        d: Deferred[Any] = self.access.allow(principal, bucket, BUCKETS_CREATE, key, trail, request, pair)
+
+        def refused(failure: Failure) -> bool:
+            failure.trap(AccessDenied)
+            return False
+
+        return d.addCallbacks(lambda _: True, refused)
 
     @inlineCallbacks
     def readiness(self, timeout: float = READINESS_TIMEOUT) -> Any:

@@ -112,6 +112,24 @@ class LifecycleRule:
     abort_days: int | None = None
 
 
+# Object Lock retention modes (AWS's names, as on the wire).
+GOVERNANCE = "GOVERNANCE"
+COMPLIANCE = "COMPLIANCE"
+LOCK_MODES = (GOVERNANCE, COMPLIANCE)
+
+
+@dataclass(frozen=True)
+class DefaultRetention:
+    """A bucket's Object Lock default retention (PutObjectLockConfiguration's
+    ``Rule/DefaultRetention``): new versions written without a retention of
+    their own get ``mode`` until ``days`` or ``years`` (exactly one is set)
+    after their creation.  Validation lives in :mod:`lightningstor.core.objectlock`."""
+
+    mode: str
+    days: int | None = None
+    years: int | None = None
+
+
 @dataclass
 class Bucket:
     name: str
@@ -135,6 +153,11 @@ class Bucket:
     policy: str = ""
     # Block Public Access (None: never configured, nothing blocked).
     public_access_block: PublicAccessBlock | None = None
+    # Object Lock (WORM): enabled at creation or later on a versioned bucket,
+    # never disabled again; versioning then stays Enabled.  The default
+    # retention applies to new versions that name none (core/objectlock.py).
+    object_lock: bool = False
+    default_retention: DefaultRetention | None = None
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False
@@ -210,6 +233,12 @@ class ObjectRecord:
     # complete is recognised as the same request.  None for records written
     # before it (the multipart ETag then stands in for it).
     completed_parts: str | None = None
+    # Object Lock (core/objectlock.py): the retention mode and the instant
+    # (Unix ms) until which this version cannot be deleted, and its legal
+    # hold (None: never set; False: set OFF).  Only in lock-enabled buckets.
+    lock_mode: str | None = None
+    lock_until: int | None = None
+    legal_hold: bool | None = None
 
     @property
     def quoted_etag(self) -> str:

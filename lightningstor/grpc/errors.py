@@ -102,6 +102,8 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "NoSuchWebsiteConfiguration": S.NOT_FOUND,
     "ServerSideEncryptionConfigurationNotFoundError": S.NOT_FOUND,
     "ObjectLockConfigurationNotFoundError": S.NOT_FOUND,
+    "NoSuchObjectLockConfiguration": S.NOT_FOUND,
+    "InvalidRetentionPeriod": S.INVALID_ARGUMENT,
     "OwnershipControlsNotFoundError": S.NOT_FOUND,
     "NoSuchPublicAccessBlockConfiguration": S.NOT_FOUND,
     "ReplicationConfigurationNotFoundError": S.NOT_FOUND,

@@ -19,6 +19,7 @@ from lightningstor.core.objects import PutAttrs
 from lightningstor.core.types import Bucket, ObjectRecord
 from lightningstor.s3.conditions import write_if_none_match_any
 from lightningstor.s3.dates import http_date
+from lightningstor.s3.objectlockxml import lock_headers, lock_response_headers
 
 # Stored as sent and returned on GET/HEAD.  Canonical spelling is the key.
 SYSTEM_HEADERS = (
@@ -87,14 +88,11 @@ def parse_tagging_header(value: str) -> dict[str, str]:
 
 
 # Headers that ask for something we would silently not do: storing an object
-# "encrypted" or "locked" while it is neither is worse than refusing.
+# "encrypted" while it is not is worse than refusing.
 UNSUPPORTED_WRITE_HEADERS = {
     "x-amz-server-side-encryption": "Server-side encryption",
     "x-amz-server-side-encryption-customer-algorithm": "Server-side encryption with customer keys",
     "x-amz-server-side-encryption-aws-kms-key-id": "Server-side encryption with KMS",
-    "x-amz-object-lock-mode": "Object Lock",
-    "x-amz-object-lock-retain-until-date": "Object Lock",
-    "x-amz-object-lock-legal-hold": "Object Lock legal holds",
     "x-amz-website-redirect-location": "Website redirects",
 }
 
@@ -137,6 +135,8 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
     attrs.if_none_match_any = write_if_none_match_any(headers)
     if "if-match" in headers:
         attrs.if_match = headers["if-match"]
+    lock = lock_headers(headers)
+    attrs.lock_mode, attrs.lock_until, attrs.legal_hold = lock.mode, lock.until, lock.legal_hold
     return attrs
 
 
@@ -158,6 +158,8 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
         out.append(("x-amz-version-id", record.version_id))
     if record.tags:
         out.append(("x-amz-tagging-count", str(len(record.tags))))
+    if record.lock_mode is not None or record.legal_hold is not None:
+        out += lock_response_headers(record)
     if checksum_mode and record.checksums:
         for algorithm, value in record.checksums.items():
             out.append((f"x-amz-checksum-{algorithm}", value))

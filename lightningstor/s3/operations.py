@@ -50,6 +50,8 @@ _BUCKET = {
     ("GET", "publicAccessBlock"): "GetPublicAccessBlock",
     ("PUT", "publicAccessBlock"): "PutPublicAccessBlock",
     ("DELETE", "publicAccessBlock"): "DeletePublicAccessBlock",
+    ("GET", "object-lock"): "GetObjectLockConfiguration",
+    ("PUT", "object-lock"): "PutObjectLockConfiguration",
     ("OPTIONS", None): "PreflightCors",
 }
 
@@ -69,6 +71,10 @@ _OBJECT = {
     ("DELETE", "uploadId"): "AbortMultipartUpload",
     ("GET", "uploadId"): "ListParts",
     ("GET", "attributes"): "GetObjectAttributes",
+    ("GET", "retention"): "GetObjectRetention",
+    ("PUT", "retention"): "PutObjectRetention",
+    ("GET", "legal-hold"): "GetObjectLegalHold",
+    ("PUT", "legal-hold"): "PutObjectLegalHold",
     ("POST", "restore"): "RestoreObject",
     ("POST", "select"): "SelectObjectContent",
     ("OPTIONS", None): "PreflightCors",

@@ -69,10 +69,10 @@ def create_bucket(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     body = call.sink.content()
     location = xmlio.parse_create_bucket_configuration(body) if body.strip() else None
-    if call.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
-        raise errors.NotImplementedS3("Object Lock is not supported")
+    # Object Lock at creation also turns versioning on (core.buckets.create).
+    object_lock = call.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true"
     yield api.authorize_scope(call, principal, bucket=call.bucket)
-    yield api.core.buckets.create(principal, call.bucket, location=location)
+    yield api.core.buckets.create(principal, call.bucket, location=location, object_lock=object_lock)
     return api.send(call, 200, headers=[("Location", f"/{call.bucket}")], content_type=None)
 
 

@@ -16,7 +16,6 @@ from lightningstor import errors
 _ABSENT = {
     "website": "NoSuchWebsiteConfiguration",
     "encryption": "ServerSideEncryptionConfigurationNotFoundError",
-    "object-lock": "ObjectLockConfigurationNotFoundError",
     "ownershipControls": "OwnershipControlsNotFoundError",
     "replication": "ReplicationConfigurationNotFoundError",
 }

@@ -35,6 +35,7 @@ from lightningstor.s3 import conditions, xmlio
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
     body_plan,
+    check_lock_attrs,
     decoded_length_of,
     expiration_header,
     parse_copy_source,
@@ -104,6 +105,7 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
     principal, _verified, bucket = yield _resolve(api, call)
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
     attrs.owner = principal.principal_id
+    check_lock_attrs(api, bucket, attrs)
     algorithm = call.headers.get("x-amz-checksum-algorithm") or call.headers.get("x-amz-sdk-checksum-algorithm")
     upload = yield api.core.multipart.create(
         bucket,

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
-from lightningstor.core import access
+from lightningstor.core import access, objectlock
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.lifecycle import expiration_of
@@ -45,6 +45,7 @@ from lightningstor.s3.headers import (
     put_attrs,
     refuse_unsupported,
 )
+from lightningstor.s3.objectlockxml import bypass_requested, lock_headers
 from lightningstor.s3.streaming import ObjectProducer
 
 STREAMING_PAYLOADS = {
@@ -160,6 +161,12 @@ def _upload_context(
 ) -> UploadContext:
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
     check_tags(attrs.tags, MAX_OBJECT_TAGS)
+    check_lock_attrs(api, bucket, attrs)
+    if (attrs.lock_mode is not None or attrs.legal_hold is not None) and not _has_integrity_check(call.headers):
+        raise errors.InvalidRequest(
+            "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock "
+            "parameters"
+        )
     keep_stored_encoding(attrs)
     attrs.owner = principal.principal_id
     # put_attrs checked the checksum headers and kept what they ask for.
@@ -169,6 +176,25 @@ def _upload_context(
     )
     writer = api.core.chunks.new_writer(algorithms)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
+
+
+def check_lock_attrs(api: Any, bucket: Bucket, attrs: PutAttrs) -> None:
+    """The core's rules for the Object Lock settings a write asks for,
+    checked before anything is stored (core/objectlock.py)."""
+    objectlock.check_lock_request(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold, api.core.objects.now_ms())
+
+
+def _has_integrity_check(headers: Any) -> bool:
+    """Content-MD5 or an ``x-amz-checksum-*`` value (a header, or a trailer
+    announced by ``x-amz-trailer``): AWS's condition for a PutObject that
+    sets Object Lock parameters."""
+    if "content-md5" in headers or "x-amz-trailer" in headers:
+        return True
+    return any(name.startswith("x-amz-checksum-") and name not in _NOT_CHECKSUM_VALUES for name in headers)
+
+
+# x-amz-checksum-* headers that name an algorithm or mode rather than carry a value.
+_NOT_CHECKSUM_VALUES = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"})
 
 
 def stored_content_encoding(encoding: str) -> str:
@@ -413,8 +439,12 @@ def _stream(reader: Any, request: Any) -> Deferred[None]:
 def delete_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
+    version = _version_param(call)
+    bypass = False
+    if version is not None and bypass_requested(call.headers):
+        bypass = yield api.core.may_bypass_governance(principal, bucket, call.key, call.decisions.append, call)
     outcome = yield api.core.objects.delete(
-        bucket, call.key, _version_param(call), owner=principal.principal_id
+        bucket, call.key, version, owner=principal.principal_id, bypass_governance=bypass
     )
     headers = []
     if outcome.delete_marker:
@@ -440,8 +470,9 @@ def delete_objects(api: Any, call: Any) -> Any:
     if len(items) > api.options.max_delete_keys:
         raise errors.MalformedXML(f"At most {api.options.max_delete_keys} keys may be deleted at once")
     result = yield api.core.delete_objects(
-        bucket, items, owner=principal.principal_id, principal=principal, trail=call.decisions.append, request=call
-    )
+        bucket, items, owner=principal.principal_id, principal=principal, trail=call.decisions.append, request=call,
+        bypass_governance=bypass_requested(call.headers),
+    )  # fmt: skip
     deleted = [(d.key, d.version_id, d.delete_marker, d.delete_marker_version_id) for d in result.deleted]
     failed = [(f.key, f.version_id, f.code, f.message) for f in result.failed]
     return api.send_xml(call, xmlio.delete_result_xml(deleted, failed, quiet))
@@ -512,7 +543,14 @@ def copy_object(api: Any, call: Any) -> Any:
     if tag_directive == "REPLACE":
         tags = parse_tagging_header(call.headers.get("x-amz-tagging", ""))
         check_tags(tags, MAX_OBJECT_TAGS)
-    write_conditions = PutAttrs(if_none_match_any=conditions.write_if_none_match_any(call.headers))
+    lock = lock_headers(call.headers)
+    write_conditions = PutAttrs(
+        if_none_match_any=conditions.write_if_none_match_any(call.headers),
+        lock_mode=lock.mode,
+        lock_until=lock.until,
+        legal_hold=lock.legal_hold,
+    )
+    check_lock_attrs(api, dest_bucket, write_conditions)
     record = yield api.core.copy_object(
         source,
         dest_bucket,

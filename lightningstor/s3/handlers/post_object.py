@@ -51,6 +51,7 @@ from lightningstor.s3.handlers.objects import (
     receive_upload,
 )
 from lightningstor.s3.headers import SYSTEM_HEADERS, put_attrs, refuse_unsupported
+from lightningstor.s3.objectlockxml import HOLD_HEADER, MODE_HEADER, UNTIL_HEADER
 
 # Form fields that become object headers, as PutObject's request headers.
 _HEADER_FIELDS = frozenset(
@@ -285,7 +286,10 @@ def _attrs(api: Any, plan: PostPlan) -> Any:
     """PutAttrs from the form: the fields PutObject takes as headers, the
     file part's Content-Type when the form has none, tags from ``tagging``."""
     fields = plan.fields
-    refuse_unsupported(fields)  # encryption, object lock...: 501, as for PutObject's headers
+    refuse_unsupported(fields)  # encryption...: 501, as for PutObject's headers
+    for name in (MODE_HEADER, UNTIL_HEADER, HOLD_HEADER):
+        if name in fields:  # not taken from a form (yet): refused rather than ignored
+            raise errors.NotImplementedS3(f"Object Lock fields are not supported in a POST upload ({name})")
     headers = {name: value for name, value in fields.items() if name in _HEADER_FIELDS or name.startswith("x-amz-meta-")}
     if "content-type" not in headers and plan.file_content_type:
         headers["content-type"] = plan.file_content_type
