@@ -14,10 +14,13 @@ peer, never an ``X-Forwarded-For`` header, which any client can write.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from lightningstor import errors
+from lightningstor.s3.dates import iso8601
 from lightningstor.s3.headers import parse_tagging_header
+from lightningstor.s3.objectlockxml import lock_headers, parse_legal_hold, parse_retention
 
 # Request headers that are condition keys of the same name (``s3:<header>``).
 _HEADER_KEYS = (
@@ -42,8 +45,11 @@ _HEADER_KEYS = (
 _LIST_KEYS = ("prefix", "delimiter", "max-keys")
 _LISTINGS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions"})
 
-# Operations whose x-amz-tagging header sets the new object's tags.
+# Operations whose x-amz-tagging header sets the new object's tags, and
+# whose x-amz-object-lock-* headers set its Object Lock.
 _TAGGING_WRITES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
+
+_DAY_MS = 86_400_000
 
 
 def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
@@ -72,7 +78,37 @@ def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
                 keys[f"s3:{name}"] = (query[name],)
     if call.op in _TAGGING_WRITES and "x-amz-tagging" in headers:
         _add_request_tags(keys, headers["x-amz-tagging"])
+    keys.update(_lock_keys(call))
     keys.update(_auth_keys(call))
+    return keys
+
+
+def _lock_keys(call: Any) -> dict[str, tuple[str, ...]]:
+    """The Object Lock settings a request asks for, as AWS names them for
+    policies (a policy may, say, deny retentions shorter than 30 days):
+    from a write's x-amz-object-lock-* headers, or from a PutObjectRetention
+    or PutObjectLegalHold body.  A malformed value gives no key: the handler
+    refuses it itself."""
+    mode = until = hold = None
+    try:
+        if call.op in _TAGGING_WRITES:
+            asked = lock_headers(call.headers)
+            mode, until, hold = asked.mode, asked.until, asked.legal_hold
+        elif call.op == "PutObjectRetention":
+            mode, until = parse_retention(call.sink.content())
+        elif call.op == "PutObjectLegalHold":
+            hold = parse_legal_hold(call.sink.content())
+    except errors.S3Error:
+        return {}
+    keys: dict[str, tuple[str, ...]] = {}
+    if mode is not None:
+        keys["s3:object-lock-mode"] = (mode,)
+    if until is not None:
+        keys["s3:object-lock-retain-until-date"] = (iso8601(until),)
+        remaining = max(0, -(-(until - int(time.time() * 1000)) // _DAY_MS))
+        keys["s3:object-lock-remaining-retention-days"] = (str(remaining),)
+    if hold is not None:
+        keys["s3:object-lock-legal-hold"] = ("ON" if hold else "OFF",)
     return keys
 
 

@@ -390,3 +390,31 @@ def test_lifecycle_leaves_locked_noncurrent_versions(admin: Any, bucket: str) ->
         time.sleep(0.2)
     time.sleep(1.0)  # a few more runs: the locked one stays
     assert locked in versions()
+
+
+def test_policies_see_the_lock_a_request_asks_for(admin: Any, writer: Any, bucket: str) -> None:
+    """The s3:object-lock-* condition keys carry what the request asks for:
+    here a policy refuses retentions under 10 days and legal holds."""
+    admin.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": ["s3:PutObject", "s3:PutObjectRetention"],
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"NumericLessThan": {"s3:object-lock-remaining-retention-days": "10"}}},
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObjectLegalHold",
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:object-lock-legal-hold": "ON"}}},
+    ]}))  # fmt: skip
+    assert error(lambda: writer.put_object(
+        Bucket=bucket, Key="short", Body=b"s", ObjectLockMode="GOVERNANCE",
+        ObjectLockRetainUntilDate=_future(days=3)))[:2] == (403, "AccessDenied")  # fmt: skip
+    writer.put_object(Bucket=bucket, Key="long", Body=b"l", ObjectLockMode="GOVERNANCE",
+                      ObjectLockRetainUntilDate=_future(days=30))
+    writer.put_object(Bucket=bucket, Key="plain", Body=b"p")  # no lock asked: no key, no Deny
+    assert error(lambda: writer.put_object_retention(
+        Bucket=bucket, Key="plain", Retention={"Mode": "GOVERNANCE", "RetainUntilDate": _future(days=2)},
+    ))[:2] == (403, "AccessDenied")  # fmt: skip
+    writer.put_object_retention(Bucket=bucket, Key="plain",
+                                Retention={"Mode": "GOVERNANCE", "RetainUntilDate": _future(days=40)})
+    assert error(lambda: writer.put_object_legal_hold(Bucket=bucket, Key="plain", LegalHold={"Status": "ON"}))[
+        :2] == (403, "AccessDenied")
+    writer.put_object_legal_hold(Bucket=bucket, Key="plain", LegalHold={"Status": "OFF"})
+    admin.delete_bucket_policy(Bucket=bucket)
