@@ -452,6 +452,8 @@ class AccessControl:
         s3_action = (policy_as[1] if versioned else policy_as[0]) if policy_as else policy_action(request.op, versioned)
         arn = f"arn:aws:s3:::{bucket.name}" if key is None else f"arn:aws:s3:::{bucket.name}/{key}"
         keys = _caller_keys(principal, self._clock())
+        keys["aws:resourceaccount"] = keys["s3:resourceaccount"] = (bucket.org_id,)
+        keys["aws:requestedregion"] = (bucket.region,)
         keys.update(request.condition_keys())
         facts = RequestFacts(
             action=s3_action,

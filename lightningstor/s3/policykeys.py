@@ -14,6 +14,7 @@ peer, never an ``X-Forwarded-For`` header, which any client can write.
 
 from __future__ import annotations
 
+import calendar
 import time
 from typing import Any
 
@@ -80,7 +81,40 @@ def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
         _add_request_tags(keys, headers["x-amz-tagging"])
     keys.update(_lock_keys(call))
     keys.update(_auth_keys(call))
+    age = _signature_age_ms(call)
+    if age is not None:
+        keys["s3:signatureage"] = (str(age),)
+    tls = _tls_version(request)
+    if tls is not None:
+        keys["s3:tlsversion"] = (tls,)
     return keys
+
+
+def _signature_age_ms(call: Any) -> int | None:
+    """``s3:signatureAge``: milliseconds since a SigV4 request was signed
+    (its x-amz-date header or X-Amz-Date parameter), so a policy can refuse
+    presigned URLs older than it likes whatever their X-Amz-Expires says."""
+    stamp = call.headers.get("x-amz-date") or call.target.query.get("X-Amz-Date")
+    if not stamp:
+        return None
+    try:
+        signed = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return None
+    return max(0, int(time.time() * 1000) - signed * 1000)
+
+
+def _tls_version(request: Any) -> str | None:
+    """``s3:TlsVersion`` as AWS gives it (``1.2``, ``1.3``) for a request
+    over TLS; None for plain HTTP or a transport that cannot tell."""
+    if not request.isSecure():
+        return None
+    transport = getattr(getattr(request, "channel", None), "transport", None)
+    try:
+        name = transport.getHandle().get_protocol_version_name()  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - no TLS handle: no key, never an error
+        return None
+    return name[len("TLSv"):] if isinstance(name, str) and name.startswith("TLSv") else None
 
 
 def _lock_keys(call: Any) -> dict[str, tuple[str, ...]]:

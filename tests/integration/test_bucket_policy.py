@@ -343,6 +343,42 @@ def test_source_ip_condition(s3: Callable[[str], Any], anonymous: Any, bucket: s
     assert anonymous.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
 
 
+def test_signature_age_condition(tenancy: Tenancy, s3: Callable[[str], Any], ids: dict[str, Identity],
+                                 bucket: str) -> None:
+    """s3:signatureAge: a policy can refuse presigned URLs signed too long ago,
+    whatever their X-Amz-Expires allows."""
+    from lightningstor.auth.presign import presign_v4
+
+    put_policy(s3, bucket, policy(statement(
+        "Deny", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+        Condition={"NumericGreaterThan": {"s3:signatureAge": "300000"}},
+    )))  # fmt: skip
+    me = ids["acme-admin"]
+    url = f"{tenancy.server.endpoint}/{bucket}/a.txt"
+
+    def signed(now: float) -> str:
+        return presign_v4("GET", url, me.access_key, me.secret_key, expires=3600, now=now)
+
+    assert fetch(signed(time.time())) == (200, b"alpha")
+    status, body = fetch(signed(time.time() - 600))  # valid for another 50 minutes
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body
+
+
+def test_resource_account_and_region_conditions(s3: Callable[[str], Any], bucket: str) -> None:
+    """aws:ResourceAccount is the bucket's org and aws:RequestedRegion its
+    region, so the usual "only our own account" Deny lets our requests by."""
+    put_policy(s3, bucket, policy(statement(
+        "Deny", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+        Condition={"StringNotEquals": {"aws:ResourceAccount": "acme", "aws:RequestedRegion": "us-east-1"}},
+    )))  # fmt: skip
+    assert s3("acme-admin").get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    put_policy(s3, bucket, policy(statement(
+        "Deny", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*",
+        Condition={"StringEquals": {"s3:ResourceAccount": "acme"}},
+    )))  # fmt: skip
+    assert code_of(lambda: s3("acme-admin").get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
+
+
 def test_deny_without_tls(s3: Callable[[str], Any], bucket: str) -> None:
     """The usual "TLS only" policy: this server speaks plain HTTP here."""
     put_policy(s3, bucket, policy(statement(

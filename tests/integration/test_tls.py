@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from cryptography import x509
 
 from tests.integration.certs import Pki, issue, make_pki, tls_handshake
@@ -323,3 +324,31 @@ def test_grpc_mtls_refuses_missing_or_foreign_client_certificate(
     with _grpc_client(server, pki, cert=cert, key=key) as client:
         with pytest.raises(LightningStorError):
             client.list_buckets()
+
+
+def test_bucket_policies_see_tls_and_its_version(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """Over TLS, aws:SecureTransport is true and s3:TlsVersion is 1.3: the
+    usual "TLS only" Deny lets the request through, a Deny below 1.3 too,
+    and a Deny of TLS 1.3 itself refuses it (the keys are really there)."""
+    import json
+
+    server, pki = tls_server
+    s3 = _client(server, pki)
+    bucket = f"tls-policy-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"secret")
+
+    def deny(condition: dict[str, Any]) -> None:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+            "Condition": condition}]}))  # fmt: skip
+
+    deny({"Bool": {"aws:SecureTransport": "false"}})
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"secret"
+    deny({"NumericLessThan": {"s3:TlsVersion": "1.3"}})
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"secret"
+    deny({"NumericEquals": {"s3:TlsVersion": "1.3"}})
+    with pytest.raises(ClientError) as denied:
+        s3.get_object(Bucket=bucket, Key="k")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    s3.delete_bucket_policy(Bucket=bucket)
