@@ -209,9 +209,11 @@ def _record(
         "protocol": protocol,
         "request_id": request_id,
         "operation": operation,
-        "principal": getattr(principal, "principal_id", None),
+        # An unsigned request's principal (core.access.ANONYMOUS) has
+        # neither: null, like an unknown caller's; its result tells them apart.
+        "principal": getattr(principal, "principal_id", None) or None,
         "access_key_id": getattr(principal, "access_key_id", None) or access_key_id,
-        "org_id": getattr(principal, "org_id", None),
+        "org_id": getattr(principal, "org_id", None) or None,
         "project_id": getattr(principal, "project_id", None),
         "action": action,
         "resource": _resource(decisions, key),

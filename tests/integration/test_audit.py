@@ -220,6 +220,30 @@ def test_failed_authentication_is_recorded_without_secrets(audited: ServerProces
         assert secret not in text
 
 
+def test_unsigned_requests_are_recorded_without_a_principal(audited: ServerProcess, bucket: str) -> None:
+    """An unsigned GET: no principal, org or key (null, not empty); denied
+    without a bucket policy, a success with the policy's decision once one
+    lets everyone read."""
+    url = f"{audited.endpoint}/{bucket}/public.txt"
+    _client(audited).put_object(Bucket=bucket, Key="public.txt", Body=b"p")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    rec = _by_id(audited, refused.value.headers["x-amz-request-id"])
+    assert (rec["principal"], rec["org_id"], rec["access_key_id"]) == (None, None, None)
+    assert (rec["result"], rec["http_status"], rec["error_code"]) == ("denied", 403, "AccessDenied")
+    _client(audited).put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/public.txt"}]}))  # fmt: skip
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.read() == b"p"
+            allowed = _by_id(audited, r.headers["x-amz-request-id"])
+    finally:
+        _client(audited).delete_bucket_policy(Bucket=bucket)
+    assert (allowed["principal"], allowed["org_id"], allowed["result"]) == (None, None, "success")
+    assert allowed["decisions"][0]["allowed"] is True
+
+
 def test_copy_records_both_decisions(audited: ServerProcess, s3: Any, bucket: str) -> None:
     """CopyObject: objects:copy on the target and objects:get on the source."""
     s3.put_object(Bucket=bucket, Key="src", Body=b"data")
