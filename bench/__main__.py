@@ -20,7 +20,8 @@ and a trivial twisted.web server, and measures, in one run:
 appends the tables to docs/performance.md and draws them as a PNG chart,
 docs/performance-chart-<UTC date and time>.png (one per run, so older runs
 keep their own), linked under the tables; ``--chart PATH`` draws
-the chart elsewhere (or without ``--doc``).  The chart needs matplotlib (the
+the chart elsewhere (or without ``--doc``).  ``--sse`` gives the benchmark
+buckets default encryption (SSE-S3), to compare encrypted and plain runs.  The chart needs matplotlib (the
 ``bench`` extra); without it the chart is skipped with a message.
 """
 
@@ -45,9 +46,17 @@ def _phase_names() -> list[str]:
     return ["small", "large", "listing"]
 
 
-def run_target(target: servers.Target, scale: phases.Scale, results: Results, which: list[str]) -> None:
+_SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+
+
+def run_target(
+    target: servers.Target, scale: phases.Scale, results: Results, which: list[str], *, sse: bool = False
+) -> None:
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     target.client.create_bucket(Bucket=bucket)
+    if sse:
+        # Bucket default encryption: every write of the run is SSE-S3.
+        target.client.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=_SSE_S3)
     rss: dict[str, int | None] = {"idle": target.peak_rss()}
     started = time.perf_counter()
     if "small" in which:
@@ -59,6 +68,8 @@ def run_target(target: servers.Target, scale: phases.Scale, results: Results, wh
     if "listing" in which:
         list_bucket = f"{bucket}-list"
         target.client.create_bucket(Bucket=list_bucket)
+        if sse:
+            target.client.put_bucket_encryption(Bucket=list_bucket, ServerSideEncryptionConfiguration=_SSE_S3)
         results.add(target.name, phases.listing(target, list_bucket, scale.list_keys))
         rss["listing"] = target.peak_rss()
     if any(v for v in rss.values()):
@@ -99,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-moto", action="store_true", help="skip the moto reference server")
     parser.add_argument("--phases", default=",".join(_phase_names()), help="comma-separated: small,large,listing")
     parser.add_argument("--doc", action="store_true", help="append the results to docs/performance.md")
+    parser.add_argument("--sse", action="store_true", help="SSE-S3: benchmark buckets with default encryption AES256")
     parser.add_argument(
         "--chart",
         metavar="PATH",
@@ -129,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             target = start()
             print(f"{target.name} at {target.endpoint} ...", file=sys.stderr)
             try:
-                run_target(target, scale, results, which)
+                run_target(target, scale, results, which, sse=args.sse)
             finally:
                 if target.sampler is not None:
                     target.sampler.stop()

@@ -366,6 +366,8 @@ def _assemble(
         max_multipart_parts=settings.limits.max_multipart_parts,
         max_object_size=settings.limits.max_object_size_bytes,
         chunks_per_record=settings.metadata.chunks_per_record,
+        # Also the root of SSE-S3's keys (core/sse.py).
+        master_key=master_key,
     )
     core.access.block_public_access = settings.s3.block_public_access
     # Background services run once per server: in the primary worker only.

@@ -69,7 +69,7 @@ ACTIONS = (
 # The SPEC §7.3 action each API operation needs (S3 and gRPC share the
 # operation names), on its bucket (bucket-level operations) or on its object
 # (object-level ones).  Changing a bucket's
-# configuration (versioning, tags, CORS, lifecycle, policy, Object Lock) takes the right to create
+# configuration (versioning, tags, CORS, lifecycle, encryption, policy, Object Lock) takes the right to create
 # buckets: the SPEC names no separate action for it, and it is an administrator's act.  So does
 # bypassing GOVERNANCE retention (x-amz-bypass-governance-retention, asked on the object:
 # core.service.Core.may_bypass_governance).
@@ -85,6 +85,9 @@ OPERATION_ACTIONS = {
     "GetBucketTagging": BUCKETS_GET,
     "GetBucketCors": BUCKETS_GET,
     "GetBucketLifecycleConfiguration": BUCKETS_GET,
+    "GetBucketEncryption": BUCKETS_GET,
+    "PutBucketEncryption": BUCKETS_CREATE,
+    "DeleteBucketEncryption": BUCKETS_CREATE,
     "PutBucketAcl": BUCKETS_CREATE,
     "PutBucketVersioning": BUCKETS_CREATE,
     "PutBucketTagging": BUCKETS_CREATE,

@@ -28,6 +28,7 @@ from lightningstor.core.quotas import BucketScope, QuotaManager
 from lightningstor.core.scans import scan_prefix
 from lightningstor.core.types import (
     Bucket,
+    BucketEncryption,
     CorsRule,
     DefaultRetention,
     LifecycleRule,
@@ -460,6 +461,12 @@ class BucketManager:
         new = validate_lifecycle_rules(rules, transitions=transitions) if rules else ()
         stored = yield self._set(bucket, lifecycle=new)
         return stored
+
+    def set_encryption(self, bucket: Bucket, config: BucketEncryption | None) -> Deferred[Any]:
+        """Deferred[Bucket] with ``config`` as its default encryption (None:
+        none), stored in the bucket record; the core applies it to every
+        write that asks for no encryption (core/sse.py)."""
+        return self._set(bucket, encryption=config)
 
     def set_object_lock(self, bucket: Bucket, rule: DefaultRetention | None) -> Deferred[Any]:
         """Deferred[Bucket] with Object Lock enabled and ``rule`` as its

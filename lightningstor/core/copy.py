@@ -20,9 +20,17 @@ from lightningstor.storage.chunks import pump
 
 
 @inlineCallbacks
-def copy_data(core: Any, source: ObjectRecord, algorithms: tuple[str, ...]) -> Any:
-    """Deferred[WriteResult] holding a fresh copy of ``source``'s bytes."""
-    writer = core.chunks.new_writer(algorithms)
+def copy_data(
+    core: Any, source: ObjectRecord, algorithms: tuple[str, ...], dest_bucket: Bucket, dest_key: str,
+    encryption: str | None,
+) -> Any:
+    """Deferred[WriteResult] holding a fresh copy of ``source``'s bytes.
+
+    The copy is written like any new object (``core.new_writer``): its
+    encryption is what the copy request asks for, else the destination
+    bucket's default, never the source's key: an encrypted source is
+    decrypted and re-encrypted into new chunks under a fresh data key."""
+    writer = core.new_writer(dest_bucket, dest_key, encryption, algorithms)
     reader = yield core.open_reader(source, 0, source.size)
     try:
         result = yield Deferred.fromCoroutine(pump(reader, writer))
@@ -60,6 +68,7 @@ def check_copy_changes(
     *,
     replaces_metadata: bool,
     sets_storage_class: bool,
+    sets_encryption: bool = False,
 ) -> None:
     """InvalidRequest for a copy of an object onto itself that changes nothing.
 
@@ -72,7 +81,7 @@ def check_copy_changes(
         and source_key == dest_key
         and source_version_id is None
     )
-    if same and not replaces_metadata and not sets_storage_class:
+    if same and not replaces_metadata and not sets_storage_class and not sets_encryption:
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without "
             "changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -90,6 +99,7 @@ def copy_object(
     tags: dict[str, str] | None,
     owner: str,
     conditions: PutAttrs | None = None,
+    encryption: str | None = None,
 ) -> Any:
     """Deferred[ObjectRecord] of the new object.
 
@@ -97,12 +107,14 @@ def copy_object(
     source's content type, system headers and user metadata); ``tags`` None
     means copy the source's tags.  The source's Object Lock settings are
     never copied (as in AWS): the copy gets those ``conditions`` carries
-    (the request's headers), else its bucket's default retention.
+    (the request's headers), else its bucket's default retention.  Nor is
+    its encryption: ``encryption`` (the request's SSE) or the destination
+    bucket's default decides (:func:`copy_data`).
     """
     keep = tuple(sorted(source.checksums))
     if replace_metadata is not None:
         keep = tuple(sorted(set(keep) | set(replace_metadata.store_checksums)))
-    result = yield copy_data(core, source, keep)
+    result = yield copy_data(core, source, keep, dest_bucket, dest_key, encryption)
     checksums = verify_digests(PutAttrs(store_checksums=keep), result.md5_hex, result.digests)
     meta_from = source
     record = ObjectRecord(
@@ -119,6 +131,7 @@ def copy_object(
         inline=result.inline,
         tags=dict(source.tags) if tags is None else tags,
         owner=owner,
+        encryption=result.encryption,
     )
     if replace_metadata is not None:
         record.content_type = replace_metadata.content_type

@@ -142,24 +142,31 @@ def chunks_for_range(store: IMetadataStore, record: ObjectRecord, start: int, le
     return chunks, starts[first]
 
 
-def open_reader(store: IMetadataStore, chunk_manager: Any, record: ObjectRecord, start: int, length: int) -> Deferred[Any]:
-    """Deferred[ObjectReader] of bytes ``[start, start + length)`` of ``record``.
+def open_reader(
+    store: IMetadataStore, chunk_manager: Any, record: ObjectRecord, start: int, length: int, cipher: Any = None
+) -> Deferred[Any]:
+    """Deferred[ObjectReader] of bytes ``[start, start + length)`` of ``record``
+    (decrypted with ``cipher``, core/sse.py, when the record is encrypted).
 
     Fired at once when the chunk list is in the record (every object but the
     largest): no generator for the common GET.
     """
+    if record.encryption is not None and cipher is None:
+        return fail(ValueError("an encrypted object needs its cipher to be read"))
     if record.manifest is None:
         try:
-            return succeed(chunk_manager.read(record.chunks, record.inline, start, length))
+            return succeed(chunk_manager.read(record.chunks, record.inline, start, length, cipher))
         except Exception:
             return fail()
-    return _open_paged_reader(store, chunk_manager, record, start, length)
+    return _open_paged_reader(store, chunk_manager, record, start, length, cipher)
 
 
 @inlineCallbacks
-def _open_paged_reader(store: IMetadataStore, chunk_manager: Any, record: ObjectRecord, start: int, length: int) -> Any:
+def _open_paged_reader(
+    store: IMetadataStore, chunk_manager: Any, record: ObjectRecord, start: int, length: int, cipher: Any
+) -> Any:
     chunks, base = yield chunks_for_range(store, record, start, length)
-    return chunk_manager.read(chunks, None, start - base, length)
+    return chunk_manager.read(chunks, None, start - base, length, cipher)
 
 
 # -- the collector's side --------------------------------------------------------

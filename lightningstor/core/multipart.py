@@ -58,7 +58,8 @@ from lightningstor.core.objects import (
     validate_key,
 )
 from lightningstor.core.quotas import ZERO, BucketScope, Usage
-from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Principal, Versioning
+from lightningstor.core.sse import sse_applies
+from lightningstor.core.types import Bucket, ChunkRef, Encryption, ObjectRecord, Principal, Versioning
 from lightningstor.digits import clamped_int
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -139,6 +140,9 @@ class Upload:
     lock_mode: str | None = None
     lock_until: int | None = None
     legal_hold: bool | None = None
+    # SSE-S3 (core/sse.py): the upload's data key, wrapped; every part and
+    # the completed object are encrypted with it.  None: plaintext.
+    encryption: Encryption | None = None
 
     @property
     def usage_scope(self) -> BucketScope | None:
@@ -473,6 +477,8 @@ def encode_upload(u: Upload) -> bytes:
         d["scope"] = [u.org_id, u.project_id]
     if u.lock_mode is not None or u.legal_hold is not None:
         d["lock"] = [u.lock_mode, u.lock_until, u.legal_hold]
+    if u.encryption is not None:
+        d["sse"] = records.encode_encryption(u.encryption)
     return _dumps(d)
 
 
@@ -488,6 +494,7 @@ def decode_upload(data: bytes) -> Upload:
         metadata=d.get("meta", {}), tags=d.get("tags", {}), storage_class=d.get("class", "STANDARD"),
         checksum_algorithm=algorithm, checksum_type=kind, org_id=org_id, project_id=project_id,
         lock_mode=lock_mode, lock_until=lock_until, legal_hold=legal_hold,
+        encryption=records.decode_encryption(d["sse"]) if "sse" in d else None,
     )  # fmt: skip
 
 
@@ -547,6 +554,8 @@ class MultipartManager:
         self.max_part_size = max_part_size
         self.max_parts = max_parts
         self.max_object_size = max_object_size
+        # SSE-S3 keys (core/sse.py), set by the Core; None: encryption refused.
+        self.sse: Any = None
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -600,6 +609,10 @@ class MultipartManager:
                 lock_until=attrs.lock_until,
                 legal_hold=attrs.legal_hold,
             )
+            if sse_applies(bucket, attrs.encryption):
+                # One data key for the whole upload: its parts become the
+                # object's chunks as they are.
+                upload.encryption = self.sse.new_cipher(key).encryption
             ukey = keys.upload_key(bucket.bucket_id, key, upload.upload_id)
             result = yield self._store.txn([Compare(ukey, 0), alive.compare], [Put(ukey, encode_upload(upload))])
             if result.succeeded:
@@ -640,7 +653,8 @@ class MultipartManager:
         wanted = {a.lower() for a in algorithms}
         if upload.checksum_algorithm:
             wanted.add(upload.checksum_algorithm)
-        return self._chunks.new_writer(tuple(sorted(wanted)), inline_threshold=-1)
+        cipher = None if upload.encryption is None else self.sse.cipher(upload.encryption, upload.key)
+        return self._chunks.new_writer(tuple(sorted(wanted)), inline_threshold=-1, cipher=cipher)
 
     @inlineCallbacks
     def commit_part(
@@ -714,7 +728,8 @@ class MultipartManager:
         if length > self.max_part_size:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(length))
         writer = self.new_part_writer(upload)
-        reader = yield manifests.open_reader(self._store, self._chunks, source, start, length)
+        source_cipher = None if source.encryption is None else self.sse.cipher(source.encryption, source.key)
+        reader = yield manifests.open_reader(self._store, self._chunks, source, start, length, source_cipher)
         try:
             result = yield Deferred.fromCoroutine(pump(reader, writer))
             part = yield self.commit_part(upload, part_number, result, {})
@@ -1014,6 +1029,7 @@ class MultipartManager:
             lock_mode=upload.lock_mode,
             lock_until=upload.lock_until,
             legal_hold=upload.legal_hold,
+            encryption=upload.encryption,
         )
         return record, kind if algorithm else None
 

@@ -96,6 +96,9 @@ class PutAttrs:
     lock_mode: str | None = None
     lock_until: int | None = None  # Unix ms
     legal_hold: bool | None = None
+    # SSE-S3 the writer asked for (``AES256``; None: nothing asked, the
+    # bucket's default encryption decides, core/sse.py).
+    encryption: str | None = None
 
 
 def validate_metadata(metadata: dict[str, str], limit: int) -> None:
@@ -304,6 +307,7 @@ class ObjectManager:
             lock_mode=attrs.lock_mode,
             lock_until=attrs.lock_until,
             legal_hold=attrs.legal_hold,
+            encryption=result.encryption,
         )
 
     # -- reading ---------------------------------------------------------

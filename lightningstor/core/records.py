@@ -21,9 +21,11 @@ from typing import Any
 
 from lightningstor.core.types import (
     Bucket,
+    BucketEncryption,
     ChunkRef,
     CorsRule,
     DefaultRetention,
+    Encryption,
     LifecycleFilter,
     LifecycleRule,
     ListEntry,
@@ -34,6 +36,20 @@ from lightningstor.core.types import (
 )
 
 _FORMAT = 1
+
+
+def encode_encryption(e: Encryption) -> dict[str, str]:
+    """The ``sse`` field of an encrypted object or upload record."""
+    return {
+        "a": e.algorithm,
+        "k": base64.b64encode(e.wrapped_key).decode("ascii"),
+        "n": base64.b64encode(e.inline_nonce).decode("ascii"),
+    }
+
+
+def decode_encryption(d: dict[str, str]) -> Encryption:
+    """The inverse of :func:`encode_encryption`."""
+    return Encryption(d["a"], base64.b64decode(d["k"]), base64.b64decode(d["n"]))
 
 INLINE_SEPARATOR = b"\x00"
 """Ends the JSON of an object record whose inline data follows it."""
@@ -75,6 +91,8 @@ def encode_bucket(b: Bucket) -> bytes:
     if b.default_retention is not None:
         r = b.default_retention
         d["dret"] = [r.mode, r.days, r.years]
+    if b.encryption is not None:  # only once configured
+        d["sse"] = [b.encryption.algorithm, b.encryption.bucket_key_enabled]
     return _dumps(d)
 
 
@@ -175,6 +193,7 @@ def decode_bucket(data: bytes) -> Bucket:
         public_access_block=PublicAccessBlock(*map(bool, d["pab"])) if "pab" in d else None,
         object_lock=bool(d.get("lock", False)),
         default_retention=DefaultRetention(*d["dret"]) if "dret" in d else None,
+        encryption=BucketEncryption(*d["sse"]) if "sse" in d else None,
     )
 
 
@@ -240,6 +259,8 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["lu"] = o.lock_until
     if o.legal_hold is not None:
         d["lh"] = o.legal_hold
+    if o.encryption is not None:
+        d["sse"] = encode_encryption(o.encryption)
     if o.inline is not None:
         return b"".join((_dumps(d), INLINE_SEPARATOR, o.inline))
     return _dumps(d)
@@ -283,6 +304,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         lock_mode=d.get("lm"),
         lock_until=d.get("lu"),
         legal_hold=d.get("lh"),
+        encryption=decode_encryption(d["sse"]) if "sse" in d else None,
     )
 
 

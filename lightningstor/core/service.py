@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from cryptography.fernet import Fernet
 from twisted.internet.defer import (
     Deferred,
     DeferredList,
     TimeoutError,
+    fail,
     inlineCallbacks,
     maybeDeferred,
     succeed,
@@ -30,7 +32,8 @@ from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, Multi
 from lightningstor.core.objects import ObjectManager
 from lightningstor.core.principals import PrincipalStore
 from lightningstor.core.quotas import QuotaManager
-from lightningstor.core.types import Bucket, Principal, Versioning
+from lightningstor.core.sse import DataCipher, KeyManager, KeyUnavailable, sse_applies
+from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
 from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.errors import (
     AccessDenied,
@@ -68,8 +71,13 @@ class Core:
         max_object_size: int = MAX_OBJECT_SIZE,
         superseded_grace_seconds: float = 300.0,
         chunks_per_record: int = manifests.DEFAULT_CHUNKS_PER_RECORD,
+        master_key: bytes | None = None,
     ) -> None:
         self.store = store
+        # SSE-S3 keys derive from the master key file (core/sse.py).  Without
+        # one (unit tests) an ephemeral key: objects encrypted with it are
+        # unreadable after a restart, which no server does.
+        self.sse = KeyManager(master_key if master_key is not None else Fernet.generate_key())
         self.backend = backend
         self.chunks = chunks
         self.credentials = credentials
@@ -97,13 +105,42 @@ class Core:
         self.multipart = MultipartManager(
             store, chunks, self.objects, clock, max_parts=max_multipart_parts, max_object_size=max_object_size
         )
+        self.multipart.sse = self.sse
         # Deleting a bucket aborts its in-progress uploads, as AWS does.
         self.buckets.abort_uploads = self.multipart.abort_bucket
 
     def open_reader(self, record: Any, start: int, length: int) -> Any:
         """Deferred[ObjectReader] of bytes ``[start, start + length)`` of an
-        object version (its manifest pages are read if its chunk list is paged)."""
-        return manifests.open_reader(self.store, self.chunks, record, start, length)
+        object version (its manifest pages are read if its chunk list is
+        paged; its bytes are decrypted if it is encrypted)."""
+        try:
+            cipher = self.cipher_of(record)
+        except KeyUnavailable:
+            return fail()
+        return manifests.open_reader(self.store, self.chunks, record, start, length, cipher)
+
+    def cipher_of(self, record: ObjectRecord) -> DataCipher | None:
+        """The cipher that decrypts ``record``'s data; None if it is plaintext."""
+        if record.encryption is None:
+            return None
+        return self.sse.cipher(record.encryption, record.key)
+
+    def new_writer(
+        self,
+        bucket: Bucket,
+        key: str,
+        requested: str | None,
+        algorithms: tuple[str, ...] = (),
+        *,
+        inline_threshold: int | None = None,
+    ) -> Any:
+        """A ChunkManager writer for a new version of ``key`` in ``bucket``:
+        encrypted under a fresh data key when SSE-S3 applies (the write asked
+        for it, or the bucket's default encryption does), plaintext otherwise.
+        Every object write path (PutObject, PostObject, CopyObject, gRPC)
+        opens its writer here, so the bucket default cannot be missed."""
+        cipher = self.sse.new_cipher(key) if sse_applies(bucket, requested) else None
+        return self.chunks.new_writer(algorithms, inline_threshold=inline_threshold, cipher=cipher)
 
     def list_objects(self, bucket: Any, **kwargs: Any) -> Any:
         """Deferred[ListResult]; see :func:`lightningstor.core.listing.list_objects`."""

@@ -130,6 +130,29 @@ class DefaultRetention:
     years: int | None = None
 
 
+@dataclass(frozen=True)
+class BucketEncryption:
+    """A bucket's default encryption (PutBucketEncryption): the algorithm
+    applied to writes that ask for none (only ``AES256``, SSE-S3), and
+    BucketKeyEnabled as sent (kept and returned; on AWS it only changes
+    KMS request costs).  See core/sse.py."""
+
+    algorithm: str = "AES256"
+    bucket_key_enabled: bool | None = None
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """How an object version's (or a multipart upload's) data is encrypted
+    at rest (core/sse.py): the algorithm (``AES256``), its data key wrapped
+    under the server's key-encryption key, and the counter prefix of its
+    inline data."""
+
+    algorithm: str
+    wrapped_key: bytes
+    inline_nonce: bytes
+
+
 @dataclass
 class Bucket:
     name: str
@@ -158,6 +181,8 @@ class Bucket:
     # retention applies to new versions that name none (core/objectlock.py).
     object_lock: bool = False
     default_retention: DefaultRetention | None = None
+    # Default encryption (PutBucketEncryption; None: none configured).
+    encryption: BucketEncryption | None = None
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False
@@ -239,6 +264,9 @@ class ObjectRecord:
     lock_mode: str | None = None
     lock_until: int | None = None
     legal_hold: bool | None = None
+    # SSE-S3 (core/sse.py): set when the data (chunks or inline) is
+    # encrypted at rest; None for plaintext objects and delete markers.
+    encryption: Encryption | None = None
 
     @property
     def quoted_etag(self) -> str:

@@ -158,7 +158,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     def _put(self, gate: Gate, name: str, key: str, content: bytes, attrs: PutAttrs) -> Any:
         bucket = yield gate.bucket(name, key)
         validate_key(key)
-        writer = self.core.chunks.new_writer(tuple(sorted({*attrs.store_checksums, *attrs.expected_checksums})))
+        # The bucket's default encryption applies (no SSE field on this RPC).
+        algorithms = tuple(sorted({*attrs.store_checksums, *attrs.expected_checksums}))
+        writer = self.core.new_writer(bucket, key, attrs.encryption, algorithms)
         try:
             writer.write(content)
             result = yield writer.finish()

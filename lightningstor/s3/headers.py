@@ -16,6 +16,7 @@ from lightningstor.checksums import ALGORITHMS
 from lightningstor.core.attributes import validate_storage_class, validate_tags
 from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
+from lightningstor.core.sse import AES256
 from lightningstor.core.types import Bucket, ObjectRecord
 from lightningstor.s3.conditions import write_if_none_match_any
 from lightningstor.s3.dates import http_date
@@ -88,20 +89,69 @@ def parse_tagging_header(value: str) -> dict[str, str]:
 
 
 # Headers that ask for something we would silently not do: storing an object
-# "encrypted" while it is not is worse than refusing.
+# "encrypted" while it is not is worse than refusing.  (SSE-S3,
+# ``x-amz-server-side-encryption: AES256``, is implemented: see sse_request.)
 UNSUPPORTED_WRITE_HEADERS = {
-    "x-amz-server-side-encryption": "Server-side encryption",
     "x-amz-server-side-encryption-customer-algorithm": "Server-side encryption with customer keys",
+    "x-amz-server-side-encryption-customer-key": "Server-side encryption with customer keys",
     "x-amz-server-side-encryption-aws-kms-key-id": "Server-side encryption with KMS",
+    "x-amz-server-side-encryption-context": "Server-side encryption with KMS",
     "x-amz-website-redirect-location": "Website redirects",
 }
 
+SSE_HEADER = "x-amz-server-side-encryption"
+# x-amz-server-side-encryption values AWS knows but this server does not keep.
+_SSE_UNSUPPORTED = {"aws:kms": "Server-side encryption with KMS", "aws:kms:dsse": "Dual-layer server-side encryption with KMS"}
+
 
 def refuse_unsupported(headers: Mapping[str, str]) -> None:
-    """501 NotImplemented for write headers whose promise we cannot keep."""
+    """501 NotImplemented for write headers whose promise we cannot keep
+    (SSE-KMS, DSSE-KMS, SSE-C, website redirects); 400 for an
+    ``x-amz-server-side-encryption`` value AWS does not know either."""
     for name, what in UNSUPPORTED_WRITE_HEADERS.items():
         if name in headers:
             raise errors.NotImplementedS3(f"{what} is not supported by LightningStor ({name})")
+    sse_request(headers)
+
+
+def sse_request(headers: Mapping[str, str]) -> str | None:
+    """The SSE-S3 a write asks for: ``AES256``, or None when the header is
+    absent (the bucket's default encryption then decides, in the core).
+
+    ``aws:kms`` / ``aws:kms:dsse`` are AWS's but need a KMS: 501
+    NotImplemented, never stored unencrypted.  Anything else is AWS's 400
+    InvalidArgument naming the header and value.
+    """
+    value = headers.get(SSE_HEADER)
+    if value is None:
+        return None
+    if value == AES256:
+        return AES256
+    if value in _SSE_UNSUPPORTED:
+        what = _SSE_UNSUPPORTED[value]
+        raise errors.NotImplementedS3(f"{what} is not supported by LightningStor ({SSE_HEADER}: {value})")
+    raise errors.InvalidArgument(
+        "The encryption method specified is not supported", ArgumentName=SSE_HEADER, ArgumentValue=value
+    )
+
+
+def refuse_sse_header(headers: Mapping[str, str]) -> None:
+    """AWS's 400 for ``x-amz-server-side-encryption`` on an operation that
+    cannot choose encryption (GetObject, HeadObject, UploadPart: an object's
+    or upload's encryption is fixed when it is written or created)."""
+    value = headers.get(SSE_HEADER)
+    if value is not None:
+        raise errors.InvalidArgument(
+            "x-amz-server-side-encryption header is not supported for this operation.",
+            ArgumentName=SSE_HEADER,
+            ArgumentValue=value,
+        )
+
+
+def sse_response_headers(encrypted: bool) -> list[tuple[str, str]]:
+    """``x-amz-server-side-encryption: AES256`` for an encrypted object or
+    upload (every response that describes one carries it, as on AWS)."""
+    return [(SSE_HEADER, AES256)] if encrypted else []
 
 
 def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttrs:
@@ -137,6 +187,7 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
         attrs.if_match = headers["if-match"]
     lock = lock_headers(headers)
     attrs.lock_mode, attrs.lock_until, attrs.legal_hold = lock.mode, lock.until, lock.legal_hold
+    attrs.encryption = sse_request(headers)
     return attrs
 
 
@@ -160,6 +211,8 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
         out.append(("x-amz-tagging-count", str(len(record.tags))))
     if record.lock_mode is not None or record.legal_hold is not None:
         out += lock_response_headers(record)
+    if record.encryption is not None:
+        out.append((SSE_HEADER, AES256))
     if checksum_mode and record.checksums:
         for algorithm, value in record.checksums.items():
             out.append((f"x-amz-checksum-{algorithm}", value))

@@ -23,11 +23,17 @@ the network and must neither block the reactor nor hold the body in memory:
 * bodies of at most ``inline_threshold`` bytes never reach the backend: they
   come back as ``inline`` bytes for the metadata record (one durable metadata
   commit instead of a file write, two fsyncs and a commit).
+* with a ``cipher`` (SSE-S3, core/sse.py) each piece is hashed *and*
+  encrypted in the same CPU-pool job: hashes over the plaintext, the chunk
+  CRC32C over the ciphertext the backend stores (so backends, scrub and
+  repair see opaque bytes); inline bytes are encrypted too.
 
 The read path returns an object's range piece by piece, reading only the
 chunks the range touches, so a response producer holds a bounded number of
 pieces.  A backend with the ``chunk_crc32c`` capability computes the running CRC32C
 checked against the chunk's metadata where it reads (off the reactor).
+Encrypted pieces are decrypted after that check (CPU pool, or on the reactor
+when small).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from twisted.internet.defer import (
     CancelledError,
@@ -54,9 +60,12 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from lightningstor.checksums import Hasher, crc32c, new_hasher
-from lightningstor.core.types import ChunkRef
+from lightningstor.core.types import ChunkRef, Encryption
 from lightningstor.errors import ChunkCorrupted
 from lightningstor.interfaces.storage import IChunkWriter, IStorageBackend
+
+if TYPE_CHECKING:
+    from lightningstor.core.sse import DataCipher
 
 _log = Logger()
 
@@ -94,6 +103,8 @@ class WriteResult:
     digests: dict[str, bytes]
     chunks: list[ChunkRef]
     inline: bytes | None
+    # SSE-S3: how ``chunks``/``inline`` are encrypted (None: plaintext).
+    encryption: Encryption | None = None
 
 
 class ChunkManager:
@@ -140,27 +151,40 @@ class ChunkManager:
         self._new_chunk_id = new_chunk_id
 
     def new_writer(
-        self, algorithms: Sequence[str] = (), *, inline_threshold: int | None = None
+        self,
+        algorithms: Sequence[str] = (),
+        *,
+        inline_threshold: int | None = None,
+        cipher: DataCipher | None = None,
     ) -> ObjectWriter:
         """A writer for one object body; ``algorithms`` are S3 checksum names.
 
         ``inline_threshold`` overrides the manager's for this body (for
         example ``-1`` where the caller cannot store inline data).
+        ``cipher`` (SSE-S3, core/sse.py) encrypts every byte before it
+        reaches the backend or the inline result; hashes and checksums stay
+        over the plaintext, chunk CRCs are over the stored ciphertext.
         Unknown algorithms raise ``ValueError`` here, before any byte arrives.
         """
         hashers = {name.lower(): new_hasher(name) for name in algorithms}
         threshold = self.inline_threshold if inline_threshold is None else inline_threshold
-        return ObjectWriter(self, hashers, threshold)
+        return ObjectWriter(self, hashers, threshold, cipher)
 
     def read(
-        self, chunks: Sequence[ChunkRef], inline: bytes | None, offset: int, length: int
+        self,
+        chunks: Sequence[ChunkRef],
+        inline: bytes | None,
+        offset: int,
+        length: int,
+        cipher: DataCipher | None = None,
     ) -> ObjectReader:
         """A reader of bytes ``[offset, offset + length)`` (clipped at the end).
 
         The order of ``chunks`` is authoritative: chunk N starts where chunk
-        N-1 ends (``ChunkRef.offset`` is informational).
+        N-1 ends (``ChunkRef.offset`` is informational).  ``cipher``
+        decrypts an encrypted object's bytes (after their CRC is checked).
         """
-        return ObjectReader(self, list(chunks), inline, offset, length)
+        return ObjectReader(self, list(chunks), inline, offset, length, cipher)
 
     def retire_chunks(self, chunks: Iterable[ChunkRef | str], grace_seconds: float) -> None:
         """Delete chunks after ``grace_seconds``: readers that looked the old
@@ -235,6 +259,10 @@ class _Segment:
 class _Hashed:
     segment: _Segment
     crc: int  # running CRC32C of its chunk up to the end of this segment
+    # Encrypted objects: the bytes to store (ciphertext) and the chunk id
+    # they were encrypted for (the chunk's counter prefix derives from it).
+    stored: bytes | None = None
+    chunk_id: str = ""
 
 
 class _End:
@@ -258,6 +286,19 @@ def _hash_segment(data: bytes, hashers: Sequence[Hasher], crc: int | None) -> in
     for hasher in hashers:
         hasher.update(data)
     return 0 if crc is None else crc32c(data, crc)
+
+
+def _hash_encrypt_segment(
+    data: bytes, hashers: Sequence[Hasher], crc: int | None, cipher: DataCipher, chunk_id: str, within: int
+) -> tuple[bytes, int]:
+    """Hash the plaintext ``data`` (ETag and client checksums are over it,
+    as on AWS), encrypt it at offset ``within`` of chunk ``chunk_id`` and
+    return the ciphertext with the chunk CRC over the *stored* bytes (so
+    scrub, repair and read verification work unchanged) (CPU pool)."""
+    for hasher in hashers:
+        hasher.update(data)
+    stored = cipher.chunk(chunk_id, within, data)
+    return stored, (0 if crc is None else crc32c(stored, crc))
 
 
 def _hash_all(data: bytes, hashers: Sequence[Hasher]) -> None:
@@ -294,8 +335,18 @@ class ObjectWriter:
     everything, also after ``finish()`` (when committing the metadata fails).
     """
 
-    def __init__(self, manager: ChunkManager, hashers: dict[str, Hasher], inline_threshold: int) -> None:
+    def __init__(
+        self,
+        manager: ChunkManager,
+        hashers: dict[str, Hasher],
+        inline_threshold: int,
+        cipher: DataCipher | None = None,
+    ) -> None:
         self._m = manager
+        self._cipher = cipher
+        # Encrypted writers name each chunk when its first segment is
+        # hashed (the ciphertext depends on the id); see _hash.
+        self._hash_chunk_id = ""
         self._digest_hashers = hashers
         md5 = hashers["md5"] if "md5" in hashers else new_hasher("md5")
         self._md5 = md5
@@ -480,11 +531,30 @@ class ObjectWriter:
         previous: int | None = 0 if segment.starts_chunk else self._hash_crc
         if self._backend_crc:
             previous = None
+        if self._cipher is not None:
+            return self._hash_encrypted(segment, previous, self._cipher)
         d = self._m._in_cpu(_hash_segment, segment.data, self._hashers, previous)
 
         def hashed(crc: int) -> _Hashed:
             self._hash_crc = crc
             return _Hashed(segment, crc)
+
+        return d.addCallback(hashed)
+
+    def _hash_encrypted(self, segment: _Segment, previous: int | None, cipher: DataCipher) -> Deferred[_Hashed]:
+        """Hash and encrypt one segment in the CPU pool.  Segments are
+        hashed in order, so a new chunk's id is drawn here, before its
+        first bytes are encrypted, and travels with them to ``_store``."""
+        if segment.starts_chunk:
+            self._hash_chunk_id = self._m._new_chunk_id()
+        chunk_id = self._hash_chunk_id
+        within = segment.offset % self._m.chunk_size
+        d = self._m._in_cpu(_hash_encrypt_segment, segment.data, self._hashers, previous, cipher, chunk_id, within)
+
+        def hashed(result: tuple[bytes, int]) -> _Hashed:
+            stored, crc = result
+            self._hash_crc = crc
+            return _Hashed(segment, crc, stored, chunk_id)
 
         return d.addCallback(hashed)
 
@@ -502,13 +572,13 @@ class ObjectWriter:
             return
         segment = item.segment
         if self._chunk_writer is None:
-            chunk_id = self._m._new_chunk_id()
+            chunk_id = item.chunk_id or self._m._new_chunk_id()
             self._chunk_ids.append(chunk_id)
             self._chunk_writer = self._m.backend.open_chunk(chunk_id)
             self._chunk_id = chunk_id
             self._chunk_start = segment.offset
             self._chunk_len = 0
-        await self._chunk_writer.write(segment.data)
+        await self._chunk_writer.write(segment.data if item.stored is None else item.stored)
         if not self._active():
             return  # aborted: counters were reset; clean-up aborts the writer
         self._chunk_len += len(segment.data)
@@ -624,6 +694,10 @@ class ObjectWriter:
             if self._state is _State.ABORTED:
                 raise CancelledError("the writer was aborted")
         self._state = _State.FINISHED
+        if self._cipher is not None and data:
+            # At most the inline threshold (64 KiB by default): AES-CTR of
+            # that is tens of microseconds, less than a thread hop.
+            data = self._cipher.inline(data)
         return self._result([], data)
 
     async def _failed_result(self) -> WriteResult:
@@ -633,7 +707,8 @@ class ObjectWriter:
 
     def _result(self, chunks: list[ChunkRef], inline: bytes | None) -> WriteResult:
         digests = {name: h.digest() for name, h in self._digest_hashers.items()}
-        return WriteResult(self._received, self._md5.digest().hex(), digests, chunks, inline)
+        encryption = None if self._cipher is None else self._cipher.encryption
+        return WriteResult(self._received, self._md5.digest().hex(), digests, chunks, inline, encryption)
 
     def abort(self) -> Deferred[None]:
         """Stop, discard the open chunk and delete committed ones; never fails.
@@ -692,13 +767,23 @@ class ObjectReader:
     """
 
     def __init__(
-        self, manager: ChunkManager, chunks: list[ChunkRef], inline: bytes | None, offset: int, length: int
+        self,
+        manager: ChunkManager,
+        chunks: list[ChunkRef],
+        inline: bytes | None,
+        offset: int,
+        length: int,
+        cipher: DataCipher | None = None,
     ) -> None:
         if offset < 0 or length < 0:
             raise ValueError("offset and length must be >= 0")
         if inline is not None and chunks:
             raise ValueError("an object has inline data or chunks, not both")
         self._m = manager
+        self._cipher = cipher
+        if cipher is not None and inline:
+            # Small (the inline threshold): decrypted here, on the reactor.
+            inline = cipher.inline(inline)
         self._inline = inline
         self.size = len(inline) if inline is not None else sum(c.size for c in chunks)
         start = min(offset, self.size)
@@ -744,13 +829,21 @@ class ObjectReader:
         n = min(self._m.piece_size, span.end - span.pos)
         self._busy = True
         backend: Any = self._m.backend  # get_chunk_range_crc comes with the capability
+        # Where this piece starts in its chunk: taken now, since a backend
+        # that answers synchronously advances ``span.pos`` before the
+        # decryption callback is added.
+        within = span.pos
         if span.verify and self._m.backend_crc32c:
             # The backend computes the running CRC where it reads (off the
             # reactor, from checksums it verifies anyway).
-            dc: Deferred[tuple[bytes, int]] = backend.get_chunk_range_crc(span.ref.chunk_id, span.pos, n, span.crc)
-            return dc.addCallbacks(self._got_crc, self._failed, callbackArgs=(span, n))
-        d: Deferred[bytes] = backend.get_chunk_range(span.ref.chunk_id, span.pos, n)
-        return d.addCallbacks(self._got, self._failed, callbackArgs=(span, n))
+            dc: Deferred[Any] = backend.get_chunk_range_crc(span.ref.chunk_id, span.pos, n, span.crc)
+            dc.addCallbacks(self._got_crc, self._failed, callbackArgs=(span, n))
+        else:
+            dc = backend.get_chunk_range(span.ref.chunk_id, span.pos, n)
+            dc.addCallbacks(self._got, self._failed, callbackArgs=(span, n))
+        if self._cipher is not None:
+            dc.addCallback(self._decrypt, self._cipher, span.ref.chunk_id, within)
+        return dc
 
     def whole_inline(self) -> bytes | None:
         """The rest of an inline object's range, when it is one piece (what
@@ -794,6 +887,19 @@ class ObjectReader:
             if span.pos == span.end and span.crc != span.ref.checksum:
                 self._corrupt(f"chunk {chunk_id}: checksum does not match its metadata")
         return data
+
+    def _decrypt(self, stored: bytes, cipher: DataCipher, chunk_id: str, within: int) -> Any:
+        """The plaintext of ``stored``, read at ``within`` of ``chunk_id``
+        (its CRC already checked): in the CPU pool unless it is small."""
+        if len(stored) <= _HASH_INLINE_MAX:
+            return cipher.chunk(chunk_id, within, stored)
+        self._busy = True  # the piece is not delivered yet
+
+        def done(result: Any) -> Any:
+            self._busy = False
+            return result
+
+        return self._m._in_cpu(cipher.chunk, chunk_id, within, stored).addBoth(done)
 
     def _corrupt(self, message: str) -> NoReturn:
         error = self._error = ChunkCorrupted(message)

@@ -15,7 +15,6 @@ from lightningstor import errors
 
 _ABSENT = {
     "website": "NoSuchWebsiteConfiguration",
-    "encryption": "ServerSideEncryptionConfigurationNotFoundError",
     "ownershipControls": "OwnershipControlsNotFoundError",
     "replication": "ReplicationConfigurationNotFoundError",
 }

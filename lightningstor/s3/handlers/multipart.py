@@ -43,7 +43,7 @@ from lightningstor.s3.handlers.objects import (
     version_header,
     written_version_header,
 )
-from lightningstor.s3.headers import checksum_algorithms, put_attrs
+from lightningstor.s3.headers import checksum_algorithms, put_attrs, refuse_sse_header, sse_response_headers
 
 
 @dataclass
@@ -116,7 +116,8 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
         checksum_type=call.headers.get("x-amz-checksum-type"),
     )
     body = xmlio.initiate_multipart_xml(bucket.name, call.key, upload.upload_id)
-    return api.send_xml(call, body, headers=_algorithm_header(upload))
+    headers = _algorithm_header(upload) + sse_response_headers(upload.encryption is not None)
+    return api.send_xml(call, body, headers=headers)
 
 
 # -- UploadPart ----------------------------------------------------------------
@@ -128,6 +129,7 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     headers arrive, so nothing is stored for a part of an unknown upload, an
     invalid part number or a part over 5 GiB."""
     principal, verified, bucket = yield _resolve(api, call)
+    refuse_sse_header(call.headers)  # the upload's encryption was fixed at its creation
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
     decoded_length = decoded_length_of(call, length)
@@ -171,6 +173,7 @@ def upload_part(api: Any, call: Any) -> Any:
         raise
     headers = [("ETag", f'"{part.etag}"')]
     headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
+    headers += sse_response_headers(ctx.upload.encryption is not None)
     return api.send(call, 200, headers=headers, content_type=None)
 
 
@@ -230,6 +233,7 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     part = yield api.core.multipart.copy_part(upload, part_number, source, start, length)
     headers = [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
+    headers += sse_response_headers(upload.encryption is not None)
     return api.send_xml(call, xmlio.copy_part_result_xml(part.etag, part.created_at), headers=headers)
 
 
@@ -284,6 +288,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         checksum_type=done.checksum_type,
     )
     headers = written_version_header(record.version_id)
+    headers += sse_response_headers(record.encryption is not None)
     if bucket.lifecycle:
         headers += expiration_header(api, bucket, record)
     return api.send_xml(call, body, headers=headers)

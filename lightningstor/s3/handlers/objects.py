@@ -43,7 +43,10 @@ from lightningstor.s3.headers import (
     object_headers,
     parse_tagging_header,
     put_attrs,
+    refuse_sse_header,
     refuse_unsupported,
+    sse_request,
+    sse_response_headers,
 )
 from lightningstor.s3.objectlockxml import bypass_requested, lock_headers
 from lightningstor.s3.streaming import ObjectProducer
@@ -174,7 +177,7 @@ def _upload_context(
     algorithms, decoder = body_plan(
         call, verified, decoded_length, attrs.store_checksums, attrs.expected_checksums, trailer
     )
-    writer = api.core.chunks.new_writer(algorithms)
+    writer = api.core.new_writer(bucket, call.key, attrs.encryption, algorithms)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
 
 
@@ -280,6 +283,7 @@ def commit_upload(
         headers = [("ETag", record.quoted_etag)]
         headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
         headers += written_version_header(record.version_id)
+        headers += sse_response_headers(record.encryption is not None)
         if ctx.bucket.lifecycle:
             headers += expiration_header(api, ctx.bucket, record)
         if answer is None:
@@ -396,6 +400,8 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
     from lightningstor.s3.handlers.multipart import requested_part
 
     _principal, bucket, record = found
+    if "x-amz-server-side-encryption" in call.headers:
+        refuse_sse_header(call.headers)
     checksum_mode = call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
@@ -537,6 +543,7 @@ def copy_object(api: Any, call: Any) -> Any:
         call.key,
         replaces_metadata=directive == "REPLACE",
         sets_storage_class="x-amz-storage-class" in call.headers,
+        sets_encryption=sse_request(call.headers) is not None,
     )
     replace = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes) if directive == "REPLACE" else None
     tags = None
@@ -559,8 +566,10 @@ def copy_object(api: Any, call: Any) -> Any:
         tags=tags,
         owner=principal.principal_id,
         conditions=write_conditions,
+        encryption=sse_request(call.headers),
     )
     headers = written_version_header(record.version_id)
+    headers += sse_response_headers(record.encryption is not None)
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     if dest_bucket.lifecycle:
         headers += expiration_header(api, dest_bucket, record)

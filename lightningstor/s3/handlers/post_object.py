@@ -58,6 +58,7 @@ _HEADER_FIELDS = frozenset(
     {"content-type", "content-md5", "x-amz-storage-class"}
     | {name.lower() for name in SYSTEM_HEADERS}
     | {f"x-amz-checksum-{algorithm}" for algorithm in ALGORITHMS}
+    | {"x-amz-server-side-encryption"}
 )
 log = Logger()
 _NOT_MULTIPART = "Bucket POST must be of the enclosure-type multipart/form-data"
@@ -276,7 +277,7 @@ def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: Post
 
     def context(_: Any) -> UploadContext:
         algorithms = tuple(sorted(set(attrs.store_checksums) | set(attrs.expected_checksums)))
-        writer = api.core.chunks.new_writer(algorithms)
+        writer = api.core.new_writer(bucket, plan.key, attrs.encryption, algorithms)
         return UploadContext(principal, verified, bucket, attrs, writer, None, None, None)
 
     return checked.addCallback(context)

@@ -1,0 +1,146 @@
+"""SSE-S3: server-side encryption of object data with server-managed keys.
+
+Keys, from the top:
+
+* the **master key file** (``[security] master_key_file``, one Fernet key a
+  line, core/credentials.py) is what an operator keeps; every API server
+  and worker of a deployment reads the same file;
+* a **key-encryption key** (KEK) per line of that file, derived with
+  HKDF-SHA256 under the label :data:`KEK_LABEL`.  The credential store uses
+  the raw Fernet keys, so the two uses never share a key;
+* a fresh random 256-bit **data key** per encrypted object version (and per
+  multipart upload: its parts and the completed object share it), stored
+  only wrapped: AES-256-GCM under the first line's KEK, with the object key
+  as associated data, in the object or upload record.  Unwrapping tries
+  every line's KEK, so a master key rotation (a new first line, the old one
+  kept below it) keeps old objects readable.
+
+Object data is AES-256-CTR under the data key, so ciphertext is exactly as
+long as plaintext and a range read decrypts from any offset.  The counter
+block of a chunk is ``prefix(8) || block_index(8, big-endian)``, where the
+prefix is derived from the chunk id (:func:`chunk_nonce`): chunk ids are
+fresh random UUIDs and every writer opens new chunks, so no counter block
+repeats under one data key.  Inline data (small objects kept in the
+metadata record) has a random prefix of its own, stored with the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from lightningstor.core.credentials import master_keys
+from lightningstor.core.types import Bucket, Encryption
+
+AES256 = "AES256"
+"""The one ``x-amz-server-side-encryption`` value this server implements."""
+
+KEK_LABEL = b"lightningstor sse-s3 key-encryption key v1"
+_CHUNK_NONCE_LABEL = b"lightningstor sse-s3 chunk nonce v1\x00"
+_AAD_LABEL = b"lightningstor sse-s3 data key v1\x00"
+_BLOCK = 16
+_WRAP_NONCE = 12
+
+
+def sse_applies(bucket: Bucket, requested: str | None) -> bool:
+    """Whether a new object version (or upload) in ``bucket`` is encrypted:
+    the write asked for SSE-S3 (``requested``, already validated by the
+    protocol layer), or asked for nothing and the bucket has default
+    encryption, as AWS applies it."""
+    return requested is not None or bucket.encryption is not None
+
+
+class KeyUnavailable(Exception):
+    """A wrapped data key no KEK of this server's master key file opens
+    (the file was replaced, or a rotated-out line was dropped too early)."""
+
+
+def derive_kek(master_key_line: bytes) -> bytes:
+    """The 256-bit KEK of one master key line (HKDF-SHA256, distinct label)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=KEK_LABEL)
+    return hkdf.derive(master_key_line)
+
+
+def _aad(object_key: str) -> bytes:
+    """Binds a wrapped key to its object's name: a record's key copied onto
+    another object does not open there."""
+    return _AAD_LABEL + object_key.encode("utf-8", "surrogatepass")
+
+
+def chunk_nonce(chunk_id: str) -> bytes:
+    """The 8-byte counter prefix of a chunk, from its (random, never reused) id."""
+    return hashlib.sha256(_CHUNK_NONCE_LABEL + chunk_id.encode()).digest()[:8]
+
+
+def ctr_xor(key: bytes, nonce: bytes, offset: int, data: bytes) -> bytes:
+    """AES-256-CTR of ``data`` lying at byte ``offset`` of a stream whose
+    counter blocks are ``nonce || block_index``: encryption and decryption
+    are the same operation.  The keystream starts at block ``offset // 16``
+    and skips ``offset % 16`` bytes, so any range is reachable directly."""
+    block, skip = divmod(offset, _BLOCK)
+    iv = nonce + block.to_bytes(8, "big")
+    enc = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+    if skip:
+        enc.update(bytes(skip))
+    return enc.update(data)
+
+
+class DataCipher:
+    """The data key of one object version or upload, unwrapped, with what
+    its record must store (``encryption``).  Thread-safe: every call builds
+    its own cipher context, so the CPU pool may run several at once."""
+
+    __slots__ = ("_key", "encryption")
+
+    def __init__(self, key: bytes, encryption: Encryption) -> None:
+        if len(key) != 32:
+            raise ValueError("an SSE-S3 data key is 256 bits")
+        self._key = key
+        self.encryption = encryption
+
+    def chunk(self, chunk_id: str, offset: int, data: bytes) -> bytes:
+        """Encrypt (or decrypt) ``data`` lying at ``offset`` within chunk ``chunk_id``."""
+        return ctr_xor(self._key, chunk_nonce(chunk_id), offset, data)
+
+    def inline(self, data: bytes) -> bytes:
+        """Encrypt (or decrypt) a record's inline data with the record's own nonce."""
+        return ctr_xor(self._key, self.encryption.inline_nonce, 0, data)
+
+
+class KeyManager:
+    """Makes and opens data keys with the KEKs of the master key file."""
+
+    def __init__(self, master_key: bytes) -> None:
+        # The first line wraps; every line unwraps (key rotation).
+        self._keks = [AESGCM(derive_kek(line)) for line in master_keys(master_key)]
+
+    def new_cipher(self, object_key: str) -> DataCipher:
+        """A fresh random data key for a new object version or upload of
+        ``object_key``, and the record field that carries it wrapped."""
+        key = os.urandom(32)
+        nonce = os.urandom(_WRAP_NONCE)
+        wrapped = nonce + self._keks[0].encrypt(nonce, key, _aad(object_key))
+        return DataCipher(key, Encryption(AES256, wrapped, os.urandom(8)))
+
+    def cipher(self, encryption: Encryption, object_key: str) -> DataCipher:
+        """The cipher of a stored object or upload of ``object_key``.
+
+        KeyUnavailable if no KEK opens its wrapped key (a different master
+        key file, or a record moved to another object name)."""
+        if encryption.algorithm != AES256:
+            raise KeyUnavailable(f"unknown server-side encryption algorithm {encryption.algorithm!r}")
+        wrapped = encryption.wrapped_key
+        nonce, sealed = wrapped[:_WRAP_NONCE], wrapped[_WRAP_NONCE:]
+        for kek in self._keks:
+            try:
+                key = kek.decrypt(nonce, sealed, _aad(object_key))
+            except InvalidTag:
+                continue
+            return DataCipher(key, encryption)
+        raise KeyUnavailable("no key of the master key file opens this object's data key")
