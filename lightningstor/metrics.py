@@ -147,6 +147,8 @@ class S3Metrics:
         self.scrub_errors: Counter | None = None
         # Registered by the first lifecycle run (the same reason).
         self.lifecycle_actions: Counter | None = None
+        # Registered by the first lease change (servers on a shared store only).
+        self.job_leases: Gauge | None = None
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         # The gRPC API's calls, registered at the first one (grpc_finished
         # runs on gRPC's handler threads; prometheus_client is thread-safe).
@@ -233,6 +235,20 @@ class S3Metrics:
             )
         for action in _LIFECYCLE_ACTIONS:
             self.lifecycle_actions.labels(action).inc(getattr(counts, action))
+
+    def lease_changed(self, job: str, held: bool) -> None:
+        """The leases' hook (lightningstor.core.leases): 1 for each background
+        job whose deployment-wide lease this server holds, 0 for the others,
+        so a dashboard shows which server runs what."""
+        if self.job_leases is None:
+            self.job_leases = Gauge(
+                "lightningstor_background_job_lease",
+                "1 if this server holds the lease of the background job (runs it), 0 if another server does.",
+                ["job"],
+                registry=self.registry,
+                multiprocess_mode="livemax",
+            )
+        self.job_leases.labels(job).set(1 if held else 0)
 
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)

@@ -32,6 +32,7 @@ from lightningstor.core.credentials import (
     load_or_create_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
+from lightningstor.core.leases import Holder, Lease, lease_ttl, server_holder
 from lightningstor.core.lifecycle_service import LifecycleService, LifecycleWorker, reactor_pause
 from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.quotas import UsageFoldService
@@ -380,12 +381,17 @@ def _assemble(
         bootstrap=primary,
         on_ready=None if worker is None else worker.report_ready,
     ).setServiceParent(top)
+    # One lease per background job when several servers may share the store.
+    leases = JobLeases(store, settings.server.s3_addr)
     if primary:
-        CollectorService(store, backend, time.time, reactor).setServiceParent(top)
+        leases.periodic(CollectorService(store, backend, time.time, reactor), "collector").setServiceParent(top)
         # Folds usage deltas (core/quotas.py) so usage reads stay short.
-        UsageFoldService(core.quotas, reactor).setServiceParent(top)
-        UploadExpiryService(
-            core.multipart, reactor, max_age_seconds=settings.limits.multipart_upload_timeout_hours * 3600.0
+        leases.periodic(UsageFoldService(core.quotas, reactor), "usage-fold").setServiceParent(top)
+        leases.periodic(
+            UploadExpiryService(
+                core.multipart, reactor, max_age_seconds=settings.limits.multipart_upload_timeout_hours * 3600.0
+            ),
+            "upload-expiry",
         ).setServiceParent(top)
         # Brings the bucket name index in line with the bucket records.
         NameIndexService(core.buckets, reactor).setServiceParent(top)
@@ -412,9 +418,14 @@ def _assemble(
         multiprocess_dir=None if worker is None else worker.multiprocess_dir,
         adopt_fd=None if worker is None else worker.metrics_fd,
     )
+    leases.on_change = metrics.lease_changed if primary else None
+    repairer = getattr(backend, "repairer", None)
+    if repairer is not None:
+        # Every worker's backend has a repairer; one process of the deployment repairs.
+        repairer.lease = leases.lease("repair", repairer.interval)
     if primary and settings.lifecycle.interval_seconds:
         # Applies buckets' lifecycle rules, next to the upload expiry above.
-        LifecycleService(
+        lifecycle = LifecycleService(
             LifecycleWorker(
                 store,
                 core.objects,
@@ -427,7 +438,8 @@ def _assemble(
             reactor,
             interval_seconds=settings.lifecycle.interval_seconds,
             on_run=metrics.lifecycle_finished,
-        ).setServiceParent(top)
+        )
+        leases.periodic(lifecycle, "lifecycle").setServiceParent(top)
     if primary and settings.storage.scrub_interval_seconds:
         ScrubService(
             store,
@@ -435,6 +447,7 @@ def _assemble(
             reactor,
             interval_seconds=settings.storage.scrub_interval_seconds,
             on_report=metrics.scrub_finished,
+            lease=leases.lease("scrub", settings.storage.scrub_interval_seconds),
         ).setServiceParent(top)
     if settings.logging.access_log:
         api.finish_hooks.append(AccessLog().emit)
@@ -465,6 +478,36 @@ def _assemble(
         grpc_service_from_settings(
             core, settings, reactor, tls, reuse_port=worker is not None, audit=audit, metrics=metrics
         ).setServiceParent(top)
+
+
+class JobLeases:
+    """Makes the deployment-wide lease of each background job
+    (lightningstor.core.leases), or none at all on a store that only one
+    server can use: a SQLite file belongs to one server process, whose jobs
+    then run exactly as they did before leases existed (no lease writes, no
+    wait for a lease after a crash).  Any other store (etcd, a third-party
+    plugin) may be shared by several API servers, so its jobs are leased."""
+
+    def __init__(self, store: Any, s3_addr: str) -> None:
+        self.store = store
+        self.shared = getattr(store, "name", None) != "sqlite"
+        self.holder: Holder | None = server_holder(s3_addr) if self.shared else None
+        # Called with (job, held) when this server takes or gives up a lease (metrics).
+        self.on_change: Any = None
+
+    def lease(self, job: str, interval_seconds: float) -> Lease | None:
+        """The lease of ``job``, lasting :func:`lease_ttl` of its interval; None
+        when the store is not shared."""
+        if self.holder is None:
+            return None
+        lease = Lease(self.store, job, self.holder, ttl_seconds=lease_ttl(interval_seconds))
+        lease.on_change = lambda job, held: self.on_change(job, held) if self.on_change is not None else None
+        return lease
+
+    def periodic(self, service: Any, job: str) -> Any:
+        """``service`` (a PeriodicService) with the lease of ``job`` set."""
+        service.lease = self.lease(job, service.interval_seconds)
+        return service
 
 
 def _attach_audit(top: MultiService, settings: Settings, reactor: Any, api: S3Api, registry: Any) -> AuditLog | None:

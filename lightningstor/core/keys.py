@@ -70,6 +70,16 @@ def lifecycle_walk_key(bucket_id: str) -> bytes:
     return LIFECYCLE_WALKS + bucket_id.encode()
 
 
+LEASES = ROOT + b"leases/"
+"""Per background job, the lease of the API server that runs it
+(lightningstor.core.leases): ``{holder, host, pid, expires}`` as JSON."""
+
+
+def lease_key(job: str) -> bytes:
+    """``leases/{job}``: one record per background job of the deployment."""
+    return LEASES + job.encode()
+
+
 BUCKET_NAMES = ROOT + b"bucket-names/"
 BUCKET_NAMES_INDEXED = ROOT + b"upgrades/bucket-names"
 """Set once every bucket record had its entry (BucketManager.index_names):

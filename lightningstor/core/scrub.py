@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.checksums import crc32c
 from lightningstor.core import chunkindex, keys, records, scans
+from lightningstor.core.leases import Lease, release_quietly, run_leased
 from lightningstor.core.types import ChunkRef
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound
 from lightningstor.interfaces.metadata import IMetadataStore
@@ -233,7 +234,11 @@ def iter_problem_lines(report: ScrubReport) -> Iterator[str]:
 class ScrubService(Service):
     """Runs :func:`scrub` every ``interval_seconds`` (first run one interval
     after start), and passes each report to ``on_report`` (the server counts
-    its problems in ``lightningstor_scrub_errors_total``)."""
+    its problems in ``lightningstor_scrub_errors_total``).
+
+    With ``lease`` (several servers sharing the store) only the server
+    holding it scrubs: a scrub reads every chunk, which N servers would
+    read N times."""
 
     def __init__(
         self,
@@ -243,8 +248,11 @@ class ScrubService(Service):
         *,
         interval_seconds: float,
         on_report: Callable[[ScrubReport], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.store = store
+        self.reactor = reactor
+        self.lease = lease
         self.backend = backend
         self.interval_seconds = interval_seconds
         self.on_report = on_report
@@ -253,10 +261,13 @@ class ScrubService(Service):
         self._running: Deferred[Any] | None = None
 
     def _run(self) -> Deferred[Any]:
-        d: Deferred[Any] = scrub(self.store, self.backend)
-        d.addCallback(self._reported)
+        d = run_leased(self.lease, self.reactor, self._scrub, "Scrub")
         d.addErrback(lambda f: log.failure("Scrub failed", f))
         return d
+
+    def _scrub(self) -> Deferred[Any]:
+        d: Deferred[Any] = scrub(self.store, self.backend)
+        return d.addCallback(self._reported)
 
     def _reported(self, report: ScrubReport) -> None:
         log.info(
@@ -272,8 +283,10 @@ class ScrubService(Service):
 
     def stopService(self) -> Any:
         """Stop the loop and wait for a pass in progress: the store and the
-        backend are closed by a service stopped after this one."""
+        backend are closed by a service stopped after this one.  Then give
+        the lease up, so another server need not wait for its expiry."""
         super().stopService()
         if self._loop.running:
             self._loop.stop()
-        return self._running
+        running: Deferred[Any] = self._running if self._running is not None else succeed(None)
+        return running.addCallback(lambda _: release_quietly(self.lease))

@@ -52,7 +52,9 @@ The copies awaiting their second run are remembered in memory, at most
 
 Several API servers, different node lists
 -----------------------------------------
-Every API server runs its own repairer, and each judges "extra" by its own
+Every API server has a repairer (on a shared metadata store one of them
+runs at a time, the holder of the ``repair`` lease, lightningstor.core.leases;
+but the lease moves between servers), and each judges "extra" by its own
 node list.  During a rolling configuration change (a node added on some
 servers but not yet on others) one server's placement differs from
 another's: server B (with the new node) trims the copy that server A's
@@ -89,6 +91,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from lightningstor.core.leases import Lease, release_quietly, run_leased
 from lightningstor.errors import StorageFull
 from lightningstor.storage.placement import NodeAddress
 
@@ -145,6 +148,9 @@ class Repairer:
         self._loop = LoopingCall(self._tick)
         self._loop.clock = reactor
         self._running: defer.Deferred[Any] | None = None
+        # Set by the server when several may share the store: only the
+        # holder of this deployment-wide lease repairs (lightningstor.core.leases).
+        self.lease: Lease | None = None
 
     def start(self) -> None:
         if not self._loop.running:
@@ -155,17 +161,30 @@ class Repairer:
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
+        """Stop the loop, wait for a run in progress, then give the lease up
+        (the next server repairs at its next run, not after the expiry)."""
         if self._loop.running:
             self._loop.stop()
         if self._running is not None:
             yield self._running
+        yield release_quietly(self.lease)
 
     def _tick(self) -> defer.Deferred[Any]:
-        # A failed run is logged, never fatal: the loop keeps going.
-        d = self.run_once()
+        # A failed run is logged, never fatal: the loop keeps going.  Without
+        # the lease (another server holds it) the run is skipped.
+        d = run_leased(self.lease, self.reactor, self.run_once, "Chunk repair")
+        d.addCallback(self._skipped)
         d.addErrback(lambda f: log.failure("chunk repair run failed", f))
         self._running = d
         return d
+
+    def _skipped(self, report: RepairReport | None) -> RepairReport | None:
+        """After a run skipped for another server's lease (``None``), forget
+        the copies seen extra: when the lease comes back, hours later, the
+        next run is not "consecutive" to the one that saw them."""
+        if report is None:
+            self._extra_seen = set()
+        return report
 
     @defer.inlineCallbacks
     def run_once(self) -> Any:
