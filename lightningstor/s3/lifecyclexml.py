@@ -22,7 +22,7 @@ from lightningstor import errors
 from lightningstor.core.lifecycle import FORM_AND, FORM_FILTER, FORM_PREFIX, midnight_error
 from lightningstor.core.types import LifecycleFilter, LifecycleRule
 from lightningstor.s3.dates import iso8601
-from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text
+from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text, single_children
 
 # A configuration of 1000 rules with long prefixes and several tags each
 # stays well under this; a larger body is refused before it is parsed (400
@@ -62,15 +62,6 @@ def parse_lifecycle_configuration(body: bytes) -> ParsedConfiguration:
     return ParsedConfiguration(rules, frozenset(transitions))
 
 
-def _single_children(element: Element, allowed: Sequence[str]) -> dict[str, Element]:
-    """The children of ``element`` by name; MalformedXML for an unknown or repeated one."""
-    found: dict[str, Element] = {}
-    for child in element:
-        if child.tag not in allowed or child.tag in found:
-            raise errors.MalformedXML()
-        found[child.tag] = child
-    return found
-
 
 def _parse_rule(element: Element) -> tuple[LifecycleRule, bool]:
     found: dict[str, Element] = {}
@@ -98,7 +89,7 @@ def _parse_rule(element: Element) -> tuple[LifecycleRule, bool]:
     if "Expiration" in found:
         fields.update(_parse_expiration(found["Expiration"]))
     if "NoncurrentVersionExpiration" in found:
-        parts = _single_children(
+        parts = single_children(
             found["NoncurrentVersionExpiration"], ("NoncurrentDays", "NewerNoncurrentVersions")
         )
         if "NoncurrentDays" not in parts:
@@ -107,7 +98,7 @@ def _parse_rule(element: Element) -> tuple[LifecycleRule, bool]:
         if "NewerNoncurrentVersions" in parts:
             fields["newer_noncurrent_versions"] = _int(parts["NewerNoncurrentVersions"])
     if "AbortIncompleteMultipartUpload" in found:
-        parts = _single_children(found["AbortIncompleteMultipartUpload"], ("DaysAfterInitiation",))
+        parts = single_children(found["AbortIncompleteMultipartUpload"], ("DaysAfterInitiation",))
         if "DaysAfterInitiation" not in parts:
             raise errors.MalformedXML()
         fields["abort_days"] = _int(parts["DaysAfterInitiation"])
@@ -126,7 +117,7 @@ def _check_transition(element: Element) -> None:
     ``StorageClass``) or ``NoncurrentVersionTransition`` (``NoncurrentDays``,
     ``StorageClass``, optionally ``NewerNoncurrentVersions``)."""
     if element.tag == "Transition":
-        parts = _single_children(element, ("Days", "Date", "StorageClass"))
+        parts = single_children(element, ("Days", "Date", "StorageClass"))
         if ("Days" in parts) == ("Date" in parts):
             raise errors.MalformedXML()  # neither, or both
         if "Days" in parts:
@@ -134,7 +125,7 @@ def _check_transition(element: Element) -> None:
         else:
             _date(_text(parts["Date"]))
     else:
-        parts = _single_children(element, ("NoncurrentDays", "StorageClass", "NewerNoncurrentVersions"))
+        parts = single_children(element, ("NoncurrentDays", "StorageClass", "NewerNoncurrentVersions"))
         if "NoncurrentDays" not in parts:
             raise errors.MalformedXML()
         _int(parts["NoncurrentDays"])
@@ -177,7 +168,7 @@ def _parse_conditions(element: Element, *, allow_many_tags: bool) -> LifecycleFi
 
 
 def _parse_tag(element: Element) -> tuple[str, str]:
-    parts = _single_children(element, ("Key", "Value"))
+    parts = single_children(element, ("Key", "Value"))
     if "Key" not in parts or not _text(parts["Key"], strip=False):
         raise errors.MalformedXML()
     value = _text(parts["Value"], strip=False) if "Value" in parts else ""
@@ -185,7 +176,7 @@ def _parse_tag(element: Element) -> tuple[str, str]:
 
 
 def _parse_expiration(element: Element) -> dict[str, object]:
-    parts = _single_children(element, ("Days", "Date", "ExpiredObjectDeleteMarker"))
+    parts = single_children(element, ("Days", "Date", "ExpiredObjectDeleteMarker"))
     if len(parts) != 1:
         raise errors.MalformedXML()  # none, or more than one of its forms
     if "Days" in parts:

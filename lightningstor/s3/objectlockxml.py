@@ -20,7 +20,7 @@ from lightningstor import errors
 from lightningstor.core.objectlock import check_mode
 from lightningstor.core.types import LOCK_MODES, DefaultRetention, ObjectRecord
 from lightningstor.s3.dates import iso8601
-from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, expect_root, leaf_text
+from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, expect_root, leaf_text, single_children
 
 MODE_HEADER = "x-amz-object-lock-mode"
 UNTIL_HEADER = "x-amz-object-lock-retain-until-date"
@@ -44,14 +44,6 @@ class LockHeaders:
         return self.mode is not None or self.until is not None or self.legal_hold is not None
 
 
-def _children(element: Element, allowed: tuple[str, ...]) -> dict[str, Element]:
-    found: dict[str, Element] = {}
-    for child in element:
-        if child.tag not in allowed or child.tag in found:
-            raise errors.MalformedXML()
-        found[child.tag] = child
-    return found
-
 
 def parse_timestamp(text: str) -> int | None:
     """An ISO 8601 timestamp (``2030-01-01T00:00:00Z``, fractions allowed;
@@ -70,16 +62,16 @@ def parse_lock_configuration(body: bytes) -> DefaultRetention | None:
     configuration has no ``Rule``).  ``ObjectLockEnabled`` must be
     ``Enabled``; a ``DefaultRetention`` needs a mode and an integer period."""
     root = expect_root(body, "ObjectLockConfiguration")
-    found = _children(root, ("ObjectLockEnabled", "Rule"))
+    found = single_children(root, ("ObjectLockEnabled", "Rule"))
     if "ObjectLockEnabled" not in found or leaf_text(found["ObjectLockEnabled"]).strip() != "Enabled":
         raise errors.MalformedXML()
     rule = found.get("Rule")
     if rule is None:
         return None
-    retention = _children(rule, ("DefaultRetention",)).get("DefaultRetention")
+    retention = single_children(rule, ("DefaultRetention",)).get("DefaultRetention")
     if retention is None:
         raise errors.MalformedXML()
-    fields = _children(retention, ("Mode", "Days", "Years"))
+    fields = single_children(retention, ("Mode", "Days", "Years"))
     if "Mode" not in fields:
         raise errors.MalformedXML()
     mode = leaf_text(fields["Mode"]).strip()
@@ -113,7 +105,7 @@ def parse_retention(body: bytes) -> tuple[str | None, int | None]:
     empty ``Retention`` (removing it).  An unknown mode or a date that is
     not one is MalformedXML."""
     root = expect_root(body, "Retention")
-    found = _children(root, ("Mode", "RetainUntilDate"))
+    found = single_children(root, ("Mode", "RetainUntilDate"))
     mode = leaf_text(found["Mode"]).strip() if "Mode" in found else None
     if mode is not None:
         check_mode(mode)
@@ -138,7 +130,7 @@ def parse_legal_hold(body: bytes) -> bool:
     """PutObjectLegalHold body -> on (``ON``) or off (``OFF``); anything
     else, or no ``Status``, is MalformedXML."""
     root = expect_root(body, "LegalHold")
-    status = _children(root, ("Status",)).get("Status")
+    status = single_children(root, ("Status",)).get("Status")
     if status is None:
         raise errors.MalformedXML()
     text = leaf_text(status).strip()

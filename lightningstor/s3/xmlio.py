@@ -153,6 +153,17 @@ def leaf_text(element: Element) -> str:
     return element.text or ""
 
 
+def single_children(element: Element, allowed: Sequence[str]) -> dict[str, Element]:
+    """The children of ``element`` by name; MalformedXML for an unknown or
+    repeated one (configuration documents: lifecyclexml, objectlockxml)."""
+    found: dict[str, Element] = {}
+    for child in element:
+        if child.tag not in allowed or child.tag in found:
+            raise errors.MalformedXML()
+        found[child.tag] = child
+    return found
+
+
 def _required_text(parent: Element, tag: str) -> str:
     element = _child(parent, tag)
     if element is None:
@@ -755,13 +766,11 @@ def parse_public_access_block(body: bytes) -> tuple[bool, bool, bool, bool]:
     repeated or unknown element is MalformedXML."""
     root = expect_root(body, "PublicAccessBlockConfiguration")
     values: dict[str, bool] = {}
-    for child in root:
-        if child.tag not in PUBLIC_ACCESS_BLOCK_ELEMENTS or child.tag in values:
-            raise errors.MalformedXML()
+    for name, child in single_children(root, PUBLIC_ACCESS_BLOCK_ELEMENTS).items():
         text = leaf_text(child).strip().lower()
         if text not in ("true", "false"):
             raise errors.MalformedXML()
-        values[child.tag] = text == "true"
+        values[name] = text == "true"
     a, b, c, d = (values.get(name, False) for name in PUBLIC_ACCESS_BLOCK_ELEMENTS)
     return a, b, c, d
 
