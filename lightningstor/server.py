@@ -32,7 +32,7 @@ from lightningstor.core.credentials import (
     load_or_create_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
-from lightningstor.core.leases import Holder, Lease, lease_ttl, server_holder
+from lightningstor.core.leases import HEARTBEAT_TTL_SECONDS, Holder, Lease, server_holder
 from lightningstor.core.lifecycle_service import LifecycleService, LifecycleWorker, reactor_pause
 from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.quotas import UsageFoldService
@@ -382,7 +382,7 @@ def _assemble(
         on_ready=None if worker is None else worker.report_ready,
     ).setServiceParent(top)
     # One lease per background job when several servers may share the store.
-    leases = JobLeases(store, settings.server.s3_addr)
+    leases = JobLeases(store, settings.server.s3_addr, reactor)
     if primary:
         leases.periodic(CollectorService(store, backend, time.time, reactor), "collector").setServiceParent(top)
         # Folds usage deltas (core/quotas.py) so usage reads stay short.
@@ -488,19 +488,22 @@ class JobLeases:
     wait for a lease after a crash).  Any other store (etcd, a third-party
     plugin) may be shared by several API servers, so its jobs are leased."""
 
-    def __init__(self, store: Any, s3_addr: str) -> None:
+    def __init__(self, store: Any, s3_addr: str, reactor: Any) -> None:
         self.store = store
+        self.reactor = reactor
         self.shared = getattr(store, "name", None) != "sqlite"
         self.holder: Holder | None = server_holder(s3_addr) if self.shared else None
         # Called with (job, held) when this server takes or gives up a lease (metrics).
         self.on_change: Any = None
 
     def lease(self, job: str, interval_seconds: float) -> Lease | None:
-        """The lease of ``job``, lasting :func:`lease_ttl` of its interval; None
-        when the store is not shared."""
+        """The lease of ``job``: :data:`HEARTBEAT_TTL_SECONDS` long, renewed by
+        its heartbeat between runs, so a dead holder's job moves within a
+        minute plus one ``interval_seconds``; None when the store is not
+        shared."""
         if self.holder is None:
             return None
-        lease = Lease(self.store, job, self.holder, ttl_seconds=lease_ttl(interval_seconds))
+        lease = Lease(self.store, job, self.holder, ttl_seconds=HEARTBEAT_TTL_SECONDS, reactor=self.reactor)
         lease.on_change = lambda job, held: self.on_change(job, held) if self.on_change is not None else None
         return lease
 

@@ -15,12 +15,15 @@ one state of the record.  The jobs themselves are written to be safe when
 they race (that is how they ran before leases: every server ran them), so
 the lease only has to make double runs rare, never impossible.
 
-**Expiry and clocks.**  A holder renews at every run (and every
-``ttl / 3`` while a long run goes on, :func:`run_leased`); the lease lasts
-``ttl`` seconds, :func:`lease_ttl` of the job's interval: three intervals,
-at least :data:`MIN_TTL_SECONDS`, so one late or failed renewal (a slow
-store, a run that overran) does not hand the job over.  Another server takes
-the lease when either
+**Expiry and clocks.**  A server's lease lasts :data:`HEARTBEAT_TTL_SECONDS`
+whatever its job's interval, and the holder renews it every third of that,
+between runs too (the lease's heartbeat, given a reactor), so one late or
+failed renewal (a slow store) does not hand the job over, while a holder
+that died loses it within a minute: the job then moves at its next interval
+on another server, not after days (a daily scrub).  Without a reactor (some
+unit tests) a lease is renewed at every run and every ``ttl / 3`` while a
+run goes on (:func:`run_leased`), and its ``ttl`` must then outlast the
+interval (:func:`lease_ttl`).  Another server takes the lease when either
 
 * the expiry written in the record, read on *its own* wall clock, has
   passed; or
@@ -61,8 +64,12 @@ from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, K
 
 log = Logger()
 
+HEARTBEAT_TTL_SECONDS = 60.0
+"""How long a server's lease lasts without a renewal; its holder renews every
+third of it (two renewals may be missed), between runs too."""
+
 TTL_INTERVALS = 3.0
-"""A lease lasts this many job intervals: two renewals may be missed."""
+"""Without a heartbeat, a lease lasts this many job intervals: two renewals may be missed."""
 
 MIN_TTL_SECONDS = 30.0
 """Floor of a lease's lifetime, so that jobs with very short intervals
@@ -153,6 +160,7 @@ class Lease:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         alive: Callable[[int], bool] = pid_alive,
+        reactor: Any = None,
     ) -> None:
         self.store = store
         self.job = job
@@ -169,6 +177,21 @@ class Lease:
         self._watched: tuple[int, float] | None = None
         # Called with (job, held) whenever ``held`` changes (metrics).
         self.on_change: Callable[[str, bool], None] | None = None
+        # With a reactor, the holder renews every ttl/3 while it holds the
+        # lease, between runs too (module docstring, "Expiry and clocks").
+        self._heartbeat: LoopingCall | None = None
+        if reactor is not None:
+            self._heartbeat = LoopingCall(self._beat)
+            self._heartbeat.clock = reactor
+
+    @property
+    def beating(self) -> bool:
+        """Whether this lease renews itself between runs (it has a heartbeat)."""
+        return self._heartbeat is not None
+
+    def _beat(self) -> Deferred[Any]:
+        d: Deferred[Any] = self.acquire()
+        return d.addErrback(lambda f: log.failure("Renewing lease {job} failed", f, job=self.job))
 
     def _set_held(self, held: bool) -> None:
         if held != self.held:
@@ -178,6 +201,12 @@ class Lease:
             )
             if self.on_change is not None:
                 self.on_change(self.job, held)
+        beat = self._heartbeat
+        if beat is not None and held != beat.running:
+            if held:
+                beat.start(self.ttl_seconds / 3, now=False)
+            else:
+                beat.stop()
 
     @inlineCallbacks
     def acquire(self) -> Any:
@@ -227,7 +256,7 @@ class Lease:
         self.released = True
         if not self.held:
             return
-        self._set_held(False)
+        self._set_held(False)  # stops the heartbeat too
         kv = yield self.store.get(self.key)
         if kv is None:
             return
@@ -252,6 +281,8 @@ def run_leased(lease: Lease | None, reactor: Any, run: Callable[[], Any], what: 
         if not ok:
             log.debug("{what}: skipped, another server holds the lease {job}", what=what, job=lease.job)
             return None
+        if lease.beating:
+            return maybeDeferred(run)  # its heartbeat renews it meanwhile
         return _with_renewals(lease, reactor, run)
 
     return d.addCallback(held)

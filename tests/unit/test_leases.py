@@ -22,6 +22,7 @@ from twisted.internet.task import Clock
 
 from lightningstor.core import keys
 from lightningstor.core.leases import (
+    HEARTBEAT_TTL_SECONDS,
     MIN_TTL_SECONDS,
     Holder,
     Lease,
@@ -236,8 +237,10 @@ class FakeStore:
         self._kv = KeyValue
         self.data: dict[bytes, Any] = {}
         self.revision = 0
+        self.gets = 0
 
     def get(self, key: bytes) -> Any:
+        self.gets += 1
         return succeed(self.data.get(key))
 
     def txn(self, compares: Any, operations: Any) -> Any:
@@ -316,6 +319,49 @@ def test_periodic_service_takes_over_from_a_dead_holder_after_the_ttl() -> None:
         assert waited <= a.lease.ttl_seconds + 20.0
     assert waited >= a.lease.ttl_seconds - 10.0
     b.stopService()
+
+
+def test_heartbeat_keeps_the_lease_between_runs_and_a_dead_holder_loses_it_within_the_ttl() -> None:
+    """A server's lease (with a reactor) lasts HEARTBEAT_TTL_SECONDS whatever
+    the job's interval: its holder renews it every third of that between
+    runs, so a daily job is not taken over while its holder lives, and is
+    taken within the ttl once the holder stops beating (a frozen or dead
+    process: its reactor no longer turns)."""
+    store, wall = FakeStore(), Clock()
+    alive_reactor = Clock()  # the holder's reactor: advanced while it lives
+    a = Lease(store, "daily", holder("a"), ttl_seconds=HEARTBEAT_TTL_SECONDS, clock=wall.seconds,
+              monotonic=wall.seconds, reactor=alive_reactor)  # fmt: skip
+    b = Lease(store, "daily", holder("b"), ttl_seconds=HEARTBEAT_TTL_SECONDS, clock=wall.seconds,
+              monotonic=wall.seconds)  # fmt: skip
+    assert a.acquire().result and a.beating
+    for _ in range(60):  # ten minutes of a live holder, no run of the daily job
+        wall.advance(10.0)
+        alive_reactor.advance(10.0)
+        assert not b.acquire().result
+    for _ in range(int(HEARTBEAT_TTL_SECONDS / 10) - 1):  # a dies: its reactor stops
+        wall.advance(10.0)
+        assert not b.acquire().result
+    wall.advance(20.0)
+    assert b.acquire().result
+    # The old holder, should it come back, sees the new one and stops beating.
+    alive_reactor.advance(HEARTBEAT_TTL_SECONDS)
+    record = decode_record(store.data[keys.lease_key("daily")].value)
+    assert not a.held and record is not None and record[0] == b.holder
+    gets = store.gets
+    alive_reactor.advance(HEARTBEAT_TTL_SECONDS * 3)  # and its heartbeat stopped
+    assert store.gets == gets
+
+
+def test_release_stops_the_heartbeat() -> None:
+    store, clock = FakeStore(), Clock()
+    lease = Lease(store, "j", holder("a"), ttl_seconds=HEARTBEAT_TTL_SECONDS, clock=clock.seconds,
+                  monotonic=clock.seconds, reactor=clock)  # fmt: skip
+    assert lease.acquire().result
+    lease.release()
+    assert keys.lease_key("j") not in store.data
+    gets = store.gets
+    clock.advance(HEARTBEAT_TTL_SECONDS * 3)  # no beat reads, none takes it back
+    assert keys.lease_key("j") not in store.data and not lease.held and store.gets == gets
 
 
 def test_periodic_service_without_lease_runs_every_interval() -> None:
@@ -454,11 +500,13 @@ def test_server_leases_only_on_a_shared_store() -> None:
         def __init__(self, name: str) -> None:
             self.name = name
 
-    assert JobLeases(Named("sqlite"), "127.0.0.1:9000").lease("collector", 3600.0) is None
-    lease = JobLeases(Named("etcd"), "127.0.0.1:9000").lease("collector", 3600.0)
-    assert lease is not None and lease.ttl_seconds == 3 * 3600.0 and lease.key == keys.lease_key("collector")
-    svc = JobLeases(Named("etcd"), "127.0.0.1:9000").periodic(Counting(Clock()), "count")
-    assert svc.lease is not None and svc.lease.ttl_seconds == MIN_TTL_SECONDS
+    assert JobLeases(Named("sqlite"), "127.0.0.1:9000", Clock()).lease("collector", 3600.0) is None
+    lease = JobLeases(Named("etcd"), "127.0.0.1:9000", Clock()).lease("collector", 3600.0)
+    assert lease is not None and lease.key == keys.lease_key("collector")
+    # A heartbeat renews it between runs: a minute, not three hours, whatever the interval.
+    assert lease.beating and lease.ttl_seconds == HEARTBEAT_TTL_SECONDS
+    svc = JobLeases(Named("etcd"), "127.0.0.1:9000", Clock()).periodic(Counting(Clock()), "count")
+    assert svc.lease is not None and svc.lease.beating
 
 
 def test_lease_changes_reach_the_metrics() -> None:
