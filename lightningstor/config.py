@@ -209,13 +209,16 @@ class IamSettings:
 @dataclass(frozen=True)
 class S3Settings:
     """``[s3]``: S3 protocol behaviour.  ``domain`` enables virtual-hosted
-    style (``bucket.<domain>``) next to path style."""
+    style (``bucket.<domain>``) next to path style; ``website_domain``
+    serves static websites (``Host: bucket.<website_domain>``) on the same
+    port."""
 
     region: str = "us-east-1"
     signature_version: str = "v4"
     presigned_url_ttl_seconds: int = 3600
     domain: str | None = None
     max_clock_skew_seconds: int = 900
+    website_domain: str | None = None
     # Every bucket blocks public access, whatever its own settings: no public
     # bucket policy can be put, and none lets outsiders in (core/access.py).
     block_public_access: bool = False
@@ -893,7 +896,11 @@ def _read_s3(t: _Table) -> S3Settings:
         domain=t.optional("domain", _domain),
         max_clock_skew_seconds=t.get("max_clock_skew_seconds", d.max_clock_skew_seconds, _int(1, 86400)),
         block_public_access=t.get("block_public_access", d.block_public_access, _bool),
+        website_domain=t.optional("website_domain", _domain),
     )
+    if settings.website_domain is not None and settings.website_domain == settings.domain:
+        # The website endpoint would take every virtual-hosted S3 request.
+        t.problem("website_domain", "must differ from s3.domain (website requests are told apart by their host)")
     t.finish()
     return settings
 

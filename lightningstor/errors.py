@@ -36,6 +36,9 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InternalError": (500, "We encountered an internal error. Please try again."),
     "InvalidAccessKeyId": (403, "The AWS access key ID you provided does not exist in our records."),
     "InvalidArgument": (400, "Invalid Argument"),
+    "InvalidRedirectLocation": (
+        400, "The website redirect location must have a prefix of 'http://' or 'https://' or '/'."
+    ),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "InvalidLocationConstraint": (400, "The specified location constraint is not valid."),

@@ -398,6 +398,7 @@ def _assemble(
     options = S3Options(
         region=settings.s3.region,
         domain=settings.s3.domain,
+        website_domain=settings.s3.website_domain,
         max_clock_skew_seconds=settings.s3.max_clock_skew_seconds,
         max_xml_body_bytes=settings.limits.max_xml_body_bytes,
         max_metadata_bytes=settings.limits.max_metadata_bytes,

@@ -35,6 +35,7 @@ from lightningstor.core.types import (
     Principal,
     PublicAccessBlock,
     Versioning,
+    WebsiteConfiguration,
 )
 from lightningstor.core.versions import update_bucket
 from lightningstor.deferreds import Shared
@@ -461,6 +462,12 @@ class BucketManager:
         new = validate_lifecycle_rules(rules, transitions=transitions) if rules else ()
         stored = yield self._set(bucket, lifecycle=new)
         return stored
+
+    def set_website(self, bucket: Bucket, config: WebsiteConfiguration | None) -> Deferred[Any]:
+        """Deferred[Bucket] with ``config`` as its static website configuration
+        (None: none), stored in the bucket record like the CORS rules, so the
+        website endpoint finds it with the bucket in one read."""
+        return self._set(bucket, website=config)
 
     def set_encryption(self, bucket: Bucket, config: BucketEncryption | None) -> Deferred[Any]:
         """Deferred[Bucket] with ``config`` as its default encryption (None:

@@ -33,6 +33,9 @@ from lightningstor.core.types import (
     ObjectRecord,
     PublicAccessBlock,
     Versioning,
+    WebsiteConfiguration,
+    WebsiteRedirect,
+    WebsiteRoutingRule,
 )
 
 _FORMAT = 1
@@ -93,7 +96,41 @@ def encode_bucket(b: Bucket) -> bytes:
         d["dret"] = [r.mode, r.days, r.years]
     if b.encryption is not None:  # only once configured
         d["sse"] = [b.encryption.algorithm, b.encryption.bucket_key_enabled]
+    if b.website is not None:  # only once configured
+        d["web"] = _encode_website(b.website)
     return _dumps(d)
+
+
+def _encode_redirect(r: WebsiteRedirect) -> list[str | None]:
+    """A redirect as a positional list (the record stays small)."""
+    return [r.host_name, r.protocol, r.replace_key_prefix_with, r.replace_key_with, r.http_redirect_code]
+
+
+def _encode_website(w: WebsiteConfiguration) -> dict[str, Any]:
+    """The website configuration: only its parts that are set."""
+    d: dict[str, Any] = {}
+    if w.index_suffix is not None:
+        d["idx"] = w.index_suffix
+    if w.error_key is not None:
+        d["err"] = w.error_key
+    if w.redirect_all is not None:
+        d["all"] = _encode_redirect(w.redirect_all)
+    if w.routing_rules:
+        d["rules"] = [
+            [r.key_prefix_equals, r.http_error_code_returned_equals, _encode_redirect(r.redirect)]
+            for r in w.routing_rules
+        ]
+    return d
+
+
+def _decode_website(d: dict[str, Any]) -> WebsiteConfiguration:
+    """The inverse of :func:`_encode_website`."""
+    return WebsiteConfiguration(
+        index_suffix=d.get("idx"),
+        error_key=d.get("err"),
+        redirect_all=WebsiteRedirect(*d["all"]) if "all" in d else None,
+        routing_rules=tuple(WebsiteRoutingRule(p, c, WebsiteRedirect(*r)) for p, c, r in d.get("rules", ())),
+    )
 
 
 def _encode_cors_rule(rule: CorsRule) -> dict[str, Any]:
@@ -194,6 +231,7 @@ def decode_bucket(data: bytes) -> Bucket:
         object_lock=bool(d.get("lock", False)),
         default_retention=DefaultRetention(*d["dret"]) if "dret" in d else None,
         encryption=BucketEncryption(*d["sse"]) if "sse" in d else None,
+        website=_decode_website(d["web"]) if "web" in d else None,
     )
 
 

@@ -153,6 +153,41 @@ class Encryption:
     inline_nonce: bytes
 
 
+@dataclass(frozen=True)
+class WebsiteRedirect:
+    """Where a website redirect sends the browser: each part left None keeps
+    the request's own (AWS's ``Redirect`` / ``RedirectAllRequestsTo``).
+    ``replace_key_prefix_with`` and ``replace_key_with`` are exclusive."""
+
+    host_name: str | None = None
+    protocol: str | None = None  # "http" | "https"
+    replace_key_prefix_with: str | None = None
+    replace_key_with: str | None = None
+    http_redirect_code: str | None = None  # "301" when None
+
+
+@dataclass(frozen=True)
+class WebsiteRoutingRule:
+    """One routing rule: its condition (both parts optional; no condition
+    matches every request) and the redirect it answers."""
+
+    key_prefix_equals: str | None
+    http_error_code_returned_equals: str | None
+    redirect: WebsiteRedirect
+
+
+@dataclass(frozen=True)
+class WebsiteConfiguration:
+    """A bucket's static website configuration (PutBucketWebsite).  Either
+    ``redirect_all`` alone, or ``index_suffix`` with an optional error
+    document and routing rules (validated in s3/websitexml.py)."""
+
+    index_suffix: str | None = None
+    error_key: str | None = None
+    redirect_all: WebsiteRedirect | None = None
+    routing_rules: tuple[WebsiteRoutingRule, ...] = ()
+
+
 @dataclass
 class Bucket:
     name: str
@@ -183,6 +218,8 @@ class Bucket:
     default_retention: DefaultRetention | None = None
     # Default encryption (PutBucketEncryption; None: none configured).
     encryption: BucketEncryption | None = None
+    # Static website hosting (PutBucketWebsite; None: none configured).
+    website: WebsiteConfiguration | None = None
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False

@@ -51,6 +51,7 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "InternalError": S.INTERNAL,
     "InvalidAccessKeyId": S.UNAUTHENTICATED,
     "InvalidArgument": S.INVALID_ARGUMENT,
+    "InvalidRedirectLocation": S.INVALID_ARGUMENT,
     "InvalidBucketName": S.INVALID_ARGUMENT,
     "InvalidDigest": S.INVALID_ARGUMENT,
     "InvalidLocationConstraint": S.INVALID_ARGUMENT,

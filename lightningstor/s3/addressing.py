@@ -41,6 +41,18 @@ def _decode(raw: str) -> str:
         raise errors.S3Error("The path is not valid UTF-8", code="InvalidURI") from e
 
 
+def host_bucket(host: str | None, domain: str) -> str | None:
+    """The bucket a ``Host: bucket.<domain>[:port]`` header names, else None
+    (virtual-hosted style, and the website endpoint's ``website_domain``)."""
+    if not host:
+        return None
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    hostname = hostname.lower().rstrip(".")
+    if hostname.endswith("." + domain):
+        return hostname[: -len(domain) - 1] or None
+    return None
+
+
 def parse_target(uri: bytes, host: str | None, domain: str | None) -> Target:
     """Split ``uri`` (path + query, as on the wire) into bucket, key, query.
 
@@ -64,12 +76,7 @@ def parse_target(uri: bytes, host: str | None, domain: str | None) -> Target:
     for name, value in sigv4.decoded_query(raw_query):
         query.setdefault(name, value)
 
-    vhost_bucket = None
-    if domain and host:
-        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        hostname = hostname.lower().rstrip(".")
-        if hostname.endswith("." + domain):
-            vhost_bucket = hostname[: -len(domain) - 1]
+    vhost_bucket = host_bucket(host, domain) if domain else None
     if vhost_bucket:
         key = path[1:]
         return Target(vhost_bucket, key or None, raw_path, raw_query, query, vhost=True)

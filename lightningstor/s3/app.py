@@ -37,7 +37,7 @@ from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.deferreds import Shared
 from lightningstor.s3 import operations, xmlio
-from lightningstor.s3.addressing import Target, parse_target
+from lightningstor.s3.addressing import Target, host_bucket, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.handlers.cors import add_cors_headers, error_bucket
@@ -46,6 +46,7 @@ from lightningstor.s3.inflight import DEFAULT_MAX_INFLIGHT_UPLOAD_BYTES, Infligh
 from lightningstor.s3.policykeys import policy_condition_keys
 from lightningstor.s3.request import S3Request
 from lightningstor.s3.summary import RequestSummary, summarize
+from lightningstor.s3.websitexml import error_html
 
 log = Logger()
 
@@ -71,6 +72,8 @@ class S3Options:
 
     region: str = "us-east-1"
     domain: str | None = None
+    # Static website endpoint: ``Host: bucket.<website_domain>`` (None: off).
+    website_domain: str | None = None
     max_clock_skew_seconds: int = 900
     max_presign_seconds: int = 7 * 24 * 3600
     max_xml_body_bytes: int = 2 << 20
@@ -109,6 +112,8 @@ class S3Call:
     # The bucket's CORS rules were applied to the response (add_cors_headers):
     # an error answer needs no second look (S3Api._on_failure).
     cors_evaluated: bool = False
+    # A static website request (handlers/website.py): errors answer as HTML.
+    website: bool = False
 
     @property
     def bucket(self) -> str:
@@ -382,8 +387,13 @@ class S3Api:
         # notifyFinish fires, so the hook keeps it.
         request.notifyFinish().addBoth(self._finished, request, getattr(request, "content", None))
         try:
-            target = parse_target(path, headers.get("host"), self.options.domain)
-            op = operations.classify(method, target, "x-amz-copy-source" in headers)
+            website = self.options.website_domain
+            if website is not None and host_bucket(headers.get("host"), website) is not None:
+                target = parse_target(path, headers.get("host"), website)
+                op = operations.WEBSITE
+            else:
+                target = parse_target(path, headers.get("host"), self.options.domain)
+                op = operations.classify(method, target, "x-amz-copy-source" in headers)
         except errors.S3Error as e:
             # An unparseable request line: every stage reports the same error.
             error = e
@@ -395,7 +405,7 @@ class S3Api:
             return
         call = S3Call(request, op, target, headers, header_lists, request_id, method)
         request.s3call = call
-        probe = self._probe(call)
+        probe = self._probe(call) if op != operations.WEBSITE else None
         if probe is not None:
             call.op = probe
             return
@@ -408,7 +418,13 @@ class S3Api:
         if op == operations.POST_OBJECT:
             self._begin_post_object(call, length)
             return
-        if op != operations.PREFLIGHT:
+        if op == operations.WEBSITE:
+            # Never authenticated: every website request is an anonymous
+            # read, whatever credentials it carries (handlers/website.py).
+            call.principal = ANONYMOUS
+            call.website = True
+            call.auth = Shared(succeed((ANONYMOUS, anonymous_auth(call))))
+        elif op != operations.PREFLIGHT:
             # A CORS preflight is never signed: no credentials are checked
             # (call.auth stays None; its handler resolves the bucket itself,
             # handlers/cors.py), and a body, which it should not have, is
@@ -726,6 +742,11 @@ class S3Api:
     def send_error(self, call: S3Call, error: errors.S3Error) -> bytes:
         call.error_code = error.code
         body = b""
+        if call.website:
+            # AWS's website endpoints answer errors as an HTML page.
+            if call.method != "HEAD" and error.status != 304:
+                body = error_html(error, call.request_id)
+            return self.send(call, error.status, body, headers=list(error.headers.items()), content_type="text/html; charset=utf-8")
         if call.method != "HEAD" and error.status != 304:
             body = xmlio.error_xml(
                 error.code,
@@ -781,6 +802,13 @@ def _cors_lookup_failed(failure: Failure, call: S3Call) -> None:
     """The error is answered without CORS headers, as before the lookup."""
     if not failure.check(CancelledError):
         log.failure("Looking up the CORS rules of a failed {op} failed", failure, op=call.op)
+
+
+def anonymous_auth(call: S3Call) -> Any:
+    """The VerifiedAuth of an unsigned request, for a call that is anonymous
+    whatever it carries (a website request): its credentials are ignored."""
+    view = RequestView(method=call.method, raw_path=call.target.raw_path, raw_query="", headers={})
+    return verify(parse_auth(view), "", view, now=0, region="")
 
 
 def _failed(error: Exception) -> Deferred[Any]:

@@ -18,6 +18,7 @@ from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.sse import AES256
 from lightningstor.core.types import Bucket, ObjectRecord
+from lightningstor.core.website import simple_redirect_location
 from lightningstor.s3.conditions import write_if_none_match_any
 from lightningstor.s3.dates import http_date
 from lightningstor.s3.objectlockxml import lock_headers, lock_response_headers
@@ -29,7 +30,11 @@ SYSTEM_HEADERS = (
     "Content-Language",
     "Cache-Control",
     "Expires",
+    # Sent as a 301 by the website endpoint (handlers/website.py); stored
+    # and returned like the others, as AWS does (HeadObject shows it).
+    "x-amz-website-redirect-location",
 )
+WEBSITE_REDIRECT_HEADER = "x-amz-website-redirect-location"
 META_PREFIX = "x-amz-meta-"
 
 # response-* query parameters that override a GET's response headers.
@@ -96,7 +101,6 @@ UNSUPPORTED_WRITE_HEADERS = {
     "x-amz-server-side-encryption-customer-key": "Server-side encryption with customer keys",
     "x-amz-server-side-encryption-aws-kms-key-id": "Server-side encryption with KMS",
     "x-amz-server-side-encryption-context": "Server-side encryption with KMS",
-    "x-amz-website-redirect-location": "Website redirects",
 }
 
 SSE_HEADER = "x-amz-server-side-encryption"
@@ -106,7 +110,7 @@ _SSE_UNSUPPORTED = {"aws:kms": "Server-side encryption with KMS", "aws:kms:dsse"
 
 def refuse_unsupported(headers: Mapping[str, str]) -> None:
     """501 NotImplemented for write headers whose promise we cannot keep
-    (SSE-KMS, DSSE-KMS, SSE-C, website redirects); 400 for an
+    (SSE-KMS, DSSE-KMS, SSE-C); 400 for an
     ``x-amz-server-side-encryption`` value AWS does not know either."""
     for name, what in UNSUPPORTED_WRITE_HEADERS.items():
         if name in headers:
@@ -167,6 +171,8 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
         value = headers.get(name.lower())
         if value is not None:
             attrs.system_headers[name] = value
+    if WEBSITE_REDIRECT_HEADER in attrs.system_headers:
+        check_website_redirect(attrs.system_headers[WEBSITE_REDIRECT_HEADER])
     for name, value in headers.items():
         if name.startswith(META_PREFIX):
             attrs.metadata[name[len(META_PREFIX):]] = metadata_text(value)
@@ -189,6 +195,13 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
     attrs.lock_mode, attrs.lock_until, attrs.legal_hold = lock.mode, lock.until, lock.legal_hold
     attrs.encryption = sse_request(headers)
     return attrs
+
+
+def check_website_redirect(location: str) -> None:
+    """AWS keeps an object's website redirect only if it is a path on the
+    same site or an absolute http(s) URL, at most 2 KB."""
+    if not simple_redirect_location(location) or len(location.encode("utf-8")) > 2048:
+        raise errors.S3Error(code="InvalidRedirectLocation")
 
 
 def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[str, str]]:

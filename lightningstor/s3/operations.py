@@ -40,6 +40,9 @@ _BUCKET = {
     ("GET", "cors"): "GetBucketCors",
     ("PUT", "cors"): "PutBucketCors",
     ("DELETE", "cors"): "DeleteBucketCors",
+    ("GET", "website"): "GetBucketWebsite",
+    ("PUT", "website"): "PutBucketWebsite",
+    ("DELETE", "website"): "DeleteBucketWebsite",
     ("GET", "encryption"): "GetBucketEncryption",
     ("PUT", "encryption"): "PutBucketEncryption",
     ("DELETE", "encryption"): "DeleteBucketEncryption",
@@ -88,6 +91,9 @@ _OBJECT = {
 # presigned UploadPart carries ``uploadId``).  Never signed, so it is
 # answered without credentials (S3Api.begin, handlers/cors.py).
 PREFLIGHT = "PreflightCors"
+# A request to the static website endpoint (Host: bucket.<website_domain>):
+# never authenticated, served by handlers/website.py.
+WEBSITE = "Website"
 
 # A browser's form upload: credentials in the body, not the headers, so it
 # gets its own sink (S3Api.begin, handlers/post_object.py).

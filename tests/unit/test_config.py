@@ -360,6 +360,7 @@ BAD_VALUES = [
     ('[s3]\ndomain = "http://s3.example.com"', "s3.domain: expected a bare DNS name"),
     ('[s3]\ndomain = "s3.example.com:9000"', "s3.domain: expected a bare DNS name"),
     ('[s3]\nmax_clock_skew_seconds = 0', "s3.max_clock_skew_seconds: must be between 1 and 86400"),
+    ('[s3]\ndomain = "s3.example.com"\nwebsite_domain = "s3.example.com"', "s3.website_domain: must differ from s3.domain"),
     ('[limits]\nmax_object_size_bytes = 0', "limits.max_object_size_bytes: must be at least 1, got 0"),
     ('[limits]\nmax_multipart_parts = 10001', "limits.max_multipart_parts: must be between 1 and 10000"),
     ('[limits]\nmultipart_upload_timeout_hours = 0', "limits.multipart_upload_timeout_hours: must be at least 1"),
@@ -426,7 +427,7 @@ def test_single_problem_message_is_the_problem(tmp_path: Path) -> None:
          "unknown key 'metadata.chainfire_endpoint' (did you mean 'chainfire_endpoints'?)"),
         ('[logging]\ncolour = true', "unknown key 'logging.colour' (known keys: access_log, format, level)"),
         ('[s3.cors]\nx = 1', ("unknown key 's3.cors' (known keys: block_public_access, domain, max_clock_skew_seconds, "
-                              "presigned_url_ttl_seconds, region, signature_version)")),
+                              "presigned_url_ttl_seconds, region, signature_version, website_domain)")),
     ],
 )
 def test_unknown_key_is_an_error_with_suggestion(tmp_path: Path, toml_text: str, expected: str) -> None:

@@ -21,6 +21,7 @@ from lightningstor.s3.handlers import (
     policy,
     post_object,
     public_access,
+    website,
 )
 
 HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
@@ -56,6 +57,10 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "PutBucketCors": cors.put_bucket_cors,
     "DeleteBucketCors": cors.delete_bucket_cors,
     "PreflightCors": cors.preflight,
+    "GetBucketWebsite": website.get_bucket_website,
+    "PutBucketWebsite": website.put_bucket_website,
+    "DeleteBucketWebsite": website.delete_bucket_website,
+    "Website": website.serve,
     "GetBucketEncryption": encryption.get_bucket_encryption,
     "PutBucketEncryption": encryption.put_bucket_encryption,
     "DeleteBucketEncryption": encryption.delete_bucket_encryption,

@@ -396,7 +396,20 @@ def get_object(api: Any, call: Any) -> Deferred[Any]:
     return _lookup(api, call).addCallback(_respond, api, call)
 
 
-def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
+def lookup_object(api: Any, call: Any) -> Deferred[Any]:
+    """Deferred[(principal, bucket, record)] of the object the call names,
+    through the gate as for GetObject (the website endpoint reads so)."""
+    return _lookup(api, call)
+
+
+def respond_with_object(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, status: int = 200) -> Any:
+    """GetObject's answer for an object :func:`lookup_object` found, with
+    ``status`` for a whole body (the website endpoint's error document is
+    sent with the error's status)."""
+    return _respond(found, api, call, status=status)
+
+
+def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, status: int = 200) -> Any:
     from lightningstor.s3.handlers.multipart import requested_part
 
     _principal, bucket, record = found
@@ -422,7 +435,7 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any) -> Any:
     headers += part[1] if part is not None else []
     request = call.request
     if span is None:
-        start, length, status = 0, record.size, 200
+        start, length = 0, record.size
     else:
         start, end = span
         length, status = end - start + 1, 206
