@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.core.objects import PutAttrs, may_have_committed, verify_digests
+from lightningstor.core.sse import CustomerKey, customer_etag
 from lightningstor.core.types import Bucket, ObjectRecord
 from lightningstor.storage.chunks import pump
 
@@ -23,15 +24,22 @@ from lightningstor.storage.chunks import pump
 def copy_data(
     core: Any, source: ObjectRecord, algorithms: tuple[str, ...], dest_bucket: Bucket, dest_key: str,
     encryption: str | None,
+    customer: CustomerKey | None = None,
+    source_customer: CustomerKey | None = None,
 ) -> Any:
     """Deferred[WriteResult] holding a fresh copy of ``source``'s bytes.
 
     The copy is written like any new object (``core.new_writer``): its
-    encryption is what the copy request asks for, else the destination
-    bucket's default, never the source's key: an encrypted source is
-    decrypted and re-encrypted into new chunks under a fresh data key."""
-    writer = core.new_writer(dest_bucket, dest_key, encryption, algorithms)
-    reader = yield core.open_reader(source, 0, source.size)
+    encryption is what the copy request asks for (``customer``: SSE-C
+    under that key), else the destination bucket's default, never the
+    source's key: an encrypted source is decrypted (an SSE-C one with
+    ``source_customer``) and re-encrypted into new chunks."""
+    writer = core.new_writer(dest_bucket, dest_key, encryption, algorithms, customer=customer)
+    try:
+        reader = yield core.open_reader(source, 0, source.size, source_customer)
+    except BaseException:
+        yield writer.abort()
+        raise
     try:
         result = yield Deferred.fromCoroutine(pump(reader, writer))
     except BaseException:
@@ -100,6 +108,8 @@ def copy_object(
     owner: str,
     conditions: PutAttrs | None = None,
     encryption: str | None = None,
+    customer: CustomerKey | None = None,
+    source_customer: CustomerKey | None = None,
 ) -> Any:
     """Deferred[ObjectRecord] of the new object.
 
@@ -109,18 +119,19 @@ def copy_object(
     never copied (as in AWS): the copy gets those ``conditions`` carries
     (the request's headers), else its bucket's default retention.  Nor is
     its encryption: ``encryption`` (the request's SSE) or the destination
-    bucket's default decides (:func:`copy_data`).
+    bucket's default decides (:func:`copy_data`); ``customer`` and
+    ``source_customer`` are the SSE-C keys of the copy and of its source.
     """
     keep = tuple(sorted(source.checksums))
     if replace_metadata is not None:
         keep = tuple(sorted(set(keep) | set(replace_metadata.store_checksums)))
-    result = yield copy_data(core, source, keep, dest_bucket, dest_key, encryption)
+    result = yield copy_data(core, source, keep, dest_bucket, dest_key, encryption, customer, source_customer)
     checksums = verify_digests(PutAttrs(store_checksums=keep), result.md5_hex, result.digests)
     meta_from = source
     record = ObjectRecord(
         key=dest_key,
         size=result.size,
-        etag=result.md5_hex,
+        etag=customer_etag(result.md5_hex, result.encryption),
         created_at=core.objects.now_ms(),
         content_type=meta_from.content_type,
         system_headers=dict(meta_from.system_headers),

@@ -58,7 +58,7 @@ from lightningstor.core.objects import (
     validate_key,
 )
 from lightningstor.core.quotas import ZERO, BucketScope, Usage
-from lightningstor.core.sse import sse_applies
+from lightningstor.core.sse import CustomerKey, customer_etag, sse_applies
 from lightningstor.core.types import Bucket, ChunkRef, Encryption, ObjectRecord, Principal, Versioning
 from lightningstor.digits import clamped_int
 from lightningstor.interfaces.metadata import (
@@ -609,7 +609,11 @@ class MultipartManager:
                 lock_until=attrs.lock_until,
                 legal_hold=attrs.legal_hold,
             )
-            if sse_applies(bucket, attrs.encryption):
+            if attrs.customer_key is not None:
+                # SSE-C (which wins over the bucket default): every part
+                # must come with the same key (the handlers check it).
+                upload.encryption = self.sse.customer_cipher(attrs.customer_key).encryption
+            elif sse_applies(bucket, attrs.encryption):
                 # One data key for the whole upload: its parts become the
                 # object's chunks as they are.
                 upload.encryption = self.sse.new_cipher(key).encryption
@@ -647,13 +651,16 @@ class MultipartManager:
 
     # -- parts ---------------------------------------------------------------
 
-    def new_part_writer(self, upload: Upload, algorithms: Sequence[str] = ()) -> Any:
+    def new_part_writer(
+        self, upload: Upload, algorithms: Sequence[str] = (), customer: CustomerKey | None = None
+    ) -> Any:
         """A ChunkManager writer for one part: never inline (a part's bytes
-        become the object's chunks), hashing the upload's checksum too."""
+        become the object's chunks), hashing the upload's checksum too.
+        An SSE-C upload's parts need its ``customer`` key (core/sse.py)."""
         wanted = {a.lower() for a in algorithms}
         if upload.checksum_algorithm:
             wanted.add(upload.checksum_algorithm)
-        cipher = None if upload.encryption is None else self.sse.cipher(upload.encryption, upload.key)
+        cipher = None if upload.encryption is None else self.sse.cipher(upload.encryption, upload.key, customer)
         return self._chunks.new_writer(tuple(sorted(wanted)), inline_threshold=-1, cipher=cipher)
 
     @inlineCallbacks
@@ -673,7 +680,8 @@ class MultipartManager:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(result.size))
         if result.inline is not None:
             raise ValueError("a part must be written with inlining disabled")
-        part = Part(part_number, result.size, result.md5_hex, self._now_ms(), list(result.chunks), dict(checksums))
+        etag = customer_etag(result.md5_hex, upload.encryption)
+        part = Part(part_number, result.size, etag, self._now_ms(), list(result.chunks), dict(checksums))
         if upload.checksum_algorithm and upload.checksum_algorithm not in part.checksums:
             digest = result.digests.get(upload.checksum_algorithm)
             if digest is None:
@@ -718,17 +726,28 @@ class MultipartManager:
 
     @inlineCallbacks
     def copy_part(
-        self, upload: Upload, part_number: int, source: ObjectRecord, start: int, length: int
+        self,
+        upload: Upload,
+        part_number: int,
+        source: ObjectRecord,
+        start: int,
+        length: int,
+        customer: CustomerKey | None = None,
+        source_customer: CustomerKey | None = None,
     ) -> Any:
         """Deferred[Part]: UploadPartCopy of ``source`` bytes ``[start, start + length)``.
 
         Streams piece by piece (bounded memory) into new chunks of the part.
+        ``customer`` / ``source_customer``: the SSE-C keys of the upload
+        and of the source, for those that are SSE-C.
         """
         validate_part_number(part_number)
         if length > self.max_part_size:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(length))
-        writer = self.new_part_writer(upload)
-        source_cipher = None if source.encryption is None else self.sse.cipher(source.encryption, source.key)
+        source_cipher = None
+        if source.encryption is not None:
+            source_cipher = self.sse.cipher(source.encryption, source.key, source_customer)
+        writer = self.new_part_writer(upload, (), customer)
         reader = yield manifests.open_reader(self._store, self._chunks, source, start, length, source_cipher)
         try:
             result = yield Deferred.fromCoroutine(pump(reader, writer))

@@ -30,6 +30,7 @@ from lightningstor.core import chunkindex, keys, manifests, objectlock, records
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
+from lightningstor.core.sse import CustomerKey, customer_etag
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
 from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
 from lightningstor.interfaces.metadata import (
@@ -99,6 +100,8 @@ class PutAttrs:
     # SSE-S3 the writer asked for (``AES256``; None: nothing asked, the
     # bucket's default encryption decides, core/sse.py).
     encryption: str | None = None
+    # SSE-C: the customer's key for this write (core/sse.py; never stored).
+    customer_key: CustomerKey | None = None
 
 
 def validate_metadata(metadata: dict[str, str], limit: int) -> None:
@@ -293,7 +296,7 @@ class ObjectManager:
         return ObjectRecord(
             key=key,
             size=result.size,
-            etag=result.md5_hex,
+            etag=customer_etag(result.md5_hex, result.encryption),
             created_at=self.now_ms(),
             content_type=attrs.content_type,
             system_headers=attrs.system_headers,

@@ -24,6 +24,7 @@ from lightningstor.core.types import (
     BucketEncryption,
     ChunkRef,
     CorsRule,
+    CustomerKeyCheck,
     DefaultRetention,
     Encryption,
     LifecycleFilter,
@@ -42,17 +43,26 @@ _FORMAT = 1
 
 
 def encode_encryption(e: Encryption) -> dict[str, str]:
-    """The ``sse`` field of an encrypted object or upload record."""
-    return {
+    """The ``sse`` field of an encrypted object or upload record (SSE-C:
+    the key check ``cm``/``cs``/``ch``, never the key)."""
+    d = {
         "a": e.algorithm,
         "k": base64.b64encode(e.wrapped_key).decode("ascii"),
         "n": base64.b64encode(e.inline_nonce).decode("ascii"),
     }
+    if e.customer is not None:
+        d["cm"] = e.customer.key_md5
+        d["cs"] = base64.b64encode(e.customer.salt).decode("ascii")
+        d["ch"] = base64.b64encode(e.customer.mac).decode("ascii")
+    return d
 
 
 def decode_encryption(d: dict[str, str]) -> Encryption:
     """The inverse of :func:`encode_encryption`."""
-    return Encryption(d["a"], base64.b64decode(d["k"]), base64.b64decode(d["n"]))
+    customer = None
+    if "cm" in d:
+        customer = CustomerKeyCheck(d["cm"], base64.b64decode(d["cs"]), base64.b64decode(d["ch"]))
+    return Encryption(d["a"], base64.b64decode(d["k"]), base64.b64decode(d["n"]), customer)
 
 INLINE_SEPARATOR = b"\x00"
 """Ends the JSON of an object record whose inline data follows it."""

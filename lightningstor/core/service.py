@@ -32,7 +32,7 @@ from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, Multi
 from lightningstor.core.objects import ObjectManager
 from lightningstor.core.principals import PrincipalStore
 from lightningstor.core.quotas import QuotaManager
-from lightningstor.core.sse import DataCipher, KeyManager, KeyUnavailable, sse_applies
+from lightningstor.core.sse import CustomerKey, DataCipher, KeyManager, KeyUnavailable, sse_applies
 from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
 from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.errors import (
@@ -109,21 +109,22 @@ class Core:
         # Deleting a bucket aborts its in-progress uploads, as AWS does.
         self.buckets.abort_uploads = self.multipart.abort_bucket
 
-    def open_reader(self, record: Any, start: int, length: int) -> Any:
+    def open_reader(self, record: Any, start: int, length: int, customer: CustomerKey | None = None) -> Any:
         """Deferred[ObjectReader] of bytes ``[start, start + length)`` of an
         object version (its manifest pages are read if its chunk list is
-        paged; its bytes are decrypted if it is encrypted)."""
+        paged; its bytes are decrypted if it is encrypted).  An SSE-C
+        version opens only with its ``customer`` key (core/sse.py)."""
         try:
-            cipher = self.cipher_of(record)
-        except KeyUnavailable:
+            cipher = self.cipher_of(record, customer)
+        except (KeyUnavailable, S3Error):
             return fail()
         return manifests.open_reader(self.store, self.chunks, record, start, length, cipher)
 
-    def cipher_of(self, record: ObjectRecord) -> DataCipher | None:
+    def cipher_of(self, record: ObjectRecord, customer: CustomerKey | None = None) -> DataCipher | None:
         """The cipher that decrypts ``record``'s data; None if it is plaintext."""
         if record.encryption is None:
             return None
-        return self.sse.cipher(record.encryption, record.key)
+        return self.sse.cipher(record.encryption, record.key, customer)
 
     def new_writer(
         self,
@@ -133,13 +134,19 @@ class Core:
         algorithms: tuple[str, ...] = (),
         *,
         inline_threshold: int | None = None,
+        customer: CustomerKey | None = None,
     ) -> Any:
         """A ChunkManager writer for a new version of ``key`` in ``bucket``:
-        encrypted under a fresh data key when SSE-S3 applies (the write asked
-        for it, or the bucket's default encryption does), plaintext otherwise.
-        Every object write path (PutObject, PostObject, CopyObject, gRPC)
-        opens its writer here, so the bucket default cannot be missed."""
-        cipher = self.sse.new_cipher(key) if sse_applies(bucket, requested) else None
+        encrypted under the ``customer``'s key for SSE-C (which wins over
+        the bucket's default, as on AWS), else under a fresh data key when
+        SSE-S3 applies (the write asked for it, or the bucket's default
+        encryption does), plaintext otherwise.  Every object write path
+        (PutObject, PostObject, CopyObject, gRPC) opens its writer here, so
+        the bucket default cannot be missed."""
+        if customer is not None:
+            cipher: DataCipher | None = self.sse.customer_cipher(customer)
+        else:
+            cipher = self.sse.new_cipher(key) if sse_applies(bucket, requested) else None
         return self.chunks.new_writer(algorithms, inline_threshold=inline_threshold, cipher=cipher)
 
     def list_objects(self, bucket: Any, **kwargs: Any) -> Any:

@@ -22,12 +22,23 @@ prefix is derived from the chunk id (:func:`chunk_nonce`): chunk ids are
 fresh random UUIDs and every writer opens new chunks, so no counter block
 repeats under one data key.  Inline data (small objects kept in the
 metadata record) has a random prefix of its own, stored with the record.
+
+SSE-C (customer-provided keys) uses the same data path with a data key
+derived from the customer's 256-bit key and a random 128-bit salt of the
+record (HMAC-SHA256 under a label of its own), so every object version or
+upload encrypted under one customer key still has a key of its own and
+the 64-bit counter prefixes never have to be unique across objects.  The
+customer's key is never stored: the record keeps a
+:class:`CustomerKeyCheck` (the salt and HMAC-SHA256(salt, key), plus the
+key's MD5 to echo back), as AWS describes its own SSE-C.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -35,8 +46,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from lightningstor import errors
 from lightningstor.core.credentials import master_keys
-from lightningstor.core.types import Bucket, Encryption
+from lightningstor.core.types import Bucket, CustomerKeyCheck, Encryption
 
 AES256 = "AES256"
 """The one ``x-amz-server-side-encryption`` value this server implements."""
@@ -46,6 +58,62 @@ _CHUNK_NONCE_LABEL = b"lightningstor sse-s3 chunk nonce v1\x00"
 _AAD_LABEL = b"lightningstor sse-s3 data key v1\x00"
 _BLOCK = 16
 _WRAP_NONCE = 12
+_SALT = 16
+_ETAG_LABEL = b"lightningstor sse-c etag v1\x00"
+_DATA_KEY_LABEL = b"lightningstor sse-c data key v1\x00"
+
+KEY_REQUIRED = (
+    "The object was stored using a form of Server Side Encryption. "
+    "The correct parameters must be provided to retrieve the object."
+)
+"""AWS's 400 InvalidRequest for a read of an SSE-C object without its key."""
+
+
+@dataclass(frozen=True)
+class CustomerKey:
+    """A validated SSE-C key of one request (s3/ssec.py checked its length
+    and MD5): the raw 256-bit key, kept in memory for the request only,
+    and its base64 MD5."""
+
+    key: bytes
+    key_md5: str
+
+    def __repr__(self) -> str:
+        # A traceback or a debug log must never show the key.
+        return f"CustomerKey(key_md5={self.key_md5!r})"
+
+
+def _key_mac(salt: bytes, key: bytes) -> bytes:
+    """HMAC-SHA256 of a customer key under a record's salt."""
+    return hmac.new(salt, key, hashlib.sha256).digest()
+
+
+def customer_data_key(check: CustomerKeyCheck, key: CustomerKey) -> bytes:
+    """The data key of one SSE-C record: the customer's key and the
+    record's salt through HMAC-SHA256 (a label distinct from the check's),
+    so one customer key never encrypts two records with the same key."""
+    return hmac.new(key.key, _DATA_KEY_LABEL + check.salt, hashlib.sha256).digest()
+
+
+def key_matches(check: CustomerKeyCheck, key: CustomerKey) -> bool:
+    """Whether ``key`` is the one ``check`` was made from (constant time)."""
+    return hmac.compare_digest(_key_mac(check.salt, key.key), check.mac)
+
+
+def customer_etag(md5_hex: str, encryption: Encryption | None) -> str:
+    """The ETag stored for a body whose plaintext MD5 is ``md5_hex``.
+
+    AWS: the ETag of an SSE-C object "is not an MD5 digest of their object
+    data".  Publishing the plaintext MD5 would let anyone who may list the
+    bucket (no key needed) confirm a guess of the content, so an SSE-C
+    body's ETag is a keyed digest of it under the record's random salt:
+    stable for its record (If-Match, CompleteMultipartUpload's part list
+    work), unrelated to the plaintext for anyone without the record.
+    Other bodies keep the MD5."""
+    if encryption is None or encryption.customer is None:
+        return md5_hex
+    mac = hmac.new(encryption.customer.salt, _ETAG_LABEL + bytes.fromhex(md5_hex), hashlib.sha256)
+    return mac.hexdigest()[:32]
 
 
 def sse_applies(bucket: Bucket, requested: str | None) -> bool:
@@ -128,11 +196,29 @@ class KeyManager:
         wrapped = nonce + self._keks[0].encrypt(nonce, key, _aad(object_key))
         return DataCipher(key, Encryption(AES256, wrapped, os.urandom(8)))
 
-    def cipher(self, encryption: Encryption, object_key: str) -> DataCipher:
+    def customer_cipher(self, key: CustomerKey) -> DataCipher:
+        """The cipher of a new SSE-C object version or upload: a fresh
+        salt, hence a data key of its own (:func:`customer_data_key`), the
+        key check the record keeps, and a fresh inline prefix."""
+        salt = os.urandom(_SALT)
+        check = CustomerKeyCheck(key.key_md5, salt, _key_mac(salt, key.key))
+        return DataCipher(customer_data_key(check, key), Encryption(AES256, b"", os.urandom(8), check))
+
+    def cipher(self, encryption: Encryption, object_key: str, customer: CustomerKey | None = None) -> DataCipher:
         """The cipher of a stored object or upload of ``object_key``.
 
         KeyUnavailable if no KEK opens its wrapped key (a different master
-        key file, or a record moved to another object name)."""
+        key file, or a record moved to another object name).  An SSE-C
+        record opens only with its customer's key: none is AWS's 400
+        InvalidRequest, another key 403 AccessDenied (the S3 handlers check
+        first, with each operation's own message; this is the floor every
+        other reader, gRPC included, stands on)."""
+        if encryption.customer is not None:
+            if customer is None:
+                raise errors.InvalidRequest(KEY_REQUIRED)
+            if not key_matches(encryption.customer, customer):
+                raise errors.AccessDenied()
+            return DataCipher(customer_data_key(encryption.customer, customer), encryption)
         if encryption.algorithm != AES256:
             raise KeyUnavailable(f"unknown server-side encryption algorithm {encryption.algorithm!r}")
         wrapped = encryption.wrapped_key

@@ -142,15 +142,29 @@ class BucketEncryption:
 
 
 @dataclass(frozen=True)
+class CustomerKeyCheck:
+    """What an SSE-C object or upload keeps instead of the customer's key
+    (core/sse.py): the key's base64 MD5 (echoed in responses, as AWS does)
+    and a salted HMAC-SHA256 of the key, which tells a later request's key
+    right from wrong without the key ever being stored."""
+
+    key_md5: str
+    salt: bytes
+    mac: bytes
+
+
+@dataclass(frozen=True)
 class Encryption:
     """How an object version's (or a multipart upload's) data is encrypted
     at rest (core/sse.py): the algorithm (``AES256``), its data key wrapped
-    under the server's key-encryption key, and the counter prefix of its
-    inline data."""
+    under the server's key-encryption key (SSE-S3; empty for SSE-C, whose
+    data key is the customer's and is never stored), the counter prefix of
+    its inline data, and for SSE-C the check of the customer's key."""
 
     algorithm: str
     wrapped_key: bytes
     inline_nonce: bytes
+    customer: CustomerKeyCheck | None = None
 
 
 @dataclass(frozen=True)

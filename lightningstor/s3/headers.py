@@ -17,8 +17,9 @@ from lightningstor.core.attributes import validate_storage_class, validate_tags
 from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.sse import AES256
-from lightningstor.core.types import Bucket, ObjectRecord
+from lightningstor.core.types import Bucket, Encryption, ObjectRecord
 from lightningstor.core.website import simple_redirect_location
+from lightningstor.s3 import ssec
 from lightningstor.s3.conditions import write_if_none_match_any
 from lightningstor.s3.dates import http_date
 from lightningstor.s3.objectlockxml import lock_headers, lock_response_headers
@@ -95,10 +96,9 @@ def parse_tagging_header(value: str) -> dict[str, str]:
 
 # Headers that ask for something we would silently not do: storing an object
 # "encrypted" while it is not is worse than refusing.  (SSE-S3,
-# ``x-amz-server-side-encryption: AES256``, is implemented: see sse_request.)
+# ``x-amz-server-side-encryption: AES256``, is implemented: see sse_request;
+# SSE-C, ``x-amz-server-side-encryption-customer-*``, too: s3/ssec.py.)
 UNSUPPORTED_WRITE_HEADERS = {
-    "x-amz-server-side-encryption-customer-algorithm": "Server-side encryption with customer keys",
-    "x-amz-server-side-encryption-customer-key": "Server-side encryption with customer keys",
     "x-amz-server-side-encryption-aws-kms-key-id": "Server-side encryption with KMS",
     "x-amz-server-side-encryption-context": "Server-side encryption with KMS",
 }
@@ -110,7 +110,7 @@ _SSE_UNSUPPORTED = {"aws:kms": "Server-side encryption with KMS", "aws:kms:dsse"
 
 def refuse_unsupported(headers: Mapping[str, str]) -> None:
     """501 NotImplemented for write headers whose promise we cannot keep
-    (SSE-KMS, DSSE-KMS, SSE-C); 400 for an
+    (SSE-KMS, DSSE-KMS); 400 for an
     ``x-amz-server-side-encryption`` value AWS does not know either."""
     for name, what in UNSUPPORTED_WRITE_HEADERS.items():
         if name in headers:
@@ -152,10 +152,15 @@ def refuse_sse_header(headers: Mapping[str, str]) -> None:
         )
 
 
-def sse_response_headers(encrypted: bool) -> list[tuple[str, str]]:
-    """``x-amz-server-side-encryption: AES256`` for an encrypted object or
-    upload (every response that describes one carries it, as on AWS)."""
-    return [(SSE_HEADER, AES256)] if encrypted else []
+def sse_response_headers(encryption: Encryption | None) -> list[tuple[str, str]]:
+    """The encryption headers every response that describes an object or
+    upload carries, as on AWS: ``x-amz-server-side-encryption: AES256`` for
+    SSE-S3; for SSE-C, instead, the customer algorithm and key MD5."""
+    if encryption is None:
+        return []
+    if encryption.customer is not None:
+        return ssec.response_headers(encryption)
+    return [(SSE_HEADER, AES256)]
 
 
 def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttrs:
@@ -224,8 +229,7 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
         out.append(("x-amz-tagging-count", str(len(record.tags))))
     if record.lock_mode is not None or record.legal_hold is not None:
         out += lock_response_headers(record)
-    if record.encryption is not None:
-        out.append((SSE_HEADER, AES256))
+    out += sse_response_headers(record.encryption)
     if checksum_mode and record.checksums:
         for algorithm, value in record.checksums.items():
             out.append((f"x-amz-checksum-{algorithm}", value))

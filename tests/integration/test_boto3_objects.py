@@ -364,16 +364,18 @@ def test_version_id_null_on_unversioned(s3, bucket):
 
 
 @pytest.mark.parametrize(("extra", "code"), [
-    # SSE-S3 (AES256) is served (test_sse.py); KMS and SSE-C are not.
+    # SSE-S3 (AES256) is served (test_sse.py), SSE-C over TLS only (test_ssec.py:
+    # this server is plain HTTP, AWS's 400 InvalidRequest); KMS is not.
     ({"ServerSideEncryption": "aws:kms"}, "NotImplemented"),
-    ({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}, "NotImplemented"),
+    ({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}, "InvalidRequest"),
     # Object Lock is served, but only in a bucket created with it (test_object_lock.py).
     ({"ObjectLockMode": "GOVERNANCE",
       "ObjectLockRetainUntilDate": datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)}, "InvalidRequest"),
 ])
 def test_unkeepable_promises_refused(s3, bucket, extra, code):
-    """KMS and SSE-C requests are 501 NotImplemented, Object Lock requests in a bucket
-    without it 400 InvalidRequest: never stored unencrypted or unlocked."""
+    """KMS requests are 501 NotImplemented, SSE-C over plain HTTP and Object Lock
+    requests in a bucket without it 400 InvalidRequest: never stored unencrypted or
+    unlocked."""
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=bucket, Key="sse", Body=b"secret", **extra)
     assert _code(e) == code

@@ -11,8 +11,8 @@ GetObject (:data:`lightningstor.core.access.OPERATION_ACTIONS`).
 
 The parts come from the object record (:func:`lightningstor.core.multipart.object_parts`),
 paged by ``x-amz-part-number-marker`` and ``x-amz-max-parts`` as ListParts
-pages by its query parameters.  SSE-C headers are ignored, as on GetObject:
-no object is ever stored encrypted with a customer key.
+pages by its query parameters.  An SSE-C object needs its key, as on
+GetObject (s3/ssec.py), and the answer echoes the SSE-C headers.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from twisted.internet.defer import inlineCallbacks
 from lightningstor import errors
 from lightningstor.core.multipart import MAX_LISTED, checksum_type_of, object_parts
 from lightningstor.core.types import ObjectRecord
-from lightningstor.s3 import xmlio
+from lightningstor.s3 import ssec, xmlio
 from lightningstor.s3.dates import http_date
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import version_header
@@ -105,6 +105,7 @@ def get_object_attributes(api: Any, call: Any) -> Any:
     # Parsed whether or not ObjectParts is asked for: a bad value is a bad request.
     marker, max_parts = parts_paging(call.headers)
     record = yield api.core.objects.head(bucket, call.key, call.target.query.get("versionId"))
+    ssec.read_key(call.headers, call.request.isSecure(), record.encryption)
     checksums = record.checksums if CHECKSUM in wanted and record.checksums else None
     body = xmlio.object_attributes_xml(
         etag=record.etag if ETAG in wanted else None,
@@ -116,4 +117,5 @@ def get_object_attributes(api: Any, call: Any) -> Any:
     )
     response_headers = [("Last-Modified", http_date(record.created_at))]
     response_headers += version_header(bucket, record.version_id)
+    response_headers += ssec.response_headers(record.encryption)
     return api.send_xml(call, body, headers=response_headers)

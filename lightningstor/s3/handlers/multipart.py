@@ -31,7 +31,7 @@ from lightningstor.core.multipart import (
 from lightningstor.core.objects import PutAttrs, may_have_committed, validate_key
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
-from lightningstor.s3 import conditions, xmlio
+from lightningstor.s3 import conditions, ssec, xmlio
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
     body_plan,
@@ -104,6 +104,7 @@ def _resolve(api: Any, call: Any) -> Any:
 def create_multipart_upload(api: Any, call: Any) -> Any:
     principal, _verified, bucket = yield _resolve(api, call)
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
+    attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure())
     attrs.owner = principal.principal_id
     check_lock_attrs(api, bucket, attrs)
     algorithm = call.headers.get("x-amz-checksum-algorithm") or call.headers.get("x-amz-sdk-checksum-algorithm")
@@ -116,7 +117,7 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
         checksum_type=call.headers.get("x-amz-checksum-type"),
     )
     body = xmlio.initiate_multipart_xml(bucket.name, call.key, upload.upload_id)
-    headers = _algorithm_header(upload) + sse_response_headers(upload.encryption is not None)
+    headers = _algorithm_header(upload) + sse_response_headers(upload.encryption)
     return api.send_xml(call, body, headers=headers)
 
 
@@ -132,6 +133,7 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     refuse_sse_header(call.headers)  # the upload's encryption was fixed at its creation
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
+    customer = ssec.part_key(call.headers, call.request.isSecure(), upload.encryption)
     decoded_length = decoded_length_of(call, length)
     limit = api.core.multipart.max_part_size
     if decoded_length is not None and decoded_length > limit:
@@ -156,7 +158,7 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
         owner=principal.principal_id,
     )
     algorithms, decoder = body_plan(call, verified, decoded_length, keep, expected, trailer)
-    writer = api.core.multipart.new_part_writer(upload, algorithms)
+    writer = api.core.multipart.new_part_writer(upload, algorithms, customer)
     return PartUploadContext(
         principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length, upload, part_number
     )
@@ -173,7 +175,7 @@ def upload_part(api: Any, call: Any) -> Any:
         raise
     headers = [("ETag", f'"{part.etag}"')]
     headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
-    headers += sse_response_headers(ctx.upload.encryption is not None)
+    headers += sse_response_headers(ctx.upload.encryption)
     return api.send(call, 200, headers=headers, content_type=None)
 
 
@@ -220,9 +222,12 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     principal, _verified, bucket = yield _resolve(api, call)
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
+    secure = call.request.isSecure()
+    customer = ssec.part_key(call.headers, secure, upload.encryption)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
+    source_customer = ssec.read_key(call.headers, secure, source.encryption, ssec.COPY_SOURCE_PREFIX)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     start, length = parse_copy_source_range(call.headers.get("x-amz-copy-source-range"), source.size)
     limit = api.core.multipart.max_part_size
@@ -230,10 +235,10 @@ def upload_part_copy(api: Any, call: Any) -> Any:
         raise errors.InvalidRequest(
             f"The specified copy source is larger than the maximum allowable size for a copy source: {limit}"
         )
-    part = yield api.core.multipart.copy_part(upload, part_number, source, start, length)
+    part = yield api.core.multipart.copy_part(upload, part_number, source, start, length, customer, source_customer)
     headers = [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
-    headers += sse_response_headers(upload.encryption is not None)
+    headers += sse_response_headers(upload.encryption)
     return api.send_xml(call, xmlio.copy_part_result_xml(part.etag, part.created_at), headers=headers)
 
 
@@ -255,6 +260,10 @@ def _location(call: Any, bucket: str, key: str) -> str:
 @inlineCallbacks
 def complete_multipart_upload(api: Any, call: Any) -> Any:
     _principal, _verified, bucket = yield _resolve(api, call)
+    # SSE-C headers are optional here (AWS needs them only for some
+    # checksum cases); sent, they must be well formed and over TLS.
+    ssec.require_secure(call.headers, call.request.isSecure())
+    ssec.customer_key(call.headers)
     listed = [
         PartRef(p.part_number, p.etag, dict(p.checksums))
         for p in xmlio.parse_complete_multipart(call.sink.content())
@@ -288,7 +297,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         checksum_type=done.checksum_type,
     )
     headers = written_version_header(record.version_id)
-    headers += sse_response_headers(record.encryption is not None)
+    headers += sse_response_headers(record.encryption)
     if bucket.lifecycle:
         headers += expiration_header(api, bucket, record)
     return api.send_xml(call, body, headers=headers)

@@ -33,7 +33,7 @@ from lightningstor.core.objects import (
 )
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.core.versions import reported_version_id
-from lightningstor.s3 import conditions, ranges, xmlio
+from lightningstor.s3 import conditions, ranges, ssec, xmlio
 from lightningstor.s3.dates import http_date
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
@@ -171,13 +171,14 @@ def _upload_context(
             "parameters"
         )
     keep_stored_encoding(attrs)
+    attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure())
     attrs.owner = principal.principal_id
     # put_attrs checked the checksum headers and kept what they ask for.
     trailer = checksum_trailer(call.headers)
     algorithms, decoder = body_plan(
         call, verified, decoded_length, attrs.store_checksums, attrs.expected_checksums, trailer
     )
-    writer = api.core.new_writer(bucket, call.key, attrs.encryption, algorithms)
+    writer = api.core.new_writer(bucket, call.key, attrs.encryption, algorithms, customer=attrs.customer_key)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
 
 
@@ -283,7 +284,7 @@ def commit_upload(
         headers = [("ETag", record.quoted_etag)]
         headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
         headers += written_version_header(record.version_id)
-        headers += sse_response_headers(record.encryption is not None)
+        headers += sse_response_headers(record.encryption)
         if ctx.bucket.lifecycle:
             headers += expiration_header(api, ctx.bucket, record)
         if answer is None:
@@ -415,6 +416,8 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
     _principal, bucket, record = found
     if "x-amz-server-side-encryption" in call.headers:
         refuse_sse_header(call.headers)
+    # SSE-C: the object's key, checked against its record (s3/ssec.py).
+    customer = ssec.read_key(call.headers, call.request.isSecure(), record.encryption)
     checksum_mode = call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
@@ -446,7 +449,7 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
     response_headers.put(b"Content-Length", b"%d" % length)
     if call.method == "HEAD" or length == 0:
         return b""
-    d: Deferred[Any] = api.core.open_reader(record, start, length)
+    d: Deferred[Any] = api.core.open_reader(record, start, length, customer)
     return d.addCallback(_stream, request)
 
 
@@ -540,7 +543,10 @@ def copy_object(api: Any, call: Any) -> Any:
     validate_key(call.key)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
+    customer = ssec.write_key(call.headers, call.request.isSecure())
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
+    secure = call.request.isSecure()
+    source_customer = ssec.read_key(call.headers, secure, source.encryption, ssec.COPY_SOURCE_PREFIX)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
@@ -556,7 +562,7 @@ def copy_object(api: Any, call: Any) -> Any:
         call.key,
         replaces_metadata=directive == "REPLACE",
         sets_storage_class="x-amz-storage-class" in call.headers,
-        sets_encryption=sse_request(call.headers) is not None,
+        sets_encryption=sse_request(call.headers) is not None or customer is not None,
     )
     replace = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes) if directive == "REPLACE" else None
     tags = None
@@ -580,9 +586,11 @@ def copy_object(api: Any, call: Any) -> Any:
         owner=principal.principal_id,
         conditions=write_conditions,
         encryption=sse_request(call.headers),
+        customer=customer,
+        source_customer=source_customer,
     )
     headers = written_version_header(record.version_id)
-    headers += sse_response_headers(record.encryption is not None)
+    headers += sse_response_headers(record.encryption)
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     if dest_bucket.lifecycle:
         headers += expiration_header(api, dest_bucket, record)

@@ -41,7 +41,7 @@ from lightningstor.core import access
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, validate_key
 from lightningstor.core.types import Bucket, Principal
-from lightningstor.s3 import formdata, postpolicy, xmlio
+from lightningstor.s3 import formdata, postpolicy, ssec, xmlio
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.formdata import FormEvent, FormParser
 from lightningstor.s3.handlers.objects import (
@@ -288,6 +288,7 @@ def _attrs(api: Any, plan: PostPlan) -> Any:
     file part's Content-Type when the form has none, tags from ``tagging``."""
     fields = plan.fields
     refuse_unsupported(fields)  # encryption...: 501, as for PutObject's headers
+    ssec.refuse_in_form(fields)
     for name in (MODE_HEADER, UNTIL_HEADER, HOLD_HEADER):
         if name in fields:  # not taken from a form (yet): refused rather than ignored
             raise errors.NotImplementedS3(f"Object Lock fields are not supported in a POST upload ({name})")
