@@ -171,7 +171,8 @@ def _upload_context(
             "parameters"
         )
     keep_stored_encoding(attrs)
-    attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure())
+    if ssec.named(call.headers):
+        attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure())
     attrs.owner = principal.principal_id
     # put_attrs checked the checksum headers and kept what they ask for.
     trailer = checksum_trailer(call.headers)
@@ -416,8 +417,11 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
     _principal, bucket, record = found
     if "x-amz-server-side-encryption" in call.headers:
         refuse_sse_header(call.headers)
-    # SSE-C: the object's key, checked against its record (s3/ssec.py).
-    customer = ssec.read_key(call.headers, call.request.isSecure(), record.encryption)
+    # SSE-C: the object's key, checked against its record (s3/ssec.py);
+    # nothing to check for a plaintext object read without SSE-C headers.
+    customer = None
+    if record.encryption is not None or ssec.named(call.headers):
+        customer = ssec.read_key(call.headers, call.request.isSecure(), record.encryption)
     checksum_mode = call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
