@@ -237,6 +237,29 @@ class UnreadablePolicy:
         return False
 
 
+class AskedAs:
+    """A request's :class:`PolicyContext` asked as another operation, or
+    about one version: a DeleteObjects entry naming a version
+    (``s3:DeleteObjectVersion`` with ``s3:VersionId``), a GET of a missing
+    key asked as the listing AWS checks then.  The request's own condition
+    keys stand, except ``s3:VersionId``, which is this question's."""
+
+    def __init__(self, request: PolicyContext, *, op: str | None = None, version_id: str | None = None) -> None:
+        self.op = request.op if op is None else op
+        self._request = request
+        self._version_id = version_id
+
+    def version_named(self) -> bool:
+        return self._version_id is not None
+
+    def condition_keys(self) -> dict[str, tuple[str, ...]]:
+        keys = dict(self._request.condition_keys())
+        keys.pop("s3:versionid", None)
+        if self._version_id is not None:
+            keys["s3:versionid"] = (self._version_id,)
+        return keys
+
+
 @lru_cache(maxsize=1024)
 def _parsed_policy(text: str, bucket: str) -> BucketPolicy | UnreadablePolicy:
     try:

@@ -21,7 +21,14 @@ from twisted.internet.defer import (
 from twisted.python.failure import Failure
 
 from lightningstor.core import manifests
-from lightningstor.core.access import BUCKETS_CREATE, OBJECTS_DELETE, AccessControl, PolicyContext, Trail
+from lightningstor.core.access import (
+    BUCKETS_CREATE,
+    OBJECTS_DELETE,
+    AccessControl,
+    AskedAs,
+    PolicyContext,
+    Trail,
+)
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.buckets import BucketManager
 from lightningstor.core.bulk import delete_objects
@@ -239,7 +246,10 @@ class Core:
         bypass = None
         if principal is not None:
             def authorize(key: str, version_id: str | None) -> Any:
-                entry = request if request is None or version_id is None else _VersionedEntry(request, version_id)
+                # An entry naming a version is s3:DeleteObjectVersion, as
+                # DeleteObject with versionId is: a policy keeping history
+                # must not be bypassed by deleting in bulk.
+                entry = request if request is None or version_id is None else AskedAs(request, version_id=version_id)
                 return self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, entry)
 
             if bypass_governance:
@@ -306,23 +316,3 @@ class Core:
             else:
                 out[name] = str(value.value) or value.type.__name__
         return out
-
-
-class _VersionedEntry:
-    """One entry of a DeleteObjects that names a version, as a bucket policy
-    sees it: ``s3:DeleteObjectVersion`` with ``s3:VersionId``, like a
-    DeleteObject with ``versionId`` (a policy that protects versions must
-    not be bypassed by deleting them in bulk)."""
-
-    def __init__(self, request: PolicyContext, version_id: str) -> None:
-        self.op = request.op
-        self._request = request
-        self._version_id = version_id
-
-    def version_named(self) -> bool:
-        return True
-
-    def condition_keys(self) -> dict[str, tuple[str, ...]]:
-        keys = self._request.condition_keys()
-        keys["s3:versionid"] = (self._version_id,)
-        return keys

@@ -24,7 +24,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from lightningstor import errors
 from lightningstor.core.sse import AES256, KEY_REQUIRED, CustomerKey, key_matches
@@ -120,69 +120,89 @@ _ALL_NAMES = tuple(name.lower() for prefix in ("", COPY_SOURCE_PREFIX) for name 
 
 def named(headers: Mapping[str, str]) -> bool:
     """Whether any SSE-C header (the object's or a copy source's) is
-    present.  Every GET and PUT asks first, so the common request (no
+    present.  Every check below asks this first, so the common request (no
     SSE-C anywhere) pays six dict lookups and nothing else: not even
-    ``Request.isSecure``, whose interface lookup costs more than these."""
+    ``Request.isSecure``, whose interface lookup costs more than these
+    (docs/performance.md, "Tenth round")."""
     for name in _ALL_NAMES:
         if name in headers:
             return True
     return False
 
 
-def require_secure(headers: Mapping[str, str], secure: bool) -> None:
+def require_secure(headers: Mapping[str, str], is_secure: Callable[[], bool]) -> None:
     """AWS's 400 InvalidRequest for SSE-C headers sent over plain HTTP,
     checked before the headers themselves (a key sent in clear is refused
-    whether or not it is well formed)."""
-    if not secure and named(headers):
+    whether or not it is well formed).  ``is_secure`` (the request's
+    ``isSecure``) is only called when such a header is there."""
+    if named(headers) and not is_secure():
         raise errors.InvalidRequest(MSG_INSECURE)
 
 
-def write_key(headers: Mapping[str, str], secure: bool) -> CustomerKey | None:
+def write_key(headers: Mapping[str, str], is_secure: Callable[[], bool]) -> CustomerKey | None:
     """The SSE-C key a write (PutObject, CreateMultipartUpload, CopyObject's
     destination) asks for; with ``x-amz-server-side-encryption`` too it is
     AWS's 400 InvalidArgument (SSE-C and SSE-S3 exclude each other)."""
-    require_secure(headers, secure)
+    if not named(headers):
+        return None
+    require_secure(headers, is_secure)
     key = customer_key(headers)
     if key is not None and SSE_HEADER in headers:
         raise errors.InvalidArgument(MSG_INCOMPATIBLE, ArgumentName=SSE_HEADER, ArgumentValue=headers[SSE_HEADER])
     return key
 
 
-def read_key(headers: Mapping[str, str], secure: bool, encryption: Encryption | None, prefix: str = "") -> CustomerKey | None:
+def read_key(
+    headers: Mapping[str, str], is_secure: Callable[[], bool], encryption: Encryption | None, prefix: str = ""
+) -> CustomerKey | None:
     """The SSE-C key that opens a stored object (GetObject, HeadObject,
     GetObjectAttributes; a copy's source with ``prefix``
     ``x-amz-copy-source-``), checked against its record: none for an SSE-C
     object is 400 InvalidRequest, another key 403 AccessDenied, a key for
     an object that is not SSE-C 400 InvalidRequest, as AWS answers."""
-    require_secure(headers, secure)
-    key = customer_key(headers, prefix)
-    check = encryption.customer if encryption is not None else None
-    if check is None:
-        if key is not None:
-            raise errors.InvalidRequest(MSG_NOT_APPLICABLE)
-        return None
-    if key is None:
-        raise errors.InvalidRequest(MSG_KEY_REQUIRED)
-    if not key_matches(check, key):
-        raise errors.AccessDenied()
-    return key
+    return _matching_key(
+        headers, is_secure, encryption, prefix,
+        missing=lambda: errors.InvalidRequest(MSG_KEY_REQUIRED), wrong=errors.AccessDenied,
+    )  # fmt: skip
 
 
-def part_key(headers: Mapping[str, str], secure: bool, encryption: Encryption | None) -> CustomerKey | None:
+def part_key(headers: Mapping[str, str], is_secure: Callable[[], bool], encryption: Encryption | None) -> CustomerKey | None:
     """The SSE-C key of an UploadPart / UploadPartCopy's destination: the
     one the upload was created with, every time (AWS's InvalidRequest
     messages for a missing or different key)."""
-    require_secure(headers, secure)
-    key = customer_key(headers)
+    return _matching_key(
+        headers, is_secure, encryption, "",
+        missing=lambda: errors.InvalidRequest(MSG_PART_KEY_REQUIRED),
+        wrong=lambda: errors.InvalidRequest(MSG_PART_KEY_MISMATCH),
+    )  # fmt: skip
+
+
+def _matching_key(
+    headers: Mapping[str, str],
+    is_secure: Callable[[], bool],
+    encryption: Encryption | None,
+    prefix: str,
+    *,
+    missing: Callable[[], errors.S3Error],
+    wrong: Callable[[], errors.S3Error],
+) -> CustomerKey | None:
+    """The request's SSE-C key checked against a stored object or upload
+    (``encryption``); ``missing`` and ``wrong`` make the error AWS answers
+    when the key is absent or another.  A plaintext object asked about
+    without SSE-C headers costs six dict lookups (:func:`named`)."""
     check = encryption.customer if encryption is not None else None
+    if check is None and not named(headers):
+        return None
+    require_secure(headers, is_secure)
+    key = customer_key(headers, prefix)
     if check is None:
         if key is not None:
             raise errors.InvalidRequest(MSG_NOT_APPLICABLE)
         return None
     if key is None:
-        raise errors.InvalidRequest(MSG_PART_KEY_REQUIRED)
+        raise missing()
     if not key_matches(check, key):
-        raise errors.InvalidRequest(MSG_PART_KEY_MISMATCH)
+        raise wrong()
     return key
 
 

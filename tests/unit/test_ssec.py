@@ -98,17 +98,17 @@ def test_copy_source_headers_are_separate() -> None:
 def test_plain_http_refused_before_validation() -> None:
     for headers in (GOOD, {ssec.ALGORITHM_HEADER: "bad"}, {"x-amz-copy-source-server-side-encryption-customer-key": "x"}):
         with pytest.raises(errors.InvalidRequest) as info:
-            ssec.require_secure(headers, secure=False)
+            ssec.require_secure(headers, lambda: False)
         assert info.value.message == ssec.MSG_INSECURE
-    ssec.require_secure(GOOD, secure=True)
-    ssec.require_secure({}, secure=False)
+    ssec.require_secure(GOOD, lambda: True)
+    ssec.require_secure({}, lambda: False)
 
 
 def test_ssec_and_sse_s3_exclude_each_other() -> None:
     with pytest.raises(errors.InvalidArgument) as info:
-        ssec.write_key({**GOOD, ssec.SSE_HEADER: "AES256"}, secure=True)
+        ssec.write_key({**GOOD, ssec.SSE_HEADER: "AES256"}, lambda: True)
     assert info.value.message == ssec.MSG_INCOMPATIBLE
-    assert ssec.write_key({ssec.SSE_HEADER: "AES256"}, secure=True) is None
+    assert ssec.write_key({ssec.SSE_HEADER: "AES256"}, lambda: True) is None
 
 
 def test_record_never_holds_the_key() -> None:
@@ -125,19 +125,19 @@ def test_record_never_holds_the_key() -> None:
 
 def test_read_key_checks_the_record() -> None:
     enc = MANAGER.customer_cipher(_key()).encryption
-    assert ssec.read_key(GOOD, True, enc) == _key()
+    assert ssec.read_key(GOOD, lambda: True, enc) == _key()
     with pytest.raises(errors.InvalidRequest) as missing:
-        ssec.read_key({}, True, enc)
+        ssec.read_key({}, lambda: True, enc)
     assert missing.value.message == ssec.MSG_KEY_REQUIRED
     other = bytes(32)
     other_headers = {**GOOD, ssec.KEY_HEADER: base64.b64encode(other).decode(),
                      MD5_NAME: base64.b64encode(hashlib.md5(other).digest()).decode()}
     with pytest.raises(errors.AccessDenied):
-        ssec.read_key(other_headers, True, enc)
+        ssec.read_key(other_headers, lambda: True, enc)
     with pytest.raises(errors.InvalidRequest) as plain:
-        ssec.read_key(GOOD, True, None)
+        ssec.read_key(GOOD, lambda: True, None)
     assert plain.value.message == ssec.MSG_NOT_APPLICABLE
-    assert ssec.read_key({}, True, None) is None
+    assert ssec.read_key({}, lambda: True, None) is None
 
 
 def test_core_cipher_refuses_without_the_key() -> None:
@@ -160,13 +160,13 @@ def test_core_cipher_refuses_without_the_key() -> None:
 def test_part_key_messages() -> None:
     enc = MANAGER.customer_cipher(_key()).encryption
     with pytest.raises(errors.InvalidRequest) as missing:
-        ssec.part_key({}, True, enc)
+        ssec.part_key({}, lambda: True, enc)
     assert missing.value.message == ssec.MSG_PART_KEY_REQUIRED
     other = bytes(32)
     other_headers = {**GOOD, ssec.KEY_HEADER: base64.b64encode(other).decode(),
                      MD5_NAME: base64.b64encode(hashlib.md5(other).digest()).decode()}
     with pytest.raises(errors.InvalidRequest) as wrong:
-        ssec.part_key(other_headers, True, enc)
+        ssec.part_key(other_headers, lambda: True, enc)
     assert wrong.value.message == ssec.MSG_PART_KEY_MISMATCH
 
 

@@ -105,7 +105,7 @@ def get_object_attributes(api: Any, call: Any) -> Any:
     # Parsed whether or not ObjectParts is asked for: a bad value is a bad request.
     marker, max_parts = parts_paging(call.headers)
     record = yield api.core.objects.head(bucket, call.key, call.target.query.get("versionId"))
-    ssec.read_key(call.headers, call.request.isSecure(), record.encryption)
+    ssec.read_key(call.headers, call.request.isSecure, record.encryption)
     checksums = record.checksums if CHECKSUM in wanted and record.checksums else None
     body = xmlio.object_attributes_xml(
         etag=record.etag if ETAG in wanted else None,

@@ -104,7 +104,7 @@ def _resolve(api: Any, call: Any) -> Any:
 def create_multipart_upload(api: Any, call: Any) -> Any:
     principal, _verified, bucket = yield _resolve(api, call)
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
-    attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure())
+    attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
     attrs.owner = principal.principal_id
     check_lock_attrs(api, bucket, attrs)
     algorithm = call.headers.get("x-amz-checksum-algorithm") or call.headers.get("x-amz-sdk-checksum-algorithm")
@@ -133,7 +133,7 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     refuse_sse_header(call.headers)  # the upload's encryption was fixed at its creation
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
-    customer = ssec.part_key(call.headers, call.request.isSecure(), upload.encryption)
+    customer = ssec.part_key(call.headers, call.request.isSecure, upload.encryption)
     decoded_length = decoded_length_of(call, length)
     limit = api.core.multipart.max_part_size
     if decoded_length is not None and decoded_length > limit:
@@ -222,12 +222,11 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     principal, _verified, bucket = yield _resolve(api, call)
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
-    secure = call.request.isSecure()
-    customer = ssec.part_key(call.headers, secure, upload.encryption)
+    customer = ssec.part_key(call.headers, call.request.isSecure, upload.encryption)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
-    source_customer = ssec.read_key(call.headers, secure, source.encryption, ssec.COPY_SOURCE_PREFIX)
+    source_customer = ssec.read_key(call.headers, call.request.isSecure, source.encryption, ssec.COPY_SOURCE_PREFIX)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     start, length = parse_copy_source_range(call.headers.get("x-amz-copy-source-range"), source.size)
     limit = api.core.multipart.max_part_size
@@ -262,7 +261,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
     _principal, _verified, bucket = yield _resolve(api, call)
     # SSE-C headers are optional here (AWS needs them only for some
     # checksum cases); sent, they must be well formed and over TLS.
-    ssec.require_secure(call.headers, call.request.isSecure())
+    ssec.require_secure(call.headers, call.request.isSecure)
     ssec.customer_key(call.headers)
     listed = [
         PartRef(p.part_number, p.etag, dict(p.checksums))

@@ -171,8 +171,7 @@ def _upload_context(
             "parameters"
         )
     keep_stored_encoding(attrs)
-    if ssec.named(call.headers):
-        attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure())
+    attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
     attrs.owner = principal.principal_id
     # put_attrs checked the checksum headers and kept what they ask for.
     trailer = checksum_trailer(call.headers)
@@ -368,29 +367,12 @@ def _missing(failure: Failure, api: Any, call: Any, principal: Principal, bucket
     ``s3:ListBucket``) cannot probe which other keys exist."""
     if not failure.check(errors.NoSuchKey):
         return failure
-    listing = _ListingQuestion(call)
+    listing = access.AskedAs(call, op="ListObjects")  # the listing AWS checks then
     d: Deferred[Any] = api.core.access.allow(
         principal, bucket, access.OBJECTS_LIST, None, call.decisions.append, listing
     )
     return d.addCallback(lambda _: failure)
 
-
-class _ListingQuestion:
-    """A GET or HEAD of a missing key asked as the listing AWS checks then
-    (core/access.py, PolicyContext)."""
-
-    op = "ListObjects"
-
-    def __init__(self, call: Any) -> None:
-        self._call = call
-
-    def version_named(self) -> bool:
-        return False
-
-    def condition_keys(self) -> dict[str, tuple[str, ...]]:
-        keys: dict[str, tuple[str, ...]] = self._call.condition_keys()
-        keys.pop("s3:versionid", None)
-        return keys
 
 
 def get_object(api: Any, call: Any) -> Deferred[Any]:
@@ -417,11 +399,8 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
     _principal, bucket, record = found
     if "x-amz-server-side-encryption" in call.headers:
         refuse_sse_header(call.headers)
-    # SSE-C: the object's key, checked against its record (s3/ssec.py);
-    # nothing to check for a plaintext object read without SSE-C headers.
-    customer = None
-    if record.encryption is not None or ssec.named(call.headers):
-        customer = ssec.read_key(call.headers, call.request.isSecure(), record.encryption)
+    # SSE-C: the object's key, checked against its record (s3/ssec.py).
+    customer = ssec.read_key(call.headers, call.request.isSecure, record.encryption)
     checksum_mode = call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
@@ -547,10 +526,9 @@ def copy_object(api: Any, call: Any) -> Any:
     validate_key(call.key)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
-    customer = ssec.write_key(call.headers, call.request.isSecure())
+    customer = ssec.write_key(call.headers, call.request.isSecure)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
-    secure = call.request.isSecure()
-    source_customer = ssec.read_key(call.headers, secure, source.encryption, ssec.COPY_SOURCE_PREFIX)
+    source_customer = ssec.read_key(call.headers, call.request.isSecure, source.encryption, ssec.COPY_SOURCE_PREFIX)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
