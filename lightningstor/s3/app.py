@@ -451,6 +451,8 @@ class S3Api:
         request.body_sink = call.sink = BufferedBody(
             max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0)),
             lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
+            headers,
+            object_checksums=op == "CompleteMultipartUpload",
         )
 
     def _begin_post_object(self, call: S3Call, length: int | None) -> None:

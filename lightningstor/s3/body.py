@@ -9,7 +9,9 @@ instead hands each piece to one of these sinks the moment it arrives:
   writer is behind (backpressure).  Nothing is written before the request's
   signature is verified: bytes arriving earlier wait (bounded, transport
   paused).
-* :class:`BufferedBody` keeps small bodies (XML documents) up to a limit.
+* :class:`BufferedBody` keeps small bodies (XML documents) up to a limit,
+  and checks the ``Content-MD5`` or ``x-amz-checksum-*`` header sent with
+  one before any handler reads it (:func:`verify_sent_digests`).
 
 Every :class:`ObjectBody` also reports the bytes it holds (received, not yet
 stored) to the server-wide :class:`~lightningstor.s3.inflight.InflightBudget`
@@ -26,7 +28,8 @@ stored byte are over: the S3 layer answers ``Expect: 100-continue`` then
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
+from lightningstor.checksums import new_hasher
+from lightningstor.core.objects import PutAttrs, verify_digests
+from lightningstor.s3.headers import checksum_algorithms
 from lightningstor.s3.inflight import BudgetAccount, InflightBudget
 from lightningstor.tcp import tcp_transport
 
@@ -116,13 +122,29 @@ class _Flow:
 
 
 class BufferedBody:
-    """A small body kept in memory, refused (reported later) over ``limit``."""
+    """A small body kept in memory, refused (reported later) over ``limit``.
 
-    def __init__(self, limit: int, too_large: Callable[[], errors.S3Error]) -> None:
+    With ``headers``, the body's ``Content-MD5`` and (unless
+    ``object_checksums``: CompleteMultipartUpload's describe the object, not
+    its XML) ``x-amz-checksum-*`` headers are checked when the body is first
+    read, so that every handler of a buffered body answers ``BadDigest`` for
+    a body damaged on the way, as AWS does, instead of acting on it.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        too_large: Callable[[], errors.S3Error],
+        headers: Mapping[str, str] | None = None,
+        *,
+        object_checksums: bool = False,
+    ) -> None:
         self._parts: list[bytes] = []
         self._size = 0
         self._limit = limit
         self._too_large = too_large
+        self._headers = headers
+        self._object_checksums = object_checksums
         self.error: errors.S3Error | None = None
 
     @property
@@ -145,7 +167,35 @@ class BufferedBody:
     def content(self) -> bytes:
         if self.error is not None:
             raise self.error
-        return b"".join(self._parts)
+        body = b"".join(self._parts)
+        if self._headers is not None:
+            headers, self._headers = self._headers, None  # checked once
+            try:
+                verify_sent_digests(headers, body, checksums=not self._object_checksums)
+            except errors.S3Error as e:
+                self.error = e
+                raise
+            self._parts = [body]
+        return body
+
+
+def verify_sent_digests(headers: Mapping[str, str], body: bytes, *, checksums: bool = True) -> None:
+    """``InvalidDigest``/``BadDigest`` unless ``body`` matches the
+    ``Content-MD5`` and (``checksums``) ``x-amz-checksum-*`` headers sent
+    with it; nothing to check when none was sent.  Whether an operation
+    *requires* one is its handler's rule (handlers.objects.check_body_digest)."""
+    md5 = headers.get("content-md5")
+    expected = checksum_algorithms(headers)[0] if checksums else {}
+    if md5 is None and not expected:
+        return
+    attrs = PutAttrs(content_md5=md5)
+    attrs.expected_checksums = expected
+    digests = {}
+    for algorithm in expected:
+        h = new_hasher(algorithm)
+        h.update(body)
+        digests[algorithm] = h.digest()
+    verify_digests(attrs, hashlib.md5(body).hexdigest(), digests)
 
 
 class ObjectBody:

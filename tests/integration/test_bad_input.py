@@ -8,8 +8,9 @@ import uuid
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.exceptions import ClientError
 
-from tests.integration.raw import CREDS, signed
+from tests.integration.raw import CREDS, md5_header, signed
 
 
 @pytest.fixture
@@ -77,6 +78,69 @@ def test_delete_without_integrity_header(server, s3, clean_bucket):
     status, resp = signed(server, "POST", f"/{clean_bucket}?delete", body)
     assert status == 400 and b"InvalidRequest" in resp
     assert _count(s3, clean_bucket) == 1
+
+
+def _damaged(body: bytes, header: str) -> dict[str, str]:
+    """A digest header of ``header``'s kind for a body other than ``body``
+    (what a body damaged on the way would arrive with)."""
+    import base64
+    import zlib
+
+    other = body + b" "
+    if header == "content-md5":
+        return {"Content-MD5": base64.b64encode(hashlib.md5(other).digest()).decode()}
+    return {"x-amz-checksum-crc32": base64.b64encode(zlib.crc32(other).to_bytes(4, "big")).decode()}
+
+
+@pytest.mark.parametrize("header", ["content-md5", "x-amz-checksum-crc32"])
+def test_buffered_bodies_are_checked_against_their_digest_headers(server, s3, clean_bucket, header):
+    """Every configuration body (and CompleteMultipartUpload's Content-MD5)
+    is checked against a digest header sent with it, required or not:
+    BadDigest, and nothing changes, as AWS answers a body damaged on the
+    way.  Before, only the operations that require a digest checked it."""
+    bucket = clean_bucket
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    documents = [
+        (f"/{bucket}?tagging", b"<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>"),
+        (f"/{bucket}/k?tagging", b"<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>"),
+        (f"/{bucket}?versioning", b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"),
+        (f"/{bucket}?website", b"<WebsiteConfiguration><IndexDocument><Suffix>index.html</Suffix></IndexDocument></WebsiteConfiguration>"),
+        (f"/{bucket}?policy", b'{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::' + bucket.encode() + b'/*"}]}'),
+    ]
+    for path, body in documents:
+        status, resp = signed(server, "PUT", path, body, _damaged(body, header))
+        assert (status, b"<Code>BadDigest</Code>" in resp) == (400, True), (path, resp)
+    # Nothing of the above was stored.
+    with pytest.raises(ClientError):
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    with pytest.raises(ClientError):
+        s3.get_bucket_website(Bucket=bucket)
+    with pytest.raises(ClientError):
+        s3.get_bucket_policy(Bucket=bucket)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+    # The same documents with the right digest are taken.
+    status, _ = signed(server, "PUT", documents[0][0], documents[0][1], md5_header(documents[0][1]))
+    assert status in (200, 204)
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "a", "Value": "b"}]
+
+
+def test_complete_multipart_checks_content_md5_not_object_checksums(server, s3, clean_bucket):
+    """CompleteMultipartUpload's x-amz-checksum-* headers are the object's
+    checksum (checked against the parts, not the XML); its Content-MD5 is
+    the body's, and a wrong one leaves the upload open."""
+    bucket = clean_bucket
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"part")["ETag"]
+    body = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>".encode()
+    status, resp = signed(server, "POST", f"/{bucket}/mp?uploadId={upload}", body, _damaged(body, "content-md5"))
+    assert (status, b"<Code>BadDigest</Code>" in resp) == (400, True)
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == [upload]
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert done["ETag"].endswith('-1"')
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"part"
 
 
 def test_oversized_xml_body(server, s3, clean_bucket):

@@ -16,7 +16,6 @@ from twisted.internet.defer import inlineCallbacks
 from lightningstor import errors
 from lightningstor.core.access import bucket_policy
 from lightningstor.core.policy import parse_policy
-from lightningstor.s3.handlers.objects import check_body_digest
 from lightningstor.s3.xmlio import policy_status_xml
 
 
@@ -32,11 +31,10 @@ def get_bucket_policy(api: Any, call: Any) -> Any:
 @inlineCallbacks
 def put_bucket_policy(api: Any, call: Any) -> Any:
     """204 once stored.  An integrity header is optional here (unlike
-    PutBucketCors), but checked when sent."""
+    PutBucketCors); one that was sent is checked with the body."""
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
     body = call.sink.content()
-    check_optional_digest(call, body)
     if call.headers.get("x-amz-confirm-remove-self-bucket-access", "").lower() == "true":
         raise errors.NotImplementedS3("x-amz-confirm-remove-self-bucket-access is not implemented")
     policy = parse_policy(body, bucket.name)
@@ -45,13 +43,6 @@ def put_bucket_policy(api: Any, call: Any) -> Any:
         raise errors.AccessDenied(resource=f"/{bucket.name}")
     yield api.core.buckets.set_policy(bucket, policy.text)
     return api.send(call, 204, content_type=None)
-
-
-def check_optional_digest(call: Any, body: bytes) -> None:
-    """Content-MD5 or an x-amz-checksum-* header, checked when sent; these
-    configurations do not require one (unlike PutBucketCors)."""
-    if "content-md5" in call.headers or any(h.startswith("x-amz-checksum-") for h in call.headers):
-        check_body_digest(call, body)
 
 
 @inlineCallbacks

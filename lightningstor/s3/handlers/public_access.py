@@ -18,7 +18,6 @@ from twisted.internet.defer import inlineCallbacks
 from lightningstor import errors
 from lightningstor.core.types import PublicAccessBlock
 from lightningstor.s3 import xmlio
-from lightningstor.s3.handlers.policy import check_optional_digest
 
 
 @inlineCallbacks
@@ -40,7 +39,6 @@ def put_public_access_block(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
     body = call.sink.content()
-    check_optional_digest(call, body)
     settings = PublicAccessBlock(*xmlio.parse_public_access_block(body))
     yield api.core.buckets.set_public_access_block(bucket, settings)
     return api.send(call, 200, content_type=None)

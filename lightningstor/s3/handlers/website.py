@@ -31,8 +31,9 @@ def get_bucket_website(api: Any, call: Any) -> Any:
 
 @inlineCallbacks
 def put_bucket_website(api: Any, call: Any) -> Any:
-    """AWS does not require Content-MD5 here (unlike PutBucketCors), so the
-    body is taken as sent; it replaces any previous configuration."""
+    """AWS does not require Content-MD5 here (unlike PutBucketCors); one
+    that was sent is checked with the body (s3/body.py).  The document
+    replaces any previous configuration."""
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
     config = parse_website_configuration(call.sink.content())
