@@ -56,14 +56,25 @@ sixteen passes through the HTTP parser, per MiB)."""
 class _LargeReads:
     """Raises a TCP connection's read size for the length of one body, and
     puts it back after (the same attribute bounds what the connection
-    buffers for writing before it pauses a response's producer)."""
+    buffers for writing before it pauses a response's producer).
 
-    def __init__(self, transport: Any, size: int) -> None:
+    :meth:`allow` lowers it back meanwhile, while the in-flight budget has
+    no room for large reads (s3/inflight.py): a read is taken off the socket
+    whatever the budget says, so its size is what the budget overshoots by.
+    """
+
+    def __init__(self, transport: Any, size: int, *, large: bool = True) -> None:
         self._tcp = tcp_transport(transport)
+        self._size = size
         self._saved: int | None = None
         if self._tcp is not None and self._tcp.bufferSize < size:
             self._saved = self._tcp.bufferSize
-            self._tcp.bufferSize = size
+            if large:
+                self._tcp.bufferSize = size
+
+    def allow(self, large: bool) -> None:
+        if self._tcp is not None and self._saved is not None:
+            self._tcp.bufferSize = self._size if large else self._saved
 
     def restore(self) -> None:
         if self._tcp is not None and self._saved is not None:
@@ -219,7 +230,6 @@ class ObjectBody:
         budget: InflightBudget | None = None,
     ) -> None:
         self._flow = _Flow(transport)
-        self._reads = _LargeReads(transport, RECV_SIZE)
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._context: Any = None
@@ -229,6 +239,8 @@ class ObjectBody:
         self._account: BudgetAccount | None = None
         if budget is not None:
             self._account = budget.open(self._budget_pause, self._budget_resume)
+        large = self._account is None or self._account.large_reads_fit(RECV_SIZE)
+        self._reads = _LargeReads(transport, RECV_SIZE, large=large)
         self._ready: Deferred[Any] = prepare()
         self._ready.addCallbacks(self._on_ready, self._on_prepare_failed)
 
@@ -289,11 +301,16 @@ class ObjectBody:
         else:
             writer = ctx.writer
             account.update(writer.buffered_bytes, writer.queued_bytes > 0)
+        self._reads.allow(account.large_reads_fit(RECV_SIZE))
 
     def _budget_pause(self) -> None:
         self._flow.hold("budget")
 
     def _budget_resume(self) -> None:
+        account = self._account
+        if account is not None:
+            # Its first read after the pause takes what the budget has room for now.
+            self._reads.allow(account.large_reads_fit(RECV_SIZE))
         self._flow.release("budget")
 
     def _close_account(self) -> None:

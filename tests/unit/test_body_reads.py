@@ -101,3 +101,38 @@ def test_tls_connections_are_left_alone(tcp: Connection) -> None:
     assert tcp.bufferSize == DEFAULT
     body.connection_lost()
     assert tcp.bufferSize == DEFAULT
+
+
+
+def budgeted(transport: Any, budget: Any) -> tuple[ObjectBody, Writer]:
+    writer = Writer()
+    context = SimpleNamespace(writer=writer, decoder=None)
+    return ObjectBody(transport, lambda: succeed(context), budget), writer
+
+
+def test_reads_shrink_while_the_inflight_budget_has_no_room_for_them() -> None:
+    """A read is taken off the socket whatever the budget says, so its size
+    is what the budget may overshoot by: uploads read RECV_SIZE only while
+    the budget has room for every open upload to take that much, else the
+    default, and large again once there is room."""
+    from lightningstor.s3.inflight import InflightBudget
+
+    size = body_module.RECV_SIZE
+    budget = InflightBudget(limit=2 * size + size // 2)
+    with socket_connection() as a, socket_connection() as b, socket_connection() as c:
+        first, _ = budgeted(wrapped(a), budget)
+        second, second_writer = budgeted(wrapped(b), budget)
+        assert (a.bufferSize, b.bufferSize) == (size, size)  # two reads of RECV_SIZE fit
+        third, _ = budgeted(wrapped(c), budget)
+        assert c.bufferSize == DEFAULT  # a third would not
+        # The others learn it when they next report (a read, or progress).
+        second_writer.buffered_bytes = 1
+        second.receive(b"x")
+        assert b.bufferSize == DEFAULT
+        third.connection_lost()
+        assert c.bufferSize == DEFAULT
+        second.receive(b"y")
+        assert b.bufferSize == size
+        second.connection_lost()
+        first.connection_lost()
+        assert (a.bufferSize, b.bufferSize) == (DEFAULT, DEFAULT) and budget.total == 0
