@@ -11,7 +11,9 @@ variants, every one of them computed from the bytes actually received (none
 lets a signature cover a request it was not made for):
 
 * the sub-resources named in the resource: AWS's documented list, or the wider
-  list botocore and MinIO use (``object-lock``, ``restore``, ``select``...);
+  list botocore and MinIO use (``object-lock``, ``restore``, ``select``...),
+  but only a list that names every sub-resource the request carries
+  (:data:`SELECTING`), so that no signature covers another operation;
 * sub-resource values decoded (AWS, botocore) or as sent (s3cmd);
 * the path as sent, or re-encoded canonically;
 * with ``x-amz-date`` present, an empty Date line (AWS, s3cmd) or the Date
@@ -78,6 +80,15 @@ WIDE_SUBRESOURCES = AWS_SUBRESOURCES | frozenset(
         "select-type",
         "storageClass",
     }
+)
+
+#: Every query name that selects an operation or the object it acts on
+#: (the S3 layer's sub-resources, s3/operations.py, plus ``versionId`` and
+#: ``partNumber``; a unit test keeps the two lists together).  A V2 signature
+#: must cover each one present, or a signature made for one operation would
+#: also sign another: a DeleteBucket link with ``?publicAccessBlock`` added.
+SELECTING = WIDE_SUBRESOURCES | frozenset(
+    {"attributes", "intelligent-tiering", "ownershipControls", "policyStatus", "publicAccessBlock"}
 )
 
 #: Query parameters that carry V2 query authentication itself.
@@ -164,10 +175,15 @@ def strings_to_sign(
         # A bucket-level request sent path-style as ``/bucket``: botocore
         # signs ``/bucket/`` (its auth path), which names the same bucket.
         paths.append(raw_path + "/")
+    # Only the lists that cover every selecting name the request carries; a
+    # name neither list has (no V2 client signs it) must be signed all the
+    # same, so the one candidate then includes it.
+    present = {name for name, _ in _split_raw_query(raw_query)} & SELECTING
+    lists = [names for names in (WIDE_SUBRESOURCES, AWS_SUBRESOURCES) if present <= names]
+    if not lists:
+        lists = [WIDE_SUBRESOURCES | present]
     seen: set[str] = set()
-    for date, path, subresources, decode in itertools.product(
-        date_candidates, paths, (WIDE_SUBRESOURCES, AWS_SUBRESOURCES), (True, False)
-    ):
+    for date, path, subresources, decode in itertools.product(date_candidates, paths, lists, (True, False)):
         resource = canonical_resource(
             bucket_prefix + path, raw_query, subresources=subresources, decode_values=decode
         )

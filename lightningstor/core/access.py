@@ -324,8 +324,9 @@ class AccessControl:
     and gets only what its policy explicitly allows.  Such a caller is never
     shown a bucket without a policy: a tenant's bucket stays as invisible to
     another tenant as before (NoSuchBucket), and anonymous requests get
-    AccessDenied for it, as AWS answers.  Buckets without a policy pay one
-    attribute check.
+    AccessDenied for it, as AWS answers.  Whatever a policy says, a caller
+    from outside the scope never changes the bucket's configuration nor
+    reads its policy.  Buckets without a policy pay one attribute check.
     """
 
     def __init__(
@@ -477,6 +478,14 @@ class AccessControl:
                 return fail(errors.NoSuchBucket(resource=bucket.name, BucketName=bucket.name))
             return self.check(principal, action, resource, trail)
         assert request is not None
+        if not scoped and (action == BUCKETS_CREATE or request.op in OWNER_ALWAYS):
+            # A bucket's configuration, and its policy even to read, belong
+            # to its owner's side: no policy hands them to another tenant or
+            # to anonymous callers.  AWS takes the policy operations only
+            # from the owner's account; here every configuration change
+            # (versioning, lifecycle, Object Lock, Block Public Access...)
+            # is an administrator's act inside the scope.
+            return maybeDeferred(self._decided, False, action, resource, trail)
         versioned = request.version_named()
         s3_action = (policy_as[1] if versioned else policy_as[0]) if policy_as else policy_action(request.op, versioned)
         arn = f"arn:aws:s3:::{bucket.name}" if key is None else f"arn:aws:s3:::{bucket.name}/{key}"

@@ -100,13 +100,17 @@ class Gate:
         return _names(self.message, self._version_field)
 
     def condition_keys(self) -> dict[str, tuple[str, ...]]:
-        """What an RPC states of the request: the caller's address and
-        whether TLS carries it.  Headers and query parameters (s3:prefix,
-        s3:x-amz-acl...) have no gRPC counterpart and are absent."""
+        """What an RPC states of the request: the caller's address, whether
+        TLS carries it, and the version it names (``s3:VersionId``, which
+        also picks the version whose tags ``s3:ExistingObjectTag`` reads).
+        Headers and query parameters (s3:prefix, s3:x-amz-acl...) have no
+        gRPC counterpart and are absent."""
         keys: dict[str, tuple[str, ...]] = {"aws:securetransport": ("true" if self.secure else "false",)}
         host = peer_host(self.peer)
         if host:
             keys["aws:sourceip"] = (host,)
+        if _names(self.message, self._version_field):
+            keys["s3:versionid"] = (getattr(self.message, self._version_field),)
         return keys
 
     def bucket(self, name: str, key: str | None = None, action: str | None = None) -> Any:

@@ -30,7 +30,7 @@ from werkzeug.routing import PathConverter
 from lightningstor import errors
 from lightningstor.auth.request import ANONYMOUS as ANONYMOUS_SCHEME
 from lightningstor.auth.request import RequestView, parse_auth, verify
-from lightningstor.core.access import ANONYMOUS, Decision, action_of
+from lightningstor.core.access import ANONYMOUS, AskedAs, Decision, action_of
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES
 from lightningstor.core.policy_actions import COPY_SOURCE
 from lightningstor.core.service import Core
@@ -630,13 +630,17 @@ class S3Api:
         name: str | None = None,
         key: str | None = None,
         action: str | None = None,
+        source_version: str | None = None,
     ) -> Deferred[Any]:
         """Deferred[Bucket]: the request's bucket (or ``name``), resolved in
         the caller's scope and authorized for the operation's action on the
         bucket, or on the object ``key`` (default: the request's key).
 
         ``name`` is only ever the source of a copy, which a bucket policy
-        sees as ``s3:GetObject``."""
+        sees as ``s3:GetObject``, or as ``s3:GetObjectVersion`` with that
+        version's ``s3:VersionId`` (and tags) when the copy source names
+        ``source_version``: the request's own ``versionId`` is not the
+        source's."""
         if key is None:
             key = call.target.key
         if action is None:
@@ -647,7 +651,7 @@ class S3Api:
             action,
             key,
             call.decisions.append,
-            call,
+            call if name is None else AskedAs(call, version_id=source_version),
             COPY_SOURCE if name is not None else None,
         )
         if name is None and "origin" in call.headers:

@@ -232,6 +232,56 @@ def test_minio_download_policy_opens_reads_only(
     assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="a.txt")) == (403, "AccessDenied")
 
 
+def test_anonymous_reads_take_no_response_overrides(
+    tenancy: Tenancy, s3: Callable[[str], Any], anonymous: Any, bucket: str
+) -> None:
+    """``response-*`` parameters on an unsigned GET are AWS's 400
+    InvalidRequest: otherwise anyone could have a public text upload served
+    as an HTML page of the storage origin.  Signed callers keep them."""
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=bucket, Key="upload.txt", Body=b"<script>alert(1)</script>", ContentType="text/plain")
+    put_policy(s3, bucket, policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*")))
+    assert anonymous.get_object(Bucket=bucket, Key="upload.txt")["ContentType"] == "text/plain"
+    assert code_of(lambda: anonymous.get_object(
+        Bucket=bucket, Key="upload.txt", ResponseContentType="text/html")) == (400, "InvalidRequest")
+    status, body = fetch(
+        f"{tenancy.server.endpoint}/{bucket}/upload.txt?response-content-type=text/html&response-content-disposition=inline")
+    assert status == 400 and b"<Code>InvalidRequest</Code>" in body
+    signed = admin.get_object(Bucket=bucket, Key="upload.txt", ResponseContentType="text/html")
+    assert signed["ContentType"] == "text/html"
+
+
+def test_lock_headers_need_the_retention_and_legal_hold_permissions(s3: Callable[[str], Any]) -> None:
+    """Object Lock headers on PutObject, CopyObject and CreateMultipartUpload
+    are also s3:PutObjectRetention / s3:PutObjectLegalHold, as in AWS: a
+    policy denying those cannot be bypassed by writing a locked version
+    outright (which nobody could then delete)."""
+    import datetime
+
+    admin = s3("acme-admin")
+    name = f"lock-{uuid.uuid4().hex[:12]}"
+    admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    admin.put_object(Bucket=name, Key="src", Body=b"s")
+    put_policy(s3, name, policy(
+        statement("Deny", "*", ["s3:PutObjectRetention", "s3:PutObjectLegalHold"], f"arn:aws:s3:::{name}/*"),
+    ))  # fmt: skip
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    retention = {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": until}
+    hold = {"ObjectLockLegalHoldStatus": "ON"}
+    for lock in (retention, hold):
+        assert code_of(lambda lock=lock: admin.put_object(Bucket=name, Key="k", Body=b"x", **lock)) == (403, "AccessDenied")
+        assert code_of(lambda lock=lock: admin.copy_object(
+            Bucket=name, Key="k", CopySource={"Bucket": name, "Key": "src"}, **lock)) == (403, "AccessDenied")
+        assert code_of(lambda lock=lock: admin.create_multipart_upload(Bucket=name, Key="k", **lock)) == (403, "AccessDenied")
+    assert code_of(lambda: admin.head_object(Bucket=name, Key="k"))[0] == 404  # nothing was written
+    assert "Uploads" not in admin.list_multipart_uploads(Bucket=name)
+    admin.put_object(Bucket=name, Key="k", Body=b"plain")  # a write without lock headers is allowed
+    admin.delete_bucket_policy(Bucket=name)
+    locked = admin.put_object(Bucket=name, Key="k2", Body=b"x", **hold)  # and with them once allowed
+    assert admin.get_object_legal_hold(Bucket=name, Key="k2", VersionId=locked["VersionId"])["LegalHold"]["Status"] == "ON"
+    admin.put_object_legal_hold(Bucket=name, Key="k2", VersionId=locked["VersionId"], LegalHold={"Status": "OFF"})
+
+
 def test_missing_keys_are_404_only_for_callers_who_may_list(
     s3: Callable[[str], Any], anonymous: Any, bucket: str
 ) -> None:
@@ -325,6 +375,46 @@ def test_another_tenant_only_through_the_policy(s3: Callable[[str], Any], bucket
     assert code_of(lambda: globex.delete_bucket(Bucket=bucket)) == (403, "AccessDenied")
     assert code_of(lambda: globex.get_bucket_policy(Bucket=bucket)) == (403, "AccessDenied")
     assert bucket not in [b["Name"] for b in globex.list_buckets()["Buckets"]]
+
+
+def test_no_policy_hands_the_configuration_to_outsiders(
+    s3: Callable[[str], Any], anonymous: Any, bucket: str
+) -> None:
+    """A policy granting another tenant (or everyone) ``s3:*`` lets them at
+    the objects, never at the bucket's configuration or its policy: with
+    them, an outsider could delete the owner's Deny statements and Block
+    Public Access, or lock every future object for a century."""
+    admin = s3("acme-admin")
+    admin.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={"BlockPublicAcls": True})
+    put_policy(s3, bucket, policy(
+        statement("Allow", {"AWS": "arn:aws:iam::globex:root"}, "s3:*",
+                  [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]),
+        statement("Allow", "*", "s3:*", [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]),
+    ))  # fmt: skip
+    for outsider in (s3("globex-admin"), anonymous):
+        assert outsider.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+        attempts: list[Callable[[], Any]] = [
+            lambda o=outsider: o.get_bucket_policy(Bucket=bucket),
+            lambda o=outsider: o.put_bucket_policy(Bucket=bucket, Policy=policy(
+                statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*"))),
+            lambda o=outsider: o.delete_bucket_policy(Bucket=bucket),
+            lambda o=outsider: o.delete_public_access_block(Bucket=bucket),
+            lambda o=outsider: o.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}),
+            lambda o=outsider: o.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
+                "Rules": [{"ID": "all", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]}),
+            lambda o=outsider: o.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}),
+            lambda o=outsider: o.put_bucket_cors(Bucket=bucket, CORSConfiguration={
+                "CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]}),
+        ]
+        for attempt in attempts:
+            assert code_of(attempt) == (403, "AccessDenied")
+    assert json.loads(admin.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"][0]["Action"] == "s3:*"
+    assert admin.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
+    assert "Status" not in admin.get_bucket_versioning(Bucket=bucket)
+    assert code_of(lambda: admin.get_bucket_lifecycle_configuration(Bucket=bucket))[0] == 404
+    assert code_of(lambda: admin.get_bucket_tagging(Bucket=bucket))[0] == 404
+    assert code_of(lambda: admin.get_bucket_cors(Bucket=bucket))[0] == 404
 
 
 # -- conditions -----------------------------------------------------------------------
@@ -461,6 +551,71 @@ def test_copy_source_is_read_through_its_policy(s3: Callable[[str], Any], bucket
     assert code_of(lambda: admin.copy_object(Bucket=bucket, Key="copy", CopySource=source)) == (403, "AccessDenied")
     admin.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "a.txt"})
     assert admin.get_object(Bucket=bucket, Key="copy")["Body"].read() == b"alpha"
+
+
+def test_copy_source_version_is_the_version_action_with_its_tags(s3: Callable[[str], Any], bucket: str) -> None:
+    """A copy whose source names a version is s3:GetObjectVersion on that
+    version, with its s3:VersionId and its own tags (CopyObject and
+    UploadPartCopy), as a GET of that version is."""
+    admin = s3("acme-admin")
+    admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old = admin.put_object(Bucket=bucket, Key="doc", Body=b"old secret", Tagging="class=secret")["VersionId"]
+    admin.put_object(Bucket=bucket, Key="doc", Body=b"new", Tagging="class=public")
+    put_policy(s3, bucket, policy(
+        statement("Deny", "*", "s3:GetObjectVersion", f"arn:aws:s3:::{bucket}/doc",
+                  Condition={"StringEquals": {"s3:VersionId": old}}),
+    ))  # fmt: skip
+    named = {"Bucket": bucket, "Key": "doc", "VersionId": old}
+    assert code_of(lambda: admin.get_object(Bucket=bucket, Key="doc", VersionId=old)) == (403, "AccessDenied")
+    assert code_of(lambda: admin.copy_object(Bucket=bucket, Key="c1", CopySource=named)) == (403, "AccessDenied")
+    upload = admin.create_multipart_upload(Bucket=bucket, Key="c2")["UploadId"]
+    assert code_of(lambda: admin.upload_part_copy(
+        Bucket=bucket, Key="c2", UploadId=upload, PartNumber=1, CopySource=named)) == (403, "AccessDenied")
+    admin.abort_multipart_upload(Bucket=bucket, Key="c2", UploadId=upload)
+    # The current version (no version named) is s3:GetObject: copied.
+    admin.copy_object(Bucket=bucket, Key="c3", CopySource={"Bucket": bucket, "Key": "doc"})
+    assert admin.get_object(Bucket=bucket, Key="c3")["Body"].read() == b"new"
+    # A condition on the named version's own tags.
+    put_policy(s3, bucket, policy(
+        statement("Deny", "*", ["s3:GetObject", "s3:GetObjectVersion"], f"arn:aws:s3:::{bucket}/*",
+                  Condition={"StringEquals": {"s3:ExistingObjectTag/class": "secret"}}),
+    ))  # fmt: skip
+    assert code_of(lambda: admin.copy_object(
+        Bucket=bucket, Key="c4", CopySource=named, TaggingDirective="REPLACE")) == (403, "AccessDenied")
+    admin.copy_object(Bucket=bucket, Key="c5", CopySource={"Bucket": bucket, "Key": "doc"})
+    assert code_of(lambda: admin.get_object(Bucket=bucket, Key="c4"))[0] == 404
+
+
+def test_grpc_names_the_version_to_the_policy(tenancy: Tenancy, ids: dict[str, Identity],
+                                              s3: Callable[[str], Any], bucket: str) -> None:
+    """Over gRPC a call naming a version gives the policy s3:VersionId and
+    that version's tags, as over S3: a Deny on an old version's tag holds
+    for reads and permanent deletes."""
+    admin = s3("acme-admin")
+    admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old = admin.put_object(Bucket=bucket, Key="v", Body=b"classified", Tagging="class=secret")["VersionId"]
+    admin.put_object(Bucket=bucket, Key="v", Body=b"open", Tagging="class=public")
+    put_policy(s3, bucket, policy(
+        statement("Deny", "*", ["s3:GetObjectVersion", "s3:DeleteObjectVersion"], f"arn:aws:s3:::{bucket}/*",
+                  Condition={"StringEquals": {"s3:ExistingObjectTag/class": "secret"}}),
+    ))  # fmt: skip
+    client = ids["acme-admin"].grpc(tenancy.server.grpc_endpoint)
+    try:
+        assert b"".join(client.get_object(bucket, "v")) == b"open"
+        with pytest.raises(PermissionDeniedError):
+            b"".join(client.get_object(bucket, "v", version_id=old))
+        with pytest.raises(PermissionDeniedError):
+            client.delete_object(bucket, "v", version_id=old)
+        put_policy(s3, bucket, policy(statement(
+            "Deny", "*", "s3:GetObjectVersion", f"arn:aws:s3:::{bucket}/*",
+            Condition={"StringEquals": {"s3:VersionId": old}},
+        )))  # fmt: skip
+        with pytest.raises(PermissionDeniedError):
+            b"".join(client.get_object(bucket, "v", version_id=old))
+    finally:
+        client.close()
+    versions = admin.list_object_versions(Bucket=bucket, Prefix="v")["Versions"]
+    assert old in [v["VersionId"] for v in versions]  # the denied delete deleted nothing
 
 
 def test_grpc_obeys_the_policy(tenancy: Tenancy, ids: dict[str, Identity], s3: Callable[[str], Any],

@@ -36,6 +36,7 @@ from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
     body_plan,
     check_lock_attrs,
+    check_lock_permissions,
     decoded_length_of,
     expiration_header,
     parse_copy_source,
@@ -107,6 +108,7 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
     attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
     attrs.owner = principal.principal_id
     check_lock_attrs(api, bucket, attrs)
+    yield check_lock_permissions(api, call, principal, bucket)
     algorithm = call.headers.get("x-amz-checksum-algorithm") or call.headers.get("x-amz-sdk-checksum-algorithm")
     upload = yield api.core.multipart.create(
         bucket,
@@ -224,7 +226,9 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
     customer = ssec.part_key(call.headers, call.request.isSecure, upload.encryption)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
-    src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
+    src_bucket = yield api.bucket(
+        call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET, source_version=src_version
+    )
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     source_customer = ssec.read_key(call.headers, call.request.isSecure, source.encryption, ssec.COPY_SOURCE_PREFIX)
     conditions.check_copy_source_conditions(call.headers, source.etag, source.created_at)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.python.failure import Failure
 
 from lightningstor import errors
@@ -48,7 +48,13 @@ from lightningstor.s3.headers import (
     sse_request,
     sse_response_headers,
 )
-from lightningstor.s3.objectlockxml import bypass_requested, lock_headers
+from lightningstor.s3.objectlockxml import (
+    HOLD_HEADER,
+    MODE_HEADER,
+    UNTIL_HEADER,
+    bypass_requested,
+    lock_headers,
+)
 from lightningstor.s3.streaming import ObjectProducer
 
 STREAMING_PAYLOADS = {
@@ -140,6 +146,7 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
             raise errors.MissingContentLength()
         # A body that can never fit the bucket's quotas is refused before it is stored.
         checked: Deferred[Any] = api.core.quotas.check_put(bucket, call.key, decoded_length)
+        checked.addCallback(lambda _: check_lock_permissions(api, call, principal, bucket))
         return checked.addCallback(lambda _: _upload_context(api, call, principal, verified, bucket, decoded_length))
 
     d: Deferred[Any] = call.auth.get()
@@ -180,6 +187,34 @@ def _upload_context(
     )
     writer = api.core.new_writer(bucket, call.key, attrs.encryption, algorithms, customer=attrs.customer_key)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
+
+
+def check_lock_permissions(api: Any, call: Any, principal: Principal, bucket: Bucket) -> Deferred[None]:
+    """Deferred[None]: a write's Object Lock headers also ask for
+    ``s3:PutObjectRetention`` (mode, retain-until date) and
+    ``s3:PutObjectLegalHold`` (legal hold), as AWS asks, so that a bucket
+    policy denying those cannot be bypassed by writing a locked version
+    outright.  Without a policy the write's own authorization is the
+    answer: the authorizer's action for both is the write's (objects:put)."""
+    ops = []
+    if MODE_HEADER in call.headers or UNTIL_HEADER in call.headers:
+        ops.append("PutObjectRetention")
+    if HOLD_HEADER in call.headers:
+        ops.append("PutObjectLegalHold")
+    d: Deferred[Any] = succeed(None)
+    if not ops or not bucket.policy:
+        return d
+
+    def ask(_: object, op: str) -> Deferred[None]:
+        asked = access.AskedAs(call, op=op)
+        allowed: Deferred[None] = api.core.access.allow(
+            principal, bucket, access.OBJECTS_PUT, call.key, call.decisions.append, asked
+        )
+        return allowed
+
+    for op in ops:
+        d.addCallback(ask, op)
+    return d
 
 
 def check_lock_attrs(api: Any, bucket: Bucket, attrs: PutAttrs) -> None:
@@ -396,7 +431,7 @@ def respond_with_object(found: tuple[Principal, Bucket, Any], api: Any, call: An
 def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, status: int = 200) -> Any:
     from lightningstor.s3.handlers.multipart import requested_part
 
-    _principal, bucket, record = found
+    principal, bucket, record = found
     if "x-amz-server-side-encryption" in call.headers:
         refuse_sse_header(call.headers)
     # SSE-C: the object's key, checked against its record (s3/ssec.py).
@@ -405,6 +440,10 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
     part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
     overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
+    if overrides and access.is_anonymous(principal):
+        # As AWS: otherwise anyone could serve a public text upload as an
+        # HTML page of the storage origin (stored cross-site scripting).
+        raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
     headers = object_headers(record, checksum_mode=checksum_mode)
     if record.version_id is None:
         headers += version_header(bucket, None)
@@ -516,7 +555,9 @@ def copy_object(api: Any, call: Any) -> Any:
     dest_bucket = yield api.bucket(call, principal)
     validate_key(call.key)
     src_bucket_name, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
-    src_bucket = yield api.bucket(call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET)
+    src_bucket = yield api.bucket(
+        call, principal, name=src_bucket_name, key=src_key, action=access.OBJECTS_GET, source_version=src_version
+    )
     customer = ssec.write_key(call.headers, call.request.isSecure)
     source = yield resolve_copy_source(api.core, src_bucket, src_key, src_version)
     source_customer = ssec.read_key(call.headers, call.request.isSecure, source.encryption, ssec.COPY_SOURCE_PREFIX)
@@ -550,6 +591,7 @@ def copy_object(api: Any, call: Any) -> Any:
         legal_hold=lock.legal_hold,
     )
     check_lock_attrs(api, dest_bucket, write_conditions)
+    yield check_lock_permissions(api, call, principal, dest_bucket)
     record = yield api.core.copy_object(
         source,
         dest_bucket,

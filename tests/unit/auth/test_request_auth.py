@@ -443,6 +443,23 @@ def test_sigv2_tampering_and_skew() -> None:
         _verify(view, secret="wrong")
 
 
+def test_sigv2_signature_of_one_operation_does_not_sign_another() -> None:
+    """A V2 signature of DeleteBucket (``DELETE /b``) or a listing (``GET /b``)
+    is not accepted with a sub-resource added that selects another operation
+    (DeletePublicAccessBlock, DeleteBucketEncryption, GetObjectRetention...),
+    whichever sub-resource list the client used."""
+    for method, url, added in (
+        ("DELETE", f"{oracle.ENDPOINT}/b", ("publicAccessBlock", "encryption", "policy", "object-lock")),
+        ("GET", f"{oracle.ENDPOINT}/b", ("policyStatus", "encryption", "object-lock", "publicAccessBlock")),
+        ("GET", oracle.object_url("b", "k"), ("retention", "legal-hold", "attributes", "acl")),
+    ):
+        view = oracle.view(oracle.sigv2(oracle.request(method, url)))
+        _verify(view)
+        for name in added:
+            with pytest.raises(errors.SignatureDoesNotMatch):
+                _verify(oracle.replace(view, raw_query=name))
+
+
 def test_sigv2_presigned() -> None:
     """HmacV1QueryAuth URLs verify until Expires (an absolute epoch), then are AccessDenied."""
     req = oracle.presign_v2(oracle.request("GET", oracle.object_url("b", "dir/a b+c.txt")), expires=300)

@@ -84,23 +84,47 @@ def test_canonical_resource_sorts_and_decodes_subresources() -> None:
     assert raw == "/b/k?response-content-type=text%2Fplain"
 
 
-def test_wide_and_narrow_subresource_lists_both_tried() -> None:
-    """A parameter only botocore/MinIO sign (``object-lock``) yields two distinct candidates
-    (and the same two for the bucket-level resource botocore signs, ``/b/``)."""
-    candidates = list(
+def _candidates(raw_query: str, method: str = "GET") -> list[str]:
+    return list(
         sigv2.strings_to_sign(
-            method="GET",
+            method=method,
             content_md5="",
             content_type="",
             date_candidates=["D"],
             amz_headers={},
             raw_path="/b",
-            raw_query="object-lock",
+            raw_query=raw_query,
         )
     )
-    assert candidates == [
-        "GET\n\n\nD\n/b?object-lock", "GET\n\n\nD\n/b", "GET\n\n\nD\n/b/?object-lock", "GET\n\n\nD\n/b/"
-    ]
+
+
+def test_both_subresource_lists_tried_when_both_cover_the_request() -> None:
+    """A parameter AWS's list and botocore's both sign (``acl``): one string
+    (and the bucket-level resource botocore signs, ``/b/``)."""
+    assert _candidates("acl") == ["GET\n\n\nD\n/b?acl", "GET\n\n\nD\n/b/?acl"]
+
+
+def test_a_list_that_leaves_out_a_selecting_parameter_is_not_tried() -> None:
+    """Only botocore/MinIO sign ``object-lock``: the narrow list, which
+    would leave it out, is not tried, or a signature of ``GET /b`` (a
+    listing) would also sign ``GET /b?object-lock``."""
+    assert _candidates("object-lock") == ["GET\n\n\nD\n/b?object-lock", "GET\n\n\nD\n/b/?object-lock"]
+
+
+@pytest.mark.parametrize("name", ["publicAccessBlock", "policyStatus", "attributes", "ownershipControls"])
+def test_parameters_no_v2_client_signs_must_be_signed_all_the_same(name: str) -> None:
+    """No client's V2 list names these; a V2 request carrying one verifies
+    only with a signature that covers it (so in practice never)."""
+    for candidate in _candidates(name, "DELETE"):
+        assert candidate.endswith(f"?{name}")
+
+
+def test_every_parameter_the_s3_layer_routes_on_must_be_signed() -> None:
+    """SELECTING holds every sub-resource the S3 layer picks an operation by,
+    and the two that pick the object (a version, a part)."""
+    from lightningstor.s3.operations import SUBRESOURCES
+
+    assert set(SUBRESOURCES) | {"versionId", "partNumber"} <= sigv2.SELECTING
 
 
 def test_only_a_bucket_level_path_style_request_gets_the_slash_form() -> None:
