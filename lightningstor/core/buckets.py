@@ -211,7 +211,10 @@ class BucketManager:
         storage_class: str = "STANDARD",
         object_lock: bool = False,
     ) -> Any:
-        """Deferred[Bucket].  BucketAlreadyOwnedByYou if the caller's scope has it.
+        """Deferred[Bucket].  BucketAlreadyOwnedByYou if the caller's scope has it;
+        BucketAlreadyExists if another scope has it, or if a bucket of
+        another scope with that name is reachable from outside its scope
+        (:func:`reachable_from_outside`: a second one would hide it).
 
         ``org_id``/``project_id`` name the scope the caller asks for (None:
         its own); a principal creates buckets only in its own scope, since
@@ -239,6 +242,13 @@ class BucketManager:
                 code="InvalidLocationConstraint",
                 LocationConstraint=str(location),
             )
+        shared = yield self.find_unique(name)
+        if shared is not None and (shared.org_id, shared.project_id) != (principal.org_id, principal.project_id):
+            if reachable_from_outside(shared):
+                # A second bucket of this name would make the name ambiguous,
+                # and so cut off the anonymous readers, other tenants and
+                # website visitors who reach the first one by its name alone.
+                raise errors.BucketAlreadyExists(resource=name, BucketName=name)
         now = self._now_ms()
         bucket = Bucket(
             name=name,
@@ -761,6 +771,13 @@ class NameIndexReport:
     removed: int = 0  # entries deleted whose bucket was gone
     busy: int = 0  # buckets skipped because their record kept changing
     complete: bool = False  # the pass reached the end and the marker is set
+
+
+def reachable_from_outside(bucket: Bucket) -> bool:
+    """Whether callers outside the bucket's scope may reach it by its name
+    alone: through its policy (anonymous callers, other tenants) or its
+    website.  Such a name is kept unique across scopes (:meth:`BucketManager.create`)."""
+    return bool(bucket.policy) or bucket.website is not None
 
 
 def _existing(bucket: Bucket | None, name: str) -> Bucket:

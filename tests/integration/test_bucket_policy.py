@@ -417,6 +417,22 @@ def test_no_policy_hands_the_configuration_to_outsiders(
     assert code_of(lambda: admin.get_bucket_cors(Bucket=bucket))[0] == 404
 
 
+def test_a_shared_bucket_name_cannot_be_taken_by_another_tenant(
+    s3: Callable[[str], Any], anonymous: Any, bucket: str
+) -> None:
+    """Names are per tenant, and anonymous callers reach a bucket by its
+    name alone: a second tenant's bucket of the same name would cut them
+    off.  So while a bucket has a policy (or a website), its name is
+    refused to other tenants; without one it is free, as before."""
+    globex = s3("globex-admin")
+    put_policy(s3, bucket, policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*")))
+    assert code_of(lambda: globex.create_bucket(Bucket=bucket)) == (409, "BucketAlreadyExists")
+    assert anonymous.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    s3("acme-admin").delete_bucket_policy(Bucket=bucket)
+    globex.create_bucket(Bucket=bucket)
+    globex.delete_bucket(Bucket=bucket)
+
+
 # -- conditions -----------------------------------------------------------------------
 
 
