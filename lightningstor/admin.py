@@ -333,6 +333,10 @@ SUBCOMMANDS.update(admin_iam.subcommands())
 from lightningstor import admin_quotas  # noqa: E402
 
 SUBCOMMANDS.update(admin_quotas.subcommands())
+# SSE-S3 maintenance (``sse rewrap``), likewise.
+from lightningstor import admin_sse  # noqa: E402
+
+SUBCOMMANDS.update(admin_sse.subcommands())
 
 
 def build_parser() -> argparse.ArgumentParser:

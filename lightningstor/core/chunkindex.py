@@ -62,16 +62,14 @@ IN_COMMIT = 64
 
 def object_hint(bucket_id: str, key: str, now_ms: int) -> bytes:
     """The entry of a chunk written by a PUT or a copy of ``key``."""
-    return _dumps({"b": bucket_id, "k": key, "t": now_ms})
+    return records.dumps({"b": bucket_id, "k": key, "t": now_ms})
 
 
 def part_hint(bucket_id: str, key: str, upload_id: str, part_number: int, now_ms: int) -> bytes:
     """The entry of a chunk of part ``part_number`` of a multipart upload."""
-    return _dumps({"b": bucket_id, "k": key, "u": upload_id, "n": part_number, "t": now_ms})
+    return records.dumps({"b": bucket_id, "k": key, "u": upload_id, "n": part_number, "t": now_ms})
 
 
-def _dumps(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def is_legacy(value: bytes) -> bool:

@@ -38,7 +38,8 @@ def load_or_create_master_key(path: str) -> bytes:
     decrypts.  That is how the key is rotated without downtime: put a new
     key on the first line (keeping the old one below it), restart the
     servers, re-encrypt the stored secrets (``lightningstor-admin key
-    reencrypt``), then drop the old line.  Raises ValueError for a damaged
+    reencrypt``) and re-wrap the SSE-S3 data keys (``lightningstor-admin sse
+    rewrap``), then drop the old line.  Raises ValueError for a damaged
     file.
     """
     try:

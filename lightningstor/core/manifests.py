@@ -44,12 +44,10 @@ log = Logger()
 DEFAULT_CHUNKS_PER_RECORD = 2000
 
 
-def _dumps(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _page(bucket_id: str, key: str, now_ms: int, batch: Sequence[ChunkRef]) -> bytes:
-    return _dumps({
+    return records.dumps({
         "b": bucket_id, "k": key, "t": now_ms,
         "chunks": records.encode_chunks(batch),
     })  # fmt: skip

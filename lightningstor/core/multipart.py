@@ -452,8 +452,6 @@ def _same_completion(record: ObjectRecord, request: _Request) -> bool:
 # -- records ---------------------------------------------------------------------
 
 
-def _dumps(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def encode_upload(u: Upload) -> bytes:
@@ -479,7 +477,7 @@ def encode_upload(u: Upload) -> bytes:
         d["lock"] = [u.lock_mode, u.lock_until, u.legal_hold]
     if u.encryption is not None:
         d["sse"] = records.encode_encryption(u.encryption)
-    return _dumps(d)
+    return records.dumps(d)
 
 
 def decode_upload(data: bytes) -> Upload:
@@ -504,7 +502,7 @@ def encode_part(p: Part) -> bytes:
         d["chunks"] = records.encode_chunks(p.chunks)
     if p.checksums:
         d["ck"] = p.checksums
-    return _dumps(d)
+    return records.dumps(d)
 
 
 def decode_part(data: bytes) -> Part:

@@ -68,7 +68,10 @@ INLINE_SEPARATOR = b"\x00"
 """Ends the JSON of an object record whose inline data follows it."""
 
 
-def _dumps(obj: dict[str, Any]) -> bytes:
+def dumps(obj: dict[str, Any]) -> bytes:
+    """The one JSON form of every metadata record (compact, UTF-8): records
+    read and written back by other modules (core/multipart.py, the SSE
+    re-wrap) come out byte for byte as this module writes them."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -108,7 +111,7 @@ def encode_bucket(b: Bucket) -> bytes:
         d["sse"] = [b.encryption.algorithm, b.encryption.bucket_key_enabled]
     if b.website is not None:  # only once configured
         d["web"] = _encode_website(b.website)
-    return _dumps(d)
+    return dumps(d)
 
 
 def _encode_redirect(r: WebsiteRedirect) -> list[str | None]:
@@ -310,8 +313,8 @@ def encode_object(o: ObjectRecord) -> bytes:
     if o.encryption is not None:
         d["sse"] = encode_encryption(o.encryption)
     if o.inline is not None:
-        return b"".join((_dumps(d), INLINE_SEPARATOR, o.inline))
-    return _dumps(d)
+        return b"".join((dumps(d), INLINE_SEPARATOR, o.inline))
+    return dumps(d)
 
 
 def decode_object(data: bytes) -> ObjectRecord:
@@ -376,7 +379,7 @@ def record_fields(value: bytes) -> Any:
 def _load_record(value: bytes) -> Any:
     """``json.loads(value)`` for a stored record, without loads' overhead.
 
-    Records are written by :func:`_dumps` (no whitespace around them); any
+    Records are written by :func:`dumps` (no whitespace around them); any
     value the bare scanner does not take whole (leading or trailing bytes,
     invalid JSON) goes through ``json.loads``, so the result or the error is
     exactly what ``json.loads`` gives.

@@ -13,7 +13,10 @@ Keys, from the top:
   only wrapped: AES-256-GCM under the first line's KEK, with the object key
   as associated data, in the object or upload record.  Unwrapping tries
   every line's KEK, so a master key rotation (a new first line, the old one
-  kept below it) keeps old objects readable.
+  kept below it) keeps old objects readable; ``lightningstor-admin sse
+  rewrap`` (core/sse_rewrap.py, :meth:`KeyManager.rewrap`) then wraps every
+  stored data key again under the first line, after which the old line can
+  leave the file.
 
 Object data is AES-256-CTR under the data key, so ciphertext is exactly as
 long as plaintext and a range read decrypts from any offset.  The counter
@@ -188,13 +191,46 @@ class KeyManager:
         # The first line wraps; every line unwraps (key rotation).
         self._keks = [AESGCM(derive_kek(line)) for line in master_keys(master_key)]
 
+    def _wrap(self, key: bytes, object_key: str) -> bytes:
+        """``key`` wrapped under the first line's KEK (a fresh random nonce)."""
+        nonce = os.urandom(_WRAP_NONCE)
+        return nonce + self._keks[0].encrypt(nonce, key, _aad(object_key))
+
+    def _unwrap(self, encryption: Encryption, object_key: str) -> tuple[int, bytes]:
+        """``(line, data key)``: the index of the first master key line whose
+        KEK opens an SSE-S3 record's wrapped key, and the key.
+        KeyUnavailable if none does (or the algorithm is unknown)."""
+        if encryption.algorithm != AES256:
+            raise KeyUnavailable(f"unknown server-side encryption algorithm {encryption.algorithm!r}")
+        wrapped = encryption.wrapped_key
+        nonce, sealed = wrapped[:_WRAP_NONCE], wrapped[_WRAP_NONCE:]
+        for line, kek in enumerate(self._keks):
+            try:
+                return line, kek.decrypt(nonce, sealed, _aad(object_key))
+            except InvalidTag:
+                continue
+        raise KeyUnavailable("no key of the master key file opens this object's data key")
+
+    def rewrap(self, encryption: Encryption, object_key: str) -> bytes | None:
+        """The wrapped data key of an SSE-S3 record of ``object_key``, wrapped
+        again under the first line's KEK (fresh nonce, same associated data),
+        or None if the first line already opens it: what ``lightningstor-admin
+        sse rewrap`` stores so older lines can leave the master key file.
+        The data key itself does not change, so the object's data stays as
+        it is.  KeyUnavailable if no line opens it; ValueError for an SSE-C
+        record (the server wraps nothing of those)."""
+        if encryption.customer is not None:
+            raise ValueError("an SSE-C record holds no server-wrapped key")
+        line, key = self._unwrap(encryption, object_key)
+        if line == 0:
+            return None
+        return self._wrap(key, object_key)
+
     def new_cipher(self, object_key: str) -> DataCipher:
         """A fresh random data key for a new object version or upload of
         ``object_key``, and the record field that carries it wrapped."""
         key = os.urandom(32)
-        nonce = os.urandom(_WRAP_NONCE)
-        wrapped = nonce + self._keks[0].encrypt(nonce, key, _aad(object_key))
-        return DataCipher(key, Encryption(AES256, wrapped, os.urandom(8)))
+        return DataCipher(key, Encryption(AES256, self._wrap(key, object_key), os.urandom(8)))
 
     def customer_cipher(self, key: CustomerKey) -> DataCipher:
         """The cipher of a new SSE-C object version or upload: a fresh
@@ -219,14 +255,5 @@ class KeyManager:
             if not key_matches(encryption.customer, customer):
                 raise errors.AccessDenied()
             return DataCipher(customer_data_key(encryption.customer, customer), encryption)
-        if encryption.algorithm != AES256:
-            raise KeyUnavailable(f"unknown server-side encryption algorithm {encryption.algorithm!r}")
-        wrapped = encryption.wrapped_key
-        nonce, sealed = wrapped[:_WRAP_NONCE], wrapped[_WRAP_NONCE:]
-        for kek in self._keks:
-            try:
-                key = kek.decrypt(nonce, sealed, _aad(object_key))
-            except InvalidTag:
-                continue
-            return DataCipher(key, encryption)
-        raise KeyUnavailable("no key of the master key file opens this object's data key")
+        _line, key = self._unwrap(encryption, object_key)
+        return DataCipher(key, encryption)
