@@ -58,6 +58,8 @@ class IamContext:
     load_master_key: Callable[[], bytes]
     clock: Callable[[], float] = time.time
     region: str = "us-east-1"
+    # [s3] default_object_ownership: what `bucket create` gives a new bucket.
+    default_object_ownership: str = "BucketOwnerEnforced"
     _credentials: CredentialStore | None = field(default=None, init=False, repr=False)
 
     @property
@@ -70,7 +72,9 @@ class IamContext:
 
     @property
     def buckets(self) -> BucketManager:
-        return BucketManager(self.store, self.clock, self.region)
+        manager = BucketManager(self.store, self.clock, self.region)
+        manager.default_object_ownership = self.default_object_ownership
+        return manager
 
     @property
     def credentials(self) -> CredentialStore:
@@ -533,7 +537,10 @@ def _run(command: Command) -> Callable[[argparse.Namespace, TextIO, TextIO], int
 
         async def work(store: Any, backend: Any) -> int:
             settings = load_settings(env=os.environ, cli={"config": args.config, "data_dir": args.data_dir})
-            ctx = IamContext(store, master_key, region=settings.s3.region)
+            ctx = IamContext(
+                store, master_key, region=settings.s3.region,
+                default_object_ownership=settings.s3.default_object_ownership,
+            )
             return await execute(command, args, out, err, ctx)
 
         return _with_stores(args, err, work)
@@ -581,6 +588,7 @@ def _session(
             store,
             lambda: load_or_create_master_key(settings().security.master_key_file),
             region=settings().s3.region,
+            default_object_ownership=settings().s3.default_object_ownership,
         )
         return await body(ctx)
 

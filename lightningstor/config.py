@@ -70,6 +70,9 @@ ENV_CONFIG = "LIGHTNINGSTOR_CONFIG"
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 SIGNATURE_VERSIONS = ("v4", "v2", "both")
+# [s3] default_object_ownership: core/acl.py's OWNERSHIPS (not imported, so
+# reading the configuration loads no core module; a unit test keeps them equal).
+OBJECT_OWNERSHIPS = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 PLACEMENT_STRATEGIES = ("random", "consistent_hash", "zone_aware")
 AUDIT_FSYNC = ("never", "interval", "batch")  # lightningstor.audit.FSYNC_POLICIES
 
@@ -222,6 +225,9 @@ class S3Settings:
     # Every bucket blocks public access, whatever its own settings: no public
     # bucket policy can be put, and none lets outsiders in (core/access.py).
     block_public_access: bool = False
+    # The Object Ownership of a bucket created without x-amz-object-ownership
+    # (core/acl.py): ACLs disabled, as AWS's default since April 2023.
+    default_object_ownership: str = "BucketOwnerEnforced"
 
 
 @dataclass(frozen=True)
@@ -523,6 +529,14 @@ def _choice(choices: tuple[str, ...]) -> Check[str]:
         return text
 
     return check
+
+
+def _ownership(value: Any) -> str:
+    """An Object Ownership, spelt as S3 spells it (case matters there)."""
+    text = _str(value).strip()
+    if text not in OBJECT_OWNERSHIPS:
+        raise _Invalid(f"must be one of {', '.join(repr(c) for c in OBJECT_OWNERSHIPS)}, got {value!r}")
+    return text
 
 
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -896,6 +910,7 @@ def _read_s3(t: _Table) -> S3Settings:
         domain=t.optional("domain", _domain),
         max_clock_skew_seconds=t.get("max_clock_skew_seconds", d.max_clock_skew_seconds, _int(1, 86400)),
         block_public_access=t.get("block_public_access", d.block_public_access, _bool),
+        default_object_ownership=t.get("default_object_ownership", d.default_object_ownership, _ownership),
         website_domain=t.optional("website_domain", _domain),
     )
     if settings.website_domain is not None and settings.website_domain == settings.domain:

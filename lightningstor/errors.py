@@ -100,6 +100,13 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     # PutObjectLockConfiguration with a period that is not positive.
     "InvalidRetentionPeriod": (400, "Default retention period must be a positive integer value."),
     "OwnershipControlsNotFoundError": (404, "The bucket ownership controls were not found."),
+    # ACLs (core/acl.py, s3/aclxml.py): AWS's codes and messages.
+    "MalformedACLError": (400, "The XML you provided was not well-formed or did not validate against our published schema."),
+    "AccessControlListNotSupported": (400, "The bucket does not allow ACLs"),
+    "InvalidBucketAclWithObjectOwnership": (
+        400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+    ),
+    "UnresolvableGrantByEmailAddress": (400, "The email address you provided does not match any account on record."),
     "NoSuchPublicAccessBlockConfiguration": (404, "The public access block configuration was not found."),
     "ReplicationConfigurationNotFoundError": (404, "The replication configuration was not found."),
 }
@@ -191,6 +198,9 @@ XAmzContentSHA256Mismatch = _make("XAmzContentSHA256Mismatch")
 AuthorizationHeaderMalformed = _make("AuthorizationHeaderMalformed")
 AuthorizationQueryParametersError = _make("AuthorizationQueryParametersError")
 InsufficientStorage = _make("InsufficientStorage")
+MalformedACLError = _make("MalformedACLError")
+AccessControlListNotSupported = _make("AccessControlListNotSupported")
+InvalidBucketAclWithObjectOwnership = _make("InvalidBucketAclWithObjectOwnership")
 
 
 class StorageError(Exception):

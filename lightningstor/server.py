@@ -371,6 +371,7 @@ def _assemble(
         master_key=master_key,
     )
     core.access.block_public_access = settings.s3.block_public_access
+    core.buckets.default_object_ownership = settings.s3.default_object_ownership
     # Background services run once per server: in the primary worker only.
     primary = worker is None or worker.primary
     CoreService(

@@ -31,15 +31,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
+from lightningstor.core import acl as acls
 from lightningstor.core.policy import BucketPolicy, RequestFacts, parse_policy
-from lightningstor.core.policy_actions import OWNER_ALWAYS, policy_action
-from lightningstor.core.types import Bucket, Principal, PublicAccessBlock
+from lightningstor.core.policy_actions import COPY_SOURCE, OWNER_ALWAYS, policy_action
+from lightningstor.core.types import Acl, Bucket, Principal, PublicAccessBlock
 
 log = Logger()
 
 # Who sends an unsigned request.  No principal id or org: no scope holds a
 # bucket for it and no authorizer is asked about it; only a bucket policy
-# can let it in (AccessControl).
+# or an ACL can let it in (AccessControl).
 ANONYMOUS = Principal(principal_id="", org_id="", display_name="anonymous")
 
 
@@ -69,7 +70,8 @@ ACTIONS = (
 # The SPEC §7.3 action each API operation needs (S3 and gRPC share the
 # operation names), on its bucket (bucket-level operations) or on its object
 # (object-level ones).  Changing a bucket's
-# configuration (versioning, tags, CORS, lifecycle, encryption, policy, Object Lock) takes the right to create
+# configuration (versioning, tags, CORS, lifecycle, encryption, policy, Object Lock, ACL, Object
+# Ownership) takes the right to create
 # buckets: the SPEC names no separate action for it, and it is an administrator's act.  So does
 # bypassing GOVERNANCE retention (x-amz-bypass-governance-retention, asked on the object:
 # core.service.Core.may_bypass_governance).
@@ -108,6 +110,9 @@ OPERATION_ACTIONS = {
     "DeletePublicAccessBlock": BUCKETS_CREATE,
     "GetObjectLockConfiguration": BUCKETS_GET,
     "PutObjectLockConfiguration": BUCKETS_CREATE,
+    "GetBucketOwnershipControls": BUCKETS_GET,
+    "PutBucketOwnershipControls": BUCKETS_CREATE,
+    "DeleteBucketOwnershipControls": BUCKETS_CREATE,
     "DeleteBucket": BUCKETS_DELETE,
     "ListObjects": OBJECTS_LIST,
     "ListObjectsV2": OBJECTS_LIST,
@@ -317,16 +322,30 @@ class AccessControl:
     evaluated first, as AWS combines a bucket policy with the caller's own
     permissions within one account: an explicit Deny refuses, an Allow
     grants without asking the authorizer, and otherwise the authorizer
-    decides as for any bucket.  A policy is also the only way in from
-    outside the bucket's scope: an anonymous request, or a principal of
-    another tenant whose name does not resolve in its own scope, reaches
-    the one bucket of that name (the name index, BucketManager.get_unique)
-    and gets only what its policy explicitly allows.  Such a caller is never
-    shown a bucket without a policy: a tenant's bucket stays as invisible to
-    another tenant as before (NoSuchBucket), and anonymous requests get
+    decides as for any bucket.  A policy (or, below, an ACL) is also the
+    only way in from outside the bucket's scope: an anonymous request, or a
+    principal of another tenant whose name does not resolve in its own
+    scope, reaches the one bucket of that name (the name index,
+    BucketManager.get_unique) and gets only what its policy explicitly
+    allows.  Such a caller is never shown a bucket without a policy whose
+    ACLs are disabled: a tenant's bucket stays as invisible to another
+    tenant as before (NoSuchBucket), and anonymous requests get
     AccessDenied for it, as AWS answers.  Whatever a policy says, a caller
     from outside the scope never changes the bucket's configuration nor
     reads its policy.  Buckets without a policy pay one attribute check.
+
+    **ACLs.**  While a bucket's ACLs are enabled (its Object Ownership is
+    not BucketOwnerEnforced: core/acl.py), its ACL and its objects' ACLs
+    are one more way in, after the policy (whose Deny still refuses first
+    and whose Allow still grants) and after the authorizer: an in-scope
+    caller the authorizer refuses is let in if a grant covers the operation
+    (AWS's permission mapping, ``acl.needed_permission``), and a caller
+    from outside the scope (anonymous, another tenant) reaches such a
+    bucket and is let in only by a grant to it by id, to AllUsers, or (any
+    signed caller) to AuthenticatedUsers.  An object's ACL is read only
+    when the decision needs it (``object_acl``); ``IgnorePublicAcls`` makes
+    the public grants count for nothing.  A bucket with ACLs disabled (the
+    default) pays one attribute check, as for the policy.
     """
 
     def __init__(
@@ -336,6 +355,7 @@ class AccessControl:
         *,
         clock: Callable[[], float] = time.time,
         object_tags: Callable[[Bucket, str, str | None], Deferred[Any]] | None = None,
+        object_acl: Callable[[Bucket, str, str | None], Deferred[Any]] | None = None,
     ) -> None:
         self._buckets = buckets
         self.authorizer = authorizer
@@ -343,6 +363,9 @@ class AccessControl:
         # Deferred[dict | None] of an object's tags, for policies that ask
         # about s3:ExistingObjectTag (set by the core, which owns objects).
         self.object_tags = object_tags
+        # Deferred[(owner, Acl | None) | None] of an object version's owner
+        # and ACL, for ACL decisions on objects (set by the core as well).
+        self.object_acl = object_acl
         # [s3] block_public_access: every bucket blocks public access.
         self.block_public_access = False
 
@@ -364,8 +387,8 @@ class AccessControl:
         told to retry rather than that it lacks permission.
         """
         if is_anonymous(principal):
-            # No authorizer is asked about nobody: only a bucket policy
-            # lets an anonymous request in (bucket(), allow()).
+            # No authorizer is asked about nobody: only a bucket policy or
+            # an ACL lets an anonymous request in (bucket(), allow()).
             return maybeDeferred(self._decided, False, action, resource, trail)
         try:
             answer = self.authorizer.authorize(principal, action, resource)
@@ -413,6 +436,7 @@ class AccessControl:
         trail: Trail = None,
         request: PolicyContext | None = None,
         policy_as: tuple[str, str] | None = None,
+        source_version: str | None = None,
     ) -> Deferred[Any]:
         """Deferred[Bucket]: resolve ``name`` in the caller's scope, then
         authorize ``action`` on it (or on its object ``key``).
@@ -426,7 +450,7 @@ class AccessControl:
         d = self.resolve(principal, name, cached=action in _CACHED_READS, policy_only=request is not None)
 
         def authorize(bucket: Bucket) -> Deferred[Any]:
-            checked = self.allow(principal, bucket, action, key, trail, request, policy_as)
+            checked = self.allow(principal, bucket, action, key, trail, request, policy_as, source_version)
             return checked.addCallback(lambda _: bucket)
 
         return d.addCallback(authorize)
@@ -451,8 +475,9 @@ class AccessControl:
         d: Deferred[Any] = self._buckets.get_unique(name)
 
         def shared(bucket: Bucket) -> Any:
-            # Another tenant's bucket is only visible through its policy.
-            return bucket if bucket.policy else failure
+            # Another tenant's bucket is only visible through its policy,
+            # or its ACLs while they are enabled.
+            return bucket if bucket.policy or acls.acls_enabled(bucket) else failure
 
         return d.addCallbacks(shared, lambda _: failure)
 
@@ -465,27 +490,47 @@ class AccessControl:
         trail: Trail = None,
         request: PolicyContext | None = None,
         policy_as: tuple[str, str] | None = None,
+        source_version: str | None = None,
     ) -> Deferred[None]:
         """Deferred[None]: ``action`` on ``bucket`` (or its object ``key``)
-        allowed by its policy or the authorizer (see the class docstring).
-        ``policy_as`` is the (action, versioned action) pair the policy sees
-        when it is not the operation's own (the source of a copy)."""
+        allowed by its policy, the authorizer or an ACL (see the class
+        docstring).  ``policy_as`` is the (action, versioned action) pair
+        the policy sees when it is not the operation's own (the source of a
+        copy, whose version is ``source_version``)."""
         resource = bucket_resource(bucket, key)
         scoped = in_scope(principal, bucket)
         policy = bucket_policy(bucket) if request is not None else None
+        # ACLs disabled (the default): one attribute check, nothing read.
+        acls_on = request is not None and bucket.object_ownership != acls.BUCKET_OWNER_ENFORCED
+        ask = None
+        if acls_on and request is not None:
+            ask = _acl_question(key, request, policy_as, source_version)
+        if (
+            not scoped
+            and request is not None
+            and (policy is not None or acls_on)
+            and (action == BUCKETS_CREATE or request.op in OWNER_ALWAYS)
+        ):
+            # A bucket's configuration, its ACL and its policy (even to read
+            # it) belong to its owner's side: no policy or ACL grant hands
+            # them to another tenant or to anonymous callers.  AWS takes the
+            # policy operations only from the owner's account; here every
+            # configuration change (versioning, lifecycle, Object Lock, Block
+            # Public Access, the bucket's ACL...) is an administrator's act
+            # inside the scope.
+            return maybeDeferred(self._decided, False, action, resource, trail)
         if policy is None or (scoped and request is not None and request.op in OWNER_ALWAYS):
+            if ask is not None:
+                if not scoped:
+                    return self._by_acl(principal, bucket, ask, action, resource, trail)
+                return self._check_or_acl(principal, bucket, ask, action, resource, trail)
             if not scoped and not is_anonymous(principal):
+                if acls_on:
+                    # Reached through its ACLs (_elsewhere): visible, as on AWS.
+                    return maybeDeferred(self._decided, False, action, resource, trail)
                 return fail(errors.NoSuchBucket(resource=bucket.name, BucketName=bucket.name))
             return self.check(principal, action, resource, trail)
         assert request is not None
-        if not scoped and (action == BUCKETS_CREATE or request.op in OWNER_ALWAYS):
-            # A bucket's configuration, and its policy even to read, belong
-            # to its owner's side: no policy hands them to another tenant or
-            # to anonymous callers.  AWS takes the policy operations only
-            # from the owner's account; here every configuration change
-            # (versioning, lifecycle, Object Lock, Block Public Access...)
-            # is an administrator's act inside the scope.
-            return maybeDeferred(self._decided, False, action, resource, trail)
         versioned = request.version_named()
         s3_action = (policy_as[1] if versioned else policy_as[0]) if policy_as else policy_action(request.op, versioned)
         arn = f"arn:aws:s3:::{bucket.name}" if key is None else f"arn:aws:s3:::{bucket.name}/{key}"
@@ -506,7 +551,7 @@ class AccessControl:
             d.addCallback(_with_existing_tags, facts)
         else:
             d = succeed(facts)
-        return d.addCallback(self._by_policy, policy, principal, bucket, scoped, action, resource, trail)
+        return d.addCallback(self._by_policy, policy, principal, bucket, scoped, action, resource, trail, ask)
 
     def _by_policy(
         self,
@@ -518,6 +563,7 @@ class AccessControl:
         action: str,
         resource: ResourceRef,
         trail: Trail,
+        ask: _AclQuestion | None = None,
     ) -> Any:
         verdict = policy.evaluate(facts)
         if verdict == "Allow" and not scoped and self._restricted(bucket, policy):
@@ -526,9 +572,82 @@ class AccessControl:
             if trail is not None:
                 trail(Decision(action, resource.path, True))
             return None
-        if verdict == "Deny" or not scoped:
+        if verdict == "Deny" or (not scoped and ask is None):
             return self._decided(False, action, resource, trail)
+        if ask is not None:
+            if not scoped:
+                return self._by_acl(principal, bucket, ask, action, resource, trail)
+            return self._check_or_acl(principal, bucket, ask, action, resource, trail)
         return self.check(principal, action, resource, trail)
+
+    def _check_or_acl(
+        self, principal: Principal, bucket: Bucket, ask: _AclQuestion, action: str, resource: ResourceRef, trail: Trail
+    ) -> Deferred[None]:
+        """The authorizer's answer for an in-scope caller, and if it refuses,
+        the ACLs' (the authorizer is asked first, so the common path is as
+        without ACLs).  One decision reaches the trail: the one that stands."""
+        d = self.check(principal, action, resource, None)
+
+        def allowed(_: Any) -> None:
+            if trail is not None:
+                trail(Decision(action, resource.path, True))
+
+        def refused(failure: Failure) -> Any:
+            if failure.check(errors.AccessDenied):
+                # What the caller owns does not count: the authorizer just
+                # refused it, and a revoked role must not live on in the
+                # objects it wrote (grants to it by others, and public
+                # grants, still do).
+                return self._by_acl(principal, bucket, ask, action, resource, trail, owner_grants=False)
+            if trail is not None:
+                trail(Decision(action, resource.path, False))
+            return failure
+
+        return d.addCallbacks(allowed, refused)
+
+    def _by_acl(
+        self,
+        principal: Principal,
+        bucket: Bucket,
+        ask: _AclQuestion,
+        action: str,
+        resource: ResourceRef,
+        trail: Trail,
+        *,
+        owner_grants: bool = True,
+    ) -> Deferred[None]:
+        """Whether the bucket's ACL, or the object version's, grants what
+        ``ask`` needs (recorded in the trail as any decision);
+        ``owner_grants``: see :func:`acl.grants`."""
+        ignore_public = self.public_access_block(bucket).ignore_public_acls
+        if ask.level == acls.BUCKET:
+            ok = acls.grants(
+                acls.bucket_acl(bucket), principal, ask.permission, ignore_public=ignore_public, owner_grants=owner_grants
+            )
+            return maybeDeferred(self._decided, ok, action, resource, trail)
+        if self.object_acl is None or ask.key is None:
+            return maybeDeferred(self._decided, False, action, resource, trail)
+        d: Deferred[Any] = self.object_acl(bucket, ask.key, ask.version)
+
+        def decide(found: tuple[str, Acl | None] | None) -> None:
+            if found is None:
+                # No such object: a caller who may list the bucket goes on
+                # to hear so (404); anyone else is refused, as AWS.
+                ok = acls.grants(
+                    acls.bucket_acl(bucket), principal, acls.READ, ignore_public=ignore_public, owner_grants=owner_grants
+                )
+            else:
+                owner, stored = found
+                ok = acls.grants(
+                    acls.object_acl(bucket, owner, stored),
+                    principal,
+                    ask.permission,
+                    ignore_public=ignore_public,
+                    owner_grants=owner_grants,
+                )
+            return self._decided(ok, action, resource, trail)
+
+        return d.addCallback(decide)
 
     def scope(
         self,
@@ -556,6 +675,46 @@ class AccessControl:
 
 
 _NOTHING_BLOCKED = PublicAccessBlock()
+
+
+@dataclass(frozen=True)
+class _AclQuestion:
+    """What an ACL must grant for one decision: ``permission`` on the
+    bucket, or on the object ``key``: the version the request names (or
+    ``source_version`` for the source of a copy), read only when asked."""
+
+    level: str
+    permission: str
+    key: str | None
+    request: PolicyContext
+    copy_source: bool
+    source_version: str | None
+
+    @property
+    def version(self) -> str | None:
+        if self.copy_source:
+            return self.source_version
+        return self.request.condition_keys().get("s3:versionid", (None,))[0]
+
+
+def _acl_question(
+    key: str | None,
+    request: PolicyContext,
+    policy_as: tuple[str, str] | None,
+    source_version: str | None,
+) -> _AclQuestion | None:
+    """The ACL question of a decision in a bucket with ACLs enabled, or None
+    when no ACL can answer it: an operation no ACL permission covers, or a
+    question asked as another action than the operation's own (bypassing
+    governance retention)."""
+    copy_source = policy_as == COPY_SOURCE
+    if policy_as is not None and not copy_source:
+        return None
+    need = acls.needed_permission(request.op, copy_source=copy_source, version_named=request.version_named())
+    if need is None:
+        return None
+    level, permission = need
+    return _AclQuestion(level, permission, key, request, copy_source, source_version)
 
 
 def _asks_existing_tags(policy: BucketPolicy | UnreadablePolicy) -> bool:

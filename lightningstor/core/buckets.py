@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.core import keys, records
+from lightningstor.core.acl import BUCKET_OWNER_ENFORCED, acls_enabled, check_ownership, owner_only
 from lightningstor.core.attributes import check_bucket_tags, validate_storage_class
 from lightningstor.core.cors import validate_rules as validate_cors_rules
 from lightningstor.core.lifecycle import validate_rules as validate_lifecycle_rules
@@ -27,6 +28,7 @@ from lightningstor.core.objectlock import validate_default_retention
 from lightningstor.core.quotas import BucketScope, QuotaManager
 from lightningstor.core.scans import scan_prefix
 from lightningstor.core.types import (
+    Acl,
     Bucket,
     BucketEncryption,
     CorsRule,
@@ -193,6 +195,9 @@ class BucketManager:
         # max_buckets is checked in the create transaction; a deleted
         # bucket's usage rows and bucket quota go with it.
         self._quotas = quotas if quotas is not None else QuotaManager(store, clock)
+        # The Object Ownership of a bucket created without one
+        # ([s3] default_object_ownership; AWS's default since April 2023).
+        self.default_object_ownership = BUCKET_OWNER_ENFORCED
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -210,6 +215,8 @@ class BucketManager:
         tags: dict[str, str] | None = None,
         storage_class: str = "STANDARD",
         object_lock: bool = False,
+        object_ownership: str | None = None,
+        acl: Acl | None = None,
     ) -> Any:
         """Deferred[Bucket].  BucketAlreadyOwnedByYou if the caller's scope has it;
         BucketAlreadyExists if another scope has it, or if a bucket of
@@ -225,6 +232,12 @@ class BucketManager:
         concurrent creates: see :mod:`lightningstor.core.quotas`).
         ``object_lock`` creates it with Object Lock enabled, and so with
         versioning Enabled (AWS's x-amz-bucket-object-lock-enabled).
+        ``object_ownership`` None takes :attr:`default_object_ownership`
+        (``[s3] default_object_ownership``); ``acl`` is the bucket's ACL
+        (None: private), which a bucket with ACLs disabled takes only if it
+        grants its owner FULL_CONTROL alone (400
+        InvalidBucketAclWithObjectOwnership otherwise, as AWS), and then
+        does not store.
         """
         validate_bucket_name(name)
         if object_lock:
@@ -249,6 +262,11 @@ class BucketManager:
                 # and so cut off the anonymous readers, other tenants and
                 # website visitors who reach the first one by its name alone.
                 raise errors.BucketAlreadyExists(resource=name, BucketName=name)
+        ownership = check_ownership(object_ownership) if object_ownership is not None else self.default_object_ownership
+        if acl is not None and ownership == BUCKET_OWNER_ENFORCED:
+            if not owner_only(acl, principal.principal_id):
+                raise errors.InvalidBucketAclWithObjectOwnership()
+            acl = None
         now = self._now_ms()
         bucket = Bucket(
             name=name,
@@ -263,6 +281,8 @@ class BucketManager:
             region=self._region,
             tags=dict(tags or {}),
             object_lock=object_lock,
+            object_ownership=ownership,
+            acl=acl,
         )
         bkey = keys.bucket_key(bucket.org_id, bucket.project_id, name)
         # The name index entry goes in the same transaction, so it exists
@@ -522,6 +542,45 @@ class BucketManager:
         already validated by the caller (core/policy.py), stored in the
         bucket record like the CORS rules."""
         return self._set(bucket, policy=text)
+
+    def set_acl(self, bucket: Bucket, acl: Acl | None) -> Deferred[Any]:
+        """Deferred[Bucket] with ``acl`` as its ACL (None: private), refused
+        with 400 AccessControlListNotSupported if the stored record has ACLs
+        disabled by then (the handler checked the copy it read)."""
+
+        def change(stored: Bucket) -> None:
+            if not acls_enabled(stored):
+                raise errors.AccessControlListNotSupported()
+            stored.acl = acl
+
+        return self._guarded(bucket, change)
+
+    def set_object_ownership(self, bucket: Bucket, ownership: str | None) -> Deferred[Any]:
+        """Deferred[Bucket] with its Object Ownership (None: no ownership
+        controls).  ``BucketOwnerEnforced`` is refused while the stored ACL
+        grants anyone but the owner (400 InvalidBucketAclWithObjectOwnership,
+        as AWS); the ACL of a bucket that switches to it is dropped (it only
+        gave the owner what it has anyway)."""
+
+        def change(stored: Bucket) -> None:
+            if ownership == BUCKET_OWNER_ENFORCED:
+                if stored.acl is not None and not owner_only(stored.acl, stored.created_by):
+                    raise errors.InvalidBucketAclWithObjectOwnership()
+                stored.acl = None
+            stored.object_ownership = ownership
+
+        return self._guarded(bucket, change)
+
+    def _guarded(self, bucket: Bucket, change: Callable[[Bucket], None]) -> Deferred[Any]:
+        """Deferred[Bucket] with ``change`` (which may refuse by raising)
+        applied to the stored record in one guarded update."""
+
+        def stored(updated: Bucket) -> Bucket:
+            self.forget_cached()
+            return updated
+
+        d: Deferred[Any] = update_bucket(self._store, bucket, change, self._now_ms())
+        return d.addCallback(stored)
 
     def set_public_access_block(self, bucket: Bucket, settings: PublicAccessBlock | None) -> Deferred[Any]:
         """Deferred[Bucket] with its Block Public Access settings (None:

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from lightningstor import errors
 from lightningstor.core.objects import PutAttrs, may_have_committed, verify_digests
 from lightningstor.core.sse import CustomerKey, customer_etag
-from lightningstor.core.types import Bucket, ObjectRecord
+from lightningstor.core.types import Acl, Bucket, ObjectRecord
 from lightningstor.storage.chunks import pump
 
 
@@ -110,6 +110,7 @@ def copy_object(
     encryption: str | None = None,
     customer: CustomerKey | None = None,
     source_customer: CustomerKey | None = None,
+    acl: Acl | None = None,
 ) -> Any:
     """Deferred[ObjectRecord] of the new object.
 
@@ -121,6 +122,7 @@ def copy_object(
     its encryption: ``encryption`` (the request's SSE) or the destination
     bucket's default decides (:func:`copy_data`); ``customer`` and
     ``source_customer`` are the SSE-C keys of the copy and of its source.
+    Nor is its ACL: the copy gets ``acl`` (the request's; None: private).
     """
     keep = tuple(sorted(source.checksums))
     if replace_metadata is not None:
@@ -143,6 +145,7 @@ def copy_object(
         tags=dict(source.tags) if tags is None else tags,
         owner=owner,
         encryption=result.encryption,
+        acl=acl,
     )
     if replace_metadata is not None:
         record.content_type = replace_metadata.content_type

@@ -59,7 +59,7 @@ from lightningstor.core.objects import (
 )
 from lightningstor.core.quotas import ZERO, BucketScope, Usage
 from lightningstor.core.sse import CustomerKey, customer_etag, sse_applies
-from lightningstor.core.types import Bucket, ChunkRef, Encryption, ObjectRecord, Principal, Versioning
+from lightningstor.core.types import Acl, Bucket, ChunkRef, Encryption, ObjectRecord, Principal, Versioning
 from lightningstor.digits import clamped_int
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -143,6 +143,9 @@ class Upload:
     # SSE-S3 (core/sse.py): the upload's data key, wrapped; every part and
     # the completed object are encrypted with it.  None: plaintext.
     encryption: Encryption | None = None
+    # The ACL CreateMultipartUpload asked for, given to the completed
+    # object (core/acl.py); None: private.
+    acl: Acl | None = None
 
     @property
     def usage_scope(self) -> BucketScope | None:
@@ -477,6 +480,8 @@ def encode_upload(u: Upload) -> bytes:
         d["lock"] = [u.lock_mode, u.lock_until, u.legal_hold]
     if u.encryption is not None:
         d["sse"] = records.encode_encryption(u.encryption)
+    if u.acl is not None:
+        d["acl"] = records.encode_acl(u.acl)
     return records.dumps(d)
 
 
@@ -493,6 +498,7 @@ def decode_upload(data: bytes) -> Upload:
         checksum_algorithm=algorithm, checksum_type=kind, org_id=org_id, project_id=project_id,
         lock_mode=lock_mode, lock_until=lock_until, legal_hold=legal_hold,
         encryption=records.decode_encryption(d["sse"]) if "sse" in d else None,
+        acl=records.decode_acl(d["acl"]) if "acl" in d else None,
     )  # fmt: skip
 
 
@@ -606,6 +612,7 @@ class MultipartManager:
                 lock_mode=attrs.lock_mode,
                 lock_until=attrs.lock_until,
                 legal_hold=attrs.legal_hold,
+                acl=attrs.acl,
             )
             if attrs.customer_key is not None:
                 # SSE-C (which wins over the bucket default): every part
@@ -1047,6 +1054,7 @@ class MultipartManager:
             lock_until=upload.lock_until,
             legal_hold=upload.legal_hold,
             encryption=upload.encryption,
+            acl=upload.acl,
         )
         return record, kind if algorithm else None
 

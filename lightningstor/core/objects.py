@@ -31,7 +31,7 @@ from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
 from lightningstor.core.sse import CustomerKey, customer_etag
-from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord, Versioning
+from lightningstor.core.types import Acl, Bucket, ChunkRef, ObjectRecord, Versioning
 from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -102,6 +102,9 @@ class PutAttrs:
     encryption: str | None = None
     # SSE-C: the customer's key for this write (core/sse.py; never stored).
     customer_key: CustomerKey | None = None
+    # The ACL the write set (x-amz-acl, x-amz-grant-*), already expanded for
+    # ``owner`` (core/acl.py); None: private.
+    acl: Acl | None = None
 
 
 def validate_metadata(metadata: dict[str, str], limit: int) -> None:
@@ -311,6 +314,7 @@ class ObjectManager:
             lock_until=attrs.lock_until,
             legal_hold=attrs.legal_hold,
             encryption=result.encryption,
+            acl=attrs.acl,
         )
 
     # -- reading ---------------------------------------------------------
@@ -784,6 +788,17 @@ class ObjectManager:
 
         updated = yield self._update_version(bucket, key, version_id, change)
         return updated
+
+    def set_acl(self, bucket: Bucket, key: str, version_id: str | None, acl: Acl | None) -> Deferred[Any]:
+        """Deferred[ObjectRecord]: replace one version's ACL (PutObjectAcl;
+        None: private), a metadata-only change like :meth:`set_tags`.  The
+        ACL's owner must be the version's owner (the caller expanded it so)."""
+
+        def change(record: ObjectRecord) -> None:
+            record.acl = acl
+
+        d: Deferred[Any] = self._update_version(bucket, key, version_id, change)
+        return d
 
     @inlineCallbacks
     def _update_version(

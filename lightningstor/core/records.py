@@ -19,7 +19,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lightningstor.core.acl import BUCKET_OWNER_ENFORCED
 from lightningstor.core.types import (
+    Acl,
     Bucket,
     BucketEncryption,
     ChunkRef,
@@ -27,6 +29,7 @@ from lightningstor.core.types import (
     CustomerKeyCheck,
     DefaultRetention,
     Encryption,
+    Grant,
     LifecycleFilter,
     LifecycleRule,
     ListEntry,
@@ -63,6 +66,22 @@ def decode_encryption(d: dict[str, str]) -> Encryption:
     if "cm" in d:
         customer = CustomerKeyCheck(d["cm"], base64.b64decode(d["cs"]), base64.b64decode(d["ch"]))
     return Encryption(d["a"], base64.b64decode(d["k"]), base64.b64decode(d["n"]), customer)
+
+def encode_acl(acl: Acl) -> list[Any]:
+    """The ``acl`` field of a bucket, object or upload record: the owner,
+    then one ``[type, grantee, permission]`` per grant (types shortened:
+    ``u`` CanonicalUser, ``g`` Group)."""
+    return [acl.owner, [[_GRANTEE_CODES[g.grantee_type], g.grantee, g.permission] for g in acl.grants]]
+
+
+def decode_acl(raw: list[Any]) -> Acl:
+    """The inverse of :func:`encode_acl`."""
+    owner, grants = raw
+    return Acl(owner, tuple(Grant(_GRANTEE_TYPES[t], grantee, perm) for t, grantee, perm in grants))
+
+
+_GRANTEE_CODES = {"CanonicalUser": "u", "Group": "g"}
+_GRANTEE_TYPES = {code: name for name, code in _GRANTEE_CODES.items()}
 
 INLINE_SEPARATOR = b"\x00"
 """Ends the JSON of an object record whose inline data follows it."""
@@ -111,6 +130,12 @@ def encode_bucket(b: Bucket) -> bytes:
         d["sse"] = [b.encryption.algorithm, b.encryption.bucket_key_enabled]
     if b.website is not None:  # only once configured
         d["web"] = _encode_website(b.website)
+    if b.object_ownership != BUCKET_OWNER_ENFORCED:
+        # Absent: ACLs disabled, which every bucket made before ACLs existed
+        # here had in effect; "" stores "no ownership controls".
+        d["own"] = b.object_ownership or ""
+    if b.acl is not None:  # only once set
+        d["acl"] = encode_acl(b.acl)
     return dumps(d)
 
 
@@ -245,6 +270,8 @@ def decode_bucket(data: bytes) -> Bucket:
         default_retention=DefaultRetention(*d["dret"]) if "dret" in d else None,
         encryption=BucketEncryption(*d["sse"]) if "sse" in d else None,
         website=_decode_website(d["web"]) if "web" in d else None,
+        object_ownership=d.get("own", BUCKET_OWNER_ENFORCED) or None,
+        acl=decode_acl(d["acl"]) if "acl" in d else None,
     )
 
 
@@ -312,6 +339,8 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["lh"] = o.legal_hold
     if o.encryption is not None:
         d["sse"] = encode_encryption(o.encryption)
+    if o.acl is not None:  # only once set: other records stay as they were
+        d["acl"] = encode_acl(o.acl)
     if o.inline is not None:
         return b"".join((dumps(d), INLINE_SEPARATOR, o.inline))
     return dumps(d)
@@ -356,6 +385,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         lock_until=d.get("lu"),
         legal_hold=d.get("lh"),
         encryption=decode_encryption(d["sse"]) if "sse" in d else None,
+        acl=decode_acl(d["acl"]) if "acl" in d else None,
     )
 
 

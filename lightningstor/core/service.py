@@ -29,6 +29,7 @@ from lightningstor.core.access import (
     PolicyContext,
     Trail,
 )
+from lightningstor.core.acl import canonical_ids
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.buckets import BucketManager
 from lightningstor.core.bulk import delete_objects
@@ -37,10 +38,10 @@ from lightningstor.core.credentials import CredentialStore
 from lightningstor.core.listing import check_version_id_marker, list_object_versions, list_objects
 from lightningstor.core.multipart import MAX_OBJECT_SIZE, MAX_PART_NUMBER, MultipartManager
 from lightningstor.core.objects import ObjectManager
-from lightningstor.core.principals import PrincipalStore
+from lightningstor.core.principals import PrincipalStore, validate_id
 from lightningstor.core.quotas import QuotaManager
 from lightningstor.core.sse import CustomerKey, DataCipher, KeyManager, KeyUnavailable, sse_applies
-from lightningstor.core.types import Bucket, ObjectRecord, Principal, Versioning
+from lightningstor.core.types import Acl, Bucket, ObjectRecord, Principal, Versioning
 from lightningstor.core.versions import next_versioning, update_bucket
 from lightningstor.errors import (
     AccessDenied,
@@ -57,6 +58,16 @@ from lightningstor.interfaces.storage import IStorageBackend
 
 # How long /ready (and the gRPC health check) waits for each component.
 READINESS_TIMEOUT = 5.0
+
+
+def _valid_principal_id(value: str) -> bool:
+    """Whether ``value`` can be a principal id at all (a grant naming
+    anything else is refused without a store read)."""
+    try:
+        validate_id(value, "principal id")
+    except ValueError:
+        return False
+    return True
 
 
 class Core:
@@ -98,7 +109,9 @@ class Core:
         self.principals = PrincipalStore(store, clock)
         # Every protocol-layer operation resolves its bucket through here:
         # scope first, then the authorizer plugin (core/access.py).
-        self.access = AccessControl(self.buckets, authorizer, clock=clock, object_tags=self._object_tags)
+        self.access = AccessControl(
+            self.buckets, authorizer, clock=clock, object_tags=self._object_tags, object_acl=self._object_acl
+        )
         # Superseded and deleted versions' chunks outlive their record by a
         # grace period, so a GET that read the old record can still stream it.
         self.objects = ObjectManager(
@@ -220,6 +233,30 @@ class Core:
             return None
 
         return d.addCallbacks(lambda record: dict(record.tags), absent)
+
+    def _object_acl(self, bucket: Bucket, key: str, version_id: str | None) -> Deferred[Any]:
+        """Deferred[(owner, Acl | None) | None]: the owner and ACL of the
+        object version a request names, for ACL decisions (core/access.py);
+        None when there is no such version (or it is a delete marker)."""
+        d: Deferred[Any] = self.objects.get_version(bucket, key, version_id)
+
+        def absent(failure: Failure) -> None:
+            failure.trap(NoSuchKey, NoSuchVersion, MethodNotAllowed, InvalidArgument)
+            return None
+
+        def found(record: ObjectRecord) -> tuple[str, Acl | None] | None:
+            return None if record.delete_marker else (record.owner, record.acl)
+
+        return d.addCallbacks(found, absent)
+
+    @inlineCallbacks
+    def check_grantees(self, acl: Acl) -> Any:
+        """Deferred[None]; 400 InvalidArgument ("Invalid id") if ``acl``
+        grants to an id that is no principal."""
+        for principal_id in dict.fromkeys(canonical_ids(acl)):
+            record = yield self.principals.get(principal_id) if _valid_principal_id(principal_id) else succeed(None)
+            if record is None:
+                raise InvalidArgument("Invalid id", ArgumentName="CanonicalUser/ID", ArgumentValue=principal_id)
 
     def copy_object(self, *args: Any, **kwargs: Any) -> Any:
         return copy_object(self, *args, **kwargs)

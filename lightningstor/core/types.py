@@ -71,9 +71,11 @@ class PublicAccessBlock:
 
     ``block_public_policy`` refuses a public bucket policy when it is put;
     ``restrict_public_buckets`` makes a public policy grant nothing outside
-    the bucket's scope (core/access.py).  The two ACL settings are kept and
-    returned: no ACL here can make anything public, so they have nothing
-    to block.
+    the bucket's scope (core/access.py).  ``block_public_acls`` refuses any
+    write that carries a public ACL (a grant to AllUsers or
+    AuthenticatedUsers, canned or not: s3/handlers/acl.py);
+    ``ignore_public_acls`` makes such grants count for nothing in access
+    decisions, though they stay stored and shown (core/access.py).
     """
 
     block_public_acls: bool = False
@@ -85,6 +87,27 @@ class PublicAccessBlock:
     @classmethod
     def all(cls) -> PublicAccessBlock:
         return cls(True, True, True, True)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One grant of an ACL: ``grantee_type`` is ``CanonicalUser`` (``grantee``
+    a principal id) or ``Group`` (``grantee`` a group URI, core/acl.py);
+    ``permission`` one of READ, WRITE, READ_ACP, WRITE_ACP, FULL_CONTROL."""
+
+    grantee_type: str
+    grantee: str
+    permission: str
+
+
+@dataclass(frozen=True)
+class Acl:
+    """An access control list as S3 knows it (PutBucketAcl, PutObjectAcl):
+    its owner's principal id and its grants, in the order they were given.
+    Meaning and checks live in :mod:`lightningstor.core.acl`."""
+
+    owner: str
+    grants: tuple[Grant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,6 +257,17 @@ class Bucket:
     encryption: BucketEncryption | None = None
     # Static website hosting (PutBucketWebsite; None: none configured).
     website: WebsiteConfiguration | None = None
+    # Object Ownership (PutBucketOwnershipControls): BucketOwnerEnforced
+    # (ACLs disabled), BucketOwnerPreferred or ObjectWriter; None: no
+    # ownership controls (DeleteBucketOwnershipControls), which behaves as
+    # ObjectWriter, as on AWS.  Buckets made before ACLs existed here decode
+    # as BucketOwnerEnforced: they keep the behaviour they were made with
+    # (core/records.py).  core/acl.py.
+    object_ownership: str | None = "BucketOwnerEnforced"
+    # The bucket's ACL (None: private, its owner has FULL_CONTROL).  Only
+    # consulted while ACLs are enabled (object_ownership is not
+    # BucketOwnerEnforced): core/access.py.
+    acl: Acl | None = None
     # Set while a DeleteBucket is checking that the bucket is empty; a write
     # that lands an object clears it (core/buckets.py, "Deleting a bucket").
     deleting: bool = False
@@ -318,6 +352,10 @@ class ObjectRecord:
     # SSE-S3 (core/sse.py): set when the data (chunks or inline) is
     # encrypted at rest; None for plaintext objects and delete markers.
     encryption: Encryption | None = None
+    # This version's ACL (None: private, ``owner`` has FULL_CONTROL).  Set
+    # by the write that made the version or by PutObjectAcl; never copied
+    # by CopyObject.  Only consulted while the bucket's ACLs are enabled.
+    acl: Acl | None = None
 
     @property
     def quoted_etag(self) -> str:

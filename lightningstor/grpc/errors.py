@@ -106,6 +106,11 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "NoSuchObjectLockConfiguration": S.NOT_FOUND,
     "InvalidRetentionPeriod": S.INVALID_ARGUMENT,
     "OwnershipControlsNotFoundError": S.NOT_FOUND,
+    # S3 ACLs only (gRPC has no ACL API).
+    "MalformedACLError": S.INVALID_ARGUMENT,
+    "AccessControlListNotSupported": S.INVALID_ARGUMENT,
+    "InvalidBucketAclWithObjectOwnership": S.INVALID_ARGUMENT,
+    "UnresolvableGrantByEmailAddress": S.INVALID_ARGUMENT,
     "NoSuchPublicAccessBlockConfiguration": S.NOT_FOUND,
     "ReplicationConfigurationNotFoundError": S.NOT_FOUND,
 }

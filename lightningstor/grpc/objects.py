@@ -27,6 +27,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.core.access import OBJECTS_GET
+from lightningstor.core.acl import object_owner
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.multipart import PartRef, validate_part_number
@@ -158,6 +159,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     def _put(self, gate: Gate, name: str, key: str, content: bytes, attrs: PutAttrs) -> Any:
         bucket = yield gate.bucket(name, key)
         validate_key(key)
+        # Object Ownership: BucketOwnerEnforced gives the bucket owner what is
+        # written (gRPC sets no ACL: ACLs are an S3 matter, core/acl.py).
+        attrs.owner = object_owner(bucket, attrs.owner, None)
         # The bucket's default encryption applies (no SSE field on this RPC).
         algorithms = tuple(sorted({*attrs.store_checksums, *attrs.expected_checksums}))
         writer = self.core.new_writer(bucket, key, attrs.encryption, algorithms)
@@ -286,7 +290,8 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         write_conditions = PutAttrs(if_none_match_any=_if_none_match_any(optional(request, "if_none_match")))
         record = self.rpc.call(
             self.core.copy_object, source, dest_bucket, request.key,
-            replace_metadata=replacement, tags=tags, owner=principal.principal_id, conditions=write_conditions,
+            replace_metadata=replacement, tags=tags, owner=object_owner(dest_bucket, principal.principal_id, None),
+            conditions=write_conditions,
         )  # fmt: skip
         response = pb.CopyObjectResponse(
             etag=record.etag,
@@ -355,7 +360,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         attrs = convert.put_attrs(
             request.attributes if request.HasField("attributes") else None,
             max_metadata_bytes=self.rpc.options.max_metadata_bytes,
-            owner=principal.principal_id,
+            owner=object_owner(bucket, principal.principal_id, None),
             tags=request.tags,
         )
         upload = self.rpc.call(

@@ -595,7 +595,7 @@ class S3Api:
         try:
             parsed = parse_auth(view)
             if parsed.scheme == ANONYMOUS_SCHEME:
-                # An unsigned request: only a bucket policy may let it in
+                # An unsigned request: only a bucket policy or an ACL may let it in
                 # (core/access.py); everything else answers AccessDenied.
                 call.principal = ANONYMOUS
                 return succeed((ANONYMOUS, verify(parsed, "", view, now=0, region="")))
@@ -639,8 +639,8 @@ class S3Api:
         ``name`` is only ever the source of a copy, which a bucket policy
         sees as ``s3:GetObject``, or as ``s3:GetObjectVersion`` with that
         version's ``s3:VersionId`` (and tags) when the copy source names
-        ``source_version``: the request's own ``versionId`` is not the
-        source's."""
+        ``source_version`` (the request's own ``versionId`` is not the
+        source's), and an ACL as a read of that version."""
         if key is None:
             key = call.target.key
         if action is None:
@@ -653,6 +653,7 @@ class S3Api:
             call.decisions.append,
             call if name is None else AskedAs(call, version_id=source_version),
             COPY_SOURCE if name is not None else None,
+            source_version,
         )
         if name is None and "origin" in call.headers:
             # A cross-origin request: its bucket's CORS rules may add

@@ -58,6 +58,9 @@ _BUCKET = {
     ("DELETE", "publicAccessBlock"): "DeletePublicAccessBlock",
     ("GET", "object-lock"): "GetObjectLockConfiguration",
     ("PUT", "object-lock"): "PutObjectLockConfiguration",
+    ("GET", "ownershipControls"): "GetBucketOwnershipControls",
+    ("PUT", "ownershipControls"): "PutBucketOwnershipControls",
+    ("DELETE", "ownershipControls"): "DeleteBucketOwnershipControls",
     ("OPTIONS", None): "PreflightCors",
 }
 

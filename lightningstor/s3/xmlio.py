@@ -804,22 +804,6 @@ def tagging_xml(tags: Mapping[str, str]) -> bytes:
     return doc.finish("Tagging")
 
 
-def acl_xml(owner_id: str, owner_name: str) -> bytes:
-    """AccessControlPolicy granting the owner FULL_CONTROL.
-
-    Access is decided by the IAuthorizer, not ACLs; this is the fixed answer
-    tools like ``s3cmd info`` expect (the default ACL of a private object).
-    """
-    doc = _Doc("AccessControlPolicy")
-    doc.owner("Owner", owner_id, owner_name)
-    doc.parts.append(
-        f'<AccessControlList><Grant><Grantee xmlns:xsi="{XSI_NS}" xsi:type="CanonicalUser">'
-        f"<ID>{escape(owner_id)}</ID><DisplayName>{escape(owner_name)}</DisplayName></Grantee>"
-        "<Permission>FULL_CONTROL</Permission></Grant></AccessControlList>"
-    )
-    return doc.finish("AccessControlPolicy")
-
-
 def initiate_multipart_xml(bucket: str, key: str, upload_id: str) -> bytes:
     """InitiateMultipartUploadResult of CreateMultipartUpload."""
     doc = _Doc("InitiateMultipartUploadResult")

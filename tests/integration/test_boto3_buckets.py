@@ -96,8 +96,7 @@ def test_absent_configurations(s3, bucket, call, code):
 def test_unsupported_writes_are_not_implemented(s3, bucket):
     """Changing an unsupported configuration is 501 NotImplemented, never a silent OK."""
     with pytest.raises(ClientError) as e:
-        s3.put_bucket_ownership_controls(
-            Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+        s3.put_bucket_request_payment(Bucket=bucket, RequestPaymentConfiguration={"Payer": "Requester"})
     assert _code(e) == "NotImplemented"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
 

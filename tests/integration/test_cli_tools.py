@@ -13,6 +13,7 @@ import io
 import json
 import os
 import subprocess
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -96,6 +97,72 @@ def test_s3cmd(server, tmp_path):
     assert dst.read_bytes() == data
     run_tool([*base, "del", f"s3://{bucket}/dir/file.bin"])
     run_tool([*base, "rb", f"s3://{bucket}"])
+
+
+def _fetch(url: str) -> tuple[int, bytes]:
+    """An unsigned GET, as a browser makes it."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _writer_bucket(server, prefix: str) -> str:
+    """A bucket with ACLs enabled (ObjectWriter), as Mastodon or PeerTube need."""
+    bucket = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    make_client(server.endpoint).create_bucket(Bucket=bucket, ObjectOwnership="ObjectWriter")
+    return bucket
+
+
+def test_aws_cli_cp_acl_public_read(server, tmp_path):
+    """``aws s3 cp --acl public-read`` into an ObjectWriter bucket makes the
+    object readable unsigned; into a default bucket it is refused."""
+    aws = tool("aws")
+    env = {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    ep = ["--endpoint-url", server.endpoint]
+    bucket = _writer_bucket(server, "awsacl")
+    src = tmp_path / "pub.txt"
+    src.write_bytes(b"published")
+    run_tool([aws, *ep, "s3", "cp", "--acl", "public-read", str(src), f"s3://{bucket}/pub.txt"], env)
+    run_tool([aws, *ep, "s3", "cp", str(src), f"s3://{bucket}/priv.txt"], env)
+    assert _fetch(f"{server.endpoint}/{bucket}/pub.txt") == (200, b"published")
+    assert _fetch(f"{server.endpoint}/{bucket}/priv.txt")[0] == 403
+    plain = f"awsplain-{uuid.uuid4().hex[:8]}"
+    run_tool([aws, *ep, "s3", "mb", f"s3://{plain}"], env)
+    refused = subprocess.run([aws, *ep, "s3", "cp", "--acl", "public-read", str(src), f"s3://{plain}/pub.txt"],
+                             env=environ(env), capture_output=True, timeout=120)
+    assert refused.returncode != 0 and b"AccessControlListNotSupported" in refused.stderr
+
+
+def test_s3cmd_setacl_acl_public(server, tmp_path):
+    """``s3cmd setacl --acl-public`` (a GetObjectAcl, then a PutObjectAcl of
+    the document with an AllUsers READ grant added) makes an object readable
+    unsigned; ``--acl-private`` takes it back."""
+    s3cmd = tool("s3cmd")
+    host = server.endpoint.removeprefix("http://")
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text(
+        "[default]\n"
+        f"access_key = {ROOT_ACCESS_KEY}\nsecret_key = {ROOT_SECRET_KEY}\n"
+        f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
+        "signature_v2 = False\nbucket_location = us-east-1\n"
+    )
+    base = [s3cmd, "-c", str(cfg)]
+    bucket = _writer_bucket(server, "s3cmdacl")
+    src = tmp_path / "file.txt"
+    src.write_bytes(b"via s3cmd")
+    run_tool([*base, "put", str(src), f"s3://{bucket}/file.txt"])
+    assert _fetch(f"{server.endpoint}/{bucket}/file.txt")[0] == 403
+    run_tool([*base, "setacl", "--acl-public", f"s3://{bucket}/file.txt"])
+    assert _fetch(f"{server.endpoint}/{bucket}/file.txt") == (200, b"via s3cmd")
+    assert b"anon" in run_tool([*base, "info", f"s3://{bucket}/file.txt"]).lower()
+    run_tool([*base, "setacl", "--acl-private", f"s3://{bucket}/file.txt"])
+    assert _fetch(f"{server.endpoint}/{bucket}/file.txt")[0] == 403
+    run_tool([*base, "put", "--acl-public", str(src), f"s3://{bucket}/put-public.txt"])
+    assert _fetch(f"{server.endpoint}/{bucket}/put-public.txt") == (200, b"via s3cmd")
 
 
 def test_rclone(server, tmp_path):

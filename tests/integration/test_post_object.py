@@ -156,6 +156,20 @@ def test_presigned_post_uploads_a_small_file(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="greeting.txt")["Body"].read() == b"hello, browser"
 
 
+def test_acl_field_sets_the_objects_acl(server: ServerProcess, s3: Any, bucket: str) -> None:
+    """The form's ``acl`` is PutObject's x-amz-acl: refused in a bucket with
+    ACLs disabled (the default), public once the bucket is ObjectWriter."""
+    fields = {"acl": "public-read"}
+    conditions: list[Any] = [{"acl": "public-read"}]
+    form = s3.generate_presigned_post(bucket, "pub.txt", Fields=fields, Conditions=conditions, ExpiresIn=600)
+    r = post(form["url"], form["fields"], b"public form")
+    assert r.status_code == 400 and b"AccessControlListNotSupported" in r.content
+    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
+    r = post(form["url"], form["fields"], b"public form")
+    assert r.status_code == 204, r.text
+    assert requests.get(f"{server.endpoint}/{bucket}/pub.txt", timeout=30).content == b"public form"
+
+
 def test_filename_placeholder_names_the_object(s3: Any, bucket: str) -> None:
     """``${filename}`` in the key is replaced by the file part's filename."""
     form = s3.generate_presigned_post(bucket, "uploads/${filename}", ExpiresIn=600)

@@ -426,7 +426,8 @@ def test_single_problem_message_is_the_problem(tmp_path: Path) -> None:
         ('[metadata]\nchainfire_endpoint = ["http://a:1"]',
          "unknown key 'metadata.chainfire_endpoint' (did you mean 'chainfire_endpoints'?)"),
         ('[logging]\ncolour = true', "unknown key 'logging.colour' (known keys: access_log, format, level)"),
-        ('[s3.cors]\nx = 1', ("unknown key 's3.cors' (known keys: block_public_access, domain, max_clock_skew_seconds, "
+        ('[s3.cors]\nx = 1', ("unknown key 's3.cors' (known keys: block_public_access, default_object_ownership, domain, "
+                              "max_clock_skew_seconds, "
                               "presigned_url_ttl_seconds, region, signature_version, website_domain)")),
     ],
 )

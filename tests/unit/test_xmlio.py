@@ -24,8 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightningstor import errors
+from lightningstor.core.acl import private
 from lightningstor.core.types import ListEntry, ListResult
-from lightningstor.s3 import xmlio
+from lightningstor.s3 import aclxml, xmlio
 from lightningstor.s3.xmlio import CompletedPart, ListedPart, ListedUpload
 
 DETERMINISTIC = settings(derandomize=True, max_examples=100, deadline=None, database=None)
@@ -969,7 +970,7 @@ def test_tagging_xml(parse: Any) -> None:
 
 def test_acl(parse: Any) -> None:
     """The ACL grants the owner FULL_CONTROL as a CanonicalUser grantee."""
-    parsed = parse("GetBucketAcl", xmlio.acl_xml("owner-id", "owner"))
+    parsed = parse("GetBucketAcl", aclxml.access_control_policy_xml(private("owner-id"), {"owner-id": "owner"}))
     assert parsed["Owner"] == {"ID": "owner-id", "DisplayName": "owner"}
     assert parsed["Grants"] == [
         {"Grantee": {"ID": "owner-id", "DisplayName": "owner", "Type": "CanonicalUser"}, "Permission": "FULL_CONTROL"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from lightningstor.s3.handlers import (
+    acl,
     attributes,
     buckets,
     cors,
@@ -31,9 +32,12 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "DeleteBucket": buckets.delete_bucket,
     "GetBucketLocation": buckets.get_bucket_location,
     "GetBucketVersioning": buckets.get_bucket_versioning,
-    "GetBucketAcl": buckets.get_bucket_acl,
-    "PutBucketAcl": buckets.put_acl,
-    "PutObjectAcl": buckets.put_acl,
+    "GetBucketAcl": acl.get_bucket_acl,
+    "PutBucketAcl": acl.put_bucket_acl,
+    "PutObjectAcl": acl.put_object_acl,
+    "GetBucketOwnershipControls": acl.get_bucket_ownership_controls,
+    "PutBucketOwnershipControls": acl.put_bucket_ownership_controls,
+    "DeleteBucketOwnershipControls": acl.delete_bucket_ownership_controls,
     "ListObjects": listing.list_objects,
     "ListObjectsV2": listing.list_objects,
     "PutObject": objects.put_object,
@@ -43,7 +47,7 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "DeleteObject": objects.delete_object,
     "DeleteObjects": objects.delete_objects,
     "CopyObject": objects.copy_object,
-    "GetObjectAcl": objects.get_object_acl,
+    "GetObjectAcl": acl.get_object_acl,
     "GetObjectAttributes": attributes.get_object_attributes,
     "GetObjectTagging": objects.get_object_tagging,
     "PutObjectTagging": objects.put_object_tagging,

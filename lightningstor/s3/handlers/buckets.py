@@ -1,4 +1,5 @@
-"""Bucket operations: create, head, delete, list buckets, location, versioning, tagging."""
+"""Bucket operations: create, head, delete, list buckets, location, versioning, tagging.
+(ACLs and Object Ownership: handlers/acl.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
+from lightningstor.core.acl import check_ownership
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.types import Versioning
 from lightningstor.s3 import xmlio
+from lightningstor.s3.handlers.acl import bucket_acl_for_create, checked_grantees
 
 
 @inlineCallbacks
@@ -71,8 +74,20 @@ def create_bucket(api: Any, call: Any) -> Any:
     location = xmlio.parse_create_bucket_configuration(body) if body.strip() else None
     # Object Lock at creation also turns versioning on (core.buckets.create).
     object_lock = call.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true"
+    ownership = call.headers.get("x-amz-object-ownership")
+    if ownership is not None:
+        check_ownership(ownership.strip())
+    acl = bucket_acl_for_create(api, principal.principal_id, call.headers)
     yield api.authorize_scope(call, principal, bucket=call.bucket)
-    yield api.core.buckets.create(principal, call.bucket, location=location, object_lock=object_lock)
+    yield checked_grantees(api, acl)
+    yield api.core.buckets.create(
+        principal,
+        call.bucket,
+        location=location,
+        object_lock=object_lock,
+        object_ownership=ownership.strip() if ownership is not None else None,
+        acl=acl,
+    )
     return api.send(call, 200, headers=[("Location", f"/{call.bucket}")], content_type=None)
 
 
@@ -150,26 +165,3 @@ def delete_bucket_tagging(api: Any, call: Any) -> Any:
     bucket = yield api.bucket(call, principal)
     yield api.core.set_bucket_tags(bucket, {})
     return api.send(call, 204, content_type=None)
-
-
-@inlineCallbacks
-def get_bucket_acl(api: Any, call: Any) -> Any:
-    """Access is decided by the authorizer, not ACLs; clients that read the
-    ACL (s3cmd info) get the truthful answer: the owner has full control."""
-    principal, _ = yield call.auth.get()
-    yield api.bucket(call, principal)
-    return api.send_xml(call, xmlio.acl_xml(principal.principal_id, principal.display_name or principal.principal_id))
-
-
-@inlineCallbacks
-def put_acl(api: Any, call: Any) -> Any:
-    """Canned ``private`` is what every bucket and object already is; any
-    other ACL would be a promise we do not keep, so it is refused."""
-    principal, _ = yield call.auth.get()
-    bucket = yield api.bucket(call, principal)
-    if call.target.key is not None:
-        yield api.core.objects.head(bucket, call.key)
-    canned = call.headers.get("x-amz-acl")
-    if canned == "private" and not call.sink.content().strip():
-        return api.send(call, 200, content_type=None)
-    raise errors.NotImplementedS3("ACLs are not supported; access is controlled by the authorizer")

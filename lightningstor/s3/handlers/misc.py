@@ -14,7 +14,6 @@ from twisted.internet.defer import inlineCallbacks
 from lightningstor import errors
 
 _ABSENT = {
-    "ownershipControls": "OwnershipControlsNotFoundError",
     "replication": "ReplicationConfigurationNotFoundError",
 }
 

@@ -32,6 +32,7 @@ from lightningstor.core.objects import PutAttrs, may_have_committed, validate_ke
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
 from lightningstor.s3 import conditions, ssec, xmlio
+from lightningstor.s3.handlers.acl import checked_grantees, object_acl_for_write
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
     body_plan,
@@ -106,9 +107,11 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
     principal, _verified, bucket = yield _resolve(api, call)
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
     attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
-    attrs.owner = principal.principal_id
+    # The ACL lands on the completed object (the upload record keeps it).
+    attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal.principal_id, call.headers)
     check_lock_attrs(api, bucket, attrs)
     yield check_lock_permissions(api, call, principal, bucket)
+    yield checked_grantees(api, attrs.acl)
     algorithm = call.headers.get("x-amz-checksum-algorithm") or call.headers.get("x-amz-sdk-checksum-algorithm")
     upload = yield api.core.multipart.create(
         bucket,

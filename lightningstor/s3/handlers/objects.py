@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core import access, objectlock
+from lightningstor.core.acl import acls_enabled
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.lifecycle import expiration_of
@@ -31,10 +32,11 @@ from lightningstor.core.objects import (
     validate_key,
     verify_digests,
 )
-from lightningstor.core.types import Bucket, Principal
+from lightningstor.core.types import Acl, Bucket, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.s3 import conditions, ranges, ssec, xmlio
 from lightningstor.s3.dates import http_date
+from lightningstor.s3.handlers.acl import checked_grantees, object_acl_for_write
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
     check_expected_owner,
@@ -144,10 +146,19 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
         if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
             raise errors.MissingContentLength()
+        # The ACL (x-amz-acl, x-amz-grant-*) is refused, if it is, before the body is stored.
+        owned = object_acl_for_write(api, bucket, principal.principal_id, call.headers)
         # A body that can never fit the bucket's quotas is refused before it is stored.
-        checked: Deferred[Any] = api.core.quotas.check_put(bucket, call.key, decoded_length)
+        checked: Deferred[Any]
+        if owned[1] is None:  # every PUT but those that set an ACL: no extra Deferred
+            checked = api.core.quotas.check_put(bucket, call.key, decoded_length)
+        else:
+            checked = checked_grantees(api, owned[1])
+            checked.addCallback(lambda _: api.core.quotas.check_put(bucket, call.key, decoded_length))
         checked.addCallback(lambda _: check_lock_permissions(api, call, principal, bucket))
-        return checked.addCallback(lambda _: _upload_context(api, call, principal, verified, bucket, decoded_length))
+        return checked.addCallback(
+            lambda _: _upload_context(api, call, principal, verified, bucket, decoded_length, owned)
+        )
 
     d: Deferred[Any] = call.auth.get()
     return d.addCallback(authenticated)
@@ -167,7 +178,13 @@ def keep_stored_encoding(attrs: PutAttrs) -> None:
 
 
 def _upload_context(
-    api: Any, call: Any, principal: Principal, verified: Any, bucket: Bucket, decoded_length: int | None
+    api: Any,
+    call: Any,
+    principal: Principal,
+    verified: Any,
+    bucket: Bucket,
+    decoded_length: int | None,
+    owned: tuple[str, Acl | None],
 ) -> UploadContext:
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
     check_tags(attrs.tags, MAX_OBJECT_TAGS)
@@ -179,7 +196,7 @@ def _upload_context(
         )
     keep_stored_encoding(attrs)
     attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
-    attrs.owner = principal.principal_id
+    attrs.owner, attrs.acl = owned
     # put_attrs checked the checksum headers and kept what they ask for.
     trailer = checksum_trailer(call.headers)
     algorithms, decoder = body_plan(
@@ -503,7 +520,7 @@ def delete_objects(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     # Resolved without a bucket-wide check: each key is authorized alone.
     bucket = yield api.core.access.resolve(principal, call.bucket)
-    if access.is_anonymous(principal) and not bucket.policy:
+    if access.is_anonymous(principal) and not bucket.policy and not acls_enabled(bucket):
         raise errors.AccessDenied(resource=f"/{bucket.name}")
     if "x-amz-expected-bucket-owner" in call.headers:
         check_expected_owner(bucket, call.headers["x-amz-expected-bucket-owner"])
@@ -592,13 +609,17 @@ def copy_object(api: Any, call: Any) -> Any:
     )
     check_lock_attrs(api, dest_bucket, write_conditions)
     yield check_lock_permissions(api, call, principal, dest_bucket)
+    # The copy's ACL is the request's, never the source's (as AWS).
+    owner, acl = object_acl_for_write(api, dest_bucket, principal.principal_id, call.headers)
+    yield checked_grantees(api, acl)
     record = yield api.core.copy_object(
         source,
         dest_bucket,
         call.key,
         replace_metadata=replace,
         tags=tags,
-        owner=principal.principal_id,
+        owner=owner,
+        acl=acl,
         conditions=write_conditions,
         encryption=sse_request(call.headers),
         customer=customer,
@@ -610,16 +631,6 @@ def copy_object(api: Any, call: Any) -> Any:
     if dest_bucket.lifecycle:
         headers += expiration_header(api, dest_bucket, record)
     return api.send_xml(call, xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums), headers=headers)
-
-
-@inlineCallbacks
-def get_object_acl(api: Any, call: Any) -> Any:
-    """The object's owner (who wrote it, as listings name it) has full
-    control; the caller may be another principal allowed to read it."""
-    principal, _bucket, record = yield _lookup(api, call)
-    owner = record.owner or principal.principal_id
-    name = principal.display_name if owner == principal.principal_id and principal.display_name else owner
-    return api.send_xml(call, xmlio.acl_xml(owner, name))
 
 
 @inlineCallbacks

@@ -44,6 +44,7 @@ from lightningstor.core.types import Bucket, Principal
 from lightningstor.s3 import formdata, postpolicy, ssec, xmlio
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.formdata import FormEvent, FormParser
+from lightningstor.s3.handlers.acl import object_acl_for_write
 from lightningstor.s3.handlers.objects import (
     UploadContext,
     commit_upload,
@@ -108,7 +109,8 @@ def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, conte
     Order as AWS: the key first (a form without one is malformed whoever
     sent it), then the policy and the signature fields.  A form without
     policy and signature is an anonymous upload (``credentials`` None),
-    which only a bucket policy allowing ``s3:PutObject`` to everyone admits.
+    which only a bucket policy allowing ``s3:PutObject`` to everyone, or a
+    bucket ACL granting AllUsers WRITE, admits.
     """
     if "key" not in fields:
         raise postpolicy.missing_field("key")
@@ -269,7 +271,9 @@ def _verified(cred: Any, api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
 def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
     principal, bucket = found
     attrs = _attrs(api, plan)
-    attrs.owner = principal.principal_id
+    # The form's ``acl`` field is PutObject's x-amz-acl (no grant fields, as AWS).
+    canned = {"x-amz-acl": plan.fields["acl"]} if "acl" in plan.fields else {}
+    attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal.principal_id, canned)
     signer = plan.credentials.access_key if plan.credentials is not None else ""
     verified = VerifiedAuth(signer, _POST_SCHEME, PAYLOAD_UNSIGNED, None, None)
     # As PutObject with an unknown length: the commit enforces quotas exactly.

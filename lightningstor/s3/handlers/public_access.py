@@ -1,11 +1,13 @@
 """Block Public Access: GetPublicAccessBlock, PutPublicAccessBlock and
 DeletePublicAccessBlock.
 
-The settings live in the bucket record and act in two places: PutBucketPolicy
+The settings live in the bucket record and act in four places: PutBucketPolicy
 refuses a public policy while ``BlockPublicPolicy`` is set
-(handlers/policy.py), and the gate lets no caller outside the bucket's scope
+(handlers/policy.py), the gate lets no caller outside the bucket's scope
 in through a public policy while ``RestrictPublicBuckets`` is set
-(core/access.py).  ``[s3] block_public_access`` sets all four on every
+(core/access.py), every write carrying a public ACL is refused while
+``BlockPublicAcls`` is set (handlers/acl.py), and public ACL grants count
+for nothing while ``IgnorePublicAcls`` is set (core/access.py).  ``[s3] block_public_access`` sets all four on every
 bucket, whatever the bucket's own settings say.
 """
 

@@ -1,0 +1,205 @@
+"""ACLs and Object Ownership over S3: GetBucketAcl, PutBucketAcl, GetObjectAcl,
+PutObjectAcl, Get/Put/DeleteBucketOwnershipControls, and the ACL every
+object write (PutObject, CopyObject, CreateMultipartUpload, PostObject) and
+CreateBucket may carry.
+
+What an ACL means, and Object Ownership's rules, live in core/acl.py; who
+gets in because of one, in core/access.py.  Here the rules AWS applies to
+*setting* one: with ACLs disabled (BucketOwnerEnforced) only an ACL that
+grants the bucket owner FULL_CONTROL and nobody anything else is taken (and
+changes nothing); anything else is 400 AccessControlListNotSupported and
+nothing is stored.  ``BlockPublicAcls`` refuses a public ACL with 403
+AccessDenied.  ACLs are set and read over S3 only: gRPC has no ACL API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+
+from lightningstor import errors
+from lightningstor.core import acl as acls
+from lightningstor.core.principals import validate_id
+from lightningstor.core.types import Acl, Bucket
+from lightningstor.s3 import aclxml
+
+
+def refuse_unless_allowed(api: Any, bucket: Bucket, acl: Acl, owner: str) -> None:
+    """The checks every ACL a request puts on ``bucket`` or its objects
+    goes through: ACLs disabled take only the owner-only ACL (400
+    AccessControlListNotSupported), and BlockPublicAcls refuses a public
+    one (403 AccessDenied)."""
+    if not acls.acls_enabled(bucket) and not acls.owner_only(acl, owner):
+        raise errors.AccessControlListNotSupported()
+    if acls.is_public(acl) and api.core.access.public_access_block(bucket).block_public_acls:
+        raise errors.AccessDenied(resource=f"/{bucket.name}")
+
+
+def object_acl_for_write(api: Any, bucket: Bucket, writer: str, headers: Mapping[str, str]) -> tuple[str, Acl | None]:
+    """(owner, ACL to store) of an object ``writer`` writes into ``bucket``
+    with ``headers`` (``x-amz-acl`` or ``x-amz-grant-*``): the owner as
+    Object Ownership decides, the ACL None when it is private (or ACLs are
+    disabled).  Refused as :func:`refuse_unless_allowed` says, before
+    anything is stored."""
+    request = acls.requested_acl(headers)
+    owner = acls.object_owner(bucket, writer, request)
+    if request is None:
+        return owner, None
+    acl = acls.expand(request, owner, bucket.created_by, for_bucket=False)
+    refuse_unless_allowed(api, bucket, acl, owner)
+    if not acls.acls_enabled(bucket) or acl == acls.private(owner):
+        return owner, None
+    return owner, acl
+
+
+def checked_grantees(api: Any, acl: Acl | None) -> Deferred[Any]:
+    """Deferred[None]; 400 InvalidArgument if ``acl`` grants to an id that
+    is no principal (no store read for an ACL that names nobody by id)."""
+    if acl is None or not acls.canonical_ids(acl):
+        return succeed(None)
+    d: Deferred[Any] = api.core.check_grantees(acl)
+    return d
+
+
+def bucket_acl_for_create(api: Any, principal_id: str, headers: Mapping[str, str]) -> Acl | None:
+    """The ACL CreateBucket's headers ask for (None: private).  Whether the
+    new bucket's Object Ownership takes it is the core's check (400
+    InvalidBucketAclWithObjectOwnership); a public one is refused while
+    the server blocks public access (the bucket has no settings of its own
+    yet)."""
+    request = acls.requested_acl(headers)
+    if request is None:
+        return None
+    acl = acls.expand(request, principal_id, principal_id, for_bucket=True)
+    if acls.is_public(acl) and api.core.access.block_public_access:
+        raise errors.AccessDenied()
+    return None if acl == acls.private(principal_id) else acl
+
+
+def _requested(call: Any, owner: str, bucket_owner: str, *, for_bucket: bool) -> Acl:
+    """The ACL PutBucketAcl / PutObjectAcl sets: exactly one of a body
+    document, ``x-amz-acl`` or grant headers.  A document must name the
+    resource's owner as its Owner (403 AccessDenied otherwise)."""
+    body = call.sink.content()
+    request = acls.requested_acl(call.headers)
+    if body.strip():
+        if request is not None:
+            raise errors.S3Error(code="UnexpectedContent")
+        acl = aclxml.parse_access_control_policy(body)
+        if acl.owner != owner:
+            raise errors.AccessDenied()
+        return acl
+    if request is None:
+        raise errors.S3Error(code="MissingSecurityHeader", MissingHeaderName="x-amz-acl")
+    return acls.expand(request, owner, bucket_owner, for_bucket=for_bucket)
+
+
+@inlineCallbacks
+def _names(api: Any, acl: Acl, caller: Any) -> Any:
+    """Deferred[dict]: display names of the principals ``acl`` names (the
+    id itself for one without a name, or no principal at all)."""
+    names: dict[str, str] = {}
+    if caller.principal_id and caller.display_name:
+        names[caller.principal_id] = caller.display_name
+    for pid in dict.fromkeys([acl.owner, *acls.canonical_ids(acl)]):
+        if not pid or pid in names:
+            continue
+        try:
+            validate_id(pid, "principal id")
+        except ValueError:
+            continue
+        record = yield api.core.principals.get(pid)
+        if record is not None and record.display_name:
+            names[pid] = record.display_name
+    return names
+
+
+# -- bucket ACLs ----------------------------------------------------------------
+@inlineCallbacks
+def get_bucket_acl(api: Any, call: Any) -> Any:
+    """The bucket's ACL; with ACLs disabled, its owner with FULL_CONTROL."""
+    principal, _ = yield call.auth.get()
+    bucket = yield api.bucket(call, principal)
+    acl = acls.bucket_acl(bucket)
+    names = yield _names(api, acl, principal)
+    return api.send_xml(call, aclxml.access_control_policy_xml(acl, names))
+
+
+@inlineCallbacks
+def put_bucket_acl(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.bucket(call, principal)
+    owner = bucket.created_by
+    acl = _requested(call, owner, owner, for_bucket=True)
+    refuse_unless_allowed(api, bucket, acl, owner)
+    if acls.acls_enabled(bucket):
+        yield checked_grantees(api, acl)
+        yield api.core.buckets.set_acl(bucket, None if acl == acls.private(owner) else acl)
+    return api.send(call, 200, content_type=None)
+
+
+# -- object ACLs ----------------------------------------------------------------
+@inlineCallbacks
+def get_object_acl(api: Any, call: Any) -> Any:
+    """One version's ACL; with ACLs disabled, the bucket owner with FULL_CONTROL."""
+    from lightningstor.s3.handlers.objects import lookup_object, version_header
+
+    principal, bucket, record = yield lookup_object(api, call)
+    acl = acls.object_acl(bucket, record.owner or bucket.created_by, record.acl)
+    names = yield _names(api, acl, principal)
+    headers = version_header(bucket, record.version_id)
+    return api.send_xml(call, aclxml.access_control_policy_xml(acl, names), headers=headers)
+
+
+@inlineCallbacks
+def put_object_acl(api: Any, call: Any) -> Any:
+    from lightningstor.s3.handlers.objects import version_header
+
+    principal, _ = yield call.auth.get()
+    bucket = yield api.bucket(call, principal)
+    version = call.target.query.get("versionId")
+    record = yield api.core.objects.head(bucket, call.key, version)
+    enabled = acls.acls_enabled(bucket)
+    owner = (record.owner or bucket.created_by) if enabled else bucket.created_by
+    acl = _requested(call, owner, bucket.created_by, for_bucket=False)
+    refuse_unless_allowed(api, bucket, acl, owner)
+    if enabled:
+        yield checked_grantees(api, acl)
+        record = yield api.core.objects.set_acl(
+            bucket, call.key, version, None if acl == acls.private(owner) else acl
+        )
+    return api.send(call, 200, headers=version_header(bucket, record.version_id), content_type=None)
+
+
+# -- Object Ownership -------------------------------------------------------------
+@inlineCallbacks
+def get_bucket_ownership_controls(api: Any, call: Any) -> Any:
+    principal, _ = yield call.auth.get()
+    bucket = yield api.bucket(call, principal)
+    if bucket.object_ownership is None:
+        raise errors.S3Error(code="OwnershipControlsNotFoundError", BucketName=bucket.name)
+    return api.send_xml(call, aclxml.ownership_controls_xml(bucket.object_ownership))
+
+
+@inlineCallbacks
+def put_bucket_ownership_controls(api: Any, call: Any) -> Any:
+    """200 once stored; BucketOwnerEnforced is refused while the bucket's
+    ACL grants anyone but its owner (400 InvalidBucketAclWithObjectOwnership)."""
+    principal, _ = yield call.auth.get()
+    bucket = yield api.bucket(call, principal)
+    body = call.sink.content()  # a digest sent with it was checked (s3/body.py)
+    ownership = aclxml.parse_ownership_controls(body)
+    yield api.core.buckets.set_object_ownership(bucket, ownership)
+    return api.send(call, 200, content_type=None)
+
+
+@inlineCallbacks
+def delete_bucket_ownership_controls(api: Any, call: Any) -> Any:
+    """204; the bucket then behaves as ObjectWriter (ACLs enabled), as on AWS."""
+    principal, _ = yield call.auth.get()
+    bucket = yield api.bucket(call, principal)
+    if bucket.object_ownership is not None:
+        yield api.core.buckets.set_object_ownership(bucket, None)
+    return api.send(call, 204, content_type=None)

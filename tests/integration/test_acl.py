@@ -1,0 +1,353 @@
+"""S3 ACLs and Object Ownership through the real server process (boto3 and
+plain HTTP).
+
+* A new bucket has ACLs disabled (BucketOwnerEnforced, AWS's default): an
+  ACL other than the owner's own is 400 AccessControlListNotSupported and
+  stores nothing.
+* After PutBucketOwnershipControls ObjectWriter, ``public-read`` makes an
+  object readable unsigned, a grant by id lets another tenant in, and
+  ``authenticated-read`` lets any signed caller read; Block Public Access
+  blocks or ignores public ACLs.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.integration.tenants import Identity, Spec, Tenancy
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+
+@pytest.fixture(scope="module")
+def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
+    t = Tenancy.start(tmp_path_factory.mktemp("acl"), cache_seconds=0.5)
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def ids(tenancy: Tenancy) -> dict[str, Identity]:
+    return tenancy.provision([
+        Spec("acme-admin", "acme", roles=("admin",)),
+        Spec("acme-nobody", "acme"),
+        Spec("globex-admin", "globex", roles=("admin",)),
+        Spec("initech-admin", "initech", roles=("admin",)),
+    ])
+
+
+@pytest.fixture(scope="module")
+def s3(tenancy: Tenancy, ids: dict[str, Identity]) -> Callable[[str], Any]:
+    """``s3(principal_id)``: its client for the server's current endpoint
+    (a restart moves the server to another port)."""
+    clients: dict[tuple[str, str], Any] = {}
+
+    def get(principal_id: str) -> Any:
+        where = (principal_id, tenancy.server.endpoint)
+        if where not in clients:
+            clients[where] = ids[principal_id].s3(tenancy.server.endpoint)
+        return clients[where]
+
+    return get
+
+
+def unsigned(endpoint: str) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"},
+                      retries={"max_attempts": 1, "mode": "standard"}),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def anonymous(tenancy: Tenancy) -> Any:
+    return unsigned(tenancy.server.endpoint)
+
+
+def _delete_all(admin: Any, name: str) -> None:
+    try:
+        admin.delete_public_access_block(Bucket=name)
+        for page in admin.get_paginator("list_object_versions").paginate(Bucket=name):
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                admin.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
+        admin.delete_bucket(Bucket=name)
+    except ClientError:
+        pass
+
+
+@pytest.fixture
+def bucket(s3: Callable[[str], Any]) -> Iterator[str]:
+    """A bucket of acme made as any client makes one: ACLs disabled."""
+    name = f"acl-{uuid.uuid4().hex[:12]}"
+    s3("acme-admin").create_bucket(Bucket=name)
+    yield name
+    _delete_all(s3("acme-admin"), name)
+
+
+@pytest.fixture
+def writer_bucket(s3: Callable[[str], Any], bucket: str) -> str:
+    """``bucket`` switched to ObjectWriter: ACLs enabled."""
+    s3("acme-admin").put_bucket_ownership_controls(
+        Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
+    )
+    return bucket
+
+
+def code_of(call: Callable[[], Any]) -> tuple[int, str]:
+    with pytest.raises(ClientError) as info:
+        call()
+    err = info.value.response
+    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def grants_of(acl: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(g["Grantee"].get("URI") or g["Grantee"].get("ID"), g["Permission"]) for g in acl["Grants"]}
+
+
+# -- ACLs disabled (the default) -----------------------------------------------------------
+
+
+def test_new_bucket_has_acls_disabled(s3: Callable[[str], Any], anonymous: Any, bucket: str) -> None:
+    admin = s3("acme-admin")
+    rules = admin.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+    assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert code_of(lambda: admin.put_object(Bucket=bucket, Key="pub", Body=b"x", ACL="public-read")) == (
+        400, "AccessControlListNotSupported")
+    assert code_of(lambda: admin.head_object(Bucket=bucket, Key="pub"))[0] == 404  # nothing stored
+    assert code_of(lambda: admin.put_object(
+        Bucket=bucket, Key="g", Body=b"x", GrantRead='id="globex-admin"')) == (400, "AccessControlListNotSupported")
+    admin.put_object(Bucket=bucket, Key="a", Body=b"x", ACL="private")
+    admin.put_object(Bucket=bucket, Key="b", Body=b"x", ACL="bucket-owner-full-control")
+    acl = admin.get_object_acl(Bucket=bucket, Key="a")
+    assert acl["Owner"]["ID"] == "acme-admin"
+    assert grants_of(acl) == {("acme-admin", "FULL_CONTROL")}
+    assert code_of(lambda: admin.put_object_acl(Bucket=bucket, Key="a", ACL="public-read")) == (
+        400, "AccessControlListNotSupported")
+    admin.put_object_acl(Bucket=bucket, Key="a", ACL="private")  # the owner's own: 200, nothing changes
+    assert code_of(lambda: admin.put_bucket_acl(Bucket=bucket, ACL="public-read")) == (
+        400, "AccessControlListNotSupported")
+    admin.put_bucket_acl(Bucket=bucket, ACL="private")
+    assert grants_of(admin.get_bucket_acl(Bucket=bucket)) == {("acme-admin", "FULL_CONTROL")}
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="a")) == (403, "AccessDenied")
+
+
+def test_create_bucket_with_ownership_and_acl(s3: Callable[[str], Any], anonymous: Any) -> None:
+    admin = s3("acme-admin")
+    name = f"acl-{uuid.uuid4().hex[:12]}"
+    assert code_of(lambda: admin.create_bucket(Bucket=name, ACL="public-read")) == (
+        400, "InvalidBucketAclWithObjectOwnership")
+    assert code_of(lambda: admin.head_bucket(Bucket=name))[0] == 404
+    assert code_of(lambda: admin.create_bucket(Bucket=name, ObjectOwnership="Nobody")) == (400, "InvalidArgument")
+    admin.create_bucket(Bucket=name, ObjectOwnership="ObjectWriter", ACL="public-read")
+    try:
+        admin.put_object(Bucket=name, Key="k", Body=b"listed")
+        assert [o["Key"] for o in anonymous.list_objects_v2(Bucket=name)["Contents"]] == ["k"]
+        assert code_of(lambda: anonymous.get_object(Bucket=name, Key="k")) == (403, "AccessDenied")
+    finally:
+        _delete_all(admin, name)
+
+
+# -- ACLs enabled -------------------------------------------------------------------------
+
+
+def test_public_read_object_is_readable_unsigned(
+    tenancy: Tenancy, s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    admin = s3("acme-admin")
+    bucket = writer_bucket
+    admin.put_object(Bucket=bucket, Key="pub.txt", Body=b"public bytes", ACL="public-read")
+    admin.put_object(Bucket=bucket, Key="priv.txt", Body=b"private bytes")
+    assert anonymous.get_object(Bucket=bucket, Key="pub.txt")["Body"].read() == b"public bytes"
+    assert fetch(f"{tenancy.server.endpoint}/{bucket}/pub.txt") == (200, b"public bytes")
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="priv.txt")) == (403, "AccessDenied")
+    assert fetch(f"{tenancy.server.endpoint}/{bucket}/priv.txt")[0] == 403
+    # No bucket READ: a missing key is 403 too, as AWS.
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="nope")) == (403, "AccessDenied")
+    acl = admin.get_object_acl(Bucket=bucket, Key="pub.txt")
+    assert grants_of(acl) == {("acme-admin", "FULL_CONTROL"), (ALL_USERS, "READ")}
+    assert [g["Grantee"]["Type"] for g in acl["Grants"]] == ["CanonicalUser", "Group"]
+    admin.put_object_acl(Bucket=bucket, Key="pub.txt", ACL="private")
+    assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="pub.txt")) == (403, "AccessDenied")
+    assert grants_of(admin.get_object_acl(Bucket=bucket, Key="pub.txt")) == {("acme-admin", "FULL_CONTROL")}
+
+
+def test_public_read_bucket_lets_unsigned_listing_in(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=writer_bucket, Key="a", Body=b"x")
+    assert code_of(lambda: anonymous.list_objects_v2(Bucket=writer_bucket)) == (403, "AccessDenied")
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="public-read")
+    assert [o["Key"] for o in anonymous.list_objects_v2(Bucket=writer_bucket)["Contents"]] == ["a"]
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="a")) == (403, "AccessDenied")
+    # Who may list hears that a key is missing.
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="nope")) == (404, "NoSuchKey")
+    assert code_of(lambda: anonymous.put_object(Bucket=writer_bucket, Key="b", Body=b"x")) == (403, "AccessDenied")
+    assert grants_of(admin.get_bucket_acl(Bucket=writer_bucket)) == {
+        ("acme-admin", "FULL_CONTROL"), (ALL_USERS, "READ")}
+
+
+def test_grant_by_id_lets_that_principal_of_another_tenant_in(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=writer_bucket, Key="for-globex", Body=b"hello globex", GrantRead='id="globex-admin"')
+    assert s3("globex-admin").get_object(Bucket=writer_bucket, Key="for-globex")["Body"].read() == b"hello globex"
+    assert code_of(lambda: s3("initech-admin").get_object(Bucket=writer_bucket, Key="for-globex")) == (
+        403, "AccessDenied")
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="for-globex")) == (403, "AccessDenied")
+    # READ is not READ_ACP, nor WRITE.
+    assert code_of(lambda: s3("globex-admin").get_object_acl(Bucket=writer_bucket, Key="for-globex")) == (
+        403, "AccessDenied")
+    assert code_of(lambda: s3("globex-admin").put_object(Bucket=writer_bucket, Key="x", Body=b"x")) == (
+        403, "AccessDenied")
+    # Grants must name principals that exist; e-mail grantees never resolve.
+    assert code_of(lambda: admin.put_object(
+        Bucket=writer_bucket, Key="y", Body=b"x", GrantRead='id="no-such-principal"')) == (400, "InvalidArgument")
+    assert code_of(lambda: admin.put_object(
+        Bucket=writer_bucket, Key="y", Body=b"x", GrantRead='emailAddress="a@example.com"')) == (
+        400, "UnresolvableGrantByEmailAddress")
+    assert code_of(lambda: admin.put_object(
+        Bucket=writer_bucket, Key="y", Body=b"x", ACL="private", GrantRead='id="globex-admin"')) == (
+        400, "InvalidRequest")
+
+
+def test_authenticated_read_is_for_signed_callers(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    s3("acme-admin").put_object(Bucket=writer_bucket, Key="auth", Body=b"signed only", ACL="authenticated-read")
+    assert s3("initech-admin").get_object(Bucket=writer_bucket, Key="auth")["Body"].read() == b"signed only"
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="auth")) == (403, "AccessDenied")
+
+
+def test_bucket_write_grant_and_bucket_owner_preferred(s3: Callable[[str], Any], bucket: str) -> None:
+    """An in-scope principal the authorizer refuses gets in through a grant
+    others made it, never through owning what it wrote (a revoked role
+    keeps nothing); BucketOwnerPreferred gives the bucket owner what is
+    written with bucket-owner-full-control."""
+    admin, nobody = s3("acme-admin"), s3("acme-nobody")
+    admin.put_bucket_ownership_controls(
+        Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
+    assert code_of(lambda: nobody.put_object(Bucket=bucket, Key="n", Body=b"x")) == (403, "AccessDenied")
+    admin.put_bucket_acl(Bucket=bucket, GrantWrite='id="acme-nobody"', GrantFullControl='id="acme-admin"')
+    nobody.put_object(Bucket=bucket, Key="mine", Body=b"x")
+    nobody.put_object(Bucket=bucket, Key="theirs", Body=b"x", ACL="bucket-owner-full-control")
+    assert admin.get_object_acl(Bucket=bucket, Key="mine")["Owner"]["ID"] == "acme-nobody"
+    assert admin.get_object_acl(Bucket=bucket, Key="theirs")["Owner"]["ID"] == "acme-admin"
+    assert code_of(lambda: nobody.get_object(Bucket=bucket, Key="theirs")) == (403, "AccessDenied")
+    assert code_of(lambda: nobody.get_object(Bucket=bucket, Key="mine")) == (403, "AccessDenied")
+    assert code_of(lambda: nobody.get_object_acl(Bucket=bucket, Key="mine")) == (403, "AccessDenied")
+    admin.put_object_acl(Bucket=bucket, Key="theirs", GrantRead='id="acme-nobody"', GrantFullControl='id="acme-admin"')
+    assert nobody.get_object(Bucket=bucket, Key="theirs")["Body"].read() == b"x"
+
+
+def test_copy_and_multipart_take_the_requests_acl(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=writer_bucket, Key="src", Body=b"source", ACL="public-read")
+    admin.copy_object(Bucket=writer_bucket, Key="copy", CopySource={"Bucket": writer_bucket, "Key": "src"})
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="copy")) == (403, "AccessDenied")
+    admin.copy_object(Bucket=writer_bucket, Key="copy2", CopySource={"Bucket": writer_bucket, "Key": "src"},
+                      ACL="public-read")
+    assert anonymous.get_object(Bucket=writer_bucket, Key="copy2")["Body"].read() == b"source"
+    upload = admin.create_multipart_upload(Bucket=writer_bucket, Key="mp", ACL="public-read")
+    part = admin.upload_part(Bucket=writer_bucket, Key="mp", UploadId=upload["UploadId"], PartNumber=1, Body=b"m")
+    admin.complete_multipart_upload(Bucket=writer_bucket, Key="mp", UploadId=upload["UploadId"],
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert anonymous.get_object(Bucket=writer_bucket, Key="mp")["Body"].read() == b"m"
+
+
+def test_block_public_acls_refuses_public_acls(s3: Callable[[str], Any], writer_bucket: str) -> None:
+    admin = s3("acme-admin")
+    admin.put_public_access_block(Bucket=writer_bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": False, "BlockPublicPolicy": False,
+        "RestrictPublicBuckets": False})
+    assert code_of(lambda: admin.put_object(Bucket=writer_bucket, Key="p", Body=b"x", ACL="public-read")) == (
+        403, "AccessDenied")
+    assert code_of(lambda: admin.head_object(Bucket=writer_bucket, Key="p"))[0] == 404
+    assert code_of(lambda: admin.put_bucket_acl(Bucket=writer_bucket, ACL="public-read")) == (403, "AccessDenied")
+    assert code_of(lambda: admin.put_object(
+        Bucket=writer_bucket, Key="p", Body=b"x", GrantRead=f'uri="{ALL_USERS}"')) == (403, "AccessDenied")
+    admin.put_object(Bucket=writer_bucket, Key="p", Body=b"x", ACL="private")
+
+
+def test_ignore_public_acls_keeps_them_but_they_count_for_nothing(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=writer_bucket, Key="pub", Body=b"x", ACL="public-read")
+    assert anonymous.get_object(Bucket=writer_bucket, Key="pub")["Body"].read() == b"x"
+    admin.put_public_access_block(Bucket=writer_bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": False, "IgnorePublicAcls": True, "BlockPublicPolicy": False,
+        "RestrictPublicBuckets": False})
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="pub")) == (403, "AccessDenied")
+    assert (ALL_USERS, "READ") in grants_of(admin.get_object_acl(Bucket=writer_bucket, Key="pub"))
+
+
+def test_back_to_enforced_needs_an_owner_only_bucket_acl(s3: Callable[[str], Any], writer_bucket: str) -> None:
+    admin = s3("acme-admin")
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="public-read")
+    enforced = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert code_of(lambda: admin.put_bucket_ownership_controls(
+        Bucket=writer_bucket, OwnershipControls=enforced)) == (400, "InvalidBucketAclWithObjectOwnership")
+    rules = admin.get_bucket_ownership_controls(Bucket=writer_bucket)["OwnershipControls"]["Rules"]
+    assert rules == [{"ObjectOwnership": "ObjectWriter"}]
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="private")
+    admin.put_bucket_ownership_controls(Bucket=writer_bucket, OwnershipControls=enforced)
+    admin.delete_bucket_ownership_controls(Bucket=writer_bucket)
+    assert code_of(lambda: admin.get_bucket_ownership_controls(Bucket=writer_bucket)) == (
+        404, "OwnershipControlsNotFoundError")
+
+
+def test_malformed_acl_document_changes_nothing(s3: Callable[[str], Any], writer_bucket: str) -> None:
+    admin = s3("acme-admin")
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="public-read")
+    before = grants_of(admin.get_bucket_acl(Bucket=writer_bucket))
+    owner = {"ID": "acme-admin"}
+    bad = {"Owner": owner, "Grants": [{"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "EVERYTHING"}]}
+    assert code_of(lambda: admin.put_bucket_acl(Bucket=writer_bucket, AccessControlPolicy=bad)) == (
+        400, "MalformedACLError")
+    assert grants_of(admin.get_bucket_acl(Bucket=writer_bucket)) == before
+    # A document naming another owner is refused; a right one is taken.
+    other = {"Owner": {"ID": "globex-admin"}, "Grants": []}
+    assert code_of(lambda: admin.put_bucket_acl(Bucket=writer_bucket, AccessControlPolicy=other)) == (
+        403, "AccessDenied")
+    good = {"Owner": owner, "Grants": [
+        {"Grantee": {"Type": "CanonicalUser", "ID": "acme-admin"}, "Permission": "FULL_CONTROL"},
+        {"Grantee": {"Type": "CanonicalUser", "ID": "globex-admin"}, "Permission": "READ"},
+    ]}
+    admin.put_bucket_acl(Bucket=writer_bucket, AccessControlPolicy=good)
+    assert grants_of(admin.get_bucket_acl(Bucket=writer_bucket)) == {
+        ("acme-admin", "FULL_CONTROL"), ("globex-admin", "READ")}
+    assert s3("globex-admin").list_objects_v2(Bucket=writer_bucket)["KeyCount"] == 0
+
+
+def test_acls_and_ownership_survive_a_restart(tenancy: Tenancy, s3: Callable[[str], Any], writer_bucket: str) -> None:
+    """Both live in the stored records (bucket and object), not in memory."""
+    s3("acme-admin").put_object(Bucket=writer_bucket, Key="pub", Body=b"kept", ACL="public-read")
+    s3("acme-admin").put_bucket_acl(Bucket=writer_bucket, ACL="public-read")
+    tenancy.server.restart()
+    admin, anonymous = s3("acme-admin"), unsigned(tenancy.server.endpoint)
+    assert anonymous.get_object(Bucket=writer_bucket, Key="pub")["Body"].read() == b"kept"
+    assert [o["Key"] for o in anonymous.list_objects_v2(Bucket=writer_bucket)["Contents"]] == ["pub"]
+    rules = admin.get_bucket_ownership_controls(Bucket=writer_bucket)["OwnershipControls"]["Rules"]
+    assert rules == [{"ObjectOwnership": "ObjectWriter"}]
