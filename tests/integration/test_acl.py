@@ -149,6 +149,28 @@ def test_new_bucket_has_acls_disabled(s3: Callable[[str], Any], anonymous: Any, 
     assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="a")) == (403, "AccessDenied")
 
 
+def test_acls_disabled_read_private_as_the_writer_means_it(s3: Callable[[str], Any], bucket: str) -> None:
+    """With ACLs disabled, ``private`` from a writer of the bucket's own
+    tenant means the bucket owner's full control (AWS's same account) and is
+    taken; from another tenant it means the writer's own full control, which
+    is AccessControlListNotSupported, as AWS answers another account.
+    ``bucket-owner-full-control`` is taken from anyone."""
+    import json
+
+    admin, globex = s3("acme-admin"), s3("globex-admin")
+    admin.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::globex:root"}, "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*"}]}))  # fmt: skip
+    assert code_of(lambda: globex.put_object(Bucket=bucket, Key="p", Body=b"x", ACL="private")) == (
+        400, "AccessControlListNotSupported")
+    globex.put_object(Bucket=bucket, Key="b", Body=b"x", ACL="bucket-owner-full-control")
+    globex.put_object(Bucket=bucket, Key="n", Body=b"x")
+    assert admin.get_object_acl(Bucket=bucket, Key="b")["Owner"]["ID"] == "acme-admin"
+    assert code_of(lambda: admin.head_object(Bucket=bucket, Key="p"))[0] == 404
+    admin.put_object(Bucket=bucket, Key="mine", Body=b"x", ACL="private")
+    admin.delete_bucket_policy(Bucket=bucket)
+
+
 def test_create_bucket_with_ownership_and_acl(s3: Callable[[str], Any], anonymous: Any) -> None:
     admin = s3("acme-admin")
     name = f"acl-{uuid.uuid4().hex[:12]}"

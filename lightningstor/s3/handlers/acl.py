@@ -20,9 +20,10 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
 from lightningstor import errors
+from lightningstor.core import access
 from lightningstor.core import acl as acls
 from lightningstor.core.principals import validate_id
-from lightningstor.core.types import Acl, Bucket
+from lightningstor.core.types import Acl, Bucket, Principal
 from lightningstor.s3 import aclxml
 
 
@@ -37,16 +38,27 @@ def refuse_unless_allowed(api: Any, bucket: Bucket, acl: Acl, owner: str) -> Non
         raise errors.AccessDenied(resource=f"/{bucket.name}")
 
 
-def object_acl_for_write(api: Any, bucket: Bucket, writer: str, headers: Mapping[str, str]) -> tuple[str, Acl | None]:
+def object_acl_for_write(
+    api: Any, bucket: Bucket, writer: Principal, headers: Mapping[str, str]
+) -> tuple[str, Acl | None]:
     """(owner, ACL to store) of an object ``writer`` writes into ``bucket``
     with ``headers`` (``x-amz-acl`` or ``x-amz-grant-*``): the owner as
     Object Ownership decides, the ACL None when it is private (or ACLs are
     disabled).  Refused as :func:`refuse_unless_allowed` says, before
     anything is stored."""
     request = acls.requested_acl(headers)
-    owner = acls.object_owner(bucket, writer, request)
+    owner = acls.object_owner(bucket, writer.principal_id, request)
     if request is None:
         return owner, None
+    if not acls.acls_enabled(bucket) and request.canned != "bucket-owner-full-control":
+        # What the ACL says is read as the writer means it: from inside the
+        # bucket's scope (AWS's "same account") ``private`` gives the bucket
+        # owner full control, as bucket-owner-full-control does; from
+        # outside it gives the writer full control, which a bucket with
+        # ACLs disabled refuses (AWS's answer to another account).
+        meant_for = owner if access.in_scope(writer, bucket) else writer.principal_id
+        if not acls.owner_only(acls.expand(request, meant_for, bucket.created_by, for_bucket=False), owner):
+            raise errors.AccessControlListNotSupported()
     acl = acls.expand(request, owner, bucket.created_by, for_bucket=False)
     refuse_unless_allowed(api, bucket, acl, owner)
     if not acls.acls_enabled(bucket) or acl == acls.private(owner):

@@ -108,7 +108,7 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
     attrs = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes)
     attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
     # The ACL lands on the completed object (the upload record keeps it).
-    attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal.principal_id, call.headers)
+    attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal, call.headers)
     check_lock_attrs(api, bucket, attrs)
     yield check_lock_permissions(api, call, principal, bucket)
     yield checked_grantees(api, attrs.acl)

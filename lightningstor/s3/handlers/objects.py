@@ -147,7 +147,7 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
         if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
             raise errors.MissingContentLength()
         # The ACL (x-amz-acl, x-amz-grant-*) is refused, if it is, before the body is stored.
-        owned = object_acl_for_write(api, bucket, principal.principal_id, call.headers)
+        owned = object_acl_for_write(api, bucket, principal, call.headers)
         # A body that can never fit the bucket's quotas is refused before it is stored.
         checked: Deferred[Any]
         if owned[1] is None:  # every PUT but those that set an ACL: no extra Deferred
@@ -610,7 +610,7 @@ def copy_object(api: Any, call: Any) -> Any:
     check_lock_attrs(api, dest_bucket, write_conditions)
     yield check_lock_permissions(api, call, principal, dest_bucket)
     # The copy's ACL is the request's, never the source's (as AWS).
-    owner, acl = object_acl_for_write(api, dest_bucket, principal.principal_id, call.headers)
+    owner, acl = object_acl_for_write(api, dest_bucket, principal, call.headers)
     yield checked_grantees(api, acl)
     record = yield api.core.copy_object(
         source,

@@ -273,7 +273,7 @@ def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: Post
     attrs = _attrs(api, plan)
     # The form's ``acl`` field is PutObject's x-amz-acl (no grant fields, as AWS).
     canned = {"x-amz-acl": plan.fields["acl"]} if "acl" in plan.fields else {}
-    attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal.principal_id, canned)
+    attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal, canned)
     signer = plan.credentials.access_key if plan.credentials is not None else ""
     verified = VerifiedAuth(signer, _POST_SCHEME, PAYLOAD_UNSIGNED, None, None)
     # As PutObject with an unknown length: the commit enforces quotas exactly.
