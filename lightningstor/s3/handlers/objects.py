@@ -155,7 +155,8 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
         else:
             checked = checked_grantees(api, owned[1])
             checked.addCallback(lambda _: api.core.quotas.check_put(bucket, call.key, decoded_length))
-        checked.addCallback(lambda _: check_lock_permissions(api, call, principal, bucket))
+        if asks_lock_permissions(call.headers, bucket):  # PUTs without lock headers skip it
+            checked.addCallback(lambda _: check_lock_permissions(api, call, principal, bucket))
         return checked.addCallback(
             lambda _: _upload_context(api, call, principal, verified, bucket, decoded_length, owned)
         )
@@ -204,6 +205,11 @@ def _upload_context(
     )
     writer = api.core.new_writer(bucket, call.key, attrs.encryption, algorithms, customer=attrs.customer_key)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
+
+
+def asks_lock_permissions(headers: Any, bucket: Bucket) -> bool:
+    """Whether :func:`check_lock_permissions` has anything to ask."""
+    return bool(bucket.policy) and (MODE_HEADER in headers or UNTIL_HEADER in headers or HOLD_HEADER in headers)
 
 
 def check_lock_permissions(api: Any, call: Any, principal: Principal, bucket: Bucket) -> Deferred[None]:
