@@ -594,11 +594,10 @@ class AccessControl:
 
         def refused(failure: Failure) -> Any:
             if failure.check(errors.AccessDenied):
-                # What the caller owns does not count: the authorizer just
-                # refused it, and a revoked role must not live on in the
-                # objects it wrote (grants to it by others, and public
-                # grants, still do).
-                return self._by_acl(principal, bucket, ask, action, resource, trail, owner_grants=False)
+                # Only public grants count now: the authorizer just refused
+                # the caller, and a revoked role must not live on in what it
+                # owns or in grants it may have made itself.
+                return self._by_acl(principal, bucket, ask, action, resource, trail, by_id=False)
             if trail is not None:
                 trail(Decision(action, resource.path, False))
             return failure
@@ -614,15 +613,15 @@ class AccessControl:
         resource: ResourceRef,
         trail: Trail,
         *,
-        owner_grants: bool = True,
+        by_id: bool = True,
     ) -> Deferred[None]:
         """Whether the bucket's ACL, or the object version's, grants what
         ``ask`` needs (recorded in the trail as any decision);
-        ``owner_grants``: see :func:`acl.grants`."""
+        ``by_id``: see :func:`acl.grants`."""
         ignore_public = self.public_access_block(bucket).ignore_public_acls
         if ask.level == acls.BUCKET:
             ok = acls.grants(
-                acls.bucket_acl(bucket), principal, ask.permission, ignore_public=ignore_public, owner_grants=owner_grants
+                acls.bucket_acl(bucket), principal, ask.permission, ignore_public=ignore_public, by_id=by_id
             )
             return maybeDeferred(self._decided, ok, action, resource, trail)
         if self.object_acl is None or ask.key is None:
@@ -634,7 +633,7 @@ class AccessControl:
                 # No such object: a caller who may list the bucket goes on
                 # to hear so (404); anyone else is refused, as AWS.
                 ok = acls.grants(
-                    acls.bucket_acl(bucket), principal, acls.READ, ignore_public=ignore_public, owner_grants=owner_grants
+                    acls.bucket_acl(bucket), principal, acls.READ, ignore_public=ignore_public, by_id=by_id
                 )
             else:
                 owner, stored = found
@@ -643,7 +642,7 @@ class AccessControl:
                     principal,
                     ask.permission,
                     ignore_public=ignore_public,
-                    owner_grants=owner_grants,
+                    by_id=by_id,
                 )
             return self._decided(ok, action, resource, trail)
 

@@ -128,7 +128,7 @@ def owner_only(acl: Acl, owner: str) -> bool:
 
 
 def grants(
-    acl: Acl, principal: Principal, permission: str, *, ignore_public: bool = False, owner_grants: bool = True
+    acl: Acl, principal: Principal, permission: str, *, ignore_public: bool = False, by_id: bool = True
 ) -> bool:
     """Whether ``acl`` gives ``principal`` ``permission`` (or FULL_CONTROL).
 
@@ -136,22 +136,22 @@ def grants(
     and for every signed caller (AuthenticatedUsers); with
     ``ignore_public`` (IgnorePublicAcls) the last two count for nothing.
     The ACL's owner may always read and change the ACL itself, as on AWS.
-    Without ``owner_grants`` the owner gets nothing for being the owner
-    (neither that nor its own grants): for a caller inside the bucket's
-    scope, whom the authorizer refused, owning an object written earlier
-    must not outlive a revoked role (core/access.py).
+    Without ``by_id`` only the group grants count, not ownership nor grants
+    by id: for a caller inside the bucket's scope whom the authorizer
+    refused, neither an object it wrote nor a grant it could have made
+    itself (PutObjectAcl needs only the right to write) may outlive a
+    revoked role (core/access.py).
     """
-    who = principal.principal_id
-    is_owner = bool(who) and who == acl.owner
-    if is_owner and owner_grants and permission in (READ_ACP, WRITE_ACP):
+    who = principal.principal_id if by_id else ""
+    if who and who == acl.owner and permission in (READ_ACP, WRITE_ACP):
         return True
     for grant in acl.grants:
         if grant.permission != permission and grant.permission != FULL_CONTROL:
             continue
         if grant.grantee_type == CANONICAL_USER:
-            if who and grant.grantee == who and (owner_grants or not is_owner):
+            if who and grant.grantee == who:
                 return True
-        elif grant.grantee == ALL_USERS or (grant.grantee == AUTHENTICATED_USERS and who):
+        elif grant.grantee == ALL_USERS or (grant.grantee == AUTHENTICATED_USERS and principal.principal_id):
             if not ignore_public:
                 return True
     return False

@@ -834,9 +834,10 @@ class NameIndexReport:
 
 def reachable_from_outside(bucket: Bucket) -> bool:
     """Whether callers outside the bucket's scope may reach it by its name
-    alone: through its policy (anonymous callers, other tenants) or its
+    alone: through its policy (anonymous callers, other tenants), its ACLs
+    (enabled: the bucket's or any object's may grant outsiders) or its
     website.  Such a name is kept unique across scopes (:meth:`BucketManager.create`)."""
-    return bool(bucket.policy) or bucket.website is not None
+    return bool(bucket.policy) or acls_enabled(bucket) or bucket.website is not None
 
 
 def _existing(bucket: Bucket | None, name: str) -> Bucket:

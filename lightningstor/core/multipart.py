@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS, b64, new_hasher
 from lightningstor.core import chunkindex, keys, manifests, records
+from lightningstor.core.acl import acls_enabled, is_public
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.listing import asks_nothing
 from lightningstor.core.objects import (
@@ -859,12 +860,17 @@ class MultipartManager:
         expected_checksums: Mapping[str, str] | None = None,
         checksum_type: str | None = None,
         object_size: int | None = None,
+        public_acls_blocked: bool = False,
     ) -> Any:
         """Deferred[Completed]: commit the object made of the ``listed`` parts.
 
         ``expected_checksums`` are whole-object x-amz-checksum-* values the
         client sent (BadDigest if they differ), ``checksum_type`` its
         x-amz-checksum-type and ``object_size`` its x-amz-mp-object-size.
+        The ACL the upload was created with is taken as the bucket stands
+        now: dropped (the bucket owner owns the object) if the bucket's
+        ACLs were disabled since, and 403 AccessDenied if it is public and
+        ``public_acls_blocked`` (BlockPublicAcls, turned on since).
         Exactly one of concurrent completes/aborts of an upload wins; the
         aborts that lose get NoSuchUpload, and so do completes, except that
         a complete of an upload that is gone because a complete of the same
@@ -888,6 +894,10 @@ class MultipartManager:
             by_number = {part.part_number: part for _kv, part in stored}
             parts = self._listed_parts(upload, listed, by_number)
             record, kind = self._build_record(upload, parts, expected_checksums or {}, checksum_type, object_size)
+            if not acls_enabled(bucket):
+                record.acl, record.owner = None, bucket.created_by
+            elif public_acls_blocked and is_public(record.acl):
+                raise errors.AccessDenied(resource=f"/{bucket.name}/{key}")
             listed_numbers = {p.part_number for p in parts}
             unlisted = [p for p in by_number.values() if p.part_number not in listed_numbers]
             pprefix = keys.parts_prefix(upload_id)

@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 
 from lightningstor import errors
+from lightningstor.core.access import in_scope
 from lightningstor.core.types import Principal, Versioning
 from lightningstor.grpc import convert
 from lightningstor.grpc.base import Rpc, optional, require, unary
@@ -58,7 +59,7 @@ class BucketServicer(pb_grpc.BucketServiceServicer):
     @unary
     def HeadBucket(self, principal: Principal, request: pb.HeadBucketRequest, context: grpc.ServicerContext) -> pb.HeadBucketResponse:
         bucket = self._bucket(principal, request.name, "name")
-        return pb.HeadBucketResponse(bucket=convert.bucket_message(bucket))
+        return pb.HeadBucketResponse(bucket=convert.bucket_message(bucket, outsider=not in_scope(principal, bucket)))
 
     @unary
     def DeleteBucket(self, principal: Principal, request: pb.DeleteBucketRequest, context: grpc.ServicerContext) -> pb.DeleteBucketResponse:

@@ -142,7 +142,11 @@ def _optional(value: str | None) -> dict[str, Any]:
     return {} if value is None else {"version_id": value}
 
 
-def object_metadata(bucket: Bucket, record: ObjectRecord) -> pb.ObjectMetadata:
+def object_metadata(bucket: Bucket, record: ObjectRecord, *, tags: bool = True) -> pb.ObjectMetadata:
+    """The object's metadata message; without ``tags`` (a caller from
+    outside the bucket's scope, let in by a policy or an ACL to read the
+    object, not its tags: S3's GetObjectTagging is a permission of its own)
+    the tags are left out."""
     msg = pb.ObjectMetadata(
         bucket=bucket.name,
         key=record.key,
@@ -154,7 +158,7 @@ def object_metadata(bucket: Bucket, record: ObjectRecord) -> pb.ObjectMetadata:
         metadata=record.metadata,
         last_modified=record.created_at,
         delete_marker=record.delete_marker,
-        tags=record.tags,
+        tags=record.tags if tags else {},
         parts_count=len(record.part_sizes),
         owner=record.owner,
         **_optional(reported_version_id(bucket, record.version_id)),
@@ -166,7 +170,12 @@ def object_metadata(bucket: Bucket, record: ObjectRecord) -> pb.ObjectMetadata:
     return msg
 
 
-def bucket_message(bucket: Bucket) -> pb.Bucket:
+def bucket_message(bucket: Bucket, *, outsider: bool = False) -> pb.Bucket:
+    """The bucket's message; for an ``outsider`` (a caller from outside its
+    scope, let in by a policy or an ACL) only what S3's HeadBucket tells:
+    its name, org and region, none of its configuration."""
+    if outsider:
+        return pb.Bucket(name=bucket.name, org_id=bucket.org_id, region=bucket.region)
     msg = pb.Bucket(
         name=bucket.name,
         org_id=bucket.org_id,

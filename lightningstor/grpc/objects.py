@@ -26,7 +26,7 @@ import grpc
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
-from lightningstor.core.access import OBJECTS_GET
+from lightningstor.core.access import OBJECTS_GET, in_scope
 from lightningstor.core.acl import object_owner
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
@@ -187,7 +187,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         )  # fmt: skip
         _read_conditions(request, record)
         span = ranges.parse_range(optional(request, "range"), record.size)
-        first = pb.GetObjectResponse(metadata=convert.object_metadata(bucket, record))
+        first = pb.GetObjectResponse(metadata=convert.object_metadata(bucket, record, tags=in_scope(principal, bucket)))
         if span is None:
             start, length = 0, record.size
         else:
@@ -220,7 +220,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             optional(request, "version_id"),
         )  # fmt: skip
         _read_conditions(request, record)
-        return pb.HeadObjectResponse(metadata=convert.object_metadata(bucket, record))
+        return pb.HeadObjectResponse(metadata=convert.object_metadata(bucket, record, tags=in_scope(principal, bucket)))
 
     # -- deleting -------------------------------------------------------------------------
 
@@ -456,6 +456,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             self.core.multipart.complete, bucket, key, upload_id, listed, conditions=write_conditions,
             expected_checksums=checksum_of(request), checksum_type=convert.CHECKSUM_TYPE_NAMES.get(request.checksum_type),
             object_size=optional(request, "object_size"),
+            public_acls_blocked=self.core.access.public_access_block(bucket).block_public_acls,
         )  # fmt: skip
         record = done.record
         return pb.CompleteMultipartUploadResponse(

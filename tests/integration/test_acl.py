@@ -261,24 +261,100 @@ def test_authenticated_read_is_for_signed_callers(
 
 
 def test_bucket_write_grant_and_bucket_owner_preferred(s3: Callable[[str], Any], bucket: str) -> None:
-    """An in-scope principal the authorizer refuses gets in through a grant
-    others made it, never through owning what it wrote (a revoked role
-    keeps nothing); BucketOwnerPreferred gives the bucket owner what is
-    written with bucket-owner-full-control."""
-    admin, nobody = s3("acme-admin"), s3("acme-nobody")
+    """A principal of another tenant gets in through a grant by id;
+    BucketOwnerPreferred gives the bucket owner what is written with
+    bucket-owner-full-control, the writer the rest.  Inside the tenant a
+    principal the authorizer refuses gets in only through public grants,
+    never through grants by id or what it owns (a revoked role keeps
+    nothing, not even a grant it could have made itself)."""
+    admin, globex, nobody = s3("acme-admin"), s3("globex-admin"), s3("acme-nobody")
     admin.put_bucket_ownership_controls(
         Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
-    assert code_of(lambda: nobody.put_object(Bucket=bucket, Key="n", Body=b"x")) == (403, "AccessDenied")
-    admin.put_bucket_acl(Bucket=bucket, GrantWrite='id="acme-nobody"', GrantFullControl='id="acme-admin"')
-    nobody.put_object(Bucket=bucket, Key="mine", Body=b"x")
-    nobody.put_object(Bucket=bucket, Key="theirs", Body=b"x", ACL="bucket-owner-full-control")
-    assert admin.get_object_acl(Bucket=bucket, Key="mine")["Owner"]["ID"] == "acme-nobody"
+    assert code_of(lambda: globex.put_object(Bucket=bucket, Key="n", Body=b"x")) == (403, "AccessDenied")
+    admin.put_bucket_acl(Bucket=bucket, GrantWrite='id="globex-admin", id="acme-nobody"',
+                         GrantFullControl='id="acme-admin"')
+    globex.put_object(Bucket=bucket, Key="mine", Body=b"x")
+    globex.put_object(Bucket=bucket, Key="theirs", Body=b"x", ACL="bucket-owner-full-control")
+    assert globex.get_object_acl(Bucket=bucket, Key="mine")["Owner"]["ID"] == "globex-admin"
     assert admin.get_object_acl(Bucket=bucket, Key="theirs")["Owner"]["ID"] == "acme-admin"
-    assert code_of(lambda: nobody.get_object(Bucket=bucket, Key="theirs")) == (403, "AccessDenied")
-    assert code_of(lambda: nobody.get_object(Bucket=bucket, Key="mine")) == (403, "AccessDenied")
-    assert code_of(lambda: nobody.get_object_acl(Bucket=bucket, Key="mine")) == (403, "AccessDenied")
-    admin.put_object_acl(Bucket=bucket, Key="theirs", GrantRead='id="acme-nobody"', GrantFullControl='id="acme-admin"')
-    assert nobody.get_object(Bucket=bucket, Key="theirs")["Body"].read() == b"x"
+    assert code_of(lambda: globex.get_object(Bucket=bucket, Key="theirs")) == (403, "AccessDenied")
+    assert globex.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"x"
+    # acme-nobody has no role: the grant by id does not let it write, nor read.
+    assert code_of(lambda: nobody.put_object(Bucket=bucket, Key="n", Body=b"x")) == (403, "AccessDenied")
+    admin.put_object(Bucket=bucket, Key="shared", Body=b"s", GrantRead='id="acme-nobody"')
+    assert code_of(lambda: nobody.get_object(Bucket=bucket, Key="shared")) == (403, "AccessDenied")
+    admin.put_object_acl(Bucket=bucket, Key="shared", ACL="authenticated-read")
+    assert nobody.get_object(Bucket=bucket, Key="shared")["Body"].read() == b"s"  # public grants do
+
+
+def test_a_multipart_uploads_acl_is_taken_as_the_bucket_stands_at_completion(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    """The ACL given at CreateMultipartUpload meets the bucket's settings
+    again when the upload completes: BlockPublicAcls turned on since refuses
+    a public one (the upload stays open), and ACLs disabled since drop it
+    (the bucket owner owns the object)."""
+    admin, globex = s3("acme-admin"), s3("globex-admin")
+
+    def upload(client: Any, key: str, **acl: Any) -> tuple[str, dict[str, Any]]:
+        up = client.create_multipart_upload(Bucket=writer_bucket, Key=key, **acl)["UploadId"]
+        etag = client.upload_part(Bucket=writer_bucket, Key=key, UploadId=up, PartNumber=1, Body=b"m")["ETag"]
+        return up, {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+
+    public, parts = upload(admin, "pub", ACL="public-read")
+    admin.put_public_access_block(Bucket=writer_bucket, PublicAccessBlockConfiguration={"BlockPublicAcls": True})
+    assert code_of(lambda: admin.complete_multipart_upload(
+        Bucket=writer_bucket, Key="pub", UploadId=public, MultipartUpload=parts)) == (403, "AccessDenied")
+    assert code_of(lambda: admin.head_object(Bucket=writer_bucket, Key="pub"))[0] == 404
+    admin.abort_multipart_upload(Bucket=writer_bucket, Key="pub", UploadId=public)
+    admin.delete_public_access_block(Bucket=writer_bucket)
+    admin.put_bucket_acl(Bucket=writer_bucket, GrantWrite='id="globex-admin"', GrantFullControl='id="acme-admin"')
+    theirs, parts = upload(globex, "theirs", ACL="public-read")
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="private")
+    admin.put_bucket_ownership_controls(
+        Bucket=writer_bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+    admin.complete_multipart_upload(Bucket=writer_bucket, Key="theirs", UploadId=theirs, MultipartUpload=parts)
+    acl = admin.get_object_acl(Bucket=writer_bucket, Key="theirs")
+    assert acl["Owner"]["ID"] == "acme-admin" and grants_of(acl) == {("acme-admin", "FULL_CONTROL")}
+    admin.put_bucket_ownership_controls(
+        Bucket=writer_bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="theirs")) == (403, "AccessDenied")
+
+
+def test_a_bucket_with_acls_enabled_keeps_its_name(s3: Callable[[str], Any], writer_bucket: str) -> None:
+    """Its ACLs (or its objects') may let other tenants in by its name
+    alone: another tenant may not create a second bucket of that name."""
+    assert code_of(lambda: s3("globex-admin").create_bucket(Bucket=writer_bucket)) == (409, "BucketAlreadyExists")
+
+
+def test_grpc_copy_reads_the_source_versions_acl(
+    tenancy: Tenancy, ids: dict[str, Identity], s3: Callable[[str], Any], writer_bucket: str
+) -> None:
+    """A gRPC copy naming a source version is decided on that version's
+    ACL, as over S3: a public current version does not open a private old
+    one, nor does a delete marker."""
+    from lightningstor.client.errors import PermissionDeniedError
+
+    admin = s3("acme-admin")
+    admin.put_bucket_versioning(Bucket=writer_bucket, VersioningConfiguration={"Status": "Enabled"})
+    old = admin.put_object(Bucket=writer_bucket, Key="doc", Body=b"private draft")["VersionId"]
+    admin.put_object(Bucket=writer_bucket, Key="doc", Body=b"published", ACL="public-read")
+    mine = f"g-{uuid.uuid4().hex[:10]}"
+    globex = s3("globex-admin")
+    globex.create_bucket(Bucket=mine)
+    client = ids["globex-admin"].grpc(tenancy.server.grpc_endpoint)
+    try:
+        client.copy_object(writer_bucket, "doc", mine, "current")
+        with pytest.raises(PermissionDeniedError):
+            client.copy_object(writer_bucket, "doc", mine, "old", source_version_id=old)
+        admin.delete_object(Bucket=writer_bucket, Key="doc")  # a delete marker on top
+        with pytest.raises(PermissionDeniedError):
+            client.copy_object(writer_bucket, "doc", mine, "old2", source_version_id=old)
+    finally:
+        client.close()
+    assert globex.get_object(Bucket=mine, Key="current")["Body"].read() == b"published"
+    assert [o["Key"] for o in globex.list_objects_v2(Bucket=mine).get("Contents", [])] == ["current"]
+    _delete_all(globex, mine)
 
 
 def test_copy_and_multipart_take_the_requests_acl(

@@ -655,6 +655,31 @@ def test_grpc_obeys_the_policy(tenancy: Tenancy, ids: dict[str, Identity], s3: C
         nobody.close()
 
 
+def test_grpc_tells_outsiders_no_configuration_or_tags(tenancy: Tenancy, ids: dict[str, Identity],
+                                                       s3: Callable[[str], Any], bucket: str) -> None:
+    """A tenant a policy lets read objects learns over gRPC what S3 would
+    tell it: not the bucket's tags, metadata, creator or versioning, nor
+    the objects' tags (GetObjectTagging is a permission of its own)."""
+    admin = s3("acme-admin")
+    admin.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "cost-centre", "Value": "secret-project"}]})
+    admin.put_object(Bucket=bucket, Key="t.txt", Body=b"t", Tagging="class=confidential")
+    put_policy(s3, bucket, policy(statement(
+        "Allow", {"AWS": "arn:aws:iam::globex:root"}, ["s3:GetObject", "s3:ListBucket"],
+        [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+    )))  # fmt: skip
+    outsider = ids["globex-admin"].grpc(tenancy.server.grpc_endpoint)
+    owner = ids["acme-admin"].grpc(tenancy.server.grpc_endpoint)
+    try:
+        seen = outsider.head_bucket(bucket)
+        assert (seen.name, dict(seen.tags), seen.created_by) == (bucket, {}, "")
+        assert dict(outsider.head_object(bucket, "t.txt").tags) == {}
+        assert dict(owner.head_bucket(bucket).tags) == {"cost-centre": "secret-project"}
+        assert dict(owner.head_object(bucket, "t.txt").tags) == {"class": "confidential"}
+    finally:
+        outsider.close()
+        owner.close()
+
+
 def test_grpc_version_reads_are_version_actions(tenancy: Tenancy, ids: dict[str, Identity],
                                                 s3: Callable[[str], Any], bucket: str) -> None:
     """Over gRPC too, reading a named version is s3:GetObjectVersion."""

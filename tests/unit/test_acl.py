@@ -314,7 +314,7 @@ def test_gate_lets_acl_grantees_in(make_core: Any) -> None:
 def test_gate_asks_the_authorizer_first_and_an_acl_only_when_it_refuses(make_core: Any) -> None:
     core = make_core()
     bucket = yield core.buckets.create(OWNER, "data", object_ownership=acl.OBJECT_WRITER)
-    yield core.buckets.set_acl(bucket, Acl("owner", (acl.owner_grant("owner"), Grant(acl.CANONICAL_USER, "nobody",
+    yield core.buckets.set_acl(bucket, Acl("owner", (acl.owner_grant("owner"), Grant(acl.GROUP, acl.AUTHENTICATED_USERS,
                                                                                       acl.WRITE))))
     reads: list[Any] = []
     real = core.access.object_acl
@@ -327,7 +327,7 @@ def test_gate_asks_the_authorizer_first_and_an_acl_only_when_it_refuses(make_cor
     trail: list[Decision] = []
     # The owner (admin role): the authorizer allows, no object read.
     yield gate.bucket(OWNER, "data", access.OBJECTS_GET, "k", trail.append, _Request("GetObject"))
-    # nobody (no role): the authorizer refuses, the bucket's WRITE grant lets it put.
+    # nobody (no role): the authorizer refuses, the bucket's public WRITE grant lets it put.
     yield gate.bucket(NOBODY, "data", access.OBJECTS_PUT, "k", trail.append, _Request("PutObject"))
     assert [d.allowed for d in trail] == [True, True]  # one decision each: the one that stands
     assert reads == []
@@ -381,9 +381,9 @@ def test_no_acl_grant_hands_the_configuration_to_outsiders(make_core: Any) -> No
 
 @pytest_twisted.inlineCallbacks
 def test_what_a_caller_owns_does_not_outlive_the_authorizers_refusal(make_core: Any) -> None:
-    """In-scope callers the authorizer refuses get in through grants others
-    made them and public grants, never through owning the object or the
-    bucket (a revoked role keeps nothing it wrote)."""
+    """In-scope callers the authorizer refuses get in through public grants
+    only: not through owning the object, nor through grants by id (which
+    anyone allowed to write could have made itself)."""
     core = make_core()
     bucket = yield core.buckets.create(OWNER, "data", object_ownership=acl.OBJECT_WRITER)
     yield put_object(core, bucket, "mine", b"x")
@@ -393,9 +393,12 @@ def test_what_a_caller_owns_does_not_outlive_the_authorizers_refusal(make_core: 
                        ("PutObjectAcl", access.OBJECTS_PUT)):  # fmt: skip
         with pytest.raises(errors.AccessDenied):
             yield gate.bucket(NOBODY, "data", action, "mine", None, _Request(op))
-    # The same grant made by another owner counts.
     yield core.objects.set_acl(bucket, "mine", None, Acl("owner", (
         acl.owner_grant("owner"), Grant(acl.CANONICAL_USER, "nobody", acl.READ))))  # fmt: skip
+    with pytest.raises(errors.AccessDenied):
+        yield gate.bucket(NOBODY, "data", access.OBJECTS_GET, "mine", None, _Request("GetObject"))
+    yield core.objects.set_acl(bucket, "mine", None, Acl("owner", (
+        acl.owner_grant("owner"), Grant(acl.GROUP, acl.AUTHENTICATED_USERS, acl.READ))))  # fmt: skip
     yield gate.bucket(NOBODY, "data", access.OBJECTS_GET, "mine", None, _Request("GetObject"))
     # Outsiders keep what they own (their objects in a bucket shared with them).
     yield core.objects.set_acl(bucket, "mine", None, Acl("boss", (acl.owner_grant("boss"),)))

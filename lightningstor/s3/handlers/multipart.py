@@ -292,6 +292,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         expected_checksums=_expected_object_checksums(call.headers),
         checksum_type=call.headers.get("x-amz-checksum-type"),
         object_size=object_size,
+        public_acls_blocked=api.core.access.public_access_block(bucket).block_public_acls,
     )
     record = done.record
     body = xmlio.complete_multipart_xml(
