@@ -107,6 +107,9 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
         400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
     ),
     "UnresolvableGrantByEmailAddress": (400, "The email address you provided does not match any account on record."),
+    # A metadata change that found the object changed under it (PutObjectAcl
+    # racing an overwrite by another owner): the client may retry.
+    "OperationAborted": (409, "A conflicting conditional operation is currently in progress against this resource. Please try again."),
     "NoSuchPublicAccessBlockConfiguration": (404, "The public access block configuration was not found."),
     "ReplicationConfigurationNotFoundError": (404, "The replication configuration was not found."),
 }

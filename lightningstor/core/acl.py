@@ -254,9 +254,11 @@ def expand(request: AclRequest, owner: str, bucket_owner: str, *, for_bucket: bo
 
 
 def object_owner(bucket: Bucket, writer: str, request: AclRequest | None) -> str:
-    """Who owns an object ``writer`` writes into ``bucket`` (Object Ownership)."""
+    """Who owns an object ``writer`` writes into ``bucket`` (Object Ownership).
+    An unsigned writer (``""``, let in by a policy or a public-read-write
+    ACL) owns nothing: the bucket owner owns what it writes."""
     ownership = bucket.object_ownership
-    if ownership == BUCKET_OWNER_ENFORCED:
+    if ownership == BUCKET_OWNER_ENFORCED or not writer:
         return bucket.created_by
     if ownership == BUCKET_OWNER_PREFERRED and request is not None and request.canned == "bucket-owner-full-control":
         return bucket.created_by

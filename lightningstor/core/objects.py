@@ -789,12 +789,19 @@ class ObjectManager:
         updated = yield self._update_version(bucket, key, version_id, change)
         return updated
 
-    def set_acl(self, bucket: Bucket, key: str, version_id: str | None, acl: Acl | None) -> Deferred[Any]:
+    def set_acl(
+        self, bucket: Bucket, key: str, version_id: str | None, acl: Acl | None, *, owner: str | None = None
+    ) -> Deferred[Any]:
         """Deferred[ObjectRecord]: replace one version's ACL (PutObjectAcl;
         None: private), a metadata-only change like :meth:`set_tags`.  The
-        ACL's owner must be the version's owner (the caller expanded it so)."""
+        ACL's owner must be the version's owner (the caller expanded it so);
+        ``owner`` is the one the caller authorized and expanded for: a
+        version that another writer replaced meanwhile is 409
+        OperationAborted rather than given an ACL meant for another."""
 
         def change(record: ObjectRecord) -> None:
+            if owner is not None and (record.owner or bucket.created_by) != owner:
+                raise errors.S3Error(code="OperationAborted")
             record.acl = acl
 
         d: Deferred[Any] = self._update_version(bucket, key, version_id, change)

@@ -106,6 +106,7 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "NoSuchObjectLockConfiguration": S.NOT_FOUND,
     "InvalidRetentionPeriod": S.INVALID_ARGUMENT,
     "OwnershipControlsNotFoundError": S.NOT_FOUND,
+    "OperationAborted": S.ABORTED,
     # S3 ACLs only (gRPC has no ACL API).
     "MalformedACLError": S.INVALID_ARGUMENT,
     "AccessControlListNotSupported": S.INVALID_ARGUMENT,

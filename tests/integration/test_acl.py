@@ -321,6 +321,17 @@ def test_a_multipart_uploads_acl_is_taken_as_the_bucket_stands_at_completion(
     assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="theirs")) == (403, "AccessDenied")
 
 
+def test_unsigned_uploads_into_a_public_read_write_bucket_belong_to_its_owner(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    admin = s3("acme-admin")
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="public-read-write")
+    anonymous.put_object(Bucket=writer_bucket, Key="drop", Body=b"dropped", ACL="public-read")
+    assert admin.get_object_acl(Bucket=writer_bucket, Key="drop")["Owner"]["ID"] == "acme-admin"
+    assert anonymous.get_object(Bucket=writer_bucket, Key="drop")["Body"].read() == b"dropped"
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="private")
+
+
 def test_a_bucket_with_acls_enabled_keeps_its_name(s3: Callable[[str], Any], writer_bucket: str) -> None:
     """Its ACLs (or its objects') may let other tenants in by its name
     alone: another tenant may not create a second bucket of that name."""

@@ -403,3 +403,28 @@ def test_what_a_caller_owns_does_not_outlive_the_authorizers_refusal(make_core: 
     # Outsiders keep what they own (their objects in a bucket shared with them).
     yield core.objects.set_acl(bucket, "mine", None, Acl("boss", (acl.owner_grant("boss"),)))
     yield gate.bucket(OUTSIDER, "data", access.OBJECTS_GET, "mine", None, _Request("GetObject"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_acl_meant_for_one_owner_never_lands_on_anothers_version(make_core: Any) -> None:
+    """PutObjectAcl authorizes and expands the ACL for the version's owner;
+    if another writer replaced the version meanwhile, the change is 409
+    OperationAborted, not an ACL on someone else's object."""
+    core = make_core()
+    bucket = yield core.buckets.create(OWNER, "data", object_ownership=acl.OBJECT_WRITER)
+    yield put_object(core, bucket, "k", b"x")
+    with pytest.raises(errors.S3Error) as info:
+        yield core.objects.set_acl(bucket, "k", None, Acl("boss", (acl.owner_grant("boss"), PUBLIC_READ)), owner="boss")
+    assert info.value.code == "OperationAborted" and info.value.status == 409
+    record = yield core.objects.set_acl(bucket, "k", None, Acl("owner", (acl.owner_grant("owner"), PUBLIC_READ)),
+                                        owner="owner")
+    assert acl.is_public(record.acl)
+
+
+def test_unsigned_writers_own_nothing() -> None:
+    """An unsigned writer (a public-read-write bucket) leaves the object to
+    the bucket owner, whatever the Object Ownership."""
+    for ownership in (acl.OBJECT_WRITER, acl.BUCKET_OWNER_PREFERRED, acl.BUCKET_OWNER_ENFORCED):
+        bucket = _bucket(ownership)
+        assert acl.object_owner(bucket, "", acl.AclRequest(canned="public-read")) == bucket.created_by
+        assert acl.object_owner(bucket, "w", None) == ("w" if ownership != acl.BUCKET_OWNER_ENFORCED else bucket.created_by)

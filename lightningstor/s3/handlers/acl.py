@@ -179,8 +179,10 @@ def put_object_acl(api: Any, call: Any) -> Any:
     refuse_unless_allowed(api, bucket, acl, owner)
     if enabled:
         yield checked_grantees(api, acl)
+        # The version the ACL was authorized and expanded for, and its owner:
+        # an overwrite in between must not receive it.
         record = yield api.core.objects.set_acl(
-            bucket, call.key, version, None if acl == acls.private(owner) else acl
+            bucket, call.key, record.version_id or version, None if acl == acls.private(owner) else acl, owner=owner
         )
     return api.send(call, 200, headers=version_header(bucket, record.version_id), content_type=None)
 
