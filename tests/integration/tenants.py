@@ -237,14 +237,16 @@ SHORT = {a: a.split(":", 1)[1].replace(":", "-") for a in access.ACTIONS}  # obj
 
 
 def s3_clients(tenancy: Tenancy, ids: dict[str, Identity]) -> Any:
-    """``get(principal_id)``: that principal's boto3 client, made once (the
-    ``s3`` fixture of the tenancy tests)."""
-    clients: dict[str, Any] = {}
+    """``get(principal_id)``: that principal's boto3 client for the server's
+    current endpoint, made once per endpoint (the ``s3`` fixture of the
+    tenancy tests; a restart moves the server to another port)."""
+    clients: dict[tuple[str, str], Any] = {}
 
     def get(principal_id: str) -> Any:
-        if principal_id not in clients:
-            clients[principal_id] = ids[principal_id].s3(tenancy.server.endpoint)
-        return clients[principal_id]
+        where = (principal_id, tenancy.server.endpoint)
+        if where not in clients:
+            clients[where] = ids[principal_id].s3(tenancy.server.endpoint)
+        return clients[where]
 
     return get
 

@@ -24,7 +24,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.integration.tenants import Identity, Spec, Tenancy
+from tests.integration.tenants import Identity, Spec, Tenancy, s3_clients
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -48,17 +48,8 @@ def ids(tenancy: Tenancy) -> dict[str, Identity]:
 
 @pytest.fixture(scope="module")
 def s3(tenancy: Tenancy, ids: dict[str, Identity]) -> Callable[[str], Any]:
-    """``s3(principal_id)``: its client for the server's current endpoint
-    (a restart moves the server to another port)."""
-    clients: dict[tuple[str, str], Any] = {}
-
-    def get(principal_id: str) -> Any:
-        where = (principal_id, tenancy.server.endpoint)
-        if where not in clients:
-            clients[where] = ids[principal_id].s3(tenancy.server.endpoint)
-        return clients[where]
-
-    return get
+    """``s3(principal_id)``: its client for the server's current endpoint."""
+    return s3_clients(tenancy, ids)
 
 
 def unsigned(endpoint: str) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
-from tests.integration.tools import environ, python_tool, rclone_env, run_tool, tool
+from tests.integration.tools import environ, python_tool, rclone_env, run_tool, s3cmd_command, tool
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -72,16 +72,7 @@ def test_aws_cli(server, tmp_path):
 
 def test_s3cmd(server, tmp_path):
     """s3cmd mb/put/get/ls/info/del/rb work (SigV4, path style)."""
-    s3cmd = tool("s3cmd")
-    host = server.endpoint.removeprefix("http://")
-    cfg = tmp_path / "s3cfg"
-    cfg.write_text(
-        "[default]\n"
-        f"access_key = {ROOT_ACCESS_KEY}\nsecret_key = {ROOT_SECRET_KEY}\n"
-        f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
-        "signature_v2 = False\nbucket_location = us-east-1\n"
-    )
-    base = [s3cmd, "-c", str(cfg)]
+    base = s3cmd_command(server.endpoint, tmp_path)
     bucket = f"s3cmd-{uuid.uuid4().hex[:8]}"
     data = os.urandom(1_000_000)
     src = tmp_path / "file.bin"
@@ -141,16 +132,7 @@ def test_s3cmd_setacl_acl_public(server, tmp_path):
     """``s3cmd setacl --acl-public`` (a GetObjectAcl, then a PutObjectAcl of
     the document with an AllUsers READ grant added) makes an object readable
     unsigned; ``--acl-private`` takes it back."""
-    s3cmd = tool("s3cmd")
-    host = server.endpoint.removeprefix("http://")
-    cfg = tmp_path / "s3cfg"
-    cfg.write_text(
-        "[default]\n"
-        f"access_key = {ROOT_ACCESS_KEY}\nsecret_key = {ROOT_SECRET_KEY}\n"
-        f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
-        "signature_v2 = False\nbucket_location = us-east-1\n"
-    )
-    base = [s3cmd, "-c", str(cfg)]
+    base = s3cmd_command(server.endpoint, tmp_path)
     bucket = _writer_bucket(server, "s3cmdacl")
     src = tmp_path / "file.txt"
     src.write_bytes(b"via s3cmd")

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
-from tests.integration.tools import environ, rclone_env, tool
+from tests.integration.tools import environ, rclone_env, s3cmd_command, tool
 
 MiB = 1 << 20
 CREDS = Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY)
@@ -182,16 +182,7 @@ def test_rclone_multipart_copy_and_check(server: ServerProcess, tmp_path: Path) 
 
 def test_s3cmd_multipart_put(server: ServerProcess, tmp_path: Path) -> None:
     """s3cmd put with --multipart-chunk-size-mb=5 sends 4 parts; get returns the same bytes."""
-    s3cmd = tool("s3cmd")
-    host = server.endpoint.removeprefix("http://")
-    cfg = tmp_path / "s3cfg"
-    cfg.write_text(
-        "[default]\n"
-        f"access_key = {ROOT_ACCESS_KEY}\nsecret_key = {ROOT_SECRET_KEY}\n"
-        f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
-        "signature_v2 = False\nbucket_location = us-east-1\n"
-    )
-    base = [s3cmd, "-c", str(cfg)]
+    base = s3cmd_command(server.endpoint, tmp_path)
     bucket = f"s3cmdmp-{uuid.uuid4().hex[:8]}"
     src = tmp_path / "file.bin"
     md5 = _random_file(src, 20 * MiB)

@@ -95,3 +95,17 @@ def rclone_env(endpoint: str, config: Path) -> dict[str, str]:
         "RCLONE_CONFIG_LS_REGION": "us-east-1",
         "RCLONE_CONFIG_LS_FORCE_PATH_STYLE": "true",
     }
+
+
+def s3cmd_command(endpoint: str, tmp_path: Path) -> list[str]:
+    """``s3cmd -c CONFIG`` for the root credential against ``endpoint``
+    (SigV4, path style, plain HTTP): the start of every s3cmd call."""
+    host = endpoint.removeprefix("http://")
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text(
+        "[default]\n"
+        f"access_key = {ROOT_ACCESS_KEY}\nsecret_key = {ROOT_SECRET_KEY}\n"
+        f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
+        "signature_v2 = False\nbucket_location = us-east-1\n"
+    )
+    return [tool("s3cmd"), "-c", str(cfg)]

@@ -45,9 +45,16 @@ def put_part(core: Any, upload: Any, number: int, data: bytes) -> Any:
 def read_object(core: Any, record: ObjectRecord, start: int = 0, length: int | None = None) -> Any:
     """Deferred[bytes] of ``[start, start + length)`` (default: to the end)."""
     reader = yield core.open_reader(record, start, record.size - start if length is None else length)
-    out = b""
+    data = yield drain(reader)
+    return data
+
+
+@inlineCallbacks
+def drain(reader: Any) -> Any:
+    """Deferred[bytes]: every piece an ObjectReader still has, joined."""
+    out = []
     while True:
         piece = yield reader.next_piece()
         if piece is None:
-            return out
-        out += piece
+            return b"".join(out)
+        out.append(piece)

@@ -18,6 +18,7 @@ from lightningstor.core.collector import collect_orphans
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
+from tests.unit.core_helpers import drain
 
 ALICE = Principal("alice", "org-a")
 BOB = Principal("bob", "org-b")
@@ -247,12 +248,7 @@ def test_reader_of_the_old_record_survives_an_overwrite(make_core):
     old = yield _put(core, bucket, "k", old_data)
     reader = core.chunks.read(old.chunks, old.inline, 0, old.size)
     yield _put(core, bucket, "k", os.urandom(2 << 20))  # overwrite while the "GET" is under way
-    got = b""
-    while True:
-        piece = yield reader.next_piece()
-        if piece is None:
-            break
-        got += piece
+    got = yield drain(reader)
     assert got == old_data
     yield core.chunks.flush_retired()
     stored = {i.chunk_id for i in (yield core.backend.list_chunks())}

@@ -40,7 +40,7 @@ from lightningstor.core.objects import ObjectManager, PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
 from lightningstor.interfaces.metadata import Put
-from tests.unit.core_helpers import put_object
+from tests.unit.core_helpers import drain, put_object
 
 ALICE = Principal("alice", "org-a", display_name="Alice")
 MIN_PART = 1000  # the manager's minimum part size in these tests (AWS: 5 MiB)
@@ -65,12 +65,8 @@ def _part(mp: MultipartManager, upload: Any, number: int, data: bytes) -> Any:
 @inlineCallbacks
 def _read(core: Core, record: ObjectRecord, offset: int = 0, length: int | None = None) -> Any:
     reader = core.chunks.read(record.chunks, record.inline, offset, record.size if length is None else length)
-    out = []
-    while True:
-        piece = yield reader.next_piece()
-        if piece is None:
-            return b"".join(out)
-        out.append(piece)
+    data = yield drain(reader)
+    return data
 
 
 @inlineCallbacks

@@ -38,6 +38,7 @@ from lightningstor.core.sse import CustomerKey, KeyManager, KeyUnavailable
 from lightningstor.core.sse_rewrap import RewrapReport, plan, rewrap_all
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.interfaces.metadata import prefix_end
+from tests.unit.core_helpers import drain
 
 ALICE = Principal("alice", "org-a")
 OLD = Fernet.generate_key()
@@ -77,12 +78,8 @@ def put(core: Core, bucket: Bucket, key: str, data: bytes, requested: str | None
 def read(core: Core, record: ObjectRecord, customer: CustomerKey | None = None) -> Any:
     """Deferred[bytes]: the whole object, decrypted with the Core's current keys."""
     reader = yield core.open_reader(record, 0, record.size, customer)
-    out = []
-    while True:
-        piece = yield reader.next_piece()
-        if piece is None:
-            return b"".join(out)
-        out.append(piece)
+    data = yield drain(reader)
+    return data
 
 
 @inlineCallbacks
