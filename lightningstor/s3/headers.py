@@ -209,8 +209,11 @@ def check_website_redirect(location: str) -> None:
         raise errors.S3Error(code="InvalidRedirectLocation")
 
 
-def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[str, str]]:
-    """Headers describing ``record`` on GET/HEAD (not Content-Length/Range)."""
+def object_headers(record: ObjectRecord, *, checksum_mode: bool, lock: bool = True) -> list[tuple[str, str]]:
+    """Headers describing ``record`` on GET/HEAD (not Content-Length/Range).
+    Without ``lock`` (a reader from outside the bucket's scope, let in by a
+    policy or an ACL to read the object: AWS asks for the retention and
+    legal-hold read permissions besides) the Object Lock headers are left out."""
     out = [
         ("ETag", record.quoted_etag),
         ("Last-Modified", http_date(record.created_at)),
@@ -227,7 +230,7 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> list[tuple[s
         out.append(("x-amz-version-id", record.version_id))
     if record.tags:
         out.append(("x-amz-tagging-count", str(len(record.tags))))
-    if record.lock_mode is not None or record.legal_hold is not None:
+    if lock and (record.lock_mode is not None or record.legal_hold is not None):
         out += lock_response_headers(record)
     out += sse_response_headers(record.encryption)
     if checksum_mode and record.checksums:

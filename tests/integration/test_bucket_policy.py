@@ -634,6 +634,24 @@ def test_grpc_names_the_version_to_the_policy(tenancy: Tenancy, ids: dict[str, I
     assert old in [v["VersionId"] for v in versions]  # the denied delete deleted nothing
 
 
+def test_outsiders_reading_an_object_do_not_see_its_lock(
+    s3: Callable[[str], Any], anonymous: Any
+) -> None:
+    """GET/HEAD show the Object Lock headers only inside the bucket's scope:
+    a reader let in by a policy has no right to the retention or legal hold
+    (AWS asks for s3:GetObjectRetention / s3:GetObjectLegalHold besides)."""
+    admin = s3("acme-admin")
+    name = f"lockread-{uuid.uuid4().hex[:10]}"
+    admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    version = admin.put_object(Bucket=name, Key="held", Body=b"h", ObjectLockLegalHoldStatus="ON")["VersionId"]
+    put_policy(s3, name, policy(statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{name}/*")))
+    assert admin.head_object(Bucket=name, Key="held")["ObjectLockLegalHoldStatus"] == "ON"
+    seen = anonymous.head_object(Bucket=name, Key="held")
+    assert "ObjectLockLegalHoldStatus" not in seen and seen["ContentLength"] == 1
+    assert "ObjectLockLegalHoldStatus" not in anonymous.get_object(Bucket=name, Key="held")
+    admin.put_object_legal_hold(Bucket=name, Key="held", VersionId=version, LegalHold={"Status": "OFF"})
+
+
 def test_grpc_obeys_the_policy(tenancy: Tenancy, ids: dict[str, Identity], s3: Callable[[str], Any],
                                bucket: str) -> None:
     client = ids["acme-admin"].grpc(tenancy.server.grpc_endpoint)

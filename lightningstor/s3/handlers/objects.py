@@ -467,7 +467,7 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
         # As AWS: otherwise anyone could serve a public text upload as an
         # HTML page of the storage origin (stored cross-site scripting).
         raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
-    headers = object_headers(record, checksum_mode=checksum_mode)
+    headers = object_headers(record, checksum_mode=checksum_mode, lock=access.in_scope(principal, bucket))
     if record.version_id is None:
         headers += version_header(bucket, None)
     if bucket.lifecycle and "versionId" not in call.target.query:
