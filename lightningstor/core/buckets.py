@@ -125,6 +125,10 @@ class BucketGuard:
     compare: Compare
     # Clearing a pending deletion (the write wins over it); empty otherwise.
     ops: list[Operation] = field(default_factory=list)
+    # The bucket as stored at that revision, when the guard was read from the
+    # store: a commit that found the record moved plans again with these
+    # settings (versioning, default retention), not the ones it started with.
+    stored: Bucket | None = field(default=None, compare=False)
 
 
 def bucket_guard(bucket: Bucket, *, keep_alive: bool = True) -> BucketGuard | None:
@@ -150,7 +154,7 @@ def read_bucket_guard(store: IMetadataStore, bucket: Bucket, *, keep_alive: bool
     stored = None if kv is None else records.decode_bucket(kv.value)
     if stored is None or stored.bucket_id != bucket.bucket_id:
         raise errors.NoSuchBucket(resource=bucket.name, BucketName=bucket.name)
-    guard = BucketGuard(Compare(bkey, kv.mod_revision))
+    guard = BucketGuard(Compare(bkey, kv.mod_revision), stored=replace(stored, revision=kv.mod_revision))
     if keep_alive and stored.deleting:
         guard.ops.append(Put(bkey, records.encode_bucket(replace(stored, deleting=False))))
     return guard

@@ -46,6 +46,12 @@ DEFAULT_CHUNKS_PER_RECORD = 2000
 
 
 
+
+class PagesMissing(RuntimeError):
+    """A manifest's pages are not (all) there: the record that named it was
+    removed or replaced meanwhile (a writer that read the record must read
+    it again), or the store lost them."""
+
 def _page(bucket_id: str, key: str, now_ms: int, batch: Sequence[ChunkRef]) -> bytes:
     return records.dumps({
         "b": bucket_id, "k": key, "t": now_ms,
@@ -109,7 +115,7 @@ def load(store: IMetadataStore, manifest: Manifest, first_page: int = 0, last_pa
             batch,
         )
         if len(rows) != batch:
-            raise RuntimeError(f"manifest {manifest.manifest_id} is missing pages {page}..{page + batch - 1}")
+            raise PagesMissing(f"manifest {manifest.manifest_id} is missing pages {page}..{page + batch - 1}")
         for kv in rows:
             out.extend(records.decode_chunks(json.loads(kv.value)["chunks"]))
         page += batch

@@ -493,7 +493,10 @@ class ObjectManager:
             current = None if kv is None else records.decode_object(kv.value)
             if attrs is not None:
                 _check_write_conditions(attrs, current, record.key)
-            plan = yield self._plan_replace(bucket, okey, current, record)
+            try:
+                plan = yield self._plan_replace(bucket, okey, current, record)
+            except manifests.PagesMissing:
+                continue  # the version it replaces went meanwhile: read again
             quota = yield self.quotas.plan(
                 scope,
                 plan.delta + extra_usage,
@@ -509,11 +512,16 @@ class ObjectManager:
                 yield self._free(plan.freed, plan.kept | {c.chunk_id for c in record.chunks})
                 return record
             self.quotas.conflicted(scope)
-            # NoSuchBucket if the bucket went; a new revision (a setting
-            # changed, a deletion began) is only retried with.
+            # NoSuchBucket if the bucket went.  A new revision (a setting
+            # changed, a deletion began) is retried with, and planned with:
+            # versioning turned on since the caller read the bucket must
+            # keep the current version as a noncurrent one, not replace it.
             fresh = yield read_bucket_guard(self._store, bucket)
             if fresh != alive:
                 alive = fresh
+                if fresh.stored is not None:
+                    bucket = fresh.stored
+                    objectlock.settle_new_version(bucket, record)
                 continue
             if extra_compares:
                 # Was it one of our keys or one of the caller's guards that moved?
@@ -659,15 +667,21 @@ class ObjectManager:
                 return DeleteOutcome(wire_version_id(marker.version_id), True)
             if kv is None or current is None:
                 return DeleteOutcome(None, False)
+            if bucket.revision <= 0:
+                guard = yield read_bucket_guard(self._store, bucket, keep_alive=False)
+                assert guard.stored is not None
+                bucket = guard.stored
+                continue
             quota = self.quotas.unguarded(BucketScope.of(bucket), ZERO - record_usage(current))
-            chunks, pages = yield self._removal(current)
+            try:
+                chunks, pages = yield self._removal(current)
+            except manifests.PagesMissing:
+                continue  # removed by a concurrent delete: read again
             ops: list[Operation] = [Delete(okey), *pages, *quota.ops]
-            compares = [Compare(okey, kv.mod_revision)]
-            if if_revision is not None:
-                # A background expiry decided "unversioned" from the bucket
-                # as it read it; had versioning been turned on since, this
-                # would destroy what must become a noncurrent version.
-                compares.append(_unchanged_bucket(bucket))
+            # "Unversioned" was decided from the bucket as read; had
+            # versioning been turned on since, this would destroy what must
+            # become a noncurrent version.
+            compares = [Compare(okey, kv.mod_revision), _unchanged_bucket(bucket)]
             result = yield self._store.txn(compares, _dedupe(ops))
             if result.succeeded:
                 self.quotas.committed(quota)
@@ -675,6 +689,10 @@ class ObjectManager:
                 return DeleteOutcome(None, False)
             if if_revision is not None:
                 raise ConflictError("the object or its bucket changed since it was read")
+            # The key or the bucket moved: decide again with the bucket as stored.
+            fresh = yield read_bucket_guard(self._store, bucket, keep_alive=False)
+            if fresh.stored is not None:
+                bucket = fresh.stored
         raise errors.SlowDown("Too many concurrent writes to this key")
 
     @inlineCallbacks
@@ -699,7 +717,10 @@ class ObjectManager:
             # the retry sees it.
             objectlock.check_delete(gone, self.now_ms(), bypass_governance=bypass_governance)
             compares = [Compare(located.storage_key, located.revision)]
-            gone_chunks, ops = yield self._removal(gone)
+            try:
+                gone_chunks, ops = yield self._removal(gone)
+            except manifests.PagesMissing:
+                continue  # removed by a concurrent delete: read again
             kept: set[str] = set()
             if located.is_current:
                 prefix = keys.key_versions_prefix(bucket.bucket_id, key)

@@ -392,8 +392,13 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
                     raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(received))
                 self.rpc.call(_feed, writer, message.content)
             part = self.rpc.call(self._finish_part, upload, first.part_number, writer, attrs)
-        except Exception:
-            self.rpc.call(writer.abort)
+        except Exception as e:
+            # A commit whose outcome is unknown (the metadata store went away
+            # after it may have applied it) keeps its chunks: the part may be
+            # listed, and a complete would make an object of them.  The
+            # orphan collector takes them if it was not.  As over S3.
+            if not may_have_committed(e):
+                self.rpc.call(writer.abort)
             raise
         return pb.UploadPartResponse(
             part_number=part.part_number, etag=part.etag, size=part.size, checksums=convert.checksums(part.checksums)

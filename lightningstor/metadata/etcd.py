@@ -522,6 +522,10 @@ class EtcdMetadataStore:
         requests: list[dict[str, Any]],
     ) -> TxnResult:
         marker = _b64(slot.key)
+        # Whether any attempt so far may have been applied unanswered: kept
+        # across the stale-guard retries, since a marker that vanished
+        # meanwhile (this server's lease expired) can no longer tell.
+        seen_unknown = False
         for _stale_guard in range(3):
             body = {
                 "compare": [
@@ -535,6 +539,7 @@ class EtcdMetadataStore:
                 "failure": [{"request_range": {"key": marker}}],
             }
             answer, unknown_seen = await self._client.call_traced(_TXN, body)
+            seen_unknown = seen_unknown or unknown_seen
             revision = _revision(answer)
             if answer.get("succeeded"):
                 slot.revision = revision
@@ -543,10 +548,14 @@ class EtcdMetadataStore:
             if value == txn_id:  # an earlier attempt of ours was applied
                 slot.revision = marker_revision
                 return TxnResult(True, marker_revision)
+            if seen_unknown and value is None and slot.revision != 0:
+                # The marker that would tell whether an unanswered attempt
+                # landed is gone: neither "applied" nor "lost" can be said.
+                raise OutcomeUnknown("etcd write outcome unknown: the write's marker vanished")
             if marker_revision != slot.revision:
                 slot.revision = marker_revision  # our guard was stale, not the caller's: again
                 continue
-            if unknown_seen:
+            if seen_unknown:
                 try:
                     fenced = await self._fence(lease, slot, txn_id)
                 except Exception as e:

@@ -334,3 +334,32 @@ def test_factory_rejects_bad_options(options: dict[str, Any], message: str) -> N
     with pytest.raises(ConfigError) as info:
         etcdStoreFactory.create(options, context())
     assert message in str(info.value)
+
+
+class _ScriptedClient:
+    """call_traced answers, in order, as (answer, unknown_seen)."""
+
+    def __init__(self, answers: list[tuple[dict[str, Any], bool]]) -> None:
+        self.answers = list(answers)
+
+    async def call_traced(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        return self.answers.pop(0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_marker_gone_after_an_unanswered_attempt_is_an_unknown_outcome() -> None:
+    """An attempt applied without an answer, then the marker gone (this
+    server's lease expired in between): the write may have landed, so the
+    answer is OutcomeUnknown, never "lost the race" (which would make the
+    caller commit the same record again, two versions sharing chunks)."""
+    from types import SimpleNamespace
+
+    from lightningstor.metadata import etcd as etcd_module
+    from lightningstor.metadata.etcd_gateway import OutcomeUnknown
+
+    gone = {"succeeded": False, "header": {"revision": "9"}, "responses": [{"response_range": {"kvs": []}}]}
+    store = object.__new__(etcd_module.EtcdMetadataStore)
+    store._client = _ScriptedClient([(gone, True), (gone, False), (gone, False)])  # type: ignore[attr-defined]
+    slot = etcd_module._Slot(b"marker", revision=7)
+    with pytest.raises(OutcomeUnknown):
+        await store._marked_attempts(SimpleNamespace(id=1), slot, b"txn", [], [])  # type: ignore[arg-type]

@@ -299,17 +299,20 @@ def test_unversioned_delete_and_overwrite_unchanged(core):
 
 @pytest_twisted.inlineCallbacks
 def test_stale_bucket_view_never_drops_history(core):
-    """A write carrying a pre-versioning view of the bucket keeps the key's versions (null rules, not overwrite)."""
+    """A write carrying a pre-versioning view of the bucket keeps the key's
+    versions: its commit follows the bucket as stored (Enabled), so it
+    becomes a new version, and a delete with that view leaves a marker."""
     stale = yield _bucket(core, "stale", None)
     enabled = yield core.set_bucket_versioning(stale, "Enabled")
     v1 = yield _put(core, enabled, "k", os.urandom(6000))
     late = yield _put(core, stale, "k", os.urandom(6000))  # e.g. a PUT that started before enabling
-    assert late.version_id is None
-    assert (yield _versions(core, enabled)) == [("k", None, True, False), ("k", v1.version_id, False, False)]
+    assert late.version_id is not None
+    assert (yield _versions(core, enabled)) == [("k", late.version_id, True, False), ("k", v1.version_id, False, False)]
     yield core.objects.delete(stale, "k")
     listed = yield _versions(core, enabled)
-    assert [(v, dm) for _k, v, _l, dm in listed] == [(None, True), (v1.version_id, False)]
-    assert (yield _stored_chunks(core, _ids(v1))) == _ids(v1)
+    assert [dm for _k, _v, _l, dm in listed] == [True, False, False]
+    assert [v for _k, v, _l, _dm in listed][1:] == [late.version_id, v1.version_id]
+    assert (yield _stored_chunks(core, _ids(v1, late))) == _ids(v1, late)
 
 
 @pytest_twisted.inlineCallbacks
