@@ -41,3 +41,25 @@ def test_cpu_per_request_ratio_reads_as_the_others() -> None:
     results.servers["LightningStor"] = {name: Figure(name, 800, "us/req")}
     results.servers["moto"] = {name: Figure(name, 2400, "us/req")}
     assert f"| {name} | 800 µs/req | 2,400 µs/req | 3.0x |" in table(results)
+
+
+def test_every_ratio_target_of_the_issue_that_a_run_measures_is_checked() -> None:
+    """The four parallel streams against two cores' MD5, and moto: 5x on
+    small-object figures, ahead on large ones."""
+    results = Results(limits={"md5": 800.0})
+    mp = "1024 MiB multipart (16 MiB parts x4)"
+    results.servers["LightningStor"] = {
+        mp: Figure(mp, 600, "MB/s"),
+        "4 KiB GET c=1": Figure("4 KiB GET c=1", 2400, "req/s"),
+        "256 MiB PUT": Figure("256 MiB PUT", 300, "MB/s"),
+    }
+    results.servers["moto"] = {
+        mp: Figure(mp, 60, "MB/s"),
+        "4 KiB GET c=1": Figure("4 KiB GET c=1", 550, "req/s"),
+        "256 MiB PUT": Figure("256 MiB PUT", 100, "MB/s"),
+    }
+    text = targets(results)
+    assert "4 parallel streams (multipart, 4 parts in flight) / two cores' MD5: 0.38 (target >= 0.7) NOT met" in text
+    assert "4 KiB GET c=1 / moto: 4.36 (target >= 5.0) NOT met" in text
+    assert "256 MiB PUT / moto: 3.00 (target >= 1.0) met" in text
+    assert f"{mp} / moto: 10.00 (target >= 1.0) met" in text
