@@ -87,7 +87,9 @@ def parse_token(token: str) -> ParsedToken:
     access_key_id = head[len(PREFIX) + 1 :]
     if not dot or not dot2 or not access_key_id or not signature:
         raise _malformed("expected lst1.<access key>.<expiry>.<signature>")
-    if not expiry.isascii() or not expiry.isdigit():
+    if not expiry.isascii() or not expiry.isdigit() or len(expiry) > 20:
+        # 20 digits hold any Unix time a token can carry; more would only
+        # make int() slow, or raise past 4300 digits (an internal error).
         raise _malformed("the expiry is not a number")
     return ParsedToken(access_key_id, int(expiry), message, signature)
 

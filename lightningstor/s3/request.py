@@ -165,7 +165,9 @@ class S3Request(server.Request):
         connection = connection_of(self)
         if connection is not None:
             connection.headers_received()  # stops the header deadline (s3/limits.py)
-            chunked = b"chunked" in (self.requestHeaders.getRawHeaders(b"transfer-encoding") or [b""])[0].lower()
+            # Any Transfer-Encoding header naming chunked (not only the first:
+            # "identity" then "chunked" is a chunked body as well).
+            chunked = any(b"chunked" in v.lower() for v in self.requestHeaders.getRawHeaders(b"transfer-encoding") or ())
             if length or chunked:
                 body_length = length if not chunked else None
                 if self.expects_continue():

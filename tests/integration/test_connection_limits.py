@@ -179,3 +179,38 @@ def test_a_trickled_body_gets_request_timeout_and_stores_nothing(limited: Server
     body = b"y" * (3 * 1024 * 1024)
     s3.put_object(Bucket="slowbody", Key="fine", Body=body)
     assert s3.get_object(Bucket="slowbody", Key="fine")["Body"].read() == body
+
+
+
+def test_a_chunked_body_is_timed_whichever_transfer_encoding_header_names_it(limited: ServerProcess) -> None:
+    """``Transfer-Encoding: identity`` followed by ``Transfer-Encoding:
+    chunked`` is a chunked body too: a trickled one is cut off by the body
+    deadline like any other, not left open for as long as it trickles."""
+    sock = _connect(limited)
+    began = time.monotonic()
+    closed_or_answered = False
+    try:
+        sock.sendall(
+            f"PUT /tebucket/k HTTP/1.1\r\nHost: 127.0.0.1:{limited.port}\r\n"
+            "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        sock.settimeout(0.5)
+        while time.monotonic() - began < 20:
+            try:
+                sock.sendall(b"1\r\nx\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                closed_or_answered = True
+                break
+            try:
+                piece = sock.recv(65536)
+                if not piece or b"HTTP/1.1" in piece:
+                    closed_or_answered = True
+                    break
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed_or_answered = True
+                break
+    finally:
+        sock.close()
+    assert closed_or_answered and time.monotonic() - began < 10

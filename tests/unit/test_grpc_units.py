@@ -129,7 +129,8 @@ def test_token_lifetime_is_bounded() -> None:
     assert too_long.value.code == "ExpiredToken"
 
 
-@pytest.mark.parametrize("value", ["", "Bearer", "lst2.AK.1.sig", "lst1.AK.notanumber.sig", "lst1..1.sig", "lst1.AK.1."])
+@pytest.mark.parametrize("value", ["", "Bearer", "lst2.AK.1.sig", "lst1.AK.notanumber.sig", "lst1..1.sig", "lst1.AK.1.",
+                                   "lst1.AK." + "9" * 5000 + ".sig"])
 def test_malformed_tokens(value: str) -> None:
     """Anything that is not lst1.<key>.<expiry>.<sig> is AuthorizationHeaderMalformed."""
     with pytest.raises(errors.AuthorizationHeaderMalformed):
