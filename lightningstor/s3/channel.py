@@ -21,6 +21,14 @@ Why a subclass, and why built directly:
   the parser, which dropped the connection without an answer; it is read
   as the (huge) number it is, so the S3 layer answers it like any length
   too large for an upload or a request body.
+- Bytes a client pipelines behind a request are kept until that request
+  is done.  ``HTTPChannel`` stops reading once they pass a small limit,
+  except while the response waits for the client (the transport's buffer
+  is full): then it read on without bound, so one connection could leave a
+  large GET unread and send gigabytes behind it, all kept in memory and
+  re-parsed (in quadratic time) when the request ended.  Here reading
+  stops at :data:`PIPELINED_LIMIT` in that state too; ``requestDone`` and
+  ``resumeProducing`` read on as twisted.web does otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +37,11 @@ from typing import Any
 
 from twisted.web import http
 from twisted.web.http_headers import Headers
+
+PIPELINED_LIMIT = 64 * 1024
+"""Bytes kept from a client ahead of the request being answered before the
+connection stops reading while the response waits (twisted.web's own limit,
+16 KiB, does not apply then)."""
 
 # Longer than any length anything accepts, and short enough for int().
 _MAX_LENGTH_DIGITS = 40
@@ -90,6 +103,12 @@ class S3Channel(http.HTTPChannel):
     def writeSequence(self, iovec: Any) -> None:
         self.release_head()
         self.transport.writeSequence(iovec)  # type: ignore[union-attr]
+
+    def rawDataReceived(self, data: bytes) -> None:
+        super().rawDataReceived(data)
+        if self._handlingRequest and self._waitingForTransport and self._dataBuffer:
+            if sum(map(len, self._dataBuffer)) > PIPELINED_LIMIT:
+                self._networkProducer.pauseProducing()  # see the module docstring
 
     def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
         if header == b"Content-Length" and len(data) > _MAX_LENGTH_DIGITS and data.isdigit():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,36 @@ def test_a_chunked_body_is_timed_whichever_transfer_encoding_header_names_it(lim
     finally:
         sock.close()
     assert closed_or_answered and time.monotonic() - began < 10
+
+
+def test_a_client_that_does_not_read_cannot_pipeline_without_bound(server: ServerProcess, s3: Any) -> None:
+    """A client that leaves a large GET unread and pipelines bytes behind
+    it: the server stops reading from it (its memory does not grow with
+    what the client sends), and serves everyone else meanwhile."""
+    import http.client
+    import os
+    import uuid
+
+    bucket = f"pipe-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="big", Body=os.urandom(32 << 20))
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "big"}, ExpiresIn=300)
+    path = url.split(str(server.port), 1)[1]
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=3)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sent = 0
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        time.sleep(1.0)  # the answer fills the socket buffers; nobody reads it
+        junk = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 30_000  # about 1 MiB a round
+        with pytest.raises(TimeoutError):  # the server stops reading: sendall blocks
+            for _ in range(40):
+                sock.sendall(junk)
+                sent += len(junk)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("GET", "/health")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        sock.close()
+    assert sent < 16 << 20, f"the server took {sent} pipelined bytes while its answer was not read"
