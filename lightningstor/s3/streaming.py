@@ -142,8 +142,11 @@ class ObjectProducer:
         self._fill()
 
     def stopProducing(self) -> None:
-        """The client went away: stop reading; nothing to clean up."""
+        """The client went away: stop reading, and unregister, so that
+        twisted.web's clean-up does not log the request (whose URI holds a
+        presigned URL's signature) as "Producer was not unregistered"."""
         if not self._stopped:
             self._stopped = True
             self._ready.clear()
+            self._request.unregisterProducer()
             self.done.callback(None)
