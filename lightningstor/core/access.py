@@ -436,7 +436,6 @@ class AccessControl:
         trail: Trail = None,
         request: PolicyContext | None = None,
         policy_as: tuple[str, str] | None = None,
-        source_version: str | None = None,
     ) -> Deferred[Any]:
         """Deferred[Bucket]: resolve ``name`` in the caller's scope, then
         authorize ``action`` on it (or on its object ``key``).
@@ -450,7 +449,7 @@ class AccessControl:
         d = self.resolve(principal, name, cached=action in _CACHED_READS, policy_only=request is not None)
 
         def authorize(bucket: Bucket) -> Deferred[Any]:
-            checked = self.allow(principal, bucket, action, key, trail, request, policy_as, source_version)
+            checked = self.allow(principal, bucket, action, key, trail, request, policy_as)
             return checked.addCallback(lambda _: bucket)
 
         return d.addCallback(authorize)
@@ -490,13 +489,13 @@ class AccessControl:
         trail: Trail = None,
         request: PolicyContext | None = None,
         policy_as: tuple[str, str] | None = None,
-        source_version: str | None = None,
     ) -> Deferred[None]:
         """Deferred[None]: ``action`` on ``bucket`` (or its object ``key``)
         allowed by its policy, the authorizer or an ACL (see the class
         docstring).  ``policy_as`` is the (action, versioned action) pair
         the policy sees when it is not the operation's own (the source of a
-        copy, whose version is ``source_version``)."""
+        copy: ``request`` then names the source's version, as
+        ``s3:VersionId``)."""
         resource = bucket_resource(bucket, key)
         scoped = in_scope(principal, bucket)
         policy = bucket_policy(bucket) if request is not None else None
@@ -504,7 +503,7 @@ class AccessControl:
         acls_on = request is not None and bucket.object_ownership != acls.BUCKET_OWNER_ENFORCED
         ask = None
         if acls_on and request is not None:
-            ask = _acl_question(key, request, policy_as, source_version)
+            ask = _acl_question(key, request, policy_as)
         if (
             not scoped
             and request is not None
@@ -679,29 +678,21 @@ _NOTHING_BLOCKED = PublicAccessBlock()
 @dataclass(frozen=True)
 class _AclQuestion:
     """What an ACL must grant for one decision: ``permission`` on the
-    bucket, or on the object ``key``: the version the request names (or
-    ``source_version`` for the source of a copy), read only when asked."""
+    bucket, or on the object ``key``: the version the request names (its
+    ``s3:VersionId``; for the source of a copy, the source's), read only
+    when asked."""
 
     level: str
     permission: str
     key: str | None
     request: PolicyContext
-    copy_source: bool
-    source_version: str | None
 
     @property
     def version(self) -> str | None:
-        if self.copy_source:
-            return self.source_version
         return self.request.condition_keys().get("s3:versionid", (None,))[0]
 
 
-def _acl_question(
-    key: str | None,
-    request: PolicyContext,
-    policy_as: tuple[str, str] | None,
-    source_version: str | None,
-) -> _AclQuestion | None:
+def _acl_question(key: str | None, request: PolicyContext, policy_as: tuple[str, str] | None) -> _AclQuestion | None:
     """The ACL question of a decision in a bucket with ACLs enabled, or None
     when no ACL can answer it: an operation no ACL permission covers, or a
     question asked as another action than the operation's own (bypassing
@@ -713,7 +704,7 @@ def _acl_question(
     if need is None:
         return None
     level, permission = need
-    return _AclQuestion(level, permission, key, request, copy_source, source_version)
+    return _AclQuestion(level, permission, key, request)
 
 
 def _asks_existing_tags(policy: BucketPolicy | UnreadablePolicy) -> bool:

@@ -118,8 +118,6 @@ class Gate:
         ``key``).  ``objects:get`` asked by a copy is its source's read."""
         copying = action == OBJECTS_GET and self.method in ("CopyObject", "UploadPartCopy")
         self._version_field = "source_version_id" if copying else "version_id"
-        # The source of a copy: its ACL is the named version's, as over S3.
-        source_version = self.message.source_version_id if copying and _names(self.message, "source_version_id") else None
         return self.core.access.bucket(
             self.principal,
             name,
@@ -128,7 +126,6 @@ class Gate:
             self.decisions.append,
             self,
             COPY_SOURCE if copying else None,
-            source_version,
         )
 
     def scope(self, bucket: str | None = None) -> Any:

@@ -653,7 +653,6 @@ class S3Api:
             call.decisions.append,
             call if name is None else AskedAs(call, version_id=source_version),
             COPY_SOURCE if name is not None else None,
-            source_version,
         )
         if name is None and "origin" in call.headers:
             # A cross-origin request: its bucket's CORS rules may add
