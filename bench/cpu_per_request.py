@@ -7,7 +7,8 @@ Requests per second depend on everything else running on the box (the load
 generator itself shares the two cores, and so do other people's test suites);
 CPU time *per request* spent by the server process does not, or much less:
 a request costs what it costs whether or not the server had to wait for a
-core.  So this script reports both, for 4 KiB objects at concurrency 16:
+core.  So this script reports both, for 4 KiB objects at concurrency 16
+(``--concurrency`` to change it):
 
 * ``req/s`` — what the run achieved (noisy under load);
 * ``server us/req`` — user+system CPU of the whole server process (reactor,
@@ -79,6 +80,7 @@ class Sample:
     errors: int
     server_cpu: float
     reactor_cpu: float
+    concurrency: int = 16
 
     @property
     def rate(self) -> float:
@@ -94,7 +96,7 @@ class Sample:
 
     def line(self) -> str:
         return (
-            f"{self.op:<5} c=16: {self.rate:7.0f} req/s  server {self.server_us:6.0f} us/req "
+            f"{self.op:<5} c={self.concurrency:<2}: {self.rate:7.0f} req/s  server {self.server_us:6.0f} us/req "
             f"(reactor {self.reactor_us:6.0f})  server CPU {self.server_cpu / self.seconds * 100:4.0f}%"
             f"  errors {self.errors}  [{self.requests} requests, {self.seconds:.2f} s]"
         )
@@ -105,7 +107,7 @@ def timed(pid: int, op: str, endpoint: str, requests: list[loadgen.Request], con
     s0, r0 = cpu_seconds(pid), cpu_seconds(pid, pid)
     result = loadgen.run(endpoint, requests, concurrency)
     s1, r1 = cpu_seconds(pid), cpu_seconds(pid, pid)
-    return Sample(op, result.requests, result.seconds, result.errors, s1 - s0, r1 - r0)
+    return Sample(op, result.requests, result.seconds, result.errors, s1 - s0, r1 - r0, concurrency)
 
 
 def load_average() -> str:
