@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
     data = root / "data"
     data.mkdir()
     config = root / "lightningstor.toml"
-    config.write_text(f'[s3]\nwebsite_domain = "{SITE}"\n')
+    config.write_text(f'[s3]\nwebsite_domain = "{SITE}"\n[logging]\nformat = "json"\n')
     server = ServerProcess(data, config=str(config)).start()
     yield server
     server.stop()
@@ -267,6 +268,22 @@ def test_index_document_at_root_and_in_folders(web_server: ServerProcess, site: 
     assert visit(web_server, site, "/page.html").body == b"<p>page</p>"
     head = visit(web_server, site, "/", method="HEAD")
     assert (head.status, head.body, head.headers["content-length"]) == (200, b"", "11")
+
+
+def test_access_log_names_the_requested_key(web_server: ServerProcess, site: str) -> None:
+    """The access log shows the key the client asked for, not the index or
+    error document the endpoint looked up to answer it."""
+    asked = {"/docs/": ("docs/", 200), "/nothing.html": ("nothing.html", 404), "/page.html": ("page.html", 200)}
+    ids = {visit(web_server, site, path).headers["x-amz-request-id"]: want for path, want in asked.items()}
+    deadline = time.monotonic() + 5
+    while True:
+        events = [json.loads(line) for line in web_server.output if line.startswith("{")]
+        logged = {e["request_id"]: (e["key"], e["status"]) for e in events
+                  if e.get("namespace") == "lightningstor.access" and e.get("request_id") in ids}
+        if len(logged) == len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert logged == ids
 
 
 def test_folder_without_slash_redirects(web_server: ServerProcess, site: str) -> None:

@@ -130,9 +130,20 @@ def _not_found(
 
 
 def _find(api: Any, call: Any, key: str) -> Deferred[Any]:
-    """Deferred[(principal, bucket, record)] of ``key``, read anonymously."""
+    """Deferred[(principal, bucket, record)] of ``key``, read anonymously.
+
+    The gate asks about ``key`` (the index or error document), so the call
+    names it during the lookup; afterwards the call names the key the client
+    asked for again, which is what the access log and audit record show.
+    """
+    requested = call.target.key
     call.target.key = key
-    return lookup_object(api, call)
+
+    def restore(result: Any) -> Any:
+        call.target.key = requested
+        return result
+
+    return lookup_object(api, call).addBoth(restore)
 
 
 @inlineCallbacks
