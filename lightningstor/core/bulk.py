@@ -6,7 +6,7 @@ both report the same per-key outcomes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,30 +47,37 @@ def delete_objects(
     items: Iterable[tuple[str, str | None]],
     *,
     owner: str,
-    authorize: Callable[[str, str | None], Any] | None = None,
+    authorize: Callable[[str, str | None, str | None], Any] | None = None,
     bypass: Callable[[str], Any] | None = None,
+    if_match: Sequence[str | None] = (),
 ) -> Any:
     """Deferred[BulkDeleteResult] for ``(key, version_id)`` pairs, in order.
 
     A missing key or version is success (as for DeleteObject).  A malformed
     version id names no version: AWS reports it per entry as NoSuchVersion,
     not as the InvalidArgument a single DeleteObject gets.
-    ``authorize(key, version_id)`` (Deferred) is asked before each deletion:
+    ``if_match[i]`` (an ETag or ``*``; the entry's ``<ETag>``) makes the
+    i-th deletion conditional, as DeleteObject's ``If-Match``
+    (:meth:`ObjectManager.delete`); a failed condition fails that entry alone.
+    ``authorize(key, version_id, if_match)`` (Deferred) is asked before each deletion:
     a key the caller may not delete fails alone with AccessDenied, as in
     AWS.  ``bypass(key)`` (Deferred[bool]), when the request asked to bypass
     GOVERNANCE retention, says whether it may for that key; a locked version
     fails alone with AccessDenied (core/objectlock.py).
     """
     result = BulkDeleteResult()
-    for key, version in items:
+    for index, (key, version) in enumerate(items):
+        condition = if_match[index] if index < len(if_match) else None
         try:
             validate_key(key)
             if authorize is not None:
-                yield authorize(key, version)
+                yield authorize(key, version, condition)
             may_bypass = False
             if bypass is not None and version is not None:
                 may_bypass = yield bypass(key)
-            outcome = yield objects.delete(bucket, key, version, owner=owner, bypass_governance=may_bypass)
+            outcome = yield objects.delete(
+                bucket, key, version, owner=owner, bypass_governance=may_bypass, if_match=condition
+            )
         except errors.S3Error as e:
             if version is not None and e.code == "InvalidArgument" and e.fields.get("ArgumentName") == "versionId":
                 e = errors.NoSuchVersion()

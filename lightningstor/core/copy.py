@@ -17,6 +17,7 @@ from lightningstor import errors
 from lightningstor.core.objects import PutAttrs, may_have_committed, verify_digests
 from lightningstor.core.sse import CustomerKey, customer_etag
 from lightningstor.core.types import Acl, Bucket, ObjectRecord
+from lightningstor.core.website import REDIRECT_HEADER
 from lightningstor.storage.chunks import pump
 
 
@@ -77,6 +78,7 @@ def check_copy_changes(
     replaces_metadata: bool,
     sets_storage_class: bool,
     sets_encryption: bool = False,
+    sets_website_redirect: bool = False,
 ) -> None:
     """InvalidRequest for a copy of an object onto itself that changes nothing.
 
@@ -89,7 +91,7 @@ def check_copy_changes(
         and source_key == dest_key
         and source_version_id is None
     )
-    if same and not replaces_metadata and not sets_storage_class and not sets_encryption:
+    if same and not (replaces_metadata or sets_storage_class or sets_encryption or sets_website_redirect):
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without "
             "changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -111,6 +113,8 @@ def copy_object(
     customer: CustomerKey | None = None,
     source_customer: CustomerKey | None = None,
     acl: Acl | None = None,
+    checksum_algorithms: tuple[str, ...] = (),
+    website_redirect: str | None = None,
 ) -> Any:
     """Deferred[ObjectRecord] of the new object.
 
@@ -123,10 +127,16 @@ def copy_object(
     bucket's default decides (:func:`copy_data`); ``customer`` and
     ``source_customer`` are the SSE-C keys of the copy and of its source.
     Nor is its ACL: the copy gets ``acl`` (the request's; None: private).
+    Nor, whatever the directive, is its website redirect: the copy gets
+    ``website_redirect`` (the request's header) or none, as AWS documents.
+
+    ``checksum_algorithms`` (the request's ``x-amz-checksum-algorithm``)
+    replaces the source's algorithm, under either directive: an object has
+    the checksums of one algorithm, as on AWS; without it the copy is
+    checksummed as its source was.
     """
-    keep = tuple(sorted(source.checksums))
-    if replace_metadata is not None:
-        keep = tuple(sorted(set(keep) | set(replace_metadata.store_checksums)))
+    requested = checksum_algorithms or (replace_metadata.store_checksums if replace_metadata is not None else ())
+    keep = tuple(sorted(requested)) if requested else tuple(sorted(source.checksums))
     result = yield copy_data(core, source, keep, dest_bucket, dest_key, encryption, customer, source_customer)
     checksums = verify_digests(PutAttrs(store_checksums=keep), result.md5_hex, result.digests)
     meta_from = source
@@ -136,7 +146,7 @@ def copy_object(
         etag=customer_etag(result.md5_hex, result.encryption),
         created_at=core.objects.now_ms(),
         content_type=meta_from.content_type,
-        system_headers=dict(meta_from.system_headers),
+        system_headers={k: v for k, v in meta_from.system_headers.items() if k != REDIRECT_HEADER},
         metadata=dict(meta_from.metadata),
         checksums=checksums,
         storage_class=meta_from.storage_class,
@@ -152,6 +162,8 @@ def copy_object(
         record.system_headers = dict(replace_metadata.system_headers)
         record.metadata = dict(replace_metadata.metadata)
         record.storage_class = replace_metadata.storage_class
+    elif website_redirect is not None:
+        record.system_headers[REDIRECT_HEADER] = website_redirect
     if conditions is not None:
         record.lock_mode, record.lock_until = conditions.lock_mode, conditions.lock_until
         record.legal_hold = conditions.legal_hold

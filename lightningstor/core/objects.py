@@ -623,6 +623,7 @@ class ObjectManager:
         owner: str = "",
         if_revision: int | None = None,
         bypass_governance: bool = False,
+        if_match: str | None = None,
     ) -> Any:
         """Deferred[DeleteOutcome].
 
@@ -644,9 +645,24 @@ class ObjectManager:
         (:class:`~lightningstor.core.objectlock.ObjectLocked`, 403);
         ``bypass_governance`` (the caller asked and may) lets GOVERNANCE
         retention yield.  A delete marker is always allowed.
+
+        ``if_match`` (a conditional delete: an ETag, or ``*``) is checked
+        against the current version in the transaction that deletes, as a
+        conditional write is: NoSuchKey when there is no current object (or
+        it is a delete marker), PreconditionFailed when its ETag differs.
+        AWS evaluates it "only against the current version"; with
+        ``version_id`` it would guard a different record than the one
+        removed, which this server does not do (NotImplemented).
         """
         validate_key(key)
+        condition = PutAttrs(if_match=if_match) if if_match is not None else None
         if version_id is not None:
+            if condition is not None:
+                raise errors.NotImplementedS3(
+                    "A header you provided implies functionality that is not implemented",
+                    Header="If-Match",
+                    additionalMessage="Conditional deletes of a version named by versionId are not supported",
+                )
             outcome = yield self._delete_version(
                 bucket, key, parse_version_id(version_id), if_revision, bypass_governance
             )
@@ -663,8 +679,11 @@ class ObjectManager:
                     key=key, size=0, etag="", created_at=self.now_ms(), delete_marker=True, owner=owner
                 )
                 guard = [Compare(okey, if_revision)] if if_revision is not None else []
-                yield self.commit(replace(bucket, versioning=mode), marker, extra_compares=guard)
+                # The commit checks ``condition`` against the record it guards.
+                yield self.commit(replace(bucket, versioning=mode), marker, condition, extra_compares=guard)
                 return DeleteOutcome(wire_version_id(marker.version_id), True)
+            if condition is not None:
+                _check_write_conditions(condition, current, key)  # the txn below compares this revision
             if kv is None or current is None:
                 return DeleteOutcome(None, False)
             if bucket.revision <= 0:

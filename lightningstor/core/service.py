@@ -6,6 +6,7 @@ the chunk manager and the credential store that plugins provide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from cryptography.fernet import Fernet
@@ -24,6 +25,7 @@ from lightningstor.core import manifests
 from lightningstor.core.access import (
     BUCKETS_CREATE,
     OBJECTS_DELETE,
+    OBJECTS_GET,
     AccessControl,
     AskedAs,
     PolicyContext,
@@ -271,23 +273,30 @@ class Core:
         trail: Trail = None,
         request: PolicyContext | None = None,
         bypass_governance: bool = False,
+        if_match: Sequence[str | None] = (),
     ) -> Any:
         """Deferred[BulkDeleteResult]; see :func:`lightningstor.core.bulk.delete_objects`.
 
         With ``principal``, each key needs ``objects:delete`` on that object
-        (from the bucket's policy, given the ``request``, or the authorizer).
+        (from the bucket's policy, given the ``request``, or the authorizer),
+        and an entry conditional on an ETag also ``objects:get``, as AWS
+        asks (the answer tells whether the ETag matched).
         ``bypass_governance`` (the request asked for it) is granted per key
         as :meth:`may_bypass_governance` decides; without ``principal`` it
         is taken as granted (trusted callers: tools, tests)."""
         authorize = None
         bypass = None
         if principal is not None:
-            def authorize(key: str, version_id: str | None) -> Any:
+            @inlineCallbacks
+            def authorize(key: str, version_id: str | None, etag: str | None) -> Any:
                 # An entry naming a version is s3:DeleteObjectVersion, as
                 # DeleteObject with versionId is: a policy keeping history
                 # must not be bypassed by deleting in bulk.
                 entry = request if request is None or version_id is None else AskedAs(request, version_id=version_id)
-                return self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, entry)
+                yield self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, entry)
+                if etag is not None and etag.strip() != "*":
+                    read = None if request is None else AskedAs(request, op="GetObject")
+                    yield self.access.allow(principal, bucket, OBJECTS_GET, key, trail, read)
 
             if bypass_governance:
                 def bypass(key: str) -> Any:
@@ -295,7 +304,9 @@ class Core:
         elif bypass_governance:
             def bypass(key: str) -> Any:
                 return succeed(True)
-        return delete_objects(self.objects, bucket, items, owner=owner, authorize=authorize, bypass=bypass)
+        return delete_objects(
+            self.objects, bucket, items, owner=owner, authorize=authorize, bypass=bypass, if_match=if_match
+        )
 
     def may_bypass_governance(
         self,

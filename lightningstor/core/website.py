@@ -105,6 +105,11 @@ def folder_redirect(key: str) -> Redirect:
     return Redirect(302, "/" + quote(key, safe="/~") + "/")
 
 
+# The system header an object's website redirect is stored under.  It is
+# the object's own: a copy never takes it from its source (AWS).
+REDIRECT_HEADER = "x-amz-website-redirect-location"
+
+
 def simple_redirect_location(location: str) -> bool:
     """Whether an object's ``x-amz-website-redirect-location`` is one AWS
     accepts: a path on this site (``/...``) or an absolute http(s) URL."""

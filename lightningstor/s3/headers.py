@@ -18,7 +18,7 @@ from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.sse import AES256
 from lightningstor.core.types import Bucket, Encryption, ObjectRecord
-from lightningstor.core.website import simple_redirect_location
+from lightningstor.core.website import REDIRECT_HEADER, simple_redirect_location
 from lightningstor.s3 import ssec
 from lightningstor.s3.conditions import write_if_none_match_any
 from lightningstor.s3.dates import http_date
@@ -33,9 +33,9 @@ SYSTEM_HEADERS = (
     "Expires",
     # Sent as a 301 by the website endpoint (handlers/website.py); stored
     # and returned like the others, as AWS does (HeadObject shows it).
-    "x-amz-website-redirect-location",
+    REDIRECT_HEADER,
 )
-WEBSITE_REDIRECT_HEADER = "x-amz-website-redirect-location"
+WEBSITE_REDIRECT_HEADER = REDIRECT_HEADER
 META_PREFIX = "x-amz-meta-"
 
 # response-* query parameters that override a GET's response headers.

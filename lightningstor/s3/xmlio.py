@@ -179,17 +179,21 @@ def expect_root(body: bytes, tag: str, *, max_size: int = 1 << 20) -> Element:
     return root
 
 
-def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
-    """DeleteObjects body -> ``(quiet, [(key, version_id), ...])`` in request order.
+def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]], list[str | None]]:
+    """DeleteObjects body -> ``(quiet, [(key, version_id), ...], [etag, ...])``
+    in request order.
 
     Keys keep every character, whitespace included (a key may be ``" "``);
-    an empty ``<VersionId/>`` means no version.  Unknown child elements
-    (newer SDKs send ``ETag``/``Size`` conditions for directory buckets) are
-    ignored.  The body cap is :data:`MAX_DELETE_BODY`.
+    an empty ``<VersionId/>`` means no version.  An entry's ``<ETag>`` makes
+    its deletion conditional (AWS's conditional deletes: the ETag, or ``*``
+    for "exists"); empty or absent means none.  The directory-bucket
+    conditions (``LastModifiedTime``, ``Size``) and other unknown children
+    are ignored.  The body cap is :data:`MAX_DELETE_BODY`.
     """
     root = expect_root(body, "Delete", max_size=MAX_DELETE_BODY)
     quiet = False
     objects: list[tuple[str, str | None]] = []
+    etags: list[str | None] = []
     for element in root:
         if element.tag == "Quiet":
             value = leaf_text(element).strip().lower()
@@ -203,11 +207,13 @@ def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]
             version_element = _child(element, "VersionId")
             version_id = leaf_text(version_element) if version_element is not None else ""
             objects.append((key, version_id or None))
+            etag_element = _child(element, "ETag")
+            etags.append((leaf_text(etag_element).strip() or None) if etag_element is not None else None)
             if len(objects) > MAX_DELETE_OBJECTS:
                 raise errors.MalformedXML()
     if not objects:
         raise errors.MalformedXML()
-    return quiet, objects
+    return quiet, objects, etags
 
 
 def parse_create_bucket_configuration(body: bytes) -> str | None:

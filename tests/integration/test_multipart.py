@@ -368,7 +368,10 @@ def test_upload_part_copy_with_range(client: Any, mpbucket: str) -> None:
         client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=3,
                                 CopySource={"Bucket": mpbucket, "Key": "src"},
                                 CopySourceRange=f"bytes=0-{7 * MiB}")
-    assert _code(e) == "InvalidRange"
+    # AWS answers a range past the source's end with 400 InvalidArgument (not
+    # the 416 InvalidRange of a GET), with this message.
+    assert (_code(e), e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InvalidArgument", 400)
+    assert "Range specified is not valid for source object of size" in e.value.response["Error"]["Message"]
     client.complete_multipart_upload(
         Bucket=mpbucket, Key="dst", UploadId=uid,
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": c1["CopyPartResult"]["ETag"]},

@@ -258,15 +258,16 @@ def test_delete_objects_from_botocore(serialize: Any) -> None:
     """The body boto3 sends gives quiet and (key, version) pairs in order."""
     body = serialize(
         "DeleteObjects",
-        {"Bucket": "b", "Delete": {"Objects": [{"Key": "a"}, {"Key": "b", "VersionId": "v1"}], "Quiet": True}},
+        {"Bucket": "b", "Delete": {"Objects": [{"Key": "a"}, {"Key": "b", "VersionId": "v1", "ETag": '"e1"'}],
+                                   "Quiet": True}},
     )
-    assert xmlio.parse_delete_objects(body) == (True, [("a", None), ("b", "v1")])
+    assert xmlio.parse_delete_objects(body) == (True, [("a", None), ("b", "v1")], [None, '"e1"'])
 
 
 def test_delete_objects_quiet_defaults_false() -> None:
     """Without <Quiet>, the response is verbose."""
     body = b"<Delete><Object><Key>k</Key></Object></Delete>"
-    assert xmlio.parse_delete_objects(body) == (False, [("k", None)])
+    assert xmlio.parse_delete_objects(body) == (False, [("k", None)], [None])
 
 
 @pytest.mark.parametrize(("text", "expected"), [("true", True), ("false", False), (" TRUE ", True), ("False", False)])
@@ -294,10 +295,13 @@ def test_delete_objects_empty_version_is_none() -> None:
     assert xmlio.parse_delete_objects(body)[1] == [("a", None), ("b", "null")]
 
 
-def test_delete_objects_ignores_unknown_elements() -> None:
-    """Newer SDK fields (ETag, Size conditions) do not break parsing."""
-    body = b"<Delete><Object><Key>a</Key><ETag>x</ETag><Size>3</Size></Object><Extra/></Delete>"
-    assert xmlio.parse_delete_objects(body) == (False, [("a", None)])
+def test_delete_objects_etag_conditions_and_unknown_elements() -> None:
+    """An entry's ETag is its delete condition (empty: none); the
+    directory-bucket conditions (Size, LastModifiedTime) and unknown
+    elements do not break parsing."""
+    body = (b"<Delete><Object><Key>a</Key><ETag> x </ETag><Size>3</Size></Object>"
+            b"<Object><Key>b</Key><ETag/></Object><Object><Key>c</Key><ETag>*</ETag></Object><Extra/></Delete>")
+    assert xmlio.parse_delete_objects(body) == (False, [("a", None), ("b", None), ("c", None)], ["x", None, "*"])
 
 
 def test_delete_objects_limit() -> None:
@@ -344,7 +348,7 @@ def test_delete_objects_round_trip_property(
     """Any key/version list boto3 can serialize parses back exactly."""
     params = [{"Key": key} if version is None else {"Key": key, "VersionId": version} for key, version in objects]
     body = serialize("DeleteObjects", {"Bucket": "b", "Delete": {"Objects": params, "Quiet": quiet}})
-    assert xmlio.parse_delete_objects(body) == (quiet, objects)
+    assert xmlio.parse_delete_objects(body) == (quiet, objects, [None] * len(objects))
 
 
 # ===========================================================================

@@ -214,10 +214,11 @@ def parse_copy_source_range(value: str | None, size: int) -> tuple[int, int]:
             ArgumentValue=value,
         )
     if last >= size:
-        raise errors.InvalidRange(
+        # AWS: 400 InvalidArgument here, not the 416 InvalidRange of a GET.
+        raise errors.InvalidArgument(
             f"Range specified is not valid for source object of size: {size}",
-            RangeRequested=value,
-            ActualObjectSize=str(size),
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=value,
         )
     return first, last - first + 1
 

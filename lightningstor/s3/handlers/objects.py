@@ -22,7 +22,7 @@ from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core import access, objectlock
 from lightningstor.core.acl import acls_enabled
-from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
+from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags, validate_storage_class
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.lifecycle import expiration_of
 from lightningstor.core.objects import (
@@ -39,7 +39,9 @@ from lightningstor.s3.dates import http_date
 from lightningstor.s3.handlers.acl import checked_grantees, object_acl_for_write
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
+    WEBSITE_REDIRECT_HEADER,
     check_expected_owner,
+    check_website_redirect,
     checksum_algorithms,
     checksum_trailer,
     object_headers,
@@ -507,11 +509,18 @@ def delete_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
     version = _version_param(call)
+    # A conditional delete (AWS, general purpose buckets since 2025): an ETag
+    # or "*", checked in the deleting transaction.  Matching an ETag tells
+    # the caller something about the object, so AWS asks s3:GetObject too.
+    if_match = call.headers.get("if-match", "").strip() or None
+    if if_match is not None and if_match != "*":
+        reading = access.AskedAs(call, op="GetObject")
+        yield api.core.access.allow(principal, bucket, access.OBJECTS_GET, call.key, call.decisions.append, reading)
     bypass = False
     if version is not None and bypass_requested(call.headers):
         bypass = yield api.core.may_bypass_governance(principal, bucket, call.key, call.decisions.append, call)
     outcome = yield api.core.objects.delete(
-        bucket, call.key, version, owner=principal.principal_id, bypass_governance=bypass
+        bucket, call.key, version, owner=principal.principal_id, bypass_governance=bypass, if_match=if_match
     )
     headers = []
     if outcome.delete_marker:
@@ -533,12 +542,12 @@ def delete_objects(api: Any, call: Any) -> Any:
     api.cross_origin(call, bucket)
     body = call.sink.content()
     check_body_digest(call, body)
-    quiet, items = xmlio.parse_delete_objects(body)
+    quiet, items, etags = xmlio.parse_delete_objects(body)
     if len(items) > api.options.max_delete_keys:
         raise errors.MalformedXML(f"At most {api.options.max_delete_keys} keys may be deleted at once")
     result = yield api.core.delete_objects(
         bucket, items, owner=principal.principal_id, principal=principal, trail=call.decisions.append, request=call,
-        bypass_governance=bypass_requested(call.headers),
+        bypass_governance=bypass_requested(call.headers), if_match=etags,
     )  # fmt: skip
     deleted = [(d.key, d.version_id, d.delete_marker, d.delete_marker_version_id) for d in result.deleted]
     failed = [(f.key, f.version_id, f.code, f.message) for f in result.failed]
@@ -591,6 +600,14 @@ def copy_object(api: Any, call: Any) -> Any:
     tag_directive = call.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tag_directive not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tag_directive)
+    # Whatever the directive, as AWS: the storage class, the website
+    # redirect and the checksum algorithm are the request's (or none).
+    storage_class = call.headers.get("x-amz-storage-class")
+    if storage_class:
+        validate_storage_class(storage_class)
+    redirect = call.headers.get(WEBSITE_REDIRECT_HEADER)
+    if redirect is not None:
+        check_website_redirect(redirect)
     check_copy_changes(
         src_bucket,
         src_key,
@@ -600,6 +617,7 @@ def copy_object(api: Any, call: Any) -> Any:
         replaces_metadata=directive == "REPLACE",
         sets_storage_class="x-amz-storage-class" in call.headers,
         sets_encryption=sse_request(call.headers) is not None or customer is not None,
+        sets_website_redirect=redirect is not None,
     )
     replace = put_attrs(call.headers, max_metadata_bytes=api.options.max_metadata_bytes) if directive == "REPLACE" else None
     tags = None
@@ -609,6 +627,7 @@ def copy_object(api: Any, call: Any) -> Any:
     lock = lock_headers(call.headers)
     write_conditions = PutAttrs(
         if_none_match_any=conditions.write_if_none_match_any(call.headers),
+        if_match=call.headers.get("if-match", "").strip() or None,  # the destination's current ETag
         lock_mode=lock.mode,
         lock_until=lock.until,
         legal_hold=lock.legal_hold,
@@ -630,6 +649,8 @@ def copy_object(api: Any, call: Any) -> Any:
         encryption=sse_request(call.headers),
         customer=customer,
         source_customer=source_customer,
+        checksum_algorithms=checksum_algorithms(call.headers)[1],
+        website_redirect=redirect,
     )
     headers = written_version_header(record.version_id)
     headers += sse_response_headers(record.encryption)
