@@ -254,8 +254,9 @@ class LimitsSettings:
     # go through multipart upload (UploadPart streams).
     max_grpc_put_object_bytes: int = 5 * MiB
     # Object data received from S3 clients and not yet written to the storage
-    # backend, all uploads of one process together; above it uploads are
-    # paused (backpressure), never refused.
+    # backend, and other request bodies (XML) kept until answered, all
+    # requests of one process together; above it they are paused
+    # (backpressure), never refused.
     max_inflight_upload_bytes: int = 256 * MiB
 
 

@@ -39,6 +39,7 @@ from lightningstor.deferreds import Shared
 from lightningstor.s3 import operations, xmlio
 from lightningstor.s3.addressing import Target, host_bucket, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
+from lightningstor.s3.bodycheck import watch_body
 from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.handlers.cors import add_cors_headers, error_bucket
 from lightningstor.s3.headers import check_expected_owner
@@ -350,7 +351,8 @@ class S3Api:
         self.clock = clock
         self.handlers = HANDLERS
         self.inflight: set[Any] = set()
-        # Upload bytes held in memory, all connections together (s3/inflight.py).
+        # Upload and buffered body bytes held in memory, all connections
+        # together (s3/inflight.py).
         self.upload_budget = InflightBudget(options.max_inflight_upload_bytes)
         # Called once per request when it ends (lightningstor.s3.summary):
         # metrics and the access log register here.
@@ -428,7 +430,7 @@ class S3Api:
             # A CORS preflight is never signed: no credentials are checked
             # (call.auth stays None; its handler resolves the bucket itself,
             # handlers/cors.py), and a body, which it should not have, is
-            # buffered below and ignored.
+            # buffered below (within the in-flight budget) and ignored.
             call.auth = Shared(self.authenticate(call))
             refused = call.auth.failure()
             if refused is not None and headers.get("expect", "").lower() == "100-continue":
@@ -438,8 +440,16 @@ class S3Api:
                 # error instead, as AWS does, so the body is never sent.
                 self._refuse_now(call, self._s3_error(refused, call))
                 return
+        buffered = op not in operations.STREAMING or op not in self.handlers
+        limit = self._buffered_limit(op)
+        if buffered and length is not None and length > limit:
+            # A body that would never be kept: answered at once, without
+            # reading it, as an upload declaring more than any object may
+            # hold; the connection closes.
+            self._refuse_now(call, errors.S3Error(code="MaxMessageLengthExceeded"))
+            return
         request.s3_leaf = True
-        if op in operations.STREAMING and op in self.handlers:
+        if not buffered:
             sink = ObjectBody(request.channel.transport, lambda: self._prepare_upload(call, length), self.upload_budget)
             request.body_sink = call.sink = sink
             if length != 0 and request.expects_continue():
@@ -448,12 +458,20 @@ class S3Api:
                 request.hold_continue()
                 sink.when_prepared(lambda error: self._upload_checked(call, error))
             return
-        request.body_sink = call.sink = BufferedBody(
-            max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0)),
+        buffer = BufferedBody(
+            limit,
             lambda: errors.S3Error(code="MaxMessageLengthExceeded"),
             headers,
             object_checksums=op == "CompleteMultipartUpload",
+            transport=request.channel.transport,
+            budget=self.upload_budget,
         )
+        request.body_sink = call.sink = buffer
+        watch_body(self, call, buffer, length)
+
+    def _buffered_limit(self, op: str) -> int:
+        """The largest body an operation without object data may send."""
+        return max(self.options.max_xml_body_bytes, _LARGE_BODIES.get(op, 0))
 
     def _begin_post_object(self, call: S3Call, length: int | None) -> None:
         """PostObject's credentials are form fields in its body: nothing is
@@ -541,6 +559,9 @@ class S3Api:
         lost mid-upload) keeps its call, which still reaches the request.
         """
         self.inflight.discard(request)
+        sink = request.body_sink
+        if isinstance(sink, BufferedBody):
+            sink.release()  # its bytes leave the in-flight budget
         try:
             self._run_finish_hooks(result, request, content)
         finally:

@@ -15,11 +15,15 @@ instead hands each piece to one of these sinks the moment it arrives:
 
 Every :class:`ObjectBody` also reports the bytes it holds (received, not yet
 stored) to the server-wide :class:`~lightningstor.s3.inflight.InflightBudget`
-(``limits.max_inflight_upload_bytes``), which may pause its transport too.
+(``limits.max_inflight_upload_bytes``), which may pause its transport too;
+so does every :class:`BufferedBody` (the bytes it keeps, until its request
+ends).
 
 A sink that failed (bad signature, bad chunk framing, no such bucket) keeps
 swallowing the rest of the body so the connection stays usable, and reports
-the error when the handler asks for the result.
+the error when the handler asks for the result.  A buffered body whose
+request is known to be refused (s3/bodycheck.py) stops keeping bytes the
+same way.
 
 :meth:`ObjectBody.when_prepared` tells when the checks before the first
 stored byte are over: the S3 layer answers ``Expect: 100-continue`` then
@@ -140,6 +144,20 @@ class BufferedBody:
     its XML) ``x-amz-checksum-*`` headers are checked when the body is first
     read, so that every handler of a buffered body answers ``BadDigest`` for
     a body damaged on the way, as AWS does, instead of acting on it.
+
+    With a ``budget``, the bytes it keeps count in the server-wide
+    :class:`~lightningstor.s3.inflight.InflightBudget`, as upload bytes do,
+    from the first byte until the request ends (:meth:`release`): a few
+    thousand connections each sending an 8 MiB DeleteObjects body would
+    otherwise hold gigabytes.  While the budget is full its ``transport`` is
+    paused.  The account is opened by the first byte, so a request without
+    a body (nearly every one) never touches the budget.
+
+    :meth:`discard` (the request is known to be refused: its credentials
+    failed, or an anonymous caller cannot be let in) keeps nothing more and
+    gives the bytes back; the rest of the body is read and dropped, so the
+    error is answered on a connection still in sync (the declared length is
+    at most ``limit``: ``S3Api.begin`` refuses a longer one before reading).
     """
 
     def __init__(
@@ -149,6 +167,8 @@ class BufferedBody:
         headers: Mapping[str, str] | None = None,
         *,
         object_checksums: bool = False,
+        transport: Any = None,
+        budget: InflightBudget | None = None,
     ) -> None:
         self._parts: list[bytes] = []
         self._size = 0
@@ -156,7 +176,11 @@ class BufferedBody:
         self._too_large = too_large
         self._headers = headers
         self._object_checksums = object_checksums
-        self.error: errors.S3Error | None = None
+        self._transport = transport
+        self._budget = budget
+        self._flow: _Flow | None = None
+        self._account: BudgetAccount | None = None
+        self.error: BaseException | None = None
 
     @property
     def size(self) -> int:
@@ -167,13 +191,64 @@ class BufferedBody:
         if self.error is not None:
             return
         if self._size > self._limit:
-            self.error = self._too_large()
-            self._parts = []
+            self.discard(self._too_large())
             return
         self._parts.append(data)
+        if self._budget is not None:
+            self._report()
+
+    def _report(self) -> None:
+        account = self._account
+        if account is None:
+            if self._budget is None:
+                return
+            self._flow = _Flow(self._transport)
+            account = self._account = self._budget.open(self._budget_pause, self._budget_resume)
+        # Never draining: a buffered body frees nothing until its request
+        # has been answered, so it is one the budget lets read on (its
+        # "runner") only while nothing else drains.
+        account.update(self._size, False)
+
+    def _budget_pause(self) -> None:
+        if self._flow is not None:
+            self._flow.hold("budget")
+
+    def _budget_resume(self) -> None:
+        if self._flow is not None:
+            self._flow.release("budget")
+
+    def body_ended(self) -> None:
+        """The whole body has arrived (``S3Request.requestReceived``): it
+        reads no more, so nothing may pause it; its bytes stay counted
+        until the request ends."""
+        if self._account is not None:
+            self._account.stop_reading()
+        if self._flow is not None:
+            self._flow.release_all()
+
+    def discard(self, error: BaseException) -> None:
+        """Keep nothing more: the handler will answer ``error`` (or an error
+        of its own found first), never act on this body.  Bytes still to
+        come are dropped as they arrive, and the budget gets its bytes back."""
+        if self.error is None:
+            self.error = error
+        self._parts = []
+        self.release()
+
+    def release(self) -> None:
+        """Give the bytes back to the budget (the request ended, or its
+        client went away).  Idempotent.  The account is dropped, not just
+        closed: it holds this sink's bound methods."""
+        account, self._account = self._account, None
+        if account is not None:
+            account.close()
+        flow, self._flow = self._flow, None
+        if flow is not None:
+            flow.release_all()
 
     def connection_lost(self) -> None:
         self._parts = []
+        self.release()
 
     def content(self) -> bytes:
         if self.error is not None:

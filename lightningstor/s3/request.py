@@ -272,6 +272,9 @@ class S3Request(server.Request):
         connection = connection_of(self)
         if connection is not None:
             connection.body_received()
+        ended = getattr(self.body_sink, "body_ended", None)
+        if ended is not None:
+            ended()  # a buffered body reads no more (s3/body.py)
         if not self.s3_leaf or path == b"*":
             super().requestReceived(command, path, version)
             return
