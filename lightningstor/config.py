@@ -63,6 +63,9 @@ KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
+# Handler threads of the gRPC server (lightningstor.grpc.base.GrpcOptions):
+# the per-principal call cap must stay below it.
+GRPC_HANDLER_THREADS = 16
 
 DEFAULT_DATA_DIR = "/var/lib/lightningstor"
 ENV_CONFIG = "LIGHTNINGSTOR_CONFIG"
@@ -253,6 +256,12 @@ class LimitsSettings:
     # gRPC PutObject carries the whole object in one message; larger objects
     # go through multipart upload (UploadPart streams).
     max_grpc_put_object_bytes: int = 5 * MiB
+    # gRPC calls of one principal running at once (each holds one of the
+    # server's GRPC_HANDLER_THREADS); kept below it so no principal takes them all.
+    max_grpc_calls_per_principal: int = 8
+    # A gRPC stream that moves no message (UploadPart's client sends none,
+    # GetObject's client takes none) for this long is ended.
+    grpc_stream_idle_timeout_seconds: int = 60
     # Object data received from S3 clients and not yet written to the storage
     # backend, and other request bodies (XML) kept until answered, all
     # requests of one process together; above it they are paused
@@ -944,6 +953,12 @@ def _read_limits(t: _Table) -> LimitsSettings:
         ),
         max_inflight_upload_bytes=t.get(
             "max_inflight_upload_bytes", d.max_inflight_upload_bytes, _int(1 * MiB, 1024 * GiB)
+        ),
+        max_grpc_calls_per_principal=t.get(
+            "max_grpc_calls_per_principal", d.max_grpc_calls_per_principal, _int(1, GRPC_HANDLER_THREADS - 1)
+        ),
+        grpc_stream_idle_timeout_seconds=t.get(
+            "grpc_stream_idle_timeout_seconds", d.grpc_stream_idle_timeout_seconds, _int(1, 3600)
         ),
     )
     t.finish()

@@ -27,12 +27,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import audit, errors
+from lightningstor.config import GRPC_HANDLER_THREADS
 from lightningstor.core.access import OBJECTS_GET, Decision, action_of
 from lightningstor.core.policy_actions import COPY_SOURCE
 from lightningstor.core.types import Principal
 from lightningstor.grpc import token
 from lightningstor.grpc.accesslog import GrpcAccessLog, GrpcCall
 from lightningstor.grpc.errors import as_s3_error, trailing_metadata
+from lightningstor.grpc.limits import CallLimiter, StreamWatchdog, Watch, too_many_calls
 
 log = Logger()
 
@@ -41,6 +43,9 @@ MiB = 1 << 20
 MAX_CONTENT_MESSAGE = 1 * MiB
 # Trailing metadata naming the call's request id (the audit record's).
 REQUEST_ID_KEY = "lightningstor-request-id"
+# Threads of the pool that runs health checks and reflection, apart from the
+# API's; reflection streams may hold at most half of them.
+PROBE_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,27 @@ class GrpcOptions:
     max_put_object_bytes: int = 5 * MiB
     max_metadata_bytes: int = 2048
     max_delete_keys: int = 1000
-    max_workers: int = 16
+    max_workers: int = GRPC_HANDLER_THREADS
     grace_seconds: float = 10.0
+    # Calls of one principal that may hold a handler thread at once (below
+    # max_workers, so no principal can take them all).
+    max_calls_per_principal: int = 8
+    # A stream that moves no message for this long is ended (DEADLINE_EXCEEDED).
+    stream_idle_timeout_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_calls_per_principal < self.max_workers:
+            raise ValueError("max_calls_per_principal must be at least 1 and below max_workers")
+        if self.stream_idle_timeout_seconds <= 0:
+            raise ValueError("stream_idle_timeout_seconds must be positive")
+
+    @property
+    def max_concurrent_rpcs(self) -> int:
+        """Calls the server takes at once, running or waiting for a thread
+        (grpcio's ``maximum_concurrent_rpcs``): the pool, as many waiting,
+        and the health/reflection pool.  Beyond it a call fails at once
+        with RESOURCE_EXHAUSTED instead of queueing without bound."""
+        return 2 * self.max_workers + PROBE_WORKERS
 
     @property
     def max_receive_message_bytes(self) -> int:
@@ -176,6 +200,9 @@ class Rpc:
         self.metrics: Any = None
         # Where finished calls are logged (``[logging] access_log``), or None.
         self.access_log: GrpcAccessLog | None = None
+        # Fair use of the handler threads (lightningstor.grpc.limits).
+        self.limiter = CallLimiter(options.max_calls_per_principal)
+        self.watchdog = StreamWatchdog(options.stream_idle_timeout_seconds)
 
     @property
     def active(self) -> int:
@@ -343,6 +370,11 @@ class _Requests:
         self.first: Any = None
         self.bytes = 0
 
+    def timed(self, watch: Watch) -> None:
+        """Read through ``watch``: a client that sends nothing for the
+        watchdog's timeout has its stream ended."""
+        self._messages = watch.wrap(self._messages)
+
     def __iter__(self) -> _Requests:
         return self
 
@@ -380,25 +412,45 @@ def _path(servicer: Any, name: str) -> str:
 
 
 @contextlib.contextmanager
-def _call(rpc: Rpc, name: str, request: Any, context: grpc.ServicerContext, path: str = "") -> Iterator[Principal]:
+def _call(
+    rpc: Rpc, name: str, request: Any, context: grpc.ServicerContext, path: str = "", *, stream: bool = False
+) -> Iterator[Principal]:
     """One RPC from start to end, for both decorators: count it active, set
     up its per-thread state, authenticate (the block gets the principal),
+    hold one of the principal's call slots (:mod:`lightningstor.grpc.limits`),
     turn any failure into a gRPC status, and record the outcome (metrics,
-    audit).  A client that goes away mid-stream (GeneratorExit) stays
-    CANCELLED."""
+    audit).  A streamed call (``stream``) is timed by the watchdog from its
+    start (``rpc.local.watch``).  A client that goes away mid-stream
+    (GeneratorExit) stays CANCELLED; a stream the watchdog ended is
+    DEADLINE_EXCEEDED (RequestTimeout)."""
     rpc.enter()
     rpc.begin(name, path)
     rpc.local.peer = context.peer()
     rpc.local.message = request
+    watch = rpc.local.watch = rpc.watchdog.watch(context) if stream else None
+    if watch is not None and isinstance(request, _Requests):
+        request.timed(watch)
+    slot: str | None = None
     outcome: tuple[grpc.StatusCode, str | None] = (grpc.StatusCode.CANCELLED, None)
     try:
-        yield rpc.authenticate(context)
+        principal = rpc.authenticate(context)
+        if not rpc.limiter.acquire(principal.principal_id):
+            raise too_many_calls(rpc.limiter.cap)
+        slot = principal.principal_id
+        yield principal
         rpc.succeeded(context)
         outcome = (grpc.StatusCode.OK, None)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status
         outcome = _outcome(context, exc)
         rpc.fail(context, exc, name)
     finally:
+        if watch is not None and watch.expired:
+            outcome = (grpc.StatusCode.DEADLINE_EXCEEDED, "RequestTimeout")
+        if slot is not None:
+            rpc.limiter.release(slot)
+        if watch is not None:
+            watch.close()
+        rpc.local.watch = None
         rpc.finish(context, request, *outcome)
         rpc.leave()
 
@@ -412,7 +464,8 @@ def unary(method: Handler) -> Handler:
         if hasattr(request, "__next__"):  # a client stream
             request = _Requests(request)
         name = method.__name__
-        with _call(self.rpc, name, request, context, _path(self, name)) as principal:
+        stream = isinstance(request, _Requests)
+        with _call(self.rpc, name, request, context, _path(self, name), stream=stream) as principal:
             response = method(self, principal, request, context)
             self.rpc.local.bytes_out = _size(response)
             return response
@@ -426,13 +479,18 @@ def streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
         name = method.__name__
-        with _call(self.rpc, name, request, context, _path(self, name)) as principal:
+        with _call(self.rpc, name, request, context, _path(self, name), stream=True) as principal:
             local = self.rpc.local
+            watch: Watch = local.watch
             responses = method(self, principal, request, context)
             try:
                 for response in responses:
                     local.bytes_out += _size(response)
+                    # gRPC sends the message before asking for the next one:
+                    # until then the call waits on the client's reading.
+                    watch.waiting()
                     yield response
+                    watch.progress()
             finally:
                 # As ``yield from`` did: a client that goes away closes the
                 # handler at once (an object reader it holds is released).

@@ -170,6 +170,11 @@ def as_s3_error(exc: BaseException) -> tuple[errors.S3Error, grpc.StatusCode]:
         return errors.InternalError(), S.INTERNAL
     if isinstance(exc, (errors.ChunkCorrupted, errors.ChunkNotFound)):
         return answer, S.DATA_LOSS
+    # An error may name its own status where gRPC has a better one than its
+    # S3 code's (a principal over its call cap: SlowDown, RESOURCE_EXHAUSTED).
+    override = getattr(exc, "grpc_status", None)
+    if isinstance(override, grpc.StatusCode):
+        return answer, override
     return answer, status_for(answer.code)
 
 

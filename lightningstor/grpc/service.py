@@ -11,28 +11,36 @@ until every handler has returned, before the stores close after it.
 The standard health service (``grpc.health.v1.Health``) reports SERVING
 while the metadata store and storage backend are ready (the same check as
 ``GET /ready``), and server reflection lets ``grpcurl`` and friends discover
-the API without the proto file.
+the API without the proto file.  Both run on a small pool of their own
+(grpcio allows one per method), so API calls that hold every API thread do
+not delay a health check; reflection streams, which need no token, may hold
+at most half of that pool and are timed like API streams.  The handler
+threads are shared fairly (:mod:`lightningstor.grpc.limits`): a cap per
+principal, a bound on calls waiting for a thread, and a watchdog that ends
+idle streams.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.grpc.accesslog import GrpcAccessLog
-from lightningstor.grpc.base import GrpcOptions, Rpc
+from lightningstor.grpc.base import PROBE_WORKERS, GrpcOptions, Rpc
 from lightningstor.grpc.buckets import BucketServicer
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
 from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
+from lightningstor.grpc.limits import TOO_MANY_CALLS_STATUS, CallLimiter, StreamWatchdog, own_pool
 from lightningstor.grpc.objects import ObjectServicer
 
 log = Logger()
@@ -81,10 +89,14 @@ class GrpcService(Service):
         self.health = health.HealthServicer()
         self.bound_port: int | None = None
         self._health_loop: LoopingCall | None = None
+        self._watchdog_loop: LoopingCall | None = None
+        self._executors: list[ThreadPoolExecutor] = []
 
     def startService(self) -> None:
         super().startService()
         executor = ThreadPoolExecutor(max_workers=self.options.max_workers, thread_name_prefix="lightningstor-grpc")
+        probes = ThreadPoolExecutor(max_workers=PROBE_WORKERS, thread_name_prefix="lightningstor-grpc-probe")
+        self._executors = [executor, probes]
         limit = self.options.max_receive_message_bytes
         server = grpc.server(
             executor,
@@ -95,21 +107,31 @@ class GrpcService(Service):
                 # same port would then share it silently instead of failing.
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ],
+            # Calls beyond it fail at once (RESOURCE_EXHAUSTED) rather than
+            # wait without bound for a thread.
+            maximum_concurrent_rpcs=self.options.max_concurrent_rpcs,
         )
         pb_grpc.add_ObjectServiceServicer_to_server(ObjectServicer(self.rpc), server)
         pb_grpc.add_BucketServiceServicer_to_server(BucketServicer(self.rpc), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        health_pb2_grpc.add_HealthServicer_to_server(_Probe(self.health, probes), server)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            _Reflection(
+                reflection.ReflectionServicer((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+                probes,
+                self.rpc.watchdog,
+            ),
+            server,
+        )
         try:
             if self.credentials is not None:
                 port = server.add_secure_port(self.address, self.credentials)
             else:
                 port = server.add_insecure_port(self.address)
         except RuntimeError as e:  # grpcio raises when it cannot bind
-            executor.shutdown(wait=False)
+            self._shutdown_executors()
             raise RuntimeError(f"gRPC API cannot listen on {self.address}: {e}") from e
         if not port:
-            executor.shutdown(wait=False)
+            self._shutdown_executors()
             raise RuntimeError(f"gRPC API cannot listen on {self.address}")
         server.start()
         self.server = server
@@ -127,6 +149,17 @@ class GrpcService(Service):
         self._health_loop.start(HEALTH_INTERVAL_SECONDS, now=True).addErrback(
             lambda f: log.failure("gRPC health checks stopped", f)
         )
+        watchdog = self.rpc.watchdog
+        self._watchdog_loop = LoopingCall(watchdog.sweep)
+        self._watchdog_loop.clock = self.reactor
+        self._watchdog_loop.start(watchdog.interval, now=False).addErrback(
+            lambda f: log.failure("gRPC stream watchdog stopped", f)
+        )
+
+    def _shutdown_executors(self) -> None:
+        for pool in self._executors:
+            pool.shutdown(wait=False)
+        self._executors = []
 
     def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -158,7 +191,45 @@ class GrpcService(Service):
             yield d
         if self.rpc.active:
             log.warn("{n} gRPC calls still running at shutdown", n=self.rpc.active)
+        # The watchdog runs until the calls are gone: an idle stream would
+        # otherwise hold the drain for the whole grace period.
+        if self._watchdog_loop is not None and self._watchdog_loop.running:
+            self._watchdog_loop.stop()
+        self._shutdown_executors()
         log.info("gRPC API stopped")
+
+
+class _Probe:
+    """The health servicer with ``Check`` and ``List`` on the probe pool
+    (``Watch`` does not hold a thread: grpcio's health servicer answers it
+    by callback)."""
+
+    def __init__(self, servicer: health.HealthServicer, pool: ThreadPoolExecutor) -> None:
+        self.Check = own_pool(servicer.Check, pool)
+        self.List = own_pool(servicer.List, pool)
+        self.Watch = servicer.Watch
+
+
+class _Reflection:
+    """Server reflection on the probe pool: it needs no token, so its
+    streams are capped (half the pool, the rest stays free for health
+    checks) and timed like API streams."""
+
+    def __init__(self, servicer: Any, pool: ThreadPoolExecutor, watchdog: StreamWatchdog) -> None:
+        self._servicer = servicer
+        self._watchdog = watchdog
+        self._limiter = CallLimiter(max(1, PROBE_WORKERS // 2))
+        self.ServerReflectionInfo = own_pool(self._info, pool)
+
+    def _info(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        if not self._limiter.acquire(""):
+            context.abort(TOO_MANY_CALLS_STATUS, "Too many concurrent reflection streams; retry later")
+        watch = self._watchdog.watch(context)
+        try:
+            yield from self._servicer.ServerReflectionInfo(watch.wrap(requests), context)
+        finally:
+            watch.close()
+            self._limiter.release("")
 
 
 def grpc_service_from_settings(
@@ -184,6 +255,8 @@ def grpc_service_from_settings(
         # The gRPC service drains first, then the S3 listener: half each keeps
         # the whole stop within server.shutdown_timeout_seconds.
         grace_seconds=settings.server.shutdown_timeout_seconds / 2,
+        max_calls_per_principal=settings.limits.max_grpc_calls_per_principal,
+        stream_idle_timeout_seconds=settings.limits.grpc_stream_idle_timeout_seconds,
     )
     credentials = tls.grpc_server_credentials() if tls is not None else None
     return GrpcService(

@@ -125,6 +125,8 @@ def test_defaults_with_nothing_given() -> None:
     assert s.limits.max_header_bytes == 16384
     assert s.limits.max_delete_keys == 1000
     assert s.limits.idle_timeout_seconds == 60
+    assert s.limits.max_grpc_calls_per_principal == 8
+    assert s.limits.grpc_stream_idle_timeout_seconds == 60
     assert (s.logging.level, s.logging.format, s.logging.access_log) == ("info", "text", True)
     assert s.security.master_key_file == "/var/lib/lightningstor/master.key"
 
@@ -370,6 +372,9 @@ BAD_VALUES = [
     ('[limits]\nmax_header_bytes = 100', "limits.max_header_bytes: must be between 1024 and"),
     ('[limits]\nmax_delete_keys = 0', "limits.max_delete_keys: must be between 1 and"),
     ('[limits]\nidle_timeout_seconds = 0', "limits.idle_timeout_seconds: must be between 1 and 86400"),
+    ('[limits]\nmax_grpc_calls_per_principal = 0', "limits.max_grpc_calls_per_principal: must be between 1 and 15"),
+    ('[limits]\nmax_grpc_calls_per_principal = 16', "limits.max_grpc_calls_per_principal: must be between 1 and 15"),
+    ('[limits]\ngrpc_stream_idle_timeout_seconds = 0', "limits.grpc_stream_idle_timeout_seconds: must be between 1 and 3600"),
     ('[logging]\nlevel = "verbose"', "logging.level: must be one of 'trace', 'debug', 'info', 'warn'"),
     ('[logging]\nformat = "xml"', "logging.format: must be one of 'text', 'json', got 'xml'"),
     ('[logging]\naccess_log = "true"', "logging.access_log: expected a boolean"),
