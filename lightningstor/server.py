@@ -471,6 +471,8 @@ def _assemble(
             max_connections=settings.limits.max_connections,
             header_timeout=settings.limits.header_timeout_seconds,
             body_timeout=settings.limits.body_timeout_seconds,
+            # A response the client stopped reading is a connection without traffic.
+            send_timeout=settings.limits.idle_timeout_seconds,
         ),
     ).setServiceParent(top)
     if settings.server.grpc_enabled:

@@ -200,7 +200,12 @@ class S3Site(server.Site):
     def __init__(self, api: S3Api, **kwargs: Any) -> None:
         super().__init__(api.app.resource(), **kwargs)
         self.api = api
-        self._s3_resource = _S3Resource(api)
+        self._s3_resource = _S3Resource(api._s3)
+        # The probes are served directly too: Klein would match the request
+        # path as sent, and for a target in absolute form
+        # ("GET http://host/health") that is the whole URI, which only the
+        # S3 catch-all route matches, while begin had classified a probe.
+        self._probes = {"Health": _S3Resource(api._health), "Ready": _S3Resource(api._ready)}
 
     def protocol(self) -> S3Channel:  # type: ignore[override]
         """The connection: an HTTP/1.1 :class:`S3Channel`, without the proxy
@@ -228,24 +233,22 @@ class S3Site(server.Site):
                 return _ErrorResource(self.api)
             if call.op == "Metrics" and self.api.metrics_resource is not None:
                 return self.api.metrics_resource
-            if call.op not in _KLEIN_ROUTED:
-                # Every S3 operation: the operation is already known (begin),
-                # so werkzeug's URL matching would only find the catch-all
-                # route again, at the cost of all of twisted.web's own work
-                # (DESIGN.md, "Costs measured").
-                request.site = self
-                request.sitepath = list(request.prepath)
-                return self._s3_resource
+            probe = self._probes.get(call.op)
+            if probe is not None:
+                return probe
+            # Every S3 operation: the operation is already known (begin),
+            # so werkzeug's URL matching would only find the catch-all
+            # route again, at the cost of all of twisted.web's own work
+            # (DESIGN.md, "Costs measured").
+            request.site = self
+            request.sitepath = list(request.prepath)
+            return self._s3_resource
+        # Set-up failed (S3Request._begin logged why): Klein's routes answer.
         return super().getResourceFor(request)
 
 
-# Operations still routed by Klein: the unauthenticated probes, whose routes
-# are Klein's (``S3Api.__init__``).  Everything else goes to _S3Resource.
-_KLEIN_ROUTED = frozenset(_PROBES.values())
-
-
 class _S3Resource(resource.Resource):
-    """The S3 routes, rendered without Klein.
+    """The S3 routes (``S3Api._s3``), or a probe's, rendered without Klein.
 
     Klein's own work per request (werkzeug's ``bind`` and ``match``, URL
     part extraction, two ``maybeDeferred`` layers) costs about as much as
@@ -261,9 +264,9 @@ class _S3Resource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, api: S3Api) -> None:
+    def __init__(self, handler: Callable[[Any], Any]) -> None:
         super().__init__()
-        self.api = api
+        self.handler = handler
 
     def render(self, request: Any) -> Any:
         # Only a request whose S3Api.begin ran gets here (S3Site.getResourceFor
@@ -272,7 +275,7 @@ class _S3Resource(resource.Resource):
         # request rather than three, each a Deferred and its callbacks.
         state = _RenderState(request)
         request.s3_render = state
-        d = maybeDeferred(self.api._s3, request)
+        d = maybeDeferred(self.handler, request)
         state.handler = d
         d.addErrback(state.failed)
         d.addCallback(state.write)

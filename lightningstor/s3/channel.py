@@ -29,14 +29,21 @@ Why a subclass, and why built directly:
   re-parsed (in quadratic time) when the request ended.  Here reading
   stops at :data:`PIPELINED_LIMIT` in that state too; ``requestDone`` and
   ``resumeProducing`` read on as twisted.web does otherwise.
+- The transport pausing and resuming the channel (its send buffer full,
+  then drained) is told to the connection limits, whose send deadline cuts
+  off a client that stops reading a response (s3/limits.py).
+- Framings that RFC 9112 refuses, and request heads over the size limits,
+  get an answer (:class:`~lightningstor.s3.framing.StrictHTTPChannel`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.web import http
 from twisted.web.http_headers import Headers
+
+from lightningstor.s3.framing import StrictHTTPChannel
+from lightningstor.s3.limits import LimitedConnection
 
 PIPELINED_LIMIT = 64 * 1024
 """Bytes kept from a client ahead of the request being answered before the
@@ -48,7 +55,7 @@ _MAX_LENGTH_DIGITS = 40
 _HUGE_LENGTH = b"9" * _MAX_LENGTH_DIGITS
 
 
-class S3Channel(http.HTTPChannel):
+class S3Channel(StrictHTTPChannel):
     """One HTTP/1.1 connection to the S3 port (see the module docstring).
 
     While ``hold_head`` is set, the response head waits for the first body
@@ -109,6 +116,16 @@ class S3Channel(http.HTTPChannel):
         if self._handlingRequest and self._waitingForTransport and self._dataBuffer:
             if sum(map(len, self._dataBuffer)) > PIPELINED_LIMIT:
                 self._networkProducer.pauseProducing()  # see the module docstring
+
+    def pauseProducing(self) -> None:
+        super().pauseProducing()
+        if isinstance(self.transport, LimitedConnection):
+            self.transport.send_blocked()  # the response waits for the client
+
+    def resumeProducing(self) -> None:
+        if isinstance(self.transport, LimitedConnection):
+            self.transport.send_unblocked()
+        super().resumeProducing()
 
     def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
         if header == b"Content-Length" and len(data) > _MAX_LENGTH_DIGITS and data.isdigit():

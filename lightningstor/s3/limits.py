@@ -1,9 +1,9 @@
-"""Connection limits for the S3 listener: header and body deadlines, a connection cap.
+"""Connection limits for the S3 listener: header, body and send deadlines, a connection cap.
 
 twisted.web's ``Site(timeout=...)`` closes a connection only after that many
 seconds *without any byte*: a client that sends its request headers one byte
 every few seconds (slowloris) resets the timer forever and holds a
-connection, and enough of them hold every file descriptor.  Two defences,
+connection, and enough of them hold every file descriptor.  The defences,
 in one ``WrappingFactory`` around the site (the Twisted way to add
 connection policy, as ``policies.TimeoutFactory`` does):
 
@@ -23,6 +23,17 @@ connection policy, as ``policies.TimeoutFactory`` does):
   in which the server itself paused the transport (backpressure: the
   storage writer or the in-flight byte budget is behind) are never held
   against the client: :meth:`LimitedConnection.pauseProducing` marks them.
+* **Send progress.** twisted.web switches its idle timeout off while a
+  request is handled, so a client that asks for a large object and never
+  reads it held its connection, a connection slot and an open object reader
+  for ever.  While the transport's send buffer is full (the response waits
+  for the client: the transport paused the HTTP channel, which tells
+  :meth:`LimitedConnection.send_blocked`), the client must receive at least
+  one byte every ``send_timeout`` seconds (``limits.idle_timeout_seconds``: a
+  response nobody reads is a connection without traffic); otherwise the
+  connection is aborted, which stops the response and closes its reader.  A
+  client that reads slowly keeps it open: any byte it receives
+  (:func:`lightningstor.tcp.bytes_delivered`) restarts the period.
 * **Connection cap.** Above ``max_connections`` open connections, a new one
   gets ``503 SlowDown`` (``Connection: close``) at once and is closed, so
   clients back off and retry instead of queueing on a server that would
@@ -40,6 +51,8 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from lightningstor.tcp import bytes_delivered
+
 log = Logger()
 
 _SLOW_DOWN_BODY = (
@@ -51,6 +64,9 @@ _SLOW_DOWN_BODY = (
 MIN_BODY_BYTES = 1024
 # While the server holds a body back, the site's idle timer is reset this often.
 IDLE_TOUCH_SECONDS = 5.0
+# A blocked send is checked this many times per ``send_timeout``: a stalled
+# client is cut at most a quarter of the period late.
+SEND_CHECKS = 4
 
 _REQUEST_TIMEOUT_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -91,6 +107,10 @@ class LimitedConnection(ProtocolWrapper):
         self._in_body = False
         self._holding = False
         self._channel: Any = None
+        # Send progress (see the module docstring).
+        self._send_timer: Any = None
+        self._delivered_mark: int | None = None
+        self._delivered_at = 0.0
 
     def dataReceived(self, data: bytes) -> None:
         if self._between_requests and data and self._deadline is None and self.factory.header_timeout:
@@ -157,6 +177,46 @@ class LimitedConnection(ProtocolWrapper):
         self._keep_fresh()
         transport: Any = self.transport
         transport.resumeProducing()
+
+    # -- send progress ------------------------------------------------------
+    def send_blocked(self) -> None:
+        """The transport's send buffer is full: from now on the response
+        waits for the client to read (the transport paused the channel)."""
+        if self._send_timer is not None or not self.factory.send_timeout:
+            return
+        self._delivered_mark = bytes_delivered(self.transport)
+        self._delivered_at = self.factory.reactor.seconds()
+        self._send_timer = self.factory.reactor.callLater(
+            self.factory.send_timeout / SEND_CHECKS, self._check_send
+        )
+
+    def send_unblocked(self) -> None:
+        """The transport sent what it held and resumed the channel."""
+        self._cancel_send()
+
+    def _check_send(self) -> None:
+        self._send_timer = None
+        reactor = self.factory.reactor
+        now = reactor.seconds()
+        delivered = bytes_delivered(self.transport)
+        if delivered is not None and delivered != self._delivered_mark:
+            self._delivered_mark, self._delivered_at = delivered, now  # the client read something
+        elif now - self._delivered_at >= self.factory.send_timeout:
+            self.factory.sends_timed_out += 1
+            log.info(
+                "Closing {peer}: the client read nothing of the response for {seconds} s",
+                peer=str(self.getPeer()), seconds=self.factory.send_timeout,
+            )  # fmt: skip
+            transport: Any = self.transport
+            transport.abortConnection()
+            return
+        self._send_timer = reactor.callLater(self.factory.send_timeout / SEND_CHECKS, self._check_send)
+
+    def _cancel_send(self) -> None:
+        if self._send_timer is not None:
+            if self._send_timer.active():
+                self._send_timer.cancel()
+            self._send_timer = None
 
     # -- the server, not the client, is the one waiting ----------------------
     def hold(self, channel: Any) -> None:
@@ -235,6 +295,7 @@ class LimitedConnection(ProtocolWrapper):
         self._cancel()
         self._cancel_body()
         self._cancel_touch()
+        self._cancel_send()
         super().connectionLost(reason)
 
 
@@ -251,23 +312,32 @@ class _SlowDown(Protocol):
 class ConnectionLimits(WrappingFactory[LimitedConnection]):
     """Wraps the S3 site (inside TLS, so the deadline also covers a slow
     handshake's aftermath but never decrypts twice).  ``max_connections``,
-    ``header_timeout`` and ``body_timeout`` 0 switch each limit off.
-    ``refused``, ``headers_timed_out`` and ``bodies_timed_out`` count what
-    the limits did."""
+    ``header_timeout``, ``body_timeout`` and ``send_timeout`` 0 switch each
+    limit off.  ``refused``, ``headers_timed_out``, ``bodies_timed_out`` and
+    ``sends_timed_out`` count what the limits did."""
 
     protocol = LimitedConnection
 
     def __init__(
-        self, wrapped: Any, reactor: Any, *, max_connections: int, header_timeout: float, body_timeout: float = 0
+        self,
+        wrapped: Any,
+        reactor: Any,
+        *,
+        max_connections: int,
+        header_timeout: float,
+        body_timeout: float = 0,
+        send_timeout: float = 0,
     ) -> None:
         super().__init__(wrapped)
         self.reactor = reactor
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.send_timeout = send_timeout
         self.refused = 0
         self.headers_timed_out = 0
         self.bodies_timed_out = 0
+        self.sends_timed_out = 0
 
     def acceptableProtocols(self) -> list[bytes]:
         """The site's ALPN protocols: TLS asks the factory it wraps (this

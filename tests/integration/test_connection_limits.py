@@ -1,6 +1,7 @@
 """Connection limits of the real server: slowloris headers are cut off by
 ``limits.header_timeout_seconds`` even though every byte resets the idle
-timeout, and connections above ``limits.max_connections`` get 503 SlowDown."""
+timeout, a response the client stops reading by ``limits.idle_timeout_seconds``,
+and connections above ``limits.max_connections`` get 503 SlowDown."""
 
 from __future__ import annotations
 
@@ -185,8 +186,9 @@ def test_a_trickled_body_gets_request_timeout_and_stores_nothing(limited: Server
 
 def test_a_chunked_body_is_timed_whichever_transfer_encoding_header_names_it(limited: ServerProcess) -> None:
     """``Transfer-Encoding: identity`` followed by ``Transfer-Encoding:
-    chunked`` is a chunked body too: a trickled one is cut off by the body
-    deadline like any other, not left open for as long as it trickles."""
+    chunked`` once left a trickled chunked body without its deadline; it is
+    a framing RFC 9112 refuses (answered 400 at once, s3/framing.py), and
+    a trickled body under it is never left open for as long as it trickles."""
     sock = _connect(limited)
     began = time.monotonic()
     closed_or_answered = False
@@ -248,3 +250,95 @@ def test_a_client_that_does_not_read_cannot_pipeline_without_bound(server: Serve
     finally:
         sock.close()
     assert sent < 16 << 20, f"the server took {sent} pipelined bytes while its answer was not read"
+
+
+def _big_object_path(server: ServerProcess, size: int) -> tuple[str, str, bytes]:
+    """Store ``size`` random bytes under a fresh key: (its key, the presigned
+    GET path, the bytes)."""
+    import os
+    import uuid
+
+    from tests.integration.conftest import make_client
+
+    s3: Any = make_client(server.endpoint)
+    bucket = "slowread"
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
+    key = f"big-{uuid.uuid4().hex[:8]}"
+    body = os.urandom(size)
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
+    return key, url.split(str(server.port), 1)[1], body
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of ``sock`` (Linux ``TCP_INFO``; 1 is
+    ESTABLISHED), read without taking any received bytes."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def test_a_response_the_client_stops_reading_is_cut_off(limited: ServerProcess) -> None:
+    """A GET of a 16 MiB object whose client reads nothing: twisted.web's idle
+    timeout is off while a request is handled, so the connection (a slot, and
+    the object's reader) was held for as long as the client liked.  With
+    idle_timeout_seconds = 3 it is aborted a few seconds after the socket
+    buffers fill, and the request ends: its access-log line is written with
+    only part of the object sent."""
+    key, path, body = _big_object_path(limited, 16 << 20)
+    sock = _connect(limited)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    began = time.monotonic()
+    closed_after = None
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{limited.port}\r\n\r\n".encode())
+        while time.monotonic() - began < 12:
+            if _tcp_state(sock) != 1:
+                closed_after = time.monotonic() - began
+                break
+            time.sleep(0.1)
+        received = b""
+        sock.settimeout(3)
+        try:
+            while piece := sock.recv(1 << 20):
+                received += piece
+        except (ConnectionResetError, TimeoutError):
+            pass
+    finally:
+        sock.close()
+    assert closed_after is not None, "the server waited for a client that never read"
+    assert 2.5 <= closed_after <= 8.0, closed_after
+    assert len(received) < len(body)
+    deadline = time.monotonic() + 5
+    while not any(f"GET /slowread/{key}?" in line for line in limited.output):
+        assert time.monotonic() < deadline, "the cut-off GET never ended"
+        time.sleep(0.1)
+
+
+def test_a_client_reading_slowly_but_steadily_is_not_cut_off(limited: ServerProcess) -> None:
+    """A client that takes 64 KiB a second (the server's send buffer stays
+    full all along, and the socket's buffers hold megabytes, which it
+    drains only slowly) for 8 s, more than twice the 3 s idle timeout, keeps
+    its connection and then gets the whole object, intact."""
+    _, path, body = _big_object_path(limited, 16 << 20)
+    sock = _connect(limited)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    received = b""
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{limited.port}\r\n\r\n".encode())
+        began = time.monotonic()
+        while time.monotonic() - began < 8:
+            step = len(received) + 64 * 1024
+            while len(received) < step:
+                piece = sock.recv(step - len(received))
+                assert piece, f"closed after {len(received)} bytes, {time.monotonic() - began:.1f} s"
+                received += piece
+            time.sleep(1.0)
+        head, _, data = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        while len(data) < len(body):
+            piece = sock.recv(1 << 20)
+            assert piece, f"closed after {len(data)} body bytes"
+            data += piece
+    finally:
+        sock.close()
+    assert data == body

@@ -352,3 +352,56 @@ def test_bucket_policies_see_tls_and_its_version(tls_server: tuple[ServerProcess
         s3.get_object(Bucket=bucket, Key="k")
     assert denied.value.response["Error"]["Code"] == "AccessDenied"
     s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_the_send_deadline_works_through_tls(tmp_path: Path) -> None:
+    """Over TLS the send deadline reads the client's progress from the TCP
+    connection under the TLS layer: a GET whose client reads nothing is
+    aborted a few seconds after idle_timeout_seconds = 3, and one that reads
+    64 KiB a second for 8 s keeps its connection and gets the whole object."""
+    pki = make_pki(tmp_path / "pki")
+    server = _start(tmp_path, pki, "\n[limits]\nidle_timeout_seconds = 3\n")
+    try:
+        s3 = _client(server, pki)
+        s3.create_bucket(Bucket="tlsslow")
+        body = os.urandom(16 << 20)
+        s3.put_object(Bucket="tlsslow", Key="big", Body=body)
+        path = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": "tlsslow", "Key": "big"}, ExpiresIn=300
+        ).split(str(server.port), 1)[1]
+        ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+
+        def connect() -> ssl.SSLSocket:
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+        with connect() as tls:
+            tls.sendall(request)
+            began = time.monotonic()
+            while tls.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == 1:  # ESTABLISHED
+                assert time.monotonic() - began < 12, "the server waited for a client that never read"
+                time.sleep(0.1)
+            assert time.monotonic() - began >= 2.5
+
+        with connect() as tls:
+            tls.sendall(request)
+            received = b""
+            began = time.monotonic()
+            while time.monotonic() - began < 8:
+                step = len(received) + 64 * 1024
+                while len(received) < step:
+                    piece = tls.recv(step - len(received))
+                    assert piece, f"closed after {len(received)} bytes"
+                    received += piece
+                time.sleep(1.0)
+            head, _, data = received.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            while len(data) < len(body):
+                piece = tls.recv(1 << 20)
+                assert piece, f"closed after {len(data)} body bytes"
+                data += piece
+            assert data == body
+    finally:
+        server.stop()

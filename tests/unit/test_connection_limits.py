@@ -1,13 +1,16 @@
-"""s3/limits.py in memory: the header deadline and the connection cap, driven with
-``StringTransport`` and ``Clock`` around a twisted.web Site using S3Request."""
+"""s3/limits.py in memory: the header, body and send deadlines and the connection
+cap, driven with ``StringTransport`` and ``Clock`` around a twisted.web Site using
+S3Request."""
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web import resource, server
 
+from lightningstor.s3 import limits
 from lightningstor.s3.limits import ConnectionLimits
 from lightningstor.s3.request import S3Request
 
@@ -25,12 +28,22 @@ class _Hello(resource.Resource):
 
 
 def _factory(
-    clock: Clock, *, max_connections: int = 10, header_timeout: float = 30, body_timeout: float = 0
+    clock: Clock,
+    *,
+    max_connections: int = 10,
+    header_timeout: float = 30,
+    body_timeout: float = 0,
+    send_timeout: float = 0,
 ) -> ConnectionLimits:
     site = server.Site(_Hello(), reactor=clock)
     site.requestFactory = S3Request
     return ConnectionLimits(
-        site, clock, max_connections=max_connections, header_timeout=header_timeout, body_timeout=body_timeout
+        site,
+        clock,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        send_timeout=send_timeout,
     )
 
 
@@ -169,3 +182,92 @@ def test_time_the_server_holds_a_body_back_is_not_idle_time() -> None:
     proto.resumeProducing()  # type: ignore[attr-defined]
     clock.advance(61)  # the client's own silence still counts
     assert transport.disconnecting
+
+
+class _Delivered:
+    """Stands in for ``lightningstor.tcp.bytes_delivered``: what the client
+    has received so far, as the test says."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, transport: object) -> int:
+        return self.count
+
+
+def _send_factory(clock: Clock, send_timeout: float) -> ConnectionLimits:
+    """A factory with only the send deadline: no idle timeout of the site."""
+    factory = _factory(clock, send_timeout=send_timeout)
+    factory.wrappedFactory.timeOut = None  # type: ignore[attr-defined]
+    return factory
+
+
+def _run(clock: Clock, seconds: float) -> None:
+    """Let ``seconds`` pass in half-second steps, as a reactor would (one
+    ``Clock.advance`` runs every timer due as if at the end of the step)."""
+    for _ in range(round(seconds * 2)):
+        clock.advance(0.5)
+
+
+def test_a_blocked_send_without_progress_is_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The response waits for a client that receives nothing: aborted once
+    send_timeout has passed (checked four times a period), counted."""
+    monkeypatch.setattr(limits, "bytes_delivered", _Delivered())
+    clock = Clock()
+    factory = _send_factory(clock, 10)
+    proto, transport = _connect(factory)
+    proto.send_blocked()  # type: ignore[attr-defined]
+    proto.send_blocked()  # the transport says so again on every write: one timer
+    _run(clock, 9.5)
+    assert not transport.disconnected
+    _run(clock, 0.5)
+    assert transport.disconnected and factory.sends_timed_out == 1
+
+
+def test_a_client_receiving_slowly_keeps_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A byte received now and then restarts the period, however long the
+    send stays blocked; once the bytes stop, the period runs out."""
+    delivered = _Delivered()
+    monkeypatch.setattr(limits, "bytes_delivered", delivered)
+    clock = Clock()
+    factory = _send_factory(clock, 10)
+    proto, transport = _connect(factory)
+    proto.send_blocked()  # type: ignore[attr-defined]
+    for _ in range(20):
+        _run(clock, 7.5)
+        delivered.count += 1
+    assert not transport.disconnected
+    _run(clock, 12.5)
+    assert transport.disconnected and factory.sends_timed_out == 1
+
+
+def test_a_send_that_unblocks_ends_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transport resumed the channel (its buffer drained): no deadline
+    until it blocks again, which starts a whole period."""
+    monkeypatch.setattr(limits, "bytes_delivered", _Delivered())
+    clock = Clock()
+    factory = _send_factory(clock, 10)
+    proto, transport = _connect(factory)
+    proto.send_blocked()  # type: ignore[attr-defined]
+    _run(clock, 9.5)
+    proto.send_unblocked()  # type: ignore[attr-defined]
+    _run(clock, 100)
+    assert not transport.disconnected
+    proto.send_blocked()  # type: ignore[attr-defined]
+    _run(clock, 9.5)
+    assert not transport.disconnected
+    _run(clock, 0.5)
+    assert transport.disconnected
+
+
+def test_send_timeout_zero_is_off_and_a_lost_connection_stops_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "bytes_delivered", _Delivered())
+    clock = Clock()
+    proto, transport = _connect(_send_factory(clock, 0))
+    proto.send_blocked()  # type: ignore[attr-defined]
+    _run(clock, 1000)
+    assert not transport.disconnected
+    proto, transport = _connect(_send_factory(clock, 10))
+    proto.send_blocked()  # type: ignore[attr-defined]
+    proto.connectionLost(None)  # type: ignore[attr-defined]
+    assert not [c for c in clock.getDelayedCalls() if "_check_send" in repr(c)]

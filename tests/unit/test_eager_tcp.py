@@ -139,3 +139,50 @@ def test_other_writes_take_the_usual_path(pair: tuple[EagerServer, socket.socket
     peer.setblocking(False)
     with pytest.raises(BlockingIOError):
         peer.recv(100)
+
+
+def test_bytes_delivered_moves_only_as_the_peer_reads() -> None:
+    """``bytes_delivered`` (the send deadline's measure of a client's
+    progress) counts what the socket took less what still waits in the
+    kernel's send queue: it stops while the peer reads nothing, however
+    much the socket buffered, and moves once the peer reads.  It is found
+    through protocol wrappers, and is None for another kind of transport."""
+    import time
+
+    from twisted.internet.testing import StringTransport
+    from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+    from lightningstor.tcp import bytes_delivered
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    peer = socket.create_connection(listener.getsockname())
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    accepted, _ = listener.accept()
+    accepted.setblocking(False)
+    server = EagerServer(accepted, _TLSLayer(), ("127.0.0.1", 1), _Port(), 1, reactor)  # type: ignore[arg-type]
+    server.startWriting = lambda: None  # type: ignore[method-assign]  # the test drives doWrite
+    server.stopWriting = lambda: None  # type: ignore[method-assign]
+    wrapper = ProtocolWrapper(WrappingFactory(Protocol()), Protocol())  # type: ignore[arg-type]
+    wrapper.makeConnection(server)
+    try:
+        server.write(b"x" * (16 << 20))
+        time.sleep(0.2)
+        server.doWrite()
+        stalled = bytes_delivered(wrapper)
+        assert stalled is not None and 0 < stalled < server.sent
+        time.sleep(0.2)
+        assert bytes_delivered(wrapper) == stalled  # nothing read: no progress
+        peer.settimeout(5)
+        read = 0
+        while read < 1 << 20:
+            read += len(peer.recv(1 << 20))
+        time.sleep(0.2)
+        server.doWrite()
+        moved = bytes_delivered(wrapper)
+        assert moved is not None and moved > stalled
+        assert bytes_delivered(StringTransport()) is None
+    finally:
+        reactor.removeReader(server)  # type: ignore[attr-defined]
+        accepted.close()
+        peer.close()
+        listener.close()

@@ -1,0 +1,246 @@
+"""HTTP/1.1 request framing at the real server's edge, over raw sockets:
+what RFC 9112 requires a server to refuse (and a front proxy might read
+differently) is answered 400 and the connection closed; request heads over
+the size limits get AWS's 400 RequestHeaderSectionTooLarge (or 414) instead
+of a silent close or a bare 400; any request
+target, absolute form included, is answered without a 500."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.integration.raw import CREDS
+from tests.integration.server import ServerProcess
+
+# Sent behind every case on the same connection: answered only if the
+# server stayed in step with the client (and did not close); the server
+# closes once it has answered it.
+PROBE = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+CLOSE = b"Connection: close\r\n"
+
+
+def _exchange(server: ServerProcess, data: bytes, wait: float = 3.0) -> tuple[bytes, bool]:
+    """Send ``data``; (everything received, whether the server closed)
+    once it closes or ``wait`` seconds pass without a byte."""
+    assert server.port is not None
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=wait)
+    received = b""
+    try:
+        sock.sendall(data)
+        while True:
+            try:
+                piece = sock.recv(65536)
+            except TimeoutError:
+                return received, False
+            except ConnectionResetError:
+                return received, True
+            if not piece:
+                return received, True
+            received += piece
+    finally:
+        sock.close()
+
+
+def _statuses(received: bytes) -> list[int]:
+    return [int(m) for m in re.findall(rb"^HTTP/1\.[01] (\d{3}) ", received, re.M)]
+
+
+def _host(server: ServerProcess) -> bytes:
+    return b"Host: 127.0.0.1:%d\r\n" % server.port
+
+
+def _refused(server: ServerProcess, request: bytes) -> None:
+    """``request`` (followed by a pipelined probe) gets 400 and a close, and
+    the probe is never answered."""
+    received, closed = _exchange(server, request + PROBE)
+    assert _statuses(received) == [400], received[:300]
+    assert closed
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Transfer-Encoding: identity\r\n",
+        b"Transfer-Encoding: identity\r\nContent-Length: 0\r\n",
+        b"Content-Length: 0\r\nTransfer-Encoding: identity\r\n",
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+        b"Transfer-Encoding: IDENTITY\r\nTransfer-Encoding: chunked\r\n",
+    ],
+    ids=["identity", "identity-then-length", "length-then-identity", "chunked-then-identity", "identity-then-chunked"],
+)
+def test_a_transfer_encoding_not_ending_in_chunked_is_refused(server: ServerProcess, framing: bytes) -> None:
+    """``Transfer-Encoding: identity``, alone, beside ``Content-Length``, or
+    making the coding list end in something other than ``chunked``: RFC
+    9112 §6.3 requires 400 and a close (twisted.web ignored ``identity``)."""
+    _refused(server, b"POST /framing-bucket/k HTTP/1.1\r\n" + _host(server) + framing + b"\r\n0\r\n\r\n")
+
+
+def test_a_plain_chunked_body_is_still_read(server: ServerProcess, s3: Any) -> None:
+    """A single ``Transfer-Encoding: chunked`` stays what it was: a signed
+    PutObject framed by its chunks is stored and the pipelined probe is
+    answered."""
+    bucket = f"chunked-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    request = (
+        f"PUT /{bucket}/k HTTP/1.1\r\n".encode() + _host(server) + _signed_head(server, "PUT", f"/{bucket}/k")
+        + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    received, _ = _exchange(server, request + PROBE)
+    assert _statuses(received) == [200, 200], received[:500]
+    assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == 0
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /health HTTP/1.1\r\n",
+        b"GET /health HTTP/1.1\r\nHost: a\r\nHost: a\r\n",
+        b"GET /health HTTP/1.1\r\nHost: a\r\nX-Other: 1\r\nhost: b\r\n",
+        b"GET /health HTTP/1.1\r\nHost: a, b\r\n",
+        b"GET /health HTTP/1.0\r\nHost: a\r\nHost: b\r\n",
+    ],
+    ids=["http11-without-host", "two-hosts", "two-hosts-apart", "host-list", "http10-two-hosts"],
+)
+def test_a_missing_or_repeated_host_is_refused(server: ServerProcess, head: bytes) -> None:
+    """RFC 9112 §3.2: 400 for an HTTP/1.1 request without ``Host`` and for
+    any request with more than one (twisted.web served both)."""
+    _refused(server, head + b"\r\n")
+
+
+def test_host_rules_leave_ordinary_requests_alone(server: ServerProcess) -> None:
+    """HTTP/1.0 without ``Host`` (simple health checkers) is served, and so
+    is a ``Host`` sent as the last header line or with an empty value."""
+    received, closed = _exchange(server, b"GET /health HTTP/1.0\r\n\r\n")
+    assert _statuses(received) == [200], received
+    assert received.endswith(b'{"status":"ok"}\n') and closed
+    for head in (b"GET /health HTTP/1.1\r\nX-A: 1\r\nHost: a\r\n\r\n", b"GET /health HTTP/1.1\r\nHost:\r\n\r\n"):
+        received, _ = _exchange(server, head + PROBE)
+        assert _statuses(received) == [200, 200], received
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /health HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n",
+        b"GET /health HTTP/1.1\r\nHost: a\r\nX-A: a\r\n\tb\r\n",
+        b"POST /framing-bucket/k HTTP/1.1\r\nHost: a\r\nX-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
+    ],
+    ids=["space", "tab", "folded-transfer-encoding"],
+)
+def test_obs_fold_is_refused(server: ServerProcess, head: bytes) -> None:
+    """A header line starting with a space or tab (obs-fold) is refused (RFC
+    9112 §5.2 allows it), not joined to the line before: a proxy that does
+    not fold would read a different header set."""
+    _refused(server, head + b"\r\n")
+
+
+def test_a_header_section_over_the_limit_gets_the_s3_error(server: ServerProcess) -> None:
+    """One header line over 16 KiB (which closed the connection without a
+    word), a header section over 16 KiB in total, and more than 500 header
+    lines (both a bare 400): each gets AWS's ``400`` with the S3 error
+    ``RequestHeaderSectionTooLarge``, and a close.
+    A request line over the limit gets ``414 URI Too Long``."""
+    host = _host(server)
+    heads = {
+        "one long line": b"GET /health HTTP/1.1\r\n" + host + b"X-A: " + b"a" * 17000 + b"\r\n\r\n",
+        "many lines": b"GET /health HTTP/1.1\r\n" + host + (b"X-A: " + b"a" * 1000 + b"\r\n") * 17 + b"\r\n",
+        "too many headers": b"GET /health HTTP/1.1\r\n" + host + b"X-A: a\r\n" * 501 + b"\r\n",
+    }
+    for name, head in heads.items():
+        received, closed = _exchange(server, head + PROBE)
+        assert _statuses(received) == [400], (name, received[:300])
+        assert b"<Code>RequestHeaderSectionTooLarge</Code>" in received, name
+        assert closed, name
+    received, closed = _exchange(server, b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n" + host + b"\r\n" + PROBE)
+    assert _statuses(received) == [414], received[:300]
+    assert closed
+
+
+def test_a_header_section_within_the_limit_is_served(server: ServerProcess) -> None:
+    """Just under the limits (a 16000-byte header, 499 more header lines)
+    the request is served as before."""
+    host = _host(server)
+    for head in (
+        b"GET /health HTTP/1.1\r\n" + host + b"X-A: " + b"a" * 16000 + b"\r\n\r\n",
+        b"GET /health HTTP/1.1\r\n" + host + b"X-A: a\r\n" * 499 + b"\r\n",
+    ):
+        received, _ = _exchange(server, head + PROBE)
+        assert _statuses(received) == [200, 200], received[:300]
+
+
+def _signed_head(server: ServerProcess, method: str, path: str) -> bytes:
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    req = AWSRequest(method, f"{server.endpoint}{path}", headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+    return "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "host").encode()
+
+
+def _body(received: bytes) -> bytes:
+    """The body of a single chunked or Content-Length response."""
+    head, _, body = received.partition(b"\r\n\r\n")
+    if b"Transfer-Encoding: chunked" in head:
+        size, _, rest = body.partition(b"\r\n")
+        return rest[: int(size, 16)]
+    return body
+
+
+def test_probes_answer_a_target_in_absolute_form(server: ServerProcess) -> None:
+    """``GET http://host/health`` (absolute form, which every HTTP/1.1
+    server must accept) was routed to the S3 catch-all and answered 500
+    with a logged traceback; /health, /ready and /metrics now answer as in
+    origin form, and nothing is logged as an error."""
+    logged = len(server.output)
+    host = _host(server)
+    for path in (b"/health", b"/ready", b"/metrics"):
+        for method in (b"GET", b"HEAD"):
+            origin, _ = _exchange(server, b"%s %s HTTP/1.1\r\n%s%s\r\n" % (method, path, host, CLOSE))
+            for target in (b"http://evil" + path, b"HTTP://127.0.0.1" + path + b"?x=1", b"https://a@b:443" + path):
+                received, _ = _exchange(server, b"%s %s HTTP/1.1\r\n%s%s\r\n" % (method, target, host, CLOSE))
+                assert _statuses(received) == [200], (method, target, received[:300])
+                if path != b"/metrics":  # whose numbers move between two scrapes
+                    assert _body(received) == _body(origin), (method, target)
+    errors = [line for line in server.output[logged:] if "#critical" in line or "#error" in line]
+    assert not errors, errors
+
+
+def test_an_s3_request_in_absolute_form_is_served_like_origin_form(server: ServerProcess, s3: Any) -> None:
+    """AWS accepts an absolute-form target: a signed GET of an object in
+    absolute form gets the object, as in origin form."""
+    bucket = f"abs-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"absolute")
+    signed = _signed_head(server, "GET", f"/{bucket}/k")
+    host = _host(server)
+    for target in (f"/{bucket}/k", f"http://127.0.0.1:{server.port}/{bucket}/k"):
+        received, _ = _exchange(server, f"GET {target} HTTP/1.1\r\n".encode() + host + signed + CLOSE + b"\r\n")
+        assert _statuses(received) == [200], received[:400]
+        assert _body(received) == b"absolute"
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS"])
+def test_no_request_target_gets_a_500(server: ServerProcess, method: bytes) -> None:
+    """Odd request targets (absolute form on every probe path, no leading
+    slash, authority form, ``*``, an empty authority) are answered, none
+    with a 5xx, and none logs an error."""
+    logged = len(server.output)
+    targets = [
+        b"http://evil/health", b"http://evil/ready", b"http://evil/metrics", b"ftp://x/health", b"http://evil",
+        b"http://", b"http:///", b"health", b"ready", b"*", b"evil:443", b"//health", b"http://evil//ready",
+        b"http://evil/%ff", b"http://evil?x", b"/health/",
+    ]
+    host = _host(server)
+    for target in targets:
+        received, _ = _exchange(server, b"%s %s HTTP/1.1\r\n%s%sContent-Length: 0\r\n\r\n" % (method, target, host, CLOSE))
+        statuses = _statuses(received)
+        assert statuses and all(s < 500 for s in statuses), (target, received[:300])
+    time.sleep(0.2)
+    errors = [line for line in server.output[logged:] if "#critical" in line or "#error" in line]
+    assert not errors, errors
