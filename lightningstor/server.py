@@ -402,6 +402,7 @@ def _assemble(
         website_domain=settings.s3.website_domain,
         max_clock_skew_seconds=settings.s3.max_clock_skew_seconds,
         max_xml_body_bytes=settings.limits.max_xml_body_bytes,
+        max_header_bytes=settings.limits.max_header_bytes,
         max_metadata_bytes=settings.limits.max_metadata_bytes,
         max_object_size_bytes=settings.limits.max_object_size_bytes,
         max_delete_keys=settings.limits.max_delete_keys,

@@ -78,6 +78,9 @@ class S3Options:
     max_clock_skew_seconds: int = 900
     max_presign_seconds: int = 7 * 24 * 3600
     max_xml_body_bytes: int = 2 << 20
+    # The request line and headers together, and each of them ([limits]
+    # max_header_bytes; twisted.web's own default).
+    max_header_bytes: int = 16384
     max_metadata_bytes: int = 2048
     max_object_size_bytes: int = 5 * 1024**4
     max_delete_keys: int = 1000
@@ -210,7 +213,11 @@ class S3Site(server.Site):
     def protocol(self) -> S3Channel:  # type: ignore[override]
         """The connection: an HTTP/1.1 :class:`S3Channel`, without the proxy
         that could switch it to HTTP/2 (``Factory.buildProtocol`` calls this)."""
-        return S3Channel()
+        channel = S3Channel()
+        # twisted.web's limits, as configured: one line (the request line or
+        # a header) and the request head in all.
+        channel.MAX_LENGTH = channel.totalHeadersSize = self.api.options.max_header_bytes
+        return channel
 
     def acceptableProtocols(self) -> list[bytes]:
         """ALPN: HTTP/1.1 only, which is all the S3 layer speaks."""

@@ -37,18 +37,23 @@ from __future__ import annotations
 
 from twisted.web import http
 
-_TOO_LARGE_BODY = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n'
-    b"<Error><Code>RequestHeaderSectionTooLarge</Code>"
-    b"<Message>Your request header section exceeds the maximum allowed size.</Message>"
-    b"<MaxSizeAllowed>%d</MaxSizeAllowed></Error>" % http.HTTPChannel.totalHeadersSize
-)
-HEADERS_TOO_LARGE_RESPONSE = (
-    b"HTTP/1.1 400 Bad Request\r\n"
-    b"Content-Type: application/xml\r\n"
-    b"Connection: close\r\n"
-    b"Content-Length: %d\r\n\r\n" % len(_TOO_LARGE_BODY) + _TOO_LARGE_BODY
-)
+
+def headers_too_large_response(limit: int) -> bytes:
+    """AWS's answer to a request head over ``limit`` bytes."""
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b"<Error><Code>RequestHeaderSectionTooLarge</Code>"
+        b"<Message>Your request header section exceeds the maximum allowed size.</Message>"
+        b"<MaxSizeAllowed>%d</MaxSizeAllowed></Error>" % limit
+    )
+    return (
+        b"HTTP/1.1 400 Bad Request\r\n"
+        b"Content-Type: application/xml\r\n"
+        b"Connection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+
+
 URI_TOO_LONG_RESPONSE = b"HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -69,7 +74,7 @@ class StrictHTTPChannel(http.HTTPChannel):
             super().lineReceived(line)
             return
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-            self._refuse(HEADERS_TOO_LARGE_RESPONSE)
+            self._refuse(headers_too_large_response(self.totalHeadersSize))
             return
         if line[:1] in (b" ", b"\t"):  # obs-fold
             self._respondToBadRequestAndDisconnect()
@@ -95,13 +100,16 @@ class StrictHTTPChannel(http.HTTPChannel):
 
     def headerReceived(self, line: bytes) -> bool:
         if self._receivedHeaderCount >= self.maxHeaders:  # HTTPChannel would answer a bare 400
-            self._refuse(HEADERS_TOO_LARGE_RESPONSE)
+            self._refuse(headers_too_large_response(self.totalHeadersSize))
             return False
         return super().headerReceived(line)  # type: ignore[no-any-return]
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # LineReceiver's own answer is to close without a word.
-        self._refuse(URI_TOO_LONG_RESPONSE if self._in_request_line() else HEADERS_TOO_LARGE_RESPONSE)
+        if self._in_request_line():
+            self._refuse(URI_TOO_LONG_RESPONSE)
+        else:
+            self._refuse(headers_too_large_response(self.totalHeadersSize))
 
     def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
         if header == b"Transfer-Encoding" and data.lower() == b"identity":

@@ -162,6 +162,28 @@ def test_a_header_section_over_the_limit_gets_the_s3_error(server: ServerProcess
     assert closed
 
 
+
+def test_max_header_bytes_sets_the_limit(tmp_path: Any) -> None:
+    """``[limits] max_header_bytes`` is the limit: with 4096, a 5,000-byte
+    header is refused with the limit named, a 3,000-byte one is served."""
+    data = tmp_path / "data"
+    data.mkdir()
+    config = tmp_path / "lightningstor.toml"
+    config.write_text("[limits]\nmax_header_bytes = 4096\n")
+    server = ServerProcess(data, config=str(config)).start()
+    try:
+        host = _host(server)
+        big = b"GET /health HTTP/1.1\r\n" + host + b"X-A: " + b"a" * 5000 + b"\r\n\r\n"
+        received, closed = _exchange(server, big + PROBE)
+        assert (_statuses(received), closed) == ([400], True), received[:300]
+        assert b"<MaxSizeAllowed>4096</MaxSizeAllowed>" in received
+        fits = b"GET /health HTTP/1.1\r\n" + host + b"X-A: " + b"a" * 3000 + b"\r\n" + CLOSE + b"\r\n"
+        received, closed = _exchange(server, fits)
+        assert _statuses(received) == [200], received[:300]
+    finally:
+        server.stop()
+
+
 def test_a_header_section_within_the_limit_is_served(server: ServerProcess) -> None:
     """Just under the limits (a 16000-byte header, 499 more header lines)
     the request is served as before."""
