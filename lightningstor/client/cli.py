@@ -62,6 +62,11 @@ _STATUS_EXIT = {
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
 }
 
+# S3 codes that mean "retry later" whatever their gRPC status: the server
+# answers a principal over its gRPC call cap SlowDown with
+# RESOURCE_EXHAUSTED, a status a quota exceeded shares.
+_RETRY_LATER_CODES = frozenset({"SlowDown", "ServiceUnavailable", "RequestTimeout"})
+
 SCHEMES = ("s3://", "ls://")
 
 
@@ -493,6 +498,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return EXIT_USAGE
     except errors.LightningStorError as e:
         ui.warn(f"{e.code}: {e.message}")
+        if e.code in _RETRY_LATER_CODES:
+            return EXIT_UNAVAILABLE
         return _STATUS_EXIT.get(e.status, EXIT_ERROR)
     except OSError as e:
         ui.warn(str(e))

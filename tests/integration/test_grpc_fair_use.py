@@ -10,10 +10,14 @@ stream it never reads, exactly as a hostile client would.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +25,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from lightningstor.client import cli
 from lightningstor.grpc.errors import CODE_KEY
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
 from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
@@ -159,6 +164,14 @@ def test_one_principal_over_its_cap_is_refused_while_others_are_served(
             _list_buckets_ok(channel, ro)
         assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert time.monotonic() - t0 < QUICK
+        # The command-line client tells a script to retry later (exit 6),
+        # not that it failed (1), though the status is RESOURCE_EXHAUSTED.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNINGSTOR_")}
+        env.update(LIGHTNINGSTOR_ENDPOINT=f"grpc://{tenancy.server.grpc_endpoint}",
+                   LIGHTNINGSTOR_TOKEN=make_token(ro.access_key, ro.secret_key))  # fmt: skip
+        script = str(Path(sys.executable).with_name("lightningstor"))
+        busy = subprocess.run([script, "ls"], capture_output=True, text=True, env=env, timeout=60)
+        assert (busy.returncode, "SlowDown" in busy.stderr) == (cli.EXIT_UNAVAILABLE, True), busy.stderr
         # Everyone else is served while the greedy principal holds its slots.
         _list_buckets_ok(channel, other)
         _health_ok(channel)
