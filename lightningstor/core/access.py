@@ -247,12 +247,22 @@ class AskedAs:
     about one version: a DeleteObjects entry naming a version
     (``s3:DeleteObjectVersion`` with ``s3:VersionId``), a GET of a missing
     key asked as the listing AWS checks then.  The request's own condition
-    keys stand, except ``s3:VersionId``, which is this question's."""
+    keys stand, except ``s3:VersionId``, which is this question's, and
+    ``s3:if-match`` when ``if_match`` is given (a DeleteObjects entry's
+    ``ETag``, its condition as DeleteObject's header is)."""
 
-    def __init__(self, request: PolicyContext, *, op: str | None = None, version_id: str | None = None) -> None:
+    def __init__(
+        self,
+        request: PolicyContext,
+        *,
+        op: str | None = None,
+        version_id: str | None = None,
+        if_match: str | None = None,
+    ) -> None:
         self.op = request.op if op is None else op
         self._request = request
         self._version_id = version_id
+        self._if_match = if_match
 
     def version_named(self) -> bool:
         return self._version_id is not None
@@ -262,6 +272,8 @@ class AskedAs:
         keys.pop("s3:versionid", None)
         if self._version_id is not None:
             keys["s3:versionid"] = (self._version_id,)
+        if self._if_match is not None:
+            keys["s3:if-match"] = (self._if_match,)
         return keys
 
 

@@ -450,7 +450,7 @@ _S3_KEYS = (
     "s3:x-amz-website-redirect-location s3:RequestObjectTagKeys s3:signatureversion s3:authType "
     "s3:signatureAge s3:TlsVersion s3:locationconstraint s3:object-lock-mode s3:object-lock-retain-until-date "
     "s3:object-lock-remaining-retention-days s3:object-lock-legal-hold s3:ResourceAccount "
-    "s3:DataAccessPointArn s3:DataAccessPointAccount"
+    "s3:DataAccessPointArn s3:DataAccessPointAccount s3:if-match s3:if-none-match"
 )
 CONDITION_KEYS = frozenset(name.lower() for name in (_GLOBAL_KEYS + " " + _S3_KEYS).split())
 # Keys naming one tag: the prefix and a tag key of at least one character.

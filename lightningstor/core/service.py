@@ -292,7 +292,9 @@ class Core:
                 # An entry naming a version is s3:DeleteObjectVersion, as
                 # DeleteObject with versionId is: a policy keeping history
                 # must not be bypassed by deleting in bulk.
-                entry = request if request is None or version_id is None else AskedAs(request, version_id=version_id)
+                entry = request
+                if request is not None and (version_id is not None or etag is not None):
+                    entry = AskedAs(request, version_id=version_id, if_match=etag)
                 yield self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, entry)
                 if etag is not None and etag.strip() != "*":
                     read = None if request is None else AskedAs(request, op="GetObject")

@@ -38,6 +38,10 @@ _HEADER_KEYS = (
     "x-amz-server-side-encryption-aws-kms-key-id",
     "x-amz-storage-class",
     "x-amz-website-redirect-location",
+    # Conditional writes and deletes: a policy may require them (AWS's
+    # "Null": {"s3:if-match": "false"}).
+    "if-match",
+    "if-none-match",
 )
 
 # Listing parameters that are condition keys, and the operations that take

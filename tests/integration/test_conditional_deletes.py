@@ -198,3 +198,25 @@ def test_copy_checksum_algorithm_replaces_the_source_one(c: Any, bkt: str, direc
 
     assert checksums("same") == {"ChecksumCRC32"}
     assert checksums("sha") == {"ChecksumSHA256"}
+
+
+def test_a_policy_can_require_conditional_deletes(c: Any, bkt: str) -> None:
+    """AWS's policy enforcing conditional deletes (``s3:if-match`` must be
+    there) is accepted and applies to DeleteObject and each DeleteObjects
+    entry (its ``ETag``)."""
+    etags = {k: c.put_object(Bucket=bkt, Key=k, Body=k.encode())["ETag"] for k in ("a", "b", "c", "d")}
+    require = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bkt}/*",
+        "Condition": {"Null": {"s3:if-match": "true"}}}]}
+    c.put_bucket_policy(Bucket=bkt, Policy=json.dumps(require))
+    try:
+        with pytest.raises(ClientError) as e:
+            c.delete_object(Bucket=bkt, Key="a")
+        assert _error(e) == (403, "AccessDenied")
+        c.delete_object(Bucket=bkt, Key="a", IfMatch=etags["a"])
+        result = c.delete_objects(Bucket=bkt, Delete={"Objects": [{"Key": "b", "ETag": etags["b"]}, {"Key": "c"}]})
+        assert [d["Key"] for d in result["Deleted"]] == ["b"]
+        assert [(err["Key"], err["Code"]) for err in result["Errors"]] == [("c", "AccessDenied")]
+        assert _keys(c, bkt) == ["c", "d"]
+    finally:
+        c.delete_bucket_policy(Bucket=bkt)
