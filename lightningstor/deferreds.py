@@ -7,17 +7,24 @@ times: a request's authentication is awaited by both its body sink and its
 handler (s3/app.py), and concurrent identical questions to the IAM service
 share one call (authz/aegis.py): :class:`Shared`.  And a component closing
 must wait for the Deferreds it started without taking their outcomes from
-their owners: :class:`Running`.
+their owners: :class:`Running`.  And a write that may already be in the
+metadata store's hands must run to its end even when the request that
+started it is cancelled (its client went away): :func:`uncancellable`.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 _T = TypeVar("_T")
+
+log = Logger()
 
 
 class Shared:
@@ -105,3 +112,47 @@ def settled(d: Deferred[Any]) -> Deferred[None]:
 
     d.addBoth(fire)
     return watcher
+
+
+def shielded(d: Deferred[_T]) -> Deferred[_T]:
+    """``d``'s outcome, in a Deferred whose cancellation leaves ``d`` running.
+
+    Cancelling the returned Deferred fails it at once with CancelledError:
+    its waiter gives up.  ``d`` goes on to its end, unaware; an outcome
+    nobody waits for any more is dropped (a failure is logged at info
+    level: the request it served is gone, so nobody else will report it).
+    """
+    out: Deferred[_T] = Deferred()
+
+    def settle(result: Any) -> None:
+        if out.called:  # the waiter gave up
+            if isinstance(result, Failure) and not result.check(CancelledError):
+                log.info("A write finished after its caller had gone: {error}", error=result.getErrorMessage())
+            return None
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+        return None
+
+    d.addBoth(settle)
+    return out
+
+
+def uncancellable(method: Callable[..., Deferred[_T]]) -> Callable[..., Deferred[_T]]:
+    """Decorate a method returning a Deferred so that cancelling that
+    Deferred never cancels the work (see :func:`shielded`).
+
+    For metadata commits: once a transaction is in the store's hands, it
+    may land whatever the caller does.  Cancelling the wait half-way (the
+    request's client disconnected, and twisted.web cancels the handler)
+    would otherwise skip the commit's own bookkeeping after the
+    transaction (freeing the chunks of the version it replaced), and tell
+    the caller nothing it could act on safely.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Deferred[_T]:
+        return shielded(method(*args, **kwargs))
+
+    return wrapper

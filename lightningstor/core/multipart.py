@@ -61,6 +61,7 @@ from lightningstor.core.objects import (
 from lightningstor.core.quotas import ZERO, BucketScope, Usage
 from lightningstor.core.sse import CustomerKey, customer_etag, sse_applies
 from lightningstor.core.types import Acl, Bucket, ChunkRef, Encryption, ObjectRecord, Principal, Versioning
+from lightningstor.deferreds import uncancellable
 from lightningstor.digits import clamped_int
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -669,6 +670,7 @@ class MultipartManager:
         cipher = None if upload.encryption is None else self.sse.cipher(upload.encryption, upload.key, customer)
         return self._chunks.new_writer(tuple(sorted(wanted)), inline_threshold=-1, cipher=cipher)
 
+    @uncancellable
     @inlineCallbacks
     def commit_part(
         self, upload: Upload, part_number: int, result: Any, checksums: Mapping[str, str]
@@ -848,6 +850,7 @@ class MultipartManager:
 
     # -- completing and aborting -------------------------------------------------
 
+    @uncancellable
     @inlineCallbacks
     def complete(
         self,

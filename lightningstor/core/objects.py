@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any, Callable, Iterable, Sequence
 
-from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor import errors
@@ -33,6 +33,7 @@ from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, re
 from lightningstor.core.sse import CustomerKey, customer_etag
 from lightningstor.core.types import Acl, Bucket, ChunkRef, ObjectRecord, Versioning
 from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
+from lightningstor.deferreds import uncancellable
 from lightningstor.interfaces.metadata import (
     Compare,
     Delete,
@@ -391,6 +392,7 @@ class ObjectManager:
         return None
 
     # -- writing ---------------------------------------------------------
+    @uncancellable
     @inlineCallbacks
     def commit(
         self,
@@ -613,6 +615,7 @@ class ObjectManager:
         return d
 
     # -- deleting --------------------------------------------------------
+    @uncancellable
     @inlineCallbacks
     def delete(
         self,
@@ -885,8 +888,12 @@ def may_have_committed(exc: BaseException) -> bool:
     always tell; deleting the new chunks then could leave a committed record
     pointing at nothing.  Such chunks (and their index entries) are left to
     the orphan collector, which deletes them only if no record lists them.
+
+    A cancelled wait (CancelledError: the request's client went away while
+    the commit was under way) is the same unknown: the transaction may be
+    queued in the store and land after the waiter has gone.
     """
-    return isinstance(exc, errors.MetadataUnavailable)
+    return isinstance(exc, (errors.MetadataUnavailable, CancelledError))
 
 
 class ConflictError(Exception):
