@@ -424,8 +424,11 @@ def _assemble(
     leases.on_change = metrics.lease_changed if primary else None
     repairer = getattr(backend, "repairer", None)
     if repairer is not None:
-        # Every worker's backend has a repairer; one process of the deployment repairs.
+        # Every worker's backend has a repairer; one process of the deployment
+        # repairs: the lease holder on a shared store, else the primary worker.
         repairer.lease = leases.lease("repair", repairer.interval)
+        if leases.shared or primary:
+            reactor.callWhenRunning(repairer.start)
     if primary and settings.lifecycle.interval_seconds:
         # Applies buckets' lifecycle rules, next to the upload expiry above.
         lifecycle = LifecycleService(

@@ -497,8 +497,10 @@ class DistributedStorageFactory:
         if not isinstance(trim, bool):
             raise ConfigError(f"storage.distributed.trim_extra_copies: expected true or false, got {trim!r}")
         if interval > 0:
+            # Started by the server once it has the repair lease set up
+            # (lightningstor.server); a backend an admin command opens
+            # (collect, scrub) never repairs or trims outside that lease.
             backend.repairer = Repairer(backend, context.reactor, interval=interval, trim=trim)
-            context.reactor.callWhenRunning(backend.repairer.start)
         return backend
 
 

@@ -342,5 +342,8 @@ def test_trim_extra_copies_is_read_and_validated(tmp_path: Path, pool: ThreadPoo
     off = distributedStorageFactory.create({"distributed": {**options, "trim_extra_copies": False}}, context)
     on = distributedStorageFactory.create({"distributed": options}, context)
     assert off.repairer.trim is False and on.repairer.trim is True
+    # Making the backend schedules no repair: the server starts it with its
+    # lease set; an admin command that opens the backend never repairs.
+    assert context.reactor.whenRunningHooks == []
     with pytest.raises(ConfigError, match="trim_extra_copies"):
         distributedStorageFactory.create({"distributed": {**options, "trim_extra_copies": "yes"}}, context)
