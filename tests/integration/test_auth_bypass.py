@@ -361,7 +361,9 @@ def test_presigned_url_with_an_authorization_header_too_is_refused(env: Env, unc
 
 
 def test_repeated_host_header_is_refused(env: Env, unchanged: None) -> None:
-    """A second Host header next to the signed one does not slip through: 403 SignatureDoesNotMatch."""
+    """A second Host header next to the signed one does not slip through: the
+    request is refused as malformed (RFC 9112 §3.2: 400, and the connection
+    closed) before any signature is checked, and nothing changes."""
     path = object_path(VICTIM, "secret")
     headers = sign(env.server, "PUT", path, body=b"two hosts")
     conn = http.client.HTTPConnection("127.0.0.1", env.server.port, timeout=30)
@@ -376,8 +378,7 @@ def test_repeated_host_header_is_refused(env: Env, unchanged: None) -> None:
         body = resp.read()
     finally:
         conn.close()
-    # Both values enter the canonical host header ("127.0.0.1:port,evil.example").
-    refused(Reply(resp.status, {}, body), 403, "SignatureDoesNotMatch")
+    assert resp.status == 400, body
 
 
 @pytest.mark.parametrize(("signed_as", "sent_as"), [("GET", "PUT"), ("GET", "DELETE"), ("PUT", "POST"),
