@@ -157,6 +157,32 @@ def _headers_of(request: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
     return {k: ",".join(v) for k, v in lists.items()}, lists
 
 
+# Request headers a presigned URL may carry in its query instead, signed
+# there: aws-sdk-js-v3's getSignedUrl and Ruby's presigned_url move every
+# x-amz-* header but SSE into the query, and S3 stores such metadata and
+# ACLs.  Not x-amz-tagging, checksums or x-amz-copy-source: S3 ignores those
+# in a query (a recent JS SDK puts an empty body's CRC32 there).
+_HOISTED_HEADERS = frozenset({
+    "x-amz-acl", "x-amz-grant-read", "x-amz-grant-read-acp", "x-amz-grant-write-acp", "x-amz-grant-full-control",
+    "x-amz-grant-write", "x-amz-storage-class", "x-amz-website-redirect-location",
+})  # fmt: skip
+
+
+def _hoist_signed_query(query: dict[str, str], headers: dict[str, str]) -> None:
+    """Take ``x-amz-meta-*`` and :data:`_HOISTED_HEADERS` from the query of
+    a query-signed request into ``headers``, unless sent as headers too.
+
+    Only ``headers`` (what handlers read), never the header lists the
+    signature is checked against: the signature covers these parameters
+    as part of the query, and they are no unsigned headers.  A request
+    whose signature fails is answered before any handler reads them.
+    """
+    for name, value in query.items():
+        lower = name.lower()
+        if (lower.startswith("x-amz-meta-") or lower in _HOISTED_HEADERS) and lower not in headers:
+            headers[lower] = value
+
+
 # Legal bodies that can exceed the general XML limit: 1000 maximal keys to
 # delete, 10000 parts each with a checksum.
 _LARGE_BODIES = {
@@ -415,6 +441,9 @@ class S3Api:
             request.s3call = call
             request.body_sink = call.sink = BufferedBody(0, lambda: error)
             return
+        query = target.query
+        if ("X-Amz-Signature" in query or "Signature" in query) and op != operations.WEBSITE:
+            _hoist_signed_query(query, headers)
         call = S3Call(request, op, target, headers, header_lists, request_id, method)
         request.s3call = call
         probe = self._probe(call) if op != operations.WEBSITE else None
