@@ -281,7 +281,9 @@ def _parse_part_headers(block: bytes) -> _Part:
     names: dict[str, str] = {}
     for match in _PARAM_RE.finditer(";" + params):
         quoted, bare = match.group(2), match.group(3)
-        value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare.strip()
+        # Only \" and \\ are escapes: browsers send a Windows path's
+        # backslashes as they are (filename="C:\Users\me\x.jpg").
+        value = re.sub(r'\\(["\\])', r"\1", quoted) if quoted is not None else bare.strip()
         names.setdefault(match.group(1).lower(), value)
     if not names.get("name"):
         raise malformed("a part has no name")

@@ -178,6 +178,30 @@ def test_filename_placeholder_names_the_object(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="uploads/cat.jpg")["Body"].read() == b"photo"
 
 
+def test_filename_placeholder_in_every_field_and_only_the_last_path_component(s3: Any, bucket: str) -> None:
+    """As AWS: ``${filename}`` is expanded in every form field (here
+    Content-Disposition, a metadata field and the redirect), before the
+    policy is checked, and of a path only what follows the last ``/`` or
+    ``\\`` counts (a Windows path's backslashes arrive unescaped)."""
+    fields = {"Content-Disposition": 'attachment; filename="${filename}"', "x-amz-meta-original": "${filename}",
+              "success_action_redirect": "http://example.com/done?name=${filename}"}
+    conditions: list[Any] = [["starts-with", "$Content-Disposition", "attachment"],
+                             ["starts-with", "$x-amz-meta-original", ""],
+                             ["starts-with", "$success_action_redirect", "http://example.com/done?name=report"]]
+    form = s3.generate_presigned_post(bucket, "up/${filename}", Fields=fields, Conditions=conditions, ExpiresIn=600)
+    boundary = uuid.uuid4().hex
+    for sent, stored in (("report.pdf", "report.pdf"), ("dir/sub/report-2.pdf", "report-2.pdf"),
+                         ("C:\\Users\\me\\report-3.pdf", "report-3.pdf")):
+        head, tail = encode_form(form["fields"], sent, boundary)
+        r = requests.post(form["url"], data=head + b"pdf" + tail, allow_redirects=False, timeout=60,
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code == 303, r.text
+        assert r.headers["Location"].startswith(f"http://example.com/done?name={stored}&"), r.headers["Location"]
+        got = s3.get_object(Bucket=bucket, Key=f"up/{stored}")
+        assert got["ContentDisposition"] == f'attachment; filename="{stored}"'
+        assert got["Metadata"] == {"original": stored}
+
+
 def test_success_action_status_201_answers_post_response(s3: Any, bucket: str) -> None:
     """``success_action_status=201``: a PostResponse document naming the
     bucket, key, ETag and location."""

@@ -25,6 +25,7 @@ Any error before the commit discards what was written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,9 @@ class PostPlan:
     file_content_type: str | None
 
 
+_FILENAME_PATH = re.compile(r"[/\\]")
+
+
 def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, content_type: str | None) -> PostPlan:
     """The upload the form asks for, or the S3 error that refuses it.
 
@@ -114,10 +118,13 @@ def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, conte
     """
     if "key" not in fields:
         raise postpolicy.missing_field("key")
-    key = fields["key"].replace("${filename}", filename or "")
+    # As AWS: ${filename} is the file's name in every field (so also in
+    # Content-Disposition, x-amz-meta-* and success_action_redirect), before
+    # the policy is checked; of a path, only what follows the last / or \.
+    name = _FILENAME_PATH.split(filename or "")[-1]
+    values = {field: value.replace("${filename}", name) for field, value in fields.items()}
+    key = values["key"]
     validate_key(key)
-    values = dict(fields)
-    values["key"] = key
     if "policy" not in values:
         if {"x-amz-signature", "signature", "x-amz-credential", "awsaccesskeyid"} & values.keys():
             raise postpolicy.missing_field("policy")
