@@ -77,6 +77,9 @@ def midnight_error() -> errors.S3Error:
 # -- validation -------------------------------------------------------------------
 
 
+MAX_NEWER_NONCURRENT_VERSIONS = 100
+
+
 def validate_rules(
     rules: Sequence[LifecycleRule], *, transitions: Collection[int] = ()
 ) -> tuple[LifecycleRule, ...]:
@@ -173,6 +176,12 @@ def _validate_rule(rule: LifecycleRule, v2: bool, transitions: bool) -> None:
         if rule.newer_noncurrent_versions <= 0:
             raise errors.InvalidArgument(
                 "'NewerNoncurrentVersions' must be a positive integer", ArgumentName="NewerNoncurrentVersions"
+            )
+        if rule.newer_noncurrent_versions > MAX_NEWER_NONCURRENT_VERSIONS:
+            # AWS: "You can specify up to 100 noncurrent versions to retain."
+            raise errors.InvalidArgument(
+                f"'NewerNoncurrentVersions' must not exceed {MAX_NEWER_NONCURRENT_VERSIONS}",
+                ArgumentName="NewerNoncurrentVersions",
             )
     if rule.abort_days is not None and rule.abort_days <= 0:
         raise errors.InvalidArgument(

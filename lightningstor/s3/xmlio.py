@@ -444,18 +444,22 @@ def list_buckets_xml(
     *,
     continuation_token: str | None = None,
     prefix: str | None = None,
+    regions: Sequence[str] | None = None,
 ) -> bytes:
     """ListAllMyBucketsResult; ``buckets`` are ``(name, created_at_ms)``.
 
     ``continuation_token`` / ``prefix`` are echoed only for paginated
-    ListBuckets (``max-buckets``), as AWS does.
+    ListBuckets (``max-buckets``), as AWS does.  ``regions`` (one per
+    bucket) become ``BucketRegion``, which AWS includes only when the
+    request has a parameter.
     """
     doc = _Doc("ListAllMyBucketsResult")
     doc.owner("Owner", owner_id, owner_name)
     doc.open("Buckets")
-    for name, created_ms in buckets:
+    for index, (name, created_ms) in enumerate(buckets):
+        region = f"<BucketRegion>{escape(regions[index])}</BucketRegion>" if regions is not None else ""
         doc.parts.append(
-            f"<Bucket><Name>{escape(name)}</Name><CreationDate>{iso8601(created_ms)}</CreationDate></Bucket>"
+            f"<Bucket><Name>{escape(name)}</Name><CreationDate>{iso8601(created_ms)}</CreationDate>{region}</Bucket>"
         )
     doc.close("Buckets")
     if continuation_token is not None:

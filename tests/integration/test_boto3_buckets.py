@@ -117,13 +117,18 @@ def test_list_buckets_pages_with_max_buckets_and_prefix(s3):
             reply = s3.list_buckets(**kwargs)
             pages += 1
             assert len(reply["Buckets"]) <= 2
+            # With any parameter AWS names each bucket's region.
+            assert {b.get("BucketRegion") for b in reply["Buckets"]} <= {"us-east-1"}
+            assert all("BucketRegion" in b for b in reply["Buckets"])
             assert reply["Prefix"] == f"page-{tag}-"
             seen += [b["Name"] for b in reply["Buckets"]]
             token = reply.get("ContinuationToken")
             if not token:
                 break
         assert seen == names and pages == 3
-        everything = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        plain = s3.list_buckets()["Buckets"]
+        assert not any("BucketRegion" in b for b in plain)  # no parameter: as AWS, none
+        everything = [b["Name"] for b in plain]
         assert set(names) <= set(everything) and "ContinuationToken" not in s3.list_buckets()
         for bad in (10001, 99999):
             with pytest.raises(ClientError) as e:

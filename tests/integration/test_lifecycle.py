@@ -152,6 +152,9 @@ def test_aws_cli_put(lc_server: ServerProcess, s3: Any, bucket: str, tmp_path: P
          400, "InvalidRequest", "AbortIncompleteMultipartUpload cannot be specified with Tags."),
         ([{"Filter": {}, "Status": "Enabled"}],
          400, "InvalidRequest", "At least one action needs to be specified in a rule"),
+        ([{"Filter": {}, "Status": "Enabled",
+           "NoncurrentVersionExpiration": {"NoncurrentDays": 1, "NewerNoncurrentVersions": 101}}],
+         400, "InvalidArgument", "'NewerNoncurrentVersions' must not exceed 100"),
     ],
 )  # fmt: skip
 def test_refused_configurations(s3: Any, bucket: str, rules: Any, status: int, code: str, message: str) -> None:

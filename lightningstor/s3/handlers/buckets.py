@@ -37,8 +37,13 @@ def list_buckets(api: Any, call: Any) -> Any:
         [(b.name, b.created_at) for b in buckets],
         continuation_token=next_token,
         prefix=prefix,
+        # As AWS: each bucket's region once the request has any parameter.
+        regions=[b.region for b in buckets] if _LIST_PARAMETERS & query.keys() else None,
     )
     return api.send_xml(call, body)
+
+
+_LIST_PARAMETERS = frozenset({"max-buckets", "continuation-token", "prefix", "bucket-region"})
 
 
 def _max_buckets(value: str | None) -> int | None:
