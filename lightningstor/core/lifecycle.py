@@ -352,6 +352,22 @@ def abort_rule(
     return None
 
 
+def abort_due(
+    rules: Iterable[LifecycleRule], key: str, initiated_ms: int, day_seconds: float = DAY_SECONDS
+) -> tuple[int, LifecycleRule] | None:
+    """When the earliest enabled rule that aborts an upload of ``key``
+    initiated at ``initiated_ms`` falls due, and that rule (what
+    ``x-amz-abort-date`` / ``x-amz-abort-rule-id`` report); None if none does."""
+    found: tuple[int, LifecycleRule] | None = None
+    for rule in rules:
+        if rule.abort_days is None or not matches(rule, key, 0, {}):
+            continue
+        due = due_ms(initiated_ms, rule.abort_days, day_seconds)
+        if found is None or due < found[0]:
+            found = (due, rule)
+    return found
+
+
 def scan_prefixes(rules: Iterable[LifecycleRule], wanted: Callable[[LifecycleRule], bool]) -> list[str]:
     """The key prefixes a pass must read to find everything the enabled
     ``wanted`` rules may act on, sorted, none inside another ([""]: all)."""

@@ -278,6 +278,29 @@ def test_incomplete_uploads_are_aborted(s3: Any, bucket: str) -> None:
     s3.abort_multipart_upload(Bucket=bucket, Key="other/a", UploadId=keep)
 
 
+def test_uploads_report_the_rule_that_will_abort_them(s3: Any, bucket: str) -> None:
+    """CreateMultipartUpload and ListParts name the earliest rule that aborts
+    the upload and when (x-amz-abort-date / x-amz-abort-rule-id), as AWS;
+    an upload no rule covers has neither."""
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
+        {"ID": "slow", "Filter": {"Prefix": "later/"}, "Status": "Enabled",
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1000}},
+        {"ID": "sooner", "Filter": {"Prefix": "later/x"}, "Status": "Enabled",
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 500}}]})  # fmt: skip
+    before = time.time()
+    created = s3.create_multipart_upload(Bucket=bucket, Key="later/x1")
+    assert created["AbortRuleId"] == "sooner"
+    # One day is one second on this server: 500 days after initiation.
+    assert before + 498 <= created["AbortDate"].timestamp() <= time.time() + 502
+    upload = created["UploadId"]
+    parts = s3.list_parts(Bucket=bucket, Key="later/x1", UploadId=upload)
+    assert (parts["AbortRuleId"], parts["AbortDate"]) == ("sooner", created["AbortDate"])
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="elsewhere")
+    assert "AbortRuleId" not in plain and "AbortDate" not in plain
+    for key, upload_id in (("later/x1", upload), ("elsewhere", plain["UploadId"])):
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
 def test_rules_and_expiry_on_etcd(tmp_path: Path) -> None:
     """On the etcd metadata store: the configuration is stored with the
     bucket record and read back, and the service expires objects (and

@@ -20,6 +20,7 @@ from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core import access
 from lightningstor.core.copy import resolve_copy_source
+from lightningstor.core.lifecycle import abort_due
 from lightningstor.core.multipart import (
     MAX_LISTED,
     PartRef,
@@ -32,6 +33,7 @@ from lightningstor.core.objects import PutAttrs, may_have_committed, validate_ke
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
 from lightningstor.s3 import conditions, ssec, xmlio
+from lightningstor.s3.dates import http_date
 from lightningstor.s3.handlers.acl import checked_grantees, object_acl_for_write
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
@@ -122,8 +124,21 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
         checksum_type=call.headers.get("x-amz-checksum-type"),
     )
     body = xmlio.initiate_multipart_xml(bucket.name, call.key, upload.upload_id)
-    headers = _algorithm_header(upload) + sse_response_headers(upload.encryption)
+    headers = _algorithm_header(upload) + sse_response_headers(upload.encryption) + _abort_headers(api, bucket, upload)
     return api.send_xml(call, body, headers=headers)
+
+
+def _abort_headers(api: Any, bucket: Any, upload: Any) -> list[tuple[str, str]]:
+    """``x-amz-abort-date`` and ``x-amz-abort-rule-id`` (CreateMultipartUpload,
+    ListParts): when a lifecycle rule of the bucket aborts this upload, as
+    AWS reports it; nothing for a bucket without such a rule."""
+    if not bucket.lifecycle:
+        return []
+    found = abort_due(bucket.lifecycle, upload.key, upload.initiated_at, api.options.lifecycle_day_seconds)
+    if found is None:
+        return []
+    due, rule = found
+    return [("x-amz-abort-date", http_date(due)), ("x-amz-abort-rule-id", rule.rule_id)]
 
 
 # -- UploadPart ----------------------------------------------------------------
@@ -350,7 +365,7 @@ def list_parts(api: Any, call: Any) -> Any:
         storage_class=upload.storage_class,
         checksum_algorithm=upload.checksum_algorithm.upper() if upload.checksum_algorithm else None,
     )
-    return api.send_xml(call, body, headers=_algorithm_header(upload))
+    return api.send_xml(call, body, headers=_algorithm_header(upload) + _abort_headers(api, bucket, upload))
 
 
 @inlineCallbacks
