@@ -6,6 +6,7 @@ storage classes with the same errors (AWS's limits and messages).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 
 from lightningstor import errors
@@ -23,14 +24,24 @@ def validate_storage_class(storage_class: str) -> None:
         raise errors.S3Error(code="InvalidStorageClass")
 
 
+# Besides letters, digits and white space (any script), the characters
+# AWS's tag pattern allows: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$.
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+
+
+def _tag_text_ok(text: str) -> bool:
+    return all(c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LNZ" for c in text)
+
+
 def validate_tags(tags: Mapping[str, str], limit: int) -> None:
-    """AWS limits: ``limit`` tags, keys 1-128 and values 0-256 characters."""
+    """AWS limits: ``limit`` tags, keys 1-128 and values 0-256 characters,
+    of letters, digits, white space and ``_ . : / = + - @`` only."""
     if len(tags) > limit:
         raise errors.InvalidTag(f"Object tags cannot be greater than {limit}")
     for k, v in tags.items():
-        if not 1 <= len(k) <= 128:
+        if not 1 <= len(k) <= 128 or not _tag_text_ok(k):
             raise errors.InvalidTag("The TagKey you have provided is invalid")
-        if len(v) > 256:
+        if len(v) > 256 or not _tag_text_ok(v):
             raise errors.InvalidTag("The TagValue you have provided is invalid")
 
 

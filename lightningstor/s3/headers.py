@@ -88,7 +88,12 @@ def parse_tagging_header(value: str) -> dict[str, str]:
     tags: dict[str, str] = {}
     for k, v in parse_qsl(value, keep_blank_values=True):
         if k in tags:
-            raise errors.InvalidTag("Cannot provide multiple Tags with the same key")
+            raise errors.InvalidArgument(
+                "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters "
+                "without tag name duplicates.",
+                ArgumentName="x-amz-tagging",
+                ArgumentValue=value,
+            )
         tags[k] = v
     validate_tags(tags, limit=10)
     return tags

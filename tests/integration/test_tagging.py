@@ -68,6 +68,12 @@ def test_tagging_does_not_touch_the_data(s3, tbucket):
     ({"k" * 129: "v"}, False),
     ({"k": "v" * 257}, False),
     ({"aws:reserved": "v"}, False),
+    # AWS's characters: letters, digits and spaces of any script, and _ . : / = + - @
+    ({"ключ": "значение 1+1=2 a@b.c/d:e_f-g"}, True),
+    ({"platform": "metal,openstack"}, False),
+    ({"note": "a;b!"}, False),
+    ({"name (csv)": "api"}, False),
+    ({"tab": "a\tb"}, False),
 ])
 def test_object_tag_limits(s3, tbucket, tags, ok):
     """AWS limits: 10 tags, keys 1-128 and values 0-256 characters, no aws: keys; a refused set changes nothing."""
@@ -83,7 +89,8 @@ def test_object_tag_limits(s3, tbucket, tags, ok):
 
 
 def test_duplicate_tag_keys_and_header_limits(s3, tbucket):
-    """Repeated keys are InvalidTag in the body and in x-amz-tagging; so are 11 tags in the header."""
+    """Repeated keys are InvalidTag in the body and InvalidArgument in
+    x-amz-tagging (AWS's codes); 11 tags in the header are InvalidTag."""
     s3.put_object(Bucket=tbucket, Key="k", Body=b"x")
     with pytest.raises(ClientError) as e:
         s3.put_object_tagging(Bucket=tbucket, Key="k", Tagging={"TagSet": [
@@ -91,7 +98,7 @@ def test_duplicate_tag_keys_and_header_limits(s3, tbucket):
     assert _code(e) == "InvalidTag"
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=tbucket, Key="h", Body=b"x", Tagging="a=1&a=2")
-    assert _code(e) == "InvalidTag"
+    assert _code(e) == "InvalidArgument"
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=tbucket, Key="h", Body=b"x", Tagging="&".join(f"t{i}=v" for i in range(11)))
     assert _code(e) == "InvalidTag"
