@@ -38,6 +38,13 @@ class BackendCapabilities:
     #: length, crc)`` returning ``(data, crc32c(data, crc))``.  The chunk
     #: manager then skips its own CRC32C passes on writes and reads.
     chunk_crc32c: bool = False
+    #: The backend keeps several copies that may differ (storage nodes) and
+    #: has ``get_chunk_range_checked(chunk_id, offset, length, size,
+    #: checksum)``: like ``get_chunk_range``, but served only from a copy
+    #: whose whole chunk is ``size`` bytes with CRC32C ``checksum`` (the
+    #: record's ChunkRef), falling back to the next copy otherwise, so a
+    #: ranged read never returns a divergent replica's bytes.
+    checked_reads: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,13 @@ class IChunkWriter(Interface):
         """Append ``data``; returns a Deferred firing with None."""
 
     def commit() -> Any:
-        """Make the chunk durable and visible; Deferred firing with None."""
+        """Make the chunk durable and visible; Deferred firing with None.
+
+        A writer may also have ``expect_crc32c(checksum)``: the chunk
+        manager then calls it before ``commit`` with the CRC32C it computed
+        over the chunk (the one its record keeps), and the backend refuses
+        to store bytes that do not match it.
+        """
 
     def abort() -> Any:
         """Discard the partial chunk; Deferred firing with None; never fails."""

@@ -10,6 +10,13 @@ the distributed backend can tell "this replica has no such chunk"
 disk is full" (RESOURCE_EXHAUSTED, marked with the trailing metadata
 ``lightningstor-error: storage-full`` so that it cannot be mistaken for
 gRPC's own RESOURCE_EXHAUSTED) from "try elsewhere" (UNAVAILABLE).
+
+End to end, a ``PutChunk`` may carry the writer's CRC32C and length: bytes
+that do not match them are refused (DATA_LOSS) before the rename makes the
+chunk visible.  ``GetChunk`` reports the whole chunk's length and CRC32C
+(from its verified footer) with its first piece, and ``VerifyChunk`` reads
+and checks a whole chunk on the node, so that the API servers can tell a
+divergent replica from a good one (docs/scaling.md, "Chunk integrity").
 """
 
 from __future__ import annotations
@@ -60,6 +67,12 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
 
 
+def _writer_crc(writer: Any) -> int:
+    """CRC32C of what ``writer`` (a local chunk writer) has taken so far
+    (O(1): combined from its block CRCs); on the reactor thread."""
+    return int(writer.crc32c)
+
+
 def _disk_usage(path: str) -> tuple[int, int, int]:
     """(free, used, total) bytes of the filesystem holding ``path`` (io pool)."""
     os.makedirs(path, exist_ok=True)
@@ -90,17 +103,30 @@ class ChunkServicer(pb_grpc.ChunkServiceServicer):
 
     def PutChunk(self, request_iterator: Iterator[pb.PutChunkRequest], context: grpc.ServicerContext) -> pb.PutChunkResponse:
         writer = None
+        first: pb.PutChunkRequest | None = None
         size = 0
         try:
             for message in request_iterator:
                 if writer is None:
+                    first = message
                     # ValueError for a missing or unsafe id: INVALID_ARGUMENT.
                     writer = self._call(self.backend.open_chunk, message.chunk_id)
                 if message.data:
                     self._call(writer.write, message.data)
                     size += len(message.data)
-            if writer is None:
+            if writer is None or first is None:
                 raise ValueError("no chunk id sent")
+            if first.has_crc32c:
+                # End to end: the bytes that reached this node are the bytes
+                # the writer checksummed, or the chunk never becomes visible.
+                crc = self._call(_writer_crc, writer)
+                if size != first.size or crc != first.crc32c:
+                    log.warn("Refused chunk {chunk_id}: its bytes do not match the CRC32C sent with them",
+                             chunk_id=first.chunk_id)
+                    raise ChunkCorrupted(
+                        f"chunk {first.chunk_id}: received {size} bytes with CRC32C {crc:08x}, "
+                        f"the writer sent {first.size} bytes with CRC32C {first.crc32c:08x}"
+                    )
             self._call(writer.commit)
         except Exception as exc:
             if writer is not None:
@@ -115,10 +141,19 @@ class ChunkServicer(pb_grpc.ChunkServiceServicer):
         while remaining is None or remaining > 0:
             want = READ_PIECE if remaining is None else min(READ_PIECE, remaining)
             try:
-                data = self._call(self.backend.get_chunk_range, request.chunk_id, offset, want)
+                if first:
+                    data, chunk_size, chunk_crc = self._call(
+                        self.backend.get_chunk_range_info, request.chunk_id, offset, want
+                    )
+                else:
+                    data = self._call(self.backend.get_chunk_range, request.chunk_id, offset, want)
             except Exception as exc:
                 self._abort(context, exc)
-            if data or first:
+            if first:
+                yield pb.GetChunkResponse(
+                    data=data, chunk_size=chunk_size, chunk_crc32c=chunk_crc, has_chunk_info=True
+                )
+            elif data:
                 yield pb.GetChunkResponse(data=data)
             first = False
             if len(data) < want:
@@ -140,6 +175,13 @@ class ChunkServicer(pb_grpc.ChunkServiceServicer):
         except Exception as exc:
             self._abort(context, exc)
         return pb.HasChunkResponse(exists=bool(exists))
+
+    def VerifyChunk(self, request: pb.VerifyChunkRequest, context: grpc.ServicerContext) -> pb.VerifyChunkResponse:
+        try:
+            size, crc = self._call(self.backend.verify_chunk, request.chunk_id)
+        except Exception as exc:
+            self._abort(context, exc)
+        return pb.VerifyChunkResponse(size=size, crc32c=crc)
 
     def ListChunks(self, request: pb.ListChunksRequest, context: grpc.ServicerContext) -> pb.ListChunksResponse:
         limit = request.limit or LIST_PAGE

@@ -144,6 +144,10 @@ class ChunkManager:
         self.commits_in_flight = commits_in_flight
         # The backend computes chunk CRCs itself (BackendCapabilities.chunk_crc32c).
         self.backend_crc32c = capabilities.chunk_crc32c
+        # Reads pass each chunk's size and CRC to the backend
+        # (BackendCapabilities.checked_reads), which serves only a copy
+        # matching them.
+        self.checked_reads = capabilities.checked_reads
         self._reactor = reactor
         # Chunks of superseded objects waiting out their grace period.
         self._retired: dict[object, tuple[Any, list[str]]] = {}
@@ -606,6 +610,11 @@ class ObjectWriter:
         # Every write of this chunk has landed and none follows: the
         # backend's CRC (from its block checksums) covers exactly its bytes.
         crc = writer.crc32c if self._backend_crc else self._chunk_crc  # type: ignore[attr-defined]
+        expect = getattr(writer, "expect_crc32c", None)
+        if expect is not None:
+            # End to end: the backend checks the bytes it stores against
+            # the CRC recorded in the object's metadata (IChunkWriter).
+            expect(crc)
         self._chunks.append(ChunkRef(self._chunk_id, self._chunk_start, self._chunk_len, crc))
         settled: Deferred[None] = Deferred()  # never fails
         self._commits.append(settled)
@@ -833,10 +842,17 @@ class ObjectReader:
         # that answers synchronously advances ``span.pos`` before the
         # decryption callback is added.
         within = span.pos
-        if span.verify and self._m.backend_crc32c:
+        if self._m.checked_reads:
+            # Only from a copy whose whole-chunk size and CRC match the
+            # record, ranged reads included; full reads check on top below.
+            dc: Deferred[Any] = backend.get_chunk_range_checked(
+                span.ref.chunk_id, span.pos, n, span.ref.size, span.ref.checksum
+            )
+            dc.addCallbacks(self._got, self._failed, callbackArgs=(span, n))
+        elif span.verify and self._m.backend_crc32c:
             # The backend computes the running CRC where it reads (off the
             # reactor, from checksums it verifies anyway).
-            dc: Deferred[Any] = backend.get_chunk_range_crc(span.ref.chunk_id, span.pos, n, span.crc)
+            dc = backend.get_chunk_range_crc(span.ref.chunk_id, span.pos, n, span.crc)
             dc.addCallbacks(self._got_crc, self._failed, callbackArgs=(span, n))
         else:
             dc = backend.get_chunk_range(span.ref.chunk_id, span.pos, n)

@@ -9,6 +9,16 @@ flight, the nodes it has already reached before the others, so an
 overwrite acknowledged at its quorum is read back) and then every other node, moving on
 after a missing, corrupted (the node verifies its block CRCs) or unreachable
 replica; the ChunkManager verifies the chunk's CRC over full reads on top.
+
+End-to-end integrity (docs/scaling.md, "Chunk integrity"): a chunk's
+CRC32C as the ChunkManager computed it (the one its record keeps) travels
+with every copy written (:class:`CheckedChunkWriter`, ``put_chunk``), and
+the node refuses bytes that do not match.  Reads go through
+:meth:`DistributedBackend.get_chunk_range_checked` with the record's size
+and CRC: a replica whose whole chunk differs (a divergent copy, its block
+CRCs self-consistent) is skipped before any of its bytes is used, ranged
+reads included, and the damaged copies are rewritten in the background
+(read repair).
 Deletes go to every node (a chunk may sit off its placement after nodes were
 added, until repair trims that copy); an unreachable node keeps its copy
 until repair/GC.
@@ -112,6 +122,25 @@ class _Spares:
         return self._left.pop() if self._left else None
 
 
+class CheckedChunkWriter(BufferedChunkWriter):
+    """A :class:`BufferedChunkWriter` that also carries the chunk's CRC32C
+    as the ChunkManager computed it (:meth:`expect_crc32c`, before
+    ``commit``) to ``put_chunk``, which sends it to every node: a node
+    refuses bytes that do not match, so damage between the hashing and the
+    node's disk fails that copy instead of storing a divergent replica."""
+
+    def __init__(self, chunk_id: str, put_chunk: Callable[..., Any], max_size: int) -> None:
+        super().__init__(chunk_id, self._put, max_size)
+        self._put_checked = put_chunk
+        self._checksum: int | None = None
+
+    def expect_crc32c(self, checksum: int) -> None:
+        self._checksum = checksum
+
+    def _put(self, chunk_id: str, data: bytes) -> Any:
+        return self._put_checked(chunk_id, data, self._checksum)
+
+
 def parse_node(url: str, zone: str | None = None) -> NodeAddress:
     """A ``NodeAddress`` from a configured node URL (``http://host:port``).
 
@@ -168,6 +197,8 @@ class DistributedBackend:
         # see _first_replica).
         self._writing: dict[str, tuple[defer.Deferred[Any], set[NodeAddress]]] = {}
         self.repairer: Any = None
+        # Chunks whose damaged copies a read is rewriting (see _read_repair).
+        self._read_repairs: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -189,11 +220,14 @@ class DistributedBackend:
         return placement.read_order(chunk_id, self.nodes, self.replication_factor, self.placement_strategy)
 
     @defer.inlineCallbacks
-    def _first_replica(self, chunk_id: str, method: str, *args: Any) -> Any:
+    def _first_replica(
+        self, chunk_id: str, method: str, *args: Any, bad: list[NodeAddress] | None = None
+    ) -> Any:
         """The first successful ``method`` answer among the chunk's replicas.
 
-        Missing, corrupted and unreachable replicas are skipped; the error
-        raised when none answers says which kind was seen.
+        Missing, corrupted and unreachable replicas are skipped (the
+        corrupted ones are appended to ``bad``); the error raised when none
+        answers says which kind was seen.
         """
         _check_id(chunk_id)
         corrupted: list[str] = []
@@ -217,6 +251,8 @@ class DistributedBackend:
             except ChunkCorrupted as e:
                 log.warn("Replica of chunk {chunk_id} is corrupted: {error}", chunk_id=chunk_id, error=e)
                 corrupted.append(str(e))
+                if bad is not None:
+                    bad.append(node)
                 continue
             except Exception as e:
                 unavailable.append(str(e))
@@ -232,8 +268,12 @@ class DistributedBackend:
 
     # -- IStorageBackend -----------------------------------------------------
 
-    def put_chunk(self, chunk_id: str, data: bytes) -> defer.Deferred[Any]:
-        """Send to every placement node at once; fire at the write quorum."""
+    def put_chunk(self, chunk_id: str, data: bytes, checksum: int | None = None) -> defer.Deferred[Any]:
+        """Send to every placement node at once; fire at the write quorum.
+
+        ``checksum`` is the chunk's CRC32C as the ChunkManager computed it
+        (computed by the node client when None); every node checks the bytes
+        it received against it before storing them."""
         try:
             _check_id(chunk_id)
         except ValueError:
@@ -245,11 +285,11 @@ class DistributedBackend:
         if previous is not None:
             # An overwrite waits for the previous write's stragglers, which
             # would otherwise land late and leave the old bytes on a replica.
-            return settled(previous[0]).addCallback(lambda _: self.put_chunk(chunk_id, payload))
+            return settled(previous[0]).addCallback(lambda _: self.put_chunk(chunk_id, payload, checksum))
         home = self.placement(chunk_id)
         spares = _Spares(chunk_id, self.nodes, home)
         acked: set[NodeAddress] = set()
-        calls = [self._put_copy(node, chunk_id, payload, spares).addCallback(acked.add) for node in home]
+        calls = [self._put_copy(node, chunk_id, payload, checksum, spares).addCallback(acked.add) for node in home]
         # Every replica write, stragglers included, for delete_chunk to wait on:
         # a late copy landing after a delete would bring the chunk back.
         everything = defer.DeferredList(list(calls), consumeErrors=False)
@@ -266,41 +306,49 @@ class DistributedBackend:
         d.addCallback(lambda _: None)
         return d
 
-    def _put_copy(self, node: NodeAddress, chunk_id: str, payload: bytes, spares: _Spares) -> defer.Deferred[Any]:
+    def _put_copy(
+        self, node: NodeAddress, chunk_id: str, payload: bytes, checksum: int | None, spares: _Spares
+    ) -> defer.Deferred[Any]:
         """One copy of a chunk: on ``node``, or, if it is full, on the next
         spare that takes it.  Fails with the node's ``NodeFull`` when every
         spare tried was full too (or none is left), and with the first other
         error a spare gave if one did (a spare that is down might have taken
         the copy: that is not a lack of space).  Fires with the node that
         holds the copy."""
-        d = self.call(node, "put", chunk_id, payload).addCallback(lambda _: node)
+        d = self.call(node, "put", chunk_id, payload, checksum).addCallback(lambda _: node)
 
         def full(failure: Failure) -> Any:
             failure.trap(NodeFull)
-            return self._spill(chunk_id, payload, spares, failure, None)
+            return self._spill(chunk_id, payload, checksum, spares, failure, None)
 
         return d.addErrback(full)
 
     def _spill(
-        self, chunk_id: str, payload: bytes, spares: _Spares, full: Failure, other: Failure | None
+        self,
+        chunk_id: str,
+        payload: bytes,
+        checksum: int | None,
+        spares: _Spares,
+        full: Failure,
+        other: Failure | None,
     ) -> Any:
         spare = spares.take()
         if spare is None:
             return other if other is not None else full
         log.info("Chunk {chunk_id}: a placement node is full, writing the copy to spare {node}",
                  chunk_id=chunk_id, node=spare.address)
-        d = self.call(spare, "put", chunk_id, payload).addCallback(lambda _: spare)
+        d = self.call(spare, "put", chunk_id, payload, checksum).addCallback(lambda _: spare)
 
         def refused(failure: Failure) -> Any:
             if failure.check(NodeFull):
-                return self._spill(chunk_id, payload, spares, full, other)
-            return self._spill(chunk_id, payload, spares, full, other or failure)
+                return self._spill(chunk_id, payload, checksum, spares, full, other)
+            return self._spill(chunk_id, payload, checksum, spares, full, other or failure)
 
         return d.addErrback(refused)
 
-    def open_chunk(self, chunk_id: str) -> BufferedChunkWriter:
+    def open_chunk(self, chunk_id: str) -> CheckedChunkWriter:
         _check_id(chunk_id)
-        return BufferedChunkWriter(chunk_id, self.put_chunk, self.max_chunk_size)
+        return CheckedChunkWriter(chunk_id, self.put_chunk, self.max_chunk_size)
 
     def get_chunk(self, chunk_id: str) -> defer.Deferred[bytes]:
         return self._first_replica(chunk_id, "get")
@@ -309,6 +357,45 @@ class DistributedBackend:
         if offset < 0 or length < 0:
             return defer.fail(ValueError("offset and length must be >= 0"))
         return self._first_replica(chunk_id, "get", offset, length)
+
+    @defer.inlineCallbacks
+    def get_chunk_range_checked(self, chunk_id: str, offset: int, length: int, size: int, checksum: int) -> Any:
+        """Deferred[bytes]: like :meth:`get_chunk_range`, from the first
+        replica that holds the chunk the record describes (``size`` bytes,
+        CRC32C ``checksum``): a replica with other bytes, even with valid
+        block CRCs, is skipped like a corrupt one, before any of its bytes is
+        used (the node sends its whole-chunk CRC with the first piece; see
+        ``NodeClient.get_checked``).
+
+        When a replica was skipped as corrupt or divergent and another one
+        answered, the damaged copies are rewritten in the background from a
+        copy that matches the record (read repair, :meth:`_read_repair`).
+        """
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must be >= 0")
+        bad: list[NodeAddress] = []
+        data = yield self._first_replica(chunk_id, "get_checked", offset, length, size, checksum, bad=bad)
+        if bad:
+            self._read_repair(chunk_id, size, checksum)
+        return data
+
+    def _read_repair(self, chunk_id: str, size: int, checksum: int) -> None:
+        """Rewrite the corrupt or divergent copies of ``chunk_id`` from a copy
+        matching its record, in the background (one at a time per chunk)."""
+        if chunk_id in self._read_repairs:
+            return
+        self._read_repairs.add(chunk_id)
+        d = self._running.track(self.scrub_chunk(chunk_id, size, checksum, rewrite_missing=False))
+
+        def done(result: Any) -> None:
+            self._read_repairs.discard(chunk_id)
+            if isinstance(result, Failure):
+                log.warn("Read repair of chunk {chunk_id} failed: {error}", chunk_id=chunk_id, error=result.value)
+            elif result.repaired:
+                log.info("Read repair: rewrote chunk {chunk_id} on {nodes}",
+                         chunk_id=chunk_id, nodes=", ".join(result.repaired))
+
+        d.addBoth(done)
 
     @defer.inlineCallbacks
     def delete_chunk(self, chunk_id: str) -> Any:
@@ -375,10 +462,10 @@ class DistributedBackend:
     # -- IReplicaScrub ---------------------------------------------------------
 
     @defer.inlineCallbacks
-    def scrub_chunk(self, chunk_id: str, size: int, checksum: int) -> Any:
+    def scrub_chunk(self, chunk_id: str, size: int, checksum: int, *, rewrite_missing: bool = True) -> Any:
         """Read every node's copy of ``chunk_id``, check its size and CRC32C,
         and rewrite each corrupt copy, and each placement node's missing
-        copy, from a good one.
+        copy (unless ``rewrite_missing`` is false: read repair), from a good one.
 
         Every node is asked, not only the placement: after nodes were added
         a good copy may sit off its current placement, and a rotten one
@@ -397,7 +484,7 @@ class DistributedBackend:
             try:
                 copy = yield self.call(node, "get", chunk_id)
             except ChunkNotFound:
-                if node in home:
+                if node in home and rewrite_missing:
                     missing.append(node)
                 continue
             except ChunkCorrupted:
@@ -418,7 +505,7 @@ class DistributedBackend:
         targets = corrupt + missing
         if data is not None and targets:
             results = yield defer.DeferredList(
-                [self.call(node, "put", chunk_id, data) for node in targets], consumeErrors=True
+                [self.call(node, "put", chunk_id, data, checksum) for node in targets], consumeErrors=True
             )
             for node, (ok, value) in zip(targets, results, strict=True):
                 if ok:
@@ -434,7 +521,7 @@ class DistributedBackend:
 
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(
-            self.max_chunk_size, True, True, DurabilityLevel.REPLICATED, self.replication_factor
+            self.max_chunk_size, True, True, DurabilityLevel.REPLICATED, self.replication_factor, checked_reads=True
         )
 
     def check(self) -> defer.Deferred[Any]:

@@ -13,6 +13,12 @@ RESOURCE_EXHAUSTED marked by the node as ``storage-full`` (its disk is full)
 RESOURCE_EXHAUSTED, such as a concurrency limit: an overloaded node, worth
 another try).
 
+End-to-end integrity (docs/scaling.md, "Chunk integrity"): ``put`` sends
+the chunk's CRC32C and length, which the node checks before the chunk
+becomes visible; ``get_checked`` reads only from a replica whose whole-chunk
+CRC32C matches the caller's record; ``verify`` asks the node to check a copy
+in place.  The checks run in the calling pool thread, never on the reactor.
+
 ``https://`` nodes are reached over TLS with ``tls`` (:class:`NodeTls`, from
 ``[storage.distributed]``'s client certificate and the CA of the nodes'
 certificates; the nodes require the client certificate: mutual TLS).  The
@@ -29,6 +35,7 @@ from typing import Any
 
 import grpc
 
+from lightningstor.checksums import crc32c
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError, StorageError, StorageFull
 from lightningstor.interfaces.storage import ChunkInfo
 from lightningstor.node import ERROR_KIND_KEY, STORAGE_FULL
@@ -51,6 +58,11 @@ _CHANNEL_OPTIONS = [
 
 class NodeUnavailable(StorageError):
     """The node did not answer (down, unreachable, overloaded, timed out)."""
+
+
+class ChunkDiverged(ChunkCorrupted):
+    """The node's copy passes its own block checks but is not the chunk the
+    record describes (other length or CRC32C): a divergent replica."""
 
 
 class NodeFull(StorageFull):
@@ -169,10 +181,17 @@ class NodeClient:
         if channel is not None:
             channel.close()
 
-    def put(self, chunk_id: str, data: bytes) -> None:
+    def put(self, chunk_id: str, data: bytes, checksum: int | None = None) -> None:
+        """Store ``data``; ``checksum`` is its CRC32C as the writer computed it
+        (computed here when None).  The node refuses bytes that do not match
+        it (``ChunkCorrupted``), so the copy fails like any failed replica."""
+        crc = crc32c(data) if checksum is None else checksum
+
         def messages() -> Iterator[pb.PutChunkRequest]:
             view = memoryview(data)
-            yield pb.PutChunkRequest(chunk_id=chunk_id, data=bytes(view[:PIECE]))
+            yield pb.PutChunkRequest(
+                chunk_id=chunk_id, data=bytes(view[:PIECE]), crc32c=crc, size=len(view), has_crc32c=True
+            )
             for start in range(PIECE, len(view), PIECE):
                 yield pb.PutChunkRequest(data=bytes(view[start : start + PIECE]))
 
@@ -190,6 +209,70 @@ class NodeClient:
             return b"".join(m.data for m in self._client().GetChunk(request, timeout=self.timeout))
         except grpc.RpcError as e:
             raise _translate(self.node, e) from None
+
+    def get_checked(
+        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int
+    ) -> bytes:
+        """Like :meth:`get`, but only from a replica holding the chunk the
+        caller's record describes: ``size`` bytes with CRC32C ``checksum``.
+
+        The node sends the whole chunk's length and CRC32C (from its
+        verified footer) with the first piece; a replica that disagrees
+        raises :class:`ChunkDiverged` before any byte is used.  A node too
+        old to send them is checked by reading the whole chunk (its CRC
+        computed here) and cutting the range out of it: slower, but never
+        unverified.
+        """
+        request = pb.GetChunkRequest(chunk_id=chunk_id, offset=offset)
+        if length is not None:
+            request.length = length
+            request.has_length = True
+        parts: list[bytes] = []
+        try:
+            call = self._client().GetChunk(request, timeout=self.timeout)
+            for message in call:
+                if not parts and message.has_chunk_info:
+                    if message.chunk_size != size or message.chunk_crc32c != checksum:
+                        call.cancel()
+                        raise ChunkDiverged(
+                            f"node {self.node.address}: chunk {chunk_id} holds {message.chunk_size} bytes with "
+                            f"CRC32C {message.chunk_crc32c:08x}, its record says {size} with {checksum:08x}"
+                        )
+                    parts.append(message.data)
+                    continue
+                if not parts:  # a node that sends no chunk info
+                    call.cancel()
+                    return self._get_whole_checked(chunk_id, offset, length, size, checksum)
+                parts.append(message.data)
+        except grpc.RpcError as e:
+            raise _translate(self.node, e) from None
+        return b"".join(parts)
+
+    def _get_whole_checked(
+        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int
+    ) -> bytes:
+        whole = self.get(chunk_id)
+        if len(whole) != size or crc32c(whole) != checksum:
+            raise ChunkDiverged(
+                f"node {self.node.address}: chunk {chunk_id} does not match its record ({len(whole)} bytes)"
+            )
+        if offset == 0 and (length is None or length >= size):
+            return whole
+        return whole[offset : None if length is None else offset + length]
+
+    def verify(self, chunk_id: str) -> tuple[int, int]:
+        """(length, CRC32C) of the node's copy, every block checked on the
+        node (``ChunkCorrupted`` if one fails).  A node without the
+        ``VerifyChunk`` call sends the chunk instead and the CRC is
+        computed here."""
+        try:
+            reply = self._client().VerifyChunk(pb.VerifyChunkRequest(chunk_id=chunk_id), timeout=self.timeout)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise _translate(self.node, e) from None
+            data = self.get(chunk_id)
+            return len(data), crc32c(data)
+        return int(reply.size), int(reply.crc32c)
 
     def delete(self, chunk_id: str) -> bool:
         try:

@@ -15,6 +15,31 @@ their data.  A run copies at most ``max_copies`` chunks, so one run is
 bounded and the next picks up where this one stopped.  Copies read the whole
 chunk through the source node (which verifies its block CRCs) before writing.
 
+Copies are verified, not just listed
+------------------------------------
+A listing only says that a file exists; a copy may be rotten (its block
+CRCs fail) or divergent (other bytes with self-consistent CRCs).  So before
+a chunk is copied, every node listing it is asked to verify its copy
+(``VerifyChunk``: the node reads it and checks every block, answering the
+length and whole-chunk CRC32C), and the copies are compared:
+
+* the copies that passed must agree: one (length, CRC32C) held by a strict
+  majority of them.  Without one (two copies, two different CRCs) nothing
+  is copied and nothing trimmed (``copies_disputed``): repair has no record
+  to tell the right bytes from the wrong ones, but reads and scrub do (they
+  check each copy against its object's ChunkRef and rewrite the wrong one,
+  see ``DistributedBackend.get_chunk_range_checked``), after which repair
+  proceeds;
+* only a copy with the agreed CRC is a source, and its bytes are checked
+  against it again when read (``NodeClient.get_checked``) and by the target
+  node when written (the CRC travels with ``PutChunk``);
+* a placement copy that failed its check, or disagrees with the majority,
+  is rewritten from a good source like a missing one.
+
+Chunks whose copies are all present are not verified by repair (that would
+read every chunk every run): rot there is found by reads (read repair) and
+by scrub (``lightningstor-admin scrub`` or ``scrub_interval_seconds``).
+
 A node whose disk is full answers the listing (it is not down) but refuses
 copies with ``StorageFull``.  After its first refusal the run sends it no
 more copies (each would read the chunk from a source only to be refused);
@@ -41,8 +66,11 @@ them ("trims"), but only when the copy is provably redundant:
   ``replication_factor`` distinct nodes, so at least N copies remain;
 * the same copy was found extra by the previous run as well (two
   consecutive runs of this process; see below);
-* right before the delete, every placement node confirms, by a ``has``
-  call, that it still holds the chunk (the listing may be minutes old);
+* right before the delete, every copy of the chunk is verified (see above)
+  and every placement copy must have passed and hold the agreed CRC32C,
+  a strict majority of the verified copies: a rotten or divergent placement
+  copy is rewritten from a good one instead, and the extra copy waits (the
+  listing may be minutes old, and existence is not a good copy);
 * at most ``max_trims`` deletions per run; the rest waits for the next run.
 
 A run that cannot trim (a node down, trimming off, ``random``) forgets the
@@ -83,7 +111,8 @@ zones, ``replication_factor`` and ``placement_strategy``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +121,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.core.leases import Lease, release_quietly, run_leased
-from lightningstor.errors import StorageFull
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageFull
 from lightningstor.storage.placement import NodeAddress
 
 log = Logger()
@@ -117,7 +146,9 @@ class RepairReport:
     copies_trimmed: int = 0  # extra copies deleted
     trims_failed: int = 0  # deletes of extra copies that failed
     trims_pending: int = 0  # extra copies seen for the first time: trimmed by a later run
-    trims_unconfirmed: int = 0  # chunks not trimmed: a placement node no longer confirmed its copy
+    trims_unconfirmed: int = 0  # chunks not trimmed: a placement copy was missing, corrupt or divergent
+    copies_damaged: int = 0  # copies found corrupt or divergent (then rewritten when a good source exists)
+    copies_disputed: int = 0  # chunks whose copies disagree without a majority: neither copied nor trimmed
     trims_truncated: bool = False  # max_trims reached
     trim_skipped: str | None = None  # why this run trimmed nothing at all, if it could not
 
@@ -223,7 +254,17 @@ class Repairer:
             if report.copies_made + report.copies_failed >= self.max_copies:
                 report.truncated = True
                 continue
-            done = yield self._copy(chunk_id, have, targets, full)
+            survey = yield self._survey(chunk_id, have)
+            agreed = _agreed(survey)
+            if agreed is None:
+                self._disputed(chunk_id, survey, report)
+                continue
+            damaged = [n for n in _by_address(have) if _damaged(survey[n], agreed)]
+            report.copies_damaged += len(damaged)
+            # A damaged copy where one is wanted is rewritten like a missing one.
+            targets += [n for n in damaged if (home is None or n in home) and n not in full]
+            sources = {n for n in have if survey[n] == agreed}
+            done = yield self._copy(chunk_id, sources, targets, full, agreed)
             if done:
                 received[chunk_id] = done
             if len(done) == len(targets):
@@ -242,10 +283,17 @@ class Repairer:
                 failed=report.copies_failed,
                 seen=report.chunks_seen,
             )
+        if report.copies_damaged or report.copies_disputed:
+            log.warn(
+                "Chunk repair: {damaged} corrupt or divergent copies found, {disputed} chunks whose copies "
+                "disagree without a majority (left to reads and scrub, which check the object records)",
+                damaged=report.copies_damaged,
+                disputed=report.copies_disputed,
+            )
         if report.copies_trimmed or report.trims_failed or report.trims_unconfirmed:
             log.info(
                 "Chunk repair: {trimmed} extra copies trimmed, {failed} failed, {unconfirmed} chunks kept "
-                "(a placement node did not confirm its copy), {pending} more extra copies pending",
+                "(a placement copy was missing or failed its check), {pending} more extra copies pending",
                 trimmed=report.copies_trimmed,
                 failed=report.trims_failed,
                 unconfirmed=report.trims_unconfirmed,
@@ -268,16 +316,54 @@ class Repairer:
         return [node for node in home if node in answering and node not in have]
 
     @defer.inlineCallbacks
+    def _survey(self, chunk_id: str, nodes: Iterable[NodeAddress]) -> Any:
+        """Deferred[{node: (length, CRC32C) | _MISSING | _CORRUPT | _UNKNOWN}]:
+        each node's copy of ``chunk_id``, verified on the node."""
+        ordered = _by_address(nodes)
+        results = yield defer.DeferredList(
+            [self.backend.call(node, "verify", chunk_id) for node in ordered], consumeErrors=True
+        )
+        survey: dict[NodeAddress, Any] = {}
+        for node, (ok, value) in zip(ordered, results, strict=True):
+            if ok:
+                survey[node] = tuple(value)
+            elif value.check(ChunkNotFound):
+                survey[node] = _MISSING
+            elif value.check(ChunkCorrupted):
+                survey[node] = _CORRUPT
+                log.warn("Repair: the copy of chunk {chunk_id} on {node} fails its check: {error}",
+                         chunk_id=chunk_id, node=node.address, error=value.value)
+            else:
+                survey[node] = _UNKNOWN
+                log.info("Repair: cannot verify chunk {chunk_id} on {node}: {error}",
+                         chunk_id=chunk_id, node=node.address, error=value.value)
+        return survey
+
+    def _disputed(self, chunk_id: str, survey: Mapping[NodeAddress, Any], report: RepairReport) -> None:
+        report.copies_disputed += 1
+        found = ", ".join(f"{node.address}={_describe(value)}" for node, value in survey.items())
+        log.warn("Repair: not copying or trimming chunk {chunk_id}: no majority of good copies agrees ({found})",
+                 chunk_id=chunk_id, found=found)
+
+    @defer.inlineCallbacks
     def _copy(
-        self, chunk_id: str, sources: set[NodeAddress], targets: list[NodeAddress], full: set[NodeAddress]
+        self,
+        chunk_id: str,
+        sources: set[NodeAddress],
+        targets: list[NodeAddress],
+        full: set[NodeAddress],
+        agreed: tuple[int, int],
     ) -> Any:
-        """Read ``chunk_id`` from a good source and write it to ``targets``;
-        Deferred[set] of the targets that now hold it.  Targets that refuse
-        for lack of space are added to ``full``."""
+        """Read ``chunk_id`` from a source whose copy has the ``agreed``
+        (length, CRC32C), checking the bytes against it, and write it to
+        ``targets`` (which check them again); Deferred[set] of the targets
+        that now hold it.  Targets that refuse for lack of space are added
+        to ``full``."""
+        size, checksum = agreed
         data = None
         for source in sorted(sources, key=lambda node: node.address):
             try:
-                data = yield self.backend.call(source, "get", chunk_id)
+                data = yield self.backend.call(source, "get_checked", chunk_id, 0, None, size, checksum)
                 break
             except Exception as e:
                 log.warn("Repair: cannot read chunk {chunk_id} from {node}: {error}",
@@ -285,7 +371,7 @@ class Repairer:
         if data is None:
             return set()
         results = yield defer.DeferredList(
-            [self.backend.call(target, "put", chunk_id, data) for target in targets], consumeErrors=True
+            [self.backend.call(target, "put", chunk_id, data, checksum) for target in targets], consumeErrors=True
         )
         done: set[NodeAddress] = set()
         for target, (ok, value) in zip(targets, results, strict=True):
@@ -346,7 +432,7 @@ class Repairer:
                 report.trims_truncated = True
                 seen.update((chunk_id, node) for node in due)  # still due next run
                 continue
-            confirmed = yield self._confirm(chunk_id, home)
+            confirmed = yield self._confirm(chunk_id, home, have, report)
             if not confirmed:
                 report.trims_unconfirmed += 1
                 continue
@@ -355,19 +441,38 @@ class Repairer:
         self._extra_seen = seen
 
     @defer.inlineCallbacks
-    def _confirm(self, chunk_id: str, home: set[NodeAddress]) -> Any:
-        """Deferred[bool]: every node of ``home`` says, now, that it holds
-        ``chunk_id`` (an error or a "no" from any of them is a no)."""
-        nodes = _by_address(home)
-        results = yield defer.DeferredList(
-            [self.backend.call(node, "has", chunk_id) for node in nodes], consumeErrors=True
-        )
-        for node, (ok, value) in zip(nodes, results, strict=True):
-            if not ok or value is not True:
-                log.info("Repair: not trimming chunk {chunk_id}: placement node {node} did not confirm it ({why})",
-                         chunk_id=chunk_id, node=node.address, why=value.value if not ok else "missing")
-                return False
-        return True
+    def _confirm(
+        self, chunk_id: str, home: set[NodeAddress], have: set[NodeAddress], report: RepairReport
+    ) -> Any:
+        """Deferred[bool]: every copy of ``chunk_id`` (``home`` and ``have``)
+        verified now, and every node of ``home`` holds the copy a strict
+        majority of the good copies agrees on.  Otherwise False, and the
+        placement copies found missing, corrupt or divergent are rewritten
+        from a good copy when there is an agreed one (this run trims nothing
+        of that chunk: the next runs check again)."""
+        survey = yield self._survey(chunk_id, home | have)
+        agreed = _agreed(survey)
+        if agreed is None:
+            self._disputed(chunk_id, survey, report)
+            return False
+        wrong = [node for node in _by_address(home) if survey[node] != agreed]
+        if not wrong:
+            return True
+        for node in wrong:
+            log.info("Repair: not trimming chunk {chunk_id}: its placement copy on {node} is {what}",
+                     chunk_id=chunk_id, node=node.address, what=_describe(survey[node], agreed))
+        # A copy gone since the listing is not rewritten here (its object may
+        # be being deleted); the next run's listing decides.
+        damaged = [node for node in wrong if _damaged(survey[node], agreed)]
+        report.copies_damaged += len(damaged)
+        if damaged:
+            sources = {node for node, value in survey.items() if value == agreed}
+            done = yield self._copy(chunk_id, sources, damaged, set(), agreed)
+            if len(done) == len(damaged):
+                report.copies_made += 1
+            else:
+                report.copies_failed += 1
+        return False
 
     @defer.inlineCallbacks
     def _delete_extra(
@@ -389,6 +494,34 @@ class Repairer:
                 seen.add((chunk_id, node))  # still extra: try again next run
                 log.warn("Repair: trimming the extra copy of chunk {chunk_id} on {node} failed: {error}",
                          chunk_id=chunk_id, node=node.address, error=value.value)
+
+
+# What _survey found on a node besides a good copy's (length, CRC32C).
+_MISSING = "missing"
+_CORRUPT = "corrupt"
+_UNKNOWN = "unknown"  # the node did not answer: neither a source nor a target
+
+
+def _agreed(survey: Mapping[NodeAddress, Any]) -> tuple[int, int] | None:
+    """The (length, CRC32C) held by a strict majority of the copies that
+    passed their check, or None (no such copy, or no majority)."""
+    counts = Counter(value for value in survey.values() if isinstance(value, tuple))
+    if not counts:
+        return None
+    (value, count), *_ = counts.most_common(1)
+    return value if 2 * count > sum(counts.values()) else None
+
+
+def _damaged(value: Any, agreed: tuple[int, int]) -> bool:
+    """A copy that failed its check or holds other bytes than ``agreed``."""
+    return value == _CORRUPT or (isinstance(value, tuple) and value != agreed)
+
+
+def _describe(value: Any, agreed: tuple[int, int] | None = None) -> str:
+    if isinstance(value, tuple):
+        text = f"{value[0]} bytes, CRC32C {value[1]:08x}"
+        return text if agreed is None else f"divergent ({text})"
+    return str(value)
 
 
 def _by_address(nodes: Iterable[NodeAddress]) -> list[NodeAddress]:

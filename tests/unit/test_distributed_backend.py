@@ -20,12 +20,13 @@ from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 from zope.interface.verify import verifyObject
 
+from lightningstor.checksums import crc32c
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError
 from lightningstor.interfaces.storage import DurabilityLevel, IStorageBackendFactory, PluginContext
 from lightningstor.storage import placement
 from lightningstor.storage.distributed import DistributedBackend, distributedStorageFactory, parse_node
 from lightningstor.storage.local import LocalFsBackend
-from lightningstor.storage.nodeclient import NodeUnavailable
+from lightningstor.storage.nodeclient import ChunkDiverged, NodeUnavailable
 from lightningstor.storage.placement import NodeAddress
 from lightningstor.storage.quorum import QuorumNotReached, gather_quorum
 from lightningstor.storage.repair import Repairer
@@ -165,8 +166,23 @@ class FakeNode:
             raise NodeUnavailable(f"node {self.node.address}: UNAVAILABLE")
         return blockingCallFromThread(self.reactor, f, *args)
 
-    def put(self, chunk_id: str, data: bytes) -> None:
+    def put(self, chunk_id: str, data: bytes, checksum: int | None = None) -> None:
+        # Like a node: bytes that do not match the writer's CRC are refused.
+        if checksum is not None and crc32c(data) != checksum:
+            self._call(lambda: None)  # counted and refused like a call
+            raise ChunkCorrupted(f"node {self.node.address}: chunk {chunk_id} does not match the CRC sent")
         self._call(self.backend.put_chunk, chunk_id, data)
+
+    def get_checked(self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int) -> bytes:
+        data, chunk_size, chunk_crc = self._call(
+            self.backend.get_chunk_range_info, chunk_id, offset, size if length is None else length
+        )
+        if (chunk_size, chunk_crc) != (size, checksum):
+            raise ChunkDiverged(f"node {self.node.address}: chunk {chunk_id} differs from its record")
+        return data  # type: ignore[no-any-return]
+
+    def verify(self, chunk_id: str) -> tuple[int, int]:
+        return self._call(self.backend.verify_chunk, chunk_id)  # type: ignore[no-any-return]
 
     def get(self, chunk_id: str, offset: int = 0, length: int | None = None) -> bytes:
         if length is None:
@@ -264,7 +280,7 @@ async def test_an_overwrite_is_read_back_while_a_copy_still_lags(tmp_path: Path,
     client: Any = backend.clients[lagging]
     gate = threading.Event()
     put = client.put
-    client.put = lambda cid, data: (gate.wait(30), put(cid, data))[1]
+    client.put = lambda cid, data, checksum=None: (gate.wait(30), put(cid, data, checksum))[1]
     try:
         await backend.put_chunk(chunk_id, b"new bytes")  # the quorum: the two other nodes
         assert await backend.get_chunk(chunk_id) == b"new bytes"
@@ -462,3 +478,22 @@ def test_config_checks_the_added_keys(tmp_path: Path, snippet: str, message: str
     )
     section = load_settings(str(path), env={}).storage.options["distributed"]
     assert section["zones"] == ("x", "y", "y") and section["write_quorum"] == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunk_writes_carry_the_chunk_managers_crc(tmp_path: Path, pool: ThreadPool) -> None:
+    """The CRC32C a writer is told (the ChunkManager's, kept in the record)
+    goes to every node with the bytes: bytes that do not match it are
+    refused on every node, so the write fails instead of storing them."""
+    backend = make_backend(tmp_path, reactor_(), pool)
+    data = payload(5000, 1)
+    writer = backend.open_chunk("cd" * 16)
+    await writer.write(data)
+    writer.expect_crc32c(crc32c(data) ^ 1)
+    assert (await failure_of(writer.commit())).check(QuorumNotReached)
+    assert await holders(backend, "cd" * 16) == set()
+    writer = backend.open_chunk("ce" * 16)
+    await writer.write(data)
+    writer.expect_crc32c(crc32c(data))
+    await writer.commit()
+    assert await backend.get_chunk_range_checked("ce" * 16, 10, 20, len(data), crc32c(data)) == data[10:30]

@@ -17,13 +17,16 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
+from lightningstor.checksums import crc32c
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound
+from lightningstor.node.gen import lightningstor_node_pb2 as pb
+from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
 from lightningstor.node.service import NodeGrpcService
 from lightningstor.node.servicer import ChunkServicer, NodeIdentity
 from lightningstor.node.tap import Options
 from lightningstor.storage.distributed import parse_node
 from lightningstor.storage.local import LocalFsBackend
-from lightningstor.storage.nodeclient import NodeClient, NodeUnavailable
+from lightningstor.storage.nodeclient import ChunkDiverged, NodeClient, NodeUnavailable
 from tests.contract.storage_contract import failure_of, payload
 
 
@@ -38,8 +41,19 @@ def test_options_defaults_and_validation(tmp_path: Path) -> None:
         Options().parseOptions(["--io-threads", "0"])
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[tuple[NodeClient, LocalFsBackend, ThreadPool]]:
+class _OlderServicer(ChunkServicer):
+    """A node from before end-to-end checks: GetChunk sends no chunk info
+    and VerifyChunk is not implemented (grpc answers UNIMPLEMENTED)."""
+
+    VerifyChunk = pb_grpc.ChunkServiceServicer.VerifyChunk
+
+    def GetChunk(self, request: Any, context: Any) -> Iterator[Any]:
+        for message in super().GetChunk(request, context):
+            yield pb.GetChunkResponse(data=message.data)
+
+
+@pytest.fixture(params=[ChunkServicer])
+def node(tmp_path: Path, request: Any) -> Iterator[tuple[NodeClient, LocalFsBackend, ThreadPool]]:
     """A chunk service on a loopback port plus a client and a pool to call it from."""
     from twisted.internet import reactor
 
@@ -48,7 +62,7 @@ def node(tmp_path: Path) -> Iterator[tuple[NodeClient, LocalFsBackend, ThreadPoo
     disk.start()
     calls.start()
     backend = LocalFsBackend(str(tmp_path / "chunks"), reactor, disk, fsync=False)
-    servicer = ChunkServicer(backend, reactor, disk, NodeIdentity("n1", "z1", str(tmp_path)))
+    servicer = request.param(backend, reactor, disk, NodeIdentity("n1", "z1", str(tmp_path)))
     service = NodeGrpcService(servicer, reactor, "127.0.0.1:0", grace_seconds=0.5)
     service.startService()
     client = NodeClient(parse_node(f"http://127.0.0.1:{service.bound_port}"), timeout=10)
@@ -108,3 +122,50 @@ async def test_errors_map_to_backend_exceptions(node: Any) -> None:
     gone = NodeClient(parse_node("http://127.0.0.1:1"), timeout=2, small_timeout=2)
     assert (await failure_of(call(gone.health))).check(NodeUnavailable)
     gone.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_is_checked_against_the_writers_crc(node: Any) -> None:
+    """Bytes that do not match the CRC32C sent with them are refused
+    (ChunkCorrupted) and never stored; matching bytes are."""
+    from twisted.internet import reactor
+
+    client, backend, calls = node
+
+    def call(f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, calls, f, *args)
+
+    data = payload(1_500_000, 5)
+    assert (await failure_of(call(client.put, "ee01", data, crc32c(data) ^ 1))).check(ChunkCorrupted)
+    assert not await call(client.has, "ee01")
+    await call(client.put, "ee01", data, crc32c(data))
+    assert await call(client.get, "ee01") == data
+
+
+@pytest.mark.parametrize("node", [ChunkServicer, _OlderServicer], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_checked_reads_serve_only_the_recorded_chunk(node: Any) -> None:
+    """get_checked returns the range only from a copy whose whole chunk has
+    the recorded length and CRC32C (ChunkDiverged otherwise), and verify
+    reports them after checking every block, also on a node that predates
+    both (the client then reads the whole chunk and checks it itself)."""
+    from twisted.internet import reactor
+
+    client, backend, calls = node
+
+    def call(f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, calls, f, *args)
+
+    data = payload(1_200_000, 7)
+    size, crc = len(data), crc32c(data)
+    await call(client.put, "ff01", data)
+    assert await call(client.get_checked, "ff01", 65_000, 2_000, size, crc) == data[65_000:67_000]
+    assert await call(client.get_checked, "ff01", 0, None, size, crc) == data
+    assert await call(client.verify, "ff01") == (size, crc)
+    for record in ((size, crc ^ 1), (size - 1, crc)):
+        assert (await failure_of(call(client.get_checked, "ff01", 10, 10, *record))).check(ChunkDiverged)
+    with open(backend._locate("ff01")[1], "r+b") as f:
+        f.seek(700_000)
+        f.write(b"J")
+    assert (await failure_of(call(client.verify, "ff01"))).check(ChunkCorrupted)
+    assert (await failure_of(call(client.verify, "ff02"))).check(ChunkNotFound)

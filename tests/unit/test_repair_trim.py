@@ -39,12 +39,12 @@ class FullableNode(FakeNode):
 
     full = False
 
-    def put(self, chunk_id: str, data: bytes) -> None:
+    def put(self, chunk_id: str, data: bytes, checksum: int | None = None) -> None:
         if self.full:
             with self._lock:
                 self.calls += 1
             raise NodeFull(f"node {self.node.address}: node out of disk space")
-        super().put(chunk_id, data)
+        super().put(chunk_id, data, checksum)
 
 
 @pytest.fixture
@@ -297,8 +297,8 @@ class _ShortPlacement:
         return defer.succeed({node: [ChunkInfo("ab01", 4, 0.0)] for node in self.nodes})
 
     def call(self, node: NodeAddress, method: str, chunk_id: str, *args: Any) -> defer.Deferred[Any]:
-        if method == "has":
-            return defer.succeed(True)
+        if method == "verify":
+            return defer.succeed((4, 1234))
         if method == "delete":
             self.deleted.append(node.address)
             return defer.succeed(True)
@@ -347,3 +347,61 @@ def test_trim_extra_copies_is_read_and_validated(tmp_path: Path, pool: ThreadPoo
     assert context.reactor.whenRunningHooks == []
     with pytest.raises(ConfigError, match="trim_extra_copies"):
         distributedStorageFactory.create({"distributed": {**options, "trim_extra_copies": "yes"}}, context)
+
+
+# -- copies are verified, not just listed -------------------------------------------------
+
+
+async def _damage(backend: DistributedBackend, node: NodeAddress, chunk_id: str, data: bytes, how: str) -> None:
+    """Rot (a flipped byte: block CRC fails) or divergence (other bytes, CRCs
+    the node computed itself) on ``node``'s copy."""
+    local = backend.clients[node].backend
+    path = local._locate(chunk_id)[1]
+    if how == "rotten":
+        with open(path, "r+b") as f:
+            f.write(b"J")
+    else:
+        await local.put_chunk(chunk_id, b"WRONG" + data[5:])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_rotten_placement_copy_is_rewritten_before_the_extra_copy_goes(
+    tmp_path: Path, pool: ThreadPool
+) -> None:
+    """The placement copy that stays is rotten, the extra copy is good:
+    repair verifies the copies, copies only the good bytes (to the new node
+    and over the rotten copy) and trims the extra copy only once every
+    placement copy verified good.  (A divergent copy against a single good
+    one has no majority: see the next test.)"""
+    backend, written = await grown_cluster(tmp_path, pool)
+    chunk_id = next(c for c in written if backend.nodes[3] in backend.placement(c))
+    stay = next(n for n in backend.placement(chunk_id) if n != backend.nodes[3])
+    await _damage(backend, stay, chunk_id, written[chunk_id], "rotten")
+    repairer = Repairer(backend, Clock(), interval=10)
+    first = await repairer.run_once()
+    assert first.copies_damaged >= 1 and first.copies_disputed == 0
+    for _ in range(2):
+        await repairer.run_once()
+    assert await copies(backend, chunk_id) == set(backend.placement(chunk_id))
+    for node in backend.placement(chunk_id):
+        assert await backend.call(node, "get", chunk_id) == written[chunk_id], node
+
+
+@pytest_twisted.ensureDeferred
+async def test_copies_that_disagree_without_a_majority_are_neither_spread_nor_trimmed(
+    tmp_path: Path, pool: ThreadPool
+) -> None:
+    """Two copies, two CRCs: repair cannot tell the right one (a read or
+    scrub can, from the record), so it copies and trims nothing of that
+    chunk; the other chunks are repaired and trimmed as usual."""
+    backend, written = await grown_cluster(tmp_path, pool)
+    moved = [c for c in written if backend.nodes[3] in backend.placement(c)]
+    chunk_id = moved[0]
+    stay = next(n for n in backend.placement(chunk_id) if n != backend.nodes[3])
+    before = await copies(backend, chunk_id)
+    await _damage(backend, stay, chunk_id, written[chunk_id], "divergent")
+    repairer = Repairer(backend, Clock(), interval=10)
+    reports = [await repairer.run_once() for _ in range(3)]
+    assert all(report.copies_disputed >= 1 for report in reports)
+    assert await copies(backend, chunk_id) == before  # nothing copied to node-3, nothing trimmed
+    assert sum(report.copies_trimmed for report in reports) == len(moved) - 1

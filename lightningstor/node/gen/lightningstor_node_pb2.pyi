@@ -8,12 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PutChunkRequest(_message.Message):
-    __slots__ = ("chunk_id", "data")
+    __slots__ = ("chunk_id", "data", "crc32c", "size", "has_crc32c")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CRC32C_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    HAS_CRC32C_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     data: bytes
-    def __init__(self, chunk_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    crc32c: int
+    size: int
+    has_crc32c: bool
+    def __init__(self, chunk_id: _Optional[str] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., size: _Optional[int] = ..., has_crc32c: _Optional[bool] = ...) -> None: ...
 
 class PutChunkResponse(_message.Message):
     __slots__ = ("size",)
@@ -34,10 +40,16 @@ class GetChunkRequest(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., has_length: _Optional[bool] = ...) -> None: ...
 
 class GetChunkResponse(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "chunk_size", "chunk_crc32c", "has_chunk_info")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    HAS_CHUNK_INFO_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    chunk_size: int
+    chunk_crc32c: int
+    has_chunk_info: bool
+    def __init__(self, data: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., chunk_crc32c: _Optional[int] = ..., has_chunk_info: _Optional[bool] = ...) -> None: ...
 
 class DeleteChunkRequest(_message.Message):
     __slots__ = ("chunk_id",)
@@ -62,6 +74,20 @@ class HasChunkResponse(_message.Message):
     EXISTS_FIELD_NUMBER: _ClassVar[int]
     exists: bool
     def __init__(self, exists: _Optional[bool] = ...) -> None: ...
+
+class VerifyChunkRequest(_message.Message):
+    __slots__ = ("chunk_id",)
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    def __init__(self, chunk_id: _Optional[str] = ...) -> None: ...
+
+class VerifyChunkResponse(_message.Message):
+    __slots__ = ("size", "crc32c")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CRC32C_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    crc32c: int
+    def __init__(self, size: _Optional[int] = ..., crc32c: _Optional[int] = ...) -> None: ...
 
 class ListChunksRequest(_message.Message):
     __slots__ = ("start_after", "limit")

@@ -55,6 +55,11 @@ class ChunkServiceStub:
                 request_serializer=lightningstor__node__pb2.HasChunkRequest.SerializeToString,
                 response_deserializer=lightningstor__node__pb2.HasChunkResponse.FromString,
                 _registered_method=True)
+        self.VerifyChunk = channel.unary_unary(
+                '/lightningstor.node.v1.ChunkService/VerifyChunk',
+                request_serializer=lightningstor__node__pb2.VerifyChunkRequest.SerializeToString,
+                response_deserializer=lightningstor__node__pb2.VerifyChunkResponse.FromString,
+                _registered_method=True)
         self.ListChunks = channel.unary_unary(
                 '/lightningstor.node.v1.ChunkService/ListChunks',
                 request_serializer=lightningstor__node__pb2.ListChunksRequest.SerializeToString,
@@ -102,6 +107,15 @@ class ChunkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyChunk(self, request, context):
+        """Read the whole chunk on the node, check every block CRC, and answer its
+        length and CRC32C (NOT_FOUND, DATA_LOSS when a check fails).  What
+        repair asks before it copies from or trims against a copy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListChunks(self, request, context):
         """Chunk ids in ascending order, a page at a time.
         """
@@ -145,6 +159,11 @@ def add_ChunkServiceServicer_to_server(servicer, server):
                     servicer.HasChunk,
                     request_deserializer=lightningstor__node__pb2.HasChunkRequest.FromString,
                     response_serializer=lightningstor__node__pb2.HasChunkResponse.SerializeToString,
+            ),
+            'VerifyChunk': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyChunk,
+                    request_deserializer=lightningstor__node__pb2.VerifyChunkRequest.FromString,
+                    response_serializer=lightningstor__node__pb2.VerifyChunkResponse.SerializeToString,
             ),
             'ListChunks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListChunks,
@@ -270,6 +289,33 @@ class ChunkService:
             '/lightningstor.node.v1.ChunkService/HasChunk',
             lightningstor__node__pb2.HasChunkRequest.SerializeToString,
             lightningstor__node__pb2.HasChunkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lightningstor.node.v1.ChunkService/VerifyChunk',
+            lightningstor__node__pb2.VerifyChunkRequest.SerializeToString,
+            lightningstor__node__pb2.VerifyChunkResponse.FromString,
             options,
             channel_credentials,
             insecure,
