@@ -207,8 +207,9 @@ def _configure_collect(parser: argparse.ArgumentParser) -> None:
         "--grace-seconds",
         type=float,
         default=24 * 3600.0,
-        help="only delete unreferenced chunks older than this (default 86400). 0 is safe only "
-        "while no server is writing to this data dir",
+        help="only delete what stays unreferenced this long: the command looks twice, this many "
+        "seconds apart (default 86400). 0 (one look) is safe only while no server is writing to "
+        "this data dir",
     )
 
 
@@ -267,13 +268,34 @@ def _with_stores(
 
 def collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delete chunks that no committed record references (what the server's
-    hourly collector does, with a grace period of your choice)."""
+    hourly collector does, with a grace period of your choice).
+
+    The grace period is measured on this process's monotonic clock, never
+    against file or record times (core/collector.py): a first pass notes
+    what is unreferenced and a second one, ``--grace-seconds`` later,
+    deletes what still is.  With 0 a single pass deletes at once.
+    """
     import time
 
-    from lightningstor.core.collector import collect_orphans
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    from lightningstor.core.collector import Sightings, collect_orphans
 
     async def work(store: Any, backend: Any) -> int:
-        n = await collect_orphans(store, backend, time.time(), args.grace_seconds)
+        seen = Sightings()
+        start = time.monotonic()
+        n = await collect_orphans(store, backend, start, args.grace_seconds, seen)
+        if args.grace_seconds > 0:
+            print(
+                f"{len(seen)} unreferenced chunks, entries or manifests; looking again in "
+                f"{args.grace_seconds:g} s",
+                file=out,
+                flush=True,
+            )
+            while (left := args.grace_seconds - (time.monotonic() - start)) > 0:
+                await deferLater(reactor, left)  # type: ignore[arg-type]
+            n += await collect_orphans(store, backend, time.monotonic(), args.grace_seconds, seen)
         print(f"collected {n} orphaned chunks", file=out)
         # Half-written chunk files a crash left in the backend's tmp/ (the
         # ``local`` backend removes them at start-up only after an hour).

@@ -66,6 +66,10 @@ TiB = 1024 * GiB
 # Handler threads of the gRPC server (lightningstor.grpc.base.GrpcOptions):
 # the per-principal call cap must stay below it.
 GRPC_HANDLER_THREADS = 16
+# The most ``limits.max_write_seconds`` may be: half the orphan collector's
+# grace period (lightningstor.core.collector.GRACE_SECONDS, 24 h), leaving
+# the other half for the commit that follows the last chunk.
+MAX_WRITE_SECONDS_LIMIT = 12 * 3600
 
 DEFAULT_DATA_DIR = "/var/lib/lightningstor"
 ENV_CONFIG = "LIGHTNINGSTOR_CONFIG"
@@ -251,6 +255,11 @@ class LimitsSettings:
     header_timeout_seconds: int = 30
     # While a body is read, each this-many seconds must bring 1 KiB (slow POST).
     body_timeout_seconds: int = 60
+    # A write (PUT or part body, copy) whose first chunk was stored longer
+    # ago than this fails with RequestTimeout instead of committing.  At most
+    # half the orphan collector's 24 h grace: nothing a write stored may be
+    # unreferenced for longer than the collector waits (core/collector.py).
+    max_write_seconds: int = 6 * 3600
     # Open S3 connections above this get 503 SlowDown and are closed.
     max_connections: int = 1024
     # gRPC PutObject carries the whole object in one message; larger objects
@@ -947,6 +956,7 @@ def _read_limits(t: _Table) -> LimitsSettings:
         idle_timeout_seconds=t.get("idle_timeout_seconds", d.idle_timeout_seconds, _int(1, 86400)),
         header_timeout_seconds=t.get("header_timeout_seconds", d.header_timeout_seconds, _int(1, 3600)),
         body_timeout_seconds=t.get("body_timeout_seconds", d.body_timeout_seconds, _int(0, 3600)),
+        max_write_seconds=t.get("max_write_seconds", d.max_write_seconds, _int(1, MAX_WRITE_SECONDS_LIMIT)),
         max_connections=t.get("max_connections", d.max_connections, _int(1, 1_000_000)),
         max_grpc_put_object_bytes=t.get(
             "max_grpc_put_object_bytes", d.max_grpc_put_object_bytes, _int(1 * KiB, 64 * MiB)

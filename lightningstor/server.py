@@ -352,6 +352,8 @@ def _assemble(
         pools.cpu,
         chunk_size=settings.storage.chunk_size_bytes,
         inline_threshold=settings.storage.inline_threshold_bytes,
+        # Bounds how long a write's chunks stay unreferenced (core/collector.py).
+        max_write_seconds=settings.limits.max_write_seconds,
     )
     master_key = load_or_create_master_key(settings.security.master_key_file)
     core = Core(
@@ -385,7 +387,8 @@ def _assemble(
     # One lease per background job when several servers may share the store.
     leases = JobLeases(store, settings.server.s3_addr, reactor)
     if primary:
-        leases.periodic(CollectorService(store, backend, time.time, reactor), "collector").setServiceParent(top)
+        # Its grace period is measured on a clock that never jumps (core/collector.py).
+        leases.periodic(CollectorService(store, backend, time.monotonic, reactor), "collector").setServiceParent(top)
         # Folds usage deltas (core/quotas.py) so usage reads stay short.
         leases.periodic(UsageFoldService(core.quotas, reactor), "usage-fold").setServiceParent(top)
         leases.periodic(

@@ -29,9 +29,12 @@ delete) or precede it (the commit has not happened yet).  So the collector
 names and checks that one of them lists the chunk, repeating the reads if
 the object key changed meanwhile (a version promoted from the noncurrent key
 space could otherwise slip between two reads).  A commit that has not
-happened yet is protected as before: the collector only considers chunks
-older than its grace period (24 h by default), far longer than any write
-takes between its first chunk and its commit.
+happened yet is protected by time measured on one clock: the collector
+removes a chunk or an entry only after it has seen it unreferenced for its
+grace period (24 h) on its own clock (core/collector.py), and a write that
+has not stored all its chunks within ``limits.max_write_seconds`` (at most
+half that) fails instead of committing (storage/chunks.py).  The ``t`` in
+a hint is the writer's clock: informative only, never compared.
 
 Entries written by releases before this format held the record key itself
 (``lightningstor/...``); they are treated as references (the old meaning)

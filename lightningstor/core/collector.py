@@ -4,12 +4,27 @@ Chunks are made durable *before* the metadata commit that references them, so
 a crash (or a failed commit whose clean-up also failed) can leave chunks that
 nothing points to.  Every chunk gets a chunk-index entry (core/chunkindex.py)
 before its commit, naming where its holder lives.  The collector deletes a
-chunk older than a grace period (long enough that no upload still writing
-it can be running: a single PUT is at most 5 GiB) when it has no entry, or
-when its entry's hint leads to no record that lists it; the entry goes
-first, then the data.  A second pass removes entries older than the grace
-period whose chunk no longer exists and that no record needs.  Before both,
-paged chunk lists (core/manifests.py) that no version names are dropped.
+chunk that has no entry, or whose entry's hint leads to no record that lists
+it; the entry goes first, then the data.  A second step removes entries whose
+chunk no longer exists and that no record needs.  Before both, paged chunk
+lists (core/manifests.py) that no version names are dropped.
+
+**Age is measured on one clock: the collector's own.**  The chunks of a write
+still in flight are unreferenced too, until its commit.  Comparing a chunk's
+file time (a storage node's clock) or an entry's write time (the writing
+server's clock) with the collector's wall clock would delete them whenever
+those clocks disagree by more than the grace period.  Instead the collector
+remembers, in :class:`Sightings`, when *it* first saw each chunk, entry and
+manifest unreferenced (a monotonic clock in the server), and removes it
+only once it has stayed unreferenced for ``grace_seconds`` on that clock,
+across at least two passes.  Writes end or give up within
+``limits.max_write_seconds`` (storage/chunks.py), which configuration keeps
+at most half the grace, so a write's chunks are referenced or abandoned
+before the collector may take them.
+
+Sightings live in memory: a restart, or the job's lease moving to another
+server, starts them afresh, which only delays deletion.  They hold only what
+the last pass saw unreferenced.
 """
 
 from __future__ import annotations
@@ -27,6 +42,47 @@ from lightningstor.periodic import PeriodicService
 log = Logger()
 
 _INDEX_PAGE = 500
+# How long something must stay unreferenced, on the collector's clock,
+# before it is removed.  ``limits.max_write_seconds`` may be at most half of it.
+GRACE_SECONDS = 24 * 3600.0
+
+
+class Sightings:
+    """When the collector first saw each chunk, entry and manifest
+    unreferenced, on its own clock.
+
+    A pass calls :meth:`begin`, reports each unreferenced thing it meets
+    (:meth:`aged`) and calls :meth:`end`; what it did not report (it is
+    referenced now, or gone) is forgotten then, so the state never holds
+    more than the last pass saw unreferenced.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._now = 0.0
+        self._grace = 0.0
+        self._next: dict[tuple[str, str], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def begin(self, now: float, grace_seconds: float) -> None:
+        self._now, self._grace = now, grace_seconds
+        self._next = {}
+
+    def aged(self, kind: str, name: str) -> bool:
+        """Record that ``name`` (of ``kind``: chunk, entry, manifest) is
+        unreferenced now; whether it has been so for the grace period."""
+        first = self._seen.get((kind, name), self._now)
+        self._next[(kind, name)] = first
+        return self._now - first >= self._grace
+
+    def removed(self, kind: str, name: str) -> None:
+        """``name`` was removed: nothing to remember."""
+        self._next.pop((kind, name), None)
+
+    def end(self) -> None:
+        self._seen, self._next = self._next, {}
 
 
 @inlineCallbacks
@@ -35,44 +91,58 @@ def collect_orphans(
     backend: IStorageBackend,
     now: float,
     grace_seconds: float,
+    sightings: Sightings | None = None,
 ) -> Any:
-    """Deferred[int]: delete unreferenced chunks older than the grace period
-    (and stale index entries of chunks that are gone)."""
+    """Deferred[int]: delete chunks that have been unreferenced for the grace
+    period (and index entries of chunks that are gone, and orphaned pages).
+
+    ``now`` is the collector's clock, the one ``sightings`` (kept from pass
+    to pass) were recorded on.  Without ``sightings`` this pass is the first
+    one: with a grace period above 0 it removes nothing.  A grace of 0 is
+    safe only while no server is writing.
+    """
+    seen = sightings if sightings is not None else Sightings()
+    seen.begin(now, grace_seconds)
     # Pages of commits that never happened first: their chunks are then
     # unreferenced below in the same pass.
-    pages = yield _drop_orphaned_manifests(store, now, grace_seconds)
+    pages = yield _drop_orphaned_manifests(store, seen)
     infos = yield backend.list_chunks()
     removed = 0
     cache: dict[str, frozenset[str]] = {}
     for info in infos:
-        if now - info.created_at < grace_seconds:
-            continue
         ckey = keys.chunk_key(info.chunk_id)
         kv = yield store.get(ckey)
         if kv is not None:
             needed = yield chunkindex.still_referenced(store, info.chunk_id, kv.value, cache)
             if needed:
                 continue
+        if not seen.aged("chunk", info.chunk_id):
+            continue
+        if kv is not None:
             yield store.txn([], [Delete(ckey)])
         deleted = yield backend.delete_chunk(info.chunk_id)
+        seen.removed("chunk", info.chunk_id)
         if deleted:
             removed += 1
-    stale = yield _drop_stale_entries(store, {info.chunk_id for info in infos}, now, grace_seconds, cache)
+    stale = yield _drop_stale_entries(store, {info.chunk_id for info in infos}, seen, cache)
+    seen.end()
     if removed or stale or pages:
         log.info(
             "Collected {n} orphaned chunks, {e} stale index entries and {m} orphaned manifests",
             n=removed, e=stale, m=pages,
         )  # fmt: skip
+    if len(seen):
+        log.info("{n} unreferenced chunks, entries or manifests are waiting out the grace period", n=len(seen))
     return removed
 
 
 @inlineCallbacks
-def _drop_orphaned_manifests(store: IMetadataStore, now: float, grace_seconds: float) -> Any:
+def _drop_orphaned_manifests(store: IMetadataStore, seen: Sightings) -> Any:
     """Deferred[int]: remove paged chunk lists (core/manifests.py) that no
-    version names and that are older than the grace period.
+    version has named for the grace period.
 
-    One read per manifest: its first page (which says whose it is and when
-    it was written), then a jump past its other pages.
+    One read per manifest: its first page (which says whose it is), then a
+    jump past its other pages.
     """
     dropped = 0
     start, end = keys.MANIFESTS, prefix_end(keys.MANIFESTS)
@@ -83,24 +153,26 @@ def _drop_orphaned_manifests(store: IMetadataStore, now: float, grace_seconds: f
         (kv,) = rows
         manifest_id = kv.key[len(keys.MANIFESTS) :].split(b"/", 1)[0].decode()
         prefix = keys.manifest_prefix(manifest_id)
-        written = manifests.written_ms(kv.value)
-        if written is not None and now - written / 1000 >= grace_seconds:
-            orphan = yield manifests.orphaned(store, manifest_id, kv.value)
-            if orphan:
-                yield store.txn([], [DeleteRange(prefix, prefix_end(prefix))])
-                dropped += 1
+        orphan = yield manifests.orphaned(store, manifest_id, kv.value)
+        if orphan and seen.aged("manifest", manifest_id):
+            yield store.txn([], [DeleteRange(prefix, prefix_end(prefix))])
+            seen.removed("manifest", manifest_id)
+            dropped += 1
         start = prefix_end(prefix)
 
 
 @inlineCallbacks
 def _drop_stale_entries(
-    store: IMetadataStore, existing: set[str], now: float, grace_seconds: float, cache: dict[str, frozenset[str]]
+    store: IMetadataStore, existing: set[str], seen: Sightings, cache: dict[str, frozenset[str]]
 ) -> Any:
     """Deferred[int]: remove entries of chunks absent from the backend's
-    listing, written longer than the grace period ago, that no record lists.
+    listing that no record has listed for the grace period.
 
-    An entry younger than that may belong to a write whose chunks were
-    stored after the listing was taken; a legacy entry has no time and stays.
+    Such an entry may belong to a write whose chunks were stored after the
+    listing was taken, or that is about to commit (a long list is indexed
+    ahead): its writer's time says nothing the collector's clock can be
+    compared with, so only the collector's own sightings count.  A legacy
+    entry (no hint) counts as a reference and stays.
     """
     dropped = 0
 
@@ -110,12 +182,10 @@ def _drop_stale_entries(
         chunk_id = kv.key[len(keys.CHUNKS) :].decode()
         if chunk_id in existing:
             return
-        written = chunkindex.hint_time_ms(kv.value)
-        if written is None or now - written / 1000 < grace_seconds:
-            return
         needed = yield chunkindex.still_referenced(store, chunk_id, kv.value, cache)
-        if not needed:
+        if not needed and seen.aged("entry", chunk_id):
             yield store.txn([], [Delete(kv.key)])
+            seen.removed("entry", chunk_id)
             dropped += 1
 
     yield scans.scan_prefix(store, keys.CHUNKS, _INDEX_PAGE, visit)
@@ -123,7 +193,12 @@ def _drop_stale_entries(
 
 
 class CollectorService(PeriodicService):
-    """Runs :func:`collect_orphans` periodically (first run one interval after start)."""
+    """Runs :func:`collect_orphans` periodically (first run one interval
+    after start), keeping its :class:`Sightings` from pass to pass.
+
+    ``clock`` must not jump (``time.monotonic``): deletion waits for the
+    grace period measured on it.
+    """
 
     description = "Orphan chunk collection"
 
@@ -135,13 +210,14 @@ class CollectorService(PeriodicService):
         reactor: Any,
         *,
         interval_seconds: float = 3600.0,
-        grace_seconds: float = 24 * 3600.0,
+        grace_seconds: float = GRACE_SECONDS,
     ) -> None:
         super().__init__(reactor, interval_seconds)
         self.store = store
         self.backend = backend
         self.clock = clock
         self.grace_seconds = grace_seconds
+        self.sightings = Sightings()
 
     def run_once(self) -> Any:
-        return collect_orphans(self.store, self.backend, self.clock(), self.grace_seconds)
+        return collect_orphans(self.store, self.backend, self.clock(), self.grace_seconds, self.sightings)

@@ -19,8 +19,8 @@ far below etcd's request limit), and never change: a version that moves
 between key spaces keeps them.  The transaction that removes the version for
 good removes its pages too (one range delete).  A commit that surely failed
 deletes them again; a crash before the commit leaves them to the collector,
-which drops pages no record names once they are older than its grace period
-(:func:`orphaned`).
+which drops pages no record has named for its grace period, measured on its
+own clock (:func:`orphaned`; the ``t`` of a page is only informative).
 """
 
 from __future__ import annotations
@@ -202,11 +202,3 @@ def orphaned(store: IMetadataStore, manifest_id: str, first_page: bytes) -> Any:
 
     kept = yield scans.any_version(store, bucket_id, key, names)
     return not kept
-
-
-def written_ms(first_page: bytes) -> int | None:
-    try:
-        t = json.loads(first_page).get("t")
-    except (ValueError, AttributeError):
-        return None
-    return t if isinstance(t, int) else None

@@ -27,6 +27,12 @@ the network and must neither block the reactor nor hold the body in memory:
   encrypted in the same CPU-pool job: hashes over the plaintext, the chunk
   CRC32C over the ciphertext the backend stores (so backends, scrub and
   repair see opaque bytes); inline bytes are encrypted too.
+* with ``max_write_seconds``, a write whose first chunk was opened longer
+  ago than that (on a monotonic clock) stores no further chunk and fails
+  with ``RequestTimeout`` instead of giving a result, deleting what it
+  wrote.  Until its commit nothing references those chunks; the orphan
+  collector (core/collector.py) removes chunks that stay unreferenced for
+  its grace period, which must therefore be longer than any write can last.
 
 The read path returns an object's range piece by piece, reading only the
 chunks the range touches, so a response producer holds a bounded number of
@@ -39,6 +45,7 @@ when small).
 from __future__ import annotations
 
 import enum
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -59,6 +66,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from lightningstor import errors
 from lightningstor.checksums import Hasher, crc32c, new_hasher
 from lightningstor.core.types import ChunkRef, Encryption
 from lightningstor.errors import ChunkCorrupted
@@ -114,7 +122,9 @@ class ChunkManager:
     ``inline_threshold < 0`` disables inlining (every non-empty body becomes
     chunks).  ``commits_in_flight`` bounds the chunk commits of one upload
     that run while its next chunk is written.  ``new_chunk_id`` is
-    injectable so tests can predict ids.
+    injectable so tests can predict ids.  ``max_write_seconds`` (None: no
+    bound) limits how long a write may take from its first chunk to its
+    result, measured on ``monotonic``.
     """
 
     def __init__(
@@ -128,6 +138,8 @@ class ChunkManager:
         piece_size: int = 1 * MiB,
         commits_in_flight: int = 1,
         new_chunk_id: Callable[[], str] = _uuid_hex,
+        max_write_seconds: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if chunk_size <= 0 or piece_size <= 0:
             raise ValueError("chunk_size and piece_size must be positive")
@@ -153,6 +165,8 @@ class ChunkManager:
         self._retired: dict[object, tuple[Any, list[str]]] = {}
         self._cpu_pool = cpu_pool
         self._new_chunk_id = new_chunk_id
+        self.max_write_seconds = max_write_seconds
+        self._monotonic = monotonic
 
     def new_writer(
         self,
@@ -384,6 +398,8 @@ class ObjectWriter:
         self._end_done = False
         self._cleanup: _Signal | None = None
         self._progress: Callable[[], None] | None = None
+        # When the first chunk was opened (ChunkManager's monotonic clock).
+        self._first_chunk_at: float | None = None
 
     # -- feeding -------------------------------------------------------------
 
@@ -576,6 +592,7 @@ class ObjectWriter:
             return
         segment = item.segment
         if self._chunk_writer is None:
+            self._check_deadline()
             chunk_id = item.chunk_id or self._m._new_chunk_id()
             self._chunk_ids.append(chunk_id)
             self._chunk_writer = self._m.backend.open_chunk(chunk_id)
@@ -690,8 +707,27 @@ class ObjectWriter:
         if self._state is _State.FAILED:
             return await self._failed_result()
         assert self._end_done, "lane went idle before committing the last chunk"
+        try:
+            self._check_deadline()
+        except errors.RequestTimeout:
+            self._fail(Failure())
+            return await self._failed_result()
         self._state = _State.FINISHED
         return self._result(list(self._chunks), None)
+
+    def _check_deadline(self) -> None:
+        """Raise ``RequestTimeout`` once the first chunk is older than
+        ``max_write_seconds`` (start the clock at the first chunk)."""
+        limit = self._m.max_write_seconds
+        if limit is None:
+            return
+        now = self._m._monotonic()
+        if self._first_chunk_at is None:
+            self._first_chunk_at = now
+        elif now - self._first_chunk_at > limit:
+            raise errors.RequestTimeout(
+                f"The upload took longer than the {limit:g} seconds this server allows for one object body"
+            )
 
     async def _finish_inline(self) -> WriteResult:
         data = bytes(self._buf)

@@ -26,7 +26,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.core import chunkindex, keys
-from lightningstor.core.collector import collect_orphans
+from lightningstor.core.collector import Sightings, collect_orphans
 from lightningstor.core.multipart import PartRef
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
@@ -225,9 +225,12 @@ def test_collector_reads_past_inline_data(core: Core) -> None:
 
 @pytest_twisted.inlineCallbacks
 def test_stale_entries_go_after_the_grace_period_only(core: Core) -> None:
-    """An entry whose chunk no longer exists is removed once older than the
-    grace period and unneeded; a young one may belong to a write in progress,
-    a legacy one has no time, and one a record needs is a scrub finding: kept."""
+    """An entry whose chunk no longer exists is removed once the collector
+    has seen it unneeded for its grace period, on its own clock: whatever
+    time the entry says it was written (the writer's clock: an hour ago or
+    just now), the first pass keeps it, and the pass a grace later drops
+    both.  A legacy entry has no hint and one a record needs is a scrub
+    finding: kept."""
     bucket = yield core.buckets.create(ALICE, "stale")
     live = yield put_object(core, bucket, "k", os.urandom(CHUNK))
     now_ms = int(time.time() * 1000)
@@ -241,8 +244,14 @@ def test_stale_entries_go_after_the_grace_period_only(core: Core) -> None:
     ])  # fmt: skip
     (missing,) = live.chunks
     yield core.backend.delete_chunk(missing.chunk_id)  # a live record's chunk is lost
-    yield collect_orphans(core.store, core.backend, time.time(), 3600)
-    assert set((yield _index(core))) == {"stale-young", "stale-legacy", missing.chunk_id}
+    seen = Sightings()
+    yield collect_orphans(core.store, core.backend, 100.0, 3600, seen)
+    assert set((yield _index(core))) == {"stale-old", "stale-young", "stale-legacy", missing.chunk_id}
+    yield collect_orphans(core.store, core.backend, 100.0 + 3599, 3600, seen)
+    assert set((yield _index(core))) == {"stale-old", "stale-young", "stale-legacy", missing.chunk_id}
+    yield collect_orphans(core.store, core.backend, 100.0 + 3600, 3600, seen)
+    assert set((yield _index(core))) == {"stale-legacy", missing.chunk_id}
+    assert len(seen) == 0
 
 
 @pytest_twisted.inlineCallbacks

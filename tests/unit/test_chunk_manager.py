@@ -21,6 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from lightningstor import errors
 from lightningstor.checksums import crc32c, new_hasher
 from lightningstor.core.types import ChunkRef
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageError
@@ -918,3 +919,54 @@ async def test_large_writes_are_pieces_without_a_copy(make_manager: Any) -> None
     assert pieces[0] == small and pieces[1] is big
     assert all(len(p) <= PIECE for p in pieces)
     assert [c.size for c in result.chunks] == [CHUNK, 100 + PIECE - 7]
+
+
+# -- the write deadline (max_write_seconds) ----------------------------------------
+
+
+def ticking(*readings: float) -> Callable[[], float]:
+    """A monotonic clock that returns ``readings`` in turn (it is read when a
+    chunk is opened and when the writer finishes), then the last one."""
+    values = iter(readings)
+    last = [0.0]
+
+    def read() -> float:
+        last[0] = next(values, last[0])
+        return last[0]
+
+    return read
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    "readings",
+    [
+        pytest.param((0.0, 5.0, 10.5), id="between-chunks"),
+        pytest.param((0.0, 5.0, 6.0, 10.5), id="before-the-result"),
+    ],
+)
+async def test_a_write_older_than_max_write_seconds_fails_and_leaves_nothing(
+    backend: LocalFsBackend, make_manager: Callable[..., ChunkManager], readings: tuple[float, ...]
+) -> None:
+    """A write whose first chunk was opened more than ``max_write_seconds``
+    ago (monotonic clock) gives no result: ``RequestTimeout``, and every chunk
+    it stored is deleted, so it can never commit chunks the orphan collector
+    may already be deleting."""
+    manager = make_manager(backend, max_write_seconds=10, monotonic=ticking(*readings))
+    writer = manager.new_writer()
+    writer.write(payload(3 * CHUNK))
+    with pytest.raises(errors.RequestTimeout) as caught:
+        await writer.finish()
+    assert caught.value.status == 400
+    assert await stored_ids(backend) == set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_write_within_max_write_seconds_succeeds(
+    backend: LocalFsBackend, make_manager: Callable[..., ChunkManager]
+) -> None:
+    """Exactly at the bound (10 s after its first chunk) the write still gives its result."""
+    manager = make_manager(backend, max_write_seconds=10, monotonic=ticking(0.0, 4.0, 8.0, 10.0))
+    data = payload(3 * CHUNK)
+    result = await store(manager, data)
+    assert await read_all(manager, result) == data

@@ -127,6 +127,7 @@ def test_defaults_with_nothing_given() -> None:
     assert s.limits.idle_timeout_seconds == 60
     assert s.limits.max_grpc_calls_per_principal == 8
     assert s.limits.grpc_stream_idle_timeout_seconds == 60
+    assert s.limits.max_write_seconds == 6 * 3600
     assert (s.logging.level, s.logging.format, s.logging.access_log) == ("info", "text", True)
     assert s.security.master_key_file == "/var/lib/lightningstor/master.key"
 
@@ -375,6 +376,9 @@ BAD_VALUES = [
     ('[limits]\nmax_grpc_calls_per_principal = 0', "limits.max_grpc_calls_per_principal: must be between 1 and 15"),
     ('[limits]\nmax_grpc_calls_per_principal = 16', "limits.max_grpc_calls_per_principal: must be between 1 and 15"),
     ('[limits]\ngrpc_stream_idle_timeout_seconds = 0', "limits.grpc_stream_idle_timeout_seconds: must be between 1 and 3600"),
+    # At most half the orphan collector's 24 h grace (core/collector.py).
+    ('[limits]\nmax_write_seconds = 43201', "limits.max_write_seconds: must be between 1 and 43200"),
+    ('[limits]\nmax_write_seconds = 0', "limits.max_write_seconds: must be between 1 and 43200"),
     ('[logging]\nlevel = "verbose"', "logging.level: must be one of 'trace', 'debug', 'info', 'warn'"),
     ('[logging]\nformat = "xml"', "logging.format: must be one of 'text', 'json', got 'xml'"),
     ('[logging]\naccess_log = "true"', "logging.access_log: expected a boolean"),
@@ -611,3 +615,12 @@ def test_endpoint_description_parses_back_in_twisted(host: str, port: int) -> No
     endpoint.listen(Factory.forProtocol(Protocol))
     (listened_port, _factory, _backlog, interface) = reactor.tcpServers[0]
     assert (interface, listened_port) == (host, port)
+
+
+def test_max_write_seconds_limit_leaves_the_collector_half_its_grace() -> None:
+    """No write may last longer than half the collector's grace period: the
+    other half covers its commit (core/collector.py, storage/chunks.py)."""
+    from lightningstor.config import MAX_WRITE_SECONDS_LIMIT
+    from lightningstor.core.collector import GRACE_SECONDS
+
+    assert 2 * MAX_WRITE_SECONDS_LIMIT <= GRACE_SECONDS

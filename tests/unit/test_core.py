@@ -14,7 +14,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.core import keys
-from lightningstor.core.collector import collect_orphans
+from lightningstor.core.collector import Sightings, collect_orphans
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
@@ -171,13 +171,15 @@ def test_conditional_commit(core):
 
 @pytest_twisted.inlineCallbacks
 def test_collector_removes_only_old_unreferenced_chunks(core):
-    """Orphans older than the grace period go; referenced and young chunks stay."""
+    """Orphans unreferenced for the grace period (on the collector's clock,
+    across passes) go; referenced ones stay."""
     bucket = yield core.buckets.create(ALICE, "collect")
     live = yield _put(core, bucket, "live", os.urandom(2 << 20))
     yield core.backend.put_chunk("0123456789abcdef0123456789abcdef", b"orphan")
-    removed = yield collect_orphans(core.store, core.backend, time.time(), grace_seconds=3600)
+    seen = Sightings()
+    removed = yield collect_orphans(core.store, core.backend, 0.0, grace_seconds=3600, sightings=seen)
     assert removed == 0
-    removed = yield collect_orphans(core.store, core.backend, time.time() + 7200, grace_seconds=3600)
+    removed = yield collect_orphans(core.store, core.backend, 7200.0, grace_seconds=3600, sightings=seen)
     assert removed == 1
     stored = {i.chunk_id for i in (yield core.backend.list_chunks())}
     assert stored == {c.chunk_id for c in live.chunks}
