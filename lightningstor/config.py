@@ -817,7 +817,8 @@ def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:
         table.problem("nodes", "must list at least one node when storage.backend is 'distributed'")
     # Beyond the spec's keys: node zones (parallel to ``nodes``), the write
     # quorum (default: a majority of replication_factor), the repair
-    # interval and whether repair trims extra copies.  They appear in the
+    # interval, whether repair trims extra copies and how long a read waits
+    # for one replica while others are left.  They appear in the
     # result only when given, so the backend owns their defaults.
     extra: dict[str, Any] = {}
     zones = table.optional("zones", _list_of(_str))
@@ -836,6 +837,9 @@ def _read_distributed(storage: _Table, backend: str) -> dict[str, Any] | None:
     trim = table.optional("trim_extra_copies", _bool)
     if trim is not None:
         extra["trim_extra_copies"] = trim
+    read_timeout = table.optional("read_timeout_seconds", _float(0.1, 30))
+    if read_timeout is not None:
+        extra["read_timeout_seconds"] = read_timeout
     extra.update(_read_distributed_tls(table, nodes))
     table.finish()
     return {"nodes": nodes, "replication_factor": replication, "placement_strategy": strategy, **extra}

@@ -49,6 +49,19 @@ network.  ``open_chunk`` buffers one chunk (at most ``max_chunk_size``,
 normally ``[storage] chunk_size_bytes``) in memory and replicates it on
 ``commit``: a chunk is small and bounded, and whole-chunk puts keep the
 quorum logic in one place.
+
+A node that hangs (accepts connections, never answers) must not stall the
+others (docs/scaling.md, "A slow or hung node"): every call goes through
+:class:`~lightningstor.storage.health.NodeHealth`, which lets one node hold
+at most half the pool, marks a node that did not answer *suspect* (asked
+last by reads, probed in the background until it answers) and refuses calls
+to a suspect node whose slots are all busy, so a write's straggler to it
+fails at once instead of queueing.  The write is acknowledged by the copies
+that succeeded, never fewer than its quorum, and repair restores the
+missing copy.  A read that has other replicas left waits ``read_timeout``
+(a few seconds) for a replica instead of the full deadline; the replicas
+that only timed out are asked again with the full deadline when no other
+one served the chunk.
 """
 
 from __future__ import annotations
@@ -82,7 +95,15 @@ from lightningstor.interfaces.storage import (
     ReplicaCheck,
 )
 from lightningstor.storage import placement
-from lightningstor.storage.nodeclient import NodeClient, NodeFull, NodeTls, NodeUnavailable, load_node_tls
+from lightningstor.storage.health import NodeHealth
+from lightningstor.storage.nodeclient import (
+    NodeClient,
+    NodeFull,
+    NodeTimeout,
+    NodeTls,
+    NodeUnavailable,
+    load_node_tls,
+)
 from lightningstor.storage.placement import NodeAddress
 from lightningstor.storage.quorum import gather_quorum
 
@@ -91,6 +112,8 @@ log = Logger()
 MiB = 1 << 20
 MAX_CHUNK_SIZE = 64 * MiB
 DEFAULT_REPAIR_INTERVAL = 60.0
+DEFAULT_READ_TIMEOUT = 2.0
+"""Seconds a read waits for one replica while other replicas are left."""
 # The ids the nodes' local backends accept (they check again): rejecting a
 # bad id here gives the caller a ValueError rather than a failed quorum.
 _CHUNK_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,127}")
@@ -172,6 +195,8 @@ class DistributedBackend:
         max_chunk_size: int = MAX_CHUNK_SIZE,
         client_factory: Callable[[NodeAddress], Any] = NodeClient,
         rng: random.Random | None = None,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        node_concurrency: int | None = None,
     ) -> None:
         if not nodes:
             raise ValueError("at least one node is needed")
@@ -182,6 +207,8 @@ class DistributedBackend:
         quorum = placement.majority(replication_factor) if write_quorum is None else write_quorum
         if not 1 <= quorum <= replication_factor:
             raise ValueError("write_quorum must be 1..replication_factor")
+        if not read_timeout > 0:
+            raise ValueError("read_timeout must be positive")
         self.nodes = list(nodes)
         self.replication_factor = replication_factor
         self.placement_strategy = placement_strategy
@@ -199,18 +226,36 @@ class DistributedBackend:
         self.repairer: Any = None
         # Chunks whose damaged copies a read is rewriting (see _read_repair).
         self._read_repairs: set[str] = set()
+        self.read_timeout = read_timeout
+        if node_concurrency is None:
+            # Half the pool per node (all of it for a single node): a hung
+            # node leaves the other half to the nodes that answer.
+            threads = int(getattr(pool, "max", 8))
+            node_concurrency = max(1, threads // 2) if len(self.nodes) > 1 else threads
+        self.health = NodeHealth(reactor, self.nodes, self._probe, limit=node_concurrency, stall=read_timeout)
 
     # -- helpers ---------------------------------------------------------------
 
-    def call(self, node: NodeAddress, method: str, *args: Any) -> defer.Deferred[Any]:
-        """Run ``NodeClient.<method>(*args)`` for ``node`` in the pool.
+    def call(self, node: NodeAddress, method: str, *args: Any, timeout: float | None = None) -> defer.Deferred[Any]:
+        """Run ``NodeClient.<method>(*args)`` for ``node`` in the pool, once
+        the node has a free call slot (:class:`NodeHealth`; fails at once
+        with ``NodeSuspect`` when the node is suspect and has none);
+        ``timeout`` overrides the client's deadline and bounds the wait for
+        a slot (reads with other replicas left; ``NodeBusy`` after it).
 
         Calls still running after their quorum decided (stragglers) are
         tracked so that ``close`` waits for them before the pool stops.
         """
+        function = getattr(self.clients[node], method)
+        if timeout is not None:
+            function = partial(function, timeout=timeout)
         return self._running.track(
-            deferToThreadPool(self._reactor, self._pool, getattr(self.clients[node], method), *args)
+            self.health.run(node, lambda: deferToThreadPool(self._reactor, self._pool, function, *args), timeout)
         )
+
+    def _probe(self, node: NodeAddress) -> defer.Deferred[Any]:
+        """A ``Health`` call outside the node's slots (for :class:`NodeHealth`)."""
+        return self._running.track(deferToThreadPool(self._reactor, self._pool, self.clients[node].health))
 
     def placement(self, chunk_id: str) -> list[NodeAddress]:
         """Where a new copy of ``chunk_id`` goes (random: a fresh sample)."""
@@ -227,12 +272,15 @@ class DistributedBackend:
 
         Missing, corrupted and unreachable replicas are skipped (the
         corrupted ones are appended to ``bad``); the error raised when none
-        answers says which kind was seen.
+        answers says which kind was seen.  Suspect nodes are asked last; a
+        replica with others left after it gets ``read_timeout`` seconds,
+        and the ones that timed out are asked again with the full deadline
+        only if no other replica served the chunk.
         """
         _check_id(chunk_id)
         corrupted: list[str] = []
         unavailable: list[str] = []
-        order = self.read_order(chunk_id)
+        order = self.health.order(self.read_order(chunk_id))
         writing = self._writing.get(chunk_id)
         acked = writing[1] if writing is not None else None
         if acked:
@@ -241,23 +289,34 @@ class DistributedBackend:
             # yet may hold an older copy under the same id, so the copies
             # already written are read first (read-your-writes).
             order = [n for n in order if n in acked] + [n for n in order if n not in acked]
-        for node in order:
-            try:
-                value = yield self.call(node, method, chunk_id, *args)
-            except ChunkNotFound:
-                continue
-            except ValueError:
-                raise  # a bad request is bad on every replica
-            except ChunkCorrupted as e:
-                log.warn("Replica of chunk {chunk_id} is corrupted: {error}", chunk_id=chunk_id, error=e)
-                corrupted.append(str(e))
-                if bad is not None:
-                    bad.append(node)
-                continue
-            except Exception as e:
-                unavailable.append(str(e))
-                continue
-            return value
+        attempts = [(node, self.read_timeout if i < len(order) - 1 else None) for i, node in enumerate(order)]
+        while attempts:
+            slow: list[NodeAddress] = []  # timed out on the short deadline
+            for node, timeout in attempts:
+                try:
+                    value = yield self.call(node, method, chunk_id, *args, timeout=timeout)
+                except ChunkNotFound:
+                    continue
+                except ValueError:
+                    raise  # a bad request is bad on every replica
+                except ChunkCorrupted as e:
+                    log.warn("Replica of chunk {chunk_id} is corrupted: {error}", chunk_id=chunk_id, error=e)
+                    corrupted.append(str(e))
+                    if bad is not None:
+                        bad.append(node)
+                    continue
+                except NodeTimeout as e:
+                    if timeout is None:
+                        unavailable.append(str(e))
+                    else:
+                        slow.append(node)
+                    continue
+                except Exception as e:
+                    unavailable.append(str(e))
+                    continue
+                return value
+            # No other replica served it: a slow one may still have it.
+            attempts = [(node, None) for node in slow]
         if unavailable:
             raise NodeUnavailable(
                 f"chunk {chunk_id}: no readable replica ({'; '.join(unavailable + corrupted)})"
@@ -423,7 +482,7 @@ class DistributedBackend:
     def chunk_exists(self, chunk_id: str) -> Any:
         _check_id(chunk_id)
         answered = False
-        for node in self.read_order(chunk_id):
+        for node in self.health.order(self.read_order(chunk_id)):
             try:
                 exists = yield self.call(node, "has", chunk_id)
             except Exception:
@@ -535,6 +594,7 @@ class DistributedBackend:
         if self.repairer is not None:
             yield self.repairer.stop()
         # Replica writes still finishing after their quorum: let them land.
+        self.health.close()
         yield self._running.settled()
         for client in self.clients.values():
             client.close()
@@ -576,6 +636,7 @@ class DistributedStorageFactory:
                 write_quorum=section.get("write_quorum"),
                 max_chunk_size=MAX_CHUNK_SIZE,
                 client_factory=partial(NodeClient, tls=tls),
+                read_timeout=float(section.get("read_timeout_seconds", DEFAULT_READ_TIMEOUT)),
             )
         except ValueError as e:
             raise ConfigError(f"storage.distributed: {e}") from None

@@ -9,7 +9,8 @@ gRPC status codes become the backend's error types here, in one place:
 NOT_FOUND is ``ChunkNotFound``, DATA_LOSS ``ChunkCorrupted`` (the node's
 block checksums failed), INVALID_ARGUMENT ``ValueError`` (a bad chunk id),
 RESOURCE_EXHAUSTED marked by the node as ``storage-full`` (its disk is full)
-``StorageFull``, anything else ``NodeUnavailable`` (including gRPC's own
+``StorageFull``, DEADLINE_EXCEEDED ``NodeTimeout`` (a ``NodeUnavailable``),
+anything else ``NodeUnavailable`` (including gRPC's own
 RESOURCE_EXHAUSTED, such as a concurrency limit: an overloaded node, worth
 another try).
 
@@ -60,6 +61,11 @@ class NodeUnavailable(StorageError):
     """The node did not answer (down, unreachable, overloaded, timed out)."""
 
 
+class NodeTimeout(NodeUnavailable):
+    """The node did not answer within the call's deadline (it may be hung,
+    or only slow: a read moves on to another replica)."""
+
+
 class ChunkDiverged(ChunkCorrupted):
     """The node's copy passes its own block checks but is not the chunk the
     record describes (other length or CRC32C): a divergent replica."""
@@ -93,6 +99,8 @@ def _translate(node: NodeAddress, error: grpc.RpcError) -> Exception:
         return ChunkCorrupted(f"node {node.address}: {detail}")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ValueError(f"node {node.address}: {detail}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return NodeTimeout(f"node {node.address}: DEADLINE_EXCEEDED: {detail}")
     return NodeUnavailable(f"node {node.address}: {code.name if code else 'error'}: {detail}")
 
 
@@ -200,18 +208,22 @@ class NodeClient:
         except grpc.RpcError as e:
             raise _translate(self.node, e) from None
 
-    def get(self, chunk_id: str, offset: int = 0, length: int | None = None) -> bytes:
+    def get(self, chunk_id: str, offset: int = 0, length: int | None = None, *, timeout: float | None = None) -> bytes:
+        """The chunk's bytes (a range of them); ``timeout`` overrides the
+        client's deadline (a read with other replicas left uses a short one)."""
         request = pb.GetChunkRequest(chunk_id=chunk_id, offset=offset)
         if length is not None:
             request.length = length
             request.has_length = True
         try:
-            return b"".join(m.data for m in self._client().GetChunk(request, timeout=self.timeout))
+            deadline = self.timeout if timeout is None else timeout
+            return b"".join(m.data for m in self._client().GetChunk(request, timeout=deadline))
         except grpc.RpcError as e:
             raise _translate(self.node, e) from None
 
     def get_checked(
-        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int
+        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int, *,
+        timeout: float | None = None,
     ) -> bytes:
         """Like :meth:`get`, but only from a replica holding the chunk the
         caller's record describes: ``size`` bytes with CRC32C ``checksum``.
@@ -221,7 +233,7 @@ class NodeClient:
         raises :class:`ChunkDiverged` before any byte is used.  A node too
         old to send them is checked by reading the whole chunk (its CRC
         computed here) and cutting the range out of it: slower, but never
-        unverified.
+        unverified.  ``timeout`` overrides the client's deadline, as for :meth:`get`.
         """
         request = pb.GetChunkRequest(chunk_id=chunk_id, offset=offset)
         if length is not None:
@@ -229,7 +241,7 @@ class NodeClient:
             request.has_length = True
         parts: list[bytes] = []
         try:
-            call = self._client().GetChunk(request, timeout=self.timeout)
+            call = self._client().GetChunk(request, timeout=self.timeout if timeout is None else timeout)
             for message in call:
                 if not parts and message.has_chunk_info:
                     if message.chunk_size != size or message.chunk_crc32c != checksum:
@@ -242,16 +254,16 @@ class NodeClient:
                     continue
                 if not parts:  # a node that sends no chunk info
                     call.cancel()
-                    return self._get_whole_checked(chunk_id, offset, length, size, checksum)
+                    return self._get_whole_checked(chunk_id, offset, length, size, checksum, timeout)
                 parts.append(message.data)
         except grpc.RpcError as e:
             raise _translate(self.node, e) from None
         return b"".join(parts)
 
     def _get_whole_checked(
-        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int
+        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int, timeout: float | None
     ) -> bytes:
-        whole = self.get(chunk_id)
+        whole = self.get(chunk_id, timeout=timeout)
         if len(whole) != size or crc32c(whole) != checksum:
             raise ChunkDiverged(
                 f"node {self.node.address}: chunk {chunk_id} does not match its record ({len(whole)} bytes)"

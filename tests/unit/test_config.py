@@ -347,6 +347,8 @@ BAD_VALUES = [
     ('[storage.distributed]\nplacement_strategy = "round_robin"',
      "storage.distributed.placement_strategy: must be one of 'random', 'consistent_hash', 'zone_aware'"),
     ('[storage.distributed]\nnodes = [1]', "storage.distributed.nodes: item 0: expected a string"),
+    ('[storage.distributed]\nread_timeout_seconds = 0', "storage.distributed.read_timeout_seconds: must be"),
+    ('[storage.distributed]\nread_timeout_seconds = "2"', "storage.distributed.read_timeout_seconds: expected a number"),
     ('[storage]\nbackend = "distributed"', "storage.distributed.nodes: required when storage.backend is 'distributed'"),
     ('[storage]\nbackend = "distributed"\n[storage.distributed]\nreplication_factor = 1',
      "storage.distributed.nodes: required when storage.backend is 'distributed'"),

@@ -26,7 +26,7 @@ from lightningstor.interfaces.storage import DurabilityLevel, IStorageBackendFac
 from lightningstor.storage import placement
 from lightningstor.storage.distributed import DistributedBackend, distributedStorageFactory, parse_node
 from lightningstor.storage.local import LocalFsBackend
-from lightningstor.storage.nodeclient import ChunkDiverged, NodeUnavailable
+from lightningstor.storage.nodeclient import ChunkDiverged, NodeTimeout, NodeUnavailable
 from lightningstor.storage.placement import NodeAddress
 from lightningstor.storage.quorum import QuorumNotReached, gather_quorum
 from lightningstor.storage.repair import Repairer
@@ -173,7 +173,9 @@ class FakeNode:
             raise ChunkCorrupted(f"node {self.node.address}: chunk {chunk_id} does not match the CRC sent")
         self._call(self.backend.put_chunk, chunk_id, data)
 
-    def get_checked(self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int) -> bytes:
+    def get_checked(
+        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int, *, timeout: float | None = None
+    ) -> bytes:
         data, chunk_size, chunk_crc = self._call(
             self.backend.get_chunk_range_info, chunk_id, offset, size if length is None else length
         )
@@ -184,7 +186,7 @@ class FakeNode:
     def verify(self, chunk_id: str) -> tuple[int, int]:
         return self._call(self.backend.verify_chunk, chunk_id)  # type: ignore[no-any-return]
 
-    def get(self, chunk_id: str, offset: int = 0, length: int | None = None) -> bytes:
+    def get(self, chunk_id: str, offset: int = 0, length: int | None = None, *, timeout: float | None = None) -> bytes:
         if length is None:
             return self._call(self.backend.get_chunk, chunk_id)  # type: ignore[no-any-return]
         return self._call(self.backend.get_chunk_range, chunk_id, offset, length)  # type: ignore[no-any-return]
@@ -450,6 +452,9 @@ def test_factory_builds_from_config_and_rejects_bad_options(pool: ThreadPool) ->
     backend = distributedStorageFactory.create({"distributed": section}, context)
     assert backend.write_quorum == 3 and [n.zone for n in backend.nodes] == ["z1", "z2", "z2"]
     assert backend.repairer is None
+    assert backend.read_timeout == 2.0 and backend.health.limit == pool.max // 2  # defaults
+    tuned = distributedStorageFactory.create({"distributed": {**section, "read_timeout_seconds": 5.0}}, context)
+    assert tuned.read_timeout == 5.0 and tuned.health.stall == 5.0
     with pytest.raises(ConfigError, match="write_quorum"):
         distributedStorageFactory.create({"distributed": {**section, "write_quorum": 4}}, context)
     with pytest.raises(ConfigError, match="nodes"):
@@ -460,9 +465,10 @@ def test_factory_builds_from_config_and_rejects_bad_options(pool: ThreadPool) ->
     ('zones = ["a"]', "storage.distributed.zones: must name one zone per node (3), got 1"),
     ("write_quorum = 4", "storage.distributed.write_quorum: 4 is more than replication_factor (3)"),
     ("repair_interval_seconds = -1", "storage.distributed.repair_interval_seconds"),
+    ("read_timeout_seconds = 31", "storage.distributed.read_timeout_seconds"),
 ])
 def test_config_checks_the_added_keys(tmp_path: Path, snippet: str, message: str) -> None:
-    """zones, write_quorum and repair_interval_seconds are validated at load time."""
+    """zones, write_quorum, repair_interval_seconds and read_timeout_seconds are validated at load time."""
     from lightningstor.config import load_settings
 
     path = tmp_path / "c.toml"
@@ -497,3 +503,75 @@ async def test_chunk_writes_carry_the_chunk_managers_crc(tmp_path: Path, pool: T
     writer.expect_crc32c(crc32c(data))
     await writer.commit()
     assert await backend.get_chunk_range_checked("ce" * 16, 10, 20, len(data), crc32c(data)) == data[10:30]
+
+
+class SlowNode(FakeNode):
+    """A node that answers reads only when given the full deadline while
+    ``slow`` (a short one times out, as on a hung or overloaded node); the
+    deadlines its reads were given are kept in ``timeouts``."""
+
+    slow = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.timeouts: list[float | None] = []
+
+    def _maybe_slow(self, timeout: float | None) -> None:
+        self.timeouts.append(timeout)
+        if self.slow and timeout is not None:
+            self._call(lambda: None)
+            raise NodeTimeout(f"node {self.node.address}: DEADLINE_EXCEEDED")
+
+    def get_checked(
+        self, chunk_id: str, offset: int, length: int | None, size: int, checksum: int, *, timeout: float | None = None
+    ) -> bytes:
+        self._maybe_slow(timeout)
+        return super().get_checked(chunk_id, offset, length, size, checksum)
+
+    def get(self, chunk_id: str, offset: int = 0, length: int | None = None, *, timeout: float | None = None) -> bytes:
+        self._maybe_slow(timeout)
+        return super().get(chunk_id, offset, length)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_replica_gets_a_short_deadline_and_is_read_last(tmp_path: Path, pool: ThreadPool) -> None:
+    """The replica a read asks first misses the short read deadline: the
+    next one serves the read, and the slow node, now suspect, is asked last
+    by the following reads, until it answers again."""
+    backend = make_backend(tmp_path, reactor_(), pool, node_class=SlowNode, read_timeout=0.5)
+    chunk_id = "cd" * 16
+    data = payload(200_000, 2)
+    await backend.put_chunk(chunk_id, data)
+    order = backend.read_order(chunk_id)
+    first: Any = backend.clients[order[0]]
+    first.slow = True
+    assert await backend.get_chunk_range_checked(chunk_id, 0, len(data), len(data), crc32c(data)) == data
+    assert first.timeouts == [0.5]
+    assert backend.health.suspect(order[0])
+    assert backend.health.order(order) == order[1:] + order[:1]
+    assert await backend.get_chunk_range(chunk_id, 10, 5) == data[10:15]
+    assert first.timeouts == [0.5], "a suspect node is asked last"
+    first.slow = False
+    await backend.check()  # its health answer clears it
+    assert not backend.health.suspect(order[0])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_replica_holding_the_only_copy_is_asked_again_with_the_full_deadline(
+    tmp_path: Path, pool: ThreadPool
+) -> None:
+    """Only the slow replica holds the chunk: after the others answered
+    "not found" it is asked again with the full deadline and serves it."""
+    backend = make_backend(tmp_path, reactor_(), pool, node_class=SlowNode, read_timeout=0.5)
+    chunk_id = "ce" * 16
+    data = payload(100_000, 3)
+    await backend.put_chunk(chunk_id, data)
+    while len(await holders(backend, chunk_id)) < 3:
+        await deferLater(reactor_(), 0.01, lambda: None)
+    order = backend.read_order(chunk_id)
+    for node in order[1:]:
+        await backend.clients[node].backend.delete_chunk(chunk_id)
+    first: Any = backend.clients[order[0]]
+    first.slow = True
+    assert await backend.get_chunk(chunk_id) == data
+    assert first.timeouts == [0.5, None]
