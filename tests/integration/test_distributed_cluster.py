@@ -151,10 +151,12 @@ def test_sigkill_a_node_during_puts_then_repair_a_replaced_node(cluster: Cluster
 
 
 def test_admin_scrub_rewrites_a_rotten_replica_from_a_good_one(cluster: Cluster) -> None:
-    """Bitrot in one node's copy of a chunk: GET still returns the right
-    bytes (another replica), ``lightningstor-admin scrub`` against the API
-    server's configuration names the damaged replica, rewrites it from a good
-    copy and exits 0 (nothing is left broken); the node's copy verifies after."""
+    """Bitrot in one node's copy of a chunk: ``lightningstor-admin scrub``
+    against the API server's configuration names the damaged replica,
+    rewrites it from a good copy and exits 0 (nothing is left broken); the
+    node's copy verifies after, and GET returns the right bytes.  (No GET
+    before the scrub: a read that meets the damaged copy repairs it itself,
+    test_distributed_integrity.py, and the scrub would find nothing.)"""
     import subprocess
     import sys
 
@@ -178,7 +180,6 @@ def test_admin_scrub_rewrites_a_rotten_replica_from_a_good_one(cluster: Cluster)
         assert len(original) == 3
         f.seek(4096)
         f.write(bytes(b ^ 0xFF for b in original))
-    assert s3.get_object(Bucket=bucket, Key="rotting")["Body"].read() == data
 
     config = cluster.server.config
     result = subprocess.run(
@@ -200,3 +201,4 @@ def test_admin_scrub_rewrites_a_rotten_replica_from_a_good_one(cluster: Cluster)
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert again.returncode == 0 and "replica\t" not in again.stdout, again.stdout
+    assert s3.get_object(Bucket=bucket, Key="rotting")["Body"].read() == data
