@@ -5,6 +5,7 @@
     lightningstor ls -r s3://photos
     lightningstor cat s3://photos/2026/cat.jpg > cat.jpg
     lightningstor presign s3://photos/2026/cat.jpg --expires 600
+    producer | lightningstor cp - s3://photos/log.txt   # - is stdin/stdout
 
 Connection and credentials come from options or the environment
 (``LIGHTNINGSTOR_ENDPOINT``, ``LIGHTNINGSTOR_TOKEN``,
@@ -23,13 +24,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO
 
 import grpc
 
 from lightningstor.client import errors
 from lightningstor.client.client import LightningStorClient
+from lightningstor.client.localpaths import inside, safe_relative
 from lightningstor.client.progress import ProgressBar, human
+from lightningstor.client.transfer import DEFAULT_CONCURRENCY, DEFAULT_THRESHOLD, upload_stream
+from lightningstor.grpc.gen import lightningstor_pb2 as pb
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # any other failure (server error, local I/O)
@@ -42,7 +46,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES = {
     EXIT_OK: "success",
-    EXIT_ERROR: "other error (server error, local file problem)",
+    EXIT_ERROR: "other error (server error, local file problem; cp -r that skipped a key or file)",
     EXIT_USAGE: "invalid command line",
     EXIT_NOT_FOUND: "bucket, key, version or upload not found",
     EXIT_AUTH: "not authenticated, or access denied",
@@ -105,11 +109,22 @@ def _remote(text: str, what: str = "location") -> Remote:
 
 
 class Ui:
-    def __init__(self, *, quiet: bool, progress: bool, out: TextIO, err: TextIO) -> None:
+    def __init__(
+        self, *, quiet: bool, progress: bool, out: TextIO, err: TextIO, inp: BinaryIO | None = None
+    ) -> None:
         self.quiet = quiet
         self.progress = progress
         self.out = out
         self.err = err
+        self._inp = inp
+
+    def stdin(self) -> BinaryIO:
+        """What ``cp -`` uploads."""
+        return self._inp if self._inp is not None else sys.stdin.buffer
+
+    def result(self, text: str) -> None:
+        """A command's output itself (a URL, a token): printed even with ``-q``."""
+        print(text, file=self.out, flush=True)
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -147,26 +162,47 @@ def cmd_rb(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int
 
 def _delete_everything(client: LightningStorClient, bucket: str, ui: Ui) -> None:
     """Every version and delete marker (a versioned bucket is empty only then),
-    and every unfinished multipart upload."""
-    batch: list[tuple[str, str | None]] = []
-    for version in client.iter_object_versions(bucket):
-        batch.append((version.key, version.version_id))
-        if len(batch) == 1000:
-            _delete_batch(client, bucket, batch, ui)
-    if batch:
-        _delete_batch(client, bucket, batch, ui)
-    uploads = client.list_multipart_uploads(bucket)
-    for upload in uploads.uploads:
-        client.abort_multipart_upload(bucket, upload.key, upload.upload_id)
+    and every unfinished multipart upload.
+
+    Each round lists the *first* page again and deletes it: paging on with
+    markers would name a version just deleted, and the listing cannot resume
+    inside a key from a version that is gone."""
+    while True:
+        page = client.list_object_versions(bucket)
+        if not page.versions:
+            break
+        failures = _delete_batch(client, bucket, [(v.key, v.version_id) for v in page.versions], ui, announce=False)
+        if failures:
+            raise _delete_error(failures)
+    while True:
+        uploads = client.list_multipart_uploads(bucket)
+        if not uploads.uploads:
+            break
+        for upload in uploads.uploads:
+            client.abort_multipart_upload(bucket, upload.key, upload.upload_id)
 
 
-def _delete_batch(client: LightningStorClient, bucket: str, batch: list[tuple[str, str | None]], ui: Ui) -> None:
-    result = client.delete_objects(bucket, batch, quiet=True)
+def _delete_batch(
+    client: LightningStorClient, bucket: str, batch: list[tuple[str, str | None]], ui: Ui, *, announce: bool = True
+) -> list[pb.DeleteError]:
+    """Delete up to 1000 keys; say ``delete:`` only for the keys the server
+    deleted, warn about the others and return them."""
+    result = client.delete_objects(bucket, batch, quiet=not announce)
+    if announce:
+        for deleted in result.deleted:
+            ui.say(f"delete: s3://{bucket}/{deleted.key}")
     for failure in result.errors:
         ui.warn(f"delete failed: s3://{bucket}/{failure.key}: {failure.code}: {failure.message}")
-    if result.errors:
-        raise errors.LightningStorError("some objects could not be deleted", code=result.errors[0].code)
     batch.clear()
+    return list(result.errors)
+
+
+def _delete_error(failures: Sequence[pb.DeleteError]) -> errors.LightningStorError:
+    """The typed error of the first failure, so the exit status follows its code
+    (``AccessDenied`` exits 4)."""
+    code = failures[0].code
+    cls = errors.CODE_CLASSES.get(code, errors.LightningStorError)
+    return cls(f"{len(failures)} object(s) could not be deleted ({failures[0].message})", code=code)
 
 
 def cmd_ls(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
@@ -189,10 +225,24 @@ def cmd_ls(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int
     return EXIT_OK
 
 
+def _dir_prefix(key: str) -> str:
+    """The listing prefix of a recursive command: ``photos`` means ``photos/``
+    (as the aws CLI lists it), so sibling keys such as ``photos.txt`` or
+    ``photos-backup/...`` are never part of it."""
+    return key if not key or key.endswith("/") else key + "/"
+
+
 def _local_destination(path: str, key: str) -> str:
-    """Where ``cp s3://b/key path`` writes: into ``path`` if it is a directory."""
+    """Where ``cp s3://b/key path`` writes: into ``path`` if it is a directory,
+    under the key's last component, which must be a safe file name (a key
+    ending in ``/..`` must not make the download land beside ``path``)."""
     if path.endswith(os.sep) or os.path.isdir(path):
-        return os.path.join(path, posixpath.basename(key))
+        name = posixpath.basename(key)
+        if safe_relative(name, "") is None:
+            raise UsageError(
+                f"the key {key!r} has no usable local file name ({name!r}): give DEST as a file path"
+            )
+        return os.path.join(path, name)
     return path
 
 
@@ -204,16 +254,16 @@ def _remote_key(target: Remote, filename: str) -> str:
 
 
 def _upload(client: LightningStorClient, path: str, target: Remote, ui: Ui, args: argparse.Namespace) -> None:
-    size = os.path.getsize(path)
+    size = os.path.getsize(path) if os.path.isfile(path) else None  # a pipe's size is unknown
     bar = ui.bar(f"upload: {path}", size)
     try:
         result = client.upload_file(
             path, target.bucket, target.key, content_type=args.content_type, progress=bar,
-            part_size=args.part_size, concurrency=args.concurrency,
+            part_size=args.part_size, concurrency=args.concurrency, threshold=args.threshold,
         )  # fmt: skip
     finally:
         bar.close()
-    ui.say(f"upload: {path} to {target} ({human(size)}, etag {result.etag})")
+    ui.say(f"upload: {path} to {target} ({human(result.size)}, etag {result.etag})")
 
 
 def _download(client: LightningStorClient, source: Remote, path: str, ui: Ui, version_id: str | None) -> None:
@@ -228,20 +278,27 @@ def _download(client: LightningStorClient, source: Remote, path: str, ui: Ui, ve
     ui.say(f"download: {source} to {path} ({human(meta.size)})")
 
 
-def _safe_relative(key: str, prefix: str) -> str | None:
-    """The local relative path for ``key`` under ``prefix``, or None when the
-    key would escape the destination directory (``..``, absolute) or names
-    no file (ends with ``/``)."""
-    rel = key[len(prefix) :]
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or rel.endswith("/") or rel.startswith("/"):
-        return None
-    return os.path.join(*parts)
+def _walk(directory: str, ui: Ui, problems: list[str]) -> Iterator[tuple[str, str]]:
+    """``(path, posix relative path)`` of every file under ``directory``, sorted.
 
+    Symlinked directories are followed (as the aws CLI does), each real
+    directory once: a link back to one already walked (a loop) is skipped with
+    a warning.  A directory that cannot be read is reported in ``problems``
+    (the command then fails) rather than silently left out."""
 
-def _walk(directory: str) -> Iterator[tuple[str, str]]:
-    """``(path, posix relative path)`` of every file under ``directory``, sorted."""
-    for root, dirs, files in os.walk(directory):
+    def failed(error: OSError) -> None:
+        problems.append(f"{error.filename}: {error.strerror}")
+        ui.warn(f"cannot read {error.filename}: {error.strerror}")
+
+    seen = {os.path.realpath(directory)}
+    for root, dirs, files in os.walk(directory, onerror=failed, followlinks=True):
+        for name in list(dirs):
+            real = os.path.realpath(os.path.join(root, name))
+            if real in seen:
+                ui.warn(f"skipping {os.path.join(root, name)}: a link to {real}, already copied")
+                dirs.remove(name)
+            else:
+                seen.add(real)
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
@@ -249,6 +306,10 @@ def _walk(directory: str) -> Iterator[tuple[str, str]]:
 
 
 def cmd_cp(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if "-" in (args.source, args.dest):
+        return _cp_stdio(client, args, ui)
     source, dest = parse_remote(args.source), parse_remote(args.dest)
     if source is None and dest is None:
         raise UsageError("one of SOURCE and DEST must be an s3://bucket/key location")
@@ -257,39 +318,26 @@ def cmd_cp(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int
         if os.path.isdir(args.source):
             if not args.recursive:
                 raise UsageError(f"{args.source} is a directory (use -r)")
-            prefix = dest.key if not dest.key or dest.key.endswith("/") else dest.key + "/"
-            for path, rel in _walk(args.source):
-                _upload(client, path, Remote(dest.bucket, prefix + rel), ui, args)
-            return EXIT_OK
+            return _upload_tree(client, args, dest, ui)
         _upload(client, args.source, Remote(dest.bucket, _remote_key(dest, args.source)), ui, args)
         return EXIT_OK
     if dest is None:
         if args.recursive:
-            prefix = source.key if not source.key or source.key.endswith("/") else source.key + "/"
-            os.makedirs(args.dest, exist_ok=True)
-            for item in client.iter_objects(source.bucket, prefix=prefix):
-                assert not isinstance(item, str)
-                safe = _safe_relative(item.key, prefix)
-                if safe is None:
-                    ui.warn(f"skipping s3://{source.bucket}/{item.key}: not a safe local file name")
-                    continue
-                path = os.path.join(args.dest, safe)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                _download(client, Remote(source.bucket, item.key), path, ui, None)
-            return EXIT_OK
+            return _download_tree(client, source, args.dest, ui)
         if not source.key:
             raise UsageError(f"{args.source} names no object (use -r for a whole bucket)")
         _download(client, source, _local_destination(args.dest, source.key), ui, args.version_id)
         return EXIT_OK
     # remote -> remote: a server-side copy
     if args.recursive:
-        prefix = source.key if not source.key or source.key.endswith("/") else source.key + "/"
-        dest_prefix = dest.key if not dest.key or dest.key.endswith("/") else dest.key + "/"
-        for item in client.iter_objects(source.bucket, prefix=prefix):
-            assert not isinstance(item, str)
-            target = Remote(dest.bucket, dest_prefix + item.key[len(prefix) :])
-            client.copy_object(source.bucket, item.key, target.bucket, target.key)
-            ui.say(f"copy: s3://{source.bucket}/{item.key} to {target}")
+        prefix, dest_prefix = _dir_prefix(source.key), _dir_prefix(dest.key)
+        # The whole listing first: copies made into a destination inside the
+        # source would otherwise show up in later pages and be copied again.
+        keys = [item.key for item in client.iter_objects(source.bucket, prefix=prefix) if not isinstance(item, str)]
+        for key in keys:
+            target = Remote(dest.bucket, dest_prefix + key[len(prefix) :])
+            client.copy_object(source.bucket, key, target.bucket, target.key)
+            ui.say(f"copy: s3://{source.bucket}/{key} to {target}")
         return EXIT_OK
     if not source.key:
         raise UsageError(f"{args.source} names no object (use -r for a whole bucket)")
@@ -299,18 +347,104 @@ def cmd_cp(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int
     return EXIT_OK
 
 
+def _upload_tree(client: LightningStorClient, args: argparse.Namespace, dest: Remote, ui: Ui) -> int:
+    """``cp -r DIR s3://...``: every file; a file or directory that cannot be
+    read is reported and the rest still copied, and the command exits 1."""
+    prefix = _dir_prefix(dest.key)
+    problems: list[str] = []
+    for path, rel in _walk(args.source, ui, problems):
+        try:
+            _upload(client, path, Remote(dest.bucket, prefix + rel), ui, args)
+        except OSError as e:
+            problems.append(f"{path}: {e.strerror or e}")
+            ui.warn(f"upload failed: {path}: {e.strerror or e}")
+        except UnicodeError:  # a file name that is not valid UTF-8 cannot be a key
+            problems.append(path)
+            ui.warn(f"skipping {path!r}: its name is not valid UTF-8")
+    if problems:
+        ui.warn(f"{len(problems)} file(s) or directories not copied")
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _download_tree(client: LightningStorClient, source: Remote, directory: str, ui: Ui) -> int:
+    """``cp -r s3://... DIR``: every key under the prefix into the tree.  A key
+    that is no safe local name, or whose file cannot be written, is reported
+    and skipped, the rest still copied, and the command exits 1."""
+    prefix = _dir_prefix(source.key)
+    os.makedirs(directory, exist_ok=True)
+    problems = 0
+    for item in client.iter_objects(source.bucket, prefix=prefix):
+        assert not isinstance(item, str)
+        if item.key.endswith("/"):  # a folder marker: a directory, if its name is safe
+            rel = safe_relative(item.key.rstrip("/"), prefix)
+            if rel is not None and inside(directory, os.path.join(directory, rel)):
+                try:
+                    os.makedirs(os.path.join(directory, rel), exist_ok=True)
+                except OSError as e:
+                    ui.warn(f"cannot create {os.path.join(directory, rel)}: {e.strerror or e}")
+                    problems += 1
+                continue
+            if item.key == prefix:
+                continue
+        safe = safe_relative(item.key, prefix)
+        path = os.path.join(directory, safe) if safe is not None else ""
+        if safe is None or not inside(directory, path):
+            ui.warn(f"skipping s3://{source.bucket}/{item.key}: not a safe local file name")
+            problems += 1
+            continue
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _download(client, Remote(source.bucket, item.key), path, ui, None)
+        except OSError as e:
+            ui.warn(f"download failed: s3://{source.bucket}/{item.key}: {e.strerror or e}")
+            problems += 1
+    if problems:
+        ui.warn(f"{problems} object(s) not copied")
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _cp_stdio(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
+    """``cp - s3://b/key`` uploads stdin; ``cp s3://b/key -`` writes the object to stdout."""
+    if args.recursive:
+        raise UsageError("- (stdin or stdout) cannot be used with -r")
+    if args.source == "-":
+        dest = parse_remote(args.dest)
+        if dest is None or not dest.key or dest.key.endswith("/"):
+            raise UsageError("cp - needs a destination s3://bucket/key naming the object")
+        bar = ui.bar("upload: -", None)
+        try:
+            result = upload_stream(
+                client, ui.stdin(), dest.bucket, dest.key, content_type=args.content_type,
+                part_size=args.part_size, threshold=args.threshold, progress=bar,
+            )  # fmt: skip
+        finally:
+            bar.close()
+        ui.say(f"upload: - to {dest} ({human(result.size)}, etag {result.etag})")
+        return EXIT_OK
+    source = parse_remote(args.source)
+    if source is None or not source.key:
+        raise UsageError("cp ... - needs a source s3://bucket/key naming an object")
+    _write_object(client, source, ui, version_id=args.version_id)
+    return EXIT_OK
+
+
 def cmd_rm(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int:
     target = _remote(args.path)
     if args.recursive:
+        # s3://b/photos means the "directory" photos/, never photos-backup/ or photos.txt
         batch: list[tuple[str, str | None]] = []
-        for item in client.iter_objects(target.bucket, prefix=target.key):
+        failures: list[pb.DeleteError] = []
+        for item in client.iter_objects(target.bucket, prefix=_dir_prefix(target.key)):
             assert not isinstance(item, str)
             batch.append((item.key, None))
-            ui.say(f"delete: s3://{target.bucket}/{item.key}")
             if len(batch) == 1000:
-                _delete_batch(client, target.bucket, batch, ui)
+                failures += _delete_batch(client, target.bucket, batch, ui)
         if batch:
-            _delete_batch(client, target.bucket, batch, ui)
+            failures += _delete_batch(client, target.bucket, batch, ui)
+        if failures:
+            raise _delete_error(failures)
         return EXIT_OK
     if not target.key:
         raise UsageError(f"{args.path} names no object (use -r to delete everything under a prefix)")
@@ -323,15 +457,24 @@ def cmd_cat(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> in
     target = _remote(args.path)
     if not target.key:
         raise UsageError(f"{args.path} names no object")
+    _write_object(client, target, ui, version_id=args.version_id, range=args.range)
+    return EXIT_OK
+
+
+def _write_object(
+    client: LightningStorClient, target: Remote, ui: Ui, *, version_id: str | None, range: str | None = None  # noqa: A002
+) -> None:
+    """Stream an object to stdout (``cat``, ``cp s3://... -``)."""
     out = ui.out.buffer if hasattr(ui.out, "buffer") else None
-    with client.get_object(target.bucket, target.key, version_id=args.version_id, range=args.range) as stream:
+    with client.get_object(target.bucket, target.key, version_id=version_id, range=range) as stream:
         for chunk in stream:
             if out is not None:
                 out.write(chunk)
             else:
                 ui.out.write(chunk.decode("utf-8", "replace"))
+    if out is not None:
+        out.flush()
     ui.out.flush()
-    return EXIT_OK
 
 
 def cmd_presign(args: argparse.Namespace, ui: Ui) -> int:
@@ -346,7 +489,7 @@ def cmd_presign(args: argparse.Namespace, ui: Ui) -> int:
     base = args.s3_endpoint.rstrip("/")
     url = f"{base}/{quote(target.bucket)}/{quote(target.key, safe='/')}"
     try:
-        ui.say(presign_v4(args.method, url, access, secret, region=args.region, expires=args.expires))
+        ui.result(presign_v4(args.method, url, access, secret, region=args.region, expires=args.expires))
     except ValueError as e:
         raise UsageError(str(e)) from None
     return EXIT_OK
@@ -359,7 +502,7 @@ def cmd_token(args: argparse.Namespace, ui: Ui) -> int:
     if not (access and secret):
         raise UsageError("token needs an access key and secret (--access-key/--secret-key or the environment)")
     try:
-        ui.say(make_token(access, secret, lifetime=args.lifetime))
+        ui.result(make_token(access, secret, lifetime=args.lifetime))
     except ValueError as e:
         raise UsageError(str(e)) from None
     return EXIT_OK
@@ -375,7 +518,14 @@ def _keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def _connect(args: argparse.Namespace) -> LightningStorClient:
-    token = args.token or os.environ.get("LIGHTNINGSTOR_TOKEN")
+    # The command line beats the environment: keys given as options are used
+    # even when a (perhaps stale) LIGHTNINGSTOR_TOKEN is set.
+    if args.token:
+        token = args.token
+    elif args.access_key or args.secret_key:
+        token = None
+    else:
+        token = os.environ.get("LIGHTNINGSTOR_TOKEN")
     access, secret = _keys(args)
     if not token and not (access and secret):
         raise UsageError(
@@ -424,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--access-key", help="access key id (env LIGHTNINGSTOR_ACCESS_KEY or AWS_ACCESS_KEY_ID)")
     parser.add_argument("--secret-key", help="secret key (env LIGHTNINGSTOR_SECRET_KEY or AWS_SECRET_ACCESS_KEY)")
     parser.add_argument("--ca-file", help="PEM CA certificates to trust for grpcs://")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and cat's data)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and what the command is for (cat data, a token, a URL)")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="show a progress bar on stderr (default: when stderr is a terminal)")
@@ -451,7 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-type", help="Content-Type of uploaded objects")
     p.add_argument("--version-id", help="copy this version of the source")
     p.add_argument("--part-size", type=_size, default=8 << 20, help="multipart part size (default 8MiB)")
-    p.add_argument("--concurrency", type=int, default=4, help="parts uploaded at once (default 4)")
+    p.add_argument("--threshold", type=_size, default=DEFAULT_THRESHOLD,
+                   help="larger files go up as multipart uploads (default 5MiB)")
+    p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                   help=f"parts uploaded at once (default {DEFAULT_CONCURRENCY}; fewer after a SlowDown)")
 
     p = sub.add_parser("rm", help="delete objects")
     p.add_argument("path", metavar="s3://BUCKET/KEY")
@@ -482,12 +635,18 @@ COMMANDS: dict[str, Any] = {
 OFFLINE: dict[str, Any] = {"presign": cmd_presign, "token": cmd_token}
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    inp: BinaryIO | None = None,
+) -> int:
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     args = build_parser().parse_args(argv)
     progress = args.progress if args.progress is not None else err.isatty()
-    ui = Ui(quiet=args.quiet, progress=progress, out=out, err=err)
+    ui = Ui(quiet=args.quiet, progress=progress, out=out, err=err, inp=inp)
     try:
         if args.command in OFFLINE:
             return int(OFFLINE[args.command](args, ui))

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from lightningstor.client import retry as retries
 from lightningstor.client.errors import from_rpc_error
 from lightningstor.grpc import token as tokens
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
@@ -164,10 +165,19 @@ def _optional(**fields: Any) -> dict[str, Any]:
 class LightningStorClient:
     """A connection to one LightningStor gRPC endpoint."""
 
-    def __init__(self, channel: grpc.Channel, credentials: _Credentials, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        credentials: _Credentials,
+        *,
+        timeout: float | None = None,
+        retry: retries.RetryPolicy | None = None,
+    ) -> None:
         self._channel = channel
         self._credentials = credentials
         self.timeout = timeout
+        # see lightningstor.client.retry for which calls are repeated on which errors
+        self.retry = retry if retry is not None else retries.RetryPolicy()
         self.objects = pb_grpc.ObjectServiceStub(channel)
         self.buckets = pb_grpc.BucketServiceStub(channel)
 
@@ -183,6 +193,7 @@ class LightningStorClient:
         certificate_chain: bytes | None = None,
         private_key: bytes | None = None,
         timeout: float | None = None,
+        retry: retries.RetryPolicy | None = None,
         options: Iterable[tuple[str, Any]] = (),
     ) -> LightningStorClient:
         """Connect to ``url`` (``grpc://host:9001``; ``grpcs://`` for TLS, with
@@ -191,6 +202,8 @@ class LightningStorClient:
         certificate when the server requires mTLS).
 
         ``timeout`` (seconds) bounds every unary call; streams are unbounded.
+        ``retry`` bounds the repeats of refused or failed calls
+        (:class:`~lightningstor.client.retry.RetryPolicy`; ``retry.NO_RETRY`` for none).
         """
         target, tls = parse_target(url)
         channel_options = [
@@ -207,7 +220,7 @@ class LightningStorClient:
             channel = grpc.secure_channel(target, creds, options=channel_options)
         else:
             channel = grpc.insecure_channel(target, options=channel_options)
-        return cls(channel, _Credentials(token, access_key, secret_key), timeout=timeout)
+        return cls(channel, _Credentials(token, access_key, secret_key), timeout=timeout, retry=retry)
 
     def close(self) -> None:
         self._channel.close()
@@ -218,11 +231,17 @@ class LightningStorClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _unary(self, method: Callable[..., T], request: Any) -> T:
-        try:
-            return method(request, metadata=self._credentials.metadata(), timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+    def _unary(self, method: Callable[..., T], request: Any, *, idempotent: bool = False) -> T:
+        """One unary call, repeated per :attr:`retry` (``idempotent``: safe to
+        repeat even when the server may have acted)."""
+
+        def once() -> T:
+            try:
+                return method(request, metadata=self._credentials.metadata(), timeout=self.timeout)
+            except grpc.RpcError as e:
+                raise from_rpc_error(e) from None
+
+        return retries.call(once, self.retry, idempotent=idempotent)
 
     # -- buckets -------------------------------------------------------------------
 
@@ -241,17 +260,17 @@ class LightningStorClient:
         return self._unary(self.buckets.CreateBucket, request)
 
     def head_bucket(self, name: str) -> pb.Bucket:
-        return self._unary(self.buckets.HeadBucket, pb.HeadBucketRequest(name=name)).bucket
+        return self._unary(self.buckets.HeadBucket, pb.HeadBucketRequest(name=name), idempotent=True).bucket
 
     def delete_bucket(self, name: str) -> None:
         self._unary(self.buckets.DeleteBucket, pb.DeleteBucketRequest(name=name))
 
     def list_buckets(self) -> list[pb.Bucket]:
-        return list(self._unary(self.buckets.ListBuckets, pb.ListBucketsRequest()).buckets)
+        return list(self._unary(self.buckets.ListBuckets, pb.ListBucketsRequest(), idempotent=True).buckets)
 
     def get_bucket_versioning(self, bucket: str) -> str:
         """``Enabled``, ``Suspended`` or ``Disabled`` (never configured)."""
-        config = self._unary(self.buckets.GetBucketVersioning, pb.GetBucketVersioningRequest(bucket=bucket))
+        config = self._unary(self.buckets.GetBucketVersioning, pb.GetBucketVersioningRequest(bucket=bucket), idempotent=True)
         return {pb.VERSIONING_STATUS_ENABLED: "Enabled", pb.VERSIONING_STATUS_SUSPENDED: "Suspended"}.get(
             config.status, "Disabled"
         )
@@ -264,7 +283,7 @@ class LightningStorClient:
         self._unary(self.buckets.PutBucketVersioning, request)
 
     def get_bucket_tagging(self, bucket: str) -> dict[str, str]:
-        return dict(self._unary(self.buckets.GetBucketTagging, pb.GetBucketTaggingRequest(bucket=bucket)).tags)
+        return dict(self._unary(self.buckets.GetBucketTagging, pb.GetBucketTaggingRequest(bucket=bucket), idempotent=True).tags)
 
     def put_bucket_tagging(self, bucket: str, tags: Mapping[str, str]) -> None:
         self._unary(self.buckets.PutBucketTagging, pb.PutBucketTaggingRequest(bucket=bucket, tags=dict(tags)))
@@ -321,12 +340,17 @@ class LightningStorClient:
         if_match: str | None = None,
         if_none_match: str | None = None,
     ) -> ObjectStream:
-        """Stream an object: ``.metadata``, then iterate for the content."""
+        """Stream an object: ``.metadata``, then iterate for the content.
+        Opening the stream is retried (a read is safe to repeat); a stream
+        that fails once open is not."""
         request = pb.GetObjectRequest(
             bucket=bucket, key=key,
             **_optional(version_id=version_id, range=range, if_match=if_match, if_none_match=if_none_match),
         )  # fmt: skip
-        return ObjectStream(self.objects.GetObject(request, metadata=self._credentials.metadata()))
+        return retries.call(
+            lambda: ObjectStream(self.objects.GetObject(request, metadata=self._credentials.metadata())),
+            self.retry, idempotent=True,
+        )  # fmt: skip
 
     def head_object(
         self,
@@ -340,7 +364,7 @@ class LightningStorClient:
         request = pb.HeadObjectRequest(
             bucket=bucket, key=key, **_optional(version_id=version_id, if_match=if_match, if_none_match=if_none_match)
         )
-        return self._unary(self.objects.HeadObject, request).metadata
+        return self._unary(self.objects.HeadObject, request, idempotent=True).metadata
 
     def delete_object(self, bucket: str, key: str, *, version_id: str | None = None) -> pb.DeleteObjectResponse:
         request = pb.DeleteObjectRequest(bucket=bucket, key=key, **_optional(version_id=version_id))
@@ -401,7 +425,7 @@ class LightningStorClient:
             bucket=bucket, prefix=prefix, delimiter=delimiter or "", continuation_token=continuation_token,
             start_after=start_after, **_optional(max_keys=max_keys),
         )  # fmt: skip
-        return self._unary(self.objects.ListObjects, request)
+        return self._unary(self.objects.ListObjects, request, idempotent=True)
 
     def iter_objects(self, bucket: str, *, prefix: str = "", delimiter: str | None = None) -> Iterator[pb.ObjectSummary | str]:
         """Every object (an ``ObjectSummary``) and common prefix (a ``str``) under ``prefix``."""
@@ -428,7 +452,7 @@ class LightningStorClient:
             bucket=bucket, prefix=prefix, delimiter=delimiter or "", key_marker=key_marker,
             version_id_marker=version_id_marker, **_optional(max_keys=max_keys),
         )  # fmt: skip
-        return self._unary(self.objects.ListObjectVersions, request)
+        return self._unary(self.objects.ListObjectVersions, request, idempotent=True)
 
     def iter_object_versions(self, bucket: str, *, prefix: str = "") -> Iterator[pb.ObjectVersion]:
         key_marker = version_marker = ""
@@ -443,7 +467,7 @@ class LightningStorClient:
 
     def get_object_tagging(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
         request = pb.GetObjectTaggingRequest(bucket=bucket, key=key, **_optional(version_id=version_id))
-        return dict(self._unary(self.objects.GetObjectTagging, request).tags)
+        return dict(self._unary(self.objects.GetObjectTagging, request, idempotent=True).tags)
 
     def put_object_tagging(
         self, bucket: str, key: str, tags: Mapping[str, str], *, version_id: str | None = None
@@ -486,7 +510,28 @@ class LightningStorClient:
         checksum_value: str | None = None,
     ) -> pb.UploadPartResponse:
         """Upload one part from bytes or from an iterable of byte chunks
-        (streamed in messages of at most 1 MiB: memory stays bounded)."""
+        (streamed in messages of at most 1 MiB: memory stays bounded).
+        A part given as bytes is retried (re-uploading a part replaces it);
+        an iterable can be read only once, so its caller retries
+        (:func:`lightningstor.client.transfer.upload_file` does)."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            whole = bytes(data)
+            return retries.call(
+                lambda: self._upload_part_once(bucket, key, upload_id, part_number, whole, content_md5, checksum_value),
+                self.retry, idempotent=True,
+            )  # fmt: skip
+        return self._upload_part_once(bucket, key, upload_id, part_number, data, content_md5, checksum_value)
+
+    def _upload_part_once(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: bytes | Iterable[bytes],
+        content_md5: str | None,
+        checksum_value: str | None,
+    ) -> pb.UploadPartResponse:
 
         failures: list[BaseException] = []
 
@@ -530,7 +575,7 @@ class LightningStorClient:
                 request.parts.add(part_number=part[0], etag=part[1])
             else:
                 request.parts.add(part_number=part.part_number, etag=part.etag)
-        return self._unary(self.objects.CompleteMultipartUpload, request)
+        return self._unary(self.objects.CompleteMultipartUpload, request, idempotent=True)
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         request = pb.AbortMultipartUploadRequest(bucket=bucket, key=key, upload_id=upload_id)
@@ -550,7 +595,7 @@ class LightningStorClient:
             bucket=bucket, prefix=prefix, delimiter=delimiter or "", key_marker=key_marker,
             upload_id_marker=upload_id_marker, **_optional(max_uploads=max_uploads),
         )  # fmt: skip
-        return self._unary(self.objects.ListMultipartUploads, request)
+        return self._unary(self.objects.ListMultipartUploads, request, idempotent=True)
 
     def list_parts(
         self, bucket: str, key: str, upload_id: str, *, part_number_marker: int = 0, max_parts: int | None = None
@@ -559,7 +604,7 @@ class LightningStorClient:
             bucket=bucket, key=key, upload_id=upload_id, part_number_marker=part_number_marker,
             **_optional(max_parts=max_parts),
         )  # fmt: skip
-        return self._unary(self.objects.ListParts, request)
+        return self._unary(self.objects.ListParts, request, idempotent=True)
 
     # -- files -------------------------------------------------------------------------
 

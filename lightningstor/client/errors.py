@@ -137,6 +137,17 @@ def __getattr__(name: str) -> Any:  # for type checkers: the generated classes
     raise AttributeError(name)
 
 
+def _bare_code(status: grpc.StatusCode | None, message: str) -> str:
+    """The S3 code for a status that came without one.  A bare
+    ``RESOURCE_EXHAUSTED`` is either gRPC's "message larger than max"
+    (``EntityTooLarge``) or a refusal by the server's whole-server call limit
+    ("Concurrent RPC limit exceeded!"): the second (and anything else) is
+    ``SlowDown``, a reason to retry later, not to shrink the request."""
+    if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "EntityTooLarge" if "larger than max" in message.lower() else "SlowDown"
+    return DEFAULT_CODES.get(status, status.name) if status is not None else "Unknown"
+
+
 def from_rpc_error(error: grpc.RpcError) -> LightningStorError:
     """The typed exception for a failed call (``grpc.RpcError`` is also a ``grpc.Call``)."""
     call: Any = error
@@ -151,8 +162,9 @@ def from_rpc_error(error: grpc.RpcError) -> LightningStorError:
             detail = pb.ErrorDetail.FromString(value)
             code, resource, fields = detail.code or code, detail.resource, dict(detail.fields)
     if not code:
-        code = DEFAULT_CODES.get(status, status.name if status is not None else "Unknown")
-        cls = STATUS_CLASSES.get(status, LightningStorError)
+        code = _bare_code(status, message)
+        # a bare SlowDown is caught as ``errors.SlowDown`` like the server's coded one
+        cls = CODE_CLASSES["SlowDown"] if code == "SlowDown" else STATUS_CLASSES.get(status, LightningStorError)
     else:
         cls = CODE_CLASSES.get(code) or STATUS_CLASSES.get(status, LightningStorError)
     return cls(message, code=code, status=status, resource=resource, fields=fields)

@@ -114,7 +114,7 @@ def test_large_upload_is_multipart_with_progress(bucket_name: str, tmp_path: Pat
 def test_recursive_copies_in_all_directions(bucket_name: str, tmp_path: Path) -> None:
     """cp -r uploads a directory tree, copies a prefix server-side, downloads a
     prefix into a tree; rm -r empties a prefix; keys that would escape the
-    destination directory are skipped."""
+    destination directory are skipped and make the command exit 1."""
     run("mb", f"s3://{bucket_name}")
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
@@ -130,7 +130,7 @@ def test_recursive_copies_in_all_directions(bucket_name: str, tmp_path: Path) ->
     assert client_put[0] == 0
     down = tmp_path / "down"
     status, _, err, _ = run("cp", "-r", f"s3://{bucket_name}/copy", str(down))
-    assert status == 0 and "skipping" in err
+    assert status == cli.EXIT_ERROR and "skipping" in err  # the rest is copied, the skip fails the command
     assert (down / "a.txt").read_bytes() == b"a" and (down / "sub" / "b.txt").read_bytes() == b"b"
     assert not (tmp_path / "evil.txt").exists()
     assert run("rm", "-r", f"s3://{bucket_name}/up/")[0] == 0

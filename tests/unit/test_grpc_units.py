@@ -12,8 +12,9 @@ import pytest
 
 from lightningstor import errors
 from lightningstor.client import errors as client_errors
-from lightningstor.client.cli import Remote, _safe_relative, _size, parse_remote
+from lightningstor.client.cli import Remote, _size, parse_remote
 from lightningstor.client.client import _pieces, parse_target
+from lightningstor.client.localpaths import safe_relative
 from lightningstor.client.progress import ProgressBar, human
 from lightningstor.client.transfer import MAX_PARTS, MIN_PART_SIZE, plan_parts
 from lightningstor.grpc import token
@@ -230,6 +231,6 @@ def test_cli_locations_sizes_and_safe_paths() -> None:
     assert parse_remote("ls://b") == Remote("b", "")
     assert parse_remote("./file") is None
     assert _size("8MiB") == 8 * MiB and _size("512k") == 512 * 1024 and _size("100") == 100
-    assert _safe_relative("p/a/b.txt", "p/") == str(Path("a") / "b.txt")
-    assert _safe_relative("p/../../etc/passwd", "p/") is None
-    assert _safe_relative("p/dir/", "p/") is None
+    assert safe_relative("p/a/b.txt", "p/") == str(Path("a") / "b.txt")
+    assert safe_relative("p/../../etc/passwd", "p/") is None
+    assert safe_relative("p/dir/", "p/") is None
