@@ -132,15 +132,8 @@ def upload_file(
     if size <= threshold:
         with open(path, "rb") as f:
             content = f.read()
-        try:
-            result = client.put_object(bucket, key, content, content_type=content_type, metadata=metadata, tags=tags)
-        except LightningStorError as e:
-            if e.code != "EntityTooLarge":
-                raise
-            # the server's PutObject limit is below ``threshold``: multipart has no such limit
-        else:
-            if progress is not None:
-                progress(len(content))
+        result = _put_small(client, bucket, key, content, content_type, metadata, tags, progress)
+        if result is not None:
             return result
     upload = client.create_multipart_upload(bucket, key, content_type=content_type, metadata=metadata, tags=tags)
     fd = os.open(path, os.O_RDONLY)
@@ -210,6 +203,32 @@ def _read_full(source: BinaryIO, size: int) -> bytes:
     return b"".join(pieces)
 
 
+def _put_small(
+    client: LightningStorClient,
+    bucket: str,
+    key: str,
+    content: bytes,
+    content_type: str | None,
+    metadata: Mapping[str, str] | None,
+    tags: Mapping[str, str] | None,
+    progress: Callable[[int], None] | None,
+) -> pb.PutObjectResponse | None:
+    """One PutObject of ``content``; None if the server's PutObject limit is
+    below it (EntityTooLarge: the caller goes multipart, which has no such
+    limit)."""
+    try:
+        result: pb.PutObjectResponse = client.put_object(
+            bucket, key, content, content_type=content_type, metadata=metadata, tags=tags
+        )
+    except LightningStorError as e:
+        if e.code != "EntityTooLarge":
+            raise
+        return None
+    if progress is not None:
+        progress(len(content))
+    return result
+
+
 def upload_stream(
     client: LightningStorClient,
     source: BinaryIO,
@@ -230,15 +249,9 @@ def upload_stream(
     part_size = max(part_size, MIN_PART_SIZE)
     first = _read_full(source, threshold + 1)
     if len(first) <= threshold:
-        try:
-            result = client.put_object(bucket, key, first, content_type=content_type, metadata=metadata, tags=tags)
-        except LightningStorError as e:
-            if e.code != "EntityTooLarge":
-                raise
-        else:
-            if progress is not None:
-                progress(len(first))
-            return result
+        small = _put_small(client, bucket, key, first, content_type, metadata, tags, progress)
+        if small is not None:
+            return small
     upload = client.create_multipart_upload(bucket, key, content_type=content_type, metadata=metadata, tags=tags)
     try:
         uploaded = []
