@@ -296,9 +296,7 @@ class Core:
                 if request is not None and (version_id is not None or etag is not None):
                     entry = AskedAs(request, version_id=version_id, if_match=etag)
                 yield self.access.allow(principal, bucket, OBJECTS_DELETE, key, trail, entry)
-                if etag is not None and etag.strip() != "*":
-                    read = None if request is None else AskedAs(request, op="GetObject")
-                    yield self.access.allow(principal, bucket, OBJECTS_GET, key, trail, read)
+                yield self.allow_delete_condition(principal, bucket, key, etag, trail, request)
 
             if bypass_governance:
                 def bypass(key: str) -> Any:
@@ -309,6 +307,26 @@ class Core:
         return delete_objects(
             self.objects, bucket, items, owner=owner, authorize=authorize, bypass=bypass, if_match=if_match
         )
+
+    def allow_delete_condition(
+        self,
+        principal: Principal,
+        bucket: Bucket,
+        key: str,
+        if_match: str | None,
+        trail: Trail = None,
+        request: PolicyContext | None = None,
+    ) -> Deferred[Any]:
+        """Deferred: AccessDenied unless the caller may make a deletion of
+        ``key`` conditional on ``if_match``.  An ETag condition tells the
+        caller whether it matched, something about the object, so AWS asks
+        ``s3:GetObject`` too; ``*`` (exists) and no condition need nothing
+        more than the deletion's own permission."""
+        if if_match is None or if_match.strip() == "*":
+            return succeed(None)
+        read = None if request is None else AskedAs(request, op="GetObject")
+        d: Deferred[Any] = self.access.allow(principal, bucket, OBJECTS_GET, key, trail, read)
+        return d
 
     def may_bypass_governance(
         self,

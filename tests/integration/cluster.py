@@ -15,6 +15,7 @@ import grpc
 
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
+from tests.integration.server import ServerProcess
 
 _LISTENING = re.compile(r"Chunk service listening on [0-9.:a-f\[\]]+:(\d+)")
 
@@ -142,3 +143,23 @@ def distributed_config(nodes: list[NodeProcess], *, repair_interval_seconds: flo
     if write_quorum is not None:
         config += f"write_quorum = {write_quorum}\n"
     return config
+
+
+def make_nodes(root: Path, count: int) -> list[NodeProcess]:
+    """``count`` storage nodes under ``root`` (not started), each on a free
+    port, in a zone of its own, with an empty data directory."""
+    nodes = [NodeProcess(root / f"node-{i}", free_port(), zone=f"zone-{i}", node_id=f"node-{i}")
+             for i in range(count)]
+    for node in nodes:
+        node.data_dir.mkdir()
+    return nodes
+
+
+def api_server(root: Path, config: str) -> ServerProcess:
+    """An API server (not started) with ``config`` (e.g. :func:`distributed_config`)
+    written to ``root/api.toml`` and its data in ``root/api``."""
+    path = root / "api.toml"
+    path.write_text(config)
+    data = root / "api"
+    data.mkdir()
+    return ServerProcess(data, config=str(path))

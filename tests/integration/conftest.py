@@ -57,6 +57,26 @@ def bucket(s3: object) -> Iterator[str]:
     _empty_and_delete(s3, name)
 
 
+@pytest.fixture(scope="session")
+def c(server: ServerProcess) -> object:
+    """One boto3 client (default checksum behaviour), for tests whose subject
+    is not the SDK's checksum mode."""
+    return make_client(server.endpoint)
+
+
+@pytest.fixture
+def bkt(c: object) -> Iterator[str]:
+    """A new bucket on ``c``, removed afterwards with every version and
+    delete marker it holds."""
+    name = f"b-{uuid.uuid4().hex[:16]}"
+    c.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    yield name
+    for page in c.get_paginator("list_object_versions").paginate(Bucket=name):  # type: ignore[attr-defined]
+        for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            c.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])  # type: ignore[attr-defined]
+    c.delete_bucket(Bucket=name)  # type: ignore[attr-defined]
+
+
 def _empty_and_delete(s3: object, name: str) -> None:
     try:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=name)  # type: ignore[attr-defined]

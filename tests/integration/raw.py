@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import time
 from typing import Any
 
 from botocore.auth import S3SigV4Auth
@@ -45,3 +46,25 @@ def client_error(info: Any) -> tuple[int, str, str]:
     """(status, code, message) of the ClientError in ``pytest.raises``' info."""
     err = info.value.response
     return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"].get("Message", "")
+
+
+def read_slowly(sock: Any, body: bytes, *, seconds: float = 8.0, step: int = 64 * 1024) -> None:
+    """Read a GET's answer at ``step`` bytes a second for ``seconds`` (a
+    client that reads slowly, not one that stopped), then the rest; the
+    answer must be a 200 carrying exactly ``body``."""
+    received = b""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        target = len(received) + step
+        while len(received) < target:
+            piece = sock.recv(target - len(received))
+            assert piece, f"closed after {len(received)} bytes, {time.monotonic() - began:.1f} s"
+            received += piece
+        time.sleep(1.0)
+    head, _, data = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    while len(data) < len(body):
+        piece = sock.recv(1 << 20)
+        assert piece, f"closed after {len(data)} body bytes"
+        data += piece
+    assert data == body

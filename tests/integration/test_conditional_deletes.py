@@ -13,31 +13,10 @@ under the default ``COPY`` directive too.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
-from tests.integration.conftest import make_client
-from tests.integration.server import ServerProcess
-
-
-@pytest.fixture(scope="module")
-def c(server: ServerProcess) -> Any:
-    return make_client(server.endpoint)
-
-
-@pytest.fixture
-def bkt(c: Any) -> Iterator[str]:
-    name = f"cond-{uuid.uuid4().hex[:12]}"
-    c.create_bucket(Bucket=name)
-    yield name
-    for page in c.get_paginator("list_object_versions").paginate(Bucket=name):
-        for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            c.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])
-    c.delete_bucket(Bucket=name)
 
 
 def _error(e: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:

@@ -25,7 +25,7 @@ import pytest
 
 from lightningstor.storage import placement
 from lightningstor.storage.distributed import parse_node
-from tests.integration.cluster import NodeProcess, distributed_config, free_port
+from tests.integration.cluster import NodeProcess, api_server, distributed_config, make_nodes
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
 
@@ -39,19 +39,13 @@ PROMPT = 10.0
 def cluster(tmp_path: Path) -> Iterator[tuple[list[NodeProcess], ServerProcess]]:
     """Three nodes (three copies of every chunk) and an API server, all
     stopped at the end; a node left stopped (SIGSTOP) is resumed first."""
-    nodes = [NodeProcess(tmp_path / f"node-{i}", free_port(), zone=f"zone-{i}", node_id=f"node-{i}")
-             for i in range(3)]
+    nodes = make_nodes(tmp_path, 3)
     started: list[Any] = []
     try:
         for node in nodes:
-            node.data_dir.mkdir()
             started.append(node.start())
-        config = tmp_path / "api.toml"
-        config.write_text(distributed_config(nodes, repair_interval_seconds=0, replication_factor=3,
-                                             placement_strategy="consistent_hash"))
-        data = tmp_path / "api"
-        data.mkdir()
-        server = ServerProcess(data, config=str(config))
+        server = api_server(tmp_path, distributed_config(nodes, repair_interval_seconds=0, replication_factor=3,
+                                                         placement_strategy="consistent_hash"))
         started.append(server.start())
         yield nodes, server
     finally:

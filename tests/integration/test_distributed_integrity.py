@@ -31,20 +31,11 @@ from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.storage import placement
 from lightningstor.storage.distributed import parse_node
 from lightningstor.storage.placement import NodeAddress
-from tests.integration.cluster import NodeProcess, distributed_config, free_port
+from tests.integration.cluster import NodeProcess, api_server, distributed_config, make_nodes
 from tests.integration.conftest import make_client
-from tests.integration.server import ServerProcess
 
 KiB = 1 << 10
 MiB = 1 << 20
-
-
-def _nodes(tmp_path: Path, count: int) -> list[NodeProcess]:
-    nodes = [NodeProcess(tmp_path / f"node-{i}", free_port(), zone=f"zone-{i}", node_id=f"node-{i}")
-             for i in range(count)]
-    for node in nodes:
-        node.data_dir.mkdir()
-    return nodes
 
 
 def _ring(nodes: list[NodeProcess]) -> list[NodeAddress]:
@@ -111,7 +102,7 @@ def test_a_node_refuses_a_chunk_whose_bytes_do_not_match_the_crc_sent(tmp_path: 
     """The CRC32C and length the writer computed travel with PutChunk; a
     node that received other bytes answers DATA_LOSS and never stores them.
     GetChunk and VerifyChunk report the stored chunk's length and CRC32C."""
-    (node,) = _nodes(tmp_path, 1)
+    (node,) = make_nodes(tmp_path, 1)
     started.append(node.start())
     data = os.urandom(200 * KiB)
     with pytest.raises(grpc.RpcError) as caught:
@@ -153,14 +144,10 @@ def test_repair_after_expansion_never_keeps_a_damaged_copy_over_a_good_one(
     other old node (now extra) must not be trimmed while ``stay`` holds bad
     bytes, node 2 must never receive bad bytes, and in the end both
     placement nodes hold the right bytes: losing node 2 loses nothing."""
-    nodes = _nodes(tmp_path, 3)
+    nodes = make_nodes(tmp_path, 3)
     for node in nodes:
         started.append(node.start())
-    config = tmp_path / "api.toml"
-    config.write_text(_config(nodes[:2], 0))
-    data = tmp_path / "api"
-    data.mkdir()
-    server = ServerProcess(data, config=str(config))
+    server = api_server(tmp_path, _config(nodes[:2], 0))
     started.append(server.start())
     s3: Any = make_client(server.endpoint)
     s3.create_bucket(Bucket="grow")
@@ -187,7 +174,7 @@ def test_repair_after_expansion_never_keeps_a_damaged_copy_over_a_good_one(
         _diverge(nodes[stay], chunk_id, good)
         assert _get(nodes[stay], chunk_id) not in (good, "DATA_LOSS")
 
-    config.write_text(_config(nodes, 0.3))
+    Path(server.config).write_text(_config(nodes, 0.3))
     server.restart()
     s3 = make_client(server.endpoint)
 
@@ -225,15 +212,11 @@ def test_reads_skip_a_divergent_replica_and_repair_it(tmp_path: Path, started: l
     the acknowledged bytes (from another replica; a full GET used to fail
     with 500, a ranged one to return the wrong bytes), and the divergent
     copy is rewritten by the first read."""
-    nodes = _nodes(tmp_path, 3)
+    nodes = make_nodes(tmp_path, 3)
     for node in nodes:
         started.append(node.start())
-    config = tmp_path / "api.toml"
-    config.write_text(distributed_config(nodes, repair_interval_seconds=0, replication_factor=3,
-                                         placement_strategy="consistent_hash"))
-    data = tmp_path / "api"
-    data.mkdir()
-    server = ServerProcess(data, config=str(config))
+    server = api_server(tmp_path, distributed_config(nodes, repair_interval_seconds=0, replication_factor=3,
+                                                     placement_strategy="consistent_hash"))
     started.append(server.start())
     s3: Any = make_client(server.endpoint)
     s3.create_bucket(Bucket="reads")

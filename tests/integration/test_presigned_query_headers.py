@@ -10,33 +10,14 @@ server reading headers only answered 200 and dropped the metadata.
 from __future__ import annotations
 
 import http.client
-import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import pytest
 from botocore import auth as botocore_auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
-
-
-@pytest.fixture(scope="module")
-def c(server: ServerProcess) -> Any:
-    return make_client(server.endpoint)
-
-
-@pytest.fixture
-def bkt(c: Any) -> Iterator[str]:
-    name = f"hoist-{uuid.uuid4().hex[:12]}"
-    c.create_bucket(Bucket=name)
-    yield name
-    for entry in c.list_objects_v2(Bucket=name).get("Contents", []):
-        c.delete_object(Bucket=name, Key=entry["Key"])
-    c.delete_bucket(Bucket=name)
 
 
 def presigned_put(server: ServerProcess, bucket: str, key: str, params: dict[str, str]) -> str:

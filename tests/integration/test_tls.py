@@ -23,6 +23,7 @@ from cryptography import x509
 
 from tests.integration.certs import Pki, issue, make_pki, tls_handshake
 from tests.integration.conftest import make_client
+from tests.integration.raw import read_slowly
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 
 
@@ -387,21 +388,6 @@ def test_the_send_deadline_works_through_tls(tmp_path: Path) -> None:
 
         with connect() as tls:
             tls.sendall(request)
-            received = b""
-            began = time.monotonic()
-            while time.monotonic() - began < 8:
-                step = len(received) + 64 * 1024
-                while len(received) < step:
-                    piece = tls.recv(step - len(received))
-                    assert piece, f"closed after {len(received)} bytes"
-                    received += piece
-                time.sleep(1.0)
-            head, _, data = received.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200")
-            while len(data) < len(body):
-                piece = tls.recv(1 << 20)
-                assert piece, f"closed after {len(data)} body bytes"
-                data += piece
-            assert data == body
+            read_slowly(tls, body)
     finally:
         server.stop()

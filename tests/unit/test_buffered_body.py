@@ -19,26 +19,10 @@ from lightningstor import errors
 from lightningstor.s3.app import S3Api, S3Options
 from lightningstor.s3.body import BufferedBody
 from lightningstor.s3.inflight import InflightBudget
+from tests.unit.test_inflight_limit import FakeTransport as Transport
 
 KiB = 1 << 10
 MiB = 1 << 20
-
-
-class Transport:
-    """Counts pause/resume calls; refuses unbalanced ones."""
-
-    def __init__(self) -> None:
-        self.paused = False
-        self.pauses = 0
-
-    def pauseProducing(self) -> None:
-        assert not self.paused
-        self.paused = True
-        self.pauses += 1
-
-    def resumeProducing(self) -> None:
-        assert self.paused
-        self.paused = False
 
 
 def too_large() -> errors.S3Error:

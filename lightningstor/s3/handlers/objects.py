@@ -510,12 +510,9 @@ def delete_object(api: Any, call: Any) -> Any:
     bucket = yield api.bucket(call, principal)
     version = _version_param(call)
     # A conditional delete (AWS, general purpose buckets since 2025): an ETag
-    # or "*", checked in the deleting transaction.  Matching an ETag tells
-    # the caller something about the object, so AWS asks s3:GetObject too.
+    # or "*", checked in the deleting transaction.
     if_match = call.headers.get("if-match", "").strip() or None
-    if if_match is not None and if_match != "*":
-        reading = access.AskedAs(call, op="GetObject")
-        yield api.core.access.allow(principal, bucket, access.OBJECTS_GET, call.key, call.decisions.append, reading)
+    yield api.core.allow_delete_condition(principal, bucket, call.key, if_match, call.decisions.append, call)
     bypass = False
     if version is not None and bypass_requested(call.headers):
         bypass = yield api.core.may_bypass_governance(principal, bucket, call.key, call.decisions.append, call)
