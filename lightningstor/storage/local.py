@@ -141,6 +141,15 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
+def _open_chunk(path: str, chunk_id: str) -> int:
+    """A read-only descriptor of the chunk file at ``path``; ChunkNotFound if
+    there is none."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ChunkNotFound(f"chunk {chunk_id} not found") from None
+
+
 def _pread_exact(fd: int, length: int, offset: int, chunk_id: str) -> bytes:
     """Read exactly ``length`` bytes; a short read means the file was truncated."""
     data = os.pread(fd, length, offset)
@@ -459,10 +468,7 @@ class LocalFsBackend:
         second pass over the data) for the blocks the range covers whole,
         and computed directly only for a block it cuts.
         """
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ChunkNotFound(f"chunk {chunk_id} not found") from None
+        fd = _open_chunk(path, chunk_id)
         try:
             data_len, block_size, table = self._read_footer(fd, chunk_id)
             info = (data_len, self._footer_crc(fd, chunk_id, data_len, block_size, table)) if whole else None
@@ -523,10 +529,7 @@ class LocalFsBackend:
     def _verify(self, chunk_id: str, path: str) -> tuple[int, int]:
         """(length, CRC32C) of the chunk after reading every block and
         checking it against the footer, a piece at a time (bounded memory)."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ChunkNotFound(f"chunk {chunk_id} not found") from None
+        fd = _open_chunk(path, chunk_id)
         try:
             data_len, block_size, table = self._read_footer(fd, chunk_id)
             whole = 0
