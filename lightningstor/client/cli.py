@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, NoReturn, TextIO
 
 import grpc
 
-from lightningstor.client import errors
+from lightningstor.client import errors, retry
 from lightningstor.client.client import LightningStorClient
 from lightningstor.client.localpaths import inside, safe_relative
 from lightningstor.client.progress import ProgressBar, human
@@ -66,10 +66,10 @@ _STATUS_EXIT = {
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
 }
 
-# S3 codes that mean "retry later" whatever their gRPC status: the server
-# answers a principal over its gRPC call cap SlowDown with
-# RESOURCE_EXHAUSTED, a status a quota exceeded shares.
-_RETRY_LATER_CODES = frozenset({"SlowDown", "ServiceUnavailable", "RequestTimeout"})
+# S3 codes that mean "retry later" whatever their gRPC status (the ones the
+# client retries itself): the server answers a principal over its gRPC call
+# cap SlowDown with RESOURCE_EXHAUSTED, a status a quota exceeded shares.
+_RETRY_LATER_CODES = retry.REFUSED_CODES | retry.TRANSIENT_CODES
 
 SCHEMES = ("s3://", "ls://")
 
