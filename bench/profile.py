@@ -4,8 +4,8 @@ Starts LightningStor, attaches ``py-spy record`` (``pip install -e
 '.[bench]'``) to the server process for the length of one workload, and
 prints the functions that take the most samples: *self* (the function itself
 is on top of the stack) and *total* (anywhere on the stack; what a fix there
-could save at most).  Workloads: ``put`` / ``get`` (4 KiB at concurrency
-16), ``large-put`` / ``large-get`` (256 MiB), ``list`` (walk of 20,000 keys).
+could save at most).  Workloads: ``put`` / ``get`` (4 KiB, at concurrency
+16 unless ``--concurrency``), ``large-put`` / ``large-get`` (256 MiB), ``list`` (walk of 20,000 keys).
 ``--idle`` keeps idle threads' samples (off: pool threads waiting for work
 would dominate).
 """
@@ -27,7 +27,7 @@ from bench import loadgen, phases, servers
 MiB = 1 << 20
 
 
-def workload(name: str, target: servers.Target, bucket: str, count: int) -> None:
+def workload(name: str, target: servers.Target, bucket: str, count: int, concurrency: int = 16) -> None:
     client = target.client
     if name in ("put", "get"):
         body = os.urandom(4096)
@@ -38,7 +38,7 @@ def workload(name: str, target: servers.Target, bucket: str, count: int) -> None
         urls = phases._presign_many(client, method, bucket, keys)
         requests = [loadgen.build(method, u, body if method == "PUT" else b"") for u in urls]
         start_profile()
-        loadgen.run(target.endpoint, requests, 16)
+        loadgen.run(target.endpoint, requests, concurrency)
     elif name in ("large-put", "large-get"):
         data = os.urandom(256 * MiB)
         put = [loadgen.build("PUT", phases._presign(client, "PUT", bucket, "big"), data)]
@@ -63,7 +63,7 @@ _args: dict[str, str] = {}
 
 def start_profile() -> None:
     cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", _args["pid"], "--format", "raw",
-           "--output", _args["out"], "--rate", "200"]
+           "--output", _args["out"], "--rate", _args["rate"]]
     if not _args.get("idle"):
         cmd.append("--gil")
     _profiler.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -96,6 +96,8 @@ def main() -> int:
     parser.add_argument("workload", choices=["put", "get", "large-put", "large-get", "list"])
     parser.add_argument("--count", type=int, default=4000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--concurrency", type=int, default=16, help="connections for put/get (default 16)")
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--idle", action="store_true", help="sample threads not holding the GIL too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lightningstor-profile-") as scratch:
@@ -103,8 +105,8 @@ def main() -> int:
         try:
             bucket = f"prof-{uuid.uuid4().hex[:8]}"
             target.client.create_bucket(Bucket=bucket)
-            _args.update(pid=str(target.pids()[0]), out=os.path.join(scratch, "profile.txt"), idle="1" if args.idle else "")
-            workload(args.workload, target, bucket, args.count)
+            _args.update(pid=str(target.pids()[0]), out=os.path.join(scratch, "profile.txt"), idle="1" if args.idle else "", rate=str(args.rate))
+            workload(args.workload, target, bucket, args.count, args.concurrency)
             for p in _profiler:
                 p.send_signal(2)
                 p.wait(30)
