@@ -30,6 +30,12 @@ Why it looks like this:
   ``flock`` waiter as soon as the holder lets go.  Other programs opening
   the file (no lock file) still meet the busy handler, as before.
 
+* Point reads (``get``) are answered from a per-process cache when it holds
+  the key at the current generation of a counter shared by every process,
+  which the writers move around each COMMIT under the writer lock
+  (lightningstor/metadata/readcache.py explains why that is exact).  A hit
+  takes no thread hand-over at all.
+
 * A free-space reserve (``[storage] min_free_bytes``, lightningstor/diskspace.py):
   while the database's volume has less free than that, a transaction that
   would add object data (a small object's bytes, inline in its record) is
@@ -84,10 +90,15 @@ from lightningstor.interfaces.metadata import (
     TxnResult,
 )
 from lightningstor.interfaces.storage import PluginContext
+from lightningstor.metadata.readcache import Generations, ReadCache, slot_of
 
 _T = TypeVar("_T")
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# Per process; small records (a few hundred bytes) and objects stored inline
+# (up to 64 KiB each by default) share it.
+DEFAULT_CACHE_BYTES = 32 << 20
 
 # etcd's convention (see ``prefix_end``): an end key of b"\0" means "no upper bound".
 _UNBOUNDED = b"\x00"
@@ -211,6 +222,45 @@ class _ReadPool:
             self._queue.put(_STOP)
         for thread in self._threads:
             thread.join()
+
+
+@dataclass
+class _Settled:
+    """The counters a batch's writer left even (slot -> value), and the
+    range-delete counter, read under the writer lock."""
+
+    slots: dict[int, int]
+    everything: int
+
+
+def _slots_of(batch: Sequence[_PendingTxn]) -> set[int]:
+    """Every counter slot the batch may write; slot 0 for a range delete."""
+    slots: set[int] = set()
+    for pending in batch:
+        for op in pending.operations:
+            slots.add(0 if isinstance(op, DeleteRange) else slot_of(op.key))
+    return slots
+
+
+def _write_through(
+    cache: ReadCache, batch: Sequence[_PendingTxn], outcomes: Sequence[TxnResult | BaseException], settled: _Settled
+) -> None:
+    """Keep the batch's committed puts and deletes at the counters the writer
+    set; forget the keys of a failed compare (the caller reads them again)."""
+    everything = settled.everything
+    for pending, outcome in zip(batch, outcomes):
+        if not isinstance(outcome, TxnResult):
+            continue
+        if not outcome.succeeded:
+            for c in pending.compares:
+                cache.forget(c.key)
+            continue
+        for op in pending.operations:
+            if isinstance(op, Put):
+                kv = KeyValue(op.key, op.value, outcome.revision)
+                cache.keep(op.key, kv, settled.slots[slot_of(op.key)], everything)
+            elif isinstance(op, Delete):
+                cache.keep(op.key, None, settled.slots[slot_of(op.key)], everything)
 
 
 def _unavailable(what: str, e: BaseException) -> MetadataUnavailable:
@@ -340,11 +390,14 @@ class SqliteMetadataStore:
         busy_timeout: float = 10.0,
         readers: int = 2,
         min_free_bytes: int = 0,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
         if batch_max < 1 or readers < 1:
             raise ValueError("batch_max and readers must be at least 1")
+        if cache_bytes < 0:
+            raise ValueError("cache_bytes must not be negative")
         self.path = path
         # The reserve is checked on the database's directory (its volume);
         # an in-memory database has none.  0 (off) unless configured.
@@ -361,6 +414,11 @@ class SqliteMetadataStore:
         self._reusable = 0
         self._page_bytes = 4096
         self.commit_count = 0
+        # Set by the writer thread once the database is open (readcache.py):
+        # every writer moves the shared counters, whatever its own cache size.
+        self._generations: Generations | None = None
+        self._cache_bytes = cache_bytes
+        self.cache: ReadCache | None = None
         self._reactor = reactor
         self._synchronous = synchronous.upper()
         self._batch_max = batch_max
@@ -391,7 +449,13 @@ class SqliteMetadataStore:
             k = _key(key)
         except TypeError:
             return fail()
+        cache = self.cache
+        if cache is not None and not self._closed and isInIOThread():
+            return cache.get(k, self._read_one)
         return self._read(self._get, k)
+
+    def _read_one(self, key: bytes) -> Deferred[KeyValue | None]:
+        return self._read(self._get, key)
 
     def scan(self, start: bytes, end: bytes, limit: int = 0) -> Deferred[list[KeyValue]]:
         try:
@@ -542,6 +606,9 @@ class SqliteMetadataStore:
         try:
             conn = self._open_writer()
             self._writer_lock = _open_writer_lock(self.path)
+            self._generations = Generations(None if self._writer_lock is None else self.path + "-gen")
+            if self._cache_bytes:
+                self.cache = ReadCache(self._generations, self._cache_bytes)
         except (sqlite3.Error, OSError) as e:
             self._startup_error = f"cannot open metadata database {self.path!r}: {e}"
             if conn is not None:
@@ -558,6 +625,8 @@ class SqliteMetadataStore:
             if self._writer_lock is not None:
                 os.close(self._writer_lock)
                 self._writer_lock = None
+            if self._generations is not None and self._closed:
+                self._generations.close()  # no read uses it once closed (get)
             self._reactor.callFromThread(self._closed_in_writer)
 
     def _serve_writes(self, conn: sqlite3.Connection | None) -> None:
@@ -574,22 +643,23 @@ class SqliteMetadataStore:
                 except queue.Empty:
                     break
             if batch:
-                outcomes = self._commit_batch(conn, batch)
-                self._reactor.callFromThread(self._fire, batch, outcomes)
+                outcomes, settled = self._commit_batch(conn, batch)
+                self._reactor.callFromThread(self._fire, batch, outcomes, settled)
             if item is _STOP:
                 return
 
     def _commit_batch(
         self, conn: sqlite3.Connection | None, batch: list[_PendingTxn]
-    ) -> list[TxnResult | BaseException]:
-        """Run ``batch`` in one write transaction; one outcome per txn.
+    ) -> tuple[list[TxnResult | BaseException], _Settled | None]:
+        """Run ``batch`` in one write transaction; one outcome per txn, and
+        the shared counters as this writer left them (readcache.py).
 
         A txn that raises is rolled back to its savepoint and fails alone; a
         failure of the transaction as a whole (BEGIN, COMMIT, SQLite having
         rolled everything back) fails every txn of the batch.
         """
-        if conn is None:
-            return [MetadataUnavailable(self._startup_error or "no database") for _ in batch]
+        if conn is None or self._generations is None:
+            return [MetadataUnavailable(self._startup_error or "no database") for _ in batch], None
         outcomes: list[TxnResult | BaseException] = []
         # The free-space reserve, once per batch and before the locks (a
         # refresh is a statvfs), charged with what the batch writes (an
@@ -597,10 +667,20 @@ class SqliteMetadataStore:
         reserve = self.reserve
         self._shortfall = reserve.shortfall(_put_bytes(batch)) if reserve.enabled else None
         lock = self._writer_lock
+        generations = self._generations
+        slots = _slots_of(batch)
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # queue behind other processes' writers
         try:
-            return self._run_batch(conn, batch, outcomes)
+            # Odd before the COMMIT, even after it (or the rollback), under the
+            # lock: what makes every process's cache exact (readcache.py).
+            generations.begin(slots)
+            try:
+                outcomes = self._run_batch(conn, batch, outcomes)
+            finally:
+                settled = generations.end(slots)
+                everything = generations.counters[0]
+            return outcomes, _Settled(settled, everything)
         finally:
             if lock is not None:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -674,9 +754,14 @@ class SqliteMetadataStore:
                 changed |= conn.execute(f"DELETE FROM kv WHERE {where}", params).rowcount > 0
         return TxnResult(True, new if changed else revision)
 
-    @staticmethod
-    def _fire(batch: list[_PendingTxn], outcomes: list[TxnResult | BaseException]) -> None:
-        """Reactor thread, after COMMIT returned: tell each caller its outcome."""
+    def _fire(
+        self, batch: list[_PendingTxn], outcomes: list[TxnResult | BaseException], settled: _Settled | None
+    ) -> None:
+        """Reactor thread, after COMMIT returned: keep what was written in the
+        cache (before anyone can read it back), then tell each caller its outcome."""
+        cache = self.cache
+        if cache is not None and settled is not None:
+            _write_through(cache, batch, outcomes, settled)
         for pending, outcome in zip(batch, outcomes):
             if isinstance(outcome, BaseException):
                 pending.deferred.errback(outcome)
@@ -689,7 +774,8 @@ class SqliteStoreFactory:
     """Makes the embedded store from the ``[metadata]`` section.
 
     Options: ``path`` (default ``<data_dir>/metadata.db``), ``synchronous``
-    (``FULL``), ``batch_max`` (256), ``busy_timeout`` seconds (10).  The
+    (``FULL``), ``batch_max`` (256), ``busy_timeout`` seconds (10),
+    ``cache_bytes`` (32 MiB per process; 0 turns the read cache off).  The
     free-space reserve is the storage one (``[storage] min_free_bytes``, or
     ``[storage.local]``'s with the local backend): one figure for the
     operator, checked on whichever volume each plugin writes to.
@@ -706,10 +792,13 @@ class SqliteStoreFactory:
         try:
             batch_max = int(options.get("batch_max", 256))
             busy_timeout = float(options.get("busy_timeout", 10.0))
+            cache_bytes = int(options.get("cache_bytes", DEFAULT_CACHE_BYTES))
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"metadata.batch_max / metadata.busy_timeout: {e}") from e
+            raise ConfigError(f"metadata.batch_max / busy_timeout / cache_bytes: {e}") from e
         if batch_max < 1:
             raise ConfigError("metadata.batch_max must be at least 1")
+        if not 0 <= cache_bytes <= 1 << 40:
+            raise ConfigError("metadata.cache_bytes must be between 0 and 1 TiB")
         min_free_bytes = configured_min_free_bytes(context.settings)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)  # start-up, before the reactor serves anything
@@ -720,6 +809,7 @@ class SqliteStoreFactory:
             batch_max=batch_max,
             busy_timeout=busy_timeout,
             min_free_bytes=min_free_bytes,
+            cache_bytes=cache_bytes,
         )
 
 

@@ -10,6 +10,7 @@ worker, and that SIGTERM to the supervisor stops them all.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import random
 import signal
@@ -263,6 +264,74 @@ def test_overlapping_put_get_delete_never_tear(s3: object, bucket: str) -> None:
     assert {obj["Key"] for obj in listed.get("Contents", [])} == present
     if read_races:
         pytest.xfail(f"GET racing DELETE/overwrite answered 500 {len(read_races)}x: {read_races[0]}")
+
+
+def _one_connection_per_worker(endpoint: str, target: str, pids: set[int]) -> dict[int, http.client.HTTPConnection]:
+    """Keep-alive connections, one held by each worker (a connection is
+    accepted by exactly one), found by the worker header of a GET."""
+    host, port = endpoint.split("//", 1)[1].rsplit(":", 1)
+    found: dict[int, http.client.HTTPConnection] = {}
+    for _ in range(64):
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", target)
+        response = conn.getresponse()
+        response.read()
+        pid = int(response.headers[WORKER_HEADER])
+        if pid in found:
+            conn.close()
+        else:
+            found[pid] = conn
+        if set(found) == pids:
+            return found
+    raise AssertionError(f"64 connections reached only workers {sorted(found)}")
+
+
+def _target(s3: object, method: str, bucket: str, key: str) -> str:
+    url = s3.generate_presigned_url(method, Params={"Bucket": bucket, "Key": key}, ExpiresIn=600)  # type: ignore[attr-defined]
+    return "/" + url.split("//", 1)[1].split("/", 1)[1]
+
+
+def test_a_worker_never_answers_from_its_cache_what_another_changed(
+    workers: ServerProcess, s3: object, bucket: str
+) -> None:
+    """Each worker keeps the records it read or wrote in memory
+    (lightningstor/metadata/readcache.py).  60 times: one worker reads the
+    object (so it has it cached), the other overwrites or deletes it, and the
+    first must answer the new body (or 404) at once."""
+    key = "cached/" + uuid.uuid4().hex
+    s3.put_object(Bucket=bucket, Key=key, Body=b"first")  # type: ignore[attr-defined]
+    get, put, delete = (_target(s3, m, bucket, key) for m in ("get_object", "put_object", "delete_object"))
+    conns = _one_connection_per_worker(workers.endpoint, get, set(workers.ready_workers(2).values()))
+    a, b = conns.values()
+    current: bytes | None = b"first"
+    rnd = random.Random(5)
+    try:
+        for step in range(60):
+            reader, writer = (a, b) if step % 2 else (b, a)
+            for _ in range(2):  # the second read is answered from the reader's cache
+                reader.request("GET", get)
+                response = reader.getresponse()
+                body = response.read()
+                assert (response.status, body) == ((200, current) if current is not None else (404, body))
+            if rnd.random() < 0.75:
+                current = b"step %d " % step + os.urandom(rnd.randint(0, 2048))
+                writer.request("PUT", put, body=current)
+            else:
+                current = None
+                writer.request("DELETE", delete)
+            response = writer.getresponse()
+            response.read()
+            assert response.status in (200, 204)
+            reader.request("GET", get)
+            response = reader.getresponse()
+            body = response.read()
+            if current is None:
+                assert response.status == 404, (step, body[:80])
+            else:
+                assert (response.status, body) == (200, current), step
+    finally:
+        for conn in conns.values():
+            conn.close()
 
 
 def _requests_total(endpoint: str, operation: str) -> float:

@@ -1,0 +1,178 @@
+"""Point reads of the SQLite store served from memory, exact across processes.
+
+Why: a small GET or HEAD reads one record.  Through the reader pool that read
+is a hand-over to a thread and back (two thread wake-ups and a reactor
+wake-up); at concurrency 1 that measured as about a quarter of the server's
+CPU per request (docs/performance.md, "Thirteenth round").  SPEC appendix E
+asks for hot object metadata to be cached.  A cached read answers on the
+reactor thread at once, with no thread and no SQLite call.
+
+Why a cached value is never older than an acknowledged write, whichever
+worker process (or admin command) wrote it:
+
+* Every process using the database maps one small shared file,
+  ``<database>-gen``: generation counters, one per slot of key hashes
+  (CRC-32 of the key), slot 0 for range deletes (:class:`Generations`).
+* Only a writer holding ``<database>-writer.lock`` changes counters.  Before
+  its COMMIT it makes the slots of every key its batch writes odd
+  ("changing"); after the COMMIT (or the rollback) even again, each time to a
+  higher value.  So counters only go up, and two processes never write one at
+  the same time.
+* A read (reactor thread) first reads its key's slot and slot 0.  If either
+  is odd, a write is under way: the read goes to SQLite and is not kept.
+  Otherwise a cached entry answers only if it was filled at exactly those
+  two values.  A miss reads SQLite and keeps the answer tagged with the
+  values read *before* that read: a commit the read may have missed made a
+  counter odd before committing, and counters never come back, so such an
+  entry never answers.
+* A writer acknowledges only after it made its slots even again, and a
+  process that dies in between leaves them odd: those keys are not cached
+  until a later write of the slot (the safe direction).
+* The writer's own process keeps what it wrote (write-through), tagged with
+  the even values it set under the lock.
+
+The counters are plain shared memory.  Reads are aligned 8-byte loads, and
+only the lock holder stores, so there is no lost update.  A program that
+writes the database without this protocol (the ``sqlite3`` shell) must do so
+with the server stopped, as the backup instructions already require.  The
+cache holds at most ``cache_bytes`` per process (least recently used out).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+from lightningstor.interfaces.metadata import KeyValue
+
+SLOTS = 1 << 16  # 512 KiB of counters; slot 0 is for range deletes
+_GLOBAL = 0
+# Bytes an entry costs beyond its key and value: two tuples, the dict and
+# list slots and the bytes objects' headers (about 200 on CPython 3.11).
+_ENTRY_OVERHEAD = 240
+
+
+def slot_of(key: bytes) -> int:
+    """The counter slot of ``key``: the same in every process (not ``hash``)."""
+    return 1 + zlib.crc32(key) % (SLOTS - 1)
+
+
+class Generations:
+    """The shared counters: ``<path>-gen`` mapped by every process, or
+    process-local memory for an in-memory database (one process only)."""
+
+    def __init__(self, path: str | None) -> None:
+        size = SLOTS * 8
+        if path is None:
+            self._map: Any = bytearray(size)
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                if os.fstat(fd).st_size < size:
+                    os.ftruncate(fd, size)  # only ever grows: others may have it mapped
+                self._map = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)  # the mapping keeps the file
+        self.counters = memoryview(self._map).cast("Q")
+
+    def tags(self, key: bytes) -> tuple[int, int]:
+        """The key's slot counter and the range-delete counter, read now."""
+        c = self.counters
+        return c[slot_of(key)], c[_GLOBAL]
+
+    # -- the writer, holding the writer lock ---------------------------------
+
+    def begin(self, slots: Iterable[int]) -> None:
+        """Mark ``slots`` as changing (odd, and higher than ever)."""
+        c = self.counters
+        for s in slots:
+            v = c[s]
+            c[s] = v + (2 if v & 1 else 1)
+
+    def end(self, slots: Iterable[int]) -> dict[int, int]:
+        """Mark ``slots`` settled (even, higher); their new values."""
+        c = self.counters
+        settled = {}
+        for s in slots:
+            c[s] = settled[s] = c[s] + 1
+        return settled
+
+    def close(self) -> None:
+        self.counters.release()
+        if isinstance(self._map, mmap.mmap):
+            self._map.close()
+
+
+class ReadCache:
+    """Least recently used point reads (reactor thread only), checked against
+    :class:`Generations` on every use (module docstring)."""
+
+    def __init__(self, generations: Generations, max_bytes: int) -> None:
+        self.generations = generations
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        # key -> (value and mod revision, or None for "no such key"; slot tag,
+        # range tag, size).  Only bytes and ints: the cyclic garbage collector
+        # stops tracking such tuples, so a full cache adds nothing to its passes
+        # (a KeyValue per entry did: PUTs, which replace entries, measured
+        # ~15% more CPU).
+        self._entries: OrderedDict[bytes, tuple[tuple[bytes, int] | None, int, int, int]] = OrderedDict()
+
+    def get(self, key: bytes, read: Callable[[bytes], Deferred[KeyValue | None]]) -> Deferred[KeyValue | None]:
+        """The cached answer for ``key`` if it is current, else ``read(key)``
+        (kept for next time unless a write was under way)."""
+        c = self.generations.counters
+        tag = c[slot_of(key)]
+        everything = c[_GLOBAL]
+        if (tag | everything) & 1:
+            return read(key)  # a write is under way: neither use nor keep
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] == tag and entry[2] == everything:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            found = entry[0]
+            return succeed(None if found is None else KeyValue(key, *found))
+        self.misses += 1
+        d = read(key)
+        d.addCallback(self._filled, key, tag, everything)
+        return d
+
+    def _filled(self, kv: KeyValue | None, key: bytes, tag: int, everything: int) -> KeyValue | None:
+        self.keep(key, kv, tag, everything)
+        return kv
+
+    def keep(self, key: bytes, kv: KeyValue | None, tag: int, everything: int) -> None:
+        """Remember ``kv`` (None: no such key) as read or written at these
+        counter values; an entry kept at newer values stays."""
+        old = self._entries.get(key)
+        if old is not None:
+            if old[1] > tag or old[2] > everything:
+                return
+            self.bytes -= old[3]
+        size = _ENTRY_OVERHEAD + len(key) + (len(kv.value) if kv is not None else 0)
+        if size > self.max_bytes:
+            if old is not None:
+                del self._entries[key]
+            return
+        self._entries[key] = (None if kv is None else (kv.value, kv.mod_revision), tag, everything, size)
+        self._entries.move_to_end(key)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= dropped[3]
+
+    def forget(self, key: bytes) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[3]
+
+    def __len__(self) -> int:
+        return len(self._entries)

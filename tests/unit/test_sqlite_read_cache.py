@@ -1,0 +1,162 @@
+"""The SQLite store's read cache (lightningstor/metadata/readcache.py).
+
+Two stores opened on one file stand for two worker processes: each has its
+own cache and its own mapping of the shared counters file, exactly as two
+processes would.  What must hold: a cached answer is never older than a
+write another store acknowledged; a hit answers without a thread; the cache
+keeps within its byte budget.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+
+from lightningstor.interfaces.metadata import Compare, Delete, DeleteRange, KeyValue, Put
+from lightningstor.metadata.readcache import Generations, ReadCache, slot_of
+from lightningstor.metadata.sqlite import SqliteMetadataStore
+from tests.unit.test_sqlite_store import open_store
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hit_answers_at_once_and_a_write_through_is_current(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """What a store wrote, and what it read once, it answers without a thread
+    (the Deferred has fired when get returns)."""
+    store = open_store(stores, tmp_path / "meta.db")
+    written = await store.txn([], [Put(b"k", b"v1")])
+    d = store.get(b"k")
+    assert d.called  # written through: no reader thread involved
+    assert await d == KeyValue(b"k", b"v1", written.revision)
+    first = store.get(b"absent")
+    assert not first.called
+    assert await first is None
+    again = store.get(b"absent")
+    assert again.called and await again is None
+    assert store.cache is not None and store.cache.hits == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_another_processes_writes_are_seen_at_once(tmp_path: Path, stores: list[SqliteMetadataStore]) -> None:
+    """A store never answers from its cache what another store (another
+    worker process) has overwritten or deleted since: 300 random puts,
+    deletes and range deletes through either store, each followed by reads
+    through both."""
+    path = tmp_path / "meta.db"
+    a, b = open_store(stores, path), open_store(stores, path)
+    keys = [b"k%d" % i for i in range(8)]
+    truth: dict[bytes, bytes] = {}
+    rnd = random.Random(7)
+    for step in range(300):
+        writer = rnd.choice((a, b))
+        key = rnd.choice(keys)
+        roll = rnd.random()
+        if roll < 0.6:
+            value = b"%d" % step
+            assert (await writer.txn([], [Put(key, value)])).succeeded
+            truth[key] = value
+        elif roll < 0.9:
+            await writer.txn([], [Delete(key)])
+            truth.pop(key, None)
+        else:
+            await writer.txn([], [DeleteRange(b"k", b"k4")])
+            truth = {k: v for k, v in truth.items() if not b"k" <= k < b"k4"}
+        for reader in (a, b):
+            for k in keys:
+                kv = await reader.get(k)
+                assert (kv.value if kv else None) == truth.get(k), (step, reader is a, k)
+    assert a.cache is not None and b.cache is not None
+    assert a.cache.hits > 100 and b.cache.hits > 100  # the reads above did use the caches
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_compare_forgets_the_key(tmp_path: Path, stores: list[SqliteMetadataStore]) -> None:
+    """A transaction whose compare failed drops the compared key from the
+    cache: the caller will read it again, and must not loop on a stale answer."""
+    store = open_store(stores, tmp_path / "meta.db")
+    await store.txn([], [Put(b"k", b"v")])
+    assert store.cache is not None and b"k" in store.cache._entries
+    outcome = await store.txn([Compare(b"k", 0)], [Put(b"k", b"other")])
+    assert not outcome.succeeded
+    assert b"k" not in store.cache._entries
+
+
+def test_a_slot_being_written_is_neither_used_nor_kept(tmp_path: Path) -> None:
+    """While a writer holds a key's slot odd (between its mark and its
+    COMMIT's end), reads of that slot go to the database and are not kept."""
+    generations = Generations(str(tmp_path / "gen"))
+    cache = ReadCache(generations, 1 << 20)
+    reads: list[bytes] = []
+
+    def read(key: bytes) -> object:
+        from twisted.internet.defer import succeed
+
+        reads.append(key)
+        return succeed(KeyValue(key, b"db", 1))
+
+    tag, everything = generations.tags(b"k")
+    cache.keep(b"k", KeyValue(b"k", b"cached", 1), tag, everything)
+    generations.begin([slot_of(b"k")])
+    cache.get(b"k", read)  # type: ignore[arg-type]
+    cache.get(b"k", read)  # type: ignore[arg-type]
+    assert reads == [b"k", b"k"]
+    settled = generations.end([slot_of(b"k")])
+    assert settled[slot_of(b"k")] % 2 == 0 and settled[slot_of(b"k")] > tag
+    cache.get(b"k", read)  # type: ignore[arg-type]  # the old entry no longer matches
+    cache.get(b"k", read)  # type: ignore[arg-type]  # now kept
+    assert reads == [b"k", b"k", b"k"]
+    generations.close()
+
+
+def test_counters_are_shared_through_the_file_and_only_grow(tmp_path: Path) -> None:
+    """Two mappings of one counters file see each other's marks; a slot left
+    odd (a writer died mid-commit) moves to a new odd value, never back."""
+    one, two = Generations(str(tmp_path / "gen")), Generations(str(tmp_path / "gen"))
+    s = slot_of(b"key")
+    one.begin([s])
+    assert two.tags(b"key")[0] == 1
+    two.begin([s])  # the first writer never ended: still odd, and higher
+    assert one.tags(b"key")[0] == 3
+    two.end([s])
+    assert one.tags(b"key")[0] == 4
+    one.close()
+    two.close()
+
+
+def test_the_cache_keeps_to_its_budget(tmp_path: Path) -> None:
+    """Least recently used entries go first; a value larger than the whole
+    budget is not kept at all."""
+    generations = Generations(None)
+    cache = ReadCache(generations, 10_000)
+    for i in range(20):
+        key = b"k%02d" % i
+        cache.keep(key, KeyValue(key, b"x" * 1000, 1), *generations.tags(key))
+    assert cache.bytes <= 10_000
+    assert b"k19" in cache._entries and b"k00" not in cache._entries
+    cache.keep(b"big", KeyValue(b"big", b"x" * 20_000, 1), *generations.tags(b"big"))
+    assert b"big" not in cache._entries and cache.bytes <= 10_000
+
+
+@pytest_twisted.ensureDeferred
+async def test_cache_bytes_zero_turns_it_off(tmp_path: Path, stores: list[SqliteMetadataStore]) -> None:
+    """With ``cache_bytes = 0`` every read goes to the database, while the
+    store still moves the shared counters for the others' caches."""
+    path = tmp_path / "meta.db"
+    off = open_store(stores, path, cache_bytes=0)
+    on = open_store(stores, path)
+    await on.txn([], [Put(b"k", b"old")])
+    assert (await on.get(b"k")).value == b"old"  # type: ignore[union-attr]
+    await off.txn([], [Put(b"k", b"new")])
+    assert off.cache is None and not off.get(b"k").called
+    assert (await on.get(b"k")).value == b"new"  # type: ignore[union-attr]
+
+
+def test_a_negative_cache_size_is_refused(tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    with pytest.raises(ValueError):
+        SqliteMetadataStore(str(tmp_path / "meta.db"), reactor, cache_bytes=-1)
