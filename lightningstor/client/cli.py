@@ -13,11 +13,18 @@ Connection and credentials come from options or the environment
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``LIGHTNINGSTOR_S3_ENDPOINT``).
 
 Exit codes (stable, for scripts): see :data:`EXIT_CODES`.
+
+Like any Unix filter, the command stops quietly when the reader of its
+stdout goes away (``lightningstor cat s3://b/k | head -c 10``): no message,
+and exit status 141, what a shell reports for a process killed by SIGPIPE
+(:class:`StdoutClosed`).  Only stdout gets this: a local file that cannot be
+written is an error like any other.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import posixpath
 import sys
@@ -43,6 +50,7 @@ EXIT_AUTH = 4  # no or bad credentials, or access denied
 EXIT_CONFLICT = 5  # exists already, not empty, precondition failed
 EXIT_UNAVAILABLE = 6  # server unreachable or overloaded: worth retrying
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away
 
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -53,6 +61,7 @@ EXIT_CODES = {
     EXIT_CONFLICT: "conflict: already exists, bucket not empty, precondition failed",
     EXIT_UNAVAILABLE: "server unreachable or unavailable (retry later)",
     EXIT_INTERRUPTED: "interrupted",
+    EXIT_STDOUT_CLOSED: "stdout closed by its reader (e.g. | head), as a process killed by SIGPIPE; nothing printed",
 }
 
 _STATUS_EXIT = {
@@ -76,6 +85,42 @@ SCHEMES = ("s3://", "ls://")
 
 class UsageError(Exception):
     """A problem with the command line: exit status 2."""
+
+
+class StdoutClosed(Exception):
+    """The reader of stdout went away (EPIPE on a write to it).
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises
+    ``BrokenPipeError`` instead of ending the process as it ends ``cat``.
+    Writes to stdout turn it into this exception (:func:`_stdout_writes`),
+    so that :func:`main` can tell it from an ``OSError`` on a local file
+    (which must stay an error) and exit quietly with
+    :data:`EXIT_STDOUT_CLOSED`.
+    """
+
+
+@contextlib.contextmanager
+def _stdout_writes() -> Iterator[None]:
+    """Around writes to stdout: ``BrokenPipeError`` -> :class:`StdoutClosed`."""
+    try:
+        yield
+    except BrokenPipeError as e:
+        raise StdoutClosed() from e
+
+
+def _discard_stdout(out: TextIO) -> None:
+    """Point the process's stdout at the null device, so the interpreter's
+    last flush of what is still buffered does not print a BrokenPipeError
+    on the way out (the recipe of Python's ``signal`` documentation)."""
+    if out is not sys.stdout:
+        return
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -124,11 +169,13 @@ class Ui:
 
     def result(self, text: str) -> None:
         """A command's output itself (a URL, a token): printed even with ``-q``."""
-        print(text, file=self.out, flush=True)
+        with _stdout_writes():
+            print(text, file=self.out, flush=True)
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(text, file=self.out, flush=True)
+            with _stdout_writes():
+                print(text, file=self.out, flush=True)
 
     def warn(self, text: str) -> None:
         print(f"lightningstor: {text}", file=self.err, flush=True)
@@ -466,15 +513,15 @@ def _write_object(
 ) -> None:
     """Stream an object to stdout (``cat``, ``cp s3://... -``)."""
     out = ui.out.buffer if hasattr(ui.out, "buffer") else None
-    with client.get_object(target.bucket, target.key, version_id=version_id, range=range) as stream:
+    with client.get_object(target.bucket, target.key, version_id=version_id, range=range) as stream, _stdout_writes():
         for chunk in stream:
             if out is not None:
                 out.write(chunk)
             else:
                 ui.out.write(chunk.decode("utf-8", "replace"))
-    if out is not None:
-        out.flush()
-    ui.out.flush()
+        if out is not None:
+            out.flush()
+        ui.out.flush()
 
 
 def cmd_presign(args: argparse.Namespace, ui: Ui) -> int:
@@ -649,9 +696,16 @@ def main(
     ui = Ui(quiet=args.quiet, progress=progress, out=out, err=err, inp=inp)
     try:
         if args.command in OFFLINE:
-            return int(OFFLINE[args.command](args, ui))
-        with _connect(args) as client:
-            return int(COMMANDS[args.command](client, args, ui))
+            code = int(OFFLINE[args.command](args, ui))
+        else:
+            with _connect(args) as client:
+                code = int(COMMANDS[args.command](client, args, ui))
+        with _stdout_writes():
+            out.flush()
+        return code
+    except StdoutClosed:
+        _discard_stdout(out)
+        return EXIT_STDOUT_CLOSED
     except UsageError as e:
         ui.warn(str(e))
         return EXIT_USAGE

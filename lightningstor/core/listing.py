@@ -241,10 +241,19 @@ class VersionListResult(ListResult):
 
 @inlineCallbacks
 def _marker_sequence(store: IMetadataStore, bucket_id: str, key: str, version_id: str) -> Any:
-    """Deferred[int | None]: the sequence a version-id-marker stands for.
+    """Deferred[int | None]: where a version-id-marker resumes in ``key``.
 
-    Real ids carry it; ``null`` is looked up (None if the key has no null
-    version any more: the listing then resumes after the key).
+    The versions of ``key`` still to list are those with a sequence below
+    the one returned (None: all of them).  The marker need not exist any
+    more: the version a client paged up to may have been deleted since, and
+    if it was the current one an older version has been promoted in its
+    place.  The listing then resumes where the marker would sort (versions
+    are newest first), never after the whole key, which would silently drop
+    the key's remaining versions from a paging client's view.
+
+    A real id carries its sequence.  ``null`` is looked up; once the null
+    version is gone its place is unknown, so the key is listed again from
+    its newest version: the page may repeat versions, but skips none.
     """
     ref = parse_version_id(version_id)
     if not ref.is_null:
@@ -290,8 +299,9 @@ def list_object_versions(
     Order is S3's: keys in UTF-8 byte order, each key's versions newest
     first (the current one, marked latest, then the noncurrent ones).
     Paging resumes after ``key_marker`` (all of its versions) or, with
-    ``version_id_marker``, after that version of ``key_marker``.  ``max_keys``
-    0 is an empty page, not truncated (:func:`asks_nothing`).
+    ``version_id_marker``, after that version of ``key_marker`` (or where it
+    would sort if it has been deleted since: :func:`_marker_sequence`).
+    ``max_keys`` 0 is an empty page, not truncated (:func:`asks_nothing`).
     """
     if asks_nothing(max_keys):
         return VersionListResult([], [], False, None)
@@ -299,6 +309,8 @@ def list_object_versions(
     vbase = keys.versions_prefix(bucket_id)
     pb = prefix.encode("utf-8")
     ostart, vstart = obase + pb, vbase + pb
+    resume_key: bytes | None = None  # the key_marker whose current version may be newer than the marker
+    sequence: int | None = None
     if key_marker and key_marker.encode("utf-8") >= pb:
         kb = key_marker.encode("utf-8")
         marker_cp = _common_prefix(key_marker, prefix, delimiter)
@@ -308,8 +320,15 @@ def list_object_versions(
             ostart = obase + kb + b"\x00"
             vstart = prefix_end(keys.key_versions_prefix(bucket_id, key_marker))
             if version_id_marker is not None:
+                # The key's current version may be older than the marker
+                # (the marker's version was deleted and an older one
+                # promoted): scan it too, and let the loop decide.
+                ostart = obase + kb
+                resume_key = kb
                 sequence = yield _marker_sequence(store, bucket_id, key_marker, version_id_marker)
-                if sequence is not None:
+                if sequence is None:
+                    vstart = keys.key_versions_prefix(bucket_id, key_marker)
+                else:
                     vstart = keys.version_key(bucket_id, key_marker, sequence) + b"\x00"
     batch = _MIN_DELIMITED_BATCH if delimiter else min(max_keys + 1, _MAX_BATCH)
     scan = item_scanner(store)
@@ -330,6 +349,12 @@ def list_object_versions(
         take_current = vname is None or (oname is not None and oname <= vname)
         name = oname if take_current else vname
         assert name is not None
+        if take_current and name == resume_key:
+            resume_key = None
+            assert okv is not None
+            if sequence is not None and records.decode_object(okv[1]).sequence >= sequence:
+                current.advance()  # as new as the marker: listed on an earlier page
+                continue
         key = name.decode("utf-8")
         if len(entries) + len(prefixes) >= max_keys:
             truncated = True

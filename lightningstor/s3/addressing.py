@@ -53,11 +53,34 @@ def host_bucket(host: str | None, domain: str) -> str | None:
     return None
 
 
+def absolute_authority(uri: bytes) -> str | None:
+    """The ``host[:port]`` of an absolute-form request target, else None.
+
+    RFC 9112 §3.2.2: given ``GET http://authority/path``, a server MUST
+    ignore the ``Host`` header and use the target's authority instead.
+    The caller makes that authority *the* host of the request, for the
+    virtual-hosted bucket and for the signature check alike: a SigV4
+    signature covers the ``host`` header, so checking it against a Host
+    other than the one that picked the bucket would let a signature over
+    one bucket's host authorize a request to another.  Userinfo
+    (``user@``, never valid in an http URI) is not part of the host.
+    """
+    if uri[:1] == b"/":  # origin form: the common case, decided at once
+        return None
+    text = uri.decode("latin-1").partition("?")[0]
+    scheme, sep, rest = text.partition("://")
+    if not sep or not scheme:
+        return None
+    return rest.partition("/")[0].rpartition("@")[2]
+
+
 def parse_target(uri: bytes, host: str | None, domain: str | None) -> Target:
     """Split ``uri`` (path + query, as on the wire) into bucket, key, query.
 
     With ``domain`` configured, ``Host: bucket.domain`` selects the bucket
-    (virtual-hosted style) and the whole path is the key.
+    (virtual-hosted style) and the whole path is the key.  ``host`` is the
+    request's host: for an absolute-form ``uri``, its authority
+    (:func:`absolute_authority`), not the Host header.
     """
     # latin-1 keeps every wire byte as one character: the signature is
     # computed over exactly what was sent.

@@ -37,7 +37,7 @@ from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.deferreds import Shared
 from lightningstor.s3 import operations, xmlio
-from lightningstor.s3.addressing import Target, host_bucket, parse_target
+from lightningstor.s3.addressing import Target, absolute_authority, host_bucket, parse_target
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.bodycheck import watch_body
 from lightningstor.s3.channel import S3Channel
@@ -413,6 +413,12 @@ class S3Api:
     # -- request set-up (called from S3Request.gotLength) -----------------
     def begin(self, request: Any, command: bytes, path: bytes, length: int | None) -> None:
         headers, header_lists = _headers_of(request)
+        authority = absolute_authority(path)
+        if authority is not None:
+            # The target's authority replaces Host for addressing and for the
+            # signature check alike (RFC 9112 §3.2.2; absolute_authority).
+            headers["host"] = authority
+            header_lists["host"] = [authority]
         method = command.decode("ascii", "replace").upper()
         request_id = _request_id()
         wire_id = request_id.encode()

@@ -23,6 +23,13 @@ closed connection:
   twisted.web joined to the line before.  §5.2 lets a server refuse it; a
   proxy that does not fold would read ``X-A: a`` then `` Transfer-Encoding:
   chunked`` as a different header set than this server does.
+- A control character in a header line other than HTAB (RFC 9110 §5.5:
+  field values are visible characters, SP, HTAB and obs-text).
+  twisted.web refuses only NUL, CR and LF; the others (0x01, ESC 0x1b,
+  DEL 0x7f...) reached the request, and from there stored
+  ``x-amz-meta-*`` values (echoed back to every reader) and log lines (a
+  terminal escape sequence in an operator's log).  Bytes 0x80-0xFF
+  (obs-text: UTF-8 in ``x-amz-meta-*`` as clients send it) are accepted.
 
 A request head over twisted.web's size limits (a line over 16 KiB, request
 line and headers over 16 KiB together, more than 500 header lines) was
@@ -53,6 +60,10 @@ def headers_too_large_response(limit: int) -> bytes:
         b"Content-Length: %d\r\n\r\n" % len(body) + body
     )
 
+
+# Every CTL but HTAB (0x09); NUL, CR and LF included, though twisted.web
+# refuses those itself and LF/CR never reach a header line.
+_CTL_BUT_HTAB = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
 
 URI_TOO_LONG_RESPONSE = b"HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -101,6 +112,9 @@ class StrictHTTPChannel(http.HTTPChannel):
     def headerReceived(self, line: bytes) -> bool:
         if self._receivedHeaderCount >= self.maxHeaders:  # HTTPChannel would answer a bare 400
             self._refuse(headers_too_large_response(self.totalHeadersSize))
+            return False
+        if len(line.translate(None, _CTL_BUT_HTAB)) != len(line):  # one C pass, no regex per line
+            self._respondToBadRequestAndDisconnect()
             return False
         return super().headerReceived(line)  # type: ignore[no-any-return]
 

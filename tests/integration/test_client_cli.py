@@ -221,3 +221,50 @@ def test_file_helpers_abort_failed_multipart_uploads(server: ServerProcess, buck
 
 def _disk_full(_n: int) -> None:
     raise OSError("disk full")
+
+
+def _piped_into_early_closer(argv: list[str], read: int) -> tuple[int, bytes, str]:
+    """Run the installed script with stdout into a pipe whose reader takes
+    ``read`` bytes (none: closes at once) and then closes it, as ``| head -c``
+    does; (exit status, what was read, stderr)."""
+    script = str(Path(sys.executable).with_name("lightningstor"))
+    proc = subprocess.Popen([script, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
+    assert proc.stdout is not None and proc.stderr is not None
+    got = proc.stdout.read(read) if read else b""
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=60), got, err
+
+
+def test_a_reader_closing_stdout_early_ends_the_command_quietly(bucket_name: str, tmp_path: Path) -> None:
+    """``cat | head -c 10``, ``cp ... - | head`` and ``ls | head``: no
+    BrokenPipeError message, and the exit status of a process killed by
+    SIGPIPE (141 in a shell), as Unix tools end (it was 1 and a message)."""
+    run("mb", f"s3://{bucket_name}")
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(4 * MiB))  # far more than a pipe holds
+    assert run("cp", str(src), f"s3://{bucket_name}/big.bin")[0] == 0
+    for argv in (["cat", f"s3://{bucket_name}/big.bin"], ["cp", f"s3://{bucket_name}/big.bin", "-"]):
+        status, got, err = _piped_into_early_closer(argv, 10)
+        assert (status, err) == (cli.EXIT_STDOUT_CLOSED, ""), argv
+        assert got == src.read_bytes()[:10]
+    status, _got, err = _piped_into_early_closer(["ls", f"s3://{bucket_name}"], 0)
+    assert (status, err) == (cli.EXIT_STDOUT_CLOSED, "")
+
+
+def test_a_broken_pipe_on_a_local_file_is_still_an_error(
+    bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only stdout's reader going away is quiet: EPIPE while writing a local
+    download target (a FIFO whose reader died, a network file system) is an
+    error with a message, exit 1."""
+    run("mb", f"s3://{bucket_name}")
+    (tmp_path / "src").write_bytes(b"data")
+    assert run("cp", str(tmp_path / "src"), f"s3://{bucket_name}/k")[0] == 0
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(LightningStorClient, "download_file", broken)
+    status, _out, err, _raw = run("cp", f"s3://{bucket_name}/k", str(tmp_path / "k"))
+    assert status == cli.EXIT_ERROR and "Broken pipe" in err

@@ -7,6 +7,7 @@ target, absolute form included, is answered without a 500."""
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import time
@@ -17,6 +18,7 @@ import pytest
 
 from tests.integration.raw import CREDS
 from tests.integration.server import ServerProcess
+from tests.integration.test_boto3_objects import _put_raw_metadata
 
 # Sent behind every case on the same connection: answered only if the
 # server stayed in step with the client (and did not close); the server
@@ -140,6 +142,36 @@ def test_obs_fold_is_refused(server: ServerProcess, head: bytes) -> None:
     _refused(server, head + b"\r\n")
 
 
+@pytest.mark.parametrize(
+    "line",
+    [b"X-A: a\x01b", b"X-A: \x1b[31mred", b"X-A: a\x7f", b"X-Amz-Meta-Note: a\x0bb", b"X-A: a\x0c", b"X-A:\x01"],
+    ids=["soh", "escape", "del", "vt-in-metadata", "ff-at-end", "only-ctl"],
+)
+def test_a_control_character_in_a_header_value_is_refused(server: ServerProcess, line: bytes) -> None:
+    """RFC 9110 §5.5: a field value holds no control character but HTAB.
+    twisted.web refused only NUL, CR and LF; the others reached stored
+    metadata and logs.  Now 400 and a close, like the other framing errors."""
+    _refused(server, b"GET /health HTTP/1.1\r\n" + _host(server) + line + b"\r\n\r\n")
+
+
+def test_htab_and_obs_text_in_header_values_are_still_accepted(server: ServerProcess, s3: Any) -> None:
+    """HTAB inside a value and bytes 0x80-0xFF (UTF-8 metadata, as clients
+    send it) are not control characters: the request is served and the
+    metadata stored as sent."""
+    received, _ = _exchange(server, b"GET /health HTTP/1.1\r\n" + _host(server) + b"X-A: a\tb\r\n\r\n" + PROBE)
+    assert _statuses(received) == [200, 200], received[:300]
+    bucket = f"ctl-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    try:
+        value = "caf\u00e9\t\u00fcber"
+        _put_raw_metadata(s3, bucket, "k", {"note": value})
+        stored = s3.head_object(Bucket=bucket, Key="k")["Metadata"]["note"]
+        assert stored == "=?UTF-8?B?" + base64.b64encode(value.encode()).decode() + "?="  # AWS's answer to non-ASCII
+    finally:
+        s3.delete_object(Bucket=bucket, Key="k")
+        s3.delete_bucket(Bucket=bucket)
+
+
 def test_a_header_section_over_the_limit_gets_the_s3_error(server: ServerProcess) -> None:
     """One header line over 16 KiB (which closed the connection without a
     word), a header section over 16 KiB in total, and more than 500 header
@@ -196,11 +228,14 @@ def test_a_header_section_within_the_limit_is_served(server: ServerProcess) -> N
         assert _statuses(received) == [200, 200], received[:300]
 
 
-def _signed_head(server: ServerProcess, method: str, path: str) -> bytes:
+def _signed_head(server: ServerProcess, method: str, path: str, origin: str | None = None) -> bytes:
+    """SigV4 headers (all but Host) for ``path`` on ``origin`` (default:
+    the server's endpoint), whose host the signature covers."""
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    req = AWSRequest(method, f"{server.endpoint}{path}", headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    url = f"{origin or server.endpoint}{path}"
+    req = AWSRequest(method, url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
     S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
     return "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "host").encode()
 
@@ -266,3 +301,70 @@ def test_no_request_target_gets_a_500(server: ServerProcess, method: bytes) -> N
     time.sleep(0.2)
     errors = [line for line in server.output[logged:] if "#critical" in line or "#error" in line]
     assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def vhosted(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server with ``[s3] domain = "s3.test"`` and buckets ``alpha`` and
+    ``beta``, each holding ``k`` with its own name as the body."""
+    from tests.integration.conftest import make_client
+
+    root = tmp_path_factory.mktemp("vhosted")
+    (root / "data").mkdir()
+    (root / "vhost.toml").write_text('[s3]\ndomain = "s3.test"\n')
+    server = ServerProcess(root / "data", config=str(root / "vhost.toml")).start()
+    s3: Any = make_client(server.endpoint)
+    for name in ("alpha", "beta"):
+        s3.create_bucket(Bucket=name)
+        s3.put_object(Bucket=name, Key="k", Body=name.encode())
+    yield server, s3
+    server.stop()
+
+
+def _absolute_get(server: ServerProcess, target: str, host: str, signed: bytes) -> bytes:
+    head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\n".encode()
+    received, _ = _exchange(server, head + signed + CLOSE + b"\r\n")
+    return received
+
+
+def test_an_absolute_form_target_decides_the_bucket_not_host(vhosted: Any) -> None:
+    """RFC 9112 §3.2.2: with an absolute-form target the server MUST ignore
+    Host and use the target's authority.  ``GET http://alpha.s3.test/k``
+    with ``Host: beta.s3.test`` is alpha's object (Host picked beta, and
+    the signature, over alpha's host, then failed); a path-style absolute
+    target is not turned virtual-hosted by a bucket Host."""
+    server, _s3 = vhosted
+    alpha = f"http://alpha.s3.test:{server.port}"
+    received = _absolute_get(server, f"{alpha}/k", f"beta.s3.test:{server.port}",
+                             _signed_head(server, "GET", "/k", origin=alpha))
+    assert _statuses(received) == [200], received[:400]
+    assert _body(received) == b"alpha"
+    path_style = f"http://127.0.0.1:{server.port}"
+    received = _absolute_get(server, f"{path_style}/alpha/k", f"beta.s3.test:{server.port}",
+                             _signed_head(server, "GET", "/alpha/k", origin=path_style))
+    assert _statuses(received) == [200], received[:400]
+    assert _body(received) == b"alpha"
+
+
+def test_an_absolute_form_presigned_url_is_addressed_by_its_authority(vhosted: Any) -> None:
+    """A presigned URL sent as an absolute-form target is checked against
+    and addressed by its own authority, whatever the Host header says."""
+    server, s3 = vhosted
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "alpha", "Key": "k"}, ExpiresIn=300)
+    assert url.startswith(f"http://127.0.0.1:{server.port}/alpha/k?")
+    received = _absolute_get(server, url, f"beta.s3.test:{server.port}", b"")
+    assert _statuses(received) == [200], received[:400]
+    assert _body(received) == b"alpha"
+
+
+def test_a_signature_over_one_host_does_not_open_another_bucket(vhosted: Any) -> None:
+    """A request signed for ``beta.s3.test`` (Host says beta) but addressed
+    in absolute form to alpha is checked against alpha's host: 403
+    SignatureDoesNotMatch, and neither bucket's object is answered."""
+    server, _s3 = vhosted
+    beta = f"http://beta.s3.test:{server.port}"
+    received = _absolute_get(server, f"http://alpha.s3.test:{server.port}/k", f"beta.s3.test:{server.port}",
+                             _signed_head(server, "GET", "/k", origin=beta))
+    assert _statuses(received) == [403], received[:400]
+    assert b"<Code>SignatureDoesNotMatch</Code>" in received
+    assert _body(received) not in (b"alpha", b"beta")

@@ -294,3 +294,44 @@ def test_writes_answer_a_version_id_only_when_versioning_is_enabled(s3, plain):
     assert [w.get("VersionId") for w in writes()] == [None, None, None]
     for key in ("w", "c", "m"):
         assert s3.head_object(Bucket=plain, Key=key)["VersionId"] == "null"
+
+
+def _page(s3: Any, bucket: str, **kw: Any) -> list[tuple[str, str]]:
+    """(key, version id) of one ListObjectVersions page, in server order per kind."""
+    return [(k, vid) for k, vid, _latest, _marker in _versions(s3, bucket, **kw)]
+
+
+def test_version_listing_resumes_where_a_deleted_marker_version_would_sort(s3, vbucket):
+    """A version-id-marker whose version was deleted since still pages on:
+    the next page starts where that version sorted, and no surviving version
+    is skipped (not even the one promoted to current, or those after a
+    removed null version)."""
+    v = [s3.put_object(Bucket=vbucket, Key="k", Body=str(i).encode())["VersionId"] for i in range(4)]
+    s3.put_object(Bucket=vbucket, Key="m", Body=b"m")
+    first = s3.list_object_versions(Bucket=vbucket, MaxKeys=1)
+    assert first["IsTruncated"] and (first["NextKeyMarker"], first["NextVersionIdMarker"]) == ("k", v[3])
+    s3.delete_object(Bucket=vbucket, Key="k", VersionId=v[3])  # v[2] becomes current
+    rest = _page(s3, vbucket, KeyMarker="k", VersionIdMarker=v[3])
+    assert [vid for key, vid in rest if key == "k"] == [v[2], v[1], v[0]]
+    assert [key for key, _vid in rest].count("m") == 1
+    # A noncurrent marker that is gone: the versions older than it follow.
+    s3.delete_object(Bucket=vbucket, Key="k", VersionId=v[1])
+    assert [vid for key, vid in _page(s3, vbucket, KeyMarker="k", VersionIdMarker=v[1]) if key == "k"] == [v[0]]
+
+
+def test_version_listing_after_a_removed_null_marker_skips_nothing(s3, plain):
+    """``version-id-marker=null`` after the null version was removed: the
+    key's surviving versions are all listed again rather than dropped."""
+    enable(s3, plain)
+    old = s3.put_object(Bucket=plain, Key="k", Body=b"old")["VersionId"]
+    enable(s3, plain, "Suspended")
+    s3.put_object(Bucket=plain, Key="k", Body=b"null")
+    enable(s3, plain)
+    new = s3.put_object(Bucket=plain, Key="k", Body=b"new")["VersionId"]
+    s3.put_object(Bucket=plain, Key="m", Body=b"m")
+    first = s3.list_object_versions(Bucket=plain, MaxKeys=2)
+    assert [(i["Key"], i["VersionId"]) for i in first["Versions"]] == [("k", new), ("k", "null")]
+    assert (first["NextKeyMarker"], first["NextVersionIdMarker"]) == ("k", "null")
+    s3.delete_object(Bucket=plain, Key="k", VersionId="null")
+    rest = _page(s3, plain, KeyMarker="k", VersionIdMarker="null")
+    assert ("k", old) in rest and ("m", s3.head_object(Bucket=plain, Key="m")["VersionId"]) in rest

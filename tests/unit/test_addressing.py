@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lightningstor.auth import sigv4
-from lightningstor.s3.addressing import parse_target
+from lightningstor.s3.addressing import absolute_authority, parse_target
 
 _QUERY = st.lists(
     st.sampled_from(["a", "Z", "0", "-", "_", ".", "~", "/", "%", "+", " ", "=", "&", ";", "%2F", "%41",
@@ -44,3 +44,14 @@ def test_path_and_virtual_host_style() -> None:
     vhost = parse_target(b"/k/../z?acl", "b.s3.example.com:9000", "s3.example.com")
     assert (vhost.bucket, vhost.key, vhost.vhost, vhost.query) == ("b", "k/../z", True, {"acl": ""})
     assert parse_target(b"/", None, None).bucket is None
+
+
+def test_absolute_authority_is_the_host_of_an_absolute_form_target() -> None:
+    """The target's ``host[:port]`` (userinfo dropped) for absolute form;
+    None for origin form, authority form, ``*`` and a bare name."""
+    assert absolute_authority(b"http://b.s3.test:9000/k?x=1") == "b.s3.test:9000"
+    assert absolute_authority(b"HTTPS://u:p@h/") == "h"
+    assert absolute_authority(b"http://h?versions") == "h"
+    assert absolute_authority(b"http:///k") == ""
+    for target in (b"/b/k", b"/b/http://x/", b"*", b"evil:443", b"health", b"://h/"):
+        assert absolute_authority(target) is None, target
