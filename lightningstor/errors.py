@@ -239,6 +239,13 @@ class ChunkNotFound(StorageError):
     """A chunk that metadata references is missing from the backend."""
 
 
+class ChunkExists(StorageError):
+    """A write of a chunk id that already holds other, intact bytes: chunk
+    ids name immutable content, so the stored copy is kept and the write
+    refused (a storage node answers ALREADY_EXISTS).  Never a client's
+    doing (ids are drawn by the server): answered like any StorageError."""
+
+
 class MetadataUnavailable(Exception):
     """The metadata store cannot be reached; answered as 503."""
 

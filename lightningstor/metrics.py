@@ -16,11 +16,16 @@ lightningstor_scrub_errors_total           Counter    kind
 lightningstor_lifecycle_actions_total      Counter    action
 lightningstor_grpc_requests_total          Counter    method, code
 lightningstor_grpc_request_duration_seconds Histogram method
+lightningstor_storage_read_repairs_total   Counter    node
+lightningstor_storage_node_suspect         Gauge      node
 =========================================  =========  ======================
 
-The last four are not in the spec's list, which counts S3 requests: each is
+The last six are not in the spec's list, which counts S3 requests: each is
 registered only once there is something to count (a scrub report, a
-lifecycle run, a gRPC call), so a server without them exposes exactly the spec's families.
+lifecycle run, a gRPC call, a ``distributed`` storage backend), so a server
+without them exposes exactly the spec's families.  The two storage ones
+(:meth:`S3Metrics.watch_storage`) exist for the ``distributed`` backend
+only, one series per configured node from the start.
 
 Every metric lives in a private ``CollectorRegistry`` owned by
 :class:`S3Metrics` (never the process-global one), and every consumer takes
@@ -155,6 +160,9 @@ class S3Metrics:
         self._grpc_lock = threading.Lock()
         self.grpc_requests: Counter | None = None
         self.grpc_duration: Histogram | None = None
+        # The distributed backend's, registered by watch_storage.
+        self.read_repairs: Counter | None = None
+        self.node_suspect: Gauge | None = None
 
     def grpc_finished(self, method: str, code: str, seconds: float) -> None:
         """Count and time one gRPC call by method and status code name."""
@@ -249,6 +257,46 @@ class S3Metrics:
                 multiprocess_mode="livemax",
             )
         self.job_leases.labels(job).set(1 if held else 0)
+
+    def watch_storage(self, backend: Any) -> None:
+        """Count the ``distributed`` backend's read repairs per node
+        (``lightningstor_storage_read_repairs_total{node}``: copies a read
+        found corrupt or divergent and rewrote from a good one) and show
+        which nodes it finds suspect (``lightningstor_storage_node_suspect
+        {node}``, 1 while calls to the node fail as unavailable, until it
+        answers again); ``node`` is the node's ``host:port``.  A backend
+        without ``observe`` (``local``) registers nothing.
+
+        With several workers each has its own backend: the counter is the
+        sum over them, and the gauge the highest value of a live worker
+        (1 if any worker finds the node suspect)."""
+        observe = getattr(backend, "observe", None)
+        if observe is None:
+            return
+        read_repairs = Counter(
+            "lightningstor_storage_read_repairs_total",
+            "Replicas of the distributed backend that a read found corrupt or divergent and rewrote "
+            "from a good copy (read repair), by node.",
+            ["node"],
+            registry=self.registry,
+        )
+        suspect = Gauge(
+            "lightningstor_storage_node_suspect",
+            "1 while a storage node is suspect (its calls failed as unavailable; reads ask it last "
+            "and it is probed until it answers), else 0.",
+            ["node"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        for node in backend.nodes:
+            read_repairs.labels(node.address)
+            suspect.labels(node.address).set(0)
+        self.read_repairs, self.node_suspect = read_repairs, suspect
+
+        def suspect_changed(node: Any, is_suspect: bool) -> None:
+            suspect.labels(node.address).set(1 if is_suspect else 0)
+
+        observe(read_repaired=lambda address: read_repairs.labels(address).inc(), suspect=suspect_changed)
 
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)

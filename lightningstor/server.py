@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from functools import partial
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -23,6 +24,7 @@ from twisted.python.failure import Failure
 from lightningstor import plugins
 from lightningstor.audit import AuditLog, AuditService, s3_record
 from lightningstor.config import Settings, endpoint_description, parse_address
+from lightningstor.core import chunkindex
 from lightningstor.core.buckets import NameIndexService
 from lightningstor.core.collector import CollectorService
 from lightningstor.core.credentials import (
@@ -425,11 +427,14 @@ def _assemble(
         adopt_fd=None if worker is None else worker.metrics_fd,
     )
     leases.on_change = metrics.lease_changed if primary else None
+    metrics.watch_storage(backend)
     repairer = getattr(backend, "repairer", None)
     if repairer is not None:
         # Every worker's backend has a repairer; one process of the deployment
         # repairs: the lease holder on a shared store, else the primary worker.
         repairer.lease = leases.lease("repair", repairer.interval)
+        # Replicas that disagree are settled by the chunk's record.
+        repairer.recorded = partial(chunkindex.recorded, store)
         if leases.shared or primary:
             reactor.callWhenRunning(repairer.start)
     if primary and settings.lifecycle.interval_seconds:

@@ -39,6 +39,11 @@ a hint is the writer's clock: informative only, never compared.
 Entries written by releases before this format held the record key itself
 (``lightningstor/...``); they are treated as references (the old meaning)
 until the record's deletion removes them.
+
+The entry is also how chunk repair finds what a chunk should hold
+(:func:`recorded`): the record it leads to lists the chunk's length and
+CRC32C, which decides between replicas that disagree
+(storage/repair.py).
 """
 
 from __future__ import annotations
@@ -227,6 +232,63 @@ def still_referenced(
 
     found: Deferred[bool] = scans.any_version(store, hint["b"], hint["k"], lists, also)
     return found
+
+
+@inlineCallbacks
+def _ref_in(store: IMetadataStore, value: bytes, chunk_id: str) -> Any:
+    """Deferred[ChunkRef | None]: ``chunk_id``'s entry in the chunk list of
+    the record ``value`` (its pages for a paged list), None if it has none."""
+    try:
+        d = records.record_fields(value)
+    except ValueError:
+        return None
+    mf = d.get("mf")
+    if isinstance(mf, dict):
+        chunks = yield manifests.load(store, Manifest(mf["id"], mf["s"], mf["n"]))
+    else:
+        chunks = records.decode_chunks([c for c in d.get("chunks", ()) if c and c[0] == chunk_id])
+    return next((c for c in chunks if c.chunk_id == chunk_id), None)
+
+
+@inlineCallbacks
+def recorded(store: IMetadataStore, chunk_id: str) -> Any:
+    """Deferred[(length, CRC32C) | None]: what ``chunk_id`` holds according
+    to a record that lists it, found through the chunk's index entry (one
+    read of the entry, then the records its hint names); None when there is
+    no entry or no record lists the chunk (an orphan, or an index entry
+    lost: scrub re-creates those).
+
+    Chunk repair asks this for a chunk whose replicas disagree, so that the
+    copy matching the record wins (storage/repair.py).  Every record listing
+    a chunk lists the same length and CRC32C (chunk ids are never reused),
+    so the first one found is the answer.
+    """
+    entry = yield store.get(keys.chunk_key(chunk_id))
+    if entry is None:
+        return None
+    found: list[ChunkRef] = []
+
+    @inlineCallbacks
+    def lists(record: bytes) -> Any:
+        ref = yield _ref_in(store, record, chunk_id)
+        if ref is not None:
+            found.append(ref)
+        return ref is not None
+
+    hint = decode_hint(entry.value)
+    if hint is not None:
+        upload_id, part_number = hint.get("u"), hint.get("n")
+        also = []
+        if isinstance(upload_id, str) and isinstance(part_number, int):
+            also.append(keys.part_key(upload_id, part_number))
+        yield scans.any_version(store, hint["b"], hint["k"], lists, also)
+    elif is_legacy(entry.value):
+        holder = yield store.get(entry.value)
+        if holder is not None:
+            yield lists(holder.value)
+    if not found:
+        return None
+    return found[0].size, found[0].checksum
 
 
 def names_holder(value: bytes, holder: bytes) -> bool:

@@ -11,6 +11,16 @@ collector trusts it: a referenced chunk without an index entry would be
 collected, and an index entry without a referencing record keeps an orphan
 forever.
 
+The collector decides from the index, not from the records: a chunk
+without an entry is unreferenced to it (only an entry leads it to the
+records, core/collector.py), so a live object's chunk whose entry was lost
+(an older bug, a manual edit) would be deleted once its grace period is
+over, and chunk repair could not find the chunk's record either
+(storage/repair.py).  So scrub re-creates each missing entry from the
+record that lists the chunk (the same hint a commit writes, only where no
+entry exists by then), and counts it (``index_entries_recreated``) besides
+reporting the ``index`` problem it found.
+
 A backend that keeps several copies of each chunk (``distributed``,
 providing ``IReplicaScrub``) verifies every replica instead of the first good
 one, and rewrites rotten or lost replicas from a good copy: those are
@@ -23,6 +33,7 @@ by the :class:`ScrubService` caller) so an operator can restore the objects.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +48,7 @@ from lightningstor.core import chunkindex, keys, records, scans
 from lightningstor.core.leases import Lease, release_quietly, run_leased
 from lightningstor.core.types import ChunkRef
 from lightningstor.errors import ChunkCorrupted, ChunkNotFound
-from lightningstor.interfaces.metadata import IMetadataStore
+from lightningstor.interfaces.metadata import Compare, IMetadataStore, Put
 from lightningstor.interfaces.storage import IReplicaScrub, IStorageBackend, ReplicaCheck
 
 log = Logger()
@@ -92,6 +103,9 @@ class ScrubReport:
     replica_repairs: list[ReplicaRepair] = field(default_factory=list)
     # Chunks whose every copy was on unreachable nodes: not verified this pass.
     unverified: int = 0
+    # Missing index entries of referenced chunks, written again (each is
+    # also an ``index`` problem: it was missing).
+    index_entries_recreated: int = 0
 
     @property
     def ok(self) -> bool:
@@ -179,9 +193,60 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
             _found(report, ScrubProblem(INDEX, chunk_id, value, f"index entry {value!r} does not lead to {holder!r}"))
 
     yield scans.scan_prefix(store, keys.CHUNKS, page, lambda kv: visit_index(kv.key, kv.value))
+    uploads: dict[str, tuple[str, str]] | None = None
     for chunk_id, holder in referenced.items():
-        _found(report, ScrubProblem(INDEX, chunk_id, holder, "referenced chunk has no index entry"))
+        if holder.startswith(keys.PARTS) and uploads is None:
+            uploads = yield _uploads(store, page)
+        hint = _hint(holder, uploads or {})
+        if hint is None:
+            _found(report, ScrubProblem(INDEX, chunk_id, holder, "referenced chunk has no index entry "
+                                        "(not re-created: its upload is gone)"))
+            continue
+        try:
+            result = yield store.txn([Compare(keys.chunk_key(chunk_id), 0)], [Put(keys.chunk_key(chunk_id), hint)])
+        except Exception as e:
+            _found(report, ScrubProblem(INDEX, chunk_id, holder,
+                                        f"referenced chunk has no index entry (re-creating it failed: {e})"))
+            continue
+        # A failed compare: an entry was written meanwhile, which is as good.
+        report.index_entries_recreated += int(result.succeeded)
+        _found(report, ScrubProblem(INDEX, chunk_id, holder, "referenced chunk had no index entry; re-created"))
     return report
+
+
+def _hint(holder: bytes, uploads: dict[str, tuple[str, str]]) -> bytes | None:
+    """The index entry a commit writes for a chunk of the record at
+    ``holder`` (an object, a noncurrent version or a part; a manifest
+    page's chunks are audited against their object key), or None for a
+    part whose upload is gone.  ``uploads``: upload id -> (bucket id, key)."""
+    now_ms = int(time.time() * 1000)  # informative only (core/chunkindex.py)
+    if holder.startswith(keys.PARTS):
+        upload_id, _, number = holder[len(keys.PARTS):].decode().partition("/")
+        found = uploads.get(upload_id)
+        if found is None:
+            return None
+        return chunkindex.part_hint(found[0], found[1], upload_id, int(number), now_ms)
+    prefix = keys.OBJECTS if holder.startswith(keys.OBJECTS) else keys.VERSIONS
+    bucket_id, _, rest = holder[len(prefix):].partition(b"/")
+    key = rest.partition(b"\x00")[0] if prefix == keys.VERSIONS else rest
+    return chunkindex.object_hint(bucket_id.decode(), key.decode("utf-8"), now_ms)
+
+
+@inlineCallbacks
+def _uploads(store: IMetadataStore, page: int) -> Any:
+    """Deferred[{upload id: (bucket id, key)}] of every open multipart upload
+    (read once, and only when a part's chunk lacks its entry)."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def visit(value: bytes) -> None:
+        try:
+            d = json.loads(value)
+            found[d["id"]] = (d["bucket"], d["key"])
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: its parts' entries stay missing (reported)
+
+    yield scans.scan_prefix(store, keys.UPLOADS, page, lambda kv: visit(kv.value))
+    return found
 
 
 def _replica_outcome(report: ScrubReport, key: bytes, ref: ChunkRef, check: ReplicaCheck) -> str | None:
@@ -226,6 +291,8 @@ def iter_problem_lines(report: ScrubReport) -> Iterator[str]:
         f"index_entries={report.index_entries} unreferenced_entries={report.unreferenced_entries} "
         f"problems={len(report.problems)}"
     )
+    if report.index_entries_recreated:
+        summary += f" index_entries_recreated={report.index_entries_recreated}"
     if report.replica_repairs or report.unverified:
         summary += f" replica_repairs={len(report.replica_repairs)} unverified={report.unverified}"
     yield summary

@@ -103,7 +103,11 @@ class IStorageBackend(Interface):
     name = Attribute("The plugin name this backend was created from (str).")
 
     def put_chunk(chunk_id: str, data: bytes) -> Any:
-        """Store a whole chunk durably; Deferred[None].  Overwrites."""
+        """Store a whole chunk durably; Deferred[None].  Overwrites, except
+        that the ``distributed`` backend's storage nodes keep an intact copy
+        that holds other bytes and fail that copy with ``ChunkExists``: the
+        ChunkManager draws a fresh id for every chunk, so the same id with
+        other bytes is never a legitimate write (docs/scaling.md)."""
 
     def open_chunk(chunk_id: str) -> IChunkWriter:
         """Begin streaming a chunk; see :class:`IChunkWriter`."""

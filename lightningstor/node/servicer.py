@@ -17,6 +17,19 @@ chunk visible.  ``GetChunk`` reports the whole chunk's length and CRC32C
 (from its verified footer) with its first piece, and ``VerifyChunk`` reads
 and checks a whole chunk on the node, so that the API servers can tell a
 divergent replica from a good one (docs/scaling.md, "Chunk integrity").
+
+Chunk ids name immutable content (the API servers draw a fresh id for every
+chunk), so a ``PutChunk`` never replaces an intact copy with other bytes: a
+writer's bug, a stale retry or a misdirected copy would otherwise destroy
+the only good copy silently.  Before the new bytes are renamed into place
+the stored copy, if any, is verified (:meth:`ChunkServicer._admit`): the
+same length and CRC32C is an idempotent retry (answered OK, nothing
+rewritten); a copy that fails its own block checks is rotten and replaced
+(that is how repair heals it); other intact bytes are kept and the call
+fails with ALREADY_EXISTS, unless the request names that copy's CRC32C in
+``replace_crc32c`` (repair replacing a copy it found divergent from the
+object's record).  Puts of one id are serialized on the node so that two of
+them cannot both pass the check.
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ from __future__ import annotations
 import bisect
 import os
 import shutil
+import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +47,7 @@ import grpc
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.logger import Logger
 
-from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageFull
+from lightningstor.errors import ChunkCorrupted, ChunkExists, ChunkNotFound, StorageFull
 from lightningstor.node import ERROR_KIND_KEY, STORAGE_FULL
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
@@ -44,6 +59,8 @@ READ_PIECE = 1 * MiB
 """Bytes per GetChunk message (and per backend range read)."""
 LIST_PAGE = 1000
 """ListChunks page size when the request does not set one."""
+PUT_LOCKS = 64
+"""Striped locks serializing the check-then-rename of PutChunks of one id."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,8 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, ChunkCorrupted):
         return grpc.StatusCode.DATA_LOSS, str(exc)
+    if isinstance(exc, ChunkExists):
+        return grpc.StatusCode.ALREADY_EXISTS, str(exc)
     if isinstance(exc, ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, StorageFull):  # ENOSPC/EDQUOT on this node's disk
@@ -88,6 +107,7 @@ class ChunkServicer(pb_grpc.ChunkServiceServicer):
         self.reactor = reactor
         self.io_pool = io_pool
         self.identity = identity
+        self._put_locks = [threading.Lock() for _ in range(PUT_LOCKS)]
 
     def _call(self, f: Any, *args: Any) -> Any:
         return blockingCallFromThread(self.reactor, f, *args)
@@ -116,23 +136,58 @@ class ChunkServicer(pb_grpc.ChunkServiceServicer):
                     size += len(message.data)
             if writer is None or first is None:
                 raise ValueError("no chunk id sent")
-            if first.has_crc32c:
+            crc = self._call(_writer_crc, writer)
+            if first.has_crc32c and (size != first.size or crc != first.crc32c):
                 # End to end: the bytes that reached this node are the bytes
                 # the writer checksummed, or the chunk never becomes visible.
-                crc = self._call(_writer_crc, writer)
-                if size != first.size or crc != first.crc32c:
-                    log.warn("Refused chunk {chunk_id}: its bytes do not match the CRC32C sent with them",
-                             chunk_id=first.chunk_id)
-                    raise ChunkCorrupted(
-                        f"chunk {first.chunk_id}: received {size} bytes with CRC32C {crc:08x}, "
-                        f"the writer sent {first.size} bytes with CRC32C {first.crc32c:08x}"
-                    )
-            self._call(writer.commit)
+                log.warn("Refused chunk {chunk_id}: its bytes do not match the CRC32C sent with them",
+                         chunk_id=first.chunk_id)
+                raise ChunkCorrupted(
+                    f"chunk {first.chunk_id}: received {size} bytes with CRC32C {crc:08x}, "
+                    f"the writer sent {first.size} bytes with CRC32C {first.crc32c:08x}"
+                )
+            replace = first.replace_crc32c if first.has_replace_crc32c else None
+            with self._put_lock(first.chunk_id):
+                if self._admit(first.chunk_id, size, crc, replace):
+                    self._call(writer.commit)
+                else:
+                    self._call(writer.abort)  # the same bytes are stored already
         except Exception as exc:
             if writer is not None:
                 self._call(writer.abort)  # never fails (IChunkWriter contract)
             self._abort(context, exc)
         return pb.PutChunkResponse(size=size)
+
+    def _put_lock(self, chunk_id: str) -> threading.Lock:
+        return self._put_locks[zlib.crc32(chunk_id.encode()) % PUT_LOCKS]
+
+    def _admit(self, chunk_id: str, size: int, crc: int, replace: int | None) -> bool:
+        """Whether a new copy of ``chunk_id`` (``size`` bytes, CRC32C ``crc``)
+        may be renamed into place (see the module docstring); False when the
+        stored copy already holds those bytes.  Raises ``ChunkExists`` when
+        it holds other intact bytes that ``replace`` does not name.  Runs
+        in the handler thread, with the id's put lock held."""
+        try:
+            stored = self._call(self.backend.verify_chunk, chunk_id)
+        except ChunkNotFound:
+            return True
+        except ChunkCorrupted as exc:
+            log.warn("Replacing the rotten copy of chunk {chunk_id}: {error}", chunk_id=chunk_id, error=exc)
+            return True
+        stored_size, stored_crc = stored
+        if (stored_size, stored_crc) == (size, crc):
+            return False
+        if replace is not None and stored_crc == replace:
+            log.warn("Replacing the divergent copy of chunk {chunk_id} ({size} bytes, CRC32C {crc:08x}) "
+                     "as asked by repair", chunk_id=chunk_id, size=stored_size, crc=stored_crc)
+            return True
+        log.warn("Refused chunk {chunk_id}: the node holds other bytes under that id "
+                 "({size} bytes, CRC32C {crc:08x}), which are kept",
+                 chunk_id=chunk_id, size=stored_size, crc=stored_crc)
+        raise ChunkExists(
+            f"chunk {chunk_id}: already stored with other bytes ({stored_size} bytes, CRC32C {stored_crc:08x}; "
+            f"this write has {size} bytes, CRC32C {crc:08x}); chunk ids are immutable"
+        )
 
     def GetChunk(self, request: pb.GetChunkRequest, context: grpc.ServicerContext) -> Iterator[pb.GetChunkResponse]:
         offset = request.offset

@@ -18,7 +18,9 @@ the node refuses bytes that do not match.  Reads go through
 and CRC: a replica whose whole chunk differs (a divergent copy, its block
 CRCs self-consistent) is skipped before any of its bytes is used, ranged
 reads included, and the damaged copies are rewritten in the background
-(read repair).
+(read repair).  Chunk ids are immutable: a node keeps an intact copy against
+a write of other bytes (``ChunkExists``), so read repair and scrub name the
+CRC32C of the divergent copy they replace (``NodeClient.put``'s ``replace``).
 Deletes go to every node (a chunk may sit off its placement after nodes were
 added, until repair trims that copy); an unreachable node keeps its copy
 until repair/GC.
@@ -226,6 +228,8 @@ class DistributedBackend:
         self.repairer: Any = None
         # Chunks whose damaged copies a read is rewriting (see _read_repair).
         self._read_repairs: set[str] = set()
+        # Told the address of each node whose copy a read repair rewrote (see observe).
+        self.on_read_repair: Callable[[str], None] | None = None
         self.read_timeout = read_timeout
         if node_concurrency is None:
             # Half the pool per node (all of it for a single node): a hung
@@ -235,6 +239,16 @@ class DistributedBackend:
         self.health = NodeHealth(reactor, self.nodes, self._probe, limit=node_concurrency, stall=read_timeout)
 
     # -- helpers ---------------------------------------------------------------
+
+    def observe(
+        self, *, read_repaired: Callable[[str], None], suspect: Callable[[NodeAddress, bool], None]
+    ) -> None:
+        """Report each copy rewritten by read repair (the node's address)
+        and each change of a node's suspect state (the server's metrics,
+        ``lightningstor_storage_read_repairs_total`` and
+        ``lightningstor_storage_node_suspect``)."""
+        self.on_read_repair = read_repaired
+        self.health.on_suspect = suspect
 
     def call(self, node: NodeAddress, method: str, *args: Any, timeout: float | None = None) -> defer.Deferred[Any]:
         """Run ``NodeClient.<method>(*args)`` for ``node`` in the pool, once
@@ -453,6 +467,9 @@ class DistributedBackend:
             elif result.repaired:
                 log.info("Read repair: rewrote chunk {chunk_id} on {nodes}",
                          chunk_id=chunk_id, nodes=", ".join(result.repaired))
+                if self.on_read_repair is not None:
+                    for node in result.repaired:
+                        self.on_read_repair(node)
 
         d.addBoth(done)
 
@@ -538,6 +555,7 @@ class DistributedBackend:
         missing: list[NodeAddress] = []
         corrupt: list[NodeAddress] = []
         unreachable: list[NodeAddress] = []
+        divergent: dict[NodeAddress, int] = {}
         data: bytes | None = None
         for node in self.read_order(chunk_id):
             try:
@@ -554,8 +572,10 @@ class DistributedBackend:
                          chunk_id=chunk_id, node=node.address, error=e)
                 unreachable.append(node)
                 continue
-            if len(copy) != size or crc32c(copy) != checksum:
+            found = crc32c(copy)
+            if len(copy) != size or found != checksum:
                 corrupt.append(node)
+                divergent[node] = found  # intact, other bytes: the node replaces it only if named
                 continue
             good.append(node)
             if data is None:
@@ -564,7 +584,8 @@ class DistributedBackend:
         targets = corrupt + missing
         if data is not None and targets:
             results = yield defer.DeferredList(
-                [self.call(node, "put", chunk_id, data, checksum) for node in targets], consumeErrors=True
+                [self.call(node, "put", chunk_id, data, checksum, divergent.get(node)) for node in targets],
+                consumeErrors=True,
             )
             for node, (ok, value) in zip(targets, results, strict=True):
                 if ok:

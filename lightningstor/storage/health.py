@@ -30,6 +30,10 @@ the one Cassandra, Swift and MinIO take with a slow peer:
   seconds, long before the stuck calls' own deadlines; a node that is only
   busy answers and its callers keep waiting their turn.
 
+A node's suspect state is reported to ``on_suspect`` (node, suspect) when
+it changes, which the server turns into the gauge
+``lightningstor_storage_node_suspect{node}`` (lightningstor.metrics).
+
 A call refused here is a failed replica operation like any other: a write
 counts only the copies that succeeded toward its quorum, so refusing a
 straggler never acknowledges a write with fewer copies; repair restores
@@ -114,6 +118,8 @@ class NodeHealth:
         self._nodes = {node: _State() for node in nodes}
         self._tokens = itertools.count()
         self._closed = False
+        # Told (node, suspect) at each change of a node's suspect state.
+        self.on_suspect: Callable[[NodeAddress, bool], None] | None = None
 
     # -- queries -------------------------------------------------------------
 
@@ -195,6 +201,7 @@ class NodeHealth:
         state.backoff = self.base_backoff
         log.warn("Storage node {node} is not answering ({error}); reads ask it last, probing it in {delay:.0f} s",
                  node=node.address, error=error, delay=state.backoff)
+        self._report(node, True)
         waiting, state.waiting = state.waiting, deque()
         for waiter in waiting:
             waiter.errback(NodeSuspect(f"node {node.address}: not answering ({error})"))
@@ -210,6 +217,14 @@ class NodeHealth:
             state.probe_call.cancel()
         state.probe_call = None
         log.info("Storage node {node} answers again", node=node.address)
+        self._report(node, False)
+
+    def _report(self, node: NodeAddress, suspect: bool) -> None:
+        if self.on_suspect is not None:
+            try:
+                self.on_suspect(node, suspect)
+            except Exception:
+                log.failure("Reporting the state of storage node {node} failed", node=node.address)
 
     def _schedule_probe(self, node: NodeAddress, state: _State) -> None:
         if self._closed or (state.probe_call is not None and state.probe_call.active()):

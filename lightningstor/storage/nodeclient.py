@@ -7,7 +7,9 @@ because a gRPC channel does not survive twistd's daemonizing fork.
 
 gRPC status codes become the backend's error types here, in one place:
 NOT_FOUND is ``ChunkNotFound``, DATA_LOSS ``ChunkCorrupted`` (the node's
-block checksums failed), INVALID_ARGUMENT ``ValueError`` (a bad chunk id),
+block checksums failed), ALREADY_EXISTS ``ChunkExists`` (the node holds
+other, intact bytes under that id and keeps them), INVALID_ARGUMENT
+``ValueError`` (a bad chunk id),
 RESOURCE_EXHAUSTED marked by the node as ``storage-full`` (its disk is full)
 ``StorageFull``, DEADLINE_EXCEEDED ``NodeTimeout`` (a ``NodeUnavailable``),
 anything else ``NodeUnavailable`` (including gRPC's own
@@ -37,7 +39,14 @@ from typing import Any
 import grpc
 
 from lightningstor.checksums import crc32c
-from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError, StorageError, StorageFull
+from lightningstor.errors import (
+    ChunkCorrupted,
+    ChunkExists,
+    ChunkNotFound,
+    ConfigError,
+    StorageError,
+    StorageFull,
+)
 from lightningstor.interfaces.storage import ChunkInfo
 from lightningstor.node import ERROR_KIND_KEY, STORAGE_FULL
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
@@ -97,6 +106,8 @@ def _translate(node: NodeAddress, error: grpc.RpcError) -> Exception:
         return ChunkNotFound(f"node {node.address}: {detail}")
     if code == grpc.StatusCode.DATA_LOSS:
         return ChunkCorrupted(f"node {node.address}: {detail}")
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return ChunkExists(f"node {node.address}: {detail}")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ValueError(f"node {node.address}: {detail}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -189,17 +200,24 @@ class NodeClient:
         if channel is not None:
             channel.close()
 
-    def put(self, chunk_id: str, data: bytes, checksum: int | None = None) -> None:
+    def put(self, chunk_id: str, data: bytes, checksum: int | None = None, replace: int | None = None) -> None:
         """Store ``data``; ``checksum`` is its CRC32C as the writer computed it
         (computed here when None).  The node refuses bytes that do not match
-        it (``ChunkCorrupted``), so the copy fails like any failed replica."""
+        it (``ChunkCorrupted``), so the copy fails like any failed replica.
+
+        A node already holding the chunk keeps an intact copy with other
+        bytes (``ChunkExists``) unless ``replace`` is that copy's CRC32C:
+        repair rewriting a copy it found divergent from the record."""
         crc = crc32c(data) if checksum is None else checksum
 
         def messages() -> Iterator[pb.PutChunkRequest]:
             view = memoryview(data)
-            yield pb.PutChunkRequest(
+            first = pb.PutChunkRequest(
                 chunk_id=chunk_id, data=bytes(view[:PIECE]), crc32c=crc, size=len(view), has_crc32c=True
             )
+            if replace is not None:
+                first.replace_crc32c, first.has_replace_crc32c = replace, True
+            yield first
             for start in range(PIECE, len(view), PIECE):
                 yield pb.PutChunkRequest(data=bytes(view[start : start + PIECE]))
 

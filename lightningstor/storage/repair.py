@@ -23,18 +23,26 @@ a chunk is copied, every node listing it is asked to verify its copy
 (``VerifyChunk``: the node reads it and checks every block, answering the
 length and whole-chunk CRC32C), and the copies are compared:
 
-* the copies that passed must agree: one (length, CRC32C) held by a strict
+* when the copies that passed hold different bytes, the chunk's record
+  decides: the server gives the repairer ``recorded`` (the chunk index's
+  :func:`~lightningstor.core.chunkindex.recorded`), which reads the length
+  and CRC32C the object's ChunkRef lists, and the copy matching it is the
+  good one whatever the count (``disputes_resolved``); if no copy matches
+  the record, nothing is copied or trimmed (``copies_disputed``: every copy
+  is wrong, which scrub reports);
+* without a record (no index entry, an orphan, or no ``recorded`` at all)
+  the copies that passed must agree: one (length, CRC32C) held by a strict
   majority of them.  Without one (two copies, two different CRCs) nothing
-  is copied and nothing trimmed (``copies_disputed``): repair has no record
-  to tell the right bytes from the wrong ones, but reads and scrub do (they
-  check each copy against its object's ChunkRef and rewrite the wrong one,
-  see ``DistributedBackend.get_chunk_range_checked``), after which repair
-  proceeds;
+  is copied and nothing trimmed (``copies_disputed``), which reads and
+  scrub settle (they check each copy against its object's ChunkRef and
+  rewrite the wrong one, see ``DistributedBackend.get_chunk_range_checked``);
 * only a copy with the agreed CRC is a source, and its bytes are checked
   against it again when read (``NodeClient.get_checked``) and by the target
   node when written (the CRC travels with ``PutChunk``);
-* a placement copy that failed its check, or disagrees with the majority,
-  is rewritten from a good source like a missing one.
+* a placement copy that failed its check, or disagrees with the agreed
+  copy, is rewritten from a good source like a missing one (a node keeps
+  an intact copy against other bytes unless the write names that copy's
+  CRC32C, which repair does for the divergent copies it found).
 
 Chunks whose copies are all present are not verified by repair (that would
 read every chunk every run): rot there is found by reads (read repair) and
@@ -112,7 +120,7 @@ zones, ``replication_factor`` and ``placement_strategy``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +157,7 @@ class RepairReport:
     trims_unconfirmed: int = 0  # chunks not trimmed: a placement copy was missing, corrupt or divergent
     copies_damaged: int = 0  # copies found corrupt or divergent (then rewritten when a good source exists)
     copies_disputed: int = 0  # chunks whose copies disagree without a majority: neither copied nor trimmed
+    disputes_resolved: int = 0  # chunks whose copies disagree, settled by the CRC32C their record lists
     trims_truncated: bool = False  # max_trims reached
     trim_skipped: str | None = None  # why this run trimmed nothing at all, if it could not
 
@@ -182,6 +191,9 @@ class Repairer:
         # Set by the server when several may share the store: only the
         # holder of this deployment-wide lease repairs (lightningstor.core.leases).
         self.lease: Lease | None = None
+        # Set by the server: Deferred[(length, CRC32C) | None] that a record
+        # lists for a chunk id (lightningstor.core.chunkindex.recorded).
+        self.recorded: Callable[[str], defer.Deferred[Any]] | None = None
 
     def start(self) -> None:
         if not self._loop.running:
@@ -255,7 +267,7 @@ class Repairer:
                 report.truncated = True
                 continue
             survey = yield self._survey(chunk_id, have)
-            agreed = _agreed(survey)
+            agreed = yield self._agree(chunk_id, survey, report)
             if agreed is None:
                 self._disputed(chunk_id, survey, report)
                 continue
@@ -264,7 +276,7 @@ class Repairer:
             # A damaged copy where one is wanted is rewritten like a missing one.
             targets += [n for n in damaged if (home is None or n in home) and n not in full]
             sources = {n for n in have if survey[n] == agreed}
-            done = yield self._copy(chunk_id, sources, targets, full, agreed)
+            done = yield self._copy(chunk_id, sources, targets, full, agreed, _divergent(survey))
             if done:
                 received[chunk_id] = done
             if len(done) == len(targets):
@@ -286,7 +298,7 @@ class Repairer:
         if report.copies_damaged or report.copies_disputed:
             log.warn(
                 "Chunk repair: {damaged} corrupt or divergent copies found, {disputed} chunks whose copies "
-                "disagree without a majority (left to reads and scrub, which check the object records)",
+                "disagree without a majority or record to settle it (left to reads and scrub)",
                 damaged=report.copies_damaged,
                 disputed=report.copies_disputed,
             )
@@ -339,6 +351,35 @@ class Repairer:
                          chunk_id=chunk_id, node=node.address, error=value.value)
         return survey
 
+    @defer.inlineCallbacks
+    def _agree(self, chunk_id: str, survey: Mapping[NodeAddress, Any], report: RepairReport) -> Any:
+        """Deferred[(length, CRC32C) | None]: the copy to keep and copy.
+
+        When the copies that passed their check disagree and the chunk's
+        record is known, the record's; None if no copy matches it.  Else
+        the strict majority's (:func:`_agreed`).  The record is looked up
+        only for a disagreement: a metadata read per surveyed chunk would
+        cost a large re-replication (a replaced disk) for nothing.
+        """
+        held = {value for value in survey.values() if isinstance(value, tuple)}
+        if len(held) > 1 and self.recorded is not None:
+            try:
+                expected = yield self.recorded(chunk_id)
+            except Exception as e:
+                log.warn("Repair: cannot read the record of chunk {chunk_id}: {error}", chunk_id=chunk_id, error=e)
+                expected = None
+            if expected is not None:
+                expected = tuple(expected)
+                if expected not in held:
+                    log.warn("Repair: no copy of chunk {chunk_id} holds the {what} its record lists",
+                             chunk_id=chunk_id, what=_describe(expected))
+                    return None
+                log.info("Repair: the copies of chunk {chunk_id} disagree; keeping the one its record lists "
+                         "({what})", chunk_id=chunk_id, what=_describe(expected))
+                report.disputes_resolved += 1
+                return expected
+        return _agreed(survey)
+
     def _disputed(self, chunk_id: str, survey: Mapping[NodeAddress, Any], report: RepairReport) -> None:
         report.copies_disputed += 1
         found = ", ".join(f"{node.address}={_describe(value)}" for node, value in survey.items())
@@ -353,12 +394,15 @@ class Repairer:
         targets: list[NodeAddress],
         full: set[NodeAddress],
         agreed: tuple[int, int],
+        divergent: Mapping[NodeAddress, int] | None = None,
     ) -> Any:
         """Read ``chunk_id`` from a source whose copy has the ``agreed``
         (length, CRC32C), checking the bytes against it, and write it to
         ``targets`` (which check them again); Deferred[set] of the targets
         that now hold it.  Targets that refuse for lack of space are added
-        to ``full``."""
+        to ``full``.  ``divergent``: the CRC32C of the intact but wrong copy
+        a target holds, which the node replaces only when named (a node
+        keeps an intact copy otherwise, see lightningstor.node.servicer)."""
         size, checksum = agreed
         data = None
         for source in sorted(sources, key=lambda node: node.address):
@@ -371,7 +415,9 @@ class Repairer:
         if data is None:
             return set()
         results = yield defer.DeferredList(
-            [self.backend.call(target, "put", chunk_id, data, checksum) for target in targets], consumeErrors=True
+            [self.backend.call(target, "put", chunk_id, data, checksum, (divergent or {}).get(target))
+             for target in targets],
+            consumeErrors=True,
         )
         done: set[NodeAddress] = set()
         for target, (ok, value) in zip(targets, results, strict=True):
@@ -451,7 +497,7 @@ class Repairer:
         from a good copy when there is an agreed one (this run trims nothing
         of that chunk: the next runs check again)."""
         survey = yield self._survey(chunk_id, home | have)
-        agreed = _agreed(survey)
+        agreed = yield self._agree(chunk_id, survey, report)
         if agreed is None:
             self._disputed(chunk_id, survey, report)
             return False
@@ -467,7 +513,7 @@ class Repairer:
         report.copies_damaged += len(damaged)
         if damaged:
             sources = {node for node, value in survey.items() if value == agreed}
-            done = yield self._copy(chunk_id, sources, damaged, set(), agreed)
+            done = yield self._copy(chunk_id, sources, damaged, set(), agreed, _divergent(survey))
             if len(done) == len(damaged):
                 report.copies_made += 1
             else:
@@ -515,6 +561,12 @@ def _agreed(survey: Mapping[NodeAddress, Any]) -> tuple[int, int] | None:
 def _damaged(value: Any, agreed: tuple[int, int]) -> bool:
     """A copy that failed its check or holds other bytes than ``agreed``."""
     return value == _CORRUPT or (isinstance(value, tuple) and value != agreed)
+
+
+def _divergent(survey: Mapping[NodeAddress, Any]) -> dict[NodeAddress, int]:
+    """The CRC32C of each copy that passed its check (for ``_copy``: only
+    the damaged targets among them are rewritten)."""
+    return {node: value[1] for node, value in survey.items() if isinstance(value, tuple)}
 
 
 def _describe(value: Any, agreed: tuple[int, int] | None = None) -> str:

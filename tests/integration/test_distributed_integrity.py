@@ -30,6 +30,7 @@ from lightningstor.checksums import crc32c
 from lightningstor.node.gen import lightningstor_node_pb2 as pb
 from lightningstor.storage import placement
 from lightningstor.storage.distributed import parse_node
+from lightningstor.storage.local import LocalFsBackend, _ChunkFile
 from lightningstor.storage.placement import NodeAddress
 from tests.integration.cluster import NodeProcess, api_server, distributed_config, make_nodes
 from tests.integration.conftest import make_client
@@ -73,9 +74,18 @@ def _rot(node: NodeProcess, chunk_id: str) -> None:
 
 
 def _diverge(node: NodeProcess, chunk_id: str, good: bytes) -> None:
+    """Replace the node's copy, on its disk behind its back, with other bytes
+    in a well-formed chunk file (block CRCs computed over the wrong bytes):
+    the node's own checks pass.  A PutChunk cannot do this any more: the
+    node keeps an intact copy (lightningstor.node.servicer)."""
     bad = bytearray(good)
     bad[0:16] = b"WRONG-BYTES-HERE"
-    _put_raw(node, chunk_id, bytes(bad))
+    path = next((node.data_dir / "chunks").rglob(chunk_id))
+    scratch = LocalFsBackend(str(node.data_dir / "scratch"), None, None, shard_depth=0, fsync=False)  # type: ignore[arg-type]
+    writer = _ChunkFile(scratch, chunk_id)
+    writer.append(bytes(bad))
+    writer.commit()
+    os.replace(node.data_dir / "scratch" / "chunks" / chunk_id, path)
 
 
 def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -188,9 +198,9 @@ def test_repair_after_expansion_never_keeps_a_damaged_copy_over_a_good_one(
         return copies[stay] == good and copies[2] == good and copies[leave] == "NOT_FOUND"
 
     if damage == "divergent":
-        # Two copies that disagree: repair cannot tell which is right and
-        # leaves both alone; a read, which checks the object's record,
-        # serves the good one and rewrites the other.
+        # Two copies that disagree: repair keeps the one the object's record
+        # lists; a read, which checks the record too, serves the good one
+        # whether or not repair got there first.
         time.sleep(1.5)
         healed()
         assert s3.get_object(Bucket="grow", Key=key)["Body"].read() == good
@@ -200,6 +210,41 @@ def test_repair_after_expansion_never_keeps_a_damaged_copy_over_a_good_one(
     nodes[2].stop()  # one node failure: every object is still whole
     for k, body in bodies.items():
         assert s3.get_object(Bucket="grow", Key=k)["Body"].read() == body, k
+
+
+def test_repair_keeps_the_copy_the_record_lists_when_two_copies_disagree(
+    tmp_path: Path, started: list[Any]
+) -> None:
+    """Three copies of a chunk: one lost, one divergent (other bytes with
+    valid node CRCs, written on the node's disk behind its back), one good.
+    The two copies left disagree one against one, so no majority tells them
+    apart; repair reads the CRC32C the object's record lists (through the
+    chunk index) and copies the good one over the divergent copy and to
+    the node that lost it, without any read of the object."""
+    nodes = make_nodes(tmp_path, 3)
+    for node in nodes:
+        started.append(node.start())
+    server = api_server(tmp_path, distributed_config(nodes, repair_interval_seconds=0.5, replication_factor=3,
+                                                     placement_strategy="consistent_hash"))
+    started.append(server.start())
+    s3: Any = make_client(server.endpoint)
+    s3.create_bucket(Bucket="disagree")
+    good = os.urandom(200 * KiB)  # one chunk
+    s3.put_object(Bucket="disagree", Key="k", Body=good)
+    # Acknowledged at two copies: let the third land before damaging them.
+    _wait(lambda: all(len(node.chunk_ids()) == 1 for node in nodes), 10, "every node holds the chunk")
+    (chunk_id,) = nodes[0].chunk_ids()
+    _diverge(nodes[1], chunk_id, good)
+    channel, stub = nodes[2].stub()
+    with channel:
+        assert stub.DeleteChunk(pb.DeleteChunkRequest(chunk_id=chunk_id), timeout=10).existed
+    assert _get(nodes[1], chunk_id) not in (good, "DATA_LOSS")
+
+    _wait(lambda: all(_get(node, chunk_id) == good for node in nodes), 20,
+          "repair restores the good copy on every node")
+    assert any("keeping the one its record lists" in line for line in server.output)
+    assert not any("Read repair" in line for line in server.output)
+    assert s3.get_object(Bucket="disagree", Key="k")["Body"].read() == good
 
 
 # -- reads never serve a divergent copy ------------------------------------------------------

@@ -31,6 +31,8 @@ SPEC_METRICS = {  # SPEC §10.2: family name -> (type, label names)
 
 # Families registered only once there is something to count (metrics.py).
 LAZY_METRICS = {
+    "lightningstor_storage_read_repairs": ("counter", {"node"}),  # distributed backend only
+    "lightningstor_storage_node_suspect": ("gauge", {"node"}),
     "lightningstor_scrub_errors": ("counter", {"kind"}),
     "lightningstor_grpc_requests": ("counter", {"method", "code"}),
     "lightningstor_grpc_request_duration_seconds": ("histogram", {"method"}),

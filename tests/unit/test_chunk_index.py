@@ -303,3 +303,25 @@ def test_hints_name_their_holders() -> None:
     assert chunkindex.is_legacy(legacy) and chunkindex.names_holder(legacy, legacy)
     assert chunkindex.decode_hint(b"not json") is None
     assert chunkindex.hint_time_ms(legacy) is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_recorded_finds_the_length_and_crc_a_record_lists(core: Core) -> None:
+    """What chunk repair asks when replicas disagree: the (length, CRC32C)
+    that the record an entry leads to lists, for a current object with a
+    paged chunk list, a noncurrent version and an open upload's part; None
+    without an entry or when no record lists the chunk any more."""
+    core.objects.chunks_per_record = 4  # a 10-chunk object is paged
+    bucket = yield core.buckets.create(ALICE, "rec")
+    bucket = yield core.set_bucket_versioning(bucket, "Enabled")
+    old = yield put_object(core, bucket, "k", os.urandom(3 * CHUNK + 100))
+    paged = yield put_object(core, bucket, "k", os.urandom(10 * CHUNK))
+    upload = yield core.multipart.create(bucket, "open", PutAttrs(), initiator=ALICE)
+    part = yield put_part(core, upload, 2, os.urandom(2 * CHUNK))
+    pages = yield core.store.scan(keys.MANIFESTS, prefix_end(keys.MANIFESTS))
+    assert pages, "the 10-chunk object's list is not paged"
+    for ref in [old.chunks[-1], paged.chunks[7], part.chunks[0]]:
+        assert (yield chunkindex.recorded(core.store, ref.chunk_id)) == (ref.size, ref.checksum)
+    assert (yield chunkindex.recorded(core.store, "ab" * 16)) is None
+    yield core.store.txn([], [Put(keys.chunk_key("cd" * 16), chunkindex.object_hint(bucket.bucket_id, "k", 1))])
+    assert (yield chunkindex.recorded(core.store, "cd" * 16)) is None

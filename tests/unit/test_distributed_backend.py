@@ -166,7 +166,7 @@ class FakeNode:
             raise NodeUnavailable(f"node {self.node.address}: UNAVAILABLE")
         return blockingCallFromThread(self.reactor, f, *args)
 
-    def put(self, chunk_id: str, data: bytes, checksum: int | None = None) -> None:
+    def put(self, chunk_id: str, data: bytes, checksum: int | None = None, replace: int | None = None) -> None:
         # Like a node: bytes that do not match the writer's CRC are refused.
         if checksum is not None and crc32c(data) != checksum:
             self._call(lambda: None)  # counted and refused like a call

@@ -39,7 +39,7 @@ class FullableNode(FakeNode):
 
     full = False
 
-    def put(self, chunk_id: str, data: bytes, checksum: int | None = None) -> None:
+    def put(self, chunk_id: str, data: bytes, checksum: int | None = None, replace: int | None = None) -> None:
         if self.full:
             with self._lock:
                 self.calls += 1

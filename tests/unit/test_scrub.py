@@ -125,7 +125,8 @@ async def test_crc_mismatch_with_metadata_is_corrupt(stores: Stores) -> None:
 async def test_index_is_audited_both_ways(stores: Stores) -> None:
     """A referenced chunk without an index entry (the collector would delete it)
     and an entry that leads elsewhere are index problems; an entry no record
-    lists (a commit still to come, or a delete's leftover) is only counted."""
+    lists (a commit still to come, or a delete's leftover) is only counted.
+    The missing entry is written again, so the next pass finds it."""
     (unindexed,) = await stores.put_object("k", [100], index=False)
     (kept,) = await stores.put_object("j", [100])
     (misled,) = await stores.put_object("m", [100])
@@ -136,6 +137,11 @@ async def test_index_is_audited_both_ways(stores: Stores) -> None:
         [(INDEX, unindexed.chunk_id), (INDEX, misled.chunk_id)]
     )
     assert report.unreferenced_entries == 1
+    assert report.index_entries_recreated == 1
+    entry = await stores.store.get(keys.chunk_key(unindexed.chunk_id))
+    assert entry is not None and chunkindex.names_holder(entry.value, keys.object_key("b" * 32, "k"))
+    again = await scrub(stores.store, stores.backend)
+    assert [(p.kind, p.chunk_id) for p in again.problems] == [(INDEX, misled.chunk_id)]
 
 
 @pytest_twisted.ensureDeferred

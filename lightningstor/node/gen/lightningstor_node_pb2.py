@@ -25,47 +25,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lightningstor_node.proto\x12\x15lightningstor.node.v1\"c\n\x0fPutChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\r\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x12\n\nhas_crc32c\x18\x05 \x01(\x08\" \n\x10PutChunkResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\"W\n\x0fGetChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nhas_length\x18\x04 \x01(\x08\"b\n\x10GetChunkResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nchunk_size\x18\x02 \x01(\x04\x12\x14\n\x0c\x63hunk_crc32c\x18\x03 \x01(\r\x12\x16\n\x0ehas_chunk_info\x18\x04 \x01(\x08\"&\n\x12\x44\x65leteChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\"&\n\x13\x44\x65leteChunkResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"#\n\x0fHasChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\"\"\n\x10HasChunkResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"&\n\x12VerifyChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\"3\n\x13VerifyChunkResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x02 \x01(\r\"7\n\x11ListChunksRequest\x12\x13\n\x0bstart_after\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"@\n\nChunkEntry\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\"a\n\x12ListChunksResponse\x12\x31\n\x06\x63hunks\x18\x01 \x03(\x0b\x32!.lightningstor.node.v1.ChunkEntry\x12\x18\n\x10next_start_after\x18\x02 \x01(\t\"\r\n\x0bStatRequest\"\x94\x01\n\x0cStatResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x12\n\nfree_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x04\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x07 \x01(\x04\"\x0f\n\rHealthRequest\"1\n\x0eHealthResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\x80\x06\n\x0c\x43hunkService\x12]\n\x08PutChunk\x12&.lightningstor.node.v1.PutChunkRequest\x1a\'.lightningstor.node.v1.PutChunkResponse(\x01\x12]\n\x08GetChunk\x12&.lightningstor.node.v1.GetChunkRequest\x1a\'.lightningstor.node.v1.GetChunkResponse0\x01\x12\x64\n\x0b\x44\x65leteChunk\x12).lightningstor.node.v1.DeleteChunkRequest\x1a*.lightningstor.node.v1.DeleteChunkResponse\x12[\n\x08HasChunk\x12&.lightningstor.node.v1.HasChunkRequest\x1a\'.lightningstor.node.v1.HasChunkResponse\x12\x64\n\x0bVerifyChunk\x12).lightningstor.node.v1.VerifyChunkRequest\x1a*.lightningstor.node.v1.VerifyChunkResponse\x12\x61\n\nListChunks\x12(.lightningstor.node.v1.ListChunksRequest\x1a).lightningstor.node.v1.ListChunksResponse\x12O\n\x04Stat\x12\".lightningstor.node.v1.StatRequest\x1a#.lightningstor.node.v1.StatResponse\x12U\n\x06Health\x12$.lightningstor.node.v1.HealthRequest\x1a%.lightningstor.node.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lightningstor_node.proto\x12\x15lightningstor.node.v1\"\x97\x01\n\x0fPutChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\r\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x12\n\nhas_crc32c\x18\x05 \x01(\x08\x12\x16\n\x0ereplace_crc32c\x18\x06 \x01(\r\x12\x1a\n\x12has_replace_crc32c\x18\x07 \x01(\x08\" \n\x10PutChunkResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\"W\n\x0fGetChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nhas_length\x18\x04 \x01(\x08\"b\n\x10GetChunkResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nchunk_size\x18\x02 \x01(\x04\x12\x14\n\x0c\x63hunk_crc32c\x18\x03 \x01(\r\x12\x16\n\x0ehas_chunk_info\x18\x04 \x01(\x08\"&\n\x12\x44\x65leteChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\"&\n\x13\x44\x65leteChunkResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"#\n\x0fHasChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\"\"\n\x10HasChunkResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"&\n\x12VerifyChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\"3\n\x13VerifyChunkResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x02 \x01(\r\"7\n\x11ListChunksRequest\x12\x13\n\x0bstart_after\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"@\n\nChunkEntry\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\"a\n\x12ListChunksResponse\x12\x31\n\x06\x63hunks\x18\x01 \x03(\x0b\x32!.lightningstor.node.v1.ChunkEntry\x12\x18\n\x10next_start_after\x18\x02 \x01(\t\"\r\n\x0bStatRequest\"\x94\x01\n\x0cStatResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x12\n\nfree_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x04\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x07 \x01(\x04\"\x0f\n\rHealthRequest\"1\n\x0eHealthResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\x80\x06\n\x0c\x43hunkService\x12]\n\x08PutChunk\x12&.lightningstor.node.v1.PutChunkRequest\x1a\'.lightningstor.node.v1.PutChunkResponse(\x01\x12]\n\x08GetChunk\x12&.lightningstor.node.v1.GetChunkRequest\x1a\'.lightningstor.node.v1.GetChunkResponse0\x01\x12\x64\n\x0b\x44\x65leteChunk\x12).lightningstor.node.v1.DeleteChunkRequest\x1a*.lightningstor.node.v1.DeleteChunkResponse\x12[\n\x08HasChunk\x12&.lightningstor.node.v1.HasChunkRequest\x1a\'.lightningstor.node.v1.HasChunkResponse\x12\x64\n\x0bVerifyChunk\x12).lightningstor.node.v1.VerifyChunkRequest\x1a*.lightningstor.node.v1.VerifyChunkResponse\x12\x61\n\nListChunks\x12(.lightningstor.node.v1.ListChunksRequest\x1a).lightningstor.node.v1.ListChunksResponse\x12O\n\x04Stat\x12\".lightningstor.node.v1.StatRequest\x1a#.lightningstor.node.v1.StatResponse\x12U\n\x06Health\x12$.lightningstor.node.v1.HealthRequest\x1a%.lightningstor.node.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lightningstor_node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUTCHUNKREQUEST']._serialized_start=51
-  _globals['_PUTCHUNKREQUEST']._serialized_end=150
-  _globals['_PUTCHUNKRESPONSE']._serialized_start=152
-  _globals['_PUTCHUNKRESPONSE']._serialized_end=184
-  _globals['_GETCHUNKREQUEST']._serialized_start=186
-  _globals['_GETCHUNKREQUEST']._serialized_end=273
-  _globals['_GETCHUNKRESPONSE']._serialized_start=275
-  _globals['_GETCHUNKRESPONSE']._serialized_end=373
-  _globals['_DELETECHUNKREQUEST']._serialized_start=375
-  _globals['_DELETECHUNKREQUEST']._serialized_end=413
-  _globals['_DELETECHUNKRESPONSE']._serialized_start=415
-  _globals['_DELETECHUNKRESPONSE']._serialized_end=453
-  _globals['_HASCHUNKREQUEST']._serialized_start=455
-  _globals['_HASCHUNKREQUEST']._serialized_end=490
-  _globals['_HASCHUNKRESPONSE']._serialized_start=492
-  _globals['_HASCHUNKRESPONSE']._serialized_end=526
-  _globals['_VERIFYCHUNKREQUEST']._serialized_start=528
-  _globals['_VERIFYCHUNKREQUEST']._serialized_end=566
-  _globals['_VERIFYCHUNKRESPONSE']._serialized_start=568
-  _globals['_VERIFYCHUNKRESPONSE']._serialized_end=619
-  _globals['_LISTCHUNKSREQUEST']._serialized_start=621
-  _globals['_LISTCHUNKSREQUEST']._serialized_end=676
-  _globals['_CHUNKENTRY']._serialized_start=678
-  _globals['_CHUNKENTRY']._serialized_end=742
-  _globals['_LISTCHUNKSRESPONSE']._serialized_start=744
-  _globals['_LISTCHUNKSRESPONSE']._serialized_end=841
-  _globals['_STATREQUEST']._serialized_start=843
-  _globals['_STATREQUEST']._serialized_end=856
-  _globals['_STATRESPONSE']._serialized_start=859
-  _globals['_STATRESPONSE']._serialized_end=1007
-  _globals['_HEALTHREQUEST']._serialized_start=1009
-  _globals['_HEALTHREQUEST']._serialized_end=1024
-  _globals['_HEALTHRESPONSE']._serialized_start=1026
-  _globals['_HEALTHRESPONSE']._serialized_end=1075
-  _globals['_CHUNKSERVICE']._serialized_start=1078
-  _globals['_CHUNKSERVICE']._serialized_end=1846
+  _globals['_PUTCHUNKREQUEST']._serialized_start=52
+  _globals['_PUTCHUNKREQUEST']._serialized_end=203
+  _globals['_PUTCHUNKRESPONSE']._serialized_start=205
+  _globals['_PUTCHUNKRESPONSE']._serialized_end=237
+  _globals['_GETCHUNKREQUEST']._serialized_start=239
+  _globals['_GETCHUNKREQUEST']._serialized_end=326
+  _globals['_GETCHUNKRESPONSE']._serialized_start=328
+  _globals['_GETCHUNKRESPONSE']._serialized_end=426
+  _globals['_DELETECHUNKREQUEST']._serialized_start=428
+  _globals['_DELETECHUNKREQUEST']._serialized_end=466
+  _globals['_DELETECHUNKRESPONSE']._serialized_start=468
+  _globals['_DELETECHUNKRESPONSE']._serialized_end=506
+  _globals['_HASCHUNKREQUEST']._serialized_start=508
+  _globals['_HASCHUNKREQUEST']._serialized_end=543
+  _globals['_HASCHUNKRESPONSE']._serialized_start=545
+  _globals['_HASCHUNKRESPONSE']._serialized_end=579
+  _globals['_VERIFYCHUNKREQUEST']._serialized_start=581
+  _globals['_VERIFYCHUNKREQUEST']._serialized_end=619
+  _globals['_VERIFYCHUNKRESPONSE']._serialized_start=621
+  _globals['_VERIFYCHUNKRESPONSE']._serialized_end=672
+  _globals['_LISTCHUNKSREQUEST']._serialized_start=674
+  _globals['_LISTCHUNKSREQUEST']._serialized_end=729
+  _globals['_CHUNKENTRY']._serialized_start=731
+  _globals['_CHUNKENTRY']._serialized_end=795
+  _globals['_LISTCHUNKSRESPONSE']._serialized_start=797
+  _globals['_LISTCHUNKSRESPONSE']._serialized_end=894
+  _globals['_STATREQUEST']._serialized_start=896
+  _globals['_STATREQUEST']._serialized_end=909
+  _globals['_STATRESPONSE']._serialized_start=912
+  _globals['_STATRESPONSE']._serialized_end=1060
+  _globals['_HEALTHREQUEST']._serialized_start=1062
+  _globals['_HEALTHREQUEST']._serialized_end=1077
+  _globals['_HEALTHRESPONSE']._serialized_start=1079
+  _globals['_HEALTHRESPONSE']._serialized_end=1128
+  _globals['_CHUNKSERVICE']._serialized_start=1131
+  _globals['_CHUNKSERVICE']._serialized_end=1899
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PutChunkRequest(_message.Message):
-    __slots__ = ("chunk_id", "data", "crc32c", "size", "has_crc32c")
+    __slots__ = ("chunk_id", "data", "crc32c", "size", "has_crc32c", "replace_crc32c", "has_replace_crc32c")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CRC32C_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     HAS_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    HAS_REPLACE_CRC32C_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     data: bytes
     crc32c: int
     size: int
     has_crc32c: bool
-    def __init__(self, chunk_id: _Optional[str] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., size: _Optional[int] = ..., has_crc32c: _Optional[bool] = ...) -> None: ...
+    replace_crc32c: int
+    has_replace_crc32c: bool
+    def __init__(self, chunk_id: _Optional[str] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., size: _Optional[int] = ..., has_crc32c: _Optional[bool] = ..., replace_crc32c: _Optional[int] = ..., has_replace_crc32c: _Optional[bool] = ...) -> None: ...
 
 class PutChunkResponse(_message.Message):
     __slots__ = ("size",)
