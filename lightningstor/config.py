@@ -67,8 +67,9 @@ TiB = 1024 * GiB
 # the per-principal call cap must stay below it.
 GRPC_HANDLER_THREADS = 16
 # The most ``limits.max_write_seconds`` may be: half the orphan collector's
-# grace period (lightningstor.core.collector.GRACE_SECONDS, 24 h), leaving
-# the other half for the commit that follows the last chunk.
+# default grace period (lightningstor.core.collector.GRACE_SECONDS, 24 h),
+# leaving the other half for the commit that follows the last chunk.  With
+# ``[collector] grace_seconds`` set, half of that is the bound instead.
 MAX_WRITE_SECONDS_LIMIT = 12 * 3600
 
 DEFAULT_DATA_DIR = "/var/lib/lightningstor"
@@ -324,6 +325,19 @@ class LifecycleSettings:
 
 
 @dataclass(frozen=True)
+class CollectorSettings:
+    """``[collector]``: the orphan collector (lightningstor.core.collector).
+    A chunk no record references is deleted once the collector has seen it
+    unreferenced for ``grace_seconds`` of its own observed time, across at
+    least two passes ``interval_seconds`` apart.  ``limits.max_write_seconds``
+    must be at most half the grace, or a write in flight could lose its
+    chunks; short values are for tests."""
+
+    interval_seconds: float = 3600.0
+    grace_seconds: float = 86400.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated, merged configuration.  Build it with :func:`load_settings`."""
 
@@ -339,6 +353,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-friendly copy (dicts, lists, scalars) for plugins
@@ -1021,10 +1036,36 @@ def _read_lifecycle(t: _Table) -> LifecycleSettings:
     return settings
 
 
+def _read_collector(t: _Table) -> CollectorSettings:
+    d = CollectorSettings()
+    settings = CollectorSettings(
+        interval_seconds=t.get("interval_seconds", d.interval_seconds, _float(1, 86400)),
+        grace_seconds=t.get("grace_seconds", d.grace_seconds, _float(2, 366 * 86400)),
+    )
+    t.finish()
+    return settings
+
+
+def _check_write_bound(limits: _Table, collector: _Table, settings: Settings) -> None:
+    """``limits.max_write_seconds`` at most half ``collector.grace_seconds``:
+    a write's chunks are unreferenced until its commit, and the collector
+    deletes what stays unreferenced for the grace period."""
+    if not (limits.valid("max_write_seconds") and collector.valid("grace_seconds")):
+        return
+    grace = settings.collector.grace_seconds
+    if settings.limits.max_write_seconds > grace / 2:
+        limits.problem(
+            "max_write_seconds",
+            f"{settings.limits.max_write_seconds} is more than half of collector.grace_seconds ({grace:g}): "
+            "the collector could delete the chunks of a write in flight",
+        )
+
+
 def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
     problems: list[str] = []
     root = _Table("", raw, problems, sources)
     data_dir = root.get("data_dir", DEFAULT_DATA_DIR, _path)
+    limits, collector = root.section("limits"), root.section("collector")
     settings = Settings(
         data_dir=data_dir,
         config_file=config_file,
@@ -1033,12 +1074,14 @@ def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str 
         storage=_read_storage(root.section("storage"), data_dir),
         iam=_read_iam(root.section("iam")),
         s3=_read_s3(root.section("s3")),
-        limits=_read_limits(root.section("limits")),
+        limits=_read_limits(limits),
         logging=_read_logging(root.section("logging")),
         security=_read_security(root.section("security"), data_dir),
         audit=_read_audit(root.section("audit"), data_dir),
         lifecycle=_read_lifecycle(root.section("lifecycle")),
+        collector=_read_collector(collector),
     )
+    _check_write_bound(limits, collector, settings)
     root.finish()
     if problems:
         raise ConfigProblems(problems)

@@ -390,7 +390,11 @@ def _assemble(
     leases = JobLeases(store, settings.server.s3_addr, reactor)
     if primary:
         # Its grace period is measured on a clock that never jumps (core/collector.py).
-        leases.periodic(CollectorService(store, backend, time.monotonic, reactor), "collector").setServiceParent(top)
+        collector = CollectorService(
+            store, backend, time.monotonic, reactor,
+            interval_seconds=settings.collector.interval_seconds, grace_seconds=settings.collector.grace_seconds,
+        )  # fmt: skip
+        leases.periodic(collector, "collector").setServiceParent(top)
         # Folds usage deltas (core/quotas.py) so usage reads stay short.
         leases.periodic(UsageFoldService(core.quotas, reactor), "usage-fold").setServiceParent(top)
         leases.periodic(

@@ -14,17 +14,19 @@ still in flight are unreferenced too, until its commit.  Comparing a chunk's
 file time (a storage node's clock) or an entry's write time (the writing
 server's clock) with the collector's wall clock would delete them whenever
 those clocks disagree by more than the grace period.  Instead the collector
-remembers, in :class:`Sightings`, when *it* first saw each chunk, entry and
-manifest unreferenced (a monotonic clock in the server), and removes it
-only once it has stayed unreferenced for ``grace_seconds`` on that clock,
-across at least two passes.  Writes end or give up within
-``limits.max_write_seconds`` (storage/chunks.py), which configuration keeps
-at most half the grace, so a write's chunks are referenced or abandoned
-before the collector may take them.
+remembers, in its sightings (core/sightings.py), when *it* first saw each
+chunk, entry and manifest unreferenced, and removes it only once it has
+stayed unreferenced for ``grace_seconds`` on that clock, across at least
+two passes.  Writes end or give up within ``limits.max_write_seconds``
+(storage/chunks.py), which configuration keeps at most half the grace, so a
+write's chunks are referenced or abandoned before the collector may take
+them.
 
-Sightings live in memory: a restart, or the job's lease moving to another
-server, starts them afresh, which only delays deletion.  They hold only what
-the last pass saw unreferenced.
+The server's sightings are kept in the metadata store, on a logical clock
+that adds up only the time its passes observed (core/sightings.py): age
+accumulates across restarts and across servers taking the job's lease over,
+and downtime never counts.  They hold only what the last pass saw
+unreferenced.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor.core import chunkindex, keys, manifests, scans
+from lightningstor.core.sightings import SharedSightings, Sightings
 from lightningstor.interfaces.metadata import Delete, DeleteRange, IMetadataStore, KeyValue, prefix_end
 from lightningstor.interfaces.storage import IStorageBackend
 from lightningstor.periodic import PeriodicService
@@ -45,44 +48,6 @@ _INDEX_PAGE = 500
 # How long something must stay unreferenced, on the collector's clock,
 # before it is removed.  ``limits.max_write_seconds`` may be at most half of it.
 GRACE_SECONDS = 24 * 3600.0
-
-
-class Sightings:
-    """When the collector first saw each chunk, entry and manifest
-    unreferenced, on its own clock.
-
-    A pass calls :meth:`begin`, reports each unreferenced thing it meets
-    (:meth:`aged`) and calls :meth:`end`; what it did not report (it is
-    referenced now, or gone) is forgotten then, so the state never holds
-    more than the last pass saw unreferenced.
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], float] = {}
-        self._now = 0.0
-        self._grace = 0.0
-        self._next: dict[tuple[str, str], float] = {}
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def begin(self, now: float, grace_seconds: float) -> None:
-        self._now, self._grace = now, grace_seconds
-        self._next = {}
-
-    def aged(self, kind: str, name: str) -> bool:
-        """Record that ``name`` (of ``kind``: chunk, entry, manifest) is
-        unreferenced now; whether it has been so for the grace period."""
-        first = self._seen.get((kind, name), self._now)
-        self._next[(kind, name)] = first
-        return self._now - first >= self._grace
-
-    def removed(self, kind: str, name: str) -> None:
-        """``name`` was removed: nothing to remember."""
-        self._next.pop((kind, name), None)
-
-    def end(self) -> None:
-        self._seen, self._next = self._next, {}
 
 
 @inlineCallbacks
@@ -102,7 +67,7 @@ def collect_orphans(
     safe only while no server is writing.
     """
     seen = sightings if sightings is not None else Sightings()
-    seen.begin(now, grace_seconds)
+    yield seen.begin(now, grace_seconds)
     # Pages of commits that never happened first: their chunks are then
     # unreferenced below in the same pass.
     pages = yield _drop_orphaned_manifests(store, seen)
@@ -125,7 +90,7 @@ def collect_orphans(
         if deleted:
             removed += 1
     stale = yield _drop_stale_entries(store, {info.chunk_id for info in infos}, seen, cache)
-    seen.end()
+    yield seen.end()
     if removed or stale or pages:
         log.info(
             "Collected {n} orphaned chunks, {e} stale index entries and {m} orphaned manifests",
@@ -194,7 +159,8 @@ def _drop_stale_entries(
 
 class CollectorService(PeriodicService):
     """Runs :func:`collect_orphans` periodically (first run one interval
-    after start), keeping its :class:`Sightings` from pass to pass.
+    after start), its sightings shared through the metadata store
+    (:class:`~lightningstor.core.sightings.SharedSightings`).
 
     ``clock`` must not jump (``time.monotonic``): deletion waits for the
     grace period measured on it.
@@ -217,7 +183,7 @@ class CollectorService(PeriodicService):
         self.backend = backend
         self.clock = clock
         self.grace_seconds = grace_seconds
-        self.sightings = Sightings()
+        self.sightings: Sightings = SharedSightings(store)
 
     def run_once(self) -> Any:
         return collect_orphans(self.store, self.backend, self.clock(), self.grace_seconds, self.sightings)

@@ -260,3 +260,17 @@ def quota_epoch_key(org_id: str) -> bytes:
     """Bumped with every change to a limit record of the org (its own, its
     projects', its buckets'): commits compare this one key instead of three."""
     return QUOTAS + f"epoch/{org_id}".encode()
+
+
+COLLECTOR_CLOCK = ROOT + b"collector/clock"
+"""The orphan collector's shared clock (lightningstor.core.sightings): JSON
+``{clock, run, pass}``, the unreferenced time observed so far and which
+collector process made the pass that last advanced it."""
+SIGHTINGS = ROOT + b"collector/sightings/"
+"""Per chunk, index entry or manifest the collector last saw unreferenced,
+the shared clock's value when it was first seen so."""
+
+
+def sighting_key(kind: str, name: str) -> bytes:
+    """``collector/sightings/{kind}/{name}`` (kind: chunk, entry, manifest)."""
+    return SIGHTINGS + f"{kind}/{name}".encode()

@@ -381,6 +381,13 @@ BAD_VALUES = [
     # At most half the orphan collector's 24 h grace (core/collector.py).
     ('[limits]\nmax_write_seconds = 43201', "limits.max_write_seconds: must be between 1 and 43200"),
     ('[limits]\nmax_write_seconds = 0', "limits.max_write_seconds: must be between 1 and 43200"),
+    ('[collector]\ninterval_seconds = 0', "collector.interval_seconds: must be between 1 and 86400"),
+    ('[collector]\ngrace_seconds = 1', "collector.grace_seconds: must be between 2 and"),
+    # A shorter grace bounds writes more tightly: at most half of it.
+    ('[collector]\ngrace_seconds = 3600', "limits.max_write_seconds: 21600 is more than half of "
+                                           "collector.grace_seconds (3600)"),
+    ('[collector]\ngrace_seconds = 10\n[limits]\nmax_write_seconds = 6',
+     "limits.max_write_seconds: 6 is more than half of collector.grace_seconds (10)"),
     ('[logging]\nlevel = "verbose"', "logging.level: must be one of 'trace', 'debug', 'info', 'warn'"),
     ('[logging]\nformat = "xml"', "logging.format: must be one of 'text', 'json', got 'xml'"),
     ('[logging]\naccess_log = "true"', "logging.access_log: expected a boolean"),
@@ -626,3 +633,15 @@ def test_max_write_seconds_limit_leaves_the_collector_half_its_grace() -> None:
     from lightningstor.core.collector import GRACE_SECONDS
 
     assert 2 * MAX_WRITE_SECONDS_LIMIT <= GRACE_SECONDS
+
+
+def test_collector_section(tmp_path: Path) -> None:
+    """``[collector]`` defaults to an hourly pass and the 24 h grace; a short
+    grace loads with a write bound of at most half of it."""
+    from lightningstor.core.collector import GRACE_SECONDS
+
+    s = load_settings(env={})
+    assert (s.collector.interval_seconds, s.collector.grace_seconds) == (3600.0, GRACE_SECONDS)
+    path = write(tmp_path, "[collector]\ninterval_seconds = 1\ngrace_seconds = 4\n[limits]\nmax_write_seconds = 2\n")
+    s = load_settings(path, env={})
+    assert (s.collector.interval_seconds, s.collector.grace_seconds, s.limits.max_write_seconds) == (1.0, 4.0, 2)
