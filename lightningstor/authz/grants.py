@@ -21,7 +21,7 @@ from typing import Any, Callable
 from twisted.internet.defer import inlineCallbacks
 
 from lightningstor.core import keys
-from lightningstor.core.access import ACTIONS
+from lightningstor.core.access import GRANTABLE_ACTIONS
 from lightningstor.core.patterns import matches
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
 
@@ -37,8 +37,8 @@ def subject_of(principal_id: str | None = None, role: str | None = None) -> str:
 def validate_action_pattern(pattern: str) -> str:
     """An action pattern must be able to match at least one known action:
     a typo (``lightningstor:object:get``) would otherwise grant nothing, silently."""
-    if not any(matches(pattern, action) for action in ACTIONS):
-        raise ValueError(f"action {pattern!r} matches none of: {', '.join(ACTIONS)}")
+    if not any(matches(pattern, action) for action in GRANTABLE_ACTIONS):
+        raise ValueError(f"action {pattern!r} matches none of: {', '.join(GRANTABLE_ACTIONS)}")
     return pattern
 
 

@@ -3,7 +3,8 @@
 A request is allowed when, in this order:
 
 1. no **deny** grant of the principal or of one of its roles matches
-   (an explicit deny always wins, as in AWS IAM);
+   (an explicit deny always wins, as in AWS IAM; a deny of ``objects:put``
+   also refuses ``objects:put-acl``);
 2. the principal **owns** the bucket (created it): owners control their buckets;
 3. one of the principal's **roles** allows the action on a resource inside
    the principal's own scope (see :data:`ROLE_ACTIONS`);
@@ -34,12 +35,15 @@ from lightningstor.errors import ConfigError
 from lightningstor.interfaces.authorizer import AuthorizerContext, IAuthorizer, IAuthorizerFactory
 
 # What each built-in role may do inside its holder's scope.  Creating and
-# deleting buckets is an administrator's act; read-write covers all object
-# and upload work (as MinIO's ``readwrite`` does for objects).
+# deleting buckets is an administrator's act; read-write covers object and
+# upload work but not changing who may read what: objects:put-acl (making
+# an object public, or sharing it with another tenant) is the admin's and
+# the bucket owner's, as AWS keeps s3:PutObjectAcl apart from s3:PutObject.
 ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "admin": ("lightningstor:*",),
     "read-write": (
-        access.BUCKETS_GET, access.BUCKETS_LIST, "lightningstor:objects:*", "lightningstor:uploads:*",
+        access.BUCKETS_GET, access.BUCKETS_LIST, access.OBJECTS_PUT, access.OBJECTS_GET, access.OBJECTS_LIST,
+        access.OBJECTS_DELETE, access.OBJECTS_COPY, "lightningstor:uploads:*",
     ),
     "read-only": (access.BUCKETS_GET, access.BUCKETS_LIST, access.OBJECTS_GET, access.OBJECTS_LIST),
 }
@@ -72,9 +76,17 @@ def role_reaches(principal: Principal, action: str, resource: ResourceRef) -> bo
     return not (shared and action in _BUCKET_ADMINISTRATION)
 
 
+# An ACL write is a write: a deny of objects:put also refuses
+# objects:put-acl, so deny grants made before objects:put-acl existed keep
+# refusing everything they refused.
+_DENIED_WITH = {access.OBJECTS_PUT_ACL: access.OBJECTS_PUT}
+
+
 @implementer(IAuthorizer)
 class LocalAuthorizer:
     name = "local"
+    # Asked objects:put-acl itself rather than objects:put (core/access.py).
+    refined_actions = frozenset({access.OBJECTS_PUT_ACL})
 
     def __init__(self, grants: GrantStore, clock: Callable[[], float], cache_seconds: float = 5.0) -> None:
         self._grants = grants
@@ -127,7 +139,8 @@ class LocalAuthorizer:
     @staticmethod
     def _decide(principal: Principal, action: str, resource: ResourceRef, grants: list[Grant]) -> bool:
         path = resource.path
-        if any(g.effect == "deny" and g.applies(action, path) for g in grants):
+        also = _DENIED_WITH.get(action)
+        if any(g.effect == "deny" and (g.applies(action, path) or (also and g.applies(also, path))) for g in grants):
             return False
         if resource.owner and resource.owner == principal.principal_id and in_scope(principal, resource):
             return True

@@ -66,6 +66,18 @@ ACTIONS = (
     UPLOADS_CREATE, UPLOADS_COMPLETE, UPLOADS_ABORT,
 )  # fmt: skip
 
+# Writing an object's ACL (PutObjectAcl, and an ACL header on a write that
+# grants anyone but the object's and the bucket's owners): AWS's
+# s3:PutObjectAcl, apart from s3:PutObject, so that the right to write
+# objects is not the right to make them public.  The SPEC's twelve actions
+# have no such action, so only an authorizer that names it in its
+# ``refined_actions`` is asked it; every other one (aegis, whose contract is
+# the SPEC's list) is asked the SPEC action it refines, objects:put, as before.
+OBJECTS_PUT_ACL = "lightningstor:objects:put-acl"
+REFINES = {OBJECTS_PUT_ACL: OBJECTS_PUT}
+# Every action a grant of the local authorizer may name.
+GRANTABLE_ACTIONS = (*ACTIONS, OBJECTS_PUT_ACL)
+
 
 # The SPEC §7.3 action each API operation needs (S3 and gRPC share the
 # operation names), on its bucket (bucket-level operations) or on its object
@@ -74,7 +86,8 @@ ACTIONS = (
 # Ownership) takes the right to create
 # buckets: the SPEC names no separate action for it, and it is an administrator's act.  So does
 # bypassing GOVERNANCE retention (x-amz-bypass-governance-retention, asked on the object:
-# core.service.Core.may_bypass_governance).
+# core.service.Core.may_bypass_governance).  Changing an object's ACL takes
+# objects:put-acl (OBJECTS_PUT_ACL), not the right to write it.
 # CopyObject and UploadPartCopy also need ``objects:get`` on the source;
 # DeleteObjects needs ``objects:delete`` on each key it names.
 OPERATION_ACTIONS = {
@@ -120,7 +133,7 @@ OPERATION_ACTIONS = {
     "ListMultipartUploads": OBJECTS_LIST,
     "DeleteObjects": OBJECTS_DELETE,
     "PutObject": OBJECTS_PUT,
-    "PutObjectAcl": OBJECTS_PUT,
+    "PutObjectAcl": OBJECTS_PUT_ACL,
     "PutObjectTagging": OBJECTS_PUT,
     "DeleteObjectTagging": OBJECTS_PUT,
     "GetObject": OBJECTS_GET,
@@ -402,6 +415,8 @@ class AccessControl:
             # No authorizer is asked about nobody: only a bucket policy or
             # an ACL lets an anonymous request in (bucket(), allow()).
             return maybeDeferred(self._decided, False, action, resource, trail)
+        if action in REFINES and action not in getattr(self.authorizer, "refined_actions", ()):
+            action = REFINES[action]
         try:
             answer = self.authorizer.authorize(principal, action, resource)
         except Exception:

@@ -20,7 +20,10 @@ something; the S3 handlers (s3/handlers/acl.py) turn headers into ACLs with
 
 The canonical user id of S3's ACLs is the principal id (what ``Owner/ID``
 shows in listings); principals have no e-mail address here, so a grant by
-e-mail can never be resolved.
+e-mail can never be resolved.  A grant by id may name a principal of any
+tenant, so only the id's form is checked, never whether a principal holds
+it: that would tell every tenant which ids the others use
+(core.service.Core.check_grantees).
 """
 
 from __future__ import annotations
@@ -139,8 +142,7 @@ def grants(
     Without ``by_id`` only the group grants count, not ownership nor grants
     by id: for a caller inside the bucket's scope whom the authorizer
     refused, neither an object it wrote nor a grant it could have made
-    itself (PutObjectAcl needs only the right to write) may outlive a
-    revoked role (core/access.py).
+    itself may outlive a revoked role (core/access.py).
     """
     who = principal.principal_id if by_id else ""
     if who and who == acl.owner and permission in (READ_ACP, WRITE_ACP):
@@ -170,8 +172,8 @@ def requested_acl(headers: Mapping[str, str]) -> AclRequest | None:
     """The ACL ``x-amz-acl`` or the ``x-amz-grant-*`` headers ask for; None
     when the request carries neither.  Both together is 400 InvalidRequest;
     an unknown canned name is 400 InvalidArgument; a grant by e-mail is 400
-    UnresolvableGrantByEmailAddress (whether an id names a principal is
-    checked by the caller, which can read principals)."""
+    UnresolvableGrantByEmailAddress (an id's form is checked by the caller:
+    core.service.Core.check_grantees)."""
     canned = headers.get(CANNED_HEADER)
     present = [name for name in GRANT_HEADERS if name in headers]
     if canned is not None and present:
@@ -265,8 +267,16 @@ def object_owner(bucket: Bucket, writer: str, request: AclRequest | None) -> str
     return writer
 
 
+def shares(acl: Acl, *owners: str) -> bool:
+    """Whether ``acl`` grants anything to anyone but ``owners`` (a group,
+    another principal): what a write's ACL must not do without the right to
+    change ACLs (objects:put-acl, s3/handlers/acl.py).  ``private`` and the
+    bucket-owner ACLs grant only the object's and the bucket's owners."""
+    return any(g.grantee_type != CANONICAL_USER or g.grantee not in owners for g in acl.grants)
+
+
 def canonical_ids(acl: Acl) -> list[str]:
-    """The principal ids ``acl`` grants to (to check that they exist)."""
+    """The principal ids ``acl`` grants to (to check their form, and to show their names)."""
     return [g.grantee for g in acl.grants if g.grantee_type == CANONICAL_USER and g.grantee != EC2_CANONICAL_ID]
 
 

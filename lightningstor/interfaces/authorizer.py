@@ -42,8 +42,11 @@ class IAuthorizer(Interface):
 
     def authorize(principal: Any, action: str, resource: Any) -> Any:
         """Deferred[bool]: may ``principal`` (a ``core.types.Principal``) do
-        ``action`` (one of ``core.access.ACTIONS``) to ``resource`` (a
-        ``core.access.ResourceRef``)?
+        ``action`` (one of ``core.access.ACTIONS``, or of the authorizer's
+        optional ``refined_actions``: finer actions, such as
+        ``objects:put-acl``, that an authorizer without that attribute is
+        never asked, being asked the SPEC action they refine instead) to
+        ``resource`` (a ``core.access.ResourceRef``)?
 
         Fail (errback) only when no decision can be made (the IAM service is
         unreachable); the core then refuses the request, since an authorizer

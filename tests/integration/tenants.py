@@ -55,7 +55,7 @@ class AdminError(AssertionError):
 @dataclass(frozen=True)
 class Spec:
     """A principal to create: id, org, project, roles, and grants as
-    ``(actions, resources, effect)``."""
+    ``(actions, resources, effect)``; ``name`` its display name."""
 
     principal_id: str
     org: str
@@ -63,6 +63,7 @@ class Spec:
     roles: tuple[str, ...] = ()
     grants: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = ()
     expires_in: float | None = None
+    name: str = ""
 
 
 @dataclass
@@ -196,6 +197,8 @@ class Tenancy:
                 cmd += ["--project", s.project]
             for role in s.roles:
                 cmd += ["--role", role]
+            if s.name:
+                cmd += ["--name", s.name]
             commands.append(cmd)
             key = ["key", "create", s.principal_id, "--json"]
             if s.expires_in is not None:

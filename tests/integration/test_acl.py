@@ -12,6 +12,7 @@ plain HTTP).
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 import uuid
@@ -24,7 +25,8 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.integration.tenants import Identity, Spec, Tenancy, s3_clients
+from lightningstor.core import access
+from tests.integration.tenants import ACME_ALL, Identity, Spec, Tenancy, s3_clients
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -43,7 +45,17 @@ def ids(tenancy: Tenancy) -> dict[str, Identity]:
         Spec("acme-nobody", "acme"),
         Spec("globex-admin", "globex", roles=("admin",)),
         Spec("initech-admin", "initech", roles=("admin",)),
-    ])
+        Spec("acme-named", "acme", name="Acme Named Person"),
+        Spec("globex-named", "globex", name="Globex Secret Name"),
+        # Writers: the read-write role, and a grant of every object action but
+        # objects:put-acl; "acme-sharer" holds objects:put-acl as well.
+        Spec("acme-rw", "acme", roles=("read-write",)),
+        Spec("acme-putter", "acme", grants=(((
+            access.OBJECTS_PUT, access.OBJECTS_GET, access.OBJECTS_LIST, access.OBJECTS_COPY, "lightningstor:uploads:*",
+        ), ACME_ALL, "allow"),)),
+        Spec("acme-sharer", "acme", grants=((
+            (access.OBJECTS_PUT, access.OBJECTS_PUT_ACL, access.OBJECTS_GET), ACME_ALL, "allow"),)),
+    ])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -232,15 +244,128 @@ def test_grant_by_id_lets_that_principal_of_another_tenant_in(
         403, "AccessDenied")
     assert code_of(lambda: s3("globex-admin").put_object(Bucket=writer_bucket, Key="x", Body=b"x")) == (
         403, "AccessDenied")
-    # Grants must name principals that exist; e-mail grantees never resolve.
+    # Grants must name ids a principal could have; e-mail grantees never resolve.
     assert code_of(lambda: admin.put_object(
-        Bucket=writer_bucket, Key="y", Body=b"x", GrantRead='id="no-such-principal"')) == (400, "InvalidArgument")
+        Bucket=writer_bucket, Key="y", Body=b"x", GrantRead='id="-not an id"')) == (400, "InvalidArgument")
     assert code_of(lambda: admin.put_object(
         Bucket=writer_bucket, Key="y", Body=b"x", GrantRead='emailAddress="a@example.com"')) == (
         400, "UnresolvableGrantByEmailAddress")
     assert code_of(lambda: admin.put_object(
         Bucket=writer_bucket, Key="y", Body=b"x", ACL="private", GrantRead='id="globex-admin"')) == (
         400, "InvalidRequest")
+
+
+def _answer(response: dict[str, Any]) -> tuple[int, dict[str, str]]:
+    """What a client learns from a successful answer: its status and its
+    headers, but for those that differ on every request."""
+    meta = response["ResponseMetadata"]
+    varying = {"date", "x-amz-request-id", "x-amz-id-2"}
+    return meta["HTTPStatusCode"], {k: v for k, v in meta["HTTPHeaders"].items() if k not in varying}
+
+
+def test_grants_by_id_tell_nothing_about_other_tenants(s3: Callable[[str], Any], writer_bucket: str) -> None:
+    """A grant by id to another tenant's principal and one to an id nobody
+    holds get the same answer, and read back the same: the id, never the
+    other tenant's display name.  Names of the caller's own tenant show;
+    the grant across tenants still lets its principal in."""
+    admin = s3("acme-admin")
+    admin.put_object(Bucket=writer_bucket, Key="shared", Body=b"shared")
+    answers: dict[str, list[Any]] = {}
+    for grantee in ("globex-named", "nobody-holds-this-id"):
+        grant = f'id="{grantee}"'
+        answers[grantee] = [
+            _answer(admin.put_object(Bucket=writer_bucket, Key=f"to-{grantee}", Body=b"x", GrantRead=grant)),
+            _answer(admin.put_object_acl(Bucket=writer_bucket, Key="shared", GrantRead=grant)),
+            _answer(admin.create_multipart_upload(Bucket=writer_bucket, Key="mp", GrantRead=grant)),
+            code_of(lambda grant=grant: admin.put_object_acl(
+                Bucket=writer_bucket, Key="shared", GrantRead=f'{grant}, id="-bad"')),
+        ]
+    assert answers["globex-named"][:2] == answers["nobody-holds-this-id"][:2]
+    assert answers["globex-named"][3] == answers["nobody-holds-this-id"][3] == (400, "InvalidArgument")
+
+    admin.put_object_acl(
+        Bucket=writer_bucket, Key="shared",
+        GrantRead='id="globex-named", id="nobody-holds-this-id", id="acme-named"',
+        GrantReadACP='id="globex-named"',
+    )  # fmt: skip
+
+    def names(reader: str) -> dict[str, str]:
+        acl = s3(reader).get_object_acl(Bucket=writer_bucket, Key="shared")
+        shown = {g["Grantee"]["ID"]: g["Grantee"]["DisplayName"] for g in acl["Grants"]}
+        return {**shown, acl["Owner"]["ID"]: acl["Owner"]["DisplayName"]}
+
+    assert names("acme-admin") == {
+        "globex-named": "globex-named", "nobody-holds-this-id": "nobody-holds-this-id",
+        "acme-named": "Acme Named Person", "acme-admin": "acme-admin",
+    }  # fmt: skip
+    # globex-named reads the ACL (READ_ACP): its own name, no name of acme's.
+    assert names("globex-named") == {
+        "globex-named": "Globex Secret Name", "nobody-holds-this-id": "nobody-holds-this-id",
+        "acme-named": "acme-named", "acme-admin": "acme-admin",
+    }  # fmt: skip
+    assert s3("globex-named").get_object(Bucket=writer_bucket, Key="shared")["Body"].read() == b"shared"
+    assert code_of(lambda: s3("initech-admin").get_object(Bucket=writer_bucket, Key="shared")) == (
+        403, "AccessDenied")
+
+
+@pytest.mark.parametrize("writer", ["acme-rw", "acme-putter"])
+def test_the_right_to_write_is_not_the_right_to_share(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str, writer: str
+) -> None:
+    """A principal that may write objects (the read-write role, or a grant
+    of objects:put) but not change ACLs (objects:put-acl) cannot make an
+    object public or share it, by PutObjectAcl or by an ACL on a write, and
+    nothing is stored; ACLs that grant only the owners pass.  With
+    objects:put-acl the same requests work."""
+    c, admin = s3(writer), s3("acme-admin")
+    c.put_object(Bucket=writer_bucket, Key="mine", Body=b"mine")
+    for canned in ("private", "bucket-owner-full-control", "bucket-owner-read"):
+        c.put_object(Bucket=writer_bucket, Key=f"owned-{canned}", Body=b"x", ACL=canned)
+    refused = {
+        "PutObject public-read": lambda: c.put_object(Bucket=writer_bucket, Key="pub", Body=b"x", ACL="public-read"),
+        "PutObject grant": lambda: c.put_object(
+            Bucket=writer_bucket, Key="pub", Body=b"x", GrantRead='id="globex-admin"'),
+        "CopyObject": lambda: c.copy_object(
+            Bucket=writer_bucket, Key="pub", CopySource={"Bucket": writer_bucket, "Key": "mine"}, ACL="public-read"),
+        "CreateMultipartUpload": lambda: c.create_multipart_upload(
+            Bucket=writer_bucket, Key="pub", ACL="authenticated-read"),
+        "PutObjectAcl": lambda: c.put_object_acl(Bucket=writer_bucket, Key="mine", ACL="public-read"),
+        "PutObjectAcl grant": lambda: c.put_object_acl(
+            Bucket=writer_bucket, Key="mine", GrantRead='id="globex-admin"'),
+    }  # fmt: skip
+    for name, call in refused.items():
+        assert code_of(call) == (403, "AccessDenied"), name
+    assert code_of(lambda: admin.head_object(Bucket=writer_bucket, Key="pub")) == (404, "404")
+    assert not admin.list_multipart_uploads(Bucket=writer_bucket).get("Uploads")
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="mine")) == (403, "AccessDenied")
+    assert code_of(lambda: s3("globex-admin").get_object(Bucket=writer_bucket, Key="mine")) == (403, "AccessDenied")
+
+    sharer = s3("acme-sharer")
+    sharer.put_object(Bucket=writer_bucket, Key="pub", Body=b"public", ACL="public-read")
+    assert anonymous.get_object(Bucket=writer_bucket, Key="pub")["Body"].read() == b"public"
+    sharer.put_object_acl(Bucket=writer_bucket, Key="mine", ACL="public-read")
+    assert anonymous.get_object(Bucket=writer_bucket, Key="mine")["Body"].read() == b"mine"
+
+
+def test_a_writes_acl_is_asked_of_the_policy_as_put_object_acl(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    """A bucket policy sees a write that shares its object as
+    s3:PutObjectAcl too, as AWS asks: its Allow lets a read-write principal
+    share, its Deny stops even an admin; writes that share nothing are not
+    asked."""
+    admin = s3("acme-admin")
+    admin.put_bucket_policy(Bucket=writer_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::acme:user/acme-rw"}, "Action": "s3:PutObjectAcl",
+         "Resource": f"arn:aws:s3:::{writer_bucket}/*"},
+        {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::acme:user/acme-admin"}, "Action": "s3:PutObjectAcl",
+         "Resource": f"arn:aws:s3:::{writer_bucket}/*"},
+    ]}))  # fmt: skip
+    s3("acme-rw").put_object(Bucket=writer_bucket, Key="rw", Body=b"by rw", ACL="public-read")
+    assert anonymous.get_object(Bucket=writer_bucket, Key="rw")["Body"].read() == b"by rw"
+    assert code_of(lambda: admin.put_object(Bucket=writer_bucket, Key="ad", Body=b"x", ACL="public-read")) == (
+        403, "AccessDenied")
+    admin.put_object(Bucket=writer_bucket, Key="ad", Body=b"x", ACL="bucket-owner-full-control")
 
 
 def test_authenticated_read_is_for_signed_callers(

@@ -470,6 +470,35 @@ def test_signer_without_write_permission_is_denied(tenancy: Tenancy, tmp_path: P
     assert admin.get_object(Bucket="forms", Key="by-post-rw")["Body"].read() == b"post-rw"
 
 
+def test_a_forms_public_acl_takes_the_right_to_change_acls(tenancy: Tenancy) -> None:
+    """A form with ``acl=public-read``, into a bucket with ACLs enabled,
+    signed by a read-write principal (objects:put, not objects:put-acl):
+    403 AccessDenied and nothing stored, as PutObject with x-amz-acl; a
+    private form of the same signer, and the admin's public one, are stored."""
+    ids = tenancy.provision([
+        Spec("share-admin", "shareorg", roles=("admin",)),
+        Spec("share-rw", "shareorg", roles=("read-write",)),
+    ])  # fmt: skip
+    endpoint = tenancy.server.endpoint
+    admin = ids["share-admin"].s3(endpoint)
+    admin.create_bucket(Bucket="share-forms")
+    admin.put_bucket_ownership_controls(
+        Bucket="share-forms", OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
+    )
+    for who, acl, expected in (("share-rw", "public-read", 403), ("share-rw", "private", 204),
+                               ("share-admin", "public-read", 204)):
+        form = ids[who].s3(endpoint).generate_presigned_post(
+            "share-forms", f"{who}-{acl}", Fields={"acl": acl}, Conditions=[{"acl": acl}]
+        )
+        r = post(form["url"], form["fields"], b"form")
+        assert r.status_code == expected, r.text
+        if expected == 403:
+            assert error_of(r)[1] == "AccessDenied"
+    assert head_status(admin, "share-forms", "share-rw-public-read") == 404
+    assert head_status(admin, "share-forms", "share-rw-private") == 200
+    assert requests.get(f"{endpoint}/share-forms/share-admin-public-read", timeout=30).content == b"form"
+
+
 def test_virtual_hosted_post(tmp_path: Path) -> None:
     """With ``[s3] domain``, ``POST /`` to ``Host: bucket.domain`` is the
     bucket's form upload; the 201 document's Location has no bucket in the

@@ -43,8 +43,13 @@ def test_resource_paths_follow_spec_7_3() -> None:
 
 
 def test_every_operation_maps_to_a_spec_action() -> None:
-    assert set(access.OPERATION_ACTIONS.values()) == set(access.ACTIONS)
+    """Every operation maps to one of the SPEC's twelve actions, or to a
+    finer one (objects:put-acl) that refines one of them."""
+    assert set(access.OPERATION_ACTIONS.values()) == set(access.GRANTABLE_ACTIONS)
     assert len(access.ACTIONS) == 12
+    assert set(access.GRANTABLE_ACTIONS) - set(access.ACTIONS) == set(access.REFINES)
+    assert set(access.REFINES.values()) <= set(access.ACTIONS)
+    assert access.action_of("PutObjectAcl", True) == access.OBJECTS_PUT_ACL
     # Unknown (unsupported) operations only need read access.
     assert access.action_of("GetBucketPolicy", False) == access.BUCKETS_GET
     assert access.action_of("RestoreObject", True) == access.OBJECTS_GET
@@ -149,6 +154,48 @@ def test_deny_grant_beats_role_and_ownership(authz: Any) -> None:
 
 
 @pytest_twisted.inlineCallbacks
+def test_acl_writes_take_their_own_action(authz: Any) -> None:
+    """objects:put-acl: admins and bucket owners have it; read-write (the
+    right to write) does not; a grant names it, ``objects:*`` included; a
+    deny of objects:put, made before the action existed, refuses it too."""
+    authorizer, grants = authz
+    obj = _bucket_ref(key="k")
+    for principal, resource, expected in [
+        (OWNER, obj, True),
+        (RW, obj, False),
+        (RO, obj, False),
+        (NOBODY, _bucket_ref(owner="nobody", key="k"), True),  # the owner rule
+        (WEB_ADMIN, _bucket_ref(project="web", key="k"), True),
+    ]:
+        allowed = yield authorizer.authorize(principal, access.OBJECTS_PUT_ACL, resource)
+        assert allowed is expected, principal.principal_id
+    assert (yield authorizer.authorize(RW, access.OBJECTS_PUT, obj)) is True
+    yield grants.add(subject_of(principal_id="writer"), (access.OBJECTS_PUT_ACL,), ("org/acme/*",))
+    yield grants.add(subject_of(principal_id="nobody"), ("lightningstor:objects:*",), ("org/acme/*",))
+    assert (yield authorizer.authorize(RW, access.OBJECTS_PUT_ACL, obj)) is True
+    assert (yield authorizer.authorize(NOBODY, access.OBJECTS_PUT_ACL, obj)) is True
+    yield grants.add(subject_of(role="admin"), (access.OBJECTS_PUT,), ("org/acme/*",), effect="deny")
+    assert (yield authorizer.authorize(OWNER, access.OBJECTS_PUT_ACL, obj)) is False
+    assert (yield authorizer.authorize(OWNER, access.OBJECTS_GET, obj)) is True
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_authorizer_without_the_finer_action_is_asked_the_spec_one(make_core: Any) -> None:
+    """aegis (the SPEC's twelve actions) is asked objects:put for an ACL
+    write, as before objects:put-acl existed; the local authorizer, which
+    names it, is asked objects:put-acl."""
+    core = make_core()
+    bucket = yield core.buckets.create(OWNER, "data")
+    spec_only = _Authorizer(True)
+    yield AccessControl(core.buckets, spec_only).check(NOBODY, access.OBJECTS_PUT_ACL, bucket_resource(bucket, "k"))
+    assert spec_only.asked == [("nobody", access.OBJECTS_PUT, "org/acme/bucket/data/object/k")]
+    refined = _Authorizer(True)
+    refined.refined_actions = frozenset({access.OBJECTS_PUT_ACL})
+    yield AccessControl(core.buckets, refined).check(NOBODY, access.OBJECTS_PUT_ACL, bucket_resource(bucket, "k"))
+    assert refined.asked == [("nobody", access.OBJECTS_PUT_ACL, "org/acme/bucket/data/object/k")]
+
+
+@pytest_twisted.inlineCallbacks
 def test_grants_are_cached_for_cache_seconds(make_core: Any) -> None:
     core = make_core()
     now = [1000.0]
@@ -184,6 +231,7 @@ class _Authorizer:
     def __init__(self, answer: Any) -> None:
         self.answer = answer
         self.asked: list[tuple[str, str, str]] = []
+        self.refined_actions: frozenset[str] = frozenset()
 
     def authorize(self, principal: Principal, action: str, resource: ResourceRef) -> Any:
         self.asked.append((principal.principal_id, action, resource.path))

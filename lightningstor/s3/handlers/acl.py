@@ -68,11 +68,51 @@ def object_acl_for_write(
 
 def checked_grantees(api: Any, acl: Acl | None) -> Deferred[Any]:
     """Deferred[None]; 400 InvalidArgument if ``acl`` grants to an id that
-    is no principal (no store read for an ACL that names nobody by id)."""
+    can be no principal.  Whether one holds it is not asked, so that the
+    answer tells nothing about other tenants (core.service.Core.check_grantees)."""
     if acl is None or not acls.canonical_ids(acl):
         return succeed(None)
     d: Deferred[Any] = api.core.check_grantees(acl)
     return d
+
+
+# What a bucket policy sees when a write's ACL is asked as PutObjectAcl
+# (AskedAs names no version: the version is the one being written).
+_PUT_ACL_AS = ("s3:PutObjectAcl", "s3:PutObjectAcl")
+
+
+def checked_write_acl(
+    api: Any, call: Any, principal: Principal, bucket: Bucket, key: str, owned: tuple[str, Acl | None]
+) -> Deferred[Any]:
+    """Deferred[None]: ``principal`` may write ``key`` with the ACL
+    :func:`object_acl_for_write` made (``owned``: owner, ACL or None).
+
+    An ACL that grants anyone but the object's owner and the bucket's owner
+    (public-read, a grant header naming someone else) is asked as
+    PutObjectAcl: ``objects:put-acl`` from the authorizer, after
+    ``s3:PutObjectAcl`` from the bucket's policy, as AWS asks
+    s3:PutObjectAcl of a write with ACL headers.  The right to write is not
+    the right to choose who reads.  ``private`` and the bucket-owner ACLs
+    (which clients often send by default) need nothing more.  A caller
+    from outside the bucket's scope, let in by its policy or ACL, owns what
+    it writes, and an owner may set its object's ACL (PutObjectAcl): it is
+    not asked; nor is an authorizer that knows only the SPEC's actions,
+    for a bucket without a policy (it would be asked objects:put again).
+    Then the grantees' ids are checked (:func:`checked_grantees`)."""
+    owner, acl = owned
+    if acl is None:
+        return succeed(None)
+    gate = api.core.access
+    refined = access.OBJECTS_PUT_ACL in getattr(gate.authorizer, "refined_actions", ())
+    d: Deferred[Any]
+    if acls.shares(acl, owner, bucket.created_by) and access.in_scope(principal, bucket) and (
+        refined or bucket.policy
+    ):
+        asked = access.AskedAs(call, op="PutObjectAcl")
+        d = gate.allow(principal, bucket, access.OBJECTS_PUT_ACL, key, call.decisions.append, asked, _PUT_ACL_AS)
+    else:
+        d = succeed(None)
+    return d.addCallback(lambda _: checked_grantees(api, acl))
 
 
 def bucket_acl_for_create(api: Any, principal_id: str, headers: Mapping[str, str]) -> Acl | None:
@@ -109,11 +149,16 @@ def _requested(call: Any, owner: str, bucket_owner: str, *, for_bucket: bool) ->
 
 
 @inlineCallbacks
-def _names(api: Any, acl: Acl, caller: Any) -> Any:
-    """Deferred[dict]: display names of the principals ``acl`` names (the
-    id itself for one without a name, or no principal at all)."""
+def _names(api: Any, acl: Acl, caller: Principal) -> Any:
+    """Deferred[dict]: display names of the principals ``acl`` names that
+    belong to the caller's own tenant (org).  Everyone else (a principal of
+    another tenant, an id nobody holds) is shown by its id alone, the same
+    for both: an ACL may name principals of other tenants, and their names
+    are not this caller's to read.  An unsigned caller sees ids only."""
     names: dict[str, str] = {}
-    if caller.principal_id and caller.display_name:
+    if access.is_anonymous(caller):
+        return names
+    if caller.display_name:
         names[caller.principal_id] = caller.display_name
     for pid in dict.fromkeys([acl.owner, *acls.canonical_ids(acl)]):
         if not pid or pid in names:
@@ -123,7 +168,7 @@ def _names(api: Any, acl: Acl, caller: Any) -> Any:
         except ValueError:
             continue
         record = yield api.core.principals.get(pid)
-        if record is not None and record.display_name:
+        if record is not None and record.display_name and record.org_id == caller.org_id:
             names[pid] = record.display_name
     return names
 

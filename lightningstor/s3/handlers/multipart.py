@@ -34,7 +34,7 @@ from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
 from lightningstor.s3 import conditions, ssec, xmlio
 from lightningstor.s3.dates import http_date
-from lightningstor.s3.handlers.acl import checked_grantees, object_acl_for_write
+from lightningstor.s3.handlers.acl import checked_write_acl, object_acl_for_write
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
     body_plan,
@@ -113,7 +113,7 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
     attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal, call.headers)
     check_lock_attrs(api, bucket, attrs)
     yield check_lock_permissions(api, call, principal, bucket)
-    yield checked_grantees(api, attrs.acl)
+    yield checked_write_acl(api, call, principal, bucket, call.key, (attrs.owner, attrs.acl))
     algorithm = call.headers.get("x-amz-checksum-algorithm") or call.headers.get("x-amz-sdk-checksum-algorithm")
     upload = yield api.core.multipart.create(
         bucket,

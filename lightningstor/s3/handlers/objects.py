@@ -36,7 +36,7 @@ from lightningstor.core.types import Acl, Bucket, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.s3 import conditions, ranges, ssec, xmlio
 from lightningstor.s3.dates import http_date
-from lightningstor.s3.handlers.acl import checked_grantees, object_acl_for_write
+from lightningstor.s3.handlers.acl import checked_write_acl, object_acl_for_write
 from lightningstor.s3.headers import (
     RESPONSE_OVERRIDES,
     WEBSITE_REDIRECT_HEADER,
@@ -155,7 +155,7 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
         if owned[1] is None:  # every PUT but those that set an ACL: no extra Deferred
             checked = api.core.quotas.check_put(bucket, call.key, decoded_length)
         else:
-            checked = checked_grantees(api, owned[1])
+            checked = checked_write_acl(api, call, principal, bucket, call.key, owned)
             checked.addCallback(lambda _: api.core.quotas.check_put(bucket, call.key, decoded_length))
         if asks_lock_permissions(call.headers, bucket):  # PUTs without lock headers skip it
             checked.addCallback(lambda _: check_lock_permissions(api, call, principal, bucket))
@@ -633,7 +633,7 @@ def copy_object(api: Any, call: Any) -> Any:
     yield check_lock_permissions(api, call, principal, dest_bucket)
     # The copy's ACL is the request's, never the source's (as AWS).
     owner, acl = object_acl_for_write(api, dest_bucket, principal, call.headers)
-    yield checked_grantees(api, acl)
+    yield checked_write_acl(api, call, principal, dest_bucket, call.key, (owner, acl))
     record = yield api.core.copy_object(
         source,
         dest_bucket,

@@ -45,7 +45,7 @@ from lightningstor.core.types import Bucket, Principal
 from lightningstor.s3 import formdata, postpolicy, ssec, xmlio
 from lightningstor.s3.body import BufferedBody, ObjectBody
 from lightningstor.s3.formdata import FormEvent, FormParser
-from lightningstor.s3.handlers.acl import object_acl_for_write
+from lightningstor.s3.handlers.acl import checked_write_acl, object_acl_for_write
 from lightningstor.s3.handlers.objects import (
     UploadContext,
     commit_upload,
@@ -283,8 +283,10 @@ def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: Post
     attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal, canned)
     signer = plan.credentials.access_key if plan.credentials is not None else ""
     verified = VerifiedAuth(signer, _POST_SCHEME, PAYLOAD_UNSIGNED, None, None)
+    # An ACL that shares the object takes objects:put-acl, as PutObject's x-amz-acl does.
+    checked: Deferred[Any] = checked_write_acl(api, call, principal, bucket, plan.key, (attrs.owner, attrs.acl))
     # As PutObject with an unknown length: the commit enforces quotas exactly.
-    checked: Deferred[Any] = api.core.quotas.check_put(bucket, plan.key, None)
+    checked.addCallback(lambda _: api.core.quotas.check_put(bucket, plan.key, None))
 
     def context(_: Any) -> UploadContext:
         algorithms = tuple(sorted(set(attrs.store_checksums) | set(attrs.expected_checksums)))
