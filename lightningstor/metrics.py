@@ -18,6 +18,8 @@ lightningstor_grpc_requests_total          Counter    method, code
 lightningstor_grpc_request_duration_seconds Histogram method
 lightningstor_storage_read_repairs_total   Counter    node
 lightningstor_storage_node_suspect         Gauge      node
+lightningstor_metadata_cache_reads_total   Counter    result
+lightningstor_metadata_cache_bytes         Gauge
 =========================================  =========  ======================
 
 The last six are not in the spec's list, which counts S3 requests: each is
@@ -58,6 +60,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import serverFromString
@@ -297,6 +300,57 @@ class S3Metrics:
             suspect.labels(node.address).set(1 if is_suspect else 0)
 
         observe(read_repaired=lambda address: read_repairs.labels(address).inc(), suspect=suspect_changed)
+
+    def watch_read_cache(self, store: Any, reactor: Any) -> Service | None:
+        """Count the SQLite store's cached point reads
+        (``lightningstor_metadata_cache_reads_total{result}``: ``hit``,
+        ``miss``, and ``bypass``, a read made while a write of its key was
+        under way; a ``bypass`` share that stays high means counters left
+        odd) and the memory the cache holds
+        (``lightningstor_metadata_cache_bytes``, summed over workers).  The
+        cache counts in plain integers (a metric update per read would cost
+        more than the hit saves); the returned service copies them every
+        five seconds, registering both once a read was answered from the
+        cache.  A store without a cache (etcd) registers nothing."""
+        if not hasattr(store, "cache"):
+            return None
+        seen = {"hit": 0, "miss": 0, "bypass": 0}
+        families: list[Any] = []
+
+        def register() -> tuple[Counter, Gauge]:
+            reads = Counter(
+                "lightningstor_metadata_cache_reads_total",
+                "Point reads of the SQLite metadata store: answered from the read cache (hit), read from the "
+                "database (miss), or read from the database while a write of the key was under way (bypass).",
+                ["result"],
+                registry=self.registry,
+            )
+            size = Gauge(
+                "lightningstor_metadata_cache_bytes",
+                "Memory held by the SQLite metadata store's read cache, summed over worker processes.",
+                registry=self.registry,
+                multiprocess_mode="livesum",
+            )
+            for result in seen:
+                reads.labels(result)
+            return reads, size
+
+        def copy() -> None:
+            cache = store.cache
+            if cache is None or not (families or cache.hits):
+                return  # not open, turned off, or nothing answered from it yet (registered on first use)
+            if not families:
+                families.extend(register())
+            reads, size = families
+            for result, value in (("hit", cache.hits), ("miss", cache.misses), ("bypass", cache.bypassed)):
+                if value > seen[result]:
+                    reads.labels(result).inc(value - seen[result])
+                    seen[result] = value
+            size.set(cache.bytes)
+
+        service = TimerService(5.0, copy)
+        service.clock = reactor
+        return service
 
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)

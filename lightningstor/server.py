@@ -432,6 +432,9 @@ def _assemble(
     )
     leases.on_change = metrics.lease_changed if primary else None
     metrics.watch_storage(backend)
+    cache_metrics = metrics.watch_read_cache(store, reactor)
+    if cache_metrics is not None:
+        cache_metrics.setServiceParent(top)
     repairer = getattr(backend, "repairer", None)
     if repairer is not None:
         # Every worker's backend has a repairer; one process of the deployment

@@ -25,14 +25,24 @@ worker process (or admin command) wrote it:
   values read *before* that read: a commit the read may have missed made a
   counter odd before committing, and counters never come back, so such an
   entry never answers.
-* A writer acknowledges only after it made its slots even again, and a
-  process that dies in between leaves them odd: those keys are not cached
-  until a later write of the slot (the safe direction).
+* A writer acknowledges only after it made its slots even again.  A
+  process that dies in between leaves them odd (those keys are not cached:
+  the safe direction) and leaves the "batch under way" word set; the next
+  writer to take the lock finds it set and moves every odd counter on to
+  even (:meth:`Generations.repair`).  That is safe because the dead
+  writer's transaction is settled by then (committed or not), entries kept
+  before its mark are tagged with older values, and nothing was kept while
+  the slots were odd.
 * The writer's own process keeps what it wrote (write-through), tagged with
   the even values it set under the lock.
 
 The counters are plain shared memory.  Reads are aligned 8-byte loads, and
-only the lock holder stores, so there is no lost update.  A program that
+only the lock holder stores, so there is no lost update.  The file's blocks
+are allocated when it is created (a store into a hole of a sparse mapping
+on a full volume would kill the process with SIGBUS), and it is named
+after the database's real path, so that every process finds the same one
+whatever symlink it opened the database through.  It must not be deleted
+or truncated while the server runs (like SQLite's own ``-shm``).  A program that
 writes the database without this protocol (the ``sqlite3`` shell) must do so
 with the server stopped, as the backup instructions already require.  The
 cache holds at most ``cache_bytes`` per process (least recently used out).
@@ -53,14 +63,16 @@ from lightningstor.interfaces.metadata import KeyValue
 
 SLOTS = 1 << 16  # 512 KiB of counters; slot 0 is for range deletes
 _GLOBAL = 0
-# Bytes an entry costs beyond its key and value: two tuples, the dict and
-# list slots and the bytes objects' headers (about 200 on CPython 3.11).
-_ENTRY_OVERHEAD = 240
+_UNDER_WAY = SLOTS - 1  # not a counter: 1 while a writer is between its marks
+# Bytes an entry costs beyond its key's and value's bytes: the ordered
+# dict's slot and link, two tuples and their ints (~235 on CPython 3.11,
+# measured with tracemalloc), and the two bytes objects' headers; rounded up.
+_ENTRY_OVERHEAD = 400
 
 
 def slot_of(key: bytes) -> int:
     """The counter slot of ``key``: the same in every process (not ``hash``)."""
-    return 1 + zlib.crc32(key) % (SLOTS - 1)
+    return 1 + zlib.crc32(key) % (SLOTS - 2)
 
 
 class Generations:
@@ -74,8 +86,9 @@ class Generations:
         else:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                if os.fstat(fd).st_size < size:
-                    os.ftruncate(fd, size)  # only ever grows: others may have it mapped
+                # Real blocks, not a hole (module docstring); only ever grows,
+                # as others may have it mapped.  ENOSPC fails the store's start.
+                os.posix_fallocate(fd, 0, size)
                 self._map = mmap.mmap(fd, size)
             finally:
                 os.close(fd)  # the mapping keeps the file
@@ -88,12 +101,17 @@ class Generations:
 
     # -- the writer, holding the writer lock ---------------------------------
 
-    def begin(self, slots: Iterable[int]) -> None:
-        """Mark ``slots`` as changing (odd, and higher than ever)."""
+    def begin(self, slots: Iterable[int]) -> int:
+        """Mark ``slots`` as changing (odd, and higher than ever), after
+        settling what a writer that died between its marks left (the count
+        of counters it moved on: normally 0)."""
         c = self.counters
+        repaired = self.repair() if c[_UNDER_WAY] else 0
+        c[_UNDER_WAY] = 1
         for s in slots:
             v = c[s]
             c[s] = v + (2 if v & 1 else 1)
+        return repaired
 
     def end(self, slots: Iterable[int]) -> dict[int, int]:
         """Mark ``slots`` settled (even, higher); their new values."""
@@ -101,7 +119,17 @@ class Generations:
         settled = {}
         for s in slots:
             c[s] = settled[s] = c[s] + 1
+        c[_UNDER_WAY] = 0
         return settled
+
+    def repair(self) -> int:
+        """Move every odd counter on to the next even value (module
+        docstring: only with the writer lock held, no batch under way)."""
+        c = self.counters
+        odd = [s for s in range(_UNDER_WAY) if c[s] & 1]
+        for s in odd:
+            c[s] += 1
+        return len(odd)
 
     def close(self) -> None:
         self.counters.release()
@@ -119,6 +147,7 @@ class ReadCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.bypassed = 0  # reads while a write of their slot was under way
         # key -> (value and mod revision, or None for "no such key"; slot tag,
         # range tag, size).  Only bytes and ints: the cyclic garbage collector
         # stops tracking such tuples, so a full cache adds nothing to its passes
@@ -133,6 +162,7 @@ class ReadCache:
         tag = c[slot_of(key)]
         everything = c[_GLOBAL]
         if (tag | everything) & 1:
+            self.bypassed += 1
             return read(key)  # a write is under way: neither use nor keep
         entry = self._entries.get(key)
         if entry is not None and entry[1] == tag and entry[2] == everything:

@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
 from twisted.python.threadable import isInIOThread
@@ -93,6 +94,8 @@ from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metadata.readcache import Generations, ReadCache, slot_of
 
 _T = TypeVar("_T")
+
+log = Logger()
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -247,6 +250,15 @@ def _write_through(
 ) -> None:
     """Keep the batch's committed puts and deletes at the counters the writer
     set; forget the keys of a failed compare (the caller reads them again)."""
+    if any(
+        isinstance(op, DeleteRange)
+        for pending, outcome in zip(batch, outcomes)
+        if isinstance(outcome, TxnResult) and outcome.succeeded
+        for op in pending.operations
+    ):
+        # It may have removed a key put before it in the batch; and having
+        # moved the range counter, it left no entry valid anyway.
+        return
     everything = settled.everything
     for pending, outcome in zip(batch, outcomes):
         if not isinstance(outcome, TxnResult):
@@ -367,7 +379,9 @@ def _open_writer_lock(path: str) -> int | None:
     transactions (module docstring); None for an in-memory database."""
     if path == ":memory:" or path.startswith("file:"):
         return None
-    return os.open(path + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # The real path: every process must find the same lock (and counters,
+    # readcache.py) whatever name it opened the database by.
+    return os.open(os.path.realpath(path) + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 @implementer(IMetadataStore, IScanItems)
@@ -606,7 +620,9 @@ class SqliteMetadataStore:
         try:
             conn = self._open_writer()
             self._writer_lock = _open_writer_lock(self.path)
-            self._generations = Generations(None if self._writer_lock is None else self.path + "-gen")
+            self._generations = Generations(
+                None if self._writer_lock is None else os.path.realpath(self.path) + "-gen"
+            )
             if self._cache_bytes:
                 self.cache = ReadCache(self._generations, self._cache_bytes)
         except (sqlite3.Error, OSError) as e:
@@ -674,7 +690,10 @@ class SqliteMetadataStore:
         try:
             # Odd before the COMMIT, even after it (or the rollback), under the
             # lock: what makes every process's cache exact (readcache.py).
-            generations.begin(slots)
+            if generations.begin(slots):
+                self._reactor.callFromThread(
+                    log.warn, "A metadata writer stopped during a commit; the read caches' counters it left are settled"
+                )
             try:
                 outcomes = self._run_batch(conn, batch, outcomes)
             finally:

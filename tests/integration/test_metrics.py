@@ -36,6 +36,8 @@ LAZY_METRICS = {
     "lightningstor_scrub_errors": ("counter", {"kind"}),
     "lightningstor_grpc_requests": ("counter", {"method", "code"}),
     "lightningstor_grpc_request_duration_seconds": ("histogram", {"method"}),
+    "lightningstor_metadata_cache_reads": ("counter", {"result"}),  # SQLite, after a first hit
+    "lightningstor_metadata_cache_bytes": ("gauge", set()),
 }
 
 
@@ -213,5 +215,29 @@ def test_grpc_calls_are_counted_by_method_and_code(tmp_data: Path) -> None:
         assert _value(after, "lightningstor_grpc_request_duration_seconds_count", method="PutObject") == 2
         # S3 request counters are not touched by gRPC calls.
         assert _value(after, "lightningstor_requests_total", operation="PutObject", status="200") == 0
+    finally:
+        server.stop()
+
+
+def test_read_cache_hits_are_counted(tmp_data: Path) -> None:
+    """After a fresh server answered GETs of one object, /metrics shows the
+    SQLite read cache's hits (copied from the worker every 5 s) and a
+    non-zero size; a new key's first read is a miss."""
+    server = ServerProcess(tmp_data).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="cached")
+        s3.put_object(Bucket="cached", Key="k", Body=b"x" * 100)
+        for _ in range(5):
+            assert s3.get_object(Bucket="cached", Key="k")["Body"].read() == b"x" * 100
+        url = f"{server.endpoint}/metrics"
+        deadline = time.monotonic() + 15
+        samples = _samples(_scrape_text(url))
+        while _value(samples, "lightningstor_metadata_cache_reads_total", result="hit") < 5:
+            assert time.monotonic() < deadline, "no cache hits counted"
+            time.sleep(0.2)
+            samples = _samples(_scrape_text(url))
+        assert _value(samples, "lightningstor_metadata_cache_reads_total", result="miss") >= 1
+        assert _value(samples, "lightningstor_metadata_cache_bytes") > 100
     finally:
         server.stop()

@@ -18,7 +18,7 @@ import pytest_twisted
 from lightningstor.interfaces.metadata import Compare, Delete, DeleteRange, KeyValue, Put
 from lightningstor.metadata.readcache import Generations, ReadCache, slot_of
 from lightningstor.metadata.sqlite import SqliteMetadataStore
-from tests.unit.test_sqlite_store import open_store
+from tests.unit.test_sqlite_store import open_store, stall_writer
 
 
 @pytest_twisted.ensureDeferred
@@ -160,3 +160,72 @@ def test_a_negative_cache_size_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError):
         SqliteMetadataStore(str(tmp_path / "meta.db"), reactor, cache_bytes=-1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_range_delete_after_a_put_in_one_batch_leaves_nothing_cached(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """A put that a later range delete of the same transaction (or of the
+    same group commit) removed is not answered from the cache."""
+    store = open_store(stores, tmp_path / "meta.db")
+    await store.txn([], [Put(b"p/a", b"x"), DeleteRange(b"p/", b"p0")])
+    assert await store.get(b"p/a") is None
+    blocker, plug = await stall_writer(store)
+    first = store.txn([], [Put(b"parts/u1/00001", b"part-1")])
+    second = store.txn([], [DeleteRange(b"parts/u1/", b"parts/u10")])
+    blocker.execute("COMMIT")
+    blocker.close()
+    await plug
+    await first
+    await second
+    assert await store.get(b"parts/u1/00001") is None
+
+
+def test_a_writer_that_died_between_its_marks_is_settled_by_the_next(tmp_path: Path) -> None:
+    """A writer killed after its COMMIT but before its end mark leaves its
+    slots (range deletes: slot 0, which turns every cache off) odd; the next
+    batch, under the lock, moves them on to even, and reads are kept again."""
+    dead = Generations(str(tmp_path / "gen"))
+    dead.begin([0, slot_of(b"k")])  # ... and the process is gone
+    successor = Generations(str(tmp_path / "gen"))
+    cache = ReadCache(successor, 1 << 20)
+    assert successor.tags(b"other")[1] & 1  # slot 0 odd: every read bypasses
+    assert successor.begin([slot_of(b"x")]) == 2  # the two odd counters, settled
+    successor.end([slot_of(b"x")])
+    tag, everything = successor.tags(b"k")
+    assert not (tag | everything) & 1
+    cache.keep(b"k", KeyValue(b"k", b"v", 1), tag, everything)
+    from twisted.internet.defer import Deferred
+
+    d: Deferred[KeyValue | None] = cache.get(b"k", lambda key: Deferred())
+    assert d.called and cache.hits == 1
+    dead.close()
+    successor.close()
+
+
+def test_the_counters_file_has_its_blocks(tmp_path: Path) -> None:
+    """The counters file is allocated, not sparse: the first store into a
+    page of a sparse mapping on a full volume kills the process (SIGBUS)."""
+    import os
+
+    generations = Generations(str(tmp_path / "gen"))
+    st = os.stat(tmp_path / "gen")
+    assert st.st_size == 8 * (1 << 16) and st.st_blocks * 512 >= st.st_size
+    generations.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_counters_file_follows_the_real_path(tmp_path: Path, stores: list[SqliteMetadataStore]) -> None:
+    """Two processes that open one database through different names (a
+    symlink) share one counters file, so neither answers stale."""
+    real = tmp_path / "meta.db"
+    link = tmp_path / "link.db"
+    a = open_store(stores, real)
+    await a.check()
+    link.symlink_to(real)
+    b = open_store(stores, link)
+    await a.txn([], [Put(b"k", b"old")])
+    assert (await a.get(b"k")).value == b"old"  # type: ignore[union-attr]
+    await b.txn([], [Put(b"k", b"new")])
+    assert (await a.get(b"k")).value == b"new"  # type: ignore[union-attr]
