@@ -11,7 +11,7 @@ while it receives:
    the peak or the settled RSS grows run over run.
 
 Every object is deleted after its run.  The server deletes the chunks of a
-deleted object only after a grace period (``superseded_grace_seconds``, 300 s,
+deleted object only after a delay (``[storage] free_delay_seconds``, 300 s by default,
 so readers of the old record can finish), so before each run the bench waits
 until the data dir plus the run's bytes fit in ``--disk-budget-gib`` (17);
 the waits are reported, and the server sits idle through them.

@@ -198,6 +198,10 @@ class StorageSettings:
     # The free-space reserve (lightningstor/diskspace.py): below it, writes
     # that add object data are refused so deletes keep working.  0: off.
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    # How long chunks of versions gone for good (overwritten, deleted) are
+    # kept before deletion, so GETs that read the old record can finish
+    # (lightningstor/storage/retired.py).  0: deleted at once.
+    free_delay_seconds: float = 300.0
     options: Mapping[str, Any] = field(default_factory=_empty_options, hash=False)
 
 
@@ -909,6 +913,8 @@ def _read_storage(t: _Table, data_dir: str) -> StorageSettings:
             "scrub_interval_seconds", d.scrub_interval_seconds, _int(0, 366 * 86400)
         ),
         "min_free_bytes": t.get("min_free_bytes", d.min_free_bytes, _int(0, MAX_MIN_FREE_BYTES)),
+        # At most an hour: the collector's grace (24 h) must stay far above it.
+        "free_delay_seconds": t.get("free_delay_seconds", d.free_delay_seconds, _float(0, 3600)),
     }
     distributed = _read_distributed(t, backend)
     t.finish(plugin_tables=True)

@@ -56,6 +56,11 @@ from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_proc
 
 log = Logger()
 
+# How long a clean stop spends deleting freed chunks still waiting out
+# ``[storage] free_delay_seconds``; the orphan collector takes the rest.
+# With the 30 s drain it stays inside the systemd unit's 45 s stop timeout.
+FLUSH_SECONDS = 10.0
+
 ROOT = Principal(principal_id=ROOT_PRINCIPAL, org_id=DEFAULT_ORG, display_name="admin")
 
 
@@ -235,8 +240,9 @@ class CoreService(Service):
     def stopService(self) -> Any:
         super().stopService()
         try:
-            # Requests have drained: nobody reads superseded chunks any more.
-            yield self.core.chunks.flush_retired()
+            # Requests have drained: nobody here reads freed chunks any more.
+            # Deleted now, within a bound; the rest is the collector's.
+            yield self.core.chunks.flush_retired(FLUSH_SECONDS)
             yield self.core.access.authorizer.close()
             yield self.core.backend.close()
         finally:
@@ -356,6 +362,8 @@ def _assemble(
         inline_threshold=settings.storage.inline_threshold_bytes,
         # Bounds how long a write's chunks stay unreferenced (core/collector.py).
         max_write_seconds=settings.limits.max_write_seconds,
+        # Freed chunks outlive their record by this long (storage/retired.py).
+        free_delay_seconds=settings.storage.free_delay_seconds,
     )
     master_key = load_or_create_master_key(settings.security.master_key_file)
     core = Core(

@@ -89,7 +89,6 @@ class Core:
         max_keys_per_list: int = 1000,
         max_multipart_parts: int = MAX_PART_NUMBER,
         max_object_size: int = MAX_OBJECT_SIZE,
-        superseded_grace_seconds: float = 300.0,
         chunks_per_record: int = manifests.DEFAULT_CHUNKS_PER_RECORD,
         master_key: bytes | None = None,
     ) -> None:
@@ -114,11 +113,12 @@ class Core:
         self.access = AccessControl(
             self.buckets, authorizer, clock=clock, object_tags=self._object_tags, object_acl=self._object_acl
         )
-        # Superseded and deleted versions' chunks outlive their record by a
-        # grace period, so a GET that read the old record can still stream it.
+        # Superseded and deleted versions' chunks outlive their record by
+        # ``[storage] free_delay_seconds`` (the ChunkManager's), so a GET
+        # that read the old record can still stream it (storage/retired.py).
         self.objects = ObjectManager(
             store,
-            lambda doomed: chunks.retire_chunks(doomed, superseded_grace_seconds),
+            chunks.retire_chunks,
             clock,
             max_metadata_bytes=max_metadata_bytes,
             quotas=self.quotas,

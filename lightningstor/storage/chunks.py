@@ -71,6 +71,7 @@ from lightningstor.checksums import Hasher, crc32c, new_hasher
 from lightningstor.core.types import ChunkRef, Encryption
 from lightningstor.errors import ChunkCorrupted
 from lightningstor.interfaces.storage import IChunkWriter, IStorageBackend
+from lightningstor.storage.retired import RetiredChunks
 
 if TYPE_CHECKING:
     from lightningstor.core.sse import DataCipher
@@ -124,7 +125,8 @@ class ChunkManager:
     that run while its next chunk is written.  ``new_chunk_id`` is
     injectable so tests can predict ids.  ``max_write_seconds`` (None: no
     bound) limits how long a write may take from its first chunk to its
-    result, measured on ``monotonic``.
+    result, measured on ``monotonic``.  ``free_delay_seconds`` (0: none)
+    is how long freed chunks are kept before deletion (:meth:`retire_chunks`).
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class ChunkManager:
         new_chunk_id: Callable[[], str] = _uuid_hex,
         max_write_seconds: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        free_delay_seconds: float = 0.0,
     ) -> None:
         if chunk_size <= 0 or piece_size <= 0:
             raise ValueError("chunk_size and piece_size must be positive")
@@ -161,8 +164,9 @@ class ChunkManager:
         # matching them.
         self.checked_reads = capabilities.checked_reads
         self._reactor = reactor
-        # Chunks of superseded objects waiting out their grace period.
-        self._retired: dict[object, tuple[Any, list[str]]] = {}
+        # Chunks of versions gone for good, waiting out the delay that lets
+        # reads in flight finish (storage/retired.py).
+        self.retired = RetiredChunks(reactor, self.delete_chunks, free_delay_seconds)
         self._cpu_pool = cpu_pool
         self._new_chunk_id = new_chunk_id
         self.max_write_seconds = max_write_seconds
@@ -204,39 +208,17 @@ class ChunkManager:
         """
         return ObjectReader(self, list(chunks), inline, offset, length, cipher)
 
-    def retire_chunks(self, chunks: Iterable[ChunkRef | str], grace_seconds: float) -> None:
-        """Delete chunks after ``grace_seconds``: readers that looked the old
-        record up just before an overwrite or delete can still finish.
+    def retire_chunks(self, chunks: Iterable[ChunkRef | str]) -> None:
+        """Delete freed chunks after ``free_delay_seconds`` (storage/retired.py):
+        readers that looked the old record up just before an overwrite or a
+        delete can still finish.  Their index entries must be gone already."""
+        self.retired.retire(c.chunk_id if isinstance(c, ChunkRef) else c for c in chunks)
 
-        Deletions still pending at shutdown run in :meth:`flush_retired`; a
-        crash leaves them to the orphan collector.
-        """
-        ids = [c.chunk_id if isinstance(c, ChunkRef) else c for c in chunks]
-        if not ids:
-            return
-        if grace_seconds <= 0:
-            self.delete_chunks(ids)
-            return
-        pending = self._retired
-        token = object()
-
-        def fire() -> None:
-            pending.pop(token, None)
-            self.delete_chunks(ids)
-
-        call = self._reactor.callLater(grace_seconds, fire)  # type: ignore[attr-defined]
-        pending[token] = (call, ids)
-
-    def flush_retired(self) -> Deferred[None]:
-        """Delete every retired chunk now (shutdown, after requests drained)."""
-        pending = self._retired
-        ids: list[str] = []
-        for call, chunk_ids in list(pending.values()):
-            if call.active():
-                call.cancel()
-            ids += chunk_ids
-        pending.clear()
-        return self.delete_chunks(ids)
+    def flush_retired(self, timeout_seconds: float = 30.0) -> Deferred[int]:
+        """Deferred[int]: delete every retired chunk now (shutdown, after
+        requests drained); how many were left to the orphan collector."""
+        d: Deferred[int] = self.retired.flush(timeout_seconds)
+        return d
 
     def delete_chunks(self, chunks: Iterable[ChunkRef | str]) -> Deferred[None]:
         """Delete chunks, best effort: failures are logged, never raised.

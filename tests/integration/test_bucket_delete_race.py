@@ -234,7 +234,7 @@ def core(etcd: EtcdCluster, tmp_path: Path, pools: tuple[ThreadPool, ThreadPool]
     made = Core(store=store, backend=backend, chunks=chunks,
                 credentials=CredentialStore(store, b"x" * 43 + b"="),
                 authorizer=LocalAuthorizer(GrantStore(store, time.time), time.time, 0),
-                clock=time.time, superseded_grace_seconds=0)  # fmt: skip
+                clock=time.time)  # fmt: skip
     made.multipart.min_part_size = 1000
     yield made
     pytest_twisted.blockon(store.close())

@@ -273,7 +273,7 @@ def etcd_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         core = Core(store=store, backend=backend, chunks=ChunkManager(backend, reactor, cpu, chunk_size=4096),
                     credentials=CredentialStore(store, b"x" * 43 + b"="),
                     authorizer=LocalAuthorizer(GrantStore(store, time.time), time.time, 0),
-                    clock=time.time, superseded_grace_seconds=0)  # fmt: skip
+                    clock=time.time)  # fmt: skip
         core.multipart.min_part_size = 1000
         yield core
         pytest_twisted.blockon(store.close())

@@ -68,8 +68,7 @@ class CoreFactory:
         return Core(store=store, backend=backend, chunks=chunks,
                     credentials=CredentialStore(store, b"x" * 43 + b"="),
                     authorizer=LocalAuthorizer(GrantStore(store, time.time), time.time, 0),
-                    clock=time.time,
-                    superseded_grace_seconds=0)
+                    clock=time.time)
 
 
 @pytest.fixture

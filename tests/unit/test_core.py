@@ -243,8 +243,7 @@ def test_copy_keeps_chunks_when_commit_outcome_unknown(core, monkeypatch):
 def test_reader_of_the_old_record_survives_an_overwrite(make_core):
     """A GET that looked the object up before an overwrite still streams the old bytes:
     superseded chunks are retired after a grace period, and flushed at shutdown."""
-    core = make_core(chunk_size=1 << 20, inline_threshold=1024)
-    core.objects._delete_chunks = lambda doomed: core.chunks.retire_chunks(doomed, 60.0)
+    core = make_core(chunk_size=1 << 20, inline_threshold=1024, free_delay_seconds=60.0)
     bucket = yield core.buckets.create(ALICE, "racing")
     old_data = os.urandom(3 << 20)
     old = yield _put(core, bucket, "k", old_data)
@@ -255,3 +254,26 @@ def test_reader_of_the_old_record_survives_an_overwrite(make_core):
     yield core.chunks.flush_retired()
     stored = {i.chunk_id for i in (yield core.backend.list_chunks())}
     assert not stored & {c.chunk_id for c in old.chunks}
+
+
+@pytest_twisted.inlineCallbacks
+def test_chunks_waiting_out_the_free_delay_are_the_collectors_after_a_crash(make_core):
+    """Chunks waiting for their delayed deletion are already unindexed and no
+    record lists them: if the server dies during the delay (nothing flushed),
+    the orphan collector removes exactly them, never the new version's."""
+    core = make_core(chunk_size=1 << 20, inline_threshold=1024, free_delay_seconds=300.0)
+    bucket = yield core.buckets.create(ALICE, "crashing")
+    old = yield _put(core, bucket, "k", os.urandom(3 << 20))
+    new = yield _put(core, bucket, "k", os.urandom(2 << 20))
+    old_ids = {c.chunk_id for c in old.chunks}
+    assert len(core.chunks.retired) == len(old_ids)  # waiting, not deleted
+    stored = {i.chunk_id for i in (yield core.backend.list_chunks())}
+    assert old_ids <= stored
+    for chunk_id in old_ids:
+        assert (yield core.store.get(keys.chunk_key(chunk_id))) is None
+    # The restarted server's collector (grace 0: nothing else writes here).
+    removed = yield collect_orphans(core.store, core.backend, 0.0, 0.0)
+    assert removed == len(old_ids)
+    stored = {i.chunk_id for i in (yield core.backend.list_chunks())}
+    assert stored == {c.chunk_id for c in new.chunks}
+    yield core.chunks.flush_retired()  # this test's timer (deleting what is gone is harmless)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
@@ -25,6 +26,7 @@ from lightningstor.core.acl import acls_enabled
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags, validate_storage_class
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.lifecycle import expiration_of
+from lightningstor.core.manifests import PagesMissing
 from lightningstor.core.objects import (
     MAX_SINGLE_PUT_BYTES,
     PutAttrs,
@@ -60,6 +62,8 @@ from lightningstor.s3.objectlockxml import (
     lock_headers,
 )
 from lightningstor.s3.streaming import ObjectProducer
+
+log = Logger()
 
 STREAMING_PAYLOADS = {
     "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": (True, False),
@@ -436,7 +440,36 @@ def _missing(failure: Failure, api: Any, call: Any, principal: Principal, bucket
 
 
 def get_object(api: Any, call: Any) -> Deferred[Any]:
-    """GetObject and HeadObject: headers from the record, then the body."""
+    """GetObject and HeadObject: headers from the record, then the body.
+
+    A GET whose object was overwritten or deleted between its lookup and
+    the read of its first chunk, and whose old chunks are gone already
+    (freed chunks wait ``storage.free_delay_seconds``, storage/retired.py,
+    which a slow start may outlast), looks the object up once more and
+    answers with what is there now, the new object or 404, as AWS would,
+    instead of a 500.  Once body bytes were sent that is too late: the
+    connection is aborted (S3Api._on_failure), so a short body never
+    passes for a whole one.  HEAD reads no chunk.
+    """
+    d = _lookup(api, call).addCallback(_respond, api, call)
+    if call.method == "GET":
+        d.addErrback(_read_again, api, call, list(call.request.responseHeaders.getAllRawHeaders()))
+    return d
+
+
+def _read_again(failure: Failure, api: Any, call: Any, before: list[tuple[bytes, list[bytes]]]) -> Any:
+    """Answer with the object's current version if the one looked up lost its
+    chunks (or chunk-list pages) before any byte of it was sent."""
+    request = call.request
+    if request.startedWriting or not failure.check(errors.ChunkNotFound, PagesMissing):
+        return failure
+    log.info("GET {res}: the version read was replaced meanwhile ({err}); reading it again",
+             res=call.target.resource, err=failure.value)  # fmt: skip
+    headers = request.responseHeaders
+    for name, _values in list(headers.getAllRawHeaders()):
+        headers.removeHeader(name)
+    for name, values in before:
+        headers.setRawHeaders(name, values)
     return _lookup(api, call).addCallback(_respond, api, call)
 
 
