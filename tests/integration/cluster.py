@@ -9,7 +9,10 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -163,3 +166,25 @@ def api_server(root: Path, config: str) -> ServerProcess:
     data = root / "api"
     data.mkdir()
     return ServerProcess(data, config=str(path))
+
+
+@contextmanager
+def three_nodes_and_api_server(root: Path) -> Iterator[tuple[list[NodeProcess], ServerProcess]]:
+    """Three nodes (three copies of every chunk, placement by consistent
+    hash, repair off) and an API server, all stopped at the end; a node left
+    stopped (SIGSTOP) by a test is resumed first."""
+    nodes = make_nodes(root, 3)
+    started: list[Any] = []
+    try:
+        for node in nodes:
+            started.append(node.start())
+        server = api_server(root, distributed_config(nodes, repair_interval_seconds=0, replication_factor=3,
+                                                     placement_strategy="consistent_hash"))
+        started.append(server.start())
+        yield nodes, server
+    finally:
+        for node in nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                os.kill(node.proc.pid, signal.SIGCONT)
+        for proc in reversed(started):
+            proc.stop()

@@ -25,7 +25,7 @@ import pytest
 
 from lightningstor.storage import placement
 from lightningstor.storage.distributed import parse_node
-from tests.integration.cluster import NodeProcess, api_server, distributed_config, make_nodes
+from tests.integration.cluster import NodeProcess, three_nodes_and_api_server
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
 
@@ -37,23 +37,8 @@ PROMPT = 10.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[list[NodeProcess], ServerProcess]]:
-    """Three nodes (three copies of every chunk) and an API server, all
-    stopped at the end; a node left stopped (SIGSTOP) is resumed first."""
-    nodes = make_nodes(tmp_path, 3)
-    started: list[Any] = []
-    try:
-        for node in nodes:
-            started.append(node.start())
-        server = api_server(tmp_path, distributed_config(nodes, repair_interval_seconds=0, replication_factor=3,
-                                                         placement_strategy="consistent_hash"))
-        started.append(server.start())
-        yield nodes, server
-    finally:
-        for node in nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                os.kill(node.proc.pid, signal.SIGCONT)
-        for proc in reversed(started):
-            proc.stop()
+    with three_nodes_and_api_server(tmp_path) as running:
+        yield running
 
 
 def _timed(call: Any) -> tuple[Any, float]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lightningstor.storage import placement
-from tests.integration.cluster import NodeProcess, api_server, distributed_config, make_nodes
+from tests.integration.cluster import NodeProcess, three_nodes_and_api_server
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
 from tests.integration.test_distributed_integrity import _get, _ring, _rot, _wait
@@ -28,19 +28,8 @@ SUSPECT = "lightningstor_storage_node_suspect"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[list[NodeProcess], ServerProcess]]:
-    """Three nodes (three copies of every chunk, repair off) and an API server."""
-    nodes = make_nodes(tmp_path, 3)
-    started: list[Any] = []
-    try:
-        for node in nodes:
-            started.append(node.start())
-        server = api_server(tmp_path, distributed_config(nodes, repair_interval_seconds=0, replication_factor=3,
-                                                         placement_strategy="consistent_hash"))
-        started.append(server.start())
-        yield nodes, server
-    finally:
-        for proc in reversed(started):
-            proc.stop()
+    with three_nodes_and_api_server(tmp_path) as running:
+        yield running
 
 
 def _address(node: NodeProcess) -> str:
