@@ -576,3 +576,31 @@ def test_acls_and_ownership_survive_a_restart(tenancy: Tenancy, s3: Callable[[st
     assert [o["Key"] for o in anonymous.list_objects_v2(Bucket=writer_bucket)["Contents"]] == ["pub"]
     rules = admin.get_bucket_ownership_controls(Bucket=writer_bucket)["OwnershipControls"]["Rules"]
     assert rules == [{"ObjectOwnership": "ObjectWriter"}]
+
+
+def test_a_policy_asks_outsiders_put_object_acl_for_a_writes_acl(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    """A bucket policy that lets another tenant's writer and anonymous
+    callers upload, and denies s3:PutObjectAcl: neither may write an object
+    with a public ACL, by any write path, though both may upload and a
+    bucket-owner ACL still works.  Before, only callers inside the bucket's
+    scope were asked, so such a drop box published whatever came in."""
+    admin = s3("acme-admin")
+    arn = f"arn:aws:s3:::{writer_bucket}/*"
+    admin.put_bucket_policy(Bucket=writer_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": ["s3:PutObject"], "Resource": arn},
+        {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::globex:user/globex-admin"},
+         "Action": "s3:PutObjectAcl", "Resource": arn},
+    ]}))  # fmt: skip
+    outsider = s3("globex-admin")
+    for name, client in (("outsider", outsider), ("anonymous", anonymous)):
+        client.put_object(Bucket=writer_bucket, Key=f"{name}-plain", Body=b"x")
+        client.put_object(Bucket=writer_bucket, Key=f"{name}-owned", Body=b"x", ACL="bucket-owner-full-control")
+        assert code_of(lambda c=client, n=name: c.put_object(  # type: ignore[misc]
+            Bucket=writer_bucket, Key=f"{n}-pub", Body=b"x", ACL="public-read")) == (403, "AccessDenied")
+        assert code_of(lambda c=client, n=name: c.put_object(  # type: ignore[misc]
+            Bucket=writer_bucket, Key=f"{n}-grant", Body=b"x", GrantRead=f'uri="{ALL_USERS}"')) == (403, "AccessDenied")
+    assert code_of(lambda: outsider.create_multipart_upload(Bucket=writer_bucket, Key="mp", ACL="public-read")) == (
+        403, "AccessDenied")
+    assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="anonymous-pub"))[0] in (403, 404)

@@ -93,20 +93,26 @@ def checked_write_acl(
     ``s3:PutObjectAcl`` from the bucket's policy, as AWS asks
     s3:PutObjectAcl of a write with ACL headers.  The right to write is not
     the right to choose who reads.  ``private`` and the bucket-owner ACLs
-    (which clients often send by default) need nothing more.  A caller
-    from outside the bucket's scope, let in by its policy or ACL, owns what
-    it writes, and an owner may set its object's ACL (PutObjectAcl): it is
-    not asked; nor is an authorizer that knows only the SPEC's actions,
-    for a bucket without a policy (it would be asked objects:put again).
-    Then the grantees' ids are checked (:func:`checked_grantees`)."""
+    (which clients often send by default) need nothing more.
+
+    A bucket with a policy asks it of every caller, from inside the
+    bucket's scope or not: a policy that lets other tenants or anonymous
+    callers upload (a drop box) without allowing s3:PutObjectAcl must not
+    let them publish, and its Deny of s3:PutObjectAcl binds a write's ACL
+    as it binds PutObjectAcl.  Without a policy, a caller from outside the
+    scope came in through the bucket's ACL (WRITE), which lets it set its
+    new object's ACL, as AWS does for a public-read-write bucket; nor is
+    an authorizer that knows only the SPEC's actions asked, for a bucket
+    without a policy (it would be asked objects:put again).  Then the
+    grantees' ids are checked (:func:`checked_grantees`)."""
     owner, acl = owned
     if acl is None:
         return succeed(None)
     gate = api.core.access
     refined = access.OBJECTS_PUT_ACL in getattr(gate.authorizer, "refined_actions", ())
     d: Deferred[Any]
-    if acls.shares(acl, owner, bucket.created_by) and access.in_scope(principal, bucket) and (
-        refined or bucket.policy
+    if acls.shares(acl, owner, bucket.created_by) and (
+        bucket.policy or (refined and access.in_scope(principal, bucket))
     ):
         asked = access.AskedAs(call, op="PutObjectAcl")
         d = gate.allow(principal, bucket, access.OBJECTS_PUT_ACL, key, call.decisions.append, asked, _PUT_ACL_AS)
