@@ -572,7 +572,7 @@ class DistributedBackend:
                          chunk_id=chunk_id, node=node.address, error=e)
                 unreachable.append(node)
                 continue
-            found = crc32c(copy)
+            found = yield deferToThreadPool(self._reactor, self._pool, crc32c, copy)  # whole chunks: off the reactor
             if len(copy) != size or found != checksum:
                 corrupt.append(node)
                 divergent[node] = found  # intact, other bytes: the node replaces it only if named
