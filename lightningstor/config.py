@@ -913,7 +913,8 @@ def _read_storage(t: _Table, data_dir: str) -> StorageSettings:
             "scrub_interval_seconds", d.scrub_interval_seconds, _int(0, 366 * 86400)
         ),
         "min_free_bytes": t.get("min_free_bytes", d.min_free_bytes, _int(0, MAX_MIN_FREE_BYTES)),
-        # At most an hour: the collector's grace (24 h) must stay far above it.
+        # At most an hour, and at most half the collector's grace (24 h;
+        # _check_free_delay): freed chunks are orphans to the collector.
         "free_delay_seconds": t.get("free_delay_seconds", d.free_delay_seconds, _float(0, 3600)),
     }
     distributed = _read_distributed(t, backend)
@@ -1067,17 +1068,35 @@ def _check_write_bound(limits: _Table, collector: _Table, settings: Settings) ->
         )
 
 
+def _check_free_delay(storage: _Table, collector: _Table, settings: Settings) -> None:
+    """``storage.free_delay_seconds`` at most half ``collector.grace_seconds``:
+    a freed chunk waiting out the delay (storage/retired.py) has no index
+    entry any more, so to the collector it is an orphan like any other, and
+    a grace shorter than the delay would delete it under the reads the delay
+    is there for.  Half, as for writes: the margin covers a pass that saw it
+    just after it was freed and the batching of the queue."""
+    if not (storage.valid("free_delay_seconds") and collector.valid("grace_seconds")):
+        return
+    grace = settings.collector.grace_seconds
+    if settings.storage.free_delay_seconds > grace / 2:
+        storage.problem(
+            "free_delay_seconds",
+            f"{settings.storage.free_delay_seconds:g} is more than half of collector.grace_seconds ({grace:g}): "
+            "the collector could delete freed chunks that reads in flight still stream",
+        )
+
+
 def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
     problems: list[str] = []
     root = _Table("", raw, problems, sources)
     data_dir = root.get("data_dir", DEFAULT_DATA_DIR, _path)
-    limits, collector = root.section("limits"), root.section("collector")
+    limits, collector, storage = root.section("limits"), root.section("collector"), root.section("storage")
     settings = Settings(
         data_dir=data_dir,
         config_file=config_file,
         server=_read_server(root.section("server")),
         metadata=_read_metadata(root.section("metadata")),
-        storage=_read_storage(root.section("storage"), data_dir),
+        storage=_read_storage(storage, data_dir),
         iam=_read_iam(root.section("iam")),
         s3=_read_s3(root.section("s3")),
         limits=_read_limits(limits),
@@ -1088,6 +1107,7 @@ def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str 
         collector=_read_collector(collector),
     )
     _check_write_bound(limits, collector, settings)
+    _check_free_delay(storage, collector, settings)
     root.finish()
     if problems:
         raise ConfigProblems(problems)

@@ -208,6 +208,7 @@ class CoreService(Service):
         *,
         bootstrap: bool = True,
         on_ready: Any = None,
+        shared_store: bool = False,
     ) -> None:
         self.core = core
         self.settings = settings
@@ -217,6 +218,9 @@ class CoreService(Service):
         # bootstrap: the primary did it before they were started.
         self.bootstrap = bootstrap
         self.on_ready = on_ready
+        # Other API servers may share the store (JobLeases.shared), and with
+        # it the chunks this one frees: a stop leaves those to the collector.
+        self.shared_store = shared_store
 
     def startService(self) -> None:
         super().startService()
@@ -240,9 +244,15 @@ class CoreService(Service):
     def stopService(self) -> Any:
         super().stopService()
         try:
-            # Requests have drained: nobody here reads freed chunks any more.
-            # Deleted now, within a bound; the rest is the collector's.
-            yield self.core.chunks.flush_retired(FLUSH_SECONDS)
+            if self.shared_store:
+                # Another server's GET may still stream a chunk this one
+                # freed (storage/retired.py): the collector deletes them
+                # after its grace, which is at least twice the delay.
+                self.core.chunks.leave_retired()
+            else:
+                # Requests have drained: nobody here reads freed chunks any
+                # more.  Deleted now, within a bound; the rest is the collector's.
+                yield self.core.chunks.flush_retired(FLUSH_SECONDS)
             yield self.core.access.authorizer.close()
             yield self.core.backend.close()
         finally:
@@ -386,6 +396,8 @@ def _assemble(
     core.buckets.default_object_ownership = settings.s3.default_object_ownership
     # Background services run once per server: in the primary worker only.
     primary = worker is None or worker.primary
+    # One lease per background job when several servers may share the store.
+    leases = JobLeases(store, settings.server.s3_addr, reactor)
     CoreService(
         core,
         settings,
@@ -393,9 +405,8 @@ def _assemble(
         env,
         bootstrap=primary,
         on_ready=None if worker is None else worker.report_ready,
+        shared_store=leases.shared,
     ).setServiceParent(top)
-    # One lease per background job when several servers may share the store.
-    leases = JobLeases(store, settings.server.s3_addr, reactor)
     if primary:
         # Its grace period is measured on a clock that never jumps (core/collector.py).
         collector = CollectorService(

@@ -33,7 +33,11 @@ At shutdown (:meth:`flush`) the queue is deleted at once rather than left
 to the collector: the server's own requests have drained by then, and the
 collector would keep the space for at least its grace (24 h) after the
 restart.  The flush is bounded in time; what it does not get to stays
-unreferenced for the collector.
+unreferenced for the collector.  That holds only while this server is the
+only reader: on a metadata store shared by several API servers (over
+shared or distributed storage), the others' GETs may still be streaming
+the chunks this one freed, so a stop there hands the whole queue to the
+collector instead (:meth:`leave`, server.py ``CoreService``).
 """
 
 from __future__ import annotations
@@ -169,6 +173,24 @@ class RetiredChunks:
         if ids:
             self._delete(ids)
         self._schedule()
+
+    def leave(self) -> int:
+        """Stop the timer and forget every queued id, deleting none: the
+        orphan collector deletes them after its grace (they have no index
+        entry).  For a stop while other servers may still read them; the
+        number left."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        left = self._pending
+        self._queue.clear()
+        self._pending = 0
+        if left:
+            log.info(
+                "Leaving {n} freed chunks to the orphan collector: other servers sharing the store may still read them",
+                n=left,
+            )
+        return left
 
     @inlineCallbacks
     def flush(self, timeout_seconds: float) -> Any:

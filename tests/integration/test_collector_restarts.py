@@ -33,7 +33,10 @@ from tests.integration.server import ServerProcess
 from tests.integration.test_collector_clock import CONFIG, MiB, SlowUpload, chunk_files, wait_for
 from tests.integration.test_etcd_server import config as etcd_config
 
-COLLECTOR = """
+# Follows a [storage] table: freed chunks wait at most half the grace
+# (config.py refuses more; nothing is freed here anyway).
+COLLECTOR = """free_delay_seconds = 2
+
 [collector]
 interval_seconds = 1
 grace_seconds = 5

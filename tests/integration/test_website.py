@@ -312,6 +312,22 @@ def test_unreadable_error_document_falls_back_to_html(web_server: ServerProcess,
     assert (page.status, html_code(page)) == (404, "NoSuchKey")
 
 
+def test_a_lost_chunk_is_an_html_500(web_server: ServerProcess, s3: Any, site: str) -> None:
+    """An object whose stored data is gone answers this endpoint's HTML
+    error page (InternalError), as any other error here, not twisted's bare
+    "Processing Failed" page; the server reads it once more first (it may
+    have been overwritten meanwhile, handlers/objects.py)."""
+    chunks = web_server.data_dir / "data" / "chunks"
+    before = set(chunks.rglob("*"))
+    s3.put_object(Bucket=site, Key="lost.html", Body=b"x" * (128 * 1024))  # above the inline threshold
+    new = [path for path in set(chunks.rglob("*")) - before if path.is_file()]
+    assert len(new) == 1
+    new[0].unlink()
+    page = visit(web_server, site, "/lost.html")
+    assert (page.status, page.headers["content-type"]) == (500, "text/html; charset=utf-8")
+    assert html_code(page) == "InternalError"
+
+
 def test_not_public_is_403_with_the_error_document(web_server: ServerProcess, s3: Any, bucket: str) -> None:
     """Without ListBucket a missing key is 403 (as from the S3 API); the
     error document is sent with that status."""

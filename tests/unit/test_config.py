@@ -389,8 +389,14 @@ BAD_VALUES = [
     # A shorter grace bounds writes more tightly: at most half of it.
     ('[collector]\ngrace_seconds = 3600', "limits.max_write_seconds: 21600 is more than half of "
                                            "collector.grace_seconds (3600)"),
-    ('[collector]\ngrace_seconds = 10\n[limits]\nmax_write_seconds = 6',
+    ('[collector]\ngrace_seconds = 10\n[limits]\nmax_write_seconds = 6\n[storage]\nfree_delay_seconds = 5',
      "limits.max_write_seconds: 6 is more than half of collector.grace_seconds (10)"),
+    # Freed chunks waiting out the delay are orphans to the collector
+    # (storage/retired.py): its grace must stay at least twice the delay.
+    ('[collector]\ngrace_seconds = 500\n[limits]\nmax_write_seconds = 250',
+     "storage.free_delay_seconds: 300 is more than half of collector.grace_seconds (500)"),
+    ('[storage]\nfree_delay_seconds = 3600\n[collector]\ngrace_seconds = 7000\n[limits]\nmax_write_seconds = 60',
+     "storage.free_delay_seconds: 3600 is more than half of collector.grace_seconds (7000)"),
     ('[logging]\nlevel = "verbose"', "logging.level: must be one of 'trace', 'debug', 'info', 'warn'"),
     ('[logging]\nformat = "xml"', "logging.format: must be one of 'text', 'json', got 'xml'"),
     ('[logging]\naccess_log = "true"', "logging.access_log: expected a boolean"),
@@ -645,6 +651,8 @@ def test_collector_section(tmp_path: Path) -> None:
 
     s = load_settings(env={})
     assert (s.collector.interval_seconds, s.collector.grace_seconds) == (3600.0, GRACE_SECONDS)
-    path = write(tmp_path, "[collector]\ninterval_seconds = 1\ngrace_seconds = 4\n[limits]\nmax_write_seconds = 2\n")
+    path = write(tmp_path, "[collector]\ninterval_seconds = 1\ngrace_seconds = 4\n[limits]\nmax_write_seconds = 2\n"
+                           "[storage]\nfree_delay_seconds = 2\n")
     s = load_settings(path, env={})
     assert (s.collector.interval_seconds, s.collector.grace_seconds, s.limits.max_write_seconds) == (1.0, 4.0, 2)
+    assert s.storage.free_delay_seconds == 2.0  # at most half the grace, as a write's bound

@@ -140,3 +140,17 @@ def test_flush_is_bounded_in_time_and_leaves_the_rest_to_the_collector() -> None
         clock.advance(10.0)
     assert len(calls) == 2  # two slices started before the deadline
     assert left == [2000 - sum(len(c) for c in calls)]
+
+
+def test_leave_deletes_nothing_and_stops_the_timer() -> None:
+    """A stop on a shared store: the queue is dropped, not deleted (the
+    orphan collector deletes those ids after its grace), and its timer is
+    cancelled; the count left is reported."""
+    clock, recorder, queue = _queue(300.0)
+    queue.retire(["a", "b"])
+    clock.advance(2.0)
+    queue.retire(["c"])
+    assert queue.leave() == 3
+    assert len(queue) == 0 and queue.batches == 0 and clock.getDelayedCalls() == []
+    clock.advance(600.0)
+    assert recorder.deleted == {}

@@ -451,15 +451,26 @@ def get_object(api: Any, call: Any) -> Deferred[Any]:
     connection is aborted (S3Api._on_failure), so a short body never
     passes for a whole one.  HEAD reads no chunk.
     """
-    d = _lookup(api, call).addCallback(_respond, api, call)
-    if call.method == "GET":
-        d.addErrback(_read_again, api, call, list(call.request.responseHeaders.getAllRawHeaders()))
-    return d
+    return read_again_if_replaced(call, lambda: _lookup(api, call).addCallback(_respond, api, call))
 
 
-def _read_again(failure: Failure, api: Any, call: Any, before: list[tuple[bytes, list[bytes]]]) -> Any:
-    """Answer with the object's current version if the one looked up lost its
-    chunks (or chunk-list pages) before any byte of it was sent."""
+def read_again_if_replaced(call: Any, attempt: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+    """``attempt()`` (look the object up and answer with it), made once more
+    if the version it found lost its chunks (or chunk-list pages) before any
+    byte of it was sent: the object was overwritten or deleted meanwhile.
+    GetObject and the website endpoint share it, so both restore the
+    response headers of the first attempt the same way; the second attempt
+    sees the current state (another object, 404, an error document).  A
+    second loss is an error like any other.  HEAD reads no chunk."""
+    if call.method != "GET":
+        return attempt()
+    before = list(call.request.responseHeaders.getAllRawHeaders())
+    return attempt().addErrback(_read_again, call, before, attempt)
+
+
+def _read_again(
+    failure: Failure, call: Any, before: list[tuple[bytes, list[bytes]]], attempt: Callable[[], Deferred[Any]]
+) -> Any:
     request = call.request
     if request.startedWriting or not failure.check(errors.ChunkNotFound, PagesMissing):
         return failure
@@ -470,7 +481,7 @@ def _read_again(failure: Failure, api: Any, call: Any, before: list[tuple[bytes,
         headers.removeHeader(name)
     for name, values in before:
         headers.setRawHeaders(name, values)
-    return _lookup(api, call).addCallback(_respond, api, call)
+    return attempt()
 
 
 def lookup_object(api: Any, call: Any) -> Deferred[Any]:

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from lightningstor import errors
 from lightningstor.core import website
 from lightningstor.core.types import WebsiteConfiguration
-from lightningstor.s3.handlers.objects import lookup_object, respond_with_object
+from lightningstor.s3.handlers.objects import lookup_object, read_again_if_replaced, respond_with_object
 from lightningstor.s3.headers import WEBSITE_REDIRECT_HEADER
 from lightningstor.s3.websitexml import parse_website_configuration, website_configuration_xml
 
@@ -81,6 +81,27 @@ def serve(api: Any, call: Any) -> Any:
     rule = website.rule_before_lookup(config, key)
     if rule is not None:
         return _redirect(api, call, website.rule_redirect(rule, key, scheme=scheme, host=host))
+    headers = dict(call.headers)
+
+    def attempt() -> Deferred[Any]:
+        # A second attempt starts from the request as it came (the error
+        # document drops some of its headers) and with no error sent yet.
+        call.headers.clear()
+        call.headers.update(headers)
+        call.error_code = None
+        return _answer(api, call, config, key, scheme, host)
+
+    answer = yield read_again_if_replaced(call, attempt)
+    return answer
+
+
+@inlineCallbacks
+def _answer(api: Any, call: Any, config: WebsiteConfiguration, key: str, scheme: str, host: str) -> Any:
+    """What the objects there now make of ``key``: the object or its index
+    document (or the redirect one asks for), else :func:`_not_found`.  The
+    whole of it is made again if the object found lost its chunks before a
+    byte was sent (objects.read_again_if_replaced): the index, folder
+    redirect and error document are then decided on the current objects."""
     assert config.index_suffix is not None  # validated: no RedirectAllRequestsTo, so an index
     try:
         found = yield _find(api, call, website.index_key(key, config.index_suffix))
@@ -89,7 +110,13 @@ def serve(api: Any, call: Any) -> Any:
             raise
         answer = yield _not_found(api, call, config, key, scheme, host, e)
         return answer
-    return _send_object(api, call, found)
+    # Yielded, not returned: a Deferred returned from an inlineCallbacks
+    # generator becomes its result as it is, and is only chained once a
+    # callback gets it, after S3Api._s3's error mapping had passed: a lost
+    # chunk became twisted's bare "Processing Failed" 500 instead of this
+    # endpoint's HTML error page, and could not be read again.
+    answer = yield _send_object(api, call, found)
+    return answer
 
 
 def _send_object(api: Any, call: Any, found: Any, *, status: int = 200) -> Any:
