@@ -335,7 +335,8 @@ class CollectorSettings:
     unreferenced for ``grace_seconds`` of its own observed time, across at
     least two passes ``interval_seconds`` apart.  ``limits.max_write_seconds``
     must be at most half the grace, or a write in flight could lose its
-    chunks; short values are for tests."""
+    chunks, and ``interval_seconds`` at most half of what remains of the
+    grace after it (``_check_interval_bound``); short values are for tests."""
 
     interval_seconds: float = 3600.0
     grace_seconds: float = 86400.0
@@ -1086,6 +1087,29 @@ def _check_free_delay(storage: _Table, collector: _Table, settings: Settings) ->
         )
 
 
+def _check_interval_bound(limits: _Table, collector: _Table, settings: Settings) -> None:
+    """``collector.interval_seconds`` at most half of what the grace leaves
+    once a write's time is taken off: ``(grace_seconds - max_write_seconds)
+    / 2``.  A pass dates what it sees at its own start (core/sightings.py),
+    up to a whole pass earlier than it saw it, and a pass gap is what any
+    error in measuring observed time comes in: keeping two gaps between a
+    write's deadline and the grace means such an error can never make the
+    collector take the chunks of a write in flight (docs/configuration.md)."""
+    if not (limits.valid("max_write_seconds") and collector.valid("grace_seconds", "interval_seconds")):
+        return
+    grace, write = settings.collector.grace_seconds, settings.limits.max_write_seconds
+    if write > grace / 2:
+        return  # reported by _check_write_bound
+    bound = (grace - write) / 2
+    interval = settings.collector.interval_seconds
+    if interval > bound:
+        collector.problem(
+            "interval_seconds",
+            f"{interval:g} is more than (collector.grace_seconds - limits.max_write_seconds) / 2 "
+            f"(({grace:g} - {write}) / 2 = {bound:g}): a pass gap would come too close to the grace",
+        )
+
+
 def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
     problems: list[str] = []
     root = _Table("", raw, problems, sources)
@@ -1108,6 +1132,7 @@ def _build(raw: Mapping[str, Any], sources: Mapping[str, str], config_file: str 
     )
     _check_write_bound(limits, collector, settings)
     _check_free_delay(storage, collector, settings)
+    _check_interval_bound(limits, collector, settings)
     root.finish()
     if problems:
         raise ConfigProblems(problems)

@@ -23,20 +23,30 @@ another server's pass, adds nothing, so downtime and time on another clock
 are never counted; age can only be under-counted, which only delays
 deletion.  Each thing seen unreferenced has a record (under
 :data:`~lightningstor.core.keys.SIGHTINGS`) with the logical clock's value
-when it was first seen so, written once; its age is the clock now minus
-that.  A thing not seen unreferenced by a pass (referenced again, or gone)
-loses its record at the end of the pass, so it starts afresh if it is ever
+at the start of the pass that first saw it so, written once; its age is the
+clock now minus that, never more than the real time since that start.  A
+thing not seen unreferenced by a pass (referenced again, or gone) loses
+its record at the end of the pass, so it starts afresh if it is ever
 unreferenced again, and the records never outnumber what the last pass saw
 unreferenced.
 
-**A pass writes at its end,** records first (batches of
+**A pass writes at its end, the clock first.**  Its first transaction
+writes the advanced clock, guarded by the clock record's revision as read
+at the pass's start: it *claims* the clock.  The records follow (batches of
 :data:`~lightningstor.core.chunkindex.BATCH` operations, under etcd's limit
-on a transaction's size), the clock last, each transaction guarded by the
-clock record's revision as read at the pass's start: should two collectors
-overlap (a lease taken over from a stalled server), the second one's writes
-fail instead of mixing records of two clocks.  A crash part-way leaves
-records whose first-seen value is at most the clock the next pass computes:
-their age is under-counted, never over-counted.
+on a transaction's size), each guarded by the revision the claim produced.
+Should two collectors overlap (a lease taken over from a stalled server,
+or the rare double pass the leases allow), whichever claims second fails
+at its claim if it began before the other's claim, and otherwise the one
+that claimed first fails at its next batch: records are only ever written
+under the clock that stands, never on one clock and read on another.  (A
+guard on the revision read at the start alone is not enough: writing
+records does not change the clock record, so two passes' records could
+both pass it and be read against the other pass's clock, dating a fresh
+sighting a whole pass gap too early.)  Every record a pass writes is dated
+at most the clock it claimed, which corresponds to the pass's start,
+before its listing: a crash or an overtaken pass part-way leaves records
+whose age is under-counted, never over-counted.
 """
 
 from __future__ import annotations
@@ -163,31 +173,45 @@ class SharedSightings(Sightings):
 
     @inlineCallbacks
     def end(self) -> Any:
-        """Deferred: write new records, drop those of what this pass did not
-        report, then the clock; all guarded by the clock's revision."""
+        """Deferred: claim the clock (write its new value, guarded by the
+        revision read at :meth:`begin`), then write new records and drop
+        those of what this pass did not report, guarded by the claim's
+        revision (module doc)."""
+        # Dropped records first: a pass stopped part-way then leaves new
+        # sightings unsaved (seen afresh later) rather than stale ones.
         ops: list[Operation] = [
+            Delete(keys.sighting_key(kind, name)) for kind, name in self._stored - self._next.keys()
+        ]
+        ops += [
             Put(keys.sighting_key(kind, name), json.dumps({"first": first}).encode())
             for (kind, name), first in self._next.items()
             if self._seen.get((kind, name)) != first
         ]
-        ops += [Delete(keys.sighting_key(kind, name)) for kind, name in self._stored - self._next.keys()]
         super().end()
         self._stored = set()
-        guard = [Compare(keys.COLLECTOR_CLOCK, self._revision)]
         pass_no, now = self._pending
         clock = _clock_value(self._now, self.run, pass_no)
+        claim = yield self.store.txn(
+            [Compare(keys.COLLECTOR_CLOCK, self._revision)], [Put(keys.COLLECTOR_CLOCK, clock)]
+        )
+        if not claim.succeeded:
+            return self._overtaken()
+        # The clock now stands for this pass: the next one measures from it,
+        # even if a batch below fails (records not yet written are seen
+        # afresh by a later pass, which only delays deletion).
+        self._last = (pass_no, now)
+        guard = [Compare(keys.COLLECTOR_CLOCK, claim.revision)]
         for start in range(0, len(ops), chunkindex.BATCH):
             result = yield self.store.txn(guard, ops[start : start + chunkindex.BATCH])
             if not result.succeeded:
                 return self._overtaken()
-        result = yield self.store.txn(guard, [Put(keys.COLLECTOR_CLOCK, clock)])
-        if not result.succeeded:
-            return self._overtaken()
-        self._last = (pass_no, now)
         return None
 
     def _overtaken(self) -> None:
-        """Another collector's pass wrote the clock during this one: its
-        records stand; this process's next pass adds no time."""
+        """Another collector's pass claimed the clock during this one: its
+        records stand, this pass saves nothing more, and this process's
+        next pass adds no time."""
         self._last = None
-        log.warn("Another orphan collector pass ran at the same time; this pass's sightings were not saved")
+        log.warn(
+            "Another orphan collector pass ran at the same time; the rest of this pass's sightings were not saved"
+        )

@@ -393,10 +393,18 @@ BAD_VALUES = [
      "limits.max_write_seconds: 6 is more than half of collector.grace_seconds (10)"),
     # Freed chunks waiting out the delay are orphans to the collector
     # (storage/retired.py): its grace must stay at least twice the delay.
-    ('[collector]\ngrace_seconds = 500\n[limits]\nmax_write_seconds = 250',
+    ('[collector]\ngrace_seconds = 500\ninterval_seconds = 100\n[limits]\nmax_write_seconds = 250',
      "storage.free_delay_seconds: 300 is more than half of collector.grace_seconds (500)"),
-    ('[storage]\nfree_delay_seconds = 3600\n[collector]\ngrace_seconds = 7000\n[limits]\nmax_write_seconds = 60',
+    ('[storage]\nfree_delay_seconds = 3600\n[collector]\ngrace_seconds = 7000\ninterval_seconds = 3000\n'
+     '[limits]\nmax_write_seconds = 60',
      "storage.free_delay_seconds: 3600 is more than half of collector.grace_seconds (7000)"),
+    # A pass gap at most half of what the grace leaves after a write's time.
+    ('[collector]\ninterval_seconds = 32401', "collector.interval_seconds: 32401 is more than "
+                                              "(collector.grace_seconds - limits.max_write_seconds) / 2 "
+                                              "((86400 - 21600) / 2 = 32400)"),
+    ('[collector]\ninterval_seconds = 3\ngrace_seconds = 9\n[limits]\nmax_write_seconds = 4\n[storage]\nfree_delay_seconds = 4',
+     "collector.interval_seconds: 3 is more than (collector.grace_seconds - limits.max_write_seconds) / 2 "
+     "((9 - 4) / 2 = 2.5)"),
     ('[logging]\nlevel = "verbose"', "logging.level: must be one of 'trace', 'debug', 'info', 'warn'"),
     ('[logging]\nformat = "xml"', "logging.format: must be one of 'text', 'json', got 'xml'"),
     ('[logging]\naccess_log = "true"', "logging.access_log: expected a boolean"),
@@ -646,7 +654,8 @@ def test_max_write_seconds_limit_leaves_the_collector_half_its_grace() -> None:
 
 def test_collector_section(tmp_path: Path) -> None:
     """``[collector]`` defaults to an hourly pass and the 24 h grace; a short
-    grace loads with a write bound of at most half of it."""
+    grace loads with a write bound of at most half of it, and an interval
+    of at most half of what the grace leaves after that bound."""
     from lightningstor.core.collector import GRACE_SECONDS
 
     s = load_settings(env={})
@@ -656,3 +665,6 @@ def test_collector_section(tmp_path: Path) -> None:
     s = load_settings(path, env={})
     assert (s.collector.interval_seconds, s.collector.grace_seconds, s.limits.max_write_seconds) == (1.0, 4.0, 2)
     assert s.storage.free_delay_seconds == 2.0  # at most half the grace, as a write's bound
+    # The longest pass interval the defaults allow: (86400 - 21600) / 2.
+    s = load_settings(write(tmp_path, "[collector]\ninterval_seconds = 32400\n"), env={})
+    assert s.collector.interval_seconds == 32400.0
