@@ -1054,37 +1054,33 @@ def _read_collector(t: _Table) -> CollectorSettings:
     return settings
 
 
-def _check_write_bound(limits: _Table, collector: _Table, settings: Settings) -> None:
-    """``limits.max_write_seconds`` at most half ``collector.grace_seconds``:
-    a write's chunks are unreferenced until its commit, and the collector
-    deletes what stays unreferenced for the grace period."""
-    if not (limits.valid("max_write_seconds") and collector.valid("grace_seconds")):
+def _at_most_half_the_grace(table: _Table, key: str, value: float, collector: _Table, settings: Settings,
+                            harm: str) -> None:
+    """``value`` (``table``'s ``key``) at most half ``collector.grace_seconds``,
+    else a problem naming ``harm``: chunks nothing references wait that long
+    before the collector deletes them, and the half is the margin for a pass
+    that saw them just after they became unreferenced."""
+    if not (table.valid(key) and collector.valid("grace_seconds")):
         return
     grace = settings.collector.grace_seconds
-    if settings.limits.max_write_seconds > grace / 2:
-        limits.problem(
-            "max_write_seconds",
-            f"{settings.limits.max_write_seconds} is more than half of collector.grace_seconds ({grace:g}): "
-            "the collector could delete the chunks of a write in flight",
-        )
+    if value > grace / 2:
+        table.problem(key, f"{value:g} is more than half of collector.grace_seconds ({grace:g}): {harm}")
+
+
+def _check_write_bound(limits: _Table, collector: _Table, settings: Settings) -> None:
+    """``limits.max_write_seconds``: a write's chunks are unreferenced until
+    its commit."""
+    _at_most_half_the_grace(limits, "max_write_seconds", settings.limits.max_write_seconds, collector, settings,
+                            "the collector could delete the chunks of a write in flight")
 
 
 def _check_free_delay(storage: _Table, collector: _Table, settings: Settings) -> None:
-    """``storage.free_delay_seconds`` at most half ``collector.grace_seconds``:
-    a freed chunk waiting out the delay (storage/retired.py) has no index
-    entry any more, so to the collector it is an orphan like any other, and
-    a grace shorter than the delay would delete it under the reads the delay
-    is there for.  Half, as for writes: the margin covers a pass that saw it
-    just after it was freed and the batching of the queue."""
-    if not (storage.valid("free_delay_seconds") and collector.valid("grace_seconds")):
-        return
-    grace = settings.collector.grace_seconds
-    if settings.storage.free_delay_seconds > grace / 2:
-        storage.problem(
-            "free_delay_seconds",
-            f"{settings.storage.free_delay_seconds:g} is more than half of collector.grace_seconds ({grace:g}): "
-            "the collector could delete freed chunks that reads in flight still stream",
-        )
+    """``storage.free_delay_seconds``: a freed chunk waiting out the delay
+    (storage/retired.py) has no index entry any more, so to the collector it
+    is an orphan like any other, and a shorter grace would delete it under
+    the reads the delay is there for."""
+    _at_most_half_the_grace(storage, "free_delay_seconds", settings.storage.free_delay_seconds, collector,
+                            settings, "the collector could delete freed chunks that reads in flight still stream")
 
 
 def _check_interval_bound(limits: _Table, collector: _Table, settings: Settings) -> None:
