@@ -167,12 +167,15 @@ class BucketManager:
     read (a thread hop with SQLite, a round trip with etcd) and a JSON
     decode.  Object reads and listings (:meth:`find_for_read`) take the
     bucket from a small cache for :data:`READ_CACHE_SECONDS` instead (SPEC
-    appendix E, "hot bucket metadata cached").  What they use of it never
-    changes (id, scope, name) or only affects what they report
+    appendix E, "hot bucket metadata cached").  Most of what they use of it
+    never changes (id, scope, name) or only affects what they report
     (versioning: whether a version id header is sent), and a bucket must be
-    empty to be deleted, so a cached bucket can only turn a NoSuchBucket
-    into a NoSuchKey or an empty listing for that second, as in S3, whose
-    bucket configuration is eventually consistent.  Writes, bucket
+    empty to be deleted, so a cached bucket can turn a NoSuchBucket into a
+    NoSuchKey or an empty listing for that second.  Its access settings
+    (policy, Block Public Access, ACL) are used too: a change made through
+    another worker or server reaches object reads within the second, as S3
+    documents its bucket policy and access changes as eventually
+    consistent.  Writes, bucket
     configuration reads and everything else always read the record.  A
     change made through this process clears the cache at once; another
     worker or server sees it within the second.  Absent buckets are never
