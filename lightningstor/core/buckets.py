@@ -175,7 +175,10 @@ class BucketManager:
     (policy, Block Public Access, ACL) are used too: a change made through
     another worker or server reaches object reads within the second, as S3
     documents its bucket policy and access changes as eventually
-    consistent.  Writes, bucket
+    consistent.  On a store that answers point reads from memory, exactly
+    across processes (SQLite: metadata/readcache.py), a cached bucket is
+    used only while its record is still the one it was decoded from (one
+    read, answered at once), so there such a change takes effect at once.  Writes, bucket
     configuration reads and everything else always read the record.  A
     change made through this process clears the cache at once; another
     worker or server sees it within the second.  Absent buckets are never
@@ -344,7 +347,27 @@ class BucketManager:
         now = self._clock()
         hit = self._read_cache.get(scope)
         if hit is not None and now - hit[0] < self.read_cache_seconds:
-            return succeed(_copy(hit[1]))  # callers may not change the cached one
+            if getattr(self._store, "cache", None) is None:
+                return succeed(_copy(hit[1]))  # callers may not change the cached one
+            # The store answers point reads from memory, exactly across
+            # processes (metadata/readcache.py): the cached bucket stands
+            # only while its record is the one it was decoded from.
+            cached = hit[1]
+            check: Deferred[Any] = self._store.get(keys.bucket_key(cached.org_id, cached.project_id, cached.name))
+            return check.addCallback(self._still_current, principal, name, scope, now, cached)
+        return self._resolve_for_read(principal, name, scope, now)
+
+    def _still_current(
+        self, kv: Any, principal: Principal, name: str, scope: tuple[str, str | None, str], now: float, cached: Bucket
+    ) -> Any:
+        if kv is not None and kv.mod_revision == cached.revision:
+            return _copy(cached)
+        self._read_cache.pop(scope, None)  # changed or gone through another worker
+        return self._resolve_for_read(principal, name, scope, now)
+
+    def _resolve_for_read(
+        self, principal: Principal, name: str, scope: tuple[str, str | None, str], now: float
+    ) -> Deferred[Any]:
         d: Deferred[Any] = self.get(principal, name) if principal.principal_id else self.get_unique(name)
 
         def remember(bucket: Bucket) -> Bucket:
