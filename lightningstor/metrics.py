@@ -71,7 +71,7 @@ from twisted.web import resource, server
 
 from lightningstor.core import keys, scans
 from lightningstor.core.quotas import ZERO, Usage, decode_usage, usage_row_bucket
-from lightningstor.interfaces.metadata import prefix_end
+from lightningstor.interfaces.metadata import has_point_read_cache, prefix_end
 from lightningstor.s3.summary import RequestSummary
 
 __all__ = [
@@ -312,7 +312,7 @@ class S3Metrics:
         more than the hit saves); the returned service copies them every
         five seconds, registering both once a read was answered from the
         cache.  A store without a cache (etcd) registers nothing."""
-        if not hasattr(store, "cache"):
+        if not has_point_read_cache(store):
             return None
         seen = {"hit": 0, "miss": 0, "bypass": 0}
         families: list[Any] = []

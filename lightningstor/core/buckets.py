@@ -41,7 +41,15 @@ from lightningstor.core.types import (
 )
 from lightningstor.core.versions import update_bucket
 from lightningstor.deferreds import Shared
-from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Operation, Put, prefix_end
+from lightningstor.interfaces.metadata import (
+    Compare,
+    Delete,
+    IMetadataStore,
+    Operation,
+    Put,
+    has_point_read_cache,
+    prefix_end,
+)
 
 _log = Logger()
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -189,6 +197,9 @@ class BucketManager:
         self, store: IMetadataStore, clock: Callable[[], float], region: str, quotas: QuotaManager | None = None
     ) -> None:
         self._store = store
+        # Whether ``get`` answers from memory, exactly (IPointReadCache): then a
+        # cached bucket is checked against its record instead of a clock.
+        self._cached_reads = has_point_read_cache(store)
         self.read_cache_seconds = READ_CACHE_SECONDS
         self._read_cache: dict[tuple[str, str | None, str], tuple[float, Bucket]] = {}
         self._clock = clock
@@ -347,7 +358,7 @@ class BucketManager:
         now = self._clock()
         hit = self._read_cache.get(scope)
         if hit is not None and now - hit[0] < self.read_cache_seconds:
-            if getattr(self._store, "cache", None) is None:
+            if not self._cached_reads or self._store.cache is None:  # type: ignore[attr-defined]
                 return succeed(_copy(hit[1]))  # callers may not change the cached one
             # The store answers point reads from memory, exactly across
             # processes (metadata/readcache.py): the cached bucket stands

@@ -144,6 +144,28 @@ class IScanItems(Interface):
         whichever way they were read."""
 
 
+class IPointReadCache(Interface):
+    """Optional, for stores whose ``get`` answers from memory, at once and
+    exactly (never older than a write any process acknowledged), when the
+    key is cached: the SQLite store (lightningstor/metadata/readcache.py).
+
+    The bucket read cache (core/buckets.py) then checks a cached bucket
+    against its record on every use instead of trusting a clock, and the
+    metrics count the cache's reads.  Asked of the store's *class*, once,
+    for the reason :func:`item_scanner` gives.
+    """
+
+    cache = Attribute(
+        "The cache (``hits``, ``misses``, ``bypassed``, ``bytes``), or None while the store "
+        "is not open yet or its cache is turned off: then ``get`` reads the store."
+    )
+
+
+def has_point_read_cache(store: IMetadataStore) -> bool:
+    """Whether ``store``'s class declares :class:`IPointReadCache`."""
+    return IPointReadCache.implementedBy(type(store))
+
+
 ItemScan = Callable[[bytes, bytes, int], Any]  # (start, end, limit) -> Deferred[list[(key, value)]]
 
 

@@ -84,6 +84,7 @@ from lightningstor.interfaces.metadata import (
     DeleteRange,
     IMetadataStore,
     IMetadataStoreFactory,
+    IPointReadCache,
     IScanItems,
     KeyValue,
     Operation,
@@ -229,20 +230,29 @@ class _ReadPool:
 
 @dataclass
 class _Settled:
-    """The counters a batch's writer left even (slot -> value), and the
-    range-delete counter, read under the writer lock."""
+    """The counter value the batch's writer left even for each key it put
+    or deleted, and the range-delete counter, read under the writer lock
+    (computed in the writer thread, so the reactor hashes no key again)."""
 
-    slots: dict[int, int]
+    tags: dict[bytes, int]
     everything: int
 
 
-def _slots_of(batch: Sequence[_PendingTxn]) -> set[int]:
-    """Every counter slot the batch may write; slot 0 for a range delete."""
-    slots: set[int] = set()
+def _slots_of(batch: Sequence[_PendingTxn]) -> tuple[dict[bytes, int], set[int]]:
+    """The counter slot of every key the batch may put or delete, and every
+    slot it may write (slot 0 too if it has a range delete)."""
+    keyed: dict[bytes, int] = {}
+    ranged = False
     for pending in batch:
         for op in pending.operations:
-            slots.add(0 if isinstance(op, DeleteRange) else slot_of(op.key))
-    return slots
+            if isinstance(op, DeleteRange):
+                ranged = True
+            else:
+                keyed[op.key] = slot_of(op.key)
+    slots = set(keyed.values())
+    if ranged:
+        slots.add(0)
+    return keyed, slots
 
 
 def _write_through(
@@ -270,9 +280,9 @@ def _write_through(
         for op in pending.operations:
             if isinstance(op, Put):
                 kv = KeyValue(op.key, op.value, outcome.revision)
-                cache.keep(op.key, kv, settled.slots[slot_of(op.key)], everything)
+                cache.keep(op.key, kv, settled.tags[op.key], everything)
             elif isinstance(op, Delete):
-                cache.keep(op.key, None, settled.slots[slot_of(op.key)], everything)
+                cache.keep(op.key, None, settled.tags[op.key], everything)
 
 
 def _unavailable(what: str, e: BaseException) -> MetadataUnavailable:
@@ -384,7 +394,7 @@ def _open_writer_lock(path: str) -> int | None:
     return os.open(os.path.realpath(path) + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-@implementer(IMetadataStore, IScanItems)
+@implementer(IMetadataStore, IScanItems, IPointReadCache)
 class SqliteMetadataStore:
     """Ordered, transactional metadata in a SQLite file (see the module doc).
 
@@ -684,7 +694,7 @@ class SqliteMetadataStore:
         self._shortfall = reserve.shortfall(_put_bytes(batch)) if reserve.enabled else None
         lock = self._writer_lock
         generations = self._generations
-        slots = _slots_of(batch)
+        keyed, slots = _slots_of(batch)
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # queue behind other processes' writers
         try:
@@ -699,7 +709,7 @@ class SqliteMetadataStore:
             finally:
                 settled = generations.end(slots)
                 everything = generations.counters[0]
-            return outcomes, _Settled(settled, everything)
+            return outcomes, _Settled({key: settled[slot] for key, slot in keyed.items()}, everything)
         finally:
             if lock is not None:
                 fcntl.flock(lock, fcntl.LOCK_UN)

@@ -80,6 +80,15 @@ class S3ResponseHeaders(Headers):
         whose value the server formatted itself (no line breaks)."""
         self._rawHeaders[wire_name] = [value]
 
+    def snapshot(self) -> dict[bytes, list[bytes]]:
+        """What is set now, to :meth:`restore` later (a GET that reads its
+        object again: s3/handlers/objects.py ``read_again_if_replaced``)."""
+        return {name: list(values) for name, values in self._rawHeaders.items()}
+
+    def restore(self, snapshot: dict[bytes, list[bytes]]) -> None:
+        self._rawHeaders.clear()
+        self._rawHeaders.update({name: list(values) for name, values in snapshot.items()})
+
     def set_pairs(self, pairs: Any) -> None:
         """Set ``(name, value)`` str pairs: values in latin-1 (or UTF-8, see
         :func:`~lightningstor.s3.wire.header_value`), line breaks folded into

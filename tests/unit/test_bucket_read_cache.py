@@ -14,16 +14,15 @@ from lightningstor import errors
 from lightningstor.core.access import OBJECTS_GET, OBJECTS_LIST, OBJECTS_PUT
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal, Versioning
+from lightningstor.interfaces.metadata import has_point_read_cache
 
 ALICE = Principal("alice", "org-a")
 BOB = Principal("bob", "org-a", project_id="p1")
 
 
 class CountingStore:
-    """Counts the reads that go to the store.  It has no point-read cache
-    (``cache`` None, as the etcd store): the bucket cache trusts its clock."""
-
-    cache = None
+    """Counts the reads that go to the store.  Its class declares no
+    IPointReadCache (as the etcd store's): the bucket cache trusts its clock."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -55,6 +54,7 @@ def test_reads_are_served_from_the_cache_for_a_second(core: Core, clock: list[fl
     yield core.buckets.create(ALICE, "hot")
     counting = CountingStore(core.store)
     core.buckets._store = counting
+    core.buckets._cached_reads = has_point_read_cache(counting)  # as if made with it
     first = yield core.access.bucket(ALICE, "hot", OBJECTS_GET, "k")
     assert counting.gets == 1
     clock[0] += 0.5

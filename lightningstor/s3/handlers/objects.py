@@ -464,23 +464,19 @@ def read_again_if_replaced(call: Any, attempt: Callable[[], Deferred[Any]]) -> D
     second loss is an error like any other.  HEAD reads no chunk."""
     if call.method != "GET":
         return attempt()
-    before = list(call.request.responseHeaders.getAllRawHeaders())
+    before = call.request.s3_headers.snapshot()
     return attempt().addErrback(_read_again, call, before, attempt)
 
 
 def _read_again(
-    failure: Failure, call: Any, before: list[tuple[bytes, list[bytes]]], attempt: Callable[[], Deferred[Any]]
+    failure: Failure, call: Any, before: dict[bytes, list[bytes]], attempt: Callable[[], Deferred[Any]]
 ) -> Any:
     request = call.request
     if request.startedWriting or not failure.check(errors.ChunkNotFound, PagesMissing):
         return failure
     log.info("GET {res}: the version read was replaced meanwhile ({err}); reading it again",
              res=call.target.resource, err=failure.value)  # fmt: skip
-    headers = request.responseHeaders
-    for name, _values in list(headers.getAllRawHeaders()):
-        headers.removeHeader(name)
-    for name, values in before:
-        headers.setRawHeaders(name, values)
+    request.s3_headers.restore(before)
     return attempt()
 
 
