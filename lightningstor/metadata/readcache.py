@@ -34,7 +34,11 @@ worker process (or admin command) wrote it:
   before its mark are tagged with older values, and nothing was kept while
   the slots were odd.
 * The writer's own process keeps what it wrote (write-through), tagged with
-  the even values it set under the lock.
+  the even values it set under the lock, and offers the same entries to the
+  other processes through a shared ring (published.py), which they take
+  on a miss: the tags travel with the values, so the rule above decides
+  for them too.  Only keys the transaction compared are kept and offered
+  (sqlite.py ``_committed``).
 
 The counters are plain shared memory.  Reads are aligned 8-byte loads, and
 only the lock holder stores, so there is no lost update.  The file's blocks
@@ -60,6 +64,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 
 from lightningstor.interfaces.metadata import KeyValue
+from lightningstor.metadata.published import PublishedWrites
 
 SLOTS = 1 << 16  # 512 KiB of counters; slot 0 is for range deletes
 _GLOBAL = 0
@@ -141,9 +146,11 @@ class ReadCache:
     """Least recently used point reads (reactor thread only), checked against
     :class:`Generations` on every use (module docstring)."""
 
-    def __init__(self, generations: Generations, max_bytes: int) -> None:
+    def __init__(self, generations: Generations, max_bytes: int, published: PublishedWrites | None = None) -> None:
         self.generations = generations
         self.max_bytes = max_bytes
+        # Other processes' committed writes (published.py), taken on a miss.
+        self.published = published
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -165,6 +172,11 @@ class ReadCache:
             self.bypassed += 1
             return read(key)  # a write is under way: neither use nor keep
         entry = self._entries.get(key)
+        if entry is None or entry[1] != tag or entry[2] != everything:
+            published = self.published
+            if published is not None and published.behind():
+                published.drain(self)  # another process may have just written it
+                entry = self._entries.get(key)
         if entry is not None and entry[1] == tag and entry[2] == everything:
             self._entries.move_to_end(key)
             self.hits += 1
@@ -198,6 +210,13 @@ class ReadCache:
         while self.bytes > self.max_bytes:
             _, dropped = self._entries.popitem(last=False)
             self.bytes -= dropped[3]
+
+    def offer(self, key: bytes, found: tuple[bytes, int] | None, tag: int, everything: int) -> None:
+        """Another process's committed write of ``key`` (published.py), at
+        the counter values it set: kept as this process keeps its own
+        writes, so that the caches of all workers hold what any of them
+        wrote or read last."""
+        self.keep(key, None if found is None else KeyValue(key, *found), tag, everything)
 
     def forget(self, key: bytes) -> None:
         old = self._entries.pop(key, None)

@@ -92,6 +92,7 @@ from lightningstor.interfaces.metadata import (
     TxnResult,
 )
 from lightningstor.interfaces.storage import PluginContext
+from lightningstor.metadata.published import Published, PublishedWrites
 from lightningstor.metadata.readcache import Generations, ReadCache, slot_of
 
 _T = TypeVar("_T")
@@ -236,6 +237,7 @@ class _Settled:
 
     tags: dict[bytes, int]
     everything: int
+    entries: list[Published] | None  # what it committed (_committed)
 
 
 def _slots_of(batch: Sequence[_PendingTxn]) -> tuple[dict[bytes, int], set[int]]:
@@ -255,34 +257,44 @@ def _slots_of(batch: Sequence[_PendingTxn]) -> tuple[dict[bytes, int], set[int]]
     return keyed, slots
 
 
+def _committed(
+    batch: Sequence[_PendingTxn], outcomes: Sequence[TxnResult | BaseException], tags: dict[bytes, int], everything: int
+) -> list[Published] | None:
+    """What the batch committed to keys its transactions compared, in
+    commit order, at the counters its writer set (readcache.py): the keys
+    that are read before they are written (object records, buckets...) and
+    so read again.  Keys written blind (usage deltas, index entries) are
+    scanned, not read one by one, and would only take room.  None if the
+    batch ran a range delete, which may have removed a key put before it and
+    left no entry valid anyway."""
+    entries: list[Published] = []
+    for pending, outcome in zip(batch, outcomes):
+        if not isinstance(outcome, TxnResult) or not outcome.succeeded:
+            continue
+        compared = {c.key for c in pending.compares}
+        for op in pending.operations:
+            if isinstance(op, DeleteRange):
+                return None
+            if op.key not in compared:
+                continue
+            if isinstance(op, Put):
+                entries.append((op.key, op.value, outcome.revision, tags[op.key], everything))
+            else:
+                entries.append((op.key, None, 0, tags[op.key], everything))
+    return entries
+
+
 def _write_through(
     cache: ReadCache, batch: Sequence[_PendingTxn], outcomes: Sequence[TxnResult | BaseException], settled: _Settled
 ) -> None:
     """Keep the batch's committed puts and deletes at the counters the writer
     set; forget the keys of a failed compare (the caller reads them again)."""
-    if any(
-        isinstance(op, DeleteRange)
-        for pending, outcome in zip(batch, outcomes)
-        if isinstance(outcome, TxnResult) and outcome.succeeded
-        for op in pending.operations
-    ):
-        # It may have removed a key put before it in the batch; and having
-        # moved the range counter, it left no entry valid anyway.
-        return
-    everything = settled.everything
     for pending, outcome in zip(batch, outcomes):
-        if not isinstance(outcome, TxnResult):
-            continue
-        if not outcome.succeeded:
+        if isinstance(outcome, TxnResult) and not outcome.succeeded:
             for c in pending.compares:
                 cache.forget(c.key)
-            continue
-        for op in pending.operations:
-            if isinstance(op, Put):
-                kv = KeyValue(op.key, op.value, outcome.revision)
-                cache.keep(op.key, kv, settled.tags[op.key], everything)
-            elif isinstance(op, Delete):
-                cache.keep(op.key, None, settled.tags[op.key], everything)
+    for key, value, revision, tag, everything in settled.entries or ():
+        cache.keep(key, None if value is None else KeyValue(key, value, revision), tag, everything)
 
 
 def _unavailable(what: str, e: BaseException) -> MetadataUnavailable:
@@ -383,6 +395,16 @@ def _range_sql(start: bytes, end: bytes) -> tuple[str, tuple[bytes, ...]]:
     return "key >= ? AND key < ?", (start, end)
 
 
+def _open_published(path: str, reactor: Any) -> PublishedWrites | None:
+    """The shared ring of committed writes, or None if it cannot be made
+    (a full volume): the caches then only miss more, nothing is wrong."""
+    try:
+        return PublishedWrites(path, int.from_bytes(os.urandom(4), "little"))
+    except OSError as e:
+        reactor.callFromThread(log.warn, "No shared ring of committed writes ({path}): {err}", path=path, err=e)
+        return None
+
+
 def _open_writer_lock(path: str) -> int | None:
     """The file descriptor of ``<path>-writer.lock``, which the writers of
     every process using this database ``flock`` around their write
@@ -443,6 +465,9 @@ class SqliteMetadataStore:
         self._generations: Generations | None = None
         self._cache_bytes = cache_bytes
         self.cache: ReadCache | None = None
+        # The ring of committed writes shared with the other processes'
+        # caches (published.py); None for an in-memory database.
+        self._published: PublishedWrites | None = None
         self._reactor = reactor
         self._synchronous = synchronous.upper()
         self._batch_max = batch_max
@@ -633,8 +658,10 @@ class SqliteMetadataStore:
             self._generations = Generations(
                 None if self._writer_lock is None else os.path.realpath(self.path) + "-gen"
             )
+            if self._writer_lock is not None:
+                self._published = _open_published(os.path.realpath(self.path) + "-pub", self._reactor)
             if self._cache_bytes:
-                self.cache = ReadCache(self._generations, self._cache_bytes)
+                self.cache = ReadCache(self._generations, self._cache_bytes, self._published)
         except (sqlite3.Error, OSError) as e:
             self._startup_error = f"cannot open metadata database {self.path!r}: {e}"
             if conn is not None:
@@ -653,6 +680,8 @@ class SqliteMetadataStore:
                 self._writer_lock = None
             if self._generations is not None and self._closed:
                 self._generations.close()  # no read uses it once closed (get)
+                if self._published is not None:
+                    self._published.close()
             self._reactor.callFromThread(self._closed_in_writer)
 
     def _serve_writes(self, conn: sqlite3.Connection | None) -> None:
@@ -709,10 +738,26 @@ class SqliteMetadataStore:
             finally:
                 settled = generations.end(slots)
                 everything = generations.counters[0]
-            return outcomes, _Settled({key: settled[slot] for key, slot in keyed.items()}, everything)
+            tags = {key: settled[slot] for key, slot in keyed.items()}
+            entries = None
+            if self.cache is not None or self._published is not None:
+                entries = _committed(batch, outcomes, tags, everything)
+            if entries and self._published is not None:
+                self._publish(entries)
+            return outcomes, _Settled(tags, everything, entries)
         finally:
             if lock is not None:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _publish(self, entries: list[Published]) -> None:
+        """Offer the batch to the other processes' caches (published.py);
+        under the writer lock.  Only an optimisation: a failure turns it off."""
+        assert self._published is not None
+        try:
+            self._published.append(entries)
+        except Exception as e:  # never lose the writer thread over it
+            self._published = None
+            self._reactor.callFromThread(log.warn, "Publishing committed writes stopped: {err}", err=e)
 
     def _run_batch(
         self, conn: sqlite3.Connection, batch: list[_PendingTxn], outcomes: list[TxnResult | BaseException]

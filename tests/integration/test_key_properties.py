@@ -31,7 +31,7 @@ BUCKET = "keys"
 # Every file a server may create under its base dir; anything else would mean
 # a key reached the filesystem.
 ALLOWED = re.compile(
-    r"(c\.toml|data/(master\.key|audit\.log|metadata\.db(-wal|-shm|-journal|-writer\.lock|-gen)?"
+    r"(c\.toml|data/(master\.key|audit\.log|metadata\.db(-wal|-shm|-journal|-writer\.lock|-gen|-pub)?"
     r"|data/tmp/[0-9a-f]+(\.[0-9a-f]+)?|data/chunks/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}))"
 )
 # LF is excluded from the generated keys: see test_key_with_a_line_feed_round_trips.

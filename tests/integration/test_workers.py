@@ -342,6 +342,52 @@ def test_a_worker_never_answers_from_its_cache_what_another_changed(
             conn.close()
 
 
+def _cache_reads(endpoint: str, result: str) -> float:
+    return _metric_total(endpoint, "lightningstor_metadata_cache_reads_total", result=result)
+
+
+def _wait_for_cache_reads(endpoint: str, result: str, at_least: float) -> float:
+    """The workers copy their cache counters to the metrics every 5 s."""
+    deadline = time.monotonic() + 12
+    while (value := _cache_reads(endpoint, result)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return value
+
+
+def test_what_one_worker_wrote_the_other_reads_from_its_cache(
+    workers: ServerProcess, s3: object, bucket: str
+) -> None:
+    """A record written through one worker is answered from the other
+    worker's read cache, with no database read: the writer offers what it
+    committed through a shared ring (lightningstor/metadata/published.py).
+    30 objects PUT through one worker's connection, then read through the
+    other's: every read is a cache hit, none a miss."""
+    keys = [f"shared/{uuid.uuid4().hex}/{i}" for i in range(30)]
+    pids = set(workers.ready_workers(2).values())
+    conns = _one_connection_per_worker(workers.endpoint, _target(s3, "get_object", bucket, keys[0]), pids)
+    writer, reader = conns.values()
+    try:
+        misses = _cache_reads(workers.endpoint, "miss")
+        for key in keys:  # each PUT reads its key first: a miss in the writer
+            writer.request("PUT", _target(s3, "put_object", bucket, key), body=key.encode())
+            response = writer.getresponse()
+            response.read()
+            assert response.status == 200
+        misses = _wait_for_cache_reads(workers.endpoint, "miss", misses + len(keys))
+        time.sleep(5.5)  # anything else counted meanwhile is in the metrics now
+        misses, hits = _cache_reads(workers.endpoint, "miss"), _cache_reads(workers.endpoint, "hit")
+        for key in keys:
+            reader.request("GET", _target(s3, "get_object", bucket, key))
+            response = reader.getresponse()
+            assert (response.status, response.read()) == (200, key.encode())
+        # Each GET reads the bucket's record (a hit) and the object's.
+        assert _wait_for_cache_reads(workers.endpoint, "hit", hits + 2 * len(keys)) >= hits + 2 * len(keys)
+        assert _cache_reads(workers.endpoint, "miss") - misses == 0
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
 def test_a_bucket_access_change_reaches_every_worker_at_once(workers: ServerProcess, s3: object) -> None:
     """Both workers answer an anonymous GET (allowed by the bucket's policy)
     and so hold the bucket in their read cache; RestrictPublicBuckets,
@@ -379,15 +425,20 @@ def test_a_bucket_access_change_reaches_every_worker_at_once(workers: ServerProc
             conn.close()
 
 
-def _requests_total(endpoint: str, operation: str) -> float:
+def _metric_total(endpoint: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples with these labels (0 if there is none yet)."""
     with urllib.request.urlopen(f"{endpoint}/metrics", timeout=10) as r:
         text = r.read().decode()
     total = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "lightningstor_requests_total" and sample.labels.get("operation") == operation:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def _requests_total(endpoint: str, operation: str) -> float:
+    return _metric_total(endpoint, "lightningstor_requests_total", operation=operation)
 
 
 def test_metrics_sum_every_worker(workers: ServerProcess, s3: object, bucket: str) -> None:

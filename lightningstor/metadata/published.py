@@ -1,0 +1,164 @@
+"""What one process committed, offered to the read caches of the others.
+
+Why: each worker process has its own read cache (readcache.py).  A record
+one worker wrote is cached only there, so a read of it through another
+worker (a new connection lands on either) misses, and a miss costs a
+hand-over to a reader thread.  With two workers, reading keys right after
+writing them missed half the time, and the misses cost more than when the
+cache was off: the hits no longer waited, so the misses of a reactor turn
+went to the reader threads in smaller batches (docs/performance.md,
+"Fourteenth round").  Here every writer also appends what it committed to a
+shared ring, ``<database>-pub``, and a cache that misses first takes what
+other processes appended since it last looked.
+
+Why that cannot make a read stale: an entry carries the counter values
+(readcache.py) its writer set for the key, under the writer lock, right
+after its COMMIT.  A cache answers with an entry only while the key's
+counter still has that value, and every later write of the key moves the
+counter first.  So an entry that reaches a cache late, or twice, or after
+the key changed, simply never answers.  What the ring must guarantee is only
+that an entry is read whole: the writer appends under the writer lock (one
+writer at a time, whatever the process), moves the ring's position after
+writing the bytes, and a reader checks each entry's CRC-32 and that the
+writer has not come round to the entry's bytes since (a reader that fell
+that far behind skips to the present).
+
+What it costs: the writer packs and copies each committed value of at most
+:data:`MAX_VALUE` bytes (microseconds, in its own thread, and only for keys
+its transaction compared: sqlite.py ``_committed``); a cache takes at most
+:data:`DRAIN_MAX` entries per miss and keeps them as it keeps its own
+writes (least recently used out).  The file's blocks are allocated when it
+is created (as the counters file's, and for the same reason); like the
+counters file it must not be deleted or truncated while the server runs.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lightningstor.metadata.readcache import ReadCache
+
+RING_BYTES = 4 << 20
+"""The ring's data area: about a thousand 4 KiB objects' records."""
+
+MAX_VALUE = 64 << 10
+"""Larger values are not published (readers read them from the database)."""
+
+DRAIN_MAX = 1024
+"""Entries a cache takes per miss at most (it takes the rest at later misses)."""
+
+_POSITION = struct.Struct("<Q")  # bytes ever appended; the file's first 8 bytes
+_DATA = 64  # where the ring starts in the file
+# size, crc, writer, key length, value length (-1: no such key), mod revision,
+# key counter, range counter.  The CRC covers everything after itself.
+_ENTRY = struct.Struct("<IIIIiqQQ")
+_PAD = 0xFFFFFFFF  # a key length that marks the rest of the ring as unused
+_ALIGN = 8
+MAX_ENTRY = _ENTRY.size + 4096 + MAX_VALUE
+"""An entry's bytes at most (a longer key's entry is not published either)."""
+
+Published = tuple[bytes, bytes | None, int, int, int]
+"""(key, value or None for "no such key", mod revision, key counter, range counter)."""
+
+
+class PublishedWrites:
+    """The ring (module docstring), mapped by every process of the database."""
+
+    def __init__(self, path: str, writer_id: int) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, _DATA + RING_BYTES)
+            self._map = mmap.mmap(fd, _DATA + RING_BYTES)
+        finally:
+            os.close(fd)
+        self._view = memoryview(self._map)
+        self._position = self._view[:8].cast("Q")
+        self.writer_id = writer_id & 0xFFFFFFFF
+        self.read_position = self._position[0]  # what this process has taken (reactor thread)
+
+    # -- the writer, holding the writer lock ----------------------------------
+
+    def append(self, entries: Iterable[Published]) -> None:
+        """Add the batch's committed keys (values too large are left out)."""
+        view, position = self._view, self._position
+        at = position[0]
+        for key, value, revision, tag, everything in entries:
+            if value is not None and len(value) > MAX_VALUE:
+                continue
+            body = key + (value or b"")
+            size = -(-(_ENTRY.size + len(body)) // _ALIGN) * _ALIGN
+            if size > MAX_ENTRY:
+                continue
+            offset = at % RING_BYTES
+            room = RING_BYTES - offset
+            if size > room:  # never split: the rest of the ring is skipped
+                if room >= _ENTRY.size:
+                    _ENTRY.pack_into(view, _DATA + offset, room, 0, 0, _PAD, 0, 0, 0, 0)
+                at += room
+                position[0] = at
+                offset = 0
+            fields = (self.writer_id, len(key), -1 if value is None else len(value), revision, tag, everything)
+            tail = _ENTRY.pack(size, 0, *fields)[8:]
+            start = _DATA + offset
+            view[start + _ENTRY.size : start + _ENTRY.size + len(body)] = body
+            _ENTRY.pack_into(view, start, size, zlib.crc32(body, zlib.crc32(tail)), *fields)
+            at += size
+            position[0] = at
+
+    # -- a reader (reactor thread) ----------------------------------------------
+
+    def behind(self) -> bool:
+        """Whether others appended since this process last took entries."""
+        return self._position[0] != self.read_position
+
+    def drain(self, cache: ReadCache) -> int:
+        """Offer ``cache`` what other processes appended since it last
+        looked (at most :data:`DRAIN_MAX` entries); the count offered."""
+        view, position = self._view, self._position
+        at = self.read_position
+        end = position[0]
+        if end - at > RING_BYTES - MAX_ENTRY:
+            at = end  # lapped: what was there may be overwritten; start afresh
+        offered = 0
+        taken = 0
+        while at < end and taken < DRAIN_MAX:
+            offset = at % RING_BYTES
+            room = RING_BYTES - offset
+            if room < _ENTRY.size:
+                at += room
+                continue
+            start = _DATA + offset
+            header = _ENTRY.unpack_from(view, start)
+            size, crc, writer, key_len, value_len = header[:5]
+            if key_len == _PAD:
+                at += room
+                continue
+            if not _ENTRY.size <= size <= min(room, MAX_ENTRY):
+                at = position[0]  # overwritten under us: start afresh
+                break
+            body = bytes(view[start + _ENTRY.size : start + _ENTRY.size + key_len + max(value_len, 0)])
+            tail = bytes(view[start + 8 : start + _ENTRY.size])
+            if position[0] - at > RING_BYTES - MAX_ENTRY or zlib.crc32(body, zlib.crc32(tail)) != crc:
+                at = position[0]  # the writer came round meanwhile: start afresh
+                break
+            at += size
+            taken += 1
+            if writer == self.writer_id:
+                continue  # this process's own writes were kept when they committed
+            revision, tag, everything = header[5:]
+            key = body[:key_len]
+            cache.offer(key, None if value_len < 0 else (body[key_len:], revision), tag, everything)
+            offered += 1
+        self.read_position = at
+        return offered
+
+    def close(self) -> None:
+        self._position.release()
+        self._view.release()
+        self._map.close()
