@@ -896,6 +896,22 @@ def may_have_committed(exc: BaseException) -> bool:
     return isinstance(exc, (errors.MetadataUnavailable, CancelledError))
 
 
+def replaced_meanwhile(exc: BaseException | None) -> bool:
+    """Whether a read of a version failed because that version is gone for
+    good: its chunks (or the pages of its chunk list) were freed after an
+    overwrite or a delete that landed after the record was looked up and
+    more than ``storage.free_delay_seconds`` before the read (storage/retired.py).
+
+    A GET that has sent nothing of the object yet then looks it up once
+    more and answers what is there now (another version, or not found), as
+    AWS would; both APIs decide so from this one test (the S3 GET and website
+    endpoint, s3/handlers/objects.py ``read_again_if_replaced``; the gRPC
+    GetObject).  A chunk lost while its record is unchanged fails the second
+    read the same way, and that one is an error like any other.
+    """
+    return isinstance(exc, (errors.ChunkNotFound, manifests.PagesMissing))
+
+
 class ConflictError(Exception):
     """An ``extra_compares`` guard of :meth:`ObjectManager.commit` failed; the
     caller maps it to its own S3 error (e.g. NoSuchUpload)."""

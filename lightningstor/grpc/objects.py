@@ -23,7 +23,8 @@ from itertools import chain
 from typing import Any
 
 import grpc
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import Logger
 
 from lightningstor import errors
 from lightningstor.core.access import OBJECTS_GET, in_scope
@@ -31,7 +32,13 @@ from lightningstor.core.acl import object_owner
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.multipart import PartRef, validate_part_number
-from lightningstor.core.objects import PutAttrs, may_have_committed, validate_key, verify_digests
+from lightningstor.core.objects import (
+    PutAttrs,
+    may_have_committed,
+    replaced_meanwhile,
+    validate_key,
+    verify_digests,
+)
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.grpc import convert
@@ -39,6 +46,8 @@ from lightningstor.grpc.base import MAX_CONTENT_MESSAGE, Gate, Rpc, optional, re
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
 from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
 from lightningstor.s3 import conditions, ranges
+
+log = Logger()
 
 
 def encode_token(key: str) -> str:
@@ -84,6 +93,18 @@ def _feed(writer: Any, data: bytes) -> Any:
     """Reactor side of one streamed message: write it, wait while the writer is behind."""
     writer.write(data)
     return writer.when_drained() if writer.should_pause else None
+
+
+def _open_first_piece(core: Any, record: ObjectRecord, start: int, length: int) -> Deferred[tuple[Any, bytes | None]]:
+    """Reactor side: open a reader of the range and read its first piece:
+    Deferred[(reader, piece)]."""
+
+    def opened(reader: Any) -> Deferred[tuple[Any, bytes | None]]:
+        d: Deferred[bytes | None] = reader.next_piece()
+        return d.addCallback(lambda piece: (reader, piece))
+
+    d: Deferred[Any] = core.open_reader(record, start, length)
+    return d.addCallback(opened)
 
 
 def _prefetch(reader: Any) -> Future[bytes | None]:
@@ -181,37 +202,62 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
 
     @streaming
     def GetObject(self, principal: Principal, request: pb.GetObjectRequest, context: grpc.ServicerContext) -> Iterator[pb.GetObjectResponse]:
+        """The metadata message, then the content.
+
+        The first piece is read before the metadata is sent: a version
+        overwritten or deleted after its lookup whose chunks are gone
+        already (``storage.free_delay_seconds``, which a slow start may
+        outlast) is looked up once more and the current one answered, or
+        NOT_FOUND, as the S3 GET does, instead of a stream that promised
+        the old version and ends in INTERNAL.  Once a message was sent that
+        is too late: a later loss ends the stream with an error.
+        """
+        gate = self.rpc.gate(principal)
+        try:
+            first, reader, piece = self._open_object(gate, request)
+        except Exception as e:
+            if not replaced_meanwhile(e):
+                raise
+            self.rpc.reactor.callFromThread(
+                log.info, "GetObject {bucket}/{key}: the version read was replaced meanwhile ({err}); reading it again",
+                bucket=request.bucket, key=request.key, err=e,
+            )  # fmt: skip
+            first, reader, piece = self._open_object(gate, request)
+        yield first
+        # One piece of read-ahead: the next piece is read from storage while
+        # this one is being sent (two pieces in memory at most).
+        while piece is not None:
+            upcoming = self.rpc.call(_prefetch, reader)
+            if len(piece) <= MAX_CONTENT_MESSAGE:
+                yield pb.GetObjectResponse(content=piece)
+            else:
+                view = memoryview(piece)
+                for offset in range(0, len(piece), MAX_CONTENT_MESSAGE):
+                    yield pb.GetObjectResponse(content=bytes(view[offset : offset + MAX_CONTENT_MESSAGE]))
+            piece = upcoming.result()
+
+    def _open_object(self, gate: Gate, request: pb.GetObjectRequest) -> tuple[pb.GetObjectResponse, Any, bytes | None]:
+        """Look the object up, check the request's conditions and range
+        against it and read the first piece of what it asks: (the metadata
+        message, the reader, the first piece); no reader and no piece for
+        an empty answer."""
         bucket, record = self.rpc.call(
-            self._lookup, self.rpc.gate(principal), require(request.bucket, "bucket"), require(request.key, "key"),
+            self._lookup, gate, require(request.bucket, "bucket"), require(request.key, "key"),
             optional(request, "version_id"),
         )  # fmt: skip
         _read_conditions(request, record)
         span = ranges.parse_range(optional(request, "range"), record.size)
-        first = pb.GetObjectResponse(metadata=convert.object_metadata(bucket, record, tags=in_scope(principal, bucket)))
+        first = pb.GetObjectResponse(metadata=convert.object_metadata(bucket, record, tags=in_scope(gate.principal, bucket)))
         if span is None:
             start, length = 0, record.size
         else:
             start, length = span[0], span[1] - span[0] + 1
             first.content_range.CopyFrom(pb.ContentRange(start=span[0], end=span[1], size=record.size))
         first.content_length = length
-        yield first
         if length == 0:
-            return
-        reader = self.rpc.call(self.core.open_reader, record, start, length)
-        # One piece of read-ahead: the next piece is read from storage while
-        # this one is being sent (two pieces in memory at most).
-        upcoming = self.rpc.call(_prefetch, reader)
-        while True:
-            piece = upcoming.result()
-            if piece is None:
-                return
-            upcoming = self.rpc.call(_prefetch, reader)
-            if len(piece) <= MAX_CONTENT_MESSAGE:
-                yield pb.GetObjectResponse(content=piece)
-                continue
-            view = memoryview(piece)
-            for offset in range(0, len(piece), MAX_CONTENT_MESSAGE):
-                yield pb.GetObjectResponse(content=bytes(view[offset : offset + MAX_CONTENT_MESSAGE]))
+            return first, None, None
+        reader, piece = self.rpc.call(_open_first_piece, self.core, record, start, length)
+        return first, reader, piece
 
     @unary
     def HeadObject(self, principal: Principal, request: pb.HeadObjectRequest, context: grpc.ServicerContext) -> pb.HeadObjectResponse:

@@ -184,6 +184,27 @@ def test_large_get_streams_in_messages_of_at_most_1_mib(server: ServerProcess, g
     assert b"".join(m.content for m in messages[1:]) == data
 
 
+def test_get_of_empty_objects_and_ranges_across_pieces(client: LightningStorClient, gbucket: str) -> None:
+    """GetObject reads the first piece before the metadata message: an empty
+    object (nothing to read) is its metadata alone, and a range that starts
+    inside one piece and ends in another arrives whole, as over S3."""
+    client.put_object(gbucket, "empty", b"")
+    with client.get_object(gbucket, "empty") as s:
+        assert s.content_length == 0 and s.metadata.size == 0
+        assert s.read() == b""
+    data = os.urandom(2 * MiB + 77)
+    up = client.create_multipart_upload(gbucket, "big")
+    part = client.upload_part(gbucket, "big", up.upload_id, 1, data)
+    client.complete_multipart_upload(gbucket, "big", up.upload_id, [part])
+    start, end = MiB - 5, 2 * MiB + 9
+    with client.get_object(gbucket, "big", range=f"bytes={start}-{end}") as s:
+        assert s.content_length == end - start + 1
+        assert s.content_range is not None and (s.content_range.start, s.content_range.end) == (start, end)
+        assert s.read() == data[start : end + 1]
+    with client.get_object(gbucket, "big", range=f"bytes={len(data) - 1}-") as s:
+        assert s.read() == data[-1:]
+
+
 def test_conditional_put_and_limits(client: LightningStorClient, gbucket: str) -> None:
     """if_none_match='*' refuses to overwrite; a wrong checksum is BadDigest; content
     above the PutObject limit is INVALID_ARGUMENT (EntityTooLarge) and stores nothing."""

@@ -6,7 +6,8 @@ body that looks complete.  The old version's chunks wait
 ``[storage] free_delay_seconds`` before deletion (storage/retired.py), so a
 reader that already has the old record streams it to the end; with no delay
 a GET whose chunks vanished before its first byte reads the object again
-(on the website endpoint too), and one cut later has its connection aborted.
+(on the website endpoint and over gRPC too), and one cut later has its
+connection aborted.
 
 Objects are 1 MiB chunks; a raw socket with a small receive buffer reads
 slowly, so the server is still opening later chunks when the overwrite and
@@ -25,12 +26,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 
+from lightningstor.client import LightningStorClient
+from lightningstor.client import errors as client_errors
 from tests.integration.cluster import api_server, distributed_config, make_nodes
 from tests.integration.conftest import make_client
-from tests.integration.server import ServerProcess
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 from tests.integration.test_website import SITE, WITH_ERROR, Page, public_read
 
 MiB = 1 << 20
@@ -252,14 +256,50 @@ def test_without_a_delay_gets_racing_overwrites_never_answer_500(
     (handlers/website.py), as GetObject does."""
     s3 = _client(undelayed)
     bucket = _bucket(s3)
-    get = endpoint(undelayed, s3, bucket)
+    _race_overwrites(undelayed, s3, bucket, endpoint(undelayed, s3, bucket))
+
+
+def test_without_a_delay_grpc_gets_racing_overwrites_never_fail(undelayed: ServerProcess) -> None:
+    """The same race through the gRPC API with this project's client: a
+    GetObject whose version's chunk was freed before its first message
+    reads the key again and streams the object there now, or ends NOT_FOUND
+    (NoSuchKey) after a delete; never INTERNAL, never a stream that
+    promised one version and broke off (before the fix: the metadata
+    message was sent before the first chunk read, and such a stream ended
+    INTERNAL; five of them within about a second here)."""
+    s3 = _client(undelayed)
+    bucket = _bucket(s3)
+    with LightningStorClient.connect(
+        f"grpc://{undelayed.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, timeout=30
+    ) as client:
+
+        def get(key: str) -> bytes | None:
+            try:
+                with client.get_object(bucket, key) as stream:
+                    body = stream.read()
+            except client_errors.NoSuchKey as e:
+                assert e.status == grpc.StatusCode.NOT_FOUND, e.status
+                return None
+            assert len(body) == stream.content_length, (len(body), stream.content_length)
+            return body
+
+        _race_overwrites(undelayed, s3, bucket, get)
+
+
+def _race_overwrites(server: ServerProcess, s3: Any, bucket: str, get: Callable[[str], bytes | None]) -> None:
+    """Race ``get`` (a body, or None for not found) against overwrites and
+    deletes of three one-chunk keys (over S3) until five GETs have read a
+    key again or failed, or 90 s have passed; then check that every GET
+    answered a body written for its key or not found, that the server
+    answered no error (an S3 500 or a gRPC INTERNAL), and that the race
+    happened at least once."""
     keys = [f"hot/{i}" for i in range(3)]
     written: dict[str, set[bytes]] = {key: set() for key in keys}
     lock = threading.Lock()
     problems: list[str] = []
     answers = {"body": 0, "404": 0}
     stop = threading.Event()
-    first_line = len(undelayed.output)
+    first_line = len(server.output)
 
     def write(seed: int) -> None:
         n = 0
@@ -281,7 +321,7 @@ def test_without_a_delay_gets_racing_overwrites_never_answer_500(
             n += 1
             try:
                 got = get(key)
-            except (ResponseStreamingError, ClientError, AssertionError, OSError) as e:
+            except (ResponseStreamingError, ClientError, client_errors.LightningStorError, AssertionError, OSError) as e:
                 problems.append(f"GET {key}: {e!r}")
                 continue
             if got is None:
@@ -294,11 +334,14 @@ def test_without_a_delay_gets_racing_overwrites_never_answer_500(
                 problems.append(f"GET {key}: a body of {len(got)} bytes never written")
 
     def read_again() -> int:
-        return sum("reading it again" in line for line in undelayed.output[first_line:])
+        return sum("reading it again" in line for line in server.output[first_line:])
 
     def answered_500() -> int:
-        # Website requests are logged without the bucket in the path.
-        return sum(_ACCESS in line and '" 500 ' in line for line in undelayed.output[first_line:])
+        # Website requests are logged without the bucket in the path; a gRPC
+        # call's status is its gRPC status name.
+        return sum(
+            _ACCESS in line and ('" 500 ' in line or '" INTERNAL ' in line) for line in server.output[first_line:]
+        )
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(3)]
     threads += [threading.Thread(target=read, args=(i,)) for i in range(6)]

@@ -26,11 +26,11 @@ from lightningstor.core.acl import acls_enabled
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags, validate_storage_class
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.lifecycle import expiration_of
-from lightningstor.core.manifests import PagesMissing
 from lightningstor.core.objects import (
     MAX_SINGLE_PUT_BYTES,
     PutAttrs,
     may_have_committed,
+    replaced_meanwhile,
     validate_key,
     verify_digests,
 )
@@ -461,7 +461,9 @@ def read_again_if_replaced(call: Any, attempt: Callable[[], Deferred[Any]]) -> D
     GetObject and the website endpoint share it, so both restore the
     response headers of the first attempt the same way; the second attempt
     sees the current state (another object, 404, an error document).  A
-    second loss is an error like any other.  HEAD reads no chunk."""
+    second loss is an error like any other.  HEAD reads no chunk.  Which
+    failures mean "replaced" is the core's answer (``replaced_meanwhile``),
+    which the gRPC GetObject asks too."""
     if call.method != "GET":
         return attempt()
     before = call.request.s3_headers.snapshot()
@@ -472,7 +474,7 @@ def _read_again(
     failure: Failure, call: Any, before: dict[bytes, list[bytes]], attempt: Callable[[], Deferred[Any]]
 ) -> Any:
     request = call.request
-    if request.startedWriting or not failure.check(errors.ChunkNotFound, PagesMissing):
+    if request.startedWriting or not replaced_meanwhile(failure.value):
         return failure
     log.info("GET {res}: the version read was replaced meanwhile ({err}); reading it again",
              res=call.target.resource, err=failure.value)  # fmt: skip
