@@ -724,20 +724,28 @@ def copy_object_result_xml(
     etag: str,
     last_modified_ms: int,
     checksums: Mapping[str, str] = {},
+    checksum_type: str | None = None,
 ) -> bytes:
-    """CopyObjectResult: LastModified, ETag, then any ``Checksum*``."""
+    """CopyObjectResult: LastModified, ETag, then any ``Checksum*`` and the
+    copy's ``ChecksumType`` (``COMPOSITE`` or ``FULL_OBJECT``, as AWS
+    answers it beside a checksum)."""
     doc = _Doc("CopyObjectResult")
     doc.raw("LastModified", iso8601(last_modified_ms))
     doc.raw("ETag", _quoted_etag(etag))
     doc.checksums(checksums)
+    if checksum_type is not None:
+        doc.text("ChecksumType", checksum_type)
     return doc.finish("CopyObjectResult")
 
 
-def copy_part_result_xml(etag: str, last_modified_ms: int) -> bytes:
-    """CopyPartResult of UploadPartCopy."""
+def copy_part_result_xml(etag: str, last_modified_ms: int, checksums: Mapping[str, str] = {}) -> bytes:
+    """CopyPartResult of UploadPartCopy: LastModified, ETag, then the part's
+    checksum when the upload has a checksum algorithm (AWS sends it there,
+    and SDKs take it from there for CompleteMultipartUpload's part list)."""
     doc = _Doc("CopyPartResult")
     doc.raw("LastModified", iso8601(last_modified_ms))
     doc.raw("ETag", _quoted_etag(etag))
+    _ordered_checksums(doc, checksums)
     return doc.finish("CopyPartResult")
 
 
@@ -868,13 +876,15 @@ def list_parts_xml(
     owner: tuple[str, str],
     storage_class: str = "STANDARD",
     checksum_algorithm: str | None = None,
+    checksum_type: str | None = None,
 ) -> bytes:
     """ListPartsResult; ``initiator`` / ``owner`` are ``(id, display_name)``.
 
     ``NextPartNumberMarker`` is the last part number listed (AWS sends it on
     every page, 0 when there are no parts); pass ``None`` to have it derived
     from ``parts``.  ``checksum_algorithm`` is the upload's algorithm in
-    upper case (``CRC32``...) when it has one.
+    upper case (``CRC32``...) when it has one, ``checksum_type`` its
+    ``COMPOSITE`` or ``FULL_OBJECT`` (SDKs read both from here).
     """
     if next_part_number_marker is None:
         next_part_number_marker = parts[-1].part_number if parts else 0
@@ -887,6 +897,8 @@ def list_parts_xml(
     doc.text("StorageClass", storage_class)
     if checksum_algorithm is not None:
         doc.text("ChecksumAlgorithm", checksum_algorithm)
+    if checksum_type is not None:
+        doc.text("ChecksumType", checksum_type)
     doc.raw("PartNumberMarker", str(part_number_marker))
     doc.raw("NextPartNumberMarker", str(next_part_number_marker))
     doc.raw("MaxParts", str(max_parts))
@@ -912,6 +924,7 @@ class ListedUpload(NamedTuple):
     owner: tuple[str, str]
     storage_class: str = "STANDARD"
     checksum_algorithm: str | None = None
+    checksum_type: str | None = None  # COMPOSITE | FULL_OBJECT, with an algorithm
 
 
 def list_multipart_uploads_xml(
@@ -963,6 +976,8 @@ def list_multipart_uploads_xml(
         doc.text("StorageClass", upload.storage_class)
         if upload.checksum_algorithm is not None:
             doc.text("ChecksumAlgorithm", upload.checksum_algorithm)
+        if upload.checksum_type is not None:
+            doc.text("ChecksumType", upload.checksum_type)
         parts.append(f"<Initiated>{iso8601(upload.initiated_ms)}</Initiated></Upload>")
     _common_prefixes(parts, common_prefixes, enc)
     return doc.finish("ListMultipartUploadsResult")

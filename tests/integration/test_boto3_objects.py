@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lightningstor.checksums import compute
+from tests.integration.conftest import make_client
 
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -136,7 +137,9 @@ def test_content_md5(s3, bucket):
 def test_checksums_validated_and_returned(s3, bucket, algorithm):
     """x-amz-checksum-* is validated, stored and returned with ChecksumMode=ENABLED."""
     data = os.urandom(100_000)
-    s3.put_object(Bucket=bucket, Key="ck", Body=data, ChecksumAlgorithm=algorithm)
+    put = s3.put_object(Bucket=bucket, Key="ck", Body=data, ChecksumAlgorithm=algorithm)
+    # PutObject's answer has the checksum and its type (always FULL_OBJECT for PutObject, as AWS says).
+    assert (put[f"Checksum{algorithm}"], put["ChecksumType"]) == (compute(algorithm.lower(), data), "FULL_OBJECT")
     head = s3.head_object(Bucket=bucket, Key="ck", ChecksumMode="ENABLED")
     assert head[f"Checksum{algorithm}"] == compute(algorithm.lower(), data)
     assert head["ChecksumType"] == "FULL_OBJECT"
@@ -320,6 +323,33 @@ def test_copy_object_copy_and_replace(s3, bucket):
     assert d2["Body"].read() == data and d2["Metadata"] == {"n": "2"} and d2["ContentType"] == "text/y"
     s3.delete_object(Bucket=bucket, Key="src")
     assert s3.get_object(Bucket=bucket, Key="dst1")["Body"].read() == data
+
+
+def test_copy_object_result_checksum_and_type(c, bkt):
+    """CopyObjectResult has the copy's checksum with its ChecksumType, as
+    HeadObject gives them: the source's algorithm (CRC32), or SHA256 when
+    x-amz-checksum-algorithm asks for it, computed over the whole copy
+    (FULL_OBJECT, a COMPOSITE multipart source too); no checksum, no type."""
+    data = os.urandom(200_000)
+    c.put_object(Bucket=bkt, Key="src", Body=data, ChecksumAlgorithm="CRC32")
+    kept = c.copy_object(Bucket=bkt, Key="dst", CopySource={"Bucket": bkt, "Key": "src"})["CopyObjectResult"]
+    assert (kept["ChecksumCRC32"], kept["ChecksumType"]) == (compute("crc32", data), "FULL_OBJECT")
+    new = c.copy_object(Bucket=bkt, Key="dst2", CopySource={"Bucket": bkt, "Key": "src"},
+                        ChecksumAlgorithm="SHA256")["CopyObjectResult"]
+    assert (new["ChecksumSHA256"], new["ChecksumType"]) == (compute("sha256", data), "FULL_OBJECT")
+    uid = c.create_multipart_upload(Bucket=bkt, Key="mp", ChecksumAlgorithm="CRC32")["UploadId"]
+    part = c.upload_part(Bucket=bkt, Key="mp", UploadId=uid, PartNumber=1, Body=data, ChecksumAlgorithm="CRC32")
+    c.complete_multipart_upload(Bucket=bkt, Key="mp", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]}]})
+    assert c.head_object(Bucket=bkt, Key="mp", ChecksumMode="ENABLED")["ChecksumType"] == "COMPOSITE"
+    whole = c.copy_object(Bucket=bkt, Key="mp2", CopySource={"Bucket": bkt, "Key": "mp"})["CopyObjectResult"]
+    head = c.head_object(Bucket=bkt, Key="mp2", ChecksumMode="ENABLED")
+    assert (whole["ChecksumCRC32"], whole["ChecksumType"]) == (compute("crc32", data), "FULL_OBJECT")
+    assert (head["ChecksumCRC32"], head["ChecksumType"]) == (compute("crc32", data), "FULL_OBJECT")
+    plain_client = make_client(c.meta.endpoint_url, request_checksum_calculation="when_required")
+    plain_client.put_object(Bucket=bkt, Key="plain", Body=data)
+    plain = c.copy_object(Bucket=bkt, Key="plain2", CopySource={"Bucket": bkt, "Key": "plain"})["CopyObjectResult"]
+    assert not [k for k in plain if k.startswith("Checksum")]
 
 
 def test_copy_onto_itself(s3, bucket):

@@ -22,6 +22,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from lightningstor.checksums import compute
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 from tests.integration.tools import environ, rclone_env, s3cmd_command, tool
@@ -232,6 +233,32 @@ def test_list_parts_and_uploads_paginate(client: Any, mpbucket: str) -> None:
     assert [p["PartNumber"] for p in page["Parts"]] == [6, 7] and not page["IsTruncated"]
 
 
+@pytest.mark.parametrize(("algorithm", "requested", "kind"), [
+    ("CRC32", None, "COMPOSITE"),
+    ("CRC32C", "FULL_OBJECT", "FULL_OBJECT"),
+    ("CRC64NVME", None, "FULL_OBJECT"),
+    ("SHA256", "COMPOSITE", "COMPOSITE"),
+])
+def test_list_parts_and_uploads_show_checksum_type(client: Any, mpbucket: str, algorithm: str,
+                                                   requested: str | None, kind: str) -> None:
+    """ListParts and each ListMultipartUploads entry give the upload's
+    ChecksumAlgorithm and ChecksumType (the one asked for, or the
+    algorithm's default), as AWS does; an upload without an algorithm has
+    neither."""
+    extra = {"ChecksumType": requested} if requested else {}
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="sum", ChecksumAlgorithm=algorithm, **extra)["UploadId"]
+    plain = client.create_multipart_upload(Bucket=mpbucket, Key="plain")["UploadId"]
+    parts = client.list_parts(Bucket=mpbucket, Key="sum", UploadId=uid)
+    assert (parts["ChecksumAlgorithm"], parts["ChecksumType"]) == (algorithm, kind)
+    bare = client.list_parts(Bucket=mpbucket, Key="plain", UploadId=plain)
+    assert "ChecksumAlgorithm" not in bare and "ChecksumType" not in bare
+    uploads = {u["Key"]: u for u in client.list_multipart_uploads(Bucket=mpbucket)["Uploads"]}
+    assert (uploads["sum"]["ChecksumAlgorithm"], uploads["sum"]["ChecksumType"]) == (algorithm, kind)
+    assert "ChecksumAlgorithm" not in uploads["plain"] and "ChecksumType" not in uploads["plain"]
+    client.abort_multipart_upload(Bucket=mpbucket, Key="sum", UploadId=uid)
+    client.abort_multipart_upload(Bucket=mpbucket, Key="plain", UploadId=plain)
+
+
 def test_complete_if_none_match_takes_only_star(client: Any, mpbucket: str) -> None:
     """CompleteMultipartUpload with If-None-Match other than "*" is AWS's 501
     naming the header, and the upload stays open to be completed."""
@@ -378,6 +405,30 @@ def test_upload_part_copy_with_range(client: Any, mpbucket: str) -> None:
                                    {"PartNumber": 2, "ETag": c2["CopyPartResult"]["ETag"]}]})
     got = client.get_object(Bucket=mpbucket, Key="dst")["Body"].read()
     assert got == source[: 5 * MiB] + source[100:200]
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])
+def test_upload_part_copy_returns_part_checksum(client: Any, mpbucket: str, algorithm: str) -> None:
+    """UploadPartCopy into an upload created with a checksum algorithm has
+    the copied part's checksum in CopyPartResult (AWS: "present if the
+    multipart upload request was created with" that algorithm), the value
+    ListParts shows; without an algorithm there is none."""
+    source = os.urandom(300_000)
+    client.put_object(Bucket=mpbucket, Key="src", Body=source)
+    copied = source[1000:201_000]
+    element = f"Checksum{algorithm}"
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="dst", ChecksumAlgorithm=algorithm)["UploadId"]
+    result = client.upload_part_copy(Bucket=mpbucket, Key="dst", UploadId=uid, PartNumber=1,
+                                     CopySource={"Bucket": mpbucket, "Key": "src"},
+                                     CopySourceRange="bytes=1000-200999")["CopyPartResult"]
+    assert result[element] == compute(algorithm.lower(), copied)
+    assert client.list_parts(Bucket=mpbucket, Key="dst", UploadId=uid)["Parts"][0][element] == result[element]
+    client.abort_multipart_upload(Bucket=mpbucket, Key="dst", UploadId=uid)
+    plain = client.create_multipart_upload(Bucket=mpbucket, Key="plain")["UploadId"]
+    result = client.upload_part_copy(Bucket=mpbucket, Key="plain", UploadId=plain, PartNumber=1,
+                                     CopySource={"Bucket": mpbucket, "Key": "src"})["CopyPartResult"]
+    assert not [k for k in result if k.startswith("Checksum")]
+    client.abort_multipart_upload(Bucket=mpbucket, Key="plain", UploadId=plain)
 
 
 def test_part_checksums_are_verified(client: Any, mpbucket: str) -> None:

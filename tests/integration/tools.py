@@ -65,6 +65,26 @@ def python_tool(module: str) -> Any:
         pytest.skip(f"{module} not installed")
 
 
+def node_project(project: Path, package: str, min_major: int) -> str:
+    """The ``node`` program for the Node project in ``project``, once it is
+    at least version ``min_major`` and the project's dependencies are
+    installed (``npm ci`` there puts ``package`` in its node_modules);
+    otherwise skip the test, or fail it under LIGHTNINGSTOR_REQUIRE_TOOLS=1,
+    as :func:`tool` does."""
+    node = tool("node")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    reason = None
+    if int(version.lstrip("v").split(".")[0] or 0) < min_major:
+        reason = f"{package} needs Node.js {min_major} or later; {node} is {version}"
+    elif not (project / "node_modules" / package / "package.json").is_file():
+        reason = f"{package} is not installed in {project.name}/node_modules (run `npm ci` in {project})"
+    if reason is not None:
+        if os.environ.get("LIGHTNINGSTOR_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{reason}; required under LIGHTNINGSTOR_REQUIRE_TOOLS=1")
+        pytest.skip(reason)
+    return node
+
+
 def environ(extra: dict[str, str] | None) -> dict[str, str]:
     """The process environment plus ``extra``.
 

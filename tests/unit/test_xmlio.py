@@ -928,10 +928,23 @@ def test_copy_object_result(parse: Any) -> None:
     assert result["ChecksumSHA256"] == "c2hh"
 
 
+def test_copy_object_result_checksum_type(parse: Any) -> None:
+    """A checksum type given is written after the checksums."""
+    body = xmlio.copy_object_result_xml("abc", MS, {"crc32": "AAAAAA==-2"}, "COMPOSITE")
+    assert child_tags(body) == ["LastModified", "ETag", "ChecksumCRC32", "ChecksumType"]
+    assert parse("CopyObject", body)["CopyObjectResult"]["ChecksumType"] == "COMPOSITE"
+
+
 def test_copy_part_result(parse: Any) -> None:
     """CopyPartResult carries LastModified and the quoted ETag (already-quoted input is not double-quoted)."""
     result = parse("UploadPartCopy", xmlio.copy_part_result_xml('"abc"', MS))["CopyPartResult"]
     assert result == {"ETag": '"abc"', "LastModified": WHEN}
+
+
+def test_copy_part_result_checksums(parse: Any) -> None:
+    """The part's checksum (keyed by lower-case algorithm, as a part record keeps it) follows the ETag."""
+    result = parse("UploadPartCopy", xmlio.copy_part_result_xml("abc", MS, {"crc64nvme": "Y3Jj"}))["CopyPartResult"]
+    assert result == {"ETag": '"abc"', "LastModified": WHEN, "ChecksumCRC64NVME": "Y3Jj"}
 
 
 class _FakeHTTPResponse:

@@ -261,7 +261,7 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     headers = [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     headers += sse_response_headers(upload.encryption)
-    return api.send_xml(call, xmlio.copy_part_result_xml(part.etag, part.created_at), headers=headers)
+    return api.send_xml(call, xmlio.copy_part_result_xml(part.etag, part.created_at, part.checksums), headers=headers)
 
 
 # -- CompleteMultipartUpload / AbortMultipartUpload ---------------------------------
@@ -364,6 +364,7 @@ def list_parts(api: Any, call: Any) -> Any:
         owner=_owner(upload),
         storage_class=upload.storage_class,
         checksum_algorithm=upload.checksum_algorithm.upper() if upload.checksum_algorithm else None,
+        checksum_type=upload.checksum_type if upload.checksum_algorithm else None,
     )
     return api.send_xml(call, body, headers=_algorithm_header(upload) + _abort_headers(api, bucket, upload))
 
@@ -396,6 +397,7 @@ def list_multipart_uploads(api: Any, call: Any) -> Any:
             owner=_owner(u),
             storage_class=u.storage_class,
             checksum_algorithm=u.checksum_algorithm.upper() if u.checksum_algorithm else None,
+            checksum_type=u.checksum_type if u.checksum_algorithm else None,
         )
         for u in listing.uploads
     ]

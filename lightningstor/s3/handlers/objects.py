@@ -26,6 +26,7 @@ from lightningstor.core.acl import acls_enabled
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags, validate_storage_class
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.lifecycle import expiration_of
+from lightningstor.core.multipart import FULL_OBJECT, checksum_type_of
 from lightningstor.core.objects import (
     MAX_SINGLE_PUT_BYTES,
     PutAttrs,
@@ -347,6 +348,9 @@ def commit_upload(
     def committed(_: Any) -> bytes:
         headers = [("ETag", record.quoted_etag)]
         headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
+        if checksums:
+            # AWS: "For PutObject uploads, the checksum type is always FULL_OBJECT".
+            headers.append(("x-amz-checksum-type", FULL_OBJECT))
         headers += written_version_header(record.version_id)
         headers += sse_response_headers(record.encryption)
         if ctx.bucket.lifecycle:
@@ -696,7 +700,9 @@ def copy_object(api: Any, call: Any) -> Any:
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     if dest_bucket.lifecycle:
         headers += expiration_header(api, dest_bucket, record)
-    return api.send_xml(call, xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums), headers=headers)
+    kind = checksum_type_of(record.checksums) if record.checksums else None
+    body = xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums, kind)
+    return api.send_xml(call, body, headers=headers)
 
 
 @inlineCallbacks
