@@ -3,9 +3,10 @@
 Runs ``tests/crash_workload.py`` (a seeded mixed S3 workload from several
 client threads against the real ``twistd lightningstor``, SIGKILLed at random
 moments and restarted; every acknowledged write checked after every restart),
-then stops the server, runs ``lightningstor-admin collect --grace-seconds 0``
-and ``scrub`` and proves the chunk files on disk are exactly those that live
-objects, versions and parts reference.  Exit status 0 when every check held.
+then stops the server, runs ``lightningstor-admin collect --grace-seconds 0
+--unsafe-short-grace`` and ``scrub`` and proves the chunk files on disk are
+exactly those that live objects, versions and parts reference.  Exit status
+0 when every check held.
 
 Run from the repository root::
 

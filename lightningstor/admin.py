@@ -208,18 +208,55 @@ def _configure_collect(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=24 * 3600.0,
         help="only delete what stays unreferenced this long: the command looks twice, this many "
-        "seconds apart (default 86400). 0 (one look) is safe only while no server is writing to "
-        "this data dir",
+        "seconds apart (default 86400). At least twice the longer of limits.max_write_seconds and "
+        "storage.free_delay_seconds of the configuration, unless --unsafe-short-grace",
+    )
+    parser.add_argument(
+        "--unsafe-short-grace",
+        action="store_true",
+        help="accept a --grace-seconds below that bound (0: one look, deletes at once); it can delete "
+        "the chunks of writes in flight and freed chunks that reads still stream: only while no "
+        "server uses this data",
+    )
+
+
+def collect_grace_problem(settings: Settings, grace_seconds: float, unsafe: bool) -> str | None:
+    """Why ``collect`` must not run with ``grace_seconds``, or None.
+
+    A chunk is unreferenced while the write that stored it is in flight (up
+    to ``limits.max_write_seconds``) and while it waits out
+    ``storage.free_delay_seconds`` after an overwrite or a delete.  The
+    server's own collector is held to twice the longer of the two
+    (config.py ``_at_most_half_the_grace``); the command takes the same
+    bound, from the configuration it loads, unless the operator overrides it
+    (``--unsafe-short-grace``, for a data directory no server uses)."""
+    write, delay = settings.limits.max_write_seconds, settings.storage.free_delay_seconds
+    bound = 2 * max(write, delay)
+    if unsafe or grace_seconds >= bound:
+        return None
+    return (
+        f"--grace-seconds {grace_seconds:g} is shorter than twice the longer of limits.max_write_seconds "
+        f"({write:g}) and storage.free_delay_seconds ({delay:g}), {bound:g} s: it could delete the chunks of a "
+        "write in flight or freed chunks that reads still stream. Pass --unsafe-short-grace to run it "
+        "anyway, only while no server uses this data"
     )
 
 
 def _with_stores(
-    args: argparse.Namespace, err: TextIO, work: Callable[[Any, Any], Coroutine[Any, Any, int]]
+    args: argparse.Namespace,
+    err: TextIO,
+    work: Callable[[Any, Any], Coroutine[Any, Any, int]],
+    *,
+    refuse: Callable[[Settings], str | None] | None = None,
 ) -> int:
     """Open the metadata store and the storage backend exactly as the server
     does (``server.open_plugins``: the same paths, the same plugin options),
     run the coroutine ``work(store, backend)`` on a real reactor (the stores
     need its thread pools), close everything and return its exit status.
+
+    ``refuse`` sees the loaded settings first: a message from it is an
+    argument error (exit status 2, like argparse's), reported before any
+    store is opened.
 
     Runs the global reactor, so it can be used once per process (the
     console script).
@@ -239,6 +276,11 @@ def _with_stores(
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return 1
+    refusal = refuse(settings) if refuse is not None else None
+    if refusal is not None:
+        command = " ".join(filter(None, ["lightningstor-admin", getattr(args, "command", None)]))
+        print(f"{command}: error: {refusal}", file=err)
+        return 2
     pools = ThreadPools(reactor)
     status: list[int] = []
 
@@ -273,7 +315,9 @@ def collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     The grace period is measured on this process's monotonic clock, never
     against file or record times (core/collector.py): a first pass notes
     what is unreferenced and a second one, ``--grace-seconds`` later,
-    deletes what still is.  With 0 a single pass deletes at once.
+    deletes what still is.  With 0 a single pass deletes at once.  A grace
+    below the configuration's bound (:func:`collect_grace_problem`) is
+    refused unless ``--unsafe-short-grace`` is given.
     """
     import time
 
@@ -305,7 +349,9 @@ def collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"removed {removed} temporary chunk files", file=out)
         return 0
 
-    return _with_stores(args, err, work)
+    return _with_stores(
+        args, err, work, refuse=lambda s: collect_grace_problem(s, args.grace_seconds, args.unsafe_short_grace)
+    )
 
 
 def scrub_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

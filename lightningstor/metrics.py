@@ -2,30 +2,33 @@
 
 The names and types are the spec's:
 
-=========================================  =========  ======================
-name                                       type       labels
-=========================================  =========  ======================
-lightningstor_requests_total               Counter    operation, status
-lightningstor_request_duration_seconds     Histogram  operation
-lightningstor_object_size_bytes            Histogram  operation
-lightningstor_objects_total                Gauge
-lightningstor_storage_bytes                Gauge
-lightningstor_multipart_uploads_active     Gauge
-lightningstor_s3_errors_total              Counter    code, status
-lightningstor_scrub_errors_total           Counter    kind
-lightningstor_lifecycle_actions_total      Counter    action
-lightningstor_grpc_requests_total          Counter    method, code
-lightningstor_grpc_request_duration_seconds Histogram method
-lightningstor_storage_read_repairs_total   Counter    node
-lightningstor_storage_node_suspect         Gauge      node
-lightningstor_metadata_cache_reads_total   Counter    result
-lightningstor_metadata_cache_bytes         Gauge
-=========================================  =========  ======================
+======================================================  =========  ================
+name                                                    type       labels
+======================================================  =========  ================
+lightningstor_requests_total                            Counter    operation, status
+lightningstor_request_duration_seconds                  Histogram  operation
+lightningstor_object_size_bytes                         Histogram  operation
+lightningstor_objects_total                             Gauge
+lightningstor_storage_bytes                             Gauge
+lightningstor_multipart_uploads_active                  Gauge
+lightningstor_s3_errors_total                           Counter    code, status
+lightningstor_scrub_errors_total                        Counter    kind
+lightningstor_lifecycle_actions_total                   Counter    action
+lightningstor_grpc_requests_total                       Counter    method, code
+lightningstor_grpc_request_duration_seconds             Histogram  method
+lightningstor_storage_read_repairs_total                Counter    node
+lightningstor_storage_node_suspect                      Gauge      node
+lightningstor_metadata_cache_reads_total                Counter    result
+lightningstor_metadata_cache_bytes                      Gauge
+lightningstor_storage_freed_chunks_waiting              Gauge
+lightningstor_storage_freed_chunks_deleted_early_total  Counter
+======================================================  =========  ================
 
-The last six are not in the spec's list, which counts S3 requests: each is
-registered only once there is something to count (a scrub report, a
-lifecycle run, a gRPC call, a ``distributed`` storage backend), so a server
-without them exposes exactly the spec's families.  The two storage ones
+All but the first seven are not in the spec's list, which counts S3
+requests: each is registered only once there is something to count (a scrub
+report, a lifecycle run, a gRPC call, a ``distributed`` storage backend, a
+cache hit, a freed chunk waiting), so a server without them exposes exactly
+the spec's families.  The read-repair and node-suspect ones
 (:meth:`S3Metrics.watch_storage`) exist for the ``distributed`` backend
 only, one series per configured node from the start.
 
@@ -75,6 +78,7 @@ from lightningstor.interfaces.metadata import has_point_read_cache, prefix_end
 from lightningstor.s3.summary import RequestSummary
 
 __all__ = [
+    "COPY_SECONDS",
     "DURATION_BUCKETS",
     "SIZE_BUCKETS",
     "MetricsResource",
@@ -97,6 +101,10 @@ SIZE_BUCKETS = tuple(float(1 << n) for n in range(10, 33, 2)) + (5.0 * (1 << 30)
 # others hold zeros stamped at time 0): the most recent value is the truth.
 # Ignored in a single process.
 _GAUGE_MODE: Final = "mostrecent"
+# Seconds between copies of a worker's plain counters (read cache, freed
+# chunks) into its metrics: keeps metric updates (a lock, and a file write
+# in multiprocess mode) off the request path.
+COPY_SECONDS: Final = 5.0
 
 
 class S3Metrics:
@@ -348,7 +356,53 @@ class S3Metrics:
                     seen[result] = value
             size.set(cache.bytes)
 
-        service = TimerService(5.0, copy)
+        service = TimerService(COPY_SECONDS, copy)
+        service.clock = reactor
+        return service
+
+    def watch_retired(self, retired: Any, reactor: Any) -> Service:
+        """Show the delayed-free queue (storage/retired.py ``RetiredChunks``):
+        ``lightningstor_storage_freed_chunks_waiting``, chunks freed by
+        overwrites and deletes that wait out ``storage.free_delay_seconds``
+        (summed over live workers, each has its own queue), and
+        ``lightningstor_storage_freed_chunks_deleted_early_total``, those
+        deleted before the delay because the queue was full (its reads in
+        flight may fail).  The returned service copies the queue's own
+        numbers every :data:`COPY_SECONDS`, so a retire costs nothing more;
+        both families are registered at the first copy that finds a chunk
+        waiting or deleted early (never with ``free_delay_seconds = 0``)."""
+        families: list[Any] = []
+        seen = [0]
+
+        def register() -> tuple[Gauge, Counter]:
+            waiting = Gauge(
+                "lightningstor_storage_freed_chunks_waiting",
+                "Chunks of overwritten or deleted versions waiting out storage.free_delay_seconds before "
+                "deletion, summed over worker processes.",
+                registry=self.registry,
+                multiprocess_mode="livesum",
+            )
+            early = Counter(
+                "lightningstor_storage_freed_chunks_deleted_early_total",
+                "Freed chunks deleted before storage.free_delay_seconds because too many were waiting "
+                "(reads of them still in flight fail).",
+                registry=self.registry,
+            )
+            return waiting, early
+
+        def copy() -> None:
+            pending, deleted_early = len(retired), retired.deleted_early
+            if not (families or pending or deleted_early):
+                return  # nothing freed yet (registered on first use)
+            if not families:
+                families.extend(register())
+            waiting, early = families
+            waiting.set(pending)
+            if deleted_early > seen[0]:
+                early.inc(deleted_early - seen[0])
+                seen[0] = deleted_early
+
+        service = TimerService(COPY_SECONDS, copy)
         service.clock = reactor
         return service
 

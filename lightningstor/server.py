@@ -454,6 +454,8 @@ def _assemble(
     cache_metrics = metrics.watch_read_cache(store, reactor)
     if cache_metrics is not None:
         cache_metrics.setServiceParent(top)
+    # Every worker has its own delayed-free queue (storage/retired.py).
+    metrics.watch_retired(chunks.retired, reactor).setServiceParent(top)
     repairer = getattr(backend, "repairer", None)
     if repairer is not None:
         # Every worker's backend has a repairer; one process of the deployment

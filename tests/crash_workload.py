@@ -26,11 +26,12 @@ top), and every version reads back byte-identical.  No key or multipart
 upload exists that the model cannot explain.
 
 :meth:`CrashRun.final_check` then stops the server, runs
-``lightningstor-admin collect --grace-seconds 0`` and ``scrub``, and proves
-from SQLite and the chunk directory alone that the chunk files on disk are
-exactly the chunks that live objects, versions and parts reference, that no
-temporary files remain, and that every chunk-index entry names a record
-that exists and references that chunk (and vice versa).
+``lightningstor-admin collect --grace-seconds 0 --unsafe-short-grace`` (no
+server uses the data any more) and ``scrub``, and proves from SQLite and the
+chunk directory alone that the chunk files on disk are exactly the chunks
+that live objects, versions and parts reference, that no temporary files
+remain, and that every chunk-index entry names a record that exists and
+references that chunk (and vice versa).
 """
 
 from __future__ import annotations
@@ -549,7 +550,7 @@ class CrashRun:
         """Stop the server, collect orphans, scrub, and compare disk with metadata;
         then restart once more and verify that nothing live was collected."""
         self.server.stop()
-        collected = self.admin("collect", "--grace-seconds", "0")
+        collected = self.admin("collect", "--grace-seconds", "0", "--unsafe-short-grace")
         if collected.returncode != 0:
             raise CrashCheckFailed(f"collect failed: {collected.stdout}{collected.stderr}")
         for line in collected.stdout.splitlines():

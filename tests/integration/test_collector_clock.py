@@ -187,8 +187,9 @@ def test_a_write_longer_than_max_write_seconds_fails_and_leaves_nothing(
 
 def test_admin_collect_deletes_orphans_after_looking_twice(tmp_path: Path, data: Path) -> None:
     """A SIGKILL cuts a PUT off after one or two of its chunks were stored: they
-    are orphans.  ``lightningstor-admin collect --grace-seconds 2`` notes
-    them, looks again 2 s later on its own clock and deletes them; a
+    are orphans.  ``lightningstor-admin collect --grace-seconds 2
+    --unsafe-short-grace`` (the server is stopped: no write is in flight)
+    notes them, looks again 2 s later on its own clock and deletes them; a
     committed object's chunks stay and it reads back after a restart."""
     config = config_file(tmp_path)
     server = ServerProcess(data, config=str(config)).start()
@@ -208,7 +209,7 @@ def test_admin_collect_deletes_orphans_after_looking_twice(tmp_path: Path, data:
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "lightningstor.admin", "collect", "--grace-seconds", "2",
-             "--config", str(config), "--data-dir", str(data)],
+             "--unsafe-short-grace", "--config", str(config), "--data-dir", str(data)],
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         assert time.monotonic() - started >= 2

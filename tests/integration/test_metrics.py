@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
+from tests.integration.test_workers import _put_many
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -38,6 +39,8 @@ LAZY_METRICS = {
     "lightningstor_grpc_request_duration_seconds": ("histogram", {"method"}),
     "lightningstor_metadata_cache_reads": ("counter", {"result"}),  # SQLite, after a first hit
     "lightningstor_metadata_cache_bytes": ("gauge", set()),
+    "lightningstor_storage_freed_chunks_waiting": ("gauge", set()),  # once a chunk waits to be freed
+    "lightningstor_storage_freed_chunks_deleted_early": ("counter", set()),
 }
 
 
@@ -239,5 +242,64 @@ def test_read_cache_hits_are_counted(tmp_data: Path) -> None:
             samples = _samples(_scrape_text(url))
         assert _value(samples, "lightningstor_metadata_cache_reads_total", result="miss") >= 1
         assert _value(samples, "lightningstor_metadata_cache_bytes") > 100
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_freed_chunks_waiting_rise_then_fall(tmp_data: Path, workers: int) -> None:
+    """Overwrites and a delete queue the old versions' chunks for
+    storage.free_delay_seconds: lightningstor_storage_freed_chunks_waiting
+    (copied every 5 s, summed over the worker processes, each with its own
+    queue) rises to exactly their number, then falls to 0 once the delay has
+    passed; none was deleted early.  A fresh server exposes neither family."""
+    config = tmp_data.parent / "freed.toml"
+    # Every body is stored as one chunk (none inline): one freed chunk per overwrite.
+    config.write_text("[storage]\nfree_delay_seconds = 10\ninline_threshold_bytes = 0\n")
+    server = ServerProcess(tmp_data, config=str(config), extra_args=["--workers", str(workers)]).start()
+    try:
+        pids = set(server.ready_workers(workers).values()) if workers > 1 else set()
+        url = f"{server.endpoint}/metrics"
+        waiting = "lightningstor_storage_freed_chunks_waiting"
+        families = {f.name: f for f in text_string_to_metric_families(_scrape_text(url))}
+        assert waiting not in families and "lightningstor_storage_freed_chunks_deleted_early" not in families
+        s3 = make_client(server.endpoint, max_pool_connections=16)
+        s3.create_bucket(Bucket="freed")
+        keys = [f"k{n}" for n in range(32)]
+
+        def put_all() -> set[int]:
+            """PUT every key; the pids of the workers that answered (none with one process)."""
+            if workers == 1:
+                for key in keys:
+                    s3.put_object(Bucket="freed", Key=key, Body=key.encode())
+                return set()
+            return {pid for _, pid in _put_many(s3, "freed", keys).values()}
+
+        put_all()
+        freed, seen = 0, set()
+        for _ in range(5):  # until both workers freed some (connections spread over them)
+            seen |= put_all()
+            freed += len(keys)
+            if seen >= pids:
+                break
+        assert seen >= pids
+        s3.delete_object(Bucket="freed", Key="k0")
+        freed += 1
+
+        def value() -> float:
+            return _value(_samples(_scrape_text(url)), waiting)
+
+        deadline = time.monotonic() + 10
+        while value() != freed:
+            assert time.monotonic() < deadline, f"{value()} freed chunks shown waiting, not {freed}"
+            time.sleep(0.2)
+        families = {f.name: f for f in text_string_to_metric_families(_scrape_text(url))}
+        for name in (waiting, "lightningstor_storage_freed_chunks_deleted_early"):
+            assert families[name].type == LAZY_METRICS[name][0]
+        deadline = time.monotonic() + 30  # the delay, its one-second batch, a copy
+        while value() != 0:
+            assert time.monotonic() < deadline, f"{value()} freed chunks still shown waiting"
+            time.sleep(0.2)
+        assert _value(_samples(_scrape_text(url)), "lightningstor_storage_freed_chunks_deleted_early_total") == 0
     finally:
         server.stop()

@@ -91,7 +91,7 @@ def test_scrub_recreates_missing_index_entries_so_collect_keeps_live_chunks(tmp_
 
     again = _admin(config, data, "scrub")
     assert again.returncode == 0, again.stdout + again.stderr
-    collected = _admin(config, data, "collect", "--grace-seconds", "0")
+    collected = _admin(config, data, "collect", "--grace-seconds", "0", "--unsafe-short-grace")
     assert collected.returncode == 0, collected.stdout + collected.stderr
 
     server = ServerProcess(data, config=str(config)).start()

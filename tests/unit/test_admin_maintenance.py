@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lightningstor.admin import build_parser, main
+from lightningstor.admin import build_parser, collect_grace_problem, main
+from lightningstor.config import load_settings
 
 
 @pytest.mark.parametrize("command", ["collect", "scrub"])
@@ -31,3 +32,38 @@ def test_collect_grace_defaults_to_a_day() -> None:
     args = build_parser().parse_args(["collect", "--data-dir", "/x"])
     assert args.grace_seconds == 86400.0
     assert build_parser().parse_args(["collect", "--grace-seconds", "0"]).grace_seconds == 0.0
+
+
+@pytest.mark.parametrize("grace", ["0", "2", "599.5"])
+def test_collect_refuses_a_grace_below_the_configurations_bound(
+    grace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With limits.max_write_seconds = 300 and storage.free_delay_seconds = 120, a
+    --grace-seconds below 2 x 300 is an argument error (exit status 2, before any store is
+    opened) that names both settings, the bound and the override flag."""
+    config = tmp_path / "server.toml"
+    config.write_text("[limits]\nmax_write_seconds = 300\n\n[storage]\nfree_delay_seconds = 120\n")
+    data = tmp_path / "data"
+    assert main(["collect", "--config", str(config), "--data-dir", str(data), "--grace-seconds", grace]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lightningstor-admin collect: error: --grace-seconds")
+    for words in ("limits.max_write_seconds (300)", "storage.free_delay_seconds (120)", "600 s",
+                  "--unsafe-short-grace"):  # fmt: skip
+        assert words in err
+    assert not data.exists()
+
+
+def test_collect_grace_bound_is_twice_the_longer_setting_unless_overridden(tmp_path: Path) -> None:
+    """The bound follows whichever of max_write_seconds and free_delay_seconds is longer;
+    a grace at the bound passes, and --unsafe-short-grace lets any grace through (its
+    flag parses)."""
+    config = tmp_path / "server.toml"
+    config.write_text("[limits]\nmax_write_seconds = 60\n\n[storage]\nfree_delay_seconds = 90\n")
+    settings = load_settings(str(config), env={})
+    assert collect_grace_problem(settings, 180, unsafe=False) is None
+    problem = collect_grace_problem(settings, 179, unsafe=False)
+    assert problem is not None and "180 s" in problem
+    assert collect_grace_problem(settings, 0, unsafe=True) is None
+    # The defaults (6 h writes, 300 s delay) leave the default grace (24 h) alone.
+    assert collect_grace_problem(load_settings(None, env={}), 86400, unsafe=False) is None
+    assert build_parser().parse_args(["collect", "--unsafe-short-grace"]).unsafe_short_grace

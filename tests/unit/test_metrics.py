@@ -21,10 +21,18 @@ from lightningstor.core.service import Core
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.interfaces.metadata import KeyValue, Put, prefix_end
 from lightningstor.metadata.sqlite import SqliteMetadataStore
-from lightningstor.metrics import MetricsResource, S3Metrics, StoreGauges, StoreTotals, count_store
+from lightningstor.metrics import (
+    COPY_SECONDS,
+    MetricsResource,
+    S3Metrics,
+    StoreGauges,
+    StoreTotals,
+    count_store,
+)
 from lightningstor.s3.addressing import Target
 from lightningstor.s3.app import S3Call
 from lightningstor.s3.summary import CLIENT_CLOSED, RequestSummary, redacted_uri, summarize
+from lightningstor.storage.retired import BATCH_SECONDS, RetiredChunks
 from tests.unit.core_helpers import put_object, put_part
 
 
@@ -321,6 +329,33 @@ def test_store_gauges_refresh_at_start_and_every_interval_keep_values_on_failure
     assert stopped.called
     clock.advance(600)
     assert not clock.getDelayedCalls()
+
+
+def test_freed_chunk_queue_is_copied_into_its_metrics() -> None:
+    """The delayed-free queue's numbers are copied every COPY_SECONDS: nothing is
+    registered before a chunk was freed; then the chunks waiting and those deleted early
+    because the queue was full (a counter that only grows), and 0 waiting once the delay
+    has passed."""
+    clock, metrics, deleted = Clock(), S3Metrics(), []
+    retired = RetiredChunks(clock, lambda ids: succeed(deleted.extend(ids)), 30.0, max_pending=3)
+    service = metrics.watch_retired(retired, clock)
+    service.startService()
+    waiting = "lightningstor_storage_freed_chunks_waiting"
+    early = "lightningstor_storage_freed_chunks_deleted_early_total"
+    assert metrics.registry.get_sample_value(waiting) is None  # not registered
+    retired.retire(["a", "b"])
+    assert _value(metrics, waiting) == 0  # until the next copy
+    clock.advance(COPY_SECONDS)
+    assert (_value(metrics, waiting), _value(metrics, early)) == (2, 0)
+    retired.retire(["c", "d", "e", "f"])  # two more than max_pending: the oldest go early
+    clock.advance(COPY_SECONDS)
+    assert (_value(metrics, waiting), _value(metrics, early)) == (3, 3)
+    assert deleted == ["a", "b", "c"]
+    clock.advance(30.0 + BATCH_SECONDS)  # both batches due, then the next copy
+    clock.advance(COPY_SECONDS)
+    assert sorted(deleted) == ["a", "b", "c", "d", "e", "f"]
+    assert (_value(metrics, waiting), _value(metrics, early)) == (0, 3)
+    service.stopService()
 
 
 def test_summary_redacts_query_values() -> None:
