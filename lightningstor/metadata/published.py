@@ -58,6 +58,7 @@ _DATA = 64  # where the ring starts in the file
 # size, crc, writer, key length, value length (-1: no such key), mod revision,
 # key counter, range counter.  The CRC covers everything after itself.
 _ENTRY = struct.Struct("<IIIIiqQQ")
+_PREFIX = struct.Struct("<IIII")  # size, crc, writer, key length: enough to skip an entry
 _PAD = 0xFFFFFFFF  # a key length that marks the rest of the ring as unused
 _ALIGN = 8
 MAX_ENTRY = _ENTRY.size + 4096 + MAX_VALUE
@@ -91,8 +92,8 @@ class PublishedWrites:
         for key, value, revision, tag, everything in entries:
             if value is not None and len(value) > MAX_VALUE:
                 continue
-            body = key + (value or b"")
-            size = -(-(_ENTRY.size + len(body)) // _ALIGN) * _ALIGN
+            value_len = -1 if value is None else len(value)
+            size = -(-(_ENTRY.size + len(key) + max(value_len, 0)) // _ALIGN) * _ALIGN
             if size > MAX_ENTRY:
                 continue
             offset = at % RING_BYTES
@@ -103,11 +104,14 @@ class PublishedWrites:
                 at += room
                 position[0] = at
                 offset = 0
-            fields = (self.writer_id, len(key), -1 if value is None else len(value), revision, tag, everything)
-            tail = _ENTRY.pack(size, 0, *fields)[8:]
-            start = _DATA + offset
-            view[start + _ENTRY.size : start + _ENTRY.size + len(body)] = body
-            _ENTRY.pack_into(view, start, size, zlib.crc32(body, zlib.crc32(tail)), *fields)
+            fields = (self.writer_id, len(key), value_len, revision, tag, everything)
+            crc = zlib.crc32(key, zlib.crc32(_ENTRY.pack(size, 0, *fields)[8:]))
+            key_at = _DATA + offset + _ENTRY.size
+            view[key_at : key_at + len(key)] = key
+            if value:
+                view[key_at + len(key) : key_at + len(key) + value_len] = value
+                crc = zlib.crc32(value, crc)
+            _ENTRY.pack_into(view, _DATA + offset, size, crc, *fields)
             at += size
             position[0] = at
 
@@ -134,26 +138,29 @@ class PublishedWrites:
                 at += room
                 continue
             start = _DATA + offset
-            header = _ENTRY.unpack_from(view, start)
-            size, crc, writer, key_len, value_len = header[:5]
+            size, _, writer, key_len = _PREFIX.unpack_from(view, start)
             if key_len == _PAD:
                 at += room
                 continue
             if not _ENTRY.size <= size <= min(room, MAX_ENTRY):
                 at = position[0]  # overwritten under us: start afresh
                 break
-            body = bytes(view[start + _ENTRY.size : start + _ENTRY.size + key_len + max(value_len, 0)])
-            tail = bytes(view[start + 8 : start + _ENTRY.size])
-            if position[0] - at > RING_BYTES - MAX_ENTRY or zlib.crc32(body, zlib.crc32(tail)) != crc:
-                at = position[0]  # the writer came round meanwhile: start afresh
-                break
             at += size
             taken += 1
             if writer == self.writer_id:
                 continue  # this process's own writes were kept when they committed
-            revision, tag, everything = header[5:]
-            key = body[:key_len]
-            cache.offer(key, None if value_len < 0 else (body[key_len:], revision), tag, everything)
+            raw = bytes(view[start : start + size])  # one copy, checked below
+            if position[0] - (at - size) > RING_BYTES - MAX_ENTRY:
+                at = position[0]  # the writer came round meanwhile: start afresh
+                break
+            _, crc, _, key_len, value_len, revision, tag, everything = _ENTRY.unpack_from(raw)
+            value_at = _ENTRY.size + key_len
+            value_end = value_at + max(value_len, 0)
+            if value_end > size or zlib.crc32(memoryview(raw)[8:value_end]) != crc:
+                at = position[0]  # torn: start afresh
+                break
+            found = None if value_len < 0 else (raw[value_at:value_end], revision)
+            cache.offer(raw[_ENTRY.size : value_at], found, tag, everything)
             offered += 1
         self.read_position = at
         return offered

@@ -194,29 +194,28 @@ class ReadCache:
     def keep(self, key: bytes, kv: KeyValue | None, tag: int, everything: int) -> None:
         """Remember ``kv`` (None: no such key) as read or written at these
         counter values; an entry kept at newer values stays."""
+        self.offer(key, None if kv is None else (kv.value, kv.mod_revision), tag, everything)
+
+    def offer(self, key: bytes, found: tuple[bytes, int] | None, tag: int, everything: int) -> None:
+        """:meth:`keep` of ``(value, mod revision)`` or None: also how another
+        process's committed write of ``key`` is kept (published.py), so that
+        the caches of all workers hold what any of them wrote or read last."""
         old = self._entries.get(key)
         if old is not None:
             if old[1] > tag or old[2] > everything:
                 return
             self.bytes -= old[3]
-        size = _ENTRY_OVERHEAD + len(key) + (len(kv.value) if kv is not None else 0)
+        size = _ENTRY_OVERHEAD + len(key) + (len(found[0]) if found is not None else 0)
         if size > self.max_bytes:
             if old is not None:
                 del self._entries[key]
             return
-        self._entries[key] = (None if kv is None else (kv.value, kv.mod_revision), tag, everything, size)
+        self._entries[key] = (found, tag, everything, size)
         self._entries.move_to_end(key)
         self.bytes += size
         while self.bytes > self.max_bytes:
             _, dropped = self._entries.popitem(last=False)
             self.bytes -= dropped[3]
-
-    def offer(self, key: bytes, found: tuple[bytes, int] | None, tag: int, everything: int) -> None:
-        """Another process's committed write of ``key`` (published.py), at
-        the counter values it set: kept as this process keeps its own
-        writes, so that the caches of all workers hold what any of them
-        wrote or read last."""
-        self.keep(key, None if found is None else KeyValue(key, *found), tag, everything)
 
     def forget(self, key: bytes) -> None:
         old = self._entries.pop(key, None)
