@@ -260,14 +260,17 @@ def _slots_of(batch: Sequence[_PendingTxn]) -> tuple[dict[bytes, int], set[int]]
 def _committed(
     batch: Sequence[_PendingTxn], outcomes: Sequence[TxnResult | BaseException], tags: dict[bytes, int], everything: int
 ) -> list[Published] | None:
-    """What the batch committed to keys its transactions compared, in
+    """What the batch left in keys whose last write in it compared them, in
     commit order, at the counters its writer set (readcache.py): the keys
     that are read before they are written (object records, buckets...) and
     so read again.  Keys written blind (usage deltas, index entries) are
     scanned, not read one by one, and would only take room.  None if the
     batch ran a range delete, which may have removed a key put before it and
     left no entry valid anyway."""
-    entries: list[Published] = []
+    # One entry per key: its state at the end of the batch, which is what
+    # the counter value the writer left stands for.  A key whose last write
+    # in the batch did not compare it gets none.
+    last: dict[bytes, Published | None] = {}
     for pending, outcome in zip(batch, outcomes):
         if not isinstance(outcome, TxnResult) or not outcome.succeeded:
             continue
@@ -275,13 +278,14 @@ def _committed(
         for op in pending.operations:
             if isinstance(op, DeleteRange):
                 return None
+            last.pop(op.key, None)  # keeps the keys in the order of their last write
             if op.key not in compared:
-                continue
-            if isinstance(op, Put):
-                entries.append((op.key, op.value, outcome.revision, tags[op.key], everything))
+                last[op.key] = None
+            elif isinstance(op, Put):
+                last[op.key] = (op.key, op.value, outcome.revision, tags[op.key], everything)
             else:
-                entries.append((op.key, None, 0, tags[op.key], everything))
-    return entries
+                last[op.key] = (op.key, None, 0, tags[op.key], everything)
+    return [entry for entry in last.values() if entry is not None]
 
 
 def _write_through(

@@ -239,3 +239,29 @@ async def test_the_counters_file_follows_the_real_path(tmp_path: Path, stores: l
     assert (await a.get(b"k")).value == b"old"  # type: ignore[union-attr]
     await b.txn([], [Put(b"k", b"new")])
     assert (await a.get(b"k")).value == b"new"  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_blind_write_after_a_compared_one_in_a_batch_is_what_caches_answer(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """One group commit: a transaction compares a key and puts it, a later
+    one writes it without comparing (a put or a delete).  The counters then
+    stand for the blind write, so neither the writer's cache nor another
+    process's may answer the compared value."""
+    path = tmp_path / "meta.db"
+    a, b = open_store(stores, path), open_store(stores, path)
+    await b.get(b"x")  # b is open and has looked at the ring of published writes
+    for n, blind in enumerate([Put(b"K", b"blind"), Delete(b"K")]):
+        current = await a.get(b"K")
+        blocker, plug = await stall_writer(a)
+        first = a.txn([Compare(b"K", current.mod_revision if current else 0)], [Put(b"K", b"compared %d" % n)])
+        second = a.txn([], [blind])
+        blocker.execute("COMMIT")
+        blocker.close()
+        await plug
+        assert (await first).succeeded and (await second).succeeded
+        want = blind.value if isinstance(blind, Put) else None
+        for store in (a, b):
+            kv = await store.get(b"K")
+            assert (kv.value if kv else None) == want, (n, store is a)
