@@ -21,7 +21,15 @@ that an entry is read whole: the writer appends under the writer lock (one
 writer at a time, whatever the process), moves the ring's position after
 writing the bytes, and a reader checks each entry's CRC-32 and that the
 writer has not come round to the entry's bytes since (a reader that fell
-that far behind skips to the present).
+that far behind skips to the present).  The CRC covers the lengths, and
+the entry's size must follow from them.  A batch publishes one entry per
+key, its final state (sqlite.py ``_committed``): two entries of one key at
+one counter value would let a reader that took only the first answer it.
+Nothing orders the reader's loads against the writer's stores beyond what
+x86-64 does; elsewhere a reader may see the new position before the bytes,
+and the CRC then makes it skip them.  The file starts with a format word
+and the ring's size, so that a process laying entries out differently
+refuses the file (and runs without a ring) instead of misreading it.
 
 What it costs: the writer packs and copies each committed value of at most
 :data:`MAX_VALUE` bytes (microseconds, in its own thread, and only for keys
@@ -34,6 +42,7 @@ counters file it must not be deleted or truncated while the server runs.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -50,10 +59,13 @@ RING_BYTES = 4 << 20
 MAX_VALUE = 64 << 10
 """Larger values are not published (readers read them from the database)."""
 
-DRAIN_MAX = 1024
-"""Entries a cache takes per miss at most (it takes the rest at later misses)."""
+DRAIN_MAX = 256
+"""Entries a cache takes per miss at most (it takes the rest at later misses):
+about a millisecond of the reactor thread for 4 KiB records."""
 
 _POSITION = struct.Struct("<Q")  # bytes ever appended; the file's first 8 bytes
+_FORMAT = struct.Struct("<4sI")  # at byte 8: what every process must agree on
+_MAGIC = b"LSP1"
 _DATA = 64  # where the ring starts in the file
 # size, crc, writer, key length, value length (-1: no such key), mod revision,
 # key counter, range counter.  The CRC covers everything after itself.
@@ -68,6 +80,29 @@ Published = tuple[bytes, bytes | None, int, int, int]
 """(key, value or None for "no such key", mod revision, key counter, range counter)."""
 
 
+def _aligned(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def _entry_size(key: bytes, value: bytes | None) -> int:
+    return _aligned(_ENTRY.size + len(key) + (len(value) if value is not None else 0))
+
+
+def _recent(entries: Iterable[Published]) -> list[Published]:
+    """The entries worth appending: values of at most MAX_VALUE bytes (keys
+    of at most 4 KiB), and of a batch larger than the ring only its last ones
+    (a reader would have been lapped by the rest before it could take them)."""
+    fitting = [
+        e for e in entries if (e[1] is None or len(e[1]) <= MAX_VALUE) and _entry_size(e[0], e[1]) <= MAX_ENTRY
+    ]
+    total = 0
+    for i in range(len(fitting) - 1, -1, -1):
+        total += _entry_size(fitting[i][0], fitting[i][1])
+        if total > RING_BYTES - 2 * MAX_ENTRY:  # what a reader up to date can still take
+            return fitting[i + 1 :]
+    return fitting
+
+
 class PublishedWrites:
     """The ring (module docstring), mapped by every process of the database."""
 
@@ -79,6 +114,12 @@ class PublishedWrites:
         finally:
             os.close(fd)
         self._view = memoryview(self._map)
+        found = _FORMAT.unpack_from(self._view, 8)
+        if found == (b"\0" * 4, 0):  # new (every opener writes the same)
+            _FORMAT.pack_into(self._view, 8, _MAGIC, RING_BYTES)
+        elif found != (_MAGIC, RING_BYTES):
+            self.close_map()
+            raise OSError(errno.EINVAL, f"{path} is a ring of another format or size {found!r}")
         self._position = self._view[:8].cast("Q")
         self.writer_id = writer_id & 0xFFFFFFFF
         self.read_position = self._position[0]  # what this process has taken (reactor thread)
@@ -89,13 +130,9 @@ class PublishedWrites:
         """Add the batch's committed keys (values too large are left out)."""
         view, position = self._view, self._position
         at = position[0]
-        for key, value, revision, tag, everything in entries:
-            if value is not None and len(value) > MAX_VALUE:
-                continue
+        for key, value, revision, tag, everything in _recent(entries):
             value_len = -1 if value is None else len(value)
-            size = -(-(_ENTRY.size + len(key) + max(value_len, 0)) // _ALIGN) * _ALIGN
-            if size > MAX_ENTRY:
-                continue
+            size = _entry_size(key, value)
             offset = at % RING_BYTES
             room = RING_BYTES - offset
             if size > room:  # never split: the rest of the ring is skipped
@@ -156,7 +193,8 @@ class PublishedWrites:
             _, crc, _, key_len, value_len, revision, tag, everything = _ENTRY.unpack_from(raw)
             value_at = _ENTRY.size + key_len
             value_end = value_at + max(value_len, 0)
-            if value_end > size or zlib.crc32(memoryview(raw)[8:value_end]) != crc:
+            # The CRC covers the lengths, and the size must follow from them.
+            if _aligned(value_end) != size or zlib.crc32(memoryview(raw)[8:value_end]) != crc:
                 at = position[0]  # torn: start afresh
                 break
             found = None if value_len < 0 else (raw[value_at:value_end], revision)
@@ -167,5 +205,8 @@ class PublishedWrites:
 
     def close(self) -> None:
         self._position.release()
+        self.close_map()
+
+    def close_map(self) -> None:
         self._view.release()
         self._map.close()

@@ -93,19 +93,19 @@ def test_a_torn_entry_is_not_used(tmp_path: Path) -> None:
 def test_a_reader_a_whole_ring_behind_starts_afresh(tmp_path: Path, monkeypatch) -> None:
     """What a writer may have overwritten is not read: a reader that fell
     more than a ring behind skips to the present."""
-    monkeypatch.setattr(published, "RING_BYTES", 1 << 17)
+    monkeypatch.setattr(published, "RING_BYTES", 1 << 20)
     writer, reader = _ring(tmp_path, writer=1), _ring(tmp_path, writer=2)
     cache = ReadCache(Generations(None), 1 << 24, reader)
-    for i in range(100):  # ~200 KiB: more than the ring
-        writer.append([(b"k%03d" % i, b"v" * 2000, i, 2, 0)])
+    for i in range(600):  # ~1.2 MiB: more than the ring
+        writer.append([(b"k%04d" % i, b"v" * 2000, i, 2, 0)])
     assert reader.drain(cache) == 0 and not reader.behind()
-    for i in range(100, 110):
-        writer.append([(b"k%03d" % i, b"v" * 2000, i, 2, 0)])
+    for i in range(600, 610):
+        writer.append([(b"k%04d" % i, b"v" * 2000, i, 2, 0)])
     assert reader.drain(cache) == 10
-    for i in range(110, 200):  # entries wrap round the end of the ring
-        writer.append([(b"k%03d" % i, bytes([i]) * 2000, i, 2, 0)])
+    for i in range(610, 1200):  # entries wrap round the end of the ring
+        writer.append([(b"k%04d" % i, bytes([i % 256]) * 2000, i, 2, 0)])
         assert reader.drain(cache) == 1
-        assert cache._entries[b"k%03d" % i][0] == (bytes([i]) * 2000, i)
+        assert cache._entries[b"k%04d" % i][0] == (bytes([i % 256]) * 2000, i)
     writer.close()
     reader.close()
 
@@ -156,3 +156,32 @@ async def test_a_key_written_twice_in_a_batch_is_published_once_at_its_final_sta
     b.cache.forget(b"K")  # type: ignore[union-attr]  # as if evicted: the next read takes the ring
     for _ in range(2):
         assert (await b.get(b"K")).value == b"new"  # type: ignore[union-attr]
+
+
+def test_a_ring_of_another_format_or_size_is_not_used(tmp_path: Path, monkeypatch) -> None:
+    """Every process must lay entries out alike: a file written with another
+    ring size (or another format) is refused, and the store then runs
+    without a ring rather than misreading it."""
+    _ring(tmp_path).close()
+    monkeypatch.setattr(published, "RING_BYTES", 1 << 17)
+    import pytest
+
+    with pytest.raises(OSError):
+        _ring(tmp_path)
+
+
+def test_a_batch_larger_than_the_ring_appends_only_its_last_entries(tmp_path: Path, monkeypatch) -> None:
+    """The first entries of a huge batch would be overwritten by its last
+    ones before any reader took them: they are not written at all, and a
+    reader that was up to date takes the rest."""
+    monkeypatch.setattr(published, "RING_BYTES", 1 << 20)
+    writer, reader = _ring(tmp_path, writer=1), _ring(tmp_path, writer=2)
+    cache = ReadCache(Generations(None), 1 << 24, reader)
+    monkeypatch.setattr(published, "DRAIN_MAX", 1000)
+    writer.append([(b"k%03d" % i, b"v" * 4000, i, 2, 0) for i in range(300)])  # ~1.2 MiB
+    assert writer._position[0] <= (1 << 20) - 2 * published.MAX_ENTRY
+    taken = reader.drain(cache)
+    assert 100 < taken < 300
+    assert b"k299" in cache._entries and b"k000" not in cache._entries
+    writer.close()
+    reader.close()
