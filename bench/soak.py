@@ -34,6 +34,7 @@ Run from the repository root::
 
     .venv/bin/python -m bench.soak --seconds 300 --clients 64 [--seed 7] [--json out.json]
     .venv/bin/python -m bench.soak --seconds 20 --clients 16      # short mode
+    .venv/bin/python -m bench.soak --seconds 120 --clients 32 --workers 2
 """
 
 from __future__ import annotations
@@ -523,18 +524,22 @@ def run_soak(
     rss_interval: float = 2.0,
     scratch: Path | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    workers: int = 1,
 ) -> SoakReport:
     """Start a server in ``scratch`` (a temporary directory by default), soak
-    it, check every object, stop it; return the figures."""
+    it, check every object, stop it; return the figures.  With ``workers``
+    above 1 a client's requests land on any worker (its connections are
+    spread over them), so reads often follow writes made by another worker
+    process; RSS is then that of the first worker."""
     holder = None
     if scratch is None:
         holder = tempfile.TemporaryDirectory(prefix="ls-soak-")
         scratch = Path(holder.name)
     config = scratch / "soak.toml"
     config.write_text(CONFIG)
-    target = servers.start_lightningstor(scratch, 1, ["--config", str(config)])
+    target = servers.start_lightningstor(scratch, workers, ["--config", str(config)])
     try:
-        pid = target.pids()[0]
+        pid = target.pids()[1] if workers > 1 else target.pids()[0]
         if target.sampler is not None:
             target.sampler.stop()  # the bench's 50 ms peak sampler; ours is coarser
         s3 = servers.s3_client(target.endpoint, *_root_keys(), pool=clients + 4)
@@ -657,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-interval", type=float, default=2.0, help="seconds between RSS samples")
     parser.add_argument("--keep", type=Path, default=None, help="use (and keep) this scratch directory")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     args = parser.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -667,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         rss_interval=args.rss_interval,
         scratch=args.keep,
+        workers=args.workers,
         progress=lambda line: print(f"[{time.monotonic() - began:6.1f}s] {line}", file=sys.stderr, flush=True),
     )
     print(render(report))
