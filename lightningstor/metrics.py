@@ -56,7 +56,7 @@ counted row by row.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,6 +105,40 @@ _GAUGE_MODE: Final = "mostrecent"
 # chunks) into its metrics: keeps metric updates (a lock, and a file write
 # in multiprocess mode) off the request path.
 COPY_SECONDS: Final = 5.0
+
+
+def _copier(
+    reactor: Any,
+    register: Callable[[], dict[str, Any]],
+    sample: Callable[[bool], tuple[dict[str, int], dict[str, int]] | None],
+) -> Service:
+    """A service that copies numbers a worker keeps in plain integers (a
+    metric update per event would cost more than the event) into metrics
+    every :data:`COPY_SECONDS`.  ``sample(registered)`` gives running totals
+    for counters and current values for gauges, by name, or None while there
+    is nothing to show yet; ``register()`` makes the metrics (by the same
+    names) at the first copy that has something, so a server that never
+    had such an event exposes only the spec's families."""
+    metrics: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+
+    def copy() -> None:
+        found = sample(bool(metrics))
+        if found is None:
+            return
+        if not metrics:
+            metrics.update(register())
+        totals, levels = found
+        for name, total in totals.items():
+            if total > seen.get(name, 0):
+                metrics[name].inc(total - seen.get(name, 0))
+                seen[name] = total
+        for name, value in levels.items():
+            metrics[name].set(value)
+
+    service = TimerService(COPY_SECONDS, copy)
+    service.clock = reactor
+    return service
 
 
 class S3Metrics:
@@ -322,10 +356,9 @@ class S3Metrics:
         cache.  A store without a cache (etcd) registers nothing."""
         if not has_point_read_cache(store):
             return None
-        seen = {"hit": 0, "miss": 0, "bypass": 0}
-        families: list[Any] = []
+        results = ("hit", "miss", "bypass")
 
-        def register() -> tuple[Counter, Gauge]:
+        def register() -> dict[str, Any]:
             reads = Counter(
                 "lightningstor_metadata_cache_reads_total",
                 "Point reads of the SQLite metadata store: answered from the read cache (hit), read from the "
@@ -339,26 +372,15 @@ class S3Metrics:
                 registry=self.registry,
                 multiprocess_mode="livesum",
             )
-            for result in seen:
-                reads.labels(result)
-            return reads, size
+            return {**{result: reads.labels(result) for result in results}, "bytes": size}
 
-        def copy() -> None:
+        def sample(registered: bool) -> tuple[dict[str, int], dict[str, int]] | None:
             cache = store.cache
-            if cache is None or not (families or cache.hits):
-                return  # not open, turned off, or nothing answered from it yet (registered on first use)
-            if not families:
-                families.extend(register())
-            reads, size = families
-            for result, value in (("hit", cache.hits), ("miss", cache.misses), ("bypass", cache.bypassed)):
-                if value > seen[result]:
-                    reads.labels(result).inc(value - seen[result])
-                    seen[result] = value
-            size.set(cache.bytes)
+            if cache is None or not (registered or cache.hits):
+                return None  # not open, turned off, or nothing answered from it yet
+            return dict(zip(results, (cache.hits, cache.misses, cache.bypassed))), {"bytes": cache.bytes}
 
-        service = TimerService(COPY_SECONDS, copy)
-        service.clock = reactor
-        return service
+        return _copier(reactor, register, sample)
 
     def watch_retired(self, retired: Any, reactor: Any) -> Service:
         """Show the delayed-free queue (storage/retired.py ``RetiredChunks``):
@@ -371,10 +393,8 @@ class S3Metrics:
         numbers every :data:`COPY_SECONDS`, so a retire costs nothing more;
         both families are registered at the first copy that finds a chunk
         waiting or deleted early (never with ``free_delay_seconds = 0``)."""
-        families: list[Any] = []
-        seen = [0]
 
-        def register() -> tuple[Gauge, Counter]:
+        def register() -> dict[str, Any]:
             waiting = Gauge(
                 "lightningstor_storage_freed_chunks_waiting",
                 "Chunks of overwritten or deleted versions waiting out storage.free_delay_seconds before "
@@ -388,23 +408,15 @@ class S3Metrics:
                 "(reads of them still in flight fail).",
                 registry=self.registry,
             )
-            return waiting, early
+            return {"waiting": waiting, "early": early}
 
-        def copy() -> None:
+        def sample(registered: bool) -> tuple[dict[str, int], dict[str, int]] | None:
             pending, deleted_early = len(retired), retired.deleted_early
-            if not (families or pending or deleted_early):
-                return  # nothing freed yet (registered on first use)
-            if not families:
-                families.extend(register())
-            waiting, early = families
-            waiting.set(pending)
-            if deleted_early > seen[0]:
-                early.inc(deleted_early - seen[0])
-                seen[0] = deleted_early
+            if not (registered or pending or deleted_early):
+                return None  # nothing freed yet
+            return {"early": deleted_early}, {"waiting": pending}
 
-        service = TimerService(COPY_SECONDS, copy)
-        service.clock = reactor
-        return service
+        return _copier(reactor, register, sample)
 
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)

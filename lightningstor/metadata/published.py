@@ -43,12 +43,12 @@ counters file it must not be deleted or truncated while the server runs.
 from __future__ import annotations
 
 import errno
-import mmap
-import os
 import struct
 import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from lightningstor.metadata.sharedfile import map_shared
 
 if TYPE_CHECKING:
     from lightningstor.metadata.readcache import ReadCache
@@ -107,12 +107,7 @@ class PublishedWrites:
     """The ring (module docstring), mapped by every process of the database."""
 
     def __init__(self, path: str, writer_id: int) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.posix_fallocate(fd, 0, _DATA + RING_BYTES)
-            self._map = mmap.mmap(fd, _DATA + RING_BYTES)
-        finally:
-            os.close(fd)
+        self._map = map_shared(path, _DATA + RING_BYTES)
         self._view = memoryview(self._map)
         found = _FORMAT.unpack_from(self._view, 8)
         if found == (b"\0" * 4, 0):  # new (every opener writes the same)

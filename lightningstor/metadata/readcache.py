@@ -55,7 +55,6 @@ cache holds at most ``cache_bytes`` per process (least recently used out).
 from __future__ import annotations
 
 import mmap
-import os
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -65,6 +64,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from lightningstor.interfaces.metadata import KeyValue
 from lightningstor.metadata.published import PublishedWrites
+from lightningstor.metadata.sharedfile import map_shared
 
 SLOTS = 1 << 16  # 512 KiB of counters; slot 0 is for range deletes
 _GLOBAL = 0
@@ -89,14 +89,7 @@ class Generations:
         if path is None:
             self._map: Any = bytearray(size)
         else:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                # Real blocks, not a hole (module docstring); only ever grows,
-                # as others may have it mapped.  ENOSPC fails the store's start.
-                os.posix_fallocate(fd, 0, size)
-                self._map = mmap.mmap(fd, size)
-            finally:
-                os.close(fd)  # the mapping keeps the file
+            self._map = map_shared(path, size)  # ENOSPC fails the store's start
         self.counters = memoryview(self._map).cast("Q")
 
     def tags(self, key: bytes) -> tuple[int, int]:

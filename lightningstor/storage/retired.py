@@ -174,17 +174,22 @@ class RetiredChunks:
             self._delete(ids)
         self._schedule()
 
+    def _take_all(self) -> list[str]:
+        """Stop the timer and empty the queue: every id that was waiting."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        ids = [i for batch in self._queue for i in batch.ids]
+        self._queue.clear()
+        self._pending = 0
+        return ids
+
     def leave(self) -> int:
         """Stop the timer and forget every queued id, deleting none: the
         orphan collector deletes them after its grace (they have no index
         entry).  For a stop while other servers may still read them; the
         number left."""
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        left = self._pending
-        self._queue.clear()
-        self._pending = 0
+        left = len(self._take_all())
         if left:
             log.info(
                 "Leaving {n} freed chunks to the orphan collector: other servers sharing the store may still read them",
@@ -200,12 +205,7 @@ class RetiredChunks:
         Later :meth:`retire` calls delete at once (requests have drained).
         """
         self._flushed = True
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        ids = [i for batch in self._queue for i in batch.ids]
-        self._queue.clear()
-        self._pending = 0
+        ids = self._take_all()
         deadline = self._reactor.seconds() + timeout_seconds
         done = 0
         while done < len(ids) and self._reactor.seconds() < deadline:

@@ -110,6 +110,24 @@ def _overwrite_and_delete(s3: Any, bucket: str, key: str) -> None:
     s3.delete_object(Bucket=bucket, Key=key)
 
 
+def _slow_get_across_overwrite(
+    server: ServerProcess, s3: Any, bucket: str, key: str, meanwhile: Callable[[], None] = lambda: None
+) -> tuple[int, bytes, bool]:
+    """A slow GET of ``key`` that has its head when the key is overwritten
+    and then deleted (``meanwhile`` runs after that), read to its end half a
+    second later, while the server still reads ahead of it: (Content-Length,
+    body received, whether the connection ended early)."""
+    sock, length, body = _start_slow_get(server, s3, bucket, key)
+    try:
+        _overwrite_and_delete(s3, bucket, key)
+        meanwhile()
+        time.sleep(0.5)
+        body, cut = _read_rest(sock, body, length)
+    finally:
+        sock.close()
+    return length, body, cut
+
+
 def test_a_slow_reader_gets_the_old_bytes_whole_while_the_object_is_overwritten_and_deleted(
     delayed: ServerProcess,
 ) -> None:
@@ -120,17 +138,14 @@ def test_a_slow_reader_gets_the_old_bytes_whole_while_the_object_is_overwritten_
     bucket = _bucket(s3)
     old = os.urandom(16 * MiB)
     s3.put_object(Bucket=bucket, Key="k", Body=old)
-    sock, length, body = _start_slow_get(delayed, s3, bucket, "k")
-    try:
-        assert length == len(old)
-        _overwrite_and_delete(s3, bucket, "k")
+
+    def others_see_it_gone() -> None:
         with pytest.raises(ClientError) as gone:
             s3.get_object(Bucket=bucket, Key="k")
         assert gone.value.response["Error"]["Code"] == "NoSuchKey"
-        time.sleep(0.5)  # the server is still reading ahead of this reader
-        body, cut = _read_rest(sock, body, length)
-    finally:
-        sock.close()
+
+    length, body, cut = _slow_get_across_overwrite(delayed, s3, bucket, "k", others_see_it_gone)
+    assert length == len(old)
     assert not cut and body == old
 
 
@@ -154,13 +169,7 @@ def test_the_distributed_backend_keeps_freed_chunks_for_the_delay_too(tmp_path: 
         s3.put_object(Bucket=bucket, Key="k", Body=old)
         old_chunks = node.chunk_ids()
         assert len(old_chunks) == 12
-        sock, length, body = _start_slow_get(server, s3, bucket, "k")
-        try:
-            _overwrite_and_delete(s3, bucket, "k")
-            time.sleep(0.5)
-            body, cut = _read_rest(sock, body, length)
-        finally:
-            sock.close()
+        length, body, cut = _slow_get_across_overwrite(server, s3, bucket, "k")
         left = node.chunk_ids() & old_chunks
     finally:
         server.stop()
@@ -184,13 +193,7 @@ def test_without_a_delay_a_reader_whose_chunks_vanish_mid_stream_sees_an_error(u
     bucket = _bucket(s3)
     old = os.urandom(16 * MiB)
     s3.put_object(Bucket=bucket, Key="k", Body=old)
-    sock, length, body = _start_slow_get(undelayed, s3, bucket, "k")
-    try:
-        _overwrite_and_delete(s3, bucket, "k")
-        time.sleep(0.5)
-        body, cut = _read_rest(sock, body, length)
-    finally:
-        sock.close()
+    length, body, cut = _slow_get_across_overwrite(undelayed, s3, bucket, "k")
     assert cut and len(body) < length == len(old)
     assert body == old[: len(body)]
 
