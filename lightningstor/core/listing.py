@@ -138,6 +138,7 @@ def _entry(key: str, record: Any, *, is_latest: bool = True) -> ListEntry:
         version_id=record.version_id,
         is_latest=is_latest,
         delete_marker=record.delete_marker,
+        checksums=record.checksums,
     )
 
 

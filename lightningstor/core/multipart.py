@@ -271,6 +271,31 @@ def resolve_checksum(algorithm: str | None, checksum_type: str | None) -> tuple[
     return name, kind
 
 
+def missing_part_checksum(upload: Upload, listed: Sequence[PartRef]) -> None:
+    """InvalidRequest if a complete of a COMPOSITE upload leaves out a part's checksum.
+
+    AWS refuses such a complete with 400 InvalidRequest "The upload was
+    created using a crc32 checksum. The complete request must include the
+    checksum for each part. It was missing for part 1 in the request."
+    (the first part without one): a composite checksum is a checksum of the
+    part checksums, so the client must say which parts it checksummed.  A
+    FULL_OBJECT upload's complete may leave them out (AWS accepts it: the
+    whole-object CRC is combined from the parts' stored CRCs), and so may
+    one of an upload without a checksum algorithm.  Checked before the parts
+    are read and anything is written: a refused complete leaves the upload
+    as it was, to be completed again.
+    """
+    algorithm = upload.checksum_algorithm
+    if not algorithm or upload.checksum_type != COMPOSITE:
+        return
+    for ref in listed:
+        if not any(name.lower() == algorithm for name in ref.checksums):
+            raise errors.InvalidRequest(
+                f"The upload was created using a {algorithm} checksum. The complete request must include "
+                f"the checksum for each part. It was missing for part {ref.part_number} in the request."
+            )
+
+
 def multipart_etag(part_etags: Sequence[str]) -> str:
     """S3's multipart ETag: MD5 of the concatenated binary part MD5s, ``-N``."""
     digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in part_etags)).hexdigest()
@@ -864,12 +889,16 @@ class MultipartManager:
         checksum_type: str | None = None,
         object_size: int | None = None,
         public_acls_blocked: bool = False,
+        part_checksums_required: bool = False,
     ) -> Any:
         """Deferred[Completed]: commit the object made of the ``listed`` parts.
 
         ``expected_checksums`` are whole-object x-amz-checksum-* values the
         client sent (BadDigest if they differ), ``checksum_type`` its
         x-amz-checksum-type and ``object_size`` its x-amz-mp-object-size.
+        With ``part_checksums_required`` (S3's rule, :func:`missing_part_checksum`)
+        a COMPOSITE upload's complete must name every part's checksum; the
+        gRPC API's part checksums are optional ("if the client kept it").
         The ACL the upload was created with is taken as the bucket stands
         now: dropped (the bucket owner owns the object) if the bucket's
         ACLs were disabled since, and 403 AccessDenied if it is public and
@@ -893,6 +922,8 @@ class MultipartManager:
                 if done is None:
                     raise
                 return done
+            if part_checksums_required:
+                missing_part_checksum(upload, listed)
             stored = yield self._scan_parts(upload_id)
             by_number = {part.part_number: part for _kv, part in stored}
             parts = self._listed_parts(upload, listed, by_number)

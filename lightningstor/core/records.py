@@ -436,8 +436,11 @@ def listing_entry(key: str, value: bytes) -> ListEntry | None:
     d = record_fields(value)
     if d.get("dm", False):
         return None
-    # Positional: binding seven keyword arguments cost more than the fields
+    # Positional: binding keyword arguments cost more than the fields
     # themselves (ListEntry's fields are key, size, etag, last_modified,
-    # storage_class, owner, version_id, ...; tests/unit/test_records.py
-    # checks each one against the full decode).
-    return ListEntry(key, d["size"], d["etag"], d["ts"], d.get("class", "STANDARD"), d.get("owner", ""), d.get("vid"))
+    # storage_class, owner, version_id, is_latest, delete_marker, checksums;
+    # tests/unit/test_records.py checks each one against the full decode).
+    return ListEntry(
+        key, d["size"], d["etag"], d["ts"], d.get("class", "STANDARD"), d.get("owner", ""), d.get("vid"),
+        True, False, d.get("ck"),
+    )  # fmt: skip

@@ -7,6 +7,7 @@ metadata store by :mod:`lightningstor.core.records`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -375,6 +376,10 @@ class ListEntry:
     version_id: str | None = None
     is_latest: bool = True
     delete_marker: bool = False
+    # The record's checksums (algorithm -> base64, as ObjectRecord.checksums),
+    # the same mapping, not a copy; None or empty: stored without one.
+    # Listings show the algorithm and type, never the value (AWS).
+    checksums: Mapping[str, str] | None = None
 
 
 @dataclass

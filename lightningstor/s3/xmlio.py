@@ -45,6 +45,7 @@ from xml.etree.ElementTree import Element, TreeBuilder
 from xml.parsers import expat
 
 from lightningstor import errors
+from lightningstor.core.multipart import COMPOSITE, FULL_OBJECT, checksum_type_of
 from lightningstor.core.types import ListResult
 from lightningstor.s3.dates import iso8601
 
@@ -524,6 +525,40 @@ class _EntryTexts:
         return text
 
 
+def _listed_checksum_text(names: Iterable[str], kind: str) -> str:
+    algorithms = "".join(f"<ChecksumAlgorithm>{escape(name.upper())}</ChecksumAlgorithm>" for name in names)
+    return f"{algorithms}<ChecksumType>{kind}</ChecksumType>"
+
+
+# algorithm -> the text of an object with one checksum of that algorithm
+# (every object AWS stores has at most one), whole-object or composite.
+_LISTED_FULL_OBJECT = {name: _listed_checksum_text((name,), FULL_OBJECT) for name in CHECKSUM_ELEMENTS}
+_LISTED_COMPOSITE = {name: _listed_checksum_text((name,), COMPOSITE) for name in CHECKSUM_ELEMENTS}
+
+
+def listed_checksum(checksums: Mapping[str, str]) -> str:
+    """The ``<ChecksumAlgorithm>`` and ``<ChecksumType>`` elements of an
+    object stored with ``checksums`` (ListObjects ``Contents``,
+    ListObjectVersions ``Version``); the value itself is never listed.
+
+    AWS lists both for every object that has a checksum (the Object and
+    ObjectVersion shapes): the algorithm upper case (``CRC32``), the type
+    ``COMPOSITE`` for a multipart object's checksum of part checksums and
+    ``FULL_OBJECT`` otherwise, as HeadObject's x-amz-checksum-type reports
+    it (:func:`lightningstor.core.multipart.checksum_type_of`).  One
+    checksum of a known algorithm is one dict lookup: a composite value is
+    the only kind with a ``-`` (``<base64>-<part count>``; base64 has no
+    ``-``), so a full walk of checksummed keys pays no formatting per key.
+    """
+    if len(checksums) == 1:
+        [(name, value)] = checksums.items()
+        text = (_LISTED_COMPOSITE if "-" in value else _LISTED_FULL_OBJECT).get(name)
+        if text is not None:
+            return text
+    names = [name for name in CHECKSUM_ELEMENTS if name in checksums]
+    return _listed_checksum_text(names, checksum_type_of(checksums)) if names else ""
+
+
 def list_objects_xml(
     result: ListResult,
     *,
@@ -593,6 +628,7 @@ def list_objects_xml(
     seconds = texts.seconds
     append = parts.append
     needs_escape = _NEEDS_ESCAPE.search
+    full_object, composite = _LISTED_FULL_OBJECT, _LISTED_COMPOSITE
     for entry in result.entries:
         ms = entry.last_modified
         date = seconds.get(ms // 1000) or texts.second(ms // 1000)
@@ -603,9 +639,18 @@ def list_objects_xml(
         if storage_class != "STANDARD":
             storage_class = texts.storage_class(storage_class)
         owner = texts.owner(entry.owner) if show_owner else ""
+        checksum = ""
+        checksums = entry.checksums
+        if checksums:  # listed_checksum, its common case inlined
+            try:
+                [(name, value)] = checksums.items()
+            except ValueError:
+                checksum = listed_checksum(checksums)
+            else:
+                checksum = (composite if "-" in value else full_object).get(name) or listed_checksum(checksums)
         append(
             f"<Contents><Key>{enc(entry.key)}</Key><LastModified>{date}{_MILLIS[ms % 1000]}</LastModified>"
-            f"<ETag>&quot;{etag}&quot;</ETag><Size>{entry.size}</Size>"
+            f"<ETag>&quot;{etag}&quot;</ETag>{checksum}<Size>{entry.size}</Size>"
             f"{owner}<StorageClass>{storage_class}</StorageClass></Contents>"
         )
     _common_prefixes(parts, result.common_prefixes, enc)
@@ -678,7 +723,8 @@ def list_object_versions_xml(
                 f"<Version><Key>{enc(entry.key)}</Key><VersionId>{version_id}</VersionId>"
                 f"<IsLatest>{_bool(entry.is_latest)}</IsLatest>"
                 f"<LastModified>{date(entry.last_modified)}</LastModified>"
-                f"<ETag>{etag_text(entry.etag)}</ETag><Size>{entry.size}</Size>"
+                f"<ETag>{etag_text(entry.etag)}</ETag>{listed_checksum(entry.checksums) if entry.checksums else ''}"
+                f"<Size>{entry.size}</Size>"
                 f"<StorageClass>{class_text(entry.storage_class)}</StorageClass>{owner_text(entry.owner)}</Version>"
             )
     _common_prefixes(parts, result.common_prefixes, enc)

@@ -145,6 +145,48 @@ def test_checksums_validated_and_returned(s3, bucket, algorithm):
     assert head["ChecksumType"] == "FULL_OBJECT"
 
 
+def test_listings_show_checksum_algorithm_and_type(c, bkt, server):
+    """ListObjects, ListObjectsV2 and ListObjectVersions show, for each object
+    stored with a checksum, its ChecksumAlgorithm and ChecksumType (AWS's
+    Object and ObjectVersion shapes): FULL_OBJECT for PutObject and
+    FULL_OBJECT multipart uploads, COMPOSITE for composite ones; noncurrent
+    versions keep theirs; objects without a checksum and delete markers show
+    neither."""
+    bare = make_client(server.endpoint, request_checksum_calculation="when_required")
+    c.put_bucket_versioning(Bucket=bkt, VersioningConfiguration={"Status": "Enabled"})
+    c.put_object(Bucket=bkt, Key="sha", Body=b"v1", ChecksumAlgorithm="SHA256")
+    bare.put_object(Bucket=bkt, Key="sha", Body=b"v2, without a checksum")
+    bare.put_object(Bucket=bkt, Key="plain", Body=b"no checksum")
+    c.put_object(Bucket=bkt, Key="dir/crc", Body=b"x", ChecksumAlgorithm="CRC32")
+    for key, algorithm, kind in (("mp-composite", "CRC32C", "COMPOSITE"), ("mp-full", "CRC64NVME", "FULL_OBJECT")):
+        uid = c.create_multipart_upload(Bucket=bkt, Key=key, ChecksumAlgorithm=algorithm, ChecksumType=kind)["UploadId"]
+        part = c.upload_part(Bucket=bkt, Key=key, UploadId=uid, PartNumber=1, Body=b"part", ChecksumAlgorithm=algorithm)
+        c.complete_multipart_upload(Bucket=bkt, Key=key, UploadId=uid, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": part["ETag"], f"Checksum{algorithm}": part[f"Checksum{algorithm}"]}]})
+    c.put_object(Bucket=bkt, Key="gone", Body=b"g", ChecksumAlgorithm="SHA1")
+    c.delete_object(Bucket=bkt, Key="gone")
+
+    def shown(entries):
+        return {e["Key"]: (e.get("ChecksumAlgorithm"), e.get("ChecksumType")) for e in entries}
+
+    current = {"dir/crc": (["CRC32"], "FULL_OBJECT"), "mp-composite": (["CRC32C"], "COMPOSITE"),
+               "mp-full": (["CRC64NVME"], "FULL_OBJECT"), "plain": (None, None), "sha": (None, None)}
+    assert shown(c.list_objects_v2(Bucket=bkt)["Contents"]) == current
+    assert shown(c.list_objects_v2(Bucket=bkt, FetchOwner=True)["Contents"]) == current
+    assert shown(c.list_objects(Bucket=bkt)["Contents"]) == current
+    delimited = c.list_objects_v2(Bucket=bkt, Delimiter="/")
+    assert shown(delimited["Contents"]) == {k: v for k, v in current.items() if "/" not in k}
+    assert shown(c.list_objects_v2(Bucket=bkt, Prefix="dir/", Delimiter="/")["Contents"]) == {
+        "dir/crc": (["CRC32"], "FULL_OBJECT")}
+    versions = c.list_object_versions(Bucket=bkt)
+    by_version = {(v["Key"], v["IsLatest"]): (v.get("ChecksumAlgorithm"), v.get("ChecksumType"))
+                  for v in versions["Versions"]}
+    assert by_version == {**{(k, True): v for k, v in current.items()},
+                          ("sha", False): (["SHA256"], "FULL_OBJECT"), ("gone", False): (["SHA1"], "FULL_OBJECT")}
+    [marker] = versions["DeleteMarkers"]
+    assert "ChecksumAlgorithm" not in marker and "ChecksumType" not in marker
+
+
 def test_wrong_checksum_is_bad_digest(s3, bucket):
     """A checksum header that does not match the body is BadDigest; nothing is stored."""
     with pytest.raises(ClientError) as e:

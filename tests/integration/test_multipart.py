@@ -449,6 +449,39 @@ def test_part_checksums_are_verified(client: Any, mpbucket: str) -> None:
     assert client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid).get("Parts", []) == []
 
 
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "SHA1", "SHA256"])
+def test_complete_of_composite_upload_needs_every_part_checksum(client: Any, mpbucket: str, algorithm: str) -> None:
+    """An upload created with a (COMPOSITE) checksum algorithm cannot be
+    completed by a request that leaves out a part's checksum: 400
+    InvalidRequest naming the first such part, AWS's answer.  The refusal
+    changes nothing: the upload and its parts are still there, no object is
+    made, and the complete that names every part's checksum then succeeds."""
+    element = f"Checksum{algorithm}"
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="k", ChecksumAlgorithm=algorithm)["UploadId"]
+    a, b = os.urandom(5 * MiB), os.urandom(1000)
+    r1 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=a, ChecksumAlgorithm=algorithm)
+    r2 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=2, Body=b, ChecksumAlgorithm=algorithm)
+    named = [{"PartNumber": 1, "ETag": r1["ETag"], element: r1[element]},
+             {"PartNumber": 2, "ETag": r2["ETag"], element: r2[element]}]
+    for parts, missing in (([{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}], 1),
+                           ([named[0], {"PartNumber": 2, "ETag": r2["ETag"]}], 2)):
+        with pytest.raises(ClientError) as e:
+            client.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": parts})
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert _code(e) == "InvalidRequest"
+        assert e.value.response["Error"]["Message"] == (
+            f"The upload was created using a {algorithm.lower()} checksum. The complete request must include "
+            f"the checksum for each part. It was missing for part {missing} in the request."
+        )
+    listed = client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p[element]) for p in listed] == [(1, r1[element]), (2, r2[element])]
+    with pytest.raises(ClientError):
+        client.head_object(Bucket=mpbucket, Key="k")
+    done = client.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": named})
+    assert done[element].endswith("-2") and done["ChecksumType"] == "COMPOSITE"
+    assert client.get_object(Bucket=mpbucket, Key="k")["Body"].read() == a + b
+
+
 def test_complete_full_object_checksum(client: Any, mpbucket: str) -> None:
     """An upload created with x-amz-checksum-type FULL_OBJECT gets the CRC of the whole object."""
     import base64

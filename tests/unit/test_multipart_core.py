@@ -269,6 +269,50 @@ def test_complete_validates_the_part_list(core):
 
 
 @pytest_twisted.inlineCallbacks
+def test_s3_completes_of_composite_uploads_name_every_part_checksum(core):
+    """With ``part_checksums_required`` (the S3 layer's completes), a COMPOSITE
+    upload's complete that leaves out a part's checksum of the upload's
+    algorithm is InvalidRequest naming the first such part, with AWS's
+    message, and changes nothing: the upload and its parts stay, and a
+    complete that names them all then succeeds.  FULL_OBJECT uploads,
+    uploads without an algorithm and completes without the flag (the gRPC
+    API, whose part checksums are optional) may leave them out."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "need")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE, checksum_algorithm="SHA256")
+    p1 = yield _part(mp, upload, 1, b"a" * 2000)
+    p2 = yield _part(mp, upload, 2, b"b" * 100)
+    uid = upload.upload_id
+    named = [PartRef(1, p1.etag, {"sha256": p1.checksums["sha256"]}), PartRef(2, p2.etag, {"SHA256": p2.checksums["sha256"]})]
+    for listed, missing in (
+        (_refs(p1, p2), 1),
+        ([named[0], PartRef(2, p2.etag)], 2),
+        ([named[0], PartRef(2, p2.etag, {"crc32": compute("crc32", b"b" * 100)})], 2),  # another algorithm's
+    ):
+        with pytest.raises(errors.InvalidRequest) as info:
+            yield mp.complete(bucket, "k", uid, listed, part_checksums_required=True)
+        assert info.value.status == 400
+        assert info.value.message == (
+            "The upload was created using a sha256 checksum. The complete request must include the checksum "
+            f"for each part. It was missing for part {missing} in the request."
+        )
+    listing = yield mp.list_parts(bucket, "k", uid)
+    assert [p.part_number for p in listing.parts] == [1, 2]
+    assert (yield core.objects.find(bucket, "k")) is None
+    done = yield mp.complete(bucket, "k", uid, named, part_checksums_required=True)
+    assert done.checksum_type == "COMPOSITE" and done.record.size == 2100
+
+    composite = yield mp.create(bucket, "grpc", PutAttrs(), initiator=ALICE, checksum_algorithm="CRC32")
+    full = yield mp.create(bucket, "full", PutAttrs(), initiator=ALICE, checksum_algorithm="CRC32",
+                           checksum_type="FULL_OBJECT")
+    plain = yield mp.create(bucket, "plain", PutAttrs(), initiator=ALICE)
+    for made, required in ((composite, False), (full, True), (plain, True)):
+        part = yield _part(mp, made, 1, b"z" * 10)
+        done = yield mp.complete(bucket, made.key, made.upload_id, _refs(part), part_checksums_required=required)
+        assert done.record.size == 10
+
+
+@pytest_twisted.inlineCallbacks
 def test_full_object_checksum_and_expected_value(core):
     """A FULL_OBJECT upload gets the CRC of the whole object and checks a client's expected value."""
     mp = core.multipart

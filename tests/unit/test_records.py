@@ -16,6 +16,8 @@ RECORDS = [
                  null_sequence=2, metadata={"m": "1"}, tags={"t": "v"}),  # fmt: skip
     ObjectRecord(key="paged", size=99, etag="e4", created_at=4, manifest=Manifest("m1", [0, 50], 4)),
     ObjectRecord(key="ünï", size=1, etag="e5", created_at=5, inline=b"x", content_type="text/plain"),
+    ObjectRecord(key="summed", size=8, etag="e6-2", created_at=6, checksums={"crc32c": "yZRlqg==-2"},
+                 part_sizes=[5, 3], part_checksums={"crc32c": ["AAAAAA==", "AAAAAB=="]}),  # fmt: skip
 ]
 
 
@@ -28,6 +30,8 @@ def test_listing_entry_agrees_with_the_full_decode(record: ObjectRecord) -> None
     assert (entry.key, entry.size, entry.etag, entry.last_modified, entry.storage_class, entry.owner,
             entry.version_id) == (full.key, full.size, full.etag, full.created_at, full.storage_class,
                                   full.owner, full.version_id)  # fmt: skip
+    assert (entry.is_latest, entry.delete_marker) == (True, False)
+    assert (entry.checksums or {}) == full.checksums  # what the listing shows ChecksumAlgorithm/Type from
 
 
 def test_delete_markers_are_not_listed() -> None:

@@ -797,6 +797,47 @@ def test_list_objects_plain_round_trip_property(parse: Any, keys: list[str]) -> 
 
 
 # ===========================================================================
+@pytest.mark.parametrize("version", [1, 2])
+def test_list_objects_show_checksum_algorithm_and_type(parse: Any, version: int) -> None:
+    """An object stored with a checksum lists its algorithm and type (never
+    the value) right after its ETag, as AWS's Contents do: FULL_OBJECT for
+    a whole-object checksum, COMPOSITE for a multipart checksum of part
+    checksums ("-N"); an object without one shows neither element."""
+    entries = [
+        entry("crc", checksums={"crc32": "AAAAAA=="}),
+        entry("mp", checksums={"crc32c": "yZRlqg==-3"}),
+        entry("full", checksums={"crc64nvme": "AAAAAAAAAAA="}),
+        entry("plain"),
+        entry("empty", checksums={}),
+    ]
+    body = xmlio.list_objects_xml(
+        ListResult(entries, [], False), version=version, bucket="b", prefix="", delimiter=None, max_keys=10,
+        encoding_type=None,
+    )
+    assert b"&quot;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType><Size>" in body
+    assert b"AAAAAA==" not in body and b"yZRlqg" not in body
+    listed = {c["Key"]: (c.get("ChecksumAlgorithm"), c.get("ChecksumType")) for c in parse(
+        "ListObjectsV2" if version == 2 else "ListObjects", body)["Contents"]}
+    assert listed == {
+        "crc": (["CRC32"], "FULL_OBJECT"), "mp": (["CRC32C"], "COMPOSITE"), "full": (["CRC64NVME"], "FULL_OBJECT"),
+        "plain": (None, None), "empty": (None, None),
+    }
+
+
+def test_listed_checksum_of_unusual_records() -> None:
+    """Records with more than one checksum list each algorithm in AWS's
+    order with one type; names outside S3's algorithms are not listed."""
+    assert xmlio.listed_checksum({"sha256": "x", "crc32": "y"}) == (
+        "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumAlgorithm>SHA256</ChecksumAlgorithm>"
+        "<ChecksumType>FULL_OBJECT</ChecksumType>"
+    )
+    assert xmlio.listed_checksum({"sha1": "x-2", "sha256": "y-2"}).endswith("<ChecksumType>COMPOSITE</ChecksumType>")
+    assert xmlio.listed_checksum({"md5": "x"}) == ""
+    assert xmlio.listed_checksum({"md5": "x", "crc32": "y"}) == (
+        "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType>"
+    )
+
+
 # ListObjectVersions
 # ===========================================================================
 
@@ -837,6 +878,27 @@ def test_list_object_versions(parse: Any) -> None:
     assert versions[0]["StorageClass"] == "STANDARD"
     assert versions[0]["Owner"]["ID"] == "o"
     assert parsed["CommonPrefixes"] == [{"Prefix": "c/"}]
+
+
+def test_list_object_versions_show_checksum_algorithm_and_type(parse: Any) -> None:
+    """Each Version of an object stored with a checksum shows its algorithm
+    and type (AWS's ObjectVersion); delete markers and versions without one
+    show neither."""
+    entries = [
+        entry("a", version_id="v3", is_latest=True, delete_marker=True, size=0, etag=""),
+        entry("a", version_id="v2", is_latest=False, checksums={"sha256": "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="}),
+        entry("a", version_id="v1", is_latest=False, checksums={"sha1": "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=-2"}),
+        entry("b", version_id=None, is_latest=True),
+    ]
+    body = xmlio.list_object_versions_xml(
+        ListResult(entries, [], False), bucket="b", prefix="", delimiter=None, max_keys=10, encoding_type=None,
+    )
+    assert body.count(b"<ChecksumAlgorithm>") == 2 and b"n4bQ" not in body
+    parsed = parse("ListObjectVersions", body)
+    assert "ChecksumAlgorithm" not in parsed["DeleteMarkers"][0]
+    assert [(v["VersionId"], v.get("ChecksumAlgorithm"), v.get("ChecksumType")) for v in parsed["Versions"]] == [
+        ("v2", ["SHA256"], "FULL_OBJECT"), ("v1", ["SHA1"], "COMPOSITE"), ("null", None, None),
+    ]
 
 
 def test_list_object_versions_complete_page_has_no_next_markers(parse: Any) -> None:

@@ -309,6 +309,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         checksum_type=call.headers.get("x-amz-checksum-type"),
         object_size=object_size,
         public_acls_blocked=api.core.access.public_access_block(bucket).block_public_acls,
+        part_checksums_required=True,  # S3's rule; optional in the gRPC API
     )
     record = done.record
     body = xmlio.complete_multipart_xml(
