@@ -1,6 +1,6 @@
 """Server CPU per request when every object is read once, right after it was written.
 
-``python -m bench.first_reads [--workers 2] [--keys 2000] [--rounds 6] TREE [TREE ...]``
+``python -m bench.first_reads [--workers 2] [--keys 2000] [--rounds 6] [--concurrency 16] TREE [TREE ...]``
 
 The suite's small-object phase (``python -m bench --phases small``) writes
 its keys and then reads each of them once, as many applications do (upload,
@@ -14,7 +14,7 @@ overwrite the same keys), so this script:
   measure: it is put in front of ``PYTHONPATH``, as ``cpu_per_request
   --baseline`` does), each with ``--workers`` worker processes;
 * per round and per tree, in turn: creates a new bucket, PUTs ``--keys`` new
-  4 KiB objects at concurrency 16, then GETs each once, then HEADs each once;
+  4 KiB objects at ``--concurrency`` (16), then GETs each once, then HEADs each once;
 * reports the server CPU (user + system, all worker processes and their
   threads, from ``/proc``) per request of each phase, per round, and the
   medians.
@@ -56,7 +56,9 @@ def start(tree: str, scratch: Path, workers: int) -> servers.Target:
             os.environ["PYTHONPATH"] = saved
 
 
-def one_round(target: servers.Target, keys: int, body: bytes) -> dict[str, tuple[float, float, int]]:
+def one_round(
+    target: servers.Target, keys: int, body: bytes, concurrency: int = 16
+) -> dict[str, tuple[float, float, int]]:
     """(server µs per request, requests per second, errors) of each phase."""
     bucket = f"first-{uuid.uuid4().hex[:8]}"
     target.client.create_bucket(Bucket=bucket)
@@ -70,7 +72,7 @@ def one_round(target: servers.Target, keys: int, body: bytes) -> dict[str, tuple
     found = {}
     for method in PHASES:
         before = sum(servers.cpu_seconds(p) for p in pids)
-        result = loadgen.run(target.endpoint, requests[method], 16)
+        result = loadgen.run(target.endpoint, requests[method], concurrency)
         after = sum(servers.cpu_seconds(p) for p in pids)
         found[method] = ((after - before) / result.requests * 1e6, result.rate, result.errors)
     return found
@@ -82,6 +84,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keys", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--concurrency", type=int, default=16, help="connections (default 16)")
     args = parser.parse_args()
     body = os.urandom(4096)
     runs: dict[str, list[dict[str, tuple[float, float, int]]]] = {tree: [] for tree in args.trees}
@@ -93,12 +96,12 @@ def main() -> int:
                 targets[tree] = start(tree, Path(scratch) / str(i), args.workers)
             for n in range(args.rounds):
                 for tree in args.trees:
-                    runs[tree].append(one_round(targets[tree], args.keys, body))
+                    runs[tree].append(one_round(targets[tree], args.keys, body, args.concurrency))
                 print(f"round {n + 1}/{args.rounds}, load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
         finally:
             for target in targets.values():
                 target.stop()
-    print(f"{args.workers} worker(s), {args.keys} new 4 KiB objects per round, c=16; server CPU per request")
+    print(f"{args.workers} worker(s), {args.keys} new 4 KiB objects per round, c={args.concurrency}; server CPU per request")
     for tree in args.trees:
         for method in PHASES:
             samples = [run[method] for run in runs[tree]]

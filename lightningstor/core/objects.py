@@ -29,6 +29,7 @@ from lightningstor.checksums import b64
 from lightningstor.core import chunkindex, keys, manifests, objectlock, records
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
+from lightningstor.core.newkeys import NewKeyGuess
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
 from lightningstor.core.sse import CustomerKey, customer_etag
 from lightningstor.core.types import Acl, Bucket, ChunkRef, ObjectRecord, Versioning
@@ -40,6 +41,7 @@ from lightningstor.interfaces.metadata import (
     IMetadataStore,
     Operation,
     Put,
+    has_point_read_cache,
     prefix_end,
 )
 
@@ -286,6 +288,10 @@ class ObjectManager:
         self.max_metadata_bytes = max_metadata_bytes
         # Usage rows and limits ride along in every transaction below.
         self.quotas = quotas if quotas is not None else QuotaManager(store, clock)
+        # Whether a commit may skip reading a key it cannot read from memory.
+        self.new_keys = NewKeyGuess()
+        self._committing = 0  # object commits under way in this process (_commit)
+        self._cached_reads = has_point_read_cache(store)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -459,9 +465,14 @@ class ObjectManager:
         try:
             if len(record.chunks) > self.chunks_per_record:
                 yield manifests.write(self._store, bucket.bucket_id, record, self.chunks_per_record, self.now_ms())
-            committed = yield self._commit(
-                bucket, okey, record, attrs, extra_compares, [*extra_ops, *index_ops], extra_usage
-            )
+            self.new_keys.company(self._committing)
+            self._committing += 1
+            try:
+                committed = yield self._commit(
+                    bucket, okey, record, attrs, extra_compares, [*extra_ops, *index_ops], extra_usage
+                )
+            finally:
+                self._committing -= 1
         except Exception as e:
             if not may_have_committed(e):
                 if record.manifest is not None:
@@ -488,10 +499,21 @@ class ObjectManager:
         # cannot land in a bucket deleted since (core/buckets.py, "Deleting
         # a bucket").  Read here only if the caller's copy cannot tell.
         alive = bucket_guard(bucket)
-        for _attempt in range(100):
+        for attempt in range(100):
             if alive is None:
                 alive = yield read_bucket_guard(self._store, bucket)
-            kv = yield self._store.get(okey)
+            # The first attempt may assume a key it cannot read from memory
+            # is new (core/newkeys.py): the compare below with revision 0
+            # refuses the write if it is not, and the next attempt reads it.
+            # Never with If-Match, which needs the current record.
+            unread = attempt == 0 and not self._held(okey)
+            guessed = unread and self.new_keys.likely() and (attrs is None or attrs.if_match is None)
+            if guessed:
+                kv = None
+            else:
+                kv = yield self._store.get(okey)
+                if unread:
+                    self.new_keys.learn(kv is None)
             current = None if kv is None else records.decode_object(kv.value)
             if attrs is not None:
                 _check_write_conditions(attrs, current, record.key)
@@ -499,20 +521,34 @@ class ObjectManager:
                 plan = yield self._plan_replace(bucket, okey, current, record)
             except manifests.PagesMissing:
                 continue  # the version it replaces went meanwhile: read again
-            quota = yield self.quotas.plan(
-                scope,
-                plan.delta + extra_usage,
-                object_size=None if record.delete_marker else record.size,
-            )
+            try:
+                quota = yield self.quotas.plan(
+                    scope,
+                    plan.delta + extra_usage,
+                    object_size=None if record.delete_marker else record.size,
+                )
+            except errors.QuotaExceeded:
+                if guessed:
+                    # Planned as a new object, nothing of a replaced one
+                    # was subtracted: decide on the key's real record.
+                    continue
+                raise
             guards = [Compare(okey, kv.mod_revision if kv else 0), *plan.compares, *quota.compares]
             result = yield self._store.txn(
                 [*guards, alive.compare, *extra_compares],
                 _dedupe([*plan.ops, *quota.ops, *extra_ops, *alive.ops]),
             )
+            if guessed:
+                self.new_keys.guessed(result.succeeded)
             if result.succeeded:
                 self.quotas.committed(quota)
                 yield self._free(plan.freed, plan.kept | {c.chunk_id for c in record.chunks})
                 return record
+            if guessed:
+                # Most likely the key exists.  Anything else that moved (the
+                # bucket, a limit, a caller's guard) fails the next attempt
+                # too, which then finds out which.
+                continue
             self.quotas.conflicted(scope)
             # NoSuchBucket if the bucket went.  A new revision (a setting
             # changed, a deletion began) is retried with, and planned with:
@@ -531,6 +567,13 @@ class ObjectManager:
                 if not moved:
                     raise ConflictError("a guarded record changed during the commit")
         raise errors.SlowDown("Too many concurrent writes to this key")
+
+    def _held(self, okey: bytes) -> bool:
+        """Whether the store would answer a read of ``okey`` from memory."""
+        if not self._cached_reads:
+            return False
+        cache = self._store.cache  # type: ignore[attr-defined]
+        return cache is not None and bool(cache.holds(okey))
 
     @inlineCallbacks
     def _removal(self, record: ObjectRecord | None) -> Any:

@@ -150,13 +150,16 @@ class IPointReadCache(Interface):
     key is cached: the SQLite store (lightningstor/metadata/readcache.py).
 
     The bucket read cache (core/buckets.py) then checks a cached bucket
-    against its record on every use instead of trusting a clock, and the
-    metrics count the cache's reads.  Asked of the store's *class*, once,
+    against its record on every use instead of trusting a clock, a write
+    reads the key it replaces first when the cache holds it (and may
+    otherwise assume a new key: core/newkeys.py), and the metrics count the
+    cache's reads.  Asked of the store's *class*, once,
     for the reason :func:`item_scanner` gives.
     """
 
     cache = Attribute(
-        "The cache (``hits``, ``misses``, ``bypassed``, ``bytes``), or None while the store "
+        "The cache (``hits``, ``misses``, ``bypassed``, ``bytes``, and ``holds(key)``: whether "
+        "``get(key)`` would answer from memory now), or None while the store "
         "is not open yet or its cache is turned off: then ``get`` reads the store."
     )
 

@@ -164,13 +164,8 @@ class ReadCache:
         if (tag | everything) & 1:
             self.bypassed += 1
             return read(key)  # a write is under way: neither use nor keep
-        entry = self._entries.get(key)
-        if entry is None or entry[1] != tag or entry[2] != everything:
-            published = self.published
-            if published is not None and published.behind():
-                published.drain(self)  # another process may have just written it
-                entry = self._entries.get(key)
-        if entry is not None and entry[1] == tag and entry[2] == everything:
+        entry = self._current(key, tag, everything)
+        if entry is not None:
             self._entries.move_to_end(key)
             self.hits += 1
             found = entry[0]
@@ -179,6 +174,29 @@ class ReadCache:
         d = read(key)
         d.addCallback(self._filled, key, tag, everything)
         return d
+
+    def holds(self, key: bytes) -> bool:
+        """Whether :meth:`get` would answer ``key`` from memory now (counted
+        neither as a hit nor as a miss).  A writer that would otherwise
+        assume a key it cannot read cheaply is new asks this first
+        (core/newkeys.py)."""
+        c = self.generations.counters
+        tag = c[slot_of(key)]
+        everything = c[_GLOBAL]
+        return not (tag | everything) & 1 and self._current(key, tag, everything) is not None
+
+    def _current(self, key: bytes, tag: int, everything: int) -> tuple[Any, int, int, int] | None:
+        """The entry of ``key`` filled at these counter values, after taking
+        what other processes published if this process has none."""
+        entry = self._entries.get(key)
+        if entry is None or entry[1] != tag or entry[2] != everything:
+            published = self.published
+            if published is not None and published.behind():
+                published.drain(self)  # another process may have just written it
+                entry = self._entries.get(key)
+        if entry is not None and entry[1] == tag and entry[2] == everything:
+            return entry
+        return None
 
     def _filled(self, kv: KeyValue | None, key: bytes, tag: int, everything: int) -> KeyValue | None:
         self.keep(key, kv, tag, everything)
