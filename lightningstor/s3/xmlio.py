@@ -628,7 +628,6 @@ def list_objects_xml(
     seconds = texts.seconds
     append = parts.append
     needs_escape = _NEEDS_ESCAPE.search
-    full_object, composite = _LISTED_FULL_OBJECT, _LISTED_COMPOSITE
     for entry in result.entries:
         ms = entry.last_modified
         date = seconds.get(ms // 1000) or texts.second(ms // 1000)
@@ -639,15 +638,7 @@ def list_objects_xml(
         if storage_class != "STANDARD":
             storage_class = texts.storage_class(storage_class)
         owner = texts.owner(entry.owner) if show_owner else ""
-        checksum = ""
-        checksums = entry.checksums
-        if checksums:  # listed_checksum, its common case inlined
-            try:
-                [(name, value)] = checksums.items()
-            except ValueError:
-                checksum = listed_checksum(checksums)
-            else:
-                checksum = (composite if "-" in value else full_object).get(name) or listed_checksum(checksums)
+        checksum = listed_checksum(entry.checksums) if entry.checksums else ""
         append(
             f"<Contents><Key>{enc(entry.key)}</Key><LastModified>{date}{_MILLIS[ms % 1000]}</LastModified>"
             f"<ETag>&quot;{etag}&quot;</ETag>{checksum}<Size>{entry.size}</Size>"
