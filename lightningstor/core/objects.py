@@ -569,11 +569,18 @@ class ObjectManager:
         raise errors.SlowDown("Too many concurrent writes to this key")
 
     def _held(self, okey: bytes) -> bool:
-        """Whether the store would answer a read of ``okey`` from memory."""
+        """Whether the store would answer a read of ``okey`` from memory.
+
+        A cache that cannot tell (a plugin's, written before ``holds`` was
+        part of IPointReadCache) is taken to hold every key: its commits
+        read first, as they always did, rather than fail on the call."""
         if not self._cached_reads:
             return False
         cache = self._store.cache  # type: ignore[attr-defined]
-        return cache is not None and bool(cache.holds(okey))
+        if cache is None:
+            return False
+        holds = getattr(cache, "holds", None)
+        return holds is None or bool(holds(okey))
 
     @inlineCallbacks
     def _removal(self, record: ObjectRecord | None) -> Any:

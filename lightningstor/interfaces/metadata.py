@@ -158,8 +158,9 @@ class IPointReadCache(Interface):
     """
 
     cache = Attribute(
-        "The cache (``hits``, ``misses``, ``bypassed``, ``bytes``, and ``holds(key)``: whether "
-        "``get(key)`` would answer from memory now), or None while the store "
+        "The cache (``hits``, ``misses``, ``bypassed``, ``bytes``, and optionally ``holds(key)``: "
+        "whether ``get(key)`` would answer from memory now; without it every write reads its key "
+        "first), or None while the store "
         "is not open yet or its cache is turned off: then ``get`` reads the store."
     )
 

@@ -9,19 +9,31 @@ cache does.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from lightningstor import errors
+from lightningstor.authz.grants import GrantStore
+from lightningstor.authz.local import LocalAuthorizer
 from lightningstor.core import keys
+from lightningstor.core.credentials import CredentialStore
 from lightningstor.core.newkeys import NewKeyGuess
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.quotas import Usage
 from lightningstor.core.service import Core
 from lightningstor.core.types import Bucket, Principal, Versioning
+from lightningstor.interfaces.metadata import IPointReadCache
+from lightningstor.storage.chunks import ChunkManager
+from lightningstor.storage.local import LocalFsBackend
+from tests.unit.conftest import CoreFactory
 from tests.unit.core_helpers import put_object, read_object
 
 ALICE = Principal("alice", "org-a")
@@ -216,3 +228,48 @@ def test_the_share_decays_towards_what_it_learns() -> None:
     for _ in range(40):
         guess.company(0)
     assert guess.likely()
+
+
+@implementer(IPointReadCache)
+class _StoreOfAnEarlierContract:
+    """A third party's metadata store written before ``holds`` joined
+    IPointReadCache's contract: its cache has the counters the metrics read
+    and nothing else (its ``get`` answers from memory itself)."""
+
+    class _Counters:
+        hits = misses = bypassed = bytes = 0
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.cache = self._Counters()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_cache_that_cannot_tell_what_it_holds_is_read_through(
+    tmp_path: Path, pools: tuple[ThreadPool, ThreadPool]
+) -> Any:
+    """A store that declares IPointReadCache with a cache of the earlier
+    contract (no ``holds``) keeps working: its commits read the key first,
+    as before the guess (AttributeError, so a 500 on every PUT, otherwise)."""
+    factory = CoreFactory(tmp_path, pools)
+    factory(fsync=False)  # opens the SQLite store (closed at the end)
+    inner = factory.stores[0]
+    store = _StoreOfAnEarlierContract(inner)
+    io, cpu = pools
+    backend = LocalFsBackend(str(tmp_path / "chunks"), reactor, io, fsync=False)
+    core = Core(store=store, backend=backend, chunks=ChunkManager(backend, reactor, cpu),
+                credentials=CredentialStore(store, b"x" * 43 + b"="),
+                authorizer=LocalAuthorizer(GrantStore(store, time.time), time.time, 0),
+                clock=time.time)  # fmt: skip
+    try:
+        bucket = yield core.buckets.create(ALICE, "plugin")
+        yield put_object(core, bucket, "k", b"first")
+        yield put_object(core, bucket, "k", b"second")
+        current = yield core.objects.head(bucket, "k")
+        assert (yield read_object(core, current)) == b"second"
+        assert core.objects.new_keys.right == core.objects.new_keys.wrong == 0  # read, never guessed
+    finally:
+        yield inner.close()
