@@ -240,33 +240,68 @@ class _Settled:
     entries: list[Published] | None  # what it committed (_committed)
 
 
-def _slots_of(batch: Sequence[_PendingTxn]) -> tuple[dict[bytes, int], set[int]]:
-    """The counter slot of every key the batch may put or delete, and every
-    slot it may write (slot 0 too if it has a range delete)."""
+# A range delete that removes at most this many keys moves only their
+# counter slots; a larger one moves slot 0, which every cached entry of
+# every process depends on (readcache.py), so that all of them miss once.
+_RANGE_KEYS_MAX = 4096
+
+
+def _slots_of(batch: Sequence[_PendingTxn]) -> tuple[dict[bytes, int], set[int], list[DeleteRange]]:
+    """The counter slot of every key the batch may put or delete, the slots
+    it writes for them, and its range deletes (:func:`_range_slots`)."""
     keyed: dict[bytes, int] = {}
-    ranged = False
+    ranges: list[DeleteRange] = []
     for pending in batch:
         for op in pending.operations:
             if isinstance(op, DeleteRange):
-                ranged = True
+                ranges.append(op)
             else:
                 keyed[op.key] = slot_of(op.key)
-    slots = set(keyed.values())
-    if ranged:
-        slots.add(0)
-    return keyed, slots
+    return keyed, set(keyed.values()), ranges
+
+
+def _range_slots(conn: sqlite3.Connection, ranges: Sequence[DeleteRange]) -> set[int]:
+    """The counter slots of the keys ``ranges`` will remove; ``{0}`` (every
+    entry, readcache.py) for more than :data:`_RANGE_KEYS_MAX` keys or if
+    they cannot be read.
+
+    Why not always slot 0: every multipart completion and abort removes its
+    upload's part records with a range delete, and moving slot 0 emptied
+    every worker's read cache each time.  Read under the writer lock, before
+    the batch runs: no other process writes until it is released, so these
+    are exactly the keys the range deletes find, but for keys the batch
+    itself puts first, whose slots are the batch's own anyway.  A key of the
+    range that is absent stays absent: its cached "no such key" stays true.
+    """
+    found: set[int] = set()
+    budget = _RANGE_KEYS_MAX
+    try:
+        for op in ranges:
+            where, params = _range_sql(op.start, op.end)
+            rows = _rows(conn, f"SELECT key FROM kv WHERE {where} LIMIT ?", (*params, budget + 1))
+            if len(rows) > budget:
+                return {0}
+            budget -= len(rows)
+            found.update(slot_of(key) for (key,) in rows)
+    except sqlite3.Error:
+        return {0}
+    return found
+
+
+def _in_range(key: bytes, op: DeleteRange) -> bool:
+    return op.start <= key and (op.end == _UNBOUNDED or key < op.end)
 
 
 def _committed(
     batch: Sequence[_PendingTxn], outcomes: Sequence[TxnResult | BaseException], tags: dict[bytes, int], everything: int
-) -> list[Published] | None:
+) -> list[Published]:
     """What the batch left in keys whose last write in it compared them, in
     commit order, at the counters its writer set (readcache.py): the keys
     that are read before they are written (object records, buckets...) and
     so read again.  Keys written blind (usage deltas, index entries) are
-    scanned, not read one by one, and would only take room.  None if the
-    batch ran a range delete, which may have removed a key put before it and
-    left no entry valid anyway."""
+    scanned, not read one by one, and would only take room.  A key a range
+    delete removed after the batch put it gets none either (it is absent,
+    which a read will find)."""
     # One entry per key: its state at the end of the batch, which is what
     # the counter value the writer left stands for.  A key whose last write
     # in the batch did not compare it gets none.
@@ -277,7 +312,9 @@ def _committed(
         compared = {c.key for c in pending.compares}
         for op in pending.operations:
             if isinstance(op, DeleteRange):
-                return None
+                for key in [key for key in last if _in_range(key, op)]:
+                    last[key] = None
+                continue
             last.pop(op.key, None)  # keeps the keys in the order of their last write
             if op.key not in compared:
                 last[op.key] = None
@@ -727,10 +764,12 @@ class SqliteMetadataStore:
         self._shortfall = reserve.shortfall(_put_bytes(batch)) if reserve.enabled else None
         lock = self._writer_lock
         generations = self._generations
-        keyed, slots = _slots_of(batch)
+        keyed, slots, ranges = _slots_of(batch)
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # queue behind other processes' writers
         try:
+            if ranges:
+                slots |= _range_slots(conn, ranges)
             # Odd before the COMMIT, even after it (or the rollback), under the
             # lock: what makes every process's cache exact (readcache.py).
             if generations.begin(slots):

@@ -399,6 +399,42 @@ def test_what_one_worker_wrote_the_other_reads_from_its_cache(
             conn.close()
 
 
+def test_a_multipart_completion_leaves_every_workers_cache_in_place(
+    workers: ServerProcess, s3: object, bucket: str
+) -> None:
+    """Completing (or aborting) a multipart upload removes its part records
+    with a range delete; that used to make every cached record of every
+    worker miss once.  An object read through both workers is still
+    answered from their caches after a completion: no miss."""
+    key = f"kept/{uuid.uuid4().hex}"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"kept")  # type: ignore[attr-defined]
+    conns = _one_connection_per_worker(workers.endpoint, _target(s3, "get_object", bucket, key),
+                                       set(workers.ready_workers(2).values()))  # fmt: skip
+
+    def read_through_both() -> None:
+        for conn in conns.values():
+            conn.request("GET", _target(s3, "get_object", bucket, key))
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"kept")
+
+    try:
+        read_through_both()  # both hold it now
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=f"mp/{uuid.uuid4().hex}")  # type: ignore[attr-defined]
+        part = s3.upload_part(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"],  # type: ignore[attr-defined]
+                              PartNumber=1, Body=b"p" * 1000)  # fmt: skip
+        s3.complete_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"],  # type: ignore[attr-defined]
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})  # fmt: skip
+        time.sleep(5.5)  # the workers copy their counters every 5 s: what came before is in
+        misses, hits = _cache_reads(workers.endpoint, "miss"), _cache_reads(workers.endpoint, "hit")
+        read_through_both()
+        # Each GET reads the bucket's record and the object's: all hits.
+        assert _wait_for_cache_reads(workers.endpoint, "hit", hits + 4) >= hits + 4
+        assert _cache_reads(workers.endpoint, "miss") == misses
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
 def test_a_bucket_access_change_reaches_every_worker_at_once(workers: ServerProcess, s3: object) -> None:
     """Both workers answer an anonymous GET (allowed by the bucket's policy)
     and so hold the bucket in their read cache; RestrictPublicBuckets,

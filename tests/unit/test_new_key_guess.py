@@ -189,6 +189,7 @@ def test_a_key_another_process_wrote_is_read_not_guessed(make_core: Any) -> Any:
     reads the key from memory rather than guessing wrong."""
     a = make_core(fsync=False, inline_threshold=512)
     b = make_core(fsync=False, inline_threshold=512)
+    yield b.store.check()  # open, with its cache, before its first commit
     bucket = yield a.buckets.create(ALICE, "shared")
     yield put_object(a, bucket, "k", b"from a")
     yield put_object(b, bucket, "k", b"from b")

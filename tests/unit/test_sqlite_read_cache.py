@@ -16,6 +16,7 @@ import pytest
 import pytest_twisted
 
 from lightningstor.interfaces.metadata import Compare, Delete, DeleteRange, KeyValue, Put
+from lightningstor.metadata import sqlite as sqlite_module
 from lightningstor.metadata.readcache import Generations, ReadCache, slot_of
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from tests.unit.test_sqlite_store import open_store, stall_writer
@@ -73,8 +74,9 @@ async def test_another_processes_writes_are_seen_at_once(tmp_path: Path, stores:
             await writer.txn(guard, [Delete(key)])
             truth.pop(key, None)
         else:
-            await writer.txn([], [DeleteRange(b"k", b"k4")])
-            truth = {k: v for k, v in truth.items() if not b"k" <= k < b"k4"}
+            start, end = rnd.choice(((b"k", b"k4"), (b"k5", b"\x00")))  # b"\x00": no upper bound
+            await writer.txn([], [DeleteRange(start, end)])
+            truth = {k: v for k, v in truth.items() if not (start <= k and (end == b"\x00" or k < end))}
         for reader in (a, b):
             for k in keys:
                 kv = await reader.get(k)
@@ -179,8 +181,13 @@ async def test_a_range_delete_after_a_put_in_one_batch_leaves_nothing_cached(
     """A put that a later range delete of the same transaction (or of the
     same group commit) removed is not answered from the cache."""
     store = open_store(stores, tmp_path / "meta.db")
+    other = open_store(stores, tmp_path / "meta.db")
+    await other.check()
     await store.txn([], [Put(b"p/a", b"x"), DeleteRange(b"p/", b"p0")])
     assert await store.get(b"p/a") is None
+    # Compared (so kept and published, were it not removed after):
+    await store.txn([Compare(b"p/b", 0)], [Put(b"p/b", b"y"), DeleteRange(b"p/", b"p0"), Put(b"q", b"z")])
+    assert await store.get(b"p/b") is None and await other.get(b"p/b") is None
     blocker, plug = await stall_writer(store)
     first = store.txn([], [Put(b"parts/u1/00001", b"part-1")])
     second = store.txn([], [DeleteRange(b"parts/u1/", b"parts/u10")])
@@ -265,3 +272,37 @@ async def test_a_blind_write_after_a_compared_one_in_a_batch_is_what_caches_answ
         for store in (a, b):
             kv = await store.get(b"K")
             assert (kv.value if kv else None) == want, (n, store is a)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_range_delete_leaves_the_other_keys_cached_in_every_process(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """A range delete (every multipart completion removes its parts so)
+    moves the counter slots of the keys it removes, not the one every entry
+    depends on: another process's cached records outside the range still
+    answer at once, and what it cached inside the range is never answered
+    stale.  More than ``_RANGE_KEYS_MAX`` keys move that shared slot."""
+    path = tmp_path / "meta.db"
+    a, b = open_store(stores, path), open_store(stores, path)
+    await a.check()
+    await b.check()  # open, so its cache exists before the first read
+    await a.txn([Compare(b"objects/k", 0)], [Put(b"objects/k", b"record")])
+    await a.txn([], [Put(b"parts/u1/%05d" % n, b"part") for n in range(1, 4)])
+    assert (await b.get(b"objects/k")).value == b"record"
+    assert (await b.get(b"parts/u1/00002")).value == b"part"
+    assert (await b.get(b"parts/u1/00009")) is None  # absent, and stays so
+    assert b.cache is not None
+    assert b.get(b"objects/k").called and b.get(b"parts/u1/00002").called
+    await a.txn([], [DeleteRange(b"parts/u1/", b"parts/u10")])
+    hits = b.cache.hits
+    assert b.get(b"objects/k").called  # still answered from memory
+    assert b.get(b"parts/u1/00009").called
+    assert b.cache.hits == hits + 2
+    assert await b.get(b"parts/u1/00002") is None  # removed: not answered stale
+    many = [Put(b"bulk/%06d" % n, b"") for n in range(sqlite_module._RANGE_KEYS_MAX + 1)]
+    await a.txn([], many)
+    assert b.get(b"objects/k").called
+    await a.txn([], [DeleteRange(b"bulk/", b"bulk0")])
+    assert not b.get(b"objects/k").called  # too many keys: every entry is read again
+    assert (await b.get(b"objects/k")).value == b"record"
