@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from lightningstor import errors
-from lightningstor.core.objects import PutAttrs, may_have_committed, verify_digests
+from lightningstor.core.objects import PutAttrs, may_have_committed, verify_digests, with_default_checksum
 from lightningstor.core.sse import CustomerKey, customer_etag
 from lightningstor.core.types import Acl, Bucket, ObjectRecord
 from lightningstor.core.website import REDIRECT_HEADER
@@ -136,7 +136,10 @@ def copy_object(
     checksummed as its source was.
     """
     requested = checksum_algorithms or (replace_metadata.store_checksums if replace_metadata is not None else ())
-    keep = tuple(sorted(requested)) if requested else tuple(sorted(source.checksums))
+    # A source without checksums gets the default one: the copy is a new
+    # object, hashed anyway as it is written (AWS adds CRC64NVME to new
+    # objects written without a checksum).
+    keep = with_default_checksum(tuple(sorted(requested)) if requested else tuple(sorted(source.checksums)))
     result = yield copy_data(core, source, keep, dest_bucket, dest_key, encryption, customer, source_customer)
     checksums = verify_digests(PutAttrs(store_checksums=keep), result.md5_hex, result.digests)
     meta_from = source

@@ -51,6 +51,7 @@ from lightningstor.core.acl import acls_enabled, is_public
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.listing import asks_nothing
 from lightningstor.core.objects import (
+    DEFAULT_CHECKSUM,
     ConflictError,
     ObjectManager,
     PutAttrs,
@@ -167,6 +168,14 @@ class Part:
     created_at: int  # Unix ms
     chunks: list[ChunkRef] = field(default_factory=list)
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64
+    # The part's CRC64NVME (base64) when its upload chose no checksum
+    # algorithm: AWS computes this default for such a part, reports it in
+    # UploadPart's answer (when the request chose no checksum either) and in
+    # CompleteMultipartUpload's (combined into a FULL_OBJECT value), yet
+    # keeps it nowhere a client reads later (ListParts, HeadObject,
+    # GetObjectAttributes show none).  Parts stored before it existed have
+    # none, and their upload's completion reports none.
+    default_checksum: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,11 @@ class UploadListing:
 @dataclass
 class Completed:
     record: ObjectRecord  # as committed (version id set if versioned)
-    checksum_type: str | None  # COMPOSITE | FULL_OBJECT when the object has a checksum
+    checksum_type: str | None  # COMPOSITE | FULL_OBJECT when the answer has a checksum
+    # Checksums the answer reports that the object does not keep: the
+    # default FULL_OBJECT CRC64NVME of an upload created without a checksum
+    # algorithm, combined from its parts' (:attr:`Part.default_checksum`).
+    reported_checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -348,6 +361,25 @@ def full_object_crc(algorithm: str, parts: Sequence[tuple[str, int]]) -> str:
     for value, size in parts:
         crc = combine(crc, int.from_bytes(base64.b64decode(value), "big"), size)
     return b64(crc.to_bytes(width, "big"))
+
+
+def _completed(record: ObjectRecord, kind: str | None) -> Completed:
+    """CompleteMultipartUpload's answer for ``record``: with the default
+    checksum it reports (not keeps) when its upload had no algorithm."""
+    if record.completed_checksums and not record.checksums:
+        return Completed(record, FULL_OBJECT, dict(record.completed_checksums))
+    return Completed(record, kind)
+
+
+def default_object_checksum(parts: Sequence[Part]) -> dict[str, str]:
+    """The default FULL_OBJECT CRC64NVME CompleteMultipartUpload reports for
+    an upload created without a checksum algorithm, combined from its parts'
+    CRCs (no data is read again); empty unless every part has one (a part
+    stored before parts got it leaves the answer without: never an error)."""
+    values = [p.checksums.get(DEFAULT_CHECKSUM) or p.default_checksum for p in parts]
+    if not parts or not all(values):
+        return {}
+    return {DEFAULT_CHECKSUM: full_object_crc(DEFAULT_CHECKSUM, [(v or "", p.size) for v, p in zip(values, parts)])}
 
 
 def part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
@@ -535,6 +567,8 @@ def encode_part(p: Part) -> bytes:
         d["chunks"] = records.encode_chunks(p.chunks)
     if p.checksums:
         d["ck"] = p.checksums
+    if p.default_checksum is not None:
+        d["dck"] = p.default_checksum
     return records.dumps(d)
 
 
@@ -543,7 +577,7 @@ def decode_part(data: bytes) -> Part:
     return Part(
         part_number=d["n"], size=d["size"], etag=d["etag"], created_at=d["ts"],
         chunks=records.decode_chunks(d.get("chunks", ())),
-        checksums=d.get("ck", {}),
+        checksums=d.get("ck", {}), default_checksum=d.get("dck"),
     )  # fmt: skip
 
 
@@ -687,11 +721,15 @@ class MultipartManager:
         self, upload: Upload, algorithms: Sequence[str] = (), customer: CustomerKey | None = None
     ) -> Any:
         """A ChunkManager writer for one part: never inline (a part's bytes
-        become the object's chunks), hashing the upload's checksum too.
+        become the object's chunks), hashing the upload's checksum too, or
+        the default one (:attr:`Part.default_checksum`) for an upload
+        without.
         An SSE-C upload's parts need its ``customer`` key (core/sse.py)."""
         wanted = {a.lower() for a in algorithms}
         if upload.checksum_algorithm:
             wanted.add(upload.checksum_algorithm)
+        else:
+            wanted.add(DEFAULT_CHECKSUM)
         cipher = None if upload.encryption is None else self.sse.cipher(upload.encryption, upload.key, customer)
         return self._chunks.new_writer(tuple(sorted(wanted)), inline_threshold=-1, cipher=cipher)
 
@@ -720,6 +758,8 @@ class MultipartManager:
             if digest is None:
                 raise ValueError("the part writer did not compute the upload's checksum")
             part.checksums[upload.checksum_algorithm] = b64(digest)
+        elif not upload.checksum_algorithm and DEFAULT_CHECKSUM not in part.checksums and DEFAULT_CHECKSUM in result.digests:
+            part.default_checksum = b64(result.digests[DEFAULT_CHECKSUM])
         hint = chunkindex.part_hint(upload.bucket_id, upload.key, upload.upload_id, part_number, self._now_ms())
         index_ops = yield chunkindex.prepare(self._store, part.chunks, hint)
         try:
@@ -928,6 +968,8 @@ class MultipartManager:
             by_number = {part.part_number: part for _kv, part in stored}
             parts = self._listed_parts(upload, listed, by_number)
             record, kind = self._build_record(upload, parts, expected_checksums or {}, checksum_type, object_size)
+            if not upload.checksum_algorithm:
+                record.completed_checksums = default_object_checksum(parts)
             if not acls_enabled(bucket):
                 record.acl, record.owner = None, bucket.created_by
             elif public_acls_blocked and is_public(record.acl):
@@ -950,7 +992,7 @@ class MultipartManager:
             # The listed parts' index hints already lead to the object key.
             garbage = [c for p in unlisted for c in p.chunks]
             yield chunkindex.release(self._store, garbage, self._chunks.delete_chunks)
-            return Completed(committed if committed is not None else record, kind)
+            return _completed(committed if committed is not None else record, kind)
         raise errors.SlowDown("Too many concurrent changes to this upload")
 
     @inlineCallbacks
@@ -967,7 +1009,7 @@ class MultipartManager:
         record = yield self._find_completed(bucket, key, upload_id)
         if record is None or not _same_completion(record, request):
             return None
-        return Completed(record, checksum_type_of(record.checksums) if record.checksums else None)
+        return _completed(record, checksum_type_of(record.checksums) if record.checksums else None)
 
     @inlineCallbacks
     def _find_completed(self, bucket: Bucket, key: str, upload_id: str) -> Any:

@@ -19,7 +19,7 @@ import binascii
 import hmac
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks
 from twisted.logger import Logger
@@ -115,6 +115,32 @@ def validate_metadata(metadata: dict[str, str], limit: int) -> None:
     total = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
     if total > limit:
         raise errors.MetadataTooLarge(MaxSizeAllowed=str(limit), Size=str(total))
+
+
+DEFAULT_CHECKSUM = "crc64nvme"
+"""The checksum AWS S3 has added, since 2025, to every new object written
+without one: "Amazon S3 added the default checksum, CRC64NVME, to the
+uploaded object" (PutObject's ``ChecksumCRC64NVME``), a FULL_OBJECT
+checksum.  SDKs that validate downloads by default (boto3 1.36 on) then
+check such objects end to end too.  CRC64NVME runs at memory speed in C,
+negligible next to the MD5 every body pays for its ETag."""
+
+
+def with_default_checksum(requested: tuple[str, ...], expected: Collection[str] = ()) -> tuple[str, ...]:
+    """The algorithms a new object's body is checksummed with: those the
+    writer chose (``requested``, and any it sent a value for, ``expected``),
+    else :data:`DEFAULT_CHECKSUM`, as AWS.  Content-MD5 is no checksum
+    choice: an upload with only that gets the default too.  Every object
+    write path (PutObject, PostObject, CopyObject, gRPC) asks here."""
+    if requested or expected:
+        return requested
+    return (DEFAULT_CHECKSUM,)
+
+
+def add_default_checksum(attrs: PutAttrs) -> None:
+    """Give a write that chose no checksum the default one
+    (:func:`with_default_checksum`), kept whatever the body turns out to be."""
+    attrs.store_checksums = with_default_checksum(attrs.store_checksums, attrs.expected_checksums)
 
 
 def verify_digests(attrs: PutAttrs, md5_hex: str, digests: dict[str, bytes]) -> dict[str, str]:

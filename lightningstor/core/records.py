@@ -332,6 +332,8 @@ def encode_object(o: ObjectRecord) -> bytes:
         d["up"] = o.upload_id
     if o.completed_parts is not None:
         d["upl"] = o.completed_parts
+    if o.completed_checksums:
+        d["uck"] = o.completed_checksums
     if o.lock_mode is not None:
         d["lm"] = o.lock_mode
         d["lu"] = o.lock_until
@@ -381,6 +383,7 @@ def decode_object(data: bytes) -> ObjectRecord:
         manifest=Manifest(mf["id"], mf["s"], mf["n"]) if mf is not None else None,
         upload_id=d.get("up"),
         completed_parts=d.get("upl"),
+        completed_checksums=d.get("uck", {}),
         lock_mode=d.get("lm"),
         lock_until=d.get("lu"),
         legal_hold=d.get("lh"),

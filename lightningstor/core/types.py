@@ -344,6 +344,11 @@ class ObjectRecord:
     # complete is recognised as the same request.  None for records written
     # before it (the multipart ETag then stands in for it).
     completed_parts: str | None = None
+    # With ``upload_id``: checksums CompleteMultipartUpload reported that the
+    # object does not keep (the default CRC64NVME of an upload created
+    # without a checksum algorithm, core.multipart.default_object_checksum),
+    # so a repeated complete answers the same.  Never shown by a read, as AWS.
+    completed_checksums: dict[str, str] = field(default_factory=dict)
     # Object Lock (core/objectlock.py): the retention mode and the instant
     # (Unix ms) until which this version cannot be deleted, and its legal
     # hold (None: never set; False: set OFF).  Only in lock-enabled buckets.

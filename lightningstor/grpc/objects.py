@@ -34,6 +34,7 @@ from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.multipart import PartRef, validate_part_number
 from lightningstor.core.objects import (
     PutAttrs,
+    add_default_checksum,
     may_have_committed,
     replaced_meanwhile,
     validate_key,
@@ -166,6 +167,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
                 attrs.expected_checksums = {algorithm: request.checksum_value.strip()}
         elif request.checksum_value:
             raise errors.InvalidArgument("checksum_value needs checksum_algorithm", ArgumentName="checksum_value")
+        add_default_checksum(attrs)  # none chosen (or MD5 only): the core's default, as S3's PutObject
         attrs.if_none_match_any = _if_none_match_any(optional(request, "if_none_match"))
         attrs.if_match = optional(request, "if_match")
         bucket, record = self.rpc.call(self._put, self.rpc.gate(principal), name, key, request.content, attrs)
@@ -514,7 +516,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             bucket=bucket.name,
             key=key,
             etag=record.etag,
-            checksums=convert.checksums(record.checksums),
+            checksums=convert.checksums(record.checksums or done.reported_checksums),  # as S3's answer
             checksum_type=convert.CHECKSUM_TYPE_ENUMS.get(done.checksum_type, pb.CHECKSUM_TYPE_UNSPECIFIED),
             size=record.size,
             **_versioned(reported_version_id(bucket, record.version_id)),

@@ -9,6 +9,7 @@ import os
 from urllib.parse import unquote_plus
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from lightningstor.checksums import compute
@@ -150,8 +151,9 @@ def test_listings_show_checksum_algorithm_and_type(c, bkt, server):
     stored with a checksum, its ChecksumAlgorithm and ChecksumType (AWS's
     Object and ObjectVersion shapes): FULL_OBJECT for PutObject and
     FULL_OBJECT multipart uploads, COMPOSITE for composite ones; noncurrent
-    versions keep theirs; objects without a checksum and delete markers show
-    neither."""
+    versions keep theirs; objects uploaded without a checksum show the
+    default CRC64NVME AWS adds; a multipart object completed without a
+    checksum algorithm and delete markers show neither."""
     bare = make_client(server.endpoint, request_checksum_calculation="when_required")
     c.put_bucket_versioning(Bucket=bkt, VersioningConfiguration={"Status": "Enabled"})
     c.put_object(Bucket=bkt, Key="sha", Body=b"v1", ChecksumAlgorithm="SHA256")
@@ -163,6 +165,10 @@ def test_listings_show_checksum_algorithm_and_type(c, bkt, server):
         part = c.upload_part(Bucket=bkt, Key=key, UploadId=uid, PartNumber=1, Body=b"part", ChecksumAlgorithm=algorithm)
         c.complete_multipart_upload(Bucket=bkt, Key=key, UploadId=uid, MultipartUpload={"Parts": [
             {"PartNumber": 1, "ETag": part["ETag"], f"Checksum{algorithm}": part[f"Checksum{algorithm}"]}]})
+    uid = c.create_multipart_upload(Bucket=bkt, Key="mp-plain")["UploadId"]
+    part = c.upload_part(Bucket=bkt, Key="mp-plain", UploadId=uid, PartNumber=1, Body=b"part")
+    c.complete_multipart_upload(Bucket=bkt, Key="mp-plain", UploadId=uid,
+                                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
     c.put_object(Bucket=bkt, Key="gone", Body=b"g", ChecksumAlgorithm="SHA1")
     c.delete_object(Bucket=bkt, Key="gone")
 
@@ -170,7 +176,8 @@ def test_listings_show_checksum_algorithm_and_type(c, bkt, server):
         return {e["Key"]: (e.get("ChecksumAlgorithm"), e.get("ChecksumType")) for e in entries}
 
     current = {"dir/crc": (["CRC32"], "FULL_OBJECT"), "mp-composite": (["CRC32C"], "COMPOSITE"),
-               "mp-full": (["CRC64NVME"], "FULL_OBJECT"), "plain": (None, None), "sha": (None, None)}
+               "mp-full": (["CRC64NVME"], "FULL_OBJECT"), "mp-plain": (None, None),
+               "plain": (["CRC64NVME"], "FULL_OBJECT"), "sha": (["CRC64NVME"], "FULL_OBJECT")}
     assert shown(c.list_objects_v2(Bucket=bkt)["Contents"]) == current
     assert shown(c.list_objects_v2(Bucket=bkt, FetchOwner=True)["Contents"]) == current
     assert shown(c.list_objects(Bucket=bkt)["Contents"]) == current
@@ -185,6 +192,71 @@ def test_listings_show_checksum_algorithm_and_type(c, bkt, server):
                           ("sha", False): (["SHA256"], "FULL_OBJECT"), ("gone", False): (["SHA1"], "FULL_OBJECT")}
     [marker] = versions["DeleteMarkers"]
     assert "ChecksumAlgorithm" not in marker and "ChecksumType" not in marker
+
+
+def _presigned_put(client, bucket, key, data, headers=None):
+    """PUT ``data`` through a presigned URL, as curl or a browser does: no
+    checksum header, no SDK; the response."""
+    url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key})
+    return requests.put(url, data=data, headers=headers or {}, timeout=30)
+
+
+@pytest.mark.parametrize("size", [5, 3 * 1024 * 1024 + 17])
+def test_default_crc64nvme_checksum_is_validated_by_boto3(c, bkt, size):
+    """An object uploaded without any checksum (a presigned PUT) gets AWS's
+    default CRC64NVME, a FULL_OBJECT checksum: PutObject answers with it,
+    HeadObject with ChecksumMode shows it, and boto3's default download
+    validation (response_checksum_validation=when_supported) checks the body
+    against it: the validation ran (botocore records the algorithm it
+    checked) and a wrong value would have failed the read."""
+    from botocore.exceptions import FlexibleChecksumError
+
+    data = os.urandom(size)
+    crc = compute("crc64nvme", data)
+    put = _presigned_put(c, bkt, "plain", data)
+    assert put.status_code == 200, put.text
+    assert (put.headers["x-amz-checksum-crc64nvme"], put.headers["x-amz-checksum-type"]) == (crc, "FULL_OBJECT")
+    head = c.head_object(Bucket=bkt, Key="plain", ChecksumMode="ENABLED")
+    assert (head["ChecksumCRC64NVME"], head["ChecksumType"]) == (crc, "FULL_OBJECT")
+
+    checked = []
+    corrupt = []
+
+    def before_parse(response_dict, **kwargs):
+        # botocore has wrapped the body in its validating reader by now
+        # and noted the algorithm it checks.
+        checked.append(response_dict["context"].get("checksum", {}).get("response_algorithm"))
+        if corrupt:  # what the SDK expects, changed: the read must fail
+            response_dict["body"]._expected = compute("crc64nvme", b"something else")
+
+    events = c.meta.events
+    events.register("before-parse.s3.GetObject", before_parse)
+    try:
+        got = c.get_object(Bucket=bkt, Key="plain")
+        assert got["Body"].read() == data
+        assert (got["ChecksumCRC64NVME"], got["ChecksumType"]) == (crc, "FULL_OBJECT")
+        assert checked == ["crc64nvme"]
+        corrupt.append(True)
+        with pytest.raises(FlexibleChecksumError):
+            c.get_object(Bucket=bkt, Key="plain")["Body"].read()
+    finally:
+        events.unregister("before-parse.s3.GetObject", before_parse)
+
+
+def test_default_checksum_only_without_a_chosen_one(s3, bucket, server):
+    """The default is added only when the upload chose no checksum: with
+    Content-MD5 alone the object gets CRC64NVME too (MD5 is no checksum
+    choice), while a client's own algorithm is kept alone (AWS keeps the one
+    the client chose)."""
+    data = b"integrity" * 1000
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    plain = make_client(server.endpoint, request_checksum_calculation="when_required")
+    put = plain.put_object(Bucket=bucket, Key="md5", Body=data, ContentMD5=md5)
+    assert (put["ChecksumCRC64NVME"], put["ChecksumType"]) == (compute("crc64nvme", data), "FULL_OBJECT")
+    s3.put_object(Bucket=bucket, Key="sha", Body=data, ChecksumAlgorithm="SHA256")
+    head = s3.head_object(Bucket=bucket, Key="sha", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == compute("sha256", data)
+    assert not [k for k in head if k.startswith("Checksum") and k not in ("ChecksumSHA256", "ChecksumType")]
 
 
 def test_wrong_checksum_is_bad_digest(s3, bucket):
@@ -371,7 +443,8 @@ def test_copy_object_result_checksum_and_type(c, bkt):
     """CopyObjectResult has the copy's checksum with its ChecksumType, as
     HeadObject gives them: the source's algorithm (CRC32), or SHA256 when
     x-amz-checksum-algorithm asks for it, computed over the whole copy
-    (FULL_OBJECT, a COMPOSITE multipart source too); no checksum, no type."""
+    (FULL_OBJECT, a COMPOSITE multipart source too); a source without one
+    gives the copy the default CRC64NVME."""
     data = os.urandom(200_000)
     c.put_object(Bucket=bkt, Key="src", Body=data, ChecksumAlgorithm="CRC32")
     kept = c.copy_object(Bucket=bkt, Key="dst", CopySource={"Bucket": bkt, "Key": "src"})["CopyObjectResult"]
@@ -388,10 +461,16 @@ def test_copy_object_result_checksum_and_type(c, bkt):
     head = c.head_object(Bucket=bkt, Key="mp2", ChecksumMode="ENABLED")
     assert (whole["ChecksumCRC32"], whole["ChecksumType"]) == (compute("crc32", data), "FULL_OBJECT")
     assert (head["ChecksumCRC32"], head["ChecksumType"]) == (compute("crc32", data), "FULL_OBJECT")
-    plain_client = make_client(c.meta.endpoint_url, request_checksum_calculation="when_required")
-    plain_client.put_object(Bucket=bkt, Key="plain", Body=data)
-    plain = c.copy_object(Bucket=bkt, Key="plain2", CopySource={"Bucket": bkt, "Key": "plain"})["CopyObjectResult"]
-    assert not [k for k in plain if k.startswith("Checksum")]
+    # A source without checksums (a multipart upload created without an
+    # algorithm) gives a copy the default CRC64NVME: the copy is a new
+    # object written without a chosen checksum, as AWS.
+    uid = c.create_multipart_upload(Bucket=bkt, Key="mp-plain")["UploadId"]
+    part = c.upload_part(Bucket=bkt, Key="mp-plain", UploadId=uid, PartNumber=1, Body=data)
+    c.complete_multipart_upload(Bucket=bkt, Key="mp-plain", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert not [k for k in c.head_object(Bucket=bkt, Key="mp-plain", ChecksumMode="ENABLED") if k.startswith("Checksum")]
+    plain = c.copy_object(Bucket=bkt, Key="plain2", CopySource={"Bucket": bkt, "Key": "mp-plain"})["CopyObjectResult"]
+    assert (plain["ChecksumCRC64NVME"], plain["ChecksumType"]) == (compute("crc64nvme", data), "FULL_OBJECT")
 
 
 def test_copy_onto_itself(s3, bucket):

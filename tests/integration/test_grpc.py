@@ -146,6 +146,21 @@ def test_put_get_head_delete(client: LightningStorClient, gbucket: str) -> None:
     assert gone.value.status == grpc.StatusCode.NOT_FOUND
 
 
+def test_put_without_checksum_gets_the_default_crc64nvme(client: LightningStorClient, gbucket: str, boto: object) -> None:
+    """PutObject without a checksum algorithm (or with an MD5 only) stores
+    the core's default CRC64NVME, as S3's PutObject does: the response
+    carries it and S3's HeadObject with checksum mode shows it."""
+    from lightningstor.checksums import compute
+
+    body = os.urandom(100_000)
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    for key, kwargs in (("plain", {}), ("md5", {"checksum_algorithm": "md5", "checksum_value": md5})):
+        put = client.put_object(gbucket, key, body, **kwargs)
+        assert [(c.algorithm, c.value) for c in put.checksums] == [(pb.CHECKSUM_ALGORITHM_CRC64NVME, compute("crc64nvme", body))]
+        head = boto.head_object(Bucket=gbucket, Key=key, ChecksumMode="ENABLED")  # type: ignore[attr-defined]
+        assert (head["ChecksumCRC64NVME"], head["ChecksumType"]) == (compute("crc64nvme", body), "FULL_OBJECT")
+
+
 def test_get_range_and_conditions(client: LightningStorClient, gbucket: str) -> None:
     """range serves the bytes S3 would (with content_range); if_match / if_none_match
     fail with FAILED_PRECONDITION carrying PreconditionFailed / NotModified; an

@@ -501,6 +501,39 @@ def test_complete_full_object_checksum(client: Any, mpbucket: str) -> None:
     assert head["ChecksumCRC32"] == want and head["ChecksumType"] == "FULL_OBJECT"
 
 
+def test_upload_without_checksum_reports_default_crc64nvme(client: Any, mpbucket: str, server: ServerProcess) -> None:
+    """An upload created without a checksum algorithm, as AWS answers it:
+    UploadPart of a part sent without a checksum answers with the part's
+    CRC64NVME, and CompleteMultipartUpload with the whole object's
+    FULL_OBJECT CRC64NVME (combined from the parts', UploadPartCopy parts
+    and parts sent with another checksum included); ListParts, HeadObject
+    and GetObjectAttributes show none, since AWS keeps none for it."""
+    plain = make_client(server.endpoint, request_checksum_calculation="when_required")
+    copied = os.urandom(5 * MiB)
+    client.put_object(Bucket=mpbucket, Key="src", Body=copied)
+    uid = plain.create_multipart_upload(Bucket=mpbucket, Key="k")["UploadId"]
+    a, b = os.urandom(5 * MiB), os.urandom(777)
+    r1 = plain.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=a)
+    assert r1["ChecksumCRC64NVME"] == compute("crc64nvme", a)
+    r2 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=2, Body=a,
+                            ChecksumAlgorithm="CRC32")  # the request's own checksum, answered alone
+    assert r2["ChecksumCRC32"] == compute("crc32", a) and "ChecksumCRC64NVME" not in r2
+    r3 = plain.upload_part_copy(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=3,
+                                CopySource={"Bucket": mpbucket, "Key": "src"})["CopyPartResult"]
+    r4 = plain.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=4, Body=b)
+    listed = plain.list_parts(Bucket=mpbucket, Key="k", UploadId=uid)["Parts"]
+    assert [k for p in listed for k in p if k.startswith("ChecksumCRC64")] == []
+    whole = a + a + copied + b
+    done = plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": n, "ETag": r["ETag"]} for n, r in ((1, r1), (2, r2), (3, r3), (4, r4))]})
+    assert (done["ChecksumCRC64NVME"], done["ChecksumType"]) == (compute("crc64nvme", whole), "FULL_OBJECT")
+    head = plain.head_object(Bucket=mpbucket, Key="k", ChecksumMode="ENABLED")
+    assert [k for k in head if k.startswith("Checksum")] == []
+    attrs = plain.get_object_attributes(Bucket=mpbucket, Key="k", ObjectAttributes=["Checksum", "ObjectParts"])
+    assert "Checksum" not in attrs
+    assert plain.get_object(Bucket=mpbucket, Key="k")["Body"].read() == whole
+
+
 # -- space and crashes -------------------------------------------------------------------
 
 

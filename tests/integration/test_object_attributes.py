@@ -22,6 +22,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from lightningstor.checksums import compute
 from lightningstor.core import access
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
@@ -83,7 +84,10 @@ def test_single_part_object(s3: Any, bucket: str) -> None:
     assert got["ETag"] == hashlib.md5(b"hello attributes").hexdigest() == put["ETag"].strip('"')
     assert got["ObjectSize"] == 16
     assert got["StorageClass"] == "STANDARD"
-    assert "ObjectParts" not in got and "Checksum" not in got  # no checksum was stored
+    assert "ObjectParts" not in got
+    # Uploaded without a checksum: AWS's default CRC64NVME (as AWS's
+    # GetObjectAttributes answers since 2025, awslabs/mountpoint-s3#1185).
+    assert got["Checksum"] == {"ChecksumCRC64NVME": compute("crc64nvme", b"hello attributes"), "ChecksumType": "FULL_OBJECT"}
     assert "VersionId" not in got and "DeleteMarker" not in got  # a bucket never versioned
     assert abs(got["LastModified"].timestamp() - before) < 60
 

@@ -30,6 +30,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from bench.multipart_memory import RssSampler, status_kib
+from lightningstor.checksums import compute
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 from tests.integration.tenants import Spec, Tenancy
@@ -154,6 +155,18 @@ def test_presigned_post_uploads_a_small_file(s3: Any, bucket: str) -> None:
     assert r.headers["ETag"] == quoted_md5(b"hello, browser")
     assert r.headers["Location"].endswith(f"/{bucket}/greeting.txt")
     assert s3.get_object(Bucket=bucket, Key="greeting.txt")["Body"].read() == b"hello, browser"
+
+
+def test_posted_file_gets_the_default_crc64nvme(s3: Any, bucket: str) -> None:
+    """A browser's form sends no checksum: the object gets the default
+    CRC64NVME (FULL_OBJECT) every upload without one gets, as on AWS, and
+    GetObject's checksum mode returns it."""
+    data = os.urandom(70_000)
+    form = s3.generate_presigned_post(bucket, "form.bin", ExpiresIn=600)
+    r = post(form["url"], form["fields"], data)
+    assert r.status_code == 204, r.text
+    head = s3.head_object(Bucket=bucket, Key="form.bin", ChecksumMode="ENABLED")
+    assert (head["ChecksumCRC64NVME"], head["ChecksumType"]) == (compute("crc64nvme", data), "FULL_OBJECT")
 
 
 def test_acl_field_sets_the_objects_acl(server: ServerProcess, s3: Any, bucket: str) -> None:

@@ -13,9 +13,10 @@ from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 
 from lightningstor import errors
+from lightningstor.checksums import compute
 from lightningstor.core import keys
 from lightningstor.core.collector import Sightings, collect_orphans
-from lightningstor.core.objects import PutAttrs
+from lightningstor.core.objects import PutAttrs, add_default_checksum, with_default_checksum
 from lightningstor.core.service import Core
 from lightningstor.core.types import ObjectRecord, Principal
 from tests.unit.core_helpers import drain
@@ -215,6 +216,38 @@ def _sleep(seconds: float) -> Any:
     from twisted.internet.task import deferLater
 
     return deferLater(reactor, seconds, lambda: None)
+
+
+def test_default_checksum_only_when_the_writer_chose_none():
+    """AWS's default: a write that chose no checksum algorithm and sent no
+    checksum value gets CRC64NVME; one that chose or sent one keeps its
+    choice alone (Content-MD5 is no choice: PutAttrs keeps it apart)."""
+    assert with_default_checksum(()) == ("crc64nvme",)
+    assert with_default_checksum(("sha256",)) == ("sha256",)
+    assert with_default_checksum((), {"crc32": "AAAAAA=="}) == ()
+    md5_only = PutAttrs(content_md5="1B2M2Y8AsgTpgAmY7PhCfg==")
+    add_default_checksum(md5_only)
+    assert md5_only.store_checksums == ("crc64nvme",)
+    chosen = PutAttrs(store_checksums=("crc32c",))
+    add_default_checksum(chosen)
+    assert chosen.store_checksums == ("crc32c",)
+
+
+@pytest_twisted.inlineCallbacks
+def test_copy_of_a_source_without_checksums_gets_the_default(core):
+    """A copy is a new object: a source without checksums (written before
+    the default existed, or a multipart object of an upload without an
+    algorithm) gives it the default CRC64NVME, hashed while it is copied;
+    a source's own checksum is kept instead."""
+    bucket = yield core.buckets.create(ALICE, "copydflt")
+    data = os.urandom(5000)
+    src = yield _put(core, bucket, "src", data)
+    assert src.checksums == {}
+    copy = yield core.copy_object(src, bucket, "dst", replace_metadata=None, tags=None, owner="alice")
+    assert copy.checksums == {"crc64nvme": compute("crc64nvme", data)}
+    src.checksums = {"sha1": compute("sha1", data)}
+    kept = yield core.copy_object(src, bucket, "dst2", replace_metadata=None, tags=None, owner="alice")
+    assert kept.checksums == {"sha1": compute("sha1", data)}
 
 
 @pytest_twisted.inlineCallbacks

@@ -330,6 +330,48 @@ def test_full_object_checksum_and_expected_value(core):
 
 
 @pytest_twisted.inlineCallbacks
+def test_upload_without_checksum_reports_default_crc64nvme_it_does_not_keep(core):
+    """An upload created without a checksum algorithm (AWS): each part gets
+    its CRC64NVME as a default (not among the checksums ListParts shows,
+    kept through the part record), and the completion reports the whole
+    object's FULL_OBJECT CRC64NVME combined from them, while the object
+    record keeps no checksum."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "dflt")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    a, b = os.urandom(3000), os.urandom(1234)
+    p1 = yield _part(mp, upload, 1, a)
+    p2 = yield _part(mp, upload, 2, b)
+    assert (p1.checksums, p1.default_checksum) == ({}, compute("crc64nvme", a))
+    listing = yield mp.list_parts(bucket, "k", upload.upload_id)
+    assert [(p.checksums, p.default_checksum) for p in listing.parts] == [
+        ({}, compute("crc64nvme", a)), ({}, compute("crc64nvme", b))]
+    done = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p2))
+    assert (done.reported_checksums, done.checksum_type) == ({"crc64nvme": compute("crc64nvme", a + b)}, "FULL_OBJECT")
+    assert done.record.checksums == {} and done.record.part_checksums == {}
+    again = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p2))  # a retry: the same answer
+    assert (again.reported_checksums, again.checksum_type) == (done.reported_checksums, "FULL_OBJECT")
+
+
+@pytest_twisted.inlineCallbacks
+def test_completion_with_a_part_stored_before_defaults_reports_none(core):
+    """A part stored before parts got the default CRC64NVME (a record
+    without it) leaves the completion without a reported checksum: the
+    upload completes as before, never fails."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "legacy")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    p1 = yield _part(mp, upload, 1, os.urandom(2000))
+    p2 = yield _part(mp, upload, 2, os.urandom(10))
+    old = multipart_module.Part(p1.part_number, p1.size, p1.etag, p1.created_at, p1.chunks, {})
+    old_encoded = multipart_module.encode_part(old)
+    assert b"dck" not in old_encoded and multipart_module.decode_part(old_encoded).default_checksum is None
+    yield core.store.txn([], [Put(keys.part_key(upload.upload_id, 1), old_encoded)])
+    done = yield mp.complete(bucket, "k", upload.upload_id, _refs(p1, p2))
+    assert (done.reported_checksums, done.checksum_type, done.record.checksums) == ({}, None, {})
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_repeated_complete_answers_the_first_while_the_key_holds_its_object(core):
     """A client that lost the answer and completes again with the same parts
     gets the same object (as from AWS); other parts, another object at the

@@ -29,7 +29,7 @@ from lightningstor.core.multipart import (
     parse_part_number,
     part_range,
 )
-from lightningstor.core.objects import PutAttrs, may_have_committed, validate_key
+from lightningstor.core.objects import DEFAULT_CHECKSUM, PutAttrs, may_have_committed, validate_key
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
 from lightningstor.s3 import conditions, ssec, xmlio
@@ -195,6 +195,9 @@ def upload_part(api: Any, call: Any) -> Any:
         raise
     headers = [("ETag", f'"{part.etag}"')]
     headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
+    if part.default_checksum is not None and not part.checksums:
+        # The core's default for a part of an upload without a checksum (as AWS).
+        headers.append((f"x-amz-checksum-{DEFAULT_CHECKSUM}", part.default_checksum))
     headers += sse_response_headers(ctx.upload.encryption)
     return api.send(call, 200, headers=headers, content_type=None)
 
@@ -317,7 +320,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         bucket.name,
         call.key,
         record.etag,
-        record.checksums,
+        record.checksums or done.reported_checksums,
         checksum_type=done.checksum_type,
     )
     headers = written_version_header(record.version_id)

@@ -30,6 +30,7 @@ from lightningstor.core.multipart import FULL_OBJECT, checksum_type_of
 from lightningstor.core.objects import (
     MAX_SINGLE_PUT_BYTES,
     PutAttrs,
+    add_default_checksum,
     may_have_committed,
     replaced_meanwhile,
     validate_key,
@@ -205,7 +206,9 @@ def _upload_context(
     keep_stored_encoding(attrs)
     attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
     attrs.owner, attrs.acl = owned
-    # put_attrs checked the checksum headers and kept what they ask for.
+    # put_attrs checked the checksum headers and kept what they ask for;
+    # without any, the object gets the core's default checksum (as AWS).
+    add_default_checksum(attrs)
     trailer = checksum_trailer(call.headers)
     algorithms, decoder = body_plan(
         call, verified, decoded_length, attrs.store_checksums, attrs.expected_checksums, trailer

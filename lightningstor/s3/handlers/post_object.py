@@ -40,7 +40,7 @@ from lightningstor.auth.request import PAYLOAD_UNSIGNED, VerifiedAuth
 from lightningstor.checksums import ALGORITHMS
 from lightningstor.core import access
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
-from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, validate_key
+from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, add_default_checksum, validate_key
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.s3 import formdata, postpolicy, ssec, xmlio
 from lightningstor.s3.body import BufferedBody, ObjectBody
@@ -314,6 +314,7 @@ def _attrs(api: Any, plan: PostPlan) -> Any:
     if tagging:
         attrs.tags = xmlio.parse_tagging(tagging.encode("utf-8"))
     check_tags(attrs.tags, MAX_OBJECT_TAGS)
+    add_default_checksum(attrs)  # a form with no checksum field: the core's default, as PutObject
     return attrs
 
 
