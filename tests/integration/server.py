@@ -152,3 +152,16 @@ class ServerProcess:
     def restart(self) -> ServerProcess:
         self.stop()
         return self.start()
+
+
+def start_workers(root: Path, config_text: str, workers: int = 2) -> ServerProcess:
+    """A server of ``workers`` worker processes on a new data directory
+    under ``root``, configured with ``config_text``, once every worker is
+    ready to answer."""
+    data = root / "data"
+    data.mkdir()
+    config = root / "server.toml"
+    config.write_text(config_text)
+    proc = ServerProcess(data, extra_args=["--workers", str(workers)], config=str(config)).start()
+    proc.ready_workers(workers)
+    return proc

@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +54,27 @@ def start_server(tmp: Path, name: str, cfg: str) -> ServerProcess:
     return ServerProcess(data, config=cfg).start()
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
-    """Two API servers over one etcd member; boto3 clients for each."""
+@contextmanager
+def two_servers(tmp: Path, namespace: str) -> Iterator[tuple[list[ServerProcess], str]]:
+    """Two API servers over one etcd member, and their configuration file."""
     etcd_binary()
-    tmp = tmp_path_factory.mktemp("etcd-server")
     etcd = EtcdCluster(tmp / "etcd").start()
-    cfg = config(tmp / "server.toml", etcd.endpoints, "e2e/")
+    cfg = config(tmp / "server.toml", etcd.endpoints, namespace)
     servers: list[ServerProcess] = []
     try:
         servers.append(start_server(tmp, "a", cfg))
         servers.append(start_server(tmp, "b", cfg))
-        yield make_client(servers[0].endpoint), make_client(servers[1].endpoint)
+        yield servers, cfg
     finally:
         for s in servers:
             s.stop()
-        etcd.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """Two API servers over one etcd member; boto3 clients for each."""
+    with two_servers(tmp_path_factory.mktemp("etcd-server"), "e2e/") as (servers, _cfg):
+        yield make_client(servers[0].endpoint), make_client(servers[1].endpoint)
 
 
 def test_buckets_objects_and_listing(pair: tuple[Any, Any]) -> None:

@@ -36,9 +36,8 @@ from typing import Any
 
 import pytest
 
-from tests.etcd_cluster import EtcdCluster, etcd_binary
 from tests.integration.conftest import make_client
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, start_workers
 from tests.integration.test_post_object import stream_post
 
 KiB = 1024
@@ -205,13 +204,8 @@ def _buckets(s3: Any, tag: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("guess-workers")
-    data = root / "data"
-    data.mkdir()
-    config = root / "server.toml"
-    config.write_text("[storage]\nchunk_size_bytes = 1048576\nfree_delay_seconds = 0\n")
-    proc = ServerProcess(data, extra_args=["--workers", "2"], config=str(config)).start()
-    proc.ready_workers(2)
+    proc = start_workers(tmp_path_factory.mktemp("guess-workers"),
+                         "[storage]\nchunk_size_bytes = 1048576\nfree_delay_seconds = 0\n")  # fmt: skip
     yield proc
     proc.stop()
 
@@ -239,21 +233,10 @@ def test_wrong_guesses_in_two_workers_store_what_reads_would(workers: ServerProc
 @pytest.fixture(scope="module")
 def etcd_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[ServerProcess], str]]:
     """Two API servers over one etcd member, and their configuration file."""
-    from tests.integration.test_etcd_server import config, start_server
+    from tests.integration.test_etcd_server import two_servers
 
-    etcd_binary()
-    tmp = tmp_path_factory.mktemp("guess-etcd")
-    etcd = EtcdCluster(tmp / "etcd").start()
-    cfg = config(tmp / "server.toml", etcd.endpoints, "guess/")
-    servers: list[ServerProcess] = []
-    try:
-        servers.append(start_server(tmp, "a", cfg))
-        servers.append(start_server(tmp, "b", cfg))
-        yield servers, cfg
-    finally:
-        for s in servers:
-            s.stop()
-        etcd.stop()
+    with two_servers(tmp_path_factory.mktemp("guess-etcd"), "guess/") as pair:
+        yield pair
 
 
 def test_wrong_guesses_on_etcd_store_what_reads_would(etcd_pair: tuple[list[ServerProcess], str]) -> None:

@@ -36,22 +36,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import make_client
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess, start_workers
 
 WORKER_HEADER = "x-lightningstor-worker"
 
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("workers")
-    data = root / "data"
-    data.mkdir()
     # No delay before freed chunks are deleted: a GET racing an overwrite
     # in the other worker must still never fail (read again, or whole).
-    config = root / "workers.toml"
-    config.write_text("[storage]\nfree_delay_seconds = 0\n")
-    proc = ServerProcess(data, extra_args=["--workers", "2"], config=str(config)).start()
-    proc.ready_workers(2)
+    proc = start_workers(tmp_path_factory.mktemp("workers"), "[storage]\nfree_delay_seconds = 0\n")
     yield proc
     proc.stop()
 
