@@ -306,3 +306,63 @@ async def test_a_range_delete_leaves_the_other_keys_cached_in_every_process(
     await a.txn([], [DeleteRange(b"bulk/", b"bulk0")])
     assert not b.get(b"objects/k").called  # too many keys: every entry is read again
     assert (await b.get(b"objects/k")).value == b"record"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_range_delete_removes_compared_puts_at_its_bounds_from_every_cache(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """One group commit: transactions compare and put (so the writer keeps
+    them and publishes them to the other processes) the key a later range
+    delete starts at, the key it ends at, and a key after every byte an
+    unbounded range delete (end b"\\x00") covers.  The removed keys are
+    answered absent by both stores, and the end key, which the range
+    excludes, is answered as written, from memory."""
+    path = tmp_path / "meta.db"
+    a, b = open_store(stores, path), open_store(stores, path)
+    await b.get(b"x")  # b is open and has looked at the ring of published writes
+    blocker, plug = await stall_writer(a)
+    puts = [a.txn([Compare(key, 0)], [Put(key, b"v")]) for key in (b"p/", b"p0", b"z\xff\xff")]
+    ranges = a.txn([], [DeleteRange(b"p/", b"p0"), DeleteRange(b"z", b"\x00")])
+    blocker.execute("COMMIT")
+    blocker.close()
+    await plug
+    for d in (*puts, ranges):
+        assert (await d).succeeded
+    for store in (a, b):
+        assert await store.get(b"p/") is None, store is a
+        assert await store.get(b"z\xff\xff") is None, store is a
+        end = store.get(b"p0")
+        assert end.called, store is a  # kept (a) or taken from the ring (b): no reader thread
+        assert (await end).value == b"v", store is a  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_range_delete_of_a_group_commit_moves_the_keys_it_removes(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """One group commit holding several range deletes (two multipart
+    completions removing their parts, and an unbounded one): another
+    process that had read the keys they remove, the key at a range's start
+    included, answers them absent, and still answers the key a range ends
+    at (excluded) as it was."""
+    path = tmp_path / "meta.db"
+    a, b = open_store(stores, path), open_store(stores, path)
+    parts = [b"parts/u1/1", b"parts/u2/", b"parts/u2/1", b"parts/u20", b"zz\xff"]
+    await a.txn([], [Put(key, b"part") for key in parts])
+    for key in parts:
+        assert (await b.get(key)).value == b"part"  # type: ignore[union-attr]
+    blocker, plug = await stall_writer(a)
+    removals = [
+        a.txn([], [DeleteRange(b"parts/u1/", b"parts/u10")]),
+        a.txn([], [DeleteRange(b"parts/u2/", b"parts/u20")]),
+        a.txn([], [DeleteRange(b"zz", b"\x00")]),
+    ]
+    blocker.execute("COMMIT")
+    blocker.close()
+    await plug
+    for d in removals:
+        assert (await d).succeeded
+    for key in (b"parts/u1/1", b"parts/u2/", b"parts/u2/1", b"zz\xff"):
+        assert await b.get(key) is None, key
+    assert (await b.get(b"parts/u20")).value == b"part"  # type: ignore[union-attr]
