@@ -68,6 +68,7 @@ def two_servers(tmp: Path, namespace: str) -> Iterator[tuple[list[ServerProcess]
     finally:
         for s in servers:
             s.stop()
+        etcd.stop()
 
 
 @pytest.fixture(scope="module")
