@@ -972,6 +972,14 @@ def may_have_committed(exc: BaseException) -> bool:
     return isinstance(exc, (errors.MetadataUnavailable, CancelledError))
 
 
+READS_WHEN_REPLACED = 5
+"""How many times a GET looks an object up when each version it found lost
+its chunks before it sent a byte (:func:`replaced_meanwhile`).  Under a
+storm of overwrites with no free delay, the version of a second lookup can
+be replaced too; each further lookup is cheap, and the bound keeps a chunk
+lost under an unchanged record (which fails every time) from looping."""
+
+
 def replaced_meanwhile(exc: BaseException | None) -> bool:
     """Whether a read of a version failed because that version is gone for
     good: its chunks (or the pages of its chunk list) were freed after an
@@ -982,8 +990,9 @@ def replaced_meanwhile(exc: BaseException | None) -> bool:
     more and answers what is there now (another version, or not found), as
     AWS would; both APIs decide so from this one test (the S3 GET and website
     endpoint, s3/handlers/objects.py ``read_again_if_replaced``; the gRPC
-    GetObject).  A chunk lost while its record is unchanged fails the second
-    read the same way, and that one is an error like any other.
+    GetObject), up to :data:`READS_WHEN_REPLACED` lookups in all.  A chunk
+    lost while its record is unchanged fails every read the same way, and
+    the last one is an error like any other.
     """
     return isinstance(exc, (errors.ChunkNotFound, manifests.PagesMissing))
 

@@ -33,6 +33,7 @@ from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.multipart import PartRef, validate_part_number
 from lightningstor.core.objects import (
+    READS_WHEN_REPLACED,
     PutAttrs,
     add_default_checksum,
     may_have_committed,
@@ -209,22 +210,23 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         The first piece is read before the metadata is sent: a version
         overwritten or deleted after its lookup whose chunks are gone
         already (``storage.free_delay_seconds``, which a slow start may
-        outlast) is looked up once more and the current one answered, or
-        NOT_FOUND, as the S3 GET does, instead of a stream that promised
+        outlast) is looked up again (``READS_WHEN_REPLACED`` lookups at
+        most) and the current one answered, or NOT_FOUND, as the S3 GET does, instead of a stream that promised
         the old version and ends in INTERNAL.  Once a message was sent that
         is too late: a later loss ends the stream with an error.
         """
         gate = self.rpc.gate(principal)
-        try:
-            first, reader, piece = self._open_object(gate, request)
-        except Exception as e:
-            if not replaced_meanwhile(e):
-                raise
-            self.rpc.reactor.callFromThread(
-                log.info, "GetObject {bucket}/{key}: the version read was replaced meanwhile ({err}); reading it again",
-                bucket=request.bucket, key=request.key, err=e,
-            )  # fmt: skip
-            first, reader, piece = self._open_object(gate, request)
+        for left in range(READS_WHEN_REPLACED - 1, -1, -1):
+            try:
+                first, reader, piece = self._open_object(gate, request)
+                break
+            except Exception as e:
+                if left == 0 or not replaced_meanwhile(e):
+                    raise
+                self.rpc.reactor.callFromThread(
+                    log.info, "GetObject {bucket}/{key}: the version read was replaced meanwhile ({err}); reading it again",
+                    bucket=request.bucket, key=request.key, err=e,
+                )  # fmt: skip
         yield first
         # One piece of read-ahead: the next piece is read from storage while
         # this one is being sent (two pieces in memory at most).

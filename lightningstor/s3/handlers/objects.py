@@ -29,6 +29,7 @@ from lightningstor.core.lifecycle import expiration_of
 from lightningstor.core.multipart import FULL_OBJECT, checksum_type_of
 from lightningstor.core.objects import (
     MAX_SINGLE_PUT_BYTES,
+    READS_WHEN_REPLACED,
     PutAttrs,
     add_default_checksum,
     may_have_committed,
@@ -452,7 +453,7 @@ def get_object(api: Any, call: Any) -> Deferred[Any]:
     A GET whose object was overwritten or deleted between its lookup and
     the read of its first chunk, and whose old chunks are gone already
     (freed chunks wait ``storage.free_delay_seconds``, storage/retired.py,
-    which a slow start may outlast), looks the object up once more and
+    which a slow start may outlast), looks the object up again and
     answers with what is there now, the new object or 404, as AWS would,
     instead of a 500.  Once body bytes were sent that is too late: the
     connection is aborted (S3Api._on_failure), so a short body never
@@ -462,31 +463,31 @@ def get_object(api: Any, call: Any) -> Deferred[Any]:
 
 
 def read_again_if_replaced(call: Any, attempt: Callable[[], Deferred[Any]]) -> Deferred[Any]:
-    """``attempt()`` (look the object up and answer with it), made once more
+    """``attempt()`` (look the object up and answer with it), made again
     if the version it found lost its chunks (or chunk-list pages) before any
     byte of it was sent: the object was overwritten or deleted meanwhile.
     GetObject and the website endpoint share it, so both restore the
-    response headers of the first attempt the same way; the second attempt
-    sees the current state (another object, 404, an error document).  A
-    second loss is an error like any other.  HEAD reads no chunk.  Which
-    failures mean "replaced" is the core's answer (``replaced_meanwhile``),
-    which the gRPC GetObject asks too."""
+    response headers of the first attempt the same way; a later attempt
+    sees the current state (another object, 404, an error document).  After
+    ``READS_WHEN_REPLACED`` attempts the loss is an error like any other.
+    HEAD reads no chunk.  Which failures mean "replaced" is the core's
+    answer (``replaced_meanwhile``), which the gRPC GetObject asks too."""
     if call.method != "GET":
         return attempt()
     before = call.request.s3_headers.snapshot()
-    return attempt().addErrback(_read_again, call, before, attempt)
+    return attempt().addErrback(_read_again, call, before, attempt, READS_WHEN_REPLACED - 1)
 
 
 def _read_again(
-    failure: Failure, call: Any, before: dict[bytes, list[bytes]], attempt: Callable[[], Deferred[Any]]
+    failure: Failure, call: Any, before: dict[bytes, list[bytes]], attempt: Callable[[], Deferred[Any]], left: int
 ) -> Any:
     request = call.request
-    if request.startedWriting or not replaced_meanwhile(failure.value):
+    if left <= 0 or request.startedWriting or not replaced_meanwhile(failure.value):
         return failure
     log.info("GET {res}: the version read was replaced meanwhile ({err}); reading it again",
              res=call.target.resource, err=failure.value)  # fmt: skip
     request.s3_headers.restore(before)
-    return attempt()
+    return attempt().addErrback(_read_again, call, before, attempt, left - 1)
 
 
 def lookup_object(api: Any, call: Any) -> Deferred[Any]:
