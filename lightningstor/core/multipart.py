@@ -213,6 +213,12 @@ class Completed:
     # algorithm, combined from its parts' (:attr:`Part.default_checksum`).
     reported_checksums: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def answer_checksums(self) -> dict[str, str]:
+        """What CompleteMultipartUpload answers (S3 and gRPC alike): the
+        object's checksums, else the default it reports without keeping."""
+        return self.record.checksums or self.reported_checksums
+
 
 @dataclass(frozen=True)
 class _Request:

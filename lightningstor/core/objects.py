@@ -531,13 +531,21 @@ class ObjectManager:
             # The first attempt may assume a key it cannot read from memory
             # is new (core/newkeys.py): the compare below with revision 0
             # refuses the write if it is not, and the next attempt reads it.
-            # Never with If-Match, which needs the current record.
-            unread = attempt == 0 and not self._held(okey)
-            guessed = unread and self.new_keys.likely() and (attrs is None or attrs.if_match is None)
+            # Never with If-Match, which needs the current record.  The
+            # cache is asked only when a guess could be made; otherwise the
+            # read itself tells (a read answered from memory has fired).
+            guessed = (
+                attempt == 0
+                and self.new_keys.likely()
+                and (attrs is None or attrs.if_match is None)
+                and not self._held(okey)
+            )
             if guessed:
                 kv = None
             else:
-                kv = yield self._store.get(okey)
+                read = self._store.get(okey)
+                unread = attempt == 0 and not read.called
+                kv = yield read
                 if unread:
                     self.new_keys.learn(kv is None)
             current = None if kv is None else records.decode_object(kv.value)

@@ -518,7 +518,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             bucket=bucket.name,
             key=key,
             etag=record.etag,
-            checksums=convert.checksums(record.checksums or done.reported_checksums),  # as S3's answer
+            checksums=convert.checksums(done.answer_checksums),
             checksum_type=convert.CHECKSUM_TYPE_ENUMS.get(done.checksum_type, pb.CHECKSUM_TYPE_UNSPECIFIED),
             size=record.size,
             **_versioned(reported_version_id(bucket, record.version_id)),

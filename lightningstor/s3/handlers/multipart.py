@@ -320,7 +320,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         bucket.name,
         call.key,
         record.etag,
-        record.checksums or done.reported_checksums,
+        done.answer_checksums,
         checksum_type=done.checksum_type,
     )
     headers = written_version_header(record.version_id)
