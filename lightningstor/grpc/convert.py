@@ -12,7 +12,7 @@ from typing import Any
 
 from lightningstor import errors
 from lightningstor.core.attributes import check_object_tags, validate_storage_class
-from lightningstor.core.multipart import COMPOSITE, FULL_OBJECT, Part, Upload
+from lightningstor.core.multipart import COMPOSITE, FULL_OBJECT, Part, Upload, checksum_type_of
 from lightningstor.core.objects import PutAttrs, validate_metadata
 from lightningstor.core.types import Bucket, ListEntry, ObjectRecord, Versioning
 from lightningstor.core.versions import reported_version_id, wire_version_id
@@ -193,6 +193,19 @@ def bucket_message(bucket: Bucket, *, outsider: bool = False) -> pb.Bucket:
     return msg
 
 
+def listed_checksum(checksums: Mapping[str, str] | None) -> dict[str, Any]:
+    """The ``checksum_algorithms`` and ``checksum_type`` fields of a listed
+    object, as S3's listings show them (s3/xmlio.py ``listed_checksum``):
+    never the values."""
+    names = sorted(name for name in checksums or () if name in CHECKSUM_ENUMS)
+    if not names:
+        return {}
+    return {
+        "checksum_algorithms": [CHECKSUM_ENUMS[name] for name in names],
+        "checksum_type": CHECKSUM_TYPE_ENUMS[checksum_type_of(checksums or {})],
+    }
+
+
 def object_summary(entry: ListEntry) -> pb.ObjectSummary:
     return pb.ObjectSummary(
         key=entry.key,
@@ -201,6 +214,7 @@ def object_summary(entry: ListEntry) -> pb.ObjectSummary:
         last_modified=entry.last_modified,
         storage_class=storage_class_enum(entry.storage_class),
         owner=entry.owner,
+        **listed_checksum(entry.checksums),
     )
 
 
@@ -215,6 +229,7 @@ def object_version(entry: ListEntry) -> pb.ObjectVersion:
         last_modified=entry.last_modified,
         storage_class=storage_class_enum(entry.storage_class),
         owner=entry.owner,
+        **listed_checksum(entry.checksums),
     )
 
 

@@ -269,6 +269,28 @@ def test_listing_and_pagination(client: LightningStorClient, gbucket: str) -> No
         client.list_objects(gbucket, continuation_token="!!!")
 
 
+def test_listings_name_each_objects_checksum_algorithm_and_type(client: LightningStorClient, gbucket: str) -> None:
+    """As S3's listings: the default CRC64NVME (FULL_OBJECT) of a plain put, a
+    chosen SHA256, a multipart upload's COMPOSITE CRC32; never the values."""
+    client.put_object(gbucket, "plain", b"data")
+    client.put_object(gbucket, "chosen", b"data", checksum_algorithm="sha256")
+    upload = client.create_multipart_upload(gbucket, "parts", checksum_algorithm="crc32")
+    part = client.upload_part(gbucket, "parts", upload.upload_id, 1, b"part one")
+    client.complete_multipart_upload(gbucket, "parts", upload.upload_id, [part])
+    shown = {
+        o.key: (list(o.checksum_algorithms), o.checksum_type) for o in client.list_objects(gbucket).objects
+    }
+    assert shown == {
+        "chosen": ([pb.CHECKSUM_ALGORITHM_SHA256], pb.CHECKSUM_TYPE_FULL_OBJECT),
+        "parts": ([pb.CHECKSUM_ALGORITHM_CRC32], pb.CHECKSUM_TYPE_COMPOSITE),
+        "plain": ([pb.CHECKSUM_ALGORITHM_CRC64NVME], pb.CHECKSUM_TYPE_FULL_OBJECT),
+    }
+    versions = {
+        v.key: (list(v.checksum_algorithms), v.checksum_type) for v in client.list_object_versions(gbucket).versions
+    }
+    assert versions == shown
+
+
 def test_versions_delete_markers_and_delete_objects(client: LightningStorClient, gbucket: str) -> None:
     """With versioning: puts get version ids, GetObject by version_id reads old data,
     delete writes a marker, ListObjectVersions shows all, DeleteObjects reports

@@ -476,20 +476,24 @@ class ListObjectsRequest(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., delimiter: _Optional[str] = ..., max_keys: _Optional[int] = ..., continuation_token: _Optional[str] = ..., start_after: _Optional[str] = ...) -> None: ...
 
 class ObjectSummary(_message.Message):
-    __slots__ = ("key", "size", "etag", "last_modified", "storage_class", "owner")
+    __slots__ = ("key", "size", "etag", "last_modified", "storage_class", "owner", "checksum_algorithms", "checksum_type")
     KEY_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
     STORAGE_CLASS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_TYPE_FIELD_NUMBER: _ClassVar[int]
     key: str
     size: int
     etag: str
     last_modified: int
     storage_class: StorageClass
     owner: str
-    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., last_modified: _Optional[int] = ..., storage_class: _Optional[_Union[StorageClass, str]] = ..., owner: _Optional[str] = ...) -> None: ...
+    checksum_algorithms: _containers.RepeatedScalarFieldContainer[ChecksumAlgorithm]
+    checksum_type: ChecksumType
+    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., last_modified: _Optional[int] = ..., storage_class: _Optional[_Union[StorageClass, str]] = ..., owner: _Optional[str] = ..., checksum_algorithms: _Optional[_Iterable[_Union[ChecksumAlgorithm, str]]] = ..., checksum_type: _Optional[_Union[ChecksumType, str]] = ...) -> None: ...
 
 class ListObjectsResponse(_message.Message):
     __slots__ = ("objects", "common_prefixes", "is_truncated", "next_continuation_token", "key_count")
@@ -522,7 +526,7 @@ class ListObjectVersionsRequest(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., delimiter: _Optional[str] = ..., max_keys: _Optional[int] = ..., key_marker: _Optional[str] = ..., version_id_marker: _Optional[str] = ...) -> None: ...
 
 class ObjectVersion(_message.Message):
-    __slots__ = ("key", "version_id", "is_latest", "delete_marker", "size", "etag", "last_modified", "storage_class", "owner")
+    __slots__ = ("key", "version_id", "is_latest", "delete_marker", "size", "etag", "last_modified", "storage_class", "owner", "checksum_algorithms", "checksum_type")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     IS_LATEST_FIELD_NUMBER: _ClassVar[int]
@@ -532,6 +536,8 @@ class ObjectVersion(_message.Message):
     LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
     STORAGE_CLASS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_TYPE_FIELD_NUMBER: _ClassVar[int]
     key: str
     version_id: str
     is_latest: bool
@@ -541,7 +547,9 @@ class ObjectVersion(_message.Message):
     last_modified: int
     storage_class: StorageClass
     owner: str
-    def __init__(self, key: _Optional[str] = ..., version_id: _Optional[str] = ..., is_latest: _Optional[bool] = ..., delete_marker: _Optional[bool] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., last_modified: _Optional[int] = ..., storage_class: _Optional[_Union[StorageClass, str]] = ..., owner: _Optional[str] = ...) -> None: ...
+    checksum_algorithms: _containers.RepeatedScalarFieldContainer[ChecksumAlgorithm]
+    checksum_type: ChecksumType
+    def __init__(self, key: _Optional[str] = ..., version_id: _Optional[str] = ..., is_latest: _Optional[bool] = ..., delete_marker: _Optional[bool] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., last_modified: _Optional[int] = ..., storage_class: _Optional[_Union[StorageClass, str]] = ..., owner: _Optional[str] = ..., checksum_algorithms: _Optional[_Iterable[_Union[ChecksumAlgorithm, str]]] = ..., checksum_type: _Optional[_Union[ChecksumType, str]] = ...) -> None: ...
 
 class ListObjectVersionsResponse(_message.Message):
     __slots__ = ("versions", "common_prefixes", "is_truncated", "next_key_marker", "next_version_id_marker")
