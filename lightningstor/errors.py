@@ -279,8 +279,10 @@ def below_core(exc: BaseException) -> S3Error | None:
     (a bug: each layer answers InternalError and logs it)."""
     if isinstance(exc, S3Error):
         return exc
-    if isinstance(exc, (ChunkCorrupted, ChunkNotFound)):
+    if isinstance(exc, ChunkCorrupted):
         return InternalError("The object's stored data failed its integrity check")
+    if isinstance(exc, ChunkNotFound):
+        return InternalError("The object's stored data is missing")
     if isinstance(exc, (StorageBelowReserve, MetadataBelowReserve)):
         return InsufficientStorage(RESERVE_MESSAGE)
     if isinstance(exc, (StorageFull, MetadataFull)):
