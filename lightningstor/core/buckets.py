@@ -202,6 +202,11 @@ class BucketManager:
         self._cached_reads = has_point_read_cache(store)
         self.read_cache_seconds = READ_CACHE_SECONDS
         self._read_cache: dict[tuple[str, str | None, str], tuple[float, Bucket]] = {}
+        # The last bucket decoded from each record key, by the row's revision:
+        # a row's bytes never change under one revision, so a lookup that
+        # reads the same row again (every write resolves its bucket afresh)
+        # takes a copy instead of decoding the JSON (policies, CORS, rules).
+        self._decoded: dict[bytes, Bucket] = {}
         self._clock = clock
         self._region = region
         # Whether the store's name index is complete (its marker seen: it is
@@ -339,7 +344,7 @@ class BucketManager:
         if not principal.project_id:
             # One place to look (every org-level caller): one read, no generator.
             d: Deferred[Any] = self._store.get(org_key)
-            return d.addCallback(decoded_bucket)
+            return d.addCallback(self._decoded_bucket)
         return self._find_in(keys.bucket_key(principal.org_id, principal.project_id, name), org_key)
 
     @inlineCallbacks
@@ -347,8 +352,22 @@ class BucketManager:
         for k in candidates:
             kv = yield self._store.get(k)
             if kv is not None:
-                return decoded_bucket(kv)
+                return self._decoded_bucket(kv)
         return None
+
+    def _decoded_bucket(self, kv: Any) -> Bucket | None:
+        """:func:`decoded_bucket`, decoding a row only once per revision."""
+        if kv is None:
+            return None
+        known = self._decoded.get(kv.key)
+        if known is not None and known.revision == kv.mod_revision:
+            return _copy(known)  # callers may change what they get
+        bucket = records.decode_bucket(kv.value)
+        bucket.revision = kv.mod_revision  # what object commits compare
+        if len(self._decoded) >= _READ_CACHE_MAX:
+            self._decoded.clear()
+        self._decoded[kv.key] = _copy(bucket)
+        return bucket
 
     def find_for_read(self, principal: Principal, name: str) -> Deferred[Any]:
         """Deferred[Bucket]: as :meth:`get`, served from the read cache when

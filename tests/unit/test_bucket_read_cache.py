@@ -129,3 +129,33 @@ def test_on_an_exact_store_a_change_by_another_process_is_seen_at_once(
         assert seen.versioning is Versioning.ENABLED
     finally:
         yield other.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_bucket_row_is_decoded_once_per_revision(core: Core, monkeypatch: Any) -> None:
+    """Writes resolve their bucket afresh, every time; the row read back
+    under the same revision is not decoded again, a changed row is, and a
+    caller's change to what it got never reaches the next caller."""
+    from lightningstor.core import records
+
+    bucket = yield core.buckets.create(ALICE, "decoded")
+    decodes: list[bytes] = []
+    real = records.decode_bucket
+
+    def counting(value: bytes) -> Any:
+        decodes.append(value)
+        return real(value)
+
+    monkeypatch.setattr(records, "decode_bucket", counting)
+    first = yield core.access.bucket(ALICE, "decoded", OBJECTS_PUT, "k")
+    first.versioning = Versioning.ENABLED  # a caller's change stays its own
+    second = yield core.access.bucket(ALICE, "decoded", OBJECTS_PUT, "k")
+    assert len(decodes) == 1
+    assert second.versioning is Versioning.DISABLED and second.revision == first.revision
+    yield core.set_bucket_versioning(bucket, "Enabled")
+    del decodes[:]
+    third = yield core.access.bucket(ALICE, "decoded", OBJECTS_PUT, "k")
+    assert len(decodes) == 1
+    assert third.versioning is Versioning.ENABLED and third.revision > first.revision
+    yield core.access.bucket(ALICE, "decoded", OBJECTS_PUT, "k")
+    assert len(decodes) == 1
