@@ -61,7 +61,6 @@ def makeService(options: Any) -> IService:
     from twisted.logger import Logger
 
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
-    from lightningstor.server import build
     from lightningstor.tls import refuse_tls12_on_grpc
     from lightningstor.workers import WorkerSupervisor, child_argv, worker_role_from_env
 
@@ -88,6 +87,10 @@ def makeService(options: Any) -> IService:
                 raise usage.UsageError(f"cannot listen: {e}") from None
             service: IService = supervisor
         else:
+            # Imported only here: a supervisor never serves, and the server's
+            # modules are about a third of a process's memory.
+            from lightningstor.server import build
+
             service = build(settings, reactor, worker=role)
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None
