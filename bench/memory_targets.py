@@ -1,9 +1,11 @@
 """``python -m bench.memory_targets``: server RSS for issue 8's memory targets.
 
-Starts the real server (``twistd -n lightningstor --workers 1``, default
-settings: SQLite metadata, local chunk backend with fsync, 8 MiB chunks) on a
-scratch data dir and samples its ``VmRSS`` every 50 ms (``bench.servers``)
-while it receives:
+Starts the real server (``twistd -n lightningstor --workers 1``, or
+``--workers N``; default settings: SQLite metadata, local chunk backend with
+fsync, 8 MiB chunks) on a scratch data dir and samples its ``VmRSS`` every 50
+ms (``bench.servers``; with several workers, the supervisor's and the
+workers' added up, and their PSS added up too: RSS counts the pages the
+processes share once per process) while it receives:
 
 1. one PutObject of ``--single-gib`` GiB (default 5, S3's largest single PUT);
 2. ``--count`` (32) concurrent PutObjects of ``--each-mib`` (256) MiB;
@@ -32,6 +34,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,21 +100,62 @@ def wait_for_disk(data_dir: Path, needed: int, budget: int, limit: float = 400.0
     return time.monotonic() - start
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` (0 if it is gone): its private pages
+    plus its share of the pages it shares with other processes."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class PssSampler(threading.Thread):
+    """The peak of the summed PSS of some pids, sampled every 50 ms."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peak = 0
+        self.done = threading.Event()
+
+    def now(self) -> int:
+        return sum(pss_bytes(p) for p in self.pids)
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, self.now())
+
+
+def _rss(pids: list[int]) -> float:
+    return sum(status_kib(p, "VmRSS") for p in pids) / 1024
+
+
 def run_uploads(
     target: servers.Target, bucket: str, names: list[str], size: int, data_dir: Path, budget: int
 ) -> dict[str, Any]:
     """Upload ``names`` concurrently, then delete them; RSS figures of the run."""
-    pid = target.pids()[0]
+    pids = target.pids()
     waited = wait_for_disk(data_dir, len(names) * size, budget)
     urls = [
         target.client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": n}, ExpiresIn=3600)
         for n in names
     ]
     assert target.sampler is not None
-    before = status_kib(pid, "VmRSS") / 1024
+    before = _rss(pids)
+    pss = PssSampler(pids)
+    pss.peak = pss_before = pss.now()
+    pss.start()
     target.sampler.peak()  # reset: the peak below is this run's
     start = time.perf_counter()
-    codes = asyncio.run(_uploads(urls, size))
+    try:
+        codes = asyncio.run(_uploads(urls, size))
+    finally:
+        pss.done.set()
+        pss.join()
     seconds = time.perf_counter() - start
     peak = target.sampler.peak() / MiB
     if any(c != 200 for c in codes):
@@ -131,7 +175,10 @@ def run_uploads(
         "mib_s": len(names) * size / MiB / seconds,
         "rss_before": before,
         "rss_peak": peak,
-        "rss_after": status_kib(pid, "VmRSS") / 1024,
+        "rss_after": _rss(pids),
+        "pss_before": pss_before / MiB,
+        "pss_peak": pss.peak / MiB,
+        "pss_after": pss.now() / MiB,
         "disk_mib_with_data": disk,
         "disk_mib_after_delete": _du(data_dir) / MiB,
     }
@@ -144,51 +191,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--each-mib", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--disk-budget-gib", type=float, default=17.0)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     args = parser.parse_args(argv)
     rows: list[tuple[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="ls-memory-") as scratch:
-        target = servers.start_lightningstor(Path(scratch), 1)
+        target = servers.start_lightningstor(Path(scratch), args.workers)
         data_dir = Path(scratch) / "lightningstor"
         budget = int(args.disk_budget_gib * GiB)
         try:
-            pid = target.pids()[0]
+            pids = target.pids()
             target.client.create_bucket(Bucket="memory")
-            idle = status_kib(pid, "VmRSS") / 1024
-            print(f"server pid {pid}, idle RSS {idle:.1f} MiB", file=sys.stderr)
+            idle = _rss(pids)
+            idle_pss = sum(pss_bytes(p) for p in pids) / MiB
+            print(f"server pids {pids}, idle RSS {idle:.1f} MiB, PSS {idle_pss:.1f} MiB", file=sys.stderr)
             if args.single_gib > 0:
                 size = int(args.single_gib * GiB)
                 row = run_uploads(target, "memory", ["single"], size, data_dir, budget)
-                row["hwm"] = status_kib(pid, "VmHWM") / 1024
+                row["hwm"] = sum(status_kib(p, "VmHWM") for p in pids) / 1024
                 rows.append((f"1 x {args.single_gib:g} GiB", row))
                 print(rows[-1], file=sys.stderr)
             for run in range(1 + args.repeats):
                 names = [f"run{run}/obj{i:02d}" for i in range(args.count)]
                 row = run_uploads(target, "memory", names, args.each_mib * MiB, data_dir, budget)
-                row["hwm"] = status_kib(pid, "VmHWM") / 1024
+                row["hwm"] = sum(status_kib(p, "VmHWM") for p in pids) / 1024
                 rows.append((f"{args.count} x {args.each_mib} MiB, run {run + 1}", row))
                 print(rows[-1], file=sys.stderr)
         finally:
             if target.sampler is not None:
                 target.sampler.stop()
             target.stop()
-    print(f"idle RSS after start: {idle:.1f} MiB")
+    print(f"{args.workers} worker(s); idle RSS after start: {idle:.1f} MiB (PSS {idle_pss:.1f} MiB)")
     print("| upload | waited for disk | time | throughput | RSS before | peak RSS (50 ms samples) | VmHWM so far "
-          "| RSS after delete |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| RSS after delete | PSS before / peak / after |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows:
         print(
             f"| {name} | {r['waited_for_disk_s']:.0f} s | {r['seconds']:.1f} s | {r['mib_s']:.0f} MiB/s | {r['rss_before']:.1f} MiB "
-            f"| {r['rss_peak']:.1f} MiB | {r['hwm']:.1f} MiB | {r['rss_after']:.1f} MiB |"
+            f"| {r['rss_peak']:.1f} MiB | {r['hwm']:.1f} MiB | {r['rss_after']:.1f} MiB "
+            f"| {r['pss_before']:.1f} / {r['pss_peak']:.1f} / {r['pss_after']:.1f} MiB |"
         )
     single = [r for name, r in rows if name.startswith("1 x")]
     many = [r for name, r in rows if not name.startswith("1 x")]
-    if single:
-        print("target single upload peak < 150 MiB:", "met" if single[0]["rss_peak"] < 150 else "MISSED")
-    if many:
-        print("target concurrent peak < 300 MiB:", "met" if max(r["rss_peak"] for r in many) < 300 else "MISSED")
-        peaks = [round(r["rss_peak"], 1) for r in many]
-        afters = [round(r["rss_after"], 1) for r in many]
-        print(f"concurrent peaks run by run: {peaks} MiB; settled after each: {afters} MiB")
+    # One process: its RSS is the figure.  Several: RSS added up counts the
+    # pages they share once per process, so the PSS sum is judged too.
+    judged = ["rss_peak"] if args.workers == 1 else ["rss_peak", "pss_peak"]
+    for figure in judged:
+        if single:
+            print(f"target single upload peak < 150 MiB ({figure}):", "met" if single[0][figure] < 150 else "MISSED")
+        if many:
+            peak = max(r[figure] for r in many)
+            print(f"target concurrent peak < 300 MiB ({figure}):", "met" if peak < 300 else "MISSED")
+            peaks = [round(r[figure], 1) for r in many]
+            afters = [round(r[figure.replace("peak", "after")], 1) for r in many]
+            print(f"concurrent peaks run by run ({figure}): {peaks} MiB; settled after each: {afters} MiB")
     return 0
 
 
