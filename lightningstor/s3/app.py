@@ -831,6 +831,11 @@ class S3Api:
 
     def _on_failure(self, failure: Failure, call: S3Call) -> Any:
         request = call.request
+        if request.channel is None and failure.check(CancelledError):
+            # The client went away and twisted.web cancelled the handler (a
+            # request still queued behind a pipelined one, or one mid-way):
+            # nobody is left to answer, and it is no fault of the server's.
+            return None
         if request.finished or request.startedWriting:
             # Too late for an error document (a streamed body broke): cut the
             # connection so the client sees a short body, never wrong data.

@@ -130,3 +130,35 @@ def test_part_whose_client_vanishes_during_the_commit_completes_readable(
     c.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload, MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": listed[0]["ETag"]}]})  # fmt: skip
     assert read_back(c, bucket, "big") == part
+
+
+def test_pipelined_puts_cut_off_by_a_close_are_not_server_faults(own_server: ServerProcess, c: Any) -> None:
+    """Three PUTs pipelined on one connection, the client reads the first
+    answer and closes: the queued ones are cancelled (and store nothing),
+    which is the client's doing, never an "Unhandled error" the server logs
+    as its own fault (it was, at critical level, once per close)."""
+    import socket
+
+    bucket = f"piped-{uuid.uuid4().hex[:8]}"
+    c.create_bucket(Bucket=bucket)
+    first_line = len(own_server.output)
+    for round_ in range(5):
+        pipelined = b""
+        for n in range(3):
+            url = urlsplit(c.generate_presigned_url(
+                "put_object", Params={"Bucket": bucket, "Key": f"q{round_}-{n}"}, ExpiresIn=600))
+            body = b"x" * (n + 1)
+            pipelined += (
+                f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            sock.sendall(pipelined)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+        time.sleep(0.3)
+    time.sleep(1.0)
+    faults = [line for line in own_server.output[first_line:] if "Unhandled error" in line or "critical" in line]
+    assert faults == [], faults[:3]
+    stored = [o["Key"] for o in c.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert {f"q{r}-0" for r in range(5)} <= set(stored)
