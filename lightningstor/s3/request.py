@@ -168,6 +168,8 @@ class S3Request(server.Request):
         # The S3 resource's render state, told by S3Api's notifyFinish hook
         # when the request ends.
         self.s3_render: Any = None
+        # Answered before its body (refuse_body): never rendered.
+        self.refused = False
 
     def gotLength(self, length: int | None) -> None:
         self.content = _NoContent()  # type: ignore[assignment]
@@ -255,6 +257,7 @@ class S3Request(server.Request):
         neither), no body deadline."""
         self.requestHeaders.removeHeader(b"expect")
         self._body_due = False
+        self.refused = True
         self._end_hold()
 
     def _end_hold(self) -> None:
@@ -284,6 +287,13 @@ class S3Request(server.Request):
         ended = getattr(self.body_sink, "body_ended", None)
         if ended is not None:
             ended()  # a buffered body reads no more (s3/body.py)
+        if self.refused:
+            # Answered already, and the connection is closing; a client that
+            # sent its body anyway can finish it before the close does (over
+            # TLS the close waits for the TLS shutdown).  The handler must
+            # not run: its checks failed.  The request ends with the
+            # connection (S3Api._refuse_now).
+            return
         if not self.s3_leaf or path == b"*":
             super().requestReceived(command, path, version)
             return

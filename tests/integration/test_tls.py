@@ -391,3 +391,43 @@ def test_the_send_deadline_works_through_tls(tmp_path: Path) -> None:
             read_slowly(tls, body)
     finally:
         server.stop()
+
+
+def test_an_upload_refused_before_its_body_never_runs_over_tls(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """``Expect: 100-continue`` refused at once (here a wrong signature), and
+    the client sends its body anyway: over TLS the connection's close waits
+    for the TLS shutdown, so the body can arrive whole before it.  The
+    refused request must still not reach its handler (it did, and failed
+    there, logged at critical level, once per request, for anyone without
+    credentials); the client gets the 403 and nothing is stored."""
+    server, pki = tls_server
+    s3 = _client(server, pki)
+    bucket = f"tls-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    liar = boto3.client(
+        "s3", endpoint_url=_https(server), aws_access_key_id=ROOT_ACCESS_KEY, aws_secret_access_key="not-the-secret",
+        region_name="us-east-1", verify=str(pki.ca_file), config=Config(signature_version="s3v4"),
+    )
+    first_line = len(server.output)
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    for n in range(3):
+        url = liar.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": f"refused-{n}"})
+        path = url.split(f":{server.port}", 1)[1]
+        body = os.urandom(200_000)
+        head = (f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Length: {len(body)}\r\n"
+                "Expect: 100-continue\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(head)
+                answer = tls.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 403"), answer[:80]
+                try:
+                    tls.sendall(body)
+                    while tls.recv(65536):
+                        pass
+                except (ssl.SSLError, OSError):
+                    pass  # the server may close first; either way it is refused
+    time.sleep(1.0)
+    faults = [line for line in server.output[first_line:] if "#critical" in line or "Traceback" in line]
+    assert faults == [], faults[:3]
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
