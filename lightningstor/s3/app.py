@@ -495,7 +495,12 @@ class S3Api:
             return
         request.s3_leaf = True
         if not buffered:
-            sink = ObjectBody(request.channel.transport, lambda: self._prepare_upload(call, length), self.upload_budget)
+            sink = ObjectBody(
+                request.channel.transport,
+                lambda: self._prepare_upload(call, length),
+                self.upload_budget,
+                lambda error: self._refuse_now(call, error),
+            )
             request.body_sink = call.sink = sink
             if length != 0 and request.expects_continue():
                 # The 100 waits for the upload's checks, which may need I/O

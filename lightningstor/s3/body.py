@@ -297,13 +297,22 @@ class ObjectBody:
     # Until prepare's Deferred fires: what when_prepared waits for.
     _prepared = False
     _on_prepared: Callable[[BaseException | None], None] | None = None
+    # The context's ``max_bytes``: the most data the object (or part) may
+    # hold, checked as the body arrives (a chunked body declares no length).
+    _max_bytes: int | None = None
+    _decoded = 0
 
     def __init__(
         self,
         transport: Any,
         prepare: Callable[[], Deferred[Any]],
         budget: InflightBudget | None = None,
+        refuse_early: Callable[[errors.S3Error], None] | None = None,
     ) -> None:
+        # Told when the body turns out too large before it ends: the S3
+        # layer answers at once and closes (S3Api._refuse_now) instead of
+        # reading a body that may never end.
+        self._refuse_early = refuse_early
         self._flow = _Flow(transport)
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -347,6 +356,7 @@ class ObjectBody:
             self._tell_prepared()
             return context
         context.writer.set_progress_listener(self._report)
+        self._max_bytes = getattr(context, "max_bytes", None)
         pending, self._pending = self._pending, []
         self._pending_size = 0
         for data in pending:
@@ -420,6 +430,11 @@ class ObjectBody:
         except errors.S3Error as e:
             self._fail(e)
             return
+        if self._max_bytes is not None:
+            self._decoded += sum(len(piece) for piece in pieces)
+            if self._decoded > self._max_bytes:
+                self._too_large()
+                return
         writer = ctx.writer
         for piece in pieces:
             if piece:
@@ -427,6 +442,12 @@ class ObjectBody:
         if writer.should_pause and not self._flow.holds("writer"):
             self._flow.hold("writer")
             writer.when_drained().addBoth(self._drained)
+
+    def _too_large(self) -> None:
+        error = errors.EntityTooLarge(MaxSizeAllowed=str(self._max_bytes))
+        self._fail(error)
+        if self._refuse_early is not None:
+            self._refuse_early(error)
 
     def _drained(self, result: Any) -> Any:
         self._flow.release("writer")

@@ -136,3 +136,26 @@ def test_reads_shrink_while_the_inflight_budget_has_no_room_for_them() -> None:
         second.connection_lost()
         first.connection_lost()
         assert (a.bufferSize, b.bufferSize) == (DEFAULT, DEFAULT) and budget.total == 0
+
+
+def test_a_body_past_its_limit_is_refused_as_it_arrives(tcp: Connection) -> None:
+    """A chunked body declares no length, so the object's (or part's) size
+    limit is checked as the bytes arrive: past it, nothing more is written,
+    the upload is aborted, and the S3 layer is told at once (it answers
+    EntityTooLarge and closes instead of reading a body that may not end)."""
+    from lightningstor import errors
+
+    writer = Writer()
+    context = SimpleNamespace(writer=writer, decoder=None, max_bytes=10)
+    refused: list[BaseException] = []
+    body = ObjectBody(wrapped(tcp), lambda: succeed(context), None, refused.append)
+    body.receive(b"123456")
+    body.receive(b"7890")
+    assert refused == [] and not writer.aborted  # exactly the limit is fine
+    body.receive(b"x")
+    assert len(refused) == 1 and isinstance(refused[0], errors.EntityTooLarge)
+    assert refused[0].fields["MaxSizeAllowed"] == "10"
+    assert writer.aborted and b"".join(writer.received) == b"1234567890"
+    body.receive(b"more")
+    assert len(refused) == 1 and b"".join(writer.received) == b"1234567890"
+

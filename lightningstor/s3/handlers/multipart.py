@@ -65,6 +65,7 @@ class PartUploadContext:
     decoded_length: int | None
     upload: Upload
     part_number: int
+    max_bytes: int | None = None  # as objects.UploadContext's: the part size limit
 
 
 def _encoding(query: dict[str, str]) -> str | None:
@@ -180,7 +181,7 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     algorithms, decoder = body_plan(call, verified, decoded_length, keep, expected, trailer)
     writer = api.core.multipart.new_part_writer(upload, algorithms, customer)
     return PartUploadContext(
-        principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length, upload, part_number
+        principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length, upload, part_number, limit
     )
 
 

@@ -87,6 +87,9 @@ class UploadContext:
     decoder: AwsChunkedDecoder | None
     trailer_algorithm: str | None
     decoded_length: int | None
+    # The most data the object may hold, checked as the body arrives
+    # (s3/body.py ObjectBody): a chunked body declares no length up front.
+    max_bytes: int | None = MAX_SINGLE_PUT_BYTES
 
 
 def decoded_length_of(call: Any, length: int | None) -> int | None:
