@@ -5,6 +5,7 @@ the error cases, UploadPartCopy, GetObject partNumber, and crash safety
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import os
@@ -370,6 +371,29 @@ def test_reupload_replaces_part_and_get_part_number(client: Any, mpbucket: str) 
     assert _code(e) == "InvalidPartNumber"
     assert e.value.response["Error"]["PartNumberRequested"] == "3"
     assert e.value.response["Error"]["ActualPartCount"] == "2"
+
+
+def test_an_empty_last_part_reads_as_no_bytes(client: Any, mpbucket: str) -> None:
+    """A last part may be empty; GetObject and HeadObject ``partNumber`` of
+    it answer no bytes (and, with checksum mode, its own checksum), never the
+    whole object (they did: a part-by-part downloader then wrote the object
+    where the empty part belongs, and boto3 failed its checksum check)."""
+    data = os.urandom(10 * MiB)
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="tail", ChecksumAlgorithm="SHA256")["UploadId"]
+    parts = []
+    for n, body in enumerate([data[: 5 * MiB], data[5 * MiB :], b""], 1):
+        r = client.upload_part(Bucket=mpbucket, Key="tail", UploadId=uid, PartNumber=n, Body=body,
+                               ChecksumAlgorithm="SHA256")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+    client.complete_multipart_upload(Bucket=mpbucket, Key="tail", UploadId=uid, MultipartUpload={"Parts": parts})
+    empty = client.get_object(Bucket=mpbucket, Key="tail", PartNumber=3, ChecksumMode="ENABLED")
+    assert empty["ContentLength"] == 0 and empty["Body"].read() == b"" and empty["PartsCount"] == 3
+    assert empty["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(b"").digest()).decode()
+    head = client.head_object(Bucket=mpbucket, Key="tail", PartNumber=3)
+    assert head["ContentLength"] == 0 and head["PartsCount"] == 3
+    second = client.get_object(Bucket=mpbucket, Key="tail", PartNumber=2)
+    assert second["Body"].read() == data[5 * MiB :]
+    assert client.get_object(Bucket=mpbucket, Key="tail")["Body"].read() == data
 
 
 def test_upload_part_copy_with_range(client: Any, mpbucket: str) -> None:

@@ -537,7 +537,9 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
         headers = [(n, v) for n, v in headers if not n.startswith("x-amz-checksum-")]
     headers += part[1] if part is not None else []
     request = call.request
-    if span is None:
+    if part is not None and part[0] is None:
+        start, length = 0, 0  # an empty part (a last part may be): a 200 with no body
+    elif span is None:
         start, length = 0, record.size
     else:
         start, end = span
