@@ -32,6 +32,7 @@ through ``string.Formatter`` again.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -65,6 +66,7 @@ __all__ = [
     "TEXT_KEY",
     "BatchingFileLogObserver",
     "LoggingRoot",
+    "escape_log_text",
     "format_json_event",
     "format_text_event",
     "log_level",
@@ -108,6 +110,30 @@ def _jsonable(value: Any) -> Any:
 # the JSON line does not repeat it as a field.  Observers that do not know it
 # (twisted's own, tests' capture) still format ``log_format`` as usual.
 TEXT_KEY = "log_text"
+
+
+# What a text log line must not carry raw: the C0 and C1 control characters
+# and DEL (a CR or LF would start a forged line, an ESC drive the terminal
+# that shows the log, a NUL make tools take the file for binary), and the
+# backslash and double quote that escape them and delimit the access line's
+# quoted request.
+_LOG_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+
+
+def _log_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\" + char if char in '"\\' else f"\\x{ord(char):02x}"
+
+
+def escape_log_text(text: str) -> str:
+    """``text`` (from a request: a path, a query parameter name) made safe
+    for one log line, as Apache's and nginx's access logs and CPython's
+    ``http.server`` escape theirs: each control character as ``\\xNN``,
+    ``\\`` and ``"`` with a backslash.  The usual text has none of them
+    and is returned as it is, after one regular-expression search."""
+    if _LOG_UNSAFE.search(text) is None:
+        return text
+    return _LOG_UNSAFE.sub(_log_escape, text)
 
 
 class _SecondCache:

@@ -6,6 +6,7 @@ storage classes with the same errors (AWS's limits and messages).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 
@@ -16,6 +17,36 @@ STORAGE_CLASSES = frozenset({"STANDARD"})
 
 MAX_OBJECT_TAGS = 10  # AWS: at most 10 tags per object version
 MAX_BUCKET_TAGS = 50  # AWS: at most 50 tags per bucket
+
+
+# RFC 9110 §5.5: a header field value holds no control character but HTAB.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# RFC 9110 §5.6.2 token, lower case: a header field name (user metadata
+# names become part of ``x-amz-meta-*`` response header names).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+", re.ASCII)
+
+
+def check_field_value(value: str, what: str, argument: str) -> None:
+    """InvalidArgument (naming ``argument``) if ``value``, which is stored
+    and later sent as a response header field (Content-Type, Cache-Control,
+    ``x-amz-meta-*``...) or sent as one at once (a GET's ``response-*``
+    override), holds a control character other than HTAB.
+
+    The S3 request headers never get here with one (s3/framing.py refuses
+    the request first); gRPC fields, POST form fields and query parameters
+    do, and a NUL or ``\\x01`` sent back in a header makes the response
+    unreadable to strict HTTP parsers (Node's, so the AWS SDK for
+    JavaScript) or, for CR LF, splits the header.  Every protocol layer
+    asks here, so they refuse the same values.  One regular-expression
+    search: cheap enough per request.
+    """
+    if _CONTROL.search(value) is not None:
+        raise errors.InvalidArgument(f"{what} contains control characters", ArgumentName=argument)
+
+
+def is_header_name(name: str) -> bool:
+    """Whether lower-cased ``name`` is a valid HTTP header field name."""
+    return _TOKEN.fullmatch(name) is not None
 
 
 def validate_storage_class(storage_class: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from lightningstor.audit import grpc_peer_host
+from lightningstor.logs import escape_log_text
 
 __all__ = ["GrpcAccessLog", "GrpcCall", "access_line"]
 
@@ -51,7 +52,7 @@ def access_line(call: GrpcCall, remote: str | None = None) -> str:
     if remote is None:
         remote = grpc_peer_host(c.peer) or "-"
     return (
-        f'{remote} {c.access_key_id or "-"} "POST {c.path}" {c.status} {c.bytes_in} {c.bytes_out} '
+        f'{remote} {c.access_key_id or "-"} "POST {escape_log_text(c.path)}" {c.status} {c.bytes_in} {c.bytes_out} '
         f"{c.duration:.3f}s {c.request_id} {c.operation}"
     )
 

@@ -6,12 +6,16 @@ rule about what is allowed lives in the core and is applied there.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from lightningstor import errors
-from lightningstor.core.attributes import check_object_tags, validate_storage_class
+from lightningstor.core.attributes import (
+    check_field_value,
+    check_object_tags,
+    is_header_name,
+    validate_storage_class,
+)
 from lightningstor.core.multipart import COMPOSITE, FULL_OBJECT, Part, Upload, checksum_type_of
 from lightningstor.core.objects import PutAttrs, validate_metadata
 from lightningstor.core.types import Bucket, ListEntry, ObjectRecord, Versioning
@@ -62,10 +66,6 @@ SYSTEM_FIELDS = {
     "expires": "Expires",
 }
 
-# User metadata names become HTTP header names on the S3 side (x-amz-meta-*).
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+", re.ASCII)
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
 
 def storage_class_enum(name: str) -> pb.StorageClass:
     return STORAGE_CLASS_ENUMS.get(name, pb.STORAGE_CLASS_UNSPECIFIED)
@@ -94,18 +94,16 @@ def checksums(values: Mapping[str, str]) -> list[pb.ObjectChecksum]:
 
 
 def user_metadata(metadata: Mapping[str, str], max_bytes: int) -> dict[str, str]:
-    """Lower-cased user metadata, valid as S3 header names and values."""
+    """Lower-cased user metadata, valid as S3 header names and values
+    (they become ``x-amz-meta-*`` headers on the S3 side)."""
     out: dict[str, str] = {}
     for name, value in metadata.items():
         lowered = name.lower()
-        if not _TOKEN.fullmatch(lowered):
+        if not is_header_name(lowered):
             raise errors.InvalidArgument(
                 f"Metadata name {name!r} is not a valid HTTP header name", ArgumentName="metadata"
             )
-        if _CONTROL.search(value):
-            raise errors.InvalidArgument(
-                f"Metadata value of {name!r} contains control characters", ArgumentName="metadata"
-            )
+        check_field_value(value, f"Metadata value of {name!r}", "metadata")
         out[lowered] = value
     validate_metadata(out, max_bytes)
     return out
@@ -124,13 +122,20 @@ def put_attrs(
     content_type/metadata fields where a request has them)."""
     attrs = PutAttrs(owner=owner)
     given = attributes if attributes is not None else pb.ObjectAttributes()
+    # Each is sent back as a response header by the S3 API's GET and HEAD:
+    # refused, as the S3 API's own request headers are, if it holds a
+    # control character (core/attributes.py).
+    check_field_value(content_type, "content_type", "content_type")
+    check_field_value(given.content_type, "attributes.content_type", "attributes.content_type")
     attrs.content_type = content_type or given.content_type or attrs.content_type
     merged = dict(given.metadata)
     merged.update(metadata or {})
     attrs.metadata = user_metadata(merged, max_metadata_bytes)
     for field_name, header in SYSTEM_FIELDS.items():
         if given.HasField(field_name):
-            attrs.system_headers[header] = getattr(given, field_name)
+            value = getattr(given, field_name)
+            check_field_value(value, f"attributes.{field_name}", f"attributes.{field_name}")
+            attrs.system_headers[header] = value
     attrs.storage_class = STORAGE_CLASS_NAMES.get(given.storage_class, "STANDARD")
     validate_storage_class(attrs.storage_class)
     attrs.tags = dict(tags or {})

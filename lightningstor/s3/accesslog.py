@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.logger import Logger, LogLevel
 
+from lightningstor.logs import escape_log_text
 from lightningstor.s3.summary import RequestSummary
 
 __all__ = ["ACCESS_FORMAT", "AccessLog", "access_line"]
@@ -31,10 +32,17 @@ ACCESS_FORMAT = (
 
 
 def access_line(summary: RequestSummary) -> str:
-    """The text of the access event (:data:`ACCESS_FORMAT` applied)."""
+    """The text of the access event (:data:`ACCESS_FORMAT` applied).
+
+    The URI is escaped (:func:`~lightningstor.logs.escape_log_text`): its
+    query parameter names are decoded, so ``?%0A...=1`` would otherwise put
+    a line feed, and a forged line after it, into the log.  The event's
+    ``uri`` field keeps the text as it is (the JSON log escapes it).  The
+    other fields are the server's own or checked already: the method is an
+    HTTP token, the principal a known access key id."""
     s = summary
     return (
-        f'{s.remote} {s.principal} "{s.method} {s.uri}" {s.status} {s.bytes_in} {s.bytes_out} '
+        f'{s.remote} {s.principal} "{s.method} {escape_log_text(s.uri)}" {s.status} {s.bytes_in} {s.bytes_out} '
         f"{s.duration:.3f}s {s.request_id} {s.operation}"
     )
 

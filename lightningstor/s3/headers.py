@@ -13,7 +13,12 @@ from urllib.parse import parse_qsl
 
 from lightningstor import errors
 from lightningstor.checksums import ALGORITHMS
-from lightningstor.core.attributes import validate_storage_class, validate_tags
+from lightningstor.core.attributes import (
+    check_field_value,
+    is_header_name,
+    validate_storage_class,
+    validate_tags,
+)
 from lightningstor.core.multipart import checksum_type_of
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.sse import AES256
@@ -169,22 +174,33 @@ def sse_response_headers(encryption: Encryption | None) -> list[tuple[str, str]]
 
 
 def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttrs:
-    """PutAttrs from PutObject-style request headers (lower-case names)."""
+    """PutAttrs from PutObject-style request headers (lower-case names).
+
+    The values that are stored and sent back as response headers are
+    checked for control characters (core/attributes.py): request headers
+    with one never get here (s3/framing.py answers 400 first), but
+    PostObject's form fields do.
+    """
     from lightningstor.core.objects import validate_metadata
 
     refuse_unsupported(headers)
     attrs = PutAttrs()
     ctype = headers.get("content-type")
     if ctype:
+        check_field_value(ctype, "Content-Type", "Content-Type")
         attrs.content_type = ctype
     for name in SYSTEM_HEADERS:
         value = headers.get(name.lower())
         if value is not None:
+            check_field_value(value, name, name)
             attrs.system_headers[name] = value
     if WEBSITE_REDIRECT_HEADER in attrs.system_headers:
         check_website_redirect(attrs.system_headers[WEBSITE_REDIRECT_HEADER])
     for name, value in headers.items():
         if name.startswith(META_PREFIX):
+            if not is_header_name(name):  # a form field's name may be anything
+                raise errors.InvalidArgument(f"{name!r} is not a valid HTTP header name", ArgumentName=name)
+            check_field_value(value, name, name)
             attrs.metadata[name[len(META_PREFIX):]] = metadata_text(value)
     validate_metadata(attrs.metadata, max_metadata_bytes)
     attrs.content_md5 = headers.get("content-md5")

@@ -26,6 +26,7 @@ from lightningstor import audit
 from lightningstor.audit import encode_record, grpc_record, s3_record
 from lightningstor.core.access import Decision
 from lightningstor.core.types import Principal
+from lightningstor.logs import escape_log_text
 from lightningstor.s3 import summary as summary_module
 from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.addressing import Target
@@ -60,11 +61,12 @@ def reference_redacted_uri(uri: bytes) -> str:
 
 
 def reference_access_event(summary: RequestSummary) -> dict[str, Any]:
-    """What AccessLog.emit logged through Logger.info."""
+    """What AccessLog.emit logged through Logger.info (the URI escaped for
+    the text line: its query names are decoded request text)."""
     events: list[dict[str, Any]] = []
     s = summary
     line = (
-        f'{s.remote} {s.principal} "{s.method} {s.uri}" {s.status} {s.bytes_in} {s.bytes_out} '
+        f'{s.remote} {s.principal} "{s.method} {escape_log_text(s.uri)}" {s.status} {s.bytes_in} {s.bytes_out} '
         f"{s.duration:.3f}s {s.request_id} {s.operation}"
     )
     Logger(namespace="lightningstor.access", observer=events.append).info(

@@ -93,6 +93,28 @@ def test_access_event_text_and_fields() -> None:
     assert (events[0]["bucket"], events[0]["key"], events[0]["status"]) == ("b", "{k}", 200)
 
 
+def test_access_line_escapes_control_characters_quotes_and_backslashes() -> None:
+    """Query parameter names reach the access line decoded: CR, LF, ESC, NUL,
+    DEL and C1 controls are written as \\xNN and ``"`` / ``\\`` with a backslash,
+    so the text line stays one line with one quoted request; the event's
+    ``uri`` field keeps the text (the JSON log escapes it itself), and the
+    text log writes one line."""
+    events: list[dict[str, Any]] = []
+    uri = '/b?\nFORGED\r&\x1b[31m&\x00&\x7f&\x85&"q"&back\\slash&caf\u00e9'
+    summary = RequestSummary(
+        request_id="R", principal="AK", operation="ListObjects", method="GET", uri=uri,
+        bucket="b", key=None, status=403, completed=True, error_code="AccessDenied", bytes_in=0,
+        bytes_out=0, duration=0.0, remote="127.0.0.1", object_size=None,
+    )  # fmt: skip
+    AccessLog(Logger(namespace="lightningstor.access", observer=events.append)).emit(summary)
+    expected = '/b?\\x0aFORGED\\x0d&\\x1b[31m&\\x00&\\x7f&\\x85&\\"q\\"&back\\\\slash&caf\u00e9'
+    assert formatEvent(events[0]) == f'127.0.0.1 AK "GET {expected}" 403 0 0 0.000s R ListObjects'
+    assert events[0]["uri"] == uri
+    out = io.StringIO()
+    make_observer(LoggingSettings(level="info", format="text"), out)(events[0])
+    assert out.getvalue().count("\n") == 1 and expected in out.getvalue()
+
+
 def test_logging_root_gives_twistd_its_observer_once() -> None:
     """Added to twistd's Application, LoggingRoot sets the Application's ILogObserver
     component (what twistd uses when no --logger is given), keeps one already set, and

@@ -23,7 +23,12 @@ from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
 from lightningstor.core import access, objectlock
 from lightningstor.core.acl import acls_enabled
-from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags, validate_storage_class
+from lightningstor.core.attributes import (
+    MAX_OBJECT_TAGS,
+    check_field_value,
+    check_tags,
+    validate_storage_class,
+)
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.lifecycle import expiration_of
 from lightningstor.core.multipart import FULL_OBJECT, checksum_type_of
@@ -518,10 +523,14 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
     part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
     overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
-    if overrides and access.is_anonymous(principal):
-        # As AWS: otherwise anyone could serve a public text upload as an
-        # HTML page of the storage origin (stored cross-site scripting).
-        raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
+    if overrides:
+        if access.is_anonymous(principal):
+            # As AWS: otherwise anyone could serve a public text upload as an
+            # HTML page of the storage origin (stored cross-site scripting).
+            raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
+        for name, value in call.target.query.items():
+            if name in RESPONSE_OVERRIDES:  # sent as a header: no control characters (core/attributes.py)
+                check_field_value(value, name, name)
     headers = object_headers(record, checksum_mode=checksum_mode, lock=access.in_scope(principal, bucket))
     if record.version_id is None:
         headers += version_header(bucket, None)

@@ -39,7 +39,7 @@ from lightningstor import errors
 from lightningstor.auth.request import PAYLOAD_UNSIGNED, VerifiedAuth
 from lightningstor.checksums import ALGORITHMS
 from lightningstor.core import access
-from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_tags
+from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_field_value, check_tags
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, add_default_checksum, validate_key
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.s3 import formdata, postpolicy, ssec, xmlio
@@ -55,6 +55,9 @@ from lightningstor.s3.handlers.objects import (
 from lightningstor.s3.headers import SYSTEM_HEADERS, put_attrs, refuse_unsupported
 from lightningstor.s3.objectlockxml import HOLD_HEADER, MODE_HEADER, UNTIL_HEADER
 
+# Form fields sent back as the answer's Location header (after a check,
+# in _answer, that they name an http(s) URL).
+_REDIRECT_FIELDS = ("success_action_redirect", "redirect")
 # Form fields that become object headers, as PutObject's request headers.
 _HEADER_FIELDS = frozenset(
     {"content-type", "content-md5", "x-amz-storage-class"}
@@ -298,8 +301,16 @@ def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: Post
 
 def _attrs(api: Any, plan: PostPlan) -> Any:
     """PutAttrs from the form: the fields PutObject takes as headers, the
-    file part's Content-Type when the form has none, tags from ``tagging``."""
+    file part's Content-Type when the form has none, tags from ``tagging``.
+
+    Unlike request headers, form fields may hold any character: those that
+    become response headers (the stored ones, through ``put_attrs``, and
+    the redirect) are refused with a control character, as PutObject's
+    headers are (core/attributes.py)."""
     fields = plan.fields
+    for name in _REDIRECT_FIELDS:
+        if name in fields:
+            check_field_value(fields[name], name, name)
     refuse_unsupported(fields)  # encryption...: 501, as for PutObject's headers
     ssec.refuse_in_form(fields)
     for name in (MODE_HEADER, UNTIL_HEADER, HOLD_HEADER):
