@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from xml.etree.ElementTree import Element
 
 from lightningstor import errors
+from lightningstor.core.attributes import check_field_value
 from lightningstor.core.types import CorsRule
 from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text
 
@@ -47,6 +48,9 @@ def _parse_rule(element: Element) -> CorsRule:
     for child in element:
         text = _leaf_text(child)
         if child.tag in _LISTS:
+            # Sent back in Access-Control-* response headers: no control
+            # characters (core/attributes.py), as in any header value.
+            check_field_value(text, child.tag, child.tag)
             lists[_LISTS[child.tag]].append(text)
         elif child.tag == "ID" and rule_id is None:
             rule_id = text

@@ -15,6 +15,7 @@ import html
 from xml.etree.ElementTree import Element
 
 from lightningstor import errors
+from lightningstor.core.attributes import check_field_value
 from lightningstor.core.types import WebsiteConfiguration, WebsiteRedirect, WebsiteRoutingRule
 from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text, single_children
 
@@ -76,7 +77,7 @@ def _parse_redirect_all(element: Element) -> WebsiteRedirect:
     if "HostName" not in parts or not leaf_text(parts["HostName"]).strip():
         raise errors.MalformedXML()
     protocol = _protocol(parts["Protocol"]) if "Protocol" in parts else None
-    return WebsiteRedirect(host_name=leaf_text(parts["HostName"]).strip(), protocol=protocol)
+    return WebsiteRedirect(host_name=_host_name(parts["HostName"]), protocol=protocol)
 
 
 def _parse_rules(element: Element) -> tuple[WebsiteRoutingRule, ...]:
@@ -145,12 +146,23 @@ def _parse_redirect(element: Element) -> WebsiteRedirect:
             code,
         )
     return WebsiteRedirect(
-        host_name=leaf_text(parts["HostName"]).strip() if "HostName" in parts else None,
+        host_name=_host_name(parts["HostName"]) if "HostName" in parts else None,
         protocol=_protocol(parts["Protocol"]) if "Protocol" in parts else None,
         replace_key_prefix_with=leaf_text(parts["ReplaceKeyPrefixWith"]) if "ReplaceKeyPrefixWith" in parts else None,
         replace_key_with=leaf_text(parts["ReplaceKeyWith"]) if "ReplaceKeyWith" in parts else None,
         http_redirect_code=code,
     )
+
+
+def _host_name(element: Element) -> str:
+    """A redirect's ``HostName``, sent back in a Location header as it is
+    (the key part is percent-encoded): no control characters and no
+    whitespace, which no host name has."""
+    host = leaf_text(element).strip()
+    if any(c.isspace() for c in host):
+        raise _invalid("The HostName is not well formed", "HostName", host)
+    check_field_value(host, "HostName", "HostName")
+    return host
 
 
 def _protocol(element: Element) -> str:

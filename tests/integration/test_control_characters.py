@@ -267,3 +267,49 @@ def test_access_log_escapes_quotes_and_backslashes_in_the_path(server: ServerPro
     rid = _raw_get(server, f'/ctl-{u}/a"b\\x0ac%0Ad')
     line = _lines_with(server, rid)[0]
     assert f'"GET /ctl-{u}/a\\"b\\\\x0ac%0Ad" ' in line
+
+
+# -- bucket configurations sent back in response headers -------------------
+def _put_config(c: Any, bucket: str, sub: str, body: str) -> requests.Response:
+    """PUT ``?sub`` with ``body`` through boto3's raw request machinery
+    (boto3's own serializers would not write a control character)."""
+    from botocore.awsrequest import AWSRequest as Raw
+
+    url = f"{c.meta.endpoint_url}/{bucket}?{sub}"
+    raw = Raw(method="PUT", url=url, data=body.encode(), headers={"Content-MD5": _md5(body)})
+    c._request_signer.sign("PutBucketCors", raw)
+    prepared = raw.prepare()
+    answer = requests.put(prepared.url, data=body.encode(), headers=dict(prepared.headers), timeout=30)
+    return answer
+
+
+def _md5(body: str) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.md5(body.encode()).digest()).decode()
+
+
+def test_cors_rules_with_control_characters_are_refused(c: Any, bkt: str) -> None:
+    """ExposeHeader and AllowedHeader values are sent in Access-Control-*
+    headers: a CR LF in one would split the answer of every preflight."""
+    body = (
+        "<CORSConfiguration><CORSRule><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin>"
+        "<ExposeHeader>x-ok&#13;&#10;X-Evil: 1</ExposeHeader></CORSRule></CORSConfiguration>"
+    )
+    answer = _put_config(c, bkt, "cors", body)
+    assert answer.status_code == 400 and b"<Code>InvalidArgument</Code>" in answer.content, answer.content
+    with pytest.raises(ClientError):
+        c.get_bucket_cors(Bucket=bkt)
+
+
+def test_website_host_names_with_control_characters_are_refused(c: Any, bkt: str) -> None:
+    """A redirect's HostName goes into the Location header as it is."""
+    body = (
+        "<WebsiteConfiguration><RedirectAllRequestsTo><HostName>example.com&#10;X-Evil: 1</HostName>"
+        "</RedirectAllRequestsTo></WebsiteConfiguration>"
+    )
+    answer = _put_config(c, bkt, "website", body)
+    assert answer.status_code == 400 and b"<Code>InvalidArgument</Code>" in answer.content, answer.content
+    with pytest.raises(ClientError):
+        c.get_bucket_website(Bucket=bkt)
