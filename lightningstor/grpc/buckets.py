@@ -52,7 +52,7 @@ class BucketServicer(pb_grpc.BucketServiceServicer):
             project_id=optional(request, "project_id"),
             versioning=_CREATE_VERSIONING.get(request.versioning.status, Versioning.DISABLED),
             tags=dict(request.tags),
-            storage_class=convert.STORAGE_CLASS_NAMES.get(request.storage_class, "STANDARD"),
+            storage_class=convert.storage_class_name(request.storage_class),
         )
         return convert.bucket_message(bucket)
 

@@ -67,6 +67,16 @@ SYSTEM_FIELDS = {
 }
 
 
+def storage_class_name(value: int) -> str:
+    """The S3 name of a request's StorageClass enum value; a number the
+    enum does not define (an older or newer client's) is InvalidStorageClass,
+    never taken for STANDARD."""
+    name = STORAGE_CLASS_NAMES.get(value)  # type: ignore[call-overload]
+    if name is None:
+        raise errors.S3Error(code="InvalidStorageClass")
+    return name
+
+
 def storage_class_enum(name: str) -> pb.StorageClass:
     return STORAGE_CLASS_ENUMS.get(name, pb.STORAGE_CLASS_UNSPECIFIED)
 
@@ -136,7 +146,7 @@ def put_attrs(
             value = getattr(given, field_name)
             check_field_value(value, f"attributes.{field_name}", f"attributes.{field_name}")
             attrs.system_headers[header] = value
-    attrs.storage_class = STORAGE_CLASS_NAMES.get(given.storage_class, "STANDARD")
+    attrs.storage_class = storage_class_name(given.storage_class)
     validate_storage_class(attrs.storage_class)
     attrs.tags = dict(tags or {})
     check_object_tags(attrs.tags)

@@ -635,3 +635,30 @@ def test_multipart_listings_zero_are_empty_not_truncated(client: LightningStorCl
     assert list(parts.parts) == [] and parts.is_truncated is False and parts.upload.upload_id == upload_id
     assert [p.part_number for p in client.list_parts(bucket, "mp", upload_id).parts] == [1, 2, 3]
     assert [u.upload_id for u in client.list_multipart_uploads(bucket).uploads] == [upload_id]
+
+
+def test_storage_class_numbers_outside_the_enum_are_refused(
+    server: ServerProcess, client: LightningStorClient, gbucket: str
+) -> None:
+    """A StorageClass number the enum does not define (a newer client's)
+    is InvalidStorageClass, never stored as STANDARD; nor is a bucket made
+    with one."""
+    channel, objects, buckets = _raw(server)
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            objects.PutObject(
+                pb.PutObjectRequest(bucket=gbucket, key="odd-class", content=b"x",
+                                    attributes=pb.ObjectAttributes(storage_class=99)),  # type: ignore[arg-type]
+                metadata=_auth(),
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _code(info.value) == "InvalidStorageClass"
+        with pytest.raises(errors.NoSuchKey):
+            client.head_object(gbucket, "odd-class")
+        with pytest.raises(grpc.RpcError) as info:
+            buckets.CreateBucket(
+                pb.CreateBucketRequest(name=f"odd-{uuid.uuid4().hex[:8]}", storage_class=99),  # type: ignore[arg-type]
+                metadata=_auth(),
+            )
+        assert _code(info.value) == "InvalidStorageClass"
+    finally:
+        channel.close()
