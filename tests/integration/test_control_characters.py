@@ -313,4 +313,3 @@ def test_website_host_names_with_control_characters_are_refused(c: Any, bkt: str
     assert answer.status_code == 400 and b"<Code>InvalidArgument</Code>" in answer.content, answer.content
     with pytest.raises(ClientError):
         c.get_bucket_website(Bucket=bkt)
-
