@@ -177,18 +177,33 @@ def _message(event: LogEvent) -> str:
     return formatEvent(event)
 
 
+# Control characters a text log line keeps out, but for the line feed (its
+# continuation lines are indented) and the tab: a CR, an ESC or a NUL from a
+# request (an object key is any UTF-8) would hide or forge text in a
+# terminal, or make tools take the file for binary.
+_TEXT_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _text_safe(text: str) -> str:
+    if _TEXT_UNSAFE.search(text) is None:
+        return text
+    return _TEXT_UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def format_text_event(event: LogEvent) -> str | None:
     """One event as twistd's text line (``formatEventAsClassicLogText``):
-    ``{time} [{namespace}#{level}] {message}``, continuation lines indented."""
+    ``{time} [{namespace}#{level}] {message}``, continuation lines indented,
+    control characters but the line feed and tab as ``\\xNN``."""
     text = event.get(TEXT_KEY)
     if not isinstance(text, str) or "log_failure" in event or "log_system" in event:
-        return formatEventAsClassicLogText(event, formatTime=_text_time)
+        classic = formatEventAsClassicLogText(event, formatTime=_text_time)
+        return None if classic is None else _text_safe(classic)
     if not text:
         return None
     level = event.get("log_level")
     system = f"{event.get('log_namespace', '-')}#{getattr(level, 'name', '-')}"
     line = f"{_text_time(event.get('log_time'))} [{system}] {text}"
-    return line.replace("\n", "\n\t") + "\n"
+    return _text_safe(line).replace("\n", "\n\t") + "\n"
 
 
 def _json_time(when: float) -> str:

@@ -115,6 +115,24 @@ def test_access_line_escapes_control_characters_quotes_and_backslashes() -> None
     assert out.getvalue().count("\n") == 1 and expected in out.getvalue()
 
 
+def test_text_lines_keep_control_characters_from_requests_out() -> None:
+    """Other log lines name object keys, which may hold any character: a CR,
+    ESC or NUL is written as \\xNN in the text log (a line feed starts an
+    indented continuation line, as before), in plain and failure events."""
+    out = io.StringIO()
+    observer = make_observer(LoggingSettings(level="info", format="text"), out)
+    log = Logger(namespace="lightningstor.test", observer=observer)
+    log.info("GET {res}: read again", res="/b/k\rFORGED\x1b[2J\x00end")
+    try:
+        raise ValueError("key /b/k\rX\x1b[31m")
+    except ValueError:
+        log.failure("failed on {res}", res="/b/k\r\x1b")
+    text = out.getvalue()
+    assert "\r" not in text and "\x1b" not in text and "\x00" not in text
+    assert "/b/k\\x0dFORGED\\x1b[2J\\x00end" in text
+    assert "failed on /b/k\\x0d\\x1b" in text and "ValueError" in text
+
+
 def test_logging_root_gives_twistd_its_observer_once() -> None:
     """Added to twistd's Application, LoggingRoot sets the Application's ILogObserver
     component (what twistd uses when no --logger is given), keeps one already set, and
