@@ -726,29 +726,45 @@ class SqliteMetadataStore:
             self._reactor.callFromThread(self._closed_in_writer)
 
     def _serve_writes(self, conn: sqlite3.Connection | None) -> None:
-        """Commit whatever is queued, batch by batch, until close() queues _STOP."""
+        """Commit whatever is queued, batch by batch, until close() queues _STOP.
+
+        With other processes' writers on the same file (``--workers``), the
+        writer lock is taken *before* the batch is gathered: what arrives
+        while another process commits (its fsync) joins this batch rather
+        than the next, so each worker's commits gather as many transactions
+        as one process's do.  Without waiting the order is the same as
+        gathering first."""
+        lock = self._writer_lock if conn is not None and self._generations is not None else None
         while True:
             item = self._queue.get()
-            batch: list[_PendingTxn] = []
-            while item is not _STOP:
-                batch.append(item)
-                if len(batch) >= self._batch_max:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
+            if item is _STOP:
+                return
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # queue behind other processes' writers
+            try:
+                batch: list[_PendingTxn] = [item]
+                while len(batch) < self._batch_max:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        break
+                    batch.append(item)
                 outcomes, settled = self._commit_batch(conn, batch)
-                self._reactor.callFromThread(self._fire, batch, outcomes, settled)
+            finally:
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+            self._reactor.callFromThread(self._fire, batch, outcomes, settled)
             if item is _STOP:
                 return
 
     def _commit_batch(
         self, conn: sqlite3.Connection | None, batch: list[_PendingTxn]
     ) -> tuple[list[TxnResult | BaseException], _Settled | None]:
-        """Run ``batch`` in one write transaction; one outcome per txn, and
-        the shared counters as this writer left them (readcache.py).
+        """Run ``batch`` in one write transaction, holding the writer lock
+        (``_serve_writes`` took it); one outcome per txn, and the shared
+        counters as this writer left them (readcache.py).
 
         A txn that raises is rolled back to its savepoint and fails alone; a
         failure of the transaction as a whole (BEGIN, COMMIT, SQLite having
@@ -757,40 +773,33 @@ class SqliteMetadataStore:
         if conn is None or self._generations is None:
             return [MetadataUnavailable(self._startup_error or "no database") for _ in batch], None
         outcomes: list[TxnResult | BaseException] = []
-        # The free-space reserve, once per batch and before the locks (a
-        # refresh is a statvfs), charged with what the batch writes (an
-        # estimate of its growth); _apply_txn refuses what adds object data.
+        # The free-space reserve, once per batch, charged with what the batch
+        # writes (an estimate of its growth); _apply_txn refuses what adds
+        # object data.  A refresh (a statvfs) comes at most every 0.5 s.
         reserve = self.reserve
         self._shortfall = reserve.shortfall(_put_bytes(batch)) if reserve.enabled else None
-        lock = self._writer_lock
         generations = self._generations
         keyed, slots, ranges = _slots_of(batch)
-        if lock is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # queue behind other processes' writers
+        if ranges:
+            slots |= _range_slots(conn, ranges)
+        # Odd before the COMMIT, even after it (or the rollback), under the
+        # lock: what makes every process's cache exact (readcache.py).
+        if generations.begin(slots):
+            self._reactor.callFromThread(
+                log.warn, "A metadata writer stopped during a commit; the read caches' counters it left are settled"
+            )
         try:
-            if ranges:
-                slots |= _range_slots(conn, ranges)
-            # Odd before the COMMIT, even after it (or the rollback), under the
-            # lock: what makes every process's cache exact (readcache.py).
-            if generations.begin(slots):
-                self._reactor.callFromThread(
-                    log.warn, "A metadata writer stopped during a commit; the read caches' counters it left are settled"
-                )
-            try:
-                outcomes = self._run_batch(conn, batch, outcomes)
-            finally:
-                settled = generations.end(slots)
-                everything = generations.counters[0]
-            tags = {key: settled[slot] for key, slot in keyed.items()}
-            entries = None
-            if self.cache is not None or self._published is not None:
-                entries = _committed(batch, outcomes, tags, everything)
-            if entries and self._published is not None:
-                self._publish(entries)
-            return outcomes, _Settled(tags, everything, entries)
+            outcomes = self._run_batch(conn, batch, outcomes)
         finally:
-            if lock is not None:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            settled = generations.end(slots)
+            everything = generations.counters[0]
+        tags = {key: settled[slot] for key, slot in keyed.items()}
+        entries = None
+        if self.cache is not None or self._published is not None:
+            entries = _committed(batch, outcomes, tags, everything)
+        if entries and self._published is not None:
+            self._publish(entries)
+        return outcomes, _Settled(tags, everything, entries)
 
     def _publish(self, entries: list[Published]) -> None:
         """Offer the batch to the other processes' caches (published.py);

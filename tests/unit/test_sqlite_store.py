@@ -140,6 +140,36 @@ async def test_batch_size_is_bounded(tmp_path: Path, stores: list[SqliteMetadata
 
 
 @pytest_twisted.ensureDeferred
+async def test_txns_queued_while_another_process_commits_join_the_batch(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """Another process's writer holds the writer lock (its COMMIT and
+    fsync): a txn arriving meanwhile joins the batch this writer is waiting
+    with, rather than the next one, so two workers' commits gather as many
+    transactions as one process's do (it took two COMMITs here before)."""
+    import fcntl
+    import os
+
+    store = open_store(stores, tmp_path / "meta.db")
+    await store.check()
+    lock = os.open(os.path.realpath(store.path) + "-writer.lock", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as another worker's writer
+        before = store.commit_count
+        first = store.txn([], [Put(b"first", b"1")])
+        while not store._queue.empty():  # the writer has taken it and waits for the lock
+            await deferLater(reactor, 0.001)
+        await deferLater(reactor, 0.05)
+        later = [store.txn([], [Put(b"k%d" % i, b"v")]) for i in range(4)]
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        results = await gatherResults([first, *later])
+    finally:
+        os.close(lock)
+    assert store.commit_count - before == 1
+    assert [r.revision for r in results] == list(range(results[0].revision, results[0].revision + 5))
+
+
+@pytest_twisted.ensureDeferred
 async def test_compares_see_earlier_txns_of_the_batch(tmp_path: Path, stores: list[SqliteMetadataStore]) -> None:
     """Inside one batch, a later txn's compare sees what an earlier txn wrote."""
     store = open_store(stores, tmp_path / "meta.db")
