@@ -290,26 +290,27 @@ def _md5(body: str) -> str:
     return base64.b64encode(hashlib.md5(body.encode()).digest()).decode()
 
 
-def test_cors_rules_with_control_characters_are_refused(c: Any, bkt: str) -> None:
-    """ExposeHeader and AllowedHeader values are sent in Access-Control-*
-    headers: a CR LF in one would split the answer of every preflight."""
-    body = (
+_CONFIGS_WITH_CONTROL_CHARACTERS = {
+    # ExposeHeader values are sent in Access-Control-* headers: a CR LF in one
+    # would split the answer of every preflight.
+    "cors": (
         "<CORSConfiguration><CORSRule><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin>"
         "<ExposeHeader>x-ok&#13;&#10;X-Evil: 1</ExposeHeader></CORSRule></CORSConfiguration>"
-    )
-    answer = _put_config(c, bkt, "cors", body)
-    assert answer.status_code == 400 and b"<Code>InvalidArgument</Code>" in answer.content, answer.content
-    with pytest.raises(ClientError):
-        c.get_bucket_cors(Bucket=bkt)
-
-
-def test_website_host_names_with_control_characters_are_refused(c: Any, bkt: str) -> None:
-    """A redirect's HostName goes into the Location header as it is."""
-    body = (
+    ),
+    # A redirect's HostName goes into the Location header as it is.
+    "website": (
         "<WebsiteConfiguration><RedirectAllRequestsTo><HostName>example.com&#10;X-Evil: 1</HostName>"
         "</RedirectAllRequestsTo></WebsiteConfiguration>"
-    )
-    answer = _put_config(c, bkt, "website", body)
+    ),
+}
+
+
+@pytest.mark.parametrize("sub", sorted(_CONFIGS_WITH_CONTROL_CHARACTERS))
+def test_bucket_configurations_with_control_characters_are_refused(c: Any, bkt: str, sub: str) -> None:
+    """Configuration values sent back in response headers: refused, and
+    nothing is stored."""
+    answer = _put_config(c, bkt, sub, _CONFIGS_WITH_CONTROL_CHARACTERS[sub])
     assert answer.status_code == 400 and b"<Code>InvalidArgument</Code>" in answer.content, answer.content
+    read = {"cors": c.get_bucket_cors, "website": c.get_bucket_website}[sub]
     with pytest.raises(ClientError):
-        c.get_bucket_website(Bucket=bkt)
+        read(Bucket=bkt)
