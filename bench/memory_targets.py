@@ -100,19 +100,6 @@ def wait_for_disk(data_dir: Path, needed: int, budget: int, limit: float = 400.0
     return time.monotonic() - start
 
 
-def pss_bytes(pid: int) -> int:
-    """Proportional set size of ``pid`` (0 if it is gone): its private pages
-    plus its share of the pages it shares with other processes."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 class PssSampler(threading.Thread):
     """The peak of the summed PSS of some pids, sampled every 50 ms."""
 
@@ -123,7 +110,7 @@ class PssSampler(threading.Thread):
         self.done = threading.Event()
 
     def now(self) -> int:
-        return sum(pss_bytes(p) for p in self.pids)
+        return sum(servers.pss_bytes(p) for p in self.pids)
 
     def run(self) -> None:
         while not self.done.wait(0.05):
@@ -202,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             pids = target.pids()
             target.client.create_bucket(Bucket="memory")
             idle = _rss(pids)
-            idle_pss = sum(pss_bytes(p) for p in pids) / MiB
+            idle_pss = sum(servers.pss_bytes(p) for p in pids) / MiB
             print(f"server pids {pids}, idle RSS {idle:.1f} MiB, PSS {idle_pss:.1f} MiB", file=sys.stderr)
             if args.single_gib > 0:
                 size = int(args.single_gib * GiB)

@@ -54,16 +54,28 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_bytes(pid: int) -> int:
-    """Current VmRSS of ``pid`` (0 if it is gone)."""
+def proc_bytes(path: str, field: str) -> int:
+    """The ``field:`` line of a /proc file giving kB, in bytes (0 if the
+    process is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def rss_bytes(pid: int) -> int:
+    """Current VmRSS of ``pid`` (0 if it is gone)."""
+    return proc_bytes(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` (0 if it is gone): its private pages
+    plus its share of the pages it shares with other processes."""
+    return proc_bytes(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 class RssSampler:
