@@ -348,9 +348,18 @@ def _wait_for_cache_reads(endpoint: str, result: str, at_least: float) -> float:
     return value
 
 
-def test_what_one_worker_wrote_the_other_reads_from_its_cache(
-    workers: ServerProcess, s3: object, bucket: str
-) -> None:
+@pytest.fixture
+def fresh_workers(tmp_path: Path) -> Iterator[ServerProcess]:
+    """Two workers of their own, for a test that counts every metadata read:
+    a minute passes before the primary worker's first background pass (the
+    usage fold reads and rewrites usage rows, which makes the next PUT's
+    quota read miss), and the test is over well before."""
+    proc = start_workers(tmp_path, "")
+    yield proc
+    proc.stop()
+
+
+def test_what_one_worker_wrote_the_other_reads_from_its_cache(fresh_workers: ServerProcess) -> None:
     """A record written through one worker is answered from the other
     worker's read cache, with no database read: the writer offers what it
     committed through a shared ring (lightningstor/metadata/published.py).
@@ -358,6 +367,10 @@ def test_what_one_worker_wrote_the_other_reads_from_its_cache(
     other's: every read is a cache hit, none a miss.  The PUTs, one at a
     time, of keys no worker has read, read nothing either: each assumes its
     key is new (core/newkeys.py)."""
+    workers = fresh_workers
+    s3 = make_client(workers.endpoint, response_checksum_validation="when_required")
+    bucket = f"w-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
     keys = [f"shared/{uuid.uuid4().hex}/{i}" for i in range(30)]
     pids = set(workers.ready_workers(2).values())
     conns = _one_connection_per_worker(workers.endpoint, _target(s3, "get_object", bucket, keys[0]), pids)
