@@ -522,15 +522,15 @@ def _respond(found: tuple[Principal, Bucket, Any], api: Any, call: Any, *, statu
     checksum_mode = call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     part = requested_part(call, record, checksum_mode=checksum_mode)  # ?partNumber=N: that part's span
     conditions.check_read_conditions(call.headers, record.etag, record.created_at)
-    overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
-    if overrides:
+    asked = [(k, v) for k, v in call.target.query.items() if k in RESPONSE_OVERRIDES]
+    if asked:
         if access.is_anonymous(principal):
             # As AWS: otherwise anyone could serve a public text upload as an
             # HTML page of the storage origin (stored cross-site scripting).
             raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
-        for name, value in call.target.query.items():
-            if name in RESPONSE_OVERRIDES:  # sent as a header: no control characters (core/attributes.py)
-                check_field_value(value, name, name)
+        for name, value in asked:  # sent as a header: no control characters (core/attributes.py)
+            check_field_value(value, name, name)
+    overrides = [(RESPONSE_OVERRIDES[k], v) for k, v in asked]
     headers = object_headers(record, checksum_mode=checksum_mode, lock=access.in_scope(principal, bucket))
     if record.version_id is None:
         headers += version_header(bucket, None)
