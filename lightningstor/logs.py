@@ -69,6 +69,7 @@ __all__ = [
     "escape_log_text",
     "format_json_event",
     "format_text_event",
+    "log_destination",
     "log_level",
     "make_observer",
     "twistd_observer_factory",
@@ -368,6 +369,23 @@ def _rotate_on_sigusr1(log_file: logfile.LogFile, reactor: Any) -> None:
         signal.signal(signal.SIGUSR1, rotate)
 
 
+def log_destination(server_options: Any) -> tuple[str, str]:
+    """Where twistd writes its log, given its options: ``("syslog", "")``,
+    ``("stdout", "")`` or ``("file", path)`` (``--logfile``, else
+    ``twistd.log`` for a daemon).  Raises ``UsageError`` for
+    ``--logfile=-`` without ``-n`` (twistd's rule: a daemon has no standard
+    output)."""
+    logfile_name = server_options.get("logfile") or ""
+    nodaemon = bool(server_options.get("nodaemon") or server_options.get("debug"))
+    if logfile_name == "-" and not nodaemon:
+        raise usage.UsageError("Daemons cannot log to stdout (use -n or --logfile)")
+    if server_options.get("syslog"):
+        return "syslog", ""
+    if logfile_name == "-" or (nodaemon and not logfile_name):
+        return "stdout", ""
+    return "file", logfile_name or "twistd.log"
+
+
 def twistd_observer_factory(
     settings: LoggingSettings, server_options: Any, reactor: Any
 ) -> Callable[[], ILogObserver]:
@@ -378,23 +396,20 @@ def twistd_observer_factory(
     Raises ``UsageError`` for ``--logfile=-`` without ``-n`` (twistd's rule:
     a daemon has no standard output).
     """
-    logfile_name = server_options.get("logfile") or ""
-    nodaemon = bool(server_options.get("nodaemon") or server_options.get("debug"))
-    if logfile_name == "-" and not nodaemon:
-        raise usage.UsageError("Daemons cannot log to stdout (use -n or --logfile)")
+    to, path = log_destination(server_options)
 
     def factory() -> ILogObserver:
-        if server_options.get("syslog"):
+        if to == "syslog":
             from twisted.python import syslog
 
             # syslog formats lines itself; [logging] format does not apply.
             emit = syslog.SyslogObserver(server_options.get("prefix") or "twisted").emit
             return _filtered(LegacyLogObserverWrapper(emit), settings)  # type: ignore[arg-type]
         out: IO[Any]
-        if logfile_name == "-" or (nodaemon and not logfile_name):
+        if to == "stdout":
             out = sys.stdout
         else:
-            log_file = logfile.LogFile.fromFullPath(logfile_name or "twistd.log")
+            log_file = logfile.LogFile.fromFullPath(path)
             _rotate_on_sigusr1(log_file, reactor)
             out = log_file
         return make_observer(settings, out, reactor)

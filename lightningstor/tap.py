@@ -62,7 +62,7 @@ def makeService(options: Any) -> IService:
 
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
     from lightningstor.tls import refuse_tls12_on_grpc
-    from lightningstor.workers import WorkerSupervisor, child_argv, worker_role_from_env
+    from lightningstor.workers import WorkerSupervisor, child_argv, supervisor_log, worker_role_from_env
 
     settings = options["settings"]
     # Before grpc is imported (build() imports it): its core reads the
@@ -80,7 +80,14 @@ def makeService(options: Any) -> IService:
         if role is None and settings.server.workers > 1:
             # [server] workers: this process only binds and supervises
             # (lightningstor.workers); the children run build().
-            supervisor = WorkerSupervisor(settings, reactor, child_argv(options, settings), dict(os.environ))
+            supervisor = WorkerSupervisor(
+                settings,
+                reactor,
+                child_argv(options, settings),
+                dict(os.environ),
+                log=supervisor_log(settings, parent),
+                pidfile=None if parent is None else parent.get("pidfile") or None,
+            )
             try:
                 supervisor.bind()
             except OSError as e:

@@ -8,29 +8,30 @@ core.  With ``workers > 1`` the process twistd starts becomes a *supervisor*:
   adopt them (``reactor.adoptStreamPort``) and accept from the one shared
   queue, TLS included, because each child wraps the adopted port in its own
   factory;
-* it creates a table of open connections per worker in shared memory
-  (:mod:`lightningstor.worker_balance`), inherited by every child: a worker
-  holding more than its fair share of the S3 connections leaves the next
-  one to the others, so keep-alive connections spread evenly; the slot of a
-  worker that dies is cleared;
 * grpcio cannot adopt a socket, so the gRPC port is *reserved* by the
   supervisor (bound with ``SO_REUSEPORT``, never listening: a foreign server
   still cannot take it, and port 0 is resolved once) and each child listens
   on it with ``SO_REUSEPORT``;
 * it creates the master key before any child starts (two children racing to
-  create it would encrypt credentials under different keys), starts the
-  *primary* worker (index 0: root-credential bootstrap and the background
-  services - garbage collector, upload expiry, scrub, store gauges - which
-  must run once, not N times) and, once it reports ready, the others;
+  create it would encrypt credentials under different keys);
+* once twistd has daemonized and the reactor runs, it replaces itself with
+  the supervisor program (:mod:`lightningstor.supervisor`, no Twisted in
+  it: it holds a fifth of the memory), which starts the *primary* worker
+  (index 0: root-credential bootstrap and the background services - garbage
+  collector, upload expiry, scrub, store gauges - which must run once, not
+  N times) and, once it reports ready, the others; restarts workers that
+  die; passes SIGHUP on (certificate reload); and on SIGTERM closes its
+  copy of the sockets and stops every worker (each drains its requests as a
+  single process does);
+* each worker finds a table of open connections per worker in shared
+  memory (:mod:`lightningstor.worker_balance`): a worker holding more than
+  its fair share of the S3 connections leaves the next one to the others,
+  so keep-alive connections spread evenly; the slot of a worker that dies
+  is cleared;
 * metrics go through prometheus-client's multiprocess mode: each child writes
   its samples to files in a directory the supervisor owns
   (``PROMETHEUS_MULTIPROC_DIR``), and whichever child answers ``/metrics``
-  aggregates them all (``MultiProcessCollector``);
-* SIGTERM stops it gracefully: it closes its copy of the sockets, sends
-  SIGTERM to every child (each drains its requests as a single process
-  does), waits, and exits non-zero if a child failed.  SIGHUP is passed on
-  (certificate reload).  A worker that dies after start-up is restarted; one
-  that dies before reporting ready stops the whole server (exit status 1).
+  aggregates them all (``MultiProcessCollector``).
 
 Children are ``twistd -n lightningstor`` with the same options;
 the environment tells them which descriptors they inherit
@@ -41,22 +42,29 @@ the environment tells them which descriptors they inherit
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from lightningstor.config import Settings, format_address, parse_address
+from lightningstor.supervisor import (
+    ENTRY as SUPERVISOR_ENTRY,
+)
+from lightningstor.supervisor import (
+    FDS_ENV,
+    MULTIPROC_ENV,
+    READY,
+    SPEC_ENV,
+    SUPERVISOR_ENV,
+    WORKER_ENV,
+    LogTarget,
+    SupervisorSpec,
+)
 from lightningstor.tcp import accept_one_at_a_time, prepare_s3_port
 from lightningstor.worker_balance import AcceptBalancer, ConnectionTable
 
@@ -69,24 +77,14 @@ __all__ = [
     "adopt_port",
     "bind_listener",
     "reserve_port",
+    "supervisor_log",
     "worker_role_from_env",
 ]
 
 log = Logger()
 
-WORKER_ENV = "LIGHTNINGSTOR_WORKER"
-FDS_ENV = "LIGHTNINGSTOR_WORKER_FDS"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-SUPERVISOR_ENV = "LIGHTNINGSTOR_SUPERVISOR_PID"
 WORKER_HEADER = b"x-lightningstor-worker"
-
-# Descriptor numbers in the child (fixed: 0-2 are stdio).
-_S3_FD = 3
-_STATUS_FD = 4
-_METRICS_FD = 5
-_BALANCE_FD = 6
-_READY = b"ready\n"
-_RESPAWN_DELAY = 1.0
+_S3_FD = 3  # the first descriptor after stdio, if the environment names none
 # ``python -m twisted`` is ``twist``, not ``twistd``; the twistd script may
 # not sit beside the interpreter, so run its entry point directly.
 _TWISTD = "from twisted.scripts.twistd import run; run()"
@@ -114,7 +112,7 @@ class WorkerRole:
         if self.status_fd is None:
             return
         try:
-            os.write(self.status_fd, _READY)
+            os.write(self.status_fd, READY)
             os.close(self.status_fd)
         except OSError:
             log.warn("Could not report readiness to the supervisor")
@@ -235,64 +233,35 @@ def prepare_worker_process(role: WorkerRole) -> None:
             log.failure("Could not map the connection table; connections are not balanced")
 
 
-@dataclass
-class _Child:
-    index: int
-    protocol: _WorkerProtocol
-    started_at: float
-    ready: bool = False
-    pid: int | None = None
-    ended: Deferred[int] = field(default_factory=Deferred)
-
-
-class _WorkerProtocol(ProcessProtocol):
-    def __init__(self, supervisor: WorkerSupervisor, index: int) -> None:
-        self.supervisor = supervisor
-        self.index = index
-        self.child: _Child | None = None
-        self._status = b""
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD != _STATUS_FD:
-            return
-        self._status += data
-        if _READY in self._status and self.child is not None and not self.child.ready:
-            self.child.ready = True
-            self.supervisor._worker_ready(self.child)
-
-    def processEnded(self, reason: Failure) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        signalled = getattr(reason.value, "signal", None)
-        status = 1 if code is None else int(code)
-        if signalled is not None:
-            status = 128 + int(signalled)
-        if self.child is not None:
-            self.supervisor._worker_ended(self.child, status)
-
-
 class WorkerSupervisor(Service):
-    """The process twistd runs when ``workers > 1``: binds, spawns, supervises.
+    """What twistd runs when ``workers > 1``: binds the sockets, then becomes
+    the supervisor program (:mod:`lightningstor.supervisor`).
 
     ``argv`` is the child's command line (``twistd -n ...
-    lightningstor ...``), without the descriptors, which this service adds.
+    lightningstor ...``); ``log`` is where and how the supervisor logs
+    (twistd's destination, ``[logging]``'s format and level).
     """
 
-    def __init__(self, settings: Settings, reactor: Any, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reactor: Any,
+        argv: list[str],
+        env: dict[str, str],
+        log: LogTarget | None = None,
+        pidfile: str | None = None,
+    ) -> None:
         self.settings = settings
         self.reactor = reactor
         self.argv = argv
         self.env = env
-        self.workers = settings.server.workers
-        self.children: dict[int, _Child] = {}
+        self.log_target = log or LogTarget(format=settings.logging.format, level=settings.logging.level)
+        self.pidfile = pidfile
         self.s3_socket: socket.socket | None = None
         self.metrics_socket: socket.socket | None = None
         self.grpc_socket: socket.socket | None = None
         self.grpc_addr: str | None = None
-        self.multiprocess_dir: str | None = None
-        self.connections: ConnectionTable | None = None
-        self.failed = False
-        self._stopping = False
-        self._previous_sighup: Any = None
+        self.execve: Any = os.execve
 
     # -- start -----------------------------------------------------------
 
@@ -320,8 +289,6 @@ class WorkerSupervisor(Service):
         super().startService()
         if self.s3_socket is None:
             self.bind()
-        self.multiprocess_dir = tempfile.mkdtemp(prefix="lightningstor-metrics-")
-        self.connections = ConnectionTable.create(self.workers)
         assert self.s3_socket is not None
         host, port = self.s3_socket.getsockname()[:2]
         log.info(
@@ -329,112 +296,54 @@ class WorkerSupervisor(Service):
             host=host if ":" not in host else f"[{host}]",
             port=port,
             scheme="https" if self.settings.server.tls is not None else "http",
-            n=self.workers,
+            n=self.settings.server.workers,
         )
         if self.grpc_addr is not None:
             log.info("gRPC API listening on {addr} (shared by the workers)", addr=self.grpc_addr)
-        self.reactor.callWhenRunning(self._start_running)
+        # Not before the reactor runs: twistd tells the shell that started
+        # a daemon it is up only after startService returns, on a pipe the
+        # exec would close.  One more turn lets the log observer write what
+        # it gathered.
+        self.reactor.callWhenRunning(self.reactor.callLater, 0, self.become_supervisor)
 
-    def _start_running(self) -> None:
-        self._previous_sighup = signal.signal(signal.SIGHUP, self._forward_sighup)
-        self._spawn(0)
-
-    def _forward_sighup(self, signum: int, frame: Any) -> None:
-        for child in list(self.children.values()):
-            if child.pid is not None:
-                try:
-                    os.kill(child.pid, signal.SIGHUP)
-                except ProcessLookupError:
-                    pass
-
-    def _spawn(self, index: int) -> None:
-        if self._stopping:
-            return
-        assert self.s3_socket is not None and self.multiprocess_dir is not None
-        child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2, _S3_FD: self.s3_socket.fileno(), _STATUS_FD: "r"}
-        fds = f"s3={_S3_FD},status={_STATUS_FD}"
-        if self.metrics_socket is not None:
-            child_fds[_METRICS_FD] = self.metrics_socket.fileno()
-            fds += f",metrics={_METRICS_FD}"
-        if self.connections is not None:
-            child_fds[_BALANCE_FD] = self.connections.fd
-            fds += f",balance={_BALANCE_FD}"
-        env = dict(self.env)
-        env.update(
-            {
-                WORKER_ENV: str(index),
-                FDS_ENV: fds,
-                MULTIPROC_ENV: self.multiprocess_dir,
-                SUPERVISOR_ENV: str(os.getpid()),
-            }
-        )
+    def spec(self) -> SupervisorSpec:
+        """What the supervisor program is told (the sockets by descriptor)."""
+        assert self.s3_socket is not None
         argv = list(self.argv)
         if self.grpc_addr is not None:
             argv += ["--grpc-addr", self.grpc_addr]
-        protocol = _WorkerProtocol(self, index)
-        child = _Child(index=index, protocol=protocol, started_at=time.monotonic())
-        protocol.child = child
-        self.children[index] = child
-        transport = self.reactor.spawnProcess(protocol, argv[0], argv, env=env, childFDs=child_fds)
-        child.pid = transport.pid
-        log.info("Worker {index} started (pid {pid})", index=index, pid=child.pid)
-
-    def _worker_ready(self, child: _Child) -> None:
-        log.info("Worker {index} ready (pid {pid})", index=child.index, pid=child.pid)
-        if child.index == 0:
-            for index in range(1, self.workers):
-                if index not in self.children:
-                    self._spawn(index)
-
-    def _worker_ended(self, child: _Child, status: int) -> None:
-        if self.children.get(child.index) is child:
-            del self.children[child.index]
-        if self.connections is not None and child.pid is not None:
-            # Its connections died with it; the others stop leaving new
-            # ones to it until its replacement claims the slot.
-            self.connections.clear(child.index, child.pid)
-        if self.multiprocess_dir is not None and child.pid is not None:
-            try:
-                from prometheus_client import multiprocess
-
-                multiprocess.mark_process_dead(child.pid, self.multiprocess_dir)
-            except Exception:
-                log.failure("Cleaning up metrics of worker {pid} failed", pid=child.pid)
-        child.ended.callback(status)
-        if self._stopping:
-            # twistd ends by re-raising the signal it was stopped with
-            # (SIGINT too: Ctrl-C reaches the whole process group).
-            if status not in (0, 128 + signal.SIGTERM, 128 + signal.SIGINT):
-                log.warn("Worker {index} (pid {pid}) exited with status {s}", index=child.index, pid=child.pid, s=status)
-                self.failed = True
-            return
-        if not child.ready:
-            log.error(
-                "Worker {index} (pid {pid}) exited with status {s} during start-up; stopping",
-                index=child.index,
-                pid=child.pid,
-                s=status,
-            )
-            self._fail()
-            return
-        log.warn(
-            "Worker {index} (pid {pid}) exited with status {s}; restarting it",
-            index=child.index,
-            pid=child.pid,
-            s=status,
+        pidfile = os.path.abspath(self.pidfile) if self.pidfile else None
+        return SupervisorSpec(
+            workers=self.settings.server.workers,
+            argv=argv,
+            s3_fd=self.s3_socket.fileno(),
+            metrics_fd=None if self.metrics_socket is None else self.metrics_socket.fileno(),
+            grpc_fd=None if self.grpc_socket is None else self.grpc_socket.fileno(),
+            shutdown_timeout=self.settings.server.shutdown_timeout_seconds,
+            pidfile=pidfile,
+            log=self.log_target,
         )
-        self.reactor.callLater(_RESPAWN_DELAY, self._spawn, child.index)
 
-    def _fail(self) -> None:
-        """Stop the server with exit status 1 (twistd has no exit-status API)."""
-        if self.failed:
-            return
-        self.failed = True
-        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-        if self.reactor.running:
+    def become_supervisor(self) -> None:
+        """Replace this process with the supervisor program (same pid)."""
+        spec = self.spec()
+        for fd in spec.inherited_fds():
+            os.set_inheritable(fd, True)
+        env = dict(self.env)
+        env[SPEC_ENV] = spec.to_json()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        try:
+            self.execve(sys.executable, [sys.executable, "-c", SUPERVISOR_ENTRY], env)
+        except OSError:
+            log.failure("Could not start the worker supervisor")
+            self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
             self.reactor.stop()
 
-    # -- stop ------------------------------------------------------------
+    # -- stop (only if the exec never happened) ----------------------------
 
     def _close_sockets(self) -> None:
         for name in ("s3_socket", "metrics_socket", "grpc_socket"):
@@ -445,49 +354,26 @@ class WorkerSupervisor(Service):
 
     def stopService(self) -> Any:
         super().stopService()
-        self._stopping = True
-        # No new connections reach the shared queue once every child has
-        # stopped listening too; ours is closed first.
         self._close_sockets()
-        if self._previous_sighup is not None:
-            signal.signal(signal.SIGHUP, self._previous_sighup)
-        waits = []
-        for child in list(self.children.values()):
-            waits.append(child.ended)
-            if child.pid is not None:
-                try:
-                    os.kill(child.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = self.settings.server.shutdown_timeout_seconds + 10.0
-        kill_call = self.reactor.callLater(deadline, self._kill_all)
-        done: Deferred[Any] = DeferredList(waits)
 
-        def finished(_: Any) -> None:
-            if kill_call.active():
-                kill_call.cancel()
-            if self.multiprocess_dir is not None:
-                shutil.rmtree(self.multiprocess_dir, ignore_errors=True)
-            if self.connections is not None:
-                self.connections.close()
-                self.connections = None
-            if self.failed and not getattr(self, "_exit_registered", False):
-                self._exit_registered = True
-                self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-            log.info("All workers stopped")
 
-        done.addCallback(finished)
-        return done
+def supervisor_log(settings: Settings, parent: Any) -> LogTarget:
+    """Where and how the supervisor program logs: where twistd would
+    (``parent`` is twistd's options, or None), in ``[logging]``'s format and
+    level."""
+    from lightningstor.logs import log_destination
 
-    def _kill_all(self) -> None:
-        for child in list(self.children.values()):
-            if child.pid is not None:
-                log.warn("Worker {index} (pid {pid}) did not stop; killing it", index=child.index, pid=child.pid)
-                try:
-                    os.kill(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.failed = True
+    fmt, level = settings.logging.format, settings.logging.level
+    if parent is None:
+        return LogTarget(format=fmt, level=level)
+    to, path = log_destination(parent)
+    return LogTarget(
+        to=to,
+        path=os.path.abspath(path) if path else None,
+        prefix=parent.get("prefix") or "twisted",
+        format=fmt,
+        level=level,
+    )
 
 
 def child_argv(options: Any, settings: Settings) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
@@ -139,25 +138,3 @@ def test_progress_elsewhere_restarts_the_wait(table: ConnectionTable) -> None:
 def test_worker_role_reads_the_table_descriptor() -> None:
     role = worker_role_from_env({"LIGHTNINGSTOR_WORKER": "1", "LIGHTNINGSTOR_WORKER_FDS": "s3=3,status=4,balance=6"})
     assert role is not None and role.balance_fd == 6
-
-
-def test_supervisor_frees_a_dead_workers_slot(table: ConnectionTable) -> None:
-    """A worker that dies takes its connections with it: the supervisor
-    clears its slot at once (the survivors then count one worker fewer and
-    accept everything) and schedules its replacement, which claims the
-    slot when it listens."""
-    from types import SimpleNamespace
-
-    from lightningstor.workers import WorkerSupervisor, _Child, _WorkerProtocol
-
-    clock = Clock()
-    settings: Any = SimpleNamespace(server=SimpleNamespace(workers=2))
-    supervisor = WorkerSupervisor(settings, clock, ["twistd"], {})
-    supervisor.connections = table
-    child = _Child(index=1, protocol=_WorkerProtocol(supervisor, 1), started_at=0.0, ready=True, pid=4321)
-    supervisor.children[1] = child
-    table.write(1, 4321, 7, 30)
-    table.write(0, 1234, 9, 31)
-    supervisor._worker_ended(child, 137)
-    assert table.read() == [(1234, 9, 31), (0, 0, 0)]
-    assert [call.getTime() for call in clock.getDelayedCalls()] == [1.0]

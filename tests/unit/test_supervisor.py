@@ -1,0 +1,270 @@
+"""lightningstor.supervisor: the workers' supervisor program, driven without
+processes (a fake ``Popen`` and clock), and its log lines.  The real program
+is exercised end to end by tests/integration/test_workers.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightningstor.supervisor import READY, LogTarget, Supervisor, SupervisorLog, SupervisorSpec
+
+
+class FakeProcess:
+    """What the supervisor uses of ``subprocess.Popen``."""
+
+    pids = iter(range(4000, 5000))
+
+    def __init__(self, argv: list[str], *, env: dict[str, str], pass_fds: tuple[int, ...], stdin: Any) -> None:
+        self.argv = argv
+        self.env = env
+        self.pass_fds = pass_fds
+        self.pid = next(self.pids)
+        self.returncode: int | None = None
+        # The status pipe's write end is closed by the supervisor after the
+        # spawn: keep our own copy, as the child would.
+        fds = dict(item.split("=") for item in env["LIGHTNINGSTOR_WORKER_FDS"].split(","))
+        self.status = os.dup(int(fds["status"]))
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def say_ready(self) -> None:
+        os.write(self.status, READY)
+
+    def end(self, code: int) -> None:
+        self.returncode = code
+        if self.status >= 0:
+            os.close(self.status)
+            self.status = -1
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, workers: int = 2, pidfile: str | None = None) -> None:
+        self.now = 0.0
+        self.processes: list[FakeProcess] = []
+        self.signals: list[tuple[int, int]] = []
+        self.out = io.StringIO()
+        self.s3 = os.open(os.devnull, os.O_RDONLY)
+        spec = SupervisorSpec(workers=workers, argv=["worker"], s3_fd=self.s3, shutdown_timeout=5.0, pidfile=pidfile)
+        self.supervisor = Supervisor(
+            spec,
+            SupervisorLog(LogTarget(), out=self.out),
+            {"HOME": "/", "LIGHTNINGSTOR_SUPERVISOR_SPEC": "{}"},
+            spawn=self._spawn,
+            clock=lambda: self.now,
+            kill=lambda pid, sig: self.signals.append((pid, sig)),
+        )
+        self.supervisor.prepare()
+
+    def _spawn(self, argv: list[str], **kw: Any) -> FakeProcess:
+        p = FakeProcess(argv, **kw)
+        self.processes.append(p)
+        return p
+
+    def turn(self) -> None:
+        """What one pass of the loop does, without waiting."""
+        for key, _ in self.supervisor.selector.select(0):
+            self.supervisor.status_readable(key.data)
+        self.supervisor.reap()
+        self.supervisor.run_due_timers()
+
+    def close(self) -> None:
+        for p in self.processes:
+            if p.status >= 0:
+                os.close(p.status)
+        for child in list(self.supervisor.children.values()):
+            self.supervisor._close_status(child)
+        self.supervisor.finish()
+        try:
+            os.close(self.s3)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    h.close()
+
+
+def test_the_primary_starts_first_and_the_others_once_it_is_ready(harness: Harness) -> None:
+    """Worker 0 alone until it reports ready; then worker 1.  Each is told its
+    index, the descriptors it inherits (by number) and the supervisor's pid;
+    the supervisor's own description is not passed on."""
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.turn()
+    assert len(harness.processes) == 1
+    primary = harness.processes[0]
+    env = primary.env
+    assert env["LIGHTNINGSTOR_WORKER"] == "0"
+    assert env["LIGHTNINGSTOR_SUPERVISOR_PID"] == str(os.getpid())
+    assert "LIGHTNINGSTOR_SUPERVISOR_SPEC" not in env
+    fds = dict(item.split("=") for item in env["LIGHTNINGSTOR_WORKER_FDS"].split(","))
+    assert set(fds) == {"s3", "status", "balance"}
+    assert int(fds["s3"]) == harness.s3 and int(fds["s3"]) in primary.pass_fds
+    primary.say_ready()
+    harness.turn()
+    assert [p.env["LIGHTNINGSTOR_WORKER"] for p in harness.processes] == ["0", "1"]
+    assert f"Worker 0 ready (pid {primary.pid})" in harness.out.getvalue()
+
+
+def test_a_dead_workers_slot_is_freed_and_it_is_restarted(harness: Harness) -> None:
+    """A worker that dies after start-up takes its connections with it: its
+    slot in the connection table is cleared at once (the survivors then
+    count one worker fewer) and it is started again a second later."""
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.processes[0].say_ready()
+    harness.turn()
+    worker = harness.processes[1]
+    worker.say_ready()
+    harness.turn()
+    table = sup.connections
+    assert table is not None
+    table.write(1, worker.pid, 7, 30)
+    table.write(0, harness.processes[0].pid, 9, 31)
+    worker.end(-signal.SIGKILL)
+    harness.turn()
+    assert table.read() == [(harness.processes[0].pid, 9, 31), (0, 0, 0)]
+    assert f"Worker 1 (pid {worker.pid}) exited with status 137; restarting it" in harness.out.getvalue()
+    assert len(harness.processes) == 2
+    harness.now = 0.99
+    harness.turn()
+    assert len(harness.processes) == 2
+    harness.now = 1.0
+    harness.turn()
+    assert [p.env["LIGHTNINGSTOR_WORKER"] for p in harness.processes] == ["0", "1", "1"]
+
+
+def test_a_worker_dying_in_start_up_stops_the_server_with_status_1(harness: Harness) -> None:
+    """Instead of serving nothing: not restarted, and exit status 1."""
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.turn()
+    harness.processes[0].end(1)
+    harness.turn()
+    assert "exited with status 1 during start-up; stopping" in harness.out.getvalue()
+    assert sup.stopping is not None and not sup.children
+    assert len(harness.processes) == 1  # not restarted
+    assert sup.finish() == 1
+
+
+def test_sigterm_closes_the_sockets_and_stops_every_worker(harness: Harness) -> None:
+    """SIGTERM: the supervisor's copy of the S3 socket is closed, every worker
+    gets SIGTERM, and those still running after the shutdown timeout plus
+    ten seconds get SIGKILL (and the exit status is then 1)."""
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.processes[0].say_ready()
+    harness.turn()
+    pids = [p.pid for p in harness.processes]
+    sup.handle_signal(signal.SIGTERM)
+    assert harness.signals == [(pid, signal.SIGTERM) for pid in pids]
+    with pytest.raises(OSError):
+        os.fstat(harness.s3)
+    harness.processes[0].end(-signal.SIGTERM)
+    harness.turn()
+    harness.now = 14.9
+    harness.turn()
+    assert len(harness.signals) == 2
+    harness.now = 15.0
+    harness.turn()
+    assert harness.signals[2:] == [(pids[1], signal.SIGKILL)]
+    harness.processes[1].end(-signal.SIGKILL)
+    harness.turn()
+    assert not sup.children and sup.failed
+    # Nothing is started while stopping, not even a pending restart.
+    sup.spawn(1)
+    assert len(harness.processes) == 2
+
+
+def test_a_clean_stop_exits_0_and_removes_what_it_made(tmp_path: Path) -> None:
+    """SIGINT (as SIGTERM): once every worker has ended, the metrics
+    directory and twistd's pid file (which holds this pid: the exec kept it)
+    are removed, and the status is 0 (main() then ends by the signal)."""
+    pidfile = tmp_path / "twistd.pid"
+    pidfile.write_text(str(os.getpid()))
+    harness = Harness(tmp_path, pidfile=str(pidfile))
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.turn()
+    sup.handle_signal(signal.SIGINT)
+    harness.processes[0].end(-signal.SIGINT)
+    harness.turn()
+    metrics = sup.multiprocess_dir
+    assert metrics is not None and os.path.isdir(metrics)
+    assert sup.finish() == 0
+    assert not os.path.exists(metrics) and not pidfile.exists()
+    assert "All workers stopped" in harness.out.getvalue()
+    harness.close()
+
+
+def test_sighup_is_passed_on_to_every_worker(harness: Harness) -> None:
+    """SIGHUP reloads certificates: every worker gets it."""
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.processes[0].say_ready()
+    harness.turn()
+    sup.handle_signal(signal.SIGHUP)
+    assert harness.signals == [(p.pid, signal.SIGHUP) for p in harness.processes]
+
+
+def test_log_lines_in_the_text_and_json_formats_and_by_level(tmp_path: Path) -> None:
+    """The supervisor's lines look like the workers' (twistd's text line, or
+    [logging] format = json), filtered by [logging] level."""
+    out = io.StringIO()
+    SupervisorLog(LogTarget(level="warn"), out=out)("info", "not shown")
+    assert out.getvalue() == ""
+    SupervisorLog(LogTarget(), out=out)("warn", "Worker 1 (pid 7) exited", index=1)
+    line = out.getvalue()
+    assert line.endswith(" [lightningstor.supervisor#warn] Worker 1 (pid 7) exited\n")
+    assert line[:4].isdigit() and line[10] == "T"
+    out = io.StringIO()
+    SupervisorLog(LogTarget(format="json"), out=out)("info", "Worker 0 ready (pid 9)", index=0, pid=9)
+    record = json.loads(out.getvalue())
+    assert record["level"] == "info" and record["namespace"] == "lightningstor.supervisor"
+    assert record["message"] == "Worker 0 ready (pid 9)" and record["pid"] == 9
+    assert record["time"].endswith("+00:00")
+
+
+def test_sigusr1_rotates_the_log_file_as_twistd_did(tmp_path: Path) -> None:
+    """file -> file.1, file.1 -> file.2; the next line starts a new file."""
+    path = tmp_path / "server.log"
+    log = SupervisorLog(LogTarget(to="file", path=str(path)))
+    log("info", "first")
+    (tmp_path / "server.log.1").write_text("older\n")
+    log.rotate()
+    log("info", "second")
+    assert "first" in (tmp_path / "server.log.1").read_text()
+    assert (tmp_path / "server.log.2").read_text() == "older\n"
+    assert "second" in path.read_text() and "first" not in path.read_text()
+
+
+def test_the_spec_survives_its_json() -> None:
+    """What twistd's process hands over in the environment, read back."""
+    spec = SupervisorSpec(
+        workers=3, argv=["a", "b"], s3_fd=5, grpc_fd=7, pidfile="/run/x.pid", log=LogTarget(to="syslog", prefix="ls")
+    )
+    assert SupervisorSpec.from_json(spec.to_json()) == spec
+    assert spec.inherited_fds() == [5, 7]
+
+
+def test_the_supervisor_program_loads_no_twisted() -> None:
+    """The point of the program: none of Twisted's reactor (about 25 MiB of a
+    process) is imported by it."""
+    script = "import sys, lightningstor.supervisor; print(sorted(m for m in sys.modules if m.split('.')[0] in ('twisted', 'OpenSSL', 'cryptography', 'grpc', 'asyncio')))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
