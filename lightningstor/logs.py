@@ -32,10 +32,12 @@ through ``string.Formatter`` again.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -66,6 +68,7 @@ __all__ = [
     "TEXT_KEY",
     "BatchingFileLogObserver",
     "LoggingRoot",
+    "SharedLogFile",
     "escape_log_text",
     "format_json_event",
     "format_text_event",
@@ -358,15 +361,61 @@ def _filtered(base: ILogObserver, settings: LoggingSettings) -> ILogObserver:
     return FilteringLogObserver(base, [predicate])
 
 
-def _rotate_on_sigusr1(log_file: logfile.LogFile, reactor: Any) -> None:
-    """What twistd does for its own log file: SIGUSR1 rotates it, unless
-    something else already handles that signal."""
+class SharedLogFile(logfile.LogFile):
+    """The log file of a worker process, which the other workers and the
+    supervisor write to as well.
+
+    twistd's ``LogFile`` opens an existing file for update and seeks to its
+    end: each process then writes at its own offset, over what the others
+    wrote since (with two workers and ``--logfile``, a torn JSON line and
+    lost lines within seconds of start-up).  This one opens the file with
+    ``O_APPEND``, so every write lands at the end.  It never rotates by
+    itself (each process would rotate the same file on its own count): the
+    supervisor rotates it (:mod:`lightningstor.supervisor`), and a worker
+    follows, reopening the path, at its first write a second or more after
+    the last look, when the path no longer names the file it has open (a
+    rename by the supervisor or by an external tool such as logrotate).
+    """
+
+    def __init__(self, name: str, directory: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._looked = clock()
+        self._identity: tuple[int, int] = (0, 0)
+        super().__init__(name, directory, rotateLength=None)
+
+    def _openFile(self) -> None:
+        self.closed = False
+        self._file = open(self.path, "ab", 0)  # noqa: SIM115 - held open, closed by close()
+        st = os.fstat(self._file.fileno())
+        self._identity = (st.st_dev, st.st_ino)
+        self.size = st.st_size
+
+    def moved(self) -> bool:
+        """True if the path no longer names the file this one writes to."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._identity
+
+    def write(self, data: Any) -> None:
+        now = self._clock()
+        if now - self._looked >= 1.0:
+            self._looked = now
+            if self.moved():
+                self.reopen()
+        super().write(data)
+
+
+def _on_sigusr1(action: Callable[[], Any], reactor: Any) -> None:
+    """What twistd does for its own log file: SIGUSR1 rotates it (the
+    ``action``), unless something else already handles that signal."""
     if signal.getsignal(signal.SIGUSR1) in (None, signal.SIG_DFL):
 
-        def rotate(signum: int, frame: Any) -> None:
-            reactor.callFromThread(log_file.rotate)
+        def on_signal(signum: int, frame: Any) -> None:
+            reactor.callFromThread(action)
 
-        signal.signal(signal.SIGUSR1, rotate)
+        signal.signal(signal.SIGUSR1, on_signal)
 
 
 def log_destination(server_options: Any) -> tuple[str, str]:
@@ -387,11 +436,13 @@ def log_destination(server_options: Any) -> tuple[str, str]:
 
 
 def twistd_observer_factory(
-    settings: LoggingSettings, server_options: Any, reactor: Any
+    settings: LoggingSettings, server_options: Any, reactor: Any, *, shared: bool = False
 ) -> Callable[[], ILogObserver]:
     """A factory for the observer twistd should use, given twistd's own
     options (``--logfile``, ``--syslog``, ``--prefix``, ``-n``): the same
-    destination twistd would pick, our format and level.
+    destination twistd would pick, our format and level.  ``shared``: the
+    process is one of several workers writing the same file
+    (:class:`SharedLogFile`).
 
     Raises ``UsageError`` for ``--logfile=-`` without ``-n`` (twistd's rule:
     a daemon has no standard output).
@@ -409,9 +460,16 @@ def twistd_observer_factory(
         if to == "stdout":
             out = sys.stdout
         else:
-            log_file = logfile.LogFile.fromFullPath(path)
-            _rotate_on_sigusr1(log_file, reactor)
-            out = log_file
+            if shared:
+                # SIGUSR1 is the supervisor's to act on; a worker that gets
+                # it too (sent to the process group) only looks again.
+                shared_file = SharedLogFile.fromFullPath(path)
+                _on_sigusr1(lambda: shared_file.moved() and shared_file.reopen(), reactor)
+                out = shared_file
+            else:
+                log_file = logfile.LogFile.fromFullPath(path)
+                _on_sigusr1(log_file.rotate, reactor)
+                out = log_file
         return make_observer(settings, out, reactor)
 
     return factory

@@ -30,12 +30,14 @@ What it does (the contract with the workers is in
 * restarts a worker that dies after start-up (after
   :data:`RESPAWN_DELAY`); one that dies before reporting ready stops the
   whole server, with exit status 1;
+* rotates the log file the workers share, as twistd did for one process
+  (at :data:`ROTATE_LENGTH`, and on SIGUSR1); the workers follow
+  (:class:`lightningstor.logs.SharedLogFile`);
 * SIGTERM or SIGINT: closes its copies of the sockets, sends SIGTERM to
   every worker (each drains its requests), kills those still running after
   ``shutdown_timeout_seconds`` + :data:`KILL_GRACE`, removes the pid file
   and exits as twistd would (by the same signal; status 1 if a worker
-  failed).  SIGHUP is passed on (certificate reload); SIGUSR1 rotates the
-  log file, as twistd's own handler did.
+  failed).  SIGHUP is passed on (certificate reload).
 
 Its own few log lines go where twistd would have written them, in the
 ``[logging] format`` (:class:`SupervisorLog`).
@@ -80,6 +82,10 @@ SUPERVISOR_ENV = "LIGHTNINGSTOR_SUPERVISOR_PID"
 READY = b"ready\n"
 RESPAWN_DELAY = 1.0
 KILL_GRACE = 10.0
+# A log file shared with the workers is rotated here, at twistd's size
+# (``LogFile``'s default), looked at every few seconds.
+ROTATE_LENGTH = 1_000_000
+LOG_LOOK_INTERVAL = 5.0
 NAMESPACE = "lightningstor.supervisor"
 # What runs the program (``python -m`` would name it __main__ in tracebacks).
 ENTRY = "from lightningstor.supervisor import main; main()"
@@ -169,6 +175,18 @@ class SupervisorLog:
                 self.out.flush()
         except OSError:
             pass  # a full disk must not stop the supervisor
+
+    def rotate_if_long(self) -> None:
+        """Rotate a log file that has reached :data:`ROTATE_LENGTH`."""
+        path = self.target.path
+        if self.target.to != "file" or not path:
+            return
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return
+        if size >= ROTATE_LENGTH:
+            self.rotate()
 
     def rotate(self) -> None:
         """What twistd's ``LogFile.rotate`` does: ``path.N`` becomes
@@ -416,6 +434,11 @@ class Supervisor:
             _, call = self.timers.pop(0)
             call()
 
+    def look_at_log(self) -> None:
+        self.log.rotate_if_long()
+        if self.stopping is None:
+            self.call_later(LOG_LOOK_INTERVAL, self.look_at_log)
+
     def handle_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.stop(signum)
@@ -438,6 +461,8 @@ class Supervisor:
             signal.signal(signum, lambda n, frame: self._signals.append(n))
         self.prepare()
         self.spawn(0)
+        if self.log.target.to == "file":
+            self.look_at_log()
         while self.stopping is None or self.children:
             timeout = None if not self.timers else max(0.0, self.timers[0][0] - self.clock())
             for key, _ in self.selector.select(timeout):

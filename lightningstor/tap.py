@@ -75,7 +75,7 @@ def makeService(options: Any) -> IService:
     # returns; LoggingRoot hands it ours (see lightningstor.logs).  No
     # twistd options (makeService called directly): leave logging alone.
     parent = getattr(options, "parent", None)
-    observer = None if parent is None else twistd_observer_factory(settings.logging, parent, reactor)
+    observer = None if parent is None else twistd_observer_factory(settings.logging, parent, reactor, shared=role is not None)
     try:
         if role is None and settings.server.workers > 1:
             # [server] workers: this process only binds and supervises

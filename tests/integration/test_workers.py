@@ -704,3 +704,38 @@ def _metrics_port(server: ServerProcess) -> int:
                 return int(m.group(1))
         time.sleep(0.05)
     raise AssertionError("no metrics listener line:\n" + "".join(server.output[-30:]))
+
+
+def test_workers_and_supervisor_share_a_log_file_without_losing_a_line(tmp_data: Path, tmp_path: Path) -> None:
+    """twistd --logfile with two workers: three processes write one file.
+    Every line is whole JSON, each of 200 PUTs through both workers has
+    exactly one access line, and the supervisor's lines are there too (the
+    workers' LogFiles wrote at their own offsets, over each other's lines)."""
+    log = tmp_path / "server.log"
+    config = tmp_path / "json.toml"
+    config.write_text('[logging]\nformat = "json"\n')
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    args = [twistd, "-n", "--pidfile=", "--logfile", str(log), "lightningstor", "--data-dir", str(tmp_data),
+            "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2", "--config", str(config)]
+    env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
+    proc = subprocess.Popen(args, env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while "Worker 1 ready" not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text() if log.exists() else ""
+            time.sleep(0.1)
+        port = next(json.loads(line)["port"] for line in log.read_text().splitlines()
+                    if json.loads(line)["message"].startswith("S3 API listening"))  # fmt: skip
+        s3 = make_client(f"http://127.0.0.1:{port}")
+        s3.create_bucket(Bucket="logged")  # type: ignore[attr-defined]
+        keys = [f"k{i:03d}" for i in range(200)]
+        written = _put_many(s3, "logged", keys)
+        assert len({pid for _, pid in written.values()}) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # a torn line fails here
+    puts = [r["key"] for r in records if r["namespace"] == "lightningstor.access" and r.get("operation") == "PutObject"]
+    assert sorted(puts) == keys
+    supervisor = [r["message"] for r in records if r["namespace"] == "lightningstor.supervisor"]
+    assert "All workers stopped" in supervisor and any(m.startswith("Worker 1 ready") for m in supervisor)

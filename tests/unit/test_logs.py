@@ -301,3 +301,56 @@ def test_a_signal_handler_logging_during_a_write_neither_hangs_nor_interleaves()
     assert done.wait(10), "the observer deadlocked on its own lock"
     lines = out.getvalue().splitlines()
     assert [line.split("] ", 1)[1] for line in lines] == ["gathered", "Received SIGTERM, shutting down."]
+
+
+def test_processes_sharing_a_log_file_append_without_overwriting(tmp_path: Path) -> None:
+    """Workers write one log file: each write lands at the end, whatever the
+    others wrote since this one opened it (twistd's LogFile wrote at its own
+    offset, over the other processes' lines)."""
+    from lightningstor.logs import SharedLogFile
+
+    path = tmp_path / "server.log"
+    path.write_bytes(b"before\n")
+    a, b = SharedLogFile.fromFullPath(str(path)), SharedLogFile.fromFullPath(str(path))
+    for i in range(3):
+        a.write(f"a{i}\n")
+        b.write(f"b{i}\n")
+    a.close()
+    b.close()
+    assert path.read_text().split() == ["before", "a0", "b0", "a1", "b1", "a2", "b2"]
+
+
+def test_a_shared_log_file_follows_a_rotation_within_a_second(tmp_path: Path) -> None:
+    """The supervisor (or logrotate) renames the file: the worker keeps
+    writing to the renamed one until it looks again, a second or more after
+    its last look, and then writes to a new file at the path.  It never
+    rotates by itself, however long the file."""
+    from lightningstor.logs import SharedLogFile
+
+    now = [0.0]
+    path = tmp_path / "server.log"
+    log = SharedLogFile("server.log", str(tmp_path), clock=lambda: now[0])
+    log.write("one\n" * 300_000)  # 1.2 MB, past twistd's rotation length
+    assert not (tmp_path / "server.log.1").exists()
+    path.rename(tmp_path / "server.log.1")
+    now[0] = 0.5
+    log.write("two\n")
+    now[0] = 1.5
+    log.write("three\n")
+    log.close()
+    assert (tmp_path / "server.log.1").read_text().endswith("one\ntwo\n")
+    assert path.read_text() == "three\n"
+
+
+def test_workers_observers_write_one_file_without_losing_a_line(tmp_path: Path) -> None:
+    """What a worker's twistd gets (shared=True): two of them on one
+    --logfile, writing in turn, keep every line whole."""
+    path = tmp_path / "server.log"
+    options = {"nodaemon": True, "logfile": str(path)}
+    settings = LoggingSettings(level="info", format="json")
+    first, second = (twistd_observer_factory(settings, options, None, shared=True)() for _ in range(2))
+    for i in range(5):
+        _emit(first, LogLevel.info, f"first {i}")
+        _emit(second, LogLevel.info, f"second {i}")
+    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert messages == [f"{who} {i}" for i in range(5) for who in ("first", "second")]

@@ -268,3 +268,19 @@ def test_the_supervisor_program_loads_no_twisted() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_shared_log_file_is_rotated_at_twistds_length(tmp_path: Path) -> None:
+    """The workers never rotate the file they share; the supervisor does, at
+    the length twistd's LogFile rotated at, and leaves a shorter one alone."""
+    from lightningstor.supervisor import ROTATE_LENGTH
+
+    path = tmp_path / "server.log"
+    log = SupervisorLog(LogTarget(to="file", path=str(path)))
+    path.write_bytes(b"x" * (ROTATE_LENGTH - 1))
+    log.rotate_if_long()
+    assert not (tmp_path / "server.log.1").exists()
+    with path.open("ab") as f:
+        f.write(b"x")
+    log.rotate_if_long()
+    assert (tmp_path / "server.log.1").stat().st_size == ROTATE_LENGTH and not path.exists()
