@@ -78,6 +78,42 @@ def pss_bytes(pid: int) -> int:
     return proc_bytes(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
+def server_set_bytes(pids: list[int]) -> int:
+    """The resident pages of a group of processes, each page counted once:
+    what the server holds as a whole, whatever else runs on the box.
+
+    RSS added up counts a page that several of the processes map (the
+    interpreter, the shared libraries, the shared-memory files) once per
+    process; PSS divides it between every process on the box that maps it,
+    so it falls when unrelated processes map the same libraries.  Here a
+    private anonymous page counts once (the workers are started with exec,
+    so they share none), and a page of a file or shared mapping counts
+    once for the group: the largest resident count any of the processes
+    has for that range of that file (the processes map the same ranges)."""
+    private = 0
+    shared: dict[tuple[str, str, str, int], int] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps") as f:
+                lines = f.readlines()
+        except OSError:
+            continue
+        key: tuple[str, str, str, int] | None = None
+        for line in lines:
+            head = line.split(None, 6)
+            if "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+                # start-end perms offset dev inode [path]: one mapping
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                key = None if head[4] == "0" else (head[3], head[4], head[2], end - start)
+            elif head[0] == "Rss:":
+                kib = int(head[1])
+                if key is None:
+                    private += kib
+                else:
+                    shared[key] = max(shared.get(key, 0), kib)
+    return (private + sum(shared.values())) * 1024
+
+
 class RssSampler:
     """Samples the summed RSS of some pids every 50 ms in a thread; ``peak()``
     returns and resets the peak since the last call (one figure per phase)."""

@@ -55,10 +55,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from lightningstor.worker_balance import ConnectionTable
+
+# Neither typing nor dataclasses (which imports inspect) at run time: each
+# is about a megabyte of a program that holds five.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "FDS_ENV",
@@ -93,32 +97,73 @@ ENTRY = "from lightningstor.supervisor import main; main()"
 _LEVELS = {"debug": 0, "trace": 0, "info": 1, "warn": 2, "warning": 2, "error": 3, "critical": 4}
 
 
-@dataclass(frozen=True)
-class LogTarget:
+class _Record:
+    """Equality and a repr from ``__slots__`` (a dataclass without the import)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.as_dict() == other.as_dict()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"{type(self).__name__}({fields})"
+
+
+class LogTarget(_Record):
     """Where twistd would have written: ``stdout``, a ``file`` or ``syslog``."""
 
-    to: str = "stdout"
-    path: str | None = None
-    prefix: str = "twisted"
-    format: str = "text"
-    level: str = "info"
+    __slots__ = ("to", "path", "prefix", "format", "level")
+
+    def __init__(
+        self,
+        to: str = "stdout",
+        path: str | None = None,
+        prefix: str = "twisted",
+        format: str = "text",
+        level: str = "info",
+    ) -> None:
+        self.to = to
+        self.path = path
+        self.prefix = prefix
+        self.format = format
+        self.level = level
 
 
-@dataclass(frozen=True)
-class SupervisorSpec:
+class SupervisorSpec(_Record):
     """What twistd's process hands to this program (JSON in :data:`SPEC_ENV`)."""
 
-    workers: int
-    argv: list[str]
-    s3_fd: int
-    metrics_fd: int | None = None
-    grpc_fd: int | None = None
-    shutdown_timeout: float = 30.0
-    pidfile: str | None = None
-    log: LogTarget = field(default_factory=LogTarget)
+    __slots__ = ("workers", "argv", "s3_fd", "metrics_fd", "grpc_fd", "shutdown_timeout", "pidfile", "log")
+
+    def __init__(
+        self,
+        workers: int,
+        argv: list[str],
+        s3_fd: int,
+        metrics_fd: int | None = None,
+        grpc_fd: int | None = None,
+        shutdown_timeout: float = 30.0,
+        pidfile: str | None = None,
+        log: LogTarget | None = None,
+    ) -> None:
+        self.workers = workers
+        self.argv = argv
+        self.s3_fd = s3_fd
+        self.metrics_fd = metrics_fd
+        self.grpc_fd = grpc_fd
+        self.shutdown_timeout = shutdown_timeout
+        self.pidfile = pidfile
+        self.log = LogTarget() if log is None else log
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        data = self.as_dict()
+        data["log"] = self.log.as_dict()
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> SupervisorSpec:
@@ -206,13 +251,17 @@ class SupervisorLog:
             pass
 
 
-@dataclass
 class _Child:
-    index: int
-    process: Any  # subprocess.Popen
-    status_fd: int | None
-    ready: bool = False
-    status: bytes = b""
+    """A worker process and what its status pipe said so far."""
+
+    __slots__ = ("index", "process", "ready", "status", "status_fd")
+
+    def __init__(self, index: int, process: Any, status_fd: int | None) -> None:
+        self.index = index
+        self.process = process  # subprocess.Popen
+        self.status_fd = status_fd
+        self.ready = False
+        self.status = b""
 
 
 class Supervisor:

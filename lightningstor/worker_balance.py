@@ -60,7 +60,11 @@ import os
 import select
 import struct
 import tempfile
-from typing import Any
+
+# The supervisor program imports this module: no typing at run time there.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["AcceptBalancer", "ConnectionTable"]
 
