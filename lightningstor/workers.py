@@ -337,7 +337,9 @@ class WorkerSupervisor(Service):
             except (OSError, ValueError):
                 pass
         try:
-            self.execve(sys.executable, [sys.executable, "-c", SUPERVISOR_ENTRY], env)
+            # twistd's own arguments follow, ignored, so that ps and
+            # pgrep -f still show what was started.
+            self.execve(sys.executable, [sys.executable, "-c", SUPERVISOR_ENTRY, *sys.argv], env)
         except OSError:
             log.failure("Could not start the worker supervisor")
             self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)

@@ -739,3 +739,46 @@ def test_workers_and_supervisor_share_a_log_file_without_losing_a_line(tmp_data:
     assert sorted(puts) == keys
     supervisor = [r["message"] for r in records if r["namespace"] == "lightningstor.supervisor"]
     assert "All workers stopped" in supervisor and any(m.startswith("Worker 1 ready") for m in supervisor)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_daemonized_server_keeps_its_pid_file_through_the_supervisor(tmp_data: Path, tmp_path: Path) -> None:
+    """twistd without -n: the shell gets status 0 once the server is up
+    (twistd reports that before the supervisor program replaces the process,
+    same pid); the pid file names the supervisor, whose children answer S3;
+    SIGTERM stops everything and removes the pid file."""
+    pidfile, log = tmp_path / "server.pid", tmp_path / "server.log"
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    args = [twistd, "--pidfile", str(pidfile), "--logfile", str(log), "lightningstor", "--data-dir", str(tmp_data),
+            "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2"]
+    env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
+    done = subprocess.run(args, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    pid = int(pidfile.read_text())
+    try:
+        deadline = time.monotonic() + 30
+        while "Worker 1 ready" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert b"lightningstor.supervisor" in f.read()
+        port = int(log.read_text().split("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+            worker = int(r.headers[WORKER_HEADER])
+        with open(f"/proc/{worker}/status") as f:
+            assert f"PPid:\t{pid}\n" in f.read()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and not _zombie(pid):  # a daemon's parent is init, which may reap late
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+    assert not pidfile.exists()
+    assert "All workers stopped" in log.read_text()
