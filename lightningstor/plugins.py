@@ -5,13 +5,21 @@ Built-in plugins are registered exactly like a third party's: a module in a
 ``IStorageBackendFactory`` / ``IMetadataStoreFactory``.  Twisted's loader
 only *logs* a plugin module that fails to import, so a configured name that
 is missing is reported together with the names that were found.
+
+Twisted imports every plugin module to find the plugins, so the built-ins
+register :class:`LazyFactory` objects: the backend a server is configured
+with is imported when it is selected, the others never (they cost each
+worker process about 5 MiB: etcd, the distributed store and its node
+client, the aegis client).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, TypeVar
 
-from twisted.plugin import getPlugins
+from twisted.plugin import IPlugin, getPlugins
+from zope.interface import directlyProvides
 
 from lightningstor.errors import ConfigError
 from lightningstor.interfaces.authorizer import IAuthorizerFactory
@@ -23,6 +31,33 @@ T = TypeVar("T")
 # ``[metadata] backend = "chainfire"`` is the SPEC's name for the platform KV
 # store; etcd plays that role, so the two names select the same plugin.
 ALIASES = {"metadata": {"chainfire": "etcd"}}
+
+
+class LazyFactory:
+    """A plugin factory whose implementation is imported on first use.
+
+    ``target`` is ``"module:attribute"``, the real factory; ``name`` must be
+    its name (a test checks every built-in).  :func:`find_storage_factory`
+    and its siblings hand out the real factory; any other use of this one
+    (``create``, ``description``) loads it and passes through.
+    """
+
+    def __init__(self, interface: Any, name: str, target: str) -> None:
+        self.name = name
+        self.target = target
+        directlyProvides(self, IPlugin, interface)
+
+    def load(self) -> Any:
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def create(self, options: Any, context: Any) -> Any:
+        return self.load().create(options, context)
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self.load(), attribute)
 
 
 def _plugins(interface: Any) -> dict[str, Any]:
@@ -63,10 +98,11 @@ def find_metadata_factory(name: str) -> Any:
 
 def _find(name: str, found: dict[str, Any], key: str, what: str) -> Any:
     try:
-        return found[name]
+        plugin = found[name]
     except KeyError:
         names = ", ".join(sorted(found)) or "none"
         raise ConfigError(
             f"{key}: no {what} plugin named {name!r} is installed (found: {names}); "
             "a plugin module that failed to import is logged by twisted.plugin"
         ) from None
+    return plugin.load() if isinstance(plugin, LazyFactory) else plugin
