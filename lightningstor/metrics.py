@@ -346,9 +346,11 @@ class S3Metrics:
     def watch_read_cache(self, store: Any, reactor: Any) -> Service | None:
         """Count the SQLite store's cached point reads
         (``lightningstor_metadata_cache_reads_total{result}``: ``hit``,
-        ``miss``, and ``bypass``, a read made while a write of its key was
-        under way; a ``bypass`` share that stays high means counters left
-        odd) and the memory the cache holds
+        ``miss``, ``unchanged``, a read of a held entry that a write of
+        another key sharing its counter slot made stale, answered as the
+        entry held (metadata/readcache.py), and ``bypass``, a read made while
+        a write of its key was under way; a ``bypass`` share that stays high
+        means counters left odd) and the memory the cache holds
         (``lightningstor_metadata_cache_bytes``, summed over workers).  The
         cache counts in plain integers (a metric update per read would cost
         more than the hit saves); the returned service copies them every
@@ -356,13 +358,15 @@ class S3Metrics:
         cache.  A store without a cache (etcd) registers nothing."""
         if not has_point_read_cache(store):
             return None
-        results = ("hit", "miss", "bypass")
+        results = ("hit", "miss", "unchanged", "bypass")
 
         def register() -> dict[str, Any]:
             reads = Counter(
                 "lightningstor_metadata_cache_reads_total",
                 "Point reads of the SQLite metadata store: answered from the read cache (hit), read from the "
-                "database (miss), or read from the database while a write of the key was under way (bypass).",
+                "database (miss), read from the database with the answer the cache held, made stale by a write "
+                "of another key sharing its counter slot (unchanged), or read from the database while a write "
+                "of the key was under way (bypass).",
                 ["result"],
                 registry=self.registry,
             )
@@ -378,7 +382,9 @@ class S3Metrics:
             cache = store.cache
             if cache is None or not (registered or cache.hits):
                 return None  # not open, turned off, or nothing answered from it yet
-            return dict(zip(results, (cache.hits, cache.misses, cache.bypassed))), {"bytes": cache.bytes}
+            # ``unchanged`` is optional for a plugin's cache (IPointReadCache).
+            counts = (cache.hits, cache.misses, getattr(cache, "unchanged", 0), cache.bypassed)
+            return dict(zip(results, counts)), {"bytes": cache.bytes}
 
         return _copier(reactor, register, sample)
 

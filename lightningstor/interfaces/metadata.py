@@ -158,7 +158,8 @@ class IPointReadCache(Interface):
     """
 
     cache = Attribute(
-        "The cache (``hits``, ``misses``, ``bypassed``, ``bytes``, and optionally ``holds(key)``: "
+        "The cache (``hits``, ``misses``, ``bypassed``, ``bytes``, optionally ``unchanged``: reads "
+        "the cache could not answer although the database answered what it held, and optionally ``holds(key)``: "
         "whether ``get(key)`` would answer from memory now; without it every write reads its key "
         "first), or None while the store "
         "is not open yet or its cache is turned off: then ``get`` reads the store."

@@ -106,9 +106,11 @@ class ServerProcess:
             self._ready.set()
             self._grpc_ready.set()
 
-    def _wait_root_credential(self, first_line: int = 0, timeout: float = 10.0) -> None:
+    def _wait_root_credential(self, first_line: int = 0, timeout: float = 30.0) -> None:
         """Wait until this start's output (from ``first_line``) says the root
-        credential is set up."""
+        credential is set up: as long as for the listening line, since with
+        workers it comes from a worker process that still has to start (more
+        than 10 s on a loaded machine)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any("Root access key" in line for line in self.output[first_line:]):

@@ -13,13 +13,14 @@ from twisted.internet.defer import fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import implementer
 
 from lightningstor.core import keys, records
 from lightningstor.core.objects import PutAttrs
 from lightningstor.core.quotas import QuotaManager, Usage, encode_usage
 from lightningstor.core.service import Core
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
-from lightningstor.interfaces.metadata import KeyValue, Put, prefix_end
+from lightningstor.interfaces.metadata import IPointReadCache, KeyValue, Put, prefix_end
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from lightningstor.metrics import (
     COPY_SECONDS,
@@ -356,6 +357,34 @@ def test_freed_chunk_queue_is_copied_into_its_metrics() -> None:
     assert sorted(deleted) == ["a", "b", "c", "d", "e", "f"]
     assert (_value(metrics, waiting), _value(metrics, early)) == (0, 3)
     service.stopService()
+
+
+def test_read_cache_reads_are_copied_into_their_metric_by_result() -> None:
+    """The read cache's counts are copied every COPY_SECONDS, one ``result``
+    each: ``unchanged`` (a read that only a write of another key sharing
+    the entry's counter slot made) apart from ``miss``; a plugin's cache
+    without an ``unchanged`` count shows 0 there."""
+
+    @implementer(IPointReadCache)
+    class Store:
+        class cache:
+            hits, misses, unchanged, bypassed, bytes = 7, 3, 2, 1, 100
+
+    @implementer(IPointReadCache)
+    class PluginStore:
+        class cache:
+            hits, misses, bypassed, bytes = 5, 1, 0, 10
+
+    reads = "lightningstor_metadata_cache_reads_total"
+    for store, expected in ((Store(), (7, 3, 2, 1)), (PluginStore(), (5, 1, 0, 0))):
+        clock, metrics = Clock(), S3Metrics()
+        service = metrics.watch_read_cache(store, clock)
+        assert service is not None
+        service.startService()
+        clock.advance(COPY_SECONDS)
+        results = ("hit", "miss", "unchanged", "bypass")
+        assert tuple(_value(metrics, reads, result=r) for r in results) == expected
+        service.stopService()
 
 
 def test_summary_redacts_query_values() -> None:

@@ -10,6 +10,7 @@ keeps within its byte budget.
 from __future__ import annotations
 
 import random
+from itertools import count
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,43 @@ async def test_a_failed_compare_forgets_the_key(tmp_path: Path, stores: list[Sql
     outcome = await store.txn([Compare(b"k", 0)], [Put(b"k", b"other")])
     assert not outcome.succeeded
     assert b"k" not in store.cache._entries
+
+
+def _same_slot(key: bytes) -> bytes:
+    """Another key whose counter slot is ``key``'s (found by trying)."""
+    slot = slot_of(key)
+    return next(other for i in count() if slot_of(other := b"other-%d" % i) == slot and other != key)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_read_only_a_shared_slot_made_is_counted_apart_from_misses(
+    tmp_path: Path, stores: list[SqliteMetadataStore]
+) -> None:
+    """Keys share counter slots: another process's write of a key (or a
+    transaction of the key that failed its compare) makes the entries held
+    for the other keys of its slot stop answering, and their next read goes
+    to the database.  When the database answers what the entry held (the
+    same revision, or still no such key) that read is counted as
+    ``unchanged``, not as a miss; the read of a key that did change is a
+    miss, as is the first read of a key not held."""
+    a, b = open_store(stores, tmp_path / "meta.db"), open_store(stores, tmp_path / "meta.db")
+    kept = await a.txn([Compare(b"kept", 0)], [Put(b"kept", b"v")])  # held, written through
+    assert await a.get(b"absent") is None  # held as absent
+    assert a.cache is not None and a.cache.misses == 1
+    await b.txn([], [Put(_same_slot(b"kept"), b"x"), Put(_same_slot(b"absent"), b"y")])
+    d = a.get(b"kept")
+    assert not d.called  # the entry no longer answers: a read
+    assert await d == KeyValue(b"kept", b"v", kept.revision)
+    assert await a.get(b"absent") is None
+    assert a.cache.misses == 1  # neither key changed
+    assert a.cache.unchanged == 2
+    assert a.get(b"kept").called and a.get(b"absent").called  # kept again at the new counters
+    assert not (await b.txn([Compare(b"kept", kept.revision + 100)], [Put(b"kept", b"no")])).succeeded
+    assert await a.get(b"kept") == KeyValue(b"kept", b"v", kept.revision)
+    assert (a.cache.misses, a.cache.unchanged) == (1, 3)
+    changed = await b.txn([], [Put(b"kept", b"w")])  # written blind: not offered to a's cache
+    assert await a.get(b"kept") == KeyValue(b"kept", b"w", changed.revision)
+    assert (a.cache.misses, a.cache.unchanged, a.cache.hits) == (2, 3, 2)
 
 
 def test_a_slot_being_written_is_neither_used_nor_kept(tmp_path: Path) -> None:
