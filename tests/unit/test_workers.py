@@ -117,3 +117,38 @@ def test_the_supervisor_does_not_load_the_server(tmp_path: Any) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["WorkerSupervisor", "False", "False"]
+
+
+def test_the_twistd_process_hands_its_sockets_to_the_supervisor_program(tmp_path: Path) -> None:
+    """become_supervisor: the bound sockets survive the exec (inheritable) and
+    are named by number in the spec, with the workers' command line (the
+    reserved gRPC address resolved), the pid file made absolute and the log
+    target; the program is run by the same interpreter."""
+    from twisted.internet.task import Clock
+
+    from lightningstor.supervisor import SPEC_ENV, SupervisorSpec
+    from lightningstor.workers import WorkerSupervisor
+
+    options = Options()
+    options.parseOptions(["--data-dir", str(tmp_path), "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+                          "--workers", "2"])  # fmt: skip
+    settings = options["settings"]
+    supervisor = WorkerSupervisor(settings, Clock(), ["worker", "argv"], {"KEEP": "1"}, pidfile="run.pid")
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    supervisor.execve = lambda path, argv, env: calls.append((path, argv, env))
+    supervisor.bind()
+    try:
+        assert supervisor.s3_socket is not None and supervisor.grpc_socket is not None
+        assert not os.get_inheritable(supervisor.s3_socket.fileno())
+        supervisor.become_supervisor()
+        ((path, argv, env),) = calls
+        assert path == sys.executable and argv[:3] == [sys.executable, "-c", "from lightningstor.supervisor import main; main()"]
+        spec = SupervisorSpec.from_json(env[SPEC_ENV])
+        assert env["KEEP"] == "1"
+        assert spec.s3_fd == supervisor.s3_socket.fileno() and os.get_inheritable(spec.s3_fd)
+        assert spec.grpc_fd == supervisor.grpc_socket.fileno() and os.get_inheritable(spec.grpc_fd)
+        assert spec.argv == ["worker", "argv", "--grpc-addr", supervisor.grpc_addr]
+        assert spec.workers == 2 and spec.pidfile == os.path.abspath("run.pid")
+        assert spec.log.format == settings.logging.format
+    finally:
+        supervisor.stopService()
