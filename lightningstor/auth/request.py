@@ -521,11 +521,16 @@ def _verify_v4(
         raise errors.AuthorizationHeaderMalformed(f"The authorization header is malformed; {detail}", Region=region)
     if query_auth:
         expires = parsed.expires if parsed.expires is not None else 0
-        if expires < 1:
+        if expires < 0:
             raise errors.AuthorizationQueryParametersError("X-Amz-Expires must be non-negative")
+        if expires == 0:
+            # A URL that expires the moment it is made: refused outright.
+            raise errors.AuthorizationQueryParametersError("X-Amz-Expires must be at least one second")
         if expires > max_presign:
+            # AWS's text (for its limit, 604800); a server may lower it.
             raise errors.AuthorizationQueryParametersError(
-                f"X-Amz-Expires must be less than a week (in seconds) that is {max_presign}"
+                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires "
+                f"must be less than {max_presign} seconds"
             )
         if parsed.request_time - now > max_skew:
             raise errors.AccessDenied("Request is not valid yet")

@@ -321,11 +321,19 @@ def test_presigned_from_the_future_is_refused() -> None:
         _verify(view, now=NOW - 901)
 
 
-@pytest.mark.parametrize("expires", [0, 604801])
-def test_presigned_expires_out_of_range(expires: int) -> None:
-    """X-Amz-Expires below 1 second or above 7 days is AuthorizationQueryParametersError."""
+@pytest.mark.parametrize(
+    ("expires", "message"),
+    [
+        (-60, "X-Amz-Expires must be non-negative$"),
+        (0, "X-Amz-Expires must be at least one second$"),
+        (604801, "X-Amz-Expires must be less than a week .*must be less than 604800 seconds$"),
+    ],
+)
+def test_presigned_expires_out_of_range(expires: int, message: str) -> None:
+    """X-Amz-Expires below 1 second or above 7 days is AuthorizationQueryParametersError,
+    with AWS's messages for a negative number and for more than a week."""
     view = oracle.view(oracle.presign(oracle.request("GET", oracle.object_url("b", "k")), expires=expires))
-    with pytest.raises(errors.AuthorizationQueryParametersError):
+    with pytest.raises(errors.AuthorizationQueryParametersError, match=message):
         _verify(view)
 
 
