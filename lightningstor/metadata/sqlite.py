@@ -170,11 +170,21 @@ class _ReadPool:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: list[tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]] = []
         self._threads = [threading.Thread(target=self._loop, name=name, daemon=True) for _ in range(size)]
-        for thread in self._threads:
-            thread.start()
+        self._started = False
+
+    def start(self) -> None:
+        """Start the threads (once): at the first read, not when the store
+        is built, which twistd does before it forks into a daemon (threads
+        do not survive a fork)."""
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
 
     def submit(self, fn: Callable[..., _T], *args: Any) -> Deferred[_T]:
         d: Deferred[_T] = Deferred()
+        if not self._started:
+            self.start()
         if not isInIOThread():
             self._queue.put([(d, fn, args)])  # not the reactor thread: no turn to wait for
             return d
@@ -223,6 +233,8 @@ class _ReadPool:
     def stop(self) -> None:
         """Run what is queued, then end and join every thread.  Any thread;
         calls still collected on the reactor were queued by :meth:`flush`."""
+        if not self._started:
+            return  # nothing was ever submitted
         for _ in self._threads:
             self._queue.put(_STOP)
         for thread in self._threads:
@@ -524,10 +536,14 @@ class SqliteMetadataStore:
         self._readers = _ReadPool(reactor, readers, self._in_reader, "lightningstor-sqlite-read")
         # Daemon: a store nobody closed must not keep the process alive; the
         # shutdown trigger below still drains it when the reactor stops.
+        # Started at the first use (_start_writer), not here: twistd builds
+        # the service, and so this store, before it forks into a daemon,
+        # and a thread does not survive a fork (the daemon's reads and writes
+        # then waited forever).
         self._writer = threading.Thread(
             target=self._write_loop, name="lightningstor-sqlite-write", daemon=True
         )
-        self._writer.start()
+        self._writer_started = False
         # "during", not "before": services stop in the "before" phase and may
         # still be finishing requests that write metadata.
         self._trigger: Any = reactor.addSystemEventTrigger("during", "shutdown", self._close_on_shutdown)
@@ -577,8 +593,17 @@ class SqliteMetadataStore:
             )
         except TypeError:
             return fail()
+        if not self._writer_started:
+            self._start_writer()
         self._queue.put(pending)
         return pending.deferred
+
+    def _start_writer(self) -> None:
+        """Start the writer thread (once), which opens the database: the
+        readers wait for it."""
+        if not self._writer_started:
+            self._writer_started = True
+            self._writer.start()
 
     def check(self) -> Deferred[None]:
         return self._read(self._ping)
@@ -597,6 +622,7 @@ class SqliteMetadataStore:
             # Reads of this reactor turn go ahead of the stop (no read is
             # accepted after it): the writer stops the readers last.
             self._readers.flush()
+            self._start_writer()  # a store never used still opens and closes cleanly
             self._queue.put(_STOP)
         return d
 
@@ -615,6 +641,8 @@ class SqliteMetadataStore:
     def _read(self, fn: Callable[..., _T], *args: Any) -> Deferred[_T]:
         if self._closed:
             return fail(MetadataUnavailable("metadata store is closed"))
+        if not self._writer_started:
+            self._start_writer()
         return self._readers.submit(fn, *args)
 
     def _in_reader(self, fn: Callable[..., _T], *args: Any) -> _T:

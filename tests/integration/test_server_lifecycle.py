@@ -90,3 +90,37 @@ def test_virtual_hosted_style(tmp_path: Path) -> None:
         assert [o["Key"] for o in s3.list_objects_v2(Bucket="vbucket")["Contents"]] == ["via-v4"]
     finally:
         server.stop()
+
+
+def test_a_daemonized_single_process_server_answers_and_stops(tmp_data: Path, tmp_path: Path) -> None:
+    """twistd without -n and one worker (the default on a one-CPU host): the
+    daemon answers S3 requests and SIGTERM stops it, removing its pid file.
+    twistd forks after building the service, and the metadata store had
+    started its threads before the fork: requests and the stop hung."""
+    import subprocess
+    import sys
+
+    pidfile, log = tmp_path / "server.pid", tmp_path / "server.log"
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    args = [twistd, "--pidfile", str(pidfile), "--logfile", str(log), "lightningstor", "--data-dir", str(tmp_data),
+            "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "1"]  # fmt: skip
+    env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
+    done = subprocess.run(args, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    pid = int(pidfile.read_text())
+    try:
+        deadline = time.monotonic() + 30
+        while "Root access key" not in log.read_text():  # after the listening line
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        port = int(log.read_text().split("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
+        s3 = make_client(f"http://127.0.0.1:{port}", connect_timeout=5, read_timeout=10)
+        s3.create_bucket(Bucket="daemon")  # type: ignore[attr-defined]
+        s3.put_object(Bucket="daemon", Key="k", Body=b"v")  # type: ignore[attr-defined]
+        assert s3.get_object(Bucket="daemon", Key="k")["Body"].read() == b"v"  # type: ignore[attr-defined]
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while pidfile.exists():
+        assert time.monotonic() < deadline, "the daemon did not stop:\n" + log.read_text()[-2000:]
+        time.sleep(0.1)

@@ -377,3 +377,23 @@ async def test_write_transactions_queue_on_the_writer_lock_file(
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(other)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_store_starts_no_thread_until_it_is_used(tmp_path: Path, stores: list[SqliteMetadataStore]) -> None:
+    """twistd builds the service (and so the store) before it forks into a
+    daemon, and threads do not survive a fork: the daemon's reads and writes
+    waited forever.  The store's threads start at its first use."""
+    before = {t.name for t in threading.enumerate()}
+    store = open_store(stores, tmp_path / "lazy.db")
+    assert not {t.name for t in threading.enumerate()} - before
+    await store.txn([], [Put(b"k", b"v")])
+    assert await value_of(store, b"k") == b"v"
+    assert {"lightningstor-sqlite-write", "lightningstor-sqlite-read"} <= {t.name for t in threading.enumerate()}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_store_never_used_closes(tmp_path: Path) -> None:
+    """Closing a store that never started its threads still ends cleanly."""
+    store = SqliteMetadataStore(str(tmp_path / "unused.db"), reactor)
+    await store.close()
