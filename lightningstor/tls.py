@@ -332,6 +332,10 @@ class SignalReloadService(Service):
             return
         self._previous = signal.signal(self.signum, self._on_signal)
         self._installed = True
+        # A worker process starts with the signal blocked (its supervisor's
+        # doing, lightningstor.supervisor): one that came during start-up
+        # is delivered now, to this handler.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {self.signum})
 
     def stopService(self) -> None:
         super().stopService()

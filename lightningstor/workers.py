@@ -51,10 +51,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.logger import Logger
 
+from lightningstor import supervisor as program
 from lightningstor.config import Settings, format_address, parse_address
-from lightningstor.supervisor import (
-    ENTRY as SUPERVISOR_ENTRY,
-)
 from lightningstor.supervisor import (
     FDS_ENV,
     MULTIPROC_ENV,
@@ -336,11 +334,14 @@ class WorkerSupervisor(Service):
                 stream.flush()
             except (OSError, ValueError):
                 pass
+        # Held from here until the program has its handlers (SIGNALS).
+        masked = signal.pthread_sigmask(signal.SIG_BLOCK, program.SIGNALS)
         try:
             # twistd's own arguments follow, ignored, so that ps and
             # pgrep -f still show what was started.
-            self.execve(sys.executable, [sys.executable, "-c", SUPERVISOR_ENTRY, *sys.argv], env)
+            self.execve(sys.executable, [sys.executable, "-c", program.ENTRY, *sys.argv], env)
         except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, masked)
             log.failure("Could not start the worker supervisor")
             self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
             self.reactor.stop()

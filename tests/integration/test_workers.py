@@ -796,3 +796,37 @@ def test_a_daemonized_server_keeps_its_pid_file_through_the_supervisor(tmp_data:
         time.sleep(0.1)
     assert not pidfile.exists()
     assert "All workers stopped" in log.read_text()
+
+
+def test_sighups_while_the_supervisor_and_workers_start_are_not_fatal(tmp_data: Path, tmp_path: Path) -> None:
+    """SIGHUP (systemctl reload) sent from the moment twistd returns, while
+    its process becomes the supervisor program and while each worker starts:
+    nothing dies of SIGHUP's default action (the supervisor between the exec
+    and its handlers, a worker before its own; either stopped the server).
+    The signals wait, and the workers reload once they are up."""
+    pidfile, log = tmp_path / "server.pid", tmp_path / "server.log"
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    args = [twistd, "--pidfile", str(pidfile), "--logfile", str(log), "lightningstor", "--data-dir", str(tmp_data),
+            "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2"]  # fmt: skip
+    env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
+    done = subprocess.run(args, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    pid = int(pidfile.read_text())
+    try:
+        deadline = time.monotonic() + 30
+        while log.read_text().count("ready (pid") < 2:
+            os.kill(pid, signal.SIGHUP)
+            assert _alive(pid) and not _zombie(pid), log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+        time.sleep(1.0)
+        assert _alive(pid) and not _zombie(pid), log.read_text()[-3000:]
+        text = log.read_text()
+        assert "exited with status" not in text, text[-3000:]
+        assert text.count("Received SIGHUP") >= 2  # each worker got at least the one that waited
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and not _zombie(pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

@@ -34,6 +34,8 @@ class FakeProcess:
         # spawn: keep our own copy, as the child would.
         fds = dict(item.split("=") for item in env["LIGHTNINGSTOR_WORKER_FDS"].split(","))
         self.status = os.dup(int(fds["status"]))
+        # What a real child inherits at the fork: the signal mask.
+        self.blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
     def poll(self) -> int | None:
         return self.returncode
@@ -118,6 +120,10 @@ def test_the_primary_starts_first_and_the_others_once_it_is_ready(harness: Harne
     harness.turn()
     assert [p.env["LIGHTNINGSTOR_WORKER"] for p in harness.processes] == ["0", "1"]
     assert f"Worker 0 ready (pid {primary.pid})" in harness.out.getvalue()
+    # Each starts with SIGHUP blocked (it unblocks it once it handles it);
+    # the supervisor's own mask is as it was.
+    assert all(signal.SIGHUP in p.blocked for p in harness.processes)
+    assert signal.SIGHUP not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
 def test_a_dead_workers_slot_is_freed_and_it_is_restarted(harness: Harness) -> None:
@@ -246,6 +252,7 @@ def test_sigusr1_rotates_the_log_file_as_twistd_did(tmp_path: Path) -> None:
     log("info", "first")
     (tmp_path / "server.log.1").write_text("older\n")
     log.rotate()
+    assert path.read_text() == ""  # a log file at every moment
     log("info", "second")
     assert "first" in (tmp_path / "server.log.1").read_text()
     assert (tmp_path / "server.log.2").read_text() == "older\n"
@@ -285,4 +292,56 @@ def test_the_shared_log_file_is_rotated_at_twistds_length(tmp_path: Path) -> Non
     with path.open("ab") as f:
         f.write(b"x")
     log.rotate_if_long()
-    assert (tmp_path / "server.log.1").stat().st_size == ROTATE_LENGTH and not path.exists()
+    assert (tmp_path / "server.log.1").stat().st_size == ROTATE_LENGTH and path.stat().st_size == 0
+
+
+def test_two_workers_of_one_index_never_run(harness: Harness) -> None:
+    """The primary and then worker 1 die close together: the primary's
+    replacement, once ready, starts the missing worker 1, and worker 1's own
+    restart, due a moment later, does not start a second one."""
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.processes[0].say_ready()
+    harness.turn()
+    first, second = harness.processes
+    second.say_ready()
+    harness.turn()
+    first.end(-signal.SIGKILL)
+    harness.turn()
+    harness.now = 0.5
+    second.end(-signal.SIGKILL)
+    harness.turn()  # worker 1's restart is due at 1.5
+    harness.now = 1.0
+    harness.turn()  # the primary's replacement
+    harness.processes[2].say_ready()
+    harness.turn()  # ... starts worker 1 as it is missing
+    harness.now = 1.5
+    harness.turn()
+    indexes = [p.env["LIGHTNINGSTOR_WORKER"] for p in harness.processes]
+    assert indexes == ["0", "1", "0", "1"]
+    assert sorted(sup.children) == [0, 1]
+
+
+def test_a_dead_workers_live_gauges_go_as_prometheus_client_removes_them(tmp_path: Path) -> None:
+    """remove_live_gauges is prometheus_client's mark_process_dead without the
+    import: the same files go for every pid, the same stay."""
+    from prometheus_client import multiprocess
+
+    from lightningstor.supervisor import remove_live_gauges
+
+    names = [
+        f"{kind}_{pid}.db"
+        for pid in (12, 112, 1200)
+        for kind in ("counter", "histogram", "gauge_all", "gauge_liveall", "gauge_livesum", "gauge_livemax",
+                     "gauge_livemin", "gauge_livemostrecent", "gauge_max", "gauge_mostrecent")
+    ]  # fmt: skip
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for d in (ours, theirs):
+        d.mkdir()
+        for name in names:
+            (d / name).write_bytes(b"")
+    for pid in (12, 1200):
+        remove_live_gauges(str(ours), pid)
+        multiprocess.mark_process_dead(pid, str(theirs))
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+    assert len(list(ours.iterdir())) < len(names)
