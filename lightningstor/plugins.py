@@ -96,7 +96,17 @@ def find_metadata_factory(name: str) -> Any:
     return _find(name, available_metadata_stores(), "metadata.backend", "metadata store")
 
 
-def _find(name: str, found: dict[str, Any], key: str, what: str) -> Any:
+def check_configured(settings: Any) -> None:
+    """Raise ``ConfigError`` if no plugin has a name the settings select,
+    without loading any implementation (the supervisor's check, before it
+    daemonizes: a worker's own error would go to a daemon's closed stderr)."""
+    _find(ALIASES["metadata"].get(settings.metadata.backend, settings.metadata.backend),
+          available_metadata_stores(), "metadata.backend", "metadata store", load=False)  # fmt: skip
+    _find(settings.storage.backend, available_storage_backends(), "storage.backend", "storage backend", load=False)
+    _find(settings.iam.authorizer, available_authorizers(), "iam.authorizer", "authorizer", load=False)
+
+
+def _find(name: str, found: dict[str, Any], key: str, what: str, *, load: bool = True) -> Any:
     try:
         plugin = found[name]
     except KeyError:
@@ -105,4 +115,4 @@ def _find(name: str, found: dict[str, Any], key: str, what: str) -> Any:
             f"{key}: no {what} plugin named {name!r} is installed (found: {names}); "
             "a plugin module that failed to import is logged by twisted.plugin"
         ) from None
-    return plugin.load() if isinstance(plugin, LazyFactory) else plugin
+    return plugin.load() if load and isinstance(plugin, LazyFactory) else plugin

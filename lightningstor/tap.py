@@ -60,6 +60,7 @@ def makeService(options: Any) -> IService:
     from twisted.internet import reactor
     from twisted.logger import Logger
 
+    from lightningstor import plugins
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
     from lightningstor.tls import refuse_tls12_on_grpc
     from lightningstor.workers import WorkerSupervisor, child_argv, supervisor_log, worker_role_from_env
@@ -88,10 +89,10 @@ def makeService(options: Any) -> IService:
                 log=supervisor_log(settings, parent),
                 pidfile=None if parent is None else parent.get("pidfile") or None,
             )
-            try:
-                supervisor.bind()
-            except OSError as e:
-                raise usage.UsageError(f"cannot listen: {e}") from None
+            # A plugin name nothing provides fails here, with its message,
+            # rather than in each worker (a daemon's workers have no stderr).
+            plugins.check_configured(settings)
+            supervisor.bind()
             service: IService = supervisor
         else:
             # Imported only here: a supervisor never serves, and the server's
@@ -100,5 +101,7 @@ def makeService(options: Any) -> IService:
 
             service = build(settings, reactor, worker=role)
     except ConfigError as e:
-        raise usage.UsageError(str(e)) from None
+        # twistd shows a traceback for anything makeService raises; this is
+        # one line for the operator, and exit status 1.
+        raise SystemExit(f"twistd lightningstor: {e}") from None
     return service if observer is None else LoggingRoot(service, observer)

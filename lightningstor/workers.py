@@ -53,6 +53,7 @@ from twisted.logger import Logger
 
 from lightningstor import supervisor as program
 from lightningstor.config import Settings, format_address, parse_address
+from lightningstor.errors import ConfigError
 from lightningstor.supervisor import (
     FDS_ENV,
     MULTIPROC_ENV,
@@ -265,23 +266,31 @@ class WorkerSupervisor(Service):
 
     def bind(self) -> None:
         """Bind every socket (called before twistd daemonizes, so start-up
-        errors such as a port in use stop it with a message)."""
+        errors such as a port in use stop it with a message).  Raises
+        ``ConfigError`` naming the data directory, or the setting and the
+        address that could not be bound."""
         from lightningstor.core.credentials import load_or_create_master_key
 
         server = self.settings.server
-        os.makedirs(self.settings.data_dir, exist_ok=True)
-        load_or_create_master_key(self.settings.security.master_key_file)
         try:
-            self.s3_socket = bind_listener(server.s3_addr, key="server.s3_addr")
+            os.makedirs(self.settings.data_dir, exist_ok=True)
+            load_or_create_master_key(self.settings.security.master_key_file)
+        except OSError as e:
+            raise ConfigError(f"data_dir: cannot prepare {self.settings.data_dir}: {e.strerror or e}") from None
+        key, address = "server.s3_addr", server.s3_addr
+        try:
+            self.s3_socket = bind_listener(address, key=key)
             if server.metrics_addr is not None:
-                self.metrics_socket = bind_listener(server.metrics_addr, key="server.metrics_addr")
+                key, address = "server.metrics_addr", server.metrics_addr
+                self.metrics_socket = bind_listener(address, key=key)
             if server.grpc_enabled:
-                self.grpc_socket = reserve_port(server.grpc_addr, key="server.grpc_addr")
-                host = parse_address(server.grpc_addr, key="server.grpc_addr")[0]
+                key, address = "server.grpc_addr", server.grpc_addr
+                self.grpc_socket = reserve_port(address, key=key)
+                host = parse_address(address, key=key)[0]
                 self.grpc_addr = format_address(host, self.grpc_socket.getsockname()[1])
-        except OSError:
+        except OSError as e:
             self._close_sockets()
-            raise
+            raise ConfigError(f"{key}: cannot listen on {address}: {e.strerror or e}") from None
 
     def startService(self) -> None:
         super().startService()

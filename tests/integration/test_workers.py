@@ -655,10 +655,12 @@ def test_a_replaced_worker_takes_its_share_again(tmp_data: Path) -> None:
 
 
 def test_worker_start_failure_stops_the_server(tmp_data: Path, tmp_path: Path) -> None:
-    """A worker that cannot start (unknown storage plugin) makes the
-    supervisor exit by itself with status 1 instead of serving nothing."""
+    """A worker that cannot start (its TLS certificate file holds no
+    certificate: only the workers load it) makes the supervisor exit by
+    itself with status 1 instead of serving nothing."""
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
     config = tmp_path / "bad.toml"
-    config.write_text('[storage]\nbackend = "no-such-backend"\n')
+    config.write_text(f'[server.tls]\ncert_file = "{tmp_path}/bad.pem"\nkey_file = "{tmp_path}/bad.pem"\n')
     twistd = str(Path(sys.executable).with_name("twistd"))
     args = [twistd, "-n", "--pidfile=", "lightningstor", "--data-dir", str(tmp_data),
             "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2",
@@ -666,7 +668,26 @@ def test_worker_start_failure_stops_the_server(tmp_data: Path, tmp_path: Path) -
     done = subprocess.run(args, capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "during start-up" in done.stdout + done.stderr
-    assert "no-such-backend" in done.stdout + done.stderr
+    assert "holds no valid PEM certificate" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+def test_an_unknown_plugin_name_stops_start_up_with_its_message(tmp_data: Path, tmp_path: Path, daemon: bool) -> None:
+    """A backend name no plugin provides is refused before any worker starts
+    (and before twistd daemonizes): status 1 and the message, in one line,
+    to the shell, where a daemon's workers would have died with no stderr
+    and the shell been told it started."""
+    config = tmp_path / "bad.toml"
+    config.write_text('[storage]\nbackend = "no-such-backend"\n')
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    mode = ["--pidfile", str(tmp_path / "p.pid"), "--logfile", str(tmp_path / "s.log")] if daemon else ["-n", "--pidfile="]
+    args = [twistd, *mode, "lightningstor", "--data-dir", str(tmp_data), "--s3-addr", "127.0.0.1:0",
+            "--grpc-addr", "127.0.0.1:0", "--workers", "2", "--config", str(config)]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "storage.backend: no storage backend plugin named 'no-such-backend'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "p.pid").exists()
 
 
 def test_tls_and_metrics_listener_are_shared_by_the_workers(tmp_path: Path) -> None:
