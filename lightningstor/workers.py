@@ -154,12 +154,24 @@ def bind_listener(address: str, *, key: str, backlog: int = 1024) -> socket.sock
 def reserve_port(address: str, *, key: str) -> socket.socket:
     """A socket bound (not listening) to ``address`` with ``SO_REUSEPORT``:
     holds the port for children that listen on it with ``SO_REUSEPORT``
-    (same user).  A server already listening there makes this fail; once the
-    workers listen, any other binder fails.  (Between the two, another
+    (same user).  A server already listening there makes this fail, even
+    one that listens with ``SO_REUSEPORT`` itself; once the workers listen,
+    any other binder fails.  (Between the two, another
     ``SO_REUSEADDR`` binder could slip in; the workers then fail to start and
     the supervisor exits.)"""
     host, port = parse_address(address, key=key)
     family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    if port:
+        # Another server of the same user listening there with SO_REUSEPORT
+        # (a second multi-worker LightningStor) would let this bind share
+        # its port, and the kernel split gRPC connections between the two.
+        # A bind without SO_REUSEPORT fails while anything listens there.
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+        finally:
+            probe.close()
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

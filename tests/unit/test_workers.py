@@ -82,10 +82,16 @@ def test_reserved_grpc_port_is_shared_by_workers_only() -> None:
             worker.listen()
         with pytest.raises(OSError):
             bind_listener(f"127.0.0.1:{port}", key="server.grpc_addr")
+        # Nor can a second server's supervisor reserve it, though its own
+        # workers would listen with SO_REUSEPORT as these do.
+        with pytest.raises(OSError):
+            reserve_port(f"127.0.0.1:{port}", key="server.grpc_addr").close()
     finally:
         for worker in workers:
             worker.close()
         held.close()
+    # Free again: it can be reserved (a restart on a fixed port).
+    reserve_port(f"127.0.0.1:{port}", key="server.grpc_addr").close()
 
 
 def test_bound_s3_socket_is_listening_and_non_blocking() -> None:
