@@ -796,8 +796,14 @@ class LocalStorageFactory:
             min_free_bytes=min_free,
         )
         # Temp files of writes interrupted by a crash: nothing references
-        # them, and no live writer is older than an hour.
-        context.reactor.callWhenRunning(backend.cleanup_tmp, 3600.0)
+        # them, and no live writer is older than an hour.  The first use of
+        # the directory: a path that cannot be one is said here, once, as
+        # /ready goes on saying (it was an "Unhandled error in Deferred").
+        def clean_tmp() -> None:
+            d = backend.cleanup_tmp(3600.0)
+            d.addErrback(lambda f: _log.error("Local storage is not usable: {error}", error=f.getErrorMessage()))
+
+        context.reactor.callWhenRunning(clean_tmp)
         return backend
 
 

@@ -51,3 +51,25 @@ def test_ready_flips_to_503_when_storage_breaks_and_back_when_restored(tmp_data:
         assert status == 200
     finally:
         server.stop()
+
+
+def test_a_storage_directory_unusable_at_start_is_reported_once_and_by_ready(tmp_data: Path, tmp_path: Path) -> None:
+    """The chunk directory would be under a regular file: the server starts
+    (the metadata is fine, /health answers), logs one error saying why, and
+    /ready answers 503 naming the storage check.  Its first use of the
+    directory used to end in an "Unhandled error in Deferred" at critical
+    level."""
+    (tmp_path / "afile").write_text("")
+    config = tmp_path / "bad-storage.toml"
+    config.write_text(f'[storage.local]\ndata_dir = "{tmp_path}/afile/chunks"\n')
+    server = ServerProcess(tmp_data, config=str(config)).start()
+    try:
+        status, body = _get(f"{server.endpoint}/ready")
+        assert status == 503 and "Not a directory" in body["checks"]["storage"], body
+        deadline = time.monotonic() + 10
+        while not any("Local storage is not usable" in line for line in server.output):
+            assert time.monotonic() < deadline, "".join(server.output[-30:])
+            time.sleep(0.1)
+        assert not any("Unhandled error" in line for line in server.output)
+    finally:
+        server.stop()
