@@ -273,6 +273,7 @@ class WorkerSupervisor(Service):
         self.grpc_socket: socket.socket | None = None
         self.grpc_addr: str | None = None
         self.execve: Any = os.execve
+        self._mask: set[int | signal.Signals] | None = None  # the signal mask before startService
 
     # -- start -----------------------------------------------------------
 
@@ -319,6 +320,11 @@ class WorkerSupervisor(Service):
         )
         if self.grpc_addr is not None:
             log.info("gRPC API listening on {addr} (shared by the workers)", addr=self.grpc_addr)
+        # The supervisor's signals wait from here until the program has
+        # its handlers: twistd tells the shell it is up when this returns,
+        # and a SIGHUP or SIGUSR1 before the exec (the reactor handles
+        # neither) would end the process by its default action.
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, program.SIGNALS)
         # Not before the reactor runs: twistd tells the shell that started
         # a daemon it is up only after startService returns, on a pipe the
         # exec would close.  One more turn lets the log observer write what
@@ -355,8 +361,10 @@ class WorkerSupervisor(Service):
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        # Held from here until the program has its handlers (SIGNALS).
+        # Held until the program has its handlers (SIGNALS).
         masked = signal.pthread_sigmask(signal.SIG_BLOCK, program.SIGNALS)
+        if self._mask is not None:
+            masked = self._mask  # as it was before startService blocked them
         try:
             # twistd's own arguments follow, ignored, so that ps and
             # pgrep -f still show what was started.

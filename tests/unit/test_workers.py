@@ -4,6 +4,7 @@ command line a supervisor gives its workers."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -143,6 +144,7 @@ def test_the_twistd_process_hands_its_sockets_to_the_supervisor_program(tmp_path
     calls: list[tuple[str, list[str], dict[str, str]]] = []
     supervisor.execve = lambda path, argv, env: calls.append((path, argv, env))
     supervisor.bind()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
         assert supervisor.s3_socket is not None and supervisor.grpc_socket is not None
         assert not os.get_inheritable(supervisor.s3_socket.fileno())
@@ -156,5 +158,9 @@ def test_the_twistd_process_hands_its_sockets_to_the_supervisor_program(tmp_path
         assert spec.argv == ["worker", "argv", "--grpc-addr", supervisor.grpc_addr]
         assert spec.workers == 2 and spec.pidfile == os.path.abspath("run.pid")
         assert spec.log.format == settings.logging.format
+        # The supervisor's signals are held across the exec (the program
+        # unblocks them once it handles them).
+        assert signal.SIGHUP in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         supervisor.stopService()
