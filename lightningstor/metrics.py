@@ -380,10 +380,14 @@ class S3Metrics:
 
         def sample(registered: bool) -> tuple[dict[str, int], dict[str, int]] | None:
             cache = store.cache
-            if cache is None or not (registered or cache.hits):
-                return None  # not open, turned off, or nothing answered from it yet
+            if cache is None:
+                return None  # not open, or turned off
             # ``unchanged`` is optional for a plugin's cache (IPointReadCache).
             counts = (cache.hits, cache.misses, getattr(cache, "unchanged", 0), cache.bypassed)
+            if not (registered or any(counts)):
+                # Nothing read through it yet.  (Waiting for a first hit
+                # hid a worker's misses until then: they surfaced late.)
+                return None
             return dict(zip(results, counts)), {"bytes": cache.bytes}
 
         return _copier(reactor, register, sample)

@@ -387,6 +387,33 @@ def test_read_cache_reads_are_copied_into_their_metric_by_result() -> None:
         service.stopService()
 
 
+def test_read_cache_misses_are_copied_before_any_hit() -> None:
+    """A worker whose cache has only missed so far (its first requests)
+    shows those misses at the next copy: they were held back until a first
+    hit, and then surfaced in a later window (a multi-worker test saw four
+    misses appear during reads that all hit).  A cache not read yet shows
+    nothing."""
+
+    @implementer(IPointReadCache)
+    class Store:
+        class cache:
+            hits, misses, unchanged, bypassed, bytes = 0, 0, 0, 0, 0
+
+    reads = "lightningstor_metadata_cache_reads_total"
+    clock, metrics, store = Clock(), S3Metrics(), Store()
+    service = metrics.watch_read_cache(store, clock)
+    assert service is not None
+    service.startService()
+    clock.advance(COPY_SECONDS)
+    assert reads not in {m.name for m in metrics.registry.collect()} | {
+        s.name for m in metrics.registry.collect() for s in m.samples
+    }
+    store.cache.misses = 4
+    clock.advance(COPY_SECONDS)
+    assert _value(metrics, reads, result="miss") == 4
+    service.stopService()
+
+
 def test_summary_redacts_query_values() -> None:
     """The logged URI keeps query parameter names only."""
     assert redacted_uri(b"/b/k?X-Amz-Signature=abc&X-Amz-Credential=AK%2Fx&uploads") == (
