@@ -167,3 +167,50 @@ def start_workers(root: Path, config_text: str, workers: int = 2) -> ServerProce
     proc = ServerProcess(data, extra_args=["--workers", str(workers)], config=str(config)).start()
     proc.ready_workers(workers)
     return proc
+
+
+class Daemon:
+    """``twistd`` without ``-n`` (a daemon: it forks, and the shell gets
+    twistd's status once the server is up), with a pid file and a log file
+    in ``root``; ``pid`` is what the pid file says."""
+
+    def __init__(self, data_dir: Path, root: Path, workers: int) -> None:
+        self.pidfile, self.log = root / "server.pid", root / "server.log"
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        args = [twistd, "--pidfile", str(self.pidfile), "--logfile", str(self.log), "lightningstor",
+                "--data-dir", str(data_dir), "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+                "--workers", str(workers)]  # fmt: skip
+        env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
+        self.started = subprocess.run(args, env=env, cwd=str(root), capture_output=True, text=True, timeout=60)
+        assert self.started.returncode == 0, self.started.stdout + self.started.stderr
+        self.pid = int(self.pidfile.read_text())
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, line: str, count: int = 1, timeout: float = 30.0) -> str:
+        """The log once ``line`` is in it ``count`` times."""
+        deadline = time.monotonic() + timeout
+        while (text := self.text()).count(line) < count:
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.05)
+        return text
+
+    def running(self) -> bool:
+        """Alive and not a zombie (a daemon's parent is init, which may reap it late)."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, and wait for the end; one still running after ``timeout``
+        is killed (its workers follow it) and the test fails."""
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                raise AssertionError("the daemon did not stop:\n" + self.text()[-2000:])
+            time.sleep(0.1)

@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.integration.conftest import make_client
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, Daemon, ServerProcess
 
 CREDS = Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY)
 
@@ -97,32 +97,14 @@ def test_a_daemonized_single_process_server_answers_and_stops(tmp_data: Path, tm
     daemon answers S3 requests and SIGTERM stops it, removing its pid file.
     twistd forks after building the service, and the metadata store had
     started its threads before the fork: requests and the stop hung."""
-    import subprocess
-    import sys
-
-    pidfile, log = tmp_path / "server.pid", tmp_path / "server.log"
-    twistd = str(Path(sys.executable).with_name("twistd"))
-    args = [twistd, "--pidfile", str(pidfile), "--logfile", str(log), "lightningstor", "--data-dir", str(tmp_data),
-            "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "1"]  # fmt: skip
-    env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
-    done = subprocess.run(args, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    pid = int(pidfile.read_text())
+    daemon = Daemon(tmp_data, tmp_path, workers=1)
     try:
-        deadline = time.monotonic() + 30
-        while "Root access key" not in log.read_text():  # after the listening line
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        port = int(log.read_text().split("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
+        text = daemon.wait_for("Root access key")  # after the listening line
+        port = int(text.split("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
         s3 = make_client(f"http://127.0.0.1:{port}", connect_timeout=5, read_timeout=10)
         s3.create_bucket(Bucket="daemon")  # type: ignore[attr-defined]
         s3.put_object(Bucket="daemon", Key="k", Body=b"v")  # type: ignore[attr-defined]
         assert s3.get_object(Bucket="daemon", Key="k")["Body"].read() == b"v"  # type: ignore[attr-defined]
     finally:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while pidfile.exists():
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)  # leave nothing running behind a failure
-            raise AssertionError("the daemon did not stop:\n" + log.read_text()[-2000:])
-        time.sleep(0.1)
+        daemon.stop()
+    assert not daemon.pidfile.exists()

@@ -36,7 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import make_client
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess, start_workers
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, Daemon, ServerProcess, start_workers
 
 WORKER_HEADER = "x-lightningstor-worker"
 
@@ -779,85 +779,45 @@ def test_workers_and_supervisor_share_a_log_file_without_losing_a_line(tmp_data:
     assert "All workers stopped" in supervisor and any(m.startswith("Worker 1 ready") for m in supervisor)
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def _wait_for_daemon_end(pid: int, deadline: float, log: Path) -> None:
-    """Wait until the daemon ``pid`` has ended (its parent is init, which may
-    reap it late); one still running at ``deadline`` is killed, with its
-    process group's workers, and the test fails."""
-    while _alive(pid) and not _zombie(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)  # its workers follow (PR_SET_PDEATHSIG)
-            raise AssertionError("the daemon did not stop:\n" + log.read_text()[-2000:])
-        time.sleep(0.1)
-
-
 def test_a_daemonized_server_keeps_its_pid_file_through_the_supervisor(tmp_data: Path, tmp_path: Path) -> None:
     """twistd without -n: the shell gets status 0 once the server is up
     (twistd reports that before the supervisor program replaces the process,
     same pid); the pid file names the supervisor, whose children answer S3;
     SIGTERM stops everything and removes the pid file."""
-    pidfile, log = tmp_path / "server.pid", tmp_path / "server.log"
-    twistd = str(Path(sys.executable).with_name("twistd"))
-    args = [twistd, "--pidfile", str(pidfile), "--logfile", str(log), "lightningstor", "--data-dir", str(tmp_data),
-            "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2"]
-    env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
-    done = subprocess.run(args, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    pid = int(pidfile.read_text())
+    daemon = Daemon(tmp_data, tmp_path, workers=2)
     try:
-        deadline = time.monotonic() + 30
-        while "Worker 1 ready" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
+        text = daemon.wait_for("Worker 1 ready")
+        with open(f"/proc/{daemon.pid}/cmdline", "rb") as f:
             assert b"lightningstor.supervisor" in f.read()
-        port = int(log.read_text().split("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
+        port = int(text.split("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
             worker = int(r.headers[WORKER_HEADER])
         with open(f"/proc/{worker}/status") as f:
-            assert f"PPid:\t{pid}\n" in f.read()
+            assert f"PPid:\t{daemon.pid}\n" in f.read()
     finally:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    _wait_for_daemon_end(pid, deadline, log)
-    assert not pidfile.exists()
-    assert "All workers stopped" in log.read_text()
+        daemon.stop()
+    assert not daemon.pidfile.exists()
+    assert "All workers stopped" in daemon.text()
 
 
 def test_sighups_while_the_supervisor_and_workers_start_are_not_fatal(tmp_data: Path, tmp_path: Path) -> None:
     """SIGHUP (systemctl reload) sent from the moment twistd returns, while
     its process becomes the supervisor program and while each worker starts:
-    nothing dies of SIGHUP's default action (the supervisor between the exec
-    and its handlers, a worker before its own; either stopped the server).
-    The signals wait, and the workers reload once they are up."""
-    pidfile, log = tmp_path / "server.pid", tmp_path / "server.log"
-    twistd = str(Path(sys.executable).with_name("twistd"))
-    args = [twistd, "--pidfile", str(pidfile), "--logfile", str(log), "lightningstor", "--data-dir", str(tmp_data),
-            "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2"]  # fmt: skip
-    env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
-    done = subprocess.run(args, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    pid = int(pidfile.read_text())
+    nothing dies of SIGHUP's default action (twistd's process before the
+    exec, the supervisor before its handlers, a worker before its own; each
+    stopped the server).  The signals wait, and the workers reload once up."""
+    daemon = Daemon(tmp_data, tmp_path, workers=2)
     try:
         deadline = time.monotonic() + 30
-        while log.read_text().count("ready (pid") < 2:
-            os.kill(pid, signal.SIGHUP)
-            assert _alive(pid) and not _zombie(pid), log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
+        while daemon.text().count("ready (pid") < 2:
+            os.kill(daemon.pid, signal.SIGHUP)
+            assert daemon.running(), daemon.text()[-3000:]
+            assert time.monotonic() < deadline, daemon.text()[-3000:]
             time.sleep(0.02)
         time.sleep(1.0)
-        assert _alive(pid) and not _zombie(pid), log.read_text()[-3000:]
-        text = log.read_text()
+        assert daemon.running(), daemon.text()[-3000:]
+        text = daemon.text()
         assert "exited with status" not in text, text[-3000:]
         assert text.count("Received SIGHUP") >= 2  # each worker got at least the one that waited
     finally:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    _wait_for_daemon_end(pid, deadline, log)
+        daemon.stop()
