@@ -81,29 +81,28 @@ def available_authorizers() -> dict[str, Any]:
     return _plugins(IAuthorizerFactory)
 
 
-def find_authorizer_factory(name: str) -> Any:
+def find_authorizer_factory(name: str, *, load: bool = True) -> Any:
     """The ``IAuthorizerFactory`` called ``name`` (``[iam] authorizer``)."""
-    return _find(name, available_authorizers(), "iam.authorizer", "authorizer")
+    return _find(name, available_authorizers(), "iam.authorizer", "authorizer", load=load)
 
 
-def find_storage_factory(name: str) -> Any:
+def find_storage_factory(name: str, *, load: bool = True) -> Any:
     """The ``IStorageBackendFactory`` called ``name``; ConfigError lists the others."""
-    return _find(name, available_storage_backends(), "storage.backend", "storage backend")
+    return _find(name, available_storage_backends(), "storage.backend", "storage backend", load=load)
 
 
-def find_metadata_factory(name: str) -> Any:
+def find_metadata_factory(name: str, *, load: bool = True) -> Any:
     name = ALIASES["metadata"].get(name, name)
-    return _find(name, available_metadata_stores(), "metadata.backend", "metadata store")
+    return _find(name, available_metadata_stores(), "metadata.backend", "metadata store", load=load)
 
 
 def check_configured(settings: Any) -> None:
     """Raise ``ConfigError`` if no plugin has a name the settings select,
     without loading any implementation (the supervisor's check, before it
     daemonizes: a worker's own error would go to a daemon's closed stderr)."""
-    _find(ALIASES["metadata"].get(settings.metadata.backend, settings.metadata.backend),
-          available_metadata_stores(), "metadata.backend", "metadata store", load=False)  # fmt: skip
-    _find(settings.storage.backend, available_storage_backends(), "storage.backend", "storage backend", load=False)
-    _find(settings.iam.authorizer, available_authorizers(), "iam.authorizer", "authorizer", load=False)
+    find_metadata_factory(settings.metadata.backend, load=False)
+    find_storage_factory(settings.storage.backend, load=False)
+    find_authorizer_factory(settings.iam.authorizer, load=False)
 
 
 def _find(name: str, found: dict[str, Any], key: str, what: str, *, load: bool = True) -> Any:

@@ -266,7 +266,7 @@ class WorkerSupervisor(Service):
         self.reactor = reactor
         self.argv = argv
         self.env = env
-        self.log_target = log or LogTarget(format=settings.logging.format, level=settings.logging.level)
+        self.log_target = log or supervisor_log(settings, None)
         self.pidfile = pidfile
         self.s3_socket: socket.socket | None = None
         self.metrics_socket: socket.socket | None = None

@@ -173,9 +173,9 @@ class _ReadPool:
         self._started = False
 
     def start(self) -> None:
-        """Start the threads (once): at the first read, not when the store
-        is built, which twistd does before it forks into a daemon (threads
-        do not survive a fork)."""
+        """Start the threads (once; the store does, at its first use: not
+        when it is built, which twistd does before it forks into a daemon,
+        and threads do not survive a fork)."""
         if not self._started:
             self._started = True
             for thread in self._threads:
@@ -183,8 +183,6 @@ class _ReadPool:
 
     def submit(self, fn: Callable[..., _T], *args: Any) -> Deferred[_T]:
         d: Deferred[_T] = Deferred()
-        if not self._started:
-            self.start()
         if not isInIOThread():
             self._queue.put([(d, fn, args)])  # not the reactor thread: no turn to wait for
             return d
@@ -599,11 +597,12 @@ class SqliteMetadataStore:
         return pending.deferred
 
     def _start_writer(self) -> None:
-        """Start the writer thread (once), which opens the database: the
-        readers wait for it."""
+        """Start the writer thread, which opens the database, and the reader
+        threads, which wait for it (once)."""
         if not self._writer_started:
             self._writer_started = True
             self._writer.start()
+            self._readers.start()
 
     def check(self) -> Deferred[None]:
         return self._read(self._ping)
