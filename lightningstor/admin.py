@@ -282,6 +282,7 @@ def _with_stores(
         print(f"{command}: error: {refusal}", file=err)
         return 2
     pools = ThreadPools(reactor)
+    pools.start()
     status: list[int] = []
 
     async def run() -> None:

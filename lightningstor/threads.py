@@ -14,15 +14,32 @@ from twisted.python.threadpool import ThreadPool
 
 
 class ThreadPools(Service):
-    """``io`` and ``cpu`` pools, started at construction so plugins created
-    before the service starts can already use them; stopped on stopService."""
+    """``io`` and ``cpu`` pools.  Work handed to them before they start
+    waits and runs once they do, so plugins built with the service can
+    already use them.  They start with the service, at
+    ``privilegedStartService`` under twistd: after twistd forks into a
+    daemon, whose child would not have threads started before; stopped on
+    ``stopService``.  Outside a service (a command-line tool): :meth:`start`.
+    """
 
     def __init__(self, reactor: Any, *, io_threads: int = 8, cpu_threads: int = 2) -> None:
         self.reactor = reactor
         self.io = ThreadPool(minthreads=1, maxthreads=io_threads, name="lightningstor-io")
         self.cpu = ThreadPool(minthreads=1, maxthreads=cpu_threads, name="lightningstor-cpu")
-        self.io.start()
-        self.cpu.start()
+
+    def start(self) -> None:
+        """Start both pools (once)."""
+        for pool in (self.io, self.cpu):
+            if not pool.started:
+                pool.start()
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self.start()
+
+    def startService(self) -> None:
+        super().startService()
+        self.start()
 
     def stopService(self) -> None:
         super().stopService()

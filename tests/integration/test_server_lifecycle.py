@@ -96,7 +96,9 @@ def test_a_daemonized_single_process_server_answers_and_stops(tmp_data: Path, tm
     """twistd without -n and one worker (the default on a one-CPU host): the
     daemon answers S3 requests and SIGTERM stops it, removing its pid file.
     twistd forks after building the service, and the metadata store had
-    started its threads before the fork: requests and the stop hung."""
+    started its threads before the fork: requests and the stop hung.  So had
+    the io and cpu pools: the first object large enough for chunk files
+    waited on a thread the daemon did not have (60 s, until a timer woke it)."""
     daemon = Daemon(tmp_data, tmp_path, workers=1)
     try:
         text = daemon.wait_for("Root access key")  # after the listening line
@@ -105,6 +107,9 @@ def test_a_daemonized_single_process_server_answers_and_stops(tmp_data: Path, tm
         s3.create_bucket(Bucket="daemon")  # type: ignore[attr-defined]
         s3.put_object(Bucket="daemon", Key="k", Body=b"v")  # type: ignore[attr-defined]
         assert s3.get_object(Bucket="daemon", Key="k")["Body"].read() == b"v"  # type: ignore[attr-defined]
+        large = os.urandom(9 * 1024 * 1024)  # beyond the inline threshold: chunk files, pool threads
+        s3.put_object(Bucket="daemon", Key="large", Body=large)  # type: ignore[attr-defined]
+        assert s3.get_object(Bucket="daemon", Key="large")["Body"].read() == large  # type: ignore[attr-defined]
     finally:
         daemon.stop()
     assert not daemon.pidfile.exists()
