@@ -62,6 +62,7 @@ from twisted.python.threadable import isInIOThread
 from zope.interface import implementer
 
 from lightningstor.config import LoggingSettings
+from lightningstor.run_user import CreatedPaths, run_user
 
 __all__ = [
     "LEVELS",
@@ -448,6 +449,9 @@ def twistd_observer_factory(
     a daemon has no standard output).
     """
     to, path = log_destination(server_options)
+    # twistd opens the log before it switches user (--uid/--gid): the file
+    # it creates goes to that user, whose workers append to it.
+    user = run_user(server_options)
 
     def factory() -> ILogObserver:
         if to == "syslog":
@@ -460,6 +464,7 @@ def twistd_observer_factory(
         if to == "stdout":
             out = sys.stdout
         else:
+            created = None if user is None else CreatedPaths(user, [path])
             if shared:
                 # SIGUSR1 is the supervisor's to act on; a worker that gets
                 # it too (sent to the process group) only looks again.
@@ -470,6 +475,8 @@ def twistd_observer_factory(
                 log_file = logfile.LogFile.fromFullPath(path)
                 _on_sigusr1(log_file.rotate, reactor)
                 out = log_file
+            if created is not None:
+                created.hand_over()
         return make_observer(settings, out, reactor)
 
     return factory

@@ -146,7 +146,7 @@ class LogTarget(_Record):
 class SupervisorSpec(_Record):
     """What twistd's process hands to this program (JSON in :data:`SPEC_ENV`)."""
 
-    __slots__ = ("workers", "argv", "s3_fd", "metrics_fd", "grpc_fd", "shutdown_timeout", "pidfile", "log")
+    __slots__ = ("workers", "argv", "s3_fd", "metrics_fd", "grpc_fd", "shutdown_timeout", "pidfile", "pidfile_id", "log")
 
     def __init__(
         self,
@@ -157,6 +157,7 @@ class SupervisorSpec(_Record):
         grpc_fd: int | None = None,
         shutdown_timeout: float = 30.0,
         pidfile: str | None = None,
+        pidfile_id: str | None = None,
         log: LogTarget | None = None,
     ) -> None:
         self.workers = workers
@@ -166,6 +167,10 @@ class SupervisorSpec(_Record):
         self.grpc_fd = grpc_fd
         self.shutdown_timeout = shutdown_timeout
         self.pidfile = pidfile
+        # The file twistd wrote (file_identity): removed at the end if still
+        # that file.  By identity, not content: after --uid the program may
+        # not read what twistd wrote as root (mode 0600).
+        self.pidfile_id = pidfile_id
         self.log = LogTarget() if log is None else log
 
     def to_json(self) -> str:
@@ -259,6 +264,15 @@ class SupervisorLog:
                 pass  # the path names a log file at every moment, as after twistd's rotation
         except OSError:
             pass
+
+
+def file_identity(path: str) -> str | None:
+    """``device:inode`` of ``path``, or None if it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def remove_live_gauges(directory: str, pid: int) -> None:
@@ -488,13 +502,10 @@ class Supervisor:
             self.connections.close()
             self.connections = None
         pidfile = self.spec.pidfile
-        if pidfile:
+        if pidfile and self.spec.pidfile_id is not None and file_identity(pidfile) == self.spec.pidfile_id:
             try:
-                with open(pidfile) as f:
-                    mine = f.read().strip() == str(os.getpid())
-                if mine:
-                    os.remove(pidfile)
-            except (OSError, ValueError):
+                os.remove(pidfile)
+            except OSError:
                 pass
         self.log("info", "All workers stopped")
         return 1 if self.failed else 0

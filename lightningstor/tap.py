@@ -62,6 +62,7 @@ def makeService(options: Any) -> IService:
 
     from lightningstor import plugins
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
+    from lightningstor.run_user import CreatedPaths, check_run_user, run_user
     from lightningstor.tls import refuse_tls12_on_grpc
     from lightningstor.workers import WorkerSupervisor, child_argv, supervisor_log, worker_role_from_env
 
@@ -77,7 +78,14 @@ def makeService(options: Any) -> IService:
     # twistd options (makeService called directly): leave logging alone.
     parent = getattr(options, "parent", None)
     observer = None if parent is None else twistd_observer_factory(settings.logging, parent, reactor, shared=role is not None)
+    # twistd --uid/--gid: switches user only after this returns.
+    user = run_user(parent)
+    created = None
+    if user is not None:
+        created = CreatedPaths(user, _created_at_start(settings))
     try:
+        if user is not None:
+            check_run_user(user, settings.data_dir, settings.security.master_key_file)
         if role is None and settings.server.workers > 1:
             # [server] workers: this process only binds and supervises
             # (lightningstor.workers); the children run build().
@@ -104,4 +112,15 @@ def makeService(options: Any) -> IService:
         # twistd shows a traceback for anything makeService raises; this is
         # one line for the operator, and exit status 1.
         raise SystemExit(f"twistd lightningstor: {e}") from None
+    if created is not None:
+        created.hand_over()
     return service if observer is None else LoggingRoot(service, observer)
+
+
+def _created_at_start(settings: Any) -> list[str]:
+    """What the server may create while twistd still runs as root: the data
+    directory, the master key, the audit log and the chunk directory."""
+    paths = [settings.data_dir, settings.security.master_key_file, settings.storage.data_dir]
+    if settings.audit.enabled:
+        paths.append(settings.audit.path)
+    return paths

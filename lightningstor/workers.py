@@ -346,6 +346,8 @@ class WorkerSupervisor(Service):
             grpc_fd=None if self.grpc_socket is None else self.grpc_socket.fileno(),
             shutdown_timeout=self.settings.server.shutdown_timeout_seconds,
             pidfile=pidfile,
+            # Written by twistd before the service started.
+            pidfile_id=None if pidfile is None else program.file_identity(pidfile),
             log=self.log_target,
         )
 

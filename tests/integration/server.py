@@ -174,10 +174,14 @@ class Daemon:
     twistd's status once the server is up), with a pid file and a log file
     in ``root``; ``pid`` is what the pid file says."""
 
-    def __init__(self, data_dir: Path, root: Path, workers: int) -> None:
+    def __init__(self, data_dir: Path, root: Path, workers: int, *,
+                 wrapper: list[str] | None = None, twistd_args: list[str] | None = None) -> None:
+        """``wrapper``: as for :class:`ServerProcess`; ``twistd_args``: twistd's
+        own options (before ``lightningstor``)."""
         self.pidfile, self.log = root / "server.pid", root / "server.log"
         twistd = str(Path(sys.executable).with_name("twistd"))
-        args = [twistd, "--pidfile", str(self.pidfile), "--logfile", str(self.log), "lightningstor",
+        args = [*(wrapper or []), twistd, "--pidfile", str(self.pidfile), "--logfile", str(self.log),
+                *(twistd_args or []), "lightningstor",
                 "--data-dir", str(data_dir), "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
                 "--workers", str(workers)]  # fmt: skip
         env = dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY)

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from lightningstor.supervisor import READY, LogTarget, Supervisor, SupervisorLog, SupervisorSpec
+from lightningstor.supervisor import (
+    READY,
+    LogTarget,
+    Supervisor,
+    SupervisorLog,
+    SupervisorSpec,
+    file_identity,
+)
 
 
 class FakeProcess:
@@ -57,7 +64,8 @@ class Harness:
         self.signals: list[tuple[int, int]] = []
         self.out = io.StringIO()
         self.s3 = os.open(os.devnull, os.O_RDONLY)
-        spec = SupervisorSpec(workers=workers, argv=["worker"], s3_fd=self.s3, shutdown_timeout=5.0, pidfile=pidfile)
+        spec = SupervisorSpec(workers=workers, argv=["worker"], s3_fd=self.s3, shutdown_timeout=5.0, pidfile=pidfile,
+                              pidfile_id=None if pidfile is None else file_identity(pidfile))  # fmt: skip
         self.supervisor = Supervisor(
             spec,
             SupervisorLog(LogTarget(), out=self.out),
@@ -215,6 +223,25 @@ def test_a_clean_stop_exits_0_and_removes_what_it_made(tmp_path: Path) -> None:
     assert not os.path.exists(metrics) and not pidfile.exists()
     assert "All workers stopped" in harness.out.getvalue()
     harness.close()
+
+
+def test_a_pid_file_it_cannot_read_is_removed_and_another_servers_is_kept(tmp_path: Path) -> None:
+    """After twistd --uid, the program runs as a user that may not read the
+    pid file twistd wrote as root (mode 0600): it is still removed, being
+    the same file.  A pid file written anew since (another server's) stays."""
+    for replaced in (False, True):
+        pidfile = tmp_path / f"twistd-{replaced}.pid"
+        pidfile.write_text(str(os.getpid()))
+        pidfile.chmod(0o000)
+        harness = Harness(tmp_path, pidfile=str(pidfile))
+        if replaced:
+            # Written next to it and renamed over it: a new inode for sure.
+            other = tmp_path / "other.pid"
+            other.write_text("4242")
+            other.replace(pidfile)
+        assert harness.supervisor.finish() == 0
+        assert pidfile.exists() == replaced
+        harness.close()
 
 
 def test_sighup_is_passed_on_to_every_worker(harness: Harness) -> None:

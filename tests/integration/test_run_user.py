@@ -1,0 +1,199 @@
+"""``twistd --uid/--gid lightningstor`` started by root, as an operator runs
+it: the server binds and builds as root, then runs as the other user, and
+everything it keeps (data directory, master key, database, chunks, audit log,
+the log file its workers share) belongs to that user.
+
+The workers are started with this process's interpreter as that user, so
+the tests need an interpreter and modules "nobody" can read.  The test
+interpreter may live where only root can go (a Python under root's home):
+then the tests use a virtual environment of the same Python version from
+the system's, with this environment's packages on its path.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+import lightningstor
+from lightningstor.run_user import RunUser, acting_as, run_user
+
+from .server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, Daemon
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="twistd switches user only when started by root")
+
+
+def _nobody() -> RunUser:
+    user = run_user({"uid": pwd.getpwnam("nobody").pw_uid, "gid": None})
+    assert user is not None
+    return user
+
+
+def _usable_by(user: RunUser, *paths: str) -> bool:
+    with acting_as(user):
+        return all(os.access(p, os.R_OK | os.X_OK, effective_ids=True) for p in paths)
+
+
+@pytest.fixture(scope="module")
+def root_dir() -> Iterator[Path]:
+    """A directory root owns and nobody can reach (the pid file's, as under /run)."""
+    path = Path(tempfile.mkdtemp(prefix="lightningstor-uid-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def python_for_nobody(root_dir: Path) -> str:
+    """An interpreter ``nobody`` can run that imports this environment's
+    packages (the project's included)."""
+    user = _nobody()
+    packages = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    project = os.path.dirname(os.path.dirname(os.path.abspath(lightningstor.__file__)))
+    if not _usable_by(user, project, *packages):
+        pytest.skip(f"nobody cannot read the project ({project}) or its packages ({packages})")
+    if _usable_by(user, sys.executable, os.path.dirname(os.__file__)):
+        return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = next((p for p in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}")
+                   if os.path.exists(p) and _usable_by(user, p)), None)  # fmt: skip
+    if system is None:
+        pytest.skip(f"no Python {version} that nobody can run")
+    venv = root_dir / "venv"
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    # addsitedir also reads the .pth files there (the project's editable path).
+    lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in packages)
+    Path(purelib, "lightningstor-test-packages.pth").write_text(lines)
+    assert sysconfig.get_paths()["purelib"] != purelib
+    return python
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = path.lstat()
+    return st.st_uid, st.st_gid
+
+
+def _uid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        line = next(line for line in f if line.startswith("Uid:"))
+    return int(line.split()[1])
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for init."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_daemon_started_by_root_runs_as_nobody_and_keeps_its_files(
+    python_for_nobody: str, root_dir: Path, workers: int
+) -> None:
+    user = _nobody()
+    # The pid file's and log's directory belongs to the user, as /run/lightningstor
+    # would: the server, no longer root, removes its pid file there at the end.
+    home = root_dir / f"home-{workers}"
+    home.mkdir()
+    os.chown(home, user.uid, user.gid)
+    data = home / "data"  # does not exist yet: the server creates it
+    daemon = Daemon(data, home, workers, wrapper=[python_for_nobody],
+                    twistd_args=["--uid", "nobody", "--gid", str(user.gid)])  # fmt: skip
+    try:
+        text = daemon.wait_for("ready (pid", count=workers) if workers > 1 else daemon.wait_for("Root access key")
+        port = int(text.split("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
+        processes = [daemon.pid, *_children(daemon.pid)]
+        assert len(processes) == 1 + (workers if workers > 1 else 0), processes
+        assert {_uid_of(pid) for pid in processes} == {user.uid}
+        s3 = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+            aws_access_key_id=ROOT_ACCESS_KEY, aws_secret_access_key=ROOT_SECRET_KEY,
+            config=Config(retries={"max_attempts": 1}),
+        )  # fmt: skip
+        s3.create_bucket(Bucket="owned-by-nobody")
+        small, large = b"inline", os.urandom(9 * 1024 * 1024)  # the large one goes to chunk files
+        s3.put_object(Bucket="owned-by-nobody", Key="small", Body=small)
+        s3.put_object(Bucket="owned-by-nobody", Key="large", Body=large)
+        assert s3.get_object(Bucket="owned-by-nobody", Key="small")["Body"].read() == small
+        assert s3.get_object(Bucket="owned-by-nobody", Key="large")["Body"].read() == large
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        daemon.stop()
+    # The supervisor, no longer root, still stopped its workers.
+    assert [pid for pid in processes if _alive(pid)] == []
+    assert not daemon.pidfile.exists()
+    text = daemon.text()
+    assert "Traceback" not in text, text[-3000:]
+    kept = [data, *data.rglob("*"), daemon.log]
+    assert {p.name for p in kept} >= {"master.key", "metadata.db", "audit.log", "chunks", "server.log"}
+    assert {p: _owner(p) for p in kept if _owner(p) != (user.uid, user.gid)} == {}
+    # Started again, it reads what it wrote as nobody.
+    daemon = Daemon(data, home, workers, wrapper=[python_for_nobody], twistd_args=["--uid", "nobody"])
+    try:
+        text = daemon.wait_for("Root access key", count=2)
+        port = int(text.rsplit("S3 API listening on 127.0.0.1:", 1)[1].split()[0])
+        s3 = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+            aws_access_key_id=ROOT_ACCESS_KEY, aws_secret_access_key=ROOT_SECRET_KEY,
+        )  # fmt: skip
+        assert s3.get_object(Bucket="owned-by-nobody", Key="large")["Body"].read() == large
+    finally:
+        daemon.stop()
+
+
+def test_a_data_directory_nobody_cannot_write_is_refused_before_anything_starts(
+    python_for_nobody: str, root_dir: Path
+) -> None:
+    """A data directory root made (say, by an earlier start without --uid):
+    one line and status 1 from twistd itself, nothing created in it, no
+    daemon left behind."""
+    home = root_dir / "home-refused"
+    data = home / "data"
+    data.mkdir(parents=True)
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    done = subprocess.run(
+        [python_for_nobody, twistd, "--pidfile", str(home / "server.pid"), "--logfile", str(home / "server.log"),
+         "--uid", "nobody", "lightningstor", "--data-dir", str(data),
+         "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2"],
+        env=dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"twistd lightningstor: --uid/--gid: {_nobody()} cannot write the data directory {data}; chown it to that user"
+    ]
+    assert list(data.iterdir()) == []
+    assert not (home / "server.pid").exists()
+
