@@ -191,12 +191,15 @@ def requested_acl(headers: Mapping[str, str]) -> AclRequest | None:
     return AclRequest(grants=tuple(found))
 
 
-_GRANTEE = re.compile(r'\s*([A-Za-z]+)\s*=\s*"([^"]*)"\s*(?:,|$)')
+# The value quoted, or not: AWS takes both, and the aws cli sends what it is
+# given (its own example: ``--grant-read uri=http://acs.amazonaws.com/...``).
+_GRANTEE = re.compile(r'\s*([A-Za-z]+)\s*=\s*(?:"([^"]*)"|([^",\s]+))\s*(?:,|$)')
 
 
 def parse_grant_header(name: str, value: str) -> list[Grant]:
     """The grants of one ``x-amz-grant-*`` header: comma-separated
-    ``id="…"``, ``uri="…"`` or ``emailAddress="…"`` grantees."""
+    ``id="…"``, ``uri="…"`` or ``emailAddress="…"`` grantees, the quotes
+    optional."""
     permission = GRANT_HEADERS[name]
     out: list[Grant] = []
     pos = 0
@@ -206,7 +209,8 @@ def parse_grant_header(name: str, value: str) -> list[Grant]:
         if m is None or m.end() == pos:
             raise errors.InvalidArgument(ArgumentName=name, ArgumentValue=value)
         pos = m.end()
-        out.append(grantee_grant(m.group(1), m.group(2), permission, name))
+        quoted, bare = m.group(2), m.group(3)
+        out.append(grantee_grant(m.group(1), bare if quoted is None else quoted, permission, name))
     if not out:
         raise errors.InvalidArgument(ArgumentName=name, ArgumentValue=value)
     return out

@@ -128,6 +128,30 @@ def test_aws_cli_cp_acl_public_read(server, tmp_path):
     assert refused.returncode != 0 and b"AccessControlListNotSupported" in refused.stderr
 
 
+def test_aws_cli_grants_with_unquoted_grantees(server, tmp_path):
+    """``aws s3 cp --grants read=uri=...`` and the aws cli's own example,
+    ``s3api put-object-acl --grant-read uri=...``, send the grantee without
+    quotes (``x-amz-grant-read: uri=http://...``); AWS takes it, and so does
+    the server: the object becomes readable unsigned."""
+    aws = tool("aws")
+    env = {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    ep = ["--endpoint-url", server.endpoint]
+    all_users = "http://acs.amazonaws.com/groups/global/AllUsers"
+    bucket = _writer_bucket(server, "awsgrants")
+    src = tmp_path / "granted.txt"
+    src.write_bytes(b"granted")
+    # --grants takes several values: it goes last.
+    run_tool([aws, *ep, "s3", "cp", str(src), f"s3://{bucket}/cp.txt", "--grants", f"read=uri={all_users}"], env)
+    run_tool([aws, *ep, "s3", "cp", str(src), f"s3://{bucket}/later.txt"], env)
+    assert _fetch(f"{server.endpoint}/{bucket}/later.txt")[0] == 403
+    run_tool([aws, *ep, "s3api", "put-object-acl", "--bucket", bucket, "--key", "later.txt",
+              "--grant-read", f"uri={all_users}"], env)  # fmt: skip
+    assert _fetch(f"{server.endpoint}/{bucket}/cp.txt") == (200, b"granted")
+    assert _fetch(f"{server.endpoint}/{bucket}/later.txt") == (200, b"granted")
+
+
 def test_s3cmd_setacl_acl_public(server, tmp_path):
     """``s3cmd setacl --acl-public`` (a GetObjectAcl, then a PutObjectAcl of
     the document with an AllUsers READ grant added) makes an object readable

@@ -72,6 +72,18 @@ def test_grant_headers() -> None:
     assert acl.requested_acl({"x-amz-acl": "public-read"}) == acl.AclRequest(canned="public-read")
 
 
+def test_grant_headers_without_quotes() -> None:
+    """AWS takes unquoted values, and the aws cli sends them so
+    (``--grant-read uri=http://...``, ``s3 cp --grants read=uri=...``)."""
+    request = acl.requested_acl({
+        "x-amz-grant-read": f"uri={acl.ALL_USERS}",
+        "x-amz-grant-full-control": 'id=alice, id="bob",ID=carol',
+    })
+    assert request is not None
+    assert set(request.grants) == {PUBLIC_READ, *(Grant(acl.CANONICAL_USER, who, "FULL_CONTROL")
+                                                  for who in ("alice", "bob", "carol"))}  # fmt: skip
+
+
 @pytest.mark.parametrize("headers,code", [
     ({"x-amz-acl": "private", "x-amz-grant-read": 'id="a"'}, "InvalidRequest"),
     ({"x-amz-acl": "world-readable"}, "InvalidArgument"),
@@ -79,6 +91,9 @@ def test_grant_headers() -> None:
     ({"x-amz-grant-read": 'uri="http://example.com/group"'}, "InvalidArgument"),
     ({"x-amz-grant-read": "alice"}, "InvalidArgument"),
     ({"x-amz-grant-read": 'id="a" id="b"'}, "InvalidArgument"),
+    ({"x-amz-grant-read": "id=a id=b"}, "InvalidArgument"),
+    ({"x-amz-grant-read": "id="}, "InvalidArgument"),
+    ({"x-amz-grant-read": "uri=http://example.com/group"}, "InvalidArgument"),
     ({"x-amz-grant-read": 'color="blue"'}, "InvalidArgument"),
     ({"x-amz-grant-read": ""}, "InvalidArgument"),
 ])
