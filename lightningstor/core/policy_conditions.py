@@ -446,7 +446,8 @@ _GLOBAL_KEYS = (
 _S3_KEYS = (
     "s3:prefix s3:delimiter s3:max-keys s3:VersionId s3:x-amz-acl s3:x-amz-grant-read s3:x-amz-grant-write "
     "s3:x-amz-grant-full-control s3:x-amz-content-sha256 s3:x-amz-copy-source s3:x-amz-metadata-directive "
-    "s3:x-amz-server-side-encryption s3:x-amz-server-side-encryption-aws-kms-key-id s3:x-amz-storage-class "
+    "s3:x-amz-server-side-encryption s3:x-amz-server-side-encryption-aws-kms-key-id "
+    "s3:x-amz-server-side-encryption-customer-algorithm s3:x-amz-storage-class "
     "s3:x-amz-website-redirect-location s3:RequestObjectTagKeys s3:signatureversion s3:authType "
     "s3:signatureAge s3:TlsVersion s3:locationconstraint s3:object-lock-mode s3:object-lock-retain-until-date "
     "s3:object-lock-remaining-retention-days s3:object-lock-legal-hold s3:ResourceAccount "

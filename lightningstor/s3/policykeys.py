@@ -36,6 +36,8 @@ _HEADER_KEYS = (
     "x-amz-metadata-directive",
     "x-amz-server-side-encryption",
     "x-amz-server-side-encryption-aws-kms-key-id",
+    # SSE-C: AWS's "require SSE-C" policy tests it with Null.
+    "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-storage-class",
     "x-amz-website-redirect-location",
     # Conditional writes and deletes: a policy may require them (AWS's

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -394,3 +395,18 @@ def test_post_object_ssec_fields_not_implemented(tls: tuple[ServerProcess, Pki],
     assert response.status_code == 501
     with pytest.raises(ClientError):
         s3c.head_object(Bucket=bucket, Key="form")
+
+
+def test_a_bucket_policy_may_require_sse_c(s3c: Any, bucket: str) -> None:
+    """AWS's recipe: deny PutObject when the request names no customer
+    algorithm (``Null`` on ``s3:x-amz-server-side-encryption-customer-algorithm``).
+    The policy is accepted, plain uploads are refused, SSE-C ones pass."""
+    s3c.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "true"}},
+    }]}))  # fmt: skip
+    with pytest.raises(ClientError) as e:
+        s3c.put_object(Bucket=bucket, Key="plain", Body=b"plain")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    s3c.put_object(Bucket=bucket, Key="sealed", Body=b"sealed", **sse_c(KEY_A))
+    assert s3c.get_object(Bucket=bucket, Key="sealed", **sse_c(KEY_A))["Body"].read() == b"sealed"

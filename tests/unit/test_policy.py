@@ -679,6 +679,22 @@ def test_s3_tests_deny_unencrypted_uploads() -> None:
     assert policy.evaluate(facts(**upload, s3__x_amz_server_side_encryption="aws:kms")) == "Deny"
 
 
+def test_a_policy_may_require_sse_c() -> None:
+    """AWS's "require SSE-C" recipe: deny PutObject when the request names
+    no customer algorithm (s3-tests' test_encryption_sse_c_enforced_with_bucket_policy)."""
+    policy = parse(
+        statement(
+            Effect="Deny",
+            Action="s3:PutObject",
+            Condition={"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "true"}},
+        ),
+        statement(Action="s3:PutObject"),
+    )
+    upload = {"action": "s3:PutObject"}
+    assert policy.evaluate(facts(**upload)) == "Deny"
+    assert policy.evaluate(facts(**upload, s3__x_amz_server_side_encryption_customer_algorithm="AES256")) == "Allow"
+
+
 def test_s3_tests_existing_object_tag() -> None:
     """s3-tests' test_bucket_policy_get_obj_existing_tag."""
     policy = parse(
