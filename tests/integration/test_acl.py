@@ -403,6 +403,31 @@ def test_bucket_write_grant_and_bucket_owner_preferred(s3: Callable[[str], Any],
     assert nobody.get_object(Bucket=bucket, Key="shared")["Body"].read() == b"s"  # public grants do
 
 
+def test_multipart_listings_name_the_objects_future_owner(s3: Callable[[str], Any], bucket: str) -> None:
+    """ListParts and ListMultipartUploads: ``Initiator`` is the writer,
+    ``Owner`` who will own the object (AWS): the bucket owner under
+    BucketOwnerEnforced, and under BucketOwnerPreferred for a
+    bucket-owner-full-control upload (s3-tests' bucket ownership tests)."""
+    admin, rw = s3("acme-admin"), s3("acme-rw")
+
+    def listed(key: str, upload_id: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        parts = admin.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)
+        (entry,) = [u for u in admin.list_multipart_uploads(Bucket=bucket)["Uploads"] if u["UploadId"] == upload_id]
+        assert (entry["Initiator"]["ID"], entry["Owner"]["ID"]) == (parts["Initiator"]["ID"], parts["Owner"]["ID"])
+        return parts["Initiator"]["ID"], parts["Owner"]["ID"]
+
+    enforced = rw.create_multipart_upload(Bucket=bucket, Key="enforced")["UploadId"]
+    assert listed("enforced", enforced) == ("acme-rw", "acme-admin")
+    admin.put_bucket_ownership_controls(
+        Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
+    given = rw.create_multipart_upload(Bucket=bucket, Key="given", ACL="bucket-owner-full-control")["UploadId"]
+    kept = rw.create_multipart_upload(Bucket=bucket, Key="kept")["UploadId"]
+    assert listed("given", given) == ("acme-rw", "acme-admin")
+    assert listed("kept", kept) == ("acme-rw", "acme-rw")
+    for key, upload_id in (("enforced", enforced), ("given", given), ("kept", kept)):
+        admin.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
 def test_a_multipart_uploads_acl_is_taken_as_the_bucket_stands_at_completion(
     s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
 ) -> None:

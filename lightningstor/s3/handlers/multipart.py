@@ -81,8 +81,17 @@ def _upload_id(call: Any) -> str:
     return str(call.target.query.get("uploadId", ""))
 
 
-def _owner(upload: Upload) -> tuple[str, str]:
+def _initiator(upload: Upload) -> tuple[str, str]:
     return upload.initiator, upload.initiator_name or upload.initiator
+
+
+def _owner(upload: Upload) -> tuple[str, str]:
+    """Who will own the object (AWS's ``Owner``): the initiator, or the
+    bucket's owner where Object Ownership gives it the object.  Another
+    principal is shown by its id, as ACLs show principals of other tenants."""
+    if not upload.owner or upload.owner == upload.initiator:
+        return _initiator(upload)
+    return upload.owner, upload.owner
 
 
 def _algorithm_header(upload: Upload) -> list[tuple[str, str]]:
@@ -365,7 +374,7 @@ def list_parts(api: Any, call: Any) -> Any:
         next_part_number_marker=listing.next_marker,
         max_parts=max_parts,
         is_truncated=listing.is_truncated,
-        initiator=_owner(upload),
+        initiator=_initiator(upload),
         owner=_owner(upload),
         storage_class=upload.storage_class,
         checksum_algorithm=upload.checksum_algorithm.upper() if upload.checksum_algorithm else None,
@@ -398,7 +407,7 @@ def list_multipart_uploads(api: Any, call: Any) -> Any:
             key=u.key,
             upload_id=u.upload_id,
             initiated_ms=u.initiated_at,
-            initiator=_owner(u),
+            initiator=_initiator(u),
             owner=_owner(u),
             storage_class=u.storage_class,
             checksum_algorithm=u.checksum_algorithm.upper() if u.checksum_algorithm else None,
