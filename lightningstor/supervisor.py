@@ -28,8 +28,11 @@ What it does (the contract with the workers is in
   its status pipe, the others; each worker gets the descriptors it inherits
   and their numbers in :data:`FDS_ENV`;
 * restarts a worker that dies after start-up (after
-  :data:`RESPAWN_DELAY`); one that dies before reporting ready stops the
-  whole server, with exit status 1;
+  :data:`RESPAWN_DELAY`); one that dies before reporting ready the first
+  time stops the whole server, with exit status 1 (a configuration or
+  storage it cannot use); a restarted one that dies before reporting ready
+  is tried again, each time after twice the delay (up to
+  :data:`MAX_RESPAWN_DELAY`), while the others serve;
 * rotates the log file the workers share, as twistd did for one process
   (at :data:`ROTATE_LENGTH`, and on SIGUSR1); the workers follow
   (:class:`lightningstor.logs.SharedLogFile`);
@@ -86,6 +89,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SUPERVISOR_ENV = "LIGHTNINGSTOR_SUPERVISOR_PID"
 READY = b"ready\n"
 RESPAWN_DELAY = 1.0
+# A restarted worker that fails again during its start-up is tried again
+# after twice the last delay, up to this.
+MAX_RESPAWN_DELAY = 30.0
 KILL_GRACE = 10.0
 # A log file shared with the workers is rotated here, at twistd's size
 # (``LogFile``'s default), looked at every second (a file may grow past it
@@ -332,6 +338,10 @@ class Supervisor:
         self.stopping: int | None = None  # the signal that stops the server (0: a failure)
         self.failed = False
         self._signals: list[int] = []
+        # Indices that have been ready once, and the delay before each one's
+        # next restart (doubled by every restart that fails in start-up).
+        self.started_once: set[int] = set()
+        self.respawn_delay: dict[int, float] = {}
 
     # -- start -----------------------------------------------------------
 
@@ -409,6 +419,8 @@ class Supervisor:
     def worker_ready(self, child: _Child) -> None:
         pid = child.process.pid
         self.log("info", f"Worker {child.index} ready (pid {pid})", index=child.index, pid=pid)
+        self.started_once.add(child.index)
+        self.respawn_delay.pop(child.index, None)
         if child.index == 0:
             for index in range(1, self.spec.workers):
                 if index not in self.children:
@@ -448,14 +460,23 @@ class Supervisor:
                 self.log("warn", msg, index=child.index, pid=pid, s=status)
                 self.failed = True
             return
-        if not child.ready:
-            msg = f"Worker {child.index} (pid {pid}) exited with status {status} during start-up; stopping"
-            self.log("error", msg, index=child.index, pid=pid, s=status)
+        index = child.index
+        if not child.ready and index not in self.started_once:
+            msg = f"Worker {index} (pid {pid}) exited with status {status} during start-up; stopping"
+            self.log("error", msg, index=index, pid=pid, s=status)
             self.fail()
             return
-        msg = f"Worker {child.index} (pid {pid}) exited with status {status}; restarting it"
-        self.log("warn", msg, index=child.index, pid=pid, s=status)
-        self.call_later(RESPAWN_DELAY, lambda: self.spawn(child.index))
+        if child.ready:
+            delay = RESPAWN_DELAY
+            msg = f"Worker {index} (pid {pid}) exited with status {status}; restarting it"
+            self.log("warn", msg, index=index, pid=pid, s=status)
+        else:
+            # Up before: what stops it now may pass (a disk, a store).
+            delay = min(2 * self.respawn_delay.get(index, RESPAWN_DELAY), MAX_RESPAWN_DELAY)
+            msg = f"Worker {index} (pid {pid}) exited with status {status} during start-up; trying again in {delay:g} s"
+            self.log("error", msg, index=index, pid=pid, s=status)
+        self.respawn_delay[index] = delay
+        self.call_later(delay, lambda: self.spawn(index))
 
     # -- stop ------------------------------------------------------------
 

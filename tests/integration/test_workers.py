@@ -821,3 +821,35 @@ def test_sighups_while_the_supervisor_and_workers_start_are_not_fatal(tmp_data: 
         assert text.count("Received SIGHUP") >= 2  # each worker got at least the one that waited
     finally:
         daemon.stop()
+
+
+def test_a_restart_that_fails_in_start_up_is_tried_again_while_the_other_serves(tmp_path: Path) -> None:
+    """Worker 1 killed while its config file is broken (an edit in
+    progress): its restart fails during start-up.  The server does not stop:
+    worker 0 keeps answering, the restart is tried again later and later,
+    and once the file is mended worker 1 comes back."""
+    server = start_workers(tmp_path, "[server]\nshutdown_timeout_seconds = 5\n")
+    config = Path(server.config or "")
+    good = config.read_text()
+    try:
+        pids = server.ready_workers(2)
+        config.write_text("[server\n")  # not TOML
+        os.kill(pids[1], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while sum("during start-up; trying again in" in line for line in list(server.output)) < 2:
+            assert time.monotonic() < deadline, "".join(server.output[-30:])
+            assert server.proc is not None and server.proc.poll() is None, "".join(server.output[-30:])
+            time.sleep(0.1)
+        text = "".join(server.output)
+        assert "trying again in 2 s" in text and "trying again in 4 s" in text
+        with urllib.request.urlopen(f"{server.endpoint}/health", timeout=10) as r:
+            assert int(r.headers["x-lightningstor-worker"]) == pids[0]
+        config.write_text(good)
+        deadline = time.monotonic() + 30
+        while server.ready_workers(2)[1] == pids[1]:
+            assert time.monotonic() < deadline, "".join(server.output[-30:])
+            time.sleep(0.1)
+        assert server.proc is not None and server.proc.poll() is None
+    finally:
+        # Ended by the signal, as twistd ends (a failed worker: status 1).
+        assert server.stop() == -signal.SIGTERM

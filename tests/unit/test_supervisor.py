@@ -175,6 +175,47 @@ def test_a_worker_dying_in_start_up_stops_the_server_with_status_1(harness: Harn
     assert sup.finish() == 1
 
 
+def test_a_restarted_worker_dying_in_start_up_is_tried_again_later_and_later(harness: Harness) -> None:
+    """A worker that was up once and whose restart fails during start-up
+    (a disk or a store that is back later) does not stop the server: it is
+    tried again after 2, 4, 8... seconds, at most 30, while the others
+    serve; once up, the next death waits one second again."""
+    sup = harness.supervisor
+    sup.spawn(0)
+    harness.processes[0].say_ready()
+    harness.turn()
+    harness.processes[1].say_ready()
+    harness.turn()
+    harness.processes[1].end(-signal.SIGKILL)
+    harness.turn()
+    harness.now = 1.0
+    harness.turn()
+    assert len(harness.processes) == 3
+    starts = []
+    for _ in range(6):
+        harness.processes[-1].end(1)
+        harness.turn()
+        before = len(harness.processes)
+        while len(harness.processes) == before:
+            harness.now += 0.5
+            harness.turn()
+        starts.append(harness.now)
+    gaps = [b - a for a, b in zip([1.0, *starts], starts, strict=False)]
+    assert gaps == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert "exited with status 1 during start-up; trying again in 30 s" in harness.out.getvalue()
+    assert sup.stopping is None and 0 in sup.children
+    harness.processes[-1].say_ready()
+    harness.turn()
+    harness.processes[-1].end(-signal.SIGKILL)
+    harness.turn()
+    at = harness.now
+    while len(harness.processes) == 9:
+        harness.now += 0.5
+        harness.turn()
+    assert harness.now - at == 1.0
+    assert [p.env["LIGHTNINGSTOR_WORKER"] for p in harness.processes] == ["0"] + ["1"] * 9
+
+
 def test_sigterm_closes_the_sockets_and_stops_every_worker(harness: Harness) -> None:
     """SIGTERM: the supervisor's copy of the S3 socket is closed, every worker
     gets SIGTERM, and those still running after the shutdown timeout plus
