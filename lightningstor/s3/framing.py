@@ -47,11 +47,23 @@ from twisted.web import http
 
 def headers_too_large_response(limit: int) -> bytes:
     """AWS's answer to a request head over ``limit`` bytes."""
+    return _too_large(
+        b"<Message>Your request header section exceeds the maximum allowed size.</Message>"
+        b"<MaxSizeAllowed>%d</MaxSizeAllowed>" % limit
+    )
+
+
+def too_many_headers_response(limit: int) -> bytes:
+    """The same error for more than ``limit`` header lines (twisted.web's
+    count limit, which AWS does not have): the message names the count, not
+    a size the request may be under."""
+    return _too_large(b"<Message>Your request has more than %d header fields.</Message>" % limit)
+
+
+def _too_large(details: bytes) -> bytes:
     body = (
         b'<?xml version="1.0" encoding="UTF-8"?>\n'
-        b"<Error><Code>RequestHeaderSectionTooLarge</Code>"
-        b"<Message>Your request header section exceeds the maximum allowed size.</Message>"
-        b"<MaxSizeAllowed>%d</MaxSizeAllowed></Error>" % limit
+        b"<Error><Code>RequestHeaderSectionTooLarge</Code>" + details + b"</Error>"
     )
     return (
         b"HTTP/1.1 400 Bad Request\r\n"
@@ -111,7 +123,7 @@ class StrictHTTPChannel(http.HTTPChannel):
 
     def headerReceived(self, line: bytes) -> bool:
         if self._receivedHeaderCount >= self.maxHeaders:  # HTTPChannel would answer a bare 400
-            self._refuse(headers_too_large_response(self.totalHeadersSize))
+            self._refuse(too_many_headers_response(self.maxHeaders))
             return False
         if len(line.translate(None, _CTL_BUT_HTAB)) != len(line):  # one C pass, no regex per line
             self._respondToBadRequestAndDisconnect()

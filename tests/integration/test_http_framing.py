@@ -189,6 +189,9 @@ def test_a_header_section_over_the_limit_gets_the_s3_error(server: ServerProcess
         assert _statuses(received) == [400], (name, received[:300])
         assert b"<Code>RequestHeaderSectionTooLarge</Code>" in received, name
         assert closed, name
+        # The size limit is named where the size was over it; the count where the count was.
+        assert (b"more than 500 header fields" in received) == (name == "too many headers"), name
+        assert (b"<MaxSizeAllowed>" in received) == (name != "too many headers"), name
     received, closed = _exchange(server, b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n" + host + b"\r\n" + PROBE)
     assert _statuses(received) == [414], received[:300]
     assert closed
