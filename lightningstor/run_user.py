@@ -88,19 +88,36 @@ def _can(path: str, mode: int) -> bool:
     return os.access(path, mode, effective_ids=True)
 
 
+def files_to_read(settings: Any) -> list[tuple[str, str]]:
+    """``(what, path)`` of the files the server reads again after the
+    switch: the master key and the config file (each worker reads them at
+    its start), the TLS files (each worker loads them, and SIGHUP reloads
+    them)."""
+    found = [("the master key", settings.security.master_key_file)]
+    if settings.config_file:
+        found.append(("the config file", settings.config_file))
+    tls = settings.server.tls
+    if tls is not None:
+        found += [("the TLS certificate", tls.cert_file), ("the TLS key", tls.key_file)]
+        if tls.ca_file:
+            found.append(("the TLS CA file", tls.ca_file))
+    return found
+
+
 def check_run_user(
     user: RunUser,
     data_dir: str,
-    master_key_file: str,
+    readable: Sequence[tuple[str, str]],
     interpreter: str = sys.executable,
     modules: Sequence[str] | None = None,
 ) -> None:
     """Refuse to start (``ConfigError``, one line) when the user twistd will
     switch to could not use what the server needs: an existing data
-    directory it cannot write, an existing master key it cannot read, or an
-    interpreter and modules it cannot run (the workers are started with
-    this interpreter, as that user).  What does not exist yet is created
-    and handed over (:class:`CreatedPaths`)."""
+    directory it cannot write, an existing file of ``readable`` (``(what,
+    path)``, :func:`files_to_read`) it cannot read, or an interpreter and
+    modules it cannot run (the workers are started with this interpreter,
+    as that user).  What does not exist yet is created and handed over
+    (:class:`CreatedPaths`)."""
     def nearest_existing(path: str) -> str:
         path = os.path.abspath(path)
         while not os.path.lexists(path) and os.path.dirname(path) != path:
@@ -109,7 +126,7 @@ def check_run_user(
 
     # Looked up as root: what the user cannot see is still there.
     data_exists = os.path.isdir(data_dir)
-    key_exists = os.path.exists(master_key_file)
+    existing = [(what, path) for what, path in readable if os.path.exists(path)]
     reach = nearest_existing(data_dir)
     if modules is None:
         # Where this package is imported from, and the standard library.
@@ -120,14 +137,15 @@ def check_run_user(
             problem = f"cannot write the data directory {data_dir}; chown it to that user"
         elif not data_exists and not _can(reach, os.X_OK):
             problem = f"cannot reach {reach}, where the data directory {data_dir} would be created"
-        elif key_exists and not _can(master_key_file, os.R_OK):
-            problem = f"cannot read the master key {master_key_file}; chown it to that user"
+        elif unreadable := [(what, path) for what, path in existing if not _can(path, os.R_OK)]:
+            what, path = unreadable[0]
+            problem = f"cannot read {what} {path}; make it readable by that user"
         elif not _can(interpreter, os.X_OK):
             problem = f"cannot run the Python interpreter {interpreter}; install the server where that user can run it"
         else:
-            unreadable = [m for m in modules if not _can(m, os.R_OK | os.X_OK)]
-            if unreadable:
-                problem = f"cannot read the Python modules in {unreadable[0]}; install the server where that user can read them"
+            hidden = [m for m in modules if not _can(m, os.R_OK | os.X_OK)]
+            if hidden:
+                problem = f"cannot read the Python modules in {hidden[0]}; install the server where that user can read them"
     if problem is not None:
         raise ConfigError(f"--uid/--gid: {user} {problem}")
 

@@ -62,7 +62,7 @@ def makeService(options: Any) -> IService:
 
     from lightningstor import plugins
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
-    from lightningstor.run_user import CreatedPaths, check_run_user, run_user
+    from lightningstor.run_user import CreatedPaths, check_run_user, files_to_read, run_user
     from lightningstor.tls import refuse_tls12_on_grpc
     from lightningstor.workers import WorkerSupervisor, child_argv, supervisor_log, worker_role_from_env
 
@@ -85,7 +85,7 @@ def makeService(options: Any) -> IService:
         created = CreatedPaths(user, _created_at_start(settings))
     try:
         if user is not None:
-            check_run_user(user, settings.data_dir, settings.security.master_key_file)
+            check_run_user(user, settings.data_dir, files_to_read(settings))
         if role is None and settings.server.workers > 1:
             # [server] workers: this process only binds and supervises
             # (lightningstor.workers); the children run build().

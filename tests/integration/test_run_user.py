@@ -31,6 +31,7 @@ from botocore.config import Config
 import lightningstor
 from lightningstor.run_user import RunUser, acting_as, run_user
 
+from .certs import make_pki
 from .server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, Daemon
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="twistd switches user only when started by root")
@@ -173,6 +174,24 @@ def test_a_daemon_started_by_root_runs_as_nobody_and_keeps_its_files(
         daemon.stop()
 
 
+def _refused(python: str, home: Path, data: Path, *args: str) -> str:
+    """twistd as a daemon with --uid nobody: it must stop at once, with
+    status 1 and one line on standard error (returned), no pid file left."""
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    done = subprocess.run(
+        [python, twistd, "--pidfile", str(home / "server.pid"), "--logfile", str(home / "server.log"),
+         "--uid", "nobody", "lightningstor", "--data-dir", str(data),
+         "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2", *args],
+        env=dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert not (home / "server.pid").exists()
+    return lines[0]
+
+
 def test_a_data_directory_nobody_cannot_write_is_refused_before_anything_starts(
     python_for_nobody: str, root_dir: Path
 ) -> None:
@@ -182,18 +201,20 @@ def test_a_data_directory_nobody_cannot_write_is_refused_before_anything_starts(
     home = root_dir / "home-refused"
     data = home / "data"
     data.mkdir(parents=True)
-    twistd = str(Path(sys.executable).with_name("twistd"))
-    done = subprocess.run(
-        [python_for_nobody, twistd, "--pidfile", str(home / "server.pid"), "--logfile", str(home / "server.log"),
-         "--uid", "nobody", "lightningstor", "--data-dir", str(data),
-         "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2"],
-        env=dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert done.stderr.strip().splitlines() == [
+    assert _refused(python_for_nobody, home, data) == (
         f"twistd lightningstor: --uid/--gid: {_nobody()} cannot write the data directory {data}; chown it to that user"
-    ]
+    )
     assert list(data.iterdir()) == []
-    assert not (home / "server.pid").exists()
 
+
+def test_a_tls_key_only_root_reads_is_refused_before_anything_starts(python_for_nobody: str, root_dir: Path) -> None:
+    """The workers load the TLS key as nobody (and SIGHUP reloads it): a key
+    of mode 0600 owned by root is refused at once, not by each worker."""
+    home = root_dir / "home-tls"
+    pki = make_pki(home / "pki")
+    pki.key_file.chmod(0o600)
+    config = home / "server.toml"
+    config.write_text(pki.config(ca=False))
+    config.chmod(0o644)
+    line = _refused(python_for_nobody, home, home / "data", "--config", str(config))
+    assert line == f"twistd lightningstor: --uid/--gid: {_nobody()} cannot read the TLS key {pki.key_file}; make it readable by that user"

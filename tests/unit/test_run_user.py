@@ -15,11 +15,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lightningstor.config import load_settings
 from lightningstor.errors import ConfigError
-from lightningstor.run_user import CreatedPaths, acting_as, check_run_user, run_user
+from lightningstor.run_user import CreatedPaths, RunUser, acting_as, check_run_user, files_to_read, run_user
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes owners and effective ids: needs root")
 
@@ -106,9 +108,9 @@ def test_a_data_directory_the_user_cannot_write_is_refused(reachable: Path) -> N
     data = reachable / "data"
     data.mkdir(mode=0o755)
     with pytest.raises(ConfigError, match=f"cannot write the data directory {data}; chown it"):
-        check_run_user(user, str(data), str(data / "master.key"), interpreter=sys.executable, modules=[])
+        _check(user, data, interpreter=sys.executable, modules=[])
     os.chown(data, user.uid, user.gid)
-    check_run_user(user, str(data), str(data / "master.key"), interpreter=_runnable(reachable), modules=[])
+    _check(user, data, interpreter=_runnable(reachable), modules=[])
 
 
 @needs_root
@@ -118,24 +120,42 @@ def test_a_missing_data_directory_must_be_reachable(reachable: Path) -> None:
     private = reachable / "private"
     private.mkdir(mode=0o700)
     with pytest.raises(ConfigError, match=f"cannot reach {private}, where the data directory"):
-        check_run_user(user, str(private / "data"), str(private / "data" / "master.key"), modules=[])
+        _check(user, private / "data", modules=[])
     # Reachable: created later, then handed over.
-    check_run_user(user, str(reachable / "new"), str(reachable / "new" / "master.key"),
+    _check(user, reachable / "new",
                    interpreter=_runnable(reachable), modules=[])  # fmt: skip
 
 
 @needs_root
-def test_a_master_key_only_root_reads_is_refused(reachable: Path) -> None:
+@pytest.mark.parametrize("what", ["the master key", "the config file", "the TLS key"])
+def test_a_file_only_root_reads_is_refused(reachable: Path, what: str) -> None:
+    """Each worker reads the master key, the config file and the TLS files
+    at its start, as the run user (and SIGHUP reloads the TLS files)."""
     user = run_user({"uid": _nobody().pw_uid, "gid": None})
     assert user is not None
     data = reachable / "data"
     data.mkdir()
     os.chown(data, user.uid, user.gid)
-    key = data / "master.key"
-    key.write_bytes(b"k")
-    key.chmod(0o600)
-    with pytest.raises(ConfigError, match="cannot read the master key"):
-        check_run_user(user, str(data), str(key), interpreter=_runnable(reachable), modules=[])
+    secret = reachable / "secret"
+    secret.write_bytes(b"k")
+    secret.chmod(0o600)
+    files = [("the master key", str(data / "master.key")), (what, str(secret))]
+    with pytest.raises(ConfigError, match=f"cannot read {what} {secret}; make it readable by that user"):
+        check_run_user(user, str(data), files, interpreter=_runnable(reachable), modules=[])
+    secret.chmod(0o644)
+    check_run_user(user, str(data), files, interpreter=_runnable(reachable), modules=[])
+
+
+def test_the_files_read_after_the_switch(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('[server.tls]\ncert_file = "/etc/c.pem"\nkey_file = "/etc/k.pem"\n')
+    settings = load_settings(env={}, cli={"config": str(config), "data_dir": str(tmp_path / "d")})
+    assert files_to_read(settings) == [
+        ("the master key", str(tmp_path / "d" / "master.key")),
+        ("the config file", str(config)),
+        ("the TLS certificate", "/etc/c.pem"),
+        ("the TLS key", "/etc/k.pem"),
+    ]
 
 
 @needs_root
@@ -152,10 +172,14 @@ def test_an_interpreter_or_modules_the_user_cannot_use_are_refused(reachable: Pa
     private.mkdir(mode=0o700)
     hidden = _runnable(private)
     with pytest.raises(ConfigError, match=f"cannot run the Python interpreter {hidden}; install"):
-        check_run_user(user, str(data), str(data / "master.key"), interpreter=hidden, modules=[])
+        _check(user, data, interpreter=hidden, modules=[])
     with pytest.raises(ConfigError, match=f"cannot read the Python modules in {private}"):
-        check_run_user(user, str(data), str(data / "master.key"), interpreter=_runnable(reachable),
+        _check(user, data, interpreter=_runnable(reachable),
                        modules=[str(reachable), str(private)])  # fmt: skip
+
+
+def _check(user: RunUser, data: Path, **kw: Any) -> None:
+    check_run_user(user, str(data), [("the master key", str(data / "master.key"))], **kw)
 
 
 def _runnable(directory: Path) -> str:
