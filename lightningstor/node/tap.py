@@ -114,6 +114,29 @@ def tls_settings(options: Any) -> TlsSettings | None:
     return TlsSettings(cert_file=paths["tls-cert"], key_file=paths["tls-key"], ca_file=paths["tls-ca"])
 
 
+def _prepare_for_run_user(options: Any) -> None:
+    """twistd ``--uid``/``--gid`` (see :mod:`lightningstor.run_user`): the
+    data directory is created now, while twistd is still root, and given to
+    the user the node will run as; one that user could not write, or TLS
+    files it could not read again (SIGHUP), stop start-up here."""
+    from lightningstor.errors import ConfigError
+    from lightningstor.run_user import CreatedPaths, check_run_user, run_user
+
+    user = run_user(getattr(options, "parent", None))
+    if user is None:
+        return
+    data_dir = os.path.abspath(options["data-dir"])
+    tls = options.get("tls")
+    files = [] if tls is None else [("--tls-cert", tls.cert_file), ("--tls-key", tls.key_file), ("--tls-ca", tls.ca_file)]
+    try:
+        check_run_user(user, data_dir, files)
+    except ConfigError as e:
+        raise usage.UsageError(str(e)) from None
+    created = CreatedPaths(user, [data_dir])
+    os.makedirs(data_dir, exist_ok=True)
+    created.hand_over()
+
+
 def makeService(options: Any) -> IService:
     from twisted.logger import Logger
 
@@ -146,6 +169,7 @@ def makeService(options: Any) -> IService:
             raise usage.UsageError(str(e)) from None
     # Stops the started thread pools if the listener cannot bind, so the
     # process exits instead of idling; and stops the gRPC server before them.
+    _prepare_for_run_user(options)
     root = SequentialMultiService()
     pools = ThreadPools(reactor, io_threads=options["io-threads"], cpu_threads=1)
     pools.setServiceParent(root)

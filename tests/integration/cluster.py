@@ -35,9 +35,11 @@ class NodeProcess:
     """One storage node on a fixed loopback port with its own data dir."""
 
     def __init__(self, data_dir: Path, port: int, zone: str = "", node_id: str = "node",
-                 extra_args: list[str] | None = None, wrapper: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, wrapper: list[str] | None = None,
+                 twistd_args: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.extra_args = extra_args or []  # e.g. --tls-cert/--tls-key/--tls-ca
+        self.twistd_args = twistd_args or []  # twistd's own options, e.g. --uid
         # A command that runs the node (its argv follows), e.g. in a mount namespace.
         self.wrapper = wrapper or []
         self.port = port
@@ -54,7 +56,7 @@ class NodeProcess:
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
         twistd = str(Path(sys.executable).with_name("twistd"))
-        args = [twistd, "-n", "--pidfile=", "lightningstor-node", "--listen", f"127.0.0.1:{self.port}",
+        args = [twistd, "-n", "--pidfile=", *self.twistd_args, "lightningstor-node", "--listen", f"127.0.0.1:{self.port}",
                 "--data-dir", str(self.data_dir), "--zone", self.zone, "--node-id", self.node_id, "--no-fsync",
                 *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")

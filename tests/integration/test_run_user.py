@@ -32,6 +32,7 @@ import lightningstor
 from lightningstor.run_user import RunUser, acting_as, run_user
 
 from .certs import make_pki
+from .cluster import NodeProcess, api_server, distributed_config, free_port
 from .server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, Daemon
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="twistd switches user only when started by root")
@@ -218,3 +219,32 @@ def test_a_tls_key_only_root_reads_is_refused_before_anything_starts(python_for_
     config.chmod(0o644)
     line = _refused(python_for_nobody, home, home / "data", "--config", str(config))
     assert line == f"twistd lightningstor: --uid/--gid: {_nobody()} cannot read the TLS key {pki.key_file}; make it readable by that user"
+
+
+def test_a_storage_node_started_by_root_keeps_its_chunks_as_nobody(python_for_nobody: str, root_dir: Path) -> None:
+    """``twistd --uid nobody lightningstor-node``: the node creates its data
+    directory before the switch and gives it to nobody, so the chunks an API
+    server writes through it land, owned by nobody, and read back."""
+    home = root_dir / "home-node"
+    home.mkdir()
+    node = NodeProcess(home / "node-data", free_port(), zone="z", node_id="n", wrapper=[python_for_nobody],
+                       twistd_args=["--uid", "nobody"])  # fmt: skip
+    node.start()
+    api = api_server(home, distributed_config([node], repair_interval_seconds=0, replication_factor=1,
+                                              write_quorum=1)).start()  # fmt: skip
+    try:
+        s3 = boto3.client(
+            "s3", endpoint_url=api.endpoint, region_name="us-east-1",
+            aws_access_key_id=ROOT_ACCESS_KEY, aws_secret_access_key=ROOT_SECRET_KEY,
+        )  # fmt: skip
+        s3.create_bucket(Bucket="on-the-node")
+        body = os.urandom(3 * 1024 * 1024 + 5)
+        s3.put_object(Bucket="on-the-node", Key="k", Body=body)
+        assert s3.get_object(Bucket="on-the-node", Key="k")["Body"].read() == body
+    finally:
+        api.stop()
+        node.stop()
+    user = _nobody()
+    kept = [node.data_dir, *node.data_dir.rglob("*")]
+    assert len([p for p in kept if p.is_file()]) >= 4  # the 1 MiB chunks
+    assert {p: _owner(p) for p in kept if _owner(p) != (user.uid, user.gid)} == {}
