@@ -10,10 +10,11 @@ then runs the worker processes, with the Python interpreter this process
 was started with.
 
 So, when twistd will switch user: :func:`check_run_user` refuses, with one
-line and before anything is created, a data directory or master key that
-user could not use and an interpreter it could not run;
-:class:`CreatedPaths` gives what the server creates before the switch to
-that user.  Nothing here changes anything when twistd does not switch user.
+line and before anything is created, a data directory that user could not
+write, files it could not read again (the master key, the config file, the
+TLS files) and an interpreter it could not run; :class:`CreatedPaths` gives
+what the server creates before the switch to that user.  Nothing here
+changes anything when twistd does not switch user.
 """
 
 from __future__ import annotations

@@ -167,9 +167,9 @@ def makeService(options: Any) -> IService:
             material = load_tls_material(settings, names=TLS_NAMES)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+    _prepare_for_run_user(options)
     # Stops the started thread pools if the listener cannot bind, so the
     # process exits instead of idling; and stops the gRPC server before them.
-    _prepare_for_run_user(options)
     root = SequentialMultiService()
     pools = ThreadPools(reactor, io_threads=options["io-threads"], cpu_threads=1)
     pools.setServiceParent(root)
