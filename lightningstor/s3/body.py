@@ -515,6 +515,13 @@ class ObjectBody:
             if self._context is not None:
                 # The writer reports progress to this sink: a cycle, once done.
                 self._context.writer.set_progress_listener(None)
+            if self._ready.called:
+                # Every byte has been fed (the body ended, and what waited
+                # for the signature check went in when it fired), so nothing
+                # can be refused early any more.  The S3 layer's callback
+                # holds its call, which holds this sink: a cycle that only
+                # the cyclic collector would free (about 60 objects a PUT).
+                self._refuse_early = None
         return context, BodyResult(result, trailers)
 
     def abort(self) -> None:

@@ -80,6 +80,40 @@ async def test_an_upload_body_is_freed_once_finished(no_cyclic_gc: None) -> None
     assert writer.listener is None
 
 
+class _Call:
+    """Holds its body sink, as S3Call does."""
+
+    sink: Any = None
+
+
+def _refusal_of(call: Any) -> Any:
+    """The S3 layer's early refusal (S3Api.begin): a callback holding its call."""
+    return lambda error: setattr(call, "refused", error)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_body_lets_go_of_its_early_refusal_once_finished(no_cyclic_gc: None) -> None:
+    """The call holds its body sink and the sink holds the S3 layer's early
+    refusal, which holds the call: once the body is stored nothing can be
+    refused early, and the sink lets go of it, so the request's objects are
+    freed by reference counting (about 60 of them a PUT were left to the
+    cyclic collector)."""
+    writer = _Writer()
+    call = _Call()
+    body = ObjectBody(
+        _Transport(), lambda: succeed(SimpleNamespace(writer=writer, decoder=None)), InflightBudget(),
+        _refusal_of(call),
+    )
+    call.sink = body
+    body.receive(b"x" * 1000)
+    _context, result = await body.finish()
+    assert result.write == "stored"
+    assert not hasattr(call, "refused")
+    gone = weakref.ref(call)
+    del body, call, _context, result
+    assert gone() is None
+
+
 class _Request:
     """What S3Api's finish hooks read from a finished twisted.web request."""
 
