@@ -21,7 +21,7 @@ from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
 from lightningstor.errors import ConfigError, MetadataUnavailable
-from lightningstor.interfaces.metadata import Compare, IMetadataStoreFactory, KeyValue, Put, TxnResult
+from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStoreFactory, KeyValue, Put, TxnResult
 from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metadata.sqlite import SqliteMetadataStore, sqliteStoreFactory
 from tests.contract.metadata_contract import MetadataStoreContract
@@ -184,6 +184,41 @@ async def test_compares_see_earlier_txns_of_the_batch(tmp_path: Path, stores: li
     assert store.commit_count - before == 2  # the plug, then both txns together
     assert one.succeeded and two == TxnResult(False, one.revision)
     assert await value_of(store, b"k") == b"1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_compares_and_puts_of_many_keys_in_one_txn(tmp_path: Path, stores: list[SqliteMetadataStore]) -> None:
+    """A txn's compares and runs of puts go to SQLite a group of keys at a
+    time: every compare counts, whichever group it falls in (a missing key
+    is revision 0), and puts and deletes apply in their order (a later put
+    of a key wins, a delete sees the puts before it)."""
+    store = open_store(stores, tmp_path / "meta.db")
+    keys = [b"k%02d" % i for i in range(20)]
+    first = await store.txn([Compare(k, 0) for k in keys], [Put(k, b"1") for k in keys])
+    assert first.succeeded
+    current = [Compare(k, first.revision) for k in keys]
+    for stale in (0, 8, 9, 19):  # the first, the first and second of a group, the last
+        compares = [*current[:stale], Compare(keys[stale], 0), *current[stale + 1 :]]
+        refused = await store.txn(compares, [Put(b"new", b"x")])
+        assert refused == TxnResult(False, first.revision)
+    assert await store.get(b"new") is None
+    ops = [
+        *(Put(k, b"2") for k in keys[:10]),
+        Delete(keys[3]),
+        Put(keys[4], b"3"),
+        *(Put(k, b"4") for k in keys[10:]),
+        Put(keys[12], b"5"),
+        Delete(b"absent"),
+    ]
+    second = await store.txn([*current, Compare(b"absent", 0)], ops)
+    assert second == TxnResult(True, first.revision + 1)
+    assert await store.get(keys[3]) is None
+    assert await value_of(store, keys[0]) == b"2"
+    assert await value_of(store, keys[4]) == b"3"
+    assert await value_of(store, keys[11]) == b"4"
+    assert await value_of(store, keys[12]) == b"5"
+    kv = await store.get(keys[19])
+    assert kv is not None and kv.mod_revision == second.revision
 
 
 @pytest_twisted.ensureDeferred
