@@ -112,8 +112,11 @@ def makeService(options: Any) -> IService:
         # twistd shows a traceback for anything makeService raises; this is
         # one line for the operator, and exit status 1.
         raise SystemExit(f"twistd lightningstor: {e}") from None
-    if created is not None:
-        created.hand_over()
+    finally:
+        # Also after a failed start (a port in use): the next start, as that
+        # user, must find what this one created usable.
+        if created is not None:
+            created.hand_over()
     return service if observer is None else LoggingRoot(service, observer)
 
 

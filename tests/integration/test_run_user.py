@@ -16,6 +16,7 @@ import os
 import pwd
 import shutil
 import site
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -175,14 +176,14 @@ def test_a_daemon_started_by_root_runs_as_nobody_and_keeps_its_files(
         daemon.stop()
 
 
-def _refused(python: str, home: Path, data: Path, *args: str) -> str:
+def _refused(python: str, home: Path, data: Path, *args: str, s3_addr: str = "127.0.0.1:0") -> str:
     """twistd as a daemon with --uid nobody: it must stop at once, with
     status 1 and one line on standard error (returned), no pid file left."""
     twistd = str(Path(sys.executable).with_name("twistd"))
     done = subprocess.run(
         [python, twistd, "--pidfile", str(home / "server.pid"), "--logfile", str(home / "server.log"),
          "--uid", "nobody", "lightningstor", "--data-dir", str(data),
-         "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--workers", "2", *args],
+         "--s3-addr", s3_addr, "--grpc-addr", "127.0.0.1:0", "--workers", "2", *args],
         env=dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -206,6 +207,24 @@ def test_a_data_directory_nobody_cannot_write_is_refused_before_anything_starts(
         f"twistd lightningstor: --uid/--gid: {_nobody()} cannot write the data directory {data}; chown it to that user"
     )
     assert list(data.iterdir()) == []
+
+
+def test_what_a_failed_start_created_is_the_users_for_the_next_start(python_for_nobody: str, root_dir: Path) -> None:
+    """A start that fails after the data directory and the master key were
+    made (the S3 port in use) still gives them to nobody: the next start
+    must not find a root-owned data directory it refuses."""
+    home = root_dir / "home-busy"
+    home.mkdir()
+    data = home / "data"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        line = _refused(python_for_nobody, home, data, s3_addr=address)
+    assert line == f"twistd lightningstor: server.s3_addr: cannot listen on {address}: Address already in use"
+    user = _nobody()
+    assert {p.name: _owner(p) for p in (data, data / "master.key")} == {
+        "data": (user.uid, user.gid), "master.key": (user.uid, user.gid)}
 
 
 def test_a_tls_key_only_root_reads_is_refused_before_anything_starts(python_for_nobody: str, root_dir: Path) -> None:
