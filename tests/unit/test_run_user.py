@@ -31,6 +31,16 @@ def _nobody() -> pwd.struct_passwd:
 
 
 @pytest.fixture
+def user() -> RunUser:
+    """The user ``nobody`` as twistd's ``--uid nobody`` would make it."""
+    if os.geteuid() != 0:
+        pytest.skip("changes owners and effective ids: needs root")
+    found = run_user({"uid": _nobody().pw_uid, "gid": None})
+    assert found is not None
+    return found
+
+
+@pytest.fixture
 def reachable() -> Iterator[Path]:
     """A directory every user can reach (pytest's own temporary directories
     are private to their owner)."""
@@ -70,11 +80,9 @@ def test_gid_alone_keeps_the_uid() -> None:
 
 
 @needs_root
-def test_acting_as_answers_for_the_user_and_restores_root(reachable: Path) -> None:
+def test_acting_as_answers_for_the_user_and_restores_root(reachable: Path, user: RunUser) -> None:
     private = reachable / "private"
     private.mkdir(mode=0o700)
-    user = run_user({"uid": _nobody().pw_uid, "gid": None})
-    assert user is not None
     with acting_as(user):
         assert os.geteuid() == user.uid
         assert not os.access(private, os.W_OK, effective_ids=True)
@@ -83,11 +91,9 @@ def test_acting_as_answers_for_the_user_and_restores_root(reachable: Path) -> No
 
 
 @needs_root
-def test_created_paths_hands_over_what_was_created_and_nothing_else(reachable: Path) -> None:
+def test_created_paths_hands_over_what_was_created_and_nothing_else(reachable: Path, user: RunUser) -> None:
     """The build may create a file and its missing parents: those go to the
     run user; an existing directory keeps its owner."""
-    user = run_user({"uid": _nobody().pw_uid, "gid": None})
-    assert user is not None
     existing = reachable / "existing"
     existing.mkdir()
     key = existing / "a" / "b" / "master.key"
@@ -102,9 +108,7 @@ def test_created_paths_hands_over_what_was_created_and_nothing_else(reachable: P
 
 
 @needs_root
-def test_a_data_directory_the_user_cannot_write_is_refused(reachable: Path) -> None:
-    user = run_user({"uid": _nobody().pw_uid, "gid": None})
-    assert user is not None
+def test_a_data_directory_the_user_cannot_write_is_refused(reachable: Path, user: RunUser) -> None:
     data = reachable / "data"
     data.mkdir(mode=0o755)
     with pytest.raises(ConfigError, match=f"cannot write the data directory {data}; chown it"):
@@ -114,25 +118,20 @@ def test_a_data_directory_the_user_cannot_write_is_refused(reachable: Path) -> N
 
 
 @needs_root
-def test_a_missing_data_directory_must_be_reachable(reachable: Path) -> None:
-    user = run_user({"uid": _nobody().pw_uid, "gid": None})
-    assert user is not None
+def test_a_missing_data_directory_must_be_reachable(reachable: Path, user: RunUser) -> None:
     private = reachable / "private"
     private.mkdir(mode=0o700)
     with pytest.raises(ConfigError, match=f"cannot reach {private}, where the data directory"):
         _check(user, private / "data", modules=[])
     # Reachable: created later, then handed over.
-    _check(user, reachable / "new",
-                   interpreter=_runnable(reachable), modules=[])  # fmt: skip
+    _check(user, reachable / "new", interpreter=_runnable(reachable), modules=[])
 
 
 @needs_root
 @pytest.mark.parametrize("what", ["the master key", "the config file", "the TLS key"])
-def test_a_file_only_root_reads_is_refused(reachable: Path, what: str) -> None:
+def test_a_file_only_root_reads_is_refused(reachable: Path, what: str, user: RunUser) -> None:
     """Each worker reads the master key, the config file and the TLS files
     at its start, as the run user (and SIGHUP reloads the TLS files)."""
-    user = run_user({"uid": _nobody().pw_uid, "gid": None})
-    assert user is not None
     data = reachable / "data"
     data.mkdir()
     os.chown(data, user.uid, user.gid)
@@ -159,12 +158,10 @@ def test_the_files_read_after_the_switch(tmp_path: Path) -> None:
 
 
 @needs_root
-def test_an_interpreter_or_modules_the_user_cannot_use_are_refused(reachable: Path) -> None:
+def test_an_interpreter_or_modules_the_user_cannot_use_are_refused(reachable: Path, user: RunUser) -> None:
     """The workers are started with this process's interpreter, as the run
     user: one it cannot run (a Python under root's home) is refused before
     anything starts, not by each worker failing."""
-    user = run_user({"uid": _nobody().pw_uid, "gid": None})
-    assert user is not None
     data = reachable / "data"
     data.mkdir()
     os.chown(data, user.uid, user.gid)
