@@ -419,7 +419,9 @@ class S3Api:
             # signature check alike (RFC 9112 §3.2.2; absolute_authority).
             headers["host"] = authority
             header_lists["host"] = [authority]
-        method = command.decode("ascii", "replace").upper()
+        # As sent: methods are case-sensitive (RFC 9110 §9.1), so ``get`` is
+        # no GET but a method S3 does not have (405 MethodNotAllowed).
+        method = command.decode("ascii", "replace")
         request_id = _request_id()
         wire_id = request_id.encode()
         response_headers = request.responseHeaders

@@ -371,3 +371,15 @@ def test_a_signature_over_one_host_does_not_open_another_bucket(vhosted: Any) ->
     assert _statuses(received) == [403], received[:400]
     assert b"<Code>SignatureDoesNotMatch</Code>" in received
     assert _body(received) not in (b"alpha", b"beta")
+
+
+def test_methods_are_case_sensitive(server: ServerProcess) -> None:
+    """``get`` is not GET (RFC 9110 §9.1: methods are case-sensitive): it
+    gets S3's 405 MethodNotAllowed, as any method S3 does not have, where
+    it was served as a GET; the same request as GET is served."""
+    host = _host(server)
+    for target in (b"/", b"/some-bucket/some-key", b"/health"):
+        received, _closed = _exchange(server, b"get " + target + b" HTTP/1.1\r\n" + host + CLOSE + b"\r\n")
+        assert _statuses(received) == [405], (target, received[:300])
+    received, _closed = _exchange(server, b"GET /health HTTP/1.1\r\n" + host + CLOSE + b"\r\n")
+    assert _statuses(received) == [200]
