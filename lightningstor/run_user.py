@@ -38,8 +38,13 @@ class RunUser:
     gid: int
     groups: tuple[int, ...]
     name: str
+    # In the user database: twistd looks the user up to set its groups, and
+    # stops with a traceback for a uid that is not there.
+    known: bool = True
 
     def __str__(self) -> str:
+        if not self.known:
+            return f"{self.name} (gid {self.gid})"
         return f"{self.name} (uid {self.uid}, gid {self.gid})"
 
 
@@ -64,7 +69,9 @@ def run_user(twistd_options: Any) -> RunUser | None:
         gid = entry.pw_gid if entry is not None else os.getgid()
     # twistd's switchUID calls initgroups for the user: the groups it gets.
     groups = tuple(os.getgrouplist(entry.pw_name, gid)) if entry is not None else (gid,)
-    return RunUser(uid=uid, gid=gid, groups=groups, name=entry.pw_name if entry is not None else str(uid))
+    if entry is None:
+        return RunUser(uid=uid, gid=gid, groups=groups, name=f"uid {uid}", known=False)
+    return RunUser(uid=uid, gid=gid, groups=groups, name=entry.pw_name)
 
 
 @contextmanager
@@ -125,6 +132,8 @@ def check_run_user(
             path = os.path.dirname(path)
         return path
 
+    if not user.known:
+        raise ConfigError(f"--uid/--gid: {user} is not in the user database (twistd needs it to set the groups)")
     # Looked up as root: what the user cannot see is still there.
     data_exists = os.path.isdir(data_dir)
     existing = [(what, path) for what, path in readable if os.path.exists(path)]

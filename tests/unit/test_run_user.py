@@ -73,6 +73,18 @@ def test_uid_alone_takes_that_users_group_as_twistd_does() -> None:
 
 
 @needs_root
+def test_a_uid_not_in_the_user_database_is_refused(reachable: Path) -> None:
+    """twistd looks the user up to set its groups and stops with a
+    traceback for a uid that is not there: refused first, with one line."""
+    taken = {entry.pw_uid for entry in pwd.getpwall()}
+    uid = next(n for n in range(54321, 60000) if n not in taken)
+    user = run_user({"uid": uid, "gid": 54321})
+    assert user is not None and not user.known
+    with pytest.raises(ConfigError, match=f"^--uid/--gid: uid {uid} \\(gid 54321\\) is not in the user database"):
+        _check(user, reachable / "data", interpreter=_runnable(reachable), modules=[])
+
+
+@needs_root
 def test_gid_alone_keeps_the_uid() -> None:
     user = run_user({"uid": None, "gid": 65534})
     assert user is not None
