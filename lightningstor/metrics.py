@@ -500,6 +500,12 @@ class MetricsService(Service):
         self.site = _MetricsSite(root)
         self.port: Any = None
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        # Before twistd switches user (--uid/--gid), as S3Service does.
+        if self.adopt_fd is None and self.port is None:
+            self._listen()
+
     def startService(self) -> None:
         super().startService()
         if self.adopt_fd is not None:
@@ -507,16 +513,19 @@ class MetricsService(Service):
 
             fd, self.adopt_fd = self.adopt_fd, None
             self.port = adopt_port(self.reactor, fd, self.site)
-        else:
-            d = serverFromString(self.reactor, self.description).listen(self.site)
-            result: list[Any] = []
-            d.addBoth(result.append)
-            if result and hasattr(result[0], "raiseException"):
-                result[0].raiseException()  # address in use: fail start-up loudly
-            self.port = result[0] if result else None
+        elif self.port is None:
+            self._listen()
         if self.port is not None:
             addr = self.port.getHost()
             log.info("Metrics listening on {host}:{port}", host=addr.host, port=addr.port)
+
+    def _listen(self) -> None:
+        d = serverFromString(self.reactor, self.description).listen(self.site)
+        result: list[Any] = []
+        d.addBoth(result.append)
+        if result and hasattr(result[0], "raiseException"):
+            result[0].raiseException()  # address in use: fail start-up loudly
+        self.port = result[0] if result else None
 
     def stopService(self) -> Any:
         super().stopService()

@@ -160,6 +160,28 @@ def check_run_user(
         raise ConfigError(f"--uid/--gid: {user} {problem}")
 
 
+def unprivileged_port_start() -> int:
+    """The lowest port a process that is not root may bind (Linux's
+    ``net.ipv4.ip_unprivileged_port_start``; 1024 where it is not there)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1024
+
+
+def check_worker_grpc_port(user: RunUser, grpc_port: int | None, start: int | None = None) -> None:
+    """Refuse a gRPC port the workers could not bind: with several workers
+    each one binds the gRPC port itself, beside the supervisor, after the
+    switch (the S3 and metrics ports are bound before it and handed down)."""
+    start = unprivileged_port_start() if start is None else start
+    if grpc_port is not None and 0 < grpc_port < start:
+        raise ConfigError(
+            f"--uid/--gid: each worker binds the gRPC port {grpc_port} as {user}, who may not bind ports "
+            f"under {start}; choose a gRPC port from {start}, or one worker (--workers 1)"
+        )
+
+
 class CreatedPaths:
     """Paths that do not exist yet (and their missing parent directories),
     noted before the service is built, so that :meth:`hand_over` can give

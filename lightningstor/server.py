@@ -122,28 +122,40 @@ class S3Service(Service):
         self.drain_timeout = drain_timeout
         self.port: Any = None
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        # Bound here, before twistd switches user (--uid/--gid), as twistd's
+        # own listening services do: a port under 1024 works after the switch.
+        if self.adopt_fd is None and self.port is None:
+            self._listen()
+
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(freeze_startup_heap)
-        endpoint = serverFromString(self.reactor, self.description)
-        factory: Any = self.site if self.limits is None else self.limits(self.site)
-        if self.tls is not None:
-            factory = TLSMemoryBIOFactory(self.tls, False, factory, clock=self.reactor)
         if self.adopt_fd is not None:
             from lightningstor.workers import adopt_port
 
             fd, self.adopt_fd = self.adopt_fd, None
-            self.port = adopt_port(self.reactor, fd, factory, s3=True)
-        else:
-            d = endpoint.listen(factory)
-            result: list[Any] = []
-            d.addBoth(result.append)
-            if result and isinstance(result[0], Failure):
-                result[0].raiseException()  # port in use etc.: fail start-up loudly
-            self.port = result[0] if result else None
-            # Alone on its port: Twisted's accept loop, nobody to balance with.
-            prepare_s3_port(self.port, one_accept=False)
+            self.port = adopt_port(self.reactor, fd, self._factory(), s3=True)
+        elif self.port is None:
+            self._listen()  # started without privilegedStartService (not by twistd)
         self._log_listening()
+
+    def _factory(self) -> Any:
+        factory: Any = self.site if self.limits is None else self.limits(self.site)
+        if self.tls is not None:
+            factory = TLSMemoryBIOFactory(self.tls, False, factory, clock=self.reactor)
+        return factory
+
+    def _listen(self) -> None:
+        d = serverFromString(self.reactor, self.description).listen(self._factory())
+        result: list[Any] = []
+        d.addBoth(result.append)
+        if result and isinstance(result[0], Failure):
+            result[0].raiseException()  # port in use etc.: fail start-up loudly
+        self.port = result[0] if result else None
+        # Alone on its port: Twisted's accept loop, nobody to balance with.
+        prepare_s3_port(self.port, one_accept=False)
 
     def _log_listening(self) -> None:
         if self.port is not None:

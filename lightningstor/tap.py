@@ -14,7 +14,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from lightningstor import __version__
-from lightningstor.config import load_settings
+from lightningstor.config import load_settings, parse_address
 from lightningstor.errors import ConfigError
 
 
@@ -62,7 +62,13 @@ def makeService(options: Any) -> IService:
 
     from lightningstor import plugins
     from lightningstor.logs import LoggingRoot, twistd_observer_factory
-    from lightningstor.run_user import CreatedPaths, check_run_user, files_to_read, run_user
+    from lightningstor.run_user import (
+        CreatedPaths,
+        check_run_user,
+        check_worker_grpc_port,
+        files_to_read,
+        run_user,
+    )
     from lightningstor.tls import refuse_tls12_on_grpc
     from lightningstor.workers import WorkerSupervisor, child_argv, supervisor_log, worker_role_from_env
 
@@ -87,6 +93,8 @@ def makeService(options: Any) -> IService:
         if user is not None:
             check_run_user(user, settings.data_dir, files_to_read(settings))
         if role is None and settings.server.workers > 1:
+            if user is not None and settings.server.grpc_enabled:
+                check_worker_grpc_port(user, parse_address(settings.server.grpc_addr, key="server.grpc_addr")[1])
             # [server] workers: this process only binds and supervises
             # (lightningstor.workers); the children run build().
             supervisor = WorkerSupervisor(

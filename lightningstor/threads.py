@@ -16,9 +16,10 @@ from twisted.python.threadpool import ThreadPool
 class ThreadPools(Service):
     """``io`` and ``cpu`` pools.  Work handed to them before they start
     waits and runs once they do, so plugins built with the service can
-    already use them.  They start with the service, at
-    ``privilegedStartService`` under twistd: after twistd forks into a
-    daemon, whose child would not have threads started before; stopped on
+    already use them.  They start with the service (``startService``):
+    after twistd forks into a daemon, whose child would not have threads
+    started before, and after the listeners are bound (a port that cannot
+    be bound then stops start-up with no thread to wait for); stopped on
     ``stopService``.  Outside a service (a command-line tool): :meth:`start`.
     """
 
@@ -32,10 +33,6 @@ class ThreadPools(Service):
         for pool in (self.io, self.cpu):
             if not pool.started:
                 pool.start()
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self.start()
 
     def startService(self) -> None:
         super().startService()

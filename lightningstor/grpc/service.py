@@ -91,9 +91,48 @@ class GrpcService(Service):
         self._health_loop: LoopingCall | None = None
         self._watchdog_loop: LoopingCall | None = None
         self._executors: list[ThreadPoolExecutor] = []
+        self._bound: tuple[grpc.Server, int] | None = None  # bound, not yet started
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        # Bound here, before twistd switches user (--uid/--gid): a port under
+        # 1024 works after the switch.  Served from startService.  A worker
+        # binds beside its supervisor in startService, as that user.
+        if not self.reuse_port:
+            self._bind()
 
     def startService(self) -> None:
         super().startService()
+        if self._bound is None:
+            self._bind()
+        assert self._bound is not None
+        server, port = self._bound
+        self._bound = None
+        server.start()
+        self.server = server
+        self.bound_port = port
+        host = self.address.rpartition(":")[0]
+        log.info(
+            "gRPC API listening on {host}:{port} ({scheme})",
+            host=host,
+            port=port,
+            scheme="tls" if self.credentials is not None else "plaintext",
+        )
+        self._set_health(_SERVING)
+        self._health_loop = LoopingCall(self._check_health)
+        self._health_loop.clock = self.reactor
+        self._health_loop.start(HEALTH_INTERVAL_SECONDS, now=True).addErrback(
+            lambda f: log.failure("gRPC health checks stopped", f)
+        )
+        watchdog = self.rpc.watchdog
+        self._watchdog_loop = LoopingCall(watchdog.sweep)
+        self._watchdog_loop.clock = self.reactor
+        self._watchdog_loop.start(watchdog.interval, now=False).addErrback(
+            lambda f: log.failure("gRPC stream watchdog stopped", f)
+        )
+
+    def _bind(self) -> None:
+        """The server with its services and its port bound, not started yet."""
         executor = ThreadPoolExecutor(max_workers=self.options.max_workers, thread_name_prefix="lightningstor-grpc")
         probes = ThreadPoolExecutor(max_workers=PROBE_WORKERS, thread_name_prefix="lightningstor-grpc-probe")
         self._executors = [executor, probes]
@@ -133,28 +172,7 @@ class GrpcService(Service):
         if not port:
             self._shutdown_executors()
             raise RuntimeError(f"gRPC API cannot listen on {self.address}")
-        server.start()
-        self.server = server
-        self.bound_port = port
-        host = self.address.rpartition(":")[0]
-        log.info(
-            "gRPC API listening on {host}:{port} ({scheme})",
-            host=host,
-            port=port,
-            scheme="tls" if self.credentials is not None else "plaintext",
-        )
-        self._set_health(_SERVING)
-        self._health_loop = LoopingCall(self._check_health)
-        self._health_loop.clock = self.reactor
-        self._health_loop.start(HEALTH_INTERVAL_SECONDS, now=True).addErrback(
-            lambda f: log.failure("gRPC health checks stopped", f)
-        )
-        watchdog = self.rpc.watchdog
-        self._watchdog_loop = LoopingCall(watchdog.sweep)
-        self._watchdog_loop.clock = self.reactor
-        self._watchdog_loop.start(watchdog.interval, now=False).addErrback(
-            lambda f: log.failure("gRPC stream watchdog stopped", f)
-        )
+        self._bound = (server, port)
 
     def _shutdown_executors(self) -> None:
         for pool in self._executors:

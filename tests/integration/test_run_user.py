@@ -30,6 +30,7 @@ import pytest
 from botocore.config import Config
 
 import lightningstor
+from lightningstor.client import LightningStorClient
 from lightningstor.run_user import RunUser, acting_as, run_user
 
 from .certs import make_pki
@@ -267,3 +268,70 @@ def test_a_storage_node_started_by_root_keeps_its_chunks_as_nobody(python_for_no
     kept = [node.data_dir, *node.data_dir.rglob("*")]
     assert len([p for p in kept if p.is_file()]) >= 4  # the 1 MiB chunks
     assert {p: _owner(p) for p in kept if _owner(p) != (user.uid, user.gid)} == {}
+
+
+def _free_privileged_ports(count: int) -> list[int]:
+    """Loopback ports under 1024 that nothing listens on (bound as root to check)."""
+    found: list[int] = []
+    for port in range(700, 1000):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    pytest.skip("no free loopback ports under 1024")
+
+
+def test_one_process_binds_ports_under_1024_before_the_switch(python_for_nobody: str, root_dir: Path) -> None:
+    """The reason to start as root: the S3 and gRPC ports are bound before
+    twistd switches to nobody (they were bound after, and refused), and
+    both answer."""
+    home = root_dir / "home-ports"
+    home.mkdir()
+    s3_port, grpc_port = _free_privileged_ports(2)
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    proc = subprocess.Popen(
+        [python_for_nobody, twistd, "-n", "--pidfile=", "--uid", "nobody", "lightningstor",
+         "--data-dir", str(home / "data"), "--s3-addr", f"127.0.0.1:{s3_port}",
+         "--grpc-addr", f"127.0.0.1:{grpc_port}", "--workers", "1"],
+        env=dict(os.environ, LIGHTNINGSTOR_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, LIGHTNINGSTOR_ROOT_SECRET_KEY=ROOT_SECRET_KEY),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Root access key" in line:
+                break
+        assert _uid_of(proc.pid) == _nobody().uid, "".join(lines)
+        s3 = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+            aws_access_key_id=ROOT_ACCESS_KEY, aws_secret_access_key=ROOT_SECRET_KEY,
+        )  # fmt: skip
+        s3.create_bucket(Bucket="low-ports")
+        client = LightningStorClient.connect(f"grpc://127.0.0.1:{grpc_port}", access_key=ROOT_ACCESS_KEY,
+                                             secret_key=ROOT_SECRET_KEY, timeout=10)  # fmt: skip
+        try:
+            assert "low-ports" in [b.name for b in client.list_buckets()]
+        finally:
+            client.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_workers_refuse_a_grpc_port_under_1024(python_for_nobody: str, root_dir: Path) -> None:
+    """With several workers each binds the gRPC port itself, after the
+    switch: refused at once, with the way out named."""
+    home = root_dir / "home-grpc-port"
+    home.mkdir()
+    (grpc_port,) = _free_privileged_ports(1)
+    line = _refused(python_for_nobody, home, home / "data", "--grpc-addr", f"127.0.0.1:{grpc_port}")
+    assert line == (
+        f"twistd lightningstor: --uid/--gid: each worker binds the gRPC port {grpc_port} as {_nobody()}, who may not"
+        " bind ports under 1024; choose a gRPC port from 1024, or one worker (--workers 1)"
+    )
