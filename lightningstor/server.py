@@ -52,7 +52,7 @@ from lightningstor.storage.chunks import ChunkManager
 from lightningstor.tcp import prepare_s3_port
 from lightningstor.threads import ThreadPools
 from lightningstor.tls import ReloadableServerTls, SignalReloadService, attach_tls
-from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_process
+from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_process, stop_signals_once
 
 log = Logger()
 
@@ -346,6 +346,7 @@ def build(
     try:
         if worker is not None:
             prepare_worker_process(worker)
+            reactor.callWhenRunning(stop_signals_once, reactor)
         _assemble(top, pools, settings, reactor, env, store_factory, backend_factory, worker)
     except BaseException:
         # Pool threads are not daemons: without this a failed start hangs.

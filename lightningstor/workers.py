@@ -244,6 +244,27 @@ def prepare_worker_process(role: WorkerRole) -> None:
             log.failure("Could not map the connection table; connections are not balanced")
 
 
+def stop_signals_once(reactor: Any) -> None:
+    """Make a worker act on its first SIGTERM or SIGINT only (called once
+    the reactor runs, over Twisted's handlers).  The supervisor's SIGTERM and
+    one sent to the whole process group (Ctrl-C, a kill of the group) arrive
+    together, and Twisted answered the second with a ReactorNotRunning
+    traceback at critical level; a worker that hangs is the supervisor's to
+    kill (SIGKILL after the shutdown timeout)."""
+    received: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        original = signal.getsignal(signum)
+        if not callable(original):
+            continue
+
+        def first_only(sig: int, frame: Any, original: Any = original) -> None:
+            if not received:
+                received.append(sig)
+                original(sig, frame)
+
+        signal.signal(signum, first_only)
+
+
 class WorkerSupervisor(Service):
     """What twistd runs when ``workers > 1``: binds the sockets, then becomes
     the supervisor program (:mod:`lightningstor.supervisor`).

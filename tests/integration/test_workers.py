@@ -858,3 +858,27 @@ def test_a_restart_that_fails_in_start_up_is_tried_again_while_the_other_serves(
     finally:
         # Ended by the signal, as twistd ends (a failed worker: status 1).
         assert server.stop() == -signal.SIGTERM
+
+
+def test_a_worker_signalled_twice_stops_once_without_a_traceback(tmp_path: Path) -> None:
+    """SIGTERM from the supervisor and SIGINT or SIGTERM sent to the whole
+    process group (Ctrl-C, a kill of the group) reach a worker together:
+    the second one is ignored, where Twisted logged a ReactorNotRunning
+    traceback at critical level.  The worker stops once and is replaced."""
+    server = start_workers(tmp_path, "[server]\nshutdown_timeout_seconds = 5\n")
+    try:
+        pids = server.ready_workers(2)
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+                os.kill(pids[1], signum)
+        except ProcessLookupError:
+            pass  # already gone
+        deadline = time.monotonic() + 30
+        while server.ready_workers(2)[1] == pids[1]:
+            assert time.monotonic() < deadline, "".join(server.output[-30:])
+            time.sleep(0.1)
+        text = "".join(server.output)
+        assert "ReactorNotRunning" not in text and "Traceback" not in text, text[-3000:]
+        assert text.count(f"(pid {pids[1]}) exited") == 1
+    finally:
+        server.stop()
