@@ -66,7 +66,6 @@ from prometheus_client.metrics_core import Metric
 from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -76,6 +75,7 @@ from lightningstor.core import keys, scans
 from lightningstor.core.quotas import ZERO, Usage, decode_usage, usage_row_bucket
 from lightningstor.interfaces.metadata import has_point_read_cache, prefix_end
 from lightningstor.s3.summary import RequestSummary
+from lightningstor.tcp import listen_now
 
 __all__ = [
     "COPY_SECONDS",
@@ -520,12 +520,7 @@ class MetricsService(Service):
             log.info("Metrics listening on {host}:{port}", host=addr.host, port=addr.port)
 
     def _listen(self) -> None:
-        d = serverFromString(self.reactor, self.description).listen(self.site)
-        result: list[Any] = []
-        d.addBoth(result.append)
-        if result and hasattr(result[0], "raiseException"):
-            result[0].raiseException()  # address in use: fail start-up loudly
-        self.port = result[0] if result else None
+        self.port = listen_now(self.reactor, self.description, self.site)
 
     def stopService(self) -> Any:
         super().stopService()

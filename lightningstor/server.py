@@ -16,7 +16,6 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -49,7 +48,7 @@ from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.app import S3Api, S3Options, S3Site
 from lightningstor.s3.limits import ConnectionLimits
 from lightningstor.storage.chunks import ChunkManager
-from lightningstor.tcp import prepare_s3_port
+from lightningstor.tcp import listen_now, prepare_s3_port
 from lightningstor.threads import ThreadPools
 from lightningstor.tls import ReloadableServerTls, SignalReloadService, attach_tls
 from lightningstor.workers import WORKER_HEADER, WorkerRole, prepare_worker_process, stop_signals_once
@@ -148,12 +147,7 @@ class S3Service(Service):
         return factory
 
     def _listen(self) -> None:
-        d = serverFromString(self.reactor, self.description).listen(self._factory())
-        result: list[Any] = []
-        d.addBoth(result.append)
-        if result and isinstance(result[0], Failure):
-            result[0].raiseException()  # port in use etc.: fail start-up loudly
-        self.port = result[0] if result else None
+        self.port = listen_now(self.reactor, self.description, self._factory())
         # Alone on its port: Twisted's accept loop, nobody to balance with.
         prepare_s3_port(self.port, one_accept=False)
 

@@ -123,6 +123,21 @@ class EagerServer(tcp.Server):
         return result
 
 
+def listen_now(reactor: Any, description: str, factory: Any) -> Any:
+    """The listening port of ``description`` (a Twisted server endpoint
+    string), bound at once: TCP endpoints listen synchronously, so a port in
+    use raises here and fails start-up loudly, in whichever start phase the
+    caller binds (the S3 and metrics services, before twistd switches user)."""
+    from twisted.internet.endpoints import serverFromString
+    from twisted.python.failure import Failure
+
+    result: list[Any] = []
+    serverFromString(reactor, description).listen(factory).addBoth(result.append)
+    if result and isinstance(result[0], Failure):
+        result[0].raiseException()
+    return result[0] if result else None
+
+
 def prepare_s3_port(port: tcp.Port, *, one_accept: bool, balancer: AcceptBalancer | None = None) -> None:
     """Set up the listening S3 port (TLS or not: TLS is a protocol wrapper
     above the connection, which then writes ciphertext, eagerly too).
