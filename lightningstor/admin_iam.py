@@ -32,7 +32,7 @@ from lightningstor import errors
 from lightningstor.authz.grants import Grant, GrantStore, subject_of
 from lightningstor.core import keys, records
 from lightningstor.core.buckets import BucketManager
-from lightningstor.core.credentials import Credential, CredentialStore
+from lightningstor.core.credentials import Credential, CredentialStore, MasterKeyMismatch
 from lightningstor.core.principals import PrincipalRecord, PrincipalStore, validate_id, validate_role
 from lightningstor.core.types import Bucket, Principal
 from lightningstor.interfaces.metadata import IMetadataStore, prefix_end
@@ -254,16 +254,14 @@ def key_json(cred: Credential, now_ms: int) -> dict[str, Any]:
 
 
 async def _check_master_key(ctx: IamContext) -> None:
-    """Refuse to write credentials the server could not read: if credentials
-    exist, the master key must decrypt one of them (a wrong ``--data-dir``
-    or a replaced key file would otherwise hand out dead keys)."""
-    rows = await _wait(ctx.store.scan(keys.CREDENTIALS, prefix_end(keys.CREDENTIALS), 1))
-    if not rows:
-        return
+    """Refuse to write credentials the server could not read: the master key
+    must open the store's key check (a wrong ``--data-dir`` or a replaced
+    key file would otherwise hand out dead keys); a store without one gets
+    it here, as at the server's start."""
     try:
-        await _wait(ctx.credentials.get(rows[0].key[len(keys.CREDENTIALS):].decode()))
-    except RuntimeError as e:
-        raise Refused(f"the master key does not decrypt the stored credentials ({e}): "
+        await _wait(ctx.credentials.check_master_key())
+    except MasterKeyMismatch as e:
+        raise Refused(f"the master key does not open this store ({e}): "
                       "is [security] master_key_file the server's?") from None
 
 
@@ -331,6 +329,7 @@ async def _set_key_disabled(args: argparse.Namespace, out: TextIO, ctx: IamConte
 async def key_reencrypt(args: argparse.Namespace, out: TextIO, ctx: IamContext) -> int:
     """Re-encrypt every stored secret with the master key file's first key:
     after it, older keys can be removed from the file."""
+    await _check_master_key(ctx)
     count: int = await _wait(ctx.credentials.reencrypt_all())
     if args.json:
         _emit_json(out, {"reencrypted": count})

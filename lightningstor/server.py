@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -30,6 +30,8 @@ from lightningstor.core.credentials import (
     DEFAULT_ORG,
     ROOT_PRINCIPAL,
     CredentialStore,
+    MasterKeyMismatch,
+    load_master_key,
     load_or_create_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
@@ -250,12 +252,23 @@ class CoreService(Service):
         self.reactor.callWhenRunning(self._bootstrap)
 
     def _bootstrap(self) -> None:
-        d = bootstrap_root(self.core, self.env) if self.bootstrap else succeed(None)
+        # Every worker checks the key file: a restarted one reads it again.
+        d = self.core.credentials.check_master_key()
+        if self.bootstrap:
+            d.addCallback(lambda _: bootstrap_root(self.core, self.env))
         if self.on_ready is not None:
             d.addCallback(lambda _: self.on_ready())
 
         def failed(f: Failure) -> None:
-            log.failure("Start-up failed", f)
+            if f.check(MasterKeyMismatch):
+                log.error(
+                    "Start-up failed: the master key file {path} does not open this metadata store ({why}). "
+                    "It is not the key the stored secrets and SSE-S3 objects were written under: restore the "
+                    "file from a backup, or copy it from another server of this deployment",
+                    path=self.settings.security.master_key_file, why=f.getErrorMessage(),
+                )
+            else:
+                log.failure("Start-up failed", f)
             # twistd has no exit-status API; make the failure visible to
             # supervisors as a non-zero status once the reactor has stopped.
             self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
@@ -399,7 +412,10 @@ def _assemble(
         # Freed chunks outlive their record by this long (storage/retired.py).
         free_delay_seconds=settings.storage.free_delay_seconds,
     )
-    master_key = load_or_create_master_key(settings.security.master_key_file)
+    # A worker's supervisor made the key file before starting it (workers.py).
+    master_key = (load_or_create_master_key if worker is None else load_master_key)(
+        settings.security.master_key_file
+    )
     core = Core(
         store=store,
         backend=backend,

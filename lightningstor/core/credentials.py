@@ -22,10 +22,12 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from lightningstor.core import keys
 from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.types import Principal
+from lightningstor.errors import ConfigError
 from lightningstor.interfaces.metadata import Compare, IMetadataStore, Put, prefix_end
 
 _ACCESS_ALPHABET = string.ascii_uppercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
+_CHECK_TEXT = b"lightningstor master key check v1"
 
 DEFAULT_ORG = "default"
 ROOT_PRINCIPAL = "admin"
@@ -54,6 +56,22 @@ def load_or_create_master_key(path: str) -> bytes:
             f.flush()
             os.fsync(f.fileno())
         return key
+    master_keys(content)  # validates every line
+    return content.strip()
+
+
+def load_master_key(path: str) -> bytes:
+    """Read the master key file, never creating it: a worker process's view,
+    since its supervisor created the file before starting it.  A file gone
+    since then is an operator's mistake to report (``ConfigError``), not a
+    reason to make a key no stored secret opens."""
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"security.master_key_file: {path} is gone (it was there when the server started): restore it"
+        ) from None
     master_keys(content)  # validates every line
     return content.strip()
 
@@ -88,6 +106,11 @@ class Credential:
 
     def usable(self, now_ms: int) -> bool:
         return not self.disabled and (self.expires_at is None or now_ms < self.expires_at)
+
+
+class MasterKeyMismatch(RuntimeError):
+    """The master key file does not open what this metadata store holds: it
+    is not the key the stored secrets and SSE-S3 data keys were written under."""
 
 
 class CredentialStore:
@@ -293,8 +316,12 @@ class CredentialStore:
 
         Each credential is rewritten with a compare on its revision, retried
         if it changed meanwhile; a secret no key decrypts fails the run
-        (RuntimeError naming it) before anything after it is touched.
+        (RuntimeError naming it) before anything after it is touched.  A
+        key file that does not open the key check (:meth:`check_master_key`)
+        fails it before anything is touched; the check itself is rewritten
+        last.
         """
+        yield self.check_master_key()
         rewritten = 0
         start, end = keys.CREDENTIALS, prefix_end(keys.CREDENTIALS)
         while True:
@@ -312,8 +339,59 @@ class CredentialStore:
                 else:
                     raise RuntimeError(f"credential {cred.access_key_id} keeps changing; run again")
             if len(rows) < 500:
+                yield self._reencrypt_check()
                 return rewritten
             start = rows[-1].key + b"\0"
+
+    @inlineCallbacks
+    def check_master_key(self) -> Any:
+        """Deferred[None]; fails with :class:`MasterKeyMismatch` when the
+        master key file does not open this store's key check.
+
+        Without it a lost or replaced key file went unnoticed at start: the
+        server answered every signed request with an internal error, and
+        wrapped new SSE-S3 objects under a key nothing else holds, so putting
+        the right file back later would have lost those objects.  The check
+        is a fixed text encrypted under the first line
+        (:data:`~lightningstor.core.keys.MASTER_KEY_CHECK`), written by the
+        first start that finds none.  A store from before the check gets one
+        only if its first stored credential opens with the key.
+        """
+        for _attempt in range(10):
+            kv = yield self._store.get(keys.MASTER_KEY_CHECK)
+            if kv is not None:
+                try:
+                    if self._fernet.decrypt(kv.value) == _CHECK_TEXT:
+                        return None
+                except InvalidToken:
+                    pass
+                raise MasterKeyMismatch("its key check does not decrypt")
+            rows = yield self._store.scan(keys.CREDENTIALS, prefix_end(keys.CREDENTIALS), 1)
+            if rows:
+                try:
+                    self._decode(rows[0].value)
+                except RuntimeError as e:
+                    raise MasterKeyMismatch(str(e)) from None
+            result = yield self._store.txn(
+                [Compare(keys.MASTER_KEY_CHECK, 0)], [Put(keys.MASTER_KEY_CHECK, self._first.encrypt(_CHECK_TEXT))]
+            )
+            if result.succeeded:
+                return None
+        raise RuntimeError("the master key check keeps changing; try again")
+
+    @inlineCallbacks
+    def _reencrypt_check(self) -> Any:
+        """Deferred[None]: the key check (which exists) encrypted again with
+        the first key, so that it opens once the old lines leave the file."""
+        for _attempt in range(50):
+            kv = yield self._store.get(keys.MASTER_KEY_CHECK)
+            token = self._fernet.rotate(kv.value)
+            result = yield self._store.txn(
+                [Compare(keys.MASTER_KEY_CHECK, kv.mod_revision)], [Put(keys.MASTER_KEY_CHECK, token)]
+            )
+            if result.succeeded:
+                return None
+        raise RuntimeError("the master key check keeps changing; run again")
 
     def decrypts_with_first_key(self, value: bytes) -> bool:
         """Whether a stored credential's secret is encrypted with the first key

@@ -262,6 +262,12 @@ def quota_epoch_key(org_id: str) -> bytes:
     return QUOTAS + f"epoch/{org_id}".encode()
 
 
+MASTER_KEY_CHECK = ROOT + b"master-key-check"
+"""A fixed text encrypted under the master key file's first line
+(:meth:`lightningstor.core.credentials.CredentialStore.check_master_key`): a
+server whose key file does not open it refuses to start."""
+
+
 COLLECTOR_CLOCK = ROOT + b"collector/clock"
 """The orphan collector's shared clock (lightningstor.core.sightings): JSON
 ``{clock, run, pass}``, the unreferenced time observed so far and which
