@@ -371,6 +371,21 @@ class AccessControl:
     when the decision needs it (``object_acl``); ``IgnorePublicAcls`` makes
     the public grants count for nothing.  A bucket with ACLs disabled (the
     default) pays one attribute check, as for the policy.
+
+    **Objects another tenant owns.**  In a bucket with ACLs enabled, an
+    object written by a principal of another tenant (another account) is
+    that tenant's (ObjectWriter).  The bucket's side, its policy's Allow
+    and the authorizer (roles, grants, the owner rule), can then still
+    refuse what the object's ACL operations ask (GetObject, HeadObject,
+    GetObjectAcl, PutObjectAcl, the source of a copy) but no longer grant
+    it: the object's ACL must, as AWS evaluates an object another account
+    owns in its "object context" (its bucket policy applies only to the
+    objects the bucket owner owns).  A caller of the bucket's scope then
+    also gets what the ACL grants the bucket's owner (``bucket-owner-read``,
+    ``bucket-owner-full-control``).  Deleting and listing stay the bucket's
+    to decide, as the bucket owner may always delete and list any object.
+    The owner's tenant is looked up (``principal_org``) only when the
+    owner is neither the caller nor the bucket's owner.
     """
 
     def __init__(
@@ -381,6 +396,7 @@ class AccessControl:
         clock: Callable[[], float] = time.time,
         object_tags: Callable[[Bucket, str, str | None], Deferred[Any]] | None = None,
         object_acl: Callable[[Bucket, str, str | None], Deferred[Any]] | None = None,
+        principal_org: Callable[[str], Deferred[Any]] | None = None,
     ) -> None:
         self._buckets = buckets
         self.authorizer = authorizer
@@ -391,6 +407,10 @@ class AccessControl:
         # Deferred[(owner, Acl | None) | None] of an object version's owner
         # and ACL, for ACL decisions on objects (set by the core as well).
         self.object_acl = object_acl
+        # Deferred[str | None]: the org (tenant) of a principal id, None for
+        # an id no principal record holds: whether an object's owner is of
+        # its bucket's tenant (set by the core as well).
+        self.principal_org = principal_org
         # [s3] block_public_access: every bucket blocks public access.
         self.block_public_access = False
 
@@ -595,6 +615,9 @@ class AccessControl:
         if verdict == "Allow" and not scoped and self._restricted(bucket, policy):
             verdict = None  # RestrictPublicBuckets: a public policy lets no outsider in
         if verdict == "Allow":
+            if ask is not None and ask.level == acls.OBJECT:
+                # The policy speaks for the objects its bucket's owner owns only.
+                return self._object_owners(principal, bucket, ask, action, resource, trail, scoped)
             if trail is not None:
                 trail(Decision(action, resource.path, True))
             return None
@@ -614,9 +637,14 @@ class AccessControl:
         without ACLs).  One decision reaches the trail: the one that stands."""
         d = self.check(principal, action, resource, None)
 
-        def allowed(_: Any) -> None:
+        def allowed(_: Any) -> Any:
+            if ask.level == acls.OBJECT:
+                # The authorizer speaks for the bucket's tenant: not for an
+                # object another tenant owns.
+                return self._object_owners(principal, bucket, ask, action, resource, trail, True)
             if trail is not None:
                 trail(Decision(action, resource.path, True))
+            return None
 
         def refused(failure: Failure) -> Any:
             if failure.check(errors.AccessDenied):
@@ -673,6 +701,60 @@ class AccessControl:
             return self._decided(ok, action, resource, trail)
 
         return d.addCallback(decide)
+
+    def _object_owners(
+        self,
+        principal: Principal,
+        bucket: Bucket,
+        ask: _AclQuestion,
+        action: str,
+        resource: ResourceRef,
+        trail: Trail,
+        scoped: bool,
+    ) -> Deferred[None]:
+        """The bucket's side allowed an object operation (its policy, or the
+        authorizer for a caller of its scope); whether the object's owner
+        does too (AWS's object context).  An object of the bucket's own
+        tenant, or no object at all (the request goes on to its 404), is
+        the bucket's to decide: allowed.  An object another tenant owns
+        needs its ACL's grant: to the caller by id, to a group, or, for a
+        caller of the bucket's scope, to the bucket's owner
+        (``bucket-owner-read``, ``bucket-owner-full-control``)."""
+        if self.object_acl is None or ask.key is None:
+            return maybeDeferred(self._decided, False, action, resource, trail)
+        d: Deferred[Any] = self.object_acl(bucket, ask.key, ask.version)
+
+        def found(version: tuple[str, Acl | None] | None) -> Any:
+            if version is None:
+                return self._decided(True, action, resource, trail)
+            owner, stored = version
+            org: Deferred[Any] = self._owner_org(owner, principal, bucket)
+            return org.addCallback(decide, owner, stored)
+
+        def decide(org: str | None, owner: str, stored: Acl | None) -> None:
+            ok = org == bucket.org_id or acls.grants(
+                acls.object_acl(bucket, owner, stored),
+                principal,
+                ask.permission,
+                ignore_public=self.public_access_block(bucket).ignore_public_acls,
+                bucket_owner=bucket.created_by if scoped else "",
+            )
+            return self._decided(ok, action, resource, trail)
+
+        return d.addCallback(found)
+
+    def _owner_org(self, owner: str, principal: Principal, bucket: Bucket) -> Deferred[Any]:
+        """Deferred[str | None]: the org of an object's owner, None when no
+        principal record says (which counts as another tenant).  No lookup
+        for the usual owners: the bucket's (and versions written before
+        objects had owners, whose owner is empty) or the caller."""
+        if owner in ("", bucket.created_by):
+            return succeed(bucket.org_id)
+        if owner == principal.principal_id:
+            return succeed(principal.org_id)
+        if self.principal_org is None:
+            return succeed(None)
+        return self.principal_org(owner)
 
     def scope(
         self,

@@ -131,7 +131,13 @@ def owner_only(acl: Acl, owner: str) -> bool:
 
 
 def grants(
-    acl: Acl, principal: Principal, permission: str, *, ignore_public: bool = False, by_id: bool = True
+    acl: Acl,
+    principal: Principal,
+    permission: str,
+    *,
+    ignore_public: bool = False,
+    by_id: bool = True,
+    bucket_owner: str = "",
 ) -> bool:
     """Whether ``acl`` gives ``principal`` ``permission`` (or FULL_CONTROL).
 
@@ -143,6 +149,13 @@ def grants(
     by id: for a caller inside the bucket's scope whom the authorizer
     refused, neither an object it wrote nor a grant it could have made
     itself may outlive a revoked role (core/access.py).
+
+    ``bucket_owner``: the id of the bucket's owner, whose grants count for
+    the caller too.  Given for a caller of the bucket's own scope (whom the
+    authorizer let in) asking about an object another tenant owns: AWS
+    grants ``bucket-owner-read`` and ``bucket-owner-full-control`` to the
+    bucket owner's account, which every principal of that account may use
+    as far as its own permissions go.
     """
     who = principal.principal_id if by_id else ""
     if who and who == acl.owner and permission in (READ_ACP, WRITE_ACP):
@@ -151,7 +164,7 @@ def grants(
         if grant.permission != permission and grant.permission != FULL_CONTROL:
             continue
         if grant.grantee_type == CANONICAL_USER:
-            if who and grant.grantee == who:
+            if grant.grantee and grant.grantee in (who, bucket_owner):
                 return True
         elif grant.grantee == ALL_USERS or (grant.grantee == AUTHENTICATED_USERS and principal.principal_id):
             if not ignore_public:

@@ -111,8 +111,18 @@ class Core:
         # Every protocol-layer operation resolves its bucket through here:
         # scope first, then the authorizer plugin (core/access.py).
         self.access = AccessControl(
-            self.buckets, authorizer, clock=clock, object_tags=self._object_tags, object_acl=self._object_acl
+            self.buckets,
+            authorizer,
+            clock=clock,
+            object_tags=self._object_tags,
+            object_acl=self._object_acl,
+            principal_org=self._principal_org,
         )
+        # Principal id -> org, for the gate's question whether an object's
+        # owner is of its bucket's tenant.  A principal never changes org
+        # (nor is it deleted), so what was found stays true; ids without a
+        # record are asked again.
+        self._principal_orgs: dict[str, str] = {}
         # Superseded and deleted versions' chunks outlive their record by
         # ``[storage] free_delay_seconds`` (the ChunkManager's), so a GET
         # that read the old record can still stream it (storage/retired.py).
@@ -250,6 +260,25 @@ class Core:
             return None if record.delete_marker else (record.owner, record.acl)
 
         return d.addCallbacks(found, absent)
+
+    def _principal_org(self, principal_id: str) -> Deferred[Any]:
+        """Deferred[str | None]: the org of a principal (None: no record
+        holds the id), for ACL decisions on objects another tenant owns
+        (core/access.py)."""
+        known = self._principal_orgs.get(principal_id)
+        if known is not None:
+            return succeed(known)
+        d: Deferred[Any] = self.principals.get(principal_id)
+
+        def found(record: Any) -> str | None:
+            if record is None:
+                return None
+            if len(self._principal_orgs) >= 10_000:
+                self._principal_orgs.clear()
+            self._principal_orgs[principal_id] = record.org_id
+            return str(record.org_id)
+
+        return d.addCallback(found)
 
     def check_grantees(self, acl: Acl) -> Deferred[None]:
         """Deferred[None]; 400 InvalidArgument ("Invalid id") if ``acl``

@@ -629,3 +629,90 @@ def test_a_policy_asks_outsiders_put_object_acl_for_a_writes_acl(
     assert code_of(lambda: outsider.create_multipart_upload(Bucket=writer_bucket, Key="mp", ACL="public-read")) == (
         403, "AccessDenied")
     assert code_of(lambda: anonymous.get_object(Bucket=writer_bucket, Key="anonymous-pub"))[0] in (403, 404)
+
+
+def test_what_another_tenant_owns_in_the_bucket_is_its_own_to_share(
+    tenancy: Tenancy, ids: dict[str, Identity], s3: Callable[[str], Any], writer_bucket: str
+) -> None:
+    """ObjectWriter: an object globex writes into acme's bucket is globex's
+    (another account's). acme, the bucket's owner, sees it listed and may
+    delete it, but reads it, heads it, copies it, reads or changes its ACL
+    only as far as globex's ACL grants acme: not at all when private, READ
+    with bucket-owner-read (for every acme principal the authorizer lets
+    in), everything with bucket-owner-full-control. acme's roles and its
+    bucket policy's Allow do not reach it; its Deny does. Over S3 and gRPC
+    alike (AWS's object context; ceph/s3-tests test_bucket_policy_put_obj_grant)."""
+    from lightningstor.client.errors import PermissionDeniedError
+
+    admin, rw, globex = s3("acme-admin"), s3("acme-rw"), s3("globex-admin")
+    b = writer_bucket
+    admin.put_bucket_acl(Bucket=b, GrantWrite='id="globex-admin"', GrantFullControl='id="acme-admin"')
+    globex.put_object(Bucket=b, Key="theirs", Body=b"globex's")
+    globex.put_object(Bucket=b, Key="readable", Body=b"readable", ACL="bucket-owner-read")
+    globex.put_object(Bucket=b, Key="given", Body=b"given", ACL="bucket-owner-full-control")
+    admin.put_object(Bucket=b, Key="ours", Body=b"acme's")
+    assert globex.get_object_acl(Bucket=b, Key="theirs")["Owner"]["ID"] == "globex-admin"
+    assert globex.get_object(Bucket=b, Key="theirs")["Body"].read() == b"globex's"
+
+    def refused(client: Any, key: str) -> dict[str, tuple[int, str]]:
+        return {
+            "GetObject": code_of(lambda: client.get_object(Bucket=b, Key=key)),
+            "HeadObject": code_of(lambda: client.head_object(Bucket=b, Key=key)),
+            "GetObjectAcl": code_of(lambda: client.get_object_acl(Bucket=b, Key=key)),
+            "PutObjectAcl": code_of(lambda: client.put_object_acl(Bucket=b, Key=key, ACL="private")),
+            "CopyObject": code_of(lambda: client.copy_object(
+                Bucket=b, Key=f"copy-of-{key}", CopySource={"Bucket": b, "Key": key})),
+        }
+
+    denied = {"GetObject": (403, "AccessDenied"), "HeadObject": (403, "403"), "GetObjectAcl": (403, "AccessDenied"),
+              "PutObjectAcl": (403, "AccessDenied"), "CopyObject": (403, "AccessDenied")}  # fmt: skip
+    assert refused(admin, "theirs") == denied
+    assert code_of(lambda: rw.get_object(Bucket=b, Key="theirs")) == (403, "AccessDenied")
+    client = ids["acme-admin"].grpc(tenancy.server.grpc_endpoint)
+    try:
+        with pytest.raises(PermissionDeniedError):
+            client.head_object(b, "theirs")
+        with pytest.raises(PermissionDeniedError):
+            client.get_object(b, "theirs").read()
+        assert client.head_object(b, "ours").size == len(b"acme's")
+    finally:
+        client.close()
+    # bucket-owner-read: READ for acme's principals, not the ACL.
+    assert admin.get_object(Bucket=b, Key="readable")["Body"].read() == b"readable"
+    assert rw.get_object(Bucket=b, Key="readable")["Body"].read() == b"readable"
+    assert code_of(lambda: admin.get_object_acl(Bucket=b, Key="readable")) == (403, "AccessDenied")
+    # bucket-owner-full-control: everything, the ACL included (acme may hand back less).
+    acl = admin.get_object_acl(Bucket=b, Key="given")
+    assert acl["Owner"]["ID"] == "globex-admin"
+    assert grants_of(acl) == {("globex-admin", "FULL_CONTROL"), ("acme-admin", "FULL_CONTROL")}
+    admin.copy_object(Bucket=b, Key="copy-of-given", CopySource={"Bucket": b, "Key": "given"})
+    admin.put_object_acl(Bucket=b, Key="given", ACL="bucket-owner-read")
+    assert code_of(lambda: admin.get_object_acl(Bucket=b, Key="given")) == (403, "AccessDenied")
+    assert admin.get_object(Bucket=b, Key="given")["Body"].read() == b"given"
+    # acme's policy allows acme everything: that holds for acme's objects only.
+    # Its Deny binds globex on its own object.
+    arn = f"arn:aws:s3:::{b}/*"
+    admin.put_bucket_policy(Bucket=b, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::acme:root"}, "Action": "s3:*", "Resource": arn},
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": arn},
+        {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::globex:root"}, "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{b}/given"},
+    ]}))  # fmt: skip
+    assert refused(admin, "theirs") == denied
+    assert code_of(lambda: s3("initech-admin").get_object(Bucket=b, Key="theirs")) == (403, "AccessDenied")
+    assert s3("initech-admin").get_object(Bucket=b, Key="ours")["Body"].read() == b"acme's"
+    assert globex.get_object(Bucket=b, Key="theirs")["Body"].read() == b"globex's"
+    assert code_of(lambda: globex.get_object(Bucket=b, Key="given")) == (403, "AccessDenied")
+    admin.delete_bucket_policy(Bucket=b)
+    # Listed with its owner, and the bucket's owner may always delete it.
+    listed = {o["Key"]: o["Owner"]["ID"] for o in admin.list_objects_v2(Bucket=b, FetchOwner=True)["Contents"]}
+    assert listed["theirs"] == "globex-admin" and listed["ours"] == "acme-admin"
+    # An ETag condition tells whether it matched, so it is asked as GetObject too (AWS).
+    etag = globex.head_object(Bucket=b, Key="theirs")["ETag"]
+    assert code_of(lambda: admin.delete_object(Bucket=b, Key="theirs", IfMatch=etag)) == (403, "AccessDenied")
+    assert admin.delete_object(Bucket=b, Key="theirs")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert code_of(lambda: admin.head_object(Bucket=b, Key="theirs")) == (404, "404")
+    # acme's own objects are acme's, whoever of acme wrote them.
+    rw.put_object(Bucket=b, Key="by-rw", Body=b"rw")
+    assert admin.get_object_acl(Bucket=b, Key="by-rw")["Owner"]["ID"] == "acme-rw"
+    assert admin.get_object(Bucket=b, Key="by-rw")["Body"].read() == b"rw"

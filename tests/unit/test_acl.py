@@ -3,16 +3,19 @@ encoding, and the gate's decisions with ACLs (core/access.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import botocore.session
 import pytest
 import pytest_twisted
 from botocore.parsers import RestXMLParser
+from twisted.internet.defer import inlineCallbacks
 
 from lightningstor import config, errors
 from lightningstor.core import access, acl, records
 from lightningstor.core.access import AccessControl, Decision
+from lightningstor.core.objects import PutAttrs
 from lightningstor.core.types import Acl, Bucket, Grant, ObjectRecord, Principal, PublicAccessBlock
 from lightningstor.s3 import aclxml
 from tests.unit.core_helpers import put_object
@@ -340,12 +343,16 @@ def test_gate_asks_the_authorizer_first_and_an_acl_only_when_it_refuses(make_cor
 
     gate = AccessControl(core.buckets, core.access.authorizer, object_acl=counting)
     trail: list[Decision] = []
-    # The owner (admin role): the authorizer allows, no object read.
+    # The owner (admin role): the authorizer allows; the version is read for
+    # its owner only (an object another tenant owns is that tenant's to share).
     yield gate.bucket(OWNER, "data", access.OBJECTS_GET, "k", trail.append, _Request("GetObject"))
+    assert [key for _, key, _ in reads] == ["k"]
     # nobody (no role): the authorizer refuses, the bucket's public WRITE grant lets it put.
     yield gate.bucket(NOBODY, "data", access.OBJECTS_PUT, "k", trail.append, _Request("PutObject"))
-    assert [d.allowed for d in trail] == [True, True]  # one decision each: the one that stands
-    assert reads == []
+    # The owner's listing: the bucket's to decide, nothing read.
+    yield gate.bucket(OWNER, "data", access.OBJECTS_LIST, None, trail.append, _Request("ListObjectsV2"))
+    assert [d.allowed for d in trail] == [True, True, True]  # one decision each: the one that stands
+    assert len(reads) == 1
     with pytest.raises(errors.AccessDenied):  # WRITE does not delete a named version
         yield gate.bucket(NOBODY, "data", access.OBJECTS_DELETE, "k", None, _Request("DeleteObject", "v1"))
     with pytest.raises(errors.AccessDenied):  # nor change the configuration
@@ -473,3 +480,152 @@ def test_unsigned_writers_own_nothing() -> None:
         bucket = _bucket(ownership)
         assert acl.object_owner(bucket, "", acl.AclRequest(canned="public-read")) == bucket.created_by
         assert acl.object_owner(bucket, "w", None) == ("w" if ownership != acl.BUCKET_OWNER_ENFORCED else bucket.created_by)
+
+
+@inlineCallbacks
+def _owned(core: Any, bucket: Bucket, key: str, owner: str) -> Any:
+    """Deferred[ObjectRecord] of a small object ``owner`` wrote (as a
+    protocol handler makes the record)."""
+    writer = core.chunks.new_writer(())
+    writer.write(b"x")
+    result = yield writer.finish()
+    attrs = PutAttrs(owner=owner)
+    committed = yield core.objects.commit(bucket, core.objects.new_record(key, result, attrs, {}), attrs)
+    return committed
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_object_another_tenant_owns_is_that_tenants_to_share(make_core: Any) -> None:
+    """ObjectWriter: what boss (globex) wrote into acme's bucket is globex's.
+    acme's side (the authorizer, whose admin role and owner rule allow
+    everything here, and the bucket policy's Allow) decides its deletion and
+    listing, and may refuse, but reads, ACL reads and changes and copies
+    of it need boss's ACL: its grant to the caller, to a group, or to the
+    bucket's owner (for any principal of the bucket's scope).  As AWS's
+    object context."""
+    core = make_core()
+    yield core.principals.create("boss", "globex")
+    yield core.principals.create("writer", "acme", roles=("read-write",))
+    bucket = yield core.buckets.create(OWNER, "data", object_ownership=acl.OBJECT_WRITER)
+    for key, owner in (("theirs", "boss"), ("acme-rw", "writer"), ("ghost", "nobody-holds-it"), ("old", "")):
+        yield _owned(core, bucket, key, owner)
+    gate = core.access
+    rw = Principal("writer", "acme", roles=("read-write",))
+
+    def ask(who: Principal, op: str, key: str, trail: Any = None, copy: bool = False) -> Any:
+        action = access.action_of(op, True) if not copy else access.OBJECTS_GET
+        return gate.bucket(who, "data", action, key, trail, _Request(op), access.COPY_SOURCE if copy else None)
+
+    object_ops = ("GetObject", "HeadObject", "GetObjectAcl", "PutObjectAcl")
+    for who in (OWNER, rw):
+        for op in object_ops:
+            with pytest.raises(errors.AccessDenied):
+                yield ask(who, op, "theirs")
+        with pytest.raises(errors.AccessDenied):
+            yield ask(who, "CopyObject", "theirs", copy=True)
+        # An id no principal holds is no owner of acme's.
+        with pytest.raises(errors.AccessDenied):
+            yield ask(who, "GetObject", "ghost")
+    trail: list[Decision] = []
+    with pytest.raises(errors.AccessDenied):
+        yield ask(OWNER, "GetObject", "theirs", trail.append)
+    assert trail == [Decision(access.OBJECTS_GET, "org/acme/bucket/data/object/theirs", False)]
+    # acme's own objects, whoever of acme wrote them (or nobody recorded), and a missing key.
+    for key in ("acme-rw", "old", "absent"):
+        for op in object_ops:
+            yield ask(OWNER, op, key)
+    # The bucket's side still decides deletion and listing; boss keeps what it owns.
+    yield ask(OWNER, "DeleteObject", "theirs")
+    yield gate.bucket(OWNER, "data", access.OBJECTS_LIST, None, None, _Request("ListObjectsV2"))
+    for op in object_ops:
+        yield ask(OUTSIDER, op, "theirs")
+
+    # bucket-owner-read: READ for acme's principals (the grant names the bucket's owner), not READ_ACP.
+    readable = acl.expand(acl.AclRequest(canned="bucket-owner-read"), "boss", "owner", for_bucket=False)
+    yield core.objects.set_acl(bucket, "theirs", None, readable)
+    for who in (OWNER, rw):
+        yield ask(who, "GetObject", "theirs")
+        yield ask(who, "HeadObject", "theirs")
+        yield ask(who, "CopyObject", "theirs", copy=True)
+        with pytest.raises(errors.AccessDenied):
+            yield ask(who, "GetObjectAcl", "theirs")
+    with pytest.raises(errors.AccessDenied):  # a grant to the bucket's owner is not one to other tenants
+        yield ask(THIRD, "GetObject", "theirs")
+    # bucket-owner-full-control: everything; still not past the authorizer's refusal.
+    full = acl.expand(acl.AclRequest(canned="bucket-owner-full-control"), "boss", "owner", for_bucket=False)
+    yield core.objects.set_acl(bucket, "theirs", None, full)
+    for op in object_ops:
+        yield ask(OWNER, op, "theirs")
+    with pytest.raises(errors.AccessDenied):
+        yield ask(rw, "PutObjectAcl", "theirs")  # read-write has no objects:put-acl
+    with pytest.raises(errors.AccessDenied):
+        yield ask(NOBODY, "GetObject", "theirs")  # no role: grants by id do not count for it
+
+    # A policy's Allow speaks for the bucket owner's objects only; its Deny for all.
+    yield core.objects.set_acl(bucket, "theirs", None, None)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::acme:root"}, "Action": "s3:*",
+         "Resource": "arn:aws:s3:::data/*"},
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::data/*"},
+        {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::globex:root"}, "Action": "s3:GetObjectAcl",
+         "Resource": "arn:aws:s3:::data/*"},
+    ]}  # fmt: skip
+    bucket = yield core.buckets.set_policy(bucket, json.dumps(policy))
+    for who in (OWNER, rw, THIRD, access.ANONYMOUS):
+        with pytest.raises(errors.AccessDenied):
+            yield ask(who, "GetObject", "theirs")
+    for who in (THIRD, access.ANONYMOUS):
+        yield ask(who, "GetObject", "acme-rw")
+    yield ask(OUTSIDER, "GetObject", "theirs")
+    with pytest.raises(errors.AccessDenied):
+        yield ask(OUTSIDER, "GetObjectAcl", "theirs")
+    # A public grant is the owner's to make, and opens it to everyone the policy lets in.
+    yield core.objects.set_acl(bucket, "theirs", None, acl.expand(
+        acl.AclRequest(canned="public-read"), "boss", "owner", for_bucket=False))
+    for who in (OWNER, THIRD, access.ANONYMOUS):
+        yield ask(who, "GetObject", "theirs")
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_owners_tenant_is_looked_up_only_when_needed_and_once(make_core: Any) -> None:
+    """The bucket's owner and the caller need no lookup; another owner's
+    org is read once (a principal never changes org); an id without a
+    record is asked again (it might be created later)."""
+    core = make_core()
+    yield core.principals.create("boss", "globex")
+    bucket = yield core.buckets.create(OWNER, "data", object_ownership=acl.OBJECT_WRITER)
+    yield _owned(core, bucket, "ours", "owner")
+    yield _owned(core, bucket, "theirs", "boss")
+    yield _owned(core, bucket, "ghost", "ghost")
+    looked: list[str] = []
+    real = core.principals.get
+
+    def counting(principal_id: str) -> Any:
+        looked.append(principal_id)
+        return real(principal_id)
+
+    core.principals.get = counting
+    gate = core.access
+    yield gate.bucket(OWNER, "data", access.OBJECTS_GET, "ours", None, _Request("GetObject"))
+    yield gate.bucket(OUTSIDER, "data", access.OBJECTS_GET, "theirs", None, _Request("GetObject"))
+    assert looked == []
+    for _ in range(2):
+        with pytest.raises(errors.AccessDenied):
+            yield gate.bucket(OWNER, "data", access.OBJECTS_GET, "theirs", None, _Request("GetObject"))
+        with pytest.raises(errors.AccessDenied):
+            yield gate.bucket(OWNER, "data", access.OBJECTS_GET, "ghost", None, _Request("GetObject"))
+    assert looked == ["boss", "ghost", "ghost"]
+
+
+def test_grants_to_the_bucket_owner_count_when_asked() -> None:
+    """``bucket_owner``: a grant to the bucket's owner counts for the caller
+    (a principal of the bucket's scope asking about another tenant's
+    object); the owner's implicit rights on the ACL do not pass on."""
+    readable = acl.expand(acl.AclRequest(canned="bucket-owner-read"), "boss", "owner", for_bucket=False)
+    rw = Principal("writer", "acme")
+    assert not acl.grants(readable, rw, acl.READ)
+    assert acl.grants(readable, rw, acl.READ, bucket_owner="owner")
+    assert not acl.grants(readable, rw, acl.READ_ACP, bucket_owner="owner")
+    assert not acl.grants(readable, rw, acl.READ, bucket_owner="someone-else")
+    assert not acl.grants(Acl("boss", ()), rw, acl.READ_ACP, bucket_owner="boss")  # ownership is not a grant
+    assert not acl.grants(Acl("boss", (Grant(acl.CANONICAL_USER, "", acl.READ),)), access.ANONYMOUS, acl.READ)
