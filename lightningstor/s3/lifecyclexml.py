@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
 from lightningstor import errors
-from lightningstor.core.lifecycle import FORM_AND, FORM_FILTER, FORM_PREFIX, midnight_error
+from lightningstor.core.lifecycle import DAY_SECONDS, FORM_AND, FORM_FILTER, FORM_PREFIX, midnight_error
 from lightningstor.core.types import LifecycleFilter, LifecycleRule
 from lightningstor.s3.dates import iso8601
 from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text, single_children
@@ -122,8 +122,8 @@ def _check_transition(element: Element) -> None:
             raise errors.MalformedXML()  # neither, or both
         if "Days" in parts:
             _int(parts["Days"])
-        else:
-            _date(_text(parts["Date"]))
+        elif _date(_text(parts["Date"])) % DAY_SECONDS:
+            raise midnight_error()  # as for Expiration's Date
     else:
         parts = single_children(element, ("NoncurrentDays", "StorageClass", "NewerNoncurrentVersions"))
         if "NoncurrentDays" not in parts:

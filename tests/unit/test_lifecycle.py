@@ -190,6 +190,9 @@ ALL = "<Filter></Filter>"
         (doc(f"{ALL}{ON}<Transition><Date>20220927</Date><StorageClass>GLACIER</StorageClass></Transition>"),
          "MalformedXML", ""),
         (doc(f"{ALL}{ON}<Transition><Days>30</Days></Transition>"), "MalformedXML", ""),
+        # boto3 turns a date of "20220927" into 1970-08-23T00:55:27Z: not midnight.
+        (doc(f"{ALL}{ON}<Transition><Date>1970-08-23T00:55:27Z</Date><StorageClass>GLACIER</StorageClass></Transition>"),
+         "InvalidArgument", "'Date' must be at midnight GMT"),
         (doc(f"{ALL}{ON}<NoncurrentVersionTransition><StorageClass>GLACIER</StorageClass></NoncurrentVersionTransition>"),
          "MalformedXML", ""),
         (doc(f"{ALL}{ON}<Expiration><Date>20300101</Date></Expiration>"), "MalformedXML", ""),
