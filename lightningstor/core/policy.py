@@ -198,9 +198,9 @@ class Statement:
         return all(entry.holds(keys) for entry in self.conditions)
 
     def is_public(self) -> bool:
-        """An Allow to everyone (``*``, or all but some via NotPrincipal)
-        that no condition pins to fixed values."""
-        if self.effect != ALLOW or not (self.principals.wildcard or self.not_principal):
+        """An Allow to everyone (``*``) that no condition pins to fixed
+        values (an Allow cannot use NotPrincipal)."""
+        if self.effect != ALLOW or not self.principals.wildcard:
             return False
         return not any(_pins(entry) for entry in self.conditions)
 
@@ -366,6 +366,10 @@ def _parse_statement(raw: Any, bucket: str, version: str) -> Statement:
     if effect not in (ALLOW, DENY):
         raise malformed(f"Invalid effect: {effect}")
     principal_value, not_principal = _one_of(raw, "Principal")
+    if not_principal and effect == ALLOW:
+        # AWS supports NotPrincipal with Deny only: an Allow to "everyone
+        # but" would open the bucket to every tenant and unsigned caller.
+        raise malformed("NotPrincipal is supported only with Effect Deny")
     principals = _parse_principals(principal_value)
     action_value, not_action = _one_of(raw, "Action")
     actions = [_parse_action(text) for text in _strings(action_value, "Policy has invalid action")]

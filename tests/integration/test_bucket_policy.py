@@ -161,6 +161,9 @@ def test_put_get_delete_policy_and_status(s3: Callable[[str], Any], bucket: str)
     '"Resource":"arn:aws:s3:::BUCKET/*"}]}',
     '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject",'
     '"Resource":"arn:aws:s3:::BUCKET/*","Condition":{"StringEqualz":{"s3:prefix":"x"}}}]}',
+    # NotPrincipal goes with Deny only (AWS); with Allow it opened the bucket to every other tenant.
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::globex:root"},'
+    '"Action":"s3:ListBucket","Resource":"arn:aws:s3:::BUCKET"}]}',
 ])  # fmt: skip
 def test_malformed_policy_is_refused_and_changes_nothing(
     s3: Callable[[str], Any], bucket: str, text: str

@@ -206,7 +206,7 @@ def test_required_elements() -> None:
 )
 def test_invalid_principal(principal: Any) -> None:
     assert refused_statement(Principal=principal) == "Invalid principal in policy"
-    assert refused_statement(Principal=None, NotPrincipal=principal) == "Invalid principal in policy"
+    assert refused_statement(Effect="Deny", Principal=None, NotPrincipal=principal) == "Invalid principal in policy"
 
 
 @pytest.mark.parametrize(
@@ -254,16 +254,24 @@ def test_not_principal_applies_to_everyone_not_listed() -> None:
 
 
 def test_not_principal_org() -> None:
-    policy = parse(statement(Principal=None, NotPrincipal={"AWS": "arn:aws:iam::acme:root"}))
-    assert policy.evaluate(facts(principal="alice", org="acme")) is None
-    assert policy.evaluate(facts(principal="alice", org="other")) == "Allow"
-    assert policy.evaluate(anonymous()) == "Allow"
+    policy = parse(statement(), statement(Effect="Deny", Principal=None, NotPrincipal={"AWS": "arn:aws:iam::acme:root"}))
+    assert policy.evaluate(facts(principal="alice", org="acme")) == "Allow"
+    assert policy.evaluate(facts(principal="alice", org="other")) == "Deny"
+    assert policy.evaluate(anonymous()) == "Deny"
 
 
 def test_not_principal_wildcard_names_nobody() -> None:
-    policy = parse(statement(Principal=None, NotPrincipal="*"))
-    assert policy.evaluate(anonymous()) is None
-    assert policy.evaluate(facts()) is None
+    policy = parse(statement(), statement(Effect="Deny", Principal=None, NotPrincipal="*"))
+    assert policy.evaluate(anonymous()) == "Allow"
+    assert policy.evaluate(facts()) == "Allow"
+
+
+@pytest.mark.parametrize("not_principal", [{"AWS": "arn:aws:iam::acme:root"}, "*"])
+def test_not_principal_with_allow_is_refused(not_principal: Any) -> None:
+    """AWS supports NotPrincipal with Deny only (ceph/s3-tests
+    test_bucket_policy_allow_notprincipal expects the refusal)."""
+    assert refused_statement(Principal=None, NotPrincipal=not_principal) == (
+        "NotPrincipal is supported only with Effect Deny")
 
 
 # -- actions -------------------------------------------------------------------------
@@ -574,10 +582,6 @@ def test_fixed_principal_is_not_public() -> None:
 
 def test_deny_to_everyone_is_not_public() -> None:
     assert not public(statement(Effect="Deny"))
-
-
-def test_not_principal_allow_is_public() -> None:
-    assert public(statement(Principal=None, NotPrincipal={"AWS": "acme"}))
 
 
 def test_one_public_statement_makes_the_policy_public() -> None:
