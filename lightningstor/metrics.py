@@ -56,7 +56,7 @@ counted row by row.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -76,6 +76,7 @@ from lightningstor.core.quotas import ZERO, Usage, decode_usage, usage_row_bucke
 from lightningstor.interfaces.metadata import has_point_read_cache, prefix_end
 from lightningstor.s3.summary import RequestSummary
 from lightningstor.tcp import listen_now
+from lightningstor.threads import CountingThreadPool
 
 __all__ = [
     "COPY_SECONDS",
@@ -425,6 +426,57 @@ class S3Metrics:
             if not (registered or pending or deleted_early):
                 return None  # nothing freed yet
             return {"early": deleted_early}, {"waiting": pending}
+
+        return _copier(reactor, register, sample)
+
+    def watch_thread_pools(self, pools: Mapping[str, CountingThreadPool], reactor: Any) -> Service:
+        """Show how busy the server's thread pools are (``io`` reads, writes
+        and fsyncs chunk files, ``cpu`` hashes and encrypts), each summed over
+        live workers: ``lightningstor_thread_pool_busy_threads``,
+        ``lightningstor_thread_pool_queued_jobs`` (handed to the pool, taken
+        by no thread yet), ``lightningstor_thread_pool_size`` (its most
+        threads) and ``lightningstor_thread_pool_jobs_total``.  Sampled every
+        :data:`COPY_SECONDS`: a pool whose queue is often above zero is the
+        bottleneck of the requests waiting on it.  Registered at the first
+        sample after a pool ran a job (small objects inline in their records
+        may never need one)."""
+        gauges = (
+            ("busy_threads", "Threads of the pool running a job"),
+            ("queued_jobs", "Jobs handed to the pool that no thread has taken yet"),
+            ("size", "Most threads the pool runs"),
+        )
+
+        def register() -> dict[str, Any]:
+            found: dict[str, Any] = {}
+            what = "io: chunk file reads, writes and fsyncs; cpu: hashing and encryption"
+            for family, meaning in gauges:
+                gauge = Gauge(
+                    f"lightningstor_thread_pool_{family}",
+                    f"{meaning} ({what}), sampled every {COPY_SECONDS:g} s and summed over worker processes.",
+                    ["pool"],
+                    registry=self.registry,
+                    multiprocess_mode="livesum",
+                )
+                found.update({f"{family}:{name}": gauge.labels(name) for name in pools})
+            jobs = Counter(
+                "lightningstor_thread_pool_jobs_total",
+                f"Jobs handed to the pool ({what}).",
+                ["pool"],
+                registry=self.registry,
+            )
+            found.update({f"jobs:{name}": jobs.labels(name) for name in pools})
+            return found
+
+        def sample(registered: bool) -> tuple[dict[str, int], dict[str, int]] | None:
+            if not (registered or any(pool.jobs for pool in pools.values())):
+                return None
+            levels: dict[str, int] = {}
+            for name, pool in pools.items():
+                # ThreadPool's public view of its team's statistics.
+                levels[f"busy_threads:{name}"] = len(pool.working)
+                levels[f"queued_jobs:{name}"] = pool.q.qsize()
+                levels[f"size:{name}"] = pool.max
+            return {f"jobs:{name}": pool.jobs for name, pool in pools.items()}, levels
 
         return _copier(reactor, register, sample)
 

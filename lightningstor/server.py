@@ -496,6 +496,7 @@ def _assemble(
         cache_metrics.setServiceParent(top)
     # Every worker has its own delayed-free queue (storage/retired.py).
     metrics.watch_retired(chunks.retired, reactor).setServiceParent(top)
+    metrics.watch_thread_pools({"io": pools.io, "cpu": pools.cpu}, reactor).setServiceParent(top)
     repairer = getattr(backend, "repairer", None)
     if repairer is not None:
         # Every worker's backend has a repairer; one process of the deployment

@@ -7,10 +7,27 @@ other; sizes are explicit, and both stop with the process.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, ParamSpec, TypeVar
 
 from twisted.application.service import Service
 from twisted.python.threadpool import ThreadPool
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class CountingThreadPool(ThreadPool):
+    """A ThreadPool that counts the jobs handed to it, in a plain integer
+    that the metrics copy every few seconds (``S3Metrics.watch_thread_pools``):
+    a metric update per job would cost more than the count is worth."""
+
+    jobs = 0
+
+    def callInThreadWithCallback(
+        self, onResult: Callable[[bool, _R], object] | None, func: Callable[_P, _R], *args: _P.args, **kw: _P.kwargs
+    ) -> None:
+        self.jobs += 1  # callInThread comes here too
+        super().callInThreadWithCallback(onResult, func, *args, **kw)
 
 
 class ThreadPools(Service):
@@ -25,8 +42,8 @@ class ThreadPools(Service):
 
     def __init__(self, reactor: Any, *, io_threads: int = 8, cpu_threads: int = 2) -> None:
         self.reactor = reactor
-        self.io = ThreadPool(minthreads=1, maxthreads=io_threads, name="lightningstor-io")
-        self.cpu = ThreadPool(minthreads=1, maxthreads=cpu_threads, name="lightningstor-cpu")
+        self.io = CountingThreadPool(minthreads=1, maxthreads=io_threads, name="lightningstor-io")
+        self.cpu = CountingThreadPool(minthreads=1, maxthreads=cpu_threads, name="lightningstor-cpu")
 
     def start(self) -> None:
         """Start both pools (once)."""

@@ -41,6 +41,10 @@ LAZY_METRICS = {
     "lightningstor_metadata_cache_bytes": ("gauge", set()),
     "lightningstor_storage_freed_chunks_waiting": ("gauge", set()),  # once a chunk waits to be freed
     "lightningstor_storage_freed_chunks_deleted_early": ("counter", set()),
+    "lightningstor_thread_pool_busy_threads": ("gauge", {"pool"}),  # sampled every 5 s
+    "lightningstor_thread_pool_queued_jobs": ("gauge", {"pool"}),
+    "lightningstor_thread_pool_size": ("gauge", {"pool"}),
+    "lightningstor_thread_pool_jobs": ("counter", {"pool"}),
 }
 
 
@@ -301,5 +305,52 @@ def test_freed_chunks_waiting_rise_then_fall(tmp_data: Path, workers: int) -> No
             assert time.monotonic() < deadline, f"{value()} freed chunks still shown waiting"
             time.sleep(0.2)
         assert _value(_samples(_scrape_text(url)), "lightningstor_storage_freed_chunks_deleted_early_total") == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_thread_pools_are_shown_summed_over_workers(tmp_data: Path, workers: int) -> None:
+    """The io and cpu pools' gauges appear within a sample period of their
+    first job, summed over the worker processes: 8 io and 2 cpu threads
+    each; nothing is left busy or queued once the writes are done, and the
+    io pool counts jobs."""
+    config = tmp_data.parent / "pools.toml"
+    config.write_text("[storage]\ninline_threshold_bytes = 0\n")  # every body in a chunk file: io jobs
+    server = ServerProcess(tmp_data, config=str(config), extra_args=["--workers", str(workers)]).start()
+    try:
+        pids = set(server.ready_workers(workers).values()) if workers > 1 else set()
+        s3 = make_client(server.endpoint, max_pool_connections=16)
+        s3.create_bucket(Bucket="pools")
+        keys = [f"k{n}" for n in range(32)]
+        if workers == 1:
+            for key in keys:
+                s3.put_object(Bucket="pools", Key=key, Body=key.encode())
+        seen: set[int] = set()
+        for _ in range(5 if workers > 1 else 0):
+            # Until every worker wrote some (connections spread over them).
+            seen |= {pid for _, pid in _put_many(s3, "pools", keys).values()}
+            if seen >= pids:
+                break
+        assert seen >= pids
+        url = f"{server.endpoint}/metrics"
+        expected = {
+            ("lightningstor_thread_pool_size", "io"): 8.0 * workers,
+            ("lightningstor_thread_pool_size", "cpu"): 2.0 * workers,
+            ("lightningstor_thread_pool_busy_threads", "io"): 0.0,
+            ("lightningstor_thread_pool_queued_jobs", "io"): 0.0,
+            ("lightningstor_thread_pool_busy_threads", "cpu"): 0.0,
+            ("lightningstor_thread_pool_queued_jobs", "cpu"): 0.0,
+        }
+
+        def shown() -> dict[tuple[str, str], float | None]:
+            samples = _samples(_scrape_text(url))
+            return {(name, pool): samples.get((name, frozenset({("pool", pool)}))) for name, pool in expected}
+
+        deadline = time.monotonic() + 15  # a sample period in every worker, on a loaded box
+        while shown() != expected:
+            assert time.monotonic() < deadline, shown()
+            time.sleep(0.2)
+        assert _value(_samples(_scrape_text(url)), "lightningstor_thread_pool_jobs_total", pool="io") >= 32
     finally:
         server.stop()

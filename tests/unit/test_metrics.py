@@ -34,6 +34,7 @@ from lightningstor.s3.addressing import Target
 from lightningstor.s3.app import S3Call
 from lightningstor.s3.summary import CLIENT_CLOSED, RequestSummary, redacted_uri, summarize
 from lightningstor.storage.retired import BATCH_SECONDS, RetiredChunks
+from lightningstor.threads import CountingThreadPool
 from tests.unit.core_helpers import put_object, put_part
 
 
@@ -357,6 +358,55 @@ def test_freed_chunk_queue_is_copied_into_its_metrics() -> None:
     assert sorted(deleted) == ["a", "b", "c", "d", "e", "f"]
     assert (_value(metrics, waiting), _value(metrics, early)) == (0, 3)
     service.stopService()
+
+
+def test_thread_pools_busy_and_queued_are_sampled() -> None:
+    """Each pool's busy threads, queued jobs, size and jobs are sampled every
+    COPY_SECONDS once a pool ran a job: a job holding the only thread of a
+    pool shows as busy with the jobs behind it queued, and both fall back to
+    0; jobs only grow."""
+    import threading
+
+    clock, metrics = Clock(), S3Metrics()
+    io = CountingThreadPool(minthreads=1, maxthreads=1, name="t-io")
+    cpu = CountingThreadPool(minthreads=1, maxthreads=2, name="t-cpu")
+    service = metrics.watch_thread_pools({"io": io, "cpu": cpu}, clock)
+    service.startService()
+    busy, queued, jobs = (f"lightningstor_thread_pool_{n}" for n in ("busy_threads", "queued_jobs", "jobs_total"))
+    io.start()
+    cpu.start()
+    clock.advance(COPY_SECONDS)
+    assert metrics.registry.get_sample_value(busy, {"pool": "io"}) is None  # no job yet: not registered
+    release, running = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        running.set()
+        release.wait(30)
+
+    try:
+        io.callInThread(hold)
+        assert running.wait(30)
+        for _ in range(3):
+            io.callInThread(lambda: None)
+        clock.advance(COPY_SECONDS)
+        assert (_value(metrics, busy, pool="io"), _value(metrics, queued, pool="io")) == (1, 3)
+        assert (_value(metrics, busy, pool="cpu"), _value(metrics, queued, pool="cpu")) == (0, 0)
+        assert (_value(metrics, jobs, pool="io"), _value(metrics, jobs, pool="cpu")) == (4, 0)
+        assert _value(metrics, "lightningstor_thread_pool_size", pool="cpu") == 2
+        release.set()
+        for _ in range(300):
+            if not io.working and not io.q.qsize():
+                break
+            threading.Event().wait(0.01)
+        cpu.callInThread(lambda: None)
+        clock.advance(COPY_SECONDS)
+        assert (_value(metrics, busy, pool="io"), _value(metrics, queued, pool="io")) == (0, 0)
+        assert (_value(metrics, jobs, pool="io"), _value(metrics, jobs, pool="cpu")) == (4, 1)
+    finally:
+        release.set()
+        service.stopService()
+        io.stop()
+        cpu.stop()
 
 
 def test_read_cache_reads_are_copied_into_their_metric_by_result() -> None:
