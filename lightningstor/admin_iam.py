@@ -338,6 +338,32 @@ async def key_reencrypt(args: argparse.Namespace, out: TextIO, ctx: IamContext) 
     return 0
 
 
+async def key_adopt_master(args: argparse.Namespace, out: TextIO, ctx: IamContext) -> int:
+    """Disaster recovery: make the master key file this store's key after
+    the one that wrote it was lost, forgetting the access keys only the lost
+    key opened (docs/operations.md, "The master key protects object data")."""
+    try:
+        await _wait(ctx.credentials.check_master_key())
+    except MasterKeyMismatch as e:
+        if not args.yes:
+            raise Refused(
+                f"the master key does not open this store ({e}). Only if the key that wrote it is lost for good: "
+                "--yes forgets every access key that key encrypted, and SSE-S3 objects written under it stay "
+                "unreadable"
+            ) from None
+    else:
+        print("the master key file already opens this store: nothing to adopt", file=out)
+        return 0
+    forgotten: int = await _wait(ctx.credentials.adopt_master_key())
+    if args.json:
+        _emit_json(out, {"forgotten": forgotten})
+    else:
+        print(f"forgot {forgotten} access keys only the lost master key opened; the master key file is now "
+              "this store's. SSE-S3 objects written under the lost key cannot be read. Restart the servers "
+              "and create new keys (key create)", file=out)
+    return 0
+
+
 async def key_disable(args: argparse.Namespace, out: TextIO, ctx: IamContext) -> int:
     """Disable one access key (the server refuses it within ``cache_seconds``)."""
     return await _set_key_disabled(args, out, ctx, True)
@@ -734,6 +760,14 @@ def _configure_key(parser: argparse.ArgumentParser) -> None:
     _leaf(group, "enable", key_enable, "enable a disabled access key", one)
     _leaf(group, "reencrypt", key_reencrypt,
           "re-encrypt every stored secret with the master key file's first key (key rotation)", lambda p: None)
+
+    def adopt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--yes", action="store_true",
+                       help="the key that wrote the store is lost for good: forget what only it opened")
+
+    _leaf(group, "adopt-master", key_adopt_master,
+          "after losing the master key: make the key file this store's, forgetting the access keys "
+          "only the lost key opened", adopt)
 
 
 def _configure_grant(parser: argparse.ArgumentParser) -> None:

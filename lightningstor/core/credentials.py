@@ -23,7 +23,7 @@ from lightningstor.core import keys
 from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.types import Principal
 from lightningstor.errors import ConfigError
-from lightningstor.interfaces.metadata import Compare, IMetadataStore, Put, prefix_end
+from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
 
 _ACCESS_ALPHABET = string.ascii_uppercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
@@ -392,6 +392,47 @@ class CredentialStore:
             if result.succeeded:
                 return None
         raise RuntimeError("the master key check keeps changing; run again")
+
+    @inlineCallbacks
+    def adopt_master_key(self) -> Any:
+        """Deferred[int]: make the master key file this store's key after the
+        one that wrote it was lost, forgetting every credential whose secret
+        it does not open (their number).  The key check is written again
+        under the file's first line, so the servers start.  What else only
+        the lost key opened stays unreadable: SSE-S3 objects' data keys.
+        The disaster-recovery step of docs/operations.md, never a rotation
+        (a rotation keeps the old line and runs ``key reencrypt``)."""
+        forgotten = 0
+        start, end = keys.CREDENTIALS, prefix_end(keys.CREDENTIALS)
+        while True:
+            rows = yield self._store.scan(start, end, 500)
+            for row in rows:
+                kv = row
+                for _attempt in range(50):
+                    try:
+                        self._decode(kv.value)
+                        break  # opens with this file: kept
+                    except RuntimeError:
+                        pass
+                    d = json.loads(kv.value)
+                    result = yield self._store.txn(
+                        [Compare(kv.key, kv.mod_revision)],
+                        [Delete(kv.key), Delete(keys.credential_by_principal_key(d["principal"], d["ak"]))],
+                    )
+                    if result.succeeded:
+                        self._cache.pop(d["ak"], None)
+                        forgotten += 1
+                        break
+                    kv = yield self._store.get(row.key)  # changed meanwhile: judge it again
+                    if kv is None:
+                        break
+                else:
+                    raise RuntimeError(f"credential {row.key.decode()} keeps changing; run again")
+            if len(rows) < 500:
+                break
+            start = rows[-1].key + b"\0"
+        yield self._store.txn([], [Put(keys.MASTER_KEY_CHECK, self._first.encrypt(_CHECK_TEXT))])
+        return forgotten
 
     def decrypts_with_first_key(self, value: bytes) -> bool:
         """Whether a stored credential's secret is encrypted with the first key

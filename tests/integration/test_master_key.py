@@ -5,6 +5,7 @@ written under a key that cannot read what is stored (core/credentials.py,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
+import pytest
+from botocore.exceptions import ClientError
 from cryptography.fernet import Fernet
 
 from tests.integration.conftest import make_client
@@ -102,5 +106,57 @@ def test_a_restarted_worker_refuses_a_replaced_key_file(tmp_data: Path) -> None:
         # Each request is a new connection; both workers serve some of them.
         for _ in range(6):
             assert _read_objects(make_client(server.endpoint), "keyed") == objects
+    finally:
+        server.stop()
+
+
+def _admin(data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lightningstor.admin", *argv, "--data-dir", str(data)],
+        capture_output=True, text=True, timeout=60, cwd=str(data.parent),
+        env={k: v for k, v in os.environ.items() if not k.startswith("LIGHTNINGSTOR_")},
+    )
+
+
+def test_a_lost_master_key_is_adopted_with_what_it_costs(tmp_data: Path) -> None:
+    """The key file is lost for good: ``key adopt-master`` refuses without
+    --yes and changes nothing; with it, it forgets the access keys only the
+    lost key opened and makes the new file the store's.  The server then
+    starts (the root key from the environment made again), plain objects
+    read back, SSE-S3 objects do not (500), and new keys work."""
+    server = ServerProcess(tmp_data).start()
+    try:
+        objects = _put_objects(make_client(server.endpoint), "keyed")
+    finally:
+        server.stop()
+    assert _admin(tmp_data, "principal", "create", "alice", "--org", "acme", "--role", "read-only").returncode == 0
+    assert _admin(tmp_data, "key", "create", "alice", "--json").returncode == 0
+    same = _admin(tmp_data, "key", "adopt-master", "--yes")
+    assert same.returncode == 0 and "nothing to adopt" in same.stdout, same.stderr
+
+    key_file = tmp_data / "master.key"
+    key_file.write_bytes(Fernet.generate_key() + b"\n")
+    before = (tmp_data / "metadata.db").read_bytes()
+    refused = _admin(tmp_data, "key", "adopt-master")
+    assert refused.returncode == 2 and "--yes" in refused.stderr, refused.stderr
+    assert (tmp_data / "metadata.db").read_bytes() == before
+    adopted = _admin(tmp_data, "key", "adopt-master", "--yes", "--json")
+    assert adopted.returncode == 0, adopted.stderr
+    assert json.loads(adopted.stdout) == {"forgotten": 2}  # the root key and alice's
+    assert json.loads(_admin(tmp_data, "key", "list", "alice", "--json").stdout) == []
+
+    server.start()
+    try:
+        s3 = make_client(server.endpoint)
+        assert s3.get_object(Bucket="keyed", Key="plain")["Body"].read() == objects["plain"]
+        with pytest.raises(ClientError) as caught:
+            s3.get_object(Bucket="keyed", Key="sse")
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        made = json.loads(_admin(tmp_data, "key", "create", "alice", "--json").stdout)
+        alice = boto3.client(
+            "s3", endpoint_url=server.endpoint, aws_access_key_id=made["access_key_id"],
+            aws_secret_access_key=made["secret_access_key"], region_name="us-east-1",
+        )
+        assert alice.list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200  # signed with the new key
     finally:
         server.stop()

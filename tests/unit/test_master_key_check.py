@@ -97,3 +97,16 @@ def test_a_worker_never_creates_the_key_file(tmp_path: Path) -> None:
     path.write_bytes(b"not a key\n")
     with pytest.raises(ValueError):
         load_master_key(str(path))
+
+
+@pytest_twisted.ensureDeferred
+async def test_adopting_a_key_forgets_only_what_it_cannot_open(store: SqliteMetadataStore) -> None:
+    lost = await creds(store, OLD).create(ALICE)
+    await creds(store, OLD).check_master_key()
+    kept = await creds(store, NEW).create(ALICE)  # written by a server that already had the new file
+    assert await creds(store, NEW).adopt_master_key() == 1
+    await creds(store, NEW).check_master_key()
+    assert await store.get(keys.credential_key(lost.access_key_id)) is None
+    assert await store.get(keys.credential_by_principal_key("alice", lost.access_key_id)) is None
+    assert [c.access_key_id for c in await creds(store, NEW).list_keys("alice")] == [kept.access_key_id]
+    assert "key check" in await refused(store, OLD)
