@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 
 from tests.integration.conftest import make_client
 from tests.integration.server import ServerProcess
+from tests.unit.test_admin_iam import _admin
 
 _REFUSAL = "does not open this metadata store"
 
@@ -108,14 +109,6 @@ def test_a_restarted_worker_refuses_a_replaced_key_file(tmp_data: Path) -> None:
             assert _read_objects(make_client(server.endpoint), "keyed") == objects
     finally:
         server.stop()
-
-
-def _admin(data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lightningstor.admin", *argv, "--data-dir", str(data)],
-        capture_output=True, text=True, timeout=60, cwd=str(data.parent),
-        env={k: v for k, v in os.environ.items() if not k.startswith("LIGHTNINGSTOR_")},
-    )
 
 
 def test_a_lost_master_key_is_adopted_with_what_it_costs(tmp_data: Path) -> None:
