@@ -470,6 +470,11 @@ class DropCounter:
 _WAKE = object()
 
 
+# Queue places the writer's own wake-ups may take (reopen, stop): kept free
+# with ``[audit] when_full = "refuse"`` (AuditLog.has_room).
+WAKE_SLOTS = 2
+
+
 class AuditLog:
     """Appends audit records to ``path`` from its own writer thread.
 
@@ -532,6 +537,15 @@ class AuditLog:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def has_room(self, in_flight: int, reserved: int) -> bool:
+        """Whether the queue keeps room for the records of ``in_flight``
+        requests (each ends with at most one) besides ``reserved`` places
+        that others may take at any time (gRPC calls in flight, wake-ups).
+        What ``[audit] when_full = "refuse"`` asks before serving an S3
+        request: admitted only while this holds, no S3 record finds the
+        queue full."""
+        return self._queue.qsize() + in_flight + reserved <= self._queue.maxsize
 
     def reopen(self) -> None:
         """Reopen the file on the writer thread (log rotation, SIGHUP)."""

@@ -83,6 +83,10 @@ SIGNATURE_VERSIONS = ("v4", "v2", "both")
 OBJECT_OWNERSHIPS = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 PLACEMENT_STRATEGIES = ("random", "consistent_hash", "zone_aware")
 AUDIT_FSYNC = ("never", "interval", "batch")  # lightningstor.audit.FSYNC_POLICIES
+AUDIT_WHEN_FULL = ("drop", "refuse")
+# With [audit] when_full = "refuse", max_queued_records must leave room for
+# the records of gRPC calls in flight and for some S3 requests.
+AUDIT_REFUSE_MIN_QUEUE = 64
 
 
 @dataclass(frozen=True)
@@ -305,12 +309,16 @@ class AuditSettings:
     :mod:`lightningstor.audit`).  ``path`` defaults to ``<data_dir>/audit.log``;
     ``fsync`` is ``never``, ``interval`` (at most once a second) or ``batch``
     (after every write); ``max_queued_records`` bounds the records waiting
-    for the writer thread (when full, S3 records are dropped and counted)."""
+    for the writer thread.  ``when_full``: ``drop`` (S3 records that find
+    the queue full are dropped and counted) or ``refuse`` (S3 requests are
+    refused with 503 SlowDown before they do anything while no room is left
+    for their record: nothing served goes unrecorded)."""
 
     enabled: bool = True
     path: str = f"{DEFAULT_DATA_DIR}/audit.log"
     fsync: str = "interval"
     max_queued_records: int = 65536
+    when_full: str = "drop"
 
 
 @dataclass(frozen=True)
@@ -1028,7 +1036,18 @@ def _read_audit(t: _Table, data_dir: str) -> AuditSettings:
         path=t.get("path", os.path.join(data_dir, "audit.log"), _path),
         fsync=t.get("fsync", d.fsync, _choice(AUDIT_FSYNC)),
         max_queued_records=t.get("max_queued_records", d.max_queued_records, _int(1, 10_000_000)),
+        when_full=t.get("when_full", d.when_full, _choice(AUDIT_WHEN_FULL)),
     )
+    if (
+        t.valid("when_full", "max_queued_records")
+        and settings.when_full == "refuse"
+        and settings.max_queued_records < AUDIT_REFUSE_MIN_QUEUE
+    ):
+        t.problem(
+            "max_queued_records",
+            f"{settings.max_queued_records} is below {AUDIT_REFUSE_MIN_QUEUE}, the least audit.when_full = "
+            '"refuse" needs (room for the records of gRPC calls in flight)',
+        )
     t.finish()
     return settings
 

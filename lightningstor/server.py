@@ -20,9 +20,9 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from lightningstor import plugins
-from lightningstor.audit import AuditLog, AuditService, s3_record
-from lightningstor.config import Settings, endpoint_description, parse_address
+from lightningstor import errors, plugins
+from lightningstor.audit import WAKE_SLOTS, AuditLog, AuditService, s3_record
+from lightningstor.config import GRPC_HANDLER_THREADS, Settings, endpoint_description, parse_address
 from lightningstor.core import chunkindex
 from lightningstor.core.buckets import NameIndexService
 from lightningstor.core.collector import CollectorService
@@ -61,6 +61,8 @@ log = Logger()
 # ``[storage] free_delay_seconds``; the orphan collector takes the rest.
 # With the 30 s drain it stays inside the systemd unit's 45 s stop timeout.
 FLUSH_SECONDS = 10.0
+# At most one "refusing S3 requests" error line per this many seconds ([audit] when_full).
+REFUSAL_LOG_SECONDS = 30.0
 
 ROOT = Principal(principal_id=ROOT_PRINCIPAL, org_id=DEFAULT_ORG, display_name="admin")
 
@@ -619,11 +621,34 @@ def _attach_audit(top: MultiService, settings: Settings, reactor: Any, api: S3Ap
     AuditService(audit).setServiceParent(top)
 
     def record(summary: Any, call: Any) -> None:
+        if call is not None and call.unaudited:
+            return  # refused by the admission below, before it did anything
         entry = s3_record(summary, call)
         if entry is not None:
             audit.submit(entry)
 
     api.call_hooks.append(record)
+    if settings.audit.when_full == "refuse":
+        # Room for every S3 request in flight, and for the records of gRPC
+        # calls (each holds a handler thread) and the writer's wake-ups.
+        reserved = (GRPC_HANDLER_THREADS if settings.server.grpc_enabled else 0) + WAKE_SLOTS
+
+        last_logged = [-REFUSAL_LOG_SECONDS]
+
+        def admission() -> errors.S3Error | None:
+            if audit.has_room(len(api.inflight), reserved):
+                return None
+            now = time.monotonic()
+            if now - last_logged[0] >= REFUSAL_LOG_SECONDS:
+                last_logged[0] = now
+                log.error(
+                    "Audit log {path} is not keeping up ({queued} records queued): S3 requests are refused "
+                    "with 503 SlowDown until its queue has room ([audit] when_full = \"refuse\")",
+                    path=settings.audit.path, queued=audit.queued,
+                )
+            return errors.SlowDown()
+
+        api.admission = admission
     for service in top:
         if isinstance(service, SignalReloadService):
             service.add_hook(audit.reopen)

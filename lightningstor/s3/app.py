@@ -118,6 +118,8 @@ class S3Call:
     cors_evaluated: bool = False
     # A static website request (handlers/website.py): errors answer as HTML.
     website: bool = False
+    # Refused by S3Api.admission before doing anything: no audit record.
+    unaudited: bool = False
 
     @property
     def bucket(self) -> str:
@@ -397,6 +399,10 @@ class S3Api:
         # (None if set-up failed): the audit log reads its principal and
         # authorization decisions.
         self.call_hooks: list[Callable[[RequestSummary, S3Call | None], None]] = []
+        # Asked as each request's headers arrive (after the health, readiness
+        # and metrics probes): an error to answer at once instead of serving
+        # it ([audit] when_full = "refuse" sets it), or None.
+        self.admission: Callable[[], errors.S3Error | None] | None = None
         # Served at GET /metrics on this port when set (lightningstor.metrics).
         self.metrics_resource: resource.IResource | None = None
         self.app = Klein()
@@ -442,9 +448,11 @@ class S3Api:
                 op = operations.classify(method, target, "x-amz-copy-source" in headers)
         except errors.S3Error as e:
             # An unparseable request line: every stage reports the same error.
-            error = e
+            refusal = self.admission() if self.admission is not None else None
+            error = refusal or e
             target = Target(None, None, "/", "")
             call = S3Call(request, "Invalid", target, headers, header_lists, request_id, method)
+            call.unaudited = refusal is not None
             call.auth = Shared(_failed(error))
             request.s3call = call
             request.body_sink = call.sink = BufferedBody(0, lambda: error)
@@ -457,6 +465,11 @@ class S3Api:
         probe = self._probe(call) if op != operations.WEBSITE else None
         if probe is not None:
             call.op = probe
+            return
+        refusal = self.admission() if self.admission is not None else None
+        if refusal is not None:
+            call.unaudited = True
+            self._refuse_now(call, refusal)
             return
         if op in operations.STREAMING and length is not None and length > MAX_UPLOAD_REQUEST_BYTES:
             # No object or part can be this large: answer now rather than

@@ -448,3 +448,76 @@ def test_an_unwritable_path_stops_start_up_and_off_means_off(tmp_path: Path) -> 
     finally:
         proc.stop()
     assert not (data / "audit.log").exists()
+
+
+def test_refuse_mode_serves_nothing_it_could_not_record(tmp_path: Path) -> None:
+    """``[audit] when_full = "refuse"``: the audit log is a pipe nobody
+    reads, so the writer blocks and the queue fills.  S3 requests are then
+    answered 503 SlowDown before doing anything (one error line says why),
+    and served again once the pipe is read.  Every request that was served
+    has its record and no record was dropped (no gap); the refused ones
+    have none."""
+    import fcntl
+    import os
+    import threading
+
+    data = tmp_path / "data"
+    data.mkdir()
+    fifo = tmp_path / "audit.pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: a few records
+    config = tmp_path / "refuse.toml"
+    config.write_text(
+        f'[audit]\npath = "{fifo}"\nfsync = "never"\nmax_queued_records = 64\nwhen_full = "refuse"\n'
+    )
+    server = ServerProcess(data, config=str(config)).start()
+    received = bytearray()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="refusing")
+        served, refused = 1, 0
+        for _ in range(200):
+            try:
+                s3.list_objects_v2(Bucket="refusing", MaxKeys=1)
+                served += 1
+            except ClientError as e:
+                assert (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]) == (
+                    "SlowDown", 503)
+                refused += 1
+                if refused == 3:
+                    break
+        assert refused == 3 and 40 < served < 120, (served, refused)
+        assert sum("S3 requests are refused with 503 SlowDown" in line for line in server.output) == 1
+
+        os.set_blocking(reader, True)
+        done = threading.Event()
+
+        def drain() -> None:
+            while chunk := os.read(reader, 65536):
+                received.extend(chunk)
+            done.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s3.list_objects_v2(Bucket="refusing", MaxKeys=1)
+                served += 1
+                break
+            except ClientError as e:
+                assert e.response["Error"]["Code"] == "SlowDown" and time.monotonic() < deadline
+                refused += 1
+                time.sleep(0.1)
+        for _ in range(10):
+            s3.list_objects_v2(Bucket="refusing", MaxKeys=1)
+            served += 1
+    finally:
+        server.stop()
+    assert done.wait(30)
+    os.close(reader)
+    records = [json.loads(line) for line in received.decode().splitlines()]
+    assert [r for r in records if r["type"] != "request"] == []  # no gap: nothing dropped
+    operations = [r["operation"] for r in records if r["protocol"] == "s3"]
+    assert operations.count("CreateBucket") + operations.count("ListObjectsV2") == served
+    assert all(r["http_status"] != 503 for r in records)

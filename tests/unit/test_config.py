@@ -668,3 +668,22 @@ def test_collector_section(tmp_path: Path) -> None:
     # The longest pass interval the defaults allow: (86400 - 21600) / 2.
     s = load_settings(write(tmp_path, "[collector]\ninterval_seconds = 32400\n"), env={})
     assert s.collector.interval_seconds == 32400.0
+
+
+def test_audit_when_full(tmp_path: Path) -> None:
+    """``[audit] when_full``: drop (the default) or refuse; refuse needs a
+    queue with room for gRPC calls in flight."""
+    assert load_settings(env={}).audit.when_full == "drop"
+    ok = write(tmp_path, '[audit]\nwhen_full = "refuse"\nmax_queued_records = 64\n')
+    assert load_settings(ok, env={}).audit.when_full == "refuse"
+    with pytest.raises(ConfigError) as small:
+        load_settings(write(tmp_path, '[audit]\nwhen_full = "refuse"\nmax_queued_records = 63\n'), env={})
+    assert problems_of(small) == [
+        'audit.max_queued_records: 63 is below 64, the least audit.when_full = "refuse" needs '
+        "(room for the records of gRPC calls in flight)"
+    ]
+    with pytest.raises(ConfigError) as unknown:
+        load_settings(write(tmp_path, '[audit]\nwhen_full = "block"\n'), env={})
+    assert problems_of(unknown)[0].startswith("audit.when_full: must be one of")
+    # A queue this small is fine when records may be dropped.
+    assert load_settings(write(tmp_path, "[audit]\nmax_queued_records = 1\n"), env={}).audit.max_queued_records == 1
