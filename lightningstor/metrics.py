@@ -480,6 +480,43 @@ class S3Metrics:
 
         return _copier(reactor, register, sample)
 
+    def watch_metadata_queues(self, store: Any, reactor: Any) -> Service | None:
+        """Show the work waiting for the metadata store's threads, for a store
+        that reports it (``queue_depths()``: the SQLite store):
+        ``lightningstor_metadata_queued_transactions`` (waiting for the
+        writer: a queue that stays above zero means commits, and so PUTs,
+        wait for the disk or for other processes' commits) and
+        ``lightningstor_metadata_queued_read_batches``, each summed over live
+        workers and sampled every :data:`COPY_SECONDS`.  Registered once the
+        store has committed.  None for a store without the method (etcd)."""
+        depths = getattr(store, "queue_depths", None)
+        if depths is None:
+            return None
+        families = {
+            "transactions": "Metadata transactions waiting for the SQLite writer thread",
+            "read_batches": "Batches of metadata reads waiting for a SQLite reader thread",
+        }
+
+        def register() -> dict[str, Any]:
+            return {
+                name: Gauge(
+                    f"lightningstor_metadata_queued_{name}",
+                    f"{meaning}, sampled every {COPY_SECONDS:g} s and summed over worker processes.",
+                    registry=self.registry,
+                    multiprocess_mode="livesum",
+                )
+                for name, meaning in families.items()
+            }
+
+        def sample(registered: bool) -> tuple[dict[str, int], dict[str, int]] | None:
+            committed: int = getattr(store, "commit_count", 0)
+            if not (registered or committed):
+                return None
+            found = depths()
+            return {}, {name: int(found.get(name, 0)) for name in families}
+
+        return _copier(reactor, register, sample)
+
     def set_store_totals(self, totals: StoreTotals) -> None:
         self.objects.set(totals.objects)
         self.storage_bytes.set(totals.bytes)

@@ -499,6 +499,9 @@ def _assemble(
     # Every worker has its own delayed-free queue (storage/retired.py).
     metrics.watch_retired(chunks.retired, reactor).setServiceParent(top)
     metrics.watch_thread_pools({"io": pools.io, "cpu": pools.cpu}, reactor).setServiceParent(top)
+    queue_metrics = metrics.watch_metadata_queues(store, reactor)
+    if queue_metrics is not None:
+        queue_metrics.setServiceParent(top)
     repairer = getattr(backend, "repairer", None)
     if repairer is not None:
         # Every worker's backend has a repairer; one process of the deployment

@@ -218,6 +218,11 @@ class _ReadPool:
         """Reactor thread: queue the calls of this turn now (before closing)."""
         self._flush()
 
+    def queued(self) -> int:
+        """Reads waiting for a thread, in their batches: those of this
+        reactor turn count as one (metrics; approximate)."""
+        return self._queue.qsize() + (1 if self._pending else 0)
+
     def _loop(self) -> None:
         q = self._queue
         run = self._run
@@ -598,6 +603,14 @@ class SqliteMetadataStore:
         except TypeError:
             return fail()
         return self._read(self._scan_items, s, e, limit)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Work waiting for the store's threads, for the metrics
+        (``S3Metrics.watch_metadata_queues``): ``transactions`` queued for the
+        writer (not yet gathered into a batch: the writer may be waiting for
+        the disk or another process's commit) and ``read_batches`` queued for
+        the readers.  Approximate, as any sample of a moving queue."""
+        return {"transactions": self._queue.qsize(), "read_batches": self._readers.queued()}
 
     def txn(self, compares: Sequence[Compare], operations: Sequence[Operation]) -> Deferred[TxnResult]:
         if self._closed:

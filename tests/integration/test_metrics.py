@@ -45,6 +45,8 @@ LAZY_METRICS = {
     "lightningstor_thread_pool_queued_jobs": ("gauge", {"pool"}),
     "lightningstor_thread_pool_size": ("gauge", {"pool"}),
     "lightningstor_thread_pool_jobs": ("counter", {"pool"}),
+    "lightningstor_metadata_queued_transactions": ("gauge", set()),  # SQLite, once it committed
+    "lightningstor_metadata_queued_read_batches": ("gauge", set()),
 }
 
 
@@ -314,7 +316,7 @@ def test_thread_pools_are_shown_summed_over_workers(tmp_data: Path, workers: int
     """The io and cpu pools' gauges appear within a sample period of their
     first job, summed over the worker processes: 8 io and 2 cpu threads
     each; nothing is left busy or queued once the writes are done, and the
-    io pool counts jobs."""
+    io pool counts jobs.  The metadata store's queue gauges are there too."""
     config = tmp_data.parent / "pools.toml"
     config.write_text("[storage]\ninline_threshold_bytes = 0\n")  # every body in a chunk file: io jobs
     server = ServerProcess(tmp_data, config=str(config), extra_args=["--workers", str(workers)]).start()
@@ -352,5 +354,11 @@ def test_thread_pools_are_shown_summed_over_workers(tmp_data: Path, workers: int
             assert time.monotonic() < deadline, shown()
             time.sleep(0.2)
         assert _value(_samples(_scrape_text(url)), "lightningstor_thread_pool_jobs_total", pool="io") >= 32
+        # The SQLite store's queues, idle again (every worker committed), from their own samples.
+        queues = [(name, frozenset()) for name in (
+            "lightningstor_metadata_queued_transactions", "lightningstor_metadata_queued_read_batches")]
+        while [_samples(_scrape_text(url)).get(q) for q in queues] != [0.0, 0.0]:
+            assert time.monotonic() < deadline, [_samples(_scrape_text(url)).get(q) for q in queues]
+            time.sleep(0.2)
     finally:
         server.stop()

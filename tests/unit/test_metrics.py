@@ -409,6 +409,49 @@ def test_thread_pools_busy_and_queued_are_sampled() -> None:
         cpu.stop()
 
 
+@pytest_twisted.ensureDeferred
+async def test_metadata_queues_are_sampled(tmp_path: Any) -> None:
+    """The SQLite store's writer queue is sampled every COPY_SECONDS once the
+    store has committed: transactions waiting while another process holds the
+    writer lock show, and the gauge falls to 0 once they are committed."""
+    import fcntl
+    import os
+
+    from twisted.internet.task import deferLater
+
+    path = str(tmp_path / "metadata.db")
+    store = SqliteMetadataStore(path, reactor)
+    clock, metrics = Clock(), S3Metrics()
+    service = metrics.watch_metadata_queues(store, clock)
+    assert service is not None
+    service.startService()
+    waiting = "lightningstor_metadata_queued_transactions"
+    lock = os.open(os.path.realpath(path) + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        clock.advance(COPY_SECONDS)
+        assert metrics.registry.get_sample_value(waiting) is None  # nothing committed yet
+        await store.txn([], [Put(b"lightningstor/first", b"1")])
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as another worker's writer committing
+        pending = [store.txn([], [Put(f"lightningstor/k{i}".encode(), b"v")]) for i in range(5)]
+        for _ in range(500):  # the writer takes the first, then waits for the lock
+            if store.queue_depths()["transactions"] == 4:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        clock.advance(COPY_SECONDS)
+        assert _value(metrics, waiting) == 4
+        assert _value(metrics, "lightningstor_metadata_queued_read_batches") == 0
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        for d in pending:
+            await d
+        clock.advance(COPY_SECONDS)
+        assert _value(metrics, waiting) == 0
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+        service.stopService()
+        await store.close()
+
+
 def test_read_cache_reads_are_copied_into_their_metric_by_result() -> None:
     """The read cache's counts are copied every COPY_SECONDS, one ``result``
     each: ``unchanged`` (a read that only a write of another key sharing
