@@ -73,7 +73,7 @@ from twisted.web import resource, server
 
 from lightningstor.core import keys, scans
 from lightningstor.core.quotas import ZERO, Usage, decode_usage, usage_row_bucket
-from lightningstor.interfaces.metadata import has_point_read_cache, prefix_end
+from lightningstor.interfaces.metadata import IQueueDepths, has_point_read_cache, prefix_end
 from lightningstor.s3.summary import RequestSummary
 from lightningstor.tcp import listen_now
 from lightningstor.threads import CountingThreadPool
@@ -482,15 +482,15 @@ class S3Metrics:
 
     def watch_metadata_queues(self, store: Any, reactor: Any) -> Service | None:
         """Show the work waiting for the metadata store's threads, for a store
-        that reports it (``queue_depths()``: the SQLite store):
+        that reports it (:class:`~lightningstor.interfaces.metadata.IQueueDepths`:
+        the SQLite store):
         ``lightningstor_metadata_queued_transactions`` (waiting for the
         writer: a queue that stays above zero means commits, and so PUTs,
         wait for the disk or for other processes' commits) and
         ``lightningstor_metadata_queued_read_batches``, each summed over live
         workers and sampled every :data:`COPY_SECONDS`.  Registered once the
         store has committed.  None for a store without the method (etcd)."""
-        depths = getattr(store, "queue_depths", None)
-        if depths is None:
+        if not IQueueDepths.implementedBy(type(store)):
             return None
         families = {
             "transactions": "Metadata transactions waiting for the SQLite writer thread",
@@ -509,10 +509,9 @@ class S3Metrics:
             }
 
         def sample(registered: bool) -> tuple[dict[str, int], dict[str, int]] | None:
-            committed: int = getattr(store, "commit_count", 0)
-            if not (registered or committed):
+            if not (registered or store.commit_count):
                 return None
-            found = depths()
+            found = store.queue_depths()
             return {}, {name: int(found.get(name, 0)) for name in families}
 
         return _copier(reactor, register, sample)

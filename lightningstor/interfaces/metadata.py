@@ -171,6 +171,19 @@ def has_point_read_cache(store: IMetadataStore) -> bool:
     return IPointReadCache.implementedBy(type(store))
 
 
+class IQueueDepths(Interface):
+    """Optional, for stores whose own threads take their work from queues
+    (the SQLite store): the metrics sample them every few seconds
+    (``lightningstor_metadata_queued_*``, lightningstor/metrics.py).  Asked
+    of the store's *class*, for the reason :func:`item_scanner` gives."""
+
+    commit_count = Attribute("Transactions committed so far: the gauges appear once it is above 0.")
+
+    def queue_depths() -> dict[str, int]:
+        """Work waiting now: ``transactions`` for the writer, ``read_batches``
+        for the readers.  Any thread; cheap (no lock, no I/O); approximate."""
+
+
 ItemScan = Callable[[bytes, bytes, int], Any]  # (start, end, limit) -> Deferred[list[(key, value)]]
 
 

@@ -85,6 +85,7 @@ from lightningstor.interfaces.metadata import (
     IMetadataStore,
     IMetadataStoreFactory,
     IPointReadCache,
+    IQueueDepths,
     IScanItems,
     KeyValue,
     Operation,
@@ -489,7 +490,7 @@ def _open_writer_lock(path: str) -> int | None:
     return os.open(os.path.realpath(path) + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-@implementer(IMetadataStore, IScanItems, IPointReadCache)
+@implementer(IMetadataStore, IScanItems, IPointReadCache, IQueueDepths)
 class SqliteMetadataStore:
     """Ordered, transactional metadata in a SQLite file (see the module doc).
 
