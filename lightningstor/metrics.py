@@ -489,7 +489,7 @@ class S3Metrics:
         wait for the disk or for other processes' commits) and
         ``lightningstor_metadata_queued_read_batches``, each summed over live
         workers and sampled every :data:`COPY_SECONDS`.  Registered once the
-        store has committed.  None for a store without the method (etcd)."""
+        store has committed.  None for a store without the interface (etcd)."""
         if not IQueueDepths.implementedBy(type(store)):
             return None
         families = {
