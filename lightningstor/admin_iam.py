@@ -543,6 +543,31 @@ async def execute(command: Command, args: argparse.Namespace, out: TextIO, err: 
     return REFUSED
 
 
+async def _master_key_loader(store: IMetadataStore, path: str) -> Callable[[], bytes]:
+    """How the commands that need it load the master key file: created if
+    missing only for a store that holds nothing encrypted yet (tenants
+    provisioned before the server's first start).  A store written under a
+    key whose file is not where the settings say is refused, and no new
+    file is left there (a forgotten ``--config`` made one that opened
+    nothing)."""
+    import os
+
+    from lightningstor.core.credentials import holds_secrets, load_master_key, load_or_create_master_key
+
+    if await _wait(holds_secrets(store)):
+
+        def existing() -> bytes:
+            if not os.path.exists(path):
+                raise Refused(
+                    f"no master key file at {path}, and this store holds secrets written under one: "
+                    "is [security] master_key_file the server's (--config)?"
+                )
+            return load_master_key(path)
+
+        return existing
+    return lambda: load_or_create_master_key(path)
+
+
 def _run(command: Command) -> Callable[[argparse.Namespace, TextIO, TextIO], int]:
     """A ``Subcommand.run`` handler: open the server's stores like ``collect``
     and run ``command`` on them."""
@@ -552,16 +577,12 @@ def _run(command: Command) -> Callable[[argparse.Namespace, TextIO, TextIO], int
 
         from lightningstor.admin import _with_stores
         from lightningstor.config import load_settings
-        from lightningstor.core.credentials import load_or_create_master_key
 
-        def master_key() -> bytes:
+        async def work(store: Any, backend: Any) -> int:
             # Settings load again here only after _with_stores loaded them
             # successfully, so this cannot fail differently.
             settings = load_settings(env=os.environ, cli={"config": args.config, "data_dir": args.data_dir})
-            return load_or_create_master_key(settings.security.master_key_file)
-
-        async def work(store: Any, backend: Any) -> int:
-            settings = load_settings(env=os.environ, cli={"config": args.config, "data_dir": args.data_dir})
+            master_key = await _master_key_loader(store, settings.security.master_key_file)
             ctx = IamContext(
                 store, master_key, region=settings.s3.region,
                 default_object_ownership=settings.s3.default_object_ownership,
@@ -602,7 +623,6 @@ def _session(
 
     from lightningstor.admin import _with_stores
     from lightningstor.config import load_settings
-    from lightningstor.core.credentials import load_or_create_master_key
 
     def settings() -> Any:
         return load_settings(env=os.environ, cli={"config": config, "data_dir": data_dir})
@@ -611,7 +631,7 @@ def _session(
         # _with_stores has loaded these settings successfully already.
         ctx = IamContext(
             store,
-            lambda: load_or_create_master_key(settings().security.master_key_file),
+            await _master_key_loader(store, settings().security.master_key_file),
             region=settings().s3.region,
             default_object_ownership=settings().s3.default_object_ownership,
         )

@@ -60,6 +60,18 @@ def load_or_create_master_key(path: str) -> bytes:
     return content.strip()
 
 
+@inlineCallbacks
+def holds_secrets(store: IMetadataStore) -> Any:
+    """Deferred[bool]: whether ``store`` holds anything encrypted under a
+    master key (its key check, or a credential), so that a missing key file
+    is lost rather than not made yet."""
+    check = yield store.get(keys.MASTER_KEY_CHECK)
+    if check is not None:
+        return True
+    rows = yield store.scan(keys.CREDENTIALS, prefix_end(keys.CREDENTIALS), 1)
+    return bool(rows)
+
+
 def load_master_key(path: str) -> bytes:
     """Read the master key file, never creating it: a worker process's view,
     since its supervisor created the file before starting it.  A file gone

@@ -375,6 +375,24 @@ async def test_console_script_uses_the_servers_master_key(tmp_path: Path) -> Non
     assert sorted(stored) == sorted(json.loads(r.stdout)["secret_access_key"] for r in (first, second))
 
 
+def test_console_script_makes_no_key_file_for_a_store_written_under_one(tmp_path: Path) -> None:
+    """A store that holds secrets and no key file where the settings say (a
+    forgotten --config): refused, and no new file is left there.  An empty
+    store still gets one (tenants provisioned before the first start)."""
+    data = tmp_path / "data"
+    assert _admin(data, "principal", "create", "alice", "--org", "acme").returncode == 0
+    assert _admin(data, "key", "create", "alice", "--json").returncode == 0
+    key_file = data / "master.key"
+    kept = key_file.read_bytes()
+    key_file.unlink()
+    refused = _admin(data, "key", "create", "alice", "--json")
+    assert refused.returncode == 2, refused.stderr
+    assert f"no master key file at {key_file}" in refused.stderr
+    assert not key_file.exists()
+    key_file.write_bytes(kept)
+    assert _admin(data, "key", "create", "alice", "--json").returncode == 0
+
+
 def test_run_many_shares_one_store_opening(tmp_path: Path) -> None:
     """admin_iam.run_many (provisioning scripts): every command runs, in
     order, a bad one is refused without stopping the rest."""
