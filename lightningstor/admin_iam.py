@@ -550,19 +550,18 @@ async def _master_key_loader(store: IMetadataStore, path: str) -> Callable[[], b
     key whose file is not where the settings say is refused, and no new
     file is left there (a forgotten ``--config`` made one that opened
     nothing)."""
-    import os
-
-    from lightningstor.core.credentials import holds_secrets, load_master_key, load_or_create_master_key
+    from lightningstor.core.credentials import holds_secrets, load_or_create_master_key, read_master_key_file
 
     if await _wait(holds_secrets(store)):
 
         def existing() -> bytes:
-            if not os.path.exists(path):
+            found = read_master_key_file(path)
+            if found is None:
                 raise Refused(
                     f"no master key file at {path}, and this store holds secrets written under one: "
                     "is [security] master_key_file the server's (--config)?"
                 )
-            return load_master_key(path)
+            return found
 
         return existing
     return lambda: load_or_create_master_key(path)

@@ -35,20 +35,17 @@ PROBLEMS = 3
 def read_master_key(path: str) -> bytes:
     """The master key file's content, validated; ValueError naming the
     problem if it is missing or damaged (never created here)."""
-    from lightningstor.core.credentials import master_keys
+    from lightningstor.core.credentials import read_master_key_file
 
     try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except FileNotFoundError:
-        raise ValueError(f"no master key file at {path}: is [security] master_key_file the server's?") from None
+        found = read_master_key_file(path)
     except OSError as e:
         raise ValueError(f"cannot read the master key file {path}: {e.strerror}") from None
-    try:
-        master_keys(content)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    return content
+    if found is None:
+        raise ValueError(f"no master key file at {path}: is [security] master_key_file the server's?")
+    return found
 
 
 def print_report(report: RewrapReport, out: TextIO, as_json: bool) -> int:

@@ -471,7 +471,7 @@ _WAKE = object()
 
 
 # Queue places the writer's own wake-ups may take (reopen, stop): kept free
-# with ``[audit] when_full = "refuse"`` (AuditLog.has_room).
+# with ``[audit] when_full = "refuse"`` (AuditLog.admits).
 WAKE_SLOTS = 2
 
 
@@ -511,6 +511,7 @@ class AuditLog:
         self._gap = 0
         self._gap_since: float | None = None
         self._last_error_log = -_ERROR_LOG_INTERVAL
+        self._last_refusal_log = -_ERROR_LOG_INTERVAL  # admits (reactor thread)
         self.written = 0  # records written (writer thread; tests and diagnostics)
 
     # -- life cycle ---------------------------------------------------------
@@ -538,14 +539,25 @@ class AuditLog:
     def queued(self) -> int:
         return self._queue.qsize()
 
-    def has_room(self, in_flight: int, reserved: int) -> bool:
+    def admits(self, in_flight: int, reserved: int) -> bool:
         """Whether the queue keeps room for the records of ``in_flight``
         requests (each ends with at most one) besides ``reserved`` places
         that others may take at any time (gRPC calls in flight, wake-ups).
         What ``[audit] when_full = "refuse"`` asks before serving an S3
         request: admitted only while this holds, no S3 record finds the
-        queue full."""
-        return self._queue.qsize() + in_flight + reserved <= self._queue.maxsize
+        queue full.  A refusal is logged, at most every 30 s (reactor
+        thread)."""
+        if self._queue.qsize() + in_flight + reserved <= self._queue.maxsize:
+            return True
+        now = self.clock()
+        if now - self._last_refusal_log >= _ERROR_LOG_INTERVAL:
+            self._last_refusal_log = now
+            log.error(
+                "Audit log {path} is not keeping up ({queued} records queued): S3 requests are refused "
+                "with 503 SlowDown until its queue has room ([audit] when_full = \"refuse\")",
+                path=self.path, queued=self.queued,
+            )
+        return False
 
     def reopen(self) -> None:
         """Reopen the file on the writer thread (log rotation, SIGHUP)."""

@@ -61,8 +61,6 @@ log = Logger()
 # ``[storage] free_delay_seconds``; the orphan collector takes the rest.
 # With the 30 s drain it stays inside the systemd unit's 45 s stop timeout.
 FLUSH_SECONDS = 10.0
-# At most one "refusing S3 requests" error line per this many seconds ([audit] when_full).
-REFUSAL_LOG_SECONDS = 30.0
 
 ROOT = Principal(principal_id=ROOT_PRINCIPAL, org_id=DEFAULT_ORG, display_name="admin")
 
@@ -636,20 +634,8 @@ def _attach_audit(top: MultiService, settings: Settings, reactor: Any, api: S3Ap
         # calls (each holds a handler thread) and the writer's wake-ups.
         reserved = (GRPC_HANDLER_THREADS if settings.server.grpc_enabled else 0) + WAKE_SLOTS
 
-        last_logged = [-REFUSAL_LOG_SECONDS]
-
         def admission() -> errors.S3Error | None:
-            if audit.has_room(len(api.inflight), reserved):
-                return None
-            now = time.monotonic()
-            if now - last_logged[0] >= REFUSAL_LOG_SECONDS:
-                last_logged[0] = now
-                log.error(
-                    "Audit log {path} is not keeping up ({queued} records queued): S3 requests are refused "
-                    "with 503 SlowDown until its queue has room ([audit] when_full = \"refuse\")",
-                    path=settings.audit.path, queued=audit.queued,
-                )
-            return errors.SlowDown()
+            return None if audit.admits(len(api.inflight), reserved) else errors.SlowDown()
 
         api.admission = admission
     for service in top:

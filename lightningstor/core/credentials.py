@@ -23,7 +23,15 @@ from lightningstor.core import keys
 from lightningstor.core.principals import PrincipalRecord
 from lightningstor.core.types import Principal
 from lightningstor.errors import ConfigError
-from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStore, Put, prefix_end
+from lightningstor.interfaces.metadata import (
+    Compare,
+    Delete,
+    IMetadataStore,
+    KeyValue,
+    Operation,
+    Put,
+    prefix_end,
+)
 
 _ACCESS_ALPHABET = string.ascii_uppercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
@@ -44,10 +52,8 @@ def load_or_create_master_key(path: str) -> bytes:
     rewrap``), then drop the old line.  Raises ValueError for a damaged
     file.
     """
-    try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except FileNotFoundError:
+    found = read_master_key_file(path)
+    if found is None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         key = Fernet.generate_key()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -56,7 +62,19 @@ def load_or_create_master_key(path: str) -> bytes:
             f.flush()
             os.fsync(f.fileno())
         return key
-    master_keys(content)  # validates every line
+    return found
+
+
+def read_master_key_file(path: str) -> bytes | None:
+    """The master key file's content, every line validated (ValueError for a
+    damaged one; OSError for a file that cannot be read), or None when there
+    is no such file: each caller says what a missing file means."""
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except FileNotFoundError:
+        return None
+    master_keys(content)
     return content.strip()
 
 
@@ -77,15 +95,12 @@ def load_master_key(path: str) -> bytes:
     since its supervisor created the file before starting it.  A file gone
     since then is an operator's mistake to report (``ConfigError``), not a
     reason to make a key no stored secret opens."""
-    try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except FileNotFoundError:
+    found = read_master_key_file(path)
+    if found is None:
         raise ConfigError(
             f"security.master_key_file: {path} is gone (it was there when the server started): restore it"
-        ) from None
-    master_keys(content)  # validates every line
-    return content.strip()
+        )
+    return found
 
 
 def master_keys(content: bytes) -> list[bytes]:
@@ -334,25 +349,39 @@ class CredentialStore:
         last.
         """
         yield self.check_master_key()
-        rewritten = 0
+        rewritten = yield self._change_each(lambda kv: [Put(kv.key, self._encode(self._decode(kv.value)))])
+        yield self._reencrypt_check()
+        return rewritten
+
+    @inlineCallbacks
+    def _change_each(self, change: Callable[[KeyValue], list[Operation] | None]) -> Any:
+        """Deferred[int]: every stored credential, page by page, through
+        ``change``: the operations that replace it (applied with a compare
+        on the revision read, and on a lost compare asked again of what is
+        there now), or None to keep it.  How many were changed.  What
+        ``change`` raises fails the walk before anything after it."""
+        changed = 0
         start, end = keys.CREDENTIALS, prefix_end(keys.CREDENTIALS)
         while True:
             rows = yield self._store.scan(start, end, 500)
-            for kv in rows:
+            for row in rows:
+                kv = row
                 for _attempt in range(50):
-                    cred = self._decode(kv.value)
-                    result = yield self._store.txn([Compare(kv.key, kv.mod_revision)], [Put(kv.key, self._encode(cred))])
-                    if result.succeeded:
-                        rewritten += 1
+                    operations = change(kv)
+                    if operations is None:
                         break
-                    kv = yield self._store.get(kv.key)
+                    result = yield self._store.txn([Compare(kv.key, kv.mod_revision)], operations)
+                    if result.succeeded:
+                        changed += 1
+                        break
+                    kv = yield self._store.get(row.key)
                     if kv is None:
                         break
                 else:
-                    raise RuntimeError(f"credential {cred.access_key_id} keeps changing; run again")
+                    access_key_id = row.key[len(keys.CREDENTIALS):].decode()
+                    raise RuntimeError(f"credential {access_key_id} keeps changing; run again")
             if len(rows) < 500:
-                yield self._reencrypt_check()
-                return rewritten
+                return changed
             start = rows[-1].key + b"\0"
 
     @inlineCallbacks
@@ -414,35 +443,18 @@ class CredentialStore:
         the lost key opened stays unreadable: SSE-S3 objects' data keys.
         The disaster-recovery step of docs/operations.md, never a rotation
         (a rotation keeps the old line and runs ``key reencrypt``)."""
-        forgotten = 0
-        start, end = keys.CREDENTIALS, prefix_end(keys.CREDENTIALS)
-        while True:
-            rows = yield self._store.scan(start, end, 500)
-            for row in rows:
-                kv = row
-                for _attempt in range(50):
-                    try:
-                        self._decode(kv.value)
-                        break  # opens with this file: kept
-                    except RuntimeError:
-                        pass
-                    d = json.loads(kv.value)
-                    result = yield self._store.txn(
-                        [Compare(kv.key, kv.mod_revision)],
-                        [Delete(kv.key), Delete(keys.credential_by_principal_key(d["principal"], d["ak"]))],
-                    )
-                    if result.succeeded:
-                        self._cache.pop(d["ak"], None)
-                        forgotten += 1
-                        break
-                    kv = yield self._store.get(row.key)  # changed meanwhile: judge it again
-                    if kv is None:
-                        break
-                else:
-                    raise RuntimeError(f"credential {row.key.decode()} keeps changing; run again")
-            if len(rows) < 500:
-                break
-            start = rows[-1].key + b"\0"
+
+        def forget_unopened(kv: KeyValue) -> list[Operation] | None:
+            try:
+                self._decode(kv.value)
+                return None  # opens with this file: kept
+            except RuntimeError:
+                pass
+            d = json.loads(kv.value)
+            self._cache.pop(d["ak"], None)
+            return [Delete(kv.key), Delete(keys.credential_by_principal_key(d["principal"], d["ak"]))]
+
+        forgotten = yield self._change_each(forget_unopened)
         yield self._store.txn([], [Put(keys.MASTER_KEY_CHECK, self._first.encrypt(_CHECK_TEXT))])
         return forgotten
 
