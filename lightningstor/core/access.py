@@ -382,8 +382,11 @@ class AccessControl:
     owns in its "object context" (its bucket policy applies only to the
     objects the bucket owner owns).  A caller of the bucket's scope then
     also gets what the ACL grants the bucket's owner (``bucket-owner-read``,
-    ``bucket-owner-full-control``).  Deleting and listing stay the bucket's
-    to decide, as the bucket owner may always delete and list any object.
+    ``bucket-owner-full-control``).  The object operations no ACL
+    permission covers (tagging, attributes, retention, legal hold) are
+    then its owner's alone (``acl.OWNER_OPERATIONS``).  Deleting and
+    listing stay the bucket's to decide, as the bucket owner may always
+    delete and list any object.
     The owner's tenant is looked up (``principal_org``) only when the
     owner is neither the caller nor the bucket's owner.
     """

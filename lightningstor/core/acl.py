@@ -46,6 +46,10 @@ READ_ACP = "READ_ACP"
 WRITE_ACP = "WRITE_ACP"
 FULL_CONTROL = "FULL_CONTROL"
 PERMISSIONS = (READ, WRITE, READ_ACP, WRITE_ACP, FULL_CONTROL)
+# Not an ACL permission: what the object operations no ACL grant covers
+# (tagging, attributes, retention, legal hold) ask of an object's ACL.  Only
+# its owner has it; see OWNER_OPERATIONS.
+OBJECT_OWNER = "OBJECT_OWNER"
 
 CANONICAL_USER = "CanonicalUser"
 GROUP = "Group"
@@ -150,6 +154,9 @@ def grants(
     refused, neither an object it wrote nor a grant it could have made
     itself may outlive a revoked role (core/access.py).
 
+    ``OBJECT_OWNER`` is had by the ACL's owner alone: no grant, not even
+    FULL_CONTROL, gives it (see :data:`OWNER_OPERATIONS`).
+
     ``bucket_owner``: the id of the bucket's owner, whose grants count for
     the caller too.  Given for a caller of the bucket's own scope (whom the
     authorizer let in) asking about an object another tenant owns: AWS
@@ -158,6 +165,8 @@ def grants(
     as far as its own permissions go.
     """
     who = principal.principal_id if by_id else ""
+    if permission == OBJECT_OWNER:
+        return bool(who) and who == acl.owner
     if who and who == acl.owner and permission in (READ_ACP, WRITE_ACP):
         return True
     for grant in acl.grants:
@@ -324,6 +333,24 @@ OPERATION_PERMISSIONS: dict[str, tuple[str, str]] = {
     "GetObjectAcl": (OBJECT, READ_ACP),
     "PutObjectAcl": (OBJECT, WRITE_ACP),
 }
+# The object operations no ACL permission covers: on AWS their object
+# context is the object owner's own permission, which no grant (not even
+# FULL_CONTROL, ``bucket-owner-full-control``) hands to anyone else.  So in
+# a bucket with ACLs enabled they need the bucket's side as any operation,
+# and then, for an object another tenant owns, to be its owner.
+OWNER_OPERATIONS: dict[str, tuple[str, str]] = {
+    op: (OBJECT, OBJECT_OWNER)
+    for op in (
+        "GetObjectTagging",
+        "PutObjectTagging",
+        "DeleteObjectTagging",
+        "GetObjectAttributes",
+        "GetObjectRetention",
+        "PutObjectRetention",
+        "GetObjectLegalHold",
+        "PutObjectLegalHold",
+    )
+}
 # Reading the source of a copy (CopyObject, UploadPartCopy).
 COPY_SOURCE_PERMISSION = (OBJECT, READ)
 # Deleting a named version takes more than WRITE on the bucket (AWS: only
@@ -333,9 +360,10 @@ _NOT_FOR_VERSIONS = frozenset({"DeleteObject", "DeleteObjects"})
 
 def needed_permission(op: str, *, copy_source: bool, version_named: bool) -> tuple[str, str] | None:
     """(level, permission) an ACL must grant for ``op``; None when no ACL
-    grant can allow it (bucket configuration, tagging...)."""
+    can allow it (bucket configuration...).  The object operations no grant
+    covers ask for :data:`OBJECT_OWNER`."""
     if copy_source:
         return COPY_SOURCE_PERMISSION
     if version_named and op in _NOT_FOR_VERSIONS:
         return None
-    return OPERATION_PERMISSIONS.get(op)
+    return OPERATION_PERMISSIONS.get(op) or OWNER_OPERATIONS.get(op)

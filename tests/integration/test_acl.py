@@ -716,3 +716,86 @@ def test_what_another_tenant_owns_in_the_bucket_is_its_own_to_share(
     rw.put_object(Bucket=b, Key="by-rw", Body=b"rw")
     assert admin.get_object_acl(Bucket=b, Key="by-rw")["Owner"]["ID"] == "acme-rw"
     assert admin.get_object(Bucket=b, Key="by-rw")["Body"].read() == b"rw"
+
+
+def test_tags_attributes_and_holds_of_another_tenants_object_are_its_owners(
+    tenancy: Tenancy, ids: dict[str, Identity], s3: Callable[[str], Any]
+) -> None:
+    """Tagging, GetObjectAttributes, retention and legal hold are covered by
+    no ACL permission: on AWS the object's owner alone gives them (its
+    object context), whatever its ACL grants the bucket's owner. So acme,
+    whose ObjectWriter bucket globex writes into, is refused them on
+    globex's objects, even with bucket-owner-full-control and over gRPC,
+    and keeps them on its own; globex has them on its own objects without
+    any grant from acme, except where acme's policy denies them, and not on
+    acme's."""
+    from lightningstor.client.errors import PermissionDeniedError
+
+    admin, globex = s3("acme-admin"), s3("globex-admin")
+    b = f"acl-{uuid.uuid4().hex[:12]}"
+    admin.create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)
+    try:
+        admin.put_bucket_ownership_controls(
+            Bucket=b, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
+        )
+        admin.put_bucket_acl(Bucket=b, GrantWrite='id="globex-admin"', GrantFullControl='id="acme-admin"')
+        globex.put_object(Bucket=b, Key="theirs", Body=b"globex's", Tagging="who=globex")
+        globex.put_object(Bucket=b, Key="given", Body=b"given", Tagging="who=globex", ACL="bucket-owner-full-control")
+        admin.put_object(Bucket=b, Key="ours", Body=b"acme's", Tagging="who=acme")
+
+        def answers(client: Any, key: str) -> dict[str, Any]:
+            def call(f: Callable[[], Any]) -> Any:
+                try:
+                    f()
+                except ClientError as e:
+                    return e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"]
+                return "ok"
+
+            tagging = {"TagSet": [{"Key": "who", "Value": "changed"}]}
+            return {
+                "GetObjectTagging": call(lambda: client.get_object_tagging(Bucket=b, Key=key)),
+                "PutObjectTagging": call(lambda: client.put_object_tagging(Bucket=b, Key=key, Tagging=tagging)),
+                "DeleteObjectTagging": call(lambda: client.delete_object_tagging(Bucket=b, Key=key)),
+                "GetObjectAttributes": call(lambda: client.get_object_attributes(
+                    Bucket=b, Key=key, ObjectAttributes=["ETag", "ObjectSize"])),
+                "PutObjectLegalHold": call(lambda: client.put_object_legal_hold(
+                    Bucket=b, Key=key, LegalHold={"Status": "OFF"})),
+                "GetObjectLegalHold": call(lambda: client.get_object_legal_hold(Bucket=b, Key=key)),
+                "GetObjectRetention": call(lambda: client.get_object_retention(Bucket=b, Key=key)),
+                "PutObjectRetention": call(lambda: client.put_object_retention(
+                    Bucket=b, Key=key, Retention={"Mode": "GOVERNANCE", "RetainUntilDate": "2000-01-01T00:00:00Z"})),
+            }  # fmt: skip
+
+        denied = (403, "AccessDenied")
+        everything_denied = dict.fromkeys(answers(admin, "no-such-key"), denied)
+        # The bucket's owner: neither a private object of globex's, nor one
+        # that grants it FULL_CONTROL (AWS: an ACL grants no tagging).
+        assert answers(admin, "theirs") == everything_denied
+        assert answers(admin, "given") == everything_denied
+        assert globex.get_object_tagging(Bucket=b, Key="theirs")["TagSet"] == [{"Key": "who", "Value": "globex"}]
+        client = ids["acme-admin"].grpc(tenancy.server.grpc_endpoint)
+        try:
+            with pytest.raises(PermissionDeniedError):
+                client.get_object_tagging(b, "theirs")
+            with pytest.raises(PermissionDeniedError):
+                client.put_object_tagging(b, "given", {"who": "acme"})
+            assert client.get_object_tagging(b, "ours") == {"who": "acme"}
+        finally:
+            client.close()
+        # The owner: everything on its own objects (the retention in the past
+        # is refused as on AWS, after the gate), nothing on acme's.
+        own = answers(globex, "theirs")
+        assert own == {**dict.fromkeys(own, "ok"), "GetObjectRetention": (404, "NoSuchObjectLockConfiguration"),
+                       "PutObjectRetention": (400, "InvalidArgument")}, own  # fmt: skip
+        assert answers(globex, "ours") == everything_denied
+        # acme's own object stays acme's to tag.
+        assert answers(admin, "ours")["PutObjectTagging"] == "ok"
+        # acme's policy Deny binds globex on its own object.
+        admin.put_bucket_policy(Bucket=b, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::globex:root"}, "Action": "s3:PutObjectTagging",
+             "Resource": f"arn:aws:s3:::{b}/*"}]}))  # fmt: skip
+        assert answers(globex, "theirs")["PutObjectTagging"] == denied
+        assert globex.get_object_tagging(Bucket=b, Key="theirs")["TagSet"] == []
+        admin.delete_bucket_policy(Bucket=b)
+    finally:
+        _delete_all(admin, b)

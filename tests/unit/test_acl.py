@@ -587,6 +587,49 @@ def test_an_object_another_tenant_owns_is_that_tenants_to_share(make_core: Any) 
 
 
 @pytest_twisted.inlineCallbacks
+def test_tagging_and_locks_of_another_tenants_object_are_its_owners_alone(make_core: Any) -> None:
+    """The object operations no ACL permission covers (tagging, attributes,
+    retention, legal hold): acme's side still decides them for acme's
+    objects, but on boss's (globex's) object only boss has them, with no
+    grant from acme; no grant to acme, not even FULL_CONTROL, gives them
+    to acme, and a public FULL_CONTROL gives them to nobody."""
+    core = make_core()
+    yield core.principals.create("boss", "globex")
+    bucket = yield core.buckets.create(OWNER, "data", object_ownership=acl.OBJECT_WRITER)
+    yield _owned(core, bucket, "ours", "owner")
+    yield _owned(core, bucket, "theirs", "boss")
+    gate = core.access
+
+    def ask(who: Principal, op: str, key: str) -> Any:
+        return gate.bucket(who, "data", access.action_of(op, True), key, None, _Request(op))
+
+    owner_ops = tuple(acl.OWNER_OPERATIONS)
+    assert "PutObjectTagging" in owner_ops and "PutObjectLegalHold" in owner_ops
+    for op in owner_ops:
+        yield ask(OWNER, op, "ours")
+        yield ask(OUTSIDER, op, "theirs")
+        for who, key in ((OWNER, "theirs"), (OUTSIDER, "ours"), (THIRD, "theirs"), (access.ANONYMOUS, "theirs")):
+            with pytest.raises(errors.AccessDenied):
+                yield ask(who, op, key)
+    everything = Acl("boss", (acl.owner_grant("boss"), Grant(acl.CANONICAL_USER, "owner", acl.FULL_CONTROL),
+                              Grant(acl.GROUP, acl.ALL_USERS, acl.FULL_CONTROL)))  # fmt: skip
+    yield core.objects.set_acl(bucket, "theirs", None, everything)
+    yield ask(OWNER, "GetObject", "theirs")  # the grants do count for what an ACL covers
+    for op in owner_ops:
+        for who in (OWNER, THIRD, access.ANONYMOUS):
+            with pytest.raises(errors.AccessDenied):
+                yield ask(who, op, "theirs")
+    # The bucket's policy Deny binds the owner too.
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObjectTagging", "Resource": "arn:aws:s3:::data/*"},
+    ]}  # fmt: skip
+    yield core.buckets.set_policy(bucket, json.dumps(policy))
+    with pytest.raises(errors.AccessDenied):
+        yield ask(OUTSIDER, "PutObjectTagging", "theirs")
+    yield ask(OUTSIDER, "GetObjectTagging", "theirs")
+
+
+@pytest_twisted.inlineCallbacks
 def test_the_owners_tenant_is_looked_up_only_when_needed_and_once(make_core: Any) -> None:
     """The bucket's owner and the caller need no lookup; another owner's
     org is read once (a principal never changes org); an id without a
@@ -629,3 +672,15 @@ def test_grants_to_the_bucket_owner_count_when_asked() -> None:
     assert not acl.grants(readable, rw, acl.READ, bucket_owner="someone-else")
     assert not acl.grants(Acl("boss", ()), rw, acl.READ_ACP, bucket_owner="boss")  # ownership is not a grant
     assert not acl.grants(Acl("boss", (Grant(acl.CANONICAL_USER, "", acl.READ),)), access.ANONYMOUS, acl.READ)
+
+
+def test_only_the_owner_has_what_no_acl_permission_covers() -> None:
+    everything = Acl("boss", (Grant(acl.CANONICAL_USER, "writer", acl.FULL_CONTROL),
+                              Grant(acl.GROUP, acl.ALL_USERS, acl.FULL_CONTROL)))  # fmt: skip
+    assert acl.grants(everything, OUTSIDER, acl.OBJECT_OWNER)
+    assert not acl.grants(everything, OUTSIDER, acl.OBJECT_OWNER, by_id=False)
+    assert not acl.grants(everything, Principal("writer", "acme"), acl.OBJECT_OWNER, bucket_owner="writer")
+    assert not acl.grants(everything, access.ANONYMOUS, acl.OBJECT_OWNER)
+    assert not acl.grants(Acl("", ()), access.ANONYMOUS, acl.OBJECT_OWNER)
+    assert acl.needed_permission("PutObjectTagging", copy_source=False, version_named=True) == (
+        acl.OBJECT, acl.OBJECT_OWNER)
