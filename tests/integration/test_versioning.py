@@ -12,6 +12,9 @@ from typing import Any, Iterator
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+from tests.integration.tools import python_tool
+
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return exc.value.response["Error"]["Code"]
@@ -74,6 +77,27 @@ def test_bucket_versioning_configuration(s3, plain):
     with pytest.raises(ClientError) as e:
         s3.put_bucket_versioning(Bucket=plain, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"})
     assert _code(e) == "NotImplemented"
+    assert s3.get_bucket_versioning(Bucket=plain)["Status"] == "Enabled"
+
+
+def test_minios_versioning_exclusions_are_not_implemented(server, s3, plain):
+    """MinIO's SDK (``mc version enable --excluded-prefixes``) can ask for
+    versioning with ExcludedPrefixes or ExcludeFolders, which S3 does not
+    have: 501, and the bucket's versioning is unchanged (before: 200, and
+    the exclusions were dropped without a word)."""
+    minio = python_tool("minio")
+    from minio.error import S3Error
+    from minio.versioningconfig import ENABLED, VersioningConfig
+
+    client = minio.Minio(server.endpoint.removeprefix("http://"), access_key=ROOT_ACCESS_KEY,
+                         secret_key=ROOT_SECRET_KEY, secure=False, region="us-east-1")  # fmt: skip
+    exclusions = VersioningConfig(ENABLED, excluded_prefixes=["tmp/"]), VersioningConfig(ENABLED, exclude_folders=True)
+    for config in exclusions:
+        with pytest.raises(S3Error) as e:
+            client.set_bucket_versioning(plain, config)
+        assert (e.value.code, e.value.response.status) == ("NotImplemented", 501)
+        assert "Status" not in s3.get_bucket_versioning(Bucket=plain)
+    client.set_bucket_versioning(plain, VersioningConfig(ENABLED))
     assert s3.get_bucket_versioning(Bucket=plain)["Status"] == "Enabled"
 
 

@@ -130,12 +130,18 @@ def get_bucket_versioning(api: Any, call: Any) -> Any:
 def put_bucket_versioning(api: Any, call: Any) -> Any:
     """Enabled or Suspended; a bucket never goes back to "never versioned"
     (``Disabled`` is not a status S3 accepts: MalformedXML).  MFA delete is
-    not supported, so asking for it is NotImplemented, never ignored."""
+    not supported, so asking for it is NotImplemented, never ignored; so
+    are MinIO's ``ExcludedPrefixes`` and ``ExcludeFolders`` (``mc version
+    enable --excluded-prefixes``), which S3 does not have."""
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
     body = call.sink.content()
     status = xmlio.parse_versioning_configuration(body)
-    mfa = xmlio.parse_xml(body).find("MfaDelete")
+    root = xmlio.parse_xml(body)
+    excluded = root.find("ExcludeFolders")
+    if root.find("ExcludedPrefixes") is not None or (excluded is not None and (excluded.text or "").strip() != "false"):
+        raise errors.NotImplementedS3("Versioning exclusions (ExcludedPrefixes, ExcludeFolders) are not supported")
+    mfa = root.find("MfaDelete")
     mfa_status = (mfa.text or "").strip() if mfa is not None else "Disabled"
     if mfa_status not in ("Enabled", "Disabled"):
         raise errors.MalformedXML()
