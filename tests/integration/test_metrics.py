@@ -125,6 +125,44 @@ def test_scripted_calls_give_exact_counter_deltas(server: ServerProcess) -> None
     assert delta(total, operation="Metrics", status="200") == 1
 
 
+def test_copies_and_completed_uploads_observe_the_size_they_wrote(server: ServerProcess) -> None:
+    """CopyObject, UploadPartCopy and CompleteMultipartUpload state no size
+    in their requests: the object size histogram observes what they wrote
+    (the copy, the copied range, the assembled object), and nothing for a
+    refused one."""
+    url = f"{server.endpoint}/metrics"
+    s3 = make_client(server.endpoint, request_checksum_calculation="when_required")
+    bucket = f"m-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="src", Body=b"s" * 300_000)
+    before = _samples(_scrape_text(url))
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "src"})
+    with pytest.raises(ClientError):
+        s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch='"0"')
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    first = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"p" * (5 << 20))
+    second = s3.upload_part_copy(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=2,
+                                 CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=0-999")  # fmt: skip
+    parts = [{"PartNumber": 1, "ETag": first["ETag"]}, {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]}]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={"Parts": parts})
+    after = _samples(_scrape_text(url))
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    observed = {
+        op: (delta("lightningstor_object_size_bytes_count", operation=op),
+             delta("lightningstor_object_size_bytes_sum", operation=op))
+        for op in ("CopyObject", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload")
+    }  # fmt: skip
+    assert observed == {
+        "CopyObject": (1, 300_000),
+        "UploadPart": (1, 5 << 20),
+        "UploadPartCopy": (1, 1000),
+        "CompleteMultipartUpload": (1, (5 << 20) + 1000),
+    }
+
+
 def test_signed_get_of_metrics_path_is_s3_not_the_scrape(server: ServerProcess) -> None:
     """A signed GET /metrics is ListObjects on a bucket named "metrics", not the scrape."""
     s3 = make_client(server.endpoint)

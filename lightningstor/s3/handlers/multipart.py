@@ -274,6 +274,7 @@ def upload_part_copy(api: Any, call: Any) -> Any:
     headers = [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
     headers += [("x-amz-copy-source-version-id", v) for _, v in version_header(src_bucket, source.version_id)]
     headers += sse_response_headers(upload.encryption)
+    call.object_size = length
     return api.send_xml(call, xmlio.copy_part_result_xml(part.etag, part.created_at, part.checksums), headers=headers)
 
 
@@ -337,6 +338,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
     headers += sse_response_headers(record.encryption)
     if bucket.lifecycle:
         headers += expiration_header(api, bucket, record)
+    call.object_size = record.size
     return api.send_xml(call, body, headers=headers)
 
 

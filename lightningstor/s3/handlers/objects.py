@@ -720,6 +720,7 @@ def copy_object(api: Any, call: Any) -> Any:
         headers += expiration_header(api, dest_bucket, record)
     kind = checksum_type_of(record.checksums) if record.checksums else None
     body = xmlio.copy_object_result_xml(record.etag, record.created_at, record.checksums, kind)
+    call.object_size = record.size
     return api.send_xml(call, body, headers=headers)
 
 
