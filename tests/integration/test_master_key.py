@@ -137,6 +137,12 @@ def test_a_lost_master_key_is_adopted_with_what_it_costs(tmp_data: Path) -> None
     assert adopted.returncode == 0, adopted.stderr
     assert json.loads(adopted.stdout) == {"forgotten": 2}  # the root key and alice's
     assert json.loads(_admin(tmp_data, "key", "list", "alice", "--json").stdout) == []
+    # What is lost with the key: `sse rewrap` names the SSE-S3 objects it wrapped.
+    lost = _admin(tmp_data, "sse", "rewrap", "--json")
+    assert lost.returncode == 3, lost.stderr
+    report = json.loads(lost.stdout)
+    assert report["unreadable"] == 1 and report["plain"] == 1, report
+    assert [u["key"] for u in report["unreadable_keys"]] == ["sse"], report
 
     server.start()
     try:
