@@ -275,6 +275,8 @@ class BucketManager:
             raise errors.InvalidArgument(
                 "A new bucket's versioning is Enabled or never configured", ArgumentName="versioning"
             )
+        if location == "EU" and self._region == "eu-west-1":
+            location = self._region  # AWS's legacy name for eu-west-1, still a valid constraint
         if location not in (None, "", self._region):
             raise errors.S3Error(
                 f"The specified location-constraint is not valid: {location}",

@@ -59,7 +59,7 @@ class CoreFactory:
         self.pools = pools
         self.stores: list[Any] = []
 
-    def __call__(self, *, fsync: bool = True, **chunk_options: Any) -> Core:
+    def __call__(self, *, fsync: bool = True, region: str = "us-east-1", **chunk_options: Any) -> Core:
         io, cpu = self.pools
         store = SqliteMetadataStore(str(self.tmp_path / "meta.db"), reactor)
         self.stores.append(store)
@@ -68,7 +68,7 @@ class CoreFactory:
         return Core(store=store, backend=backend, chunks=chunks,
                     credentials=CredentialStore(store, b"x" * 43 + b"="),
                     authorizer=LocalAuthorizer(GrantStore(store, time.time), time.time, 0),
-                    clock=time.time)
+                    clock=time.time, region=region)
 
 
 @pytest.fixture

@@ -84,6 +84,21 @@ def test_bucket_names_are_scoped_per_tenant(core):
 
 
 @pytest_twisted.inlineCallbacks
+def test_location_constraint_is_the_servers_region_or_eu_for_eu_west_1(make_core):
+    """A LocationConstraint names the server's region; ``EU``, AWS's old
+    name for eu-west-1 (s3cmd's ``--bucket-location=EU``), names it too
+    there, and nowhere else."""
+    ireland, virginia = make_core(region="eu-west-1"), make_core()
+    for location in ("eu-west-1", "EU", None):
+        bucket = yield ireland.buckets.create(ALICE, f"b-{(location or 'none').lower()}", location=location)
+        assert bucket.region == "eu-west-1"
+    for core, location in ((ireland, "us-east-1"), (ireland, "eu"), (virginia, "EU"), (virginia, "eu-west-1")):
+        with pytest.raises(errors.S3Error) as e:
+            yield core.buckets.create(BOB, "refused", location=location)
+        assert e.value.code == "InvalidLocationConstraint"
+
+
+@pytest_twisted.inlineCallbacks
 def test_delimiter_listing_seeks_past_prefixes(core):
     """A delimiter listing over 3 big 'directories' reads a few rows per prefix, not every key."""
     bucket = yield core.buckets.create(ALICE, "many")
