@@ -188,8 +188,10 @@ def test_idle_upload_part_streams_are_ended_and_store_nothing(
     """UploadPart streams that stall (one after sending some content, the
     others before any message) are ended with DEADLINE_EXCEEDED after the
     idle timeout; nothing of the part is kept, and the principal's slots,
-    all of which they held, are free again."""
-    admin = ids["acme-admin"]
+    all of which they held, are free again.  Meanwhile a part that keeps
+    moving (another principal's: the stalled streams hold every slot of
+    theirs) is not affected."""
+    admin, other = ids["acme-admin"], ids["globex-admin"]
     bucket, key = f"idle-{uuid.uuid4().hex[:10]}", "part"
     buckets = pb_grpc.BucketServiceStub(channel)
     stub = pb_grpc.ObjectServiceStub(channel)
@@ -197,34 +199,48 @@ def test_idle_upload_part_streams_are_ended_and_store_nothing(
     upload = stub.CreateMultipartUpload(
         pb.CreateMultipartUploadRequest(bucket=bucket, key=key), metadata=_auth(admin), timeout=10
     )
-    first = pb.UploadPartRequest(bucket=bucket, key=key, upload_id=upload.upload_id, part_number=1, content=b"x" * MiB)
-    started = time.monotonic()
-    with_content, s1 = _open_silent(stub, admin, 1, first, pb.UploadPartRequest(content=b"y" * MiB))
-    empty, s2 = _open_silent(stub, admin, CAP - 1)
-    try:
-        for f in with_content + empty:
-            assert _outcome(f, IDLE + SLACK) == grpc.StatusCode.DEADLINE_EXCEEDED
-        elapsed = time.monotonic() - started
-        assert IDLE - 0.5 <= elapsed < IDLE + SLACK, elapsed
-        assert "RequestTimeout" in with_content[0].exception().details()
-    finally:
-        for s in s1 + s2:
-            s.release.set()
-    _wait_free(channel, admin, SLACK)
-    parts = stub.ListParts(
-        pb.ListPartsRequest(bucket=bucket, key=key, upload_id=upload.upload_id), metadata=_auth(admin), timeout=10
+    moving_bucket = f"moving-{uuid.uuid4().hex[:10]}"
+    buckets.CreateBucket(pb.CreateBucketRequest(name=moving_bucket), metadata=_auth(other), timeout=10)
+    moving_upload = stub.CreateMultipartUpload(
+        pb.CreateMultipartUploadRequest(bucket=moving_bucket, key=key), metadata=_auth(other), timeout=10
     )
-    assert list(parts.parts) == []
-    # A part that keeps moving is not affected: messages spaced out by less
-    # than the idle timeout, for longer than it in all.
+
+    # The part that keeps moving: messages spaced out by less than the idle
+    # timeout, for longer than it in all.  It runs while the stalled streams
+    # below wait out the timeout (waiting for it afterwards took as long
+    # again, and proved no more).
     def slow() -> Iterator[pb.UploadPartRequest]:
-        yield pb.UploadPartRequest(bucket=bucket, key=key, upload_id=upload.upload_id, part_number=1, content=b"a")
+        yield pb.UploadPartRequest(
+            bucket=moving_bucket, key=key, upload_id=moving_upload.upload_id, part_number=1, content=b"a"
+        )
         for _ in range(3):
             time.sleep(IDLE / 2)
             yield pb.UploadPartRequest(content=b"b")
 
-    done = stub.UploadPart(slow(), metadata=_auth(admin), timeout=60)
-    assert done.size == 4
+    moving = stub.UploadPart.future(slow(), metadata=_auth(other), timeout=60)
+    try:
+        first = pb.UploadPartRequest(bucket=bucket, key=key, upload_id=upload.upload_id, part_number=1, content=b"x" * MiB)
+        started = time.monotonic()
+        with_content, s1 = _open_silent(stub, admin, 1, first, pb.UploadPartRequest(content=b"y" * MiB))
+        empty, s2 = _open_silent(stub, admin, CAP - 1)
+        try:
+            for f in with_content + empty:
+                assert _outcome(f, IDLE + SLACK) == grpc.StatusCode.DEADLINE_EXCEEDED
+            elapsed = time.monotonic() - started
+            assert IDLE - 0.5 <= elapsed < IDLE + SLACK, elapsed
+            assert "RequestTimeout" in with_content[0].exception().details()
+        finally:
+            for s in s1 + s2:
+                s.release.set()
+        _wait_free(channel, admin, SLACK)
+        parts = stub.ListParts(
+            pb.ListPartsRequest(bucket=bucket, key=key, upload_id=upload.upload_id), metadata=_auth(admin), timeout=10
+        )
+        assert list(parts.parts) == []
+        done = moving.result(timeout=60)
+        assert done.size == 4
+    finally:
+        moving.cancel()  # a no-op once it has ended
 
 
 def test_unread_get_object_streams_are_ended(
