@@ -257,13 +257,21 @@ def test_unread_get_object_streams_are_ended(
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="big", Body=b"z" * size)
     stub = pb_grpc.ObjectServiceStub(channel)
+    output = tenancy.server.output
+    since = len(output)
     streams = [
         stub.GetObject(pb.GetObjectRequest(bucket=bucket, key="big"), metadata=_auth(admin), timeout=120)
         for _ in range(CAP)
     ]
     for s in streams:
         assert next(s).content_length == size
-    time.sleep(IDLE + SLACK)
+    started = time.monotonic()
+    # Until the server has ended all of them (each finished call has its
+    # access line), which the idle timeout does, not before.
+    while sum(admin.access_key in line and line.rstrip().endswith(" GetObject") for line in output[since:]) < CAP:
+        assert time.monotonic() - started < IDLE + 2 * SLACK, "".join(output[-20:])
+        time.sleep(0.2)
+    assert time.monotonic() - started >= IDLE - 1
     # Every slot is free again while the streams are still open on this side.
     _wait_free(channel, admin, SLACK)
     for s in streams:
