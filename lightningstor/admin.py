@@ -250,7 +250,7 @@ def _with_stores(
     refuse: Callable[[Settings], str | None] | None = None,
 ) -> int:
     """Open the metadata store and the storage backend exactly as the server
-    does (``server.open_plugins``: the same paths, the same plugin options),
+    does (``plugins.open_plugins``: the same paths, the same plugin options),
     run the coroutine ``work(store, backend)`` on a real reactor (the stores
     need its thread pools), close everything and return its exit status.
 
@@ -264,7 +264,7 @@ def _with_stores(
     from twisted.internet import reactor
     from twisted.internet.defer import ensureDeferred, maybeDeferred
 
-    from lightningstor.server import open_plugins
+    from lightningstor.plugins import open_plugins
     from lightningstor.threads import ThreadPools
 
     try:

@@ -1,4 +1,5 @@
-"""Finding storage-backend, metadata-store and authorizer plugins by name.
+"""Finding storage-backend, metadata-store and authorizer plugins by name, and
+opening the configured ones.
 
 Built-in plugins are registered exactly like a third party's: a module in a
 ``twisted/plugins/`` directory on ``sys.path`` exposing objects that provide
@@ -16,15 +17,19 @@ client, the aegis client).
 from __future__ import annotations
 
 import importlib
-from typing import Any, TypeVar
+import time
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import directlyProvides
 
 from lightningstor.errors import ConfigError
-from lightningstor.interfaces.authorizer import IAuthorizerFactory
+from lightningstor.interfaces.authorizer import AuthorizerContext, IAuthorizerFactory
 from lightningstor.interfaces.metadata import IMetadataStoreFactory
-from lightningstor.interfaces.storage import IStorageBackendFactory
+from lightningstor.interfaces.storage import IStorageBackendFactory, PluginContext
+
+if TYPE_CHECKING:
+    from lightningstor.config import Settings
 
 T = TypeVar("T")
 
@@ -115,3 +120,43 @@ def _find(name: str, found: dict[str, Any], key: str, what: str, *, load: bool =
             "a plugin module that failed to import is logged by twisted.plugin"
         ) from None
     return plugin.load() if load and isinstance(plugin, LazyFactory) else plugin
+
+
+# -- opening the configured plugins (the server, and the admin commands that
+# open its data without importing the server) ---------------------------------
+
+
+def plugin_options(section: Any, name: str) -> dict[str, Any]:
+    """A plugin's options: its section with its own sub-table (``[storage.local]``)
+    merged on top, so plugin-specific keys need not sit beside the generic ones."""
+    options = dict(section)
+    own = options.get(name)
+    if own is not None and hasattr(own, "items"):
+        options.update(dict(own.items()))
+    return options
+
+
+def open_plugins(
+    settings: Settings, reactor: Any, io_pool: Any, store_factory: Any = None, backend_factory: Any = None
+) -> tuple[Any, Any]:
+    """The configured metadata store and storage backend, created exactly as
+    the server creates them (``lightningstor-admin collect``/``scrub`` open the same
+    data this way, so they can never disagree about where it is)."""
+    store_factory = store_factory or find_metadata_factory(settings.metadata.backend)
+    backend_factory = backend_factory or find_storage_factory(settings.storage.backend)
+    context = PluginContext(
+        reactor=reactor, io_pool=io_pool, data_dir=settings.data_dir, settings=settings.to_dict()
+    )
+    store = store_factory.create(plugin_options(settings.metadata.options, store_factory.name), context)
+    storage_options = plugin_options(settings.storage.options, backend_factory.name)
+    storage_options.setdefault("data_dir", settings.storage.data_dir)
+    backend = backend_factory.create(storage_options, context)
+    return store, backend
+
+
+def open_authorizer(settings: Settings, reactor: Any, store: Any) -> Any:
+    """The configured ``IAuthorizer`` (``[iam] authorizer``), found like any plugin."""
+    factory = find_authorizer_factory(settings.iam.authorizer)
+    options = plugin_options(settings.to_dict()["iam"], factory.name)
+    context = AuthorizerContext(reactor=reactor, store=store, clock=time.time, settings=settings.to_dict())
+    return factory.create(options, context)

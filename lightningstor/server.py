@@ -43,8 +43,6 @@ from lightningstor.core.scrub import ScrubService
 from lightningstor.core.service import Core
 from lightningstor.core.types import Principal
 from lightningstor.errors import ConfigError
-from lightningstor.interfaces.authorizer import AuthorizerContext
-from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metrics import attach_metrics
 from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.app import S3Api, S3Options, S3Site
@@ -328,16 +326,6 @@ def bootstrap_root(core: Core, env: dict[str, str]) -> Any:
     )
 
 
-def _plugin_options(section: Any, name: str) -> dict[str, Any]:
-    """A plugin's options: its section with its own sub-table (``[storage.local]``)
-    merged on top, so plugin-specific keys need not sit beside the generic ones."""
-    options = dict(section)
-    own = options.get(name)
-    if own is not None and hasattr(own, "items"):
-        options.update(dict(own.items()))
-    return options
-
-
 def build(
     settings: Settings, reactor: Any, env: dict[str, str] | None = None, worker: WorkerRole | None = None
 ) -> MultiService:
@@ -362,34 +350,6 @@ def build(
     return top
 
 
-def open_plugins(
-    settings: Settings, reactor: Any, io_pool: Any, store_factory: Any = None, backend_factory: Any = None
-) -> tuple[Any, Any]:
-    """The configured metadata store and storage backend, created exactly as
-    the server creates them (``lightningstor-admin collect``/``scrub`` open
-    the same data this way, so they can never disagree about where it is)."""
-    store_factory = store_factory or plugins.find_metadata_factory(settings.metadata.backend)
-    backend_factory = backend_factory or plugins.find_storage_factory(settings.storage.backend)
-    context = PluginContext(
-        reactor=reactor, io_pool=io_pool, data_dir=settings.data_dir, settings=settings.to_dict()
-    )
-    store = store_factory.create(
-        _plugin_options(settings.metadata.options, store_factory.name), context
-    )
-    storage_options = _plugin_options(settings.storage.options, backend_factory.name)
-    storage_options.setdefault("data_dir", settings.storage.data_dir)
-    backend = backend_factory.create(storage_options, context)
-    return store, backend
-
-
-def open_authorizer(settings: Settings, reactor: Any, store: Any) -> Any:
-    """The configured ``IAuthorizer`` (``[iam] authorizer``), found like any plugin."""
-    factory = plugins.find_authorizer_factory(settings.iam.authorizer)
-    options = _plugin_options(settings.to_dict()["iam"], factory.name)
-    context = AuthorizerContext(reactor=reactor, store=store, clock=time.time, settings=settings.to_dict())
-    return factory.create(options, context)
-
-
 def _assemble(
     top: MultiService,
     pools: ThreadPools,
@@ -400,7 +360,7 @@ def _assemble(
     backend_factory: Any,
     worker: WorkerRole | None = None,
 ) -> None:
-    store, backend = open_plugins(settings, reactor, pools.io, store_factory, backend_factory)
+    store, backend = plugins.open_plugins(settings, reactor, pools.io, store_factory, backend_factory)
     chunks = ChunkManager(
         backend,
         reactor,
@@ -421,7 +381,7 @@ def _assemble(
         backend=backend,
         chunks=chunks,
         credentials=CredentialStore(store, master_key, cache_ttl=settings.iam.cache_seconds),
-        authorizer=open_authorizer(settings, reactor, store),
+        authorizer=plugins.open_authorizer(settings, reactor, store),
         clock=time.time,
         region=settings.s3.region,
         max_metadata_bytes=settings.limits.max_metadata_bytes,

@@ -183,3 +183,18 @@ def test_module_runs_as_script() -> None:
     )
     assert bad.returncode == 1
     assert "No such file" in bad.stderr
+
+
+def test_admin_commands_open_the_data_without_importing_the_server(tmp_path: Path) -> None:
+    """An admin command opens the store the way the server does
+    (``plugins.open_plugins``) without importing the server itself (the S3
+    and gRPC layers: about half of each command's start-up)."""
+    code = (
+        "import sys; from lightningstor.admin import main; "
+        f"rc = main(['principal', 'list', '--data-dir', {str(tmp_path / 'data')!r}]); "
+        "print(rc, sorted(m for m in sys.modules if m in ('lightningstor.server', 'lightningstor.s3.app', 'klein')))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNINGSTOR_")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "0 []", run.stdout
