@@ -36,7 +36,7 @@ from botocore.exceptions import ClientError
 
 from lightningstor.client.errors import PermissionDeniedError
 from tests.integration.tenants import Identity, Spec, Tenancy, s3_clients
-from tests.integration.tools import python_tool
+from tests.integration.tools import minio_client
 
 # The server runs one worker, and a policy change clears that worker's
 # bucket cache at once; other workers would see it within the cache's second.
@@ -719,10 +719,8 @@ def test_grpc_version_reads_are_version_actions(tenancy: Tenancy, ids: dict[str,
 
 
 def test_minio_sdk_sets_and_reads_a_policy(tenancy: Tenancy, ids: dict[str, Identity], bucket: str) -> None:
-    minio = python_tool("minio")
     me = ids["acme-admin"]
-    client = minio.Minio(tenancy.server.endpoint.split("://", 1)[1], access_key=me.access_key,
-                         secret_key=me.secret_key, secure=False, region="us-east-1")
+    client = minio_client(tenancy.server.endpoint, me.access_key, me.secret_key)
     text = policy(statement("Allow", {"AWS": ["*"]}, ["s3:GetObject"], [f"arn:aws:s3:::{bucket}/*"]))
     client.set_bucket_policy(bucket, text)
     assert json.loads(client.get_bucket_policy(bucket)) == json.loads(text)

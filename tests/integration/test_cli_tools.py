@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
-from tests.integration.tools import environ, python_tool, rclone_env, run_tool, s3cmd_command, tool
+from tests.integration.tools import environ, minio_client, rclone_env, run_tool, s3cmd_command, tool
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -226,13 +226,10 @@ def test_minio_python_client(server, tmp_path):
     """MinIO's Python SDK: bucket, a multipart upload of unknown length
     (streamed in 5 MiB parts), file upload and download, stat, listing,
     server-side copy, a presigned GET, and a multi-object delete."""
-    minio = python_tool("minio")
+    client = minio_client(server.endpoint, ROOT_ACCESS_KEY, ROOT_SECRET_KEY)
     from minio.commonconfig import CopySource
     from minio.deleteobjects import DeleteObject
 
-    host = server.endpoint.removeprefix("http://")
-    client = minio.Minio(host, access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, secure=False,
-                         region="us-east-1")
     bucket = f"minio-{uuid.uuid4().hex[:8]}"
     client.make_bucket(bucket)
     assert client.bucket_exists(bucket)

@@ -65,6 +65,15 @@ def python_tool(module: str) -> Any:
         pytest.skip(f"{module} not installed")
 
 
+def minio_client(endpoint: str, access_key: str, secret_key: str) -> Any:
+    """MinIO's Python SDK client for a plain-HTTP ``endpoint``
+    (``http://host:port``); skipped or failed like :func:`python_tool`
+    when the SDK is missing."""
+    minio = python_tool("minio")
+    host = endpoint.split("://", 1)[1]
+    return minio.Minio(host, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+
+
 def node_project(project: Path, package: str, min_major: int) -> str:
     """The ``node`` program for the Node project in ``project``, once it is
     at least version ``min_major`` and the project's dependencies are
