@@ -16,7 +16,9 @@ Access guide):
 * principals are ``*`` (everyone, anonymous callers included) or ``AWS``
   principals: ``*``, an org (``arn:aws:iam::<org>:root`` or the bare org
   id: every principal of that org) or one principal
-  (``arn:aws:iam::<org>:user/<principal id>``);
+  (``arn:aws:iam::<org>:user/<principal id>``); ``Service`` principals
+  (``logging.s3.amazonaws.com``...) are accepted, so that policies written
+  for AWS install, and match no request: no AWS service calls this server;
 * actions are S3's names (``s3:GetObject``...), compared case-insensitively,
   with ``*``/``?`` wildcards; each must name at least one S3 action;
 * resources are ARNs of *this* bucket or of its objects, compared
@@ -113,6 +115,8 @@ _ID = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
 _BARE_ORG = re.compile(rf"^{_ID}$")
 _ORG_ARN = re.compile(rf"^arn:aws:iam::({_ID}):root$")
 _USER_ARN = re.compile(rf"^arn:aws:iam::({_ID}):user/({_ID})$")
+# An AWS service principal's name (``cloudtrail.amazonaws.com``).
+_SERVICE = re.compile(r"^[a-z0-9][a-z0-9.-]*\.amazonaws\.com(\.cn)?$")
 
 # Condition keys that, pinned to fixed values, make an Allow to everyone
 # non-public (S3 Block Public Access, "The meaning of public").
@@ -160,6 +164,7 @@ class Principals:
     wildcard: bool = False  # "*": everyone, anonymous callers included
     orgs: frozenset[str] = frozenset()  # every principal of these orgs
     users: frozenset[tuple[str, str]] = frozenset()  # (org, principal id)
+    services: frozenset[str] = frozenset()  # AWS services: kept, never match
 
     def matches(self, facts: RequestFacts) -> bool:
         if self.wildcard:
@@ -398,9 +403,12 @@ def _parse_statement(raw: Any, bucket: str, version: str) -> Statement:
 def _parse_principals(value: Any) -> Principals:
     if value == "*":
         return Principals(wildcard=True)
-    if not isinstance(value, dict) or set(value) != {"AWS"}:
+    if not isinstance(value, dict) or not value or not set(value) <= {"AWS", "Service"}:
         raise malformed("Invalid principal in policy")
-    names = _strings(value["AWS"], "Invalid principal in policy")
+    services = _strings(value.get("Service", []), "Invalid principal in policy") if "Service" in value else ()
+    if not all(_SERVICE.match(name) for name in services):
+        raise malformed("Invalid principal in policy")
+    names = _strings(value["AWS"], "Invalid principal in policy") if "AWS" in value else ()
     orgs: set[str] = set()
     users: set[tuple[str, str]] = set()
     for name in names:
@@ -414,7 +422,7 @@ def _parse_principals(value: Any) -> Principals:
             orgs.add(org.group(1) if org.groups() else org.group(0))
         else:
             raise malformed("Invalid principal in policy")
-    return Principals(orgs=frozenset(orgs), users=frozenset(users))
+    return Principals(orgs=frozenset(orgs), users=frozenset(users), services=frozenset(services))
 
 
 def _parse_action(text: str) -> tuple[re.Pattern[str], frozenset[str]]:

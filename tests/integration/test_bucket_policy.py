@@ -380,6 +380,30 @@ def test_another_tenant_only_through_the_policy(s3: Callable[[str], Any], bucket
     assert bucket not in [b["Name"] for b in globex.list_buckets()["Buckets"]]
 
 
+def test_a_policy_written_for_aws_services_installs_and_grants_them_nothing(
+    s3: Callable[[str], Any], anonymous: Any, bucket: str
+) -> None:
+    """AWS's own recipes name its services (here the server access log
+    delivery, as AWS's documentation writes it): the policy installs, its
+    other statements apply, and the service statement lets no caller in."""
+    text = policy(
+        statement("Allow", {"Service": "logging.s3.amazonaws.com"}, "s3:PutObject", f"arn:aws:s3:::{bucket}/*"),
+        statement("Allow", {"AWS": "arn:aws:iam::acme:user/acme-nobody", "Service": "cloudtrail.amazonaws.com"},
+                  "s3:GetObject", f"arn:aws:s3:::{bucket}/*"),
+    )  # fmt: skip
+    put_policy(s3, bucket, text)
+    assert s3("acme-admin").get_bucket_policy(Bucket=bucket)["Policy"] == text
+    assert s3("acme-nobody").get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"alpha"
+    assert code_of(lambda: s3("acme-nobody").put_object(Bucket=bucket, Key="n", Body=b"n")) == (403, "AccessDenied")
+    assert code_of(lambda: anonymous.put_object(Bucket=bucket, Key="n", Body=b"n")) == (403, "AccessDenied")
+    assert code_of(lambda: s3("globex-admin").put_object(Bucket=bucket, Key="n", Body=b"n"))[0] in (403, 404)
+    assert not s3("acme-admin").get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"]
+    # A name that is no AWS service is still refused, and changes nothing.
+    bad = policy(statement("Allow", {"Service": "*"}, "s3:PutObject", f"arn:aws:s3:::{bucket}/*"))
+    assert code_of(lambda: put_policy(s3, bucket, bad)) == (400, "MalformedPolicy")
+    assert s3("acme-admin").get_bucket_policy(Bucket=bucket)["Policy"] == text
+
+
 def test_no_policy_hands_the_configuration_to_outsiders(
     s3: Callable[[str], Any], anonymous: Any, bucket: str
 ) -> None:

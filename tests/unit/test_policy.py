@@ -189,10 +189,16 @@ def test_required_elements() -> None:
         "arn:aws:iam::acme:root",  # a string Principal can only be "*"
         "acme",
         {},
-        {"Service": "s3.amazonaws.com"},
         {"Federated": "graph.facebook.com"},
         {"CanonicalUser": "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"},
-        {"AWS": "*", "Service": "s3.amazonaws.com"},
+        {"AWS": "*", "Federated": "graph.facebook.com"},
+        {"Service": []},
+        {"Service": ""},
+        {"Service": "*"},
+        {"Service": "acme"},
+        {"Service": "logging.s3.amazonaws.com/x"},
+        {"Service": ["logging.s3.amazonaws.com", "not a service"]},
+        {"AWS": "not an id", "Service": "logging.s3.amazonaws.com"},
         {"AWS": []},
         {"AWS": ""},
         {"AWS": "arn:aws:iam::acme:role/admin"},
@@ -216,6 +222,23 @@ def test_wildcard_principal_matches_everyone_including_anonymous(principal: Any)
     policy = parse(statement(Principal=principal))
     assert policy.evaluate(anonymous()) == "Allow"
     assert policy.evaluate(facts(principal="bob", org="other")) == "Allow"
+
+
+def test_service_principal_is_accepted_and_matches_no_request() -> None:
+    """Policies written for AWS name its services (log delivery, CloudTrail):
+    they install, and no request here comes from an AWS service."""
+    service = {"Service": ["logging.s3.amazonaws.com", "cloudtrail.amazonaws.com"]}
+    policy = parse(statement(Principal=service))
+    assert policy.evaluate(facts(principal="alice", org="acme")) is None
+    assert policy.evaluate(facts(principal="logging.s3.amazonaws.com", org="logging.s3.amazonaws.com")) is None
+    assert policy.evaluate(anonymous()) is None
+    assert not policy.is_public()
+    mixed = parse(statement(Principal={"AWS": "arn:aws:iam::acme:user/alice", "Service": "s3.amazonaws.com"}))
+    assert mixed.evaluate(facts(principal="alice", org="acme")) == "Allow"
+    assert mixed.evaluate(facts(principal="bob", org="acme")) is None
+    deny_others = parse(statement(), statement(Effect="Deny", Principal=None, NotPrincipal={"Service": "s3.amazonaws.com"}))
+    assert deny_others.evaluate(facts(principal="alice", org="acme")) == "Deny"
+    assert deny_others.evaluate(anonymous()) == "Deny"
 
 
 def test_org_principal_forms() -> None:
