@@ -315,6 +315,23 @@ def missing_part_checksum(upload: Upload, listed: Sequence[PartRef]) -> None:
             )
 
 
+def consecutive_part_numbers(upload: Upload, listed: Sequence[PartRef]) -> None:
+    """InvalidPartOrder if an upload with a checksum algorithm is completed
+    from parts other than 1, 2, ... N.
+
+    AWS's rule (CompletedPart, PartNumber): when an additional checksum is
+    applied to each part, the part numbers must start at 1 and be
+    consecutive, as a checksum of checksums numbers its parts by position.
+    Checked, like :func:`missing_part_checksum`, before anything is read or
+    written: the refused upload stays as it was.
+    """
+    if not upload.checksum_algorithm:
+        return
+    for position, ref in enumerate(listed, start=1):
+        if ref.part_number != position:
+            raise errors.InvalidPartOrder()
+
+
 def multipart_etag(part_etags: Sequence[str]) -> str:
     """S3's multipart ETag: MD5 of the concatenated binary part MD5s, ``-N``."""
     digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in part_etags)).hexdigest()
@@ -970,6 +987,7 @@ class MultipartManager:
                 return done
             if part_checksums_required:
                 missing_part_checksum(upload, listed)
+            consecutive_part_numbers(upload, listed)
             stored = yield self._scan_parts(upload_id)
             by_number = {part.part_number: part for _kv, part in stored}
             parts = self._listed_parts(upload, listed, by_number)

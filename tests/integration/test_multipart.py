@@ -506,6 +506,38 @@ def test_complete_of_composite_upload_needs_every_part_checksum(client: Any, mpb
     assert client.get_object(Bucket=mpbucket, Key="k")["Body"].read() == a + b
 
 
+@pytest.mark.parametrize("kind", ["COMPOSITE", "FULL_OBJECT"])
+def test_checksummed_upload_completes_only_from_parts_one_to_n(client: Any, mpbucket: str, kind: str) -> None:
+    """With a checksum on every part, the parts completed must be 1, 2, ... N
+    (AWS's CompletedPart rule): parts 1 and 3 are 400 InvalidPartOrder and
+    change nothing; the same gap without a checksum algorithm is accepted."""
+    uid = client.create_multipart_upload(
+        Bucket=mpbucket, Key="gap", ChecksumAlgorithm="CRC32", ChecksumType=kind
+    )["UploadId"]
+    a, c = os.urandom(5 * MiB), os.urandom(100)
+    r1 = client.upload_part(Bucket=mpbucket, Key="gap", UploadId=uid, PartNumber=1, Body=a, ChecksumAlgorithm="CRC32")
+    r3 = client.upload_part(Bucket=mpbucket, Key="gap", UploadId=uid, PartNumber=3, Body=c, ChecksumAlgorithm="CRC32")
+    parts = [{"PartNumber": 1, "ETag": r1["ETag"], "ChecksumCRC32": r1["ChecksumCRC32"]},
+             {"PartNumber": 3, "ETag": r3["ETag"], "ChecksumCRC32": r3["ChecksumCRC32"]}]  # fmt: skip
+    with pytest.raises(ClientError) as e:
+        client.complete_multipart_upload(Bucket=mpbucket, Key="gap", UploadId=uid, MultipartUpload={"Parts": parts})
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert _code(e) == "InvalidPartOrder"
+    assert [p["PartNumber"] for p in client.list_parts(Bucket=mpbucket, Key="gap", UploadId=uid)["Parts"]] == [1, 3]
+    with pytest.raises(ClientError):
+        client.head_object(Bucket=mpbucket, Key="gap")
+    client.abort_multipart_upload(Bucket=mpbucket, Key="gap", UploadId=uid)
+
+    plain = client.create_multipart_upload(Bucket=mpbucket, Key="gap")["UploadId"]
+    p1 = client.upload_part(Bucket=mpbucket, Key="gap", UploadId=plain, PartNumber=1, Body=a)
+    p3 = client.upload_part(Bucket=mpbucket, Key="gap", UploadId=plain, PartNumber=3, Body=c)
+    client.complete_multipart_upload(
+        Bucket=mpbucket, Key="gap", UploadId=plain,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 3, "ETag": p3["ETag"]}]},
+    )  # fmt: skip
+    assert client.get_object(Bucket=mpbucket, Key="gap")["Body"].read() == a + c
+
+
 def test_complete_full_object_checksum(client: Any, mpbucket: str) -> None:
     """An upload created with x-amz-checksum-type FULL_OBJECT gets the CRC of the whole object."""
     import base64

@@ -239,32 +239,40 @@ def test_complete_validates_the_part_list(core):
         yield mp.complete(bucket, "k", uid, _refs(p2, p1))
     with pytest.raises(errors.InvalidPartOrder):
         yield mp.complete(bucket, "k", uid, _refs(p1, p1))
-    with pytest.raises(errors.InvalidPart):
-        yield mp.complete(bucket, "k", uid, [PartRef(1, p1.etag), PartRef(4, p1.etag)])
+    with pytest.raises(errors.InvalidPart):  # part 2 with another part's ETag
+        yield mp.complete(bucket, "k", uid, [PartRef(1, p1.etag), PartRef(2, p1.etag)])
+    with pytest.raises(errors.InvalidPart):  # part 4 was never uploaded
+        yield mp.complete(bucket, "k", uid, [*_refs(p1, p2, p3), PartRef(4, p1.etag)])
     with pytest.raises(errors.InvalidPart):
         yield mp.complete(bucket, "k", uid, [PartRef(1, "0" * 32)])
     with pytest.raises(errors.InvalidPart):
         yield mp.complete(bucket, "k", uid, [PartRef(1, p1.etag, {"crc32": compute("crc32", b"x")})])
     with pytest.raises(errors.EntityTooSmall):
         yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3))
-    with pytest.raises(errors.BadDigest):
-        yield mp.complete(bucket, "k", uid, _refs(p1, p3), expected_checksums={"crc32": "AAAAAA=="})
-    with pytest.raises(errors.InvalidRequest):
-        yield mp.complete(bucket, "k", uid, _refs(p1, p3), checksum_type="FULL_OBJECT")
-    mp.max_object_size = 2099
-    with pytest.raises(errors.EntityTooLarge):
+    # A checksummed upload's parts are 1..N: a gap is refused (AWS, CompletedPart).
+    with pytest.raises(errors.InvalidPartOrder):
         yield mp.complete(bucket, "k", uid, _refs(p1, p3))
+    p2 = yield _part(mp, upload, 2, b"b" * 1500)  # replaces the small part 2
+    p4 = yield _part(mp, upload, 4, b"d" * 1000)  # never listed
+    with pytest.raises(errors.BadDigest):
+        yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3), expected_checksums={"crc32": "AAAAAA=="})
+    with pytest.raises(errors.InvalidRequest):
+        yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3), checksum_type="FULL_OBJECT")
+    mp.max_object_size = 3599
+    with pytest.raises(errors.EntityTooLarge):
+        yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3))
     mp.max_object_size = 1 << 40
     yield mp.get(bucket, "k", uid)  # still there after every refusal
     done = yield mp.complete(bucket, "k", uid, [PartRef(1, p1.etag, {"crc32": p1.checksums["crc32"]}),
-                                                PartRef(3, f'"{p3.etag}"')])
-    assert done.record.size == 2100
+                                                PartRef(2, p2.etag), PartRef(3, f'"{p3.etag}"')])
+    assert done.record.size == 3600
     assert done.checksum_type == "COMPOSITE"
     assert done.record.checksums["crc32"] == composite_checksum("crc32", [p1.checksums["crc32"],
+                                                                          p2.checksums["crc32"],
                                                                           p3.checksums["crc32"]])
     yield _settle()
-    assert not {c.chunk_id for c in p2.chunks} & (yield _chunk_files(core))  # unlisted part freed
-    for c in p2.chunks:
+    assert not {c.chunk_id for c in p4.chunks} & (yield _chunk_files(core))  # unlisted part freed
+    for c in p4.chunks:
         assert (yield core.store.get(keys.chunk_key(c.chunk_id))) is None
 
 
