@@ -62,6 +62,12 @@ _BUCKET = {
     ("PUT", "ownershipControls"): "PutBucketOwnershipControls",
     ("DELETE", "ownershipControls"): "DeleteBucketOwnershipControls",
     ("OPTIONS", None): "PreflightCors",
+    # Configurations this server never holds: read as absent (handlers/misc.py).
+    ("GET", "notification"): "GetBucketNotificationConfiguration",
+    ("GET", "logging"): "GetBucketLogging",
+    ("GET", "requestPayment"): "GetBucketRequestPayment",
+    ("GET", "accelerate"): "GetBucketAccelerateConfiguration",
+    ("GET", "replication"): "GetBucketReplication",
 }
 
 _OBJECT = {

@@ -93,6 +93,23 @@ def test_absent_configurations(s3, bucket, call, code):
     assert _code(e) == code
 
 
+def test_configurations_never_held_read_as_aws_reads_them_when_absent(s3, bucket):
+    """Logging, notifications, request payment and transfer acceleration read
+    as AWS answers for a bucket without them (empty documents, the bucket
+    owner pays); replication is AWS's 404."""
+    assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=bucket)
+    notification = s3.get_bucket_notification_configuration(Bucket=bucket)
+    assert not {"TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations"} & set(notification)
+    assert s3.get_bucket_request_payment(Bucket=bucket)["Payer"] == "BucketOwner"
+    assert "Status" not in s3.get_bucket_accelerate_configuration(Bucket=bucket)
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_replication(Bucket=bucket)
+    assert _code(e) == "ReplicationConfigurationNotFoundError"
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_logging(Bucket=f"missing-{uuid.uuid4().hex[:8]}")
+    assert _code(e) == "NoSuchBucket"
+
+
 def test_unsupported_writes_are_not_implemented(s3, bucket):
     """Changing an unsupported configuration is 501 NotImplemented, never a silent OK."""
     with pytest.raises(ClientError) as e:

@@ -404,6 +404,23 @@ def test_a_policy_written_for_aws_services_installs_and_grants_them_nothing(
     assert s3("acme-admin").get_bucket_policy(Bucket=bucket)["Policy"] == text
 
 
+def test_configurations_never_held_are_read_under_their_aws_actions(s3: Callable[[str], Any], bucket: str) -> None:
+    """GetBucketLogging and GetBucketNotificationConfiguration are the
+    policy actions ``s3:GetBucketLogging`` and ``s3:GetBucketNotification``,
+    as on AWS: an Allow naming them lets a principal read the (empty)
+    configurations, and grants nothing else."""
+    nobody = s3("acme-nobody")
+    assert code_of(lambda: nobody.get_bucket_logging(Bucket=bucket)) == (403, "AccessDenied")
+    put_policy(s3, bucket, policy(statement(
+        "Allow", {"AWS": "arn:aws:iam::acme:user/acme-nobody"}, ["s3:GetBucketLogging", "s3:GetBucketNotification"],
+        f"arn:aws:s3:::{bucket}",
+    )))  # fmt: skip
+    assert "LoggingEnabled" not in nobody.get_bucket_logging(Bucket=bucket)
+    assert "TopicConfigurations" not in nobody.get_bucket_notification_configuration(Bucket=bucket)
+    assert code_of(lambda: nobody.get_bucket_request_payment(Bucket=bucket)) == (403, "AccessDenied")
+    assert code_of(lambda: nobody.get_bucket_replication(Bucket=bucket)) == (403, "AccessDenied")
+
+
 def test_no_policy_hands_the_configuration_to_outsiders(
     s3: Callable[[str], Any], anonymous: Any, bucket: str
 ) -> None:

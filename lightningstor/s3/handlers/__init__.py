@@ -16,6 +16,7 @@ from lightningstor.s3.handlers import (
     encryption,
     lifecycle,
     listing,
+    misc,
     multipart,
     object_lock,
     objects,
@@ -92,3 +93,4 @@ HANDLERS: dict[str, Callable[[Any, Any], Any]] = {
     "ListMultipartUploads": multipart.list_multipart_uploads,
     "ListParts": multipart.list_parts,
 }
+HANDLERS.update(dict.fromkeys(misc.ABSENT_CONFIGURATIONS, misc.absent_configuration))
