@@ -128,11 +128,18 @@ def _split_raw_query(raw_query: str) -> list[tuple[str, str | None]]:
 
 def canonical_resource(
     path: str, raw_query: str, *, subresources: frozenset[str], decode_values: bool
-) -> str:
+) -> str | None:
     """``path`` plus ``?`` and the sub-resources of the query, sorted by name.
 
     ``decode_values`` percent-decodes values as AWS specifies; otherwise they
     are used as sent.  A sub-resource sent without ``=`` appears bare.
+
+    ``None`` when a decoded value would read as more sub-resources
+    (``partNumber=1%26uploadId%3DU`` decodes to ``partNumber=1&uploadId=U``):
+    that resource is also the one signed for a request that *has* the
+    second sub-resource, so the signature of an UploadPart would cover a
+    PutObject of the whole key.  A decoded ``&`` followed by anything else
+    (a file name in ``response-content-disposition``) stays.
     """
     chosen: list[tuple[str, str | None]] = []
     for name, value in _split_raw_query(raw_query):
@@ -140,6 +147,8 @@ def canonical_resource(
             continue
         if value is not None and decode_values:
             value = unquote_to_bytes(wire_bytes(value)).decode("latin-1")
+            if any(piece.partition("=")[0] in SELECTING for piece in value.split("&")[1:]):
+                return None
         chosen.append((name, value))
     if not chosen:
         return path
@@ -187,6 +196,8 @@ def strings_to_sign(
         resource = canonical_resource(
             bucket_prefix + path, raw_query, subresources=subresources, decode_values=decode
         )
+        if resource is None:
+            continue
         candidate = string_to_sign(method, content_md5, content_type, date, amz, resource)
         if candidate not in seen:
             seen.add(candidate)

@@ -714,6 +714,18 @@ def test_sigv2_presigned_tampering_is_refused(
         assert send(env.server, "GET", url, {"Host": host_of(env.server)}).body == SECRET_BODY
 
 
+def test_sigv2_upload_part_url_cannot_be_turned_into_a_put_object(env: Env, unchanged: None) -> None:
+    """A SigV2 presigned UploadPart URL re-sent with the upload id folded into
+    the part number (``partNumber=1%26uploadId%3DU``, which decodes to the
+    signed resource) would be a PutObject of the whole key: 403
+    SignatureDoesNotMatch, and no object appears."""
+    url = _v2_url(env, "PUT", object_path(VICTIM, "in-progress") + f"?partNumber=1&uploadId={env.upload_id}")
+    folded = quote(f"1&uploadId={env.upload_id}", safe="")
+    smuggled = _replace_param(_replace_param(url, "uploadId", None), "partNumber", folded)
+    assert "uploadId%3D" in smuggled and "&uploadId=" not in smuggled
+    refused(send(env.server, "PUT", smuggled, {"Host": host_of(env.server)}, b"HIJACKED"), 403, "SignatureDoesNotMatch")
+
+
 def test_sigv2_expired_is_refused(env: Env, unchanged: None) -> None:
     """SigV2: an expired presigned URL is 403 AccessDenied; a header Date 16 minutes
     old is 403 RequestTimeTooSkewed."""

@@ -84,6 +84,28 @@ def test_canonical_resource_sorts_and_decodes_subresources() -> None:
     assert raw == "/b/k?response-content-type=text%2Fplain"
 
 
+def test_a_decoded_value_that_reads_as_more_subresources_is_no_candidate() -> None:
+    """``partNumber=1%26uploadId%3DU`` decodes to the resource signed for an
+    UploadPart (``partNumber=1&uploadId=U``), but the request has no upload
+    id and is a PutObject: only the as-sent form may verify it.  A decoded
+    ``&`` inside an ordinary value (a file name) is still decoded."""
+    smuggled = "partNumber=1%26uploadId%3DU"
+    assert sigv2.canonical_resource("/b/k", smuggled, subresources=sigv2.AWS_SUBRESOURCES, decode_values=True) is None
+    signed_for_upload_part = "PUT\n\n\nD\n/b/k?partNumber=1&uploadId=U"
+    candidates = list(sigv2.strings_to_sign(
+        method="PUT", content_md5="", content_type="", date_candidates=["D"], amz_headers={},
+        raw_path="/b/k", raw_query=smuggled,
+    ))  # fmt: skip
+    assert candidates and signed_for_upload_part not in candidates
+    assert "PUT\n\n\nD\n/b/k?partNumber=1%26uploadId%3DU" in candidates
+    for sneaky in ("versionId=v%26acl", "response-content-type=a%26response-expires%3D1", "acl=%26versions"):
+        assert sigv2.canonical_resource("/b/k", sneaky, subresources=sigv2.WIDE_SUBRESOURCES, decode_values=True) is None
+    name = "response-content-disposition=attachment%3B%20filename%3D%22a%26b.txt%22"
+    assert sigv2.canonical_resource("/b/k", name, subresources=sigv2.AWS_SUBRESOURCES, decode_values=True) == (
+        '/b/k?response-content-disposition=attachment; filename="a&b.txt"'
+    )
+
+
 def _candidates(raw_query: str, method: str = "GET") -> list[str]:
     return list(
         sigv2.strings_to_sign(
