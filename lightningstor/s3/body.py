@@ -33,6 +33,7 @@ stored byte are over: the S3 layer answers ``Expect: 100-continue`` then
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +154,11 @@ class BufferedBody:
     paused.  The account is opened by the first byte, so a request without
     a body (nearly every one) never touches the budget.
 
+    :meth:`expect_payload` hands it the verified signature's payload: a
+    signed ``x-amz-content-sha256`` must then hash the body, checked with
+    the digests, or the signature of one request would carry another body
+    (a DeleteObjects naming other keys, another policy).
+
     :meth:`discard` (the request is known to be refused: its credentials
     failed, or an anonymous caller cannot be let in) keeps nothing more and
     gives the bytes back; the rest of the body is read and dropped, so the
@@ -180,6 +186,7 @@ class BufferedBody:
         self._budget = budget
         self._flow: _Flow | None = None
         self._account: BudgetAccount | None = None
+        self._signed_sha256: str | None = None
         self.error: BaseException | None = None
 
     @property
@@ -250,14 +257,28 @@ class BufferedBody:
         self._parts = []
         self.release()
 
+    def expect_payload(self, authenticated: tuple[Any, Any]) -> None:
+        """A callback of the request's authentication: (principal, VerifiedAuth)."""
+        verified = authenticated[1]
+        if verified.payload == "SIGNED":
+            self._signed_sha256 = verified.payload_sha256.lower()
+
     def content(self) -> bytes:
         if self.error is not None:
             raise self.error
         body = b"".join(self._parts)
-        if self._headers is not None:
+        signed, self._signed_sha256 = self._signed_sha256, None  # checked once
+        if self._headers is not None or signed is not None:
             headers, self._headers = self._headers, None  # checked once
             try:
-                verify_sent_digests(headers, body, checksums=not self._object_checksums)
+                if signed is not None:
+                    computed = hashlib.sha256(body).hexdigest()
+                    if not hmac.compare_digest(computed, signed):
+                        raise errors.XAmzContentSHA256Mismatch(
+                            ClientComputedContentSHA256=signed, S3ComputedContentSHA256=computed
+                        )
+                if headers is not None:
+                    verify_sent_digests(headers, body, checksums=not self._object_checksums)
             except errors.S3Error as e:
                 self.error = e
                 raise

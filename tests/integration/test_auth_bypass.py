@@ -258,6 +258,38 @@ def test_amz_header_added_after_signing_is_refused(
     env.s3.delete_object(Bucket=VICTIM_2, Key=key)
 
 
+def _content_md5(body: bytes) -> str:
+    return base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+@pytest.mark.parametrize("operation", ["delete-objects", "bucket-tagging", "object-tagging"])
+def test_a_signed_request_carries_only_the_body_it_was_signed_for(
+    env: Env, unchanged: None, operation: str
+) -> None:
+    """A header-signed request whose x-amz-content-sha256 covers one XML body
+    but arrives with another (Content-MD5 recomputed: it is not keyed) is 400
+    XAmzContentSHA256Mismatch and acts on neither: a captured DeleteObjects
+    cannot be replayed to delete other keys, nor a tagging request to set
+    other tags.  The body it was signed for is accepted."""
+    if operation == "delete-objects":
+        target = f"/{VICTIM_2}?delete"
+        signed = b"<Delete><Object><Key>never-there</Key></Object></Delete>"
+        sent = b"<Delete><Object><Key>secret</Key></Object></Delete>"
+        method = "POST"
+    else:
+        target = f"/{VICTIM}?tagging" if operation == "bucket-tagging" else f"/{VICTIM}/secret?tagging"
+        signed = b"<Tagging><TagSet><Tag><Key>team</Key><Value>a</Value></Tag></TagSet></Tagging>"
+        sent = b"<Tagging><TagSet><Tag><Key>team</Key><Value>mallory</Value></Tag></TagSet></Tagging>"
+        method = "PUT"
+    headers = sign(env.server, method, target, body=signed)
+    assert {k.lower(): v for k, v in headers.items()}["x-amz-content-sha256"] == hashlib.sha256(signed).hexdigest()
+    swapped = {**headers, "Content-MD5": _content_md5(sent)}
+    refused(send(env.server, method, target, swapped, sent), 400, "XAmzContentSHA256Mismatch")
+    if operation == "delete-objects":  # the signed body names no object of the store
+        reply = send(env.server, method, target, {**headers, "Content-MD5": _content_md5(signed)}, signed)
+        assert reply.status == 200 and b"never-there" in reply.body
+
+
 def test_amz_header_added_to_a_signed_delete_is_refused(env: Env, unchanged: None) -> None:
     """DELETE with an unsigned x-amz-* header (bypass-governance, mfa) is 403 and the object stays."""
     path = object_path(VICTIM, "secret")

@@ -192,3 +192,30 @@ def test_the_end_of_a_request_gives_its_buffered_bytes_back() -> None:
     assert api.upload_budget.total > 500 * KiB
     api._finished(None, request, None)
     assert (api.upload_budget.total, api.upload_budget.accounts) == (0, 0)
+
+
+def test_a_signed_payload_hash_must_hash_the_body() -> None:
+    """Once the signature is verified (expect_payload), a signed
+    x-amz-content-sha256 is checked against the body on the first read:
+    another body is XAmzContentSHA256Mismatch, on that read and every later
+    one; UNSIGNED-PAYLOAD checks nothing."""
+    import hashlib
+
+    def verified(payload: str, sha: str | None) -> tuple[Any, Any]:
+        return None, SimpleNamespace(payload=payload, payload_sha256=sha)
+
+    signed_for = hashlib.sha256(b"<a/>").hexdigest().upper()  # the hex is compared case-insensitively
+    good = BufferedBody(8 * KiB, too_large)
+    good.receive(b"<a/>")
+    good.expect_payload(verified("SIGNED", signed_for))
+    assert good.content() == b"<a/>" and good.content() == b"<a/>"
+    swapped = BufferedBody(8 * KiB, too_large)
+    swapped.receive(b"<b/>")
+    swapped.expect_payload(verified("SIGNED", signed_for))
+    for _ in range(2):
+        with pytest.raises(errors.XAmzContentSHA256Mismatch):
+            swapped.content()
+    unsigned = BufferedBody(8 * KiB, too_large)
+    unsigned.receive(b"<b/>")
+    unsigned.expect_payload(verified("UNSIGNED", None))
+    assert unsigned.content() == b"<b/>"
