@@ -629,8 +629,8 @@ def _verify_v2(
             lname = name.lower()
             if lname.startswith("x-amz-") and lname not in amz:
                 amz[lname] = [value]
-    content_md5 = ",".join(v.strip() for v in view.headers.get("content-md5", ()))
-    content_type = ",".join(v.strip() for v in view.headers.get("content-type", ()))
+    content_md5 = ",".join(v.strip(" \t") for v in view.headers.get("content-md5", ()))
+    content_type = ",".join(v.strip(" \t") for v in view.headers.get("content-type", ()))
     first: str | None = None
     for candidate in sigv2.strings_to_sign(
         method=view.method.upper(),

@@ -101,6 +101,9 @@ def sign(secret_key: str, string_to_sign: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+_SPACES = " \t"
+
+
 def canonical_amz_headers(amz: Mapping[str, Sequence[str]]) -> str:
     """``name:value\\n`` for each ``x-amz-*`` header, sorted; repeats joined with ``,``.
 
@@ -110,7 +113,10 @@ def canonical_amz_headers(amz: Mapping[str, Sequence[str]]) -> str:
     lines = []
     for name in sorted(amz):
         if name.startswith("x-amz-"):
-            lines.append(f"{name}:{','.join(v.strip() for v in amz[name])}\n")
+            # ASCII spaces only: 0x85 and 0xA0 of these latin-1 strings are
+            # bytes of UTF-8 text (sigv4.canonical_header_value).
+            value = ",".join(v.strip(_SPACES) for v in amz[name])
+            lines.append(f"{name}:{value}\n")
     return "".join(lines)
 
 

@@ -203,9 +203,19 @@ def raw_sorted_query(raw_query: str, *, exclude: frozenset[str] = frozenset()) -
     return "&".join(f"{name}={value}" for name, value in sorted(pairs))
 
 
+# ASCII whitespace only: header values are the wire bytes decoded as
+# latin-1, where str.split() would also split at 0x85 and 0xA0, which are
+# continuation bytes of UTF-8 characters (the "à" of x-amz-meta-note: voilà).
+_ASCII_SPACES = re.compile(r"[ \t\n\r\f\v]+")
+
+
 def canonical_header_value(values: Sequence[str]) -> str:
-    """Trim each value, collapse inner whitespace runs, join repeats with ``,``."""
-    return ",".join(" ".join(value.split()) for value in values)
+    """Trim each value, collapse inner whitespace runs, join repeats with ``,``
+    (AWS's Trimall: spaces, not the bytes of UTF-8 text)."""
+    return ",".join(
+        " ".join(value.split()) if value.isascii() else _ASCII_SPACES.sub(" ", value).strip(" ")
+        for value in values
+    )
 
 
 def canonical_headers(headers: Mapping[str, Sequence[str]], signed_headers: tuple[str, ...]) -> str:

@@ -205,6 +205,15 @@ def test_canonical_header_values_are_trimmed_and_collapsed() -> None:
     assert block == "host:h\nx-a:one two,three\nx-missing:\n"
 
 
+def test_utf8_bytes_in_header_values_are_not_whitespace() -> None:
+    """Values are the wire bytes decoded as latin-1: the 0xA0 of "à" and the
+    0x85 of "Å" (UTF-8) are text, not spaces to trim or collapse; ASCII
+    spaces and tabs around and between them still are."""
+    wire = [text.encode("utf-8").decode("latin-1") for text in ("voilà", "Ågesen", " \tà  b\t ")]
+    assert sigv4.canonical_header_value(wire[:2]) == ",".join(wire[:2])
+    assert sigv4.canonical_header_value(wire[2:]) == "à b".encode().decode("latin-1")
+
+
 def test_signing_key_is_cached_per_secret() -> None:
     """The derived key is cached, and a different secret never gets another secret's key."""
     sigv4.signing_key.cache_clear()
