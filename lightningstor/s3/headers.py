@@ -65,6 +65,10 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
     if len(expected) > 1:
         raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
     trailer = checksum_trailer(headers)
+    if expected and trailer:
+        # A header value and a trailing one: two checksums, one of which the
+        # trailer's verification alone would silently set aside.
+        raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
     keep = set(expected)
     sdk = headers.get("x-amz-sdk-checksum-algorithm") or headers.get("x-amz-checksum-algorithm")
     if sdk:

@@ -144,6 +144,33 @@ def test_unsigned_trailer_wrong_checksum(server, s3, raw_bucket):
     assert s3.list_objects_v2(Bucket=raw_bucket)["KeyCount"] == 0
 
 
+@pytest.mark.parametrize("declared", ["nothing", "header-too"])
+def test_a_trailing_checksum_is_verified_or_refused(server, s3, raw_bucket, declared):
+    """A trailing checksum the request did not declare in x-amz-trailer is
+    400 InvalidArgument (it went unverified: a wrong value was stored with
+    200); a x-amz-checksum-* header beside a declared trailer is 400
+    InvalidRequest (two checksums; the header's was set aside).  Nothing is
+    stored either way."""
+    data = os.urandom(100_000)
+    framed = AwsChunkedWrapper(io.BytesIO(data), checksum_cls=Crc32Checksum,
+                               checksum_name="x-amz-checksum-crc32", chunk_size=65536).read()
+    extra = {"x-amz-trailer": "x-amz-checksum-crc32"}
+    if declared == "nothing":  # and the trailing value is wrong too
+        framed = framed.replace(compute("crc32", data).encode(), compute("crc32", b"other").encode())
+        extra = {}
+    else:
+        extra["x-amz-checksum-crc32"] = compute("crc32", b"other")
+    url = f"{server.endpoint}/{raw_bucket}/trailing"
+    headers = _signed_headers("PUT", url, {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(len(framed)), **extra,
+    })
+    status, body = _send(server, "PUT", urlsplit(url).path, headers, framed)
+    expected = b"InvalidArgument" if declared == "nothing" else b"InvalidRequest"
+    assert status == 400 and expected in body, body
+    assert s3.list_objects_v2(Bucket=raw_bucket)["KeyCount"] == 0
+
+
 @pytest.mark.parametrize("with_trailer", [False, True])
 def test_signed_streaming_upload(server, s3, raw_bucket, with_trailer):
     """STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER) with a valid chain stores exactly the payload,

@@ -138,7 +138,9 @@ def body_plan(
             trailer_expected=has_trailer,
             trailer_signed=signed and has_trailer,
             decoded_content_length=decoded_length,
-            trailer_names=[f"x-amz-checksum-{trailer}"] if trailer else None,
+            # Only the declared trailer: one sent without x-amz-trailer would
+            # otherwise go unverified (its algorithm is known only from it).
+            trailer_names=[f"x-amz-checksum-{trailer}"] if trailer else (),
         )
     elif trailer is not None:
         raise errors.InvalidRequest("x-amz-trailer requires a STREAMING-* x-amz-content-sha256")
