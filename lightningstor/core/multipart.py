@@ -990,8 +990,14 @@ class MultipartManager:
             consecutive_part_numbers(upload, listed)
             stored = yield self._scan_parts(upload_id)
             by_number = {part.part_number: part for _kv, part in stored}
-            parts = self._listed_parts(upload, listed, by_number)
-            record, kind = self._build_record(upload, parts, expected_checksums or {}, checksum_type, object_size)
+            try:
+                parts = self._listed_parts(upload, listed, by_number)
+                record, kind = self._build_record(upload, parts, expected_checksums or {}, checksum_type, object_size)
+            except errors.S3Error:
+                moved = yield self._upload_moved(ukey, ukv)
+                if moved:
+                    continue  # the parts were read after a complete/abort/part landed: look again
+                raise
             if not upload.checksum_algorithm:
                 record.completed_checksums = default_object_checksum(parts)
             if not acls_enabled(bucket):
@@ -1013,11 +1019,21 @@ class MultipartManager:
                 )  # fmt: skip
             except ConflictError:
                 continue  # a part changed, or another complete/abort won: look again
+            except (errors.PreconditionFailed, errors.NoSuchKey):
+                moved = yield self._upload_moved(ukey, ukv)
+                if moved:
+                    continue  # the object checked is this upload's own (a concurrent same complete)
+                raise
             # The listed parts' index hints already lead to the object key.
             garbage = [c for p in unlisted for c in p.chunks]
             yield chunkindex.release(self._store, garbage, self._chunks.delete_chunks)
             return _completed(committed if committed is not None else record, kind)
         raise errors.SlowDown("Too many concurrent changes to this upload")
+
+    @inlineCallbacks
+    def _upload_moved(self, ukey: bytes, ukv: KeyValue) -> Any:
+        kv = yield self._store.get(ukey)
+        return kv is None or kv.mod_revision != ukv.mod_revision
 
     @inlineCallbacks
     def _completed_before(self, bucket: Bucket, key: str, upload_id: str, request: _Request) -> Any:

@@ -760,3 +760,71 @@ def _settle() -> Any:
     """Chunk deletion after a commit is fire-and-forget: give it a moment."""
     for _ in range(20):
         yield _sleep(0.01)
+
+
+def _gated_scan(mp: Any, monkeypatch: pytest.MonkeyPatch, *, after_scan: bool) -> tuple[Deferred[Any], Deferred[Any]]:
+    """Hold the next complete's part scan until ``release`` fires: before the
+    scan (it then reads the parts after another change landed) or after it
+    (it commits after the change).  Returns (reached, release)."""
+    reached: Deferred[Any] = Deferred()
+    release: Deferred[Any] = Deferred()
+    original = mp._scan_parts
+    calls = []
+
+    @inlineCallbacks
+    def scan(upload_id: str) -> Any:
+        calls.append(upload_id)
+        if len(calls) > 1:
+            return (yield original(upload_id))
+        if after_scan:
+            stored = yield original(upload_id)
+            reached.callback(None)
+            yield release
+            return stored
+        reached.callback(None)
+        yield release
+        return (yield original(upload_id))
+
+    monkeypatch.setattr(mp, "_scan_parts", scan)
+    return reached, release
+
+
+@pytest.mark.parametrize("after_scan", [False, True])
+@pytest_twisted.inlineCallbacks
+def test_a_complete_overtaken_by_the_same_complete_answers_its_result(core, monkeypatch, after_scan):
+    """Two identical completes at once (an SDK retrying after a timeout): the
+    one that loses, whether it read the parts after the winner committed or
+    commits after it (with If-None-Match: *, which the winner's object now
+    fails), answers the winner's result, not InvalidPart or 412."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "race-same")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    p1 = yield _part(mp, upload, 1, b"a" * 2000)
+    p2 = yield _part(mp, upload, 2, b"b" * 300)
+    refs, conditions = _refs(p1, p2), PutAttrs(if_none_match_any=True)
+    reached, release = _gated_scan(mp, monkeypatch, after_scan=after_scan)
+    loser = mp.complete(bucket, "k", upload.upload_id, refs, conditions=conditions)
+    yield reached
+    winner = yield mp.complete(bucket, "k", upload.upload_id, refs, conditions=conditions)
+    release.callback(None)
+    answer = yield loser
+    assert answer.record.etag == winner.record.etag and answer.record.size == 2300
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_complete_overtaken_by_an_abort_is_no_such_upload(core, monkeypatch):
+    """A complete that reads the parts after an abort removed them answers
+    NoSuchUpload (the upload is gone), not InvalidPart; no object is made."""
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "race-abort")
+    upload = yield mp.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    p1 = yield _part(mp, upload, 1, b"a" * 2000)
+    reached, release = _gated_scan(mp, monkeypatch, after_scan=False)
+    loser = mp.complete(bucket, "k", upload.upload_id, _refs(p1))
+    yield reached
+    yield mp.abort(bucket, "k", upload.upload_id)
+    release.callback(None)
+    with pytest.raises(errors.NoSuchUpload):
+        yield loser
+    with pytest.raises(errors.NoSuchKey):
+        yield core.objects.head(bucket, "k")
