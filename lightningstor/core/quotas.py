@@ -568,9 +568,17 @@ class QuotaManager:
                 return 0
             kv = yield self._store.get(keys.object_key(bucket.bucket_id, key))
             current = None if kv is None else records.decode_object(kv.value)
-            if current is None or current.version_id is not None:
+            if current is None:
                 return 0
-            return record_usage(current).bytes
+            if current.version_id is None:
+                return record_usage(current).bytes
+            if current.null_sequence is None:
+                return 0
+            # Versioning suspended over a real version: the write replaces the
+            # noncurrent null version, as the commit does (ObjectManager._plan_replace).
+            nkv = yield self._store.get(keys.version_key(bucket.bucket_id, key, current.null_sequence))
+            old_null = None if nkv is None else records.decode_object(nkv.value)
+            return record_usage(old_null).bytes if old_null is not None and old_null.version_id is None else 0
 
         yield self._check_early(scope, length, replaced)
         return None

@@ -491,6 +491,24 @@ def test_early_checks_count_what_an_overwrite_frees(core: Core) -> Any:
 
 
 @pytest_twisted.inlineCallbacks
+def test_early_check_credits_the_noncurrent_null_version_a_suspended_put_replaces(core: Core) -> Any:
+    """Versioning suspended over a real version: a PUT replaces the
+    noncurrent null version, as its commit does, so the early check does
+    not refuse a write that fits once that version is gone."""
+    bucket = yield core.buckets.create(ALICE, "early-null")
+    yield _put(core, bucket, "k", 600)  # the null version
+    bucket = yield core.set_bucket_versioning(bucket, "Enabled")
+    yield _put(core, bucket, "k", 100)  # current; the null version is noncurrent
+    bucket = yield core.set_bucket_versioning(bucket, "Suspended")
+    yield core.quotas.set_limits("org-a", None, {"max_total_size_bytes": 700})
+    yield core.quotas.check_put(bucket, "k", 600)  # 700 - 600 + 600: fits
+    yield _put(core, bucket, "k", 600)
+    assert (yield _usage(core, bucket)) == Usage(700, 2) == (yield _stored(core, bucket))
+    with pytest.raises(errors.QuotaExceeded):  # still no room for more than it frees
+        yield core.quotas.check_put(bucket, "k", 601)
+
+
+@pytest_twisted.inlineCallbacks
 def test_invalid_limits_change_nothing(core: Core) -> Any:
     """Negative, non-integer or unknown limits are InvalidArgument."""
     yield core.quotas.set_limits("org-a", None, {"max_buckets": 3})
