@@ -27,7 +27,14 @@ from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.types import ListEntry, ListResult
 from lightningstor.core.versions import parse_version_id, wire_version_id
-from lightningstor.interfaces.metadata import IMetadataStore, ItemScan, item_scanner, prefix_end
+from lightningstor.interfaces.metadata import (
+    IMetadataStore,
+    ItemScan,
+    TogetherScan,
+    item_scanner,
+    prefix_end,
+    together_scanner,
+)
 
 _Row = tuple[bytes, bytes]  # (key, value): a scanned row (see item_scanner)
 
@@ -118,6 +125,19 @@ class _Cursor:
     def advance(self) -> None:
         self._index += 1
 
+    def pending(self) -> tuple[bytes, bytes, int]:
+        """The range :func:`_refill_together` reads next: from the first row
+        not consumed yet (buffered rows are read again), one batch."""
+        start = self._rows[self._index][0] if self._index < len(self._rows) else self._next
+        return start, self._end, self._batch
+
+    def load(self, start: bytes, rows: list[_Row]) -> None:
+        """Take ``rows``, read from ``start`` (see :meth:`pending`)."""
+        self._rows, self._index = rows, 0
+        self._exhausted = len(rows) < self._batch
+        self._next = rows[-1][0] + b"\x00" if rows else start
+        self._batch = min(self._batch * 2, _MAX_BATCH)
+
     def seek(self, position: bytes) -> None:
         """Skip every row below ``position`` (forward only)."""
         while self._index < len(self._rows) and self._rows[self._index][0] < position:
@@ -125,6 +145,24 @@ class _Cursor:
         if self._index >= len(self._rows) and position > self._next:
             self._next = position
         self._batch = self._first_batch
+
+
+@inlineCallbacks
+def _refill_together(scan: TogetherScan, *cursors: _Cursor) -> Any:
+    """Deferred[None]: every cursor's next batch, read from one snapshot of
+    the store, each again from its first unconsumed row.
+
+    ListObjectVersions reads current and noncurrent versions with two
+    cursors, and one transaction moves a version from one key space to the
+    other (an overwrite demotes the current version; deleting it promotes
+    the newest noncurrent one).  Refilled at different moments, the two
+    would show such a version twice (latest and not) or not at all; read
+    together, every key both buffers cover is listed as of one moment.
+    """
+    ranges = [cursor.pending() for cursor in cursors]
+    batches = yield scan(ranges)
+    for cursor, (start, _end, _batch), rows in zip(cursors, ranges, batches, strict=True):
+        cursor.load(start, rows)
 
 
 def _entry(key: str, record: Any, *, is_latest: bool = True) -> ListEntry:
@@ -335,13 +373,21 @@ def list_object_versions(
     scan = item_scanner(store)
     current = _Cursor(scan, ostart, prefix_end(obase + pb), batch)
     noncurrent = _Cursor(scan, vstart, prefix_end(vbase + pb), batch)
+    together = together_scanner(store)
     entries: list[ListEntry] = []
     prefixes: list[str] = []
     last: tuple[str, str | None] | None = None
+    # The key whose current version was listed last, and that version's
+    # sequence: a key whose versions straddle two refills may have been
+    # overwritten in between, and its demoted version (as new as the one
+    # listed as current, or newer) must not be listed again.
+    listed_current: tuple[bytes, int] | None = None
     truncated = False
     while True:
-        okv = yield current.peek()
-        vkv = yield noncurrent.peek()
+        okv, vkv = current.current(), noncurrent.current()
+        if (okv is None and not current.done) or (vkv is None and not noncurrent.done):
+            yield _refill_together(together, current, noncurrent)
+            continue
         if okv is None and vkv is None:
             break
         oname = okv[0][len(obase):] if okv is not None else None
@@ -355,6 +401,13 @@ def list_object_versions(
             assert okv is not None
             if sequence is not None and records.decode_object(okv[1]).sequence >= sequence:
                 current.advance()  # as new as the marker: listed on an earlier page
+                continue
+        record = None
+        if not take_current and listed_current is not None and listed_current[0] == name:
+            assert vkv is not None
+            record = records.decode_object(vkv[1])
+            if record.sequence >= listed_current[1]:
+                noncurrent.advance()  # demoted after its key's current version was read
                 continue
         key = name.decode("utf-8")
         if len(entries) + len(prefixes) >= max_keys:
@@ -370,7 +423,10 @@ def list_object_versions(
             continue
         kv = okv if take_current else vkv
         assert kv is not None
-        record = records.decode_object(kv[1])
+        if record is None:
+            record = records.decode_object(kv[1])
+        if take_current:
+            listed_current = (name, record.sequence)
         entries.append(_entry(key, record, is_latest=take_current))
         last = (key, wire_version_id(record.version_id))
         (current if take_current else noncurrent).advance()

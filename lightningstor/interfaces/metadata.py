@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
+from twisted.internet.defer import inlineCallbacks
 from zope.interface import Attribute, Interface
 
 from lightningstor.interfaces.storage import PluginContext
@@ -184,7 +185,48 @@ class IQueueDepths(Interface):
         for the readers.  Any thread; cheap (no lock, no I/O); approximate."""
 
 
+class IScanTogether(Interface):
+    """Optional, for stores that can read several ranges at one point of
+    their history: a transaction that committed is in every range or in
+    none.
+
+    ListObjectVersions merges two key spaces (current versions, noncurrent
+    versions) that one transaction changes together: an overwrite moves the
+    current version into the noncurrent space, a deletion of the current
+    version moves one back.  Read at two moments, the two ranges can show a
+    version in both places or in neither (core/listing.py).  A store
+    without it is read range by range, as before: consistent while nothing
+    changes the listed keys.  Asked of the store's *class*, for the reason
+    :func:`item_scanner` gives.
+    """
+
+    def scan_items_together(ranges: Sequence[tuple[bytes, bytes, int]]) -> Any:
+        """Deferred[list[list[tuple[bytes, bytes]]]]: for each ``(start,
+        end, limit)``, what ``scan_items(start, end, limit)`` answers, all
+        read from one snapshot of the store."""
+
+
 ItemScan = Callable[[bytes, bytes, int], Any]  # (start, end, limit) -> Deferred[list[(key, value)]]
+TogetherScan = Callable[[Sequence[tuple[bytes, bytes, int]]], Any]  # -> Deferred[list[list[(key, value)]]]
+
+
+def together_scanner(store: IMetadataStore) -> TogetherScan:
+    """How to read several ranges of ``store`` at once: its
+    ``scan_items_together`` when its class provides :class:`IScanTogether`,
+    else one range after another through :func:`item_scanner`."""
+    if IScanTogether.implementedBy(type(store)):
+        together: TogetherScan = store.scan_items_together  # type: ignore[attr-defined]
+        return together
+    scan = item_scanner(store)
+
+    @inlineCallbacks
+    def one_by_one(ranges: Sequence[tuple[bytes, bytes, int]]) -> Any:
+        out = []
+        for start, end, limit in ranges:
+            out.append((yield scan(start, end, limit)))
+        return out
+
+    return one_by_one
 
 
 def item_scanner(store: IMetadataStore) -> ItemScan:

@@ -100,6 +100,7 @@ from lightningstor.interfaces.metadata import (
     IMetadataStore,
     IMetadataStoreFactory,
     IScanItems,
+    IScanTogether,
     KeyValue,
     Operation,
     Put,
@@ -267,7 +268,11 @@ class _Lease:
 # -- the store -------------------------------------------------------------------------
 
 
-@implementer(IMetadataStore, IScanItems)
+class _Compacted(Exception):
+    """The revision a scan pinned was compacted away: read it all again."""
+
+
+@implementer(IMetadataStore, IScanItems, IScanTogether)
 class EtcdMetadataStore:
     """Ordered, transactional metadata in an etcd cluster (see the module doc).
 
@@ -333,6 +338,18 @@ class EtcdMetadataStore:
         except TypeError:
             return fail()
         return self._run(self._range(s, e, limit, self._items))
+
+    def scan_items_together(
+        self, ranges: Sequence[tuple[bytes, bytes, int]]
+    ) -> Deferred[list[list[tuple[bytes, bytes]]]]:
+        """``scan_items`` of each range, all at one revision (IScanTogether):
+        the first range's, which the others name (etcd keeps it until a
+        compaction; then all are read again)."""
+        try:
+            bounds = [(_bytes(start), _bytes(end, "end"), limit) for start, end, limit in ranges]
+        except TypeError:
+            return fail()
+        return self._run(self._ranges_together(bounds))
 
     def txn(self, compares: Sequence[Compare], operations: Sequence[Operation]) -> Deferred[TxnResult]:
         try:
@@ -422,30 +439,61 @@ class EtcdMetadataStore:
     ) -> list[_Row]:
         """The keys in ``[start, end)``, each page's ``kvs`` made into rows by
         ``rows`` (``scan`` wants ``KeyValue``s, ``scan_items`` bare tuples)."""
+        for _restart in range(3):
+            try:
+                out, _revision = await self._range_at(start, end, limit, rows, 0)
+                return out
+            except _Compacted:
+                continue  # compacted under us: read again from the start
+        raise MetadataUnavailable("etcd compacted the revision of a scan three times in a row")
+
+    async def _range_at(
+        self,
+        start: bytes,
+        end: bytes,
+        limit: int,
+        rows: Callable[[list[Mapping[str, Any]]], list[_Row]],
+        revision: int,
+    ) -> tuple[list[_Row], int]:
+        """The rows of ``[start, end)`` at ``revision`` (0: the current one)
+        and the revision read; :class:`_Compacted` when etcd no longer holds
+        that revision."""
         if end != _UNBOUNDED and end <= start:
-            return []
+            return [], revision
         first = self._data + start
         range_end = _b64(self._data_end if end == _UNBOUNDED else self._data + end)
+        out: list[_Row] = []
+        pos = first
+        while True:
+            want = self._scan_page if limit <= 0 else min(self._scan_page, limit - len(out))
+            body: dict[str, Any] = {"key": _b64(pos), "range_end": range_end, "limit": str(want)}
+            if revision:
+                body["revision"] = str(revision)  # later pages read the first page's snapshot
+            try:
+                answer = await self._client.call(_RANGE, body)
+            except EtcdError as e:
+                if e.compacted and revision:
+                    raise _Compacted() from e
+                raise _translate(e) from e
+            revision = revision or _revision(answer)
+            kvs = answer.get("kvs") or []
+            out.extend(rows(kvs))
+            if not answer.get("more") or not kvs or (limit > 0 and len(out) >= limit):
+                return out, revision
+            pos = _unb64(kvs[-1]["key"]) + b"\x00"  # the raw key: rows may be of any shape
+
+    async def _ranges_together(self, ranges: Sequence[tuple[bytes, bytes, int]]) -> list[list[tuple[bytes, bytes]]]:
+        """Every range at the revision the first one read (IScanTogether)."""
         for _restart in range(3):
-            out: list[_Row] = []
-            pos, revision = first, 0
-            while True:
-                want = self._scan_page if limit <= 0 else min(self._scan_page, limit - len(out))
-                body: dict[str, Any] = {"key": _b64(pos), "range_end": range_end, "limit": str(want)}
-                if revision:
-                    body["revision"] = str(revision)  # later pages read the first page's snapshot
-                try:
-                    answer = await self._client.call(_RANGE, body)
-                except EtcdError as e:
-                    if e.compacted and revision:
-                        break  # compacted under us: read again from the start
-                    raise _translate(e) from e
-                revision = revision or _revision(answer)
-                kvs = answer.get("kvs") or []
-                out.extend(rows(kvs))
-                if not answer.get("more") or not kvs or (limit > 0 and len(out) >= limit):
-                    return out
-                pos = _unb64(kvs[-1]["key"]) + b"\x00"  # the raw key: rows may be of any shape
+            revision = 0
+            out: list[list[tuple[bytes, bytes]]] = []
+            try:
+                for start, end, limit in ranges:
+                    rows, revision = await self._range_at(start, end, limit, self._items, revision)
+                    out.append(rows)
+                return out
+            except _Compacted:
+                continue
         raise MetadataUnavailable("etcd compacted the revision of a scan three times in a row")
 
     async def _check(self) -> None:

@@ -87,6 +87,7 @@ from lightningstor.interfaces.metadata import (
     IPointReadCache,
     IQueueDepths,
     IScanItems,
+    IScanTogether,
     KeyValue,
     Operation,
     Put,
@@ -490,7 +491,7 @@ def _open_writer_lock(path: str) -> int | None:
     return os.open(os.path.realpath(path) + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-@implementer(IMetadataStore, IScanItems, IPointReadCache, IQueueDepths)
+@implementer(IMetadataStore, IScanItems, IScanTogether, IPointReadCache, IQueueDepths)
 class SqliteMetadataStore:
     """Ordered, transactional metadata in a SQLite file (see the module doc).
 
@@ -605,6 +606,19 @@ class SqliteMetadataStore:
             return fail()
         return self._read(self._scan_items, s, e, limit)
 
+    def scan_items_together(
+        self, ranges: Sequence[tuple[bytes, bytes, int]]
+    ) -> Deferred[list[list[tuple[bytes, bytes]]]]:
+        """``scan_items`` of each range, in one read transaction
+        (IScanTogether): WAL gives every statement of it the same snapshot,
+        so a transaction another thread or process commits meanwhile is in
+        all the ranges or in none."""
+        try:
+            bounds = [(_key(start), _key(end, "end"), limit) for start, end, limit in ranges]
+        except TypeError:
+            return fail()
+        return self._read(self._scan_items_together, bounds)
+
     def queue_depths(self) -> dict[str, int]:
         """Work waiting for the store's threads, for the metrics
         (``S3Metrics.watch_metadata_queues``): ``transactions`` queued for the
@@ -711,6 +725,16 @@ class SqliteMetadataStore:
         where, params = _range_sql(start, end)
         sql = f"SELECT key, value FROM kv WHERE {where} ORDER BY key LIMIT ?"
         return _rows(conn, sql, (*params, limit if limit > 0 else -1))
+
+    @staticmethod
+    def _scan_items_together(
+        conn: sqlite3.Connection, ranges: list[tuple[bytes, bytes, int]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        conn.execute("BEGIN")
+        try:
+            return [SqliteMetadataStore._scan_items(conn, start, end, limit) for start, end, limit in ranges]
+        finally:
+            conn.execute("COMMIT")
 
     # -- writes (the writer thread) ------------------------------------------
 

@@ -44,6 +44,7 @@ from lightningstor.interfaces.metadata import (
     DeleteRange,
     IMetadataStore,
     IScanItems,
+    IScanTogether,
     KeyValue,
     Put,
     TxnResult,
@@ -62,6 +63,9 @@ class MetadataStoreContract:
     #: True: the store must declare IScanItems (the scan_items tests fail
     #: rather than skip without it), so losing the declaration is caught.
     scan_items_expected = False
+    #: True: the store must declare IScanTogether (ListObjectVersions reads
+    #: its two key spaces through it).
+    scan_together_expected = False
 
     def make_store(self, tmp_path: Path) -> Any:
         """Return an empty IMetadataStore (or a Deferred/awaitable of one)."""
@@ -285,6 +289,28 @@ class MetadataStoreContract:
         await store.close()
         [(ok, value)] = await DeferredList([store.scan_items(b"", b"z")], consumeErrors=True)
         assert not ok and value.check(MetadataUnavailable), value
+
+    # -- scan_items_together (the optional IScanTogether) ---------------------
+
+    @pytest_twisted.ensureDeferred
+    async def test_scan_items_together_reads_each_range_as_scan_items(self, tmp_path: Path) -> None:
+        """For every set of ranges (empty, reversed, limited, overlapping),
+        scan_items_together answers one list per range, each what
+        scan_items reads for it.  (That they share one snapshot needs a
+        write between the ranges: each store's own tests force one.)"""
+        store = await self._items_store(tmp_path)
+        if not IScanTogether.implementedBy(type(store)):
+            if self.scan_together_expected:
+                pytest.fail(f"{type(store).__name__} does not declare IScanTogether")
+            pytest.skip("the store does not declare the optional IScanTogether")
+        assert verifyObject(IScanTogether, store)
+        ranges = [(b"a", prefix_end(b"a"), 0), (b"a/", b"b", 2), (b"b", b"a", 0), (b"c", b"d", 5),
+                  (b"", prefix_end(b""), 3), (b"\xff", prefix_end(b""), 0)]  # fmt: skip
+        assert await store.scan_items_together([]) == []
+        for count in (1, 2, len(ranges)):
+            chosen = ranges[:count]
+            together = await store.scan_items_together(chosen)
+            assert together == [await store.scan_items(*r) for r in chosen], chosen
 
     # -- transactions --------------------------------------------------------
 

@@ -84,6 +84,7 @@ class TestEtcdContract(MetadataStoreContract):
     """Runs the IMetadataStore contract against a real etcd member."""
 
     scan_items_expected = True  # listings rely on its IScanItems
+    scan_together_expected = True  # and version listings on its IScanTogether
 
     @pytest.fixture(autouse=True)
     def _etcd(self, etcd: EtcdCluster) -> None:
@@ -579,3 +580,30 @@ async def test_bucket_name_index_on_etcd(etcd: EtcdCluster, stores: list[Any]) -
     assert found is not None and found.org_id == "globex"
     assert await other.find_unique("race") is None  # two tenants
     assert await other.find_unique("gone") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_items_together_reads_one_revision(
+    etcd: EtcdCluster, stores: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranges of scan_items_together are read at the first range's
+    revision: a transaction that commits between the first range and the
+    second is in neither."""
+    store = make_store(etcd.endpoints, namespace=f"together-{uuid.uuid4().hex[:8]}/")
+    stores.append(store)
+    await store.txn([], [Put(b"a/1", b"x"), Put(b"b/1", b"y")])
+    original = store._range_at
+    ranges_read: list[bytes] = []
+
+    async def range_then_commit(start: bytes, *args: Any) -> Any:
+        result = await original(start, *args)
+        if not ranges_read:
+            await store.txn([], [Put(b"b/2", b"z")])
+        ranges_read.append(start)
+        return result
+
+    monkeypatch.setattr(store, "_range_at", range_then_commit)
+    together = await store.scan_items_together([(b"a/", b"a0", 0), (b"b/", b"b0", 0)])
+    assert ranges_read == [b"a/", b"b/"]
+    assert together == [[(b"a/1", b"x")], [(b"b/1", b"y")]]
+    assert await store.scan_items(b"b/", b"b0") == [(b"b/1", b"y"), (b"b/2", b"z")]

@@ -31,6 +31,7 @@ class TestSqlite(MetadataStoreContract):
     """Runs the IMetadataStore contract against SQLite."""
 
     scan_items_expected = True  # listings rely on its IScanItems
+    scan_together_expected = True  # and version listings on its IScanTogether
 
     def make_store(self, tmp_path: Path) -> SqliteMetadataStore:
         return SqliteMetadataStore(str(tmp_path / "meta.db"), reactor)
@@ -432,3 +433,31 @@ async def test_a_store_never_used_closes(tmp_path: Path) -> None:
     """Closing a store that never started its threads still ends cleanly."""
     store = SqliteMetadataStore(str(tmp_path / "unused.db"), reactor)
     await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_items_together_reads_one_snapshot(
+    stores: list[SqliteMetadataStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranges of scan_items_together are read in one transaction: a
+    commit (from another connection, as another worker's) that lands between
+    the first range and the second is in neither."""
+    store = open_store(stores, tmp_path / "meta.db")
+    await store.txn([], [Put(b"a/1", b"x"), Put(b"b/1", b"y")])
+    original = SqliteMetadataStore._scan_items
+    ranges_read: list[bytes] = []
+
+    def scan_then_commit(conn: sqlite3.Connection, start: bytes, end: bytes, limit: int) -> Any:
+        rows = original(conn, start, end, limit)
+        if not ranges_read:
+            other = sqlite3.connect(store.path, isolation_level=None)
+            other.execute("INSERT INTO kv (key, value, mod_revision) VALUES (?, ?, 1000)", (b"b/2", b"z"))
+            other.close()
+        ranges_read.append(start)
+        return rows
+
+    monkeypatch.setattr(SqliteMetadataStore, "_scan_items", staticmethod(scan_then_commit))
+    together = await store.scan_items_together([(b"a/", b"a0", 0), (b"b/", b"b0", 0)])
+    assert ranges_read == [b"a/", b"b/"]
+    assert together == [[(b"a/1", b"x")], [(b"b/1", b"y")]]
+    assert await store.scan_items(b"b/", b"b0") == [(b"b/1", b"y"), (b"b/2", b"z")]  # committed all along
