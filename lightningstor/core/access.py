@@ -312,11 +312,18 @@ def bucket_policy(bucket: Bucket) -> BucketPolicy | UnreadablePolicy | None:
 
 def in_scope(principal: Principal, bucket: Bucket) -> bool:
     """Whether ``bucket`` lies in the scope the principal's names resolve
-    in: its org, and for a project principal its project or the org's
-    shared buckets (as BucketManager.find resolves them)."""
+    in, as BucketManager.find resolves them: the org's shared buckets, and
+    for a project principal its project's too.
+
+    A project bucket is outside an org-level principal's scope, though in
+    its org: its names never resolve there, and when a policy or an ACL
+    makes the bucket reachable by name from outside (``_elsewhere``), an
+    org-level principal comes in as any outsider does, with what the policy
+    or ACL grants it, not with its roles (which a policy naming someone
+    else would otherwise have opened the bucket to)."""
     if bucket.org_id != principal.org_id or is_anonymous(principal):
         return False
-    return principal.project_id is None or bucket.project_id in (None, principal.project_id)
+    return bucket.project_id in (None, principal.project_id)
 
 
 def _caller_keys(principal: Principal, now: float) -> dict[str, tuple[str, ...]]:

@@ -56,6 +56,7 @@ def ids(tenancy: Tenancy) -> dict[str, Identity]:
         Spec("acme-admin", "acme", roles=("admin",)),
         Spec("acme-nobody", "acme"),
         Spec("web-rw", "acme", "web", roles=("read-write",)),
+        Spec("web-admin", "acme", "web", roles=("admin",)),
         Spec("globex-admin", "globex", roles=("admin",)),
     ])
 
@@ -419,6 +420,38 @@ def test_configurations_never_held_are_read_under_their_aws_actions(s3: Callable
     assert "TopicConfigurations" not in nobody.get_bucket_notification_configuration(Bucket=bucket)
     assert code_of(lambda: nobody.get_bucket_request_payment(Bucket=bucket)) == (403, "AccessDenied")
     assert code_of(lambda: nobody.get_bucket_replication(Bucket=bucket)) == (403, "AccessDenied")
+
+
+def test_a_policy_on_a_project_bucket_opens_nothing_to_the_orgs_other_principals(
+    s3: Callable[[str], Any],
+) -> None:
+    """A project bucket is outside the scope of the org's org-level
+    principals (their names never resolve to it).  A policy makes it
+    reachable by name, and they then come in as any outsider does, with what
+    the policy grants them: a policy naming another tenant gives the org's
+    admin and read-write principals nothing (their roles once applied)."""
+    name = f"proj-{uuid.uuid4().hex[:10]}"
+    project = s3("web-admin")
+    project.create_bucket(Bucket=name)
+    project.put_object(Bucket=name, Key="p.txt", Body=b"project data")
+    org_admin, org_rw = s3("acme-admin"), s3("acme-nobody")
+    assert code_of(lambda: org_admin.get_object(Bucket=name, Key="p.txt")) == (404, "NoSuchBucket")
+    project.put_bucket_policy(Bucket=name, Policy=policy(statement(
+        "Allow", {"AWS": "arn:aws:iam::globex:user/globex-admin"}, "s3:GetObject", f"arn:aws:s3:::{name}/*",
+    )))  # fmt: skip
+    time.sleep(SETTLE)
+    assert s3("globex-admin").get_object(Bucket=name, Key="p.txt")["Body"].read() == b"project data"
+    assert code_of(lambda: org_admin.get_object(Bucket=name, Key="p.txt")) == (403, "AccessDenied")
+    assert code_of(lambda: org_admin.put_object(Bucket=name, Key="x", Body=b"x")) == (403, "AccessDenied")
+    assert code_of(lambda: org_admin.get_bucket_policy(Bucket=name)) == (403, "AccessDenied")
+    assert code_of(lambda: org_admin.put_bucket_versioning(
+        Bucket=name, VersioningConfiguration={"Status": "Enabled"})) == (403, "AccessDenied")  # fmt: skip
+    assert code_of(lambda: org_rw.get_object(Bucket=name, Key="p.txt")) == (403, "AccessDenied")
+    assert "Status" not in project.get_bucket_versioning(Bucket=name)
+    assert [o["Key"] for o in project.list_objects_v2(Bucket=name)["Contents"]] == ["p.txt"]
+    project.delete_bucket_policy(Bucket=name)
+    project.delete_object(Bucket=name, Key="p.txt")
+    project.delete_bucket(Bucket=name)
 
 
 def test_no_policy_hands_the_configuration_to_outsiders(
