@@ -12,6 +12,7 @@ plain HTTP).
 
 from __future__ import annotations
 
+import datetime
 import json
 import urllib.error
 import urllib.request
@@ -471,6 +472,43 @@ def test_unsigned_uploads_into_a_public_read_write_bucket_belong_to_its_owner(
     assert admin.get_object_acl(Bucket=writer_bucket, Key="drop")["Owner"]["ID"] == "acme-admin"
     assert anonymous.get_object(Bucket=writer_bucket, Key="drop")["Body"].read() == b"dropped"
     admin.put_bucket_acl(Bucket=writer_bucket, ACL="private")
+
+
+def test_writers_let_in_by_an_acl_set_locks_and_tags_only_on_objects_they_will_own(
+    s3: Callable[[str], Any], anonymous: Any
+) -> None:
+    """A public-read-write ACL grants writes, not retention, legal holds or
+    tags: an unsigned writer (its objects go to the bucket owner) asking for
+    them on PutObject, CopyObject or CreateMultipartUpload is 403 and writes
+    nothing (a COMPLIANCE retention would have kept the owner from deleting
+    the version until its date); the same writes without them go through.
+    Another tenant's signed writer owns what it writes, and may."""
+    admin, name = s3("acme-admin"), f"acl-lock-{uuid.uuid4().hex[:8]}"
+    admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True, ObjectOwnership="ObjectWriter")
+    admin.put_bucket_acl(Bucket=name, ACL="public-read-write")
+    admin.put_object(Bucket=name, Key="src", Body=b"source")
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3650)
+    lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
+    try:
+        for asked in (lock, {"ObjectLockLegalHoldStatus": "ON"}, {"Tagging": "k=v"}):
+            assert code_of(lambda a=asked: anonymous.put_object(
+                Bucket=name, Key="anon", Body=b"x", ChecksumAlgorithm="CRC32", **a)) == (403, "AccessDenied")
+            assert code_of(lambda a=asked: anonymous.copy_object(
+                Bucket=name, Key="anon", CopySource={"Bucket": name, "Key": "src"}, **a)) == (403, "AccessDenied")
+            assert code_of(lambda a=asked: anonymous.create_multipart_upload(
+                Bucket=name, Key="anon", **a)) == (403, "AccessDenied")
+        assert code_of(lambda: admin.head_object(Bucket=name, Key="anon"))[0] == 404
+        assert admin.list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+        anonymous.put_object(Bucket=name, Key="anon", Body=b"x")  # without them: a write as any other
+        outsider = s3("globex-admin")
+        outsider.put_object(Bucket=name, Key="theirs", Body=b"y", Tagging="k=v", ObjectLockLegalHoldStatus="ON",
+                            ChecksumAlgorithm="CRC32")
+        assert outsider.get_object_tagging(Bucket=name, Key="theirs")["TagSet"] == [{"Key": "k", "Value": "v"}]
+        outsider.put_object_legal_hold(Bucket=name, Key="theirs", LegalHold={"Status": "OFF"})
+    finally:
+        admin.put_bucket_acl(Bucket=name, ACL="private")
+        _delete_all(admin, name)
+    # fmt: skip
 
 
 def test_a_bucket_with_acls_enabled_keeps_its_name(s3: Callable[[str], Any], writer_bucket: str) -> None:

@@ -37,9 +37,11 @@ from lightningstor.s3.dates import http_date
 from lightningstor.s3.handlers.acl import checked_write_acl, object_acl_for_write
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
+    asks_lock,
     body_plan,
     check_lock_attrs,
     check_lock_permissions,
+    check_outsider_extras,
     decoded_length_of,
     expiration_header,
     parse_copy_source,
@@ -121,6 +123,7 @@ def create_multipart_upload(api: Any, call: Any) -> Any:
     attrs.customer_key = ssec.write_key(call.headers, call.request.isSecure)
     # The ACL lands on the completed object (the upload record keeps it).
     attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal, call.headers)
+    check_outsider_extras(principal, bucket, call.key, attrs.owner, lock=asks_lock(call.headers), tags=bool(attrs.tags))
     check_lock_attrs(api, bucket, attrs)
     yield check_lock_permissions(api, call, principal, bucket)
     yield checked_write_acl(api, call, principal, bucket, call.key, (attrs.owner, attrs.acl))

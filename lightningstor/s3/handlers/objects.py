@@ -167,6 +167,9 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
             raise errors.MissingContentLength()
         # The ACL (x-amz-acl, x-amz-grant-*) is refused, if it is, before the body is stored.
         owned = object_acl_for_write(api, bucket, principal, call.headers)
+        check_outsider_extras(
+            principal, bucket, call.key, owned[0], lock=asks_lock(call.headers), tags=bool(call.headers.get("x-amz-tagging"))
+        )
         # A body that can never fit the bucket's quotas is refused before it is stored.
         checked: Deferred[Any]
         if owned[1] is None:  # every PUT but those that set an ACL: no extra Deferred
@@ -226,6 +229,31 @@ def _upload_context(
     )
     writer = api.core.new_writer(bucket, call.key, attrs.encryption, algorithms, customer=attrs.customer_key)
     return UploadContext(principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length)
+
+
+def asks_lock(headers: Any) -> bool:
+    """Whether a write's headers ask for Object Lock settings."""
+    return MODE_HEADER in headers or UNTIL_HEADER in headers or HOLD_HEADER in headers
+
+
+def check_outsider_extras(principal: Principal, bucket: Bucket, key: str, owner: str, *, lock: bool, tags: bool) -> None:
+    """AccessDenied when a caller from outside the bucket's scope (let in by
+    its ACL or its policy) asks a write to set Object Lock settings or tags
+    on an object it will not own.
+
+    An ACL grants writes (``s3:PutObject``) and nothing more: on AWS, tags and
+    retention on a write need ``s3:PutObjectTagging`` and
+    ``s3:PutObjectRetention``/``s3:PutObjectLegalHold``, which no ACL gives.
+    Here the object's owner may tag and lock its own object (docs/
+    access-control.md), so an outsider that will own what it writes (a
+    signed writer in an ObjectWriter bucket) may set them on the write too;
+    an anonymous writer, or one whose object goes to the bucket owner, may
+    not: it could otherwise lock the bucket owner's version until a date
+    nobody can delete it before."""
+    if (not lock and not tags) or access.in_scope(principal, bucket):
+        return
+    if access.is_anonymous(principal) or owner != principal.principal_id:
+        raise errors.AccessDenied(resource=f"/{bucket.name}/{key}")
 
 
 def asks_lock_permissions(headers: Any, bucket: Bucket) -> bool:
@@ -696,9 +724,10 @@ def copy_object(api: Any, call: Any) -> Any:
         legal_hold=lock.legal_hold,
     )
     check_lock_attrs(api, dest_bucket, write_conditions)
-    yield check_lock_permissions(api, call, principal, dest_bucket)
     # The copy's ACL is the request's, never the source's (as AWS).
     owner, acl = object_acl_for_write(api, dest_bucket, principal, call.headers)
+    check_outsider_extras(principal, dest_bucket, call.key, owner, lock=asks_lock(call.headers), tags=bool(tags))
+    yield check_lock_permissions(api, call, principal, dest_bucket)
     yield checked_write_acl(api, call, principal, dest_bucket, call.key, (owner, acl))
     record = yield api.core.copy_object(
         source,

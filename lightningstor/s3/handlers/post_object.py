@@ -48,6 +48,7 @@ from lightningstor.s3.formdata import FormEvent, FormParser
 from lightningstor.s3.handlers.acl import checked_write_acl, object_acl_for_write
 from lightningstor.s3.handlers.objects import (
     UploadContext,
+    check_outsider_extras,
     commit_upload,
     keep_stored_encoding,
     receive_upload,
@@ -284,6 +285,7 @@ def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: Post
     # The form's ``acl`` field is PutObject's x-amz-acl (no grant fields, as AWS).
     canned = {"x-amz-acl": plan.fields["acl"]} if "acl" in plan.fields else {}
     attrs.owner, attrs.acl = object_acl_for_write(api, bucket, principal, canned)
+    check_outsider_extras(principal, bucket, plan.key, attrs.owner, lock=False, tags=bool(attrs.tags))
     signer = plan.credentials.access_key if plan.credentials is not None else ""
     verified = VerifiedAuth(signer, _POST_SCHEME, PAYLOAD_UNSIGNED, None, None)
     # An ACL that shares the object takes objects:put-acl, as PutObject's x-amz-acl does.
