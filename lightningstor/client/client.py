@@ -508,19 +508,29 @@ class LightningStorClient:
         *,
         content_md5: str | None = None,
         checksum_value: str | None = None,
+        content_length: int | None = None,
     ) -> pb.UploadPartResponse:
         """Upload one part from bytes or from an iterable of byte chunks
         (streamed in messages of at most 1 MiB: memory stays bounded).
         A part given as bytes is retried (re-uploading a part replaces it);
         an iterable can be read only once, so its caller retries
-        (:func:`lightningstor.client.transfer.upload_file` does)."""
+        (:func:`lightningstor.client.transfer.upload_file` does).
+
+        The part's size goes with it (``content_length``: the length of
+        bytes, or what the caller gives for an iterable), so that a stream
+        cut short by a cancellation or a lost connection is refused by the
+        server instead of stored as a shorter part."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             whole = bytes(data)
             return retries.call(
-                lambda: self._upload_part_once(bucket, key, upload_id, part_number, whole, content_md5, checksum_value),
+                lambda: self._upload_part_once(
+                    bucket, key, upload_id, part_number, whole, content_md5, checksum_value, len(whole)
+                ),
                 self.retry, idempotent=True,
             )  # fmt: skip
-        return self._upload_part_once(bucket, key, upload_id, part_number, data, content_md5, checksum_value)
+        return self._upload_part_once(
+            bucket, key, upload_id, part_number, data, content_md5, checksum_value, content_length
+        )
 
     def _upload_part_once(
         self,
@@ -531,6 +541,7 @@ class LightningStorClient:
         data: bytes | Iterable[bytes],
         content_md5: str | None,
         checksum_value: str | None,
+        content_length: int | None,
     ) -> pb.UploadPartResponse:
 
         failures: list[BaseException] = []
@@ -538,7 +549,7 @@ class LightningStorClient:
         def requests() -> Iterator[pb.UploadPartRequest]:
             yield pb.UploadPartRequest(
                 bucket=bucket, key=key, upload_id=upload_id, part_number=part_number,
-                **_optional(content_md5=content_md5, checksum_value=checksum_value),
+                **_optional(content_md5=content_md5, checksum_value=checksum_value, content_length=content_length),
             )  # fmt: skip
             try:
                 for piece in _pieces(data):

@@ -157,7 +157,8 @@ def upload_file(
                 with throttle:
                     try:
                         return client.upload_part(
-                            bucket, key, upload.upload_id, number, _read_range(fd, offset, length, counted, stop)
+                            bucket, key, upload.upload_id, number, _read_range(fd, offset, length, counted, stop),
+                            content_length=length,
                         )
                     except LightningStorError:
                         if progress is not None and sent[0]:

@@ -432,6 +432,10 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         validate_part_number(first.part_number)
         upload, writer, attrs = self.rpc.call(self._begin_part, self.rpc.gate(principal), first)
         limit = self.core.multipart.max_part_size
+        # The declared size: a cancelled or cut-off stream can end here as
+        # an ordinary end of stream (grpcio reports the reset only later),
+        # and then this is what tells a short part from a whole one.
+        declared = first.content_length if first.HasField("content_length") else None
         received = 0
         try:
             for message in chain([first], requests):
@@ -440,7 +444,17 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
                 received += len(message.content)
                 if received > limit:
                     raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(received))
+                if declared is not None and received > declared:
+                    raise errors.InvalidArgument(
+                        "The part has more bytes than its content_length",
+                        ArgumentName="content_length",
+                        ArgumentValue=str(declared),
+                    )
                 self.rpc.call(_feed, writer, message.content)
+            if declared is not None and received < declared:
+                raise errors.IncompleteBody(
+                    f"The part ended after {received} of the {declared} bytes its content_length declares"
+                )
             part = self.rpc.call(self._finish_part, upload, first.part_number, writer, attrs)
         except Exception as e:
             # A commit whose outcome is unknown (the metadata store went away

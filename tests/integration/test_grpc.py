@@ -547,6 +547,38 @@ def test_upload_part_whose_source_fails_stores_no_part(client: LightningStorClie
     assert list(client.list_parts(gbucket, "broken", up.upload_id).parts) == []
 
 
+def test_upload_part_stream_that_ends_short_of_its_content_length_stores_nothing(
+    server: ServerProcess, client: LightningStorClient, gbucket: str
+) -> None:
+    """A stream cut short by a cancellation or a lost connection can reach
+    the server as an ordinary end of stream: with content_length declared,
+    a part that ends short (IncompleteBody) or runs long is refused and no
+    part is stored, so a complete made from ListParts cannot take a
+    truncated part.  The client library declares it for every part."""
+    up = client.create_multipart_upload(gbucket, "cut")
+    channel, stub, _ = _raw(server)
+    try:
+        for sent, declared, code in ((3 * MiB, 4 * MiB, "IncompleteBody"), (3 * MiB, 2 * MiB, "InvalidArgument")):
+            first = pb.UploadPartRequest(bucket=gbucket, key="cut", upload_id=up.upload_id, part_number=1,
+                                         content_length=declared)  # fmt: skip
+            rest = [pb.UploadPartRequest(content=b"c" * MiB) for _ in range(sent // MiB)]
+            with pytest.raises(grpc.RpcError) as e:
+                stub.UploadPart(iter([first, *rest]), metadata=_auth())
+            assert (e.value.code(), _code(e.value)) == (grpc.StatusCode.INVALID_ARGUMENT, code)
+            assert list(client.list_parts(gbucket, "cut", up.upload_id).parts) == []
+        whole = pb.UploadPartRequest(bucket=gbucket, key="cut", upload_id=up.upload_id, part_number=1,
+                                     content=b"w" * 1000, content_length=1000)  # fmt: skip
+        assert stub.UploadPart(iter([whole]), metadata=_auth()).size == 1000
+    finally:
+        channel.close()
+    with pytest.raises(errors.LightningStorError) as short:  # an iterable: the caller's length is sent
+        client.upload_part(gbucket, "cut", up.upload_id, 2, iter([b"a" * 700, b"b" * 300]), content_length=1001)
+    assert short.value.code == "IncompleteBody"
+    assert client.upload_part(gbucket, "cut", up.upload_id, 2, b"z" * 1001).size == 1001
+    assert [p.part_number for p in client.list_parts(gbucket, "cut", up.upload_id).parts] == [1, 2]
+    client.abort_multipart_upload(gbucket, "cut", up.upload_id)
+
+
 def test_sigterm_lets_a_streaming_get_finish(tmp_data: object) -> None:
     """On SIGTERM the gRPC server stops taking calls but a GetObject in flight
     streams to its end (grace period) before the process exits cleanly."""

@@ -603,7 +603,7 @@ class CreateMultipartUploadResponse(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., upload_id: _Optional[str] = ..., checksum_algorithm: _Optional[_Union[ChecksumAlgorithm, str]] = ..., checksum_type: _Optional[_Union[ChecksumType, str]] = ...) -> None: ...
 
 class UploadPartRequest(_message.Message):
-    __slots__ = ("bucket", "key", "upload_id", "part_number", "content", "content_md5", "checksum_value")
+    __slots__ = ("bucket", "key", "upload_id", "part_number", "content", "content_md5", "checksum_value", "content_length")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -611,6 +611,7 @@ class UploadPartRequest(_message.Message):
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_MD5_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
     upload_id: str
@@ -618,7 +619,8 @@ class UploadPartRequest(_message.Message):
     content: bytes
     content_md5: str
     checksum_value: str
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., upload_id: _Optional[str] = ..., part_number: _Optional[int] = ..., content: _Optional[bytes] = ..., content_md5: _Optional[str] = ..., checksum_value: _Optional[str] = ...) -> None: ...
+    content_length: int
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., upload_id: _Optional[str] = ..., part_number: _Optional[int] = ..., content: _Optional[bytes] = ..., content_md5: _Optional[str] = ..., checksum_value: _Optional[str] = ..., content_length: _Optional[int] = ...) -> None: ...
 
 class UploadPartResponse(_message.Message):
     __slots__ = ("part_number", "etag", "size", "checksums")
