@@ -260,11 +260,12 @@ def upload_message(upload: Upload) -> pb.MultipartUpload:
     )
 
 
-def part_message(part: Part) -> pb.Part:
+def part_message(part: Part, *, sealed: bool = False) -> pb.Part:
+    """``sealed``: an SSE-C upload's part, whose checksums are left out."""
     return pb.Part(
         part_number=part.part_number,
         etag=part.etag,
         size=part.size,
         last_modified=part.created_at,
-        checksums=checksums(part.checksums),
+        checksums=[] if sealed else checksums(part.checksums),
     )

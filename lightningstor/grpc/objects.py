@@ -41,6 +41,7 @@ from lightningstor.core.objects import (
     validate_key,
     verify_digests,
 )
+from lightningstor.core.sse import KEY_REQUIRED
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.grpc import convert
@@ -80,6 +81,20 @@ def _if_none_match_any(value: str | None) -> bool:
     if value.strip() != "*":
         raise errors.NotImplementedS3("if_none_match on writes supports only '*'")
     return True
+
+
+def _refuse_customer_encrypted(record: Any) -> None:
+    """An SSE-C object is read or described only with its customer key,
+    which the gRPC API cannot carry: as S3's GET and HEAD without the key,
+    InvalidRequest (INVALID_ARGUMENT).  Its metadata and checksums are the
+    plaintext's (a checksum would confirm a guess of the content), and an
+    empty one needs no cipher to read, so the refusal comes before either."""
+    if _customer_encrypted(record.encryption):
+        raise errors.InvalidRequest(KEY_REQUIRED)
+
+
+def _customer_encrypted(encryption: Any) -> bool:
+    return encryption is not None and encryption.customer is not None
 
 
 def _read_conditions(request: Any, record: ObjectRecord) -> None:
@@ -250,6 +265,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             optional(request, "version_id"),
         )  # fmt: skip
         _read_conditions(request, record)
+        _refuse_customer_encrypted(record)
         span = ranges.parse_range(optional(request, "range"), record.size)
         first = pb.GetObjectResponse(metadata=convert.object_metadata(bucket, record, tags=in_scope(gate.principal, bucket)))
         if span is None:
@@ -270,6 +286,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             optional(request, "version_id"),
         )  # fmt: skip
         _read_conditions(request, record)
+        _refuse_customer_encrypted(record)
         return pb.HeadObjectResponse(metadata=convert.object_metadata(bucket, record, tags=in_scope(principal, bucket)))
 
     # -- deleting -------------------------------------------------------------------------
@@ -573,7 +590,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         )  # fmt: skip
         return pb.ListPartsResponse(
             upload=convert.upload_message(listing.upload),
-            parts=[convert.part_message(p) for p in listing.parts],
+            # An SSE-C upload's part checksums are the plaintext's, and the
+            # gRPC API carries no customer key: left out (as over S3 without it).
+            parts=[convert.part_message(p, sealed=_customer_encrypted(listing.upload.encryption)) for p in listing.parts],
             is_truncated=listing.is_truncated,
             next_part_number_marker=listing.next_marker,
         )

@@ -361,7 +361,10 @@ def test_upload_part_copy_keys(s3c: Any, bucket: str) -> None:
 def test_grpc_refuses_ssec_reads(tls: tuple[ServerProcess, Pki], s3c: Any, bucket: str) -> None:
     """The gRPC API has no key fields: a read of an SSE-C object is refused
     with the S3 code, never answered with ciphertext; a copy, or a part for
-    an SSE-C upload, likewise."""
+    an SSE-C upload, likewise.  HeadObject too, as S3's HEAD without the key
+    (its checksums are the plaintext's: one would confirm a guess of the
+    content), and a read of an empty SSE-C object, which needs no cipher;
+    ListParts of an SSE-C upload leaves the parts' checksums out."""
     from lightningstor.client import LightningStorClient
     from lightningstor.client.errors import LightningStorError
 
@@ -382,7 +385,40 @@ def test_grpc_refuses_ssec_reads(tls: tuple[ServerProcess, Pki], s3c: Any, bucke
         with pytest.raises(LightningStorError) as e:
             client.upload_part(bucket, "mp", uid, 1, b"part bytes")
         assert e.value.code == "InvalidRequest"
-        assert client.head_object(bucket, "k") is not None  # metadata needs no key
+        s3c.put_object(Bucket=bucket, Key="empty", Body=b"", **sse_c(KEY_A))
+        for read in (lambda: client.head_object(bucket, "k"), lambda: b"".join(client.get_object(bucket, "empty"))):
+            with pytest.raises(LightningStorError) as e:
+                read()
+            assert e.value.code == "InvalidRequest"
+        summed = s3c.create_multipart_upload(Bucket=bucket, Key="summed", ChecksumAlgorithm="SHA256", **sse_c(KEY_A))
+        s3c.upload_part(Bucket=bucket, Key="summed", UploadId=summed["UploadId"], PartNumber=1, Body=b"guessable",
+                        ChecksumAlgorithm="SHA256", **sse_c(KEY_A))  # fmt: skip
+        [part] = client.list_parts(bucket, "summed", summed["UploadId"]).parts
+        assert part.size == 9 and list(part.checksums) == []
+        assert client.get_object_tagging(bucket, "k") == {}  # tags are not the object's content
+
+
+def test_list_parts_of_an_ssec_upload_shows_checksums_only_with_its_key(s3c: Any, bucket: str) -> None:
+    """An SSE-C upload's part checksums are the plaintext's: ListParts
+    without the upload's key lists the parts without them; with the key,
+    with them (and the SSE-C headers echoed); with another key, refused."""
+    up = s3c.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="SHA256", **sse_c(KEY_A))
+    uid = up["UploadId"]
+    sent = s3c.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=1, Body=b"guessable",
+                           ChecksumAlgorithm="SHA256", **sse_c(KEY_A))  # fmt: skip
+    [bare] = s3c.list_parts(Bucket=bucket, Key="mp", UploadId=uid)["Parts"]
+    assert bare["Size"] == 9 and "ChecksumSHA256" not in bare
+    def encoded(key: bytes) -> dict[str, str]:  # botocore does not encode the key for ListParts
+        return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64encode(key).decode(),
+                "SSECustomerKeyMD5": md5_b64(key)}  # fmt: skip
+
+    keyed = s3c.list_parts(Bucket=bucket, Key="mp", UploadId=uid, **encoded(KEY_A))
+    assert keyed["Parts"][0]["ChecksumSHA256"] == sent["ChecksumSHA256"]
+    assert keyed["ResponseMetadata"]["HTTPHeaders"]["x-amz-server-side-encryption-customer-algorithm"] == "AES256"
+    with pytest.raises(ClientError) as e:
+        s3c.list_parts(Bucket=bucket, Key="mp", UploadId=uid, **encoded(KEY_B))
+    assert e.value.response["Error"]["Code"] == "InvalidRequest"
+    s3c.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=uid)
 
 
 def test_post_object_ssec_fields_not_implemented(tls: tuple[ServerProcess, Pki], s3c: Any, bucket: str) -> None:

@@ -370,11 +370,21 @@ def list_parts(api: Any, call: Any) -> Any:
         bucket, call.key, _upload_id(call), marker=marker, max_parts=max_parts
     )
     upload = listing.upload
+    # An SSE-C upload's part checksums are the plaintext's: shown only to a
+    # caller that sends the upload's key (AWS asks for it when the upload
+    # has a checksum algorithm), since one would confirm a guess of a part.
+    sealed = upload.encryption is not None and upload.encryption.customer is not None
+    keyed = sealed and ssec.KEY_HEADER in call.headers
+    if keyed:
+        ssec.part_key(call.headers, call.request.isSecure, upload.encryption)
     body = xmlio.list_parts_xml(
         bucket=bucket.name,
         key=call.key,
         upload_id=upload.upload_id,
-        parts=[xmlio.ListedPart(p.part_number, p.created_at, p.etag, p.size, p.checksums) for p in listing.parts],
+        parts=[
+            xmlio.ListedPart(p.part_number, p.created_at, p.etag, p.size, p.checksums if keyed or not sealed else {})
+            for p in listing.parts
+        ],
         part_number_marker=marker,
         next_part_number_marker=listing.next_marker,
         max_parts=max_parts,
@@ -385,7 +395,10 @@ def list_parts(api: Any, call: Any) -> Any:
         checksum_algorithm=upload.checksum_algorithm.upper() if upload.checksum_algorithm else None,
         checksum_type=upload.checksum_type if upload.checksum_algorithm else None,
     )
-    return api.send_xml(call, body, headers=_algorithm_header(upload) + _abort_headers(api, bucket, upload))
+    headers = _algorithm_header(upload) + _abort_headers(api, bucket, upload)
+    if keyed:
+        headers += ssec.response_headers(upload.encryption)
+    return api.send_xml(call, body, headers=headers)
 
 
 @inlineCallbacks
