@@ -104,6 +104,9 @@ class RewrapReport:
     passes: int = 0
     settled: bool = False
     unreadable_keys: list[UnreadableKey] = field(default_factory=list)
+    # The records counted unreadable so far: a later walk counts one it
+    # finds (a version promoted into the first walk's finished range) once.
+    unreadable_seen: set[bytes] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -200,7 +203,12 @@ def _rewrap_row(
                 return None
             kv = again
             continue
-        if first:
+        if first or (verdict == UNREADABLE and kv.key not in report.unreadable_seen):
+            # A later walk counts only what it rewrites, and an unreadable
+            # record the first walk did not see: one moved (a version
+            # promoted, a demoted current version) into a range the first
+            # walk had passed.  Left uncounted, the tool would say every key
+            # opens with the first line while one opens with none.
             _tally(report, verdict, kv, detail)
         return None
     report.checked += 1
@@ -220,6 +228,7 @@ def _tally(report: RewrapReport, verdict: str, kv: KeyValue, detail: bytes | str
     else:
         report.checked += 1
         report.unreadable += 1
+        report.unreadable_seen.add(kv.key)
         if len(report.unreadable_keys) < _LISTED:
             report.unreadable_keys.append(UnreadableKey(kv.key, _object_key(kv.value), str(detail)))
 

@@ -416,6 +416,32 @@ def test_promotion_during_a_walk_settles_by_itself(core: Core) -> None:
 
 
 @pytest_twisted.inlineCallbacks
+def test_an_unreadable_key_promoted_during_a_walk_is_reported(core: Core) -> None:
+    """A version whose key no line opens, promoted into objects/ after the
+    first walk read that range, is found by the second walk: it is counted
+    and listed (exit status 3), never reported as opening with the first
+    line; a third walk does not count it again."""
+    bucket = yield core.buckets.create(ALICE, "lostmove")
+    bucket = yield core.set_bucket_versioning(bucket, "Enabled")
+    yield put(core, bucket, "a", body(100, "aaa"))  # rewrapped by walk 1, so walk 2 runs
+    use_keys(core, Fernet.generate_key())  # a key file none of ROTATED's lines holds
+    yield put(core, bucket, "k", body(300, "lost"))
+    use_keys(core, OLD)
+    second = yield put(core, bucket, "k", body(300, "second"))
+
+    def hook(start: bytes, walk: int) -> Any:
+        if walk == 1 and start == keys.VERSIONS:  # objects/ read, versions/ not yet
+            return core.objects.delete(bucket, "k", second.version_id)  # promotes the lost key
+        return None
+
+    report = yield rewrap_all(HookedScans(core.store, hook), ROTATED, max_passes=3)
+    out = io.StringIO()
+    assert print_report(report, out, as_json=False) == 3
+    assert report.unreadable == 1 and not report.ok
+    assert [u.object_key for u in report.unreadable_keys] == ["k"]
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_server_still_on_the_old_line_keeps_it_unsettled(core: Core) -> None:
     """A server not restarted with the new file writes keys under the old
     line during every walk: the walks stop at ``max_passes`` and the report
