@@ -389,15 +389,17 @@ def test_deny_unencrypted_uploads_policy(admin: Any, writer: Any, bucket: str) -
 
 
 def test_sse_header_refused_where_it_cannot_apply(admin: Any, bucket: str) -> None:
-    """GetObject, HeadObject and UploadPart cannot choose encryption: the
-    header there is AWS's 400 InvalidArgument."""
+    """GetObject, HeadObject, UploadPart and UploadPartCopy cannot choose
+    encryption: the header there is AWS's 400 InvalidArgument (a part copied
+    into a plain upload is not encrypted because it asks)."""
     admin.put_object(Bucket=bucket, Key="o", Body=b"x", **AES)
     up = admin.create_multipart_upload(Bucket=bucket, Key="o2", **AES)
 
     def add(params: Any, **_: Any) -> None:
         params["headers"][SSE] = "AES256"
 
-    for event in ("before-call.s3.GetObject", "before-call.s3.HeadObject", "before-call.s3.UploadPart"):
+    for event in ("before-call.s3.GetObject", "before-call.s3.HeadObject", "before-call.s3.UploadPart",
+                  "before-call.s3.UploadPartCopy"):  # fmt: skip
         admin.meta.events.register(event, add)
     try:
         with pytest.raises(ClientError) as e:
@@ -409,8 +411,14 @@ def test_sse_header_refused_where_it_cannot_apply(admin: Any, bucket: str) -> No
         with pytest.raises(ClientError) as e:
             admin.upload_part(Bucket=bucket, Key="o2", UploadId=up["UploadId"], PartNumber=1, Body=b"x")
         assert client_error(e)[:2] == (400, "InvalidArgument")
+        with pytest.raises(ClientError) as e:
+            admin.upload_part_copy(Bucket=bucket, Key="o2", UploadId=up["UploadId"], PartNumber=1,
+                                   CopySource={"Bucket": bucket, "Key": "o"})  # fmt: skip
+        assert client_error(e)[:2] == (400, "InvalidArgument")
+        assert admin.list_parts(Bucket=bucket, Key="o2", UploadId=up["UploadId"]).get("Parts", []) == []
     finally:
-        for event in ("before-call.s3.GetObject", "before-call.s3.HeadObject", "before-call.s3.UploadPart"):
+        for event in ("before-call.s3.GetObject", "before-call.s3.HeadObject", "before-call.s3.UploadPart",
+                      "before-call.s3.UploadPartCopy"):  # fmt: skip
             admin.meta.events.unregister(event, add)
     assert admin.get_object(Bucket=bucket, Key="o")["Body"].read() == b"x"
 

@@ -256,6 +256,7 @@ def parse_copy_source_range(value: str | None, size: int) -> tuple[int, int]:
 
 @inlineCallbacks
 def upload_part_copy(api: Any, call: Any) -> Any:
+    refuse_sse_header(call.headers)  # as UploadPart: the upload's encryption was fixed at its creation
     principal, _verified, bucket = yield _resolve(api, call)
     part_number = parse_part_number(call.target.query.get("partNumber"))
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
