@@ -405,7 +405,11 @@ def _assemble(
         env,
         bootstrap=primary,
         on_ready=None if worker is None else worker.report_ready,
-        shared_store=leases.shared,
+        # Worker processes share the SQLite file and the chunk directory:
+        # a sibling's GET may still stream a chunk this worker freed, so a
+        # worker leaves its freed chunks to the collector, as a server whose
+        # store other servers share does.
+        shared_store=leases.shared or worker is not None,
     ).setServiceParent(top)
     if primary:
         # Its grace period is measured on a clock that never jumps (core/collector.py).
