@@ -17,6 +17,7 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
@@ -120,6 +121,7 @@ class S3Service(Service):
         self.reactor = reactor
         self.drain_timeout = drain_timeout
         self.port: Any = None
+        self._connections: WrappingFactory | None = None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -142,6 +144,9 @@ class S3Service(Service):
 
     def _factory(self) -> Any:
         factory: Any = self.site if self.limits is None else self.limits(self.site)
+        # The open connections (a WrappingFactory's ``protocols``), which a
+        # stop closes once their answers are sent.
+        self._connections = factory if isinstance(factory, WrappingFactory) else None
         if self.tls is not None:
             factory = TLSMemoryBIOFactory(self.tls, False, factory, clock=self.reactor)
         return factory
@@ -173,6 +178,41 @@ class S3Service(Service):
             yield d
         if self.site.api.inflight:
             log.warn("{n} requests still in flight at shutdown", n=len(self.site.api.inflight))
+        # A request is done once its last bytes are in the connection's send
+        # buffer, not once they are sent: a slow reader of a large GET still
+        # had hundreds of KiB to receive, which the reactor's stop would
+        # drop.  Closing each connection gracefully sends what it holds
+        # first (idle keep-alive connections just close); wait for that, in
+        # the same bound.
+        connections = self._connections
+        if connections is not None:
+            for connection in list(connections.protocols):
+                # The HTTP channel's own close: it unregisters itself as its
+                # transport's producer first (a paused producer would keep
+                # the transport from ever closing), then the transport sends
+                # what it holds and closes.
+                channel: Any = getattr(connection, "wrappedProtocol", None)
+                (channel if hasattr(channel, "loseConnection") else connection).loseConnection()
+            # A TLS connection stays open after its close_notify until the
+            # peer answers, which an idle client may never do: wait only
+            # until no connection has bytes left to hand to the kernel.
+            while any(_unsent(c) for c in list(connections.protocols)) and time.monotonic() < deadline:
+                d = Deferred()
+                self.reactor.callLater(0.05, d.callback, None)
+                yield d
+
+
+def _unsent(connection: Any) -> bool:
+    """Whether ``connection`` (and the TLS and TCP transports under it)
+    still holds bytes it has not handed to the kernel."""
+    layer = getattr(connection, "transport", None)
+    while layer is not None:
+        if getattr(layer, "_appSendBuffer", None):  # TLS: application data not yet encrypted
+            return True
+        if getattr(layer, "dataBuffer", None) or getattr(layer, "_tempDataLen", 0):  # TCP
+            return True
+        layer = getattr(layer, "transport", None)
+    return False
 
 
 # Net allocations of container objects between two collections of the

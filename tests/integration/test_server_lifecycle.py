@@ -60,6 +60,51 @@ def test_sigterm_finishes_inflight_upload(tmp_data: Path) -> None:
         server.stop()
 
 
+def test_sigterm_lets_a_slow_reader_receive_a_whole_get(tmp_data: Path) -> None:
+    """A GET is done, for the server, once its last bytes are in the
+    connection's send buffer: SIGTERM must still let a slow reader receive
+    them all (the reactor's stop once dropped the last few hundred KiB),
+    then close the connection, and the idle ones, without waiting out the
+    drain's bound."""
+    server = ServerProcess(tmp_data).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="drain")
+        data = os.urandom(8 * 1024 * 1024)
+        s3.put_object(Bucket="drain", Key="big", Body=data)
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "drain", "Key": "big"}, ExpiresIn=300)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", server.port))
+        target = urlsplit(url)
+        sock.sendall(f"GET {target.path}?{target.query} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536)
+        head, body = received.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        while len(body) < len(data) and time.monotonic() - started < 30:
+            piece = sock.recv(256 * 1024)
+            if not piece:
+                break
+            body += piece
+            time.sleep(0.01)  # a reader slower than the server
+        assert len(body) == len(data) and body == data
+        assert sock.recv(1) == b""  # then closed
+        sock.close()
+        assert server.proc.wait(30) in (0, -signal.SIGTERM)
+        # Not held until the drain's bound (30 s): the idle keep-alive
+        # connection of the client that wrote the object closes at once too.
+        assert time.monotonic() - started < 15
+        server.proc = None
+    finally:
+        server.stop()
+
+
 def test_virtual_hosted_style(tmp_path: Path) -> None:
     """With [s3] domain set, Host: bucket.domain addresses the bucket (SigV4-signed request)."""
     data = tmp_path / "data"
