@@ -157,6 +157,7 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
     """
     report = ScrubReport()
     referenced: dict[str, bytes] = {}
+    listed_in: dict[str, bytes] = {}  # chunk id -> the record (or manifest page) listing it
 
     replicated = IReplicaScrub.providedBy(backend)
 
@@ -170,6 +171,7 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
             holder = keys.object_key(head["b"], head["k"])
         for ref in _chunk_refs(value):
             referenced[ref.chunk_id] = holder
+            listed_in[ref.chunk_id] = key
             if replicated:
                 check = yield IReplicaScrub(backend).scrub_chunk(ref.chunk_id, ref.size, ref.checksum)
                 problem = _replica_outcome(report, key, ref, check)
@@ -178,8 +180,12 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
             report.chunks_checked += 1
             if problem is None:
                 report.bytes_checked += ref.size
-            else:
+            elif (yield _still_listed(store, key, ref.chunk_id)):
                 _found(report, ScrubProblem(problem, ref.chunk_id, key, f"{problem} chunk of {key!r}"))
+            else:
+                # Overwritten or deleted since the page was read, and its
+                # chunk freed: nothing is lost (the live store moved on).
+                referenced.pop(ref.chunk_id, None)
 
     for prefix in CHUNK_HOLDERS:
         # Manifest pages are ~150 KB each: read a few at a time.
@@ -201,6 +207,8 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
     yield scans.scan_prefix(store, keys.CHUNKS, page, lambda kv: visit_index(kv.key, kv.value))
     uploads: dict[str, tuple[str, str]] | None = None
     for chunk_id, holder in referenced.items():
+        if not (yield _still_listed(store, listed_in[chunk_id], chunk_id)):
+            continue  # freed since the records were read: no entry is due
         if holder.startswith(keys.PARTS) and uploads is None:
             uploads = yield _uploads(store, page)
         hint = _hint(holder, uploads or {})
@@ -218,6 +226,22 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
         report.index_entries_recreated += int(result.succeeded)
         _found(report, ScrubProblem(INDEX, chunk_id, holder, "referenced chunk had no index entry; re-created"))
     return report
+
+
+@inlineCallbacks
+def _still_listed(store: IMetadataStore, key: bytes, chunk_id: str) -> Any:
+    """Deferred[bool]: whether the record (or manifest page) at ``key``
+    still lists ``chunk_id``, read again now.  A scrub reads records a page
+    at a time and their chunks afterwards: on a live store a record of the
+    page may be overwritten or deleted meanwhile and its chunks freed, which
+    is no damage; only a chunk its record still lists is one missing."""
+    kv = yield store.get(key)
+    if kv is None:
+        return False
+    try:
+        return any(ref.chunk_id == chunk_id for ref in _chunk_refs(kv.value))
+    except (ValueError, KeyError, TypeError):
+        return True  # unreadable now: report what was found
 
 
 def _hint(holder: bytes, uploads: dict[str, tuple[str, str]]) -> bytes | None:
