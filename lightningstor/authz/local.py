@@ -136,11 +136,21 @@ class LocalAuthorizer:
             grants.extend(found)
         return self._decide(principal, action, resource, grants)
 
+    @inlineCallbacks
+    def denies(self, principal: Principal, action: str, resource: ResourceRef) -> Any:
+        """Deferred[bool]: whether a deny grant of the principal or of one of
+        its roles matches (the optional question of core/access.py): an
+        explicit deny also refuses what an ACL would grant, as an explicit
+        Deny beats every Allow on AWS."""
+        grants: list[Grant] = []
+        for subject in [subject_of(principal_id=principal.principal_id)] + [subject_of(role=r) for r in principal.roles]:
+            grants.extend((yield self._grants_of(subject)))
+        return _denied(action, resource.path, grants)
+
     @staticmethod
     def _decide(principal: Principal, action: str, resource: ResourceRef, grants: list[Grant]) -> bool:
         path = resource.path
-        also = _DENIED_WITH.get(action)
-        if any(g.effect == "deny" and (g.applies(action, path) or (also and g.applies(also, path))) for g in grants):
+        if _denied(action, path, grants):
             return False
         if resource.owner and resource.owner == principal.principal_id and in_scope(principal, resource):
             return True
@@ -155,6 +165,11 @@ class LocalAuthorizer:
 
         self._cache.clear()
         return succeed(None)
+
+
+def _denied(action: str, path: str, grants: list[Grant]) -> bool:
+    also = _DENIED_WITH.get(action)
+    return any(g.effect == "deny" and (g.applies(action, path) or (also and g.applies(also, path))) for g in grants)
 
 
 @implementer(IPlugin, IAuthorizerFactory)

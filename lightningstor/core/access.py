@@ -660,8 +660,18 @@ class AccessControl:
             if failure.check(errors.AccessDenied):
                 # Only public grants count now: the authorizer just refused
                 # the caller, and a revoked role must not live on in what it
-                # owns or in grants it may have made itself.
-                return self._by_acl(principal, bucket, ask, action, resource, trail, by_id=False)
+                # owns or in grants it may have made itself.  Not even those
+                # when the refusal was an explicit deny (an authorizer that can
+                # tell, with an optional ``denies``): a deny wins over an ACL.
+                denies = getattr(self.authorizer, "denies", None)
+                if denies is None:
+                    return self._by_acl(principal, bucket, ask, action, resource, trail, by_id=False)
+                asked = maybeDeferred(denies, principal, action, resource)
+                return asked.addCallback(
+                    lambda denied: self._decided(False, action, resource, trail)
+                    if denied
+                    else self._by_acl(principal, bucket, ask, action, resource, trail, by_id=False)
+                )
             if trail is not None:
                 trail(Decision(action, resource.path, False))
             return failure

@@ -56,6 +56,10 @@ def ids(tenancy: Tenancy) -> dict[str, Identity]:
         ), ACME_ALL, "allow"),)),
         Spec("acme-sharer", "acme", grants=((
             (access.OBJECTS_PUT, access.OBJECTS_PUT_ACL, access.OBJECTS_GET), ACME_ALL, "allow"),)),
+        # Read-write, but denied every object action under releases/.
+        Spec("acme-denied", "acme", roles=("read-write",), grants=((
+            (access.OBJECTS_GET, access.OBJECTS_PUT, access.OBJECTS_DELETE),
+            ("org/acme/bucket/*/object/releases/*",), "deny"),)),
     ])  # fmt: skip
 
 
@@ -509,6 +513,28 @@ def test_writers_let_in_by_an_acl_set_locks_and_tags_only_on_objects_they_will_o
         admin.put_bucket_acl(Bucket=name, ACL="private")
         _delete_all(admin, name)
     # fmt: skip
+
+
+def test_an_explicit_deny_beats_a_public_acl(s3: Callable[[str], Any], writer_bucket: str) -> None:
+    """A principal's deny grant refuses it even what a public-read-write ACL
+    grants everyone: an explicit deny wins over every allow, ACLs included
+    (the ACL fallback once answered its refused reads, writes and deletes).
+    Outside the denied prefix the ACL and its role still let it in."""
+    admin, denied = s3("acme-admin"), s3("acme-denied")
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="public-read-write")
+    admin.put_object(Bucket=writer_bucket, Key="releases/v1.tar", Body=b"v1")
+    try:
+        assert code_of(lambda: denied.get_object(Bucket=writer_bucket, Key="releases/v1.tar")) == (403, "AccessDenied")
+        assert code_of(lambda: denied.put_object(
+            Bucket=writer_bucket, Key="releases/v2.tar", Body=b"v2")) == (403, "AccessDenied")  # fmt: skip
+        assert code_of(lambda: denied.delete_object(
+            Bucket=writer_bucket, Key="releases/v1.tar")) == (403, "AccessDenied")  # fmt: skip
+        assert admin.get_object(Bucket=writer_bucket, Key="releases/v1.tar")["Body"].read() == b"v1"
+        assert code_of(lambda: admin.head_object(Bucket=writer_bucket, Key="releases/v2.tar"))[0] == 404
+        denied.put_object(Bucket=writer_bucket, Key="other.txt", Body=b"o")
+        assert denied.get_object(Bucket=writer_bucket, Key="other.txt")["Body"].read() == b"o"
+    finally:
+        admin.put_bucket_acl(Bucket=writer_bucket, ACL="private")
 
 
 def test_a_bucket_with_acls_enabled_keeps_its_name(s3: Callable[[str], Any], writer_bucket: str) -> None:
