@@ -253,7 +253,8 @@ def upload_message(upload: Upload) -> pb.MultipartUpload:
         key=upload.key,
         upload_id=upload.upload_id,
         initiated_at=upload.initiated_at,
-        initiator=pb.Owner(id=upload.initiator, display_name=upload.initiator_name or upload.initiator),
+        # By id, as S3's listings show it (its display name is not every lister's to read).
+        initiator=pb.Owner(id=upload.initiator, display_name=upload.initiator),
         storage_class=storage_class_enum(upload.storage_class),
         checksum_algorithm=CHECKSUM_ENUMS.get(upload.checksum_algorithm or "", pb.CHECKSUM_ALGORITHM_UNSPECIFIED),
         checksum_type=CHECKSUM_TYPE_ENUMS.get(upload.checksum_type, pb.CHECKSUM_TYPE_UNSPECIFIED),

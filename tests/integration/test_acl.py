@@ -433,6 +433,27 @@ def test_multipart_listings_name_the_objects_future_owner(s3: Callable[[str], An
         admin.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
+def test_multipart_listings_show_initiators_by_id(
+    s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
+) -> None:
+    """Another tenant's principal starting an upload in a public-read-write
+    bucket is listed by id (ID and DisplayName), to the bucket's tenant and
+    to unsigned callers alike: its display name is not theirs to read."""
+    admin = s3("acme-admin")
+    admin.put_bucket_acl(Bucket=writer_bucket, ACL="public-read-write")
+    upload = s3("globex-named").create_multipart_upload(Bucket=writer_bucket, Key="theirs")["UploadId"]
+    try:
+        for lister in (admin, anonymous):
+            (entry,) = lister.list_multipart_uploads(Bucket=writer_bucket)["Uploads"]
+            assert entry["Initiator"] == {"ID": "globex-named", "DisplayName": "globex-named"}
+            assert entry["Owner"] == {"ID": "globex-named", "DisplayName": "globex-named"}
+        parts = admin.list_parts(Bucket=writer_bucket, Key="theirs", UploadId=upload)
+        assert parts["Initiator"]["DisplayName"] == parts["Owner"]["DisplayName"] == "globex-named"
+    finally:
+        s3("globex-named").abort_multipart_upload(Bucket=writer_bucket, Key="theirs", UploadId=upload)
+        admin.put_bucket_acl(Bucket=writer_bucket, ACL="private")
+
+
 def test_a_multipart_uploads_acl_is_taken_as_the_bucket_stands_at_completion(
     s3: Callable[[str], Any], anonymous: Any, writer_bucket: str
 ) -> None:

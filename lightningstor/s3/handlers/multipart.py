@@ -84,7 +84,12 @@ def _upload_id(call: Any) -> str:
 
 
 def _initiator(upload: Upload) -> tuple[str, str]:
-    return upload.initiator, upload.initiator_name or upload.initiator
+    """The initiator as listings show principals: by id, for ``ID`` and
+    ``DisplayName`` alike (object listings do the same).  Its display name
+    is not every lister's to read: a principal of another tenant writing in
+    an ObjectWriter bucket, read by the bucket's tenant or an unsigned
+    caller of a public bucket."""
+    return upload.initiator, upload.initiator
 
 
 def _owner(upload: Upload) -> tuple[str, str]:
