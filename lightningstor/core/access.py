@@ -223,7 +223,10 @@ class PolicyContext(Protocol):
     ask about.  Only consulted for buckets that have a policy, so a layer
     computes the condition keys on demand, never for every request."""
 
-    op: str
+    @property
+    def op(self) -> str:
+        """The operation's name (``GetObject``...)."""
+        ...
 
     def version_named(self) -> bool:
         """Whether the request names an object version (``versionId``)."""

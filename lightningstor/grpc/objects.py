@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor import errors
-from lightningstor.core.access import OBJECTS_GET, in_scope
+from lightningstor.core.access import OBJECTS_GET, OBJECTS_LIST, AskedAs, in_scope
 from lightningstor.core.acl import object_owner
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
@@ -145,7 +145,15 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     @inlineCallbacks
     def _lookup(self, gate: Gate, name: str, key: str, version_id: str | None) -> Any:
         bucket = yield gate.bucket(name, key)
-        record = yield self.core.objects.head(bucket, key, version_id)
+        try:
+            record = yield self.core.objects.head(bucket, key, version_id)
+        except errors.NoSuchKey:
+            # NOT_FOUND only for a caller who may list the bucket; anyone
+            # else is refused, as over S3 (handlers/objects.py:_missing), so
+            # a caller allowed to read some keys cannot probe for others.
+            listing = AskedAs(gate, op="ListObjects")
+            yield self.core.access.allow(gate.principal, bucket, OBJECTS_LIST, None, gate.decisions.append, listing)
+            raise
         return bucket, record
 
     def _bucket(self, principal: Principal, name: str, key: str | None = None) -> Bucket:

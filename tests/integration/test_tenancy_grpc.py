@@ -412,3 +412,21 @@ def test_upload_and_version_ids_do_not_cross_tenants(
     assert code_of(lambda: globex.get_object("backups", "v.txt", version_id=version).read()) in (
         "NoSuchVersion", "NoSuchKey", "InvalidArgument")
     assert acme.get_object("backups", "v.txt", version_id=version).read() == b"acme version"
+
+
+def test_a_missing_key_is_not_found_only_for_callers_who_may_list(
+    grpc_of: Callable[[str], LightningStorClient], world: None
+) -> None:
+    """As over S3 (AWS's rule): a caller that may read objects but not
+    list the bucket is refused for a key that does not exist, rather than
+    told it does not, so it cannot probe which keys exist; a caller who may
+    list hears NOT_FOUND."""
+    reader = grpc_of(f"only-{SHORT[access.OBJECTS_GET]}")
+    assert b"".join(reader.get_object("lab", "fixed.txt")) == b"fixed"
+    for read in (
+        lambda: reader.head_object("lab", "no-such-key"),
+        lambda: b"".join(reader.get_object("lab", "no-such-key")),
+        lambda: reader.get_object_tagging("lab", "no-such-key"),
+    ):
+        assert code_of(read) == "AccessDenied"
+    assert code_of(lambda: grpc_of("acme-admin").head_object("lab", "no-such-key")) == "NoSuchKey"
