@@ -249,8 +249,11 @@ def check_outsider_extras(principal: Principal, bucket: Bucket, key: str, owner:
     signed writer in an ObjectWriter bucket) may set them on the write too;
     an anonymous writer, or one whose object goes to the bucket owner, may
     not: it could otherwise lock the bucket owner's version until a date
-    nobody can delete it before."""
-    if (not lock and not tags) or access.in_scope(principal, bucket):
+    nobody can delete it before.  A bucket with a policy leaves it to the
+    policy (what it allows with ``s3:RequestObjectTag`` conditions, and its
+    answer to ``s3:PutObjectRetention``/``s3:PutObjectLegalHold``:
+    :func:`check_lock_permissions`)."""
+    if (not lock and not tags) or bucket.policy or access.in_scope(principal, bucket):
         return
     if access.is_anonymous(principal) or owner != principal.principal_id:
         raise errors.AccessDenied(resource=f"/{bucket.name}/{key}")
