@@ -21,6 +21,7 @@ from lightningstor.core.objects import PutAttrs, validate_metadata
 from lightningstor.core.types import Bucket, ListEntry, ObjectRecord, Versioning
 from lightningstor.core.versions import reported_version_id, wire_version_id
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
+from lightningstor.s3.headers import metadata_text
 
 CHECKSUM_NAMES: dict[pb.ChecksumAlgorithm, str] = {
     pb.CHECKSUM_ALGORITHM_SHA256: "sha256",
@@ -137,7 +138,8 @@ def put_attrs(
     # control character (core/attributes.py).
     check_field_value(content_type, "content_type", "content_type")
     check_field_value(given.content_type, "attributes.content_type", "attributes.content_type")
-    attrs.content_type = content_type or given.content_type or attrs.content_type
+    chosen = content_type or given.content_type
+    attrs.content_type = wire_text(chosen) if chosen else attrs.content_type
     merged = dict(given.metadata)
     merged.update(metadata or {})
     attrs.metadata = user_metadata(merged, max_metadata_bytes)
@@ -145,7 +147,7 @@ def put_attrs(
         if given.HasField(field_name):
             value = getattr(given, field_name)
             check_field_value(value, f"attributes.{field_name}", f"attributes.{field_name}")
-            attrs.system_headers[header] = value
+            attrs.system_headers[header] = wire_text(value)
     attrs.storage_class = storage_class_name(given.storage_class)
     validate_storage_class(attrs.storage_class)
     attrs.tags = dict(tags or {})
@@ -167,7 +169,7 @@ def object_metadata(bucket: Bucket, record: ObjectRecord, *, tags: bool = True) 
         key=record.key,
         size=record.size,
         etag=record.etag,
-        content_type=record.content_type,
+        content_type=metadata_text(record.content_type),
         checksums=checksums(record.checksums),
         storage_class=storage_class_enum(record.storage_class),
         metadata=record.metadata,
@@ -181,8 +183,16 @@ def object_metadata(bucket: Bucket, record: ObjectRecord, *, tags: bool = True) 
     for field_name, header in SYSTEM_FIELDS.items():
         value = record.system_headers.get(header)
         if value is not None:
-            setattr(msg, field_name, value)
+            setattr(msg, field_name, metadata_text(value))
     return msg
+
+
+def wire_text(value: str) -> str:
+    """A system attribute (Content-Type, Content-Disposition...) as the S3
+    API stores it: the header's wire bytes decoded as latin-1, so the UTF-8
+    bytes an S3 client sends for "é" and a gRPC client's "é" are stored, and
+    read back through either API, alike (:func:`metadata_text` reads it)."""
+    return value if value.isascii() else value.encode("utf-8").decode("latin-1")
 
 
 def bucket_message(bucket: Bucket, *, outsider: bool = False) -> pb.Bucket:

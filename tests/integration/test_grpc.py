@@ -22,6 +22,7 @@ from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
 from lightningstor.grpc.token import make_token
 from tests.integration.conftest import make_client
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.test_input_properties import send, sign
 
 MiB = 1 << 20
 
@@ -447,6 +448,27 @@ def test_s3_upload_reads_identically_over_grpc(client: LightningStorClient, boto
     client.put_object(gbucket, "from-grpc", b"g")
     listed = boto.list_objects_v2(Bucket=gbucket)  # type: ignore[attr-defined]
     assert [o["Key"] for o in listed["Contents"]] == ["from-grpc", "from-s3"]
+
+
+def test_non_ascii_system_attributes_read_the_same_over_both_apis(
+    server: ServerProcess, client: LightningStorClient, gbucket: str
+) -> None:
+    """A Content-Type or Content-Disposition with "é" or "日本", written over
+    either API, reads back as the same text over gRPC and as its UTF-8 bytes
+    over S3 (the bytes an S3 client sent; a gRPC write once went out as the
+    latin-1 byte, or raw UTF-8, depending on its characters)."""
+    disposition, ctype = 'attachment; filename="é日本.txt"', "text/plain; name=é"
+    client.put_object(gbucket, "from-grpc", b"g", content_type=ctype, content_disposition=disposition)
+    path = f"/{gbucket}/from-s3"
+    # The UTF-8 bytes an S3 client sends (unsigned: SigV4 needs only host and x-amz-*).
+    utf8 = {"Content-Type": ctype.encode().decode("latin-1"), "Content-Disposition": disposition.encode().decode("latin-1")}
+    assert send(server, "PUT", path, {**sign(server, "PUT", path, body=b"s"), **utf8}, b"s").status == 200
+    for key in ("from-grpc", "from-s3"):
+        reply = send(server, "GET", f"/{gbucket}/{key}", sign(server, "GET", f"/{gbucket}/{key}"))
+        assert reply.headers["content-type"].encode("latin-1") == ctype.encode()
+        assert reply.headers["content-disposition"].encode("latin-1") == disposition.encode()
+        meta = client.head_object(gbucket, key)
+        assert (meta.content_type, meta.content_disposition) == (ctype, disposition)
 
 
 # -- health and reflection ------------------------------------------------------------------------
