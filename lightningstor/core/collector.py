@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor.core import chunkindex, keys, manifests, scans
@@ -157,6 +157,10 @@ def _drop_stale_entries(
     return dropped
 
 
+# A temporary chunk file untouched this long belongs to no live writer.
+TMP_IDLE_SECONDS = 3600.0
+
+
 class CollectorService(PeriodicService):
     """Runs :func:`collect_orphans` periodically (first run one interval
     after start), its sightings shared through the metadata store
@@ -186,4 +190,14 @@ class CollectorService(PeriodicService):
         self.sightings: Sightings = SharedSightings(store)
 
     def run_once(self) -> Any:
-        return collect_orphans(self.store, self.backend, self.clock(), self.grace_seconds, self.sightings)
+        d: Deferred[Any] = collect_orphans(self.store, self.backend, self.clock(), self.grace_seconds, self.sightings)
+        # A worker killed mid-chunk leaves its temporary file behind; the
+        # backend removes such files at start, but a worker restarted at
+        # once (its supervisor, a crash loop) finds them too young.  Each
+        # pass removes those nobody has written to for an hour (a live
+        # writer touches its file on every write, and a stalled upload ends
+        # at its body deadline long before).
+        cleanup = getattr(self.backend, "cleanup_tmp", None)
+        if cleanup is not None:
+            d.addCallback(lambda deleted: cleanup(TMP_IDLE_SECONDS).addCallback(lambda _: deleted))
+        return d

@@ -198,3 +198,22 @@ def test_collector_service_keeps_sightings_between_passes(core: Core) -> None:
     now[0] += GRACE_SECONDS
     assert (yield service.run_once()) == 1
     assert chunk.chunk_id not in (yield _stored(core))
+
+
+@pytest_twisted.inlineCallbacks
+def test_collector_service_removes_temporary_files_nobody_writes_to(core: Core) -> None:
+    """A worker killed mid-chunk leaves a temporary file; one restarted at
+    once finds it too young for the start-up cleanup.  Each pass removes
+    the temporary files untouched for an hour, never a younger one (a live
+    writer touches its file on every write)."""
+    tmp = core.backend._tmp_dir  # type: ignore[attr-defined]
+    yield core.backend.check()  # the layout, tmp/ included
+    stale, live = os.path.join(tmp, "stale.tmp"), os.path.join(tmp, "live.tmp")
+    for path in (stale, live):
+        with open(path, "wb") as f:
+            f.write(b"partial chunk")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    service = CollectorService(core.store, core.backend, lambda: 500.0, reactor)
+    assert (yield service.run_once()) == 0
+    assert not os.path.exists(stale) and os.path.exists(live)
