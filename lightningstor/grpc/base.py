@@ -358,6 +358,25 @@ T = TypeVar("T")
 Handler = Callable[..., Any]
 
 
+class Undecodable:
+    """A request message that did not decode (a ``string`` field holding
+    bytes that are not UTF-8...): the server's deserializer hands it on
+    (service.py), and the call answers it INVALID_ARGUMENT, logged and
+    audited like any refusal, where grpcio answered a bare INTERNAL."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def refuse_undecodable(message: Any) -> None:
+    """InvalidArgument for a message that did not decode (S3 answers a key
+    that is not UTF-8 with 400 too)."""
+    if isinstance(message, Undecodable):
+        raise errors.InvalidArgument(f"The request message does not decode: {message.reason}")
+
+
 class _Requests:
     """A client-streamed call's messages, as the handler reads them: counted
     for the access log, and the first one kept (it names the bucket and key
@@ -380,6 +399,7 @@ class _Requests:
 
     def __next__(self) -> Any:
         message = next(self._messages)
+        refuse_undecodable(message)
         if self.first is None:
             self.first = message
         self.bytes += _size(message)
@@ -466,6 +486,7 @@ def unary(method: Handler) -> Handler:
         name = method.__name__
         stream = isinstance(request, _Requests)
         with _call(self.rpc, name, request, context, _path(self, name), stream=stream) as principal:
+            refuse_undecodable(request)
             response = method(self, principal, request, context)
             self.rpc.local.bytes_out = _size(response)
             return response
@@ -480,6 +501,7 @@ def streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
         name = method.__name__
         with _call(self.rpc, name, request, context, _path(self, name), stream=True) as principal:
+            refuse_undecodable(request)
             local = self.rpc.local
             watch: Watch = local.watch
             responses = method(self, principal, request, context)

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from twisted.application.service import Service
@@ -36,7 +37,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lightningstor.grpc.accesslog import GrpcAccessLog
-from lightningstor.grpc.base import PROBE_WORKERS, GrpcOptions, Rpc
+from lightningstor.grpc.base import PROBE_WORKERS, GrpcOptions, Rpc, Undecodable
 from lightningstor.grpc.buckets import BucketServicer
 from lightningstor.grpc.gen import lightningstor_pb2 as pb
 from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
@@ -46,10 +47,32 @@ from lightningstor.grpc.objects import ObjectServicer
 log = Logger()
 
 SERVICE_NAMES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
+# The call paths of those services (``/lightningstor.v1.ObjectService/...``).
+_OWN_PREFIX = f"/{pb.DESCRIPTOR.package}."
 HEALTH_INTERVAL_SECONDS = 5.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
+
+class _LenientDecoding(grpc.ServerInterceptor):
+    """Hands the LightningStor services' handlers an :class:`Undecodable`
+    for a request message that does not decode, so that the call answers
+    it (INVALID_ARGUMENT, in the access log and the audit record) rather
+    than grpcio (INTERNAL, "Exception deserializing request!", unrecorded)."""
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.request_deserializer is None or not details.method.startswith(_OWN_PREFIX):
+            return handler
+        decode = handler.request_deserializer
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except DecodeError as e:
+                return Undecodable(str(e))
+
+        return handler._replace(request_deserializer=lenient)
 
 class GrpcService(Service):
     """Serves ``lightningstor.v1`` on ``address`` (``host:port``; port 0 picks one).
@@ -139,6 +162,7 @@ class GrpcService(Service):
         limit = self.options.max_receive_message_bytes
         server = grpc.server(
             executor,
+            interceptors=[_LenientDecoding()],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),

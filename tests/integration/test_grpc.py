@@ -471,6 +471,35 @@ def test_non_ascii_system_attributes_read_the_same_over_both_apis(
         assert (meta.content_type, meta.content_disposition) == (ctype, disposition)
 
 
+def test_a_message_that_does_not_decode_is_invalid_argument(server: ServerProcess, gbucket: str) -> None:
+    """A string field holding bytes that are not UTF-8 (as over S3, a key
+    that is not UTF-8 is a 400) is INVALID_ARGUMENT with the S3 code, in a
+    unary call and in a client stream alike, not grpcio's bare INTERNAL;
+    nothing is stored."""
+    channel, _, _ = _raw(server)
+    try:
+        good = pb.PutObjectRequest(bucket=gbucket, key="k\u00e9", content=b"x").SerializeToString()
+        bad = good.replace("\u00e9".encode(), b"\xe9\xff")
+        put = channel.unary_unary(
+            "/lightningstor.v1.ObjectService/PutObject",
+            request_serializer=lambda raw: raw, response_deserializer=pb.PutObjectResponse.FromString,
+        )  # fmt: skip
+        with pytest.raises(grpc.RpcError) as e:
+            put(bad, metadata=_auth())
+        assert (e.value.code(), _code(e.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+        part = channel.stream_unary(
+            "/lightningstor.v1.ObjectService/UploadPart",
+            request_serializer=lambda raw: raw, response_deserializer=pb.UploadPartResponse.FromString,
+        )  # fmt: skip
+        first = pb.UploadPartRequest(bucket=gbucket, key="k\u00e9", upload_id="u", part_number=1).SerializeToString()
+        with pytest.raises(grpc.RpcError) as e:
+            part(iter([first.replace("\u00e9".encode(), b"\xe9\xff")]), metadata=_auth())
+        assert (e.value.code(), _code(e.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+        assert put(good, metadata=_auth()).size == 1  # the same request, decodable
+    finally:
+        channel.close()
+
+
 # -- health and reflection ------------------------------------------------------------------------
 
 
