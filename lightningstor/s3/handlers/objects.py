@@ -237,9 +237,9 @@ def asks_lock(headers: Any) -> bool:
 
 
 def check_outsider_extras(principal: Principal, bucket: Bucket, key: str, owner: str, *, lock: bool, tags: bool) -> None:
-    """AccessDenied when a caller from outside the bucket's scope (let in by
-    its ACL or its policy) asks a write to set Object Lock settings or tags
-    on an object it will not own.
+    """AccessDenied when a caller from outside the bucket's scope, let in by
+    its ACL, asks a write to set Object Lock settings or tags on an object
+    it will not own.
 
     An ACL grants writes (``s3:PutObject``) and nothing more: on AWS, tags and
     retention on a write need ``s3:PutObjectTagging`` and
