@@ -56,6 +56,13 @@ class Shared:
         else:
             d.callback(self._result)
 
+    def result(self) -> Any:
+        """The source's result once it has fired with one (None before, or
+        after a failure): for a reader that needs it only if it is there."""
+        if self._done and not isinstance(self._result, Failure):
+            return self._result
+        return None
+
     def failure(self) -> Failure | None:
         """The failure ``source`` fired with, if it has fired and failed."""
         return self._result if self._done and isinstance(self._result, Failure) else None

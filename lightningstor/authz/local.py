@@ -111,8 +111,7 @@ class LocalAuthorizer:
         """Deferred[bool].  When every subject's grants are cached (the
         usual case: the cache lives ``cache_seconds``), the decision is made
         at once and returned already fired, without a generator per subject."""
-        subjects = [subject_of(principal_id=principal.principal_id)]
-        subjects += [subject_of(role=r) for r in principal.roles]
+        subjects = _subjects(principal)
         now = self._clock()
         grants: list[Grant] = []
         for subject in subjects:
@@ -143,7 +142,7 @@ class LocalAuthorizer:
         explicit deny also refuses what an ACL would grant, as an explicit
         Deny beats every Allow on AWS."""
         grants: list[Grant] = []
-        for subject in [subject_of(principal_id=principal.principal_id)] + [subject_of(role=r) for r in principal.roles]:
+        for subject in _subjects(principal):
             grants.extend((yield self._grants_of(subject)))
         return _denied(action, resource.path, grants)
 
@@ -165,6 +164,11 @@ class LocalAuthorizer:
 
         self._cache.clear()
         return succeed(None)
+
+
+def _subjects(principal: Principal) -> list[str]:
+    """Whose grants apply to ``principal``: its own and its roles'."""
+    return [subject_of(principal_id=principal.principal_id)] + [subject_of(role=r) for r in principal.roles]
 
 
 def _denied(action: str, path: str, grants: list[Grant]) -> bool:

@@ -33,7 +33,13 @@ from lightningstor.core.newkeys import NewKeyGuess
 from lightningstor.core.quotas import ZERO, BucketScope, QuotaManager, Usage, record_usage
 from lightningstor.core.sse import CustomerKey, customer_etag
 from lightningstor.core.types import Acl, Bucket, ChunkRef, ObjectRecord, Versioning
-from lightningstor.core.versions import VersionRef, new_version_id, parse_version_id, wire_version_id
+from lightningstor.core.versions import (
+    VersionRef,
+    new_version_id,
+    noncurrent_null,
+    parse_version_id,
+    wire_version_id,
+)
 from lightningstor.deferreds import uncancellable
 from lightningstor.interfaces.metadata import (
     Compare,
@@ -664,16 +670,14 @@ class ObjectManager:
                 elif current is not None:
                     plan.ops += self._demote(bucket, current)
                     plan.kept |= {c.chunk_id for c in current.chunks}
-                    if current.null_sequence is not None:
-                        nkey = keys.version_key(bucket.bucket_id, record.key, current.null_sequence)
-                        nkv = yield self._store.get(nkey)
-                        old_null = None if nkv is None else records.decode_object(nkv.value)
-                        if old_null is not None and old_null.version_id is None:
-                            chunks, ops = yield self._removal(old_null)
-                            plan.ops += [Delete(nkey), *ops]
-                            plan.compares.append(Compare(nkey, nkv.mod_revision))
-                            plan.freed += chunks
-                            plan.delta -= record_usage(old_null)
+                    found = yield noncurrent_null(self._store, bucket.bucket_id, current)
+                    if found is not None:
+                        nkv, old_null = found
+                        chunks, ops = yield self._removal(old_null)
+                        plan.ops += [Delete(nkv.key), *ops]
+                        plan.compares.append(Compare(nkv.key, nkv.mod_revision))
+                        plan.freed += chunks
+                        plan.delta -= record_usage(old_null)
         plan.ops.append(Put(okey, records.encode_object(record)))
         return plan
 

@@ -63,6 +63,7 @@ from twisted.logger import Logger
 from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.types import Bucket, ObjectRecord, Versioning
+from lightningstor.core.versions import noncurrent_null
 from lightningstor.interfaces.metadata import (
     Compare,
     Delete,
@@ -572,13 +573,10 @@ class QuotaManager:
                 return 0
             if current.version_id is None:
                 return record_usage(current).bytes
-            if current.null_sequence is None:
-                return 0
             # Versioning suspended over a real version: the write replaces the
             # noncurrent null version, as the commit does (ObjectManager._plan_replace).
-            nkv = yield self._store.get(keys.version_key(bucket.bucket_id, key, current.null_sequence))
-            old_null = None if nkv is None else records.decode_object(nkv.value)
-            return record_usage(old_null).bytes if old_null is not None and old_null.version_id is None else 0
+            found = yield noncurrent_null(self._store, bucket.bucket_id, current)
+            return 0 if found is None else record_usage(found[1]).bytes
 
         yield self._check_early(scope, length, replaced)
         return None

@@ -103,6 +103,11 @@ def key_matches(check: CustomerKeyCheck, key: CustomerKey) -> bool:
     return hmac.compare_digest(_key_mac(check.salt, key.key), check.mac)
 
 
+def customer_encrypted(encryption: Encryption | None) -> bool:
+    """Whether data under ``encryption`` opens only with a customer's key (SSE-C)."""
+    return encryption is not None and encryption.customer is not None
+
+
 def customer_etag(md5_hex: str, encryption: Encryption | None) -> str:
     """The ETag stored for a body whose plaintext MD5 is ``md5_hex``.
 

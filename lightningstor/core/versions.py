@@ -131,3 +131,18 @@ def update_bucket(
             stored.revision = result.revision
             return stored
     raise errors.SlowDown("Too many concurrent changes to this bucket")
+
+
+@inlineCallbacks
+def noncurrent_null(store: IMetadataStore, bucket_id: str, current: Any) -> Any:
+    """Deferred[(KeyValue, ObjectRecord) | None]: the noncurrent null version
+    the current record ``current`` points to (``null_sequence``), if it is
+    still there and still null: what a write replaces while versioning is
+    suspended (the commit removes it, the quota check credits it)."""
+    if current.null_sequence is None:
+        return None
+    kv = yield store.get(keys.version_key(bucket_id, current.key, current.null_sequence))
+    record = None if kv is None else records.decode_object(kv.value)
+    if record is None or record.version_id is not None:
+        return None
+    return kv, record

@@ -41,7 +41,7 @@ from lightningstor.core.objects import (
     validate_key,
     verify_digests,
 )
-from lightningstor.core.sse import KEY_REQUIRED
+from lightningstor.core.sse import KEY_REQUIRED, customer_encrypted
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.core.versions import reported_version_id
 from lightningstor.grpc import convert
@@ -89,12 +89,8 @@ def _refuse_customer_encrypted(record: Any) -> None:
     InvalidRequest (INVALID_ARGUMENT).  Its metadata and checksums are the
     plaintext's (a checksum would confirm a guess of the content), and an
     empty one needs no cipher to read, so the refusal comes before either."""
-    if _customer_encrypted(record.encryption):
+    if customer_encrypted(record.encryption):
         raise errors.InvalidRequest(KEY_REQUIRED)
-
-
-def _customer_encrypted(encryption: Any) -> bool:
-    return encryption is not None and encryption.customer is not None
 
 
 def _read_conditions(request: Any, record: ObjectRecord) -> None:
@@ -600,7 +596,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             upload=convert.upload_message(listing.upload),
             # An SSE-C upload's part checksums are the plaintext's, and the
             # gRPC API carries no customer key: left out (as over S3 without it).
-            parts=[convert.part_message(p, sealed=_customer_encrypted(listing.upload.encryption)) for p in listing.parts],
+            parts=[convert.part_message(p, sealed=customer_encrypted(listing.upload.encryption)) for p in listing.parts],
             is_truncated=listing.is_truncated,
             next_part_number_marker=listing.next_marker,
         )

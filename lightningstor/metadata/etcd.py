@@ -349,7 +349,7 @@ class EtcdMetadataStore:
             bounds = [(_bytes(start), _bytes(end, "end"), limit) for start, end, limit in ranges]
         except TypeError:
             return fail()
-        return self._run(self._ranges_together(bounds))
+        return self._run(self._ranges(bounds, self._items))
 
     def txn(self, compares: Sequence[Compare], operations: Sequence[Operation]) -> Deferred[TxnResult]:
         try:
@@ -439,13 +439,7 @@ class EtcdMetadataStore:
     ) -> list[_Row]:
         """The keys in ``[start, end)``, each page's ``kvs`` made into rows by
         ``rows`` (``scan`` wants ``KeyValue``s, ``scan_items`` bare tuples)."""
-        for _restart in range(3):
-            try:
-                out, _revision = await self._range_at(start, end, limit, rows, 0)
-                return out
-            except _Compacted:
-                continue  # compacted under us: read again from the start
-        raise MetadataUnavailable("etcd compacted the revision of a scan three times in a row")
+        return (await self._ranges([(start, end, limit)], rows))[0]
 
     async def _range_at(
         self,
@@ -482,15 +476,19 @@ class EtcdMetadataStore:
                 return out, revision
             pos = _unb64(kvs[-1]["key"]) + b"\x00"  # the raw key: rows may be of any shape
 
-    async def _ranges_together(self, ranges: Sequence[tuple[bytes, bytes, int]]) -> list[list[tuple[bytes, bytes]]]:
-        """Every range at the revision the first one read (IScanTogether)."""
+    async def _ranges(
+        self, ranges: Sequence[tuple[bytes, bytes, int]], rows: Callable[[list[Mapping[str, Any]]], list[_Row]]
+    ) -> list[list[_Row]]:
+        """Every range at the revision the first one read (one range: a
+        scan; several: IScanTogether), all read again from the start when
+        etcd compacts that revision under them."""
         for _restart in range(3):
             revision = 0
-            out: list[list[tuple[bytes, bytes]]] = []
+            out: list[list[_Row]] = []
             try:
                 for start, end, limit in ranges:
-                    rows, revision = await self._range_at(start, end, limit, self._items, revision)
-                    out.append(rows)
+                    found, revision = await self._range_at(start, end, limit, rows, revision)
+                    out.append(found)
                 return out
             except _Compacted:
                 continue

@@ -532,10 +532,10 @@ class S3Api:
             budget=self.upload_budget,
         )
         request.body_sink = call.sink = buffer
-        # Before any handler reads it (handlers read a body only once
-        # authenticated): a signed payload hash must match the body.
-        if call.auth is not None:  # None: a CORS preflight, never signed
-            call.auth.get().addCallbacks(buffer.expect_payload, lambda _failure: None)
+        # A signed payload hash must match the body: read from the verified
+        # signature when a handler first reads the body (always after it is
+        # authenticated), not with a Deferred for every request.
+        buffer.auth = call.auth
         watch_body(self, call, buffer, length)
 
     def _buffered_limit(self, op: str) -> int:

@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from lightningstor import errors
 from lightningstor.checksums import new_hasher
 from lightningstor.core.objects import PutAttrs, verify_digests
+from lightningstor.deferreds import Shared
 from lightningstor.s3.headers import checksum_algorithms
 from lightningstor.s3.inflight import BudgetAccount, InflightBudget
 from lightningstor.tcp import tcp_transport
@@ -154,10 +155,12 @@ class BufferedBody:
     paused.  The account is opened by the first byte, so a request without
     a body (nearly every one) never touches the budget.
 
-    :meth:`expect_payload` hands it the verified signature's payload: a
-    signed ``x-amz-content-sha256`` must then hash the body, checked with
-    the digests, or the signature of one request would carry another body
-    (a DeleteObjects naming other keys, another policy).
+    ``auth`` (the request's authentication, set by ``S3Api.begin``) gives,
+    when the body is first read, the verified signature's payload
+    (:meth:`expect_payload`): a signed ``x-amz-content-sha256`` must then
+    hash the body, checked with the digests, or the signature of one
+    request would carry another body (a DeleteObjects naming other keys,
+    another policy).
 
     :meth:`discard` (the request is known to be refused: its credentials
     failed, or an anonymous caller cannot be let in) keeps nothing more and
@@ -187,6 +190,7 @@ class BufferedBody:
         self._flow: _Flow | None = None
         self._account: BudgetAccount | None = None
         self._signed_sha256: str | None = None
+        self.auth: Shared | None = None
         self.error: BaseException | None = None
 
     @property
@@ -258,7 +262,7 @@ class BufferedBody:
         self.release()
 
     def expect_payload(self, authenticated: tuple[Any, Any]) -> None:
-        """A callback of the request's authentication: (principal, VerifiedAuth)."""
+        """Take the verified payload of (principal, VerifiedAuth)."""
         verified = authenticated[1]
         if verified.payload == "SIGNED":
             self._signed_sha256 = verified.payload_sha256.lower()
@@ -267,6 +271,10 @@ class BufferedBody:
         if self.error is not None:
             raise self.error
         body = b"".join(self._parts)
+        auth, self.auth = self.auth, None
+        authenticated = auth.result() if auth is not None else None
+        if authenticated is not None:
+            self.expect_payload(authenticated)
         signed, self._signed_sha256 = self._signed_sha256, None  # checked once
         if self._headers is not None or signed is not None:
             headers, self._headers = self._headers, None  # checked once

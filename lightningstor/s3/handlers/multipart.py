@@ -30,6 +30,7 @@ from lightningstor.core.multipart import (
     part_range,
 )
 from lightningstor.core.objects import DEFAULT_CHECKSUM, PutAttrs, may_have_committed, validate_key
+from lightningstor.core.sse import customer_encrypted
 from lightningstor.core.types import Bucket, ObjectRecord, Principal
 from lightningstor.digits import clamped_int
 from lightningstor.s3 import conditions, ssec, xmlio
@@ -379,7 +380,7 @@ def list_parts(api: Any, call: Any) -> Any:
     # An SSE-C upload's part checksums are the plaintext's: shown only to a
     # caller that sends the upload's key (AWS asks for it when the upload
     # has a checksum algorithm), since one would confirm a guess of a part.
-    sealed = upload.encryption is not None and upload.encryption.customer is not None
+    sealed = customer_encrypted(upload.encryption)
     keyed = sealed and ssec.KEY_HEADER in call.headers
     if keyed:
         ssec.part_key(call.headers, call.request.isSecure, upload.encryption)

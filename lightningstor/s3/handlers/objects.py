@@ -261,7 +261,7 @@ def check_outsider_extras(principal: Principal, bucket: Bucket, key: str, owner:
 
 def asks_lock_permissions(headers: Any, bucket: Bucket) -> bool:
     """Whether :func:`check_lock_permissions` has anything to ask."""
-    return bool(bucket.policy) and (MODE_HEADER in headers or UNTIL_HEADER in headers or HOLD_HEADER in headers)
+    return bool(bucket.policy) and asks_lock(headers)
 
 
 def check_lock_permissions(api: Any, call: Any, principal: Principal, bucket: Bucket) -> Deferred[None]:
