@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -51,6 +51,7 @@ from lightningstor.grpc.gen import lightningstor_pb2_grpc as pb_grpc
 from lightningstor.s3 import conditions, ranges
 
 log = Logger()
+_T = TypeVar("_T")
 
 
 def encode_token(key: str) -> str:
@@ -235,17 +236,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         is too late: a later loss ends the stream with an error.
         """
         gate = self.rpc.gate(principal)
-        for left in range(READS_WHEN_REPLACED - 1, -1, -1):
-            try:
-                first, reader, piece = self._open_object(gate, request)
-                break
-            except Exception as e:
-                if left == 0 or not replaced_meanwhile(e):
-                    raise
-                self.rpc.reactor.callFromThread(
-                    log.info, "GetObject {bucket}/{key}: the version read was replaced meanwhile ({err}); reading it again",
-                    bucket=request.bucket, key=request.key, err=e,
-                )  # fmt: skip
+        first, reader, piece = self._again_if_replaced(
+            "GetObject", request.bucket, request.key, lambda: self._open_object(gate, request)
+        )
         yield first
         # One piece of read-ahead: the next piece is read from storage while
         # this one is being sent (two pieces in memory at most).
@@ -333,6 +326,32 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
 
     @unary
     def CopyObject(self, principal: Principal, request: pb.CopyObjectRequest, context: grpc.ServicerContext) -> pb.CopyObjectResponse:
+        """A source overwritten or deleted after its lookup, whose old chunks
+        were freed before the copy read them, is looked up again and what is
+        there then copied (or NOT_FOUND answered), as the S3 CopyObject does
+        (``READS_WHEN_REPLACED`` lookups at most)."""
+        return self._again_if_replaced(
+            "CopyObject", request.source_bucket, request.source_key, lambda: self._copy_object(principal, request)
+        )
+
+    def _again_if_replaced(self, method: str, bucket: str, key: str, attempt: Callable[[], _T]) -> _T:
+        """``attempt()``, made again while it fails because the version it
+        read was replaced meanwhile (``replaced_meanwhile``), up to
+        ``READS_WHEN_REPLACED`` attempts in all."""
+        left = READS_WHEN_REPLACED
+        while True:
+            left -= 1
+            try:
+                return attempt()
+            except Exception as e:
+                if left == 0 or not replaced_meanwhile(e):
+                    raise
+                self.rpc.reactor.callFromThread(
+                    log.info, "{method} {bucket}/{key}: the version read was replaced meanwhile ({err}); reading it again",
+                    method=method, bucket=bucket, key=key, err=e,
+                )  # fmt: skip
+
+    def _copy_object(self, principal: Principal, request: pb.CopyObjectRequest) -> pb.CopyObjectResponse:
         replace = request.metadata_directive == pb.METADATA_DIRECTIVE_REPLACE
         src_version = optional(request, "source_version_id")
         src_bucket, dest_bucket, source = self.rpc.call(

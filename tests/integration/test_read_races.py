@@ -377,3 +377,64 @@ def _race_overwrites(server: ServerProcess, s3: Any, bucket: str, get: Callable[
     # access log is the judge.
     assert answered_500() == 0, answers
     assert read_again() >= 1, answers  # the race this test is about did happen
+
+
+def _copy_then_get(s3: Any, bucket: str, copy: Callable[[str, str], None]) -> Callable[[str], bytes | None]:
+    """A ``get`` for :func:`_race_overwrites` that copies the key (``copy(key,
+    destination)``) to a key of the calling thread's own and reads the copy
+    back: the copy's bytes, or None when the copy answered NoSuchKey."""
+
+    def get(key: str) -> bytes | None:
+        destination = f"copies/{threading.get_ident()}"
+        try:
+            copy(key, destination)
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "NoSuchKey":
+                raise
+            return None
+        except client_errors.NoSuchKey:
+            return None
+        body: bytes = s3.get_object(Bucket=bucket, Key=destination)["Body"].read()
+        return body
+
+    return get
+
+
+@pytest.mark.parametrize("api", ["CopyObject", "UploadPartCopy", "grpc CopyObject"])
+def test_without_a_delay_copies_racing_overwrites_never_fail(undelayed: ServerProcess, api: str) -> None:
+    """The GET race with copies: CopyObject (S3 and gRPC) and UploadPartCopy
+    read their source's bytes after its lookup, so a source overwritten or
+    deleted meanwhile whose chunks were freed before the copy read them is
+    looked up again and what is there then copied (or NoSuchKey answered).
+    Every copy holds bytes written for its source key; never a 500 or an
+    INTERNAL (before the fix: each answered 500 / INTERNAL on the first
+    race, the server's ChunkNotFound)."""
+    s3 = _client(undelayed)
+    bucket = _bucket(s3)
+
+    def copy_object(key: str, destination: str) -> None:
+        s3.copy_object(Bucket=bucket, Key=destination, CopySource={"Bucket": bucket, "Key": key})
+
+    def upload_part_copy(key: str, destination: str) -> None:
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=destination)["UploadId"]
+        try:
+            part = s3.upload_part_copy(
+                Bucket=bucket, Key=destination, UploadId=upload, PartNumber=1, CopySource={"Bucket": bucket, "Key": key}
+            )
+        except ClientError:
+            s3.abort_multipart_upload(Bucket=bucket, Key=destination, UploadId=upload)
+            raise
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key=destination, UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]},
+        )  # fmt: skip
+
+    if api != "grpc CopyObject":
+        _race_overwrites(undelayed, s3, bucket, _copy_then_get(s3, bucket, copy_object if api == "CopyObject" else upload_part_copy))
+        return
+    with LightningStorClient.connect(
+        f"grpc://{undelayed.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, timeout=30
+    ) as client:
+        _race_overwrites(
+            undelayed, s3, bucket, _copy_then_get(s3, bucket, lambda key, destination: client.copy_object(bucket, key, bucket, destination))
+        )

@@ -34,7 +34,7 @@ class _Headers:
 
 def _call(method: str = "GET") -> Any:
     request = SimpleNamespace(s3_headers=_Headers(), startedWriting=False)
-    return SimpleNamespace(method=method, request=request, target=SimpleNamespace(resource="/b/k"))
+    return SimpleNamespace(method=method, op="GetObject" if method == "GET" else "HeadObject", request=request, target=SimpleNamespace(resource="/b/k"))
 
 
 def _losing(call: Any, losses: int, error: Exception | None = None) -> tuple[Any, list[int]]:

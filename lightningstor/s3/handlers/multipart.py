@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from lightningstor import errors
 from lightningstor.auth.chunked import AwsChunkedDecoder
@@ -38,6 +38,7 @@ from lightningstor.s3.dates import http_date
 from lightningstor.s3.handlers.acl import checked_write_acl, object_acl_for_write
 from lightningstor.s3.handlers.listing import page_limit
 from lightningstor.s3.handlers.objects import (
+    again_if_replaced,
     asks_lock,
     body_plan,
     check_lock_attrs,
@@ -260,8 +261,14 @@ def parse_copy_source_range(value: str | None, size: int) -> tuple[int, int]:
     return first, last - first + 1
 
 
+def upload_part_copy(api: Any, call: Any) -> Deferred[Any]:
+    """UploadPartCopy, started again from the source's lookup if the source
+    lost its chunks while they were copied (as CopyObject)."""
+    return again_if_replaced(call, lambda: _upload_part_copy(api, call))
+
+
 @inlineCallbacks
-def upload_part_copy(api: Any, call: Any) -> Any:
+def _upload_part_copy(api: Any, call: Any) -> Any:
     refuse_sse_header(call.headers)  # as UploadPart: the upload's encryption was fixed at its creation
     principal, _verified, bucket = yield _resolve(api, call)
     part_number = parse_part_number(call.target.query.get("partNumber"))

@@ -515,6 +515,15 @@ def read_again_if_replaced(call: Any, attempt: Callable[[], Deferred[Any]]) -> D
     answer (``replaced_meanwhile``), which the gRPC GetObject asks too."""
     if call.method != "GET":
         return attempt()
+    return again_if_replaced(call, attempt)
+
+
+def again_if_replaced(call: Any, attempt: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+    """``attempt()``, made again (as :func:`read_again_if_replaced`) while
+    the version it read lost its chunks before the response began; for
+    any request that reads a version's bytes before it answers: GET, and
+    the copies (CopyObject, UploadPartCopy), which then copy what the
+    source is now or answer that it is gone, instead of a 500."""
     before = call.request.s3_headers.snapshot()
     return attempt().addErrback(_read_again, call, before, attempt, READS_WHEN_REPLACED - 1)
 
@@ -525,8 +534,8 @@ def _read_again(
     request = call.request
     if left <= 0 or request.startedWriting or not replaced_meanwhile(failure.value):
         return failure
-    log.info("GET {res}: the version read was replaced meanwhile ({err}); reading it again",
-             res=call.target.resource, err=failure.value)  # fmt: skip
+    log.info("{op} {res}: the version read was replaced meanwhile ({err}); reading it again",
+             op=call.op, res=call.target.resource, err=failure.value)  # fmt: skip
     request.s3_headers.restore(before)
     return attempt().addErrback(_read_again, call, before, attempt, left - 1)
 
@@ -674,8 +683,17 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     return bucket, key, version
 
 
+def copy_object(api: Any, call: Any) -> Deferred[Any]:
+    """CopyObject.  The source's bytes are read after its lookup: if the
+    source is overwritten or deleted meanwhile and its old chunks freed
+    before the copy read them (``storage.free_delay_seconds``), the copy
+    starts again from the lookup (its conditions checked against what the
+    source is then), as :func:`again_if_replaced` does for a GET."""
+    return again_if_replaced(call, lambda: _copy_object(api, call))
+
+
 @inlineCallbacks
-def copy_object(api: Any, call: Any) -> Any:
+def _copy_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     refuse_unsupported(call.headers)
     dest_bucket = yield api.bucket(call, principal)
