@@ -150,15 +150,37 @@ def _open_chunk(path: str, chunk_id: str) -> int:
         raise ChunkNotFound(f"chunk {chunk_id} not found") from None
 
 
+UNREADABLE_ERRNOS = frozenset({errno.EIO, errno.EBADMSG, errno.EUCLEAN})
+"""What a read of a chunk file fails with when its bytes are damaged rather
+than out of reach: a bad sector (EIO), a checksumming filesystem's failed
+block check (btrfs and ZFS answer EIO, XFS's corrupted structures EUCLEAN,
+fs-verity EIO, others EBADMSG)."""
+
+
+def _pread(fd: int, length: int, offset: int, chunk_id: str) -> bytes:
+    """``os.pread``; a read the disk cannot serve is ``ChunkCorrupted``, as
+    a block failing its CRC is: the copy is damaged, not the node down, so
+    a cluster serves another copy, read repair and scrub rewrite it, and
+    the node lets a new copy replace it (``node/servicer.py`` ``_admit``).
+    As ``StorageError`` (a retryable 503, over gRPC UNAVAILABLE) the node
+    was taken for down and the copy never repaired."""
+    try:
+        return os.pread(fd, length, offset)
+    except OSError as e:
+        if e.errno in UNREADABLE_ERRNOS:
+            raise ChunkCorrupted(f"chunk {chunk_id}: unreadable: {e}") from e
+        raise
+
+
 def _pread_exact(fd: int, length: int, offset: int, chunk_id: str) -> bytes:
     """Read exactly ``length`` bytes; a short read means the file was truncated."""
-    data = os.pread(fd, length, offset)
+    data = _pread(fd, length, offset, chunk_id)
     if len(data) == length:
         return data
     parts = [data]
     got = len(data)
     while got < length:
-        more = os.pread(fd, length - got, offset + got)
+        more = _pread(fd, length - got, offset + got, chunk_id)
         if not more:
             raise ChunkCorrupted(f"chunk {chunk_id}: file is truncated")
         parts.append(more)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -479,3 +480,54 @@ def test_factory_rejects_bad_options(context: PluginContext, options: dict[str, 
     with pytest.raises(ConfigError) as info:
         localStorageFactory.create(options, context)
     assert str(info.value).startswith(f"{key}:")
+
+
+# -- unreadable files --------------------------------------------------------------
+
+
+def failing_reads(monkeypatch: pytest.MonkeyPatch, path: Path, code: int) -> None:
+    """Make every ``os.pread`` of the file now at ``path`` fail with ``code``,
+    as a disk does for a file on bad sectors (matched by inode: a new file
+    renamed to the same path reads normally, as a rewritten copy would)."""
+    bad = path.stat().st_ino
+    real = os.pread
+
+    def pread(fd: int, length: int, offset: int) -> bytes:
+        if os.fstat(fd).st_ino == bad:
+            raise OSError(code, os.strerror(code))
+        return real(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EBADMSG, errno.EUCLEAN])
+@pytest_twisted.ensureDeferred
+async def test_a_file_the_disk_cannot_read_is_corrupt(
+    make: MakeBackend, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A chunk file whose reads fail with a media error is a damaged copy
+    (``ChunkCorrupted``, as a failed block CRC), not an unavailable backend:
+    a cluster node answers DATA_LOSS for it, so it is served from another
+    copy and repaired instead of the node being taken for down (before:
+    ``StorageError``, UNAVAILABLE).  Other chunks read normally."""
+    backend = make(fsync=False)
+    bad_id, good_id, data = new_id(), new_id(), payload(SIZE)
+    await backend.put_chunk(bad_id, data)
+    await backend.put_chunk(good_id, data)
+    failing_reads(monkeypatch, chunk_file(backend, bad_id), code)
+    (await failure_of(backend.get_chunk(bad_id))).trap(ChunkCorrupted)
+    (await failure_of(backend.get_chunk_range(bad_id, BLOCK_SIZE, 10))).trap(ChunkCorrupted)
+    (await failure_of(backend.verify_chunk(bad_id))).trap(ChunkCorrupted)
+    assert await backend.get_chunk(good_id) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_out_of_reach_is_a_storage_error(make: MakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read failing for a reason that says nothing about the bytes (a
+    stale NFS handle) stays a retryable ``StorageError``, never corruption."""
+    backend = make(fsync=False)
+    chunk_id = new_id()
+    await backend.put_chunk(chunk_id, payload(SIZE))
+    failing_reads(monkeypatch, chunk_file(backend, chunk_id), errno.ESTALE)
+    failure = await failure_of(backend.get_chunk(chunk_id))
+    assert failure.check(StorageError) and not failure.check(ChunkCorrupted), failure

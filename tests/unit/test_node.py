@@ -7,6 +7,7 @@ Runs on the real reactor through pytest-twisted (``--reactor=default``).
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,29 @@ async def test_checked_reads_serve_only_the_recorded_chunk(node: Any) -> None:
         f.write(b"J")
     assert (await failure_of(call(client.verify, "ff01"))).check(ChunkCorrupted)
     assert (await failure_of(call(client.verify, "ff02"))).check(ChunkNotFound)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreadable_copy_is_data_loss_and_replaced(node: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored copy the node's disk cannot read (EIO) is answered DATA_LOSS
+    (``ChunkCorrupted``: the copy is damaged), not UNAVAILABLE (the node
+    taken for down, the copy never repaired), and a new copy of the same
+    bytes replaces it, as repair writes one."""
+    from twisted.internet import reactor
+
+    from tests.unit.test_local_backend import failing_reads
+
+    client, backend, calls = node
+
+    def call(f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, calls, f, *args)
+
+    data = payload(300_000, 9)
+    await call(client.put, "ab01", data)
+    failing_reads(monkeypatch, Path(backend._locate("ab01")[1]), errno.EIO)
+    for read in (call(client.get, "ab01"), call(client.verify, "ab01")):
+        failure = await failure_of(read)
+        assert failure.check(ChunkCorrupted) and not failure.check(NodeUnavailable), failure
+    await call(client.health)  # the node still answers
+    await call(client.put, "ab01", data, crc32c(data))
+    assert await call(client.get, "ab01") == data
