@@ -38,6 +38,7 @@ walk goes on; a failure of the whole run is logged by the periodic service.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,7 @@ from lightningstor.core import keys, records
 from lightningstor.core.buckets import decoded_bucket
 from lightningstor.core.lifecycle import (
     DAY_SECONDS,
+    MAX_NEWER_NONCURRENT_VERSIONS,
     abort_rule,
     expiring_rule,
     has_expiration,
@@ -329,19 +331,29 @@ class LifecycleWorker:
         # Versions are stored per key, newest first: each one became
         # noncurrent when the next newer one (the current record, for the
         # newest) was created.  State carried across rows and pages:
-        state: dict[str, Any] = {"key": None, "successor": None, "newer": 0}
+        # "current" guards the current record (a promotion or a new version
+        # moves it), "rows" the nearest newer noncurrent rows still there.
+        state: dict[str, Any] = {
+            "key": None, "successor": None, "newer": 0, "current": None,
+            "rows": deque(maxlen=MAX_NEWER_NONCURRENT_VERSIONS),
+        }  # fmt: skip
 
         @inlineCallbacks
         def visit(kv: KeyValue) -> Any:
             version = records.decode_object(kv.value)
+            rows: deque[Compare] = state["rows"]
             if version.key != state["key"]:
                 state["key"], state["newer"] = version.key, 0
-                current = yield self._store.get(keys.object_key(bucket.bucket_id, version.key))
+                okey = keys.object_key(bucket.bucket_id, version.key)
+                current = yield self._store.get(okey)
                 state["successor"] = (
                     None if current is None else records.decode_object(current.value).created_at
                 )
-            since, newer = state["successor"], state["newer"]
+                state["current"] = Compare(okey, 0 if current is None else current.mod_revision)
+                rows.clear()
+            since, newer, newer_rows = state["successor"], state["newer"], list(rows)
             state["successor"], state["newer"] = version.created_at, newer + 1
+            rows.append(Compare(kv.key, kv.mod_revision))
             if since is None:
                 return  # no current record: the key is being changed; the next run sees it settled
             size, tags = (0, {}) if version.delete_marker else (version.size, version.tags)
@@ -350,14 +362,17 @@ class LifecycleWorker:
             )
             if rule is None:
                 return
-            yield self._act(
+            deleted = yield self._act(
                 counts,
                 "noncurrent",
                 lambda: self._objects.delete(
-                    bucket, version.key, wire_version_id(version.version_id), if_revision=kv.mod_revision
+                    bucket, version.key, wire_version_id(version.version_id), if_revision=kv.mod_revision,
+                    also_unchanged=_decided_from(state["current"], newer_rows, rule),
                 ),
                 (bucket, version.key, version.version_id, rule),
-            )
+            )  # fmt: skip
+            if deleted:
+                rows.pop()  # gone: older versions' guards hold the rows still there
 
         start = keys.versions_prefix(bucket.bucket_id) + prefix.encode("utf-8")
         return self._walk(start, visit, counts)
@@ -393,9 +408,10 @@ class LifecycleWorker:
         action: Callable[[], Any],
         what: tuple[Bucket, str, str | None, LifecycleRule],
     ) -> Any:
-        """Run one deletion or abort and count it.  Lost races are skipped;
-        any other failure of one object is logged and the walk goes on,
-        except NoSuchBucket, which ends the bucket's walk.
+        """Run one deletion or abort and count it; Deferred[whether it was
+        done].  Lost races are skipped; any other failure of one object is
+        logged and the walk goes on, except NoSuchBucket, which ends the
+        bucket's walk.
 
         Each action done is logged with its bucket, key, version (or upload
         id) and rule: an object gone without a request in the access log
@@ -404,18 +420,18 @@ class LifecycleWorker:
             yield action()
         except (ConflictError, errors.NoSuchUpload):
             counts.skipped += 1
-            return
+            return False
         except ObjectLocked:
             # A version under retention or legal hold stays: the core refused
             # (AWS's lifecycle likewise leaves locked versions alone).
             counts.locked += 1
-            return
+            return False
         except errors.NoSuchBucket:
             raise
         except Exception:
             counts.failed += 1
             log.failure("A lifecycle action ({kind}) failed", kind=kind)
-            return
+            return False
         setattr(counts, kind, getattr(counts, kind) + 1)
         bucket, key, version, rule = what
         log.info(
@@ -426,6 +442,7 @@ class LifecycleWorker:
         )  # fmt: skip
         if counts.actions >= self.max_actions:
             counts.truncated = True
+        return True
 
 
 # What each kind of action did, as its log line says it.
@@ -505,3 +522,19 @@ class LifecycleService(PeriodicService):
 def reactor_pause(reactor: Any) -> Callable[[], Deferred[Any]]:
     """A pause of one reactor turn, between pages of a walk."""
     return lambda: deferLater(reactor, 0, lambda: None)
+
+
+def _decided_from(current: Compare, newer_rows: list[Compare], rule: LifecycleRule) -> list[Compare]:
+    """The records a noncurrent version's expiration was decided from, for
+    the deleting transaction to guard (as the version's own row is): the
+    current record, whose revision moves when a version is added or the
+    current one deleted (a newer version promoted), and the nearest newer
+    noncurrent rows (``newer_rows``, newest first): the one that made the
+    version noncurrent (its age), and as many as the rule keeps
+    (``NewerNoncurrentVersions``), so that a version the rule must keep
+    once a newer one was deleted meanwhile is never deleted.  A client
+    that changed any of them makes the deletion a lost race, skipped, and
+    the next run decides again.  At most 1 + 100 guards (AWS's maximum
+    ``NewerNoncurrentVersions``; the store's transaction limits allow it)."""
+    keep = max(1, rule.newer_noncurrent_versions or 0)
+    return [current, *newer_rows[-keep:]]

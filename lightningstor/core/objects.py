@@ -715,6 +715,7 @@ class ObjectManager:
         if_revision: int | None = None,
         bypass_governance: bool = False,
         if_match: str | None = None,
+        also_unchanged: Sequence[Compare] = (),
     ) -> Any:
         """Deferred[DeleteOutcome].
 
@@ -731,6 +732,10 @@ class ObjectManager:
         record) still has this mod revision, else raise
         :class:`ConflictError` and change nothing: a background deletion
         (lifecycle expiration) must lose to a write that raced it.
+        ``also_unchanged`` (with ``version_id`` and ``if_revision``): more
+        records the decision to delete was read from, guarded the same way
+        in the deleting transaction (the lifecycle's count of newer
+        noncurrent versions, and the version that made this one noncurrent).
 
         Object Lock: a version under retention or legal hold is not removed
         (:class:`~lightningstor.core.objectlock.ObjectLocked`, 403);
@@ -755,9 +760,11 @@ class ObjectManager:
                     additionalMessage="Conditional deletes of a version named by versionId are not supported",
                 )
             outcome = yield self._delete_version(
-                bucket, key, parse_version_id(version_id), if_revision, bypass_governance
+                bucket, key, parse_version_id(version_id), if_revision, bypass_governance, also_unchanged
             )
             return outcome
+        if also_unchanged:
+            raise ValueError("also_unchanged guards only the deletion of a version")
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
             kv = yield self._store.get(okey)
@@ -813,6 +820,7 @@ class ObjectManager:
         ref: VersionRef,
         if_revision: int | None = None,
         bypass_governance: bool = False,
+        also_unchanged: Sequence[Compare] = (),
     ) -> Any:
         okey = keys.object_key(bucket.bucket_id, key)
         for _attempt in range(100):
@@ -826,7 +834,7 @@ class ObjectManager:
             # retention or legal hold set meanwhile moves its revision, and
             # the retry sees it.
             objectlock.check_delete(gone, self.now_ms(), bypass_governance=bypass_governance)
-            compares = [Compare(located.storage_key, located.revision)]
+            compares = [Compare(located.storage_key, located.revision), *also_unchanged]
             try:
                 gone_chunks, ops = yield self._removal(gone)
             except manifests.PagesMissing:
@@ -858,6 +866,8 @@ class ObjectManager:
                 self.quotas.committed(quota)
                 yield self._free(gone_chunks, kept)
                 return DeleteOutcome(ref.text, gone.delete_marker)
+            if also_unchanged:
+                raise ConflictError("a record the deletion was decided from changed")
         raise errors.SlowDown("Too many concurrent writes to this key")
 
     # -- object lock -----------------------------------------------------

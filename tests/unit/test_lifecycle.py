@@ -462,17 +462,18 @@ def test_incomplete_uploads_aborted_under_the_prefix(core: Core) -> None:
 
 
 class RacingStore:
-    """A store whose first scan of the objects key space is followed by
-    ``race()`` before the rows reach the caller: a client's write landing
-    between the lifecycle scan and its delete."""
+    """A store whose first scan of the objects key space (or of ``space``)
+    is followed by ``race()`` before the rows reach the caller: a client's
+    write landing between the lifecycle scan and its delete."""
 
-    def __init__(self, inner: Any, race: Any) -> None:
+    def __init__(self, inner: Any, race: Any, space: bytes = keys.OBJECTS) -> None:
         self.inner = inner
         self.race = race
+        self.space = space
 
     def scan(self, start: bytes, end: bytes, limit: int = 0) -> Any:
         d = self.inner.scan(start, end, limit)
-        if start.startswith(keys.OBJECTS) and self.race is not None:
+        if start.startswith(self.space) and self.race is not None:
             race, self.race = self.race, None
             d.addCallback(lambda rows: race().addCallback(lambda _: rows))
         return d
@@ -494,6 +495,31 @@ def test_a_racing_overwrite_wins(core: Core, versioning: str | None) -> None:
     counts = yield worker.run()
     assert (counts.expired, counts.skipped) == (0, 1)
     assert (yield current_keys(core, bucket)) == {"k": 8}
+
+
+@pytest.mark.parametrize("deleted", ["current", "newer noncurrent"])
+@pytest_twisted.inlineCallbacks
+def test_a_version_kept_by_newer_noncurrent_versions_after_a_racing_delete_survives(core: Core, deleted: str) -> None:
+    """NewerNoncurrentVersions=1 over v1 < v2 < v3 (current): v1 is due,
+    v2 is the one noncurrent version kept.  A client deletes v3 (v2 is
+    promoted) or v2 by version id after the walk counted v1's newer
+    versions: v1 is then the only noncurrent version, which the rule keeps,
+    and its deletion is a lost race (skipped).  Before the fix the deletion
+    was guarded by v1's own row only, and v1 was deleted."""
+    rule = LifecycleRule("keep-1", True, noncurrent_days=1, newer_noncurrent_versions=1)
+    bucket = yield make_bucket(core, f"newer-{deleted.replace(' ', '-')}", [rule], "Enabled")
+    v1 = yield put(core, bucket, "k", b"one", age=50)
+    v2 = yield put(core, bucket, "k", b"two", age=40)
+    v3 = yield put(core, bucket, "k", b"three", age=30)
+    gone = v3 if deleted == "current" else v2
+    store = RacingStore(core.store, lambda: core.objects.delete(bucket, "k", gone.version_id), keys.VERSIONS)
+    counts = yield LifecycleWorker(store, core.objects, core.multipart, FakeClock(), day_seconds=10.0).run()
+    assert (counts.noncurrent, counts.skipped) == (0, 1)
+    left = [v for v, _ in (yield versions_of(core, bucket, "k"))]
+    assert left == [v.version_id for v in (v3, v2, v1) if v is not gone]
+    counts = yield worker_for(core, FakeClock()).run()  # the next run: v1 is the one kept
+    assert (counts.noncurrent, counts.skipped) == (0, 0)
+    assert len((yield versions_of(core, bucket, "k"))) == 2
 
 
 @pytest_twisted.inlineCallbacks
