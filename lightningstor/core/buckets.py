@@ -491,9 +491,20 @@ class BucketManager:
             # died): the scan above came after the mark, as the second one would.
             # The name index entry goes with the record, in one transaction.
             name_key = keys.bucket_name_key(bucket.org_id, bucket.project_id, name)
-            result = yield self._store.txn([Compare(bkey, fence)], [Delete(bkey), Delete(name_key)])
+            try:
+                result = yield self._store.txn([Compare(bkey, fence)], [Delete(bkey), Delete(name_key)])
+                deleted = result.succeeded
+            except errors.MetadataUnavailable:
+                # The answer may have been lost after the store applied it
+                # (etcd: a dropped connection, a leader change), and a
+                # deletion is not repeated blindly.  Gone now means deleted
+                # (the fence kept any change from passing): finish the job.
+                self.forget_cached()
+                deleted = yield self._gone(bkey, bucket.bucket_id)
+                if not deleted:
+                    raise
             self.forget_cached()
-            if result.succeeded:
+            if deleted:
                 if self.abort_uploads is not None:
                     yield self.abort_uploads(bucket)
                 # After the aborts, which release their parts into these rows.
@@ -502,6 +513,17 @@ class BucketManager:
             # A writer cleared the mark (so the bucket is no longer empty), a
             # setting changed, or another DeleteBucket won: look again.
         raise errors.SlowDown("Too many concurrent changes to this bucket")
+
+    @inlineCallbacks
+    def _gone(self, bkey: bytes, bucket_id: str) -> Any:
+        """Deferred[bool]: whether the bucket record at ``bkey`` no longer
+        holds ``bucket_id`` (deleted, or the name already reused); False
+        too when the store cannot answer."""
+        try:
+            kv = yield self._store.get(bkey)
+        except errors.MetadataUnavailable:
+            return False
+        return kv is None or records.decode_bucket(kv.value).bucket_id != bucket_id
 
     @inlineCallbacks
     def _is_empty(self, bucket: Bucket) -> Any:

@@ -15,15 +15,16 @@ from typing import Any, Callable
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import inlineCallbacks, maybeDeferred
 
 from lightningstor import errors
 from lightningstor.core import keys, records
 from lightningstor.core.multipart import PartRef
 from lightningstor.core.objects import PutAttrs
+from lightningstor.core.quotas import BucketScope
 from lightningstor.core.service import Core
 from lightningstor.core.types import Bucket, Principal, Versioning
-from lightningstor.interfaces.metadata import Put, prefix_end
+from lightningstor.interfaces.metadata import Delete, Put, prefix_end
 from tests.unit.core_helpers import put_object
 
 ALICE = Principal("alice", "org-a", display_name="Alice")
@@ -437,3 +438,61 @@ def test_the_deletion_mark_is_stored_only_while_set() -> None:
     marked = records.decode_bucket(records.encode_bucket(Bucket("b", "id", "org-a", None, 1, 2, "alice", deleting=True)))
     assert marked.deleting and marked.revision == 0
     assert not records.decode_bucket(plain).deleting
+
+
+class LostAnswerStore:
+    """The real store, whose deletion of a bucket record fails with
+    MetadataUnavailable after (``applied``) or instead of being applied: an
+    etcd answer lost on the way back, or a store that refused it."""
+
+    def __init__(self, inner: Any, applied: bool) -> None:
+        self.inner = inner
+        self.applied = applied
+
+    def txn(self, compares: Any, ops: Any) -> Any:
+        if not any(isinstance(op, Delete) and op.key.startswith(keys.BUCKETS) for op in ops):
+            return self.inner.txn(compares, ops)
+
+        def lost(_: Any) -> None:
+            raise errors.MetadataUnavailable("the answer was lost")
+
+        if self.applied:
+            return self.inner.txn(compares, ops).addCallback(lost)
+        return maybeDeferred(lost, None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not applied"])
+@pytest_twisted.inlineCallbacks
+def test_a_deletion_whose_answer_was_lost(core: Core, applied: bool) -> None:
+    """DeleteBucket's commit fails without an answer: if the store applied
+    it, the bucket is gone, so DeleteBucket succeeds and finishes its work
+    (the uploads aborted, the usage rows dropped) instead of answering 503
+    and leaving them (a retry then said NoSuchBucket); if not, it fails and
+    the bucket stays, uploads and all."""
+    bucket = yield core.buckets.create(ALICE, "lost-answer")
+    upload = yield core.multipart.create(bucket, "k", PutAttrs(), initiator=ALICE)
+    writer = core.multipart.new_part_writer(upload)
+    writer.write(os.urandom(2000))
+    yield core.multipart.commit_part(upload, 1, (yield writer.finish()), {})
+    core.buckets._store = LostAnswerStore(core.store, applied)
+    try:
+        outcome = yield _outcome(core.buckets.delete(ALICE, bucket.name))
+    except errors.MetadataUnavailable:
+        outcome = ("failed", None)
+    core.buckets._store = core.store
+    prefix = keys.uploads_prefix(bucket.bucket_id)
+    uploads = yield core.store.scan(prefix, prefix_end(prefix))
+    usage = BucketScope.of(bucket).prefix
+    usage_rows = yield core.store.scan(usage, prefix_end(usage))
+    if applied:
+        assert outcome == ("ok", None)
+        assert (yield _outcome(core.buckets.get(ALICE, bucket.name))) == ("error", "NoSuchBucket")
+        assert (uploads, usage_rows) == ([], [])
+    else:
+        assert outcome[0] == "failed"
+        again = yield core.buckets.get(ALICE, bucket.name)
+        assert again.bucket_id == bucket.bucket_id
+        assert len(uploads) == 1 and usage_rows
