@@ -556,26 +556,34 @@ class BucketManager:
 
     @inlineCallbacks
     def set_cors(self, bucket: Bucket, rules: Sequence[CorsRule]) -> Any:
-        """Deferred[Bucket] with ``rules`` as its CORS configuration (empty:
-        none), validated as AWS does and stored in the bucket record, so it
-        lives and dies with the bucket on every metadata store."""
-        if rules:
-            validate_cors_rules(rules)
+        """Deferred[Bucket] with ``rules`` as its CORS configuration,
+        validated as AWS does (1 to 100 rules: a document without one is
+        refused, never taken for a deletion) and stored in the bucket
+        record, so it lives and dies with the bucket on every metadata store."""
+        validate_cors_rules(rules)
         stored = yield self._set(bucket, cors=tuple(rules))
         return stored
+
+    def delete_cors(self, bucket: Bucket) -> Deferred[Any]:
+        """Deferred[Bucket] without a CORS configuration."""
+        return self._set(bucket, cors=())
 
     @inlineCallbacks
     def set_lifecycle(
         self, bucket: Bucket, rules: Sequence[LifecycleRule], *, transitions: Collection[int] = ()
     ) -> Any:
-        """Deferred[Bucket] with ``rules`` as its lifecycle configuration
-        (empty: none), validated as AWS does (rules without an ID get one)
-        and stored in the bucket record like the CORS rules, so it lives and
-        dies with the bucket on every metadata store and the lifecycle
-        service finds it where it finds the bucket."""
-        new = validate_lifecycle_rules(rules, transitions=transitions) if rules else ()
+        """Deferred[Bucket] with ``rules`` as its lifecycle configuration,
+        validated as AWS does (at least one rule; rules without an ID get
+        one) and stored in the bucket record like the CORS rules, so it
+        lives and dies with the bucket on every metadata store and the
+        lifecycle service finds it where it finds the bucket."""
+        new = validate_lifecycle_rules(rules, transitions=transitions)
         stored = yield self._set(bucket, lifecycle=new)
         return stored
+
+    def delete_lifecycle(self, bucket: Bucket) -> Deferred[Any]:
+        """Deferred[Bucket] without a lifecycle configuration."""
+        return self._set(bucket, lifecycle=())
 
     def set_website(self, bucket: Bucket, config: WebsiteConfiguration | None) -> Deferred[Any]:
         """Deferred[Bucket] with ``config`` as its static website configuration

@@ -151,6 +151,13 @@ def test_raw_bodies_malformed_oversized_and_undigested(server: ServerProcess, bu
     assert signed_put_cors(server, bucket, good, md5_header(good)).status == 200
     assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedOrigins"] == ["o" * 1000]
 
+    # No rule at all is malformed too, and deletes nothing (it used to be
+    # taken for a DeleteBucketCors: 200 and the rules gone).
+    for empty in (b"<CORSConfiguration/>", b'<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></CORSConfiguration>'):
+        answer = signed_put_cors(server, bucket, empty, md5_header(empty))
+        assert (answer.status, b"<Code>MalformedXML</Code>" in answer.body) == (400, True)
+    assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedOrigins"] == ["o" * 1000]
+
 
 # -- the preflight ----------------------------------------------------------------
 

@@ -182,6 +182,14 @@ def test_malformed_xml_and_missing_digest(lc_server: ServerProcess, bucket: str)
             b"<Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>")  # fmt: skip
     status, answer = signed(lc_server, "PUT", path, good, {})
     assert status == 400 and b"<Code>InvalidRequest</Code>" in answer and b"Content-MD5" in answer
+    # No rule at all: refused, and the rules stored stay (it used to be
+    # taken for a DeleteBucketLifecycle: 200 and the rules gone).
+    assert signed(lc_server, "PUT", path, good, md5_header(good))[0] == 200
+    empty = b"<LifecycleConfiguration/>"
+    status, answer = signed(lc_server, "PUT", path, empty, md5_header(empty))
+    assert status == 400 and b"<Code>InvalidRequest</Code>" in answer and b"At least one lifecycle rule" in answer
+    status, answer = signed(lc_server, "GET", path, b"", {})
+    assert status == 200 and b"<Days>1</Days>" in answer
 
 
 # -- expiration ------------------------------------------------------------------------

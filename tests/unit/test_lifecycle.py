@@ -652,7 +652,7 @@ def test_the_walk_of_the_day_is_shared_by_every_server(core: Core) -> None:
     yield core.store.txn([], [Put(walk_key, json.dumps(record).encode())])
     counts = yield server().run()
     assert counts.buckets == 1
-    yield core.buckets.set_lifecycle(bucket, ())
+    yield core.buckets.delete_lifecycle(bucket)
     yield server().run()
     assert (yield core.store.get(walk_key)) is None
 

@@ -70,7 +70,7 @@ def put_bucket_cors(api: Any, call: Any) -> Any:
 def delete_bucket_cors(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
-    yield api.core.buckets.set_cors(bucket, ())
+    yield api.core.buckets.delete_cors(bucket)
     return api.send(call, 204, content_type=None)
 
 

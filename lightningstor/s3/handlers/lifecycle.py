@@ -43,5 +43,5 @@ def put_bucket_lifecycle(api: Any, call: Any) -> Any:
 def delete_bucket_lifecycle(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
-    yield api.core.buckets.set_lifecycle(bucket, ())
+    yield api.core.buckets.delete_lifecycle(bucket)
     return api.send(call, 204, content_type=None)
