@@ -171,6 +171,32 @@ def test_version_ids_on_every_write_and_read(s3, vbucket):
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
+def test_copy_source_version_id_after_another_parameter(s3, vbucket):
+    """``x-amz-copy-source: b/k?x=1&versionId=V`` copies version V, as with
+    versionId first; it used to copy the current version (only a leading
+    versionId was seen).  Two versionIds are InvalidArgument."""
+    first = s3.put_object(Bucket=vbucket, Key="src", Body=b"first")["VersionId"]
+    s3.put_object(Bucket=vbucket, Key="src", Body=b"second")
+    sent = {}
+
+    def header_as_given(request, **kwargs):  # botocore would percent-encode a '?' it does not expect
+        request.headers.replace_header("x-amz-copy-source", sent["source"])
+
+    s3.meta.events.register("before-sign.s3.CopyObject", header_as_given)
+    try:
+        for query in (f"versionId={first}", f"x=1&versionId={first}"):
+            sent["source"] = f"/{vbucket}/src?{query}"
+            copied = s3.copy_object(Bucket=vbucket, Key="dst", CopySource={"Bucket": vbucket, "Key": "src"})
+            assert copied["CopySourceVersionId"] == first, query
+            assert s3.get_object(Bucket=vbucket, Key="dst")["Body"].read() == b"first"
+        sent["source"] = f"/{vbucket}/src?versionId={first}&versionId={first}"
+        with pytest.raises(ClientError) as e:
+            s3.copy_object(Bucket=vbucket, Key="dst", CopySource={"Bucket": vbucket, "Key": "src"})
+        assert _code(e) == "InvalidArgument"
+    finally:
+        s3.meta.events.unregister("before-sign.s3.CopyObject", header_as_given)
+
+
 def test_unknown_and_malformed_version_ids(s3, vbucket):
     """A well-formed unknown id is 404 NoSuchVersion; garbage is 400 InvalidArgument; deleting either is safe."""
     vid = s3.put_object(Bucket=vbucket, Key="k", Body=b"x")["VersionId"]

@@ -677,10 +677,12 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     bucket, slash, key = source.partition("/")
     if not bucket or not slash or not key:
         raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey", ArgumentName="x-amz-copy-source")
-    version = None
-    if query.startswith("versionId="):
-        version = unquote(query[len("versionId="):])
-    return bucket, key, version
+    # versionId wherever it stands among the parameters (a client that puts
+    # another one first must not get the current version copied instead).
+    versions = [unquote(v) for n, _, v in (p.partition("=") for p in query.split("&")) if n == "versionId"]
+    if len(versions) > 1:
+        raise errors.InvalidArgument("Copy Source names more than one versionId", ArgumentName="x-amz-copy-source")
+    return bucket, key, versions[0] if versions else None
 
 
 def copy_object(api: Any, call: Any) -> Deferred[Any]:
