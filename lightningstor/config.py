@@ -967,9 +967,14 @@ def _read_s3(t: _Table) -> S3Settings:
         default_object_ownership=t.get("default_object_ownership", d.default_object_ownership, _ownership),
         website_domain=t.optional("website_domain", _domain),
     )
-    if settings.website_domain is not None and settings.website_domain == settings.domain:
-        # The website endpoint would take every virtual-hosted S3 request.
-        t.problem("website_domain", "must differ from s3.domain (website requests are told apart by their host)")
+    website, api = settings.website_domain, settings.domain
+    if website is not None and api is not None and (website == api or api.endswith("." + website)):
+        # The website endpoint would take every virtual-hosted S3 request
+        # (and, above s3.domain, the path-style ones on its host too).
+        t.problem(
+            "website_domain",
+            "must differ from s3.domain and not contain it (website requests are told apart by their host)",
+        )
     t.finish()
     return settings
 

@@ -369,6 +369,7 @@ BAD_VALUES = [
     ('[s3]\ndomain = "s3.example.com:9000"', "s3.domain: expected a bare DNS name"),
     ('[s3]\nmax_clock_skew_seconds = 0', "s3.max_clock_skew_seconds: must be between 1 and 86400"),
     ('[s3]\ndomain = "s3.example.com"\nwebsite_domain = "s3.example.com"', "s3.website_domain: must differ from s3.domain"),
+    ('[s3]\ndomain = "s3.example.com"\nwebsite_domain = "example.com"', "s3.website_domain: must differ from s3.domain and not contain it"),
     ('[limits]\nmax_object_size_bytes = 0', "limits.max_object_size_bytes: must be at least 1, got 0"),
     ('[limits]\nmax_multipart_parts = 10001', "limits.max_multipart_parts: must be between 1 and 10000"),
     ('[limits]\nmultipart_upload_timeout_hours = 0', "limits.multipart_upload_timeout_hours: must be at least 1"),
