@@ -415,6 +415,29 @@ def test_routing_rule_on_error_code(web_server: ServerProcess, s3: Any, site: st
     assert visit(web_server, site, "/page.html").status == 200  # no error, no redirect
 
 
+def test_every_redirect_carries_the_cors_headers(web_server: ServerProcess, s3: Any, site: str) -> None:
+    """A browser checks CORS on a redirect too: with a rule allowing the
+    origin, every website redirect (folder, object, routing rule before the
+    lookup and after a 404, and RedirectAllRequestsTo) carries the headers,
+    as the pages do.  The routing-rule and redirect-all ones did not (they
+    answer before any object lookup)."""
+    s3.put_bucket_cors(Bucket=site, CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})
+    s3.put_bucket_website(Bucket=site, WebsiteConfiguration={**WITH_ERROR, "RoutingRules": [
+        {"Condition": {"KeyPrefixEquals": "old/"}, "Redirect": {"ReplaceKeyPrefixWith": "docs/"}},
+        {"Condition": {"HttpErrorCodeReturnedEquals": "404", "KeyPrefixEquals": "img/"},
+         "Redirect": {"HostName": "images.example"}},
+    ]})  # fmt: skip
+    s3.put_object(Bucket=site, Key="go.html", Body=b"", WebsiteRedirectLocation="/page.html")
+    origin = {"Origin": "https://app.example"}
+    for path, status in (("/docs", 302), ("/go.html", 301), ("/old/x", 301), ("/img/cat.png", 301), ("/page.html", 200)):
+        page = visit(web_server, site, path, headers=origin)
+        assert (page.status, page.headers.get("access-control-allow-origin")) == (status, "*"), path
+    s3.put_bucket_website(Bucket=site, WebsiteConfiguration={"RedirectAllRequestsTo": {"HostName": "www.example.com"}})
+    page = visit(web_server, site, "/a", headers=origin)
+    assert (page.status, page.headers.get("access-control-allow-origin")) == (301, "*")
+    assert "access-control-allow-origin" not in visit(web_server, site, "/a").headers  # no Origin, no headers
+
+
 def test_object_redirect_location(web_server: ServerProcess, s3: Any, site: str) -> None:
     s3.put_object(Bucket=site, Key="go.html", Body=b"", WebsiteRedirectLocation="/page.html")
     assert s3.head_object(Bucket=site, Key="go.html")["WebsiteRedirectLocation"] == "/page.html"

@@ -70,6 +70,10 @@ def serve(api: Any, call: Any) -> Any:
     call.op = "HeadObject" if call.method == "HEAD" else "GetObject"
     call.target.query = {}  # no versionId, partNumber or response-* overrides on a website
     bucket = yield api.core.buckets.get_unique(call.bucket)
+    # The redirects below answer before any object lookup (which is where
+    # a request's bucket adds its CORS headers): a browser checks CORS on
+    # a redirect too, so a cross-origin fetch would fail on them alone.
+    api.cross_origin(call, bucket)
     config = bucket.website
     if config is None:
         raise errors.S3Error(code="NoSuchWebsiteConfiguration", BucketName=bucket.name)
