@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -669,9 +669,15 @@ def check_body_digest(call: Any, body: bytes) -> None:
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:
-    """``/bucket/key?versionId=x`` (leading slash optional, URL-encoded)."""
+    """``/bucket/key?versionId=x`` (leading slash optional, URL-encoded).
+
+    A raw ``+`` is a space, as S3 decodes it: a key holding a plus is sent
+    as ``%2B`` (botocore, minio-go, and rclone, which escapes it "for S3
+    compatibility"), and a raw plus sent for one finds no key on AWS
+    (aws-cli#614, aws-sdk-js#1821); clients that encode the header as a
+    form (Java's URLEncoder, PHP's urlencode) send a space as ``+``."""
     raw, _, query = value.partition("?")
-    source = unquote(raw)
+    source = unquote_plus(raw)
     if source.startswith("/"):
         source = source[1:]
     bucket, slash, key = source.partition("/")
