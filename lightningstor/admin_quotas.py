@@ -46,7 +46,7 @@ _OPTIONS: dict[str, tuple[str | None, str | None]] = {
     "max_object_size": ("max_object_size_bytes", None),
     "max_objects": (None, "max_objects"),
 }
-_SIZE = re.compile(r"^([0-9]+)\s*([kmgtp]?)(i?)b?$", re.IGNORECASE)
+_SIZE = re.compile(r"^([0-9]+)\s*([kmgtp]?)(i?)b?\Z", re.IGNORECASE)
 _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 

@@ -52,7 +52,7 @@ from lightningstor.interfaces.metadata import (
 )
 
 _log = Logger()
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z")
 # Paths the S3 port answers itself (GET /health ...): a bucket of that name
 # could never be listed path-style, so the names are refused up front.
 RESERVED_NAMES = frozenset({"health", "ready", "metrics"})

@@ -112,11 +112,11 @@ _DOCUMENT_FIELDS = frozenset({"Version", "Id", "Statement"})
 # Org and principal ids, as lightningstor.core.principals allows them (not
 # imported: that module needs Twisted and this one stays pure).
 _ID = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
-_BARE_ORG = re.compile(rf"^{_ID}$")
-_ORG_ARN = re.compile(rf"^arn:aws:iam::({_ID}):root$")
-_USER_ARN = re.compile(rf"^arn:aws:iam::({_ID}):user/({_ID})$")
+_BARE_ORG = re.compile(rf"^{_ID}\Z")
+_ORG_ARN = re.compile(rf"^arn:aws:iam::({_ID}):root\Z")
+_USER_ARN = re.compile(rf"^arn:aws:iam::({_ID}):user/({_ID})\Z")
 # An AWS service principal's name (``cloudtrail.amazonaws.com``).
-_SERVICE = re.compile(r"^[a-z0-9][a-z0-9.-]*\.amazonaws\.com(\.cn)?$")
+_SERVICE = re.compile(r"^[a-z0-9][a-z0-9.-]*\.amazonaws\.com(\.cn)?\Z")
 
 # Condition keys that, pinned to fixed values, make an Allow to everyone
 # non-public (S3 Block Public Access, "The meaning of public").
@@ -141,7 +141,7 @@ _PINNING_FAMILIES = frozenset(
     {"StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnEquals", "ArnLike"}
 )
 # "aws:userid outside the pattern AROLEID:*": a role's sessions are a fixed set.
-_ROLE_SESSIONS = re.compile(r"^[A-Za-z0-9]+:\*$")
+_ROLE_SESSIONS = re.compile(r"^[A-Za-z0-9]+:\*\Z")
 
 
 @dataclass(frozen=True)

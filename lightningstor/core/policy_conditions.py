@@ -114,7 +114,7 @@ def _close(pattern: str, states: set[int]) -> set[int]:
 # -- policy variables ----------------------------------------------------------------
 
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
-_DEFAULT = re.compile(r"^\s*([^,\s]+)\s*,\s*'([^']*)'\s*$")
+_DEFAULT = re.compile(r"^\s*([^,\s]+)\s*,\s*'([^']*)'\s*\Z")
 _ESCAPES = {"*": "*", "?": "?", "$": "$"}
 
 # A template part: ("text", s) is policy text (its wildcards are active in
@@ -243,7 +243,7 @@ def parse_number(text: str) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-_EPOCH = re.compile(r"^-?\d+(\.\d+)?$")
+_EPOCH = re.compile(r"^-?\d+(\.\d+)?\Z")
 
 
 def parse_date(text: str) -> float | None:

@@ -23,7 +23,7 @@ from twisted.internet.defer import inlineCallbacks
 from lightningstor.core import keys
 from lightningstor.interfaces.metadata import Compare, IMetadataStore, Put, prefix_end
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 
 # Roles the local authorizer knows (lightningstor.authz.local); other names
 # are custom roles whose permissions come only from grants.
@@ -40,7 +40,7 @@ def validate_id(value: str, what: str) -> str:
 
 
 def validate_role(value: str) -> str:
-    if not re.match(r"^[a-z0-9][a-z0-9-]{0,63}$", value or ""):
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,63}\Z", value or ""):
         raise ValueError(f"role {value!r}: use 1-64 lower-case letters, digits or '-'")
     return value
 

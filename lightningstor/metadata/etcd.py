@@ -744,7 +744,7 @@ _OPTIONS = {
     "cert_file",
     "key_file",
 }
-_ENDPOINT = re.compile(r"^https?://[^/?#]+/?$")
+_ENDPOINT = re.compile(r"^https?://[^/?#]+/?\Z")
 
 
 def _endpoints(options: Mapping[str, Any]) -> list[str]:

@@ -7,6 +7,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.integration.raw import signed
+
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return exc.value.response["Error"]["Code"]
@@ -32,6 +34,16 @@ def test_invalid_bucket_names(s3, name):
     with pytest.raises(ClientError) as e:
         s3.create_bucket(Bucket=name)
     assert _code(e) == "InvalidBucketName"
+
+
+@pytest.mark.parametrize("encoded", ["nlbucket%0A", "nl-other%0A", "%0Anlbucket"])
+def test_a_newline_in_a_bucket_name_is_invalid(server, s3, encoded):
+    """A name ending in a newline used to pass the naming rule (a ``$`` that
+    also matches before a final newline): CreateBucket answered 200 and
+    ListBuckets showed the name with its newline."""
+    status, body = signed(server, "PUT", f"/{encoded}")
+    assert (status, b"<Code>InvalidBucketName</Code>" in body) == (400, True), body
+    assert all("\n" not in b["Name"] for b in s3.list_buckets()["Buckets"])
 
 
 def test_create_twice_is_already_owned(s3, bucket):

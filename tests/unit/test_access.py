@@ -389,11 +389,14 @@ def test_expired_key_is_unusable(make_core: Any) -> None:
 def test_principal_ids_and_roles_are_validated(make_core: Any) -> None:
     core = make_core()
     principals = PrincipalStore(core.store, time.time)
-    for bad in ("", "../x", "a/b", "x" * 200, "with space"):
+    for bad in ("", "../x", "a/b", "x" * 200, "with space", "newline\n"):
         with pytest.raises(ValueError):
             yield principals.create(bad, "acme")
     with pytest.raises(ValueError):
-        yield principals.create("ok", "acme", roles=("Bad Role",))
+        yield principals.create("ok", "acme\n")
+    for role in ("Bad Role", "read-only\n"):
+        with pytest.raises(ValueError):
+            yield principals.create("ok", "acme", roles=(role,))
     yield principals.create("ok", "acme")
     with pytest.raises(ValueError, match="already exists"):
         yield principals.create("ok", "globex")
