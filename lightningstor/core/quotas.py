@@ -457,7 +457,28 @@ class QuotaManager:
 
     @inlineCallbacks
     def _plan_limited(self, scope: BucketScope, delta: Usage, object_size: int | None, plan: QuotaPlan) -> Any:
+        """The plan under the limits cached (of any age: the epoch compare
+        catches a limit changed since); a refusal under cached limits is
+        confirmed with freshly read ones, as the early checks' are.  A
+        refusal raises before any transaction runs, so the epoch compare
+        would never tell a limit raised or removed elsewhere (another
+        worker, lightningstor-admin): such writes were refused until
+        something re-read the limits."""
+        was_cached = self._cached(scope, None) is not None
         app = yield self.applicable(scope)
+        try:
+            planned = yield self._plan_under(app, scope, delta, object_size, plan)
+        except errors.QuotaExceeded:
+            if not was_cached:
+                raise
+            fresh = yield self.applicable(scope, max_age=0)
+            planned = yield self._plan_under(fresh, scope, delta, object_size, self.unguarded(scope, delta))
+        return planned
+
+    @inlineCallbacks
+    def _plan_under(
+        self, app: Applicable, scope: BucketScope, delta: Usage, object_size: int | None, plan: QuotaPlan
+    ) -> Any:
         plan.compares.append(app.epoch)
         if app.unlimited:
             return plan

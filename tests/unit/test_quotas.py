@@ -471,6 +471,28 @@ def test_early_checks_never_refuse_on_a_stale_cache(core: Core) -> Any:
     yield _put(core, bucket, "k", 101)
 
 
+@pytest.mark.parametrize("limit", ["max_size_bytes", "max_objects"])
+@pytest_twisted.inlineCallbacks
+def test_commits_never_refuse_on_a_stale_cache(core: Core, limit: str) -> Any:
+    """A limit removed elsewhere while the core holds the old one cached:
+    a commit without an early check (CopyObject, a complete, gRPC writes)
+    is not refused under the cached limit.  It used to be, until something
+    re-read the limits: the refusal came before the transaction whose epoch
+    compare would have told."""
+    core.quotas.cache_seconds = 3600
+    bucket = yield core.buckets.create(ALICE, f"stale-{limit.replace('_', '-')}")
+    yield core.quotas.set_bucket_quota(bucket, {limit: 1})
+    yield _put(core, bucket, "a", 1)
+    with pytest.raises(errors.QuotaExceeded):
+        yield _put(core, bucket, "b", 1)  # the limits are cached now
+    admin = QuotaManager(core.store, core.clock)
+    yield admin.set_bucket_quota(bucket, {limit: None})
+    yield _put(core, bucket, "b", 1)
+    yield admin.set_bucket_quota(bucket, {limit: 2})  # and a limit set elsewhere still binds
+    with pytest.raises(errors.QuotaExceeded):
+        yield _put(core, bucket, "c", 1)
+
+
 @pytest_twisted.inlineCallbacks
 def test_early_checks_count_what_an_overwrite_frees(core: Core) -> Any:
     """check_put refuses a length that can never fit, but not an overwrite
