@@ -434,18 +434,24 @@ class BucketManager:
     def list(self, principal: Principal, *, name_prefix: str = "", after: str = "") -> Any:
         """Deferred[list[Bucket]] visible to the caller, sorted by name:
         those whose name starts with ``name_prefix`` and sorts after ``after``
-        (ListBuckets' ``prefix`` and ``continuation-token``)."""
+        (ListBuckets' ``prefix`` and ``continuation-token``).
+
+        Each name once: an org bucket whose name one of the caller's
+        project buckets shares is hidden by it, as name resolution hides it
+        (:meth:`find`), so a listing never shows a name twice (S3 clients
+        cannot tell the two apart, and a page boundary between them lost
+        one)."""
         prefix = keys.org_buckets_prefix(principal.org_id)
         rows = yield self._store.scan(prefix, prefix_end(prefix))
-        out = []
+        found: dict[str, Bucket] = {}
         for kv in rows:
             parts = kv.key[len(prefix):].split(b"/")
             if len(parts) == 1 or (principal.project_id and parts[0] == principal.project_id.encode()):
                 bucket = records.decode_bucket(kv.value)
                 if bucket.name.startswith(name_prefix) and bucket.name > after:
-                    out.append(bucket)
-        out.sort(key=lambda b: b.name)
-        return out
+                    if bucket.name not in found or bucket.project_id:
+                        found[bucket.name] = bucket
+        return sorted(found.values(), key=lambda b: b.name)
 
     # Set by the Core: Deferred-returning "abort every upload of this bucket".
     abort_uploads: Callable[[Bucket], Any] | None = None

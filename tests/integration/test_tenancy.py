@@ -284,6 +284,29 @@ def test_same_name_in_another_scope_is_a_different_bucket(s3: Callable[[str], An
     assert s3("acme-admin").get_object(Bucket=name, Key="k")["Body"].read() == b"acme"
 
 
+def test_a_project_bucket_hides_the_orgs_bucket_of_its_name(s3: Callable[[str], Any], world: dict[str, str]) -> None:
+    """A project may name a bucket like one of its org's; the project's one
+    then answers the name, and ListBuckets shows the name once (it used to
+    list it twice, and paging lost one of the two)."""
+    name = _name("shadow")
+    s3("acme-admin").create_bucket(Bucket=name)
+    s3("acme-admin").put_object(Bucket=name, Key="org.txt", Body=b"org")
+    s3("web-admin").create_bucket(Bucket=name)
+    s3("web-admin").put_object(Bucket=name, Key="web.txt", Body=b"web")
+    listed = [b["Name"] for b in s3("web-admin").list_buckets()["Buckets"]]
+    assert listed.count(name) == 1 and listed == sorted(listed)
+    paged, token = [], None
+    while True:
+        page = s3("web-admin").list_buckets(MaxBuckets=1, **({"ContinuationToken": token} if token else {}))
+        paged += [b["Name"] for b in page["Buckets"]]
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert paged == listed
+    assert [o["Key"] for o in s3("web-admin").list_objects_v2(Bucket=name)["Contents"]] == ["web.txt"]
+    assert [b["Name"] for b in s3("acme-admin").list_buckets()["Buckets"]].count(name) == 1
+
+
 # -- roles and the owner rule --------------------------------------------------------------
 
 
