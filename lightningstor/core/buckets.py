@@ -320,8 +320,19 @@ class BucketManager:
         index = Put(keys.bucket_name_key(bucket.org_id, bucket.project_id, name), bkey)
         # Unique within the caller's own scope (a project bucket may share its
         # name with an org bucket; the project's one then resolves first).
+        # A bucket already at ``bkey`` is in the caller's own scope, so its
+        # tenant's: BucketAlreadyOwnedByYou, whoever of the tenant created it
+        # (AWS's owner is the account, which a tenant is here), and before a
+        # bucket-count quota (re-creating an existing bucket adds none; tools
+        # that "ensure" a bucket take that answer for success).
         for _attempt in range(100):
-            quota = yield self._quotas.plan_bucket_create(bucket.org_id, bucket.project_id)
+            try:
+                quota = yield self._quotas.plan_bucket_create(bucket.org_id, bucket.project_id)
+            except errors.QuotaExceeded:
+                existing = yield self._store.get(bkey)
+                if existing is not None:
+                    raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name) from None
+                raise
             result = yield self._store.txn(
                 [Compare(bkey, 0), *quota.compares], [Put(bkey, records.encode_bucket(bucket)), index, *quota.ops]
             )
@@ -333,10 +344,7 @@ class BucketManager:
             kv = yield self._store.get(bkey)
             if kv is None:
                 continue  # a quota guard or limit moved: count again
-            owner = records.decode_bucket(kv.value).created_by
-            if owner == principal.principal_id:
-                raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name)
-            raise errors.BucketAlreadyExists(resource=name, BucketName=name)
+            raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name)
         raise errors.SlowDown("Too many concurrent bucket creations")
 
     def find(self, principal: Principal, name: str) -> Deferred[Any]:

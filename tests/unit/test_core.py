@@ -77,7 +77,9 @@ def test_bucket_names_are_scoped_per_tenant(core):
     assert found.bucket_id == a.bucket_id
     with pytest.raises(errors.BucketAlreadyOwnedByYou):
         yield core.buckets.create(BOB, "backups")
-    with pytest.raises(errors.BucketAlreadyExists):
+    # Bob's colleague: the bucket is their tenant's (AWS's owner is the
+    # account), so owned by them too; it used to be BucketAlreadyExists.
+    with pytest.raises(errors.BucketAlreadyOwnedByYou):
         yield core.buckets.create(Principal("dave", "org-b"), "backups")
     listed = yield core.buckets.list(BOB)
     assert [x.bucket_id for x in listed] == [b.bucket_id]

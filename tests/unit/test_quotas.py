@@ -415,6 +415,9 @@ def test_max_buckets_of_org_and_project_under_concurrency(core: Core) -> Any:
     yield core.buckets.create(BOB, "proj-one")
     with pytest.raises(errors.QuotaExceeded):
         yield core.buckets.create(BOB, "proj-two")
+    # Re-creating an existing bucket adds none: it answers as without a quota.
+    with pytest.raises(errors.BucketAlreadyOwnedByYou):
+        yield core.buckets.create(BOB, "proj-one")
     results = yield DeferredList([core.buckets.create(ALICE, f"org-{i}") for i in range(8)], consumeErrors=True)
     made = [r for ok, r in results if ok]
     refused = [r for ok, r in results if not ok]
