@@ -8,6 +8,7 @@ import grpc
 
 from lightningstor import errors
 from lightningstor.core.access import in_scope
+from lightningstor.core.buckets import check_scope
 from lightningstor.core.types import Principal, Versioning
 from lightningstor.grpc import convert
 from lightningstor.grpc.base import Rpc, optional, require, unary
@@ -43,13 +44,18 @@ class BucketServicer(pb_grpc.BucketServiceServicer):
     @unary
     def CreateBucket(self, principal: Principal, request: pb.CreateBucketRequest, context: grpc.ServicerContext) -> pb.Bucket:
         name = require(request.name, "name")
+        org_id, project_id = request.org_id or None, optional(request, "project_id")
+        # Another tenant's scope is refused before the gate asks about the
+        # caller's own: the audit record must not show an allowed decision
+        # on a scope the request did not name.
+        check_scope(principal, org_id, project_id)
         self.rpc.call(self.rpc.gate(principal).scope, name)
         bucket = self.rpc.call(
             self.rpc.core.buckets.create,
             principal,
             name,
-            org_id=request.org_id or None,
-            project_id=optional(request, "project_id"),
+            org_id=org_id,
+            project_id=project_id,
             versioning=_CREATE_VERSIONING.get(request.versioning.status, Versioning.DISABLED),
             tags=dict(request.tags),
             storage_class=convert.storage_class_name(request.storage_class),

@@ -358,6 +358,22 @@ def test_grpc_client_library_calls_are_recorded(audited: ServerProcess, bucket: 
     assert (missing["result"], missing["grpc_code"], missing["error_code"]) == ("error", "NOT_FOUND", "NoSuchKey")
 
 
+def test_grpc_create_bucket_in_another_org_shows_no_allowed_decision(audited: ServerProcess) -> None:
+    """A CreateBucket naming another org is refused (AccessDenied) before any
+    question about the caller's own org: its record holds no decision that
+    allowed it (it used to show one, on the caller's org and bucket name)."""
+    name = f"elsewhere-{uuid.uuid4().hex[:8]}"
+    with LightningStorClient.connect(
+        f"grpc://{audited.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, timeout=30
+    ) as client:
+        with pytest.raises(errors.LightningStorError) as info:
+            client.create_bucket(name, org_id="someone-else")
+    assert info.value.code == "AccessDenied"
+    rec = _find(audited.audit_path, lambda r: r["operation"] == "CreateBucket" and r["bucket"] == name)  # type: ignore[attr-defined]
+    assert (rec["result"], rec["error_code"]) == ("denied", "AccessDenied")
+    assert not any(d["allowed"] for d in rec["decisions"]), rec["decisions"]
+
+
 # -- worker processes sharing one file ------------------------------------------------------
 
 
