@@ -372,14 +372,40 @@ def _write_through(
         cache.keep(key, None if value is None else KeyValue(key, value, revision), tag, everything)
 
 
-def _unavailable(what: str, e: BaseException) -> MetadataUnavailable:
+# Below this much free space an I/O error of a write is taken for ENOSPC
+# (Python's sqlite3 does not tell the OS error): a write fails there for want
+# of the pages it was about to add, and every retry would fail alike.
+_FULL_BELOW_BYTES = 1 << 20
+
+
+def _unavailable(what: str, e: BaseException, directory: str | None = None) -> MetadataUnavailable:
     """The error a failed write answers: MetadataFull when the disk (or its
-    quota) is full (SQLITE_FULL, or an I/O error SQLite reports for ENOSPC),
-    so the client hears 507 rather than a 503 it would retry in vain."""
-    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
-    if code == sqlite3.SQLITE_FULL:
+    quota) is full, so the client hears 507 rather than a 503 it would
+    retry in vain.  SQLite says SQLITE_FULL for a write that hit ENOSPC,
+    but growing the WAL index (``-shm``, by one-byte writes each time the
+    log passes another 4,096 frames: a reader holding an old snapshot, a
+    large group commit) fails as SQLITE_IOERR_SHMSIZE, and other writes as
+    other I/O errors; those are "full" when the database's volume
+    (``directory``) has almost no space left."""
+    extended = getattr(e, "sqlite_errorcode", 0)
+    if extended & 0xFF == sqlite3.SQLITE_FULL or extended == _SQLITE_IOERR_SHMSIZE:
+        return MetadataFull(f"{what}: {e}")
+    if extended & 0xFF == sqlite3.SQLITE_IOERR and directory is not None and _nearly_full(directory):
         return MetadataFull(f"{what}: {e}")
     return MetadataUnavailable(f"{what}: {e}")
+
+
+_SQLITE_IOERR_SHMSIZE = sqlite3.SQLITE_IOERR | (19 << 8)  # 4874, as sqlite3.h defines it
+
+
+def _nearly_full(directory: str) -> bool:
+    """Whether the volume of ``directory`` has less than ``_FULL_BELOW_BYTES``
+    free for this process (False when it cannot be asked)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW_BYTES
 
 
 def _put_bytes(batch: Sequence[_PendingTxn]) -> int:
@@ -912,7 +938,7 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK TO txn")
                     conn.execute("RELEASE txn")
                     outcomes.append(
-                        _unavailable("sqlite txn failed", e) if isinstance(e, sqlite3.Error) else e
+                        _unavailable("sqlite txn failed", e, self.reserve.path) if isinstance(e, sqlite3.Error) else e
                     )
                 else:
                     conn.execute("RELEASE txn")
@@ -929,7 +955,7 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            return [_unavailable("sqlite commit failed", e) for _ in batch]
+            return [_unavailable("sqlite commit failed", e, self.reserve.path) for _ in batch]
 
     def _apply_txn(self, conn: sqlite3.Connection, pending: _PendingTxn, revision: int) -> TxnResult:
         """Compare, then apply; the result carries the (possibly bumped) revision.

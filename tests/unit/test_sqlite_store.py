@@ -7,6 +7,7 @@ loads itself as a plugin and runs the default reactor).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
-from lightningstor.errors import ConfigError, MetadataUnavailable
+from lightningstor.errors import ConfigError, MetadataFull, MetadataUnavailable
 from lightningstor.interfaces.metadata import Compare, Delete, IMetadataStoreFactory, KeyValue, Put, TxnResult
 from lightningstor.interfaces.storage import PluginContext
 from lightningstor.metadata.sqlite import SqliteMetadataStore, sqliteStoreFactory
@@ -332,6 +333,49 @@ async def test_lock_timeout_is_unavailable_not_a_hang(tmp_path: Path, stores: li
     blocker.execute("COMMIT")
     blocker.close()
     assert (await store.txn([], [Put(b"k", b"v")])).succeeded
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    e = sqlite3.OperationalError(message)
+    e.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return e
+
+
+@pytest.mark.parametrize(
+    ("code", "free", "full"),
+    [
+        (sqlite3.SQLITE_FULL, 1 << 30, True),
+        (sqlite3.SQLITE_IOERR | (19 << 8), 1 << 30, True),  # SQLITE_IOERR_SHMSIZE: growing -shm hit ENOSPC
+        (sqlite3.SQLITE_IOERR | (3 << 8), 4096, True),  # SQLITE_IOERR_WRITE on a volume with 4 KiB left
+        (sqlite3.SQLITE_IOERR | (3 << 8), 1 << 30, False),  # the same error with room: not full
+        (sqlite3.SQLITE_BUSY, 4096, False),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_a_full_disk_is_metadata_full_whatever_sqlite_calls_it(
+    tmp_path: Path, stores: list[SqliteMetadataStore], monkeypatch: pytest.MonkeyPatch, code: int, free: int, full: bool
+) -> None:
+    """A commit failing because the volume is full is MetadataFull (507, not
+    retried), also when SQLite reports it as an I/O error: growing the WAL
+    index fails with SQLITE_IOERR_SHMSIZE, which used to answer a 503 that
+    clients retried in vain.  Other failures stay MetadataUnavailable."""
+    store = open_store(stores, tmp_path / "meta.db")
+    await store.check()
+
+    def failing(*args: Any) -> Any:
+        raise _sqlite_error("disk I/O error", code)
+
+    real_statvfs = os.statvfs
+
+    def statvfs(path: Any) -> Any:
+        st = real_statvfs(path)
+        return os.statvfs_result((st.f_bsize, 1, st.f_blocks, free, free, *tuple(st)[5:]))
+
+    monkeypatch.setattr(store, "_apply_txn", failing)
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    failure = await failure_of(store.txn([], [Put(b"k", b"v")]))
+    assert failure.check(MetadataUnavailable)
+    assert bool(failure.check(MetadataFull)) == full, failure
 
 
 @pytest_twisted.ensureDeferred
