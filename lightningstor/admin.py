@@ -248,6 +248,7 @@ def _with_stores(
     work: Callable[[Any, Any], Coroutine[Any, Any, int]],
     *,
     refuse: Callable[[Settings], str | None] | None = None,
+    creates: bool = False,
 ) -> int:
     """Open the metadata store and the storage backend exactly as the server
     does (``plugins.open_plugins``: the same paths, the same plugin options),
@@ -256,7 +257,15 @@ def _with_stores(
 
     ``refuse`` sees the loaded settings first: a message from it is an
     argument error (exit status 2, like argparse's), reported before any
-    store is opened.
+    store is opened.  Unless the command ``creates`` what it needs (the
+    identity commands provision a store before the server's first start),
+    a SQLite store that does not exist is refused the same way: opening it
+    would create an empty one, and a scrub, a collection or a quota report
+    of a mistyped ``--data-dir`` would report an empty store as clean.
+
+    A SIGINT or SIGTERM stops the reactor before ``work`` ends: the thread
+    pools are stopped then too (their threads would keep the process
+    alive), and the exit status is 130.
 
     Runs the global reactor, so it can be used once per process (the
     console script).
@@ -277,6 +286,8 @@ def _with_stores(
         print(f"error: {exc}", file=err)
         return 1
     refusal = refuse(settings) if refuse is not None else None
+    if refusal is None and not creates:
+        refusal = _missing_store(settings)
     if refusal is not None:
         command = " ".join(filter(None, ["lightningstor-admin", getattr(args, "command", None)]))
         print(f"{command}: error: {refusal}", file=err)
@@ -306,7 +317,29 @@ def _with_stores(
 
     reactor.callWhenRunning(lambda: ensureDeferred(run()).addBoth(done))  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
+    if pools.io.started or pools.cpu.started:  # stopped by a signal, not by done()
+        pools.stopService()
+        print("interrupted", file=err)
+        return 130
     return status[0] if status else 1
+
+
+def _missing_store(settings: Settings) -> str | None:
+    """Why the configured store cannot be opened without creating it: a
+    SQLite database file that is not there (other stores are not files)."""
+    from lightningstor.plugins import plugin_options
+
+    if settings.metadata.backend != "sqlite":
+        return None
+    path = plugin_options(settings.metadata.options, "sqlite").get("path") or os.path.join(
+        settings.data_dir, "metadata.db"
+    )  # as the SQLite store's factory finds it
+    if os.path.exists(path):
+        return None
+    return (
+        f"no metadata store at {path}: are --config and --data-dir the server's? "
+        "(this command does not create one)"
+    )
 
 
 def collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -588,7 +588,7 @@ def _run(command: Command) -> Callable[[argparse.Namespace, TextIO, TextIO], int
             )
             return await execute(command, args, out, err, ctx)
 
-        return _with_stores(args, err, work)
+        return _with_stores(args, err, work, creates=True)
 
     return handler
 
@@ -636,7 +636,7 @@ def _session(
         )
         return await body(ctx)
 
-    return _with_stores(argparse.Namespace(config=config, data_dir=data_dir), err, work)
+    return _with_stores(argparse.Namespace(config=config, data_dir=data_dir), err, work, creates=True)
 
 
 def run_many(

@@ -5,6 +5,10 @@ tests/integration/test_crash_consistency.py (they run the reactor, once per proc
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,48 @@ def test_collect_grace_bound_is_twice_the_longer_setting_unless_overridden(tmp_p
     # The defaults (6 h writes, 300 s delay) leave the default grace (24 h) alone.
     assert collect_grace_problem(load_settings(None, env={}), 86400, unsafe=False) is None
     assert build_parser().parse_args(["collect", "--unsafe-short-grace"]).unsafe_short_grace
+
+
+@pytest.mark.parametrize("argv", [["collect"], ["scrub"], ["quota", "show", "--org", "acme"], ["sse", "rewrap"]])
+def test_a_command_that_only_reads_refuses_a_missing_store(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --data-dir (no SQLite database there) is an argument error
+    (exit status 2) and creates nothing.  It used to create an empty store
+    and report it: a scrub of it exited 0, "clean", for ever."""
+    data = tmp_path / "datta"
+    status = main([*argv, "--data-dir", str(data)])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert ("no metadata store at" in err or "no master key file at" in err) and str(data) in err
+    assert not data.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_waiting_collect(tmp_path: Path, signum: int) -> None:
+    """``collect`` waits out its grace between its two looks (a day by
+    default); SIGINT or SIGTERM ends it at once with exit status 130.  It
+    used to stop the reactor and then hang for ever in the interpreter's
+    exit, on the thread pools' threads, until SIGKILL."""
+    data = str(tmp_path / "data")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    made = subprocess.run(
+        [sys.executable, "-m", "lightningstor.admin", "principal", "list", "--data-dir", data],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr  # the identity commands create the store
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightningstor.admin", "collect", "--data-dir", data],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "looking again in" in line, line
+        proc.send_signal(signum)
+        status = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert status == 130, proc.stderr.read() if proc.stderr else ""
