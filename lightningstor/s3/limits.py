@@ -299,13 +299,37 @@ class LimitedConnection(ProtocolWrapper):
         super().connectionLost(reason)
 
 
+SLOW_DOWN_LINGER_SECONDS = 5.0
+"""How long a connection refused above the cap may take to close before it
+is aborted: over TLS a close waits for the handshake (or the peer's
+close_notify), which a client may never send, and such connections are not
+counted against the cap: without this bound each one held a descriptor for
+ever, what the cap is there to prevent."""
+
+
 class _SlowDown(Protocol):
-    """Answers 503 SlowDown without reading anything, then closes."""
+    """Answers 503 SlowDown without reading anything, then closes; aborts
+    the connection if it is still open :data:`SLOW_DOWN_LINGER_SECONDS` later."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._abort: Any = None
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.transport.write(SLOW_DOWN_RESPONSE)
         self.transport.loseConnection()
+        self._abort = self._reactor.callLater(SLOW_DOWN_LINGER_SECONDS, self._abort_now)
+
+    def _abort_now(self) -> None:
+        self._abort = None
+        transport: Any = self.transport
+        transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
 
 
 @implementer(IProtocolNegotiationFactory)
@@ -353,7 +377,7 @@ class ConnectionLimits(WrappingFactory[LimitedConnection]):
                     "Refusing connections above limits.max_connections={n} ({refused} so far)",
                     n=self.max_connections, refused=self.refused,
                 )  # fmt: skip
-            return _SlowDown()
+            return _SlowDown(self.reactor)
         return super().buildProtocol(addr)
 
 

@@ -438,3 +438,37 @@ def test_an_upload_refused_before_its_body_never_runs_over_tls(tls_server: tuple
     faults = [line for line in server.output[first_line:] if "#critical" in line or "Traceback" in line]
     assert faults == [], faults[:3]
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_connections_above_the_cap_that_never_handshake_are_closed(tmp_path: Path) -> None:
+    """Over TLS a connection refused above ``limits.max_connections`` (503
+    SlowDown) closes only once its TLS layer has closed, which waits for a
+    handshake the client may never start: the server aborts it within a few
+    seconds.  It used to keep every such connection, and its descriptor, for
+    ever (the cap's own purpose defeated).  Connections under the cap are
+    unaffected."""
+    pki = make_pki(tmp_path / "pki")
+    server = _start(tmp_path, pki, "\n[limits]\nmax_connections = 2\n")
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    held = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=10),
+                            server_hostname="127.0.0.1") for _ in range(2)]  # fmt: skip
+    silent = [socket.create_connection(("127.0.0.1", server.port), timeout=1) for _ in range(4)]
+    try:
+        began = time.monotonic()
+        for sock in silent:
+            while True:
+                try:
+                    if sock.recv(4096) == b"":
+                        break
+                except TimeoutError:
+                    pass
+                except ConnectionResetError:
+                    break
+                assert time.monotonic() - began < 20, "a connection above the cap was never closed"
+        assert time.monotonic() - began < 20
+        held[0].sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in (*held, *silent):
+            sock.close()
+        server.stop()

@@ -110,6 +110,41 @@ def test_connection_above_the_cap_gets_slow_down_and_is_closed() -> None:
     assert factory.acceptableProtocols() == [b"http/1.1"]
 
 
+class _LingeringTransport(StringTransport):
+    """A transport whose close waits for the peer, as TLS's waits for a
+    handshake or close_notify that may never come."""
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True  # and nothing more: the peer never answers
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+def test_a_refused_connection_that_does_not_close_is_aborted() -> None:
+    """A connection refused above the cap whose close never completes (TLS
+    waiting for a peer that stays silent) is aborted after
+    SLOW_DOWN_LINGER_SECONDS; one that closes in time is left alone.  Such
+    connections used to hold their descriptors for ever."""
+    clock = Clock()
+    factory = _factory(clock, max_connections=1)
+    _connect(factory)
+    refused = factory.buildProtocol(ADDR)
+    silent = _LingeringTransport()
+    refused.makeConnection(silent)
+    assert b"<Code>SlowDown</Code>" in silent.value() and silent.disconnecting
+    clock.advance(limits.SLOW_DOWN_LINGER_SECONDS - 0.1)
+    assert not getattr(silent, "aborted", False)
+    clock.advance(0.1)
+    assert getattr(silent, "aborted", False)
+    closed = factory.buildProtocol(ADDR)
+    prompt = _LingeringTransport()
+    closed.makeConnection(prompt)
+    closed.connectionLost(None)  # the peer closed
+    clock.advance(limits.SLOW_DOWN_LINGER_SECONDS * 2)
+    assert not getattr(prompt, "aborted", False)
+
+
 _PUT_HEAD = b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
 
 
