@@ -42,6 +42,9 @@ class Options(usage.Options):
     opt_V = opt_version
 
     def postOptions(self) -> None:
+        from lightningstor.tls import hold_reload_signals
+
+        hold_reload_signals()  # a SIGHUP while starting must not kill the server
         cli = {
             "config": self["config"],
             "grpc_addr": self["grpc-addr"],

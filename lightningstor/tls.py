@@ -302,6 +302,28 @@ class ReloadableServerTls:
         return True
 
 
+_EARLY_SIGNALS: list[int] = []
+"""Reload signals that came before a :class:`SignalReloadService` took
+over from :func:`hold_reload_signals`; it runs its hooks once for them."""
+
+
+def _note_early(signum: int, frame: FrameType | None) -> None:
+    _EARLY_SIGNALS.append(signum)
+
+
+def hold_reload_signals(signum: int = signal.SIGHUP) -> None:
+    """From now on, a ``signum`` (SIGHUP) that comes before the reload
+    handler is installed is noted instead of killing the process (its
+    default action): start-up takes a while (imports, opening the stores)
+    before the reactor runs, and ``systemctl reload`` right after a
+    (re)start must never stop the server.  For the server commands only
+    (their option parsing calls it), never at import: another program
+    using this package keeps its own SIGHUP.  What comes earlier still,
+    while the interpreter imports Twisted, cannot be caught."""
+    if signal.getsignal(signum) in (signal.SIG_DFL, None):
+        signal.signal(signum, _note_early)
+
+
 class SignalReloadService(Service):
     """Runs reload hooks when the process receives ``signum`` (SIGHUP).
 
@@ -330,8 +352,14 @@ class SignalReloadService(Service):
     def _install(self) -> None:
         if not self.running or self._installed:
             return
-        self._previous = signal.signal(self.signum, self._on_signal)
+        previous = signal.signal(self.signum, self._on_signal)
         self._installed = True
+        # After hold_reload_signals: restore the default at stop, and run
+        # the hooks once for a signal that came while starting.
+        self._previous = signal.SIG_DFL if previous is _note_early else previous
+        if self.signum in _EARLY_SIGNALS:
+            _EARLY_SIGNALS.clear()
+            self.reactor.callLater(0, self.run_hooks)
         # A worker process starts with the signal blocked (its supervisor's
         # doing, lightningstor.supervisor): one that came during start-up
         # is delivered now, to this handler.

@@ -66,6 +66,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         from lightningstor.config import format_address, parse_address
         from lightningstor.errors import ConfigError
+        from lightningstor.tls import hold_reload_signals
+
+        hold_reload_signals()  # a SIGHUP while starting must not kill the node
 
         try:
             host, port = parse_address(self["listen"], key="--listen")

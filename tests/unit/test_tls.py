@@ -208,3 +208,43 @@ def test_sighup_service_schedules_hooks_chains_and_restores_the_previous_handler
         assert signal.getsignal(signal.SIGHUP) is previous
     finally:
         signal.signal(signal.SIGHUP, original)
+
+
+_EARLY_SIGHUP = """
+import os, signal, sys, time
+from twisted.internet import reactor
+from lightningstor.{module} import Options
+from lightningstor.tls import SignalReloadService
+options = Options()
+options.parseOptions({argv!r})  # what twistd does before makeService
+os.kill(os.getpid(), signal.SIGHUP)  # a reload while the server is still starting
+time.sleep(0.2)
+print("alive", flush=True)
+service = SignalReloadService(reactor)
+service.add_hook(lambda: (print("reloaded", flush=True), reactor.stop()))
+service.startService()
+reactor.callLater(10, reactor.stop)
+reactor.run()
+"""
+
+
+@pytest.mark.parametrize("module", ["tap", "node.tap"])
+def test_a_sighup_while_starting_is_kept_for_the_reload_handler(tmp_path: Path, module: str) -> None:
+    """Once the server's (or node's) options are parsed, a SIGHUP before the
+    reload handler is installed does not kill the process (its default
+    action: a ``systemctl reload`` right after a start stopped a one-process
+    server, and systemd counts that as a clean exit); the handler runs the
+    reload once when it takes over.  In a separate interpreter: the signal
+    must not reach the test runner."""
+    import subprocess
+    import sys
+
+    argv = ["--data-dir", str(tmp_path / "data")]
+    if module == "node.tap":
+        argv += ["--node-id", "n1"]
+    done = subprocess.run(
+        [sys.executable, "-c", _EARLY_SIGHUP.format(module=module, argv=argv)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["alive", "reloaded"], done.stdout
