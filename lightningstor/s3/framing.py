@@ -42,6 +42,9 @@ connection is closed: the client learns why.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from twisted.web import http
 
 
@@ -76,6 +79,7 @@ def _too_large(details: bytes) -> bytes:
 # Every CTL but HTAB (0x09); NUL, CR and LF included, though twisted.web
 # refuses those itself and LF/CR never reach a header line.
 _CTL_BUT_HTAB = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 
 URI_TOO_LONG_RESPONSE = b"HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -129,6 +133,23 @@ class StrictHTTPChannel(http.HTTPChannel):
             self._respondToBadRequestAndDisconnect()
             return False
         return super().headerReceived(line)  # type: ignore[no-any-return]
+
+    def _finishRequestBody(self, data: bytes) -> None:
+        """The end of a chunked body: its trailer fields (which this server
+        never uses) are held to the syntax of header fields, a token, a
+        colon, no control character but HTAB, as ``headerReceived`` holds
+        header lines.  Twisted takes any bytes up to CRLF, so a bare LF
+        passed, and a front end that ends lines at a bare LF (RFC 9112
+        allows it) read the next request out of what this server took for
+        trailers: the two then paired responses with different requests.
+        A bad trailer is a 400 and the connection closes (the request body
+        never completes, so nothing is stored)."""
+        decoder: Any = self._transferDecoder
+        for line in getattr(decoder, "_trailerHeaders", ()):
+            name, colon, _value = bytes(line).partition(b":")
+            if not colon or not _TOKEN.fullmatch(name) or len(line.translate(None, _CTL_BUT_HTAB)) != len(line):
+                raise http._MalformedChunkedDataError("malformed trailer field")  # type: ignore[attr-defined]
+        super()._finishRequestBody(data)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # LineReceiver's own answer is to close without a word.

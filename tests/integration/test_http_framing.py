@@ -99,6 +99,49 @@ def test_a_plain_chunked_body_is_still_read(server: ServerProcess, s3: Any) -> N
 
 
 @pytest.mark.parametrize(
+    "trailer",
+    [b"X: y\n", b"no-colon", b"X: esc\x1bape", b"X: nul\x00", b"bad name: v", b"(x): v"],
+    ids=["bare-lf", "no-colon", "esc", "nul", "space-in-name", "separator-in-name"],
+)
+def test_a_malformed_trailer_field_is_refused_and_stores_nothing(
+    server: ServerProcess, s3: Any, trailer: bytes
+) -> None:
+    """A chunked body's trailer fields are held to the header field syntax:
+    a bad one is 400, the connection closes, and nothing is stored.  A bare
+    LF used to pass, so the request pipelined behind it (a DELETE here) was
+    read as trailers by this server and as a request by a front end that
+    ends lines at a bare LF: the two no longer agreed which response
+    answered which request."""
+    bucket = f"trailer-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="victim", Body=b"still here")
+    delete = f"DELETE /{bucket}/victim HTTP/1.1\r\n".encode() + _host(server) + _signed_head(
+        server, "DELETE", f"/{bucket}/victim"
+    ) + b"\r\n"
+    request = (
+        f"PUT /{bucket}/k HTTP/1.1\r\n".encode() + _host(server) + _signed_head(server, "PUT", f"/{bucket}/k")
+        + b"Transfer-Encoding: chunked\r\n\r\n0\r\n" + trailer + b"\r\n" + delete
+    )  # fmt: skip
+    received, closed = _exchange(server, request + PROBE)
+    assert _statuses(received) == [400] and closed, received[:300]
+    assert s3.get_object(Bucket=bucket, Key="victim")["Body"].read() == b"still here"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="k")
+
+
+def test_well_formed_trailer_fields_are_accepted(server: ServerProcess, s3: Any) -> None:
+    """Trailer fields in the header syntax (ignored) leave the body and the
+    pipelined probe alone."""
+    bucket = f"trailer-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    request = (
+        f"PUT /{bucket}/k HTTP/1.1\r\n".encode() + _host(server) + _signed_head(server, "PUT", f"/{bucket}/k")
+        + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-Note: a\tb\r\nOther:\r\n\r\n"
+    )  # fmt: skip
+    received, _ = _exchange(server, request + PROBE)
+    assert _statuses(received) == [200, 200], received[:500]
+
+
+@pytest.mark.parametrize(
     "head",
     [
         b"GET /health HTTP/1.1\r\n",
