@@ -134,6 +134,21 @@ class StrictHTTPChannel(http.HTTPChannel):
             return False
         return super().headerReceived(line)  # type: ignore[no-any-return]
 
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        """Twisted's rule, with the ``Connection`` options read as RFC 9110
+        lists them: every ``Connection`` line, split at commas.  Twisted
+        read only the first line, split at spaces, so ``close, TE`` or
+        ``TE,close`` kept the connection open, where RFC 9112 §9.6 says a
+        server that receives ``close`` closes after its response."""
+        lines = request.requestHeaders.getRawHeaders(b"Connection") or []
+        tokens = {token.strip().lower() for line in lines for token in line.split(b",")}
+        if version != b"HTTP/1.1":
+            return False  # as Twisted: no persistent HTTP/1.0 connections
+        if b"close" in tokens:
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            return False
+        return True
+
     def _finishRequestBody(self, data: bytes) -> None:
         """The end of a chunked body: its trailer fields (which this server
         never uses) are held to the syntax of header fields, a token, a

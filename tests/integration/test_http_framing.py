@@ -142,6 +142,22 @@ def test_well_formed_trailer_fields_are_accepted(server: ServerProcess, s3: Any)
 
 
 @pytest.mark.parametrize(
+    "connection",
+    [[b"close"], [b"Close"], [b"keep-alive, close"], [b"close, TE"], [b"TE,close"], [b"TE", b"close"]],
+    ids=["close", "Close", "last", "first", "no-space", "second-line"],
+)
+def test_connection_close_anywhere_in_the_options_closes(server: ServerProcess, connection: list[bytes]) -> None:
+    """``close`` among the ``Connection`` options, wherever it stands and on
+    whichever line, gets ``Connection: close`` and a close after the
+    response; the pipelined probe is never answered (``close, TE`` and
+    ``TE,close`` used to keep the connection open)."""
+    lines = b"".join(b"Connection: " + value + b"\r\n" for value in connection)
+    received, closed = _exchange(server, b"GET /health HTTP/1.1\r\n" + _host(server) + lines + b"\r\n" + PROBE)
+    assert _statuses(received) == [200] and closed, received[:300]
+    assert b"\r\nConnection: close\r\n" in received
+
+
+@pytest.mark.parametrize(
     "head",
     [
         b"GET /health HTTP/1.1\r\n",
