@@ -248,8 +248,10 @@ class S3Site(server.Site):
         return channel
 
     def acceptableProtocols(self) -> list[bytes]:
-        """ALPN: HTTP/1.1 only, which is all the S3 layer speaks."""
-        return [b"http/1.1"]
+        """ALPN: HTTP/1.1, and HTTP/1.0, which the channel serves too (a
+        client offering only ``http/1.0``, as ``curl --http1.0`` does, failed
+        its handshake).  Not HTTP/2, which the S3 layer does not speak."""
+        return [b"http/1.1", b"http/1.0"]
 
     def log(self, request: Any) -> None:
         """No combined-log line: the access log is a structured event from

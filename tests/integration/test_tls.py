@@ -472,3 +472,20 @@ def test_connections_above_the_cap_that_never_handshake_are_closed(tmp_path: Pat
         for sock in (*held, *silent):
             sock.close()
         server.stop()
+
+
+@pytest.mark.parametrize(("offered", "chosen"), [(["http/1.1"], "http/1.1"), (["http/1.0"], "http/1.0"),
+                                                 (["h2", "http/1.1"], "http/1.1")])  # fmt: skip
+def test_alpn_offers_of_http_1_are_served(tls_server: tuple[ServerProcess, Pki], offered: list[str], chosen: str) -> None:
+    """A client offering ALPN ``http/1.0`` only (``curl --http1.0``) is
+    served: its handshake used to fail with an internal_error alert, though
+    the server speaks HTTP/1.0.  HTTP/2 is never chosen."""
+    server, pki = tls_server
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    ctx.set_alpn_protocols(offered)
+    version = chosen.upper().encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.selected_alpn_protocol() == chosen
+            tls.sendall(b"GET /health " + version + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert tls.recv(4096).startswith(b"HTTP/1.")
