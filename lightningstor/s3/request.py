@@ -259,6 +259,12 @@ class S3Request(server.Request):
         self._body_due = False
         self.refused = True
         self._end_hold()
+        # A deadline already running (armed when the length was read, before
+        # the refusal) is stopped too: over TLS the close waits for the
+        # peer, and the deadline then fired on a request long answered.
+        connection = connection_of(self)
+        if connection is not None:
+            connection.body_received()
 
     def _end_hold(self) -> None:
         if not self.continue_held:

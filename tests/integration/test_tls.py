@@ -489,3 +489,25 @@ def test_alpn_offers_of_http_1_are_served(tls_server: tuple[ServerProcess, Pki],
             assert tls.selected_alpn_protocol() == chosen
             tls.sendall(b"GET /health " + version + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             assert tls.recv(4096).startswith(b"HTTP/1.")
+
+
+def test_a_request_refused_before_its_body_is_not_timed_afterwards(tmp_path: Path) -> None:
+    """A PUT refused before its body (EntityTooLarge) over TLS, whose client
+    keeps the connection: the close waits for the client's close_notify, and
+    the body deadline, armed when the length was read, used to fire on the
+    request already answered (a 'request body brought 0 bytes' line and a
+    second, undeliverable 400).  It is stopped with the refusal."""
+    pki = make_pki(tmp_path / "pki")
+    server = _start(tmp_path, pki, "\n[limits]\nbody_timeout_seconds = 1\n")
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    try:
+        first_line = len(server.output)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"PUT /any-bucket/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6000000000000\r\n\r\n")
+                assert b"EntityTooLarge" in tls.recv(65536)
+                time.sleep(3.5)  # three body deadlines, the connection kept open
+        time.sleep(0.5)
+        assert not any("request body brought" in line for line in server.output[first_line:]), server.output[first_line:]
+    finally:
+        server.stop()
