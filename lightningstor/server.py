@@ -372,7 +372,9 @@ def build(
     """The whole server as one MultiService (one worker of several when
     ``worker`` is given: see :mod:`lightningstor.workers`)."""
     env = dict(os.environ if env is None else env)
-    os.makedirs(settings.data_dir, exist_ok=True)
+    # Owner only, as the chunk directories and key files: small objects live
+    # in the metadata database under it (an existing directory keeps its mode).
+    os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
     store_factory = plugins.find_metadata_factory(settings.metadata.backend)
     backend_factory = plugins.find_storage_factory(settings.storage.backend)
     top = SequentialMultiService()

@@ -765,6 +765,9 @@ class SqliteMetadataStore:
     # -- writes (the writer thread) ------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        # Here, not at start-up: a server started as root creates its files
+        # after it switched to its run user (lightningstor.run_user).
+        _create_private(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.  check_same_thread
         # is off only so close can release a reader's connection after its
         # thread has exited; each connection is used by one thread.
@@ -1050,7 +1053,7 @@ class SqliteStoreFactory:
             raise ConfigError("metadata.cache_bytes must be between 0 and 1 TiB")
         min_free_bytes = configured_min_free_bytes(context.settings)
         directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)  # start-up, before the reactor serves anything
+        os.makedirs(directory, mode=0o700, exist_ok=True)  # start-up, before the reactor serves anything
         return SqliteMetadataStore(
             path,
             context.reactor,
@@ -1060,6 +1063,21 @@ class SqliteStoreFactory:
             min_free_bytes=min_free_bytes,
             cache_bytes=cache_bytes,
         )
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only, if it is not
+    there: SQLite would create it under the umask (0644 as a rule), and it
+    holds small objects' bytes (stored inline), keys and names.  Its
+    ``-wal`` and ``-shm`` files take its mode.  An existing file is left as
+    it is (an operator may have granted a group on purpose)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 sqliteStoreFactory = SqliteStoreFactory()

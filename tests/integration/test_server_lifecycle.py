@@ -158,3 +158,26 @@ def test_a_daemonized_single_process_server_answers_and_stops(tmp_data: Path, tm
     finally:
         daemon.stop()
     assert not daemon.pidfile.exists()
+
+
+def test_a_new_data_directory_and_metadata_database_are_private(tmp_path: Path) -> None:
+    """A server started on a data directory that does not exist yet creates
+    it, and its SQLite database (with the -wal and -shm files), readable by
+    its own user only, as the chunk files and keys are: small objects are
+    stored in the database, so a 0644 file under a 0755 directory (the umask's
+    modes, as before) let any local user read their bytes."""
+    data = tmp_path / "data"
+    umask = os.umask(0o022)  # the usual umask for the server, whatever the test runner's
+    try:
+        server = ServerProcess(data).start()
+    finally:
+        os.umask(umask)
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="private")
+        s3.put_object(Bucket="private", Key="small", Body=b"a small secret, stored inline")
+        assert data.stat().st_mode & 0o777 == 0o700
+        for name in ("metadata.db", "metadata.db-wal", "metadata.db-shm"):
+            assert (data / name).stat().st_mode & 0o077 == 0, name
+    finally:
+        server.stop()
