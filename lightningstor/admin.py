@@ -116,6 +116,9 @@ def _missing_files(settings: Settings) -> list[str]:
     distributed = settings.storage.options.get("distributed") or {}
     for name in ("tls_cert_file", "tls_key_file", "tls_ca_file"):
         candidates.append((f"storage.distributed.{name}", distributed.get(name)))
+    # The aegis authorizer reads its service account token at start-up.
+    if settings.iam.authorizer == "aegis":
+        candidates.append(("iam.token_path", settings.iam.token_path))
     for key, path in candidates:
         if path is None:
             continue

@@ -94,10 +94,19 @@ async def _wait(d: Deferred[Any]) -> Any:
     return await d
 
 
+MAX_EXPIRES_IN = 100 * 366 * 86400
+"""The longest ``key create --expires-in`` (about a century): a larger one
+was stored and then broke every listing of the principal's keys (a time
+the C library cannot format), and ``inf`` failed after nothing was checked."""
+
+
 def _ms_text(ms: int | None) -> str:
     if ms is None:
         return "never"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms since the epoch"  # a key stored before the bound
 
 
 def _table(out: TextIO, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
@@ -271,8 +280,8 @@ async def key_create(args: argparse.Namespace, out: TextIO, ctx: IamContext) -> 
     record = await _get_principal(ctx, args.principal_id)
     expires_at = None
     if args.expires_in is not None:
-        if args.expires_in <= 0:
-            raise Refused(f"--expires-in {args.expires_in}: a number of seconds > 0")
+        if not 0 < args.expires_in <= MAX_EXPIRES_IN:  # also refuses nan and inf
+            raise Refused(f"--expires-in {args.expires_in}: a number of seconds > 0, at most {MAX_EXPIRES_IN}")
         expires_at = int((ctx.clock() + args.expires_in) * 1000)
     await _check_master_key(ctx)
     principal = Principal(

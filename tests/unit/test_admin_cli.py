@@ -104,6 +104,15 @@ def test_check_config_missing_tls_files(tmp_path: Path, capsys: pytest.CaptureFi
     assert "cert_file" not in err
 
 
+def test_check_config_missing_aegis_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The aegis authorizer's token file, which start-up reads, must exist:
+    check-config said OK for a configuration the server then refused."""
+    path = write(tmp_path, f'[iam]\nauthorizer = "aegis"\nendpoint = "http://127.0.0.1:1"\n'
+                           f'service_account = "ls"\ntoken_path = "{tmp_path}/token"\n')  # fmt: skip
+    assert admin.main(["check-config", path]) == 1
+    assert f"error: iam.token_path: {tmp_path}/token: no such file" in capsys.readouterr().err
+
+
 def test_check_config_does_not_touch_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Checking a config whose data_dir does not exist succeeds and creates nothing."""
     data_dir = tmp_path / "state"

@@ -195,6 +195,12 @@ async def test_key_expiry(ctx: IamContext, store: SqliteMetadataStore, clock: Fa
     assert (await lookup.lookup(made["access_key_id"])) is None
     assert (await ok(ctx, "key", "list", "temp"))[0]["status"] == "expired"
     assert "seconds" in await refused(ctx, "key", "create", "temp", "--expires-in", "0")
+    # Past a century, or not finite: refused before anything is stored (1e300
+    # was stored, then broke every listing of the principal's keys).
+    before = len(await ok(ctx, "key", "list", "temp"))
+    for huge in ("1e300", "inf", "nan"):
+        assert "at most" in await refused(ctx, "key", "create", "temp", "--expires-in", huge)
+    assert len(await ok(ctx, "key", "list", "temp")) == before
 
 
 @pytest_twisted.ensureDeferred
