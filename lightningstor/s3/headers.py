@@ -61,7 +61,7 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
     for algorithm in ALGORITHMS:
         value = headers.get(f"x-amz-checksum-{algorithm}")
         if value is not None:
-            expected[algorithm] = value.strip()
+            expected[algorithm] = _checksum_value(algorithm, value.strip())
     if len(expected) > 1:
         raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
     trailer = checksum_trailer(headers)
@@ -70,15 +70,36 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
         # trailer's verification alone would silently set aside.
         raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
     keep = set(expected)
-    sdk = headers.get("x-amz-sdk-checksum-algorithm") or headers.get("x-amz-checksum-algorithm")
+    sdk_header = "x-amz-sdk-checksum-algorithm" if headers.get("x-amz-sdk-checksum-algorithm") else "x-amz-checksum-algorithm"
+    sdk = headers.get(sdk_header)
     if sdk:
         alg = sdk.strip().lower()
         if alg not in ALGORITHMS:
             raise errors.InvalidRequest(f"Checksum algorithm provided is unsupported: {sdk}")
+        if (expected or trailer) and alg not in (*expected, trailer):
+            # The value sent is another algorithm's: AWS refuses the request
+            # (stored, the object would carry two whole-object checksums).
+            raise errors.InvalidRequest(f"Value for {sdk_header} header is invalid.")
         keep.add(alg)
     if trailer:
         keep.add(trailer)
     return expected, tuple(sorted(keep)), trailer
+
+
+_DIGEST_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
+
+
+def _checksum_value(algorithm: str, value: str) -> str:
+    """``value`` if it is the base64 of a digest of ``algorithm``'s size;
+    else InvalidRequest, as AWS answers, before any byte of the body is read
+    (it was a BadDigest once the whole body had been stored)."""
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error is one
+        digest = b""
+    if len(digest) != _DIGEST_BYTES[algorithm]:
+        raise errors.InvalidRequest(f"Value for x-amz-checksum-{algorithm} header is invalid.")
+    return value
 
 
 def checksum_trailer(headers: Mapping[str, str]) -> str | None:
@@ -219,8 +240,8 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
     if tagging:
         attrs.tags = parse_tagging_header(tagging)
     attrs.if_none_match_any = write_if_none_match_any(headers)
-    if "if-match" in headers:
-        attrs.if_match = headers["if-match"]
+    # Present but empty is absent, as for every conditional header (s3/conditions.py).
+    attrs.if_match = headers.get("if-match", "").strip() or None
     lock = lock_headers(headers)
     attrs.lock_mode, attrs.lock_until, attrs.legal_hold = lock.mode, lock.until, lock.legal_hold
     attrs.encryption = sse_request(headers)

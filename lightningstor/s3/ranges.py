@@ -13,7 +13,10 @@ absent                      200, whole object
 ``bytes=4-`` / ``4-999``    206, end clipped to ``size - 1``
 ``bytes=-7``                206, the last 7 bytes (all of them if ``7 >= size``)
 ``bytes=40-50`` (size 11)   416 InvalidRange: first byte at or past the end
-any range, size 0           416 InvalidRange: an empty object has no bytes
+``bytes=0-``, size 0        416 InvalidRange: an empty object has no first byte
+``bytes=-7``, size 0        200, the (empty) whole object: a suffix asks for "at
+                            most the last 7 bytes" (AWS answers so; readers of a
+                            file's tail, Trino's and object_store's, rely on it)
 ``bytes=-0``                416 InvalidRange: a zero-length suffix selects nothing
 ``bytes=5-2``               200, whole object: last < first makes the header
                             invalid (RFC 7233 §2.1) and AWS ignores it
@@ -65,8 +68,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     if not first:
         suffix = clamped_int(last)
-        if suffix == 0 or size == 0:
+        if suffix == 0:
             raise _unsatisfiable(header, size)
+        if size == 0:
+            return None
         return max(0, size - suffix), size - 1
     start = clamped_int(first)
     if last:

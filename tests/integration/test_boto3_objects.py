@@ -6,6 +6,7 @@ import base64
 import datetime
 import hashlib
 import os
+import zlib
 from urllib.parse import unquote_plus
 
 import pytest
@@ -14,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from lightningstor.checksums import compute
 from tests.integration.conftest import make_client
+from tests.integration.raw import signed
 
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -558,3 +560,49 @@ def test_unkeepable_promises_refused(s3, bucket, extra, code):
     assert _code(e) == code
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="sse")
+
+
+def test_checksum_headers_that_disagree_or_do_not_decode_are_refused(server, s3, bucket):
+    """``x-amz-sdk-checksum-algorithm`` naming another algorithm than the
+    value sent, and a value that is not the base64 of a digest of its
+    algorithm's size, are 400 InvalidRequest before the body is read, and
+    nothing is stored (the first stored the object with two whole-object
+    checksums, the second answered BadDigest once the body was stored)."""
+    body = b"checksummed body"
+    crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    cases = [
+        ({"x-amz-sdk-checksum-algorithm": "CRC32C", "x-amz-checksum-crc32": crc32}, "x-amz-sdk-checksum-algorithm"),
+        ({"x-amz-checksum-crc32": "!!!"}, "x-amz-checksum-crc32"),
+        ({"x-amz-checksum-crc32": base64.b64encode(b"12345").decode()}, "x-amz-checksum-crc32"),
+        ({"x-amz-checksum-sha256": crc32}, "x-amz-checksum-sha256"),
+    ]
+    for headers, named in cases:
+        status, answer = signed(server, "PUT", f"/{bucket}/bad", body, headers)
+        assert status == 400 and b"<Code>InvalidRequest</Code>" in answer, (headers, answer)
+        assert f"Value for {named} header is invalid.".encode() in answer, answer
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="bad")
+    status, _ = signed(server, "PUT", f"/{bucket}/good", body,
+                       {"x-amz-sdk-checksum-algorithm": "CRC32", "x-amz-checksum-crc32": crc32})  # fmt: skip
+    assert status == 200
+    head = s3.head_object(Bucket=bucket, Key="good", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == crc32 and "ChecksumCRC32C" not in head
+
+
+def test_a_suffix_range_of_an_empty_object_is_200(s3, bucket):
+    """AWS answers a suffix range of a 0-byte object with 200 and no body
+    (tail readers rely on it); a start position stays 416."""
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    got = s3.get_object(Bucket=bucket, Key="empty", Range="bytes=-524288")
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 200 and got["Body"].read() == b""
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=bucket, Key="empty", Range="bytes=0-")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+
+
+def test_an_empty_if_match_is_no_condition(server, s3, bucket):
+    """An ``If-Match`` header present but empty (left by a proxy) is absent,
+    as for every conditional header: PutObject to a new key is stored (it
+    was 404 NoSuchKey, and 412 over an existing key)."""
+    for key in ("new-key", "new-key"):  # a new key, then the same one existing
+        status, answer = signed(server, "PUT", f"/{bucket}/{key}", b"data", {"If-Match": ""})
+        assert status == 200, answer

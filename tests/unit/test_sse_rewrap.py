@@ -483,6 +483,7 @@ def test_console_script_reports_counts_as_json(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "master.key").write_bytes(ROTATED)
+    (data / "metadata.db").touch()  # an empty store: the command creates none (a wrong --data-dir)
     done = _admin(data, "sse", "rewrap", "--json")
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)

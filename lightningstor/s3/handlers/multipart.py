@@ -322,7 +322,8 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         for p in xmlio.parse_complete_multipart(call.sink.content())
     ]
     write_conditions = PutAttrs(
-        if_none_match_any=conditions.write_if_none_match_any(call.headers), if_match=call.headers.get("if-match")
+        if_none_match_any=conditions.write_if_none_match_any(call.headers),
+        if_match=call.headers.get("if-match", "").strip() or None,  # empty: absent
     )
     raw_size = call.headers.get("x-amz-mp-object-size")
     object_size = None
