@@ -120,6 +120,13 @@ def subresource(target: Target) -> str | None:
     return None
 
 
+# The methods an S3 call uses: only these name an unsupported call.  The
+# operation is a metric label, and a method is any token a client makes up:
+# ``Unsupported:<anything>:acl`` made one series per invented method, without
+# credentials and without bound (each kept in memory and in every scrape).
+_S3_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
+
+
 def classify(method: str, target: Target, has_copy_source: bool = False) -> str:
     """The operation name; ``Unsupported:<METHOD>:<sub>`` for known S3 calls we
     do not serve and ``MethodNotAllowed`` for nonsense."""
@@ -134,7 +141,7 @@ def classify(method: str, target: Target, has_copy_source: bool = False) -> str:
     if name is None:
         if method == "OPTIONS":
             return PREFLIGHT
-        if sub is not None:
+        if sub is not None and method in _S3_METHODS:
             return f"Unsupported:{method}:{sub}"
         return "MethodNotAllowed"
     if name == "ListObjects" and target.query.get("list-type") == "2":

@@ -400,3 +400,26 @@ def test_thread_pools_are_shown_summed_over_workers(tmp_data: Path, workers: int
             time.sleep(0.2)
     finally:
         server.stop()
+
+
+def test_made_up_methods_add_no_series(server: ServerProcess) -> None:
+    """Unsigned requests with invented methods on a sub-resource are counted
+    as MethodNotAllowed: the method is no label.  Each used to add a
+    ``Unsupported:<method>:acl`` series (and 17 histogram buckets) for
+    good, as many as a client cared to invent, without credentials."""
+    import socket
+
+    def made_up(n: int) -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(f"MADEUP{n}X /anybucket?acl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 ")
+
+    made_up(0)  # the first one may add the MethodNotAllowed series,
+    _scrape_text(f"{server.endpoint}/metrics")  # and the first scrape its own
+    before = _scrape_text(f"{server.endpoint}/metrics")
+    for n in range(1, 6):
+        made_up(n)
+    after = _scrape_text(f"{server.endpoint}/metrics")
+    assert "MADEUP" not in after
+    assert len(after.splitlines()) == len(before.splitlines())
+    assert _value(_samples(after), "lightningstor_requests_total", operation="MethodNotAllowed", status="405") >= 6
