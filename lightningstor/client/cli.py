@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import os
 import posixpath
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -328,24 +329,31 @@ def _download(client: LightningStorClient, source: Remote, path: str, ui: Ui, ve
 def _walk(directory: str, ui: Ui, problems: list[str]) -> Iterator[tuple[str, str]]:
     """``(path, posix relative path)`` of every file under ``directory``, sorted.
 
-    Symlinked directories are followed (as the aws CLI does), each real
-    directory once: a link back to one already walked (a loop) is skipped with
-    a warning.  A directory that cannot be read is reported in ``problems``
-    (the command then fails) rather than silently left out."""
+    Symlinked directories are followed (as the aws CLI does); only a link
+    back to a directory on its own path from ``directory`` (a loop) is
+    skipped, with a warning: every real directory is copied under its own
+    name, whatever links to it and in whatever order the filesystem lists
+    them (marking directories "seen" as they were listed skipped a real
+    directory listed after a link to it, and called it a link).  A
+    directory that cannot be read is reported in ``problems`` (the command
+    then fails) rather than silently left out."""
 
     def failed(error: OSError) -> None:
         problems.append(f"{error.filename}: {error.strerror}")
         ui.warn(f"cannot read {error.filename}: {error.strerror}")
 
-    seen = {os.path.realpath(directory)}
+    # The real paths of each walked directory and of its ancestors in the walk.
+    chains = {directory: frozenset({os.path.realpath(directory)})}
     for root, dirs, files in os.walk(directory, onerror=failed, followlinks=True):
+        chain = chains.pop(root)
         for name in list(dirs):
-            real = os.path.realpath(os.path.join(root, name))
-            if real in seen:
-                ui.warn(f"skipping {os.path.join(root, name)}: a link to {real}, already copied")
+            full = os.path.join(root, name)
+            real = os.path.realpath(full)
+            if real in chain:
+                ui.warn(f"skipping {full}: a link back to {real}, which contains it (a loop)")
                 dirs.remove(name)
             else:
-                seen.add(real)
+                chains[full] = chain | {real}
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
@@ -394,6 +402,10 @@ def cmd_cp(client: LightningStorClient, args: argparse.Namespace, ui: Ui) -> int
     return EXIT_OK
 
 
+# Failures no other object of a tree copy would escape: they end the command.
+_TREE_FATAL = (errors.UnauthenticatedError, errors.NoSuchBucket)
+
+
 def _upload_tree(client: LightningStorClient, args: argparse.Namespace, dest: Remote, ui: Ui) -> int:
     """``cp -r DIR s3://...``: every file; a file or directory that cannot be
     read is reported and the rest still copied, and the command exits 1."""
@@ -401,6 +413,12 @@ def _upload_tree(client: LightningStorClient, args: argparse.Namespace, dest: Re
     problems: list[str] = []
     for path, rel in _walk(args.source, ui, problems):
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                # A FIFO would block the copy for ever, a device stream
+                # without end: skipped, as the aws CLI skips them.
+                problems.append(path)
+                ui.warn(f"skipping {path}: not a regular file")
+                continue
             _upload(client, path, Remote(dest.bucket, prefix + rel), ui, args)
         except OSError as e:
             problems.append(f"{path}: {e.strerror or e}")
@@ -408,6 +426,13 @@ def _upload_tree(client: LightningStorClient, args: argparse.Namespace, dest: Re
         except UnicodeError:  # a file name that is not valid UTF-8 cannot be a key
             problems.append(path)
             ui.warn(f"skipping {path!r}: its name is not valid UTF-8")
+        except errors.LightningStorError as e:
+            if isinstance(e, _TREE_FATAL):
+                raise
+            # One refused object (a key too long, a policy's deny): the
+            # others are still copied, and the command exits 1.
+            problems.append(path)
+            ui.warn(f"upload failed: {path}: {e.code}: {e.message}")
     if problems:
         ui.warn(f"{len(problems)} file(s) or directories not copied")
         return EXIT_ERROR
@@ -445,6 +470,11 @@ def _download_tree(client: LightningStorClient, source: Remote, directory: str, 
             _download(client, Remote(source.bucket, item.key), path, ui, None)
         except OSError as e:
             ui.warn(f"download failed: s3://{source.bucket}/{item.key}: {e.strerror or e}")
+            problems += 1
+        except errors.LightningStorError as e:
+            if isinstance(e, _TREE_FATAL):
+                raise
+            ui.warn(f"download failed: s3://{source.bucket}/{item.key}: {e.code}: {e.message}")
             problems += 1
     if problems:
         ui.warn(f"{problems} object(s) not copied")
@@ -716,6 +746,9 @@ def main(
         return _STATUS_EXIT.get(e.status, EXIT_ERROR)
     except OSError as e:
         ui.warn(str(e))
+        return EXIT_ERROR
+    except UnicodeError:  # a local name that is not valid UTF-8 cannot be a key
+        ui.warn("a file name is not valid UTF-8: it cannot be an object key")
         return EXIT_ERROR
     except KeyboardInterrupt:
         ui.warn("interrupted")

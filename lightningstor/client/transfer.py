@@ -339,7 +339,13 @@ def download_file(
     ``on_metadata`` is called before the first byte (a progress bar learns
     the size there).
     """
-    directory = os.path.dirname(os.path.abspath(path))
+    # A symlink's target is the file replaced; a device, a FIFO or a
+    # socket (``/dev/null``, a pipe to another program) is written into,
+    # never replaced by a regular file (the temporary file's rename did
+    # that: a reader of the FIFO got nothing, /dev/null became a file).
+    path = os.path.realpath(path)
+    into_special = os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode)
+    directory = os.path.dirname(path)
     stream = client.get_object(bucket, key, version_id=version_id)
     meta = stream.metadata
     try:
@@ -347,7 +353,10 @@ def download_file(
             on_metadata(meta)
         etag = meta.etag
         md5 = hashlib.md5() if etag and "-" not in etag else None
-        fd, tmp = tempfile.mkstemp(prefix=".lightningstor-", suffix=".part", dir=directory)
+        if into_special:
+            fd, tmp = os.open(path, os.O_WRONLY | os.O_CLOEXEC), None
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=".lightningstor-", suffix=".part", dir=directory)
         try:
             with os.fdopen(fd, "wb") as out:
                 written, attempt = 0, 0
@@ -368,18 +377,21 @@ def download_file(
                         attempt += 1
                         stream = _resumed(client, bucket, key, meta, version_id, written, attempt, e)
                 out.flush()
-                os.fsync(out.fileno())
+                if tmp is not None:
+                    os.fsync(out.fileno())
             if written != meta.size:
                 raise OSError(f"downloaded {written} bytes of {bucket}/{key}, expected {meta.size}")
             if md5 is not None and md5.hexdigest() != etag:
                 raise OSError(f"downloaded data of {bucket}/{key} does not match its ETag {etag}")
-            os.chmod(tmp, _file_mode(path))
-            os.replace(tmp, path)
+            if tmp is not None:
+                os.chmod(tmp, _file_mode(path))
+                os.replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
             raise
         return meta
     finally:

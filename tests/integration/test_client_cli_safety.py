@@ -174,8 +174,66 @@ def test_cp_r_upload_reports_unreadable_directories_and_follows_links(
     status, _, err, _ = run("cp", "-r", str(tree), f"s3://{bucket}/up")
     assert status == cli.EXIT_ERROR
     assert "cannot read" in err and "locked" in err and "Permission denied" in err
-    assert "loop" in err and "already copied" in err
+    assert "loop" in err and "a loop" in err
     assert sorted(_keys(client, bucket)) == ["up/linked/f.txt", "up/ok.txt"]
+
+
+def test_cp_r_upload_copies_every_real_directory_and_goes_on_after_a_refusal(
+    bucket: str, client: LightningStorClient, tmp_path: Path
+) -> None:
+    """A real directory is copied under its own name even when a link to it
+    is listed first (it was skipped as "a link, already copied", exit 0); a
+    file the server refuses (a key too long) or that is no regular file (a
+    FIFO, which blocked the copy for ever) is reported, and the rest is
+    still copied, exit 1."""
+    tree = tmp_path / "tree"
+    (tree / "a" / "b" / "c").mkdir(parents=True)
+    (tree / "a" / "b" / "c" / "file.txt").write_bytes(b"deep")
+    (tree / "0link").symlink_to(tree / "a" / "b" / "c", target_is_directory=True)  # listed before "a"
+    long_dir = tree / "m" / ("d" * 255) / ("e" * 255) / ("f" * 255) / ("g" * 255)
+    long_dir.mkdir(parents=True)
+    (long_dir / "too-long.txt").write_bytes(b"x")  # a key over 1,024 bytes
+    os.mkfifo(tree / "n-fifo")
+    (tree / "z-late.txt").write_bytes(b"late")
+    status, _, err, _ = run("cp", "-r", str(tree), f"s3://{bucket}/up")
+    assert status == cli.EXIT_ERROR, err
+    assert "KeyTooLongError" in err and "not a regular file" in err
+    assert sorted(_keys(client, bucket)) == ["up/0link/file.txt", "up/a/b/c/file.txt", "up/z-late.txt"]
+
+
+def test_a_download_into_a_fifo_or_through_a_symlink_writes_into_it(
+    bucket: str, client: LightningStorClient, tmp_path: Path
+) -> None:
+    """A download onto a FIFO (or a device) writes into it; onto a symlink,
+    into the file it names.  Each was replaced by a regular file (a reader
+    of the FIFO got nothing; a root ``cp s3://b/k /dev/null`` would have
+    replaced /dev/null)."""
+    client.put_object(bucket, "k", b"payload")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(fifo.read_bytes)
+        status, _, err, _ = run("cp", f"s3://{bucket}/k", str(fifo))
+        assert status == cli.EXIT_OK, err
+        assert read.result(timeout=30) == b"payload"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    target = tmp_path / "target.txt"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    assert run("cp", f"s3://{bucket}/k", str(link))[0] == cli.EXIT_OK
+    assert link.is_symlink() and target.read_bytes() == b"payload"
+
+
+def test_a_single_file_whose_name_is_not_utf8_is_an_error_not_a_traceback(
+    bucket: str, tmp_path: Path
+) -> None:
+    """``cp <file> s3://...`` of a file whose name cannot be a key: exit 1
+    with a message (it was a Python traceback)."""
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/bad\xff.txt")
+    Path(name).write_bytes(b"x")
+    status, _, err, _ = run("cp", name, f"s3://{bucket}/")
+    assert status == cli.EXIT_ERROR and "not valid UTF-8" in err and "Traceback" not in err
 
 
 def test_rb_force_empties_a_versioned_bucket_of_more_than_a_page(
