@@ -267,7 +267,12 @@ def test_reads_skip_a_divergent_replica_and_repair_it(tmp_path: Path, started: l
     s3.create_bucket(Bucket="reads")
     body = os.urandom(MiB + 300 * KiB)  # two chunks
     s3.put_object(Bucket="reads", Key="k", Body=body)
-    first = next(c for c in nodes[0].chunk_ids() if _get(nodes[0], c) == body[:MiB])
+    # The PUT is acknowledged once a write quorum stored each chunk: the
+    # third copy (on any node) may land a moment later.
+    found: list[str] = []
+    _wait(lambda: bool(found.extend(c for c in nodes[0].chunk_ids() if _get(nodes[0], c) == body[:MiB]) or found),
+          10, "node 0 holds the first chunk")  # fmt: skip
+    first = found[0]
     ring = _ring(nodes)
     target = nodes[ring.index(placement.read_order(first, ring, 3, "consistent_hash")[0])]
     _diverge(target, first, body[:MiB])

@@ -104,6 +104,9 @@ def test_a_signal_stops_a_waiting_collect(tmp_path: Path, signum: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "lightningstor.admin", "collect", "--data-dir", data],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # A test run in the background inherits SIGINT ignored, and a process
+        # that ignores it is not the case this test is about.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         assert proc.stdout is not None
