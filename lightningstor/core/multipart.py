@@ -52,6 +52,7 @@ from lightningstor.core.buckets import bucket_guard, read_bucket_guard
 from lightningstor.core.listing import asks_nothing
 from lightningstor.core.objects import (
     DEFAULT_CHECKSUM,
+    MAX_OBJECT_SIZE,
     ConflictError,
     ObjectManager,
     PutAttrs,
@@ -82,7 +83,6 @@ MiB = 1 << 20
 MIN_PART_SIZE = 5 * MiB  # every part but the last (AWS)
 MAX_PART_SIZE = 5 * 1024**3
 MAX_PART_NUMBER = 10000
-MAX_OBJECT_SIZE = 5 * 1024**4
 MAX_LISTED = 1000  # ListParts max-parts / ListMultipartUploads max-uploads cap
 
 COMPOSITE = "COMPOSITE"

@@ -53,6 +53,7 @@ from lightningstor.interfaces.metadata import (
 
 MAX_KEY_BYTES = 1024
 MAX_SINGLE_PUT_BYTES = 5 * 1024**3  # AWS: larger objects need multipart
+MAX_OBJECT_SIZE = 5 * 1024**4  # AWS's largest object, the default of [limits] max_object_size_bytes
 
 log = Logger()
 
@@ -318,6 +319,8 @@ class ObjectManager:
         self._delete_chunks = delete_chunks
         self._clock = clock
         self.max_metadata_bytes = max_metadata_bytes
+        # [limits] max_object_size_bytes (set by the Core): the largest object commit() stores.
+        self.max_object_size = MAX_OBJECT_SIZE
         # Usage rows and limits ride along in every transaction below.
         self.quotas = quotas if quotas is not None else QuotaManager(store, clock)
         # Whether a commit may skip reading a key it cannot read from memory.
@@ -482,6 +485,11 @@ class ObjectManager:
             # A record read back from the store lists no chunks when paged:
             # committing it as is would store an object without its data.
             raise ValueError("a paged record must be committed with its chunks loaded")
+        if record.size > self.max_object_size:
+            # [limits] max_object_size_bytes, for every way an object is
+            # written (PUT, POST, copy, gRPC, complete): it used to bind
+            # multipart uploads only.
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_object_size), ProposedSize=str(record.size))
         # Every new version passes here, whichever layer wrote it: the
         # bucket's default retention is applied and stray lock settings refused.
         objectlock.settle_new_version(bucket, record)

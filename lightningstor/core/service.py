@@ -134,6 +134,7 @@ class Core:
             quotas=self.quotas,
             chunks_per_record=chunks_per_record,
         )
+        self.objects.max_object_size = max_object_size
         self.multipart = MultipartManager(
             store, chunks, self.objects, clock, max_parts=max_multipart_parts, max_object_size=max_object_size
         )

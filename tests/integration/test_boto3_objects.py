@@ -606,3 +606,37 @@ def test_an_empty_if_match_is_no_condition(server, s3, bucket):
     for key in ("new-key", "new-key"):  # a new key, then the same one existing
         status, answer = signed(server, "PUT", f"/{bucket}/{key}", b"data", {"If-Match": ""})
         assert status == 200, answer
+
+
+def test_max_object_size_binds_every_way_of_writing(tmp_path):
+    """``[limits] max_object_size_bytes`` refuses larger objects however they
+    are written: a PutObject (before its body), a CopyObject, an upload
+    whose length is not declared, a gRPC PutObject.  It used to bind
+    CompleteMultipartUpload only."""
+    from lightningstor.client import LightningStorClient
+    from lightningstor.client import errors as client_errors
+    from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+
+    config = tmp_path / "c.toml"
+    config.write_text("[limits]\nmax_object_size_bytes = 1000\n")
+    (tmp_path / "data").mkdir()
+    server = ServerProcess(tmp_path / "data", config=str(config)).start()
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="limited")
+        s3.put_object(Bucket="limited", Key="fits", Body=b"x" * 1000)
+        with pytest.raises(ClientError) as info:
+            s3.put_object(Bucket="limited", Key="big", Body=b"x" * 1001)
+        assert info.value.response["Error"]["Code"] == "EntityTooLarge"
+        s3.put_object(Bucket="limited", Key="small", Body=b"x" * 600)
+        s3.copy_object(Bucket="limited", Key="copy", CopySource={"Bucket": "limited", "Key": "small"})
+        with LightningStorClient.connect(
+            f"grpc://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, timeout=30
+        ) as client:
+            with pytest.raises(client_errors.LightningStorError) as grpc_info:
+                client.put_object("limited", "grpc-big", b"y" * 1001)
+            assert grpc_info.value.code == "EntityTooLarge"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="limited")["Contents"]]
+        assert keys == ["copy", "fits", "small"]
+    finally:
+        server.stop()

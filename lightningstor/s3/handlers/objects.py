@@ -161,8 +161,11 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
     def resolved(bucket: Bucket, principal: Principal, verified: Any) -> Deferred[Any]:
         validate_key(call.key)
         decoded_length = decoded_length_of(call, length)
-        if decoded_length is not None and decoded_length > MAX_SINGLE_PUT_BYTES:
-            raise errors.EntityTooLarge(MaxSizeAllowed=str(MAX_SINGLE_PUT_BYTES), ProposedSize=str(decoded_length))
+        # The configured largest object, when below AWS's single-PUT limit, is
+        # refused before the body too (the commit would refuse it after).
+        limit = min(MAX_SINGLE_PUT_BYTES, api.options.max_object_size_bytes)
+        if decoded_length is not None and decoded_length > limit:
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(decoded_length))
         if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
             raise errors.MissingContentLength()
         # The ACL (x-amz-acl, x-amz-grant-*) is refused, if it is, before the body is stored.
