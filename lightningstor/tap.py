@@ -40,6 +40,7 @@ class Options(usage.Options):
         raise SystemExit(0)
 
     opt_V = opt_version
+    opt_h = usage.Options.opt_help  # SPEC: -h, --help
 
     def postOptions(self) -> None:
         from lightningstor.tls import hold_reload_signals

@@ -207,3 +207,17 @@ def test_admin_commands_open_the_data_without_importing_the_server(tmp_path: Pat
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "0 []", run.stdout
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_the_server_command_prints_its_help_for_h_and_help(flag: str) -> None:
+    """SPEC's ``-h, --help`` for ``twistd lightningstor`` (``-h`` was an
+    unknown option, exit 1)."""
+    import subprocess
+    import sys
+    from pathlib import Path as _Path
+
+    twistd = str(_Path(sys.executable).with_name("twistd"))
+    done = subprocess.run([twistd, "lightningstor", flag], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "-h, --help" in done.stdout and "--data-dir" in done.stdout
