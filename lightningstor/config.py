@@ -936,7 +936,11 @@ def _read_storage(t: _Table, data_dir: str) -> StorageSettings:
 
 def _read_iam(t: _Table) -> IamSettings:
     d = IamSettings()
-    authorizer = t.get("authorizer", d.authorizer, _plugin_name)
+    # An IAM endpoint without an authorizer named is SPEC's own [iam] table
+    # ("all operations authorized via aegis"): it means aegis.  It used to
+    # be accepted and ignored, the local authorizer deciding without a word.
+    implied = "aegis" if "endpoint" in t.raw and "authorizer" not in t.raw else d.authorizer
+    authorizer = t.get("authorizer", implied, _plugin_name)
     if authorizer == "aegis":
         endpoint = t.required("endpoint", _url, "when iam.authorizer is 'aegis'")
     else:

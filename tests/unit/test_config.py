@@ -163,6 +163,7 @@ def test_spec_example_is_accepted_verbatim(tmp_path: Path) -> None:
         "placement_strategy": "consistent_hash",
     }
     assert s.iam.endpoint == "http://aegis:9090"
+    assert s.iam.authorizer == "aegis"  # an endpoint with no authorizer named means aegis, as SPEC says
     assert s.iam.service_account == "lightningstor"
     assert s.iam.token_path == "/var/run/secrets/iam/token"
     assert s.limits.max_object_size_bytes == 5497558138880
@@ -688,3 +689,21 @@ def test_audit_when_full(tmp_path: Path) -> None:
     assert problems_of(unknown)[0].startswith("audit.when_full: must be one of")
     # A queue this small is fine when records may be dropped.
     assert load_settings(write(tmp_path, "[audit]\nmax_queued_records = 1\n"), env={}).audit.max_queued_records == 1
+
+
+@pytest.mark.parametrize(
+    ("table", "authorizer"),
+    [
+        ('[iam]\nendpoint = "http://aegis:9090"\n', "aegis"),
+        ('[iam]\nendpoint = "http://aegis:9090"\nauthorizer = "local"\n', "local"),
+        ("[iam]\ncache_seconds = 2\n", "local"),
+        ("", "local"),
+    ],
+)
+def test_an_iam_endpoint_without_an_authorizer_means_aegis(tmp_path: Path, table: str, authorizer: str) -> None:
+    """SPEC's [iam] table names an endpoint and no authorizer, and says every
+    operation is authorized via aegis: such a table selects aegis (it was
+    accepted and ignored, the local authorizer deciding).  Naming one keeps it."""
+    path = tmp_path / "c.toml"
+    path.write_text(table)
+    assert load_settings(str(path), env={}).iam.authorizer == authorizer
