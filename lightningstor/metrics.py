@@ -247,7 +247,12 @@ class S3Metrics:
         if summary.error_code is not None and summary.status >= 400:
             self.s3_errors.labels(summary.error_code, status).inc()
         if summary.object_size is not None:
-            self.object_size.labels(operation).observe(summary.object_size)
+            self.object_written(operation, summary.object_size)
+
+    def object_written(self, operation: str, size: int) -> None:
+        """One object (or part) of ``size`` bytes stored by ``operation``
+        (an S3 operation or a gRPC method of the same name)."""
+        self.object_size.labels(operation).observe(size)
 
     def scrub_finished(self, report: Any) -> None:
         """The ScrubService hook: count each problem of a ``ScrubReport``

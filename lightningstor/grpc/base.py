@@ -253,6 +253,13 @@ class Rpc:
         self.local.access_key_id = None
         self.local.request_id = audit.new_request_id()
         self.local.started = time.monotonic()
+        self.local.object_size = None
+
+    def wrote(self, size: int) -> None:
+        """The call on this thread stored an object (or part) of ``size``
+        bytes: observed in ``lightningstor_object_size_bytes`` by method once
+        it answers OK, as the S3 writes are (gRPC writes were left out)."""
+        self.local.object_size = size
 
     def succeeded(self, context: grpc.ServicerContext) -> None:
         """The call on this thread is answering OK: name its request id."""
@@ -271,6 +278,9 @@ class Rpc:
         if self.metrics is not None:
             try:
                 self.metrics.grpc_finished(local.method, code.name, time.monotonic() - local.started)
+                size = getattr(local, "object_size", None)
+                if size is not None and code is grpc.StatusCode.OK:
+                    self.metrics.object_written(local.method, size)
             except Exception:
                 failure = Failure()
                 self.reactor.callFromThread(log.failure, "Counting gRPC {method} failed", failure, method=local.method)

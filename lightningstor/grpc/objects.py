@@ -192,6 +192,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         attrs.if_none_match_any = _if_none_match_any(optional(request, "if_none_match"))
         attrs.if_match = optional(request, "if_match")
         bucket, record = self.rpc.call(self._put, self.rpc.gate(principal), name, key, request.content, attrs)
+        self.rpc.wrote(record.size)
         return pb.PutObjectResponse(
             etag=record.etag,
             checksums=convert.checksums(record.checksums),
@@ -383,6 +384,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             replace_metadata=replacement, tags=tags, owner=object_owner(dest_bucket, principal.principal_id, None),
             conditions=write_conditions,
         )  # fmt: skip
+        self.rpc.wrote(record.size)
         response = pb.CopyObjectResponse(
             etag=record.etag,
             last_modified=record.created_at,
@@ -504,6 +506,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             if not may_have_committed(e):
                 self.rpc.call(writer.abort)
             raise
+        self.rpc.wrote(part.size)
         return pb.UploadPartResponse(
             part_number=part.part_number, etag=part.etag, size=part.size, checksums=convert.checksums(part.checksums)
         )
@@ -568,6 +571,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             public_acls_blocked=self.core.access.public_access_block(bucket).block_public_acls,
         )  # fmt: skip
         record = done.record
+        self.rpc.wrote(record.size)
         return pb.CompleteMultipartUploadResponse(
             bucket=bucket.name,
             key=key,

@@ -244,7 +244,8 @@ def test_grpc_calls_are_counted_by_method_and_code(tmp_data: Path) -> None:
         try:
             client.create_bucket("grpc-metrics")
             client.put_object("grpc-metrics", "a", b"1")
-            client.put_object("grpc-metrics", "b", b"2")
+            client.put_object("grpc-metrics", "b", b"2" * 3000)
+            client.copy_object("grpc-metrics", "b", "grpc-metrics", "c")
             with pytest.raises(cerrors.NoSuchKey):
                 client.head_object("grpc-metrics", "missing")
         finally:
@@ -260,8 +261,12 @@ def test_grpc_calls_are_counted_by_method_and_code(tmp_data: Path) -> None:
         assert _value(after, total, method="PutObject", code="OK") == 2
         assert _value(after, total, method="HeadObject", code="NOT_FOUND") == 1
         assert _value(after, "lightningstor_grpc_request_duration_seconds_count", method="PutObject") == 2
-        # S3 request counters are not touched by gRPC calls.
+        # S3 request counters are not touched by gRPC calls; the sizes written
+        # are observed as S3's are (gRPC writes were left out).
         assert _value(after, "lightningstor_requests_total", operation="PutObject", status="200") == 0
+        assert _value(after, "lightningstor_object_size_bytes_count", operation="PutObject") == 2
+        assert _value(after, "lightningstor_object_size_bytes_sum", operation="PutObject") == 3001
+        assert _value(after, "lightningstor_object_size_bytes_sum", operation="CopyObject") == 3000
     finally:
         server.stop()
 
