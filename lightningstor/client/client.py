@@ -206,6 +206,10 @@ class LightningStorClient:
         (:class:`~lightningstor.client.retry.RetryPolicy`; ``retry.NO_RETRY`` for none).
         """
         target, tls = parse_target(url)
+        if not tls and (root_certificates or private_key or certificate_chain):
+            # Certificates for a plaintext channel would be set aside, and the
+            # credentials sent in clear: the caller meant TLS.
+            raise ValueError(f"{url}: certificates given for a plaintext endpoint (use grpcs:// for TLS)")
         channel_options = [
             ("grpc.max_receive_message_length", 8 * MiB),
             ("grpc.max_send_message_length", 128 * MiB),

@@ -121,3 +121,20 @@ def test_retries_are_bounded_and_jittered() -> None:
         retry.call(fn, policy, idempotent=True, sleep=waits.append)
     assert len(calls) == 4 and len(waits) == 3
     assert all(0 <= w <= 1.0 for w in waits)
+
+
+def test_certificates_for_a_plaintext_endpoint_are_refused(tmp_path: Any) -> None:
+    """``--ca-file`` (or a client certificate) with a ``grpc://`` endpoint is
+    a usage error (exit 2): it was set aside and the token went in clear."""
+    from lightningstor.client import LightningStorClient
+
+    with pytest.raises(ValueError, match="grpcs://"):
+        LightningStorClient.connect("grpc://127.0.0.1:1", token="t", root_certificates=b"pem")
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"not really a certificate")
+    err = io.StringIO()
+    status = cli.main(
+        ["--endpoint", "grpc://127.0.0.1:1", "--ca-file", str(ca), "--access-key", "a", "--secret-key", "b", "ls"],
+        err=err,
+    )
+    assert status == cli.EXIT_USAGE and "grpcs://" in err.getvalue()
