@@ -856,14 +856,17 @@ def expected_range(spec: RangeSpec, size: int) -> tuple[int, int] | str | None:
     S3 serves one range; a header it cannot use (another unit, several ranges,
     a closed range whose last byte precedes its first) is ignored (RFC 7233
     §3.1: a server MAY ignore Range).  A syntactically valid range is
-    unsatisfiable (416) when its first byte is at or past the end, when the
-    object is empty, or for a zero-length suffix.
+    unsatisfiable (416) when its first byte is at or past the end (of an
+    empty object too) or for a zero-length suffix; a suffix of an empty
+    object is the whole (empty) object, as AWS answers.
     """
     if spec.kind == "ignored" or (spec.kind == "closed" and spec.last < spec.first):
         return None
     if spec.kind == "suffix":
-        if spec.last == 0 or size == 0:
+        if spec.last == 0:
             return "416"
+        if size == 0:
+            return None
         return max(0, size - spec.last), size - 1
     if spec.first >= size:
         return "416"
