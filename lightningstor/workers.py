@@ -307,7 +307,7 @@ class WorkerSupervisor(Service):
 
         server = self.settings.server
         try:
-            os.makedirs(self.settings.data_dir, exist_ok=True)
+            os.makedirs(self.settings.data_dir, mode=0o700, exist_ok=True)  # owner only, as server.build makes it
             load_or_create_master_key(self.settings.security.master_key_file)
         except OSError as e:
             raise ConfigError(f"data_dir: cannot prepare {self.settings.data_dir}: {e.strerror or e}") from None

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -160,7 +161,8 @@ def test_a_daemonized_single_process_server_answers_and_stops(tmp_data: Path, tm
     assert not daemon.pidfile.exists()
 
 
-def test_a_new_data_directory_and_metadata_database_are_private(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_new_data_directory_and_metadata_database_are_private(tmp_path: Path, workers: int) -> None:
     """A server started on a data directory that does not exist yet creates
     it, and its SQLite database (with the -wal and -shm files), readable by
     its own user only, as the chunk files and keys are: small objects are
@@ -169,7 +171,7 @@ def test_a_new_data_directory_and_metadata_database_are_private(tmp_path: Path) 
     data = tmp_path / "data"
     umask = os.umask(0o022)  # the usual umask for the server, whatever the test runner's
     try:
-        server = ServerProcess(data).start()
+        server = ServerProcess(data, extra_args=["--workers", str(workers)]).start()
     finally:
         os.umask(umask)
     try:
