@@ -330,13 +330,12 @@ def _with_stores(
 def _missing_store(settings: Settings) -> str | None:
     """Why the configured store cannot be opened without creating it: a
     SQLite database file that is not there (other stores are not files)."""
+    from lightningstor.metadata.sqlite import database_path
     from lightningstor.plugins import plugin_options
 
     if settings.metadata.backend != "sqlite":
         return None
-    path = plugin_options(settings.metadata.options, "sqlite").get("path") or os.path.join(
-        settings.data_dir, "metadata.db"
-    )  # as the SQLite store's factory finds it
+    path = database_path(plugin_options(settings.metadata.options, "sqlite"), settings.data_dir)
     if os.path.exists(path):
         return None
     return (

@@ -765,9 +765,6 @@ class SqliteMetadataStore:
     # -- writes (the writer thread) ------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        # Here, not at start-up: a server started as root creates its files
-        # after it switched to its run user (lightningstor.run_user).
-        _create_private(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.  check_same_thread
         # is off only so close can release a reader's connection after its
         # thread has exited; each connection is used by one thread.
@@ -789,6 +786,10 @@ class SqliteMetadataStore:
                 time.sleep(0.01)
 
     def _init_writer(self) -> sqlite3.Connection:
+        # The writer opens the file first (readers wait for it): created here,
+        # not at start-up, so that a server started as root creates its files
+        # after it switched to its run user (lightningstor.run_user).
+        _create_private(self.path)
         conn = self._connect()
         try:
             mode = _rows(conn, "PRAGMA journal_mode = WAL")[0][0]
@@ -1037,7 +1038,7 @@ class SqliteStoreFactory:
     description = "Embedded SQLite metadata (WAL, durable group commit); single host"
 
     def create(self, options: Mapping[str, Any], context: PluginContext) -> SqliteMetadataStore:
-        path = options.get("path") or os.path.join(context.data_dir, "metadata.db")
+        path = database_path(options, context.data_dir)
         synchronous = str(options.get("synchronous", "FULL"))
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ConfigError(f"metadata.synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
@@ -1063,6 +1064,12 @@ class SqliteStoreFactory:
             min_free_bytes=min_free_bytes,
             cache_bytes=cache_bytes,
         )
+
+
+def database_path(options: Mapping[str, Any], data_dir: str) -> str:
+    """Where the store's database is: option ``path``, else
+    ``<data_dir>/metadata.db`` (the admin CLI asks too, before opening it)."""
+    return str(options.get("path") or os.path.join(data_dir, "metadata.db"))
 
 
 def _create_private(path: str) -> None:

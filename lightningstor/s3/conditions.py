@@ -92,6 +92,12 @@ def check_write_conditions(headers: Mapping[str, str], current_etag: str | None)
         raise errors.PreconditionFailed(Condition="If-None-Match")
 
 
+def write_if_match(headers: Mapping[str, str]) -> str | None:
+    """A write's ``If-Match`` (the ETag its target must have, or ``*``);
+    None when absent or empty (a proxy's empty header is no condition)."""
+    return headers.get("if-match", "").strip() or None
+
+
 def write_if_none_match_any(headers: Mapping[str, str]) -> bool:
     """Whether a write (PutObject, CompleteMultipartUpload, CopyObject) asks
     ``If-None-Match: *``, "create only".

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from lightningstor import errors
-from lightningstor.checksums import ALGORITHMS
+from lightningstor.checksums import ALGORITHMS, new_hasher
 from lightningstor.core.attributes import (
     check_field_value,
     is_header_name,
@@ -25,7 +25,7 @@ from lightningstor.core.sse import AES256
 from lightningstor.core.types import Bucket, Encryption, ObjectRecord
 from lightningstor.core.website import REDIRECT_HEADER, simple_redirect_location
 from lightningstor.s3 import ssec
-from lightningstor.s3.conditions import write_if_none_match_any
+from lightningstor.s3.conditions import write_if_match, write_if_none_match_any
 from lightningstor.s3.dates import http_date
 from lightningstor.s3.objectlockxml import lock_headers, lock_response_headers
 
@@ -86,7 +86,7 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
     return expected, tuple(sorted(keep)), trailer
 
 
-_DIGEST_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
+_DIGEST_BYTES = {algorithm: len(new_hasher(algorithm).digest()) for algorithm in ALGORITHMS}
 
 
 def _checksum_value(algorithm: str, value: str) -> str:
@@ -240,8 +240,7 @@ def put_attrs(headers: Mapping[str, str], *, max_metadata_bytes: int) -> PutAttr
     if tagging:
         attrs.tags = parse_tagging_header(tagging)
     attrs.if_none_match_any = write_if_none_match_any(headers)
-    # Present but empty is absent, as for every conditional header (s3/conditions.py).
-    attrs.if_match = headers.get("if-match", "").strip() or None
+    attrs.if_match = write_if_match(headers)
     lock = lock_headers(headers)
     attrs.lock_mode, attrs.lock_until, attrs.legal_hold = lock.mode, lock.until, lock.legal_hold
     attrs.encryption = sse_request(headers)

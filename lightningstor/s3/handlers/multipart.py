@@ -323,7 +323,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
     ]
     write_conditions = PutAttrs(
         if_none_match_any=conditions.write_if_none_match_any(call.headers),
-        if_match=call.headers.get("if-match", "").strip() or None,  # empty: absent
+        if_match=conditions.write_if_match(call.headers),
     )
     raw_size = call.headers.get("x-amz-mp-object-size")
     object_size = None

@@ -620,7 +620,7 @@ def delete_object(api: Any, call: Any) -> Any:
     version = _version_param(call)
     # A conditional delete (AWS, general purpose buckets since 2025): an ETag
     # or "*", checked in the deleting transaction.
-    if_match = call.headers.get("if-match", "").strip() or None
+    if_match = conditions.write_if_match(call.headers)
     yield api.core.allow_delete_condition(principal, bucket, call.key, if_match, call.decisions.append, call)
     bypass = False
     if version is not None and bypass_requested(call.headers):
@@ -750,7 +750,7 @@ def _copy_object(api: Any, call: Any) -> Any:
     lock = lock_headers(call.headers)
     write_conditions = PutAttrs(
         if_none_match_any=conditions.write_if_none_match_any(call.headers),
-        if_match=call.headers.get("if-match", "").strip() or None,  # the destination's current ETag
+        if_match=conditions.write_if_match(call.headers),  # the destination's current ETag
         lock_mode=lock.mode,
         lock_until=lock.until,
         legal_hold=lock.legal_hold,
