@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 from treq import collect
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
@@ -392,8 +392,10 @@ class AegisAuthorizer:
         for attempt in (1, 2):
             try:
                 verdict = yield self._post(payload, token)
-            except (ResponseNeverReceived, RequestTransmissionFailed):
-                if attempt == 2:
+            except (ResponseNeverReceived, RequestTransmissionFailed) as e:
+                # A call cancelled at its deadline fails the same way, and
+                # must end there rather than start an unbounded second call.
+                if attempt == 2 or any(r.check(CancelledError) for r in e.reasons):
                     raise
                 continue
             except _TokenRejected:

@@ -307,6 +307,22 @@ def test_timeout_fails_closed_and_gate_answers_503() -> None:
     assert len(authz.cache) == 0
 
 
+def test_a_call_cancelled_at_its_deadline_is_not_repeated() -> None:
+    """The deadline cancels the call, which fails like a lost pooled
+    connection (ResponseNeverReceived); it must not be retried as one: the
+    second call would have no deadline and, against a stalled aegis, stay
+    open for good, one more per question asked during the stall."""
+    aegis, clock = Aegis({**POLICY, "mode": "stall"}), Clock()
+    authz = make(aegis, clock, timeout_seconds=2.0)
+    d = authz.authorize(ALICE, GET, OBJ)
+    aegis.stub.flush()
+    clock.advance(2.1)
+    aegis.stub.flush()
+    failed = result_of(d)
+    assert isinstance(failed, Failure) and failed.check(AegisUnavailable)
+    assert len(aegis.requests) == 1
+
+
 def test_wrong_token_fails_closed() -> None:
     """A 401 (aegis rejects our token) is a failure, never a decision."""
     aegis, clock = Aegis({**POLICY, "token": "the-right-one"}), Clock()
