@@ -31,6 +31,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed object size."),
     "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
     "ExpiredToken": (400, "The provided token has expired."),
+    "InvalidToken": (400, "The provided token is malformed or otherwise invalid."),
     "IllegalLocationConstraintException": (400, "The specified location constraint is not valid."),
     "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
     "InternalError": (500, "We encountered an internal error. Please try again."),

@@ -5,8 +5,9 @@ Run as a real process::
     python -m tests.aegis_service --port 0 --policy policy.json --record requests.jsonl
 
 It prints ``AEGIS_PORT <port>`` on stdout once listening on 127.0.0.1, and
-answers ``POST /v1/authorize`` from the JSON policy file, re-read whenever
-it changes, so a test steers it by rewriting that file::
+answers ``POST /v1/authorize`` and ``POST /v1/authenticate`` from the JSON
+policy file, re-read whenever it changes, so a test steers it by rewriting
+that file::
 
     {
       "mode": "decide",            # or "stall" (never answer), "error" (HTTP 500),
@@ -17,7 +18,12 @@ it changes, so a test steers it by rewriting that file::
         {"principal": "admin", "action": "lightningstor:*", "resource": "*", "allow": true},
         {"principal": "bob", "action": "lightningstor:objects:get",
          "resource": "org/default/bucket/public/*", "allow": true, "reason": "public"}
-      ]
+      ],
+      "tokens": {                  # bearer tokens /v1/authenticate accepts; others are refused
+        "svc-token-1": {"principal": {"id": "billing", "org_id": "acme", "project_id": "web",
+                                      "roles": ["svc"]},
+                        "expires_at": 1900000000}       # optional
+      }
     }
 
 Patterns are shell globs (``fnmatchcase``) over the principal id, the action
@@ -63,6 +69,14 @@ def decide(policy: Policy, body: dict[str, Any]) -> tuple[bool, str]:
     return False, "no rule matched"
 
 
+def identify(policy: Policy, body: dict[str, Any]) -> dict[str, Any]:
+    """The /v1/authenticate answer for ``body``'s token under ``policy``."""
+    known = policy.get("tokens", {}).get(str(body.get("token", "")))
+    if known is None:
+        return {"authenticated": False, "reason": "unknown token"}
+    return {"authenticated": True, **known}
+
+
 class AegisResource(Resource):
     """``/v1/authorize`` answering from ``policy()``, recording each request
     with ``record(dict)``."""
@@ -96,7 +110,7 @@ class AegisResource(Resource):
             # Never answered: the connection stays open until the client gives up.
             self.stalled.append(request)
             return NOT_DONE_YET
-        if request.method != b"POST" or request.path != b"/v1/authorize":
+        if request.method != b"POST" or request.path not in (b"/v1/authorize", b"/v1/authenticate"):
             request.setResponseCode(404)
             return b'{"error": "not found"}'
         expected = policy.get("token")
@@ -109,10 +123,12 @@ class AegisResource(Resource):
         if mode == "malformed":
             return b'{"allowed": tr'
         if mode == "not-boolean":
-            return b'{"allowed": "true"}'
+            return b'{"allowed": "true", "authenticated": "true"}'
         if not isinstance(body, dict):
             request.setResponseCode(400)
             return b'{"error": "body is not a JSON object"}'
+        if request.path == b"/v1/authenticate":
+            return json.dumps(identify(policy, body)).encode()
         allowed, reason = decide(policy, body)
         return json.dumps({"allowed": allowed, "reason": reason}).encode()
 

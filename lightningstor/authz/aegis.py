@@ -12,6 +12,16 @@ protocol is documented in ``docs/aegis.md``; in short::
 
     200 {"allowed": true|false, "reason": "..."}
 
+It also vouches for bearer tokens aegis issued, which callers present on
+the gRPC API (SPEC §4.3, §9.1)::
+
+    POST /v1/authenticate
+    {"service_account": ..., "token": "<the caller's bearer token>"}
+
+    200 {"authenticated": true, "principal": {"id", "org_id", "project_id", "roles", ...},
+         "expires_at": <Unix seconds, optional>}
+    200 {"authenticated": false, "reason": "..."}
+
 Three properties matter more than the rest:
 
 * **It fails closed.**  A timeout, a refused connection, a non-200 status or
@@ -31,6 +41,7 @@ Three properties matter more than the rest:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -48,14 +59,26 @@ from twisted.web.client import Agent, HTTPConnectionPool, RequestTransmissionFai
 from zope.interface import implementer
 
 from lightningstor.core.access import ResourceRef
+from lightningstor.core.principals import validate_id
 from lightningstor.core.types import Principal
 from lightningstor.deferreds import Shared
 from lightningstor.errors import ConfigError
-from lightningstor.interfaces.authorizer import AuthorizerContext, IAuthorizer, IAuthorizerFactory
+from lightningstor.interfaces.authorizer import (
+    AuthorizerContext,
+    IAuthorizer,
+    IAuthorizerFactory,
+    ITokenAuthenticator,
+)
 
 log = Logger()
 
 AUTHORIZE_PATH = "/v1/authorize"
+AUTHENTICATE_PATH = "/v1/authenticate"
+# A principal's roles as aegis names them: sent back to aegis with every
+# question about the principal, never interpreted here; bounded so one odd
+# answer cannot bloat every later request.
+MAX_ROLES = 64
+MAX_ROLE_LENGTH = 128
 # An answer is a few dozen bytes; anything far larger is not aegis talking.
 MAX_RESPONSE_BYTES = 64 * 1024
 # How often the token file's stat is checked (in a thread) for a rotation.
@@ -83,6 +106,14 @@ class _TokenRejected(AegisUnavailable):
 class Verdict(NamedTuple):
     allowed: bool
     reason: str
+
+
+class Identity(NamedTuple):
+    """aegis's answer about a bearer token."""
+
+    principal: Principal | None  # None: aegis does not accept the token
+    reason: str
+    expires_at: float | None  # Unix seconds, when aegis said
 
 
 # ---------------------------------------------------------------------------
@@ -128,13 +159,8 @@ def request_body(
     }
 
 
-def parse_verdict(status: int, raw: bytes) -> Verdict:
-    """aegis's answer, or :class:`AegisUnavailable` for anything but a 200
-    carrying a JSON object whose ``allowed`` is a JSON boolean.
-
-    Strict on purpose: ``"allowed": "false"`` or ``1`` is a broken or
-    impostor service, and guessing its meaning could open the store.
-    """
+def _answer(status: int, raw: bytes) -> dict[str, Any]:
+    """The JSON object of a 200 answer; :class:`AegisUnavailable` otherwise."""
     if status == 401:
         raise _TokenRejected("aegis rejected the service account token (HTTP 401)")
     if status != 200:
@@ -143,10 +169,84 @@ def parse_verdict(status: int, raw: bytes) -> Verdict:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise AegisUnavailable(f"aegis answered malformed JSON: {e}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("allowed"), bool):
-        raise AegisUnavailable('aegis answer lacks a boolean "allowed"')
+    if not isinstance(doc, dict):
+        raise AegisUnavailable("aegis answer is not a JSON object")
+    return doc
+
+
+def _reason(doc: Mapping[str, Any]) -> str:
     reason = doc.get("reason", "")
-    return Verdict(doc["allowed"], reason if isinstance(reason, str) else "")
+    return reason if isinstance(reason, str) else ""
+
+
+def parse_verdict(status: int, raw: bytes) -> Verdict:
+    """aegis's answer, or :class:`AegisUnavailable` for anything but a 200
+    carrying a JSON object whose ``allowed`` is a JSON boolean.
+
+    Strict on purpose: ``"allowed": "false"`` or ``1`` is a broken or
+    impostor service, and guessing its meaning could open the store.
+    """
+    doc = _answer(status, raw)
+    if not isinstance(doc.get("allowed"), bool):
+        raise AegisUnavailable('aegis answer lacks a boolean "allowed"')
+    return Verdict(doc["allowed"], _reason(doc))
+
+
+def authenticate_body(token: str, service_account: str | None) -> dict[str, Any]:
+    """The JSON document asking aegis whom a bearer token names."""
+    return {"service_account": service_account or "", "token": token}
+
+
+def parse_identity(status: int, raw: bytes) -> Identity:
+    """aegis's answer about a token, or :class:`AegisUnavailable` for
+    anything but a 200 whose ``authenticated`` is a JSON boolean and, when
+    true, whose ``principal`` is usable here.
+
+    As strict as :func:`parse_verdict`, for the same reason: a principal
+    this server cannot place in a tenant (no org, an id no bucket path can
+    hold) is a broken answer, not a caller to let in under a guess.
+    """
+    doc = _answer(status, raw)
+    authenticated = doc.get("authenticated")
+    if not isinstance(authenticated, bool):
+        raise AegisUnavailable('aegis answer lacks a boolean "authenticated"')
+    if not authenticated:
+        return Identity(None, _reason(doc), None)
+    expires_at = doc.get("expires_at")
+    if expires_at is not None and (not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool)):
+        raise AegisUnavailable('aegis answer has a non-numeric "expires_at"')
+    return Identity(_principal(doc.get("principal")), _reason(doc), expires_at)
+
+
+def _principal(doc: Any) -> Principal:
+    if not isinstance(doc, dict):
+        raise AegisUnavailable('aegis answer lacks a "principal" object')
+    try:
+        principal_id = validate_id(_text(doc, "id"), "principal id")
+        org_id = validate_id(_text(doc, "org_id"), "org id")
+        project_id = _text(doc, "project_id") or None
+        if project_id is not None:
+            validate_id(project_id, "project id")
+    except ValueError as e:
+        raise AegisUnavailable(f"aegis answer names an unusable principal: {e}") from None
+    roles = doc.get("roles", [])
+    if (
+        not isinstance(roles, list)
+        or len(roles) > MAX_ROLES
+        or not all(isinstance(r, str) and 0 < len(r) <= MAX_ROLE_LENGTH and r.isprintable() for r in roles)
+    ):
+        raise AegisUnavailable(f'aegis answer has unusable "roles" (at most {MAX_ROLES} printable names)')
+    display_name = doc.get("display_name", "")
+    if not isinstance(display_name, str) or not display_name.isprintable():
+        raise AegisUnavailable('aegis answer has an unusable "display_name"')
+    return Principal(principal_id, org_id, project_id, None, display_name, tuple(roles))
+
+
+def _text(doc: Mapping[str, Any], key: str) -> str:
+    value = doc.get(key, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not a string")
+    return value
 
 
 def cache_key(body: Mapping[str, Any]) -> str:
@@ -161,18 +261,18 @@ def cache_key(body: Mapping[str, Any]) -> str:
 
 
 class DecisionCache:
-    """Allow and deny decisions for ``ttl`` seconds, at most ``max_entries``.
-
-    Entries all live the same time, so insertion order is expiry order: the
-    oldest entry is both the first to expire and the one evicted when full.
+    """aegis's answers for ``ttl`` seconds (or less, when an answer says it
+    holds for less), at most ``max_entries``; the oldest entry is evicted
+    first when full.
     """
 
     def __init__(self, ttl: float, max_entries: int = MAX_CACHE_ENTRIES) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
 
-    def get(self, key: str, now: float) -> bool | None:
+    def get(self, key: str, now: float) -> Any:
+        """The answer cached under ``key``, or None."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -181,11 +281,12 @@ class DecisionCache:
             return None
         return entry[1]
 
-    def put(self, key: str, allowed: bool, now: float) -> None:
-        if self.ttl <= 0:
+    def put(self, key: str, answer: Any, now: float, holds_for: float | None = None) -> None:
+        ttl = self.ttl if holds_for is None else min(self.ttl, holds_for)
+        if ttl <= 0:
             return
         self._entries.pop(key, None)
-        self._entries[key] = (now + self.ttl, allowed)
+        self._entries[key] = (now + ttl, answer)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
@@ -293,7 +394,7 @@ class ServiceAccountToken:
 # ---------------------------------------------------------------------------
 
 
-@implementer(IAuthorizer)
+@implementer(IAuthorizer, ITokenAuthenticator)
 class AegisAuthorizer:
     """Asks aegis, caches its answers briefly, never allows on its own.
 
@@ -321,12 +422,15 @@ class AegisAuthorizer:
     ) -> None:
         self._http = http
         self.url = endpoint.rstrip("/") + AUTHORIZE_PATH
+        self.authenticate_url = endpoint.rstrip("/") + AUTHENTICATE_PATH
         self._reactor = reactor
         self._clock = clock
         self._token = token
         self._service_account = service_account
         self.timeout_seconds = timeout_seconds
         self.cache = DecisionCache(cache_seconds, max_cache_entries)
+        # Answers about bearer tokens, keyed by the token's SHA-256.
+        self.identities = DecisionCache(cache_seconds, max_cache_entries)
         self._inflight: dict[str, Shared] = {}
         self._pool = pool
 
@@ -334,8 +438,40 @@ class AegisAuthorizer:
         """Deferred[bool] from the cache, from a call already in flight for
         the same question, or from a new call to aegis."""
         body = request_body(principal, action, resource, self._service_account)
-        key = cache_key(body)
-        cached = self.cache.get(key, self._clock())
+        d = self._consult("authorize " + cache_key(body), self.url, body, parse_verdict, self.cache)
+        return d.addCallback(self._decided, action, resource.path)
+
+    @staticmethod
+    def _decided(verdict: Verdict, action: str, path: str) -> bool:
+        if not verdict.allowed:
+            log.debug("aegis denied {action} on {path}: {reason}", action=action, path=path, reason=verdict.reason)
+        return verdict.allowed
+
+    def authenticate_token(self, token: str) -> Deferred[Principal | None]:
+        """Deferred[Principal | None]: whom aegis says ``token`` names, None
+        when aegis does not accept it (or it has expired by aegis's own
+        ``expires_at``).  Cached like decisions, and never past the token's
+        expiry; the raw token is sent to aegis only, never cached or logged."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+        body = authenticate_body(token, self._service_account)
+        d = self._consult("token " + digest, self.authenticate_url, body, parse_identity, self.identities)
+        return d.addCallback(self._vouched)
+
+    def _vouched(self, identity: Identity) -> Principal | None:
+        if identity.principal is None:
+            log.debug("aegis did not accept a bearer token: {reason}", reason=identity.reason)
+            return None
+        if identity.expires_at is not None and identity.expires_at <= self._clock():
+            return None
+        return identity.principal
+
+    def _consult(
+        self, key: str, url: str, body: dict[str, Any], parse: Callable[[int, bytes], Any], cache: DecisionCache
+    ) -> Deferred[Any]:
+        """Deferred of aegis's parsed answer to ``body`` at ``url``: from
+        ``cache``, from a call already in flight under ``key``, or from a new
+        call bounded by ``timeout_seconds``."""
+        cached = cache.get(key, self._clock())
         if cached is not None:
             return succeed(cached)
         shared = self._inflight.get(key)
@@ -344,12 +480,12 @@ class AegisAuthorizer:
         source: Deferred[Any] = Deferred()
         shared = self._inflight[key] = Shared(source)
         out = shared.get()
-        ask: Deferred[Any] = self._ask(body)
-        # The timer fails the decision itself rather than waiting for the
+        ask: Deferred[Any] = self._ask(url, body, parse)
+        # The timer fails the answer itself rather than waiting for the
         # cancelled call to unwind (an aborted connection reports its loss
         # later): callers hear "unavailable" exactly at the deadline.
         timer = self._reactor.callLater(self.timeout_seconds, self._expire, key, shared, source, ask)
-        ask.addBoth(self._settle, key, shared, source, timer, action, resource.path)
+        ask.addBoth(self._settle, key, shared, source, timer, url, cache)
         return out
 
     def _forget(self, key: str, shared: Shared) -> None:
@@ -363,7 +499,7 @@ class AegisAuthorizer:
         ask.cancel()
 
     def _settle(
-        self, result: Any, key: str, shared: Shared, source: Deferred[Any], timer: Any, action: str, path: str
+        self, result: Any, key: str, shared: Shared, source: Deferred[Any], timer: Any, url: str, cache: DecisionCache
     ) -> None:
         if source.called:
             return None  # timed out; the late result (or its cancellation) is dropped
@@ -371,27 +507,26 @@ class AegisAuthorizer:
         self._forget(key, shared)
         if isinstance(result, Failure):
             if not result.check(AegisUnavailable):
-                result = Failure(AegisUnavailable(f"cannot reach aegis at {self.url}: {result.value}"))
+                result = Failure(AegisUnavailable(f"cannot reach aegis at {url}: {result.value}"))
             source.errback(result)
             return None
-        verdict: Verdict = result
-        self.cache.put(key, verdict.allowed, self._clock())
-        if not verdict.allowed:
-            log.debug("aegis denied {action} on {path}: {reason}", action=action, path=path, reason=verdict.reason)
-        source.callback(verdict.allowed)
+        now = self._clock()
+        expires_at = getattr(result, "expires_at", None)
+        cache.put(key, result, now, None if expires_at is None else expires_at - now)
+        source.callback(result)
         return None
 
     @inlineCallbacks
-    def _ask(self, body: dict[str, Any]) -> Any:
-        """Deferred[Verdict]; retried once when the failure says nothing
-        about aegis's opinion (a pooled connection the server had already
-        closed, or a token rotated under us): authorization questions have
-        no side effects, so asking twice is safe."""
+    def _ask(self, url: str, body: dict[str, Any], parse: Callable[[int, bytes], Any]) -> Any:
+        """Deferred of the parsed answer; retried once when the failure says
+        nothing about aegis's opinion (a pooled connection the server had
+        already closed, or a token rotated under us): both questions are
+        reads without side effects, so asking twice is safe."""
         token = (yield self._token.current()) if self._token is not None else None
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
         for attempt in (1, 2):
             try:
-                verdict = yield self._post(payload, token)
+                answer = yield self._post(url, payload, token, parse)
             except (ResponseNeverReceived, RequestTransmissionFailed) as e:
                 # A call cancelled at its deadline fails the same way, and
                 # must end there rather than start an unbounded second call.
@@ -406,23 +541,24 @@ class AegisAuthorizer:
                     raise
                 token = fresh
                 continue
-            return verdict
+            return answer
         raise AssertionError("unreachable")
 
     @inlineCallbacks
-    def _post(self, payload: bytes, token: str | None) -> Any:
+    def _post(self, url: str, payload: bytes, token: str | None, parse: Callable[[int, bytes], Any]) -> Any:
         headers = {"Content-Type": ["application/json"], "Accept": ["application/json"]}
         if token is not None:
             headers["Authorization"] = [f"Bearer {token}"]
         response = yield self._http.request(
-            "POST", self.url, data=payload, headers=headers, allow_redirects=False, unbuffered=True,
+            "POST", url, data=payload, headers=headers, allow_redirects=False, unbuffered=True,
         )
         raw = yield _read_limited(response, MAX_RESPONSE_BYTES)
-        return parse_verdict(response.code, raw)
+        return parse(response.code, raw)
 
     def close(self) -> Deferred[None]:
-        """Forget cached decisions and close pooled connections to aegis."""
+        """Forget cached answers and close pooled connections to aegis."""
         self.cache.clear()
+        self.identities.clear()
         if self._pool is None:
             return succeed(None)
         d: Deferred[None] = self._pool.closeCachedConnections()

@@ -55,6 +55,7 @@ from lightningstor.errors import (
     S3Error,
     StorageFull,
 )
+from lightningstor.interfaces.authorizer import ITokenAuthenticator
 from lightningstor.interfaces.metadata import IMetadataStore
 from lightningstor.interfaces.storage import IStorageBackend
 
@@ -118,6 +119,9 @@ class Core:
             object_acl=self._object_acl,
             principal_org=self._principal_org,
         )
+        # The authorizer when it also vouches for bearer tokens its IAM
+        # service issued (aegis), else None: such tokens are then unknown.
+        self.token_authority: Any = authorizer if ITokenAuthenticator.providedBy(authorizer) else None
         # Principal id -> org, for the gate's question whether an object's
         # owner is of its bucket's tenant.  A principal never changes org
         # (nor is it deleted), so what was found stays true; ids without a

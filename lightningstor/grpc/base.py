@@ -214,8 +214,13 @@ class Rpc:
         return blockingCallFromThread(self.reactor, f, *args, **kwargs)
 
     def authenticate(self, context: grpc.ServicerContext) -> Principal:
-        """The principal of the call's bearer token (see :mod:`lightningstor.grpc.token`)."""
+        """The principal of the call's bearer token: one of ours (see
+        :mod:`lightningstor.grpc.token`), or one the IAM service issued when
+        the authorizer vouches for tokens (aegis; SPEC §4.3)."""
         value = token.bearer_from_metadata(context.invocation_metadata())
+        authority = self.core.token_authority
+        if authority is not None and not token.is_own(value):
+            return self._vouched(authority, token.check_outside_token(value))
         parsed = token.parse_token(value)
         cred = self.call(self.core.credentials.lookup, parsed.access_key_id)
         if cred is None:
@@ -226,6 +231,24 @@ class Rpc:
         self.local.access_key_id = parsed.access_key_id
         token.verify_token(parsed, cred.secret, now=self.clock())
         principal: Principal = cred.principal
+        self.local.principal = principal
+        return principal
+
+    def _vouched(self, authority: Any, value: str) -> Principal:
+        """The principal the IAM service says ``value`` names; UNAUTHENTICATED
+        when it does not accept the token, UNAVAILABLE when it cannot say."""
+        try:
+            principal: Principal | None = self.call(authority.authenticate_token, value)
+        except errors.S3Error:
+            raise
+        except Exception as e:
+            log.warn("the IAM service could not authenticate a bearer token: {err}", err=e)
+            raise errors.ServiceUnavailable("The authentication service is unavailable") from None
+        if principal is None:
+            raise errors.S3Error(
+                "The IAM service does not accept the bearer token (unknown, expired or revoked)",
+                code="InvalidToken",
+            )
         self.local.principal = principal
         return principal
 

@@ -50,6 +50,7 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "IncompleteBody": S.INVALID_ARGUMENT,
     "InternalError": S.INTERNAL,
     "InvalidAccessKeyId": S.UNAUTHENTICATED,
+    "InvalidToken": S.UNAUTHENTICATED,
     "InvalidArgument": S.INVALID_ARGUMENT,
     "InvalidRedirectLocation": S.INVALID_ARGUMENT,
     "InvalidBucketName": S.INVALID_ARGUMENT,

@@ -80,7 +80,7 @@ def _malformed(detail: str) -> errors.S3Error:
 
 def parse_token(token: str) -> ParsedToken:
     """Split a token; AuthorizationHeaderMalformed if it is not one of ours."""
-    if not token.startswith(PREFIX + "."):
+    if not is_own(token):
         raise _malformed(f"expected a '{PREFIX}.' token (see docs/grpc.md)")
     message, dot, signature = token.rpartition(".")
     head, dot2, expiry = message.rpartition(".")
@@ -104,6 +104,24 @@ def verify_token(parsed: ParsedToken, secret: str, *, now: float) -> None:
         raise errors.S3Error(
             f"The bearer token lives longer than {MAX_LIFETIME_SECONDS} seconds", code="ExpiredToken"
         )
+
+
+# Longest bearer token offered to the IAM service (JWTs run to a few KiB).
+MAX_OUTSIDE_TOKEN_LENGTH = 8192
+
+
+def is_own(token: str) -> bool:
+    """Whether ``token`` claims to be one of ours (``lst1.``): such a token
+    is verified here and never sent to an IAM service."""
+    return token.startswith(PREFIX + ".")
+
+
+def check_outside_token(token: str) -> str:
+    """``token`` if it may be offered to the IAM service (printable ASCII,
+    bounded); AuthorizationHeaderMalformed otherwise."""
+    if len(token) > MAX_OUTSIDE_TOKEN_LENGTH or not (token.isascii() and token.isprintable()):
+        raise _malformed(f"a bearer token is at most {MAX_OUTSIDE_TOKEN_LENGTH} printable ASCII characters")
+    return token
 
 
 def bearer_from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> str:

@@ -57,6 +57,22 @@ class IAuthorizer(Interface):
         """Deferred[None]: release connections and caches at shutdown."""
 
 
+class ITokenAuthenticator(Interface):
+    """An authorizer that also vouches for bearer tokens its IAM service
+    issued (SPEC §4.3, §9.1: "aegis bearer tokens" on the gRPC API).
+
+    Optional: the gRPC layer offers a bearer token that is not LightningStor's
+    own (``lst1.``) to the configured authorizer only if it provides this
+    interface; otherwise such a token is malformed, as before.
+    """
+
+    def authenticate_token(token: str) -> Any:
+        """Deferred[``core.types.Principal`` | None]: whom ``token`` names, or
+        None when the IAM service does not accept it (unknown, expired,
+        revoked).  Fail (errback) only when no answer can be had; the call is
+        then refused as unavailable, never let through."""
+
+
 class IAuthorizerFactory(Interface):
     """A plugin that makes authorizers; found with ``getPlugins``."""
 

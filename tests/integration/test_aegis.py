@@ -27,10 +27,16 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from lightningstor.client import LightningStorClient, LightningStorError, make_token
+from lightningstor.client import retry as retries
 from tests.aegis_service import AegisProcess
 from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 
 TOKEN = "sa-token-" + uuid.uuid4().hex
+# Bearer tokens aegis issued to callers of the gRPC API (SPEC §4.3).
+SERVICE_TOKEN = "eyJ.svc-billing." + uuid.uuid4().hex
+EXPIRED_TOKEN = "eyJ.svc-expired." + uuid.uuid4().hex
+BILLING = {"id": "billing", "org_id": "default", "project_id": "", "roles": ["svc"]}
 BUCKET = "aegis-shared"
 TIMEOUT_SECONDS = 1.0
 
@@ -45,7 +51,13 @@ POLICY: dict[str, Any] = {
          "resource": f"org/default/bucket/{BUCKET}/object/*", "allow": True},
         {"principal": "bob", "action": "lightningstor:buckets:get",
          "resource": f"org/default/bucket/{BUCKET}", "allow": True},
+        {"principal": "billing", "action": "lightningstor:objects:get",
+         "resource": f"org/default/bucket/{BUCKET}/object/public*", "allow": True},
     ],
+    "tokens": {
+        SERVICE_TOKEN: {"principal": BILLING},
+        EXPIRED_TOKEN: {"principal": BILLING, "expires_at": 1_000_000_000},
+    },
 }
 
 
@@ -277,3 +289,82 @@ def test_token_rotation_is_followed(stack: Stack) -> None:
     stack.aegis.set_policy(POLICY)
     assert stack.bob.get_object(Bucket=BUCKET, Key="public.txt")["Body"].read() == b"for everyone"
     assert stack.aegis.requests()[-1]["authorization"] == f"Bearer {TOKEN}"
+
+
+def grpc_client(stack: Stack, token: str) -> LightningStorClient:
+    return LightningStorClient.connect(
+        f"grpc://{stack.server.grpc_endpoint}", token=token, timeout=30, retry=retries.NO_RETRY
+    )
+
+
+def grpc_refusal(call: Any) -> tuple[str, str]:
+    with pytest.raises(LightningStorError) as info:
+        call()
+    return info.value.status.name, info.value.code
+
+
+def test_grpc_call_with_an_aegis_token_acts_as_its_principal(stack: Stack) -> None:
+    """A bearer token aegis issued (not one of ours) is sent to aegis's
+    /v1/authenticate once, with the service account token; the call then
+    acts as the principal aegis named, and aegis decides what it may do."""
+    before = len(stack.aegis.requests())
+    with grpc_client(stack, SERVICE_TOKEN) as c:
+        with c.get_object(BUCKET, "public.txt") as stream:
+            assert b"".join(stream) == b"for everyone"
+        assert grpc_refusal(lambda: c.get_object(BUCKET, "secret.txt")) == ("PERMISSION_DENIED", "AccessDenied")
+        assert grpc_refusal(lambda: c.put_object(BUCKET, "billing.txt", b"b")) == ("PERMISSION_DENIED", "AccessDenied")
+    new = stack.aegis.requests()[before:]
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in new)
+    authn = [r["body"] for r in new if r["path"] == "/v1/authenticate"]
+    assert authn and authn[0] == {"service_account": "lightningstor-it", "token": SERVICE_TOKEN}
+    asked = [r["body"] for r in new if r["path"] == "/v1/authorize"]
+    assert {b["principal"]["id"] for b in asked} == {"billing"}
+    assert asked[0]["principal"] == {**BILLING, "access_key_id": ""}
+    with pytest.raises(ClientError) as info:
+        stack.root.head_object(Bucket=BUCKET, Key="billing.txt")
+    assert code_of(info.value)[0] == 404
+
+
+@pytest.mark.parametrize("token", ["not-a-token-aegis-knows", EXPIRED_TOKEN], ids=["unknown", "expired"])
+def test_grpc_token_aegis_does_not_accept_is_unauthenticated(stack: Stack, token: str) -> None:
+    """A token aegis does not know, or one past the expiry aegis gave, is
+    UNAUTHENTICATED (InvalidToken) and reaches no bucket."""
+    with grpc_client(stack, token) as c:
+        assert grpc_refusal(lambda: c.get_object(BUCKET, "public.txt")) == ("UNAUTHENTICATED", "InvalidToken")
+        assert grpc_refusal(lambda: c.list_buckets()) == ("UNAUTHENTICATED", "InvalidToken")
+
+
+def test_grpc_token_of_our_own_is_not_sent_to_aegis(stack: Stack) -> None:
+    """A token minted from bob's S3 key is verified here, as without aegis:
+    aegis is asked what bob may do, never whom the token names, and a
+    forged one of ours is refused without asking aegis either."""
+    secret = stack.admin("key", "create", "bob")
+    own = make_token(secret["access_key_id"], secret["secret_access_key"], lifetime=600)
+    before = len(stack.aegis.requests())
+    with grpc_client(stack, own) as c:
+        with c.get_object(BUCKET, "public.txt") as stream:
+            assert b"".join(stream) == b"for everyone"
+    with grpc_client(stack, own[:-2] + ("AA" if not own.endswith("AA") else "BB")) as c:
+        assert grpc_refusal(lambda: c.get_object(BUCKET, "public.txt"))[0] == "UNAUTHENTICATED"
+    paths = [r["path"] for r in stack.aegis.requests()[before:]]
+    assert paths and "/v1/authenticate" not in paths
+
+
+@pytest.mark.parametrize("mode", ["down", "stall", "not-boolean"])
+def test_grpc_aegis_token_without_an_answer_is_unavailable(stack: Stack, mode: str) -> None:
+    """aegis stopped, stalling or answering garbage about a token: the call
+    is UNAVAILABLE (retryable), never let in, and nothing is written."""
+    grant = {"principal": "billing", "action": "lightningstor:objects:put", "resource": "*", "allow": True}
+    key = f"authn-{mode}.txt"
+    if mode == "down":
+        stack.aegis.stop()
+    else:
+        stack.aegis.set_policy({**POLICY, "mode": mode, "rules": [grant, *POLICY["rules"]]})
+    with grpc_client(stack, SERVICE_TOKEN) as c:
+        assert grpc_refusal(lambda: c.put_object(BUCKET, key, b"w")) == ("UNAVAILABLE", "ServiceUnavailable")
+    if mode == "down":
+        stack.aegis.start(port=stack.aegis.port or 0)
+    stack.aegis.set_policy(POLICY)
+    with pytest.raises(ClientError) as info:
+        stack.root.head_object(Bucket=BUCKET, Key=key)
+    assert code_of(info.value)[0] == 404

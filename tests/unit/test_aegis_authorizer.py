@@ -31,12 +31,18 @@ from lightningstor.authz.aegis import (
     AegisUnavailable,
     ServiceAccountToken,
     aegisAuthorizerFactory,
+    parse_identity,
     request_body,
 )
 from lightningstor.core.access import AccessControl, ResourceRef, scope_resource
 from lightningstor.core.types import Principal
 from lightningstor.errors import ConfigError
-from lightningstor.interfaces.authorizer import AuthorizerContext, IAuthorizer, IAuthorizerFactory
+from lightningstor.interfaces.authorizer import (
+    AuthorizerContext,
+    IAuthorizer,
+    IAuthorizerFactory,
+    ITokenAuthenticator,
+)
 from tests.aegis_service import AegisResource
 
 ALICE = Principal("alice", "acme", "web", "LSALICEKEY", "Alice", ("read-write",))
@@ -194,6 +200,104 @@ def test_allow_and_deny_follow_aegis() -> None:
     gate = AccessControl(buckets=None, authorizer=authz)
     denied = result_of(gate.check(BOB, GET, OBJ))
     assert isinstance(denied, Failure) and denied.check(errors.AccessDenied)
+
+
+# ---------------------------------------------------------------------------
+# Bearer tokens aegis issued (gRPC callers)
+# ---------------------------------------------------------------------------
+
+CAROL = {"id": "carol", "org_id": "acme", "project_id": "web", "roles": ["svc", "Reader Role"],
+         "display_name": "Carol's batch job"}
+TOKENS_POLICY: dict[str, Any] = {
+    **POLICY,
+    "tokens": {"tok-carol": {"principal": CAROL, "expires_at": 1000.0}, "tok-org": {"principal": {
+        "id": "dave", "org_id": "acme"}}},
+}
+
+
+def vouch(authz: AegisAuthorizer, aegis: Aegis, token: str) -> Any:
+    d = authz.authenticate_token(token)
+    aegis.stub.flush()
+    return result_of(d)
+
+
+def test_authenticate_token_names_the_principal_aegis_gives() -> None:
+    """aegis is sent the token with the service account; its principal
+    becomes the caller (no access key: it signed nothing), and an unknown
+    token is None (refused by the caller, not an outage)."""
+    aegis, clock = Aegis(TOKENS_POLICY), Clock()
+    authz = make(aegis, clock)
+    assert verifyObject(ITokenAuthenticator, authz)
+    assert vouch(authz, aegis, "tok-carol") == Principal(
+        "carol", "acme", "web", None, "Carol's batch job", ("svc", "Reader Role")
+    )
+    assert vouch(authz, aegis, "tok-org") == Principal("dave", "acme", None, None, "", ())
+    assert vouch(authz, aegis, "tok-unknown") is None
+    assert [r["path"] for r in aegis.requests] == ["/v1/authenticate"] * 3
+    assert aegis.requests[0]["body"] == {"service_account": "lightningstor-test", "token": "tok-carol"}
+
+
+def test_authenticated_tokens_are_cached_never_past_their_expiry() -> None:
+    """An answer about a token is reused for cache_seconds, but not beyond
+    the expires_at aegis gave; once past it the token is refused without
+    trusting the old answer.  Unknown tokens are cached too (a flood of bad
+    tokens costs aegis one call each per cache_seconds)."""
+    aegis, clock = Aegis(TOKENS_POLICY), Clock()
+    clock.advance(997)
+    authz = make(aegis, clock, cache_seconds=5)
+    assert vouch(authz, aegis, "tok-carol") is not None
+    assert vouch(authz, aegis, "tok-unknown") is None
+    clock.advance(2)
+    assert vouch(authz, aegis, "tok-carol") is not None
+    assert vouch(authz, aegis, "tok-unknown") is None
+    assert len(aegis.requests) == 2
+    clock.advance(1.5)  # 1000.5: past carol's expiry, within cache_seconds
+    assert vouch(authz, aegis, "tok-carol") is None
+    assert len(aegis.requests) == 3
+    assert "tok-carol" not in repr(authz.identities._entries)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"authenticated": "true", "principal": CAROL},
+        {"authenticated": True},
+        {"authenticated": True, "principal": {"id": "carol"}},
+        {"authenticated": True, "principal": {**CAROL, "org_id": "../other"}},
+        {"authenticated": True, "principal": {**CAROL, "id": "carol\n"}},
+        {"authenticated": True, "principal": {**CAROL, "project_id": 7}},
+        {"authenticated": True, "principal": {**CAROL, "roles": "admin"}},
+        {"authenticated": True, "principal": {**CAROL, "roles": ["a\u0000b"]}},
+        {"authenticated": True, "principal": {**CAROL, "roles": ["r"] * 65}},
+        {"authenticated": True, "principal": CAROL, "expires_at": "soon"},
+        {"authenticated": True, "principal": CAROL, "expires_at": True},
+    ],
+    ids=["not-boolean", "no-principal", "no-org", "bad-org", "newline-id", "project-not-string",
+         "roles-not-list", "control-in-role", "too-many-roles", "expiry-string", "expiry-bool"],
+)
+def test_unusable_identity_answers_fail_closed(answer: dict[str, Any]) -> None:
+    """An answer this server cannot place in a tenant is an outage
+    (AegisUnavailable), never a caller let in under a guess."""
+    import json
+
+    with pytest.raises(AegisUnavailable):
+        parse_identity(200, json.dumps(answer).encode())
+
+
+@pytest.mark.parametrize("mode", ["error", "malformed", "not-boolean", "stall"])
+def test_authenticate_failures_are_not_cached(mode: str) -> None:
+    """A 500, garbage, a non-boolean answer or no answer in time fail the
+    Deferred; aegis is asked again once healthy."""
+    aegis, clock = Aegis({**TOKENS_POLICY, "mode": mode}), Clock()
+    authz = make(aegis, clock, timeout_seconds=2.0)
+    d = authz.authenticate_token("tok-carol")
+    aegis.stub.flush()
+    clock.advance(2.1)
+    failed = result_of(d)
+    assert isinstance(failed, Failure) and failed.check(AegisUnavailable)
+    aegis.policy = TOKENS_POLICY
+    assert vouch(authz, aegis, "tok-carol") is not None
+    assert len(aegis.requests) == 2
 
 
 # ---------------------------------------------------------------------------
