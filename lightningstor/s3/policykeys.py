@@ -9,16 +9,22 @@ compute them.  Names are lower-cased: condition keys are case-insensitive.
 The keys about the caller and the time come from the gate itself.
 
 Only what the request itself states is a key; ``aws:SourceIp`` is the TCP
-peer, never an ``X-Forwarded-For`` header, which any client can write.
+peer, never an ``X-Forwarded-For`` header, which any client can write.  A
+browser form upload (PostObject) states through its form fields what other
+writes state through headers: its keys come from the fields, which the
+signed policy covers and the upload applies, never from its HTTP headers,
+which nothing signs.
 """
 
 from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from lightningstor import errors
+from lightningstor.s3 import xmlio
 from lightningstor.s3.dates import iso8601
 from lightningstor.s3.headers import parse_tagging_header
 from lightningstor.s3.objectlockxml import lock_headers, parse_legal_hold, parse_retention
@@ -59,10 +65,24 @@ _TAGGING_WRITES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"}
 _DAY_MS = 86_400_000
 
 
+def _stated(call: Any) -> Mapping[str, str]:
+    """What the request states in its headers, by lower-case header name:
+    a form upload's fields (its ``acl`` field being PutObject's
+    ``x-amz-acl``), any other request's headers."""
+    if call.op != "PostObject":
+        return call.headers  # type: ignore[no-any-return]
+    plan = getattr(call.sink, "plan", None)
+    fields: dict[str, str] = {} if plan is None else {k: v for k, v in plan.fields.items() if k != "x-amz-acl"}
+    if "acl" in fields:
+        fields["x-amz-acl"] = fields["acl"]
+    return fields
+
+
 def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
     """The condition keys ``call`` (an S3Call) states."""
     request = call.request
     headers = call.headers
+    stated = _stated(call)
     keys: dict[str, tuple[str, ...]] = {}
     address = request.getClientAddress()
     host = getattr(address, "host", None)
@@ -74,8 +94,8 @@ def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
     if "user-agent" in headers:
         keys["aws:useragent"] = (headers["user-agent"],)
     for name in _HEADER_KEYS:
-        if name in headers:
-            keys[f"s3:{name}"] = (headers[name],)
+        if name in stated:
+            keys[f"s3:{name}"] = (stated[name],)
     query = call.target.query
     if "versionId" in query:
         keys["s3:versionid"] = (query["versionId"],)
@@ -85,9 +105,11 @@ def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
                 keys[f"s3:{name}"] = (query[name],)
     if call.op in _TAGGING_WRITES and "x-amz-tagging" in headers:
         _add_request_tags(keys, headers["x-amz-tagging"])
+    elif call.op == "PostObject" and stated.get("tagging"):
+        _add_form_tags(keys, stated["tagging"])
     keys.update(_lock_keys(call))
     keys.update(_auth_keys(call))
-    age = _signature_age_ms(call)
+    age = _signature_age_ms(call, stated)
     if age is not None:
         keys["s3:signatureage"] = (str(age),)
     tls = _tls_version(request)
@@ -96,11 +118,12 @@ def policy_condition_keys(call: Any) -> dict[str, tuple[str, ...]]:
     return keys
 
 
-def _signature_age_ms(call: Any) -> int | None:
+def _signature_age_ms(call: Any, stated: Mapping[str, str]) -> int | None:
     """``s3:signatureAge``: milliseconds since a SigV4 request was signed
-    (its x-amz-date header or X-Amz-Date parameter), so a policy can refuse
-    presigned URLs older than it likes whatever their X-Amz-Expires says."""
-    stamp = call.headers.get("x-amz-date") or call.target.query.get("X-Amz-Date")
+    (its x-amz-date header or field, or X-Amz-Date parameter), so a policy
+    can refuse presigned URLs older than it likes whatever their
+    X-Amz-Expires says."""
+    stamp = stated.get("x-amz-date") or call.target.query.get("X-Amz-Date")
     if not stamp:
         return None
     try:
@@ -157,9 +180,23 @@ def _add_request_tags(keys: dict[str, tuple[str, ...]], header: str) -> None:
         tags = parse_tagging_header(header)
     except errors.S3Error:
         return  # the handler refuses the header itself
+    _set_request_tags(keys, tags)
+
+
+def _set_request_tags(keys: dict[str, tuple[str, ...]], tags: Mapping[str, str]) -> None:
     for name, value in tags.items():
         keys[f"s3:requestobjecttag/{name.lower()}"] = (value,)
     keys["s3:requestobjecttagkeys"] = tuple(tags)
+
+
+def _add_form_tags(keys: dict[str, tuple[str, ...]], document: str) -> None:
+    """A form's ``tagging`` field is a Tagging XML document (AWS), not the
+    header's query string."""
+    try:
+        tags = xmlio.parse_tagging(document.encode("utf-8"))
+    except errors.S3Error:
+        return  # the handler refuses the field itself
+    _set_request_tags(keys, tags)
 
 
 def _auth_keys(call: Any) -> dict[str, tuple[str, ...]]:

@@ -532,3 +532,30 @@ def test_virtual_hosted_post(tmp_path: Path) -> None:
         assert s3.get_object(Bucket="vpost", Key="hosted")["Body"].read() == b"vh"
     finally:
         server.stop()
+
+
+def test_bucket_policy_conditions_read_the_form_not_unsigned_headers(url: str, s3: Any, bucket: str) -> None:
+    """A form upload states in its fields what PutObject states in headers,
+    so a bucket policy's s3:x-amz-* and s3:RequestObjectTag keys are the
+    fields': HTTP headers added to the POST (signed by nothing) neither
+    satisfy a "require SSE" Deny nor hide a tag the form sets."""
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "RequireSSE", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}}},
+        {"Sid": "NoForbiddenTag", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/class": "forbidden"}}},
+    ]}))
+    sse = {"x-amz-server-side-encryption": "AES256"}
+    plain = v4_form([{"bucket": bucket}, ["starts-with", "$key", ""]], {"key": "plain"})
+    assert error_of(post(url, plain, headers=sse))[:2] == (403, "AccessDenied")
+    assert head_status(s3, bucket, "plain") == 404
+    encrypted = v4_form([{"bucket": bucket}, ["starts-with", "$key", ""], sse], {"key": "encrypted", **sse})
+    assert post(url, encrypted).status_code == 204
+    assert s3.head_object(Bucket=bucket, Key="encrypted")["ServerSideEncryption"] == "AES256"
+    tagging = "<Tagging><TagSet><Tag><Key>class</Key><Value>forbidden</Value></Tag></TagSet></Tagging>"
+    tagged = v4_form([{"bucket": bucket}, ["starts-with", "$key", ""], ["starts-with", "$tagging", ""], sse],
+                     {"key": "tagged", "tagging": tagging, **sse})
+    assert error_of(post(url, tagged, headers=sse))[:2] == (403, "AccessDenied")
+    assert head_status(s3, bucket, "tagged") == 404
