@@ -28,6 +28,15 @@ def _host_header(url: str) -> str:
     return host
 
 
+def _as_wire(text: str) -> str:
+    """``text`` (a URL as a person writes it, ``café`` or ``caf%C3%A9``) as
+    the S3 layer sees a request's path or query: the latin-1 reading of its
+    UTF-8 bytes.  The canonicalisers read their input that way, so a raw
+    ``é`` handed to them unconverted became the byte E9, not UTF-8's C3 A9:
+    a URL for a key no client can have written."""
+    return text.encode("utf-8").decode("latin-1")
+
+
 def presign_v4(
     method: str,
     url: str,
@@ -58,7 +67,7 @@ def presign_v4(
         signed.setdefault(name.lower(), []).append(value)
     signed_names = tuple(sorted(signed))
 
-    pairs = sigv4.parse_query(parts.query)
+    pairs = sigv4.parse_query(_as_wire(parts.query))
     auth = [
         ("X-Amz-Algorithm", sigv4.ALGORITHM),
         ("X-Amz-Credential", f"{access_key}/{sigv4.scope_string(date, region)}"),
@@ -68,7 +77,7 @@ def presign_v4(
     ]
     pairs += [(name.encode(), value.encode("utf-8")) for name, value in auth]
     query = sigv4.canonical_query(pairs)
-    path = sigv4.canonical_uri(parts.path)
+    path = sigv4.canonical_uri(_as_wire(parts.path))
 
     canonical = sigv4.canonical_request(
         method.upper(),

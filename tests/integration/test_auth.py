@@ -131,20 +131,22 @@ def test_anonymous_denied(server, bucket):
 
 
 def test_admin_presign_command(server, s3, bucket):
-    """`lightningstor-admin presign` prints a URL the server accepts (credential from the environment)."""
+    """`lightningstor-admin presign` prints a URL the server accepts (credential from the environment),
+    for a URL written with raw non-ASCII characters too (é was encoded as latin-1: InvalidURI)."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    s3.put_object(Bucket=bucket, Key="cmd", Body=b"from the command")
     admin = str(Path(sys.executable).with_name("lightningstor-admin"))
     env = {**os.environ, "LIGHTNINGSTOR_ACCESS_KEY": ROOT_ACCESS_KEY, "LIGHTNINGSTOR_SECRET_KEY": ROOT_SECRET_KEY}
-    out = subprocess.run([admin, "presign", f"{server.endpoint}/{bucket}/cmd", "--expires", "120"],
-                         env=env, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    assert ROOT_SECRET_KEY not in out.stdout
-    assert _fetch(out.stdout.strip()) == (200, b"from the command")
+    for key in ("cmd", "café ü.txt"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"from the command")
+        out = subprocess.run([admin, "presign", f"{server.endpoint}/{bucket}/{key}", "--expires", "120"],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert ROOT_SECRET_KEY not in out.stdout
+        assert _fetch(out.stdout.strip()) == (200, b"from the command")
 
 
 def test_signatures_and_secrets_never_logged(server, s3, bucket):

@@ -36,6 +36,22 @@ def test_round_trip(key: str) -> None:
     assert (verified.scheme, verified.access_key, verified.payload) == ("v4-query", "AK", "UNSIGNED")
 
 
+@pytest.mark.parametrize(
+    ("key", "encoded"),
+    [("café.txt", "caf%C3%A9.txt"), ("naïve", "na%C3%AFve"), ("€uro", "%E2%82%ACuro"), ("caf%C3%A9", "caf%C3%A9")],
+)
+def test_raw_characters_are_encoded_as_utf8(key: str, encoded: str) -> None:
+    """Characters of a raw URL are percent-encoded as UTF-8, as every S3
+    client sends them, those below U+0100 included (they were encoded as
+    single latin-1 bytes: a URL the server answers with InvalidURI); in the
+    path and in query values alike."""
+    url = presign_v4("GET", f"http://127.0.0.1:9000/bucket/{key}?response-content-disposition={key}", "AK",
+                     "sk/secret", now=NOW)
+    parts = urlsplit(url)
+    assert parts.path == f"/bucket/{encoded}"
+    assert f"response-content-disposition={encoded}&" in parts.query
+
+
 def test_same_signature_as_botocore() -> None:
     """For the same request and instant, our signature equals botocore's S3SigV4QueryAuth."""
     url = oracle.object_url("bucket", "dir/a b+c.txt", {"versionId": "3/x y"})
