@@ -27,8 +27,10 @@ import argparse
 import contextlib
 import os
 import posixpath
+import signal
 import stat
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +52,7 @@ EXIT_NOT_FOUND = 3  # no such bucket / key / version / upload
 EXIT_AUTH = 4  # no or bad credentials, or access denied
 EXIT_CONFLICT = 5  # exists already, not empty, precondition failed
 EXIT_UNAVAILABLE = 6  # server unreachable or overloaded: worth retrying
-EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away
 
 EXIT_CODES = {
@@ -61,7 +63,7 @@ EXIT_CODES = {
     EXIT_AUTH: "not authenticated, or access denied",
     EXIT_CONFLICT: "conflict: already exists, bucket not empty, precondition failed",
     EXIT_UNAVAILABLE: "server unreachable or unavailable (retry later)",
-    EXIT_INTERRUPTED: "interrupted",
+    EXIT_INTERRUPTED: "interrupted (SIGINT or SIGTERM)",
     EXIT_STDOUT_CLOSED: "stdout closed by its reader (e.g. | head), as a process killed by SIGPIPE; nothing printed",
 }
 
@@ -98,6 +100,27 @@ class StdoutClosed(Exception):
     (which must stay an error) and exit quietly with
     :data:`EXIT_STDOUT_CLOSED`.
     """
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within: SIGTERM (``kill``, a job runner's timeout, systemd) ends the
+    command as Ctrl-C does, by a KeyboardInterrupt where it is.  Its default
+    action killed the process on the spot: a download left its temporary
+    ``.part`` file behind and a multipart upload its parts on the server
+    (never aborted, they hold space until a lifecycle rule removes them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (in-process callers)
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -724,6 +747,12 @@ def main(
     args = build_parser().parse_args(argv)
     progress = args.progress if args.progress is not None else err.isatty()
     ui = Ui(quiet=args.quiet, progress=progress, out=out, err=err, inp=inp)
+    with _sigterm_interrupts():
+        return _run(args, ui, out)
+
+
+def _run(args: argparse.Namespace, ui: Ui, out: TextIO) -> int:
+    """The command, its failures turned into messages and exit codes."""
     try:
         if args.command in OFFLINE:
             code = int(OFFLINE[args.command](args, ui))

@@ -449,3 +449,66 @@ def test_cp_r_download_goes_on_after_a_local_error(bucket: str, client: Lightnin
     status, _, err, _ = run("cp", "-r", f"s3://{bucket}/p/", str(tmp_path / "d"))
     assert status == cli.EXIT_ERROR and "download failed" in err and "p/a/b" in err
     assert (tmp_path / "d" / "a").read_bytes() == b"x" and (tmp_path / "d" / "c").read_bytes() == b"x"
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigterm_aborts_a_streamed_upload_as_ctrl_c_does(
+    bucket: str, client: LightningStorClient, env: dict[str, str]  # noqa: F811
+) -> None:
+    """SIGTERM (a job runner's timeout, systemd) while stdin is being
+    uploaded in parts: exit 130 and the multipart upload aborted (it killed
+    the process on the spot, leaving the upload and its parts behind)."""
+    proc = subprocess.Popen([SCRIPT, "cp", "-", f"s3://{bucket}/streamed"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(os.urandom(12 * MiB))  # past the threshold: a multipart upload starts
+        proc.stdin.flush()
+        _wait_for(lambda: list(client.list_multipart_uploads(bucket).uploads), "the multipart upload")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert list(client.list_multipart_uploads(bucket).uploads) == []
+
+
+def test_sigterm_during_a_download_leaves_no_temporary_file(
+    bucket: str, client: LightningStorClient, env: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    """SIGTERM mid-download: exit 130, and neither the destination nor the
+    temporary .part file is left (the signal's default action left the
+    .part behind).  The process is stopped (SIGSTOP) as soon as its .part
+    appears, so the signal lands mid-stream however fast loopback is."""
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(128 * MiB))
+    client.upload_file(str(source), bucket, "big", part_size=32 * MiB)
+    source.unlink()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    proc = subprocess.Popen([SCRIPT, "cp", f"s3://{bucket}/big", str(dest / "big")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    try:
+        _wait_for(lambda: list(dest.glob("*.part")), "the temporary file")
+        proc.send_signal(signal.SIGSTOP)
+        assert list(dest.glob("*.part")), "the download finished before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGCONT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert list(dest.iterdir()) == []
