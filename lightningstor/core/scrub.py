@@ -48,7 +48,7 @@ from lightningstor.checksums import crc32c
 from lightningstor.core import chunkindex, keys, records, scans
 from lightningstor.core.leases import Lease, release_quietly, run_leased
 from lightningstor.core.types import ChunkRef
-from lightningstor.errors import ChunkCorrupted, ChunkNotFound
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, StorageError
 from lightningstor.interfaces.metadata import Compare, IMetadataStore, Put
 from lightningstor.interfaces.storage import IReplicaScrub, IStorageBackend, ReplicaCheck
 
@@ -63,6 +63,9 @@ CORRUPT = "corrupt"
 INDEX = "index"
 # A damaged replica (missing or corrupt copy) of a chunk that has a good one.
 REPLICA = "replica"
+# verify_chunk: the backend could not say (a timeout, an unavailable
+# device): neither good nor bad, counted as unverified, and the pass goes on.
+UNVERIFIED = "unverified"
 
 
 @dataclass(frozen=True)
@@ -130,13 +133,19 @@ def verify_chunk(backend: IStorageBackend, ref: ChunkRef) -> Any:
     """Deferred[str | None]: ``None`` if the chunk reads back whole and matches
     ``ref``; otherwise ``"missing"`` or ``"corrupt"`` (the backend's own
     block checks raise ``ChunkCorrupted``, the size and CRC32C are checked
-    here)."""
+    here), or ``"unverified"`` when the backend failed to answer at all
+    (``StorageError``): one chunk a backend cannot read, say an object
+    that times out on every read, must not end the whole pass and leave
+    every chunk after it unchecked, scheduled pass after pass."""
     try:
         data = yield backend.get_chunk(ref.chunk_id)
     except ChunkNotFound:
         return MISSING
     except ChunkCorrupted:
         return CORRUPT
+    except StorageError as e:
+        log.warn("Scrub: chunk {chunk_id} not verified: {err}", chunk_id=ref.chunk_id, err=e)
+        return UNVERIFIED
     if len(data) != ref.size:
         return CORRUPT
     # A whole chunk (up to 64 MiB, ~20 ms) is checksummed in a thread: the
@@ -178,7 +187,9 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
             else:
                 problem = yield verify_chunk(backend, ref)
             report.chunks_checked += 1
-            if problem is None:
+            if problem == UNVERIFIED:
+                report.unverified += 1
+            elif problem is None:
                 report.bytes_checked += ref.size
             elif (yield _still_listed(store, key, ref.chunk_id)):
                 _found(report, ScrubProblem(problem, ref.chunk_id, key, f"{problem} chunk of {key!r}"))
@@ -295,9 +306,8 @@ def _replica_outcome(report: ScrubReport, key: bytes, ref: ChunkRef, check: Repl
     if check.corrupt:
         return CORRUPT
     if check.unreachable:
-        report.unverified += 1
         log.warn("Scrub: chunk {chunk_id} not verified: its nodes did not answer", chunk_id=ref.chunk_id)
-        return None
+        return UNVERIFIED
     return MISSING
 
 
@@ -323,8 +333,10 @@ def iter_problem_lines(report: ScrubReport) -> Iterator[str]:
     )
     if report.index_entries_recreated:
         summary += f" index_entries_recreated={report.index_entries_recreated}"
+    if report.replica_repairs:
+        summary += f" replica_repairs={len(report.replica_repairs)}"
     if report.replica_repairs or report.unverified:
-        summary += f" replica_repairs={len(report.replica_repairs)} unverified={report.unverified}"
+        summary += f" unverified={report.unverified}"
     yield summary
 
 

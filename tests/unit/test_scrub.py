@@ -14,15 +14,24 @@ import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 
 from lightningstor.checksums import crc32c
 from lightningstor.core import chunkindex, keys
 from lightningstor.core.records import encode_object
-from lightningstor.core.scrub import CORRUPT, INDEX, MISSING, ScrubReport, ScrubService, scrub
+from lightningstor.core.scrub import (
+    CORRUPT,
+    INDEX,
+    MISSING,
+    ScrubReport,
+    ScrubService,
+    iter_problem_lines,
+    scrub,
+)
 from lightningstor.core.types import ChunkRef, ObjectRecord
+from lightningstor.errors import StorageError
 from lightningstor.interfaces.metadata import Delete, Put
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from lightningstor.metrics import S3Metrics
@@ -110,6 +119,33 @@ async def test_flipped_byte_and_deleted_file_are_found(stores: Stores) -> None:
     assert found == {(CORRUPT, bad.chunk_id), (MISSING, gone.chunk_id)}
     assert all(p.record_key == keys.object_key("b" * 32, "k") for p in report.problems)
     assert report.bytes_checked == good.size
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_chunk_the_backend_cannot_read_is_unverified_and_the_pass_goes_on(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend error that is neither "missing" nor "corrupt" (a read that
+    times out every time: an unfound RADOS object) ended the whole pass, so
+    nothing after that chunk was ever checked again.  It is counted as
+    unverified now, and the damage after it is still found."""
+    stuck, bad, good = await stores.put_object("k", [3000, 4000, 5000])
+    path = stores.path(bad.chunk_id)
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0x01
+    path.write_bytes(bytes(raw))
+    real = stores.backend.get_chunk
+
+    def get_chunk(chunk_id: str) -> Deferred[bytes]:
+        if chunk_id == stuck.chunk_id:
+            return fail(StorageError("read timed out after 5s"))
+        return real(chunk_id)
+
+    monkeypatch.setattr(stores.backend, "get_chunk", get_chunk)
+    report = await scrub(stores.store, stores.backend)
+    assert [(p.kind, p.chunk_id) for p in report.problems] == [(CORRUPT, bad.chunk_id)]
+    assert (report.unverified, report.chunks_checked, report.bytes_checked) == (1, 3, good.size)
+    assert "unverified=1" in list(iter_problem_lines(report))[-1]
 
 
 @pytest_twisted.ensureDeferred
