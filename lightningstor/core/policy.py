@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightningstor.core.globs import Glob
 from lightningstor.core.policy_conditions import (
     VERSION_2008,
     VERSION_2012,
@@ -184,7 +185,7 @@ class Statement:
     effect: str
     principals: Principals
     not_principal: bool
-    actions: tuple[re.Pattern[str], ...]
+    actions: tuple[Glob, ...]
     not_action: bool
     resources: tuple[Pattern, ...]
     not_resource: bool
@@ -425,7 +426,7 @@ def _parse_principals(value: Any) -> Principals:
     return Principals(orgs=frozenset(orgs), users=frozenset(users), services=frozenset(services))
 
 
-def _parse_action(text: str) -> tuple[re.Pattern[str], frozenset[str]]:
+def _parse_action(text: str) -> tuple[Glob, frozenset[str]]:
     """An action pattern and the resource types of the S3 actions it names."""
     service, colon, name = text.partition(":")
     if text != "*" and (not colon or service.lower() != "s3" or not name):
@@ -449,7 +450,7 @@ def _parse_resource(text: str, bucket: str, variables: bool) -> tuple[Pattern, b
         part[1] if part[0] == "text" else ("?" if part[0] == "literal" else "*")
         for part in parse_template(text[len(_ARN_PREFIX) :], variables)
     )
-    names_bucket = compile_glob(shape).fullmatch(bucket) is not None
+    names_bucket = compile_glob(shape).fullmatch(bucket)
     names_objects = glob_can_start_with(shape, bucket + "/")
     if not names_bucket and not names_objects:
         raise malformed("Policy has invalid resource")
@@ -457,7 +458,7 @@ def _parse_resource(text: str, bucket: str, variables: bool) -> tuple[Pattern, b
 
 
 def _check_applicable(
-    actions: list[tuple[re.Pattern[str], frozenset[str]]], resources: list[tuple[Pattern, bool, bool]]
+    actions: list[tuple[Glob, frozenset[str]]], resources: list[tuple[Pattern, bool, bool]]
 ) -> None:
     """Each action must act on a resource the statement names: a bucket
     action on the bucket, an object action on objects."""

@@ -22,7 +22,8 @@ keys or values", "IAM policy elements: Variables and tags"):
   nothing.
 
 Everything that can be decided from the policy alone is decided once, when
-it is parsed: patterns become compiled regular expressions, CIDRs
+it is parsed: patterns become compiled globs (linear-time matchers,
+:mod:`lightningstor.core.globs`), CIDRs
 networks, numbers and dates numbers, so a request only compares.  Kept out
 of :mod:`lightningstor.core.policy` so the document rules and the operator
 table each read on their own.
@@ -41,6 +42,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from lightningstor import errors
+from lightningstor.core.globs import Glob, Token, literal_tokens, tokens_of
+from lightningstor.core.globs import compile_glob as compile_glob
 
 Keys = Mapping[str, tuple[str, ...]]
 
@@ -48,34 +51,6 @@ VERSION_2012 = "2012-10-17"
 VERSION_2008 = "2008-10-17"
 
 # -- wildcard patterns ---------------------------------------------------------------
-
-
-def _glob_regex(text: str, *, segment: bool = False) -> str:
-    """Regex source for ``text`` with ``*``/``?`` wildcards.  ``segment``:
-    the wildcards stay within one colon-delimited ARN component."""
-    star, one = ("[^:]*", "[^:]") if segment else (".*", ".")
-    out = []
-    for char in text:
-        if char == "*":
-            out.append(star)
-        elif char == "?":
-            out.append(one)
-        else:
-            out.append(re.escape(char))
-    return "".join(out)
-
-
-@lru_cache(maxsize=4096)
-def _compile(source: str, flags: int) -> re.Pattern[str]:
-    return re.compile(source, flags | re.DOTALL)
-
-
-def compile_glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
-    """``pattern`` (``*`` and ``?`` wildcards) as a regex to ``fullmatch``.
-
-    Not :mod:`lightningstor.core.patterns`: policies also have ``?``, and
-    action names compare case-insensitively."""
-    return _compile(_glob_regex(pattern), re.IGNORECASE if ignore_case else 0)
 
 
 def glob_can_start_with(pattern: str, prefix: str) -> bool:
@@ -109,6 +84,24 @@ def _close(pattern: str, states: set[int]) -> set[int]:
             pos += 1
             out.add(pos)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _compiled(parts: tuple[Part, ...], arn: bool, ignore_case: bool) -> Glob:
+    """A glob of ``parts``: the wildcards of ``text`` parts are active, and
+    with ``arn`` those of the first five colon-delimited components stay
+    within their component; ``literal`` parts match themselves."""
+    tokens: list[Token] = []
+    colons = 0
+    for part in parts:
+        if part[0] != "text":
+            tokens += literal_tokens(part[1])
+            continue
+        for char in part[1]:
+            tokens += tokens_of(char, segment=arn and colons < 5)
+            if char == ":":
+                colons += 1
+    return Glob(tokens, ignore_case=ignore_case)
 
 
 # -- policy variables ----------------------------------------------------------------
@@ -183,45 +176,32 @@ class Pattern:
     components matched on its own (a wildcard does not cross a colon there).
     """
 
-    __slots__ = ("parts", "_flags", "_arn", "_static")
+    __slots__ = ("parts", "_ignore_case", "_arn", "_static")
 
     def __init__(self, text: str, *, variables: bool, ignore_case: bool = False, arn: bool = False) -> None:
         self.parts = parse_template(text, variables)
-        self._flags = re.IGNORECASE if ignore_case else 0
-        self._arn = arn
-        self._static: re.Pattern[str] | None = None
+        self._ignore_case = ignore_case
+        # ARN segmenting applies when the policy's own text has the five
+        # colons of an ARN (substituted values' colons do not count).
+        self._arn = arn and sum(part[1].count(":") for part in self.parts if part[0] == "text") >= 5
+        self._static: Glob | None = None
         if not has_variables(self.parts):
-            self._static = _compile(self._source(text), self._flags)
-
-    def _source(self, text: str) -> str:
-        if not self._arn:
-            return _glob_regex(text)
-        fields = text.split(":", 5)
-        if len(fields) < 6:
-            return _glob_regex(text)
-        return ":".join([_glob_regex(f, segment=True) for f in fields[:5]] + [_glob_regex(fields[5])])
+            self._static = _compiled(self.parts, self._arn, ignore_case)
 
     def matches(self, value: str, keys: Keys) -> bool:
         if self._static is not None:
-            return self._static.fullmatch(value) is not None
-        # Variables: substitute (escaped, so literal), then match.  The
-        # substituted text is a placeholder-free regex, so ARN segmenting
-        # is applied to the policy's own text only, through its colons.
-        marker = "\x00"
-        text, literals = [], []
+            return self._static.fullmatch(value)
+        # Variables: substitute (as literal text, never wildcards), then match.
+        parts: list[Part] = []
         for part in self.parts:
-            if part[0] == "text":
-                text.append(part[1])
-            else:
-                value_of = part[1] if part[0] == "literal" else _resolve(part, keys)
-                if value_of is None:
+            if part[0] == "var":
+                resolved = _resolve(part, keys)
+                if resolved is None:
                     return False
-                literals.append(value_of)
-                text.append(marker)
-        source = self._source("".join(text))
-        for literal in literals:
-            source = source.replace(re.escape(marker), re.escape(literal), 1)
-        return _compile(source, self._flags).fullmatch(value) is not None
+                parts.append(("literal", resolved))
+            else:
+                parts.append(part)
+        return _compiled(tuple(parts), self._arn, self._ignore_case).fullmatch(value)
 
     def is_fixed(self) -> bool:
         """No wildcard and no variable: one value only (Block Public Access)."""

@@ -212,6 +212,25 @@ def test_anonymous_without_policy_is_denied(tenancy: Tenancy, anonymous: Any, bu
     assert status == 403 and b"<Code>AccessDenied</Code>" in body
 
 
+def test_many_wildcards_and_a_long_key_answer_at_once(
+    tenancy: Tenancy, s3: Callable[[str], Any], bucket: str
+) -> None:
+    """A public-read pattern with several stars, and an anonymous GET of a
+    1,000-byte key made of the character between them: the pattern was a
+    backtracking regex, and the request held the server's one reactor for
+    minutes (every client waited, /health included).  A refusal now, at once,
+    and the matching keys are still read."""
+    put_policy(s3, bucket, policy(
+        statement("Allow", "*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*/*/*/*/*/*.jpg"),
+    ))
+    s3("acme-admin").put_object(Bucket=bucket, Key="a/b/c/d/e/f.jpg", Body=b"jpeg")
+    started = time.monotonic()
+    status, _ = fetch(f"{tenancy.server.endpoint}/{bucket}/{'a/' * 500}")
+    assert status == 403
+    assert fetch(f"{tenancy.server.endpoint}/{bucket}/a/b/c/d/e/f.jpg") == (200, b"jpeg")
+    assert time.monotonic() - started < 10
+
+
 def test_minio_download_policy_opens_reads_only(
     tenancy: Tenancy, s3: Callable[[str], Any], anonymous: Any, bucket: str
 ) -> None:
