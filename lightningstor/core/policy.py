@@ -302,7 +302,7 @@ def parse_policy(data: bytes, bucket: str) -> BucketPolicy:
     try:
         text = data.decode("utf-8")
         document = json.loads(text, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         raise malformed("This policy contains invalid Json") from None
     if not isinstance(document, dict):
         raise malformed("Policies must be valid JSON and the first byte must be '{'")

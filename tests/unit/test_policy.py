@@ -119,7 +119,10 @@ def test_first_byte_must_be_a_brace(data: bytes) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"{", b'{"Statement": [}', b'{"a": 1} trailing', b'{"Version": "\xff"}', b'{"Version": NaN}'],
+    [b"{", b'{"Statement": [}', b'{"a": 1} trailing', b'{"Version": "\xff"}', b'{"Version": NaN}',
+     # nested past Python's recursion limit, within the size limit: a RecursionError was a 500
+     b'{"Statement": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+     b'{"Condition": ' + b'{"a": ' * 2500 + b"1" + b"}" * 2500 + b"}"],
 )
 def test_invalid_json(data: bytes) -> None:
     assert refused(data) == "This policy contains invalid Json"
