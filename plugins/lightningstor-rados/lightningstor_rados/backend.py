@@ -23,6 +23,9 @@ until ``op_timeout_seconds``, and a private pool keeps that from starving the
 server's shared ``io_pool`` (metadata, TLS...).  Every call is bounded by the
 client timeouts set in :func:`lightningstor_rados.cluster.client_conf`; a
 timeout becomes ``StorageError``, which the S3 layer answers with 503.
+``close()`` waits for the calls still running before it shuts the cluster
+handle down: shutting it down under them took away the completions and
+timers they wait on, and they (and the server's exit) never returned.
 
 Integrity.  RADOS checksums data itself (BlueStore keeps a CRC32C per block and
 verifies it on every read).  ``get_chunk`` additionally compares the whole
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import re
 import struct
+import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -48,11 +52,15 @@ from lightningstor.interfaces import (
     IStorageBackend,
 )
 from twisted.internet import defer
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from lightningstor_rados.cluster import PoolDurability
+from lightningstor_rados.cluster import CHECK_OBJECT, PoolDurability
+
+log = Logger()
 
 _T = TypeVar("_T")
 
@@ -61,11 +69,24 @@ MAX_CHUNK_SIZE = 64 * MiB
 """Largest chunk accepted; below Ceph's default osd_max_write_size (90 MiB)."""
 
 CRC_XATTR = "lightningstor.crc32c"
-CHECK_OBJECT = "lightningstor.check"
-"""Written by check(); not a valid chunk id, so list_chunks never reports it."""
+CLOSE_MARGIN_SECONDS = 5.0
+"""close() waits for running calls up to op_timeout_seconds plus this."""
 
 _CRC = struct.Struct(">I")
 _CHUNK_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,127}")
+
+
+def new_pool(threads: int) -> ThreadPool:
+    """The backend's private pool, of daemon threads: should a librados call
+    outlive even close()'s wait, it must not keep the process from exiting
+    (the interpreter joins every non-daemon thread at exit)."""
+    pool = ThreadPool(minthreads=0, maxthreads=threads, name="lightningstor-rados")
+    pool.threadFactory = _daemon_thread  # type: ignore[method-assign,assignment]
+    return pool
+
+
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    return threading.Thread(*args, daemon=True, **kwargs)
 
 
 def _validate(chunk_id: str) -> str:
@@ -106,6 +127,7 @@ class RadosBackend:
         self._verify_crc = verify_crc
         self._op_timeout = op_timeout_seconds
         self._closed = False
+        self._running = 0  # calls submitted to the pool and not finished (reactor thread only)
         # Safety net: a pool thread is not a daemon, so a server that stops
         # without calling close() (a failed start) would otherwise hang.
         self._trigger = reactor.addSystemEventTrigger("after", "shutdown", self._stop_pool)
@@ -123,6 +145,14 @@ class RadosBackend:
                 return f(*args)
             except rados.ObjectNotFound:
                 raise ChunkNotFound(f"chunk {chunk_id}: no such RADOS object") from None
+            except rados.IOError as exc:
+                if what == "read":
+                    # EIO on a read: the cluster holds the object but cannot
+                    # return good data (an EC pool short of shards, a checksum
+                    # failure); as the local backend's EIO, corruption that
+                    # reads elsewhere and scrub must hear about.
+                    raise ChunkCorrupted(f"chunk {chunk_id}: RADOS read failed: {exc}") from None
+                raise StorageError(f"RADOS {what} {chunk_id}: {exc}") from None
             except rados.TimedOut:
                 raise StorageError(
                     f"RADOS {what} {chunk_id}: timed out after {self._op_timeout:g}s (cluster unavailable?)"
@@ -130,7 +160,13 @@ class RadosBackend:
             except rados.Error as exc:
                 raise StorageError(f"RADOS {what} {chunk_id}: {exc}") from None
 
-        return deferToThreadPool(self._reactor, self._pool, call)
+        self._running += 1
+        d = deferToThreadPool(self._reactor, self._pool, call)
+        return d.addBoth(self._finished)
+
+    def _finished(self, result: _T) -> _T:
+        self._running -= 1
+        return result
 
     def _write(self, chunk_id: str, data: bytes) -> None:
         """Replace the object's bytes and checksum in one atomic RADOS operation."""
@@ -185,8 +221,28 @@ class RadosBackend:
         return True
 
     def _list(self) -> list[ChunkInfo]:
+        """Every chunk object in the namespace.
+
+        The binding's iterator ends on *any* error as if the listing were
+        complete (its ``__next__`` raises StopIteration for every negative
+        return), so an outage or a key without read caps listed an empty or
+        partial pool as a success, and the collector reported "0 orphaned
+        chunks".  Two checks stand in for the lost error: a last step that
+        waited about ``op_timeout_seconds`` timed out (the true end answers
+        at once), and a stat of the probe object afterwards must get an
+        answer (permission errors and an unreachable cluster fail it).
+        """
         infos = []
-        for obj in self._ioctx.list_objects():
+        objects = iter(self._ioctx.list_objects())
+        while True:
+            started = time.monotonic()
+            try:
+                obj = next(objects)
+            except StopIteration:
+                waited = time.monotonic() - started
+                if waited >= 0.9 * self._op_timeout:
+                    raise self._rados.TimedOut(f"listing ended after waiting {waited:.1f}s") from None
+                break
             if not _CHUNK_ID.fullmatch(obj.key):
                 continue
             try:
@@ -194,6 +250,10 @@ class RadosBackend:
             except self._rados.ObjectNotFound:
                 continue  # deleted since it was listed
             infos.append(ChunkInfo(obj.key, int(size), time.mktime(mtime)))
+        try:
+            self._ioctx.stat(CHECK_OBJECT)
+        except self._rados.ObjectNotFound:
+            pass  # never written in this namespace: the cluster answered, which is what counts
         return infos
 
     # -- IStorageBackend -----------------------------------------------------------
@@ -245,20 +305,36 @@ class RadosBackend:
     def check(self) -> defer.Deferred[None]:
         """Write a small probe object: proves the monitors, the OSDs and our caps all work."""
         probe = f"{time.time():.6f}".encode()
-        return self._run("write", CHECK_OBJECT, self._ioctx.write_full, CHECK_OBJECT, probe).addCallback(
+        return self._run("write check", CHECK_OBJECT, self._ioctx.write_full, CHECK_OBJECT, probe).addCallback(
             lambda _: None
         )
 
     @defer.inlineCallbacks
     def close(self) -> Any:
-        """Disconnect from the cluster (in the pool, it can block) and stop the pool."""
+        """Refuse new calls, wait for the running ones (each ends within
+        ``op_timeout_seconds``), then disconnect from the cluster (in the
+        pool, it can block) and stop the pool.
+
+        Should calls still run after that wait, the handle is left connected
+        and the pool's daemon threads to the process's exit: disconnecting
+        under them would leave them waiting for ever."""
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + self._op_timeout + CLOSE_MARGIN_SECONDS
+        while self._running and time.monotonic() < deadline:
+            yield deferLater(self._reactor, 0.05, lambda: None)
+        self._reactor.removeSystemEventTrigger(self._trigger)
+        if self._running:
+            log.warn(
+                "rados: {n} librados calls still running {s:g}s after close; leaving the cluster "
+                "connection to the process's exit",
+                n=self._running, s=self._op_timeout + CLOSE_MARGIN_SECONDS,
+            )
+            return
         try:
             yield deferToThreadPool(self._reactor, self._pool, self._disconnect)
         finally:
-            self._reactor.removeSystemEventTrigger(self._trigger)
             self._stop_pool()
 
     def _disconnect(self) -> None:

@@ -9,7 +9,9 @@ report the pool's real replication without I/O.
 
 from __future__ import annotations
 
+import errno
 import json
+import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -21,6 +23,13 @@ from lightningstor_rados.options import PREFIX, RadosOptions
 
 APPLICATION = "lightningstor"
 """The pool application tag; Ceph warns about pools in use without one."""
+
+CHECK_OBJECT = "lightningstor.check"
+"""The probe object start-up and ``check()`` write; not a valid chunk id, so
+``list_chunks`` never reports it."""
+
+ACCESS_WAIT_SECONDS = 5.0
+"""How long start-up waits for the access probe before going on without it."""
 
 _REPLICATED = 1
 _ERASURE = 3
@@ -41,11 +50,11 @@ def client_conf(opts: RadosOptions) -> dict[str, str]:
     forever (librados's default is 0 = no timeout), pinning a pool thread and
     the S3 request behind it.
     """
-    timeout = f"{opts.op_timeout_seconds:g}"
+    timeout = str(int(opts.op_timeout_seconds))
     conf = {
         "rados_osd_op_timeout": timeout,
         "rados_mon_op_timeout": timeout,
-        "client_mount_timeout": f"{opts.connect_timeout_seconds:g}",
+        "client_mount_timeout": str(int(opts.connect_timeout_seconds)),
     }
     if opts.keyring:
         conf["keyring"] = opts.keyring
@@ -115,3 +124,44 @@ def pool_durability(rados: ModuleType, cluster: Any, pool: str) -> PoolDurabilit
             return PoolDurability(DurabilityLevel.LOCAL, 1)
         return PoolDurability(DurabilityLevel.REPLICATED, size)
     raise ConfigError(f"{PREFIX}.pool: pool {pool!r} is not in the OSD map")
+
+
+def check_access(ioctx: Any, opts: RadosOptions, *, wait: float = ACCESS_WAIT_SECONDS) -> str | None:
+    """Write and read back the probe object, so that a key whose caps do not
+    let it read and write the pool (and namespace) stops start-up with a
+    ConfigError naming the user, rather than a server that starts and then
+    answers every write with 503.  Monitor caps are checked by connecting;
+    the OSD caps only by doing I/O.
+
+    An answer that takes longer than ``wait`` (OSDs down, PGs peering) does
+    not stop start-up: the outcome then says nothing about the caps, and
+    ``/ready`` reports the cluster's state.  Returns why the probe could not
+    finish (for a warning), or None when it did.
+    """
+    probe = f"{time.time():.6f}".encode()
+    outcome = _finish(ioctx.aio_write_full(CHECK_OBJECT, probe), wait)
+    if outcome is None:
+        outcome = _finish(ioctx.aio_read(CHECK_OBJECT, len(probe), 0, lambda *_: None), wait)
+    if isinstance(outcome, int) and outcome in (errno.EPERM, errno.EACCES):
+        where = f"pool {opts.pool!r}" + (f", namespace {opts.namespace!r}" if opts.namespace else "")
+        raise ConfigError(
+            f"{PREFIX}.user: client.{opts.user.removeprefix('client.')} may not read and write {where} "
+            f"({errno.errorcode[outcome]}); give its key osd 'allow rw pool={opts.pool}"
+            + (f" namespace={opts.namespace}'" if opts.namespace else "'")
+            + " (docs/rados.md)"
+        )
+    if outcome is None:
+        return None
+    return f"not answered within {wait:g}s" if outcome == "late" else f"errno {outcome}"
+
+
+def _finish(completion: Any, wait: float) -> int | str | None:
+    """None when ``completion`` succeeds within ``wait`` seconds, else its
+    positive errno, or ``"late"``."""
+    deadline = time.monotonic() + wait
+    while not completion.is_complete():
+        if time.monotonic() >= deadline:
+            return "late"
+        time.sleep(0.02)
+    ret = completion.get_return_value()
+    return -ret if ret < 0 else None

@@ -60,9 +60,16 @@ def _bool(table: Mapping[str, Any], key: str, default: bool) -> bool:
 
 
 def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
+    """Whole seconds: librados refuses a fraction in its timeouts (its
+    ``conf_set`` fails, which start-up reported as a bad ``conf_file``)."""
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-        raise ConfigError(f"{PREFIX}.{key}: must be a number of seconds in (0, 3600]")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not float(value).is_integer()
+        or not 1 <= value <= 3600
+    ):
+        raise ConfigError(f"{PREFIX}.{key}: must be a whole number of seconds in [1, 3600]")
     return float(value)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError
+from lightningstor.errors import ChunkCorrupted, ChunkNotFound, ConfigError, StorageError
 from lightningstor.interfaces import DurabilityLevel, PluginContext
 from tests.contract.storage_contract import StorageBackendContract, failure_of, new_id, payload
 
@@ -107,6 +108,36 @@ class TestRadosSpecifics(StorageBackendContract):
         (await failure_of(backend.get_chunk(chunk_id))).trap(ChunkCorrupted)
 
     @pytest_twisted.ensureDeferred
+    async def test_eio_on_a_read_is_corruption_not_an_outage(self, tmp_path: Path) -> None:
+        """A read RADOS fails with EIO (an erasure-coded object short of shards)
+        is ChunkCorrupted, as the local backend's EIO: reads go elsewhere and
+        scrub reports the chunk, where a storage error made it a 503 for ever.
+        A write's EIO stays a storage error."""
+        import rados
+
+        backend = await self.open_backend(tmp_path)
+        chunk_id = new_id()
+        await backend.put_chunk(chunk_id, b"data")
+
+        class Failing:
+            def __init__(self, real: Any) -> None:
+                self.real = real
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.real, name)
+
+            def read(self, *args: Any) -> bytes:
+                raise rados.IOError("injected", errno=5)
+
+            def operate_write_op(self, *args: Any) -> None:
+                raise rados.IOError("injected", errno=5)
+
+        backend._ioctx = Failing(backend._ioctx)
+        (await failure_of(backend.get_chunk(chunk_id))).trap(ChunkCorrupted)
+        (await failure_of(backend.get_chunk_range(chunk_id, 0, 2))).trap(ChunkCorrupted)
+        (await failure_of(backend.put_chunk(new_id(), b"x"))).trap(StorageError)
+
+    @pytest_twisted.ensureDeferred
     async def test_namespaces_are_isolated(self, tmp_path: Path) -> None:
         """Two backends on one pool with different namespaces do not see each other's chunks."""
         a = await self.open_backend(tmp_path)
@@ -141,3 +172,34 @@ class TestRadosSpecifics(StorageBackendContract):
         table = self.ceph.rados_table(POOL, keyring=str(bad), connect_timeout_seconds=3)
         with pytest.raises(ConfigError, match=r"storage\.rados: cannot connect"):
             radosStorageFactory.create({"rados": table}, PluginContext(self.reactor, self.io_pool, "/x"))
+
+    def _key(self, tmp_path: Path, name: str, osd_caps: str) -> str:
+        """A keyring for a new client ``name`` with the docs' monitor caps and ``osd_caps``."""
+        keyring = tmp_path / f"{name}.keyring"
+        out = subprocess.run(
+            ["ceph", "-c", self.ceph.conf_file, "-k", self.ceph.keyring, "auth", "get-or-create", f"client.{name}",
+             "mon", "profile simple-rados-client", "osd", osd_caps],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        keyring.write_text(out)
+        return str(keyring)
+
+    def test_key_without_osd_rw_caps_fails_start_naming_the_user(self, tmp_path: Path) -> None:
+        """A key that may connect but not read and write the pool stops start-up with a
+        ConfigError naming the user and the caps to give (the server used to start and
+        answer every write 503); the caps docs/rados.md gives start it."""
+        from twisted.plugins.lightningstor_rados import radosStorageFactory
+
+        name = f"lsr-{uuid.uuid4().hex[:8]}"
+        context = PluginContext(self.reactor, self.io_pool, "/x")
+        self._backends.append(make(self.ceph, self.reactor, self.io_pool, "caps"))  # the pool exists
+        weak = self._key(tmp_path, name, f"profile simple-rados-client pool={POOL}")
+        table = {**self.ceph.rados_table(POOL, "caps", create_pool=False), "user": name, "keyring": weak}
+        with pytest.raises(ConfigError, match=rf"^storage\.rados\.user: client\.{name} may not read and write "
+                                              rf"pool '{POOL}', namespace 'caps' \(EPERM\).*allow rw pool={POOL}"):
+            radosStorageFactory.create({"rados": table}, context)
+        good = self._key(tmp_path, name + "-rw", f"allow rw pool={POOL} namespace=caps")
+        backend = radosStorageFactory.create(
+            {"rados": {**table, "user": name + "-rw", "keyring": good}}, context
+        )
+        self._backends.append(backend)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -84,3 +88,51 @@ def test_osd_outage_gives_503_and_loses_nothing(tmp_path: Path, ceph: CephCluste
         after = os.urandom(MiB + 9)
         s3.put_object(Bucket="outage", Key="after", Body=after)
         assert s3.get_object(Bucket="outage", Key="after")["Body"].read() == after
+
+
+def test_osd_outage_listing_fails_and_shutdown_ends(tmp_path: Path, ceph: CephCluster) -> None:
+    """With the OSD down: the orphan collector's listing fails instead of
+    reporting an empty pool ("collected 0 orphaned chunks", exit 0), and
+    SIGTERM with GETs stuck in librados ends the server within the op
+    timeout (it waited for ever: the cluster handle was shut down under the
+    running calls, whose completions then never came)."""
+    extra = "[server]\nshutdown_timeout_seconds = 2\n"
+    with rados_server(tmp_path, ceph, "lsr-outage", "s", op_timeout=OP_TIMEOUT, extra=extra) as (server, s3):
+        s3.create_bucket(Bucket="stuck")
+        s3.put_object(Bucket="stuck", Key="k", Body=os.urandom(300_000))
+        ceph.stop_osd()
+        try:
+            admin = str(Path(sys.executable).with_name("lightningstor-admin"))
+            collect = subprocess.run(
+                [admin, "collect", "--config", str(tmp_path / "server.toml"), "--data-dir", str(tmp_path / "data"),
+                 "--grace-seconds", "0", "--unsafe-short-grace"],
+                capture_output=True, text=True, timeout=BOUND * 3,
+            )
+            assert collect.returncode != 0, collect.stdout + collect.stderr
+            assert "timed out" in collect.stderr, collect.stderr
+
+            plain = make_client(server.endpoint, response_checksum_validation="when_required", read_timeout=120)
+            outcomes: list[object] = []
+
+            def get() -> None:
+                try:
+                    outcomes.append(plain.get_object(Bucket="stuck", Key="k")["Body"].read())
+                except Exception as e:  # noqa: BLE001 - any end will do: the server is stopping
+                    outcomes.append(e)
+
+            readers = [threading.Thread(target=get, daemon=True) for _ in range(3)]
+            for reader in readers:
+                reader.start()
+            time.sleep(1.0)  # the GETs are in librados now, waiting for the OSD
+            started = time.monotonic()
+            code = server.stop(timeout=OP_TIMEOUT + 30)
+            took = time.monotonic() - started
+            # twistd ends a SIGTERM shutdown by re-raising the signal: -15 is a clean
+            # stop; -9 is stop()'s SIGKILL after its timeout.
+            assert code == -signal.SIGTERM, f"the server did not exit by itself (exit {code}) after {took:.0f}s"
+            assert took < OP_TIMEOUT + 15
+            for reader in readers:
+                reader.join(30)
+            assert len(outcomes) == 3
+        finally:
+            ceph.start_osd()

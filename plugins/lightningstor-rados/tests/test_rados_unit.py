@@ -33,10 +33,10 @@ def test_full_table() -> None:
     """Every key is read from the plugin's own sub-table."""
     opts = parse_options({"rados": {
         "conf_file": "/etc/ceph/x.conf", "user": "lightningstor", "keyring": "/k", "pool": "p1",
-        "create_pool": True, "namespace": "org-a", "op_timeout_seconds": 5, "connect_timeout_seconds": 2.5,
+        "create_pool": True, "namespace": "org-a", "op_timeout_seconds": 5, "connect_timeout_seconds": 3.0,
         "threads": 4, "verify_crc": False,
     }})
-    assert opts == RadosOptions("/etc/ceph/x.conf", "lightningstor", "/k", "p1", True, "org-a", 5.0, 2.5, 4, False)
+    assert opts == RadosOptions("/etc/ceph/x.conf", "lightningstor", "/k", "p1", True, "org-a", 5.0, 3.0, 4, False)
 
 
 @pytest.mark.parametrize(("table", "key"), [
@@ -47,6 +47,9 @@ def test_full_table() -> None:
     ({"namespace": "a/b"}, "storage.rados.namespace"),
     ({"op_timeout_seconds": 0}, "storage.rados.op_timeout_seconds"),
     ({"op_timeout_seconds": True}, "storage.rados.op_timeout_seconds"),
+    # librados takes whole seconds: a fraction failed start-up as a bad conf_file
+    ({"op_timeout_seconds": 2.5}, "storage.rados.op_timeout_seconds: must be a whole number"),
+    ({"connect_timeout_seconds": 0.5}, "storage.rados.connect_timeout_seconds"),
     ({"threads": 0}, "storage.rados.threads"),
     ({"keyring": ""}, "storage.rados.keyring"),
     ({"conf_file": 3}, "storage.rados.conf_file"),

@@ -27,11 +27,11 @@ class RadosStorageFactory:
         Blocks for at most about ``connect_timeout_seconds`` (plus two monitor
         round trips): it runs once, at start-up, before the reactor runs.
         """
-        from twisted.python.threadpool import ThreadPool
+        from twisted.logger import Logger
 
-        from lightningstor_rados.backend import RadosBackend
+        from lightningstor_rados.backend import RadosBackend, new_pool
         from lightningstor_rados.binding import import_rados
-        from lightningstor_rados.cluster import connect, open_pool, pool_durability
+        from lightningstor_rados.cluster import check_access, connect, open_pool, pool_durability
         from lightningstor_rados.options import parse_options
 
         opts = parse_options(options)
@@ -40,10 +40,17 @@ class RadosStorageFactory:
         try:
             ioctx = open_pool(rados, cluster, opts)
             durability = pool_durability(rados, cluster, opts.pool)
+            unchecked = check_access(ioctx, opts)
         except BaseException:
             cluster.shutdown()
             raise
-        pool = ThreadPool(minthreads=0, maxthreads=opts.threads, name="lightningstor-rados")
+        if unchecked is not None:
+            Logger().warn(
+                "rados: could not check that client.{user} may read and write pool {pool!r} at start-up "
+                "({why}); /ready reports the cluster's state",
+                user=opts.user.removeprefix("client."), pool=opts.pool, why=unchecked,
+            )
+        pool = new_pool(opts.threads)
         pool.start()
         return RadosBackend(
             rados, cluster, ioctx, durability, context.reactor, pool,
