@@ -17,6 +17,25 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from datetime import UTC, datetime, timedelta
+
+# The last instant the four-digit years of these forms (and every SDK's
+# parser) can show: 9999-12-31T23:59:59.999Z.
+MAX_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def unix_ms(when: datetime) -> int | None:
+    """``when`` (naive: UTC) as Unix milliseconds, exactly (a float's
+    rounding turned 9999-12-31T23:59:59.9999 into year 10000), or None
+    after :data:`MAX_MS`: a time stored past it would be shown as a year
+    10000 that SDKs refuse to parse (boto3's HeadObject and GetObject of
+    the object failed for good)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    ms = (when - _EPOCH) // _MS
+    return None if ms > MAX_MS else ms
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from xml.etree.ElementTree import Element
 
 from lightningstor import errors
 from lightningstor.core.lifecycle import DAY_SECONDS, FORM_AND, FORM_FILTER, FORM_PREFIX, midnight_error
 from lightningstor.core.types import LifecycleFilter, LifecycleRule
-from lightningstor.s3.dates import iso8601
+from lightningstor.s3.dates import iso8601, unix_ms
 from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, escape, expect_root, leaf_text, single_children
 
 # A configuration of 1000 rules with long prefixes and several tags each
@@ -214,11 +214,12 @@ def _date(text: str) -> int:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
         raise errors.MalformedXML() from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     if parsed.microsecond:
         raise midnight_error()
-    return int(parsed.timestamp())
+    ms = unix_ms(parsed)
+    if ms is None:
+        raise errors.MalformedXML()  # past 9999-12-31 in UTC: not a date it can be shown as
+    return ms // 1000
 
 
 def lifecycle_configuration_xml(rules: Sequence[LifecycleRule]) -> bytes:

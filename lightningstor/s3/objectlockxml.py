@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from xml.etree.ElementTree import Element
 
 from lightningstor import errors
 from lightningstor.core.objectlock import check_mode
 from lightningstor.core.types import LOCK_MODES, DefaultRetention, ObjectRecord
-from lightningstor.s3.dates import iso8601
+from lightningstor.s3.dates import iso8601, unix_ms
 from lightningstor.s3.xmlio import S3_NS, XML_DECLARATION, expect_root, leaf_text, single_children
 
 MODE_HEADER = "x-amz-object-lock-mode"
@@ -52,9 +52,7 @@ def parse_timestamp(text: str) -> int | None:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
+    return unix_ms(when)  # None past 9999-12-31T23:59:59.999Z as well
 
 
 def parse_lock_configuration(body: bytes) -> DefaultRetention | None:

@@ -184,6 +184,26 @@ def test_bad_lock_headers_are_refused(admin: Any, bucket: str, headers: dict[str
     assert error(lambda: admin.head_object(Bucket=bucket, Key="bad"))[0] == 404
 
 
+def test_retention_until_the_last_moment_of_year_9999_reads_back(admin: Any, bucket: str) -> None:
+    """The last microsecond of year 9999 was rounded (through a float) into
+    year 10000, and every HeadObject and GetObject of the object then failed
+    in the SDK, which cannot parse that year: kept to the millisecond now."""
+    def microseconds(request: Any, **_: Any) -> None:  # boto3 sends whole seconds; a raw header need not
+        request.headers.replace_header("x-amz-object-lock-retain-until-date", "9999-12-31T23:59:59.999999Z")
+
+    admin.meta.events.register("before-sign.s3.PutObject", microseconds)
+    try:
+        admin.put_object(Bucket=bucket, Key="far", Body=b"x", ObjectLockMode="GOVERNANCE",
+                         ObjectLockRetainUntilDate=datetime(9999, 12, 31, tzinfo=UTC))
+    finally:
+        admin.meta.events.unregister("before-sign.s3.PutObject", microseconds)
+    head = admin.head_object(Bucket=bucket, Key="far")
+    assert head["ObjectLockRetainUntilDate"] == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    assert admin.get_object(Bucket=bucket, Key="far")["Body"].read() == b"x"
+    retention = admin.get_object_retention(Bucket=bucket, Key="far")["Retention"]
+    assert retention["RetainUntilDate"].year == 9999
+
+
 def test_lock_headers_need_a_lock_bucket(admin: Any) -> None:
     name = _name()
     admin.create_bucket(Bucket=name)

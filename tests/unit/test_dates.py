@@ -149,3 +149,18 @@ def test_iso8601_day_cache_is_bounded_and_correct(monkeypatch: pytest.MonkeyPatc
             "%Y-%m-%dT%H:%M:%S.123Z"
         )
         assert len(dates._DAY_PREFIX_CACHE) <= 2
+
+
+def test_unix_ms_is_exact_and_ends_with_year_9999() -> None:
+    """Exact milliseconds (a float rounded 23:59:59.9999 up into year 10000),
+    and nothing after 9999-12-31T23:59:59.999Z, the last instant a
+    four-digit year (and so every SDK's parser) can show."""
+    from datetime import UTC, timedelta, timezone
+
+    from lightningstor.s3.dates import MAX_MS, unix_ms
+
+    last = datetime.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    assert unix_ms(last) == MAX_MS and iso8601(MAX_MS) == "9999-12-31T23:59:59.999Z"
+    assert unix_ms(datetime.datetime(9999, 12, 31, 23, 59, 59, 999999)) == MAX_MS  # naive is UTC; truncated
+    assert unix_ms(datetime.datetime(9999, 12, 31, 19, 0, tzinfo=timezone(-timedelta(hours=5)))) is None
+    assert unix_ms(datetime.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)) == -1

@@ -144,6 +144,8 @@ ALL = "<Filter></Filter>"
         (doc(f"{ALL}{ON}<Expiration></Expiration>"), "MalformedXML", ""),
         (doc(f"{ALL}{ON}<Expiration><Days>ten</Days></Expiration>"), "MalformedXML", ""),
         (doc(f"{ALL}{ON}<Expiration><Date>tomorrow</Date></Expiration>"), "MalformedXML", ""),
+        # midnight, but past 9999-12-31 in UTC: it would be shown as year 10000, which SDKs cannot parse
+        (doc(f"{ALL}{ON}<Expiration><Date>9999-12-31T19:00:00-05:00</Date></Expiration>"), "MalformedXML", ""),
         (doc(f"<Filter><Prefix>a</Prefix><Tag><Key>k</Key><Value>v</Value></Tag></Filter>{ON}{EXP}"), "MalformedXML", ""),
         (doc(f"{ALL}{ON}{EXP}<Unknown/>"), "MalformedXML", ""),
         (doc(f"{ALL}{ON}<NoncurrentVersionExpiration></NoncurrentVersionExpiration>"), "MalformedXML", ""),
