@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+import weakref
 from functools import partial
 from typing import Any
 
@@ -585,10 +586,25 @@ class JobLeases:
     def __init__(self, store: Any, s3_addr: str, reactor: Any) -> None:
         self.store = store
         self.reactor = reactor
+        self.s3_addr = s3_addr
         self.shared = getattr(store, "name", None) != "sqlite"
         self.holder: Holder | None = server_holder(s3_addr) if self.shared else None
+        self._leases: list[Lease] = []
         # Called with (job, held) when this server takes or gives up a lease (metrics).
         self.on_change: Any = None
+        if self.shared:
+            me = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _forked(me()))
+
+    def forked(self) -> None:
+        """This process is a fork of the one that built the server: twistd
+        daemonizes after ``build()``, and the holder named the parent's
+        pid, which exits at once.  Another server on this host then found
+        the lease's holder dead and took it at every look, and both ran
+        every job: the holder (and every lease's) names this process now."""
+        self.holder = server_holder(self.s3_addr)
+        for lease in self._leases:
+            lease.holder = self.holder
 
     def lease(self, job: str, interval_seconds: float) -> Lease | None:
         """The lease of ``job``: :data:`HEARTBEAT_TTL_SECONDS` long, renewed by
@@ -599,12 +615,18 @@ class JobLeases:
             return None
         lease = Lease(self.store, job, self.holder, ttl_seconds=HEARTBEAT_TTL_SECONDS, reactor=self.reactor)
         lease.on_change = lambda job, held: self.on_change(job, held) if self.on_change is not None else None
+        self._leases.append(lease)
         return lease
 
     def periodic(self, service: Any, job: str) -> Any:
         """``service`` (a PeriodicService) with the lease of ``job`` set."""
         service.lease = self.lease(job, service.interval_seconds)
         return service
+
+
+def _forked(leases: JobLeases | None) -> None:
+    if leases is not None:
+        leases.forked()
 
 
 def _attach_audit(top: MultiService, settings: Settings, reactor: Any, api: S3Api, registry: Any) -> AuditLog | None:

@@ -509,6 +509,39 @@ def test_server_leases_only_on_a_shared_store() -> None:
     assert svc.lease is not None and svc.lease.beating
 
 
+def test_a_forked_server_holds_its_leases_under_its_own_pid() -> None:
+    """twistd daemonizes (forks) after the server is built: the holder named
+    the parent's pid, which exits at once, so another server on this host
+    found the lease's holder dead and took it at every look (both ran every
+    job).  In the forked child the holder, and every lease made before the
+    fork, name the child."""
+    import os
+
+    from lightningstor.server import JobLeases
+
+    class Named:
+        name = "etcd"
+
+    leases = JobLeases(Named(), "127.0.0.1:9000", Clock())
+    lease = leases.lease("collector", 3600.0)
+    assert lease is not None and leases.holder is not None and leases.holder.pid == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports and leaves at once, running nothing of the parent's
+        try:
+            now = leases.holder
+            ok = now is not None and now.pid == os.getpid() and lease.holder is now and f"pid={os.getpid()} " in now.name
+            os.write(write, b"ok" if ok else b"stale")
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(child, 0)
+    assert answer == b"ok"
+    assert leases.holder.pid == os.getpid()  # the parent keeps its own
+
+
 def test_lease_changes_reach_the_metrics() -> None:
     """lightningstor_background_job_lease{job} follows taking and giving up."""
     from lightningstor.metrics import S3Metrics
