@@ -141,6 +141,16 @@ def _prepare_for_run_user(options: Any) -> None:
 
 
 def makeService(options: Any) -> IService:
+    """The node's services; a start-up refusal (a TLS file, the run user)
+    is one line naming the option, and exit status 1, as for the API
+    server: twistd prints a traceback for anything makeService raises."""
+    try:
+        return _make_service(options)
+    except usage.UsageError as e:
+        raise SystemExit(f"twistd lightningstor-node: {e}") from None
+
+
+def _make_service(options: Any) -> IService:
     from twisted.logger import Logger
 
     from lightningstor.tls import refuse_tls12_on_grpc
