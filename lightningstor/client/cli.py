@@ -631,16 +631,23 @@ def _connect(args: argparse.Namespace) -> LightningStorClient:
         raise UsageError(
             "no credentials: set LIGHTNINGSTOR_TOKEN, or LIGHTNINGSTOR_ACCESS_KEY and LIGHTNINGSTOR_SECRET_KEY"
         )
-    roots = None
-    if args.ca_file:
-        with open(args.ca_file, "rb") as f:
-            roots = f.read()
+    if bool(args.cert_file) != bool(args.key_file):
+        raise UsageError("--cert-file and --key-file go together (a client certificate and its key)")
+    roots, chain, key = (_read_pem(path) for path in (args.ca_file, args.cert_file, args.key_file))
     try:
         return LightningStorClient.connect(
-            args.endpoint, token=token or None, access_key=access, secret_key=secret, root_certificates=roots
-        )
+            args.endpoint, token=token or None, access_key=access, secret_key=secret,
+            root_certificates=roots, certificate_chain=chain, private_key=key,
+        )  # fmt: skip
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def _read_pem(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _size(text: str) -> int:
@@ -674,6 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--access-key", help="access key id (env LIGHTNINGSTOR_ACCESS_KEY or AWS_ACCESS_KEY_ID)")
     parser.add_argument("--secret-key", help="secret key (env LIGHTNINGSTOR_SECRET_KEY or AWS_SECRET_ACCESS_KEY)")
     parser.add_argument("--ca-file", help="PEM CA certificates to trust for grpcs://")
+    parser.add_argument("--cert-file", help="PEM client certificate for grpcs:// when the server requires one (mTLS)")
+    parser.add_argument("--key-file", help="PEM private key of --cert-file")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and what the command is for (cat data, a token, a URL)")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,

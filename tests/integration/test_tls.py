@@ -328,6 +328,28 @@ def test_grpc_mtls_refuses_missing_or_foreign_client_certificate(
             client.list_buckets()
 
 
+def test_cli_presents_a_client_certificate_to_an_mtls_grpc_port(tls_server: tuple[ServerProcess, Pki]) -> None:
+    """The lightningstor command reaches a gRPC port that requires client
+    certificates (ca_file set, as the deployment examples do) with
+    --cert-file/--key-file; it had only --ca-file, and every command failed."""
+    import io
+
+    from lightningstor.client import cli
+
+    server, pki = tls_server
+    base = ["--endpoint", f"grpcs://{server.grpc_endpoint}", "--ca-file", str(pki.ca_file),
+            "--access-key", ROOT_ACCESS_KEY, "--secret-key", ROOT_SECRET_KEY]
+    mtls = [*base, "--cert-file", str(pki.client_cert_file), "--key-file", str(pki.client_key_file)]
+    name = f"cli-mtls-{uuid.uuid4().hex[:8]}"
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main([*mtls, "mb", f"s3://{name}"], out=out, err=err) == cli.EXIT_OK, err.getvalue()
+    assert cli.main([*mtls, "ls"], out=out, err=err) == cli.EXIT_OK, err.getvalue()
+    assert name in out.getvalue()
+    assert cli.main([*base, "-q", "ls"], out=io.StringIO(), err=io.StringIO()) != cli.EXIT_OK
+    assert cli.main([*base, "--cert-file", str(pki.client_cert_file), "ls"],
+                    out=io.StringIO(), err=io.StringIO()) == cli.EXIT_USAGE
+
+
 def test_bucket_policies_see_tls_and_its_version(tls_server: tuple[ServerProcess, Pki]) -> None:
     """Over TLS, aws:SecureTransport is true and s3:TlsVersion is 1.3: the
     usual "TLS only" Deny lets the request through, a Deny below 1.3 too,
