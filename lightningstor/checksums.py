@@ -58,6 +58,21 @@ def new_hasher(algorithm: str) -> Hasher:
     raise ValueError(f"unknown checksum algorithm {algorithm!r}")
 
 
+_DIGEST_BYTES = {name: len(new_hasher(name).digest()) for name in (*ALGORITHMS, "md5")}
+
+
+def is_digest_value(algorithm: str, value: str) -> bool:
+    """Whether ``value`` is the base64 of a digest of ``algorithm``'s size
+    (``md5`` included): the form of a checksum header or field, checked
+    before a body is read (a malformed value is the client's mistake, not
+    data that failed its check)."""
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error is one
+        return False
+    return len(digest) == _DIGEST_BYTES[algorithm]
+
+
 def crc32c(data: bytes | memoryview, previous: int = 0) -> int:
     """CRC32C of ``data``; the per-chunk integrity checksum."""
     return int(_crt.crc32c(data, previous))  # type: ignore[arg-type]

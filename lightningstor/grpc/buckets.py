@@ -22,6 +22,16 @@ _CREATE_VERSIONING = {
     pb.VERSIONING_STATUS_ENABLED: Versioning.ENABLED,
     pb.VERSIONING_STATUS_SUSPENDED: Versioning.SUSPENDED,
 }
+
+
+def _create_versioning(status: int) -> Versioning:
+    """The versioning a new bucket starts with; a status number the enum
+    does not define (a newer client's) is refused, never taken for DISABLED."""
+    if status not in _CREATE_VERSIONING:
+        raise errors.InvalidArgument(f"Unknown versioning status {status}", ArgumentName="versioning.status")
+    return _CREATE_VERSIONING[status]  # type: ignore[index]
+
+
 # PutBucketVersioning: the two states a request can move a bucket to.
 _PUT_VERSIONING = {
     pb.VERSIONING_STATUS_ENABLED: Versioning.ENABLED.value,
@@ -56,7 +66,7 @@ class BucketServicer(pb_grpc.BucketServiceServicer):
             name,
             org_id=org_id,
             project_id=project_id,
-            versioning=_CREATE_VERSIONING.get(request.versioning.status, Versioning.DISABLED),
+            versioning=_create_versioning(request.versioning.status),
             tags=dict(request.tags),
             storage_class=convert.storage_class_name(request.storage_class),
         )

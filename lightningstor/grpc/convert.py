@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightningstor import errors
+from lightningstor.checksums import is_digest_value
 from lightningstor.core.attributes import (
     check_field_value,
     check_object_tags,
@@ -66,6 +67,33 @@ SYSTEM_FIELDS = {
     "cache_control": "Cache-Control",
     "expires": "Expires",
 }
+
+
+# What the S3 API cannot hold in a request's headers it must not be given
+# here either: these attributes are sent back as GET and HEAD response
+# headers, and AWS limits a PUT's request header to 8 KB.  A 100 KB
+# content_type was stored, and boto3 and the aws CLI could then not read
+# the object (Python's HTTP client refuses a header line over 64 KiB).
+MAX_HEADER_ATTRIBUTES_BYTES = 8192
+
+
+def checksum_type_name(value: int) -> str | None:
+    """The core's name of a ChecksumType (None for UNSPECIFIED); a number
+    the enum does not define is refused as S3 refuses an unknown
+    x-amz-checksum-type, never taken for "unspecified"."""
+    if value not in CHECKSUM_TYPE_NAMES:
+        raise errors.InvalidRequest(f"Value for checksum_type is invalid: {value}")
+    return CHECKSUM_TYPE_NAMES[value]  # type: ignore[index]
+
+
+def checksum_value(algorithm: str, value: str) -> str:
+    """``value`` (stripped) if it is the base64 of an ``algorithm`` digest;
+    InvalidRequest before any byte is stored otherwise, as the S3 API
+    answers a malformed x-amz-checksum-* header (it was a BadDigest after)."""
+    value = value.strip()
+    if not is_digest_value(algorithm, value):
+        raise errors.InvalidRequest(f"checksum_value is not the base64 of a {algorithm.upper()} digest")
+    return value
 
 
 def storage_class_name(value: int) -> str:
@@ -148,6 +176,13 @@ def put_attrs(
             value = getattr(given, field_name)
             check_field_value(value, f"attributes.{field_name}", f"attributes.{field_name}")
             attrs.system_headers[header] = wire_text(value)
+    size = sum(len(v.encode("utf-8", "surrogatepass")) for v in (chosen, *attrs.system_headers.values()))
+    if size > MAX_HEADER_ATTRIBUTES_BYTES:
+        raise errors.InvalidArgument(
+            f"content_type and the attributes sent back as response headers take {size} bytes; "
+            f"at most {MAX_HEADER_ATTRIBUTES_BYTES} in all",
+            ArgumentName="attributes",
+        )
     attrs.storage_class = storage_class_name(given.storage_class)
     validate_storage_class(attrs.storage_class)
     attrs.tags = dict(tags or {})

@@ -185,7 +185,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         elif algorithm is not None:
             attrs.store_checksums = (algorithm,)
             if request.checksum_value:
-                attrs.expected_checksums = {algorithm: request.checksum_value.strip()}
+                attrs.expected_checksums = {algorithm: convert.checksum_value(algorithm, request.checksum_value)}
         elif request.checksum_value:
             raise errors.InvalidArgument("checksum_value needs checksum_algorithm", ArgumentName="checksum_value")
         add_default_checksum(attrs)  # none chosen (or MD5 only): the core's default, as S3's PutObject
@@ -353,6 +353,10 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
                 )  # fmt: skip
 
     def _copy_object(self, principal: Principal, request: pb.CopyObjectRequest) -> pb.CopyObjectResponse:
+        if request.metadata_directive not in (pb.METADATA_DIRECTIVE_COPY, pb.METADATA_DIRECTIVE_REPLACE):
+            # An undefined number (a newer client's) is refused as S3 refuses
+            # an unknown x-amz-metadata-directive, never taken for COPY.
+            raise errors.InvalidArgument("Unknown metadata directive.", ArgumentName="metadata_directive")
         replace = request.metadata_directive == pb.METADATA_DIRECTIVE_REPLACE
         src_version = optional(request, "source_version_id")
         src_bucket, dest_bucket, source = self.rpc.call(
@@ -458,7 +462,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         upload = self.rpc.call(
             self.core.multipart.create, bucket, require(request.key, "key"), attrs, initiator=principal,
             checksum_algorithm=convert.checksum_name(request.checksum_algorithm),
-            checksum_type=convert.CHECKSUM_TYPE_NAMES.get(request.checksum_type),
+            checksum_type=convert.checksum_type_name(request.checksum_type),
         )  # fmt: skip
         info = convert.upload_message(upload)
         return pb.CreateMultipartUploadResponse(
@@ -522,7 +526,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             raise errors.InvalidRequest("The upload was created without a checksum algorithm; checksum_value cannot be checked")
         attrs = PutAttrs(
             content_md5=optional(first, "content_md5"),
-            expected_checksums={algorithm: value.strip()} if algorithm and value is not None else {},
+            expected_checksums={algorithm: convert.checksum_value(algorithm, value)} if algorithm and value is not None else {},
             store_checksums=(algorithm,) if algorithm else (),
             owner=principal.principal_id,
         )
@@ -566,7 +570,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         )
         done = self.rpc.call(
             self.core.multipart.complete, bucket, key, upload_id, listed, conditions=write_conditions,
-            expected_checksums=checksum_of(request), checksum_type=convert.CHECKSUM_TYPE_NAMES.get(request.checksum_type),
+            expected_checksums=checksum_of(request), checksum_type=convert.checksum_type_name(request.checksum_type),
             object_size=optional(request, "object_size"),
             public_acls_blocked=self.core.access.public_access_block(bucket).block_public_acls,
         )  # fmt: skip

@@ -129,9 +129,13 @@ def bearer_from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> str:
 
     MissingSecurityHeader (UNAUTHENTICATED) when there is none.
     """
-    for key, value in metadata:
-        if key.lower() != METADATA_KEY:
-            continue
+    found = [value for key, value in metadata if key.lower() == METADATA_KEY]
+    if len(found) > 1:
+        # As the S3 API refuses a second Authorization header: a proxy that
+        # checks one entry and a server that acts on another would disagree
+        # about who is calling.
+        raise _malformed("only one authorization metadata entry is allowed")
+    for value in found:
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         scheme, _, credentials = text.strip().partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from lightningstor import errors
-from lightningstor.checksums import ALGORITHMS, new_hasher
+from lightningstor.checksums import ALGORITHMS, is_digest_value
 from lightningstor.core.attributes import (
     check_field_value,
     is_header_name,
@@ -86,18 +86,11 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
     return expected, tuple(sorted(keep)), trailer
 
 
-_DIGEST_BYTES = {algorithm: len(new_hasher(algorithm).digest()) for algorithm in ALGORITHMS}
-
-
 def _checksum_value(algorithm: str, value: str) -> str:
     """``value`` if it is the base64 of a digest of ``algorithm``'s size;
     else InvalidRequest, as AWS answers, before any byte of the body is read
     (it was a BadDigest once the whole body had been stored)."""
-    try:
-        digest = base64.b64decode(value, validate=True)
-    except ValueError:  # binascii.Error is one
-        digest = b""
-    if len(digest) != _DIGEST_BYTES[algorithm]:
+    if not is_digest_value(algorithm, value):
         raise errors.InvalidRequest(f"Value for x-amz-checksum-{algorithm} header is invalid.")
     return value
 

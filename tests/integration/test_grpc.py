@@ -222,14 +222,22 @@ def test_get_of_empty_objects_and_ranges_across_pieces(client: LightningStorClie
 
 
 def test_conditional_put_and_limits(client: LightningStorClient, gbucket: str) -> None:
-    """if_none_match='*' refuses to overwrite; a wrong checksum is BadDigest; content
-    above the PutObject limit is INVALID_ARGUMENT (EntityTooLarge) and stores nothing."""
+    """if_none_match='*' refuses to overwrite; a wrong checksum is BadDigest, and a
+    value that is no SHA-256 digest at all InvalidRequest (as the S3 API answers a
+    malformed x-amz-checksum-* header), neither storing anything; content above the
+    PutObject limit is INVALID_ARGUMENT (EntityTooLarge) and stores nothing."""
     client.put_object(gbucket, "once", b"1", if_none_match="*")
     with pytest.raises(errors.PreconditionFailed):
         client.put_object(gbucket, "once", b"2", if_none_match="*")
     with pytest.raises(errors.BadDigest) as bad:
-        client.put_object(gbucket, "sum", b"abc", checksum_algorithm="sha256", checksum_value="AAAA")
+        client.put_object(gbucket, "sum", b"abc", checksum_algorithm="sha256", checksum_value="A" * 43 + "=")
     assert bad.value.status == grpc.StatusCode.INVALID_ARGUMENT
+    for malformed in ("AAAA", "!!!"):
+        with pytest.raises(errors.InvalidRequest) as invalid:
+            client.put_object(gbucket, "sum", b"abc", checksum_algorithm="sha256", checksum_value=malformed)
+        assert invalid.value.status == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(errors.NoSuchKey):
+        client.head_object(gbucket, "sum")
     with pytest.raises(errors.EntityTooLarge) as big:
         client.put_object(gbucket, "huge", b"x" * (5 * MiB + 1))
     assert big.value.status == grpc.StatusCode.INVALID_ARGUMENT
@@ -745,3 +753,76 @@ def test_storage_class_numbers_outside_the_enum_are_refused(
         assert _code(info.value) == "InvalidStorageClass"
     finally:
         channel.close()
+
+
+# -- input the S3 API refuses is refused here too ------------------------------------------
+
+
+def test_header_attributes_beyond_what_a_request_header_holds_are_refused(
+    server: ServerProcess, client: LightningStorClient, gbucket: str
+) -> None:
+    """content_type and the attributes S3's GET and HEAD send back as headers
+    are bounded (8 KiB in all, AWS's PUT header limit): a 100 KB content_type
+    was stored, and boto3 could then neither HEAD nor GET the object."""
+    big = "x/" + "y" * 100_000
+    for call in (
+        lambda: client.put_object(gbucket, "big-type", b"x", content_type=big),
+        lambda: client.put_object(gbucket, "big-type", b"x", cache_control="a" * 5000, content_disposition="b" * 5000),
+        lambda: client.create_multipart_upload(gbucket, "big-type", content_type=big),
+    ):
+        with pytest.raises(errors.InvalidArgument) as info:
+            call()
+        assert info.value.status == grpc.StatusCode.INVALID_ARGUMENT
+    client.put_object(gbucket, "src", b"s")
+    with pytest.raises(errors.InvalidArgument):
+        client.copy_object(gbucket, "src", gbucket, "big-type", content_type=big)  # REPLACE
+    with pytest.raises(errors.NoSuchKey):
+        client.head_object(gbucket, "big-type")
+    assert [u.key for u in client.list_multipart_uploads(gbucket).uploads] == []
+    client.put_object(gbucket, "fits", b"x", content_type="t/" + "y" * 8000)
+    s3 = make_client(server.endpoint)
+    assert s3.head_object(Bucket=gbucket, Key="fits")["ContentType"] == "t/" + "y" * 8000
+
+
+def test_a_second_authorization_entry_is_refused(server: ServerProcess, gbucket: str) -> None:
+    """As the S3 API refuses a second Authorization header: the first entry
+    was used and the others ignored, whichever a proxy had checked."""
+    channel, _, buckets = _raw(server)
+    good = _auth()[0]
+    with channel:
+        for entries in ((good, ("authorization", "Bearer garbage")), (good, good)):
+            with pytest.raises(grpc.RpcError) as info:
+                buckets.ListBuckets(pb.ListBucketsRequest(), metadata=entries, timeout=10)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert _code(info.value) == "AuthorizationHeaderMalformed"
+        buckets.ListBuckets(pb.ListBucketsRequest(), metadata=(good,), timeout=10)
+
+
+def test_enum_numbers_the_server_does_not_define_are_refused(
+    server: ServerProcess, client: LightningStorClient, gbucket: str
+) -> None:
+    """Proto3 enums are open: a newer client's number used to be taken for
+    the default (COPY, no checksum type, DISABLED), giving it something other
+    than it asked for without a word; refused now, as S3 refuses an unknown
+    x-amz-metadata-directive or x-amz-checksum-type."""
+    client.put_object(gbucket, "src", b"s")
+    channel, objects, buckets = _raw(server)
+    with channel:
+        calls = [
+            (lambda: objects.CopyObject(pb.CopyObjectRequest(
+                source_bucket=gbucket, source_key="src", bucket=gbucket, key="dst", metadata_directive=7,
+            ), metadata=_auth(), timeout=10), "InvalidArgument"),
+            (lambda: objects.CreateMultipartUpload(pb.CreateMultipartUploadRequest(
+                bucket=gbucket, key="mpu", checksum_algorithm=pb.CHECKSUM_ALGORITHM_CRC32, checksum_type=7,
+            ), metadata=_auth(), timeout=10), "InvalidRequest"),
+            (lambda: buckets.CreateBucket(pb.CreateBucketRequest(
+                name=f"g-{uuid.uuid4().hex[:12]}", versioning=pb.VersioningConfig(status=7),
+            ), metadata=_auth(), timeout=10), "InvalidArgument"),
+        ]  # fmt: skip
+        for call, code in calls:
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert (info.value.code(), _code(info.value)) == (grpc.StatusCode.INVALID_ARGUMENT, code)
+    with pytest.raises(errors.NoSuchKey):
+        client.head_object(gbucket, "dst")
+    assert [u.key for u in client.list_multipart_uploads(gbucket).uploads] == []
