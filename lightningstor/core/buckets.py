@@ -56,12 +56,23 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z")
 # Paths the S3 port answers itself (GET /health ...): a bucket of that name
 # could never be listed path-style, so the names are refused up front.
 RESERVED_NAMES = frozenset({"health", "ready", "metrics"})
+# Prefixes and suffixes AWS reserves ("General purpose bucket naming rules"):
+# punycode labels, and the names of access point aliases and other bucket
+# kinds, which clients and tools read as such.
+RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", "--table-s3")
 
 
 def validate_bucket_name(name: str) -> None:
     """SPEC §3.1: 3-63 characters of lower-case letters, digits and hyphens,
-    starting (and, as AWS requires, ending) with a letter or digit."""
-    if not _NAME.match(name) or name in RESERVED_NAMES:
+    starting (and, as AWS requires, ending) with a letter or digit; none of
+    AWS's reserved prefixes and suffixes."""
+    if (
+        not _NAME.match(name)
+        or name in RESERVED_NAMES
+        or name.startswith(RESERVED_PREFIXES)
+        or name.endswith(RESERVED_SUFFIXES)
+    ):
         raise errors.InvalidBucketName(resource=name, BucketName=name)
 
 

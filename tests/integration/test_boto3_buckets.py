@@ -28,7 +28,10 @@ def test_create_head_list_delete_bucket(s3):
     assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
-@pytest.mark.parametrize("name", ["ab", "UPPER", "-lead", "trail-", "has_underscore", "a" * 64, "dots.not.allowed", "health"])
+@pytest.mark.parametrize("name", ["ab", "UPPER", "-lead", "trail-", "has_underscore", "a" * 64, "dots.not.allowed", "health",
+                                  # AWS's reserved prefixes and suffixes
+                                  "xn--abc", "sthree-abc", "amzn-s3-demo-abc", "abc-s3alias", "abc--ol-s3",
+                                  "abc--x-s3", "abc--table-s3"])
 def test_invalid_bucket_names(s3, name):
     """SPEC §3.1 naming rules answer InvalidBucketName and create nothing."""
     with pytest.raises(ClientError) as e:
