@@ -42,6 +42,14 @@ SYSTEM_HEADERS = (
 )
 WEBSITE_REDIRECT_HEADER = REDIRECT_HEADER
 META_PREFIX = "x-amz-meta-"
+# A browser form upload's fields that become object headers, as PutObject's
+# request headers (besides x-amz-meta-*): the only fields, with ``acl``,
+# ``tagging`` and the signature's, that the upload applies.
+FORM_HEADER_FIELDS = frozenset(
+    {"content-type", "content-md5", "x-amz-storage-class", "x-amz-server-side-encryption"}
+    | {name.lower() for name in SYSTEM_HEADERS}
+    | {f"x-amz-checksum-{algorithm}" for algorithm in ALGORITHMS}
+)
 
 # response-* query parameters that override a GET's response headers.
 RESPONSE_OVERRIDES = {

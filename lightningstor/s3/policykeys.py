@@ -26,7 +26,7 @@ from typing import Any
 from lightningstor import errors
 from lightningstor.s3 import xmlio
 from lightningstor.s3.dates import iso8601
-from lightningstor.s3.headers import parse_tagging_header
+from lightningstor.s3.headers import FORM_HEADER_FIELDS, parse_tagging_header
 from lightningstor.s3.objectlockxml import lock_headers, parse_legal_hold, parse_retention
 
 # Request headers that are condition keys of the same name (``s3:<header>``).
@@ -65,16 +65,22 @@ _TAGGING_WRITES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"}
 _DAY_MS = 86_400_000
 
 
+# A form upload's fields that state something it does, besides those that
+# become object headers: a field it ignores (if-none-match, a grant) must
+# not satisfy a policy condition about what the upload does.
+_FORM_APPLIED = FORM_HEADER_FIELDS | {"tagging", "x-amz-date"}
+
+
 def _stated(call: Any) -> Mapping[str, str]:
     """What the request states in its headers, by lower-case header name:
-    a form upload's fields (its ``acl`` field being PutObject's
-    ``x-amz-acl``), any other request's headers."""
+    a form upload's fields that it applies (its ``acl`` field being
+    PutObject's ``x-amz-acl``), any other request's headers."""
     if call.op != "PostObject":
         return call.headers  # type: ignore[no-any-return]
     plan = getattr(call.sink, "plan", None)
-    fields: dict[str, str] = {} if plan is None else {k: v for k, v in plan.fields.items() if k != "x-amz-acl"}
-    if "acl" in fields:
-        fields["x-amz-acl"] = fields["acl"]
+    fields: dict[str, str] = {} if plan is None else {k: v for k, v in plan.fields.items() if k in _FORM_APPLIED}
+    if plan is not None and "acl" in plan.fields:
+        fields["x-amz-acl"] = plan.fields["acl"]
     return fields
 
 

@@ -559,3 +559,30 @@ def test_bucket_policy_conditions_read_the_form_not_unsigned_headers(url: str, s
                      {"key": "tagged", "tagging": tagging, **sse})
     assert error_of(post(url, tagged, headers=sse))[:2] == (403, "AccessDenied")
     assert head_status(s3, bucket, "tagged") == 404
+
+
+@pytest.mark.parametrize(
+    ("statements", "field"),
+    [
+        # AWS's "enforce conditional writes": Deny when the write states no If-None-Match
+        ([{"Effect": "Allow"}, {"Effect": "Deny", "Condition": {"Null": {"s3:if-none-match": "true"}}}],
+         {"if-none-match": "*"}),
+        ([{"Effect": "Allow", "Condition": {"StringEquals": {"s3:x-amz-grant-full-control": "id=someone-else"}}}],
+         {"x-amz-grant-full-control": "id=someone-else"}),
+    ],
+    ids=["if-none-match", "grant"],
+)
+def test_a_form_field_the_upload_ignores_satisfies_no_policy_condition(
+    url: str, s3: Any, bucket: str, statements: list[dict[str, Any]], field: dict[str, str]
+) -> None:
+    """A form upload applies neither an if-none-match nor a grant field, so
+    neither may satisfy a condition about them: an anonymous form carrying
+    one overwrote an object under an "enforce conditional writes" policy,
+    and was let in by a policy requiring a grant it never stored."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"original")
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*", **s}
+        for s in statements
+    ]}))
+    assert error_of(post(url, {"key": "k", **field}, b"OVERWRITTEN"))[:2] == (403, "AccessDenied")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"original"

@@ -37,7 +37,6 @@ from twisted.python.failure import Failure
 
 from lightningstor import errors
 from lightningstor.auth.request import PAYLOAD_UNSIGNED, VerifiedAuth
-from lightningstor.checksums import ALGORITHMS
 from lightningstor.core import access
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_field_value, check_tags
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, add_default_checksum, validate_key
@@ -53,19 +52,12 @@ from lightningstor.s3.handlers.objects import (
     keep_stored_encoding,
     receive_upload,
 )
-from lightningstor.s3.headers import SYSTEM_HEADERS, put_attrs, refuse_unsupported
+from lightningstor.s3.headers import FORM_HEADER_FIELDS, put_attrs, refuse_unsupported
 from lightningstor.s3.objectlockxml import HOLD_HEADER, MODE_HEADER, UNTIL_HEADER
 
 # Form fields sent back as the answer's Location header (after a check,
 # in _answer, that they name an http(s) URL).
 _REDIRECT_FIELDS = ("success_action_redirect", "redirect")
-# Form fields that become object headers, as PutObject's request headers.
-_HEADER_FIELDS = frozenset(
-    {"content-type", "content-md5", "x-amz-storage-class"}
-    | {name.lower() for name in SYSTEM_HEADERS}
-    | {f"x-amz-checksum-{algorithm}" for algorithm in ALGORITHMS}
-    | {"x-amz-server-side-encryption"}
-)
 log = Logger()
 _NOT_MULTIPART = "Bucket POST must be of the enclosure-type multipart/form-data"
 _POST_SCHEME = "post-policy"  # VerifiedAuth.scheme of a form upload
@@ -318,7 +310,7 @@ def _attrs(api: Any, plan: PostPlan) -> Any:
     for name in (MODE_HEADER, UNTIL_HEADER, HOLD_HEADER):
         if name in fields:  # not taken from a form (yet): refused rather than ignored
             raise errors.NotImplementedS3(f"Object Lock fields are not supported in a POST upload ({name})")
-    headers = {name: value for name, value in fields.items() if name in _HEADER_FIELDS or name.startswith("x-amz-meta-")}
+    headers = {name: value for name, value in fields.items() if name in FORM_HEADER_FIELDS or name.startswith("x-amz-meta-")}
     if "content-type" not in headers and plan.file_content_type:
         headers["content-type"] = plan.file_content_type
     attrs = put_attrs(headers, max_metadata_bytes=api.options.max_metadata_bytes)
