@@ -8,17 +8,21 @@ header.  Translated to a backtracking regex (``*`` as ``.*``), a pattern
 with several stars between repeats of one character
 (``arn:aws:s3:::b/*/*/*/*/*.jpg``) took time growing as the key's length to
 the power of the stars: one anonymous GET of a 1,000-byte key held the
-reactor for minutes.  Here a pattern of literals and ``*`` only is matched
-with ``str.find`` piece by piece (the leftmost fit of each piece is always
-safe), and any other pattern by a bit-parallel simulation of its automaton:
-one pass over the value, a handful of integer operations per character,
-whatever the pattern.
+reactor for minutes.  Here a pattern is split at its stars into pieces of
+fixed length (literals and ``?``), and each piece is found in turn, the
+leftmost fit always being safe: with ``str.find`` for a literal piece, with
+a star-free regex (no backtracking to speak of) for one holding ``?``.
+Only ARN patterns whose wildcards must stay within a component go through
+a bit-parallel simulation of their automaton: one pass over the value, a
+handful of integer operations per character (in Python, so kept for those
+rare, short values).
 
 ``segment`` wildcards (ARN components, see :class:`Glob`) do not match ``:``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -45,19 +49,19 @@ class Glob:
             if token[0] == "star" and collapsed and collapsed[-1] == token:
                 continue  # "**" is "*"
             collapsed.append(token)
-        plain = all(t[0] == "lit" or t == ("star", False) for t in collapsed)
-        # Literals and unrestricted stars: the pieces between the stars.
-        self._pieces: list[str] | None = None
+        plain = all(t[0] == "lit" or t in (("star", False), ("any", False)) for t in collapsed)
+        # Without segment wildcards: the pieces between the stars.
+        self._pieces: list[_Piece] | None = None
         if plain:
-            pieces: list[str] = []
-            current: list[str] = []
-            for kind, value in collapsed:
-                if kind == "star":
-                    pieces.append("".join(current))
+            pieces: list[_Piece] = []
+            current: list[Token] = []
+            for token in collapsed:
+                if token[0] == "star":
+                    pieces.append(_Piece(current))
                     current = []
                 else:
-                    current.append(str(value))
-            pieces.append("".join(current))
+                    current.append(token)
+            pieces.append(_Piece(current))
             self._pieces = pieces
         # The automaton: bit i of a state set means "tokens[:i] matched".
         self._lit: dict[str, int] = {}
@@ -109,19 +113,51 @@ class Glob:
             state = more
 
 
-def _pieces_match(pieces: list[str], value: str) -> bool:
+class _Piece:
+    """A fixed-length run of literals and ``?``, between two stars."""
+
+    __slots__ = ("length", "text", "regex")
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self.length = len(tokens)
+        self.text: str | None = None
+        self.regex: re.Pattern[str] | None = None
+        if all(kind == "lit" for kind, _ in tokens):
+            self.text = "".join(str(value) for _, value in tokens)
+        else:
+            source = "".join(re.escape(str(value)) if kind == "lit" else "." for kind, value in tokens)
+            self.regex = re.compile(source, re.DOTALL)
+
+    def at(self, value: str, pos: int) -> bool:
+        """Whether the piece matches ``value`` at ``pos``."""
+        if self.text is not None:
+            return value.startswith(self.text, pos)
+        assert self.regex is not None
+        return self.regex.match(value, pos) is not None
+
+    def find(self, value: str, pos: int, end: int) -> int:
+        """Where the piece first matches within ``value[pos:end]``, or -1."""
+        if self.text is not None:
+            return value.find(self.text, pos, end)
+        assert self.regex is not None
+        found = self.regex.search(value, pos, end)
+        return -1 if found is None else found.start()
+
+
+def _pieces_match(pieces: list[_Piece], value: str) -> bool:
     """Whether ``value`` is ``pieces`` joined by runs of any characters."""
     first, last = pieces[0], pieces[-1]
     if len(pieces) == 1:
-        return value == first
-    if len(value) < len(first) + len(last) or not value.startswith(first) or not value.endswith(last):
+        return len(value) == first.length and first.at(value, 0)
+    end = len(value) - last.length
+    if end < first.length or not first.at(value, 0) or not last.at(value, end):
         return False
-    pos, end = len(first), len(value) - len(last)
+    pos = first.length
     for piece in pieces[1:-1]:
-        found = value.find(piece, pos, end)
+        found = piece.find(value, pos, end)
         if found < 0:
             return False
-        pos = found + len(piece)
+        pos = found + piece.length
     return True
 
 
