@@ -10,7 +10,8 @@ the wire; ``status`` is the gRPC status name (``OK``, ``NOT_FOUND``); and
 5-byte message framing is not counted).
 
 Like the S3 event, it carries no credentials: the caller is named by access
-key id, never by its bearer token.
+key id, never by its bearer token; a caller whose token the IAM service
+vouched for (aegis) has no access key and is named ``principal:<id>``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ class GrpcCall:
     bytes_out: int
     duration: float
     peer: str | None  # context.peer(): "ipv4:10.1.2.3:51234"
+    principal_id: str | None = None  # who the call acted as, when authenticated
+
+    @property
+    def caller(self) -> str:
+        """The access key, or ``principal:<id>`` for a caller without one."""
+        if self.access_key_id:
+            return self.access_key_id
+        return f"principal:{self.principal_id}" if self.principal_id else "-"
 
 
 def access_line(call: GrpcCall, remote: str | None = None) -> str:
@@ -52,7 +61,7 @@ def access_line(call: GrpcCall, remote: str | None = None) -> str:
     if remote is None:
         remote = grpc_peer_host(c.peer) or "-"
     return (
-        f'{remote} {c.access_key_id or "-"} "POST {escape_log_text(c.path)}" {c.status} {c.bytes_in} {c.bytes_out} '
+        f'{remote} {c.caller} "POST {escape_log_text(c.path)}" {c.status} {c.bytes_in} {c.bytes_out} '
         f"{c.duration:.3f}s {c.request_id} {c.operation}"
     )
 
@@ -75,7 +84,7 @@ class GrpcAccessLog:
             "log_text": line,  # our observers print it without reformatting
             "protocol": "grpc",
             "request_id": call.request_id,
-            "principal": call.access_key_id or "-",
+            "principal": call.caller,
             "operation": call.operation,
             "method": "POST",
             "uri": call.path,

@@ -359,6 +359,7 @@ class Rpc:
                 bytes_out=local.bytes_out,
                 duration=time.monotonic() - local.started,
                 peer=context.peer(),
+                principal_id=getattr(local.principal, "principal_id", None),
             ))  # fmt: skip
         except Exception:
             failure = Failure()

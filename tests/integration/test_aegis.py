@@ -323,6 +323,10 @@ def test_grpc_call_with_an_aegis_token_acts_as_its_principal(stack: Stack) -> No
     with pytest.raises(ClientError) as info:
         stack.root.head_object(Bucket=BUCKET, Key="billing.txt")
     assert code_of(info.value)[0] == 404
+    # The access log names the caller, who has no access key (it showed "-", as for a refusal).
+    assert any('principal:billing "POST /lightningstor.v1.ObjectService/GetObject" OK' in line
+               for line in stack.server.output), stack.server.output[-5:]
+    assert not any(SERVICE_TOKEN in line for line in stack.server.output)
 
 
 @pytest.mark.parametrize("token", ["not-a-token-aegis-knows", EXPIRED_TOKEN], ids=["unknown", "expired"])
