@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT_ACCESS_KEY = "LSTESTROOTACCESSKEY1"
 ROOT_SECRET_KEY = "test/Secret+Key/For/LightningStor/123456"
@@ -218,3 +219,15 @@ class Daemon:
                 os.kill(self.pid, signal.SIGKILL)
                 raise AssertionError("the daemon did not stop:\n" + self.text()[-2000:])
             time.sleep(0.1)
+
+
+def wait_until(condition: Any, what: str, *, timeout: float = 30.0, poll: float = 0.2) -> Any:
+    """``condition()``'s first truthy value, polled every ``poll`` seconds;
+    AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

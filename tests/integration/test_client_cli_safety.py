@@ -9,6 +9,7 @@ matter, as the installed console script in a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ import pytest
 
 from lightningstor.client import LightningStorClient, cli, errors
 from lightningstor.grpc.token import make_token
-from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess, wait_until
 from tests.integration.test_client_cli import env, run  # noqa: F401 - the fixture is used by name
 
 MiB = 1 << 20
@@ -451,14 +452,17 @@ def test_cp_r_download_goes_on_after_a_local_error(bucket: str, client: Lightnin
     assert (tmp_path / "d" / "a").read_bytes() == b"x" and (tmp_path / "d" / "c").read_bytes() == b"x"
 
 
-def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
+@contextlib.contextmanager
+def _cli(argv: list[str], env: dict[str, str], **kwargs: Any) -> Iterator[subprocess.Popen[bytes]]:  # noqa: F811
+    """The console script running ``argv``; killed if still running at the end."""
+    proc = subprocess.Popen([SCRIPT, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **env}, **kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_sigterm_aborts_a_streamed_upload_as_ctrl_c_does(
@@ -467,19 +471,13 @@ def test_sigterm_aborts_a_streamed_upload_as_ctrl_c_does(
     """SIGTERM (a job runner's timeout, systemd) while stdin is being
     uploaded in parts: exit 130 and the multipart upload aborted (it killed
     the process on the spot, leaving the upload and its parts behind)."""
-    proc = subprocess.Popen([SCRIPT, "cp", "-", f"s3://{bucket}/streamed"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
-    try:
+    with _cli(["cp", "-", f"s3://{bucket}/streamed"], env, stdin=subprocess.PIPE) as proc:
         assert proc.stdin is not None
         proc.stdin.write(os.urandom(12 * MiB))  # past the threshold: a multipart upload starts
         proc.stdin.flush()
-        _wait_for(lambda: list(client.list_multipart_uploads(bucket).uploads), "the multipart upload")
+        wait_until(lambda: list(client.list_multipart_uploads(bucket).uploads), "the multipart upload", poll=0.005)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == cli.EXIT_INTERRUPTED, err
     assert list(client.list_multipart_uploads(bucket).uploads) == []
 
@@ -497,18 +495,12 @@ def test_sigterm_during_a_download_leaves_no_temporary_file(
     source.unlink()
     dest = tmp_path / "dest"
     dest.mkdir()
-    proc = subprocess.Popen([SCRIPT, "cp", f"s3://{bucket}/big", str(dest / "big")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
-    try:
-        _wait_for(lambda: list(dest.glob("*.part")), "the temporary file")
+    with _cli(["cp", f"s3://{bucket}/big", str(dest / "big")], env) as proc:
+        wait_until(lambda: list(dest.glob("*.part")), "the temporary file", poll=0.005)
         proc.send_signal(signal.SIGSTOP)
         assert list(dest.glob("*.part")), "the download finished before it could be stopped"
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == cli.EXIT_INTERRUPTED, err
     assert list(dest.iterdir()) == []

@@ -26,7 +26,7 @@ import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.etcd_cluster import EtcdCluster, etcd_binary, post
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, wait_until
 from tests.integration.test_etcd_server import config, start_server
 from tests.integration.test_etcd_store import make_store
 from tests.unit.test_leases import LeaseContract
@@ -83,13 +83,7 @@ def scrub_lines(server: ServerProcess) -> int:
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(condition, what, timeout=timeout)
 
 
 def test_jobs_run_on_one_server_and_move_when_it_stops(etcd: EtcdCluster, tmp_path: Path) -> None:
