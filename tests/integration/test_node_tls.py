@@ -32,7 +32,7 @@ from lightningstor.node.gen import lightningstor_node_pb2_grpc as pb_grpc
 from tests.integration.certs import Issued, Pki, issue, make_pki, tls_handshake
 from tests.integration.cluster import NodeProcess, free_port
 from tests.integration.conftest import make_client
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, wait_until
 
 MiB = 1 << 20
 
@@ -165,13 +165,18 @@ def test_multi_chunk_object_round_trips_with_chunks_on_all_three_nodes(cluster: 
     data = os.urandom(3 * MiB + MiB // 2)
     s3.put_object(Bucket=bucket, Key="big", Body=data)
     assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == data
-    per_node = []
-    for node in cluster.nodes:
-        channel, stub = _stub(node.target, _good_credentials(cluster.pki))
-        with channel:
-            per_node.append(_list_chunks(stub))
-    assert len(per_node[0]) >= 4
-    assert per_node[0] == per_node[1] == per_node[2]
+
+    def listed() -> list[set[str]] | None:
+        per_node = []
+        for node in cluster.nodes:
+            channel, stub = _stub(node.target, _good_credentials(cluster.pki))
+            with channel:
+                per_node.append(_list_chunks(stub))
+        # The PUT is acknowledged at a write quorum of two: the third copy of
+        # its last chunk may still be on its way.
+        return per_node if len(per_node[0]) >= 4 and per_node[0] == per_node[1] == per_node[2] else None
+
+    wait_until(listed, "each chunk on all three nodes", timeout=15)
 
 
 def _refused_credentials(kind: str, pki: Pki, tmp_path: Path) -> grpc.ChannelCredentials | None:
