@@ -53,6 +53,21 @@ _DAY_PREFIX_CACHE: dict[int, str] = {}
 _DAY_PREFIX_CACHE_MAX = 4096
 
 
+def object_time(ms: int) -> str:
+    """An object's (or upload's, part's, bucket's) time as XML bodies show
+    it: :func:`iso8601` of the whole second, ``...:30.000Z``.
+
+    AWS keeps these times to the second, and the ``Last-Modified`` header
+    (:func:`http_date`) can only say seconds: a listing that gave the
+    milliseconds disagreed with HEAD and GET about the same object, and
+    ``aws s3 sync --exact-timestamps`` (which sets a download's mtime from
+    the header and compares it with the listing) downloaded every
+    unchanged object again on every run.  Stored times keep their
+    milliseconds (version order); only the text drops them.
+    """
+    return iso8601(ms - ms % 1000)
+
+
 def iso8601(ms: int) -> str:
     """``2009-10-12T17:50:30.000Z``: the XML timestamp form, millisecond precision.
 

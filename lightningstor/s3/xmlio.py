@@ -47,7 +47,7 @@ from xml.parsers import expat
 from lightningstor import errors
 from lightningstor.core.multipart import COMPOSITE, FULL_OBJECT, checksum_type_of
 from lightningstor.core.types import ListResult
-from lightningstor.s3.dates import iso8601
+from lightningstor.s3.dates import iso8601, object_time
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -460,7 +460,7 @@ def list_buckets_xml(
     for index, (name, created_ms) in enumerate(buckets):
         region = f"<BucketRegion>{escape(regions[index])}</BucketRegion>" if regions is not None else ""
         doc.parts.append(
-            f"<Bucket><Name>{escape(name)}</Name><CreationDate>{iso8601(created_ms)}</CreationDate>{region}</Bucket>"
+            f"<Bucket><Name>{escape(name)}</Name><CreationDate>{object_time(created_ms)}</CreationDate>{region}</Bucket>"
         )
     doc.close("Buckets")
     if continuation_token is not None:
@@ -470,9 +470,6 @@ def list_buckets_xml(
     return doc.finish("ListAllMyBucketsResult")
 
 
-_MILLIS = tuple(f".{i:03d}Z" for i in range(1000))
-
-
 class _EntryTexts:
     """Per-listing memo of the element texts that repeat across entries.
 
@@ -480,7 +477,7 @@ class _EntryTexts:
     share seconds, whose owners and storage classes are mostly one or two
     values: each text is formatted once per page and looked up after that
     (a full ListObjectsV2 walk spent a fifth of its time writing entries).
-    The texts are exactly what ``iso8601``, ``_quoted_etag``, ``escape`` and
+    The texts are exactly what ``object_time``, ``_quoted_etag``, ``escape`` and
     ``_Doc.owner`` give.  A memo lives for one document, so it never grows
     beyond one page's distinct values.
     """
@@ -500,8 +497,8 @@ class _EntryTexts:
         return head
 
     def date(self, ms: int) -> str:
-        """``iso8601(ms)``."""
-        return self.second(ms // 1000) + _MILLIS[ms % 1000]
+        """``object_time(ms)``."""
+        return self.second(ms // 1000) + ".000Z"
 
     @staticmethod
     def etag(etag: str) -> str:
@@ -640,7 +637,7 @@ def list_objects_xml(
         owner = texts.owner(entry.owner) if show_owner else ""
         checksum = listed_checksum(entry.checksums) if entry.checksums else ""
         append(
-            f"<Contents><Key>{enc(entry.key)}</Key><LastModified>{date}{_MILLIS[ms % 1000]}</LastModified>"
+            f"<Contents><Key>{enc(entry.key)}</Key><LastModified>{date}.000Z</LastModified>"
             f"<ETag>&quot;{etag}&quot;</ETag>{checksum}<Size>{entry.size}</Size>"
             f"{owner}<StorageClass>{storage_class}</StorageClass></Contents>"
         )
@@ -767,7 +764,7 @@ def copy_object_result_xml(
     copy's ``ChecksumType`` (``COMPOSITE`` or ``FULL_OBJECT``, as AWS
     answers it beside a checksum)."""
     doc = _Doc("CopyObjectResult")
-    doc.raw("LastModified", iso8601(last_modified_ms))
+    doc.raw("LastModified", object_time(last_modified_ms))
     doc.raw("ETag", _quoted_etag(etag))
     doc.checksums(checksums)
     if checksum_type is not None:
@@ -780,7 +777,7 @@ def copy_part_result_xml(etag: str, last_modified_ms: int, checksums: Mapping[st
     checksum when the upload has a checksum algorithm (AWS sends it there,
     and SDKs take it from there for CompleteMultipartUpload's part list)."""
     doc = _Doc("CopyPartResult")
-    doc.raw("LastModified", iso8601(last_modified_ms))
+    doc.raw("LastModified", object_time(last_modified_ms))
     doc.raw("ETag", _quoted_etag(etag))
     _ordered_checksums(doc, checksums)
     return doc.finish("CopyPartResult")
@@ -943,7 +940,7 @@ def list_parts_xml(
     for part in parts:
         doc.parts.append(
             f"<Part><PartNumber>{part.part_number}</PartNumber>"
-            f"<LastModified>{iso8601(part.last_modified_ms)}</LastModified>"
+            f"<LastModified>{object_time(part.last_modified_ms)}</LastModified>"
             f"<ETag>{_quoted_etag(part.etag)}</ETag><Size>{part.size}</Size>"
         )
         doc.checksums(part.checksums)
@@ -1015,7 +1012,7 @@ def list_multipart_uploads_xml(
             doc.text("ChecksumAlgorithm", upload.checksum_algorithm)
         if upload.checksum_type is not None:
             doc.text("ChecksumType", upload.checksum_type)
-        parts.append(f"<Initiated>{iso8601(upload.initiated_ms)}</Initiated></Upload>")
+        parts.append(f"<Initiated>{object_time(upload.initiated_ms)}</Initiated></Upload>")
     _common_prefixes(parts, common_prefixes, enc)
     return doc.finish("ListMultipartUploadsResult")
 

@@ -70,6 +70,30 @@ def test_aws_cli(server, tmp_path):
     run_tool([aws, *ep, "s3", "rb", f"s3://{bucket}"], env)
 
 
+def test_aws_cli_sync_exact_timestamps_transfers_nothing_the_second_time(server, tmp_path):
+    """Listings give object times to the second, as HEAD and GET do: they gave
+    milliseconds, so `aws s3 sync --exact-timestamps`, which sets a download's
+    mtime from Last-Modified and compares it with the listing, downloaded
+    every unchanged object again on every run."""
+    aws = tool("aws")
+    env = {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    ep = ["--endpoint-url", server.endpoint]
+    bucket = f"exact-{uuid.uuid4().hex[:8]}"
+    s3 = make_client(server.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    for i in range(5):
+        s3.put_object(Bucket=bucket, Key=f"f{i}.txt", Body=b"x" * i)
+    listed = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == {k: s3.head_object(Bucket=bucket, Key=k)["LastModified"] for k in listed}
+    dst = tmp_path / "dst"
+    first = run_tool([aws, *ep, "s3", "sync", f"s3://{bucket}", str(dst), "--exact-timestamps"], env).decode()
+    assert first.count("download:") == 5
+    again = run_tool([aws, *ep, "s3", "sync", f"s3://{bucket}", str(dst), "--exact-timestamps"], env).decode()
+    assert "download:" not in again, again
+
+
 def test_s3cmd(server, tmp_path):
     """s3cmd mb/put/get/ls/info/del/rb work (SigV4, path style)."""
     base = s3cmd_command(server.endpoint, tmp_path)

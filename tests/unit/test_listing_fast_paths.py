@@ -34,7 +34,7 @@ from lightningstor.core.types import ChunkRef, ListEntry, ListResult, Manifest, 
 from lightningstor.interfaces.metadata import IMetadataStore, IScanItems, KeyValue, Put, prefix_end
 from lightningstor.metadata.sqlite import SqliteMetadataStore
 from lightningstor.s3 import xmlio
-from lightningstor.s3.dates import iso8601
+from lightningstor.s3.dates import object_time
 
 DETERMINISTIC = settings(derandomize=True, max_examples=300, deadline=None, database=None)
 
@@ -92,7 +92,7 @@ def ref_list_objects_xml(
     for entry in result.entries:
         parts.append(
             f"<Contents><Key>{enc(entry.key)}</Key>"
-            f"<LastModified>{iso8601(entry.last_modified)}</LastModified>"
+            f"<LastModified>{object_time(entry.last_modified)}</LastModified>"
             f"<ETag>{ref_quoted_etag(entry.etag)}</ETag>"
             f"<Size>{entry.size}</Size>"
         )
@@ -147,13 +147,13 @@ def ref_list_object_versions_xml(
             parts.append(
                 f"<Key>{enc(entry.key)}</Key><VersionId>{version_id}</VersionId>"
                 f"<IsLatest>{latest}</IsLatest>"
-                f"<LastModified>{iso8601(entry.last_modified)}</LastModified></DeleteMarker>"
+                f"<LastModified>{object_time(entry.last_modified)}</LastModified></DeleteMarker>"
             )
         else:
             parts.append(
                 f"<Version><Key>{enc(entry.key)}</Key><VersionId>{version_id}</VersionId>"
                 f"<IsLatest>{latest}</IsLatest>"
-                f"<LastModified>{iso8601(entry.last_modified)}</LastModified>"
+                f"<LastModified>{object_time(entry.last_modified)}</LastModified>"
                 f"<ETag>{ref_quoted_etag(entry.etag)}</ETag><Size>{entry.size}</Size>"
                 f"<StorageClass>{xmlio.escape(entry.storage_class)}</StorageClass>"
             )
@@ -244,8 +244,10 @@ def test_entry_texts_memo_tells_seconds_and_values_apart() -> None:
                                       encoding_type=None, fetch_owner=True)  # fmt: skip
         body = xmlio.list_objects_xml(result, **kwargs)
         assert body == ref_list_objects_xml(result, **kwargs)
-    assert b"<LastModified>2026-11-26T06:45:50.999Z</LastModified>" in body
+    # Whole seconds, as AWS and the Last-Modified header give them.
+    assert b"<LastModified>2026-11-26T06:45:50.000Z</LastModified>" in body
     assert b"<LastModified>2026-11-26T06:45:51.000Z</LastModified>" in body
+    assert b".999Z" not in body
     assert b"<Owner><ID>a&lt;</ID><DisplayName>a&lt;</DisplayName></Owner>" in body
     assert b"<StorageClass>X&amp;Y</StorageClass>" in body
 
