@@ -167,7 +167,7 @@ def _answer(status: int, raw: bytes) -> dict[str, Any]:
         raise AegisUnavailable(f"aegis answered HTTP {status}")
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: absurdly nested
         raise AegisUnavailable(f"aegis answered malformed JSON: {e}") from None
     if not isinstance(doc, dict):
         raise AegisUnavailable("aegis answer is not a JSON object")
