@@ -46,12 +46,17 @@ def _sums(root: Path) -> dict[str, str]:
             for p in root.rglob("*") if p.is_file()}
 
 
+def _aws_env(tmp_path: Path) -> dict[str, str]:
+    """The aws cli's environment: the root key, and no config file of the host's."""
+    return {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+
+
 def test_aws_cli(server, tmp_path):
     """aws s3 mb/cp/sync/ls/rm and s3api round-trip a tree byte-identically."""
     aws = tool("aws")
-    env = {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = _aws_env(tmp_path)
     ep = ["--endpoint-url", server.endpoint]
     bucket = f"awscli-{uuid.uuid4().hex[:8]}"
     src = tmp_path / "src"
@@ -76,9 +81,7 @@ def test_aws_cli_sync_exact_timestamps_transfers_nothing_the_second_time(server,
     mtime from Last-Modified and compares it with the listing, downloaded
     every unchanged object again on every run."""
     aws = tool("aws")
-    env = {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = _aws_env(tmp_path)
     ep = ["--endpoint-url", server.endpoint]
     bucket = f"exact-{uuid.uuid4().hex[:8]}"
     s3 = make_client(server.endpoint)
@@ -134,9 +137,7 @@ def test_aws_cli_cp_acl_public_read(server, tmp_path):
     """``aws s3 cp --acl public-read`` into an ObjectWriter bucket makes the
     object readable unsigned; into a default bucket it is refused."""
     aws = tool("aws")
-    env = {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = _aws_env(tmp_path)
     ep = ["--endpoint-url", server.endpoint]
     bucket = _writer_bucket(server, "awsacl")
     src = tmp_path / "pub.txt"
@@ -158,9 +159,7 @@ def test_aws_cli_grants_with_unquoted_grantees(server, tmp_path):
     quotes (``x-amz-grant-read: uri=http://...``); AWS takes it, and so does
     the server: the object becomes readable unsigned."""
     aws = tool("aws")
-    env = {"AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_KEY,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = _aws_env(tmp_path)
     ep = ["--endpoint-url", server.endpoint]
     all_users = "http://acs.amazonaws.com/groups/global/AllUsers"
     bucket = _writer_bucket(server, "awsgrants")
