@@ -330,3 +330,11 @@ def check_expected_owner(bucket: Bucket, expected: str) -> Bucket:
     if bucket.org_id != expected:
         raise errors.AccessDenied(resource=f"/{bucket.name}")
     return bucket
+
+
+def declares_length(headers: Mapping[str, str]) -> bool:
+    """Whether a request says how long its body is: a Content-Length, or a
+    chunked Transfer-Encoding.  Not the length twisted.web reports, which is
+    0 for a request with neither: a PUT without either stored (or replaced
+    an object with) 0 bytes, and its body was read as the next request."""
+    return "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower()

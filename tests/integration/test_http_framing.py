@@ -98,6 +98,30 @@ def test_a_plain_chunked_body_is_still_read(server: ServerProcess, s3: Any) -> N
     assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == 0
 
 
+@pytest.mark.parametrize("query", ["", "?partNumber=1&uploadId=UPLOAD"], ids=["PutObject", "UploadPart"])
+def test_a_put_without_content_length_or_chunked_is_411_and_stores_nothing(
+    server: ServerProcess, s3: Any, query: str
+) -> None:
+    """A PUT saying nothing of its body's length (no Content-Length, no
+    chunked Transfer-Encoding) is 411 MissingContentLength, as AWS answers:
+    twisted.web reports such a request as length 0, and it replaced the
+    object with 0 bytes (its body then read as the next request)."""
+    bucket = f"nolen-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"precious data")
+    if query:
+        upload = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+        query = query.replace("UPLOAD", upload)
+    path = f"/{bucket}/k{query}"
+    request = f"PUT {path} HTTP/1.1\r\n".encode() + _host(server) + _signed_head(server, "PUT", path) + b"\r\n"
+    received, _ = _exchange(server, request + PROBE)
+    assert _statuses(received)[:1] == [411], received[:500]
+    assert b"<Code>MissingContentLength</Code>" in received
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"precious data"
+    if query:
+        assert s3.list_parts(Bucket=bucket, Key="k", UploadId=upload).get("Parts", []) == []
+
+
 @pytest.mark.parametrize(
     "trailer",
     [b"X: y\n", b"no-colon", b"X: esc\x1bape", b"X: nul\x00", b"bad name: v", b"(x): v"],

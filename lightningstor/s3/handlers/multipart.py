@@ -51,7 +51,13 @@ from lightningstor.s3.handlers.objects import (
     version_header,
     written_version_header,
 )
-from lightningstor.s3.headers import checksum_algorithms, put_attrs, refuse_sse_header, sse_response_headers
+from lightningstor.s3.headers import (
+    checksum_algorithms,
+    declares_length,
+    put_attrs,
+    refuse_sse_header,
+    sse_response_headers,
+)
 
 
 @dataclass
@@ -178,7 +184,7 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     limit = api.core.multipart.max_part_size
     if decoded_length is not None and decoded_length > limit:
         raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(decoded_length))
-    if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
+    if not declares_length(call.headers):
         raise errors.MissingContentLength()
     # A part that can never fit the bucket's quotas is refused before it is stored.
     yield api.core.quotas.check_part(upload.usage_scope, upload.upload_id, part_number, decoded_length)

@@ -54,6 +54,7 @@ from lightningstor.s3.headers import (
     check_website_redirect,
     checksum_algorithms,
     checksum_trailer,
+    declares_length,
     object_headers,
     parse_tagging_header,
     put_attrs,
@@ -166,7 +167,7 @@ def prepare_upload(api: Any, call: Any, length: int | None) -> Deferred[Any]:
         limit = min(MAX_SINGLE_PUT_BYTES, api.options.max_object_size_bytes)
         if decoded_length is not None and decoded_length > limit:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(decoded_length))
-        if length is None and "chunked" not in call.headers.get("transfer-encoding", "").lower():
+        if not declares_length(call.headers):
             raise errors.MissingContentLength()
         # The ACL (x-amz-acl, x-amz-grant-*) is refused, if it is, before the body is stored.
         owned = object_acl_for_write(api, bucket, principal, call.headers)
