@@ -43,6 +43,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
+from lightningstor.auth.request import (
+    PAYLOAD_STREAMING_SIGNED,
+    PAYLOAD_STREAMING_SIGNED_TRAILER,
+    PAYLOAD_STREAMING_UNSIGNED_TRAILER,
+)
 from lightningstor.checksums import new_hasher
 from lightningstor.core.objects import PutAttrs, verify_digests
 from lightningstor.deferreds import Shared
@@ -136,6 +141,11 @@ class _Flow:
         if self._reasons:
             self._reasons.clear()
             self._transport.resumeProducing()
+
+
+STREAMING_PAYLOADS = frozenset(
+    {PAYLOAD_STREAMING_SIGNED, PAYLOAD_STREAMING_SIGNED_TRAILER, PAYLOAD_STREAMING_UNSIGNED_TRAILER}
+)
 
 
 class BufferedBody:
@@ -262,10 +272,20 @@ class BufferedBody:
         self.release()
 
     def expect_payload(self, authenticated: tuple[Any, Any]) -> None:
-        """Take the verified payload of (principal, VerifiedAuth)."""
+        """Take the verified payload of (principal, VerifiedAuth).
+
+        An aws-chunked payload (``STREAMING-...``) is PutObject's and
+        UploadPart's only: here nothing would decode it or check its chunk
+        signatures, so a plain body sent under that mode was applied with no
+        signature over it at all."""
         verified = authenticated[1]
         if verified.payload == "SIGNED":
             self._signed_sha256 = verified.payload_sha256.lower()
+        elif verified.payload in STREAMING_PAYLOADS:
+            raise errors.InvalidRequest(
+                "aws-chunked payloads (x-amz-content-sha256: STREAMING-...) are accepted by PutObject and "
+                "UploadPart only"
+            )
 
     def content(self) -> bytes:
         if self.error is not None:
@@ -274,7 +294,11 @@ class BufferedBody:
         auth, self.auth = self.auth, None
         authenticated = auth.result() if auth is not None else None
         if authenticated is not None:
-            self.expect_payload(authenticated)
+            try:
+                self.expect_payload(authenticated)
+            except errors.S3Error as e:
+                self.error = e
+                raise
         signed, self._signed_sha256 = self._signed_sha256, None  # checked once
         if self._headers is not None or signed is not None:
             headers, self._headers = self._headers, None  # checked once

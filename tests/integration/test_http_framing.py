@@ -19,6 +19,7 @@ import pytest
 from tests.integration.raw import CREDS
 from tests.integration.server import ServerProcess
 from tests.integration.test_boto3_objects import _put_raw_metadata
+from tests.integration.test_input_properties import sign
 
 # Sent behind every case on the same connection: answered only if the
 # server stayed in step with the client (and did not close); the server
@@ -120,6 +121,27 @@ def test_a_put_without_content_length_or_chunked_is_411_and_stores_nothing(
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"precious data"
     if query:
         assert s3.list_parts(Bucket=bucket, Key="k", UploadId=upload).get("Parts", []) == []
+
+
+@pytest.mark.parametrize("mode", ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+                                  "STREAMING-UNSIGNED-PAYLOAD-TRAILER"])
+def test_an_aws_chunked_payload_mode_on_a_buffered_operation_is_refused(server: ServerProcess, s3: Any, mode: str) -> None:
+    """PutObjectTagging (any operation with an XML or JSON body) under a
+    STREAMING-* payload mode: nothing decoded the body or checked chunk
+    signatures, so a plain body sent that way was applied with no signature
+    over it. Refused now, the tags unchanged."""
+    bucket = f"stream-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Tagging="keep=yes")
+    body = b"<Tagging><TagSet><Tag><Key>evil</Key><Value>unsigned</Value></Tag></TagSet></Tagging>"
+    path = f"/{bucket}/k?tagging"
+    headers = sign(server, "PUT", path, body=body, payload=mode)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+    request = f"PUT {path} HTTP/1.1\r\n".encode() + head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    received, _ = _exchange(server, request + PROBE)
+    assert _statuses(received)[:1] == [400], received[:500]
+    assert b"<Code>InvalidRequest</Code>" in received, received[:800].decode("latin-1")
+    assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == [{"Key": "keep", "Value": "yes"}]
 
 
 @pytest.mark.parametrize(
