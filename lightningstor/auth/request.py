@@ -198,7 +198,10 @@ def _content_sha256(view: RequestView) -> str | None:
     values = view.headers.get("x-amz-content-sha256")
     if not values:
         return None
-    value = values[0].strip()
+    # HTTP's own whitespace only (as the S3 layer reads the header): str.strip()
+    # also took U+00A0, so auth verified a STREAMING mode that the body
+    # handling, reading the raw header, did not see, and checked no chunk.
+    value = values[0].strip(" \t")
     if len(values) > 1 or not (value in sigv4.CONTENT_SHA256_LITERALS or sigv4.is_hex64(value)):
         raise errors.InvalidArgument(
             "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
@@ -402,12 +405,17 @@ def _parse_amz_date(value: str) -> float | None:
 
 
 def _parse_http_date(value: str) -> float | None:
+    """Epoch seconds of an HTTP date; None for one that does not parse or
+    lies outside years 1-9999 in UTC (a huge day overflowed, a date late on
+    9999-12-31 east of UTC became year 10000 when formatted: both were 500s
+    with a traceback, before any credential was looked up)."""
     try:
         parsed = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        parsed.astimezone(datetime.UTC)  # OverflowError past year 9999 in UTC
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed.timestamp()
 
 
@@ -416,7 +424,12 @@ def _format_amz_date(epoch: float) -> str:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``epoch`` as ISO 8601; a time outside years 1-9999 (a SigV2 ``Expires``
+    of a huge negative number) is shown as the number itself, not a 500."""
+    try:
+        return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"{epoch:.0f}"
 
 
 # --------------------------------------------------------------------------- verification

@@ -253,6 +253,19 @@ def test_missing_or_bad_date_is_access_denied() -> None:
         parse_auth(v2)
 
 
+def test_dates_outside_years_1_to_9999_are_access_denied_not_500() -> None:
+    """A Date with a huge day overflowed, one late on 9999-12-31 east of UTC
+    became year 10000 when formatted: both answered 500 with a traceback,
+    before any credential was looked up."""
+    view = _signed_view()
+    for date in ("Fri, 31 Dec 9999 23:59:59 -0500", "Mon, 99999999999 Jan 2020 00:00:00 GMT"):
+        with pytest.raises(errors.AccessDenied, match="valid Date or x-amz-date"):
+            parse_auth(oracle.replace(view, headers={"x-amz-date": None, "date": [date]}))
+        v2 = RequestView("GET", "/b/k", "", {"host": ["h"], "date": [date], "authorization": ["AWS AK:c2ln"]})
+        with pytest.raises(errors.AccessDenied, match="valid Date or x-amz-date"):
+            parse_auth(v2)
+
+
 def test_header_and_query_auth_together_are_refused() -> None:
     """Header credentials plus presign parameters is AWS's "Only one auth mechanism allowed"."""
     signed = _signed_view()
@@ -264,7 +277,10 @@ def test_header_and_query_auth_together_are_refused() -> None:
         parse_auth(oracle.replace(presigned, raw_query=presigned.raw_query + "&AWSAccessKeyId=x&Signature=y"))
 
 
-@pytest.mark.parametrize("value", ["nonsense", "a" * 63, "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"])
+@pytest.mark.parametrize("value", ["nonsense", "a" * 63, "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+                                   # a no-break space is no HTTP whitespace: the S3 layer reads the header as
+                                   # sent, and took no chunk signatures for what auth verified as STREAMING
+                                   "STREAMING-AWS4-HMAC-SHA256-PAYLOAD\u00a0"])
 def test_bad_content_sha256_is_invalid_argument(value: str) -> None:
     """x-amz-content-sha256 must be 64 hex digits or one of the documented literals."""
     view = oracle.replace(_signed_view(), headers={"x-amz-content-sha256": [value]})
@@ -479,6 +495,10 @@ def test_sigv2_presigned() -> None:
         _verify(view, now=NOW + 301)
     with pytest.raises(errors.SignatureDoesNotMatch):
         _verify(oracle.replace(view, raw_query=view.raw_query.replace(f"Expires={int(NOW) + 300}", "Expires=9999999999")))
+    # An Expires before year 1 (a huge negative number) is expired, not a 500.
+    for expires in ("-9999999999999999999", "-62135596801"):
+        with pytest.raises(errors.AccessDenied, match="Request has expired"):
+            _verify(oracle.replace(view, raw_query=view.raw_query.replace(f"Expires={int(NOW) + 300}", f"Expires={expires}")))
 
 
 def test_sigv2_presigned_unescaped_plus_in_signature() -> None:
