@@ -104,7 +104,7 @@ def effective_values(settings: Settings) -> list[tuple[str, Any]]:
 
 def _missing_files(settings: Settings) -> list[str]:
     """Files the server would have to read at start-up that are not readable
-    here.  The master key is left out: the server creates it on first run."""
+    here.  A missing master key is not one: the server creates it on first run."""
     problems = []
     tls = settings.server.tls
     candidates = [
@@ -126,6 +126,16 @@ def _missing_files(settings: Settings) -> list[str]:
             problems.append(f"{key}: {path}: no such file")
         elif not os.access(path, os.R_OK):
             problems.append(f"{key}: {path}: not readable")
+    # The master key file may be missing (the server creates it), but one
+    # that exists must be one, as the server reads it.
+    master = settings.security.master_key_file
+    if os.path.lexists(master):
+        from lightningstor.core.credentials import read_master_key_file
+
+        try:
+            read_master_key_file(master)
+        except (OSError, ValueError) as e:
+            problems.append(f"security.master_key_file: {master}: {getattr(e, 'strerror', None) or e}")
     return problems
 
 

@@ -990,7 +990,7 @@ def _read_limits(t: _Table) -> LimitsSettings:
         # S3 part numbers are 1..10000; clients cannot send more.
         max_multipart_parts=t.get("max_multipart_parts", d.max_multipart_parts, _int(1, 10000)),
         multipart_upload_timeout_hours=t.get(
-            "multipart_upload_timeout_hours", d.multipart_upload_timeout_hours, _int(1)
+            "multipart_upload_timeout_hours", d.multipart_upload_timeout_hours, _int(1, 1_000_000)
         ),
         max_keys_per_list=t.get("max_keys_per_list", d.max_keys_per_list, _int(1, 100000)),
         max_xml_body_bytes=t.get("max_xml_body_bytes", d.max_xml_body_bytes, _int(1 * KiB, 64 * MiB)),
@@ -1240,7 +1240,8 @@ def load_settings(
         if override.cli_key in given:
             value, source = given[override.cli_key], override.flag
         if source:
-            if override.path in _INTEGER_OVERRIDES and isinstance(value, str) and value.strip().isdigit():
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses (a traceback).
+            if override.path in _INTEGER_OVERRIDES and isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
                 value = int(value)
             _set_path(raw, override.path, value)
             sources[".".join(override.path)] = source

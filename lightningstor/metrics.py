@@ -613,7 +613,7 @@ class MetricsService(Service):
             log.info("Metrics listening on {host}:{port}", host=addr.host, port=addr.port)
 
     def _listen(self) -> None:
-        self.port = listen_now(self.reactor, self.description, self.site)
+        self.port = listen_now(self.reactor, self.description, self.site, key="server.metrics_addr")
 
     def stopService(self) -> Any:
         super().stopService()

@@ -33,8 +33,7 @@ from lightningstor.core.credentials import (
     ROOT_PRINCIPAL,
     CredentialStore,
     MasterKeyMismatch,
-    load_master_key,
-    load_or_create_master_key,
+    open_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
 from lightningstor.core.leases import HEARTBEAT_TTL_SECONDS, Holder, Lease, server_holder
@@ -416,9 +415,7 @@ def _assemble(
         free_delay_seconds=settings.storage.free_delay_seconds,
     )
     # A worker's supervisor made the key file before starting it (workers.py).
-    master_key = (load_or_create_master_key if worker is None else load_master_key)(
-        settings.security.master_key_file
-    )
+    master_key = open_master_key(settings.security.master_key_file, create=worker is None)
     core = Core(
         store=store,
         backend=backend,

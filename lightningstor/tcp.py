@@ -123,17 +123,25 @@ class EagerServer(tcp.Server):
         return result
 
 
-def listen_now(reactor: Any, description: str, factory: Any) -> Any:
+def listen_now(reactor: Any, description: str, factory: Any, *, key: str = "server.s3_addr") -> Any:
     """The listening port of ``description`` (a Twisted server endpoint
     string), bound at once: TCP endpoints listen synchronously, so a port in
-    use raises here and fails start-up loudly, in whichever start phase the
-    caller binds (the S3 and metrics services, before twistd switches user)."""
+    use fails start-up here, in whichever start phase the caller binds (the
+    S3 and metrics services, before twistd switches user): with one line
+    naming ``key`` and exit status 1, as a multi-worker server's start-up
+    says it, where twistd would print a traceback."""
     from twisted.internet.endpoints import serverFromString
+    from twisted.internet.error import CannotListenError
     from twisted.python.failure import Failure
 
     result: list[Any] = []
     serverFromString(reactor, description).listen(factory).addBoth(result.append)
     if result and isinstance(result[0], Failure):
+        error = result[0].value
+        if isinstance(error, CannotListenError):
+            cause = getattr(error.socketError, "strerror", None) or error.socketError
+            where = f"{error.interface or '0.0.0.0'}:{error.port}"
+            raise SystemExit(f"twistd lightningstor: {key}: cannot listen on {where}: {cause}")
         result[0].raiseException()
     return result[0] if result else None
 

@@ -303,14 +303,14 @@ class WorkerSupervisor(Service):
         errors such as a port in use stop it with a message).  Raises
         ``ConfigError`` naming the data directory, or the setting and the
         address that could not be bound."""
-        from lightningstor.core.credentials import load_or_create_master_key
+        from lightningstor.core.credentials import open_master_key
 
         server = self.settings.server
         try:
             os.makedirs(self.settings.data_dir, mode=0o700, exist_ok=True)  # owner only, as server.build makes it
-            load_or_create_master_key(self.settings.security.master_key_file)
         except OSError as e:
             raise ConfigError(f"data_dir: cannot prepare {self.settings.data_dir}: {e.strerror or e}") from None
+        open_master_key(self.settings.security.master_key_file, create=True)
         key, address = "server.s3_addr", server.s3_addr
         try:
             self.s3_socket = bind_listener(address, key=key)

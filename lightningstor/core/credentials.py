@@ -90,6 +90,19 @@ def holds_secrets(store: IMetadataStore) -> Any:
     return bool(rows)
 
 
+def open_master_key(path: str, *, create: bool) -> bytes:
+    """The master key, read (and with ``create``, made on first start) for a
+    server's start-up: a file that is not one (a directory, an unreadable
+    or damaged file) is a ConfigError naming ``security.master_key_file``,
+    one line for the operator, where it was a traceback."""
+    try:
+        return load_or_create_master_key(path) if create else load_master_key(path)
+    except OSError as e:
+        raise ConfigError(f"security.master_key_file: {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ConfigError(f"security.master_key_file: {path}: not a master key file ({e})") from None
+
+
 def load_master_key(path: str) -> bytes:
     """Read the master key file, never creating it: a worker process's view,
     since its supervisor created the file before starting it.  A file gone

@@ -1038,20 +1038,27 @@ class SqliteStoreFactory:
     description = "Embedded SQLite metadata (WAL, durable group commit); single host"
 
     def create(self, options: Mapping[str, Any], context: PluginContext) -> SqliteMetadataStore:
+        own = options.get("sqlite")
+        if isinstance(own, Mapping):
+            # A misspelt key would silently keep its default (as the other
+            # built-in plugins, refused).
+            unknown = sorted(set(own) - _SQLITE_OPTIONS)
+            if unknown:
+                raise ConfigError(f"metadata.sqlite.{unknown[0]}: unknown option (known: {', '.join(sorted(_SQLITE_OPTIONS))})")
         path = database_path(options, context.data_dir)
         synchronous = str(options.get("synchronous", "FULL"))
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ConfigError(f"metadata.synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
-        try:
-            batch_max = int(options.get("batch_max", 256))
-            busy_timeout = float(options.get("busy_timeout", 10.0))
-            cache_bytes = int(options.get("cache_bytes", DEFAULT_CACHE_BYTES))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"metadata.batch_max / busy_timeout / cache_bytes: {e}") from e
-        if batch_max < 1:
-            raise ConfigError("metadata.batch_max must be at least 1")
-        if not 0 <= cache_bytes <= 1 << 40:
-            raise ConfigError("metadata.cache_bytes must be between 0 and 1 TiB")
+        batch_max = _whole(options, "batch_max", 256, 1, 1 << 20)
+        cache_bytes = _whole(options, "cache_bytes", DEFAULT_CACHE_BYTES, 0, 1 << 40)
+        busy_timeout = options.get("busy_timeout", 10.0)
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, (int, float))
+            or not 0 <= busy_timeout <= 3600  # also refuses nan; inf turned the wait off, as a negative one does
+        ):
+            raise ConfigError("metadata.busy_timeout: a number of seconds from 0 to 3600")
+        busy_timeout = float(busy_timeout)
         min_free_bytes = configured_min_free_bytes(context.settings)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, mode=0o700, exist_ok=True)  # start-up, before the reactor serves anything
@@ -1064,6 +1071,18 @@ class SqliteStoreFactory:
             min_free_bytes=min_free_bytes,
             cache_bytes=cache_bytes,
         )
+
+
+_SQLITE_OPTIONS = frozenset({"path", "synchronous", "batch_max", "busy_timeout", "cache_bytes"})
+
+
+def _whole(options: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """An integer option within [low, high] (a bool or a float is refused,
+    not rounded: ``batch_max = 2.9`` is a mistake, not 2)."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"metadata.{key}: an integer from {low} to {high}")
+    return value
 
 
 def database_path(options: Mapping[str, Any], data_dir: str) -> str:

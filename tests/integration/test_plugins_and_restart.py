@@ -237,22 +237,55 @@ def test_health_and_ready_without_auth(server) -> None:
     assert b"<Code>AccessDenied</Code>" in e.value.read()
 
 
-def test_port_in_use_fails_startup(tmp_path: Path) -> None:
-    """A busy S3 port ends start-up with an error instead of a process that hangs."""
+@pytest.mark.parametrize(("workers", "option"), [("1", "--s3-addr"), ("2", "--s3-addr"), ("1", "metrics_addr")])
+def test_port_in_use_fails_startup(tmp_path: Path, workers: str, option: str) -> None:
+    """A busy S3 (or metrics) port ends start-up with one line naming the
+    setting, exit status 1, with one worker as with several: one worker
+    printed a 47-line traceback."""
     import socket
 
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     port = busy.getsockname()[1]
+    config = tmp_path / "server.toml"
+    s3_addr = f"127.0.0.1:{port}"
+    key = "server.s3_addr"
+    if option == "metrics_addr":
+        config.write_text(f'[server]\nmetrics_addr = "127.0.0.1:{port}"\n')
+        s3_addr, key = "127.0.0.1:0", "server.metrics_addr"
+    else:
+        config.write_text("")
     try:
         twistd = str(Path(sys.executable).with_name("twistd"))
         proc = subprocess.run(
-            [twistd, "-n", "--pidfile=", "lightningstor", "--data-dir", str(tmp_path / "d"),
-             "--s3-addr", f"127.0.0.1:{port}", "--grpc-addr", "127.0.0.1:0"],
+            [twistd, "-n", "--pidfile=", "lightningstor", "--data-dir", str(tmp_path / "d"), "--config", str(config),
+             "--s3-addr", s3_addr, "--grpc-addr", "127.0.0.1:0", "-w", workers],
             capture_output=True, text=True, timeout=60,
         )
     finally:
         busy.close()
-    assert proc.returncode != 0
-    assert "Address already in use" in proc.stdout + proc.stderr or "CannotListenError" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"twistd lightningstor: {key}: cannot listen on 127.0.0.1:{port}: Address already in use" in out, out
+    assert "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_master_key_path_that_is_no_key_file_fails_startup_in_one_line(tmp_path: Path, workers: str) -> None:
+    """A directory (or a damaged file) where the master key should be stops
+    start-up naming security.master_key_file: it was a traceback."""
+    key = tmp_path / "master.key"
+    key.mkdir()
+    config = tmp_path / "server.toml"
+    config.write_text(f'[security]\nmaster_key_file = "{key}"\n')
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    proc = subprocess.run(
+        [twistd, "-n", "--pidfile=", "lightningstor", "--data-dir", str(tmp_path / "d"), "--config", str(config),
+         "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "-w", workers],
+        capture_output=True, text=True, timeout=60,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"twistd lightningstor: security.master_key_file: {key}: Is a directory" in out, out
+    assert "Traceback" not in out, out

@@ -221,3 +221,22 @@ def test_the_server_command_prints_its_help_for_h_and_help(flag: str) -> None:
     done = subprocess.run([twistd, "lightningstor", flag], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "-h, --help" in done.stdout and "--data-dir" in done.stdout
+
+
+@pytest.mark.parametrize("content", ["dir", b"notakey\n"], ids=["directory", "damaged"])
+def test_check_config_reads_an_existing_master_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: object
+) -> None:
+    """A master key file that exists but is no key file (a directory, garbage)
+    stops the server: check-config said OK. A missing one stays fine (the
+    server creates it)."""
+    key = tmp_path / "master.key"
+    if content == "dir":
+        key.mkdir()
+    else:
+        key.write_bytes(content)
+    path = write(tmp_path, f'[security]\nmaster_key_file = "{key}"\n')
+    assert admin.main(["check-config", path]) == 1
+    assert f"error: security.master_key_file: {key}" in capsys.readouterr().err
+    absent = write(tmp_path, f'[security]\nmaster_key_file = "{tmp_path / "absent.key"}"\n')
+    assert admin.main(["check-config", absent]) == 0

@@ -373,7 +373,7 @@ BAD_VALUES = [
     ('[s3]\ndomain = "s3.example.com"\nwebsite_domain = "example.com"', "s3.website_domain: must differ from s3.domain and not contain it"),
     ('[limits]\nmax_object_size_bytes = 0', "limits.max_object_size_bytes: must be at least 1, got 0"),
     ('[limits]\nmax_multipart_parts = 10001', "limits.max_multipart_parts: must be between 1 and 10000"),
-    ('[limits]\nmultipart_upload_timeout_hours = 0', "limits.multipart_upload_timeout_hours: must be at least 1"),
+    ('[limits]\nmultipart_upload_timeout_hours = 0', "limits.multipart_upload_timeout_hours: must be between 1 and 1000000"),
     ('[limits]\nmax_keys_per_list = "1000"', "limits.max_keys_per_list: expected an integer, got a string"),
     ('[limits]\nmax_xml_body_bytes = 10', "limits.max_xml_body_bytes: must be between 1024 and"),
     ('[limits]\nmax_metadata_bytes = -1', "limits.max_metadata_bytes: must be between 0 and"),
@@ -707,3 +707,19 @@ def test_an_iam_endpoint_without_an_authorizer_means_aegis(tmp_path: Path, table
     path = tmp_path / "c.toml"
     path.write_text(table)
     assert load_settings(str(path), env={}).iam.authorizer == authorizer
+
+
+def test_an_integer_override_takes_ascii_digits_only() -> None:
+    """LIGHTNINGSTOR_WORKERS=² passed str.isdigit() and then failed int():
+    a traceback from the server and from check-config."""
+    with pytest.raises(ConfigError, match="server.workers"):
+        load_settings(env={"LIGHTNINGSTOR_WORKERS": "²"})
+    assert load_settings(env={"LIGHTNINGSTOR_WORKERS": " 3 "}).server.workers == 3
+
+
+def test_multipart_upload_timeout_is_bounded(tmp_path: Path) -> None:
+    """10**330 hours passed check-config and overflowed at start-up."""
+    path = tmp_path / "c.toml"
+    path.write_text("[limits]\nmultipart_upload_timeout_hours = 1" + "0" * 330 + "\n")
+    with pytest.raises(ConfigError, match="limits.multipart_upload_timeout_hours"):
+        load_settings(str(path), env={})

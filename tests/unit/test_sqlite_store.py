@@ -427,6 +427,18 @@ def test_factory_rejects_bad_options(tmp_path: Path) -> None:
         sqliteStoreFactory.create({"synchronous": "sometimes"}, context)
     with pytest.raises(ConfigError, match="metadata.batch_max"):
         sqliteStoreFactory.create({"batch_max": 0}, context)
+    # Quietly coerced or ignored before: a fraction, a bool, a timeout that
+    # turned the lock wait off (inf, nan, negative), a misspelt key.
+    for options, key in (
+        ({"batch_max": 2.9}, "metadata.batch_max"),
+        ({"cache_bytes": True}, "metadata.cache_bytes"),
+        ({"busy_timeout": float("inf")}, "metadata.busy_timeout"),
+        ({"busy_timeout": float("nan")}, "metadata.busy_timeout"),
+        ({"busy_timeout": -5}, "metadata.busy_timeout"),
+        ({"sqlite": {"synchronus": "OFF"}}, "metadata.sqlite.synchronus: unknown option"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            sqliteStoreFactory.create(options, context)
 
 
 @pytest_twisted.ensureDeferred
