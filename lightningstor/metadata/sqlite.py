@@ -1046,6 +1046,10 @@ class SqliteStoreFactory:
             if unknown:
                 raise ConfigError(f"metadata.sqlite.{unknown[0]}: unknown option (known: {', '.join(sorted(_SQLITE_OPTIONS))})")
         path = database_path(options, context.data_dir)
+        if os.path.isdir(path):
+            # SQLite cannot open it, and every start-up step that reads the
+            # store logged its own traceback before the server gave up.
+            raise ConfigError(f"metadata.sqlite.path: {path} is a directory, not a database file")
         synchronous = str(options.get("synchronous", "FULL"))
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ConfigError(f"metadata.synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")

@@ -436,6 +436,7 @@ def test_factory_rejects_bad_options(tmp_path: Path) -> None:
         ({"busy_timeout": float("nan")}, "metadata.busy_timeout"),
         ({"busy_timeout": -5}, "metadata.busy_timeout"),
         ({"sqlite": {"synchronus": "OFF"}}, "metadata.sqlite.synchronus: unknown option"),
+        ({"path": str(tmp_path)}, "metadata.sqlite.path: .* is a directory"),  # three tracebacks before
     ):
         with pytest.raises(ConfigError, match=key):
             sqliteStoreFactory.create(options, context)
