@@ -15,7 +15,6 @@ and the invariants every transaction keeps.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
@@ -25,7 +24,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbac
 from twisted.logger import Logger
 
 from lightningstor import errors
-from lightningstor.checksums import b64
+from lightningstor.checksums import b64, is_digest_value
 from lightningstor.core import chunkindex, keys, manifests, objectlock, records
 from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.buckets import bucket_guard, read_bucket_guard
@@ -157,12 +156,9 @@ def verify_digests(attrs: PutAttrs, md5_hex: str, digests: dict[str, bytes]) -> 
     of either kind is BadDigest (the object is not stored).
     """
     if attrs.content_md5 is not None:
-        try:
-            want = base64.b64decode(attrs.content_md5, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise errors.InvalidDigest() from e
-        if len(want) != 16:
+        if not is_digest_value("md5", attrs.content_md5):
             raise errors.InvalidDigest()
+        want = base64.b64decode(attrs.content_md5, validate=True)
         if not hmac.compare_digest(want, bytes.fromhex(md5_hex)):
             raise errors.BadDigest()
     stored: dict[str, str] = {}

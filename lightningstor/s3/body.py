@@ -293,28 +293,25 @@ class BufferedBody:
         body = b"".join(self._parts)
         auth, self.auth = self.auth, None
         authenticated = auth.result() if auth is not None else None
-        if authenticated is not None:
-            try:
+        try:
+            if authenticated is not None:
                 self.expect_payload(authenticated)
-            except errors.S3Error as e:
-                self.error = e
-                raise
-        signed, self._signed_sha256 = self._signed_sha256, None  # checked once
-        if self._headers is not None or signed is not None:
+            signed, self._signed_sha256 = self._signed_sha256, None  # checked once
+            if self._headers is None and signed is None:
+                return body
             headers, self._headers = self._headers, None  # checked once
-            try:
-                if signed is not None:
-                    computed = hashlib.sha256(body).hexdigest()
-                    if not hmac.compare_digest(computed, signed):
-                        raise errors.XAmzContentSHA256Mismatch(
-                            ClientComputedContentSHA256=signed, S3ComputedContentSHA256=computed
-                        )
-                if headers is not None:
-                    verify_sent_digests(headers, body, checksums=not self._object_checksums)
-            except errors.S3Error as e:
-                self.error = e
-                raise
-            self._parts = [body]
+            if signed is not None:
+                computed = hashlib.sha256(body).hexdigest()
+                if not hmac.compare_digest(computed, signed):
+                    raise errors.XAmzContentSHA256Mismatch(
+                        ClientComputedContentSHA256=signed, S3ComputedContentSHA256=computed
+                    )
+            if headers is not None:
+                verify_sent_digests(headers, body, checksums=not self._object_checksums)
+        except errors.S3Error as e:
+            self.error = e
+            raise
+        self._parts = [body]
         return body
 
 
