@@ -280,6 +280,10 @@ class LimitsSettings:
     # A gRPC stream that moves no message (UploadPart's client sends none,
     # GetObject's client takes none) for this long is ended.
     grpc_stream_idle_timeout_seconds: int = 60
+    # How often a gRPC client may send keepalive pings while its calls run
+    # (LightningStor's client pings every 30 s); more often is refused
+    # with GOAWAY "too_many_pings", which ends the connection's calls.
+    grpc_min_ping_interval_seconds: int = 10
     # Object data received from S3 clients and not yet written to the storage
     # backend, and other request bodies (XML) kept until answered, all
     # requests of one process together; above it they are paused
@@ -1013,6 +1017,9 @@ def _read_limits(t: _Table) -> LimitsSettings:
         ),
         grpc_stream_idle_timeout_seconds=t.get(
             "grpc_stream_idle_timeout_seconds", d.grpc_stream_idle_timeout_seconds, _int(1, 3600)
+        ),
+        grpc_min_ping_interval_seconds=t.get(
+            "grpc_min_ping_interval_seconds", d.grpc_min_ping_interval_seconds, _int(1, 3600)
         ),
     )
     t.finish()

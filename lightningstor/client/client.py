@@ -162,6 +162,24 @@ def _optional(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # What grpcio (1.85) waits for a ping's answer: 60 s by default, and
+    # keepalive_timeout_ms above alone does not shorten it.
+    ("grpc.http2.ping_timeout_ms", 20_000),
+)
+"""An HTTP/2 ping after 30 s without a byte from the server while a call
+runs (never on an idle channel), and the connection given up when a ping
+is not answered within 20 s.  A server whose host vanishes without a reset
+(a partition, a power cut) sends no error: without pings a download waited
+for it forever, and an upload for the kernel's retransmission timeout
+(about 15 minutes).  The call then fails UNAVAILABLE, as on any lost
+connection.  LightningStor servers accept pings as often as every 10 s
+(``[limits] grpc_min_ping_interval_seconds``); ``options`` passed to
+:meth:`LightningStorClient.connect` come later and override these."""
+
+
 class LightningStorClient:
     """A connection to one LightningStor gRPC endpoint."""
 
@@ -210,11 +228,14 @@ class LightningStorClient:
             # Certificates for a plaintext channel would be set aside, and the
             # credentials sent in clear: the caller meant TLS.
             raise ValueError(f"{url}: certificates given for a plaintext endpoint (use grpcs:// for TLS)")
-        channel_options = [
-            ("grpc.max_receive_message_length", 8 * MiB),
-            ("grpc.max_send_message_length", 128 * MiB),
-            *options,
-        ]
+        # One entry per name, the caller's winning: grpc takes the first of
+        # two entries with one name, so appended options changed nothing.
+        channel_options = list({
+            "grpc.max_receive_message_length": 8 * MiB,
+            "grpc.max_send_message_length": 128 * MiB,
+            **dict(KEEPALIVE_OPTIONS),
+            **dict(options),
+        }.items())
         if tls:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=root_certificates,

@@ -62,12 +62,19 @@ class GrpcOptions:
     max_calls_per_principal: int = 8
     # A stream that moves no message for this long is ended (DEADLINE_EXCEEDED).
     stream_idle_timeout_seconds: float = 60.0
+    # Keepalive pings closer together than this, on a connection whose
+    # server sends nothing (an upload), are strikes; past two the
+    # connection is ended (GOAWAY too_many_pings).  grpc's own default is
+    # five minutes, which a client detecting dead servers cannot wait for.
+    min_ping_interval_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_calls_per_principal < self.max_workers:
             raise ValueError("max_calls_per_principal must be at least 1 and below max_workers")
         if self.stream_idle_timeout_seconds <= 0:
             raise ValueError("stream_idle_timeout_seconds must be positive")
+        if self.min_ping_interval_seconds <= 0:
+            raise ValueError("min_ping_interval_seconds must be positive")
 
     @property
     def max_concurrent_rpcs(self) -> int:

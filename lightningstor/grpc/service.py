@@ -169,6 +169,16 @@ class GrpcService(Service):
                 # grpc sets SO_REUSEPORT by default: a second server on the
                 # same port would then share it silently instead of failing.
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
+                # Clients ping to find a server that vanished without a
+                # reset (LightningStor's after 30 s without a byte; grpc-go
+                # and grpc-java clients at their keepalive time): allow it
+                # every min_ping_interval_seconds, where grpc's default
+                # (five minutes) ends a connection, and the uploads on it,
+                # after its third early ping.
+                (
+                    "grpc.http2.min_ping_interval_without_data_ms",
+                    int(self.options.min_ping_interval_seconds * 1000),
+                ),
             ],
             # Calls beyond it fail at once (RESOURCE_EXHAUSTED) rather than
             # wait without bound for a thread.
@@ -299,6 +309,7 @@ def grpc_service_from_settings(
         grace_seconds=settings.server.shutdown_timeout_seconds / 2,
         max_calls_per_principal=settings.limits.max_grpc_calls_per_principal,
         stream_idle_timeout_seconds=settings.limits.grpc_stream_idle_timeout_seconds,
+        min_ping_interval_seconds=settings.limits.grpc_min_ping_interval_seconds,
     )
     credentials = tls.grpc_server_credentials() if tls is not None else None
     return GrpcService(

@@ -127,6 +127,7 @@ def test_defaults_with_nothing_given() -> None:
     assert s.limits.idle_timeout_seconds == 60
     assert s.limits.max_grpc_calls_per_principal == 8
     assert s.limits.grpc_stream_idle_timeout_seconds == 60
+    assert s.limits.grpc_min_ping_interval_seconds == 10
     assert s.limits.max_write_seconds == 6 * 3600
     assert (s.logging.level, s.logging.format, s.logging.access_log) == ("info", "text", True)
     assert s.security.master_key_file == "/var/lib/lightningstor/master.key"
@@ -383,6 +384,7 @@ BAD_VALUES = [
     ('[limits]\nmax_grpc_calls_per_principal = 0', "limits.max_grpc_calls_per_principal: must be between 1 and 15"),
     ('[limits]\nmax_grpc_calls_per_principal = 16', "limits.max_grpc_calls_per_principal: must be between 1 and 15"),
     ('[limits]\ngrpc_stream_idle_timeout_seconds = 0', "limits.grpc_stream_idle_timeout_seconds: must be between 1 and 3600"),
+    ('[limits]\ngrpc_min_ping_interval_seconds = 0', "limits.grpc_min_ping_interval_seconds: must be between 1 and 3600"),
     # At most half the orphan collector's 24 h grace (core/collector.py).
     ('[limits]\nmax_write_seconds = 43201', "limits.max_write_seconds: must be between 1 and 43200"),
     ('[limits]\nmax_write_seconds = 0', "limits.max_write_seconds: must be between 1 and 43200"),
