@@ -197,7 +197,10 @@ class BucketManager:
     consistent.  On a store that answers point reads from memory, exactly
     across processes (SQLite: metadata/readcache.py), a cached bucket is
     used only while its record is still the one it was decoded from (one
-    read, answered at once), so there such a change takes effect at once.  Writes, bucket
+    read, answered at once), so there such a change takes effect at once,
+    as does a project bucket hiding the org bucket a project caller's entry
+    resolved to (one more read); an anonymous entry's name becoming
+    ambiguous (a second tenant's bucket) still takes the second.  Writes, bucket
     configuration reads and everything else always read the record.  A
     change made through this process clears the cache at once; another
     worker or server sees it within the second.  Absent buckets are never
@@ -405,15 +408,29 @@ class BucketManager:
             # only while its record is the one it was decoded from.
             cached = hit[1]
             check: Deferred[Any] = self._store.get(keys.bucket_key(cached.org_id, cached.project_id, cached.name))
-            return check.addCallback(self._still_current, principal, name, scope, now, cached)
+            check.addCallback(self._still_current, principal, cached)
+            return check.addCallback(self._cached_or_resolved, principal, name, scope, now, cached)
         return self._resolve_for_read(principal, name, scope, now)
 
-    def _still_current(
-        self, kv: Any, principal: Principal, name: str, scope: tuple[str, str | None, str], now: float, cached: Bucket
-    ) -> Any:
-        if kv is not None and kv.mod_revision == cached.revision:
+    def _still_current(self, kv: Any, principal: Principal, cached: Bucket) -> Any:
+        """Deferred[bool] or bool: whether ``cached`` is still what the
+        caller's name resolves to: its record unchanged, and, for a project
+        caller it resolved to an org bucket, no project bucket of that name
+        created since (through another worker), which now hides it."""
+        if kv is None or kv.mod_revision != cached.revision:
+            return False
+        if not principal.project_id or cached.project_id is not None or not principal.principal_id:
+            return True
+        d: Deferred[Any] = self._store.get(keys.bucket_key(principal.org_id, principal.project_id, cached.name))
+        return d.addCallback(lambda shadow: shadow is None)
+
+    def _cached_or_resolved(
+        self, current: bool, principal: Principal, name: str, scope: tuple[str, str | None, str], now: float,
+        cached: Bucket,
+    ) -> Any:  # fmt: skip
+        if current:
             return _copy(cached)
-        self._read_cache.pop(scope, None)  # changed or gone through another worker
+        self._read_cache.pop(scope, None)  # changed, gone or hidden through another worker
         return self._resolve_for_read(principal, name, scope, now)
 
     def _resolve_for_read(

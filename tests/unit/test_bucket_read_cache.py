@@ -159,3 +159,36 @@ def test_a_bucket_row_is_decoded_once_per_revision(core: Core, monkeypatch: Any)
     assert third.versioning is Versioning.ENABLED and third.revision > first.revision
     yield core.access.bucket(ALICE, "decoded", OBJECTS_PUT, "k")
     assert len(decodes) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_on_an_exact_store_a_project_bucket_made_by_another_process_hides_the_org_one_at_once(
+    core: Core, clock: list[float]
+) -> None:
+    """A project caller whose cached entry resolved a name to its org's
+    bucket: a project bucket of that name created through another worker
+    (a second store on the same file) hides the org's from the next read,
+    within the second, as it does when created through this one."""
+    from dataclasses import replace
+
+    from twisted.internet import reactor
+
+    from lightningstor.core import keys, records
+    from lightningstor.interfaces.metadata import Put
+    from lightningstor.metadata.sqlite import SqliteMetadataStore
+
+    org_bucket = yield core.buckets.create(ALICE, "shadowed")
+    first = yield core.buckets.find_for_read(BOB, "shadowed")
+    assert first.bucket_id == org_bucket.bucket_id
+    other = SqliteMetadataStore(core.store.path, reactor)
+    try:
+        project_bucket = replace(org_bucket, bucket_id="p1-own-bucket", project_id="p1")
+        key = keys.bucket_key("org-a", "p1", "shadowed")
+        yield other.txn([], [Put(key, records.encode_bucket(project_bucket))])
+        clock[0] += 0.1
+        seen = yield core.buckets.find_for_read(BOB, "shadowed")
+        assert seen.bucket_id == "p1-own-bucket"
+        org_seen = yield core.buckets.find_for_read(ALICE, "shadowed")
+        assert org_seen.bucket_id == org_bucket.bucket_id
+    finally:
+        yield other.close()
