@@ -847,6 +847,13 @@ class MultipartManager:
         reader = yield manifests.open_reader(self._store, self._chunks, source, start, length, source_cipher)
         try:
             result = yield Deferred.fromCoroutine(pump(reader, writer))
+        except BaseException:
+            # Nothing is committed before the copy ends: its chunks go, also
+            # when the client went away (a CancelledError, which only from
+            # the commit below leaves the outcome unknown).
+            yield writer.abort()
+            raise
+        try:
             part = yield self.commit_part(upload, part_number, result, {})
         except BaseException as e:
             if not may_have_committed(e):

@@ -828,3 +828,32 @@ def test_a_complete_overtaken_by_an_abort_is_no_such_upload(core, monkeypatch):
         yield loser
     with pytest.raises(errors.NoSuchKey):
         yield core.objects.head(bucket, "k")
+
+
+@pytest_twisted.inlineCallbacks
+def test_copy_part_cut_off_before_its_commit_keeps_no_chunk(core, monkeypatch):
+    """A client that goes away during UploadPartCopy cancels the copy (a
+    CancelledError out of the copying): nothing was committed, so the
+    chunks written so far go, as for CopyObject.  A CancelledError from the
+    commit itself leaves them, since the commit may still land."""
+    from twisted.internet.defer import CancelledError
+
+    mp = core.multipart
+    bucket = yield core.buckets.create(ALICE, "cut")
+    src = yield mp.create(bucket, "src", PutAttrs(), initiator=ALICE)
+    p = yield _part(mp, src, 1, os.urandom(3 * 1024 * 1024))
+    source = (yield mp.complete(bucket, "src", src.upload_id, _refs(p))).record
+    before = yield _chunk_files(core)
+    real_pump = multipart_module.pump
+
+    async def cut_off(reader: Any, writer: Any) -> Any:
+        await real_pump(reader, writer)  # every chunk of the copy written
+        raise CancelledError()
+
+    monkeypatch.setattr(multipart_module, "pump", cut_off)
+    upload = yield mp.create(bucket, "dst", PutAttrs(), initiator=ALICE)
+    with pytest.raises(CancelledError):
+        yield mp.copy_part(upload, 1, source, 0, source.size)
+    assert (yield _chunk_files(core)) == before
+    page = yield mp.list_parts(bucket, "dst", upload.upload_id)
+    assert page.parts == []
