@@ -92,6 +92,8 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[int
                 break
             while size:
                 piece = await reader.read(min(size, _READ))
+                if not piece:
+                    raise ConnectionError("short chunk")
                 size -= len(piece)
                 received += len(piece)
             await reader.readline()

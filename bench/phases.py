@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,7 +87,9 @@ def small_objects(target: Target, bucket: str, count: int) -> list[Figure]:
             cpu = _cpu_of(pids) - cpu
             figures.append(Figure(f"4 KiB {method} c={concurrency}", result.rate, "req/s", result.errors))
             if concurrency == 16 and pids:
-                figures.append(Figure(f"server CPU per 4 KiB {method} c=16", cpu / n * 1e6, "us/req"))
+                figures.append(
+                    Figure(f"server CPU per 4 KiB {method} c=16", cpu / n * 1e6, "us/req", result.errors)
+                )
     return figures
 
 
@@ -138,22 +141,25 @@ def large_objects(target: Target, bucket: str, scale: Scale) -> list[Figure]:
         )
         requests.append(loadgen.build("PUT", url, view[offset : offset + part]))
     result = loadgen.run(target.endpoint, requests, 4)
-    listed = target.client.list_parts(Bucket=bucket, Key="multipart", UploadId=upload_id, MaxParts=1000)
-    target.client.complete_multipart_upload(
-        Bucket=bucket,
-        Key="multipart",
-        UploadId=upload_id,
-        MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in listed["Parts"]]},
-    )
-    elapsed = time.perf_counter() - start
-    figures.append(
-        Figure(
-            f"{scale.multipart_mib} MiB multipart ({scale.part_mib} MiB parts x4)",
-            parts_count * part / 1e6 / elapsed,
-            "MB/s",
-            result.errors,
+    name = f"{scale.multipart_mib} MiB multipart ({scale.part_mib} MiB parts x4)"
+    if result.errors:
+        # No figure from a partial upload: it is reported as failed (the
+        # statuses say why) and the run goes on to its other phases.
+        target.client.abort_multipart_upload(Bucket=bucket, Key="multipart", UploadId=upload_id)
+        print(f"{target.name}: UploadPart failed: {dict(result.statuses)}", file=sys.stderr)
+        figures.append(Figure(name, 0.0, "MB/s", result.errors))
+    else:
+        listed = target.client.list_parts(Bucket=bucket, Key="multipart", UploadId=upload_id, MaxParts=1000)
+        parts = listed.get("Parts", [])
+        target.client.complete_multipart_upload(
+            Bucket=bucket,
+            Key="multipart",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]},
         )
-    )
+        elapsed = time.perf_counter() - start
+        stored = sum(p["Size"] for p in parts)
+        figures.append(Figure(name, stored / 1e6 / elapsed, "MB/s", parts_count - len(parts)))
     rnd = random.Random(1)
     url = _presign(target.client, "GET", bucket, "large")
     ranged = []

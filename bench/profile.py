@@ -5,7 +5,7 @@ Starts LightningStor, attaches ``py-spy record`` (``pip install -e
 prints the functions that take the most samples: *self* (the function itself
 is on top of the stack) and *total* (anywhere on the stack; what a fix there
 could save at most).  Workloads: ``put`` / ``get`` (4 KiB, at concurrency
-16 unless ``--concurrency``), ``large-put`` / ``large-get`` (256 MiB), ``list`` (walk of 20,000 keys).
+16 unless ``--concurrency``), ``large-put`` / ``large-get`` (256 MiB), ``list`` (walk of ``--count`` keys, 4,000 by default).
 ``--idle`` keeps idle threads' samples (off: pool threads waiting for work
 would dominate).
 """

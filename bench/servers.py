@@ -86,10 +86,13 @@ def server_set_bytes(pids: list[int]) -> int:
     interpreter, the shared libraries, the shared-memory files) once per
     process; PSS divides it between every process on the box that maps it,
     so it falls when unrelated processes map the same libraries.  Here a
-    private anonymous page counts once (the workers are started with exec,
-    so they share none), and a page of a file or shared mapping counts
-    once for the group: the largest resident count any of the processes
-    has for that range of that file (the processes map the same ranges)."""
+    page only one process maps counts once, in that process: its anonymous
+    pages (the workers are started with exec, so they share none) and the
+    private pages of its file mappings (``Private_Clean``/``Private_Dirty``:
+    copy-on-write pages of a library's data, or pages of a file no other
+    process has resident); a page of a file several processes map counts
+    once for the group: the largest ``Shared_*`` count any of them has for
+    that range of that file (the processes map the same ranges)."""
     private = 0
     shared: dict[tuple[str, str, str, int], int] = {}
     for pid in pids:
@@ -99,18 +102,21 @@ def server_set_bytes(pids: list[int]) -> int:
         except OSError:
             continue
         key: tuple[str, str, str, int] | None = None
+        mine: dict[tuple[str, str, str, int], int] = {}
         for line in lines:
             head = line.split(None, 6)
             if "-" in head[0] and len(head) >= 5 and ":" in head[3]:
                 # start-end perms offset dev inode [path]: one mapping
                 start, end = (int(x, 16) for x in head[0].split("-"))
                 key = None if head[4] == "0" else (head[3], head[4], head[2], end - start)
-            elif head[0] == "Rss:":
-                kib = int(head[1])
-                if key is None:
-                    private += kib
-                else:
-                    shared[key] = max(shared.get(key, 0), kib)
+            elif key is None and head[0] == "Rss:":
+                private += int(head[1])
+            elif key is not None and head[0] in ("Private_Clean:", "Private_Dirty:"):
+                private += int(head[1])
+            elif key is not None and head[0] in ("Shared_Clean:", "Shared_Dirty:"):
+                mine[key] = mine.get(key, 0) + int(head[1])
+        for k, kib in mine.items():
+            shared[k] = max(shared.get(k, 0), kib)
     return (private + sum(shared.values())) * 1024
 
 
