@@ -340,6 +340,7 @@ class SignalReloadService(Service):
         self.signum = signum
         self.hooks: list[Callable[[], Any]] = []
         self._previous: Any = None
+        self._restore: Any = None
         self._installed = False
 
     def add_hook(self, hook: Callable[[], Any]) -> None:
@@ -354,9 +355,12 @@ class SignalReloadService(Service):
             return
         previous = signal.signal(self.signum, self._on_signal)
         self._installed = True
-        # After hold_reload_signals: restore the default at stop, and run
-        # the hooks once for a signal that came while starting.
-        self._previous = signal.SIG_DFL if previous is _note_early else previous
+        # After hold_reload_signals: the hold comes back at stop (the rest
+        # of a stop, the stores' close, still runs, and a reload then must
+        # not end the process), is not chained to (a signal is handled
+        # here), and the hooks run once for a signal that came while starting.
+        self._restore = previous
+        self._previous = None if previous is _note_early else previous
         if self.signum in _EARLY_SIGNALS:
             _EARLY_SIGNALS.clear()
             self.reactor.callLater(0, self.run_hooks)
@@ -368,7 +372,7 @@ class SignalReloadService(Service):
     def stopService(self) -> None:
         super().stopService()
         if self._installed:
-            signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
+            signal.signal(self.signum, self._restore if self._restore is not None else signal.SIG_DFL)
             self._installed = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

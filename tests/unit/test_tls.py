@@ -248,3 +248,40 @@ def test_a_sighup_while_starting_is_kept_for_the_reload_handler(tmp_path: Path, 
     )  # fmt: skip
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.split() == ["alive", "reloaded"], done.stdout
+
+
+_SIGHUP_AFTER_STOP = """
+import os, signal, time
+from twisted.internet import reactor
+from lightningstor.tap import Options
+from lightningstor.tls import SignalReloadService
+Options().parseOptions({argv!r})
+service = SignalReloadService(reactor)
+service.startService()
+
+def stop():
+    service.stopService()  # the rest of the server's stop (stores, pools) still runs
+    os.kill(os.getpid(), signal.SIGHUP)  # systemctl reload meanwhile
+    time.sleep(0.2)
+    print("alive", flush=True)
+    reactor.stop()
+
+reactor.callLater(0.1, stop)
+reactor.run()
+"""
+
+
+def test_a_sighup_after_the_reload_service_stopped_does_not_end_the_server(tmp_path: Path) -> None:
+    """The reload service stops before the stores close and the thread pools
+    end; a SIGHUP then (a reload during a stop) met the default action and
+    ended the process, cutting that work short.  The hold of start-up comes
+    back instead."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGHUP_AFTER_STOP.format(argv=["--data-dir", str(tmp_path / "data")])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["alive"], done.stdout
