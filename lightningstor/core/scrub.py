@@ -157,12 +157,18 @@ def verify_chunk(backend: IStorageBackend, ref: ChunkRef) -> Any:
 
 
 @inlineCallbacks
-def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -> Any:
+def scrub(
+    store: IMetadataStore, backend: IStorageBackend, *, page: int = 500, stopping: Callable[[], bool] | None = None
+) -> Any:
     """Deferred[ScrubReport]: verify every referenced chunk and the chunk index.
 
     Records written while the pass runs may be reported as index problems
     if they change between the two scans; run it on a quiet store (or
     re-check a reported chunk) before acting on an ``index`` finding.
+
+    ``stopping``: asked before each chunk; once it answers yes the pass
+    ends with :class:`ScrubStopped` (a server stopping: a pass reads every
+    chunk, which takes hours on a large store).
     """
     report = ScrubReport()
     referenced: dict[str, bytes] = {}
@@ -179,6 +185,8 @@ def scrub(store: IMetadataStore, backend: IStorageBackend, *, page: int = 500) -
             head = json.loads(value)
             holder = keys.object_key(head["b"], head["k"])
         for ref in _chunk_refs(value):
+            if stopping is not None and stopping():
+                raise ScrubStopped(report.chunks_checked)
             referenced[ref.chunk_id] = holder
             listed_in[ref.chunk_id] = key
             if replicated:
@@ -340,6 +348,14 @@ def iter_problem_lines(report: ScrubReport) -> Iterator[str]:
     yield summary
 
 
+class ScrubStopped(Exception):
+    """A pass ended before its end because the server is stopping."""
+
+    def __init__(self, chunks_checked: int) -> None:
+        super().__init__(f"stopped after {chunks_checked} chunks")
+        self.chunks_checked = chunks_checked
+
+
 class ScrubService(Service):
     """Runs :func:`scrub` every ``interval_seconds`` (first run one interval
     after start), and passes each report to ``on_report`` (the server counts
@@ -368,14 +384,22 @@ class ScrubService(Service):
         self._loop = LoopingCall(self._run)
         self._loop.clock = reactor
         self._running: Deferred[Any] | None = None
+        self._stopping = False
 
     def _run(self) -> Deferred[Any]:
         d = run_leased(self.lease, self.reactor, self._scrub, "Scrub")
-        d.addErrback(lambda f: log.failure("Scrub failed", f))
+        d.addErrback(self._failed)
         return d
 
+    def _failed(self, failure: Any) -> None:
+        if failure.check(ScrubStopped):
+            log.info("Scrub pass ended by the stop ({reason}); the next pass starts from the beginning",
+                     reason=failure.value)  # fmt: skip
+        else:
+            log.failure("Scrub failed", failure)
+
     def _scrub(self) -> Deferred[Any]:
-        d: Deferred[Any] = scrub(self.store, self.backend)
+        d: Deferred[Any] = scrub(self.store, self.backend, stopping=lambda: self._stopping)
         return d.addCallback(self._reported)
 
     def _reported(self, report: ScrubReport) -> None:
@@ -391,10 +415,12 @@ class ScrubService(Service):
         self._running = self._loop.start(self.interval_seconds, now=False)
 
     def stopService(self) -> Any:
-        """Stop the loop and wait for a pass in progress: the store and the
-        backend are closed by a service stopped after this one.  Then give
-        the lease up, so another server need not wait for its expiry."""
+        """Stop the loop and end a pass in progress at its next chunk, and
+        wait for that (at most one chunk's check): the store and the backend
+        are closed by a service stopped after this one.  Then give the lease
+        up, so another server need not wait for its expiry."""
         super().stopService()
+        self._stopping = True
         if self._loop.running:
             self._loop.stop()
         running: Deferred[Any] = self._running if self._running is not None else succeed(None)

@@ -277,3 +277,34 @@ async def test_a_record_overwritten_during_the_pass_is_no_damage(
     assert report.index_entries_recreated == 0
     for ref in old:
         assert await stores.store.get(keys.chunk_key(ref.chunk_id)) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_ends_a_pass_in_progress_at_its_next_chunk(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass reads every chunk (hours on a large store) and the stop waited
+    for all of it, past shutdown_timeout_seconds, until the supervisor or
+    systemd killed the process.  The stop now ends it at its next chunk,
+    without a report (a partial pass counts no errors)."""
+    for i in range(40):
+        await stores.put_object(f"k{i}", [100])
+    real = stores.backend.get_chunk
+    reads: list[str] = []
+
+    async def slow(chunk_id: str) -> bytes:
+        reads.append(chunk_id)
+        await _sleep(0.05)
+        return await real(chunk_id)
+
+    monkeypatch.setattr(stores.backend, "get_chunk", lambda chunk_id: Deferred.fromCoroutine(slow(chunk_id)))
+    clock = Clock()
+    reports: list[ScrubReport] = []
+    service = ScrubService(stores.store, stores.backend, clock, interval_seconds=3600, on_report=reports.append)
+    service.startService()
+    clock.advance(3600)
+    while len(reads) < 3:
+        await _sleep(0.01)
+    await service.stopService()
+    assert len(reads) <= 5, len(reads)
+    assert reports == []
