@@ -546,6 +546,12 @@ def _assemble(
     site_class = S3Site if worker is None else WorkerS3Site
     site = site_class(api, timeout=settings.limits.idle_timeout_seconds)
     host, port = parse_address(settings.server.s3_addr, key="server.s3_addr")
+    # The APIs stop together (a plain MultiService stops its children at
+    # once): the S3 port closes as the stop begins, and both drain within
+    # the one shutdown_timeout_seconds, before the services above them
+    # (audit, background jobs, the stores) stop.
+    listeners = MultiService()
+    listeners.setServiceParent(top)
     S3Service(
         site,
         endpoint_description(host, port),
@@ -562,14 +568,14 @@ def _assemble(
             # A response the client stopped reading is a connection without traffic.
             send_timeout=settings.limits.idle_timeout_seconds,
         ),
-    ).setServiceParent(top)
+    ).setServiceParent(listeners)
     if settings.server.grpc_enabled:
         # Imported here: a server with the gRPC API off never loads grpcio.
         from lightningstor.grpc.service import grpc_service_from_settings
 
         grpc_service_from_settings(
             core, settings, reactor, tls, reuse_port=worker is not None, audit=audit, metrics=metrics
-        ).setServiceParent(top)
+        ).setServiceParent(listeners)
 
 
 class JobLeases:

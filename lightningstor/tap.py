@@ -120,6 +120,14 @@ def makeService(options: Any) -> IService:
             from lightningstor.server import build
 
             service = build(settings, reactor, worker=role)
+            if role is None and parent is not None:
+                # A one-process server acts on its first SIGTERM or SIGINT,
+                # as a worker does: a second one during the drain made
+                # Twisted log a ReactorNotRunning traceback at critical level
+                # and ended the process by that signal.
+                from lightningstor.workers import stop_signals_once
+
+                reactor.callWhenRunning(stop_signals_once, reactor)
     except ConfigError as e:
         # twistd shows a traceback for anything makeService raises; this is
         # one line for the operator, and exit status 1.

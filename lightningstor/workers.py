@@ -245,8 +245,9 @@ def prepare_worker_process(role: WorkerRole) -> None:
 
 
 def stop_signals_once(reactor: Any) -> None:
-    """Make a worker act on its first SIGTERM or SIGINT only (called once
-    the reactor runs, over Twisted's handlers).  The supervisor's SIGTERM and
+    """Make a server process act on its first SIGTERM or SIGINT only
+    (called once the reactor runs, over Twisted's handlers): a worker, or
+    the one process of a one-worker server.  The supervisor's SIGTERM and
     one sent to the whole process group (Ctrl-C, a kill of the group) arrive
     together, and Twisted answered the second with a ReactorNotRunning
     traceback at critical level; a worker that hangs is the supervisor's to

@@ -304,9 +304,9 @@ def grpc_service_from_settings(
         max_put_object_bytes=settings.limits.max_grpc_put_object_bytes,
         max_metadata_bytes=settings.limits.max_metadata_bytes,
         max_delete_keys=settings.limits.max_delete_keys,
-        # The gRPC service drains first, then the S3 listener: half each keeps
-        # the whole stop within server.shutdown_timeout_seconds.
-        grace_seconds=settings.server.shutdown_timeout_seconds / 2,
+        # It drains while the S3 listener does (server.py: they stop
+        # together), both within server.shutdown_timeout_seconds.
+        grace_seconds=settings.server.shutdown_timeout_seconds,
         max_calls_per_principal=settings.limits.max_grpc_calls_per_principal,
         stream_idle_timeout_seconds=settings.limits.grpc_stream_idle_timeout_seconds,
         min_ping_interval_seconds=settings.limits.grpc_min_ping_interval_seconds,

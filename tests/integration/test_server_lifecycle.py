@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -181,5 +182,112 @@ def test_a_new_data_directory_and_metadata_database_are_private(tmp_path: Path, 
         assert data.stat().st_mode & 0o777 == 0o700
         for name in ("metadata.db", "metadata.db-wal", "metadata.db-shm"):
             assert (data / name).stat().st_mode & 0o077 == 0, name
+    finally:
+        server.stop()
+
+
+def _half_sent_put(server: ServerProcess, bucket: str, key: str, size: int) -> socket.socket:
+    """A signed PUT of ``size`` bytes of which only the head and half the
+    body are sent: a request in flight until the rest comes."""
+    data = b"x" * size
+    url = f"{server.endpoint}/{bucket}/{key}"
+    req = AWSRequest("PUT", url, data=data, headers={"Content-Length": str(size)})
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    head = [f"PUT {urlsplit(url).path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+    head += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host"]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data[: size // 2])
+    return sock
+
+
+def _refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_a_stop_closes_the_s3_port_at_once_and_drains_both_apis_within_the_timeout(tmp_path: Path) -> None:
+    """With an S3 upload and a gRPC upload in flight, SIGTERM closes the S3
+    port at once and the whole drain fits in shutdown_timeout_seconds.  The
+    gRPC API drained first (half the timeout, plus a second) while the S3
+    port still took new connections, then the S3 listener waited a whole
+    timeout of its own: 1.5 times the bound, past a systemd unit's stop
+    timeout, and past the supervisor's kill deadline with several workers."""
+    import threading
+
+    from lightningstor.client import LightningStorClient, retry
+
+    timeout = 4.0
+    config = tmp_path / "server.toml"
+    config.write_text(f"[storage]\nmin_free_bytes = 0\n[server]\nshutdown_timeout_seconds = {timeout}\n")
+    server = ServerProcess(tmp_path / "data", config=str(config)).start()
+    try:
+        make_client(server.endpoint).create_bucket(Bucket="both")
+        client = LightningStorClient.connect(
+            f"grpc://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY,
+            retry=retry.NO_RETRY,
+        )  # fmt: skip
+        upload = client.create_multipart_upload("both", "grpc")
+        release = threading.Event()
+
+        def stalled() -> Any:
+            yield b"g" * 1024
+            release.wait(60)  # the client has more to send, later
+
+        grpc_call = threading.Thread(
+            target=lambda: _quietly(client.upload_part, "both", "grpc", upload.upload_id, 1, stalled()), daemon=True
+        )
+        grpc_call.start()
+        sock = _half_sent_put(server, "both", "s3", 1 << 20)
+        time.sleep(0.5)
+        assert server.proc is not None
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert _refuses_connections(server.port), "the S3 port still takes connections during the drain"
+        assert server.proc.wait(timeout + 10) in (0, -signal.SIGTERM)
+        took = time.monotonic() - signalled
+        server.proc = None
+        assert took < timeout + 2.5, f"the stop took {took:.1f} s with shutdown_timeout_seconds = {timeout}"
+        release.set()
+        sock.close()
+        client.close()
+    finally:
+        server.stop()
+
+
+def _quietly(call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception:  # noqa: BLE001 - the call is cut by the stop, as expected
+        pass
+
+
+def test_a_second_sigterm_or_a_sigint_during_the_drain_is_ignored(tmp_path: Path) -> None:
+    """A one-process server acts on its first stop signal: a second SIGTERM,
+    or a SIGINT (Ctrl-C on the group), during the drain made Twisted log a
+    ReactorNotRunning traceback at critical level and ended the process by
+    the later signal; the request in flight still completes."""
+    config = tmp_path / "server.toml"
+    config.write_text("[storage]\nmin_free_bytes = 0\n[server]\nshutdown_timeout_seconds = 10\n")
+    server = ServerProcess(tmp_path / "data", config=str(config)).start()
+    try:
+        make_client(server.endpoint).create_bucket(Bucket="twice")
+        size = 1 << 20
+        sock = _half_sent_put(server, "twice", "k", size)
+        time.sleep(0.3)
+        assert server.proc is not None
+        for signum in (signal.SIGTERM, signal.SIGTERM, signal.SIGINT):
+            server.proc.send_signal(signum)
+            time.sleep(0.3)
+        sock.sendall(b"x" * (size - size // 2))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.close()
+        assert server.proc.wait(30) == -signal.SIGTERM
+        server.proc = None
+        text = "".join(server.output)
+        assert "ReactorNotRunning" not in text and "Traceback" not in text, text[-3000:]
     finally:
         server.stop()
