@@ -325,6 +325,8 @@ class DistributedBackend:
                     else:
                         slow.append(node)
                     continue
+                except defer.CancelledError:
+                    raise  # the caller went away: no other replica is wanted
                 except Exception as e:
                     unavailable.append(str(e))
                     continue

@@ -158,7 +158,13 @@ class NodeHealth:
             return defer.fail(NodeSuspect(
                 f"node {node.address}: not answering, {len(state.running)} calls to it still pending"
             ))
-        waiter: defer.Deferred[None] = defer.Deferred()
+        def leave(cancelled: defer.Deferred[None]) -> None:
+            # A caller gone (its client went away): its place in the queue
+            # goes, so the next freed slot wakes a caller still waiting.
+            if cancelled in state.waiting:
+                state.waiting.remove(cancelled)
+
+        waiter: defer.Deferred[None] = defer.Deferred(leave)
         state.waiting.append(waiter)
         self._watch(node, state)
         if wait is not None:
@@ -182,10 +188,13 @@ class NodeHealth:
             del state.running[token]
             if isinstance(result, Failure) and result.check(NodeUnavailable) and not result.check(NodeSuspect):
                 self.failed(node, result.value)
-            else:
-                self.answered(node)
-            if state.waiting and len(state.running) < self.limit:
-                state.waiting.popleft().callback(None)
+            elif not (isinstance(result, Failure) and result.check(defer.CancelledError)):
+                self.answered(node)  # a call its caller cancelled says nothing of the node
+            while state.waiting and len(state.running) < self.limit:
+                waiter = state.waiting.popleft()
+                if not waiter.called:
+                    waiter.callback(None)
+                    break
             return result
 
         return d.addBoth(done)

@@ -585,3 +585,24 @@ async def test_a_slow_replica_holding_the_only_copy_is_asked_again_with_the_full
     first.slow = True
     assert await backend.get_chunk(chunk_id) == data
     assert first.timeouts == [0.5, None]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cancelled_read_asks_no_other_replica(tmp_path: Path, pool: ThreadPool) -> None:
+    """A read cancelled by its caller (a copy whose client went away) ends
+    there: it was taken for an unreachable replica and the next one read."""
+    from twisted.internet.defer import CancelledError
+
+    backend = make_backend(tmp_path, reactor_(), pool)
+    await backend.put_chunk("cd34", payload(1000, 2))
+    asked: list[NodeAddress] = []
+
+    def call(node: NodeAddress, method: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(node)
+        return defer.fail(CancelledError())
+
+    backend.call = call  # type: ignore[method-assign]
+    with pytest.raises(CancelledError):
+        await backend.get_chunk("cd34")
+    assert len(asked) == 1
+    await backend.close()

@@ -167,3 +167,37 @@ def test_close_stops_the_probes() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         NodeHealth(Clock(), [A], Probes(), limit=0, stall=1.0)
+
+
+def test_a_cancelled_waiter_leaves_the_queue_and_the_freed_slot_wakes_the_next() -> None:
+    """A call waiting for a slot whose caller went away (a copy whose client
+    disconnected) is cancelled: it stayed in the queue, the next freed slot
+    was handed to it and lost, and a write queued behind it never started
+    although the node was idle."""
+    health, clock, _ = make(limit=1)
+    gate: defer.Deferred[str] = defer.Deferred()
+    running = health.run(A, lambda: gate)
+    gone = health.run(A, lambda: defer.succeed("read"), wait=2.0)
+    queued = health.run(A, lambda: defer.succeed("write"))
+    gone.cancel()
+    assert outcome(gone).check(defer.CancelledError)
+    gate.callback("done")
+    assert outcome(running) == "done"
+    assert outcome(queued) == "write"
+    assert health.running(A) == 0
+    clock.advance(60)  # the cancelled call's give-up timer does nothing either
+
+
+def test_a_cancelled_call_says_nothing_of_the_node() -> None:
+    """A call its caller cancelled is no answer from the node: a suspect
+    node stays suspect (it was cleared as if the node had answered)."""
+    health, _, _ = make()
+    failing: defer.Deferred[Any] = defer.Deferred()
+    d = health.run(A, lambda: failing)
+    failing.errback(NodeTimeout("node A: DEADLINE_EXCEEDED"))
+    assert outcome(d).check(NodeTimeout) and health.suspect(A)
+    pending: defer.Deferred[Any] = defer.Deferred()
+    call = health.run(A, lambda: pending)
+    call.cancel()
+    assert outcome(call).check(defer.CancelledError)
+    assert health.suspect(A)
