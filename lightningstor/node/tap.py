@@ -208,6 +208,11 @@ def _make_service(options: Any) -> IService:
         reloader.add_hook(tls.reload)
         credentials = tls.grpc_server_credentials()
     NodeGrpcService(servicer, reactor, options["listen"], credentials=credentials).setServiceParent(root)
-    # Temp files of chunk writes a crash interrupted: no live writer is that old.
-    reactor.callWhenRunning(backend.cleanup_tmp, 3600.0)
+    # Temp files of chunk writes a crash interrupted: no live writer is that
+    # old.  At start-up, then every hour (a node restarted at once after a
+    # crash finds its files too young at start-up).
+    from lightningstor.node.tmpsweep import TMP_MAX_AGE_SECONDS, TmpSweep
+
+    reactor.callWhenRunning(backend.cleanup_tmp, TMP_MAX_AGE_SECONDS)
+    TmpSweep(backend, reactor).setServiceParent(root)
     return root
