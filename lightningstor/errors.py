@@ -253,7 +253,21 @@ class MetadataUnavailable(Exception):
 
 class MetadataFull(MetadataUnavailable):
     """The metadata store has no space left to commit (SQLite's disk is
-    full); answered as 507 ``InsufficientStorage``, like :class:`StorageFull`."""
+    full); answered as 507 ``InsufficientStorage``, like :class:`StorageFull`.
+
+    ``not_applied``: the store knows the write was not applied (etcd's
+    NOSPACE refusal, checked against the write's marker), so its caller may
+    delete the chunks it wrote (``core.objects.may_have_committed``); by
+    default a store error leaves the outcome unknown."""
+
+    not_applied = False
+
+    @classmethod
+    def refused(cls, message: str) -> MetadataFull:
+        """One whose write is known not to have been applied."""
+        error = cls(message)
+        error.not_applied = True
+        return error
 
 
 class MetadataBelowReserve(MetadataFull):

@@ -995,6 +995,8 @@ def may_have_committed(exc: BaseException) -> bool:
     the commit was under way) is the same unknown: the transaction may be
     queued in the store and land after the waiter has gone.
     """
+    if getattr(exc, "not_applied", False):
+        return False  # the store proved it refused the write (etcd's NOSPACE)
     return isinstance(exc, (errors.MetadataUnavailable, CancelledError))
 
 

@@ -638,7 +638,7 @@ class EtcdMetadataStore:
                 "etcd write outcome unknown: an earlier attempt's answer was lost and etcd is out of space"
             ) from e
         lease.give_back(slot)  # refused as a whole: the slot is as it was
-        raise errors.MetadataFull(NO_SPACE_MESSAGE) from e
+        raise errors.MetadataFull.refused(NO_SPACE_MESSAGE) from e
 
     async def _fence(self, lease: _Lease, slot: _Slot, txn_id: bytes) -> bool:
         """Move the marker so an earlier attempt still in flight can never

@@ -248,6 +248,22 @@ def test_a_full_etcd_answers_507_through_s3_and_grpc(full_etcd_server: tuple[Ser
         s3.put_object(Bucket="quota", Key="small", Body=b"s")
     assert small.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
 
+    # A larger object's chunks are written before its commit is refused:
+    # etcd's refusal is certain (the write's marker says it was not
+    # applied), so they are deleted at once, not left to the orphan
+    # collector for a day (each retry of a refused upload left a copy).
+    chunk_files = server.data_dir / "data" / "chunks"
+
+    def chunks_on_disk() -> int:
+        return sum(1 for path in chunk_files.rglob("*") if path.is_file())
+
+    before = chunks_on_disk()
+    for attempt in range(3):
+        with pytest.raises(ClientError) as large:
+            s3.put_object(Bucket="quota", Key=f"large{attempt}", Body=b"L" * (2 * MiB))
+        assert large.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+    assert chunks_on_disk() == before
+
     # The gRPC API answers RESOURCE_EXHAUSTED.
     assert_grpc_put_refused(server.grpc_endpoint, "quota", "grpc", b"g")
 
