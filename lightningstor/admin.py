@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from lightningstor import __version__
 from lightningstor.config import ConfigProblems, Settings, load_settings
-from lightningstor.errors import ConfigError
+from lightningstor.errors import ConfigError, MetadataUnavailable, StorageError
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
@@ -218,11 +218,12 @@ def _configure_collect(parser: argparse.ArgumentParser) -> None:
     _configure_data_command(parser)
     parser.add_argument(
         "--grace-seconds",
-        type=float,
+        type=_grace_seconds,
         default=24 * 3600.0,
-        help="only delete what stays unreferenced this long: the command looks twice, this many "
-        "seconds apart (default 86400). At least twice the longer of limits.max_write_seconds and "
-        "storage.free_delay_seconds of the configuration, unless --unsafe-short-grace",
+        help="only delete what stays unreferenced this long: the command looks now, then every quarter "
+        "of this time until it has passed (default 86400, at most 366 days). At least twice the longer "
+        "of limits.max_write_seconds and storage.free_delay_seconds of the configuration, unless "
+        "--unsafe-short-grace",
     )
     parser.add_argument(
         "--unsafe-short-grace",
@@ -231,6 +232,21 @@ def _configure_collect(parser: argparse.ArgumentParser) -> None:
         "the chunks of writes in flight and freed chunks that reads still stream: only while no "
         "server uses this data",
     )
+
+
+MAX_GRACE_SECONDS = 366 * 86400.0  # as [collector] grace_seconds
+
+
+def _grace_seconds(text: str) -> float:
+    """``--grace-seconds``: a number of seconds from 0 to a year (``inf``
+    waited forever; ``nan`` passed every comparison)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= MAX_GRACE_SECONDS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_GRACE_SECONDS:g} seconds")
+    return value
 
 
 def collect_grace_problem(settings: Settings, grace_seconds: float, unsafe: bool) -> str | None:
@@ -312,12 +328,17 @@ def _with_stores(
     async def run() -> None:
         try:
             store, backend = open_plugins(settings, reactor, pools.io)
-        except ConfigError as exc:
+        except (ConfigError, MetadataUnavailable, StorageError) as exc:
             print(f"error: {exc}", file=err)
             status.append(1)
             return
         try:
             status.append(await ensureDeferred(work(store, backend)))
+        except (MetadataUnavailable, StorageError) as exc:
+            # A store down or unreadable (etcd not answering, a metadata.db
+            # that is no database): one line, as access-control.md promises.
+            print(f"error: {exc}", file=err)
+            status.append(1)
         finally:
             await maybeDeferred(backend.close)
             await maybeDeferred(store.close)
@@ -354,16 +375,28 @@ def _missing_store(settings: Settings) -> str | None:
     )
 
 
+COLLECT_PASSES = 4
+"""Passes of ``collect`` after its first look, a quarter of the grace apart."""
+
+
 def collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delete chunks that no committed record references (what the server's
     hourly collector does, with a grace period of your choice).
 
     The grace period is measured on this process's monotonic clock, never
     against file or record times (core/collector.py): a first pass notes
-    what is unreferenced and a second one, ``--grace-seconds`` later,
-    deletes what still is.  With 0 a single pass deletes at once.  A grace
-    below the configuration's bound (:func:`collect_grace_problem`) is
-    refused unless ``--unsafe-short-grace`` is given.
+    what is unreferenced, and passes every quarter of ``--grace-seconds``
+    forget what was referenced meanwhile, until the last one deletes what
+    stayed unreferenced all along.  Two passes a grace apart were not
+    enough: a chunk of a write in flight at the first, then part of an
+    object, then freed by an overwrite shortly before the second, looked
+    unreferenced at both and was deleted inside its free delay, under a
+    GET still streaming it.  A pass inside the time the chunk was
+    referenced forgets it; with a grace of at least twice the longer of
+    ``max_write_seconds`` and ``free_delay_seconds`` such a chunk is
+    referenced at the pass half-way.  With 0 a single pass deletes at once.
+    A grace below the configuration's bound (:func:`collect_grace_problem`)
+    is refused unless ``--unsafe-short-grace`` is given.
     """
     import time
 
@@ -378,14 +411,16 @@ def collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         n = await collect_orphans(store, backend, start, args.grace_seconds, seen)
         if args.grace_seconds > 0:
             print(
-                f"{len(seen)} unreferenced chunks, entries or manifests; looking again in "
-                f"{args.grace_seconds:g} s",
+                f"{len(seen)} unreferenced chunks, entries or manifests; looking again every "
+                f"{args.grace_seconds / COLLECT_PASSES:g} s until {args.grace_seconds:g} s have passed",
                 file=out,
                 flush=True,
             )
-            while (left := args.grace_seconds - (time.monotonic() - start)) > 0:
-                await deferLater(reactor, left)  # type: ignore[arg-type]
-            n += await collect_orphans(store, backend, time.monotonic(), args.grace_seconds, seen)
+            step = args.grace_seconds / COLLECT_PASSES
+            for k in range(1, COLLECT_PASSES + 1):
+                while (left := k * step - (time.monotonic() - start)) > 0:
+                    await deferLater(reactor, left)  # type: ignore[arg-type]
+                n += await collect_orphans(store, backend, time.monotonic(), args.grace_seconds, seen)
         print(f"collected {n} orphaned chunks", file=out)
         # Half-written chunk files a crash left in the backend's tmp/ (the
         # ``local`` backend removes them at start-up only after an hour).

@@ -58,6 +58,9 @@ def presign_v4(
     if not 1 <= expires <= 7 * 24 * 3600:
         raise ValueError("expires must be between 1 second and 7 days")
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        # Anything else would be signed for a host no request names.
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
     timestamp = time.time() if now is None else now
     amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(timestamp))
     date = amz_date[:8]
