@@ -166,8 +166,8 @@ def scrub(
     if they change between the two scans; run it on a quiet store (or
     re-check a reported chunk) before acting on an ``index`` finding.
 
-    ``stopping``: asked before each chunk; once it answers yes the pass
-    ends with :class:`ScrubStopped` (a server stopping: a pass reads every
+    ``stopping``: asked before each record, chunk and index entry; once it
+    answers yes the pass ends with :class:`ScrubStopped` (a server stopping: a pass reads every
     chunk, which takes hours on a large store).
     """
     report = ScrubReport()
@@ -176,8 +176,13 @@ def scrub(
 
     replicated = IReplicaScrub.providedBy(backend)
 
+    def check_stop() -> None:
+        if stopping is not None and stopping():
+            raise ScrubStopped(report.chunks_checked)
+
     @inlineCallbacks
     def visit_record(key: bytes, value: bytes) -> Any:
+        check_stop()  # also for records without chunks (inline objects)
         report.records += 1
         holder = key
         if key.startswith(keys.MANIFESTS):
@@ -185,8 +190,7 @@ def scrub(
             head = json.loads(value)
             holder = keys.object_key(head["b"], head["k"])
         for ref in _chunk_refs(value):
-            if stopping is not None and stopping():
-                raise ScrubStopped(report.chunks_checked)
+            check_stop()
             referenced[ref.chunk_id] = holder
             listed_in[ref.chunk_id] = key
             if replicated:
@@ -213,6 +217,7 @@ def scrub(
         )
 
     def visit_index(key: bytes, value: bytes) -> None:
+        check_stop()
         report.index_entries += 1
         chunk_id = key[len(keys.CHUNKS):].decode()
         holder = referenced.pop(chunk_id, None)
@@ -226,6 +231,7 @@ def scrub(
     yield scans.scan_prefix(store, keys.CHUNKS, page, lambda kv: visit_index(kv.key, kv.value))
     uploads: dict[str, tuple[str, str]] | None = None
     for chunk_id, holder in referenced.items():
+        check_stop()
         if not (yield _still_listed(store, listed_in[chunk_id], chunk_id)):
             continue  # freed since the records were read: no entry is due
         if holder.startswith(keys.PARTS) and uploads is None:
@@ -415,8 +421,9 @@ class ScrubService(Service):
         self._running = self._loop.start(self.interval_seconds, now=False)
 
     def stopService(self) -> Any:
-        """Stop the loop and end a pass in progress at its next chunk, and
-        wait for that (at most one chunk's check): the store and the backend
+        """Stop the loop and end a pass in progress at its next record, chunk
+        or index entry, and wait for that (at most one chunk's check or one
+        page read): the store and the backend
         are closed by a service stopped after this one.  Then give the lease
         up, so another server need not wait for its expiry."""
         super().stopService()

@@ -308,3 +308,28 @@ async def test_a_stop_ends_a_pass_in_progress_at_its_next_chunk(
     await service.stopService()
     assert len(reads) <= 5, len(reads)
     assert reports == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_during_the_index_scan_ends_the_pass_at_its_next_entry(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop was asked only before each chunk of a record: once the pass
+    had reached the chunk index (tens of seconds on a store of millions of
+    chunks) it ran to its end.  Now each index entry asks too."""
+    from lightningstor.core.scrub import ScrubStopped
+
+    for i in range(12):
+        await stores.put_object(f"k{i}", [100])
+    real_scan = stores.store.scan
+    index_pages: list[bytes] = []
+
+    def scan(start: bytes, end: bytes, *args: Any, **kwargs: Any) -> Any:
+        if start.startswith(keys.CHUNKS):
+            index_pages.append(start)
+        return real_scan(start, end, *args, **kwargs)
+
+    monkeypatch.setattr(stores.store, "scan", scan)
+    with pytest.raises(ScrubStopped):
+        await scrub(stores.store, stores.backend, page=2, stopping=lambda: bool(index_pages))
+    assert len(index_pages) == 1  # 6 pages of 2 entries without the stop
