@@ -177,27 +177,38 @@ class NodeHealth:
         return waiter.addCallback(lambda _: self._start(node, state, start))
 
     def _start(self, node: NodeAddress, state: _State, start: Callable[[], defer.Deferred[Any]]) -> Any:
+        """The call, in a slot held until the call itself ends.  Its caller
+        gets a Deferred of its own: cancelling it (the caller went away)
+        fails it at once, but the call runs on in its thread (a thread is
+        not stopped), so its slot stays taken and its outcome still counts
+        for the node's health until then; otherwise a node could be sent
+        more calls than its slots while cancelled ones still ran."""
         token = next(self._tokens)
         state.running[token] = self._reactor.seconds()
         try:
-            d = start()
+            call = start()
         except Exception:
-            d = defer.fail()
+            call = defer.fail()
+        answer: defer.Deferred[Any] = defer.Deferred()
 
-        def done(result: Any) -> Any:
+        def done(result: Any) -> None:
             del state.running[token]
             if isinstance(result, Failure) and result.check(NodeUnavailable) and not result.check(NodeSuspect):
                 self.failed(node, result.value)
             elif not (isinstance(result, Failure) and result.check(defer.CancelledError)):
-                self.answered(node)  # a call its caller cancelled says nothing of the node
+                self.answered(node)
             while state.waiting and len(state.running) < self.limit:
                 waiter = state.waiting.popleft()
                 if not waiter.called:
                     waiter.callback(None)
                     break
-            return result
+            if not answer.called:
+                answer.callback(result) if not isinstance(result, Failure) else answer.errback(result)
+            elif isinstance(result, Failure):
+                result.trap(Exception)  # the caller is gone: nobody to tell
 
-        return d.addBoth(done)
+        call.addBoth(done)
+        return answer
 
     # -- health --------------------------------------------------------------
 

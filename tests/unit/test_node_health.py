@@ -188,16 +188,22 @@ def test_a_cancelled_waiter_leaves_the_queue_and_the_freed_slot_wakes_the_next()
     clock.advance(60)  # the cancelled call's give-up timer does nothing either
 
 
-def test_a_cancelled_call_says_nothing_of_the_node() -> None:
-    """A call its caller cancelled is no answer from the node: a suspect
-    node stays suspect (it was cleared as if the node had answered)."""
-    health, _, _ = make()
+def test_a_cancelled_call_keeps_its_slot_until_it_ends_and_its_outcome_counts() -> None:
+    """Cancelling a running call fails its caller at once, but the call runs
+    on in its thread: its slot stayed free for another call meanwhile (a
+    node got more calls than its slots), and the cancellation cleared a
+    suspect node as if it had answered.  Now the slot is held until the
+    call ends, and what the node then answers is what counts."""
+    health, _, _ = make(limit=1)
     failing: defer.Deferred[Any] = defer.Deferred()
     d = health.run(A, lambda: failing)
     failing.errback(NodeTimeout("node A: DEADLINE_EXCEEDED"))
     assert outcome(d).check(NodeTimeout) and health.suspect(A)
-    pending: defer.Deferred[Any] = defer.Deferred()
-    call = health.run(A, lambda: pending)
+    thread: defer.Deferred[Any] = defer.Deferred()  # a call on a pool thread: not cancellable
+    call = health.run(A, lambda: thread)
     call.cancel()
     assert outcome(call).check(defer.CancelledError)
-    assert health.suspect(A)
+    assert health.suspect(A) and health.running(A) == 1  # still running, on its thread
+    assert outcome(health.run(A, lambda: defer.succeed("x"))).check(NodeSuspect)  # no slot for another
+    thread.callback("late answer")
+    assert health.running(A) == 0 and not health.suspect(A)  # the node did answer
