@@ -90,19 +90,26 @@ def test_a_command_that_only_reads_refuses_a_missing_store(argv: list[str], tmp_
     assert not data.exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_a_waiting_collect(tmp_path: Path, signum: int) -> None:
-    """``collect`` waits out its grace between its two looks (a day by
-    default); SIGINT or SIGTERM ends it at once with exit status 130.  It
-    used to stop the reactor and then hang for ever in the interpreter's
-    exit, on the thread pools' threads, until SIGKILL."""
+def _new_store(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A data directory holding an empty store (the identity commands create
+    one), and the environment to run admin commands on it."""
     data = str(tmp_path / "data")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     made = subprocess.run(
         [sys.executable, "-m", "lightningstor.admin", "principal", "list", "--data-dir", data],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
-    assert made.returncode == 0, made.stderr  # the identity commands create the store
+    assert made.returncode == 0, made.stderr
+    return data, env
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_waiting_collect(tmp_path: Path, signum: int) -> None:
+    """``collect`` waits out its grace between its two looks (a day by
+    default); SIGINT or SIGTERM ends it at once with exit status 130.  It
+    used to stop the reactor and then hang for ever in the interpreter's
+    exit, on the thread pools' threads, until SIGKILL."""
+    data, env = _new_store(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "lightningstor.admin", "collect", "--data-dir", data],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -158,13 +165,7 @@ def test_collect_looks_every_quarter_of_its_grace(tmp_path: Path) -> None:
     freed by an overwrite shortly before the second (a GET still streaming
     it was cut off).  A look while it was referenced forgets it: the command
     now looks at once and every quarter of the grace until it has passed."""
-    data = str(tmp_path / "data")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    made = subprocess.run(
-        [sys.executable, "-m", "lightningstor.admin", "principal", "list", "--data-dir", data],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    data, env = _new_store(tmp_path)
     done = subprocess.run(
         [sys.executable, "-c", _PASSES, "collect", "--data-dir", data, "--grace-seconds", "2", "--unsafe-short-grace"],
         capture_output=True, text=True, timeout=60, env=env,
