@@ -55,6 +55,8 @@ _STREAMING_MODES = {
     sigv4.STREAMING_SIGNED_TRAILER: PAYLOAD_STREAMING_SIGNED_TRAILER,
     sigv4.STREAMING_UNSIGNED_TRAILER: PAYLOAD_STREAMING_UNSIGNED_TRAILER,
 }
+STREAMING_PAYLOADS = frozenset(_STREAMING_MODES.values())
+"""The aws-chunked payload kinds of a verified request (``VerifiedAuth.payload``)."""
 
 _V4_QUERY_PARAMS = frozenset(
     {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature"}

@@ -41,11 +41,7 @@ def copy_data(
     except BaseException:
         yield writer.abort()
         raise
-    try:
-        result = yield Deferred.fromCoroutine(pump(reader, writer))
-    except BaseException:
-        yield writer.abort()
-        raise
+    result = yield Deferred.fromCoroutine(pump(reader, writer))  # aborts the writer if it fails
     return result
 
 

@@ -845,14 +845,9 @@ class MultipartManager:
             source_cipher = self.sse.cipher(source.encryption, source.key, source_customer)
         writer = self.new_part_writer(upload, (), customer)
         reader = yield manifests.open_reader(self._store, self._chunks, source, start, length, source_cipher)
-        try:
-            result = yield Deferred.fromCoroutine(pump(reader, writer))
-        except BaseException:
-            # Nothing is committed before the copy ends: its chunks go, also
-            # when the client went away (a CancelledError, which only from
-            # the commit below leaves the outcome unknown).
-            yield writer.abort()
-            raise
+        # pump aborts the writer if the copy fails (the client gone included);
+        # only a failed commit below may have landed, so it decides there.
+        result = yield Deferred.fromCoroutine(pump(reader, writer))
         try:
             part = yield self.commit_part(upload, part_number, result, {})
         except BaseException as e:

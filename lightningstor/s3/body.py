@@ -43,11 +43,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
-from lightningstor.auth.request import (
-    PAYLOAD_STREAMING_SIGNED,
-    PAYLOAD_STREAMING_SIGNED_TRAILER,
-    PAYLOAD_STREAMING_UNSIGNED_TRAILER,
-)
+from lightningstor.auth.request import STREAMING_PAYLOADS
 from lightningstor.checksums import new_hasher
 from lightningstor.core.objects import PutAttrs, verify_digests
 from lightningstor.deferreds import Shared
@@ -141,11 +137,6 @@ class _Flow:
         if self._reasons:
             self._reasons.clear()
             self._transport.resumeProducing()
-
-
-STREAMING_PAYLOADS = frozenset(
-    {PAYLOAD_STREAMING_SIGNED, PAYLOAD_STREAMING_SIGNED_TRAILER, PAYLOAD_STREAMING_UNSIGNED_TRAILER}
-)
 
 
 class BufferedBody:

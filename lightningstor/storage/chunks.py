@@ -952,12 +952,19 @@ class ObjectReader:
 
 async def pump(reader: ObjectReader, writer: ObjectWriter) -> WriteResult:
     """Copy ``reader``'s pieces into ``writer`` (honouring its backpressure) and
-    finish it.  The caller aborts the writer if this fails."""
-    while True:
-        piece = await reader.next_piece()
-        if piece is None:
-            break
-        writer.write(piece)
-        if writer.should_pause:
-            await writer.when_drained()
-    return await writer.finish()
+    finish it.  If that fails, cancellation included (a copy whose client
+    went away), the writer is aborted here: nothing was committed from it
+    yet, so its chunks go (after a successful pump, keeping or deleting them
+    is the caller's commit's to decide)."""
+    try:
+        while True:
+            piece = await reader.next_piece()
+            if piece is None:
+                break
+            writer.write(piece)
+            if writer.should_pause:
+                await writer.when_drained()
+        return await writer.finish()
+    except BaseException:
+        await writer.abort()
+        raise

@@ -846,9 +846,20 @@ def test_copy_part_cut_off_before_its_commit_keeps_no_chunk(core, monkeypatch):
     before = yield _chunk_files(core)
     real_pump = multipart_module.pump
 
+    class CutOff:
+        """The source's every piece, then the cancellation (the client gone)."""
+
+        def __init__(self, reader: Any) -> None:
+            self.reader = reader
+
+        async def next_piece(self) -> Any:
+            piece = await self.reader.next_piece()
+            if piece is None:
+                raise CancelledError()
+            return piece
+
     async def cut_off(reader: Any, writer: Any) -> Any:
-        await real_pump(reader, writer)  # every chunk of the copy written
-        raise CancelledError()
+        return await real_pump(CutOff(reader), writer)  # every piece of the copy written
 
     monkeypatch.setattr(multipart_module, "pump", cut_off)
     upload = yield mp.create(bucket, "dst", PutAttrs(), initiator=ALICE)
