@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import struct
 import threading
 import time
@@ -88,6 +89,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
     proc = ServerProcess(base / "data", config=str(base / "c.toml")).start()
     yield proc
     proc.stop()
+    shutil.rmtree(base, ignore_errors=True)  # about 800 MiB of uploads
 
 
 def put_streaming(url: str, upload: int, blocks: int) -> tuple[int, str, str, str]:

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import uuid
@@ -208,10 +209,11 @@ def _buckets(s3: Any, tag: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = start_workers(tmp_path_factory.mktemp("guess-workers"),
-                         "[storage]\nchunk_size_bytes = 1048576\nfree_delay_seconds = 0\n")  # fmt: skip
+    base = tmp_path_factory.mktemp("guess-workers")
+    proc = start_workers(base, "[storage]\nchunk_size_bytes = 1048576\nfree_delay_seconds = 0\n")
     yield proc
     proc.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_wrong_guesses_in_two_workers_store_what_reads_would(workers: ServerProcess) -> None:
