@@ -82,6 +82,9 @@ _STATUS_EXIT = {
 # client retries itself): the server answers a principal over its gRPC call
 # cap SlowDown with RESOURCE_EXHAUSTED, a status a quota exceeded shares.
 _RETRY_LATER_CODES = retry.REFUSED_CODES | retry.TRANSIENT_CODES
+# A command gives a refused call its few tries (about 3 s), not the library's
+# minute: a script learns "retry later" (exit 6) and decides itself.
+CLI_RETRY = retry.RetryPolicy(refused_seconds=0.0)
 
 SCHEMES = ("s3://", "ls://")
 
@@ -637,7 +640,7 @@ def _connect(args: argparse.Namespace) -> LightningStorClient:
     try:
         return LightningStorClient.connect(
             args.endpoint, token=token or None, access_key=access, secret_key=secret,
-            root_certificates=roots, certificate_chain=chain, private_key=key,
+            root_certificates=roots, certificate_chain=chain, private_key=key, retry=CLI_RETRY,
         )  # fmt: skip
     except ValueError as e:
         raise UsageError(str(e)) from None

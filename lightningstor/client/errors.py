@@ -163,8 +163,13 @@ def from_rpc_error(error: grpc.RpcError) -> LightningStorError:
             code, resource, fields = detail.code or code, detail.resource, dict(detail.fields)
     if not code:
         code = _bare_code(status, message)
-        # a bare SlowDown is caught as ``errors.SlowDown`` like the server's coded one
-        cls = CODE_CLASSES["SlowDown"] if code == "SlowDown" else STATUS_CLASSES.get(status, LightningStorError)
+        # A bare status has its status class, but the two codes read from a bare
+        # RESOURCE_EXHAUSTED's message are caught as ``errors.SlowDown`` and
+        # ``errors.EntityTooLarge``, like the server's coded ones.
+        if code in ("SlowDown", "EntityTooLarge"):
+            cls = CODE_CLASSES[code]
+        else:
+            cls = STATUS_CLASSES.get(status, LightningStorError)
     else:
         cls = CODE_CLASSES.get(code) or STATUS_CLASSES.get(status, LightningStorError)
     return cls(message, code=code, status=status, resource=resource, fields=fields)

@@ -33,6 +33,7 @@ from lightningstor.core.attributes import check_object_tags
 from lightningstor.core.copy import check_copy_changes, resolve_copy_source
 from lightningstor.core.multipart import PartRef, validate_part_number
 from lightningstor.core.objects import (
+    DEFAULT_CHECKSUM,
     READS_WHEN_REPLACED,
     PutAttrs,
     add_default_checksum,
@@ -101,6 +102,26 @@ def _read_conditions(request: Any, record: ObjectRecord) -> None:
         if value is not None:
             headers[header] = value
     conditions.check_read_conditions(headers, record.etag, record.created_at)
+
+
+# The fields of an UploadPart stream's first message that say what the part
+# is (the strings and number, then the optional ones); later messages carry
+# content only.
+_PART_NAMING_FIELDS = ("bucket", "key", "upload_id", "part_number")
+_PART_OPTIONAL_FIELDS = ("content_md5", "checksum_value", "content_length")
+
+
+def _refuse_part_header(message: pb.UploadPartRequest) -> None:
+    """INVALID_ARGUMENT for a later UploadPart message that sets a field of
+    the first's: its content would otherwise go silently to the part the
+    first message named, whatever this one names."""
+    named = [f for f in _PART_NAMING_FIELDS if getattr(message, f)]
+    named += [f for f in _PART_OPTIONAL_FIELDS if message.HasField(f)]
+    if named:
+        raise errors.InvalidArgument(
+            f"Only the first UploadPart message may set {named[0]}; later messages carry content only",
+            ArgumentName=named[0],
+        )
 
 
 def _feed(writer: Any, data: bytes) -> Any:
@@ -485,6 +506,8 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         received = 0
         try:
             for message in chain([first], requests):
+                if message is not first:
+                    _refuse_part_header(message)
                 if not message.content:
                     continue
                 received += len(message.content)
@@ -501,7 +524,14 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
                 raise errors.IncompleteBody(
                     f"The part ended after {received} of the {declared} bytes its content_length declares"
                 )
-            part = self.rpc.call(self._finish_part, upload, first.part_number, writer, attrs)
+            result = self.rpc.call(writer.finish)
+            # A stream its client cancelled (a deadline passed) can end here as
+            # an ordinary end of stream; grpcio marks the call inactive soon
+            # after, mostly while the writer's last chunk was being synced.
+            # Without a declared size that is the only sign the part is cut.
+            if not context.is_active():
+                raise errors.IncompleteBody("The call ended (cancelled, or past its deadline) before the part was stored")
+            part = self.rpc.call(self._commit_part, upload, first.part_number, result, attrs)
         except Exception as e:
             # A commit whose outcome is unknown (the metadata store went away
             # after it may have applied it) keeps its chunks: the part may be
@@ -511,8 +541,13 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
                 self.rpc.call(writer.abort)
             raise
         self.rpc.wrote(part.size)
+        checksums = part.checksums
+        if not checksums and part.default_checksum is not None:
+            # An upload without a checksum algorithm: the part's default
+            # CRC64NVME, as S3's UploadPart answers it.
+            checksums = {DEFAULT_CHECKSUM: part.default_checksum}
         return pb.UploadPartResponse(
-            part_number=part.part_number, etag=part.etag, size=part.size, checksums=convert.checksums(part.checksums)
+            part_number=part.part_number, etag=part.etag, size=part.size, checksums=convert.checksums(checksums)
         )
 
     @inlineCallbacks
@@ -533,12 +568,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         writer = self.core.multipart.new_part_writer(upload)
         return upload, writer, attrs
 
-    @inlineCallbacks
-    def _finish_part(self, upload: Any, part_number: int, writer: Any, attrs: PutAttrs) -> Any:
-        result = yield writer.finish()
+    def _commit_part(self, upload: Any, part_number: int, result: Any, attrs: PutAttrs) -> Any:
         checksums = verify_digests(attrs, result.md5_hex, result.digests)
-        part = yield self.core.multipart.commit_part(upload, part_number, result, checksums)
-        return part
+        return self.core.multipart.commit_part(upload, part_number, result, checksums)
 
     @unary
     def CompleteMultipartUpload(self, principal: Principal, request: pb.CompleteMultipartUploadRequest, context: grpc.ServicerContext) -> pb.CompleteMultipartUploadResponse:

@@ -22,8 +22,9 @@ idle streams.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -110,6 +111,7 @@ class GrpcService(Service):
         self.rpc.access_log = GrpcAccessLog() if access_log else None
         self.server: grpc.Server | None = None
         self.health = health.HealthServicer()
+        self._probe: _Probe | None = None
         self.bound_port: int | None = None
         self._health_loop: LoopingCall | None = None
         self._watchdog_loop: LoopingCall | None = None
@@ -186,7 +188,8 @@ class GrpcService(Service):
         )
         pb_grpc.add_ObjectServiceServicer_to_server(ObjectServicer(self.rpc), server)
         pb_grpc.add_BucketServiceServicer_to_server(BucketServicer(self.rpc), server)
-        health_pb2_grpc.add_HealthServicer_to_server(_Probe(self.health, probes), server)
+        self._probe = _Probe(self.health, probes)
+        health_pb2_grpc.add_HealthServicer_to_server(self._probe, server)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
             _Reflection(
                 reflection.ReflectionServicer((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)),
@@ -232,8 +235,11 @@ class GrpcService(Service):
         server, self.server = self.server, None
         if server is None:
             return
-        # Health first, so load balancers stop sending new calls.
+        # Health first, so load balancers stop sending new calls; a watcher
+        # gets its NOT_SERVING, then the end of its stream.
         self.health.enter_graceful_shutdown()
+        if self._probe is not None:
+            self._probe.end_watches()
         grace = self.options.grace_seconds
         stopped = server.stop(grace)
         deadline = time.monotonic() + grace + 1.0
@@ -252,14 +258,50 @@ class GrpcService(Service):
 
 
 class _Probe:
-    """The health servicer with ``Check`` and ``List`` on the probe pool
-    (``Watch`` does not hold a thread: grpcio's health servicer answers it
-    by callback)."""
+    """The health servicer with ``Check`` and ``List`` on the probe pool.
+
+    ``Watch`` does not hold a thread (grpcio's health servicer answers it by
+    callback), and its streams are ended when the server stops
+    (:meth:`end_watches`): they would otherwise stay open after their final
+    NOT_SERVING and hold the stop for its whole grace period.  ``List``,
+    which grpcio's servicer leaves unimplemented, answers what ``Check``
+    answers for each service the server reports.
+    """
 
     def __init__(self, servicer: health.HealthServicer, pool: ThreadPoolExecutor) -> None:
+        self._servicer = servicer
+        self._lock = threading.Lock()
+        self._watches: set[Callable[[Any], None]] = set()
         self.Check = own_pool(servicer.Check, pool)
-        self.List = own_pool(servicer.List, pool)
-        self.Watch = servicer.Watch
+        self.List = own_pool(self._list, pool)
+
+    def _list(self, request: Any, context: grpc.ServicerContext) -> health_pb2.HealthListResponse:
+        statuses = {}
+        for name in ("", *SERVICE_NAMES):
+            answer = self._servicer.Check(health_pb2.HealthCheckRequest(service=name), context)
+            statuses[name] = health_pb2.HealthCheckResponse(status=answer.status)
+        return health_pb2.HealthListResponse(statuses=statuses)
+
+    def Watch(self, request: Any, context: grpc.ServicerContext, send_response_callback: Callable[[Any], None]) -> None:
+        with self._lock:
+            self._watches.add(send_response_callback)
+        context.add_callback(lambda: self._forget(send_response_callback))
+        self._servicer.Watch(request, context, send_response_callback)
+
+    # grpcio hands a method with this attribute a callback to send with,
+    # instead of taking its answers from an iterator on a pool thread.
+    Watch.experimental_non_blocking = True  # type: ignore[attr-defined]
+
+    def _forget(self, send: Callable[[Any], None]) -> None:
+        with self._lock:
+            self._watches.discard(send)
+
+    def end_watches(self) -> None:
+        """End every open ``Watch`` stream (status OK, after the statuses it was sent)."""
+        with self._lock:
+            watches, self._watches = self._watches, set()
+        for send in watches:
+            send(None)
 
 
 class _Reflection:

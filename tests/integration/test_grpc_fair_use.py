@@ -182,6 +182,35 @@ def test_one_principal_over_its_cap_is_refused_while_others_are_served(
         assert _outcome(f, IDLE + SLACK) is not None
 
 
+def test_the_client_waits_out_a_refusal_while_its_principals_calls_run(
+    tenancy: Tenancy, ids: dict[str, Identity], channel: grpc.Channel
+) -> None:
+    """One client used from many threads (as documented): a call refused
+    because the principal's other calls hold its slots is tried again until
+    one ends, here 3 s later, instead of giving up after a fixed number of
+    tries (with these waits, under 2 s: the call failed with SlowDown)."""
+    from lightningstor.client import LightningStorClient, retry
+
+    admin = ids["acme-admin"]
+    _wait_free(channel, admin, IDLE + SLACK)
+    futures, streams = _open_silent(pb_grpc.ObjectServiceStub(channel), admin, CAP)
+    release = threading.Timer(3.0, lambda: [s.release.set() for s in streams])
+    release.start()
+    policy = retry.RetryPolicy(base=0.05, cap=0.5)
+    try:
+        with LightningStorClient.connect(f"grpc://{tenancy.server.grpc_endpoint}", access_key=admin.access_key,
+                                         secret_key=admin.secret_key, timeout=10, retry=policy) as client:  # fmt: skip
+            t0 = time.monotonic()
+            client.list_buckets()
+            assert time.monotonic() - t0 >= 2.5  # it did wait for a slot
+    finally:
+        release.cancel()
+        for s in streams:
+            s.release.set()
+    for f in futures:
+        assert _outcome(f, IDLE + SLACK) is not None
+
+
 def test_idle_upload_part_streams_are_ended_and_store_nothing(
     tenancy: Tenancy, ids: dict[str, Identity], channel: grpc.Channel
 ) -> None:

@@ -67,7 +67,8 @@ def test_bare_resource_exhausted_is_slowdown_unless_the_message_was_too_large() 
     big = errors.from_rpc_error(
         _Error(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9000000 vs. 8388608)")
     )
-    assert big.code == "EntityTooLarge"
+    assert big.code == "EntityTooLarge" and isinstance(big, errors.CODE_CLASSES["EntityTooLarge"])
+    assert big.status == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_cli_exit_status_for_a_bare_overload(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,13 +115,38 @@ def test_transient_failures_are_retried_only_for_idempotent_calls() -> None:
 
 
 def test_retries_are_bounded_and_jittered() -> None:
-    calls, fn = _failing(["SlowDown"] * 10)
+    calls, fn = _failing(["ServiceUnavailable"] * 10)
     waits: list[float] = []
     policy = retry.RetryPolicy(attempts=4, base=0.5, cap=1.0)
     with pytest.raises(errors.LightningStorError):
         retry.call(fn, policy, idempotent=True, sleep=waits.append)
     assert len(calls) == 4 and len(waits) == 3
     assert all(0 <= w <= 1.0 for w in waits)
+
+
+def test_refused_calls_are_retried_for_refused_seconds_not_only_attempts() -> None:
+    """A principal over its call cap waits for its other calls to end: a
+    refusal is tried again until ``refused_seconds`` have passed (it gave
+    up after ``attempts`` tries, about 3 s, and 9 of 20 concurrent
+    downloads through one client failed)."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    policy = retry.RetryPolicy(attempts=3, base=0.5, cap=1.0, refused_seconds=30.0)
+    calls, fn = _failing(["SlowDown"] * 20)
+    assert retry.call(fn, policy, idempotent=False, sleep=sleep, clock=lambda: now[0]) == "ok"
+    assert len(calls) == 21
+    calls, fn = _failing(["SlowDown"] * 1000)
+    began = now[0]
+    with pytest.raises(errors.LightningStorError):
+        retry.call(fn, policy, idempotent=False, sleep=sleep, clock=lambda: now[0])
+    assert 30 <= now[0] - began <= 31 and len(calls) > 30  # the budget, and at most one wait (cap) past it
+    calls, fn = _failing(["SlowDown"] * 5)
+    with pytest.raises(errors.LightningStorError):
+        retry.call(fn, retry.NO_RETRY, idempotent=False, sleep=sleep, clock=lambda: now[0])
+    assert len(calls) == 1
 
 
 def test_certificates_for_a_plaintext_endpoint_are_refused(tmp_path: Any) -> None:
