@@ -102,6 +102,8 @@ SIZE_BUCKETS = tuple(float(1 << n) for n in range(10, 33, 2)) + (5.0 * (1 << 30)
 # others hold zeros stamped at time 0): the most recent value is the truth.
 # Ignored in a single process.
 _GAUGE_MODE: Final = "mostrecent"
+# The operation label of a connection refused above limits.max_connections.
+TOO_MANY_CONNECTIONS: Final = "TooManyConnections"
 # Seconds between copies of a worker's plain counters (read cache, freed
 # chunks) into its metrics: keeps metric updates (a lock, and a file write
 # in multiprocess mode) off the request path.
@@ -196,6 +198,8 @@ class S3Metrics:
         # Registered by the first scrub report, so a server without the
         # background scrub exposes exactly the spec's families.
         self.scrub_errors: Counter | None = None
+        # Registered by the first connection a limit refuses or closes (the same reason).
+        self.connection_limits: Counter | None = None
         # Registered by the first lifecycle run (the same reason).
         self.lifecycle_actions: Counter | None = None
         # Registered by the first lease change (servers on a shared store only).
@@ -248,6 +252,24 @@ class S3Metrics:
             self.s3_errors.labels(summary.error_code, status).inc()
         if summary.object_size is not None:
             self.object_written(operation, summary.object_size)
+
+    def connection_limited(self, limit: str) -> None:
+        """A connection limit (s3/limits.py) refused or closed a connection.
+        A refusal is also a request answered 503 SlowDown (its request is
+        never read: operation ``TooManyConnections``), so that the 5xx
+        ratio of the requests shows an overloaded server."""
+        if self.connection_limits is None:
+            self.connection_limits = Counter(
+                "lightningstor_connection_limit_closes_total",
+                "S3 connections refused or closed by a connection limit, by limit.",
+                ["limit"],
+                registry=self.registry,
+            )
+        self.connection_limits.labels(limit).inc()
+        if limit == "max_connections":
+            self.requests.labels(TOO_MANY_CONNECTIONS, "503").inc()
+            self.request_duration.labels(TOO_MANY_CONNECTIONS).observe(0.0)
+            self.s3_errors.labels("SlowDown", "503").inc()
 
     def object_written(self, operation: str, size: int) -> None:
         """One object (or part) of ``size`` bytes stored by ``operation``

@@ -567,6 +567,7 @@ def _assemble(
             body_timeout=settings.limits.body_timeout_seconds,
             # A response the client stopped reading is a connection without traffic.
             send_timeout=settings.limits.idle_timeout_seconds,
+            on_limit=metrics.connection_limited,
         ),
     ).setServiceParent(listeners)
     if settings.server.grpc_enabled:

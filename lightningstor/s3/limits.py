@@ -42,6 +42,7 @@ connection policy, as ``policies.TimeoutFactory`` does):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IProtocolNegotiationFactory
@@ -155,7 +156,10 @@ class LimitedConnection(ProtocolWrapper):
             self._paused_in_window = self._paused
             self._body_timer = self.factory.reactor.callLater(self.factory.body_timeout, self._check_body)
             return
-        self.factory.bodies_timed_out += 1
+        self.factory.limited("body_timeout")
+        requests = getattr(self._channel, "requests", None)
+        if requests:  # the request whose body stopped: its summary says 400 RequestTimeout
+            requests[-1].answered_early = (400, "RequestTimeout")
         log.info(
             "Closing {peer}: request body brought {n} bytes in {seconds} s",
             peer=str(self.getPeer()), n=self._window_bytes, seconds=self.factory.body_timeout,
@@ -202,7 +206,7 @@ class LimitedConnection(ProtocolWrapper):
         if delivered is not None and delivered != self._delivered_mark:
             self._delivered_mark, self._delivered_at = delivered, now  # the client read something
         elif now - self._delivered_at >= self.factory.send_timeout:
-            self.factory.sends_timed_out += 1
+            self.factory.limited("send_timeout")
             log.info(
                 "Closing {peer}: the client read nothing of the response for {seconds} s",
                 peer=str(self.getPeer()), seconds=self.factory.send_timeout,
@@ -277,7 +281,7 @@ class LimitedConnection(ProtocolWrapper):
 
     def _too_slow(self) -> None:
         self._deadline = None
-        self.factory.headers_timed_out += 1
+        self.factory.limited("header_timeout")
         log.info(
             "Closing {peer}: request headers not complete after {seconds} s",
             peer=str(self.getPeer()), seconds=self.factory.header_timeout,
@@ -338,7 +342,14 @@ class ConnectionLimits(WrappingFactory[LimitedConnection]):
     handshake's aftermath but never decrypts twice).  ``max_connections``,
     ``header_timeout``, ``body_timeout`` and ``send_timeout`` 0 switch each
     limit off.  ``refused``, ``headers_timed_out``, ``bodies_timed_out`` and
-    ``sends_timed_out`` count what the limits did."""
+    ``sends_timed_out`` count what the limits did, and ``on_limit`` (the
+    metrics) is told each time: ``max_connections``, ``header_timeout``,
+    ``body_timeout`` or ``send_timeout``."""
+
+    _COUNTERS = {
+        "max_connections": "refused", "header_timeout": "headers_timed_out",
+        "body_timeout": "bodies_timed_out", "send_timeout": "sends_timed_out",
+    }  # fmt: skip
 
     protocol = LimitedConnection
 
@@ -351,6 +362,7 @@ class ConnectionLimits(WrappingFactory[LimitedConnection]):
         header_timeout: float,
         body_timeout: float = 0,
         send_timeout: float = 0,
+        on_limit: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(wrapped)
         self.reactor = reactor
@@ -362,6 +374,14 @@ class ConnectionLimits(WrappingFactory[LimitedConnection]):
         self.headers_timed_out = 0
         self.bodies_timed_out = 0
         self.sends_timed_out = 0
+        self.on_limit = on_limit
+
+    def limited(self, limit: str) -> None:
+        """One connection closed (or refused) by ``limit``."""
+        attribute = self._COUNTERS[limit]
+        setattr(self, attribute, getattr(self, attribute) + 1)
+        if self.on_limit is not None:
+            self.on_limit(limit)
 
     def acceptableProtocols(self) -> list[bytes]:
         """The site's ALPN protocols: TLS asks the factory it wraps (this
@@ -371,7 +391,7 @@ class ConnectionLimits(WrappingFactory[LimitedConnection]):
 
     def buildProtocol(self, addr: Any) -> Any:
         if self.max_connections and len(self.protocols) >= self.max_connections:
-            self.refused += 1
+            self.limited("max_connections")
             if self.refused == 1 or self.refused % 1000 == 0:
                 log.warn(
                     "Refusing connections above limits.max_connections={n} ({refused} so far)",

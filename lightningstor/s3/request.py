@@ -155,6 +155,10 @@ class S3Request(server.Request):
     _body_length: int | None = None
     # The whole body has arrived (requestReceived ran).
     _body_in = False
+    # (status, S3 code) of a response the connection layer wrote itself
+    # before closing (s3/limits.py: a body that stopped coming), which the
+    # request's summary reports instead of "client closed".
+    answered_early: tuple[int, str] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -29,10 +29,6 @@ CLIENT_CLOSED = 499
 # Requests answered without credentials (S3Api._probe): their path is not a bucket.
 _PROBES = frozenset({"Health", "Ready", "Metrics"})
 
-# Operations whose request body is the object written: its decoded length
-# is the object (or part) size.
-_BODY_IS_OBJECT = frozenset({"PutObject", "UploadPart"})
-
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__,
 # six times slower, and these are built for every request.  Treat as read-only.
@@ -94,21 +90,12 @@ def _query_text(query: str) -> str:
     return names
 
 
-def _int_header(headers: dict[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    if value is None or not value.isdigit():
-        return None
-    return int(value)
-
-
 def _object_size(call: Any, status: int) -> int | None:
+    """What the write handlers report they stored (``S3Call.object_size``):
+    a request's headers do not always state it (a plain chunked body)."""
     if not 200 <= status < 300:
         return None
     size: int | None = getattr(call, "object_size", None)
-    if size is None and call.op in _BODY_IS_OBJECT:
-        size = _int_header(call.headers, "x-amz-decoded-content-length")
-        if size is None:
-            size = _int_header(call.headers, "content-length")
     return size
 
 
@@ -142,8 +129,12 @@ def summarize(request: Any, completed: bool, bytes_in: int, now: float | None = 
     """
     now = time.monotonic() if now is None else now
     call = getattr(request, "s3call", None)
+    error_code = getattr(call, "error_code", None)
+    early = getattr(request, "answered_early", None)
     if completed or request.startedWriting:
         status = int(request.code)
+    elif early is not None:
+        status, error_code = early[0], error_code or early[1]
     else:
         status = CLIENT_CLOSED
     address = request.getClientAddress()
@@ -159,7 +150,7 @@ def summarize(request: Any, completed: bool, bytes_in: int, now: float | None = 
         key=target.key if target is not None else None,
         status=status,
         completed=completed,
-        error_code=getattr(call, "error_code", None),
+        error_code=error_code,
         bytes_in=bytes_in,
         bytes_out=int(request.sentLength),
         duration=max(0.0, now - call.started) if call is not None else 0.0,

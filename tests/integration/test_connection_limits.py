@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.raw import read_slowly
 from tests.integration.server import ServerProcess
+from tests.integration.test_workers import _metric_total
 
 CONFIG = """\
 [limits]
@@ -54,6 +55,39 @@ def _response(sock: socket.socket) -> bytes:
             return data
 
 
+def _limit_closes(server: ServerProcess, limit: str) -> float:
+    return _metric_total(server.endpoint, "lightningstor_connection_limit_closes_total", limit=limit)
+
+
+def _counted(server: ServerProcess) -> dict[str, float]:
+    """The metrics a limit's answer shows in (the scrape is a connection of its own)."""
+    return {
+        "refused": _limit_closes(server, "max_connections"),
+        "too_many": _metric_total(server.endpoint, "lightningstor_requests_total",
+                                  operation="TooManyConnections", status="503"),
+        "slow_down": _metric_total(server.endpoint, "lightningstor_s3_errors_total", code="SlowDown", status="503"),
+        "body_timeout": _limit_closes(server, "body_timeout"),
+        "put_400": _metric_total(server.endpoint, "lightningstor_requests_total", operation="PutObject", status="400"),
+        "put_499": _metric_total(server.endpoint, "lightningstor_requests_total", operation="PutObject", status="499"),
+        "request_timeout": _metric_total(server.endpoint, "lightningstor_s3_errors_total",
+                                         code="RequestTimeout", status="400"),
+        "header_timeout": _limit_closes(server, "header_timeout"),
+    }  # fmt: skip
+
+
+def _grew(server: ServerProcess, before: dict[str, float], **expected: float) -> None:
+    """Wait (a request is counted when its connection is gone) until the
+    metrics grew by ``expected`` (the others not at all)."""
+    deadline = time.monotonic() + 5
+    while True:
+        now = _counted(server)
+        grown = {k: now[k] - before[k] for k in now if now[k] != before[k]}
+        if grown == expected or time.monotonic() > deadline:
+            assert grown == expected
+            return
+        time.sleep(0.1)
+
+
 def _closed(sock: socket.socket) -> bool:
     try:
         sock.setblocking(False)
@@ -71,6 +105,7 @@ def test_headers_trickled_byte_by_byte_are_cut_off(limited: ServerProcess) -> No
     """A client sending its headers one byte every 0.25 s (never idle for the 3 s idle
     timeout) is disconnected about 2 s after its first byte, long before it finishes."""
     request = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 60 + b"\r\n\r\n"
+    counted = _counted(limited)
     sock = _connect(limited)
     began = time.monotonic()
     closed_at = None
@@ -89,6 +124,7 @@ def test_headers_trickled_byte_by_byte_are_cut_off(limited: ServerProcess) -> No
         sock.close()
     assert closed_at is not None, "the server waited for the whole trickled request"
     assert 1.5 <= closed_at - began <= 6.0
+    _grew(limited, counted, header_timeout=1)
 
 
 def test_headers_in_a_few_quick_pieces_are_served(limited: ServerProcess) -> None:
@@ -110,7 +146,10 @@ def test_headers_in_a_few_quick_pieces_are_served(limited: ServerProcess) -> Non
 
 def test_connections_above_the_cap_get_slow_down(limited: ServerProcess) -> None:
     """With max_connections = 4 and four connections open, a fifth gets 503 SlowDown
-    and is closed; once one of the four closes, a new connection is served again."""
+    and is closed; once one of the four closes, a new connection is served again.
+    The metrics count the refusal as a 503 SlowDown request (the 5xx ratio an
+    alert watches: no sign of the overload reached them before)."""
+    counted = _counted(limited)
     held = [_connect(limited) for _ in range(4)]
     try:
         time.sleep(0.2)  # the server has accepted all four
@@ -122,6 +161,8 @@ def test_connections_above_the_cap_get_slow_down(limited: ServerProcess) -> None
         assert reply.startswith(b"HTTP/1.1 503"), reply
         assert b"<Code>SlowDown</Code>" in reply
         held.pop().close()
+        held.pop().close()  # room for the scrape too
+        _grew(limited, counted, refused=1, too_many=1, slow_down=1)
         time.sleep(0.2)
         sock = _connect(limited)
         try:
@@ -138,7 +179,8 @@ def test_a_trickled_body_gets_request_timeout_and_stores_nothing(limited: Server
     """A signed PutObject whose body comes 20 bytes every 0.5 s (never idle for
     the 3 s idle timeout, but under 1 KiB per 2 s body period) is answered 400
     RequestTimeout and closed; the key does not exist.  A body sent at a
-    normal pace through boto3 is stored."""
+    normal pace through boto3 is stored.  The metrics count a 400
+    RequestTimeout (they counted a 499, as if the client had left)."""
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -149,6 +191,7 @@ def test_a_trickled_body_gets_request_timeout_and_stores_nothing(limited: Server
 
     s3 = make_client(limited.endpoint)
     s3.create_bucket(Bucket="slowbody")
+    counted = _counted(limited)
     req = AWSRequest("PUT", f"{limited.endpoint}/slowbody/k",
                      headers={"Content-Length": "100000", "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
     S3SigV4Auth(Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY), "s3", "us-east-1").add_auth(req)
@@ -177,6 +220,7 @@ def test_a_trickled_body_gets_request_timeout_and_stores_nothing(limited: Server
     assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
     assert b"<Code>RequestTimeout</Code>" in reply
     assert 1.5 <= time.monotonic() - began <= 8.0
+    _grew(limited, counted, body_timeout=1, put_400=1, request_timeout=1)
     with pytest.raises(ClientError):
         s3.head_object(Bucket="slowbody", Key="k")
     body = b"y" * (3 * 1024 * 1024)

@@ -163,6 +163,42 @@ def test_copies_and_completed_uploads_observe_the_size_they_wrote(server: Server
     }
 
 
+def test_chunked_bodies_observe_the_size_they_stored(server: ServerProcess) -> None:
+    """A PutObject and an UploadPart with a plain ``Transfer-Encoding:
+    chunked`` body state no size in their headers: the histogram observes
+    what was stored (neither was observed before)."""
+    import http.client
+
+    from tests.integration.test_streaming_uploads import _signed_headers
+
+    url = f"{server.endpoint}/metrics"
+    s3 = make_client(server.endpoint)
+    bucket = f"m-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    before = _samples(_scrape_text(url))
+    for path, size in ((f"/{bucket}/te", 150_000), (f"/{bucket}/mp?partNumber=1&uploadId={upload}", 4_000)):
+        headers = _signed_headers("PUT", f"{server.endpoint}{path}",
+                                  {"x-amz-content-sha256": "UNSIGNED-PAYLOAD", "Transfer-Encoding": "chunked"})  # fmt: skip
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            body = b"c" * size
+            conn.request("PUT", path, body=iter([body[: size // 2], body[size // 2 :]]), headers=headers, encode_chunked=True)
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+        finally:
+            conn.close()
+    after = _samples(_scrape_text(url))
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert [(delta("lightningstor_object_size_bytes_count", operation=op),
+             delta("lightningstor_object_size_bytes_sum", operation=op)) for op in ("PutObject", "UploadPart")] == [
+        (1, 150_000), (1, 4_000)]  # fmt: skip
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)
+
+
 def test_signed_get_of_metrics_path_is_s3_not_the_scrape(server: ServerProcess) -> None:
     """A signed GET /metrics is ListObjects on a bucket named "metrics", not the scrape."""
     s3 = make_client(server.endpoint)

@@ -526,13 +526,26 @@ def _request(op: str, headers: dict[str, str], *, code: int = 200, started_writi
 
 
 def test_summarize_reports_status_size_and_client_closed() -> None:
-    """A finished upload reports its status and the decoded body size as the object size;
-    a request cut off before any response is status 499, not completed, without a size."""
+    """A finished upload reports its status and the size its handler stored as the
+    object size (not a header's: a plain chunked body states none); a request cut
+    off before any response is status 499, not completed, without a size."""
     request = _request("PutObject", {"x-amz-decoded-content-length": "123", "content-length": "200"})
+    request.s3call.object_size = 123
     done = summarize(request, True, bytes_in=200, now=2.0)
     assert (done.status, done.completed, done.object_size, done.bytes_in, done.duration) == (200, True, 123, 200, 2.0)
     assert done.uri == "/b/k?partNumber&uploadId" and done.principal == "-"
     cut = summarize(_request("PutObject", {"content-length": "200"}), False, bytes_in=50, now=1.0)
     assert (cut.status, cut.completed, cut.object_size) == (CLIENT_CLOSED, False, None)
-    failed = summarize(_request("PutObject", {"content-length": "9"}, code=403), True, bytes_in=9, now=1.0)
-    assert failed.object_size is None
+    failed = _request("PutObject", {"content-length": "9"}, code=403)
+    failed.s3call.object_size = 9
+    assert summarize(failed, True, bytes_in=9, now=1.0).object_size is None
+
+
+def test_summarize_reports_a_response_the_connection_layer_wrote() -> None:
+    """A body that stopped coming is answered 400 RequestTimeout by the
+    connection layer, below the request: the summary says so (it said 499,
+    "client closed", and counted no error)."""
+    request = _request("PutObject", {"content-length": "200"})
+    request.answered_early = (400, "RequestTimeout")
+    cut = summarize(request, False, bytes_in=50, now=1.0)
+    assert (cut.status, cut.completed, cut.error_code, cut.object_size) == (400, False, "RequestTimeout", None)

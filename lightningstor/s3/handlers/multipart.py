@@ -219,6 +219,7 @@ def upload_part(api: Any, call: Any) -> Any:
         if not may_have_committed(e):
             call.sink.abort()
         raise
+    call.object_size = part.size  # the metrics' object size (a chunked body states none)
     headers = [("ETag", f'"{part.etag}"')]
     headers += [(f"x-amz-checksum-{a}", v) for a, v in sorted(part.checksums.items())]
     if part.default_checksum is not None and not part.checksums:

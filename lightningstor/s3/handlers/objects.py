@@ -395,6 +395,7 @@ def commit_upload(
         return failure
 
     def committed(_: Any) -> bytes:
+        call.object_size = record.size  # the metrics' object size (a chunked body states none)
         headers = [("ETag", record.quoted_etag)]
         headers += [(f"x-amz-checksum-{a}", v) for a, v in checksums.items()]
         if checksums:
