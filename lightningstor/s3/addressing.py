@@ -46,7 +46,13 @@ def host_bucket(host: str | None, domain: str) -> str | None:
     (virtual-hosted style, and the website endpoint's ``website_domain``)."""
     if not host:
         return None
-    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    hostname, port = host, ""
+    if ":" in host and not host.endswith("]"):  # not a bare IPv6 literal
+        hostname, _, port = host.rpartition(":")
+    if port and not (port.isascii() and port.isdigit()):
+        # Not a port (RFC 3986 §3.2.3): "b.domain:@evil.example" names no
+        # bucket here, and is never copied into a website redirect.
+        return None
     hostname = hostname.lower().rstrip(".")
     if hostname.endswith("." + domain):
         return hostname[: -len(domain) - 1] or None

@@ -118,7 +118,7 @@ def _parse_rule(element: Element) -> WebsiteRoutingRule:
             prefix = leaf_text(condition["KeyPrefixEquals"])
         if "HttpErrorCodeReturnedEquals" in condition:
             code = leaf_text(condition["HttpErrorCodeReturnedEquals"]).strip()
-            if not (code.isdigit() and len(code) == 3 and code[0] in "45"):
+            if not (code.isascii() and code.isdigit() and len(code) == 3 and code[0] in "45"):
                 raise _invalid(
                     f"The provided HTTP error code ({code}) is not valid. Valid codes are 4XX or 5XX.",
                     "HttpErrorCodeReturnedEquals",
@@ -139,7 +139,7 @@ def _parse_redirect(element: Element) -> WebsiteRedirect:
             "You can only define ReplaceKeyPrefix or ReplaceKey but not both.", "ReplaceKeyPrefixWith", "not null"
         )
     code = leaf_text(parts["HttpRedirectCode"]).strip() if "HttpRedirectCode" in parts else None
-    if code is not None and not (code.isdigit() and len(code) == 3 and code[0] == "3" and code != "300"):
+    if code is not None and not (code.isascii() and code.isdigit() and len(code) == 3 and code[0] == "3" and code != "300"):
         raise _invalid(
             f"The provided HTTP redirect code ({code}) is not valid. Valid codes are 3XX except 300.",
             "HttpRedirectCode",

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lightningstor.auth import sigv4
-from lightningstor.s3.addressing import absolute_authority, parse_target
+from lightningstor.s3.addressing import absolute_authority, host_bucket, parse_target
 
 _QUERY = st.lists(
     st.sampled_from(["a", "Z", "0", "-", "_", ".", "~", "/", "%", "+", " ", "=", "&", ";", "%2F", "%41",
@@ -55,3 +55,15 @@ def test_absolute_authority_is_the_host_of_an_absolute_form_target() -> None:
     assert absolute_authority(b"http:///k") == ""
     for target in (b"/b/k", b"/b/http://x/", b"*", b"evil:443", b"health", b"://h/"):
         assert absolute_authority(target) is None, target
+
+
+def test_a_host_names_a_bucket_only_with_a_numeric_port() -> None:
+    """``Host: b.domain:@evil.example`` named bucket b, and a website
+    redirect copied that Host into its Location (a browser reads it as
+    user info before the host evil.example).  What follows the last colon
+    must be a port (RFC 3986 §3.2.3), else the Host names no bucket."""
+    assert host_bucket("site.web.test", "web.test") == "site"
+    assert host_bucket("Site.Web.Test.:8080", "web.test") == "site"
+    assert host_bucket("site.web.test:", "web.test") == "site"  # an empty port is allowed
+    for host in ("site.web.test:@evil.example", "site.web.test:80x", "site.web.test:\uff18\uff10", "[::1]", "web.test"):
+        assert host_bucket(host, "web.test") is None, host

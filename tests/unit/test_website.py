@@ -55,8 +55,11 @@ def test_not_a_website_document(body: bytes) -> None:
     assert info.value.code == "MalformedXML"
 
 
-@pytest.mark.parametrize("code", ["300", "200", "3000", "abc", "404"])
+@pytest.mark.parametrize("code", ["300", "200", "3000", "abc", "404", "3\u00b21", "3\uff107"])
 def test_redirect_code_must_be_3xx_but_not_300(code: str) -> None:
+    """Digits are ASCII digits: "3²1" passed str.isdigit, was stored, and
+    every request the rule matched failed with a 500 (int() refused it);
+    a full-width zero was stored and answered as 307."""
     body = (f"<WebsiteConfiguration><IndexDocument><Suffix>i</Suffix></IndexDocument><RoutingRules><RoutingRule>"
             f"<Redirect><HttpRedirectCode>{code}</HttpRedirectCode></Redirect></RoutingRule></RoutingRules>"
             "</WebsiteConfiguration>").encode()
@@ -122,3 +125,13 @@ def test_error_page_escapes_and_lists_fields() -> None:
     assert b"<li>Code: NoSuchKey</li>" in page
     assert b"<li>Key: &lt;x&gt;</li>" in page
     assert b"<li>RequestId: REQ</li>" in page
+
+
+@pytest.mark.parametrize("code", ["4\u00b24", "4\uff104", "4x4"])
+def test_error_code_condition_must_be_three_ascii_digits(code: str) -> None:
+    body = (f"<WebsiteConfiguration><IndexDocument><Suffix>i</Suffix></IndexDocument><RoutingRules><RoutingRule>"
+            f"<Condition><HttpErrorCodeReturnedEquals>{code}</HttpErrorCodeReturnedEquals></Condition>"
+            "<Redirect><HostName>h</HostName></Redirect></RoutingRule></RoutingRules></WebsiteConfiguration>").encode()
+    with pytest.raises(errors.S3Error) as info:
+        parse_website_configuration(body)
+    assert (info.value.code, info.value.fields["ArgumentName"]) == ("InvalidArgument", "HttpErrorCodeReturnedEquals")
