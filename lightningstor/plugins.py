@@ -12,25 +12,15 @@ register :class:`LazyFactory` objects: the backend a server is configured
 with is imported when it is selected, the others never (they cost each
 worker process about 5 MiB: etcd, the distributed store and its node
 client, the aegis client).
-
-Worker processes do not search again: the process that starts them found
-the configured plugins with ``getPlugins`` and names, in
-:data:`RESOLVED_ENV`, the plugin module each one lives in; a worker imports
-just those modules.  Twisted's plugin cache, which a search unpickles,
-refers to every installed plugin's interfaces, and unpickling it imports
-them (``twisted.trial`` and ``unittest`` among them): about 1 MiB in each
-worker.  A name the variable does not resolve is searched for as usual.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import os
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from twisted.plugin import IPlugin, getCache, getPlugins
+from twisted.plugin import IPlugin, getPlugins
 from zope.interface import directlyProvides
 
 from lightningstor.errors import ConfigError
@@ -42,9 +32,6 @@ if TYPE_CHECKING:
     from lightningstor.config import Settings
 
 T = TypeVar("T")
-
-# The environment variable naming each configured plugin's module, for workers.
-RESOLVED_ENV = "LIGHTNINGSTOR_PLUGIN_MODULES"
 
 # ``[metadata] backend = "chainfire"`` is the SPEC's name for the platform KV
 # store; etcd plays that role, so the two names select the same plugin.
@@ -101,25 +88,17 @@ def available_authorizers() -> dict[str, Any]:
 
 def find_authorizer_factory(name: str, *, load: bool = True) -> Any:
     """The ``IAuthorizerFactory`` called ``name`` (``[iam] authorizer``)."""
-    return _find(IAuthorizerFactory, name, "iam.authorizer", "authorizer", load=load)
+    return _find(name, available_authorizers(), "iam.authorizer", "authorizer", load=load)
 
 
 def find_storage_factory(name: str, *, load: bool = True) -> Any:
     """The ``IStorageBackendFactory`` called ``name``; ConfigError lists the others."""
-    return _find(IStorageBackendFactory, name, "storage.backend", "storage backend", load=load)
+    return _find(name, available_storage_backends(), "storage.backend", "storage backend", load=load)
 
 
 def find_metadata_factory(name: str, *, load: bool = True) -> Any:
     name = ALIASES["metadata"].get(name, name)
-    return _find(IMetadataStoreFactory, name, "metadata.backend", "metadata store", load=load)
-
-
-def _configured(settings: Any) -> list[tuple[Any, str]]:
-    return [
-        (IMetadataStoreFactory, ALIASES["metadata"].get(settings.metadata.backend, settings.metadata.backend)),
-        (IStorageBackendFactory, settings.storage.backend),
-        (IAuthorizerFactory, settings.iam.authorizer),
-    ]
+    return _find(name, available_metadata_stores(), "metadata.backend", "metadata store", load=load)
 
 
 def check_configured(settings: Any) -> None:
@@ -131,55 +110,15 @@ def check_configured(settings: Any) -> None:
     find_authorizer_factory(settings.iam.authorizer, load=False)
 
 
-def resolved_modules(settings: Any) -> dict[str, str]:
-    """For :data:`RESOLVED_ENV`: the plugin module (``twisted.plugins.X``)
-    of each plugin the settings select, found as ``getPlugins`` finds them."""
-    import twisted.plugins
-
-    wanted = {(interface, name) for interface, name in _configured(settings)}
-    modules: dict[str, str] = {}
-    for dropin in getCache(twisted.plugins).values():
-        for cached in dropin.plugins:
-            for interface, name in wanted:
-                if interface in cached.provided and getattr(cached.load(), "name", None) == name:
-                    modules.setdefault(_resolved_key(interface, name), dropin.moduleName)
-    return modules
-
-
-def _resolved_key(interface: Any, name: str) -> str:
-    return f"{interface.__name__}:{name}"
-
-
-def _resolved(interface: Any, name: str) -> Any:
-    """The plugin :data:`RESOLVED_ENV` places in a module, or None."""
+def _find(name: str, found: dict[str, Any], key: str, what: str, *, load: bool = True) -> Any:
     try:
-        module_name = json.loads(os.environ.get(RESOLVED_ENV) or "{}").get(_resolved_key(interface, name))
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(module_name, str) or not module_name.startswith("twisted.plugins."):
-        return None
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    for value in vars(module).values():
-        if IPlugin.providedBy(value) and interface.providedBy(value) and getattr(value, "name", None) == name:
-            return value
-    return None
-
-
-def _find(interface: Any, name: str, key: str, what: str, *, load: bool = True) -> Any:
-    plugin = _resolved(interface, name)
-    if plugin is None:
-        found = _plugins(interface)
-        try:
-            plugin = found[name]
-        except KeyError:
-            names = ", ".join(sorted(found)) or "none"
-            raise ConfigError(
-                f"{key}: no {what} plugin named {name!r} is installed (found: {names}); "
-                "a plugin module that failed to import is logged by twisted.plugin"
-            ) from None
+        plugin = found[name]
+    except KeyError:
+        names = ", ".join(sorted(found)) or "none"
+        raise ConfigError(
+            f"{key}: no {what} plugin named {name!r} is installed (found: {names}); "
+            "a plugin module that failed to import is logged by twisted.plugin"
+        ) from None
     return plugin.load() if load and isinstance(plugin, LazyFactory) else plugin
 
 

@@ -7,7 +7,6 @@ the config file happen in :mod:`lightningstor.config` so that
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -102,20 +101,17 @@ def makeService(options: Any) -> IService:
                 check_worker_grpc_port(user, parse_address(settings.server.grpc_addr, key="server.grpc_addr")[1])
             # [server] workers: this process only binds and supervises
             # (lightningstor.workers); the children run build().
-            # A plugin name nothing provides fails here, with its message,
-            # rather than in each worker (a daemon's workers have no stderr);
-            # the workers import the modules found here, without a search.
-            plugins.check_configured(settings)
-            env = dict(os.environ)
-            env[plugins.RESOLVED_ENV] = json.dumps(plugins.resolved_modules(settings), sort_keys=True)
             supervisor = WorkerSupervisor(
                 settings,
                 reactor,
                 child_argv(options, settings),
-                env,
+                dict(os.environ),
                 log=supervisor_log(settings, parent),
                 pidfile=None if parent is None else parent.get("pidfile") or None,
             )
+            # A plugin name nothing provides fails here, with its message,
+            # rather than in each worker (a daemon's workers have no stderr).
+            plugins.check_configured(settings)
             supervisor.bind()
             service: IService = supervisor
         else:
