@@ -98,6 +98,23 @@ def write_if_match(headers: Mapping[str, str]) -> str | None:
     return headers.get("if-match", "").strip() or None
 
 
+# DeleteObject's conditions AWS supports "only for directory buckets".
+DIRECTORY_BUCKET_DELETE_HEADERS = ("x-amz-if-match-last-modified-time", "x-amz-if-match-size")
+
+
+def refuse_directory_bucket_conditions(headers: Mapping[str, str]) -> None:
+    """501 NotImplemented for a DeleteObject that asks to delete only if the
+    object has a size or modification time: a client sending them believes
+    the delete is conditional, and ignoring them would delete regardless."""
+    for name in DIRECTORY_BUCKET_DELETE_HEADERS:
+        if name in headers:
+            raise errors.NotImplementedS3(
+                "A header you provided implies functionality that is not implemented",
+                Header=name,
+                additionalMessage="Conditional deletes by size or modification time are not supported",
+            )
+
+
 def write_if_none_match_any(headers: Mapping[str, str]) -> bool:
     """Whether a write (PutObject, CompleteMultipartUpload, CopyObject) asks
     ``If-None-Match: *``, "create only".

@@ -188,8 +188,9 @@ def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]
     an empty ``<VersionId/>`` means no version.  An entry's ``<ETag>`` makes
     its deletion conditional (AWS's conditional deletes: the ETag, or ``*``
     for "exists"); empty or absent means none.  The directory-bucket
-    conditions (``LastModifiedTime``, ``Size``) and other unknown children
-    are ignored.  The body cap is :data:`MAX_DELETE_BODY`.
+    conditions (``LastModifiedTime``, ``Size``) are 501 NotImplemented (a
+    client sending one believes the delete is conditional); other unknown
+    children are ignored.  The body cap is :data:`MAX_DELETE_BODY`.
     """
     root = expect_root(body, "Delete", max_size=MAX_DELETE_BODY)
     quiet = False
@@ -210,6 +211,12 @@ def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]
             objects.append((key, version_id or None))
             etag_element = _child(element, "ETag")
             etags.append((leaf_text(etag_element).strip() or None) if etag_element is not None else None)
+            for condition in ("LastModifiedTime", "Size"):
+                if _child(element, condition) is not None:
+                    raise errors.NotImplementedS3(
+                        f"Conditional deletes by {condition} are not supported",
+                        additionalMessage=f"The Object element {condition} is not supported",
+                    )
             if len(objects) > MAX_DELETE_OBJECTS:
                 raise errors.MalformedXML()
     if not objects:

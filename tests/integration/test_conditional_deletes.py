@@ -42,6 +42,26 @@ def test_delete_if_match_stale_etag_is_412_and_keeps_the_object(c: Any, bkt: str
     assert _keys(c, bkt) == []
 
 
+def test_directory_bucket_delete_conditions_are_not_implemented_and_delete_nothing(c: Any, bkt: str) -> None:
+    """x-amz-if-match-size / -last-modified-time (DeleteObject) and an
+    entry's Size / LastModifiedTime (DeleteObjects), which AWS supports for
+    directory buckets only: 501 NotImplemented, nothing deleted.  They were
+    ignored, so a "delete only if still 3 bytes" deleted the newer object."""
+    from datetime import UTC, datetime
+
+    c.put_object(Bucket=bkt, Key="k", Body=b"newer and longer")
+    when = datetime(2020, 1, 1, tzinfo=UTC)
+    for condition in ({"IfMatchSize": 3}, {"IfMatchLastModifiedTime": when}):
+        with pytest.raises(ClientError) as e:
+            c.delete_object(Bucket=bkt, Key="k", **condition)
+        assert _error(e) == (501, "NotImplemented")
+    for entry in ({"Key": "k", "Size": 3}, {"Key": "k", "LastModifiedTime": when}):
+        with pytest.raises(ClientError) as e:
+            c.delete_objects(Bucket=bkt, Delete={"Objects": [entry]})
+        assert _error(e) == (501, "NotImplemented")
+    assert c.get_object(Bucket=bkt, Key="k")["Body"].read() == b"newer and longer"
+
+
 def test_delete_if_match_star_needs_an_object(c: Any, bkt: str) -> None:
     with pytest.raises(ClientError) as e:
         c.delete_object(Bucket=bkt, Key="absent", IfMatch="*")

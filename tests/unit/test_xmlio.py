@@ -296,12 +296,17 @@ def test_delete_objects_empty_version_is_none() -> None:
 
 
 def test_delete_objects_etag_conditions_and_unknown_elements() -> None:
-    """An entry's ETag is its delete condition (empty: none); the
-    directory-bucket conditions (Size, LastModifiedTime) and unknown
-    elements do not break parsing."""
-    body = (b"<Delete><Object><Key>a</Key><ETag> x </ETag><Size>3</Size></Object>"
+    """An entry's ETag is its delete condition (empty: none); unknown
+    elements do not break parsing; the directory-bucket conditions (Size,
+    LastModifiedTime) are NotImplemented, not ignored (ignored, the entry
+    was deleted whatever its size)."""
+    body = (b"<Delete><Object><Key>a</Key><ETag> x </ETag><Other>3</Other></Object>"
             b"<Object><Key>b</Key><ETag/></Object><Object><Key>c</Key><ETag>*</ETag></Object><Extra/></Delete>")
     assert xmlio.parse_delete_objects(body) == (False, [("a", None), ("b", None), ("c", None)], ["x", None, "*"])
+    for condition in (b"<Size>3</Size>", b"<LastModifiedTime>2026-11-28T00:00:00Z</LastModifiedTime>"):
+        with pytest.raises(errors.S3Error) as e:
+            xmlio.parse_delete_objects(b"<Delete><Object><Key>a</Key>" + condition + b"</Object></Delete>")
+        assert (e.value.code, e.value.status) == ("NotImplemented", 501)
 
 
 def test_delete_objects_limit() -> None:

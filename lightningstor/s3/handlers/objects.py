@@ -620,6 +620,7 @@ def delete_object(api: Any, call: Any) -> Any:
     principal, _ = yield call.auth.get()
     bucket = yield api.bucket(call, principal)
     version = _version_param(call)
+    conditions.refuse_directory_bucket_conditions(call.headers)
     # A conditional delete (AWS, general purpose buckets since 2025): an ETag
     # or "*", checked in the deleting transaction.
     if_match = conditions.write_if_match(call.headers)
