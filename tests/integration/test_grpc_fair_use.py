@@ -193,14 +193,29 @@ def test_the_client_waits_out_a_refusal_while_its_principals_calls_run(
 
     admin = ids["acme-admin"]
     _wait_free(channel, admin, IDLE + SLACK)
-    futures, streams = _open_silent(pb_grpc.ObjectServiceStub(channel), admin, CAP)
+    stub = pb_grpc.ObjectServiceStub(channel)
+    futures, streams = _open_silent(stub, admin, CAP)
+    deadline = time.monotonic() + 10
+    while True:  # until the silent streams hold every slot
+        try:
+            _list_buckets_ok(channel, admin)  # holds a slot while it runs, if it gets one
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            break  # refused: the streams hold every slot
+        assert time.monotonic() < deadline, "the silent streams never held the principal's slots"
+        # A stream that arrived while the probe held a slot was refused: open it again.
+        for i, f in enumerate(futures):
+            if f.done():
+                streams[i].release.set()
+                (futures[i],), (streams[i],) = _open_silent(stub, admin, 1)
+        time.sleep(0.1)
     release = threading.Timer(3.0, lambda: [s.release.set() for s in streams])
-    release.start()
     policy = retry.RetryPolicy(base=0.05, cap=0.5)
     try:
         with LightningStorClient.connect(f"grpc://{tenancy.server.grpc_endpoint}", access_key=admin.access_key,
                                          secret_key=admin.secret_key, timeout=10, retry=policy) as client:  # fmt: skip
             t0 = time.monotonic()
+            release.start()
             client.list_buckets()
             assert time.monotonic() - t0 >= 2.5  # it did wait for a slot
     finally:
