@@ -50,6 +50,8 @@ log = Logger()
 SERVICE_NAMES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
 # The call paths of those services (``/lightningstor.v1.ObjectService/...``).
 _OWN_PREFIX = f"/{pb.DESCRIPTOR.package}."
+# The names the health service reports: the server ("") and each API service.
+_HEALTH_NAMES = ("", *SERVICE_NAMES)
 HEALTH_INTERVAL_SECONDS = 5.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -217,7 +219,7 @@ class GrpcService(Service):
         self._executors = []
 
     def _set_health(self, status: int) -> None:
-        for name in ("", *SERVICE_NAMES):
+        for name in _HEALTH_NAMES:
             self.health.set(name, status)
 
     @inlineCallbacks
@@ -277,7 +279,7 @@ class _Probe:
 
     def _list(self, request: Any, context: grpc.ServicerContext) -> health_pb2.HealthListResponse:
         statuses = {}
-        for name in ("", *SERVICE_NAMES):
+        for name in _HEALTH_NAMES:
             answer = self._servicer.Check(health_pb2.HealthCheckRequest(service=name), context)
             statuses[name] = health_pb2.HealthCheckResponse(status=answer.status)
         return health_pb2.HealthListResponse(statuses=statuses)

@@ -93,10 +93,7 @@ def _query_text(query: str) -> str:
 def _object_size(call: Any, status: int) -> int | None:
     """What the write handlers report they stored (``S3Call.object_size``):
     a request's headers do not always state it (a plain chunked body)."""
-    if not 200 <= status < 300:
-        return None
-    size: int | None = getattr(call, "object_size", None)
-    return size
+    return getattr(call, "object_size", None) if 200 <= status < 300 else None
 
 
 def _uri(request: Any, call: Any) -> str:

@@ -8,15 +8,14 @@ from __future__ import annotations
 import socket
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.raw import read_slowly
 from tests.integration.server import ServerProcess
+from tests.integration.test_metrics import _samples, _scrape_text, _value
 
 CONFIG = """\
 [limits]
@@ -77,18 +76,13 @@ def _counted(server: ServerProcess) -> dict[str, float]:
     deadline = time.monotonic() + 10
     while True:
         try:
-            with urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=10) as r:
-                text = r.read().decode()
+            samples = _samples(_scrape_text(f"{server.endpoint}/metrics"))
             break
         except urllib.error.HTTPError as e:
             if e.code != 503 or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
-    return {
-        short: sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
-        for short, (name, labels) in _COUNTED.items()
-    }
+    return {short: _value(samples, name, **labels) for short, (name, labels) in _COUNTED.items()}
 
 
 def _grew(server: ServerProcess, before: dict[str, float], **expected: float) -> None:
