@@ -47,6 +47,7 @@ from lightningstor.errors import ConfigError
 from lightningstor.metrics import attach_metrics
 from lightningstor.s3.accesslog import AccessLog
 from lightningstor.s3.app import S3Api, S3Options, S3Site
+from lightningstor.s3.channel import S3Channel
 from lightningstor.s3.limits import ConnectionLimits
 from lightningstor.storage.chunks import ChunkManager
 from lightningstor.tcp import listen_now, prepare_s3_port
@@ -171,6 +172,14 @@ class S3Service(Service):
         super().stopService()
         if self.port is not None:
             yield self.port.stopListening()
+        # No new requests on the connections already open either: idle
+        # ones close now, busy ones after their answers (s3/channel.py).
+        connections = self._connections
+        if connections is not None:
+            for connection in list(connections.protocols):
+                wrapped = getattr(connection, "wrappedProtocol", None)
+                if isinstance(wrapped, S3Channel):
+                    wrapped.end_keep_alive()
         deadline = time.monotonic() + self.drain_timeout
         while self.site.api.inflight and time.monotonic() < deadline:
             d: Deferred[None] = Deferred()
@@ -184,7 +193,6 @@ class S3Service(Service):
         # drop.  Closing each connection gracefully sends what it holds
         # first (idle keep-alive connections just close); wait for that, in
         # the same bound.
-        connections = self._connections
         if connections is not None:
             for connection in list(connections.protocols):
                 # The HTTP channel's own close: it unregisters itself as its

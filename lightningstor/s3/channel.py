@@ -34,6 +34,11 @@ Why a subclass, and why built directly:
   off a client that stops reading a response (s3/limits.py).
 - Framings that RFC 9112 refuses, and request heads over the size limits,
   get an answer (:class:`~lightningstor.s3.framing.StrictHTTPChannel`).
+- When the server stops, keep-alive ends (:meth:`S3Channel.end_keep_alive`):
+  an idle connection closes at once, a busy one after its answer, which
+  says ``Connection: close`` if its head is not sent yet.  Kept alive, a
+  client with steady traffic was served new requests for the whole drain,
+  which then ran to its timeout and cut whatever was in flight then.
 """
 
 from __future__ import annotations
@@ -67,6 +72,28 @@ class S3Channel(StrictHTTPChannel):
     hold_head = False
     _held_head: bytes | None = None
     _host: Any = None
+    _keep_alive_ended = False
+
+    def end_keep_alive(self) -> None:
+        """The server is stopping: serve no further request here.  Idle,
+        the connection closes now; otherwise after the answers to what it
+        has received, which say ``Connection: close`` where their heads are
+        not written yet (a request still arriving says it when its body is
+        in, :meth:`checkPersistence`)."""
+        self._keep_alive_ended = True
+        self.persistent = False
+        if not self.requests:
+            self.loseConnection()
+            return
+        for request in self.requests:
+            if not request.startedWriting:
+                request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        if self._keep_alive_ended:
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return super().checkPersistence(request, version)  # type: ignore[no-any-return]
 
     def getHost(self) -> Any:
         """The local address, asked of the socket once per connection:

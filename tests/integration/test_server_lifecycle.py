@@ -291,3 +291,69 @@ def test_a_second_sigterm_or_a_sigint_during_the_drain_is_ignored(tmp_path: Path
         assert "ReactorNotRunning" not in text and "Traceback" not in text, text[-3000:]
     finally:
         server.stop()
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` (EOF) within ``within`` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_ends_keep_alive_idle_connections_at_once_busy_ones_after_their_answer(
+    tmp_path: Path, workers: int
+) -> None:
+    """SIGTERM closes the S3 port and ends keep-alive on the connections
+    already open: an idle one is closed at once, one with an upload in
+    flight gets its answer with ``Connection: close`` and is closed after
+    it, and the stop then ends without waiting out its timeout.  Before,
+    an idle keep-alive connection stayed open through the drain and was
+    served new requests: a client with steady traffic kept the drain busy
+    until its timeout cut whatever was in flight then."""
+    timeout = 20.0
+    config = tmp_path / "server.toml"
+    config.write_text(f"[storage]\nmin_free_bytes = 0\n[server]\nshutdown_timeout_seconds = {timeout}\n")
+    server = ServerProcess(tmp_path / "data", config=str(config), extra_args=["--workers", str(workers)]).start()
+    if workers > 1:
+        server.ready_workers(workers)
+    assert server.port is not None
+    keep_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    busy: socket.socket | None = None
+    try:
+        make_client(server.endpoint).create_bucket(Bucket="alive")
+        keep_alive.request("GET", "/health")
+        answer = keep_alive.getresponse()
+        assert (answer.status, answer.getheader("connection")) == (200, None)
+        answer.read()
+        idle = keep_alive.sock
+        assert idle is not None
+        size = 1 << 20
+        busy = _half_sent_put(server, "alive", "k", size)
+        time.sleep(0.3)
+        assert server.proc is not None
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert _closed_by_server(idle, 5.0), "an idle keep-alive connection stayed open through the drain"
+        assert server.proc.poll() is None  # still draining: the upload is in flight
+        busy.sendall(b"x" * (size - size // 2))
+        answer = http.client.HTTPResponse(busy)
+        answer.begin()
+        answer.read()
+        assert (answer.status, answer.getheader("connection")) == (200, "close")
+        assert _closed_by_server(busy, 5.0)
+        assert server.proc.wait(timeout) in (0, -signal.SIGTERM)
+        took = time.monotonic() - signalled
+        server.proc = None
+        assert took < timeout / 2, f"the stop took {took:.1f} s once nothing was in flight"
+        server.start()
+        assert make_client(server.endpoint).get_object(Bucket="alive", Key="k")["Body"].read() == b"x" * size
+    finally:
+        keep_alive.close()
+        if busy is not None:
+            busy.close()
+        server.stop()
