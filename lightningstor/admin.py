@@ -486,6 +486,10 @@ SUBCOMMANDS.update(admin_quotas.subcommands())
 from lightningstor import admin_sse  # noqa: E402
 
 SUBCOMMANDS.update(admin_sse.subcommands())
+# Online backup of a SQLite + local data directory, likewise.
+from lightningstor import admin_backup  # noqa: E402
+
+SUBCOMMANDS.update(admin_backup.subcommands())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""lightningstor.backup on files made here (the end-to-end run against a
+real server is tests/integration/test_backup.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lightningstor.backup import BackupFailed, Sources, take_backup
+
+
+def _source(tmp_path: Path) -> Sources:
+    """A database with the SQLite store's table and no records, and two
+    chunk files nothing lists."""
+    tmp_path.mkdir()
+    database = tmp_path / "metadata.db"
+    conn = sqlite3.connect(database)
+    conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB NOT NULL, mod_revision INTEGER NOT NULL)")
+    conn.commit()
+    conn.close()
+    chunks = tmp_path / "data" / "chunks" / "ab"
+    chunks.mkdir(parents=True)
+    for name in ("ab01", "ab02"):
+        (chunks / name).write_bytes(b"x" * 10)
+    (chunks / "not-a-chunk.txt").write_text("ignored")
+    return Sources(str(database), str(tmp_path / "data" / "chunks"), str(tmp_path / "master.key"))
+
+
+def test_chunks_nothing_lists_are_left_out(tmp_path: Path) -> None:
+    report = take_backup(_source(tmp_path / "src"), str(tmp_path / "dest"))
+    assert (report.copied_ahead, report.left_out, report.chunks, report.bytes) == (2, 2, 0, 0)
+    assert (report.master_key, report.records) == (False, 0)
+    files = sorted(p.relative_to(tmp_path / "dest").as_posix() for p in (tmp_path / "dest").rglob("*") if p.is_file())
+    assert files == ["BACKUP.json", "metadata.db"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupted_backup_removes_what_it_wrote(tmp_path: Path, existing: bool) -> None:
+    """Interrupted between two files: BackupFailed, and the destination is
+    gone (created by the backup) or empty again (given empty)."""
+    dest = tmp_path / "dest"
+    if existing:
+        dest.mkdir()
+    asked = []
+
+    def stopping() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # after the first chunk file
+
+    with pytest.raises(BackupFailed, match="interrupted"):
+        take_backup(_source(tmp_path / "src"), str(dest), stopping=stopping)
+    assert (dest.is_dir() and list(dest.iterdir()) == []) if existing else not dest.exists()
+
+
+def test_a_destination_in_use_is_refused_untouched(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "mine").write_text("keep")
+    with pytest.raises(BackupFailed, match="is not empty"):
+        take_backup(_source(tmp_path / "src"), str(dest))
+    assert [p.name for p in dest.iterdir()] == ["mine"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BackupFailed, match="not a directory"):
+        take_backup(_source(tmp_path / "src2"), str(tmp_path / "file"))
