@@ -10,7 +10,8 @@ module parses options and prints.  The backup is itself a data directory:
 
 Exit status: 0 when the backup is complete (``DEST/BACKUP.json`` written),
 1 when it failed (what it wrote is removed; the message says why), 2 when it
-cannot be taken here (another store or backend, ``DEST`` not empty), 130
+cannot be taken here (another store or backend, ``DEST`` not empty or
+inside the chunks directory; nothing written), 130
 when interrupted (what it wrote is removed).
 """
 
@@ -52,7 +53,7 @@ def backup_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from twisted.internet.threads import deferToThread
 
     from lightningstor.admin import _with_stores
-    from lightningstor.backup import BackupFailed, Sources, take_backup, unusable_destination
+    from lightningstor.backup import BackupFailed, BackupRefused, Sources, take_backup, unusable_destination
 
     destination = os.path.abspath(args.destination)
     refused = unusable_destination(destination)
@@ -81,7 +82,7 @@ def backup_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             report = await deferToThread(take_backup, sources, destination, log, stop.is_set)
         except BackupFailed as e:
             print(f"lightningstor-admin backup: error: {e}", file=err)
-            return 1
+            return 2 if isinstance(e, BackupRefused) else 1
         if args.json:
             print(json.dumps(report.as_dict(), indent=2, sort_keys=True), file=out)
         else:

@@ -67,6 +67,11 @@ class BackupFailed(Exception):
     written of it has been removed."""
 
 
+class BackupRefused(BackupFailed):
+    """The destination cannot take a backup (not empty, not a directory,
+    inside the chunks directory); nothing was written."""
+
+
 @dataclass
 class BackupReport:
     """What :func:`take_backup` copied."""
@@ -120,6 +125,9 @@ def take_backup(
     Raises :class:`BackupFailed` (having removed what it wrote) if a chunk
     the snapshot lists is missing from the source, a copy fails, or
     ``stopping()`` answers yes (asked between files)."""
+    inside = os.path.realpath(sources.chunks)
+    if os.path.commonpath([os.path.realpath(destination), inside]) == inside:
+        raise BackupRefused(f"{destination} is inside the chunks directory it would copy ({sources.chunks})")
     created = _prepare(destination)
     report = BackupReport(destination=destination)
     try:
@@ -218,7 +226,7 @@ def _prepare(destination: str) -> bool:
     except FileExistsError:
         refused = unusable_destination(destination)
         if refused is not None:
-            raise BackupFailed(refused) from None
+            raise BackupRefused(refused) from None
         os.chmod(destination, _DIR_MODE)
         return False
     return True

@@ -64,3 +64,12 @@ def test_a_destination_in_use_is_refused_untouched(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(BackupFailed, match="not a directory"):
         take_backup(_source(tmp_path / "src2"), str(tmp_path / "file"))
+
+
+def test_a_destination_inside_the_chunks_directory_is_refused(tmp_path: Path) -> None:
+    """It would copy its own copies; nothing is created."""
+    sources = _source(tmp_path / "src")
+    inside = Path(sources.chunks) / "ab" / "backup"
+    with pytest.raises(BackupFailed, match="inside the chunks directory"):
+        take_backup(sources, str(inside))
+    assert not inside.exists()
