@@ -75,6 +75,7 @@ def backup_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             database=store.path,
             chunks=os.path.join(backend.base_path, "chunks"),
             master_key=loaded[0].security.master_key_file,
+            shard_depth=backend.shard_depth,
         )
         # A stop (SIGINT, SIGTERM) is seen by the copy between two files.
         reactor.addSystemEventTrigger("before", "shutdown", stop.set)  # type: ignore[attr-defined]

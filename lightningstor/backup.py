@@ -18,10 +18,12 @@ instant, the *snapshot*:
    version, multipart part and paged chunk list, and every chunk the chunk
    index names (a hint of a write still in flight at the snapshot, which the
    restored server's collector settles).  Chunks written after step 1 are
-   copied now; they are new, and a freed chunk is deleted only
-   ``storage.free_delay_seconds`` after the snapshot at the earliest, far
-   longer than this step takes.  A chunk the snapshot's records list that is
-   gone from the source fails the backup (the source lost it: ``scrub``).
+   opened at once and copied: they are new, and a chunk freed after the
+   snapshot is deleted ``storage.free_delay_seconds`` later, while an open
+   file stays readable.  With a delay of 0 (or a server's stop, which
+   deletes what waits) one can go before it is opened: then the snapshot is
+   taken again, up to :data:`SNAPSHOT_ATTEMPTS` times.  Chunks still missing
+   fail the backup (the source lost them: ``scrub``).
 4. What step 1 copied that the snapshot does not need (deleted or
    overwritten meanwhile) is removed, so the backup holds exactly its
    objects' chunks.
@@ -45,10 +47,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import BinaryIO
 
 from lightningstor import __version__
 from lightningstor.core import keys, records
 from lightningstor.interfaces.metadata import prefix_end
+from lightningstor.storage.local import chunk_relpath
 
 MARKER = "BACKUP.json"
 """Written last: its presence says the backup is complete."""
@@ -99,12 +103,15 @@ class Sources:
     database: str  # the SQLite file
     chunks: str  # the local backend's chunks directory
     master_key: str  # the master key file (may not exist)
+    shard_depth: int = 2  # the local backend's (storage.shard_depth)
 
 
 def unusable_destination(destination: str) -> str | None:
     """Why a backup cannot go into ``destination`` (it must not exist, or
     be an empty directory); None if it can."""
     if not os.path.exists(destination):
+        if os.path.lexists(destination):
+            return f"{destination} is a symbolic link to nothing"
         return None
     if not os.path.isdir(destination):
         return f"{destination} exists and is not a directory"
@@ -120,11 +127,14 @@ def take_backup(
     stopping: Callable[[], bool] = lambda: False,
 ) -> BackupReport:
     """Back up ``sources`` into ``destination`` (a directory that does not
-    exist or is empty); blocking, for a thread or a command-line process.
+    exist or is empty; its parent must exist); blocking, for a thread or a
+    command-line process.
 
-    Raises :class:`BackupFailed` (having removed what it wrote) if a chunk
-    the snapshot lists is missing from the source, a copy fails, or
-    ``stopping()`` answers yes (asked between files)."""
+    Raises :class:`BackupRefused` (nothing written) for a destination that
+    cannot take it, and :class:`BackupFailed` (having removed what it wrote)
+    if chunks the snapshot lists stay missing from the source, a copy fails,
+    or ``stopping()`` answers yes (asked between files and steps, and last
+    before ``BACKUP.json``)."""
     inside = os.path.realpath(sources.chunks)
     if os.path.commonpath([os.path.realpath(destination), inside]) == inside:
         raise BackupRefused(f"{destination} is inside the chunks directory it would copy ({sources.chunks})")
@@ -141,6 +151,14 @@ def take_backup(
     return report
 
 
+SNAPSHOT_ATTEMPTS = 5
+"""Snapshots taken before a backup gives up on chunks its snapshot lists
+that are gone from the source.  A chunk freed just after a snapshot is
+deleted at once with ``storage.free_delay_seconds = 0`` (or by a server's
+stop, which deletes what waits), before the snapshot's new chunks are
+opened: the next snapshot no longer lists it."""
+
+
 def _take(
     sources: Sources, destination: str, report: BackupReport, log: Callable[[str], None], stopping: Callable[[], bool]
 ) -> None:
@@ -149,66 +167,80 @@ def _take(
             raise BackupFailed("interrupted; no backup was kept")
 
     chunks_to = os.path.join(destination, "data", "chunks")
-    os.makedirs(chunks_to, _DIR_MODE)
-    os.chmod(os.path.join(destination, "data"), _DIR_MODE)
+    _make_dirs(chunks_to, destination)
 
     log(f"copying the chunk files under {sources.chunks}")
-    copied: dict[str, str] = {}  # chunk id -> path relative to the chunks directory
-    for relative in _chunk_files(sources.chunks):
+    copied: set[str] = set()
+    for chunk_id in _chunk_files(sources.chunks, sources.shard_depth):
         check_stop()
+        relative = chunk_relpath(chunk_id, sources.shard_depth)
         try:
-            report.bytes += _copy_file(os.path.join(sources.chunks, relative), os.path.join(chunks_to, relative))
+            with open(os.path.join(sources.chunks, relative), "rb") as present:
+                report.bytes += _copy_file(present, os.path.join(chunks_to, relative), destination)
         except FileNotFoundError:
             continue  # deleted since the walk listed it: freed, so no snapshot to come needs it
-        copied[os.path.basename(relative)] = relative
+        copied.add(chunk_id)
     report.copied_ahead = len(copied)
 
     database_to = os.path.join(destination, "metadata.db")
-    log(f"copying the metadata database {sources.database}")
-    _snapshot(sources.database, database_to)
-    report.snapshot_time = time.time()
-
-    referenced, indexed, report.records = _needed_chunks(database_to)
-    wanted = referenced | indexed
-    late = wanted - copied.keys()
-    if late:
-        log(f"copying {len(late)} chunk files written during the copy")
-        for relative in _chunk_files(sources.chunks):
-            chunk_id = os.path.basename(relative)
-            if chunk_id not in late or chunk_id in copied:
-                continue
-            check_stop()
-            try:
-                report.bytes += _copy_file(os.path.join(sources.chunks, relative), os.path.join(chunks_to, relative))
-            except FileNotFoundError:
-                continue
-            copied[chunk_id] = relative
-            report.copied_after += 1
-    missing = referenced - copied.keys()
-    if missing:
+    for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+        check_stop()
+        if os.path.exists(database_to):
+            os.unlink(database_to)
+        log(f"copying the metadata database {sources.database}")
+        _snapshot(sources.database, database_to)
+        report.snapshot_time = time.time()
+        referenced, indexed, report.records = _needed_chunks(database_to)
+        wanted = referenced | indexed
+        # Opened at once, read later: an open file stays readable when the
+        # server deletes it, so only the moments up to here can lose one.
+        late = _open_all(sources, sorted(wanted - copied))
+        if late:
+            log(f"copying {len(late)} chunk files written during the copy")
+        try:
+            for chunk_id, opened in late:
+                check_stop()
+                target = os.path.join(chunks_to, chunk_relpath(chunk_id, sources.shard_depth))
+                report.bytes += _copy_file(opened, target, destination)
+                copied.add(chunk_id)
+                report.copied_after += 1
+        finally:
+            for _, opened in late:
+                opened.close()
+        missing = referenced - copied
+        if not missing:
+            break
+        log(f"{len(missing)} chunks the snapshot lists are gone from the source; taking it again ({attempt})")
+    else:
         shown = ", ".join(sorted(missing)[:5])
         raise BackupFailed(
             f"{len(missing)} chunks that records of the snapshot list are missing from {sources.chunks} "
-            f"(e.g. {shown}): the source has lost them (run lightningstor-admin scrub); no backup was kept"
+            f"(e.g. {shown}) in {SNAPSHOT_ATTEMPTS} snapshots in a row: lost by the source (run "
+            "lightningstor-admin scrub on it), or freed and deleted at once after each snapshot "
+            "(storage.free_delay_seconds = 0 under steady overwrites); no backup was kept"
         )
     # Index hints of writes in flight at the snapshot whose chunks never came
     # (the write failed): nothing lists them, and the restored collector
     # drops such hints.
-    report.unindexed_missing = sorted(indexed - copied.keys())
+    report.unindexed_missing = sorted(indexed - copied)
 
-    for chunk_id in sorted(copied.keys() - wanted):
-        path = os.path.join(chunks_to, copied.pop(chunk_id))
+    for chunk_id in sorted(copied - wanted):
+        path = os.path.join(chunks_to, chunk_relpath(chunk_id, sources.shard_depth))
         report.bytes -= os.path.getsize(path)
         os.unlink(path)
+        copied.discard(chunk_id)
         report.left_out += 1
     report.chunks = len(copied)
 
     if os.path.exists(sources.master_key):
-        _copy_file(sources.master_key, os.path.join(destination, "master.key"))
+        with open(sources.master_key, "rb") as key:
+            _copy_file(key, os.path.join(destination, "master.key"), destination)
         report.master_key = True
 
+    check_stop()
     log("flushing the backup to disk")
     os.sync()
+    check_stop()  # the last moment the backup can still be given up
     marker = os.path.join(destination, MARKER)
     with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE), "w") as f:
         json.dump(report.as_dict(), f, indent=2, sort_keys=True)
@@ -218,46 +250,74 @@ def _take(
     _fsync_dir(destination)
 
 
+def _open_all(sources: Sources, chunk_ids: list[str]) -> list[tuple[str, BinaryIO]]:
+    """The chunk files of ``chunk_ids`` that are there, opened for reading."""
+    found: list[tuple[str, BinaryIO]] = []
+    for chunk_id in chunk_ids:
+        path = os.path.join(sources.chunks, chunk_relpath(chunk_id, sources.shard_depth))
+        try:
+            found.append((chunk_id, open(path, "rb")))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def _prepare(destination: str) -> bool:
-    """Create ``destination`` (private), or accept it empty; whether it was
-    created.  BackupFailed for any other (nothing in it is touched)."""
+    """Create ``destination`` (private; its parent must exist), or accept it
+    empty; whether it was created.  BackupRefused for any other (nothing in
+    it is touched)."""
     try:
-        os.makedirs(destination, _DIR_MODE)
+        os.mkdir(destination, _DIR_MODE)
+    except FileNotFoundError:
+        raise BackupRefused(f"{os.path.dirname(destination) or '.'} does not exist (nor does {destination})") from None
     except FileExistsError:
         refused = unusable_destination(destination)
         if refused is not None:
             raise BackupRefused(refused) from None
-        os.chmod(destination, _DIR_MODE)
         return False
     return True
 
 
-def _chunk_files(chunks: str) -> Iterator[str]:
-    """Paths (relative to ``chunks``) of the chunk files under it, in a
-    stable order; a missing directory has none."""
+def _chunk_files(chunks: str, shard_depth: int) -> Iterator[str]:
+    """The ids of the chunk files under ``chunks`` (files named by a chunk
+    id where the local backend puts that id), in a stable order; a missing
+    directory has none."""
     for directory, subdirs, files in os.walk(chunks):
         subdirs.sort()
         for name in sorted(files):
-            if _is_chunk_id(name):
-                yield os.path.relpath(os.path.join(directory, name), chunks)
+            try:
+                where = chunk_relpath(name, shard_depth)
+            except ValueError:
+                continue
+            if os.path.join(chunks, where) == os.path.join(directory, name):
+                yield name
 
 
-def _is_chunk_id(name: str) -> bool:
-    # The local backend's chunk ids: [0-9a-f][0-9a-f-]{0,127}.
-    return 0 < len(name) <= 128 and name[0] in "0123456789abcdef" and all(c in "0123456789abcdef-" for c in name)
+def _make_dirs(path: str, root: str) -> None:
+    """Create ``path`` and the directories between it and ``root`` that are
+    missing, each private (``os.makedirs`` gives the new parents the umask's
+    mode)."""
+    missing = []
+    while path != root and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, _DIR_MODE)
+        except FileExistsError:
+            pass
 
 
-def _copy_file(source: str, target: str) -> int:
-    """Copy ``source`` to the new file ``target`` (private, its directories
-    created private); its size.  FileNotFoundError if ``source`` is gone."""
-    with open(source, "rb") as src:
-        os.makedirs(os.path.dirname(target), _DIR_MODE, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
-        size = 0
-        with open(fd, "wb") as dst:
-            while block := src.read(_COPY_BLOCK):
-                dst.write(block)
-                size += len(block)
+def _copy_file(source: BinaryIO, target: str, root: str) -> int:
+    """Copy the open file ``source`` to the new file ``target`` (private,
+    its missing directories below ``root`` created private); its size."""
+    _make_dirs(os.path.dirname(target), root)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+    size = 0
+    with open(fd, "wb") as dst:
+        while block := source.read(_COPY_BLOCK):
+            dst.write(block)
+            size += len(block)
     return size
 
 

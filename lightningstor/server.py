@@ -181,7 +181,7 @@ class S3Service(Service):
                 if isinstance(wrapped, S3Channel):
                     wrapped.end_keep_alive()
         deadline = time.monotonic() + self.drain_timeout
-        while self.site.api.inflight and time.monotonic() < deadline:
+        while (self.site.api.inflight or _receiving(connections)) and time.monotonic() < deadline:
             d: Deferred[None] = Deferred()
             self.reactor.callLater(0.05, d.callback, None)
             yield d
@@ -208,6 +208,19 @@ class S3Service(Service):
                 d = Deferred()
                 self.reactor.callLater(0.05, d.callback, None)
                 yield d
+
+
+def _receiving(connections: WrappingFactory | None) -> bool:
+    """Whether an open S3 connection has a request whose head is still
+    arriving: the S3 layer counts a request in flight only once its head is
+    in, and a stop answers it too (``S3Channel.end_keep_alive``)."""
+    if connections is None:
+        return False
+    for connection in list(connections.protocols):
+        channel = getattr(connection, "wrappedProtocol", None)
+        if isinstance(channel, S3Channel) and channel.requests:
+            return True
+    return False
 
 
 def _unsent(connection: Any) -> bool:

@@ -107,6 +107,19 @@ _CRC_CACHE_SIZE = 4096
 # Bytes read at a time by verify_chunk.
 _VERIFY_PIECE = 1 * MiB
 _FILE_MODE = 0o600
+
+
+def chunk_relpath(chunk_id: str, shard_depth: int) -> str:
+    """Where chunk ``chunk_id`` is, relative to the ``chunks`` directory:
+    ``shard_depth`` directories named by its first pairs of hex digits,
+    then the id (``ab/cd/abcd...``); ``ValueError`` for an unsafe id.  The
+    backup (lightningstor.backup) finds chunks by it too."""
+    if not isinstance(chunk_id, str) or not _CHUNK_ID.fullmatch(chunk_id):
+        raise ValueError(f"invalid chunk id {chunk_id!r}: must be [0-9a-f-], 1..128 chars")
+    digits = chunk_id.replace("-", "")
+    if len(digits) < 2 * shard_depth:
+        raise ValueError(f"invalid chunk id {chunk_id!r}: too short for shard_depth")
+    return os.path.join(*[digits[2 * i : 2 * i + 2] for i in range(shard_depth)], chunk_id)
 _DIR_MODE = 0o700
 
 
@@ -401,14 +414,8 @@ class LocalFsBackend:
 
     def _locate(self, chunk_id: str) -> tuple[str, str]:
         """(directory, path) of a chunk; ``ValueError`` for an unsafe id."""
-        if not isinstance(chunk_id, str) or not _CHUNK_ID.fullmatch(chunk_id):
-            raise ValueError(f"invalid chunk id {chunk_id!r}: must be [0-9a-f-], 1..128 chars")
-        digits = chunk_id.replace("-", "")
-        if len(digits) < 2 * self.shard_depth:
-            raise ValueError(f"invalid chunk id {chunk_id!r}: too short for shard_depth")
-        shards = [digits[2 * i : 2 * i + 2] for i in range(self.shard_depth)]
-        directory = os.path.join(self._chunks_dir, *shards)
-        return directory, os.path.join(directory, chunk_id)
+        path = os.path.join(self._chunks_dir, chunk_relpath(chunk_id, self.shard_depth))
+        return os.path.dirname(path), path
 
     def _chunk_op(
         self, chunk_id: str, f: Callable[..., _T], *args: Any

@@ -357,3 +357,43 @@ def test_a_stop_ends_keep_alive_idle_connections_at_once_busy_ones_after_their_a
         if busy is not None:
             busy.close()
         server.stop()
+
+
+def test_a_request_whose_head_is_arriving_at_the_stop_is_answered(tmp_path: Path) -> None:
+    """Half of a PUT's head has come when SIGTERM arrives, and nothing else
+    is in flight: the drain waits for the rest (the S3 layer counts a
+    request only once its head is in), answers 200 with ``Connection:
+    close`` and stores the object.  Before, the drain saw nothing in
+    flight and closed the connection at once."""
+    config = tmp_path / "server.toml"
+    config.write_text("[storage]\nmin_free_bytes = 0\n[server]\nshutdown_timeout_seconds = 20\n")
+    server = ServerProcess(tmp_path / "data", config=str(config)).start()
+    sock: socket.socket | None = None
+    try:
+        make_client(server.endpoint).create_bucket(Bucket="arriving")
+        data = os.urandom(100_000)
+        url = f"{server.endpoint}/arriving/k"
+        req = AWSRequest("PUT", url, data=data, headers={"Content-Length": str(len(data))})
+        S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+        head = [f"PUT {urlsplit(url).path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+        head += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host"]
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode()
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        sock.sendall(raw[: len(raw) // 2])
+        time.sleep(0.3)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(raw[len(raw) // 2 :] + data)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        answer.read()
+        assert (answer.status, answer.getheader("connection")) == (200, "close")
+        assert server.proc.wait(20) in (0, -signal.SIGTERM)
+        server.proc = None
+        server.start()
+        assert make_client(server.endpoint).get_object(Bucket="arriving", Key="k")["Body"].read() == data
+    finally:
+        if sock is not None:
+            sock.close()
+        server.stop()

@@ -3,12 +3,13 @@ real server is tests/integration/test_backup.py)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from lightningstor.backup import BackupFailed, Sources, take_backup
+from lightningstor.backup import BackupFailed, BackupRefused, Sources, take_backup
 
 
 def _source(tmp_path: Path) -> Sources:
@@ -21,10 +22,11 @@ def _source(tmp_path: Path) -> Sources:
     conn.commit()
     conn.close()
     chunks = tmp_path / "data" / "chunks" / "ab"
-    chunks.mkdir(parents=True)
     for name in ("ab01", "ab02"):
-        (chunks / name).write_bytes(b"x" * 10)
+        (chunks / name[2:]).mkdir(parents=True)
+        (chunks / name[2:] / name).write_bytes(b"x" * 10)
     (chunks / "not-a-chunk.txt").write_text("ignored")
+    (chunks / "ab03").write_text("a chunk id, not where the backend puts it: ignored")
     return Sources(str(database), str(tmp_path / "data" / "chunks"), str(tmp_path / "master.key"))
 
 
@@ -73,3 +75,39 @@ def test_a_destination_inside_the_chunks_directory_is_refused(tmp_path: Path) ->
     with pytest.raises(BackupFailed, match="inside the chunks directory"):
         take_backup(sources, str(inside))
     assert not inside.exists()
+
+
+def test_an_interrupt_after_the_copies_still_keeps_no_backup(tmp_path: Path) -> None:
+    """A stop asked for while the backup flushes (the slow last step, when
+    an operator presses Ctrl-C): BackupFailed and nothing kept; there was
+    a complete backup on disk, then an exit saying "interrupted"."""
+    dest = tmp_path / "dest"
+    lines: list[str] = []
+    with pytest.raises(BackupFailed, match="interrupted"):
+        take_backup(
+            _source(tmp_path / "src"), str(dest), log=lines.append,
+            stopping=lambda: any(line.startswith("flushing") for line in lines),
+        )  # fmt: skip
+    assert lines[-1].startswith("flushing") and not dest.exists()
+
+
+def test_a_destination_whose_parent_is_missing_is_refused(tmp_path: Path) -> None:
+    """Only the destination itself is created: an interrupted backup would
+    otherwise leave the parents it made.  A dangling symlink is refused too."""
+    with pytest.raises(BackupRefused, match="does not exist"):
+        take_backup(_source(tmp_path / "src"), str(tmp_path / "a" / "b" / "dest"))
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(BackupRefused):
+        take_backup(_source(tmp_path / "src2"), str(tmp_path / "link"))
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_every_directory_and_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        take_backup(_source(tmp_path / "src"), str(tmp_path / "dest"))
+    finally:
+        os.umask(old)
+    for path in [tmp_path / "dest", *(tmp_path / "dest").rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
