@@ -349,10 +349,18 @@ def _with_stores(
         pools.stopService()
         reactor.stop()  # type: ignore[attr-defined]
 
-    reactor.callWhenRunning(lambda: ensureDeferred(run()).addBoth(done))  # type: ignore[attr-defined]
+    work_run = run()
+    reactor.callWhenRunning(lambda: ensureDeferred(work_run).addBoth(done))  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
     if pools.io.started or pools.cpu.started:  # stopped by a signal, not by done()
         pools.stopService()
+        # The work was cut while it awaited: closed now, its ``finally``
+        # cannot await the stores' close (the reactor is gone); left to the
+        # collector at exit, Python printed "coroutine ignored GeneratorExit".
+        try:
+            work_run.close()
+        except RuntimeError:
+            pass
         print("interrupted", file=err)
         return 130
     return status[0] if status else 1
