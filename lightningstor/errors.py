@@ -248,19 +248,20 @@ class ChunkExists(StorageError):
 
 
 class MetadataUnavailable(Exception):
-    """The metadata store cannot be reached; answered as 503."""
+    """The metadata store cannot be reached; answered as 503.
+
+    ``not_applied``: the store knows the write was not applied (etcd's
+    NOSPACE refusal, checked against the write's marker; a SQLite
+    transaction rolled back to its savepoint), so its caller may delete the
+    chunks it wrote (``core.objects.may_have_committed``); by default a
+    store error leaves the outcome unknown."""
+
+    not_applied = False
 
 
 class MetadataFull(MetadataUnavailable):
     """The metadata store has no space left to commit (SQLite's disk is
-    full); answered as 507 ``InsufficientStorage``, like :class:`StorageFull`.
-
-    ``not_applied``: the store knows the write was not applied (etcd's
-    NOSPACE refusal, checked against the write's marker), so its caller may
-    delete the chunks it wrote (``core.objects.may_have_committed``); by
-    default a store error leaves the outcome unknown."""
-
-    not_applied = False
+    full); answered as 507 ``InsufficientStorage``, like :class:`StorageFull`."""
 
     @classmethod
     def refused(cls, message: str) -> MetadataFull:

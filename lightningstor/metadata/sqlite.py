@@ -941,9 +941,14 @@ class SqliteMetadataStore:
                         raise  # SQLite rolled the whole transaction back
                     conn.execute("ROLLBACK TO txn")
                     conn.execute("RELEASE txn")
-                    outcomes.append(
-                        _unavailable("sqlite txn failed", e, self.reserve.path) if isinstance(e, sqlite3.Error) else e
-                    )
+                    failure = _unavailable("sqlite txn failed", e, self.reserve.path) if isinstance(e, sqlite3.Error) else e
+                    if isinstance(failure, MetadataUnavailable):
+                        # Rolled back to its savepoint: not applied, whatever
+                        # the batch's COMMIT does, so the caller may delete
+                        # the chunks it wrote (a refused PUT's stayed for the
+                        # collector, a day, while the disk was nearly full).
+                        failure.not_applied = True
+                    outcomes.append(failure)
                 else:
                     conn.execute("RELEASE txn")
                     revision = result.revision

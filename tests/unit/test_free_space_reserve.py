@@ -27,6 +27,7 @@ from twisted.python.threadpool import ThreadPool
 from lightningstor import diskspace
 from lightningstor.config import ConfigProblems, load_settings
 from lightningstor.core import records
+from lightningstor.core.objects import may_have_committed
 from lightningstor.core.types import Bucket, ChunkRef, ObjectRecord
 from lightningstor.diskspace import (
     DEFAULT_MIN_FREE_BYTES,
@@ -394,6 +395,9 @@ async def test_sqlite_refuses_new_inline_data_below_the_reserve(
         failure = await failure_of(store.txn([], ops))
         assert failure.check(MetadataBelowReserve)
         assert "below the configured reserve" in str(failure.value)
+        # Rolled back to its savepoint: known not applied, so a PUT's chunks
+        # are deleted at once rather than left to the collector for a day.
+        assert not may_have_committed(failure.value)
     assert await store.get(b"obj/new") is None and await store.get(b"usage/1") is None
     assert await store.get(b"obj/copy") is None
     kv = await store.get(b"obj/a")
@@ -446,7 +450,8 @@ async def test_a_refused_txn_fails_alone_in_its_batch(tmp_path: Path, stores: li
     pending += [store.txn([], [Delete(b"meta/0")])]
     for d in pending:
         assert (await d).succeeded
-    assert (await failure_of(refused)).check(MetadataBelowReserve)
+    failure = await failure_of(refused)
+    assert failure.check(MetadataBelowReserve) and not may_have_committed(failure.value)
     assert await store.get(b"meta/1") is not None and await store.get(b"meta/0") is None
 
 
