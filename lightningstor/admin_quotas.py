@@ -48,6 +48,9 @@ _OPTIONS: dict[str, tuple[str | None, str | None]] = {
 }
 _SIZE = re.compile(r"^([0-9]+)\s*([kmgtp]?)(i?)b?\Z", re.IGNORECASE)
 _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+MAX_LIMIT = 2**63 - 1
+"""The largest limit: a signed 64-bit count of bytes or objects, as other
+tools (and SQLite's integers) read stored numbers."""
 
 
 class Refused(Exception):
@@ -65,7 +68,12 @@ def parse_limit(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"{text!r}: give a non-negative integer, a size like 10GiB, or none")
     number, unit, binary = m.groups()
     base = 1024 if binary else 1000
-    return int(number) * base ** _UNITS[unit.lower()]
+    if len(number.lstrip("0")) > 19:  # int() refuses over 4,300 digits with a traceback
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_LIMIT}")
+    limit = int(number) * base ** _UNITS[unit.lower()]
+    if limit > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_LIMIT}")
+    return limit
 
 
 async def _wait(d: Deferred[Any]) -> Any:

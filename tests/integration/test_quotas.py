@@ -21,10 +21,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import pytest_twisted
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import make_client
-from tests.integration.server import ServerProcess
+from tests.integration.server import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, ServerProcess
 
 ORG = "default"  # the root credential's org
 KiB = 1024
@@ -142,9 +145,13 @@ def _chunk_files(server: ServerProcess) -> set[str]:
     return found
 
 
-def _slow_put(server: ServerProcess, s3: Any, bucket: str, key: str, length: int) -> tuple[int, bytes, set[str]]:
+def _slow_put(
+    server: ServerProcess, s3: Any, bucket: str, key: str, length: int, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, set[str]]:
     """PUT ``length`` bytes in two steps, pausing after the first 1.25 MiB
     (more than one 1 MiB chunk) until chunk files appear (1.5 s at most).
+    With ``headers``, the request is header-signed (with the body's SHA-256)
+    with them; else presigned.
 
     Returns the status, the response body and the chunk files that appeared
     during the pause: an upload the server accepted has written its first
@@ -152,12 +159,21 @@ def _slow_put(server: ServerProcess, s3: Any, bucket: str, key: str, length: int
     """
     url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
     parts = urlsplit(url)
+    target, signed = f"{parts.path}?{parts.query}", {"Content-Length": str(length)}
+    if headers is not None:
+        request = AWSRequest(
+            "PUT", f"{server.endpoint}/{bucket}/{key}", data=b"s" * length,
+            headers={"Content-Length": str(length), **headers},
+        )  # fmt: skip
+        S3SigV4Auth(Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY), "s3", "us-east-1").add_auth(request)
+        target, signed = f"/{bucket}/{key}", dict(request.headers.items())
     before = _chunk_files(server)
     first = 1280 * KiB
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        conn.putrequest("PUT", f"{parts.path}?{parts.query}", skip_accept_encoding=True)
-        conn.putheader("Content-Length", str(length))
+        conn.putrequest("PUT", target, skip_accept_encoding=True)
+        for name, value in signed.items():
+            conn.putheader(name, value)
         conn.endheaders()
         conn.send(b"s" * first)
         appeared: set[str] = set()
@@ -165,7 +181,10 @@ def _slow_put(server: ServerProcess, s3: Any, bucket: str, key: str, length: int
         while not appeared and time.monotonic() < deadline:
             time.sleep(0.05)
             appeared = _chunk_files(server) - before
-        conn.send(b"s" * (length - first))
+        try:
+            conn.send(b"s" * (length - first))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed early (a 400 does not read the rest); its answer is in
         response = conn.getresponse()
         return response.status, response.read(), appeared
     finally:
@@ -196,6 +215,58 @@ def test_oversized_bodies_are_refused_before_they_are_stored(server: ServerProce
         assert admin(server, "set", "--org", ORG, "--max-object-size", "none")[0] == 0
     s3.put_object(Bucket=bucket, Key="fits", Body=b"h" * (2560 * KiB))  # no size limit any more
     assert show(server, "--bucket", bucket)["usage"]["total_size_bytes"] == 2560 * KiB
+
+
+def test_a_decoded_length_that_is_not_the_plain_bodys_length_is_refused_before_it_is_stored(
+    server: ServerProcess, s3: Any
+) -> None:
+    """``x-amz-decoded-content-length`` describes an aws-chunked body; on a
+    plain one that claims less than its Content-Length it passed the checks
+    made from the headers (a 20 MB body went into a full bucket and was
+    refused once written): now 400 InvalidArgument, no chunk written.  The
+    header equal to the Content-Length is accepted (the control)."""
+    bucket = new_bucket(s3)
+    try:
+        assert admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "1MiB")[0] == 0
+        status, body, appeared = _slow_put(
+            server, s3, bucket, "lies", 3 * 1024 * KiB, headers={"x-amz-decoded-content-length": "0"}
+        )
+        assert status == 400 and b"<Code>InvalidArgument</Code>" in body, body
+        assert not appeared
+        assert admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "none")[0] == 0
+        length = 1536 * KiB
+        status, body, appeared = _slow_put(
+            server, s3, bucket, "honest", length, headers={"x-amz-decoded-content-length": str(length)}
+        )
+        assert status == 200 and appeared, body
+        assert listed(s3, bucket) == (length, 1)
+    finally:
+        admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "none")
+
+
+def test_writes_that_shrink_usage_pass_a_limit_lowered_below_it(server: ServerProcess, s3: Any) -> None:
+    """docs/quotas.md: writes that only shrink usage are never refused, even
+    over a limit lowered after the fact.  The check from the headers refused
+    a smaller overwrite, a smaller re-upload of a part and a same-size
+    overwrite over S3 (403, "this request adds ..."), while the commit and
+    gRPC let them through; a write that adds bytes is still refused."""
+    bucket = new_bucket(s3)
+    for i in range(4):
+        s3.put_object(Bucket=bucket, Key=f"o{i}", Body=b"o" * 1_000_000)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"p" * 2_000_000)
+    try:
+        assert admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "3000000")[0] == 0
+        s3.put_object(Bucket=bucket, Key="o0", Body=b"s" * 500_000)
+        s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"q" * 100_000)
+        s3.put_object(Bucket=bucket, Key="o3", Body=b"t" * 1_000_000)
+        with pytest.raises(ClientError) as refused:
+            s3.put_object(Bucket=bucket, Key="new", Body=b"n" * 10)
+        assert quota_error(refused.value) == ("QuotaExceeded", 403)
+        assert show(server, "--bucket", bucket)["usage"]["total_size_bytes"] == 3 * 1_000_000 + 500_000 + 100_000
+    finally:
+        admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "none")
+        s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)
 
 
 def test_max_buckets(server: ServerProcess, s3: Any) -> None:

@@ -602,6 +602,14 @@ def test_parse_limit() -> None:
     for bad in ("-1", "1.5GiB", "lots"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_limit(bad)
+    # The largest a signed 64-bit number holds, and no more: 4,301 digits
+    # made int() raise past argparse (a traceback, not an error line).
+    assert parse_limit(str(2**63 - 1)) == 2**63 - 1
+    assert parse_limit("0" * 30 + "7") == 7
+    assert parse_limit("8191PiB") == 8191 * 2**50
+    for huge in (str(2**63), "8192PiB", "9" * 4301 + "PiB", "9" * 20):
+        with pytest.raises(argparse.ArgumentTypeError, match="at most"):
+            parse_limit(huge)
 
 
 def test_delta_keys_are_unique_within_a_millisecond_and_across_a_fork() -> None:

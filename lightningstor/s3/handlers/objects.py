@@ -99,15 +99,29 @@ class UploadContext:
 
 
 def decoded_length_of(call: Any, length: int | None) -> int | None:
+    """The length of the object's bytes in the body: an aws-chunked body's
+    ``x-amz-decoded-content-length`` (its decoder holds the body to it), or
+    any other body's Content-Length (None when chunked).
+
+    Every check made before a byte is stored (the size limits, the quotas)
+    uses it, so a header that claims less than a plain body holds is
+    refused: believed, it let a 20 MB body into a full bucket, refused only
+    once written."""
     raw = call.headers.get("x-amz-decoded-content-length")
+    streaming = _is_streaming(call)
     if raw is None:
-        return None if _is_streaming(call) else length
+        return None if streaming else length
     try:
         value = int(raw)
     except ValueError:
         raise errors.InvalidArgument("x-amz-decoded-content-length is not a number") from None
     if value < 0:
         raise errors.InvalidArgument("x-amz-decoded-content-length must not be negative")
+    if not streaming and value != length:
+        raise errors.InvalidArgument(
+            f"x-amz-decoded-content-length {value} is not the Content-Length {length} of a body "
+            "that is not aws-chunked (x-amz-content-sha256 STREAMING-*)"
+        )
     return value
 
 
