@@ -230,6 +230,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         attrs.owner = object_owner(bucket, attrs.owner, None)
         # The bucket's default encryption applies (no SSE field on this RPC).
         algorithms = tuple(sorted({*attrs.store_checksums, *attrs.expected_checksums}))
+        # A body that can never be committed is refused before it is
+        # written, as S3's PutObject does from its Content-Length.
+        yield self.core.quotas.check_put(bucket, key, len(content))
         writer = self.core.new_writer(bucket, key, attrs.encryption, algorithms)
         try:
             writer.write(content)
@@ -565,6 +568,13 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             store_checksums=(algorithm,) if algorithm else (),
             owner=principal.principal_id,
         )
+        # A declared part that can never be committed is refused before a
+        # byte of it is stored, as S3's UploadPart does from its headers.
+        if first.HasField("content_length"):
+            limit = self.core.multipart.max_part_size
+            if first.content_length > limit:
+                raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(first.content_length))
+            yield self.core.quotas.check_part(upload.usage_scope, upload.upload_id, first.part_number, first.content_length)
         writer = self.core.multipart.new_part_writer(upload)
         return upload, writer, attrs
 

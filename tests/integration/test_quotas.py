@@ -269,6 +269,48 @@ def test_writes_that_shrink_usage_pass_a_limit_lowered_below_it(server: ServerPr
         s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)
 
 
+def test_grpc_uploads_that_cannot_fit_are_refused_before_they_are_stored(server: ServerProcess, s3: Any) -> None:
+    """Over gRPC too: an UploadPart whose declared content_length the
+    bucket's remaining quota cannot hold is refused (QuotaExceeded,
+    RESOURCE_EXHAUSTED) after its first message, with no chunk written
+    while the client holds the rest back; so is a PutObject.  Before, the
+    part was received and stored whole, then refused at its commit."""
+    from lightningstor.client import LightningStorClient, retry
+    from lightningstor.client import errors as client_errors
+
+    bucket = new_bucket(s3)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="part")["UploadId"]
+    assert admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "1MiB")[0] == 0
+    appeared: set[str] = set()
+
+    def held_back() -> Iterator[bytes]:
+        before = _chunk_files(server)
+        yield b"g" * (1280 * KiB)
+        deadline = time.monotonic() + 1.5
+        while not appeared and time.monotonic() < deadline:
+            time.sleep(0.05)
+            appeared.update(_chunk_files(server) - before)
+        yield b"g" * (768 * KiB)
+
+    client = LightningStorClient.connect(
+        f"grpc://{server.grpc_endpoint}", access_key=ROOT_ACCESS_KEY, secret_key=ROOT_SECRET_KEY, retry=retry.NO_RETRY
+    )
+    try:
+        with pytest.raises(client_errors.LightningStorError) as refused:
+            client.upload_part(bucket, "part", upload, 1, held_back(), content_length=2048 * KiB)
+        assert refused.value.code == "QuotaExceeded", refused.value
+        assert not appeared
+        with pytest.raises(client_errors.LightningStorError) as refused:
+            client.put_object(bucket, "whole", b"w" * (2 * 1024 * KiB))
+        assert refused.value.code == "QuotaExceeded", refused.value
+        assert s3.list_parts(Bucket=bucket, Key="part", UploadId=upload).get("Parts", []) == []
+        assert listed(s3, bucket) == (0, 0)
+    finally:
+        client.close()
+        admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "none")
+        s3.abort_multipart_upload(Bucket=bucket, Key="part", UploadId=upload)
+
+
 def test_max_buckets(server: ServerProcess, s3: Any) -> None:
     """The org's max_buckets refuses one bucket too many with 403
     QuotaExceeded; deleting a bucket frees its slot."""
