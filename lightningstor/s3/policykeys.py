@@ -210,7 +210,16 @@ def _auth_keys(call: Any) -> dict[str, tuple[str, ...]]:
     authorization = call.headers.get("authorization", "")
     query = call.target.query
     if call.op == "PostObject":
-        return {"s3:authtype": ("POST",)}  # the form, not the headers, says how it is signed
+        # The form, not the headers, says how it is signed: x-amz-signature
+        # (SigV4) or signature (SigV2).  Without the version a policy that
+        # denies SigV2 let a SigV2 form through.
+        plan = getattr(call.sink, "plan", None)
+        fields = plan.fields if plan is not None else {}
+        if "x-amz-signature" in fields:
+            return {"s3:authtype": ("POST",), "s3:signatureversion": ("AWS4-HMAC-SHA256",)}
+        if "signature" in fields:
+            return {"s3:authtype": ("POST",), "s3:signatureversion": ("AWS",)}
+        return {"s3:authtype": ("POST",)}
     if authorization.startswith("AWS4-HMAC-SHA256"):
         return {"s3:authtype": ("REST-HEADER",), "s3:signatureversion": ("AWS4-HMAC-SHA256",)}
     if authorization.startswith("AWS "):

@@ -586,3 +586,72 @@ def test_a_form_field_the_upload_ignores_satisfies_no_policy_condition(
     ]}))
     assert error_of(post(url, {"key": "k", **field}, b"OVERWRITTEN"))[:2] == (403, "AccessDenied")
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"original"
+
+
+def test_the_file_parts_own_content_type_is_not_stored(s3: Any, bucket: str) -> None:
+    """As AWS: Content-Type comes from the form field only (default
+    binary/octet-stream).  A policy saying nothing of Content-Type let the
+    uploader store text/html through the file part's header, served back
+    from the storage origin."""
+    form = s3.generate_presigned_post(bucket, "avatar.png")
+    page = b"<script>alert(1)</script>"
+    r = requests.post(form["url"], data=form["fields"], files={"file": ("a.png", page, "text/html")}, timeout=60)
+    assert r.status_code == 204, r.text
+    got = s3.get_object(Bucket=bucket, Key="avatar.png")
+    assert got["ContentType"] == "binary/octet-stream" and got["Body"].read() == page
+    typed = v4_form([{"bucket": bucket}, ["eq", "$key", "typed"], {"Content-Type": "image/png"}],
+                    {"key": "typed", "Content-Type": "image/png"})  # fmt: skip
+    r = requests.post(f"{s3.meta.endpoint_url}/{bucket}", data=typed, files={"file": ("t", b"x", "text/html")}, timeout=60)
+    assert r.status_code == 204, r.text
+    assert s3.head_object(Bucket=bucket, Key="typed")["ContentType"] == "image/png"
+
+
+def test_a_redirect_gets_its_query_before_the_fragment_and_ascii_only(s3: Any, bucket: str) -> None:
+    """RFC 3986: the query goes before ``#fragment`` (after it, a browser
+    never sends bucket, key and etag); characters outside ASCII are
+    percent-encoded as UTF-8, whichever they are (é went out as one Latin-1
+    byte, ☃ as UTF-8)."""
+    target = "https://app.example/dön€?from=é#top"
+    form = s3.generate_presigned_post(
+        bucket, "frag", Fields={"success_action_redirect": target}, Conditions=[{"success_action_redirect": target}]
+    )
+    r = post(form["url"], form["fields"], b"f", allow_redirects=False)
+    assert r.status_code == 303, r.text
+    raw = r.raw.headers["Location"]
+    assert raw.isascii(), raw
+    location = urlsplit(raw)
+    assert location.fragment == "top" and location.path == "/d%C3%B6n%E2%82%AC"
+    query = parse_qs(location.query)
+    assert query["from"] == ["é"] and query["key"] == ["frag"] and query["etag"] == [quoted_md5(b"f")]
+
+
+def test_field_names_fold_ascii_case_only(url: str, s3: Any, bucket: str) -> None:
+    """``\\u212Aey`` (KELVIN SIGN) is not ``key``: str.lower() folded it to
+    "k" and the upload went through; AWS refuses the unknown field."""
+    fields = v4_form([{"bucket": bucket}, ["starts-with", "$key", ""]], {"key": "real"})
+    fields["\u212aey"] = "other"
+    status, code, message = error_of(post(url, fields))
+    assert (status, code) == (403, "AccessDenied") and "Extra input fields" in message, message
+    assert head_status(s3, bucket, "real") == 404
+
+
+@pytest.mark.parametrize("signed", ["v2", "v4"])
+def test_a_bucket_policy_on_the_signature_version_applies_to_forms(
+    url: str, s3: Any, bucket: str, signed: str
+) -> None:
+    """AWS's "deny SigV2" policy (``s3:signatureversion`` = ``AWS``): a SigV2
+    form is refused like SigV2 headers, a SigV4 form goes through.  Forms
+    had no ``s3:signatureversion``: the SigV2 form passed."""
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "NoSigV2", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+         "Condition": {"StringEquals": {"s3:signatureversion": "AWS"}}},
+    ]}))  # fmt: skip
+    conditions: list[Any] = [{"bucket": bucket}, ["starts-with", "$key", ""]]
+    form = v2_form(conditions, {"key": "sig"}) if signed == "v2" else v4_form(conditions, {"key": "sig"})
+    r = post(url, form)
+    if signed == "v2":
+        assert error_of(r)[:2] == (403, "AccessDenied")
+        assert head_status(s3, bucket, "sig") == 404
+    else:
+        assert r.status_code == 204, r.text

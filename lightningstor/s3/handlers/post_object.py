@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -97,13 +97,12 @@ class PostPlan:
     encoded_policy: str
     policy: postpolicy.PostPolicy
     credentials: postpolicy.PostCredentials | None  # None: an anonymous upload
-    file_content_type: str | None
 
 
 _FILENAME_PATH = re.compile(r"[/\\]")
 
 
-def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, content_type: str | None) -> PostPlan:
+def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None) -> PostPlan:
     """The upload the form asks for, or the S3 error that refuses it.
 
     Order as AWS: the key first (a form without one is malformed whoever
@@ -126,10 +125,10 @@ def plan_upload(api: Any, fields: Mapping[str, str], filename: str | None, conte
             raise postpolicy.missing_field("policy")
         # An anonymous upload: no policy bounds it, and only the bucket's
         # own policy may let it in (_prepare).
-        return PostPlan(key, values, "", postpolicy.PostPolicy(expiration=float("inf")), None, content_type)
+        return PostPlan(key, values, "", postpolicy.PostPolicy(expiration=float("inf")), None)
     credentials = postpolicy.credentials_of(values, api.options.region)
     policy = postpolicy.parse_policy(values["policy"])
-    return PostPlan(key, values, values["policy"], policy, credentials, content_type)
+    return PostPlan(key, values, values["policy"], policy, credentials)
 
 
 class FormBody:
@@ -179,7 +178,9 @@ class FormBody:
         if kind == "data":
             self._file_data(event.data)
         elif kind == "field":
-            name = event.name.lower()
+            # ASCII case only: str.lower() folds the Kelvin sign (U+212A) to
+            # "k", so a field AWS would refuse as unknown was taken as "key".
+            name = event.name.lower() if event.name.isascii() else event.name
             if name in self._fields:
                 raise errors.InvalidArgument(
                     f"The form field {event.name!r} appears more than once", ArgumentName=event.name
@@ -189,7 +190,7 @@ class FormBody:
             self._start_file(event)
 
     def _start_file(self, event: FormEvent) -> None:
-        plan = plan_upload(self._api, self._fields, event.filename, event.content_type)
+        plan = plan_upload(self._api, self._fields, event.filename)
         self.plan = plan
         self._call.target.key = plan.key  # logs and error documents name the object
         if plan.policy.length_range is not None:
@@ -294,8 +295,8 @@ def _authorized(found: tuple[Principal, Bucket], api: Any, call: Any, plan: Post
 
 
 def _attrs(api: Any, plan: PostPlan) -> Any:
-    """PutAttrs from the form: the fields PutObject takes as headers, the
-    file part's Content-Type when the form has none, tags from ``tagging``.
+    """PutAttrs from the form: the fields PutObject takes as headers (the
+    file part's own Content-Type is not one), tags from ``tagging``.
 
     Unlike request headers, form fields may hold any character: those that
     become response headers (the stored ones, through ``put_attrs``, and
@@ -310,9 +311,11 @@ def _attrs(api: Any, plan: PostPlan) -> Any:
     for name in (MODE_HEADER, UNTIL_HEADER, HOLD_HEADER):
         if name in fields:  # not taken from a form (yet): refused rather than ignored
             raise errors.NotImplementedS3(f"Object Lock fields are not supported in a POST upload ({name})")
+    # Content-Type comes from the form field only, as on AWS (default
+    # binary/octet-stream): the policy decides what may be stored, and the
+    # file part's own type is the uploader's to choose (text/html served
+    # from the storage origin, by a policy that said nothing of it).
     headers = {name: value for name, value in fields.items() if name in FORM_HEADER_FIELDS or name.startswith("x-amz-meta-")}
-    if "content-type" not in headers and plan.file_content_type:
-        headers["content-type"] = plan.file_content_type
     attrs = put_attrs(headers, max_metadata_bytes=api.options.max_metadata_bytes)
     keep_stored_encoding(attrs)
     tagging = fields.get("tagging")
@@ -362,9 +365,10 @@ def _answer(api: Any, call: Any, plan: PostPlan, etag: str, headers: list[tuple[
     location = object_location(call, plan.key)
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect and urlsplit(redirect).scheme in ("http", "https") and urlsplit(redirect).netloc:
-        query = urlencode({"bucket": call.bucket, "key": plan.key, "etag": etag})
-        target = redirect + ("&" if "?" in redirect else "?") + query
-        return api.send(call, 303, headers=[*headers, ("Location", target)], content_type=None)  # type: ignore[no-any-return]
+        return api.send(  # type: ignore[no-any-return]
+            call, 303, headers=[*headers, ("Location", redirect_target(redirect, call.bucket, plan.key, etag))],
+            content_type=None,
+        )
     status = fields.get("success_action_status", "").strip()
     headers.append(("Location", location))
     if status == "201":
@@ -373,6 +377,19 @@ def _answer(api: Any, call: Any, plan: PostPlan, etag: str, headers: list[tuple[
     if status == "200":
         return api.send(call, 200, headers=headers, content_type=None)  # type: ignore[no-any-return]
     return api.send(call, 204, headers=headers, content_type=None)  # type: ignore[no-any-return]
+
+
+def redirect_target(redirect: str, bucket: str, key: str, etag: str) -> str:
+    """``success_action_redirect`` with ``bucket``, ``key`` and ``etag``
+    added to its query: before a ``#fragment`` (RFC 3986; after it, the
+    browser never sends them), and every character outside ASCII
+    percent-encoded as UTF-8 (a header's bytes; sent raw, é went out as
+    Latin-1 and ☃ as UTF-8)."""
+    parts = urlsplit(redirect)
+    added = urlencode({"bucket": bucket, "key": key, "etag": etag})
+    query = f"{parts.query}&{added}" if parts.query else added
+    target = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    return quote(target, safe="".join(chr(c) for c in range(0x21, 0x7F)))
 
 
 def object_location(call: Any, key: str) -> str:
