@@ -151,6 +151,10 @@ def take_backup(
     return report
 
 
+OPEN_AT_ONCE = 256
+"""Chunk files written during the first copy that are opened together (well
+under the usual limit of 1,024 open files)."""
+
 SNAPSHOT_ATTEMPTS = 5
 """Snapshots taken before a backup gives up on chunks its snapshot lists
 that are gone from the source.  A chunk freed just after a snapshot is
@@ -192,21 +196,25 @@ def _take(
         report.snapshot_time = time.time()
         referenced, indexed, report.records = _needed_chunks(database_to)
         wanted = referenced | indexed
-        # Opened at once, read later: an open file stays readable when the
-        # server deletes it, so only the moments up to here can lose one.
-        late = _open_all(sources, sorted(wanted - copied))
+        late = sorted(wanted - copied)
         if late:
             log(f"copying {len(late)} chunk files written during the copy")
-        try:
-            for chunk_id, opened in late:
-                check_stop()
-                target = os.path.join(chunks_to, chunk_relpath(chunk_id, sources.shard_depth))
-                report.bytes += _copy_file(opened, target, destination)
-                copied.add(chunk_id)
-                report.copied_after += 1
-        finally:
-            for _, opened in late:
-                opened.close()
+        for start in range(0, len(late), OPEN_AT_ONCE):
+            # Opened a batch at once, read after: an open file stays readable
+            # when the server deletes it, so only the moments up to its
+            # opening can lose one.  In batches: a long first copy of a busy
+            # store leaves more new chunks than a process may hold open.
+            batch = _open_all(sources, late[start : start + OPEN_AT_ONCE])
+            try:
+                for chunk_id, opened in batch:
+                    check_stop()
+                    target = os.path.join(chunks_to, chunk_relpath(chunk_id, sources.shard_depth))
+                    report.bytes += _copy_file(opened, target, destination)
+                    copied.add(chunk_id)
+                    report.copied_after += 1
+            finally:
+                for _, opened in batch:
+                    opened.close()
         missing = referenced - copied
         if not missing:
             break

@@ -3,12 +3,14 @@ real server is tests/integration/test_backup.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from lightningstor import backup
 from lightningstor.backup import BackupFailed, BackupRefused, Sources, take_backup
 
 
@@ -111,3 +113,46 @@ def test_every_directory_and_file_is_private_whatever_the_umask(tmp_path: Path) 
         os.umask(old)
     for path in [tmp_path / "dest", *(tmp_path / "dest").rglob("*")]:
         assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
+
+
+def _list_chunks(database: str, *chunk_ids: str) -> None:
+    """An object record of the snapshot-to-be listing ``chunk_ids``."""
+    from lightningstor.core import keys
+
+    conn = sqlite3.connect(database)
+    value = json.dumps({"chunks": [[c, 0, 10, 0] for c in chunk_ids]}, separators=(",", ":")).encode()
+    conn.execute("INSERT INTO kv VALUES (?, ?, 1)", (keys.OBJECTS + b"b/k", value))
+    conn.commit()
+    conn.close()
+
+
+def test_chunks_written_during_the_copy_are_copied_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks that appear after the first copy and that the snapshot lists
+    are copied after it, a batch of files open at a time (one here)."""
+    monkeypatch.setattr(backup, "OPEN_AT_ONCE", 1)
+    sources = _source(tmp_path / "src")
+    late = ["cd01", "cd02", "cd03"]
+    _list_chunks(sources.database, "ab01", *late)
+
+    def log(line: str) -> None:
+        if line.startswith("copying the metadata database"):  # after the first copy
+            for name in late:
+                (Path(sources.chunks) / "cd" / name[2:]).mkdir(parents=True, exist_ok=True)
+                (Path(sources.chunks) / "cd" / name[2:] / name).write_bytes(b"y" * 10)
+
+    report = take_backup(sources, str(tmp_path / "dest"), log=log)
+    assert (report.copied_ahead, report.copied_after, report.left_out, report.chunks) == (2, 3, 1, 4)
+    copied = {p.name for p in (tmp_path / "dest" / "data" / "chunks").rglob("*") if p.is_file()}
+    assert copied == {"ab01", *late}
+
+
+def test_a_chunk_the_snapshot_lists_that_never_comes_fails_after_every_attempt(tmp_path: Path) -> None:
+    sources = _source(tmp_path / "src")
+    _list_chunks(sources.database, "ab01", "ef09")
+    lines: list[str] = []
+    with pytest.raises(BackupFailed, match=f"ef09.* in {backup.SNAPSHOT_ATTEMPTS} snapshots in a row"):
+        take_backup(sources, str(tmp_path / "dest"), log=lines.append)
+    assert sum("taking it again" in line for line in lines) == backup.SNAPSHOT_ATTEMPTS
+    assert not (tmp_path / "dest").exists()
