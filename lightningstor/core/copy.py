@@ -136,6 +136,9 @@ def copy_object(
     # object, hashed anyway as it is written (AWS adds CRC64NVME to new
     # objects written without a checksum).
     keep = with_default_checksum(tuple(sorted(requested)) if requested else tuple(sorted(source.checksums)))
+    # A copy that can never be committed is refused before its bytes are
+    # written (as PutObject from its headers); the commit decides exactly.
+    yield core.quotas.check_put(dest_bucket, dest_key, source.size)
     result = yield copy_data(core, source, keep, dest_bucket, dest_key, encryption, customer, source_customer)
     checksums = verify_digests(PutAttrs(store_checksums=keep), result.md5_hex, result.digests)
     meta_from = source

@@ -840,6 +840,9 @@ class MultipartManager:
         validate_part_number(part_number)
         if length > self.max_part_size:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(length))
+        # A part that can never be committed is refused before it is copied
+        # (as UploadPart from its headers); the commit decides exactly.
+        yield self._quotas.check_part(upload.usage_scope, upload.upload_id, part_number, length)
         source_cipher = None
         if source.encryption is not None:
             source_cipher = self.sse.cipher(source.encryption, source.key, source_customer)

@@ -7,10 +7,12 @@ other integration tests' buckets.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -307,6 +309,54 @@ def test_grpc_uploads_that_cannot_fit_are_refused_before_they_are_stored(server:
         assert listed(s3, bucket) == (0, 0)
     finally:
         client.close()
+        admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "none")
+        s3.abort_multipart_upload(Bucket=bucket, Key="part", UploadId=upload)
+
+
+@contextlib.contextmanager
+def _chunks_appearing(server: ServerProcess) -> Iterator[set[str]]:
+    """The chunk files that appear while the block runs, sampled every 2 ms
+    (a file written and deleted within the block is seen too)."""
+    before = _chunk_files(server)
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(_chunk_files(server) - before)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def test_copies_that_cannot_fit_are_refused_before_they_are_written(server: ServerProcess, s3: Any) -> None:
+    """CopyObject and UploadPartCopy of a 24 MiB source into a bucket with
+    1 MiB left are refused (403 QuotaExceeded) before a chunk of the copy
+    is written: a watcher sampling the chunk directory during each call
+    sees none appear.  Before, the copy was written whole, then refused at
+    its commit and deleted."""
+    source_bucket, bucket = new_bucket(s3), new_bucket(s3)
+    s3.put_object(Bucket=source_bucket, Key="big", Body=b"b" * (24 * 1024 * KiB))
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="part")["UploadId"]
+    assert admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "1MiB")[0] == 0
+    copy_source = {"Bucket": source_bucket, "Key": "big"}
+    try:
+        for call in (
+            lambda: s3.copy_object(Bucket=bucket, Key="copy", CopySource=copy_source),
+            lambda: s3.upload_part_copy(Bucket=bucket, Key="part", UploadId=upload, PartNumber=1, CopySource=copy_source),
+        ):
+            with pytest.raises(ClientError) as refused, _chunks_appearing(server) as seen:
+                call()
+            assert quota_error(refused.value) == ("QuotaExceeded", 403)
+            assert not seen, f"{len(seen)} chunk files written for a copy refused by its quota"
+        assert listed(s3, bucket) == (0, 0)
+    finally:
         admin(server, "set", "--org", ORG, "--bucket", bucket, "--max-bytes", "none")
         s3.abort_multipart_upload(Bucket=bucket, Key="part", UploadId=upload)
 
