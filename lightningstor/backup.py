@@ -50,9 +50,10 @@ from dataclasses import asdict, dataclass, field
 from typing import BinaryIO
 
 from lightningstor import __version__
-from lightningstor.core import keys, records
+from lightningstor.core import keys
+from lightningstor.core.scrub import CHUNK_HOLDERS, chunk_refs
 from lightningstor.interfaces.metadata import prefix_end
-from lightningstor.storage.local import chunk_relpath
+from lightningstor.storage.local import chunk_relpath, fsync_dir
 
 MARKER = "BACKUP.json"
 """Written last: its presence says the backup is complete."""
@@ -61,9 +62,6 @@ _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _COPY_BLOCK = 1 << 20
 
-# Record key spaces whose values list chunks (as lightningstor.core.scrub's
-# CHUNK_HOLDERS; read here from the snapshot's own table).
-_CHUNK_HOLDERS = (keys.OBJECTS, keys.VERSIONS, keys.PARTS, keys.MANIFESTS)
 
 
 class BackupFailed(Exception):
@@ -255,7 +253,7 @@ def _take(
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(destination)
+    fsync_dir(destination)
 
 
 def _open_all(sources: Sources, chunk_ids: list[str]) -> list[tuple[str, BinaryIO]]:
@@ -359,11 +357,11 @@ def _needed_chunks(database: str) -> tuple[set[str], set[str], int]:
     holders = 0
     conn = sqlite3.connect(database)
     try:
-        for prefix in _CHUNK_HOLDERS:
+        for prefix in CHUNK_HOLDERS:  # read from the snapshot's own table
             for (value,) in conn.execute(
                 "SELECT value FROM kv WHERE key >= ? AND key < ?", (prefix, prefix_end(prefix))
             ):
-                chunks = records.decode_chunks(records.record_fields(value).get("chunks", ()))
+                chunks = chunk_refs(value)
                 if chunks:
                     holders += 1
                     referenced.update(ref.chunk_id for ref in chunks)
@@ -373,14 +371,6 @@ def _needed_chunks(database: str) -> tuple[set[str], set[str], int]:
     finally:
         conn.close()
     return referenced, indexed, holders
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_written(destination: str, created: bool) -> None:

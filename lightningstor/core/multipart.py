@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awscrt import checksums as _crt
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.logger import Logger
 
 from lightningstor import errors
@@ -820,6 +820,17 @@ class MultipartManager:
             self._quotas.conflicted(scope)
         raise errors.SlowDown("Too many concurrent writes to this upload")
 
+    def check_part_length(self, upload: Upload, part_number: int, length: int | None) -> Any:
+        """Deferred[None]: refuse a part of ``length`` bytes (None: not
+        declared) that can never be committed, before a byte of it is
+        stored: ``EntityTooLarge`` past :attr:`max_part_size`,
+        ``QuotaExceeded`` past the bucket's quotas.  UploadPart over S3
+        (from its headers) and gRPC (from its first message) and
+        UploadPartCopy (from its range) ask it; the commit decides exactly."""
+        if length is not None and length > self.max_part_size:
+            return fail(errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(length)))
+        return self._quotas.check_part(upload.usage_scope, upload.upload_id, part_number, length)
+
     @inlineCallbacks
     def copy_part(
         self,
@@ -838,11 +849,7 @@ class MultipartManager:
         and of the source, for those that are SSE-C.
         """
         validate_part_number(part_number)
-        if length > self.max_part_size:
-            raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_part_size), ProposedSize=str(length))
-        # A part that can never be committed is refused before it is copied
-        # (as UploadPart from its headers); the commit decides exactly.
-        yield self._quotas.check_part(upload.usage_scope, upload.upload_id, part_number, length)
+        yield self.check_part_length(upload, part_number, length)
         source_cipher = None
         if source.encryption is not None:
             source_cipher = self.sse.cipher(source.encryption, source.key, source_customer)

@@ -119,7 +119,7 @@ class ScrubReport:
         return sum(1 for p in self.problems if p.kind == kind)
 
 
-def _chunk_refs(value: bytes) -> list[ChunkRef]:
+def chunk_refs(value: bytes) -> list[ChunkRef]:
     """The chunks a record references, without decoding the rest of it.
 
     Object, version and part records share the ``chunks`` field's format
@@ -189,7 +189,7 @@ def scrub(
             # A page's chunks are the object's: audit their entries against it.
             head = json.loads(value)
             holder = keys.object_key(head["b"], head["k"])
-        for ref in _chunk_refs(value):
+        for ref in chunk_refs(value):
             check_stop()
             referenced[ref.chunk_id] = holder
             listed_in[ref.chunk_id] = key
@@ -264,7 +264,7 @@ def _still_listed(store: IMetadataStore, key: bytes, chunk_id: str) -> Any:
     if kv is None:
         return False
     try:
-        return any(ref.chunk_id == chunk_id for ref in _chunk_refs(kv.value))
+        return any(ref.chunk_id == chunk_id for ref in chunk_refs(kv.value))
     except (ValueError, KeyError, TypeError):
         return True  # unreadable now: report what was found
 

@@ -568,13 +568,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
             store_checksums=(algorithm,) if algorithm else (),
             owner=principal.principal_id,
         )
-        # A declared part that can never be committed is refused before a
-        # byte of it is stored, as S3's UploadPart does from its headers.
-        if first.HasField("content_length"):
-            limit = self.core.multipart.max_part_size
-            if first.content_length > limit:
-                raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(first.content_length))
-            yield self.core.quotas.check_part(upload.usage_scope, upload.upload_id, first.part_number, first.content_length)
+        yield self.core.multipart.check_part_length(upload, first.part_number, optional(first, "content_length"))
         writer = self.core.multipart.new_part_writer(upload)
         return upload, writer, attrs
 

@@ -139,7 +139,7 @@ def _data_size(file_size: int) -> int:
     return payload - _CRC_SIZE * _blocks(payload, BLOCK_SIZE + _CRC_SIZE)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -313,9 +313,9 @@ class _ChunkFile:
             if durable:
                 # The file's entry, then the entries of directories we created
                 # (deepest first), so the whole path survives a crash.
-                _fsync_dir(directory)
+                fsync_dir(directory)
                 for new_dir in reversed(created):
-                    _fsync_dir(os.path.dirname(new_dir))
+                    fsync_dir(os.path.dirname(new_dir))
 
     def abort(self) -> None:
         with self._lock:
@@ -436,7 +436,7 @@ class LocalFsBackend:
         os.makedirs(self._chunks_dir, _DIR_MODE, exist_ok=True)
         os.makedirs(self._tmp_dir, _DIR_MODE, exist_ok=True)
         if created and self.fsync:
-            _fsync_dir(self.base_path)
+            fsync_dir(self.base_path)
         self._layout_ready = True
 
     def _make_dirs(self, directory: str) -> list[str]:
@@ -607,7 +607,7 @@ class LocalFsBackend:
         except FileNotFoundError:
             return False
         if self.fsync:
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         return True
 
     def _exists(self, chunk_id: str, path: str) -> bool:

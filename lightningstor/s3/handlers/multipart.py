@@ -181,13 +181,10 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     upload = yield api.core.multipart.get(bucket, call.key, _upload_id(call))
     customer = ssec.part_key(call.headers, call.request.isSecure, upload.encryption)
     decoded_length = decoded_length_of(call, length)
-    limit = api.core.multipart.max_part_size
-    if decoded_length is not None and decoded_length > limit:
-        raise errors.EntityTooLarge(MaxSizeAllowed=str(limit), ProposedSize=str(decoded_length))
     if not declares_length(call.headers):
         raise errors.MissingContentLength()
-    # A part that can never fit the bucket's quotas is refused before it is stored.
-    yield api.core.quotas.check_part(upload.usage_scope, upload.upload_id, part_number, decoded_length)
+    # Past 5 GiB or the bucket's quotas: refused before a byte is stored.
+    yield api.core.multipart.check_part_length(upload, part_number, decoded_length)
     expected, keep, trailer = checksum_algorithms(call.headers)
     wanted = upload.checksum_algorithm
     if wanted is not None:
@@ -206,7 +203,8 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     algorithms, decoder = body_plan(call, verified, decoded_length, keep, expected, trailer)
     writer = api.core.multipart.new_part_writer(upload, algorithms, customer)
     return PartUploadContext(
-        principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length, upload, part_number, limit
+        principal, verified, bucket, attrs, writer, decoder, trailer, decoded_length, upload, part_number,
+        api.core.multipart.max_part_size,
     )
 
 
