@@ -1117,6 +1117,10 @@ class MultipartManager:
                 )
             for algorithm, value in ref.checksums.items():
                 have = part.checksums.get(algorithm.lower())
+                if have is None and algorithm.lower() == DEFAULT_CHECKSUM:
+                    # The CRC64NVME the server computed and answered for a part
+                    # of an upload without an algorithm: the client may echo it.
+                    have = part.default_checksum
                 if have is None or not _checksum_matches(have, value):
                     raise errors.InvalidPart(
                         f"The {algorithm.upper()} checksum of part {ref.part_number} does not match the stored part.",
@@ -1150,7 +1154,10 @@ class MultipartManager:
             )
         algorithm, kind = upload.checksum_algorithm, upload.checksum_type
         if checksum_type and checksum_type.strip().upper() != (kind or ""):
-            raise errors.InvalidRequest(
+            if checksum_type.strip().upper() not in (COMPOSITE, FULL_OBJECT):
+                raise errors.InvalidRequest(f"Value for x-amz-checksum-type header is invalid: {checksum_type}")
+            # BadDigest, as AWS's reference of the request's ChecksumType says.
+            raise errors.BadDigest(
                 f"The upload was created using the {kind or 'null'} checksum mode. "
                 f"The complete request must use the same checksum mode."
             )

@@ -65,13 +65,7 @@ RESPONSE_OVERRIDES = {
 def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...], str | None]:
     """(expected values from x-amz-checksum-* headers, algorithms to compute
     and keep, the algorithm whose value arrives in a trailer or None)."""
-    expected: dict[str, str] = {}
-    for algorithm in ALGORITHMS:
-        value = headers.get(f"x-amz-checksum-{algorithm}")
-        if value is not None:
-            expected[algorithm] = _checksum_value(algorithm, value.strip())
-    if len(expected) > 1:
-        raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    expected = checksum_values(headers)
     trailer = checksum_trailer(headers)
     if expected and trailer:
         # A header value and a trailing one: two checksums, one of which the
@@ -94,12 +88,28 @@ def checksum_algorithms(headers: Mapping[str, str]) -> tuple[dict[str, str], tup
     return expected, tuple(sorted(keep)), trailer
 
 
-def _checksum_value(algorithm: str, value: str) -> str:
+def checksum_values(headers: Mapping[str, str]) -> dict[str, str]:
+    """The whole-object checksum a request states in its ``x-amz-checksum-*``
+    headers: at most one, well formed (else InvalidRequest).  PutObject and
+    UploadPart check their body against it, CompleteMultipartUpload the
+    object it makes."""
+    expected: dict[str, str] = {}
+    for algorithm in ALGORITHMS:
+        value = headers.get(f"x-amz-checksum-{algorithm}")
+        if value is not None:
+            expected[algorithm] = checksum_value(algorithm, value.strip())
+    if len(expected) > 1:
+        raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    return expected
+
+
+def checksum_value(algorithm: str, value: str, where: str = "header") -> str:
     """``value`` if it is the base64 of a digest of ``algorithm``'s size;
-    else InvalidRequest, as AWS answers, before any byte of the body is read
-    (it was a BadDigest once the whole body had been stored)."""
+    else InvalidRequest, as AWS answers: for a header before any byte of the
+    body is read (it was a BadDigest once the whole body had been stored),
+    for a trailer (``where="trailing header"``) as soon as it arrives."""
     if not is_digest_value(algorithm, value):
-        raise errors.InvalidRequest(f"Value for x-amz-checksum-{algorithm} header is invalid.")
+        raise errors.InvalidRequest(f"Value for x-amz-checksum-{algorithm} {where} is invalid.")
     return value
 
 

@@ -473,6 +473,25 @@ def test_part_checksums_are_verified(client: Any, mpbucket: str) -> None:
     assert client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid).get("Parts", []) == []
 
 
+def test_part_naming_another_algorithm_alone_is_refused(client: Any, mpbucket: str, server: ServerProcess) -> None:
+    """x-amz-sdk-checksum-algorithm alone (no value header, no trailer)
+    naming another algorithm than the upload's is the same InvalidRequest as
+    a value header of that algorithm; before, the part was stored with two
+    checksums and ListParts showed both."""
+    uid = client.create_multipart_upload(Bucket=mpbucket, Key="k", ChecksumAlgorithm="SHA256")["UploadId"]
+    status, body = _signed(server.port, "PUT", f"/{mpbucket}/k?partNumber=1&uploadId={uid}", b"data",
+                           {"x-amz-sdk-checksum-algorithm": "CRC32"})
+    assert status == 400 and b"<Code>InvalidRequest</Code>" in body, body
+    assert b"expected checksum Type: sha256, actual checksum Type: crc32" in body
+    assert client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid).get("Parts", []) == []
+    status, body = _signed(server.port, "PUT", f"/{mpbucket}/k?partNumber=1&uploadId={uid}", b"data",
+                           {"x-amz-sdk-checksum-algorithm": "SHA256"})
+    assert status == 200, body
+    [part] = client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid)["Parts"]
+    assert [k for k in part if k.startswith("Checksum")] == ["ChecksumSHA256"]
+    assert part["ChecksumSHA256"] == compute("sha256", b"data")
+
+
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "SHA1", "SHA256"])
 def test_complete_of_composite_upload_needs_every_part_checksum(client: Any, mpbucket: str, algorithm: str) -> None:
     """An upload created with a (COMPOSITE) checksum algorithm cannot be
@@ -538,8 +557,10 @@ def test_checksummed_upload_completes_only_from_parts_one_to_n(client: Any, mpbu
     assert client.get_object(Bucket=mpbucket, Key="gap")["Body"].read() == a + c
 
 
-def test_complete_full_object_checksum(client: Any, mpbucket: str) -> None:
-    """An upload created with x-amz-checksum-type FULL_OBJECT gets the CRC of the whole object."""
+def test_complete_full_object_checksum(client: Any, mpbucket: str, server: ServerProcess) -> None:
+    """An upload created with x-amz-checksum-type FULL_OBJECT gets the CRC of
+    the whole object; a complete naming another checksum type, or sending a
+    malformed or second whole-object checksum, is refused and changes nothing."""
     import base64
     import zlib
 
@@ -549,6 +570,21 @@ def test_complete_full_object_checksum(client: Any, mpbucket: str) -> None:
     r1 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=1, Body=a, ChecksumAlgorithm="CRC32")
     r2 = client.upload_part(Bucket=mpbucket, Key="k", UploadId=uid, PartNumber=2, Body=b, ChecksumAlgorithm="CRC32")
     want = base64.b64encode(zlib.crc32(a + b).to_bytes(4, "big")).decode()
+    parts_xml = _complete_xml([(1, r1["ETag"]), (2, r2["ETag"])])
+    path = f"/{mpbucket}/k?uploadId={uid}"
+    for headers, code, message in (
+        # AWS: a ChecksumType other than the upload's is BadDigest.
+        ({"x-amz-checksum-type": "COMPOSITE"}, "BadDigest", b"created using the FULL_OBJECT checksum mode"),
+        ({"x-amz-checksum-type": "WHOLE"}, "InvalidRequest", b"Value for x-amz-checksum-type header is invalid"),
+        # The whole-object value is checked for form as PutObject's is.
+        ({"x-amz-checksum-crc32": "!!!not-base64"}, "InvalidRequest",
+         b"Value for x-amz-checksum-crc32 header is invalid."),
+        ({"x-amz-checksum-crc32": want, "x-amz-checksum-sha1": "2jmj7l5rSw0yVb/vlWAYkK/YBwk="}, "InvalidRequest",
+         b"Multiple checksum Types are not allowed."),
+    ):
+        status, body = _signed(server.port, "POST", path, parts_xml, headers)
+        assert status == 400 and f"<Code>{code}</Code>".encode() in body and message in body, (headers, body)
+    assert len(client.list_parts(Bucket=mpbucket, Key="k", UploadId=uid)["Parts"]) == 2  # nothing changed
     done = client.complete_multipart_upload(
         Bucket=mpbucket, Key="k", UploadId=uid, ChecksumCRC32=want, ChecksumType="FULL_OBJECT",
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]})
@@ -580,8 +616,15 @@ def test_upload_without_checksum_reports_default_crc64nvme(client: Any, mpbucket
     listed = plain.list_parts(Bucket=mpbucket, Key="k", UploadId=uid)["Parts"]
     assert [k for p in listed for k in p if k.startswith("ChecksumCRC64")] == []
     whole = a + a + copied + b
-    done = plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": [
-        {"PartNumber": n, "ETag": r["ETag"]} for n, r in ((1, r1), (2, r2), (3, r3), (4, r4))]})
+    parts: list[dict[str, Any]] = [{"PartNumber": n, "ETag": r["ETag"]} for n, r in ((1, r1), (2, r2), (3, r3), (4, r4))]
+    # The part's CRC64NVME the server answered may be echoed in the complete
+    # (it was InvalidPart, "does not match the stored part"); another is not.
+    with pytest.raises(ClientError) as e:
+        plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={
+            "Parts": [{**parts[0], "ChecksumCRC64NVME": r4["ChecksumCRC64NVME"]}, *parts[1:]]})
+    assert _code(e) == "InvalidPart"
+    parts[0]["ChecksumCRC64NVME"] = r1["ChecksumCRC64NVME"]
+    done = plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": parts})
     assert (done["ChecksumCRC64NVME"], done["ChecksumType"]) == (compute("crc64nvme", whole), "FULL_OBJECT")
     head = plain.head_object(Bucket=mpbucket, Key="k", ChecksumMode="ENABLED")
     assert [k for k in head if k.startswith("Checksum")] == []

@@ -144,6 +144,27 @@ def test_unsigned_trailer_wrong_checksum(server, s3, raw_bucket):
     assert s3.list_objects_v2(Bucket=raw_bucket)["KeyCount"] == 0
 
 
+@pytest.mark.parametrize("value", ["!!notb64", "AAAA"])
+def test_unsigned_trailer_malformed_value(server, s3, raw_bucket, value):
+    """A trailing value that is no base64 CRC32 (not base64; a digest of the
+    wrong size) is 400 InvalidRequest, as the same value in a header is, not
+    BadDigest; nothing is stored."""
+    data = os.urandom(100_000)
+    framed = AwsChunkedWrapper(io.BytesIO(data), checksum_cls=Crc32Checksum,
+                               checksum_name="x-amz-checksum-crc32", chunk_size=65536).read()
+    framed = framed.replace(compute("crc32", data).encode(), value.encode())
+    url = f"{server.endpoint}/{raw_bucket}/malformed-trailer"
+    headers = _signed_headers("PUT", url, {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "x-amz-trailer": "x-amz-checksum-crc32", "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(len(framed)),
+    })
+    status, body = _send(server, "PUT", urlsplit(url).path, headers, framed)
+    assert status == 400 and b"InvalidRequest" in body, body
+    assert b"Value for x-amz-checksum-crc32 trailing header is invalid." in body
+    assert s3.list_objects_v2(Bucket=raw_bucket)["KeyCount"] == 0
+
+
 @pytest.mark.parametrize("declared", ["nothing", "header-too"])
 def test_a_trailing_checksum_is_verified_or_refused(server, s3, raw_bucket, declared):
     """A trailing checksum the request did not declare in x-amz-trailer is

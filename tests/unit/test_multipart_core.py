@@ -256,8 +256,10 @@ def test_complete_validates_the_part_list(core):
     p4 = yield _part(mp, upload, 4, b"d" * 1000)  # never listed
     with pytest.raises(errors.BadDigest):
         yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3), expected_checksums={"crc32": "AAAAAA=="})
-    with pytest.raises(errors.InvalidRequest):
+    with pytest.raises(errors.BadDigest):  # another type than the upload's (AWS's ChecksumType)
         yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3), checksum_type="FULL_OBJECT")
+    with pytest.raises(errors.InvalidRequest):  # no type at all
+        yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3), checksum_type="PARTIAL")
     mp.max_object_size = 3599
     with pytest.raises(errors.EntityTooLarge):
         yield mp.complete(bucket, "k", uid, _refs(p1, p2, p3))

@@ -53,6 +53,7 @@ from lightningstor.s3.handlers.objects import (
 )
 from lightningstor.s3.headers import (
     checksum_algorithms,
+    checksum_values,
     declares_length,
     put_attrs,
     refuse_sse_header,
@@ -188,7 +189,9 @@ def prepare_part_upload(api: Any, call: Any, length: int | None) -> Any:
     expected, keep, trailer = checksum_algorithms(call.headers)
     wanted = upload.checksum_algorithm
     if wanted is not None:
-        for sent in [*expected, *([trailer] if trailer else [])]:
+        # Every algorithm the part names: a value header, a trailer, or
+        # x-amz-sdk-checksum-algorithm alone (``keep`` holds them all).
+        for sent in keep:
             if sent != wanted:
                 raise errors.InvalidRequest(
                     f"Checksum Type mismatch occurred, expected checksum Type: {wanted}, actual checksum Type: {sent}"
@@ -303,12 +306,6 @@ def _upload_part_copy(api: Any, call: Any) -> Any:
 # -- CompleteMultipartUpload / AbortMultipartUpload ---------------------------------
 
 
-def _expected_object_checksums(headers: dict[str, str]) -> dict[str, str]:
-    from lightningstor.checksums import ALGORITHMS
-
-    return {a: headers[f"x-amz-checksum-{a}"] for a in ALGORITHMS if f"x-amz-checksum-{a}" in headers}
-
-
 def _location(call: Any, bucket: str, key: str) -> str:
     scheme = "https" if call.request.isSecure() else "http"
     host = call.headers.get("host", "")
@@ -342,7 +339,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         _upload_id(call),
         listed,
         conditions=write_conditions,
-        expected_checksums=_expected_object_checksums(call.headers),
+        expected_checksums=checksum_values(call.headers),
         checksum_type=call.headers.get("x-amz-checksum-type"),
         object_size=object_size,
         public_acls_blocked=api.core.access.public_access_block(bucket).block_public_acls,

@@ -54,6 +54,7 @@ from lightningstor.s3.headers import (
     check_website_redirect,
     checksum_algorithms,
     checksum_trailer,
+    checksum_value,
     declares_length,
     object_headers,
     parse_tagging_header,
@@ -375,7 +376,9 @@ def _verify_upload(finished: Any, call: Any) -> tuple[Any, Any, dict[str, str]]:
             value = body.trailers.get(f"x-amz-checksum-{ctx.trailer_algorithm}")
             if value is None:
                 raise errors.InvalidRequest("The trailing checksum was not received")
-            ctx.attrs.expected_checksums[ctx.trailer_algorithm] = value
+            ctx.attrs.expected_checksums[ctx.trailer_algorithm] = checksum_value(
+                ctx.trailer_algorithm, value.strip(), "trailing header"
+            )
         checksums = verify_digests(ctx.attrs, result.md5_hex, result.digests)
     except BaseException:
         call.sink.abort()
