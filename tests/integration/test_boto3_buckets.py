@@ -169,3 +169,31 @@ def test_list_buckets_pages_with_max_buckets_and_prefix(s3):
     finally:
         for name in names:
             s3.delete_bucket(Bucket=name)
+
+
+def test_list_buckets_filters_by_region_and_checks_its_parameters(server, s3):
+    """``bucket-region`` limits the list to buckets of that region (AWS's
+    reference), so another region's list is empty; a continuation token that
+    is not ours and a max-buckets that is not plain digits are
+    InvalidArgument, as the object listings' are (they listed from the start,
+    and took "+2", " 2" and "1_0")."""
+    tag = uuid.uuid4().hex[:8]
+    names = sorted(f"region-{tag}-{i}" for i in range(3))
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    try:
+        here = s3.list_buckets(BucketRegion="us-east-1", Prefix=f"region-{tag}-")["Buckets"]
+        assert [b["Name"] for b in here] == names
+        assert s3.list_buckets(BucketRegion="eu-west-1", Prefix=f"region-{tag}-").get("Buckets", []) == []
+        for query in ("continuation-token=!!!", "continuation-token=", "max-buckets=%2B2", "max-buckets=%202",
+                      "max-buckets=1_0", "max-buckets=0"):
+            status, body = signed(server, "GET", f"/?{query}")
+            if query == "continuation-token=":
+                assert status == 200, body  # empty: absent, as AWS
+                continue
+            assert status == 400 and b"<Code>InvalidArgument</Code>" in body, (query, body)
+        status, body = signed(server, "GET", "/?max-buckets=0002")
+        assert status == 200 and body.count(b"<Bucket>") == 2, body
+    finally:
+        for name in names:
+            s3.delete_bucket(Bucket=name)

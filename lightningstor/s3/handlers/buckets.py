@@ -12,8 +12,10 @@ from lightningstor import errors
 from lightningstor.core.acl import check_ownership
 from lightningstor.core.attributes import check_bucket_tags
 from lightningstor.core.types import Versioning
+from lightningstor.digits import clamped_int
 from lightningstor.s3 import xmlio
 from lightningstor.s3.handlers.acl import bucket_acl_for_create, checked_grantees
+from lightningstor.s3.handlers.listing import decode_token
 
 
 @inlineCallbacks
@@ -25,8 +27,13 @@ def list_buckets(api: Any, call: Any) -> Any:
     prefix = query.get("prefix")
     yield api.authorize_scope(call, principal)
     buckets = yield api.core.buckets.list(
-        principal, name_prefix=prefix or "", after=_decode_token(token) if token else ""
+        principal, name_prefix=prefix or "", after=decode_token(token) if token else ""
     )
+    region = query.get("bucket-region")
+    if region:
+        # AWS: "limits the response to buckets that are located in the
+        # specified Region" (one region per server: all of them or none).
+        buckets = [b for b in buckets if b.region == region]
     next_token = None
     if limit is not None and len(buckets) > limit:
         buckets = buckets[:limit]
@@ -50,26 +57,14 @@ def _max_buckets(value: str | None) -> int | None:
     """ListBuckets' ``max-buckets``: 1..10000 (AWS), None when absent."""
     if value is None:
         return None
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
+    # ASCII digits only, as the object listings' page sizes (``int()`` would
+    # take " 2", "+2" and "1_0").
+    limit = clamped_int(value) if value.isascii() and value.isdigit() else 0
     if not 1 <= limit <= 10000:
         raise errors.InvalidArgument(
             "max-buckets must be an integer from 1 to 10000", ArgumentName="max-buckets", ArgumentValue=value
         )
     return limit
-
-
-def _decode_token(token: str) -> str:
-    """The bucket name a continuation token resumes after (tokens are ours:
-    base64url of the last name returned)."""
-    try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
-    except (ValueError, UnicodeError):
-        raise errors.InvalidArgument(
-            "The continuation token provided is incorrect", ArgumentName="continuation-token"
-        ) from None
 
 
 @inlineCallbacks
