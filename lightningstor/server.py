@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from lightningstor import errors, plugins
 from lightningstor.audit import WAKE_SLOTS, AuditLog, AuditService, s3_record
 from lightningstor.config import GRPC_HANDLER_THREADS, Settings, endpoint_description, parse_address
-from lightningstor.core import chunkindex
+from lightningstor.core import chunkindex, freedchunks
 from lightningstor.core.buckets import NameIndexService
 from lightningstor.core.collector import CollectorService
 from lightningstor.core.credentials import (
@@ -36,6 +36,7 @@ from lightningstor.core.credentials import (
     open_master_key,
 )
 from lightningstor.core.expiry import UploadExpiryService
+from lightningstor.core.freedchunks import FreedChunksService
 from lightningstor.core.leases import HEARTBEAT_TTL_SECONDS, Holder, Lease, server_holder
 from lightningstor.core.lifecycle_service import LifecycleService, LifecycleWorker, reactor_pause
 from lightningstor.core.principals import PrincipalRecord
@@ -340,10 +341,10 @@ class CoreService(Service):
         super().stopService()
         try:
             if self.shared_store:
-                # Another server's GET may still stream a chunk this one
-                # freed (storage/retired.py): the collector deletes them
-                # after its grace, which is at least twice the delay.
-                self.core.chunks.leave_retired()
+                # Another server's (or worker's) GET may still stream a chunk
+                # this one freed (storage/retired.py): recorded with its due
+                # time for a running server to delete (core/freedchunks.py).
+                yield self._record_freed()
             else:
                 # Requests have drained: nobody here reads freed chunks any
                 # more.  Deleted now, within a bound; the rest is the collector's.
@@ -352,6 +353,28 @@ class CoreService(Service):
             yield self.core.backend.close()
         finally:
             yield self.core.store.close()
+
+
+    @inlineCallbacks
+    def _record_freed(self) -> Any:
+        batches = self.core.chunks.take_retired()
+        waiting = sum(len(ids) for _wait, ids in batches)
+        if not waiting:
+            return
+        now = time.time()
+        try:
+            recorded = yield freedchunks.record(
+                self.core.store, [(now + wait, ids) for wait, ids in batches], now=now,
+                deadline=self.reactor.seconds() + FLUSH_SECONDS, clock=self.reactor.seconds,
+            )  # fmt: skip
+        except Exception as exc:  # the store is failing: nothing is lost, the collector has them
+            log.warn("Could not record {n} freed chunks ({why}); the orphan collector removes them after its grace",
+                     n=waiting, why=exc)  # fmt: skip
+            return
+        log.info("Recorded {n} freed chunks for deletion when their delay is over", n=recorded)
+        if recorded < waiting:
+            log.warn("Stop left {n} freed chunks unrecorded; the orphan collector removes them after its grace",
+                     n=waiting - recorded)  # fmt: skip
 
 
 @inlineCallbacks
@@ -479,6 +502,12 @@ def _assemble(
             interval_seconds=settings.collector.interval_seconds, grace_seconds=settings.collector.grace_seconds,
         )  # fmt: skip
         leases.periodic(collector, "collector").setServiceParent(top)
+        # Deletes what stopped servers and workers recorded, once due.
+        leases.periodic(
+            FreedChunksService(store, chunks.delete_chunks, reactor,
+                               free_delay_seconds=settings.storage.free_delay_seconds, clock=time.time),
+            "freed-chunks",
+        ).setServiceParent(top)  # fmt: skip
         # Folds usage deltas (core/quotas.py) so usage reads stay short.
         leases.periodic(UsageFoldService(core.quotas, reactor), "usage-fold").setServiceParent(top)
         leases.periodic(

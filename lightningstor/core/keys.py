@@ -70,6 +70,17 @@ def lifecycle_walk_key(bucket_id: str) -> bytes:
     return LIFECYCLE_WALKS + bucket_id.encode()
 
 
+FREED_CHUNKS = ROOT + b"freed-chunks/"
+"""Chunks freed by a server that stopped before their delay was over
+(lightningstor.core.freedchunks): ``freed-chunks/{due ms, 16 hex}/{random}``,
+a JSON list of chunk ids, deleted by a running server once due."""
+
+
+def freed_chunks_key(due_ms: int, tag: str) -> bytes:
+    """A row of :data:`FREED_CHUNKS`; rows sort by due time."""
+    return FREED_CHUNKS + f"{max(0, due_ms):016x}/{tag}".encode()
+
+
 LEASES = ROOT + b"leases/"
 """Per background job, the lease of the API server that runs it
 (lightningstor.core.leases): ``{holder, host, pid, expires}`` as JSON."""

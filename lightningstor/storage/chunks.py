@@ -220,10 +220,11 @@ class ChunkManager:
         d: Deferred[int] = self.retired.flush(timeout_seconds)
         return d
 
-    def leave_retired(self) -> int:
-        """Leave every retired chunk to the orphan collector (shutdown of a
-        server whose store others share); how many."""
-        return self.retired.leave()
+    def take_retired(self) -> list[tuple[float, list[str]]]:
+        """Every retired chunk not yet deleted, as (seconds until due, ids)
+        batches, deleting none (shutdown of a server whose store others
+        share: core/freedchunks.py records them)."""
+        return self.retired.take_pending()
 
     def delete_chunks(self, chunks: Iterable[ChunkRef | str]) -> Deferred[None]:
         """Delete chunks, best effort: failures are logged, never raised.

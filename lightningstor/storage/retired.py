@@ -35,9 +35,12 @@ collector would keep the space for at least its grace (24 h) after the
 restart.  The flush is bounded in time; what it does not get to stays
 unreferenced for the collector.  That holds only while this server is the
 only reader: on a metadata store shared by several API servers (over
-shared or distributed storage), the others' GETs may still be streaming
-the chunks this one freed, so a stop there hands the whole queue to the
-collector instead (:meth:`leave`, server.py ``CoreService``).
+shared or distributed storage), and between the worker processes of one
+server, the others' GETs may still be streaming the chunks this one freed,
+so a stop there takes the queue with each batch's remaining delay
+(:meth:`take_pending`) and records it in the metadata store, where a
+running server deletes each batch when it falls due (core/freedchunks.py,
+server.py ``CoreService``).
 """
 
 from __future__ import annotations
@@ -184,18 +187,14 @@ class RetiredChunks:
         self._pending = 0
         return ids
 
-    def leave(self) -> int:
-        """Stop the timer and forget every queued id, deleting none: the
-        orphan collector deletes them after its grace (they have no index
-        entry).  For a stop while other servers may still read them; the
-        number left."""
-        left = len(self._take_all())
-        if left:
-            log.info(
-                "Leaving {n} freed chunks to the orphan collector: other servers sharing the store may still read them",
-                n=left,
-            )
-        return left
+    def take_pending(self) -> list[tuple[float, list[str]]]:
+        """Stop the timer and empty the queue, deleting nothing: each
+        waiting batch as (seconds until it is due, ids), oldest first.  For a
+        stop while other servers may still read them."""
+        now = self._reactor.seconds()
+        pending = [(max(0.0, batch.due - now), list(batch.ids)) for batch in self._queue]
+        self._take_all()
+        return pending
 
     @inlineCallbacks
     def flush(self, timeout_seconds: float) -> Any:

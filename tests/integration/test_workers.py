@@ -602,13 +602,15 @@ def _gauge(endpoint: str, name: str) -> float:
     return values[0]
 
 
-def test_stopping_workers_leave_freed_chunks_to_the_collector(tmp_path: Path) -> None:
+def test_stopping_workers_record_freed_chunks_and_a_restart_deletes_them(tmp_path: Path) -> None:
     """Worker processes share the chunk directory, so a chunk one worker
     freed may still be streamed by a sibling's GET: a clean stop of a
-    server with workers leaves the freed chunks waiting out their delay to
-    the orphan collector instead of deleting them (which cut such GETs off
-    mid-body).  The objects written since read back whole after a restart."""
-    server = start_workers(tmp_path, "[storage]\nfree_delay_seconds = 100\ninline_threshold_bytes = 0\n")
+    server with workers does not delete the freed chunks still waiting out
+    their delay (which cut such GETs off mid-body).  It records them with
+    their due time, and the restarted server deletes them once due, not
+    after the orphan collector's 24-hour grace (they stayed that long
+    before).  The objects written since read back whole."""
+    server = start_workers(tmp_path, "[storage]\nfree_delay_seconds = 10\ninline_threshold_bytes = 0\n")
     chunks = tmp_path / "data" / "data" / "chunks"
 
     def files() -> set[str]:
@@ -621,17 +623,25 @@ def test_stopping_workers_leave_freed_chunks_to_the_collector(tmp_path: Path) ->
         old = files()
         new = os.urandom(3000)
         s3.put_object(Bucket="freed", Key="k", Body=new)  # type: ignore[attr-defined]
-        assert files() > old  # the old chunk waits out its delay in the worker that freed it
+        current = files() - old
+        assert current  # the old chunk waits out its delay in the worker that freed it
     finally:
         server.stop()
-    assert old <= files()  # still there after the stop: the collector's, after its grace
+    assert old <= files()  # still there after the stop: its delay is not over
+    assert "Recorded 1 freed chunks for deletion when their delay is over" in "".join(server.output)
     server.start()
     try:
         server.ready_workers(2)
+        deadline = time.monotonic() + 60.0
+        while files() & old and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not files() & old, "the recorded chunk was not deleted after the restart"
+        assert current <= files()
         body = make_client(server.endpoint).get_object(Bucket="freed", Key="k")["Body"].read()  # type: ignore[attr-defined]
         assert body == new
     finally:
         server.stop()
+    assert "Deleted 1 freed chunks a stopped server had recorded" in "".join(server.output)
 
 
 def test_killed_primary_is_replaced_and_its_gauges_win(tmp_data: Path) -> None:

@@ -142,15 +142,16 @@ def test_flush_is_bounded_in_time_and_leaves_the_rest_to_the_collector() -> None
     assert left == [2000 - sum(len(c) for c in calls)]
 
 
-def test_leave_deletes_nothing_and_stops_the_timer() -> None:
-    """A stop on a shared store: the queue is dropped, not deleted (the
-    orphan collector deletes those ids after its grace), and its timer is
-    cancelled; the count left is reported."""
+def test_take_pending_deletes_nothing_and_stops_the_timer() -> None:
+    """A stop on a shared store: the queue is handed over, not deleted, each
+    batch with the time it still had to wait (core/freedchunks.py records
+    it), and its timer is cancelled."""
     clock, recorder, queue = _queue(300.0)
     queue.retire(["a", "b"])
     clock.advance(2.0)
     queue.retire(["c"])
-    assert queue.leave() == 3
+    clock.advance(8.0)
+    assert queue.take_pending() == [(291.0, ["a", "b"]), (293.0, ["c"])]  # delay + BATCH_SECONDS - waited
     assert len(queue) == 0 and queue.batches == 0 and clock.getDelayedCalls() == []
     clock.advance(600.0)
     assert recorder.deleted == {}

@@ -3,12 +3,16 @@ still waiting out ``[storage] free_delay_seconds`` (storage/retired.py).
 
 Alone on its store (SQLite) the server deletes them at once: its own
 requests have drained.  On a store other API servers may share (any other,
-as for the job leases, ``JobLeases.shared``) their GETs may still stream
-those chunks, so the queue is left to the orphan collector.
+as for the job leases, ``JobLeases.shared``), or between worker processes,
+their GETs may still stream those chunks, so the queue is recorded in the
+store with each batch's due time (core/freedchunks.py) for a running server
+to delete.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from lightningstor.config import Settings
+from lightningstor.core import keys
 from lightningstor.server import FLUSH_SECONDS, CoreService, JobLeases
 
 
@@ -30,20 +35,35 @@ class Chunks:
         self.calls.append(("flush", timeout_seconds))
         return succeed(0)
 
-    def leave_retired(self) -> int:
-        self.calls.append("leave")
-        return 0
+    def take_retired(self) -> list[tuple[float, list[str]]]:
+        self.calls.append("take")
+        return [(30.0, ["a", "b"])]
+
+
+class Store:
+    """The metadata store: transactions recorded."""
+
+    def __init__(self) -> None:
+        self.txns: list[Any] = []
+
+    def txn(self, compares: Any, operations: Any) -> Deferred[None]:
+        self.txns.append(list(operations))
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
 
 
 def _closable() -> Any:
     return SimpleNamespace(close=lambda: succeed(None))
 
 
-@pytest.mark.parametrize(("store", "expected"), [("sqlite", [("flush", FLUSH_SECONDS)]), ("etcd", ["leave"])])
+@pytest.mark.parametrize(("store", "expected"), [("sqlite", [("flush", FLUSH_SECONDS)]), ("etcd", ["take"])])
 def test_a_stop_flushes_freed_chunks_only_when_alone_on_the_store(store: str, expected: list[Any]) -> None:
     chunks = Chunks()
+    metadata = Store()
     core: Any = SimpleNamespace(
-        chunks=chunks, access=SimpleNamespace(authorizer=_closable()), backend=_closable(), store=_closable()
+        chunks=chunks, access=SimpleNamespace(authorizer=_closable()), backend=_closable(), store=metadata
     )
     leases = JobLeases(SimpleNamespace(name=store), "127.0.0.1:9000", Clock())
     service = CoreService(core, Settings(), Clock(), {}, shared_store=leases.shared)  # as server.build does
@@ -52,3 +72,11 @@ def test_a_stop_flushes_freed_chunks_only_when_alone_on_the_store(store: str, ex
     service.stopService().addBoth(done.append)
     assert done == [None]
     assert chunks.calls == expected
+    if store == "sqlite":
+        assert metadata.txns == []
+    else:
+        # The waiting batch, recorded with its due time for a running server.
+        [[put]] = metadata.txns
+        assert put.key.startswith(keys.FREED_CHUNKS) and json.loads(put.value) == ["a", "b"]
+        due_ms = int(put.key[len(keys.FREED_CHUNKS) :].split(b"/")[0], 16)
+        assert abs(due_ms / 1000 - (time.time() + 30.0)) < 5.0
