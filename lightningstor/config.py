@@ -233,8 +233,10 @@ class S3Settings:
     port."""
 
     region: str = "us-east-1"
-    signature_version: str = "v4"
-    presigned_url_ttl_seconds: int = 3600
+    # Which signatures authenticate: "both" (SigV4 and SigV2), "v4" or "v2".
+    signature_version: str = "both"
+    # The longest lifetime a presigned URL may have (AWS's SigV4 limit by default).
+    presigned_url_ttl_seconds: int = 604800
     domain: str | None = None
     max_clock_skew_seconds: int = 900
     website_domain: str | None = None

@@ -523,6 +523,9 @@ def _assemble(
         domain=settings.s3.domain,
         website_domain=settings.s3.website_domain,
         max_clock_skew_seconds=settings.s3.max_clock_skew_seconds,
+        max_presign_seconds=settings.s3.presigned_url_ttl_seconds,
+        signature_versions=frozenset({"v2", "v4"}) if settings.s3.signature_version == "both"
+        else frozenset({settings.s3.signature_version}),
         max_xml_body_bytes=settings.limits.max_xml_body_bytes,
         max_header_bytes=settings.limits.max_header_bytes,
         max_metadata_bytes=settings.limits.max_metadata_bytes,

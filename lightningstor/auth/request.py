@@ -44,6 +44,19 @@ V2_HEADER = "v2-header"
 V2_QUERY = "v2-query"
 ANONYMOUS = "anonymous"
 
+SIGNATURE_VERSION = {V4_HEADER: "v4", V4_QUERY: "v4", V2_HEADER: "v2", V2_QUERY: "v2"}
+"""The signature version of each signed scheme (``[s3] signature_version``)."""
+
+
+def check_signature_version(version: str, allowed: frozenset[str]) -> None:
+    """InvalidRequest, AWS's answer to a SigV2 request where only SigV4 is
+    taken, when ``version`` ("v2"/"v4") is not in ``allowed``."""
+    if version not in allowed:
+        wanted = "AWS4-HMAC-SHA256" if "v4" in allowed else "AWS"
+        raise errors.InvalidRequest(
+            f"The authorization mechanism you have provided is not supported. Please use {wanted}."
+        )
+
 PAYLOAD_UNSIGNED = "UNSIGNED"
 PAYLOAD_SIGNED = "SIGNED"
 PAYLOAD_STREAMING_SIGNED = "STREAMING-SIGNED"
@@ -469,7 +482,10 @@ def verify(
             parsed, secret_key, view, now=now, region=region, max_skew=max_skew_seconds, max_presign=max_presign_seconds
         )
     if parsed.scheme in (V2_HEADER, V2_QUERY):
-        return _verify_v2(parsed, secret_key, view, now=now, max_skew=max_skew_seconds, bucket=virtual_host_bucket)
+        return _verify_v2(
+            parsed, secret_key, view, now=now, max_skew=max_skew_seconds, max_presign=max_presign_seconds,
+            bucket=virtual_host_bucket,
+        )  # fmt: skip
     raise errors.AccessDenied(f"Unsupported authentication scheme {parsed.scheme!r}")
 
 
@@ -623,7 +639,8 @@ def _v4_canonical_requests(
 
 
 def _verify_v2(
-    parsed: ParsedAuth, secret_key: str, view: RequestView, *, now: float, max_skew: int, bucket: str | None
+    parsed: ParsedAuth, secret_key: str, view: RequestView, *, now: float, max_skew: int, max_presign: int,
+    bucket: str | None,
 ) -> VerifiedAuth:
     if parsed.scheme == V2_QUERY:
         assert parsed.expires is not None
@@ -631,6 +648,14 @@ def _verify_v2(
             raise errors.AccessDenied(
                 "Request has expired", Expires=_iso(parsed.expires), ServerTime=_iso(now)
             )
+        if parsed.expires - now > max_presign:
+            # SigV2 names an end, not a lifetime: one further ahead than the
+            # longest lifetime allowed (``presigned_url_ttl_seconds``) cannot
+            # have been made within it.
+            raise errors.AuthorizationQueryParametersError(
+                f"Expires must be at most {max_presign} seconds ahead of the server's time",
+                Expires=_iso(parsed.expires), ServerTime=_iso(now),
+            )  # fmt: skip
     else:
         assert parsed.request_time is not None
         shown = view.header("x-amz-date") or view.header("date") or ""

@@ -29,7 +29,13 @@ from werkzeug.routing import PathConverter
 
 from lightningstor import errors
 from lightningstor.auth.request import ANONYMOUS as ANONYMOUS_SCHEME
-from lightningstor.auth.request import RequestView, parse_auth, verify
+from lightningstor.auth.request import (
+    SIGNATURE_VERSION,
+    RequestView,
+    check_signature_version,
+    parse_auth,
+    verify,
+)
 from lightningstor.core.access import ANONYMOUS, AskedAs, Decision, action_of
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES
 from lightningstor.core.policy_actions import COPY_SOURCE
@@ -76,7 +82,9 @@ class S3Options:
     # Static website endpoint: ``Host: bucket.<website_domain>`` (None: off).
     website_domain: str | None = None
     max_clock_skew_seconds: int = 900
+    # [s3] presigned_url_ttl_seconds and signature_version ("v2", "v4").
     max_presign_seconds: int = 7 * 24 * 3600
+    signature_versions: frozenset[str] = frozenset({"v2", "v4"})
     max_xml_body_bytes: int = 2 << 20
     # The request line and headers together, and each of them ([limits]
     # max_header_bytes; twisted.web's own default).
@@ -691,6 +699,7 @@ class S3Api:
                 # (core/access.py); everything else answers AccessDenied.
                 call.principal = ANONYMOUS
                 return succeed((ANONYMOUS, verify(parsed, "", view, now=0, region="")))
+            check_signature_version(SIGNATURE_VERSION[parsed.scheme], self.options.signature_versions)
         except Exception:  # as a generator would: the failure travels the chain
             return fail()
         d: Deferred[Any] = self.core.credentials.lookup(parsed.access_key)

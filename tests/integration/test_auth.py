@@ -202,3 +202,70 @@ def test_utf8_header_values_signed_as_bytes(server, s3, bucket, text):
     stored = s3.head_object(Bucket=bucket, Key=key)["ResponseMetadata"]["HTTPHeaders"]["x-amz-meta-note"]
     # Returned as AWS returns non-ASCII metadata: RFC 2047, UTF-8, base64.
     assert stored == f"=?UTF-8?B?{base64.b64encode(text.strip(' ').encode()).decode()}?="
+
+
+def _post_form_v2(server, bucket: str, key: str) -> tuple[int, bytes]:
+    """A browser-form upload (PostObject) signed with SigV2: the policy's
+    HMAC-SHA1 under the root secret."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    import requests
+
+    expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
+    policy = base64.b64encode(json.dumps({"expiration": expiration, "conditions": [
+        {"bucket": bucket}, ["starts-with", "$key", ""]]}).encode()).decode()
+    signature = base64.b64encode(hmac.new(ROOT_SECRET_KEY.encode(), policy.encode(), hashlib.sha1).digest()).decode()
+    fields = {"key": key, "AWSAccessKeyId": ROOT_ACCESS_KEY, "policy": policy, "signature": signature}
+    r = requests.post(f"{server.endpoint}/{bucket}", data=fields, files={"file": ("f", b"form body")}, timeout=30)
+    return r.status_code, r.content
+
+
+@pytest.mark.parametrize("allowed", ["v4", "v2"])
+def test_signature_version_setting_refuses_the_other_signatures(tmp_path, allowed):
+    """``[s3] signature_version = "v4"`` takes SigV4 only: a SigV2 request,
+    header or presigned URL or browser form, is 400 InvalidRequest "The
+    authorization mechanism you have provided is not supported. Please use
+    AWS4-HMAC-SHA256." (AWS's answer where SigV2 is off) and changes nothing;
+    ``"v2"`` is the mirror image.  ``presigned_url_ttl_seconds`` caps a
+    presigned URL's lifetime: SigV4's X-Amz-Expires above it, or a SigV2
+    Expires further ahead, is refused (both were accepted up to any value
+    the signer chose, the setting read and unused)."""
+    from tests.integration.server import ServerProcess
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\nmin_free_bytes = 0\n[s3]\nsignature_version = "{allowed}"\n'
+                      "presigned_url_ttl_seconds = 60\n")
+    server = ServerProcess(tmp_path / "data", config=str(config)).start()
+    try:
+        good, bad = ("s3v4", "s3") if allowed == "v4" else ("s3", "s3v4")
+        wanted = b"Please use AWS4-HMAC-SHA256." if allowed == "v4" else b"Please use AWS."
+        ok = _client(server, sig=good)
+        ok.create_bucket(Bucket="sigs")
+        ok.put_object(Bucket="sigs", Key="k", Body=b"kept")
+        with pytest.raises(ClientError) as e:
+            _client(server, sig=bad).put_object(Bucket="sigs", Key="k", Body=b"refused")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert e.value.response["Error"]["Code"] == "InvalidRequest"
+        assert e.value.response["Error"]["Message"].encode().endswith(wanted)
+        url = _client(server, sig=bad).generate_presigned_url(
+            "get_object", Params={"Bucket": "sigs", "Key": "k"}, ExpiresIn=30)
+        status, body = _fetch(url)
+        assert status == 400 and b"<Code>InvalidRequest</Code>" in body and wanted in body
+        status, body = _post_form_v2(server, "sigs", "form")
+        if allowed == "v4":
+            assert status == 400 and b"<Code>InvalidRequest</Code>" in body and wanted in body, body
+            assert "Contents" not in ok.list_objects_v2(Bucket="sigs", Prefix="form")
+        else:  # a SigV2 form where SigV2 is what is taken
+            assert status == 204, body
+            assert ok.get_object(Bucket="sigs", Key="form")["Body"].read() == b"form body"
+        assert ok.get_object(Bucket="sigs", Key="k")["Body"].read() == b"kept"
+        within = ok.generate_presigned_url("get_object", Params={"Bucket": "sigs", "Key": "k"}, ExpiresIn=60)
+        assert _fetch(within) == (200, b"kept")
+        beyond = ok.generate_presigned_url("get_object", Params={"Bucket": "sigs", "Key": "k"}, ExpiresIn=61)
+        status, body = _fetch(beyond)
+        assert status == 400 and b"AuthorizationQueryParametersError" in body, body
+    finally:
+        server.stop()

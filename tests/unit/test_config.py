@@ -113,8 +113,8 @@ def test_defaults_with_nothing_given() -> None:
     assert s.storage.inline_threshold_bytes == 64 * 1024
     assert s.iam.authorizer == "local"
     assert (s.iam.endpoint, s.iam.service_account, s.iam.token_path) == (None, None, None)
-    assert (s.s3.region, s.s3.signature_version) == ("us-east-1", "v4")
-    assert s.s3.presigned_url_ttl_seconds == 3600
+    assert (s.s3.region, s.s3.signature_version) == ("us-east-1", "both")
+    assert s.s3.presigned_url_ttl_seconds == 604800
     assert (s.s3.domain, s.s3.max_clock_skew_seconds) == (None, 900)
     assert s.limits.max_object_size_bytes == 5 * 1024**4
     assert s.limits.max_multipart_parts == 10000

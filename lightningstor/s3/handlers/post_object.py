@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightningstor import errors
-from lightningstor.auth.request import PAYLOAD_UNSIGNED, VerifiedAuth
+from lightningstor.auth.request import PAYLOAD_UNSIGNED, VerifiedAuth, check_signature_version
 from lightningstor.core import access
 from lightningstor.core.attributes import MAX_OBJECT_TAGS, check_field_value, check_tags
 from lightningstor.core.objects import MAX_SINGLE_PUT_BYTES, add_default_checksum, validate_key
@@ -253,6 +253,10 @@ def _prepare(api: Any, call: Any, plan: PostPlan) -> Deferred[Any]:
         d: Deferred[Any] = api.bucket(call, access.ANONYMOUS, key=plan.key, action=access.OBJECTS_PUT)
         d.addCallback(lambda b: (access.ANONYMOUS, b))
     else:
+        try:
+            check_signature_version(plan.credentials.scheme, api.options.signature_versions)
+        except errors.S3Error:
+            return fail()
         d = api.core.credentials.lookup(plan.credentials.access_key)
         d.addCallback(_verified, api, call, plan)
     d.addCallback(_authorized, api, call, plan)

@@ -494,7 +494,14 @@ def test_sigv2_presigned() -> None:
     with pytest.raises(errors.AccessDenied, match="Request has expired"):
         _verify(view, now=NOW + 301)
     with pytest.raises(errors.SignatureDoesNotMatch):
-        _verify(oracle.replace(view, raw_query=view.raw_query.replace(f"Expires={int(NOW) + 300}", "Expires=9999999999")))
+        _verify(oracle.replace(view, raw_query=view.raw_query.replace(f"Expires={int(NOW) + 300}", f"Expires={int(NOW) + 301}")))
+    # An end further ahead than the longest lifetime allowed ([s3]
+    # presigned_url_ttl_seconds, 7 days by default) is refused before the signature.
+    far = oracle.replace(view, raw_query=view.raw_query.replace(f"Expires={int(NOW) + 300}", "Expires=9999999999"))
+    with pytest.raises(errors.AuthorizationQueryParametersError, match="at most 604800 seconds ahead"):
+        _verify(far)
+    with pytest.raises(errors.AuthorizationQueryParametersError, match="at most 299 seconds ahead"):
+        _verify(view, max_presign_seconds=299)
     # An Expires before year 1 (a huge negative number) is expired, not a 500.
     for expires in ("-9999999999999999999", "-62135596801"):
         with pytest.raises(errors.AccessDenied, match="Request has expired"):
