@@ -29,7 +29,7 @@ class Options(usage.Options):
         ["config", "c", None, "Config file path (TOML)."],
         ["grpc-addr", None, None, "gRPC listen address (default 0.0.0.0:9001)."],
         ["s3-addr", None, None, "S3 HTTP listen address (default 0.0.0.0:9000)."],
-        ["log-level", "l", None, "Log level: trace, debug, info, warn, error."],
+        ["log-level", "l", None, "Log level: trace, debug, info, warn (or warning), error, critical."],
         ["data-dir", None, None, "Data directory (default /var/lib/lightningstor)."],
         ["workers", "w", None, "Reactor processes sharing the ports (default: one per CPU; see [server] workers)."],
     ]
@@ -147,3 +147,21 @@ def _created_at_start(settings: Any) -> list[str]:
     if settings.audit.enabled:
         paths.append(settings.audit.path)
     return paths
+
+
+def server_main(argv: list[str] | None = None) -> None:
+    """``lightningstor-server [OPTIONS]`` (SPEC §8.3, §10.1): the server in
+    the foreground, as ``twistd -n --pidfile= lightningstor [OPTIONS]``.
+
+    The same program and options: twistd remains the entry point (its plugin
+    finds this package's service maker), so ``--help``, ``-V``, the worker
+    processes and the signals behave exactly as under ``twistd``; twistd's
+    own options (daemonizing, a pid file, a log file) need ``twistd``.
+    """
+    import sys
+
+    from twisted.scripts.twistd import run
+
+    args = sys.argv[1:] if argv is None else argv
+    sys.argv = [sys.argv[0], "-n", "--pidfile=", "lightningstor", *args]
+    run()

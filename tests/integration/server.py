@@ -28,8 +28,10 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, *, extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, config: str | None = None,
-                 wrapper: list[str] | None = None) -> None:
+                 wrapper: list[str] | None = None, command: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        # The server command before its options (default: twistd in the foreground).
+        self.command = command
         # A command that runs the server (its argv follows), e.g. in a mount namespace.
         self.wrapper = wrapper or []
         self.extra_args = extra_args or []
@@ -56,8 +58,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         twistd = str(Path(sys.executable).with_name("twistd"))
-        args = [twistd, "-n", "--pidfile=", "lightningstor",
-                "--data-dir", str(self.data_dir), "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"]
+        args = list(self.command or [twistd, "-n", "--pidfile=", "lightningstor"])
+        args += ["--data-dir", str(self.data_dir), "--s3-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"]
         if self.config:
             args += ["--config", self.config]
         args += self.extra_args

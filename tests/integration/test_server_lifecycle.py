@@ -162,6 +162,31 @@ def test_a_daemonized_single_process_server_answers_and_stops(tmp_data: Path, tm
     assert not daemon.pidfile.exists()
 
 
+def test_the_lightningstor_server_command_runs_the_server(tmp_data: Path) -> None:
+    """``lightningstor-server [OPTIONS]``, the command SPEC §8.3 names (it
+    did not exist: the server was only ``twistd lightningstor``), runs the
+    same server in the foreground, worker processes included, and stops on
+    SIGTERM as under twistd (the supervisor ends by the signal it was
+    stopped with, once every worker has stopped); ``-V`` prints the version."""
+    import subprocess
+    import sys
+
+    command = str(Path(sys.executable).with_name("lightningstor-server"))
+    version = subprocess.run([command, "-V"], capture_output=True, text=True, timeout=60)
+    assert (version.returncode, version.stdout.split()[0]) == (0, "lightningstor")
+    server = ServerProcess(tmp_data, extra_args=["--workers", "2"], command=[command]).start()
+    try:
+        server.ready_workers(2)
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="spec-command")  # type: ignore[attr-defined]
+        s3.put_object(Bucket="spec-command", Key="k", Body=b"v")  # type: ignore[attr-defined]
+        assert s3.get_object(Bucket="spec-command", Key="k")["Body"].read() == b"v"  # type: ignore[attr-defined]
+    finally:
+        status = server.stop()
+    assert status == -signal.SIGTERM, "".join(server.output[-30:])
+    assert "All workers stopped" in "".join(server.output)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_new_data_directory_and_metadata_database_are_private(tmp_path: Path, workers: int) -> None:
     """A server started on a data directory that does not exist yet creates
