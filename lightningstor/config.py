@@ -1249,8 +1249,10 @@ def load_settings(
         if override.cli_key in given:
             value, source = given[override.cli_key], override.flag
         if source:
-            # ASCII digits only: str.isdigit() also takes "²", which int() refuses (a traceback).
-            if override.path in _INTEGER_OVERRIDES and isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+            # ASCII digits only (with a sign, so that "-1" is reported out of
+            # range rather than as "a string"): str.isdigit() also takes "²",
+            # which int() refuses (a traceback).
+            if override.path in _INTEGER_OVERRIDES and isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]+", value.strip()):
                 value = int(value)
             _set_path(raw, override.path, value)
             sources[".".join(override.path)] = source

@@ -1057,7 +1057,7 @@ class SqliteStoreFactory:
             raise ConfigError(f"metadata.sqlite.path: {path} is a directory, not a database file")
         synchronous = str(options.get("synchronous", "FULL"))
         if synchronous.upper() not in SYNCHRONOUS_MODES:
-            raise ConfigError(f"metadata.synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+            raise ConfigError(f"metadata.sqlite.synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         batch_max = _whole(options, "batch_max", 256, 1, 1 << 20)
         cache_bytes = _whole(options, "cache_bytes", DEFAULT_CACHE_BYTES, 0, 1 << 40)
         busy_timeout = options.get("busy_timeout", 10.0)
@@ -1066,7 +1066,7 @@ class SqliteStoreFactory:
             or not isinstance(busy_timeout, (int, float))
             or not 0 <= busy_timeout <= 3600  # also refuses nan; inf turned the wait off, as a negative one does
         ):
-            raise ConfigError("metadata.busy_timeout: a number of seconds from 0 to 3600")
+            raise ConfigError("metadata.sqlite.busy_timeout: a number of seconds from 0 to 3600")
         busy_timeout = float(busy_timeout)
         min_free_bytes = configured_min_free_bytes(context.settings)
         directory = os.path.dirname(os.path.abspath(path))
@@ -1090,7 +1090,7 @@ def _whole(options: Mapping[str, Any], key: str, default: int, low: int, high: i
     not rounded: ``batch_max = 2.9`` is a mistake, not 2)."""
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"metadata.{key}: an integer from {low} to {high}")
+        raise ConfigError(f"metadata.sqlite.{key}: an integer from {low} to {high}")
     return value
 
 

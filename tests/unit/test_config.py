@@ -717,6 +717,10 @@ def test_an_integer_override_takes_ascii_digits_only() -> None:
     with pytest.raises(ConfigError, match="server.workers"):
         load_settings(env={"LIGHTNINGSTOR_WORKERS": "²"})
     assert load_settings(env={"LIGHTNINGSTOR_WORKERS": " 3 "}).server.workers == 3
+    # A negative number is out of range, not "a string" (it was: "expected an
+    # integer, got a string ('-1')").
+    with pytest.raises(ConfigError, match=r"server.workers \(from --workers\): must be between 0 and 1024, got -1"):
+        load_settings(env={}, cli={"workers": "-1"})
 
 
 def test_multipart_upload_timeout_is_bounded(tmp_path: Path) -> None:

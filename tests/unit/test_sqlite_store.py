@@ -423,18 +423,18 @@ async def test_factory_paths(tmp_path: Path, stores: list[SqliteMetadataStore]) 
 def test_factory_rejects_bad_options(tmp_path: Path) -> None:
     """Bad ``synchronous`` / ``batch_max`` values are ConfigErrors naming the key."""
     context = PluginContext(reactor=reactor, io_pool=None, data_dir=str(tmp_path))
-    with pytest.raises(ConfigError, match="metadata.synchronous"):
+    with pytest.raises(ConfigError, match="metadata.sqlite.synchronous"):
         sqliteStoreFactory.create({"synchronous": "sometimes"}, context)
-    with pytest.raises(ConfigError, match="metadata.batch_max"):
+    with pytest.raises(ConfigError, match="metadata.sqlite.batch_max"):
         sqliteStoreFactory.create({"batch_max": 0}, context)
     # Quietly coerced or ignored before: a fraction, a bool, a timeout that
     # turned the lock wait off (inf, nan, negative), a misspelt key.
     for options, key in (
-        ({"batch_max": 2.9}, "metadata.batch_max"),
-        ({"cache_bytes": True}, "metadata.cache_bytes"),
-        ({"busy_timeout": float("inf")}, "metadata.busy_timeout"),
-        ({"busy_timeout": float("nan")}, "metadata.busy_timeout"),
-        ({"busy_timeout": -5}, "metadata.busy_timeout"),
+        ({"batch_max": 2.9}, "metadata.sqlite.batch_max"),
+        ({"cache_bytes": True}, "metadata.sqlite.cache_bytes"),
+        ({"busy_timeout": float("inf")}, "metadata.sqlite.busy_timeout"),
+        ({"busy_timeout": float("nan")}, "metadata.sqlite.busy_timeout"),
+        ({"busy_timeout": -5}, "metadata.sqlite.busy_timeout"),
         ({"sqlite": {"synchronus": "OFF"}}, "metadata.sqlite.synchronus: unknown option"),
         ({"path": str(tmp_path)}, "metadata.sqlite.path: .* is a directory"),  # three tracebacks before
     ):
