@@ -518,12 +518,17 @@ def _same_completion(record: ObjectRecord, request: _Request) -> bool:
         except ValueError:  # not hex: no part ever had that ETag
             return False
     kind = checksum_type_of(record.checksums) if record.checksums else None
+    # The default CRC64NVME the first complete answered with (an upload
+    # without an algorithm): FULL_OBJECT, as that answer said.
+    answered = record.checksums or record.completed_checksums or {}
+    if not record.checksums and answered:
+        kind = FULL_OBJECT
     if request.checksum_type and request.checksum_type.strip().upper() != (kind or ""):
         return False
     if request.object_size is not None and request.object_size != record.size:
         return False
     for name, value in request.expected_checksums.items():
-        have = record.checksums.get(name.lower())
+        have = answered.get(name.lower())
         if have is None or not object_checksum_matches(have, value, kind):
             return False
     for index, ref in enumerate(listed):
@@ -1153,7 +1158,11 @@ class MultipartManager:
                 f"The provided x-amz-mp-object-size ({object_size}) does not match the object's size ({size})."
             )
         algorithm, kind = upload.checksum_algorithm, upload.checksum_type
-        if checksum_type and checksum_type.strip().upper() != (kind or ""):
+        # An upload without an algorithm answers with the default FULL_OBJECT
+        # CRC64NVME: a complete may state that type and value, checked as such.
+        default = {} if algorithm else default_object_checksum(parts)
+        stated_kind = kind or (FULL_OBJECT if default else None)
+        if checksum_type and checksum_type.strip().upper() != (stated_kind or ""):
             if checksum_type.strip().upper() not in (COMPOSITE, FULL_OBJECT):
                 raise errors.InvalidRequest(f"Value for x-amz-checksum-type header is invalid: {checksum_type}")
             # BadDigest, as AWS's reference of the request's ChecksumType says.
@@ -1169,13 +1178,13 @@ class MultipartManager:
             else:
                 checksums[algorithm] = composite_checksum(algorithm, values)
         for name, value in expected.items():
-            have = checksums.get(name.lower())
+            have = checksums.get(name.lower()) or default.get(name.lower())
             if have is None:
                 raise errors.InvalidRequest(
                     f"The upload was created using the {algorithm or 'null'} checksum algorithm; "
                     f"x-amz-checksum-{name} cannot be checked."
                 )
-            if not object_checksum_matches(have, value, kind):
+            if not object_checksum_matches(have, value, stated_kind):
                 raise errors.BadDigest(f"The {name.upper()} you specified did not match the calculated checksum.")
         record = ObjectRecord(
             key=upload.key,

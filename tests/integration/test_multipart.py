@@ -624,8 +624,22 @@ def test_upload_without_checksum_reports_default_crc64nvme(client: Any, mpbucket
             "Parts": [{**parts[0], "ChecksumCRC64NVME": r4["ChecksumCRC64NVME"]}, *parts[1:]]})
     assert _code(e) == "InvalidPart"
     parts[0]["ChecksumCRC64NVME"] = r1["ChecksumCRC64NVME"]
-    done = plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": parts})
+    # The type and value the answer reports may be stated in the complete,
+    # and the value is checked (it was BadDigest, "the null checksum mode").
+    with pytest.raises(ClientError) as e:
+        plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": parts},
+                                        ChecksumType="FULL_OBJECT", ChecksumCRC64NVME=compute("crc64nvme", b"other"))
+    assert _code(e) == "BadDigest"
+    with pytest.raises(ClientError) as e:
+        plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": parts},
+                                        ChecksumType="COMPOSITE")
+    assert _code(e) == "BadDigest"
+    done = plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": parts},
+                                           ChecksumType="FULL_OBJECT", ChecksumCRC64NVME=compute("crc64nvme", whole))
     assert (done["ChecksumCRC64NVME"], done["ChecksumType"]) == (compute("crc64nvme", whole), "FULL_OBJECT")
+    again = plain.complete_multipart_upload(Bucket=mpbucket, Key="k", UploadId=uid, MultipartUpload={"Parts": parts},
+                                            ChecksumType="FULL_OBJECT", ChecksumCRC64NVME=compute("crc64nvme", whole))
+    assert (again["ETag"], again["ChecksumCRC64NVME"]) == (done["ETag"], done["ChecksumCRC64NVME"])  # a retry
     head = plain.head_object(Bucket=mpbucket, Key="k", ChecksumMode="ENABLED")
     assert [k for k in head if k.startswith("Checksum")] == []
     attrs = plain.get_object_attributes(Bucket=mpbucket, Key="k", ObjectAttributes=["Checksum", "ObjectParts"])
