@@ -357,24 +357,36 @@ class CoreService(Service):
 
     @inlineCallbacks
     def _record_freed(self) -> Any:
-        batches = self.core.chunks.take_retired()
-        waiting = sum(len(ids) for _wait, ids in batches)
-        if not waiting:
-            return
-        now = time.time()
-        try:
-            recorded = yield freedchunks.record(
+        deadline = self.reactor.seconds() + FLUSH_SECONDS
+        waiting = recorded = 0
+        # Again for what was freed while the first batches were written (a
+        # background pass still finishing): a few rounds, within the time.
+        for _round in range(RECORD_ROUNDS):
+            if self.reactor.seconds() >= deadline:
+                break
+            batches = self.core.chunks.take_retired()
+            count = sum(len(ids) for _wait, ids in batches)
+            if not count:
+                break
+            waiting += count
+            now = time.time()
+            done = yield freedchunks.record(
                 self.core.store, [(now + wait, ids) for wait, ids in batches], now=now,
-                deadline=self.reactor.seconds() + FLUSH_SECONDS, clock=self.reactor.seconds,
+                deadline=deadline, reactor=self.reactor,
             )  # fmt: skip
-        except Exception as exc:  # the store is failing: nothing is lost, the collector has them
-            log.warn("Could not record {n} freed chunks ({why}); the orphan collector removes them after its grace",
-                     n=waiting, why=exc)  # fmt: skip
-            return
-        log.info("Recorded {n} freed chunks for deletion when their delay is over", n=recorded)
+            recorded += done
+            if done < count:
+                break
+        if recorded:
+            log.info("Recorded {n} freed chunks for deletion when their delay is over", n=recorded)
         if recorded < waiting:
+            # Unreferenced, so nothing is lost: the collector takes them.
             log.warn("Stop left {n} freed chunks unrecorded; the orphan collector removes them after its grace",
                      n=waiting - recorded)  # fmt: skip
+
+
+RECORD_ROUNDS = 3
+"""Takes of the freed-chunk queue a stop records (CoreService._record_freed)."""
 
 
 @inlineCallbacks

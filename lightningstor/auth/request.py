@@ -558,11 +558,12 @@ def _verify_v4(
             # A URL that expires the moment it is made: refused outright.
             raise errors.AuthorizationQueryParametersError("X-Amz-Expires must be at least one second")
         if expires > max_presign:
-            # AWS's text (for its limit, 604800); a server may lower it.
-            raise errors.AuthorizationQueryParametersError(
-                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires "
-                f"must be less than {max_presign} seconds"
-            )
+            if max_presign == 7 * 24 * 3600:  # AWS's own limit, in AWS's words
+                message = ("X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires "
+                           f"must be less than {max_presign} seconds")
+            else:  # lowered by [s3] presigned_url_ttl_seconds
+                message = f"X-Amz-Expires must be at most {max_presign} seconds on this server"
+            raise errors.AuthorizationQueryParametersError(message)
         if parsed.request_time - now > max_skew:
             raise errors.AccessDenied("Request is not valid yet")
         if now > parsed.request_time + expires:

@@ -57,11 +57,14 @@ SCAN_ROWS = 64
 
 @inlineCallbacks
 def record(store: Any, batches: Sequence[tuple[float, Sequence[str]]], *, now: float, deadline: float,
-           clock: Callable[[], float]) -> Any:
+           reactor: Any) -> Any:
     """Deferred[int]: write ``batches`` (wall-clock due time, chunk ids) as
-    rows; the number of ids recorded.  Stops writing once ``clock()`` passes
-    ``deadline`` (a stop is bounded): the ids not written are the
-    collector's.  A batch already due is recorded as due ``now``."""
+    rows; the number of ids whose rows were written.  A stop is bounded:
+    nothing more is written once ``reactor.seconds()`` passes ``deadline``,
+    and a write still unanswered then is given up (a store that hangs;
+    it may still land, and its row is then swept as any other).  What is
+    not written, or fails, is left to the collector.  A batch already due is
+    recorded as due ``now``."""
     rows: list[Put] = []
     for due, ids in batches:
         due_ms = int(max(due, now) * 1000)
@@ -70,12 +73,28 @@ def record(store: Any, batches: Sequence[tuple[float, Sequence[str]]], *, now: f
             rows.append(Put(keys.freed_chunks_key(due_ms, secrets.token_hex(8)), json.dumps(part).encode()))
     written = 0
     for start in range(0, len(rows), ROWS_PER_TXN):
-        if clock() > deadline:
+        left = deadline - reactor.seconds()
+        if left <= 0:
             break
         group = rows[start : start + ROWS_PER_TXN]
-        yield store.txn([], group)
+        try:
+            yield store.txn([], group).addTimeout(left, reactor)
+        except Exception as exc:
+            log.warn("Could not record freed chunks ({why})", why=exc)
+            break
         written += sum(len(json.loads(p.value)) for p in group)
     return written
+
+
+def _chunk_ids(value: bytes) -> list[str] | None:
+    """The ids of a row, or None if it is not a JSON list of strings."""
+    try:
+        ids = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None
+    return ids
 
 
 @inlineCallbacks
@@ -87,9 +106,10 @@ def sweep(store: Any, delete_chunks: Callable[[list[str]], Deferred[None]], now:
     while True:
         rows = yield store.scan(keys.FREED_CHUNKS, end, SCAN_ROWS)
         for kv in rows:
-            try:
-                ids = [i for i in json.loads(kv.value) if isinstance(i, str)]
-            except ValueError:
+            ids = _chunk_ids(kv.value)
+            if ids is None:
+                # Dropped, not skipped: a row left in place would stop every
+                # later one (each sweep starts again from the first).
                 log.warn("Dropping an unreadable freed-chunks row {key!r}", key=kv.key)
                 ids = []
             if ids:
