@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -107,18 +108,27 @@ def raw_bucket(s3) -> str:
     return name
 
 
-def test_unsigned_trailer_upload_from_botocore(server, s3, raw_bucket):
-    """STREAMING-UNSIGNED-PAYLOAD-TRAILER framed by botocore stores the decoded bytes and the CRC32."""
-    data = os.urandom(300_000)
-    framed = AwsChunkedWrapper(io.BytesIO(data), checksum_cls=Crc32Checksum,
-                               checksum_name="x-amz-checksum-crc32", chunk_size=65536).read()
-    url = f"{server.endpoint}/{raw_bucket}/trailer"
+def _crc32_trailer_body(data: bytes) -> bytes:
+    """``data`` framed by botocore as aws-chunked with a trailing CRC32."""
+    return AwsChunkedWrapper(io.BytesIO(data), checksum_cls=Crc32Checksum,
+                             checksum_name="x-amz-checksum-crc32", chunk_size=65536).read()
+
+
+def _put_unsigned_trailer(server: Any, url: str, data: bytes, framed: bytes) -> tuple[int, bytes]:
+    """PUT ``framed`` (``data`` with a trailing CRC32) as STREAMING-UNSIGNED-PAYLOAD-TRAILER."""
     headers = _signed_headers("PUT", url, {
         "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
         "x-amz-trailer": "x-amz-checksum-crc32", "Content-Encoding": "aws-chunked",
         "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(len(framed)),
     })
-    status, body = _send(server, "PUT", urlsplit(url).path, headers, framed)
+    return _send(server, "PUT", urlsplit(url).path, headers, framed)
+
+
+def test_unsigned_trailer_upload_from_botocore(server, s3, raw_bucket):
+    """STREAMING-UNSIGNED-PAYLOAD-TRAILER framed by botocore stores the decoded bytes and the CRC32."""
+    data = os.urandom(300_000)
+    status, body = _put_unsigned_trailer(server, f"{server.endpoint}/{raw_bucket}/trailer", data,
+                                         _crc32_trailer_body(data))
     assert status == 200, body
     got = s3.get_object(Bucket=raw_bucket, Key="trailer", ChecksumMode="ENABLED")
     assert got["Body"].read() == data
@@ -126,42 +136,22 @@ def test_unsigned_trailer_upload_from_botocore(server, s3, raw_bucket):
     assert "ContentEncoding" not in got  # aws-chunked is framing, not an encoding of the object
 
 
-def test_unsigned_trailer_wrong_checksum(server, s3, raw_bucket):
-    """A trailer checksum that does not match the data is a 400 BadDigest and stores nothing."""
+@pytest.mark.parametrize(("value", "code"), [
+    (compute("crc32", b"other"), b"BadDigest"),
+    # Not base64, or a digest of the wrong size: InvalidRequest, as the same
+    # value in a header is (it was BadDigest).
+    ("!!notb64", b"InvalidRequest"),
+    ("AAAA", b"InvalidRequest"),
+])
+def test_unsigned_trailer_wrong_or_malformed_checksum(server, s3, raw_bucket, value, code):
+    """A trailing checksum that does not match the data is a 400 BadDigest, one
+    that is no base64 CRC32 at all a 400 InvalidRequest; nothing is stored."""
     data = os.urandom(100_000)
-    framed = AwsChunkedWrapper(io.BytesIO(data), checksum_cls=Crc32Checksum,
-                               checksum_name="x-amz-checksum-crc32", chunk_size=65536).read()
-    good = compute("crc32", data).encode()
-    framed = framed.replace(good, compute("crc32", b"other").encode())
-    url = f"{server.endpoint}/{raw_bucket}/bad-trailer"
-    headers = _signed_headers("PUT", url, {
-        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        "x-amz-trailer": "x-amz-checksum-crc32", "Content-Encoding": "aws-chunked",
-        "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(len(framed)),
-    })
-    status, body = _send(server, "PUT", urlsplit(url).path, headers, framed)
-    assert status == 400 and b"BadDigest" in body
-    assert s3.list_objects_v2(Bucket=raw_bucket)["KeyCount"] == 0
-
-
-@pytest.mark.parametrize("value", ["!!notb64", "AAAA"])
-def test_unsigned_trailer_malformed_value(server, s3, raw_bucket, value):
-    """A trailing value that is no base64 CRC32 (not base64; a digest of the
-    wrong size) is 400 InvalidRequest, as the same value in a header is, not
-    BadDigest; nothing is stored."""
-    data = os.urandom(100_000)
-    framed = AwsChunkedWrapper(io.BytesIO(data), checksum_cls=Crc32Checksum,
-                               checksum_name="x-amz-checksum-crc32", chunk_size=65536).read()
-    framed = framed.replace(compute("crc32", data).encode(), value.encode())
-    url = f"{server.endpoint}/{raw_bucket}/malformed-trailer"
-    headers = _signed_headers("PUT", url, {
-        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        "x-amz-trailer": "x-amz-checksum-crc32", "Content-Encoding": "aws-chunked",
-        "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(len(framed)),
-    })
-    status, body = _send(server, "PUT", urlsplit(url).path, headers, framed)
-    assert status == 400 and b"InvalidRequest" in body, body
-    assert b"Value for x-amz-checksum-crc32 trailing header is invalid." in body
+    framed = _crc32_trailer_body(data).replace(compute("crc32", data).encode(), value.encode())
+    status, body = _put_unsigned_trailer(server, f"{server.endpoint}/{raw_bucket}/bad-trailer", data, framed)
+    assert status == 400 and code in body, body
+    if code == b"InvalidRequest":
+        assert b"Value for x-amz-checksum-crc32 trailing header is invalid." in body
     assert s3.list_objects_v2(Bucket=raw_bucket)["KeyCount"] == 0
 
 
