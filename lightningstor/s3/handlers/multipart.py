@@ -339,7 +339,7 @@ def complete_multipart_upload(api: Any, call: Any) -> Any:
         _upload_id(call),
         listed,
         conditions=write_conditions,
-        expected_checksums=checksum_values(call.headers, composite=True),
+        expected_checksums=checksum_values(call.headers, complete=True),
         checksum_type=call.headers.get("x-amz-checksum-type"),
         object_size=object_size,
         public_acls_blocked=api.core.access.public_access_block(bucket).block_public_acls,
