@@ -354,7 +354,6 @@ class CoreService(Service):
         finally:
             yield self.core.store.close()
 
-
     @inlineCallbacks
     def _record_freed(self) -> Any:
         deadline = self.reactor.seconds() + FLUSH_SECONDS

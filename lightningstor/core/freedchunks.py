@@ -65,12 +65,12 @@ def record(store: Any, batches: Sequence[tuple[float, Sequence[str]]], *, now: f
     it may still land, and its row is then swept as any other).  What is
     not written, or fails, is left to the collector.  A batch already due is
     recorded as due ``now``."""
-    rows: list[Put] = []
+    rows: list[tuple[Put, int]] = []  # and the number of ids in each
     for due, ids in batches:
         due_ms = int(max(due, now) * 1000)
         for start in range(0, len(ids), ROW_IDS):
             part = list(ids[start : start + ROW_IDS])
-            rows.append(Put(keys.freed_chunks_key(due_ms, secrets.token_hex(8)), json.dumps(part).encode()))
+            rows.append((Put(keys.freed_chunks_key(due_ms, secrets.token_hex(8)), json.dumps(part).encode()), len(part)))
     written = 0
     for start in range(0, len(rows), ROWS_PER_TXN):
         left = deadline - reactor.seconds()
@@ -78,11 +78,11 @@ def record(store: Any, batches: Sequence[tuple[float, Sequence[str]]], *, now: f
             break
         group = rows[start : start + ROWS_PER_TXN]
         try:
-            yield store.txn([], group).addTimeout(left, reactor)
+            yield store.txn([], [put for put, _n in group]).addTimeout(left, reactor)
         except Exception as exc:
             log.warn("Could not record freed chunks ({why})", why=exc)
             break
-        written += sum(len(json.loads(p.value)) for p in group)
+        written += sum(n for _put, n in group)
     return written
 
 

@@ -1015,8 +1015,6 @@ class MultipartManager:
                 if moved:
                     continue  # the parts were read after a complete/abort/part landed: look again
                 raise
-            if not upload.checksum_algorithm:
-                record.completed_checksums = default_object_checksum(parts)
             if not acls_enabled(bucket):
                 record.acl, record.owner = None, bucket.created_by
             elif public_acls_blocked and is_public(record.acl):
@@ -1202,6 +1200,9 @@ class MultipartManager:
             part_sizes=[p.size for p in parts],
             # Kept for GetObjectAttributes: the part records go with the upload.
             part_checksums={algorithm: values} if algorithm else {},
+            # Without an algorithm: the default the answer reports, not kept
+            # as the object's checksum (as AWS; see default_object_checksum).
+            completed_checksums=default,
             upload_id=upload.upload_id,
             completed_parts=part_list_digest([(p.part_number, p.etag) for p in parts]),
             lock_mode=upload.lock_mode,
