@@ -533,6 +533,22 @@ class SlowNode(FakeNode):
         return super().get(chunk_id, offset, length)
 
 
+async def _settled(backend: Any, chunk_id: str, nodes: list[Any]) -> None:
+    """Wait until the write of ``chunk_id`` is over for the backend (its last
+    copy's answer arrived: while a write is in flight the copies already
+    acknowledged are read first) and no node of ``nodes`` is suspect (on a
+    loaded machine a copy can take longer than the read deadline and mark
+    its node so).  Either puts the first node of the read order last, and
+    the tests below set the order up by making that node slow: on a loaded
+    CI machine one of them failed with the node asked once, last."""
+    for _ in range(500):
+        if chunk_id not in backend._writing and not any(backend.health.suspect(node) for node in nodes):
+            return
+        await backend.check()
+        await deferLater(reactor_(), 0.01, lambda: None)
+    raise AssertionError("the write did not settle")
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_slow_replica_gets_a_short_deadline_and_is_read_last(tmp_path: Path, pool: ThreadPool) -> None:
     """The replica a read asks first misses the short read deadline: the
@@ -547,6 +563,7 @@ async def test_a_slow_replica_gets_a_short_deadline_and_is_read_last(tmp_path: P
     while len(await holders(backend, chunk_id)) < 3:
         await deferLater(reactor_(), 0.01, lambda: None)
     order = backend.read_order(chunk_id)
+    await _settled(backend, chunk_id, order)
     first: Any = backend.clients[order[0]]
     first.slow = True
     assert await backend.get_chunk_range_checked(chunk_id, 0, len(data), len(data), crc32c(data)) == data
@@ -581,6 +598,7 @@ async def test_a_slow_replica_holding_the_only_copy_is_asked_again_with_the_full
     order = backend.read_order(chunk_id)
     for node in order[1:]:
         await backend.clients[node].backend.delete_chunk(chunk_id)
+    await _settled(backend, chunk_id, order)
     first: Any = backend.clients[order[0]]
     first.slow = True
     assert await backend.get_chunk(chunk_id) == data
