@@ -395,6 +395,10 @@ class S3Api:
 
         self.core = core
         self.options = options
+        # The signed schemes ``[s3] signature_version`` refuses (none by default).
+        self._refused_schemes = frozenset(
+            scheme for scheme, version in SIGNATURE_VERSION.items() if version not in options.signature_versions
+        )
         self._server_name = options.server_name.encode("latin-1")
         self.clock = clock
         self.handlers = HANDLERS
@@ -699,7 +703,8 @@ class S3Api:
                 # (core/access.py); everything else answers AccessDenied.
                 call.principal = ANONYMOUS
                 return succeed((ANONYMOUS, verify(parsed, "", view, now=0, region="")))
-            check_signature_version(SIGNATURE_VERSION[parsed.scheme], self.options.signature_versions)
+            if parsed.scheme in self._refused_schemes:
+                check_signature_version(SIGNATURE_VERSION[parsed.scheme], self.options.signature_versions)
         except Exception:  # as a generator would: the failure travels the chain
             return fail()
         d: Deferred[Any] = self.core.credentials.lookup(parsed.access_key)

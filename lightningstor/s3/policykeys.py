@@ -210,16 +210,15 @@ def _auth_keys(call: Any) -> dict[str, tuple[str, ...]]:
     authorization = call.headers.get("authorization", "")
     query = call.target.query
     if call.op == "PostObject":
-        # The form, not the headers, says how it is signed: x-amz-signature
-        # (SigV4) or signature (SigV2).  Without the version a policy that
-        # denies SigV2 let a SigV2 form through.
+        # The form, not the headers, says how it is signed: the credentials
+        # its plan parsed (postpolicy.credentials_of).  Without the version a
+        # policy that denies SigV2 let a SigV2 form through.
         plan = getattr(call.sink, "plan", None)
-        fields = plan.fields if plan is not None else {}
-        if "x-amz-signature" in fields:
-            return {"s3:authtype": ("POST",), "s3:signatureversion": ("AWS4-HMAC-SHA256",)}
-        if "signature" in fields:
-            return {"s3:authtype": ("POST",), "s3:signatureversion": ("AWS",)}
-        return {"s3:authtype": ("POST",)}
+        credentials = plan.credentials if plan is not None else None
+        if credentials is None:  # an anonymous form
+            return {"s3:authtype": ("POST",)}
+        version = "AWS4-HMAC-SHA256" if credentials.scheme == "v4" else "AWS"
+        return {"s3:authtype": ("POST",), "s3:signatureversion": (version,)}
     if authorization.startswith("AWS4-HMAC-SHA256"):
         return {"s3:authtype": ("REST-HEADER",), "s3:signatureversion": ("AWS4-HMAC-SHA256",)}
     if authorization.startswith("AWS "):

@@ -177,24 +177,22 @@ class RetiredChunks:
             self._delete(ids)
         self._schedule()
 
-    def _take_all(self) -> list[str]:
-        """Stop the timer and empty the queue: every id that was waiting."""
+    def _take_batches(self) -> list[_Batch]:
+        """Stop the timer and empty the queue: the batches that were waiting."""
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        ids = [i for batch in self._queue for i in batch.ids]
+        batches = list(self._queue)
         self._queue.clear()
         self._pending = 0
-        return ids
+        return batches
 
     def take_pending(self) -> list[tuple[float, list[str]]]:
         """Stop the timer and empty the queue, deleting nothing: each
         waiting batch as (seconds until it is due, ids), oldest first.  For a
         stop while other servers may still read them."""
         now = self._reactor.seconds()
-        pending = [(max(0.0, batch.due - now), list(batch.ids)) for batch in self._queue]
-        self._take_all()
-        return pending
+        return [(max(0.0, batch.due - now), batch.ids) for batch in self._take_batches()]
 
     @inlineCallbacks
     def flush(self, timeout_seconds: float) -> Any:
@@ -204,7 +202,7 @@ class RetiredChunks:
         Later :meth:`retire` calls delete at once (requests have drained).
         """
         self._flushed = True
-        ids = self._take_all()
+        ids = [i for batch in self._take_batches() for i in batch.ids]
         deadline = self._reactor.seconds() + timeout_seconds
         done = 0
         while done < len(ids) and self._reactor.seconds() < deadline:
